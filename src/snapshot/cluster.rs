@@ -1,0 +1,140 @@
+//! Compiled clusters: a ServiceEntry host × port (× subset), its endpoints and traffic policy.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One upstream cluster, named as istiod names it: `outbound|PORT|SUBSET|HOST`.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: Arc<str>,
+    pub host: Arc<str>,
+    pub namespace: Arc<str>,
+    pub port: u16,
+    pub subset: Option<Arc<str>>,
+    /// The ServiceEntry port's protocol (HTTP, TCP, …).
+    pub protocol: Arc<str>,
+    /// Resolved endpoints; for `resolution: DNS` they were resolved off the request path.
+    pub endpoints: Vec<Endpoint>,
+    /// Cluster policy with port-level and subset overrides already merged, field by field.
+    pub policy: TrafficPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// Relative load-balancing weight (ServiceEntry endpoint `weight`, default 1).
+    pub weight: u32,
+    pub labels: Arc<BTreeMap<String, String>>,
+    pub locality: Option<Arc<str>>,
+}
+
+/// DestinationRule `trafficPolicy` with Istio's and Envoy's defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficPolicy {
+    pub load_balancer: LoadBalancer,
+    pub connect_timeout: Duration,
+    /// Envoy's circuit breakers; `u32::MAX` when unset, as Istio leaves them.
+    pub max_connections: u32,
+    pub http1_max_pending_requests: u32,
+    pub http2_max_requests: u32,
+    /// 0 = unlimited.
+    pub max_requests_per_connection: u32,
+    pub max_retries: u32,
+    /// Idle time after which an upstream HTTP connection is closed; Envoy's default is 1 h.
+    pub http_idle_timeout: Duration,
+    /// Idle time after which a TCP-proxied stream is closed; Istio's default is 1 h.
+    pub tcp_idle_timeout: Duration,
+    pub max_connection_duration: Option<Duration>,
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<UpstreamTls>,
+}
+
+impl Default for TrafficPolicy {
+    fn default() -> Self {
+        Self {
+            load_balancer: LoadBalancer::default(),
+            connect_timeout: Duration::from_secs(10),
+            max_connections: u32::MAX,
+            http1_max_pending_requests: u32::MAX,
+            http2_max_requests: u32::MAX,
+            max_requests_per_connection: 0,
+            max_retries: u32::MAX,
+            http_idle_timeout: Duration::from_secs(3600),
+            tcp_idle_timeout: Duration::from_secs(3600),
+            max_connection_duration: None,
+            tcp_keepalive: None,
+            outlier_detection: None,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadBalancer {
+    RoundRobin,
+    /// Power of two choices: Istio's default since 1.14.
+    LeastRequest,
+    Random,
+    Passthrough,
+    ConsistentHash { key: HashKey, algorithm: HashAlgorithm },
+}
+
+impl Default for LoadBalancer {
+    fn default() -> Self {
+        Self::LeastRequest
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashKey {
+    Header(Arc<str>),
+    Cookie { name: Arc<str>, path: Option<Arc<str>>, ttl: Option<Duration> },
+    SourceIp,
+    QueryParameter(Arc<str>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HashAlgorithm {
+    RingHash { minimum_ring_size: u64 },
+    Maglev { table_size: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TcpKeepalive {
+    pub probes: Option<u32>,
+    pub time: Option<Duration>,
+    pub interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: Option<u32>,
+    pub consecutive_gateway_errors: Option<u32>,
+    pub consecutive_local_origin_failures: Option<u32>,
+    pub split_external_local_origin_errors: bool,
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+    pub min_health_percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    pub mode: UpstreamTlsMode,
+    /// PEM bytes, read when the snapshot was compiled so the data plane never touches files.
+    pub client_certificate: Option<Arc<[u8]>>,
+    pub private_key: Option<Arc<[u8]>>,
+    pub ca_certificates: Option<Arc<[u8]>>,
+    pub subject_alt_names: Vec<Arc<str>>,
+    pub sni: Option<Arc<str>>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTlsMode {
+    Simple,
+    Mutual,
+}

@@ -1,0 +1,184 @@
+//! The compiled, immutable route snapshot the data plane reads; built off the request path.
+//!
+//! `compile` turns a validated [`crate::config::ConfigSet`] into a [`Snapshot`]: listeners by
+//! port → servers (TLS settings, admitted hosts) → virtual hosts → ordered routes with
+//! pre-compiled matchers → clusters. Workers hold an `Arc<Snapshot>` per request, so a reload
+//! (a new snapshot swapped in with arc-swap) never shows a request half of each.
+
+mod cluster;
+mod hosts;
+mod matcher;
+mod route;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use cluster::*;
+pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
+pub use matcher::*;
+pub use route::*;
+
+/// Index into [`Snapshot::clusters`]; only meaningful within one snapshot.
+pub type ClusterId = u32;
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Counts reloads, so stats and /config_dump can tell snapshots apart.
+    pub generation: u64,
+    /// Sorted by port.
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+impl Snapshot {
+    pub fn listener(&self, port: u16) -> Option<&Listener> {
+        self.listeners.binary_search_by_key(&port, |l| l.port).ok().map(|i| &self.listeners[i])
+    }
+
+    pub fn cluster(&self, id: ClusterId) -> &Cluster {
+        &self.clusters[id as usize]
+    }
+
+    pub fn cluster_by_name(&self, name: &str) -> Option<ClusterId> {
+        self.clusters.iter().position(|c| &*c.name == name).map(|i| i as ClusterId)
+    }
+}
+
+/// Everything served on one port: Envoy's listener. All servers on a port share one protocol
+/// family (validation refuses conflicts).
+#[derive(Debug)]
+pub struct Listener {
+    pub port: u16,
+    /// `bind` of the servers, else 0.0.0.0.
+    pub bind: IpAddr,
+    pub protocol: ListenerProtocol,
+    /// In config order.
+    pub servers: Vec<Server>,
+    /// Plain HTTP: one route table merged over every server of the port, as istiod builds the
+    /// `http.PORT` route configuration.
+    pub http_routes: Arc<RouteTable>,
+    /// TLS ports: server index by SNI (exact, longest wildcard, then a `*` server as default).
+    pub sni: HostTable<usize>,
+}
+
+impl Listener {
+    /// The server a TLS connection lands on; `None` closes the connection (no default chain).
+    pub fn server_for_sni(&self, sni: Option<&str>) -> Option<&Server> {
+        let index = match sni {
+            Some(name) => self.sni.lookup(name),
+            None => self.sni.lookup("*"),
+        };
+        index.map(|&i| &self.servers[i])
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    /// HTTP, HTTP2, GRPC, GRPC-WEB: HTTP/1.1 routing on plain connections.
+    Http,
+    /// HTTPS and TLS servers: a filter chain per server chosen by SNI.
+    Tls,
+    /// TCP and the opaque protocols (MONGO, REDIS, MYSQL, …).
+    Tcp,
+}
+
+/// One Gateway server: Envoy's filter chain.
+#[derive(Debug)]
+pub struct Server {
+    /// `namespace/name` of the Gateway.
+    pub gateway: Arc<str>,
+    /// `port.name`, for stats.
+    pub port_name: Arc<str>,
+    /// The protocol as written (upper-cased): HTTP, HTTPS, TLS, TCP, MONGO, …
+    pub protocol: Arc<str>,
+    pub hosts: Vec<Arc<str>>,
+    pub tls: Option<ServerTls>,
+    /// HTTPS: this server's own routes; HTTP: the listener's merged table.
+    pub routes: Arc<RouteTable>,
+    pub tcp_routes: Vec<L4Route>,
+    /// PASSTHROUGH servers: `tls` routes matched on SNI.
+    pub tls_routes: Vec<L4Route>,
+}
+
+/// Downstream TLS of a server, certificate material already read and checked.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub mode: ServerTlsMode,
+    pub cert_chain: Option<Arc<[u8]>>,
+    pub private_key: Option<Arc<[u8]>>,
+    pub ca_certificates: Option<Arc<[u8]>>,
+    /// Files the material came from (empty for `credentialName` secrets in the config), watched
+    /// for changes.
+    pub source_files: Vec<Arc<std::path::Path>>,
+    pub subject_alt_names: Vec<Arc<str>>,
+    pub verify_certificate_spki: Vec<Arc<str>>,
+    pub verify_certificate_hash: Vec<Arc<str>>,
+    pub min_protocol_version: Option<TlsVersion>,
+    pub max_protocol_version: Option<TlsVersion>,
+    pub cipher_suites: Vec<Arc<str>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerTlsMode {
+    Simple,
+    Mutual,
+    OptionalMutual,
+    Passthrough,
+    AutoPassthrough,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+/// Virtual hosts of a route configuration, selected by Host.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pub vhosts: HostTable<VirtualHost>,
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    /// The domain pattern this virtual host serves.
+    pub domain: Arc<str>,
+    /// The server had `tls.httpsRedirect`: every request is answered 301 to https.
+    pub https_redirect: bool,
+    /// In order; the first that matches wins.
+    pub routes: Vec<Route>,
+}
+
+/// The outcome of a route lookup.
+#[derive(Debug)]
+pub enum RouteDecision<'s> {
+    /// No virtual host for the Host header: 404.
+    NoVirtualHost,
+    /// A virtual host, but none of its routes matched: 404.
+    NoRoute(&'s VirtualHost),
+    /// A `tls.httpsRedirect` virtual host: 301 to https.
+    HttpsRedirect(&'s VirtualHost),
+    Matched {
+        vhost: &'s VirtualHost,
+        route: &'s Route,
+        /// The block that held (`None` for a route without `match`), for prefix rewrites.
+        block: Option<&'s MatchBlock>,
+    },
+}
+
+impl RouteTable {
+    pub fn route<'s>(&'s self, req: &RequestInfo<'_>) -> RouteDecision<'s> {
+        let Some(vhost) = self.vhosts.lookup(req.host) else {
+            return RouteDecision::NoVirtualHost;
+        };
+        if vhost.https_redirect {
+            return RouteDecision::HttpsRedirect(vhost);
+        }
+        for route in &vhost.routes {
+            if let Some(block) = route.matches(req) {
+                return RouteDecision::Matched { vhost, route, block };
+            }
+        }
+        RouteDecision::NoRoute(vhost)
+    }
+}
