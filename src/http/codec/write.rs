@@ -1,0 +1,557 @@
+//! Head rewriting: the upstream request head, the downstream response head, and the
+//! gateway's own answers.
+//!
+//! Rewriting never rebuilds a header map: untouched field lines are copied verbatim from
+//! the read buffer, consecutive ones as a single run, and only what changes is written
+//! anew (the start line, Host when replaced, framing, hop-by-hop and gateway headers).
+//! Values the caller passes in (paths, authorities, extra headers) are written as given:
+//! the caller guarantees they contain no CR, LF or NUL.
+
+use super::fields::{Fields, Kind};
+use super::request::{RequestHead, TargetForm};
+use super::response::ResponseHead;
+use super::BodyFraming;
+use bytes::BufMut;
+
+/// What changes between the client's request head and the one sent upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestEdits<'a> {
+    /// Path and query to send instead of the original (after a route rewrite).
+    pub path: Option<&'a str>,
+    /// Host to send instead of the original (`rewrite.authority`).
+    pub authority: Option<&'a str>,
+    /// `x-forwarded-proto` value; any client value is dropped. Empty: write none.
+    pub x_forwarded_proto: &'a str,
+    /// Peer address appended to the client's `x-forwarded-for` (`existing, ip`), or set
+    /// when there is none. Empty: leave the client's lines untouched.
+    pub x_forwarded_for_append: &'a str,
+    /// Replaces `x-request-id` when `Some`; `None` keeps the client's.
+    pub request_id: Option<&'a str>,
+    /// Written as `x-envoy-external-address` when `Some` (client `x-envoy-*` are always
+    /// stripped).
+    pub x_envoy_external_address: Option<&'a str>,
+    /// Header lines appended as given (`set` = name in `remove` plus here).
+    pub add: &'a [(&'a str, &'a str)],
+    /// Client header names to drop (case-insensitive). Host and framing are not affected.
+    pub remove: &'a [&'a str],
+    /// `false` writes `connection: close` (the upstream connection is not reused).
+    pub keep_alive: bool,
+    /// Forward an upgrade request (`RequestHead::upgrade`) as such: keep `upgrade` and
+    /// write `connection: upgrade`. When `false` the upgrade headers are dropped.
+    pub allow_upgrade: bool,
+}
+
+impl Default for RequestEdits<'_> {
+    fn default() -> Self {
+        RequestEdits {
+            path: None,
+            authority: None,
+            x_forwarded_proto: "http",
+            x_forwarded_for_append: "",
+            request_id: None,
+            x_envoy_external_address: None,
+            add: &[],
+            remove: &[],
+            keep_alive: true,
+            allow_upgrade: true,
+        }
+    }
+}
+
+#[inline]
+fn put_header<B: BufMut>(out: &mut B, name: &[u8], value: &[u8]) {
+    debug_assert!(!value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0));
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+#[inline]
+fn put_u64<B: BufMut>(out: &mut B, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.put_slice(&tmp[i..]);
+}
+
+#[inline]
+fn in_list(list: &[&str], name: &str) -> bool {
+    list.iter()
+        .any(|r| r.len() == name.len() && r.eq_ignore_ascii_case(name))
+}
+
+/// A field line the sender nominated as hop-by-hop (listed in `Connection`) or the caller
+/// asked to remove. Both checks are skipped entirely in the common case (no nomination
+/// beyond close/keep-alive/upgrade, empty remove list).
+#[inline]
+fn dropped_by_name(f: &Fields<'_>, name: &str, nominates: bool, remove: &[&str]) -> bool {
+    (nominates && f.nominated(name)) || (!remove.is_empty() && in_list(remove, name))
+}
+
+/// Copies field lines verbatim in runs, skipping those `keep` refuses. Returns nothing:
+/// everything up to (not including) the head's final CRLF has been written.
+#[inline]
+fn copy_kept<B: BufMut>(
+    out: &mut B,
+    f: &Fields<'_>,
+    first: usize,
+    remove: &[&str],
+    mut keep: impl FnMut(usize, Kind) -> bool,
+) {
+    let buf = f.buf;
+    let nominates = f.conn.nominates;
+    let mut run = first;
+    for i in 0..f.len {
+        let kind = f.kinds[i];
+        let mut kept = keep(i, kind);
+        // Host and framing are the codec's business: a client cannot nominate them away.
+        if kept
+            && !matches!(
+                kind,
+                Kind::Host | Kind::ContentLength | Kind::TransferEncoding
+            )
+        {
+            kept = !dropped_by_name(f, f.headers[i].name, nominates, remove);
+        }
+        if !kept {
+            let start = f.line_start(i);
+            if start > run {
+                out.put_slice(&buf[run..start]);
+            }
+            run = f.line_end(i);
+        }
+    }
+    let end = buf.len() - 2;
+    if end > run {
+        out.put_slice(&buf[run..end]);
+    }
+}
+
+/// Writes the head to send upstream: `HTTP/1.1`, the (rewritten) target and Host, the
+/// client's fields minus hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE
+/// other than `trailers`, Upgrade unless forwarded, HTTP2-Settings, and every name the
+/// Connection header lists), minus client `x-envoy-*` and `x-forwarded-proto`, with the
+/// framing header exactly once and the gateway's headers added.
+pub fn write_request_head<B: BufMut>(
+    out: &mut B,
+    head: &RequestHead<'_>,
+    edits: &RequestEdits<'_>,
+) {
+    let f = &head.fields;
+
+    // Request line: verbatim when nothing in it changes.
+    if edits.path.is_none() && head.version == 1 && head.form == TargetForm::Origin {
+        out.put_slice(&f.buf[head.line.0..head.line.1]);
+    } else {
+        out.put_slice(head.method.as_bytes());
+        out.put_slice(b" ");
+        match (edits.path, head.form) {
+            (Some(p), _) => out.put_slice(p.as_bytes()),
+            // absolute-form goes upstream as origin-form (we are the gateway, not a proxy).
+            (None, TargetForm::Absolute) => {
+                out.put_slice(head.path.as_bytes());
+                if let Some(q) = head.query {
+                    out.put_slice(b"?");
+                    out.put_slice(q.as_bytes());
+                }
+            }
+            (None, _) => out.put_slice(head.target.as_bytes()),
+        }
+        out.put_slice(b" HTTP/1.1\r\n");
+    }
+
+    // Host: replaced right after the request line, else kept in place. HTTP/1.1 upstream
+    // requires one: an HTTP/1.0 request without Host gets an empty one (RFC 9112 §3.2).
+    let new_host = edits.authority.or(if head.host_from_target {
+        head.host
+    } else {
+        None
+    });
+    match new_host {
+        Some(h) => put_header(out, b"host", h.as_bytes()),
+        None if !head.has_host_header => put_header(out, b"host", b""),
+        None => {}
+    }
+
+    let xff_append = edits.x_forwarded_for_append;
+    let keep_upgrade = edits.allow_upgrade && head.upgrade.is_some();
+    copy_kept(out, f, head.line.1, edits.remove, |i, kind| match kind {
+        Kind::Host => new_host.is_none(),
+        Kind::ContentLength
+        | Kind::TransferEncoding
+        | Kind::Connection
+        | Kind::KeepAlive
+        | Kind::ProxyConnection
+        | Kind::Upgrade
+        | Kind::Http2Settings
+        | Kind::XForwardedProto
+        | Kind::XEnvoy => false,
+        // `te: trailers` is the one TE value that is end-to-end meaningful (Envoy keeps it).
+        Kind::Te => f.headers[i].value.eq_ignore_ascii_case(b"trailers"),
+        // The proxy answers 100-continue itself.
+        Kind::Expect => {
+            !(head.expect_continue && f.headers[i].value.eq_ignore_ascii_case(b"100-continue"))
+        }
+        Kind::XForwardedFor => xff_append.is_empty(),
+        Kind::XRequestId => edits.request_id.is_none(),
+        Kind::Other | Kind::Server | Kind::Date => true,
+    });
+
+    if !xff_append.is_empty() {
+        out.put_slice(b"x-forwarded-for: ");
+        for i in 0..f.len {
+            let h = &f.headers[i];
+            let dropped = dropped_by_name(f, h.name, f.conn.nominates, edits.remove);
+            if f.kinds[i] == Kind::XForwardedFor && !h.value.is_empty() && !dropped {
+                out.put_slice(h.value);
+                out.put_slice(b", ");
+            }
+        }
+        out.put_slice(xff_append.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if !edits.x_forwarded_proto.is_empty() {
+        put_header(
+            out,
+            b"x-forwarded-proto",
+            edits.x_forwarded_proto.as_bytes(),
+        );
+    }
+    if let Some(id) = edits.request_id {
+        put_header(out, b"x-request-id", id.as_bytes());
+    }
+    if let Some(a) = edits.x_envoy_external_address {
+        put_header(out, b"x-envoy-external-address", a.as_bytes());
+    }
+    match head.framing {
+        BodyFraming::ContentLength(n) => {
+            out.put_slice(b"content-length: ");
+            put_u64(out, n);
+            out.put_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::None | BodyFraming::UntilClose => {}
+    }
+    if keep_upgrade {
+        out.put_slice(b"connection: upgrade\r\n");
+        put_header(out, b"upgrade", head.upgrade.unwrap_or_default().as_bytes());
+    } else if !edits.keep_alive {
+        out.put_slice(b"connection: close\r\n");
+    }
+    for (n, v) in edits.add {
+        put_header(out, n.as_bytes(), v.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// What changes between the upstream's response head and the one sent to the client.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseEdits<'a> {
+    /// Overwrites `server` (Envoy's `server_header_transformation: OVERWRITE`); `None`
+    /// keeps the upstream's.
+    pub server: Option<&'a str>,
+    /// Adds `x-envoy-upstream-service-time` (replacing an upstream one).
+    pub upstream_service_time_ms: Option<u64>,
+    /// Overwrites `date` (as Envoy does) when `Some`, e.g. from [`super::DateCache`].
+    pub date: Option<&'a [u8]>,
+    /// The client connection closes after this response: write `connection: close`.
+    pub close: bool,
+    /// The client spoke HTTP/1.0: `HTTP/1.0` status line, `connection: keep-alive` when
+    /// kept open, and a chunked answer is de-chunked (see [`ResponseWritten::dechunk`]).
+    pub http10_client: bool,
+    /// Header lines appended as given.
+    pub add: &'a [(&'a str, &'a str)],
+    /// Upstream header names to drop (case-insensitive). Framing is not affected.
+    pub remove: &'a [&'a str],
+}
+
+impl Default for ResponseEdits<'_> {
+    fn default() -> Self {
+        ResponseEdits {
+            server: Some("istio-envoy"),
+            upstream_service_time_ms: None,
+            date: None,
+            close: false,
+            http10_client: false,
+            add: &[],
+            remove: &[],
+        }
+    }
+}
+
+/// Decisions [`write_response_head`] made that the caller must carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseWritten {
+    /// The body is chunked but the head says nothing about framing: forward only the
+    /// decoded data (`ChunkedDecoder::decoding()`), then close.
+    pub dechunk: bool,
+    /// Close the client connection after the body (asked for, read-until-close body, or
+    /// de-chunking). Never set for 101, where the connection becomes a tunnel.
+    pub close: bool,
+}
+
+/// Writes the head to send to the client: the canonical status line, the upstream's
+/// fields minus hop-by-hop ones, framing exactly once, and the gateway's headers.
+pub fn write_response_head<B: BufMut>(
+    out: &mut B,
+    head: &ResponseHead<'_>,
+    edits: &ResponseEdits<'_>,
+) -> ResponseWritten {
+    let f = &head.fields;
+    let status = head.status;
+    let interim = (100..200).contains(&status) && status != 101;
+    let switching = status == 101;
+    let dechunk = edits.http10_client && head.framing == BodyFraming::Chunked;
+    let close = !switching
+        && !interim
+        && (edits.close || dechunk || head.framing == BodyFraming::UntilClose);
+
+    put_status_line(out, edits.http10_client, status, reason_phrase(status));
+
+    let service_time = edits.upstream_service_time_ms;
+    let final_answer = !interim;
+    copy_kept(
+        out,
+        f,
+        status_line_end(f),
+        edits.remove,
+        |i, kind| match kind {
+            Kind::ContentLength
+            | Kind::TransferEncoding
+            | Kind::Connection
+            | Kind::KeepAlive
+            | Kind::ProxyConnection
+            | Kind::Te
+            | Kind::Upgrade
+            | Kind::Http2Settings => false,
+            Kind::Server => !(final_answer && edits.server.is_some()),
+            Kind::Date => !(final_answer && edits.date.is_some()),
+            Kind::XEnvoy => {
+                !(final_answer
+                    && service_time.is_some()
+                    && f.headers[i]
+                        .name
+                        .eq_ignore_ascii_case("x-envoy-upstream-service-time"))
+            }
+            _ => true,
+        },
+    );
+
+    // Framing: 1xx and 204 never carry it (RFC 9110 §8.6, RFC 9112 §6.1); HEAD and 304
+    // answers keep it as a description of the representation.
+    if !(100..200).contains(&status) && status != 204 {
+        if let Some(n) = head.content_length {
+            out.put_slice(b"content-length: ");
+            put_u64(out, n);
+            out.put_slice(b"\r\n");
+        } else if head.chunked && !edits.http10_client {
+            out.put_slice(b"transfer-encoding: chunked\r\n");
+        }
+    }
+    if final_answer {
+        if let Some(d) = edits.date {
+            put_header(out, b"date", d);
+        }
+        if let Some(s) = edits.server {
+            put_header(out, b"server", s.as_bytes());
+        }
+        if let Some(ms) = service_time {
+            out.put_slice(b"x-envoy-upstream-service-time: ");
+            put_u64(out, ms);
+            out.put_slice(b"\r\n");
+        }
+    }
+    if switching {
+        out.put_slice(b"connection: upgrade\r\n");
+        if let Some(u) = head.upgrade {
+            put_header(out, b"upgrade", u.as_bytes());
+        }
+    } else if close {
+        out.put_slice(b"connection: close\r\n");
+    } else if edits.http10_client && !interim {
+        out.put_slice(b"connection: keep-alive\r\n");
+    }
+    if final_answer {
+        for (n, v) in edits.add {
+            put_header(out, n.as_bytes(), v.as_bytes());
+        }
+    }
+    out.put_slice(b"\r\n");
+    ResponseWritten { dechunk, close }
+}
+
+/// Offset just past the status line's CRLF.
+fn status_line_end(f: &Fields<'_>) -> usize {
+    if f.len > 0 {
+        f.line_start(0)
+    } else {
+        f.buf.len() - 2
+    }
+}
+
+#[inline]
+fn put_status_line<B: BufMut>(out: &mut B, http10: bool, status: u16, reason: &str) {
+    out.put_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    let s = status.min(999);
+    out.put_slice(&[
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+        b' ',
+    ]);
+    out.put_slice(reason.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// One of the gateway's own answers (404, 503 `no healthy upstream`, 400, 431, 414, 502,
+/// 504 `upstream request timeout`, direct responses, redirects…).
+#[derive(Debug, Clone, Copy)]
+pub struct SimpleResponse<'a> {
+    pub status: u16,
+    /// `None`: Envoy's reason phrase for the status.
+    pub reason: Option<&'a str>,
+    /// Extra header lines (e.g. `location`), written after the standard ones.
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    /// Written only when the body is not empty.
+    pub content_type: &'a str,
+    pub server: &'a str,
+    /// Write `connection: close` (e.g. after a protocol error).
+    pub close: bool,
+    /// The client spoke HTTP/1.0.
+    pub http10: bool,
+    /// The request was HEAD: headers as for the body, but no body bytes.
+    pub omit_body: bool,
+}
+
+impl Default for SimpleResponse<'_> {
+    fn default() -> Self {
+        SimpleResponse {
+            status: 200,
+            reason: None,
+            headers: &[],
+            body: &[],
+            content_type: "text/plain",
+            server: "istio-envoy",
+            close: false,
+            http10: false,
+            omit_body: false,
+        }
+    }
+}
+
+/// Writes a complete response (head and body) the way Envoy writes a local reply:
+/// `content-length`, `content-type` (with a body), `date`, `server`, then extras.
+/// `date` is the IMF-fixdate from [`super::DateCache`].
+pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, date: &[u8]) {
+    let status = resp.status;
+    put_status_line(
+        out,
+        resp.http10,
+        status,
+        resp.reason.unwrap_or_else(|| reason_phrase(status)),
+    );
+    let bodyless_status = (100..200).contains(&status) || status == 204 || status == 304;
+    if !((100..200).contains(&status) || status == 204) {
+        out.put_slice(b"content-length: ");
+        put_u64(
+            out,
+            if bodyless_status {
+                0
+            } else {
+                resp.body.len() as u64
+            },
+        );
+        out.put_slice(b"\r\n");
+    }
+    if !resp.body.is_empty() && !bodyless_status {
+        put_header(out, b"content-type", resp.content_type.as_bytes());
+    }
+    put_header(out, b"date", date);
+    put_header(out, b"server", resp.server.as_bytes());
+    for (n, v) in resp.headers {
+        put_header(out, n.as_bytes(), v.as_bytes());
+    }
+    if resp.close {
+        out.put_slice(b"connection: close\r\n");
+    } else if resp.http10 {
+        out.put_slice(b"connection: keep-alive\r\n");
+    }
+    out.put_slice(b"\r\n");
+    if !resp.omit_body && !bodyless_status {
+        out.put_slice(resp.body);
+    }
+}
+
+/// The reason phrase Envoy writes for a status (its `CodeUtility::toString`, plus 101,
+/// which Envoy only ever sends for upgrades); `Unknown` for codes Envoy does not name.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Entity",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,2 @@
+//! HTTP/1.1 proxy path.
+pub mod codec;
