@@ -6,14 +6,18 @@
 //! (a new snapshot swapped in with arc-swap) never shows a request half of each.
 
 mod cluster;
+mod compile;
 mod hosts;
 mod matcher;
 mod route;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use cluster::*;
+pub use compile::{compile, CompileOptions};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
 pub use route::*;

@@ -1,0 +1,197 @@
+//! TCP and TLS-passthrough routes of the VirtualServices bound to a server, chosen as istiod's
+//! `buildGatewayNetworkFiltersFromTCPRoutes` / `…FromTLSRoutes` choose them.
+
+use std::cmp::Reverse;
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::config::virtual_service::{L4MatchAttributes, RouteDestination, VirtualService};
+use crate::config::Resource;
+use crate::snapshot::{Destination, L4Match, L4Route, RouteSource, WeightedDestinations};
+
+use super::cluster::{Clusters, Ctx};
+use super::index::{expand_host, resolve_gateway_name};
+
+/// l4SingleMatch: `port` must be the server's and `gateways` (if any) must name this one.
+/// `sourceLabels` and, for TCP, `destinationSubnets`/`sourceSubnet` play no part at a gateway.
+fn l4_applies(
+    port: Option<u32>,
+    gateways: &[String],
+    vs_ns: &str,
+    server_port: u16,
+    gateway: &str,
+) -> bool {
+    port.is_none_or(|p| p == 0 || p == u32::from(server_port))
+        && (gateways.is_empty()
+            || gateways
+                .iter()
+                .any(|g| resolve_gateway_name(g, vs_ns) == gateway))
+}
+
+fn destinations(
+    route: &[RouteDestination],
+    vs_ns: &str,
+    ctx: &Ctx<'_>,
+    clusters: &mut Clusters<'_>,
+) -> WeightedDestinations {
+    let single = route.len() == 1;
+    let destinations: Vec<Destination> = route
+        .iter()
+        .filter_map(|r| {
+            let weight = if single {
+                100
+            } else {
+                u32::try_from(r.weight.unwrap_or(0))
+                    .ok()
+                    .filter(|&w| w > 0)?
+            };
+            let host = expand_host(&r.destination.host, vs_ns);
+            let subset = r.destination.subset.as_deref().filter(|s| !s.is_empty());
+            let port = r
+                .destination
+                .port
+                .as_ref()
+                .and_then(|p| u16::try_from(p.number).ok())
+                .filter(|&p| p != 0);
+            let (port, cluster) = clusters.resolve(&host, subset, port, ctx);
+            Some(Destination {
+                host: host.into(),
+                subset: subset.map(Into::into),
+                port,
+                cluster,
+                weight,
+                headers: Default::default(),
+            })
+        })
+        .collect();
+    // Saturating: weights are validated to sum to 100, but never panic on odd input.
+    let total_weight = destinations
+        .iter()
+        .fold(0u32, |t, d| t.saturating_add(d.weight));
+    WeightedDestinations {
+        destinations,
+        total_weight,
+    }
+}
+
+/// A TCP server (or a TLS-terminating `TLS` server) forwards everything to the first `tcp` route,
+/// in VirtualService order, whose blocks admit this port and gateway: istiod builds a single
+/// tcp_proxy for the filter chain, so later routes never see traffic.
+pub(super) fn tcp_routes(
+    bound: &[(&Resource<VirtualService>, RouteSource)],
+    server_port: u16,
+    gateway: &str,
+    consumer_ns: &str,
+    clusters: &mut Clusters<'_>,
+) -> Vec<L4Route> {
+    for (vs, source) in bound {
+        let matches = |m: &L4MatchAttributes| {
+            l4_applies(m.port, &m.gateways, vs.namespace(), server_port, gateway)
+        };
+        for (i, tcp) in vs.spec.tcp.iter().enumerate() {
+            if tcp.route.is_empty() || !(tcp.matches.is_empty() || tcp.matches.iter().any(matches))
+            {
+                continue;
+            }
+            let ctx = Ctx {
+                listener_port: server_port,
+                consumer_ns,
+                vs_ns: vs.namespace(),
+            };
+            return vec![L4Route {
+                source: RouteSource {
+                    index: i,
+                    ..source.clone()
+                },
+                matches: Vec::new(),
+                destinations: destinations(&tcp.route, vs.namespace(), &ctx, clusters),
+            }];
+        }
+    }
+    Vec::new()
+}
+
+fn subnet(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// How Envoy ranks filter chains: a destination-subnet match first, then the SNI exact, then the
+/// longest wildcard, `*` last. Routes are sorted by it so that first-match equals most-specific.
+fn specificity(m: &L4Match) -> (bool, bool, Reverse<usize>) {
+    let sni = m.sni_hosts.first().map_or("*", |s| &**s);
+    (
+        m.destination_subnets.is_empty(),
+        sni.starts_with('*'),
+        Reverse(if sni == "*" { 0 } else { sni.len() }),
+    )
+}
+
+/// PASSTHROUGH servers: one route per `tls` match block (and SNI host) that admits this port and
+/// gateway, skipping a block whose SNI host an earlier block on this port already claimed, as
+/// istiod does to keep Envoy's filter chains unique. `seen` spans the listener's servers.
+pub(super) fn tls_routes(
+    bound: &[(&Resource<VirtualService>, RouteSource)],
+    server_port: u16,
+    gateway: &str,
+    consumer_ns: &str,
+    seen: &mut HashSet<String>,
+    clusters: &mut Clusters<'_>,
+) -> Vec<L4Route> {
+    let mut out = Vec::new();
+    for (vs, source) in bound {
+        for (i, tls) in vs.spec.tls.iter().enumerate() {
+            if tls.route.is_empty() {
+                continue;
+            }
+            let ctx = Ctx {
+                listener_port: server_port,
+                consumer_ns,
+                vs_ns: vs.namespace(),
+            };
+            for m in &tls.matches {
+                if !l4_applies(m.port, &m.gateways, vs.namespace(), server_port, gateway) {
+                    continue;
+                }
+                let hosts: Vec<String> =
+                    m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+                if hosts.iter().any(|h| seen.contains(h)) {
+                    tracing::warn!(virtual_service = %source.virtual_service, "duplicate SNI host on port {server_port}; tls rule skipped");
+                    continue;
+                }
+                seen.extend(hosts.iter().cloned());
+                let destination_subnets: Vec<IpNet> = m
+                    .destination_subnets
+                    .iter()
+                    .filter_map(|s| subnet(s))
+                    .collect();
+                let destinations = destinations(&tls.route, vs.namespace(), &ctx, clusters);
+                // One route per SNI host so each can be ranked on its own; no SNI host matches all.
+                let per_host: Vec<Vec<Box<str>>> = if hosts.is_empty() {
+                    vec![Vec::new()]
+                } else {
+                    hosts.into_iter().map(|h| vec![h.into()]).collect()
+                };
+                for sni_hosts in per_host {
+                    out.push(L4Route {
+                        source: RouteSource {
+                            index: i,
+                            ..source.clone()
+                        },
+                        matches: vec![L4Match {
+                            sni_hosts,
+                            destination_subnets: destination_subnets.clone(),
+                            source_subnet: None,
+                        }],
+                        destinations: destinations.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|r| specificity(&r.matches[0]));
+    out
+}
