@@ -2,3 +2,4 @@
 //! (layout doc is written once the modules exist)
 pub mod config;
 pub mod snapshot;
+pub mod upstream;

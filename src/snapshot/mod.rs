@@ -6,6 +6,7 @@
 //! (a new snapshot swapped in with arc-swap) never shows a request half of each.
 
 mod cluster;
+pub mod compile;
 mod hosts;
 mod matcher;
 mod route;
@@ -14,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use cluster::*;
+pub use compile::*;
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
 pub use route::*;
