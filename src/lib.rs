@@ -6,6 +6,7 @@
 //! loops) → `http` (the per-connection proxy) → `upstream` (per-core pools). `admin` serves
 //! the admin port and holds the per-worker counters; `cli` parses the command line.
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod http;
