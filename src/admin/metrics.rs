@@ -112,7 +112,6 @@ impl WorkerStats {
 pub struct ControlStats {
     pub reload_ok: Counter,
     pub reload_failed: Counter,
-    pub generation: Gauge,
 }
 
 /// The workers' counters summed at scrape time.
@@ -126,6 +125,9 @@ pub struct Totals {
     pub upstream_cx_reused: u64,
     pub upstream_rq_total: u64,
     pub upstream_cx_connect_fail: u64,
+    /// The config generation every worker serves: a published generation counts once the
+    /// slowest worker has switched to it (0 before every worker has started).
+    pub generation: i64,
 }
 
 impl Totals {
@@ -139,6 +141,7 @@ impl Totals {
             upstream_cx_reused: 0,
             upstream_rq_total: 0,
             upstream_cx_connect_fail: 0,
+            generation: served_generation(workers),
         };
         for w in workers {
             t.downstream_cx_total += w.downstream_cx_total.get();
@@ -170,6 +173,11 @@ impl Totals {
             self.upstream_cx_reused as f64 / attempts as f64
         }
     }
+}
+
+/// The smallest generation any worker has applied.
+pub fn served_generation(workers: &[Arc<WorkerStats>]) -> i64 {
+    workers.iter().map(|w| w.generation.get()).min().unwrap_or(0)
 }
 
 #[cfg(test)]

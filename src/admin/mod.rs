@@ -14,13 +14,13 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tracing::debug;
 
 pub use config_dump::to_json;
-pub use metrics::{ControlStats, Counter, Gauge, Totals, WorkerStats, STATUS_SLOTS};
+pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, WorkerStats, STATUS_SLOTS};
 
 use crate::control::{ControlEvent, Readiness, Shared};
 use http::{Request, Response};
@@ -29,6 +29,9 @@ use http::{Request, Response};
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A reload builds a whole snapshot; large configs take a while, but not this long.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Workers look for a new generation every 50 ms; one that takes longer is busy, and the
+/// answer goes out without it.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(1);
 
 const INDEX: &str = "strait admin\n\
   GET  /ready             200 LIVE once serving, 503 before and while draining\n\
@@ -146,10 +149,22 @@ fn reload(ctx: &Context) -> Response {
         return Response::text(503, "control thread gone\n");
     }
     match rx.recv_timeout(RELOAD_TIMEOUT) {
-        Ok(Ok(r)) => Response::text(200, format!("reloaded: generation {}, {} listeners\n", r.generation, r.listeners)),
+        Ok(Ok(r)) => {
+            wait_served(&ctx.shared, r.generation);
+            Response::text(200, format!("reloaded: generation {}, {} listeners\n", r.generation, r.listeners))
+        }
         Ok(Err(e)) if ctx.shared.readiness() == Readiness::Draining => Response::text(503, format!("{e}\n")),
         Ok(Err(e)) => Response::text(500, format!("reload failed: {e}\n")),
         Err(_) => Response::text(503, "no answer from the control thread\n"),
+    }
+}
+
+/// Returns once every worker serves `generation` (or after [`SWITCH_TIMEOUT`]), so that the
+/// caller's next request is answered by the new config.
+fn wait_served(shared: &Shared, generation: u64) {
+    let deadline = Instant::now() + SWITCH_TIMEOUT;
+    while shared.served_generation() < generation && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -120,7 +120,7 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize) -> Vec<Sample
             .label("result", "ok"),
         Sample::new("strait_reloads_total", C, "strait.reloads_failed", Value::Count(control.reload_failed.get()))
             .label("result", "failed"),
-        Sample::new("strait_config_generation", G, "strait.config_generation", Value::Level(control.generation.get())),
+        Sample::new("strait_config_generation", G, "strait.config_generation", Value::Level(t.generation)),
     ]);
     s
 }

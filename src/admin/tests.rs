@@ -52,6 +52,9 @@ fn ready_follows_the_workers_and_the_drain() {
 #[test]
 fn pages() {
     let (addr, shared, _events) = start();
+    for w in &shared.workers {
+        w.generation.set(1);
+    }
     shared.workers[1].record_status(200);
     let (status, prom) = get(addr, "/stats/prometheus");
     assert_eq!(status, 200);
@@ -74,7 +77,10 @@ fn pages() {
 
 #[test]
 fn post_reload_asks_the_control_thread() {
-    let (addr, _shared, events) = start();
+    let (addr, shared, events) = start();
+    for w in &shared.workers {
+        w.generation.set(2);
+    }
     let control = std::thread::spawn(move || {
         for outcome in [Ok(Reloaded { generation: 2, listeners: 3 }), Err("x.yaml: spec.gatways: unknown field".into())]
         {

@@ -74,7 +74,7 @@ impl Reloader {
                         error!("{d}");
                     }
                 }
-                error!("reload failed, generation {} keeps serving: {e}", control.generation.get());
+                error!("reload failed, generation {} keeps serving: {e}", self.shared.snapshot().generation);
                 self.shared.set_last_reload_error(e.to_string());
             }
         }
@@ -94,7 +94,6 @@ impl Reloader {
         let listeners = built.snapshot.listeners.len();
         let next = Published { snapshot: Arc::new(built.snapshot), sockets: self.ports.sockets(), draining: false };
         self.shared.published.store(Arc::new(next));
-        self.shared.control.generation.set(generation as i64);
         Ok(Reloaded { generation, listeners })
     }
 

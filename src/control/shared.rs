@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use super::ports::PortSockets;
-use crate::admin::{ControlStats, WorkerStats};
+#[cfg(doc)]
+use crate::admin::Totals;
+use crate::admin::{served_generation, ControlStats, WorkerStats};
 use crate::snapshot::Snapshot;
 
 /// One publication. Workers poll for a new one; a request keeps the snapshot it started with.
@@ -40,12 +42,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(first: Published, workers: usize) -> Self {
-        let control = ControlStats::default();
-        control.generation.set(first.snapshot.generation as i64);
         Self {
             published: ArcSwap::from_pointee(first),
             workers: (0..workers).map(|_| Arc::default()).collect(),
-            control,
+            control: ControlStats::default(),
             last_reload_error: Mutex::new(None),
         }
     }
@@ -57,11 +57,16 @@ impl Shared {
     pub fn readiness(&self) -> Readiness {
         if self.published.load().draining {
             Readiness::Draining
-        } else if self.workers.iter().all(|w| w.generation.get() > 0) {
+        } else if self.served_generation() > 0 {
             Readiness::Live
         } else {
             Readiness::PreInitializing
         }
+    }
+
+    /// The generation every worker serves (see [`Totals::generation`]).
+    pub fn served_generation(&self) -> u64 {
+        served_generation(&self.workers) as u64
     }
 
     /// Every worker has stopped accepting and holds no downstream connection.

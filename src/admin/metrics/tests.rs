@@ -74,3 +74,14 @@ fn totals_sum_every_worker() {
 fn reuse_ratio_before_any_upstream_request() {
     assert_eq!(Totals::sum(&[Arc::default()]).upstream_reuse_ratio(), 0.0);
 }
+
+#[test]
+fn the_served_generation_is_the_slowest_workers() {
+    let workers: Vec<Arc<WorkerStats>> = (0..3).map(|_| Arc::default()).collect();
+    assert_eq!(Totals::sum(&workers).generation, 0);
+    workers[0].generation.set(5);
+    workers[1].generation.set(4);
+    workers[2].generation.set(5);
+    assert_eq!(Totals::sum(&workers).generation, 4);
+    assert_eq!(served_generation(&[]), 0);
+}

@@ -7,6 +7,8 @@ use crate::admin::WorkerStats;
 
 fn scrape() -> Vec<Sample> {
     let workers: Vec<Arc<WorkerStats>> = (0..2).map(|_| Arc::default()).collect();
+    workers[0].generation.set(4);
+    workers[1].generation.set(3);
     workers[0].downstream_cx_total.add(3);
     workers[1].downstream_cx_active.inc();
     workers[0].record_status(200);
@@ -17,7 +19,6 @@ fn scrape() -> Vec<Sample> {
     let control = ControlStats::default();
     control.reload_ok.add(2);
     control.reload_failed.inc();
-    control.generation.set(3);
     samples(&Totals::sum(&workers), &control, workers.len())
 }
 
