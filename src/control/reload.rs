@@ -108,7 +108,7 @@ impl Reloader {
 }
 
 /// Dangling references and fields not enforced are served, with a warning naming them.
-pub fn log_warnings(warnings: &Diagnostics) {
+fn log_warnings(warnings: &Diagnostics) {
     for d in warnings.iter() {
         warn!("{d}");
     }

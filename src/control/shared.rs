@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use super::ports::PortSockets;
-#[cfg(doc)]
-use crate::admin::Totals;
 use crate::admin::{served_generation, ControlStats, WorkerStats};
 use crate::snapshot::Snapshot;
 
@@ -64,7 +62,7 @@ impl Shared {
         }
     }
 
-    /// The generation every worker serves (see [`Totals::generation`]).
+    /// The generation every worker serves (see [`crate::admin::Totals::generation`]).
     pub fn served_generation(&self) -> u64 {
         served_generation(&self.workers) as u64
     }

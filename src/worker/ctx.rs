@@ -58,7 +58,6 @@ impl WorkerCtx {
     /// The snapshot to serve a request with; hold it for the whole request so a reload in the
     /// middle never mixes two configs.
     #[inline]
-    #[allow(clippy::redundant_allocation)] // see the field: the Rc is the point
     pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
         self.snapshot.borrow().clone()
     }
