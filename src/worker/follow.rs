@@ -37,6 +37,7 @@ pub async fn follow(ctx: Rc<WorkerCtx>, shared: Arc<Shared>) {
             apply(&ctx, &published, &mut acceptors).await;
             current = Some(published);
         } else {
+            // Never across the sleep: arc-swap lends each thread only a few guard slots.
             drop(latest);
         }
         monoio::time::sleep(POLL).await;
