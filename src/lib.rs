@@ -1,5 +1,17 @@
 //! Strait: an io_uring, thread-per-core edge gateway configured by Istio YAML.
-//! (layout doc is written once the modules exist)
+//!
+//! Layers, one way (ARCHITECTURE.md): `config` (YAML → typed resources, validation) →
+//! `snapshot` (the compiled, immutable routing snapshot) → `control` (the control thread:
+//! builds, publishes, reloads, drains) → `worker` (one pinned monoio runtime per core, accept
+//! loops) → `http` (the per-connection proxy) → `upstream` (per-core pools). `admin` serves
+//! the admin port and holds the per-worker counters; `cli` parses the command line.
+pub mod admin;
+pub mod buf;
+pub mod cli;
 pub mod config;
-pub mod snapshot;
+pub mod control;
+pub mod error;
 pub mod http;
+pub mod snapshot;
+pub mod upstream;
+pub mod worker;

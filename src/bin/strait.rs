@@ -1,1 +1,81 @@
-fn main() {}
+//! `strait`: parse the command line, set up logging, run or validate, and render errors once.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use strait::cli::{Cli, Command, DRIVER_ENV};
+use strait::config::{Diagnostic, Diagnostics, Severity};
+use strait::control::{self, fails_validation, BuildOptions, RunError};
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_level.as_deref()) {
+        eprintln!("error: --log-level: {e}");
+        return ExitCode::from(2);
+    }
+    match cli.command {
+        Command::Validate(args) => validate(&args.build_options()),
+        Command::Run(args) => {
+            let opts = match args.run_options(std::env::var(DRIVER_ENV).ok().as_deref()) {
+                Ok(opts) => opts,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match control::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(RunError::InvalidConfig(diagnostics)) => {
+                    print_all(&diagnostics);
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `--log-level` wins, then RUST_LOG, then info; always on stderr (stdout is the access log).
+fn init_logging(level: Option<&str>) -> Result<(), String> {
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level).map_err(|e| e.to_string())?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    Ok(())
+}
+
+fn validate(opts: &BuildOptions) -> ExitCode {
+    let (diagnostics, snapshot) = match control::build(opts, 1) {
+        Ok(built) => (built.warnings, Some(built.snapshot)),
+        Err(diagnostics) => (diagnostics, None),
+    };
+    print_all(&diagnostics);
+    match snapshot {
+        Some(s) if !diagnostics.iter().any(|d| fails_validation(d.severity)) => {
+            println!("ok: {} listeners, {} clusters", s.listeners.len(), s.clusters.len());
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn print_all(diagnostics: &Diagnostics) {
+    for d in diagnostics.iter() {
+        print(d);
+    }
+}
+
+fn print(d: &Diagnostic) {
+    let label = if d.severity == Severity::Error { "error" } else { "warning" };
+    eprintln!("{label}: {d}");
+}

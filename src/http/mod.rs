@@ -1,2 +1,11 @@
-//! HTTP/1.1 proxy path.
+//! HTTP/1.1 proxy path: codec, routing on the snapshot, forwarding, the gateway's own answers.
+
+mod body;
 pub mod codec;
+mod dechunk;
+mod local;
+mod proxy;
+mod rewrite;
+mod tunnel;
+
+pub use proxy::serve_connection;

@@ -48,21 +48,13 @@ struct Rules<'a> {
 
 impl<'a> Rules<'a> {
     fn policy(&self) -> Option<&'a Resource<DestinationRule>> {
-        self.rules
-            .iter()
-            .copied()
-            .find(|r| r.spec.traffic_policy.is_some())
+        self.rules.iter().copied().find(|r| r.spec.traffic_policy.is_some())
     }
 
     fn subset(&self, name: &str) -> Option<(&'a Resource<DestinationRule>, usize, &'a Subset)> {
-        self.rules.iter().find_map(|r| {
-            r.spec
-                .subsets
-                .iter()
-                .enumerate()
-                .find(|(_, s)| s.name == name)
-                .map(|(i, s)| (*r, i, s))
-        })
+        self.rules
+            .iter()
+            .find_map(|r| r.spec.subsets.iter().enumerate().find(|(_, s)| s.name == name).map(|(i, s)| (*r, i, s)))
     }
 
     fn subset_names(&self) -> Vec<&'a str> {
@@ -77,11 +69,7 @@ impl<'a> Rules<'a> {
 }
 
 impl<'a> Clusters<'a> {
-    pub(super) fn new(
-        set: &'a ConfigSet,
-        labels: &BTreeMap<String, String>,
-        secrets: &'a Secrets<'a>,
-    ) -> Self {
+    pub(super) fn new(set: &'a ConfigSet, labels: &BTreeMap<String, String>, secrets: &'a Secrets<'a>) -> Self {
         let mut services: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, se) in set.service_entries.iter().enumerate() {
             for host in &se.spec.hosts {
@@ -94,23 +82,12 @@ impl<'a> Clusters<'a> {
         let mut by_ns: HashMap<&str, Vec<(String, usize)>> = HashMap::new();
         for (i, dr) in set.destination_rules.iter().enumerate() {
             // A rule with a workloadSelector applies only to the workloads it selects.
-            if dr
-                .spec
-                .workload_selector
-                .as_ref()
-                .is_some_and(|s| !labels_subset(&s.match_labels, labels))
-            {
+            if dr.spec.workload_selector.as_ref().is_some_and(|s| !labels_subset(&s.match_labels, labels)) {
                 continue;
             }
-            by_ns
-                .entry(dr.namespace())
-                .or_default()
-                .push((expand_host(&dr.spec.host, dr.namespace()), i));
+            by_ns.entry(dr.namespace()).or_default().push((expand_host(&dr.spec.host, dr.namespace()), i));
         }
-        let rules = by_ns
-            .into_iter()
-            .map(|(ns, entries)| (ns, HostIndex::new(entries)))
-            .collect();
+        let rules = by_ns.into_iter().map(|(ns, entries)| (ns, HostIndex::new(entries))).collect();
         Self {
             set,
             secrets,
@@ -129,22 +106,9 @@ impl<'a> Clusters<'a> {
     fn service_for(&self, host: &str, ctx: &Ctx<'_>) -> Option<usize> {
         let list = self.services.get(host)?;
         let ses = &self.set.service_entries;
-        let visible = |i: &&usize| {
-            exported_to(
-                &ses[**i].spec.export_to,
-                ses[**i].namespace(),
-                ctx.consumer_ns,
-            )
-        };
-        let in_ns = |ns: &str| {
-            list.iter()
-                .filter(visible)
-                .find(|&&i| ses[i].namespace() == ns)
-                .copied()
-        };
-        in_ns(ctx.vs_ns)
-            .or_else(|| in_ns(ctx.consumer_ns))
-            .or_else(|| list.iter().find(visible).copied())
+        let visible = |i: &&usize| exported_to(&ses[**i].spec.export_to, ses[**i].namespace(), ctx.consumer_ns);
+        let in_ns = |ns: &str| list.iter().filter(visible).find(|&&i| ses[i].namespace() == ns).copied();
+        in_ns(ctx.vs_ns).or_else(|| in_ns(ctx.consumer_ns)).or_else(|| list.iter().find(visible).copied())
     }
 
     /// istiod's DestinationRule lookup for a consumer namespace: rules in the consumer's own
@@ -152,17 +116,13 @@ impl<'a> Clusters<'a> {
     /// the root namespace; within a namespace the most specific host pattern wins.
     fn rules_for(&self, host: &str, consumer: &str, service_ns: &str) -> Rules<'a> {
         let drs: &'a [Resource<DestinationRule>] = &self.set.destination_rules;
-        let lookup = |ns: &str,
-                      exported_only: bool|
-         -> Option<Vec<&'a Resource<DestinationRule>>> {
+        let lookup = |ns: &str, exported_only: bool| -> Option<Vec<&'a Resource<DestinationRule>>> {
             let index = self.rules.get(ns)?;
             index.covering(host).find_map(|(_, list)| {
                 let found: Vec<_> = list
                     .iter()
                     .map(|&i| &drs[i])
-                    .filter(|r| {
-                        !exported_only || exported_to(&r.spec.export_to, r.namespace(), consumer)
-                    })
+                    .filter(|r| !exported_only || exported_to(&r.spec.export_to, r.namespace(), consumer))
                     .collect();
                 (!found.is_empty()).then_some(found)
             })
@@ -185,13 +145,10 @@ impl<'a> Clusters<'a> {
         ctx: &Ctx<'_>,
     ) -> (u16, Option<ClusterId>) {
         let service = self.service_for(host, ctx);
-        let single_port =
-            service.and_then(
-                |i| match self.set.service_entries[i].spec.ports.as_slice() {
-                    [only] => u16::try_from(only.number).ok(),
-                    _ => None,
-                },
-            );
+        let single_port = service.and_then(|i| match self.set.service_entries[i].spec.ports.as_slice() {
+            [only] => u16::try_from(only.number).ok(),
+            _ => None,
+        });
         let port = port.or(single_port).unwrap_or(ctx.listener_port);
         let cluster = service.and_then(|i| self.ensure(i, host, port, subset, ctx.consumer_ns));
         (port, cluster)
@@ -232,34 +189,19 @@ impl<'a> Clusters<'a> {
                 Ok(t) => policy.tls = t,
                 Err((field, message)) => {
                     let from_subset = path.starts_with("spec.subsets");
-                    let rule = if from_subset {
-                        subset.map(|(r, _, _)| r)
-                    } else {
-                        policy_rule
-                    };
+                    let rule = if from_subset { subset.map(|(r, _, _)| r) } else { policy_rule };
                     if let Some(rule) = rule {
-                        self.errors.push(rule.diagnostic(
-                            Severity::Error,
-                            format!("{path}.{field}"),
-                            message,
-                        ));
+                        self.errors.push(rule.diagnostic(Severity::Error, format!("{path}.{field}"), message));
                     }
                 }
             }
         }
         let all = self.endpoints(service, host, service_port);
         let endpoints = match subset {
-            Some((_, _, s)) => all
-                .iter()
-                .filter(|e| labels_subset(&s.labels, &e.labels))
-                .cloned()
-                .collect(),
+            Some((_, _, s)) => all.iter().filter(|e| labels_subset(&s.labels, &e.labels)).cloned().collect(),
             None => all.to_vec(),
         };
-        let protocol = service_port
-            .protocol
-            .as_deref()
-            .map_or_else(|| "AUTO".to_string(), str::to_ascii_uppercase);
+        let protocol = service_port.protocol.as_deref().map_or_else(|| "AUTO".to_string(), str::to_ascii_uppercase);
         let id = self.clusters.len() as ClusterId;
         let name: Arc<str> = name.into();
         self.clusters.push(Cluster {
@@ -287,10 +229,7 @@ impl<'a> Clusters<'a> {
         }
         let set = self.set;
         let se = &set.service_entries[service].spec;
-        let default_port = port
-            .target_port
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(number);
+        let default_port = port.target_port.and_then(|p| u16::try_from(p).ok()).unwrap_or(number);
         let mut out = Vec::new();
         let resolution = se.resolution.unwrap_or(Resolution::None);
         let dns = matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin);
@@ -309,20 +248,12 @@ impl<'a> Clusters<'a> {
                 let Some(address) = ep.address.as_deref() else {
                     continue;
                 };
-                let ep_port = ep
-                    .ports
-                    .get(&port.name)
-                    .and_then(|&p| u16::try_from(p).ok())
-                    .unwrap_or(default_port);
+                let ep_port = ep.ports.get(&port.name).and_then(|&p| u16::try_from(p).ok()).unwrap_or(default_port);
                 let ips = match address.parse::<IpAddr>() {
                     Ok(ip) => vec![ip],
                     Err(_) if dns && !address.starts_with("unix://") => self.lookup(address),
                     Err(_) => {
-                        tracing::warn!(
-                            address,
-                            host,
-                            "endpoint address is not an IP address; skipped"
-                        );
+                        tracing::warn!(address, host, "endpoint address is not an IP address; skipped");
                         continue;
                     }
                 };
@@ -404,15 +335,8 @@ impl<'a> Clusters<'a> {
                 if !server_hosts.iter().any(|p| pattern_covers(p, &host)) {
                     continue;
                 }
-                let subsets = self
-                    .rules_for(&host, consumer, se.namespace())
-                    .subset_names();
-                for port in se
-                    .spec
-                    .ports
-                    .iter()
-                    .filter_map(|p| u16::try_from(p.number).ok())
-                {
+                let subsets = self.rules_for(&host, consumer, se.namespace()).subset_names();
+                for port in se.spec.ports.iter().filter_map(|p| u16::try_from(p.number).ok()) {
                     self.ensure(i, &host, port, None, consumer);
                     for s in &subsets {
                         self.ensure(i, &host, port, Some(s), consumer);

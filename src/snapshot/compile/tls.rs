@@ -65,22 +65,14 @@ impl<'a> Secrets<'a> {
             });
         }
         let Some(dir) = self.dir else {
-            return Err(format!(
-                "no Secret {name} in namespace {namespace} and no secrets directory to look in"
-            ));
+            return Err(format!("no Secret {name} in namespace {namespace} and no secrets directory to look in"));
         };
         let base = dir.join(name);
         if !base.is_dir() {
-            return Err(format!(
-                "no Secret {name} in namespace {namespace} and no directory {}",
-                base.display()
-            ));
+            return Err(format!("no Secret {name} in namespace {namespace} and no directory {}", base.display()));
         }
         let mut material = Material::default();
-        material.cert = Some(read_file(
-            &base.join(Secret::TLS_CERT),
-            &mut material.files,
-        )?);
+        material.cert = Some(read_file(&base.join(Secret::TLS_CERT), &mut material.files)?);
         material.key = Some(read_file(&base.join(Secret::TLS_KEY), &mut material.files)?);
         let ca = base.join(Secret::CA_CERT);
         if ca.exists() {
@@ -116,8 +108,7 @@ fn read_field(
     slot: fn(&mut Material) -> &mut Option<Arc<[u8]>>,
 ) -> Result<(), TlsError> {
     if let Some(path) = path.filter(|p| !p.is_empty()) {
-        let bytes = read_file(&PathBuf::from(path), &mut material.files)
-            .map_err(|e| (field.to_string(), e))?;
+        let bytes = read_file(&PathBuf::from(path), &mut material.files).map_err(|e| (field.to_string(), e))?;
         *slot(material) = Some(bytes);
     }
     Ok(())
@@ -143,21 +134,14 @@ fn check_key(bytes: &[u8], field: &str) -> Result<(), TlsError> {
     }
 }
 
-fn version(
-    v: Option<TlsProtocol>,
-    field: &str,
-    is_max: bool,
-) -> Result<Option<TlsVersion>, TlsError> {
+fn version(v: Option<TlsProtocol>, field: &str, is_max: bool) -> Result<Option<TlsVersion>, TlsError> {
     match v {
         None | Some(TlsProtocol::TlsAuto) => Ok(None),
         Some(TlsProtocol::TlsV1_2) => Ok(Some(TlsVersion::V1_2)),
         Some(TlsProtocol::TlsV1_3) => Ok(Some(TlsVersion::V1_3)),
         // rustls speaks 1.2 and 1.3 only: a floor below 1.2 is no floor, a ceiling is unmeetable.
         Some(TlsProtocol::TlsV1_0 | TlsProtocol::TlsV1_1) if !is_max => Ok(None),
-        Some(_) => Err((
-            field.to_string(),
-            "TLS versions below 1.2 are not supported".to_string(),
-        )),
+        Some(_) => Err((field.to_string(), "TLS versions below 1.2 are not supported".to_string())),
     }
 }
 
@@ -180,40 +164,18 @@ pub(super) fn server_tls(
         Some(ConfigTlsMode::Mutual) => ServerTlsMode::Mutual,
         Some(ConfigTlsMode::OptionalMutual) => ServerTlsMode::OptionalMutual,
         Some(ConfigTlsMode::IstioMutual) => {
-            return Err((
-                "mode".into(),
-                "ISTIO_MUTUAL needs Istio's mesh CA, which Strait does not have".into(),
-            ));
+            return Err(("mode".into(), "ISTIO_MUTUAL needs Istio's mesh CA, which Strait does not have".into()));
         }
     };
     let mut material = Material::default();
-    let terminates = !matches!(
-        mode,
-        ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
-    );
+    let terminates = !matches!(mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough);
     if terminates {
         // One credential is served: `credentialNames`/`tlsCertificates` contribute their first.
-        if let Some(name) = tls
-            .credential_name
-            .as_deref()
-            .or(tls.credential_names.first().map(String::as_str))
-        {
-            material = secrets
-                .credential(namespace, name)
-                .map_err(|e| ("credentialName".to_string(), e))?;
+        if let Some(name) = tls.credential_name.as_deref().or(tls.credential_names.first().map(String::as_str)) {
+            material = secrets.credential(namespace, name).map_err(|e| ("credentialName".to_string(), e))?;
         } else if tls.server_certificate.is_some() || tls.private_key.is_some() {
-            read_field(
-                tls.server_certificate.as_deref(),
-                "serverCertificate",
-                &mut material,
-                |m| &mut m.cert,
-            )?;
-            read_field(
-                tls.private_key.as_deref(),
-                "privateKey",
-                &mut material,
-                |m| &mut m.key,
-            )?;
+            read_field(tls.server_certificate.as_deref(), "serverCertificate", &mut material, |m| &mut m.cert)?;
+            read_field(tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
         } else if let Some(pair) = tls.tls_certificates.first() {
             read_field(
                 pair.server_certificate.as_deref(),
@@ -221,44 +183,25 @@ pub(super) fn server_tls(
                 &mut material,
                 |m| &mut m.cert,
             )?;
-            read_field(
-                pair.private_key.as_deref(),
-                "tlsCertificates[0].privateKey",
-                &mut material,
-                |m| &mut m.key,
-            )?;
-            read_field(
-                pair.ca_certificates.as_deref(),
-                "tlsCertificates[0].caCertificates",
-                &mut material,
-                |m| &mut m.ca,
-            )?;
+            read_field(pair.private_key.as_deref(), "tlsCertificates[0].privateKey", &mut material, |m| &mut m.key)?;
+            read_field(pair.ca_certificates.as_deref(), "tlsCertificates[0].caCertificates", &mut material, |m| {
+                &mut m.ca
+            })?;
         }
         if material.ca.is_none() {
-            read_field(
-                tls.ca_certificates.as_deref(),
-                "caCertificates",
-                &mut material,
-                |m| &mut m.ca,
-            )?;
+            read_field(tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
         }
-        let cert = material.cert.as_deref().ok_or((
-            "serverCertificate".to_string(),
-            "a certificate is required".to_string(),
-        ))?;
+        let cert = material
+            .cert
+            .as_deref()
+            .ok_or(("serverCertificate".to_string(), "a certificate is required".to_string()))?;
         check_certs(cert, "serverCertificate")?;
-        let key = material.key.as_deref().ok_or((
-            "privateKey".to_string(),
-            "a private key is required".to_string(),
-        ))?;
+        let key = material.key.as_deref().ok_or(("privateKey".to_string(), "a private key is required".to_string()))?;
         check_key(key, "privateKey")?;
         match (&material.ca, mode) {
             (Some(ca), _) => check_certs(ca, "caCertificates")?,
             (None, ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual) => {
-                return Err((
-                    "caCertificates".into(),
-                    "client certificate verification needs a CA bundle".into(),
-                ));
+                return Err(("caCertificates".into(), "client certificate verification needs a CA bundle".into()));
             }
             (None, _) => {}
         }
@@ -298,41 +241,22 @@ pub(super) fn upstream_tls(
     };
     let mut material = Material::default();
     if let Some(name) = tls.credential_name.as_deref() {
-        material = secrets
-            .credential(namespace, name)
-            .map_err(|e| ("credentialName".to_string(), e))?;
+        material = secrets.credential(namespace, name).map_err(|e| ("credentialName".to_string(), e))?;
     } else {
-        read_field(
-            tls.client_certificate.as_deref(),
-            "clientCertificate",
-            &mut material,
-            |m| &mut m.cert,
-        )?;
-        read_field(
-            tls.private_key.as_deref(),
-            "privateKey",
-            &mut material,
-            |m| &mut m.key,
-        )?;
+        read_field(tls.client_certificate.as_deref(), "clientCertificate", &mut material, |m| &mut m.cert)?;
+        read_field(tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
     }
     if material.ca.is_none() {
-        read_field(
-            tls.ca_certificates.as_deref(),
-            "caCertificates",
-            &mut material,
-            |m| &mut m.ca,
-        )?;
+        read_field(tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
     }
     if mode == UpstreamTlsMode::Mutual {
-        let cert = material.cert.as_deref().ok_or((
-            "clientCertificate".to_string(),
-            "MUTUAL needs a client certificate".to_string(),
-        ))?;
+        let cert = material
+            .cert
+            .as_deref()
+            .ok_or(("clientCertificate".to_string(), "MUTUAL needs a client certificate".to_string()))?;
         check_certs(cert, "clientCertificate")?;
-        let key = material.key.as_deref().ok_or((
-            "privateKey".to_string(),
-            "MUTUAL needs a private key".to_string(),
-        ))?;
+        let key =
+            material.key.as_deref().ok_or(("privateKey".to_string(), "MUTUAL needs a private key".to_string()))?;
         check_key(key, "privateKey")?;
     }
     if let Some(ca) = &material.ca {

@@ -1,0 +1,40 @@
+//! `/clusters`: Envoy's text listing, `CLUSTER::ADDRESS::FIELD::VALUE` per endpoint, so tools
+//! and habits that read Envoy's admin keep working.
+
+use std::fmt::Write;
+
+use crate::snapshot::Snapshot;
+
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    for c in &s.clusters {
+        let name = &*c.name;
+        let p = &c.policy;
+        let _ = writeln!(out, "{name}::observability_name::{name}");
+        let _ = writeln!(out, "{name}::default_priority::max_connections::{}", p.max_connections);
+        let _ = writeln!(out, "{name}::default_priority::max_pending_requests::{}", p.http1_max_pending_requests);
+        let _ = writeln!(out, "{name}::default_priority::max_requests::{}", p.http2_max_requests);
+        let _ = writeln!(out, "{name}::default_priority::max_retries::{}", p.max_retries);
+        let _ = writeln!(out, "{name}::added_via_api::true");
+        for e in &c.endpoints {
+            let prefix = format!("{name}::{}", e.addr);
+            // Locality is `region/zone/sub_zone`, as Istio writes it.
+            let mut locality = e.locality.as_deref().unwrap_or("").splitn(3, '/');
+            let _ = writeln!(out, "{prefix}::hostname::");
+            // Outlier ejection state lives in the workers' upstream state; until it is exported
+            // every endpoint of the snapshot is reported as Envoy reports a fresh one.
+            let _ = writeln!(out, "{prefix}::health_flags::healthy");
+            let _ = writeln!(out, "{prefix}::weight::{}", e.weight);
+            let _ = writeln!(out, "{prefix}::region::{}", locality.next().unwrap_or(""));
+            let _ = writeln!(out, "{prefix}::zone::{}", locality.next().unwrap_or(""));
+            let _ = writeln!(out, "{prefix}::sub_zone::{}", locality.next().unwrap_or(""));
+            let _ = writeln!(out, "{prefix}::canary::false");
+            let _ = writeln!(out, "{prefix}::priority::0");
+            let _ = writeln!(out, "{prefix}::success_rate::-1");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

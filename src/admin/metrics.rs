@@ -1,0 +1,184 @@
+//! Per-worker counters, written only by their own worker and merged only when scraped.
+//!
+//! Every counter has exactly one writer (its worker, or the control thread for
+//! [`ControlStats`]), so an update is a relaxed load and store: no lock, no `lock`-prefixed
+//! read-modify-write, and no cache line shared with another core on the request path. Readers
+//! (the admin thread) may see a value a moment old, which is all a scrape needs.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// A monotonically increasing count with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Only the owning thread may call this: two writers would lose updates.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Only the owning thread may call this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down (active connections, the applied generation), single writer.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    #[inline]
+    pub fn inc(&self) {
+        self.0.store(self.0.load(Relaxed) + 1, Relaxed);
+    }
+
+    #[inline]
+    pub fn dec(&self) {
+        self.0.store(self.0.load(Relaxed) - 1, Relaxed);
+    }
+
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Status codes are counted exactly in a fixed array indexed by the code; index 0 counts codes
+/// outside 100..=599, which a broken upstream may send.
+pub const STATUS_SLOTS: usize = 600;
+
+/// One worker's counters. Aligned to 128 bytes (two cache lines, the unit the adjacent-line
+/// prefetcher pulls in) so that two workers' structs never share a line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct WorkerStats {
+    pub downstream_cx_total: Counter,
+    pub downstream_cx_active: Gauge,
+    pub downstream_rq_total: Counter,
+    /// Responses sent downstream, by status code (see [`WorkerStats::record_status`]).
+    pub responses: [Counter; STATUS_SLOTS],
+    /// Upstream connections opened.
+    pub upstream_cx_total: Counter,
+    /// Upstream requests sent on a pooled (already open) connection.
+    pub upstream_cx_reused: Counter,
+    pub upstream_rq_total: Counter,
+    pub upstream_cx_connect_fail: Counter,
+    /// The snapshot generation this worker serves; the control thread reads it to know that
+    /// every worker has picked up a publication.
+    pub(crate) generation: Gauge,
+    /// 1 once this worker has stopped accepting for a shutdown.
+    pub(crate) draining: Gauge,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self {
+            downstream_cx_total: Counter::default(),
+            downstream_cx_active: Gauge::default(),
+            downstream_rq_total: Counter::default(),
+            responses: std::array::from_fn(|_| Counter::default()),
+            upstream_cx_total: Counter::default(),
+            upstream_cx_reused: Counter::default(),
+            upstream_rq_total: Counter::default(),
+            upstream_cx_connect_fail: Counter::default(),
+            generation: Gauge::default(),
+            draining: Gauge::default(),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// Counts one response sent downstream with `status`.
+    #[inline]
+    pub fn record_status(&self, status: u16) {
+        let slot = usize::from(status);
+        self.responses[if (100..STATUS_SLOTS).contains(&slot) { slot } else { 0 }].inc();
+    }
+}
+
+/// Control-thread counters; written only by the control thread.
+#[derive(Debug, Default)]
+pub struct ControlStats {
+    pub reload_ok: Counter,
+    pub reload_failed: Counter,
+}
+
+/// The workers' counters summed at scrape time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub downstream_cx_total: u64,
+    pub downstream_cx_active: i64,
+    pub downstream_rq_total: u64,
+    pub responses: Box<[u64; STATUS_SLOTS]>,
+    pub upstream_cx_total: u64,
+    pub upstream_cx_reused: u64,
+    pub upstream_rq_total: u64,
+    pub upstream_cx_connect_fail: u64,
+    /// The config generation every worker serves: a published generation counts once the
+    /// slowest worker has switched to it (0 before every worker has started).
+    pub generation: i64,
+}
+
+impl Totals {
+    pub fn sum(workers: &[Arc<WorkerStats>]) -> Self {
+        let mut t = Totals {
+            downstream_cx_total: 0,
+            downstream_cx_active: 0,
+            downstream_rq_total: 0,
+            responses: Box::new([0; STATUS_SLOTS]),
+            upstream_cx_total: 0,
+            upstream_cx_reused: 0,
+            upstream_rq_total: 0,
+            upstream_cx_connect_fail: 0,
+            generation: served_generation(workers),
+        };
+        for w in workers {
+            t.downstream_cx_total += w.downstream_cx_total.get();
+            t.downstream_cx_active += w.downstream_cx_active.get();
+            t.downstream_rq_total += w.downstream_rq_total.get();
+            for (sum, c) in t.responses.iter_mut().zip(&w.responses) {
+                *sum += c.get();
+            }
+            t.upstream_cx_total += w.upstream_cx_total.get();
+            t.upstream_cx_reused += w.upstream_cx_reused.get();
+            t.upstream_rq_total += w.upstream_rq_total.get();
+            t.upstream_cx_connect_fail += w.upstream_cx_connect_fail.get();
+        }
+        t
+    }
+
+    /// Responses of one class (`2` for 2xx, …).
+    pub fn responses_in_class(&self, class: usize) -> u64 {
+        self.responses[class * 100..(class + 1) * 100].iter().sum()
+    }
+
+    /// Share of upstream requests that went on an already-open connection: reused / (reused +
+    /// opened). 0 before the first upstream request.
+    pub fn upstream_reuse_ratio(&self) -> f64 {
+        let attempts = self.upstream_cx_reused + self.upstream_cx_total;
+        if attempts == 0 {
+            0.0
+        } else {
+            self.upstream_cx_reused as f64 / attempts as f64
+        }
+    }
+}
+
+/// The smallest generation any worker has applied.
+pub fn served_generation(workers: &[Arc<WorkerStats>]) -> i64 {
+    workers.iter().map(|w| w.generation.get()).min().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! The admin server (`--admin`, default 127.0.0.1:15000) and the metrics it exports.
+//!
+//! Plain blocking std::net on threads of its own: admin traffic is a probe or a scrape now and
+//! then, and must never cost the workers anything. Routes: `/ready`, `/config_dump`,
+//! `/clusters`, `/stats`, `/stats/prometheus`, `POST /reload`.
+
+mod clusters;
+mod config_dump;
+mod http;
+mod metrics;
+mod stats;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tracing::debug;
+
+pub use config_dump::to_json;
+pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, WorkerStats, STATUS_SLOTS};
+
+use crate::control::{ControlEvent, Readiness, Shared};
+use http::{Request, Response};
+
+/// A stuck admin client must not pin a thread forever.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A reload builds a whole snapshot; large configs take a while, but not this long.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Workers look for a new generation every 50 ms; one that takes longer is busy, and the
+/// answer goes out without it.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(1);
+
+const INDEX: &str = "strait admin\n\
+  GET  /ready             200 LIVE once serving, 503 before and while draining\n\
+  GET  /config_dump       the served snapshot as JSON\n\
+  GET  /clusters          clusters and endpoints, Envoy's text format\n\
+  GET  /stats             counters, `name: value`\n\
+  GET  /stats/prometheus  counters, Prometheus text format\n\
+  POST /reload            re-read the config, as SIGHUP does\n";
+
+/// The admin listener, bound at start so that a taken port stops `strait run` at once.
+pub struct Admin {
+    listener: TcpListener,
+}
+
+struct Context {
+    shared: Arc<Shared>,
+    events: Sender<ControlEvent>,
+}
+
+impl Admin {
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Ok(Self { listener: TcpListener::bind(addr)? })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves on a thread of its own; each connection gets a short-lived thread, so a slow
+    /// `POST /reload` never delays a `/ready` probe.
+    pub fn spawn(self, shared: Arc<Shared>, events: Sender<ControlEvent>) -> io::Result<()> {
+        let ctx = Arc::new(Context { shared, events });
+        std::thread::Builder::new().name("strait-admin".into()).spawn(move || {
+            for stream in self.listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let ctx = ctx.clone();
+                let spawned = std::thread::Builder::new().name("strait-admin-rq".into()).spawn(move || {
+                    if let Err(e) = serve(stream, &ctx) {
+                        debug!("admin connection: {e}");
+                    }
+                });
+                if let Err(e) = spawned {
+                    debug!("admin connection dropped: {e}");
+                }
+            }
+        })?;
+        Ok(())
+    }
+}
+
+fn serve(mut stream: TcpStream, ctx: &Context) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let (resp, head_only) = match http::read_request(&mut stream) {
+        Ok(req) => (route(&req, ctx), req.method == "HEAD"),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => (Response::text(400, format!("{e}\n")), false),
+        Err(e) => return Err(e),
+    };
+    http::write_response(&mut stream, &resp, head_only)
+}
+
+fn route(req: &Request, ctx: &Context) -> Response {
+    let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
+    match req.path.as_str() {
+        "/reload" if req.method == "POST" => reload(ctx),
+        "/reload" => Response::text(405, "use POST /reload\n"),
+        _ if !read_only => Response::text(405, "admin pages are read with GET\n"),
+        "/" => Response::text(200, INDEX),
+        "/ready" => ready(&ctx.shared),
+        "/config_dump" => config_dump(&ctx.shared),
+        "/clusters" => Response::text(200, clusters::render(&ctx.shared.snapshot())),
+        "/stats/prometheus" => prometheus(&ctx.shared),
+        "/stats" if req.query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "format=prometheus")) => {
+            prometheus(&ctx.shared)
+        }
+        "/stats" => Response::text(200, stats::plain(&samples(&ctx.shared))),
+        _ => Response::text(404, INDEX),
+    }
+}
+
+fn ready(shared: &Shared) -> Response {
+    match shared.readiness() {
+        Readiness::Live => Response::text(200, "LIVE\n"),
+        Readiness::Draining => Response::text(503, "DRAINING\n"),
+        Readiness::PreInitializing => Response::text(503, "PRE_INITIALIZING\n"),
+    }
+}
+
+fn config_dump(shared: &Shared) -> Response {
+    let mut dump = to_json(&shared.snapshot());
+    dump["draining"] = json!(shared.readiness() == Readiness::Draining);
+    dump["reloads"] = json!({
+        "ok": shared.control.reload_ok.get(),
+        "failed": shared.control.reload_failed.get(),
+        "last_error": shared.last_reload_error(),
+    });
+    let mut body = serde_json::to_vec_pretty(&dump).expect("a JSON value always serializes");
+    body.push(b'\n');
+    Response { status: 200, content_type: "application/json", body }
+}
+
+fn samples(shared: &Shared) -> Vec<stats::Sample> {
+    stats::samples(&Totals::sum(&shared.workers), &shared.control, shared.workers.len())
+}
+
+fn prometheus(shared: &Shared) -> Response {
+    let body = stats::prometheus(&samples(shared)).into_bytes();
+    Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
+}
+
+/// Hands the reload to the control thread and answers with its outcome.
+fn reload(ctx: &Context) -> Response {
+    let (tx, rx) = mpsc::channel();
+    if ctx.events.send(ControlEvent::Reload(Some(tx))).is_err() {
+        return Response::text(503, "control thread gone\n");
+    }
+    match rx.recv_timeout(RELOAD_TIMEOUT) {
+        Ok(Ok(r)) => {
+            wait_served(&ctx.shared, r.generation);
+            Response::text(200, format!("reloaded: generation {}, {} listeners\n", r.generation, r.listeners))
+        }
+        Ok(Err(e)) if ctx.shared.readiness() == Readiness::Draining => Response::text(503, format!("{e}\n")),
+        Ok(Err(e)) => Response::text(500, format!("reload failed: {e}\n")),
+        Err(_) => Response::text(503, "no answer from the control thread\n"),
+    }
+}
+
+/// Returns once every worker serves `generation` (or after [`SWITCH_TIMEOUT`]), so that the
+/// caller's next request is answered by the new config.
+fn wait_served(shared: &Shared, generation: u64) {
+    let deadline = Instant::now() + SWITCH_TIMEOUT;
+    while shared.served_generation() < generation && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Renders the merged counters: Prometheus text exposition and Envoy's plain `name: value`.
+//!
+//! Both formats walk one list of samples, so a metric is named once and shows in both.
+
+use std::fmt::{self, Write};
+
+use super::metrics::{ControlStats, Totals, STATUS_SLOTS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Count(u64),
+    Level(i64),
+    Ratio(f64),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Count(v) => write!(f, "{v}"),
+            Value::Level(v) => write!(f, "{v}"),
+            Value::Ratio(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// One sample: its Prometheus family and labels, and its Envoy-style plain name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub family: &'static str,
+    pub kind: Kind,
+    /// `(name, value)` label pairs, empty for most samples.
+    pub labels: Vec<(&'static str, String)>,
+    pub stat: String,
+    pub value: Value,
+}
+
+impl Sample {
+    fn new(family: &'static str, kind: Kind, stat: &str, value: Value) -> Self {
+        Self { family, kind, labels: Vec::new(), stat: stat.to_string(), value }
+    }
+
+    fn label(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.labels.push((name, value.into()));
+        self
+    }
+}
+
+/// Every sample, in a stable order (a family's samples are adjacent).
+pub fn samples(t: &Totals, control: &ControlStats, workers: usize) -> Vec<Sample> {
+    use Kind::{Counter as C, Gauge as G};
+    let mut s = vec![
+        Sample::new("envoy_server_concurrency", G, "server.concurrency", Value::Level(workers as i64)),
+        Sample::new(
+            "envoy_http_downstream_cx_total",
+            C,
+            "http.downstream_cx_total",
+            Value::Count(t.downstream_cx_total),
+        ),
+        Sample::new(
+            "envoy_http_downstream_cx_active",
+            G,
+            "http.downstream_cx_active",
+            Value::Level(t.downstream_cx_active),
+        ),
+        Sample::new(
+            "envoy_http_downstream_rq_total",
+            C,
+            "http.downstream_rq_total",
+            Value::Count(t.downstream_rq_total),
+        ),
+    ];
+    for class in 1..=5 {
+        let stat = format!("http.downstream_rq_{class}xx");
+        let sample = Sample::new("envoy_http_downstream_rq_xx", C, &stat, Value::Count(t.responses_in_class(class)));
+        s.push(sample.label("envoy_response_code_class", class.to_string()));
+    }
+    for code in (0..STATUS_SLOTS).filter(|&c| t.responses[c] > 0) {
+        let stat = format!("http.downstream_rq_{code}");
+        let sample = Sample::new("envoy_http_downstream_rq_code", C, &stat, Value::Count(t.responses[code]));
+        s.push(sample.label("envoy_response_code", code.to_string()));
+    }
+    s.extend([
+        Sample::new(
+            "envoy_cluster_upstream_cx_total",
+            C,
+            "cluster.upstream_cx_total",
+            Value::Count(t.upstream_cx_total),
+        ),
+        Sample::new(
+            "envoy_cluster_upstream_cx_connect_fail",
+            C,
+            "cluster.upstream_cx_connect_fail",
+            Value::Count(t.upstream_cx_connect_fail),
+        ),
+        Sample::new(
+            "envoy_cluster_upstream_rq_total",
+            C,
+            "cluster.upstream_rq_total",
+            Value::Count(t.upstream_rq_total),
+        ),
+        Sample::new(
+            "strait_upstream_cx_reused_total",
+            C,
+            "strait.upstream_cx_reused",
+            Value::Count(t.upstream_cx_reused),
+        ),
+        Sample::new(
+            "strait_upstream_reuse_ratio",
+            G,
+            "strait.upstream_reuse_ratio",
+            Value::Ratio(t.upstream_reuse_ratio()),
+        ),
+        Sample::new("strait_reloads_total", C, "strait.reloads_ok", Value::Count(control.reload_ok.get()))
+            .label("result", "ok"),
+        Sample::new("strait_reloads_total", C, "strait.reloads_failed", Value::Count(control.reload_failed.get()))
+            .label("result", "failed"),
+        Sample::new("strait_config_generation", G, "strait.config_generation", Value::Level(t.generation)),
+    ]);
+    s
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub fn prometheus(samples: &[Sample]) -> String {
+    let mut out = String::new();
+    let mut family = "";
+    for s in samples {
+        if s.family != family {
+            family = s.family;
+            let kind = match s.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+        }
+        out.push_str(s.family);
+        if !s.labels.is_empty() {
+            let labels: Vec<String> = s.labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+            let _ = write!(out, "{{{}}}", labels.join(","));
+        }
+        let _ = writeln!(out, " {}", s.value);
+    }
+    out
+}
+
+/// Envoy's `/stats` plain text: `name: value`, sorted by name.
+pub fn plain(samples: &[Sample]) -> String {
+    let mut lines: Vec<String> = samples.iter().map(|s| format!("{}: {}", s.stat, s.value)).collect();
+    lines.sort();
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests;

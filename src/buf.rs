@@ -1,0 +1,130 @@
+//! A read window over an owned buffer, in the shape monoio's owned-buffer I/O wants.
+
+use std::io;
+
+use monoio::buf::{IoBufMut, SliceMut};
+use monoio::io::{AsyncReadRent, CancelHandle, CancelableAsyncReadRent};
+
+/// Bytes read but not yet consumed are `buf[start..]`; reads append into spare capacity, so a
+/// connection reuses one allocation for its whole life.
+pub struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl ReadBuf {
+    pub fn with_capacity(cap: usize) -> Self {
+        Self { buf: Vec::with_capacity(cap), start: 0 }
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads once more from `stream`, appending; `Ok(0)` is EOF. Consumed bytes are dropped
+    /// first and room for at least `min_room` bytes is made.
+    pub async fn fill<S: AsyncReadRent>(&mut self, stream: &mut S, min_room: usize) -> io::Result<usize> {
+        let spare = self.spare(min_room);
+        let (res, spare) = stream.read(spare).await;
+        self.buf = spare.into_inner();
+        res
+    }
+
+    /// [`ReadBuf::fill`], failing with `ECANCELED` once `cancel` fires (a keep-alive wait cut
+    /// short by draining).
+    pub async fn fill_cancelable<S: CancelableAsyncReadRent>(
+        &mut self,
+        stream: &mut S,
+        min_room: usize,
+        cancel: CancelHandle,
+    ) -> io::Result<usize> {
+        let spare = self.spare(min_room);
+        let (res, spare) = stream.cancelable_read(spare, cancel).await;
+        self.buf = spare.into_inner();
+        res
+    }
+
+    /// The buffer's spare capacity (at least `min_room` bytes, consumed bytes dropped first)
+    /// as the target of one read. monoio reads into a whole `Vec` from index 0, so the read
+    /// must get a slice starting at `len` to append.
+    fn spare(&mut self, min_room: usize) -> SliceMut<Vec<u8>> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < min_room {
+            self.buf.reserve(min_room);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (len, cap) = (buf.len(), buf.capacity());
+        buf.slice_mut(len..cap)
+    }
+}
+
+impl ReadBuf {
+    /// Writes the first `n` unconsumed bytes to `dst` and consumes them; bytes after them (a
+    /// pipelined request, say) stay.
+    pub async fn write_to<W: monoio::io::AsyncWriteRent>(&mut self, dst: &mut W, n: usize) -> io::Result<()> {
+        use monoio::buf::IoBuf;
+        use monoio::io::AsyncWriteRentExt;
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = dst.write_all(buf.slice(self.start..self.start + n)).await;
+        self.buf = slice.into_inner();
+        res?;
+        self.consume(n);
+        Ok(())
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monoio::io::AsyncWriteRentExt;
+    use monoio::net::{TcpListener, TcpStream};
+
+    use super::ReadBuf;
+
+    /// Reads append after unconsumed bytes (monoio would otherwise read into index 0).
+    #[monoio::test_all(timer_enabled = true)]
+    async fn fills_append_and_consume_keeps_the_rest() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut tx = TcpStream::connect(addr).await.unwrap();
+        let (mut rx, _) = listener.accept().await.unwrap();
+        let mut rb = ReadBuf::with_capacity(4);
+        for part in [&b"GET /"[..], b"abc HTTP/1.1\r\n"] {
+            let (res, _) = tx.write_all(part).await;
+            res.unwrap();
+            let before = rb.len();
+            while rb.len() < before + part.len() {
+                assert!(rb.fill(&mut rx, 4).await.unwrap() > 0);
+            }
+        }
+        assert_eq!(rb.data(), b"GET /abc HTTP/1.1\r\n");
+        rb.consume(4);
+        let (res, _) = tx.write_all(&b"x"[..]).await;
+        res.unwrap();
+        rb.fill(&mut rx, 1).await.unwrap();
+        assert_eq!(rb.data(), b"/abc HTTP/1.1\r\nx");
+    }
+}

@@ -1,0 +1,134 @@
+//! The command line, as ARCHITECTURE.md's CLI contract fixes it: `strait run` and
+//! `strait validate`. Parsing only; the binary renders errors.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::control::{BuildOptions, RunOptions, DEFAULT_DRAIN_TIMEOUT};
+use crate::worker::{default_workers, DriverChoice, WorkerOptions};
+
+/// Environment variable read when `--driver` is not given (the tests run everything on both).
+pub const DRIVER_ENV: &str = "STRAIT_DRIVER";
+
+#[derive(Debug, Parser)]
+#[command(name = "strait", version, about = "An io_uring, thread-per-core edge gateway configured by Istio YAML")]
+pub struct Cli {
+    /// Log level or filter (error, warn, info, debug, trace, or e.g. `strait=debug`) [default:
+    /// RUST_LOG, else info]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve: SIGHUP reloads, SIGTERM/SIGINT drains and exits
+    Run(RunArgs),
+    /// Check a config as `run` would and exit 1 on errors or dangling references
+    Validate(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// A YAML file, or a directory whose *.yaml/*.yml files are all read; repeatable
+    #[arg(long = "config", value_name = "PATH", required = true)]
+    pub configs: Vec<PathBuf>,
+    /// A label of this gateway instance, matched against Gateway selectors; repeatable
+    /// [default: istio=ingressgateway]
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Where `credentialName: NAME` finds NAME/tls.crt, NAME/tls.key and NAME/ca.crt
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Worker threads, worker i pinned to core i [default: the CPUs this process may use]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<NonZeroUsize>,
+    /// Admin interface address
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
+    pub admin: SocketAddr,
+    /// Istio's default access log, one line per request, on stdout
+    #[arg(long)]
+    pub access_log: bool,
+    /// I/O driver; also read from STRAIT_DRIVER [default: auto]
+    #[arg(long, value_enum, value_name = "DRIVER")]
+    pub driver: Option<DriverChoice>,
+    /// How long SIGTERM waits for open connections, e.g. 5s, 500ms, 1m [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+}
+
+impl ConfigArgs {
+    pub fn build_options(&self) -> BuildOptions {
+        let labels: BTreeMap<String, String> = if self.labels.is_empty() {
+            [("istio".to_string(), "ingressgateway".to_string())].into()
+        } else {
+            self.labels.iter().cloned().collect()
+        };
+        BuildOptions { paths: self.configs.clone(), labels, secrets_dir: self.secrets_dir.clone() }
+    }
+}
+
+impl RunArgs {
+    /// `env_driver` is the value of [`DRIVER_ENV`], if set.
+    pub fn run_options(&self, env_driver: Option<&str>) -> Result<RunOptions, String> {
+        Ok(RunOptions {
+            build: self.config.build_options(),
+            workers: WorkerOptions {
+                workers: self.workers.map_or_else(default_workers, NonZeroUsize::get),
+                driver: driver_choice(self.driver, env_driver)?,
+                access_log: self.access_log,
+            },
+            admin: self.admin,
+            drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        })
+    }
+}
+
+/// `--driver` wins over the environment; neither means auto.
+pub fn driver_choice(flag: Option<DriverChoice>, env: Option<&str>) -> Result<DriverChoice, String> {
+    match (flag, env) {
+        (Some(choice), _) => Ok(choice),
+        (None, Some(value)) if !value.is_empty() => DriverChoice::from_str(value.trim(), true)
+            .map_err(|_| format!("{DRIVER_ENV}={value}: expected uring, legacy or auto")),
+        (None, _) => Ok(DriverChoice::Auto),
+    }
+}
+
+/// `k=v`; the value may be empty, as a Kubernetes label value may.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}`: expected KEY=VALUE")),
+    }
+}
+
+/// `500ms`, `5s`, `1.5s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("`{s}`: expected a duration such as 5s or 500ms"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("`{s}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests;

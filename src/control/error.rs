@@ -1,0 +1,27 @@
+//! Why `strait run` could not start; rendered once, by the binary.
+
+use std::io;
+use std::net::SocketAddr;
+
+use super::ports::BindError;
+use crate::config::Diagnostics;
+use crate::worker::StartError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The first config is invalid: every diagnostic, for the binary to print.
+    #[error("invalid configuration")]
+    InvalidConfig(Diagnostics),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("cannot serve the admin interface on {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] io::Error),
+    #[error(transparent)]
+    Workers(#[from] StartError),
+}

@@ -1,0 +1,115 @@
+//! Building and swapping generations: the first at start, then one per SIGHUP or
+//! `POST /reload`. A reload either swaps everything (snapshot and sockets) or nothing.
+
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+
+use super::error::RunError;
+use super::load::{build, BuildOptions};
+use super::ports::{BindError, Ports};
+use super::shared::{Published, Shared};
+use crate::config::{Diagnostics, Severity};
+
+/// A reload that was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloaded {
+    pub generation: u64,
+    /// Listeners in the snapshot, served or not.
+    pub listeners: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("invalid configuration: {}", join(.0))]
+    Invalid(Diagnostics),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("draining: reloads are refused")]
+    Draining,
+}
+
+fn join(diagnostics: &Diagnostics) -> String {
+    diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+/// Owns the build inputs and the sockets; lives on the control thread.
+pub struct Reloader {
+    opts: BuildOptions,
+    ports: Ports,
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    /// Builds generation 1 and binds its ports; refuses an invalid config.
+    pub fn start(opts: BuildOptions, workers: usize) -> Result<Self, RunError> {
+        let built = build(&opts, 1).map_err(RunError::InvalidConfig)?;
+        log_warnings(&built.warnings);
+        let mut ports = Ports::new(workers);
+        let prepared = ports.prepare(&built.snapshot)?;
+        ports.commit(prepared, &built.snapshot);
+        let first = Published { snapshot: Arc::new(built.snapshot), sockets: ports.sockets(), draining: false };
+        let shared = Arc::new(Shared::new(first, workers));
+        Ok(Self { opts, ports, shared })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Re-reads every config path and swaps in the result, or logs why not and keeps serving
+    /// the current generation.
+    pub fn reload(&mut self) -> Result<Reloaded, ReloadError> {
+        let result = self.try_reload();
+        let control = &self.shared.control;
+        match &result {
+            Ok(r) => {
+                control.reload_ok.inc();
+                info!("reloaded: generation {}, {} listeners", r.generation, r.listeners);
+            }
+            Err(e) => {
+                control.reload_failed.inc();
+                if let ReloadError::Invalid(diagnostics) = e {
+                    for d in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
+                        error!("{d}");
+                    }
+                }
+                error!("reload failed, generation {} keeps serving: {e}", self.shared.snapshot().generation);
+                self.shared.set_last_reload_error(e.to_string());
+            }
+        }
+        result
+    }
+
+    fn try_reload(&mut self) -> Result<Reloaded, ReloadError> {
+        let current = self.shared.published.load_full();
+        if current.draining {
+            return Err(ReloadError::Draining);
+        }
+        let generation = current.snapshot.generation + 1;
+        let built = build(&self.opts, generation).map_err(ReloadError::Invalid)?;
+        let prepared = self.ports.prepare(&built.snapshot)?;
+        log_warnings(&built.warnings);
+        self.ports.commit(prepared, &built.snapshot);
+        let listeners = built.snapshot.listeners.len();
+        let next = Published { snapshot: Arc::new(built.snapshot), sockets: self.ports.sockets(), draining: false };
+        self.shared.published.store(Arc::new(next));
+        Ok(Reloaded { generation, listeners })
+    }
+
+    /// Publishes the current snapshot with no sockets and `draining` set: workers stop
+    /// accepting and close keep-alive connections between requests.
+    pub fn start_draining(&mut self) {
+        let snapshot = self.shared.published.load().snapshot.clone();
+        self.shared.published.store(Arc::new(Published { snapshot, sockets: Default::default(), draining: true }));
+        // The workers hold duplicates of the sockets until they stop accepting; ours go now.
+        self.ports.close_all();
+    }
+}
+
+/// Dangling references and fields not enforced are served, with a warning naming them.
+fn log_warnings(warnings: &Diagnostics) {
+    for d in warnings.iter() {
+        warn!("{d}");
+    }
+}

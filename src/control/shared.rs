@@ -1,0 +1,87 @@
+//! What the control thread publishes to the workers and the admin server: the current
+//! snapshot with its sockets (one pointer, swapped whole), and the counters they all read.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::ports::PortSockets;
+use crate::admin::{served_generation, ControlStats, WorkerStats};
+use crate::snapshot::Snapshot;
+
+/// One publication. Workers poll for a new one; a request keeps the snapshot it started with.
+#[derive(Debug)]
+pub struct Published {
+    pub snapshot: Arc<Snapshot>,
+    /// Port → one listening socket per worker (index = worker id). Empty while draining.
+    pub sockets: BTreeMap<u16, PortSockets>,
+    /// Shutting down: stop accepting, close keep-alive connections between requests.
+    pub draining: bool,
+}
+
+/// What `/ready` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Some worker has not started accepting on the first snapshot yet.
+    PreInitializing,
+    Live,
+    Draining,
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub published: ArcSwap<Published>,
+    /// Index = worker id.
+    pub workers: Vec<Arc<WorkerStats>>,
+    pub control: ControlStats,
+    last_reload_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub fn new(first: Published, workers: usize) -> Self {
+        Self {
+            published: ArcSwap::from_pointee(first),
+            workers: (0..workers).map(|_| Arc::default()).collect(),
+            control: ControlStats::default(),
+            last_reload_error: Mutex::new(None),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.load().snapshot.clone()
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        if self.published.load().draining {
+            Readiness::Draining
+        } else if self.served_generation() > 0 {
+            Readiness::Live
+        } else {
+            Readiness::PreInitializing
+        }
+    }
+
+    /// The generation every worker serves (see [`crate::admin::Totals::generation`]).
+    pub fn served_generation(&self) -> u64 {
+        served_generation(&self.workers) as u64
+    }
+
+    /// Every worker has stopped accepting and holds no downstream connection.
+    pub fn drained(&self) -> bool {
+        self.workers.iter().all(|w| w.draining.get() == 1 && w.downstream_cx_active.get() <= 0)
+    }
+
+    pub fn active_connections(&self) -> i64 {
+        self.workers.iter().map(|w| w.downstream_cx_active.get()).sum()
+    }
+
+    /// The text of the most recent failed reload, if any failed.
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_last_reload_error(&self, text: String) {
+        *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    }
+}

@@ -1,0 +1,176 @@
+//! The control thread's machinery with real sockets and real workers, no proxy path: ports
+//! kept across generations, workers following publications, the drain, reload bookkeeping.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::ports::Ports;
+use super::*;
+use crate::admin::Totals;
+use crate::snapshot::{HostTable, Listener, ListenerProtocol, Snapshot};
+use crate::worker::DriverChoice;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn free_port() -> u16 {
+    TcpListener::bind((LOCAL, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn snapshot(generation: u64, ports: &[u16]) -> Snapshot {
+    let listeners = ports
+        .iter()
+        .map(|&port| Listener {
+            port,
+            bind: LOCAL,
+            protocol: ListenerProtocol::Http,
+            servers: vec![],
+            http_routes: Arc::default(),
+            sni: HostTable::default(),
+        })
+        .collect();
+    Snapshot { generation, listeners, clusters: vec![] }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::new(LOCAL, port), Duration::from_secs(1)).is_ok()
+}
+
+#[test]
+fn ports_survive_reloads_that_keep_them() {
+    let (a, b) = (free_port(), free_port());
+    let mut ports = Ports::new(2);
+    let first = snapshot(1, &[a]);
+    let prepared = ports.prepare(&first).unwrap();
+    ports.commit(prepared, &first);
+    let before = ports.sockets();
+    assert_eq!(before[&a].len(), 2, "one socket per worker");
+
+    let second = snapshot(2, &[a, b]);
+    let prepared = ports.prepare(&second).unwrap();
+    ports.commit(prepared, &second);
+    let after = ports.sockets();
+    assert!(Arc::ptr_eq(&before[&a], &after[&a]), "an unchanged port keeps its very sockets");
+    assert!(listening(b));
+
+    let third = snapshot(3, &[b]);
+    let prepared = ports.prepare(&third).unwrap();
+    ports.commit(prepared, &third);
+    drop((before, after));
+    assert!(!listening(a), "a removed port is closed once nobody holds its sockets");
+    assert!(listening(b));
+}
+
+#[test]
+fn a_port_that_cannot_be_bound_changes_nothing() {
+    let a = free_port();
+    let taken = TcpListener::bind((LOCAL, 0)).unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let mut ports = Ports::new(1);
+    let first = snapshot(1, &[a]);
+    let prepared = ports.prepare(&first).unwrap();
+    ports.commit(prepared, &first);
+
+    let err = ports.prepare(&snapshot(2, &[a, taken_port])).unwrap_err();
+    assert_eq!(err.addr, SocketAddr::new(LOCAL, taken_port));
+    assert!(err.to_string().contains(&taken_port.to_string()), "{err}");
+    assert_eq!(ports.sockets().keys().copied().collect::<Vec<_>>(), [a]);
+    assert!(listening(a));
+}
+
+fn workers_follow_publications(driver: DriverChoice) {
+    let (a, b) = (free_port(), free_port());
+    let mut ports = Ports::new(2);
+    let first = snapshot(1, &[a]);
+    let prepared = ports.prepare(&first).unwrap();
+    ports.commit(prepared, &first);
+    let shared =
+        Arc::new(Shared::new(Published { snapshot: Arc::new(first), sockets: ports.sockets(), draining: false }, 2));
+    assert_eq!(shared.readiness(), Readiness::PreInitializing);
+    crate::worker::spawn(&shared, &WorkerOptions { workers: 2, driver, access_log: false }).unwrap();
+    wait_until("workers live", || shared.readiness() == Readiness::Live);
+
+    let accepted = || Totals::sum(&shared.workers).downstream_cx_total;
+    let client = TcpStream::connect((LOCAL, a)).unwrap();
+    wait_until("the connection is accepted", || accepted() == 1);
+
+    // Generation 2 moves the gateway from port a to port b.
+    let second = snapshot(2, &[b]);
+    let prepared = ports.prepare(&second).unwrap();
+    ports.commit(prepared, &second);
+    shared.published.store(Arc::new(Published {
+        snapshot: Arc::new(second),
+        sockets: ports.sockets(),
+        draining: false,
+    }));
+    wait_until("every worker on generation 2", || shared.workers.iter().all(|w| w.generation.get() == 2));
+    wait_until("port a closed", || !listening(a));
+    let _c2 = TcpStream::connect((LOCAL, b)).unwrap();
+    wait_until("port b accepted", || accepted() >= 2);
+
+    // Shutdown: sockets go, /ready turns 503, and the workers report drained once the clients
+    // are gone.
+    ports.close_all();
+    let snapshot = shared.snapshot();
+    shared.published.store(Arc::new(Published { snapshot, sockets: Default::default(), draining: true }));
+    assert_eq!(shared.readiness(), Readiness::Draining);
+    wait_until("port b closed", || !listening(b));
+    drop((client, _c2));
+    wait_until("drained", || shared.drained());
+}
+
+#[test]
+fn workers_follow_publications_on_legacy() {
+    workers_follow_publications(DriverChoice::Legacy);
+}
+
+#[test]
+fn workers_follow_publications_on_io_uring_where_available() {
+    workers_follow_publications(DriverChoice::Auto);
+}
+
+/// An empty config directory of this test's own.
+fn empty_config_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("strait-control-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn reloads_count_and_keep_the_last_error() {
+    let dir = empty_config_dir("reloads");
+    let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
+    let mut reloader = Reloader::start(opts, 1).unwrap();
+    let shared = reloader.shared().clone();
+    assert_eq!(shared.snapshot().generation, 1);
+
+    assert_eq!(reloader.reload().unwrap().generation, 2);
+    assert_eq!(shared.snapshot().generation, 2);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = reloader.reload().unwrap_err();
+    assert!(matches!(err, ReloadError::Invalid(_)), "{err}");
+    assert_eq!(shared.snapshot().generation, 2, "the old snapshot keeps serving");
+    assert_eq!((shared.control.reload_ok.get(), shared.control.reload_failed.get()), (1, 1));
+    let last = shared.last_reload_error().unwrap();
+    assert!(last.contains(&*dir.to_string_lossy()), "{last}");
+
+    reloader.start_draining();
+    assert!(matches!(reloader.reload(), Err(ReloadError::Draining)));
+}
+
+#[test]
+fn an_invalid_first_config_is_refused() {
+    let opts = BuildOptions { paths: vec![PathBuf::from("/nonexistent/strait/config")], ..BuildOptions::default() };
+    assert!(matches!(Reloader::start(opts, 1), Err(RunError::InvalidConfig(_))));
+}

@@ -1,0 +1,78 @@
+//! One error type for the request path: which side failed, whether a retry is safe, and the
+//! answer the client gets.
+
+use std::io;
+
+use crate::http::codec::ParseError;
+
+/// Which peer a failure is attributed to (access-log flags and stats split on this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+    /// The gateway itself decided (no route, no cluster).
+    Gateway,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("client connection: {0}")]
+    DownstreamIo(#[source] io::Error),
+    #[error("bad request: {0}")]
+    BadRequest(#[source] ParseError),
+    #[error("no cluster for the destination")]
+    NoCluster,
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+    #[error("upstream connect error: {0}")]
+    ConnectFailed(#[source] io::Error),
+    #[error("upstream connect timeout")]
+    ConnectTimeout,
+    /// The upstream closed or reset before sending any byte of a response.
+    #[error("upstream reset before response headers")]
+    ResetBeforeResponse,
+    #[error("upstream sent an invalid response: {0}")]
+    UpstreamProtocol(#[source] ParseError),
+    /// `101 Switching Protocols` to a request that asked for no upgrade.
+    #[error("upstream switched protocols unasked")]
+    UnexpectedUpgrade,
+    #[error("upstream connection: {0}")]
+    UpstreamIo(#[source] io::Error),
+    #[error("upstream request timeout")]
+    UpstreamTimeout,
+}
+
+impl ProxyError {
+    pub fn side(&self) -> Side {
+        match self {
+            Self::DownstreamIo(_) | Self::BadRequest(_) => Side::Downstream,
+            Self::NoCluster | Self::NoHealthyUpstream => Side::Gateway,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// Safe to send the request again (to another endpoint): nothing reached the upstream
+    /// application, as with Envoy's `connect-failure` and `refused-stream`.
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, Self::ConnectFailed(_) | Self::ConnectTimeout)
+    }
+
+    /// The status the client is answered with, if the response has not begun; the body Envoy
+    /// sends for the same failure.
+    pub fn answer(&self) -> (u16, &'static str) {
+        match self {
+            Self::BadRequest(e) => (e.status(), ""),
+            Self::NoCluster => (503, ""),
+            Self::NoHealthyUpstream => (503, "no healthy upstream"),
+            Self::ConnectFailed(_) | Self::ConnectTimeout => {
+                (503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+            }
+            Self::ResetBeforeResponse | Self::UpstreamIo(_) => {
+                (503, "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
+            }
+            Self::UpstreamProtocol(_) | Self::UnexpectedUpgrade => (502, "upstream sent an invalid response"),
+            Self::UpstreamTimeout => (504, "upstream request timeout"),
+            Self::DownstreamIo(_) => (400, ""),
+        }
+    }
+}

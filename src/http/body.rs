@@ -1,0 +1,86 @@
+//! Streaming a message body from one socket to another through the bounded read window.
+
+use std::io;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use super::codec::{ChunkedDecoder, ParseError};
+use crate::buf::ReadBuf;
+
+/// Room asked of the read window per read while streaming: bodies pass in pieces this big.
+pub const STREAM_CHUNK: usize = 64 * 1024;
+
+/// Why a body stopped flowing, attributed to the side that failed.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Reading the source failed or it closed early (`UnexpectedEof`).
+    Source(io::Error),
+    Sink(io::Error),
+    /// The source's chunked framing is broken.
+    Framing(ParseError),
+}
+
+async fn refill<R: AsyncReadRent>(src: &mut R, rb: &mut ReadBuf) -> Result<(), BodyError> {
+    match rb.fill(src, STREAM_CHUNK).await {
+        Ok(0) => Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(BodyError::Source(e)),
+    }
+}
+
+/// Forwards exactly `n` body bytes: first those already in `rb`, then read from `src`.
+pub async fn copy_exact<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    rb: &mut ReadBuf,
+    dst: &mut W,
+    mut n: u64,
+) -> Result<(), BodyError> {
+    while n > 0 {
+        if rb.is_empty() {
+            refill(src, rb).await?;
+        }
+        let k = (rb.len() as u64).min(n) as usize;
+        rb.write_to(dst, k).await.map_err(BodyError::Sink)?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+/// Forwards a chunked body verbatim (chunk framing and trailers included) up to its end, which
+/// `dec` finds without copying.
+pub async fn copy_chunked<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    rb: &mut ReadBuf,
+    dst: &mut W,
+    dec: &mut ChunkedDecoder,
+) -> Result<(), BodyError> {
+    loop {
+        if rb.is_empty() {
+            refill(src, rb).await?;
+        }
+        let progress = dec.feed(rb.data()).map_err(BodyError::Framing)?;
+        rb.write_to(dst, progress.consumed).await.map_err(BodyError::Sink)?;
+        if progress.done {
+            return Ok(());
+        }
+    }
+}
+
+/// Forwards everything until `src` closes (a response framed by the connection's end).
+pub async fn copy_until_close<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    rb: &mut ReadBuf,
+    dst: &mut W,
+) -> Result<(), BodyError> {
+    loop {
+        if !rb.is_empty() {
+            let k = rb.len();
+            rb.write_to(dst, k).await.map_err(BodyError::Sink)?;
+        }
+        match rb.fill(src, STREAM_CHUNK).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(BodyError::Source(e)),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Answers the gateway gives itself: 404, redirects, direct responses, errors.
+//!
+//! Each writer appends a complete response to `out` and returns its status.
+
+use std::cell::RefCell;
+
+use super::codec::{self, DateCache, SimpleResponse};
+use crate::snapshot::{Redirect, RedirectPort, RequestInfo};
+
+thread_local! {
+    /// One formatted `date` per second per worker.
+    static DATE: RefCell<DateCache> = RefCell::new(DateCache::default());
+}
+
+/// A plain answer: `content-type: text/plain` when there is a body.
+pub fn simple(out: &mut Vec<u8>, status: u16, body: &[u8], close: bool) -> u16 {
+    write(out, status, &[], body, false, close)
+}
+
+fn write(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], body: &[u8], is_head: bool, close: bool) -> u16 {
+    let resp = SimpleResponse { status, headers, body, close, omit_body: is_head, ..SimpleResponse::default() };
+    DATE.with(|d| codec::write_simple_response(out, &resp, d.borrow_mut().now()));
+    status
+}
+
+/// No virtual host or route: 404 with an empty body, as Envoy answers (NR).
+pub fn not_found(out: &mut Vec<u8>, close: bool) -> u16 {
+    simple(out, 404, b"", close)
+}
+
+/// `directResponse`: the configured status and body.
+pub fn direct(out: &mut Vec<u8>, status: u16, body: &[u8], is_head: bool, close: bool) -> u16 {
+    write(out, status, &[], body, is_head, close)
+}
+
+/// A `tls.httpsRedirect` server: 301 to https, Host kept verbatim (port included).
+pub fn https_redirect(out: &mut Vec<u8>, req: &RequestInfo<'_>, close: bool) -> u16 {
+    let location = location("https", req.host, req.path, req.query);
+    write(out, 301, &[("location", &location)], b"", false, close)
+}
+
+/// An HTTPRoute `redirect`: scheme, authority, port and path replaced as configured, the
+/// query string kept; default ports are left out of Location.
+pub fn redirect(out: &mut Vec<u8>, r: &Redirect, req: &RequestInfo<'_>, listener_port: u16, close: bool) -> u16 {
+    let scheme = r.scheme.as_deref().unwrap_or(req.scheme);
+    let (req_host, req_port) = split_host_port(req.host);
+    let host = r.authority.as_deref().unwrap_or(req_host);
+    let port = match r.port {
+        RedirectPort::Fixed(p) => Some(p),
+        RedirectPort::FromRequestPort => Some(listener_port),
+        RedirectPort::FromProtocolDefault => None,
+        // A new authority brings its own (default) port; otherwise the request's is kept.
+        RedirectPort::Unchanged if r.authority.is_some() => None,
+        RedirectPort::Unchanged => req_port,
+    };
+    let default = if scheme == "https" { 443 } else { 80 };
+    let authority = match port {
+        Some(p) if p != default => format!("{host}:{p}"),
+        _ => host.to_string(),
+    };
+    let path = r.uri.as_deref().unwrap_or(req.path);
+    let location = location(scheme, &authority, path, req.query);
+    write(out, r.code, &[("location", &location)], b"", false, close)
+}
+
+fn location(scheme: &str, authority: &str, path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) => format!("{scheme}://{authority}{path}?{q}"),
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
+/// `host:port` → (host, port); IPv6 literals keep their brackets.
+fn split_host_port(host: &str) -> (&str, Option<u16>) {
+    let bare = crate::snapshot::strip_port(host);
+    let port = host[bare.len()..].strip_prefix(':').and_then(|p| p.parse().ok());
+    (bare, port)
+}

@@ -1,0 +1,627 @@
+//! The per-connection HTTP/1.1 loop: read a request, route it on the worker's snapshot, answer
+//! it locally or forward it over a pooled upstream connection, stream the answer back.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use super::body::{self, BodyError};
+use super::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits};
+use super::local;
+use crate::buf::ReadBuf;
+use crate::error::ProxyError;
+use crate::snapshot::{ClusterId, Destination, RequestInfo, Route, RouteDecision, Snapshot};
+use crate::upstream::{UpstreamConn, UPSTREAM_BUF};
+use crate::worker::{ConnInfo, WorkerCtx};
+
+/// Client read window: heads must fit (the head limit is far below), bodies stream through.
+const CLIENT_BUF: usize = 16 * 1024;
+/// Request bodies up to this size that already sit in the read window go out in the same
+/// write as the head, and stay replayable for a retry.
+const INLINE_BODY: usize = 16 * 1024;
+
+/// Serves one client connection until it closes, errs, or the worker drains.
+pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
+    let mut session = Session {
+        client,
+        peer: Peer { conn, internal: is_internal(conn.peer), ip: conn.peer.ip().to_string() },
+        ctx,
+        rb: ReadBuf::with_capacity(CLIENT_BUF),
+        out: Vec::with_capacity(4096),
+        limits: Limits::default(),
+    };
+    loop {
+        match session.serve_one().await {
+            Next::KeepAlive => continue,
+            Next::Close => break,
+            Next::Upgrade(upstream) => {
+                super::tunnel::run(session.client, session.rb, *upstream).await;
+                break;
+            }
+        }
+    }
+}
+
+/// What to do with the client connection after one exchange.
+enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream switched protocols (WebSocket): the two connections become a tunnel.
+    Upgrade(Box<UpstreamConn>),
+}
+
+/// How a response relay ended.
+enum Relayed {
+    Done { next: Next, reusable: bool },
+    Upgraded,
+}
+
+struct Session {
+    client: TcpStream,
+    peer: Peer,
+    ctx: Rc<WorkerCtx>,
+    rb: ReadBuf,
+    /// Reused for every head written, either direction.
+    out: Vec<u8>,
+    limits: Limits,
+}
+
+/// The client, as routing and header edits see it.
+struct Peer {
+    conn: ConnInfo,
+    /// Envoy trusts request ids only from internal (private or loopback) peers.
+    internal: bool,
+    /// Formatted once per connection for `x-forwarded-for`.
+    ip: String,
+}
+
+/// What the head told us, kept once the head's borrow of the read window ends.
+#[derive(Clone, Copy)]
+struct ReqMeta {
+    head_len: usize,
+    framing: BodyFraming,
+    keep_alive: bool,
+    http10: bool,
+    is_head: bool,
+    expect_continue: bool,
+    upgrade: bool,
+}
+
+/// The routing outcome, decided while the head is borrowed.
+enum Plan<'s> {
+    /// `out` holds a complete local answer with this status.
+    Local { status: u16, close: bool },
+    /// `out` holds the upstream request head.
+    Forward { route: &'s Route, dest: &'s Destination },
+}
+
+impl Session {
+    async fn serve_one(&mut self) -> Next {
+        let snap = self.ctx.snapshot();
+        let (meta, plan) = loop {
+            let mut slots = HeaderSlots::new();
+            match codec::parse_request(self.rb.data(), &mut slots, &self.limits) {
+                Ok(Some(head)) => break plan(&snap, &head, &mut self.out, &self.ctx, &self.peer),
+                Ok(None) => {
+                    let idle = self.rb.is_empty();
+                    // Between requests the wait is cut short when draining starts.
+                    let read = if idle {
+                        self.rb.fill_cancelable(&mut self.client, CLIENT_BUF, self.ctx.drain_handle()).await
+                    } else {
+                        self.rb.fill(&mut self.client, CLIENT_BUF).await
+                    };
+                    match read {
+                        Ok(0) | Err(_) => {
+                            if !idle {
+                                // A partial head then EOF: nobody to answer.
+                                tracing::debug!(peer = %self.peer.conn.peer, "client closed mid-head");
+                            }
+                            return Next::Close;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                Err(e) => {
+                    self.ctx.stats.downstream_rq_total.inc();
+                    return self.answer_error(&ProxyError::BadRequest(e)).await;
+                }
+            }
+        };
+        self.ctx.stats.downstream_rq_total.inc();
+        self.rb.consume(meta.head_len);
+        let next = match plan {
+            Plan::Local { status, close } => {
+                self.ctx.stats.record_status(status);
+                // An unread body would desync the connection: skip it if it is all here.
+                let body_done = self.skip_buffered_body(meta.framing);
+                let out = std::mem::take(&mut self.out);
+                let (res, out) = self.client.write_all(out).await;
+                self.out = out;
+                if res.is_err() || close || !body_done {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                }
+            }
+            Plan::Forward { route, dest } => self.forward(&snap, meta, route, dest).await,
+        };
+        match next {
+            Next::KeepAlive if self.ctx.draining() => Next::Close,
+            other => other,
+        }
+    }
+
+    /// Consumes a request body that already sits whole in the read window; false when it does
+    /// not (the connection must then close after a local answer).
+    fn skip_buffered_body(&mut self, framing: BodyFraming) -> bool {
+        match framing {
+            BodyFraming::None => true,
+            BodyFraming::ContentLength(n) if n as usize <= self.rb.len() => {
+                self.rb.consume(n as usize);
+                true
+            }
+            BodyFraming::Chunked => {
+                let mut dec = ChunkedDecoder::new();
+                match dec.feed(self.rb.data()) {
+                    Ok(p) if p.done => {
+                        self.rb.consume(p.consumed);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Answers a failure before any response byte went out.
+    async fn answer_error(&mut self, err: &ProxyError) -> Next {
+        tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
+        let (status, body) = err.answer();
+        self.ctx.stats.record_status(status);
+        self.out.clear();
+        let close = matches!(err, ProxyError::BadRequest(_));
+        local::simple(&mut self.out, status, body.as_bytes(), close);
+        let out = std::mem::take(&mut self.out);
+        let (res, out) = self.client.write_all(out).await;
+        self.out = out;
+        if res.is_err() || close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    async fn forward(&mut self, snap: &Snapshot, meta: ReqMeta, route: &Route, dest: &Destination) -> Next {
+        let Some(cluster) = dest.cluster else {
+            return self.fail_request(meta, &ProxyError::NoCluster).await;
+        };
+        // Small bodies already read go out with the head, and stay replayable.
+        let inline = self.inline_body(meta.framing);
+        let timeout = route.policy.timeout;
+        let started = Instant::now();
+        let exchange = self.exchange(snap, cluster, route, meta, inline);
+        let result = match timeout {
+            Some(t) => {
+                monoio::time::timeout(t, exchange).await.unwrap_or(Err(Failure::before(ProxyError::UpstreamTimeout)))
+            }
+            None => exchange.await,
+        };
+        match result {
+            Ok(next) => next,
+            Err(Failure { err, response_started }) => {
+                tracing::debug!(peer = %self.peer.conn.peer, error = %err, elapsed = ?started.elapsed(), "request failed");
+                if response_started {
+                    Next::Close
+                } else {
+                    self.fail_request(meta, &err).await
+                }
+            }
+        }
+    }
+
+    /// Answers `err` and decides whether the client connection survives: only when the
+    /// request body was fully consumed.
+    async fn fail_request(&mut self, meta: ReqMeta, err: &ProxyError) -> Next {
+        let body_done = self.skip_buffered_body(meta.framing);
+        match self.answer_error(err).await {
+            Next::KeepAlive if body_done && meta.keep_alive => Next::KeepAlive,
+            _ => Next::Close,
+        }
+    }
+
+    /// Moves a request body that sits whole (and small) in the read window behind the head in
+    /// `out`. Returns whether the body is now complete in `out`.
+    fn inline_body(&mut self, framing: BodyFraming) -> bool {
+        match framing {
+            BodyFraming::None => true,
+            BodyFraming::ContentLength(n) if n as usize <= self.rb.len() && n as usize <= INLINE_BODY => {
+                self.out.extend_from_slice(&self.rb.data()[..n as usize]);
+                self.rb.consume(n as usize);
+                true
+            }
+            BodyFraming::Chunked if self.rb.len() <= INLINE_BODY => {
+                let mut dec = ChunkedDecoder::new();
+                match dec.feed(self.rb.data()) {
+                    Ok(p) if p.done => {
+                        self.out.extend_from_slice(&self.rb.data()[..p.consumed]);
+                        self.rb.consume(p.consumed);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Connect (with retries), send, and relay the response. `out` holds the upstream head
+    /// (and the body when `inline`).
+    async fn exchange(
+        &mut self,
+        snap: &Snapshot,
+        cluster: ClusterId,
+        route: &Route,
+        meta: ReqMeta,
+        inline: bool,
+    ) -> Result<Next, Failure> {
+        let policy = &snap.cluster(cluster).policy;
+        let retries = &route.policy.retries;
+        let mut tried: [usize; 8] = [usize::MAX; 8];
+        let mut attempt = 0usize;
+        let ctx = self.ctx.clone();
+        let upstream = &ctx.upstream;
+        loop {
+            let Some(pick) = upstream.balancer.pick(snap, cluster, &tried[..attempt.min(8)], ctx.random()) else {
+                return Err(Failure::before(ProxyError::NoHealthyUpstream));
+            };
+            let addr = snap.cluster(cluster).endpoints[pick.endpoint].addr;
+            let result = self.try_endpoint(addr, policy.connect_timeout, policy.http_idle_timeout, meta, inline).await;
+            upstream.balancer.release(pick);
+            match result {
+                Err(f)
+                    if !f.response_started
+                        && f.err.retry_safe()
+                        && retries.retry_on.connect_failure
+                        && attempt < retries.attempts as usize =>
+                {
+                    tried[attempt.min(7)] = pick.endpoint;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_endpoint(
+        &mut self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        meta: ReqMeta,
+        inline: bool,
+    ) -> Result<Next, Failure> {
+        let ctx = self.ctx.clone();
+        let stats = &ctx.stats;
+        let mut conn = match ctx.upstream.pools.take(addr, idle_timeout) {
+            Some(c) => {
+                stats.upstream_cx_reused.inc();
+                c
+            }
+            None => connect(addr, connect_timeout, stats).await?,
+        };
+        loop {
+            stats.upstream_rq_total.inc();
+            let sent_at = Instant::now();
+            // A reused connection the upstream closed meanwhile fails on this write or with an
+            // EOF before any response byte: the request (head and inline body, still in `out`)
+            // is then replayed once on a fresh connection.
+            let replayable = conn.reused && inline;
+            let out = std::mem::take(&mut self.out);
+            let (res, out) = conn.stream.write_all(out).await;
+            self.out = out;
+            if let Err(e) = res {
+                if replayable {
+                    conn = connect(addr, connect_timeout, stats).await?;
+                    continue;
+                }
+                return Err(Failure::before(ProxyError::UpstreamIo(e)));
+            }
+            if !inline {
+                if meta.expect_continue {
+                    let (res, _) = self.client.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+                    res.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
+                }
+                self.stream_request_body(&mut conn, meta.framing).await?;
+            }
+            conn.requests += 1;
+            return match self.relay_response(&mut conn, meta, sent_at).await {
+                Err(f) if replayable && f.is_reset_before_response() => {
+                    conn = connect(addr, connect_timeout, stats).await?;
+                    continue;
+                }
+                Err(f) => Err(f),
+                Ok(Relayed::Done { next, reusable }) => {
+                    if reusable {
+                        ctx.upstream.pools.put(conn);
+                    }
+                    Ok(next)
+                }
+                Ok(Relayed::Upgraded) => Ok(Next::Upgrade(Box::new(conn))),
+            };
+        }
+    }
+
+    async fn stream_request_body(&mut self, conn: &mut UpstreamConn, framing: BodyFraming) -> Result<(), Failure> {
+        let res = match framing {
+            BodyFraming::ContentLength(n) => {
+                body::copy_exact(&mut self.client, &mut self.rb, &mut conn.stream, n).await
+            }
+            BodyFraming::Chunked => {
+                let mut dec = ChunkedDecoder::new();
+                body::copy_chunked(&mut self.client, &mut self.rb, &mut conn.stream, &mut dec).await
+            }
+            _ => Ok(()),
+        };
+        res.map_err(|e| match e {
+            BodyError::Source(e) => Failure::before(ProxyError::DownstreamIo(e)),
+            BodyError::Framing(e) => Failure::before(ProxyError::BadRequest(e)),
+            BodyError::Sink(e) => Failure::before(ProxyError::UpstreamIo(e)),
+        })
+    }
+
+    /// Reads the response head, relays head and body. Returns the client's fate and whether
+    /// the upstream connection may go back to the pool.
+    async fn relay_response(
+        &mut self,
+        conn: &mut UpstreamConn,
+        meta: ReqMeta,
+        sent_at: Instant,
+    ) -> Result<Relayed, Failure> {
+        loop {
+            let mut slots = HeaderSlots::new();
+            let parsed = codec::parse_response(conn.buf.data(), &mut slots, meta.is_head, &self.limits);
+            let head = match parsed {
+                Ok(Some(head)) => head,
+                Ok(None) => {
+                    let had = !conn.buf.is_empty();
+                    match conn.buf.fill(&mut conn.stream, UPSTREAM_BUF).await {
+                        Ok(0) if had => {
+                            return Err(Failure::before(ProxyError::UpstreamIo(
+                                std::io::ErrorKind::UnexpectedEof.into(),
+                            )))
+                        }
+                        Ok(0) => return Err(Failure::before(ProxyError::ResetBeforeResponse)),
+                        Ok(_) => continue,
+                        Err(_) if !had => return Err(Failure::before(ProxyError::ResetBeforeResponse)),
+                        Err(e) => return Err(Failure::before(ProxyError::UpstreamIo(e))),
+                    }
+                }
+                Err(e) => return Err(Failure::before(ProxyError::UpstreamProtocol(e))),
+            };
+            let status = head.status;
+            let head_len = head.head_len;
+            if (100..200).contains(&status) && status != 101 {
+                // Interim answers (103 Early Hints…) pass through; 100 was answered by us.
+                if status != 100 && !meta.http10 {
+                    let k = head_len;
+                    conn.buf
+                        .write_to(&mut self.client, k)
+                        .await
+                        .map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
+                } else {
+                    conn.buf.consume(head_len);
+                }
+                continue;
+            }
+            if status == 101 && !meta.upgrade {
+                return Err(Failure::before(ProxyError::UnexpectedUpgrade));
+            }
+            let framing = head.framing;
+            let upstream_keep_alive = head.keep_alive;
+            self.out.clear();
+            let edits = ResponseEdits {
+                upstream_service_time_ms: Some(sent_at.elapsed().as_millis() as u64),
+                close: !meta.keep_alive || self.ctx.draining(),
+                http10_client: meta.http10,
+                ..ResponseEdits::default()
+            };
+            let written = codec::write_response_head(&mut self.out, &head, &edits);
+            let (dechunk, close_client) = (written.dechunk, written.close);
+            conn.buf.consume(head_len);
+            self.ctx.stats.record_status(status);
+            if status == 101 {
+                let out = std::mem::take(&mut self.out);
+                let (res, out) = self.client.write_all(out).await;
+                self.out = out;
+                res.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
+                return Ok(Relayed::Upgraded);
+            }
+            let out = std::mem::take(&mut self.out);
+            let (res, out) = self.client.write_all(out).await;
+            self.out = out;
+            res.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
+            let relayed = match framing {
+                BodyFraming::None => Ok(()),
+                BodyFraming::ContentLength(n) => {
+                    body::copy_exact(&mut conn.stream, &mut conn.buf, &mut self.client, n).await
+                }
+                BodyFraming::Chunked if dechunk => {
+                    super::dechunk::relay(&mut conn.stream, &mut conn.buf, &mut self.client).await
+                }
+                BodyFraming::Chunked => {
+                    let mut dec = ChunkedDecoder::new();
+                    body::copy_chunked(&mut conn.stream, &mut conn.buf, &mut self.client, &mut dec).await
+                }
+                BodyFraming::UntilClose => {
+                    body::copy_until_close(&mut conn.stream, &mut conn.buf, &mut self.client).await
+                }
+            };
+            relayed.map_err(|e| {
+                Failure::started(match e {
+                    BodyError::Sink(e) => ProxyError::DownstreamIo(e),
+                    BodyError::Source(e) => ProxyError::UpstreamIo(e),
+                    BodyError::Framing(e) => ProxyError::UpstreamProtocol(e),
+                })
+            })?;
+            // Bytes beyond the framed response mean the upstream is confused: never reuse it.
+            let reusable = upstream_keep_alive && conn.buf.is_empty() && !matches!(framing, BodyFraming::UntilClose);
+            let next = if close_client { Next::Close } else { Next::KeepAlive };
+            return Ok(Relayed::Done { next, reusable });
+        }
+    }
+}
+
+/// Routes the request and writes either the local answer or the upstream head into `out`.
+fn plan<'s>(
+    snap: &'s Snapshot,
+    head: &codec::RequestHead<'_>,
+    out: &mut Vec<u8>,
+    ctx: &WorkerCtx,
+    peer: &Peer,
+) -> (ReqMeta, Plan<'s>) {
+    let meta = ReqMeta {
+        head_len: head.head_len,
+        framing: head.framing,
+        keep_alive: head.keep_alive,
+        http10: head.version == 0,
+        is_head: head.method == "HEAD",
+        expect_continue: head.expect_continue,
+        upgrade: head.upgrade.is_some(),
+    };
+    let host = head.host().unwrap_or("");
+    let info = RequestInfo {
+        host,
+        method: head.method,
+        path: head.path(),
+        query: head.query(),
+        scheme: "http",
+        headers: head.headers(),
+    };
+    let close = !meta.keep_alive || ctx.draining();
+    out.clear();
+    let Some(listener) = snap.listener(peer.conn.listener_port) else {
+        // The port was removed by a reload while this connection lived.
+        let status = local::not_found(out, true);
+        return (meta, Plan::Local { status, close: true });
+    };
+    let plan = match listener.http_routes.route(&info) {
+        RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
+            Plan::Local { status: local::not_found(out, close), close }
+        }
+        RouteDecision::HttpsRedirect(_) => Plan::Local { status: local::https_redirect(out, &info, close), close },
+        RouteDecision::Matched { route, block, .. } => match &route.action {
+            crate::snapshot::RouteAction::DirectResponse { status, body } => {
+                Plan::Local { status: local::direct(out, *status, body, meta.is_head, close), close }
+            }
+            crate::snapshot::RouteAction::Redirect(r) => {
+                Plan::Local { status: local::redirect(out, r, &info, peer.conn.listener_port, close), close }
+            }
+            crate::snapshot::RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
+                Some(dest) => {
+                    let path = super::rewrite::path(route, block, &info);
+                    let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref());
+                    let request_id = request_id(ctx, peer, head);
+                    let edits = RequestEdits {
+                        path: path.as_deref(),
+                        authority,
+                        x_forwarded_proto: "http",
+                        x_forwarded_for_append: &peer.ip,
+                        request_id: request_id.as_ref().map(|id| id.as_str()),
+                        x_envoy_external_address: (!peer.internal).then_some(peer.ip.as_str()),
+                        add: if peer.internal { &[("x-envoy-internal", "true")] } else { &[] },
+                        remove: if meta.expect_continue { &["expect"] } else { &[] },
+                        keep_alive: true,
+                        allow_upgrade: meta.upgrade,
+                    };
+                    codec::write_request_head(out, head, &edits);
+                    Plan::Forward { route, dest }
+                }
+                None => Plan::Local { status: local::simple(out, 503, b"", close), close },
+            },
+        },
+    };
+    (meta, plan)
+}
+
+/// A fresh id unless an internal client sent one (Envoy regenerates external clients' ids).
+fn request_id(ctx: &WorkerCtx, peer: &Peer, head: &codec::RequestHead<'_>) -> Option<RequestId> {
+    if peer.internal && head.header("x-request-id").is_some() {
+        None
+    } else {
+        Some(RequestId::new(ctx.random(), ctx.random(), ctx.random(), ctx.random()))
+    }
+}
+
+/// A failed exchange: the error, and whether response bytes already reached the client (then
+/// the only honest signal left is closing the connection).
+struct Failure {
+    err: ProxyError,
+    response_started: bool,
+}
+
+impl Failure {
+    fn before(err: ProxyError) -> Self {
+        Self { err, response_started: false }
+    }
+
+    fn started(err: ProxyError) -> Self {
+        Self { err, response_started: true }
+    }
+
+    fn is_reset_before_response(&self) -> bool {
+        !self.response_started && matches!(self.err, ProxyError::ResetBeforeResponse)
+    }
+}
+
+async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    stats: &crate::admin::WorkerStats,
+) -> Result<UpstreamConn, Failure> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            stats.upstream_cx_total.inc();
+            Ok(UpstreamConn::new(stream, addr))
+        }
+        Ok(Err(e)) => {
+            stats.upstream_cx_connect_fail.inc();
+            Err(Failure::before(ProxyError::ConnectFailed(e)))
+        }
+        Err(_) => {
+            stats.upstream_cx_connect_fail.inc();
+            Err(Failure::before(ProxyError::ConnectTimeout))
+        }
+    }
+}
+
+/// Envoy's default internal address set: RFC 1918, loopback, unique-local IPv6.
+fn is_internal(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_private() || ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// A UUID v4 request id formatted on the stack.
+struct RequestId([u8; 36]);
+
+impl RequestId {
+    fn new(a: u32, b: u32, c: u32, d: u32) -> Self {
+        let mut bytes = [0u8; 16];
+        for (i, w) in [a, b, c, d].into_iter().enumerate() {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        let mut out = [0u8; 36];
+        uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().encode_lower(&mut out);
+        Self(out)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}

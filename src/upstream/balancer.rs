@@ -1,0 +1,102 @@
+//! Per-core endpoint selection: round robin, random and least-request (power of two choices).
+
+use std::cell::RefCell;
+
+use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Snapshot};
+
+/// Per-cluster cursors and in-flight counts of one worker, valid for one snapshot generation
+/// (cluster ids are only meaningful within a snapshot, so a reload starts them afresh).
+#[derive(Default)]
+pub struct Balancer {
+    state: RefCell<State>,
+}
+
+#[derive(Default)]
+struct State {
+    generation: u64,
+    clusters: Vec<ClusterState>,
+}
+
+#[derive(Default, Clone)]
+struct ClusterState {
+    cursor: u32,
+    /// In-flight requests per endpoint index, on this worker.
+    active: Vec<u32>,
+}
+
+/// An endpoint picked for one request; hand it back with [`Balancer::release`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pick {
+    generation: u64,
+    cluster: ClusterId,
+    pub endpoint: usize,
+}
+
+impl Balancer {
+    /// Picks an endpoint of `cluster`, skipping the indexes in `tried` while others remain
+    /// (retries go to a host not tried before). `draw` is a per-core random number.
+    pub fn pick(&self, snap: &Snapshot, id: ClusterId, tried: &[usize], draw: u32) -> Option<Pick> {
+        let cluster = snap.cluster(id);
+        let n = cluster.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let mut state = self.state.borrow_mut();
+        if state.generation != snap.generation || state.clusters.len() != snap.clusters.len() {
+            state.generation = snap.generation;
+            state.clusters =
+                snap.clusters.iter().map(|c| ClusterState { cursor: 0, active: vec![0; c.endpoints.len()] }).collect();
+        }
+        let st = &mut state.clusters[id as usize];
+        let endpoint = if n == 1 { 0 } else { choose(cluster, st, tried, draw) };
+        st.active[endpoint] += 1;
+        Some(Pick { generation: snap.generation, cluster: id, endpoint })
+    }
+
+    /// The request on `pick` ended.
+    pub fn release(&self, pick: Pick) {
+        let mut state = self.state.borrow_mut();
+        if state.generation == pick.generation {
+            if let Some(active) =
+                state.clusters.get_mut(pick.cluster as usize).and_then(|c| c.active.get_mut(pick.endpoint))
+            {
+                *active = active.saturating_sub(1);
+            }
+        }
+    }
+}
+
+fn choose(cluster: &Cluster, st: &mut ClusterState, tried: &[usize], draw: u32) -> usize {
+    let n = cluster.endpoints.len();
+    let untried = |i: usize| tried.len() >= n || !tried.contains(&i);
+    let mut next_rr = || loop {
+        let i = st.cursor as usize % n;
+        st.cursor = st.cursor.wrapping_add(1);
+        if untried(i) {
+            return i;
+        }
+    };
+    match cluster.policy.load_balancer {
+        LoadBalancer::Random => {
+            let i = draw as usize % n;
+            if untried(i) {
+                i
+            } else {
+                next_rr()
+            }
+        }
+        // Power of two choices with the round-robin candidate first: with equal load (e.g.
+        // sequential requests) it degrades to plain round robin rather than to random.
+        LoadBalancer::LeastRequest => {
+            let a = next_rr();
+            let b = draw as usize % n;
+            if b != a && untried(b) && st.active[b] < st.active[a] {
+                b
+            } else {
+                a
+            }
+        }
+        // Consistent hashing acts once session affinity lands; until then round robin.
+        LoadBalancer::RoundRobin | LoadBalancer::Passthrough | LoadBalancer::ConsistentHash { .. } => next_rr(),
+    }
+}

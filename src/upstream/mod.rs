@@ -1,0 +1,23 @@
+//! Upstream side of a worker: endpoint selection and keep-alive connection pools, per core.
+
+mod balancer;
+mod pool;
+
+pub use balancer::{Balancer, Pick};
+pub use pool::{Pools, UpstreamConn, UPSTREAM_BUF};
+
+/// Idle connections kept per endpoint and worker. Enough for keep-alive benchmarks at a few
+/// hundred client connections per core; beyond it connections are closed after use.
+pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
+
+/// A worker's upstream state; lives in its `WorkerCtx`, never shared across cores.
+pub struct Upstream {
+    pub pools: Pools,
+    pub balancer: Balancer,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self { pools: Pools::new(MAX_IDLE_PER_ENDPOINT), balancer: Balancer::default() }
+    }
+}

@@ -1,0 +1,105 @@
+//! Per-core keep-alive pools of upstream connections, one LIFO stack per endpoint.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use crate::buf::ReadBuf;
+
+/// An upstream connection with the read buffer that travels with it, so a reused connection
+/// costs no allocation.
+pub struct UpstreamConn {
+    pub stream: TcpStream,
+    pub addr: SocketAddr,
+    pub buf: ReadBuf,
+    /// Requests already sent on this connection (for `maxRequestsPerConnection`).
+    pub requests: u32,
+    /// Came from the pool rather than a fresh connect: a failure before any response byte is
+    /// then most likely the upstream having closed it, and is safe to retry on a fresh one.
+    pub reused: bool,
+}
+
+/// Upstream read buffers start here and grow only for larger heads.
+pub const UPSTREAM_BUF: usize = 16 * 1024;
+
+impl UpstreamConn {
+    pub fn new(stream: TcpStream, addr: SocketAddr) -> Self {
+        Self { stream, addr, buf: ReadBuf::with_capacity(UPSTREAM_BUF), requests: 0, reused: false }
+    }
+}
+
+struct Idle {
+    conn: UpstreamConn,
+    since: Instant,
+}
+
+/// Idle connections of one worker. Per-core pools fragment reuse across workers, so the number
+/// kept per endpoint is capped: past the cap a finished connection is closed instead.
+pub struct Pools {
+    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    max_idle_per_endpoint: usize,
+}
+
+impl Pools {
+    pub fn new(max_idle_per_endpoint: usize) -> Self {
+        Self { idle: RefCell::new(HashMap::new()), max_idle_per_endpoint }
+    }
+
+    /// The most recently used idle connection to `addr` that is still clean: not idle longer
+    /// than `idle_timeout`, not closed by the upstream, with no stray bytes waiting.
+    pub fn take(&self, addr: SocketAddr, idle_timeout: Duration) -> Option<UpstreamConn> {
+        let mut idle = self.idle.borrow_mut();
+        let stack = idle.get_mut(&addr)?;
+        while let Some(entry) = stack.pop() {
+            if entry.since.elapsed() < idle_timeout && is_clean(&entry.conn.stream) {
+                let mut conn = entry.conn;
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last exchange ended cleanly.
+    pub fn put(&self, mut conn: UpstreamConn) {
+        let mut idle = self.idle.borrow_mut();
+        let stack = idle.entry(conn.addr).or_default();
+        if stack.len() < self.max_idle_per_endpoint {
+            conn.buf.clear();
+            stack.push(Idle { conn, since: Instant::now() });
+        }
+    }
+
+    /// Closes idle connections the upstream has closed (FIN/RST seen) or that idled past
+    /// `idle_timeout`; run periodically so dead sockets do not linger.
+    pub fn sweep(&self, idle_timeout: Duration) {
+        let mut idle = self.idle.borrow_mut();
+        for stack in idle.values_mut() {
+            stack.retain(|e| e.since.elapsed() < idle_timeout && is_clean(&e.conn.stream));
+        }
+        idle.retain(|_, stack| !stack.is_empty());
+    }
+
+    /// Idle connections held, for the admin page.
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.borrow().get(&addr).map_or(0, Vec::len)
+    }
+}
+
+/// An idle connection is clean when reading would block: a 0-byte read means the upstream sent
+/// FIN, bytes mean a response nobody asked for, an error means RST. One non-blocking peek
+/// syscall, no buffer consumed.
+fn is_clean(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: the fd is owned by `stream`, alive for this call; MSG_PEEK leaves the data in the
+    // socket and MSG_DONTWAIT never blocks. The 1-byte buffer is valid for writes.
+    let n = unsafe { libc::recv(stream.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n < 0 && {
+        let err = std::io::Error::last_os_error().raw_os_error();
+        err == Some(libc::EAGAIN) || err == Some(libc::EWOULDBLOCK)
+    }
+}

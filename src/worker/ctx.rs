@@ -1,0 +1,106 @@
+//! Per-worker state handed to every connection on that worker: never shared across cores.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use monoio::io::{CancelHandle, Canceller};
+
+use crate::admin::WorkerStats;
+use crate::snapshot::Snapshot;
+use crate::upstream::Upstream;
+
+/// The downstream connection as accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// The gateway port the connection came in on.
+    pub listener_port: u16,
+}
+
+pub struct WorkerCtx {
+    pub id: usize,
+    /// `Rc` around the `Arc`: a request clones the `Rc` (a plain increment on this core), never
+    /// the `Arc` (an atomic on a line every core reads).
+    #[allow(clippy::redundant_allocation)]
+    snapshot: RefCell<Rc<Arc<Snapshot>>>,
+    pub stats: Arc<WorkerStats>,
+    pub upstream: Upstream,
+    /// `--access-log`: one line per request on stdout.
+    pub access_log: bool,
+    draining: Cell<bool>,
+    /// Cancelled when draining starts; see [`WorkerCtx::drain_handle`].
+    drain: RefCell<Option<Canceller>>,
+    drain_handle: CancelHandle,
+    rng: Cell<u64>,
+}
+
+impl WorkerCtx {
+    pub fn new(id: usize, snapshot: Arc<Snapshot>, stats: Arc<WorkerStats>, access_log: bool) -> Self {
+        let drain = Canceller::new();
+        let drain_handle = drain.handle();
+        Self {
+            id,
+            snapshot: RefCell::new(Rc::new(snapshot)),
+            stats,
+            upstream: Upstream::default(),
+            access_log,
+            draining: Cell::new(false),
+            drain: RefCell::new(Some(drain)),
+            drain_handle,
+            rng: Cell::new(seed(id)),
+        }
+    }
+
+    /// The snapshot to serve a request with; hold it for the whole request so a reload in the
+    /// middle never mixes two configs.
+    #[inline]
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// The gateway is shutting down: answer the request in flight with `connection: close`
+    /// and take no further request on the connection.
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// For reads that wait for the *next* request on a keep-alive connection (e.g.
+    /// `stream.cancelable_read(buf, ctx.drain_handle())`): they fail with `ECANCELED` when
+    /// draining starts, so idle connections close at once instead of holding the drain open.
+    pub fn drain_handle(&self) -> CancelHandle {
+        self.drain_handle.clone()
+    }
+
+    /// A uniformly distributed number from this core's xorshift64 generator.
+    #[inline]
+    pub fn random(&self) -> u32 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        (x >> 32) as u32
+    }
+
+    pub(crate) fn set_snapshot(&self, snapshot: Arc<Snapshot>) {
+        *self.snapshot.borrow_mut() = Rc::new(snapshot);
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.set(true);
+        if let Some(drain) = self.drain.borrow_mut().take() {
+            drain.cancel();
+        }
+    }
+}
+
+/// Distinct per worker and per run; never 0 (xorshift would stay at 0).
+fn seed(id: usize) -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+}

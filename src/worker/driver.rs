@@ -1,0 +1,81 @@
+//! Which I/O driver a worker's monoio runtime runs on: io_uring where the kernel allows it,
+//! else epoll (Docker's default seccomp profile refuses io_uring), with one warning.
+
+use std::fmt;
+use std::io;
+use std::sync::Once;
+
+use monoio::time::TimeDriver;
+use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
+use tracing::warn;
+
+/// `--driver` / `STRAIT_DRIVER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DriverChoice {
+    /// io_uring if the kernel allows it, else legacy.
+    #[default]
+    Auto,
+    /// io_uring or refuse to start.
+    #[value(alias = "io_uring", alias = "iouring")]
+    Uring,
+    /// epoll, even where io_uring works.
+    #[value(alias = "epoll")]
+    Legacy,
+}
+
+/// The driver a runtime was built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Legacy,
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Driver::IoUring => "io_uring",
+            Driver::Legacy => "legacy (epoll)",
+        })
+    }
+}
+
+pub type WorkerRuntime = FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("io_uring is not available here ({0}); run with --driver legacy or auto")]
+pub struct UringUnavailable(String);
+
+/// The driver to try, decided once for the process.
+pub fn resolve(choice: DriverChoice) -> Result<Driver, UringUnavailable> {
+    match choice {
+        DriverChoice::Legacy => Ok(Driver::Legacy),
+        _ if monoio::utils::detect_uring() => Ok(Driver::IoUring),
+        DriverChoice::Uring => Err(UringUnavailable("the kernel refuses io_uring or lacks its operations".into())),
+        DriverChoice::Auto => {
+            warn_fallback("the kernel refuses io_uring or lacks its operations");
+            Ok(Driver::Legacy)
+        }
+    }
+}
+
+/// Builds a worker's runtime on `driver`. Under `auto`, an io_uring ring that cannot be set up
+/// on this thread (e.g. RLIMIT_MEMLOCK on older kernels) falls back to legacy.
+pub fn build(driver: Driver, choice: DriverChoice) -> io::Result<(WorkerRuntime, Driver)> {
+    if driver == Driver::IoUring {
+        match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
+            Ok(rt) => return Ok((rt.into(), Driver::IoUring)),
+            Err(e) if choice == DriverChoice::Auto => warn_fallback(&e.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    let rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
+    Ok((rt.into(), Driver::Legacy))
+}
+
+/// One warning per process, however many workers fall back.
+fn warn_fallback(reason: &str) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        warn!("io_uring unavailable ({reason}): using the legacy epoll driver; --driver legacy silences this");
+    });
+}

@@ -1,0 +1,101 @@
+//! The workers: one OS thread per core, each pinned and running its own monoio runtime, with
+//! its own accept loops, connections, upstream pools and counters. Nothing on a worker's
+//! request path touches another core's memory.
+
+mod accept;
+mod ctx;
+mod driver;
+mod follow;
+
+use std::io;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+
+use tracing::{info, warn};
+
+pub use ctx::{ConnInfo, WorkerCtx};
+pub use driver::{Driver, DriverChoice, UringUnavailable};
+
+use crate::control::Shared;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerOptions {
+    pub workers: usize,
+    pub driver: DriverChoice,
+    pub access_log: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Uring(#[from] UringUnavailable),
+    #[error("worker {id}: cannot build its runtime: {source}")]
+    Runtime {
+        id: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start a worker thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+/// The number of CPUs this process may run on (affinity mask and cgroup quota).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Starts `opts.workers` threads, worker i pinned to the i-th CPU this process may use. Returns
+/// once every worker has built its runtime, so a failure stops `strait run` before serving.
+pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartError> {
+    let driver = driver::resolve(opts.driver)?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if cores.is_empty() {
+        warn!("cannot list the CPUs this process may use: workers are not pinned");
+    } else if opts.workers > cores.len() {
+        warn!("{} workers on {} CPUs: some workers share a core", opts.workers, cores.len());
+    }
+    let (started_tx, started) = mpsc::channel();
+    for id in 0..opts.workers {
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let (shared, started_tx, choice, access_log) =
+            (shared.clone(), started_tx.clone(), opts.driver, opts.access_log);
+        let thread = std::thread::Builder::new().name(format!("strait-worker-{id}")).spawn(move || {
+            if let Some(core) = core {
+                if !core_affinity::set_for_current(core) {
+                    warn!("worker {id}: cannot pin to CPU {}", core.id);
+                }
+            }
+            let (mut rt, used) = match driver::build(driver, choice) {
+                Ok(built) => built,
+                Err(source) => {
+                    let _ = started_tx.send(Err(StartError::Runtime { id, source }));
+                    return;
+                }
+            };
+            let _ = started_tx.send(Ok(used));
+            drop(started_tx);
+            rt.block_on(async move {
+                let stats = shared.workers[id].clone();
+                let ctx = Rc::new(WorkerCtx::new(id, shared.snapshot(), stats, access_log));
+                follow::follow(ctx, shared).await;
+            });
+        });
+        thread.map_err(StartError::Thread)?;
+    }
+    drop(started_tx);
+    let mut used = Vec::with_capacity(opts.workers);
+    for outcome in started.iter().take(opts.workers) {
+        used.push(outcome?);
+    }
+    log_drivers(&used);
+    Ok(())
+}
+
+fn log_drivers(used: &[Driver]) {
+    let uring = used.iter().filter(|&&d| d == Driver::IoUring).count();
+    match (uring, used.len() - uring) {
+        (_, 0) => info!("driver: {}", Driver::IoUring),
+        (0, _) => info!("driver: {}", Driver::Legacy),
+        (uring, legacy) => info!("driver: {} on {uring} workers, {} on {legacy}", Driver::IoUring, Driver::Legacy),
+    }
+}

@@ -1,0 +1,193 @@
+//! The gateway's own answers and the headers an Istio gateway sets, end to end on both drivers.
+
+mod support;
+
+use support::backend::Backend;
+use support::client::{self, Conn};
+use support::config::{docs, http_gateway, service_entry, virtual_service};
+use support::{free_port, Driver, Gateway};
+
+/// A gateway on a fresh port routing `/` of `app.test` to one backend, plus special routes.
+fn setup(driver: Driver, backend: &Backend) -> (Gateway, std::net::SocketAddr) {
+    let port = free_port();
+    let dead = free_port();
+    let http = "  - name: slow
+    match:
+    - uri:
+        prefix: /timeout/
+    timeout: 0.3s
+    rewrite:
+      uri: /delay/
+    route:
+    - destination:
+        host: app.local
+  - name: refused
+    match:
+    - uri:
+        prefix: /refused
+    route:
+    - destination:
+        host: dead.local
+  - name: empty
+    match:
+    - uri:
+        prefix: /empty
+    route:
+    - destination:
+        host: empty.local
+  - name: dangling
+    match:
+    - uri:
+        prefix: /dangling
+    route:
+    - destination:
+        host: nothing.local
+  - name: direct
+    match:
+    - uri:
+        exact: /direct
+    directResponse:
+      status: 418
+      body:
+        string: short and stout
+  - name: moved
+    match:
+    - uri:
+        prefix: /old
+    redirect:
+      uri: /new
+      authority: other.test
+  - name: app
+    match:
+    - uri:
+        prefix: /
+    route:
+    - destination:
+        host: app.local
+";
+    let yaml = docs(&[
+        http_gateway("gw", port, &["app.test", "*.wild.test"]),
+        virtual_service("app", "gw", &["app.test", "*.wild.test"], http),
+        service_entry("app", "app.local", 80, &[backend.port()]),
+        service_entry("dead", "dead.local", 80, &[dead]),
+        service_entry("empty", "empty.local", 80, &[]),
+    ]);
+    let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+    (gw, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+both_drivers! {
+    fn forwards_with_istio_headers(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let resp = client::request(addr, "GET /hello?x=1 HTTP/1.1\r\nHost: APP.test:8080\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Envoy-Retry-On: 5xx\r\nConnection: close, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n\r\n");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("x-backend"), Some("app"));
+        assert_eq!(resp.header("server"), Some("istio-envoy"));
+        assert!(resp.header("x-envoy-upstream-service-time").is_some_and(|v| v.parse::<u64>().is_ok()));
+        let got = b.last();
+        assert_eq!(got.target, "/hello?x=1");
+        assert_eq!(got.header("host"), Some("APP.test:8080"));
+        assert_eq!(got.header("x-forwarded-for"), Some("10.0.0.1, 127.0.0.1"));
+        assert_eq!(got.header("x-forwarded-proto"), Some("http"));
+        assert_eq!(got.header("x-request-id").map(str::len), Some(36));
+        assert_eq!(got.header("x-envoy-retry-on"), None, "client x-envoy-* headers are stripped");
+        assert_eq!(got.header("x-hop"), None, "headers named in Connection are hop-by-hop");
+        assert_eq!(got.header("keep-alive"), None);
+    }
+
+    fn internal_request_id_is_kept(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let resp = client::request(addr, "GET / HTTP/1.1\r\nHost: app.test\r\nx-request-id: abc-123\r\nConnection: close\r\n\r\n");
+        assert_eq!(resp.status, 200);
+        assert_eq!(b.last().header("x-request-id"), Some("abc-123"));
+    }
+
+    fn wildcard_host_routes(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        assert_eq!(client::get(addr, "a.b.wild.test", "/").status, 200);
+        assert_eq!(client::get(addr, "wild.test", "/").status, 404);
+    }
+
+    fn not_found_without_host_or_route(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let resp = client::get(addr, "unknown.test", "/");
+        assert_eq!(resp.status, 404);
+        assert!(resp.body.is_empty());
+        assert_eq!(b.count(), 0);
+    }
+
+    fn direct_response_and_redirect(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let resp = client::get(addr, "app.test", "/direct");
+        assert_eq!(resp.status, 418);
+        assert_eq!(resp.body_text(), "short and stout");
+        assert_eq!(resp.header("content-type"), Some("text/plain"));
+        let resp = client::get(addr, "app.test", "/old/path?q=1");
+        assert_eq!(resp.status, 301);
+        assert_eq!(resp.header("location"), Some("http://other.test/new?q=1"));
+    }
+
+    fn no_healthy_upstream(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let resp = client::get(addr, "app.test", "/empty");
+        assert_eq!(resp.status, 503);
+        assert_eq!(resp.body_text(), "no healthy upstream");
+    }
+
+    fn connect_failure_is_503(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let resp = client::get(addr, "app.test", "/refused");
+        assert_eq!(resp.status, 503);
+        assert!(resp.body_text().starts_with("upstream connect error or disconnect/reset before headers"), "{}", resp.body_text());
+    }
+
+    fn dangling_destination_is_503(driver) {
+        let b = Backend::start("app");
+        let (gw, addr) = setup(driver, &b);
+        assert_eq!(client::get(addr, "app.test", "/dangling").status, 503);
+        assert!(gw.logs().contains("nothing.local"), "the dangling host is named in a warning:\n{}", gw.logs());
+    }
+
+    fn upstream_timeout_is_504(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let mut c = Conn::open(addr);
+        let resp = c.get("/timeout/2000", "app.test");
+        assert_eq!(resp.status, 504);
+        assert_eq!(resp.body_text(), "upstream request timeout");
+        // The connection survives a 504 and serves the next request.
+        assert_eq!(c.get("/", "app.test").status, 200);
+    }
+
+    fn ambiguous_framing_is_400_and_closed(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        for raw in [
+            "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: app.test\r\nBad\x01Name: x\r\n\r\n",
+        ] {
+            let mut s = support::connect_send(addr, raw.as_bytes());
+            let got = String::from_utf8_lossy(&support::read_to_close(&mut s, std::time::Duration::from_secs(5))).into_owned();
+            assert!(got.starts_with("HTTP/1.1 400 "), "{raw:?} -> {got:?}");
+        }
+        assert_eq!(b.count(), 0, "nothing ambiguous reaches the upstream");
+    }
+
+    fn oversized_head_and_uri(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: app.test\r\n\r\n", "a".repeat(20 * 1024));
+        assert_eq!(client::request(addr, &long_uri).status, 414);
+        let big_head = format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n", "b".repeat(70 * 1024));
+        assert_eq!(client::request(addr, &big_head).status, 431);
+    }
+}

@@ -1,0 +1,242 @@
+//! A real HTTP/1.1 backend on 127.0.0.1:0 for the tests, one thread per connection.
+//!
+//! It answers by path: `/status/N` (status N), `/delay/MS` (answers after MS ms), `/size/N`
+//! (N body bytes, Content-Length), `/chunked/N` (N body bytes, chunked), `/upload` (drains the
+//! request body and answers its length and checksum), anything else: 200 with the backend's
+//! name. Every response carries `x-backend: NAME`; every request is recorded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let b = Backend {
+            name: name.to_string(),
+            addr,
+            connections: Arc::default(),
+            received: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (name, conns, rec, stop) = (b.name.clone(), b.connections.clone(), b.received.clone(), b.stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                conns.fetch_add(1, Ordering::Relaxed);
+                let (name, rec) = (name.clone(), rec.clone());
+                std::thread::spawn(move || serve(stream, &name, &rec));
+            }
+        });
+        b
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Received {
+        self.requests().pop().expect("the backend received a request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Bodies above this are counted, not kept.
+const KEEP_BODY: usize = 1 << 20;
+
+fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>) {
+    stream.set_nodelay(true).unwrap();
+    let mut r = BufReader::with_capacity(1 << 16, stream.try_clone().unwrap());
+    let mut w = stream;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end_matches(['\r', '\n']);
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                headers.push((n.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let req = Received { method, target, headers, body: Vec::new() };
+        let (body, len, sum) = match read_body(&mut r, &req) {
+            Some(b) => b,
+            None => return,
+        };
+        let close = req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let path = req.target.split('?').next().unwrap_or("").to_string();
+        let is_head = req.method == "HEAD";
+        rec.lock().unwrap().push(Received { body, ..req });
+        let conn = if close { "connection: close\r\n" } else { "" };
+        let ok = if let Some(code) = path.strip_prefix("/status/") {
+            let code: u16 = code.parse().unwrap_or(200);
+            write!(w, "HTTP/1.1 {code} X\r\nx-backend: {name}\r\ncontent-length: {}\r\n{conn}\r\n{}", name.len(), name)
+        } else if let Some(ms) = path.strip_prefix("/delay/") {
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+            write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-length: {}\r\n{conn}\r\n{}", name.len(), name)
+        } else if let Some(n) = path.strip_prefix("/size/") {
+            let n: usize = n.parse().unwrap_or(0);
+            write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-length: {n}\r\n{conn}\r\n").and_then(|_| {
+                if is_head {
+                    Ok(())
+                } else {
+                    write_pattern(&mut w, n, |w, b| w.write_all(b))
+                }
+            })
+        } else if let Some(n) = path.strip_prefix("/chunked/") {
+            let n: usize = n.parse().unwrap_or(0);
+            write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ntransfer-encoding: chunked\r\n{conn}\r\n").and_then(
+                |_| {
+                    write_pattern(&mut w, n, |w, b| {
+                        write!(w, "{:x}\r\n", b.len())?;
+                        w.write_all(b)?;
+                        w.write_all(b"\r\n")
+                    })?;
+                    w.write_all(b"0\r\n\r\n")
+                },
+            )
+        } else if path == "/upload" {
+            let body = format!("{len} {sum}");
+            write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-length: {}\r\n{conn}\r\n{body}", body.len())
+        } else {
+            write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-length: {}\r\n{conn}\r\n{}", name.len(), name)
+        };
+        if ok.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// The deterministic body the backend sends: byte i is `i % 251` (so truncation or reordering
+/// shows in the checksum).
+pub fn pattern_byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// The checksum `/upload` answers and tests compute: a wrapping sum of byte × (i % 7 + 1).
+pub fn checksum(sum: &mut u64, offset: usize, bytes: &[u8]) {
+    for (k, b) in bytes.iter().enumerate() {
+        *sum = sum.wrapping_add(u64::from(*b) * ((offset + k) % 7 + 1) as u64);
+    }
+}
+
+fn write_pattern(
+    w: &mut TcpStream,
+    n: usize,
+    mut put: impl FnMut(&mut TcpStream, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let block: Vec<u8> = (0..251 * 256).map(pattern_byte).collect();
+    let mut sent = 0;
+    while sent < n {
+        let k = (n - sent).min(block.len());
+        put(w, &block[..k])?;
+        sent += k;
+    }
+    Ok(())
+}
+
+/// Reads the request body; returns (kept bytes, total length, checksum).
+fn read_body(r: &mut BufReader<TcpStream>, req: &Received) -> Option<(Vec<u8>, usize, u64)> {
+    let mut kept = Vec::new();
+    let (mut len, mut sum) = (0usize, 0u64);
+    let mut take = |chunk: &[u8], len: &mut usize| {
+        checksum(&mut sum, *len, chunk);
+        if kept.len() < KEEP_BODY {
+            kept.extend_from_slice(&chunk[..chunk.len().min(KEEP_BODY - kept.len())]);
+        }
+        *len += chunk.len();
+    };
+    let mut buf = vec![0u8; 1 << 16];
+    if req.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).ok()?;
+            let size = usize::from_str_radix(line.trim_end().split(';').next()?, 16).ok()?;
+            if size == 0 {
+                loop {
+                    line.clear();
+                    r.read_line(&mut line).ok()?;
+                    if line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut left = size;
+            while left > 0 {
+                let k = left.min(buf.len());
+                r.read_exact(&mut buf[..k]).ok()?;
+                take(&buf[..k], &mut len);
+                left -= k;
+            }
+            line.clear();
+            r.read_line(&mut line).ok()?;
+        }
+    } else if let Some(cl) = req.header("content-length") {
+        let mut left: usize = cl.parse().ok()?;
+        while left > 0 {
+            let k = left.min(buf.len());
+            r.read_exact(&mut buf[..k]).ok()?;
+            take(&buf[..k], &mut len);
+            left -= k;
+        }
+    }
+    Some((kept, len, sum))
+}

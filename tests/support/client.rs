@@ -1,0 +1,128 @@
+//! A raw-bytes HTTP/1.1 client that reads exactly one framed response at a time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub version: u8,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A client connection; responses are read in order (pipelining works by writing several
+/// requests before reading).
+pub struct Conn {
+    pub reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Conn { reader: BufReader::new(s) }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.reader.get_mut().write_all(raw).unwrap();
+    }
+
+    pub fn get(&mut self, path: &str, host: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        self.read_response(false)
+    }
+
+    /// Reads one response; `head` = the request was HEAD (no body follows).
+    pub fn read_response(&mut self, head: bool) -> Response {
+        self.try_read_response(head).expect("a response")
+    }
+
+    /// `None` when the connection closed before a status line.
+    pub fn try_read_response(&mut self, head: bool) -> Option<Response> {
+        let r = &mut self.reader;
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let mut parts = line.trim_end().splitn(3, ' ');
+        let version = parts.next()?;
+        let version = if version == "HTTP/1.0" { 0 } else { 1 };
+        let status: u16 = parts.next()?.parse().ok()?;
+        let reason = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            r.read_line(&mut line).ok()?;
+            let l = line.trim_end_matches(['\r', '\n']);
+            if l.is_empty() {
+                break;
+            }
+            let (n, v) = l.split_once(':')?;
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+        let mut resp = Response { status, reason, version, headers, body: Vec::new() };
+        if head || status < 200 || status == 204 || status == 304 {
+            return Some(resp);
+        }
+        if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            loop {
+                line.clear();
+                r.read_line(&mut line).ok()?;
+                let size = usize::from_str_radix(line.trim_end().split(';').next()?, 16).ok()?;
+                if size == 0 {
+                    // trailers
+                    loop {
+                        line.clear();
+                        r.read_line(&mut line).ok()?;
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let start = resp.body.len();
+                resp.body.resize(start + size, 0);
+                r.read_exact(&mut resp.body[start..]).ok()?;
+                line.clear();
+                r.read_line(&mut line).ok()?;
+            }
+        } else if let Some(len) = resp.header("content-length") {
+            let len: usize = len.parse().ok()?;
+            resp.body.resize(len, 0);
+            r.read_exact(&mut resp.body).ok()?;
+        } else {
+            r.read_to_end(&mut resp.body).ok()?;
+        }
+        Some(resp)
+    }
+}
+
+/// One request on a fresh connection.
+pub fn request(addr: SocketAddr, raw: &str) -> Response {
+    let mut c = Conn::open(addr);
+    c.send(raw.as_bytes());
+    c.read_response(raw.starts_with("HEAD "))
+}
+
+/// `GET path` with `Host: host` on a fresh connection.
+pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"))
+}

@@ -1,0 +1,78 @@
+//! Istio YAML snippets the tests assemble into gateway configs.
+
+/// A Gateway `name` in `default` with one HTTP server on `port` for `hosts`.
+pub fn http_gateway(name: &str, port: u16, hosts: &[&str]) -> String {
+    let hosts: String = hosts.iter().map(|h| format!("    - \"{h}\"\n")).collect();
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port:
+      number: {port}
+      name: http-{port}
+      protocol: HTTP
+    hosts:
+{hosts}"
+    )
+}
+
+/// A STATIC ServiceEntry `host` on service port `port` with endpoints at 127.0.0.1:`ports`
+/// (each endpoint labelled `version: vN` by its index).
+pub fn service_entry(name: &str, host: &str, port: u16, endpoint_ports: &[u16]) -> String {
+    let endpoints: String = endpoint_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!("  - address: 127.0.0.1\n    ports:\n      http: {p}\n    labels:\n      version: v{i}\n")
+        })
+        .collect();
+    let endpoints =
+        if endpoints.is_empty() { "  endpoints: []\n".to_string() } else { format!("  endpoints:\n{endpoints}") };
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  hosts:
+  - {host}
+  location: MESH_EXTERNAL
+  ports:
+  - number: {port}
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+{endpoints}"
+    )
+}
+
+/// A VirtualService on gateway `gateway` for `hosts` with the given `http:` list (YAML, each
+/// line indented for the `http:` key).
+pub fn virtual_service(name: &str, gateway: &str, hosts: &[&str], http: &str) -> String {
+    let hosts: String = hosts.iter().map(|h| format!("  - \"{h}\"\n")).collect();
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  hosts:
+{hosts}  gateways:
+  - {gateway}
+  http:
+{http}"
+    )
+}
+
+/// Joins documents into one multi-document file.
+pub fn docs(parts: &[String]) -> String {
+    parts.join("---\n")
+}

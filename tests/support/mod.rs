@@ -1,0 +1,211 @@
+//! Test support: start the real `strait` binary on 127.0.0.1 with a config written for the
+//! test, real HTTP backends on 127.0.0.1:0, and raw-byte clients.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+pub mod backend;
+pub mod client;
+pub mod config;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The I/O driver a test runs the gateway on: every integration test runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Uring,
+    Legacy,
+}
+
+impl Driver {
+    fn env(self) -> &'static str {
+        match self {
+            Driver::Uring => "uring",
+            Driver::Legacy => "legacy",
+        }
+    }
+}
+
+/// Declares `#[test] fn NAME_uring()` and `#[test] fn NAME_legacy()` running `body(driver)`.
+#[macro_export]
+macro_rules! both_drivers {
+    ($(fn $name:ident($driver:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                fn run($driver: $crate::support::Driver) $body
+                #[test]
+                fn uring() { run($crate::support::Driver::Uring) }
+                #[test]
+                fn legacy() { run($crate::support::Driver::Legacy) }
+            }
+        )*
+    };
+}
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running gateway; killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    /// What the gateway printed on stderr, captured to a file for failure messages.
+    pub log: PathBuf,
+}
+
+pub struct GatewayBuilder {
+    files: Vec<(String, String)>,
+    workers: usize,
+    driver: Driver,
+    args: Vec<String>,
+}
+
+impl Gateway {
+    pub fn builder(driver: Driver) -> GatewayBuilder {
+        GatewayBuilder { files: Vec::new(), workers: 2, driver, args: Vec::new() }
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Rewrites one config file (for reload tests).
+    pub fn write_config(&self, name: &str, yaml: &str) {
+        std::fs::write(self.dir.path().join(name), yaml).unwrap();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the admin port; (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let resp =
+            client::request(self.admin, &format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"));
+        (resp.status, resp.body_text())
+    }
+
+    /// Waits until `/stats/prometheus` shows `strait_config_generation` >= `generation`.
+    pub fn wait_generation(&self, generation: u64) {
+        wait_until(Duration::from_secs(10), || {
+            let (_, body) = self.admin_get("/stats/prometheus");
+            metric(&body, "strait_config_generation").is_some_and(|g| g >= generation as f64)
+        })
+        .unwrap_or_else(|| panic!("generation {generation} never reached; logs:\n{}", self.logs()));
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl GatewayBuilder {
+    pub fn file(mut self, name: &str, yaml: &str) -> Self {
+        self.files.push((name.to_string(), yaml.to_string()));
+        self
+    }
+
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Starts the binary and waits for `/ready`.
+    pub fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, yaml) in &self.files {
+            std::fs::write(dir.path().join(name), yaml).unwrap();
+        }
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = dir.path().join("gateway.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_strait"))
+            .arg("run")
+            .arg("--config")
+            .arg(dir.path())
+            .args(["--workers", &self.workers.to_string(), "--admin", &admin.to_string()])
+            .args(&self.args)
+            .env("STRAIT_DRIVER", self.driver.env())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start strait");
+        let mut gw = Gateway { child, admin, dir, log };
+        let ready = wait_until(Duration::from_secs(15), || {
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("strait exited early ({status}):\n{}", gw.logs());
+            }
+            TcpStream::connect(admin).is_ok() && gw.admin_get("/ready").0 == 200
+        });
+        assert!(ready.is_some(), "strait never became ready:\n{}", gw.logs());
+        gw
+    }
+}
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return Some(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The value of an unlabelled (or first labelled) sample of `name` in Prometheus text.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ') | Some(b'{')))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads everything until EOF (or the timeout), for tests that expect a close.
+pub fn read_to_close(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+/// Sends raw bytes on a fresh connection.
+pub fn connect_send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(bytes).unwrap();
+    s
+}
