@@ -11,10 +11,13 @@
 //! are accepted: any other kind or version is an error, as is an unknown field or a wrong type.
 //! Every error of every file is collected, in file and document order.
 
+pub mod credentials;
 pub mod destination_rule;
 pub mod diagnostics;
 pub mod gateway;
+pub mod index;
 pub mod meta;
+pub mod registry;
 pub mod secret;
 pub mod service_entry;
 mod source;

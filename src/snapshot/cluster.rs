@@ -72,26 +72,28 @@ impl Default for TrafficPolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum LoadBalancer {
     RoundRobin,
     /// Power of two choices: Istio's default since 1.14.
+    #[default]
     LeastRequest,
     Random,
     Passthrough,
-    ConsistentHash { key: HashKey, algorithm: HashAlgorithm },
-}
-
-impl Default for LoadBalancer {
-    fn default() -> Self {
-        Self::LeastRequest
-    }
+    ConsistentHash {
+        key: HashKey,
+        algorithm: HashAlgorithm,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum HashKey {
     Header(Arc<str>),
-    Cookie { name: Arc<str>, path: Option<Arc<str>>, ttl: Option<Duration> },
+    Cookie {
+        name: Arc<str>,
+        path: Option<Arc<str>>,
+        ttl: Option<Duration>,
+    },
     SourceIp,
     QueryParameter(Arc<str>),
 }

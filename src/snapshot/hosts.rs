@@ -17,7 +17,11 @@ pub struct HostTable<T> {
 
 impl<T> Default for HostTable<T> {
     fn default() -> Self {
-        Self { exact: HashMap::new(), suffix: HashMap::new(), any: None }
+        Self {
+            exact: HashMap::new(),
+            suffix: HashMap::new(),
+            any: None,
+        }
     }
 }
 
@@ -80,7 +84,9 @@ impl<T> HostTable<T> {
     pub fn iter(&self) -> impl Iterator<Item = (String, &T)> {
         let exact = self.exact.iter().map(|(k, v)| (k.to_string(), v));
         let suffix = self.suffix.iter().map(|(k, v)| (format!("*{k}"), v));
-        exact.chain(suffix).chain(self.any.iter().map(|v| ("*".to_string(), v)))
+        exact
+            .chain(suffix)
+            .chain(self.any.iter().map(|v| ("*".to_string(), v)))
     }
 
     pub fn len(&self) -> usize {
@@ -106,18 +112,7 @@ pub fn strip_port(host: &str) -> &str {
     }
 }
 
-/// Does the Istio host pattern `pattern` admit `host` (both may be wildcards)? Used at compile
-/// time to intersect a Gateway server's hosts with a VirtualService's hosts.
-pub fn pattern_covers(pattern: &str, host: &str) -> bool {
-    let (p, h) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
-    if p == "*" || p == h {
-        return true;
-    }
-    match p.strip_prefix('*') {
-        Some(suffix) => h.len() > suffix.len() && h.ends_with(suffix),
-        None => false,
-    }
-}
+pub use crate::config::index::pattern_covers;
 
 /// The more specific of two overlapping host patterns (their intersection), if they overlap:
 /// server `*.example.com` ∩ VirtualService `foo.example.com` = `foo.example.com`.
