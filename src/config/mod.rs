@@ -23,6 +23,7 @@ pub mod service_entry;
 mod source;
 #[cfg(test)]
 mod tests;
+mod validate;
 pub mod virtual_service;
 
 use std::collections::HashMap;
@@ -42,6 +43,7 @@ pub use meta::{Duration, ObjectMeta, Percent};
 pub use secret::Secret;
 pub use service_entry::ServiceEntry;
 pub use source::locate;
+pub use validate::{validate, ValidateOptions};
 pub use virtual_service::VirtualService;
 
 /// The Kubernetes `kind` of a spec type, for messages and diagnostics.

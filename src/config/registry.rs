@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::destination_rule::Subset;
 use super::index::{expand_host, exported_to, labels_subset, HostIndex, ROOT_NAMESPACE};
-use super::{ConfigSet, DestinationRule, Resource};
+use super::{ConfigSet, DestinationRule, Resource, ServiceEntry};
 
 pub(crate) struct Registry<'a> {
     set: &'a ConfigSet,
@@ -92,6 +92,10 @@ impl<'a> Registry<'a> {
             services,
             rules,
         }
+    }
+
+    pub(crate) fn service_entry(&self, index: usize) -> &'a Resource<ServiceEntry> {
+        &self.set.service_entries[index]
     }
 
     /// The ServiceEntry serving the lower-case `host` to a route of a VirtualService in
