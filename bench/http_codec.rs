@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 use strait::http::codec::{
-    parse_request, parse_response, write_request_head, write_response_head, ChunkedDecoder,
-    DateCache, HeaderSlots, Limits, RequestEdits, ResponseEdits,
+    parse_request, parse_response, write_request_head, write_response_head, ChunkedDecoder, DateCache, HeaderSlots,
+    Limits, RequestEdits, ResponseEdits,
 };
 
 const REQUEST: &[u8] = b"GET /api/v1/products/12345?lang=en&currency=EUR HTTP/1.1\r\n\
@@ -47,27 +47,17 @@ fn bench(name: &str, mut f: impl FnMut()) {
         *r = start.elapsed().as_nanos() as f64 / f64::from(ITERS);
     }
     rounds.sort_by(f64::total_cmp);
-    println!(
-        "{name:<40} {:8.1} ns/op (median of {ROUNDS} rounds: {:.1})",
-        rounds[0],
-        rounds[ROUNDS / 2]
-    );
+    println!("{name:<40} {:8.1} ns/op (median of {ROUNDS} rounds: {:.1})", rounds[0], rounds[ROUNDS / 2]);
 }
 
 fn main() {
     let limits = Limits::default();
-    println!(
-        "request head: {} bytes, response head: {} bytes",
-        REQUEST.len(),
-        RESPONSE.len()
-    );
+    println!("request head: {} bytes, response head: {} bytes", REQUEST.len(), RESPONSE.len());
     let mut out: Vec<u8> = Vec::with_capacity(1024);
 
     bench("parse_request", || {
         let mut slots = HeaderSlots::new();
-        let h = parse_request(black_box(REQUEST), &mut slots, &limits)
-            .unwrap()
-            .unwrap();
+        let h = parse_request(black_box(REQUEST), &mut slots, &limits).unwrap().unwrap();
         black_box(h.head_len);
     });
 
@@ -80,9 +70,7 @@ fn main() {
     };
     bench("parse_request + write_request_head", || {
         let mut slots = HeaderSlots::new();
-        let h = parse_request(black_box(REQUEST), &mut slots, &limits)
-            .unwrap()
-            .unwrap();
+        let h = parse_request(black_box(REQUEST), &mut slots, &limits).unwrap().unwrap();
         out.clear();
         write_request_head(&mut out, &h, black_box(&edits));
         black_box(&out);
@@ -91,16 +79,10 @@ fn main() {
     let mut dates = DateCache::new();
     bench("parse_response + write_response_head", || {
         let mut slots = HeaderSlots::new();
-        let h = parse_response(black_box(RESPONSE), &mut slots, false, &limits)
-            .unwrap()
-            .unwrap();
+        let h = parse_response(black_box(RESPONSE), &mut slots, false, &limits).unwrap().unwrap();
         out.clear();
         let date = dates.now();
-        let e = ResponseEdits {
-            upstream_service_time_ms: Some(3),
-            date: Some(date),
-            ..ResponseEdits::default()
-        };
+        let e = ResponseEdits { upstream_service_time_ms: Some(3), date: Some(date), ..ResponseEdits::default() };
         black_box(write_response_head(&mut out, &h, &e));
         black_box(&out);
     });

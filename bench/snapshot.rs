@@ -34,11 +34,7 @@ fn config_yaml(n: usize) -> String {
         .unwrap();
     }
     for i in 0..n {
-        let host = if i % 10 == 0 {
-            format!("\"*.w{i}.example.com\"")
-        } else {
-            format!("svc-{i}.example.com")
-        };
+        let host = if i % 10 == 0 { format!("\"*.w{i}.example.com\"") } else { format!("svc-{i}.example.com") };
         let b = i % BACKENDS;
         write!(
             y,
@@ -65,18 +61,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// Nanoseconds per `route` call for `host`, the median of `RUNS` timed loops.
 fn lookup_ns(table: &RouteTable, host: &str, expect_match: bool) -> f64 {
     let headers = [
-        httparse::Header {
-            name: "Host",
-            value: host.as_bytes(),
-        },
-        httparse::Header {
-            name: "User-Agent",
-            value: b"bench",
-        },
-        httparse::Header {
-            name: "Accept",
-            value: b"*/*",
-        },
+        httparse::Header { name: "Host", value: host.as_bytes() },
+        httparse::Header { name: "User-Agent", value: b"bench" },
+        httparse::Header { name: "Accept", value: b"*/*" },
     ];
     let req = RequestInfo {
         host,
@@ -103,7 +90,9 @@ fn lookup_ns(table: &RouteTable, host: &str, expect_match: bool) -> f64 {
 fn main() {
     let dir = std::env::temp_dir().join(format!("strait-snapshot-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    println!("| VirtualServices | load (ms) | compile (ms) | exact host (ns/op) | wildcard host (ns/op) | miss (ns/op) |");
+    println!(
+        "| VirtualServices | load (ms) | compile (ms) | exact host (ns/op) | wildcard host (ns/op) | miss (ns/op) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
     for n in [100, 10_000] {
         let file: PathBuf = dir.join(format!("bench-{n}.yaml"));

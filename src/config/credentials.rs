@@ -65,22 +65,14 @@ impl<'a> Secrets<'a> {
             });
         }
         let Some(dir) = self.dir else {
-            return Err(format!(
-                "no Secret {name} in namespace {namespace} and no secrets directory to look in"
-            ));
+            return Err(format!("no Secret {name} in namespace {namespace} and no secrets directory to look in"));
         };
         let base = dir.join(name);
         if !base.is_dir() {
-            return Err(format!(
-                "no Secret {name} in namespace {namespace} and no directory {}",
-                base.display()
-            ));
+            return Err(format!("no Secret {name} in namespace {namespace} and no directory {}", base.display()));
         }
         let mut material = Material::default();
-        material.cert = Some(read_file(
-            &base.join(Secret::TLS_CERT),
-            &mut material.files,
-        )?);
+        material.cert = Some(read_file(&base.join(Secret::TLS_CERT), &mut material.files)?);
         material.key = Some(read_file(&base.join(Secret::TLS_KEY), &mut material.files)?);
         let ca = base.join(Secret::CA_CERT);
         if ca.exists() {
@@ -116,8 +108,7 @@ fn read_field(
     slot: fn(&mut Material) -> &mut Option<Arc<[u8]>>,
 ) -> Result<(), TlsError> {
     if let Some(path) = path.filter(|p| !p.is_empty()) {
-        let bytes = read_file(&PathBuf::from(path), &mut material.files)
-            .map_err(|e| (field.to_string(), e))?;
+        let bytes = read_file(&PathBuf::from(path), &mut material.files).map_err(|e| (field.to_string(), e))?;
         *slot(material) = Some(bytes);
     }
     Ok(())
@@ -152,85 +143,38 @@ pub(crate) fn server_material(
 ) -> Result<Material, TlsError> {
     let mut material = Material::default();
     let mutual = match tls.mode {
-        None | Some(ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough) => {
-            return Ok(material)
-        }
+        None | Some(ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough) => return Ok(material),
         Some(ServerTlsMode::IstioMutual) => {
-            return Err((
-                "mode".into(),
-                "ISTIO_MUTUAL needs Istio's mesh CA, which Strait does not have".into(),
-            ));
+            return Err(("mode".into(), "ISTIO_MUTUAL needs Istio's mesh CA, which Strait does not have".into()));
         }
         Some(ServerTlsMode::Simple) => false,
         Some(ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual) => true,
     };
     // One credential is served: `credentialNames`/`tlsCertificates` contribute their first.
-    if let Some(name) = tls
-        .credential_name
-        .as_deref()
-        .or(tls.credential_names.first().map(String::as_str))
-    {
-        material = secrets
-            .credential(namespace, name)
-            .map_err(|e| ("credentialName".to_string(), e))?;
+    if let Some(name) = tls.credential_name.as_deref().or(tls.credential_names.first().map(String::as_str)) {
+        material = secrets.credential(namespace, name).map_err(|e| ("credentialName".to_string(), e))?;
     } else if tls.server_certificate.is_some() || tls.private_key.is_some() {
-        read_field(
-            tls.server_certificate.as_deref(),
-            "serverCertificate",
-            &mut material,
-            |m| &mut m.cert,
-        )?;
-        read_field(
-            tls.private_key.as_deref(),
-            "privateKey",
-            &mut material,
-            |m| &mut m.key,
-        )?;
+        read_field(tls.server_certificate.as_deref(), "serverCertificate", &mut material, |m| &mut m.cert)?;
+        read_field(tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
     } else if let Some(pair) = tls.tls_certificates.first() {
-        read_field(
-            pair.server_certificate.as_deref(),
-            "tlsCertificates[0].serverCertificate",
-            &mut material,
-            |m| &mut m.cert,
-        )?;
-        read_field(
-            pair.private_key.as_deref(),
-            "tlsCertificates[0].privateKey",
-            &mut material,
-            |m| &mut m.key,
-        )?;
-        read_field(
-            pair.ca_certificates.as_deref(),
-            "tlsCertificates[0].caCertificates",
-            &mut material,
-            |m| &mut m.ca,
-        )?;
+        read_field(pair.server_certificate.as_deref(), "tlsCertificates[0].serverCertificate", &mut material, |m| {
+            &mut m.cert
+        })?;
+        read_field(pair.private_key.as_deref(), "tlsCertificates[0].privateKey", &mut material, |m| &mut m.key)?;
+        read_field(pair.ca_certificates.as_deref(), "tlsCertificates[0].caCertificates", &mut material, |m| &mut m.ca)?;
     }
     if material.ca.is_none() {
-        read_field(
-            tls.ca_certificates.as_deref(),
-            "caCertificates",
-            &mut material,
-            |m| &mut m.ca,
-        )?;
+        read_field(tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
     }
-    let cert = material.cert.as_deref().ok_or((
-        "serverCertificate".to_string(),
-        "a certificate is required".to_string(),
-    ))?;
+    let cert =
+        material.cert.as_deref().ok_or(("serverCertificate".to_string(), "a certificate is required".to_string()))?;
     check_certs(cert, "serverCertificate")?;
-    let key = material.key.as_deref().ok_or((
-        "privateKey".to_string(),
-        "a private key is required".to_string(),
-    ))?;
+    let key = material.key.as_deref().ok_or(("privateKey".to_string(), "a private key is required".to_string()))?;
     check_key(key, "privateKey")?;
     match (&material.ca, mutual) {
         (Some(ca), _) => check_certs(ca, "caCertificates")?,
         (None, true) => {
-            return Err((
-                "caCertificates".into(),
-                "client certificate verification needs a CA bundle".into(),
-            ));
+            return Err(("caCertificates".into(), "client certificate verification needs a CA bundle".into()));
         }
         (None, false) => {}
     }
@@ -256,41 +200,22 @@ pub(crate) fn upstream_material(
     }
     let mut material = Material::default();
     if let Some(name) = tls.credential_name.as_deref() {
-        material = secrets
-            .credential(namespace, name)
-            .map_err(|e| ("credentialName".to_string(), e))?;
+        material = secrets.credential(namespace, name).map_err(|e| ("credentialName".to_string(), e))?;
     } else {
-        read_field(
-            tls.client_certificate.as_deref(),
-            "clientCertificate",
-            &mut material,
-            |m| &mut m.cert,
-        )?;
-        read_field(
-            tls.private_key.as_deref(),
-            "privateKey",
-            &mut material,
-            |m| &mut m.key,
-        )?;
+        read_field(tls.client_certificate.as_deref(), "clientCertificate", &mut material, |m| &mut m.cert)?;
+        read_field(tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
     }
     if material.ca.is_none() {
-        read_field(
-            tls.ca_certificates.as_deref(),
-            "caCertificates",
-            &mut material,
-            |m| &mut m.ca,
-        )?;
+        read_field(tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
     }
     if tls.mode == Some(ClientTlsMode::Mutual) {
-        let cert = material.cert.as_deref().ok_or((
-            "clientCertificate".to_string(),
-            "MUTUAL needs a client certificate".to_string(),
-        ))?;
+        let cert = material
+            .cert
+            .as_deref()
+            .ok_or(("clientCertificate".to_string(), "MUTUAL needs a client certificate".to_string()))?;
         check_certs(cert, "clientCertificate")?;
-        let key = material.key.as_deref().ok_or((
-            "privateKey".to_string(),
-            "MUTUAL needs a private key".to_string(),
-        ))?;
+        let key =
+            material.key.as_deref().ok_or(("privateKey".to_string(), "MUTUAL needs a private key".to_string()))?;
         check_key(key, "privateKey")?;
     }
     if let Some(ca) = &material.ca {

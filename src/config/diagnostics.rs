@@ -85,11 +85,8 @@ impl fmt::Display for Diagnostic {
         if let Some(document) = self.document {
             parts.push(format!("document {document}"));
         }
-        let subject = [self.kind.as_deref(), self.resource.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let subject =
+            [self.kind.as_deref(), self.resource.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
         if !subject.is_empty() {
             parts.push(subject);
         }

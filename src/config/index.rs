@@ -34,10 +34,7 @@ pub(crate) fn exported_to(export_to: &[String], owner: &str, consumer: &str) -> 
 }
 
 /// `selector ⊆ labels`: an empty selector selects everything.
-pub(crate) fn labels_subset(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
+pub(crate) fn labels_subset(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -66,10 +63,7 @@ pub(crate) fn expand_host(host: &str, namespace: &str) -> String {
     if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() {
         host.to_ascii_lowercase()
     } else {
-        format!(
-            "{}.{namespace}.svc.cluster.local",
-            host.to_ascii_lowercase()
-        )
+        format!("{}.{namespace}.svc.cluster.local", host.to_ascii_lowercase())
     }
 }
 
@@ -83,9 +77,7 @@ pub(crate) fn covering_patterns(host: &str) -> impl Iterator<Item = String> + '_
         .filter(|&(_, c)| c == '.')
         .map(move |(i, _)| format!("*{}", &host[i..]))
         .filter(move |p| p != host);
-    std::iter::once(host.to_string())
-        .chain(suffixes)
-        .chain((host != "*").then(|| "*".to_string()))
+    std::iter::once(host.to_string()).chain(suffixes).chain((host != "*").then(|| "*".to_string()))
 }
 
 /// Host patterns (lower-case) → values, answering in O(labels) + O(hits) which patterns cover a
@@ -102,47 +94,28 @@ impl<T> HostIndex<T> {
     pub(crate) fn new(entries: impl IntoIterator<Item = (String, T)>) -> Self {
         let mut by_pattern: HashMap<String, Vec<T>> = HashMap::new();
         for (pattern, value) in entries {
-            by_pattern
-                .entry(pattern.to_ascii_lowercase())
-                .or_default()
-                .push(value);
+            by_pattern.entry(pattern.to_ascii_lowercase()).or_default().push(value);
         }
-        let mut reversed: Vec<(String, String)> = by_pattern
-            .keys()
-            .map(|p| (p.trim_start_matches('*').chars().rev().collect(), p.clone()))
-            .collect();
+        let mut reversed: Vec<(String, String)> =
+            by_pattern.keys().map(|p| (p.trim_start_matches('*').chars().rev().collect(), p.clone())).collect();
         reversed.sort();
-        Self {
-            by_pattern,
-            reversed,
-        }
+        Self { by_pattern, reversed }
     }
 
     /// Stored patterns admitting `host`, most specific first, with their values.
-    pub(crate) fn covering<'s>(
-        &'s self,
-        host: &'s str,
-    ) -> impl Iterator<Item = (&'s str, &'s [T])> + 's {
-        covering_patterns(host).filter_map(move |p| {
-            self.by_pattern
-                .get_key_value(&p)
-                .map(|(k, v)| (k.as_str(), v.as_slice()))
-        })
+    pub(crate) fn covering<'s>(&'s self, host: &'s str) -> impl Iterator<Item = (&'s str, &'s [T])> + 's {
+        covering_patterns(host)
+            .filter_map(move |p| self.by_pattern.get_key_value(&p).map(|(k, v)| (k.as_str(), v.as_slice())))
     }
 
     /// Stored patterns strictly narrower than the wildcard `host` (`*.b` covers `a.b`, `*.a.b`);
     /// nothing when `host` is not a wildcard.
-    pub(crate) fn covered_by<'s>(
-        &'s self,
-        host: &'s str,
-    ) -> Box<dyn Iterator<Item = (&'s str, &'s [T])> + 's> {
+    pub(crate) fn covered_by<'s>(&'s self, host: &'s str) -> Box<dyn Iterator<Item = (&'s str, &'s [T])> + 's> {
         let Some(suffix) = host.strip_prefix('*') else {
             return Box::new(std::iter::empty());
         };
         let key: String = suffix.chars().rev().collect();
-        let start = self
-            .reversed
-            .partition_point(|(r, _)| r.as_str() < key.as_str());
+        let start = self.reversed.partition_point(|(r, _)| r.as_str() < key.as_str());
         Box::new(
             self.reversed[start..]
                 .iter()
@@ -162,10 +135,7 @@ mod tests {
         assert_eq!(resolve_gateway_name("gw", "ns"), "ns/gw");
         assert_eq!(resolve_gateway_name("./gw", "ns"), "ns/gw");
         assert_eq!(resolve_gateway_name("other/gw", "ns"), "other/gw");
-        assert_eq!(
-            resolve_gateway_name("gw.other.svc.cluster.local", "ns"),
-            "other/gw"
-        );
+        assert_eq!(resolve_gateway_name("gw.other.svc.cluster.local", "ns"), "other/gw");
         assert_eq!(resolve_gateway_name("gw.other", "ns"), "other/gw");
         assert_eq!(resolve_gateway_name("mesh", "ns"), "mesh");
     }
@@ -188,10 +158,7 @@ mod tests {
         assert_eq!(got, ["*"]);
 
         let index = HostIndex::new(
-            ["a.b.c", "*.b.c", "x.c", "*.z.b.c", "b.c", "*"]
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.to_string(), i)),
+            ["a.b.c", "*.b.c", "x.c", "*.z.b.c", "b.c", "*"].iter().enumerate().map(|(i, p)| (p.to_string(), i)),
         );
         let mut covered: Vec<_> = index.covered_by("*.b.c").map(|(p, _)| p).collect();
         covered.sort();

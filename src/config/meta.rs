@@ -106,10 +106,7 @@ impl FromStr for Duration {
     /// Go's `time.ParseDuration` grammar (what Kubernetes clients accept for Istio durations),
     /// less negative values, which no Istio duration field allows.
     fn from_str(input: &str) -> Result<Self, DurationError> {
-        let err = |reason| DurationError {
-            input: input.to_owned(),
-            reason,
-        };
+        let err = |reason| DurationError { input: input.to_owned(), reason };
         let mut s = input.strip_prefix('+').unwrap_or(input);
         if s.starts_with('-') {
             return Err(err("negative durations are not allowed"));
@@ -131,10 +128,7 @@ impl FromStr for Duration {
             if int_part.is_empty() && frac_part.is_empty() {
                 return Err(err("expected a number"));
             }
-            let unit_len = rest
-                .bytes()
-                .take_while(|b| !b.is_ascii_digit() && *b != b'.')
-                .count();
+            let unit_len = rest.bytes().take_while(|b| !b.is_ascii_digit() && *b != b'.').count();
             let (unit, rest) = rest.split_at(unit_len);
             let unit_nanos: u128 = match unit {
                 "ns" => 1,
@@ -148,11 +142,7 @@ impl FromStr for Duration {
             };
             // u128 arithmetic: 39 digits of headroom before the u64-seconds range check below.
             let too_big = || err("duration out of range");
-            let int: u128 = if int_part.is_empty() {
-                0
-            } else {
-                int_part.parse().map_err(|_| too_big())?
-            };
+            let int: u128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| too_big())? };
             let mut nanos = int.checked_mul(unit_nanos).ok_or_else(too_big)?;
             // Fractions beyond nanosecond precision are truncated, as Go does.
             let mut scale = unit_nanos;
@@ -166,12 +156,8 @@ impl FromStr for Duration {
             total = total.checked_add(nanos).ok_or_else(too_big)?;
             s = rest;
         }
-        let secs =
-            u64::try_from(total / 1_000_000_000).map_err(|_| err("duration out of range"))?;
-        Ok(Duration(std::time::Duration::new(
-            secs,
-            (total % 1_000_000_000) as u32,
-        )))
+        let secs = u64::try_from(total / 1_000_000_000).map_err(|_| err("duration out of range"))?;
+        Ok(Duration(std::time::Duration::new(secs, (total % 1_000_000_000) as u32)))
     }
 }
 

@@ -123,12 +123,7 @@ impl<T> Resource<T> {
 
     /// A diagnostic about `field` of this resource (`""` for the resource as a whole), with
     /// file, document, kind, name and the field's line filled in.
-    pub fn diagnostic(
-        &self,
-        severity: Severity,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Diagnostic
+    pub fn diagnostic(&self, severity: Severity, field: impl Into<String>, message: impl Into<String>) -> Diagnostic
     where
         T: Kind,
     {
@@ -234,11 +229,7 @@ fn classify(api_version: &str, kind: &str) -> Class {
 
 /// The top level of an Istio object. `status` is what a cluster wrote, ignored.
 #[derive(Deserialize)]
-#[serde(
-    rename_all = "camelCase",
-    deny_unknown_fields,
-    bound(deserialize = "T: Deserialize<'de> + Default")
-)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, bound(deserialize = "T: Deserialize<'de> + Default"))]
 struct Envelope<T> {
     #[serde(rename = "apiVersion")]
     _api_version: IgnoredAny,
@@ -275,27 +266,22 @@ struct SecretEnvelope {
 /// Renders a serde path the way diagnostics (and [`locate`]) write fields.
 fn render_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
-    path.iter()
-        .fold(String::new(), |acc, segment| match segment {
-            Segment::Seq { index } => format!("{acc}[{index}]"),
-            Segment::Map { key } => join_path(&acc, &render_key(key)),
-            Segment::Enum { variant } => join_path(&acc, &render_key(variant)),
-            Segment::Unknown => acc,
-        })
+    path.iter().fold(String::new(), |acc, segment| match segment {
+        Segment::Seq { index } => format!("{acc}[{index}]"),
+        Segment::Map { key } => join_path(&acc, &render_key(key)),
+        Segment::Enum { variant } => join_path(&acc, &render_key(variant)),
+        Segment::Unknown => acc,
+    })
 }
 
 /// Deserializes `value`, or gives the field path and message of the first error.
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| (render_path(e.path()), e.inner().to_string()))
+    serde_path_to_error::deserialize(value).map_err(|e| (render_path(e.path()), e.inner().to_string()))
 }
 
 impl Loader {
     fn file_error(&mut self, file: &Path, message: String) {
-        self.diagnostics.push(Diagnostic {
-            file: Some(Arc::from(file)),
-            ..Diagnostic::error(message)
-        });
+        self.diagnostics.push(Diagnostic { file: Some(Arc::from(file)), ..Diagnostic::error(message) });
     }
 
     fn path(&mut self, path: &Path) {
@@ -369,70 +355,38 @@ impl Loader {
         }
         strip_nulls(&mut value);
         if let Err(e) = value.apply_merge() {
-            let at = Located {
-                origin: &origin,
-                kind: None,
-                resource: None,
-            };
+            let at = Located { origin: &origin, kind: None, resource: None };
             return self.diagnostics.push(at.error("", None, e.to_string()));
         }
         let Value::Mapping(map) = &value else {
-            let at = Located {
-                origin: &origin,
-                kind: None,
-                resource: None,
-            };
+            let at = Located { origin: &origin, kind: None, resource: None };
             let message = "expected a Kubernetes object (a mapping with apiVersion and kind)";
             return self.diagnostics.push(at.error("", None, message));
         };
-        let (api_version, kind) = match (string_field(map, "apiVersion"), string_field(map, "kind"))
-        {
+        let (api_version, kind) = match (string_field(map, "apiVersion"), string_field(map, "kind")) {
             (Ok(a), Ok(k)) => (a.to_owned(), k.to_owned()),
             // The message names the key; the line is the key's, or the object's if it is absent.
             (Err(message), _) => {
-                let at = Located {
-                    origin: &origin,
-                    kind: None,
-                    resource: None,
-                };
+                let at = Located { origin: &origin, kind: None, resource: None };
                 return self.diagnostics.push(at.error("apiVersion", None, message));
             }
             (_, Err(message)) => {
-                let at = Located {
-                    origin: &origin,
-                    kind: None,
-                    resource: None,
-                };
+                let at = Located { origin: &origin, kind: None, resource: None };
                 return self.diagnostics.push(at.error("kind", None, message));
             }
         };
         // Named in messages even when the object fails to deserialize as a whole.
         let meta = map.get("metadata");
-        let resource = meta
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .map(|name| {
-                let ns = meta
-                    .and_then(|m| m.get("namespace"))
-                    .and_then(Value::as_str);
-                format!("{}/{name}", ns.unwrap_or(DEFAULT_NAMESPACE))
-            });
-        let at = Located {
-            origin: &origin,
-            kind: Some(&kind),
-            resource: resource.as_deref(),
-        };
+        let resource = meta.and_then(|m| m.get("name")).and_then(Value::as_str).map(|name| {
+            let ns = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str);
+            format!("{}/{name}", ns.unwrap_or(DEFAULT_NAMESPACE))
+        });
+        let at = Located { origin: &origin, kind: Some(&kind), resource: resource.as_deref() };
         let error = match classify(&api_version, &kind) {
             Class::Gateway => self.istio(&at, value, api_version, |set| &mut set.gateways),
-            Class::VirtualService => {
-                self.istio(&at, value, api_version, |set| &mut set.virtual_services)
-            }
-            Class::DestinationRule => {
-                self.istio(&at, value, api_version, |set| &mut set.destination_rules)
-            }
-            Class::ServiceEntry => {
-                self.istio(&at, value, api_version, |set| &mut set.service_entries)
-            }
+            Class::VirtualService => self.istio(&at, value, api_version, |set| &mut set.virtual_services),
+            Class::DestinationRule => self.istio(&at, value, api_version, |set| &mut set.destination_rules),
+            Class::ServiceEntry => self.istio(&at, value, api_version, |set| &mut set.service_entries),
             Class::Secret => match typed::<SecretEnvelope>(value) {
                 Ok(s) => {
                     let spec = Secret {
@@ -454,20 +408,11 @@ impl Loader {
                 Some(Value::Sequence(items)) => {
                     for (i, item) in items.clone().into_iter().enumerate() {
                         let line = origin.locate(&format!("items[{i}]"));
-                        self.object(
-                            Origin {
-                                item: Some(i),
-                                line,
-                                ..origin.clone()
-                            },
-                            item,
-                        );
+                        self.object(Origin { item: Some(i), line, ..origin.clone() }, item);
                     }
                     None
                 }
-                Some(_) => {
-                    Some(at.error("items", Some("items".into()), "expected a list of objects"))
-                }
+                Some(_) => Some(at.error("items", Some("items".into()), "expected a list of objects")),
             },
             Class::Skip => {
                 tracing::debug!(
@@ -508,14 +453,8 @@ impl Loader {
         api_version: String,
         list: fn(&mut ConfigSet) -> &mut Vec<Resource<T>>,
     ) {
-        meta.namespace
-            .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-        let resource = Resource {
-            meta,
-            spec,
-            origin: at.origin.clone(),
-            api_version,
-        };
+        meta.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+        let resource = Resource { meta, spec, origin: at.origin.clone(), api_version };
         if resource.name().is_empty() {
             let mut d = resource.diagnostic(Severity::Error, "metadata.name", "a name is required");
             d.resource = None;
@@ -590,11 +529,7 @@ fn string_field<'a>(map: &'a Mapping, key: &str) -> Result<&'a str, String> {
 /// serde_yaml points at the mapping rather than the key), a tab in indentation, or another
 /// syntax error with serde_yaml's own message.
 fn parse_error(file: &Arc<Path>, doc: &RawDocument, e: &serde_yaml::Error) -> Diagnostic {
-    let base = Diagnostic {
-        file: Some(file.clone()),
-        document: Some(doc.index),
-        ..Diagnostic::error(String::new())
-    };
+    let base = Diagnostic { file: Some(file.clone()), document: Some(doc.index), ..Diagnostic::error(String::new()) };
     let to_file_line = |line: usize| doc.line + line - 1;
     let full = e.to_string();
     // Our walk compares keys as text, serde_yaml as values (`1` ≠ `"1"`): only trust it when
@@ -607,35 +542,22 @@ fn parse_error(file: &Arc<Path>, doc: &RawDocument, e: &serde_yaml::Error) -> Di
         return Diagnostic {
             line: Some(to_file_line(second)),
             field: Some(join_path(&path, &render_key(&key))),
-            message: format!(
-                "duplicate key {key:?} (first at line {})",
-                to_file_line(first)
-            ),
+            message: format!("duplicate key {key:?} (first at line {})", to_file_line(first)),
             ..base
         };
     }
     let Some(location) = e.location() else {
-        return Diagnostic {
-            line: Some(doc.line),
-            message: e.to_string(),
-            ..base
-        };
+        return Diagnostic { line: Some(doc.line), message: e.to_string(), ..base };
     };
     let (line, mut column) = (location.line(), location.column());
     // libyaml appends " at line L column C" (relative to the document) and sometimes
     // ", while parsing X at line …"; our own line:column replaces both.
     let mut message = full.split(" at line ").next().unwrap_or(&full).to_owned();
     let source_line = doc.text.lines().nth(line - 1).unwrap_or_default();
-    let indent =
-        &source_line[..source_line.len() - source_line.trim_start_matches([' ', '\t']).len()];
+    let indent = &source_line[..source_line.len() - source_line.trim_start_matches([' ', '\t']).len()];
     if let Some(tab) = indent.find('\t') {
         message = "tab character in indentation (YAML indents with spaces only)".to_owned();
         column = tab + 1;
     }
-    Diagnostic {
-        line: Some(to_file_line(line)),
-        column: Some(column),
-        message,
-        ..base
-    }
+    Diagnostic { line: Some(to_file_line(line)), column: Some(column), message, ..base }
 }

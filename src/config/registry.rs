@@ -24,24 +24,13 @@ pub(crate) struct Rules<'a> {
 
 impl<'a> Rules<'a> {
     pub(crate) fn policy(&self) -> Option<&'a Resource<DestinationRule>> {
-        self.rules
-            .iter()
-            .copied()
-            .find(|r| r.spec.traffic_policy.is_some())
+        self.rules.iter().copied().find(|r| r.spec.traffic_policy.is_some())
     }
 
-    pub(crate) fn subset(
-        &self,
-        name: &str,
-    ) -> Option<(&'a Resource<DestinationRule>, usize, &'a Subset)> {
-        self.rules.iter().find_map(|r| {
-            r.spec
-                .subsets
-                .iter()
-                .enumerate()
-                .find(|(_, s)| s.name == name)
-                .map(|(i, s)| (*r, i, s))
-        })
+    pub(crate) fn subset(&self, name: &str) -> Option<(&'a Resource<DestinationRule>, usize, &'a Subset)> {
+        self.rules
+            .iter()
+            .find_map(|r| r.spec.subsets.iter().enumerate().find(|(_, s)| s.name == name).map(|(i, s)| (*r, i, s)))
     }
 
     pub(crate) fn subset_names(&self) -> Vec<&'a str> {
@@ -70,28 +59,13 @@ impl<'a> Registry<'a> {
         }
         let mut by_ns: HashMap<&str, Vec<(String, usize)>> = HashMap::new();
         for (i, dr) in set.destination_rules.iter().enumerate() {
-            if dr
-                .spec
-                .workload_selector
-                .as_ref()
-                .is_some_and(|s| !labels_subset(&s.match_labels, labels))
-            {
+            if dr.spec.workload_selector.as_ref().is_some_and(|s| !labels_subset(&s.match_labels, labels)) {
                 continue;
             }
-            by_ns
-                .entry(dr.namespace())
-                .or_default()
-                .push((expand_host(&dr.spec.host, dr.namespace()), i));
+            by_ns.entry(dr.namespace()).or_default().push((expand_host(&dr.spec.host, dr.namespace()), i));
         }
-        let rules = by_ns
-            .into_iter()
-            .map(|(ns, entries)| (ns, HostIndex::new(entries)))
-            .collect();
-        Self {
-            set,
-            services,
-            rules,
-        }
+        let rules = by_ns.into_iter().map(|(ns, entries)| (ns, HostIndex::new(entries))).collect();
+        Self { set, services, rules }
     }
 
     pub(crate) fn service_entry(&self, index: usize) -> &'a Resource<ServiceEntry> {
@@ -105,17 +79,9 @@ impl<'a> Registry<'a> {
     pub(crate) fn service_for(&self, host: &str, vs_ns: &str, consumer_ns: &str) -> Option<usize> {
         let list = self.services.get(host)?;
         let ses = &self.set.service_entries;
-        let visible =
-            |i: &&usize| exported_to(&ses[**i].spec.export_to, ses[**i].namespace(), consumer_ns);
-        let in_ns = |ns: &str| {
-            list.iter()
-                .filter(visible)
-                .find(|&&i| ses[i].namespace() == ns)
-                .copied()
-        };
-        in_ns(vs_ns)
-            .or_else(|| in_ns(consumer_ns))
-            .or_else(|| list.iter().find(visible).copied())
+        let visible = |i: &&usize| exported_to(&ses[**i].spec.export_to, ses[**i].namespace(), consumer_ns);
+        let in_ns = |ns: &str| list.iter().filter(visible).find(|&&i| ses[i].namespace() == ns).copied();
+        in_ns(vs_ns).or_else(|| in_ns(consumer_ns)).or_else(|| list.iter().find(visible).copied())
     }
 
     /// istiod's DestinationRule lookup for a consumer namespace: rules in the consumer's own
@@ -123,17 +89,13 @@ impl<'a> Registry<'a> {
     /// the root namespace; within a namespace the most specific host pattern wins.
     pub(crate) fn rules_for(&self, host: &str, consumer: &str, service_ns: &str) -> Rules<'a> {
         let drs: &'a [Resource<DestinationRule>] = &self.set.destination_rules;
-        let lookup = |ns: &str,
-                      exported_only: bool|
-         -> Option<Vec<&'a Resource<DestinationRule>>> {
+        let lookup = |ns: &str, exported_only: bool| -> Option<Vec<&'a Resource<DestinationRule>>> {
             let index = self.rules.get(ns)?;
             index.covering(host).find_map(|(_, list)| {
                 let found: Vec<_> = list
                     .iter()
                     .map(|&i| &drs[i])
-                    .filter(|r| {
-                        !exported_only || exported_to(&r.spec.export_to, r.namespace(), consumer)
-                    })
+                    .filter(|r| !exported_only || exported_to(&r.spec.export_to, r.namespace(), consumer))
                     .collect();
                 (!found.is_empty()).then_some(found)
             })

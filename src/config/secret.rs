@@ -37,13 +37,8 @@ impl Secret {
         let Some(encoded) = self.data.get(key) else {
             return Ok(None);
         };
-        let compact: Vec<u8> = encoded
-            .bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(compact)
-            .map(Some)
+        let compact: Vec<u8> = encoded.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD.decode(compact).map(Some)
     }
 
     /// PEM certificate chain (`tls.crt`).

@@ -25,8 +25,7 @@ pub(crate) struct RawDocument {
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {
-    line.strip_prefix(marker)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+    line.strip_prefix(marker).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
 }
 
 fn is_blank_or_comment(line: &str) -> bool {
@@ -46,11 +45,7 @@ pub(crate) fn split_documents(file_text: &str) -> Vec<RawDocument> {
         lines: Vec<&'a str>,
     }
     fn finish(chunk: Chunk<'_>, docs: &mut Vec<RawDocument>) {
-        let skip = chunk
-            .lines
-            .iter()
-            .take_while(|l| is_blank_or_comment(l))
-            .count();
+        let skip = chunk.lines.iter().take_while(|l| is_blank_or_comment(l)).count();
         if !chunk.explicit && skip == chunk.lines.len() {
             return; // comments or directives outside any document
         }
@@ -58,27 +53,15 @@ pub(crate) fn split_documents(file_text: &str) -> Vec<RawDocument> {
         if !text.is_empty() {
             text.push('\n');
         }
-        docs.push(RawDocument {
-            index: docs.len() + 1,
-            line: chunk.first_line + skip,
-            text: text.into(),
-        });
+        docs.push(RawDocument { index: docs.len() + 1, line: chunk.first_line + skip, text: text.into() });
     }
     let mut docs = Vec::new();
     let text = file_text.strip_prefix('\u{feff}').unwrap_or(file_text);
-    let mut chunk = Chunk {
-        explicit: false,
-        first_line: 1,
-        lines: Vec::new(),
-    };
+    let mut chunk = Chunk { explicit: false, first_line: 1, lines: Vec::new() };
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if is_marker(line, "---") {
-            let next = Chunk {
-                explicit: true,
-                first_line: n,
-                lines: Vec::new(),
-            };
+            let next = Chunk { explicit: true, first_line: n, lines: Vec::new() };
             finish(std::mem::replace(&mut chunk, next), &mut docs);
             // `--- # note` is a bare marker; `--- {a: 1}` or `--- !tag` carries content.
             if is_blank_or_comment(&line[3..]) {
@@ -88,11 +71,7 @@ pub(crate) fn split_documents(file_text: &str) -> Vec<RawDocument> {
             }
         } else if is_marker(line, "...") {
             // What follows `...` is a new document only if it has content.
-            let next = Chunk {
-                explicit: false,
-                first_line: n + 1,
-                lines: Vec::new(),
-            };
+            let next = Chunk { explicit: false, first_line: n + 1, lines: Vec::new() };
             finish(std::mem::replace(&mut chunk, next), &mut docs);
         } else if line.starts_with('%') && chunk.lines.iter().all(|l| is_blank_or_comment(l)) {
             // A directive (`%YAML 1.2`) only affects details serde_yaml ignores anyway; kept as
@@ -156,8 +135,7 @@ impl Node {
         match self {
             Node::Scalar { .. } => None,
             Node::Seq { items, .. } => items.iter().enumerate().find_map(|(i, item)| {
-                item.find_duplicate_key()
-                    .map(|(p, k, a, b)| (join_path(&format!("[{i}]"), &p), k, a, b))
+                item.find_duplicate_key().map(|(p, k, a, b)| (join_path(&format!("[{i}]"), &p), k, a, b))
             }),
             Node::Map { entries, .. } => {
                 let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -184,12 +162,8 @@ impl Node {
         let mut line = node.line();
         for segment in parse_path(path) {
             let next = match (&segment, node) {
-                (Segment::Index(i), Node::Seq { items, .. }) => {
-                    items.get(*i).map(|n| (n.line(), n))
-                }
-                (Segment::Key(k), Node::Map { .. }) => {
-                    node.entry(k).map(|e| (e.key_line, &e.value))
-                }
+                (Segment::Index(i), Node::Seq { items, .. }) => items.get(*i).map(|n| (n.line(), n)),
+                (Segment::Key(k), Node::Map { .. }) => node.entry(k).map(|e| (e.key_line, &e.value)),
                 _ => None,
             };
             match next {
@@ -205,19 +179,12 @@ impl Node {
         let Node::Map { entries, .. } = self else {
             return None;
         };
-        entries
-            .iter()
-            .rev()
-            .find(|e| e.key.as_deref() == Some(key))
-            .or_else(|| {
-                entries
-                    .iter()
-                    .filter(|e| e.key.as_deref() == Some("<<"))
-                    .find_map(|e| match &e.value {
-                        Node::Seq { items, .. } => items.iter().find_map(|n| n.entry(key)),
-                        merged => merged.entry(key),
-                    })
+        entries.iter().rev().find(|e| e.key.as_deref() == Some(key)).or_else(|| {
+            entries.iter().filter(|e| e.key.as_deref() == Some("<<")).find_map(|e| match &e.value {
+                Node::Seq { items, .. } => items.iter().find_map(|n| n.entry(key)),
+                merged => merged.entry(key),
             })
+        })
     }
 }
 
@@ -262,11 +229,7 @@ fn build<T: Iterator<Item = char>>(
                 build(parser, anchors, key_event, key_mark.line(), depth + 1)?;
                 let (e, m) = parser.next_token().ok()?;
                 let value = build(parser, anchors, e, m.line(), depth + 1)?;
-                entries.push(Entry {
-                    key,
-                    key_line: key_mark.line(),
-                    value,
-                });
+                entries.push(Entry { key, key_line: key_mark.line(), value });
             }
             (Node::Map { line, entries }, anchor)
         }
@@ -334,11 +297,7 @@ fn parse_path(path: &str) -> Vec<Segment> {
 
 /// A mapping key as a path segment: bare when it is an identifier-like word, else quoted.
 pub(crate) fn render_key(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         key.to_owned()
     } else {
         format!("[{key:?}]")

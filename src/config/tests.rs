@@ -50,15 +50,9 @@ fn seed_http_gateway() {
     assert_eq!(gw.key(), "default/http-gateway");
     assert_eq!(gw.api_version, "networking.istio.io/v1alpha3");
     assert_eq!((gw.origin.document, gw.origin.line), (1, 2));
-    assert_eq!(
-        gw.spec.selector.get("istio").map(String::as_str),
-        Some("ingressgateway")
-    );
+    assert_eq!(gw.spec.selector.get("istio").map(String::as_str), Some("ingressgateway"));
     let server = &gw.spec.servers[0];
-    assert_eq!(
-        (server.port.number, server.port.protocol.as_str()),
-        (80, "HTTP")
-    );
+    assert_eq!((server.port.number, server.port.protocol.as_str()), (80, "HTTP"));
     assert_eq!(server.hosts, ["*.example.com"]);
     assert!(server.tls.as_ref().unwrap().https_redirect);
 }
@@ -79,14 +73,8 @@ fn seed_multi_port_gateway() {
     let ports: Vec<u32> = gw.spec.servers.iter().map(|s| s.port.number).collect();
     assert_eq!(ports, [80, 443, 9443, 9080]);
     let tls = gw.spec.servers[1].tls.as_ref().unwrap();
-    assert_eq!(
-        tls.server_certificate.as_deref(),
-        Some("/etc/certs/servercert.pem")
-    );
-    assert_eq!(
-        gw.spec.servers[2].hosts,
-        ["bookinfo-namespace/*.bookinfo.com"]
-    );
+    assert_eq!(tls.server_certificate.as_deref(), Some("/etc/certs/servercert.pem"));
+    assert_eq!(gw.spec.servers[2].hosts, ["bookinfo-namespace/*.bookinfo.com"]);
 }
 
 #[test]
@@ -95,28 +83,19 @@ fn seed_bookinfo() {
     assert_eq!((set.gateways.len(), set.virtual_services.len()), (1, 2));
     let gw = &set.gateways[0];
     let mongo = gw.spec.servers.last().unwrap();
-    assert_eq!(
-        (mongo.port.number, mongo.port.protocol.as_str()),
-        (27017, "MONGO")
-    );
+    assert_eq!((mongo.port.number, mongo.port.protocol.as_str()), (27017, "MONGO"));
 
     let rule = &set.virtual_services[0];
     assert_eq!(rule.key(), "bookinfo-namespace/bookinfo-rule");
     assert_eq!((rule.origin.document, rule.origin.line), (2, 55));
-    assert_eq!(
-        rule.spec.gateways,
-        ["some-config-namespace/my-gateway", "mesh"]
-    );
+    assert_eq!(rule.spec.gateways, ["some-config-namespace/my-gateway", "mesh"]);
     let cookie = &rule.spec.http[0].matches[0].headers["cookie"];
     assert_eq!(cookie.exact.as_deref(), Some("user=dev-123"));
     let to_qa = &rule.spec.http[0].route[0].destination;
     assert_eq!(to_qa.host, "reviews.qa.svc.cluster.local");
     assert_eq!(to_qa.port.as_ref().map(|p| p.number), Some(7777));
     let split = &rule.spec.http[1];
-    assert_eq!(
-        split.matches[0].uri.as_ref().unwrap().prefix.as_deref(),
-        Some("/reviews/")
-    );
+    assert_eq!(split.matches[0].uri.as_ref().unwrap().prefix.as_deref(), Some("/reviews/"));
     let weights: Vec<Option<i32>> = split.route.iter().map(|r| r.weight).collect();
     assert_eq!(weights, [Some(80), Some(20)]);
     assert_eq!(split.route[1].destination.port, None);
@@ -125,33 +104,20 @@ fn seed_bookinfo() {
     assert_eq!((tcp.name(), tcp.origin.document), ("bookinfo-Mongo", 3));
     assert_eq!(tcp.spec.tcp[0].matches[0].port, Some(27017));
     let dest = &tcp.spec.tcp[0].route[0].destination;
-    assert_eq!(
-        (dest.host.as_str(), dest.port.as_ref().unwrap().number),
-        ("mongo.prod.svc.cluster.local", 5555)
-    );
+    assert_eq!((dest.host.as_str(), dest.port.as_ref().unwrap().number), ("mongo.prod.svc.cluster.local", 5555));
 }
 
 #[test]
 fn seed_namespace_restricted_gateway() {
     let set = seed("001-namespace-restricted-gateway.yaml");
-    assert_eq!(
-        set.gateways[0].spec.servers[0].hosts,
-        ["ns1/*", "ns2/foo.bar.com"]
-    );
+    assert_eq!(set.gateways[0].spec.servers[0].hosts, ["ns1/*", "ns2/foo.bar.com"]);
 }
 
 #[test]
 fn seed_server_examples() {
     let set = seed("001-server-examples.yaml");
     let keys: Vec<String> = set.gateways.iter().map(Resource::key).collect();
-    assert_eq!(
-        keys,
-        [
-            "default/my-ingress",
-            "default/my-tcp-ingress",
-            "default/my-tls-ingress"
-        ]
-    );
+    assert_eq!(keys, ["default/my-ingress", "default/my-tcp-ingress", "default/my-tls-ingress"]);
     assert_eq!(set.gateways[0].spec.servers[0].port.protocol, "HTTP2");
     assert_eq!(set.gateways[2].origin.document, 3);
 }
@@ -336,20 +302,15 @@ fn broken_fixtures() {
             "14: document 1: Gateway default/gw: spec.servers[0].tls.credentialName: no Secret nowhere-cert in namespace default and no directory tests/fixtures/snapshot/secrets/nowhere-cert",
         ),
     ];
-    let opts = ValidateOptions {
-        secrets_dir: Some("tests/fixtures/snapshot/secrets".into()),
-        ..ValidateOptions::default()
-    };
+    let opts =
+        ValidateOptions { secrets_dir: Some("tests/fixtures/snapshot/secrets".into()), ..ValidateOptions::default() };
     for (file, expected) in cases {
         let path = format!("{BROKEN}/{file}");
         // Load faults first, as `strait validate` reports them; else validation's, less the
         // not-enforced warnings.
         let faults = match load_one(&path) {
             Err(errors) => errors,
-            Ok(set) => validate(&set, &opts)
-                .into_iter()
-                .filter(|d| d.severity != Severity::NotEnforced)
-                .collect(),
+            Ok(set) => validate(&set, &opts).into_iter().filter(|d| d.severity != Severity::NotEnforced).collect(),
         };
         let got: Vec<String> = faults.iter().map(ToString::to_string).collect();
         assert_eq!(got, [format!("{path}:{expected}")], "{file}");
@@ -378,10 +339,7 @@ fn all_errors_are_collected_in_order() {
         got,
         [
             format!("{}:1: document 1: missing apiVersion", a.display()),
-            format!(
-                "{}:4: document 2: expected a Kubernetes object (a mapping with apiVersion and kind)",
-                a.display()
-            ),
+            format!("{}:4: document 2: expected a Kubernetes object (a mapping with apiVersion and kind)", a.display()),
             format!("{}:6: document 3: missing kind", a.display()),
             format!(
                 "{}:4: document 1: Gateway default/b: spec.servers: invalid type: integer `3`, \
@@ -419,29 +377,17 @@ fn other_kinds_are_skipped_and_lists_and_secrets_are_read() {
     assert!(set.gateways.is_empty() && set.virtual_services.is_empty());
 
     let secret = &set.secrets[0];
-    assert_eq!(
-        (secret.key().as_str(), secret.origin.document),
-        ("istio-system/cert", 3)
-    );
-    assert_eq!(
-        secret.spec.tls_cert().unwrap().as_deref(),
-        Some(&b"cert"[..])
-    );
+    assert_eq!((secret.key().as_str(), secret.origin.document), ("istio-system/cert", 3));
+    assert_eq!(secret.spec.tls_cert().unwrap().as_deref(), Some(&b"cert"[..]));
     assert_eq!(secret.spec.tls_key().unwrap().as_deref(), Some(&b"key"[..]));
     assert_eq!(secret.spec.ca_cert().unwrap().as_deref(), Some(&b"ca"[..]));
     assert_eq!(secret.spec.get("nope").unwrap(), None);
 
     let se = &set.service_entries[0];
-    assert_eq!(
-        (se.key().as_str(), se.origin.item, se.origin.line),
-        ("default/ext", Some(0), 24)
-    );
+    assert_eq!((se.key().as_str(), se.origin.item, se.origin.line), ("default/ext", Some(0), 24));
     assert_eq!(se.spec.resolution, Some(service_entry::Resolution::Dns));
     let dr = &set.destination_rules[0];
-    assert_eq!(
-        (dr.origin.document, dr.origin.item, dr.origin.line),
-        (4, Some(1), 31)
-    );
+    assert_eq!((dr.origin.document, dr.origin.item, dr.origin.line), (4, Some(1), 31));
     // Field lines inside a List item are found through the item.
     assert_eq!(dr.origin.locate("spec.trafficPolicy"), 36);
 }
@@ -450,11 +396,7 @@ fn other_kinds_are_skipped_and_lists_and_secrets_are_read() {
 fn resource_diagnostics_carry_the_field_line() {
     let set = seed("001-bookinfo.yaml");
     let vs = &set.virtual_services[0];
-    let d = vs.diagnostic(
-        Severity::Dangling,
-        "spec.http[1].route[1].destination.host",
-        "no such host",
-    );
+    let d = vs.diagnostic(Severity::Dangling, "spec.http[1].route[1].destination.host", "no such host");
     assert_eq!(
         d.to_string(),
         format!(
@@ -464,10 +406,7 @@ fn resource_diagnostics_carry_the_field_line() {
     );
     assert!(!Diagnostics::from(d).has_errors());
     // A field that does not exist is placed on its deepest existing parent.
-    assert_eq!(
-        vs.origin.locate("spec.http[1].route[1].destination.subset"),
-        87
-    );
+    assert_eq!(vs.origin.locate("spec.http[1].route[1].destination.subset"), 87);
     assert_eq!(vs.origin.locate("spec.http[5]"), 68);
     assert_eq!(vs.origin.locate(""), 55);
 }
@@ -507,10 +446,7 @@ fn documents_are_split_and_numbered() {
     );
     // No marker at all: one document from the first content line.
     let docs = split_documents("\u{feff}\n# c\nkind: X\r\n");
-    assert_eq!(
-        (docs.len(), docs[0].line, &*docs[0].text),
-        (1, 3, "kind: X\n")
-    );
+    assert_eq!((docs.len(), docs[0].line, &*docs[0].text), (1, 3, "kind: X\n"));
     assert!(split_documents("# nothing\n").is_empty());
 }
 
@@ -565,15 +501,11 @@ fn specs_round_trip_compactly() {
         r#"{"hosts":["mongosvr.prod.svc.cluster.local"],"gateways":["some-config-namespace/my-gateway"],"tcp":[{"match":[{"port":27017}],"route":[{"destination":{"host":"mongo.prod.svc.cluster.local","port":{"number":5555}}}]}]}"#
     );
     for vs in &set.virtual_services {
-        let back: VirtualService =
-            serde_json::from_str(&serde_json::to_string(&vs.spec).unwrap()).unwrap();
+        let back: VirtualService = serde_json::from_str(&serde_json::to_string(&vs.spec).unwrap()).unwrap();
         assert_eq!(back, vs.spec);
     }
     let gw = &set.gateways[0].spec;
-    assert_eq!(
-        serde_yaml::from_value::<Gateway>(serde_yaml::to_value(gw).unwrap()).unwrap(),
-        *gw
-    );
+    assert_eq!(serde_yaml::from_value::<Gateway>(serde_yaml::to_value(gw).unwrap()).unwrap(), *gw);
 }
 
 /// Every field of every kind is accepted under its Istio name.
@@ -582,61 +514,27 @@ fn full_field_coverage() {
     let scratch = Scratch::new("coverage", &[("full.yaml", FULL)]);
     let set = load(&[scratch.path("full.yaml")]).unwrap_or_else(|d| panic!("{d}"));
     let http = &set.virtual_services[0].spec.http[0];
-    assert_eq!(
-        http.timeout.map(Duration::get),
-        Some(std::time::Duration::from_secs(5))
-    );
+    assert_eq!(http.timeout.map(Duration::get), Some(std::time::Duration::from_secs(5)));
     let cors = http.cors_policy.as_ref().unwrap();
-    assert_eq!(
-        cors.unmatched_preflights,
-        Some(virtual_service::UnmatchedPreflights::Ignore)
-    );
-    let redirect = set.virtual_services[0].spec.http[1]
-        .redirect
-        .as_ref()
-        .unwrap();
-    assert_eq!(
-        redirect.derive_port,
-        Some(virtual_service::RedirectPortSelection::FromRequestPort)
-    );
-    let policy = set.destination_rules[0]
-        .spec
-        .traffic_policy
-        .as_ref()
-        .unwrap();
+    assert_eq!(cors.unmatched_preflights, Some(virtual_service::UnmatchedPreflights::Ignore));
+    let redirect = set.virtual_services[0].spec.http[1].redirect.as_ref().unwrap();
+    assert_eq!(redirect.derive_port, Some(virtual_service::RedirectPortSelection::FromRequestPort));
+    let policy = set.destination_rules[0].spec.traffic_policy.as_ref().unwrap();
     let outlier = policy.outlier_detection.as_ref().unwrap();
     assert_eq!(outlier.consecutive_5xx_errors, Some(5));
-    let pool = policy
-        .connection_pool
-        .as_ref()
-        .unwrap()
-        .http
-        .as_ref()
-        .unwrap();
-    assert_eq!(
-        pool.h2_upgrade_policy,
-        Some(destination_rule::H2UpgradePolicy::Upgrade)
-    );
+    let pool = policy.connection_pool.as_ref().unwrap().http.as_ref().unwrap();
+    assert_eq!(pool.h2_upgrade_policy, Some(destination_rule::H2UpgradePolicy::Upgrade));
     let tls = set.gateways[0].spec.servers[0].tls.as_ref().unwrap();
-    assert_eq!(
-        tls.min_protocol_version,
-        Some(gateway::TlsProtocol::TlsV1_2)
-    );
+    assert_eq!(tls.min_protocol_version, Some(gateway::TlsProtocol::TlsV1_2));
     assert_eq!(set.service_entries[0].spec.endpoints[0].ports["http"], 8080);
     // Nothing is lost on the way back out.
     for vs in &set.virtual_services {
         let back = serde_yaml::to_value(&vs.spec).unwrap();
-        assert_eq!(
-            serde_yaml::from_value::<VirtualService>(back).unwrap(),
-            vs.spec
-        );
+        assert_eq!(serde_yaml::from_value::<VirtualService>(back).unwrap(), vs.spec);
     }
     for dr in &set.destination_rules {
         let back = serde_yaml::to_value(&dr.spec).unwrap();
-        assert_eq!(
-            serde_yaml::from_value::<DestinationRule>(back).unwrap(),
-            dr.spec
-        );
+        assert_eq!(serde_yaml::from_value::<DestinationRule>(back).unwrap(), dr.spec);
     }
 }
 

@@ -89,11 +89,7 @@ pub enum LoadBalancer {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HashKey {
     Header(Arc<str>),
-    Cookie {
-        name: Arc<str>,
-        path: Option<Arc<str>>,
-        ttl: Option<Duration>,
-    },
+    Cookie { name: Arc<str>, path: Option<Arc<str>>, ttl: Option<Duration> },
     SourceIp,
     QueryParameter(Arc<str>),
 }

@@ -17,11 +17,7 @@ pub struct HostTable<T> {
 
 impl<T> Default for HostTable<T> {
     fn default() -> Self {
-        Self {
-            exact: HashMap::new(),
-            suffix: HashMap::new(),
-            any: None,
-        }
+        Self { exact: HashMap::new(), suffix: HashMap::new(), any: None }
     }
 }
 
@@ -84,9 +80,7 @@ impl<T> HostTable<T> {
     pub fn iter(&self) -> impl Iterator<Item = (String, &T)> {
         let exact = self.exact.iter().map(|(k, v)| (k.to_string(), v));
         let suffix = self.suffix.iter().map(|(k, v)| (format!("*{k}"), v));
-        exact
-            .chain(suffix)
-            .chain(self.any.iter().map(|v| ("*".to_string(), v)))
+        exact.chain(suffix).chain(self.any.iter().map(|v| ("*".to_string(), v)))
     }
 
     pub fn len(&self) -> usize {

@@ -20,10 +20,7 @@ pub struct RequestInfo<'a> {
 impl<'a> RequestInfo<'a> {
     /// First value of a header, names compared case-insensitively in place.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
     /// First value of a query parameter (raw, not percent-decoded, as Envoy compares).
@@ -54,8 +51,7 @@ impl StringMatcher {
             Self::Exact(s) if ignore_case => s.eq_ignore_ascii_case(value),
             Self::Exact(s) => **s == *value,
             Self::Prefix(p) if ignore_case => {
-                value.len() >= p.len()
-                    && value.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+                value.len() >= p.len() && value.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
             }
             Self::Prefix(p) => value.starts_with(&**p),
             Self::Regex(re) => re.is_match(value),
@@ -100,9 +96,7 @@ impl HeaderMatcher {
         let value = req.header(&self.name);
         let hit = match (&self.value, value) {
             (ValueMatcher::Present, v) => v.is_some(),
-            (ValueMatcher::Value(m), Some(v)) => {
-                std::str::from_utf8(v).is_ok_and(|v| m.matches(v, false))
-            }
+            (ValueMatcher::Value(m), Some(v)) => std::str::from_utf8(v).is_ok_and(|v| m.matches(v, false)),
             (ValueMatcher::Value(m), None) => self.invert && m.matches("", false),
         };
         hit != self.invert
@@ -132,38 +126,22 @@ pub struct MatchBlock {
 
 impl MatchBlock {
     pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
-        self.uri
-            .as_ref()
-            .is_none_or(|m| m.matches(req.path, self.ignore_uri_case))
-            && self
-                .scheme
-                .as_ref()
-                .is_none_or(|m| m.matches(req.scheme, false))
-            && self
-                .method
-                .as_ref()
-                .is_none_or(|m| m.matches(req.method, false))
-            && self
-                .authority
-                .as_ref()
-                .is_none_or(|m| m.matches(req.host, false))
+        self.uri.as_ref().is_none_or(|m| m.matches(req.path, self.ignore_uri_case))
+            && self.scheme.as_ref().is_none_or(|m| m.matches(req.scheme, false))
+            && self.method.as_ref().is_none_or(|m| m.matches(req.method, false))
+            && self.authority.as_ref().is_none_or(|m| m.matches(req.host, false))
             && self.headers.iter().all(|h| h.matches(req))
-            && self
-                .query_params
-                .iter()
-                .all(|q| match (&q.value, req.query_param(&q.name)) {
-                    (_, None) => false,
-                    (ValueMatcher::Present, Some(_)) => true,
-                    (ValueMatcher::Value(m), Some(v)) => m.matches(v, false),
-                })
+            && self.query_params.iter().all(|q| match (&q.value, req.query_param(&q.name)) {
+                (_, None) => false,
+                (ValueMatcher::Present, Some(_)) => true,
+                (ValueMatcher::Value(m), Some(v)) => m.matches(v, false),
+            })
     }
 
     /// Matches every request (no condition, or only a `/` prefix): Istio moves such routes last
     /// when it concatenates several VirtualServices for one host.
     pub fn is_catch_all(&self) -> bool {
-        self.uri
-            .as_ref()
-            .is_none_or(StringMatcher::is_match_all_prefix)
+        self.uri.as_ref().is_none_or(StringMatcher::is_match_all_prefix)
             && self.scheme.is_none()
             && self.method.is_none()
             && self.authority.is_none()

@@ -36,10 +36,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn listener(&self, port: u16) -> Option<&Listener> {
-        self.listeners
-            .binary_search_by_key(&port, |l| l.port)
-            .ok()
-            .map(|i| &self.listeners[i])
+        self.listeners.binary_search_by_key(&port, |l| l.port).ok().map(|i| &self.listeners[i])
     }
 
     pub fn cluster(&self, id: ClusterId) -> &Cluster {
@@ -47,10 +44,7 @@ impl Snapshot {
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<ClusterId> {
-        self.clusters
-            .iter()
-            .position(|c| &*c.name == name)
-            .map(|i| i as ClusterId)
+        self.clusters.iter().position(|c| &*c.name == name).map(|i| i as ClusterId)
     }
 }
 
@@ -186,11 +180,7 @@ impl RouteTable {
         }
         for route in &vhost.routes {
             if let Some(block) = route.matches(req) {
-                return RouteDecision::Matched {
-                    vhost,
-                    route,
-                    block,
-                };
+                return RouteDecision::Matched { vhost, route, block };
             }
         }
         RouteDecision::NoRoute(vhost)

@@ -245,32 +245,17 @@ pub struct L4Match {
 }
 
 impl L4Match {
-    pub fn matches(
-        &self,
-        sni: Option<&str>,
-        local: std::net::IpAddr,
-        peer: std::net::IpAddr,
-    ) -> bool {
+    pub fn matches(&self, sni: Option<&str>, local: std::net::IpAddr, peer: std::net::IpAddr) -> bool {
         let sni_ok = self.sni_hosts.is_empty()
-            || sni.is_some_and(|s| {
-                self.sni_hosts
-                    .iter()
-                    .any(|p| super::hosts::pattern_covers(p, s))
-            });
+            || sni.is_some_and(|s| self.sni_hosts.iter().any(|p| super::hosts::pattern_covers(p, s)));
         sni_ok
-            && (self.destination_subnets.is_empty()
-                || self.destination_subnets.iter().any(|n| n.contains(&local)))
+            && (self.destination_subnets.is_empty() || self.destination_subnets.iter().any(|n| n.contains(&local)))
             && self.source_subnet.is_none_or(|n| n.contains(&peer))
     }
 }
 
 impl L4Route {
-    pub fn matches(
-        &self,
-        sni: Option<&str>,
-        local: std::net::IpAddr,
-        peer: std::net::IpAddr,
-    ) -> bool {
+    pub fn matches(&self, sni: Option<&str>, local: std::net::IpAddr, peer: std::net::IpAddr) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(sni, local, peer))
     }
 }

@@ -10,23 +10,15 @@ use crate::config::{self, ConfigSet};
 use super::*;
 
 fn load(files: &[&str]) -> ConfigSet {
-    let paths: Vec<PathBuf> = files
-        .iter()
-        .map(|f| PathBuf::from("tests/fixtures").join(f))
-        .collect();
+    let paths: Vec<PathBuf> = files.iter().map(|f| PathBuf::from("tests/fixtures").join(f)).collect();
     config::load(&paths).unwrap_or_else(|e| panic!("fixtures do not load:\n{e}"))
 }
 
 fn options(labels: &[(&str, &str)]) -> CompileOptions {
-    let mut opts = CompileOptions {
-        secrets_dir: Some("tests/fixtures/snapshot/secrets".into()),
-        ..CompileOptions::default()
-    };
+    let mut opts =
+        CompileOptions { secrets_dir: Some("tests/fixtures/snapshot/secrets".into()), ..CompileOptions::default() };
     if !labels.is_empty() {
-        opts.labels = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        opts.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
     opts
 }
@@ -41,8 +33,7 @@ pub(crate) fn with_test_certs(mut set: ConfigSet) -> ConfigSet {
         for server in &mut gw.spec.servers {
             if let Some(tls) = &mut server.tls {
                 if tls.server_certificate.is_some() {
-                    tls.server_certificate =
-                        Some("tests/fixtures/snapshot/certs/server.pem".into());
+                    tls.server_certificate = Some("tests/fixtures/snapshot/certs/server.pem".into());
                     tls.private_key = Some("tests/fixtures/snapshot/certs/server-key.pem".into());
                 }
             }
@@ -52,10 +43,7 @@ pub(crate) fn with_test_certs(mut set: ConfigSet) -> ConfigSet {
 }
 
 fn table(snapshot: &Snapshot, port: u16) -> &RouteTable {
-    &snapshot
-        .listener(port)
-        .unwrap_or_else(|| panic!("no listener on {port}"))
-        .http_routes
+    &snapshot.listener(port).unwrap_or_else(|| panic!("no listener on {port}")).http_routes
 }
 
 /// Routes a request as an HTTP/1.1 client sends it: the Host header is among the headers.
@@ -67,26 +55,13 @@ fn decide<'s>(
     headers: &[(&str, &str)],
 ) -> RouteDecision<'s> {
     let host_line = [("Host", host)];
-    let headers: Vec<httparse::Header<'_>> = host_line
-        .iter()
-        .chain(headers)
-        .map(|(n, v)| httparse::Header {
-            name: n,
-            value: v.as_bytes(),
-        })
-        .collect();
+    let headers: Vec<httparse::Header<'_>> =
+        host_line.iter().chain(headers).map(|(n, v)| httparse::Header { name: n, value: v.as_bytes() }).collect();
     let (path, query) = match uri.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (uri, None),
     };
-    table.route(&RequestInfo {
-        host,
-        method,
-        path,
-        query,
-        scheme: "http",
-        headers: &headers,
-    })
+    table.route(&RequestInfo { host, method, path, query, scheme: "http", headers: &headers })
 }
 
 /// A short name for the outcome, to compare against.
@@ -102,11 +77,7 @@ fn outcome(d: &RouteDecision<'_>) -> String {
             }
             RouteAction::Redirect(r) => format!("redirect {}", r.code),
             RouteAction::Forward(w) => {
-                let d: Vec<String> = w
-                    .destinations
-                    .iter()
-                    .map(|d| format!("{}:{}", d.host, d.port))
-                    .collect();
+                let d: Vec<String> = w.destinations.iter().map(|d| format!("{}:{}", d.host, d.port)).collect();
                 format!("forward {}", d.join(","))
             }
         },
@@ -137,12 +108,8 @@ fn cluster_name(s: &Snapshot, d: &Destination) -> Option<String> {
 
 #[test]
 fn bookinfo_seed_routes_as_its_text_says() {
-    let set = with_test_certs(load(&[
-        "config/seeds/001-bookinfo.yaml",
-        "snapshot/bookinfo-backends.yaml",
-    ]));
-    let s = compile(&set, &options(&[("app", "my-gateway-controller")]))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let set = with_test_certs(load(&["config/seeds/001-bookinfo.yaml", "snapshot/bookinfo-backends.yaml"]));
+    let s = compile(&set, &options(&[("app", "my-gateway-controller")])).unwrap_or_else(|e| panic!("{e}"));
     let ports: Vec<u16> = s.listeners.iter().map(|l| l.port).collect();
     assert_eq!(ports, [80, 443, 9080, 9443, 27017]);
 
@@ -154,25 +121,11 @@ fn bookinfo_seed_routes_as_its_text_says() {
 
     // The cookie sends everything to qa's special port.
     let t9080 = table(&s, 9080);
-    let r = matched(decide(
-        t9080,
-        "uk.bookinfo.com",
-        "GET",
-        "/reviews/1",
-        &[("Cookie", "user=dev-123")],
-    ));
+    let r = matched(decide(t9080, "uk.bookinfo.com", "GET", "/reviews/1", &[("Cookie", "user=dev-123")]));
     let d = &forward(r).destinations[0];
     assert_eq!((&*d.host, d.port), ("reviews.qa.svc.cluster.local", 7777));
-    assert_eq!(
-        cluster_name(&s, d).as_deref(),
-        Some("outbound|7777||reviews.qa.svc.cluster.local")
-    );
-    let endpoints: Vec<String> = s
-        .cluster(d.cluster.unwrap())
-        .endpoints
-        .iter()
-        .map(|e| e.addr.to_string())
-        .collect();
+    assert_eq!(cluster_name(&s, d).as_deref(), Some("outbound|7777||reviews.qa.svc.cluster.local"));
+    let endpoints: Vec<String> = s.cluster(d.cluster.unwrap()).endpoints.iter().map(|e| e.addr.to_string()).collect();
     assert_eq!(endpoints, ["10.0.1.1:17777"]);
 
     // /reviews/ splits 80/20; qa has two ports and none is named, so the listener port is used.
@@ -197,18 +150,9 @@ fn bookinfo_seed_routes_as_its_text_says() {
     assert!(l443.server_for_sni(Some("other.com")).is_none());
     assert!(l443.server_for_sni(None).is_none());
     assert_eq!(server.tls.as_ref().unwrap().mode, ServerTlsMode::Simple);
-    let r = matched(decide(
-        &server.routes,
-        "uk.bookinfo.com",
-        "GET",
-        "/reviews/1",
-        &[],
-    ));
+    let r = matched(decide(&server.routes, "uk.bookinfo.com", "GET", "/reviews/1", &[]));
     let qa = &forward(r).destinations[1];
-    assert_eq!(
-        (&*qa.host, qa.port, qa.cluster),
-        ("reviews.qa.svc.cluster.local", 443, None)
-    );
+    assert_eq!((&*qa.host, qa.port, qa.cluster), ("reviews.qa.svc.cluster.local", 443, None));
 
     // 9443 admits *.bookinfo.com from bookinfo-namespace; its certificate comes from a Secret.
     let l9443 = s.listener(9443).unwrap();
@@ -225,14 +169,8 @@ fn bookinfo_seed_routes_as_its_text_says() {
     assert_eq!(tcp.protocol.as_ref(), "MONGO");
     assert_eq!(tcp.tcp_routes.len(), 1);
     let d = &tcp.tcp_routes[0].destinations.destinations[0];
-    assert_eq!(
-        cluster_name(&s, d).as_deref(),
-        Some("outbound|5555||mongo.prod.svc.cluster.local")
-    );
-    assert_eq!(
-        &*tcp.tcp_routes[0].source.virtual_service,
-        "bookinfo-namespace/bookinfo-Mongo"
-    );
+    assert_eq!(cluster_name(&s, d).as_deref(), Some("outbound|5555||mongo.prod.svc.cluster.local"));
+    assert_eq!(&*tcp.tcp_routes[0].source.virtual_service, "bookinfo-namespace/bookinfo-Mongo");
 
     // Other instance labels: the Gateway does not apply, nothing listens.
     let none = compile(&set, &options(&[])).unwrap();
@@ -241,34 +179,18 @@ fn bookinfo_seed_routes_as_its_text_says() {
 
 #[test]
 fn seed_certificates_that_cannot_be_read_fail_the_compile() {
-    let set = load(&[
-        "config/seeds/001-bookinfo.yaml",
-        "snapshot/bookinfo-backends.yaml",
-    ]);
+    let set = load(&["config/seeds/001-bookinfo.yaml", "snapshot/bookinfo-backends.yaml"]);
     let err = compile(&set, &options(&[("app", "my-gateway-controller")])).unwrap_err();
     let d = err.iter().next().unwrap();
-    assert_eq!(
-        d.field.as_deref(),
-        Some("spec.servers[1].tls.serverCertificate")
-    );
-    assert!(
-        d.message.contains("/etc/certs/servercert.pem"),
-        "{}",
-        d.message
-    );
-    assert_eq!(
-        d.resource.as_deref(),
-        Some("some-config-namespace/my-gateway")
-    );
+    assert_eq!(d.field.as_deref(), Some("spec.servers[1].tls.serverCertificate"));
+    assert!(d.message.contains("/etc/certs/servercert.pem"), "{}", d.message);
+    assert_eq!(d.resource.as_deref(), Some("some-config-namespace/my-gateway"));
 }
 
 #[test]
 fn namespace_restricted_server_hosts() {
     let s = compile(
-        &load(&[
-            "config/seeds/001-namespace-restricted-gateway.yaml",
-            "snapshot/ns-binding.yaml",
-        ]),
+        &load(&["config/seeds/001-namespace-restricted-gateway.yaml", "snapshot/ns-binding.yaml"]),
         &options(&[("app", "my-gateway-controller")]),
     )
     .unwrap();
@@ -283,19 +205,12 @@ fn namespace_restricted_server_hosts() {
 fn other_seed_gateways_compile() {
     // HTTP gateway: *.example.com redirects to https with no VirtualService at all.
     let s = build(&["config/seeds/000-http-gateway.yaml"]);
-    assert_eq!(
-        get(table(&s, 80), "www.example.com", "/x"),
-        "https-redirect"
-    );
+    assert_eq!(get(table(&s, 80), "www.example.com", "/x"), "https-redirect");
     assert_eq!(get(table(&s, 80), "example.org", "/x"), "no-vhost");
 
     // HTTPS gateway: credentialName found in the secrets directory.
     let s = build(&["config/seeds/000-https-gateway.yaml"]);
-    let server = s
-        .listener(443)
-        .unwrap()
-        .server_for_sni(Some("bookinfo.example.com"))
-        .unwrap();
+    let server = s.listener(443).unwrap().server_for_sni(Some("bookinfo.example.com")).unwrap();
     let tls = server.tls.as_ref().unwrap();
     assert_eq!(tls.source_files.len(), 2);
     assert_eq!(get(&server.routes, "bookinfo.example.com", "/"), "no-vhost");
@@ -313,17 +228,10 @@ fn other_seed_gateways_compile() {
         ("my-tcp-ingress-gateway", 27018, ListenerProtocol::Tcp),
         ("my-tls-ingress-gateway", 443, ListenerProtocol::Tls),
     ] {
-        let app = if app == "my-ingress" {
-            "my-ingress-gateway"
-        } else {
-            app
-        };
+        let app = if app == "my-ingress" { "my-ingress-gateway" } else { app };
         let s = compile(&set, &options(&[("app", app)])).unwrap();
         assert_eq!(s.listeners.len(), 1);
-        assert_eq!(
-            (s.listeners[0].port, s.listeners[0].protocol),
-            (port, protocol)
-        );
+        assert_eq!((s.listeners[0].port, s.listeners[0].protocol), (port, protocol));
     }
 }
 
@@ -351,38 +259,20 @@ fn match_blocks() {
     // Blocks are OR'ed, fields AND'ed.
     assert_eq!(get(t, h, "/or-a"), "203");
     assert_eq!(get(t, h, "/or-b/x"), "203");
-    assert_eq!(
-        outcome(&decide(t, h, "POST", "/and", &[("x-env", "prod")])),
-        "204"
-    );
-    assert_eq!(
-        outcome(&decide(t, h, "GET", "/and", &[("x-env", "prod")])),
-        "no-route"
-    );
-    assert_eq!(
-        outcome(&decide(t, h, "POST", "/and", &[("x-env", "dev")])),
-        "no-route"
-    );
+    assert_eq!(outcome(&decide(t, h, "POST", "/and", &[("x-env", "prod")])), "204");
+    assert_eq!(outcome(&decide(t, h, "GET", "/and", &[("x-env", "prod")])), "no-route");
+    assert_eq!(outcome(&decide(t, h, "POST", "/and", &[("x-env", "dev")])), "no-route");
     // Regex is a full match.
     assert_eq!(get(t, h, "/a/b"), "205");
     assert_eq!(get(t, h, "/x/a/b"), "no-route");
     // withoutHeaders: a missing header counts as empty, so it does not equal "yes".
     assert_eq!(get(t, h, "/without"), "206");
-    assert_eq!(
-        outcome(&decide(t, h, "GET", "/without", &[("x-skip", "no")])),
-        "206"
-    );
-    assert_eq!(
-        outcome(&decide(t, h, "GET", "/without", &[("X-Skip", "yes")])),
-        "no-route"
-    );
+    assert_eq!(outcome(&decide(t, h, "GET", "/without", &[("x-skip", "no")])), "206");
+    assert_eq!(outcome(&decide(t, h, "GET", "/without", &[("X-Skip", "yes")])), "no-route");
     assert_eq!(get(t, h, "/case/x"), "207");
     assert_eq!(get(t, h, "/q?a=2&v=1"), "208");
     assert_eq!(get(t, h, "/q?v=2"), "no-route");
-    assert_eq!(
-        outcome(&decide(t, h, "GET", "/zzz", &[("x-present", "")])),
-        "209"
-    );
+    assert_eq!(outcome(&decide(t, h, "GET", "/zzz", &[("x-present", "")])), "209");
     // Match-level gateways and port are decided per listener.
     assert_eq!(get(t, h, "/gw"), "210");
     assert_eq!(get(t, h, "/port"), "no-route");
@@ -410,11 +300,7 @@ fn catch_all_routes_move_behind_other_virtual_services() {
         RouteDecision::Matched { vhost, .. } => vhost,
         _ => unreachable!(),
     };
-    let order: Vec<&str> = vhost
-        .routes
-        .iter()
-        .map(|r| &*r.source.virtual_service)
-        .collect();
+    let order: Vec<&str> = vhost.routes.iter().map(|r| &*r.source.virtual_service).collect();
     assert_eq!(order, ["shop/shared-1", "shop/shared-2", "shop/shared-1"]);
 }
 
@@ -434,42 +320,18 @@ fn delegates_merge_under_their_root() {
     let s = build(&["snapshot/delegate.yaml"]);
     let t = table(&s, 8080);
     let host = "shop.example.com";
-    let r = matched(decide(
-        t,
-        host,
-        "GET",
-        "/products/v2/x",
-        &[("x-tenant", "acme")],
-    ));
+    let r = matched(decide(t, host, "GET", "/products/v2/x", &[("x-tenant", "acme")]));
     assert_eq!(r.name.as_deref(), Some("products-v2"));
     assert_eq!(r.policy.timeout, Some(Duration::from_secs(3)));
     assert_eq!(&*r.source.virtual_service, "catalog/products");
     let d = &forward(r).destinations[0];
-    assert_eq!(
-        cluster_name(&s, d).as_deref(),
-        Some("outbound|80||products.catalog.svc.cluster.local")
-    );
+    assert_eq!(cluster_name(&s, d).as_deref(), Some("outbound|80||products.catalog.svc.cluster.local"));
     // The root's header condition still applies to delegate routes.
     assert_eq!(get(t, host, "/products/v2/x"), "299");
     // A delegate route outside the root's prefix conflicts and is dropped.
-    assert_eq!(
-        outcome(&decide(
-            t,
-            host,
-            "GET",
-            "/elsewhere",
-            &[("x-tenant", "acme")]
-        )),
-        "299"
-    );
+    assert_eq!(outcome(&decide(t, host, "GET", "/elsewhere", &[("x-tenant", "acme")])), "299");
     // A delegate route without match takes the root's; its own timeout wins.
-    let r = matched(decide(
-        t,
-        host,
-        "GET",
-        "/products/other",
-        &[("x-tenant", "acme")],
-    ));
+    let r = matched(decide(t, host, "GET", "/products/other", &[("x-tenant", "acme")]));
     assert_eq!(r.name.as_deref(), Some("products-rest"));
     assert_eq!(r.policy.timeout, Some(Duration::from_secs(7)));
     // A missing delegate drops its root route.
@@ -481,11 +343,7 @@ fn destinations_and_clusters() {
     let s = build(&["snapshot/backends.yaml"]);
     let t = table(&s, 8080);
     let host = "backends.example.com";
-    let dest = |uri: &str| {
-        forward(matched(decide(t, host, "GET", uri, &[])))
-            .destinations
-            .clone()
-    };
+    let dest = |uri: &str| forward(matched(decide(t, host, "GET", uri, &[]))).destinations.clone();
 
     // Short names expand in the VirtualService's namespace; the only port is the default.
     let d = &dest("/short")[0];
@@ -495,28 +353,15 @@ fn destinations_and_clusters() {
     assert_eq!(base.endpoints.len(), 3);
     // Several ports: the listener port.
     let d = &dest("/multi")[0];
-    assert_eq!(
-        cluster_name(&s, d).as_deref(),
-        Some("outbound|8080||multi.shop.svc.cluster.local")
-    );
+    assert_eq!(cluster_name(&s, d).as_deref(), Some("outbound|8080||multi.shop.svc.cluster.local"));
 
     // Subsets select endpoints by labels; the port comes from `ports` or targetPort.
     let v1 = s.cluster(dest("/v1")[0].cluster.unwrap());
     let addrs: Vec<String> = v1.endpoints.iter().map(|e| e.addr.to_string()).collect();
     assert_eq!(addrs, ["10.2.0.1:8000"]);
     let v2 = s.cluster(dest("/v2")[0].cluster.unwrap());
-    let addrs: Vec<(String, u32)> = v2
-        .endpoints
-        .iter()
-        .map(|e| (e.addr.to_string(), e.weight))
-        .collect();
-    assert_eq!(
-        addrs,
-        [
-            ("10.2.0.2:8002".to_string(), 1),
-            ("10.2.0.3:8000".to_string(), 3)
-        ]
-    );
+    let addrs: Vec<(String, u32)> = v2.endpoints.iter().map(|e| (e.addr.to_string(), e.weight)).collect();
+    assert_eq!(addrs, [("10.2.0.2:8002".to_string(), 1), ("10.2.0.3:8000".to_string(), 3)]);
     assert_eq!(v2.subset.as_deref(), Some("v2"));
 
     // Dangling: unknown host, subset or port → no cluster (503).
@@ -527,10 +372,7 @@ fn destinations_and_clusters() {
 
     // Weight 0 is dropped.
     let split = dest("/split");
-    let weights: Vec<(Option<&str>, u32)> = split
-        .iter()
-        .map(|d| (d.subset.as_deref(), d.weight))
-        .collect();
+    let weights: Vec<(Option<&str>, u32)> = split.iter().map(|d| (d.subset.as_deref(), d.weight)).collect();
     assert_eq!(weights, [(Some("v2"), 30), (None, 70)]);
 
     // Policy merge: rule < port level < subset < subset port level, each part replaced whole.
@@ -539,22 +381,13 @@ fn destinations_and_clusters() {
     // The port-level connectionPool replaced the rule's, connectTimeout included.
     assert_eq!(base.policy.connect_timeout, Duration::from_secs(10));
     assert_eq!(base.policy.max_connections, u32::MAX);
-    assert_eq!(
-        base.policy
-            .outlier_detection
-            .as_ref()
-            .unwrap()
-            .consecutive_5xx,
-        Some(7)
-    );
+    assert_eq!(base.policy.outlier_detection.as_ref().unwrap().consecutive_5xx, Some(7));
     assert_eq!(v1.policy, base.policy);
     assert_eq!(
         v2.policy.load_balancer,
         LoadBalancer::ConsistentHash {
             key: HashKey::Header("x-user".into()),
-            algorithm: HashAlgorithm::RingHash {
-                minimum_ring_size: 1024
-            }
+            algorithm: HashAlgorithm::RingHash { minimum_ring_size: 1024 }
         }
     );
     assert_eq!(v2.policy.http1_max_pending_requests, 5);
@@ -562,13 +395,8 @@ fn destinations_and_clusters() {
 
     // Every ServiceEntry host × port has a cluster, routed to or not; DNS is resolved now.
     let dns = s.cluster(s.cluster_by_name("outbound|7000||localhost").unwrap());
-    assert!(dns
-        .endpoints
-        .iter()
-        .all(|e| e.addr.ip().is_loopback() && e.addr.port() == 7000));
-    assert!(s
-        .cluster_by_name("outbound|9090||multi.shop.svc.cluster.local")
-        .is_some());
+    assert!(dns.endpoints.iter().all(|e| e.addr.ip().is_loopback() && e.addr.port() == 7000));
+    assert!(s.cluster_by_name("outbound|9090||multi.shop.svc.cluster.local").is_some());
 }
 
 #[test]
@@ -580,10 +408,7 @@ fn actions_and_policies() {
 
     match &route("/redirect").action {
         RouteAction::Redirect(r) => {
-            assert_eq!(
-                (r.code, r.port, r.uri.as_deref()),
-                (301, RedirectPort::FromRequestPort, Some("/new"))
-            );
+            assert_eq!((r.code, r.port, r.uri.as_deref()), (301, RedirectPort::FromRequestPort, Some("/new")));
         }
         _ => panic!("not a redirect"),
     }
@@ -595,10 +420,7 @@ fn actions_and_policies() {
     assert_eq!(r.policy.fault.as_ref().unwrap().abort, Some((500, 0.0)));
     assert_eq!(r.policy.mirrors.len(), 1);
     assert_eq!(r.policy.mirrors[0].percent, 100.0);
-    assert_eq!(
-        &*r.policy.mirrors[0].destination.host,
-        "shadow.shop.svc.cluster.local"
-    );
+    assert_eq!(&*r.policy.mirrors[0].destination.host, "shadow.shop.svc.cluster.local");
     assert!(r.policy.mirrors[0].destination.cluster.is_some());
     assert_eq!(r.policy.timeout, None);
 
@@ -606,28 +428,13 @@ fn actions_and_policies() {
     let rw = r.policy.rewrite.as_ref().unwrap();
     assert_eq!(rw.authority.as_deref(), Some("new.example.com"));
     let (re, with) = rw.uri_regex.as_ref().unwrap();
-    assert_eq!(
-        re.replace_all("/service/v1/api/update", &**with),
-        "/customprefix//api/update/v1"
-    );
+    assert_eq!(re.replace_all("/service/v1/api/update", &**with), "/customprefix//api/update/v1");
     let req = &r.policy.headers.request;
-    assert_eq!(
-        req.set,
-        [
-            ("x-set".into(), "a".into()),
-            ("host".into(), "h.example.com".into())
-        ]
-    );
+    assert_eq!(req.set, [("x-set".into(), "a".into()), ("host".into(), "h.example.com".into())]);
     assert_eq!(req.add, [("x-add".into(), "b".into())]);
     assert_eq!(req.remove, ["x-remove".into()]);
-    assert_eq!(
-        r.policy.headers.response.set,
-        [("x-resp".into(), "c".into())]
-    );
-    assert_eq!(
-        forward(r).destinations[0].headers.request.set,
-        [("x-dest".into(), "d".into())]
-    );
+    assert_eq!(r.policy.headers.response.set, [("x-resp".into(), "c".into())]);
+    assert_eq!(forward(r).destinations[0].headers.request.set, [("x-dest".into(), "d".into())]);
     assert_eq!(r.policy.timeout, Some(Duration::from_secs(2)));
     let retries = &r.policy.retries;
     assert_eq!(retries.attempts, 4);
@@ -635,10 +442,7 @@ fn actions_and_policies() {
     assert_eq!(retries.retriable_status_codes, [503]);
     let on = retries.retry_on;
     assert!(on.server_error_5xx && on.reset && on.retriable_status_codes && !on.connect_failure);
-    assert_eq!(
-        r.policy.fault.as_ref().unwrap().delay,
-        Some((Duration::from_secs(1), 12.5))
-    );
+    assert_eq!(r.policy.fault.as_ref().unwrap().delay, Some((Duration::from_secs(1), 12.5)));
     let mirrors: Vec<f64> = r.policy.mirrors.iter().map(|m| m.percent).collect();
     assert_eq!(mirrors, [25.0]);
     let cors = r.policy.cors.as_ref().unwrap();
@@ -660,20 +464,14 @@ fn tls_listeners() {
     let a = l.server_for_sni(Some("A.example.com")).unwrap();
     assert_eq!(&*a.port_name, "https-a");
     let tls = a.tls.as_ref().unwrap();
-    assert_eq!(
-        (tls.min_protocol_version, tls.max_protocol_version),
-        (Some(TlsVersion::V1_2), Some(TlsVersion::V1_3))
-    );
+    assert_eq!((tls.min_protocol_version, tls.max_protocol_version), (Some(TlsVersion::V1_2), Some(TlsVersion::V1_3)));
     assert_eq!(tls.source_files.len(), 2);
     // Each HTTPS server has its own routes.
     assert_eq!(get(&a.routes, "a.example.com", "/"), "200 a");
     assert_eq!(get(&a.routes, "b.example.com", "/"), "no-vhost");
     let default = l.server_for_sni(Some("b.example.com")).unwrap();
     assert_eq!(&*default.port_name, "https-default");
-    assert_eq!(
-        l.server_for_sni(None).map(|s| &*s.port_name),
-        Some("https-default")
-    );
+    assert_eq!(l.server_for_sni(None).map(|s| &*s.port_name), Some("https-default"));
     assert_eq!(default.tls.as_ref().unwrap().mode, ServerTlsMode::Mutual);
     assert!(default.tls.as_ref().unwrap().ca_certificates.is_some());
     assert_eq!(get(&default.routes, "b.example.com", "/"), "200 a");
@@ -685,34 +483,19 @@ fn tls_listeners() {
         .tls_routes
         .iter()
         .map(|r| {
-            (
-                &*r.matches[0].sni_hosts[0],
-                &*r.destinations.destinations[0].host,
-                r.destinations.destinations[0].port,
-            )
+            (&*r.matches[0].sni_hosts[0], &*r.destinations.destinations[0].host, r.destinations.destinations[0].port)
         })
         .collect();
     assert_eq!(
         snis,
         [
             ("a.example.com", "a-backend.edge.svc.cluster.local", 443),
-            (
-                "*.example.com",
-                "wildcard-backend.edge.svc.cluster.local",
-                9443
-            )
+            ("*.example.com", "wildcard-backend.edge.svc.cluster.local", 9443)
         ]
     );
     let local = "10.0.0.1".parse().unwrap();
-    let first = p
-        .tls_routes
-        .iter()
-        .find(|r| r.matches(Some("a.example.com"), local, local))
-        .unwrap();
-    assert_eq!(
-        &*first.destinations.destinations[0].host,
-        "a-backend.edge.svc.cluster.local"
-    );
+    let first = p.tls_routes.iter().find(|r| r.matches(Some("a.example.com"), local, local)).unwrap();
+    assert_eq!(&*first.destinations.destinations[0].host, "a-backend.edge.svc.cluster.local");
 }
 
 #[test]
@@ -725,36 +508,21 @@ fn tls_terminated_tcp_and_auto_passthrough() {
     assert_eq!(server.tcp_routes.len(), 1);
     assert_eq!(server.tcp_routes[0].source.index, 1);
     let d = &server.tcp_routes[0].destinations.destinations[0];
-    assert_eq!(
-        cluster_name(&s, d).as_deref(),
-        Some("outbound|8000||api.mesh.local")
-    );
+    assert_eq!(cluster_name(&s, d).as_deref(), Some("outbound|8000||api.mesh.local"));
     // AUTO_PASSTHROUGH routes on cluster names: the clusters exist, subsets included.
     let l = s.listener(15443).unwrap();
-    assert_eq!(
-        l.servers[0].tls.as_ref().unwrap().mode,
-        ServerTlsMode::AutoPassthrough
-    );
-    let v1 = s.cluster(
-        s.cluster_by_name("outbound|8000|v1|api.mesh.local")
-            .unwrap(),
-    );
+    assert_eq!(l.servers[0].tls.as_ref().unwrap().mode, ServerTlsMode::AutoPassthrough);
+    let v1 = s.cluster(s.cluster_by_name("outbound|8000|v1|api.mesh.local").unwrap());
     assert_eq!(v1.endpoints.len(), 1);
 }
 
 #[test]
 fn missing_credentials_are_errors() {
     let set = load(&["config/seeds/000-https-gateway.yaml"]);
-    let opts = CompileOptions {
-        secrets_dir: None,
-        ..CompileOptions::default()
-    };
+    let opts = CompileOptions { secrets_dir: None, ..CompileOptions::default() };
     let err = compile(&set, &opts).unwrap_err();
     let d = err.iter().next().unwrap();
-    assert_eq!(
-        d.field.as_deref(),
-        Some("spec.servers[0].tls.credentialName")
-    );
+    assert_eq!(d.field.as_deref(), Some("spec.servers[0].tls.credentialName"));
     assert!(d.message.contains("bookinfo-tls-secret"));
 }
 
@@ -763,12 +531,6 @@ fn odd_input_compiles_or_fails_without_panicking() {
     let set = load(&["snapshot/odd.yaml"]);
     let err = compile(&set, &options(&[])).unwrap_err();
     let fields: Vec<&str> = err.iter().filter_map(|d| d.field.as_deref()).collect();
-    assert!(
-        fields.contains(&"spec.http[2].directResponse.body.bytes"),
-        "{fields:?}"
-    );
-    assert!(
-        fields.contains(&"spec.http[5].rewrite.uriRegexRewrite.match"),
-        "{fields:?}"
-    );
+    assert!(fields.contains(&"spec.http[2].directResponse.body.bytes"), "{fields:?}");
+    assert!(fields.contains(&"spec.http[5].rewrite.uriRegexRewrite.match"), "{fields:?}");
 }

@@ -9,10 +9,7 @@ use crate::config::{ConfigSet, Diagnostics};
 
 pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
     for dr in &set.destination_rules {
-        let mut at = At {
-            resource: dr,
-            out: &mut *out,
-        };
+        let mut at = At { resource: dr, out: &mut *out };
         at.host("spec.host", &dr.spec.host);
         if let Some(policy) = &dr.spec.traffic_policy {
             traffic_policy(&mut at, "spec.trafficPolicy", policy);
@@ -22,10 +19,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
             if subset.name.is_empty() {
                 at.error(format!("spec.subsets[{i}].name"), "subset name is required");
             } else if !names.insert(subset.name.as_str()) {
-                at.error(
-                    format!("spec.subsets[{i}].name"),
-                    format!("duplicate subset name {}", subset.name),
-                );
+                at.error(format!("spec.subsets[{i}].name"), format!("duplicate subset name {}", subset.name));
             }
             if let Some(policy) = &subset.traffic_policy {
                 traffic_policy(&mut at, &format!("spec.subsets[{i}].trafficPolicy"), policy);
@@ -35,11 +29,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
 }
 
 fn traffic_policy(at: &mut At<'_, DestinationRule>, prefix: &str, policy: &TrafficPolicy) {
-    let levels = std::iter::once((
-        prefix.to_owned(),
-        policy.load_balancer.as_ref(),
-        policy.outlier_detection.as_ref(),
-    ));
+    let levels = std::iter::once((prefix.to_owned(), policy.load_balancer.as_ref(), policy.outlier_detection.as_ref()));
     let port_levels = policy.port_level_settings.iter().enumerate().map(|(i, p)| {
         let pp = format!("{prefix}.portLevelSettings[{i}]");
         match &p.port {
@@ -51,16 +41,12 @@ fn traffic_policy(at: &mut At<'_, DestinationRule>, prefix: &str, policy: &Traff
     let all: Vec<_> = levels.chain(port_levels).collect();
     for (path, lb, outlier) in all {
         if lb.is_some_and(|lb| lb.simple.is_some() && lb.consistent_hash.is_some()) {
-            at.error(
-                format!("{path}.loadBalancer"),
-                "loadBalancer may set only one of simple and consistentHash",
-            );
+            at.error(format!("{path}.loadBalancer"), "loadBalancer may set only one of simple and consistentHash");
         }
         if let Some(o) = outlier {
-            for (field, value) in [
-                ("maxEjectionPercent", o.max_ejection_percent),
-                ("minHealthPercent", o.min_health_percent),
-            ] {
+            for (field, value) in
+                [("maxEjectionPercent", o.max_ejection_percent), ("minHealthPercent", o.min_health_percent)]
+            {
                 if let Some(v) = value {
                     at.percent(format!("{path}.outlierDetection.{field}"), f64::from(v));
                 }

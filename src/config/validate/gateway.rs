@@ -12,26 +12,17 @@ use crate::config::{ConfigSet, Diagnostics, Gateway};
 
 /// The protocols Istio accepts on a Gateway server, upper-case (Istio parses them
 /// case-insensitively).
-const PROTOCOLS: [&str; 11] = [
-    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "MYSQL", "REDIS", "TCP", "TLS", "UDP",
-];
+const PROTOCOLS: [&str; 11] =
+    ["HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "MYSQL", "REDIS", "TCP", "TLS", "UDP"];
 
-pub(super) fn check(
-    set: &ConfigSet,
-    opts: &ValidateOptions,
-    labels: &BTreeMap<String, String>,
-    out: &mut Diagnostics,
-) {
+pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<String, String>, out: &mut Diagnostics) {
     let secrets = Secrets::new(set, opts.secrets_dir.as_deref());
     // Port → (protocol, family, Gateway, server index) of the first selected server on it.
     type First<'a> = (&'a str, ProtocolFamily, String, usize);
     let mut first_on_port: HashMap<u32, First<'_>> = HashMap::new();
     for gw in &set.gateways {
         let selected = labels_subset(&gw.spec.selector, labels);
-        let mut at = At {
-            resource: gw,
-            out: &mut *out,
-        };
+        let mut at = At { resource: gw, out: &mut *out };
         let mut port_names = HashSet::new();
         for (i, server) in gw.spec.servers.iter().enumerate() {
             let prefix = format!("spec.servers[{i}]");
@@ -85,18 +76,11 @@ fn check_server(at: &mut At<'_, Gateway>, prefix: &str, server: &Server) -> bool
     if !PROTOCOLS.contains(&protocol.as_str()) {
         at.error(
             format!("{prefix}.port.protocol"),
-            format!(
-                "unknown protocol {} (Istio accepts {})",
-                server.port.protocol,
-                PROTOCOLS.join(", ")
-            ),
+            format!("unknown protocol {} (Istio accepts {})", server.port.protocol, PROTOCOLS.join(", ")),
         );
     }
     if server.hosts.is_empty() {
-        at.error(
-            format!("{prefix}.hosts"),
-            "server must have at least one host",
-        );
+        at.error(format!("{prefix}.hosts"), "server must have at least one host");
     }
     for (j, host) in server.hosts.iter().enumerate() {
         // `ns/host`: the namespace part is a name, `.` or `*`.
@@ -106,20 +90,12 @@ fn check_server(at: &mut At<'_, Gateway>, prefix: &str, server: &Server) -> bool
     let is_tls = matches!(protocol.as_str(), "HTTPS" | "TLS");
     match &server.tls {
         None if is_tls => {
-            at.error(
-                format!("{prefix}.tls"),
-                format!("server with protocol {protocol} must have tls settings"),
-            );
+            at.error(format!("{prefix}.tls"), format!("server with protocol {protocol} must have tls settings"));
             false
         }
         None => true,
         Some(tls) if !is_tls => {
-            if tls
-                != &(ServerTlsSettings {
-                    https_redirect: tls.https_redirect,
-                    ..Default::default()
-                })
-            {
+            if tls != &(ServerTlsSettings { https_redirect: tls.https_redirect, ..Default::default() }) {
                 at.error(
                     format!("{prefix}.tls"),
                     "server cannot have tls settings other than httpsRedirect for plain-text \
@@ -136,9 +112,7 @@ fn check_server(at: &mut At<'_, Gateway>, prefix: &str, server: &Server) -> bool
 /// client verification when it comes from files.
 fn check_tls(at: &mut At<'_, Gateway>, prefix: &str, tls: &ServerTlsSettings) -> bool {
     let mode = match tls.mode {
-        Some(
-            m @ (ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual),
-        ) => m,
+        Some(m @ (ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)) => m,
         _ => return true,
     };
     let credential = tls.credential_name.is_some() || !tls.credential_names.is_empty();
@@ -150,11 +124,7 @@ fn check_tls(at: &mut At<'_, Gateway>, prefix: &str, tls: &ServerTlsSettings) ->
         );
         return false;
     }
-    let file_ca = tls.ca_certificates.is_some()
-        || tls
-            .tls_certificates
-            .iter()
-            .any(|c| c.ca_certificates.is_some());
+    let file_ca = tls.ca_certificates.is_some() || tls.tls_certificates.iter().any(|c| c.ca_certificates.is_some());
     if mode != ServerTlsMode::Simple && !credential && !file_ca {
         at.error(
             format!("{prefix}.caCertificates"),

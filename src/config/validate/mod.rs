@@ -52,8 +52,7 @@ pub fn validate(set: &ConfigSet, opts: &ValidateOptions) -> Diagnostics {
     service_entry::check(set, &mut out);
     references::check(set, &labels, &mut out);
     not_enforced::check(set, &mut out);
-    out.0
-        .sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
+    out.0.sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
     out
 }
 
@@ -76,10 +75,7 @@ impl<T: Kind> At<'_, T> {
     /// Istio's `ValidatePort`.
     fn port(&mut self, field: impl Into<String>, number: u32) {
         if !(1..=65535).contains(&number) {
-            self.error(
-                field,
-                format!("port number {number} must be in the range 1..65535"),
-            );
+            self.error(field, format!("port number {number} must be in the range 1..65535"));
         }
     }
 
@@ -96,12 +92,7 @@ impl<T: Kind> At<'_, T> {
         if host.is_empty() {
             self.error(field, "host is required");
         } else if host.chars().skip(1).any(|c| c == '*') {
-            self.error(
-                field,
-                format!(
-                    "invalid host {host}: a wildcard is only allowed as the leftmost character"
-                ),
-            );
+            self.error(field, format!("invalid host {host}: a wildcard is only allowed as the leftmost character"));
         }
     }
 
@@ -112,10 +103,7 @@ impl<T: Kind> At<'_, T> {
             let text = e.to_string();
             let reason = text.lines().last().unwrap_or_default();
             let reason = reason.strip_prefix("error: ").unwrap_or(reason);
-            self.error(
-                field,
-                format!("invalid regex {pattern:?}: {reason} (RE2 syntax)"),
-            );
+            self.error(field, format!("invalid regex {pattern:?}: {reason} (RE2 syntax)"));
         }
     }
 }

@@ -108,10 +108,7 @@ fn resources<T: Kind + Serialize>(list: &[Resource<T>], out: &mut Diagnostics) {
         .iter()
         .filter(|(kind, _, _)| *kind == T::KIND)
         .flat_map(|(_, path, enforced)| match path.strip_prefix("{policy}") {
-            Some(rest) => POLICY_ROOTS
-                .iter()
-                .map(|root| (format!("{root}{rest}"), enforced))
-                .collect(),
+            Some(rest) => POLICY_ROOTS.iter().map(|root| (format!("{root}{rest}"), enforced)).collect(),
             None => vec![(path.to_string(), enforced)],
         })
         .collect();
@@ -121,10 +118,7 @@ fn resources<T: Kind + Serialize>(list: &[Resource<T>], out: &mut Diagnostics) {
             continue;
         };
         let root = Value::Object(serde_json::Map::from_iter([("spec".to_owned(), spec)]));
-        let mut at = At {
-            resource,
-            out: &mut *out,
-        };
+        let mut at = At { resource, out: &mut *out };
         for (path, enforced) in &rows {
             let mut found = Vec::new();
             walk(&root, path, String::new(), &mut found);
@@ -134,15 +128,10 @@ fn resources<T: Kind + Serialize>(list: &[Resource<T>], out: &mut Diagnostics) {
                         at.push(Severity::NotEnforced, field, "accepted, not enforced yet");
                     }
                     (Enforced::Values(allowed), Some(text)) => {
-                        let enforced = text.split(',').all(|item| {
-                            allowed.iter().any(|a| a.eq_ignore_ascii_case(item.trim()))
-                        });
+                        let enforced =
+                            text.split(',').all(|item| allowed.iter().any(|a| a.eq_ignore_ascii_case(item.trim())));
                         if !enforced {
-                            at.push(
-                                Severity::NotEnforced,
-                                field,
-                                format!("{text} is accepted, not enforced yet"),
-                            );
+                            at.push(Severity::NotEnforced, field, format!("{text} is accepted, not enforced yet"));
                         }
                     }
                     (Enforced::Values(_), None) => {}
@@ -167,11 +156,7 @@ fn walk<'v>(value: &'v Value, path: &str, at: String, out: &mut Vec<(String, &'v
     let Some(child) = value.get(key) else {
         return;
     };
-    let here = if at.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{at}.{key}")
-    };
+    let here = if at.is_empty() { key.to_owned() } else { format!("{at}.{key}") };
     match (each, child) {
         (true, Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {

@@ -13,25 +13,13 @@ use crate::config::{ConfigSet, Diagnostics, Severity};
 
 pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mut Diagnostics) {
     // Gateway key → its namespace.
-    let gateways: HashMap<String, &str> = set
-        .gateways
-        .iter()
-        .map(|g| (g.key(), g.namespace()))
-        .collect();
+    let gateways: HashMap<String, &str> = set.gateways.iter().map(|g| (g.key(), g.namespace())).collect();
     let registry = Registry::new(set, labels);
     for vs in &set.virtual_services {
         let ns = vs.namespace();
-        let mut at = At {
-            resource: vs,
-            out: &mut *out,
-        };
-        let mut names: Vec<(String, &str)> = vs
-            .spec
-            .gateways
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (format!("spec.gateways[{i}]"), g.as_str()))
-            .collect();
+        let mut at = At { resource: vs, out: &mut *out };
+        let mut names: Vec<(String, &str)> =
+            vs.spec.gateways.iter().enumerate().map(|(i, g)| (format!("spec.gateways[{i}]"), g.as_str())).collect();
         for (i, route) in vs.spec.http.iter().enumerate() {
             for (j, m) in route.matches.iter().enumerate() {
                 for (k, g) in m.gateways.iter().enumerate() {
@@ -39,27 +27,15 @@ pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mu
                 }
             }
         }
-        let l4 = |kind: &str, i: usize, j: usize, k: usize| {
-            format!("spec.{kind}[{i}].match[{j}].gateways[{k}]")
-        };
+        let l4 = |kind: &str, i: usize, j: usize, k: usize| format!("spec.{kind}[{i}].match[{j}].gateways[{k}]");
         for (i, route) in vs.spec.tcp.iter().enumerate() {
             for (j, m) in route.matches.iter().enumerate() {
-                names.extend(
-                    m.gateways
-                        .iter()
-                        .enumerate()
-                        .map(|(k, g)| (l4("tcp", i, j, k), g.as_str())),
-                );
+                names.extend(m.gateways.iter().enumerate().map(|(k, g)| (l4("tcp", i, j, k), g.as_str())));
             }
         }
         for (i, route) in vs.spec.tls.iter().enumerate() {
             for (j, m) in route.matches.iter().enumerate() {
-                names.extend(
-                    m.gateways
-                        .iter()
-                        .enumerate()
-                        .map(|(k, g)| (l4("tls", i, j, k), g.as_str())),
-                );
+                names.extend(m.gateways.iter().enumerate().map(|(k, g)| (l4("tls", i, j, k), g.as_str())));
             }
         }
         // The namespaces routes are consumed from: those of the Gateways that exist, else
@@ -76,21 +52,13 @@ pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mu
                         consumers.push(gw_ns);
                     }
                 }
-                None => at.push(
-                    Severity::Dangling,
-                    field.as_str(),
-                    format!("referenced gateway not found: {key}"),
-                ),
+                None => at.push(Severity::Dangling, field.as_str(), format!("referenced gateway not found: {key}")),
             }
         }
         if consumers.is_empty() {
             consumers.push(ns);
         }
-        let refs = Refs {
-            registry: &registry,
-            consumers: &consumers,
-            namespace: ns,
-        };
+        let refs = Refs { registry: &registry, consumers: &consumers, namespace: ns };
         for (i, route) in vs.spec.http.iter().enumerate() {
             for (j, r) in route.route.iter().enumerate() {
                 let field = format!("spec.http[{i}].route[{j}].destination");
@@ -105,10 +73,7 @@ pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mu
             }
         }
         for (kind, routes) in [
-            (
-                "tcp",
-                vs.spec.tcp.iter().map(|r| &r.route).collect::<Vec<_>>(),
-            ),
+            ("tcp", vs.spec.tcp.iter().map(|r| &r.route).collect::<Vec<_>>()),
             ("tls", vs.spec.tls.iter().map(|r| &r.route).collect()),
         ] {
             for (i, route) in routes.into_iter().enumerate() {

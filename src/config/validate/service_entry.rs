@@ -10,10 +10,7 @@ use crate::config::{ConfigSet, Diagnostics};
 
 pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
     for se in &set.service_entries {
-        let mut at = At {
-            resource: se,
-            out: &mut *out,
-        };
+        let mut at = At { resource: se, out: &mut *out };
         let spec = &se.spec;
         if spec.hosts.is_empty() {
             at.error("spec.hosts", "service entry must have at least one host");
@@ -33,34 +30,22 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                 at.port(format!("{pp}.targetPort"), target);
             }
             if !numbers.insert(port.number) {
-                at.error(
-                    format!("{pp}.number"),
-                    format!("service entry port {} already defined", port.number),
-                );
+                at.error(format!("{pp}.number"), format!("service entry port {} already defined", port.number));
             }
             if !names.insert(port.name.as_str()) {
-                at.error(
-                    format!("{pp}.name"),
-                    format!("service entry port name {:?} already defined", port.name),
-                );
+                at.error(format!("{pp}.name"), format!("service entry port name {:?} already defined", port.name));
             }
         }
         let resolution = spec.resolution.unwrap_or(Resolution::None);
         if resolution == Resolution::None && !spec.endpoints.is_empty() {
-            at.error(
-                "spec.endpoints",
-                "no endpoints should be provided for resolution type NONE",
-            );
+            at.error("spec.endpoints", "no endpoints should be provided for resolution type NONE");
             continue;
         }
         for (i, ep) in spec.endpoints.iter().enumerate() {
             let ep_path = format!("spec.endpoints[{i}]");
             match ep.address.as_deref() {
                 None | Some("") if resolution == Resolution::Static => {
-                    at.error(
-                        format!("{ep_path}.address"),
-                        "endpoint address is required for resolution type STATIC",
-                    );
+                    at.error(format!("{ep_path}.address"), "endpoint address is required for resolution type STATIC");
                 }
                 Some(a)
                     if resolution == Resolution::Static
@@ -78,10 +63,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                 let field = format!("{ep_path}.ports.{name}");
                 at.port(field.clone(), number);
                 if !names.contains(name.as_str()) {
-                    at.error(
-                        field,
-                        format!("endpoint port {name} is not defined by the service entry"),
-                    );
+                    at.error(field, format!("endpoint port {name} is not defined by the service entry"));
                 }
             }
         }

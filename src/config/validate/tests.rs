@@ -19,10 +19,8 @@ fn check(test: &str, yaml: &str) -> Vec<(Severity, String)> {
     std::fs::write(&file, yaml).unwrap();
     let set = load(&[file]).unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_dir_all(&dir);
-    let opts = ValidateOptions {
-        secrets_dir: Some("tests/fixtures/snapshot/secrets".into()),
-        ..ValidateOptions::default()
-    };
+    let opts =
+        ValidateOptions { secrets_dir: Some("tests/fixtures/snapshot/secrets".into()), ..ValidateOptions::default() };
     validate(&set, &opts)
         .into_iter()
         .map(|d| {
@@ -34,11 +32,7 @@ fn check(test: &str, yaml: &str) -> Vec<(Severity, String)> {
 
 /// The Error and Dangling diagnostics only.
 fn faults(test: &str, yaml: &str) -> Vec<String> {
-    check(test, yaml)
-        .into_iter()
-        .filter(|(s, _)| *s != Severity::NotEnforced)
-        .map(|(_, t)| t)
-        .collect()
+    check(test, yaml).into_iter().filter(|(s, _)| *s != Severity::NotEnforced).map(|(_, t)| t).collect()
 }
 
 fn vs(http: &str) -> String {
@@ -55,10 +49,7 @@ fn seeds_validate_clean() {
         ("000-https-gateway.yaml", "istio=ingressgateway"),
         ("000-multi-port-gateway.yaml", "istio=ingressgateway"),
         ("001-bookinfo.yaml", "app=my-gateway-controller"),
-        (
-            "001-namespace-restricted-gateway.yaml",
-            "app=my-gateway-controller",
-        ),
+        ("001-namespace-restricted-gateway.yaml", "app=my-gateway-controller"),
         ("001-server-examples.yaml", "app=my-ingress-gateway"),
     ];
     for (seed, label) in seeds {
@@ -73,20 +64,13 @@ fn seeds_validate_clean() {
             secrets_dir: Some("tests/fixtures/snapshot/secrets".into()),
             labels: [(k.to_owned(), v.to_owned())].into(),
         };
-        let faults: Vec<Diagnostic> = validate(&set, &opts)
-            .into_iter()
-            .filter(|d| d.severity != Severity::NotEnforced)
-            .collect();
-        let got: Vec<(Severity, String)> = faults
-            .iter()
-            .map(|d| (d.severity, d.field.clone().unwrap_or_default()))
-            .collect();
+        let faults: Vec<Diagnostic> =
+            validate(&set, &opts).into_iter().filter(|d| d.severity != Severity::NotEnforced).collect();
+        let got: Vec<(Severity, String)> =
+            faults.iter().map(|d| (d.severity, d.field.clone().unwrap_or_default())).collect();
         // The seed's own slip (ISTIO_SEMANTICS.md): qa has two ports and the 20% names none.
         let expected = if seed == "001-bookinfo.yaml" {
-            vec![(
-                Severity::Dangling,
-                "spec.http[1].route[1].destination".to_owned(),
-            )]
+            vec![(Severity::Dangling, "spec.http[1].route[1].destination".to_owned())]
         } else {
             vec![]
         };
@@ -158,10 +142,7 @@ fn weights() {
     let lone = "  - route: [{destination: {host: r.example.com, port: {number: 80}}}]\n";
     assert!(faults("lone", &vs(lone)).is_empty());
     let split = "  - route:\n    - {destination: {host: r.example.com, port: {number: 80}}, weight: 70}\n    - {destination: {host: r.example.com, port: {number: 81}}}\n";
-    assert_eq!(
-        faults("split", &vs(split)),
-        ["spec.http[0].route: total destination weight 70 != 100"]
-    );
+    assert_eq!(faults("split", &vs(split)), ["spec.http[0].route: total destination weight 70 != 100"]);
 }
 
 #[test]
@@ -277,11 +258,8 @@ fn not_enforced_table() {
          trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST}\n    portLevelSettings: [{port: {number: 80}, loadBalancer: {simple: PASSTHROUGH}}]\n  \
          subsets: [{name: v1, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1}}}]\n",
     );
-    let warnings: Vec<String> = check("ne", &yaml)
-        .into_iter()
-        .filter(|(s, _)| *s == Severity::NotEnforced)
-        .map(|(_, t)| t)
-        .collect();
+    let warnings: Vec<String> =
+        check("ne", &yaml).into_iter().filter(|(s, _)| *s == Severity::NotEnforced).map(|(_, t)| t).collect();
     assert_eq!(
         warnings,
         [

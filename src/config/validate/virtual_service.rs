@@ -2,17 +2,12 @@
 //! action, destinations and weights, matchers, rewrites, redirects, retries and percentages.
 
 use super::At;
-use crate::config::virtual_service::{
-    Destination, HttpMatchRequest, HttpRoute, StringMatch, VirtualService,
-};
+use crate::config::virtual_service::{Destination, HttpMatchRequest, HttpRoute, StringMatch, VirtualService};
 use crate::config::{ConfigSet, Diagnostics};
 
 pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
     for vs in &set.virtual_services {
-        let mut at = At {
-            resource: vs,
-            out: &mut *out,
-        };
+        let mut at = At { resource: vs, out: &mut *out };
         let spec = &vs.spec;
         // No hosts and no gateways is a delegate, which takes its hosts from its root.
         if spec.hosts.is_empty() && !spec.gateways.is_empty() {
@@ -23,10 +18,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
         }
         gateway_names(&mut at, "spec.gateways", &spec.gateways);
         if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
-            at.error(
-                "spec",
-                "http, tcp or tls must be provided in virtual service",
-            );
+            at.error("spec", "http, tcp or tls must be provided in virtual service");
         }
         for (i, route) in spec.http.iter().enumerate() {
             http_route(&mut at, &format!("spec.http[{i}]"), route);
@@ -37,17 +29,10 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                 if let Some(port) = m.port {
                     at.port(format!("{prefix}.match[{j}].port"), port);
                 }
-                gateway_names(
-                    &mut at,
-                    &format!("{prefix}.match[{j}].gateways"),
-                    &m.gateways,
-                );
+                gateway_names(&mut at, &format!("{prefix}.match[{j}].gateways"), &m.gateways);
             }
             if route.route.is_empty() {
-                at.error(
-                    format!("{prefix}.route"),
-                    "tcp route requires at least one destination",
-                );
+                at.error(format!("{prefix}.route"), "tcp route requires at least one destination");
             }
             let weights = route.route.iter().map(|r| (&r.destination, r.weight));
             destinations(&mut at, &prefix, weights);
@@ -55,18 +40,12 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
         for (i, route) in spec.tls.iter().enumerate() {
             let prefix = format!("spec.tls[{i}]");
             if route.matches.is_empty() {
-                at.error(
-                    format!("{prefix}.match"),
-                    "tls route must have at least one match condition",
-                );
+                at.error(format!("{prefix}.match"), "tls route must have at least one match condition");
             }
             for (j, m) in route.matches.iter().enumerate() {
                 let mp = format!("{prefix}.match[{j}]");
                 if m.sni_hosts.is_empty() {
-                    at.error(
-                        format!("{mp}.sniHosts"),
-                        "tls match must have at least one SNI host",
-                    );
+                    at.error(format!("{mp}.sniHosts"), "tls match must have at least one SNI host");
                 }
                 for (k, host) in m.sni_hosts.iter().enumerate() {
                     at.host(format!("{mp}.sniHosts[{k}]"), host);
@@ -77,10 +56,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                 gateway_names(&mut at, &format!("{mp}.gateways"), &m.gateways);
             }
             if route.route.is_empty() {
-                at.error(
-                    format!("{prefix}.route"),
-                    "tls route requires at least one destination",
-                );
+                at.error(format!("{prefix}.route"), "tls route requires at least one destination");
             }
             let weights = route.route.iter().map(|r| (&r.destination, r.weight));
             destinations(&mut at, &prefix, weights);
@@ -99,9 +75,7 @@ fn gateway_names(at: &mut At<'_, VirtualService>, prefix: &str, names: &[String]
         if !valid {
             at.error(
                 format!("{prefix}[{i}]"),
-                format!(
-                    "invalid gateway name {name:?}: expected namespace/name of DNS-1123 labels"
-                ),
+                format!("invalid gateway name {name:?}: expected namespace/name of DNS-1123 labels"),
             );
         }
     }
@@ -112,8 +86,7 @@ fn dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -132,15 +105,9 @@ fn http_route(at: &mut At<'_, VirtualService>, prefix: &str, route: &HttpRoute) 
         at.error(prefix, "http route cannot contain both route and redirect");
     } else if direct && (has_route || redirect) {
         let other = if has_route { "route" } else { "redirect" };
-        at.error(
-            prefix,
-            format!("http route cannot contain both {other} and directResponse"),
-        );
+        at.error(prefix, format!("http route cannot contain both {other} and directResponse"));
     } else if !has_route && !redirect && !direct {
-        at.error(
-            prefix,
-            "http route must have one of route, redirect, directResponse or delegate",
-        );
+        at.error(prefix, "http route must have one of route, redirect, directResponse or delegate");
     }
     for (i, m) in route.matches.iter().enumerate() {
         http_match(at, &format!("{prefix}.match[{i}]"), m);
@@ -184,22 +151,12 @@ fn http_route(at: &mut At<'_, VirtualService>, prefix: &str, route: &HttpRoute) 
             );
         }
     }
-    if let Some(rr) = route
-        .rewrite
-        .as_ref()
-        .and_then(|r| r.uri_regex_rewrite.as_ref())
-    {
-        at.regex(
-            format!("{prefix}.rewrite.uriRegexRewrite.match"),
-            rr.pattern.as_deref().unwrap_or_default(),
-        );
+    if let Some(rr) = route.rewrite.as_ref().and_then(|r| r.uri_regex_rewrite.as_ref()) {
+        at.regex(format!("{prefix}.rewrite.uriRegexRewrite.match"), rr.pattern.as_deref().unwrap_or_default());
     }
     if let Some(attempts) = route.retries.as_ref().and_then(|r| r.attempts) {
         if attempts < 0 {
-            at.error(
-                format!("{prefix}.retries.attempts"),
-                "attempts cannot be negative",
-            );
+            at.error(format!("{prefix}.retries.attempts"), "attempts cannot be negative");
         }
     }
     if let Some(fault) = &route.fault {
@@ -224,22 +181,13 @@ fn http_route(at: &mut At<'_, VirtualService>, prefix: &str, route: &HttpRoute) 
 }
 
 fn http_match(at: &mut At<'_, VirtualService>, prefix: &str, m: &HttpMatchRequest) {
-    let single = [
-        ("uri", &m.uri),
-        ("scheme", &m.scheme),
-        ("method", &m.method),
-        ("authority", &m.authority),
-    ];
+    let single = [("uri", &m.uri), ("scheme", &m.scheme), ("method", &m.method), ("authority", &m.authority)];
     for (field, sm) in single {
         if let Some(sm) = sm {
             string_match(at, &format!("{prefix}.{field}"), sm);
         }
     }
-    let maps = [
-        ("headers", &m.headers),
-        ("withoutHeaders", &m.without_headers),
-        ("queryParams", &m.query_params),
-    ];
+    let maps = [("headers", &m.headers), ("withoutHeaders", &m.without_headers), ("queryParams", &m.query_params)];
     for (field, map) in maps {
         for (name, sm) in map {
             string_match(at, &format!("{prefix}.{field}.{name}"), sm);
@@ -277,18 +225,12 @@ fn destinations<'d>(
         destination(at, &format!("{rp}.destination"), d);
         let w = weight.unwrap_or(0);
         if !(0..=100).contains(&w) {
-            at.error(
-                format!("{rp}.weight"),
-                format!("weight {w} is not in range 0..100"),
-            );
+            at.error(format!("{rp}.weight"), format!("weight {w} is not in range 0..100"));
         }
         total += i64::from(w);
     }
     if several && total != 100 {
-        at.error(
-            format!("{prefix}.route"),
-            format!("total destination weight {total} != 100"),
-        );
+        at.error(format!("{prefix}.route"), format!("total destination weight {total} != 100"));
     }
 }
 

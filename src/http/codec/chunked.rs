@@ -75,21 +75,12 @@ impl Default for ChunkedDecoder {
 impl ChunkedDecoder {
     /// Pass-through mode: each `feed` walks as far as the input goes.
     pub fn new() -> Self {
-        ChunkedDecoder {
-            state: State::SizeStart,
-            size: 0,
-            line_len: 0,
-            trailer_len: 0,
-            decode: false,
-        }
+        ChunkedDecoder { state: State::SizeStart, size: 0, line_len: 0, trailer_len: 0, decode: false }
     }
 
     /// Decode mode: `feed` stops after each span of chunk data and reports it.
     pub fn decoding() -> Self {
-        ChunkedDecoder {
-            decode: true,
-            ..Self::new()
-        }
+        ChunkedDecoder { decode: true, ..Self::new() }
     }
 
     #[inline]
@@ -104,8 +95,7 @@ impl ChunkedDecoder {
             match self.state {
                 State::Data => {
                     // Bulk: the only state where most bytes are, and no byte is looked at.
-                    let take =
-                        (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                    let take = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
                     let start = i;
                     i += take;
                     self.size -= take as u64;
@@ -113,11 +103,7 @@ impl ChunkedDecoder {
                         self.state = State::DataCr;
                     }
                     if self.decode && take > 0 {
-                        return Ok(Progress {
-                            consumed: i,
-                            data: Some(start..i),
-                            done: false,
-                        });
+                        return Ok(Progress { consumed: i, data: Some(start..i), done: false });
                     }
                 }
                 State::Done => break,
@@ -131,11 +117,7 @@ impl ChunkedDecoder {
                 }
             }
         }
-        Ok(Progress {
-            consumed: i,
-            data: None,
-            done: self.state == State::Done,
-        })
+        Ok(Progress { consumed: i, data: None, done: self.state == State::Done })
     }
 
     /// One framing byte.

@@ -22,19 +22,14 @@ impl Default for DateCache {
 
 impl DateCache {
     pub fn new() -> Self {
-        let mut c = DateCache {
-            secs: 0,
-            buf: [0; HTTP_DATE_LEN],
-        };
+        let mut c = DateCache { secs: 0, buf: [0; HTTP_DATE_LEN] };
         format_http_date(0, &mut c.buf);
         c
     }
 
     /// The current date, from the system clock.
     pub fn now(&mut self) -> &[u8] {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.at(secs)
     }
 
@@ -51,10 +46,8 @@ impl DateCache {
 /// Formats `unix_secs` as an IMF-fixdate into `out`.
 pub fn format_http_date(unix_secs: u64, out: &mut [u8; HTTP_DATE_LEN]) {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
     let days = unix_secs / 86_400;
     let rem = unix_secs % 86_400;
     let (h, m, s) = (rem / 3600, (rem / 60) % 60, rem % 60);

@@ -83,20 +83,7 @@ pub(crate) static TCHAR: [bool; 256] = {
         t[i] = b.is_ascii_alphanumeric()
             || matches!(
                 b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
             );
         i += 1;
     }
@@ -326,10 +313,7 @@ pub struct HeaderSlots<'b> {
 impl HeaderSlots<'_> {
     #[inline]
     pub const fn new() -> Self {
-        HeaderSlots {
-            headers: [const { MaybeUninit::uninit() }; MAX_HEADERS],
-            kinds: [Kind::Other; MAX_HEADERS],
-        }
+        HeaderSlots { headers: [const { MaybeUninit::uninit() }; MAX_HEADERS], kinds: [Kind::Other; MAX_HEADERS] }
     }
 }
 
@@ -353,13 +337,7 @@ pub(crate) struct Fields<'b> {
 
 impl<'b> Fields<'b> {
     pub(crate) fn new(buf: &'b [u8], headers: &'b [Header<'b>]) -> Self {
-        Fields {
-            buf,
-            headers,
-            kinds: &[],
-            len: headers.len(),
-            conn: ConnTokens::default(),
-        }
+        Fields { buf, headers, kinds: &[], len: headers.len(), conn: ConnTokens::default() }
     }
 
     #[inline]

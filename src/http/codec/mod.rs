@@ -89,8 +89,8 @@ pub use httparse::Header;
 pub use request::{parse_request, RequestHead, TargetForm};
 pub use response::{parse_response, ResponseHead};
 pub use write::{
-    reason_phrase, write_request_head, write_response_head, write_simple_response, RequestEdits,
-    ResponseEdits, ResponseWritten, SimpleResponse,
+    reason_phrase, write_request_head, write_response_head, write_simple_response, RequestEdits, ResponseEdits,
+    ResponseWritten, SimpleResponse,
 };
 
 /// Capacity of the fixed header array a parsed head carries; `Limits::max_headers` is
@@ -112,11 +112,7 @@ impl Default for Limits {
     fn default() -> Self {
         // 60 KiB and 100 headers are Envoy's defaults (max_request_headers_kb,
         // max_headers_count); 16 KiB of request line is what common servers allow.
-        Limits {
-            max_head: 60 * 1024,
-            max_request_line: 16 * 1024,
-            max_headers: MAX_HEADERS,
-        }
+        Limits { max_head: 60 * 1024, max_request_line: 16 * 1024, max_headers: MAX_HEADERS }
     }
 }
 

@@ -1,9 +1,7 @@
 //! Request heads: in-place parsing with httparse, then the strictness httparse leaves to us
 //! (line endings, request-target forms, Host rules, framing fields).
 
-use super::fields::{
-    authority_str, fold_content_length, map_common_error, Fields, HeaderSlots, Kind, TeState, TCHAR,
-};
+use super::fields::{authority_str, fold_content_length, map_common_error, Fields, HeaderSlots, Kind, TeState, TCHAR};
 use super::{BodyFraming, Limits, ParseError, MAX_HEADERS};
 use httparse::Header;
 
@@ -86,10 +84,7 @@ impl<'b> RequestHead<'b> {
 
     /// Every value of a header field, in order.
     pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b [u8]> + 's {
-        self.headers()
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        self.headers().iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
     /// The `Content-Length` value (collapsed if repeated), when the request carries one.
@@ -133,10 +128,7 @@ pub fn parse_request<'b>(
     slots: &'b mut HeaderSlots<'b>,
     limits: &Limits,
 ) -> Result<Option<RequestHead<'b>>, ParseError> {
-    let HeaderSlots {
-        headers: storage,
-        kinds,
-    } = slots;
+    let HeaderSlots { headers: storage, kinds } = slots;
     let max = limits.max_headers.min(MAX_HEADERS);
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut storage[..max]) {
@@ -144,18 +136,9 @@ pub fn parse_request<'b>(
         Ok(httparse::Status::Partial) => return incomplete(buf, limits),
         Err(e) => return Err(map_error(e, buf)),
     };
-    let httparse::Request {
-        method,
-        path,
-        version,
-        headers,
-    } = req;
+    let httparse::Request { method, path, version, headers } = req;
     // A complete parse always sets method, path and version.
-    let (method, target, version) = (
-        method.unwrap_or(""),
-        path.unwrap_or(""),
-        version.unwrap_or(0),
-    );
+    let (method, target, version) = (method.unwrap_or(""), path.unwrap_or(""), version.unwrap_or(0));
     let mut fields = Fields::new(&buf[..head_len], headers);
     if head_len > limits.max_head {
         return Err(ParseError::HeadTooLarge);
@@ -167,11 +150,7 @@ pub fn parse_request<'b>(
     if !buf[..line_start].chunks(2).all(|c| c == b"\r\n") {
         return Err(ParseError::InvalidLineEnding);
     }
-    let line_end = if fields.len > 0 {
-        fields.line_start(0)
-    } else {
-        head_len - 2
-    };
+    let line_end = if fields.len > 0 { fields.line_start(0) } else { head_len - 2 };
     fields.check_line_endings(line_end)?;
     if line_end - 2 - line_start > limits.max_request_line {
         return Err(ParseError::UriTooLong);
@@ -231,16 +210,10 @@ pub fn parse_request<'b>(
     };
 
     let conn = fields.conn;
-    let keep_alive = if version == 1 {
-        !conn.close
-    } else {
-        conn.keep_alive && !conn.close
-    };
+    let keep_alive = if version == 1 { !conn.close } else { conn.keep_alive && !conn.close };
     // RFC 9110 §7.8 / §10.1.1: Upgrade and Expect are ignored in HTTP/1.0 requests.
     let upgrade = match upgrade_val {
-        Some(v) if version == 1 && conn.upgrade && !v.eq_ignore_ascii_case(b"h2c") => {
-            std::str::from_utf8(v).ok()
-        }
+        Some(v) if version == 1 && conn.upgrade && !v.eq_ignore_ascii_case(b"h2c") => std::str::from_utf8(v).ok(),
         _ => None,
     };
 
@@ -288,10 +261,7 @@ fn map_error(e: httparse::Error, buf: &[u8]) -> ParseError {
     match e {
         httparse::Error::Token => {
             // httparse says Token for both the method and the target: tell them apart.
-            let skip = buf
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
+            let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
             let line = &buf[skip..];
             let m = line.iter().take_while(|&&b| TCHAR[b as usize]).count();
             if m == 0 || line.get(m) != Some(&b' ') {
@@ -317,48 +287,30 @@ struct Target<'b> {
 fn split_target<'b>(method: &str, target: &'b str) -> Result<Target<'b>, ParseError> {
     let tb = target.as_bytes();
     // Non-short-circuiting so that it vectorises: no branch per byte.
-    if tb
-        .iter()
-        .fold(false, |bad, &b| bad | (b >= 0x80) | (b == b'#'))
-    {
+    if tb.iter().fold(false, |bad, &b| bad | (b >= 0x80) | (b == b'#')) {
         return Err(ParseError::InvalidTarget);
     }
     let is_connect = method == "CONNECT";
     if tb.first() == Some(&b'/') && !is_connect {
         let (path, query) = split_query(target);
-        return Ok(Target {
-            form: TargetForm::Origin,
-            authority: None,
-            path,
-            query,
-        });
+        return Ok(Target { form: TargetForm::Origin, authority: None, path, query });
     }
     if target == "*" {
         if method != "OPTIONS" {
             return Err(ParseError::InvalidTarget);
         }
-        return Ok(Target {
-            form: TargetForm::Asterisk,
-            authority: None,
-            path: "*",
-            query: None,
-        });
+        return Ok(Target { form: TargetForm::Asterisk, authority: None, path: "*", query: None });
     }
     if is_connect {
         // authority-form = uri-host ":" port
         let authority = authority_str(tb).map_err(|_| ParseError::InvalidTarget)?;
-        let port_ok = authority.rsplit_once(':').is_some_and(|(h, p)| {
-            !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
-        });
+        let port_ok = authority
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         if !port_ok {
             return Err(ParseError::InvalidTarget);
         }
-        return Ok(Target {
-            form: TargetForm::Authority,
-            authority: Some(authority),
-            path: "",
-            query: None,
-        });
+        return Ok(Target { form: TargetForm::Authority, authority: Some(authority), path: "", query: None });
     }
     // absolute-form: only the schemes a gateway serves.
     let rest = if tb.len() > 7 && tb[..7].eq_ignore_ascii_case(b"http://") {
@@ -377,12 +329,7 @@ fn split_target<'b>(method: &str, target: &'b str) -> Result<Target<'b>, ParseEr
     let authority = authority_str(authority.as_bytes()).map_err(|_| ParseError::InvalidTarget)?;
     let (path, query) = split_query(after);
     let path = if path.is_empty() { "/" } else { path };
-    Ok(Target {
-        form: TargetForm::Absolute,
-        authority: Some(authority),
-        path,
-        query,
-    })
+    Ok(Target { form: TargetForm::Absolute, authority: Some(authority), path, query })
 }
 
 #[inline]

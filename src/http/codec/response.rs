@@ -3,9 +3,7 @@
 //! framing are errors): a desynchronised upstream connection would answer the next
 //! client's request with someone else's bytes.
 
-use super::fields::{
-    classify, fold_content_length, map_common_error, Fields, HeaderSlots, Kind, TeState,
-};
+use super::fields::{classify, fold_content_length, map_common_error, Fields, HeaderSlots, Kind, TeState};
 use super::{BodyFraming, Limits, ParseError, MAX_HEADERS};
 use httparse::Header;
 
@@ -45,10 +43,7 @@ impl<'b> ResponseHead<'b> {
 
     /// Every value of a header field, in order.
     pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b [u8]> + 's {
-        self.headers()
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        self.headers().iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
     /// 1xx: an interim answer; the final response follows on the same connection (except
@@ -101,37 +96,20 @@ pub fn parse_response<'b>(
     request_method_is_head: bool,
     limits: &Limits,
 ) -> Result<Option<ResponseHead<'b>>, ParseError> {
-    let HeaderSlots {
-        headers: storage,
-        kinds,
-    } = slots;
+    let HeaderSlots { headers: storage, kinds } = slots;
     let max = limits.max_headers.min(MAX_HEADERS);
     let mut res = httparse::Response::new(&mut []);
     // The default (strict) config: no obs-fold, no space before colon, one SP delimiters.
     let config = httparse::ParserConfig::default();
-    let head_len =
-        match config.parse_response_with_uninit_headers(&mut res, buf, &mut storage[..max]) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => {
-                return if buf.len() >= limits.max_head {
-                    Err(ParseError::HeadTooLarge)
-                } else {
-                    Ok(None)
-                };
-            }
-            Err(e) => return Err(map_common_error(e, buf)),
-        };
-    let httparse::Response {
-        version,
-        code,
-        reason,
-        headers,
-    } = res;
-    let (version, status, reason) = (
-        version.unwrap_or(0),
-        code.unwrap_or(0),
-        reason.unwrap_or(""),
-    );
+    let head_len = match config.parse_response_with_uninit_headers(&mut res, buf, &mut storage[..max]) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() >= limits.max_head { Err(ParseError::HeadTooLarge) } else { Ok(None) };
+        }
+        Err(e) => return Err(map_common_error(e, buf)),
+    };
+    let httparse::Response { version, code, reason, headers } = res;
+    let (version, status, reason) = (version.unwrap_or(0), code.unwrap_or(0), reason.unwrap_or(""));
     let mut fields = Fields::new(&buf[..head_len], headers);
     if head_len > limits.max_head {
         return Err(ParseError::HeadTooLarge);
@@ -140,18 +118,11 @@ pub fn parse_response<'b>(
         return Err(ParseError::InvalidStatus);
     }
     // Status line end: the first field line, or the final CRLF when there is none.
-    let skip = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     if !buf[..skip].chunks(2).all(|c| c == b"\r\n") {
         return Err(ParseError::InvalidLineEnding);
     }
-    let line_end = if fields.len > 0 {
-        fields.line_start(0)
-    } else {
-        head_len - 2
-    };
+    let line_end = if fields.len > 0 { fields.line_start(0) } else { head_len - 2 };
     fields.check_line_endings(line_end)?;
 
     let mut content_length = None;
@@ -185,8 +156,7 @@ pub fn parse_response<'b>(
         }
         te.finish()?;
     }
-    let no_body =
-        request_method_is_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let no_body = request_method_is_head || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = if no_body {
         BodyFraming::None
     } else if te.present {
@@ -200,11 +170,7 @@ pub fn parse_response<'b>(
     let conn = fields.conn;
     let keep_alive = status != 101
         && framing != BodyFraming::UntilClose
-        && if version == 1 {
-            !conn.close
-        } else {
-            conn.keep_alive && !conn.close
-        };
+        && if version == 1 { !conn.close } else { conn.keep_alive && !conn.close };
     let upgrade = match upgrade_val {
         Some(v) if status == 101 => std::str::from_utf8(v).ok(),
         _ => None,

@@ -21,20 +21,14 @@ fn parse(s: &[u8]) -> Result<Option<RequestHead<'_>>, ParseError> {
 fn ok(s: &[u8]) -> RequestHead<'_> {
     match parse(s) {
         Ok(Some(h)) => h,
-        other => panic!(
-            "expected a complete head for {:?}, got {other:?}",
-            String::from_utf8_lossy(s)
-        ),
+        other => panic!("expected a complete head for {:?}, got {other:?}", String::from_utf8_lossy(s)),
     }
 }
 
 fn err(s: &[u8]) -> ParseError {
     match parse(s) {
         Err(e) => e,
-        other => panic!(
-            "expected an error for {:?}, got {other:?}",
-            String::from_utf8_lossy(s)
-        ),
+        other => panic!("expected an error for {:?}, got {other:?}", String::from_utf8_lossy(s)),
     }
 }
 
@@ -62,18 +56,11 @@ fn rewrite_resp(s: &[u8], head_req: bool, edits: &ResponseEdits<'_>) -> (String,
 
 /// Header lines of a written head, lowercased names, for order-insensitive checks.
 fn lines(head: &str) -> Vec<String> {
-    head.split("\r\n")
-        .skip(1)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
+    head.split("\r\n").skip(1).filter(|l| !l.is_empty()).map(str::to_string).collect()
 }
 
 fn count_name(head: &str, name: &str) -> usize {
-    lines(head)
-        .iter()
-        .filter(|l| l.split(':').next().unwrap().eq_ignore_ascii_case(name))
-        .count()
+    lines(head).iter().filter(|l| l.split(':').next().unwrap().eq_ignore_ascii_case(name)).count()
 }
 
 const BROWSER: &[u8] = b"GET /static/app.js?v=3 HTTP/1.1\r\n\
@@ -141,9 +128,7 @@ fn keep_alive_defaults_by_version() {
     assert!(!ok(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive, CLOSE\r\n\r\n").keep_alive);
     assert!(!ok(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
     assert!(ok(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
-    assert!(
-        !ok(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n").keep_alive
-    );
+    assert!(!ok(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n").keep_alive);
 }
 
 #[test]
@@ -155,13 +140,8 @@ fn http10_without_host_is_accepted() {
 
 #[test]
 fn expect_continue_only_on_http11() {
-    assert!(
-        ok(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
-            .expect_continue
-    );
-    assert!(
-        !ok(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expect_continue
-    );
+    assert!(ok(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n").expect_continue);
+    assert!(!ok(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expect_continue);
     assert!(!ok(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: something\r\n\r\n").expect_continue);
 }
 
@@ -169,28 +149,16 @@ fn expect_continue_only_on_http11() {
 fn upgrade_needs_connection_token() {
     let ws = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
     assert_eq!(ok(ws).upgrade, Some("websocket"));
-    assert_eq!(
-        ok(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n").upgrade,
-        None
-    );
-    assert_eq!(
-        ok(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n").upgrade,
-        None
-    );
-    assert_eq!(
-        ok(b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade,
-        None
-    );
+    assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n").upgrade, None);
+    assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n").upgrade, None);
+    assert_eq!(ok(b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade, None);
 }
 
 #[test]
 fn leading_empty_lines_must_be_crlf() {
     let h = ok(b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(h.method, "GET");
-    assert_eq!(
-        err(b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
-        ParseError::InvalidLineEnding
-    );
+    assert_eq!(err(b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"), ParseError::InvalidLineEnding);
 }
 
 // ---------------------------------------------------------------- Content-Length
@@ -220,26 +188,9 @@ fn content_length_conflicts_are_refused() {
 
 #[test]
 fn content_length_malformed_values_are_refused() {
-    for v in [
-        "+5",
-        "-5",
-        "5 5",
-        "0x5",
-        "5a",
-        "",
-        "5,",
-        ",5",
-        "5,,5",
-        "1_0",
-        "99999999999999999999",
-        "٣",
-    ] {
+    for v in ["+5", "-5", "5 5", "0x5", "5a", "", "5,", ",5", "5,,5", "1_0", "99999999999999999999", "٣"] {
         let s = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {v}\r\n\r\n");
-        assert_eq!(
-            parse(s.as_bytes()).unwrap_err(),
-            ParseError::InvalidContentLength,
-            "{v:?}"
-        );
+        assert_eq!(parse(s.as_bytes()).unwrap_err(), ParseError::InvalidContentLength, "{v:?}");
     }
     // Largest u64 is still a number (the body reader bounds it in practice).
     let h = ok(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n");
@@ -252,10 +203,7 @@ fn content_length_malformed_values_are_refused() {
 fn chunked_is_recognised_case_insensitively() {
     for v in ["chunked", "Chunked", "CHUNKED"] {
         let s = format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {v}\r\n\r\n");
-        assert_eq!(
-            parse(s.as_bytes()).unwrap().unwrap().framing,
-            BodyFraming::Chunked
-        );
+        assert_eq!(parse(s.as_bytes()).unwrap().unwrap().framing, BodyFraming::Chunked);
     }
 }
 
@@ -265,11 +213,7 @@ fn chunked_with_surrounding_ows_is_accepted_deliberately() {
     // every conforming parser does the same, so `chunked ` is plain chunked.
     for v in ["chunked ", " chunked", "chunked\t"] {
         let s = format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:{v}\r\n\r\n");
-        assert_eq!(
-            parse(s.as_bytes()).unwrap().unwrap().framing,
-            BodyFraming::Chunked,
-            "{v:?}"
-        );
+        assert_eq!(parse(s.as_bytes()).unwrap().unwrap().framing, BodyFraming::Chunked, "{v:?}");
     }
 }
 
@@ -300,11 +244,7 @@ fn transfer_encoding_not_ending_in_chunked_is_refused() {
         "\"chunked\"",
     ] {
         let s = format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {v}\r\n\r\n");
-        assert_eq!(
-            parse(s.as_bytes()).unwrap_err(),
-            ParseError::InvalidTransferEncoding,
-            "{v:?}"
-        );
+        assert_eq!(parse(s.as_bytes()).unwrap_err(), ParseError::InvalidTransferEncoding, "{v:?}");
     }
     let two = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert_eq!(err(two), ParseError::InvalidTransferEncoding);
@@ -339,12 +279,7 @@ fn bare_lf_is_refused_everywhere() {
         b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1 \n\r\n",
         b"GET / HTTP/1.0\n\n",
     ] {
-        assert_eq!(
-            err(s),
-            ParseError::InvalidLineEnding,
-            "{:?}",
-            String::from_utf8_lossy(s)
-        );
+        assert_eq!(err(s), ParseError::InvalidLineEnding, "{:?}", String::from_utf8_lossy(s));
     }
 }
 
@@ -361,31 +296,16 @@ fn bare_cr_is_refused() {
 
 #[test]
 fn obs_fold_is_refused() {
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n  continued\r\n\r\n"),
-        ParseError::ObsFold
-    );
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\tcontinued\r\n\r\n"),
-        ParseError::ObsFold
-    );
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n  continued\r\n\r\n"), ParseError::ObsFold);
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\tcontinued\r\n\r\n"), ParseError::ObsFold);
     // Whitespace before the first field line is the same trick.
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\n Host: h\r\n\r\n"),
-        ParseError::ObsFold
-    );
+    assert_eq!(err(b"GET / HTTP/1.1\r\n Host: h\r\n\r\n"), ParseError::ObsFold);
 }
 
 #[test]
 fn whitespace_before_colon_is_refused() {
-    assert_eq!(
-        err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n"),
-        ParseError::SpaceBeforeColon
-    );
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost\t: h\r\n\r\n"),
-        ParseError::SpaceBeforeColon
-    );
+    assert_eq!(err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n"), ParseError::SpaceBeforeColon);
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost\t: h\r\n\r\n"), ParseError::SpaceBeforeColon);
 }
 
 #[test]
@@ -396,23 +316,11 @@ fn ctl_bytes_in_fields_are_refused() {
         s.extend_from_slice(b"\r\n\r\n");
         assert_eq!(err(&s), ParseError::InvalidHeaderValue, "{v:?}");
     }
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: h\r\nX\0A: 1\r\n\r\n"),
-        ParseError::InvalidHeaderName
-    );
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: h\r\nX\xc3\xa9: 1\r\n\r\n"),
-        ParseError::InvalidHeaderName
-    );
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: h\r\n: 1\r\n\r\n"),
-        ParseError::InvalidHeaderName
-    );
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: h\r\nX\0A: 1\r\n\r\n"), ParseError::InvalidHeaderName);
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: h\r\nX\xc3\xa9: 1\r\n\r\n"), ParseError::InvalidHeaderName);
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: h\r\n: 1\r\n\r\n"), ParseError::InvalidHeaderName);
     // obs-text in a value is legal (RFC 9110 §5.5).
-    assert_eq!(
-        ok(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: caf\xc3\xa9\r\n\r\n").header("x-a"),
-        Some(&b"caf\xc3\xa9"[..])
-    );
+    assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: caf\xc3\xa9\r\n\r\n").header("x-a"), Some(&b"caf\xc3\xa9"[..]));
 }
 
 #[test]
@@ -423,12 +331,7 @@ fn invalid_method_is_refused() {
         b" GET / HTTP/1.1\r\nHost: h\r\n\r\n",
         b"G\0T / HTTP/1.1\r\nHost: h\r\n\r\n",
     ] {
-        assert_eq!(
-            err(s),
-            ParseError::InvalidMethod,
-            "{:?}",
-            String::from_utf8_lossy(s)
-        );
+        assert_eq!(err(s), ParseError::InvalidMethod, "{:?}", String::from_utf8_lossy(s));
     }
 }
 
@@ -458,10 +361,7 @@ fn request_target_forms_are_checked() {
     let h = ok(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!((h.form, h.path()), (TargetForm::Asterisk, "*"));
     let h = ok(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
-    assert_eq!(
-        (h.form, h.host()),
-        (TargetForm::Authority, Some("example.com:443"))
-    );
+    assert_eq!((h.form, h.host()), (TargetForm::Authority, Some("example.com:443")));
 }
 
 #[test]
@@ -474,59 +374,27 @@ fn absolute_form_authority_wins_over_host() {
     let h = ok(b"GET https://a.b/c/d HTTP/1.1\r\nHost: a.b\r\n\r\n");
     assert_eq!((h.host(), h.path(), h.query()), (Some("a.b"), "/c/d", None));
     // Host is still mandatory on HTTP/1.1 (RFC 9112 §3.2).
-    assert_eq!(
-        err(b"GET http://a.b/ HTTP/1.1\r\n\r\n"),
-        ParseError::MissingHost
-    );
+    assert_eq!(err(b"GET http://a.b/ HTTP/1.1\r\n\r\n"), ParseError::MissingHost);
 }
 
 #[test]
 fn only_http10_and_http11_are_accepted() {
-    for v in [
-        "HTTP/2.0",
-        "HTTP/1.2",
-        "http/1.1",
-        "HTTP/1.1 ",
-        "HTTP/1",
-        "HTTP/0.9",
-        "HTTP/1.10",
-    ] {
+    for v in ["HTTP/2.0", "HTTP/1.2", "http/1.1", "HTTP/1.1 ", "HTTP/1", "HTTP/0.9", "HTTP/1.10"] {
         let s = format!("GET / {v}\r\nHost: h\r\n\r\n");
         let e = parse(s.as_bytes()).unwrap_err();
         assert_eq!(e.status(), 400, "{v:?}: {e:?}");
     }
-    assert_eq!(
-        err(b"GET / HTTP/2.0\r\nHost: h\r\n\r\n"),
-        ParseError::InvalidVersion
-    );
+    assert_eq!(err(b"GET / HTTP/2.0\r\nHost: h\r\n\r\n"), ParseError::InvalidVersion);
 }
 
 #[test]
 fn host_rules() {
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n"),
-        ParseError::MissingHost
-    );
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
-        ParseError::DuplicateHost
-    );
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
-        ParseError::InvalidHost
-    );
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"),
-        ParseError::InvalidHost
-    );
-    assert_eq!(
-        err(b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"),
-        ParseError::InvalidHost
-    );
-    assert_eq!(
-        ok(b"GET / HTTP/1.1\r\nHOST: [::1]:8080\r\n\r\n").host(),
-        Some("[::1]:8080")
-    );
+    assert_eq!(err(b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n"), ParseError::MissingHost);
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), ParseError::DuplicateHost);
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), ParseError::InvalidHost);
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), ParseError::InvalidHost);
+    assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"), ParseError::InvalidHost);
+    assert_eq!(ok(b"GET / HTTP/1.1\r\nHOST: [::1]:8080\r\n\r\n").host(), Some("[::1]:8080"));
     assert_eq!(ok(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").host(), Some(""));
 }
 
@@ -534,28 +402,16 @@ fn host_rules() {
 
 #[test]
 fn head_too_large() {
-    let limits = Limits {
-        max_head: 64,
-        ..Limits::default()
-    };
+    let limits = Limits { max_head: 64, ..Limits::default() };
     let mut s = b"GET / HTTP/1.1\r\nHost: h\r\nX-A: ".to_vec();
     s.resize(64, b'a');
-    assert_eq!(
-        parse_request(&s, slots(), &limits).unwrap_err(),
-        ParseError::HeadTooLarge
-    );
+    assert_eq!(parse_request(&s, slots(), &limits).unwrap_err(), ParseError::HeadTooLarge);
     assert_eq!(ParseError::HeadTooLarge.status(), 431);
     // Complete but over the limit.
     s.extend_from_slice(b"\r\n\r\n");
-    assert_eq!(
-        parse_request(&s, slots(), &limits).unwrap_err(),
-        ParseError::HeadTooLarge
-    );
+    assert_eq!(parse_request(&s, slots(), &limits).unwrap_err(), ParseError::HeadTooLarge);
     // Under it: just incomplete.
-    assert!(matches!(
-        parse_request(&s[..40], slots(), &limits),
-        Ok(None)
-    ));
+    assert!(matches!(parse_request(&s[..40], slots(), &limits), Ok(None)));
 }
 
 #[test]
@@ -567,40 +423,23 @@ fn too_many_headers() {
     s.extend_from_slice(b"\r\n");
     assert_eq!(err(&s), ParseError::TooManyHeaders);
     assert_eq!(err(&s).status(), 431);
-    let limits = Limits {
-        max_headers: 2,
-        ..Limits::default()
-    };
+    let limits = Limits { max_headers: 2, ..Limits::default() };
     let s = b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
-    assert_eq!(
-        parse_request(s, slots(), &limits).unwrap_err(),
-        ParseError::TooManyHeaders
-    );
+    assert_eq!(parse_request(s, slots(), &limits).unwrap_err(), ParseError::TooManyHeaders);
 }
 
 #[test]
 fn request_line_too_long() {
-    let limits = Limits {
-        max_request_line: 32,
-        ..Limits::default()
-    };
+    let limits = Limits { max_request_line: 32, ..Limits::default() };
     let long = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(40));
-    assert_eq!(
-        parse_request(long.as_bytes(), slots(), &limits).unwrap_err(),
-        ParseError::UriTooLong
-    );
+    assert_eq!(parse_request(long.as_bytes(), slots(), &limits).unwrap_err(), ParseError::UriTooLong);
     assert_eq!(ParseError::UriTooLong.status(), 414);
     // Still arriving, and already too long.
     let partial = format!("GET /{}", "a".repeat(40));
-    assert_eq!(
-        parse_request(partial.as_bytes(), slots(), &limits).unwrap_err(),
-        ParseError::UriTooLong
-    );
+    assert_eq!(parse_request(partial.as_bytes(), slots(), &limits).unwrap_err(), ParseError::UriTooLong);
     // Exactly at the limit is fine.
     let at = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(32 - 14));
-    assert!(parse_request(at.as_bytes(), slots(), &limits)
-        .unwrap()
-        .is_some());
+    assert!(parse_request(at.as_bytes(), slots(), &limits).unwrap().is_some());
 }
 
 #[test]
@@ -624,7 +463,11 @@ fn response_framing_matrix() {
         (b"HTTP/1.1 200 OK\r\n\r\n", false, BodyFraming::UntilClose),
         (b"HTTP/1.1 200 OK\r\n\r\n", true, BodyFraming::None),
         (b"HTTP/1.1 100 Continue\r\n\r\n", false, BodyFraming::None),
-        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", false, BodyFraming::None),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            false,
+            BodyFraming::None,
+        ),
         (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", false, BodyFraming::None),
         (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, BodyFraming::None),
         (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", false, BodyFraming::None),
@@ -633,38 +476,18 @@ fn response_framing_matrix() {
         (b"HTTP/1.0 200 OK\r\n\r\n", false, BodyFraming::UntilClose),
     ];
     for (s, head, framing) in cases {
-        assert_eq!(
-            resp_ok(s, *head).framing,
-            *framing,
-            "{:?} head={head}",
-            String::from_utf8_lossy(s)
-        );
+        assert_eq!(resp_ok(s, *head).framing, *framing, "{:?} head={head}", String::from_utf8_lossy(s));
     }
 }
 
 #[test]
 fn response_keep_alive() {
     assert!(resp_ok(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
-    assert!(
-        !resp_ok(
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-            false
-        )
-        .keep_alive
-    );
+    assert!(!resp_ok(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
     assert!(!resp_ok(b"HTTP/1.1 200 OK\r\n\r\n", false).keep_alive);
     assert!(!resp_ok(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
-    assert!(
-        resp_ok(
-            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
-            false
-        )
-        .keep_alive
-    );
-    let h = resp_ok(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-        false,
-    );
+    assert!(resp_ok(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
+    let h = resp_ok(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", false);
     assert!(h.is_switching_protocols() && h.is_informational() && !h.keep_alive);
     assert_eq!(h.upgrade, Some("websocket"));
     let h = resp_ok(b"HTTP/1.1 100 Continue\r\n\r\n", false);
@@ -699,27 +522,15 @@ fn response_incomplete_and_too_large() {
     for cut in 0..s.len() {
         assert!(matches!(resp(&s[..cut], false), Ok(None)));
     }
-    let limits = Limits {
-        max_head: 16,
-        ..Limits::default()
-    };
-    assert_eq!(
-        parse_response(&s[..20], slots(), false, &limits).unwrap_err(),
-        ParseError::HeadTooLarge
-    );
+    let limits = Limits { max_head: 16, ..Limits::default() };
+    assert_eq!(parse_response(&s[..20], slots(), false, &limits).unwrap_err(), ParseError::HeadTooLarge);
 }
 
 // ---------------------------------------------------------------- request rewriting
 
 #[test]
 fn rewrite_keeps_untouched_lines_verbatim() {
-    let out = rewrite(
-        BROWSER,
-        &RequestEdits {
-            x_forwarded_for_append: "10.0.0.1",
-            ..RequestEdits::default()
-        },
-    );
+    let out = rewrite(BROWSER, &RequestEdits { x_forwarded_for_append: "10.0.0.1", ..RequestEdits::default() });
     assert_eq!(
         out,
         "GET /static/app.js?v=3 HTTP/1.1\r\n\
@@ -738,20 +549,11 @@ x-forwarded-proto: http\r\n\
 
 #[test]
 fn rewrite_removes_hop_by_hop_and_nominated_headers() {
-    let s =
-        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret, Host, Content-Length\r\n\
+    let s = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret, Host, Content-Length\r\n\
 Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\nX-Secret: s\r\n\
 Upgrade: foo\r\nHTTP2-Settings: AAA\r\nContent-Length: 3\r\nX-Keep: k\r\n\r\n";
     let out = rewrite(s, &RequestEdits::default());
-    for gone in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "x-secret",
-        "upgrade",
-        "http2-settings",
-    ] {
+    for gone in ["connection", "keep-alive", "proxy-connection", "te", "x-secret", "upgrade", "http2-settings"] {
         assert_eq!(count_name(&out, gone), 0, "{gone} in {out}");
     }
     // A client cannot nominate Host or the framing header away.
@@ -762,34 +564,19 @@ Upgrade: foo\r\nHTTP2-Settings: AAA\r\nContent-Length: 3\r\nX-Keep: k\r\n\r\n";
 
 #[test]
 fn rewrite_keeps_te_trailers() {
-    let out = rewrite(
-        b"GET / HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n",
-        &RequestEdits::default(),
-    );
+    let out = rewrite(b"GET / HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n", &RequestEdits::default());
     assert!(out.contains("TE: trailers\r\n"));
 }
 
 #[test]
 fn rewrite_appends_to_x_forwarded_for() {
     let s = b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2, 3.3.3.3\r\n\r\n";
-    let out = rewrite(
-        s,
-        &RequestEdits {
-            x_forwarded_for_append: "9.9.9.9",
-            ..RequestEdits::default()
-        },
-    );
+    let out = rewrite(s, &RequestEdits { x_forwarded_for_append: "9.9.9.9", ..RequestEdits::default() });
     assert_eq!(count_name(&out, "x-forwarded-for"), 1);
-    assert!(
-        out.contains("x-forwarded-for: 1.1.1.1, 2.2.2.2, 3.3.3.3, 9.9.9.9\r\n"),
-        "{out}"
-    );
+    assert!(out.contains("x-forwarded-for: 1.1.1.1, 2.2.2.2, 3.3.3.3, 9.9.9.9\r\n"), "{out}");
     let out = rewrite(
         b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
-        &RequestEdits {
-            x_forwarded_for_append: "9.9.9.9",
-            ..RequestEdits::default()
-        },
+        &RequestEdits { x_forwarded_for_append: "9.9.9.9", ..RequestEdits::default() },
     );
     assert!(out.contains("x-forwarded-for: 9.9.9.9\r\n"));
     // Empty append: the client's line is left as it was.
@@ -848,21 +635,12 @@ fn rewrite_path_authority_and_version() {
             ..RequestEdits::default()
         },
     );
-    assert!(
-        out.starts_with("GET /new?q=1 HTTP/1.1\r\nhost: b.internal\r\n"),
-        "{out}"
-    );
+    assert!(out.starts_with("GET /new?q=1 HTTP/1.1\r\nhost: b.internal\r\n"), "{out}");
     assert_eq!(count_name(&out, "host"), 1);
     assert!(out.contains("connection: close\r\n"));
     // Absolute-form goes upstream as origin-form with the target's authority as Host.
-    let out = rewrite(
-        b"GET http://a.b:81?x HTTP/1.1\r\nHost: other\r\n\r\n",
-        &RequestEdits::default(),
-    );
-    assert!(
-        out.starts_with("GET /?x HTTP/1.1\r\nhost: a.b:81\r\n"),
-        "{out}"
-    );
+    let out = rewrite(b"GET http://a.b:81?x HTTP/1.1\r\nHost: other\r\n\r\n", &RequestEdits::default());
+    assert!(out.starts_with("GET /?x HTTP/1.1\r\nhost: a.b:81\r\n"), "{out}");
     assert_eq!(count_name(&out, "host"), 1);
     // HTTP/1.0 without Host still gets one (empty) upstream.
     let out = rewrite(b"GET / HTTP/1.0\r\n\r\n", &RequestEdits::default());
@@ -873,19 +651,10 @@ fn rewrite_path_authority_and_version() {
 fn rewrite_upgrade_kept_or_dropped() {
     let s = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n";
     let out = rewrite(s, &RequestEdits::default());
-    assert!(
-        out.contains("connection: upgrade\r\nupgrade: websocket\r\n"),
-        "{out}"
-    );
+    assert!(out.contains("connection: upgrade\r\nupgrade: websocket\r\n"), "{out}");
     assert_eq!(count_name(&out, "upgrade"), 1);
     assert!(out.contains("Sec-WebSocket-Key: k\r\n"));
-    let out = rewrite(
-        s,
-        &RequestEdits {
-            allow_upgrade: false,
-            ..RequestEdits::default()
-        },
-    );
+    let out = rewrite(s, &RequestEdits { allow_upgrade: false, ..RequestEdits::default() });
     assert_eq!(count_name(&out, "upgrade"), 0);
     assert_eq!(count_name(&out, "connection"), 0);
 }
@@ -893,10 +662,7 @@ fn rewrite_upgrade_kept_or_dropped() {
 #[test]
 fn rewrite_consumes_expect_continue() {
     let s = b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n";
-    assert_eq!(
-        count_name(&rewrite(s, &RequestEdits::default()), "expect"),
-        0
-    );
+    assert_eq!(count_name(&rewrite(s, &RequestEdits::default()), "expect"), 0);
 }
 
 #[test]
@@ -953,13 +719,7 @@ Keep-Alive: timeout=5\r\nContent-Length: 2\r\nX-Envoy-Upstream-Service-Time: 99\
         "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\ncontent-length: 2\r\n\
 date: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\nx-envoy-upstream-service-time: 12\r\n\r\n"
     );
-    assert_eq!(
-        w,
-        ResponseWritten {
-            dechunk: false,
-            close: false
-        }
-    );
+    assert_eq!(w, ResponseWritten { dechunk: false, close: false });
 }
 
 #[test]
@@ -967,58 +727,29 @@ fn rewrite_response_close_and_until_close() {
     let (out, w) = rewrite_resp(
         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
         false,
-        &ResponseEdits {
-            close: true,
-            ..ResponseEdits::default()
-        },
+        &ResponseEdits { close: true, ..ResponseEdits::default() },
     );
     assert!(out.contains("connection: close\r\n") && w.close);
-    let (out, w) = rewrite_resp(
-        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n",
-        false,
-        &ResponseEdits::default(),
-    );
+    let (out, w) = rewrite_resp(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n", false, &ResponseEdits::default());
     assert!(out.contains("connection: close\r\n") && w.close, "{out}");
-    assert_eq!(
-        count_name(&out, "content-length") + count_name(&out, "transfer-encoding"),
-        0
-    );
+    assert_eq!(count_name(&out, "content-length") + count_name(&out, "transfer-encoding"), 0);
 }
 
 #[test]
 fn rewrite_response_dechunks_for_http10_client() {
     let s = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n";
-    let (out, w) = rewrite_resp(
-        s,
-        false,
-        &ResponseEdits {
-            http10_client: true,
-            ..ResponseEdits::default()
-        },
-    );
+    let (out, w) = rewrite_resp(s, false, &ResponseEdits { http10_client: true, ..ResponseEdits::default() });
     assert!(out.starts_with("HTTP/1.0 200 OK\r\n"));
     assert_eq!(count_name(&out, "transfer-encoding"), 0);
     assert!(out.contains("connection: close\r\n"));
-    assert_eq!(
-        w,
-        ResponseWritten {
-            dechunk: true,
-            close: true
-        }
-    );
+    assert_eq!(w, ResponseWritten { dechunk: true, close: true });
     // Content-Length answers keep a 1.0 client's connection alive when asked.
     let (out, w) = rewrite_resp(
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
         false,
-        &ResponseEdits {
-            http10_client: true,
-            ..ResponseEdits::default()
-        },
+        &ResponseEdits { http10_client: true, ..ResponseEdits::default() },
     );
-    assert!(
-        out.contains("content-length: 3\r\nserver: istio-envoy\r\nconnection: keep-alive\r\n"),
-        "{out}"
-    );
+    assert!(out.contains("content-length: 3\r\nserver: istio-envoy\r\nconnection: keep-alive\r\n"), "{out}");
     assert!(!w.close);
     // Chunked to an HTTP/1.1 client passes through, once.
     let (out, w) = rewrite_resp(s, false, &ResponseEdits::default());
@@ -1030,40 +761,22 @@ fn rewrite_response_dechunks_for_http10_client() {
 fn rewrite_response_switching_protocols() {
     let s = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
     let (out, w) = rewrite_resp(s, false, &ResponseEdits::default());
-    assert!(
-        out.starts_with("HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\n"),
-        "{out}"
-    );
+    assert!(out.starts_with("HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\n"), "{out}");
     assert!(out.contains("connection: upgrade\r\nupgrade: websocket\r\n"));
     assert!(!w.close);
 }
 
 #[test]
 fn rewrite_response_bodyless_statuses() {
-    let (out, _) = rewrite_resp(
-        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
-        false,
-        &ResponseEdits::default(),
-    );
+    let (out, _) =
+        rewrite_resp(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", false, &ResponseEdits::default());
     assert_eq!(count_name(&out, "content-length"), 0);
-    let (out, w) = rewrite_resp(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n",
-        true,
-        &ResponseEdits::default(),
-    );
+    let (out, w) = rewrite_resp(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n", true, &ResponseEdits::default());
     assert!(out.contains("content-length: 42\r\n") && !w.close);
-    let (out, _) = rewrite_resp(
-        b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\n\r\n",
-        false,
-        &ResponseEdits::default(),
-    );
+    let (out, _) = rewrite_resp(b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\n\r\n", false, &ResponseEdits::default());
     assert!(out.contains("ETag: \"a\"\r\n") && !out.contains("connection"));
     // Interim answers carry no gateway headers.
-    let (out, _) = rewrite_resp(
-        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
-        false,
-        &ResponseEdits::default(),
-    );
+    let (out, _) = rewrite_resp(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false, &ResponseEdits::default());
     assert_eq!(out, "HTTP/1.1 103 Unknown\r\nLink: </a>\r\n\r\n");
 }
 
@@ -1073,11 +786,7 @@ fn simple_responses() {
     let mut out = Vec::new();
     write_simple_response(
         &mut out,
-        &SimpleResponse {
-            status: 503,
-            body: b"no healthy upstream",
-            ..SimpleResponse::default()
-        },
+        &SimpleResponse { status: 503, body: b"no healthy upstream", ..SimpleResponse::default() },
         date,
     );
     assert_eq!(
@@ -1086,14 +795,7 @@ fn simple_responses() {
 date: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\n\r\nno healthy upstream"
     );
     let mut out = Vec::new();
-    write_simple_response(
-        &mut out,
-        &SimpleResponse {
-            status: 404,
-            ..SimpleResponse::default()
-        },
-        date,
-    );
+    write_simple_response(&mut out, &SimpleResponse { status: 404, ..SimpleResponse::default() }, date);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\n\r\n"
@@ -1193,16 +895,8 @@ fn decode(body: &[u8]) -> Result<(usize, Vec<u8>), ParseError> {
 fn decode_err(body: &[u8]) -> ParseError {
     let whole = ChunkedDecoder::new().feed(body).unwrap_err();
     let mut d = ChunkedDecoder::new();
-    let split = body
-        .iter()
-        .map(|b| d.feed(std::slice::from_ref(b)))
-        .find_map(Result::err);
-    assert_eq!(
-        split,
-        Some(whole),
-        "byte-by-byte disagrees for {:?}",
-        String::from_utf8_lossy(body)
-    );
+    let split = body.iter().map(|b| d.feed(std::slice::from_ref(b))).find_map(Result::err);
+    assert_eq!(split, Some(whole), "byte-by-byte disagrees for {:?}", String::from_utf8_lossy(body));
     whole
 }
 
@@ -1234,53 +928,19 @@ fn chunked_split_feeding_matches_whole() {
 fn chunked_pass_through_has_no_data_spans() {
     let body = b"5\r\nhello\r\n0\r\n\r\n";
     let p = ChunkedDecoder::new().feed(body).unwrap();
-    assert_eq!(
-        p,
-        Progress {
-            consumed: body.len(),
-            data: None,
-            done: true
-        }
-    );
+    assert_eq!(p, Progress { consumed: body.len(), data: None, done: true });
     // Split mid-data: consumes everything, not done.
     let mut d = ChunkedDecoder::new();
-    assert_eq!(
-        d.feed(&body[..6]).unwrap(),
-        Progress {
-            consumed: 6,
-            data: None,
-            done: false
-        }
-    );
-    assert_eq!(
-        d.feed(&body[6..]).unwrap(),
-        Progress {
-            consumed: body.len() - 6,
-            data: None,
-            done: true
-        }
-    );
+    assert_eq!(d.feed(&body[..6]).unwrap(), Progress { consumed: 6, data: None, done: false });
+    assert_eq!(d.feed(&body[6..]).unwrap(), Progress { consumed: body.len() - 6, data: None, done: true });
     // After done, nothing more is consumed.
-    assert_eq!(
-        d.feed(b"xyz").unwrap(),
-        Progress {
-            consumed: 0,
-            data: None,
-            done: true
-        }
-    );
+    assert_eq!(d.feed(b"xyz").unwrap(), Progress { consumed: 0, data: None, done: true });
 }
 
 #[test]
 fn chunk_size_overflow_is_refused() {
-    assert_eq!(
-        decode_err(b"8000000000000000\r\n"),
-        ParseError::ChunkSizeOverflow
-    );
-    assert_eq!(
-        decode_err(b"ffffffffffffffffff\r\n"),
-        ParseError::ChunkSizeOverflow
-    );
+    assert_eq!(decode_err(b"8000000000000000\r\n"), ParseError::ChunkSizeOverflow);
+    assert_eq!(decode_err(b"ffffffffffffffffff\r\n"), ParseError::ChunkSizeOverflow);
     // 2^63 - 1 is the largest size accepted (the data then simply streams).
     let mut d = ChunkedDecoder::new();
     assert!(d.feed(b"7fffffffffffffff\r\nabc").is_ok());
@@ -1290,53 +950,24 @@ fn chunk_size_overflow_is_refused() {
 
 #[test]
 fn chunk_size_junk_is_refused() {
-    for body in [
-        &b"5x\r\n"[..],
-        b"5 \r\n",
-        b"\r\n",
-        b"-5\r\n",
-        b"0x5\r\n",
-        b"+5\r\n",
-        b" 5\r\n",
-        b"5\t\r\n",
-        b"g\r\n",
-    ] {
-        assert_eq!(
-            decode_err(body),
-            ParseError::InvalidChunkSize,
-            "{:?}",
-            String::from_utf8_lossy(body)
-        );
+    for body in [&b"5x\r\n"[..], b"5 \r\n", b"\r\n", b"-5\r\n", b"0x5\r\n", b"+5\r\n", b" 5\r\n", b"5\t\r\n", b"g\r\n"]
+    {
+        assert_eq!(decode_err(body), ParseError::InvalidChunkSize, "{:?}", String::from_utf8_lossy(body));
     }
 }
 
 #[test]
 fn chunk_data_must_end_with_crlf() {
-    assert_eq!(
-        decode_err(b"5\r\nhelloX\r\n0\r\n\r\n"),
-        ParseError::MissingChunkCrlf
-    );
-    assert_eq!(
-        decode_err(b"5\r\nhello\rX0\r\n\r\n"),
-        ParseError::MissingChunkCrlf
-    );
+    assert_eq!(decode_err(b"5\r\nhelloX\r\n0\r\n\r\n"), ParseError::MissingChunkCrlf);
+    assert_eq!(decode_err(b"5\r\nhello\rX0\r\n\r\n"), ParseError::MissingChunkCrlf);
     assert_eq!(decode_err(b"3\r\nhello\r\n"), ParseError::MissingChunkCrlf);
 }
 
 #[test]
 fn chunked_bare_lf_is_refused() {
-    assert_eq!(
-        decode_err(b"5\nhello\r\n0\r\n\r\n"),
-        ParseError::InvalidChunkSize
-    );
-    assert_eq!(
-        decode_err(b"5\r\nhello\n0\r\n\r\n"),
-        ParseError::MissingChunkCrlf
-    );
-    assert_eq!(
-        decode_err(b"5;a\nb\r\nhello\r\n"),
-        ParseError::InvalidChunkExtension
-    );
+    assert_eq!(decode_err(b"5\nhello\r\n0\r\n\r\n"), ParseError::InvalidChunkSize);
+    assert_eq!(decode_err(b"5\r\nhello\n0\r\n\r\n"), ParseError::MissingChunkCrlf);
+    assert_eq!(decode_err(b"5;a\nb\r\nhello\r\n"), ParseError::InvalidChunkExtension);
     assert_eq!(decode_err(b"0\r\n\n"), ParseError::InvalidTrailer);
     assert_eq!(decode_err(b"0\r\nA: b\n\r\n"), ParseError::InvalidTrailer);
     assert_eq!(decode_err(b"0\r\n\rX"), ParseError::InvalidTrailer);
@@ -1344,10 +975,7 @@ fn chunked_bare_lf_is_refused() {
 
 #[test]
 fn chunk_extension_bytes_are_checked() {
-    assert_eq!(
-        decode_err(b"5;a\0\r\nhello\r\n"),
-        ParseError::InvalidChunkExtension
-    );
+    assert_eq!(decode_err(b"5;a\0\r\nhello\r\n"), ParseError::InvalidChunkExtension);
     let mut long = b"5;".to_vec();
     long.resize(5000, b'a');
     assert_eq!(decode_err(&long), ParseError::InvalidChunkExtension);
@@ -1362,12 +990,7 @@ fn chunked_trailers_are_checked() {
         b"0\r\nno-colon\r\n\r\n",
         b"0\r\n:x\r\n\r\n",
     ] {
-        assert_eq!(
-            decode_err(body),
-            ParseError::InvalidTrailer,
-            "{:?}",
-            String::from_utf8_lossy(body)
-        );
+        assert_eq!(decode_err(body), ParseError::InvalidTrailer, "{:?}", String::from_utf8_lossy(body));
     }
     let mut big = b"0\r\nX: ".to_vec();
     big.resize(20_000, b'a');
@@ -1407,9 +1030,7 @@ fn incremental_reading_with_fresh_slots_per_attempt() {
 #[test]
 fn writers_accept_bytes_mut() {
     let mut slots = HeaderSlots::new();
-    let h = parse_request(BROWSER, &mut slots, &Limits::default())
-        .unwrap()
-        .unwrap();
+    let h = parse_request(BROWSER, &mut slots, &Limits::default()).unwrap().unwrap();
     let mut a = Vec::new();
     let mut b = bytes::BytesMut::new();
     write_request_head(&mut a, &h, &RequestEdits::default());

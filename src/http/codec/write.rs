@@ -84,8 +84,7 @@ fn put_u64<B: BufMut>(out: &mut B, mut v: u64) {
 
 #[inline]
 fn in_list(list: &[&str], name: &str) -> bool {
-    list.iter()
-        .any(|r| r.len() == name.len() && r.eq_ignore_ascii_case(name))
+    list.iter().any(|r| r.len() == name.len() && r.eq_ignore_ascii_case(name))
 }
 
 /// A field line the sender nominated as hop-by-hop (listed in `Connection`) or the caller
@@ -113,12 +112,7 @@ fn copy_kept<B: BufMut>(
         let kind = f.kinds[i];
         let mut kept = keep(i, kind);
         // Host and framing are the codec's business: a client cannot nominate them away.
-        if kept
-            && !matches!(
-                kind,
-                Kind::Host | Kind::ContentLength | Kind::TransferEncoding
-            )
-        {
+        if kept && !matches!(kind, Kind::Host | Kind::ContentLength | Kind::TransferEncoding) {
             kept = !dropped_by_name(f, f.headers[i].name, nominates, remove);
         }
         if !kept {
@@ -140,11 +134,7 @@ fn copy_kept<B: BufMut>(
 /// other than `trailers`, Upgrade unless forwarded, HTTP2-Settings, and every name the
 /// Connection header lists), minus client `x-envoy-*` and `x-forwarded-proto`, with the
 /// framing header exactly once and the gateway's headers added.
-pub fn write_request_head<B: BufMut>(
-    out: &mut B,
-    head: &RequestHead<'_>,
-    edits: &RequestEdits<'_>,
-) {
+pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits: &RequestEdits<'_>) {
     let f = &head.fields;
 
     // Request line: verbatim when nothing in it changes.
@@ -170,11 +160,7 @@ pub fn write_request_head<B: BufMut>(
 
     // Host: replaced right after the request line, else kept in place. HTTP/1.1 upstream
     // requires one: an HTTP/1.0 request without Host gets an empty one (RFC 9112 §3.2).
-    let new_host = edits.authority.or(if head.host_from_target {
-        head.host
-    } else {
-        None
-    });
+    let new_host = edits.authority.or(if head.host_from_target { head.host } else { None });
     match new_host {
         Some(h) => put_header(out, b"host", h.as_bytes()),
         None if !head.has_host_header => put_header(out, b"host", b""),
@@ -197,9 +183,7 @@ pub fn write_request_head<B: BufMut>(
         // `te: trailers` is the one TE value that is end-to-end meaningful (Envoy keeps it).
         Kind::Te => f.headers[i].value.eq_ignore_ascii_case(b"trailers"),
         // The proxy answers 100-continue itself.
-        Kind::Expect => {
-            !(head.expect_continue && f.headers[i].value.eq_ignore_ascii_case(b"100-continue"))
-        }
+        Kind::Expect => !(head.expect_continue && f.headers[i].value.eq_ignore_ascii_case(b"100-continue")),
         Kind::XForwardedFor => xff_append.is_empty(),
         Kind::XRequestId => edits.request_id.is_none(),
         Kind::Other | Kind::Server | Kind::Date => true,
@@ -219,11 +203,7 @@ pub fn write_request_head<B: BufMut>(
         out.put_slice(b"\r\n");
     }
     if !edits.x_forwarded_proto.is_empty() {
-        put_header(
-            out,
-            b"x-forwarded-proto",
-            edits.x_forwarded_proto.as_bytes(),
-        );
+        put_header(out, b"x-forwarded-proto", edits.x_forwarded_proto.as_bytes());
     }
     if let Some(id) = edits.request_id {
         put_header(out, b"x-request-id", id.as_bytes());
@@ -310,40 +290,30 @@ pub fn write_response_head<B: BufMut>(
     let interim = (100..200).contains(&status) && status != 101;
     let switching = status == 101;
     let dechunk = edits.http10_client && head.framing == BodyFraming::Chunked;
-    let close = !switching
-        && !interim
-        && (edits.close || dechunk || head.framing == BodyFraming::UntilClose);
+    let close = !switching && !interim && (edits.close || dechunk || head.framing == BodyFraming::UntilClose);
 
     put_status_line(out, edits.http10_client, status, reason_phrase(status));
 
     let service_time = edits.upstream_service_time_ms;
     let final_answer = !interim;
-    copy_kept(
-        out,
-        f,
-        status_line_end(f),
-        edits.remove,
-        |i, kind| match kind {
-            Kind::ContentLength
-            | Kind::TransferEncoding
-            | Kind::Connection
-            | Kind::KeepAlive
-            | Kind::ProxyConnection
-            | Kind::Te
-            | Kind::Upgrade
-            | Kind::Http2Settings => false,
-            Kind::Server => !(final_answer && edits.server.is_some()),
-            Kind::Date => !(final_answer && edits.date.is_some()),
-            Kind::XEnvoy => {
-                !(final_answer
-                    && service_time.is_some()
-                    && f.headers[i]
-                        .name
-                        .eq_ignore_ascii_case("x-envoy-upstream-service-time"))
-            }
-            _ => true,
-        },
-    );
+    copy_kept(out, f, status_line_end(f), edits.remove, |i, kind| match kind {
+        Kind::ContentLength
+        | Kind::TransferEncoding
+        | Kind::Connection
+        | Kind::KeepAlive
+        | Kind::ProxyConnection
+        | Kind::Te
+        | Kind::Upgrade
+        | Kind::Http2Settings => false,
+        Kind::Server => !(final_answer && edits.server.is_some()),
+        Kind::Date => !(final_answer && edits.date.is_some()),
+        Kind::XEnvoy => {
+            !(final_answer
+                && service_time.is_some()
+                && f.headers[i].name.eq_ignore_ascii_case("x-envoy-upstream-service-time"))
+        }
+        _ => true,
+    });
 
     // Framing: 1xx and 204 never carry it (RFC 9110 §8.6, RFC 9112 §6.1); HEAD and 304
     // answers keep it as a description of the representation.
@@ -401,12 +371,7 @@ fn status_line_end(f: &Fields<'_>) -> usize {
 fn put_status_line<B: BufMut>(out: &mut B, http10: bool, status: u16, reason: &str) {
     out.put_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
     let s = status.min(999);
-    out.put_slice(&[
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-        b' ',
-    ]);
+    out.put_slice(&[b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8, b' ']);
     out.put_slice(reason.as_bytes());
     out.put_slice(b"\r\n");
 }
@@ -453,23 +418,11 @@ impl Default for SimpleResponse<'_> {
 /// `date` is the IMF-fixdate from [`super::DateCache`].
 pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, date: &[u8]) {
     let status = resp.status;
-    put_status_line(
-        out,
-        resp.http10,
-        status,
-        resp.reason.unwrap_or_else(|| reason_phrase(status)),
-    );
+    put_status_line(out, resp.http10, status, resp.reason.unwrap_or_else(|| reason_phrase(status)));
     let bodyless_status = (100..200).contains(&status) || status == 204 || status == 304;
     if !((100..200).contains(&status) || status == 204) {
         out.put_slice(b"content-length: ");
-        put_u64(
-            out,
-            if bodyless_status {
-                0
-            } else {
-                resp.body.len() as u64
-            },
-        );
+        put_u64(out, if bodyless_status { 0 } else { resp.body.len() as u64 });
         out.put_slice(b"\r\n");
     }
     if !resp.body.is_empty() && !bodyless_status {

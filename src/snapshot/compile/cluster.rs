@@ -40,11 +40,7 @@ pub(super) struct Clusters<'a> {
 }
 
 impl<'a> Clusters<'a> {
-    pub(super) fn new(
-        set: &'a ConfigSet,
-        labels: &BTreeMap<String, String>,
-        secrets: &'a Secrets<'a>,
-    ) -> Self {
+    pub(super) fn new(set: &'a ConfigSet, labels: &BTreeMap<String, String>, secrets: &'a Secrets<'a>) -> Self {
         Self {
             set,
             secrets,
@@ -68,13 +64,10 @@ impl<'a> Clusters<'a> {
         ctx: &Ctx<'_>,
     ) -> (u16, Option<ClusterId>) {
         let service = self.registry.service_for(host, ctx.vs_ns, ctx.consumer_ns);
-        let single_port =
-            service.and_then(
-                |i| match self.set.service_entries[i].spec.ports.as_slice() {
-                    [only] => u16::try_from(only.number).ok(),
-                    _ => None,
-                },
-            );
+        let single_port = service.and_then(|i| match self.set.service_entries[i].spec.ports.as_slice() {
+            [only] => u16::try_from(only.number).ok(),
+            _ => None,
+        });
         let port = port.or(single_port).unwrap_or(ctx.listener_port);
         let cluster = service.and_then(|i| self.ensure(i, host, port, subset, ctx.consumer_ns));
         (port, cluster)
@@ -115,34 +108,19 @@ impl<'a> Clusters<'a> {
                 Ok(t) => policy.tls = t,
                 Err((field, message)) => {
                     let from_subset = path.starts_with("spec.subsets");
-                    let rule = if from_subset {
-                        subset.map(|(r, _, _)| r)
-                    } else {
-                        policy_rule
-                    };
+                    let rule = if from_subset { subset.map(|(r, _, _)| r) } else { policy_rule };
                     if let Some(rule) = rule {
-                        self.errors.push(rule.diagnostic(
-                            Severity::Error,
-                            format!("{path}.{field}"),
-                            message,
-                        ));
+                        self.errors.push(rule.diagnostic(Severity::Error, format!("{path}.{field}"), message));
                     }
                 }
             }
         }
         let all = self.endpoints(service, host, service_port);
         let endpoints = match subset {
-            Some((_, _, s)) => all
-                .iter()
-                .filter(|e| labels_subset(&s.labels, &e.labels))
-                .cloned()
-                .collect(),
+            Some((_, _, s)) => all.iter().filter(|e| labels_subset(&s.labels, &e.labels)).cloned().collect(),
             None => all.to_vec(),
         };
-        let protocol = service_port
-            .protocol
-            .as_deref()
-            .map_or_else(|| "AUTO".to_string(), str::to_ascii_uppercase);
+        let protocol = service_port.protocol.as_deref().map_or_else(|| "AUTO".to_string(), str::to_ascii_uppercase);
         let id = self.clusters.len() as ClusterId;
         let name: Arc<str> = name.into();
         self.clusters.push(Cluster {
@@ -170,10 +148,7 @@ impl<'a> Clusters<'a> {
         }
         let set = self.set;
         let se = &set.service_entries[service].spec;
-        let default_port = port
-            .target_port
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(number);
+        let default_port = port.target_port.and_then(|p| u16::try_from(p).ok()).unwrap_or(number);
         let mut out = Vec::new();
         let resolution = se.resolution.unwrap_or(Resolution::None);
         let dns = matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin);
@@ -192,20 +167,12 @@ impl<'a> Clusters<'a> {
                 let Some(address) = ep.address.as_deref() else {
                     continue;
                 };
-                let ep_port = ep
-                    .ports
-                    .get(&port.name)
-                    .and_then(|&p| u16::try_from(p).ok())
-                    .unwrap_or(default_port);
+                let ep_port = ep.ports.get(&port.name).and_then(|&p| u16::try_from(p).ok()).unwrap_or(default_port);
                 let ips = match address.parse::<IpAddr>() {
                     Ok(ip) => vec![ip],
                     Err(_) if dns && !address.starts_with("unix://") => self.lookup(address),
                     Err(_) => {
-                        tracing::warn!(
-                            address,
-                            host,
-                            "endpoint address is not an IP address; skipped"
-                        );
+                        tracing::warn!(address, host, "endpoint address is not an IP address; skipped");
                         continue;
                     }
                 };
@@ -287,16 +254,8 @@ impl<'a> Clusters<'a> {
                 if !server_hosts.iter().any(|p| pattern_covers(p, &host)) {
                     continue;
                 }
-                let subsets = self
-                    .registry
-                    .rules_for(&host, consumer, se.namespace())
-                    .subset_names();
-                for port in se
-                    .spec
-                    .ports
-                    .iter()
-                    .filter_map(|p| u16::try_from(p.number).ok())
-                {
+                let subsets = self.registry.rules_for(&host, consumer, se.namespace()).subset_names();
+                for port in se.spec.ports.iter().filter_map(|p| u16::try_from(p.number).ok()) {
                     self.ensure(i, &host, port, None, consumer);
                     for s in &subsets {
                         self.ensure(i, &host, port, Some(s), consumer);

@@ -12,13 +12,13 @@ use bytes::Bytes;
 use regex::Regex;
 
 use crate::config::virtual_service::{
-    CorsPolicy, Destination as ConfigDestination, HeaderOperations, Headers, HttpMatchRequest,
-    HttpRetry, HttpRoute, RedirectPortSelection, StringMatch, UnmatchedPreflights,
+    CorsPolicy, Destination as ConfigDestination, HeaderOperations, Headers, HttpMatchRequest, HttpRetry, HttpRoute,
+    RedirectPortSelection, StringMatch, UnmatchedPreflights,
 };
 use crate::snapshot::{
-    Cors, Destination, Fault, HeaderEdits, HeaderMatcher, HeaderOps, MatchBlock, Mirror,
-    QueryMatcher, Redirect, RedirectPort, RetryOn, RetryPolicy, Rewrite, Route, RouteAction,
-    RoutePolicy, RouteSource, StringMatcher, ValueMatcher, WeightedDestinations,
+    Cors, Destination, Fault, HeaderEdits, HeaderMatcher, HeaderOps, MatchBlock, Mirror, QueryMatcher, Redirect,
+    RedirectPort, RetryOn, RetryPolicy, Rewrite, Route, RouteAction, RoutePolicy, RouteSource, StringMatcher,
+    ValueMatcher, WeightedDestinations,
 };
 
 use super::cluster::{Clusters, Ctx};
@@ -114,14 +114,9 @@ pub(super) fn resolved(route: &HttpRoute, namespace: &str) -> HttpRoute {
     let fix = |d: &mut ConfigDestination| d.host = expand_host(&d.host, namespace);
     route.route.iter_mut().for_each(|r| fix(&mut r.destination));
     route.mirror.iter_mut().for_each(fix);
-    route
-        .mirrors
-        .iter_mut()
-        .for_each(|m| fix(&mut m.destination));
+    route.mirrors.iter_mut().for_each(|m| fix(&mut m.destination));
     for m in &mut route.matches {
-        m.gateways
-            .iter_mut()
-            .for_each(|g| *g = resolve_gateway_name(g, namespace));
+        m.gateways.iter_mut().for_each(|g| *g = resolve_gateway_name(g, namespace));
     }
     route
 }
@@ -138,12 +133,7 @@ pub(super) fn merge_delegate(root: &HttpRoute, mut delegate: HttpRoute) -> Optio
         let mut out = Vec::new();
         for leaf in &delegate.matches {
             let before = out.len();
-            out.extend(
-                root.matches
-                    .iter()
-                    .filter(|r| !has_conflict(r, leaf))
-                    .map(|r| merge_match(r, leaf)),
-            );
+            out.extend(root.matches.iter().filter(|r| !has_conflict(r, leaf)).map(|r| merge_match(r, leaf)));
             if out.len() == before {
                 return None;
             }
@@ -196,22 +186,12 @@ fn merge_match(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> HttpMatchReq
     out.query_params = merged(&root.query_params, &leaf.query_params);
     out.port = leaf.port.filter(|&p| p != 0).or(root.port);
     out.source_labels = root.source_labels.clone();
-    out.source_labels.extend(
-        leaf.source_labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    out.source_namespace = leaf
-        .source_namespace
-        .clone()
-        .or_else(|| root.source_namespace.clone());
+    out.source_labels.extend(leaf.source_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out.source_namespace = leaf.source_namespace.clone().or_else(|| root.source_namespace.clone());
     if out.gateways.is_empty() {
         out.gateways = root.gateways.clone();
     }
-    out.stat_prefix = leaf
-        .stat_prefix
-        .clone()
-        .or_else(|| root.stat_prefix.clone());
+    out.stat_prefix = leaf.stat_prefix.clone().or_else(|| root.stat_prefix.clone());
     out
 }
 
@@ -223,10 +203,7 @@ fn has_conflict(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> bool {
         (&root.method, &leaf.method),
         (&root.authority, &leaf.authority),
     ];
-    if pairs
-        .iter()
-        .any(|(r, l)| string_conflict(r.as_ref(), l.as_ref()))
-    {
+    if pairs.iter().any(|(r, l)| string_conflict(r.as_ref(), l.as_ref())) {
         return true;
     }
     let maps = [
@@ -234,27 +211,17 @@ fn has_conflict(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> bool {
         (&root.without_headers, &leaf.without_headers),
         (&root.query_params, &leaf.query_params),
     ];
-    if maps
-        .iter()
-        .any(|(r, l)| l.iter().any(|(k, lv)| string_conflict(r.get(k), Some(lv))))
-    {
+    if maps.iter().any(|(r, l)| l.iter().any(|(k, lv)| string_conflict(r.get(k), Some(lv)))) {
         return true;
     }
     let (rp, lp) = (root.port.unwrap_or(0), leaf.port.unwrap_or(0));
     root.ignore_uri_case != leaf.ignore_uri_case
         || (rp > 0 && lp > 0 && rp != lp)
-        || root
-            .source_namespace
-            .as_ref()
-            .is_some_and(|r| leaf.source_namespace.as_ref() != Some(r))
-        || leaf
-            .source_labels
-            .iter()
-            .any(|(k, v)| root.source_labels.get(k).is_some_and(|rv| rv != v))
+        || root.source_namespace.as_ref().is_some_and(|r| leaf.source_namespace.as_ref() != Some(r))
+        || leaf.source_labels.iter().any(|(k, v)| root.source_labels.get(k).is_some_and(|rv| rv != v))
         || (!root.gateways.is_empty()
             && !leaf.gateways.is_empty()
-            && (root.gateways.len() < leaf.gateways.len()
-                || leaf.gateways.iter().any(|g| !root.gateways.contains(g))))
+            && (root.gateways.len() < leaf.gateways.len() || leaf.gateways.iter().any(|g| !root.gateways.contains(g))))
 }
 
 fn string_conflict(root: Option<&StringMatch>, leaf: Option<&StringMatch>) -> bool {
@@ -291,64 +258,44 @@ pub(super) fn compile_route(
     let blocks = if route.matches.is_empty() {
         None
     } else {
-        let blocks = route.matches.iter().enumerate().map(|(i, m)| {
-            compile_block(m, namespace, regexes).map_err(|(f, e)| (format!("match[{i}].{f}"), e))
-        });
+        let blocks = route
+            .matches
+            .iter()
+            .enumerate()
+            .map(|(i, m)| compile_block(m, namespace, regexes).map_err(|(f, e)| (format!("match[{i}].{f}"), e)));
         Some(blocks.collect::<Result<Vec<_>, _>>()?)
     };
     let action = if let Some(r) = &route.redirect {
         Action::Redirect(Redirect {
             uri: r.uri.as_deref().map(Box::from),
             authority: r.authority.as_deref().map(Box::from),
-            port: match (
-                r.port
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|&p| p != 0),
-                r.derive_port,
-            ) {
+            port: match (r.port.and_then(|p| u16::try_from(p).ok()).filter(|&p| p != 0), r.derive_port) {
                 (Some(p), _) => RedirectPort::Fixed(p),
-                (None, Some(RedirectPortSelection::FromRequestPort)) => {
-                    RedirectPort::FromRequestPort
-                }
-                (None, Some(RedirectPortSelection::FromProtocolDefault)) => {
-                    RedirectPort::FromProtocolDefault
-                }
+                (None, Some(RedirectPortSelection::FromRequestPort)) => RedirectPort::FromRequestPort,
+                (None, Some(RedirectPortSelection::FromProtocolDefault)) => RedirectPort::FromProtocolDefault,
                 (None, None) => RedirectPort::Unchanged,
             },
             scheme: r.scheme.as_deref().map(Box::from),
-            code: r
-                .redirect_code
-                .and_then(|c| u16::try_from(c).ok())
-                .filter(|&c| c != 0)
-                .unwrap_or(301),
+            code: r.redirect_code.and_then(|c| u16::try_from(c).ok()).filter(|&c| c != 0).unwrap_or(301),
         })
     } else if let Some(d) = &route.direct_response {
         let body = match &d.body {
             Some(b) if b.bytes.is_some() => {
                 // Proto JSON accepts standard or URL-safe base64, padded or not.
                 let raw = b.bytes.as_deref().unwrap_or_default();
-                let config = GeneralPurposeConfig::new()
-                    .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+                let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
                 let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, config);
                 let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, config);
                 let bytes = standard
                     .decode(raw)
                     .or_else(|_| url_safe.decode(raw))
-                    .map_err(|e| {
-                        (
-                            "directResponse.body.bytes".to_string(),
-                            format!("invalid base64: {e}"),
-                        )
-                    })?;
+                    .map_err(|e| ("directResponse.body.bytes".to_string(), format!("invalid base64: {e}")))?;
                 Bytes::from(bytes)
             }
             Some(b) => Bytes::from(b.string.clone().unwrap_or_default()),
             None => Bytes::new(),
         };
-        Action::DirectResponse {
-            status: u16::try_from(d.status).unwrap_or(500),
-            body,
-        }
+        Action::DirectResponse { status: u16::try_from(d.status).unwrap_or(500), body }
     } else if !route.route.is_empty() {
         // A lone destination takes everything whatever its weight; among several, weight 0 (or
         // none) drops one, as istiod does.
@@ -357,13 +304,7 @@ pub(super) fn compile_route(
             .route
             .iter()
             .filter_map(|r| {
-                let weight = if single {
-                    100
-                } else {
-                    u32::try_from(r.weight.unwrap_or(0))
-                        .ok()
-                        .filter(|&w| w > 0)?
-                };
+                let weight = if single { 100 } else { u32::try_from(r.weight.unwrap_or(0)).ok().filter(|&w| w > 0)? };
                 Some((
                     target(&r.destination, namespace),
                     weight,
@@ -377,18 +318,11 @@ pub(super) fn compile_route(
     };
     let mut mirrors = Vec::new();
     if let Some(m) = &route.mirror {
-        let percent = route
-            .mirror_percentage
-            .map(|p| p.value)
-            .or(route.mirror_percent.map(f64::from))
-            .unwrap_or(100.0);
+        let percent = route.mirror_percentage.map(|p| p.value).or(route.mirror_percent.map(f64::from)).unwrap_or(100.0);
         mirrors.push((target(m, namespace), percent));
     }
     for m in &route.mirrors {
-        mirrors.push((
-            target(&m.destination, namespace),
-            m.percentage.map_or(100.0, |p| p.value),
-        ));
+        mirrors.push((target(&m.destination, namespace), m.percentage.map_or(100.0, |p| p.value)));
     }
     // An explicit 0% mirrors nothing: istiod leaves such a mirror out.
     mirrors.retain(|(_, p)| *p > 0.0);
@@ -397,23 +331,14 @@ pub(super) fn compile_route(
             let uri_regex = match &rw.uri_regex_rewrite {
                 Some(rr) => {
                     let pattern = rr.pattern.as_deref().unwrap_or_default();
-                    let re = regexes
-                        .plain(pattern)
-                        .map_err(|e| ("rewrite.uriRegexRewrite.match".to_string(), e))?;
-                    Some((
-                        re,
-                        envoy_substitution(rr.rewrite.as_deref().unwrap_or_default()).into(),
-                    ))
+                    let re = regexes.plain(pattern).map_err(|e| ("rewrite.uriRegexRewrite.match".to_string(), e))?;
+                    Some((re, envoy_substitution(rr.rewrite.as_deref().unwrap_or_default()).into()))
                 }
                 None => None,
             };
             Some(Rewrite {
                 uri: rw.uri.as_deref().filter(|u| !u.is_empty()).map(Box::from),
-                authority: rw
-                    .authority
-                    .as_deref()
-                    .filter(|a| !a.is_empty())
-                    .map(Box::from),
+                authority: rw.authority.as_deref().filter(|a| !a.is_empty()).map(Box::from),
                 uri_regex,
             })
         }
@@ -427,47 +352,26 @@ pub(super) fn compile_route(
         retries: retry_policy(route.retries.as_ref()),
         fault: route.fault.as_ref().and_then(|f| {
             let delay = f.delay.as_ref().and_then(|d| {
-                let percent = d
-                    .percentage
-                    .map(|p| p.value)
-                    .unwrap_or(f64::from(d.percent.unwrap_or(0)));
+                let percent = d.percentage.map(|p| p.value).unwrap_or(f64::from(d.percent.unwrap_or(0)));
                 Some((d.fixed_delay?.get(), percent.clamp(0.0, 100.0)))
             });
             let abort = f.abort.as_ref().and_then(|a| {
                 let status = u16::try_from(a.http_status?).ok()?;
-                Some((
-                    status,
-                    a.percentage.map_or(0.0, |p| p.value).clamp(0.0, 100.0),
-                ))
+                Some((status, a.percentage.map_or(0.0, |p| p.value).clamp(0.0, 100.0)))
             });
             (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })
         }),
         mirrors: Vec::new(),
-        cors: route
-            .cors_policy
-            .as_ref()
-            .map(|c| cors(c, regexes))
-            .transpose()?,
+        cors: route.cors_policy.as_ref().map(|c| cors(c, regexes)).transpose()?,
     };
-    Ok(Some(HttpTemplate {
-        source,
-        name: route.name.as_deref().map(Box::from),
-        blocks,
-        action,
-        policy,
-        mirrors,
-    }))
+    Ok(Some(HttpTemplate { source, name: route.name.as_deref().map(Box::from), blocks, action, policy, mirrors }))
 }
 
 fn target(d: &ConfigDestination, namespace: &str) -> Target {
     Target {
         host: expand_host(&d.host, namespace).into(),
         subset: d.subset.as_deref().filter(|s| !s.is_empty()).map(Arc::from),
-        port: d
-            .port
-            .as_ref()
-            .and_then(|p| u16::try_from(p.number).ok())
-            .filter(|&p| p != 0),
+        port: d.port.as_ref().and_then(|p| u16::try_from(p.number).ok()).filter(|&p| p != 0),
     }
 }
 
@@ -514,18 +418,13 @@ fn value_matcher(m: &StringMatch, regexes: &mut Regexes) -> Result<ValueMatcher,
     Ok(string_matcher(m, regexes)?.map_or(ValueMatcher::Present, ValueMatcher::Value))
 }
 
-fn compile_block(
-    m: &HttpMatchRequest,
-    namespace: &str,
-    regexes: &mut Regexes,
-) -> Result<Block, RouteError> {
-    let mut sm =
-        |m: &Option<StringMatch>, field: &str| -> Result<Option<StringMatcher>, RouteError> {
-            match m {
-                Some(m) => string_matcher(m, regexes).map_err(|e| (field.to_string(), e)),
-                None => Ok(None),
-            }
-        };
+fn compile_block(m: &HttpMatchRequest, namespace: &str, regexes: &mut Regexes) -> Result<Block, RouteError> {
+    let mut sm = |m: &Option<StringMatch>, field: &str| -> Result<Option<StringMatcher>, RouteError> {
+        match m {
+            Some(m) => string_matcher(m, regexes).map_err(|e| (field.to_string(), e)),
+            None => Ok(None),
+        }
+    };
     let mut block = MatchBlock {
         name: m.name.as_deref().map(Box::from),
         uri: sm(&m.uri, "uri")?,
@@ -536,55 +435,30 @@ fn compile_block(
         headers: Vec::new(),
         query_params: Vec::new(),
     };
-    for (invert, map, field) in [
-        (false, &m.headers, "headers"),
-        (true, &m.without_headers, "withoutHeaders"),
-    ] {
+    for (invert, map, field) in [(false, &m.headers, "headers"), (true, &m.without_headers, "withoutHeaders")] {
         for (name, value) in map {
-            let value =
-                value_matcher(value, regexes).map_err(|e| (format!("{field}.{name}"), e))?;
+            let value = value_matcher(value, regexes).map_err(|e| (format!("{field}.{name}"), e))?;
             let name = name.to_ascii_lowercase();
             // Pseudo-headers are request attributes, not header lines in HTTP/1.1: Envoy's
             // `:authority` is the Host header; `:method`/`:scheme`/`:path` become the block's own
             // conditions when those are free (a second condition on them cannot be expressed).
-            let name = if name == ":authority" {
-                "host".to_string()
-            } else {
-                name
-            };
+            let name = if name == ":authority" { "host".to_string() } else { name };
             match (name.as_str(), invert, value) {
                 (":method" | ":scheme" | ":path", false, ValueMatcher::Present) => {}
-                (":method", false, ValueMatcher::Value(v)) if block.method.is_none() => {
-                    block.method = Some(v)
-                }
-                (":scheme", false, ValueMatcher::Value(v)) if block.scheme.is_none() => {
-                    block.scheme = Some(v)
-                }
-                (":path", false, ValueMatcher::Value(v))
-                    if block.uri.is_none() && !block.ignore_uri_case =>
-                {
+                (":method", false, ValueMatcher::Value(v)) if block.method.is_none() => block.method = Some(v),
+                (":scheme", false, ValueMatcher::Value(v)) if block.scheme.is_none() => block.scheme = Some(v),
+                (":path", false, ValueMatcher::Value(v)) if block.uri.is_none() && !block.ignore_uri_case => {
                     block.uri = Some(v)
                 }
-                (_, _, value) => block.headers.push(HeaderMatcher {
-                    name: name.into(),
-                    value,
-                    invert,
-                }),
+                (_, _, value) => block.headers.push(HeaderMatcher { name: name.into(), value, invert }),
             }
         }
     }
     for (name, value) in &m.query_params {
-        let value =
-            value_matcher(value, regexes).map_err(|e| (format!("queryParams.{name}"), e))?;
-        block.query_params.push(QueryMatcher {
-            name: name.as_str().into(),
-            value,
-        });
+        let value = value_matcher(value, regexes).map_err(|e| (format!("queryParams.{name}"), e))?;
+        block.query_params.push(QueryMatcher { name: name.as_str().into(), value });
     }
-    let catch_all = m
-        .uri
-        .as_ref()
-        .is_none_or(|u| u.prefix.as_deref() == Some("/") || u.regex.as_deref() == Some(".*"))
+    let catch_all = m.uri.as_ref().is_none_or(|u| u.prefix.as_deref() == Some("/") || u.regex.as_deref() == Some(".*"))
         && m.headers.is_empty()
         && m.without_headers.is_empty()
         && m.query_params.is_empty()
@@ -595,11 +469,7 @@ fn compile_block(
         block,
         catch_all,
         port: m.port.filter(|&p| p != 0),
-        gateways: m
-            .gateways
-            .iter()
-            .map(|g| resolve_gateway_name(g, namespace))
-            .collect(),
+        gateways: m.gateways.iter().map(|g| resolve_gateway_name(g, namespace)).collect(),
         source_labels: m.source_labels.clone(),
         source_namespace: m.source_namespace.clone().filter(|s| !s.is_empty()),
     })
@@ -615,10 +485,7 @@ fn header_ops(h: &Headers) -> HeaderOps {
         };
         let mut out = HeaderEdits::default();
         let mut authority = None;
-        for (list, map, is_set) in [
-            (&mut out.set, &ops.set, true),
-            (&mut out.add, &ops.add, false),
-        ] {
+        for (list, map, is_set) in [(&mut out.set, &ops.set, true), (&mut out.add, &ops.add, false)] {
             for (name, value) in map {
                 let name = name.to_ascii_lowercase();
                 if name == ":authority" || name == "host" {
@@ -642,10 +509,7 @@ fn header_ops(h: &Headers) -> HeaderOps {
             .collect();
         out
     };
-    HeaderOps {
-        request: edits(&h.request, true),
-        response: edits(&h.response, false),
-    }
+    HeaderOps { request: edits(&h.request, true), response: edits(&h.response, false) }
 }
 
 /// istiod's `retry.ConvertPolicy`: none → the default policy; `attempts` ≤ 0 (or unset in a
@@ -657,15 +521,9 @@ fn retry_policy(r: Option<&HttpRetry>) -> RetryPolicy {
     };
     let attempts = r.attempts.unwrap_or(0);
     if attempts <= 0 {
-        return RetryPolicy {
-            attempts: 0,
-            ..RetryPolicy::default()
-        };
+        return RetryPolicy { attempts: 0, ..RetryPolicy::default() };
     }
-    let mut policy = RetryPolicy {
-        attempts: attempts as u32,
-        ..RetryPolicy::default()
-    };
+    let mut policy = RetryPolicy { attempts: attempts as u32, ..RetryPolicy::default() };
     if let Some(on) = r.retry_on.as_deref().filter(|s| !s.trim().is_empty()) {
         let mut retry_on = RetryOn::default();
         let mut codes = Vec::new();
@@ -687,10 +545,7 @@ fn retry_policy(r: Option<&HttpRetry>) -> RetryPolicy {
                 "deadline-exceeded" => retry_on.deadline_exceeded = true,
                 "resource-exhausted" => retry_on.resource_exhausted = true,
                 "internal" => retry_on.internal = true,
-                other => tracing::warn!(
-                    condition = other,
-                    "retryOn condition not supported; ignored"
-                ),
+                other => tracing::warn!(condition = other, "retryOn condition not supported; ignored"),
             }
         }
         retry_on.retriable_status_codes |= !codes.is_empty();
@@ -709,17 +564,11 @@ fn is_known_status(code: u16) -> bool {
 
 fn cors(c: &CorsPolicy, regexes: &mut Regexes) -> Result<Cors, RouteError> {
     let allow_origins = if c.allow_origins.is_empty() {
-        c.allow_origin
-            .iter()
-            .map(|o| StringMatcher::Exact(o.as_str().into()))
-            .collect()
+        c.allow_origin.iter().map(|o| StringMatcher::Exact(o.as_str().into())).collect()
     } else {
         let mut out = Vec::new();
         for (i, o) in c.allow_origins.iter().enumerate() {
-            out.extend(
-                string_matcher(o, regexes)
-                    .map_err(|e| (format!("corsPolicy.allowOrigins[{i}]"), e))?,
-            );
+            out.extend(string_matcher(o, regexes).map_err(|e| (format!("corsPolicy.allowOrigins[{i}]"), e))?);
         }
         out
     };
@@ -740,20 +589,14 @@ impl Block {
     /// `gateways` must name this one; without gateways, `sourceLabels` must select this
     /// instance and `sourceNamespace` must be the consumer's (`sourceMatchHTTP`).
     fn applies(&self, inst: &Instance<'_>) -> bool {
-        if self
-            .port
-            .is_some_and(|p| p != u32::from(inst.ctx.listener_port))
-        {
+        if self.port.is_some_and(|p| p != u32::from(inst.ctx.listener_port)) {
             return false;
         }
         if !self.gateways.is_empty() {
             return self.gateways.iter().any(|g| g == inst.gateway);
         }
         labels_subset(&self.source_labels, inst.labels)
-            && self
-                .source_namespace
-                .as_deref()
-                .is_none_or(|ns| ns == inst.ctx.consumer_ns)
+            && self.source_namespace.as_deref().is_none_or(|ns| ns == inst.ctx.consumer_ns)
     }
 }
 
@@ -768,10 +611,7 @@ pub(super) fn instantiate(
     let mut out = Vec::new();
     for t in templates {
         let Some(blocks) = &t.blocks else {
-            out.push(CompiledRoute {
-                route: build(t, Vec::new(), inst, clusters),
-                catch_all: true,
-            });
+            out.push(CompiledRoute { route: build(t, Vec::new(), inst, clusters), catch_all: true });
             break;
         };
         let mut kept = Vec::new();
@@ -784,16 +624,10 @@ pub(super) fn instantiate(
             kept.push(b.block.clone());
         }
         if !kept.is_empty() {
-            out.push(CompiledRoute {
-                route: build(t, kept, inst, clusters),
-                catch_all: false,
-            });
+            out.push(CompiledRoute { route: build(t, kept, inst, clusters), catch_all: false });
         }
         if let Some(block) = catch_all {
-            out.push(CompiledRoute {
-                route: build(t, vec![block], inst, clusters),
-                catch_all: true,
-            });
+            out.push(CompiledRoute { route: build(t, vec![block], inst, clusters), catch_all: true });
             break;
         }
     }
@@ -808,44 +642,22 @@ fn destination(
     clusters: &mut Clusters<'_>,
 ) -> Destination {
     let (port, cluster) = clusters.resolve(&t.host, t.subset.as_deref(), t.port, &inst.ctx);
-    Destination {
-        host: t.host.clone(),
-        subset: t.subset.clone(),
-        port,
-        cluster,
-        weight,
-        headers,
-    }
+    Destination { host: t.host.clone(), subset: t.subset.clone(), port, cluster, weight, headers }
 }
 
-fn build(
-    t: &HttpTemplate,
-    matches: Vec<MatchBlock>,
-    inst: &Instance<'_>,
-    clusters: &mut Clusters<'_>,
-) -> Route {
+fn build(t: &HttpTemplate, matches: Vec<MatchBlock>, inst: &Instance<'_>, clusters: &mut Clusters<'_>) -> Route {
     let action = match &t.action {
         Action::Forward(targets) => {
             let destinations: Vec<Destination> = targets
                 .iter()
-                .map(|(target, weight, headers)| {
-                    destination(target, *weight, headers.clone(), inst, clusters)
-                })
+                .map(|(target, weight, headers)| destination(target, *weight, headers.clone(), inst, clusters))
                 .collect();
             // Saturating: weights are validated to sum to 100, but never panic on odd input.
-            let total_weight = destinations
-                .iter()
-                .fold(0u32, |t, d| t.saturating_add(d.weight));
-            RouteAction::Forward(WeightedDestinations {
-                destinations,
-                total_weight,
-            })
+            let total_weight = destinations.iter().fold(0u32, |t, d| t.saturating_add(d.weight));
+            RouteAction::Forward(WeightedDestinations { destinations, total_weight })
         }
         Action::Redirect(r) => RouteAction::Redirect(r.clone()),
-        Action::DirectResponse { status, body } => RouteAction::DirectResponse {
-            status: *status,
-            body: body.clone(),
-        },
+        Action::DirectResponse { status, body } => RouteAction::DirectResponse { status: *status, body: body.clone() },
     };
     let mut policy = t.policy.clone();
     policy.mirrors = t
@@ -856,11 +668,5 @@ fn build(
             percent: percent.min(100.0),
         })
         .collect();
-    Route {
-        name: t.name.clone(),
-        source: t.source.clone(),
-        matches,
-        action,
-        policy,
-    }
+    Route { name: t.name.clone(), source: t.source.clone(), matches, action, policy }
 }

@@ -16,18 +16,9 @@ use crate::config::index::{expand_host, resolve_gateway_name};
 
 /// l4SingleMatch: `port` must be the server's and `gateways` (if any) must name this one.
 /// `sourceLabels` and, for TCP, `destinationSubnets`/`sourceSubnet` play no part at a gateway.
-fn l4_applies(
-    port: Option<u32>,
-    gateways: &[String],
-    vs_ns: &str,
-    server_port: u16,
-    gateway: &str,
-) -> bool {
+fn l4_applies(port: Option<u32>, gateways: &[String], vs_ns: &str, server_port: u16, gateway: &str) -> bool {
     port.is_none_or(|p| p == 0 || p == u32::from(server_port))
-        && (gateways.is_empty()
-            || gateways
-                .iter()
-                .any(|g| resolve_gateway_name(g, vs_ns) == gateway))
+        && (gateways.is_empty() || gateways.iter().any(|g| resolve_gateway_name(g, vs_ns) == gateway))
 }
 
 fn destinations(
@@ -40,21 +31,10 @@ fn destinations(
     let destinations: Vec<Destination> = route
         .iter()
         .filter_map(|r| {
-            let weight = if single {
-                100
-            } else {
-                u32::try_from(r.weight.unwrap_or(0))
-                    .ok()
-                    .filter(|&w| w > 0)?
-            };
+            let weight = if single { 100 } else { u32::try_from(r.weight.unwrap_or(0)).ok().filter(|&w| w > 0)? };
             let host = expand_host(&r.destination.host, vs_ns);
             let subset = r.destination.subset.as_deref().filter(|s| !s.is_empty());
-            let port = r
-                .destination
-                .port
-                .as_ref()
-                .and_then(|p| u16::try_from(p.number).ok())
-                .filter(|&p| p != 0);
+            let port = r.destination.port.as_ref().and_then(|p| u16::try_from(p.number).ok()).filter(|&p| p != 0);
             let (port, cluster) = clusters.resolve(&host, subset, port, ctx);
             Some(Destination {
                 host: host.into(),
@@ -67,13 +47,8 @@ fn destinations(
         })
         .collect();
     // Saturating: weights are validated to sum to 100, but never panic on odd input.
-    let total_weight = destinations
-        .iter()
-        .fold(0u32, |t, d| t.saturating_add(d.weight));
-    WeightedDestinations {
-        destinations,
-        total_weight,
-    }
+    let total_weight = destinations.iter().fold(0u32, |t, d| t.saturating_add(d.weight));
+    WeightedDestinations { destinations, total_weight }
 }
 
 /// A TCP server (or a TLS-terminating `TLS` server) forwards everything to the first `tcp` route,
@@ -87,24 +62,14 @@ pub(super) fn tcp_routes(
     clusters: &mut Clusters<'_>,
 ) -> Vec<L4Route> {
     for (vs, source) in bound {
-        let matches = |m: &L4MatchAttributes| {
-            l4_applies(m.port, &m.gateways, vs.namespace(), server_port, gateway)
-        };
+        let matches = |m: &L4MatchAttributes| l4_applies(m.port, &m.gateways, vs.namespace(), server_port, gateway);
         for (i, tcp) in vs.spec.tcp.iter().enumerate() {
-            if tcp.route.is_empty() || !(tcp.matches.is_empty() || tcp.matches.iter().any(matches))
-            {
+            if tcp.route.is_empty() || !(tcp.matches.is_empty() || tcp.matches.iter().any(matches)) {
                 continue;
             }
-            let ctx = Ctx {
-                listener_port: server_port,
-                consumer_ns,
-                vs_ns: vs.namespace(),
-            };
+            let ctx = Ctx { listener_port: server_port, consumer_ns, vs_ns: vs.namespace() };
             return vec![L4Route {
-                source: RouteSource {
-                    index: i,
-                    ..source.clone()
-                },
+                source: RouteSource { index: i, ..source.clone() },
                 matches: Vec::new(),
                 destinations: destinations(&tcp.route, vs.namespace(), &ctx, clusters),
             }];
@@ -114,20 +79,14 @@ pub(super) fn tcp_routes(
 }
 
 fn subnet(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// How Envoy ranks filter chains: a destination-subnet match first, then the SNI exact, then the
 /// longest wildcard, `*` last. Routes are sorted by it so that first-match equals most-specific.
 fn specificity(m: &L4Match) -> (bool, bool, Reverse<usize>) {
     let sni = m.sni_hosts.first().map_or("*", |s| &**s);
-    (
-        m.destination_subnets.is_empty(),
-        sni.starts_with('*'),
-        Reverse(if sni == "*" { 0 } else { sni.len() }),
-    )
+    (m.destination_subnets.is_empty(), sni.starts_with('*'), Reverse(if sni == "*" { 0 } else { sni.len() }))
 }
 
 /// PASSTHROUGH servers: one route per `tls` match block (and SNI host) that admits this port and
@@ -147,27 +106,18 @@ pub(super) fn tls_routes(
             if tls.route.is_empty() {
                 continue;
             }
-            let ctx = Ctx {
-                listener_port: server_port,
-                consumer_ns,
-                vs_ns: vs.namespace(),
-            };
+            let ctx = Ctx { listener_port: server_port, consumer_ns, vs_ns: vs.namespace() };
             for m in &tls.matches {
                 if !l4_applies(m.port, &m.gateways, vs.namespace(), server_port, gateway) {
                     continue;
                 }
-                let hosts: Vec<String> =
-                    m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+                let hosts: Vec<String> = m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
                 if hosts.iter().any(|h| seen.contains(h)) {
                     tracing::warn!(virtual_service = %source.virtual_service, "duplicate SNI host on port {server_port}; tls rule skipped");
                     continue;
                 }
                 seen.extend(hosts.iter().cloned());
-                let destination_subnets: Vec<IpNet> = m
-                    .destination_subnets
-                    .iter()
-                    .filter_map(|s| subnet(s))
-                    .collect();
+                let destination_subnets: Vec<IpNet> = m.destination_subnets.iter().filter_map(|s| subnet(s)).collect();
                 let destinations = destinations(&tls.route, vs.namespace(), &ctx, clusters);
                 // One route per SNI host so each can be ranked on its own; no SNI host matches all.
                 let per_host: Vec<Vec<Box<str>>> = if hosts.is_empty() {
@@ -177,10 +127,7 @@ pub(super) fn tls_routes(
                 };
                 for sni_hosts in per_host {
                     out.push(L4Route {
-                        source: RouteSource {
-                            index: i,
-                            ..source.clone()
-                        },
+                        source: RouteSource { index: i, ..source.clone() },
                         matches: vec![L4Match {
                             sni_hosts,
                             destination_subnets: destination_subnets.clone(),

@@ -27,14 +27,12 @@ use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
 use crate::snapshot::{
-    intersect, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server,
-    ServerTlsMode, Snapshot, VirtualHost,
+    intersect, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server, ServerTlsMode, Snapshot,
+    VirtualHost,
 };
 
 use crate::config::credentials::Secrets;
-use crate::config::index::{
-    expand_host, exported_to, labels_subset, resolve_gateway_name, HostIndex,
-};
+use crate::config::index::{expand_host, exported_to, labels_subset, resolve_gateway_name, HostIndex};
 use cluster::{Clusters, Ctx};
 use http::{CompiledRoute, HttpTemplate, Instance, Regexes};
 
@@ -87,16 +85,8 @@ pub fn compile(set: &ConfigSet, opts: &CompileOptions) -> Result<Snapshot, Diagn
     if !c.errors.is_empty() {
         return Err(Diagnostics(c.errors));
     }
-    tracing::debug!(
-        listeners = listeners.len(),
-        clusters = clusters.clusters.len(),
-        "snapshot compiled"
-    );
-    Ok(Snapshot {
-        generation: opts.generation,
-        listeners,
-        clusters: clusters.clusters,
-    })
+    tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
+    Ok(Snapshot { generation: opts.generation, listeners, clusters: clusters.clusters })
 }
 
 /// A Gateway server kept for this instance.
@@ -177,18 +167,10 @@ impl TableBuilder {
         let mut vhosts = HostTable::default();
         for (domain, https_redirect, routes) in self.vhosts {
             // istiod's SortVHostRoutes: catch-all routes last, the others in order.
-            let (mut ordered, catch_all): (Vec<_>, Vec<_>) =
-                routes.into_iter().partition(|r| !r.catch_all);
+            let (mut ordered, catch_all): (Vec<_>, Vec<_>) = routes.into_iter().partition(|r| !r.catch_all);
             ordered.extend(catch_all);
             let routes = ordered.into_iter().map(|r| r.route).collect();
-            vhosts.insert(
-                &domain,
-                VirtualHost {
-                    domain: domain.as_str().into(),
-                    https_redirect,
-                    routes,
-                },
-            );
+            vhosts.insert(&domain, VirtualHost { domain: domain.as_str().into(), https_redirect, routes });
         }
         RouteTable { vhosts }
     }
@@ -204,9 +186,7 @@ impl<'a> Compiler<'a> {
         let mut gateway_by_key: HashMap<String, usize> = HashMap::new();
         let mut family_of_port: HashMap<u16, ListenerProtocol> = HashMap::new();
         for (gi, gw) in set.gateways.iter().enumerate() {
-            if !labels_subset(&gw.spec.selector, &self.opts.labels)
-                || gateway_by_key.contains_key(&gw.key())
-            {
+            if !labels_subset(&gw.spec.selector, &self.opts.labels) || gateway_by_key.contains_key(&gw.key()) {
                 continue;
             }
             gateway_by_key.insert(gw.key(), gi);
@@ -230,21 +210,8 @@ impl<'a> Compiler<'a> {
                     tracing::warn!(gateway = %gw.key(), port, "server protocol conflicts with the port's first server; skipped");
                     continue;
                 }
-                let hosts = server
-                    .hosts
-                    .iter()
-                    .map(|h| server_host(h, gw.namespace()))
-                    .collect();
-                plans.push(ServerPlan {
-                    gateway: gi,
-                    index: si,
-                    server,
-                    port,
-                    family,
-                    bind,
-                    hosts,
-                    bound: Vec::new(),
-                });
+                let hosts = server.hosts.iter().map(|h| server_host(h, gw.namespace())).collect();
+                plans.push(ServerPlan { gateway: gi, index: si, server, port, family, bind, hosts, bound: Vec::new() });
             }
         }
         self.bind(&mut plans, &gateway_by_key);
@@ -259,16 +226,11 @@ impl<'a> Compiler<'a> {
         let mut entries: HashMap<usize, Vec<(String, ServerHost)>> = HashMap::new();
         for (pi, plan) in plans.iter().enumerate() {
             for (ns, pattern) in &plan.hosts {
-                entries
-                    .entry(plan.gateway)
-                    .or_default()
-                    .push((pattern.clone(), (pi, ns.clone())));
+                entries.entry(plan.gateway).or_default().push((pattern.clone(), (pi, ns.clone())));
             }
         }
-        let indexes: HashMap<usize, HostIndex<ServerHost>> = entries
-            .into_iter()
-            .map(|(gw, e)| (gw, HostIndex::new(e)))
-            .collect();
+        let indexes: HashMap<usize, HostIndex<ServerHost>> =
+            entries.into_iter().map(|(gw, e)| (gw, HostIndex::new(e))).collect();
         for (vi, vs) in set.virtual_services.iter().enumerate() {
             let ns = vs.namespace();
             let mut gateways: Vec<usize> = Vec::new();
@@ -276,9 +238,7 @@ impl<'a> Compiler<'a> {
                 let Some(&gi) = gateway_by_key.get(&resolve_gateway_name(g, ns)) else {
                     continue;
                 };
-                if !gateways.contains(&gi)
-                    && exported_to(&vs.spec.export_to, ns, set.gateways[gi].namespace())
-                {
+                if !gateways.contains(&gi) && exported_to(&vs.spec.export_to, ns, set.gateways[gi].namespace()) {
                     gateways.push(gi);
                 }
             }
@@ -331,11 +291,7 @@ impl<'a> Compiler<'a> {
                 self.compile_route(vs, &source, i, route, ns, &mut out);
                 continue;
             };
-            let dns = delegate
-                .namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(ns);
+            let dns = delegate.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(ns);
             let dname = delegate.name.as_deref().unwrap_or_default();
             // A missing or unexported delegate drops only this route, as istiod does.
             let Some(&di) = self.delegates.get(&(dns, dname)) else {
@@ -373,18 +329,13 @@ impl<'a> Compiler<'a> {
         ns: &str,
         out: &mut Vec<HttpTemplate>,
     ) {
-        let source = RouteSource {
-            index: i,
-            ..source.clone()
-        };
+        let source = RouteSource { index: i, ..source.clone() };
         match http::compile_route(route, ns, source, &mut self.regexes) {
             Ok(Some(t)) => out.push(t),
             Ok(None) => {}
-            Err((field, message)) => self.errors.push(vs.diagnostic(
-                Severity::Error,
-                format!("spec.http[{i}].{field}"),
-                message,
-            )),
+            Err((field, message)) => {
+                self.errors.push(vs.diagnostic(Severity::Error, format!("spec.http[{i}].{field}"), message))
+            }
         }
     }
 
@@ -458,10 +409,7 @@ impl<'a> Compiler<'a> {
             let mut servers = Vec::with_capacity(plans.len());
             for (si, plan) in plans.iter().enumerate() {
                 if plan.bind != bind {
-                    tracing::warn!(
-                        port,
-                        "servers on one port bind different addresses; the first server's is used"
-                    );
+                    tracing::warn!(port, "servers on one port bind different addresses; the first server's is used");
                 }
                 let gw = &set.gateways[plan.gateway];
                 // TCP and TLS routes are picked from the bound VirtualServices' own lists.
@@ -473,12 +421,7 @@ impl<'a> Compiler<'a> {
                     gateway: gw.key().into(),
                     port_name: plan.server.port.name.as_deref().unwrap_or_default().into(),
                     protocol: plan.server.port.protocol.to_ascii_uppercase().into(),
-                    hosts: plan
-                        .server
-                        .hosts
-                        .iter()
-                        .map(|h| Arc::from(h.as_str()))
-                        .collect(),
+                    hosts: plan.server.hosts.iter().map(|h| Arc::from(h.as_str())).collect(),
                     tls: None,
                     routes: empty.clone(),
                     tcp_routes: Vec::new(),
@@ -492,12 +435,11 @@ impl<'a> Compiler<'a> {
                         }
                     }
                     ListenerProtocol::Tcp => {
-                        server.tcp_routes =
-                            l4::tcp_routes(&bound(), port, &gw.key(), gw.namespace(), clusters);
+                        server.tcp_routes = l4::tcp_routes(&bound(), port, &gw.key(), gw.namespace(), clusters);
                     }
                     ListenerProtocol::Tls => {
-                        server.tls = plan.server.tls.as_ref().and_then(|t| {
-                            match tls::server_tls(t, gw.namespace(), secrets) {
+                        server.tls =
+                            plan.server.tls.as_ref().and_then(|t| match tls::server_tls(t, gw.namespace(), secrets) {
                                 Ok(t) => Some(t),
                                 Err((field, message)) => {
                                     self.errors.push(gw.diagnostic(
@@ -507,26 +449,14 @@ impl<'a> Compiler<'a> {
                                     ));
                                     None
                                 }
-                            }
-                        });
-                        match server
-                            .tls
-                            .as_ref()
-                            .map_or(ServerTlsMode::Passthrough, |t| t.mode)
-                        {
+                            });
+                        match server.tls.as_ref().map_or(ServerTlsMode::Passthrough, |t| t.mode) {
                             ServerTlsMode::Passthrough => {
-                                server.tls_routes = l4::tls_routes(
-                                    &bound(),
-                                    port,
-                                    &gw.key(),
-                                    gw.namespace(),
-                                    &mut seen_sni,
-                                    clusters,
-                                );
+                                server.tls_routes =
+                                    l4::tls_routes(&bound(), port, &gw.key(), gw.namespace(), &mut seen_sni, clusters);
                             }
                             ServerTlsMode::AutoPassthrough => {
-                                let hosts: Vec<&str> =
-                                    plan.hosts.iter().map(|(_, h)| h.as_str()).collect();
+                                let hosts: Vec<&str> = plan.hosts.iter().map(|(_, h)| h.as_str()).collect();
                                 clusters.add_auto_passthrough_clusters(&hosts, gw.namespace());
                             }
                             // HTTPS terminates and routes HTTP on the server's own routes; a TLS
@@ -537,13 +467,7 @@ impl<'a> Compiler<'a> {
                                 server.routes = Arc::new(table.finish());
                             }
                             _ => {
-                                server.tcp_routes = l4::tcp_routes(
-                                    &bound(),
-                                    port,
-                                    &gw.key(),
-                                    gw.namespace(),
-                                    clusters,
-                                )
+                                server.tcp_routes = l4::tcp_routes(&bound(), port, &gw.key(), gw.namespace(), clusters)
                             }
                         }
                         for (_, pattern) in &plan.hosts {
@@ -566,14 +490,7 @@ impl<'a> Compiler<'a> {
                 }
                 None => empty.clone(),
             };
-            listeners.push(Listener {
-                port,
-                bind,
-                protocol,
-                servers,
-                http_routes,
-                sni,
-            });
+            listeners.push(Listener { port, bind, protocol, servers, http_routes, sni });
         }
         listeners
     }

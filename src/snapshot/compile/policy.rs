@@ -7,13 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::destination_rule::{
-    ClientTlsSettings, ConnectionPoolSettings, LoadBalancerSettings,
-    OutlierDetection as ConfigOutlier, PortTrafficPolicy, SimpleLb, Subset,
-    TrafficPolicy as ConfigPolicy,
+    ClientTlsSettings, ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection as ConfigOutlier,
+    PortTrafficPolicy, SimpleLb, Subset, TrafficPolicy as ConfigPolicy,
 };
-use crate::snapshot::{
-    HashAlgorithm, HashKey, LoadBalancer, OutlierDetection, TcpKeepalive, TrafficPolicy,
-};
+use crate::snapshot::{HashAlgorithm, HashKey, LoadBalancer, OutlierDetection, TcpKeepalive, TrafficPolicy};
 
 /// The parts of the policy that win for one cluster; `tls` carries its field path for errors.
 #[derive(Default)]
@@ -61,11 +58,7 @@ impl<'a> Selected<'a> {
     }
 
     /// Layers the rule's `policy` and the `subset`'s (with its index) for `port`.
-    pub(super) fn new(
-        policy: Option<&'a ConfigPolicy>,
-        subset: Option<(usize, &'a Subset)>,
-        port: u16,
-    ) -> Self {
+    pub(super) fn new(policy: Option<&'a ConfigPolicy>, subset: Option<(usize, &'a Subset)>, port: u16) -> Self {
         let mut selected = Selected::default();
         if let Some(policy) = policy {
             selected.apply_policy(policy, "spec.trafficPolicy", port);
@@ -92,10 +85,7 @@ impl<'a> Selected<'a> {
 
 /// The first `portLevelSettings` entry for `port`, as istiod takes it.
 fn port_level(settings: &[PortTrafficPolicy], port: u16) -> Option<(usize, &PortTrafficPolicy)> {
-    settings
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.port.as_ref().is_some_and(|p| p.number == u32::from(port)))
+    settings.iter().enumerate().find(|(_, p)| p.port.as_ref().is_some_and(|p| p.number == u32::from(port)))
 }
 
 fn load_balancer(lb: &LoadBalancerSettings) -> LoadBalancer {
@@ -118,18 +108,10 @@ fn load_balancer(lb: &LoadBalancerSettings) -> LoadBalancer {
         };
         // Envoy's defaults: 1024 ring entries, a 65537-entry Maglev table.
         let algorithm = if let Some(m) = &ch.maglev {
-            HashAlgorithm::Maglev {
-                table_size: m.table_size.filter(|&n| n > 0).unwrap_or(65537),
-            }
+            HashAlgorithm::Maglev { table_size: m.table_size.filter(|&n| n > 0).unwrap_or(65537) }
         } else {
-            let size = ch
-                .ring_hash
-                .as_ref()
-                .and_then(|r| r.minimum_ring_size)
-                .or(ch.minimum_ring_size);
-            HashAlgorithm::RingHash {
-                minimum_ring_size: size.filter(|&n| n > 0).unwrap_or(1024),
-            }
+            let size = ch.ring_hash.as_ref().and_then(|r| r.minimum_ring_size).or(ch.minimum_ring_size);
+            HashAlgorithm::RingHash { minimum_ring_size: size.filter(|&n| n > 0).unwrap_or(1024) }
         };
         return LoadBalancer::ConsistentHash { key, algorithm };
     }
@@ -138,9 +120,7 @@ fn load_balancer(lb: &LoadBalancerSettings) -> LoadBalancer {
         Some(SimpleLb::Random) => LoadBalancer::Random,
         Some(SimpleLb::Passthrough) => LoadBalancer::Passthrough,
         // LEAST_CONN is the deprecated name of LEAST_REQUEST, Istio's default.
-        Some(SimpleLb::LeastConn | SimpleLb::LeastRequest | SimpleLb::Unspecified) | None => {
-            LoadBalancer::LeastRequest
-        }
+        Some(SimpleLb::LeastConn | SimpleLb::LeastRequest | SimpleLb::Unspecified) | None => LoadBalancer::LeastRequest,
     }
 }
 
@@ -193,20 +173,13 @@ fn outlier_detection(o: &ConfigOutlier) -> OutlierDetection {
             None => Some(5),
         },
         consecutive_gateway_errors: o.consecutive_gateway_errors.filter(|&n| n > 0),
-        consecutive_local_origin_failures: o.split_external_local_origin_errors.then(|| {
-            o.consecutive_local_origin_failures
-                .filter(|&n| n > 0)
-                .unwrap_or(5)
-        }),
+        consecutive_local_origin_failures: o
+            .split_external_local_origin_errors
+            .then(|| o.consecutive_local_origin_failures.filter(|&n| n > 0).unwrap_or(5)),
         split_external_local_origin_errors: o.split_external_local_origin_errors,
         interval: o.interval.map_or(Duration::from_secs(10), |d| d.get()),
-        base_ejection_time: o
-            .base_ejection_time
-            .map_or(Duration::from_secs(30), |d| d.get()),
+        base_ejection_time: o.base_ejection_time.map_or(Duration::from_secs(30), |d| d.get()),
         max_ejection_percent: limit(o.max_ejection_percent).unwrap_or(10),
-        min_health_percent: o
-            .min_health_percent
-            .filter(|&n| n >= 0)
-            .map_or(0, |n| n as u32),
+        min_health_percent: o.min_health_percent.filter(|&n| n >= 0).map_or(0, |n| n as u32),
     }
 }

@@ -8,21 +8,14 @@ use crate::config::destination_rule::{ClientTlsMode, ClientTlsSettings};
 use crate::config::gateway::{ServerTlsMode as ConfigTlsMode, ServerTlsSettings, TlsProtocol};
 use crate::snapshot::{ServerTls, ServerTlsMode, TlsVersion, UpstreamTls, UpstreamTlsMode};
 
-fn version(
-    v: Option<TlsProtocol>,
-    field: &str,
-    is_max: bool,
-) -> Result<Option<TlsVersion>, TlsError> {
+fn version(v: Option<TlsProtocol>, field: &str, is_max: bool) -> Result<Option<TlsVersion>, TlsError> {
     match v {
         None | Some(TlsProtocol::TlsAuto) => Ok(None),
         Some(TlsProtocol::TlsV1_2) => Ok(Some(TlsVersion::V1_2)),
         Some(TlsProtocol::TlsV1_3) => Ok(Some(TlsVersion::V1_3)),
         // rustls speaks 1.2 and 1.3 only: a floor below 1.2 is no floor, a ceiling is unmeetable.
         Some(TlsProtocol::TlsV1_0 | TlsProtocol::TlsV1_1) if !is_max => Ok(None),
-        Some(_) => Err((
-            field.to_string(),
-            "TLS versions below 1.2 are not supported".to_string(),
-        )),
+        Some(_) => Err((field.to_string(), "TLS versions below 1.2 are not supported".to_string())),
     }
 }
 
