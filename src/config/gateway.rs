@@ -98,6 +98,28 @@ pub struct TlsCertificate {
     pub ca_certificates: Option<String>,
 }
 
+/// Istio's protocol families: what a listener speaks on a port. Servers of different families
+/// cannot share a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProtocolFamily {
+    Http,
+    /// HTTPS and TLS: TLS on the wire, whatever is inside.
+    Tls,
+    /// Everything else, unknown protocols included (Istio degrades them to TCP).
+    Tcp,
+}
+
+impl Port {
+    /// The family of `protocol`, case-insensitively as Istio parses it.
+    pub fn family(&self) -> ProtocolFamily {
+        match self.protocol.to_ascii_uppercase().as_str() {
+            "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" => ProtocolFamily::Http,
+            "HTTPS" | "TLS" => ProtocolFamily::Tls,
+            _ => ProtocolFamily::Tcp,
+        }
+    }
+}
+
 string_enum! {
     pub enum ServerTlsMode {
         Passthrough = "PASSTHROUGH",

@@ -11,15 +11,19 @@
 //! are accepted: any other kind or version is an error, as is an unknown field or a wrong type.
 //! Every error of every file is collected, in file and document order.
 
+pub mod credentials;
 pub mod destination_rule;
 pub mod diagnostics;
 pub mod gateway;
+pub mod index;
 pub mod meta;
+pub mod registry;
 pub mod secret;
 pub mod service_entry;
 mod source;
 #[cfg(test)]
 mod tests;
+mod validate;
 pub mod virtual_service;
 
 use std::collections::HashMap;
@@ -39,6 +43,7 @@ pub use meta::{Duration, ObjectMeta, Percent};
 pub use secret::Secret;
 pub use service_entry::ServiceEntry;
 pub use source::locate;
+pub use validate::{validate, ValidateOptions};
 pub use virtual_service::VirtualService;
 
 /// The Kubernetes `kind` of a spec type, for messages and diagnostics.

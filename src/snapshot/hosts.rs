@@ -106,18 +106,7 @@ pub fn strip_port(host: &str) -> &str {
     }
 }
 
-/// Does the Istio host pattern `pattern` admit `host` (both may be wildcards)? Used at compile
-/// time to intersect a Gateway server's hosts with a VirtualService's hosts.
-pub fn pattern_covers(pattern: &str, host: &str) -> bool {
-    let (p, h) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
-    if p == "*" || p == h {
-        return true;
-    }
-    match p.strip_prefix('*') {
-        Some(suffix) => h.len() > suffix.len() && h.ends_with(suffix),
-        None => false,
-    }
-}
+pub use crate::config::index::pattern_covers;
 
 /// The more specific of two overlapping host patterns (their intersection), if they overlap:
 /// server `*.example.com` ∩ VirtualService `foo.example.com` = `foo.example.com`.

@@ -11,7 +11,7 @@ mod hosts;
 mod matcher;
 mod route;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::net::IpAddr;
 use std::sync::Arc;

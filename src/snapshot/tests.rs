@@ -28,7 +28,7 @@ fn build(files: &[&str]) -> Snapshot {
 }
 
 /// The seeds name certificates under /etc/certs; point them at the test pair.
-fn with_test_certs(mut set: ConfigSet) -> ConfigSet {
+pub(crate) fn with_test_certs(mut set: ConfigSet) -> ConfigSet {
     for gw in &mut set.gateways {
         for server in &mut gw.spec.servers {
             if let Some(tls) = &mut server.tls {

@@ -6,14 +6,16 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::destination_rule::Subset;
+use crate::config::index::exported_to;
+use crate::config::registry::Registry;
 use crate::config::service_entry::{Location, Resolution, ServicePort};
-use crate::config::{ConfigSet, DestinationRule, Diagnostic, Resource, Severity};
+use crate::config::{ConfigSet, Diagnostic, Severity};
 use crate::snapshot::{pattern_covers, Cluster, ClusterId, Endpoint};
 
-use super::index::{expand_host, exported_to, labels_subset, HostIndex, ROOT_NAMESPACE};
 use super::policy::Selected;
-use super::tls::{upstream_tls, Secrets};
+use super::tls::upstream_tls;
+use crate::config::credentials::Secrets;
+use crate::config::index::labels_subset;
 
 /// Who is asking: the listener port (for an omitted destination port), the namespace that
 /// consumes the route for exportTo (the Gateway's), and the VirtualService's namespace (whose
@@ -27,10 +29,7 @@ pub(super) struct Ctx<'c> {
 pub(super) struct Clusters<'a> {
     set: &'a ConfigSet,
     secrets: &'a Secrets<'a>,
-    /// Lower-case ServiceEntry host → ServiceEntries declaring it, in config order.
-    services: HashMap<String, Vec<usize>>,
-    /// Namespace → DestinationRule host patterns (short names expanded) → rules, config order.
-    rules: HashMap<&'a str, HostIndex<usize>>,
+    registry: Registry<'a>,
     by_name: HashMap<Arc<str>, ClusterId>,
     pub clusters: Vec<Cluster>,
     /// (ServiceEntry, host, port) → every endpoint before subset filtering.
@@ -40,98 +39,18 @@ pub(super) struct Clusters<'a> {
     pub errors: Vec<Diagnostic>,
 }
 
-/// The rules that apply to a host from one namespace, consolidated as istiod merges several
-/// rules for one host: the first traffic policy, subsets by first name.
-struct Rules<'a> {
-    rules: Vec<&'a Resource<DestinationRule>>,
-}
-
-impl<'a> Rules<'a> {
-    fn policy(&self) -> Option<&'a Resource<DestinationRule>> {
-        self.rules.iter().copied().find(|r| r.spec.traffic_policy.is_some())
-    }
-
-    fn subset(&self, name: &str) -> Option<(&'a Resource<DestinationRule>, usize, &'a Subset)> {
-        self.rules
-            .iter()
-            .find_map(|r| r.spec.subsets.iter().enumerate().find(|(_, s)| s.name == name).map(|(i, s)| (*r, i, s)))
-    }
-
-    fn subset_names(&self) -> Vec<&'a str> {
-        let mut names: Vec<&str> = Vec::new();
-        for s in self.rules.iter().flat_map(|r| &r.spec.subsets) {
-            if !names.contains(&s.name.as_str()) {
-                names.push(&s.name);
-            }
-        }
-        names
-    }
-}
-
 impl<'a> Clusters<'a> {
     pub(super) fn new(set: &'a ConfigSet, labels: &BTreeMap<String, String>, secrets: &'a Secrets<'a>) -> Self {
-        let mut services: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, se) in set.service_entries.iter().enumerate() {
-            for host in &se.spec.hosts {
-                let list = services.entry(host.to_ascii_lowercase()).or_default();
-                if !list.contains(&i) {
-                    list.push(i);
-                }
-            }
-        }
-        let mut by_ns: HashMap<&str, Vec<(String, usize)>> = HashMap::new();
-        for (i, dr) in set.destination_rules.iter().enumerate() {
-            // A rule with a workloadSelector applies only to the workloads it selects.
-            if dr.spec.workload_selector.as_ref().is_some_and(|s| !labels_subset(&s.match_labels, labels)) {
-                continue;
-            }
-            by_ns.entry(dr.namespace()).or_default().push((expand_host(&dr.spec.host, dr.namespace()), i));
-        }
-        let rules = by_ns.into_iter().map(|(ns, entries)| (ns, HostIndex::new(entries))).collect();
         Self {
             set,
             secrets,
-            services,
-            rules,
+            registry: Registry::new(set, labels),
             by_name: HashMap::new(),
             clusters: Vec::new(),
             endpoints: HashMap::new(),
             dns: HashMap::new(),
             errors: Vec::new(),
         }
-    }
-
-    /// The ServiceEntry serving `host` for `ctx`: the VirtualService's namespace first, then the
-    /// consumer's, then any other visible one, each in config order.
-    fn service_for(&self, host: &str, ctx: &Ctx<'_>) -> Option<usize> {
-        let list = self.services.get(host)?;
-        let ses = &self.set.service_entries;
-        let visible = |i: &&usize| exported_to(&ses[**i].spec.export_to, ses[**i].namespace(), ctx.consumer_ns);
-        let in_ns = |ns: &str| list.iter().filter(visible).find(|&&i| ses[i].namespace() == ns).copied();
-        in_ns(ctx.vs_ns).or_else(|| in_ns(ctx.consumer_ns)).or_else(|| list.iter().find(visible).copied())
-    }
-
-    /// istiod's DestinationRule lookup for a consumer namespace: rules in the consumer's own
-    /// namespace, else rules of the service's namespace exported to it, else exported rules of
-    /// the root namespace; within a namespace the most specific host pattern wins.
-    fn rules_for(&self, host: &str, consumer: &str, service_ns: &str) -> Rules<'a> {
-        let drs: &'a [Resource<DestinationRule>] = &self.set.destination_rules;
-        let lookup = |ns: &str, exported_only: bool| -> Option<Vec<&'a Resource<DestinationRule>>> {
-            let index = self.rules.get(ns)?;
-            index.covering(host).find_map(|(_, list)| {
-                let found: Vec<_> = list
-                    .iter()
-                    .map(|&i| &drs[i])
-                    .filter(|r| !exported_only || exported_to(&r.spec.export_to, r.namespace(), consumer))
-                    .collect();
-                (!found.is_empty()).then_some(found)
-            })
-        };
-        let rules = lookup(consumer, false)
-            .or_else(|| lookup(service_ns, true))
-            .or_else(|| lookup(ROOT_NAMESPACE, true))
-            .unwrap_or_default();
-        Rules { rules }
     }
 
     /// A route destination: its port (given, else the service's only port, else the listener
@@ -144,7 +63,7 @@ impl<'a> Clusters<'a> {
         port: Option<u16>,
         ctx: &Ctx<'_>,
     ) -> (u16, Option<ClusterId>) {
-        let service = self.service_for(host, ctx);
+        let service = self.registry.service_for(host, ctx.vs_ns, ctx.consumer_ns);
         let single_port = service.and_then(|i| match self.set.service_entries[i].spec.ports.as_slice() {
             [only] => u16::try_from(only.number).ok(),
             _ => None,
@@ -172,7 +91,7 @@ impl<'a> Clusters<'a> {
         let set = self.set;
         let se = &set.service_entries[service];
         let service_port = se.spec.ports.iter().find(|p| p.number == u32::from(port))?;
-        let rules = self.rules_for(host, consumer, se.namespace());
+        let rules = self.registry.rules_for(host, consumer, se.namespace());
         let subset = match subset {
             Some(s) => Some(rules.subset(s)?),
             None => None,
@@ -335,7 +254,7 @@ impl<'a> Clusters<'a> {
                 if !server_hosts.iter().any(|p| pattern_covers(p, &host)) {
                     continue;
                 }
-                let subsets = self.rules_for(&host, consumer, se.namespace()).subset_names();
+                let subsets = self.registry.rules_for(&host, consumer, se.namespace()).subset_names();
                 for port in se.spec.ports.iter().filter_map(|p| u16::try_from(p.number).ok()) {
                     self.ensure(i, &host, port, None, consumer);
                     for s in &subsets {

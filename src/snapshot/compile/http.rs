@@ -22,7 +22,7 @@ use crate::snapshot::{
 };
 
 use super::cluster::{Clusters, Ctx};
-use super::index::{expand_host, labels_subset, resolve_gateway_name};
+use crate::config::index::{expand_host, labels_subset, resolve_gateway_name};
 
 /// A field path (relative to the route) and why it could not be compiled.
 pub(super) type RouteError = (String, String);

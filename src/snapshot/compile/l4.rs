@@ -12,7 +12,7 @@ use crate::config::Resource;
 use crate::snapshot::{Destination, L4Match, L4Route, RouteSource, WeightedDestinations};
 
 use super::cluster::{Clusters, Ctx};
-use super::index::{expand_host, resolve_gateway_name};
+use crate::config::index::{expand_host, resolve_gateway_name};
 
 /// l4SingleMatch: `port` must be the server's and `gateways` (if any) must name this one.
 /// `sourceLabels` and, for TCP, `destinationSubnets`/`sourceSubnet` play no part at a gateway.

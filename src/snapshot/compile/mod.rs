@@ -13,7 +13,6 @@
 
 mod cluster;
 mod http;
-mod index;
 mod l4;
 mod policy;
 mod tls;
@@ -24,7 +23,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::config::gateway::Server as ConfigServer;
+use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
 use crate::snapshot::{
@@ -32,10 +31,10 @@ use crate::snapshot::{
     VirtualHost,
 };
 
+use crate::config::credentials::Secrets;
+use crate::config::index::{expand_host, exported_to, labels_subset, resolve_gateway_name, HostIndex};
 use cluster::{Clusters, Ctx};
 use http::{CompiledRoute, HttpTemplate, Instance, Regexes};
-use index::{expand_host, exported_to, labels_subset, resolve_gateway_name, HostIndex};
-use tls::Secrets;
 
 /// What the snapshot is compiled for.
 #[derive(Debug, Clone)]
@@ -120,12 +119,12 @@ struct Compiler<'a> {
     regexes: Regexes,
 }
 
-/// Istio's protocol families: what a listener speaks on its port.
-fn family(protocol: &str) -> ListenerProtocol {
-    match protocol.to_ascii_uppercase().as_str() {
-        "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" => ListenerProtocol::Http,
-        "HTTPS" | "TLS" => ListenerProtocol::Tls,
-        _ => ListenerProtocol::Tcp,
+/// The listener a server's protocol family needs.
+fn family(port: &Port) -> ListenerProtocol {
+    match port.family() {
+        ProtocolFamily::Http => ListenerProtocol::Http,
+        ProtocolFamily::Tls => ListenerProtocol::Tls,
+        ProtocolFamily::Tcp => ListenerProtocol::Tcp,
     }
 }
 
@@ -206,7 +205,7 @@ impl<'a> Compiler<'a> {
                         }
                     },
                 };
-                let family = family(&server.port.protocol);
+                let family = family(&server.port);
                 if *family_of_port.entry(port).or_insert(family) != family {
                     tracing::warn!(gateway = %gw.key(), port, "server protocol conflicts with the port's first server; skipped");
                     continue;

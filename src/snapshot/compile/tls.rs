@@ -1,138 +1,12 @@
-//! TLS material read at compile time, so the data plane never touches a file: Gateway server
-//! certificates and DestinationRule client certificates, from files or `credentialName`, checked
-//! to be PEM that rustls will load.
+//! TLS settings built at compile time from the material `config::credentials` reads, so the
+//! data plane never touches a file.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::credentials::{server_material, upstream_material, Secrets, TlsError};
 use crate::config::destination_rule::{ClientTlsMode, ClientTlsSettings};
 use crate::config::gateway::{ServerTlsMode as ConfigTlsMode, ServerTlsSettings, TlsProtocol};
-use crate::config::{ConfigSet, Secret};
 use crate::snapshot::{ServerTls, ServerTlsMode, TlsVersion, UpstreamTls, UpstreamTlsMode};
-
-/// A failure to build TLS settings: the field (relative to the `tls` block) and why.
-pub(super) type TlsError = (String, String);
-
-/// Where `credentialName` looks: `kind: Secret` documents of the set first, then the secrets
-/// directory (`DIR/NAME/{tls.crt,tls.key,ca.crt}`).
-pub(super) struct Secrets<'a> {
-    by_key: HashMap<(&'a str, &'a str), &'a Secret>,
-    dir: Option<&'a Path>,
-}
-
-/// Certificate material, each part optional until the mode says what it needs.
-#[derive(Default)]
-struct Material {
-    cert: Option<Arc<[u8]>>,
-    key: Option<Arc<[u8]>>,
-    ca: Option<Arc<[u8]>>,
-    files: Vec<Arc<Path>>,
-}
-
-impl<'a> Secrets<'a> {
-    pub(super) fn new(set: &'a ConfigSet, dir: Option<&'a Path>) -> Self {
-        let mut by_key = HashMap::new();
-        for s in &set.secrets {
-            // The first document of a name wins, as with every other kind.
-            by_key.entry((s.namespace(), s.name())).or_insert(&s.spec);
-        }
-        Self { by_key, dir }
-    }
-
-    /// Resolves `credentialName` in `namespace`. Keys are Kubernetes TLS secret keys (`tls.crt`,
-    /// `tls.key`, `ca.crt`) or Istio's generic ones (`cert`, `key`, `cacert`); a CA may also come
-    /// from a `NAME-cacert` secret, as istiod's SDS allows.
-    fn credential(&self, namespace: &str, name: &str) -> Result<Material, String> {
-        if let Some(secret) = self.by_key.get(&(namespace, name)) {
-            let what = format!("Secret {namespace}/{name}");
-            let mut ca = secret_value(secret, &[Secret::CA_CERT, "cacert"], &what)?;
-            if ca.is_none() {
-                let ca_name = format!("{name}-cacert");
-                if let Some(ca_secret) = self.by_key.get(&(namespace, ca_name.as_str())) {
-                    ca = secret_value(
-                        ca_secret,
-                        &[Secret::CA_CERT, "cacert"],
-                        &format!("Secret {namespace}/{ca_name}"),
-                    )?;
-                }
-            }
-            return Ok(Material {
-                cert: secret_value(secret, &[Secret::TLS_CERT, "cert"], &what)?,
-                key: secret_value(secret, &[Secret::TLS_KEY, "key"], &what)?,
-                ca,
-                files: Vec::new(),
-            });
-        }
-        let Some(dir) = self.dir else {
-            return Err(format!("no Secret {name} in namespace {namespace} and no secrets directory to look in"));
-        };
-        let base = dir.join(name);
-        if !base.is_dir() {
-            return Err(format!("no Secret {name} in namespace {namespace} and no directory {}", base.display()));
-        }
-        let mut material = Material::default();
-        material.cert = Some(read_file(&base.join(Secret::TLS_CERT), &mut material.files)?);
-        material.key = Some(read_file(&base.join(Secret::TLS_KEY), &mut material.files)?);
-        let ca = base.join(Secret::CA_CERT);
-        if ca.exists() {
-            material.ca = Some(read_file(&ca, &mut material.files)?);
-        }
-        Ok(material)
-    }
-}
-
-/// The first of `keys` the Secret holds, decoded.
-fn secret_value(secret: &Secret, keys: &[&str], what: &str) -> Result<Option<Arc<[u8]>>, String> {
-    for key in keys {
-        match secret.get(key) {
-            Ok(Some(v)) => return Ok(Some(v.into())),
-            Ok(None) => {}
-            Err(e) => return Err(format!("{what} key {key}: invalid base64: {e}")),
-        }
-    }
-    Ok(None)
-}
-
-fn read_file(path: &Path, files: &mut Vec<Arc<Path>>) -> Result<Arc<[u8]>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    files.push(Arc::from(path));
-    Ok(bytes.into())
-}
-
-/// Reads an optional file field into `slot` (left alone when the field is absent).
-fn read_field(
-    path: Option<&str>,
-    field: &str,
-    material: &mut Material,
-    slot: fn(&mut Material) -> &mut Option<Arc<[u8]>>,
-) -> Result<(), TlsError> {
-    if let Some(path) = path.filter(|p| !p.is_empty()) {
-        let bytes = read_file(&PathBuf::from(path), &mut material.files).map_err(|e| (field.to_string(), e))?;
-        *slot(material) = Some(bytes);
-    }
-    Ok(())
-}
-
-fn check_certs(bytes: &[u8], field: &str) -> Result<(), TlsError> {
-    let mut count = 0;
-    for cert in rustls_pemfile::certs(&mut &*bytes) {
-        cert.map_err(|e| (field.to_string(), format!("not a PEM certificate: {e}")))?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err((field.to_string(), "no PEM certificate found".to_string()));
-    }
-    Ok(())
-}
-
-fn check_key(bytes: &[u8], field: &str) -> Result<(), TlsError> {
-    match rustls_pemfile::private_key(&mut &*bytes) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err((field.to_string(), "no PEM private key found".to_string())),
-        Err(e) => Err((field.to_string(), format!("not a PEM private key: {e}"))),
-    }
-}
 
 fn version(v: Option<TlsProtocol>, field: &str, is_max: bool) -> Result<Option<TlsVersion>, TlsError> {
     match v {
@@ -161,51 +35,11 @@ pub(super) fn server_tls(
         None | Some(ConfigTlsMode::Passthrough) => ServerTlsMode::Passthrough,
         Some(ConfigTlsMode::AutoPassthrough) => ServerTlsMode::AutoPassthrough,
         Some(ConfigTlsMode::Simple) => ServerTlsMode::Simple,
-        Some(ConfigTlsMode::Mutual) => ServerTlsMode::Mutual,
+        // server_material refuses ISTIO_MUTUAL.
+        Some(ConfigTlsMode::Mutual | ConfigTlsMode::IstioMutual) => ServerTlsMode::Mutual,
         Some(ConfigTlsMode::OptionalMutual) => ServerTlsMode::OptionalMutual,
-        Some(ConfigTlsMode::IstioMutual) => {
-            return Err(("mode".into(), "ISTIO_MUTUAL needs Istio's mesh CA, which Strait does not have".into()));
-        }
     };
-    let mut material = Material::default();
-    let terminates = !matches!(mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough);
-    if terminates {
-        // One credential is served: `credentialNames`/`tlsCertificates` contribute their first.
-        if let Some(name) = tls.credential_name.as_deref().or(tls.credential_names.first().map(String::as_str)) {
-            material = secrets.credential(namespace, name).map_err(|e| ("credentialName".to_string(), e))?;
-        } else if tls.server_certificate.is_some() || tls.private_key.is_some() {
-            read_field(tls.server_certificate.as_deref(), "serverCertificate", &mut material, |m| &mut m.cert)?;
-            read_field(tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
-        } else if let Some(pair) = tls.tls_certificates.first() {
-            read_field(
-                pair.server_certificate.as_deref(),
-                "tlsCertificates[0].serverCertificate",
-                &mut material,
-                |m| &mut m.cert,
-            )?;
-            read_field(pair.private_key.as_deref(), "tlsCertificates[0].privateKey", &mut material, |m| &mut m.key)?;
-            read_field(pair.ca_certificates.as_deref(), "tlsCertificates[0].caCertificates", &mut material, |m| {
-                &mut m.ca
-            })?;
-        }
-        if material.ca.is_none() {
-            read_field(tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
-        }
-        let cert = material
-            .cert
-            .as_deref()
-            .ok_or(("serverCertificate".to_string(), "a certificate is required".to_string()))?;
-        check_certs(cert, "serverCertificate")?;
-        let key = material.key.as_deref().ok_or(("privateKey".to_string(), "a private key is required".to_string()))?;
-        check_key(key, "privateKey")?;
-        match (&material.ca, mode) {
-            (Some(ca), _) => check_certs(ca, "caCertificates")?,
-            (None, ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual) => {
-                return Err(("caCertificates".into(), "client certificate verification needs a CA bundle".into()));
-            }
-            (None, _) => {}
-        }
-    }
+    let material = server_material(tls, namespace, secrets)?;
     Ok(ServerTls {
         mode,
         cert_chain: material.cert,
@@ -231,37 +65,10 @@ pub(super) fn upstream_tls(
     let mode = match tls.mode {
         None | Some(ClientTlsMode::Disable) => return Ok(None),
         Some(ClientTlsMode::Simple) => UpstreamTlsMode::Simple,
-        Some(ClientTlsMode::Mutual) => UpstreamTlsMode::Mutual,
-        Some(ClientTlsMode::IstioMutual) => {
-            return Err((
-                "mode".into(),
-                "ISTIO_MUTUAL needs Istio's mesh certificates, which Strait does not have".into(),
-            ));
-        }
+        // upstream_material refuses ISTIO_MUTUAL.
+        Some(ClientTlsMode::Mutual | ClientTlsMode::IstioMutual) => UpstreamTlsMode::Mutual,
     };
-    let mut material = Material::default();
-    if let Some(name) = tls.credential_name.as_deref() {
-        material = secrets.credential(namespace, name).map_err(|e| ("credentialName".to_string(), e))?;
-    } else {
-        read_field(tls.client_certificate.as_deref(), "clientCertificate", &mut material, |m| &mut m.cert)?;
-        read_field(tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
-    }
-    if material.ca.is_none() {
-        read_field(tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
-    }
-    if mode == UpstreamTlsMode::Mutual {
-        let cert = material
-            .cert
-            .as_deref()
-            .ok_or(("clientCertificate".to_string(), "MUTUAL needs a client certificate".to_string()))?;
-        check_certs(cert, "clientCertificate")?;
-        let key =
-            material.key.as_deref().ok_or(("privateKey".to_string(), "MUTUAL needs a private key".to_string()))?;
-        check_key(key, "privateKey")?;
-    }
-    if let Some(ca) = &material.ca {
-        check_certs(ca, "caCertificates")?;
-    }
+    let material = upstream_material(tls, namespace, secrets)?;
     Ok(Some(UpstreamTls {
         mode,
         client_certificate: material.cert,

@@ -1,17 +1,29 @@
-//! Compile-time name rules (exportTo, gateway names, short host names) and a host-pattern index
-//! that finds covering and covered patterns by probing, never by scanning every pattern.
+//! Istio's name rules (exportTo, selectors, gateway names, short host names, host patterns) and a
+//! host-pattern index that finds covering and covered patterns by probing, never by scanning
+//! every pattern. Shared by validation and the snapshot compiler, so both resolve alike.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use crate::snapshot::pattern_covers;
-
 /// Istio's root config namespace: DestinationRules there apply mesh-wide when exported.
-pub(super) const ROOT_NAMESPACE: &str = "istio-system";
+pub(crate) const ROOT_NAMESPACE: &str = "istio-system";
+
+/// Does the Istio host pattern `pattern` admit `host` (both may be wildcards)? Used to
+/// intersect a Gateway server's hosts with a VirtualService's hosts.
+pub fn pattern_covers(pattern: &str, host: &str) -> bool {
+    let (p, h) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
+    if p == "*" || p == h {
+        return true;
+    }
+    match p.strip_prefix('*') {
+        Some(suffix) => h.len() > suffix.len() && h.ends_with(suffix),
+        None => false,
+    }
+}
 
 /// Is a resource of namespace `owner` with this `exportTo` visible from namespace `consumer`?
 /// Absent or `*`: everywhere; `.`: its own namespace; `~`: nowhere; else the named namespaces.
-pub(super) fn exported_to(export_to: &[String], owner: &str, consumer: &str) -> bool {
+pub(crate) fn exported_to(export_to: &[String], owner: &str, consumer: &str) -> bool {
     export_to.is_empty()
         || export_to.iter().any(|e| match e.as_str() {
             "*" => true,
@@ -22,13 +34,13 @@ pub(super) fn exported_to(export_to: &[String], owner: &str, consumer: &str) -> 
 }
 
 /// `selector ⊆ labels`: an empty selector selects everything.
-pub(super) fn labels_subset(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn labels_subset(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// istiod's `resolveGatewayName`: `name` → `ns/name` (the VirtualService's namespace), `./name` →
 /// `ns/name`, the legacy `name.ns.svc.cluster.local` → `ns/name`; `mesh` stays `mesh`.
-pub(super) fn resolve_gateway_name(name: &str, namespace: &str) -> String {
+pub(crate) fn resolve_gateway_name(name: &str, namespace: &str) -> String {
     if name == "mesh" {
         return name.to_string();
     }
@@ -47,7 +59,7 @@ pub(super) fn resolve_gateway_name(name: &str, namespace: &str) -> String {
 
 /// istiod's `ResolveShortnameToFQDN`: a name without a dot is a Kubernetes short name in
 /// `namespace`. `*` and IP literals are left alone. Lower-cased: Istio host names are.
-pub(super) fn expand_host(host: &str, namespace: &str) -> String {
+pub(crate) fn expand_host(host: &str, namespace: &str) -> String {
     if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() {
         host.to_ascii_lowercase()
     } else {
@@ -58,7 +70,7 @@ pub(super) fn expand_host(host: &str, namespace: &str) -> String {
 /// The patterns that admit `host`, most specific first: `host` itself, `*.suffix` from the
 /// longest suffix down, then `*`. `host` may itself be a wildcard (`*.a.b` yields `*.a.b`,
 /// `*.b`, `*`).
-pub(super) fn covering_patterns(host: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn covering_patterns(host: &str) -> impl Iterator<Item = String> + '_ {
     let suffixes = host
         .char_indices()
         .skip(1)
@@ -71,7 +83,7 @@ pub(super) fn covering_patterns(host: &str) -> impl Iterator<Item = String> + '_
 /// Host patterns (lower-case) → values, answering in O(labels) + O(hits) which patterns cover a
 /// host and which patterns a wildcard covers.
 #[derive(Debug)]
-pub(super) struct HostIndex<T> {
+pub(crate) struct HostIndex<T> {
     by_pattern: HashMap<String, Vec<T>>,
     /// (pattern without its leading `*`, reversed; pattern), sorted: the patterns ending in a
     /// given suffix form one contiguous range.
@@ -79,7 +91,7 @@ pub(super) struct HostIndex<T> {
 }
 
 impl<T> HostIndex<T> {
-    pub(super) fn new(entries: impl IntoIterator<Item = (String, T)>) -> Self {
+    pub(crate) fn new(entries: impl IntoIterator<Item = (String, T)>) -> Self {
         let mut by_pattern: HashMap<String, Vec<T>> = HashMap::new();
         for (pattern, value) in entries {
             by_pattern.entry(pattern.to_ascii_lowercase()).or_default().push(value);
@@ -91,14 +103,14 @@ impl<T> HostIndex<T> {
     }
 
     /// Stored patterns admitting `host`, most specific first, with their values.
-    pub(super) fn covering<'s>(&'s self, host: &'s str) -> impl Iterator<Item = (&'s str, &'s [T])> + 's {
+    pub(crate) fn covering<'s>(&'s self, host: &'s str) -> impl Iterator<Item = (&'s str, &'s [T])> + 's {
         covering_patterns(host)
             .filter_map(move |p| self.by_pattern.get_key_value(&p).map(|(k, v)| (k.as_str(), v.as_slice())))
     }
 
     /// Stored patterns strictly narrower than the wildcard `host` (`*.b` covers `a.b`, `*.a.b`);
     /// nothing when `host` is not a wildcard.
-    pub(super) fn covered_by<'s>(&'s self, host: &'s str) -> Box<dyn Iterator<Item = (&'s str, &'s [T])> + 's> {
+    pub(crate) fn covered_by<'s>(&'s self, host: &'s str) -> Box<dyn Iterator<Item = (&'s str, &'s [T])> + 's> {
         let Some(suffix) = host.strip_prefix('*') else {
             return Box::new(std::iter::empty());
         };

@@ -1,0 +1,136 @@
+//! Gateway rules: server ports, protocols, hosts and TLS settings (Istio's `ValidateGateway`),
+//! and, for the Gateways that select this instance, what compiling them needs: readable
+//! certificates and one protocol family per port.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::{At, ValidateOptions};
+use crate::config::credentials::{server_material, Secrets};
+use crate::config::gateway::{ProtocolFamily, Server, ServerTlsMode, ServerTlsSettings};
+use crate::config::index::labels_subset;
+use crate::config::{ConfigSet, Diagnostics, Gateway};
+
+/// The protocols Istio accepts on a Gateway server, upper-case (Istio parses them
+/// case-insensitively).
+const PROTOCOLS: [&str; 11] =
+    ["HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "MYSQL", "REDIS", "TCP", "TLS", "UDP"];
+
+pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<String, String>, out: &mut Diagnostics) {
+    let secrets = Secrets::new(set, opts.secrets_dir.as_deref());
+    // Port → (protocol, family, Gateway, server index) of the first selected server on it.
+    type First<'a> = (&'a str, ProtocolFamily, String, usize);
+    let mut first_on_port: HashMap<u32, First<'_>> = HashMap::new();
+    for gw in &set.gateways {
+        let selected = labels_subset(&gw.spec.selector, labels);
+        let mut at = At { resource: gw, out: &mut *out };
+        let mut port_names = HashSet::new();
+        for (i, server) in gw.spec.servers.iter().enumerate() {
+            let prefix = format!("spec.servers[{i}]");
+            let tls_ok = check_server(&mut at, &prefix, server);
+            if let Some(name) = server.port.name.as_deref() {
+                if !port_names.insert(name) {
+                    at.error(
+                        format!("{prefix}.port.name"),
+                        format!("port names in servers must be unique: duplicate name {name}"),
+                    );
+                }
+            }
+            if !selected {
+                continue;
+            }
+            // Only the servers this instance serves need their certificates here.
+            if let (true, Some(tls)) = (tls_ok, &server.tls) {
+                if server.port.family() == ProtocolFamily::Tls {
+                    if let Err((field, message)) = server_material(tls, gw.namespace(), &secrets) {
+                        at.error(format!("{prefix}.tls.{field}"), message);
+                    }
+                }
+            }
+            // Istio (and compile) keep the first server of a port; a server of another
+            // protocol family cannot share that listener.
+            let (protocol, family) = (server.port.protocol.as_str(), server.port.family());
+            match first_on_port.get(&server.port.number) {
+                None => {
+                    first_on_port.insert(server.port.number, (protocol, family, gw.key(), i));
+                }
+                Some((first, first_family, key, j)) if family != *first_family => {
+                    at.error(
+                        format!("{prefix}.port.protocol"),
+                        format!(
+                            "protocol {protocol} conflicts with {first} on port {}, served by \
+                             Gateway {key} spec.servers[{j}]",
+                            server.port.number
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// One server's own rules; whether its `tls` block is complete enough to load certificates.
+fn check_server(at: &mut At<'_, Gateway>, prefix: &str, server: &Server) -> bool {
+    at.port(format!("{prefix}.port.number"), server.port.number);
+    let protocol = server.port.protocol.to_ascii_uppercase();
+    if !PROTOCOLS.contains(&protocol.as_str()) {
+        at.error(
+            format!("{prefix}.port.protocol"),
+            format!("unknown protocol {} (Istio accepts {})", server.port.protocol, PROTOCOLS.join(", ")),
+        );
+    }
+    if server.hosts.is_empty() {
+        at.error(format!("{prefix}.hosts"), "server must have at least one host");
+    }
+    for (j, host) in server.hosts.iter().enumerate() {
+        // `ns/host`: the namespace part is a name, `.` or `*`.
+        let name = host.split_once('/').map_or(host.as_str(), |(_, h)| h);
+        at.host(format!("{prefix}.hosts[{j}]"), name);
+    }
+    let is_tls = matches!(protocol.as_str(), "HTTPS" | "TLS");
+    match &server.tls {
+        None if is_tls => {
+            at.error(format!("{prefix}.tls"), format!("server with protocol {protocol} must have tls settings"));
+            false
+        }
+        None => true,
+        Some(tls) if !is_tls => {
+            if tls != &(ServerTlsSettings { https_redirect: tls.https_redirect, ..Default::default() }) {
+                at.error(
+                    format!("{prefix}.tls"),
+                    "server cannot have tls settings other than httpsRedirect for plain-text \
+                     protocols",
+                );
+            }
+            true
+        }
+        Some(tls) => check_tls(at, &format!("{prefix}.tls"), tls),
+    }
+}
+
+/// Istio's `validateTlsOptions` for terminating modes: some certificate source, and a CA for
+/// client verification when it comes from files.
+fn check_tls(at: &mut At<'_, Gateway>, prefix: &str, tls: &ServerTlsSettings) -> bool {
+    let mode = match tls.mode {
+        Some(m @ (ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)) => m,
+        _ => return true,
+    };
+    let credential = tls.credential_name.is_some() || !tls.credential_names.is_empty();
+    let files = tls.server_certificate.is_some() && tls.private_key.is_some();
+    if !credential && !files && tls.tls_certificates.is_empty() {
+        at.error(
+            format!("{prefix}.mode"),
+            format!("tls mode {mode} requires credentialName, or serverCertificate and privateKey"),
+        );
+        return false;
+    }
+    let file_ca = tls.ca_certificates.is_some() || tls.tls_certificates.iter().any(|c| c.ca_certificates.is_some());
+    if mode != ServerTlsMode::Simple && !credential && !file_ca {
+        at.error(
+            format!("{prefix}.caCertificates"),
+            format!("tls mode {mode} requires caCertificates to verify client certificates"),
+        );
+        return false;
+    }
+    true
+}
