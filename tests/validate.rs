@@ -1,0 +1,92 @@
+//! `strait validate` and `strait run` judging configs, through the real binary: exit codes and
+//! what a user reads on stderr.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn strait(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strait")).args(args).output().expect("strait runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn lines_starting<'a>(text: &'a str, prefix: &'a str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[test]
+fn every_broken_fixture_fails_with_one_error_naming_its_file() {
+    let mut fixtures: Vec<_> = std::fs::read_dir("tests/fixtures/config/broken")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    fixtures.sort();
+    assert!(fixtures.len() >= 25, "{} fixtures", fixtures.len());
+    for path in &fixtures {
+        // The secrets the fixtures' credentialNames resolve to, as the unit test has them.
+        let secrets = "tests/fixtures/snapshot/secrets";
+        let out = strait(&["validate", "--config", path.to_str().unwrap(), "--secrets-dir", secrets]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", path.display());
+        let errors = lines_starting(&err, "error: ");
+        assert_eq!(errors.len(), 1, "{}: {err}", path.display());
+        assert!(errors[0].starts_with(&format!("error: {}:", path.display())), "{}", errors[0]);
+        assert!(out.stdout.is_empty(), "no ok line for {}", path.display());
+    }
+}
+
+#[test]
+fn a_dangling_reference_fails_validate_and_names_the_field() {
+    let out = strait(&["validate", "--config", "tests/fixtures/config/broken/22-missing-gateway.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        lines_starting(&stderr(&out), "error: "),
+        ["error: tests/fixtures/config/broken/22-missing-gateway.yaml:8: document 1: VirtualService default/reviews: \
+          spec.gateways[0]: referenced gateway not found: edge/gw"]
+    );
+}
+
+#[test]
+fn the_bundled_configs_validate_clean() {
+    for dir in ["config", "config/examples/bookinfo"] {
+        let out = strait(&["validate", "--config", dir]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{dir}: {err}");
+        assert!(err.is_empty(), "{dir}: {err}");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 listeners"), "{dir}");
+    }
+}
+
+#[test]
+fn fields_not_enforced_are_warnings_and_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = std::fs::read_to_string("config/quickstart.yaml").unwrap();
+    let with_fault = quickstart.replacen(
+        "    route:\n",
+        "    fault:\n      abort:\n        httpStatus: 500\n        percentage:\n          value: 1\n    route:\n",
+        1,
+    );
+    assert_ne!(with_fault, quickstart);
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, with_fault).unwrap();
+    let out = strait(&["validate", "--config", file.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warnings = lines_starting(&err, "warning: ");
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].ends_with("spec.http[0].fault: accepted, not enforced yet"), "{}", warnings[0]);
+}
+
+#[test]
+fn run_refuses_an_invalid_config_before_listening() {
+    let fixture = "tests/fixtures/config/broken/11-weights-not-100.yaml";
+    assert!(Path::new(fixture).exists());
+    let out = strait(&["run", "--config", fixture, "--admin", "127.0.0.1:0"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(lines_starting(&err, "error: ").len(), 1, "{err}");
+    assert!(!err.contains("listening on"), "{err}");
+}
