@@ -19,8 +19,8 @@ use crate::worker::{ConnInfo, WorkerCtx};
 
 /// Client read window: heads must fit (the head limit is far below), bodies stream through.
 const CLIENT_BUF: usize = 16 * 1024;
-/// Request bodies up to this size that already sit in the read window go out in the same
-/// write as the head, and stay replayable for a retry.
+/// Bodies up to this size that already sit in a read window go out in the same write as the
+/// head; a request body so sent also stays replayable for a retry.
 const INLINE_BODY: usize = 16 * 1024;
 
 /// Serves one client connection until it closes, errs, or the worker drains.
@@ -137,9 +137,7 @@ impl Session {
                 self.ctx.stats.record_status(status);
                 // An unread body would desync the connection: skip it if it is all here.
                 let body_done = self.skip_buffered_body(meta.framing);
-                let out = std::mem::take(&mut self.out);
-                let (res, out) = self.client.write_all(out).await;
-                self.out = out;
+                let res = self.write_out().await;
                 if res.is_err() || close || !body_done {
                     Next::Close
                 } else {
@@ -185,10 +183,7 @@ impl Session {
         self.out.clear();
         let close = matches!(err, ProxyError::BadRequest(_));
         local::simple(&mut self.out, status, body.as_bytes(), close);
-        let out = std::mem::take(&mut self.out);
-        let (res, out) = self.client.write_all(out).await;
-        self.out = out;
-        if res.is_err() || close {
+        if self.write_out().await.is_err() || close {
             Next::Close
         } else {
             Next::KeepAlive
@@ -200,7 +195,7 @@ impl Session {
             return self.fail_request(meta, &ProxyError::NoCluster).await;
         };
         // Small bodies already read go out with the head, and stay replayable.
-        let inline = self.inline_body(meta.framing);
+        let inline = inline_body(&mut self.rb, meta.framing, &mut self.out);
         let timeout = route.policy.timeout;
         let started = Instant::now();
         let exchange = self.exchange(snap, cluster, route, meta, inline);
@@ -233,29 +228,12 @@ impl Session {
         }
     }
 
-    /// Moves a request body that sits whole (and small) in the read window behind the head in
-    /// `out`. Returns whether the body is now complete in `out`.
-    fn inline_body(&mut self, framing: BodyFraming) -> bool {
-        match framing {
-            BodyFraming::None => true,
-            BodyFraming::ContentLength(n) if n as usize <= self.rb.len() && n as usize <= INLINE_BODY => {
-                self.out.extend_from_slice(&self.rb.data()[..n as usize]);
-                self.rb.consume(n as usize);
-                true
-            }
-            BodyFraming::Chunked if self.rb.len() <= INLINE_BODY => {
-                let mut dec = ChunkedDecoder::new();
-                match dec.feed(self.rb.data()) {
-                    Ok(p) if p.done => {
-                        self.out.extend_from_slice(&self.rb.data()[..p.consumed]);
-                        self.rb.consume(p.consumed);
-                        true
-                    }
-                    _ => false,
-                }
-            }
-            _ => false,
-        }
+    /// Writes `out` whole to the client.
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        let out = std::mem::take(&mut self.out);
+        let (res, out) = self.client.write_all(out).await;
+        self.out = out;
+        res.map(drop)
     }
 
     /// Connect (with retries), send, and relay the response. `out` holds the upstream head
@@ -434,17 +412,15 @@ impl Session {
             conn.buf.consume(head_len);
             self.ctx.stats.record_status(status);
             if status == 101 {
-                let out = std::mem::take(&mut self.out);
-                let (res, out) = self.client.write_all(out).await;
-                self.out = out;
-                res.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
+                self.write_out().await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
                 return Ok(Relayed::Upgraded);
             }
-            let out = std::mem::take(&mut self.out);
-            let (res, out) = self.client.write_all(out).await;
-            self.out = out;
-            res.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
+            // A small body already read goes out in the same write as the head: one segment
+            // and one wake-up of the client instead of two.
+            let body_inline = !dechunk && inline_body(&mut conn.buf, framing, &mut self.out);
+            self.write_out().await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
             let relayed = match framing {
+                _ if body_inline => Ok(()),
                 BodyFraming::None => Ok(()),
                 BodyFraming::ContentLength(n) => {
                     body::copy_exact(&mut conn.stream, &mut conn.buf, &mut self.client, n).await
@@ -554,6 +530,24 @@ fn request_id(ctx: &WorkerCtx, peer: &Peer, head: &codec::RequestHead<'_>) -> Op
     } else {
         Some(RequestId::new(ctx.random(), ctx.random(), ctx.random(), ctx.random()))
     }
+}
+
+/// Moves a body that sits whole (and small) in `rb` behind the head already in `out`, so both
+/// leave in one write. Returns whether the message is now complete in `out`; `UntilClose`
+/// never is.
+fn inline_body(rb: &mut ReadBuf, framing: BodyFraming, out: &mut Vec<u8>) -> bool {
+    let len = match framing {
+        BodyFraming::None => 0,
+        BodyFraming::ContentLength(n) if n as usize <= rb.len() && n as usize <= INLINE_BODY => n as usize,
+        BodyFraming::Chunked if rb.len() <= INLINE_BODY => match ChunkedDecoder::new().feed(rb.data()) {
+            Ok(p) if p.done => p.consumed,
+            _ => return false,
+        },
+        _ => return false,
+    };
+    out.extend_from_slice(&rb.data()[..len]);
+    rb.consume(len);
+    true
 }
 
 /// A failed exchange: the error, and whether response bytes already reached the client (then

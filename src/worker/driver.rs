@@ -62,7 +62,12 @@ pub fn resolve(choice: DriverChoice) -> Result<Driver, UringUnavailable> {
 /// on this thread (e.g. RLIMIT_MEMLOCK on older kernels) falls back to legacy.
 pub fn build(driver: Driver, choice: DriverChoice) -> io::Result<(WorkerRuntime, Driver)> {
     if driver == Driver::IoUring {
-        match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
+        let uring = RuntimeBuilder::<IoUringDriver>::new()
+            .uring_builder(tuned_ring())
+            .enable_timer()
+            .build()
+            .or_else(|_| RuntimeBuilder::<IoUringDriver>::new().enable_timer().build());
+        match uring {
             Ok(rt) => return Ok((rt.into(), Driver::IoUring)),
             Err(e) if choice == DriverChoice::Auto => warn_fallback(&e.to_string()),
             Err(e) => return Err(e),
@@ -70,6 +75,15 @@ pub fn build(driver: Driver, choice: DriverChoice) -> io::Result<(WorkerRuntime,
     }
     let rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
     Ok((rt.into(), Driver::Legacy))
+}
+
+/// Ring flags for a ring that only its own thread touches: the kernel runs completion work when
+/// the worker next waits instead of interrupting it for each one (COOP/DEFER_TASKRUN, which
+/// needs SINGLE_ISSUER). Kernels before 6.1 refuse them; `build` then sets up a plain ring.
+fn tuned_ring() -> io_uring::Builder {
+    let mut ring = io_uring::IoUring::builder();
+    ring.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
+    ring
 }
 
 /// One warning per process, however many workers fall back.
