@@ -10,11 +10,14 @@ use monoio::io::{AsyncReadRent, CancelHandle, CancelableAsyncReadRent};
 pub struct ReadBuf {
     buf: Vec<u8>,
     start: usize,
+    /// Bytes handed on by `write_to` since the last `take_written`: a body's size, for the
+    /// access log.
+    written: u64,
 }
 
 impl ReadBuf {
     pub fn with_capacity(cap: usize) -> Self {
-        Self { buf: Vec::with_capacity(cap), start: 0 }
+        Self { buf: Vec::with_capacity(cap), start: 0, written: 0 }
     }
 
     pub fn data(&self) -> &[u8] {
@@ -88,7 +91,13 @@ impl ReadBuf {
         self.buf = slice.into_inner();
         res?;
         self.consume(n);
+        self.written += n as u64;
         Ok(())
+    }
+
+    /// Bytes written on with [`ReadBuf::write_to`] since the last call.
+    pub fn take_written(&mut self) -> u64 {
+        std::mem::take(&mut self.written)
     }
 
     pub fn clear(&mut self) {

@@ -57,6 +57,26 @@ impl ProxyError {
         matches!(self, Self::ConnectFailed(_) | Self::ConnectTimeout)
     }
 
+    /// Envoy's response flag and response code details for the access log.
+    pub fn log_fields(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::DownstreamIo(_) => ("DC", "downstream_remote_disconnect"),
+            Self::BadRequest(_) => ("DPE", "http1.codec_error"),
+            Self::NoCluster => ("NC", "cluster_not_found"),
+            Self::NoHealthyUpstream => ("UH", "no_healthy_upstream"),
+            Self::ConnectFailed(_) | Self::ConnectTimeout => {
+                ("UF", "upstream_reset_before_response_started{connection_failure}")
+            }
+            Self::ResetBeforeResponse | Self::UpstreamIo(_) => {
+                ("UC", "upstream_reset_before_response_started{connection_termination}")
+            }
+            Self::UpstreamProtocol(_) | Self::UnexpectedUpgrade => {
+                ("UPE", "upstream_reset_before_response_started{protocol_error}")
+            }
+            Self::UpstreamTimeout => ("UT", "response_timeout"),
+        }
+    }
+
     /// The status the client is answered with, if the response has not begun; the body Envoy
     /// sends for the same failure.
     pub fn answer(&self) -> (u16, &'static str) {

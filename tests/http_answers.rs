@@ -5,10 +5,14 @@ mod support;
 use support::backend::Backend;
 use support::client::{self, Conn};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
-use support::{free_port, Driver, Gateway};
+use support::{free_port, wait_until, Driver, Gateway};
 
 /// A gateway on a fresh port routing `/` of `app.test` to one backend, plus special routes.
 fn setup(driver: Driver, backend: &Backend) -> (Gateway, std::net::SocketAddr) {
+    setup_with(driver, backend, &[])
+}
+
+fn setup_with(driver: Driver, backend: &Backend, args: &[&str]) -> (Gateway, std::net::SocketAddr) {
     let port = free_port();
     let dead = free_port();
     let http = "  - name: slow
@@ -72,7 +76,7 @@ fn setup(driver: Driver, backend: &Backend) -> (Gateway, std::net::SocketAddr) {
         service_entry("dead", "dead.local", 80, &[dead]),
         service_entry("empty", "empty.local", 80, &[]),
     ]);
-    let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+    let gw = args.iter().fold(Gateway::builder(driver).file("gw.yaml", &yaml), |g, a| g.arg(a)).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
@@ -146,6 +150,36 @@ both_drivers! {
         let resp = client::get(addr, "app.test", "/refused");
         assert_eq!(resp.status, 503);
         assert!(resp.body_text().starts_with("upstream connect error or disconnect/reset before headers"), "{}", resp.body_text());
+    }
+
+    fn access_log_lines_in_istio_format(driver) {
+        let b = Backend::start("app");
+        let (gw, addr) = setup_with(driver, &b, &["--access-log"]);
+        let ok = client::request(
+            addr,
+            "GET /size/7?q=1 HTTP/1.1\r\nHost: app.test\r\nUser-Agent: t/1\r\nX-Request-Id: abc\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(ok.status, 200);
+        assert_eq!(client::get(addr, "unknown.test", "/nowhere").status, 404);
+        assert_eq!(client::get(addr, "app.test", "/refused").status, 503);
+        wait_until(std::time::Duration::from_secs(5), || gw.stdout().lines().count() == 3)
+            .unwrap_or_else(|| panic!("three lines expected:\n{}", gw.stdout()));
+        let out = gw.stdout();
+        let lines: Vec<&str> = out.lines().collect();
+        let fields = |line: &str| line.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let ok = fields(lines[0]);
+        assert!(ok[0].starts_with('[') && ok[0].ends_with("Z]"), "{}", lines[0]);
+        assert_eq!(&ok[1..11], ["\"GET", "/size/7?q=1", "HTTP/1.1\"", "200", "-", "via_upstream", "-", "\"-\"", "0", "7"]);
+        // x-forwarded-for as the gateway forwarded it, the client's own request id (internal).
+        assert_eq!(&ok[13..16], ["\"127.0.0.1\"", "\"t/1\"", "\"abc\""]);
+        assert_eq!(ok[16], "\"app.test\"");
+        assert_eq!(ok[17], format!("\"127.0.0.1:{}\"", b.port()));
+        assert_eq!(ok[18], "outbound|80||app.local");
+        assert_eq!(ok[ok.len() - 1], "app", "route name: {}", lines[0]);
+        let nr = fields(lines[1]);
+        assert_eq!(&nr[4..7], ["404", "NR", "route_not_found"], "{}", lines[1]);
+        let uf = fields(lines[2]);
+        assert_eq!(&uf[4..6], ["503", "UF"], "{}", lines[2]);
     }
 
     fn dangling_destination_is_503(driver) {

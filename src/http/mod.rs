@@ -1,5 +1,6 @@
 //! HTTP/1.1 proxy path: codec, routing on the snapshot, forwarding, the gateway's own answers.
 
+pub mod access_log;
 mod body;
 pub mod codec;
 mod dechunk;

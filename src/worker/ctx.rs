@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use monoio::io::{CancelHandle, Canceller};
 
 use crate::admin::WorkerStats;
+use crate::http::access_log::Sink;
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstream;
 
@@ -29,8 +30,8 @@ pub struct WorkerCtx {
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     pub stats: Arc<WorkerStats>,
     pub upstream: Upstream,
-    /// `--access-log`: one line per request on stdout.
-    pub access_log: bool,
+    /// `--access-log`: this worker's side of the access log.
+    pub access_log: Option<Sink>,
     draining: Cell<bool>,
     /// Cancelled when draining starts; see [`WorkerCtx::drain_handle`].
     drain: RefCell<Option<Canceller>>,
@@ -47,7 +48,7 @@ impl WorkerCtx {
             snapshot: RefCell::new(Rc::new(snapshot)),
             stats,
             upstream: Upstream::default(),
-            access_log,
+            access_log: access_log.then(Sink::default),
             draining: Cell::new(false),
             drain: RefCell::new(Some(drain)),
             drain_handle,

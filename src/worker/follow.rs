@@ -40,6 +40,9 @@ pub async fn follow(ctx: Rc<WorkerCtx>, shared: Arc<Shared>) {
             // Never across the sleep: arc-swap lends each thread only a few guard slots.
             drop(latest);
         }
+        if let Some(log) = &ctx.access_log {
+            log.flush();
+        }
         monoio::time::sleep(POLL).await;
     }
 }

@@ -9,7 +9,7 @@ pub mod config;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The I/O driver a test runs the gateway on: every integration test runs on both.
@@ -90,6 +90,11 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// What the gateway printed on stdout (the access log).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
     /// GET on the admin port; (status, body).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
         let resp =
@@ -157,7 +162,7 @@ impl GatewayBuilder {
             .args(["--workers", &self.workers.to_string(), "--admin", &admin.to_string()])
             .args(&self.args)
             .env("STRAIT_DRIVER", self.driver.env())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start strait");
