@@ -43,6 +43,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// mimalloc commits arena memory eagerly where the kernel overcommits: several MiB resident
+/// that an idle gateway never uses. Committing on demand roughly halves the footprint and costs
+/// nothing measurable per request. The option must be set before mimalloc reserves its first
+/// arena, which happens before `main`: hence a constructor that runs ahead of mimalloc's own
+/// (init_array priority 100; mimalloc registers at the default priority).
+#[used]
+#[link_section = ".init_array.00100"]
+static COMMIT_ON_DEMAND: extern "C" fn() = commit_memory_on_demand;
+
+extern "C" fn commit_memory_on_demand() {
+    // SAFETY: sets a process-wide allocator option; mimalloc allows it at any time, before its
+    // own initialisation included (it then keeps the value instead of reading the environment).
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+}
+
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
 /// `--log-level` wins, then RUST_LOG, then info; always on stderr (stdout is the access log).
 fn init_logging(level: Option<&str>) -> Result<(), String> {
     let filter = match level {

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
+use super::access_log::Record;
 use super::body::{self, BodyError};
-use super::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits};
+use super::codec::{
+    self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits, ResponseWritten,
+};
 use super::local;
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
@@ -17,8 +20,13 @@ use crate::snapshot::{ClusterId, Destination, RequestInfo, Route, RouteDecision,
 use crate::upstream::{UpstreamConn, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
 
+/// Response code details of the gateway's own answers, as Envoy logs them.
+const NO_ROUTE: &str = "route_not_found";
+const DIRECT: &str = "direct_response";
+const NO_UPSTREAM: &str = "no_healthy_upstream";
+
 /// Client read window: heads must fit (the head limit is far below), bodies stream through.
-const CLIENT_BUF: usize = 16 * 1024;
+const CLIENT_BUF: usize = 4 * 1024;
 /// Bodies up to this size that already sit in a read window go out in the same write as the
 /// head; a request body so sent also stays replayable for a retry.
 const INLINE_BODY: usize = 16 * 1024;
@@ -28,6 +36,7 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
     let mut session = Session {
         client,
         peer: Peer { conn, internal: is_internal(conn.peer), ip: conn.peer.ip().to_string() },
+        log: ctx.access_log.is_some().then(Record::default),
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
         out: Vec::with_capacity(4096),
@@ -53,6 +62,14 @@ enum Next {
     Upgrade(Box<UpstreamConn>),
 }
 
+/// What a parsed response head decided, kept once the head's borrow ends.
+enum ResponseStart {
+    /// A 1xx other than 101: passed on (`forward`) or dropped, then the next head is read.
+    Interim { head_len: usize, forward: bool },
+    /// `out` holds the client's head.
+    Final { status: u16, head_len: usize, framing: BodyFraming, keep_alive: bool, written: ResponseWritten },
+}
+
 /// How a response relay ended.
 enum Relayed {
     Done { next: Next, reusable: bool },
@@ -67,6 +84,8 @@ struct Session {
     /// Reused for every head written, either direction.
     out: Vec<u8>,
     limits: Limits,
+    /// The request being served, as the access log tells it; `None` without `--access-log`.
+    log: Option<Record>,
 }
 
 /// The client, as routing and header edits see it.
@@ -93,18 +112,38 @@ struct ReqMeta {
 /// The routing outcome, decided while the head is borrowed.
 enum Plan<'s> {
     /// `out` holds a complete local answer with this status.
-    Local { status: u16, close: bool },
+    Local { status: u16, close: bool, details: &'static str },
     /// `out` holds the upstream request head.
     Forward { route: &'s Route, dest: &'s Destination },
 }
 
 impl Session {
+    /// Serves one request, then logs it when `--access-log` is on.
     async fn serve_one(&mut self) -> Next {
+        let next = self.serve_request().await;
+        if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.log) {
+            if r.start.is_some() {
+                r.bytes_received += self.rb.take_written();
+                sink.log(r);
+            }
+            *r = Record::default();
+        }
+        next
+    }
+
+    async fn serve_request(&mut self) -> Next {
         let snap = self.ctx.snapshot();
         let (meta, plan) = loop {
-            let mut slots = HeaderSlots::new();
-            match codec::parse_request(self.rb.data(), &mut slots, &self.limits) {
-                Ok(Some(head)) => break plan(&snap, &head, &mut self.out, &self.ctx, &self.peer),
+            // The header slots must not live across an await: they would sit in every
+            // connection's future.
+            let parsed = {
+                let mut slots = HeaderSlots::new();
+                codec::parse_request(self.rb.data(), &mut slots, &self.limits).map(|head| {
+                    head.map(|head| plan(&snap, &head, &mut self.out, &self.ctx, &self.peer, self.log.as_mut()))
+                })
+            };
+            match parsed {
+                Ok(Some(planned)) => break planned,
                 Ok(None) => {
                     let idle = self.rb.is_empty();
                     // Between requests the wait is cut short when draining starts.
@@ -133,8 +172,8 @@ impl Session {
         self.ctx.stats.downstream_rq_total.inc();
         self.rb.consume(meta.head_len);
         let next = match plan {
-            Plan::Local { status, close } => {
-                self.ctx.stats.record_status(status);
+            Plan::Local { status, close, details } => {
+                self.note_status(status, if details == NO_ROUTE { "NR" } else { "-" }, details);
                 // An unread body would desync the connection: skip it if it is all here.
                 let body_done = self.skip_buffered_body(meta.framing);
                 let res = self.write_out().await;
@@ -155,31 +194,19 @@ impl Session {
     /// Consumes a request body that already sits whole in the read window; false when it does
     /// not (the connection must then close after a local answer).
     fn skip_buffered_body(&mut self, framing: BodyFraming) -> bool {
-        match framing {
-            BodyFraming::None => true,
-            BodyFraming::ContentLength(n) if n as usize <= self.rb.len() => {
-                self.rb.consume(n as usize);
-                true
-            }
-            BodyFraming::Chunked => {
-                let mut dec = ChunkedDecoder::new();
-                match dec.feed(self.rb.data()) {
-                    Ok(p) if p.done => {
-                        self.rb.consume(p.consumed);
-                        true
-                    }
-                    _ => false,
-                }
-            }
-            _ => false,
+        let len = buffered_body_len(&self.rb, framing, usize::MAX);
+        if let Some(len) = len {
+            self.rb.consume(len);
         }
+        len.is_some()
     }
 
     /// Answers a failure before any response byte went out.
     async fn answer_error(&mut self, err: &ProxyError) -> Next {
         tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
         let (status, body) = err.answer();
-        self.ctx.stats.record_status(status);
+        let (flag, details) = err.log_fields();
+        self.note_status(status, flag, details);
         self.out.clear();
         let close = matches!(err, ProxyError::BadRequest(_));
         local::simple(&mut self.out, status, body.as_bytes(), close);
@@ -196,6 +223,10 @@ impl Session {
         };
         // Small bodies already read go out with the head, and stay replayable.
         let inline = inline_body(&mut self.rb, meta.framing, &mut self.out);
+        if let (Some(r), Some(n)) = (&mut self.log, inline) {
+            r.bytes_received = n;
+        }
+        let inline = inline.is_some();
         let timeout = route.policy.timeout;
         let started = Instant::now();
         let exchange = self.exchange(snap, cluster, route, meta, inline);
@@ -228,6 +259,45 @@ impl Session {
         }
     }
 
+    /// Judges a response head; for a final one, writes the client's head into `out` and notes
+    /// the status.
+    fn start_response(
+        &mut self,
+        head: &codec::ResponseHead<'_>,
+        meta: ReqMeta,
+        sent_at: Instant,
+    ) -> Result<ResponseStart, Failure> {
+        let (status, head_len) = (head.status, head.head_len);
+        if (100..200).contains(&status) && status != 101 {
+            // Interim answers (103 Early Hints…) pass through; 100 was answered by us.
+            return Ok(ResponseStart::Interim { head_len, forward: status != 100 && !meta.http10 });
+        }
+        if status == 101 && !meta.upgrade {
+            return Err(Failure::before(ProxyError::UnexpectedUpgrade));
+        }
+        self.out.clear();
+        let edits = ResponseEdits {
+            upstream_service_time_ms: Some(sent_at.elapsed().as_millis() as u64),
+            close: !meta.keep_alive || self.ctx.draining(),
+            http10_client: meta.http10,
+            ..ResponseEdits::default()
+        };
+        let written = codec::write_response_head(&mut self.out, head, &edits);
+        self.note_status(status, "-", "via_upstream");
+        if let Some(r) = &mut self.log {
+            r.upstream_service_time = edits.upstream_service_time_ms;
+        }
+        Ok(ResponseStart::Final { status, head_len, framing: head.framing, keep_alive: head.keep_alive, written })
+    }
+
+    /// Counts the status, and notes it with Envoy's response flag and details for the log.
+    fn note_status(&mut self, status: u16, flag: &'static str, details: &'static str) {
+        self.ctx.stats.record_status(status);
+        if let Some(r) = &mut self.log {
+            r.answered(status, flag, details);
+        }
+    }
+
     /// Writes `out` whole to the client.
     async fn write_out(&mut self) -> std::io::Result<()> {
         let out = std::mem::take(&mut self.out);
@@ -257,6 +327,9 @@ impl Session {
                 return Err(Failure::before(ProxyError::NoHealthyUpstream));
             };
             let addr = snap.cluster(cluster).endpoints[pick.endpoint].addr;
+            if let Some(r) = &mut self.log {
+                r.upstream(addr, &snap.cluster(cluster).name);
+            }
             let result = self.try_endpoint(addr, policy.connect_timeout, policy.http_idle_timeout, meta, inline).await;
             upstream.balancer.release(pick);
             match result {
@@ -291,6 +364,9 @@ impl Session {
             }
             None => connect(addr, connect_timeout, stats).await?,
         };
+        if let Some(r) = &mut self.log {
+            r.upstream_local = conn.stream.local_addr().ok();
+        }
         loop {
             stats.upstream_rq_total.inc();
             let sent_at = Instant::now();
@@ -360,11 +436,17 @@ impl Session {
         sent_at: Instant,
     ) -> Result<Relayed, Failure> {
         loop {
-            let mut slots = HeaderSlots::new();
-            let parsed = codec::parse_response(conn.buf.data(), &mut slots, meta.is_head, &self.limits);
-            let head = match parsed {
-                Ok(Some(head)) => head,
-                Ok(None) => {
+            // As for requests: the parsed head and its slots end before any await.
+            let start = {
+                let mut slots = HeaderSlots::new();
+                match codec::parse_response(conn.buf.data(), &mut slots, meta.is_head, &self.limits) {
+                    Ok(Some(head)) => Some(self.start_response(&head, meta, sent_at)?),
+                    Ok(None) => None,
+                    Err(e) => return Err(Failure::before(ProxyError::UpstreamProtocol(e))),
+                }
+            };
+            let (status, head_len, framing, upstream_keep_alive, written) = match start {
+                None => {
                     let had = !conn.buf.is_empty();
                     match conn.buf.fill(&mut conn.stream, UPSTREAM_BUF).await {
                         Ok(0) if had => {
@@ -378,49 +460,34 @@ impl Session {
                         Err(e) => return Err(Failure::before(ProxyError::UpstreamIo(e))),
                     }
                 }
-                Err(e) => return Err(Failure::before(ProxyError::UpstreamProtocol(e))),
-            };
-            let status = head.status;
-            let head_len = head.head_len;
-            if (100..200).contains(&status) && status != 101 {
-                // Interim answers (103 Early Hints…) pass through; 100 was answered by us.
-                if status != 100 && !meta.http10 {
-                    let k = head_len;
+                Some(ResponseStart::Interim { head_len, forward: true }) => {
                     conn.buf
-                        .write_to(&mut self.client, k)
+                        .write_to(&mut self.client, head_len)
                         .await
                         .map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
-                } else {
-                    conn.buf.consume(head_len);
+                    continue;
                 }
-                continue;
-            }
-            if status == 101 && !meta.upgrade {
-                return Err(Failure::before(ProxyError::UnexpectedUpgrade));
-            }
-            let framing = head.framing;
-            let upstream_keep_alive = head.keep_alive;
-            self.out.clear();
-            let edits = ResponseEdits {
-                upstream_service_time_ms: Some(sent_at.elapsed().as_millis() as u64),
-                close: !meta.keep_alive || self.ctx.draining(),
-                http10_client: meta.http10,
-                ..ResponseEdits::default()
+                Some(ResponseStart::Interim { head_len, forward: false }) => {
+                    conn.buf.consume(head_len);
+                    continue;
+                }
+                Some(ResponseStart::Final { status, head_len, framing, keep_alive, written }) => {
+                    (status, head_len, framing, keep_alive, written)
+                }
             };
-            let written = codec::write_response_head(&mut self.out, &head, &edits);
             let (dechunk, close_client) = (written.dechunk, written.close);
             conn.buf.consume(head_len);
-            self.ctx.stats.record_status(status);
             if status == 101 {
                 self.write_out().await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
                 return Ok(Relayed::Upgraded);
             }
             // A small body already read goes out in the same write as the head: one segment
             // and one wake-up of the client instead of two.
-            let body_inline = !dechunk && inline_body(&mut conn.buf, framing, &mut self.out);
+            let body_inline = if dechunk { None } else { inline_body(&mut conn.buf, framing, &mut self.out) };
             self.write_out().await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
+            conn.buf.take_written();
             let relayed = match framing {
-                _ if body_inline => Ok(()),
+                _ if body_inline.is_some() => Ok(()),
                 BodyFraming::None => Ok(()),
                 BodyFraming::ContentLength(n) => {
                     body::copy_exact(&mut conn.stream, &mut conn.buf, &mut self.client, n).await
@@ -443,6 +510,9 @@ impl Session {
                     BodyError::Framing(e) => ProxyError::UpstreamProtocol(e),
                 })
             })?;
+            if let Some(r) = &mut self.log {
+                r.bytes_sent = body_inline.unwrap_or(0) + conn.buf.take_written();
+            }
             // Bytes beyond the framed response mean the upstream is confused: never reuse it.
             let reusable = upstream_keep_alive && conn.buf.is_empty() && !matches!(framing, BodyFraming::UntilClose);
             let next = if close_client { Next::Close } else { Next::KeepAlive };
@@ -458,7 +528,11 @@ fn plan<'s>(
     out: &mut Vec<u8>,
     ctx: &WorkerCtx,
     peer: &Peer,
+    mut log: Option<&mut Record>,
 ) -> (ReqMeta, Plan<'s>) {
+    if let Some(r) = log.as_deref_mut() {
+        r.begin(head, peer.conn.local, peer.conn.peer);
+    }
     let meta = ReqMeta {
         head_len: head.head_len,
         framing: head.framing,
@@ -482,19 +556,22 @@ fn plan<'s>(
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.
         let status = local::not_found(out, true);
-        return (meta, Plan::Local { status, close: true });
+        return (meta, Plan::Local { status, close: true, details: NO_ROUTE });
     };
     let plan = match listener.http_routes.route(&info) {
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
-            Plan::Local { status: local::not_found(out, close), close }
+            Plan::Local { status: local::not_found(out, close), close, details: NO_ROUTE }
         }
-        RouteDecision::HttpsRedirect(_) => Plan::Local { status: local::https_redirect(out, &info, close), close },
+        RouteDecision::HttpsRedirect(_) => {
+            Plan::Local { status: local::https_redirect(out, &info, close), close, details: DIRECT }
+        }
         RouteDecision::Matched { route, block, .. } => match &route.action {
             crate::snapshot::RouteAction::DirectResponse { status, body } => {
-                Plan::Local { status: local::direct(out, *status, body, meta.is_head, close), close }
+                Plan::Local { status: local::direct(out, *status, body, meta.is_head, close), close, details: DIRECT }
             }
             crate::snapshot::RouteAction::Redirect(r) => {
-                Plan::Local { status: local::redirect(out, r, &info, peer.conn.listener_port, close), close }
+                let status = local::redirect(out, r, &info, peer.conn.listener_port, close);
+                Plan::Local { status, close, details: DIRECT }
             }
             crate::snapshot::RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
                 Some(dest) => {
@@ -514,9 +591,12 @@ fn plan<'s>(
                         allow_upgrade: meta.upgrade,
                     };
                     codec::write_request_head(out, head, &edits);
+                    if let Some(r) = log {
+                        r.forwarded(request_id.as_ref().map(|id| id.as_str()), route.name.as_deref());
+                    }
                     Plan::Forward { route, dest }
                 }
-                None => Plan::Local { status: local::simple(out, 503, b"", close), close },
+                None => Plan::Local { status: local::simple(out, 503, b"", close), close, details: NO_UPSTREAM },
             },
         },
     };
@@ -533,21 +613,28 @@ fn request_id(ctx: &WorkerCtx, peer: &Peer, head: &codec::RequestHead<'_>) -> Op
 }
 
 /// Moves a body that sits whole (and small) in `rb` behind the head already in `out`, so both
-/// leave in one write. Returns whether the message is now complete in `out`; `UntilClose`
-/// never is.
-fn inline_body(rb: &mut ReadBuf, framing: BodyFraming, out: &mut Vec<u8>) -> bool {
-    let len = match framing {
-        BodyFraming::None => 0,
-        BodyFraming::ContentLength(n) if n as usize <= rb.len() && n as usize <= INLINE_BODY => n as usize,
-        BodyFraming::Chunked if rb.len() <= INLINE_BODY => match ChunkedDecoder::new().feed(rb.data()) {
-            Ok(p) if p.done => p.consumed,
-            _ => return false,
-        },
-        _ => return false,
-    };
+/// leave in one write. Returns the body's length when the message is now complete in `out`;
+/// an `UntilClose` body never is.
+fn inline_body(rb: &mut ReadBuf, framing: BodyFraming, out: &mut Vec<u8>) -> Option<u64> {
+    let len = buffered_body_len(rb, framing, INLINE_BODY)?;
     out.extend_from_slice(&rb.data()[..len]);
     rb.consume(len);
-    true
+    Some(len as u64)
+}
+
+/// The length of a body (its chunked framing included) that sits whole in `rb`, if it is at
+/// most `max` bytes.
+fn buffered_body_len(rb: &ReadBuf, framing: BodyFraming, max: usize) -> Option<usize> {
+    let len = match framing {
+        BodyFraming::None => 0,
+        BodyFraming::ContentLength(n) => usize::try_from(n).ok().filter(|&n| n <= rb.len())?,
+        BodyFraming::Chunked => match ChunkedDecoder::new().feed(rb.data()) {
+            Ok(p) if p.done => p.consumed,
+            _ => return None,
+        },
+        BodyFraming::UntilClose => return None,
+    };
+    (len <= max).then_some(len)
 }
 
 /// A failed exchange: the error, and whether response bytes already reached the client (then

@@ -24,7 +24,7 @@ pub struct UpstreamConn {
 }
 
 /// Upstream read buffers start here and grow only for larger heads.
-pub const UPSTREAM_BUF: usize = 16 * 1024;
+pub const UPSTREAM_BUF: usize = 4 * 1024;
 
 impl UpstreamConn {
     pub fn new(stream: TcpStream, addr: SocketAddr) -> Self {
