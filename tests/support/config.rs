@@ -1,16 +1,17 @@
 //! Istio YAML snippets the tests assemble into gateway configs.
 
+/// A resource's first lines, up to `spec:`.
+fn head(kind: &str, name: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n"
+    )
+}
+
 /// A Gateway `name` in `default` with one HTTP server on `port` for `hosts`.
 pub fn http_gateway(name: &str, port: u16, hosts: &[&str]) -> String {
     let hosts: String = hosts.iter().map(|h| format!("    - \"{h}\"\n")).collect();
     format!(
-        "apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  selector:
+        "{}  selector:
     istio: ingressgateway
   servers:
   - port:
@@ -18,7 +19,8 @@ spec:
       name: http-{port}
       protocol: HTTP
     hosts:
-{hosts}"
+{hosts}",
+        head("Gateway", name)
     )
 }
 
@@ -35,21 +37,15 @@ pub fn service_entry(name: &str, host: &str, port: u16, endpoint_ports: &[u16]) 
     let endpoints =
         if endpoints.is_empty() { "  endpoints: []\n".to_string() } else { format!("  endpoints:\n{endpoints}") };
     format!(
-        "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  hosts:
+        "{}  hosts:
   - {host}
-  location: MESH_EXTERNAL
   ports:
   - number: {port}
     name: http
     protocol: HTTP
   resolution: STATIC
-{endpoints}"
+{endpoints}",
+        head("ServiceEntry", name)
     )
 }
 
@@ -58,17 +54,12 @@ spec:
 pub fn virtual_service(name: &str, gateway: &str, hosts: &[&str], http: &str) -> String {
     let hosts: String = hosts.iter().map(|h| format!("  - \"{h}\"\n")).collect();
     format!(
-        "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  hosts:
+        "{}  hosts:
 {hosts}  gateways:
   - {gateway}
   http:
-{http}"
+{http}",
+        head("VirtualService", name)
     )
 }
 

@@ -178,6 +178,11 @@ impl GatewayBuilder {
     }
 }
 
+/// The values of every field `name` (case-insensitive) in a parsed header list, in order.
+pub fn header_all<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+}
+
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<()> {
     let deadline = Instant::now() + timeout;
