@@ -228,7 +228,6 @@ impl Session {
         }
         let inline = inline.is_some();
         let timeout = route.policy.timeout;
-        let started = Instant::now();
         let exchange = self.exchange(snap, cluster, route, meta, inline);
         let result = match timeout {
             Some(t) => {
@@ -239,7 +238,7 @@ impl Session {
         match result {
             Ok(next) => next,
             Err(Failure { err, response_started }) => {
-                tracing::debug!(peer = %self.peer.conn.peer, error = %err, elapsed = ?started.elapsed(), "request failed");
+                tracing::debug!(peer = %self.peer.conn.peer, error = %err, "request failed");
                 if response_started {
                     Next::Close
                 } else {

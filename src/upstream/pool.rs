@@ -1,12 +1,12 @@
 //! Per-core keep-alive pools of upstream connections, one LIFO stack per endpoint.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
+use rustc_hash::FxHashMap;
 
 use crate::buf::ReadBuf;
 
@@ -40,13 +40,14 @@ struct Idle {
 /// Idle connections of one worker. Per-core pools fragment reuse across workers, so the number
 /// kept per endpoint is capped: past the cap a finished connection is closed instead.
 pub struct Pools {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    /// Looked up on every request: keyed with a fast hash (the keys are our own endpoints).
+    idle: RefCell<FxHashMap<SocketAddr, Vec<Idle>>>,
     max_idle_per_endpoint: usize,
 }
 
 impl Pools {
     pub fn new(max_idle_per_endpoint: usize) -> Self {
-        Self { idle: RefCell::new(HashMap::new()), max_idle_per_endpoint }
+        Self { idle: RefCell::new(FxHashMap::default()), max_idle_per_endpoint }
     }
 
     /// The most recently used idle connection to `addr` that is still clean: not idle longer
