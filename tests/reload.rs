@@ -86,7 +86,8 @@ both_drivers! {
     fn sigterm_drains_inflight_requests(driver) {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let port = free_port();
-        let mut gw = Gateway::builder(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).start();
+        let mut gw =
+            Gateway::builder(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).arg("--access-log").start();
         let mut slow = Conn::open(addr(port));
         slow.send(b"GET /delay/800 HTTP/1.1\r\nHost: x\r\n\r\n");
         wait_until(Duration::from_secs(5), || a.count() == 1).expect("slow request reached a");
@@ -97,5 +98,7 @@ both_drivers! {
         assert_eq!(resp.header("connection"), Some("close"), "a draining gateway closes keep-alive connections");
         let status = gw.wait_exit(Duration::from_secs(10)).expect("exits after draining");
         assert!(status.success(), "{status}");
+        // The drained request's access-log line was written before the process exited.
+        assert!(gw.stdout().contains("\"GET /delay/800 HTTP/1.1\" 200 "), "{}", gw.stdout());
     }
 }

@@ -2,11 +2,13 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use strait::cli::{Cli, Command, DRIVER_ENV};
-use strait::config::{Diagnostic, Diagnostics};
+use strait::config::Diagnostics;
 use strait::control::{self, fails_validation, BuildOptions, RunError};
+use strait::http::access_log;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -29,7 +31,10 @@ fn main() -> ExitCode {
                 }
             };
             match control::run(opts) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => {
+                    access_log::finish(Duration::from_secs(1));
+                    ExitCode::SUCCESS
+                }
                 Err(RunError::InvalidConfig(diagnostics)) => {
                     print_all(&diagnostics);
                     ExitCode::FAILURE
@@ -86,15 +91,10 @@ fn validate(opts: &BuildOptions) -> ExitCode {
     }
 }
 
-fn print_all(diagnostics: &Diagnostics) {
-    for d in diagnostics.iter() {
-        print(d);
-    }
-}
-
 /// Dangling references are errors to `validate` (as IST0101 fails `istioctl analyze`), though
 /// `run` serves them.
-fn print(d: &Diagnostic) {
-    let label = if fails_validation(d.severity) { "error" } else { "warning" };
-    eprintln!("{label}: {d}");
+fn print_all(diagnostics: &Diagnostics) {
+    for d in diagnostics.iter() {
+        eprintln!("{}: {d}", if fails_validation(d.severity) { "error" } else { "warning" });
+    }
 }

@@ -8,9 +8,10 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::OnceLock;
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::codec::RequestHead;
 
@@ -142,18 +143,20 @@ pub struct Sink {
 
 impl Default for Sink {
     fn default() -> Self {
-        Self { buf: RefCell::new(Vec::with_capacity(FLUSH_AT)), writer: writer().clone() }
+        Self { buf: RefCell::new(Vec::with_capacity(FLUSH_AT)), writer: writer().0.clone() }
     }
 }
 
 impl Sink {
-    pub fn log(&self, r: &Record) {
+    /// Buffers `r`'s line; hands the buffer on when it is full, or at once while `draining`
+    /// (so that [`finish`] finds every line of a shutdown handed over).
+    pub fn log(&self, r: &Record, draining: bool) {
         let full = {
             let mut buf = self.buf.borrow_mut();
             format(r, &mut buf);
             buf.len() >= FLUSH_AT
         };
-        if full {
+        if full || draining {
             self.flush();
         }
     }
@@ -167,22 +170,39 @@ impl Sink {
             }
             std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_AT))
         };
+        let writer = &writer().1;
+        writer.handed.fetch_add(1, Ordering::Relaxed);
         if let Err(TrySendError::Full(lines) | TrySendError::Disconnected(lines)) = self.writer.try_send(lines) {
+            writer.handed.fetch_sub(1, Ordering::Relaxed);
             let n = lines.iter().filter(|&&b| b == b'\n').count();
             tracing::warn!("access log: stdout is behind, {n} lines dropped");
         }
     }
 }
 
-/// The process's one writer thread, started on first use.
-fn writer() -> &'static SyncSender<Vec<u8>> {
-    static WRITER: OnceLock<SyncSender<Vec<u8>>> = OnceLock::new();
+/// Buffers handed to the writer thread and buffers it has written, so that an exiting process
+/// can wait for its last lines. Touched once per buffer, never per request.
+#[derive(Default)]
+struct Progress {
+    handed: AtomicU64,
+    written: AtomicU64,
+}
+
+/// The process's one writer thread and its progress, once started.
+static WRITER: OnceLock<(SyncSender<Vec<u8>>, Arc<Progress>)> = OnceLock::new();
+
+/// The writer thread, started on first use.
+fn writer() -> &'static (SyncSender<Vec<u8>>, Arc<Progress>) {
     WRITER.get_or_init(|| {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUED_BUFFERS);
+        let progress = Arc::new(Progress::default());
+        let seen = progress.clone();
         let spawned = std::thread::Builder::new().name("strait-access-log".into()).spawn(move || {
             let mut stdout = std::io::stdout().lock();
             for lines in rx {
-                if stdout.write_all(&lines).and_then(|()| stdout.flush()).is_err() {
+                let res = stdout.write_all(&lines).and_then(|()| stdout.flush());
+                seen.written.fetch_add(1, Ordering::Relaxed);
+                if res.is_err() {
                     return;
                 }
             }
@@ -190,14 +210,24 @@ fn writer() -> &'static SyncSender<Vec<u8>> {
         if let Err(e) = spawned {
             tracing::error!("access log: cannot start the writer thread: {e}");
         }
-        tx
+        (tx, progress)
     })
+}
+
+/// Waits (at most `limit`) until every line handed over is written: called once the gateway
+/// has drained, before the process exits. A no-op when the access log is off.
+pub fn finish(limit: Duration) {
+    let Some((_, progress)) = WRITER.get() else { return };
+    let deadline = Instant::now() + limit;
+    while progress.written.load(Ordering::Relaxed) < progress.handed.load(Ordering::Relaxed)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]

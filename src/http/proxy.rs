@@ -124,7 +124,7 @@ impl Session {
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.log) {
             if r.start.is_some() {
                 r.bytes_received += self.rb.take_written();
-                sink.log(r);
+                sink.log(r, self.ctx.draining());
             }
             *r = Record::default();
         }
