@@ -1,18 +1,9 @@
-//! One error type for the request path: which side failed, whether a retry is safe, and the
-//! answer the client gets.
+//! One error type for the request path: whether a retry is safe, the answer the client gets,
+//! and the side that failed as Envoy's response flags tell it (D… downstream, U… upstream).
 
 use std::io;
 
 use crate::http::codec::ParseError;
-
-/// Which peer a failure is attributed to (access-log flags and stats split on this).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Downstream,
-    Upstream,
-    /// The gateway itself decided (no route, no cluster).
-    Gateway,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -43,14 +34,6 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn side(&self) -> Side {
-        match self {
-            Self::DownstreamIo(_) | Self::BadRequest(_) => Side::Downstream,
-            Self::NoCluster | Self::NoHealthyUpstream => Side::Gateway,
-            _ => Side::Upstream,
-        }
-    }
-
     /// Safe to send the request again (to another endpoint): nothing reached the upstream
     /// application, as with Envoy's `connect-failure` and `refused-stream`.
     pub fn retry_safe(&self) -> bool {

@@ -356,7 +356,7 @@ impl Session {
     ) -> Result<Next, Failure> {
         let ctx = self.ctx.clone();
         let stats = &ctx.stats;
-        let mut conn = match ctx.upstream.pools.take(addr, idle_timeout) {
+        let mut conn = match ctx.upstream.pools.take(addr) {
             Some(c) => {
                 stats.upstream_cx_reused.inc();
                 c
@@ -399,7 +399,7 @@ impl Session {
                 Err(f) => Err(f),
                 Ok(Relayed::Done { next, reusable }) => {
                     if reusable {
-                        ctx.upstream.pools.put(conn);
+                        ctx.upstream.pools.put(conn, idle_timeout);
                     }
                     Ok(next)
                 }

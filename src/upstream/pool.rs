@@ -34,7 +34,8 @@ impl UpstreamConn {
 
 struct Idle {
     conn: UpstreamConn,
-    since: Instant,
+    /// When its cluster's idle timeout ends.
+    until: Instant,
 }
 
 /// Idle connections of one worker. Per-core pools fragment reuse across workers, so the number
@@ -50,13 +51,14 @@ impl Pools {
         Self { idle: RefCell::new(FxHashMap::default()), max_idle_per_endpoint }
     }
 
-    /// The most recently used idle connection to `addr` that is still clean: not idle longer
-    /// than `idle_timeout`, not closed by the upstream, with no stray bytes waiting.
-    pub fn take(&self, addr: SocketAddr, idle_timeout: Duration) -> Option<UpstreamConn> {
+    /// The most recently used idle connection to `addr` that is still clean: within its idle
+    /// timeout, not closed by the upstream, with no stray bytes waiting.
+    pub fn take(&self, addr: SocketAddr) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let stack = idle.get_mut(&addr)?;
+        let now = Instant::now();
         while let Some(entry) = stack.pop() {
-            if entry.since.elapsed() < idle_timeout && is_clean(&entry.conn.stream) {
+            if now < entry.until && is_clean(&entry.conn.stream) {
                 let mut conn = entry.conn;
                 conn.reused = true;
                 return Some(conn);
@@ -65,29 +67,31 @@ impl Pools {
         None
     }
 
-    /// Returns a connection whose last exchange ended cleanly.
-    pub fn put(&self, mut conn: UpstreamConn) {
+    /// Returns a connection whose last exchange ended cleanly, to be closed once idle for
+    /// `idle_timeout`.
+    pub fn put(&self, mut conn: UpstreamConn, idle_timeout: Duration) {
         let mut idle = self.idle.borrow_mut();
         let stack = idle.entry(conn.addr).or_default();
         if stack.len() < self.max_idle_per_endpoint {
             conn.buf.clear();
-            stack.push(Idle { conn, since: Instant::now() });
+            stack.push(Idle { conn, until: Instant::now() + idle_timeout });
         }
     }
 
-    /// Closes idle connections the upstream has closed (FIN/RST seen) or that idled past
-    /// `idle_timeout`; run periodically so dead sockets do not linger.
-    pub fn sweep(&self, idle_timeout: Duration) {
+    /// Closes idle connections the upstream has closed (FIN/RST seen), that received stray
+    /// bytes, or that idled out; run periodically so dead sockets do not linger.
+    pub fn sweep(&self) {
+        let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         for stack in idle.values_mut() {
-            stack.retain(|e| e.since.elapsed() < idle_timeout && is_clean(&e.conn.stream));
+            stack.retain(|e| now < e.until && is_clean(&e.conn.stream));
         }
         idle.retain(|_, stack| !stack.is_empty());
     }
 
-    /// Idle connections held, for the admin page.
-    pub fn idle_count(&self, addr: SocketAddr) -> usize {
-        self.idle.borrow().get(&addr).map_or(0, Vec::len)
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
     }
 }
 
@@ -102,5 +106,44 @@ fn is_clean(stream: &TcpStream) -> bool {
     n < 0 && {
         let err = std::io::Error::last_os_error().raw_os_error();
         err == Some(libc::EAGAIN) || err == Some(libc::EWOULDBLOCK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use monoio::io::AsyncWriteRentExt;
+    use monoio::net::{TcpListener, TcpStream};
+
+    use super::{Pools, UpstreamConn};
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    /// Three idle connections: one the upstream closes, one it writes to unasked, one left
+    /// alone. A sweep keeps only the last; an idle timeout then closes it too.
+    #[monoio::test_all(timer_enabled = true)]
+    async fn sweep_drops_closed_dirty_and_idled_out_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pools = Pools::new(8);
+        let mut server_sides = Vec::new();
+        for _ in 0..3 {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            server_sides.push(listener.accept().await.unwrap().0);
+            pools.put(UpstreamConn::new(stream, addr), LONG);
+        }
+        drop(server_sides.remove(0));
+        let (res, _) = server_sides[0].write_all(&b"stray"[..]).await;
+        res.unwrap();
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        pools.sweep();
+        assert_eq!(pools.idle_count(), 1);
+        let kept = pools.take(addr).expect("the clean one");
+        assert!(kept.reused);
+        pools.put(kept, Duration::ZERO);
+        pools.sweep();
+        assert_eq!(pools.idle_count(), 0);
+        assert!(pools.take(addr).is_none());
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::Canceller;
 use monoio::task::JoinHandle;
@@ -17,6 +17,9 @@ use crate::control::{PortSockets, Published, Shared};
 
 /// How soon a worker notices a reload or a shutdown.
 const POLL: Duration = Duration::from_millis(50);
+/// How often idle upstream connections are checked for a close by the upstream: one syscall
+/// per idle connection, so not on every poll.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// A running accept loop and what stops it.
 struct Acceptor {
@@ -30,6 +33,7 @@ struct Acceptor {
 pub async fn follow(ctx: Rc<WorkerCtx>, shared: Arc<Shared>) {
     let mut acceptors: BTreeMap<u16, Acceptor> = BTreeMap::new();
     let mut current: Option<Arc<Published>> = None;
+    let mut swept = Instant::now();
     loop {
         let latest = shared.published.load();
         if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &latest)) {
@@ -42,6 +46,10 @@ pub async fn follow(ctx: Rc<WorkerCtx>, shared: Arc<Shared>) {
         }
         if let Some(log) = &ctx.access_log {
             log.flush();
+        }
+        if swept.elapsed() >= SWEEP {
+            ctx.upstream.pools.sweep();
+            swept = Instant::now();
         }
         monoio::time::sleep(POLL).await;
     }
