@@ -39,6 +39,28 @@ both_drivers! {
         assert!(metric(&stats, "strait_upstream_reuse_ratio").is_some_and(|r| r > 0.99), "{stats}");
     }
 
+    fn an_idle_connection_closed_by_the_upstream_is_not_reused(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b, 1);
+        let mut c = Conn::open(addr);
+        assert_eq!(c.get("/close-idle/10", "x").status, 200);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(c.get("/", "x").status, 200);
+        assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(b.count(), 2, "the second request went out once, on a fresh connection");
+    }
+
+    fn a_reused_connection_dropped_before_answering_is_retried_on_a_fresh_one(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b, 1);
+        let mut c = Conn::open(addr);
+        assert_eq!(c.get("/drop-next", "x").status, 200);
+        let resp = c.get("/after", "x");
+        assert_eq!(resp.status, 200, "replayed on a fresh connection: {:?}", resp.body_text());
+        assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(b.last().target, "/after");
+    }
+
     fn pipelined_requests_answer_in_order(driver) {
         let b = Backend::start("app");
         let (_gw, addr) = setup(driver, &b, 2);
@@ -173,8 +195,8 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn bookinfo_routing_of_the_seeds() {
+both_drivers! {
+    fn bookinfo_routing_of_the_seeds(driver) {
     let prod = Backend::start("prod");
     let qa = Backend::start("qa");
     let qa_special = Backend::start("qa-7777");
@@ -188,7 +210,7 @@ fn bookinfo_routing_of_the_seeds() {
             "27777 # reviews.qa special endpoint",
             &format!("{} # reviews.qa special endpoint", qa_special.port()),
         );
-    let gw = Gateway::builder(Driver::Uring).file("bookinfo.yaml", &yaml).start();
+    let gw = Gateway::builder(driver).file("bookinfo.yaml", &yaml).start();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = Conn::open(addr);
     c.send(b"GET /anything HTTP/1.1\r\nHost: uk.bookinfo.com\r\nCookie: user=dev-123\r\n\r\n");
@@ -203,4 +225,5 @@ fn bookinfo_routing_of_the_seeds() {
     assert_eq!(counts.get("prod").unwrap() + counts.get("qa").unwrap(), 1000);
     assert_eq!(client::get(addr, "uk.bookinfo.com", "/other").status, 404);
     drop(gw);
+}
 }

@@ -161,6 +161,16 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>) {
         if ok.is_err() || close {
             return;
         }
+        // `/close-idle/MS`: close the kept-alive connection MS later, as a backend's idle
+        // timeout does. `/drop-next`: close it when the next request arrives, unanswered.
+        if let Some(ms) = path.strip_prefix("/close-idle/") {
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+            return;
+        }
+        if path == "/drop-next" {
+            let _ = r.read_line(&mut String::new());
+            return;
+        }
     }
 }
 
