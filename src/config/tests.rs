@@ -295,6 +295,18 @@ fn broken_fixtures() {
             "35-missing-credential.yaml",
             "14: document 1: Gateway default/gw: spec.servers[0].tls.credentialName: no Secret nowhere-cert in namespace default and no directory tests/fixtures/snapshot/secrets/nowhere-cert",
         ),
+        (
+            "36-gateway-without-servers.yaml",
+            "9: document 1: Gateway default/gw: spec.servers: gateway must have at least one server",
+        ),
+        (
+            "37-short-server-host.yaml",
+            "11: document 1: Gateway default/gw: spec.servers[0].hosts[0]: invalid host reviews: short names (non FQDN) are not allowed",
+        ),
+        (
+            "38-bad-host-namespace.yaml",
+            "11: document 1: Gateway default/gw: spec.servers[0].hosts[0]: invalid namespace value \"Team_A\" in gateway",
+        ),
     ];
     let opts =
         ValidateOptions { secrets_dir: Some("tests/fixtures/snapshot/secrets".into()), ..ValidateOptions::default() };

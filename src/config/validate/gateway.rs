@@ -24,6 +24,9 @@ pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<S
         let selected = labels_subset(&gw.spec.selector, labels);
         let mut at = At { resource: gw, out: &mut *out };
         let mut port_names = HashSet::new();
+        if gw.spec.servers.is_empty() {
+            at.error("spec.servers", "gateway must have at least one server");
+        }
         for (i, server) in gw.spec.servers.iter().enumerate() {
             let prefix = format!("spec.servers[{i}]");
             let tls_ok = check_server(&mut at, &prefix, server);
@@ -83,9 +86,11 @@ fn check_server(at: &mut At<'_, Gateway>, prefix: &str, server: &Server) -> bool
         at.error(format!("{prefix}.hosts"), "server must have at least one host");
     }
     for (j, host) in server.hosts.iter().enumerate() {
-        // `ns/host`: the namespace part is a name, `.` or `*`.
-        let name = host.split_once('/').map_or(host.as_str(), |(_, h)| h);
-        at.host(format!("{prefix}.hosts[{j}]"), name);
+        let field = format!("{prefix}.hosts[{j}]");
+        match server_host_error(host) {
+            Some(message) => at.error(field, message),
+            None => at.host(field, host.split_once('/').map_or(host.as_str(), |(_, h)| h)),
+        }
     }
     let is_tls = matches!(protocol.as_str(), "HTTPS" | "TLS");
     match &server.tls {
@@ -133,4 +138,45 @@ fn check_tls(at: &mut At<'_, Gateway>, prefix: &str, tls: &ServerTlsSettings) ->
         return false;
     }
     true
+}
+
+/// Istio's `validateNamespaceSlashWildcardHostname` for gateways: `[ns/]dnsName`, the namespace
+/// `*`, `.` or a DNS-1123 label, the name `*`, an IP, or a fully qualified name of DNS labels
+/// (a `*` label leftmost only, which [`At::host`] words).
+fn server_host_error(host: &str) -> Option<String> {
+    let name = match host.split_once('/') {
+        Some((ns, name)) if ns.is_empty() || name.is_empty() => {
+            return Some("config namespace and dnsName in host entry cannot be empty".to_owned());
+        }
+        Some((ns, _)) if ns != "*" && ns != "." && !is_dns1123_label(ns) => {
+            return Some(format!("invalid namespace value {ns:?} in gateway"));
+        }
+        Some((_, name)) => name,
+        None => host,
+    };
+    if name == "*" || name.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    if !name.contains('.') {
+        return Some(format!("invalid host {name}: short names (non FQDN) are not allowed"));
+    }
+    // Labels with a `*` are judged by where the wildcard stands, in `At::host`.
+    let bad_label = name.split('.').any(|label| {
+        !label.contains('*')
+            && (label.is_empty()
+                || label.len() > 63
+                || label.starts_with('-')
+                || label.ends_with('-')
+                || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    });
+    bad_label.then(|| format!("invalid host {name}: not a DNS name"))
+}
+
+/// A Kubernetes namespace name: lower-case alphanumerics and `-`, at most 63, alphanumeric ends.
+fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
