@@ -307,6 +307,18 @@ fn broken_fixtures() {
             "38-bad-host-namespace.yaml",
             "11: document 1: Gateway default/gw: spec.servers[0].hosts[0]: invalid namespace value \"Team_A\" in gateway",
         ),
+        (
+            "39-duplicate-virtual-service-hosts.yaml",
+            "18: document 2: VirtualService default/reviews: spec.hosts[1]: duplicate hosts in virtual service: *.example.com & reviews.example.com",
+        ),
+        (
+            "40-bad-header-name.yaml",
+            "23: document 2: VirtualService default/reviews: spec.http[0].match[0].headers.end user: header name \"end user\" is not a valid header name",
+        ),
+        (
+            "41-redirect-and-rewrite.yaml",
+            "22: document 2: VirtualService default/reviews: spec.http[0].rewrite: http route cannot contain both rewrite and redirect",
+        ),
     ];
     let opts =
         ValidateOptions { secrets_dir: Some("tests/fixtures/snapshot/secrets".into()), ..ValidateOptions::default() };

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{At, ValidateOptions};
+use super::{dns_label, At, ValidateOptions};
 use crate::config::credentials::{server_material, Secrets};
 use crate::config::gateway::{ProtocolFamily, Server, ServerTlsMode, ServerTlsSettings};
 use crate::config::index::labels_subset;
@@ -148,7 +148,7 @@ fn server_host_error(host: &str) -> Option<String> {
         Some((ns, name)) if ns.is_empty() || name.is_empty() => {
             return Some("config namespace and dnsName in host entry cannot be empty".to_owned());
         }
-        Some((ns, _)) if ns != "*" && ns != "." && !is_dns1123_label(ns) => {
+        Some((ns, _)) if ns != "*" && ns != "." && !dns_label(ns) => {
             return Some(format!("invalid namespace value {ns:?} in gateway"));
         }
         Some((_, name)) => name,
@@ -170,13 +170,4 @@ fn server_host_error(host: &str) -> Option<String> {
                 || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
     });
     bad_label.then(|| format!("invalid host {name}: not a DNS name"))
-}
-
-/// A Kubernetes namespace name: lower-case alphanumerics and `-`, at most 63, alphanumeric ends.
-fn is_dns1123_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }

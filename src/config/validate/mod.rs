@@ -107,3 +107,14 @@ impl<T: Kind> At<'_, T> {
         }
     }
 }
+
+/// A DNS-1123 label (a namespace or resource name): lower-case alphanumerics and `-`, at most
+/// 63, alphanumeric at both ends.
+fn dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}

@@ -1,8 +1,9 @@
 //! VirtualService rules (Istio's `ValidateVirtualService`): hosts, gateway names, each route's
 //! action, destinations and weights, matchers, rewrites, redirects, retries and percentages.
 
-use super::At;
-use crate::config::virtual_service::{Destination, HttpMatchRequest, HttpRoute, StringMatch, VirtualService};
+use super::{dns_label, At};
+use crate::config::index::pattern_covers;
+use crate::config::virtual_service::{Destination, Headers, HttpMatchRequest, HttpRoute, StringMatch, VirtualService};
 use crate::config::{ConfigSet, Diagnostics};
 
 pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
@@ -15,6 +16,10 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
         }
         for (i, host) in spec.hosts.iter().enumerate() {
             at.host(format!("spec.hosts[{i}]"), host);
+            // Literal or wildcard duplicates (`*.foo.com` and `a.foo.com`), as Istio refuses.
+            if let Some(earlier) = spec.hosts[..i].iter().find(|h| pattern_covers(h, host) || pattern_covers(host, h)) {
+                at.error(format!("spec.hosts[{i}]"), format!("duplicate hosts in virtual service: {earlier} & {host}"));
+            }
         }
         gateway_names(&mut at, "spec.gateways", &spec.gateways);
         if spec.http.is_empty() && spec.tcp.is_empty() && spec.tls.is_empty() {
@@ -81,16 +86,6 @@ fn gateway_names(at: &mut At<'_, VirtualService>, prefix: &str, names: &[String]
     }
 }
 
-/// A Kubernetes DNS-1123 label: 1–63 of `[a-z0-9-]`, alphanumeric at both ends.
-fn dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
 fn http_route(at: &mut At<'_, VirtualService>, prefix: &str, route: &HttpRoute) {
     let has_route = !route.route.is_empty();
     let (redirect, direct) = (route.redirect.is_some(), route.direct_response.is_some());
@@ -108,6 +103,17 @@ fn http_route(at: &mut At<'_, VirtualService>, prefix: &str, route: &HttpRoute) 
         at.error(prefix, format!("http route cannot contain both {other} and directResponse"));
     } else if !has_route && !redirect && !direct {
         at.error(prefix, "http route must have one of route, redirect, directResponse or delegate");
+    }
+    if redirect {
+        if route.fault.is_some() {
+            at.error(format!("{prefix}.fault"), "http route cannot contain both fault and redirect");
+        }
+        if route.rewrite.is_some() {
+            at.error(format!("{prefix}.rewrite"), "http route cannot contain both rewrite and redirect");
+        }
+    }
+    if let Some(headers) = &route.headers {
+        header_operations(at, &format!("{prefix}.headers"), headers);
     }
     for (i, m) in route.matches.iter().enumerate() {
         http_match(at, &format!("{prefix}.match[{i}]"), m);
@@ -191,6 +197,9 @@ fn http_match(at: &mut At<'_, VirtualService>, prefix: &str, m: &HttpMatchReques
     for (field, map) in maps {
         for (name, sm) in map {
             string_match(at, &format!("{prefix}.{field}.{name}"), sm);
+            if field != "queryParams" {
+                header_name(at, &format!("{prefix}.{field}.{name}"), name);
+            }
         }
     }
     if let Some(port) = m.port {
@@ -242,5 +251,25 @@ fn destination(at: &mut At<'_, VirtualService>, prefix: &str, d: &Destination) {
     }
     if let Some(port) = &d.port {
         at.port(format!("{prefix}.port.number"), port.number);
+    }
+}
+
+/// The header names of `set`/`add`/`remove`, request and response side.
+fn header_operations(at: &mut At<'_, VirtualService>, prefix: &str, headers: &Headers) {
+    for (side, ops) in [("request", &headers.request), ("response", &headers.response)] {
+        let Some(ops) = ops else { continue };
+        let names = ops.set.keys().map(|n| ("set", n)).chain(ops.add.keys().map(|n| ("add", n)));
+        for (op, name) in names.chain(ops.remove.iter().map(|n| ("remove", n))) {
+            header_name(at, &format!("{prefix}.{side}.{op}"), name);
+        }
+    }
+}
+
+/// Istio's `ValidateHTTPHeaderName`: a non-empty run of letters, digits, `-` and `_`.
+fn header_name(at: &mut At<'_, VirtualService>, field: &str, name: &str) {
+    if name.is_empty() {
+        at.error(field, "header name cannot be empty");
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        at.error(field, format!("header name {name:?} is not a valid header name"));
     }
 }
