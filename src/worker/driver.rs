@@ -78,13 +78,12 @@ pub fn build(driver: Driver, choice: DriverChoice) -> io::Result<(WorkerRuntime,
 }
 
 /// Ring flags for a ring that only its own thread touches: the kernel runs completion work when
-/// the worker next enters it instead of interrupting it with an IPI for each one
-/// (COOP_TASKRUN, 5.19), and skips the locking a shared ring needs (SINGLE_ISSUER, 6.0). Older
-/// kernels refuse them; `build` then sets up a plain ring. DEFER_TASKRUN was measured too: no
-/// cheaper, and a longer p99 at 16 connections (completions wait until the worker idles).
+/// the worker next waits instead of interrupting it for each one (COOP/DEFER_TASKRUN, which
+/// needs SINGLE_ISSUER). Kernels before 6.1 refuse them; `build` then sets up a plain ring.
+/// COOP_TASKRUN without DEFER_TASKRUN measured no better (perf/http.md).
 fn tuned_ring() -> io_uring::Builder {
     let mut ring = io_uring::IoUring::builder();
-    ring.setup_coop_taskrun().setup_single_issuer();
+    ring.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
     ring
 }
 
