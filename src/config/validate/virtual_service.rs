@@ -3,7 +3,9 @@
 
 use super::{dns_label, At};
 use crate::config::index::pattern_covers;
-use crate::config::virtual_service::{Destination, Headers, HttpMatchRequest, HttpRoute, StringMatch, VirtualService};
+use crate::config::virtual_service::{
+    Destination, Headers, HttpMatchRequest, HttpRoute, RouteDestination, StringMatch, VirtualService,
+};
 use crate::config::{ConfigSet, Diagnostics};
 
 pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
@@ -36,11 +38,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                 }
                 gateway_names(&mut at, &format!("{prefix}.match[{j}].gateways"), &m.gateways);
             }
-            if route.route.is_empty() {
-                at.error(format!("{prefix}.route"), "tcp route requires at least one destination");
-            }
-            let weights = route.route.iter().map(|r| (&r.destination, r.weight));
-            destinations(&mut at, &prefix, weights);
+            l4_route(&mut at, &prefix, "tcp", &route.route);
         }
         for (i, route) in spec.tls.iter().enumerate() {
             let prefix = format!("spec.tls[{i}]");
@@ -60,13 +58,17 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                 }
                 gateway_names(&mut at, &format!("{mp}.gateways"), &m.gateways);
             }
-            if route.route.is_empty() {
-                at.error(format!("{prefix}.route"), "tls route requires at least one destination");
-            }
-            let weights = route.route.iter().map(|r| (&r.destination, r.weight));
-            destinations(&mut at, &prefix, weights);
+            l4_route(&mut at, &prefix, "tls", &route.route);
         }
     }
+}
+
+/// A tcp or tls route's destinations: at least one, weighted as http routes are.
+fn l4_route(at: &mut At<'_, VirtualService>, prefix: &str, kind: &str, route: &[RouteDestination]) {
+    if route.is_empty() {
+        at.error(format!("{prefix}.route"), format!("{kind} route requires at least one destination"));
+    }
+    destinations(at, prefix, route.iter().map(|r| (&r.destination, r.weight)));
 }
 
 /// Istio's `validateGatewayNames`: `mesh`, `ns/name` with DNS-1123 labels (`.` for the own
