@@ -1,16 +1,18 @@
 //! `--access-log`: Istio's default text access log, one line per request on stdout.
 //!
 //! A worker formats its lines into a buffer of its own and hands the buffer to one writer
-//! thread when it fills and every 50 ms; a stdout that does not keep up costs dropped lines (counted), never a stalled
-//! request. Each buffer holds whole lines and is written in one call, so lines never
-//! interleave mid-line.
+//! thread when it fills and every 50 ms; a stdout that does not keep up costs dropped lines
+//! (with a warning), never a stalled request. Each buffer holds whole lines and is written in
+//! one call, so lines never interleave mid-line. A worker's `Record` keeps its strings'
+//! capacity from request to request: logging allocates nothing per request once warm.
 
 use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::codec::RequestHead;
@@ -52,21 +54,42 @@ pub struct Record {
 }
 
 impl Record {
+    /// Empties the record for the next request, keeping the strings' capacity.
+    pub fn reset(&mut self) {
+        let keep = |s: &mut String| {
+            let mut s = std::mem::take(s);
+            s.clear();
+            s
+        };
+        *self = Record {
+            method: keep(&mut self.method),
+            path: keep(&mut self.path),
+            x_forwarded_for: keep(&mut self.x_forwarded_for),
+            user_agent: keep(&mut self.user_agent),
+            request_id: keep(&mut self.request_id),
+            authority: keep(&mut self.authority),
+            upstream_cluster: keep(&mut self.upstream_cluster),
+            route_name: keep(&mut self.route_name),
+            ..Record::default()
+        };
+    }
+
     /// The request as the client sent it.
     pub fn begin(&mut self, head: &RequestHead<'_>, local: SocketAddr, remote: SocketAddr) {
-        let text = |name: &str| head.header(name).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+        let header = |name: &str| String::from_utf8_lossy(head.header(name).unwrap_or_default());
         self.start = Some((SystemTime::now(), Instant::now()));
-        self.method = head.method.to_owned();
-        self.path = head.target.to_owned();
+        set(&mut self.method, head.method);
+        set(&mut self.path, head.target);
         self.protocol = if head.version == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
         // As forwarded: the client's address appended, as Envoy logs it.
-        self.x_forwarded_for = match text("x-forwarded-for") {
-            xff if xff.is_empty() => remote.ip().to_string(),
-            xff => format!("{xff}, {}", remote.ip()),
-        };
-        self.user_agent = text("user-agent");
-        self.request_id = text("x-request-id");
-        self.authority = head.host().unwrap_or_default().to_owned();
+        set(&mut self.x_forwarded_for, &header("x-forwarded-for"));
+        if !self.x_forwarded_for.is_empty() {
+            self.x_forwarded_for.push_str(", ");
+        }
+        let _ = write!(self.x_forwarded_for, "{}", remote.ip());
+        set(&mut self.user_agent, &header("user-agent"));
+        set(&mut self.request_id, &header("x-request-id"));
+        set(&mut self.authority, head.host().unwrap_or_default());
         self.downstream_local = Some(local);
         self.downstream_remote = Some(remote);
     }
@@ -75,15 +98,15 @@ impl Record {
     /// client's own was kept).
     pub fn forwarded(&mut self, request_id: Option<&str>, route: Option<&str>) {
         if let Some(id) = request_id {
-            self.request_id = id.to_owned();
+            set(&mut self.request_id, id);
         }
-        self.route_name = route.unwrap_or_default().to_owned();
+        set(&mut self.route_name, route.unwrap_or_default());
     }
 
     /// The endpoint tried (the last one, after retries).
     pub fn upstream(&mut self, host: SocketAddr, cluster: &str) {
         self.upstream_host = Some(host);
-        self.upstream_cluster = cluster.to_owned();
+        set(&mut self.upstream_cluster, cluster);
     }
 
     pub fn answered(&mut self, status: u16, flags: &'static str, details: &'static str) {
@@ -104,35 +127,54 @@ impl Record {
 /// %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS%
 /// %REQUESTED_SERVER_NAME% %ROUTE_NAME%`, with `-` for what is absent.
 pub fn format(r: &Record, out: &mut Vec<u8>) {
-    let (start, duration) = match r.start {
-        Some((wall, began)) => (humantime::format_rfc3339_millis(wall).to_string(), began.elapsed().as_millis()),
-        None => ("-".to_owned(), 0),
-    };
-    let dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    let start = Dash(r.start.map(|(wall, _)| humantime::format_rfc3339_millis(wall)));
+    let duration = r.start.map_or(0, |(_, began)| began.elapsed().as_millis());
     let _ = writeln!(
         out,
         "[{start}] \"{} {} {}\" {} {} {} - \"-\" {} {} {duration} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} - {}",
-        dash(&r.method),
-        dash(&r.path),
-        dash(r.protocol),
+        text(&r.method),
+        text(&r.path),
+        text(r.protocol),
         r.status,
-        dash(r.flags),
-        dash(r.details),
+        text(r.flags),
+        text(r.details),
         r.bytes_received,
         r.bytes_sent,
-        opt(r.upstream_service_time.map(|t| t.to_string())),
-        dash(&r.x_forwarded_for),
-        dash(&r.user_agent),
-        dash(&r.request_id),
-        dash(&r.authority),
-        opt(r.upstream_host.map(|a| a.to_string())),
-        dash(&r.upstream_cluster),
-        opt(r.upstream_local.map(|a| a.to_string())),
-        opt(r.downstream_local.map(|a| a.to_string())),
-        opt(r.downstream_remote.map(|a| a.to_string())),
-        dash(&r.route_name),
+        Dash(r.upstream_service_time),
+        text(&r.x_forwarded_for),
+        text(&r.user_agent),
+        text(&r.request_id),
+        text(&r.authority),
+        Dash(r.upstream_host),
+        text(&r.upstream_cluster),
+        Dash(r.upstream_local),
+        Dash(r.downstream_local),
+        Dash(r.downstream_remote),
+        text(&r.route_name),
     );
+}
+
+/// A log field: its value, or Envoy's `-` when absent. Formats in place, allocating nothing.
+struct Dash<T>(Option<T>);
+
+/// A text field, `-` when empty.
+fn text(s: &str) -> Dash<&str> {
+    Dash((!s.is_empty()).then_some(s))
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Replaces `dst`'s text with `src`, reusing its allocation.
+fn set(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
 }
 
 /// A worker's side of the log: its line buffer and the handle to the writer thread.
@@ -143,7 +185,7 @@ pub struct Sink {
 
 impl Default for Sink {
     fn default() -> Self {
-        Self { buf: RefCell::new(Vec::with_capacity(FLUSH_AT)), writer: writer().0.clone() }
+        Self { buf: RefCell::new(Vec::with_capacity(FLUSH_AT)), writer: writer().clone() }
     }
 }
 
@@ -170,10 +212,9 @@ impl Sink {
             }
             std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_AT))
         };
-        let writer = &writer().1;
-        writer.handed.fetch_add(1, Ordering::Relaxed);
+        HANDED.fetch_add(1, Ordering::Relaxed);
         if let Err(TrySendError::Full(lines) | TrySendError::Disconnected(lines)) = self.writer.try_send(lines) {
-            writer.handed.fetch_sub(1, Ordering::Relaxed);
+            HANDED.fetch_sub(1, Ordering::Relaxed);
             let n = lines.iter().filter(|&&b| b == b'\n').count();
             tracing::warn!("access log: stdout is behind, {n} lines dropped");
         }
@@ -182,26 +223,21 @@ impl Sink {
 
 /// Buffers handed to the writer thread and buffers it has written, so that an exiting process
 /// can wait for its last lines. Touched once per buffer, never per request.
-#[derive(Default)]
-struct Progress {
-    handed: AtomicU64,
-    written: AtomicU64,
-}
+static HANDED: AtomicU64 = AtomicU64::new(0);
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
-/// The process's one writer thread and its progress, once started.
-static WRITER: OnceLock<(SyncSender<Vec<u8>>, Arc<Progress>)> = OnceLock::new();
+/// The process's one writer thread, once started.
+static WRITER: OnceLock<SyncSender<Vec<u8>>> = OnceLock::new();
 
 /// The writer thread, started on first use.
-fn writer() -> &'static (SyncSender<Vec<u8>>, Arc<Progress>) {
+fn writer() -> &'static SyncSender<Vec<u8>> {
     WRITER.get_or_init(|| {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUED_BUFFERS);
-        let progress = Arc::new(Progress::default());
-        let seen = progress.clone();
         let spawned = std::thread::Builder::new().name("strait-access-log".into()).spawn(move || {
             let mut stdout = std::io::stdout().lock();
             for lines in rx {
                 let res = stdout.write_all(&lines).and_then(|()| stdout.flush());
-                seen.written.fetch_add(1, Ordering::Relaxed);
+                WRITTEN.fetch_add(1, Ordering::Relaxed);
                 if res.is_err() {
                     return;
                 }
@@ -210,18 +246,18 @@ fn writer() -> &'static (SyncSender<Vec<u8>>, Arc<Progress>) {
         if let Err(e) = spawned {
             tracing::error!("access log: cannot start the writer thread: {e}");
         }
-        (tx, progress)
+        tx
     })
 }
 
 /// Waits (at most `limit`) until every line handed over is written: called once the gateway
 /// has drained, before the process exits. A no-op when the access log is off.
 pub fn finish(limit: Duration) {
-    let Some((_, progress)) = WRITER.get() else { return };
+    if WRITER.get().is_none() {
+        return;
+    }
     let deadline = Instant::now() + limit;
-    while progress.written.load(Ordering::Relaxed) < progress.handed.load(Ordering::Relaxed)
-        && Instant::now() < deadline
-    {
+    while WRITTEN.load(Ordering::Relaxed) < HANDED.load(Ordering::Relaxed) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -261,5 +297,25 @@ mod tests {
              \"id-1\" \"app.test\" \"127.0.0.1:9000\" outbound|80||app.local 127.0.0.1:40000 127.0.0.1:8080 \
              127.0.0.1:50000 - app\n"
         );
+    }
+
+    #[test]
+    fn reset_forgets_the_request_but_keeps_the_allocations() {
+        let mut r = Record {
+            method: "GET".into(),
+            route_name: "app".into(),
+            status: 200,
+            upstream_host: Some("127.0.0.1:9000".parse().unwrap()),
+            ..Record::default()
+        };
+        let cap = r.route_name.capacity();
+        r.reset();
+        let mut out = Vec::new();
+        format(&r, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[-] \"- - -\" 0 - - - \"-\" 0 0 0 - \"-\" \"-\" \"-\" \"-\" \"-\" - - - - - -\n"
+        );
+        assert_eq!(r.route_name.capacity(), cap);
     }
 }

@@ -126,7 +126,7 @@ impl Session {
                 r.bytes_received += self.rb.take_written();
                 sink.log(r, self.ctx.draining());
             }
-            *r = Record::default();
+            r.reset();
         }
         next
     }
@@ -267,11 +267,11 @@ impl Session {
         sent_at: Instant,
     ) -> Result<ResponseStart, Failure> {
         let (status, head_len) = (head.status, head.head_len);
-        if (100..200).contains(&status) && status != 101 {
+        if head.is_informational() && !head.is_switching_protocols() {
             // Interim answers (103 Early Hints…) pass through; 100 was answered by us.
-            return Ok(ResponseStart::Interim { head_len, forward: status != 100 && !meta.http10 });
+            return Ok(ResponseStart::Interim { head_len, forward: !head.is_continue() && !meta.http10 });
         }
-        if status == 101 && !meta.upgrade {
+        if head.is_switching_protocols() && !meta.upgrade {
             return Err(Failure::before(ProxyError::UnexpectedUpgrade));
         }
         self.out.clear();
@@ -364,7 +364,11 @@ impl Session {
             None => connect(addr, connect_timeout, stats).await?,
         };
         if let Some(r) = &mut self.log {
-            r.upstream_local = conn.stream.local_addr().ok();
+            // Asked of the kernel once per connection, not per request.
+            if conn.local.is_none() {
+                conn.local = conn.stream.local_addr().ok();
+            }
+            r.upstream_local = conn.local;
         }
         loop {
             stats.upstream_rq_total.inc();
@@ -390,7 +394,6 @@ impl Session {
                 }
                 self.stream_request_body(&mut conn, meta.framing).await?;
             }
-            conn.requests += 1;
             return match self.relay_response(&mut conn, meta, sent_at).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
                     conn = connect(addr, connect_timeout, stats).await?;

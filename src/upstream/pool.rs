@@ -16,8 +16,8 @@ pub struct UpstreamConn {
     pub stream: TcpStream,
     pub addr: SocketAddr,
     pub buf: ReadBuf,
-    /// Requests already sent on this connection (for `maxRequestsPerConnection`).
-    pub requests: u32,
+    /// Our side's address, looked up once when the access log first wants it.
+    pub local: Option<SocketAddr>,
     /// Came from the pool rather than a fresh connect: a failure before any response byte is
     /// then most likely the upstream having closed it, and is safe to retry on a fresh one.
     pub reused: bool,
@@ -28,7 +28,7 @@ pub const UPSTREAM_BUF: usize = 4 * 1024;
 
 impl UpstreamConn {
     pub fn new(stream: TcpStream, addr: SocketAddr) -> Self {
-        Self { stream, addr, buf: ReadBuf::with_capacity(UPSTREAM_BUF), requests: 0, reused: false }
+        Self { stream, addr, buf: ReadBuf::with_capacity(UPSTREAM_BUF), local: None, reused: false }
     }
 }
 

@@ -388,11 +388,12 @@ impl<'b> Fields<'b> {
     /// First value of a field, name compared case-insensitively in place.
     #[inline]
     pub(crate) fn get(&self, name: &str) -> Option<&'b [u8]> {
-        let n = name.as_bytes();
-        self.slice()
-            .iter()
-            .find(|h| h.name.len() == n.len() && h.name.as_bytes().eq_ignore_ascii_case(n))
-            .map(|h| h.value)
+        self.values(name).next()
+    }
+
+    /// Every value of the field `name` (compared case-insensitively), in order.
+    pub(crate) fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b [u8]> + 's {
+        self.slice().iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
     /// Is `name` listed as a token of a `Connection` field (hop-by-hop by nomination)?

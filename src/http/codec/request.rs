@@ -84,7 +84,7 @@ impl<'b> RequestHead<'b> {
 
     /// Every value of a header field, in order.
     pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b [u8]> + 's {
-        self.headers().iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+        self.fields.values(name)
     }
 
     /// The `Content-Length` value (collapsed if repeated), when the request carries one.

@@ -43,7 +43,7 @@ impl<'b> ResponseHead<'b> {
 
     /// Every value of a header field, in order.
     pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b [u8]> + 's {
-        self.headers().iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+        self.fields.values(name)
     }
 
     /// 1xx: an interim answer; the final response follows on the same connection (except
