@@ -5,8 +5,11 @@
 //! read-modify-write, and no cache line shared with another core on the request path. Readers
 //! (the admin thread) may see a value a moment old, which is all a scrape needs.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+
+use super::l4::{self, L4Key, L4Registry, L4Totals};
 
 /// A monotonically increasing count with a single writer.
 #[derive(Debug, Default)]
@@ -74,6 +77,10 @@ pub struct WorkerStats {
     pub upstream_cx_reused: Counter,
     pub upstream_rq_total: Counter,
     pub upstream_cx_connect_fail: Counter,
+    /// TCP connections no `tcp` route admitted.
+    pub tcp_no_route: Counter,
+    /// Proxied TCP traffic by route and cluster.
+    pub l4: L4Registry,
     /// The snapshot generation this worker serves; the control thread reads it to know that
     /// every worker has picked up a publication.
     pub(crate) generation: Gauge,
@@ -92,6 +99,8 @@ impl Default for WorkerStats {
             upstream_cx_reused: Counter::default(),
             upstream_rq_total: Counter::default(),
             upstream_cx_connect_fail: Counter::default(),
+            tcp_no_route: Counter::default(),
+            l4: L4Registry::default(),
             generation: Gauge::default(),
             draining: Gauge::default(),
         }
@@ -125,6 +134,8 @@ pub struct Totals {
     pub upstream_cx_reused: u64,
     pub upstream_rq_total: u64,
     pub upstream_cx_connect_fail: u64,
+    pub tcp_no_route: u64,
+    pub l4: BTreeMap<L4Key, L4Totals>,
     /// The config generation every worker serves: a published generation counts once the
     /// slowest worker has switched to it (0 before every worker has started).
     pub generation: i64,
@@ -141,6 +152,8 @@ impl Totals {
             upstream_cx_reused: 0,
             upstream_rq_total: 0,
             upstream_cx_connect_fail: 0,
+            tcp_no_route: 0,
+            l4: l4::sum(workers.iter().map(|w| &w.l4)),
             generation: served_generation(workers),
         };
         for w in workers {
@@ -154,6 +167,7 @@ impl Totals {
             t.upstream_cx_reused += w.upstream_cx_reused.get();
             t.upstream_rq_total += w.upstream_rq_total.get();
             t.upstream_cx_connect_fail += w.upstream_cx_connect_fail.get();
+            t.tcp_no_route += w.tcp_no_route.get();
         }
         t
     }

@@ -4,6 +4,7 @@
 
 use std::fmt::{self, Write};
 
+use super::l4::{L4Kind, L4Totals};
 use super::metrics::{ControlStats, Totals, STATUS_SLOTS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +122,66 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize) -> Vec<Sample
         Sample::new("strait_reloads_total", C, "strait.reloads_failed", Value::Count(control.reload_failed.get()))
             .label("result", "failed"),
         Sample::new("strait_config_generation", G, "strait.config_generation", Value::Level(t.generation)),
+        Sample::new("envoy_tcp_downstream_cx_no_route", C, "tcp.downstream_cx_no_route", Value::Count(t.tcp_no_route)),
     ]);
-    s
+    for ((kind, name), l4) in &t.l4 {
+        s.extend(l4_samples(*kind, name, l4));
+    }
+    group_families(s)
+}
+
+/// `(family, stat suffix, kind, value)` of one TCP route or cluster sample.
+type L4Stat = (&'static str, &'static str, Kind, Value);
+
+/// A TCP route's samples as Envoy's tcp_proxy names them (the route is the stat prefix), or a
+/// cluster's as Envoy's cluster stats do.
+fn l4_samples(kind: L4Kind, name: &str, t: &L4Totals) -> Vec<Sample> {
+    use Kind::{Counter as C, Gauge as G};
+    let (prefix, label, stats): (&str, &str, &[L4Stat]) = match kind {
+        L4Kind::Route => (
+            "tcp",
+            "envoy_tcp_prefix",
+            &[
+                ("envoy_tcp_downstream_cx_total", "downstream_cx_total", C, Value::Count(t.cx_total)),
+                ("envoy_tcp_downstream_cx_active", "downstream_cx_active", G, Value::Level(t.cx_active)),
+                ("envoy_tcp_downstream_cx_rx_bytes_total", "downstream_cx_rx_bytes_total", C, Value::Count(t.rx_bytes)),
+                ("envoy_tcp_downstream_cx_tx_bytes_total", "downstream_cx_tx_bytes_total", C, Value::Count(t.tx_bytes)),
+                ("envoy_tcp_idle_timeout", "idle_timeout", C, Value::Count(t.idle_timeout)),
+            ],
+        ),
+        L4Kind::Cluster => (
+            "cluster",
+            "envoy_cluster_name",
+            &[
+                ("envoy_cluster_upstream_cx_total", "upstream_cx_total", C, Value::Count(t.cx_total)),
+                ("envoy_cluster_upstream_cx_active", "upstream_cx_active", G, Value::Level(t.cx_active)),
+                ("envoy_cluster_upstream_cx_rx_bytes_total", "upstream_cx_rx_bytes_total", C, Value::Count(t.rx_bytes)),
+                ("envoy_cluster_upstream_cx_tx_bytes_total", "upstream_cx_tx_bytes_total", C, Value::Count(t.tx_bytes)),
+                ("envoy_cluster_upstream_cx_connect_fail", "upstream_cx_connect_fail", C, Value::Count(t.connect_fail)),
+                ("envoy_cluster_upstream_cx_overflow", "upstream_cx_overflow", C, Value::Count(t.overflow)),
+            ],
+        ),
+    };
+    stats
+        .iter()
+        .map(|&(family, stat, kind, value)| {
+            Sample::new(family, kind, &format!("{prefix}.{name}.{stat}"), value).label(label, name)
+        })
+        .collect()
+}
+
+/// Puts each family's samples together, in order of the family's first sample: the exposition
+/// format wants one block per family.
+fn group_families(samples: Vec<Sample>) -> Vec<Sample> {
+    let mut order: Vec<&'static str> = Vec::new();
+    for s in &samples {
+        if !order.contains(&s.family) {
+            order.push(s.family);
+        }
+    }
+    let mut samples = samples;
+    samples.sort_by_key(|s| order.iter().position(|f| *f == s.family));
+    samples
 }
 
 /// Prometheus text exposition format 0.0.4.

@@ -319,6 +319,10 @@ fn broken_fixtures() {
             "41-redirect-and-rewrite.yaml",
             "22: document 2: VirtualService default/reviews: spec.http[0].rewrite: http route cannot contain both rewrite and redirect",
         ),
+        (
+            "42-bad-tcp-subnet.yaml",
+            "22: document 2: VirtualService default/mongo: spec.tcp[0].match[0].sourceSubnet: \"10.0.0.0/33\" is not a valid IP address or CIDR block",
+        ),
     ];
     let opts =
         ValidateOptions { secrets_dir: Some("tests/fixtures/snapshot/secrets".into()), ..ValidateOptions::default() };

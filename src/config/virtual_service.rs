@@ -379,10 +379,18 @@ pub struct L4MatchAttributes {
     pub destination_subnets: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
+    /// Hidden from Istio's docs but in its API and CRD: the client's address (IP or CIDR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_subnet: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub source_labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_namespace: Option<String>,
+}
+
+/// An L4 match subnet as Istio takes it: a CIDR block or a bare address (a /32 or /128).
+pub fn parse_subnet(s: &str) -> Option<ipnet::IpNet> {
+    s.parse().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(Into::into))
 }

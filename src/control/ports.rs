@@ -36,7 +36,7 @@ struct Bound {
 pub struct Ports {
     workers: usize,
     bound: BTreeMap<u16, Bound>,
-    /// TLS/TCP ports already reported as not served, so each is logged once.
+    /// TLS ports already reported as not served, so each is logged once.
     reported: BTreeSet<u16>,
 }
 
@@ -85,8 +85,8 @@ impl Ports {
         }
         self.bound = prepared.bound;
         for l in &snapshot.listeners {
-            if l.protocol != ListenerProtocol::Http && self.reported.insert(l.port) {
-                info!("port {} (TCP/TLS) not served yet", l.port);
+            if l.protocol == ListenerProtocol::Tls && self.reported.insert(l.port) {
+                info!("port {} (TLS) not served yet", l.port);
             }
         }
     }

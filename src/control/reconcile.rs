@@ -17,10 +17,10 @@ pub struct Plan {
     pub close: Vec<u16>,
 }
 
-/// The ports a snapshot asks the workers to accept on. Only plain HTTP is served so far; TLS
-/// and TCP listeners are left out until their proxy paths exist.
+/// The ports a snapshot asks the workers to accept on: plain HTTP and TCP. TLS listeners are
+/// left out until their proxy path exists.
 pub fn served(snapshot: &Snapshot) -> BTreeMap<u16, IpAddr> {
-    snapshot.listeners.iter().filter(|l| l.protocol == ListenerProtocol::Http).map(|l| (l.port, l.bind)).collect()
+    snapshot.listeners.iter().filter(|l| l.protocol != ListenerProtocol::Tls).map(|l| (l.port, l.bind)).collect()
 }
 
 /// The plan from the ports bound now (`current`: port → bind address) to `next`.

@@ -87,7 +87,8 @@ impl Reloader {
             return Err(ReloadError::Draining);
         }
         let generation = current.snapshot.generation + 1;
-        let built = build(&self.opts, generation).map_err(ReloadError::Invalid)?;
+        let mut built = build(&self.opts, generation).map_err(ReloadError::Invalid)?;
+        built.snapshot.inherit_counts(&current.snapshot);
         let prepared = self.ports.prepare(&built.snapshot)?;
         log_warnings(&built.warnings);
         self.ports.commit(prepared, &built.snapshot);

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,36 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// Cluster policy with port-level and subset overrides already merged, field by field.
     pub policy: TrafficPolicy,
+    /// Open upstream connections of this cluster on every worker, for `maxConnections` (Envoy
+    /// counts its circuit breakers per cluster, not per worker). Carried over a reload by name.
+    pub connections: Arc<ConnectionCount>,
+}
+
+/// A count shared by every worker, touched once when a connection opens and once when it
+/// closes, never per byte or per request.
+#[derive(Debug, Default)]
+pub struct ConnectionCount(AtomicU32);
+
+impl ConnectionCount {
+    /// Takes a slot unless `max` are taken; the slot is given back when the guard drops.
+    pub fn try_acquire(self: &Arc<Self>, max: u32) -> Option<ConnectionSlot> {
+        self.0.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(ConnectionSlot(self.clone()))
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// One open connection counted in a [`ConnectionCount`].
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<ConnectionCount>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Relaxed);
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -43,6 +43,16 @@ impl Snapshot {
         &self.clusters[id as usize]
     }
 
+    /// Takes over `previous`'s shared connection counts for the clusters both define, so a
+    /// reload neither forgets the connections still open nor lets a limit be exceeded.
+    pub fn inherit_counts(&mut self, previous: &Snapshot) {
+        for cluster in &mut self.clusters {
+            if let Some(id) = previous.cluster_by_name(&cluster.name) {
+                cluster.connections = previous.cluster(id).connections.clone();
+            }
+        }
+    }
+
     pub fn cluster_by_name(&self, name: &str) -> Option<ClusterId> {
         self.clusters.iter().position(|c| &*c.name == name).map(|i| i as ClusterId)
     }
@@ -66,6 +76,12 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The first `tcp` route, over the port's servers in config order, that admits a connection
+    /// from `peer` to `local`.
+    pub fn tcp_route(&self, local: IpAddr, peer: IpAddr) -> Option<&L4Route> {
+        self.servers.iter().flat_map(|s| &s.tcp_routes).find(|r| r.matches(None, local, peer))
+    }
+
     /// The server a TLS connection lands on; `None` closes the connection (no default chain).
     pub fn server_for_sni(&self, sni: Option<&str>) -> Option<&Server> {
         let index = match sni {

@@ -230,6 +230,8 @@ pub struct Cors {
 /// A `tcp` route of a VirtualService, or a `tls` route (passthrough) when `sni_hosts` is set.
 #[derive(Debug, Clone)]
 pub struct L4Route {
+    /// `namespace/virtual-service/tcp/INDEX` (or `tls`): the route's stat prefix.
+    pub name: Arc<str>,
     pub source: RouteSource,
     /// OR'ed; empty means "match everything".
     pub matches: Vec<L4Match>,

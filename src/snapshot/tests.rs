@@ -534,3 +534,35 @@ fn odd_input_compiles_or_fails_without_panicking() {
     assert!(fields.contains(&"spec.http[2].directResponse.body.bytes"), "{fields:?}");
     assert!(fields.contains(&"spec.http[5].rewrite.uriRegexRewrite.match"), "{fields:?}");
 }
+
+#[test]
+fn tcp_routes_keep_subnets_and_end_at_a_catch_all() {
+    let s = build(&["snapshot/tcp.yaml"]);
+    let l = s.listener(27017).unwrap();
+    assert_eq!(l.protocol, ListenerProtocol::Tcp);
+    let routes = &l.servers[0].tcp_routes;
+    let names: Vec<&str> = routes.iter().map(|r| &*r.name).collect();
+    assert_eq!(names, ["db/mongo/tcp/1", "db/mongo/tcp/3"]);
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let host = |local: &str, peer: &str| {
+        let route = l.tcp_route(ip(local), ip(peer)).unwrap();
+        route.destinations.destinations.iter().map(|d| d.host.to_string()).collect::<Vec<_>>().join(",")
+    };
+    assert_eq!(host("127.0.0.1", "10.1.2.3"), "internal.db.svc.cluster.local");
+    assert_eq!(host("192.168.1.1", "127.0.0.1"), "internal.db.svc.cluster.local");
+    assert_eq!(host("192.168.2.7", "127.0.0.1"), "internal.db.svc.cluster.local");
+    assert_eq!(host("192.168.1.2", "127.0.0.1"), "primary.db.svc.cluster.local,replica.db.svc.cluster.local");
+    assert_eq!(routes[1].destinations.total_weight, 100);
+}
+
+#[test]
+fn tcp_listener_without_a_matching_route_has_none() {
+    let mut set = load(&["snapshot/tcp.yaml"]);
+    let vs = &mut set.virtual_services[0].spec;
+    vs.tcp.retain(|r| r.matches.iter().any(|m| m.source_subnet.is_some()));
+    let s = compile(&set, &options(&[])).unwrap();
+    let l = s.listener(27017).unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(l.tcp_route(ip("127.0.0.1"), ip("127.0.0.1")).is_none());
+    assert!(l.tcp_route(ip("127.0.0.1"), ip("10.0.0.1")).is_some());
+}

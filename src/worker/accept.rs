@@ -11,6 +11,7 @@ use monoio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
 use super::ctx::{ConnInfo, WorkerCtx};
+use crate::snapshot::ListenerProtocol;
 
 /// Pause after an accept error that repeats until something frees up (EMFILE, ENOBUFS…),
 /// instead of spinning on it.
@@ -49,9 +50,14 @@ fn serve(stream: TcpStream, peer: SocketAddr, port: u16, fixed_local: Option<Soc
     let conn = ConnInfo { peer, local, listener_port: port };
     let active = Active::new(ctx.clone());
     let ctx = ctx.clone();
+    let tcp = ctx.snapshot().listener(port).is_some_and(|l| l.protocol == ListenerProtocol::Tcp);
     monoio::spawn(async move {
         let _active = active;
-        crate::http::serve_connection(stream, conn, ctx).await;
+        if tcp {
+            crate::tcp::serve_connection(stream, conn, ctx).await;
+        } else {
+            crate::http::serve_connection(stream, conn, ctx).await;
+        }
     });
 }
 

@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use monoio::io::{CancelHandle, Canceller};
 
-use crate::admin::WorkerStats;
+use rustc_hash::FxHashMap;
+
+use crate::admin::{L4Counters, L4Key, L4Kind, WorkerStats};
 use crate::http::access_log::Sink;
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstream;
@@ -32,6 +34,9 @@ pub struct WorkerCtx {
     pub upstream: Upstream,
     /// `--access-log`: this worker's side of the access log.
     pub access_log: Option<Sink>,
+    /// This worker's TCP route and cluster counters, looked up by name without the registry's
+    /// lock once seen.
+    l4: RefCell<FxHashMap<L4Key, Arc<L4Counters>>>,
     draining: Cell<bool>,
     /// Cancelled when draining starts; see [`WorkerCtx::drain_handle`].
     drain: RefCell<Option<Canceller>>,
@@ -49,6 +54,7 @@ impl WorkerCtx {
             stats,
             upstream: Upstream::default(),
             access_log: access_log.then(Sink::default),
+            l4: RefCell::default(),
             draining: Cell::new(false),
             drain: RefCell::new(Some(drain)),
             drain_handle,
@@ -86,6 +92,17 @@ impl WorkerCtx {
         x ^= x << 17;
         self.rng.set(x);
         (x >> 32) as u32
+    }
+
+    /// The counters of TCP route or cluster `name` on this worker.
+    pub fn l4_counters(&self, kind: L4Kind, name: &Arc<str>) -> Arc<L4Counters> {
+        let mut cache = self.l4.borrow_mut();
+        if let Some(c) = cache.get(&(kind, name.clone())) {
+            return c.clone();
+        }
+        let c = self.stats.l4.register(kind, name);
+        cache.insert((kind, name.clone()), c.clone());
+        c
     }
 
     pub(crate) fn set_snapshot(&self, snapshot: Arc<Snapshot>) {

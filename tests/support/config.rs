@@ -1,7 +1,7 @@
 //! Istio YAML snippets the tests assemble into gateway configs.
 
 /// A resource's first lines, up to `spec:`.
-fn head(kind: &str, name: &str) -> String {
+pub fn head(kind: &str, name: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n"
     )

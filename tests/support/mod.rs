@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod tcp;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

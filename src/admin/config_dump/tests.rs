@@ -130,6 +130,7 @@ fn snapshot() -> Snapshot {
                 locality: None,
             }],
             policy: TrafficPolicy::default(),
+            connections: Default::default(),
         }],
     }
 }

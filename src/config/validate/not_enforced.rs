@@ -15,6 +15,8 @@ enum Enforced {
     /// These values (compared case-insensitively) are enforced, any other warns. A
     /// comma-separated string is enforced when each of its items is.
     Values(&'static [&'static str]),
+    /// Enforced in some places only: the note says where.
+    Partly(&'static str),
 }
 
 /// `(kind, field path, enforced)`. Paths are written as diagnostics write fields, `[]` standing
@@ -22,7 +24,7 @@ enum Enforced {
 /// subsets', and their `portLevelSettings`).
 #[rustfmt::skip]
 const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
-    ("Gateway", "spec.servers[].port.protocol", Enforced::Values(&["HTTP"])),
+    ("Gateway", "spec.servers[].port.protocol", Enforced::Values(&["HTTP", "TCP", "MONGO", "MYSQL", "REDIS"])),
     ("Gateway", "spec.servers[].port.targetPort", Enforced::Nothing),
     ("Gateway", "spec.servers[].defaultEndpoint", Enforced::Nothing),
     ("Gateway", "spec.servers[].tls.mode", Enforced::Nothing),
@@ -39,7 +41,6 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("Gateway", "spec.servers[].tls.minProtocolVersion", Enforced::Nothing),
     ("Gateway", "spec.servers[].tls.maxProtocolVersion", Enforced::Nothing),
     ("Gateway", "spec.servers[].tls.cipherSuites", Enforced::Nothing),
-    ("VirtualService", "spec.tcp[]", Enforced::Nothing),
     ("VirtualService", "spec.tls[]", Enforced::Nothing),
     ("VirtualService", "spec.http[].delegate", Enforced::Nothing),
     ("VirtualService", "spec.http[].fault", Enforced::Nothing),
@@ -61,10 +62,9 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("DestinationRule", "{policy}.loadBalancer.localityLbSetting", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.warmupDurationSecs", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.warmup", Enforced::Nothing),
-    ("DestinationRule", "{policy}.connectionPool.tcp.maxConnections", Enforced::Nothing),
+    ("DestinationRule", "{policy}.connectionPool.tcp.maxConnections", Enforced::Partly("on tcp routes only, not yet on HTTP upstreams")),
     ("DestinationRule", "{policy}.connectionPool.tcp.tcpKeepalive", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.tcp.maxConnectionDuration", Enforced::Nothing),
-    ("DestinationRule", "{policy}.connectionPool.tcp.idleTimeout", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.http1MaxPendingRequests", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.http2MaxRequests", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.maxRequestsPerConnection", Enforced::Nothing),
@@ -135,6 +135,9 @@ fn resources<T: Kind + Serialize>(list: &[Resource<T>], out: &mut Diagnostics) {
                         }
                     }
                     (Enforced::Values(_), None) => {}
+                    (Enforced::Partly(note), _) => {
+                        at.push(Severity::NotEnforced, field, format!("accepted, enforced {note}"))
+                    }
                 }
             }
         }

@@ -33,10 +33,15 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
         for (i, route) in spec.tcp.iter().enumerate() {
             let prefix = format!("spec.tcp[{i}]");
             for (j, m) in route.matches.iter().enumerate() {
+                let mp = format!("{prefix}.match[{j}]");
                 if let Some(port) = m.port {
-                    at.port(format!("{prefix}.match[{j}].port"), port);
+                    at.port(format!("{mp}.port"), port);
                 }
-                gateway_names(&mut at, &format!("{prefix}.match[{j}].gateways"), &m.gateways);
+                subnets(&mut at, &format!("{mp}.destinationSubnets"), &m.destination_subnets);
+                if let Some(s) = &m.source_subnet {
+                    subnet(&mut at, format!("{mp}.sourceSubnet"), s);
+                }
+                gateway_names(&mut at, &format!("{mp}.gateways"), &m.gateways);
             }
             l4_route(&mut at, &prefix, "tcp", &route.route);
         }
@@ -56,6 +61,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                 if let Some(port) = m.port {
                     at.port(format!("{mp}.port"), port);
                 }
+                subnets(&mut at, &format!("{mp}.destinationSubnets"), &m.destination_subnets);
                 gateway_names(&mut at, &format!("{mp}.gateways"), &m.gateways);
             }
             l4_route(&mut at, &prefix, "tls", &route.route);
@@ -69,6 +75,19 @@ fn l4_route(at: &mut At<'_, VirtualService>, prefix: &str, kind: &str, route: &[
         at.error(format!("{prefix}.route"), format!("{kind} route requires at least one destination"));
     }
     destinations(at, prefix, route.iter().map(|r| (&r.destination, r.weight)));
+}
+
+fn subnets(at: &mut At<'_, VirtualService>, prefix: &str, subnets: &[String]) {
+    for (i, s) in subnets.iter().enumerate() {
+        subnet(at, format!("{prefix}[{i}]"), s);
+    }
+}
+
+/// Istio's `ValidateIPSubnet`: an IP address or a CIDR block.
+fn subnet(at: &mut At<'_, VirtualService>, field: String, s: &str) {
+    if crate::config::virtual_service::parse_subnet(s).is_none() {
+        at.error(field, format!("{s:?} is not a valid IP address or CIDR block"));
+    }
 }
 
 /// Istio's `validateGatewayNames`: `mesh`, `ns/name` with DNS-1123 labels (`.` for the own

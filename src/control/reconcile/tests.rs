@@ -29,14 +29,14 @@ fn ports(list: &[(u16, IpAddr)]) -> BTreeMap<u16, IpAddr> {
 }
 
 #[test]
-fn only_http_listeners_are_served_for_now() {
+fn http_and_tcp_listeners_are_served_tls_not_yet() {
     let s = snapshot(&[
         (80, ANY, ListenerProtocol::Http),
         (443, ANY, ListenerProtocol::Tls),
         (8080, LOCAL, ListenerProtocol::Http),
         (27017, ANY, ListenerProtocol::Tcp),
     ]);
-    assert_eq!(served(&s), ports(&[(80, ANY), (8080, LOCAL)]));
+    assert_eq!(served(&s), ports(&[(80, ANY), (8080, LOCAL), (27017, ANY)]));
 }
 
 #[test]

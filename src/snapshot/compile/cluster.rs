@@ -132,6 +132,7 @@ impl<'a> Clusters<'a> {
             protocol: protocol.into(),
             endpoints,
             policy,
+            connections: Default::default(),
         });
         self.by_name.insert(name, id);
         Some(id)

@@ -3,11 +3,8 @@
 
 use std::cmp::Reverse;
 use std::collections::HashSet;
-use std::net::IpAddr;
 
-use ipnet::IpNet;
-
-use crate::config::virtual_service::{L4MatchAttributes, RouteDestination, VirtualService};
+use crate::config::virtual_service::{parse_subnet, L4MatchAttributes, RouteDestination, VirtualService};
 use crate::config::Resource;
 use crate::snapshot::{Destination, L4Match, L4Route, RouteSource, WeightedDestinations};
 
@@ -51,9 +48,11 @@ fn destinations(
     WeightedDestinations { destinations, total_weight }
 }
 
-/// A TCP server (or a TLS-terminating `TLS` server) forwards everything to the first `tcp` route,
-/// in VirtualService order, whose blocks admit this port and gateway: istiod builds a single
-/// tcp_proxy for the filter chain, so later routes never see traffic.
+/// A TCP server (or a TLS-terminating `TLS` server) forwards a connection to the first `tcp`
+/// route, in VirtualService order, with a match block that admits it. `port` and `gateways` are
+/// settled here; `sourceSubnet` and `destinationSubnets` are kept for the connection to test
+/// (istiod drops them at a gateway, where every tcp route would then take the first route's
+/// traffic; Strait honours what the user wrote, as a sidecar's listener does).
 pub(super) fn tcp_routes(
     bound: &[(&Resource<VirtualService>, RouteSource)],
     server_port: u16,
@@ -61,25 +60,38 @@ pub(super) fn tcp_routes(
     consumer_ns: &str,
     clusters: &mut Clusters<'_>,
 ) -> Vec<L4Route> {
+    let mut out = Vec::new();
     for (vs, source) in bound {
-        let matches = |m: &L4MatchAttributes| l4_applies(m.port, &m.gateways, vs.namespace(), server_port, gateway);
+        let applies = |m: &&L4MatchAttributes| l4_applies(m.port, &m.gateways, vs.namespace(), server_port, gateway);
         for (i, tcp) in vs.spec.tcp.iter().enumerate() {
-            if tcp.route.is_empty() || !(tcp.matches.is_empty() || tcp.matches.iter().any(matches)) {
+            let blocks: Vec<&L4MatchAttributes> = tcp.matches.iter().filter(applies).collect();
+            if tcp.route.is_empty() || (blocks.is_empty() && !tcp.matches.is_empty()) {
                 continue;
             }
+            let matches: Vec<L4Match> = blocks
+                .into_iter()
+                .map(|m| L4Match {
+                    sni_hosts: Vec::new(),
+                    destination_subnets: m.destination_subnets.iter().filter_map(|s| parse_subnet(s)).collect(),
+                    source_subnet: m.source_subnet.as_deref().and_then(parse_subnet),
+                })
+                .collect();
+            // A block with no subnet admits every connection: the route then stops the search.
+            let catch_all = matches.is_empty()
+                || matches.iter().any(|m| m.destination_subnets.is_empty() && m.source_subnet.is_none());
             let ctx = Ctx { listener_port: server_port, consumer_ns, vs_ns: vs.namespace() };
-            return vec![L4Route {
+            out.push(L4Route {
+                name: format!("{}/tcp/{i}", source.virtual_service).into(),
                 source: RouteSource { index: i, ..source.clone() },
-                matches: Vec::new(),
+                matches: if catch_all { Vec::new() } else { matches },
                 destinations: destinations(&tcp.route, vs.namespace(), &ctx, clusters),
-            }];
+            });
+            if catch_all {
+                return out;
+            }
         }
     }
-    Vec::new()
-}
-
-fn subnet(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+    out
 }
 
 /// How Envoy ranks filter chains: a destination-subnet match first, then the SNI exact, then the
@@ -117,7 +129,8 @@ pub(super) fn tls_routes(
                     continue;
                 }
                 seen.extend(hosts.iter().cloned());
-                let destination_subnets: Vec<IpNet> = m.destination_subnets.iter().filter_map(|s| subnet(s)).collect();
+                let destination_subnets: Vec<_> =
+                    m.destination_subnets.iter().filter_map(|s| parse_subnet(s)).collect();
                 let destinations = destinations(&tls.route, vs.namespace(), &ctx, clusters);
                 // One route per SNI host so each can be ranked on its own; no SNI host matches all.
                 let per_host: Vec<Vec<Box<str>>> = if hosts.is_empty() {
@@ -127,6 +140,7 @@ pub(super) fn tls_routes(
                 };
                 for sni_hosts in per_host {
                     out.push(L4Route {
+                        name: format!("{}/tls/{i}", source.virtual_service).into(),
                         source: RouteSource { index: i, ..source.clone() },
                         matches: vec![L4Match {
                             sni_hosts,
