@@ -224,6 +224,9 @@ both_drivers! {
 
     fn thousand_concurrent_connections_echo(driver) {
         const N: usize = 1000;
+        // This process holds both the clients and the backend's ends: 2,000 descriptors.
+        let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+        assert!(limit >= 2 * N as u64 + 100, "descriptor limit {limit} is too low for {N} connections");
         let backend = TcpBackend::echo();
         let port = listen_port();
         let yaml = config(port, "TCP", &to("a.local"), &[("a.local", backend.port())], &[]);

@@ -11,7 +11,7 @@ use std::io;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use ctx::{ConnInfo, WorkerCtx};
 pub use driver::{Driver, DriverChoice, UringUnavailable};
@@ -48,6 +48,7 @@ pub fn default_workers() -> usize {
 /// once every worker has built its runtime, so a failure stops `strait run` before serving.
 pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartError> {
     let driver = driver::resolve(opts.driver)?;
+    raise_descriptor_limit();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     if cores.is_empty() {
         warn!("cannot list the CPUs this process may use: workers are not pinned");
@@ -89,6 +90,16 @@ pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartErro
     }
     log_drivers(&used);
     Ok(())
+}
+
+/// A gateway's connections are its descriptors (a proxied TCP stream holds two sockets and
+/// two pipes): take the hard limit, as nginx's `worker_rlimit_nofile` lets one do, instead of
+/// the 1,024 a shell often hands down.
+fn raise_descriptor_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => debug!("descriptor limit: {limit}"),
+        Err(e) => warn!("cannot raise the descriptor limit: {e}"),
+    }
 }
 
 fn log_drivers(used: &[Driver]) {
