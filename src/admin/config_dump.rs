@@ -201,6 +201,7 @@ fn l4_route(s: &Snapshot, r: &L4Route) -> Value {
         })
     });
     json!({
+        "name": &*r.name,
         "source": source(&r.source),
         "match": matches.collect::<Vec<_>>(),
         "forward": destinations(s, &r.destinations),
