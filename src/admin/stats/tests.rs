@@ -59,3 +59,33 @@ fn plain_text_is_sorted_name_value() {
     sorted.sort();
     assert_eq!(lines, sorted);
 }
+
+/// TCP counters from two workers sum per name, and a family labelled per cluster stays one
+/// block, right after its unlabelled sample (the exposition format allows one TYPE line).
+#[test]
+fn tcp_counters_sum_per_name_in_one_block_per_family() {
+    use crate::admin::L4Kind;
+    let workers: Vec<Arc<WorkerStats>> = (0..2).map(|_| Arc::default()).collect();
+    let (route, cluster): (Arc<str>, Arc<str>) = ("default/db/tcp/0".into(), "outbound|27017||db.local".into());
+    for (i, w) in workers.iter().enumerate() {
+        let r = w.l4.register(L4Kind::Route, &route);
+        r.cx_total.inc();
+        r.rx_bytes.add(100 * (i as u64 + 1));
+        w.l4.register(L4Kind::Cluster, &cluster).connect_fail.inc();
+    }
+    workers[0].upstream_cx_total.add(5);
+    let text = prometheus(&samples(&Totals::sum(&workers), &ControlStats::default(), 2));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |line: &str| lines.iter().position(|l| *l == line).unwrap_or_else(|| panic!("{line} missing:\n{text}"));
+    at("envoy_tcp_downstream_cx_total{envoy_tcp_prefix=\"default/db/tcp/0\"} 2");
+    at("envoy_tcp_downstream_cx_rx_bytes_total{envoy_tcp_prefix=\"default/db/tcp/0\"} 300");
+    at("envoy_cluster_upstream_cx_connect_fail{envoy_cluster_name=\"outbound|27017||db.local\"} 2");
+    let unlabelled = at("envoy_cluster_upstream_cx_total 5");
+    assert_eq!(
+        at("envoy_cluster_upstream_cx_total{envoy_cluster_name=\"outbound|27017||db.local\"} 0"),
+        unlabelled + 1
+    );
+    assert_eq!(lines.iter().filter(|l| l.starts_with("# TYPE envoy_cluster_upstream_cx_total ")).count(), 1);
+    assert!(plain(&samples(&Totals::sum(&workers), &ControlStats::default(), 2))
+        .contains("tcp.default/db/tcp/0.downstream_cx_rx_bytes_total: 300\n"));
+}
