@@ -21,7 +21,7 @@ use serde_json::json;
 use tracing::debug;
 
 pub use config_dump::to_json;
-pub use l4::{L4Counters, L4Key, L4Kind};
+pub use l4::{L4Counters, L4Kind};
 pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, WorkerStats, STATUS_SLOTS};
 
 use crate::control::{ControlEvent, Readiness, Shared};

@@ -36,10 +36,6 @@ impl ConnectionCount {
         self.0.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).ok()?;
         Some(ConnectionSlot(self.clone()))
     }
-
-    pub fn get(&self) -> u32 {
-        self.0.load(Relaxed)
-    }
 }
 
 /// One open connection counted in a [`ConnectionCount`].

@@ -10,7 +10,7 @@ use monoio::io::{CancelHandle, Canceller};
 
 use rustc_hash::FxHashMap;
 
-use crate::admin::{L4Counters, L4Key, L4Kind, WorkerStats};
+use crate::admin::{L4Counters, L4Kind, WorkerStats};
 use crate::http::access_log::Sink;
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstream;
@@ -34,9 +34,9 @@ pub struct WorkerCtx {
     pub upstream: Upstream,
     /// `--access-log`: this worker's side of the access log.
     pub access_log: Option<Sink>,
-    /// This worker's TCP route and cluster counters, looked up by name without the registry's
-    /// lock once seen.
-    l4: RefCell<FxHashMap<L4Key, Arc<L4Counters>>>,
+    /// This worker's TCP route and cluster counters (one map per [`L4Kind`]), looked up by name
+    /// without the registry's lock once seen.
+    l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
     draining: Cell<bool>,
     /// Cancelled when draining starts; see [`WorkerCtx::drain_handle`].
     drain: RefCell<Option<Canceller>>,
@@ -96,12 +96,13 @@ impl WorkerCtx {
 
     /// The counters of TCP route or cluster `name` on this worker.
     pub fn l4_counters(&self, kind: L4Kind, name: &Arc<str>) -> Arc<L4Counters> {
-        let mut cache = self.l4.borrow_mut();
-        if let Some(c) = cache.get(&(kind, name.clone())) {
+        // Looked up by `&str`: cloning the snapshot's name would touch a count every core shares.
+        let cache = &mut self.l4.borrow_mut()[kind as usize];
+        if let Some(c) = cache.get(&**name) {
             return c.clone();
         }
         let c = self.stats.l4.register(kind, name);
-        cache.insert((kind, name.clone()), c.clone());
+        cache.insert(name.clone(), c.clone());
         c
     }
 

@@ -9,15 +9,22 @@ pub fn head(kind: &str, name: &str) -> String {
 
 /// A Gateway `name` in `default` with one HTTP server on `port` for `hosts`.
 pub fn http_gateway(name: &str, port: u16, hosts: &[&str]) -> String {
+    gateway(name, port, "HTTP", hosts)
+}
+
+/// A Gateway `name` in `default` with one server of `protocol` on `port` for `hosts`; the port
+/// is named `protocol-port` in lower case.
+pub fn gateway(name: &str, port: u16, protocol: &str, hosts: &[&str]) -> String {
     let hosts: String = hosts.iter().map(|h| format!("    - \"{h}\"\n")).collect();
+    let port_name = protocol.to_ascii_lowercase();
     format!(
         "{}  selector:
     istio: ingressgateway
   servers:
   - port:
       number: {port}
-      name: http-{port}
-      protocol: HTTP
+      name: {port_name}-{port}
+      protocol: {protocol}
     hosts:
 {hosts}",
         head("Gateway", name)

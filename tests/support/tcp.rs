@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::head;
+use super::config::{gateway, head};
 use super::{free_port, wait_until, Gateway};
 
 /// A port for a gateway listener, or for nothing to listen on, below the kernel's ephemeral
@@ -39,19 +39,7 @@ pub fn listen_port() -> u16 {
 
 /// A Gateway `name` in `default` with one server of `protocol` (TCP, MONGO, ...) on `port`.
 pub fn tcp_gateway(name: &str, port: u16, protocol: &str) -> String {
-    format!(
-        "{}  selector:
-    istio: ingressgateway
-  servers:
-  - port:
-      number: {port}
-      name: tcp-{port}
-      protocol: {protocol}
-    hosts:
-    - \"*\"
-",
-        head("Gateway", name)
-    )
+    gateway(name, port, protocol, &["*"])
 }
 
 /// A STATIC ServiceEntry `host` with one TCP service port `port` and endpoints at
