@@ -3,6 +3,7 @@
 pub mod access_log;
 mod body;
 pub mod codec;
+pub mod cors;
 mod dechunk;
 mod local;
 mod proxy;
