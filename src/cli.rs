@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Istio's default access log, one line per request, on stdout
     #[arg(long)]
     pub access_log: bool,
+    /// Mirrored requests carry `HOST-shadow` as Host, as Istio 1.27 and older sent them
+    /// (newer Istio keeps the original Host)
+    #[arg(long)]
+    pub mirror_shadow_suffix: bool,
     /// I/O driver; also read from STRAIT_DRIVER [default: auto]
     #[arg(long, value_enum, value_name = "DRIVER")]
     pub driver: Option<DriverChoice>,
@@ -89,6 +93,7 @@ impl RunArgs {
                 workers: self.workers.map_or_else(default_workers, NonZeroUsize::get),
                 driver: driver_choice(self.driver, env_driver)?,
                 access_log: self.access_log,
+                mirror_shadow_suffix: self.mirror_shadow_suffix,
             },
             admin: self.admin,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),

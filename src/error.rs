@@ -31,15 +31,14 @@ pub enum ProxyError {
     UpstreamIo(#[source] io::Error),
     #[error("upstream request timeout")]
     UpstreamTimeout,
+    #[error("upstream per-try timeout")]
+    PerTryTimeout,
+    /// A response the route's retry policy retries; never answered, the next try is.
+    #[error("upstream answered a retriable {0}")]
+    RetriableStatus(u16),
 }
 
 impl ProxyError {
-    /// Safe to send the request again (to another endpoint): nothing reached the upstream
-    /// application, as with Envoy's `connect-failure` and `refused-stream`.
-    pub fn retry_safe(&self) -> bool {
-        matches!(self, Self::ConnectFailed(_) | Self::ConnectTimeout)
-    }
-
     /// Envoy's response flag and response code details for the access log.
     pub fn log_fields(&self) -> (&'static str, &'static str) {
         match self {
@@ -57,6 +56,8 @@ impl ProxyError {
                 ("UPE", "upstream_reset_before_response_started{protocol_error}")
             }
             Self::UpstreamTimeout => ("UT", "response_timeout"),
+            Self::PerTryTimeout => ("UT", "upstream_per_try_timeout"),
+            Self::RetriableStatus(_) => ("-", "via_upstream"),
         }
     }
 
@@ -74,7 +75,8 @@ impl ProxyError {
                 (503, "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
             }
             Self::UpstreamProtocol(_) | Self::UnexpectedUpgrade => (502, "upstream sent an invalid response"),
-            Self::UpstreamTimeout => (504, "upstream request timeout"),
+            Self::UpstreamTimeout | Self::PerTryTimeout => (504, "upstream request timeout"),
+            Self::RetriableStatus(status) => (*status, ""),
             Self::DownstreamIo(_) => (400, ""),
         }
     }

@@ -65,20 +65,24 @@ fn the_bundled_configs_validate_clean() {
 fn fields_not_enforced_are_warnings_and_pass() {
     let dir = tempfile::tempdir().unwrap();
     let quickstart = std::fs::read_to_string("config/quickstart.yaml").unwrap();
-    let with_fault = quickstart.replacen(
+    let with_localities = quickstart.replacen(
         "  - name: demo\n",
-        "  - name: demo\n    fault:\n      abort:\n        httpStatus: 500\n        percentage:\n          value: 1\n",
+        "  - name: demo\n    retries:\n      attempts: 1\n      retryRemoteLocalities: true\n",
         1,
     );
-    assert_ne!(with_fault, quickstart);
+    assert_ne!(with_localities, quickstart);
     let file = dir.path().join("gw.yaml");
-    std::fs::write(&file, with_fault).unwrap();
+    std::fs::write(&file, with_localities).unwrap();
     let out = strait(&["validate", "--config", file.to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let warnings = lines_starting(&err, "warning: ");
     assert_eq!(warnings.len(), 1, "{err}");
-    assert!(warnings[0].ends_with("spec.http[0].fault: accepted, not enforced yet"), "{}", warnings[0]);
+    assert!(
+        warnings[0].ends_with("spec.http[0].retries.retryRemoteLocalities: accepted, not enforced yet"),
+        "{}",
+        warnings[0]
+    );
 }
 
 #[test]

@@ -77,6 +77,8 @@ pub struct WorkerStats {
     pub upstream_cx_reused: Counter,
     pub upstream_rq_total: Counter,
     pub upstream_cx_connect_fail: Counter,
+    /// Tries sent again under a route's retry policy.
+    pub upstream_rq_retry: Counter,
     /// TCP connections no `tcp` route admitted.
     pub tcp_no_route: Counter,
     /// Proxied TCP traffic by route and cluster.
@@ -99,6 +101,7 @@ impl Default for WorkerStats {
             upstream_cx_reused: Counter::default(),
             upstream_rq_total: Counter::default(),
             upstream_cx_connect_fail: Counter::default(),
+            upstream_rq_retry: Counter::default(),
             tcp_no_route: Counter::default(),
             l4: L4Registry::default(),
             generation: Gauge::default(),
@@ -134,6 +137,7 @@ pub struct Totals {
     pub upstream_cx_reused: u64,
     pub upstream_rq_total: u64,
     pub upstream_cx_connect_fail: u64,
+    pub upstream_rq_retry: u64,
     pub tcp_no_route: u64,
     pub l4: BTreeMap<L4Key, L4Totals>,
     /// The config generation every worker serves: a published generation counts once the
@@ -152,6 +156,7 @@ impl Totals {
             upstream_cx_reused: 0,
             upstream_rq_total: 0,
             upstream_cx_connect_fail: 0,
+            upstream_rq_retry: 0,
             tcp_no_route: 0,
             l4: l4::sum(workers.iter().map(|w| &w.l4)),
             generation: served_generation(workers),
@@ -167,6 +172,7 @@ impl Totals {
             t.upstream_cx_reused += w.upstream_cx_reused.get();
             t.upstream_rq_total += w.upstream_rq_total.get();
             t.upstream_cx_connect_fail += w.upstream_cx_connect_fail.get();
+            t.upstream_rq_retry += w.upstream_rq_retry.get();
             t.tcp_no_route += w.tcp_no_route.get();
         }
         t

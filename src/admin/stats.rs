@@ -100,6 +100,12 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize) -> Vec<Sample
             Value::Count(t.upstream_cx_connect_fail),
         ),
         Sample::new(
+            "envoy_cluster_upstream_rq_retry",
+            C,
+            "cluster.upstream_rq_retry",
+            Value::Count(t.upstream_rq_retry),
+        ),
+        Sample::new(
             "envoy_cluster_upstream_rq_total",
             C,
             "cluster.upstream_rq_total",

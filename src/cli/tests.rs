@@ -47,7 +47,10 @@ fn run_with_every_flag() {
     assert_eq!(opts.build.paths, [PathBuf::from("a.yaml"), PathBuf::from("dir/")]);
     assert_eq!(opts.build.labels, BTreeMap::from([("app".into(), "edge".into()), ("tier".into(), String::new())]));
     assert_eq!(opts.build.secrets_dir, Some(PathBuf::from("/secrets")));
-    assert_eq!(opts.workers, WorkerOptions { workers: 3, driver: DriverChoice::Legacy, access_log: true });
+    assert_eq!(
+        opts.workers,
+        WorkerOptions { workers: 3, driver: DriverChoice::Legacy, access_log: true, mirror_shadow_suffix: false }
+    );
     assert_eq!(opts.admin, "0.0.0.0:9901".parse().unwrap());
     assert_eq!(opts.drain_timeout, Duration::from_millis(250));
 }

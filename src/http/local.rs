@@ -14,10 +14,19 @@ thread_local! {
 
 /// A plain answer: `content-type: text/plain` when there is a body.
 pub fn simple(out: &mut Vec<u8>, status: u16, body: &[u8], close: bool) -> u16 {
-    write(out, status, &[], body, false, close)
+    answer(out, status, &[], body, false, close)
 }
 
-fn write(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], body: &[u8], is_head: bool, close: bool) -> u16 {
+/// An answer with extra header lines (a route's response `headers`, CORS); `is_head` leaves
+/// the body out but keeps its length.
+pub fn answer(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    is_head: bool,
+    close: bool,
+) -> u16 {
     let resp = SimpleResponse { status, headers, body, close, omit_body: is_head, ..SimpleResponse::default() };
     DATE.with(|d| codec::write_simple_response(out, &resp, d.borrow_mut().now()));
     status
@@ -28,20 +37,22 @@ pub fn not_found(out: &mut Vec<u8>, close: bool) -> u16 {
     simple(out, 404, b"", close)
 }
 
-/// `directResponse`: the configured status and body.
-pub fn direct(out: &mut Vec<u8>, status: u16, body: &[u8], is_head: bool, close: bool) -> u16 {
-    write(out, status, &[], body, is_head, close)
-}
-
 /// A `tls.httpsRedirect` server: 301 to https, Host kept verbatim (port included).
 pub fn https_redirect(out: &mut Vec<u8>, req: &RequestInfo<'_>, close: bool) -> u16 {
     let location = location("https", req.host, req.path, req.query);
-    write(out, 301, &[("location", &location)], b"", false, close)
+    answer(out, 301, &[("location", &location)], b"", false, close)
 }
 
 /// An HTTPRoute `redirect`: scheme, authority, port and path replaced as configured, the
-/// query string kept; default ports are left out of Location.
-pub fn redirect(out: &mut Vec<u8>, r: &Redirect, req: &RequestInfo<'_>, listener_port: u16, close: bool) -> u16 {
+/// query string kept; default ports are left out of Location. `headers` follow Location.
+pub fn redirect(
+    out: &mut Vec<u8>,
+    r: &Redirect,
+    req: &RequestInfo<'_>,
+    listener_port: u16,
+    headers: &[(&str, &str)],
+    close: bool,
+) -> u16 {
     let scheme = r.scheme.as_deref().unwrap_or(req.scheme);
     let (req_host, req_port) = split_host_port(req.host);
     let host = r.authority.as_deref().unwrap_or(req_host);
@@ -60,7 +71,10 @@ pub fn redirect(out: &mut Vec<u8>, r: &Redirect, req: &RequestInfo<'_>, listener
     };
     let path = r.uri.as_deref().unwrap_or(req.path);
     let location = location(scheme, &authority, path, req.query);
-    write(out, r.code, &[("location", &location)], b"", false, close)
+    let mut lines = Vec::with_capacity(1 + headers.len());
+    lines.push(("location", location.as_str()));
+    lines.extend_from_slice(headers);
+    answer(out, r.code, &lines, b"", false, close)
 }
 
 fn location(scheme: &str, authority: &str, path: &str, query: Option<&str>) -> String {

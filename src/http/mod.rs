@@ -5,8 +5,12 @@ mod body;
 pub mod codec;
 pub mod cors;
 mod dechunk;
+mod fault;
+mod headers;
 mod local;
+mod mirror;
 mod proxy;
+mod retry;
 mod rewrite;
 mod tunnel;
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
@@ -13,10 +14,13 @@ use super::body::{self, BodyError};
 use super::codec::{
     self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits, ResponseWritten,
 };
-use super::local;
+use super::fault::{self, Injected};
+use super::headers::Merged;
+use super::retry::{self, Outcome};
+use super::{cors, local, mirror};
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
-use crate::snapshot::{ClusterId, Destination, RequestInfo, Route, RouteDecision, Snapshot};
+use crate::snapshot::{ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot};
 use crate::upstream::{UpstreamConn, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
 
@@ -24,6 +28,8 @@ use crate::worker::{ConnInfo, WorkerCtx};
 const NO_ROUTE: &str = "route_not_found";
 const DIRECT: &str = "direct_response";
 const NO_UPSTREAM: &str = "no_healthy_upstream";
+const FAULT_ABORT: &str = "fault_filter_abort";
+const CORS_PREFLIGHT: &str = "cors_response";
 
 /// Client read window: heads must fit (the head limit is far below), bodies stream through.
 const CLIENT_BUF: usize = 4 * 1024;
@@ -41,6 +47,7 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         rb: ReadBuf::with_capacity(CLIENT_BUF),
         out: Vec::with_capacity(4096),
         limits: Limits::default(),
+        response_started: false,
     };
     loop {
         match session.serve_one().await {
@@ -86,6 +93,9 @@ struct Session {
     limits: Limits,
     /// The request being served, as the access log tells it; `None` without `--access-log`.
     log: Option<Record>,
+    /// A response head (final or interim) of the current request reached the client: a
+    /// failure can then only close the connection, and nothing is retried.
+    response_started: bool,
 }
 
 /// The client, as routing and header edits see it.
@@ -114,7 +124,16 @@ enum Plan<'s> {
     /// `out` holds a complete local answer with this status.
     Local { status: u16, close: bool, details: &'static str },
     /// `out` holds the upstream request head.
-    Forward { route: &'s Route, dest: &'s Destination },
+    Forward { route: &'s Route, dest: &'s Destination, extras: Extras },
+}
+
+/// What a forwarded request carries beside its head, decided while the head is borrowed.
+#[derive(Default)]
+struct Extras {
+    /// Response lines CORS adds (the allowed Origin echoed back).
+    cors: Vec<(&'static str, String)>,
+    /// Copies for the route's mirrors, heads only so far.
+    mirrors: Vec<mirror::Copy>,
 }
 
 impl Session {
@@ -133,7 +152,8 @@ impl Session {
 
     async fn serve_request(&mut self) -> Next {
         let snap = self.ctx.snapshot();
-        let (meta, plan) = loop {
+        self.response_started = false;
+        let (meta, plan, fault) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -171,9 +191,27 @@ impl Session {
         };
         self.ctx.stats.downstream_rq_total.inc();
         self.rb.consume(meta.head_len);
+        // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
+        if let Some(delay) = fault.delay {
+            monoio::time::sleep(delay).await;
+        }
+        let plan = match fault.abort {
+            Some(status) => {
+                let close = !meta.keep_alive || self.ctx.draining();
+                self.out.clear();
+                local::simple(&mut self.out, status, fault::ABORT_BODY, close);
+                Plan::Local { status, close, details: FAULT_ABORT }
+            }
+            None => plan,
+        };
         let next = match plan {
             Plan::Local { status, close, details } => {
-                self.note_status(status, if details == NO_ROUTE { "NR" } else { "-" }, details);
+                let flag = match details {
+                    NO_ROUTE => "NR",
+                    FAULT_ABORT => "FI",
+                    _ => "-",
+                };
+                self.note_status(status, flag, details);
                 // An unread body would desync the connection: skip it if it is all here.
                 let body_done = self.skip_buffered_body(meta.framing);
                 let res = self.write_out().await;
@@ -183,7 +221,7 @@ impl Session {
                     Next::KeepAlive
                 }
             }
-            Plan::Forward { route, dest } => self.forward(&snap, meta, route, dest).await,
+            Plan::Forward { route, dest, extras } => self.forward(&snap, meta, route, dest, extras).await,
         };
         match next {
             Next::KeepAlive if self.ctx.draining() => Next::Close,
@@ -217,24 +255,50 @@ impl Session {
         }
     }
 
-    async fn forward(&mut self, snap: &Snapshot, meta: ReqMeta, route: &Route, dest: &Destination) -> Next {
+    async fn forward(
+        &mut self,
+        snap: &Arc<Snapshot>,
+        meta: ReqMeta,
+        route: &Route,
+        dest: &Destination,
+        extras: Extras,
+    ) -> Next {
         let Some(cluster) = dest.cluster else {
             return self.fail_request(meta, &ProxyError::NoCluster).await;
         };
+        let retries = &route.policy.retries;
+        // A small body is worth holding whole when a retry or a mirror may need it again.
+        let replay_wanted = !extras.mirrors.is_empty()
+            || (retries.attempts > 0 && (retry::retries_statuses(retries) || retry::retries(retries, Outcome::Reset)));
+        if replay_wanted && self.hold_small_body(meta).await.is_err() {
+            return Next::Close;
+        }
         // Small bodies already read go out with the head, and stay replayable.
+        let head_end = self.out.len();
         let inline = inline_body(&mut self.rb, meta.framing, &mut self.out);
         if let (Some(r), Some(n)) = (&mut self.log, inline) {
             r.bytes_received = n;
         }
         let inline = inline.is_some();
-        let timeout = route.policy.timeout;
-        let exchange = self.exchange(snap, cluster, route, meta, inline);
-        let result = match timeout {
-            Some(t) => {
-                monoio::time::timeout(t, exchange).await.unwrap_or(Err(Failure::before(ProxyError::UpstreamTimeout)))
+        if inline {
+            for mut copy in extras.mirrors {
+                copy.bytes.extend_from_slice(&self.out[head_end..]);
+                mirror::send(&self.ctx, snap, copy, route.policy.timeout);
             }
-            None => exchange.await,
+        } else if !extras.mirrors.is_empty() {
+            tracing::debug!(peer = %self.peer.conn.peer, "request body too large to hold for a mirror: not mirrored");
+        }
+        let mut response = Merged::new(&[], &[], &[&dest.headers.response, &route.policy.headers.response]);
+        // CORS lines replace any the backend sent (Envoy's `setInline`).
+        response.remove.extend(extras.cors.iter().map(|(n, _)| *n));
+        response.add.extend(extras.cors.iter().map(|(n, v)| (*n, v.as_str())));
+        let timeout = route.policy.timeout;
+        let exchange = self.exchange(snap, cluster, retries, meta, inline, &response);
+        let result = match timeout {
+            Some(t) => monoio::time::timeout(t, exchange).await.ok(),
+            None => Some(exchange.await),
         };
+        let result = result.unwrap_or_else(|| Err(self.failure(ProxyError::UpstreamTimeout)));
         match result {
             Ok(next) => next,
             Err(Failure { err, response_started }) => {
@@ -246,6 +310,31 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Reads the rest of a small request body into the read window (never more than
+    /// `INLINE_BODY`), so the request can be sent again. Not when the client waits for
+    /// `100 Continue`: it sends nothing before the upstream asks.
+    async fn hold_small_body(&mut self, meta: ReqMeta) -> std::io::Result<()> {
+        let small = match meta.framing {
+            BodyFraming::ContentLength(n) => n <= INLINE_BODY as u64,
+            BodyFraming::Chunked => true,
+            BodyFraming::None | BodyFraming::UntilClose => false,
+        };
+        if !small || meta.expect_continue {
+            return Ok(());
+        }
+        while buffered_body_len(&self.rb, meta.framing, INLINE_BODY).is_none() && self.rb.len() <= INLINE_BODY {
+            if self.rb.fill(&mut self.client, CLIENT_BUF).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A failure now: after the response began, only closing the connection can tell.
+    fn failure(&self, err: ProxyError) -> Failure {
+        Failure { err, response_started: self.response_started }
     }
 
     /// Answers `err` and decides whether the client connection survives: only when the
@@ -265,6 +354,7 @@ impl Session {
         head: &codec::ResponseHead<'_>,
         meta: ReqMeta,
         sent_at: Instant,
+        response: &Merged<'_>,
     ) -> Result<ResponseStart, Failure> {
         let (status, head_len) = (head.status, head.head_len);
         if head.is_informational() && !head.is_switching_protocols() {
@@ -279,6 +369,8 @@ impl Session {
             upstream_service_time_ms: Some(sent_at.elapsed().as_millis() as u64),
             close: !meta.keep_alive || self.ctx.draining(),
             http10_client: meta.http10,
+            add: &response.add,
+            remove: &response.remove,
             ..ResponseEdits::default()
         };
         let written = codec::write_response_head(&mut self.out, head, &edits);
@@ -305,18 +397,19 @@ impl Session {
         res.map(drop)
     }
 
-    /// Connect (with retries), send, and relay the response. `out` holds the upstream head
-    /// (and the body when `inline`).
+    /// Connect, send, and relay the response, trying again as the route's retry policy says.
+    /// `out` holds the upstream head (and the body when `inline`, which makes it replayable).
     async fn exchange(
         &mut self,
         snap: &Snapshot,
         cluster: ClusterId,
-        route: &Route,
+        retries: &RetryPolicy,
         meta: ReqMeta,
         inline: bool,
+        response: &Merged<'_>,
     ) -> Result<Next, Failure> {
         let policy = &snap.cluster(cluster).policy;
-        let retries = &route.policy.retries;
+        let statuses_retried = inline && retry::retries_statuses(retries);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
         let ctx = self.ctx.clone();
@@ -329,17 +422,28 @@ impl Session {
             if let Some(r) = &mut self.log {
                 r.upstream(addr, &snap.cluster(cluster).name);
             }
-            let result = self.try_endpoint(addr, policy.connect_timeout, policy.http_idle_timeout, meta, inline).await;
+            let retry_left = attempt < retries.attempts as usize;
+            let try_once = Try {
+                addr,
+                connect_timeout: policy.connect_timeout,
+                idle_timeout: policy.http_idle_timeout,
+                retry_statuses: (statuses_retried && retry_left).then_some(retries),
+            };
+            let tried_once = self.try_endpoint(try_once, meta, inline, response);
+            let result = match retries.per_try_timeout {
+                Some(t) => monoio::time::timeout(t, tried_once).await.unwrap_or_else(|_| {
+                    Err(Failure { err: ProxyError::PerTryTimeout, response_started: self.response_started })
+                }),
+                None => tried_once.await,
+            };
             upstream.balancer.release(pick);
             match result {
-                Err(f)
-                    if !f.response_started
-                        && f.err.retry_safe()
-                        && retries.retry_on.connect_failure
-                        && attempt < retries.attempts as usize =>
-                {
+                Err(f) if retry_left && !f.response_started && retried(retries, &f.err, inline) => {
+                    tracing::debug!(%addr, error = %f.err, "retrying on another endpoint");
                     tried[attempt.min(7)] = pick.endpoint;
                     attempt += 1;
+                    ctx.stats.upstream_rq_retry.inc();
+                    monoio::time::sleep(retry::backoff(attempt as u32, ctx.random())).await;
                 }
                 other => return other,
             }
@@ -348,20 +452,19 @@ impl Session {
 
     async fn try_endpoint(
         &mut self,
-        addr: SocketAddr,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
+        at: Try<'_>,
         meta: ReqMeta,
         inline: bool,
+        response: &Merged<'_>,
     ) -> Result<Next, Failure> {
         let ctx = self.ctx.clone();
         let stats = &ctx.stats;
-        let mut conn = match ctx.upstream.pools.take(addr) {
+        let mut conn = match ctx.upstream.pools.take(at.addr) {
             Some(c) => {
                 stats.upstream_cx_reused.inc();
                 c
             }
-            None => connect(addr, connect_timeout, stats).await?,
+            None => connect(at.addr, at.connect_timeout, stats).await?,
         };
         if let Some(r) = &mut self.log {
             // Asked of the kernel once per connection, not per request.
@@ -382,7 +485,7 @@ impl Session {
             self.out = out;
             if let Err(e) = res {
                 if replayable {
-                    conn = connect(addr, connect_timeout, stats).await?;
+                    conn = connect(at.addr, at.connect_timeout, stats).await?;
                     continue;
                 }
                 return Err(Failure::before(ProxyError::UpstreamIo(e)));
@@ -394,15 +497,15 @@ impl Session {
                 }
                 self.stream_request_body(&mut conn, meta.framing).await?;
             }
-            return match self.relay_response(&mut conn, meta, sent_at).await {
+            return match self.relay_response(&mut conn, meta, sent_at, at.retry_statuses, response).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
-                    conn = connect(addr, connect_timeout, stats).await?;
+                    conn = connect(at.addr, at.connect_timeout, stats).await?;
                     continue;
                 }
                 Err(f) => Err(f),
                 Ok(Relayed::Done { next, reusable }) => {
                     if reusable {
-                        ctx.upstream.pools.put(conn, idle_timeout);
+                        ctx.upstream.pools.put(conn, at.idle_timeout);
                     }
                     Ok(next)
                 }
@@ -431,18 +534,29 @@ impl Session {
 
     /// Reads the response head, relays head and body. Returns the client's fate and whether
     /// the upstream connection may go back to the pool.
+    /// With `retry_statuses`, a final response whose status that policy retries is not
+    /// relayed: it fails the try with [`ProxyError::RetriableStatus`] (`out` still holds the
+    /// request then).
     async fn relay_response(
         &mut self,
         conn: &mut UpstreamConn,
         meta: ReqMeta,
         sent_at: Instant,
+        retry_statuses: Option<&RetryPolicy>,
+        response: &Merged<'_>,
     ) -> Result<Relayed, Failure> {
         loop {
             // As for requests: the parsed head and its slots end before any await.
             let start = {
                 let mut slots = HeaderSlots::new();
                 match codec::parse_response(conn.buf.data(), &mut slots, meta.is_head, &self.limits) {
-                    Ok(Some(head)) => Some(self.start_response(&head, meta, sent_at)?),
+                    Ok(Some(head))
+                        if !head.is_informational()
+                            && retry_statuses.is_some_and(|p| retry::status_retried(p, head.status)) =>
+                    {
+                        return Err(Failure::before(ProxyError::RetriableStatus(head.status)));
+                    }
+                    Ok(Some(head)) => Some(self.start_response(&head, meta, sent_at, response)?),
                     Ok(None) => None,
                     Err(e) => return Err(Failure::before(ProxyError::UpstreamProtocol(e))),
                 }
@@ -463,6 +577,7 @@ impl Session {
                     }
                 }
                 Some(ResponseStart::Interim { head_len, forward: true }) => {
+                    self.response_started = true;
                     conn.buf
                         .write_to(&mut self.client, head_len)
                         .await
@@ -479,6 +594,7 @@ impl Session {
             };
             let (dechunk, close_client) = (written.dechunk, written.close);
             conn.buf.consume(head_len);
+            self.response_started = true;
             if status == 101 {
                 self.write_out().await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))?;
                 return Ok(Relayed::Upgraded);
@@ -523,7 +639,8 @@ impl Session {
     }
 }
 
-/// Routes the request and writes either the local answer or the upstream head into `out`.
+/// Routes the request and writes either the local answer or the upstream head into `out`;
+/// also draws the route's faults.
 fn plan<'s>(
     snap: &'s Snapshot,
     head: &codec::RequestHead<'_>,
@@ -531,7 +648,7 @@ fn plan<'s>(
     ctx: &WorkerCtx,
     peer: &Peer,
     mut log: Option<&mut Record>,
-) -> (ReqMeta, Plan<'s>) {
+) -> (ReqMeta, Plan<'s>, Injected) {
     if let Some(r) = log.as_deref_mut() {
         r.begin(head, peer.conn.local, peer.conn.peer);
     }
@@ -558,51 +675,108 @@ fn plan<'s>(
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.
         let status = local::not_found(out, true);
-        return (meta, Plan::Local { status, close: true, details: NO_ROUTE });
+        return (meta, Plan::Local { status, close: true, details: NO_ROUTE }, Injected::default());
     };
-    let plan = match listener.http_routes.route(&info) {
+    let (route, block) = match listener.http_routes.route(&info) {
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
-            Plan::Local { status: local::not_found(out, close), close, details: NO_ROUTE }
+            let plan = Plan::Local { status: local::not_found(out, close), close, details: NO_ROUTE };
+            return (meta, plan, Injected::default());
         }
         RouteDecision::HttpsRedirect(_) => {
-            Plan::Local { status: local::https_redirect(out, &info, close), close, details: DIRECT }
+            let plan = Plan::Local { status: local::https_redirect(out, &info, close), close, details: DIRECT };
+            return (meta, plan, Injected::default());
         }
-        RouteDecision::Matched { route, block, .. } => match &route.action {
-            crate::snapshot::RouteAction::DirectResponse { status, body } => {
-                Plan::Local { status: local::direct(out, *status, body, meta.is_head, close), close, details: DIRECT }
-            }
-            crate::snapshot::RouteAction::Redirect(r) => {
-                let status = local::redirect(out, r, &info, peer.conn.listener_port, close);
-                Plan::Local { status, close, details: DIRECT }
-            }
-            crate::snapshot::RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
-                Some(dest) => {
-                    let path = super::rewrite::path(route, block, &info);
-                    let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref());
-                    let request_id = request_id(ctx, peer, head);
-                    let edits = RequestEdits {
-                        path: path.as_deref(),
-                        authority,
-                        x_forwarded_proto: "http",
-                        x_forwarded_for_append: &peer.ip,
-                        request_id: request_id.as_ref().map(|id| id.as_str()),
-                        x_envoy_external_address: (!peer.internal).then_some(peer.ip.as_str()),
-                        add: if peer.internal { &[("x-envoy-internal", "true")] } else { &[] },
-                        remove: if meta.expect_continue { &["expect"] } else { &[] },
-                        keep_alive: true,
-                        allow_upgrade: meta.upgrade,
-                    };
-                    codec::write_request_head(out, head, &edits);
-                    if let Some(r) = log {
-                        r.forwarded(request_id.as_ref().map(|id| id.as_str()), route.name.as_deref());
-                    }
-                    Plan::Forward { route, dest }
+        RouteDecision::Matched { route, block, .. } => (route, block),
+    };
+    // Envoy's filter order: CORS answers preflights before the fault filter sees them.
+    let cors = route.policy.cors.as_ref();
+    if let Some(cors::Preflight::Answer(lines)) = cors.map(|c| cors::preflight(c, &info)) {
+        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
+        let status = local::answer(out, 200, &lines, b"", false, close);
+        return (meta, Plan::Local { status, close, details: CORS_PREFLIGHT }, Injected::default());
+    }
+    let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, ctx.random(), ctx.random())).unwrap_or_default();
+    let response_headers = || Merged::new(&[], &[], &[&route.policy.headers.response]).add;
+    let plan = match &route.action {
+        RouteAction::DirectResponse { status, body } => {
+            let status = local::answer(out, *status, &response_headers(), body, meta.is_head, close);
+            Plan::Local { status, close, details: DIRECT }
+        }
+        RouteAction::Redirect(r) => {
+            let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), close);
+            Plan::Local { status, close, details: DIRECT }
+        }
+        RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
+            Some(dest) => {
+                let path = super::rewrite::path(route, block, &info);
+                let base_add: &[(&str, &str)] = if peer.internal { &[("x-envoy-internal", "true")] } else { &[] };
+                let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
+                let levels = [&dest.headers.request, &route.policy.headers.request];
+                // Nothing to merge on most routes: no allocation then.
+                let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_add, base_remove, &levels));
+                let (add, remove, header_authority) = match &merged {
+                    Some(m) => (&m.add[..], &m.remove[..], m.authority),
+                    None => (base_add, base_remove, None),
+                };
+                // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
+                let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()).or(header_authority);
+                let request_id = request_id(ctx, peer, head);
+                let edits = RequestEdits {
+                    path: path.as_deref(),
+                    authority,
+                    x_forwarded_proto: "http",
+                    x_forwarded_for_append: &peer.ip,
+                    request_id: request_id.as_ref().map(|id| id.as_str()),
+                    x_envoy_external_address: (!peer.internal).then_some(peer.ip.as_str()),
+                    add,
+                    remove,
+                    keep_alive: true,
+                    allow_upgrade: meta.upgrade,
+                };
+                codec::write_request_head(out, head, &edits);
+                let extras = Extras {
+                    cors: cors
+                        .map(|c| {
+                            cors::response_headers(c, &info).into_iter().map(|(n, v)| (n, v.into_owned())).collect()
+                        })
+                        .unwrap_or_default(),
+                    mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, ctx) },
+                };
+                if let Some(r) = log {
+                    r.forwarded(request_id.as_ref().map(|id| id.as_str()), route.name.as_deref());
                 }
-                None => Plan::Local { status: local::simple(out, 503, b"", close), close, details: NO_UPSTREAM },
-            },
+                Plan::Forward { route, dest, extras }
+            }
+            None => Plan::Local { status: local::simple(out, 503, b"", close), close, details: NO_UPSTREAM },
         },
     };
-    (meta, plan)
+    (meta, plan, fault)
+}
+
+/// The heads of this request's mirror copies, one per mirror drawn: the upstream head as
+/// sent, with `connection: close` (and `HOST-shadow` with `--mirror-shadow-suffix`).
+fn mirror_copies(
+    route: &Route,
+    head: &codec::RequestHead<'_>,
+    edits: &RequestEdits<'_>,
+    ctx: &WorkerCtx,
+) -> Vec<mirror::Copy> {
+    let mut copies = Vec::new();
+    for m in &route.policy.mirrors {
+        let Some(cluster) = m.destination.cluster else {
+            continue;
+        };
+        if !fault::drawn(m.percent, ctx.random()) {
+            continue;
+        }
+        let shadow =
+            ctx.mirror_shadow_suffix.then(|| mirror::shadow_host(edits.authority.or(head.host()).unwrap_or("")));
+        let edits = RequestEdits { authority: shadow.as_deref().or(edits.authority), keep_alive: false, ..*edits };
+        let mut bytes = Vec::with_capacity(1024);
+        codec::write_request_head(&mut bytes, head, &edits);
+        copies.push(mirror::Copy { cluster, bytes });
+    }
+    copies
 }
 
 /// A fresh id unless an internal client sent one (Envoy regenerates external clients' ids).
@@ -637,6 +811,36 @@ fn buffered_body_len(rb: &ReadBuf, framing: BodyFraming, max: usize) -> Option<u
         BodyFraming::UntilClose => return None,
     };
     (len <= max).then_some(len)
+}
+
+/// One try of an exchange: where, with which limits, and (when a retry is left and the body
+/// is replayable) the policy whose statuses are retried instead of relayed.
+struct Try<'p> {
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    retry_statuses: Option<&'p RetryPolicy>,
+}
+
+/// Whether a try that failed with `err` (before any response byte reached the client) is
+/// sent again. What went out on the wire can only be resent when it is still held (`inline`).
+fn retried(policy: &RetryPolicy, err: &ProxyError, inline: bool) -> bool {
+    let outcome = match err {
+        ProxyError::ConnectFailed(_) | ProxyError::ConnectTimeout => Outcome::ConnectFailure,
+        ProxyError::ResetBeforeResponse
+        | ProxyError::UpstreamIo(_)
+        | ProxyError::UpstreamProtocol(_)
+        | ProxyError::UnexpectedUpgrade
+        | ProxyError::PerTryTimeout
+            if inline =>
+        {
+            Outcome::Reset
+        }
+        // Only produced when the policy retries it and a try is left.
+        ProxyError::RetriableStatus(_) => return true,
+        _ => return false,
+    };
+    retry::retries(policy, outcome)
 }
 
 /// A failed exchange: the error, and whether response bytes already reached the client (then

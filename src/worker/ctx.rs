@@ -14,6 +14,7 @@ use crate::admin::{L4Counters, L4Kind, WorkerStats};
 use crate::http::access_log::Sink;
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstream;
+use crate::worker::WorkerOptions;
 
 /// The downstream connection as accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct WorkerCtx {
     pub upstream: Upstream,
     /// `--access-log`: this worker's side of the access log.
     pub access_log: Option<Sink>,
+    /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
+    pub mirror_shadow_suffix: bool,
     /// This worker's TCP route and cluster counters (one map per [`L4Kind`]), looked up by name
     /// without the registry's lock once seen.
     l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
@@ -45,7 +48,7 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, snapshot: Arc<Snapshot>, stats: Arc<WorkerStats>, access_log: bool) -> Self {
+    pub fn new(id: usize, snapshot: Arc<Snapshot>, stats: Arc<WorkerStats>, opts: &WorkerOptions) -> Self {
         let drain = Canceller::new();
         let drain_handle = drain.handle();
         Self {
@@ -53,7 +56,8 @@ impl WorkerCtx {
             snapshot: RefCell::new(Rc::new(snapshot)),
             stats,
             upstream: Upstream::default(),
-            access_log: access_log.then(Sink::default),
+            access_log: opts.access_log.then(Sink::default),
+            mirror_shadow_suffix: opts.mirror_shadow_suffix,
             l4: RefCell::default(),
             draining: Cell::new(false),
             drain: RefCell::new(Some(drain)),

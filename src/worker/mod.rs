@@ -23,6 +23,8 @@ pub struct WorkerOptions {
     pub workers: usize,
     pub driver: DriverChoice,
     pub access_log: bool,
+    /// `--mirror-shadow-suffix`: mirrored requests carry `HOST-shadow`, as Istio ≤ 1.27 sent.
+    pub mirror_shadow_suffix: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +60,7 @@ pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartErro
     let (started_tx, started) = mpsc::channel();
     for id in 0..opts.workers {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-        let (shared, started_tx, choice, access_log) =
-            (shared.clone(), started_tx.clone(), opts.driver, opts.access_log);
+        let (shared, started_tx, choice, opts) = (shared.clone(), started_tx.clone(), opts.driver, opts.clone());
         let thread = std::thread::Builder::new().name(format!("strait-worker-{id}")).spawn(move || {
             if let Some(core) = core {
                 if !core_affinity::set_for_current(core) {
@@ -77,7 +78,7 @@ pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartErro
             drop(started_tx);
             rt.block_on(async move {
                 let stats = shared.workers[id].clone();
-                let ctx = Rc::new(WorkerCtx::new(id, shared.snapshot(), stats, access_log));
+                let ctx = Rc::new(WorkerCtx::new(id, shared.snapshot(), stats, &opts));
                 follow::follow(ctx, shared).await;
             });
         });

@@ -3,7 +3,8 @@
 //! It answers by path: `/status/N` (status N), `/delay/MS` (answers after MS ms), `/size/N`
 //! (N body bytes, Content-Length), `/chunked/N` (N body bytes, chunked), `/upload` (drains the
 //! request body and answers its length and checksum), anything else: 200 with the backend's
-//! name. Every response carries `x-backend: NAME`; every request is recorded.
+//! name. Every response carries `x-backend: NAME`; every request is recorded. A [`Mode`] other
+//! than `Normal` overrides all of this for every request.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,6 +30,17 @@ impl Received {
     }
 }
 
+/// How a backend answers every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// By path, as the module says.
+    Normal,
+    /// Always this status, with the backend's name as body.
+    Status(u16),
+    /// Waits this long, then answers 200 with its name.
+    Stall(Duration),
+}
+
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
@@ -39,6 +51,10 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(name: &str) -> Backend {
+        Self::with_mode(name, Mode::Normal)
+    }
+
+    pub fn with_mode(name: &str, mode: Mode) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let b = Backend {
@@ -57,7 +73,7 @@ impl Backend {
                 let Ok(stream) = stream else { continue };
                 conns.fetch_add(1, Ordering::Relaxed);
                 let (name, rec) = (name.clone(), rec.clone());
-                std::thread::spawn(move || serve(stream, &name, &rec));
+                std::thread::spawn(move || serve(stream, &name, &rec, mode));
             }
         });
         b
@@ -90,7 +106,7 @@ impl Drop for Backend {
 /// Bodies above this are counted, not kept.
 const KEEP_BODY: usize = 1 << 20;
 
-fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>) {
+fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) {
     stream.set_nodelay(true).unwrap();
     let mut r = BufReader::with_capacity(1 << 16, stream.try_clone().unwrap());
     let mut w = stream;
@@ -125,8 +141,15 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>) {
         let is_head = req.method == "HEAD";
         rec.lock().unwrap().push(Received { body, ..req });
         let conn = if close { "connection: close\r\n" } else { "" };
-        let ok = if let Some(code) = path.strip_prefix("/status/") {
-            let code: u16 = code.parse().unwrap_or(200);
+        let fixed = match mode {
+            Mode::Normal => None,
+            Mode::Status(code) => Some(code),
+            Mode::Stall(wait) => {
+                std::thread::sleep(wait);
+                Some(200)
+            }
+        };
+        let ok = if let Some(code) = fixed.or_else(|| path.strip_prefix("/status/").map(|c| c.parse().unwrap_or(200))) {
             write!(w, "HTTP/1.1 {code} X\r\nx-backend: {name}\r\ncontent-length: {}\r\n{conn}\r\n{}", name.len(), name)
         } else if let Some(ms) = path.strip_prefix("/delay/") {
             std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));

@@ -250,7 +250,8 @@ fn dangling_honours_export_to() {
 #[test]
 fn not_enforced_table() {
     let http = "  - route: [{destination: {host: r.example.com, port: {number: 80}}, headers: {request: {set: {a: b}}}}]\n    \
-                retries: {attempts: 2, retryOn: 'connect-failure,5xx', perTryTimeout: 1s}\n    corsPolicy: {allowOrigins: [{exact: x}]}\n  \
+                retries: {attempts: 2, retryOn: 'connect-failure,5xx,418', perTryTimeout: 1s, retryRemoteLocalities: true}\n    \
+                corsPolicy: {allowOrigins: [{exact: x}]}\n    fault: {abort: {httpStatus: 500}}\n    mirror: {host: r.example.com}\n  \
                 - route: [{destination: {host: r.example.com, port: {number: 80}}}]\n    retries: {attempts: 1, retryOn: connect-failure}\n";
     let mut yaml = vs(http);
     yaml.push_str(
@@ -263,10 +264,7 @@ fn not_enforced_table() {
     assert_eq!(
         warnings,
         [
-            "spec.http[0].route[0].headers: accepted, not enforced yet",
-            "spec.http[0].retries.perTryTimeout: accepted, not enforced yet",
-            "spec.http[0].retries.retryOn: connect-failure,5xx is accepted, not enforced yet",
-            "spec.http[0].corsPolicy: accepted, not enforced yet",
+            "spec.http[0].retries.retryRemoteLocalities: accepted, not enforced yet",
             "spec.trafficPolicy.portLevelSettings[0].loadBalancer.simple: PASSTHROUGH is accepted, not enforced yet",
             "spec.subsets[0].trafficPolicy.outlierDetection: accepted, not enforced yet",
         ]

@@ -1,0 +1,81 @@
+//! `mirror`/`mirrors`: a fire-and-forget copy of a request to another cluster, sent by a task
+//! of the same worker. The copy asks the mirror to close its connection, and its answer is read
+//! and thrown away; the mirror's slowness or failure never reaches the client's exchange.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::snapshot::{ClusterId, Snapshot};
+use crate::worker::WorkerCtx;
+
+#[cfg(test)]
+mod tests;
+
+/// Copies in flight per worker; beyond it new copies are dropped, so a mirror that stalls
+/// cannot make the gateway hold ever more connections and buffers.
+const MAX_IN_FLIGHT: usize = 256;
+/// How long a copy may take when its route sets no timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// Copies in flight on this worker (one thread per worker).
+    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One request to mirror: its head (with `connection: close`) and, once known, its body.
+pub struct Copy {
+    pub cluster: ClusterId,
+    pub bytes: Vec<u8>,
+}
+
+/// Sends `copy` in the background, bounded by the route's `timeout` (or 10 s). Returns false
+/// when the worker already has too many copies in flight and this one was dropped.
+pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Option<Duration>) -> bool {
+    if IN_FLIGHT.get() >= MAX_IN_FLIGHT {
+        return false;
+    }
+    let Some(pick) = ctx.upstream.balancer.pick(snap, copy.cluster, &[], ctx.random()) else {
+        return false;
+    };
+    let cluster = snap.cluster(copy.cluster);
+    let (addr, connect_timeout) = (cluster.endpoints[pick.endpoint].addr, cluster.policy.connect_timeout);
+    IN_FLIGHT.set(IN_FLIGHT.get() + 1);
+    let ctx = ctx.clone();
+    monoio::spawn(async move {
+        let limit = timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let sent = monoio::time::timeout(limit, exchange(addr, connect_timeout, copy.bytes)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!(%addr, "mirrored request failed or timed out");
+        }
+        ctx.upstream.balancer.release(pick);
+        IN_FLIGHT.set(IN_FLIGHT.get() - 1);
+    });
+    true
+}
+
+async fn exchange(addr: SocketAddr, connect_timeout: Duration, bytes: Vec<u8>) -> std::io::Result<()> {
+    let mut stream = monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr))
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)??;
+    stream.write_all(bytes).await.0?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, b) = stream.read(buf).await;
+        buf = b;
+        if n? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// `host[:port]` → `host-shadow[:port]`: the Host Envoy gave mirrored requests for Istio ≤ 1.27.
+pub fn shadow_host(authority: &str) -> String {
+    let bare = crate::snapshot::strip_port(authority);
+    format!("{bare}-shadow{}", &authority[bare.len()..])
+}

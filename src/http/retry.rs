@@ -1,0 +1,65 @@
+//! When a failed try is sent again: Envoy's `retry_on` conditions over what went wrong, and
+//! its jittered back-off between tries.
+
+use std::time::Duration;
+
+use crate::snapshot::RetryPolicy;
+
+#[cfg(test)]
+mod tests;
+
+/// Envoy's default back-off base interval; the cap is ten times it.
+const BASE_INTERVAL: Duration = Duration::from_millis(25);
+
+/// What ended a try that may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The connection could not be opened (refused, unreachable, connect timeout): nothing
+    /// reached the upstream.
+    ConnectFailure,
+    /// The connection closed, reset or spoke nonsense before a response head, or the
+    /// per-try timeout fired: Envoy's stream resets.
+    Reset,
+}
+
+/// Whether `outcome` is retried under `policy` (attempts left aside).
+///
+/// As Envoy's `RetryStateImpl`: `5xx`, `gateway-error` and `reset` retry every reset
+/// (a connect failure and a per-try timeout included); `connect-failure` only connect
+/// failures. `refused-stream` and the gRPC conditions never apply to HTTP/1.1.
+pub fn retries(policy: &RetryPolicy, outcome: Outcome) -> bool {
+    let on = &policy.retry_on;
+    match outcome {
+        Outcome::ConnectFailure => on.connect_failure || on.server_error_5xx || on.gateway_error || on.reset,
+        Outcome::Reset => on.server_error_5xx || on.gateway_error || on.reset,
+    }
+}
+
+/// Whether a response with `status` is retried under `policy`: `5xx` any 5xx,
+/// `gateway-error` 502/503/504, `retriable-4xx` 409, `retriable-status-codes` the listed codes.
+pub fn status_retried(policy: &RetryPolicy, status: u16) -> bool {
+    let on = &policy.retry_on;
+    (on.server_error_5xx && (500..600).contains(&status))
+        || (on.gateway_error && matches!(status, 502..=504))
+        || (on.retriable_4xx && status == 409)
+        || (on.retriable_status_codes && policy.retriable_status_codes.contains(&status))
+}
+
+/// Whether any status at all could be retried: when none can, a response is relayed at once
+/// and the request need not stay replayable.
+pub fn retries_statuses(policy: &RetryPolicy) -> bool {
+    let on = &policy.retry_on;
+    on.server_error_5xx
+        || on.gateway_error
+        || on.retriable_4xx
+        || (on.retriable_status_codes && !policy.retriable_status_codes.is_empty())
+}
+
+/// The wait before retry number `retry` (1-based): uniform in `[0, (2^retry - 1) × 25 ms]`,
+/// capped at 250 ms, as Envoy's jittered exponential back-off. `draw` is any random number.
+pub fn backoff(retry: u32, draw: u32) -> Duration {
+    let cap = BASE_INTERVAL * 10;
+    let ceiling = BASE_INTERVAL.saturating_mul((1u32 << retry.min(10)) - 1).min(cap);
+    let ms = ceiling.as_millis() as u32;
+    Duration::from_millis(u64::from(draw % (ms + 1)))
+}

@@ -1,0 +1,77 @@
+use std::time::Duration;
+
+use super::{backoff, retries, retries_statuses, status_retried, Outcome};
+use crate::snapshot::{RetryOn, RetryPolicy};
+
+fn policy(on: RetryOn, codes: &[u16]) -> RetryPolicy {
+    RetryPolicy { attempts: 2, retry_on: on, retriable_status_codes: codes.to_vec(), ..RetryPolicy::default() }
+}
+
+#[test]
+fn istio_default_retries_connect_failures_only() {
+    let p = RetryPolicy::default();
+    assert!(retries(&p, Outcome::ConnectFailure));
+    assert!(!retries(&p, Outcome::Reset));
+    assert!(!status_retried(&p, 503));
+    assert!(!status_retried(&p, 500));
+    assert!(!retries_statuses(&p));
+}
+
+#[test]
+fn five_xx_retries_resets_and_every_5xx() {
+    let p = policy(RetryOn { server_error_5xx: true, ..RetryOn::default() }, &[]);
+    assert!(retries(&p, Outcome::ConnectFailure));
+    assert!(retries(&p, Outcome::Reset));
+    assert!(status_retried(&p, 500));
+    assert!(status_retried(&p, 599));
+    assert!(!status_retried(&p, 404));
+}
+
+#[test]
+fn gateway_error_retries_502_to_504() {
+    let p = policy(RetryOn { gateway_error: true, ..RetryOn::default() }, &[]);
+    assert!(!status_retried(&p, 500));
+    assert!([502, 503, 504].iter().all(|&s| status_retried(&p, s)));
+    assert!(retries(&p, Outcome::Reset));
+}
+
+#[test]
+fn connect_failure_alone_does_not_retry_resets() {
+    let p = policy(RetryOn { connect_failure: true, ..RetryOn::default() }, &[]);
+    assert!(retries(&p, Outcome::ConnectFailure));
+    assert!(!retries(&p, Outcome::Reset));
+}
+
+#[test]
+fn reset_retries_resets_not_statuses() {
+    let p = policy(RetryOn { reset: true, ..RetryOn::default() }, &[]);
+    assert!(retries(&p, Outcome::Reset));
+    assert!(retries(&p, Outcome::ConnectFailure));
+    assert!(!status_retried(&p, 503));
+}
+
+#[test]
+fn retriable_4xx_is_409() {
+    let p = policy(RetryOn { retriable_4xx: true, ..RetryOn::default() }, &[]);
+    assert!(status_retried(&p, 409));
+    assert!(!status_retried(&p, 404));
+}
+
+#[test]
+fn listed_codes_need_retriable_status_codes() {
+    let p = policy(RetryOn { retriable_status_codes: true, ..RetryOn::default() }, &[418, 503]);
+    assert!(status_retried(&p, 418));
+    assert!(status_retried(&p, 503));
+    assert!(!status_retried(&p, 502));
+    assert!(retries_statuses(&p));
+    let off = policy(RetryOn::default(), &[418]);
+    assert!(!status_retried(&off, 418));
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    assert_eq!(backoff(1, 25), Duration::from_millis(25));
+    assert_eq!(backoff(1, 26), Duration::ZERO);
+    assert_eq!(backoff(2, 75), Duration::from_millis(75));
+    assert!((0..1000).all(|d| backoff(9, d * 7919) <= Duration::from_millis(250)));
+}
