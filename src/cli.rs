@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::control::{BuildOptions, RunOptions, DEFAULT_DRAIN_TIMEOUT};
+use crate::http::access_log::Encoding;
 use crate::worker::{default_workers, DriverChoice, WorkerOptions};
 
 /// Environment variable read when `--driver` is not given (the tests run everything on both).
@@ -61,6 +62,9 @@ pub struct RunArgs {
     /// Istio's default access log, one line per request, on stdout
     #[arg(long)]
     pub access_log: bool,
+    /// The access log's encoding, as Istio's `accessLogEncoding`
+    #[arg(long, value_enum, value_name = "ENCODING", default_value = "text")]
+    pub access_log_encoding: Encoding,
     /// Mirrored requests carry `HOST-shadow` as Host, as Istio 1.27 and older sent them
     /// (newer Istio keeps the original Host)
     #[arg(long)]
@@ -92,7 +96,7 @@ impl RunArgs {
             workers: WorkerOptions {
                 workers: self.workers.map_or_else(default_workers, NonZeroUsize::get),
                 driver: driver_choice(self.driver, env_driver)?,
-                access_log: self.access_log,
+                access_log: self.access_log.then_some(self.access_log_encoding),
                 mirror_shadow_suffix: self.mirror_shadow_suffix,
             },
             admin: self.admin,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use super::istio::IstioRegistry;
 use super::l4::{self, L4Key, L4Registry, L4Totals};
 
 /// A monotonically increasing count with a single writer.
@@ -83,6 +84,8 @@ pub struct WorkerStats {
     pub tcp_no_route: Counter,
     /// Proxied TCP traffic by route and cluster.
     pub l4: L4Registry,
+    /// Istio's request series.
+    pub istio: IstioRegistry,
     /// The snapshot generation this worker serves; the control thread reads it to know that
     /// every worker has picked up a publication.
     pub(crate) generation: Gauge,
@@ -104,6 +107,7 @@ impl Default for WorkerStats {
             upstream_rq_retry: Counter::default(),
             tcp_no_route: Counter::default(),
             l4: L4Registry::default(),
+            istio: IstioRegistry::default(),
             generation: Gauge::default(),
             draining: Gauge::default(),
         }

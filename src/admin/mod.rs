@@ -7,6 +7,7 @@
 mod clusters;
 mod config_dump;
 mod http;
+mod istio;
 mod l4;
 mod metrics;
 mod stats;
@@ -21,6 +22,7 @@ use serde_json::json;
 use tracing::debug;
 
 pub use config_dump::to_json;
+pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
 pub use l4::{L4Counters, L4Kind};
 pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, WorkerStats, STATUS_SLOTS};
 
@@ -140,7 +142,20 @@ fn samples(shared: &Shared) -> Vec<stats::Sample> {
 }
 
 fn prometheus(shared: &Shared) -> Response {
-    let body = stats::prometheus(&samples(shared)).into_bytes();
+    let totals = Totals::sum(&shared.workers);
+    let mut text = stats::prometheus(&stats::samples(&totals, &shared.control, shared.workers.len()));
+    let snapshot = shared.snapshot();
+    let cluster_labels = |name: &str| {
+        let cluster = snapshot.clusters.iter().find(|c| &*c.name == name);
+        cluster.map_or_else(IstioDestination::default, |c| IstioDestination {
+            service: c.host.clone(),
+            namespace: c.namespace.clone(),
+            version: c.subset.clone(),
+        })
+    };
+    let http = istio::sum(shared.workers.iter().map(|w| &w.istio));
+    istio::render(&http, &totals.l4, &cluster_labels, &mut text);
+    let body = text.into_bytes();
     Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
 }
 

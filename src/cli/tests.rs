@@ -38,6 +38,9 @@ fn run_with_every_flag() {
         "--log-level",
         "debug",
         "--access-log",
+        "--access-log-encoding",
+        "json",
+        "--mirror-shadow-suffix",
         "--driver",
         "legacy",
         "--drain-timeout",
@@ -49,7 +52,12 @@ fn run_with_every_flag() {
     assert_eq!(opts.build.secrets_dir, Some(PathBuf::from("/secrets")));
     assert_eq!(
         opts.workers,
-        WorkerOptions { workers: 3, driver: DriverChoice::Legacy, access_log: true, mirror_shadow_suffix: false }
+        WorkerOptions {
+            workers: 3,
+            driver: DriverChoice::Legacy,
+            access_log: Some(Encoding::Json),
+            mirror_shadow_suffix: true
+        }
     );
     assert_eq!(opts.admin, "0.0.0.0:9901".parse().unwrap());
     assert_eq!(opts.drain_timeout, Duration::from_millis(250));
@@ -62,7 +70,8 @@ fn run_defaults() {
     assert_eq!(opts.build.secrets_dir, None);
     assert_eq!(opts.workers.workers, default_workers());
     assert_eq!(opts.workers.driver, DriverChoice::Auto);
-    assert!(!opts.workers.access_log);
+    assert_eq!(opts.workers.access_log, None);
+    assert!(!opts.workers.mirror_shadow_suffix);
     assert_eq!(opts.admin, "127.0.0.1:15000".parse().unwrap());
     assert_eq!(opts.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
 }

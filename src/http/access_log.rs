@@ -1,4 +1,5 @@
-//! `--access-log`: Istio's default text access log, one line per request on stdout.
+//! `--access-log`: Istio's default access log, one line per request on stdout, as text or
+//! (`--access-log-encoding json`) as Istio's default JSON.
 //!
 //! A worker formats its lines into a buffer of its own and hands the buffer to one writer
 //! thread when it fills and every 50 ms; a stdout that does not keep up costs dropped lines
@@ -154,6 +155,79 @@ pub fn format(r: &Record, out: &mut Vec<u8>) {
     );
 }
 
+/// Appends `r` as Istio's default JSON access log (`accessLogEncoding: JSON`): the text
+/// format's fields under Istio's keys (sorted, as Envoy writes them), codes, sizes and the
+/// duration as numbers, absent values as `null`.
+pub fn format_json(r: &Record, out: &mut Vec<u8>) {
+    let duration = r.start.map(|(_, began)| began.elapsed().as_millis() as u64);
+    let start = r.start.map(|(wall, _)| humantime::format_rfc3339_millis(wall).to_string());
+    // A response header: a string, as Envoy's `%RESP(…)%` gives it.
+    let service_time = r.upstream_service_time.map(|ms| ms.to_string());
+    let fields: [(&str, Json<'_>); 24] = [
+        ("authority", Json::Text(some(&r.authority))),
+        ("bytes_received", Json::Number(Some(r.bytes_received))),
+        ("bytes_sent", Json::Number(Some(r.bytes_sent))),
+        ("connection_termination_details", Json::Text(None)),
+        ("downstream_local_address", Json::Address(r.downstream_local)),
+        ("downstream_remote_address", Json::Address(r.downstream_remote)),
+        ("duration", Json::Number(duration)),
+        ("method", Json::Text(some(&r.method))),
+        ("path", Json::Text(some(&r.path))),
+        ("protocol", Json::Text(some(r.protocol))),
+        ("request_id", Json::Text(some(&r.request_id))),
+        ("requested_server_name", Json::Text(None)),
+        ("response_code", Json::Number(Some(u64::from(r.status)))),
+        ("response_code_details", Json::Text(some(r.details))),
+        ("response_flags", Json::Text(Some(some(r.flags).unwrap_or("-")))),
+        ("route_name", Json::Text(some(&r.route_name))),
+        ("start_time", Json::Text(start.as_deref())),
+        ("upstream_cluster", Json::Text(some(&r.upstream_cluster))),
+        ("upstream_host", Json::Address(r.upstream_host)),
+        ("upstream_local_address", Json::Address(r.upstream_local)),
+        ("upstream_service_time", Json::Text(service_time.as_deref())),
+        ("upstream_transport_failure_reason", Json::Text(None)),
+        ("user_agent", Json::Text(some(&r.user_agent))),
+        ("x_forwarded_for", Json::Text(some(&r.x_forwarded_for))),
+    ];
+    out.push(b'{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "\"{key}\":");
+        let _ = match value {
+            Json::Text(Some(text)) => serde_json::to_writer(&mut *out, text).map_err(drop),
+            Json::Number(Some(n)) => write!(out, "{n}").map_err(drop),
+            // An address never needs escaping.
+            Json::Address(Some(a)) => write!(out, "\"{a}\"").map_err(drop),
+            Json::Text(None) | Json::Number(None) | Json::Address(None) => out.write_all(b"null").map_err(drop),
+        };
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// A JSON access-log value, written without building strings.
+enum Json<'a> {
+    Text(Option<&'a str>),
+    Number(Option<u64>),
+    Address(Option<SocketAddr>),
+}
+
+/// An optional text field: `None` when empty.
+fn some(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// How `--access-log` writes its lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    /// Istio's default text line.
+    #[default]
+    Text,
+    /// Istio's default JSON object, one per line.
+    Json,
+}
+
 /// A log field: its value, or Envoy's `-` when absent. Formats in place, allocating nothing.
 struct Dash<T>(Option<T>);
 
@@ -181,21 +255,23 @@ fn set(dst: &mut String, src: &str) {
 pub struct Sink {
     buf: RefCell<Vec<u8>>,
     writer: SyncSender<Vec<u8>>,
-}
-
-impl Default for Sink {
-    fn default() -> Self {
-        Self { buf: RefCell::new(Vec::with_capacity(FLUSH_AT)), writer: writer().clone() }
-    }
+    encoding: Encoding,
 }
 
 impl Sink {
+    pub fn new(encoding: Encoding) -> Self {
+        Self { buf: RefCell::new(Vec::with_capacity(FLUSH_AT)), writer: writer().clone(), encoding }
+    }
+
     /// Buffers `r`'s line; hands the buffer on when it is full, or at once while `draining`
     /// (so that [`finish`] finds every line of a shutdown handed over).
     pub fn log(&self, r: &Record, draining: bool) {
         let full = {
             let mut buf = self.buf.borrow_mut();
-            format(r, &mut buf);
+            match self.encoding {
+                Encoding::Text => format(r, &mut buf),
+                Encoding::Json => format_json(r, &mut buf),
+            }
             buf.len() >= FLUSH_AT
         };
         if full || draining {

@@ -48,6 +48,7 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         out: Vec::with_capacity(4096),
         limits: Limits::default(),
         response_started: false,
+        tally: Tally::default(),
     };
     loop {
         match session.serve_one().await {
@@ -96,6 +97,40 @@ struct Session {
     /// A response head (final or interim) of the current request reached the client: a
     /// failure can then only close the connection, and nothing is retried.
     response_started: bool,
+    /// The current request as Istio's metrics count it.
+    tally: Tally,
+}
+
+/// What Istio's standard metrics need of one request, gathered whether or not the access log
+/// is on: plain numbers, no strings.
+#[derive(Default)]
+struct Tally {
+    /// When the head was parsed; `None` until then (nothing to count).
+    began: Option<Instant>,
+    status: u16,
+    flags: &'static str,
+    /// The cluster the request went to (in the snapshot it was served with).
+    cluster: Option<ClusterId>,
+    /// Bytes on the wire, heads included, as Istio's request and response sizes count them.
+    received: u64,
+    sent: u64,
+    /// The last try failed in a way the retry policy retries, with no retry left.
+    retries_exhausted: bool,
+}
+
+impl Tally {
+    /// The response flags, with Envoy's URX where retries ran out (in Envoy's flag order).
+    fn flags(&self) -> &'static str {
+        match (self.retries_exhausted, self.flags) {
+            (false, flags) => flags,
+            (true, "UF") => "UF,URX",
+            (true, "UC") => "UC,URX",
+            (true, "UT") => "UT,URX",
+            (true, "UPE") => "URX,UPE",
+            (true, "-") => "URX",
+            (true, other) => other,
+        }
+    }
 }
 
 /// The client, as routing and header edits see it.
@@ -137,12 +172,29 @@ struct Extras {
 }
 
 impl Session {
-    /// Serves one request, then logs it when `--access-log` is on.
+    /// Serves one request, then counts it and logs it when `--access-log` is on.
     async fn serve_one(&mut self) -> Next {
-        let next = self.serve_request().await;
+        // The snapshot is held here so that the request is counted against the cluster it
+        // was served by, even across a reload.
+        let snap = self.ctx.snapshot();
+        let next = self.serve_request(&snap).await;
+        let streamed = self.rb.take_written();
+        self.tally.received += streamed;
+        #[cfg(feature = "istio-metrics")]
+        if let Some(began) = self.tally.began {
+            let t = &self.tally;
+            let cluster = t.cluster.map(|id| snap.cluster(id));
+            self.ctx.with_istio_series(cluster, t.status, t.flags(), |s| {
+                s.requests.inc();
+                s.duration.record(began.elapsed().as_micros() as u64);
+                s.request_bytes.record(t.received * 1000);
+                s.response_bytes.record(t.sent * 1000);
+            });
+        }
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.log) {
             if r.start.is_some() {
-                r.bytes_received += self.rb.take_written();
+                r.bytes_received += streamed;
+                r.flags = self.tally.flags();
                 sink.log(r, self.ctx.draining());
             }
             r.reset();
@@ -150,16 +202,16 @@ impl Session {
         next
     }
 
-    async fn serve_request(&mut self) -> Next {
-        let snap = self.ctx.snapshot();
+    async fn serve_request(&mut self, snap: &Arc<Snapshot>) -> Next {
         self.response_started = false;
+        self.tally = Tally::default();
         let (meta, plan, fault) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
                 let mut slots = HeaderSlots::new();
                 codec::parse_request(self.rb.data(), &mut slots, &self.limits).map(|head| {
-                    head.map(|head| plan(&snap, &head, &mut self.out, &self.ctx, &self.peer, self.log.as_mut()))
+                    head.map(|head| plan(snap, &head, &mut self.out, &self.ctx, &self.peer, self.log.as_mut()))
                 })
             };
             match parsed {
@@ -191,6 +243,8 @@ impl Session {
         };
         self.ctx.stats.downstream_rq_total.inc();
         self.rb.consume(meta.head_len);
+        self.tally.began = Some(Instant::now());
+        self.tally.received = meta.head_len as u64;
         // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
         if let Some(delay) = fault.delay {
             monoio::time::sleep(delay).await;
@@ -221,7 +275,7 @@ impl Session {
                     Next::KeepAlive
                 }
             }
-            Plan::Forward { route, dest, extras } => self.forward(&snap, meta, route, dest, extras).await,
+            Plan::Forward { route, dest, extras } => self.forward(snap, meta, route, dest, extras).await,
         };
         match next {
             Next::KeepAlive if self.ctx.draining() => Next::Close,
@@ -266,6 +320,7 @@ impl Session {
         let Some(cluster) = dest.cluster else {
             return self.fail_request(meta, &ProxyError::NoCluster).await;
         };
+        self.tally.cluster = Some(cluster);
         let retries = &route.policy.retries;
         // A small body is worth holding whole when a retry or a mirror may need it again.
         let replay_wanted = !extras.mirrors.is_empty()
@@ -276,8 +331,11 @@ impl Session {
         // Small bodies already read go out with the head, and stay replayable.
         let head_end = self.out.len();
         let inline = inline_body(&mut self.rb, meta.framing, &mut self.out);
-        if let (Some(r), Some(n)) = (&mut self.log, inline) {
-            r.bytes_received = n;
+        if let Some(n) = inline {
+            self.tally.received += n;
+            if let Some(r) = &mut self.log {
+                r.bytes_received = n;
+            }
         }
         let inline = inline.is_some();
         if inline {
@@ -303,6 +361,10 @@ impl Session {
             Ok(next) => next,
             Err(Failure { err, response_started }) => {
                 tracing::debug!(peer = %self.peer.conn.peer, error = %err, "request failed");
+                if matches!(err, ProxyError::DownstreamIo(_)) {
+                    // The client went away: Envoy's DC, whatever status was under way.
+                    self.tally.flags = "DC";
+                }
                 if response_started {
                     Next::Close
                 } else {
@@ -384,6 +446,10 @@ impl Session {
     /// Counts the status, and notes it with Envoy's response flag and details for the log.
     fn note_status(&mut self, status: u16, flag: &'static str, details: &'static str) {
         self.ctx.stats.record_status(status);
+        // A request refused before its head parsed is counted too.
+        self.tally.began.get_or_insert_with(Instant::now);
+        self.tally.status = status;
+        self.tally.flags = flag;
         if let Some(r) = &mut self.log {
             r.answered(status, flag, details);
         }
@@ -391,6 +457,7 @@ impl Session {
 
     /// Writes `out` whole to the client.
     async fn write_out(&mut self) -> std::io::Result<()> {
+        self.tally.sent += self.out.len() as u64;
         let out = std::mem::take(&mut self.out);
         let (res, out) = self.client.write_all(out).await;
         self.out = out;
@@ -445,7 +512,16 @@ impl Session {
                     ctx.stats.upstream_rq_retry.inc();
                     monoio::time::sleep(retry::backoff(attempt as u32, ctx.random())).await;
                 }
-                other => return other,
+                other => {
+                    // The last try ended as a retry would have been asked for: Envoy's URX.
+                    self.tally.retries_exhausted = retries.attempts > 0
+                        && !retry_left
+                        && match &other {
+                            Ok(_) => statuses_retried && retry::status_retried(retries, self.tally.status),
+                            Err(f) => !f.response_started && retried(retries, &f.err, inline),
+                        };
+                    return other;
+                }
             }
         }
     }
@@ -628,8 +704,10 @@ impl Session {
                     BodyError::Framing(e) => ProxyError::UpstreamProtocol(e),
                 })
             })?;
+            let streamed = conn.buf.take_written();
+            self.tally.sent += streamed;
             if let Some(r) = &mut self.log {
-                r.bytes_sent = body_inline.unwrap_or(0) + conn.buf.take_written();
+                r.bytes_sent = body_inline.unwrap_or(0) + streamed;
             }
             // Bytes beyond the framed response mean the upstream is confused: never reuse it.
             let reusable = upstream_keep_alive && conn.buf.is_empty() && !matches!(framing, BodyFraming::UntilClose);

@@ -10,9 +10,9 @@ use monoio::io::{CancelHandle, Canceller};
 
 use rustc_hash::FxHashMap;
 
-use crate::admin::{L4Counters, L4Kind, WorkerStats};
+use crate::admin::{IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
 use crate::http::access_log::Sink;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Cluster, Snapshot};
 use crate::upstream::Upstream;
 use crate::worker::WorkerOptions;
 
@@ -40,6 +40,9 @@ pub struct WorkerCtx {
     /// This worker's TCP route and cluster counters (one map per [`L4Kind`]), looked up by name
     /// without the registry's lock once seen.
     l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
+    /// This worker's Istio request series by cluster name (`""`: answered by the gateway),
+    /// then by response code and flags.
+    istio: RefCell<FxHashMap<Arc<str>, IstioSeries>>,
     draining: Cell<bool>,
     /// Cancelled when draining starts; see [`WorkerCtx::drain_handle`].
     drain: RefCell<Option<Canceller>>,
@@ -56,9 +59,10 @@ impl WorkerCtx {
             snapshot: RefCell::new(Rc::new(snapshot)),
             stats,
             upstream: Upstream::default(),
-            access_log: opts.access_log.then(Sink::default),
+            access_log: opts.access_log.map(Sink::new),
             mirror_shadow_suffix: opts.mirror_shadow_suffix,
             l4: RefCell::default(),
+            istio: RefCell::default(),
             draining: Cell::new(false),
             drain: RefCell::new(Some(drain)),
             drain_handle,
@@ -110,6 +114,40 @@ impl WorkerCtx {
         c
     }
 
+    /// Runs `f` on this worker's Istio series for a request to `cluster` (`None`: the gateway
+    /// answered itself) that ended with `code` and `flags`.
+    pub fn with_istio_series(
+        &self,
+        cluster: Option<&Cluster>,
+        code: u16,
+        flags: &'static str,
+        f: impl FnOnce(&RequestSeries),
+    ) {
+        let mut cache = self.istio.borrow_mut();
+        let name = cluster.map_or("", |c| &c.name);
+        // Looked up by `&str`, as for the TCP counters.
+        let by_outcome = match cache.get_mut(name) {
+            Some(by_outcome) => by_outcome,
+            None => cache.entry(cluster.map_or_else(|| Arc::from(""), |c| c.name.clone())).or_default(),
+        };
+        if let Some((_, series)) = by_outcome.iter().find(|(k, _)| *k == (code, flags)) {
+            return f(series);
+        }
+        let key = SeriesKey {
+            cluster: cluster.map_or_else(|| Arc::from(""), |c| c.name.clone()),
+            response_code: code,
+            response_flags: flags,
+        };
+        let destination = cluster.map_or_else(IstioDestination::default, |c| IstioDestination {
+            service: c.host.clone(),
+            namespace: c.namespace.clone(),
+            version: c.subset.clone(),
+        });
+        let series = self.stats.istio.register(key, destination);
+        f(&series);
+        by_outcome.push(((code, flags), series));
+    }
+
     pub(crate) fn set_snapshot(&self, snapshot: Arc<Snapshot>) {
         *self.snapshot.borrow_mut() = Rc::new(snapshot);
     }
@@ -121,6 +159,9 @@ impl WorkerCtx {
         }
     }
 }
+
+/// A cluster's series on one worker, by (response code, flags): a handful, searched in order.
+type IstioSeries = Vec<((u16, &'static str), Arc<RequestSeries>)>;
 
 /// Distinct per worker and per run; never 0 (xorshift would stay at 0).
 fn seed(id: usize) -> u64 {

@@ -17,12 +17,14 @@ pub use ctx::{ConnInfo, WorkerCtx};
 pub use driver::{Driver, DriverChoice, UringUnavailable};
 
 use crate::control::Shared;
+use crate::http::access_log::Encoding;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerOptions {
     pub workers: usize,
     pub driver: DriverChoice,
-    pub access_log: bool,
+    /// `--access-log`, with its encoding.
+    pub access_log: Option<Encoding>,
     /// `--mirror-shadow-suffix`: mirrored requests carry `HOST-shadow`, as Istio ≤ 1.27 sent.
     pub mirror_shadow_suffix: bool,
 }

@@ -1,0 +1,257 @@
+//! Istio's standard metrics: `istio_requests_total` and the request duration and size
+//! histograms per destination service, response code and flags, kept per worker; and the
+//! `istio_tcp_*` counters, derived at scrape time from the per-cluster TCP counters.
+//!
+//! As with every worker counter, a worker is the only writer of its series (single-writer
+//! stores, no lock); it takes its registry's lock only the first time it sees a series, and a
+//! scrape takes it to read. Histograms have fixed buckets, Envoy's defaults (which Istio uses
+//! for all three): a bucket is a counter, so a scrape merges workers by adding, never by
+//! locking a worker's histogram.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+
+use super::l4::{L4Key, L4Kind, L4Totals};
+use super::metrics::Counter;
+
+#[cfg(test)]
+mod tests;
+
+/// Envoy's default histogram bucket bounds; Istio keeps them for durations (ms) and sizes.
+pub const BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0,
+    600000.0, 1800000.0, 3600000.0,
+];
+
+/// The gateway as Istio's `source_*` labels name an ingress gateway.
+const SOURCE: [(&str, &str); 9] = [
+    ("reporter", "source"),
+    ("source_workload", "istio-ingressgateway"),
+    ("source_workload_namespace", "istio-system"),
+    ("source_principal", "unknown"),
+    ("source_app", "istio-ingressgateway"),
+    ("source_version", "unknown"),
+    ("source_canonical_service", "istio-ingressgateway"),
+    ("source_canonical_revision", "latest"),
+    ("source_cluster", "Kubernetes"),
+];
+
+/// A histogram with [`BUCKETS`] (plus +Inf); single writer.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [Counter; BUCKETS.len() + 1],
+    /// In thousandths of the unit, so that sub-millisecond durations add up.
+    sum_milli: Counter,
+}
+
+impl Histogram {
+    /// Records `value_milli` thousandths of the unit (µs for a duration in ms).
+    #[inline]
+    pub fn record(&self, value_milli: u64) {
+        let value = value_milli as f64 / 1000.0;
+        let i = BUCKETS.iter().position(|&b| value <= b).unwrap_or(BUCKETS.len());
+        self.buckets[i].inc();
+        self.sum_milli.add(value_milli);
+    }
+}
+
+/// One series of `istio_requests_total` and its three histograms, on one worker.
+#[derive(Debug, Default)]
+pub struct RequestSeries {
+    pub requests: Counter,
+    pub duration: Histogram,
+    pub request_bytes: Histogram,
+    pub response_bytes: Histogram,
+}
+
+/// What tells series apart: the destination (its cluster name; empty when the gateway
+/// answered itself), the response code and Envoy's response flags.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    pub cluster: Arc<str>,
+    pub response_code: u16,
+    pub response_flags: &'static str,
+}
+
+/// The destination labels of a cluster, settled when a worker first registers it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Destination {
+    /// The service's host (`reviews.default.svc.cluster.local`, or a ServiceEntry host).
+    pub service: Arc<str>,
+    /// The resource's namespace.
+    pub namespace: Arc<str>,
+    /// The subset, Istio's nearest thing to a workload version.
+    pub version: Option<Arc<str>>,
+}
+
+/// One worker's request series.
+#[derive(Debug, Default)]
+pub struct IstioRegistry {
+    series: Mutex<BTreeMap<SeriesKey, (Destination, Arc<RequestSeries>)>>,
+}
+
+impl IstioRegistry {
+    /// The series for `key`, created on first use; workers cache what this returns.
+    pub fn register(&self, key: SeriesKey, destination: Destination) -> Arc<RequestSeries> {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        series.entry(key).or_insert_with(|| (destination, Arc::default())).1.clone()
+    }
+}
+
+/// A series summed over workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesTotals {
+    pub requests: u64,
+    pub duration: HistogramTotals,
+    pub request_bytes: HistogramTotals,
+    pub response_bytes: HistogramTotals,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistogramTotals {
+    /// Per bucket, not cumulative; the last is +Inf.
+    pub buckets: [u64; BUCKETS.len() + 1],
+    pub sum_milli: u64,
+}
+
+impl HistogramTotals {
+    fn add(&mut self, h: &Histogram) {
+        for (sum, c) in self.buckets.iter_mut().zip(&h.buckets) {
+            *sum += c.get();
+        }
+        self.sum_milli += h.sum_milli.get();
+    }
+}
+
+/// Every worker's series, summed by key.
+pub type IstioTotals = BTreeMap<SeriesKey, (Destination, SeriesTotals)>;
+
+pub fn sum<'a>(registries: impl Iterator<Item = &'a IstioRegistry>) -> IstioTotals {
+    let mut out = IstioTotals::new();
+    for registry in registries {
+        let series = registry.series.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, (dest, s)) in series.iter() {
+            let (_, t) = out.entry(key.clone()).or_insert_with(|| (dest.clone(), SeriesTotals::default()));
+            t.requests += s.requests.get();
+            t.duration.add(&s.duration);
+            t.request_bytes.add(&s.request_bytes);
+            t.response_bytes.add(&s.response_bytes);
+        }
+    }
+    out
+}
+
+/// Appends the Istio families, Prometheus text format, to `out`: the HTTP series, then the
+/// TCP counters of every cluster that carried TCP connections (`l4`).
+pub fn render(http: &IstioTotals, l4: &BTreeMap<L4Key, L4Totals>, clusters: &ClusterLabels, out: &mut String) {
+    let http: Vec<(String, &SeriesTotals)> = http
+        .iter()
+        .map(|(key, (dest, t))| (labels(dest, "http", Some(key.response_code), key.response_flags), t))
+        .collect();
+    counter_family(out, "istio_requests_total", http.iter().map(|(l, t)| (l.as_str(), t.requests)));
+    histogram_family(out, "istio_request_duration_milliseconds", http.iter().map(|(l, t)| (l.as_str(), &t.duration)));
+    histogram_family(out, "istio_request_bytes", http.iter().map(|(l, t)| (l.as_str(), &t.request_bytes)));
+    histogram_family(out, "istio_response_bytes", http.iter().map(|(l, t)| (l.as_str(), &t.response_bytes)));
+
+    let tcp: Vec<(String, &L4Totals)> = l4
+        .iter()
+        .filter(|((kind, _), _)| *kind == L4Kind::Cluster)
+        .map(|((_, name), t)| {
+            let dest = clusters(name);
+            (labels(&dest, "tcp", None, "-"), t)
+        })
+        .collect();
+    // "Sent" is what the gateway sent its client (the upstream's bytes), as a source proxy
+    // reports it; "received", what the client sent.
+    counter_family(out, "istio_tcp_sent_bytes_total", tcp.iter().map(|(l, t)| (l.as_str(), t.rx_bytes)));
+    counter_family(out, "istio_tcp_received_bytes_total", tcp.iter().map(|(l, t)| (l.as_str(), t.tx_bytes)));
+    counter_family(out, "istio_tcp_connections_opened_total", tcp.iter().map(|(l, t)| (l.as_str(), t.cx_total)));
+    let closed = |t: &L4Totals| t.cx_total.saturating_sub(t.cx_active.max(0) as u64);
+    counter_family(out, "istio_tcp_connections_closed_total", tcp.iter().map(|(l, t)| (l.as_str(), closed(t))));
+}
+
+/// The destination labels of a TCP cluster, by cluster name (the scrape asks the snapshot).
+pub type ClusterLabels<'a> = dyn Fn(&str) -> Destination + 'a;
+
+fn counter_family<'a>(out: &mut String, family: &str, series: impl Iterator<Item = (&'a str, u64)>) {
+    let mut series = series.peekable();
+    if series.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(out, "# TYPE {family} counter");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{family}{{{labels}}} {value}");
+    }
+}
+
+fn histogram_family<'a>(out: &mut String, family: &str, series: impl Iterator<Item = (&'a str, &'a HistogramTotals)>) {
+    let mut series = series.peekable();
+    if series.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(out, "# TYPE {family} histogram");
+    for (labels, h) in series {
+        let mut cumulative = 0;
+        for (i, count) in h.buckets.iter().enumerate() {
+            cumulative += count;
+            match BUCKETS.get(i) {
+                Some(le) => {
+                    let _ = writeln!(out, "{family}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{family}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{family}_sum{{{labels}}} {}", h.sum_milli as f64 / 1000.0);
+        let _ = writeln!(out, "{family}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// Istio's label set, in its order, for a destination (`service` empty: the gateway answered
+/// itself, and every destination label is `unknown`).
+fn labels(dest: &Destination, protocol: &str, code: Option<u16>, flags: &str) -> String {
+    let known = !dest.service.is_empty();
+    let unknown = |v: &str| if known && !v.is_empty() { v.to_string() } else { "unknown".to_string() };
+    // Kubernetes hosts are NAME.NAMESPACE.svc…; a ServiceEntry host is its own name.
+    let name = match dest.service.split_once('.') {
+        Some((name, rest)) if rest.contains(".svc.") => name,
+        _ => &dest.service,
+    };
+    let mut pairs: Vec<(&str, String)> = Vec::with_capacity(26);
+    if let Some(code) = code {
+        pairs.push(("response_code", code.to_string()));
+    }
+    pairs.extend(SOURCE.iter().map(|(n, v)| (*n, v.to_string())));
+    pairs.extend([
+        ("destination_workload", "unknown".to_string()),
+        ("destination_workload_namespace", unknown(&dest.namespace)),
+        ("destination_principal", "unknown".to_string()),
+        ("destination_app", "unknown".to_string()),
+        ("destination_version", unknown(dest.version.as_deref().unwrap_or_default())),
+        ("destination_service", unknown(&dest.service)),
+        ("destination_service_name", unknown(name)),
+        ("destination_service_namespace", unknown(&dest.namespace)),
+        ("destination_canonical_service", unknown(name)),
+        ("destination_canonical_revision", "latest".to_string()),
+        ("destination_cluster", "unknown".to_string()),
+        ("request_protocol", protocol.to_string()),
+        ("response_flags", flags.to_string()),
+        ("grpc_response_status", String::new()),
+        ("connection_security_policy", "unknown".to_string()),
+    ]);
+    let mut out = String::with_capacity(900);
+    for (i, (n, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{n}=\"{}\"", escape(v));
+    }
+    out
+}
+
+/// Prometheus label value escaping: backslash, quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

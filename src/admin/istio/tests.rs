@@ -1,0 +1,94 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{render, sum, Destination, IstioRegistry, SeriesKey, BUCKETS};
+use crate::admin::l4::{L4Kind, L4Totals};
+
+fn key(cluster: &str, code: u16, flags: &'static str) -> SeriesKey {
+    SeriesKey { cluster: cluster.into(), response_code: code, response_flags: flags }
+}
+
+fn reviews() -> Destination {
+    Destination {
+        service: "reviews.shop.svc.cluster.local".into(),
+        namespace: "shop".into(),
+        version: Some("v2".into()),
+    }
+}
+
+#[test]
+fn histogram_buckets_are_inclusive_upper_bounds() {
+    let r = IstioRegistry::default();
+    let s = r.register(key("c", 200, "-"), reviews());
+    s.duration.record(500); // 0.5 ms: the first bucket
+    s.duration.record(501); // just above: the second
+    s.duration.record(4_000_000_000); // beyond the last bound: +Inf
+    let t = sum([&r].into_iter());
+    let h = &t[&key("c", 200, "-")].1.duration;
+    assert_eq!(h.buckets[0], 1);
+    assert_eq!(h.buckets[1], 1);
+    assert_eq!(h.buckets[BUCKETS.len()], 1);
+    assert_eq!(h.sum_milli, 4_000_001_001);
+}
+
+#[test]
+fn workers_merge_by_key() {
+    let (a, b) = (IstioRegistry::default(), IstioRegistry::default());
+    a.register(key("c", 200, "-"), reviews()).requests.add(3);
+    b.register(key("c", 200, "-"), reviews()).requests.add(4);
+    b.register(key("c", 503, "UF"), reviews()).requests.inc();
+    let t = sum([&a, &b].into_iter());
+    assert_eq!(t[&key("c", 200, "-")].1.requests, 7);
+    assert_eq!(t[&key("c", 503, "UF")].1.requests, 1);
+}
+
+#[test]
+fn renders_istio_labels_and_cumulative_buckets() {
+    let r = IstioRegistry::default();
+    let s = r.register(key("outbound|9080|v2|reviews.shop.svc.cluster.local", 200, "-"), reviews());
+    s.requests.add(2);
+    s.duration.record(3_000);
+    s.duration.record(7_000);
+    r.register(key("", 404, "NR"), Destination::default()).requests.inc();
+    let mut l4 = BTreeMap::new();
+    l4.insert(
+        (L4Kind::Cluster, Arc::from("outbound|27017||db.local")),
+        L4Totals { cx_total: 5, cx_active: 2, rx_bytes: 100, tx_bytes: 40, ..L4Totals::default() },
+    );
+    let db = |_: &str| Destination { service: "db.local".into(), namespace: "data".into(), version: None };
+    let mut out = String::new();
+    render(&sum([&r].into_iter()), &l4, &db, &mut out);
+
+    let line = |prefix: &str| out.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}\n{out}"));
+    let ok = line("istio_requests_total{response_code=\"200\"");
+    assert!(ok.ends_with(" 2"));
+    for label in [
+        "reporter=\"source\"",
+        "destination_service=\"reviews.shop.svc.cluster.local\"",
+        "destination_service_name=\"reviews\"",
+        "destination_service_namespace=\"shop\"",
+        "destination_version=\"v2\"",
+        "request_protocol=\"http\"",
+        "response_flags=\"-\"",
+    ] {
+        assert!(ok.contains(label), "{label} in {ok}");
+    }
+    let nr = line("istio_requests_total{response_code=\"404\"");
+    assert!(nr.contains("destination_service=\"unknown\"") && nr.contains("response_flags=\"NR\""), "{nr}");
+    assert!(line("istio_request_duration_milliseconds_bucket{response_code=\"200\"").ends_with("le=\"0.5\"} 0"));
+    let bucket = |le: &str| {
+        let ok = "duration_milliseconds_bucket{response_code=\"200\"";
+        out.lines().find(|l| l.starts_with(&format!("istio_request_{ok}")) && l.contains(le)).unwrap()
+    };
+    assert!(bucket("le=\"5\"").ends_with(" 1"));
+    assert!(bucket("le=\"+Inf\"").ends_with(" 2"));
+    assert!(line("istio_request_duration_milliseconds_sum{response_code=\"200\"").ends_with(" 10"));
+    assert_eq!(out.matches("# TYPE istio_requests_total counter").count(), 1);
+
+    let sent = line("istio_tcp_sent_bytes_total{");
+    assert!(sent.contains("destination_service=\"db.local\"") && sent.contains("request_protocol=\"tcp\""));
+    assert!(sent.ends_with(" 100"));
+    assert!(line("istio_tcp_received_bytes_total{").ends_with(" 40"));
+    assert!(line("istio_tcp_connections_opened_total{").ends_with(" 5"));
+    assert!(line("istio_tcp_connections_closed_total{").ends_with(" 3"));
+}
