@@ -2,13 +2,15 @@
 //! snapshot with its sockets (one pointer, swapped whole), and the counters they all read.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
 use super::ports::PortSockets;
 use crate::admin::{served_generation, ControlStats, WorkerStats};
 use crate::snapshot::Snapshot;
+use crate::worker::Driver;
 
 /// One publication. Workers poll for a new one; a request keeps the snapshot it started with.
 #[derive(Debug)]
@@ -29,6 +31,17 @@ pub enum Readiness {
     Draining,
 }
 
+impl Readiness {
+    /// Envoy's name for the state (`admin.v3.ServerInfo.State`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Readiness::PreInitializing => "PRE_INITIALIZING",
+            Readiness::Live => "LIVE",
+            Readiness::Draining => "DRAINING",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Shared {
     pub published: ArcSwap<Published>,
@@ -36,6 +49,10 @@ pub struct Shared {
     pub workers: Vec<Arc<WorkerStats>>,
     pub control: ControlStats,
     last_reload_error: Mutex<Option<String>>,
+    /// When the first generation was built: `/server_info`'s uptime counts from here.
+    started: Instant,
+    /// The driver each worker's runtime was built on, once `worker::spawn` has built them all.
+    drivers: OnceLock<Vec<Driver>>,
 }
 
 impl Shared {
@@ -45,6 +62,8 @@ impl Shared {
             workers: (0..workers).map(|_| Arc::default()).collect(),
             control: ControlStats::default(),
             last_reload_error: Mutex::new(None),
+            started: Instant::now(),
+            drivers: OnceLock::new(),
         }
     }
 
@@ -79,6 +98,20 @@ impl Shared {
     /// The text of the most recent failed reload, if any failed.
     pub fn last_reload_error(&self) -> Option<String> {
         self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// One entry per worker (in start order, not by id); empty until the workers run.
+    pub fn drivers(&self) -> &[Driver] {
+        self.drivers.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Workers are spawned once per `Shared`: a second call is ignored.
+    pub(crate) fn set_drivers(&self, used: Vec<Driver>) {
+        let _ = self.drivers.set(used);
     }
 
     pub(crate) fn set_last_reload_error(&self, text: String) {

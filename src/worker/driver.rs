@@ -30,6 +30,16 @@ pub enum Driver {
     Legacy,
 }
 
+impl Driver {
+    /// The short name `/server_info` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Legacy => "legacy",
+        }
+    }
+}
+
 impl fmt::Display for Driver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

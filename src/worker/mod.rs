@@ -92,6 +92,7 @@ pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartErro
         used.push(outcome?);
     }
     log_drivers(&used);
+    shared.set_drivers(used);
     Ok(())
 }
 
