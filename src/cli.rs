@@ -19,7 +19,8 @@ pub const DRIVER_ENV: &str = "STRAIT_DRIVER";
 #[derive(Debug, Parser)]
 #[command(name = "strait", version, about = "An io_uring, thread-per-core edge gateway configured by Istio YAML")]
 pub struct Cli {
-    /// Log level or filter (error, warn, info, debug, trace, or e.g. `strait=debug`) [default:
+    /// Log level (trace, debug, info, warning or warn, error, critical, off: Envoy's names) or a
+    /// filter such as `strait=debug`; `POST /logging?level=` changes it while serving [default:
     /// RUST_LOG, else info]
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,

@@ -1,15 +1,18 @@
 //! The admin server (`--admin`, default 127.0.0.1:15000) and the metrics it exports.
 //!
 //! Plain blocking std::net on threads of its own: admin traffic is a probe or a scrape now and
-//! then, and must never cost the workers anything. Routes: `/ready`, `/config_dump`,
-//! `/clusters`, `/stats`, `/stats/prometheus`, `POST /reload`.
+//! then, and must never cost the workers anything. Routes: `/ready`, `/server_info`,
+//! `/config_dump`, `/clusters`, `/stats`, `/stats/prometheus`, `/logging` (`POST` changes the
+//! log level), `POST /reload`.
 
 mod clusters;
 mod config_dump;
 mod http;
 mod istio;
 mod l4;
+mod logging;
 mod metrics;
+mod server_info;
 mod stats;
 
 use std::io;
@@ -24,9 +27,10 @@ use tracing::debug;
 pub use config_dump::to_json;
 pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
 pub use l4::{L4Counters, L4Kind};
+pub use logging::{LogControl, LogLevel, UnknownLevel};
 pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, WorkerStats, STATUS_SLOTS};
 
-use crate::control::{ControlEvent, Readiness, Shared};
+use crate::control::{ControlEvent, Readiness, RunOptions, Shared};
 use http::{Request, Response};
 
 /// A stuck admin client must not pin a thread forever.
@@ -39,10 +43,13 @@ const SWITCH_TIMEOUT: Duration = Duration::from_secs(1);
 
 const INDEX: &str = "strait admin\n\
   GET  /ready             200 LIVE once serving, 503 before and while draining\n\
+  GET  /server_info       version, state, uptime, workers, driver, command line (JSON)\n\
   GET  /config_dump       the served snapshot as JSON\n\
   GET  /clusters          clusters and endpoints, Envoy's text format\n\
   GET  /stats             counters, `name: value`\n\
   GET  /stats/prometheus  counters, Prometheus text format\n\
+  GET  /logging           the log level\n\
+  POST /logging?level=L   set every logger to L: trace debug info warning error critical off\n\
   POST /reload            re-read the config, as SIGHUP does\n";
 
 /// The admin listener, bound at start so that a taken port stops `strait run` at once.
@@ -53,6 +60,9 @@ pub struct Admin {
 struct Context {
     shared: Arc<Shared>,
     events: Sender<ControlEvent>,
+    logging: LogControl,
+    /// `/server_info`'s `command_line_options`, fixed at start.
+    command_line: serde_json::Value,
 }
 
 impl Admin {
@@ -66,8 +76,14 @@ impl Admin {
 
     /// Serves on a thread of its own; each connection gets a short-lived thread, so a slow
     /// `POST /reload` never delays a `/ready` probe.
-    pub fn spawn(self, shared: Arc<Shared>, events: Sender<ControlEvent>) -> io::Result<()> {
-        let ctx = Arc::new(Context { shared, events });
+    pub fn spawn(
+        self,
+        shared: Arc<Shared>,
+        events: Sender<ControlEvent>,
+        logging: LogControl,
+        opts: &RunOptions,
+    ) -> io::Result<()> {
+        let ctx = Arc::new(Context { shared, events, logging, command_line: server_info::command_line(opts) });
         std::thread::Builder::new().name("strait-admin".into()).spawn(move || {
             for stream in self.listener.incoming() {
                 let Ok(stream) = stream else { continue };
@@ -102,9 +118,14 @@ fn route(req: &Request, ctx: &Context) -> Response {
     match req.path.as_str() {
         "/reload" if req.method == "POST" => reload(ctx),
         "/reload" => Response::text(405, "use POST /reload\n"),
+        "/logging" if req.method == "POST" => set_log_level(req.query.as_deref(), &ctx.logging),
         _ if !read_only => Response::text(405, "admin pages are read with GET\n"),
         "/" => Response::text(200, INDEX),
         "/ready" => ready(&ctx.shared),
+        "/server_info" => json_response(&server_info::render(&ctx.shared, &ctx.command_line)),
+        // A GET must not change anything: say how, rather than ignore the level.
+        "/logging" if req.query.is_some() => Response::text(405, "use POST /logging?level=LEVEL\n"),
+        "/logging" => active_loggers(&ctx.logging),
         "/config_dump" => config_dump(&ctx.shared),
         "/clusters" => Response::text(200, clusters::render(&ctx.shared.snapshot())),
         "/stats/prometheus" => prometheus(&ctx.shared),
@@ -117,11 +138,9 @@ fn route(req: &Request, ctx: &Context) -> Response {
 }
 
 fn ready(shared: &Shared) -> Response {
-    match shared.readiness() {
-        Readiness::Live => Response::text(200, "LIVE\n"),
-        Readiness::Draining => Response::text(503, "DRAINING\n"),
-        Readiness::PreInitializing => Response::text(503, "PRE_INITIALIZING\n"),
-    }
+    let readiness = shared.readiness();
+    let status = if readiness == Readiness::Live { 200 } else { 503 };
+    Response::text(status, format!("{}\n", readiness.name()))
 }
 
 fn config_dump(shared: &Shared) -> Response {
@@ -132,9 +151,47 @@ fn config_dump(shared: &Shared) -> Response {
         "failed": shared.control.reload_failed.get(),
         "last_error": shared.last_reload_error(),
     });
-    let mut body = serde_json::to_vec_pretty(&dump).expect("a JSON value always serializes");
+    json_response(&dump)
+}
+
+fn json_response(value: &serde_json::Value) -> Response {
+    let mut body = serde_json::to_vec_pretty(value).expect("a JSON value always serializes");
     body.push(b'\n');
     Response { status: 200, content_type: "application/json", body }
+}
+
+fn active_loggers(logging: &LogControl) -> Response {
+    match logging.current() {
+        Ok(filter) => Response::text(200, logging::active_loggers(&filter)),
+        Err(e) => Response::text(500, format!("log filter unavailable: {e}\n")),
+    }
+}
+
+/// `POST /logging?level=LEVEL`, Envoy's way of changing every logger at once; answered, as
+/// Envoy does, with the loggers as they now are, or a 400 with the usage.
+fn set_log_level(query: Option<&str>, logging: &LogControl) -> Response {
+    let params: Vec<&str> = query.unwrap_or("").split('&').filter(|p| !p.is_empty()).collect();
+    let level = match params.as_slice() {
+        [param] => match param.split_once('=').unwrap_or((param, "")) {
+            ("level", value) => value.parse::<LogLevel>().map_err(|e| e.to_string()),
+            (name, _) => Err(format!("`{name}`: only `level` is supported (one filter serves every logger)")),
+        },
+        [] => Err("missing `level`".to_string()),
+        _ => Err("expected exactly one parameter, `level`".to_string()),
+    };
+    match level {
+        Ok(level) => match logging.set(level) {
+            Ok(()) => active_loggers(logging),
+            Err(e) => Response::text(500, format!("cannot change the log level: {e}\n")),
+        },
+        Err(e) => Response::text(
+            400,
+            format!(
+                "error: {e}\n\nusage: POST /logging?level=<level> (change all levels)\nlevels: {}\n",
+                logging::LEVEL_NAMES
+            ),
+        ),
+    }
 }
 
 fn samples(shared: &Shared) -> Vec<stats::Sample> {

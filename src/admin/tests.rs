@@ -3,9 +3,13 @@
 use std::io::{Read, Write};
 use std::sync::mpsc::Receiver;
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
 use super::*;
-use crate::control::{Published, Reloaded};
+use crate::control::{BuildOptions, Published, Reloaded, RunOptions};
 use crate::snapshot::Snapshot;
+use crate::worker::{DriverChoice, WorkerOptions};
 
 fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
     let first = Published {
@@ -17,8 +21,27 @@ fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
     let (tx, rx) = mpsc::channel();
     let admin = Admin::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = admin.local_addr();
-    admin.spawn(shared.clone(), tx).unwrap();
+    let opts = RunOptions {
+        build: BuildOptions { paths: vec!["/etc/strait".into()], ..BuildOptions::default() },
+        workers: WorkerOptions {
+            workers: 2,
+            driver: DriverChoice::Legacy,
+            access_log: false,
+            mirror_shadow_suffix: false,
+        },
+        admin: addr,
+        drain_timeout: Duration::from_millis(500),
+    };
+    admin.spawn(shared.clone(), tx, log_control(), &opts).unwrap();
     (addr, shared, rx)
+}
+
+/// A filter of the test's own, not installed: the subscriber holding it is leaked because the
+/// admin thread outlives `start`.
+fn log_control() -> LogControl {
+    let (layer, handle) = reload::Layer::new(EnvFilter::new("info"));
+    Box::leak(Box::new(Registry::default().with(layer)));
+    LogControl::new(handle)
 }
 
 /// (status, body) of one raw request.
@@ -96,4 +119,52 @@ fn post_reload_asks_the_control_thread() {
     assert_eq!(status, 500);
     assert!(body.contains("gatways"), "{body}");
     control.join().unwrap();
+}
+
+#[test]
+fn server_info_reports_state_uptime_and_options() {
+    let (addr, shared, _events) = start();
+    let info = || {
+        let (status, body) = get(addr, "/server_info");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let before = info();
+    assert_eq!(before["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(before["state"], "PRE_INITIALIZING");
+    assert_eq!(before["workers"], 2);
+    assert_eq!(before["driver"], serde_json::Value::Null, "no worker runs yet");
+    let uptime = before["uptime_current_epoch"].as_str().unwrap();
+    assert!(uptime.strip_suffix('s').is_some_and(|s| s.parse::<u64>().is_ok()), "{uptime}");
+    assert_eq!(before["uptime_all_epochs"], uptime);
+    let options = &before["command_line_options"];
+    assert_eq!(options["concurrency"], 2);
+    assert_eq!(options["config_paths"], serde_json::json!(["/etc/strait"]));
+    assert_eq!(options["driver"], "legacy");
+    assert_eq!(options["drain_time"], "0.500s");
+
+    shared.set_drivers(vec![crate::worker::Driver::Legacy; 2]);
+    for w in &shared.workers {
+        w.generation.set(1);
+    }
+    let live = info();
+    assert_eq!(live["state"], "LIVE");
+    assert_eq!(live["driver"], "legacy");
+}
+
+#[test]
+fn logging_lists_and_sets_the_level() {
+    let (addr, _shared, _events) = start();
+    let post = |query: &str| request(addr, &format!("POST /logging{query} HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    assert_eq!(get(addr, "/logging"), (200, "active loggers:\n  all: info\n".into()));
+    assert_eq!(post("?level=warn"), (200, "active loggers:\n  all: warning\n".into()));
+    assert_eq!(get(addr, "/logging").1, "active loggers:\n  all: warning\n");
+    for bad in ["?level=bogus", "", "?level", "?http=debug", "?level=debug&level=info"] {
+        let (status, body) = post(bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("levels: trace debug info warning error critical off"), "{bad}: {body}");
+    }
+    assert!(post("?level=bogus").1.contains("unknown log level `bogus`"));
+    assert_eq!(get(addr, "/logging?level=debug").0, 405, "a GET changes nothing");
+    assert_eq!(get(addr, "/logging").1, "active loggers:\n  all: warning\n");
 }

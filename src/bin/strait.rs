@@ -5,21 +5,27 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use strait::admin::{LogControl, LogLevel};
 use strait::cli::{Cli, Command, DRIVER_ENV};
 use strait::config::Diagnostics;
 use strait::control::{self, fails_validation, BuildOptions, RunError};
 use strait::http::access_log;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logging(cli.log_level.as_deref()) {
-        eprintln!("error: --log-level: {e}");
-        return ExitCode::from(2);
-    }
+    let logging = match init_logging(cli.log_level.as_deref()) {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("error: --log-level: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
         Command::Validate(args) => validate(&args.build_options()),
         Command::Run(args) => {
@@ -30,7 +36,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match control::run(opts) {
+            match control::run(opts, logging) {
                 Ok(()) => {
                     access_log::finish(Duration::from_secs(1));
                     ExitCode::SUCCESS
@@ -65,15 +71,22 @@ extern "C" fn commit_memory_on_demand() {
 
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
-/// `--log-level` wins, then RUST_LOG, then info; always on stderr (stdout is the access log).
-fn init_logging(level: Option<&str>) -> Result<(), String> {
+/// `--log-level` wins (one of Envoy's level names, or a filter such as `strait=debug`), then
+/// RUST_LOG, then info; always on stderr (stdout is the access log). The filter sits in a
+/// reload layer so that `POST /logging` can change it while serving.
+fn init_logging(level: Option<&str>) -> Result<LogControl, String> {
     let filter = match level {
-        Some(level) => EnvFilter::try_new(level).map_err(|e| e.to_string())?,
+        // Envoy's names first: as a filter, `warning` or `critical` would name a target.
+        Some(level) => match level.parse::<LogLevel>() {
+            Ok(level) => level.env_filter(),
+            Err(_) => EnvFilter::try_new(level).map_err(|e| e.to_string())?,
+        },
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
-    Ok(())
+    tracing_subscriber::registry().with(filter).with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi)).init();
+    Ok(LogControl::new(handle))
 }
 
 fn validate(opts: &BuildOptions) -> ExitCode {

@@ -25,7 +25,7 @@ pub use ports::{BindError, PortSockets};
 pub use reload::{ReloadError, Reloaded, Reloader};
 pub use shared::{Published, Readiness, Shared};
 
-use crate::admin::Admin;
+use crate::admin::{Admin, LogControl};
 use crate::worker::{self, WorkerOptions};
 
 /// Envoy's default drain time is 600 s, but an Istio gateway pod is given
@@ -49,16 +49,19 @@ pub enum ControlEvent {
     Shutdown(&'static str),
 }
 
-/// `strait run`. Returns `Ok` once drained: the process then exits 0.
-pub fn run(opts: RunOptions) -> Result<(), RunError> {
-    let mut reloader = Reloader::start(opts.build, opts.workers.workers)?;
+/// `strait run`. Returns `Ok` once drained: the process then exits 0. `logging` is the installed
+/// log filter, which `POST /logging` changes.
+pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
+    let mut reloader = Reloader::start(opts.build.clone(), opts.workers.workers)?;
     let shared = reloader.shared().clone();
     let (events_tx, events) = mpsc::channel();
     signals::forward(events_tx.clone()).map_err(RunError::Signals)?;
     let admin = Admin::bind(opts.admin).map_err(|source| RunError::Admin { addr: opts.admin, source })?;
     worker::spawn(&shared, &opts.workers)?;
     let admin_addr = admin.local_addr();
-    admin.spawn(shared.clone(), events_tx).map_err(|source| RunError::Admin { addr: admin_addr, source })?;
+    admin
+        .spawn(shared.clone(), events_tx, logging, &opts)
+        .map_err(|source| RunError::Admin { addr: admin_addr, source })?;
     let (generation, listeners) = {
         let snapshot = shared.snapshot();
         (snapshot.generation, snapshot.listeners.len())

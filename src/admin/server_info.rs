@@ -1,0 +1,65 @@
+//! `/server_info`: the fields of Envoy's `admin.v3.ServerInfo` that mean something here, plus
+//! Strait's own (`workers`, `driver`).
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde_json::{json, Value};
+
+use crate::control::{RunOptions, Shared};
+use crate::worker::Driver;
+
+pub fn render(shared: &Shared, command_line: &Value) -> Value {
+    // Whole seconds, as Envoy reports them. No hot restart: the current epoch is the only one.
+    let uptime = duration(Duration::from_secs(shared.uptime().as_secs()));
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "state": shared.readiness().name(),
+        "uptime_current_epoch": uptime,
+        "uptime_all_epochs": uptime,
+        "command_line_options": command_line,
+        "workers": shared.workers.len(),
+        "driver": driver(shared.drivers()),
+    })
+}
+
+/// `command_line_options`: what `strait run` was started with, under Envoy's field names where
+/// Envoy has the option (`concurrency`, `drain_time`).
+pub fn command_line(opts: &RunOptions) -> Value {
+    json!({
+        "concurrency": opts.workers.workers,
+        "config_paths": opts.build.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "labels": opts.build.labels,
+        "secrets_dir": opts.build.secrets_dir.as_ref().map(|p| p.display().to_string()),
+        "admin_address": opts.admin.to_string(),
+        "driver": opts.workers.driver.to_possible_value().map(|v| v.get_name().to_string()),
+        "drain_time": duration(opts.drain_timeout),
+        "access_log": opts.workers.access_log,
+        "mirror_shadow_suffix": opts.workers.mirror_shadow_suffix,
+    })
+}
+
+/// What the workers run on: one name when they agree, `mixed` when `auto` fell back on some
+/// (the start log counts them), null before they run.
+fn driver(used: &[Driver]) -> Option<&'static str> {
+    let first = *used.first()?;
+    Some(if used.iter().all(|&d| d == first) { first.name() } else { "mixed" })
+}
+
+/// A protobuf `Duration` in its JSON form: seconds with 0, 3, 6 or 9 fractional digits, as
+/// many as the value needs, then `s`.
+pub fn duration(d: Duration) -> String {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    if nanos == 0 {
+        format!("{secs}s")
+    } else if nanos % 1_000_000 == 0 {
+        format!("{secs}.{:03}s", nanos / 1_000_000)
+    } else if nanos % 1_000 == 0 {
+        format!("{secs}.{:06}s", nanos / 1_000)
+    } else {
+        format!("{secs}.{nanos:09}s")
+    }
+}
+
+#[cfg(test)]
+mod tests;
