@@ -34,7 +34,8 @@ pub fn command_line(opts: &RunOptions) -> Value {
         "admin_address": opts.admin.to_string(),
         "driver": opts.workers.driver.to_possible_value().map(|v| v.get_name().to_string()),
         "drain_time": duration(opts.drain_timeout),
-        "access_log": opts.workers.access_log,
+        "access_log": opts.workers.access_log.is_some(),
+        "access_log_encoding": opts.workers.access_log.and_then(|e| e.to_possible_value()).map(|v| v.get_name().to_string()),
         "mirror_shadow_suffix": opts.workers.mirror_shadow_suffix,
     })
 }

@@ -26,7 +26,7 @@ fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
         workers: WorkerOptions {
             workers: 2,
             driver: DriverChoice::Legacy,
-            access_log: false,
+            access_log: None,
             mirror_shadow_suffix: false,
         },
         admin: addr,

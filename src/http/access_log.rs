@@ -7,8 +7,7 @@
 //! one call, so lines never interleave mid-line. A worker's `Record` keeps its strings'
 //! capacity from request to request: logging allocates nothing per request once warm.
 
-use std::cell::RefCell;
-use std::fmt::Write as _;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +26,10 @@ const QUEUED_BUFFERS: usize = 64;
 /// What one request did, gathered as it is served (Envoy's names in the comments).
 #[derive(Debug, Default)]
 pub struct Record {
-    /// START_TIME, and DURATION from `began`.
-    pub start: Option<(SystemTime, Instant)>,
+    /// START_TIME.
+    pub start: Option<SystemTime>,
+    /// DURATION, in milliseconds, set when the request ends.
+    pub duration_ms: u64,
     pub method: String,
     /// X-ENVOY-ORIGINAL-PATH?:PATH: the path as the client sent it, query included.
     pub path: String,
@@ -75,10 +76,10 @@ impl Record {
         };
     }
 
-    /// The request as the client sent it.
-    pub fn begin(&mut self, head: &RequestHead<'_>, local: SocketAddr, remote: SocketAddr) {
+    /// The request as the client sent it; `remote_ip` is `remote`'s address, formatted once
+    /// per connection.
+    pub fn begin(&mut self, head: &RequestHead<'_>, local: SocketAddr, remote: SocketAddr, remote_ip: &str) {
         let header = |name: &str| String::from_utf8_lossy(head.header(name).unwrap_or_default());
-        self.start = Some((SystemTime::now(), Instant::now()));
         set(&mut self.method, head.method);
         set(&mut self.path, head.target);
         self.protocol = if head.version == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
@@ -87,7 +88,7 @@ impl Record {
         if !self.x_forwarded_for.is_empty() {
             self.x_forwarded_for.push_str(", ");
         }
-        let _ = write!(self.x_forwarded_for, "{}", remote.ip());
+        self.x_forwarded_for.push_str(remote_ip);
         set(&mut self.user_agent, &header("user-agent"));
         set(&mut self.request_id, &header("x-request-id"));
         set(&mut self.authority, head.host().unwrap_or_default());
@@ -112,7 +113,7 @@ impl Record {
 
     pub fn answered(&mut self, status: u16, flags: &'static str, details: &'static str) {
         // A request refused before its head parsed still gets a line.
-        self.start.get_or_insert_with(|| (SystemTime::now(), Instant::now()));
+        self.start.get_or_insert_with(SystemTime::now);
         self.status = status;
         self.flags = flags;
         self.details = details;
@@ -127,40 +128,122 @@ impl Record {
 /// "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER%
 /// %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS%
 /// %REQUESTED_SERVER_NAME% %ROUTE_NAME%`, with `-` for what is absent.
+///
+/// Written byte by byte rather than through `write!`: this runs for every request, and the
+/// formatting machinery cost more than the rest of the line.
 pub fn format(r: &Record, out: &mut Vec<u8>) {
-    let start = Dash(r.start.map(|(wall, _)| humantime::format_rfc3339_millis(wall)));
-    let duration = r.start.map_or(0, |(_, began)| began.elapsed().as_millis());
-    let _ = writeln!(
-        out,
-        "[{start}] \"{} {} {}\" {} {} {} - \"-\" {} {} {duration} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} - {}",
-        text(&r.method),
-        text(&r.path),
-        text(r.protocol),
-        r.status,
-        text(r.flags),
-        text(r.details),
-        r.bytes_received,
-        r.bytes_sent,
-        Dash(r.upstream_service_time),
-        text(&r.x_forwarded_for),
-        text(&r.user_agent),
-        text(&r.request_id),
-        text(&r.authority),
-        Dash(r.upstream_host),
-        text(&r.upstream_cluster),
-        Dash(r.upstream_local),
-        Dash(r.downstream_local),
-        Dash(r.downstream_remote),
-        text(&r.route_name),
-    );
+    out.push(b'[');
+    match r.start {
+        Some(wall) => push_time(out, wall),
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b"] \"");
+    push_text(out, &r.method);
+    out.push(b' ');
+    push_text(out, &r.path);
+    out.push(b' ');
+    push_text(out, r.protocol);
+    out.extend_from_slice(b"\" ");
+    push_number(out, u64::from(r.status));
+    out.push(b' ');
+    push_text(out, r.flags);
+    out.push(b' ');
+    push_text(out, r.details);
+    out.extend_from_slice(b" - \"-\" ");
+    push_number(out, r.bytes_received);
+    out.push(b' ');
+    push_number(out, r.bytes_sent);
+    out.push(b' ');
+    push_number(out, r.duration_ms);
+    out.push(b' ');
+    match r.upstream_service_time {
+        Some(ms) => push_number(out, ms),
+        None => out.push(b'-'),
+    }
+    for quoted in [&r.x_forwarded_for, &r.user_agent, &r.request_id, &r.authority] {
+        out.extend_from_slice(b" \"");
+        push_text(out, quoted);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b" \"");
+    push_address(out, r.upstream_host);
+    out.extend_from_slice(b"\" ");
+    push_text(out, &r.upstream_cluster);
+    for address in [r.upstream_local, r.downstream_local, r.downstream_remote] {
+        out.push(b' ');
+        push_address(out, address);
+    }
+    out.extend_from_slice(b" - ");
+    push_text(out, &r.route_name);
+    out.push(b'\n');
+}
+
+/// A text field, `-` when empty.
+fn push_text(out: &mut Vec<u8>, s: &str) {
+    if s.is_empty() {
+        out.push(b'-');
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+fn push_number(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// An address, `-` when absent; IPv4 (the common case) without the formatting machinery.
+fn push_address(out: &mut Vec<u8>, address: Option<SocketAddr>) {
+    match address {
+        Some(SocketAddr::V4(a)) => {
+            for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_number(out, u64::from(octet));
+            }
+            out.push(b':');
+            push_number(out, u64::from(a.port()));
+        }
+        Some(a) => {
+            let _ = write!(out, "{a}");
+        }
+        None => out.push(b'-'),
+    }
+}
+
+thread_local! {
+    /// The RFC 3339 text of the last second a line was logged in, up to the seconds: a line
+    /// then only adds its milliseconds.
+    static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+}
+
+/// `2023-11-14T22:13:20.123Z`, as Envoy's %START_TIME%.
+fn push_time(out: &mut Vec<u8>, wall: SystemTime) {
+    let since = wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != since.as_secs() {
+            let text = humantime::format_rfc3339_seconds(wall).to_string();
+            cached.1.copy_from_slice(&text.as_bytes()[..19]);
+            cached.0 = since.as_secs();
+        }
+        out.extend_from_slice(&cached.1);
+    });
+    let millis = since.subsec_millis();
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
 }
 
 /// Appends `r` as Istio's default JSON access log (`accessLogEncoding: JSON`): the text
 /// format's fields under Istio's keys (sorted, as Envoy writes them), codes, sizes and the
 /// duration as numbers, absent values as `null`.
 pub fn format_json(r: &Record, out: &mut Vec<u8>) {
-    let duration = r.start.map(|(_, began)| began.elapsed().as_millis() as u64);
-    let start = r.start.map(|(wall, _)| humantime::format_rfc3339_millis(wall).to_string());
+    let start = r.start.map(|wall| humantime::format_rfc3339_millis(wall).to_string());
     // A response header: a string, as Envoy's `%RESP(…)%` gives it.
     let service_time = r.upstream_service_time.map(|ms| ms.to_string());
     let fields: [(&str, Json<'_>); 24] = [
@@ -170,7 +253,7 @@ pub fn format_json(r: &Record, out: &mut Vec<u8>) {
         ("connection_termination_details", Json::Text(None)),
         ("downstream_local_address", Json::Address(r.downstream_local)),
         ("downstream_remote_address", Json::Address(r.downstream_remote)),
-        ("duration", Json::Number(duration)),
+        ("duration", Json::Number(Some(r.duration_ms))),
         ("method", Json::Text(some(&r.method))),
         ("path", Json::Text(some(&r.path))),
         ("protocol", Json::Text(some(r.protocol))),
@@ -228,23 +311,6 @@ pub enum Encoding {
     Json,
 }
 
-/// A log field: its value, or Envoy's `-` when absent. Formats in place, allocating nothing.
-struct Dash<T>(Option<T>);
-
-/// A text field, `-` when empty.
-fn text(s: &str) -> Dash<&str> {
-    Dash((!s.is_empty()).then_some(s))
-}
-
-impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
 /// Replaces `dst`'s text with `src`, reusing its allocation.
 fn set(dst: &mut String, src: &str) {
     dst.clear();
@@ -256,11 +322,26 @@ pub struct Sink {
     buf: RefCell<Vec<u8>>,
     writer: SyncSender<Vec<u8>>,
     encoding: Encoding,
+    /// A wall-clock reading and the monotonic instant it was taken at: START_TIME is derived
+    /// from the instant a request already has, instead of asking the clock again. Taken anew
+    /// at every flush tick, so clock adjustments show within 50 ms.
+    anchor: Cell<(Instant, SystemTime)>,
 }
 
 impl Sink {
     pub fn new(encoding: Encoding) -> Self {
-        Self { buf: RefCell::new(Vec::with_capacity(FLUSH_AT)), writer: writer().clone(), encoding }
+        Self {
+            buf: RefCell::new(Vec::with_capacity(FLUSH_AT)),
+            writer: writer().clone(),
+            encoding,
+            anchor: Cell::new((Instant::now(), SystemTime::now())),
+        }
+    }
+
+    /// The wall-clock time of `instant` (taken after the last anchor).
+    pub fn wall(&self, instant: Instant) -> SystemTime {
+        let (at, wall) = self.anchor.get();
+        wall + instant.saturating_duration_since(at)
     }
 
     /// Buffers `r`'s line; hands the buffer on when it is full, or at once while `draining`
@@ -279,8 +360,10 @@ impl Sink {
         }
     }
 
-    /// Hands the buffered lines to the writer thread, or drops them if it is behind.
+    /// Hands the buffered lines to the writer thread, or drops them if it is behind; called
+    /// every 50 ms, it also re-reads the wall clock.
     pub fn flush(&self) {
+        self.anchor.set((Instant::now(), SystemTime::now()));
         let lines = {
             let mut buf = self.buf.borrow_mut();
             if buf.is_empty() {
@@ -345,7 +428,7 @@ mod tests {
     #[test]
     fn formats_istio_default_line() {
         let r = Record {
-            start: Some((SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123), Instant::now())),
+            start: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
             method: "GET".into(),
             path: "/a?b=1".into(),
             protocol: "HTTP/1.1",

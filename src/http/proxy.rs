@@ -180,13 +180,15 @@ impl Session {
         let next = self.serve_request(&snap).await;
         let streamed = self.rb.take_written();
         self.tally.received += streamed;
+        // One clock reading serves the metrics and the log.
+        let elapsed = self.tally.began.map(|began| began.elapsed());
         #[cfg(feature = "istio-metrics")]
-        if let Some(began) = self.tally.began {
+        if let Some(elapsed) = elapsed {
             let t = &self.tally;
             let cluster = t.cluster.map(|id| snap.cluster(id));
             self.ctx.with_istio_series(cluster, t.status, t.flags(), |s| {
                 s.requests.inc();
-                s.duration.record(began.elapsed().as_micros() as u64);
+                s.duration.record(elapsed.as_micros() as u64);
                 s.request_bytes.record(t.received * 1000);
                 s.response_bytes.record(t.sent * 1000);
             });
@@ -195,6 +197,7 @@ impl Session {
             if r.start.is_some() {
                 r.bytes_received += streamed;
                 r.flags = self.tally.flags();
+                r.duration_ms = elapsed.map_or(0, |d| d.as_millis() as u64);
                 sink.log(r, self.ctx.draining());
             }
             r.reset();
@@ -243,8 +246,12 @@ impl Session {
         };
         self.ctx.stats.downstream_rq_total.inc();
         self.rb.consume(meta.head_len);
-        self.tally.began = Some(Instant::now());
+        let began = Instant::now();
+        self.tally.began = Some(began);
         self.tally.received = meta.head_len as u64;
+        if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.log) {
+            r.start = Some(sink.wall(began));
+        }
         // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
         if let Some(delay) = fault.delay {
             monoio::time::sleep(delay).await;
@@ -728,7 +735,7 @@ fn plan<'s>(
     mut log: Option<&mut Record>,
 ) -> (ReqMeta, Plan<'s>, Injected) {
     if let Some(r) = log.as_deref_mut() {
-        r.begin(head, peer.conn.local, peer.conn.peer);
+        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip);
     }
     let meta = ReqMeta {
         head_len: head.head_len,
