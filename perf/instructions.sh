@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# User-space instructions per request through one worker, counted by callgrind: deterministic
+# where CPU time on this shared VM is not. The kernel's share (most of a proxy's CPU) is left
+# out, so compare variants that differ in user space only (a feature, a log format).
+#
+#   perf/instructions.sh NAME BINARY [STRAIT ARGS...]
+#   e.g. perf/instructions.sh off /tmp/strait-off; perf/instructions.sh log target/release/strait --access-log
+#
+# Needs valgrind and ../shared/bench-peers/setup.sh's C backend. The legacy (epoll) driver is
+# used: valgrind does not know io_uring. 300 warm-up requests, then 3,000 counted ones on one
+# keep-alive connection, GET / with a 5-byte answer (perf/configs/instructions/gateway.yaml).
+set -euo pipefail
+name=$1 bin=$2
+shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+backend=$here/../../shared/bench-peers/.tools/hello_backend
+out=$(mktemp -d)
+"$backend" 18080 >/dev/null 2>&1 &
+backend_pid=$!
+valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$bin" run --config "$here/configs/instructions" \
+  --workers 1 --admin 127.0.0.1:15998 --driver legacy "$@" >"$out/stdout" 2>"$out/stderr" &
+vg=$!
+trap 'kill $vg $backend_pid 2>/dev/null || true' EXIT
+requests() {
+  python3 -c "
+import http.client, sys
+c = http.client.HTTPConnection('127.0.0.1', 18081, timeout=30)
+for _ in range(int(sys.argv[1])):
+    c.request('GET', '/', headers={'Host': 'bench.local'}); c.getresponse().read()" "$1"
+}
+for _ in $(seq 120); do requests 1 2>/dev/null && break; sleep 0.5; done
+requests 300
+callgrind_control -z "$vg" >/dev/null
+requests 3000
+callgrind_control -d "$vg" >/dev/null
+total=$(callgrind_annotate "$out/cg.1" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+echo "$name: $((total / 3000)) user-space instructions per request ($total for 3000)"
