@@ -390,6 +390,10 @@ both_drivers! {
         };
         let http = [
             route("/ignore", "app.local", &cors("      unmatchedPreflights: IGNORE\n")),
+            format!(
+                "  - match:\n    - uri:\n        exact: /direct\n    directResponse:\n      status: 200\n{}",
+                cors("")
+            ),
             route("/", "app.local", &cors("")),
         ]
         .concat();
@@ -428,5 +432,8 @@ both_drivers! {
         let resp = client::request(addr, "GET /y HTTP/1.1\r\nHost: app.test\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n");
         assert_eq!(resp.header("access-control-allow-origin"), None);
         assert_eq!(get(addr, "/y").header("access-control-allow-origin"), None, "no Origin, no CORS");
+        let resp = client::request(addr, "GET /direct HTTP/1.1\r\nHost: app.test\r\nOrigin: https://c1.example\r\nConnection: close\r\n\r\n");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("access-control-allow-origin"), Some("https://c1.example"), "the gateway's own answers too");
     }
 }

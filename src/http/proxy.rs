@@ -781,7 +781,14 @@ fn plan<'s>(
         return (meta, Plan::Local { status, close, details: CORS_PREFLIGHT }, Injected::default());
     }
     let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, ctx.random(), ctx.random())).unwrap_or_default();
-    let response_headers = || Merged::new(&[], &[], &[&route.policy.headers.response]).add;
+    // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin gets its lines.
+    let cors_lines = cors.map(|c| cors::response_headers(c, &info)).unwrap_or_default();
+    let response_headers = || {
+        let mut lines = Merged::new(&[], &[], &[&route.policy.headers.response]).add;
+        lines.retain(|(n, _)| !cors_lines.iter().any(|(c, _)| c == n));
+        lines.extend(cors_lines.iter().map(|(n, v)| (*n, &**v)));
+        lines
+    };
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => {
             let status = local::answer(out, *status, &response_headers(), body, meta.is_head, close);
@@ -820,11 +827,7 @@ fn plan<'s>(
                 };
                 codec::write_request_head(out, head, &edits);
                 let extras = Extras {
-                    cors: cors
-                        .map(|c| {
-                            cors::response_headers(c, &info).into_iter().map(|(n, v)| (n, v.into_owned())).collect()
-                        })
-                        .unwrap_or_default(),
+                    cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
                     mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, ctx) },
                 };
                 if let Some(r) = log {
