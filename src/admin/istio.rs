@@ -14,14 +14,33 @@ use std::sync::{Arc, Mutex};
 
 use super::l4::{L4Key, L4Kind, L4Totals};
 use super::metrics::Counter;
+use crate::snapshot::Cluster;
 
 #[cfg(test)]
 mod tests;
 
-/// Envoy's default histogram bucket bounds; Istio keeps them for durations (ms) and sizes.
-pub const BUCKETS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0,
-    600000.0, 1800000.0, 3600000.0,
+/// Envoy's default histogram bucket bounds (0.5, 1, 5, … 3,600,000), which Istio keeps for
+/// durations (ms) and sizes, in thousandths of the unit: recording compares integers.
+pub const BUCKETS: [u64; 19] = [
+    500,
+    1_000,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    300_000_000,
+    600_000_000,
+    1_800_000_000,
+    3_600_000_000,
 ];
 
 /// The gateway as Istio's `source_*` labels name an ingress gateway.
@@ -49,8 +68,7 @@ impl Histogram {
     /// Records `value_milli` thousandths of the unit (µs for a duration in ms).
     #[inline]
     pub fn record(&self, value_milli: u64) {
-        let value = value_milli as f64 / 1000.0;
-        let i = BUCKETS.iter().position(|&b| value <= b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS.iter().position(|&b| value_milli <= b).unwrap_or(BUCKETS.len());
         self.buckets[i].inc();
         self.sum_milli.add(value_milli);
     }
@@ -83,6 +101,17 @@ pub struct Destination {
     pub namespace: Arc<str>,
     /// The subset, Istio's nearest thing to a workload version.
     pub version: Option<Arc<str>>,
+}
+
+impl Destination {
+    /// The labels of requests that went to `cluster`; `None`: the gateway answered itself.
+    pub fn of(cluster: Option<&Cluster>) -> Self {
+        cluster.map_or_else(Self::default, |c| Self {
+            service: c.host.clone(),
+            namespace: c.namespace.clone(),
+            version: c.subset.clone(),
+        })
+    }
 }
 
 /// One worker's request series.
@@ -195,7 +224,7 @@ fn histogram_family<'a>(out: &mut String, family: &str, series: impl Iterator<It
         let mut cumulative = 0;
         for (i, count) in h.buckets.iter().enumerate() {
             cumulative += count;
-            match BUCKETS.get(i) {
+            match BUCKETS.get(i).map(|&b| b as f64 / 1000.0) {
                 Some(le) => {
                     let _ = writeln!(out, "{family}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
                 }

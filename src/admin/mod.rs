@@ -202,14 +202,7 @@ fn prometheus(shared: &Shared) -> Response {
     let totals = Totals::sum(&shared.workers);
     let mut text = stats::prometheus(&stats::samples(&totals, &shared.control, shared.workers.len()));
     let snapshot = shared.snapshot();
-    let cluster_labels = |name: &str| {
-        let cluster = snapshot.clusters.iter().find(|c| &*c.name == name);
-        cluster.map_or_else(IstioDestination::default, |c| IstioDestination {
-            service: c.host.clone(),
-            namespace: c.namespace.clone(),
-            version: c.subset.clone(),
-        })
-    };
+    let cluster_labels = |name: &str| IstioDestination::of(snapshot.clusters.iter().find(|c| &*c.name == name));
     let http = istio::sum(shared.workers.iter().map(|w| &w.istio));
     istio::render(&http, &totals.l4, &cluster_labels, &mut text);
     let body = text.into_bytes();

@@ -111,11 +111,12 @@ impl Record {
         set(&mut self.upstream_cluster, cluster);
     }
 
-    pub fn answered(&mut self, status: u16, flags: &'static str, details: &'static str) {
+    /// The answer's status and details; its flags are set when the request ends, once
+    /// retries and a client's hang-up are known.
+    pub fn answered(&mut self, status: u16, details: &'static str) {
         // A request refused before its head parsed still gets a line.
         self.start.get_or_insert_with(SystemTime::now);
         self.status = status;
-        self.flags = flags;
         self.details = details;
     }
 }
@@ -243,9 +244,6 @@ fn push_time(out: &mut Vec<u8>, wall: SystemTime) {
 /// format's fields under Istio's keys (sorted, as Envoy writes them), codes, sizes and the
 /// duration as numbers, absent values as `null`.
 pub fn format_json(r: &Record, out: &mut Vec<u8>) {
-    let start = r.start.map(|wall| humantime::format_rfc3339_millis(wall).to_string());
-    // A response header: a string, as Envoy's `%RESP(…)%` gives it.
-    let service_time = r.upstream_service_time.map(|ms| ms.to_string());
     let fields: [(&str, Json<'_>); 24] = [
         ("authority", Json::Text(some(&r.authority))),
         ("bytes_received", Json::Number(Some(r.bytes_received))),
@@ -263,11 +261,12 @@ pub fn format_json(r: &Record, out: &mut Vec<u8>) {
         ("response_code_details", Json::Text(some(r.details))),
         ("response_flags", Json::Text(Some(some(r.flags).unwrap_or("-")))),
         ("route_name", Json::Text(some(&r.route_name))),
-        ("start_time", Json::Text(start.as_deref())),
+        ("start_time", Json::Time(r.start)),
         ("upstream_cluster", Json::Text(some(&r.upstream_cluster))),
         ("upstream_host", Json::Address(r.upstream_host)),
         ("upstream_local_address", Json::Address(r.upstream_local)),
-        ("upstream_service_time", Json::Text(service_time.as_deref())),
+        // A response header: a string, as Envoy's `%RESP(…)%` gives it.
+        ("upstream_service_time", Json::QuotedNumber(r.upstream_service_time)),
         ("upstream_transport_failure_reason", Json::Text(None)),
         ("user_agent", Json::Text(some(&r.user_agent))),
         ("x_forwarded_for", Json::Text(some(&r.x_forwarded_for))),
@@ -277,14 +276,24 @@ pub fn format_json(r: &Record, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        let _ = write!(out, "\"{key}\":");
-        let _ = match value {
-            Json::Text(Some(text)) => serde_json::to_writer(&mut *out, text).map_err(drop),
-            Json::Number(Some(n)) => write!(out, "{n}").map_err(drop),
-            // An address never needs escaping.
-            Json::Address(Some(a)) => write!(out, "\"{a}\"").map_err(drop),
-            Json::Text(None) | Json::Number(None) | Json::Address(None) => out.write_all(b"null").map_err(drop),
-        };
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        // Numbers, addresses and times never need escaping: the text writers serve as they are.
+        match *value {
+            Json::Text(Some(text)) => {
+                let _ = serde_json::to_writer(&mut *out, text);
+            }
+            Json::Number(Some(n)) => push_number(out, n),
+            Json::QuotedNumber(Some(n)) => quoted(out, |out| push_number(out, n)),
+            Json::Address(Some(a)) => quoted(out, |out| push_address(out, Some(a))),
+            Json::Time(Some(wall)) => quoted(out, |out| push_time(out, wall)),
+            Json::Text(None)
+            | Json::Number(None)
+            | Json::QuotedNumber(None)
+            | Json::Address(None)
+            | Json::Time(None) => out.extend_from_slice(b"null"),
+        }
     }
     out.extend_from_slice(b"}\n");
 }
@@ -293,7 +302,16 @@ pub fn format_json(r: &Record, out: &mut Vec<u8>) {
 enum Json<'a> {
     Text(Option<&'a str>),
     Number(Option<u64>),
+    /// A number in a string (a header's value).
+    QuotedNumber(Option<u64>),
     Address(Option<SocketAddr>),
+    Time(Option<SystemTime>),
+}
+
+fn quoted(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    out.push(b'"');
+    write(out);
+    out.push(b'"');
 }
 
 /// An optional text field: `None` when empty.

@@ -180,8 +180,9 @@ impl Session {
         let next = self.serve_request(&snap).await;
         let streamed = self.rb.take_written();
         self.tally.received += streamed;
-        // One clock reading serves the metrics and the log.
-        let elapsed = self.tally.began.map(|began| began.elapsed());
+        // One clock reading serves the metrics and the log, and none is taken for neither.
+        let counted = cfg!(feature = "istio-metrics") || self.log.is_some();
+        let elapsed = self.tally.began.filter(|_| counted).map(|began| began.elapsed());
         #[cfg(feature = "istio-metrics")]
         if let Some(elapsed) = elapsed {
             let t = &self.tally;
@@ -458,7 +459,7 @@ impl Session {
         self.tally.status = status;
         self.tally.flags = flag;
         if let Some(r) = &mut self.log {
-            r.answered(status, flag, details);
+            r.answered(status, details);
         }
     }
 
@@ -505,9 +506,9 @@ impl Session {
             };
             let tried_once = self.try_endpoint(try_once, meta, inline, response);
             let result = match retries.per_try_timeout {
-                Some(t) => monoio::time::timeout(t, tried_once).await.unwrap_or_else(|_| {
-                    Err(Failure { err: ProxyError::PerTryTimeout, response_started: self.response_started })
-                }),
+                Some(t) => monoio::time::timeout(t, tried_once)
+                    .await
+                    .unwrap_or_else(|_| Err(self.failure(ProxyError::PerTryTimeout))),
                 None => tried_once.await,
             };
             upstream.balancer.release(pick);

@@ -124,26 +124,18 @@ impl WorkerCtx {
         f: impl FnOnce(&RequestSeries),
     ) {
         let mut cache = self.istio.borrow_mut();
-        let name = cluster.map_or("", |c| &c.name);
+        // Only a first sighting clones the snapshot's shared name (or allocates `""`).
+        let owned_name = || cluster.map_or_else(|| Arc::from(""), |c| c.name.clone());
         // Looked up by `&str`, as for the TCP counters.
-        let by_outcome = match cache.get_mut(name) {
+        let by_outcome = match cache.get_mut(cluster.map_or("", |c| &c.name)) {
             Some(by_outcome) => by_outcome,
-            None => cache.entry(cluster.map_or_else(|| Arc::from(""), |c| c.name.clone())).or_default(),
+            None => cache.entry(owned_name()).or_default(),
         };
         if let Some((_, series)) = by_outcome.iter().find(|(k, _)| *k == (code, flags)) {
             return f(series);
         }
-        let key = SeriesKey {
-            cluster: cluster.map_or_else(|| Arc::from(""), |c| c.name.clone()),
-            response_code: code,
-            response_flags: flags,
-        };
-        let destination = cluster.map_or_else(IstioDestination::default, |c| IstioDestination {
-            service: c.host.clone(),
-            namespace: c.namespace.clone(),
-            version: c.subset.clone(),
-        });
-        let series = self.stats.istio.register(key, destination);
+        let key = SeriesKey { cluster: owned_name(), response_code: code, response_flags: flags };
+        let series = self.stats.istio.register(key, IstioDestination::of(cluster));
         f(&series);
         by_outcome.push(((code, flags), series));
     }
