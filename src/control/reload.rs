@@ -63,12 +63,12 @@ impl Reloader {
         let result = self.try_reload();
         let control = &self.shared.control;
         match &result {
+            // Logged before counted: whoever watches the counter finds the reason already written.
             Ok(r) => {
-                control.reload_ok.inc();
                 info!("reloaded: generation {}, {} listeners", r.generation, r.listeners);
+                control.reload_ok.inc();
             }
             Err(e) => {
-                control.reload_failed.inc();
                 if let ReloadError::Invalid(diagnostics) = e {
                     for d in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
                         error!("{d}");
@@ -76,6 +76,7 @@ impl Reloader {
                 }
                 error!("reload failed, generation {} keeps serving: {e}", self.shared.snapshot().generation);
                 self.shared.set_last_reload_error(e.to_string());
+                control.reload_failed.inc();
             }
         }
         result
