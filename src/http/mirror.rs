@@ -40,7 +40,7 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Opti
     if IN_FLIGHT.get() >= MAX_IN_FLIGHT {
         return false;
     }
-    let Some(pick) = ctx.upstream.balancer.pick(snap, copy.cluster, &[], ctx.random()) else {
+    let Some(pick) = ctx.upstream.balancer.pick(snap, copy.cluster, &[], ctx.random(), None) else {
         return false;
     };
     let cluster = snap.cluster(copy.cluster);

@@ -1,6 +1,7 @@
 //! HTTP/1.1 proxy path: codec, routing on the snapshot, forwarding, the gateway's own answers.
 
 pub mod access_log;
+mod affinity;
 mod body;
 pub mod codec;
 pub mod cors;

@@ -10,6 +10,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::access_log::Record;
+use super::affinity;
 use super::body::{self, BodyError};
 use super::codec::{
     self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits, ResponseWritten,
@@ -152,6 +153,8 @@ struct ReqMeta {
     is_head: bool,
     expect_continue: bool,
     upgrade: bool,
+    /// The session-affinity hash, when the chosen cluster hashes and the request has the key.
+    affinity: Option<u64>,
 }
 
 /// The routing outcome, decided while the head is borrowed.
@@ -490,7 +493,9 @@ impl Session {
         let ctx = self.ctx.clone();
         let upstream = &ctx.upstream;
         loop {
-            let Some(pick) = upstream.balancer.pick(snap, cluster, &tried[..attempt.min(8)], ctx.random()) else {
+            let Some(pick) =
+                upstream.balancer.pick(snap, cluster, &tried[..attempt.min(8)], ctx.random(), meta.affinity)
+            else {
                 return Err(Failure::before(ProxyError::NoHealthyUpstream));
             };
             let addr = snap.cluster(cluster).endpoints[pick.endpoint].addr;
@@ -738,7 +743,7 @@ fn plan<'s>(
     if let Some(r) = log.as_deref_mut() {
         r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip);
     }
-    let meta = ReqMeta {
+    let mut meta = ReqMeta {
         head_len: head.head_len,
         framing: head.framing,
         keep_alive: head.keep_alive,
@@ -746,6 +751,7 @@ fn plan<'s>(
         is_head: head.method == "HEAD",
         expect_continue: head.expect_continue,
         upgrade: head.upgrade.is_some(),
+        affinity: None,
     };
     let host = head.host().unwrap_or("");
     let info = RequestInfo {
@@ -801,6 +807,8 @@ fn plan<'s>(
         }
         RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
             Some(dest) => {
+                meta.affinity =
+                    dest.cluster.and_then(|c| affinity::request_hash(snap.cluster(c), head, peer.conn.peer.ip()));
                 let path = super::rewrite::path(route, block, &info);
                 let base_add: &[(&str, &str)] = if peer.internal { &[("x-envoy-internal", "true")] } else { &[] };
                 let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };

@@ -11,7 +11,7 @@ use monoio::net::TcpStream;
 use tracing::debug;
 
 use crate::admin::{L4Counters, L4Kind};
-use crate::snapshot::Cluster;
+use crate::snapshot::{Cluster, HashKey, LoadBalancer};
 use crate::worker::{ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic};
 
@@ -39,7 +39,7 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         return;
     };
     // The pick stays taken while the connection lives: least-request weighs open streams.
-    let Some(pick) = ctx.upstream.balancer.pick(&snap, cluster_id, &[], ctx.random()) else {
+    let Some(pick) = ctx.upstream.balancer.pick(&snap, cluster_id, &[], ctx.random(), affinity(cluster, &conn)) else {
         debug!(cluster = %cluster.name, "no endpoint: connection closed");
         return;
     };
@@ -91,4 +91,11 @@ impl Drop for Open<'_> {
     fn drop(&mut self) {
         self.0.cx_active.dec();
     }
+}
+
+/// Session affinity on a TCP route: only the client's address is known (`useSourceIp`); the
+/// HTTP keys are absent, so such clusters balance as without a hash policy, as Envoy's tcp_proxy.
+fn affinity(cluster: &Cluster, conn: &ConnInfo) -> Option<u64> {
+    matches!(&cluster.policy.load_balancer, LoadBalancer::ConsistentHash { key: HashKey::SourceIp, .. })
+        .then(|| crate::upstream::ip_hash(conn.peer.ip()))
 }

@@ -1,7 +1,9 @@
-//! Per-core endpoint selection: round robin, random and least-request (power of two choices).
+//! Per-core endpoint selection: round robin, random, least-request (power of two choices) and
+//! consistent hashing.
 
 use std::cell::RefCell;
 
+use super::hash::Table;
 use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Snapshot};
 
 /// Per-cluster cursors and in-flight counts of one worker, valid for one snapshot generation
@@ -22,6 +24,8 @@ struct ClusterState {
     cursor: u32,
     /// In-flight requests per endpoint index, on this worker.
     active: Vec<u32>,
+    /// The consistent-hash table, built on first use in this generation.
+    table: Option<Table>,
 }
 
 /// An endpoint picked for one request; hand it back with [`Balancer::release`].
@@ -34,8 +38,9 @@ pub struct Pick {
 
 impl Balancer {
     /// Picks an endpoint of `cluster`, skipping the indexes in `tried` while others remain
-    /// (retries go to a host not tried before). `draw` is a per-core random number.
-    pub fn pick(&self, snap: &Snapshot, id: ClusterId, tried: &[usize], draw: u32) -> Option<Pick> {
+    /// (retries go to a host not tried before). `draw` is a per-core random number; `hash` the
+    /// request's affinity hash when the cluster hashes and the request carries the key.
+    pub fn pick(&self, snap: &Snapshot, id: ClusterId, tried: &[usize], draw: u32, hash: Option<u64>) -> Option<Pick> {
         let cluster = snap.cluster(id);
         let n = cluster.endpoints.len();
         if n == 0 {
@@ -44,11 +49,21 @@ impl Balancer {
         let mut state = self.state.borrow_mut();
         if state.generation != snap.generation || state.clusters.len() != snap.clusters.len() {
             state.generation = snap.generation;
-            state.clusters =
-                snap.clusters.iter().map(|c| ClusterState { cursor: 0, active: vec![0; c.endpoints.len()] }).collect();
+            state.clusters = snap
+                .clusters
+                .iter()
+                .map(|c| ClusterState { active: vec![0; c.endpoints.len()], ..Default::default() })
+                .collect();
         }
         let st = &mut state.clusters[id as usize];
-        let endpoint = if n == 1 { 0 } else { choose(cluster, st, tried, draw) };
+        let endpoint = match hash {
+            _ if n == 1 => 0,
+            Some(hash) => {
+                let table = st.table.get_or_insert_with(|| Table::build(cluster).expect("a hashing cluster"));
+                table.lookup(hash, |i| tried.len() < n && tried.contains(&i))
+            }
+            None => choose(cluster, st, tried, draw),
+        };
         st.active[endpoint] += 1;
         Some(Pick { generation: snap.generation, cluster: id, endpoint })
     }
@@ -96,7 +111,7 @@ fn choose(cluster: &Cluster, st: &mut ClusterState, tried: &[usize], draw: u32) 
                 a
             }
         }
-        // Consistent hashing acts once session affinity lands; until then round robin.
+        // A hashing cluster gets here only for a request without the key: round robin.
         LoadBalancer::RoundRobin | LoadBalancer::Passthrough | LoadBalancer::ConsistentHash { .. } => next_rr(),
     }
 }

@@ -1,9 +1,11 @@
 //! Upstream side of a worker: endpoint selection and keep-alive connection pools, per core.
 
 mod balancer;
+mod hash;
 mod pool;
 
 pub use balancer::{Balancer, Pick};
+pub use hash::{hash_bytes, ip_hash};
 pub use pool::{Pools, UpstreamConn, UPSTREAM_BUF};
 
 /// Idle connections kept per endpoint and worker. Enough for keep-alive benchmarks at a few

@@ -1,0 +1,17 @@
+//! Hash keys read from query strings and cookie lines.
+
+use super::*;
+
+#[test]
+fn query_value_finds_the_first_exact_name() {
+    assert_eq!(query_value("a=1&user=bob&user=eve", "user"), Some("bob"));
+    assert_eq!(query_value("username=bob", "user"), None);
+    assert_eq!(query_value("flag&x=1", "flag"), Some(""));
+}
+
+#[test]
+fn cookie_value_reads_one_line_of_pairs() {
+    assert_eq!(cookie_value(b"a=1; session=xyz ;b=2", "session"), Some(&b"xyz"[..]));
+    assert_eq!(cookie_value(b"mysession=1", "session"), None);
+    assert_eq!(cookie_value(b"session", "session"), None);
+}

@@ -1,0 +1,139 @@
+//! Consistent hashing for session affinity: ring-hash and Maglev tables that map a request's
+//! hash (see `http::affinity`) to an endpoint.
+//!
+//! Every worker builds its tables from the same snapshot with the same deterministic hash, so
+//! every core maps a key to the same endpoint without sharing anything.
+
+use std::hash::{DefaultHasher, Hasher};
+use std::net::IpAddr;
+
+use crate::snapshot::{Cluster, HashAlgorithm, LoadBalancer};
+
+/// A deterministic 64-bit hash: `DefaultHasher::new()` uses fixed keys, so all workers (one
+/// binary) agree.
+pub fn hash_bytes(parts: &[&[u8]]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for p in parts {
+        h.write(p);
+    }
+    h.finish()
+}
+
+/// The hash of a client address (`useSourceIp`), for HTTP and TCP routes alike.
+pub fn ip_hash(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(ip) => hash_bytes(&[&ip.octets()]),
+        IpAddr::V6(ip) => hash_bytes(&[&ip.octets()]),
+    }
+}
+
+/// A cluster's hash table, built once per worker and snapshot generation.
+#[derive(Clone)]
+pub enum Table {
+    /// Points on the ring, sorted by hash, each naming an endpoint index.
+    Ring(Vec<(u64, u32)>),
+    /// Maglev's lookup table: slot → endpoint index.
+    Maglev(Vec<u32>),
+}
+
+/// Envoy's ring-hash bounds: the ring has at least `minimum_ring_size` points, at most 8M.
+const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
+
+impl Table {
+    /// The table for `cluster`, or `None` when it does not use consistent hashing or has no
+    /// endpoints.
+    pub fn build(cluster: &Cluster) -> Option<Table> {
+        let LoadBalancer::ConsistentHash { algorithm, .. } = &cluster.policy.load_balancer else {
+            return None;
+        };
+        if cluster.endpoints.is_empty() {
+            return None;
+        }
+        let names: Vec<Vec<u8>> = cluster.endpoints.iter().map(|e| e.addr.to_string().into_bytes()).collect();
+        let weights: Vec<u64> = cluster.endpoints.iter().map(|e| u64::from(e.weight.max(1))).collect();
+        Some(match *algorithm {
+            HashAlgorithm::RingHash { minimum_ring_size } => ring(&names, &weights, minimum_ring_size),
+            HashAlgorithm::Maglev { table_size } => maglev(&names, &weights, table_size),
+        })
+    }
+
+    /// The endpoint for `hash`; with `skip`, walks on to the first endpoint it allows
+    /// (retries go to another host), falling back to the first pick when all are skipped.
+    pub fn lookup(&self, hash: u64, skip: impl Fn(usize) -> bool) -> usize {
+        match self {
+            Table::Ring(points) => {
+                let start = points.partition_point(|(h, _)| *h < hash) % points.len();
+                let first = points[start].1 as usize;
+                (0..points.len())
+                    .map(|i| points[(start + i) % points.len()].1 as usize)
+                    .find(|&e| !skip(e))
+                    .unwrap_or(first)
+            }
+            Table::Maglev(slots) => {
+                let start = (hash % slots.len() as u64) as usize;
+                let first = slots[start] as usize;
+                (0..slots.len()).map(|i| slots[(start + i) % slots.len()] as usize).find(|&e| !skip(e)).unwrap_or(first)
+            }
+        }
+    }
+}
+
+/// Each endpoint gets points in proportion to its weight, at least `minimum` in all.
+fn ring(names: &[Vec<u8>], weights: &[u64], minimum: u64) -> Table {
+    let total: u64 = weights.iter().sum();
+    let size = minimum.clamp(1, MAX_RING_SIZE);
+    let mut points = Vec::with_capacity(size as usize + names.len());
+    for (i, (name, w)) in names.iter().zip(weights).enumerate() {
+        let count = (size * w).div_ceil(total).max(1);
+        for n in 0..count {
+            points.push((hash_bytes(&[name, b"_", n.to_string().as_bytes()]), i as u32));
+        }
+    }
+    points.sort_unstable();
+    Table::Ring(points)
+}
+
+/// Maglev (Eisenbud et al., 2016) with weights: each round an endpoint earns its weight in
+/// credit and fills one preferred free slot per `max_weight` of credit, so slots split in
+/// proportion to weight.
+fn maglev(names: &[Vec<u8>], weights: &[u64], table_size: u64) -> Table {
+    let m = table_size.max(1);
+    let perms: Vec<(u64, u64)> = names
+        .iter()
+        .map(|name| (hash_bytes(&[name, b"offset"]) % m, hash_bytes(&[name, b"skip"]) % (m - 1).max(1) + 1))
+        .collect();
+    let max_weight = *weights.iter().max().unwrap_or(&1);
+    let mut next = vec![0u64; names.len()];
+    let mut credit = vec![0u64; names.len()];
+    let mut slots = vec![u32::MAX; m as usize];
+    let mut filled = 0u64;
+    while filled < m {
+        for (i, &(offset, skip)) in perms.iter().enumerate() {
+            credit[i] += weights[i];
+            while credit[i] >= max_weight && filled < m {
+                credit[i] -= max_weight;
+                let slot = preferred_free(&slots, offset, skip, &mut next[i]);
+                slots[slot] = i as u32;
+                filled += 1;
+            }
+        }
+    }
+    Table::Maglev(slots)
+}
+
+/// The endpoint's next preferred slot that is still free. A prime table size (Istio's default
+/// 65537) makes the permutation visit every slot; for any other size a linear probe finishes.
+fn preferred_free(slots: &[u32], offset: u64, skip: u64, next: &mut u64) -> usize {
+    let m = slots.len() as u64;
+    while *next < m {
+        let slot = ((offset + *next * skip) % m) as usize;
+        *next += 1;
+        if slots[slot] == u32::MAX {
+            return slot;
+        }
+    }
+    slots.iter().position(|&s| s == u32::MAX).expect("called only while a slot is free")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,84 @@
+//! DestinationRule load balancing end to end: session affinity by consistent hashing (ring hash
+//! and Maglev) over three real backends, with four workers so that requests on separate
+//! connections land on different cores and must still agree.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use support::backend::Backend;
+use support::client;
+use support::config::{docs, head, http_gateway, service_entry, virtual_service};
+use support::{free_port, Driver, Gateway};
+
+const ROUTE: &str = "  - route:\n    - destination:\n        host: app.local\n";
+
+/// Three backends behind `app.local`, balanced by `load_balancer` (YAML under `loadBalancer:`).
+fn start(driver: Driver, load_balancer: &str) -> (Gateway, SocketAddr, [Backend; 3]) {
+    let backends = [Backend::start("b0"), Backend::start("b1"), Backend::start("b2")];
+    let port = free_port();
+    let ports: Vec<u16> = backends.iter().map(Backend::port).collect();
+    let rule = format!(
+        "{}  host: app.local\n  trafficPolicy:\n    loadBalancer:\n{load_balancer}",
+        head("DestinationRule", "app")
+    );
+    let parts = [
+        http_gateway("gw", port, &["app.test"]),
+        virtual_service("app", "gw", &["app.test"], ROUTE),
+        service_entry("app", "app.local", 80, &ports),
+        rule,
+    ];
+    let gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).workers(4).start();
+    (gw, format!("127.0.0.1:{port}").parse().unwrap(), backends)
+}
+
+/// The backend that answered a request with the extra header `line` (empty for none), on a
+/// fresh connection each time.
+fn backend_for(addr: SocketAddr, path: &str, line: &str) -> String {
+    let resp =
+        client::request(addr, &format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n{line}Connection: close\r\n\r\n"));
+    assert_eq!(resp.status, 200);
+    resp.header("x-backend").expect("x-backend").to_string()
+}
+
+/// Each of 12 keys sticks to one backend over 10 fresh connections, and the keys together
+/// reach more than one backend.
+fn assert_affinity(mut request: impl FnMut(usize) -> String) {
+    let mut chosen = BTreeSet::new();
+    for key in 0..12 {
+        let first = request(key);
+        for _ in 0..9 {
+            assert_eq!(request(key), first, "key {key} moved");
+        }
+        chosen.insert(first);
+    }
+    assert!(chosen.len() > 1, "12 keys all hashed to {chosen:?}");
+}
+
+both_drivers! {
+    fn header_hash_on_a_ring_sticks_across_workers(driver) {
+        let (_gw, addr, _b) = start(driver, "      consistentHash:\n        httpHeaderName: x-user\n        ringHash:\n          minimumRingSize: 1024\n");
+        assert_affinity(|key| backend_for(addr, "/", &format!("x-user: user-{key}\r\n")));
+        // Without the key the cluster balances as without a hash policy: more than one backend.
+        let spread: BTreeSet<String> = (0..12).map(|_| backend_for(addr, "/", "")).collect();
+        assert!(spread.len() > 1, "{spread:?}");
+    }
+
+    fn query_parameter_hash_with_maglev(driver) {
+        let (_gw, addr, _b) = start(driver, "      consistentHash:\n        httpQueryParameterName: user\n        maglev:\n          tableSize: 65537\n");
+        assert_affinity(|key| backend_for(addr, &format!("/page?x=1&user={key}"), ""));
+    }
+
+    fn cookie_the_request_carries_is_hashed(driver) {
+        let (_gw, addr, _b) = start(driver, "      consistentHash:\n        httpCookie:\n          name: session\n          ttl: 0s\n");
+        assert_affinity(|key| backend_for(addr, "/", &format!("Cookie: theme=dark; session=s{key}\r\n")));
+    }
+
+    fn source_ip_hash_sends_one_client_to_one_backend(driver) {
+        let (_gw, addr, backends) = start(driver, "      consistentHash:\n        useSourceIp: true\n");
+        let chosen: BTreeSet<String> = (0..30).map(|_| backend_for(addr, "/", "")).collect();
+        assert_eq!(chosen.len(), 1, "one client address, one backend: {chosen:?}");
+        assert_eq!(backends.iter().map(Backend::count).sum::<usize>(), 30);
+    }
+}
