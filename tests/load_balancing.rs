@@ -72,7 +72,27 @@ both_drivers! {
 
     fn cookie_the_request_carries_is_hashed(driver) {
         let (_gw, addr, _b) = start(driver, "      consistentHash:\n        httpCookie:\n          name: session\n          ttl: 0s\n");
+        let first = client::request(addr, "GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
+        assert!(first.header("set-cookie").unwrap().ends_with("\"; HttpOnly"), "ttl 0s: a session cookie");
         assert_affinity(|key| backend_for(addr, "/", &format!("Cookie: theme=dark; session=s{key}\r\n")));
+    }
+
+    fn absent_cookie_is_generated_and_then_pins_the_client(driver) {
+        let (_gw, addr, backends) = start(driver, "      consistentHash:\n        httpCookie:\n          name: session\n          path: /\n          ttl: 3600s\n");
+        let first = client::request(addr, "GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
+        let set = first.header("set-cookie").expect("the affinity cookie is set").to_string();
+        let value = set.strip_prefix("session=\"").and_then(|v| v.split_once('"')).map(|(v, _)| v).expect("session=\"…\"");
+        assert_eq!(set, format!("session=\"{value}\"; Max-Age=3600; Path=/; HttpOnly"));
+        let chosen = first.header("x-backend").unwrap().to_string();
+        let line = format!("Cookie: session=\"{value}\"\r\n");
+        for _ in 0..1000 {
+            assert_eq!(backend_for(addr, "/", &line), chosen, "the cookie pins the backend on every worker");
+        }
+        let counts: Vec<usize> = backends.iter().map(Backend::count).collect();
+        assert_eq!(counts.iter().filter(|&&c| c > 0).count(), 1, "one backend served all 1,001: {counts:?}");
+        // A request carrying the cookie gets no new one.
+        let again = client::request(addr, &format!("GET / HTTP/1.1\r\nHost: app.test\r\n{line}Connection: close\r\n\r\n"));
+        assert_eq!(again.header("set-cookie"), None);
     }
 
     fn source_ip_hash_sends_one_client_to_one_backend(driver) {

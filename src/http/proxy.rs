@@ -172,6 +172,8 @@ struct Extras {
     cors: Vec<(&'static str, String)>,
     /// Copies for the route's mirrors, heads only so far.
     mirrors: Vec<mirror::Copy>,
+    /// The session-affinity cookie generated for this request.
+    set_cookie: Option<String>,
 }
 
 impl Session {
@@ -361,6 +363,7 @@ impl Session {
         // CORS lines replace any the backend sent (Envoy's `setInline`).
         response.remove.extend(extras.cors.iter().map(|(n, _)| *n));
         response.add.extend(extras.cors.iter().map(|(n, v)| (*n, v.as_str())));
+        response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
         let timeout = route.policy.timeout;
         let exchange = self.exchange(snap, cluster, retries, meta, inline, &response);
         let result = match timeout {
@@ -807,8 +810,11 @@ fn plan<'s>(
         }
         RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
             Some(dest) => {
-                meta.affinity =
-                    dest.cluster.and_then(|c| affinity::request_hash(snap.cluster(c), head, peer.conn.peer.ip()));
+                let affinity = dest
+                    .cluster
+                    .map(|c| affinity::request_affinity(snap.cluster(c), head, peer.conn.peer))
+                    .unwrap_or_default();
+                meta.affinity = affinity.hash;
                 let path = super::rewrite::path(route, block, &info);
                 let base_add: &[(&str, &str)] = if peer.internal { &[("x-envoy-internal", "true")] } else { &[] };
                 let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
@@ -838,6 +844,7 @@ fn plan<'s>(
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
                     mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, ctx) },
+                    set_cookie: affinity.set_cookie,
                 };
                 if let Some(r) = log {
                     r.forwarded(request_id.as_ref().map(|id| id.as_str()), route.name.as_deref());

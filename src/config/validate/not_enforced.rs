@@ -48,7 +48,6 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("VirtualService", "spec.http[].retries.backoff", Enforced::Nothing),
     ("DestinationRule", "spec.workloadSelector", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.simple", Enforced::Values(&["ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM"])),
-    ("DestinationRule", "{policy}.loadBalancer.consistentHash.httpCookie", Enforced::Partly("a cookie the request carries is hashed; none is generated yet when it is absent")),
     ("DestinationRule", "{policy}.loadBalancer.localityLbSetting", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.warmupDurationSecs", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.warmup", Enforced::Nothing),

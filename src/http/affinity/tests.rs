@@ -14,4 +14,12 @@ fn cookie_value_reads_one_line_of_pairs() {
     assert_eq!(cookie_value(b"a=1; session=xyz ;b=2", "session"), Some(&b"xyz"[..]));
     assert_eq!(cookie_value(b"mysession=1", "session"), None);
     assert_eq!(cookie_value(b"session", "session"), None);
+    assert_eq!(cookie_value(b"session=\"abc\"", "session"), Some(&b"abc"[..]), "quotes are not the value");
+}
+
+#[test]
+fn generated_cookie_has_envoys_attributes() {
+    let hour = Duration::from_secs(3600);
+    assert_eq!(set_cookie("s", "0a", Some("/app"), hour), "s=\"0a\"; Max-Age=3600; Path=/app; HttpOnly");
+    assert_eq!(set_cookie("s", "0a", None, Duration::ZERO), "s=\"0a\"; HttpOnly", "zero ttl: a session cookie");
 }
