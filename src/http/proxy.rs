@@ -21,8 +21,10 @@ use super::retry::{self, Outcome};
 use super::{cors, local, mirror};
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
-use crate::snapshot::{ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot};
-use crate::upstream::{UpstreamConn, UPSTREAM_BUF};
+use crate::snapshot::{
+    ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot, TcpKeepalive,
+};
+use crate::upstream::{keepalive, UpstreamConn, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
@@ -511,6 +513,8 @@ impl Session {
                 connect_timeout: policy.connect_timeout,
                 idle_timeout: policy.http_idle_timeout,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
+                keepalive: policy.tcp_keepalive,
+                max_requests: policy.max_requests_per_connection,
             };
             let tried_once = self.try_endpoint(try_once, meta, inline, response);
             let result = match retries.per_try_timeout {
@@ -556,7 +560,7 @@ impl Session {
                 stats.upstream_cx_reused.inc();
                 c
             }
-            None => connect(at.addr, at.connect_timeout, stats).await?,
+            None => connect(&at, stats).await?,
         };
         if let Some(r) = &mut self.log {
             // Asked of the kernel once per connection, not per request.
@@ -577,7 +581,7 @@ impl Session {
             self.out = out;
             if let Err(e) = res {
                 if replayable {
-                    conn = connect(at.addr, at.connect_timeout, stats).await?;
+                    conn = connect(&at, stats).await?;
                     continue;
                 }
                 return Err(Failure::before(ProxyError::UpstreamIo(e)));
@@ -591,12 +595,13 @@ impl Session {
             }
             return match self.relay_response(&mut conn, meta, sent_at, at.retry_statuses, response).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
-                    conn = connect(at.addr, at.connect_timeout, stats).await?;
+                    conn = connect(&at, stats).await?;
                     continue;
                 }
                 Err(f) => Err(f),
                 Ok(Relayed::Done { next, reusable }) => {
-                    if reusable {
+                    conn.requests += 1;
+                    if reusable && (at.max_requests == 0 || conn.requests < at.max_requests) {
                         ctx.upstream.pools.put(conn, at.idle_timeout);
                     }
                     Ok(next)
@@ -924,6 +929,10 @@ struct Try<'p> {
     connect_timeout: Duration,
     idle_timeout: Duration,
     retry_statuses: Option<&'p RetryPolicy>,
+    keepalive: Option<TcpKeepalive>,
+    /// `maxRequestsPerConnection`: a connection that served this many is closed, not pooled
+    /// (0: no limit).
+    max_requests: u32,
 }
 
 /// Whether a try that failed with `err` (before any response byte reached the client) is
@@ -968,14 +977,16 @@ impl Failure {
     }
 }
 
-async fn connect(
-    addr: SocketAddr,
-    timeout: Duration,
-    stats: &crate::admin::WorkerStats,
-) -> Result<UpstreamConn, Failure> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+async fn connect(at: &Try<'_>, stats: &crate::admin::WorkerStats) -> Result<UpstreamConn, Failure> {
+    let addr = at.addr;
+    match monoio::time::timeout(at.connect_timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
+            if let Some(keepalive) = &at.keepalive {
+                if let Err(e) = keepalive::apply(&stream, keepalive) {
+                    tracing::debug!(%addr, "tcp keepalive not set: {e}");
+                }
+            }
             stats.upstream_cx_total.inc();
             Ok(UpstreamConn::new(stream, addr))
         }

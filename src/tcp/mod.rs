@@ -61,6 +61,11 @@ async fn connect(addr: SocketAddr, cluster: &Cluster, stats: &L4Counters) -> Opt
         Ok(Ok(stream)) => {
             // Small writes (a database protocol's requests) must not wait for Nagle.
             let _ = stream.set_nodelay(true);
+            if let Some(keepalive) = &cluster.policy.tcp_keepalive {
+                if let Err(e) = crate::upstream::keepalive::apply(&stream, keepalive) {
+                    debug!(cluster = %cluster.name, %addr, "tcp keepalive not set: {e}");
+                }
+            }
             Some(stream)
         }
         Ok(Err(e)) => {

@@ -2,6 +2,7 @@
 
 mod balancer;
 mod hash;
+pub mod keepalive;
 mod pool;
 
 pub use balancer::{Balancer, Pick};

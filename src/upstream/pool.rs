@@ -21,6 +21,8 @@ pub struct UpstreamConn {
     /// Came from the pool rather than a fresh connect: a failure before any response byte is
     /// then most likely the upstream having closed it, and is safe to retry on a fresh one.
     pub reused: bool,
+    /// Requests this connection has carried, for `maxRequestsPerConnection`.
+    pub requests: u32,
 }
 
 /// Upstream read buffers start here and grow only for larger heads.
@@ -28,7 +30,7 @@ pub const UPSTREAM_BUF: usize = 4 * 1024;
 
 impl UpstreamConn {
     pub fn new(stream: TcpStream, addr: SocketAddr) -> Self {
-        Self { stream, addr, buf: ReadBuf::with_capacity(UPSTREAM_BUF), local: None, reused: false }
+        Self { stream, addr, buf: ReadBuf::with_capacity(UPSTREAM_BUF), local: None, reused: false, requests: 0 }
     }
 }
 

@@ -1,6 +1,6 @@
-//! DestinationRule load balancing end to end: session affinity by consistent hashing (ring hash
-//! and Maglev) over three real backends, with four workers so that requests on separate
-//! connections land on different cores and must still agree.
+//! DestinationRule traffic policy end to end over three real backends, with four workers so
+//! that requests on separate connections land on different cores: session affinity by
+//! consistent hashing (ring hash and Maglev), and the connection pool's settings.
 
 mod support;
 
@@ -8,21 +8,18 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use support::backend::Backend;
-use support::client;
+use support::client::{self, Conn};
 use support::config::{docs, head, http_gateway, service_entry, virtual_service};
 use support::{free_port, Driver, Gateway};
 
 const ROUTE: &str = "  - route:\n    - destination:\n        host: app.local\n";
 
-/// Three backends behind `app.local`, balanced by `load_balancer` (YAML under `loadBalancer:`).
-fn start(driver: Driver, load_balancer: &str) -> (Gateway, SocketAddr, [Backend; 3]) {
+/// Three backends behind `app.local` with `policy` (YAML under `trafficPolicy:`).
+fn start(driver: Driver, policy: &str) -> (Gateway, SocketAddr, [Backend; 3]) {
     let backends = [Backend::start("b0"), Backend::start("b1"), Backend::start("b2")];
     let port = free_port();
     let ports: Vec<u16> = backends.iter().map(Backend::port).collect();
-    let rule = format!(
-        "{}  host: app.local\n  trafficPolicy:\n    loadBalancer:\n{load_balancer}",
-        head("DestinationRule", "app")
-    );
+    let rule = format!("{}  host: app.local\n  trafficPolicy:\n{policy}", head("DestinationRule", "app"));
     let parts = [
         http_gateway("gw", port, &["app.test"]),
         virtual_service("app", "gw", &["app.test"], ROUTE),
@@ -58,7 +55,7 @@ fn assert_affinity(mut request: impl FnMut(usize) -> String) {
 
 both_drivers! {
     fn header_hash_on_a_ring_sticks_across_workers(driver) {
-        let (_gw, addr, _b) = start(driver, "      consistentHash:\n        httpHeaderName: x-user\n        ringHash:\n          minimumRingSize: 1024\n");
+        let (_gw, addr, _b) = start(driver, "    loadBalancer:\n      consistentHash:\n        httpHeaderName: x-user\n        ringHash:\n          minimumRingSize: 1024\n");
         assert_affinity(|key| backend_for(addr, "/", &format!("x-user: user-{key}\r\n")));
         // Without the key the cluster balances as without a hash policy: more than one backend.
         let spread: BTreeSet<String> = (0..12).map(|_| backend_for(addr, "/", "")).collect();
@@ -66,19 +63,19 @@ both_drivers! {
     }
 
     fn query_parameter_hash_with_maglev(driver) {
-        let (_gw, addr, _b) = start(driver, "      consistentHash:\n        httpQueryParameterName: user\n        maglev:\n          tableSize: 65537\n");
+        let (_gw, addr, _b) = start(driver, "    loadBalancer:\n      consistentHash:\n        httpQueryParameterName: user\n        maglev:\n          tableSize: 65537\n");
         assert_affinity(|key| backend_for(addr, &format!("/page?x=1&user={key}"), ""));
     }
 
     fn cookie_the_request_carries_is_hashed(driver) {
-        let (_gw, addr, _b) = start(driver, "      consistentHash:\n        httpCookie:\n          name: session\n          ttl: 0s\n");
+        let (_gw, addr, _b) = start(driver, "    loadBalancer:\n      consistentHash:\n        httpCookie:\n          name: session\n          ttl: 0s\n");
         let first = client::request(addr, "GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
         assert!(first.header("set-cookie").unwrap().ends_with("\"; HttpOnly"), "ttl 0s: a session cookie");
         assert_affinity(|key| backend_for(addr, "/", &format!("Cookie: theme=dark; session=s{key}\r\n")));
     }
 
     fn absent_cookie_is_generated_and_then_pins_the_client(driver) {
-        let (_gw, addr, backends) = start(driver, "      consistentHash:\n        httpCookie:\n          name: session\n          path: /\n          ttl: 3600s\n");
+        let (_gw, addr, backends) = start(driver, "    loadBalancer:\n      consistentHash:\n        httpCookie:\n          name: session\n          path: /\n          ttl: 3600s\n");
         let first = client::request(addr, "GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
         let set = first.header("set-cookie").expect("the affinity cookie is set").to_string();
         let value = set.strip_prefix("session=\"").and_then(|v| v.split_once('"')).map(|(v, _)| v).expect("session=\"…\"");
@@ -96,9 +93,24 @@ both_drivers! {
     }
 
     fn source_ip_hash_sends_one_client_to_one_backend(driver) {
-        let (_gw, addr, backends) = start(driver, "      consistentHash:\n        useSourceIp: true\n");
+        let (_gw, addr, backends) = start(driver, "    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n");
         let chosen: BTreeSet<String> = (0..30).map(|_| backend_for(addr, "/", "")).collect();
         assert_eq!(chosen.len(), 1, "one client address, one backend: {chosen:?}");
         assert_eq!(backends.iter().map(Backend::count).sum::<usize>(), 30);
+    }
+
+    fn max_requests_per_connection_closes_the_upstream_connection(driver) {
+        let policy = "    loadBalancer:\n      simple: ROUND_ROBIN\n    connectionPool:\n      tcp:\n        tcpKeepalive:\n          time: 30s\n          interval: 5s\n          probes: 3\n      http:\n        maxRequestsPerConnection: 2\n";
+        let (_gw, addr, backends) = start(driver, policy);
+        // One client connection stays on one worker; round robin takes each backend in turn.
+        let mut c = Conn::open(addr);
+        for _ in 0..12 {
+            assert_eq!(c.get("/", "app.test").status, 200);
+        }
+        for b in &backends {
+            assert_eq!(b.count(), 4);
+            // Four requests, two per upstream connection.
+            assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 2, "{}", b.name);
+        }
     }
 }
