@@ -6,11 +6,12 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use support::backend::Backend;
 use support::client::{self, Conn};
 use support::config::{docs, head, http_gateway, service_entry, virtual_service};
-use support::{free_port, Driver, Gateway};
+use support::{free_port, wait_until, Driver, Gateway};
 
 const ROUTE: &str = "  - route:\n    - destination:\n        host: app.local\n";
 
@@ -112,5 +113,28 @@ both_drivers! {
             // Four requests, two per upstream connection.
             assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 2, "{}", b.name);
         }
+    }
+
+    fn clusters_page_counts_each_endpoints_connections_and_requests(driver) {
+        let (gw, addr, backends) = start(driver, "    loadBalancer:\n      simple: ROUND_ROBIN\n");
+        let mut c = Conn::open(addr);
+        for _ in 0..12 {
+            assert_eq!(c.get("/", "app.test").status, 200);
+        }
+        // One keep-alive client connection on one worker: each endpoint served 4 requests on
+        // one upstream connection, which stays open in the pool. The worker ends its count just
+        // after the client has its response, so the page is read until it settles.
+        let expected: Vec<String> = backends
+            .iter()
+            .flat_map(|b| {
+                [("rq_total", 4), ("rq_active", 0), ("cx_total", 1), ("cx_active", 1), ("cx_connect_fail", 0)]
+                    .map(|(field, value)| format!("outbound|80||app.local::{}::{field}::{value}\n", b.addr))
+            })
+            .collect();
+        let settled = wait_until(Duration::from_secs(5), || {
+            let page = gw.admin_get("/clusters").1;
+            expected.iter().all(|line| page.contains(line.as_str()))
+        });
+        assert!(settled.is_some(), "{expected:?} in:\n{}", gw.admin_get("/clusters").1);
     }
 }

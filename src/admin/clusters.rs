@@ -1,11 +1,17 @@
 //! `/clusters`: Envoy's text listing, `CLUSTER::ADDRESS::FIELD::VALUE` per endpoint, so tools
 //! and habits that read Envoy's admin keep working.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
+use super::endpoints::EndpointTotals;
 use crate::snapshot::Snapshot;
 
-pub fn render(s: &Snapshot) -> String {
+/// The listing of `s`'s clusters, with each endpoint's connection and request counts summed
+/// over the workers (`counts`, by cluster name and address; absent means never used).
+pub fn render(s: &Snapshot, counts: &BTreeMap<(Arc<str>, SocketAddr), EndpointTotals>) -> String {
     let mut out = String::new();
     for c in &s.clusters {
         let name = &*c.name;
@@ -20,6 +26,12 @@ pub fn render(s: &Snapshot) -> String {
             let prefix = format!("{name}::{}", e.addr);
             // Locality is `region/zone/sub_zone`, as Istio writes it.
             let mut locality = e.locality.as_deref().unwrap_or("").splitn(3, '/');
+            let n = counts.get(&(c.name.clone(), e.addr)).copied().unwrap_or_default();
+            let _ = writeln!(out, "{prefix}::cx_active::{}", n.cx_active);
+            let _ = writeln!(out, "{prefix}::cx_connect_fail::{}", n.cx_connect_fail);
+            let _ = writeln!(out, "{prefix}::cx_total::{}", n.cx_total);
+            let _ = writeln!(out, "{prefix}::rq_active::{}", n.rq_active);
+            let _ = writeln!(out, "{prefix}::rq_total::{}", n.rq_total);
             let _ = writeln!(out, "{prefix}::hostname::");
             // Outlier ejection state lives in the workers' upstream state; until it is exported
             // every endpoint of the snapshot is reported as Envoy reports a fresh one.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use super::endpoints::EndpointRegistry;
 use super::istio::IstioRegistry;
 use super::l4::{self, L4Key, L4Registry, L4Totals};
 
@@ -86,6 +87,8 @@ pub struct WorkerStats {
     pub l4: L4Registry,
     /// Istio's request series.
     pub istio: IstioRegistry,
+    /// Per-endpoint connections and requests, for `/clusters`.
+    pub endpoints: EndpointRegistry,
     /// The snapshot generation this worker serves; the control thread reads it to know that
     /// every worker has picked up a publication.
     pub(crate) generation: Gauge,
@@ -108,6 +111,7 @@ impl Default for WorkerStats {
             tcp_no_route: Counter::default(),
             l4: L4Registry::default(),
             istio: IstioRegistry::default(),
+            endpoints: EndpointRegistry::default(),
             generation: Gauge::default(),
             draining: Gauge::default(),
         }

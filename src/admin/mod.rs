@@ -7,6 +7,7 @@
 
 mod clusters;
 mod config_dump;
+mod endpoints;
 mod http;
 mod istio;
 mod l4;
@@ -25,6 +26,7 @@ use serde_json::json;
 use tracing::debug;
 
 pub use config_dump::to_json;
+pub use endpoints::EndpointCounters;
 pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
 pub use l4::{L4Counters, L4Kind};
 pub use logging::{LogControl, LogLevel, UnknownLevel};
@@ -127,7 +129,10 @@ fn route(req: &Request, ctx: &Context) -> Response {
         "/logging" if req.query.is_some() => Response::text(405, "use POST /logging?level=LEVEL\n"),
         "/logging" => active_loggers(&ctx.logging),
         "/config_dump" => config_dump(&ctx.shared),
-        "/clusters" => Response::text(200, clusters::render(&ctx.shared.snapshot())),
+        "/clusters" => {
+            let totals = endpoints::sum(ctx.shared.workers.iter().map(|w| &w.endpoints));
+            Response::text(200, clusters::render(&ctx.shared.snapshot(), &totals))
+        }
         "/stats/prometheus" => prometheus(&ctx.shared),
         "/stats" if req.query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "format=prometheus")) => {
             prometheus(&ctx.shared)

@@ -19,6 +19,7 @@ use super::fault::{self, Injected};
 use super::headers::Merged;
 use super::retry::{self, Outcome};
 use super::{cors, local, mirror};
+use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
@@ -515,6 +516,7 @@ impl Session {
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
                 keepalive: policy.tcp_keepalive,
                 max_requests: policy.max_requests_per_connection,
+                counters: &pick.counters,
             };
             let tried_once = self.try_endpoint(try_once, meta, inline, response);
             let result = match retries.per_try_timeout {
@@ -523,11 +525,12 @@ impl Session {
                     .unwrap_or_else(|_| Err(self.failure(ProxyError::PerTryTimeout))),
                 None => tried_once.await,
             };
+            let endpoint = pick.endpoint;
             upstream.balancer.release(pick);
             match result {
                 Err(f) if retry_left && !f.response_started && retried(retries, &f.err, inline) => {
                     tracing::debug!(%addr, error = %f.err, "retrying on another endpoint");
-                    tried[attempt.min(7)] = pick.endpoint;
+                    tried[attempt.min(7)] = endpoint;
                     attempt += 1;
                     ctx.stats.upstream_rq_retry.inc();
                     monoio::time::sleep(retry::backoff(attempt as u32, ctx.random())).await;
@@ -933,6 +936,8 @@ struct Try<'p> {
     /// `maxRequestsPerConnection`: a connection that served this many is closed, not pooled
     /// (0: no limit).
     max_requests: u32,
+    /// The endpoint's counters on this worker, which a new connection keeps.
+    counters: &'p Arc<EndpointCounters>,
 }
 
 /// Whether a try that failed with `err` (before any response byte reached the client) is
@@ -988,14 +993,16 @@ async fn connect(at: &Try<'_>, stats: &crate::admin::WorkerStats) -> Result<Upst
                 }
             }
             stats.upstream_cx_total.inc();
-            Ok(UpstreamConn::new(stream, addr))
+            Ok(UpstreamConn::new(stream, addr, at.counters.clone()))
         }
         Ok(Err(e)) => {
             stats.upstream_cx_connect_fail.inc();
+            at.counters.cx_connect_fail.inc();
             Err(Failure::before(ProxyError::ConnectFailed(e)))
         }
         Err(_) => {
             stats.upstream_cx_connect_fail.inc();
+            at.counters.cx_connect_fail.inc();
             Err(Failure::before(ProxyError::ConnectTimeout))
         }
     }

@@ -2,15 +2,18 @@
 //! consistent hashing.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use super::hash::Table;
+use crate::admin::{EndpointCounters, WorkerStats};
 use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Snapshot};
 
 /// Per-cluster cursors and in-flight counts of one worker, valid for one snapshot generation
 /// (cluster ids are only meaningful within a snapshot, so a reload starts them afresh).
-#[derive(Default)]
 pub struct Balancer {
     state: RefCell<State>,
+    /// Where each endpoint's counters are registered, once per generation.
+    stats: Arc<WorkerStats>,
 }
 
 #[derive(Default)]
@@ -26,17 +29,25 @@ struct ClusterState {
     active: Vec<u32>,
     /// The consistent-hash table, built on first use in this generation.
     table: Option<Table>,
+    /// Per endpoint index, this worker's counters for `/clusters`.
+    counters: Vec<Arc<EndpointCounters>>,
 }
 
 /// An endpoint picked for one request; hand it back with [`Balancer::release`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Pick {
     generation: u64,
     cluster: ClusterId,
     pub endpoint: usize,
+    /// The endpoint's counters on this worker; they outlive a reload between pick and release.
+    pub counters: Arc<EndpointCounters>,
 }
 
 impl Balancer {
+    pub fn new(stats: Arc<WorkerStats>) -> Self {
+        Self { state: RefCell::default(), stats }
+    }
+
     /// Picks an endpoint of `cluster`, skipping the indexes in `tried` while others remain
     /// (retries go to a host not tried before). `draw` is a per-core random number; `hash` the
     /// request's affinity hash when the cluster hashes and the request carries the key.
@@ -52,7 +63,11 @@ impl Balancer {
             state.clusters = snap
                 .clusters
                 .iter()
-                .map(|c| ClusterState { active: vec![0; c.endpoints.len()], ..Default::default() })
+                .map(|c| ClusterState {
+                    active: vec![0; c.endpoints.len()],
+                    counters: c.endpoints.iter().map(|e| self.stats.endpoints.register(&c.name, e.addr)).collect(),
+                    ..Default::default()
+                })
                 .collect();
         }
         let st = &mut state.clusters[id as usize];
@@ -65,11 +80,15 @@ impl Balancer {
             None => choose(cluster, st, tried, draw),
         };
         st.active[endpoint] += 1;
-        Some(Pick { generation: snap.generation, cluster: id, endpoint })
+        let counters = st.counters[endpoint].clone();
+        counters.rq_total.inc();
+        counters.rq_active.inc();
+        Some(Pick { generation: snap.generation, cluster: id, endpoint, counters })
     }
 
     /// The request on `pick` ended.
     pub fn release(&self, pick: Pick) {
+        pick.counters.rq_active.dec();
         let mut state = self.state.borrow_mut();
         if state.generation == pick.generation {
             if let Some(active) =

@@ -1,5 +1,9 @@
 //! Upstream side of a worker: endpoint selection and keep-alive connection pools, per core.
 
+use std::sync::Arc;
+
+use crate::admin::WorkerStats;
+
 mod balancer;
 mod hash;
 pub mod keepalive;
@@ -19,8 +23,9 @@ pub struct Upstream {
     pub balancer: Balancer,
 }
 
-impl Default for Upstream {
-    fn default() -> Self {
-        Self { pools: Pools::new(MAX_IDLE_PER_ENDPOINT), balancer: Balancer::default() }
+impl Upstream {
+    /// Counts each endpoint's requests and connections in `stats` (see `/clusters`).
+    pub fn new(stats: Arc<WorkerStats>) -> Self {
+        Self { pools: Pools::new(MAX_IDLE_PER_ENDPOINT), balancer: Balancer::new(stats) }
     }
 }

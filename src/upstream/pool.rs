@@ -3,11 +3,13 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
 
+use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 
 /// An upstream connection with the read buffer that travels with it, so a reused connection
@@ -23,14 +25,35 @@ pub struct UpstreamConn {
     pub reused: bool,
     /// Requests this connection has carried, for `maxRequestsPerConnection`.
     pub requests: u32,
+    /// Counts it in its endpoint's `cx_active` until dropped (a tunnel keeps it).
+    pub open: Open,
+}
+
+/// One open connection in its endpoint's counters.
+pub struct Open(Arc<EndpointCounters>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.cx_active.dec();
+    }
 }
 
 /// Upstream read buffers start here and grow only for larger heads.
 pub const UPSTREAM_BUF: usize = 4 * 1024;
 
 impl UpstreamConn {
-    pub fn new(stream: TcpStream, addr: SocketAddr) -> Self {
-        Self { stream, addr, buf: ReadBuf::with_capacity(UPSTREAM_BUF), local: None, reused: false, requests: 0 }
+    pub fn new(stream: TcpStream, addr: SocketAddr, counters: Arc<EndpointCounters>) -> Self {
+        counters.cx_total.inc();
+        counters.cx_active.inc();
+        Self {
+            stream,
+            addr,
+            buf: ReadBuf::with_capacity(UPSTREAM_BUF),
+            local: None,
+            reused: false,
+            requests: 0,
+            open: Open(counters),
+        }
     }
 }
 
@@ -133,7 +156,7 @@ mod tests {
         for _ in 0..3 {
             let stream = TcpStream::connect(addr).await.unwrap();
             server_sides.push(listener.accept().await.unwrap().0);
-            pools.put(UpstreamConn::new(stream, addr), LONG);
+            pools.put(UpstreamConn::new(stream, addr, Default::default()), LONG);
         }
         drop(server_sides.remove(0));
         let (res, _) = server_sides[0].write_all(&b"stray"[..]).await;

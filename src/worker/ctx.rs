@@ -57,8 +57,8 @@ impl WorkerCtx {
         Self {
             id,
             snapshot: RefCell::new(Rc::new(snapshot)),
+            upstream: Upstream::new(stats.clone()),
             stats,
-            upstream: Upstream::default(),
             access_log: opts.access_log.map(Sink::new),
             mirror_shadow_suffix: opts.mirror_shadow_suffix,
             l4: RefCell::default(),

@@ -28,7 +28,7 @@ fn one_block_per_endpoint() {
         }],
         ..Snapshot::default()
     };
-    let text = render(&snapshot);
+    let text = render(&snapshot, &Default::default());
     for line in [
         "outbound|80||backend.local::observability_name::outbound|80||backend.local",
         "outbound|80||backend.local::default_priority::max_connections::4294967295",
