@@ -33,6 +33,9 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("upstream per-try timeout")]
     PerTryTimeout,
+    /// A circuit breaker is full: `maxConnections` open and `http1MaxPendingRequests` waiting.
+    #[error("upstream overflow: connection pool and pending queue full")]
+    Overflow,
     /// A response the route's retry policy retries; never answered, the next try is.
     #[error("upstream answered a retriable {0}")]
     RetriableStatus(u16),
@@ -57,6 +60,7 @@ impl ProxyError {
             }
             Self::UpstreamTimeout => ("UT", "response_timeout"),
             Self::PerTryTimeout => ("UT", "upstream_per_try_timeout"),
+            Self::Overflow => ("UO", "overflow"),
             Self::RetriableStatus(_) => ("-", "via_upstream"),
         }
     }
@@ -76,6 +80,9 @@ impl ProxyError {
             }
             Self::UpstreamProtocol(_) | Self::UnexpectedUpgrade => (502, "upstream sent an invalid response"),
             Self::UpstreamTimeout | Self::PerTryTimeout => (504, "upstream request timeout"),
+            Self::Overflow => {
+                (503, "upstream connect error or disconnect/reset before headers. reset reason: overflow")
+            }
             Self::RetriableStatus(status) => (*status, ""),
             Self::DownstreamIo(_) => (400, ""),
         }

@@ -31,6 +31,22 @@ fn start(driver: Driver, policy: &str) -> (Gateway, SocketAddr, [Backend; 3]) {
     (gw, format!("127.0.0.1:{port}").parse().unwrap(), backends)
 }
 
+/// One backend behind `app.local` with `policy`, served by one worker, whose pool is then the
+/// only one.
+fn start_single(driver: Driver, policy: &str) -> (Gateway, SocketAddr, Backend) {
+    let backend = Backend::start("only");
+    let port = free_port();
+    let rule = format!("{}  host: app.local\n  trafficPolicy:\n{policy}", head("DestinationRule", "app"));
+    let parts = [
+        http_gateway("gw", port, &["app.test"]),
+        virtual_service("app", "gw", &["app.test"], ROUTE),
+        service_entry("app", "app.local", 80, &[backend.port()]),
+        rule,
+    ];
+    let gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).workers(1).start();
+    (gw, format!("127.0.0.1:{port}").parse().unwrap(), backend)
+}
+
 /// The backend that answered a request with the extra header `line` (empty for none), on a
 /// fresh connection each time.
 fn backend_for(addr: SocketAddr, path: &str, line: &str) -> String {
@@ -136,5 +152,29 @@ both_drivers! {
             expected.iter().all(|line| page.contains(line.as_str()))
         });
         assert!(settled.is_some(), "{expected:?} in:\n{}", gw.admin_get("/clusters").1);
+    }
+
+    fn max_connections_and_pending_requests_overflow_with_503(driver) {
+        let policy = "    connectionPool:\n      tcp:\n        maxConnections: 1\n      http:\n        http1MaxPendingRequests: 1\n";
+        let (_gw, addr, backend) = start_single(driver, policy);
+        let slow = |c: &mut Conn| c.send(b"GET /delay/800 HTTP/1.1\r\nHost: app.test\r\n\r\n");
+        let (mut first, mut pending, mut over) = (Conn::open(addr), Conn::open(addr), Conn::open(addr));
+        slow(&mut first);
+        wait_until(Duration::from_secs(5), || backend.count() == 1).expect("the first request reached the backend");
+        // The one connection is busy: the second request waits for it, the third has no room.
+        slow(&mut pending);
+        std::thread::sleep(Duration::from_millis(100));
+        slow(&mut over);
+        let overflowed = over.read_response(false);
+        assert_eq!(overflowed.status, 503);
+        assert_eq!(overflowed.header("x-envoy-overloaded"), Some("true"));
+        assert!(overflowed.body_text().ends_with("reset reason: overflow"), "{}", overflowed.body_text());
+        assert_eq!(first.read_response(false).status, 200);
+        // The pending request got the first one's connection when it was given back.
+        assert_eq!(pending.read_response(false).status, 200);
+        assert_eq!(backend.count(), 2);
+        assert_eq!(backend.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // With the load gone, requests flow again.
+        assert_eq!(client::get(addr, "app.test", "/").status, 200);
     }
 }

@@ -23,7 +23,8 @@ use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
-    ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot, TcpKeepalive,
+    Cluster, ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
+    TcpKeepalive,
 };
 use crate::upstream::{keepalive, UpstreamConn, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
@@ -317,7 +318,10 @@ impl Session {
         self.note_status(status, flag, details);
         self.out.clear();
         let close = matches!(err, ProxyError::BadRequest(_));
-        local::simple(&mut self.out, status, body.as_bytes(), close);
+        // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
+        let overloaded: &[(&str, &str)] =
+            if matches!(err, ProxyError::Overflow) { &[("x-envoy-overloaded", "true")] } else { &[] };
+        local::answer(&mut self.out, status, overloaded, body.as_bytes(), false, close);
         if self.write_out().await.is_err() || close {
             Next::Close
         } else {
@@ -517,6 +521,7 @@ impl Session {
                 keepalive: policy.tcp_keepalive,
                 max_requests: policy.max_requests_per_connection,
                 counters: &pick.counters,
+                cluster: snap.cluster(cluster),
             };
             let tried_once = self.try_endpoint(try_once, meta, inline, response);
             let result = match retries.per_try_timeout {
@@ -563,7 +568,7 @@ impl Session {
                 stats.upstream_cx_reused.inc();
                 c
             }
-            None => connect(&at, stats).await?,
+            None => new_connection(&at, &ctx).await?,
         };
         if let Some(r) = &mut self.log {
             // Asked of the kernel once per connection, not per request.
@@ -584,7 +589,8 @@ impl Session {
             self.out = out;
             if let Err(e) = res {
                 if replayable {
-                    conn = connect(&at, stats).await?;
+                    drop(conn);
+                    conn = new_connection(&at, &ctx).await?;
                     continue;
                 }
                 return Err(Failure::before(ProxyError::UpstreamIo(e)));
@@ -598,7 +604,8 @@ impl Session {
             }
             return match self.relay_response(&mut conn, meta, sent_at, at.retry_statuses, response).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
-                    conn = connect(&at, stats).await?;
+                    drop(conn);
+                    conn = new_connection(&at, &ctx).await?;
                     continue;
                 }
                 Err(f) => Err(f),
@@ -938,6 +945,8 @@ struct Try<'p> {
     max_requests: u32,
     /// The endpoint's counters on this worker, which a new connection keeps.
     counters: &'p Arc<EndpointCounters>,
+    /// Its circuit breakers: `maxConnections` and `http1MaxPendingRequests`.
+    cluster: &'p Cluster,
 }
 
 /// Whether a try that failed with `err` (before any response byte reached the client) is
@@ -980,6 +989,45 @@ impl Failure {
     fn is_reset_before_response(&self) -> bool {
         !self.response_started && matches!(self.err, ProxyError::ResetBeforeResponse)
     }
+}
+
+/// How often a request waiting for a connection under `maxConnections` looks for one: the
+/// connections it waits for may close on any worker, so it polls rather than being woken.
+const PENDING_POLL: Duration = Duration::from_millis(2);
+
+/// A connection for `at` when its pool had none: a new one within the cluster's
+/// `maxConnections`, or past it when this worker has no connection to the endpoint at all
+/// (Envoy's guarantee of one per pool and host). Otherwise the request waits as one of
+/// `http1MaxPendingRequests` (for a pooled connection or a free slot, up to the connect
+/// timeout), and past that overflows, as Envoy's circuit breakers do.
+async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+    let (connections, policy) = (&at.cluster.connections, &at.cluster.policy);
+    let slot = match connections.try_acquire(policy.max_connections) {
+        Some(slot) => slot,
+        None if at.counters.cx_active.get() == 0 => connections.acquire_over(),
+        None => {
+            let Some(_waiting) = at.cluster.pending.try_acquire(policy.http1_max_pending_requests) else {
+                return Err(Failure::before(ProxyError::Overflow));
+            };
+            let deadline = Instant::now() + at.connect_timeout;
+            loop {
+                monoio::time::sleep(PENDING_POLL).await;
+                if let Some(conn) = ctx.upstream.pools.take(at.addr) {
+                    ctx.stats.upstream_cx_reused.inc();
+                    return Ok(conn);
+                }
+                if let Some(slot) = connections.try_acquire(policy.max_connections) {
+                    break slot;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Failure::before(ProxyError::ConnectTimeout));
+                }
+            }
+        }
+    };
+    let mut conn = connect(at, &ctx.stats).await?;
+    conn.slot = Some(slot);
+    Ok(conn)
 }
 
 async fn connect(at: &Try<'_>, stats: &crate::admin::WorkerStats) -> Result<UpstreamConn, Failure> {

@@ -23,10 +23,13 @@ pub struct Cluster {
     /// Open upstream connections of this cluster on every worker, for `maxConnections` (Envoy
     /// counts its circuit breakers per cluster, not per worker). Carried over a reload by name.
     pub connections: Arc<ConnectionCount>,
+    /// HTTP requests waiting for an upstream connection because `maxConnections` are open, on
+    /// every worker, for `http1MaxPendingRequests`. Carried over a reload like `connections`.
+    pub pending: Arc<ConnectionCount>,
 }
 
-/// A count shared by every worker, touched once when a connection opens and once when it
-/// closes, never per byte or per request.
+/// A count shared by every worker, touched once when a connection (or a pending request)
+/// starts and once when it ends, never per byte or per request served.
 #[derive(Debug, Default)]
 pub struct ConnectionCount(AtomicU32);
 
@@ -36,9 +39,15 @@ impl ConnectionCount {
         self.0.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).ok()?;
         Some(ConnectionSlot(self.clone()))
     }
+
+    /// Takes a slot even past the limit (Envoy's one connection per pool and host).
+    pub fn acquire_over(self: &Arc<Self>) -> ConnectionSlot {
+        self.0.fetch_add(1, Relaxed);
+        ConnectionSlot(self.clone())
+    }
 }
 
-/// One open connection counted in a [`ConnectionCount`].
+/// One connection (or pending request) counted in a [`ConnectionCount`].
 #[derive(Debug)]
 pub struct ConnectionSlot(Arc<ConnectionCount>);
 

@@ -49,6 +49,7 @@ impl Snapshot {
         for cluster in &mut self.clusters {
             if let Some(id) = previous.cluster_by_name(&cluster.name) {
                 cluster.connections = previous.cluster(id).connections.clone();
+                cluster.pending = previous.cluster(id).pending.clone();
             }
         }
     }

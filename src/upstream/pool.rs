@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
+use crate::snapshot::ConnectionSlot;
 
 /// An upstream connection with the read buffer that travels with it, so a reused connection
 /// costs no allocation.
@@ -27,6 +28,9 @@ pub struct UpstreamConn {
     pub requests: u32,
     /// Counts it in its endpoint's `cx_active` until dropped (a tunnel keeps it).
     pub open: Open,
+    /// Its place under the cluster's `maxConnections`, idle in a pool included, as Envoy
+    /// counts; `None` until the opener gives it one.
+    pub slot: Option<ConnectionSlot>,
 }
 
 /// One open connection in its endpoint's counters.
@@ -53,6 +57,7 @@ impl UpstreamConn {
             reused: false,
             requests: 0,
             open: Open(counters),
+            slot: None,
         }
     }
 }

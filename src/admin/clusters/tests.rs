@@ -25,6 +25,7 @@ fn one_block_per_endpoint() {
             endpoints: vec![endpoint("127.0.0.1:8080", None), endpoint("127.0.0.2:8080", Some("eu/west-1a/r7"))],
             policy: TrafficPolicy::default(),
             connections: Default::default(),
+            pending: Default::default(),
         }],
         ..Snapshot::default()
     };

@@ -131,6 +131,7 @@ fn snapshot() -> Snapshot {
             }],
             policy: TrafficPolicy::default(),
             connections: Default::default(),
+            pending: Default::default(),
         }],
     }
 }

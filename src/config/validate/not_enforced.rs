@@ -15,8 +15,6 @@ enum Enforced {
     /// These values (compared case-insensitively) are enforced, any other warns. A
     /// comma-separated string is enforced when each of its items is.
     Values(&'static [&'static str]),
-    /// Enforced in some places only: the note says where.
-    Partly(&'static str),
 }
 
 /// `(kind, field path, enforced)`. Paths are written as diagnostics write fields, `[]` standing
@@ -51,9 +49,7 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("DestinationRule", "{policy}.loadBalancer.localityLbSetting", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.warmupDurationSecs", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.warmup", Enforced::Nothing),
-    ("DestinationRule", "{policy}.connectionPool.tcp.maxConnections", Enforced::Partly("on tcp routes only, not yet on HTTP upstreams")),
     ("DestinationRule", "{policy}.connectionPool.tcp.maxConnectionDuration", Enforced::Nothing),
-    ("DestinationRule", "{policy}.connectionPool.http.http1MaxPendingRequests", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.http2MaxRequests", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.maxRetries", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.h2UpgradePolicy", Enforced::Nothing),
@@ -122,9 +118,6 @@ fn resources<T: Kind + Serialize>(list: &[Resource<T>], out: &mut Diagnostics) {
                         }
                     }
                     (Enforced::Values(_), None) => {}
-                    (Enforced::Partly(note), _) => {
-                        at.push(Severity::NotEnforced, field, format!("accepted, enforced {note}"))
-                    }
                 }
             }
         }

@@ -133,6 +133,7 @@ impl<'a> Clusters<'a> {
             endpoints,
             policy,
             connections: Default::default(),
+            pending: Default::default(),
         });
         self.by_name.insert(name, id);
         Some(id)
