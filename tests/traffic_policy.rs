@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::backend::Backend;
+use support::backend::{Backend, Mode};
 use support::client::{self, Conn};
 use support::config::{docs, head, http_gateway, service_entry, virtual_service};
 use support::{free_port, wait_until, Driver, Gateway};
@@ -176,5 +176,34 @@ both_drivers! {
         assert_eq!(backend.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
         // With the load gone, requests flow again.
         assert_eq!(client::get(addr, "app.test", "/").status, 200);
+    }
+
+    fn max_retries_bounds_the_clusters_retries_in_flight(driver) {
+        // Every try stalls past its 0.4 s per-try timeout and is retried, up to three times.
+        let stall = Backend::with_mode("stall", Mode::Stall(Duration::from_secs(3)));
+        let port = free_port();
+        let http = "  - retries:\n      attempts: 3\n      perTryTimeout: 0.4s\n      retryOn: 5xx\n    route:\n    - destination:\n        host: stall.local\n";
+        let rule = format!(
+            "{}  host: stall.local\n  trafficPolicy:\n    connectionPool:\n      http:\n        maxRetries: 1\n",
+            head("DestinationRule", "stall")
+        );
+        let parts = [
+            http_gateway("gw", port, &["app.test"]),
+            virtual_service("app", "gw", &["app.test"], http),
+            service_entry("stall", "stall.local", 80, &[stall.port()]),
+            rule,
+        ];
+        let _gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).start();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let request = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n";
+        let (mut first, mut second) = (Conn::open(addr), Conn::open(addr));
+        first.send(request);
+        // The second's first try times out at ~0.6 s, while the first's retries hold the one
+        // retry the cluster allows (0.4 s to 1.6 s): it is not retried.
+        std::thread::sleep(Duration::from_millis(200));
+        second.send(request);
+        assert_eq!(second.read_response(false).status, 504);
+        assert_eq!(first.read_response(false).status, 504);
+        assert_eq!(stall.count(), 4 + 1, "three retries for the first request, none for the second");
     }
 }

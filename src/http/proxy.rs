@@ -496,7 +496,10 @@ impl Session {
         inline: bool,
         response: &Merged<'_>,
     ) -> Result<Next, Failure> {
-        let policy = &snap.cluster(cluster).policy;
+        let cl = snap.cluster(cluster);
+        let policy = &cl.policy;
+        // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
+        let mut _retry_in_flight = None;
         let statuses_retried = inline && retry::retries_statuses(retries);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
@@ -512,7 +515,11 @@ impl Session {
             if let Some(r) = &mut self.log {
                 r.upstream(addr, &snap.cluster(cluster).name);
             }
-            let retry_left = attempt < retries.attempts as usize;
+            let attempts_left = attempt < retries.attempts as usize;
+            // `maxRetries` bounds the retries in flight on the whole cluster (Envoy's retry
+            // circuit breaker): with none free, this try is the last. A retry's own slot passes
+            // to the next retry.
+            let retry_left = attempts_left && (_retry_in_flight.is_some() || cl.retries.has_room(policy.max_retries));
             let try_once = Try {
                 addr,
                 connect_timeout: policy.connect_timeout,
@@ -534,6 +541,12 @@ impl Session {
             upstream.balancer.release(pick);
             match result {
                 Err(f) if retry_left && !f.response_started && retried(retries, &f.err, inline) => {
+                    // The retry that led here is over: its slot goes back before the next is taken.
+                    drop(_retry_in_flight.take());
+                    let Some(slot) = cl.retries.try_acquire(policy.max_retries) else {
+                        return Err(f);
+                    };
+                    _retry_in_flight = Some(slot);
                     tracing::debug!(%addr, error = %f.err, "retrying on another endpoint");
                     tried[attempt.min(7)] = endpoint;
                     attempt += 1;
@@ -543,7 +556,7 @@ impl Session {
                 other => {
                     // The last try ended as a retry would have been asked for: Envoy's URX.
                     self.tally.retries_exhausted = retries.attempts > 0
-                        && !retry_left
+                        && !attempts_left
                         && match &other {
                             Ok(_) => statuses_retried && retry::status_retried(retries, self.tally.status),
                             Err(f) => !f.response_started && retried(retries, &f.err, inline),

@@ -26,6 +26,8 @@ pub struct Cluster {
     /// HTTP requests waiting for an upstream connection because `maxConnections` are open, on
     /// every worker, for `http1MaxPendingRequests`. Carried over a reload like `connections`.
     pub pending: Arc<ConnectionCount>,
+    /// Retries in flight on every worker, for `maxRetries`. Carried over a reload too.
+    pub retries: Arc<ConnectionCount>,
 }
 
 /// A count shared by every worker, touched once when a connection (or a pending request)
@@ -38,6 +40,11 @@ impl ConnectionCount {
     pub fn try_acquire(self: &Arc<Self>, max: u32) -> Option<ConnectionSlot> {
         self.0.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).ok()?;
         Some(ConnectionSlot(self.clone()))
+    }
+
+    /// Whether a slot is free now (another worker may take it before this one does).
+    pub fn has_room(&self, max: u32) -> bool {
+        self.0.load(Relaxed) < max
     }
 
     /// Takes a slot even past the limit (Envoy's one connection per pool and host).

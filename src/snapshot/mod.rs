@@ -50,6 +50,7 @@ impl Snapshot {
             if let Some(id) = previous.cluster_by_name(&cluster.name) {
                 cluster.connections = previous.cluster(id).connections.clone();
                 cluster.pending = previous.cluster(id).pending.clone();
+                cluster.retries = previous.cluster(id).retries.clone();
             }
         }
     }

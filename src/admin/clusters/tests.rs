@@ -26,6 +26,7 @@ fn one_block_per_endpoint() {
             policy: TrafficPolicy::default(),
             connections: Default::default(),
             pending: Default::default(),
+            retries: Default::default(),
         }],
         ..Snapshot::default()
     };

@@ -132,6 +132,7 @@ fn snapshot() -> Snapshot {
             policy: TrafficPolicy::default(),
             connections: Default::default(),
             pending: Default::default(),
+            retries: Default::default(),
         }],
     }
 }

@@ -51,7 +51,6 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("DestinationRule", "{policy}.loadBalancer.warmup", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.tcp.maxConnectionDuration", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.http2MaxRequests", Enforced::Nothing),
-    ("DestinationRule", "{policy}.connectionPool.http.maxRetries", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.h2UpgradePolicy", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.useClientProtocol", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.maxConcurrentStreams", Enforced::Nothing),

@@ -134,6 +134,7 @@ impl<'a> Clusters<'a> {
             policy,
             connections: Default::default(),
             pending: Default::default(),
+            retries: Default::default(),
         });
         self.by_name.insert(name, id);
         Some(id)
