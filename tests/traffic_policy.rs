@@ -157,13 +157,14 @@ both_drivers! {
     fn max_connections_and_pending_requests_overflow_with_503(driver) {
         let policy = "    connectionPool:\n      tcp:\n        maxConnections: 1\n      http:\n        http1MaxPendingRequests: 1\n";
         let (_gw, addr, backend) = start_single(driver, policy);
-        let slow = |c: &mut Conn| c.send(b"GET /delay/800 HTTP/1.1\r\nHost: app.test\r\n\r\n");
+        let slow = |c: &mut Conn| c.send(b"GET /delay/1500 HTTP/1.1\r\nHost: app.test\r\n\r\n");
         let (mut first, mut pending, mut over) = (Conn::open(addr), Conn::open(addr), Conn::open(addr));
         slow(&mut first);
         wait_until(Duration::from_secs(5), || backend.count() == 1).expect("the first request reached the backend");
         // The one connection is busy: the second request waits for it, the third has no room.
         slow(&mut pending);
-        std::thread::sleep(Duration::from_millis(100));
+        // Time for the gateway to queue it (generous on a busy machine; the first holds 1.5 s).
+        std::thread::sleep(Duration::from_millis(300));
         slow(&mut over);
         let overflowed = over.read_response(false);
         assert_eq!(overflowed.status, 503);
