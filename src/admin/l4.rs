@@ -1,14 +1,13 @@
 //! Counters of proxied TCP connections, per route and per cluster, kept per worker.
 //!
-//! A worker registers a route or cluster the first time it carries a connection for it (the
-//! only time it takes the registry's lock) and then updates the counters it holds with
-//! single-writer stores, like every other worker counter. Names, not snapshot indexes, are the
-//! keys, so counts carry over a reload.
+//! A worker registers a route or cluster the first time it carries a connection for it and then
+//! updates the counters it holds with single-writer stores, like every other worker counter.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::metrics::{Counter, Gauge};
+use super::registry::Registry;
 
 /// What a set of counters describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -39,19 +38,7 @@ pub struct L4Counters {
 pub type L4Key = (L4Kind, Arc<str>);
 
 /// One worker's counters by route and cluster name.
-#[derive(Debug, Default)]
-pub struct L4Registry {
-    by_name: Mutex<BTreeMap<L4Key, Arc<L4Counters>>>,
-}
-
-impl L4Registry {
-    /// The counters for `name`, created on first use. Workers call this once per name and cache
-    /// the result; the lock is shared only with a scrape.
-    pub fn register(&self, kind: L4Kind, name: &Arc<str>) -> Arc<L4Counters> {
-        let mut by_name = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        by_name.entry((kind, name.clone())).or_default().clone()
-    }
-}
+pub type L4Registry = Registry<L4Key, L4Counters>;
 
 /// [`L4Counters`] summed over workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,19 +54,13 @@ pub struct L4Totals {
 
 /// Every worker's registry summed by kind and name.
 pub fn sum<'a>(registries: impl Iterator<Item = &'a L4Registry>) -> BTreeMap<L4Key, L4Totals> {
-    let mut out: BTreeMap<L4Key, L4Totals> = BTreeMap::new();
-    for registry in registries {
-        let by_name = registry.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, c) in by_name.iter() {
-            let t = out.entry(key.clone()).or_default();
-            t.cx_total += c.cx_total.get();
-            t.cx_active += c.cx_active.get();
-            t.rx_bytes += c.rx_bytes.get();
-            t.tx_bytes += c.tx_bytes.get();
-            t.connect_fail += c.connect_fail.get();
-            t.overflow += c.overflow.get();
-            t.idle_timeout += c.idle_timeout.get();
-        }
-    }
-    out
+    Registry::sum(registries, |t: &mut L4Totals, c| {
+        t.cx_total += c.cx_total.get();
+        t.cx_active += c.cx_active.get();
+        t.rx_bytes += c.rx_bytes.get();
+        t.tx_bytes += c.tx_bytes.get();
+        t.connect_fail += c.connect_fail.get();
+        t.overflow += c.overflow.get();
+        t.idle_timeout += c.idle_timeout.get();
+    })
 }

@@ -13,6 +13,7 @@ mod istio;
 mod l4;
 mod logging;
 mod metrics;
+mod registry;
 mod server_info;
 mod stats;
 

@@ -24,7 +24,6 @@ use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
     Cluster, ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
-    TcpKeepalive,
 };
 use crate::upstream::{keepalive, UpstreamConn, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
@@ -499,7 +498,7 @@ impl Session {
         let cl = snap.cluster(cluster);
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
-        let mut _retry_in_flight = None;
+        let mut retry_slot = None;
         let statuses_retried = inline && retry::retries_statuses(retries);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
@@ -511,24 +510,20 @@ impl Session {
             else {
                 return Err(Failure::before(ProxyError::NoHealthyUpstream));
             };
-            let addr = snap.cluster(cluster).endpoints[pick.endpoint].addr;
+            let addr = cl.endpoints[pick.endpoint].addr;
             if let Some(r) = &mut self.log {
-                r.upstream(addr, &snap.cluster(cluster).name);
+                r.upstream(addr, &cl.name);
             }
             let attempts_left = attempt < retries.attempts as usize;
             // `maxRetries` bounds the retries in flight on the whole cluster (Envoy's retry
             // circuit breaker): with none free, this try is the last. A retry's own slot passes
             // to the next retry.
-            let retry_left = attempts_left && (_retry_in_flight.is_some() || cl.retries.has_room(policy.max_retries));
+            let retry_left = attempts_left && (retry_slot.is_some() || cl.retries.has_room(policy.max_retries));
             let try_once = Try {
                 addr,
-                connect_timeout: policy.connect_timeout,
-                idle_timeout: policy.http_idle_timeout,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
-                keepalive: policy.tcp_keepalive,
-                max_requests: policy.max_requests_per_connection,
                 counters: &pick.counters,
-                cluster: snap.cluster(cluster),
+                cluster: cl,
             };
             let tried_once = self.try_endpoint(try_once, meta, inline, response);
             let result = match retries.per_try_timeout {
@@ -542,11 +537,11 @@ impl Session {
             match result {
                 Err(f) if retry_left && !f.response_started && retried(retries, &f.err, inline) => {
                     // The retry that led here is over: its slot goes back before the next is taken.
-                    drop(_retry_in_flight.take());
+                    drop(retry_slot.take());
                     let Some(slot) = cl.retries.try_acquire(policy.max_retries) else {
                         return Err(f);
                     };
-                    _retry_in_flight = Some(slot);
+                    retry_slot = Some(slot);
                     tracing::debug!(%addr, error = %f.err, "retrying on another endpoint");
                     tried[attempt.min(7)] = endpoint;
                     attempt += 1;
@@ -624,8 +619,10 @@ impl Session {
                 Err(f) => Err(f),
                 Ok(Relayed::Done { next, reusable }) => {
                     conn.requests += 1;
-                    if reusable && (at.max_requests == 0 || conn.requests < at.max_requests) {
-                        ctx.upstream.pools.put(conn, at.idle_timeout);
+                    let policy = &at.cluster.policy;
+                    let quota = policy.max_requests_per_connection;
+                    if reusable && (quota == 0 || conn.requests < quota) {
+                        ctx.upstream.pools.put(conn, policy.http_idle_timeout);
                     }
                     Ok(next)
                 }
@@ -949,16 +946,10 @@ fn buffered_body_len(rb: &ReadBuf, framing: BodyFraming, max: usize) -> Option<u
 /// is replayable) the policy whose statuses are retried instead of relayed.
 struct Try<'p> {
     addr: SocketAddr,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
     retry_statuses: Option<&'p RetryPolicy>,
-    keepalive: Option<TcpKeepalive>,
-    /// `maxRequestsPerConnection`: a connection that served this many is closed, not pooled
-    /// (0: no limit).
-    max_requests: u32,
     /// The endpoint's counters on this worker, which a new connection keeps.
     counters: &'p Arc<EndpointCounters>,
-    /// Its circuit breakers: `maxConnections` and `http1MaxPendingRequests`.
+    /// Its policy (timeouts, keepalive, `maxRequestsPerConnection`) and circuit breakers.
     cluster: &'p Cluster,
 }
 
@@ -1022,7 +1013,7 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
             let Some(_waiting) = at.cluster.pending.try_acquire(policy.http1_max_pending_requests) else {
                 return Err(Failure::before(ProxyError::Overflow));
             };
-            let deadline = Instant::now() + at.connect_timeout;
+            let deadline = Instant::now() + policy.connect_timeout;
             loop {
                 monoio::time::sleep(PENDING_POLL).await;
                 if let Some(conn) = ctx.upstream.pools.take(at.addr) {
@@ -1045,10 +1036,11 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
 
 async fn connect(at: &Try<'_>, stats: &crate::admin::WorkerStats) -> Result<UpstreamConn, Failure> {
     let addr = at.addr;
-    match monoio::time::timeout(at.connect_timeout, TcpStream::connect_addr(addr)).await {
+    let policy = &at.cluster.policy;
+    match monoio::time::timeout(policy.connect_timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            if let Some(keepalive) = &at.keepalive {
+            if let Some(keepalive) = &policy.tcp_keepalive {
                 if let Err(e) = keepalive::apply(&stream, keepalive) {
                     tracing::debug!(%addr, "tcp keepalive not set: {e}");
                 }

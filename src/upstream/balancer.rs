@@ -65,7 +65,11 @@ impl Balancer {
                 .iter()
                 .map(|c| ClusterState {
                     active: vec![0; c.endpoints.len()],
-                    counters: c.endpoints.iter().map(|e| self.stats.endpoints.register(&c.name, e.addr)).collect(),
+                    counters: c
+                        .endpoints
+                        .iter()
+                        .map(|e| self.stats.endpoints.register((c.name.clone(), e.addr)))
+                        .collect(),
                     ..Default::default()
                 })
                 .collect();

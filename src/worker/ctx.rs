@@ -109,7 +109,7 @@ impl WorkerCtx {
         if let Some(c) = cache.get(&**name) {
             return c.clone();
         }
-        let c = self.stats.l4.register(kind, name);
+        let c = self.stats.l4.register((kind, name.clone()));
         cache.insert(name.clone(), c.clone());
         c
     }

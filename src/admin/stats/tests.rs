@@ -68,10 +68,10 @@ fn tcp_counters_sum_per_name_in_one_block_per_family() {
     let workers: Vec<Arc<WorkerStats>> = (0..2).map(|_| Arc::default()).collect();
     let (route, cluster): (Arc<str>, Arc<str>) = ("default/db/tcp/0".into(), "outbound|27017||db.local".into());
     for (i, w) in workers.iter().enumerate() {
-        let r = w.l4.register(L4Kind::Route, &route);
+        let r = w.l4.register((L4Kind::Route, route.clone()));
         r.cx_total.inc();
         r.rx_bytes.add(100 * (i as u64 + 1));
-        w.l4.register(L4Kind::Cluster, &cluster).connect_fail.inc();
+        w.l4.register((L4Kind::Cluster, cluster.clone())).connect_fail.inc();
     }
     workers[0].upstream_cx_total.add(5);
     let text = prometheus(&samples(&Totals::sum(&workers), &ControlStats::default(), 2));
