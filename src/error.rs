@@ -4,6 +4,7 @@
 use std::io;
 
 use crate::http::codec::ParseError;
+use crate::snapshot::Observation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -85,6 +86,24 @@ impl ProxyError {
             }
             Self::RetriableStatus(status) => (*status, ""),
             Self::DownstreamIo(_) => (400, ""),
+        }
+    }
+
+    /// What a try that failed so says of the upstream host, for outlier detection; `None` when
+    /// it says nothing of it (the client's doing, or no host was reached).
+    pub fn observation(&self) -> Option<Observation> {
+        match self {
+            Self::ConnectFailed(_) | Self::ConnectTimeout => Some(Observation::ConnectFailed),
+            Self::ResetBeforeResponse | Self::UpstreamIo(_) | Self::UpstreamProtocol(_) | Self::UnexpectedUpgrade => {
+                Some(Observation::Reset)
+            }
+            Self::UpstreamTimeout | Self::PerTryTimeout => Some(Observation::Timeout),
+            Self::RetriableStatus(status) => Some(Observation::Status(*status)),
+            Self::DownstreamIo(_)
+            | Self::BadRequest(_)
+            | Self::NoCluster
+            | Self::NoHealthyUpstream
+            | Self::Overflow => None,
         }
     }
 }

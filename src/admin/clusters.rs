@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::endpoints::EndpointTotals;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{clock_ms, Snapshot};
 
 /// The listing of `s`'s clusters, with each endpoint's connection and request counts summed
 /// over the workers (`counts`, by cluster name and address; absent means never used).
 pub fn render(s: &Snapshot, counts: &BTreeMap<(Arc<str>, SocketAddr), EndpointTotals>) -> String {
     let mut out = String::new();
+    let now = clock_ms();
     for c in &s.clusters {
         let name = &*c.name;
         let p = &c.policy;
@@ -22,7 +23,7 @@ pub fn render(s: &Snapshot, counts: &BTreeMap<(Arc<str>, SocketAddr), EndpointTo
         let _ = writeln!(out, "{name}::default_priority::max_requests::{}", p.http2_max_requests);
         let _ = writeln!(out, "{name}::default_priority::max_retries::{}", p.max_retries);
         let _ = writeln!(out, "{name}::added_via_api::true");
-        for e in &c.endpoints {
+        for (i, e) in c.endpoints.iter().enumerate() {
             let prefix = format!("{name}::{}", e.addr);
             // Locality is `region/zone/sub_zone`, as Istio writes it.
             let mut locality = e.locality.as_deref().unwrap_or("").splitn(3, '/');
@@ -33,9 +34,9 @@ pub fn render(s: &Snapshot, counts: &BTreeMap<(Arc<str>, SocketAddr), EndpointTo
             let _ = writeln!(out, "{prefix}::rq_active::{}", n.rq_active);
             let _ = writeln!(out, "{prefix}::rq_total::{}", n.rq_total);
             let _ = writeln!(out, "{prefix}::hostname::");
-            // Outlier ejection state lives in the workers' upstream state; until it is exported
-            // every endpoint of the snapshot is reported as Envoy reports a fresh one.
-            let _ = writeln!(out, "{prefix}::health_flags::healthy");
+            let ejected = c.health.get(i).is_some_and(|h| h.is_ejected(now));
+            let flags = if ejected { "/failed_outlier_check" } else { "healthy" };
+            let _ = writeln!(out, "{prefix}::health_flags::{flags}");
             let _ = writeln!(out, "{prefix}::weight::{}", e.weight);
             let _ = writeln!(out, "{prefix}::region::{}", locality.next().unwrap_or(""));
             let _ = writeln!(out, "{prefix}::zone::{}", locality.next().unwrap_or(""));

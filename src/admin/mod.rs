@@ -201,13 +201,13 @@ fn set_log_level(query: Option<&str>, logging: &LogControl) -> Response {
 }
 
 fn samples(shared: &Shared) -> Vec<stats::Sample> {
-    stats::samples(&Totals::sum(&shared.workers), &shared.control, shared.workers.len())
+    stats::samples(&Totals::sum(&shared.workers), &shared.control, shared.workers.len(), &shared.snapshot())
 }
 
 fn prometheus(shared: &Shared) -> Response {
     let totals = Totals::sum(&shared.workers);
-    let mut text = stats::prometheus(&stats::samples(&totals, &shared.control, shared.workers.len()));
     let snapshot = shared.snapshot();
+    let mut text = stats::prometheus(&stats::samples(&totals, &shared.control, shared.workers.len(), &snapshot));
     let cluster_labels = |name: &str| IstioDestination::of(snapshot.clusters.iter().find(|c| &*c.name == name));
     let http = istio::sum(shared.workers.iter().map(|w| &w.istio));
     istio::render(&http, &totals.l4, &cluster_labels, &mut text);

@@ -6,6 +6,7 @@ use std::fmt::{self, Write};
 
 use super::l4::{L4Kind, L4Totals};
 use super::metrics::{ControlStats, Totals, STATUS_SLOTS};
+use crate::snapshot::{EjectionStats, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -53,7 +54,7 @@ impl Sample {
 }
 
 /// Every sample, in a stable order (a family's samples are adjacent).
-pub fn samples(t: &Totals, control: &ControlStats, workers: usize) -> Vec<Sample> {
+pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Snapshot) -> Vec<Sample> {
     use Kind::{Counter as C, Gauge as G};
     let mut s = vec![
         Sample::new("envoy_server_concurrency", G, "server.concurrency", Value::Level(workers as i64)),
@@ -133,7 +134,31 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize) -> Vec<Sample
     for ((kind, name), l4) in &t.l4 {
         s.extend(l4_samples(*kind, name, l4));
     }
+    for c in snapshot.clusters.iter().filter(|c| c.policy.outlier_detection.is_some()) {
+        s.extend(outlier_samples(&c.name, c.ejection_stats()));
+    }
     group_families(s)
+}
+
+/// A cluster's outlier detection samples, as Envoy names them.
+fn outlier_samples(name: &str, e: EjectionStats) -> Vec<Sample> {
+    use Kind::{Counter as C, Gauge as G};
+    [
+        ("envoy_cluster_outlier_detection_ejections_active", "ejections_active", G, Value::Level(e.active as i64)),
+        (
+            "envoy_cluster_outlier_detection_ejections_enforced_total",
+            "ejections_enforced_total",
+            C,
+            Value::Count(e.enforced_total),
+        ),
+        ("envoy_cluster_outlier_detection_ejections_overflow", "ejections_overflow", C, Value::Count(e.overflow)),
+    ]
+    .into_iter()
+    .map(|(family, stat, kind, value)| {
+        Sample::new(family, kind, &format!("cluster.{name}.outlier_detection.{stat}"), value)
+            .label("envoy_cluster_name", name)
+    })
+    .collect()
 }
 
 /// `(family, stat suffix, kind, value)` of one TCP route or cluster sample.

@@ -40,20 +40,21 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Opti
     if IN_FLIGHT.get() >= MAX_IN_FLIGHT {
         return false;
     }
-    let Some(pick) = ctx.upstream.balancer.pick(snap, copy.cluster, &[], ctx.random(), None) else {
-        return false;
-    };
-    let cluster = snap.cluster(copy.cluster);
-    let (addr, connect_timeout) = (cluster.endpoints[pick.endpoint].addr, cluster.policy.connect_timeout);
     IN_FLIGHT.set(IN_FLIGHT.get() + 1);
-    let ctx = ctx.clone();
+    let (ctx, snap) = (ctx.clone(), snap.clone());
     monoio::spawn(async move {
-        let limit = timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let sent = monoio::time::timeout(limit, exchange(addr, connect_timeout, copy.bytes)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            tracing::debug!(%addr, "mirrored request failed or timed out");
+        // Picked in the task, which holds the snapshot: the pick lives as long as the copy.
+        if let Some(mut pick) = ctx.upstream.balancer.pick(&snap, copy.cluster, &[], ctx.random(), None) {
+            let cluster = snap.cluster(copy.cluster);
+            let (addr, connect_timeout) = (cluster.endpoints[pick.endpoint].addr, cluster.policy.connect_timeout);
+            let limit = timeout.unwrap_or(DEFAULT_TIMEOUT);
+            let sent = monoio::time::timeout(limit, exchange(addr, connect_timeout, copy.bytes)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::debug!(%addr, "mirrored request failed or timed out");
+            }
+            // A copy's fate is not the request's: outlier detection does not count it.
+            pick.settle(None);
         }
-        ctx.upstream.balancer.release(pick);
         IN_FLIGHT.set(IN_FLIGHT.get() - 1);
     });
     true

@@ -23,7 +23,7 @@ use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
-    Cluster, ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
+    Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
 };
 use crate::upstream::{keepalive, UpstreamConn, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
@@ -505,7 +505,7 @@ impl Session {
         let ctx = self.ctx.clone();
         let upstream = &ctx.upstream;
         loop {
-            let Some(pick) =
+            let Some(mut pick) =
                 upstream.balancer.pick(snap, cluster, &tried[..attempt.min(8)], ctx.random(), meta.affinity)
             else {
                 return Err(Failure::before(ProxyError::NoHealthyUpstream));
@@ -521,6 +521,7 @@ impl Session {
             let retry_left = attempts_left && (retry_slot.is_some() || cl.retries.has_room(policy.max_retries));
             let try_once = Try {
                 addr,
+                endpoint: pick.endpoint,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
                 counters: &pick.counters,
                 cluster: cl,
@@ -533,7 +534,11 @@ impl Session {
                 None => tried_once.await,
             };
             let endpoint = pick.endpoint;
-            upstream.balancer.release(pick);
+            pick.settle(match &result {
+                Ok(_) => Some(Observation::Status(self.tally.status)),
+                Err(f) => f.err.observation(),
+            });
+            drop(pick);
             match result {
                 Err(f) if retry_left && !f.response_started && retried(retries, &f.err, inline) => {
                     // The retry that led here is over: its slot goes back before the next is taken.
@@ -946,6 +951,8 @@ fn buffered_body_len(rb: &ReadBuf, framing: BodyFraming, max: usize) -> Option<u
 /// is replayable) the policy whose statuses are retried instead of relayed.
 struct Try<'p> {
     addr: SocketAddr,
+    /// Its index in the cluster, for outlier detection.
+    endpoint: usize,
     retry_statuses: Option<&'p RetryPolicy>,
     /// The endpoint's counters on this worker, which a new connection keeps.
     counters: &'p Arc<EndpointCounters>,
@@ -1046,6 +1053,7 @@ async fn connect(at: &Try<'_>, stats: &crate::admin::WorkerStats) -> Result<Upst
                 }
             }
             stats.upstream_cx_total.inc();
+            at.cluster.observe(at.endpoint, Observation::Connected);
             Ok(UpstreamConn::new(stream, addr, at.counters.clone()))
         }
         Ok(Err(e)) => {

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::HostHealth;
+
 /// One upstream cluster, named as istiod names it: `outbound|PORT|SUBSET|HOST`.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -28,6 +30,30 @@ pub struct Cluster {
     pub pending: Arc<ConnectionCount>,
     /// Retries in flight on every worker, for `maxRetries`. Carried over a reload too.
     pub retries: Arc<ConnectionCount>,
+    /// Outlier detection state per endpoint (same index), shared by every worker. Carried over
+    /// a reload by address, so an ejected endpoint stays ejected.
+    pub health: Vec<Arc<HostHealth>>,
+}
+
+#[cfg(test)]
+impl Cluster {
+    /// `outbound|PORT||HOST` in namespace `default` with the default policy, for tests.
+    pub fn test(host: &str, port: u16, endpoints: Vec<Endpoint>) -> Self {
+        Self {
+            name: format!("outbound|{port}||{host}").into(),
+            host: host.into(),
+            namespace: "default".into(),
+            port,
+            subset: None,
+            protocol: "HTTP".into(),
+            health: endpoints.iter().map(|_| Arc::default()).collect(),
+            endpoints,
+            policy: TrafficPolicy::default(),
+            connections: Default::default(),
+            pending: Default::default(),
+            retries: Default::default(),
+        }
+    }
 }
 
 /// A count shared by every worker, touched once when a connection (or a pending request)

@@ -9,6 +9,7 @@ mod cluster;
 mod compile;
 mod hosts;
 mod matcher;
+mod outlier;
 mod route;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -20,6 +21,7 @@ pub use cluster::*;
 pub use compile::{compile, CompileOptions};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
+pub use outlier::{clock_ms, EjectionStats, HostHealth, Observation, Usable};
 pub use route::*;
 
 /// Index into [`Snapshot::clusters`]; only meaningful within one snapshot.
@@ -44,13 +46,20 @@ impl Snapshot {
     }
 
     /// Takes over `previous`'s shared connection counts for the clusters both define, so a
-    /// reload neither forgets the connections still open nor lets a limit be exceeded.
+    /// reload neither forgets the connections still open nor lets a limit be exceeded, and
+    /// the outlier state of the endpoints both define, so no ejection is forgotten.
     pub fn inherit_counts(&mut self, previous: &Snapshot) {
         for cluster in &mut self.clusters {
             if let Some(id) = previous.cluster_by_name(&cluster.name) {
-                cluster.connections = previous.cluster(id).connections.clone();
-                cluster.pending = previous.cluster(id).pending.clone();
-                cluster.retries = previous.cluster(id).retries.clone();
+                let before = previous.cluster(id);
+                cluster.connections = before.connections.clone();
+                cluster.pending = before.pending.clone();
+                cluster.retries = before.retries.clone();
+                for (health, e) in cluster.health.iter_mut().zip(&cluster.endpoints) {
+                    if let Some(i) = before.endpoints.iter().position(|b| b.addr == e.addr) {
+                        *health = before.health[i].clone();
+                    }
+                }
             }
         }
     }

@@ -11,7 +11,7 @@ use monoio::net::TcpStream;
 use tracing::debug;
 
 use crate::admin::{L4Counters, L4Kind};
-use crate::snapshot::{Cluster, HashKey, LoadBalancer};
+use crate::snapshot::{Cluster, HashKey, LoadBalancer, Observation};
 use crate::worker::{ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic};
 
@@ -39,19 +39,21 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         return;
     };
     // The pick stays taken while the connection lives: least-request weighs open streams.
-    let Some(pick) = ctx.upstream.balancer.pick(&snap, cluster_id, &[], ctx.random(), affinity(cluster, &conn)) else {
+    let Some(mut pick) = ctx.upstream.balancer.pick(&snap, cluster_id, &[], ctx.random(), affinity(cluster, &conn))
+    else {
         debug!(cluster = %cluster.name, "no endpoint: connection closed");
         return;
     };
     let addr = cluster.endpoints[pick.endpoint].addr;
-    if let Some(upstream) = connect(addr, cluster, &cluster_stats).await {
+    let upstream = connect(addr, cluster, &cluster_stats).await;
+    pick.settle(Some(if upstream.is_some() { Observation::Established } else { Observation::ConnectFailed }));
+    if let Some(upstream) = upstream {
         let _cluster_open = Open::new(&cluster_stats);
         let traffic = Traffic { downstream: &route_stats, upstream: &cluster_stats };
         if forward::run(client, upstream, cluster.policy.tcp_idle_timeout, traffic).await == Outcome::IdleTimeout {
             route_stats.idle_timeout.inc();
         }
     }
-    ctx.upstream.balancer.release(pick);
 }
 
 /// Connects to `addr`; `None` (the client is then closed at once) when the connect fails or

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::hash::Table;
 use crate::admin::{EndpointCounters, WorkerStats};
-use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Snapshot};
+use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Observation, Snapshot, Usable};
 
 /// Per-cluster cursors and in-flight counts of one worker, valid for one snapshot generation
 /// (cluster ids are only meaningful within a snapshot, so a reload starts them afresh).
@@ -33,14 +33,37 @@ struct ClusterState {
     counters: Vec<Arc<EndpointCounters>>,
 }
 
-/// An endpoint picked for one request; hand it back with [`Balancer::release`].
-#[derive(Debug)]
-pub struct Pick {
+/// An endpoint picked for one request (or TCP connection), in use until dropped. Settle it
+/// with what the try came to; dropped unsettled, the try was cut short by the route's
+/// timeout, which outlier detection counts as a timeout.
+pub struct Pick<'a> {
+    balancer: &'a Balancer,
+    cluster: &'a Cluster,
     generation: u64,
-    cluster: ClusterId,
+    id: ClusterId,
     pub endpoint: usize,
-    /// The endpoint's counters on this worker; they outlive a reload between pick and release.
+    /// The endpoint's counters on this worker; they outlive a reload between pick and drop.
     pub counters: Arc<EndpointCounters>,
+    settled: bool,
+}
+
+impl Pick<'_> {
+    /// Tells outlier detection what the try came to (`None`: nothing about the upstream).
+    pub fn settle(&mut self, what: Option<Observation>) {
+        self.settled = true;
+        if let Some(what) = what {
+            self.cluster.observe(self.endpoint, what);
+        }
+    }
+}
+
+impl Drop for Pick<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.cluster.observe(self.endpoint, Observation::Timeout);
+        }
+        self.balancer.release(self);
+    }
 }
 
 impl Balancer {
@@ -48,13 +71,22 @@ impl Balancer {
         Self { state: RefCell::default(), stats }
     }
 
-    /// Picks an endpoint of `cluster`, skipping the indexes in `tried` while others remain
-    /// (retries go to a host not tried before). `draw` is a per-core random number; `hash` the
-    /// request's affinity hash when the cluster hashes and the request carries the key.
-    pub fn pick(&self, snap: &Snapshot, id: ClusterId, tried: &[usize], draw: u32, hash: Option<u64>) -> Option<Pick> {
+    /// Picks an endpoint of `cluster` that outlier detection has not ejected (any, in panic
+    /// mode), skipping the indexes in `tried` while others remain (retries go to a host not
+    /// tried before). `draw` is a per-core random number; `hash` the request's affinity hash
+    /// when the cluster hashes and the request carries the key. `None`: no healthy endpoint.
+    pub fn pick<'a>(
+        &'a self,
+        snap: &'a Snapshot,
+        id: ClusterId,
+        tried: &[usize],
+        draw: u32,
+        hash: Option<u64>,
+    ) -> Option<Pick<'a>> {
         let cluster = snap.cluster(id);
         let n = cluster.endpoints.len();
-        if n == 0 {
+        let usable = cluster.usable();
+        if n == 0 || usable == Usable::None {
             return None;
         }
         let mut state = self.state.borrow_mut();
@@ -75,28 +107,30 @@ impl Balancer {
                 .collect();
         }
         let st = &mut state.clusters[id as usize];
+        // Retries avoid the endpoints tried already, unless no other is left.
+        let fresh = (0..n).any(|i| usable.allows(cluster, i) && !tried.contains(&i));
+        let eligible = |i: usize| usable.allows(cluster, i) && !(fresh && tried.contains(&i));
         let endpoint = match hash {
             _ if n == 1 => 0,
             Some(hash) => {
                 let table = st.table.get_or_insert_with(|| Table::build(cluster).expect("a hashing cluster"));
-                table.lookup(hash, |i| tried.len() < n && tried.contains(&i))
+                table.lookup(hash, |i| !eligible(i))
             }
-            None => choose(cluster, st, tried, draw),
+            None => choose(cluster, st, eligible, draw),
         };
         st.active[endpoint] += 1;
         let counters = st.counters[endpoint].clone();
         counters.rq_total.inc();
         counters.rq_active.inc();
-        Some(Pick { generation: snap.generation, cluster: id, endpoint, counters })
+        Some(Pick { balancer: self, cluster, generation: snap.generation, id, endpoint, counters, settled: false })
     }
 
     /// The request on `pick` ended.
-    pub fn release(&self, pick: Pick) {
+    fn release(&self, pick: &Pick) {
         pick.counters.rq_active.dec();
         let mut state = self.state.borrow_mut();
         if state.generation == pick.generation {
-            if let Some(active) =
-                state.clusters.get_mut(pick.cluster as usize).and_then(|c| c.active.get_mut(pick.endpoint))
+            if let Some(active) = state.clusters.get_mut(pick.id as usize).and_then(|c| c.active.get_mut(pick.endpoint))
             {
                 *active = active.saturating_sub(1);
             }
@@ -104,20 +138,20 @@ impl Balancer {
     }
 }
 
-fn choose(cluster: &Cluster, st: &mut ClusterState, tried: &[usize], draw: u32) -> usize {
+/// One of the `eligible` endpoints (there is at least one) by the cluster's load balancer.
+fn choose(cluster: &Cluster, st: &mut ClusterState, eligible: impl Fn(usize) -> bool, draw: u32) -> usize {
     let n = cluster.endpoints.len();
-    let untried = |i: usize| tried.len() >= n || !tried.contains(&i);
     let mut next_rr = || loop {
         let i = st.cursor as usize % n;
         st.cursor = st.cursor.wrapping_add(1);
-        if untried(i) {
+        if eligible(i) {
             return i;
         }
     };
     match cluster.policy.load_balancer {
         LoadBalancer::Random => {
             let i = draw as usize % n;
-            if untried(i) {
+            if eligible(i) {
                 i
             } else {
                 next_rr()
@@ -128,7 +162,7 @@ fn choose(cluster: &Cluster, st: &mut ClusterState, tried: &[usize], draw: u32) 
         LoadBalancer::LeastRequest => {
             let a = next_rr();
             let b = draw as usize % n;
-            if b != a && untried(b) && st.active[b] < st.active[a] {
+            if b != a && eligible(b) && st.active[b] < st.active[a] {
                 b
             } else {
                 a

@@ -74,3 +74,16 @@ pub fn virtual_service(name: &str, gateway: &str, hosts: &[&str], http: &str) ->
 pub fn docs(parts: &[String]) -> String {
     parts.join("---\n")
 }
+
+/// The usual one-service config: gateway `gw` on `port` for `app.test`, routed by `http` (the
+/// VirtualService's `http:` list) to `app.local`, whose endpoints listen on `endpoint_ports`
+/// under a DestinationRule with `policy` (YAML under `trafficPolicy:`, indented 4).
+pub fn app_behind_rule(port: u16, endpoint_ports: &[u16], http: &str, policy: &str) -> String {
+    let rule = format!("{}  host: app.local\n  trafficPolicy:\n{policy}", head("DestinationRule", "app"));
+    docs(&[
+        http_gateway("gw", port, &["app.test"]),
+        virtual_service("app", "gw", &["app.test"], http),
+        service_entry("app", "app.local", 80, endpoint_ports),
+        rule,
+    ])
+}

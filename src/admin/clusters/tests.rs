@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
-use crate::snapshot::{Cluster, Endpoint, TrafficPolicy};
+use crate::snapshot::{Cluster, Endpoint};
 
 #[test]
 fn one_block_per_endpoint() {
@@ -15,19 +15,11 @@ fn one_block_per_endpoint() {
         locality: locality.map(Into::into),
     };
     let snapshot = Snapshot {
-        clusters: vec![Cluster {
-            name: "outbound|80||backend.local".into(),
-            host: "backend.local".into(),
-            namespace: "default".into(),
-            port: 80,
-            subset: None,
-            protocol: "HTTP".into(),
-            endpoints: vec![endpoint("127.0.0.1:8080", None), endpoint("127.0.0.2:8080", Some("eu/west-1a/r7"))],
-            policy: TrafficPolicy::default(),
-            connections: Default::default(),
-            pending: Default::default(),
-            retries: Default::default(),
-        }],
+        clusters: vec![Cluster::test(
+            "backend.local",
+            80,
+            vec![endpoint("127.0.0.1:8080", None), endpoint("127.0.0.2:8080", Some("eu/west-1a/r7"))],
+        )],
         ..Snapshot::default()
     };
     let text = render(&snapshot, &Default::default());

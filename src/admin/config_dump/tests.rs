@@ -117,22 +117,17 @@ fn snapshot() -> Snapshot {
             },
         ],
         clusters: vec![Cluster {
-            name: "outbound|80||backend.shop.svc".into(),
-            host: "backend.shop.svc".into(),
             namespace: "shop".into(),
-            port: 80,
-            subset: None,
-            protocol: "HTTP".into(),
-            endpoints: vec![Endpoint {
-                addr: "10.0.0.1:8080".parse().unwrap(),
-                weight: 1,
-                labels: Arc::new(BTreeMap::from([("version".into(), "v1".into())])),
-                locality: None,
-            }],
-            policy: TrafficPolicy::default(),
-            connections: Default::default(),
-            pending: Default::default(),
-            retries: Default::default(),
+            ..Cluster::test(
+                "backend.shop.svc",
+                80,
+                vec![Endpoint {
+                    addr: "10.0.0.1:8080".parse().unwrap(),
+                    weight: 1,
+                    labels: Arc::new(BTreeMap::from([("version".into(), "v1".into())])),
+                    locality: None,
+                }],
+            )
         }],
     }
 }

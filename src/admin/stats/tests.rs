@@ -19,7 +19,7 @@ fn scrape() -> Vec<Sample> {
     let control = ControlStats::default();
     control.reload_ok.add(2);
     control.reload_failed.inc();
-    samples(&Totals::sum(&workers), &control, workers.len())
+    samples(&Totals::sum(&workers), &control, workers.len(), &Snapshot::default())
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn tcp_counters_sum_per_name_in_one_block_per_family() {
         w.l4.register((L4Kind::Cluster, cluster.clone())).connect_fail.inc();
     }
     workers[0].upstream_cx_total.add(5);
-    let text = prometheus(&samples(&Totals::sum(&workers), &ControlStats::default(), 2));
+    let text = prometheus(&samples(&Totals::sum(&workers), &ControlStats::default(), 2, &Snapshot::default()));
     let lines: Vec<&str> = text.lines().collect();
     let at = |line: &str| lines.iter().position(|l| *l == line).unwrap_or_else(|| panic!("{line} missing:\n{text}"));
     at("envoy_tcp_downstream_cx_total{envoy_tcp_prefix=\"default/db/tcp/0\"} 2");
@@ -86,6 +86,6 @@ fn tcp_counters_sum_per_name_in_one_block_per_family() {
         unlabelled + 1
     );
     assert_eq!(lines.iter().filter(|l| l.starts_with("# TYPE envoy_cluster_upstream_cx_total ")).count(), 1);
-    assert!(plain(&samples(&Totals::sum(&workers), &ControlStats::default(), 2))
+    assert!(plain(&samples(&Totals::sum(&workers), &ControlStats::default(), 2, &Snapshot::default()))
         .contains("tcp.default/db/tcp/0.downstream_cx_rx_bytes_total: 300\n"));
 }

@@ -54,7 +54,7 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("DestinationRule", "{policy}.connectionPool.http.h2UpgradePolicy", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.useClientProtocol", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.maxConcurrentStreams", Enforced::Nothing),
-    ("DestinationRule", "{policy}.outlierDetection", Enforced::Nothing),
+    ("DestinationRule", "{policy}.outlierDetection.consecutiveErrors", Enforced::Nothing),
     ("DestinationRule", "{policy}.tls", Enforced::Nothing),
     ("DestinationRule", "{policy}.tunnel", Enforced::Nothing),
     ("DestinationRule", "{policy}.proxyProtocol", Enforced::Nothing),

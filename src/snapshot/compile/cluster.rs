@@ -130,6 +130,7 @@ impl<'a> Clusters<'a> {
             port,
             subset: subset.map(|(_, _, s)| Arc::from(s.name.as_str())),
             protocol: protocol.into(),
+            health: endpoints.iter().map(|_| Arc::default()).collect(),
             endpoints,
             policy,
             connections: Default::default(),
