@@ -1,6 +1,7 @@
 //! DestinationRule traffic policy end to end over three real backends, with four workers so
 //! that requests on separate connections land on different cores: session affinity by
-//! consistent hashing (ring hash and Maglev), and the connection pool's settings.
+//! consistent hashing (ring hash and Maglev), round robin and least request, the connection
+//! pool's settings, and port-level and subset overrides.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use support::backend::{Backend, Mode};
 use support::client::{self, Conn};
-use support::config::{docs, head, http_gateway, service_entry, virtual_service};
+use support::config::{app_behind_rule, docs, head, http_gateway, service_entry, virtual_service};
 use support::{free_port, wait_until, Driver, Gateway};
 
 const ROUTE: &str = "  - route:\n    - destination:\n        host: app.local\n";
@@ -20,14 +21,8 @@ fn start(driver: Driver, policy: &str) -> (Gateway, SocketAddr, [Backend; 3]) {
     let backends = [Backend::start("b0"), Backend::start("b1"), Backend::start("b2")];
     let port = free_port();
     let ports: Vec<u16> = backends.iter().map(Backend::port).collect();
-    let rule = format!("{}  host: app.local\n  trafficPolicy:\n{policy}", head("DestinationRule", "app"));
-    let parts = [
-        http_gateway("gw", port, &["app.test"]),
-        virtual_service("app", "gw", &["app.test"], ROUTE),
-        service_entry("app", "app.local", 80, &ports),
-        rule,
-    ];
-    let gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).workers(4).start();
+    let config = app_behind_rule(port, &ports, ROUTE, policy);
+    let gw = Gateway::builder(driver).file("gw.yaml", &config).workers(4).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap(), backends)
 }
 
@@ -36,14 +31,8 @@ fn start(driver: Driver, policy: &str) -> (Gateway, SocketAddr, [Backend; 3]) {
 fn start_single(driver: Driver, policy: &str) -> (Gateway, SocketAddr, Backend) {
     let backend = Backend::start("only");
     let port = free_port();
-    let rule = format!("{}  host: app.local\n  trafficPolicy:\n{policy}", head("DestinationRule", "app"));
-    let parts = [
-        http_gateway("gw", port, &["app.test"]),
-        virtual_service("app", "gw", &["app.test"], ROUTE),
-        service_entry("app", "app.local", 80, &[backend.port()]),
-        rule,
-    ];
-    let gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).workers(1).start();
+    let config = app_behind_rule(port, &[backend.port()], ROUTE, policy);
+    let gw = Gateway::builder(driver).file("gw.yaml", &config).workers(1).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap(), backend)
 }
 
@@ -206,5 +195,82 @@ both_drivers! {
         assert_eq!(second.read_response(false).status, 504);
         assert_eq!(first.read_response(false).status, 504);
         assert_eq!(stall.count(), 4 + 1, "three retries for the first request, none for the second");
+    }
+
+    fn round_robin_is_even_across_workers(driver) {
+        let (_gw, addr, backends) = start(driver, "    loadBalancer:\n      simple: ROUND_ROBIN\n");
+        for _ in 0..300 {
+            assert_eq!(client::get(addr, "app.test", "/").status, 200);
+        }
+        // Each worker takes the backends in turn: at most one off per worker.
+        let counts: Vec<usize> = backends.iter().map(Backend::count).collect();
+        assert!(counts.iter().all(|&c| c.abs_diff(100) <= 4), "{counts:?}");
+    }
+
+    fn least_request_favours_the_fast_backends(driver) {
+        let fast = [Backend::start("fast1"), Backend::start("fast2")];
+        let slow = Backend::with_mode("slow", Mode::Stall(Duration::from_millis(200)));
+        // Eight clients in a closed loop for a second and a half: the slow backend's share of
+        // the requests under each policy.
+        let slow_share = |simple: &str| {
+            let port = free_port();
+            let policy = format!("    loadBalancer:\n      simple: {simple}\n");
+            let config = app_behind_rule(port, &[fast[0].port(), fast[1].port(), slow.port()], ROUTE, &policy);
+            let _gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let total = || fast.iter().chain([&slow]).map(Backend::count).sum::<usize>();
+            let before = (total(), slow.count());
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| {
+                        let mut c = Conn::open(addr);
+                        let end = std::time::Instant::now() + Duration::from_millis(1500);
+                        while std::time::Instant::now() < end {
+                            assert_eq!(c.get("/", "app.test").status, 200);
+                        }
+                    });
+                }
+            });
+            (slow.count() - before.1) as f64 / (total() - before.0) as f64
+        };
+        let round_robin = slow_share("ROUND_ROBIN");
+        let least_request = slow_share("LEAST_REQUEST");
+        assert!(round_robin > 0.3, "round robin takes each in turn: slow share {round_robin:.2}");
+        // Power of two choices picks the busy one only when both choices fall on it (1 in 9).
+        assert!(least_request < 0.2, "least request avoids the busy backend: slow share {least_request:.2}");
+    }
+
+    fn port_level_settings_override_the_clusters_field_by_field(driver) {
+        let policy = "    loadBalancer:\n      simple: ROUND_ROBIN\n    connectionPool:\n      http:\n        maxRequestsPerConnection: 5\n    portLevelSettings:\n    - port:\n        number: 80\n      connectionPool:\n        http:\n          maxRequestsPerConnection: 1\n";
+        let (_gw, addr, backends) = start(driver, policy);
+        let mut c = Conn::open(addr);
+        for _ in 0..6 {
+            assert_eq!(c.get("/", "app.test").status, 200);
+        }
+        for b in &backends {
+            // Round robin from the cluster level, one request per connection from the port's.
+            assert_eq!(b.count(), 2, "{}", b.name);
+            assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 2, "{}", b.name);
+        }
+    }
+
+    fn a_subsets_policy_overrides_the_clusters(driver) {
+        let backends = [Backend::start("b0"), Backend::start("b1"), Backend::start("b2")];
+        let port = free_port();
+        let ports: Vec<u16> = backends.iter().map(Backend::port).collect();
+        let http = "  - match:\n    - headers:\n        x-subset:\n          exact: v1\n    route:\n    - destination:\n        host: app.local\n        subset: v1\n  - route:\n    - destination:\n        host: app.local\n        subset: v2\n";
+        // The `subsets:` list follows the cluster's policy in the same rule.
+        let policy = "    connectionPool:\n      http:\n        maxRequestsPerConnection: 1\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n    trafficPolicy:\n      connectionPool:\n        http:\n          maxRequestsPerConnection: 3\n  - name: v2\n    labels:\n      version: v2\n";
+        let _gw = Gateway::builder(driver).file("gw.yaml", &app_behind_rule(port, &ports, http, policy)).start();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut c = Conn::open(addr);
+        for _ in 0..6 {
+            c.send(b"GET / HTTP/1.1\r\nHost: app.test\r\nx-subset: v1\r\n\r\n");
+            assert_eq!(c.read_response(false).header("x-backend"), Some("b1"));
+            assert_eq!(c.get("/", "app.test").header("x-backend"), Some("b2"));
+        }
+        let connections = |b: &Backend| b.connections.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(connections(&backends[1]), 2, "subset v1: three requests per connection");
+        assert_eq!(connections(&backends[2]), 6, "subset v2: the cluster's one request per connection");
     }
 }
