@@ -6,18 +6,28 @@
 #   perf/instructions.sh NAME BINARY [STRAIT ARGS...]
 #   e.g. perf/instructions.sh off /tmp/strait-off; perf/instructions.sh log target/release/strait --access-log
 #
+# VIRTUALSERVICE=FILE replaces perf/configs/instructions/virtualservice.yaml with FILE (a
+# bench-peers VirtualService file such as perf/configs/lb-round-robin.yaml, ${BACKEND_PORT} filled in).
+#
 # Needs valgrind and ../shared/bench-peers/setup.sh's C backend. The legacy (epoll) driver is
 # used: valgrind does not know io_uring. 300 warm-up requests, then 3,000 counted ones on one
-# keep-alive connection, GET / with a 5-byte answer (perf/configs/instructions/gateway.yaml).
+# keep-alive connection, GET / with a 5-byte answer (perf/configs/instructions/).
 set -euo pipefail
 name=$1 bin=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 backend=$here/../../shared/bench-peers/.tools/hello_backend
 out=$(mktemp -d)
+config=$here/configs/instructions
+if [ -n "${VIRTUALSERVICE:-}" ]; then
+  config=$out/config
+  mkdir "$config"
+  cp "$here/configs/instructions/gateway.yaml" "$config/"
+  sed 's/${BACKEND_PORT}/18080/g' "$VIRTUALSERVICE" >"$config/virtualservice.yaml"
+fi
 "$backend" 18080 >/dev/null 2>&1 &
 backend_pid=$!
-valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$bin" run --config "$here/configs/instructions" \
+valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$bin" run --config "$config" \
   --workers 1 --admin 127.0.0.1:15998 --driver legacy "$@" >"$out/stdout" 2>"$out/stderr" &
 vg=$!
 trap 'kill $vg $backend_pid 2>/dev/null || true' EXIT

@@ -10,8 +10,9 @@ pinning and medians as bench-peers gives every peer, so their ratios are side by
 
 `VARIANTS` lists `NAME|BINARY|EXTRA ARGS|VIRTUALSERVICE` entries separated by `;`: BINARY
 empty means CANDIDATE_BIN; VIRTUALSERVICE replaces bench-peers' VirtualService (same
-placeholders, e.g. ${BACKEND_PORT}). The plain candidate is bench-peers' own. Every other knob
-is bench-peers' (see its README); results land in its results/.
+placeholders, e.g. ${BACKEND_PORT}). VARIANT_WORKERS sets their `--workers` (default 1). The
+plain candidate is bench-peers' own. Every other knob is bench-peers' (see its README);
+results land in its results/.
 """
 import os
 import sys
@@ -22,6 +23,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "bench-peers"))
 import bench  # noqa: E402  (bench-peers' harness: its peers, runs and tables)
 
 plain_make_peers = bench.make_peers
+# Workers of each variant, all on the proxy CPU(s) bench-peers pins them to.
+WORKERS = os.environ.get("VARIANT_WORKERS", "1")
 
 
 def variants():
@@ -40,7 +43,7 @@ def make_peers(a, v, run_dir):
         bench.write_candidate_config(cfg, v, False)
         if vs:
             bench.render(os.path.abspath(vs), os.path.join(cfg, "virtualservice.yaml"), v)
-        line = f"{binary} run --config {cfg} --workers 1 {args}".strip()
+        line = f"{binary} run --config {cfg} --workers {WORKERS} {args}".strip()
 
         def start(line=line, name=name):
             return bench.start(["sh", "-c", "exec " + line], a.proxy_cpu, os.path.join(run_dir, f"{name}.log"))
