@@ -608,12 +608,14 @@ impl Session {
                 }
                 return Err(Failure::before(ProxyError::UpstreamIo(e)));
             }
+            // Whether the whole request went out: not when the upstream answered first.
+            let mut sent_whole = true;
             if !inline {
                 if meta.expect_continue {
                     let (res, _) = self.client.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
                     res.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
                 }
-                self.stream_request_body(&mut conn, meta.framing).await?;
+                sent_whole = self.stream_request_body(&mut conn, meta.framing).await?;
             }
             return match self.relay_response(&mut conn, meta, sent_at, at.retry_statuses, response).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
@@ -626,28 +628,42 @@ impl Session {
                     conn.requests += 1;
                     let policy = &at.cluster.policy;
                     let quota = policy.max_requests_per_connection;
-                    if reusable && (quota == 0 || conn.requests < quota) {
+                    if reusable && sent_whole && (quota == 0 || conn.requests < quota) {
                         ctx.upstream.pools.put(conn, policy.http_idle_timeout);
                     }
-                    Ok(next)
+                    // The client's unread body would be taken for its next request.
+                    Ok(if sent_whole { next } else { Next::Close })
                 }
                 Ok(Relayed::Upgraded) => Ok(Next::Upgrade(Box::new(conn))),
             };
         }
     }
 
-    async fn stream_request_body(&mut self, conn: &mut UpstreamConn, framing: BodyFraming) -> Result<(), Failure> {
-        let res = match framing {
-            BodyFraming::ContentLength(n) => {
-                body::copy_exact(&mut self.client, &mut self.rb, &mut conn.stream, n).await
-            }
-            BodyFraming::Chunked => {
-                let mut dec = ChunkedDecoder::new();
-                body::copy_chunked(&mut self.client, &mut self.rb, &mut conn.stream, &mut dec).await
-            }
-            _ => Ok(()),
+    /// Streams the request body to the upstream, unless the upstream answers (or closes)
+    /// first, as a server refusing an upload with 413 or 401 does: then `Ok(false)`, the rest
+    /// of the body stays unread, and neither connection may carry another request.
+    async fn stream_request_body(&mut self, conn: &mut UpstreamConn, framing: BodyFraming) -> Result<bool, Failure> {
+        let watcher = match conn.watcher() {
+            Ok(w) => w,
+            Err(e) => return Err(Failure::before(ProxyError::UpstreamIo(e))),
         };
-        res.map_err(|e| match e {
+        let copy = async {
+            match framing {
+                BodyFraming::ContentLength(n) => {
+                    body::copy_exact(&mut self.client, &mut self.rb, &mut conn.stream, n).await
+                }
+                BodyFraming::Chunked => {
+                    let mut dec = ChunkedDecoder::new();
+                    body::copy_chunked(&mut self.client, &mut self.rb, &mut conn.stream, &mut dec).await
+                }
+                _ => Ok(()),
+            }
+        };
+        let res = monoio::select! {
+            res = copy => res,
+            _ = watcher.readable(false) => return Ok(false),
+        };
+        res.map(|()| true).map_err(|e| match e {
             BodyError::Source(e) => Failure::before(ProxyError::DownstreamIo(e)),
             BodyError::Framing(e) => Failure::before(ProxyError::BadRequest(e)),
             BodyError::Sink(e) => Failure::before(ProxyError::UpstreamIo(e)),

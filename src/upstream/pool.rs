@@ -1,13 +1,15 @@
 //! Per-core keep-alive pools of upstream connections, one LIFO stack per endpoint.
 
 use std::cell::RefCell;
+use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
+use socket2::SockRef;
 
 use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
@@ -59,6 +61,14 @@ impl UpstreamConn {
             open: Open(counters),
             slot: None,
         }
+    }
+
+    /// A second handle on the socket, to wait for it to turn readable (the upstream answering
+    /// or closing) while this one is busy writing a request body.
+    pub fn watcher(&self) -> io::Result<TcpStream> {
+        // SAFETY: the fd belongs to `self.stream`, alive for this borrow; it is only duplicated.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
+        TcpStream::from_std(SockRef::from(&fd).try_clone()?.into())
     }
 }
 
