@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::control::{BuildOptions, RunOptions, DEFAULT_DRAIN_TIMEOUT};
 use crate::http::access_log::Encoding;
+use crate::http::codec::{Limits, MAX_HEADERS};
+use crate::http::limits::ClientLimits;
 use crate::worker::{default_workers, DriverChoice, WorkerOptions};
 
 /// Environment variable read when `--driver` is not given (the tests run everything on both).
@@ -76,6 +78,54 @@ pub struct RunArgs {
     /// How long SIGTERM waits for open connections, e.g. 5s, 500ms, 1m [default: 5s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What one client may take; over a size limit the answer is 431 or 414, over a time limit 408.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Largest request head (request line and header fields), in KiB, as Envoy's
+    /// max_request_headers_kb
+    #[arg(long, value_name = "KIB", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub max_request_headers_kb: u32,
+    /// Longest request line, in KiB
+    #[arg(long, value_name = "KIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub max_request_line_kb: u32,
+    /// Most header fields in a request (100 at most)
+    #[arg(long, value_name = "N", default_value_t = MAX_HEADERS as u32, value_parser = clap::value_parser!(u32).range(1..=MAX_HEADERS as i64))]
+    pub max_headers_count: u32,
+    /// How long a client may take to send a request head, counted from the connection's start
+    /// for its first request (slowloris' bound) [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_headers_timeout: Option<Duration>,
+    /// How long a keep-alive client connection may idle between requests [default: 1h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Longest a request may take, head to end of response (Envoy's max_stream_duration)
+    /// [default: none]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_request_duration: Option<Duration>,
+    /// Client connections one worker serves at once; more wait in the listen backlog
+    #[arg(long, value_name = "N", default_value_t = ClientLimits::default().max_connections_per_worker)]
+    pub max_connections_per_worker: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> ClientLimits {
+        let default = ClientLimits::default();
+        ClientLimits {
+            head: Limits {
+                max_head: self.max_request_headers_kb as usize * 1024,
+                max_request_line: self.max_request_line_kb as usize * 1024,
+                max_headers: self.max_headers_count as usize,
+            },
+            request_headers_timeout: self.request_headers_timeout.unwrap_or(default.request_headers_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(default.idle_timeout),
+            max_request_duration: self.max_request_duration,
+            max_connections_per_worker: self.max_connections_per_worker.max(1),
+        }
+    }
 }
 
 impl ConfigArgs {
@@ -99,6 +149,7 @@ impl RunArgs {
                 driver: driver_choice(self.driver, env_driver)?,
                 access_log: self.access_log.then_some(self.access_log_encoding),
                 mirror_shadow_suffix: self.mirror_shadow_suffix,
+                limits: self.limits.limits(),
             },
             admin: self.admin,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),

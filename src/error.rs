@@ -34,6 +34,12 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("upstream per-try timeout")]
     PerTryTimeout,
+    /// The request outlasted `--max-request-duration`.
+    #[error("request exceeded its maximum duration")]
+    DurationTimeout,
+    /// The client did not finish a request head within `--request-headers-timeout`.
+    #[error("request head not received in time")]
+    RequestHeadersTimeout,
     /// A circuit breaker is full: `maxConnections` open and `http1MaxPendingRequests` waiting.
     #[error("upstream overflow: connection pool and pending queue full")]
     Overflow,
@@ -61,6 +67,8 @@ impl ProxyError {
             }
             Self::UpstreamTimeout => ("UT", "response_timeout"),
             Self::PerTryTimeout => ("UT", "upstream_per_try_timeout"),
+            Self::DurationTimeout => ("DT", "max_duration_timeout"),
+            Self::RequestHeadersTimeout => ("-", "request_headers_timeout"),
             Self::Overflow => ("UO", "overflow"),
             Self::RetriableStatus(_) => ("-", "via_upstream"),
         }
@@ -81,6 +89,8 @@ impl ProxyError {
             }
             Self::UpstreamProtocol(_) | Self::UnexpectedUpgrade => (502, "upstream sent an invalid response"),
             Self::UpstreamTimeout | Self::PerTryTimeout => (504, "upstream request timeout"),
+            Self::DurationTimeout => (408, "downstream duration timeout"),
+            Self::RequestHeadersTimeout => (408, "request header timeout"),
             Self::Overflow => {
                 (503, "upstream connect error or disconnect/reset before headers. reset reason: overflow")
             }
@@ -103,7 +113,9 @@ impl ProxyError {
             | Self::BadRequest(_)
             | Self::NoCluster
             | Self::NoHealthyUpstream
-            | Self::Overflow => None,
+            | Self::Overflow
+            | Self::DurationTimeout
+            | Self::RequestHeadersTimeout => None,
         }
     }
 }

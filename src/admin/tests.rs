@@ -28,6 +28,7 @@ fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
             driver: DriverChoice::Legacy,
             access_log: None,
             mirror_shadow_suffix: false,
+            limits: Default::default(),
         },
         admin: addr,
         drain_timeout: Duration::from_millis(500),

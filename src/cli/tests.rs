@@ -45,6 +45,12 @@ fn run_with_every_flag() {
         "legacy",
         "--drain-timeout",
         "250ms",
+        "--max-request-headers-kb",
+        "8",
+        "--request-headers-timeout",
+        "5s",
+        "--max-request-duration",
+        "30s",
     ]);
     let opts = run.run_options(Some("uring")).unwrap();
     assert_eq!(opts.build.paths, [PathBuf::from("a.yaml"), PathBuf::from("dir/")]);
@@ -56,7 +62,13 @@ fn run_with_every_flag() {
             workers: 3,
             driver: DriverChoice::Legacy,
             access_log: Some(Encoding::Json),
-            mirror_shadow_suffix: true
+            mirror_shadow_suffix: true,
+            limits: ClientLimits {
+                head: Limits { max_head: 8 * 1024, ..Limits::default() },
+                request_headers_timeout: Duration::from_secs(5),
+                max_request_duration: Some(Duration::from_secs(30)),
+                ..ClientLimits::default()
+            },
         }
     );
     assert_eq!(opts.admin, "0.0.0.0:9901".parse().unwrap());
@@ -66,6 +78,7 @@ fn run_with_every_flag() {
 #[test]
 fn run_defaults() {
     let opts = run_args(&["run", "--config", "c"]).run_options(None).unwrap();
+    assert_eq!(opts.workers.limits, ClientLimits::default());
     assert_eq!(opts.build.labels, BTreeMap::from([("istio".into(), "ingressgateway".into())]));
     assert_eq!(opts.build.secrets_dir, None);
     assert_eq!(opts.workers.workers, default_workers());

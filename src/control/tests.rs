@@ -96,8 +96,17 @@ fn workers_follow_publications(driver: DriverChoice) {
     let shared =
         Arc::new(Shared::new(Published { snapshot: Arc::new(first), sockets: ports.sockets(), draining: false }, 2));
     assert_eq!(shared.readiness(), Readiness::PreInitializing);
-    crate::worker::spawn(&shared, &WorkerOptions { workers: 2, driver, access_log: None, mirror_shadow_suffix: false })
-        .unwrap();
+    crate::worker::spawn(
+        &shared,
+        &WorkerOptions {
+            workers: 2,
+            driver,
+            access_log: None,
+            mirror_shadow_suffix: false,
+            limits: Default::default(),
+        },
+    )
+    .unwrap();
     wait_until("workers live", || shared.readiness() == Readiness::Live);
 
     let accepted = || Totals::sum(&shared.workers).downstream_cx_total;

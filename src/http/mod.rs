@@ -8,6 +8,7 @@ pub mod cors;
 mod dechunk;
 mod fault;
 mod headers;
+pub mod limits;
 mod local;
 mod mirror;
 mod proxy;

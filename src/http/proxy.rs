@@ -17,6 +17,7 @@ use super::codec::{
 };
 use super::fault::{self, Injected};
 use super::headers::Merged;
+use super::limits::ClientLimits;
 use super::retry::{self, Outcome};
 use super::{cors, local, mirror};
 use crate::admin::EndpointCounters;
@@ -43,6 +44,7 @@ const INLINE_BODY: usize = 16 * 1024;
 
 /// Serves one client connection until it closes, errs, or the worker drains.
 pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
+    let ctx_limits = ctx.limits;
     let mut session = Session {
         client,
         peer: Peer { conn, internal: is_internal(conn.peer), ip: conn.peer.ip().to_string() },
@@ -50,7 +52,8 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
         out: Vec::with_capacity(4096),
-        limits: Limits::default(),
+        limits: ctx_limits,
+        head_deadline: Some(Instant::now() + ctx_limits.request_headers_timeout),
         response_started: false,
         tally: Tally::default(),
     };
@@ -95,7 +98,10 @@ struct Session {
     rb: ReadBuf,
     /// Reused for every head written, either direction.
     out: Vec<u8>,
-    limits: Limits,
+    limits: ClientLimits,
+    /// When the head being awaited must be complete: set from the connection's start for the
+    /// first request, from its first byte for a later one; `None` while idle between requests.
+    head_deadline: Option<Instant>,
     /// The request being served, as the access log tells it; `None` without `--access-log`.
     log: Option<Record>,
     /// A response head (final or interim) of the current request reached the client: a
@@ -222,7 +228,7 @@ impl Session {
             // connection's future.
             let parsed = {
                 let mut slots = HeaderSlots::new();
-                codec::parse_request(self.rb.data(), &mut slots, &self.limits).map(|head| {
+                codec::parse_request(self.rb.data(), &mut slots, &self.limits.head).map(|head| {
                     head.map(|head| plan(snap, &head, &mut self.out, &self.ctx, &self.peer, self.log.as_mut()))
                 })
             };
@@ -230,21 +236,33 @@ impl Session {
                 Ok(Some(planned)) => break planned,
                 Ok(None) => {
                     let idle = self.rb.is_empty();
+                    if !idle && self.head_deadline.is_none() {
+                        self.head_deadline = Some(Instant::now() + self.limits.request_headers_timeout);
+                    }
+                    // A head under way has its deadline; an idle keep-alive connection, the
+                    // idle timeout.
+                    let deadline = self.head_deadline.unwrap_or_else(|| Instant::now() + self.limits.idle_timeout);
                     // Between requests the wait is cut short when draining starts.
                     let read = if idle {
-                        self.rb.fill_cancelable(&mut self.client, CLIENT_BUF, self.ctx.drain_handle()).await
+                        let fill = self.rb.fill_cancelable(&mut self.client, CLIENT_BUF, self.ctx.drain_handle());
+                        monoio::time::timeout_at(deadline.into(), fill).await
                     } else {
-                        self.rb.fill(&mut self.client, CLIENT_BUF).await
+                        monoio::time::timeout_at(deadline.into(), self.rb.fill(&mut self.client, CLIENT_BUF)).await
                     };
                     match read {
-                        Ok(0) | Err(_) => {
+                        Err(_) if !idle => {
+                            tracing::debug!(peer = %self.peer.conn.peer, "request head not complete in time");
+                            self.ctx.stats.downstream_rq_total.inc();
+                            return self.answer_error(&ProxyError::RequestHeadersTimeout).await;
+                        }
+                        Ok(Ok(0) | Err(_)) | Err(_) => {
                             if !idle {
                                 // A partial head then EOF: nobody to answer.
                                 tracing::debug!(peer = %self.peer.conn.peer, "client closed mid-head");
                             }
                             return Next::Close;
                         }
-                        Ok(_) => {}
+                        Ok(Ok(_)) => {}
                     }
                 }
                 Err(e) => {
@@ -255,6 +273,7 @@ impl Session {
         };
         self.ctx.stats.downstream_rq_total.inc();
         self.rb.consume(meta.head_len);
+        self.head_deadline = None;
         let began = Instant::now();
         self.tally.began = Some(began);
         self.tally.received = meta.head_len as u64;
@@ -316,7 +335,7 @@ impl Session {
         let (flag, details) = err.log_fields();
         self.note_status(status, flag, details);
         self.out.clear();
-        let close = matches!(err, ProxyError::BadRequest(_));
+        let close = matches!(err, ProxyError::BadRequest(_) | ProxyError::RequestHeadersTimeout);
         // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
         let overloaded: &[(&str, &str)] =
             if matches!(err, ProxyError::Overflow) { &[("x-envoy-overloaded", "true")] } else { &[] };
@@ -370,13 +389,22 @@ impl Session {
         response.remove.extend(extras.cors.iter().map(|(n, _)| *n));
         response.add.extend(extras.cors.iter().map(|(n, v)| (*n, v.as_str())));
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
-        let timeout = route.policy.timeout;
+        // The route's timeout, or what is left of the request's maximum duration if sooner.
+        let left = self
+            .limits
+            .max_request_duration
+            .map(|d| d.saturating_sub(self.tally.began.map_or(Duration::ZERO, |b| b.elapsed())));
+        let (timeout, expired) = match (route.policy.timeout, left) {
+            (Some(t), Some(l)) if l < t => (Some(l), ProxyError::DurationTimeout),
+            (None, Some(l)) => (Some(l), ProxyError::DurationTimeout),
+            (t, _) => (t, ProxyError::UpstreamTimeout),
+        };
         let exchange = self.exchange(snap, cluster, retries, meta, inline, &response);
         let result = match timeout {
             Some(t) => monoio::time::timeout(t, exchange).await.ok(),
             None => Some(exchange.await),
         };
-        let result = result.unwrap_or_else(|| Err(self.failure(ProxyError::UpstreamTimeout)));
+        let result = result.unwrap_or_else(|| Err(self.failure(expired)));
         match result {
             Ok(next) => next,
             Err(Failure { err, response_started }) => {
@@ -687,7 +715,7 @@ impl Session {
             // As for requests: the parsed head and its slots end before any await.
             let start = {
                 let mut slots = HeaderSlots::new();
-                match codec::parse_response(conn.buf.data(), &mut slots, meta.is_head, &self.limits) {
+                match codec::parse_response(conn.buf.data(), &mut slots, meta.is_head, &Limits::default()) {
                     Ok(Some(head))
                         if !head.is_informational()
                             && retry_statuses.is_some_and(|p| retry::status_retried(p, head.status)) =>

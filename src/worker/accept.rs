@@ -17,11 +17,19 @@ use crate::snapshot::ListenerProtocol;
 /// instead of spinning on it.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How often a worker at its connection limit looks again; meanwhile new connections wait in
+/// the kernel's listen backlog (and past it, the client's SYN is retried).
+const FULL_BACKOFF: Duration = Duration::from_millis(10);
+
 pub async fn accept_loop(listener: TcpListener, port: u16, cancel: CancelHandle, ctx: Rc<WorkerCtx>) {
     // A socket bound to one address accepts only there: ask the kernel for the local address
     // only behind a wildcard bind.
     let fixed_local = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+    let limit = ctx.limits.max_connections_per_worker as i64;
     loop {
+        while ctx.stats.downstream_cx_active.get() >= limit {
+            monoio::time::sleep(FULL_BACKOFF).await;
+        }
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => serve(stream, peer, port, fixed_local, &ctx),
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => return,

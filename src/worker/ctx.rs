@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 
 use crate::admin::{IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
 use crate::http::access_log::Sink;
+use crate::http::limits::ClientLimits;
 use crate::snapshot::{Cluster, Snapshot};
 use crate::upstream::Upstream;
 use crate::worker::WorkerOptions;
@@ -37,6 +38,7 @@ pub struct WorkerCtx {
     pub access_log: Option<Sink>,
     /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
     pub mirror_shadow_suffix: bool,
+    pub limits: ClientLimits,
     /// This worker's TCP route and cluster counters (one map per [`L4Kind`]), looked up by name
     /// without the registry's lock once seen.
     l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
@@ -61,6 +63,7 @@ impl WorkerCtx {
             stats,
             access_log: opts.access_log.map(Sink::new),
             mirror_shadow_suffix: opts.mirror_shadow_suffix,
+            limits: opts.limits,
             l4: RefCell::default(),
             istio: RefCell::default(),
             draining: Cell::new(false),

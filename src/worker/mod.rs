@@ -18,6 +18,7 @@ pub use driver::{Driver, DriverChoice, UringUnavailable};
 
 use crate::control::Shared;
 use crate::http::access_log::Encoding;
+use crate::http::limits::ClientLimits;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerOptions {
@@ -27,6 +28,8 @@ pub struct WorkerOptions {
     pub access_log: Option<Encoding>,
     /// `--mirror-shadow-suffix`: mirrored requests carry `HOST-shadow`, as Istio ≤ 1.27 sent.
     pub mirror_shadow_suffix: bool,
+    /// Head sizes, client timeouts and connections per worker.
+    pub limits: ClientLimits,
 }
 
 #[derive(Debug, thiserror::Error)]

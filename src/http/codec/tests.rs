@@ -1037,3 +1037,10 @@ fn writers_accept_bytes_mut() {
     write_request_head(&mut b, &h, &RequestEdits::default());
     assert_eq!(&a[..], &b[..]);
 }
+
+#[test]
+fn exactly_max_headers_fit() {
+    let limits = Limits { max_headers: 3, ..Limits::default() };
+    let s = b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
+    assert!(parse_request(s, slots(), &limits).unwrap().is_some());
+}
