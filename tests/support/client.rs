@@ -35,10 +35,15 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect(addr).unwrap();
+        Self::try_open(addr).expect("connect")
+    }
+
+    /// `None` when the connection is refused.
+    pub fn try_open(addr: SocketAddr) -> Option<Self> {
+        let s = TcpStream::connect(addr).ok()?;
         s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Conn { reader: BufReader::new(s) }
+        Some(Conn { reader: BufReader::new(s) })
     }
 
     pub fn send(&mut self, raw: &[u8]) {
