@@ -549,7 +549,14 @@ fn parse_error(file: &Arc<Path>, doc: &RawDocument, e: &serde_yaml::Error) -> Di
     let Some(location) = e.location() else {
         return Diagnostic { line: Some(doc.line), message: e.to_string(), ..base };
     };
-    let (line, mut column) = (location.line(), location.column());
+    let (mut line, mut column) = (location.line(), location.column());
+    // At the end of the input libyaml points at the line after the last (the document text
+    // ends in a newline): point at the end of the last line, which the file has.
+    let last = doc.text.lines().count();
+    if line > last && last > 0 {
+        line = last;
+        column = doc.text.lines().last().map_or(0, |l| l.chars().count()) + 1;
+    }
     // libyaml appends " at line L column C" (relative to the document) and sometimes
     // ", while parsing X at line …"; our own line:column replaces both.
     let mut message = full.split(" at line ").next().unwrap_or(&full).to_owned();

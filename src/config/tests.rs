@@ -762,3 +762,15 @@ fn nulls_are_unset() {
     let vs = &set.virtual_services[0];
     assert_eq!((vs.key().as_str(), vs.spec.http.len()), ("default/n", 0));
 }
+
+/// A syntax error at the end of a file without a final newline is put on its last line, not
+/// on a line after it (found by the `config_load` fuzzer).
+#[test]
+fn end_of_input_error_is_on_the_last_line() {
+    let cut = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw";
+    let scratch = Scratch::new("eof", &[("cut.yaml", cut)]);
+    let errors = load(&[scratch.path("cut.yaml")]).unwrap_err();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let file = scratch.path("cut.yaml");
+    assert_eq!(text, [format!("{}:3:20: document 1: did not find expected ',' or '}}'", file.display())]);
+}
