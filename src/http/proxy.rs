@@ -36,8 +36,13 @@ const NO_UPSTREAM: &str = "no_healthy_upstream";
 const FAULT_ABORT: &str = "fault_filter_abort";
 const CORS_PREFLIGHT: &str = "cors_response";
 
-/// Client read window: heads must fit (the head limit is far below), bodies stream through.
-const CLIENT_BUF: usize = 4 * 1024;
+/// Client read window, and what a read asks room for: most heads fit in one read, a larger one
+/// grows it; bodies stream through in bigger reads. Small, as an idle keep-alive connection
+/// holds one in its pending read.
+const CLIENT_BUF: usize = 2 * 1024;
+/// Room for the heads a request writes, allocated when a request begins and given back
+/// between requests.
+const OUT_BUF: usize = 4 * 1024;
 /// Bodies up to this size that already sit in a read window go out in the same write as the
 /// head; a request body so sent also stays replayable for a retry.
 const INLINE_BODY: usize = 16 * 1024;
@@ -48,21 +53,28 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
     let mut session = Session {
         client,
         peer: Peer { conn, internal: is_internal(conn.peer), ip: conn.peer.ip().to_string() },
-        log: ctx.access_log.is_some().then(Record::default),
+        log: ctx.access_log.is_some().then(Box::default),
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
-        out: Vec::with_capacity(4096),
+        out: Vec::new(),
         limits: ctx_limits,
         head_deadline: Some(Instant::now() + ctx_limits.request_headers_timeout),
         response_started: false,
         tally: Tally::default(),
     };
     loop {
-        match session.serve_one().await {
+        // Between requests the connection waits here, outside the request's state (boxed, and
+        // only while a request is under way), so that an idle connection holds little more
+        // than its session and read buffer.
+        if session.rb.is_empty() && !session.await_request().await {
+            break;
+        }
+        match Box::pin(session.serve_one()).await {
             Next::KeepAlive => continue,
             Next::Close => break,
             Next::Upgrade(upstream) => {
-                super::tunnel::run(session.client, session.rb, *upstream).await;
+                // Boxed, as the request is: its state would otherwise size every connection.
+                Box::pin(super::tunnel::run(session.client, session.rb, *upstream)).await;
                 break;
             }
         }
@@ -103,7 +115,8 @@ struct Session {
     /// first request, from its first byte for a later one; `None` while idle between requests.
     head_deadline: Option<Instant>,
     /// The request being served, as the access log tells it; `None` without `--access-log`.
-    log: Option<Record>,
+    /// Boxed: a connection without the log should not carry its room.
+    log: Option<Box<Record>>,
     /// A response head (final or interim) of the current request reached the client: a
     /// failure can then only close the connection, and nothing is retried.
     response_started: bool,
@@ -220,7 +233,18 @@ impl Session {
         next
     }
 
+    /// Waits for the first bytes of the next request, up to the head deadline (first request)
+    /// or the idle timeout, cut short when draining starts. False: the connection is done.
+    async fn await_request(&mut self) -> bool {
+        // Nothing to write while idle.
+        self.out = Vec::new();
+        let deadline = self.head_deadline.unwrap_or_else(|| Instant::now() + self.limits.idle_timeout);
+        let fill = self.rb.fill_cancelable(&mut self.client, CLIENT_BUF, self.ctx.drain_handle());
+        matches!(monoio::time::timeout_at(deadline.into(), fill).await, Ok(Ok(n)) if n > 0)
+    }
+
     async fn serve_request(&mut self, snap: &Arc<Snapshot>) -> Next {
+        self.out.reserve(OUT_BUF);
         self.response_started = false;
         self.tally = Tally::default();
         let (meta, plan, fault) = loop {
@@ -229,37 +253,25 @@ impl Session {
             let parsed = {
                 let mut slots = HeaderSlots::new();
                 codec::parse_request(self.rb.data(), &mut slots, &self.limits.head).map(|head| {
-                    head.map(|head| plan(snap, &head, &mut self.out, &self.ctx, &self.peer, self.log.as_mut()))
+                    head.map(|head| plan(snap, &head, &mut self.out, &self.ctx, &self.peer, self.log.as_deref_mut()))
                 })
             };
             match parsed {
                 Ok(Some(planned)) => break planned,
                 Ok(None) => {
-                    let idle = self.rb.is_empty();
-                    if !idle && self.head_deadline.is_none() {
-                        self.head_deadline = Some(Instant::now() + self.limits.request_headers_timeout);
-                    }
-                    // A head under way has its deadline; an idle keep-alive connection, the
-                    // idle timeout.
-                    let deadline = self.head_deadline.unwrap_or_else(|| Instant::now() + self.limits.idle_timeout);
-                    // Between requests the wait is cut short when draining starts.
-                    let read = if idle {
-                        let fill = self.rb.fill_cancelable(&mut self.client, CLIENT_BUF, self.ctx.drain_handle());
-                        monoio::time::timeout_at(deadline.into(), fill).await
-                    } else {
-                        monoio::time::timeout_at(deadline.into(), self.rb.fill(&mut self.client, CLIENT_BUF)).await
-                    };
-                    match read {
-                        Err(_) if !idle => {
+                    // A head under way has a deadline: from the connection's start for the
+                    // first request, from its first byte for a later one.
+                    let deadline =
+                        *self.head_deadline.get_or_insert_with(|| Instant::now() + self.limits.request_headers_timeout);
+                    match monoio::time::timeout_at(deadline.into(), self.rb.fill(&mut self.client, CLIENT_BUF)).await {
+                        Err(_) => {
                             tracing::debug!(peer = %self.peer.conn.peer, "request head not complete in time");
                             self.ctx.stats.downstream_rq_total.inc();
                             return self.answer_error(&ProxyError::RequestHeadersTimeout).await;
                         }
-                        Ok(Ok(0) | Err(_)) | Err(_) => {
-                            if !idle {
-                                // A partial head then EOF: nobody to answer.
-                                tracing::debug!(peer = %self.peer.conn.peer, "client closed mid-head");
-                            }
+                        Ok(Ok(0) | Err(_)) => {
+                            // A partial head then EOF: nobody to answer.
+                            tracing::debug!(peer = %self.peer.conn.peer, "client closed mid-head");
                             return Next::Close;
                         }
                         Ok(Ok(_)) => {}

@@ -62,7 +62,8 @@ fn serve(stream: TcpStream, peer: SocketAddr, port: u16, fixed_local: Option<Soc
     monoio::spawn(async move {
         let _active = active;
         if tcp {
-            crate::tcp::serve_connection(stream, conn, ctx).await;
+            // Boxed: its splice state would otherwise size every HTTP connection's task too.
+            Box::pin(crate::tcp::serve_connection(stream, conn, ctx)).await;
         } else {
             crate::http::serve_connection(stream, conn, ctx).await;
         }
