@@ -102,10 +102,12 @@ both_drivers! {
         let seen = seen.into_inner().unwrap();
         assert!(seen.failed.is_empty(), "{} failed, e.g. {:?}", seen.failed.len(), &seen.failed[..seen.failed.len().min(5)]);
         assert!(seen.answered.len() > 400, "only {} requests in {:?}", seen.answered.len(), started.elapsed());
-        // Both configs served (each backend answered) and the reloads were taken.
+        // Both configs served (each backend answered) and the reloads were taken; a SIGHUP that
+        // arrives while another is still pending merges with it, so a busy machine may count
+        // fewer generations than signals.
         assert!(a.count() > 0 && b.count() > 0, "a {} b {}", a.count(), b.count());
         let generation = metric(&gw.admin_get("/stats/prometheus").1, "strait_config_generation").unwrap();
-        assert!(generation >= 50.0, "{generation} generations for 100 reloads:\n{}", gw.logs());
+        assert!(generation >= 20.0, "{generation} generations for 100 reloads:\n{}", gw.logs());
     }
 
     fn sigterm_under_load_answers_every_accepted_request(driver) {
