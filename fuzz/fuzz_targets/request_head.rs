@@ -4,6 +4,9 @@
 //! the same result however its input is split, in pass-through and decode mode.
 #![no_main]
 
+#[path = "../common/head.rs"]
+mod head;
+
 use libfuzzer_sys::fuzz_target;
 use strait::http::codec::{
     parse_request, write_request_head, BodyFraming, ChunkedDecoder, ContentLengthBody, HeaderSlots, Limits, ParseError,
@@ -36,20 +39,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn check_head(input: &[u8], head: &RequestHead<'_>, limits: &Limits, piece: usize) {
     let len = head.head_len;
-    assert!(len <= input.len() && len <= limits.max_head);
-    let bytes = &input[..len];
-    assert!(bytes.ends_with(b"\r\n\r\n"));
-    assert!(head.headers().len() <= limits.max_headers);
-    assert!(head.version <= 1);
-    // What the codec promises to refuse: bare CR, bare LF, NUL and other CTLs.
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'\r' => assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR at {i}"),
-            b'\n' => assert!(i > 0 && bytes[i - 1] == b'\r', "bare LF at {i}"),
-            b'\t' => {}
-            _ => assert!(b >= 0x20, "CTL {b:#04x} at {i}"),
-        }
-    }
+    let bytes = head::check_bytes(input, len, head.headers().len(), head.version, limits);
     match head.framing {
         BodyFraming::ContentLength(n) => assert_eq!(head.content_length(), Some(n)),
         BodyFraming::Chunked => assert_eq!(head.content_length(), None),
