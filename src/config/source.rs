@@ -249,7 +249,10 @@ fn build<T: Iterator<Item = char>>(
 /// line, a sequence item's first line. So a path to a field that is missing still lands on its
 /// parent. `None` only if the text is not valid YAML.
 pub fn locate(source: &str, first_line: usize, path: &str) -> Option<usize> {
-    Node::parse(source).map(|root| first_line + root.locate(path) - 1)
+    // libyaml may mark a node that ends the input (an empty tagged scalar) on the line after
+    // the last: keep to the lines the text has.
+    let last = source.lines().count().max(1);
+    Node::parse(source).map(|root| first_line + root.locate(path).clamp(1, last) - 1)
 }
 
 enum Segment {

@@ -774,3 +774,21 @@ fn end_of_input_error_is_on_the_last_line() {
     let file = scratch.path("cut.yaml");
     assert_eq!(text, [format!("{}:3:20: document 1: did not find expected ',' or '}}'", file.display())]);
 }
+
+#[test]
+fn a_node_ending_the_input_is_on_the_last_line() {
+    // Found by fuzz/config_load: libyaml marks the empty tagged scalar on line 2 of 1.
+    for text in ["!!/", "!!/\n"] {
+        let scratch = Scratch::new("tag", &[("tag.yaml", text)]);
+        let errors = load(&[scratch.path("tag.yaml")]).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let file = scratch.path("tag.yaml");
+        assert_eq!(
+            text,
+            [format!(
+                "{}:1: document 1: expected a Kubernetes object (a mapping with apiVersion and kind)",
+                file.display()
+            )]
+        );
+    }
+}
