@@ -45,6 +45,16 @@ fn backend_for(addr: SocketAddr, path: &str, line: &str) -> String {
     resp.header("x-backend").expect("x-backend").to_string()
 }
 
+/// `n` requests on one client connection (one worker, so round robin takes each backend in
+/// turn), then each backend's requests and upstream connections.
+fn requests_and_connections(addr: SocketAddr, backends: &[Backend], n: usize) -> Vec<(usize, usize)> {
+    let mut c = Conn::open(addr);
+    for _ in 0..n {
+        assert_eq!(c.get("/", "app.test").status, 200);
+    }
+    backends.iter().map(|b| (b.count(), b.connections.load(std::sync::atomic::Ordering::Relaxed))).collect()
+}
+
 /// Each of 12 keys sticks to one backend over 10 fresh connections, and the keys together
 /// reach more than one backend.
 fn assert_affinity(mut request: impl FnMut(usize) -> String) {
@@ -108,16 +118,8 @@ both_drivers! {
     fn max_requests_per_connection_closes_the_upstream_connection(driver) {
         let policy = "    loadBalancer:\n      simple: ROUND_ROBIN\n    connectionPool:\n      tcp:\n        tcpKeepalive:\n          time: 30s\n          interval: 5s\n          probes: 3\n      http:\n        maxRequestsPerConnection: 2\n";
         let (_gw, addr, backends) = start(driver, policy);
-        // One client connection stays on one worker; round robin takes each backend in turn.
-        let mut c = Conn::open(addr);
-        for _ in 0..12 {
-            assert_eq!(c.get("/", "app.test").status, 200);
-        }
-        for b in &backends {
-            assert_eq!(b.count(), 4);
-            // Four requests, two per upstream connection.
-            assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 2, "{}", b.name);
-        }
+        // Four requests per backend, two per upstream connection.
+        assert_eq!(requests_and_connections(addr, &backends, 12), [(4, 2); 3]);
     }
 
     fn clusters_page_counts_each_endpoints_connections_and_requests(driver) {
@@ -243,15 +245,8 @@ both_drivers! {
     fn port_level_settings_override_the_clusters_field_by_field(driver) {
         let policy = "    loadBalancer:\n      simple: ROUND_ROBIN\n    connectionPool:\n      http:\n        maxRequestsPerConnection: 5\n    portLevelSettings:\n    - port:\n        number: 80\n      connectionPool:\n        http:\n          maxRequestsPerConnection: 1\n";
         let (_gw, addr, backends) = start(driver, policy);
-        let mut c = Conn::open(addr);
-        for _ in 0..6 {
-            assert_eq!(c.get("/", "app.test").status, 200);
-        }
-        for b in &backends {
-            // Round robin from the cluster level, one request per connection from the port's.
-            assert_eq!(b.count(), 2, "{}", b.name);
-            assert_eq!(b.connections.load(std::sync::atomic::Ordering::Relaxed), 2, "{}", b.name);
-        }
+        // Round robin from the cluster level, one request per connection from the port's.
+        assert_eq!(requests_and_connections(addr, &backends, 6), [(2, 2); 3]);
     }
 
     fn a_subsets_policy_overrides_the_clusters(driver) {

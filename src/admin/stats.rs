@@ -143,32 +143,37 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Sn
 /// A cluster's outlier detection samples, as Envoy names them.
 fn outlier_samples(name: &str, e: EjectionStats) -> Vec<Sample> {
     use Kind::{Counter as C, Gauge as G};
-    [
-        ("envoy_cluster_outlier_detection_ejections_active", "ejections_active", G, Value::Level(e.active as i64)),
+    let stats: &[NamedStat] = &[
+        (
+            "envoy_cluster_outlier_detection_ejections_active",
+            "outlier_detection.ejections_active",
+            G,
+            Value::Level(e.active as i64),
+        ),
         (
             "envoy_cluster_outlier_detection_ejections_enforced_total",
-            "ejections_enforced_total",
+            "outlier_detection.ejections_enforced_total",
             C,
             Value::Count(e.enforced_total),
         ),
-        ("envoy_cluster_outlier_detection_ejections_overflow", "ejections_overflow", C, Value::Count(e.overflow)),
-    ]
-    .into_iter()
-    .map(|(family, stat, kind, value)| {
-        Sample::new(family, kind, &format!("cluster.{name}.outlier_detection.{stat}"), value)
-            .label("envoy_cluster_name", name)
-    })
-    .collect()
+        (
+            "envoy_cluster_outlier_detection_ejections_overflow",
+            "outlier_detection.ejections_overflow",
+            C,
+            Value::Count(e.overflow),
+        ),
+    ];
+    named_samples("cluster", "envoy_cluster_name", name, stats)
 }
 
-/// `(family, stat suffix, kind, value)` of one TCP route or cluster sample.
-type L4Stat = (&'static str, &'static str, Kind, Value);
+/// `(family, stat suffix, kind, value)` of one sample of a named object (a TCP route, a cluster).
+type NamedStat = (&'static str, &'static str, Kind, Value);
 
 /// A TCP route's samples as Envoy's tcp_proxy names them (the route is the stat prefix), or a
 /// cluster's as Envoy's cluster stats do.
 fn l4_samples(kind: L4Kind, name: &str, t: &L4Totals) -> Vec<Sample> {
     use Kind::{Counter as C, Gauge as G};
-    let (prefix, label, stats): (&str, &str, &[L4Stat]) = match kind {
+    let (prefix, label, stats): (&str, &str, &[NamedStat]) = match kind {
         L4Kind::Route => (
             "tcp",
             "envoy_tcp_prefix",
@@ -193,6 +198,11 @@ fn l4_samples(kind: L4Kind, name: &str, t: &L4Totals) -> Vec<Sample> {
             ],
         ),
     };
+    named_samples(prefix, label, name, stats)
+}
+
+/// The samples of one named object (`PREFIX.NAME.STAT`, labelled `label="NAME"`).
+fn named_samples(prefix: &str, label: &'static str, name: &str, stats: &[NamedStat]) -> Vec<Sample> {
     stats
         .iter()
         .map(|&(family, stat, kind, value)| {

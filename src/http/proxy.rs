@@ -560,7 +560,6 @@ impl Session {
             // to the next retry.
             let retry_left = attempts_left && (retry_slot.is_some() || cl.retries.has_room(policy.max_retries));
             let try_once = Try {
-                addr,
                 endpoint: pick.endpoint,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
                 counters: &pick.counters,
@@ -616,7 +615,7 @@ impl Session {
     ) -> Result<Next, Failure> {
         let ctx = self.ctx.clone();
         let stats = &ctx.stats;
-        let mut conn = match ctx.upstream.pools.take(at.addr) {
+        let mut conn = match ctx.upstream.pools.take(at.addr()) {
             Some(c) => {
                 stats.upstream_cx_reused.inc();
                 c
@@ -1006,14 +1005,19 @@ fn buffered_body_len(rb: &ReadBuf, framing: BodyFraming, max: usize) -> Option<u
 /// One try of an exchange: where, with which limits, and (when a retry is left and the body
 /// is replayable) the policy whose statuses are retried instead of relayed.
 struct Try<'p> {
-    addr: SocketAddr,
-    /// Its index in the cluster, for outlier detection.
+    /// Its index in the cluster.
     endpoint: usize,
     retry_statuses: Option<&'p RetryPolicy>,
     /// The endpoint's counters on this worker, which a new connection keeps.
     counters: &'p Arc<EndpointCounters>,
     /// Its policy (timeouts, keepalive, `maxRequestsPerConnection`) and circuit breakers.
     cluster: &'p Cluster,
+}
+
+impl Try<'_> {
+    fn addr(&self) -> SocketAddr {
+        self.cluster.endpoints[self.endpoint].addr
+    }
 }
 
 /// Whether a try that failed with `err` (before any response byte reached the client) is
@@ -1079,7 +1083,7 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
             let deadline = Instant::now() + policy.connect_timeout;
             loop {
                 monoio::time::sleep(PENDING_POLL).await;
-                if let Some(conn) = ctx.upstream.pools.take(at.addr) {
+                if let Some(conn) = ctx.upstream.pools.take(at.addr()) {
                     ctx.stats.upstream_cx_reused.inc();
                     return Ok(conn);
                 }
@@ -1098,16 +1102,12 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
 }
 
 async fn connect(at: &Try<'_>, stats: &crate::admin::WorkerStats) -> Result<UpstreamConn, Failure> {
-    let addr = at.addr;
+    let addr = at.addr();
     let policy = &at.cluster.policy;
     match monoio::time::timeout(policy.connect_timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            if let Some(keepalive) = &policy.tcp_keepalive {
-                if let Err(e) = keepalive::apply(&stream, keepalive) {
-                    tracing::debug!(%addr, "tcp keepalive not set: {e}");
-                }
-            }
+            keepalive::configure(&stream, at.cluster);
             stats.upstream_cx_total.inc();
             at.cluster.observe(at.endpoint, Observation::Connected);
             Ok(UpstreamConn::new(stream, addr, at.counters.clone()))

@@ -63,11 +63,7 @@ async fn connect(addr: SocketAddr, cluster: &Cluster, stats: &L4Counters) -> Opt
         Ok(Ok(stream)) => {
             // Small writes (a database protocol's requests) must not wait for Nagle.
             let _ = stream.set_nodelay(true);
-            if let Some(keepalive) = &cluster.policy.tcp_keepalive {
-                if let Err(e) = crate::upstream::keepalive::apply(&stream, keepalive) {
-                    debug!(cluster = %cluster.name, %addr, "tcp keepalive not set: {e}");
-                }
-            }
+            crate::upstream::keepalive::configure(&stream, cluster);
             Some(stream)
         }
         Ok(Err(e)) => {

@@ -6,13 +6,28 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use monoio::net::TcpStream;
 use socket2::{SockRef, TcpKeepalive as Params};
 
-use crate::snapshot::TcpKeepalive;
+use crate::snapshot::{Cluster, TcpKeepalive};
+
+/// `f` on a socket2 view of `stream`, for the socket options and calls monoio does not offer.
+pub fn with_socket<R>(stream: &TcpStream, f: impl FnOnce(SockRef<'_>) -> R) -> R {
+    // SAFETY: the fd belongs to `stream`, which outlives this borrow; nothing here closes it.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    f(SockRef::from(&fd))
+}
+
+/// A new upstream connection of `cluster` gets its `tcpKeepalive`, if it has one; a failure
+/// is logged and the connection used anyway, as it would be without the setting.
+pub fn configure(stream: &TcpStream, cluster: &Cluster) {
+    if let Some(policy) = &cluster.policy.tcp_keepalive {
+        if let Err(e) = apply(stream, policy) {
+            tracing::debug!(cluster = %cluster.name, "tcp keepalive not set: {e}");
+        }
+    }
+}
 
 /// Turns on TCP keepalive with the policy's probes, time and interval; an unset field keeps
 /// the kernel's default (`net.ipv4.tcp_keepalive_*`), as Envoy does.
-pub fn apply(stream: &TcpStream, policy: &TcpKeepalive) -> io::Result<()> {
-    // SAFETY: the fd belongs to `stream`, which outlives this borrow; nothing here closes it.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+fn apply(stream: &TcpStream, policy: &TcpKeepalive) -> io::Result<()> {
     let mut params = Params::new();
     if let Some(time) = policy.time {
         params = params.with_time(time);
@@ -23,7 +38,7 @@ pub fn apply(stream: &TcpStream, policy: &TcpKeepalive) -> io::Result<()> {
     if let Some(probes) = policy.probes {
         params = params.with_retries(probes);
     }
-    SockRef::from(&fd).set_tcp_keepalive(&params)
+    with_socket(stream, |sock| sock.set_tcp_keepalive(&params))
 }
 
 #[cfg(test)]
@@ -31,7 +46,6 @@ mod tests {
     use std::time::Duration;
 
     use monoio::net::{TcpListener, TcpStream};
-    use socket2::SockRef;
 
     use super::*;
 
@@ -45,12 +59,11 @@ mod tests {
             interval: Some(Duration::from_secs(5)),
         };
         apply(&stream, &policy).unwrap();
-        // SAFETY: as in `apply`.
-        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-        let sock = SockRef::from(&fd);
-        assert!(sock.keepalive().unwrap());
-        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(30));
-        assert_eq!(sock.keepalive_interval().unwrap(), Duration::from_secs(5));
-        assert_eq!(sock.keepalive_retries().unwrap(), 4);
+        with_socket(&stream, |sock| {
+            assert!(sock.keepalive().unwrap());
+            assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(30));
+            assert_eq!(sock.keepalive_interval().unwrap(), Duration::from_secs(5));
+            assert_eq!(sock.keepalive_retries().unwrap(), 4);
+        });
     }
 }

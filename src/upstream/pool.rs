@@ -3,13 +3,12 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
-use socket2::SockRef;
 
 use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
@@ -66,9 +65,7 @@ impl UpstreamConn {
     /// A second handle on the socket, to wait for it to turn readable (the upstream answering
     /// or closing) while this one is busy writing a request body.
     pub fn watcher(&self) -> io::Result<TcpStream> {
-        // SAFETY: the fd belongs to `self.stream`, alive for this borrow; it is only duplicated.
-        let fd = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
-        TcpStream::from_std(SockRef::from(&fd).try_clone()?.into())
+        TcpStream::from_std(super::keepalive::with_socket(&self.stream, |sock| sock.try_clone())?.into())
     }
 }
 
