@@ -13,6 +13,9 @@ mod reload;
 mod shared;
 mod signals;
 
+/// `strait-bench serve` listens as the workers do.
+pub use ports::listen;
+
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Sender};
 use std::time::Duration;

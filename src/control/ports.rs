@@ -104,7 +104,7 @@ impl Ports {
 
 /// One listening socket of a SO_REUSEPORT group: the kernel spreads connections over the
 /// workers' sockets, so no worker ever accepts for another.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;

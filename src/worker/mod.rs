@@ -4,7 +4,7 @@
 
 mod accept;
 mod ctx;
-mod driver;
+pub mod driver;
 mod follow;
 
 use std::io;

@@ -1,0 +1,46 @@
+//! `strait-bench`: the load generator, backend and side-by-side scenario runner that ship with
+//! Strait. Thread-per-core on monoio, like the proxy it measures, so it is never the bottleneck.
+//!
+//! Layout: `cli` (the command line) → `runner` (pinned threads, one monoio runtime each, a
+//! bounded run and a live progress line) → the load modes `http` (closed and open loop),
+//! `tcp` (throughput and echo latency) and `tls` (handshakes and HTTPS requests), each filling
+//! per-thread `stats::Recorder`s that `report` merges into one table or JSON document;
+//! `serve` is the built-in backend; `scenario` starts backend, Strait and peers and compares
+//! them.
+
+mod cli;
+mod connect;
+mod error;
+mod http;
+mod report;
+mod runner;
+mod scenario;
+mod serve;
+mod stats;
+mod tcp;
+mod tls;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Http(args) => http::run(&args).map(|r| r.print(args.load.out.json)),
+        cli::Command::Tcp(args) => tcp::run(&args).map(|r| r.print(args.load.out.json)),
+        cli::Command::Tls(args) => tls::run(&args).map(|r| r.print(args.load.out.json)),
+        cli::Command::Serve(args) => serve::run(&args),
+        cli::Command::Scenario(args) => scenario::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strait-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The end of a run: merged measurements as a human table or one JSON document (the form
+//! `scenario` reads back from the load processes it starts).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{ErrorKind, Recorder};
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// One run's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// `http`, `http-open-loop`, `tcp-throughput`, `tcp-echo`, `tls-full`, `tls-resumed`,
+    /// `tls-requests`.
+    pub mode: String,
+    pub target: String,
+    pub connections: usize,
+    pub threads: usize,
+    /// The open loop's target rate, per second.
+    pub rate: Option<f64>,
+    /// The measured part's length.
+    pub seconds: f64,
+    /// Requests, handshakes or echoes that completed (whatever their status).
+    pub operations: u64,
+    pub operations_per_second: f64,
+    pub bytes: u64,
+    pub bytes_per_second: f64,
+    /// Failures by kind (only kinds that happened).
+    pub errors: BTreeMap<String, u64>,
+    /// HTTP answers by class: `2xx`, `5xx`, `other`.
+    pub statuses: BTreeMap<String, u64>,
+    /// Absent when no operation completed (or none is timed, as in TCP throughput).
+    pub latency_us: Option<Latency>,
+    /// TLS handshake modes: how many of the operations resumed a session (the rest were full).
+    #[serde(default)]
+    pub resumed: Option<u64>,
+}
+
+impl Report {
+    pub fn new(
+        mode: &str,
+        target: &str,
+        connections: usize,
+        threads: usize,
+        rec: &Recorder,
+        elapsed: Duration,
+    ) -> Self {
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        let h = &rec.latency;
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let latency = (!h.is_empty()).then(|| Latency {
+            p50: us(h.value_at_quantile(0.5)),
+            p90: us(h.value_at_quantile(0.9)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+            mean: h.mean() / 1000.0,
+        });
+        let errors = ErrorKind::ALL
+            .iter()
+            .filter(|k| rec.errors[**k as usize] > 0)
+            .map(|k| (k.name().to_string(), rec.errors[*k as usize]))
+            .collect();
+        let statuses = rec
+            .statuses
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(class, n)| (if class == 0 { "other".to_string() } else { format!("{class}xx") }, *n))
+            .collect();
+        Report {
+            mode: mode.to_string(),
+            target: target.to_string(),
+            connections,
+            threads,
+            rate: None,
+            seconds,
+            operations: rec.operations,
+            operations_per_second: rec.operations as f64 / seconds,
+            bytes: rec.bytes,
+            bytes_per_second: rec.bytes as f64 / seconds,
+            errors,
+            statuses,
+            latency_us: latency,
+            resumed: None,
+        }
+    }
+
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string(self).expect("a report serializes"));
+        } else {
+            print!("{}", self.table());
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{} {} · {} connections · {} threads · {:.2} s{}\n",
+            self.mode,
+            self.target,
+            self.connections,
+            self.threads,
+            self.seconds,
+            self.rate.map(|r| format!(" · open loop at {r:.0}/s")).unwrap_or_default(),
+        );
+        out += &format!("  operations  {:>12}  {:>12.1}/s\n", self.operations, self.operations_per_second);
+        out += &format!(
+            "  bytes       {:>12}  {:>12}/s  ({:.2} Gbit/s)\n",
+            self.bytes,
+            human_bytes(self.bytes_per_second),
+            self.bytes_per_second * 8.0 / 1e9
+        );
+        if let Some(l) = &self.latency_us {
+            out += &format!(
+                "  latency     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {}\n",
+                human_us(l.p50),
+                human_us(l.p90),
+                human_us(l.p99),
+                human_us(l.p999),
+                human_us(l.max),
+                human_us(l.mean)
+            );
+        }
+        if let Some(resumed) = self.resumed {
+            out += &format!("  handshakes  {resumed} resumed, {} full\n", self.operations.saturating_sub(resumed));
+        }
+        if !self.statuses.is_empty() {
+            out += &format!("  statuses    {}\n", pairs(&self.statuses));
+        }
+        out += &format!(
+            "  errors      {}\n",
+            if self.errors.is_empty() { "none".to_string() } else { pairs(&self.errors) }
+        );
+        out
+    }
+}
+
+fn pairs(m: &BTreeMap<String, u64>) -> String {
+    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// 1.5 KiB, 12.3 MiB, 2.1 GiB.
+pub fn human_bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// 87µs, 1.25ms, 1.002s.
+pub fn human_us(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.0}µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2}ms", us / 1000.0)
+    } else {
+        format!("{:.3}s", us / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn report_from_a_recorder_round_trips_as_json() {
+        let mut rec = Recorder::empty();
+        let now = Instant::now();
+        for _ in 0..99 {
+            rec.record(now, Duration::from_micros(100));
+            rec.status(now, 200);
+        }
+        rec.record(now, Duration::from_millis(50));
+        rec.status(now, 502);
+        rec.error(now, ErrorKind::Status);
+        rec.bytes(now, 2048);
+        let r = Report::new("http", "http://127.0.0.1:1/", 4, 1, &rec, Duration::from_secs(2));
+        assert_eq!(r.operations_per_second, 50.0);
+        assert_eq!(r.bytes_per_second, 1024.0);
+        assert_eq!(r.errors.get("status"), Some(&1));
+        assert_eq!(r.statuses.get("5xx"), Some(&1));
+        let l = r.latency_us.as_ref().unwrap();
+        assert!((99.0..=101.0).contains(&l.p50), "{l:?}");
+        assert!(l.max >= 49_900.0, "{l:?}");
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.latency_us, r.latency_us);
+        assert!(r.table().contains("errors      status 1"));
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(human_us(87.4), "87µs");
+        assert_eq!(human_us(1250.0), "1.25ms");
+        assert_eq!(human_us(1_002_000.0), "1.002s");
+    }
+}

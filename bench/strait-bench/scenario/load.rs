@@ -1,0 +1,164 @@
+//! One load run: `strait-bench http|tcp|tls … --json` as a subprocess on the load CPUs,
+//! bounded in time, its report read back.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::model::Mode;
+use super::peers::{cpu_list, pin};
+use crate::cli::Cpus;
+use crate::report::Report;
+
+/// A load process gets this long past its duration to connect, finish and report.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// How often the proxy's memory is sampled while a load runs.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+
+/// What every load run of a scenario shares.
+pub struct Plan {
+    pub exe: PathBuf,
+    pub mode: Mode,
+    pub threads: usize,
+    pub timeout: Duration,
+    pub cpus: Cpus,
+    pub path: String,
+    /// Extra request headers, the virtual host's `Host` among them.
+    pub headers: Vec<String>,
+    pub pipeline: Option<usize>,
+    pub size: Option<usize>,
+}
+
+impl Plan {
+    /// The arguments of one run against `addr`.
+    pub fn args(&self, addr: SocketAddr, connections: usize, duration: Duration, rate: Option<f64>) -> Vec<String> {
+        let mut args: Vec<String> = match self.mode {
+            Mode::Http => vec!["http".into(), format!("http://{addr}{}", self.path)],
+            Mode::TcpThroughput | Mode::TcpEcho => {
+                let mode = if self.mode == Mode::TcpEcho { "echo" } else { "throughput" };
+                vec!["tcp".into(), addr.to_string(), "--mode".into(), mode.into()]
+            }
+            Mode::TlsFull | Mode::TlsResumed | Mode::TlsRequests => {
+                let mode = self.mode.name().trim_start_matches("tls-");
+                vec!["tls".into(), format!("https://{addr}{}", self.path), "--mode".into(), mode.into(), "-k".into()]
+            }
+        };
+        if let Some(p) = self.pipeline {
+            args.extend(["--pipeline".into(), p.to_string()]);
+        }
+        if let Some(s) = self.size {
+            args.extend(["--size".into(), s.to_string()]);
+        }
+        if let Some(r) = rate {
+            args.extend(["-R".into(), format!("{:.0}", r.max(1.0))]);
+        }
+        for h in &self.headers {
+            args.extend(["-H".into(), h.clone()]);
+        }
+        args.extend([
+            "-c".into(),
+            connections.to_string(),
+            "-t".into(),
+            self.threads.to_string(),
+            "-d".into(),
+            humantime::format_duration(duration).to_string(),
+            "--timeout".into(),
+            humantime::format_duration(self.timeout).to_string(),
+            "--cpus".into(),
+            cpu_list(&self.cpus),
+            "--json".into(),
+            "--quiet".into(),
+        ]);
+        args
+    }
+
+    /// Runs the load with `args` (of `duration`), calling `sample` every half second while it
+    /// runs, and reads its report.
+    pub fn run(&self, args: &[String], duration: Duration, mut sample: impl FnMut()) -> Result<Report, String> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        pin(&mut cmd, &self.cpus);
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start the load: {e}"))?;
+        let start = Instant::now();
+        let limit = duration + GRACE;
+        let mut next_sample = start + SAMPLE_EVERY;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(e) => return Err(format!("waiting for the load: {e}")),
+            }
+            let now = Instant::now();
+            if now > start + limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the load ran past {limit:?} and was stopped"));
+            }
+            if now >= next_sample {
+                sample();
+                next_sample = now + SAMPLE_EVERY;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().map_err(|e| format!("reading the load's report: {e}"))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+            return Err(format!("the load {}: {}", out.status, last.trim()));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("the load's report is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(mode: Mode) -> Plan {
+        Plan {
+            exe: PathBuf::from("strait-bench"),
+            mode,
+            threads: 1,
+            timeout: Duration::from_secs(5),
+            cpus: Cpus(vec![1]),
+            path: "/".into(),
+            headers: Vec::new(),
+            pipeline: None,
+            size: None,
+        }
+    }
+
+    #[test]
+    fn arguments_per_mode() {
+        let addr: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let d = Duration::from_secs(2);
+        let mut http = plan(Mode::Http);
+        http.headers = vec!["Host: vs-9.bench.local".into()];
+        assert_eq!(
+            http.args(addr, 64, d, Some(15_000.4)).join(" "),
+            "http http://127.0.0.1:9000/ -R 15000 -H Host: vs-9.bench.local -c 64 -t 1 -d 2s --timeout 5s --cpus 1 \
+             --json --quiet"
+        );
+        let mut tcp = plan(Mode::TcpThroughput);
+        tcp.size = Some(65536);
+        assert!(tcp
+            .args(addr, 1, d, None)
+            .join(" ")
+            .starts_with("tcp 127.0.0.1:9000 --mode throughput --size 65536 -c 1"));
+        let tls = plan(Mode::TlsFull).args(addr, 16, Duration::from_millis(1500), None).join(" ");
+        assert!(tls.starts_with("tls https://127.0.0.1:9000/ --mode full -k -c 16 -t 1 -d 1s 500ms"), "{tls}");
+    }
+
+    #[test]
+    fn a_failing_load_says_why() {
+        let mut p = plan(Mode::Http);
+        p.exe = PathBuf::from("sh");
+        p.cpus = Cpus(vec![0]);
+        let args = ["-c".to_string(), "echo 'bad url' >&2; exit 2".to_string()];
+        let err = p.run(&args, Duration::from_secs(1), || {}).unwrap_err();
+        assert_eq!(err, "the load exit status: 2: bad url");
+    }
+}

@@ -1,0 +1,68 @@
+//! End-to-end tests of `strait-bench`: the real binary, run as users run it, against its own
+//! built-in backend (or a backend the test starts) on 127.0.0.1.
+
+mod http;
+mod scenario;
+mod serve;
+mod tls;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `strait-bench` binary cargo built for these tests.
+pub fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_strait-bench"))
+}
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `strait-bench ARGS --json --quiet` and parses its report.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let out: Output = bench().args(args).args(["--json", "--quiet"]).output().expect("strait-bench runs");
+    assert!(out.status.success(), "strait-bench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A `strait-bench serve …` process, killed when dropped.
+pub struct Served {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Served {
+    /// Starts `strait-bench serve KIND ARGS… --listen 127.0.0.1:PORT` and waits until it accepts.
+    pub fn start(args: &[&str]) -> Served {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = bench()
+            .arg("serve")
+            .args(args)
+            .args(["--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("strait-bench serve starts");
+        let served = Served { addr, child };
+        wait_listening(addr);
+        served
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to 10 s for something to accept on `addr`.
+pub fn wait_listening(addr: SocketAddr) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < until, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
