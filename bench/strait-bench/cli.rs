@@ -35,7 +35,7 @@ pub struct LoadArgs {
     /// Open connections (streams for TCP throughput), spread evenly over the threads.
     #[arg(short = 'c', long, default_value_t = 64)]
     pub connections: usize,
-    /// Load threads, each a pinned monoio runtime.
+    /// Load threads, each its own monoio runtime (pinned with --cpus).
     #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,
     /// How long to run, e.g. 10s, 500ms, 1m.
