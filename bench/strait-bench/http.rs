@@ -30,7 +30,7 @@ use crate::cli::HttpArgs;
 use crate::connect::{Connect, Tcp};
 use crate::error::BenchError;
 use crate::report::Report;
-use crate::runner::{self, Thread};
+use crate::runner::{self, Backoff, Thread};
 use crate::stats::{ErrorKind, Recorder};
 use decode::{Answer, Decoder};
 use pacer::Pacer;
@@ -38,10 +38,6 @@ use pacer::Pacer;
 /// A connection's read buffer. Bodies pass through it without being kept, so only a response
 /// head (or chunk-size line) has to fit.
 const READ_BUF: usize = 64 * 1024;
-/// After a failure a connection waits this long before reconnecting, doubling up to the cap
-/// while failures go on, so a dead target costs little and the errors stay countable.
-const BACKOFF_MIN: Duration = Duration::from_millis(1);
-const BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// `strait-bench http URL`: plain-TCP HTTP/1.1 load.
 pub fn run(args: &HttpArgs) -> Result<Report, BenchError> {
@@ -266,7 +262,7 @@ async fn connection<C: Connect>(shared: Rc<Shared>, connector: C, index: usize) 
         decoder: Decoder::new(shared.plan.head),
         buf: Vec::new(),
         pos: 0,
-        backoff: BACKOFF_MIN,
+        backoff: Backoff::new(),
     };
     loop {
         let end = match within(timer.as_mut(), Instant::now() + shared.plan.timeout, run_end, connector.connect()).await
@@ -286,12 +282,10 @@ async fn connection<C: Connect>(shared: Rc<Shared>, connector: C, index: usize) 
             End::Done => return,
             End::Reconnect => {}
             End::Failed => {
-                let pause =
-                    within(timer.as_mut(), Instant::now() + conn.backoff, run_end, std::future::pending::<()>());
-                if let Waited::RunOver = pause.await {
+                let pause = Instant::now() + conn.backoff.next();
+                if let Waited::RunOver = within(timer.as_mut(), pause, run_end, std::future::pending::<()>()).await {
                     return;
                 }
-                conn.backoff = (conn.backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
@@ -307,8 +301,8 @@ struct Conn {
     buf: Vec<u8>,
     /// How much of `buf` is decoded.
     pos: usize,
-    /// The next pause after a failure; back to the least once an answer comes.
-    backoff: Duration,
+    /// Reset once an answer comes.
+    backoff: Backoff,
 }
 
 impl Conn {
@@ -422,13 +416,8 @@ impl Conn {
 
     /// One answer, whole at `at`, to a request whose latency runs from `from`.
     fn answered(&mut self, shared: &Shared, answer: Answer, from: Instant, at: Instant) {
-        let mut rec = shared.rec.borrow_mut();
-        rec.record(at, at.saturating_duration_since(from));
-        rec.status(at, answer.status);
-        if !(200..400).contains(&answer.status) {
-            rec.error(at, ErrorKind::Status);
-        }
-        self.backoff = BACKOFF_MIN;
+        shared.rec.borrow_mut().answer(at, at.saturating_duration_since(from), answer.status);
+        self.backoff.reset();
     }
 }
 

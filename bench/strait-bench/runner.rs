@@ -44,6 +44,40 @@ impl Thread {
     }
 }
 
+/// The pause before a connection's next try after a failure: from 1 ms, doubling up to 100 ms
+/// while failures go on, back to 1 ms after a success. A dead target is probed, not hammered,
+/// and its errors stay countable.
+#[derive(Debug)]
+pub struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(1);
+    const MOST: Duration = Duration::from_millis(100);
+
+    pub fn new() -> Self {
+        Backoff(Self::FIRST)
+    }
+
+    pub fn reset(&mut self) {
+        self.0 = Self::FIRST;
+    }
+
+    /// This pause; the next one doubles.
+    pub fn next(&mut self) -> Duration {
+        let pause = self.0;
+        self.0 = (pause * 2).min(Self::MOST);
+        pause
+    }
+}
+
+impl Thread {
+    /// Sleeps out the back-off, never past the run's deadline.
+    pub async fn pause(&self, backoff: &mut Backoff) {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        monoio::time::sleep(backoff.next().min(left)).await;
+    }
+}
+
 /// Splits `total` as evenly as possible over `parts`.
 pub fn share(total: u64, parts: usize, index: usize) -> u64 {
     let parts = parts as u64;
@@ -170,6 +204,15 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let pauses: Vec<u64> = (0..9).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 64, 100, 100]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(1));
+    }
 
     #[test]
     fn shares_add_up_and_differ_by_one() {

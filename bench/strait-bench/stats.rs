@@ -108,6 +108,16 @@ impl Recorder {
         }
     }
 
+    /// A whole HTTP answer: its latency, its status class, and a `Status` error outside 2xx and
+    /// 3xx (as wrk counts them).
+    pub fn answer(&mut self, now: Instant, latency: Duration, status: u16) {
+        self.record(now, latency);
+        self.status(now, status);
+        if !(200..400).contains(&status) {
+            self.error(now, ErrorKind::Status);
+        }
+    }
+
     /// An HTTP answer's status, counted by class.
     pub fn status(&mut self, now: Instant, status: u16) {
         if self.measuring(now) {

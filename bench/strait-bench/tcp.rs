@@ -19,13 +19,8 @@ use crate::cli::{TcpArgs, TcpMode};
 use crate::connect;
 use crate::error::BenchError;
 use crate::report::Report;
-use crate::runner::{self, Thread};
+use crate::runner::{self, Backoff, Thread};
 use crate::stats::{ErrorKind, Recorder};
-
-/// The first pause before reconnecting after a failure; it doubles up to `BACKOFF_MAX` while
-/// failures repeat, so a dead port is probed, not hammered.
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_millis(320);
 
 pub fn run(args: &TcpArgs) -> Result<Report, BenchError> {
     let size = args.size();
@@ -80,7 +75,7 @@ enum End {
 /// One connection slot: connects, runs the mode until the run ends or the connection fails,
 /// and connects again after a failure.
 async fn connection(thread: Rc<Thread>, rec: Rc<RefCell<Recorder>>, target: Target, payload: Rc<Vec<u8>>) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new();
     loop {
         let left = thread.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -88,7 +83,7 @@ async fn connection(thread: Rc<Thread>, rec: Rc<RefCell<Recorder>>, target: Targ
         }
         let end = match connect::tcp(target.addr, target.timeout.min(left)).await {
             Ok(mut stream) => {
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 match target.mode {
                     TcpMode::Throughput => push(&mut stream, &thread, &rec, target, &payload).await,
                     TcpMode::Echo => echo(&mut stream, &thread, &rec, target, &payload).await,
@@ -102,9 +97,7 @@ async fn connection(thread: Rc<Thread>, rec: Rc<RefCell<Recorder>>, target: Targ
             End::RunOver => return,
             End::Failed(kind) => rec.borrow_mut().error(Instant::now(), kind),
         }
-        let left = thread.deadline.saturating_duration_since(Instant::now());
-        monoio::time::sleep(backoff.min(left)).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        thread.pause(&mut backoff).await;
     }
 }
 

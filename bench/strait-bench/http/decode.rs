@@ -4,6 +4,8 @@
 
 use std::cmp::min;
 
+use strait::http::codec::ChunkedDecoder;
+
 use crate::stats::ErrorKind;
 
 /// Response heads with more header lines than this are refused as unparseable.
@@ -17,15 +19,12 @@ pub struct Answer {
     pub close: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum State {
     Head,
     Length(u64),
-    ChunkSize,
-    ChunkData(u64),
-    /// The CRLF that ends a chunk's data.
-    ChunkEnd,
-    Trailers,
+    /// Strait's own scanner, in pass-through mode: it walks a whole read at once.
+    Chunked(ChunkedDecoder),
     /// No length given: the body runs until the server closes.
     UntilClose,
 }
@@ -58,7 +57,7 @@ impl Decoder {
                     Head::Interim(n) => used += n,
                     Head::Final(n) => {
                         used += n;
-                        if self.state == State::Head {
+                        if matches!(self.state, State::Head) {
                             return Ok((used, Some(self.finish())));
                         }
                     }
@@ -72,41 +71,10 @@ impl Decoder {
                     }
                     return Ok((used, Some(self.finish())));
                 }
-                State::ChunkData(left) => {
-                    let n = min(left, rest.len() as u64);
-                    used += n as usize;
-                    if n < left {
-                        self.state = State::ChunkData(left - n);
-                        return Ok((used, None));
-                    }
-                    self.state = State::ChunkEnd;
-                }
-                State::ChunkSize => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((n, size))) => {
-                        used += n;
-                        self.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
-                    }
-                    Ok(httparse::Status::Partial) => return Ok((used, None)),
-                    Err(_) => return Err(ErrorKind::Parse),
-                },
-                State::ChunkEnd => match rest {
-                    [b'\r', b'\n', ..] => {
-                        used += 2;
-                        self.state = State::ChunkSize;
-                    }
-                    [] | [b'\r'] => return Ok((used, None)),
-                    _ => return Err(ErrorKind::Parse),
-                },
-                State::Trailers => {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    match httparse::parse_headers(rest, &mut headers) {
-                        Ok(httparse::Status::Complete((n, _))) => {
-                            used += n;
-                            return Ok((used, Some(self.finish())));
-                        }
-                        Ok(httparse::Status::Partial) => return Ok((used, None)),
-                        Err(_) => return Err(ErrorKind::Parse),
-                    }
+                State::Chunked(ref mut dec) => {
+                    let progress = dec.feed(rest).map_err(|_| ErrorKind::Parse)?;
+                    used += progress.consumed;
+                    return Ok((used, progress.done.then(|| self.finish())));
                 }
                 State::UntilClose => return Ok((buf.len(), None)),
             }
@@ -116,7 +84,7 @@ impl Decoder {
     /// The server closed: the answer whose body ran until the close is whole; any other
     /// answer in progress is not.
     pub fn eof(&mut self) -> Option<Answer> {
-        (self.state == State::UntilClose).then(|| self.finish())
+        matches!(self.state, State::UntilClose).then(|| self.finish())
     }
 
     fn finish(&mut self) -> Answer {
@@ -167,14 +135,14 @@ impl Decoder {
             State::Head
         } else {
             match (chunked, length) {
-                (Some(true), _) => State::ChunkSize,
+                (Some(true), _) => State::Chunked(ChunkedDecoder::new()),
                 (Some(false), _) | (None, None) => State::UntilClose,
                 (None, Some(0)) => State::Head,
                 (None, Some(n)) => State::Length(n),
             }
         };
         // After 101 the connection speaks something else, and an until-close body ends it.
-        close |= status == 101 || self.state == State::UntilClose;
+        close |= status == 101 || matches!(self.state, State::UntilClose);
         self.answer = Answer { status, close };
         Ok(Head::Final(n))
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use strait::buf::ReadBuf;
+use strait::http::codec::ChunkedDecoder;
 
 /// A request head, chunk-size line or trailer line longer than this is refused: no client the
 /// backend serves sends one, and the read buffer must not grow without bound.
@@ -204,69 +205,6 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
 }
 
-/// Where a chunked body's decoding stands between reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunked {
-    /// At a chunk-size line.
-    Size,
-    /// Inside a chunk's data, this many bytes to go.
-    Data(u64),
-    /// At the CRLF after a chunk's data.
-    DataEnd,
-    /// Past the last chunk: at a trailer field or the empty line that ends the body.
-    Trailer,
-}
-
-/// What one step through the buffered bytes found.
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    /// The next piece is not all here yet.
-    More,
-    /// This many bytes of framing to drop.
-    Framing(usize),
-    /// The next this many bytes are body data.
-    Data(usize),
-    /// The body ends with this many bytes of framing.
-    End(usize),
-}
-
-impl Chunked {
-    fn step(&mut self, buf: &[u8]) -> Result<Step, BadRequest> {
-        let more = || if buf.len() > MAX_LINE { Err(BadRequest) } else { Ok(Step::More) };
-        match *self {
-            // httparse reads an empty size as 0: a size needs a digit.
-            Chunked::Size if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => Err(BadRequest),
-            Chunked::Size => match httparse::parse_chunk_size(buf) {
-                Ok(httparse::Status::Complete((n, size))) => {
-                    *self = if size == 0 { Chunked::Trailer } else { Chunked::Data(size) };
-                    Ok(Step::Framing(n))
-                }
-                Ok(httparse::Status::Partial) => more(),
-                Err(_) => Err(BadRequest),
-            },
-            Chunked::Data(_) if buf.is_empty() => Ok(Step::More),
-            Chunked::Data(left) => {
-                let n = left.min(buf.len() as u64);
-                *self = if n == left { Chunked::DataEnd } else { Chunked::Data(left - n) };
-                Ok(Step::Data(n as usize))
-            }
-            Chunked::DataEnd => match buf {
-                [b'\r', b'\n', ..] => {
-                    *self = Chunked::Size;
-                    Ok(Step::Framing(2))
-                }
-                [] | [b'\r'] => Ok(Step::More),
-                _ => Err(BadRequest),
-            },
-            Chunked::Trailer => match buf.windows(2).position(|w| w == b"\r\n") {
-                Some(0) => Ok(Step::End(2)),
-                Some(i) => Ok(Step::Framing(i + 2)),
-                None => more(),
-            },
-        }
-    }
-}
-
 /// Serves HTTP/1.1 on `stream` until the client closes, asks to close, errs or sends what
 /// cannot be framed.
 pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(stream: S, server: Rc<Server>) {
@@ -307,7 +245,7 @@ struct Request {
 enum Body {
     /// Bytes to go.
     Length(u64),
-    Chunked(Chunked),
+    Chunked(ChunkedDecoder),
 }
 
 #[derive(PartialEq, Eq)]
@@ -367,7 +305,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
                                 self.state = State::Body(req, Body::Length(len));
                             }
                         }
-                        Framing::Chunked => self.state = State::Body(req, Body::Chunked(Chunked::Size)),
+                        Framing::Chunked => {
+                            // Only an echo needs the data spans; a sink walks each read in one go.
+                            let dec = if self.server.echo { ChunkedDecoder::decoding() } else { ChunkedDecoder::new() };
+                            self.state = State::Body(req, Body::Chunked(dec));
+                        }
                     }
                 }
                 State::Body(req, Body::Length(left)) => {
@@ -386,37 +328,34 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
                         return Ok(Flow::Close);
                     }
                 }
-                State::Body(req, Body::Chunked(mut chunked)) => match chunked.step(self.rb.data()) {
-                    Ok(Step::More) => {
+                State::Body(req, Body::Chunked(mut chunked)) => {
+                    let Ok(progress) = chunked.feed(self.rb.data()) else {
+                        return Ok(self.bad_request());
+                    };
+                    if let Some(span) = progress.data.clone().filter(|_| self.server.echo) {
+                        self.echoed.extend_from_slice(&self.rb.data()[span]);
+                    }
+                    self.rb.consume(progress.consumed);
+                    if !progress.done {
+                        // Without a data span, every buffered byte was walked: read more.
+                        let read = progress.data.is_none();
                         self.state = State::Body(req, Body::Chunked(chunked));
-                        return Ok(Flow::Read);
-                    }
-                    Ok(Step::Framing(n)) => {
-                        self.rb.consume(n);
-                        self.state = State::Body(req, Body::Chunked(chunked));
-                    }
-                    Ok(Step::Data(n)) => {
-                        if self.server.echo {
-                            self.echoed.extend_from_slice(&self.rb.data()[..n]);
+                        if read {
+                            return Ok(Flow::Read);
                         }
-                        self.rb.consume(n);
-                        self.state = State::Body(req, Body::Chunked(chunked));
+                        continue;
                     }
-                    Ok(Step::End(n)) => {
-                        self.rb.consume(n);
-                        if self.server.echo {
-                            self.echo_head(req, self.echoed.len() as u64);
-                            if !req.no_body {
-                                self.out.extend_from_slice(&self.echoed);
-                            }
-                            self.echoed.clear();
+                    if self.server.echo {
+                        self.echo_head(req, self.echoed.len() as u64);
+                        if !req.no_body {
+                            self.out.extend_from_slice(&self.echoed);
                         }
-                        if self.answered(req).await? == Flow::Close {
-                            return Ok(Flow::Close);
-                        }
+                        self.echoed.clear();
                     }
-                    Err(BadRequest) => return Ok(self.bad_request()),
-                },
+                    if self.answered(req).await? == Flow::Close {
+                        return Ok(Flow::Close);
+                    }
+                }
             }
         }
     }

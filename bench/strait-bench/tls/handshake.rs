@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use monoio::buf::IoBufMut;
@@ -16,14 +16,8 @@ use rustls::HandshakeKind;
 use super::client::Tls;
 use crate::connect::Connect;
 use crate::http::decode::Decoder;
-use crate::runner::Thread;
+use crate::runner::{Backoff, Thread};
 use crate::stats::{ErrorKind, Recorder};
-
-/// After a failure a connection waits before its next operation, doubling up to the cap while
-/// failures go on (never past the deadline), so a dead or misconfigured target costs little
-/// and the errors stay countable; as the HTTP load does.
-const BACKOFF_MIN: Duration = Duration::from_millis(1);
-const BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// An answer's head must fit in this; the body is counted, not kept.
 const MAX_HEAD: usize = 64 * 1024;
@@ -70,7 +64,7 @@ async fn connection(s: Rc<Shared>) {
     let tls = if s.resume { s.tls.with_own_sessions() } else { s.tls.clone() };
     // Whether a handshake completed, so the store holds a session to resume.
     let mut had_session = false;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new();
     loop {
         let start = Instant::now();
         if !s.thread.start_one(start) {
@@ -79,15 +73,11 @@ async fn connection(s: Rc<Shared>) {
         let result = monoio::time::timeout(tls.timeout, once(&tls, s.request.clone())).await;
         match result.unwrap_or(Err(ErrorKind::Timeout)) {
             Ok(done) => {
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 let at = done.at;
                 let mut rec = s.rec.borrow_mut();
-                rec.record(at, at - start);
-                rec.status(at, done.status);
+                rec.answer(at, at - start, done.status);
                 rec.bytes(at, done.bytes);
-                if !(200..400).contains(&done.status) {
-                    rec.error(at, ErrorKind::Status);
-                }
                 if at >= s.thread.measure_from {
                     match done.resumed {
                         true => s.resumed.set(s.resumed.get() + 1),
@@ -98,10 +88,8 @@ async fn connection(s: Rc<Shared>) {
                 had_session = true;
             }
             Err(kind) => {
-                let now = Instant::now();
-                s.rec.borrow_mut().error(now, kind);
-                monoio::time::sleep(backoff.min(s.thread.deadline.saturating_duration_since(now))).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                s.rec.borrow_mut().error(Instant::now(), kind);
+                s.thread.pause(&mut backoff).await;
             }
         }
     }

@@ -40,19 +40,22 @@ fn partial_and_bad_heads() {
 /// Decodes `wire` fed `piece` bytes at a time, as reads may split it: the data, and the bytes
 /// left after the body.
 fn decode(wire: &[u8], piece: usize) -> Result<(Vec<u8>, usize), BadRequest> {
-    let mut state = Chunked::Size;
+    let mut dec = ChunkedDecoder::decoding();
     let (mut buffered, mut fed, mut data) = (Vec::new(), 0, Vec::new());
     loop {
-        match state.step(&buffered)? {
-            Step::More => {
-                assert!(fed < wire.len(), "the body never ended");
-                let n = piece.min(wire.len() - fed);
-                buffered.extend_from_slice(&wire[fed..fed + n]);
-                fed += n;
-            }
-            Step::Framing(n) => drop(buffered.drain(..n)),
-            Step::Data(n) => data.extend(buffered.drain(..n)),
-            Step::End(n) => return Ok((data, buffered.len() - n + wire.len() - fed)),
+        let progress = dec.feed(&buffered).map_err(|_| BadRequest)?;
+        if let Some(span) = progress.data.clone() {
+            data.extend_from_slice(&buffered[span]);
+        }
+        buffered.drain(..progress.consumed);
+        if progress.done {
+            return Ok((data, buffered.len() + wire.len() - fed));
+        }
+        if progress.data.is_none() {
+            assert!(fed < wire.len(), "the body never ended");
+            let n = piece.min(wire.len() - fed);
+            buffered.extend_from_slice(&wire[fed..fed + n]);
+            fed += n;
         }
     }
 }
