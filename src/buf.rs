@@ -3,7 +3,7 @@
 use std::io;
 
 use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, CancelHandle, CancelableAsyncReadRent};
+use monoio::io::AsyncReadRent;
 
 /// Bytes read but not yet consumed are `buf[start..]`; reads append into spare capacity, so a
 /// connection reuses one allocation for its whole life.
@@ -45,20 +45,6 @@ impl ReadBuf {
     pub async fn fill<S: AsyncReadRent>(&mut self, stream: &mut S, min_room: usize) -> io::Result<usize> {
         let spare = self.spare(min_room);
         let (res, spare) = stream.read(spare).await;
-        self.buf = spare.into_inner();
-        res
-    }
-
-    /// [`ReadBuf::fill`], failing with `ECANCELED` once `cancel` fires (a keep-alive wait cut
-    /// short by draining).
-    pub async fn fill_cancelable<S: CancelableAsyncReadRent>(
-        &mut self,
-        stream: &mut S,
-        min_room: usize,
-        cancel: CancelHandle,
-    ) -> io::Result<usize> {
-        let spare = self.spare(min_room);
-        let (res, spare) = stream.cancelable_read(spare, cancel).await;
         self.buf = spare.into_inner();
         res
     }

@@ -99,6 +99,10 @@ pub struct LimitArgs {
     /// for its first request (slowloris' bound) [default: 60s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub request_headers_timeout: Option<Duration>,
+    /// How long a client may take to complete a TLS handshake, from its connection's start
+    /// [default: 15s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Option<Duration>,
     /// How long a keep-alive client connection may idle between requests [default: 1h]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
@@ -121,6 +125,7 @@ impl LimitArgs {
                 max_headers: self.max_headers_count as usize,
             },
             request_headers_timeout: self.request_headers_timeout.unwrap_or(default.request_headers_timeout),
+            tls_handshake_timeout: self.tls_handshake_timeout.unwrap_or(default.tls_handshake_timeout),
             idle_timeout: self.idle_timeout.unwrap_or(default.idle_timeout),
             max_request_duration: self.max_request_duration,
             max_connections_per_worker: self.max_connections_per_worker.max(1),

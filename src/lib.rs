@@ -3,9 +3,10 @@
 //! Layers, one way (ARCHITECTURE.md): `config` (YAML → typed resources, validation) →
 //! `snapshot` (the compiled, immutable routing snapshot) → `control` (the control thread:
 //! builds, publishes, reloads, drains) → `worker` (one pinned monoio runtime per core, accept
-//! loops) → `http` (the per-connection HTTP proxy) and `tcp` (raw TCP routes, spliced) →
-//! `upstream` (per-core pools). `admin` serves the admin port and holds the per-worker
-//! counters; `cli` parses the command line.
+//! loops) → `tls` (SNI routing, termination, passthrough) → `http` (the per-connection HTTP
+//! proxy) and `tcp` (raw TCP routes, spliced) → `upstream` (per-core pools, TLS
+//! origination). `admin` serves the admin port and holds the per-worker counters; `cli` parses
+//! the command line.
 pub mod admin;
 pub mod buf;
 pub mod cli;
@@ -15,5 +16,6 @@ pub mod error;
 pub mod http;
 pub mod snapshot;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

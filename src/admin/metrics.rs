@@ -83,6 +83,12 @@ pub struct WorkerStats {
     pub upstream_rq_retry: Counter,
     /// TCP connections no `tcp` route admitted.
     pub tcp_no_route: Counter,
+    /// TLS handshakes completed, of which resumed; handshakes that failed (timeouts, alerts,
+    /// refused client certificates); TLS connections no server or `tls` route took.
+    pub ssl_handshake: Counter,
+    pub ssl_session_reused: Counter,
+    pub ssl_connection_error: Counter,
+    pub ssl_no_route: Counter,
     /// Proxied TCP traffic by route and cluster.
     pub l4: L4Registry,
     /// Istio's request series.
@@ -109,6 +115,10 @@ impl Default for WorkerStats {
             upstream_cx_connect_fail: Counter::default(),
             upstream_rq_retry: Counter::default(),
             tcp_no_route: Counter::default(),
+            ssl_handshake: Counter::default(),
+            ssl_session_reused: Counter::default(),
+            ssl_connection_error: Counter::default(),
+            ssl_no_route: Counter::default(),
             l4: L4Registry::default(),
             istio: IstioRegistry::default(),
             endpoints: EndpointRegistry::default(),
@@ -147,6 +157,10 @@ pub struct Totals {
     pub upstream_cx_connect_fail: u64,
     pub upstream_rq_retry: u64,
     pub tcp_no_route: u64,
+    pub ssl_handshake: u64,
+    pub ssl_session_reused: u64,
+    pub ssl_connection_error: u64,
+    pub ssl_no_route: u64,
     pub l4: BTreeMap<L4Key, L4Totals>,
     /// The config generation every worker serves: a published generation counts once the
     /// slowest worker has switched to it (0 before every worker has started).
@@ -166,6 +180,10 @@ impl Totals {
             upstream_cx_connect_fail: 0,
             upstream_rq_retry: 0,
             tcp_no_route: 0,
+            ssl_handshake: 0,
+            ssl_session_reused: 0,
+            ssl_connection_error: 0,
+            ssl_no_route: 0,
             l4: l4::sum(workers.iter().map(|w| &w.l4)),
             generation: served_generation(workers),
         };
@@ -182,6 +200,10 @@ impl Totals {
             t.upstream_cx_connect_fail += w.upstream_cx_connect_fail.get();
             t.upstream_rq_retry += w.upstream_rq_retry.get();
             t.tcp_no_route += w.tcp_no_route.get();
+            t.ssl_handshake += w.ssl_handshake.get();
+            t.ssl_session_reused += w.ssl_session_reused.get();
+            t.ssl_connection_error += w.ssl_connection_error.get();
+            t.ssl_no_route += w.ssl_no_route.get();
         }
         t
     }

@@ -130,6 +130,25 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Sn
             .label("result", "failed"),
         Sample::new("strait_config_generation", G, "strait.config_generation", Value::Level(t.generation)),
         Sample::new("envoy_tcp_downstream_cx_no_route", C, "tcp.downstream_cx_no_route", Value::Count(t.tcp_no_route)),
+        Sample::new("envoy_listener_ssl_handshake", C, "listener.ssl.handshake", Value::Count(t.ssl_handshake)),
+        Sample::new(
+            "envoy_listener_ssl_session_reused",
+            C,
+            "listener.ssl.session_reused",
+            Value::Count(t.ssl_session_reused),
+        ),
+        Sample::new(
+            "envoy_listener_ssl_connection_error",
+            C,
+            "listener.ssl.connection_error",
+            Value::Count(t.ssl_connection_error),
+        ),
+        Sample::new(
+            "envoy_listener_no_filter_chain_match",
+            C,
+            "listener.no_filter_chain_match",
+            Value::Count(t.ssl_no_route),
+        ),
     ]);
     for ((kind, name), l4) in &t.l4 {
         s.extend(l4_samples(*kind, name, l4));

@@ -2,13 +2,16 @@
 //! server certificates and DestinationRule client certificates, from files or `credentialName`.
 //! Validation reports what fails here; the snapshot compiler builds its TLS settings from it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::destination_rule::{ClientTlsMode, ClientTlsSettings};
 use super::gateway::{ServerTlsMode, ServerTlsSettings};
-use super::{ConfigSet, Secret};
+use super::{ConfigSet, Resource, Secret};
 
 /// A failure to build TLS settings: the field (relative to the `tls` block) and why.
 pub(crate) type TlsError = (String, String);
@@ -16,8 +19,36 @@ pub(crate) type TlsError = (String, String);
 /// Where `credentialName` looks: `kind: Secret` documents of the set first, then the secrets
 /// directory (`DIR/NAME/{tls.crt,tls.key,ca.crt}`).
 pub(crate) struct Secrets<'a> {
-    by_key: HashMap<(&'a str, &'a str), &'a Secret>,
+    by_key: HashMap<(&'a str, &'a str), &'a Resource<Secret>>,
     dir: Option<&'a Path>,
+    /// Every file certificate material came from (config files holding the Secrets used
+    /// included), as it was when read: a change on disk is a reason to reload.
+    read: RefCell<Vec<WatchedFile>>,
+}
+
+/// A file the running config depends on, and what it looked like when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFile {
+    pub path: Arc<Path>,
+    pub stamp: Option<FileStamp>,
+}
+
+/// What tells one version of a file from the next without reading it: a rewrite changes the
+/// modification time or size, a rename over it (how Kubernetes swaps a mounted secret) the
+/// inode. Symlinks are followed, as a read does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: (u64, u64),
+}
+
+impl FileStamp {
+    /// `None` when the file cannot be looked at (gone, unreadable directory).
+    pub fn of(path: &Path) -> Option<Self> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self { modified: m.modified().ok(), len: m.len(), inode: (m.dev(), m.ino()) })
+    }
 }
 
 /// Certificate material, each part optional until the mode says what it needs.
@@ -35,23 +66,48 @@ impl<'a> Secrets<'a> {
         let mut by_key = HashMap::new();
         for s in &set.secrets {
             // The first document of a name wins, as with every other kind.
-            by_key.entry((s.namespace(), s.name())).or_insert(&s.spec);
+            by_key.entry((s.namespace(), s.name())).or_insert(s);
         }
-        Self { by_key, dir }
+        Self { by_key, dir, read: RefCell::default() }
+    }
+
+    /// The files read so far, each once.
+    pub(crate) fn watched(&self) -> Vec<WatchedFile> {
+        let mut files = self.read.borrow().clone();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.dedup_by(|a, b| a.path == b.path);
+        files
+    }
+
+    fn note(&self, path: &Path, stamp: Option<FileStamp>) {
+        self.read.borrow_mut().push(WatchedFile { path: Arc::from(path), stamp });
+    }
+
+    /// Reads `path`, noting it among the material's files and the watched ones. The stamp is
+    /// taken first: a change racing the read then still differs from it.
+    fn read_file(&self, path: &Path, files: &mut Vec<Arc<Path>>) -> Result<Arc<[u8]>, String> {
+        let stamp = FileStamp::of(path);
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        self.note(path, stamp);
+        files.push(Arc::from(path));
+        Ok(bytes.into())
     }
 
     /// Resolves `credentialName` in `namespace`. Keys are Kubernetes TLS secret keys (`tls.crt`,
     /// `tls.key`, `ca.crt`) or Istio's generic ones (`cert`, `key`, `cacert`); a CA may also come
     /// from a `NAME-cacert` secret, as istiod's SDS allows.
     fn credential(&self, namespace: &str, name: &str) -> Result<Material, String> {
-        if let Some(secret) = self.by_key.get(&(namespace, name)) {
+        if let Some(resource) = self.by_key.get(&(namespace, name)) {
+            self.note(&resource.origin.file, FileStamp::of(&resource.origin.file));
+            let secret = &resource.spec;
             let what = format!("Secret {namespace}/{name}");
             let mut ca = secret_value(secret, &[Secret::CA_CERT, "cacert"], &what)?;
             if ca.is_none() {
                 let ca_name = format!("{name}-cacert");
                 if let Some(ca_secret) = self.by_key.get(&(namespace, ca_name.as_str())) {
+                    self.note(&ca_secret.origin.file, FileStamp::of(&ca_secret.origin.file));
                     ca = secret_value(
-                        ca_secret,
+                        &ca_secret.spec,
                         &[Secret::CA_CERT, "cacert"],
                         &format!("Secret {namespace}/{ca_name}"),
                     )?;
@@ -72,11 +128,14 @@ impl<'a> Secrets<'a> {
             return Err(format!("no Secret {name} in namespace {namespace} and no directory {}", base.display()));
         }
         let mut material = Material::default();
-        material.cert = Some(read_file(&base.join(Secret::TLS_CERT), &mut material.files)?);
-        material.key = Some(read_file(&base.join(Secret::TLS_KEY), &mut material.files)?);
+        material.cert = Some(self.read_file(&base.join(Secret::TLS_CERT), &mut material.files)?);
+        material.key = Some(self.read_file(&base.join(Secret::TLS_KEY), &mut material.files)?);
         let ca = base.join(Secret::CA_CERT);
+        // Watched even while absent: a CA bundle that appears changes what is verified.
         if ca.exists() {
-            material.ca = Some(read_file(&ca, &mut material.files)?);
+            material.ca = Some(self.read_file(&ca, &mut material.files)?);
+        } else {
+            self.note(&ca, None);
         }
         Ok(material)
     }
@@ -94,21 +153,16 @@ fn secret_value(secret: &Secret, keys: &[&str], what: &str) -> Result<Option<Arc
     Ok(None)
 }
 
-fn read_file(path: &Path, files: &mut Vec<Arc<Path>>) -> Result<Arc<[u8]>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    files.push(Arc::from(path));
-    Ok(bytes.into())
-}
-
 /// Reads an optional file field into `slot` (left alone when the field is absent).
 fn read_field(
+    secrets: &Secrets<'_>,
     path: Option<&str>,
     field: &str,
     material: &mut Material,
     slot: fn(&mut Material) -> &mut Option<Arc<[u8]>>,
 ) -> Result<(), TlsError> {
     if let Some(path) = path.filter(|p| !p.is_empty()) {
-        let bytes = read_file(&PathBuf::from(path), &mut material.files).map_err(|e| (field.to_string(), e))?;
+        let bytes = secrets.read_file(&PathBuf::from(path), &mut material.files).map_err(|e| (field.to_string(), e))?;
         *slot(material) = Some(bytes);
     }
     Ok(())
@@ -154,17 +208,29 @@ pub(crate) fn server_material(
     if let Some(name) = tls.credential_name.as_deref().or(tls.credential_names.first().map(String::as_str)) {
         material = secrets.credential(namespace, name).map_err(|e| ("credentialName".to_string(), e))?;
     } else if tls.server_certificate.is_some() || tls.private_key.is_some() {
-        read_field(tls.server_certificate.as_deref(), "serverCertificate", &mut material, |m| &mut m.cert)?;
-        read_field(tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
+        read_field(secrets, tls.server_certificate.as_deref(), "serverCertificate", &mut material, |m| &mut m.cert)?;
+        read_field(secrets, tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
     } else if let Some(pair) = tls.tls_certificates.first() {
-        read_field(pair.server_certificate.as_deref(), "tlsCertificates[0].serverCertificate", &mut material, |m| {
-            &mut m.cert
+        read_field(
+            secrets,
+            pair.server_certificate.as_deref(),
+            "tlsCertificates[0].serverCertificate",
+            &mut material,
+            |m| &mut m.cert,
+        )?;
+        read_field(secrets, pair.private_key.as_deref(), "tlsCertificates[0].privateKey", &mut material, |m| {
+            &mut m.key
         })?;
-        read_field(pair.private_key.as_deref(), "tlsCertificates[0].privateKey", &mut material, |m| &mut m.key)?;
-        read_field(pair.ca_certificates.as_deref(), "tlsCertificates[0].caCertificates", &mut material, |m| &mut m.ca)?;
+        read_field(
+            secrets,
+            pair.ca_certificates.as_deref(),
+            "tlsCertificates[0].caCertificates",
+            &mut material,
+            |m| &mut m.ca,
+        )?;
     }
     if material.ca.is_none() {
-        read_field(tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
+        read_field(secrets, tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
     }
     let cert =
         material.cert.as_deref().ok_or(("serverCertificate".to_string(), "a certificate is required".to_string()))?;
@@ -202,11 +268,11 @@ pub(crate) fn upstream_material(
     if let Some(name) = tls.credential_name.as_deref() {
         material = secrets.credential(namespace, name).map_err(|e| ("credentialName".to_string(), e))?;
     } else {
-        read_field(tls.client_certificate.as_deref(), "clientCertificate", &mut material, |m| &mut m.cert)?;
-        read_field(tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
+        read_field(secrets, tls.client_certificate.as_deref(), "clientCertificate", &mut material, |m| &mut m.cert)?;
+        read_field(secrets, tls.private_key.as_deref(), "privateKey", &mut material, |m| &mut m.key)?;
     }
     if material.ca.is_none() {
-        read_field(tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
+        read_field(secrets, tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
     }
     if tls.mode == Some(ClientTlsMode::Mutual) {
         let cert = material

@@ -22,6 +22,8 @@ pub enum RunError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] io::Error),
+    #[error("cannot start the certificate watcher: {0}")]
+    Watcher(#[source] io::Error),
     #[error(transparent)]
     Workers(#[from] StartError),
 }

@@ -1,8 +1,9 @@
 //! The control thread: builds generations off the request path, owns the listening sockets,
 //! publishes each generation to the workers, and runs reloads and the shutdown drain.
 //!
-//! `run` is `strait run`: start (refusing an invalid config), serve, reload on SIGHUP or
-//! `POST /reload`, drain on SIGTERM/SIGINT, return when drained.
+//! `run` is `strait run`: start (refusing an invalid config), serve, reload on SIGHUP,
+//! `POST /reload` or a certificate file changing on disk, drain on SIGTERM/SIGINT, return
+//! when drained.
 
 mod drain;
 mod error;
@@ -12,6 +13,7 @@ mod reconcile;
 mod reload;
 mod shared;
 mod signals;
+mod watch;
 
 /// `strait-bench serve` listens as the workers do.
 pub use ports::listen;
@@ -59,6 +61,7 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
     let shared = reloader.shared().clone();
     let (events_tx, events) = mpsc::channel();
     signals::forward(events_tx.clone()).map_err(RunError::Signals)?;
+    watch::spawn(shared.clone(), events_tx.clone()).map_err(RunError::Watcher)?;
     let admin = Admin::bind(opts.admin).map_err(|source| RunError::Admin { addr: opts.admin, source })?;
     worker::spawn(&shared, &opts.workers)?;
     let admin_addr = admin.local_addr();

@@ -1,7 +1,7 @@
 //! The listening sockets, owned by the control thread: one SO_REUSEPORT socket per worker per
 //! port, bound here so that a bind failure is known in one place, before anything is swapped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::info;
 
 use super::reconcile::{self, Plan};
-use crate::snapshot::{ListenerProtocol, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// Backlog per socket: the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: i32 = 4096;
@@ -36,8 +36,6 @@ struct Bound {
 pub struct Ports {
     workers: usize,
     bound: BTreeMap<u16, Bound>,
-    /// TLS ports already reported as not served, so each is logged once.
-    reported: BTreeSet<u16>,
 }
 
 /// The sockets for a snapshot, bound but not yet in use; [`Ports::commit`] makes them current.
@@ -49,7 +47,7 @@ pub struct Prepared {
 
 impl Ports {
     pub fn new(workers: usize) -> Self {
-        Self { workers, bound: BTreeMap::new(), reported: BTreeSet::new() }
+        Self { workers, bound: BTreeMap::new() }
     }
 
     /// Binds the ports `snapshot` adds and keeps the sockets of unchanged ones. Nothing changes
@@ -74,7 +72,7 @@ impl Ports {
     }
 
     /// Makes `prepared` current; sockets of closed ports are released here and by the workers.
-    pub fn commit(&mut self, prepared: Prepared, snapshot: &Snapshot) {
+    pub fn commit(&mut self, prepared: Prepared) {
         for (port, bind) in &prepared.plan.open {
             info!("listening on {}", SocketAddr::new(*bind, *port));
         }
@@ -84,11 +82,6 @@ impl Ports {
             }
         }
         self.bound = prepared.bound;
-        for l in &snapshot.listeners {
-            if l.protocol == ListenerProtocol::Tls && self.reported.insert(l.port) {
-                info!("port {} (TLS) not served yet", l.port);
-            }
-        }
     }
 
     /// Releases every socket (shutdown); workers close their duplicates as they stop.

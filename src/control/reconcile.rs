@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::snapshot::{ListenerProtocol, Snapshot};
+use crate::snapshot::Snapshot;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -17,10 +17,9 @@ pub struct Plan {
     pub close: Vec<u16>,
 }
 
-/// The ports a snapshot asks the workers to accept on: plain HTTP and TCP. TLS listeners are
-/// left out until their proxy path exists.
+/// The ports a snapshot asks the workers to accept on: every listener's.
 pub fn served(snapshot: &Snapshot) -> BTreeMap<u16, IpAddr> {
-    snapshot.listeners.iter().filter(|l| l.protocol != ListenerProtocol::Tls).map(|l| (l.port, l.bind)).collect()
+    snapshot.listeners.iter().map(|l| (l.port, l.bind)).collect()
 }
 
 /// The plan from the ports bound now (`current`: port → bind address) to `next`.

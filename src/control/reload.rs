@@ -47,7 +47,7 @@ impl Reloader {
         log_warnings(&built.warnings);
         let mut ports = Ports::new(workers);
         let prepared = ports.prepare(&built.snapshot)?;
-        ports.commit(prepared, &built.snapshot);
+        ports.commit(prepared);
         let first = Published { snapshot: Arc::new(built.snapshot), sockets: ports.sockets(), draining: false };
         let shared = Arc::new(Shared::new(first, workers));
         Ok(Self { opts, ports, shared })
@@ -92,7 +92,7 @@ impl Reloader {
         built.snapshot.inherit_counts(&current.snapshot);
         let prepared = self.ports.prepare(&built.snapshot)?;
         log_warnings(&built.warnings);
-        self.ports.commit(prepared, &built.snapshot);
+        self.ports.commit(prepared);
         let listeners = built.snapshot.listeners.len();
         let next = Published { snapshot: Arc::new(built.snapshot), sockets: self.ports.sockets(), draining: false };
         self.shared.published.store(Arc::new(next));

@@ -30,7 +30,7 @@ fn snapshot(generation: u64, ports: &[u16]) -> Snapshot {
             sni: HostTable::default(),
         })
         .collect();
-    Snapshot { generation, listeners, clusters: vec![] }
+    Snapshot { generation, listeners, clusters: vec![], watched: vec![] }
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -51,20 +51,20 @@ fn ports_survive_reloads_that_keep_them() {
     let mut ports = Ports::new(2);
     let first = snapshot(1, &[a]);
     let prepared = ports.prepare(&first).unwrap();
-    ports.commit(prepared, &first);
+    ports.commit(prepared);
     let before = ports.sockets();
     assert_eq!(before[&a].len(), 2, "one socket per worker");
 
     let second = snapshot(2, &[a, b]);
     let prepared = ports.prepare(&second).unwrap();
-    ports.commit(prepared, &second);
+    ports.commit(prepared);
     let after = ports.sockets();
     assert!(Arc::ptr_eq(&before[&a], &after[&a]), "an unchanged port keeps its very sockets");
     assert!(listening(b));
 
     let third = snapshot(3, &[b]);
     let prepared = ports.prepare(&third).unwrap();
-    ports.commit(prepared, &third);
+    ports.commit(prepared);
     drop((before, after));
     assert!(!listening(a), "a removed port is closed once nobody holds its sockets");
     assert!(listening(b));
@@ -78,7 +78,7 @@ fn a_port_that_cannot_be_bound_changes_nothing() {
     let mut ports = Ports::new(1);
     let first = snapshot(1, &[a]);
     let prepared = ports.prepare(&first).unwrap();
-    ports.commit(prepared, &first);
+    ports.commit(prepared);
 
     let err = ports.prepare(&snapshot(2, &[a, taken_port])).unwrap_err();
     assert_eq!(err.addr, SocketAddr::new(LOCAL, taken_port));
@@ -92,7 +92,7 @@ fn workers_follow_publications(driver: DriverChoice) {
     let mut ports = Ports::new(2);
     let first = snapshot(1, &[a]);
     let prepared = ports.prepare(&first).unwrap();
-    ports.commit(prepared, &first);
+    ports.commit(prepared);
     let shared =
         Arc::new(Shared::new(Published { snapshot: Arc::new(first), sockets: ports.sockets(), draining: false }, 2));
     assert_eq!(shared.readiness(), Readiness::PreInitializing);
@@ -116,7 +116,7 @@ fn workers_follow_publications(driver: DriverChoice) {
     // Generation 2 moves the gateway from port a to port b.
     let second = snapshot(2, &[b]);
     let prepared = ports.prepare(&second).unwrap();
-    ports.commit(prepared, &second);
+    ports.commit(prepared);
     shared.published.store(Arc::new(Published {
         snapshot: Arc::new(second),
         sockets: ports.sockets(),

@@ -52,6 +52,8 @@ pub struct Record {
     pub upstream_local: Option<SocketAddr>,
     pub downstream_local: Option<SocketAddr>,
     pub downstream_remote: Option<SocketAddr>,
+    /// The SNI of a TLS connection.
+    pub requested_server_name: String,
     pub route_name: String,
 }
 
@@ -72,13 +74,21 @@ impl Record {
             authority: keep(&mut self.authority),
             upstream_cluster: keep(&mut self.upstream_cluster),
             route_name: keep(&mut self.route_name),
+            requested_server_name: keep(&mut self.requested_server_name),
             ..Record::default()
         };
     }
 
     /// The request as the client sent it; `remote_ip` is `remote`'s address, formatted once
     /// per connection.
-    pub fn begin(&mut self, head: &RequestHead<'_>, local: SocketAddr, remote: SocketAddr, remote_ip: &str) {
+    pub fn begin(
+        &mut self,
+        head: &RequestHead<'_>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        remote_ip: &str,
+        sni: Option<&str>,
+    ) {
         let header = |name: &str| String::from_utf8_lossy(head.header(name).unwrap_or_default());
         set(&mut self.method, head.method);
         set(&mut self.path, head.target);
@@ -94,6 +104,7 @@ impl Record {
         set(&mut self.authority, head.host().unwrap_or_default());
         self.downstream_local = Some(local);
         self.downstream_remote = Some(remote);
+        set(&mut self.requested_server_name, sni.unwrap_or_default());
     }
 
     /// The request is forwarded on `route` with the request id the upstream sees (`None`: the
@@ -174,7 +185,9 @@ pub fn format(r: &Record, out: &mut Vec<u8>) {
         out.push(b' ');
         push_address(out, address);
     }
-    out.extend_from_slice(b" - ");
+    out.push(b' ');
+    push_text(out, &r.requested_server_name);
+    out.push(b' ');
     push_text(out, &r.route_name);
     out.push(b'\n');
 }
@@ -256,7 +269,7 @@ pub fn format_json(r: &Record, out: &mut Vec<u8>) {
         ("path", Json::Text(some(&r.path))),
         ("protocol", Json::Text(some(r.protocol))),
         ("request_id", Json::Text(some(&r.request_id))),
-        ("requested_server_name", Json::Text(None)),
+        ("requested_server_name", Json::Text(some(&r.requested_server_name))),
         ("response_code", Json::Number(Some(u64::from(r.status)))),
         ("response_code_details", Json::Text(some(r.details))),
         ("response_flags", Json::Text(Some(some(r.flags).unwrap_or("-")))),

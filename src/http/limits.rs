@@ -13,6 +13,9 @@ pub struct ClientLimits {
     /// byte, to the end of its head: the slowloris bound. nginx's `client_header_timeout`
     /// (60 s), since Envoy has none by default.
     pub request_headers_timeout: Duration,
+    /// From a TLS connection's start to the end of its handshake. Envoy's listener filters
+    /// give up on a ClientHello after 15 s; the handshake is bounded as a whole here.
+    pub tls_handshake_timeout: Duration,
     /// Between requests on a keep-alive connection: Envoy's `idle_timeout` (1 h).
     pub idle_timeout: Duration,
     /// From a request's head to the end of its response: Envoy's `max_stream_duration`.
@@ -26,6 +29,7 @@ impl Default for ClientLimits {
         Self {
             head: Limits::default(),
             request_headers_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(3600),
             max_request_duration: None,
             // nginx's usual `worker_connections` order of magnitude, well above what one core

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 
-use crate::snapshot::{ClusterId, Snapshot};
+use crate::snapshot::{Cluster, ClusterId, Snapshot};
+use crate::upstream::UpstreamStream;
 use crate::worker::WorkerCtx;
 
 #[cfg(test)]
@@ -46,9 +46,10 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Opti
         // Picked in the task, which holds the snapshot: the pick lives as long as the copy.
         if let Some(mut pick) = ctx.upstream.balancer.pick(&snap, copy.cluster, &[], ctx.random(), None) {
             let cluster = snap.cluster(copy.cluster);
-            let (addr, connect_timeout) = (cluster.endpoints[pick.endpoint].addr, cluster.policy.connect_timeout);
+            let addr = cluster.endpoints[pick.endpoint].addr;
             let limit = timeout.unwrap_or(DEFAULT_TIMEOUT);
-            let sent = monoio::time::timeout(limit, exchange(addr, connect_timeout, copy.bytes)).await;
+            let tls = cluster.policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
+            let sent = monoio::time::timeout(limit, exchange(addr, cluster, tls, copy.bytes)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 tracing::debug!(%addr, "mirrored request failed or timed out");
             }
@@ -60,8 +61,13 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Opti
     true
 }
 
-async fn exchange(addr: SocketAddr, connect_timeout: Duration, bytes: Vec<u8>) -> std::io::Result<()> {
-    let mut stream = monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr))
+async fn exchange(
+    addr: SocketAddr,
+    cluster: &Cluster,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    bytes: Vec<u8>,
+) -> std::io::Result<()> {
+    let mut stream = monoio::time::timeout(cluster.policy.connect_timeout, UpstreamStream::open(addr, cluster, tls))
         .await
         .map_err(|_| std::io::ErrorKind::TimedOut)??;
     stream.write_all(bytes).await.0?;

@@ -16,4 +16,4 @@ mod retry;
 mod rewrite;
 mod tunnel;
 
-pub use proxy::serve_connection;
+pub use proxy::{serve_connection, Downstream, TlsSession};

@@ -1,13 +1,13 @@
 //! The per-connection HTTP/1.1 loop: read a request, route it on the worker's snapshot, answer
 //! it locally or forward it over a pooled upstream connection, stream the answer back.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 
 use super::access_log::Record;
 use super::affinity;
@@ -26,7 +26,7 @@ use crate::error::ProxyError;
 use crate::snapshot::{
     Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
 };
-use crate::upstream::{keepalive, UpstreamConn, UPSTREAM_BUF};
+use crate::upstream::{PoolKey, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
@@ -47,12 +47,37 @@ const OUT_BUF: usize = 4 * 1024;
 /// head; a request body so sent also stays replayable for a retry.
 const INLINE_BODY: usize = 16 * 1024;
 
+/// What the session knows of a connection besides its bytes.
+pub struct Downstream {
+    pub conn: ConnInfo,
+    /// The client socket's idle flag ([`crate::worker::ClientTcp::idle_flag`]), raised while
+    /// waiting for the next request so that draining ends the wait.
+    pub idle: Rc<Cell<bool>>,
+    /// Set when the gateway terminated TLS on the connection.
+    pub tls: Option<TlsSession>,
+}
+
+/// A terminated TLS connection, as routing and header edits see it.
+#[derive(Debug, Default)]
+pub struct TlsSession {
+    /// The ClientHello's SNI: each request finds its Gateway server by it, in the snapshot the
+    /// request is served with.
+    pub sni: Option<Box<str>>,
+    /// `x-forwarded-client-cert` for a verified client certificate.
+    pub xfcc: Option<Box<str>>,
+}
+
 /// Serves one client connection until it closes, errs, or the worker drains.
-pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
+pub async fn serve_connection<S>(client: S, downstream: Downstream, ctx: Rc<WorkerCtx>)
+where
+    S: AsyncReadRent + AsyncWriteRent + Split,
+{
     let ctx_limits = ctx.limits;
+    let Downstream { conn, idle, tls } = downstream;
     let mut session = Session {
         client,
-        peer: Peer { conn, internal: is_internal(conn.peer), ip: conn.peer.ip().to_string() },
+        idle,
+        peer: Peer { conn, internal: is_internal(conn.peer), ip: conn.peer.ip().to_string(), tls },
         log: ctx.access_log.is_some().then(Box::default),
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
@@ -103,8 +128,10 @@ enum Relayed {
     Upgraded,
 }
 
-struct Session {
-    client: TcpStream,
+struct Session<S> {
+    client: S,
+    /// See [`Downstream::idle`].
+    idle: Rc<Cell<bool>>,
     peer: Peer,
     ctx: Rc<WorkerCtx>,
     rb: ReadBuf,
@@ -163,6 +190,8 @@ struct Peer {
     internal: bool,
     /// Formatted once per connection for `x-forwarded-for`.
     ip: String,
+    /// `Some` on an HTTPS connection.
+    tls: Option<TlsSession>,
 }
 
 /// What the head told us, kept once the head's borrow of the read window ends.
@@ -198,7 +227,7 @@ struct Extras {
     set_cookie: Option<String>,
 }
 
-impl Session {
+impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     /// Serves one request, then counts it and logs it when `--access-log` is on.
     async fn serve_one(&mut self) -> Next {
         // The snapshot is held here so that the request is counted against the cluster it
@@ -239,8 +268,14 @@ impl Session {
         // Nothing to write while idle.
         self.out = Vec::new();
         let deadline = self.head_deadline.unwrap_or_else(|| Instant::now() + self.limits.idle_timeout);
-        let fill = self.rb.fill_cancelable(&mut self.client, CLIENT_BUF, self.ctx.drain_handle());
-        matches!(monoio::time::timeout_at(deadline.into(), fill).await, Ok(Ok(n)) if n > 0)
+        // Draining may have begun before the flag went up: then there is nothing to wait for.
+        if self.ctx.draining() {
+            return false;
+        }
+        self.idle.set(true);
+        let filled = monoio::time::timeout_at(deadline.into(), self.rb.fill(&mut self.client, CLIENT_BUF)).await;
+        self.idle.set(false);
+        matches!(filled, Ok(Ok(n)) if n > 0)
     }
 
     async fn serve_request(&mut self, snap: &Arc<Snapshot>) -> Next {
@@ -615,7 +650,7 @@ impl Session {
     ) -> Result<Next, Failure> {
         let ctx = self.ctx.clone();
         let stats = &ctx.stats;
-        let mut conn = match ctx.upstream.pools.take(at.addr()) {
+        let mut conn = match ctx.upstream.pools.take(at.key()) {
             Some(c) => {
                 stats.upstream_cx_reused.inc();
                 c
@@ -698,9 +733,12 @@ impl Session {
                 _ => Ok(()),
             }
         };
-        let res = monoio::select! {
-            res = copy => res,
-            _ = watcher.readable(false) => return Ok(false),
+        let res = match watcher {
+            Some(watcher) => monoio::select! {
+                res = copy => res,
+                _ = watcher.readable(false) => return Ok(false),
+            },
+            None => copy.await,
         };
         res.map(|()| true).map_err(|e| match e {
             BodyError::Source(e) => Failure::before(ProxyError::DownstreamIo(e)),
@@ -829,7 +867,7 @@ fn plan<'s>(
     mut log: Option<&mut Record>,
 ) -> (ReqMeta, Plan<'s>, Injected) {
     if let Some(r) = log.as_deref_mut() {
-        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip);
+        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, peer.tls.as_ref().and_then(|t| t.sni.as_deref()));
     }
     let mut meta = ReqMeta {
         head_len: head.head_len,
@@ -842,12 +880,13 @@ fn plan<'s>(
         affinity: None,
     };
     let host = head.host().unwrap_or("");
+    let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = RequestInfo {
         host,
         method: head.method,
         path: head.path(),
         query: head.query(),
-        scheme: "http",
+        scheme,
         headers: head.headers(),
     };
     let close = !meta.keep_alive || ctx.draining();
@@ -857,7 +896,13 @@ fn plan<'s>(
         let status = local::not_found(out, true);
         return (meta, Plan::Local { status, close: true, details: NO_ROUTE }, Injected::default());
     };
-    let (route, block) = match listener.http_routes.route(&info) {
+    // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
+    let routes = match &peer.tls {
+        None => Some(&listener.http_routes),
+        Some(tls) => listener.server_for_sni(tls.sni.as_deref()).map(|s| &s.routes),
+    };
+    let decision = routes.map_or(RouteDecision::NoVirtualHost, |r| r.route(&info));
+    let (route, block) = match decision {
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
             let plan = Plan::Local { status: local::not_found(out, close), close, details: NO_ROUTE };
             return (meta, plan, Injected::default());
@@ -916,10 +961,11 @@ fn plan<'s>(
                 let edits = RequestEdits {
                     path: path.as_deref(),
                     authority,
-                    x_forwarded_proto: "http",
+                    x_forwarded_proto: scheme,
                     x_forwarded_for_append: &peer.ip,
                     request_id: request_id.as_ref().map(|id| id.as_str()),
                     x_envoy_external_address: (!peer.internal).then_some(peer.ip.as_str()),
+                    x_forwarded_client_cert: peer.tls.as_ref().and_then(|t| t.xfcc.as_deref()),
                     add,
                     remove,
                     keep_alive: true,
@@ -1018,6 +1064,10 @@ impl Try<'_> {
     fn addr(&self) -> SocketAddr {
         self.cluster.endpoints[self.endpoint].addr
     }
+
+    fn key(&self) -> PoolKey {
+        (self.addr(), self.cluster.policy.tls.as_ref().map_or(0, |t| t.pool_id))
+    }
 }
 
 /// Whether a try that failed with `err` (before any response byte reached the client) is
@@ -1083,7 +1133,7 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
             let deadline = Instant::now() + policy.connect_timeout;
             loop {
                 monoio::time::sleep(PENDING_POLL).await;
-                if let Some(conn) = ctx.upstream.pools.take(at.addr()) {
+                if let Some(conn) = ctx.upstream.pools.take(at.key()) {
                     ctx.stats.upstream_cx_reused.inc();
                     return Ok(conn);
                 }
@@ -1096,21 +1146,20 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
             }
         }
     };
-    let mut conn = connect(at, &ctx.stats).await?;
+    let mut conn = connect(at, ctx).await?;
     conn.slot = Some(slot);
     Ok(conn)
 }
 
-async fn connect(at: &Try<'_>, stats: &crate::admin::WorkerStats) -> Result<UpstreamConn, Failure> {
-    let addr = at.addr();
+async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+    let stats = &ctx.stats;
     let policy = &at.cluster.policy;
-    match monoio::time::timeout(policy.connect_timeout, TcpStream::connect_addr(addr)).await {
+    let tls = policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
+    match monoio::time::timeout(policy.connect_timeout, UpstreamStream::open(at.addr(), at.cluster, tls)).await {
         Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            keepalive::configure(&stream, at.cluster);
             stats.upstream_cx_total.inc();
             at.cluster.observe(at.endpoint, Observation::Connected);
-            Ok(UpstreamConn::new(stream, addr, at.counters.clone()))
+            Ok(UpstreamConn::new(stream, at.key(), at.counters.clone()))
         }
         Ok(Err(e)) => {
             stats.upstream_cx_connect_fail.inc();

@@ -1,14 +1,17 @@
 //! After `101 Switching Protocols` (WebSocket): bytes flow both ways until each side closes.
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
 
 use crate::buf::ReadBuf;
 use crate::upstream::UpstreamConn;
 
 /// Splices `client` and `upstream` together. Bytes either side sent early (already in the
 /// read windows) go first; a half-close is passed on as a write shutdown.
-pub async fn run(client: TcpStream, mut client_buf: ReadBuf, upstream: UpstreamConn) {
+pub async fn run<S: AsyncReadRent + AsyncWriteRent + Split>(
+    client: S,
+    mut client_buf: ReadBuf,
+    upstream: UpstreamConn,
+) {
     let UpstreamConn { stream: upstream, buf: mut upstream_buf, open: _open, slot: _slot, .. } = upstream;
     let (mut client_r, mut client_w) = client.into_split();
     let (mut up_r, mut up_w) = upstream.into_split();

@@ -198,6 +198,11 @@ pub struct UpstreamTls {
     pub subject_alt_names: Vec<Arc<str>>,
     pub sni: Option<Arc<str>>,
     pub insecure_skip_verify: bool,
+    /// The rustls client settings built from the above.
+    pub config: super::Built<rustls::ClientConfig>,
+    /// Tells these settings apart from another cluster's, so that pooled connections to one
+    /// address are reused only under the settings they were opened with.
+    pub pool_id: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

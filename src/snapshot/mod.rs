@@ -17,6 +17,7 @@ pub(crate) mod tests;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use crate::config::credentials::{FileStamp, WatchedFile};
 pub use cluster::*;
 pub use compile::{compile, CompileOptions};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
@@ -34,6 +35,9 @@ pub struct Snapshot {
     /// Sorted by port.
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+    /// Certificate files (and config files holding the Secrets used) as they were read: the
+    /// control thread reloads when one changes on disk.
+    pub watched: Vec<WatchedFile>,
 }
 
 impl Snapshot {
@@ -147,6 +151,25 @@ pub struct ServerTls {
     pub min_protocol_version: Option<TlsVersion>,
     pub max_protocol_version: Option<TlsVersion>,
     pub cipher_suites: Vec<Arc<str>>,
+    /// The rustls settings built from all of the above; `None` for the passthrough modes.
+    pub config: Option<Built<rustls::ServerConfig>>,
+}
+
+/// A rustls config built at compile time. Compared by identity: two builds are never "equal"
+/// settings a reload could keep, and rustls configs have no equality of their own.
+#[derive(Clone)]
+pub struct Built<T>(pub Arc<T>);
+
+impl<T> PartialEq for Built<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T> std::fmt::Debug for Built<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Built(..)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

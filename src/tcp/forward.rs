@@ -86,7 +86,7 @@ async fn run_with(
 }
 
 /// Polls both directions and the idle watch; the first error or the idle watch ends it all.
-async fn until_done(
+pub(super) async fn until_done(
     up: impl Future<Output = io::Result<()>>,
     down: impl Future<Output = io::Result<()>>,
     idle: impl Future<Output = ()>,
@@ -151,7 +151,7 @@ async fn pump(
 }
 
 /// Returns once `idle` has passed since the last byte moved.
-async fn idle_watch(last: &Cell<Instant>, idle: Duration) {
+pub(super) async fn idle_watch(last: &Cell<Instant>, idle: Duration) {
     loop {
         let since = last.get().elapsed();
         if since >= idle {

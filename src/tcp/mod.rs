@@ -2,18 +2,31 @@
 //! connection's `tcp` route, a weighted destination and an endpoint, connect within the
 //! cluster's timeout, then let the kernel move the bytes ([`forward`]).
 
+mod copy;
 pub mod forward;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
+use monoio_rustls::ServerTlsStream;
 use tracing::debug;
 
 use crate::admin::{L4Counters, L4Kind};
-use crate::snapshot::{Cluster, HashKey, LoadBalancer, Observation};
-use crate::worker::{ConnInfo, WorkerCtx};
+use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
+use crate::upstream::UpstreamStream;
+use crate::worker::{ClientTcp, ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic};
+
+/// The client side of a proxied stream.
+pub enum Client {
+    /// Raw TCP (and TLS passed through): the kernel moves the bytes.
+    Spliced(TcpStream),
+    /// TLS the gateway terminated: the plaintext is copied through bounded buffers (as it is
+    /// toward an upstream the cluster's DestinationRule has TLS originated to).
+    Terminated(Box<ServerTlsStream<ClientTcp>>),
+}
 
 /// Serves one accepted connection on a TCP listener until both sides have closed.
 pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
@@ -25,12 +38,38 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         debug!(peer = %conn.peer, port = conn.listener_port, "no tcp route: connection closed");
         return;
     };
+    serve_route(Client::Spliced(client), &[], route, &snap, conn, &ctx).await;
+}
+
+/// Proxies `client` along `route`, sending `first` (bytes already read from the client, such
+/// as a passed-through ClientHello) ahead of the rest.
+pub async fn serve_route(
+    client: Client,
+    first: &[u8],
+    route: &L4Route,
+    snap: &Snapshot,
+    conn: ConnInfo,
+    ctx: &Rc<WorkerCtx>,
+) {
     let route_stats = ctx.l4_counters(L4Kind::Route, &route.name);
     let _route_open = Open::new(&route_stats);
     let Some(cluster_id) = route.destinations.pick(ctx.random()).and_then(|d| d.cluster) else {
         debug!(route = %route.name, "tcp route to an undeclared destination: connection closed");
         return;
     };
+    serve_cluster(client, first, cluster_id, snap, conn, ctx, &route_stats).await;
+}
+
+/// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.
+pub async fn serve_cluster(
+    client: Client,
+    first: &[u8],
+    cluster_id: ClusterId,
+    snap: &Snapshot,
+    conn: ConnInfo,
+    ctx: &Rc<WorkerCtx>,
+    route_stats: &L4Counters,
+) {
     let cluster = snap.cluster(cluster_id);
     let cluster_stats = ctx.l4_counters(L4Kind::Cluster, &cluster.name);
     let Some(_slot) = cluster.connections.try_acquire(cluster.policy.max_connections) else {
@@ -39,33 +78,49 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         return;
     };
     // The pick stays taken while the connection lives: least-request weighs open streams.
-    let Some(mut pick) = ctx.upstream.balancer.pick(&snap, cluster_id, &[], ctx.random(), affinity(cluster, &conn))
+    let Some(mut pick) = ctx.upstream.balancer.pick(snap, cluster_id, &[], ctx.random(), affinity(cluster, &conn))
     else {
         debug!(cluster = %cluster.name, "no endpoint: connection closed");
         return;
     };
     let addr = cluster.endpoints[pick.endpoint].addr;
-    let upstream = connect(addr, cluster, &cluster_stats).await;
+    let upstream = connect(addr, cluster, ctx, &cluster_stats).await;
     pick.settle(Some(if upstream.is_some() { Observation::Established } else { Observation::ConnectFailed }));
-    if let Some(upstream) = upstream {
-        let _cluster_open = Open::new(&cluster_stats);
-        let traffic = Traffic { downstream: &route_stats, upstream: &cluster_stats };
-        if forward::run(client, upstream, cluster.policy.tcp_idle_timeout, traffic).await == Outcome::IdleTimeout {
-            route_stats.idle_timeout.inc();
+    let Some(mut upstream) = upstream else {
+        return;
+    };
+    let _cluster_open = Open::new(&cluster_stats);
+    if !first.is_empty() {
+        if let (Err(e), _) = upstream.write_all(first.to_vec()).await {
+            debug!(cluster = %cluster.name, "tcp upstream write failed: {e}");
+            return;
         }
+        route_stats.rx_bytes.add(first.len() as u64);
+        cluster_stats.tx_bytes.add(first.len() as u64);
+    }
+    let traffic = Traffic { downstream: route_stats, upstream: &cluster_stats };
+    let idle = cluster.policy.tcp_idle_timeout;
+    // The kernel moves the bytes when both sides are plain sockets; TLS on either side is
+    // copied through user space.
+    let outcome = match (client, upstream) {
+        (Client::Spliced(client), UpstreamStream::Plain(upstream)) => {
+            forward::run(client, upstream, idle, traffic).await
+        }
+        (Client::Spliced(client), upstream) => copy::run(client, upstream, idle, traffic).await,
+        (Client::Terminated(client), upstream) => copy::run(*client, upstream, idle, traffic).await,
+    };
+    if outcome == Outcome::IdleTimeout {
+        route_stats.idle_timeout.inc();
     }
 }
 
-/// Connects to `addr`; `None` (the client is then closed at once) when the connect fails or
-/// outlasts the cluster's `connectTimeout`.
-async fn connect(addr: SocketAddr, cluster: &Cluster, stats: &L4Counters) -> Option<TcpStream> {
-    match monoio::time::timeout(cluster.policy.connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => {
-            // Small writes (a database protocol's requests) must not wait for Nagle.
-            let _ = stream.set_nodelay(true);
-            crate::upstream::keepalive::configure(&stream, cluster);
-            Some(stream)
-        }
+/// Connects to `addr` (and runs the TLS handshake when the cluster originates TLS); `None`
+/// (the client is then closed at once) when that fails or outlasts the cluster's
+/// `connectTimeout`.
+async fn connect(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, stats: &L4Counters) -> Option<UpstreamStream> {
+    let tls = cluster.policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
+    match monoio::time::timeout(cluster.policy.connect_timeout, UpstreamStream::open(addr, cluster, tls)).await {
+        Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             stats.connect_fail.inc();
             debug!(cluster = %cluster.name, %addr, "tcp upstream connect failed: {e}");

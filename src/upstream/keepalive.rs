@@ -9,7 +9,7 @@ use socket2::{SockRef, TcpKeepalive as Params};
 use crate::snapshot::{Cluster, TcpKeepalive};
 
 /// `f` on a socket2 view of `stream`, for the socket options and calls monoio does not offer.
-pub fn with_socket<R>(stream: &TcpStream, f: impl FnOnce(SockRef<'_>) -> R) -> R {
+pub fn with_socket<R>(stream: &impl AsRawFd, f: impl FnOnce(SockRef<'_>) -> R) -> R {
     // SAFETY: the fd belongs to `stream`, which outlives this borrow; nothing here closes it.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
     f(SockRef::from(&fd))

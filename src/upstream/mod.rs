@@ -8,10 +8,12 @@ mod balancer;
 mod hash;
 pub mod keepalive;
 mod pool;
+mod stream;
 
 pub use balancer::{Balancer, Pick};
 pub use hash::{hash_bytes, ip_hash};
-pub use pool::{Pools, UpstreamConn, UPSTREAM_BUF};
+pub use pool::{PoolKey, Pools, UpstreamConn, UPSTREAM_BUF};
+pub use stream::UpstreamStream;
 
 /// Idle connections kept per endpoint and worker. Enough for keep-alive benchmarks at a few
 /// hundred client connections per core; beyond it connections are closed after use.

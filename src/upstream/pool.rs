@@ -10,15 +10,20 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
 
+use super::UpstreamStream;
 use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 use crate::snapshot::ConnectionSlot;
 
+/// Where a pooled connection goes and how: its address, and its cluster's TLS settings
+/// (`UpstreamTls::pool_id`, 0 for plain TCP), since two clusters may share an address.
+pub type PoolKey = (SocketAddr, u64);
+
 /// An upstream connection with the read buffer that travels with it, so a reused connection
 /// costs no allocation.
 pub struct UpstreamConn {
-    pub stream: TcpStream,
-    pub addr: SocketAddr,
+    pub stream: UpstreamStream,
+    pub key: PoolKey,
     pub buf: ReadBuf,
     /// Our side's address, looked up once when the access log first wants it.
     pub local: Option<SocketAddr>,
@@ -47,12 +52,12 @@ impl Drop for Open {
 pub const UPSTREAM_BUF: usize = 4 * 1024;
 
 impl UpstreamConn {
-    pub fn new(stream: TcpStream, addr: SocketAddr, counters: Arc<EndpointCounters>) -> Self {
+    pub fn new(stream: UpstreamStream, key: PoolKey, counters: Arc<EndpointCounters>) -> Self {
         counters.cx_total.inc();
         counters.cx_active.inc();
         Self {
             stream,
-            addr,
+            key,
             buf: ReadBuf::with_capacity(UPSTREAM_BUF),
             local: None,
             reused: false,
@@ -63,9 +68,14 @@ impl UpstreamConn {
     }
 
     /// A second handle on the socket, to wait for it to turn readable (the upstream answering
-    /// or closing) while this one is busy writing a request body.
-    pub fn watcher(&self) -> io::Result<TcpStream> {
-        TcpStream::from_std(super::keepalive::with_socket(&self.stream, |sock| sock.try_clone())?.into())
+    /// or closing) while this one is busy writing a request body. `None` over TLS: there a
+    /// readable socket may only be the server's session tickets, no answer at all.
+    pub fn watcher(&self) -> io::Result<Option<TcpStream>> {
+        if matches!(self.stream, UpstreamStream::Tls(..)) {
+            return Ok(None);
+        }
+        let dup = super::keepalive::with_socket(&self.stream, |sock| sock.try_clone())?;
+        TcpStream::from_std(dup.into()).map(Some)
     }
 }
 
@@ -79,7 +89,7 @@ struct Idle {
 /// kept per endpoint is capped: past the cap a finished connection is closed instead.
 pub struct Pools {
     /// Looked up on every request: keyed with a fast hash (the keys are our own endpoints).
-    idle: RefCell<FxHashMap<SocketAddr, Vec<Idle>>>,
+    idle: RefCell<FxHashMap<PoolKey, Vec<Idle>>>,
     max_idle_per_endpoint: usize,
 }
 
@@ -88,11 +98,11 @@ impl Pools {
         Self { idle: RefCell::new(FxHashMap::default()), max_idle_per_endpoint }
     }
 
-    /// The most recently used idle connection to `addr` that is still clean: within its idle
+    /// The most recently used idle connection for `key` that is still clean: within its idle
     /// timeout, not closed by the upstream, with no stray bytes waiting.
-    pub fn take(&self, addr: SocketAddr) -> Option<UpstreamConn> {
+    pub fn take(&self, key: PoolKey) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
-        let stack = idle.get_mut(&addr)?;
+        let stack = idle.get_mut(&key)?;
         let now = Instant::now();
         while let Some(entry) = stack.pop() {
             if now < entry.until && is_clean(&entry.conn.stream) {
@@ -108,7 +118,7 @@ impl Pools {
     /// `idle_timeout`.
     pub fn put(&self, mut conn: UpstreamConn, idle_timeout: Duration) {
         let mut idle = self.idle.borrow_mut();
-        let stack = idle.entry(conn.addr).or_default();
+        let stack = idle.entry(conn.key).or_default();
         if stack.len() < self.max_idle_per_endpoint {
             conn.buf.clear();
             stack.push(Idle { conn, until: Instant::now() + idle_timeout });
@@ -135,7 +145,7 @@ impl Pools {
 /// An idle connection is clean when reading would block: a 0-byte read means the upstream sent
 /// FIN, bytes mean a response nobody asked for, an error means RST. One non-blocking peek
 /// syscall, no buffer consumed.
-fn is_clean(stream: &TcpStream) -> bool {
+fn is_clean(stream: &UpstreamStream) -> bool {
     let mut byte = [0u8; 1];
     // SAFETY: the fd is owned by `stream`, alive for this call; MSG_PEEK leaves the data in the
     // socket and MSG_DONTWAIT never blocks. The 1-byte buffer is valid for writes.
@@ -153,7 +163,7 @@ mod tests {
     use monoio::io::AsyncWriteRentExt;
     use monoio::net::{TcpListener, TcpStream};
 
-    use super::{Pools, UpstreamConn};
+    use super::{Pools, UpstreamConn, UpstreamStream};
 
     const LONG: Duration = Duration::from_secs(60);
 
@@ -168,7 +178,7 @@ mod tests {
         for _ in 0..3 {
             let stream = TcpStream::connect(addr).await.unwrap();
             server_sides.push(listener.accept().await.unwrap().0);
-            pools.put(UpstreamConn::new(stream, addr, Default::default()), LONG);
+            pools.put(UpstreamConn::new(UpstreamStream::Plain(stream), (addr, 0), Default::default()), LONG);
         }
         drop(server_sides.remove(0));
         let (res, _) = server_sides[0].write_all(&b"stray"[..]).await;
@@ -176,11 +186,11 @@ mod tests {
         monoio::time::sleep(Duration::from_millis(50)).await;
         pools.sweep();
         assert_eq!(pools.idle_count(), 1);
-        let kept = pools.take(addr).expect("the clean one");
+        let kept = pools.take((addr, 0)).expect("the clean one");
         assert!(kept.reused);
         pools.put(kept, Duration::ZERO);
         pools.sweep();
         assert_eq!(pools.idle_count(), 0);
-        assert!(pools.take(addr).is_none());
+        assert!(pools.take((addr, 0)).is_none());
     }
 }

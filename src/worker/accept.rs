@@ -10,7 +10,9 @@ use monoio::io::CancelHandle;
 use monoio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
+use super::client::ClientTcp;
 use super::ctx::{ConnInfo, WorkerCtx};
+use crate::http::Downstream;
 use crate::snapshot::ListenerProtocol;
 
 /// Pause after an accept error that repeats until something frees up (EMFILE, ENOBUFS…),
@@ -58,14 +60,19 @@ fn serve(stream: TcpStream, peer: SocketAddr, port: u16, fixed_local: Option<Soc
     let conn = ConnInfo { peer, local, listener_port: port };
     let active = Active::new(ctx.clone());
     let ctx = ctx.clone();
-    let tcp = ctx.snapshot().listener(port).is_some_and(|l| l.protocol == ListenerProtocol::Tcp);
+    let protocol = ctx.snapshot().listener(port).map_or(ListenerProtocol::Http, |l| l.protocol);
     monoio::spawn(async move {
         let _active = active;
-        if tcp {
-            // Boxed: its splice state would otherwise size every HTTP connection's task too.
-            Box::pin(crate::tcp::serve_connection(stream, conn, ctx)).await;
-        } else {
-            crate::http::serve_connection(stream, conn, ctx).await;
+        match protocol {
+            // Boxed: their splice and TLS state would otherwise size every HTTP connection's
+            // task too.
+            ListenerProtocol::Tcp => Box::pin(crate::tcp::serve_connection(stream, conn, ctx)).await,
+            ListenerProtocol::Tls => Box::pin(crate::tls::serve_connection(stream, conn, ctx)).await,
+            ListenerProtocol::Http => {
+                let client = ClientTcp::new(stream, ctx.drain_handle());
+                let downstream = Downstream { conn, idle: client.idle_flag(), tls: None };
+                crate::http::serve_connection(client, downstream, ctx).await;
+            }
         }
     });
 }

@@ -14,6 +14,7 @@ use crate::admin::{IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKe
 use crate::http::access_log::Sink;
 use crate::http::limits::ClientLimits;
 use crate::snapshot::{Cluster, Snapshot};
+use crate::tls::CoreConfigs;
 use crate::upstream::Upstream;
 use crate::worker::WorkerOptions;
 
@@ -39,6 +40,8 @@ pub struct WorkerCtx {
     /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
     pub mirror_shadow_suffix: bool,
     pub limits: ClientLimits,
+    /// This worker's copies of the snapshot's TLS configs.
+    pub tls: CoreConfigs,
     /// This worker's TCP route and cluster counters (one map per [`L4Kind`]), looked up by name
     /// without the registry's lock once seen.
     l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
@@ -64,6 +67,7 @@ impl WorkerCtx {
             access_log: opts.access_log.map(Sink::new),
             mirror_shadow_suffix: opts.mirror_shadow_suffix,
             limits: opts.limits,
+            tls: CoreConfigs::default(),
             l4: RefCell::default(),
             istio: RefCell::default(),
             draining: Cell::new(false),
@@ -87,8 +91,8 @@ impl WorkerCtx {
         self.draining.get()
     }
 
-    /// For reads that wait for the *next* request on a keep-alive connection (e.g.
-    /// `stream.cancelable_read(buf, ctx.drain_handle())`): they fail with `ECANCELED` when
+    /// For reads that wait for the *next* request on a keep-alive connection (a
+    /// [`super::ClientTcp`] raises its idle flag for them): they fail with `ECANCELED` when
     /// draining starts, so idle connections close at once instead of holding the drain open.
     pub fn drain_handle(&self) -> CancelHandle {
         self.drain_handle.clone()
@@ -145,6 +149,7 @@ impl WorkerCtx {
 
     pub(crate) fn set_snapshot(&self, snapshot: Arc<Snapshot>) {
         *self.snapshot.borrow_mut() = Rc::new(snapshot);
+        self.tls.clear();
     }
 
     pub(crate) fn start_draining(&self) {

@@ -3,6 +3,7 @@
 //! request path touches another core's memory.
 
 mod accept;
+mod client;
 mod ctx;
 pub mod driver;
 mod follow;
@@ -13,6 +14,7 @@ use std::sync::{mpsc, Arc};
 
 use tracing::{debug, info, warn};
 
+pub use client::ClientTcp;
 pub use ctx::{ConnInfo, WorkerCtx};
 pub use driver::{Driver, DriverChoice, UringUnavailable};
 

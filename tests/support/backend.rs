@@ -103,6 +103,32 @@ impl Drop for Backend {
     }
 }
 
+/// A request line and header fields, leniently (the tests' own requests and the gateway's);
+/// `None` at the end of the stream.
+pub fn read_head(r: &mut impl BufRead) -> Option<Received> {
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 {
+            return None;
+        }
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Some(Received { method, target, headers, body: Vec::new() })
+}
+
 /// Bodies above this are counted, not kept.
 const KEEP_BODY: usize = 1 << 20;
 
@@ -111,27 +137,9 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
     let mut r = BufReader::with_capacity(1 << 16, stream.try_clone().unwrap());
     let mut w = stream;
     loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
+        let Some(req) = read_head(&mut r) else {
             return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end_matches(['\r', '\n']);
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                headers.push((n.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let req = Received { method, target, headers, body: Vec::new() };
+        };
         let (body, len, sum) = match read_body(&mut r, &req) {
             Some(b) => b,
             None => return,

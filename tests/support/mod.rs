@@ -6,6 +6,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod tcp;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -94,6 +94,7 @@ fn snapshot() -> Snapshot {
         min_protocol_version: None,
         max_protocol_version: None,
         cipher_suites: vec![],
+        config: None,
     };
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     Snapshot {
@@ -129,6 +130,7 @@ fn snapshot() -> Snapshot {
                 }],
             )
         }],
+        watched: vec![],
     }
 }
 

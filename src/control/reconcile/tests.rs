@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::*;
-use crate::snapshot::{HostTable, Listener};
+use crate::snapshot::{HostTable, Listener, ListenerProtocol};
 
 const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -21,7 +21,7 @@ fn snapshot(listeners: &[(u16, IpAddr, ListenerProtocol)]) -> Snapshot {
             sni: HostTable::default(),
         })
         .collect();
-    Snapshot { generation: 1, listeners, clusters: vec![] }
+    Snapshot { generation: 1, listeners, clusters: vec![], watched: vec![] }
 }
 
 fn ports(list: &[(u16, IpAddr)]) -> BTreeMap<u16, IpAddr> {
@@ -29,14 +29,14 @@ fn ports(list: &[(u16, IpAddr)]) -> BTreeMap<u16, IpAddr> {
 }
 
 #[test]
-fn http_and_tcp_listeners_are_served_tls_not_yet() {
+fn every_listener_is_served() {
     let s = snapshot(&[
         (80, ANY, ListenerProtocol::Http),
         (443, ANY, ListenerProtocol::Tls),
         (8080, LOCAL, ListenerProtocol::Http),
         (27017, ANY, ListenerProtocol::Tcp),
     ]);
-    assert_eq!(served(&s), ports(&[(80, ANY), (8080, LOCAL), (27017, ANY)]));
+    assert_eq!(served(&s), ports(&[(80, ANY), (443, ANY), (8080, LOCAL), (27017, ANY)]));
 }
 
 #[test]

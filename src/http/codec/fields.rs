@@ -25,6 +25,8 @@ pub(crate) enum Kind {
     XForwardedFor,
     XForwardedProto,
     XRequestId,
+    /// Set only by the gateway, from a client certificate it verified (Envoy's SANITIZE_SET).
+    XForwardedClientCert,
     /// Any `x-envoy-*` name.
     XEnvoy,
     Http2Settings,
@@ -69,6 +71,7 @@ fn classify_x(n: &[u8]) -> Kind {
         12 if is(n, b"x-request-id") => Kind::XRequestId,
         15 if is(n, b"x-forwarded-for") => Kind::XForwardedFor,
         17 if is(n, b"x-forwarded-proto") => Kind::XForwardedProto,
+        23 if is(n, b"x-forwarded-client-cert") => Kind::XForwardedClientCert,
         _ if is(&n[..8], b"x-envoy-") => Kind::XEnvoy,
         _ => Kind::Other,
     }

@@ -30,6 +30,8 @@ pub struct RequestEdits<'a> {
     /// Written as `x-envoy-external-address` when `Some` (client `x-envoy-*` are always
     /// stripped).
     pub x_envoy_external_address: Option<&'a str>,
+    /// Written as `x-forwarded-client-cert` when `Some`; a client's is always dropped.
+    pub x_forwarded_client_cert: Option<&'a str>,
     /// Header lines appended as given (`set` = name in `remove` plus here).
     pub add: &'a [(&'a str, &'a str)],
     /// Client header names to drop (case-insensitive). Host and framing are not affected.
@@ -50,6 +52,7 @@ impl Default for RequestEdits<'_> {
             x_forwarded_for_append: "",
             request_id: None,
             x_envoy_external_address: None,
+            x_forwarded_client_cert: None,
             add: &[],
             remove: &[],
             keep_alive: true,
@@ -132,7 +135,8 @@ fn copy_kept<B: BufMut>(
 /// Writes the head to send upstream: `HTTP/1.1`, the (rewritten) target and Host, the
 /// client's fields minus hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE
 /// other than `trailers`, Upgrade unless forwarded, HTTP2-Settings, and every name the
-/// Connection header lists), minus client `x-envoy-*` and `x-forwarded-proto`, with the
+/// Connection header lists), minus client `x-envoy-*`, `x-forwarded-proto` and
+/// `x-forwarded-client-cert`, with the
 /// framing header exactly once and the gateway's headers added.
 pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits: &RequestEdits<'_>) {
     let f = &head.fields;
@@ -179,6 +183,7 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
         | Kind::Upgrade
         | Kind::Http2Settings
         | Kind::XForwardedProto
+        | Kind::XForwardedClientCert
         | Kind::XEnvoy => false,
         // `te: trailers` is the one TE value that is end-to-end meaningful (Envoy keeps it).
         Kind::Te => f.headers[i].value.eq_ignore_ascii_case(b"trailers"),
@@ -207,6 +212,9 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
     }
     if let Some(id) = edits.request_id {
         put_header(out, b"x-request-id", id.as_bytes());
+    }
+    if let Some(c) = edits.x_forwarded_client_cert {
+        put_header(out, b"x-forwarded-client-cert", c.as_bytes());
     }
     if let Some(a) = edits.x_envoy_external_address {
         put_header(out, b"x-envoy-external-address", a.as_bytes());

@@ -86,7 +86,7 @@ pub fn compile(set: &ConfigSet, opts: &CompileOptions) -> Result<Snapshot, Diagn
         return Err(Diagnostics(c.errors));
     }
     tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
-    Ok(Snapshot { generation: opts.generation, listeners, clusters: clusters.clusters })
+    Ok(Snapshot { generation: opts.generation, listeners, clusters: clusters.clusters, watched: secrets.watched() })
 }
 
 /// A Gateway server kept for this instance.
@@ -438,8 +438,9 @@ impl<'a> Compiler<'a> {
                         server.tcp_routes = l4::tcp_routes(&bound(), port, &gw.key(), gw.namespace(), clusters);
                     }
                     ListenerProtocol::Tls => {
-                        server.tls =
-                            plan.server.tls.as_ref().and_then(|t| match tls::server_tls(t, gw.namespace(), secrets) {
+                        let https = server.protocol.as_ref() == "HTTPS";
+                        server.tls = plan.server.tls.as_ref().and_then(|t| {
+                            match tls::server_tls(t, gw.namespace(), secrets, https) {
                                 Ok(t) => Some(t),
                                 Err((field, message)) => {
                                     self.errors.push(gw.diagnostic(
@@ -449,7 +450,8 @@ impl<'a> Compiler<'a> {
                                     ));
                                     None
                                 }
-                            });
+                            }
+                        });
                         match server.tls.as_ref().map_or(ServerTlsMode::Passthrough, |t| t.mode) {
                             ServerTlsMode::Passthrough => {
                                 server.tls_routes =

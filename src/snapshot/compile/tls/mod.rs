@@ -1,21 +1,28 @@
 //! TLS settings built at compile time from the material `config::credentials` reads, so the
-//! data plane never touches a file.
+//! data plane never touches a file: the settings as written, and the rustls configs built from
+//! them (`build`), whose failures name the field like any other config error.
+
+mod build;
+#[cfg(test)]
+mod tests;
+mod verify;
 
 use std::sync::Arc;
 
 use crate::config::credentials::{server_material, upstream_material, Secrets, TlsError};
 use crate::config::destination_rule::{ClientTlsMode, ClientTlsSettings};
 use crate::config::gateway::{ServerTlsMode as ConfigTlsMode, ServerTlsSettings, TlsProtocol};
-use crate::snapshot::{ServerTls, ServerTlsMode, TlsVersion, UpstreamTls, UpstreamTlsMode};
+use crate::snapshot::{Built, ServerTls, ServerTlsMode, TlsVersion, UpstreamTls, UpstreamTlsMode};
 
-fn version(v: Option<TlsProtocol>, field: &str, is_max: bool) -> Result<Option<TlsVersion>, TlsError> {
+fn version(v: Option<TlsProtocol>, field: &str) -> Result<Option<TlsVersion>, TlsError> {
     match v {
         None | Some(TlsProtocol::TlsAuto) => Ok(None),
         Some(TlsProtocol::TlsV1_2) => Ok(Some(TlsVersion::V1_2)),
         Some(TlsProtocol::TlsV1_3) => Ok(Some(TlsVersion::V1_3)),
-        // rustls speaks 1.2 and 1.3 only: a floor below 1.2 is no floor, a ceiling is unmeetable.
-        Some(TlsProtocol::TlsV1_0 | TlsProtocol::TlsV1_1) if !is_max => Ok(None),
-        Some(_) => Err((field.to_string(), "TLS versions below 1.2 are not supported".to_string())),
+        Some(old @ (TlsProtocol::TlsV1_0 | TlsProtocol::TlsV1_1)) => Err((
+            field.to_string(),
+            format!("{old} is not supported: rustls supports only TLS 1.2 and 1.3 (TLSV1_2, TLSV1_3)"),
+        )),
     }
 }
 
@@ -24,11 +31,13 @@ fn strings(v: &[String]) -> Vec<Arc<str>> {
 }
 
 /// A Gateway server's `tls` block → [`ServerTls`], reading and checking its certificates.
-/// `namespace` is the Gateway's, where `credentialName` is looked up.
+/// `namespace` is the Gateway's, where `credentialName` is looked up; `https` offers HTTP/1.1 by
+/// ALPN.
 pub(super) fn server_tls(
     tls: &ServerTlsSettings,
     namespace: &str,
     secrets: &Secrets<'_>,
+    https: bool,
 ) -> Result<ServerTls, TlsError> {
     let mode = match tls.mode {
         // The proto default.
@@ -40,7 +49,7 @@ pub(super) fn server_tls(
         Some(ConfigTlsMode::OptionalMutual) => ServerTlsMode::OptionalMutual,
     };
     let material = server_material(tls, namespace, secrets)?;
-    Ok(ServerTls {
+    let mut server = ServerTls {
         mode,
         cert_chain: material.cert,
         private_key: material.key,
@@ -49,10 +58,15 @@ pub(super) fn server_tls(
         subject_alt_names: strings(&tls.subject_alt_names),
         verify_certificate_spki: strings(&tls.verify_certificate_spki),
         verify_certificate_hash: strings(&tls.verify_certificate_hash),
-        min_protocol_version: version(tls.min_protocol_version, "minProtocolVersion", false)?,
-        max_protocol_version: version(tls.max_protocol_version, "maxProtocolVersion", true)?,
+        min_protocol_version: version(tls.min_protocol_version, "minProtocolVersion")?,
+        max_protocol_version: version(tls.max_protocol_version, "maxProtocolVersion")?,
         cipher_suites: strings(&tls.cipher_suites),
-    })
+        config: None,
+    };
+    if !matches!(mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough) {
+        server.config = Some(Built(Arc::new(build::server_config(&server, https)?)));
+    }
+    Ok(server)
 }
 
 /// A DestinationRule `tls` block → [`UpstreamTls`]; `None` for `DISABLE`. `namespace` is the
@@ -69,13 +83,30 @@ pub(super) fn upstream_tls(
         Some(ClientTlsMode::Mutual | ClientTlsMode::IstioMutual) => UpstreamTlsMode::Mutual,
     };
     let material = upstream_material(tls, namespace, secrets)?;
-    Ok(Some(UpstreamTls {
+    let subject_alt_names = strings(&tls.subject_alt_names);
+    let insecure_skip_verify = tls.insecure_skip_verify.unwrap_or(false);
+    let config = build::client_config(mode, &material, &subject_alt_names, insecure_skip_verify)?;
+    let mut upstream = UpstreamTls {
         mode,
         client_certificate: material.cert,
         private_key: material.key,
         ca_certificates: material.ca,
-        subject_alt_names: strings(&tls.subject_alt_names),
+        subject_alt_names,
         sni: tls.sni.as_deref().map(Arc::from),
-        insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
-    }))
+        insecure_skip_verify,
+        config: Built(Arc::new(config)),
+        pool_id: 0,
+    };
+    upstream.pool_id = pool_id(&upstream);
+    Ok(Some(upstream))
+}
+
+/// A fingerprint of everything that shapes an upstream TLS connection; never 0 (plain
+/// connections' pool id).
+fn pool_id(tls: &UpstreamTls) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (tls.mode as u8, &tls.client_certificate, &tls.private_key, &tls.ca_certificates).hash(&mut h);
+    (&tls.subject_alt_names, &tls.sni, tls.insecure_skip_verify).hash(&mut h);
+    h.finish() | 1
 }

@@ -1,0 +1,88 @@
+//! XFCC tests on rcgen-made certificates; the expected subjects are what
+//! `openssl x509 -noout -subject -nameopt RFC2253` prints for the same certificates.
+
+use rcgen::{BmpString, CertificateParams, DnType, DnValue, KeyPair, PrintableString, SanType};
+use ring::digest::{digest, SHA256};
+
+use super::value;
+
+/// A self-signed certificate's DER with `subject` (in certificate order) and SANs.
+fn cert(subject: Vec<(DnType, DnValue)>, dns: &[&str], uris: &[&str]) -> Vec<u8> {
+    let mut params = CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
+    params.subject_alt_names.extend(uris.iter().map(|u| SanType::URI((*u).try_into().unwrap())));
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for (ty, v) in subject {
+        params.distinguished_name.push(ty, v);
+    }
+    params.self_signed(&KeyPair::generate().unwrap()).unwrap().der().to_vec()
+}
+
+fn hash(der: &[u8]) -> String {
+    digest(&SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn utf8(ty: DnType, v: &str) -> (DnType, DnValue) {
+    (ty, DnValue::Utf8String(v.to_string()))
+}
+
+#[test]
+fn every_element_in_envoys_order() {
+    let client = cert(
+        vec![
+            utf8(DnType::CountryName, "US"),
+            utf8(DnType::OrganizationName, "Example"),
+            utf8(DnType::OrganizationalUnitName, "eng"),
+            utf8(DnType::CommonName, "client"),
+        ],
+        &["client.example", "c2.example"],
+        &["spiffe://td/ns/a/sa/client", "urn:x"],
+    );
+    let local = cert(vec![utf8(DnType::CommonName, "gw")], &["gw.example"], &["spiffe://td/ns/gw/sa/gateway"]);
+    assert_eq!(
+        value(&client, Some(&local)),
+        format!(
+            "By=spiffe://td/ns/gw/sa/gateway;Hash={};Subject=\"CN=client,OU=eng,O=Example,C=US\";\
+             URI=spiffe://td/ns/a/sa/client;URI=urn:x;DNS=client.example;DNS=c2.example",
+            hash(&client)
+        )
+    );
+}
+
+#[test]
+fn by_needs_a_local_uri_and_uri_stays_when_empty() {
+    let client = cert(vec![utf8(DnType::CommonName, "client")], &[], &[]);
+    let local = cert(vec![utf8(DnType::CommonName, "gw")], &["gw.example"], &[]);
+    let expected = format!("Hash={};Subject=\"CN=client\";URI=", hash(&client));
+    assert_eq!(value(&client, Some(&local)), expected);
+    assert_eq!(value(&client, None), expected);
+    let empty = cert(Vec::new(), &[], &[]);
+    assert_eq!(value(&empty, None), format!("Hash={};Subject=\"\";URI=", hash(&empty)));
+}
+
+#[test]
+fn subject_is_escaped_as_rfc2253() {
+    let client = cert(
+        vec![
+            (DnType::CountryName, DnValue::PrintableString(PrintableString::try_from("DE").unwrap())),
+            (DnType::LocalityName, DnValue::BmpString(BmpString::try_from("Köln").unwrap())),
+            utf8(DnType::OrganizationName, "A, B + \"C\" <d>; e\\f"),
+            utf8(DnType::OrganizationalUnitName, "#lead and trail "),
+            utf8(DnType::CommonName, "Zoë\t"),
+            (
+                DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+                DnValue::Ia5String("a@b.example".try_into().unwrap()),
+            ),
+            utf8(DnType::CustomDnType(vec![1, 2, 3, 4]), "abc"),
+        ],
+        &[],
+        &[],
+    );
+    let subject = "1.2.3.4=#0C03616263,emailAddress=a@b.example,CN=Zo\\C3\\AB\\09,OU=\\#lead and trail\\ ,\
+                   O=A\\, B \\+ \\\"C\\\" \\<d\\>\\; e\\\\f,L=K\\C3\\B6ln,C=DE";
+    assert_eq!(value(&client, None), format!("Hash={};Subject=\"{subject}\";URI=", hash(&client)));
+}
+
+#[test]
+fn unreadable_certificate_gets_its_hash_only() {
+    assert_eq!(value(b"not a certificate", None), format!("Hash={}", hash(b"not a certificate")));
+}

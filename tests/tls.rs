@@ -1,0 +1,780 @@
+//! TLS end to end, as an Istio ingress gateway (Envoy) shows it: SNI picks a Gateway server and
+//! its certificate, then Host picks a route among that server's routes only; credentialName from
+//! a Secret or the secrets directory; MUTUAL and OPTIONAL_MUTUAL with x-forwarded-client-cert;
+//! protocol version bounds; PASSTHROUGH and AUTO_PASSTHROUGH to backends that terminate TLS;
+//! certificate files replaced on disk while serving; TLS origination to upstreams (SIMPLE and
+//! MUTUAL); openssl and curl as clients; the handshake timeout; and the handshake counters.
+
+mod support;
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::backend::Backend;
+use support::client::{self, Conn, Response};
+use support::config::{docs, http_gateway};
+use support::tcp::{listen_port, tcp_gateway, tcp_route, tcp_service_entry, tcp_virtual_service, TcpBackend};
+use support::tls::{
+    gateway, mutual_tls, replace_file, route_all, secret, server, service_entry, simple_tls, tls_destination_rule,
+    tls_route, write_credential, Ca, CertInfo, Leaf, TlsBackend, TlsClient, Versions,
+};
+use support::{wait_until, Driver, Gateway};
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A CA and a directory for the certificate files of one test.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Ca,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        Pki { dir: tempfile::tempdir().unwrap(), ca: Ca::new("strait test ca") }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `ca.pem` in the directory.
+    fn ca_file(&self) -> PathBuf {
+        let path = self.path("ca.pem");
+        if !path.exists() {
+            self.ca.write(self.dir.path(), "ca.pem");
+        }
+        path
+    }
+
+    /// A server leaf for `names`, written as `stem.crt`/`stem.key`.
+    fn server(&self, stem: &str, names: &[&str]) -> (Leaf, PathBuf, PathBuf) {
+        let leaf = self.ca.server(names);
+        let (cert, key) = leaf.write(self.dir.path(), stem);
+        (leaf, cert, key)
+    }
+
+    /// The usual client identity: CN=client, URI SAN spiffe://example.com/client.
+    fn client(&self) -> Leaf {
+        self.ca.client("client", Some("spiffe://example.com/client"))
+    }
+}
+
+/// A plain HTTP ServiceEntry `host` (port 80) for `backend`.
+fn plain_service(name: &str, host: &str, backend: &Backend) -> String {
+    support::config::service_entry(name, host, 80, &[backend.port()])
+}
+
+/// One HTTPS server for every host on `port` serving `crt`, every request to `app`.
+fn https_app(port: u16, crt: &Path, key: &Path, app: &Backend) -> String {
+    docs(&[
+        gateway("gw", &[server(port, "https", "HTTPS", &["*"], &simple_tls(crt, key))]),
+        route_all("app", &["gw"], &["*"], "app.local"),
+        plain_service("app", "app.local", app),
+    ])
+}
+
+fn describe(der: &[u8]) -> String {
+    let info = CertInfo::parse(der);
+    format!("serial {} subject {} dns {:?}", info.serial, info.subject, info.dns_names)
+}
+
+/// Asserts the server presented `want`.
+fn assert_served(gw: &Gateway, got: io::Result<Vec<u8>>, want: &Leaf, what: &str) {
+    let got = got.unwrap_or_else(|e| panic!("{what}: handshake failed: {e}; logs:\n{}", gw.logs()));
+    assert!(got == want.der, "{what}: served {} instead of {}", describe(&got), describe(&want.der));
+}
+
+/// A response, or a panic with the gateway's logs.
+fn ok(gw: &Gateway, r: io::Result<Response>, what: &str) -> Response {
+    r.unwrap_or_else(|e| panic!("{what}: no response: {e}; logs:\n{}", gw.logs()))
+}
+
+/// Asserts the attempt failed because the gateway refused or closed the connection, not
+/// because it hung (a read timeout) and not with an HTTP answer.
+fn assert_refused<T>(gw: &Gateway, r: io::Result<T>, what: &str) {
+    match r {
+        Ok(_) => panic!("{what}: expected the connection to be refused, it went through; logs:\n{}", gw.logs()),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("{what}: the gateway neither answered nor closed: {e}; logs:\n{}", gw.logs())
+        }
+        Err(_) => {}
+    }
+}
+
+/// Like [`assert_refused`] for a request: no HTTP response came back.
+fn assert_no_response(gw: &Gateway, r: io::Result<Response>, what: &str) {
+    if let Ok(resp) = &r {
+        panic!("{what}: expected no HTTP response, got {} {:?}; logs:\n{}", resp.status, resp.body_text(), gw.logs());
+    }
+    assert_refused(gw, r, what);
+}
+
+/// The one `x-forwarded-client-cert` the backend's last request carried.
+fn xfcc(backend: &Backend) -> Option<String> {
+    let last = backend.last();
+    let all = last.header_all("x-forwarded-client-cert");
+    assert!(all.len() <= 1, "several x-forwarded-client-cert fields: {all:?}");
+    all.first().map(|v| v.to_string())
+}
+
+fn assert_xfcc_names(value: &str, client: &Leaf) {
+    let hash = format!("Hash={}", client.sha256_hex());
+    assert!(value.contains(&hash), "{value:?} lacks {hash}");
+    assert!(value.contains("Subject=\"CN=client\""), "{value:?} lacks Subject=\"CN=client\"");
+    assert!(value.contains("URI=spiffe://example.com/client"), "{value:?} lacks the URI SAN");
+}
+
+both_drivers! {
+    fn sni_selects_the_server_its_certificate_and_its_routes(driver) {
+        let pki = Pki::new();
+        let (a_leaf, a_crt, a_key) = pki.server("a", &["a.example.com"]);
+        let (b_leaf, b_crt, b_key) = pki.server("b", &["b.example.com"]);
+        let (c_leaf, c_crt, c_key) = pki.server("c", &["*.example.com"]);
+        let (a, b, c) = (Backend::start("a"), Backend::start("b"), Backend::start("c"));
+        let (port, only_a) = (listen_port(), listen_port());
+        let config = docs(&[
+            gateway(
+                "gw",
+                &[
+                    server(port, "https-a", "HTTPS", &["a.example.com"], &simple_tls(&a_crt, &a_key)),
+                    server(port, "https-b", "HTTPS", &["b.example.com"], &simple_tls(&b_crt, &b_key)),
+                    server(port, "https-default", "HTTPS", &["*"], &simple_tls(&c_crt, &c_key)),
+                ],
+            ),
+            gateway("gw2", &[server(only_a, "https-a", "HTTPS", &["a.example.com"], &simple_tls(&a_crt, &a_key))]),
+            route_all("a", &["gw", "gw2"], &["a.example.com"], "a.local"),
+            route_all("b", &["gw"], &["b.example.com"], "b.local"),
+            route_all("c", &["gw"], &["*"], "c.local"),
+            plain_service("a", "a.local", &a),
+            plain_service("b", "b.local", &b),
+            plain_service("c", "c.local", &c),
+        ]);
+        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let client = TlsClient::new(&pki.ca);
+
+        assert_served(&gw, client.served(addr(port), "a.example.com"), &a_leaf, "SNI a");
+        assert_served(&gw, client.served(addr(port), "b.example.com"), &b_leaf, "SNI b");
+        assert_served(&gw, client.served(addr(port), "other.example.com"), &c_leaf, "SNI other (the * server)");
+
+        let r = ok(&gw, client.get(addr(port), "a.example.com", "a.example.com", "/"), "SNI a, Host a");
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("a")));
+        assert_eq!(a.last().header("x-forwarded-proto"), Some("https"), "the backend sees the real scheme");
+        let r = ok(&gw, client.get(addr(port), "b.example.com", "b.example.com", "/"), "SNI b, Host b");
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("b")));
+        assert_eq!(b.last().header("x-forwarded-proto"), Some("https"));
+        let r = ok(&gw, client.get(addr(port), "other.example.com", "other.example.com", "/"), "SNI other");
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("c")));
+
+        // Host picks among the SNI-chosen server's routes only: server a knows only a.example.com...
+        let r = ok(&gw, client.get(addr(port), "a.example.com", "b.example.com", "/"), "SNI a, Host b");
+        assert_eq!(r.status, 404, "server a has no route for b.example.com: {:?}", r.header("x-backend"));
+        // ...while the `*` server admits every VirtualService bound to the gateway.
+        let r = ok(&gw, client.get(addr(port), "other.example.com", "a.example.com", "/"), "SNI other, Host a");
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("a")));
+
+        // A port with no `*` server: an SNI that matches no server closes the connection.
+        assert_served(&gw, client.served(addr(only_a), "a.example.com"), &a_leaf, "SNI a on the a-only port");
+        let r = ok(&gw, client.get(addr(only_a), "a.example.com", "a.example.com", "/"), "a-only port");
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("a")));
+        assert_refused(&gw, client.connect(addr(only_a), "z.example.com"), "SNI z on the a-only port");
+        // And the gateway still serves after refusing.
+        assert_served(&gw, client.served(addr(only_a), "a.example.com"), &a_leaf, "SNI a again");
+    }
+
+    fn mutual_tls_verifies_clients_and_sets_xfcc(driver) {
+        let pki = Pki::new();
+        let (_, crt, key) = pki.server("srv", &["mtls.example.com"]);
+        let app = Backend::start("app");
+        let port = listen_port();
+        let config = docs(&[
+            gateway("gw", &[server(port, "https-mtls", "HTTPS", &["*"], &mutual_tls("MUTUAL", &crt, &key, &pki.ca_file()))]),
+            route_all("app", &["gw"], &["*"], "app.local"),
+            plain_service("app", "app.local", &app),
+        ]);
+        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let sni = "mtls.example.com";
+        let identity = pki.client();
+        let with_cert = TlsClient::builder(&pki.ca).identity(&identity).build();
+
+        let r = ok(&gw, with_cert.get(addr(port), sni, sni, "/"), "a client with a certificate from the CA");
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("app")));
+        let value = xfcc(&app).expect("the backend receives x-forwarded-client-cert");
+        assert_xfcc_names(&value, &identity);
+
+        // A client's own x-forwarded-client-cert is replaced, not passed on or appended to.
+        let forged = "GET / HTTP/1.1\r\nHost: mtls.example.com\r\n\
+                      x-forwarded-client-cert: By=spiffe://evil;Hash=deadbeef;Subject=\"CN=forged\"\r\n\
+                      Connection: close\r\n\r\n";
+        let r = ok(&gw, with_cert.request(addr(port), sni, forged), "a client sending its own XFCC");
+        assert_eq!(r.status, 200);
+        let value = xfcc(&app).expect("the backend receives x-forwarded-client-cert");
+        assert!(!value.contains("deadbeef") && !value.contains("forged") && !value.contains("evil"), "{value:?}");
+        assert_xfcc_names(&value, &identity);
+        let seen = app.count();
+
+        // No certificate, or one from another CA: the handshake fails, no request gets through.
+        let without = TlsClient::new(&pki.ca);
+        assert_no_response(&gw, without.get(addr(port), sni, sni, "/"), "no client certificate");
+        let other_ca = Ca::new("another ca");
+        let stranger = TlsClient::builder(&pki.ca).identity(&other_ca.client("client", Some("spiffe://example.com/client"))).build();
+        assert_no_response(&gw, stranger.get(addr(port), sni, sni, "/"), "a client certificate from another CA");
+        assert_eq!(app.count(), seen, "refused clients reach no backend");
+
+        // The gateway still serves good clients.
+        let r = ok(&gw, with_cert.get(addr(port), sni, sni, "/"), "a good client again");
+        assert_eq!(r.status, 200);
+    }
+
+    fn passthrough_hands_the_tls_stream_to_the_backend(driver) {
+        let pki = Pki::new();
+        let backend_leaf = pki.ca.server(&["pt.example.com"]);
+        let backend = TlsBackend::start("pt", &backend_leaf, None);
+        let port = listen_port();
+        let config = docs(&[
+            gateway("gw", &[server(port, "tls-pt", "TLS", &["*.example.com"], "{mode: PASSTHROUGH}")]),
+            tls_route("pt", "gw", &["pt.example.com"], &["pt.example.com"], port, "pt-backend.example.com", 8443),
+            service_entry("pt-backend", "pt-backend.example.com", 8443, "TLS", backend.port(), None),
+        ]);
+        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let client = TlsClient::new(&pki.ca);
+
+        // The backend's certificate, not one of the gateway's (it has none).
+        assert_served(&gw, client.served(addr(port), "pt.example.com"), &backend_leaf, "SNI pt");
+        let r = ok(&gw, client.get(addr(port), "pt.example.com", "pt.example.com", "/"), "through the passthrough");
+        assert_eq!((r.status, r.body_text().as_str()), (200, "pt"));
+        assert_eq!(backend.snis.lock().unwrap().last().cloned().flatten().as_deref(), Some("pt.example.com"));
+        // Bytes, untouched: no header the gateway would have added.
+        let last = backend.last();
+        assert_eq!(last.header("x-forwarded-proto"), None, "{:?}", last.headers);
+        assert_eq!(last.header("x-request-id"), None, "{:?}", last.headers);
+
+        // An SNI that no tls route matches: closed, and nothing reaches the backend. (Counted by
+        // TCP accepts: each earlier connection was accepted before its handshake could finish,
+        // while the backend's own handshake count may still be catching up.)
+        let accepted = backend.accepted.load(std::sync::atomic::Ordering::Relaxed);
+        assert_refused(&gw, client.connect(addr(port), "other.example.com"), "SNI with no tls route");
+        assert_eq!(backend.accepted.load(std::sync::atomic::Ordering::Relaxed), accepted);
+        let r = ok(&gw, client.get(addr(port), "pt.example.com", "pt.example.com", "/"), "passthrough again");
+        assert_eq!(r.status, 200);
+    }
+}
+
+#[test]
+fn credential_name_from_a_secret_or_the_secrets_dir() {
+    let pki = Pki::new();
+    let from_secret = pki.ca.server(&["secret.example.com"]);
+    let from_dir = pki.ca.server(&["dir.example.com"]);
+    let secrets_dir = tempfile::tempdir().unwrap();
+    write_credential(secrets_dir.path(), "dir-cred", &from_dir);
+    let app = Backend::start("app");
+    let (p1, p2) = (listen_port(), listen_port());
+    let config = |secret_leaf: &Leaf| {
+        docs(&[
+            gateway(
+                "gw",
+                &[
+                    server(p1, "https-secret", "HTTPS", &["*"], "{mode: SIMPLE, credentialName: secret-cred}"),
+                    server(p2, "https-dir", "HTTPS", &["*"], "{mode: SIMPLE, credentialName: dir-cred}"),
+                ],
+            ),
+            secret("secret-cred", secret_leaf),
+            route_all("app", &["gw"], &["*"], "app.local"),
+            plain_service("app", "app.local", &app),
+        ])
+    };
+    let gw = Gateway::builder(Driver::Uring)
+        .file("gw.yaml", &config(&from_secret))
+        .arg("--secrets-dir")
+        .arg(secrets_dir.path().to_str().unwrap())
+        .start();
+    let client = TlsClient::new(&pki.ca);
+    assert_served(&gw, client.served(addr(p1), "secret.example.com"), &from_secret, "the Secret's certificate");
+    assert_served(&gw, client.served(addr(p2), "dir.example.com"), &from_dir, "the secrets dir's certificate");
+    for (port, sni) in [(p1, "secret.example.com"), (p2, "dir.example.com")] {
+        let r = ok(&gw, client.get(addr(port), sni, sni, "/"), sni);
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("app")));
+    }
+
+    // A new certificate in the Secret, applied by SIGHUP.
+    gw.wait_generation(1);
+    let renewed = pki.ca.server(&["secret.example.com"]);
+    gw.write_config("gw.yaml", &config(&renewed));
+    gw.signal("HUP");
+    gw.wait_generation(2);
+    // Workers may pick the new snapshot up a moment after the generation shows.
+    wait_until(Duration::from_secs(5), || {
+        client.served(addr(p1), "secret.example.com").is_ok_and(|d| d == renewed.der)
+    })
+    .unwrap_or_else(|| {
+        let now = client.served(addr(p1), "secret.example.com").map(|d| describe(&d));
+        panic!("the Secret's new certificate is not served after SIGHUP (now: {now:?}); logs:\n{}", gw.logs())
+    });
+    assert_served(&gw, client.served(addr(p2), "dir.example.com"), &from_dir, "the secrets dir's, unchanged");
+}
+
+#[test]
+fn optional_mutual_and_plain_http_sanitize_xfcc() {
+    let pki = Pki::new();
+    let (_, crt, key) = pki.server("srv", &["opt.example.com"]);
+    let app = Backend::start("app");
+    let (tls_port, plain_port) = (listen_port(), listen_port());
+    let config = docs(&[
+        gateway(
+            "gw",
+            &[
+                server(
+                    tls_port,
+                    "https-opt",
+                    "HTTPS",
+                    &["*"],
+                    &mutual_tls("OPTIONAL_MUTUAL", &crt, &key, &pki.ca_file()),
+                ),
+                server(plain_port, "http", "HTTP", &["*"], ""),
+            ],
+        ),
+        route_all("app", &["gw"], &["*"], "app.local"),
+        plain_service("app", "app.local", &app),
+    ]);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let sni = "opt.example.com";
+    let forged = "GET / HTTP/1.1\r\nHost: opt.example.com\r\nx-forwarded-client-cert: Hash=deadbeef\r\n\
+                  Connection: close\r\n\r\n";
+
+    // No certificate: served, and a client-sent XFCC does not reach the backend.
+    let anonymous = TlsClient::new(&pki.ca);
+    let r = ok(&gw, anonymous.request(addr(tls_port), sni, forged), "OPTIONAL_MUTUAL without a certificate");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("app")));
+    assert_eq!(xfcc(&app), None, "a forged XFCC is removed when no certificate was verified");
+
+    // A good certificate: the header names it.
+    let identity = pki.client();
+    let with_cert = TlsClient::builder(&pki.ca).identity(&identity).build();
+    let r = ok(&gw, with_cert.request(addr(tls_port), sni, forged), "OPTIONAL_MUTUAL with a certificate");
+    assert_eq!(r.status, 200);
+    let value = xfcc(&app).expect("x-forwarded-client-cert for a verified client");
+    assert!(!value.contains("deadbeef"), "{value:?}");
+    assert_xfcc_names(&value, &identity);
+
+    // Plain HTTP: a client-sent XFCC is removed.
+    let r = client::request(addr(plain_port), forged);
+    assert_eq!(r.status, 200);
+    assert_eq!(xfcc(&app), None, "a forged XFCC is removed on plain HTTP");
+    assert_eq!(app.last().header("x-forwarded-proto"), Some("http"));
+}
+
+#[test]
+fn protocol_version_bounds() {
+    let pki = Pki::new();
+    let (_, crt, key) = pki.server("srv", &["v.example.com"]);
+    let app = Backend::start("app");
+    let (only13, only12) = (listen_port(), listen_port());
+    let bounded = |bound: &str| {
+        format!(
+            "{{mode: SIMPLE, serverCertificate: \"{}\", privateKey: \"{}\", {bound}}}",
+            crt.display(),
+            key.display()
+        )
+    };
+    let config = docs(&[
+        gateway(
+            "gw",
+            &[
+                server(only13, "https-13", "HTTPS", &["*"], &bounded("minProtocolVersion: TLSV1_3")),
+                server(only12, "https-12", "HTTPS", &["*"], &bounded("maxProtocolVersion: TLSV1_2")),
+            ],
+        ),
+        route_all("app", &["gw"], &["*"], "app.local"),
+        plain_service("app", "app.local", &app),
+    ]);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let sni = "v.example.com";
+    let v12 = TlsClient::builder(&pki.ca).versions(Versions::Only12).build();
+    let v13 = TlsClient::builder(&pki.ca).versions(Versions::Only13).build();
+    let any = TlsClient::new(&pki.ca);
+
+    assert_refused(&gw, v12.connect(addr(only13), sni), "a TLS 1.2 client against minProtocolVersion TLSV1_3");
+    assert_eq!(ok(&gw, v13.get(addr(only13), sni, sni, "/"), "TLS 1.3 client").status, 200);
+    let s = any.connect(addr(only13), sni).unwrap_or_else(|e| panic!("{e}; logs:\n{}", gw.logs()));
+    assert_eq!(s.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+
+    assert_refused(&gw, v13.connect(addr(only12), sni), "a TLS 1.3 client against maxProtocolVersion TLSV1_2");
+    assert_eq!(ok(&gw, v12.get(addr(only12), sni, sni, "/"), "TLS 1.2 client").status, 200);
+    let s = any.connect(addr(only12), sni).unwrap_or_else(|e| panic!("{e}; logs:\n{}", gw.logs()));
+    assert_eq!(s.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+}
+
+#[test]
+fn min_protocol_version_below_1_2_is_refused_by_validate() {
+    let pki = Pki::new();
+    let (_, crt, key) = pki.server("srv", &["v.example.com"]);
+    let dir = tempfile::tempdir().unwrap();
+    let tls = format!(
+        "{{mode: SIMPLE, serverCertificate: \"{}\", privateKey: \"{}\", minProtocolVersion: TLSV1_0}}",
+        crt.display(),
+        key.display()
+    );
+    let config = docs(&[gateway("gw", &[server(8443, "https", "HTTPS", &["*"], &tls)])]);
+    std::fs::write(dir.path().join("gw.yaml"), config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["validate", "--config", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("spec.servers[0].tls.minProtocolVersion"), "the error names the field: {err}");
+
+    // The same server with TLSV1_2 is fine (the certificate files are not the problem).
+    let ok_config =
+        docs(&[gateway("gw", &[server(8443, "https", "HTTPS", &["*"], &tls.replace("TLSV1_0", "TLSV1_2"))])]);
+    std::fs::write(dir.path().join("gw.yaml"), ok_config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["validate", "--config", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("minProtocolVersion"), "{err}");
+}
+
+#[test]
+fn auto_passthrough_routes_by_the_sni_of_a_mesh_service() {
+    let pki = Pki::new();
+    let backend_leaf = pki.ca.server(&["svc.example.com"]);
+    let backend = TlsBackend::start("svc", &backend_leaf, None);
+    let port = listen_port();
+    let config = docs(&[
+        gateway("gw", &[server(port, "tls-auto", "TLS", &["*"], "{mode: AUTO_PASSTHROUGH}")]),
+        service_entry("svc", "svc.example.com", 9443, "TLS", backend.port(), Some("MESH_INTERNAL")),
+    ]);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let client = TlsClient::builder(&pki.ca).verify_as("svc.example.com").build();
+    let sni = "outbound_.9443_._.svc.example.com";
+
+    assert_served(&gw, client.served(addr(port), sni), &backend_leaf, "AUTO_PASSTHROUGH to svc.example.com:9443");
+    let r = ok(&gw, client.get(addr(port), sni, "svc.example.com", "/"), "through AUTO_PASSTHROUGH");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "svc"));
+    assert_eq!(backend.snis.lock().unwrap().last().cloned().flatten().as_deref(), Some(sni), "the SNI is passed on");
+
+    // A service or port nothing declares: closed.
+    assert_refused(&gw, client.connect(addr(port), "outbound_.9443_._.nope.example.com"), "unknown service");
+    assert_refused(&gw, client.connect(addr(port), "outbound_.9999_._.svc.example.com"), "unknown port");
+}
+
+#[test]
+fn certificate_files_replaced_on_disk_are_picked_up_live() {
+    let pki = Pki::new();
+    let (first, crt, key) = pki.server("live", &["live.example.com"]);
+    let app = Backend::start("app");
+    let port = listen_port();
+    let config = https_app(port, &crt, &key, &app);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let client = TlsClient::new(&pki.ca);
+    let sni = "live.example.com";
+    assert_served(&gw, client.served(addr(port), sni), &first, "the first certificate");
+    let mut kept = client.open(addr(port), sni).unwrap();
+    assert_eq!(ok(&gw, kept.get("/", sni), "before the change").status, 200);
+
+    // A renewed certificate, written as Kubernetes does (temp file, rename), no signal.
+    let renewed = pki.ca.server(&["live.example.com"]);
+    replace_file(&key, &renewed.key_pem);
+    replace_file(&crt, &renewed.cert_pem);
+    wait_until(Duration::from_secs(10), || client.served(addr(port), sni).is_ok_and(|d| d == renewed.der))
+        .unwrap_or_else(|| {
+            let now = client.served(addr(port), sni).map(|d| describe(&d));
+            panic!("the renewed certificate is not served within 10 s (now: {now:?}); logs:\n{}", gw.logs())
+        });
+    assert_eq!(ok(&gw, kept.get("/", sni), "a connection opened before the change").status, 200);
+    assert_eq!(ok(&gw, client.get(addr(port), sni, sni, "/"), "a new connection").status, 200);
+
+    // A broken certificate: the last good one keeps being served, and the log names the field.
+    let before = gw.logs().len();
+    replace_file(&crt, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n");
+    wait_until(Duration::from_secs(10), || gw.logs().get(before..).is_some_and(|l| l.contains("serverCertificate")))
+        .unwrap_or_else(|| panic!("no error naming serverCertificate after a broken write; logs:\n{}", gw.logs()));
+    assert_served(&gw, client.served(addr(port), sni), &renewed, "the last good certificate");
+    assert_eq!(ok(&gw, client.get(addr(port), sni, sni, "/"), "after the broken write").status, 200);
+    assert_eq!(ok(&gw, kept.get("/", sni), "the old connection after the broken write").status, 200);
+}
+
+#[test]
+fn upstream_tls_origination_simple_and_mutual() {
+    let pki = Pki::new();
+    let ca = pki.ca_file();
+    let up = TlsBackend::start("up", &pki.ca.server(&["up.example.com"]), None);
+    let mtls = TlsBackend::start("upm", &pki.ca.server(&["upm.example.com"]), Some(&pki.ca));
+    let gateway_identity = pki.ca.client("gateway", Some("spiffe://example.com/gateway"));
+    let (id_crt, id_key) = gateway_identity.write(pki.dir.path(), "gateway-client");
+    let port = listen_port();
+    let quoted = |p: &Path| format!("\"{}\"", p.display());
+    let config = docs(&[
+        http_gateway("gw", port, &["*"]),
+        route_all("up", &["gw"], &["up.test"], "up.example.com"),
+        route_all("upm", &["gw"], &["upm.test"], "upm.example.com"),
+        route_all("upn", &["gw"], &["upn.test"], "upn.example.com"),
+        support::config::service_entry("up", "up.example.com", 443, &[up.port()]),
+        support::config::service_entry("upm", "upm.example.com", 443, &[mtls.port()]),
+        support::config::service_entry("upn", "upn.example.com", 443, &[mtls.port()]),
+        tls_destination_rule(
+            "up",
+            "up.example.com",
+            &format!("{{mode: SIMPLE, caCertificates: {}, sni: up.example.com}}", quoted(&ca)),
+        ),
+        tls_destination_rule(
+            "upm",
+            "upm.example.com",
+            &format!(
+                "{{mode: MUTUAL, clientCertificate: {}, privateKey: {}, caCertificates: {}, sni: upm.example.com}}",
+                quoted(&id_crt),
+                quoted(&id_key),
+                quoted(&ca)
+            ),
+        ),
+        tls_destination_rule(
+            "upn",
+            "upn.example.com",
+            &format!("{{mode: SIMPLE, caCertificates: {}, sni: upm.example.com}}", quoted(&ca)),
+        ),
+    ]);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+
+    // SIMPLE: several requests on one client connection (one worker) share an upstream connection.
+    let mut conn = Conn::open(addr(port));
+    for i in 0..5 {
+        let r = conn.get("/", "up.test");
+        assert_eq!((r.status, r.body_text().as_str()), (200, "up"), "request {i}; logs:\n{}", gw.logs());
+    }
+    assert_eq!(up.count(), 5);
+    assert!(up.handshakes() < 5, "{} TLS handshakes for 5 requests: no reuse", up.handshakes());
+    assert_eq!(up.snis.lock().unwrap().first().cloned().flatten().as_deref(), Some("up.example.com"));
+    assert!(up.client_certs.lock().unwrap().is_empty(), "SIMPLE presents no client certificate");
+
+    // MUTUAL: the backend requires a client certificate and gets the configured one.
+    let r = client::get(addr(port), "upm.test", "/");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "upm"), "logs:\n{}", gw.logs());
+    let presented = mtls.client_certs.lock().unwrap().clone();
+    assert!(presented.contains(&gateway_identity.der), "the backend saw {} client certificates", presented.len());
+
+    // The same backend without a client certificate configured: 503.
+    let seen = mtls.count();
+    let r = client::get(addr(port), "upn.test", "/");
+    assert_eq!(r.status, 503, "body {:?}; logs:\n{}", r.body_text(), gw.logs());
+    assert_eq!(mtls.count(), seen, "no request reached the backend without a client certificate");
+}
+
+fn run(cmd: &mut Command) -> (Output, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("the tool runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out, text)
+}
+
+#[test]
+fn openssl_and_curl_agree() {
+    let pki = Pki::new();
+    let ca = pki.ca_file();
+    let (_, a_crt, a_key) = pki.server("a", &["a.example.com"]);
+    let (_, b_crt, b_key) = pki.server("b", &["b.example.com"]);
+    let (_, t_crt, t_key) = pki.server("t", &["t.example.com"]);
+    let (_, m_crt, m_key) = pki.server("m", &["m.example.com"]);
+    let identity = pki.client();
+    let (id_crt, id_key) = identity.write(pki.dir.path(), "client");
+    let app = Backend::start("app");
+    let (port, only13, mtls) = (listen_port(), listen_port(), listen_port());
+    let only13_tls = format!(
+        "{{mode: SIMPLE, serverCertificate: \"{}\", privateKey: \"{}\", minProtocolVersion: TLSV1_3}}",
+        t_crt.display(),
+        t_key.display()
+    );
+    let config = docs(&[
+        gateway(
+            "gw",
+            &[
+                server(port, "https-a", "HTTPS", &["a.example.com"], &simple_tls(&a_crt, &a_key)),
+                server(port, "https-b", "HTTPS", &["b.example.com"], &simple_tls(&b_crt, &b_key)),
+                server(only13, "https-13", "HTTPS", &["*"], &only13_tls),
+                server(mtls, "https-m", "HTTPS", &["*"], &mutual_tls("MUTUAL", &m_crt, &m_key, &ca)),
+            ],
+        ),
+        route_all("app", &["gw"], &["*"], "app.local"),
+        plain_service("app", "app.local", &app),
+    ]);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let ca = ca.to_str().unwrap();
+    let curl = |host: &str, port: u16, extra: &[&str]| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "5", "--cacert", ca, "-w", "\n%{http_code}"])
+            .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+            .args(extra)
+            .arg(format!("https://{host}:{port}/"));
+        run(&mut cmd)
+    };
+
+    let (out, text) = curl("a.example.com", port, &[]);
+    assert!(out.status.success(), "curl: {text}; logs:\n{}", gw.logs());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim_end().rsplit('\n').next(), Some("200"), "{text}");
+    assert!(stdout.starts_with("app\n"), "the backend's body: {text}");
+    assert_eq!(app.last().header("x-forwarded-proto"), Some("https"));
+
+    let s_client = |port: u16, servername: &str, extra: &[&str]| {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", servername, "-CAfile", ca])
+            .args(extra);
+        run(&mut cmd)
+    };
+    let (_, text) = s_client(port, "b.example.com", &[]);
+    assert!(text.contains("Verify return code: 0 (ok)") && !text.contains("Cipher is (NONE)"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("subject=") && l.contains("b.example.com")), "b's certificate: {text}");
+
+    let (out, text) = s_client(only13, "t.example.com", &["-tls1_2"]);
+    assert!(!out.status.success() || text.contains("Cipher is (NONE)"), "TLS 1.2 against a 1.3-only server: {text}");
+    assert!(!text.contains("New, TLSv1"), "no session was established: {text}");
+    let (_, text) = s_client(only13, "t.example.com", &["-tls1_3"]);
+    assert!(text.contains("New, TLSv1.3") && text.contains("Verify return code: 0 (ok)"), "TLS 1.3: {text}");
+
+    let (out, text) =
+        curl("m.example.com", mtls, &["--cert", id_crt.to_str().unwrap(), "--key", id_key.to_str().unwrap()]);
+    assert!(out.status.success(), "curl with a client certificate: {text}; logs:\n{}", gw.logs());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end().rsplit('\n').next(), Some("200"), "{text}");
+    assert_xfcc_names(&xfcc(&app).expect("XFCC"), &identity);
+    let (out, text) = curl("m.example.com", mtls, &[]);
+    assert!(!out.status.success(), "curl without a client certificate must fail: {text}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("200"), "{text}");
+}
+
+#[test]
+fn a_silent_client_is_closed_after_the_handshake_timeout() {
+    let pki = Pki::new();
+    let (leaf, crt, key) = pki.server("srv", &["slow.example.com"]);
+    let app = Backend::start("app");
+    let port = listen_port();
+    let config = https_app(port, &crt, &key, &app);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).arg("--tls-handshake-timeout").arg("1s").start();
+    let client = TlsClient::new(&pki.ca);
+    assert_served(&gw, client.served(addr(port), "slow.example.com"), &leaf, "a prompt client");
+
+    let start = Instant::now();
+    let mut silent = TcpStream::connect(addr(port)).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let mut buf = [0u8; 64];
+    match silent.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the gateway sent {n} bytes to a client that said nothing"),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("a silent client is still open after 6 s; logs:\n{}", gw.logs())
+        }
+        Err(_) => {}
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(700) && took <= Duration::from_secs(3), "closed after {took:?}");
+}
+
+/// The sum of every sample whose name contains `part`, from the Prometheus exposition and from
+/// the plain `/stats` (whichever says more), so the exact name and labels do not matter.
+fn counter_sum(gw: &Gateway, part: &str) -> f64 {
+    let (_, prom) = gw.admin_get("/stats/prometheus");
+    let from_prom: f64 = prom
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next().is_some_and(|n| n.contains(part)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let (_, plain) = gw.admin_get("/stats");
+    let dotted = part.replace('_', ".");
+    let from_plain: f64 = plain
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(n, _)| n.contains(part) || n.contains(&dotted))
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum();
+    from_prom.max(from_plain)
+}
+
+#[test]
+fn handshakes_and_handshake_errors_are_counted() {
+    let pki = Pki::new();
+    let (_, crt, key) = pki.server("srv", &["count.example.com"]);
+    let app = Backend::start("app");
+    let port = listen_port();
+    let tls = format!(
+        "{{mode: SIMPLE, serverCertificate: \"{}\", privateKey: \"{}\", minProtocolVersion: TLSV1_3}}",
+        crt.display(),
+        key.display()
+    );
+    let config = docs(&[
+        gateway("gw", &[server(port, "https", "HTTPS", &["*"], &tls)]),
+        route_all("app", &["gw"], &["*"], "app.local"),
+        plain_service("app", "app.local", &app),
+    ]);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let sni = "count.example.com";
+    let good = TlsClient::new(&pki.ca);
+    for _ in 0..3 {
+        assert_eq!(ok(&gw, good.get(addr(port), sni, sni, "/"), "a good handshake").status, 200);
+    }
+    let old = TlsClient::builder(&pki.ca).versions(Versions::Only12).build();
+    for _ in 0..2 {
+        assert_refused(&gw, old.connect(addr(port), sni), "a TLS 1.2 client");
+    }
+    wait_until(Duration::from_secs(5), || {
+        counter_sum(&gw, "ssl_handshake") >= 3.0 && counter_sum(&gw, "ssl_connection_error") >= 2.0
+    })
+    .unwrap_or_else(|| {
+        let (_, prom) = gw.admin_get("/stats/prometheus");
+        let ssl: Vec<&str> = prom.lines().filter(|l| l.contains("ssl")).collect();
+        panic!(
+            "handshakes {} (want >= 3), errors {} (want >= 2); ssl samples: {ssl:#?}",
+            counter_sum(&gw, "ssl_handshake"),
+            counter_sum(&gw, "ssl_connection_error")
+        )
+    });
+}
+
+/// A `TLS` server that terminates hands the plaintext to its `tcp` routes, and a TCP route
+/// whose DestinationRule has TLS originates it: both ways copy through user space, both keep
+/// the stream's bytes and its half-close.
+#[test]
+fn tls_terminated_and_originated_on_tcp_routes() {
+    let pki = Pki::new();
+    let (_, crt, key) = pki.server("tcp", &["tcp.example.com"]);
+    let echo = TcpBackend::echo();
+    let up = TlsBackend::start("up", &pki.ca.server(&["up.example.com"]), None);
+    let (terminated, originated) = (listen_port(), listen_port());
+    let quoted = |p: &Path| format!("\"{}\"", p.display());
+    let config = docs(&[
+        gateway("tls-in", &[server(terminated, "tls", "TLS", &["tcp.example.com"], &simple_tls(&crt, &key))]),
+        tcp_gateway("tcp-in", originated, "TCP"),
+        tcp_virtual_service("echo", "tls-in", &tcp_route("", 7000, &[("echo.example.com", 100)])),
+        tcp_virtual_service("up", "tcp-in", &tcp_route("", 443, &[("up.example.com", 100)])),
+        tcp_service_entry("echo", "echo.example.com", 7000, &[echo.port()]),
+        tcp_service_entry("up", "up.example.com", 443, &[up.port()]),
+        tls_destination_rule(
+            "up",
+            "up.example.com",
+            &format!("{{mode: SIMPLE, caCertificates: {}}}", quoted(&pki.ca_file())),
+        ),
+    ]);
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+
+    // Terminated: the echo backend sees plaintext and answers through the gateway's TLS.
+    let client = TlsClient::new(&pki.ca);
+    let mut conn = client.open(addr(terminated), "tcp.example.com").unwrap();
+    conn.send(b"ping through tls").unwrap();
+    let mut echoed = [0u8; 16];
+    conn.reader.read_exact(&mut echoed).unwrap_or_else(|e| panic!("no echo: {e}; logs:\n{}", gw.logs()));
+    assert_eq!(&echoed, b"ping through tls");
+    assert_eq!(echo.received(), 16, "the backend got the plaintext, once");
+
+    // Originated: plaintext in, TLS to the backend (SNI: the service host), its answer back.
+    let mut plain = TcpStream::connect(addr(originated)).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: up.example.com\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    plain.read_to_string(&mut answer).unwrap_or_else(|e| panic!("no answer: {e}; logs:\n{}", gw.logs()));
+    assert!(answer.starts_with("HTTP/1.1 200"), "answer {answer:?}; logs:\n{}", gw.logs());
+    assert!(answer.ends_with("up"), "answer {answer:?}");
+    assert_eq!(up.snis.lock().unwrap().last().cloned().flatten().as_deref(), Some("up.example.com"));
+}
