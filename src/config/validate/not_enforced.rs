@@ -22,14 +22,12 @@ enum Enforced {
 /// subsets', and their `portLevelSettings`).
 #[rustfmt::skip]
 const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
-    ("Gateway", "spec.servers[].port.protocol", Enforced::Values(&["HTTP", "TCP", "MONGO", "MYSQL", "REDIS"])),
+    ("Gateway", "spec.servers[].port.protocol", Enforced::Values(&["HTTP", "HTTPS", "TLS", "TCP", "MONGO", "MYSQL", "REDIS"])),
     ("Gateway", "spec.servers[].port.targetPort", Enforced::Nothing),
     ("Gateway", "spec.servers[].defaultEndpoint", Enforced::Nothing),
-    ("Gateway", "spec.servers[].tls.mode", Enforced::Nothing),
     ("Gateway", "spec.servers[].tls.caCrl", Enforced::Nothing),
     ("Gateway", "spec.servers[].tls.credentialNames", Enforced::Nothing),
     ("Gateway", "spec.servers[].tls.tlsCertificates", Enforced::Nothing),
-    ("VirtualService", "spec.tls[]", Enforced::Nothing),
     ("VirtualService", "spec.http[].delegate", Enforced::Nothing),
     ("VirtualService", "spec.http[].retries.retryRemoteLocalities", Enforced::Nothing),
     ("VirtualService", "spec.http[].retries.retryIgnorePreviousHosts", Enforced::Nothing),
@@ -45,7 +43,6 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("DestinationRule", "{policy}.connectionPool.http.useClientProtocol", Enforced::Nothing),
     ("DestinationRule", "{policy}.connectionPool.http.maxConcurrentStreams", Enforced::Nothing),
     ("DestinationRule", "{policy}.outlierDetection.consecutiveErrors", Enforced::Nothing),
-    ("DestinationRule", "{policy}.tls", Enforced::Nothing),
     ("DestinationRule", "{policy}.tunnel", Enforced::Nothing),
     ("DestinationRule", "{policy}.proxyProtocol", Enforced::Nothing),
     ("DestinationRule", "{policy}.retryBudget", Enforced::Nothing),
