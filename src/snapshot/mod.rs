@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 pub use crate::config::credentials::{FileStamp, WatchedFile};
 pub use cluster::*;
+pub use compile::tls::verify::{AnyOfNames, SkipVerify};
 pub use compile::{compile, CompileOptions};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
@@ -153,6 +154,8 @@ pub struct ServerTls {
     pub cipher_suites: Vec<Arc<str>>,
     /// The rustls settings built from all of the above; `None` for the passthrough modes.
     pub config: Option<Built<rustls::ServerConfig>>,
+    /// The certificate's first URI SAN: the gateway's identity, XFCC's `By`.
+    pub uri_san: Option<Arc<str>>,
 }
 
 /// A rustls config built at compile time. Compared by identity: two builds are never "equal"

@@ -8,11 +8,11 @@ use super::TlsFailure;
 use crate::buf::ReadBuf;
 use crate::worker::ClientTcp;
 
-/// Runs the handshake on `conn` to its end. Bytes the client sent after its last handshake
-/// message stay inside `conn`, for the stream built on it to read first.
-pub async fn finish(tcp: &mut ClientTcp, conn: &mut ServerConnection) -> Result<(), TlsFailure> {
+/// Runs the handshake on `conn` to its end, reading through `rb` (the ClientHello's buffer,
+/// all of it already in `conn`). Bytes the client sent after its last handshake message stay
+/// inside `conn`, for the stream built on it to read first.
+pub async fn finish(tcp: &mut ClientTcp, conn: &mut ServerConnection, rb: &mut ReadBuf) -> Result<(), TlsFailure> {
     let mut out = Vec::new();
-    let mut rb = ReadBuf::with_capacity(4096);
     loop {
         flush(tcp, conn, &mut out).await?;
         if !conn.is_handshaking() {

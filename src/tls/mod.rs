@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 use monoio_rustls::ServerTlsStream;
-use rustls::pki_types::CertificateDer;
 use rustls::HandshakeKind;
 use tracing::debug;
 
@@ -46,7 +45,7 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
     let snap = ctx.snapshot();
     let deadline = Instant::now() + ctx.limits.tls_handshake_timeout;
     let mut tcp = ClientTcp::new(stream, ctx.drain_handle());
-    let hello = match monoio::time::timeout_at(deadline.into(), hello::read(&mut tcp)).await {
+    let mut hello = match monoio::time::timeout_at(deadline.into(), hello::read(&mut tcp)).await {
         Ok(Ok(hello)) => hello,
         outcome => return failed(&ctx, &conn, outcome.unwrap_or(Err(TlsFailure::Timeout)).err()),
     };
@@ -69,17 +68,18 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
             let sni = hello.sni().map(Box::from);
             let mut session = match hello.accepted.into_connection(ctx.tls.server(config)) {
                 Ok(session) => session,
-                Err((e, alert)) => {
+                Err((e, mut alert)) => {
                     // The ClientHello asked for what this server does not offer (versions,
                     // suites): tell the client, as a handshake failure would.
                     let mut out = Vec::new();
-                    let mut alert = alert;
                     let _ = alert.write_all(&mut out);
                     let _ = monoio::io::AsyncWriteRentExt::write_all(&mut tcp, out).await;
                     return failed(&ctx, &conn, Some(TlsFailure::Handshake(e)));
                 }
             };
-            match monoio::time::timeout_at(deadline.into(), handshake::finish(&mut tcp, &mut session)).await {
+            match monoio::time::timeout_at(deadline.into(), handshake::finish(&mut tcp, &mut session, &mut hello.raw))
+                .await
+            {
                 Ok(Ok(())) => {}
                 outcome => return failed(&ctx, &conn, outcome.unwrap_or(Err(TlsFailure::Timeout)).err()),
             }
@@ -87,10 +87,10 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
             if session.handshake_kind() == Some(HandshakeKind::Resumed) {
                 ctx.stats.ssl_session_reused.inc();
             }
-            let xfcc = session.peer_certificates().and_then(|chain| chain.first()).map(|leaf| {
-                let local = tls.cert_chain.as_deref().and_then(first_cert);
-                xfcc::value(leaf, local.as_deref()).into_boxed_str()
-            });
+            let xfcc = session
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| xfcc::value(leaf, tls.uri_san.as_deref()).into_boxed_str());
             let idle = tcp.idle_flag();
             let stream = ServerTlsStream::new(tcp, session);
             if server.protocol.as_ref() == "HTTPS" {
@@ -108,11 +108,6 @@ fn failed(ctx: &WorkerCtx, conn: &ConnInfo, failure: Option<TlsFailure>) {
     if let Some(failure) = failure {
         debug!(peer = %conn.peer, "tls: {failure}");
     }
-}
-
-/// The first certificate of a PEM chain, as DER.
-fn first_cert(pem: &[u8]) -> Option<CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut &*pem).next().and_then(Result::ok)
 }
 
 /// PASSTHROUGH: the server's first `tls` route that admits the SNI takes the connection, and

@@ -25,12 +25,11 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
 /// The header value for a connection whose client presented `client_chain_leaf_der`, served
-/// with the certificate `local_leaf_der`. A client certificate x509-parser cannot read still
-/// gets its `Hash`.
-pub fn value(client_chain_leaf_der: &[u8], local_leaf_der: Option<&[u8]>) -> String {
+/// with a certificate whose first URI SAN is `by` ([`crate::snapshot::ServerTls::uri_san`]). A
+/// client certificate x509-parser cannot read still gets its `Hash`.
+pub fn value(client_chain_leaf_der: &[u8], by: Option<&str>) -> String {
     let mut elements = Vec::new();
-    let local = local_leaf_der.and_then(|der| X509Certificate::from_der(der).ok());
-    if let Some(by) = local.as_ref().and_then(|(_, cert)| uris(cert).next()) {
+    if let Some(by) = by {
         elements.push(format!("By={by}"));
     }
     elements.push(format!("Hash={}", hex(digest(&SHA256, client_chain_leaf_der).as_ref())));

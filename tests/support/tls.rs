@@ -15,15 +15,16 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType, SerialNumber,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, ServerConfig, ServerConnection,
-    SignatureScheme, StreamOwned, SupportedProtocolVersion,
+    ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
+    SupportedProtocolVersion,
 };
+
+use strait::snapshot::AnyOfNames;
 
 use super::backend::Received;
 use super::client::Response;
@@ -209,49 +210,6 @@ fn roots(cas: &[CertificateDer<'static>]) -> RootCertStore {
     roots
 }
 
-/// Checks the server's certificate against the roots as if the client had asked for `name`
-/// (for SNI values that are not the certificate's name, such as AUTO_PASSTHROUGH's).
-#[derive(Debug)]
-struct VerifyAs {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for VerifyAs {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
 /// Which TLS versions a client offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Versions {
@@ -312,9 +270,11 @@ impl TlsClientBuilder {
         let builder = match self.verify_as {
             None => builder.with_root_certificates(roots),
             Some(name) => {
+                // Checked as if the client had asked for `name` (for SNI values that are not the
+                // certificate's name, such as AUTO_PASSTHROUGH's).
                 let inner = WebPkiServerVerifier::builder_with_provider(roots, provider()).build().unwrap();
-                let name = ServerName::try_from(name).unwrap();
-                builder.dangerous().with_custom_certificate_verifier(Arc::new(VerifyAs { inner, name }))
+                let verifier = AnyOfNames::new(inner, &[Arc::from(name.as_str())]).unwrap();
+                builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
             }
         };
         let mut config = match self.identity {

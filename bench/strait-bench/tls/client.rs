@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
+use strait::snapshot::SkipVerify;
 
 use crate::connect::{self, Connect};
 use crate::error::BenchError;
@@ -52,15 +51,16 @@ impl Trust {
 /// A client config on the ring provider offering http/1.1, resuming sessions or never.
 pub fn config(trust: &Trust, resume: bool) -> Result<ClientConfig, BenchError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let algorithms = provider.signature_verification_algorithms;
-    let builder = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| BenchError::Tls(e.to_string()))?;
     let mut config = match trust {
         Trust::Roots(roots) => builder.with_root_certificates(roots.clone()).with_no_client_auth(),
         Trust::Anyone => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(algorithms)))
+            // The handshake's signatures are still checked: the crypto measured is a verifying
+            // client's, less the chain walk.
+            .with_custom_certificate_verifier(Arc::new(SkipVerify(provider)))
             .with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -68,47 +68,6 @@ pub fn config(trust: &Trust, resume: bool) -> Result<ClientConfig, BenchError> {
         config.resumption = Resumption::disabled();
     }
     Ok(config)
-}
-
-/// Accepts any chain and name, but checks the handshake's signatures with the provider's
-/// algorithms: the peer must still hold the key of the certificate it sent, so the crypto
-/// measured is the crypto a verifying client does, less the chain walk.
-#[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
 }
 
 /// TCP to `addr`, then a handshake as `name`, both within `timeout`.

@@ -95,6 +95,7 @@ fn snapshot() -> Snapshot {
         max_protocol_version: None,
         cipher_suites: vec![],
         config: None,
+        uri_san: None,
     };
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     Snapshot {

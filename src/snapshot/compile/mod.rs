@@ -15,7 +15,7 @@ mod cluster;
 mod http;
 mod l4;
 mod policy;
-mod tls;
+pub(crate) mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};

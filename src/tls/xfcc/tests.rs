@@ -37,9 +37,8 @@ fn every_element_in_envoys_order() {
         &["client.example", "c2.example"],
         &["spiffe://td/ns/a/sa/client", "urn:x"],
     );
-    let local = cert(vec![utf8(DnType::CommonName, "gw")], &["gw.example"], &["spiffe://td/ns/gw/sa/gateway"]);
     assert_eq!(
-        value(&client, Some(&local)),
+        value(&client, Some("spiffe://td/ns/gw/sa/gateway")),
         format!(
             "By=spiffe://td/ns/gw/sa/gateway;Hash={};Subject=\"CN=client,OU=eng,O=Example,C=US\";\
              URI=spiffe://td/ns/a/sa/client;URI=urn:x;DNS=client.example;DNS=c2.example",
@@ -49,11 +48,9 @@ fn every_element_in_envoys_order() {
 }
 
 #[test]
-fn by_needs_a_local_uri_and_uri_stays_when_empty() {
+fn no_by_without_a_local_uri_and_uri_stays_when_empty() {
     let client = cert(vec![utf8(DnType::CommonName, "client")], &[], &[]);
-    let local = cert(vec![utf8(DnType::CommonName, "gw")], &["gw.example"], &[]);
     let expected = format!("Hash={};Subject=\"CN=client\";URI=", hash(&client));
-    assert_eq!(value(&client, Some(&local)), expected);
     assert_eq!(value(&client, None), expected);
     let empty = cert(Vec::new(), &[], &[]);
     assert_eq!(value(&empty, None), format!("Hash={};Subject=\"\";URI=", hash(&empty)));

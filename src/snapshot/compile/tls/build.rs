@@ -14,6 +14,7 @@ use rustls::{
     CipherSuite, ClientConfig, Error, InconsistentKeys, ProtocolVersion, RootCertStore, ServerConfig,
     SupportedCipherSuite, SupportedProtocolVersion,
 };
+use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{ASN1Time, FromDer, X509Certificate};
 
 use super::verify::{self, AnyOfNames, ClientIdentity, SkipVerify};
@@ -246,6 +247,17 @@ fn chain(pem: Option<&[u8]>, field: &str) -> Result<Vec<CertificateDer<'static>>
         return Err((field.to_string(), format!("the certificate is not valid before {}", validity.not_before)));
     }
     Ok(chain)
+}
+
+/// The first URI SAN of the chain's leaf.
+pub(super) fn uri_san(pem: Option<&[u8]>) -> Option<Arc<str>> {
+    let leaf = certs(pem, "").ok()?.into_iter().next()?;
+    let (_, cert) = X509Certificate::from_der(&leaf).ok()?;
+    let names = cert.subject_alternative_name().ok().flatten()?;
+    names.value.general_names.iter().find_map(|name| match name {
+        GeneralName::URI(uri) => Some(Arc::from(*uri)),
+        _ => None,
+    })
 }
 
 fn key(pem: Option<&[u8]>) -> Result<PrivateKeyDer<'static>, TlsError> {

@@ -5,7 +5,7 @@
 mod build;
 #[cfg(test)]
 mod tests;
-mod verify;
+pub(crate) mod verify;
 
 use std::sync::Arc;
 
@@ -62,9 +62,11 @@ pub(super) fn server_tls(
         max_protocol_version: version(tls.max_protocol_version, "maxProtocolVersion")?,
         cipher_suites: strings(&tls.cipher_suites),
         config: None,
+        uri_san: None,
     };
     if !matches!(mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough) {
         server.config = Some(Built(Arc::new(build::server_config(&server, https)?)));
+        server.uri_san = build::uri_san(server.cert_chain.as_deref());
     }
     Ok(server)
 }

@@ -14,7 +14,7 @@ use rustls::{
     CertificateError, CipherSuite, ClientConfig, ClientConnection, Error, RootCertStore, ServerConfig, ServerConnection,
 };
 
-use super::build::{client_config, client_verifier, server_config};
+use super::build::{client_config, client_verifier, server_config, uri_san};
 use super::verify::{AnyOfNames, SkipVerify};
 use super::version;
 use crate::config::credentials::Material;
@@ -67,6 +67,7 @@ fn server(pair: &Pair) -> ServerTls {
         max_protocol_version: None,
         cipher_suites: Vec::new(),
         config: None,
+        uri_san: None,
     }
 }
 
@@ -395,4 +396,14 @@ fn invalid_key_is_a_compile_error_on_the_field() {
     let error = errors.errors().next().unwrap();
     assert_eq!(error.field.as_deref(), Some("spec.servers[0].tls.privateKey"));
     assert!(error.message.contains("does not match"), "{}", error.message);
+}
+
+/// XFCC's `By` is the gateway certificate's first URI SAN, and absent without one.
+#[test]
+fn the_first_uri_san_is_the_gateways_identity() {
+    let ca = ca("ca");
+    let with = leaf(&ca, &["gw.example"], &["spiffe://td/ns/gw/sa/gateway", "urn:x"], |_| {});
+    assert_eq!(uri_san(Some(with.cert.pem().as_bytes())).as_deref(), Some("spiffe://td/ns/gw/sa/gateway"));
+    let without = leaf(&ca, &["gw.example"], &[], |_| {});
+    assert_eq!(uri_san(Some(without.cert.pem().as_bytes())), None);
 }

@@ -183,7 +183,7 @@ impl ClientCertVerifier for IdentityVerifier {
 /// A DestinationRule's `subjectAltNames`: the upstream certificate must chain to the roots and
 /// name one of them, whatever SNI was sent (Envoy matches the SAN list instead of the SNI).
 #[derive(Debug)]
-pub(super) struct AnyOfNames {
+pub struct AnyOfNames {
     inner: Arc<WebPkiServerVerifier>,
     names: Vec<ServerName<'static>>,
 }
@@ -191,7 +191,7 @@ pub(super) struct AnyOfNames {
 impl AnyOfNames {
     /// Fails on a name rustls cannot check a certificate against (a URI, say): only DNS names and
     /// IP addresses are.
-    pub(super) fn new(inner: Arc<WebPkiServerVerifier>, names: &[Arc<str>]) -> Result<Self, TlsError> {
+    pub fn new(inner: Arc<WebPkiServerVerifier>, names: &[Arc<str>]) -> Result<Self, TlsError> {
         let names = names
             .iter()
             .enumerate()
@@ -253,7 +253,7 @@ impl ServerCertVerifier for AnyOfNames {
 /// `insecureSkipVerify`: any certificate is accepted, but the handshake signatures are still
 /// checked, so the peer must at least hold the key of the certificate it sent.
 #[derive(Debug)]
-pub(super) struct SkipVerify(pub(super) Arc<CryptoProvider>);
+pub struct SkipVerify(pub Arc<CryptoProvider>);
 
 impl ServerCertVerifier for SkipVerify {
     fn verify_server_cert(
