@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
-use rustls::crypto::{ring, CryptoProvider};
+use rustls::crypto::{aws_lc_rs, ring, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ProducesTickets, WebPkiClientVerifier};
@@ -72,7 +72,7 @@ pub(super) fn client_config(
     subject_alt_names: &[Arc<str>],
     insecure_skip_verify: bool,
 ) -> Result<ClientConfig, TlsError> {
-    let provider = Arc::new(ring::default_provider());
+    let provider = Arc::new(crypto());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring's default provider has suites for every default version");
@@ -171,12 +171,12 @@ const PREFERENCE: [CipherSuite; 9] = [
     CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 ];
 
-/// rustls's ring provider in [`PREFERENCE`] order, its TLS 1.2 suites cut down to `names`, in
+/// [`crypto`] with its cipher suites in [`PREFERENCE`] order, its TLS 1.2 suites cut down to `names`, in
 /// their order. As in Envoy, the list does not touch TLS 1.3, whose suites all stay enabled;
 /// `tls12` says whether TLS 1.2 is enabled at all, so that a list leaving it no suite is
 /// refused.
 fn provider(names: &[Arc<str>], tls12: bool) -> Result<CryptoProvider, TlsError> {
-    let mut provider = ring::default_provider();
+    let mut provider = crypto();
     let rank = |suite: &SupportedCipherSuite| PREFERENCE.iter().position(|p| *p == suite.suite());
     provider.cipher_suites.sort_by_key(|suite| rank(suite).unwrap_or(PREFERENCE.len()));
     if names.is_empty() {
@@ -308,6 +308,15 @@ fn system_roots() -> Arc<RootCertStore> {
             Arc::new(roots)
         })
         .clone()
+}
+
+/// The gateway's cryptography, both ways: ring's, but for key exchange, which is aws-lc-rs's.
+/// A resumed handshake still runs an (EC)DHE exchange, and aws-lc's X25519 (s2n-bignum) takes a
+/// little over half the time of ring's. ring keeps the rest because aws-lc-rs's HKDF extracts
+/// again for every expand, which the TLS 1.3 key schedule does some twenty times a handshake.
+fn crypto() -> CryptoProvider {
+    use aws_lc_rs::kx_group::{SECP256R1, SECP384R1, X25519};
+    CryptoProvider { kx_groups: vec![X25519, SECP256R1, SECP384R1], ..ring::default_provider() }
 }
 
 /// One ticket key set for the process, so that a ticket stays good across reloads and on every
