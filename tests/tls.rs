@@ -262,6 +262,38 @@ both_drivers! {
         let r = ok(&gw, client.get(addr(port), "pt.example.com", "pt.example.com", "/"), "passthrough again");
         assert_eq!(r.status, 200);
     }
+
+    fn bodies_stream_both_ways_on_a_kept_alive_https_connection(driver) {
+        let pki = Pki::new();
+        let (_, crt, key) = pki.server("srv", &["big.example.com"]);
+        let app = Backend::start("app");
+        let port = listen_port();
+        let gw = Gateway::builder(driver).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
+        let mut c = TlsClient::new(&pki.ca).open(addr(port), "big.example.com").expect("handshake");
+
+        // An upload of many TLS records, checked by the backend's length and checksum.
+        let len = 3 << 20;
+        let body: Vec<u8> = (0..len).map(support::backend::pattern_byte).collect();
+        let mut sum = 0;
+        support::backend::checksum(&mut sum, 0, &body);
+        c.send(format!("POST /upload HTTP/1.1\r\nHost: big.example.com\r\nContent-Length: {len}\r\n\r\n").as_bytes())
+            .unwrap();
+        c.send(&body).unwrap();
+        let r = c.read_response().expect("the upload's answer");
+        assert_eq!((r.status, r.body_text()), (200, format!("{len} {sum}")), "logs:\n{}", gw.logs());
+
+        // A download as large, then two pipelined requests in one send, on the same connection.
+        let r = c.get("/size/3145728", "big.example.com").expect("the download");
+        assert_eq!(r.status, 200);
+        assert!(r.body == body, "3 MiB back, byte for byte (got {} bytes)", r.body.len());
+        c.send(b"GET /chunked/70000 HTTP/1.1\r\nHost: big.example.com\r\n\r\nGET / HTTP/1.1\r\nHost: big.example.com\r\n\r\n")
+            .unwrap();
+        let first = c.read_response().expect("the first pipelined answer");
+        assert_eq!((first.status, first.body.len()), (200, 70000));
+        let second = c.read_response().expect("the second pipelined answer");
+        assert_eq!((second.status, second.body_text().as_str()), (200, "app"));
+        assert_eq!(app.connections.load(std::sync::atomic::Ordering::Relaxed), 1, "one upstream connection, reused");
+    }
 }
 
 #[test]
@@ -691,6 +723,32 @@ fn counter_sum(gw: &Gateway, part: &str) -> f64 {
         .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
         .sum();
     from_prom.max(from_plain)
+}
+
+/// A client's second and later connections resume its session, on whichever worker they land,
+/// with TLS 1.3 (the ticket comes with the first answer) and TLS 1.2; both are counted.
+#[test]
+fn sessions_resume_across_connections_and_workers() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let pki = Pki::new();
+    let (_, crt, key) = pki.server("srv", &["resume.example.com"]);
+    let app = Backend::start("app");
+    let port = listen_port();
+    let gw = Gateway::builder(Driver::Uring).workers(2).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
+    let sni = "resume.example.com";
+    for versions in [Versions::Only13, Versions::Only12] {
+        let client = TlsClient::builder(&pki.ca).versions(versions).resume().build();
+        for i in 0..6 {
+            let mut c = client.open(addr(port), sni).expect("handshake");
+            let r = ok(&gw, c.get("/", sni), "a request");
+            assert_eq!(r.status, 200);
+            let (kind, version) = (c.stream().conn.handshake_kind(), c.stream().conn.protocol_version());
+            let want = if i == 0 { Full } else { Resumed };
+            assert_eq!(kind, Some(want), "connection {i} over {version:?}");
+        }
+    }
+    wait_until(Duration::from_secs(5), || counter_sum(&gw, "ssl_session_reused") >= 10.0)
+        .unwrap_or_else(|| panic!("session_reused: {}", counter_sum(&gw, "ssl_session_reused")));
 }
 
 #[test]

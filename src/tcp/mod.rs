@@ -10,13 +10,13 @@ use std::rc::Rc;
 
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use monoio_rustls::ServerTlsStream;
 use tracing::debug;
 
 use crate::admin::{L4Counters, L4Kind};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
+use crate::tls::ServerStream;
 use crate::upstream::UpstreamStream;
-use crate::worker::{ClientTcp, ConnInfo, WorkerCtx};
+use crate::worker::{ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic};
 
 /// The client side of a proxied stream.
@@ -25,7 +25,7 @@ pub enum Client {
     Spliced(TcpStream),
     /// TLS the gateway terminated: the plaintext is copied through bounded buffers (as it is
     /// toward an upstream the cluster's DestinationRule has TLS originated to).
-    Terminated(Box<ServerTlsStream<ClientTcp>>),
+    Terminated(Box<ServerStream>),
 }
 
 /// Serves one accepted connection on a TCP listener until both sides have closed.

@@ -5,17 +5,18 @@
 mod handshake;
 mod hello;
 mod per_core;
+mod stream;
 pub mod xfcc;
 
 use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use monoio_rustls::ServerTlsStream;
 use rustls::HandshakeKind;
 use tracing::debug;
 
 pub use per_core::CoreConfigs;
+pub use stream::ServerStream;
 
 use crate::admin::L4Kind;
 use crate::http::{Downstream, TlsSession};
@@ -92,7 +93,7 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
                 .and_then(|chain| chain.first())
                 .map(|leaf| xfcc::value(leaf, tls.uri_san.as_deref()).into_boxed_str());
             let idle = tcp.idle_flag();
-            let stream = ServerTlsStream::new(tcp, session);
+            let stream = ServerStream::new(tcp, session, hello.raw);
             if server.protocol.as_ref() == "HTTPS" {
                 let downstream = Downstream { conn, idle, tls: Some(TlsSession { sni, xfcc }) };
                 crate::http::serve_connection(stream, downstream, ctx.clone()).await;
@@ -162,13 +163,7 @@ async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Snapshot, 
 }
 
 /// A `TLS` server that terminates: its `tcp` routes take the plaintext.
-async fn terminated_tcp(
-    stream: ServerTlsStream<ClientTcp>,
-    server: &Server,
-    snap: &Snapshot,
-    conn: ConnInfo,
-    ctx: &Rc<WorkerCtx>,
-) {
+async fn terminated_tcp(stream: ServerStream, server: &Server, snap: &Snapshot, conn: ConnInfo, ctx: &Rc<WorkerCtx>) {
     let Some(route) = server.tcp_routes.iter().find(|r| r.matches(None, conn.local.ip(), conn.peer.ip())) else {
         ctx.stats.tcp_no_route.inc();
         debug!(peer = %conn.peer, "no tcp route behind TLS: connection closed");

@@ -231,9 +231,16 @@ pub struct TlsClientBuilder {
     versions: Versions,
     verify_as: Option<String>,
     alpn: Vec<Vec<u8>>,
+    resume: bool,
 }
 
 impl TlsClientBuilder {
+    /// Keeps sessions (tickets and session IDs) for later connections to resume.
+    pub fn resume(mut self) -> Self {
+        self.resume = true;
+        self
+    }
+
     /// Presents `leaf` when the server asks for a certificate.
     pub fn identity(mut self, leaf: &Leaf) -> Self {
         self.identity = Some(leaf.clone());
@@ -282,9 +289,11 @@ impl TlsClientBuilder {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = self.alpn;
-        // Every connection is a full handshake: a resumed session shows the certificate of the
-        // handshake that issued its ticket, not the one the server holds now.
-        config.resumption = rustls::client::Resumption::disabled();
+        // Unless asked, every connection is a full handshake: a resumed session shows the
+        // certificate of the handshake that issued its ticket, not the one the server holds now.
+        if !self.resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         TlsClient { config: Arc::new(config) }
     }
 }
@@ -300,6 +309,7 @@ impl TlsClient {
             versions: Versions::Both,
             verify_as: None,
             alpn: Vec::new(),
+            resume: false,
         }
     }
 
