@@ -481,6 +481,7 @@ mod tests {
         assert!(vs.contains("vs-2.bench.local"));
         let nginx = fs::read_to_string(dir.join("nginx-tls-full-1/nginx.conf")).unwrap();
         assert!(nginx.contains("default_server backlog=4096 ssl;") && nginx.contains("ssl_certificate "), "{nginx}");
+        assert!(nginx.contains("ssl_protocols TLSv1.2 TLSv1.3;"), "every peer offers TLS 1.3: {nginx}");
         let envoy = fs::read_to_string(dir.join("envoy-tls-full-1/envoy.yaml")).unwrap();
         assert!(envoy.contains("DownstreamTlsContext"));
         let haproxy = fs::read_to_string(dir.join("haproxy-http-3/haproxy.cfg")).unwrap();
