@@ -310,13 +310,19 @@ fn system_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
-/// The gateway's cryptography, both ways: ring's, but for key exchange, which is aws-lc-rs's.
-/// A resumed handshake still runs an (EC)DHE exchange, and aws-lc's X25519 (s2n-bignum) takes a
-/// little over half the time of ring's. ring keeps the rest because aws-lc-rs's HKDF extracts
-/// again for every expand, which the TLS 1.3 key schedule does some twenty times a handshake.
+/// The gateway's cryptography, both ways: ring's, but for key exchange and randomness, which
+/// are aws-lc-rs's. A resumed handshake still runs an (EC)DHE exchange, and aws-lc's X25519
+/// (s2n-bignum) takes a little over half the time of ring's; aws-lc draws random bytes from a
+/// per-thread generator where ring makes a `getrandom` call each time. ring keeps the rest
+/// because aws-lc-rs's HKDF extracts again for every expand, which the TLS 1.3 key schedule
+/// does some twenty times a handshake.
 fn crypto() -> CryptoProvider {
     use aws_lc_rs::kx_group::{SECP256R1, SECP384R1, X25519};
-    CryptoProvider { kx_groups: vec![X25519, SECP256R1, SECP384R1], ..ring::default_provider() }
+    CryptoProvider {
+        kx_groups: vec![X25519, SECP256R1, SECP384R1],
+        secure_random: aws_lc_rs::default_provider().secure_random,
+        ..ring::default_provider()
+    }
 }
 
 /// One ticket key set for the process, so that a ticket stays good across reloads and on every
