@@ -68,8 +68,10 @@ impl ServerStream {
         }
     }
 
-    /// Sends everything rustls has queued, in one write when it fits.
-    async fn send_queued(&mut self) -> io::Result<()> {
+    /// `queued` (plaintext handed to rustls), once the records rustls made of it are sent: in
+    /// one write when they fit.
+    async fn sent(&mut self, queued: io::Result<usize>) -> io::Result<usize> {
+        let n = queued?;
         while self.conn.wants_write() {
             let mut out = std::mem::take(&mut self.out);
             out.clear();
@@ -78,7 +80,7 @@ impl ServerStream {
             self.out = out;
             res?;
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -113,36 +115,42 @@ impl AsyncWriteRent for ServerStream {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: monoio's contract: `read_ptr` points at `bytes_init` initialised bytes.
         let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let res = match self.conn.writer().write(bytes) {
-            Ok(n) => self.send_queued().await.map(|()| n),
-            Err(e) => Err(e),
-        };
-        (res, buf)
+        let queued = self.conn.writer().write(bytes);
+        (self.sent(queued).await, buf)
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: monoio's contract: `read_iovec_ptr` points at `read_iovec_len` iovecs, each
         // over initialised bytes that live as long as `buf`.
-        let slices: Vec<io::IoSlice<'_>> =
-            unsafe { std::slice::from_raw_parts(buf.read_iovec_ptr(), buf.read_iovec_len()) }
-                .iter()
-                .map(|v| io::IoSlice::new(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) }))
-                .collect();
-        let res = match self.conn.writer().write_vectored(&slices) {
-            Ok(n) => self.send_queued().await.map(|()| n),
-            Err(e) => Err(e),
-        };
-        drop(slices);
-        (res, buf)
+        let iovecs = unsafe { std::slice::from_raw_parts(buf.read_iovec_ptr(), buf.read_iovec_len()) };
+        let (mut total, mut error) = (0, None);
+        for v in iovecs {
+            // SAFETY: as above.
+            let bytes = unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) };
+            match self.conn.writer().write(bytes) {
+                Ok(n) if n == bytes.len() => total += n,
+                Ok(n) => {
+                    total += n;
+                    break;
+                }
+                Err(e) => {
+                    // After some bytes were taken, the error is the next write's to report.
+                    error = (total == 0).then_some(e);
+                    break;
+                }
+            }
+        }
+        let queued = error.map_or(Ok(total), Err);
+        (self.sent(queued).await, buf)
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        self.send_queued().await
+        self.sent(Ok(0)).await.map(drop)
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         self.conn.send_close_notify();
-        self.send_queued().await?;
+        self.sent(Ok(0)).await?;
         self.tcp.shutdown().await
     }
 }
