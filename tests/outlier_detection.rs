@@ -2,17 +2,20 @@
 //! workers: every request goes on a fresh connection, so the failures that add up to an
 //! ejection arrive on either core, and the ejection must hold on both. Covers readmission
 //! after `baseEjectionTime` and its growth, panic mode, gateway and local-origin errors, the
-//! state on `/clusters`, and a reload that keeps it.
+//! state on `/clusters` (in force by the time the failing head reaches the client), and a
+//! reload that keeps it.
 
 mod support;
 
-use std::net::SocketAddr;
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::backend::{Backend, Mode};
+use support::backend::{read_head, Backend, Mode};
 use support::client;
 use support::config::app_behind_rule;
-use support::{free_port, metric, wait_until, Driver, Gateway};
+use support::{connect_send, free_port, metric, read_to_close, wait_until, Driver, Gateway};
 
 /// No retries: each failure reaches the client, and the tests count them exactly.
 const NO_RETRY: &str = "  - retries:\n      attempts: 0\n    route:\n    - destination:\n        host: app.local\n";
@@ -164,5 +167,34 @@ both_drivers! {
         assert_eq!(health(&gw, dead), "/failed_outlier_check");
         let page = gw.admin_get("/clusters").1;
         assert!(page.contains(&format!("127.0.0.1:{dead}::cx_connect_fail::2\n")), "{page}");
+    }
+
+    fn an_endpoint_is_ejected_before_its_client_has_the_failing_head(driver) {
+        // A backend that answers a 500 head and holds its body until told.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            read_head(&mut reader).unwrap();
+            let mut stream = stream;
+            stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\n").unwrap();
+            released.recv().unwrap();
+            stream.write_all(b"late").unwrap();
+        });
+        let (gw, addr) = start(driver, &[port], "      consecutive5xxErrors: 1\n      baseEjectionTime: 60s\n");
+        let mut client = connect_send(addr, b"GET / HTTP/1.1\r\nhost: app.test\r\n\r\n");
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            client.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 500"), "{}", String::from_utf8_lossy(&head));
+        // Envoy's router tells the detector on the upstream's headers, not at the body's end.
+        assert_eq!(health(&gw, port), "/failed_outlier_check");
+        release.send(()).unwrap();
+        assert!(read_to_close(&mut client, Duration::from_millis(500)).starts_with(b"late"));
     }
 }

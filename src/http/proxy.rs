@@ -608,8 +608,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 None => tried_once.await,
             };
             let endpoint = pick.endpoint;
+            // A relayed status was told to outlier detection as its head arrived.
             pick.settle(match &result {
-                Ok(_) => Some(Observation::Status(self.tally.status)),
+                Ok(_) => None,
                 Err(f) => f.err.observation(),
             });
             drop(pick);
@@ -691,7 +692,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 }
                 sent_whole = self.stream_request_body(&mut conn, meta.framing).await?;
             }
-            return match self.relay_response(&mut conn, meta, sent_at, at.retry_statuses, response).await {
+            return match self.relay_response(&mut conn, meta, sent_at, &at, response).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
                     drop(conn);
                     conn = new_connection(&at, &ctx).await?;
@@ -749,15 +750,17 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
 
     /// Reads the response head, relays head and body. Returns the client's fate and whether
     /// the upstream connection may go back to the pool.
-    /// With `retry_statuses`, a final response whose status that policy retries is not
+    /// With `at.retry_statuses`, a final response whose status that policy retries is not
     /// relayed: it fails the try with [`ProxyError::RetriableStatus`] (`out` still holds the
-    /// request then).
+    /// request then). A relayed final status reaches outlier detection before the client sees
+    /// it, as Envoy's router reports it on the upstream's headers: a client holding the head
+    /// that ejects an endpoint finds it ejected.
     async fn relay_response(
         &mut self,
         conn: &mut UpstreamConn,
         meta: ReqMeta,
         sent_at: Instant,
-        retry_statuses: Option<&RetryPolicy>,
+        at: &Try<'_>,
         response: &Merged<'_>,
     ) -> Result<Relayed, Failure> {
         loop {
@@ -767,7 +770,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 match codec::parse_response(conn.buf.data(), &mut slots, meta.is_head, &Limits::default()) {
                     Ok(Some(head))
                         if !head.is_informational()
-                            && retry_statuses.is_some_and(|p| retry::status_retried(p, head.status)) =>
+                            && at.retry_statuses.is_some_and(|p| retry::status_retried(p, head.status)) =>
                     {
                         return Err(Failure::before(ProxyError::RetriableStatus(head.status)));
                     }
@@ -804,6 +807,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     continue;
                 }
                 Some(ResponseStart::Final { status, head_len, framing, keep_alive, written }) => {
+                    at.cluster.observe(at.endpoint, Observation::Status(status));
                     (status, head_len, framing, keep_alive, written)
                 }
             };
