@@ -1,6 +1,7 @@
 //! TLS end to end, as an Istio ingress gateway (Envoy) shows it: SNI picks a Gateway server and
 //! its certificate, then Host picks a route among that server's routes only; credentialName from
 //! a Secret or the secrets directory; MUTUAL and OPTIONAL_MUTUAL with x-forwarded-client-cert;
+//! revocation lists (caCrl) on both sides;
 //! protocol version bounds; PASSTHROUGH and AUTO_PASSTHROUGH to backends that terminate TLS;
 //! certificate files replaced on disk while serving; TLS origination to upstreams (SIMPLE and
 //! MUTUAL); openssl and curl as clients; the handshake timeout; and the handshake counters.
@@ -8,6 +9,8 @@
 mod support;
 
 use std::io::{self, ErrorKind, Read, Write};
+
+use base64::Engine as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -595,6 +598,90 @@ fn upstream_tls_origination_simple_and_mutual() {
     let r = client::get(addr(port), "upn.test", "/");
     assert_eq!(r.status, 503, "body {:?}; logs:\n{}", r.body_text(), gw.logs());
     assert_eq!(mtls.count(), seen, "no request reached the backend without a client certificate");
+}
+
+/// `caCrl` as Envoy enforces it, on both sides: a MUTUAL server (from files, a generic Secret's
+/// `crl`, and the secrets directory's `ca.crl`) refuses a revoked client, an upstream with a
+/// revoked certificate is not used, and a list replaced on disk applies without a signal.
+#[test]
+fn ca_crl_refuses_revoked_clients_and_upstreams_and_a_new_list_applies_live() {
+    let pki = Pki::new();
+    let (srv, crt, key) = pki.server("srv", &["crl.example.com"]);
+    let (alice, bob) = (pki.client(), pki.client());
+    let revoked_up = pki.ca.server(&["up.example.com"]);
+    let crl = pki.path("ca.crl");
+    std::fs::write(&crl, pki.ca.crl(&[&alice, &revoked_up])).unwrap();
+    let secrets_dir = tempfile::tempdir().unwrap();
+    write_credential(secrets_dir.path(), "dir-cred", &srv);
+    pki.ca.write(&secrets_dir.path().join("dir-cred"), "ca.crt");
+    std::fs::write(secrets_dir.path().join("dir-cred/ca.crl"), pki.ca.crl(&[&alice])).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let generic_secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: generic-cred\n  namespace: default\ndata:\n  cert: {}\n  key: {}\n  cacert: {}\n  crl: {}\n",
+        b64(&srv.cert_pem),
+        b64(&srv.key_pem),
+        b64(&pki.ca.pem()),
+        b64(&pki.ca.crl(&[&alice]))
+    );
+    let app = Backend::start("app");
+    let up = TlsBackend::start("up", &revoked_up, None);
+    let (files, generic, dir, plain) = (listen_port(), listen_port(), listen_port(), listen_port());
+    let quoted = |p: &Path| format!("\"{}\"", p.display());
+    let ca = quoted(&pki.ca_file());
+    let file_tls = format!(
+        "{{mode: MUTUAL, serverCertificate: {}, privateKey: {}, caCertificates: {ca}, caCrl: {}}}",
+        quoted(&crt),
+        quoted(&key),
+        quoted(&crl)
+    );
+    let config = docs(&[
+        gateway(
+            "gw",
+            &[
+                server(files, "https-files", "HTTPS", &["*"], &file_tls),
+                server(generic, "https-generic", "HTTPS", &["*"], "{mode: MUTUAL, credentialName: generic-cred}"),
+                server(dir, "https-dir", "HTTPS", &["*"], "{mode: MUTUAL, credentialName: dir-cred}"),
+            ],
+        ),
+        generic_secret,
+        route_all("app", &["gw"], &["*"], "app.local"),
+        plain_service("app", "app.local", &app),
+        http_gateway("plain", plain, &["up.test"]),
+        route_all("up", &["plain"], &["up.test"], "up.example.com"),
+        support::config::service_entry("up", "up.example.com", 443, &[up.port()]),
+        tls_destination_rule(
+            "up",
+            "up.example.com",
+            &format!("{{mode: SIMPLE, caCertificates: {ca}, caCrl: {}, sni: up.example.com}}", quoted(&crl)),
+        ),
+    ]);
+    // One worker: once it refuses bob, it serves the whole new snapshot.
+    let gw = Gateway::builder(Driver::Uring)
+        .file("gw.yaml", &config)
+        .workers(1)
+        .arg("--secrets-dir")
+        .arg(secrets_dir.path().to_str().unwrap())
+        .start();
+    let sni = "crl.example.com";
+    let (as_alice, as_bob) =
+        (TlsClient::builder(&pki.ca).identity(&alice).build(), TlsClient::builder(&pki.ca).identity(&bob).build());
+    for (port, what) in [(files, "caCrl file"), (generic, "a generic Secret's crl"), (dir, "the secrets dir's ca.crl")]
+    {
+        assert_no_response(&gw, as_alice.get(addr(port), sni, sni, "/"), &format!("a revoked client, {what}"));
+        let r = ok(&gw, as_bob.get(addr(port), sni, sni, "/"), &format!("a client in good standing, {what}"));
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("app")), "{what}");
+    }
+    let r = client::get(addr(plain), "up.test", "/");
+    assert_eq!(r.status, 503, "a revoked upstream was used: {:?}; logs:\n{}", r.body_text(), gw.logs());
+    assert_eq!(up.count(), 0, "no request reaches an upstream whose certificate is revoked");
+
+    // A new list, written as Kubernetes does, revokes bob instead, and the upstream no more.
+    replace_file(&crl, &pki.ca.crl(&[&bob]));
+    wait_until(Duration::from_secs(10), || as_bob.get(addr(files), sni, sni, "/").is_err())
+        .unwrap_or_else(|| panic!("bob is still served 10 s after the CRL revoked him; logs:\n{}", gw.logs()));
+    assert_eq!(ok(&gw, as_alice.get(addr(files), sni, sni, "/"), "alice under the new list").status, 200);
+    let r = client::get(addr(plain), "up.test", "/");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "up"), "logs:\n{}", gw.logs());
 }
 
 fn run(cmd: &mut Command) -> (Output, String) {

@@ -67,6 +67,7 @@ fn tls(t: &ServerTls) -> Value {
         "cert_chain_bytes": t.cert_chain.as_ref().map(|c| c.len()),
         "private_key": t.private_key.as_ref().map(|_| "[redacted]"),
         "ca_certificates_bytes": t.ca_certificates.as_ref().map(|c| c.len()),
+        "ca_crl_bytes": t.ca_crl.as_ref().map(|c| c.len()),
         "source_files": t.source_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "subject_alt_names": strs(&t.subject_alt_names),
         "verify_certificate_spki": strs(&t.verify_certificate_spki),

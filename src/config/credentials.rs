@@ -57,6 +57,8 @@ pub(crate) struct Material {
     pub cert: Option<Arc<[u8]>>,
     pub key: Option<Arc<[u8]>>,
     pub ca: Option<Arc<[u8]>>,
+    /// Certificate revocation lists checked with `ca` (`caCrl`, a credential's `ca.crl`).
+    pub crl: Option<Arc<[u8]>>,
     /// The files read, for reloads to watch.
     pub files: Vec<Arc<Path>>,
 }
@@ -94,31 +96,34 @@ impl<'a> Secrets<'a> {
     }
 
     /// Resolves `credentialName` in `namespace`. Keys are Kubernetes TLS secret keys (`tls.crt`,
-    /// `tls.key`, `ca.crt`) or Istio's generic ones (`cert`, `key`, `cacert`); a CA may also come
-    /// from a `NAME-cacert` secret, as istiod's SDS allows.
+    /// `tls.key`, `ca.crt`, `ca.crl`) or Istio's generic ones (`cert`, `key`, `cacert`, `crl`);
+    /// the CA and its CRL may also come from a `NAME-cacert` secret, as istiod's SDS allows.
     fn credential(&self, namespace: &str, name: &str) -> Result<Material, String> {
+        const CA: &[&str] = &[Secret::CA_CERT, "cacert"];
+        const CRL: &[&str] = &[Secret::CA_CRL, "crl"];
         if let Some(resource) = self.by_key.get(&(namespace, name)) {
             self.note(&resource.origin.file, FileStamp::of(&resource.origin.file));
             let secret = &resource.spec;
             let what = format!("Secret {namespace}/{name}");
-            let mut ca = secret_value(secret, &[Secret::CA_CERT, "cacert"], &what)?;
-            if ca.is_none() {
+            let mut material = Material {
+                cert: secret_value(secret, &[Secret::TLS_CERT, "cert"], &what)?,
+                key: secret_value(secret, &[Secret::TLS_KEY, "key"], &what)?,
+                ca: secret_value(secret, CA, &what)?,
+                crl: secret_value(secret, CRL, &what)?,
+                files: Vec::new(),
+            };
+            if material.ca.is_none() {
                 let ca_name = format!("{name}-cacert");
                 if let Some(ca_secret) = self.by_key.get(&(namespace, ca_name.as_str())) {
                     self.note(&ca_secret.origin.file, FileStamp::of(&ca_secret.origin.file));
-                    ca = secret_value(
-                        &ca_secret.spec,
-                        &[Secret::CA_CERT, "cacert"],
-                        &format!("Secret {namespace}/{ca_name}"),
-                    )?;
+                    let what = format!("Secret {namespace}/{ca_name}");
+                    material.ca = secret_value(&ca_secret.spec, CA, &what)?;
+                    if material.crl.is_none() {
+                        material.crl = secret_value(&ca_secret.spec, CRL, &what)?;
+                    }
                 }
             }
-            return Ok(Material {
-                cert: secret_value(secret, &[Secret::TLS_CERT, "cert"], &what)?,
-                key: secret_value(secret, &[Secret::TLS_KEY, "key"], &what)?,
-                ca,
-                files: Vec::new(),
-            });
+            return Ok(material);
         }
         let Some(dir) = self.dir else {
             return Err(format!("no Secret {name} in namespace {namespace} and no secrets directory to look in"));
@@ -130,14 +135,19 @@ impl<'a> Secrets<'a> {
         let mut material = Material::default();
         material.cert = Some(self.read_file(&base.join(Secret::TLS_CERT), &mut material.files)?);
         material.key = Some(self.read_file(&base.join(Secret::TLS_KEY), &mut material.files)?);
-        let ca = base.join(Secret::CA_CERT);
-        // Watched even while absent: a CA bundle that appears changes what is verified.
-        if ca.exists() {
-            material.ca = Some(self.read_file(&ca, &mut material.files)?);
-        } else {
-            self.note(&ca, None);
-        }
+        material.ca = self.read_optional(&base.join(Secret::CA_CERT), &mut material.files)?;
+        material.crl = self.read_optional(&base.join(Secret::CA_CRL), &mut material.files)?;
         Ok(material)
+    }
+
+    /// Reads `path` if it exists. Watched even while absent: a CA bundle or CRL that appears
+    /// changes what is verified.
+    fn read_optional(&self, path: &Path, files: &mut Vec<Arc<Path>>) -> Result<Option<Arc<[u8]>>, String> {
+        if !path.exists() {
+            self.note(path, None);
+            return Ok(None);
+        }
+        self.read_file(path, files).map(Some)
     }
 }
 
@@ -176,6 +186,21 @@ fn check_certs(bytes: &[u8], field: &str) -> Result<(), TlsError> {
     }
     if count == 0 {
         return Err((field.to_string(), "no PEM certificate found".to_string()));
+    }
+    Ok(())
+}
+
+/// The CRL material, if any, is PEM (`X509 CRL` blocks); rustls checks what they say when the
+/// verifier is built.
+fn check_crls(material: &Material) -> Result<(), TlsError> {
+    let Some(bytes) = material.crl.as_deref() else { return Ok(()) };
+    let mut count = 0;
+    for crl in rustls_pemfile::crls(&mut &*bytes) {
+        crl.map_err(|e| ("caCrl".to_string(), format!("not a PEM certificate revocation list: {e}")))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(("caCrl".to_string(), "no PEM certificate revocation list (X509 CRL) found".to_string()));
     }
     Ok(())
 }
@@ -232,6 +257,9 @@ pub(crate) fn server_material(
     if material.ca.is_none() {
         read_field(secrets, tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
     }
+    if material.crl.is_none() {
+        read_field(secrets, tls.ca_crl.as_deref(), "caCrl", &mut material, |m| &mut m.crl)?;
+    }
     let cert =
         material.cert.as_deref().ok_or(("serverCertificate".to_string(), "a certificate is required".to_string()))?;
     check_certs(cert, "serverCertificate")?;
@@ -244,6 +272,7 @@ pub(crate) fn server_material(
         }
         (None, false) => {}
     }
+    check_crls(&material)?;
     Ok(material)
 }
 
@@ -274,6 +303,9 @@ pub(crate) fn upstream_material(
     if material.ca.is_none() {
         read_field(secrets, tls.ca_certificates.as_deref(), "caCertificates", &mut material, |m| &mut m.ca)?;
     }
+    if material.crl.is_none() {
+        read_field(secrets, tls.ca_crl.as_deref(), "caCrl", &mut material, |m| &mut m.crl)?;
+    }
     if tls.mode == Some(ClientTlsMode::Mutual) {
         let cert = material
             .cert
@@ -287,5 +319,6 @@ pub(crate) fn upstream_material(
     if let Some(ca) = &material.ca {
         check_certs(ca, "caCertificates")?;
     }
+    check_crls(&material)?;
     Ok(material)
 }

@@ -27,6 +27,8 @@ impl Secret {
     pub const TLS_CERT: &'static str = "tls.crt";
     pub const TLS_KEY: &'static str = "tls.key";
     pub const CA_CERT: &'static str = "ca.crt";
+    /// Istio's key for the revocation list checked with `ca.crt` (`crl` in a generic Secret).
+    pub const CA_CRL: &'static str = "ca.crl";
 
     /// The decoded value of `key`, or `None` when the Secret has no such key. Whitespace
     /// inside base64 is ignored because hand-written Secrets often wrap long values.

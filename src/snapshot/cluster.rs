@@ -195,6 +195,8 @@ pub struct UpstreamTls {
     pub client_certificate: Option<Arc<[u8]>>,
     pub private_key: Option<Arc<[u8]>>,
     pub ca_certificates: Option<Arc<[u8]>>,
+    /// PEM CRLs checked with the roots, every CA of the upstream's chain needing one.
+    pub ca_crl: Option<Arc<[u8]>>,
     pub subject_alt_names: Vec<Arc<str>>,
     pub sni: Option<Arc<str>>,
     pub insecure_skip_verify: bool,

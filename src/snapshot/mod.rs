@@ -143,6 +143,8 @@ pub struct ServerTls {
     pub cert_chain: Option<Arc<[u8]>>,
     pub private_key: Option<Arc<[u8]>>,
     pub ca_certificates: Option<Arc<[u8]>>,
+    /// PEM CRLs checked with `ca_certificates`, every CA of a client's chain needing one.
+    pub ca_crl: Option<Arc<[u8]>>,
     /// Files the material came from (empty for `credentialName` secrets in the config), watched
     /// for changes.
     pub source_files: Vec<Arc<std::path::Path>>,

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -99,8 +99,28 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A PEM certificate revocation list of this CA revoking `leaves`, current until 2100.
+    pub fn crl(&self, leaves: &[&Leaf]) -> String {
+        let revoked = |leaf: &&Leaf| RevokedCertParams {
+            serial_number: SerialNumber::from(leaf.serial),
+            revocation_time: date_time_ymd(2024, 1, 1),
+            reason_code: None,
+            invalidity_date: None,
+        };
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2100, 1, 1),
+            crl_number: SerialNumber::from(next_serial()),
+            issuing_distribution_point: None,
+            revoked_certs: leaves.iter().map(revoked).collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.cert, &self.key).unwrap().pem().unwrap()
+    }
+
     fn sign(&self, mut params: CertificateParams) -> Leaf {
-        params.serial_number = Some(SerialNumber::from(next_serial()));
+        let serial = next_serial();
+        params.serial_number = Some(SerialNumber::from(serial));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().unwrap();
@@ -110,6 +130,7 @@ impl Ca {
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
             key_der: key.serialize_der(),
+            serial,
         }
     }
 }
@@ -121,6 +142,8 @@ pub struct Leaf {
     pub key_pem: String,
     pub der: Vec<u8>,
     key_der: Vec<u8>,
+    /// What a CRL names it by.
+    serial: u64,
 }
 
 impl Leaf {

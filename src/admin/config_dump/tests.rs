@@ -87,6 +87,7 @@ fn snapshot() -> Snapshot {
         cert_chain: Some(Arc::from(&b"CERT"[..])),
         private_key: Some(Arc::from(&b"SECRET-KEY-BYTES"[..])),
         ca_certificates: None,
+        ca_crl: None,
         source_files: vec![],
         subject_alt_names: vec![],
         verify_certificate_spki: vec![],

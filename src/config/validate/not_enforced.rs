@@ -25,7 +25,6 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("Gateway", "spec.servers[].port.protocol", Enforced::Values(&["HTTP", "HTTPS", "TLS", "TCP", "MONGO", "MYSQL", "REDIS"])),
     ("Gateway", "spec.servers[].port.targetPort", Enforced::Nothing),
     ("Gateway", "spec.servers[].defaultEndpoint", Enforced::Nothing),
-    ("Gateway", "spec.servers[].tls.caCrl", Enforced::Nothing),
     ("Gateway", "spec.servers[].tls.credentialNames", Enforced::Nothing),
     ("Gateway", "spec.servers[].tls.tlsCertificates", Enforced::Nothing),
     ("VirtualService", "spec.http[].delegate", Enforced::Nothing),

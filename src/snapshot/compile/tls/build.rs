@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
 use rustls::crypto::{aws_lc_rs, ring, CryptoProvider};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ProducesTickets, WebPkiClientVerifier};
 use rustls::{
@@ -106,10 +106,14 @@ fn server_verifier(
         Some(ca) => Arc::new(roots(ca)?),
         None => system_roots(),
     };
-    let webpki = match WebPkiServerVerifier::builder_with_provider(roots, provider).build() {
+    let mut builder = WebPkiServerVerifier::builder_with_provider(roots, provider);
+    if let Some(crl) = material.crl.as_deref() {
+        builder = builder.with_crls(crls(crl)?).enforce_revocation_expiration();
+    }
+    let webpki = match builder.build() {
         Ok(webpki) => webpki,
         Err(VerifierBuilderError::NoRootAnchors) => return Ok(None),
-        Err(e) => return Err(("caCertificates".to_string(), e.to_string())),
+        Err(e) => return Err(builder_error(e)),
     };
     Ok(Some(match subject_alt_names.is_empty() {
         true => webpki,
@@ -131,8 +135,28 @@ pub(super) fn client_verifier(
     if tls.mode == ServerTlsMode::OptionalMutual {
         builder = builder.allow_unauthenticated();
     }
-    let webpki = builder.build().map_err(|e| ("caCertificates".to_string(), e.to_string()))?;
+    if let Some(crl) = tls.ca_crl.as_deref() {
+        builder = builder.with_crls(crls(crl)?).enforce_revocation_expiration();
+    }
+    let webpki = builder.build().map_err(builder_error)?;
     Ok(verify::client_verifier(webpki, ClientIdentity::new(tls)?))
+}
+
+/// `caCrl`'s lists. As in Envoy (OpenSSL's `CRL_CHECK_ALL`), once any is given every
+/// certificate of a chain is checked, one whose issuer has no list here fails as unknown, and a
+/// list past its `nextUpdate` fails every chain it covers.
+fn crls(pem: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    rustls_pemfile::crls(&mut &*pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ("caCrl".to_string(), format!("not a PEM certificate revocation list: {e}")))
+}
+
+fn builder_error(e: VerifierBuilderError) -> TlsError {
+    let field = match e {
+        VerifierBuilderError::InvalidCrl(_) => "caCrl",
+        _ => "caCertificates",
+    };
+    (field.to_string(), e.to_string())
 }
 
 /// `[min, max]`, TLS 1.2 to 1.3 by default.

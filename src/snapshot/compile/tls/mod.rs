@@ -54,6 +54,7 @@ pub(super) fn server_tls(
         cert_chain: material.cert,
         private_key: material.key,
         ca_certificates: material.ca,
+        ca_crl: material.crl,
         source_files: material.files,
         subject_alt_names: strings(&tls.subject_alt_names),
         verify_certificate_spki: strings(&tls.verify_certificate_spki),
@@ -93,6 +94,7 @@ pub(super) fn upstream_tls(
         client_certificate: material.cert,
         private_key: material.key,
         ca_certificates: material.ca,
+        ca_crl: material.crl,
         subject_alt_names,
         sni: tls.sni.as_deref().map(Arc::from),
         insecure_skip_verify,
@@ -108,7 +110,7 @@ pub(super) fn upstream_tls(
 fn pool_id(tls: &UpstreamTls) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (tls.mode as u8, &tls.client_certificate, &tls.private_key, &tls.ca_certificates).hash(&mut h);
+    (tls.mode as u8, &tls.client_certificate, &tls.private_key, &tls.ca_certificates, &tls.ca_crl).hash(&mut h);
     (&tls.subject_alt_names, &tls.sni, tls.insecure_skip_verify).hash(&mut h);
     h.finish() | 1
 }

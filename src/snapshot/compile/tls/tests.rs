@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, KeyIdMethod,
+    KeyPair, RevokedCertParams, SanType, SerialNumber,
+};
 use ring::digest::{digest, SHA256};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
@@ -59,6 +62,7 @@ fn server(pair: &Pair) -> ServerTls {
         cert_chain: pem(pair.cert.pem()),
         private_key: pem(pair.key.serialize_pem()),
         ca_certificates: None,
+        ca_crl: None,
         source_files: Vec::new(),
         subject_alt_names: Vec::new(),
         verify_certificate_spki: Vec::new(),
@@ -241,6 +245,71 @@ fn client_verifier_checks_chain_san_hash_and_spki() {
     }
 }
 
+/// A leaf with serial number `serial`, for CRLs to name.
+fn numbered(ca: &Pair, dns: &str, serial: u64) -> Pair {
+    leaf(ca, &[dns], &[], |p| p.serial_number = Some(SerialNumber::from(serial)))
+}
+
+/// A CRL of `ca` revoking `serials`, current until `next_year`.
+fn crl(ca: &Pair, serials: &[u64], next_year: i32) -> Option<Arc<[u8]>> {
+    let params = CertificateRevocationListParams {
+        this_update: date_time_ymd(2020, 1, 1),
+        next_update: date_time_ymd(next_year, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|&n| RevokedCertParams {
+                serial_number: SerialNumber::from(n),
+                revocation_time: date_time_ymd(2020, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    pem(params.signed_by(&ca.cert, &ca.key).unwrap().pem().unwrap())
+}
+
+#[test]
+fn ca_crl_revokes_client_certificates_and_must_be_current_and_cover_the_chain() {
+    let ca = ca("ca");
+    let server_pair = leaf(&ca, &["gw.example"], &[], |_| {});
+    let (revoked, good) = (numbered(&ca, "revoked.example", 7), numbered(&ca, "good.example", 8));
+    let with = |crl| ServerTls { ca_crl: crl, ..mutual(&server_pair, &ca) };
+    let current = with(crl(&ca, &[7], 2100));
+    assert_eq!(verify_client(&current, &revoked), Err(Error::InvalidCertificate(CertificateError::Revoked)));
+    assert!(verify_client(&current, &good).is_ok());
+    // Past its nextUpdate, a list vouches for no one (OpenSSL's "CRL has expired").
+    let stale = verify_client(&with(crl(&ca, &[], 2021)), &good);
+    assert!(
+        matches!(stale, Err(Error::InvalidCertificate(CertificateError::ExpiredRevocationListContext { .. }))),
+        "{stale:?}"
+    );
+    // A list of another CA only: the client's issuer has none, so its status is unknown.
+    let unknown = verify_client(&with(crl(&self::ca("other"), &[], 2100)), &good);
+    assert_eq!(unknown, Err(Error::InvalidCertificate(CertificateError::UnknownRevocationStatus)));
+}
+
+#[test]
+fn ca_crl_revokes_upstream_certificates_and_bad_lists_name_the_field() {
+    let ca = ca("ca");
+    let (revoked, good) = (numbered(&ca, "revoked.example", 7), numbered(&ca, "good.example", 8));
+    let upstream = Material { crl: crl(&ca, &[7], 2100), ..material(None, None, Some(&ca)) };
+    let client = client_config(UpstreamTlsMode::Simple, &upstream, &[], false).unwrap();
+    let served = |pair: &Pair| ServerTls { mode: ServerTlsMode::Simple, ..server(pair) };
+    let refused = handshake(server_config(&served(&revoked), false).unwrap(), client.clone(), "revoked.example");
+    assert!(refused.is_err(), "a revoked upstream was accepted");
+    assert!(handshake(server_config(&served(&good), false).unwrap(), client, "good.example").is_ok());
+
+    let garbage = Some(Arc::from(&b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"[..]));
+    let (field, _) = client_config(UpstreamTlsMode::Simple, &Material { crl: garbage.clone(), ..upstream }, &[], false)
+        .expect_err("a CRL that does not parse");
+    assert_eq!(field, "caCrl");
+    let server_pair = leaf(&ca, &["gw.example"], &[], |_| {});
+    assert_eq!(build_err(&ServerTls { ca_crl: garbage, ..mutual(&server_pair, &ca) }).0, "caCrl");
+}
+
 #[test]
 fn malformed_pins_and_modes() {
     let ca = ca("ca");
@@ -303,6 +372,7 @@ fn material(cert: Option<&Pair>, key: Option<&Pair>, ca: Option<&Pair>) -> Mater
         cert: cert.and_then(|p| pem(p.cert.pem())),
         key: key.and_then(|p| pem(p.key.serialize_pem())),
         ca: ca.and_then(|p| pem(p.cert.pem())),
+        crl: None,
         files: Vec::new(),
     }
 }
