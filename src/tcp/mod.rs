@@ -8,24 +8,31 @@ pub mod forward;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 use monoio::net::TcpStream;
 use tracing::debug;
 
 use crate::admin::{L4Counters, L4Kind};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
-use crate::tls::ServerStream;
 use crate::upstream::UpstreamStream;
 use crate::worker::{ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic};
 
-/// The client side of a proxied stream.
-pub enum Client {
+/// The client side of a proxied stream. `T` is the stream a terminating protocol hands over
+/// (TLS's), so that this module need not know it.
+pub enum Client<T> {
     /// Raw TCP (and TLS passed through): the kernel moves the bytes.
     Spliced(TcpStream),
-    /// TLS the gateway terminated: the plaintext is copied through bounded buffers (as it is
-    /// toward an upstream the cluster's DestinationRule has TLS originated to).
-    Terminated(Box<ServerStream>),
+    /// A stream the gateway terminated: the plaintext is copied through bounded buffers (as it
+    /// is toward an upstream the cluster's DestinationRule has TLS originated to).
+    Terminated(T),
+}
+
+impl Client<TcpStream> {
+    /// A plain socket, with no terminated stream type to name.
+    pub fn spliced(stream: TcpStream) -> Self {
+        Client::Spliced(stream)
+    }
 }
 
 /// Serves one accepted connection on a TCP listener until both sides have closed.
@@ -38,13 +45,13 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         debug!(peer = %conn.peer, port = conn.listener_port, "no tcp route: connection closed");
         return;
     };
-    serve_route(Client::Spliced(client), &[], route, &snap, conn, &ctx).await;
+    serve_route(Client::spliced(client), &[], route, &snap, conn, &ctx).await;
 }
 
 /// Proxies `client` along `route`, sending `first` (bytes already read from the client, such
 /// as a passed-through ClientHello) ahead of the rest.
-pub async fn serve_route(
-    client: Client,
+pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
+    client: Client<T>,
     first: &[u8],
     route: &L4Route,
     snap: &Snapshot,
@@ -61,8 +68,8 @@ pub async fn serve_route(
 }
 
 /// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.
-pub async fn serve_cluster(
-    client: Client,
+pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
+    client: Client<T>,
     first: &[u8],
     cluster_id: ClusterId,
     snap: &Snapshot,
@@ -107,7 +114,7 @@ pub async fn serve_cluster(
             forward::run(client, upstream, idle, traffic).await
         }
         (Client::Spliced(client), upstream) => copy::run(client, upstream, idle, traffic).await,
-        (Client::Terminated(client), upstream) => copy::run(*client, upstream, idle, traffic).await,
+        (Client::Terminated(client), upstream) => copy::run(client, upstream, idle, traffic).await,
     };
     if outcome == Outcome::IdleTimeout {
         route_stats.idle_timeout.inc();

@@ -127,7 +127,7 @@ async fn passthrough(
         debug!(peer = %conn.peer, ?sni, "no tls route for this SNI: connection closed");
         return;
     };
-    let client = Client::Spliced(tcp.into_inner());
+    let client = Client::spliced(tcp.into_inner());
     crate::tcp::serve_route(client, hello.raw.data(), route, snap, conn, ctx).await;
 }
 
@@ -158,7 +158,7 @@ async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Snapshot, 
         return;
     };
     let stats = ctx.l4_counters(L4Kind::Route, &snap.cluster(cluster).name);
-    let client = Client::Spliced(tcp.into_inner());
+    let client = Client::spliced(tcp.into_inner());
     crate::tcp::serve_cluster(client, hello.raw.data(), cluster, snap, conn, ctx, &stats).await;
 }
 
@@ -169,7 +169,7 @@ async fn terminated_tcp(stream: ServerStream, server: &Server, snap: &Snapshot, 
         debug!(peer = %conn.peer, "no tcp route behind TLS: connection closed");
         return;
     };
-    crate::tcp::serve_route(Client::Terminated(Box::new(stream)), &[], route, snap, conn, ctx).await;
+    crate::tcp::serve_route(Client::Terminated(stream), &[], route, snap, conn, ctx).await;
 }
 
 #[cfg(test)]
