@@ -13,7 +13,7 @@ use crate::worker::{DriverChoice, WorkerOptions};
 
 fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
     let first = Published {
-        snapshot: Arc::new(Snapshot { generation: 1, ..Snapshot::default() }),
+        snapshot: Arc::new(Snapshot::new(1, vec![], vec![], vec![])),
         sockets: Default::default(),
         draining: false,
     };

@@ -30,7 +30,7 @@ fn snapshot(generation: u64, ports: &[u16]) -> Snapshot {
             sni: HostTable::default(),
         })
         .collect();
-    Snapshot { generation, listeners, clusters: vec![], watched: vec![] }
+    Snapshot::new(generation, listeners, vec![], vec![])
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

@@ -14,6 +14,7 @@ mod route;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -39,9 +40,17 @@ pub struct Snapshot {
     /// Certificate files (and config files holding the Secrets used) as they were read: the
     /// control thread reloads when one changes on disk.
     pub watched: Vec<WatchedFile>,
+    /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
+    /// thousand clusters looks each up in the last snapshot.
+    by_name: HashMap<Arc<str>, ClusterId>,
 }
 
 impl Snapshot {
+    pub fn new(generation: u64, listeners: Vec<Listener>, clusters: Vec<Cluster>, watched: Vec<WatchedFile>) -> Self {
+        let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i as ClusterId)).collect();
+        Self { generation, listeners, clusters, watched, by_name }
+    }
+
     pub fn listener(&self, port: u16) -> Option<&Listener> {
         self.listeners.binary_search_by_key(&port, |l| l.port).ok().map(|i| &self.listeners[i])
     }
@@ -70,7 +79,7 @@ impl Snapshot {
     }
 
     pub fn cluster_by_name(&self, name: &str) -> Option<ClusterId> {
-        self.clusters.iter().position(|c| &*c.name == name).map(|i| i as ClusterId)
+        self.by_name.get(name).copied()
     }
 }
 

@@ -14,14 +14,12 @@ fn one_block_per_endpoint() {
         labels: Arc::new(BTreeMap::new()),
         locality: locality.map(Into::into),
     };
-    let snapshot = Snapshot {
-        clusters: vec![Cluster::test(
-            "backend.local",
-            80,
-            vec![endpoint("127.0.0.1:8080", None), endpoint("127.0.0.2:8080", Some("eu/west-1a/r7"))],
-        )],
-        ..Snapshot::default()
-    };
+    let clusters = vec![Cluster::test(
+        "backend.local",
+        80,
+        vec![endpoint("127.0.0.1:8080", None), endpoint("127.0.0.2:8080", Some("eu/west-1a/r7"))],
+    )];
+    let snapshot = Snapshot::new(0, vec![], clusters, vec![]);
     let text = render(&snapshot, &Default::default());
     for line in [
         "outbound|80||backend.local::observability_name::outbound|80||backend.local",

@@ -99,41 +99,38 @@ fn snapshot() -> Snapshot {
         uri_san: None,
     };
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    Snapshot {
-        generation: 7,
-        listeners: vec![
-            Listener {
-                port: 80,
-                bind: any,
-                protocol: ListenerProtocol::Http,
-                servers: vec![server("HTTP", table.clone(), None)],
-                http_routes: table.clone(),
-                sni: HostTable::default(),
-            },
-            Listener {
-                port: 443,
-                bind: any,
-                protocol: ListenerProtocol::Tls,
-                servers: vec![server("HTTPS", table, Some(tls))],
-                http_routes: Arc::default(),
-                sni: HostTable::default(),
-            },
-        ],
-        clusters: vec![Cluster {
-            namespace: "shop".into(),
-            ..Cluster::test(
-                "backend.shop.svc",
-                80,
-                vec![Endpoint {
-                    addr: "10.0.0.1:8080".parse().unwrap(),
-                    weight: 1,
-                    labels: Arc::new(BTreeMap::from([("version".into(), "v1".into())])),
-                    locality: None,
-                }],
-            )
-        }],
-        watched: vec![],
-    }
+    let listeners = vec![
+        Listener {
+            port: 80,
+            bind: any,
+            protocol: ListenerProtocol::Http,
+            servers: vec![server("HTTP", table.clone(), None)],
+            http_routes: table.clone(),
+            sni: HostTable::default(),
+        },
+        Listener {
+            port: 443,
+            bind: any,
+            protocol: ListenerProtocol::Tls,
+            servers: vec![server("HTTPS", table, Some(tls))],
+            http_routes: Arc::default(),
+            sni: HostTable::default(),
+        },
+    ];
+    let clusters = vec![Cluster {
+        namespace: "shop".into(),
+        ..Cluster::test(
+            "backend.shop.svc",
+            80,
+            vec![Endpoint {
+                addr: "10.0.0.1:8080".parse().unwrap(),
+                weight: 1,
+                labels: Arc::new(BTreeMap::from([("version".into(), "v1".into())])),
+                locality: None,
+            }],
+        )
+    }];
+    Snapshot::new(7, listeners, clusters, vec![])
 }
 
 #[test]

@@ -21,7 +21,7 @@ fn snapshot(listeners: &[(u16, IpAddr, ListenerProtocol)]) -> Snapshot {
             sni: HostTable::default(),
         })
         .collect();
-    Snapshot { generation: 1, listeners, clusters: vec![], watched: vec![] }
+    Snapshot::new(1, listeners, vec![], vec![])
 }
 
 fn ports(list: &[(u16, IpAddr)]) -> BTreeMap<u16, IpAddr> {

@@ -86,7 +86,7 @@ pub fn compile(set: &ConfigSet, opts: &CompileOptions) -> Result<Snapshot, Diagn
         return Err(Diagnostics(c.errors));
     }
     tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
-    Ok(Snapshot { generation: opts.generation, listeners, clusters: clusters.clusters, watched: secrets.watched() })
+    Ok(Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched()))
 }
 
 /// A Gateway server kept for this instance.
