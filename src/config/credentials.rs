@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use rustls::pki_types::CertificateRevocationListDer;
+
 use super::destination_rule::{ClientTlsMode, ClientTlsSettings};
 use super::gateway::{ServerTlsMode, ServerTlsSettings};
 use super::{ConfigSet, Resource, Secret};
@@ -190,19 +192,16 @@ fn check_certs(bytes: &[u8], field: &str) -> Result<(), TlsError> {
     Ok(())
 }
 
-/// The CRL material, if any, is PEM (`X509 CRL` blocks); rustls checks what they say when the
-/// verifier is built.
-fn check_crls(material: &Material) -> Result<(), TlsError> {
-    let Some(bytes) = material.crl.as_deref() else { return Ok(()) };
-    let mut count = 0;
-    for crl in rustls_pemfile::crls(&mut &*bytes) {
-        crl.map_err(|e| ("caCrl".to_string(), format!("not a PEM certificate revocation list: {e}")))?;
-        count += 1;
-    }
-    if count == 0 {
+/// `caCrl`'s lists, parsed: PEM `X509 CRL` blocks, at least one (rustls checks what they say
+/// when a verifier is built).
+pub(crate) fn crls(bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let crls = rustls_pemfile::crls(&mut &*bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ("caCrl".to_string(), format!("not a PEM certificate revocation list: {e}")))?;
+    if crls.is_empty() {
         return Err(("caCrl".to_string(), "no PEM certificate revocation list (X509 CRL) found".to_string()));
     }
-    Ok(())
+    Ok(crls)
 }
 
 fn check_key(bytes: &[u8], field: &str) -> Result<(), TlsError> {
@@ -272,7 +271,9 @@ pub(crate) fn server_material(
         }
         (None, false) => {}
     }
-    check_crls(&material)?;
+    if let Some(crl) = &material.crl {
+        crls(crl)?;
+    }
     Ok(material)
 }
 
@@ -319,6 +320,8 @@ pub(crate) fn upstream_material(
     if let Some(ca) = &material.ca {
         check_certs(ca, "caCertificates")?;
     }
-    check_crls(&material)?;
+    if let Some(crl) = &material.crl {
+        crls(crl)?;
+    }
     Ok(material)
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
 use rustls::crypto::{aws_lc_rs, ring, CryptoProvider};
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ProducesTickets, WebPkiClientVerifier};
 use rustls::{
@@ -18,7 +18,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{ASN1Time, FromDer, X509Certificate};
 
 use super::verify::{self, AnyOfNames, ClientIdentity, SkipVerify};
-use crate::config::credentials::{Material, TlsError};
+use crate::config::credentials::{crls, Material, TlsError};
 use crate::snapshot::{ServerTls, ServerTlsMode, TlsVersion, UpstreamTlsMode};
 
 /// Istio's (OpenSSL's) names for the TLS 1.2 suites of rustls's ring provider.
@@ -107,6 +107,9 @@ fn server_verifier(
         None => system_roots(),
     };
     let mut builder = WebPkiServerVerifier::builder_with_provider(roots, provider);
+    // `caCrl` as Envoy (OpenSSL's `CRL_CHECK_ALL`) checks it: every certificate of the chain,
+    // one whose issuer has no list failing as unknown, and a list past its `nextUpdate` failing
+    // every chain it covers.
     if let Some(crl) = material.crl.as_deref() {
         builder = builder.with_crls(crls(crl)?).enforce_revocation_expiration();
     }
@@ -135,20 +138,12 @@ pub(super) fn client_verifier(
     if tls.mode == ServerTlsMode::OptionalMutual {
         builder = builder.allow_unauthenticated();
     }
+    // `caCrl` checked as for upstreams (`server_verifier`).
     if let Some(crl) = tls.ca_crl.as_deref() {
         builder = builder.with_crls(crls(crl)?).enforce_revocation_expiration();
     }
     let webpki = builder.build().map_err(builder_error)?;
     Ok(verify::client_verifier(webpki, ClientIdentity::new(tls)?))
-}
-
-/// `caCrl`'s lists. As in Envoy (OpenSSL's `CRL_CHECK_ALL`), once any is given every
-/// certificate of a chain is checked, one whose issuer has no list here fails as unknown, and a
-/// list past its `nextUpdate` fails every chain it covers.
-fn crls(pem: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    rustls_pemfile::crls(&mut &*pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| ("caCrl".to_string(), format!("not a PEM certificate revocation list: {e}")))
 }
 
 fn builder_error(e: VerifierBuilderError) -> TlsError {
