@@ -55,9 +55,10 @@ impl ServerStream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            if self.rb.is_empty() && self.rb.fill(&mut self.tcp, READ_ROOM).await? == 0 {
-                // rustls tells a close without close_notify (UnexpectedEof) from a clean one.
-                self.conn.read_tls(&mut io::empty())?;
+            // At the client's end of stream `data` is empty, and that read tells rustls so: it
+            // then tells a close without close_notify (UnexpectedEof) from a clean one.
+            if self.rb.is_empty() {
+                self.rb.fill(&mut self.tcp, READ_ROOM).await?;
             }
             let mut data = self.rb.data();
             let before = data.len();

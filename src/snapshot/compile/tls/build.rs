@@ -190,10 +190,10 @@ const PREFERENCE: [CipherSuite; 9] = [
     CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 ];
 
-/// [`crypto`] with its cipher suites in [`PREFERENCE`] order, its TLS 1.2 suites cut down to `names`, in
-/// their order. As in Envoy, the list does not touch TLS 1.3, whose suites all stay enabled;
-/// `tls12` says whether TLS 1.2 is enabled at all, so that a list leaving it no suite is
-/// refused.
+/// [`crypto`] with its cipher suites in [`PREFERENCE`] order, its TLS 1.2 suites cut down to
+/// `names`, in their order. As in Envoy, the list does not touch TLS 1.3, whose suites all stay
+/// enabled; `tls12` says whether TLS 1.2 is enabled at all, so that a list leaving it no suite
+/// is refused.
 fn provider(names: &[Arc<str>], tls12: bool) -> Result<CryptoProvider, TlsError> {
     let mut provider = crypto();
     let rank = |suite: &SupportedCipherSuite| PREFERENCE.iter().position(|p| *p == suite.suite());
