@@ -764,6 +764,25 @@ fn openssl_and_curl_agree() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("200"), "{text}");
 }
 
+/// A closed HTTPS connection ends with close_notify, so that a client can tell an answer
+/// delimited by the close from a cut one: rustls reads a clean end, not `UnexpectedEof`.
+#[test]
+fn a_closing_https_connection_sends_close_notify() {
+    let pki = Pki::new();
+    let (_, crt, key) = pki.server("srv", &["close.example.com"]);
+    let app = Backend::start("app");
+    let port = listen_port();
+    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
+    let sni = "close.example.com";
+    let mut conn = TlsClient::new(&pki.ca).open(addr(port), sni).unwrap();
+    conn.send(b"GET / HTTP/1.1\r\nHost: close.example.com\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(ok(&gw, conn.read_response(), "a request that closes").status, 200);
+    let mut rest = Vec::new();
+    let end = conn.reader.read_to_end(&mut rest);
+    assert!(end.is_ok(), "the connection ended without close_notify: {end:?}");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
 #[test]
 fn a_silent_client_is_closed_after_the_handshake_timeout() {
     let pki = Pki::new();

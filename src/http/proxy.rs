@@ -46,6 +46,8 @@ const OUT_BUF: usize = 4 * 1024;
 /// Bodies up to this size that already sit in a read window go out in the same write as the
 /// head; a request body so sent also stays replayable for a retry.
 const INLINE_BODY: usize = 16 * 1024;
+/// How long a closing connection may take to send its end of stream.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 
 /// What the session knows of a connection besides its bytes.
 pub struct Downstream {
@@ -100,10 +102,13 @@ where
             Next::Upgrade(upstream) => {
                 // Boxed, as the request is: its state would otherwise size every connection.
                 Box::pin(super::tunnel::run(session.client, session.rb, *upstream)).await;
-                break;
+                return;
             }
         }
     }
+    // Over TLS this is the close_notify that tells a close-delimited answer's end from a cut
+    // connection (RFC 8446 §6.1); bounded, as a client that reads nothing would never take it.
+    let _ = monoio::time::timeout(CLOSE_NOTIFY_WAIT, session.client.shutdown()).await;
 }
 
 /// What to do with the client connection after one exchange.
