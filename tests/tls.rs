@@ -22,7 +22,7 @@ use support::config::{docs, http_gateway};
 use support::tcp::{listen_port, tcp_gateway, tcp_route, tcp_service_entry, tcp_virtual_service, TcpBackend};
 use support::tls::{
     gateway, mutual_tls, replace_file, route_all, secret, server, service_entry, simple_tls, tls_destination_rule,
-    tls_route, write_credential, Ca, CertInfo, Leaf, TlsBackend, TlsClient, Versions,
+    tls_route, write_credential, Ca, CertInfo, Leaf, SClient, TlsBackend, TlsClient, Versions,
 };
 use support::{wait_until, Driver, Gateway};
 
@@ -721,6 +721,7 @@ fn openssl_and_curl_agree() {
         plain_service("app", "app.local", &app),
     ]);
     let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let ca_path = ca.as_path();
     let ca = ca.to_str().unwrap();
     let curl = |host: &str, port: u16, extra: &[&str]| {
         let mut cmd = Command::new("curl");
@@ -738,21 +739,16 @@ fn openssl_and_curl_agree() {
     assert!(stdout.starts_with("app\n"), "the backend's body: {text}");
     assert_eq!(app.last().header("x-forwarded-proto"), Some("https"));
 
-    let s_client = |port: u16, servername: &str, extra: &[&str]| {
-        let mut cmd = Command::new("openssl");
-        cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", servername, "-CAfile", ca])
-            .args(extra);
-        run(&mut cmd)
-    };
-    let (_, text) = s_client(port, "b.example.com", &[]);
+    let s_client = |port: u16, servername: &str, extra: &[&str]| SClient::run(port, servername, ca_path, extra, None);
+    let SClient { text, .. } = s_client(port, "b.example.com", &[]);
     assert!(text.contains("Verify return code: 0 (ok)") && !text.contains("Cipher is (NONE)"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("subject=") && l.contains("b.example.com")), "b's certificate: {text}");
 
-    let (out, text) = s_client(only13, "t.example.com", &["-tls1_2"]);
-    assert!(!out.status.success() || text.contains("Cipher is (NONE)"), "TLS 1.2 against a 1.3-only server: {text}");
-    assert!(!text.contains("New, TLSv1"), "no session was established: {text}");
-    let (_, text) = s_client(only13, "t.example.com", &["-tls1_3"]);
-    assert!(text.contains("New, TLSv1.3") && text.contains("Verify return code: 0 (ok)"), "TLS 1.3: {text}");
+    let c = s_client(only13, "t.example.com", &["-tls1_2"]);
+    assert!(!c.ok || c.text.contains("Cipher is (NONE)"), "TLS 1.2 against a 1.3-only server: {}", c.text);
+    assert!(!c.new_session(), "no session was established: {}", c.text);
+    let c = s_client(only13, "t.example.com", &["-tls1_3"]);
+    assert!(c.text.contains("New, TLSv1.3") && c.text.contains("Verify return code: 0 (ok)"), "TLS 1.3: {}", c.text);
 
     let (out, text) =
         curl("m.example.com", mtls, &["--cert", id_crt.to_str().unwrap(), "--key", id_key.to_str().unwrap()]);
@@ -855,6 +851,174 @@ fn sessions_resume_across_connections_and_workers() {
     }
     wait_until(Duration::from_secs(5), || counter_sum(&gw, "ssl_session_reused") >= 10.0)
         .unwrap_or_else(|| panic!("session_reused: {}", counter_sum(&gw, "ssl_session_reused")));
+}
+
+/// A request that ends its connection, for `openssl s_client`.
+fn close_request(host: &str) -> String {
+    format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+// TLS sessions are bound to the server, and the settings, they were made under: a session
+// (ticket or TLS 1.2 session ID) from a server without client certificates never opens one
+// that requires them, and one made with a client certificate never carries that identity to
+// a server that did not check it. openssl s_client saves each session and offers it again,
+// as any client that resumes does.
+both_drivers! {
+    fn a_session_resumes_only_on_the_server_that_made_it(driver) {
+        let pki = Pki::new();
+        let ca = pki.ca_file();
+        let sni = "sess.example.com";
+        let (_, crt, key) = pki.server("srv", &[sni, "other.example.com"]);
+        let identity = pki.client();
+        let (id_crt, id_key) = identity.write(pki.dir.path(), "client");
+        let (id_crt, id_key) = (id_crt.to_str().unwrap(), id_key.to_str().unwrap());
+        let app = Backend::start("app");
+        let (simple, optional, mutual, shared) = (listen_port(), listen_port(), listen_port(), listen_port());
+        let config = docs(&[
+            gateway(
+                "gw",
+                &[
+                    // One host and certificate on three ports, three client-certificate rules...
+                    server(simple, "https-simple", "HTTPS", &[sni], &simple_tls(&crt, &key)),
+                    server(optional, "https-optional", "HTTPS", &[sni], &mutual_tls("OPTIONAL_MUTUAL", &crt, &key, &ca)),
+                    server(mutual, "https-mutual", "HTTPS", &[sni], &mutual_tls("MUTUAL", &crt, &key, &ca)),
+                    // ...and two servers on one port, chosen by SNI.
+                    server(shared, "https-shared-simple", "HTTPS", &["other.example.com"], &simple_tls(&crt, &key)),
+                    server(shared, "https-shared-mutual", "HTTPS", &[sni], &mutual_tls("MUTUAL", &crt, &key, &ca)),
+                ],
+            ),
+            route_all("app", &["gw"], &["*"], "app.local"),
+            plain_service("app", "app.local", &app),
+        ]);
+        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let connect = |port: u16, sni: &str, args: &[&str]| SClient::run(port, sni, &ca, args, Some(&close_request(sni)));
+        let session = |name: &str| pki.path(name).to_str().unwrap().to_string();
+
+        for version in ["-tls1_3", "-tls1_2"] {
+            // Sessions made without a client certificate: on the SIMPLE server, on the
+            // OPTIONAL_MUTUAL one, and on the SIMPLE server sharing a port with a MUTUAL one.
+            for (from, from_sni) in [(simple, sni), (optional, sni), (shared, "other.example.com")] {
+                let file = session(&format!("{from}{version}.pem"));
+                let made = connect(from, from_sni, &[version, "-sess_out", &file]);
+                assert!(made.new_session() && made.status() == Some(200), "{version} on {from}: {}", made.text);
+                // It resumes where it was made...
+                let again = connect(from, from_sni, &[version, "-sess_in", &file]);
+                assert!(again.resumed(), "{version}: no resumption on the server that made it: {}", again.text);
+                assert_eq!(again.status(), Some(200), "{}", again.text);
+                // ...but on a MUTUAL server it is a full handshake, which refuses the client.
+                let seen = app.count();
+                for to in [mutual, shared] {
+                    let crossed = connect(to, sni, &[version, "-sess_in", &file]);
+                    assert!(!crossed.resumed(), "{version}: a session of port {from} resumed on {to}: {}", crossed.text);
+                    assert_eq!(crossed.status(), None, "{version}: served without a client certificate: {}", crossed.text);
+                }
+                assert_eq!(app.count(), seen, "{version}: a request crossed from port {from}; logs:\n{}", gw.logs());
+            }
+
+            // A session made with a client certificate on the MUTUAL server...
+            let file = session(&format!("mutual{version}.pem"));
+            let made = connect(mutual, sni, &[version, "-cert", id_crt, "-key", id_key, "-sess_out", &file]);
+            assert_eq!(made.status(), Some(200), "{version}: {}", made.text);
+            assert_xfcc_names(&xfcc(&app).expect("x-forwarded-client-cert"), &identity);
+            let again = connect(mutual, sni, &[version, "-cert", id_crt, "-key", id_key, "-sess_in", &file]);
+            assert!(again.resumed() && again.status() == Some(200), "{version}: {}", again.text);
+            assert_xfcc_names(&xfcc(&app).expect("x-forwarded-client-cert on resumption"), &identity);
+            // ...does not resume elsewhere, and its identity goes nowhere it was not checked.
+            for to in [simple, optional] {
+                let crossed = connect(to, sni, &[version, "-sess_in", &file]);
+                assert!(!crossed.resumed(), "{version}: the MUTUAL session resumed on {to}: {}", crossed.text);
+                assert_eq!(crossed.status(), Some(200), "{}", crossed.text);
+                assert_eq!(xfcc(&app), None, "{version}: a client identity reached the backend through port {to}");
+            }
+        }
+    }
+
+    // A reload that keeps a server's TLS settings keeps its sessions; one that changes them
+    // (here its client CA) ends them, and a kept-alive connection made under the old settings
+    // is served under them once more, then closed, as Envoy drains a changed filter chain.
+    fn a_reload_that_changes_tls_settings_ends_older_sessions(driver) {
+        let pki = Pki::new();
+        let ca = pki.ca_file();
+        let other_ca = Ca::new("another ca");
+        let other_ca_file = other_ca.write(pki.dir.path(), "other-ca.pem");
+        let sni = "reload.example.com";
+        let (_, crt, key) = pki.server("srv", &[sni]);
+        let identity = pki.client();
+        let (id_crt, id_key) = identity.write(pki.dir.path(), "client");
+        let (id_crt, id_key) = (id_crt.to_str().unwrap(), id_key.to_str().unwrap());
+        let app = Backend::start("app");
+        let port = listen_port();
+        let config = |client_ca: &Path, hosts: &[&str]| {
+            docs(&[
+                gateway("gw", &[server(port, "https", "HTTPS", &[sni], &mutual_tls("MUTUAL", &crt, &key, client_ca))]),
+                route_all("app", &["gw"], hosts, "app.local"),
+                plain_service("app", "app.local", &app),
+            ])
+        };
+        let gw = Gateway::builder(driver).file("gw.yaml", &config(&ca, &["*"])).start();
+        let request = close_request(sni);
+        let connect = |args: &[&str]| SClient::run(port, sni, &ca, args, Some(&request));
+        let with_cert = |version: &str, sess: &str, file: &str| {
+            connect(&[version, "-cert", id_crt, "-key", id_key, sess, file])
+        };
+        let files = ["-tls1_3", "-tls1_2"].map(|v| (v, pki.path(&format!("s{v}.pem")).to_str().unwrap().to_string()));
+        for (version, file) in &files {
+            let made = with_cert(version, "-sess_out", file);
+            assert!(made.new_session() && made.status() == Some(200), "{version}: {}", made.text);
+        }
+        let kept = TlsClient::builder(&pki.ca).identity(&identity).build();
+        let mut kept = kept.open(addr(port), sni).expect("handshake");
+        assert_eq!(ok(&gw, kept.get("/", sni), "a kept-alive connection").status, 200);
+
+        // A reload that changes only the routes: sessions and connections carry on.
+        gw.write_config("gw.yaml", &config(&ca, &[sni]));
+        gw.signal("HUP");
+        gw.wait_generation(2);
+        for (version, file) in &files {
+            let again = with_cert(version, "-sess_in", file);
+            assert!(again.resumed() && again.status() == Some(200), "{version} after a route reload: {}", again.text);
+        }
+        let r = ok(&gw, kept.get("/", sni), "the kept-alive connection after a route reload");
+        assert_eq!((r.status, r.header("connection")), (200, None));
+
+        // The client CA changes: no session made before resumes, and a full handshake refuses
+        // the client, whose certificate the new CA did not sign.
+        gw.write_config("gw.yaml", &config(&other_ca_file, &[sni]));
+        gw.signal("HUP");
+        gw.wait_generation(3);
+        let seen = app.count();
+        for (version, file) in &files {
+            let stale = with_cert(version, "-sess_in", file);
+            assert!(!stale.resumed(), "{version}: a session resumed after the client CA changed: {}", stale.text);
+            assert_eq!(stale.status(), None, "{version}: {}", stale.text);
+        }
+        assert_eq!(app.count(), seen, "no request of a refused client reaches the backend");
+        let r = ok(&gw, kept.get("/", sni), "the kept-alive connection after the CA changed");
+        assert_eq!((r.status, r.header("connection")), (200, Some("close")), "served once more, then closed");
+        assert!(kept.get("/", sni).is_err(), "the connection made under the old CA was closed");
+    }
+
+    // A TLS 1.2 session ID resumes on whichever worker the next connection lands, as on Envoy:
+    // the server's session cache is its workers' own in common.
+    fn tls12_session_ids_resume_on_every_worker(driver) {
+        let pki = Pki::new();
+        let ca = pki.ca_file();
+        let sni = "ids.example.com";
+        let (_, crt, key) = pki.server("srv", &[sni]);
+        let app = Backend::start("app");
+        let port = listen_port();
+        let gw = Gateway::builder(driver).workers(2).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
+        let request = close_request(sni);
+        let file = pki.path("ids.pem");
+        let file = file.to_str().unwrap();
+        let ids = |sess: &str| SClient::run(port, sni, &ca, &["-tls1_2", "-no_ticket", sess, file], Some(&request));
+        let made = ids("-sess_out");
+        assert!(made.new_session() && made.status() == Some(200), "{}", made.text);
+        // Twelve connections on two workers: on per-worker caches, all landing on the one
+        // that issued the ID has odds of 1 in 4096.
+        let resumed = (0..12).filter(|_| ids("-sess_in").resumed()).count();
+        assert_eq!(resumed, 12, "TLS 1.2 session IDs resumed {resumed} times in 12; logs:\n{}", gw.logs());
+    }
 }
 
 #[test]

@@ -89,7 +89,7 @@ impl Reloader {
         }
         let generation = current.snapshot.generation + 1;
         let mut built = build(&self.opts, generation).map_err(ReloadError::Invalid)?;
-        built.snapshot.inherit_counts(&current.snapshot);
+        built.snapshot.inherit(&current.snapshot);
         let prepared = self.ports.prepare(&built.snapshot)?;
         log_warnings(&built.warnings);
         self.ports.commit(prepared);

@@ -24,7 +24,8 @@ use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
-    Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
+    Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision,
+    ServerTls, Snapshot,
 };
 use crate::upstream::{PoolKey, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
@@ -60,13 +61,54 @@ pub struct Downstream {
 }
 
 /// A terminated TLS connection, as routing and header edits see it.
-#[derive(Debug, Default)]
 pub struct TlsSession {
     /// The ClientHello's SNI: each request finds its Gateway server by it, in the snapshot the
     /// request is served with.
     pub sni: Option<Box<str>>,
     /// `x-forwarded-client-cert` for a verified client certificate.
     pub xfcc: Option<Box<str>>,
+    /// The latest snapshot in which the connection's server has the TLS settings its handshake
+    /// was made under.
+    #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
+    settled: Rc<Arc<Snapshot>>,
+    /// A reload changed those settings: the connection serves its request under the ones it
+    /// was made with, then closes.
+    stale: bool,
+}
+
+impl TlsSession {
+    pub fn new(sni: Option<Box<str>>, xfcc: Option<Box<str>>, handshake: Rc<Arc<Snapshot>>) -> Self {
+        Self { sni, xfcc, settled: handshake, stale: false }
+    }
+
+    /// The snapshot to serve the next request with. A reload that kept the server's TLS
+    /// settings applies to the connection at once; one that changed them (another client CA,
+    /// mode or certificate) must not let a client admitted under the old ones in under the
+    /// new: the request is served with the snapshot the connection was made under, and the
+    /// connection then ends, as Envoy drains the connections of a changed filter chain.
+    #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
+    fn follow(&mut self, current: Rc<Arc<Snapshot>>, port: u16) -> Rc<Arc<Snapshot>> {
+        if self.stale {
+            return self.settled.clone();
+        }
+        if current.generation == self.settled.generation {
+            return current;
+        }
+        fn tls<'s>(s: &'s Snapshot, port: u16, sni: Option<&str>) -> Option<&'s ServerTls> {
+            s.listener(port)?.server_for_sni(sni)?.tls.as_ref()
+        }
+        let sni = self.sni.as_deref();
+        match (tls(&current, port, sni), tls(&self.settled, port, sni)) {
+            (Some(now), Some(then)) if now.resumes(then) => {
+                self.settled = current.clone();
+                current
+            }
+            _ => {
+                self.stale = true;
+                self.settled.clone()
+            }
+        }
+    }
 }
 
 /// Serves one client connection until it closes, errs, or the worker drains.
@@ -199,6 +241,13 @@ struct Peer {
     tls: Option<TlsSession>,
 }
 
+impl Peer {
+    /// See [`TlsSession::follow`].
+    fn stale(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.stale)
+    }
+}
+
 /// What the head told us, kept once the head's borrow of the read window ends.
 #[derive(Clone, Copy)]
 struct ReqMeta {
@@ -237,7 +286,10 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     async fn serve_one(&mut self) -> Next {
         // The snapshot is held here so that the request is counted against the cluster it
         // was served by, even across a reload.
-        let snap = self.ctx.snapshot();
+        let mut snap = self.ctx.snapshot();
+        if let Some(tls) = &mut self.peer.tls {
+            snap = tls.follow(snap, self.peer.conn.listener_port);
+        }
         let next = self.serve_request(&snap).await;
         let streamed = self.rb.take_written();
         self.tally.received += streamed;
@@ -338,7 +390,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         }
         let plan = match fault.abort {
             Some(status) => {
-                let close = !meta.keep_alive || self.ctx.draining();
+                let close = !meta.keep_alive || self.closing();
                 self.out.clear();
                 local::simple(&mut self.out, status, fault::ABORT_BODY, close);
                 Plan::Local { status, close, details: FAULT_ABORT }
@@ -365,9 +417,15 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             Plan::Forward { route, dest, extras } => self.forward(snap, meta, route, dest, extras).await,
         };
         match next {
-            Next::KeepAlive if self.ctx.draining() => Next::Close,
+            Next::KeepAlive if self.closing() => Next::Close,
             other => other,
         }
+    }
+
+    /// The connection takes no request after this one: the gateway drains, or the TLS
+    /// settings it was made under are gone.
+    fn closing(&self) -> bool {
+        self.ctx.draining() || self.peer.stale()
     }
 
     /// Consumes a request body that already sits whole in the read window; false when it does
@@ -529,7 +587,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         self.out.clear();
         let edits = ResponseEdits {
             upstream_service_time_ms: Some(sent_at.elapsed().as_millis() as u64),
-            close: !meta.keep_alive || self.ctx.draining(),
+            close: !meta.keep_alive || self.closing(),
             http10_client: meta.http10,
             add: &response.add,
             remove: &response.remove,
@@ -898,7 +956,7 @@ fn plan<'s>(
         scheme,
         headers: head.headers(),
     };
-    let close = !meta.keep_alive || ctx.draining();
+    let close = !meta.keep_alive || ctx.draining() || peer.stale();
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.

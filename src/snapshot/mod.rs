@@ -59,10 +59,18 @@ impl Snapshot {
         &self.clusters[id as usize]
     }
 
+    /// Takes over what `previous` learnt while serving: the counts and ejections of the
+    /// clusters both define ([`Snapshot::inherit_counts`]) and the TLS sessions of the servers
+    /// whose settings did not change ([`Snapshot::inherit_sessions`]).
+    pub fn inherit(&mut self, previous: &Snapshot) {
+        self.inherit_counts(previous);
+        self.inherit_sessions(previous);
+    }
+
     /// Takes over `previous`'s shared connection counts for the clusters both define, so a
     /// reload neither forgets the connections still open nor lets a limit be exceeded, and
     /// the outlier state of the endpoints both define, so no ejection is forgotten.
-    pub fn inherit_counts(&mut self, previous: &Snapshot) {
+    fn inherit_counts(&mut self, previous: &Snapshot) {
         for cluster in &mut self.clusters {
             if let Some(id) = previous.cluster_by_name(&cluster.name) {
                 let before = previous.cluster(id);
@@ -78,10 +86,47 @@ impl Snapshot {
         }
     }
 
+    /// Keeps the session ticket keys and session cache of every terminating server that
+    /// `previous` had with the same TLS settings, so that its clients still resume after a
+    /// reload; a server that is new, or whose settings changed, keeps the fresh ones it was
+    /// compiled with, which no session made before can open (ISTIO_SEMANTICS.md, TLS sessions).
+    /// A server is the same one when its port, Gateway and hosts are.
+    fn inherit_sessions(&mut self, previous: &Snapshot) {
+        let before = previous.servers_by_key();
+        let same: Vec<((usize, usize), &Server)> = self
+            .servers_by_key()
+            .into_iter()
+            .filter_map(|(key, at)| before.get(&key).map(|&(l, i)| (at, &previous.listeners[l].servers[i])))
+            .collect();
+        for ((l, i), old) in same {
+            let server = &mut self.listeners[l].servers[i];
+            let same_protocol = server.protocol == old.protocol;
+            if let (Some(tls), Some(old_tls)) = (&mut server.tls, &old.tls) {
+                if same_protocol && tls.same_handshake(old_tls) {
+                    tls.share_sessions(old_tls);
+                }
+            }
+        }
+    }
+
+    /// Every server's (listener, server) index by its identity.
+    fn servers_by_key(&self) -> HashMap<ServerKey<'_>, (usize, usize)> {
+        let mut servers = HashMap::new();
+        for (l, listener) in self.listeners.iter().enumerate() {
+            for (i, server) in listener.servers.iter().enumerate() {
+                servers.insert(server.key(listener.port), (l, i));
+            }
+        }
+        servers
+    }
+
     pub fn cluster_by_name(&self, name: &str) -> Option<ClusterId> {
         self.by_name.get(name).copied()
     }
 }
+
+/// A Gateway server's identity across reloads: its port, Gateway and hosts.
+type ServerKey<'s> = (u16, &'s str, &'s [Arc<str>]);
 
 /// Everything served on one port: Envoy's listener. All servers on a port share one protocol
 /// family (validation refuses conflicts).
@@ -145,6 +190,12 @@ pub struct Server {
     pub tls_routes: Vec<L4Route>,
 }
 
+impl Server {
+    fn key(&self, port: u16) -> ServerKey<'_> {
+        (port, &self.gateway, &self.hosts)
+    }
+}
+
 /// Downstream TLS of a server, certificate material already read and checked.
 #[derive(Debug, Clone)]
 pub struct ServerTls {
@@ -167,6 +218,64 @@ pub struct ServerTls {
     pub config: Option<Built<rustls::ServerConfig>>,
     /// The certificate's first URI SAN: the gateway's identity, XFCC's `By`.
     pub uri_san: Option<Arc<str>>,
+}
+
+impl ServerTls {
+    /// Whether a handshake under `other` checks exactly what one under `self` does: the same
+    /// certificate, mode, client CA and CRL, identity pins, versions and suites.
+    fn same_handshake(&self, other: &ServerTls) -> bool {
+        // Destructured so that a new setting cannot be forgotten here.
+        let ServerTls {
+            mode,
+            cert_chain,
+            private_key,
+            ca_certificates,
+            ca_crl,
+            source_files: _,
+            subject_alt_names,
+            verify_certificate_spki,
+            verify_certificate_hash,
+            min_protocol_version,
+            max_protocol_version,
+            cipher_suites,
+            config: _,
+            uri_san: _,
+        } = self;
+        *mode == other.mode
+            && *cert_chain == other.cert_chain
+            && *private_key == other.private_key
+            && *ca_certificates == other.ca_certificates
+            && *ca_crl == other.ca_crl
+            && *subject_alt_names == other.subject_alt_names
+            && *verify_certificate_spki == other.verify_certificate_spki
+            && *verify_certificate_hash == other.verify_certificate_hash
+            && *min_protocol_version == other.min_protocol_version
+            && *max_protocol_version == other.max_protocol_version
+            && *cipher_suites == other.cipher_suites
+    }
+
+    /// Takes `other`'s session ticket keys and session cache, so that sessions made under it
+    /// resume under `self`.
+    fn share_sessions(&mut self, other: &ServerTls) {
+        let (Some(Built(mine)), Some(Built(theirs))) = (&mut self.config, &other.config) else {
+            return;
+        };
+        // Compiled a moment ago and not yet published, the config has no other holder; were
+        // it shared, keeping the fresh keys would only cost resumptions.
+        if let Some(mine) = Arc::get_mut(mine) {
+            mine.ticketer = theirs.ticketer.clone();
+            mine.session_storage = theirs.session_storage.clone();
+        }
+    }
+
+    /// Whether a session made under `other` resumes under `self`: the same server with the
+    /// same settings, in this generation or one a reload carried them over to.
+    pub fn resumes(&self, other: &ServerTls) -> bool {
+        match (&self.config, &other.config) {
+            (Some(Built(a)), Some(Built(b))) => Arc::ptr_eq(&a.session_storage, &b.session_storage),
+            _ => false,
+        }
+    }
 }
 
 /// A rustls config built at compile time. Compared by identity: two builds are never "equal"

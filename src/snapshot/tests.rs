@@ -498,6 +498,35 @@ fn tls_listeners() {
     assert_eq!(&*first.destinations.destinations[0].host, "a-backend.edge.svc.cluster.local");
 }
 
+/// A reload keeps the TLS sessions of a server whose settings it left alone and gives a
+/// changed or new server sessions of its own: no session crosses servers or settings.
+#[test]
+fn a_reload_keeps_the_sessions_of_unchanged_tls_servers_only() {
+    let set = load(&["snapshot/tls.yaml"]);
+    let tls = |s: &Snapshot, sni: &str| {
+        let server = s.listener(8443).unwrap().server_for_sni(Some(sni)).unwrap();
+        server.tls.clone().unwrap()
+    };
+    let first = build(&["snapshot/tls.yaml"]);
+    let (a, default) = (tls(&first, "a.example.com"), tls(&first, "b.example.com"));
+    assert!(a.resumes(&a));
+    assert!(!a.resumes(&default), "two servers of one port share sessions");
+
+    let mut same = compile(&set, &options(&[])).unwrap();
+    assert!(!tls(&same, "a.example.com").resumes(&a), "a fresh compile starts with its own sessions");
+    same.inherit(&first);
+    assert!(tls(&same, "a.example.com").resumes(&a), "unchanged settings keep their sessions");
+    assert!(tls(&same, "b.example.com").resumes(&default));
+
+    let mut changed_set = set.clone();
+    let gw = changed_set.gateways.iter_mut().find(|g| g.name() == "tls").unwrap();
+    gw.spec.servers[0].tls.as_mut().unwrap().min_protocol_version = None;
+    let mut changed = compile(&changed_set, &options(&[])).unwrap();
+    changed.inherit(&first);
+    assert!(!tls(&changed, "a.example.com").resumes(&a), "changed settings start with new sessions");
+    assert!(tls(&changed, "b.example.com").resumes(&default), "the other server keeps its own");
+}
+
 #[test]
 fn tls_terminated_tcp_and_auto_passthrough() {
     let s = build(&["snapshot/tls.yaml"]);

@@ -95,7 +95,7 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
             let idle = tcp.idle_flag();
             let stream = ServerStream::new(tcp, session, hello.raw);
             if server.protocol.as_ref() == "HTTPS" {
-                let downstream = Downstream { conn, idle, tls: Some(TlsSession { sni, xfcc }) };
+                let downstream = Downstream { conn, idle, tls: Some(TlsSession::new(sni, xfcc, snap)) };
                 crate::http::serve_connection(stream, downstream, ctx.clone()).await;
             } else {
                 terminated_tcp(stream, server, &snap, conn, &ctx).await;

@@ -1,18 +1,18 @@
-//! Each worker's own copies of the snapshot's rustls configs, so that a handshake touches no
-//! other core's memory: the configs' shared parts are read-only, and the session caches (TLS
-//! 1.2 session ids on the server side, tickets and ids the client keeps) are this core's own.
+//! Each worker's own copies of the snapshot's rustls configs, so that a handshake does not
+//! count references on a line every core writes: the configs' shared parts are read-only. A
+//! server's session keys and cache stay shared by its workers, so that its sessions resume on
+//! any of them; the sessions the client side keeps are this core's own.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use rustls::client::Resumption;
-use rustls::server::ServerSessionMemoryCache;
 use rustls::{ClientConfig, ServerConfig};
 
 use crate::snapshot::Built;
 
-/// Sessions a core remembers per config, each side: a few hundred KiB at most.
+/// Sessions a core remembers per upstream config: a few hundred KiB at most.
 const SESSIONS: usize = 1024;
 
 /// Keyed by the address of the snapshot's config, whose `Arc` the entry holds so that the
@@ -27,7 +27,7 @@ pub struct CoreConfigs {
 
 impl CoreConfigs {
     pub fn server(&self, built: &Built<ServerConfig>) -> Arc<ServerConfig> {
-        copy(&self.server, built, |c| c.session_storage = ServerSessionMemoryCache::new(SESSIONS))
+        copy(&self.server, built, |_| {})
     }
 
     pub fn client(&self, built: &Built<ClientConfig>) -> Arc<ClientConfig> {

@@ -629,6 +629,58 @@ fn serve_http(stream: StreamOwned<ServerConnection, TcpStream>, name: &str, rec:
 }
 
 // ---------------------------------------------------------------------------------------------
+// openssl s_client, as a client outside Rust sees the gateway
+
+/// What one `openssl s_client` connection printed, and whether it ended well.
+pub struct SClient {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl SClient {
+    /// Connects to 127.0.0.1:`port` with SNI `sni`, trusting `ca`, with `args` (versions,
+    /// `-sess_out`/`-sess_in` files, a client certificate…). With a `request` (which should
+    /// close the connection), sends it and reads until the server closes; 10 s at most.
+    pub fn run(port: u16, sni: &str, ca: &Path, args: &[&str], request: Option<&str>) -> SClient {
+        let mut cmd = std::process::Command::new("timeout");
+        cmd.args(["10", "openssl", "s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", sni])
+            .arg("-CAfile")
+            .arg(ca)
+            .args(args)
+            .args(request.map(|_| "-ign_eof"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("openssl runs");
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(request) = request {
+            let _ = stdin.write_all(request.as_bytes());
+        }
+        drop(stdin);
+        let out = child.wait_with_output().expect("openssl runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        SClient { ok: out.status.success(), text }
+    }
+
+    /// The handshake resumed the session given with `-sess_in`.
+    pub fn resumed(&self) -> bool {
+        self.text.lines().any(|l| l.starts_with("Reused, TLSv"))
+    }
+
+    /// The handshake made a new session.
+    pub fn new_session(&self) -> bool {
+        self.text.lines().any(|l| l.starts_with("New, TLSv"))
+    }
+
+    /// The status of the HTTP answer read, if one was. s_client may print a session ticket
+    /// arriving in the middle of a line of the answer, so the status line is looked for anywhere.
+    pub fn status(&self) -> Option<u16> {
+        let (_, rest) = self.text.split_once("HTTP/1.1 ")?;
+        rest.get(..3)?.parse().ok()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Istio YAML
 
 /// A `tls:` flow mapping for `mode` with a certificate and key file.

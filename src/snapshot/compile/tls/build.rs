@@ -9,7 +9,7 @@ use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
 use rustls::crypto::{aws_lc_rs, ring, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::{ProducesTickets, WebPkiClientVerifier};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier};
 use rustls::{
     CipherSuite, ClientConfig, Error, InconsistentKeys, ProtocolVersion, RootCertStore, ServerConfig,
     SupportedCipherSuite, SupportedProtocolVersion,
@@ -54,13 +54,51 @@ pub(super) fn server_config(tls: &ServerTls, https: bool) -> Result<ServerConfig
     if https {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
     }
-    if let Some(ticketer) = ticketer() {
-        config.ticketer = ticketer;
-        // One new ticket per handshake (rustls's default is two): a client that resumes gets a
-        // fresh one each time, as OpenSSL gives after a resumption, at half the issuing cost.
-        config.send_tls13_tickets = 1;
+    // This server's own sessions: a ticket or session ID is only ever opened by the config
+    // that issued it, so a session never resumes on a server with other client-certificate
+    // rules or certificates (rustls checks only the suite and SNI), and a reload that changes
+    // the settings ends the sessions made before (`Snapshot::inherit` keeps them otherwise).
+    // Envoy's filter chains each have their own session keys and cache alike.
+    config.session_storage = Arc::new(SessionCache::default());
+    match ring::Ticketer::new() {
+        Ok(ticketer) => {
+            config.ticketer = ticketer;
+            // One new ticket per handshake (rustls's default is two): a client that resumes gets
+            // a fresh one each time, as OpenSSL gives after a resumption, at half the issuing cost.
+            config.send_tls13_tickets = 1;
+        }
+        // Sessions still resume from the cache.
+        Err(e) => tracing::warn!("TLS session tickets disabled: cannot make a ticket key: {e}"),
     }
     Ok(config)
+}
+
+/// Sessions a server remembers by ID (TLS 1.2 clients without tickets): a few MiB at most.
+const SESSIONS: usize = 4096;
+
+/// A server's session cache, shared by every worker so that a TLS 1.2 session ID resumes on
+/// whichever worker the client's next connection lands, as it does on Envoy. Its lock is taken
+/// only by handshakes that store or look up a session by ID, never per request. Made on first
+/// use: a config of thousands of servers should not hold a cache for each that serves nothing.
+#[derive(Debug, Default)]
+struct SessionCache(OnceLock<Arc<ServerSessionMemoryCache>>);
+
+impl StoresServerSessions for SessionCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.0.get_or_init(|| ServerSessionMemoryCache::new(SESSIONS)).put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get()?.get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get()?.take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
 }
 
 /// A DestinationRule `tls` block's config: the upstream's certificate checked against
@@ -342,17 +380,4 @@ fn crypto() -> CryptoProvider {
         secure_random: aws_lc_rs::default_provider().secure_random,
         ..ring::default_provider()
     }
-}
-
-/// One ticket key set for the process, so that a ticket stays good across reloads and on every
-/// worker thread. Without one (no randomness), sessions still resume from the session cache.
-fn ticketer() -> Option<Arc<dyn ProducesTickets>> {
-    static TICKETER: OnceLock<Option<Arc<dyn ProducesTickets>>> = OnceLock::new();
-    TICKETER
-        .get_or_init(|| {
-            ring::Ticketer::new()
-                .map_err(|e| tracing::warn!("TLS session tickets disabled: cannot make a ticket key: {e}"))
-                .ok()
-        })
-        .clone()
 }

@@ -180,15 +180,22 @@ fn cipher_suites_restrict_tls12_only() {
     assert!(server_config(&tls13, true).is_ok());
 }
 
+/// Every config issues tickets under a key of its own and keeps a session cache of its own:
+/// a ticket of one server does not open another, however alike their settings.
 #[test]
-fn alpn_and_one_ticketer_for_every_config() {
+fn alpn_and_session_keys_of_its_own_for_every_config() {
     let a = leaf(&ca("ca"), &["a.example"], &[], |_| {});
     let https = server_config(&server(&a), true).unwrap();
     let tls = server_config(&server(&a), false).unwrap();
     assert_eq!(https.alpn_protocols, [b"http/1.1".to_vec()]);
     assert!(tls.alpn_protocols.is_empty());
     assert!(https.ticketer.enabled());
-    assert!(Arc::ptr_eq(&https.ticketer, &tls.ticketer));
+    let ticket = https.ticketer.encrypt(b"a session").unwrap();
+    assert_eq!(https.ticketer.decrypt(&ticket).as_deref(), Some(&b"a session"[..]));
+    assert_eq!(tls.ticketer.decrypt(&ticket), None);
+    assert!(https.session_storage.put(b"id".to_vec(), b"a session".to_vec()));
+    assert_eq!(https.session_storage.get(b"id").as_deref(), Some(&b"a session"[..]));
+    assert_eq!(tls.session_storage.get(b"id"), None);
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
