@@ -600,6 +600,36 @@ fn upstream_tls_origination_simple_and_mutual() {
     assert_eq!(mtls.count(), seen, "no request reached the backend without a client certificate");
 }
 
+/// Two services behind one address, with the same DestinationRule `tls` and no `sni`: each
+/// is reached with its own name as SNI, and a pooled connection verified for one never
+/// carries the other's requests (Envoy pools per cluster).
+#[test]
+fn pooled_upstream_tls_connections_stay_with_the_name_they_were_verified_for() {
+    let pki = Pki::new();
+    let ca = pki.ca_file();
+    let up = TlsBackend::start("up", &pki.ca.server(&["a.example.com", "b.example.com"]), None);
+    let port = listen_port();
+    let tls = format!("{{mode: SIMPLE, caCertificates: \"{}\"}}", ca.display());
+    let config = docs(&[
+        http_gateway("gw", port, &["*"]),
+        route_all("a", &["gw"], &["a.test"], "a.example.com"),
+        route_all("b", &["gw"], &["b.test"], "b.example.com"),
+        support::config::service_entry("a", "a.example.com", 443, &[up.port()]),
+        support::config::service_entry("b", "b.example.com", 443, &[up.port()]),
+        tls_destination_rule("a", "a.example.com", &tls),
+        tls_destination_rule("b", "b.example.com", &tls),
+    ]);
+    let gw = Gateway::builder(Driver::Uring).workers(1).file("gw.yaml", &config).start();
+    let mut conn = Conn::open(addr(port));
+    for host in ["a.test", "b.test", "a.test", "b.test"] {
+        let r = conn.get("/", host);
+        assert_eq!(r.status, 200, "{host}; logs:\n{}", gw.logs());
+    }
+    let snis: Vec<Option<String>> = up.snis.lock().unwrap().clone();
+    let named = |name: &str| snis.iter().filter(|s| s.as_deref() == Some(name)).count();
+    assert_eq!((named("a.example.com"), named("b.example.com")), (1, 1), "handshakes by SNI: {snis:?}");
+}
+
 /// `caCrl` as Envoy enforces it, on both sides: a MUTUAL server (from files, a generic Secret's
 /// `crl`, and the secrets directory's `ca.crl`) refuses a revoked client, an upstream with a
 /// revoked certificate is not used, and a list replaced on disk applies without a signal.

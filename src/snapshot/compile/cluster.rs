@@ -104,7 +104,7 @@ impl<'a> Clusters<'a> {
         );
         let mut policy = selected.traffic_policy();
         if let Some((tls, path)) = &selected.tls {
-            match upstream_tls(tls, consumer, self.secrets) {
+            match upstream_tls(tls, consumer, host, self.secrets) {
                 Ok(t) => policy.tls = t,
                 Err((field, message)) => {
                     let from_subset = path.starts_with("spec.subsets");

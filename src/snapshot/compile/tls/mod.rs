@@ -73,10 +73,12 @@ pub(super) fn server_tls(
 }
 
 /// A DestinationRule `tls` block → [`UpstreamTls`]; `None` for `DISABLE`. `namespace` is the
-/// consuming Gateway's, where istiod's SDS looks up a client `credentialName`.
+/// consuming Gateway's, where istiod's SDS looks up a client `credentialName`; `host` the
+/// service's, the SNI when the block names none.
 pub(super) fn upstream_tls(
     tls: &ClientTlsSettings,
     namespace: &str,
+    host: &str,
     secrets: &Secrets<'_>,
 ) -> Result<Option<UpstreamTls>, TlsError> {
     let mode = match tls.mode {
@@ -101,16 +103,17 @@ pub(super) fn upstream_tls(
         config: Built(Arc::new(config)),
         pool_id: 0,
     };
-    upstream.pool_id = pool_id(&upstream);
+    upstream.pool_id = pool_id(&upstream, host);
     Ok(Some(upstream))
 }
 
-/// A fingerprint of everything that shapes an upstream TLS connection; never 0 (plain
-/// connections' pool id).
-fn pool_id(tls: &UpstreamTls) -> u64 {
+/// A fingerprint of everything that shapes an upstream TLS connection, the name it was
+/// verified for included: two services behind one address share pooled connections only when
+/// each would have made the same handshake. Never 0 (plain connections' pool id).
+fn pool_id(tls: &UpstreamTls, host: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (tls.mode as u8, &tls.client_certificate, &tls.private_key, &tls.ca_certificates, &tls.ca_crl).hash(&mut h);
-    (&tls.subject_alt_names, &tls.sni, tls.insecure_skip_verify).hash(&mut h);
+    (&tls.subject_alt_names, tls.sni.as_deref().unwrap_or(host), tls.insecure_skip_verify).hash(&mut h);
     h.finish() | 1
 }
