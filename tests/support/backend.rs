@@ -158,7 +158,11 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
             }
         };
         let ok = if let Some(code) = fixed.or_else(|| path.strip_prefix("/status/").map(|c| c.parse().unwrap_or(200))) {
-            write!(w, "HTTP/1.1 {code} X\r\nx-backend: {name}\r\ncontent-length: {}\r\n{conn}\r\n{}", name.len(), name)
+            // A 204 or 304 has no body (RFC 9110 15.3.5, 15.4.5): bytes after its head would be
+            // read as the start of the connection's next answer.
+            let body = if matches!(code, 204 | 304) { "" } else { name };
+            let length = if body.is_empty() { String::new() } else { format!("content-length: {}\r\n", body.len()) };
+            write!(w, "HTTP/1.1 {code} X\r\nx-backend: {name}\r\n{length}{conn}\r\n{body}")
         } else if let Some(ms) = path.strip_prefix("/delay/") {
             std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
             write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-length: {}\r\n{conn}\r\n{}", name.len(), name)
