@@ -964,8 +964,10 @@ both_drivers! {
     }
 
     // A reload that keeps a server's TLS settings keeps its sessions; one that changes them
-    // (here its client CA) ends them, and a kept-alive connection made under the old settings
-    // is served under them once more, then closed, as Envoy drains a changed filter chain.
+    // (here its client CA) ends them. A kept-alive connection goes on after a change of
+    // secrets (certificate, CA), as Envoy's do after an SDS update, but one made under other
+    // client-certificate rules (OPTIONAL_MUTUAL, now MUTUAL) is answered once more under the
+    // rules it was made with, then closed, as Envoy drains a changed filter chain.
     fn a_reload_that_changes_tls_settings_ends_older_sessions(driver) {
         let pki = Pki::new();
         let ca = pki.ca_file();
@@ -978,14 +980,19 @@ both_drivers! {
         let (id_crt, id_key) = (id_crt.to_str().unwrap(), id_key.to_str().unwrap());
         let app = Backend::start("app");
         let port = listen_port();
-        let config = |client_ca: &Path, hosts: &[&str]| {
+        let config = |mode: &str, client_ca: &Path, hosts: &[&str]| {
             docs(&[
-                gateway("gw", &[server(port, "https", "HTTPS", &[sni], &mutual_tls("MUTUAL", &crt, &key, client_ca))]),
+                gateway("gw", &[server(port, "https", "HTTPS", &[sni], &mutual_tls(mode, &crt, &key, client_ca))]),
                 route_all("app", &["gw"], hosts, "app.local"),
                 plain_service("app", "app.local", &app),
             ])
         };
-        let gw = Gateway::builder(driver).file("gw.yaml", &config(&ca, &["*"])).start();
+        let gw = Gateway::builder(driver).file("gw.yaml", &config("MUTUAL", &ca, &["*"])).start();
+        let reload = |yaml: String, generation: u64| {
+            gw.write_config("gw.yaml", &yaml);
+            gw.signal("HUP");
+            gw.wait_generation(generation);
+        };
         let request = close_request(sni);
         let connect = |args: &[&str]| SClient::run(port, sni, &ca, args, Some(&request));
         let with_cert = |version: &str, sess: &str, file: &str| {
@@ -996,14 +1003,11 @@ both_drivers! {
             let made = with_cert(version, "-sess_out", file);
             assert!(made.new_session() && made.status() == Some(200), "{version}: {}", made.text);
         }
-        let kept = TlsClient::builder(&pki.ca).identity(&identity).build();
-        let mut kept = kept.open(addr(port), sni).expect("handshake");
+        let mut kept = TlsClient::builder(&pki.ca).identity(&identity).build().open(addr(port), sni).expect("handshake");
         assert_eq!(ok(&gw, kept.get("/", sni), "a kept-alive connection").status, 200);
 
         // A reload that changes only the routes: sessions and connections carry on.
-        gw.write_config("gw.yaml", &config(&ca, &[sni]));
-        gw.signal("HUP");
-        gw.wait_generation(2);
+        reload(config("MUTUAL", &ca, &[sni]), 2);
         for (version, file) in &files {
             let again = with_cert(version, "-sess_in", file);
             assert!(again.resumed() && again.status() == Some(200), "{version} after a route reload: {}", again.text);
@@ -1013,9 +1017,7 @@ both_drivers! {
 
         // The client CA changes: no session made before resumes, and a full handshake refuses
         // the client, whose certificate the new CA did not sign.
-        gw.write_config("gw.yaml", &config(&other_ca_file, &[sni]));
-        gw.signal("HUP");
-        gw.wait_generation(3);
+        reload(config("MUTUAL", &other_ca_file, &[sni]), 3);
         let seen = app.count();
         for (version, file) in &files {
             let stale = with_cert(version, "-sess_in", file);
@@ -1024,8 +1026,17 @@ both_drivers! {
         }
         assert_eq!(app.count(), seen, "no request of a refused client reaches the backend");
         let r = ok(&gw, kept.get("/", sni), "the kept-alive connection after the CA changed");
+        assert_eq!((r.status, r.header("connection")), (200, None), "a change of secrets keeps connections");
+
+        // OPTIONAL_MUTUAL admits a client without a certificate; MUTUAL then ends its connection.
+        reload(config("OPTIONAL_MUTUAL", &other_ca_file, &[sni]), 4);
+        let mut anonymous = TlsClient::new(&pki.ca).open(addr(port), sni).expect("handshake");
+        assert_eq!(ok(&gw, anonymous.get("/", sni), "no certificate under OPTIONAL_MUTUAL").status, 200);
+        reload(config("MUTUAL", &other_ca_file, &[sni]), 5);
+        let r = ok(&gw, anonymous.get("/", sni), "the anonymous connection after MUTUAL");
         assert_eq!((r.status, r.header("connection")), (200, Some("close")), "served once more, then closed");
-        assert!(kept.get("/", sni).is_err(), "the connection made under the old CA was closed");
+        assert!(anonymous.get("/", sni).is_err(), "the connection made under OPTIONAL_MUTUAL was closed");
+        assert_no_response(&gw, TlsClient::new(&pki.ca).get(addr(port), sni, sni, "/"), "a new anonymous client");
     }
 
     // A TLS 1.2 session ID resumes on whichever worker the next connection lands, as on Envoy:

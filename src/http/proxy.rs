@@ -24,8 +24,7 @@ use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
-    Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision,
-    ServerTls, Snapshot,
+    Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
 };
 use crate::upstream::{PoolKey, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
@@ -67,12 +66,12 @@ pub struct TlsSession {
     pub sni: Option<Box<str>>,
     /// `x-forwarded-client-cert` for a verified client certificate.
     pub xfcc: Option<Box<str>>,
-    /// The latest snapshot in which the connection's server has the TLS settings its handshake
-    /// was made under.
+    /// The latest snapshot in which the connection's server has the TLS rules its handshake was
+    /// made under.
     #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
     settled: Rc<Arc<Snapshot>>,
-    /// A reload changed those settings: the connection serves its request under the ones it
-    /// was made with, then closes.
+    /// A reload changed those rules: the connection serves its request under the ones it was
+    /// made with, then closes.
     stale: bool,
 }
 
@@ -81,11 +80,11 @@ impl TlsSession {
         Self { sni, xfcc, settled: handshake, stale: false }
     }
 
-    /// The snapshot to serve the next request with. A reload that kept the server's TLS
-    /// settings applies to the connection at once; one that changed them (another client CA,
-    /// mode or certificate) must not let a client admitted under the old ones in under the
-    /// new: the request is served with the snapshot the connection was made under, and the
-    /// connection then ends, as Envoy drains the connections of a changed filter chain.
+    /// The snapshot to serve the next request with. A reload applies to the connection at
+    /// once unless it changed its server's TLS rules (another mode, pins, versions or suites;
+    /// see `Server::continues`): a client admitted under the old rules must not go on under
+    /// the new, so the request is served with the snapshot the connection was made under,
+    /// and the connection then ends, as Envoy drains the connections of a changed filter chain.
     #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
     fn follow(&mut self, current: Rc<Arc<Snapshot>>, port: u16) -> Rc<Arc<Snapshot>> {
         if self.stale {
@@ -94,12 +93,11 @@ impl TlsSession {
         if current.generation == self.settled.generation {
             return current;
         }
-        fn tls<'s>(s: &'s Snapshot, port: u16, sni: Option<&str>) -> Option<&'s ServerTls> {
-            s.listener(port)?.server_for_sni(sni)?.tls.as_ref()
-        }
         let sni = self.sni.as_deref();
-        match (tls(&current, port, sni), tls(&self.settled, port, sni)) {
-            (Some(now), Some(then)) if now.resumes(then) => {
+        let now = current.listener(port).and_then(|l| l.server_for_sni(sni));
+        let then = self.settled.listener(port).and_then(|l| l.server_for_sni(sni));
+        match (now, then) {
+            (Some(now), Some(then)) if now.continues(then) => {
                 self.settled = current.clone();
                 current
             }

@@ -194,6 +194,19 @@ impl Server {
     fn key(&self, port: u16) -> ServerKey<'_> {
         (port, &self.gateway, &self.hosts)
     }
+
+    /// Whether a connection made under `old`, a server of the same port, goes on under `self`:
+    /// the same server with the same TLS rules ([`ServerTls::same_rules`]). Only its secrets may
+    /// have changed: Envoy updates those in place (SDS) and keeps its connections, their
+    /// handshake done, while other TLS settings make a new filter chain, whose old connections
+    /// it drains.
+    pub fn continues(&self, old: &Server) -> bool {
+        let rules = match (&self.tls, &old.tls) {
+            (Some(now), Some(then)) => now.same_rules(then),
+            (now, then) => now.is_none() && then.is_none(),
+        };
+        rules && self.gateway == old.gateway && self.hosts == old.hosts && self.protocol == old.protocol
+    }
 }
 
 /// Downstream TLS of a server, certificate material already read and checked.
@@ -222,15 +235,26 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// Whether a handshake under `other` checks exactly what one under `self` does: the same
-    /// certificate, mode, client CA and CRL, identity pins, versions and suites.
+    /// rules ([`ServerTls::same_rules`]) over the same certificate, key, client CA and CRL.
     fn same_handshake(&self, other: &ServerTls) -> bool {
+        self.same_rules(other)
+            && self.cert_chain == other.cert_chain
+            && self.private_key == other.private_key
+            && self.ca_certificates == other.ca_certificates
+            && self.ca_crl == other.ca_crl
+    }
+
+    /// The settings an Istio gateway writes into the listener's filter chain (mode, identity
+    /// pins, versions, suites), as opposed to the secrets SDS updates in place (certificate,
+    /// key, client CA, CRL).
+    fn same_rules(&self, other: &ServerTls) -> bool {
         // Destructured so that a new setting cannot be forgotten here.
         let ServerTls {
             mode,
-            cert_chain,
-            private_key,
-            ca_certificates,
-            ca_crl,
+            cert_chain: _,
+            private_key: _,
+            ca_certificates: _,
+            ca_crl: _,
             source_files: _,
             subject_alt_names,
             verify_certificate_spki,
@@ -242,10 +266,6 @@ impl ServerTls {
             uri_san: _,
         } = self;
         *mode == other.mode
-            && *cert_chain == other.cert_chain
-            && *private_key == other.private_key
-            && *ca_certificates == other.ca_certificates
-            && *ca_crl == other.ca_crl
             && *subject_alt_names == other.subject_alt_names
             && *verify_certificate_spki == other.verify_certificate_spki
             && *verify_certificate_hash == other.verify_certificate_hash
@@ -265,15 +285,6 @@ impl ServerTls {
         if let Some(mine) = Arc::get_mut(mine) {
             mine.ticketer = theirs.ticketer.clone();
             mine.session_storage = theirs.session_storage.clone();
-        }
-    }
-
-    /// Whether a session made under `other` resumes under `self`: the same server with the
-    /// same settings, in this generation or one a reload carried them over to.
-    pub fn resumes(&self, other: &ServerTls) -> bool {
-        match (&self.config, &other.config) {
-            (Some(Built(a)), Some(Built(b))) => Arc::ptr_eq(&a.session_storage, &b.session_storage),
-            _ => false,
         }
     }
 }

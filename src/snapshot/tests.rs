@@ -499,32 +499,49 @@ fn tls_listeners() {
 }
 
 /// A reload keeps the TLS sessions of a server whose settings it left alone and gives a
-/// changed or new server sessions of its own: no session crosses servers or settings.
+/// changed or new server sessions of its own: no session crosses servers or settings. A
+/// kept-alive connection goes on after a change of certificate, not of client-certificate rules.
 #[test]
 fn a_reload_keeps_the_sessions_of_unchanged_tls_servers_only() {
     let set = load(&["snapshot/tls.yaml"]);
-    let tls = |s: &Snapshot, sni: &str| {
+    // Two configs resume each other's sessions when they keep them in one store.
+    let sessions = |s: &Snapshot, sni: &str| {
         let server = s.listener(8443).unwrap().server_for_sni(Some(sni)).unwrap();
-        server.tls.clone().unwrap()
+        server.tls.as_ref().unwrap().config.as_ref().unwrap().0.session_storage.clone()
     };
     let first = build(&["snapshot/tls.yaml"]);
-    let (a, default) = (tls(&first, "a.example.com"), tls(&first, "b.example.com"));
-    assert!(a.resumes(&a));
-    assert!(!a.resumes(&default), "two servers of one port share sessions");
+    let (a, default) = (sessions(&first, "a.example.com"), sessions(&first, "b.example.com"));
+    assert!(!Arc::ptr_eq(&a, &default), "two servers of one port share sessions");
 
     let mut same = compile(&set, &options(&[])).unwrap();
-    assert!(!tls(&same, "a.example.com").resumes(&a), "a fresh compile starts with its own sessions");
+    assert!(!Arc::ptr_eq(&sessions(&same, "a.example.com"), &a), "a fresh compile starts with its own sessions");
     same.inherit(&first);
-    assert!(tls(&same, "a.example.com").resumes(&a), "unchanged settings keep their sessions");
-    assert!(tls(&same, "b.example.com").resumes(&default));
+    assert!(Arc::ptr_eq(&sessions(&same, "a.example.com"), &a), "unchanged settings keep their sessions");
+    assert!(Arc::ptr_eq(&sessions(&same, "b.example.com"), &default));
 
-    let mut changed_set = set.clone();
-    let gw = changed_set.gateways.iter_mut().find(|g| g.name() == "tls").unwrap();
-    gw.spec.servers[0].tls.as_mut().unwrap().min_protocol_version = None;
-    let mut changed = compile(&changed_set, &options(&[])).unwrap();
-    changed.inherit(&first);
-    assert!(!tls(&changed, "a.example.com").resumes(&a), "changed settings start with new sessions");
-    assert!(tls(&changed, "b.example.com").resumes(&default), "the other server keeps its own");
+    let edited = |edit: &dyn Fn(&mut crate::config::gateway::ServerTlsSettings)| {
+        let mut set = set.clone();
+        let gw = set.gateways.iter_mut().find(|g| g.name() == "tls").unwrap();
+        edit(gw.spec.servers[0].tls.as_mut().unwrap());
+        let mut changed = compile(&set, &options(&[])).unwrap();
+        changed.inherit(&first);
+        changed
+    };
+    fn on(s: &Snapshot) -> &Server {
+        s.listener(8443).unwrap().server_for_sni(Some("a.example.com")).unwrap()
+    }
+    let versions = edited(&|tls| tls.min_protocol_version = None);
+    assert!(!Arc::ptr_eq(&sessions(&versions, "a.example.com"), &a), "changed settings start with new sessions");
+    assert!(Arc::ptr_eq(&sessions(&versions, "b.example.com"), &default), "the other server keeps its own");
+    assert!(!on(&versions).continues(on(&first)), "other versions end a connection");
+    let mode = edited(&|tls| {
+        tls.mode = Some(crate::config::gateway::ServerTlsMode::OptionalMutual);
+        tls.ca_certificates = Some("tests/fixtures/snapshot/certs/server.pem".into());
+    });
+    assert!(!on(&mode).continues(on(&first)), "another mode ends a connection");
+    let secrets = edited(&|tls| tls.ca_certificates = Some("tests/fixtures/snapshot/certs/server.pem".into()));
+    assert!(!Arc::ptr_eq(&sessions(&secrets, "a.example.com"), &a), "new secrets start new sessions");
+    assert!(on(&secrets).continues(on(&first)), "new secrets keep connections, as SDS updates do");
 }
 
 #[test]
