@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::admin::LogFilter;
 use crate::control::{BuildOptions, RunOptions, DEFAULT_DRAIN_TIMEOUT};
 use crate::http::access_log::Encoding;
 use crate::http::codec::{Limits, MAX_HEADERS};
@@ -25,7 +26,7 @@ pub struct Cli {
     /// filter such as `strait=debug`; `POST /logging?level=` changes it while serving [default:
     /// RUST_LOG, else info]
     #[arg(long, global = true, value_name = "LEVEL")]
-    pub log_level: Option<String>,
+    pub log_level: Option<LogFilter>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,6 +1,7 @@
 //! The gateway's own lifecycle under load loses nothing: a hundred SIGHUPs alternating two
 //! valid configs during twenty seconds of keep-alive load, and a SIGTERM in the middle of load,
-//! after which every request the gateway accepted (the upstream saw it) is answered.
+//! after which every request the gateway accepted (the upstream saw it) is answered. And it
+//! refuses to start on a command line it would misread.
 
 mod support;
 
@@ -137,5 +138,18 @@ both_drivers! {
         for (id, why) in &seen.failed {
             assert!(!accepted.contains(id), "{id} reached the upstream yet failed: {why}");
         }
+    }
+}
+
+both_drivers! {
+    fn an_unknown_log_level_is_refused_with_the_levels(driver) {
+        let (status, stderr) = Gateway::builder(driver)
+            .file("gw.yaml", &http_gateway("gw", free_port(), &["*"]))
+            .arg("--log-level")
+            .arg("infoo")
+            .start_refused();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("`infoo` names no log level"), "{stderr}");
+        assert!(stderr.contains("trace debug info warning error critical off"), "{stderr}");
     }
 }

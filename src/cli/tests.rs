@@ -91,11 +91,23 @@ fn run_defaults() {
 
 #[test]
 fn log_level_is_accepted_anywhere() {
-    assert_eq!(parse(&["--log-level", "warn", "run", "--config", "c"]).unwrap().log_level.as_deref(), Some("warn"));
+    let level = |s: &str| Some(s.parse::<LogFilter>().unwrap());
+    assert_eq!(parse(&["--log-level", "warn", "run", "--config", "c"]).unwrap().log_level, level("warn"));
+    assert_eq!(parse(&["validate", "--config", "c", "--log-level", "trace"]).unwrap().log_level, level("trace"));
     assert_eq!(
-        parse(&["validate", "--config", "c", "--log-level", "trace"]).unwrap().log_level.as_deref(),
-        Some("trace")
+        parse(&["run", "--config", "c", "--log-level", "strait=debug"]).unwrap().log_level,
+        level("strait=debug")
     );
+}
+
+#[test]
+fn an_unknown_log_level_is_refused_with_the_levels() {
+    for bad in ["infoo", "verbose", "strait=infoo", "strait", ""] {
+        let err = parse(&["run", "--config", "c", "--log-level", bad]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}: {err}");
+        assert_eq!(err.exit_code(), 2, "{bad}");
+        assert!(err.to_string().contains("the levels are trace debug info warning error critical off"), "{bad}: {err}");
+    }
 }
 
 #[test]
