@@ -79,6 +79,11 @@ pub struct RunArgs {
     /// How long SIGTERM waits for open connections, e.g. 5s, 500ms, 1m [default: 5s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// Listen on ports another process already serves, sharing their connections with it
+    /// (SO_REUSEPORT, same user): for a hand-over, start the new instance with this flag and its
+    /// own --admin, then SIGTERM the old one. Without it such a port is refused
+    #[arg(long)]
+    pub share_ports: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -159,6 +164,7 @@ impl RunArgs {
             },
             admin: self.admin,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            share_ports: self.share_ports,
         })
     }
 }

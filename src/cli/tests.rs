@@ -51,6 +51,7 @@ fn run_with_every_flag() {
         "5s",
         "--max-request-duration",
         "30s",
+        "--share-ports",
     ]);
     let opts = run.run_options(Some("uring")).unwrap();
     assert_eq!(opts.build.paths, [PathBuf::from("a.yaml"), PathBuf::from("dir/")]);
@@ -73,6 +74,7 @@ fn run_with_every_flag() {
     );
     assert_eq!(opts.admin, "0.0.0.0:9901".parse().unwrap());
     assert_eq!(opts.drain_timeout, Duration::from_millis(250));
+    assert!(opts.share_ports);
 }
 
 #[test]
@@ -87,6 +89,7 @@ fn run_defaults() {
     assert!(!opts.workers.mirror_shadow_suffix);
     assert_eq!(opts.admin, "127.0.0.1:15000".parse().unwrap());
     assert_eq!(opts.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    assert!(!opts.share_ports, "another process's port is refused unless asked");
 }
 
 #[test]
