@@ -19,8 +19,11 @@ use crate::worker::{default_workers, DriverChoice, WorkerOptions};
 /// Environment variable read when `--driver` is not given (the tests run everything on both).
 pub const DRIVER_ENV: &str = "STRAIT_DRIVER";
 
+/// `strait --version`: the package version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STRAIT_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
-#[command(name = "strait", version, about = "An io_uring, thread-per-core edge gateway configured by Istio YAML")]
+#[command(name = "strait", version = VERSION, about = "An io_uring, thread-per-core edge gateway configured by Istio YAML")]
 pub struct Cli {
     /// Log level (trace, debug, info, warning or warn, error, critical, off: Envoy's names) or a
     /// filter such as `strait=debug`; `POST /logging?level=` changes it while serving [default:

@@ -167,3 +167,21 @@ fn labels() {
     assert!(parse_label("=v").is_err());
     assert!(parse_label("k").is_err());
 }
+
+#[test]
+fn version_names_the_commit_built_from() {
+    use clap::CommandFactory;
+    let version = Cli::command().render_version();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    // `-dirty` follows the hash when tracked files differ from the commit.
+    let commit = head.unwrap_or_else(|| "unknown".to_string());
+    let expected = format!("strait {} ({commit}", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version:?} does not start with {expected:?}");
+    assert!(version.trim_end().ends_with(')'), "{version:?}");
+}
