@@ -1,5 +1,7 @@
-//! The configs that ship in config/ answer as their comments (and README) say, run by the real
-//! binary with the test's own ports put in place of the ones the files name.
+//! What ships beside the code keeps its word: the configs in config/ answer as their comments
+//! (and README) say, run by the real binary with the test's own ports put in place of the ones
+//! the files name; README names only files of the repository; LICENSE is the license Cargo.toml
+//! declares.
 
 mod support;
 
@@ -84,4 +86,30 @@ both_drivers! {
         conn.send(b"GET /reviews/1 HTTP/1.1\r\nHost: uk.bookinfo.com\r\nCookie: user=dev-123\r\n\r\n");
         assert_eq!(conn.read_response(false).header("x-backend"), Some("qa-special"));
     }
+}
+
+#[test]
+fn readme_names_only_files_of_the_repository() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let named: Vec<&str> = readme.split('`').skip(1).step_by(2).filter(|t| !t.contains(char::is_whitespace)).collect();
+    for path in &named {
+        assert!(!path.starts_with("../"), "README names `{path}`, outside the repository");
+    }
+    let tops = ["config/", "perf/", "src/", "tests/", "bench/", "fuzz/", "LICENSE"];
+    let files: Vec<&&str> =
+        named.iter().filter(|p| tops.iter().any(|top| p.starts_with(top)) && !p.contains('*')).collect();
+    assert!(files.len() > 20, "{files:?}");
+    for path in files {
+        assert!(std::path::Path::new(path).exists(), "README names `{path}`, which does not exist");
+    }
+}
+
+#[test]
+fn the_license_file_is_the_one_cargo_toml_declares() {
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap();
+    assert!(manifest.lines().any(|l| l == "license = \"Apache-2.0\""), "Cargo.toml's license changed");
+    let license = std::fs::read_to_string("LICENSE").expect("a LICENSE file");
+    let words: Vec<&str> = license.split_whitespace().collect();
+    assert_eq!(words[..4], ["Apache", "License", "Version", "2.0,"]);
+    assert!(license.contains("END OF TERMS AND CONDITIONS"), "the whole text");
 }
