@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::admin::LogFilter;
 use crate::control::{BuildOptions, RunOptions, DEFAULT_DRAIN_TIMEOUT};
 use crate::http::access_log::Encoding;
 use crate::http::codec::{Limits, MAX_HEADERS};
@@ -18,14 +19,17 @@ use crate::worker::{default_workers, DriverChoice, WorkerOptions};
 /// Environment variable read when `--driver` is not given (the tests run everything on both).
 pub const DRIVER_ENV: &str = "STRAIT_DRIVER";
 
+/// `strait --version`: the package version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STRAIT_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
-#[command(name = "strait", version, about = "An io_uring, thread-per-core edge gateway configured by Istio YAML")]
+#[command(name = "strait", version = VERSION, about = "An io_uring, thread-per-core edge gateway configured by Istio YAML")]
 pub struct Cli {
     /// Log level (trace, debug, info, warning or warn, error, critical, off: Envoy's names) or a
     /// filter such as `strait=debug`; `POST /logging?level=` changes it while serving [default:
     /// RUST_LOG, else info]
     #[arg(long, global = true, value_name = "LEVEL")]
-    pub log_level: Option<String>,
+    pub log_level: Option<LogFilter>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -78,6 +82,11 @@ pub struct RunArgs {
     /// How long SIGTERM waits for open connections, e.g. 5s, 500ms, 1m [default: 5s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// Listen on ports another process already serves, sharing their connections with it
+    /// (SO_REUSEPORT, same user): for a hand-over, start the new instance with this flag and its
+    /// own --admin, then SIGTERM the old one. Without it such a port is refused
+    #[arg(long)]
+    pub share_ports: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -158,6 +167,7 @@ impl RunArgs {
             },
             admin: self.admin,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            share_ports: self.share_ports,
         })
     }
 }

@@ -1,11 +1,12 @@
 //! The gateway's own lifecycle under load loses nothing: a hundred SIGHUPs alternating two
 //! valid configs during twenty seconds of keep-alive load, and a SIGTERM in the middle of load,
-//! after which every request the gateway accepted (the upstream saw it) is answered.
+//! after which every request the gateway accepted (the upstream saw it) is answered. And it
+//! refuses to start on a command line it would misread, or on a port another process serves.
 
 mod support;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -137,5 +138,41 @@ both_drivers! {
         for (id, why) in &seen.failed {
             assert!(!accepted.contains(id), "{id} reached the upstream yet failed: {why}");
         }
+    }
+}
+
+both_drivers! {
+    fn an_unknown_log_level_is_refused_with_the_levels(driver) {
+        let (status, stderr) = Gateway::builder(driver)
+            .file("gw.yaml", &http_gateway("gw", free_port(), &["*"]))
+            .arg("--log-level")
+            .arg("infoo")
+            .start_refused();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("`infoo` names no log level"), "{stderr}");
+        assert!(stderr.contains("trace debug info warning error critical off"), "{stderr}");
+    }
+}
+
+both_drivers! {
+    fn a_port_another_gateway_serves_is_refused_unless_shared(driver) {
+        let port = free_port();
+        let config = http_gateway("gw", port, &["*"]);
+        let _first = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let (status, stderr) = Gateway::builder(driver).file("gw.yaml", &config).start_refused();
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&format!("another process already listens on port {port}")), "{stderr}");
+        assert!(stderr.contains("--share-ports"), "{stderr}");
+        // A hand-over asks for it.
+        Gateway::builder(driver).file("gw.yaml", &config).arg("--share-ports").start();
+    }
+
+    fn a_port_any_other_listener_holds_is_refused(driver) {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let (status, stderr) =
+            Gateway::builder(driver).file("gw.yaml", &http_gateway("gw", port, &["*"])).start_refused();
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&format!("another process already listens on port {port}")), "{stderr}");
     }
 }

@@ -53,6 +53,11 @@ pub struct LoadArgs {
     /// CPUs to pin the threads to, e.g. 2,3 or 4-7 (default: none, the kernel decides).
     #[arg(long, value_parser = parse_cpus)]
     pub cpus: Option<Cpus>,
+    /// Exit 1, after the report, when more than this share of the operations failed (0 to 1;
+    /// every kind of error counts, answers outside 2xx and 3xx too). A run in which no operation
+    /// succeeded always exits 1.
+    #[arg(long, value_name = "RATE", default_value_t = 0.01, value_parser = parse_rate)]
+    pub max_error_rate: f64,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -241,6 +246,14 @@ pub fn parse_cpus(s: &str) -> Result<Cpus, String> {
     Ok(Cpus(cpus))
 }
 
+/// A share from 0 to 1, e.g. 0.01.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("`{s}`: expected a share from 0 to 1, e.g. 0.01")),
+    }
+}
+
 fn parse_stall(s: &str) -> Result<(u64, Duration), String> {
     let (n, d) = s.split_once(':').ok_or("expected N:DURATION, e.g. 2000:1s")?;
     let n = n.parse().map_err(|_| format!("`{n}`: expected a request number"))?;
@@ -257,6 +270,16 @@ mod tests {
         assert_eq!(parse_cpus("2,4-6").unwrap(), Cpus(vec![2, 4, 5, 6]));
         assert!(parse_cpus("3-1").is_err());
         assert!(parse_cpus("x").is_err());
+    }
+
+    #[test]
+    fn error_rates() {
+        assert_eq!(parse_rate("0.01"), Ok(0.01));
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert_eq!(parse_rate("1"), Ok(1.0));
+        for bad in ["-0.1", "1.5", "1%", "NaN", ""] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

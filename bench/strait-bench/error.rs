@@ -24,6 +24,12 @@ pub enum BenchError {
     /// A process a scenario started (backend, proxy, load) that failed or did not come up.
     #[error("{name}: {msg}")]
     Process { name: String, msg: String },
+    /// A load that ran, against a target that did not hold up: no operation succeeded.
+    #[error("no operation succeeded ({errors})")]
+    NothingSucceeded { errors: String },
+    /// A load that ran, with more of its operations failing than `--max-error-rate` allows.
+    #[error("{failed} of {tried} operations failed ({errors}), more than --max-error-rate {max} allows")]
+    TooManyErrors { failed: u64, tried: u64, errors: String, max: f64 },
 }
 
 impl BenchError {

@@ -4,7 +4,8 @@
 //! Layout: `cli` (the command line) → `runner` (pinned threads, one monoio runtime each, a
 //! bounded run and a live progress line) → the load modes `http` (closed and open loop),
 //! `tcp` (throughput and echo latency) and `tls` (handshakes and HTTPS requests), each filling
-//! per-thread `stats::Recorder`s that `report` merges into one table or JSON document;
+//! per-thread `stats::Recorder`s that `report` merges into one table or JSON document and
+//! judges (its verdict is the exit code);
 //! `serve` is the built-in backend; `scenario` starts backend, Strait and peers and compares
 //! them.
 
@@ -30,9 +31,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Http(args) => http::run(&args).map(|r| r.print(args.load.out.json)),
-        cli::Command::Tcp(args) => tcp::run(&args).map(|r| r.print(args.load.out.json)),
-        cli::Command::Tls(args) => tls::run(&args).map(|r| r.print(args.load.out.json)),
+        cli::Command::Http(args) => http::run(&args).and_then(|r| finish(&r, &args.load)),
+        cli::Command::Tcp(args) => tcp::run(&args).and_then(|r| finish(&r, &args.load)),
+        cli::Command::Tls(args) => tls::run(&args).and_then(|r| finish(&r, &args.load)),
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Scenario(args) => scenario::run(&args),
     };
@@ -43,4 +44,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The report, whatever it says, then its verdict: a failing target fails the command, so a
+/// script notices a run that measured nothing but errors.
+fn finish(report: &report::Report, load: &cli::LoadArgs) -> Result<(), error::BenchError> {
+    report.print(load.out.json);
+    report.verdict(load.max_error_rate)
 }

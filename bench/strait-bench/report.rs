@@ -1,11 +1,12 @@
 //! The end of a run: merged measurements as a human table or one JSON document (the form
-//! `scenario` reads back from the load processes it starts).
+//! `scenario` reads back from the load processes it starts), and the verdict on its target.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::BenchError;
 use crate::stats::{ErrorKind, Recorder};
 
 /// Latency percentiles in microseconds.
@@ -96,6 +97,24 @@ impl Report {
             latency_us: latency,
             resumed: None,
         }
+    }
+
+    /// Whether the target held up: some operation succeeded, and no more than
+    /// `max_error_rate` of them failed.
+    pub fn verdict(&self, max_error_rate: f64) -> Result<(), BenchError> {
+        let failed: u64 = self.errors.values().sum();
+        // A refused status is an answer, counted in `operations` too; every other error is an
+        // operation that never completed.
+        let succeeded = self.operations.saturating_sub(self.errors.get("status").copied().unwrap_or(0));
+        let errors = if failed == 0 { "none completed".to_string() } else { pairs(&self.errors) };
+        if succeeded == 0 {
+            return Err(BenchError::NothingSucceeded { errors });
+        }
+        let tried = succeeded + failed;
+        if failed as f64 > max_error_rate * tried as f64 {
+            return Err(BenchError::TooManyErrors { failed, tried, errors, max: max_error_rate });
+        }
+        Ok(())
     }
 
     pub fn print(&self, json: bool) {
@@ -208,6 +227,41 @@ mod tests {
         let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back.latency_us, r.latency_us);
         assert!(r.table().contains("errors      status 1"));
+    }
+
+    fn report(operations: u64, errors: &[(&str, u64)]) -> Report {
+        let mut rec = Recorder::empty();
+        let now = Instant::now();
+        for _ in 0..operations {
+            rec.record(now, Duration::from_micros(100));
+        }
+        let mut r = Report::new("http", "http://127.0.0.1:1/", 1, 1, &rec, Duration::from_secs(1));
+        r.errors = errors.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        r
+    }
+
+    #[test]
+    fn the_verdict_fails_a_run_where_nothing_succeeded() {
+        for r in [report(0, &[]), report(0, &[("connect", 40)]), report(100, &[("status", 100)])] {
+            let err = r.verdict(1.0).unwrap_err();
+            assert!(matches!(err, BenchError::NothingSucceeded { .. }), "{err}");
+        }
+        assert_eq!(
+            report(0, &[("connect", 40)]).verdict(1.0).unwrap_err().to_string(),
+            "no operation succeeded (connect 40)"
+        );
+    }
+
+    #[test]
+    fn the_verdict_fails_errors_past_the_rate() {
+        // 90 answers of which 9 refused, and 10 resets: 19 of 100 tried failed.
+        let r = report(90, &[("status", 9), ("io", 10)]);
+        assert!(r.verdict(0.2).is_ok());
+        assert!(r.verdict(0.19).is_ok(), "at the rate is not past it");
+        let err = r.verdict(0.18).unwrap_err().to_string();
+        assert_eq!(err, "19 of 100 operations failed (io 10, status 9), more than --max-error-rate 0.18 allows");
+        assert!(report(10, &[]).verdict(0.0).is_ok());
+        assert!(report(1000, &[("timeout", 1)]).verdict(0.0).is_err());
     }
 
     #[test]

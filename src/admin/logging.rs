@@ -62,6 +62,61 @@ impl fmt::Display for LogLevel {
     }
 }
 
+/// What `--log-level` takes: one of Envoy's level names, or a tracing filter whose every
+/// directive names its level (`strait=debug,info`), Envoy's names allowed there too.
+///
+/// tracing reads a bare word as a target with every level on, so `infoo` would silence every
+/// log but that target's; refusing a directive without a level turns the typo into an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadLogFilter {
+    #[error(
+        "`{0}` names no log level: the levels are {LEVEL_NAMES} (or warn), alone or after a target as in strait=debug"
+    )]
+    Level(String),
+    #[error("`{0}`: {1}")]
+    Filter(String, String),
+}
+
+impl FromStr for LogFilter {
+    type Err = BadLogFilter;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let level = |directive: &str, level: &str| {
+            level
+                .parse::<LogLevel>()
+                .map(LogLevel::level_filter)
+                .map_err(|_| BadLogFilter::Level(directive.to_string()))
+        };
+        // Split as tracing's EnvFilter splits, so that each piece is one of its directives.
+        let directives = s
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|directive| match directive.rsplit_once('=') {
+                Some((target, name)) => Ok(format!("{target}={}", level(directive, name)?)),
+                None => Ok(level(directive, directive)?.to_string()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if directives.is_empty() {
+            return Err(BadLogFilter::Level(s.to_string()));
+        }
+        let filter = directives.join(",");
+        EnvFilter::try_new(&filter).map_err(|e| BadLogFilter::Filter(s.to_string(), e.to_string()))?;
+        Ok(Self(filter))
+    }
+}
+
+impl LogFilter {
+    /// The filter to install, in tracing's level names (`warning` becomes `warn`).
+    pub fn env_filter(&self) -> EnvFilter {
+        // Checked by `from_str`: `new` would only drop (and print) directives it cannot parse.
+        EnvFilter::new(&self.0)
+    }
+}
+
 impl LogLevel {
     /// tracing has no level above error: critical keeps errors only, as error does.
     pub fn level_filter(self) -> LevelFilter {

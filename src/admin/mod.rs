@@ -30,7 +30,7 @@ pub use config_dump::to_json;
 pub use endpoints::EndpointCounters;
 pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
 pub use l4::{L4Counters, L4Kind};
-pub use logging::{LogControl, LogLevel, UnknownLevel};
+pub use logging::{BadLogFilter, LogControl, LogFilter, LogLevel, UnknownLevel};
 pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, WorkerStats, STATUS_SLOTS};
 
 use crate::control::{ControlEvent, Readiness, RunOptions, Shared};

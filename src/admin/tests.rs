@@ -32,6 +32,7 @@ fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
         },
         admin: addr,
         drain_timeout: Duration::from_millis(500),
+        share_ports: false,
     };
     admin.spawn(shared.clone(), tx, log_control(), &opts).unwrap();
     (addr, shared, rx)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use strait::admin::{LogControl, LogLevel};
+use strait::admin::{LogControl, LogFilter};
 use strait::cli::{Cli, Command, DRIVER_ENV};
 use strait::config::Diagnostics;
 use strait::control::{self, fails_validation, BuildOptions, RunError};
@@ -19,13 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logging = match init_logging(cli.log_level.as_deref()) {
-        Ok(logging) => logging,
-        Err(e) => {
-            eprintln!("error: --log-level: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let logging = init_logging(cli.log_level.as_ref());
     match cli.command {
         Command::Validate(args) => validate(&args.build_options()),
         Command::Run(args) => {
@@ -74,19 +68,15 @@ const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// `--log-level` wins (one of Envoy's level names, or a filter such as `strait=debug`), then
 /// RUST_LOG, then info; always on stderr (stdout is the access log). The filter sits in a
 /// reload layer so that `POST /logging` can change it while serving.
-fn init_logging(level: Option<&str>) -> Result<LogControl, String> {
+fn init_logging(level: Option<&LogFilter>) -> LogControl {
     let filter = match level {
-        // Envoy's names first: as a filter, `warning` or `critical` would name a target.
-        Some(level) => match level.parse::<LogLevel>() {
-            Ok(level) => level.env_filter(),
-            Err(_) => EnvFilter::try_new(level).map_err(|e| e.to_string())?,
-        },
+        Some(level) => level.env_filter(),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::registry().with(filter).with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi)).init();
-    Ok(LogControl::new(handle))
+    LogControl::new(handle)
 }
 
 fn validate(opts: &BuildOptions) -> ExitCode {

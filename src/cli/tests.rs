@@ -51,6 +51,7 @@ fn run_with_every_flag() {
         "5s",
         "--max-request-duration",
         "30s",
+        "--share-ports",
     ]);
     let opts = run.run_options(Some("uring")).unwrap();
     assert_eq!(opts.build.paths, [PathBuf::from("a.yaml"), PathBuf::from("dir/")]);
@@ -73,6 +74,7 @@ fn run_with_every_flag() {
     );
     assert_eq!(opts.admin, "0.0.0.0:9901".parse().unwrap());
     assert_eq!(opts.drain_timeout, Duration::from_millis(250));
+    assert!(opts.share_ports);
 }
 
 #[test]
@@ -87,15 +89,28 @@ fn run_defaults() {
     assert!(!opts.workers.mirror_shadow_suffix);
     assert_eq!(opts.admin, "127.0.0.1:15000".parse().unwrap());
     assert_eq!(opts.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    assert!(!opts.share_ports, "another process's port is refused unless asked");
 }
 
 #[test]
 fn log_level_is_accepted_anywhere() {
-    assert_eq!(parse(&["--log-level", "warn", "run", "--config", "c"]).unwrap().log_level.as_deref(), Some("warn"));
+    let level = |s: &str| Some(s.parse::<LogFilter>().unwrap());
+    assert_eq!(parse(&["--log-level", "warn", "run", "--config", "c"]).unwrap().log_level, level("warn"));
+    assert_eq!(parse(&["validate", "--config", "c", "--log-level", "trace"]).unwrap().log_level, level("trace"));
     assert_eq!(
-        parse(&["validate", "--config", "c", "--log-level", "trace"]).unwrap().log_level.as_deref(),
-        Some("trace")
+        parse(&["run", "--config", "c", "--log-level", "strait=debug"]).unwrap().log_level,
+        level("strait=debug")
     );
+}
+
+#[test]
+fn an_unknown_log_level_is_refused_with_the_levels() {
+    for bad in ["infoo", "verbose", "strait=infoo", "strait", ""] {
+        let err = parse(&["run", "--config", "c", "--log-level", bad]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}: {err}");
+        assert_eq!(err.exit_code(), 2, "{bad}");
+        assert!(err.to_string().contains("the levels are trace debug info warning error critical off"), "{bad}: {err}");
+    }
 }
 
 #[test]
@@ -151,4 +166,22 @@ fn labels() {
     assert_eq!(parse_label("k=v=w"), Ok(("k".into(), "v=w".into())));
     assert!(parse_label("=v").is_err());
     assert!(parse_label("k").is_err());
+}
+
+#[test]
+fn version_names_the_commit_built_from() {
+    use clap::CommandFactory;
+    let version = Cli::command().render_version();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    // `-dirty` follows the hash when tracked files differ from the commit.
+    let commit = head.unwrap_or_else(|| "unknown".to_string());
+    let expected = format!("strait {} ({commit}", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version:?} does not start with {expected:?}");
+    assert!(version.trim_end().ends_with(')'), "{version:?}");
 }

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub workers: WorkerOptions,
     pub admin: SocketAddr,
     pub drain_timeout: Duration,
+    /// Listen on ports another process serves, sharing their connections (a hand-over).
+    pub share_ports: bool,
 }
 
 /// What the control loop acts on; sent by the signal thread and the admin server.
@@ -57,7 +59,7 @@ pub enum ControlEvent {
 /// `strait run`. Returns `Ok` once drained: the process then exits 0. `logging` is the installed
 /// log filter, which `POST /logging` changes.
 pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
-    let mut reloader = Reloader::start(opts.build.clone(), opts.workers.workers)?;
+    let mut reloader = Reloader::start(opts.build.clone(), opts.workers.workers, opts.share_ports)?;
     let shared = reloader.shared().clone();
     let (events_tx, events) = mpsc::channel();
     signals::forward(events_tx.clone()).map_err(RunError::Signals)?;

@@ -1,10 +1,14 @@
 //! The listening sockets, owned by the control thread: one SO_REUSEPORT socket per worker per
 //! port, bound here so that a bind failure is known in one place, before anything is swapped.
+//!
+//! SO_REUSEPORT would as gladly join the sockets of another process of the same user, which
+//! then takes half the connections: a port this process does not hold yet is refused when
+//! someone else listens there, unless sharing it is asked for (`--share-ports`, a hand-over).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::info;
@@ -16,11 +20,27 @@ use crate::snapshot::Snapshot;
 const BACKLOG: i32 = 4096;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
-pub struct BindError {
-    pub addr: SocketAddr,
-    #[source]
-    pub source: io::Error,
+pub enum BindError {
+    #[error("cannot listen on {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot listen on {addr}: another process already listens on port {}; \
+         --share-ports shares it on purpose (a hand-over)",
+        addr.port()
+    )]
+    Served { addr: SocketAddr },
+}
+
+impl BindError {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            BindError::Io { addr, .. } | BindError::Served { addr } => *addr,
+        }
+    }
 }
 
 /// The sockets of one port, index = worker id.
@@ -35,7 +55,12 @@ struct Bound {
 #[derive(Debug)]
 pub struct Ports {
     workers: usize,
+    /// Listen beside another process's sockets instead of refusing the port.
+    share: bool,
     bound: BTreeMap<u16, Bound>,
+    /// Socket groups a commit let go of, alive until the last worker drops its duplicates (it
+    /// notices within its poll): until then a listener on that port may be our own.
+    released: BTreeMap<u16, Weak<[TcpListener]>>,
 }
 
 /// The sockets for a snapshot, bound but not yet in use; [`Ports::commit`] makes them current.
@@ -46,8 +71,8 @@ pub struct Prepared {
 }
 
 impl Ports {
-    pub fn new(workers: usize) -> Self {
-        Self { workers, bound: BTreeMap::new() }
+    pub fn new(workers: usize, share: bool) -> Self {
+        Self { workers, share, bound: BTreeMap::new(), released: BTreeMap::new() }
     }
 
     /// Binds the ports `snapshot` adds and keeps the sockets of unchanged ones. Nothing changes
@@ -62,10 +87,13 @@ impl Ports {
         }
         for &(port, bind) in &plan.open {
             let addr = SocketAddr::new(bind, port);
+            if !self.share && !self.holds(port) && listened_on(addr).map_err(|source| BindError::Io { addr, source })? {
+                return Err(BindError::Served { addr });
+            }
             let sockets = (0..self.workers)
                 .map(|_| listen(addr))
                 .collect::<io::Result<Vec<_>>>()
-                .map_err(|source| BindError { addr, source })?;
+                .map_err(|source| BindError::Io { addr, source })?;
             bound.insert(port, Bound { bind, sockets: sockets.into() });
         }
         Ok(Prepared { plan, bound })
@@ -81,7 +109,20 @@ impl Ports {
                 info!("closing port {port}");
             }
         }
-        self.bound = prepared.bound;
+        let old = std::mem::replace(&mut self.bound, prepared.bound);
+        self.released.retain(|_, group| group.strong_count() > 0);
+        for (port, b) in old {
+            if !self.bound.get(&port).is_some_and(|kept| Arc::ptr_eq(&kept.sockets, &b.sockets)) {
+                self.released.insert(port, Arc::downgrade(&b.sockets));
+            }
+        }
+    }
+
+    /// Whether a listener on `port` may be this process's: a port served now (a new bind
+    /// address binds beside it until the commit), or one whose released sockets some worker
+    /// still accepts on.
+    fn holds(&self, port: u16) -> bool {
+        self.bound.contains_key(&port) || self.released.get(&port).is_some_and(|group| group.strong_count() > 0)
     }
 
     /// Releases every socket (shutdown); workers close their duplicates as they stop.
@@ -105,4 +146,18 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// Whether a socket already listens on `addr`'s port at an overlapping address (the same one,
+/// or a wildcard on either side), whoever's it is. A bind without SO_REUSEPORT conflicts with
+/// every such listener, SO_REUSEPORT or not; SO_REUSEADDR lets it past the port's connections
+/// in TIME_WAIT, which a previous instance may have left.
+fn listened_on(addr: SocketAddr) -> io::Result<bool> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Ok(true),
+        Err(e) => Err(e),
+    }
 }

@@ -41,11 +41,12 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Builds generation 1 and binds its ports; refuses an invalid config.
-    pub fn start(opts: BuildOptions, workers: usize) -> Result<Self, RunError> {
+    /// Builds generation 1 and binds its ports; refuses an invalid config. `share_ports`: listen
+    /// beside another process on a port it serves, instead of refusing the port.
+    pub fn start(opts: BuildOptions, workers: usize, share_ports: bool) -> Result<Self, RunError> {
         let built = build(&opts, 1).map_err(RunError::InvalidConfig)?;
         log_warnings(&built.warnings);
-        let mut ports = Ports::new(workers);
+        let mut ports = Ports::new(workers, share_ports);
         let prepared = ports.prepare(&built.snapshot)?;
         ports.commit(prepared);
         let first = Published { snapshot: Arc::new(built.snapshot), sockets: ports.sockets(), draining: false };

@@ -1,6 +1,7 @@
 //! The control thread's machinery with real sockets and real workers, no proxy path: ports
 //! kept across generations, workers following publications, the drain, reload bookkeeping.
 
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +20,15 @@ fn free_port() -> u16 {
 }
 
 fn snapshot(generation: u64, ports: &[u16]) -> Snapshot {
+    snapshot_at(generation, LOCAL, ports)
+}
+
+fn snapshot_at(generation: u64, bind: IpAddr, ports: &[u16]) -> Snapshot {
     let listeners = ports
         .iter()
         .map(|&port| Listener {
             port,
-            bind: LOCAL,
+            bind,
             protocol: ListenerProtocol::Http,
             servers: vec![],
             http_routes: Arc::default(),
@@ -48,7 +53,7 @@ fn listening(port: u16) -> bool {
 #[test]
 fn ports_survive_reloads_that_keep_them() {
     let (a, b) = (free_port(), free_port());
-    let mut ports = Ports::new(2);
+    let mut ports = Ports::new(2, false);
     let first = snapshot(1, &[a]);
     let prepared = ports.prepare(&first).unwrap();
     ports.commit(prepared);
@@ -75,21 +80,74 @@ fn a_port_that_cannot_be_bound_changes_nothing() {
     let a = free_port();
     let taken = TcpListener::bind((LOCAL, 0)).unwrap();
     let taken_port = taken.local_addr().unwrap().port();
-    let mut ports = Ports::new(1);
+    let mut ports = Ports::new(1, false);
     let first = snapshot(1, &[a]);
     let prepared = ports.prepare(&first).unwrap();
     ports.commit(prepared);
 
     let err = ports.prepare(&snapshot(2, &[a, taken_port])).unwrap_err();
-    assert_eq!(err.addr, SocketAddr::new(LOCAL, taken_port));
+    assert_eq!(err.addr(), SocketAddr::new(LOCAL, taken_port));
     assert!(err.to_string().contains(&taken_port.to_string()), "{err}");
     assert_eq!(ports.sockets().keys().copied().collect::<Vec<_>>(), [a]);
     assert!(listening(a));
 }
 
+#[test]
+fn a_port_another_process_listens_on_is_refused_unless_shared() {
+    const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    // SO_REUSEPORT groups as another strait of the same user would hold them, on the same
+    // address and on addresses that overlap.
+    for (theirs, ours) in [(LOCAL, LOCAL), (ANY, LOCAL), (LOCAL, ANY)] {
+        let other = listen(SocketAddr::new(theirs, 0)).unwrap();
+        let port = other.local_addr().unwrap().port();
+        let err = Ports::new(2, false).prepare(&snapshot_at(1, ours, &[port])).unwrap_err();
+        assert!(matches!(err, BindError::Served { .. }), "{theirs} then {ours}: {err}");
+        assert!(err.to_string().contains(&format!("port {port}")), "{err}");
+
+        let mut shared = Ports::new(2, true);
+        let prepared = shared.prepare(&snapshot_at(1, ours, &[port])).unwrap();
+        shared.commit(prepared);
+        assert_eq!(shared.sockets()[&port].len(), 2);
+    }
+}
+
+#[test]
+fn our_own_ports_and_time_wait_leftovers_are_not_refused() {
+    let port = free_port();
+    let mut ports = Ports::new(1, false);
+    let prepared = ports.prepare(&snapshot(1, &[port])).unwrap();
+    ports.commit(prepared);
+    // Moving the port to a wider address binds beside our own sockets until the commit.
+    let prepared = ports.prepare(&snapshot_at(2, IpAddr::V4(Ipv4Addr::UNSPECIFIED), &[port])).unwrap();
+    ports.commit(prepared);
+
+    // A worker still accepts on the port's sockets for a moment after a reload closes it: the
+    // port is still ours if the next reload brings it back.
+    let worker = ports.sockets();
+    let prepared = ports.prepare(&snapshot(3, &[])).unwrap();
+    ports.commit(prepared);
+    let prepared = ports.prepare(&snapshot_at(4, IpAddr::V4(Ipv4Addr::UNSPECIFIED), &[port])).unwrap();
+    drop(worker);
+    ports.commit(prepared);
+
+    // A connection the listening side closes first stays in TIME_WAIT on the port.
+    let client = TcpStream::connect((LOCAL, port)).unwrap();
+    let sockets = ports.sockets().remove(&port).unwrap();
+    sockets[0].set_nonblocking(false).unwrap();
+    drop(sockets[0].accept().unwrap());
+    drop(sockets);
+    let _ = (&client).read(&mut [0; 1]);
+    drop(client);
+    ports.close_all();
+    let mut next = Ports::new(1, false);
+    let prepared = next.prepare(&snapshot(5, &[port])).unwrap();
+    next.commit(prepared);
+    assert!(listening(port));
+}
+
 fn workers_follow_publications(driver: DriverChoice) {
     let (a, b) = (free_port(), free_port());
-    let mut ports = Ports::new(2);
+    let mut ports = Ports::new(2, false);
     let first = snapshot(1, &[a]);
     let prepared = ports.prepare(&first).unwrap();
     ports.commit(prepared);
@@ -160,7 +218,7 @@ fn empty_config_dir(name: &str) -> PathBuf {
 fn reloads_count_and_keep_the_last_error() {
     let dir = empty_config_dir("reloads");
     let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
-    let mut reloader = Reloader::start(opts, 1).unwrap();
+    let mut reloader = Reloader::start(opts, 1, false).unwrap();
     let shared = reloader.shared().clone();
     assert_eq!(shared.snapshot().generation, 1);
 
@@ -182,5 +240,5 @@ fn reloads_count_and_keep_the_last_error() {
 #[test]
 fn an_invalid_first_config_is_refused() {
     let opts = BuildOptions { paths: vec![PathBuf::from("/nonexistent/strait/config")], ..BuildOptions::default() };
-    assert!(matches!(Reloader::start(opts, 1), Err(RunError::InvalidConfig(_))));
+    assert!(matches!(Reloader::start(opts, 1, false), Err(RunError::InvalidConfig(_))));
 }

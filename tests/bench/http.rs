@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{free_port, run_json};
+use super::{free_port, run_json, run_json_failing};
 
 /// How the backend answers.
 #[derive(Debug, Clone, Copy)]
@@ -20,9 +20,11 @@ struct Behaviour {
     close: bool,
     /// Hold the answer to this request (counted from 1 across connections) for a second.
     stall_at: Option<u64>,
+    /// Answer every Nth request (counted as above) 503 instead.
+    fail_every: Option<u64>,
 }
 
-const OK: Behaviour = Behaviour { status: 200, close: false, stall_at: None };
+const OK: Behaviour = Behaviour { status: 200, close: false, stall_at: None, fail_every: None };
 
 #[derive(Debug, Default)]
 struct Seen {
@@ -62,11 +64,13 @@ impl Backend {
 
 fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Seen) {
     let _ = stream.set_nodelay(true);
-    let answer = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: 5\r\n{}\r\nhello",
-        behaviour.status,
-        if behaviour.close { "Connection: close\r\n" } else { "" }
-    );
+    let answer = |status: u16| {
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: 5\r\n{}\r\nhello",
+            if behaviour.close { "Connection: close\r\n" } else { "" }
+        )
+    };
+    let (answer, failure) = (answer(behaviour.status), answer(503));
     let (mut buf, mut chunk, mut out) = (Vec::new(), [0u8; 16384], Vec::new());
     loop {
         match stream.read(&mut chunk) {
@@ -85,7 +89,8 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Seen) {
                 out.clear();
                 thread::sleep(Duration::from_secs(1));
             }
-            out.extend_from_slice(answer.as_bytes());
+            let fails = behaviour.fail_every.is_some_and(|n| number.is_multiple_of(n));
+            out.extend_from_slice(if fails { failure.as_bytes() } else { answer.as_bytes() });
             buf.drain(..used);
             if behaviour.close {
                 let _ = stream.write_all(&out);
@@ -154,12 +159,27 @@ fn a_post_body_reaches_the_backend() {
 }
 
 #[test]
-fn error_statuses_are_counted() {
+fn error_statuses_are_counted_and_fail_the_run() {
     let backend = Backend::start(Behaviour { status: 503, ..OK });
-    let r = run_json(&["http", &backend.url(), "-n", "100", "-c", "4"]);
+    let (r, stderr) = run_json_failing(&["http", &backend.url(), "-n", "100", "-c", "4"]);
     assert_eq!(r["operations"], 100, "{r}");
     assert_eq!(count(&r, "statuses", "5xx"), 100, "{r}");
     assert_eq!(count(&r, "errors", "status"), 100, "{r}");
+    assert!(stderr.contains("no operation succeeded (status 100)"), "{stderr}");
+}
+
+#[test]
+fn errors_past_the_rate_fail_the_run() {
+    let backend = Backend::start(Behaviour { fail_every: Some(10), ..OK });
+    let args = ["http", &backend.url(), "-n", "100", "-c", "2"];
+    let (r, stderr) = run_json_failing(&args);
+    assert_eq!(count(&r, "errors", "status"), 10, "{r}");
+    assert!(
+        stderr.contains("10 of 100 operations failed (status 10), more than --max-error-rate 0.01 allows"),
+        "{stderr}"
+    );
+    let r = run_json(&[&args[..], &["--max-error-rate", "0.1"]].concat());
+    assert_eq!(count(&r, "errors", "status"), 10, "{r}");
 }
 
 #[test]
@@ -177,11 +197,12 @@ fn connection_close_reconnects() {
 fn a_closed_port_ends_at_the_deadline_with_connect_errors() {
     let url = format!("http://127.0.0.1:{}/", free_port());
     let started = Instant::now();
-    let r = run_json(&["http", &url, "-c", "4", "-d", "1s"]);
+    let (r, stderr) = run_json_failing(&["http", &url, "-c", "4", "-d", "1s"]);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert_eq!(r["operations"], 0, "{r}");
     assert!(count(&r, "errors", "connect") > 0, "{r}");
+    assert!(stderr.contains("no operation succeeded (connect "), "{stderr}");
 }
 
 /// The check of coordinated omission: a backend that stalls for a second, once. The

@@ -24,6 +24,19 @@ pub fn free_port() -> u16 {
 pub fn run_json(args: &[&str]) -> serde_json::Value {
     let out: Output = bench().args(args).args(["--json", "--quiet"]).output().expect("strait-bench runs");
     assert!(out.status.success(), "strait-bench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    report(&out)
+}
+
+/// Runs `strait-bench ARGS --json --quiet`, which must report, then exit 1 as its target failed;
+/// (the report, what it said on stderr).
+pub fn run_json_failing(args: &[&str]) -> (serde_json::Value, String) {
+    let out: Output = bench().args(args).args(["--json", "--quiet"]).output().expect("strait-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "strait-bench {args:?} should have failed: {stderr}");
+    (report(&out), stderr)
+}
+
+fn report(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not a JSON report ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }

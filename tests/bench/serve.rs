@@ -5,7 +5,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{free_port, run_json, Served};
+use super::{free_port, run_json, run_json_failing, Served};
 
 /// One HTTP answer as read off the wire.
 struct Answer {
@@ -289,8 +289,9 @@ fn tcp_throughput_into_a_sink() {
 fn tcp_against_a_closed_port_ends_on_time_with_connect_errors() {
     let addr = format!("127.0.0.1:{}", free_port());
     let start = Instant::now();
-    let r = run_json(&["tcp", &addr, "--mode", "echo", "-c", "2", "-d", "1s"]);
+    let (r, stderr) = run_json_failing(&["tcp", &addr, "--mode", "echo", "-c", "2", "-d", "1s"]);
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
     assert_eq!(r["operations"], 0, "{r}");
     assert!(r["errors"]["connect"].as_u64().unwrap() > 0, "{r}");
+    assert!(stderr.contains("no operation succeeded"), "{stderr}");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::Value;
 
-use crate::{bench, free_port, run_json, Served};
+use crate::{bench, free_port, run_json, run_json_failing, Served};
 
 /// A CA, a server certificate for localhost and 127.0.0.1 it signed, and a CA that signed
 /// nothing here, as PEM files in a temporary directory.
@@ -117,10 +117,12 @@ fn a_ca_that_did_not_sign_the_server_fails_every_handshake_and_the_run_still_end
     let served = certs.serve();
     for mode in ["full", "requests"] {
         let started = Instant::now();
-        let report = run_json(&["tls", &url(&served), "--mode", mode, "--ca", &certs.other_ca, "-c", "4", "-d", "1s"]);
+        let (report, stderr) =
+            run_json_failing(&["tls", &url(&served), "--mode", mode, "--ca", &certs.other_ca, "-c", "4", "-d", "1s"]);
         assert!(started.elapsed() < Duration::from_secs(3), "{mode}: took {:?}", started.elapsed());
         assert_eq!(operations(&report), 0, "{report}");
         assert!(report["errors"]["tls"].as_u64().unwrap() > 0, "{report}");
+        assert!(stderr.contains("no operation succeeded (tls "), "{stderr}");
     }
     // The same server, with trust switched off.
     let report = run_json(&["tls", &url(&served), "--mode", "full", "-k", "-c", "4", "-d", "1s"]);
@@ -131,7 +133,7 @@ fn a_ca_that_did_not_sign_the_server_fails_every_handshake_and_the_run_still_end
 fn a_dead_port_fails_to_connect_and_the_run_still_ends() {
     let started = Instant::now();
     let dead = format!("https://127.0.0.1:{}/", free_port());
-    let report = run_json(&["tls", &dead, "--mode", "full", "-k", "-c", "4", "-d", "1s"]);
+    let (report, _) = run_json_failing(&["tls", &dead, "--mode", "full", "-k", "-c", "4", "-d", "1s"]);
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert_eq!(operations(&report), 0, "{report}");
     assert!(report["errors"]["connect"].as_u64().unwrap() > 0, "{report}");

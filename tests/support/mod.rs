@@ -11,7 +11,7 @@ pub mod tls;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// The I/O driver a test runs the gateway on: every integration test runs on both.
@@ -151,6 +151,26 @@ impl GatewayBuilder {
 
     /// Starts the binary and waits for `/ready`.
     pub fn start(self) -> Gateway {
+        let mut gw = self.spawn();
+        let ready = wait_until(Duration::from_secs(15), || {
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("strait exited early ({status}):\n{}", gw.logs());
+            }
+            TcpStream::connect(gw.admin).is_ok() && gw.admin_get("/ready").0 == 200
+        });
+        assert!(ready.is_some(), "strait never became ready:\n{}", gw.logs());
+        gw
+    }
+
+    /// Starts the binary expecting it to refuse to serve; (its exit status, its stderr).
+    pub fn start_refused(self) -> (ExitStatus, String) {
+        let mut gw = self.spawn();
+        let status = gw.wait_exit(Duration::from_secs(15));
+        let logs = gw.logs();
+        (status.unwrap_or_else(|| panic!("strait kept running:\n{logs}")), logs)
+    }
+
+    fn spawn(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         for (name, yaml) in &self.files {
             std::fs::write(dir.path().join(name), yaml).unwrap();
@@ -168,15 +188,7 @@ impl GatewayBuilder {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start strait");
-        let mut gw = Gateway { child, admin, dir, log };
-        let ready = wait_until(Duration::from_secs(15), || {
-            if let Ok(Some(status)) = gw.child.try_wait() {
-                panic!("strait exited early ({status}):\n{}", gw.logs());
-            }
-            TcpStream::connect(admin).is_ok() && gw.admin_get("/ready").0 == 200
-        });
-        assert!(ready.is_some(), "strait never became ready:\n{}", gw.logs());
-        gw
+        Gateway { child, admin, dir, log }
     }
 }
 

@@ -103,13 +103,18 @@ impl Plan {
             std::thread::sleep(Duration::from_millis(20));
         }
         let out = child.wait_with_output().map_err(|e| format!("reading the load's report: {e}"))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-            return Err(format!("the load {}: {}", out.status, last.trim()));
+        // A load whose operations failed still reports, then exits 1 by its own verdict: the
+        // scenario judges the report itself (`table::Measure`), counting errors beside the
+        // figures rather than losing the run.
+        match serde_json::from_slice(&out.stdout) {
+            Ok(report) => Ok(report),
+            Err(_) if !out.status.success() => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+                Err(format!("the load {}: {}", out.status, last.trim()))
+            }
+            Err(e) => Err(format!("the load's report is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))),
         }
-        serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("the load's report is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     }
 }
 
@@ -160,5 +165,19 @@ mod tests {
         let args = ["-c".to_string(), "echo 'bad url' >&2; exit 2".to_string()];
         let err = p.run(&args, Duration::from_secs(1), || {}).unwrap_err();
         assert_eq!(err, "the load exit status: 2: bad url");
+    }
+
+    #[test]
+    fn a_load_failing_its_verdict_still_hands_over_its_report() {
+        let mut rec = crate::stats::Recorder::empty();
+        rec.error(std::time::Instant::now(), crate::stats::ErrorKind::Connect);
+        let report = Report::new("http", "http://127.0.0.1:1/", 1, 1, &rec, Duration::from_secs(1));
+        let json = serde_json::to_string(&report).unwrap();
+        let mut p = plan(Mode::Http);
+        p.exe = PathBuf::from("sh");
+        p.cpus = Cpus(vec![0]);
+        let args = ["-c".to_string(), format!("echo '{json}'; echo 'no operation succeeded' >&2; exit 1")];
+        let back = p.run(&args, Duration::from_secs(1), || {}).unwrap();
+        assert_eq!(back.errors.get("connect"), Some(&1));
     }
 }

@@ -23,6 +23,39 @@ fn envoy_level_names_parse() {
 }
 
 #[test]
+fn log_filters_take_envoy_levels_alone_or_after_a_target() {
+    for (given, installed) in [
+        ("info", "info"),
+        ("warning", "warn"),
+        ("CRITICAL", "error"),
+        ("off", "off"),
+        ("strait=debug", "strait=debug"),
+        ("strait::http=warning, info", "strait::http=warn,info"),
+        ("strait=trace,", "strait=trace"),
+        ("[conn{id=5}]=debug", "[conn{id=5}]=debug"),
+    ] {
+        assert_eq!(given.parse::<LogFilter>().map(|f| f.0), Ok(installed.to_string()), "{given}");
+    }
+    // tracing would read each as a target with every level on (or, `strait=`, at trace).
+    for (given, directive) in [
+        ("infoo", "infoo"),
+        ("verbose", "verbose"),
+        ("strait", "strait"),
+        ("strait=", "strait="),
+        ("strait=infoo", "strait=infoo"),
+        ("info,verbose", "verbose"),
+        ("strait[conn{id=5}]", "strait[conn{id=5}]"),
+        ("", ""),
+        (",", ","),
+    ] {
+        assert_eq!(given.parse::<LogFilter>(), Err(BadLogFilter::Level(directive.to_string())), "{given}");
+    }
+    assert!(matches!("*=debug".parse::<LogFilter>(), Err(BadLogFilter::Filter(..))), "tracing's own syntax check");
+    let err = "infoo".parse::<LogFilter>().unwrap_err().to_string();
+    assert!(err.contains(LEVEL_NAMES), "{err}");
+}
+
+#[test]
 fn levels_map_onto_tracing() {
     assert_eq!(LogLevel::Warning.level_filter(), LevelFilter::WARN);
     assert_eq!(LogLevel::Critical.level_filter(), LevelFilter::ERROR);
