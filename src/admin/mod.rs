@@ -1,9 +1,15 @@
 //! The admin server (`--admin`, default 127.0.0.1:15000) and the metrics it exports.
 //!
 //! Plain blocking std::net on threads of its own: admin traffic is a probe or a scrape now and
-//! then, and must never cost the workers anything. Routes: `/ready`, `/server_info`,
-//! `/config_dump`, `/clusters`, `/stats`, `/stats/prometheus`, `/logging` (`POST` changes the
-//! log level), `POST /reload`.
+//! then, and must never cost the workers anything. A fixed few threads serve it, each
+//! connection within deadlines, so that no number of slow or idle clients can grow the process.
+//! Routes: `/ready`, `/server_info`, `/config_dump`, `/clusters`, `/stats`, `/stats/prometheus`,
+//! `/logging` (`POST` changes the log level), `POST /reload`.
+//!
+//! Like Envoy's admin, the port is unauthenticated: it belongs on loopback. What it does guard
+//! against is a web page in a browser on the same host driving it: a state-changing request
+//! whose `Origin` is another site's, or whose `Host` is not the admin's address (DNS
+//! rebinding), is refused.
 
 mod clusters;
 mod config_dump;
@@ -19,8 +25,8 @@ mod stats;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Sender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -36,8 +42,16 @@ pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, Worke
 use crate::control::{ControlEvent, Readiness, RunOptions, Shared};
 use http::{Request, Response};
 
-/// A stuck admin client must not pin a thread forever.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once: enough that a slow `POST /reload` never holds up a `/ready`
+/// probe, few enough that the admin costs a fixed handful of threads.
+const SERVERS: usize = 4;
+/// Accepted connections waiting for a server; past them a connection is closed at once.
+const QUEUED: usize = 32;
+/// From its accept, a client has this long to send its whole request (waiting in the queue
+/// counts), so that silent or trickling clients give their place up within seconds...
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// ...and this long to take the whole answer once it is ready.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// A reload builds a whole snapshot; large configs take a while, but not this long.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Workers look for a new generation every 50 ms; one that takes longer is busy, and the
@@ -77,8 +91,8 @@ impl Admin {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves on a thread of its own; each connection gets a short-lived thread, so a slow
-    /// `POST /reload` never delays a `/ready` probe.
+    /// Serves on threads of its own: one accepts into a bounded queue, [`SERVERS`] take from
+    /// it.
     pub fn spawn(
         self,
         shared: Arc<Shared>,
@@ -87,17 +101,26 @@ impl Admin {
         opts: &RunOptions,
     ) -> io::Result<()> {
         let ctx = Arc::new(Context { shared, events, logging, command_line: server_info::command_line(opts) });
+        let (queue, accepted) = mpsc::sync_channel::<(TcpStream, Instant)>(QUEUED);
+        let accepted = Arc::new(Mutex::new(accepted));
+        for i in 0..SERVERS {
+            let (ctx, accepted) = (ctx.clone(), accepted.clone());
+            std::thread::Builder::new().name(format!("strait-admin-{i}")).spawn(move || loop {
+                // The lock is held only while waiting: one server waits, the others queue on it.
+                let next = accepted.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok((stream, at)) = next else { return };
+                if let Err(e) = serve(stream, at, &ctx) {
+                    debug!("admin connection: {e}");
+                }
+            })?;
+        }
         std::thread::Builder::new().name("strait-admin".into()).spawn(move || {
             for stream in self.listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let ctx = ctx.clone();
-                let spawned = std::thread::Builder::new().name("strait-admin-rq".into()).spawn(move || {
-                    if let Err(e) = serve(stream, &ctx) {
-                        debug!("admin connection: {e}");
-                    }
-                });
-                if let Err(e) = spawned {
-                    debug!("admin connection dropped: {e}");
+                match queue.try_send((stream, Instant::now())) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => debug!("admin busy: connection closed"),
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
             }
         })?;
@@ -105,19 +128,24 @@ impl Admin {
     }
 }
 
-fn serve(mut stream: TcpStream, ctx: &Context) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let (resp, head_only) = match http::read_request(&mut stream) {
-        Ok(req) => (route(&req, ctx), req.method == "HEAD"),
+/// Serves the one request of a connection accepted at `accepted`.
+fn serve(mut stream: TcpStream, accepted: Instant, ctx: &Context) -> io::Result<()> {
+    let (resp, head_only) = match http::read_request(&mut stream, accepted + READ_DEADLINE) {
+        Ok(req) => (route(&req, stream.local_addr()?, ctx), req.method == "HEAD"),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => (Response::text(400, format!("{e}\n")), false),
         Err(e) => return Err(e),
     };
-    http::write_response(&mut stream, &resp, head_only)
+    http::write_response(&mut stream, &resp, head_only, Instant::now() + WRITE_DEADLINE)
 }
 
-fn route(req: &Request, ctx: &Context) -> Response {
+/// Answers `req`, which reached the admin at `local`.
+fn route(req: &Request, local: SocketAddr, ctx: &Context) -> Response {
     let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
+    if !read_only {
+        if let Some(refusal) = cross_site(req, local) {
+            return Response::text(403, refusal);
+        }
+    }
     match req.path.as_str() {
         "/reload" if req.method == "POST" => reload(ctx),
         "/reload" => Response::text(405, "use POST /reload\n"),
@@ -141,6 +169,21 @@ fn route(req: &Request, ctx: &Context) -> Response {
         "/stats" => Response::text(200, stats::plain(&samples(&ctx.shared))),
         _ => Response::text(404, INDEX),
     }
+}
+
+/// Why a state-changing request is refused as coming from another site, if it is: a browser
+/// sends the page's `Origin` with it, and the name the page used as its `Host`, which under DNS
+/// rebinding is the attacker's own name pointing here. Clients that send neither (curl sends
+/// the address it was given) are served.
+fn cross_site(req: &Request, local: SocketAddr) -> Option<&'static str> {
+    if req.host.as_deref().is_some_and(|host| !http::names_admin(host, local)) {
+        return Some("refused: the Host is not this admin's address\n");
+    }
+    let same_origin = |origin: &str| origin.strip_prefix("http://").is_some_and(|a| http::names_admin(a, local));
+    if req.origin.as_deref().is_some_and(|origin| !same_origin(origin)) {
+        return Some("refused: a request from another origin\n");
+    }
+    None
 }
 
 fn ready(shared: &Shared) -> Response {

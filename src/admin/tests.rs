@@ -114,9 +114,9 @@ fn post_reload_asks_the_control_thread() {
             }
         }
     });
-    let post = "POST /reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 4\r\n\r\nnow!";
-    assert_eq!(request(addr, post), (200, "reloaded: generation 2, 3 listeners\n".into()));
-    let (status, body) = request(addr, post);
+    let post = format!("POST /reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 4\r\n\r\nnow!");
+    assert_eq!(request(addr, &post), (200, "reloaded: generation 2, 3 listeners\n".into()));
+    let (status, body) = request(addr, &post);
     assert_eq!(status, 500);
     assert!(body.contains("gatways"), "{body}");
     control.join().unwrap();
