@@ -59,8 +59,8 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(1);
 
 const INDEX: &str = "strait admin\n\
-  GET  /ready             200 LIVE once serving, 503 before and while draining\n\
-  GET  /server_info       version, state, uptime, workers, driver, command line (JSON)\n\
+  GET  /ready             200 LIVE once serving (a failed reload leaves it so), 503 before and while draining\n\
+  GET  /server_info       version, state, uptime, workers, driver, command line, reloads (JSON)\n\
   GET  /config_dump       the served snapshot as JSON\n\
   GET  /clusters          clusters and endpoints, Envoy's text format\n\
   GET  /stats             counters, `name: value`\n\
@@ -195,11 +195,7 @@ fn ready(shared: &Shared) -> Response {
 fn config_dump(shared: &Shared) -> Response {
     let mut dump = to_json(&shared.snapshot());
     dump["draining"] = json!(shared.readiness() == Readiness::Draining);
-    dump["reloads"] = json!({
-        "ok": shared.control.reload_ok.get(),
-        "failed": shared.control.reload_failed.get(),
-        "last_error": shared.last_reload_error(),
-    });
+    dump["reloads"] = server_info::reloads(shared);
     json_response(&dump)
 }
 
