@@ -23,6 +23,17 @@ const HTTP: &str = "  - match:
         host: empty.local
   - match:
     - uri:
+        prefix: /retry
+    rewrite:
+      uri: /status/503
+    retries:
+      attempts: 2
+      retryOn: 5xx
+    route:
+    - destination:
+        host: app.local
+  - match:
+    - uri:
         prefix: /slow
     timeout: 0.2s
     rewrite:
@@ -199,5 +210,65 @@ both_drivers! {
         let nr = by_code(404);
         assert_eq!((nr["response_code"].as_u64(), nr["response_flags"].as_str()), (Some(404), Some("NR")));
         assert_eq!(nr["upstream_host"], serde_json::Value::Null);
+    }
+
+    fn envoy_cluster_stats_by_cluster_class_and_code(driver) {
+        let app = Backend::start("app");
+        let echo = TcpBackend::echo();
+        let (gw, http, tcp) = start(driver, &app, &echo, &[]);
+        for _ in 0..3 {
+            assert_eq!(client::get(http, "app.test", "/ok").status, 200);
+        }
+        assert_eq!(client::get(http, "app.test", "/status/404").status, 404);
+        // Two retries, then the third 503 is relayed: Envoy counts that one in upstream_rq_503.
+        assert_eq!(client::get(http, "app.test", "/retry").status, 503);
+        // The route's timeout: the gateway's 504 is charged to the cluster, as Envoy's router does.
+        assert_eq!(client::get(http, "app.test", "/slow").status, 504);
+        echo_through(tcp, 10);
+
+        let app_cluster = ("envoy_cluster_name", "outbound|80||app.local");
+        let samples = scrape(&gw);
+        let count = |metric: &str, labels: &[(&str, &str)]| {
+            let labels: Vec<(&str, &str)> = labels.iter().copied().chain([app_cluster]).collect();
+            value(&samples, metric, &labels)
+        };
+        assert_eq!(count("envoy_cluster_upstream_rq_total", &[]), Some(8.0), "3 + 1 + 3 tries + 1");
+        assert_eq!(count("envoy_cluster_upstream_rq_retry", &[]), Some(2.0));
+        for (class, n) in [("2", 3.0), ("3", 0.0), ("4", 1.0), ("5", 2.0)] {
+            assert_eq!(count("envoy_cluster_upstream_rq_xx", &[("envoy_response_code_class", class)]), Some(n), "{class}xx");
+        }
+        for (code, n) in [("200", 3.0), ("404", 1.0), ("503", 1.0), ("504", 1.0)] {
+            assert_eq!(count("envoy_cluster_upstream_rq", &[("envoy_response_code", code)]), Some(n), "{code}");
+        }
+        assert!(count("envoy_cluster_upstream_cx_total", &[]).is_some_and(|n| n >= 1.0));
+        let db = [("envoy_cluster_name", "outbound|7000||db.local")];
+        assert_eq!(value(&samples, "envoy_cluster_upstream_cx_total", &db), Some(1.0));
+        assert_eq!(value(&samples, "envoy_cluster_upstream_rq_total", &db), None, "a TCP cluster has no requests");
+
+        // The same counters under Envoy's plain names, filtered and as JSON.
+        let (status, plain) = gw.admin_get("/stats?filter=upstream_rq_(2xx|200)$");
+        assert_eq!(status, 200, "{plain}");
+        assert_eq!(
+            plain,
+            "cluster.outbound|80||app.local.upstream_rq_200: 3\ncluster.outbound|80||app.local.upstream_rq_2xx: 3\n"
+        );
+        let (status, body) = gw.admin_get("/stats?format=json&filter=%5Ecluster%5C.outbound%5C%7C80%5C%7C%5C%7Capp%5C.local%5C.upstream_rq_5");
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"stats": [
+                {"name": "cluster.outbound|80||app.local.upstream_rq_503", "value": 1},
+                {"name": "cluster.outbound|80||app.local.upstream_rq_504", "value": 1},
+                {"name": "cluster.outbound|80||app.local.upstream_rq_5xx", "value": 2},
+            ]})
+        );
+        let (_, prom) = gw.admin_get("/stats/prometheus?filter=retry");
+        assert_eq!(
+            prom,
+            "# TYPE envoy_cluster_upstream_rq_retry counter\n\
+             envoy_cluster_upstream_rq_retry{envoy_cluster_name=\"outbound|80||app.local\"} 2\n"
+        );
+        assert_eq!(gw.admin_get("/stats?filter=(").0, 400, "a regex that does not compile");
     }
 }

@@ -15,6 +15,7 @@ mod clusters;
 mod config_dump;
 mod endpoints;
 mod http;
+mod http_cluster;
 mod istio;
 mod l4;
 mod logging;
@@ -29,11 +30,13 @@ use std::sync::mpsc::{self, Sender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use regex::Regex;
 use serde_json::json;
 use tracing::debug;
 
 pub use config_dump::to_json;
 pub use endpoints::EndpointCounters;
+pub use http_cluster::HttpCluster;
 pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
 pub use l4::{L4Counters, L4Kind};
 pub use logging::{LogControl, LogLevel, UnknownLevel};
@@ -63,7 +66,7 @@ const INDEX: &str = "strait admin\n\
   GET  /server_info       version, state, uptime, workers, driver, command line, reloads (JSON)\n\
   GET  /config_dump       the served snapshot as JSON\n\
   GET  /clusters          clusters and endpoints, Envoy's text format\n\
-  GET  /stats             counters, `name: value`\n\
+  GET  /stats             counters, `name: value`; ?format=json|prometheus, ?filter=REGEX\n\
   GET  /stats/prometheus  counters, Prometheus text format\n\
   GET  /logging           the log level\n\
   POST /logging?level=L   set every logger to L: trace debug info warning error critical off\n\
@@ -162,11 +165,8 @@ fn route(req: &Request, local: SocketAddr, ctx: &Context) -> Response {
             let totals = endpoints::sum(ctx.shared.workers.iter().map(|w| &w.endpoints));
             Response::text(200, clusters::render(&ctx.shared.snapshot(), &totals))
         }
-        "/stats/prometheus" => prometheus(&ctx.shared),
-        "/stats" if req.query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "format=prometheus")) => {
-            prometheus(&ctx.shared)
-        }
-        "/stats" => Response::text(200, stats::plain(&samples(&ctx.shared))),
+        "/stats/prometheus" => stats_page(&ctx.shared, req.query.as_deref(), Format::Prometheus),
+        "/stats" => stats_page(&ctx.shared, req.query.as_deref(), Format::Text),
         _ => Response::text(404, INDEX),
     }
 }
@@ -239,19 +239,54 @@ fn set_log_level(query: Option<&str>, logging: &LogControl) -> Response {
     }
 }
 
-fn samples(shared: &Shared) -> Vec<stats::Sample> {
-    stats::samples(&Totals::sum(&shared.workers), &shared.control, shared.workers.len(), &shared.snapshot())
+/// How `/stats` writes the counters.
+#[derive(Clone, Copy)]
+enum Format {
+    /// Envoy's `name: value` lines.
+    Text,
+    Json,
+    Prometheus,
 }
 
-fn prometheus(shared: &Shared) -> Response {
+/// `/stats` and `/stats/prometheus` with Envoy's parameters: `format` (`json`, `prometheus`,
+/// `text`) and `filter`, a regex that a stat's name must contain a match of (in Prometheus
+/// text the Istio families are matched by their family name).
+fn stats_page(shared: &Shared, query: Option<&str>, mut format: Format) -> Response {
+    let mut filter = None;
+    // Percent-decoded as Envoy decodes them: a `+` stays a `+`, as a regex means it.
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().replace('+', "%2B").as_bytes()) {
+        match (&*key, &*value) {
+            ("format", "text") => format = Format::Text,
+            ("format", "json") => format = Format::Json,
+            ("format", "prometheus") => format = Format::Prometheus,
+            ("format", other) => {
+                return Response::text(400, format!("unknown format `{other}`: text, json or prometheus\n"))
+            }
+            ("filter", re) => match Regex::new(re) {
+                Ok(re) => filter = Some(re),
+                Err(e) => return Response::text(400, format!("invalid regex in filter: {e}\n")),
+            },
+            // Envoy's other parameters (`usedonly`, `type`, histogram options) change nothing here.
+            _ => {}
+        }
+    }
+    let keep = |name: &str| filter.as_ref().is_none_or(|re| re.is_match(name));
     let totals = Totals::sum(&shared.workers);
     let snapshot = shared.snapshot();
-    let mut text = stats::prometheus(&stats::samples(&totals, &shared.control, shared.workers.len(), &snapshot));
-    let cluster_labels = |name: &str| IstioDestination::of(snapshot.clusters.iter().find(|c| &*c.name == name));
-    let http = istio::sum(shared.workers.iter().map(|w| &w.istio));
-    istio::render(&http, &totals.l4, &cluster_labels, &mut text);
-    let body = text.into_bytes();
-    Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
+    let mut samples = stats::samples(&totals, &shared.control, shared.workers.len(), &snapshot);
+    samples.retain(|s| keep(&s.stat));
+    match format {
+        Format::Text => Response::text(200, stats::plain(&samples)),
+        Format::Json => json_response(&stats::json(&samples)),
+        Format::Prometheus => {
+            let mut text = stats::prometheus(&samples);
+            let cluster_labels = |name: &str| IstioDestination::of(snapshot.clusters.iter().find(|c| &*c.name == name));
+            let http = istio::sum(shared.workers.iter().map(|w| &w.istio));
+            istio::render(&http, &totals.l4, &cluster_labels, &keep, &mut text);
+            let body = text.into_bytes();
+            Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
+        }
+    }
 }
 
 /// Hands the reload to the control thread and answers with its outcome.
