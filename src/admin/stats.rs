@@ -97,9 +97,10 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Sn
         let sample = Sample::new("envoy_http_downstream_rq_xx", C, &stat, Value::Count(t.responses_in_class(class)));
         s.push(sample.label("envoy_response_code_class", class.to_string()));
     }
+    // Envoy's tag extraction takes `_200` off `downstream_rq_200`: the family is `…_rq`.
     for code in (0..STATUS_SLOTS).filter(|&c| t.responses[c] > 0) {
         let stat = format!("http.downstream_rq_{code}");
-        let sample = Sample::new("envoy_http_downstream_rq_code", C, &stat, Value::Count(t.responses[code]));
+        let sample = Sample::new("envoy_http_downstream_rq", C, &stat, Value::Count(t.responses[code]));
         s.push(sample.label("envoy_response_code", code.to_string()));
     }
     s.extend([

@@ -83,7 +83,7 @@ fn pages() {
     let (status, prom) = get(addr, "/stats/prometheus");
     assert_eq!(status, 200);
     assert!(prom.contains("\nstrait_config_generation 1\n"), "{prom}");
-    assert!(prom.contains("envoy_http_downstream_rq_code{envoy_response_code=\"200\"} 1"), "{prom}");
+    assert!(prom.contains("envoy_http_downstream_rq{envoy_response_code=\"200\"} 1"), "{prom}");
     assert_eq!(get(addr, "/stats?format=prometheus").1, prom);
     assert!(get(addr, "/stats").1.contains("strait.config_generation: 1\n"));
     let (status, dump) = get(addr, "/config_dump");
