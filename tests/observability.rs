@@ -12,7 +12,7 @@ use prometheus_parse::{Sample, Scrape, Value};
 use support::backend::Backend;
 use support::client::{self, Conn};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
-use support::tcp::{listen_port, tcp_gateway, tcp_service_entry, tcp_virtual_service, TcpBackend};
+use support::tcp::{listen_port, tcp_gateway, tcp_route, tcp_service_entry, tcp_virtual_service, TcpBackend};
 use support::{free_port, wait_until, Driver, Gateway};
 
 const HTTP: &str = "  - match:
@@ -270,5 +270,39 @@ both_drivers! {
              envoy_cluster_upstream_rq_retry{envoy_cluster_name=\"outbound|80||app.local\"} 2\n"
         );
         assert_eq!(gw.admin_get("/stats?filter=(").0, 400, "a regex that does not compile");
+    }
+
+    fn tcp_connections_in_the_access_log(driver) {
+        let echo = TcpBackend::echo();
+        let (db, dead, nobody) = (listen_port(), listen_port(), free_port());
+        let yaml = docs(&[
+            tcp_gateway("db", db, "TCP"),
+            tcp_gateway("dead", dead, "TCP"),
+            tcp_virtual_service("db", "db", &tcp_route("", 7000, &[("db.local", 100)])),
+            tcp_virtual_service("dead", "dead", &tcp_route("", 7001, &[("dead.local", 100)])),
+            tcp_service_entry("db", "db.local", 7000, &[echo.port()]),
+            tcp_service_entry("dead", "dead.local", 7001, &[nobody]),
+        ]);
+        let gw = Gateway::builder(driver).arg("--access-log").file("gw.yaml", &yaml).start();
+        echo_through(SocketAddr::from(([127, 0, 0, 1], db)), 10);
+        let mut refused = TcpStream::connect(("127.0.0.1", dead)).unwrap();
+        assert_eq!(support::read_to_close(&mut refused, Duration::from_secs(10)), b"", "closed at once");
+
+        let lines = || gw.stdout().lines().map(str::to_string).collect::<Vec<_>>();
+        wait_until(Duration::from_secs(10), || lines().len() == 2).unwrap_or_else(|| panic!("{:?}", lines()));
+        // Istio's line with `-` for every HTTP field and 0 for the response code, as Envoy's
+        // tcp_proxy writes it; a connect that fails is UF,URX (no connect attempt left).
+        let time = r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\]";
+        let proxied = format!(
+            r#"^{time} "- - -" 0 - - - "-" 10 10 \d+ - "-" "-" "-" "-" "127\.0\.0\.1:{}" outbound\|7000\|\|db\.local 127\.0\.0\.1:\d+ 127\.0\.0\.1:{db} 127\.0\.0\.1:\d+ - -$"#,
+            echo.port()
+        );
+        let failed = format!(
+            r#"^{time} "- - -" 0 UF,URX - - "-" 0 0 \d+ - "-" "-" "-" "-" "127\.0\.0\.1:{nobody}" outbound\|7001\|\|dead\.local - 127\.0\.0\.1:{dead} 127\.0\.0\.1:\d+ - -$"#
+        );
+        for pattern in [proxied, failed] {
+            let re = regex::Regex::new(&pattern).unwrap();
+            assert!(lines().iter().any(|l| re.is_match(l)), "no line matches {pattern}:\n{}", lines().join("\n"));
+        }
     }
 }
