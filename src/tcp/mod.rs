@@ -78,8 +78,9 @@ pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
     let _route_open = Open::new(&route_stats);
     let Some(cluster_id) = route.destinations.pick(ctx.random()).and_then(|d| d.cluster) else {
         debug!(route = %route.name, "tcp route to an undeclared destination: connection closed");
-        // Envoy's tcp_proxy finds no such cluster: NR.
-        ConnLog::new(ctx, &inbound).flags = "NR";
+        // Envoy's tcp_proxy finds no such cluster: NR, logged as `log` drops.
+        let mut log = ConnLog::new(ctx, &inbound);
+        log.flags = "NR";
         return;
     };
     serve_cluster(client, inbound, cluster_id, snap, ctx, &route_stats).await;
