@@ -1,12 +1,14 @@
-//! The admin's `/server_info` and `/logging`, end to end on both drivers.
+//! The admin port end to end on both drivers: `/server_info`, `/logging`, its refusal of
+//! cross-site requests, and its bounds on connections.
 
 mod support;
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::client;
+use support::client::{self, Conn};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
 use support::{free_port, wait_until, Driver, Gateway};
 
@@ -38,11 +40,30 @@ fn seconds(v: &Value) -> u64 {
 }
 
 fn admin_post(gw: &Gateway, path: &str) -> (u16, String) {
+    admin_post_with(gw, path, &format!("Host: {}\r\n", gw.admin))
+}
+
+/// `POST path` with `fields` (each ending in CRLF) as the request's only header fields besides
+/// its length.
+fn admin_post_with(gw: &Gateway, path: &str, fields: &str) -> (u16, String) {
     let resp = client::request(
         gw.admin,
-        &format!("POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        &format!("POST {path} HTTP/1.1\r\n{fields}Content-Length: 0\r\nConnection: close\r\n\r\n"),
     );
     (resp.status, resp.body_text())
+}
+
+/// The gateway's threads, as the kernel lists them.
+fn threads(gw: &Gateway) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", gw.child.id())).unwrap().count()
+}
+
+/// `/ready`'s status, or `None` when the admin closed the connection unanswered.
+fn try_ready(gw: &Gateway) -> Option<u16> {
+    let mut conn = Conn::try_open(gw.admin)?;
+    let get = format!("GET /ready HTTP/1.1\r\nHost: {}\r\n\r\n", gw.admin);
+    conn.reader.get_mut().write_all(get.as_bytes()).ok()?;
+    conn.try_read_response(false).map(|r| r.status)
 }
 
 /// The proxy's debug line for a failed request (see `answer_error`).
@@ -100,5 +121,88 @@ both_drivers! {
         let before = debug_lines(&gw);
         assert_eq!(client::get(addr, "app.test", "/").status, 503);
         assert_eq!(debug_lines(&gw), before, "debug is off again");
+    }
+
+    fn cross_site_requests_change_nothing(driver) {
+        let (gw, _) = setup(driver, 2);
+        let admin = gw.admin;
+        let foreign = [
+            format!("Host: {admin}\r\nOrigin: http://evil.example\r\n"),
+            format!("Host: {admin}\r\nOrigin: null\r\n"),
+            format!("Host: {admin}\r\nOrigin: https://{admin}\r\n"),
+            // DNS rebinding: the page's own name, pointed at this host.
+            format!("Host: evil.example:{}\r\n", admin.port()),
+            format!("Host: evil.example:{}\r\nOrigin: http://evil.example:{}\r\n", admin.port(), admin.port()),
+        ];
+        for fields in &foreign {
+            let (status, body) = admin_post_with(&gw, "/logging?level=debug", fields);
+            assert_eq!(status, 403, "{fields}: {body}");
+            assert_eq!(admin_post_with(&gw, "/reload", fields).0, 403, "{fields}");
+        }
+        assert_eq!(gw.admin_get("/logging").1, "active loggers:\n  all: info\n", "the level is unchanged");
+        let (_, stats) = gw.admin_get("/stats");
+        assert!(stats.contains("strait.reloads_ok: 0\n") && stats.contains("strait.reloads_failed: 0\n"), "{stats}");
+
+        let same_site = [
+            format!("Host: {admin}\r\nOrigin: http://{admin}\r\n"),
+            format!("Host: localhost:{}\r\nOrigin: http://localhost:{}\r\n", admin.port(), admin.port()),
+            // curl, scripts: no Origin.
+            format!("Host: {admin}\r\n"),
+        ];
+        for (fields, level) in same_site.iter().zip(["debug", "warning", "info"]) {
+            let (status, body) = admin_post_with(&gw, &format!("/logging?level={level}"), fields);
+            assert_eq!(status, 200, "{fields}: {body}");
+            assert_eq!(gw.admin_get("/logging").1, format!("active loggers:\n  all: {level}\n"));
+        }
+        assert_eq!(admin_post(&gw, "/reload").0, 200);
+        assert!(gw.admin_get("/stats").1.contains("strait.reloads_ok: 1\n"));
+    }
+
+    fn idle_admin_clients_cost_no_threads_and_are_dropped(driver) {
+        let (gw, _) = setup(driver, 2);
+        let before = threads(&gw);
+        // Each used to get a thread of its own for as long as it stayed silent.
+        let idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(gw.admin).unwrap()).collect();
+        let mut most = before;
+        let watch = Instant::now();
+        while watch.elapsed() < Duration::from_secs(2) {
+            most = most.max(threads(&gw));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(most <= before + 4, "{before} threads grew to {most} with 300 idle admin clients");
+
+        // The admin gives silent clients up within seconds, and answers again.
+        let mut first = &idle[0];
+        first.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        match first.read(&mut [0u8; 64]) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("an idle admin client was kept: {other:?}"),
+        }
+        wait_until(Duration::from_secs(30), || try_ready(&gw) == Some(200))
+            .unwrap_or_else(|| panic!("/ready never answered again:\n{}", gw.logs()));
+        drop(idle);
+    }
+
+    fn a_trickling_admin_client_is_cut_off(driver) {
+        let (gw, _) = setup(driver, 2);
+        let mut slow = TcpStream::connect(gw.admin).unwrap();
+        slow.write_all(b"GET /ready HTTP/1.1\r\nx-slow: ").unwrap();
+        // A byte every 500 ms: each read is quick, the request never ends.
+        slow.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < Duration::from_secs(30), "a client sending a byte now and then was kept");
+            if slow.write_all(b"1").is_err() {
+                break;
+            }
+            match slow.read(&mut [0u8; 64]) {
+                Ok(0) => break,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(try_ready(&gw), Some(200));
     }
 }

@@ -270,7 +270,7 @@ both_drivers! {
         assert!(wait_until(Duration::from_secs(2), || stall.count() == stalled + 2).is_some(), "two tries reached it");
 
         let (_, stats) = gw.admin_get("/stats/prometheus");
-        let retried = support::metric(&stats, "envoy_cluster_upstream_rq_retry").unwrap_or(0.0);
+        let retried = support::metric_sum(&stats, "envoy_cluster_upstream_rq_retry");
         assert!(retried >= 8.0, "retries counted: {retried}");
     }
 

@@ -12,7 +12,7 @@ use prometheus_parse::{Sample, Scrape, Value};
 use support::backend::Backend;
 use support::client::{self, Conn};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
-use support::tcp::{listen_port, tcp_gateway, tcp_service_entry, tcp_virtual_service, TcpBackend};
+use support::tcp::{listen_port, tcp_gateway, tcp_route, tcp_service_entry, tcp_virtual_service, TcpBackend};
 use support::{free_port, wait_until, Driver, Gateway};
 
 const HTTP: &str = "  - match:
@@ -21,6 +21,17 @@ const HTTP: &str = "  - match:
     route:
     - destination:
         host: empty.local
+  - match:
+    - uri:
+        prefix: /retry
+    rewrite:
+      uri: /status/503
+    retries:
+      attempts: 2
+      retryOn: 5xx
+    route:
+    - destination:
+        host: app.local
   - match:
     - uri:
         prefix: /slow
@@ -199,5 +210,99 @@ both_drivers! {
         let nr = by_code(404);
         assert_eq!((nr["response_code"].as_u64(), nr["response_flags"].as_str()), (Some(404), Some("NR")));
         assert_eq!(nr["upstream_host"], serde_json::Value::Null);
+    }
+
+    fn envoy_cluster_stats_by_cluster_class_and_code(driver) {
+        let app = Backend::start("app");
+        let echo = TcpBackend::echo();
+        let (gw, http, tcp) = start(driver, &app, &echo, &[]);
+        for _ in 0..3 {
+            assert_eq!(client::get(http, "app.test", "/ok").status, 200);
+        }
+        assert_eq!(client::get(http, "app.test", "/status/404").status, 404);
+        // Two retries, then the third 503 is relayed: Envoy counts that one in upstream_rq_503.
+        assert_eq!(client::get(http, "app.test", "/retry").status, 503);
+        // The route's timeout: the gateway's 504 is charged to the cluster, as Envoy's router does.
+        assert_eq!(client::get(http, "app.test", "/slow").status, 504);
+        echo_through(tcp, 10);
+
+        let app_cluster = ("envoy_cluster_name", "outbound|80||app.local");
+        let samples = scrape(&gw);
+        let count = |metric: &str, labels: &[(&str, &str)]| {
+            let labels: Vec<(&str, &str)> = labels.iter().copied().chain([app_cluster]).collect();
+            value(&samples, metric, &labels)
+        };
+        assert_eq!(count("envoy_cluster_upstream_rq_total", &[]), Some(8.0), "3 + 1 + 3 tries + 1");
+        assert_eq!(count("envoy_cluster_upstream_rq_retry", &[]), Some(2.0));
+        for (class, n) in [("2", 3.0), ("3", 0.0), ("4", 1.0), ("5", 2.0)] {
+            assert_eq!(count("envoy_cluster_upstream_rq_xx", &[("envoy_response_code_class", class)]), Some(n), "{class}xx");
+        }
+        for (code, n) in [("200", 3.0), ("404", 1.0), ("503", 1.0), ("504", 1.0)] {
+            assert_eq!(count("envoy_cluster_upstream_rq", &[("envoy_response_code", code)]), Some(n), "{code}");
+        }
+        assert!(count("envoy_cluster_upstream_cx_total", &[]).is_some_and(|n| n >= 1.0));
+        let db = [("envoy_cluster_name", "outbound|7000||db.local")];
+        assert_eq!(value(&samples, "envoy_cluster_upstream_cx_total", &db), Some(1.0));
+        assert_eq!(value(&samples, "envoy_cluster_upstream_rq_total", &db), None, "a TCP cluster has no requests");
+
+        // The same counters under Envoy's plain names, filtered and as JSON.
+        let (status, plain) = gw.admin_get("/stats?filter=upstream_rq_(2xx|200)$");
+        assert_eq!(status, 200, "{plain}");
+        assert_eq!(
+            plain,
+            "cluster.outbound|80||app.local.upstream_rq_200: 3\ncluster.outbound|80||app.local.upstream_rq_2xx: 3\n"
+        );
+        let (status, body) = gw.admin_get("/stats?format=json&filter=%5Ecluster%5C.outbound%5C%7C80%5C%7C%5C%7Capp%5C.local%5C.upstream_rq_5");
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"stats": [
+                {"name": "cluster.outbound|80||app.local.upstream_rq_503", "value": 1},
+                {"name": "cluster.outbound|80||app.local.upstream_rq_504", "value": 1},
+                {"name": "cluster.outbound|80||app.local.upstream_rq_5xx", "value": 2},
+            ]})
+        );
+        let (_, prom) = gw.admin_get("/stats/prometheus?filter=retry");
+        assert_eq!(
+            prom,
+            "# TYPE envoy_cluster_upstream_rq_retry counter\n\
+             envoy_cluster_upstream_rq_retry{envoy_cluster_name=\"outbound|80||app.local\"} 2\n"
+        );
+        assert_eq!(gw.admin_get("/stats?filter=(").0, 400, "a regex that does not compile");
+    }
+
+    fn tcp_connections_in_the_access_log(driver) {
+        let echo = TcpBackend::echo();
+        let (db, dead, nobody) = (listen_port(), listen_port(), free_port());
+        let yaml = docs(&[
+            tcp_gateway("db", db, "TCP"),
+            tcp_gateway("dead", dead, "TCP"),
+            tcp_virtual_service("db", "db", &tcp_route("", 7000, &[("db.local", 100)])),
+            tcp_virtual_service("dead", "dead", &tcp_route("", 7001, &[("dead.local", 100)])),
+            tcp_service_entry("db", "db.local", 7000, &[echo.port()]),
+            tcp_service_entry("dead", "dead.local", 7001, &[nobody]),
+        ]);
+        let gw = Gateway::builder(driver).arg("--access-log").file("gw.yaml", &yaml).start();
+        echo_through(SocketAddr::from(([127, 0, 0, 1], db)), 10);
+        let mut refused = TcpStream::connect(("127.0.0.1", dead)).unwrap();
+        assert_eq!(support::read_to_close(&mut refused, Duration::from_secs(10)), b"", "closed at once");
+
+        let lines = || gw.stdout().lines().map(str::to_string).collect::<Vec<_>>();
+        wait_until(Duration::from_secs(10), || lines().len() == 2).unwrap_or_else(|| panic!("{:?}", lines()));
+        // Istio's line with `-` for every HTTP field and 0 for the response code, as Envoy's
+        // tcp_proxy writes it; a connect that fails is UF,URX (no connect attempt left).
+        let time = r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\]";
+        let proxied = format!(
+            r#"^{time} "- - -" 0 - - - "-" 10 10 \d+ - "-" "-" "-" "-" "127\.0\.0\.1:{}" outbound\|7000\|\|db\.local 127\.0\.0\.1:\d+ 127\.0\.0\.1:{db} 127\.0\.0\.1:\d+ - -$"#,
+            echo.port()
+        );
+        let failed = format!(
+            r#"^{time} "- - -" 0 UF,URX - - "-" 0 0 \d+ - "-" "-" "-" "-" "127\.0\.0\.1:{nobody}" outbound\|7001\|\|dead\.local - 127\.0\.0\.1:{dead} 127\.0\.0\.1:\d+ - -$"#
+        );
+        for pattern in [proxied, failed] {
+            let re = regex::Regex::new(&pattern).unwrap();
+            assert!(lines().iter().any(|l| re.is_match(l)), "no line matches {pattern}:\n{}", lines().join("\n"));
+        }
     }
 }

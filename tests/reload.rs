@@ -64,6 +64,37 @@ both_drivers! {
         assert_eq!(client::get(addr(port), "x", "/").header("x-backend"), Some("a"));
     }
 
+    fn a_failed_reload_stays_ready_and_names_its_error(driver) {
+        let (a, b) = (Backend::start("a"), Backend::start("b"));
+        let port = free_port();
+        let gw = Gateway::builder(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).start();
+        gw.wait_generation(1);
+        let reloads = || -> serde_json::Value {
+            let (status, body) = gw.admin_get("/server_info");
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["reloads"].clone()
+        };
+        assert_eq!(reloads(), serde_json::json!({"ok": 0, "failed": 0, "last_error": null}));
+
+        gw.write_config("broken.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: oops\nspec:\n  hosts: [\"*\"]\n  gatways: [gw0]\n");
+        gw.signal("HUP");
+        wait_until(Duration::from_secs(10), || reloads()["failed"] == 1)
+            .unwrap_or_else(|| panic!("reload failure not shown:\n{}", gw.logs()));
+        // As Envoy after a rejected update: still serving the old config, still ready.
+        assert_eq!(gw.admin_get("/ready"), (200, "LIVE\n".to_string()));
+        let error = reloads()["last_error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains("broken.yaml") && error.contains("gatways"), "names file and field: {error}");
+        let (_, dump) = gw.admin_get("/config_dump");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&dump).unwrap()["reloads"]["last_error"], error.as_str());
+
+        std::fs::remove_file(gw.config_dir().join("broken.yaml")).unwrap();
+        gw.signal("HUP");
+        let cleared = serde_json::json!({"ok": 1, "failed": 1, "last_error": null});
+        wait_until(Duration::from_secs(10), || reloads() == cleared)
+            .unwrap_or_else(|| panic!("a good reload leaves {}:\n{}", reloads(), gw.logs()));
+        assert_eq!(gw.admin_get("/ready"), (200, "LIVE\n".to_string()));
+    }
+
     fn reload_adds_and_removes_ports(driver) {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let (p1, p2) = (free_port(), free_port());

@@ -266,6 +266,60 @@ both_drivers! {
         assert_eq!(r.status, 200);
     }
 
+    fn passed_through_and_terminated_tcp_connections_are_logged(driver) {
+        let pki = Pki::new();
+        let (_, crt, key) = pki.server("tcp", &["tcp.example.com"]);
+        let backend = TlsBackend::start("pt", &pki.ca.server(&["pt.example.com"]), None);
+        let echo = TcpBackend::echo();
+        let (passthrough, terminated) = (listen_port(), listen_port());
+        let config = docs(&[
+            gateway("pt", &[server(passthrough, "tls-pt", "TLS", &["*.example.com"], "{mode: PASSTHROUGH}")]),
+            gateway("tls-in", &[server(terminated, "tls", "TLS", &["tcp.example.com"], &simple_tls(&crt, &key))]),
+            tls_route("pt", "pt", &["pt.example.com"], &["pt.example.com"], passthrough, "pt-backend.example.com", 8443),
+            tcp_virtual_service("echo", "tls-in", &tcp_route("", 7000, &[("echo.example.com", 100)])),
+            service_entry("pt-backend", "pt-backend.example.com", 8443, "TLS", backend.port(), None),
+            tcp_service_entry("echo", "echo.example.com", 7000, &[echo.port()]),
+        ]);
+        let gw = Gateway::builder(driver)
+            .arg("--access-log")
+            .arg("--access-log-encoding")
+            .arg("json")
+            .file("gw.yaml", &config)
+            .start();
+        let client = TlsClient::new(&pki.ca);
+        let r = ok(&gw, client.get(addr(passthrough), "pt.example.com", "pt.example.com", "/"), "passthrough");
+        assert_eq!(r.status, 200);
+        let mut conn = client.open(addr(terminated), "tcp.example.com").unwrap();
+        conn.send(b"ping through tls").unwrap();
+        let mut echoed = [0u8; 16];
+        conn.reader.read_exact(&mut echoed).unwrap_or_else(|e| panic!("no echo: {e}; logs:\n{}", gw.logs()));
+        drop(conn);
+
+        let lines = || -> Vec<serde_json::Value> {
+            gw.stdout().lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+        };
+        wait_until(Duration::from_secs(10), || lines().len() == 2).unwrap_or_else(|| panic!("{:?}", lines()));
+        let by_sni = |sni: &str| lines().into_iter().find(|l| l["requested_server_name"] == sni).unwrap();
+        let pt = by_sni("pt.example.com");
+        assert_eq!(pt["upstream_cluster"], "outbound|8443||pt-backend.example.com");
+        assert_eq!(pt["upstream_host"], format!("127.0.0.1:{}", backend.port()));
+        assert_eq!(pt["downstream_local_address"], format!("127.0.0.1:{passthrough}"));
+        assert!(pt["bytes_received"].as_u64() > Some(100), "the ClientHello and the request: {pt}");
+        assert!(pt["bytes_sent"].as_u64() > Some(100), "the handshake and the answer: {pt}");
+        let plain = by_sni("tcp.example.com");
+        assert_eq!(plain["upstream_cluster"], "outbound|7000||echo.example.com");
+        assert_eq!((plain["bytes_received"].as_u64(), plain["bytes_sent"].as_u64()), (Some(16), Some(16)), "plaintext");
+        for line in [&pt, &plain] {
+            // No HTTP here: Envoy's tcp_proxy logs code 0 and null HTTP fields.
+            assert_eq!(line["response_code"], 0, "{line}");
+            assert_eq!(line["response_flags"], "-", "{line}");
+            for field in ["method", "path", "protocol", "authority", "request_id", "route_name"] {
+                assert_eq!(line[field], serde_json::Value::Null, "{field}: {line}");
+            }
+            assert!(line["upstream_local_address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{line}");
+        }
+    }
+
     fn bodies_stream_both_ways_on_a_kept_alive_https_connection(driver) {
         let pki = Pki::new();
         let (_, crt, key) = pki.server("srv", &["big.example.com"]);

@@ -171,9 +171,17 @@ pub fn sum<'a>(registries: impl Iterator<Item = &'a IstioRegistry>) -> IstioTota
     out
 }
 
-/// Appends the Istio families, Prometheus text format, to `out`: the HTTP series, then the
-/// TCP counters of every cluster that carried TCP connections (`l4`).
-pub fn render(http: &IstioTotals, l4: &BTreeMap<L4Key, L4Totals>, clusters: &ClusterLabels, out: &mut String) {
+/// Appends the Istio families that `keep` keeps (by family name), Prometheus text format, to
+/// `out`: the HTTP series, then the TCP counters of every cluster that carried TCP connections
+/// (`l4`).
+pub fn render(
+    http: &IstioTotals,
+    l4: &BTreeMap<L4Key, L4Totals>,
+    clusters: &ClusterLabels,
+    keep: &dyn Fn(&str) -> bool,
+    out: &mut String,
+) {
+    let out = &mut Families { out, keep };
     let http: Vec<(String, &SeriesTotals)> = http
         .iter()
         .map(|(key, (dest, t))| (labels(dest, "http", Some(key.response_code), key.response_flags), t))
@@ -203,22 +211,34 @@ pub fn render(http: &IstioTotals, l4: &BTreeMap<L4Key, L4Totals>, clusters: &Clu
 /// The destination labels of a TCP cluster, by cluster name (the scrape asks the snapshot).
 pub type ClusterLabels<'a> = dyn Fn(&str) -> Destination + 'a;
 
-fn counter_family<'a>(out: &mut String, family: &str, series: impl Iterator<Item = (&'a str, u64)>) {
+/// The text being written, and which families go in it.
+struct Families<'a> {
+    out: &'a mut String,
+    keep: &'a dyn Fn(&str) -> bool,
+}
+
+fn counter_family<'a>(f: &mut Families<'_>, family: &str, series: impl Iterator<Item = (&'a str, u64)>) {
     let mut series = series.peekable();
-    if series.peek().is_none() {
+    if series.peek().is_none() || !(f.keep)(family) {
         return;
     }
+    let out = &mut *f.out;
     let _ = writeln!(out, "# TYPE {family} counter");
     for (labels, value) in series {
         let _ = writeln!(out, "{family}{{{labels}}} {value}");
     }
 }
 
-fn histogram_family<'a>(out: &mut String, family: &str, series: impl Iterator<Item = (&'a str, &'a HistogramTotals)>) {
+fn histogram_family<'a>(
+    f: &mut Families<'_>,
+    family: &str,
+    series: impl Iterator<Item = (&'a str, &'a HistogramTotals)>,
+) {
     let mut series = series.peekable();
-    if series.peek().is_none() {
+    if series.peek().is_none() || !(f.keep)(family) {
         return;
     }
+    let out = &mut *f.out;
     let _ = writeln!(out, "# TYPE {family} histogram");
     for (labels, h) in series {
         let mut cumulative = 0;

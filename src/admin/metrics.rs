@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::endpoints::EndpointRegistry;
+use super::http_cluster::{self, HttpClusterRegistry, HttpClusterTotals};
 use super::istio::IstioRegistry;
 use super::l4::{self, L4Key, L4Registry, L4Totals};
 
@@ -73,14 +74,8 @@ pub struct WorkerStats {
     pub downstream_rq_total: Counter,
     /// Responses sent downstream, by status code (see [`WorkerStats::record_status`]).
     pub responses: [Counter; STATUS_SLOTS],
-    /// Upstream connections opened.
-    pub upstream_cx_total: Counter,
     /// Upstream requests sent on a pooled (already open) connection.
     pub upstream_cx_reused: Counter,
-    pub upstream_rq_total: Counter,
-    pub upstream_cx_connect_fail: Counter,
-    /// Tries sent again under a route's retry policy.
-    pub upstream_rq_retry: Counter,
     /// TCP connections no `tcp` route admitted.
     pub tcp_no_route: Counter,
     /// TLS handshakes completed, of which resumed; handshakes that failed (timeouts, alerts,
@@ -91,6 +86,8 @@ pub struct WorkerStats {
     pub ssl_no_route: Counter,
     /// Proxied TCP traffic by route and cluster.
     pub l4: L4Registry,
+    /// HTTP upstream connections, requests and answers by cluster.
+    pub http_clusters: HttpClusterRegistry,
     /// Istio's request series.
     pub istio: IstioRegistry,
     /// Per-endpoint connections and requests, for `/clusters`.
@@ -109,17 +106,14 @@ impl Default for WorkerStats {
             downstream_cx_active: Gauge::default(),
             downstream_rq_total: Counter::default(),
             responses: std::array::from_fn(|_| Counter::default()),
-            upstream_cx_total: Counter::default(),
             upstream_cx_reused: Counter::default(),
-            upstream_rq_total: Counter::default(),
-            upstream_cx_connect_fail: Counter::default(),
-            upstream_rq_retry: Counter::default(),
             tcp_no_route: Counter::default(),
             ssl_handshake: Counter::default(),
             ssl_session_reused: Counter::default(),
             ssl_connection_error: Counter::default(),
             ssl_no_route: Counter::default(),
             l4: L4Registry::default(),
+            http_clusters: HttpClusterRegistry::default(),
             istio: IstioRegistry::default(),
             endpoints: EndpointRegistry::default(),
             generation: Gauge::default(),
@@ -151,17 +145,14 @@ pub struct Totals {
     pub downstream_cx_active: i64,
     pub downstream_rq_total: u64,
     pub responses: Box<[u64; STATUS_SLOTS]>,
-    pub upstream_cx_total: u64,
     pub upstream_cx_reused: u64,
-    pub upstream_rq_total: u64,
-    pub upstream_cx_connect_fail: u64,
-    pub upstream_rq_retry: u64,
     pub tcp_no_route: u64,
     pub ssl_handshake: u64,
     pub ssl_session_reused: u64,
     pub ssl_connection_error: u64,
     pub ssl_no_route: u64,
     pub l4: BTreeMap<L4Key, L4Totals>,
+    pub http_clusters: BTreeMap<Arc<str>, HttpClusterTotals>,
     /// The config generation every worker serves: a published generation counts once the
     /// slowest worker has switched to it (0 before every worker has started).
     pub generation: i64,
@@ -174,17 +165,14 @@ impl Totals {
             downstream_cx_active: 0,
             downstream_rq_total: 0,
             responses: Box::new([0; STATUS_SLOTS]),
-            upstream_cx_total: 0,
             upstream_cx_reused: 0,
-            upstream_rq_total: 0,
-            upstream_cx_connect_fail: 0,
-            upstream_rq_retry: 0,
             tcp_no_route: 0,
             ssl_handshake: 0,
             ssl_session_reused: 0,
             ssl_connection_error: 0,
             ssl_no_route: 0,
             l4: l4::sum(workers.iter().map(|w| &w.l4)),
+            http_clusters: http_cluster::sum(workers.iter().map(|w| &w.http_clusters)),
             generation: served_generation(workers),
         };
         for w in workers {
@@ -194,11 +182,7 @@ impl Totals {
             for (sum, c) in t.responses.iter_mut().zip(&w.responses) {
                 *sum += c.get();
             }
-            t.upstream_cx_total += w.upstream_cx_total.get();
             t.upstream_cx_reused += w.upstream_cx_reused.get();
-            t.upstream_rq_total += w.upstream_rq_total.get();
-            t.upstream_cx_connect_fail += w.upstream_cx_connect_fail.get();
-            t.upstream_rq_retry += w.upstream_rq_retry.get();
             t.tcp_no_route += w.tcp_no_route.get();
             t.ssl_handshake += w.ssl_handshake.get();
             t.ssl_session_reused += w.ssl_session_reused.get();
@@ -213,10 +197,11 @@ impl Totals {
         self.responses[class * 100..(class + 1) * 100].iter().sum()
     }
 
-    /// Share of upstream requests that went on an already-open connection: reused / (reused +
-    /// opened). 0 before the first upstream request.
+    /// Share of HTTP upstream requests that went on an already-open connection: reused /
+    /// (reused + opened). 0 before the first upstream request.
     pub fn upstream_reuse_ratio(&self) -> f64 {
-        let attempts = self.upstream_cx_reused + self.upstream_cx_total;
+        let opened: u64 = self.http_clusters.values().map(|c| c.cx_total).sum();
+        let attempts = self.upstream_cx_reused + opened;
         if attempts == 0 {
             0.0
         } else {

@@ -1,14 +1,21 @@
 //! The admin server (`--admin`, default 127.0.0.1:15000) and the metrics it exports.
 //!
 //! Plain blocking std::net on threads of its own: admin traffic is a probe or a scrape now and
-//! then, and must never cost the workers anything. Routes: `/ready`, `/server_info`,
-//! `/config_dump`, `/clusters`, `/stats`, `/stats/prometheus`, `/logging` (`POST` changes the
-//! log level), `POST /reload`.
+//! then, and must never cost the workers anything. A fixed few threads serve it, each
+//! connection within deadlines, so that no number of slow or idle clients can grow the process.
+//! Routes: `/ready`, `/server_info`, `/config_dump`, `/clusters`, `/stats`, `/stats/prometheus`,
+//! `/logging` (`POST` changes the log level), `POST /reload`.
+//!
+//! Like Envoy's admin, the port is unauthenticated: it belongs on loopback. What it does guard
+//! against is a web page in a browser on the same host driving it: a state-changing request
+//! whose `Origin` is another site's, or whose `Host` is not the admin's address (DNS
+//! rebinding), is refused.
 
 mod clusters;
 mod config_dump;
 mod endpoints;
 mod http;
+mod http_cluster;
 mod istio;
 mod l4;
 mod logging;
@@ -19,15 +26,17 @@ mod stats;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Sender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use regex::Regex;
 use serde_json::json;
 use tracing::debug;
 
 pub use config_dump::to_json;
 pub use endpoints::EndpointCounters;
+pub use http_cluster::HttpCluster;
 pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
 pub use l4::{L4Counters, L4Kind};
 pub use logging::{BadLogFilter, LogControl, LogFilter, LogLevel, UnknownLevel};
@@ -36,8 +45,16 @@ pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, Worke
 use crate::control::{ControlEvent, Readiness, RunOptions, Shared};
 use http::{Request, Response};
 
-/// A stuck admin client must not pin a thread forever.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once: enough that a slow `POST /reload` never holds up a `/ready`
+/// probe, few enough that the admin costs a fixed handful of threads.
+const SERVERS: usize = 4;
+/// Accepted connections waiting for a server; past them a connection is closed at once.
+const QUEUED: usize = 32;
+/// From its accept, a client has this long to send its whole request (waiting in the queue
+/// counts), so that silent or trickling clients give their place up within seconds...
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// ...and this long to take the whole answer once it is ready.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// A reload builds a whole snapshot; large configs take a while, but not this long.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Workers look for a new generation every 50 ms; one that takes longer is busy, and the
@@ -45,11 +62,11 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(1);
 
 const INDEX: &str = "strait admin\n\
-  GET  /ready             200 LIVE once serving, 503 before and while draining\n\
-  GET  /server_info       version, state, uptime, workers, driver, command line (JSON)\n\
+  GET  /ready             200 LIVE once serving (a failed reload leaves it so), 503 before and while draining\n\
+  GET  /server_info       version, state, uptime, workers, driver, command line, reloads (JSON)\n\
   GET  /config_dump       the served snapshot as JSON\n\
   GET  /clusters          clusters and endpoints, Envoy's text format\n\
-  GET  /stats             counters, `name: value`\n\
+  GET  /stats             counters, `name: value`; ?format=json|prometheus, ?filter=REGEX\n\
   GET  /stats/prometheus  counters, Prometheus text format\n\
   GET  /logging           the log level\n\
   POST /logging?level=L   set every logger to L: trace debug info warning error critical off\n\
@@ -77,8 +94,8 @@ impl Admin {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves on a thread of its own; each connection gets a short-lived thread, so a slow
-    /// `POST /reload` never delays a `/ready` probe.
+    /// Serves on threads of its own: one accepts into a bounded queue, [`SERVERS`] take from
+    /// it.
     pub fn spawn(
         self,
         shared: Arc<Shared>,
@@ -87,17 +104,26 @@ impl Admin {
         opts: &RunOptions,
     ) -> io::Result<()> {
         let ctx = Arc::new(Context { shared, events, logging, command_line: server_info::command_line(opts) });
+        let (queue, accepted) = mpsc::sync_channel::<(TcpStream, Instant)>(QUEUED);
+        let accepted = Arc::new(Mutex::new(accepted));
+        for i in 0..SERVERS {
+            let (ctx, accepted) = (ctx.clone(), accepted.clone());
+            std::thread::Builder::new().name(format!("strait-admin-{i}")).spawn(move || loop {
+                // The lock is held only while waiting: one server waits, the others queue on it.
+                let next = accepted.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok((stream, at)) = next else { return };
+                if let Err(e) = serve(stream, at, &ctx) {
+                    debug!("admin connection: {e}");
+                }
+            })?;
+        }
         std::thread::Builder::new().name("strait-admin".into()).spawn(move || {
             for stream in self.listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let ctx = ctx.clone();
-                let spawned = std::thread::Builder::new().name("strait-admin-rq".into()).spawn(move || {
-                    if let Err(e) = serve(stream, &ctx) {
-                        debug!("admin connection: {e}");
-                    }
-                });
-                if let Err(e) = spawned {
-                    debug!("admin connection dropped: {e}");
+                match queue.try_send((stream, Instant::now())) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => debug!("admin busy: connection closed"),
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
             }
         })?;
@@ -105,19 +131,24 @@ impl Admin {
     }
 }
 
-fn serve(mut stream: TcpStream, ctx: &Context) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let (resp, head_only) = match http::read_request(&mut stream) {
-        Ok(req) => (route(&req, ctx), req.method == "HEAD"),
+/// Serves the one request of a connection accepted at `accepted`.
+fn serve(mut stream: TcpStream, accepted: Instant, ctx: &Context) -> io::Result<()> {
+    let (resp, head_only) = match http::read_request(&mut stream, accepted + READ_DEADLINE) {
+        Ok(req) => (route(&req, stream.local_addr()?, ctx), req.method == "HEAD"),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => (Response::text(400, format!("{e}\n")), false),
         Err(e) => return Err(e),
     };
-    http::write_response(&mut stream, &resp, head_only)
+    http::write_response(&mut stream, &resp, head_only, Instant::now() + WRITE_DEADLINE)
 }
 
-fn route(req: &Request, ctx: &Context) -> Response {
+/// Answers `req`, which reached the admin at `local`.
+fn route(req: &Request, local: SocketAddr, ctx: &Context) -> Response {
     let read_only = matches!(req.method.as_str(), "GET" | "HEAD");
+    if !read_only {
+        if let Some(refusal) = cross_site(req, local) {
+            return Response::text(403, refusal);
+        }
+    }
     match req.path.as_str() {
         "/reload" if req.method == "POST" => reload(ctx),
         "/reload" => Response::text(405, "use POST /reload\n"),
@@ -134,13 +165,25 @@ fn route(req: &Request, ctx: &Context) -> Response {
             let totals = endpoints::sum(ctx.shared.workers.iter().map(|w| &w.endpoints));
             Response::text(200, clusters::render(&ctx.shared.snapshot(), &totals))
         }
-        "/stats/prometheus" => prometheus(&ctx.shared),
-        "/stats" if req.query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "format=prometheus")) => {
-            prometheus(&ctx.shared)
-        }
-        "/stats" => Response::text(200, stats::plain(&samples(&ctx.shared))),
+        "/stats/prometheus" => stats_page(&ctx.shared, req.query.as_deref(), Format::Prometheus),
+        "/stats" => stats_page(&ctx.shared, req.query.as_deref(), Format::Text),
         _ => Response::text(404, INDEX),
     }
+}
+
+/// Why a state-changing request is refused as coming from another site, if it is: a browser
+/// sends the page's `Origin` with it, and the name the page used as its `Host`, which under DNS
+/// rebinding is the attacker's own name pointing here. Clients that send neither (curl sends
+/// the address it was given) are served.
+fn cross_site(req: &Request, local: SocketAddr) -> Option<&'static str> {
+    if req.host.as_deref().is_some_and(|host| !http::names_admin(host, local)) {
+        return Some("refused: the Host is not this admin's address\n");
+    }
+    let same_origin = |origin: &str| origin.strip_prefix("http://").is_some_and(|a| http::names_admin(a, local));
+    if req.origin.as_deref().is_some_and(|origin| !same_origin(origin)) {
+        return Some("refused: a request from another origin\n");
+    }
+    None
 }
 
 fn ready(shared: &Shared) -> Response {
@@ -152,11 +195,7 @@ fn ready(shared: &Shared) -> Response {
 fn config_dump(shared: &Shared) -> Response {
     let mut dump = to_json(&shared.snapshot());
     dump["draining"] = json!(shared.readiness() == Readiness::Draining);
-    dump["reloads"] = json!({
-        "ok": shared.control.reload_ok.get(),
-        "failed": shared.control.reload_failed.get(),
-        "last_error": shared.last_reload_error(),
-    });
+    dump["reloads"] = server_info::reloads(shared);
     json_response(&dump)
 }
 
@@ -200,19 +239,54 @@ fn set_log_level(query: Option<&str>, logging: &LogControl) -> Response {
     }
 }
 
-fn samples(shared: &Shared) -> Vec<stats::Sample> {
-    stats::samples(&Totals::sum(&shared.workers), &shared.control, shared.workers.len(), &shared.snapshot())
+/// How `/stats` writes the counters.
+#[derive(Clone, Copy)]
+enum Format {
+    /// Envoy's `name: value` lines.
+    Text,
+    Json,
+    Prometheus,
 }
 
-fn prometheus(shared: &Shared) -> Response {
+/// `/stats` and `/stats/prometheus` with Envoy's parameters: `format` (`json`, `prometheus`,
+/// `text`) and `filter`, a regex that a stat's name must contain a match of (in Prometheus
+/// text the Istio families are matched by their family name).
+fn stats_page(shared: &Shared, query: Option<&str>, mut format: Format) -> Response {
+    let mut filter = None;
+    // Percent-decoded as Envoy decodes them: a `+` stays a `+`, as a regex means it.
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().replace('+', "%2B").as_bytes()) {
+        match (&*key, &*value) {
+            ("format", "text") => format = Format::Text,
+            ("format", "json") => format = Format::Json,
+            ("format", "prometheus") => format = Format::Prometheus,
+            ("format", other) => {
+                return Response::text(400, format!("unknown format `{other}`: text, json or prometheus\n"))
+            }
+            ("filter", re) => match Regex::new(re) {
+                Ok(re) => filter = Some(re),
+                Err(e) => return Response::text(400, format!("invalid regex in filter: {e}\n")),
+            },
+            // Envoy's other parameters (`usedonly`, `type`, histogram options) change nothing here.
+            _ => {}
+        }
+    }
+    let keep = |name: &str| filter.as_ref().is_none_or(|re| re.is_match(name));
     let totals = Totals::sum(&shared.workers);
     let snapshot = shared.snapshot();
-    let mut text = stats::prometheus(&stats::samples(&totals, &shared.control, shared.workers.len(), &snapshot));
-    let cluster_labels = |name: &str| IstioDestination::of(snapshot.clusters.iter().find(|c| &*c.name == name));
-    let http = istio::sum(shared.workers.iter().map(|w| &w.istio));
-    istio::render(&http, &totals.l4, &cluster_labels, &mut text);
-    let body = text.into_bytes();
-    Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
+    let mut samples = stats::samples(&totals, &shared.control, shared.workers.len(), &snapshot);
+    samples.retain(|s| keep(&s.stat));
+    match format {
+        Format::Text => Response::text(200, stats::plain(&samples)),
+        Format::Json => json_response(&stats::json(&samples)),
+        Format::Prometheus => {
+            let mut text = stats::prometheus(&samples);
+            let cluster_labels = |name: &str| IstioDestination::of(snapshot.clusters.iter().find(|c| &*c.name == name));
+            let http = istio::sum(shared.workers.iter().map(|w| &w.istio));
+            istio::render(&http, &totals.l4, &cluster_labels, &keep, &mut text);
+            let body = text.into_bytes();
+            Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
+        }
+    }
 }
 
 /// Hands the reload to the control thread and answers with its outcome.

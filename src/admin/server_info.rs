@@ -1,5 +1,5 @@
 //! `/server_info`: the fields of Envoy's `admin.v3.ServerInfo` that mean something here, plus
-//! Strait's own (`workers`, `driver`).
+//! Strait's own (`workers`, `driver`, `reloads`).
 
 use std::time::Duration;
 
@@ -20,6 +20,19 @@ pub fn render(shared: &Shared, command_line: &Value) -> Value {
         "command_line_options": command_line,
         "workers": shared.workers.len(),
         "driver": driver(shared.drivers()),
+        "reloads": reloads(shared),
+    })
+}
+
+/// Reloads so far and why the last one failed (null once a later one succeeded): a refused
+/// config leaves the old one serving and `/ready` at 200, as Envoy stays ready when it rejects
+/// an update, so this is where the refusal shows besides the log and
+/// `strait_reloads_total{result="failed"}`.
+pub fn reloads(shared: &Shared) -> Value {
+    json!({
+        "ok": shared.control.reload_ok.get(),
+        "failed": shared.control.reload_failed.get(),
+        "last_error": shared.last_reload_error(),
     })
 }
 

@@ -1,9 +1,14 @@
-//! Renders the merged counters: Prometheus text exposition and Envoy's plain `name: value`.
+//! Renders the merged counters: Prometheus text exposition, and Envoy's plain `name: value`
+//! and JSON.
 //!
-//! Both formats walk one list of samples, so a metric is named once and shows in both.
+//! Every format walks one list of samples, so a metric is named once and shows in each.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 
+use serde_json::json;
+
+use super::http_cluster::HttpClusterTotals;
 use super::l4::{L4Kind, L4Totals};
 use super::metrics::{ControlStats, Totals, STATUS_SLOTS};
 use crate::snapshot::{EjectionStats, Snapshot};
@@ -19,6 +24,16 @@ pub enum Value {
     Count(u64),
     Level(i64),
     Ratio(f64),
+}
+
+impl Value {
+    fn to_json(self) -> serde_json::Value {
+        match self {
+            Value::Count(v) => json!(v),
+            Value::Level(v) => json!(v),
+            Value::Ratio(v) => json!(v),
+        }
+    }
 }
 
 impl fmt::Display for Value {
@@ -82,36 +97,13 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Sn
         let sample = Sample::new("envoy_http_downstream_rq_xx", C, &stat, Value::Count(t.responses_in_class(class)));
         s.push(sample.label("envoy_response_code_class", class.to_string()));
     }
+    // Envoy's tag extraction takes `_200` off `downstream_rq_200`: the family is `…_rq`.
     for code in (0..STATUS_SLOTS).filter(|&c| t.responses[c] > 0) {
         let stat = format!("http.downstream_rq_{code}");
-        let sample = Sample::new("envoy_http_downstream_rq_code", C, &stat, Value::Count(t.responses[code]));
+        let sample = Sample::new("envoy_http_downstream_rq", C, &stat, Value::Count(t.responses[code]));
         s.push(sample.label("envoy_response_code", code.to_string()));
     }
     s.extend([
-        Sample::new(
-            "envoy_cluster_upstream_cx_total",
-            C,
-            "cluster.upstream_cx_total",
-            Value::Count(t.upstream_cx_total),
-        ),
-        Sample::new(
-            "envoy_cluster_upstream_cx_connect_fail",
-            C,
-            "cluster.upstream_cx_connect_fail",
-            Value::Count(t.upstream_cx_connect_fail),
-        ),
-        Sample::new(
-            "envoy_cluster_upstream_rq_retry",
-            C,
-            "cluster.upstream_rq_retry",
-            Value::Count(t.upstream_rq_retry),
-        ),
-        Sample::new(
-            "envoy_cluster_upstream_rq_total",
-            C,
-            "cluster.upstream_rq_total",
-            Value::Count(t.upstream_rq_total),
-        ),
         Sample::new(
             "strait_upstream_cx_reused_total",
             C,
@@ -150,8 +142,19 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Sn
             Value::Count(t.ssl_no_route),
         ),
     ]);
+    // A cluster that carries both TCP connections and HTTP requests is one set of series.
+    let mut clusters: BTreeMap<&str, (Option<&L4Totals>, Option<&HttpClusterTotals>)> = BTreeMap::new();
     for ((kind, name), l4) in &t.l4 {
-        s.extend(l4_samples(*kind, name, l4));
+        match kind {
+            L4Kind::Route => s.extend(tcp_route_samples(name, l4)),
+            L4Kind::Cluster => clusters.entry(name).or_default().0 = Some(l4),
+        }
+    }
+    for (name, http) in &t.http_clusters {
+        clusters.entry(name).or_default().1 = Some(http);
+    }
+    for (name, (tcp, http)) in clusters {
+        s.extend(cluster_samples(name, tcp, http));
     }
     for c in snapshot.clusters.iter().filter(|c| c.policy.outlier_detection.is_some()) {
         s.extend(outlier_samples(&c.name, c.ejection_stats()));
@@ -188,36 +191,59 @@ fn outlier_samples(name: &str, e: EjectionStats) -> Vec<Sample> {
 /// `(family, stat suffix, kind, value)` of one sample of a named object (a TCP route, a cluster).
 type NamedStat = (&'static str, &'static str, Kind, Value);
 
-/// A TCP route's samples as Envoy's tcp_proxy names them (the route is the stat prefix), or a
-/// cluster's as Envoy's cluster stats do.
-fn l4_samples(kind: L4Kind, name: &str, t: &L4Totals) -> Vec<Sample> {
+/// A TCP route's samples as Envoy's tcp_proxy names them (the route is the stat prefix).
+fn tcp_route_samples(name: &str, t: &L4Totals) -> Vec<Sample> {
     use Kind::{Counter as C, Gauge as G};
-    let (prefix, label, stats): (&str, &str, &[NamedStat]) = match kind {
-        L4Kind::Route => (
-            "tcp",
-            "envoy_tcp_prefix",
-            &[
-                ("envoy_tcp_downstream_cx_total", "downstream_cx_total", C, Value::Count(t.cx_total)),
-                ("envoy_tcp_downstream_cx_active", "downstream_cx_active", G, Value::Level(t.cx_active)),
-                ("envoy_tcp_downstream_cx_rx_bytes_total", "downstream_cx_rx_bytes_total", C, Value::Count(t.rx_bytes)),
-                ("envoy_tcp_downstream_cx_tx_bytes_total", "downstream_cx_tx_bytes_total", C, Value::Count(t.tx_bytes)),
-                ("envoy_tcp_idle_timeout", "idle_timeout", C, Value::Count(t.idle_timeout)),
-            ],
-        ),
-        L4Kind::Cluster => (
-            "cluster",
-            "envoy_cluster_name",
-            &[
-                ("envoy_cluster_upstream_cx_total", "upstream_cx_total", C, Value::Count(t.cx_total)),
-                ("envoy_cluster_upstream_cx_active", "upstream_cx_active", G, Value::Level(t.cx_active)),
-                ("envoy_cluster_upstream_cx_rx_bytes_total", "upstream_cx_rx_bytes_total", C, Value::Count(t.rx_bytes)),
-                ("envoy_cluster_upstream_cx_tx_bytes_total", "upstream_cx_tx_bytes_total", C, Value::Count(t.tx_bytes)),
-                ("envoy_cluster_upstream_cx_connect_fail", "upstream_cx_connect_fail", C, Value::Count(t.connect_fail)),
-                ("envoy_cluster_upstream_cx_overflow", "upstream_cx_overflow", C, Value::Count(t.overflow)),
-            ],
-        ),
-    };
-    named_samples(prefix, label, name, stats)
+    let stats: &[NamedStat] = &[
+        ("envoy_tcp_downstream_cx_total", "downstream_cx_total", C, Value::Count(t.cx_total)),
+        ("envoy_tcp_downstream_cx_active", "downstream_cx_active", G, Value::Level(t.cx_active)),
+        ("envoy_tcp_downstream_cx_rx_bytes_total", "downstream_cx_rx_bytes_total", C, Value::Count(t.rx_bytes)),
+        ("envoy_tcp_downstream_cx_tx_bytes_total", "downstream_cx_tx_bytes_total", C, Value::Count(t.tx_bytes)),
+        ("envoy_tcp_idle_timeout", "idle_timeout", C, Value::Count(t.idle_timeout)),
+    ];
+    named_samples("tcp", "envoy_tcp_prefix", name, stats)
+}
+
+/// A cluster's samples as Envoy's cluster stats name them: what its TCP connections count
+/// (`tcp`), what its HTTP requests count (`http`), and the connection counters both keep,
+/// added up. `upstream_rq_2xx` and `upstream_rq_200` become `envoy_cluster_upstream_rq_xx` and
+/// `envoy_cluster_upstream_rq`, the class or code a label before the cluster's, as Envoy's tag
+/// extraction names them.
+fn cluster_samples(name: &str, tcp: Option<&L4Totals>, http: Option<&HttpClusterTotals>) -> Vec<Sample> {
+    use Kind::{Counter as C, Gauge as G};
+    let opened = tcp.map_or(0, |t| t.cx_total) + http.map_or(0, |h| h.cx_total);
+    let failed = tcp.map_or(0, |t| t.connect_fail) + http.map_or(0, |h| h.cx_connect_fail);
+    let mut stats: Vec<NamedStat> = vec![
+        ("envoy_cluster_upstream_cx_total", "upstream_cx_total", C, Value::Count(opened)),
+        ("envoy_cluster_upstream_cx_connect_fail", "upstream_cx_connect_fail", C, Value::Count(failed)),
+    ];
+    if let Some(t) = tcp {
+        stats.extend([
+            ("envoy_cluster_upstream_cx_active", "upstream_cx_active", G, Value::Level(t.cx_active)),
+            ("envoy_cluster_upstream_cx_rx_bytes_total", "upstream_cx_rx_bytes_total", C, Value::Count(t.rx_bytes)),
+            ("envoy_cluster_upstream_cx_tx_bytes_total", "upstream_cx_tx_bytes_total", C, Value::Count(t.tx_bytes)),
+            ("envoy_cluster_upstream_cx_overflow", "upstream_cx_overflow", C, Value::Count(t.overflow)),
+        ]);
+    }
+    if let Some(h) = http {
+        stats.extend([
+            ("envoy_cluster_upstream_rq_total", "upstream_rq_total", C, Value::Count(h.rq_total)),
+            ("envoy_cluster_upstream_rq_retry", "upstream_rq_retry", C, Value::Count(h.rq_retry)),
+        ]);
+    }
+    let mut samples = named_samples("cluster", "envoy_cluster_name", name, &stats);
+    let Some(h) = http else { return samples };
+    for class in 1..=5 {
+        let stat = format!("cluster.{name}.upstream_rq_{class}xx");
+        let sample = Sample::new("envoy_cluster_upstream_rq_xx", C, &stat, Value::Count(h.in_class(class)));
+        samples.push(sample.label("envoy_response_code_class", class.to_string()).label("envoy_cluster_name", name));
+    }
+    for (code, &n) in &h.codes {
+        let stat = format!("cluster.{name}.upstream_rq_{code}");
+        let sample = Sample::new("envoy_cluster_upstream_rq", C, &stat, Value::Count(n));
+        samples.push(sample.label("envoy_response_code", code.to_string()).label("envoy_cluster_name", name));
+    }
+    samples
 }
 
 /// The samples of one named object (`PREFIX.NAME.STAT`, labelled `label="NAME"`).
@@ -265,6 +291,15 @@ pub fn prometheus(samples: &[Sample]) -> String {
         let _ = writeln!(out, " {}", s.value);
     }
     out
+}
+
+/// Envoy's `/stats?format=json`: `{"stats":[{"name":…,"value":…},…]}`, sorted by name.
+pub fn json(samples: &[Sample]) -> serde_json::Value {
+    let mut stats: Vec<&Sample> = samples.iter().collect();
+    stats.sort_by(|a, b| a.stat.cmp(&b.stat));
+    let stats: Vec<serde_json::Value> =
+        stats.iter().map(|s| json!({"name": s.stat, "value": s.value.to_json()})).collect();
+    json!({ "stats": stats })
 }
 
 /// Envoy's `/stats` plain text: `name: value`, sorted by name.

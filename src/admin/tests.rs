@@ -84,7 +84,7 @@ fn pages() {
     let (status, prom) = get(addr, "/stats/prometheus");
     assert_eq!(status, 200);
     assert!(prom.contains("\nstrait_config_generation 1\n"), "{prom}");
-    assert!(prom.contains("envoy_http_downstream_rq_code{envoy_response_code=\"200\"} 1"), "{prom}");
+    assert!(prom.contains("envoy_http_downstream_rq{envoy_response_code=\"200\"} 1"), "{prom}");
     assert_eq!(get(addr, "/stats?format=prometheus").1, prom);
     assert!(get(addr, "/stats").1.contains("strait.config_generation: 1\n"));
     let (status, dump) = get(addr, "/config_dump");
@@ -115,9 +115,9 @@ fn post_reload_asks_the_control_thread() {
             }
         }
     });
-    let post = "POST /reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 4\r\n\r\nnow!";
-    assert_eq!(request(addr, post), (200, "reloaded: generation 2, 3 listeners\n".into()));
-    let (status, body) = request(addr, post);
+    let post = format!("POST /reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 4\r\n\r\nnow!");
+    assert_eq!(request(addr, &post), (200, "reloaded: generation 2, 3 listeners\n".into()));
+    let (status, body) = request(addr, &post);
     assert_eq!(status, 500);
     assert!(body.contains("gatways"), "{body}");
     control.join().unwrap();

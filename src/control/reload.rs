@@ -67,6 +67,7 @@ impl Reloader {
             // Logged before counted: whoever watches the counter finds the reason already written.
             Ok(r) => {
                 info!("reloaded: generation {}, {} listeners", r.generation, r.listeners);
+                self.shared.set_last_reload_error(None);
                 control.reload_ok.inc();
             }
             Err(e) => {
@@ -76,7 +77,7 @@ impl Reloader {
                     }
                 }
                 error!("reload failed, generation {} keeps serving: {e}", self.shared.snapshot().generation);
-                self.shared.set_last_reload_error(e.to_string());
+                self.shared.set_last_reload_error(Some(e.to_string()));
                 control.reload_failed.inc();
             }
         }

@@ -95,7 +95,8 @@ impl Shared {
         self.workers.iter().map(|w| w.downstream_cx_active.get()).sum()
     }
 
-    /// The text of the most recent failed reload, if any failed.
+    /// Why the most recent reload failed; `None` once a later one succeeded (as Envoy drops a
+    /// resource's error state when an update is accepted), or before any failed.
     pub fn last_reload_error(&self) -> Option<String> {
         self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -114,7 +115,7 @@ impl Shared {
         let _ = self.drivers.set(used);
     }
 
-    pub(crate) fn set_last_reload_error(&self, text: String) {
-        *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    pub(crate) fn set_last_reload_error(&self, error: Option<String>) {
+        *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
     }
 }

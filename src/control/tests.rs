@@ -215,7 +215,7 @@ fn empty_config_dir(name: &str) -> PathBuf {
 }
 
 #[test]
-fn reloads_count_and_keep_the_last_error() {
+fn reloads_count_and_keep_the_last_error_until_one_succeeds() {
     let dir = empty_config_dir("reloads");
     let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
     let mut reloader = Reloader::start(opts, 1, false).unwrap();
@@ -232,6 +232,10 @@ fn reloads_count_and_keep_the_last_error() {
     assert_eq!((shared.control.reload_ok.get(), shared.control.reload_failed.get()), (1, 1));
     let last = shared.last_reload_error().unwrap();
     assert!(last.contains(&*dir.to_string_lossy()), "{last}");
+
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(reloader.reload().unwrap().generation, 3);
+    assert_eq!(shared.last_reload_error(), None, "a reload that succeeds clears the error");
 
     reloader.start_draining();
     assert!(matches!(reloader.reload(), Err(ReloadError::Draining)));

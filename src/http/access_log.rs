@@ -1,5 +1,6 @@
-//! `--access-log`: Istio's default access log, one line per request on stdout, as text or
-//! (`--access-log-encoding json`) as Istio's default JSON.
+//! `--access-log`: Istio's default access log, one line per request (and per proxied TCP
+//! connection, its HTTP fields `-`) on stdout, as text or (`--access-log-encoding json`) as
+//! Istio's default JSON.
 //!
 //! A worker formats its lines into a buffer of its own and hands the buffer to one writer
 //! thread when it fills and every 50 ms; a stdout that does not keep up costs dropped lines
@@ -351,6 +352,9 @@ fn set(dst: &mut String, src: &str) {
 /// A worker's side of the log: its line buffer and the handle to the writer thread.
 pub struct Sink {
     buf: RefCell<Vec<u8>>,
+    /// The record of lines written in one go ([`Sink::log_with`]), kept between them so that
+    /// its strings keep their capacity.
+    scratch: RefCell<Record>,
     writer: SyncSender<Vec<u8>>,
     encoding: Encoding,
     /// A wall-clock reading and the monotonic instant it was taken at: START_TIME is derived
@@ -363,6 +367,7 @@ impl Sink {
     pub fn new(encoding: Encoding) -> Self {
         Self {
             buf: RefCell::new(Vec::with_capacity(FLUSH_AT)),
+            scratch: RefCell::default(),
             writer: writer().clone(),
             encoding,
             anchor: Cell::new((Instant::now(), SystemTime::now())),
@@ -389,6 +394,15 @@ impl Sink {
         if full || draining {
             self.flush();
         }
+    }
+
+    /// Logs the line of a record `fill` writes all at once (a TCP connection's, as it ends),
+    /// in a record of the sink's own.
+    pub fn log_with(&self, draining: bool, fill: impl FnOnce(&mut Record)) {
+        let mut r = self.scratch.borrow_mut();
+        fill(&mut r);
+        self.log(&r, draining);
+        r.reset();
     }
 
     /// Hands the buffered lines to the writer thread, or drops them if it is behind; called
@@ -487,6 +501,35 @@ mod tests {
              \"id-1\" \"app.test\" \"127.0.0.1:9000\" outbound|80||app.local 127.0.0.1:40000 127.0.0.1:8080 \
              127.0.0.1:50000 - app\n"
         );
+    }
+
+    /// A TCP connection's line: Envoy's tcp_proxy fills no HTTP field, and its code is 0.
+    #[test]
+    fn formats_a_tcp_connection() {
+        let r = Record {
+            start: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            duration_ms: 1500,
+            flags: "UF,URX",
+            bytes_received: 7,
+            upstream_host: Some("127.0.0.1:3306".parse().unwrap()),
+            upstream_cluster: "outbound|3306||db.local".into(),
+            downstream_local: Some("127.0.0.1:3306".parse().unwrap()),
+            downstream_remote: Some("127.0.0.1:50000".parse().unwrap()),
+            requested_server_name: "db.example.com".into(),
+            ..Record::default()
+        };
+        let mut out = Vec::new();
+        format(&r, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[2023-11-14T22:13:20.123Z] \"- - -\" 0 UF,URX - - \"-\" 7 0 1500 - \"-\" \"-\" \"-\" \"-\" \
+             \"127.0.0.1:3306\" outbound|3306||db.local - 127.0.0.1:3306 127.0.0.1:50000 db.example.com -\n"
+        );
+        let mut out = Vec::new();
+        format_json(&r, &mut out);
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((json["response_code"].as_u64(), json["method"].as_str()), (Some(0), None));
+        assert_eq!(json["response_flags"], "UF,URX");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::headers::Merged;
 use super::limits::ClientLimits;
 use super::retry::{self, Outcome};
 use super::{cors, local, mirror};
-use crate::admin::EndpointCounters;
+use crate::admin::{EndpointCounters, HttpCluster};
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
@@ -517,6 +517,12 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             Ok(next) => next,
             Err(Failure { err, response_started }) => {
                 tracing::debug!(peer = %self.peer.conn.peer, error = %err, "request failed");
+                // The gateway's answer for a failed try is the cluster's too (Envoy's router
+                // charges an abort to `upstream_rq_<code>`); a failure path, so the lookup is
+                // no concern.
+                if !response_started && err.observation().is_some() {
+                    self.ctx.http_cluster(&snap.cluster(cluster).name).record_status(err.answer().0);
+                }
                 if matches!(err, ProxyError::DownstreamIo(_)) {
                     // The client went away: Envoy's DC, whatever status was under way.
                     self.tally.flags = "DC";
@@ -639,6 +645,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
         let ctx = self.ctx.clone();
+        let cluster_stats = ctx.http_cluster(&cl.name);
         let upstream = &ctx.upstream;
         loop {
             let Some(mut pick) =
@@ -660,6 +667,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
                 counters: &pick.counters,
                 cluster: cl,
+                stats: &cluster_stats,
             };
             let tried_once = self.try_endpoint(try_once, meta, inline, response);
             let result = match retries.per_try_timeout {
@@ -686,7 +694,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     tracing::debug!(%addr, error = %f.err, "retrying on another endpoint");
                     tried[attempt.min(7)] = endpoint;
                     attempt += 1;
-                    ctx.stats.upstream_rq_retry.inc();
+                    cluster_stats.rq_retry.inc();
                     monoio::time::sleep(retry::backoff(attempt as u32, ctx.random())).await;
                 }
                 other => {
@@ -727,7 +735,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             r.upstream_local = conn.local;
         }
         loop {
-            stats.upstream_rq_total.inc();
+            at.stats.rq_total.inc();
             let sent_at = Instant::now();
             // A reused connection the upstream closed meanwhile fails on this write or with an
             // EOF before any response byte: the request (head and inline body, still in `out`)
@@ -869,6 +877,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 }
                 Some(ResponseStart::Final { status, head_len, framing, keep_alive, written }) => {
                     at.cluster.observe(at.endpoint, Observation::Status(status));
+                    at.stats.record_status(status);
                     (status, head_len, framing, keep_alive, written)
                 }
             };
@@ -1123,6 +1132,8 @@ struct Try<'p> {
     counters: &'p Arc<EndpointCounters>,
     /// Its policy (timeouts, keepalive, `maxRequestsPerConnection`) and circuit breakers.
     cluster: &'p Cluster,
+    /// The cluster's HTTP counters on this worker.
+    stats: &'p HttpCluster,
 }
 
 impl Try<'_> {
@@ -1217,22 +1228,21 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
 }
 
 async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
-    let stats = &ctx.stats;
     let policy = &at.cluster.policy;
     let tls = policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
     match monoio::time::timeout(policy.connect_timeout, UpstreamStream::open(at.addr(), at.cluster, tls)).await {
         Ok(Ok(stream)) => {
-            stats.upstream_cx_total.inc();
+            at.stats.cx_total.inc();
             at.cluster.observe(at.endpoint, Observation::Connected);
             Ok(UpstreamConn::new(stream, at.key(), at.counters.clone()))
         }
         Ok(Err(e)) => {
-            stats.upstream_cx_connect_fail.inc();
+            at.stats.cx_connect_fail.inc();
             at.counters.cx_connect_fail.inc();
             Err(Failure::before(ProxyError::ConnectFailed(e)))
         }
         Err(_) => {
-            stats.upstream_cx_connect_fail.inc();
+            at.stats.cx_connect_fail.inc();
             at.counters.cx_connect_fail.inc();
             Err(Failure::before(ProxyError::ConnectTimeout))
         }

@@ -23,14 +23,8 @@ where
     let (mut client_r, mut client_w) = client.into_split();
     let (mut up_r, mut up_w) = upstream.into_split();
     let last = Cell::new(Instant::now());
-    let up = pump(&mut client_r, &mut up_w, &last, |n| {
-        traffic.downstream.rx_bytes.add(n);
-        traffic.upstream.tx_bytes.add(n);
-    });
-    let down = pump(&mut up_r, &mut client_w, &last, |n| {
-        traffic.upstream.rx_bytes.add(n);
-        traffic.downstream.tx_bytes.add(n);
-    });
+    let up = pump(&mut client_r, &mut up_w, &last, |n| traffic.to_upstream(n));
+    let down = pump(&mut up_r, &mut client_w, &last, |n| traffic.to_client(n));
     until_done(up, down, idle_watch(&last, idle)).await
 }
 

@@ -34,10 +34,35 @@ const BULK_PIPE_SIZE: usize = 1024 * 1024;
 const GROW_AFTER: usize = 16 * 1024;
 
 /// Where each direction's bytes are counted: the route sees the client's side, the cluster
-/// the upstream's.
+/// the upstream's, and the connection its own for its access-log line.
 pub struct Traffic<'a> {
     pub downstream: &'a L4Counters,
     pub upstream: &'a L4Counters,
+    pub connection: &'a Transferred,
+}
+
+impl Traffic<'_> {
+    /// `n` bytes went from the client to the upstream.
+    pub(super) fn to_upstream(&self, n: u64) {
+        self.downstream.rx_bytes.add(n);
+        self.upstream.tx_bytes.add(n);
+        self.connection.received.set(self.connection.received.get() + n);
+    }
+
+    /// `n` bytes went from the upstream to the client.
+    pub(super) fn to_client(&self, n: u64) {
+        self.upstream.rx_bytes.add(n);
+        self.downstream.tx_bytes.add(n);
+        self.connection.sent.set(self.connection.sent.get() + n);
+    }
+}
+
+/// One connection's bytes: `received` from the client, `sent` to it (Envoy's BYTES_RECEIVED
+/// and BYTES_SENT).
+#[derive(Debug, Default)]
+pub struct Transferred {
+    pub received: Cell<u64>,
+    pub sent: Cell<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,14 +94,8 @@ async fn run_with(
     }
     let [mut to_upstream, mut to_client] = stages;
     let last = Cell::new(Instant::now());
-    let up = pump(&client, &upstream, &mut to_upstream, &last, |n| {
-        traffic.downstream.rx_bytes.add(n);
-        traffic.upstream.tx_bytes.add(n);
-    });
-    let down = pump(&upstream, &client, &mut to_client, &last, |n| {
-        traffic.upstream.rx_bytes.add(n);
-        traffic.downstream.tx_bytes.add(n);
-    });
+    let up = pump(&client, &upstream, &mut to_upstream, &last, |n| traffic.to_upstream(n));
+    let down = pump(&upstream, &client, &mut to_client, &last, |n| traffic.to_client(n));
     let outcome = until_done(up, down, idle_watch(&last, idle)).await;
     if outcome == Outcome::Reset {
         reset_on_close(client.as_raw_fd());

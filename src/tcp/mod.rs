@@ -1,12 +1,14 @@
 //! Raw TCP proxying (Gateway servers of protocol TCP, MONGO, REDIS, MYSQL, …): pick the
 //! connection's `tcp` route, a weighted destination and an endpoint, connect within the
-//! cluster's timeout, then let the kernel move the bytes ([`forward`]).
+//! cluster's timeout, then let the kernel move the bytes ([`forward`]); with `--access-log`,
+//! one line per connection once it ends.
 
 mod copy;
 pub mod forward;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 use monoio::net::TcpStream;
@@ -16,7 +18,7 @@ use crate::admin::{L4Counters, L4Kind};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
 use crate::upstream::UpstreamStream;
 use crate::worker::{ConnInfo, WorkerCtx};
-use forward::{Outcome, Traffic};
+use forward::{Outcome, Traffic, Transferred};
 
 /// The client side of a proxied stream. `T` is the stream a terminating protocol hands over
 /// (TLS's), so that this module need not know it.
@@ -45,58 +47,87 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         debug!(peer = %conn.peer, port = conn.listener_port, "no tcp route: connection closed");
         return;
     };
-    serve_route(Client::spliced(client), &[], route, &snap, conn, &ctx).await;
+    serve_route(Client::spliced(client), Inbound::new(conn), route, &snap, &ctx).await;
 }
 
-/// Proxies `client` along `route`, sending `first` (bytes already read from the client, such
-/// as a passed-through ClientHello) ahead of the rest.
+/// The client's side of a proxied connection: as accepted, what it already sent (a
+/// passed-through ClientHello, which goes upstream ahead of the rest) and the SNI it asked for.
+#[derive(Clone, Copy)]
+pub struct Inbound<'a> {
+    pub conn: ConnInfo,
+    pub first: &'a [u8],
+    pub sni: Option<&'a str>,
+}
+
+impl Inbound<'_> {
+    /// A plain TCP connection: nothing read, no SNI.
+    pub fn new(conn: ConnInfo) -> Self {
+        Inbound { conn, first: &[], sni: None }
+    }
+}
+
+/// Proxies `client` along `route`.
 pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
     client: Client<T>,
-    first: &[u8],
+    inbound: Inbound<'_>,
     route: &L4Route,
     snap: &Snapshot,
-    conn: ConnInfo,
     ctx: &Rc<WorkerCtx>,
 ) {
     let route_stats = ctx.l4_counters(L4Kind::Route, &route.name);
     let _route_open = Open::new(&route_stats);
     let Some(cluster_id) = route.destinations.pick(ctx.random()).and_then(|d| d.cluster) else {
         debug!(route = %route.name, "tcp route to an undeclared destination: connection closed");
+        // Envoy's tcp_proxy finds no such cluster: NR, logged as `log` drops.
+        let mut log = ConnLog::new(ctx, &inbound);
+        log.flags = "NR";
         return;
     };
-    serve_cluster(client, first, cluster_id, snap, conn, ctx, &route_stats).await;
+    serve_cluster(client, inbound, cluster_id, snap, ctx, &route_stats).await;
 }
 
 /// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.
 pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
     client: Client<T>,
-    first: &[u8],
+    inbound: Inbound<'_>,
     cluster_id: ClusterId,
     snap: &Snapshot,
-    conn: ConnInfo,
     ctx: &Rc<WorkerCtx>,
     route_stats: &L4Counters,
 ) {
     let cluster = snap.cluster(cluster_id);
+    let mut log = ConnLog::new(ctx, &inbound);
+    log.cluster = Some(&*cluster.name);
     let cluster_stats = ctx.l4_counters(L4Kind::Cluster, &cluster.name);
     let Some(_slot) = cluster.connections.try_acquire(cluster.policy.max_connections) else {
         cluster_stats.overflow.inc();
         debug!(cluster = %cluster.name, "maxConnections reached: connection closed");
+        log.flags = "UO";
         return;
     };
     // The pick stays taken while the connection lives: least-request weighs open streams.
-    let Some(mut pick) = ctx.upstream.balancer.pick(snap, cluster_id, &[], ctx.random(), affinity(cluster, &conn))
+    let Some(mut pick) =
+        ctx.upstream.balancer.pick(snap, cluster_id, &[], ctx.random(), affinity(cluster, &inbound.conn))
     else {
         debug!(cluster = %cluster.name, "no endpoint: connection closed");
+        log.flags = "UH";
         return;
     };
     let addr = cluster.endpoints[pick.endpoint].addr;
+    log.upstream = Some(addr);
     let upstream = connect(addr, cluster, ctx, &cluster_stats).await;
     pick.settle(Some(if upstream.is_some() { Observation::Established } else { Observation::ConnectFailed }));
     let Some(mut upstream) = upstream else {
+        // The connect failed and, with one attempt (Envoy's default), none is left.
+        log.flags = "UF,URX";
         return;
     };
+    if log.started.is_some() {
+        // Asked of the kernel only for the log, once per connection.
+        log.upstream_local = upstream.local_addr().ok();
+    }
     let _cluster_open = Open::new(&cluster_stats);
+    let first = inbound.first;
     if !first.is_empty() {
         if let (Err(e), _) = upstream.write_all(first.to_vec()).await {
             debug!(cluster = %cluster.name, "tcp upstream write failed: {e}");
@@ -104,8 +135,9 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
         }
         route_stats.rx_bytes.add(first.len() as u64);
         cluster_stats.tx_bytes.add(first.len() as u64);
+        log.bytes.received.set(first.len() as u64);
     }
-    let traffic = Traffic { downstream: route_stats, upstream: &cluster_stats };
+    let traffic = Traffic { downstream: route_stats, upstream: &cluster_stats, connection: &log.bytes };
     let idle = cluster.policy.tcp_idle_timeout;
     // The kernel moves the bytes when both sides are plain sockets; TLS on either side is
     // copied through user space.
@@ -138,6 +170,60 @@ async fn connect(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, stats: &L
             debug!(cluster = %cluster.name, %addr, "tcp upstream connect timed out");
             None
         }
+    }
+}
+
+/// One proxied connection as the access log tells it, its line written when the connection
+/// ends however it ends (when this is dropped), as Envoy's tcp_proxy logs a connection as it
+/// closes: Istio's format with `-` for every HTTP field and 0 for the response code.
+struct ConnLog<'a> {
+    ctx: &'a WorkerCtx,
+    conn: ConnInfo,
+    sni: Option<&'a str>,
+    /// When the route took the connection; `None` without `--access-log` (no clock read).
+    started: Option<Instant>,
+    cluster: Option<&'a str>,
+    upstream: Option<SocketAddr>,
+    upstream_local: Option<SocketAddr>,
+    /// Envoy's response flags: `-`, or why the connection was not proxied.
+    flags: &'static str,
+    bytes: Transferred,
+}
+
+impl<'a> ConnLog<'a> {
+    fn new(ctx: &'a WorkerCtx, inbound: &Inbound<'a>) -> Self {
+        ConnLog {
+            ctx,
+            conn: inbound.conn,
+            sni: inbound.sni,
+            started: ctx.access_log.as_ref().map(|_| Instant::now()),
+            cluster: None,
+            upstream: None,
+            upstream_local: None,
+            flags: "-",
+            bytes: Transferred::default(),
+        }
+    }
+}
+
+impl Drop for ConnLog<'_> {
+    fn drop(&mut self) {
+        let (Some(sink), Some(started)) = (&self.ctx.access_log, self.started) else {
+            return;
+        };
+        sink.log_with(self.ctx.draining(), |r| {
+            r.start = Some(sink.wall(started));
+            r.duration_ms = started.elapsed().as_millis() as u64;
+            r.flags = self.flags;
+            r.bytes_received = self.bytes.received.get();
+            r.bytes_sent = self.bytes.sent.get();
+            r.upstream_host = self.upstream;
+            r.upstream_cluster.push_str(self.cluster.unwrap_or_default());
+            r.upstream_local = self.upstream_local;
+            r.downstream_local = Some(self.conn.local);
+            r.downstream_remote = Some(self.conn.peer);
+            r.requested_server_name.push_str(self.sni.unwrap_or_default());
+        });
     }
 }
 

@@ -21,7 +21,7 @@ pub use stream::ServerStream;
 use crate::admin::L4Kind;
 use crate::http::{Downstream, TlsSession};
 use crate::snapshot::{Listener, Server, ServerTlsMode, Snapshot};
-use crate::tcp::Client;
+use crate::tcp::{Client, Inbound};
 use crate::worker::{ClientTcp, ConnInfo, WorkerCtx};
 
 /// Why a TLS connection ended before it was served; logged at debug, counted as
@@ -98,7 +98,7 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
                 let downstream = Downstream { conn, idle, tls: Some(TlsSession::new(sni, xfcc, snap)) };
                 crate::http::serve_connection(stream, downstream, ctx.clone()).await;
             } else {
-                terminated_tcp(stream, server, &snap, conn, &ctx).await;
+                terminated_tcp(stream, server, &snap, Inbound { conn, first: &[], sni: sni.as_deref() }, &ctx).await;
             }
         }
     }
@@ -128,7 +128,8 @@ async fn passthrough(
         return;
     };
     let client = Client::spliced(tcp.into_inner());
-    crate::tcp::serve_route(client, hello.raw.data(), route, snap, conn, ctx).await;
+    let inbound = Inbound { conn, first: hello.raw.data(), sni };
+    crate::tcp::serve_route(client, inbound, route, snap, ctx).await;
 }
 
 /// The server a ClientHello lands on. An SNI of the AUTO_PASSTHROUGH form is matched on the
@@ -159,17 +160,25 @@ async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Snapshot, 
     };
     let stats = ctx.l4_counters(L4Kind::Route, &snap.cluster(cluster).name);
     let client = Client::spliced(tcp.into_inner());
-    crate::tcp::serve_cluster(client, hello.raw.data(), cluster, snap, conn, ctx, &stats).await;
+    let inbound = Inbound { conn, first: hello.raw.data(), sni: hello.sni() };
+    crate::tcp::serve_cluster(client, inbound, cluster, snap, ctx, &stats).await;
 }
 
 /// A `TLS` server that terminates: its `tcp` routes take the plaintext.
-async fn terminated_tcp(stream: ServerStream, server: &Server, snap: &Snapshot, conn: ConnInfo, ctx: &Rc<WorkerCtx>) {
+async fn terminated_tcp(
+    stream: ServerStream,
+    server: &Server,
+    snap: &Snapshot,
+    inbound: Inbound<'_>,
+    ctx: &Rc<WorkerCtx>,
+) {
+    let conn = inbound.conn;
     let Some(route) = server.tcp_routes.iter().find(|r| r.matches(None, conn.local.ip(), conn.peer.ip())) else {
         ctx.stats.tcp_no_route.inc();
         debug!(peer = %conn.peer, "no tcp route behind TLS: connection closed");
         return;
     };
-    crate::tcp::serve_route(Client::Terminated(stream), &[], route, snap, conn, ctx).await;
+    crate::tcp::serve_route(Client::Terminated(stream), inbound, route, snap, ctx).await;
 }
 
 #[cfg(test)]

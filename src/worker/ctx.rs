@@ -10,7 +10,7 @@ use monoio::io::{CancelHandle, Canceller};
 
 use rustc_hash::FxHashMap;
 
-use crate::admin::{IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
+use crate::admin::{HttpCluster, IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
 use crate::http::access_log::Sink;
 use crate::http::limits::ClientLimits;
 use crate::snapshot::{Cluster, Snapshot};
@@ -45,6 +45,8 @@ pub struct WorkerCtx {
     /// This worker's TCP route and cluster counters (one map per [`L4Kind`]), looked up by name
     /// without the registry's lock once seen.
     l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
+    /// This worker's HTTP cluster counters, likewise.
+    http_clusters: RefCell<FxHashMap<Arc<str>, Rc<HttpCluster>>>,
     /// This worker's Istio request series by cluster name (`""`: answered by the gateway),
     /// then by response code and flags.
     istio: RefCell<FxHashMap<Arc<str>, IstioSeries>>,
@@ -69,6 +71,7 @@ impl WorkerCtx {
             limits: opts.limits,
             tls: CoreConfigs::default(),
             l4: RefCell::default(),
+            http_clusters: RefCell::default(),
             istio: RefCell::default(),
             draining: Cell::new(false),
             drain: RefCell::new(Some(drain)),
@@ -117,6 +120,19 @@ impl WorkerCtx {
             return c.clone();
         }
         let c = self.stats.l4.register((kind, name.clone()));
+        cache.insert(name.clone(), c.clone());
+        c
+    }
+
+    /// The HTTP counters of cluster `name` on this worker; an `Rc`, so a request holds them
+    /// with a plain increment.
+    pub fn http_cluster(&self, name: &Arc<str>) -> Rc<HttpCluster> {
+        let mut cache = self.http_clusters.borrow_mut();
+        // Looked up by `&str`, as for the TCP counters.
+        if let Some(c) = cache.get(&**name) {
+            return c.clone();
+        }
+        let c = Rc::new(HttpCluster::new(self.stats.http_clusters.register(name.clone())));
         cache.insert(name.clone(), c.clone());
         c
     }

@@ -218,6 +218,14 @@ pub fn metric(body: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The sum of every sample of `name` (all its label sets) in Prometheus text.
+pub fn metric_sum(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ') | Some(b'{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Reads everything until EOF (or the timeout), for tests that expect a close.
 pub fn read_to_close(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
     stream.set_read_timeout(Some(timeout)).unwrap();

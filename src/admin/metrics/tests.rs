@@ -46,10 +46,8 @@ fn totals_sum_every_worker() {
         w.downstream_cx_total.add(i);
         w.downstream_cx_active.set(i as i64);
         w.downstream_rq_total.add(10 * i);
-        w.upstream_cx_total.add(i);
+        w.http_clusters.register("outbound|80||a.local".into()).cx_total.add(i);
         w.upstream_cx_reused.add(9 * i);
-        w.upstream_rq_total.add(10 * i);
-        w.upstream_cx_connect_fail.add(1);
         w.record_status(200);
         w.record_status(502);
     }
@@ -58,10 +56,8 @@ fn totals_sum_every_worker() {
     assert_eq!(t.downstream_cx_total, 6);
     assert_eq!(t.downstream_cx_active, 6);
     assert_eq!(t.downstream_rq_total, 60);
-    assert_eq!(t.upstream_cx_total, 6);
+    assert_eq!(t.http_clusters["outbound|80||a.local"].cx_total, 6);
     assert_eq!(t.upstream_cx_reused, 54);
-    assert_eq!(t.upstream_rq_total, 60);
-    assert_eq!(t.upstream_cx_connect_fail, 3);
     assert_eq!(t.responses[200], 3);
     assert_eq!(t.responses[502], 3);
     assert_eq!(t.responses_in_class(2), 4);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
-use super::{run_with, Outcome, Stage, Traffic};
+use super::{run_with, Outcome, Stage, Traffic, Transferred};
 use crate::admin::L4Counters;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -60,8 +60,8 @@ async fn both_ways(stages: [Stage; 2]) {
         server.write_all(&pattern(down)).unwrap();
         got
     });
-    let (route, cluster) = (L4Counters::default(), L4Counters::default());
-    let traffic = Traffic { downstream: &route, upstream: &cluster };
+    let (route, cluster, moved) = (L4Counters::default(), L4Counters::default(), Transferred::default());
+    let traffic = Traffic { downstream: &route, upstream: &cluster, connection: &moved };
     let outcome = run_with(stages, client_near, upstream_near, HOUR, traffic).await;
     assert_eq!(outcome, Outcome::Closed);
     assert!(join(server_side).await == pattern(up), "the server got other bytes");
@@ -69,6 +69,7 @@ async fn both_ways(stages: [Stage; 2]) {
     let counts = |c: &L4Counters| (c.rx_bytes.get(), c.tx_bytes.get());
     assert_eq!(counts(&route), (up as u64, down as u64));
     assert_eq!(counts(&cluster), (down as u64, up as u64));
+    assert_eq!((moved.received.get(), moved.sent.get()), (up as u64, down as u64));
 }
 
 /// The server resets its connection (closing with unread bytes): the client is reset too.
@@ -84,8 +85,8 @@ async fn reset_passes_on(stages: [Stage; 2]) {
         drop(server);
     });
     client.write_all(b"ab").unwrap();
-    let (route, cluster) = (L4Counters::default(), L4Counters::default());
-    let traffic = Traffic { downstream: &route, upstream: &cluster };
+    let (route, cluster, moved) = (L4Counters::default(), L4Counters::default(), Transferred::default());
+    let traffic = Traffic { downstream: &route, upstream: &cluster, connection: &moved };
     let outcome = run_with(stages, client_near, upstream_near, HOUR, traffic).await;
     join(server_side).await;
     assert_eq!(outcome, Outcome::Reset);
@@ -97,8 +98,8 @@ async fn reset_passes_on(stages: [Stage; 2]) {
 async fn idle_closes(stages: [Stage; 2]) {
     let (client, client_near) = pair();
     let (server, upstream_near) = pair();
-    let (route, cluster) = (L4Counters::default(), L4Counters::default());
-    let traffic = Traffic { downstream: &route, upstream: &cluster };
+    let (route, cluster, moved) = (L4Counters::default(), L4Counters::default(), Transferred::default());
+    let traffic = Traffic { downstream: &route, upstream: &cluster, connection: &moved };
     let outcome = run_with(stages, client_near, upstream_near, Duration::from_millis(200), traffic).await;
     assert_eq!(outcome, Outcome::IdleTimeout);
     assert_eq!(join(next_read(client)).await.unwrap(), 0);
