@@ -126,6 +126,10 @@ both_drivers! {
                 "{}    headers:\n      response:\n        set:\n          x-direct: yes\n",
                 direct("/edited", "      status: 200\n      body:\n        string: edited\n")
             ),
+            format!(
+                "{}    headers:\n      response:\n        set:\n          content-type: application/json\n",
+                direct("/typed", "      status: 200\n      body:\n        string: \"{}\"\n")
+            ),
         ]
         .concat();
         let (_gw, addr) = start(driver, &http, vec![], &[]);
@@ -142,6 +146,9 @@ both_drivers! {
         assert!(resp.body.is_empty());
         let resp = get(addr, "/edited");
         assert_eq!((resp.header("x-direct"), resp.body_text().as_str()), (Some("yes"), "edited"));
+        let resp = get(addr, "/typed");
+        assert_eq!(resp.header_all("content-type"), ["application/json"], "the route's set replaces the default");
+        assert_eq!(resp.body_text(), "{}");
     }
 
     fn header_edits_at_route_and_destination(driver) {

@@ -816,6 +816,20 @@ date: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\n\r\nno healthy ups
     let s = String::from_utf8(out).unwrap();
     assert!(s.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\n"));
     assert!(s.ends_with("x-a: 1\r\nconnection: close\r\n\r\n"), "{s}");
+    let mut out = Vec::new();
+    write_simple_response(
+        &mut out,
+        &SimpleResponse {
+            status: 200,
+            body: b"{}",
+            headers: &[("Content-Type", "application/json")],
+            ..SimpleResponse::default()
+        },
+        date,
+    );
+    let s = String::from_utf8(out).unwrap();
+    assert_eq!(count_name(&s, "content-type"), 1, "a configured content-type replaces the default: {s}");
+    assert!(s.contains("Content-Type: application/json\r\n"), "{s}");
     assert_eq!(reason_phrase(504), "Gateway Timeout");
     assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
     assert_eq!(reason_phrase(299), "Unknown");

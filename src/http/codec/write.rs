@@ -422,7 +422,8 @@ impl Default for SimpleResponse<'_> {
 }
 
 /// Writes a complete response (head and body) the way Envoy writes a local reply:
-/// `content-length`, `content-type` (with a body), `date`, `server`, then extras.
+/// `content-length`, `content-type` (with a body, unless an extra sets one), `date`, `server`,
+/// then extras.
 /// `date` is the IMF-fixdate from [`super::DateCache`].
 pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, date: &[u8]) {
     let status = resp.status;
@@ -433,7 +434,10 @@ pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, 
         put_u64(out, if bodyless_status { 0 } else { resp.body.len() as u64 });
         out.put_slice(b"\r\n");
     }
-    if !resp.body.is_empty() && !bodyless_status {
+    // A content-type among the extras (a route's response `set`) replaces the default: Envoy's
+    // local reply adds its own only when the route's edits left none.
+    let typed = resp.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    if !resp.body.is_empty() && !bodyless_status && !typed {
         put_header(out, b"content-type", resp.content_type.as_bytes());
     }
     put_header(out, b"date", date);
