@@ -116,10 +116,15 @@ impl Record {
         set(&mut self.route_name, route.unwrap_or_default());
     }
 
+    /// The cluster the route picked, named before any endpoint is: a request no endpoint
+    /// serves (UH) still names it, as Envoy's router records the cluster once it is found.
+    pub fn cluster(&mut self, name: &str) {
+        set(&mut self.upstream_cluster, name);
+    }
+
     /// The endpoint tried (the last one, after retries).
-    pub fn upstream(&mut self, host: SocketAddr, cluster: &str) {
+    pub fn upstream(&mut self, host: SocketAddr) {
         self.upstream_host = Some(host);
-        set(&mut self.upstream_cluster, cluster);
     }
 
     /// The answer's status and details; its flags are set when the request ends, once

@@ -411,6 +411,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             return self.fail_request(meta, &ProxyError::NoCluster).await;
         };
         self.tally.cluster = Some(cluster);
+        if let Some(r) = &mut self.log {
+            r.cluster(&snap.cluster(cluster).name);
+        }
         let retries = &route.policy.retries;
         // A small body is worth holding whole when a retry or a mirror may need it again.
         let replay_wanted = !extras.mirrors.is_empty()
@@ -592,7 +595,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             };
             let addr = cl.endpoints[pick.endpoint].addr;
             if let Some(r) = &mut self.log {
-                r.upstream(addr, &cl.name);
+                r.upstream(addr);
             }
             let attempts_left = attempt < retries.attempts as usize;
             // `maxRetries` bounds the retries in flight on the whole cluster (Envoy's retry
