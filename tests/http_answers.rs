@@ -95,17 +95,30 @@ both_drivers! {
         assert_eq!(got.header("x-forwarded-for"), Some("10.0.0.1, 127.0.0.1"));
         assert_eq!(got.header("x-forwarded-proto"), Some("http"));
         assert_eq!(got.header("x-request-id").map(str::len), Some(36));
+        assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
         assert_eq!(got.header("x-envoy-retry-on"), None, "client x-envoy-* headers are stripped");
         assert_eq!(got.header("x-hop"), None, "headers named in Connection are hop-by-hop");
         assert_eq!(got.header("keep-alive"), None);
     }
 
-    fn internal_request_id_is_kept(driver) {
+    fn every_client_is_external(driver) {
+        // Envoy 1.40 on istiod's gateway config trusts no address, loopback included: the
+        // client's request id is replaced and its address passed on as external.
         let b = Backend::start("app");
         let (_gw, addr) = setup(driver, &b);
-        let resp = client::request(addr, "GET / HTTP/1.1\r\nHost: app.test\r\nx-request-id: abc-123\r\nConnection: close\r\n\r\n");
-        assert_eq!(resp.status, 200);
-        assert_eq!(b.last().header("x-request-id"), Some("abc-123"));
+        let mut c = Conn::open(addr);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            c.send(b"GET / HTTP/1.1\r\nHost: app.test\r\nx-request-id: abc-123\r\nx-envoy-internal: true\r\n\r\n");
+            assert_eq!(c.read_response(false).status, 200);
+            let got = b.last();
+            let id = got.header("x-request-id").unwrap().to_string();
+            assert!(id.len() == 36 && id.as_bytes()[14] == b'4', "a fresh UUID v4: {id}");
+            assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
+            assert_eq!(got.header("x-envoy-internal"), None, "neither added nor passed on");
+            ids.push(id);
+        }
+        assert_ne!(ids[0], ids[1], "each request its own id");
     }
 
     fn wildcard_host_routes(driver) {
@@ -172,14 +185,21 @@ both_drivers! {
         let ok = fields(&lines[0]);
         assert!(ok[0].starts_with('[') && ok[0].ends_with("Z]"), "{}", lines[0]);
         assert_eq!(&ok[1..11], ["\"GET", "/size/7?q=1", "HTTP/1.1\"", "200", "-", "via_upstream", "-", "\"-\"", "0", "7"]);
-        // x-forwarded-for as the gateway forwarded it, the client's own request id (internal).
-        assert_eq!(&ok[13..16], ["\"127.0.0.1\"", "\"t/1\"", "\"abc\""]);
+        // x-forwarded-for as the gateway forwarded it, and the request id the upstream saw: the
+        // gateway's own, the client's `abc` replaced.
+        let sent_id = b.last().header("x-request-id").unwrap().to_string();
+        assert_eq!(&ok[13..16], ["\"127.0.0.1\"".to_string(), "\"t/1\"".to_string(), format!("\"{sent_id}\"")]);
         assert_eq!(ok[16], "\"app.test\"");
         assert_eq!(ok[17], format!("\"127.0.0.1:{}\"", b.port()));
         assert_eq!(ok[18], "outbound|80||app.local");
         assert_eq!(ok[ok.len() - 1], "app", "route name: {}", lines[0]);
         let nr = fields(&lines[1]);
         assert_eq!(&nr[4..7], ["404", "NR", "route_not_found"], "{}", lines[1]);
+        // The gateway's own answers log the id Envoy gives every request.
+        for answered in [&nr, &fields(&lines[2])] {
+            let id = answered[15].trim_matches('"');
+            assert!(id.len() == 36 && id != sent_id, "a request id of its own: {answered:?}");
+        }
         let uf = fields(&lines[2]);
         // Istio's default policy retried the refused connect twice: Envoy logs both flags.
         assert_eq!(&uf[4..6], ["503", "UF,URX"], "{}", lines[2]);

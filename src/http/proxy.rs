@@ -79,7 +79,7 @@ where
     let mut session = Session {
         client,
         idle,
-        peer: Peer { conn, internal: is_internal(conn.peer), ip: conn.peer.ip().to_string(), tls },
+        peer: Peer { conn, ip: conn.peer.ip().to_string(), tls },
         log: ctx.access_log.is_some().then(Box::default),
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
@@ -189,10 +189,15 @@ impl Tally {
 }
 
 /// The client, as routing and header edits see it.
+///
+/// Every client is external, as Envoy 1.40 judges clients at an Istio gateway: istiod sets
+/// `use_remote_address` on gateway connection managers and no `internal_address_config`
+/// (unless `ENABLE_HCM_INTERNAL_NETWORKS`), and since Envoy 1.33 (its runtime guard
+/// `explicit_internal_address_config`, removed in 1.36) no address is internal without one,
+/// private and loopback ones included. So a request always gets `x-envoy-external-address`
+/// and a fresh `x-request-id`, never `x-envoy-internal`.
 struct Peer {
     conn: ConnInfo,
-    /// Envoy trusts request ids only from internal (private or loopback) peers.
-    internal: bool,
     /// Formatted once per connection for `x-forwarded-for`.
     ip: String,
     /// `Some` on an HTTPS connection.
@@ -439,7 +444,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         } else if !extras.mirrors.is_empty() {
             tracing::debug!(peer = %self.peer.conn.peer, "request body too large to hold for a mirror: not mirrored");
         }
-        let mut response = Merged::new(&[], &[], &[&dest.headers.response, &route.policy.headers.response]);
+        let mut response = Merged::new(&[], &[&dest.headers.response, &route.policy.headers.response]);
         // CORS lines replace any the backend sent (Envoy's `setInline`).
         response.remove.extend(extras.cors.iter().map(|(n, _)| *n));
         response.add.extend(extras.cors.iter().map(|(n, v)| (*n, v.as_str())));
@@ -878,8 +883,12 @@ fn plan<'s>(
     peer: &Peer,
     mut log: Option<&mut Record>,
 ) -> (ReqMeta, Plan<'s>, Injected) {
+    // Envoy's connection manager gives every request its id before routing, so the access log
+    // shows one for the gateway's own answers too; a client's own is replaced (see `Peer`).
+    let request_id = RequestId::new(ctx.random(), ctx.random(), ctx.random(), ctx.random());
     if let Some(r) = log.as_deref_mut() {
-        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, peer.tls.as_ref().and_then(|t| t.sni.as_deref()));
+        let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
+        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
     }
     let mut meta = ReqMeta {
         head_len: head.head_len,
@@ -936,7 +945,7 @@ fn plan<'s>(
     // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin gets its lines.
     let cors_lines = cors.map(|c| cors::response_headers(c, &info)).unwrap_or_default();
     let response_headers = || {
-        let mut lines = Merged::new(&[], &[], &[&route.policy.headers.response]).add;
+        let mut lines = Merged::new(&[], &[&route.policy.headers.response]).add;
         lines.retain(|(n, _)| !cors_lines.iter().any(|(c, _)| c == n));
         lines.extend(cors_lines.iter().map(|(n, v)| (*n, &**v)));
         lines
@@ -958,25 +967,23 @@ fn plan<'s>(
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = super::rewrite::path(route, block, &info);
-                let base_add: &[(&str, &str)] = if peer.internal { &[("x-envoy-internal", "true")] } else { &[] };
                 let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
                 let levels = [&dest.headers.request, &route.policy.headers.request];
                 // Nothing to merge on most routes: no allocation then.
-                let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_add, base_remove, &levels));
+                let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
                 let (add, remove, header_authority) = match &merged {
                     Some(m) => (&m.add[..], &m.remove[..], m.authority),
-                    None => (base_add, base_remove, None),
+                    None => (&[][..], base_remove, None),
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
                 let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()).or(header_authority);
-                let request_id = request_id(ctx, peer, head);
                 let edits = RequestEdits {
                     path: path.as_deref(),
                     authority,
                     x_forwarded_proto: scheme,
                     x_forwarded_for_append: &peer.ip,
-                    request_id: request_id.as_ref().map(|id| id.as_str()),
-                    x_envoy_external_address: (!peer.internal).then_some(peer.ip.as_str()),
+                    request_id: Some(request_id.as_str()),
+                    x_envoy_external_address: Some(&peer.ip),
                     x_forwarded_client_cert: peer.tls.as_ref().and_then(|t| t.xfcc.as_deref()),
                     add,
                     remove,
@@ -990,7 +997,7 @@ fn plan<'s>(
                     set_cookie: affinity.set_cookie,
                 };
                 if let Some(r) = log {
-                    r.forwarded(request_id.as_ref().map(|id| id.as_str()), route.name.as_deref());
+                    r.forwarded(route.name.as_deref());
                 }
                 Plan::Forward { route, dest, extras }
             }
@@ -1024,15 +1031,6 @@ fn mirror_copies(
         copies.push(mirror::Copy { cluster, bytes });
     }
     copies
-}
-
-/// A fresh id unless an internal client sent one (Envoy regenerates external clients' ids).
-fn request_id(ctx: &WorkerCtx, peer: &Peer, head: &codec::RequestHead<'_>) -> Option<RequestId> {
-    if peer.internal && head.header("x-request-id").is_some() {
-        None
-    } else {
-        Some(RequestId::new(ctx.random(), ctx.random(), ctx.random(), ctx.random()))
-    }
 }
 
 /// Moves a body that sits whole (and small) in `rb` behind the head already in `out`, so both
@@ -1183,14 +1181,6 @@ async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure>
             at.counters.cx_connect_fail.inc();
             Err(Failure::before(ProxyError::ConnectTimeout))
         }
-    }
-}
-
-/// Envoy's default internal address set: RFC 1918, loopback, unique-local IPv6.
-fn is_internal(peer: SocketAddr) -> bool {
-    match peer.ip() {
-        std::net::IpAddr::V4(ip) => ip.is_private() || ip.is_loopback(),
-        std::net::IpAddr::V6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
     }
 }
 
