@@ -13,7 +13,7 @@ use super::access_log::Record;
 use super::affinity;
 use super::body::{self, BodyError};
 use super::codec::{
-    self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits, ResponseWritten,
+    self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits, ResponseWritten, TryLines,
 };
 use super::fault::{self, Injected};
 use super::headers::Merged;
@@ -235,6 +235,18 @@ struct Extras {
     mirrors: Vec<mirror::Copy>,
     /// The session-affinity cookie generated for this request.
     set_cookie: Option<String>,
+    /// The try lines the head ends with (the first try's).
+    try_lines: TryLines,
+}
+
+/// What `out` holds for the upstream: the head, ending at `head_end` with the try lines
+/// `lines` (a retry rewrites them), and after it the whole body when `inline`, which makes
+/// the request replayable.
+#[derive(Clone, Copy)]
+struct Outgoing {
+    head_end: usize,
+    lines: TryLines,
+    inline: bool,
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
@@ -459,7 +471,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             (None, Some(l)) => (Some(l), ProxyError::DurationTimeout),
             (t, _) => (t, ProxyError::UpstreamTimeout),
         };
-        let exchange = self.exchange(snap, cluster, retries, meta, inline, &response);
+        let outgoing = Outgoing { head_end, lines: extras.try_lines, inline };
+        let exchange = self.exchange(snap, cluster, route, meta, outgoing, &response);
         let result = match timeout {
             Some(t) => monoio::time::timeout(t, exchange).await.ok(),
             None => Some(exchange.await),
@@ -572,17 +585,19 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         res.map(drop)
     }
 
-    /// Connect, send, and relay the response, trying again as the route's retry policy says.
-    /// `out` holds the upstream head (and the body when `inline`, which makes it replayable).
+    /// Connect, send, and relay the response, trying again as the route's retry policy says;
+    /// `out` holds the request as `outgoing` tells.
     async fn exchange(
         &mut self,
         snap: &Snapshot,
         cluster: ClusterId,
-        retries: &RetryPolicy,
+        route: &Route,
         meta: ReqMeta,
-        inline: bool,
+        mut outgoing: Outgoing,
         response: &Merged<'_>,
     ) -> Result<Next, Failure> {
+        let (retries, inline) = (&route.policy.retries, outgoing.inline);
+        let began = Instant::now();
         let cl = snap.cluster(cluster);
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
@@ -628,7 +643,14 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             });
             drop(pick);
             match result {
-                Err(f) if retry_left && !f.response_started && retried(retries, &f.err, inline) => {
+                // A try cut short by its timeout while writing took the request with it: then
+                // there is nothing left to send again.
+                Err(f)
+                    if retry_left
+                        && !f.response_started
+                        && retried(retries, &f.err, inline)
+                        && self.out.len() >= outgoing.head_end =>
+                {
                     // The retry that led here is over: its slot goes back before the next is taken.
                     drop(retry_slot.take());
                     let Some(slot) = cl.retries.try_acquire(policy.max_retries) else {
@@ -640,6 +662,18 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     attempt += 1;
                     ctx.stats.upstream_rq_retry.inc();
                     monoio::time::sleep(retry::backoff(attempt as u32, ctx.random())).await;
+                    // Envoy's router stamps each retry with its number and the time left.
+                    let lines = TryLines {
+                        attempt: Some(attempt as u32 + 1),
+                        expected_timeout_ms: retry::expected_timeout_ms(
+                            route.policy.timeout,
+                            retries.per_try_timeout,
+                            began.elapsed(),
+                        ),
+                    };
+                    outgoing.head_end =
+                        codec::rewrite_try_lines(&mut self.out, outgoing.head_end, &outgoing.lines, &lines);
+                    outgoing.lines = lines;
                 }
                 other => {
                     // The last try ended as a retry would have been asked for: Envoy's URX.
@@ -977,6 +1011,14 @@ fn plan<'s>(
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
                 let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()).or(header_authority);
+                let try_lines = TryLines {
+                    attempt: Some(1),
+                    expected_timeout_ms: retry::expected_timeout_ms(
+                        route.policy.timeout,
+                        route.policy.retries.per_try_timeout,
+                        Duration::ZERO,
+                    ),
+                };
                 let edits = RequestEdits {
                     path: path.as_deref(),
                     authority,
@@ -989,12 +1031,14 @@ fn plan<'s>(
                     remove,
                     keep_alive: true,
                     allow_upgrade: meta.upgrade,
+                    try_lines,
                 };
                 codec::write_request_head(out, head, &edits);
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
                     mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, ctx) },
                     set_cookie: affinity.set_cookie,
+                    try_lines,
                 };
                 if let Some(r) = log {
                     r.forwarded(route.name.as_deref());

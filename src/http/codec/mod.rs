@@ -47,7 +47,8 @@
 //! ```
 //!
 //! Writing (into any [`bytes::BufMut`]: a reused `Vec<u8>` or `BytesMut`)
-//! - [`write_request_head`]`(out, &RequestHead, &RequestEdits)`.
+//! - [`write_request_head`]`(out, &RequestHead, &RequestEdits)`; [`rewrite_try_lines`] updates
+//!   the per-try lines ([`TryLines`]) that end it, for a retry.
 //! - [`write_response_head`]`(out, &ResponseHead, &ResponseEdits) -> ResponseWritten`.
 //! - [`write_simple_response`]`(out, &SimpleResponse, date)`: the gateway's own answers.
 //! - [`reason_phrase`]`(status)`: Envoy's reason phrases (Envoy rewrites every status line).
@@ -89,8 +90,8 @@ pub use httparse::Header;
 pub use request::{parse_request, RequestHead, TargetForm};
 pub use response::{parse_response, ResponseHead};
 pub use write::{
-    reason_phrase, write_request_head, write_response_head, write_simple_response, RequestEdits, ResponseEdits,
-    ResponseWritten, SimpleResponse,
+    reason_phrase, rewrite_try_lines, write_request_head, write_response_head, write_simple_response, RequestEdits,
+    ResponseEdits, ResponseWritten, SimpleResponse, TryLines,
 };
 
 /// Capacity of the fixed header array a parsed head carries; `Limits::max_headers` is

@@ -611,6 +611,34 @@ X-Forwarded-Proto: https\r\nX-Request-Id: client-id\r\nX-Envoyish: kept\r\n\r\n"
 }
 
 #[test]
+fn try_lines_end_the_head_and_a_retry_rewrites_them_in_place() {
+    let s = b"POST /p HTTP/1.1\r\nHost: h\r\nX-Envoy-Attempt-Count: 7\r\nContent-Length: 4\r\n\r\n";
+    let first = TryLines { attempt: Some(1), expected_timeout_ms: Some(1000) };
+    let mut out = Vec::new();
+    write_request_head(&mut out, &ok(s), &RequestEdits { try_lines: first, ..RequestEdits::default() });
+    assert!(out.ends_with(b"x-envoy-attempt-count: 1\r\nx-envoy-expected-rq-timeout-ms: 1000\r\n\r\n"));
+    let mut head_end = out.len();
+    out.extend_from_slice(b"body");
+    // Longer, shorter, then without the timeout line: the head parses back, the body follows.
+    let mut old = first;
+    for (new, attempt, expected) in [
+        (TryLines { attempt: Some(10), expected_timeout_ms: Some(12345) }, "10", Some("12345")),
+        (TryLines { attempt: Some(2), expected_timeout_ms: Some(5) }, "2", Some("5")),
+        (TryLines { attempt: Some(3), expected_timeout_ms: None }, "3", None),
+    ] {
+        head_end = rewrite_try_lines(&mut out, head_end, &old, &new);
+        let back = ok(&out);
+        assert_eq!(back.head_len, head_end);
+        let text = |n: &str| back.header(n).map(|v| std::str::from_utf8(v).unwrap().to_string());
+        assert_eq!(back.header_values("x-envoy-attempt-count").count(), 1, "the client's line is dropped");
+        assert_eq!(text("x-envoy-attempt-count").as_deref(), Some(attempt));
+        assert_eq!(text("x-envoy-expected-rq-timeout-ms").as_deref(), expected);
+        assert_eq!(&out[head_end..], b"body");
+        old = new;
+    }
+}
+
+#[test]
 fn rewrite_writes_framing_exactly_once() {
     let s = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n";
     let out = rewrite(s, &RequestEdits::default());

@@ -41,6 +41,60 @@ pub struct RequestEdits<'a> {
     /// Forward an upgrade request (`RequestHead::upgrade`) as such: keep `upgrade` and
     /// write `connection: upgrade`. When `false` the upgrade headers are dropped.
     pub allow_upgrade: bool,
+    /// The lines of this try, the head's last.
+    pub try_lines: TryLines,
+}
+
+/// The lines Envoy's router writes on each try of a request: `x-envoy-attempt-count` (istiod
+/// turns `include_request_attempt_count` on for every gateway virtual host) and
+/// `x-envoy-expected-rq-timeout-ms`. They end the head, so that a retry rewrites them in
+/// place ([`rewrite_try_lines`]) rather than writing the whole head again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TryLines {
+    /// 1 on the first try, 2 on the first retry…; `None` writes no line.
+    pub attempt: Option<u32>,
+    /// The time the upstream may take, when the try has a timeout.
+    pub expected_timeout_ms: Option<u64>,
+}
+
+impl TryLines {
+    const ATTEMPT: &'static [u8] = b"x-envoy-attempt-count: ";
+    const EXPECTED: &'static [u8] = b"x-envoy-expected-rq-timeout-ms: ";
+    /// Room for both lines at their longest.
+    const MAX_LEN: usize = Self::ATTEMPT.len() + 10 + Self::EXPECTED.len() + 20 + 4;
+
+    fn put<B: BufMut>(&self, out: &mut B) {
+        if let Some(n) = self.attempt {
+            out.put_slice(Self::ATTEMPT);
+            put_u64(out, u64::from(n));
+            out.put_slice(b"\r\n");
+        }
+        if let Some(ms) = self.expected_timeout_ms {
+            out.put_slice(Self::EXPECTED);
+            put_u64(out, ms);
+            out.put_slice(b"\r\n");
+        }
+    }
+
+    /// The bytes [`TryLines::put`] writes.
+    fn len(&self) -> usize {
+        let digits = |v: u64| v.checked_ilog10().map_or(1, |d| d as usize + 1);
+        self.attempt.map_or(0, |n| Self::ATTEMPT.len() + digits(u64::from(n)) + 2)
+            + self.expected_timeout_ms.map_or(0, |ms| Self::EXPECTED.len() + digits(ms) + 2)
+    }
+}
+
+/// Replaces the try lines `old` that end the request head in `out[..head_end]` with `new`'s;
+/// what follows the head (a body held for replay) moves with it. Returns the head's new end.
+pub fn rewrite_try_lines(out: &mut Vec<u8>, head_end: usize, old: &TryLines, new: &TryLines) -> usize {
+    let (start, end) = (head_end - 2 - old.len(), head_end - 2);
+    debug_assert_eq!(&out[end..head_end], b"\r\n");
+    let mut lines = [0u8; TryLines::MAX_LEN];
+    let mut room = &mut lines[..];
+    new.put(&mut room);
+    let len = TryLines::MAX_LEN - room.len();
+    out.splice(start..end, lines[..len].iter().copied());
+    start + len + 2
 }
 
 impl Default for RequestEdits<'_> {
@@ -57,6 +111,7 @@ impl Default for RequestEdits<'_> {
             remove: &[],
             keep_alive: true,
             allow_upgrade: true,
+            try_lines: TryLines::default(),
         }
     }
 }
@@ -237,6 +292,7 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
     for (n, v) in edits.add {
         put_header(out, n.as_bytes(), v.as_bytes());
     }
+    edits.try_lines.put(out);
     out.put_slice(b"\r\n");
 }
 
