@@ -121,6 +121,19 @@ both_drivers! {
         assert_ne!(ids[0], ids[1], "each request its own id");
     }
 
+    fn forwarded_answers_carry_a_date(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        // The backend sends none: the gateway's is added, as Envoy's connection manager does.
+        let resp = client::get(addr, "app.test", "/");
+        let dates = resp.header_all("date");
+        assert_eq!(dates.len(), 1, "{:?}", resp.headers);
+        assert!(dates[0].len() == 29 && dates[0].ends_with(" GMT"), "an IMF-fixdate: {}", dates[0]);
+        // The backend's own is kept, alone.
+        let resp = client::get(addr, "app.test", "/dated");
+        assert_eq!(resp.header_all("date"), [support::backend::DATE]);
+    }
+
     fn wildcard_host_routes(driver) {
         let b = Backend::start("app");
         let (_gw, addr) = setup(driver, &b);

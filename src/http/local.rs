@@ -28,8 +28,13 @@ pub fn answer(
     close: bool,
 ) -> u16 {
     let resp = SimpleResponse { status, headers, body, close, omit_body: is_head, ..SimpleResponse::default() };
-    DATE.with(|d| codec::write_simple_response(out, &resp, d.borrow_mut().now()));
+    date(|date| codec::write_simple_response(out, &resp, date));
     status
+}
+
+/// Calls `f` with the current `date` value, formatted at most once a second on this worker.
+pub fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    DATE.with(|d| f(d.borrow_mut().now()))
 }
 
 /// No virtual host or route: 404 with an empty body, as Envoy answers (NR).

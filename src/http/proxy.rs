@@ -548,18 +548,24 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             return Err(Failure::before(ProxyError::UnexpectedUpgrade));
         }
         self.out.clear();
-        let edits = ResponseEdits {
-            upstream_service_time_ms: Some(sent_at.elapsed().as_millis() as u64),
-            close: !meta.keep_alive || self.ctx.draining(),
-            http10_client: meta.http10,
-            add: &response.add,
-            remove: &response.remove,
-            ..ResponseEdits::default()
-        };
-        let written = codec::write_response_head(&mut self.out, head, &edits);
+        let service_time = sent_at.elapsed().as_millis() as u64;
+        let close = !meta.keep_alive || self.ctx.draining();
+        // A response without `date` gets the gateway's, as Envoy's connection manager adds one.
+        let written = local::date(|date| {
+            let edits = ResponseEdits {
+                upstream_service_time_ms: Some(service_time),
+                date: Some(date),
+                close,
+                http10_client: meta.http10,
+                add: &response.add,
+                remove: &response.remove,
+                ..ResponseEdits::default()
+            };
+            codec::write_response_head(&mut self.out, head, &edits)
+        });
         self.note_status(status, "-", "via_upstream");
         if let Some(r) = &mut self.log {
-            r.upstream_service_time = edits.upstream_service_time_ms;
+            r.upstream_service_time = Some(service_time);
         }
         Ok(ResponseStart::Final { status, head_len, framing: head.framing, keep_alive: head.keep_alive, written })
     }

@@ -751,6 +751,28 @@ date: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\nx-envoy-upstream-s
 }
 
 #[test]
+fn rewrite_response_adds_date_only_where_there_is_none() {
+    let ours = ResponseEdits { date: Some(b"Sun, 06 Nov 1994 08:49:37 GMT"), ..ResponseEdits::default() };
+    let upstream = b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n";
+    let (out, _) = rewrite_resp(upstream, false, &ours);
+    assert_eq!(count_name(&out, "date"), 1);
+    assert!(out.contains("Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n"), "the upstream's is kept: {out}");
+    let (out, _) = rewrite_resp(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, &ours);
+    assert!(out.contains("date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"), "{out}");
+    // A route that removes the upstream's gets ours; one that sets its own keeps it alone.
+    let (out, _) = rewrite_resp(upstream, false, &ResponseEdits { remove: &["date"], ..ours });
+    assert_eq!(
+        lines(&out).iter().filter(|l| l.starts_with("date:")).collect::<Vec<_>>(),
+        ["date: Sun, 06 Nov 1994 08:49:37 GMT"]
+    );
+    let (out, _) = rewrite_resp(upstream, false, &ResponseEdits { remove: &["date"], add: &[("date", "x")], ..ours });
+    assert_eq!(lines(&out).iter().filter(|l| l.starts_with("date:")).collect::<Vec<_>>(), ["date: x"]);
+    // Interim answers get none.
+    let (out, _) = rewrite_resp(b"HTTP/1.1 103 Early Hints\r\n\r\n", false, &ours);
+    assert_eq!(count_name(&out, "date"), 0);
+}
+
+#[test]
 fn rewrite_response_close_and_until_close() {
     let (out, w) = rewrite_resp(
         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",

@@ -304,7 +304,9 @@ pub struct ResponseEdits<'a> {
     pub server: Option<&'a str>,
     /// Adds `x-envoy-upstream-service-time` (replacing an upstream one).
     pub upstream_service_time_ms: Option<u64>,
-    /// Overwrites `date` (as Envoy does) when `Some`, e.g. from [`super::DateCache`].
+    /// Written as `date` when the answer has none (the upstream sent none, or `remove` drops
+    /// it, and `add` sets none): Envoy keeps an upstream's date and adds its own only then.
+    /// E.g. from [`super::DateCache`].
     pub date: Option<&'a [u8]>,
     /// The client connection closes after this response: write `connection: close`.
     pub close: bool,
@@ -370,7 +372,6 @@ pub fn write_response_head<B: BufMut>(
         | Kind::Upgrade
         | Kind::Http2Settings => false,
         Kind::Server => !(final_answer && edits.server.is_some()),
-        Kind::Date => !(final_answer && edits.date.is_some()),
         Kind::XEnvoy => {
             !(final_answer
                 && service_time.is_some()
@@ -391,7 +392,9 @@ pub fn write_response_head<B: BufMut>(
         }
     }
     if final_answer {
-        if let Some(d) = edits.date {
+        let dated = (!in_list(edits.remove, "date") && f.kinds[..f.len].contains(&Kind::Date))
+            || edits.add.iter().any(|(n, _)| n.eq_ignore_ascii_case("date"));
+        if let Some(d) = edits.date.filter(|_| !dated) {
             put_header(out, b"date", d);
         }
         if let Some(s) = edits.server {
