@@ -122,6 +122,7 @@ both_drivers! {
             direct("/text", "      status: 200\n      body:\n        string: hello there\n"),
             direct("/bytes", "      status: 503\n      body:\n        bytes: aGVsbG8=\n"),
             direct("/empty", "      status: 204\n"),
+            direct("/unchanged", "      status: 304\n"),
             format!(
                 "{}    headers:\n      response:\n        set:\n          x-direct: yes\n",
                 direct("/edited", "      status: 200\n      body:\n        string: edited\n")
@@ -141,6 +142,12 @@ both_drivers! {
         let resp = get(addr, "/empty");
         assert_eq!(resp.status, 204);
         assert_eq!(resp.header("content-type"), None);
+        // A 304 says nothing of a length (it would be the representation's): the next answer
+        // on the connection follows its head.
+        let mut c = Conn::open(addr);
+        let resp = c.get("/unchanged", "app.test");
+        assert_eq!((resp.status, resp.header("content-length")), (304, None), "{:?}", resp.headers);
+        assert_eq!(c.get("/text", "app.test").body_text(), "hello there");
         let resp = client::request(addr, "HEAD /text HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
         assert_eq!((resp.status, resp.header("content-length")), (200, Some("11")));
         assert!(resp.body.is_empty());

@@ -880,6 +880,17 @@ date: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\n\r\nno healthy ups
     let s = String::from_utf8(out).unwrap();
     assert_eq!(count_name(&s, "content-type"), 1, "a configured content-type replaces the default: {s}");
     assert!(s.contains("Content-Type: application/json\r\n"), "{s}");
+    for status in [204, 304] {
+        let mut out = Vec::new();
+        write_simple_response(
+            &mut out,
+            &SimpleResponse { status, body: b"ignored", ..SimpleResponse::default() },
+            date,
+        );
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(count_name(&s, "content-length") + count_name(&s, "content-type"), 0, "{s}");
+        assert!(s.ends_with("server: istio-envoy\r\n\r\n"), "no body: {s}");
+    }
     assert_eq!(reason_phrase(504), "Gateway Timeout");
     assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
     assert_eq!(reason_phrase(299), "Unknown");

@@ -487,10 +487,13 @@ impl Default for SimpleResponse<'_> {
 pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, date: &[u8]) {
     let status = resp.status;
     put_status_line(out, resp.http10, status, resp.reason.unwrap_or_else(|| reason_phrase(status)));
+    // 1xx, 204 and 304 carry no body and no content-length: a 304's would have to give the
+    // length of the representation it stands for (RFC 9110 §8.6), which an answer of the
+    // gateway's own has none of.
     let bodyless_status = (100..200).contains(&status) || status == 204 || status == 304;
-    if !((100..200).contains(&status) || status == 204) {
+    if !bodyless_status {
         out.put_slice(b"content-length: ");
-        put_u64(out, if bodyless_status { 0 } else { resp.body.len() as u64 });
+        put_u64(out, resp.body.len() as u64);
         out.put_slice(b"\r\n");
     }
     // A content-type among the extras (a route's response `set`) replaces the default: Envoy's
