@@ -134,6 +134,25 @@ both_drivers! {
         assert_eq!(resp.header_all("date"), [support::backend::DATE]);
     }
 
+    fn http10_clients_get_http11_answers_kept_alive_when_asked(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let mut c = Conn::open(addr);
+        // The gateway's own answers (no route, a direct response) and a forwarded one, all on
+        // one connection the client asked to keep.
+        for (host, path, status) in [("unknown.test", "/", 404), ("app.test", "/direct", 418), ("app.test", "/", 200)] {
+            c.send(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n").as_bytes());
+            let resp = c.read_response(false);
+            assert_eq!((resp.status, resp.version), (status, 1), "{path}: HTTP/1.1 status line");
+            assert_eq!(resp.header("connection"), Some("keep-alive"), "{path}: {:?}", resp.headers);
+        }
+        // Without keep-alive the answer closes the connection, as HTTP/1.0 does by default.
+        c.send(b"GET / HTTP/1.0\r\nHost: unknown.test\r\n\r\n");
+        let resp = c.read_response(false);
+        assert_eq!((resp.status, resp.version, resp.header("connection")), (404, 1, Some("close")));
+        assert!(c.try_read_response(false).is_none(), "closed");
+    }
+
     fn wildcard_host_routes(driver) {
         let b = Backend::start("app");
         let (_gw, addr) = setup(driver, &b);

@@ -18,8 +18,9 @@ use super::codec::{
 use super::fault::{self, Injected};
 use super::headers::Merged;
 use super::limits::ClientLimits;
+use super::local::{self, Ending};
 use super::retry::{self, Outcome};
-use super::{cors, local, mirror};
+use super::{cors, mirror};
 use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
@@ -324,7 +325,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                         Err(_) => {
                             tracing::debug!(peer = %self.peer.conn.peer, "request head not complete in time");
                             self.ctx.stats.downstream_rq_total.inc();
-                            return self.answer_error(&ProxyError::RequestHeadersTimeout).await;
+                            return self.answer_error(&ProxyError::RequestHeadersTimeout, Ending::CLOSE).await;
                         }
                         Ok(Ok(0) | Err(_)) => {
                             // A partial head then EOF: nobody to answer.
@@ -336,7 +337,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 }
                 Err(e) => {
                     self.ctx.stats.downstream_rq_total.inc();
-                    return self.answer_error(&ProxyError::BadRequest(e)).await;
+                    return self.answer_error(&ProxyError::BadRequest(e), Ending::CLOSE).await;
                 }
             }
         };
@@ -355,10 +356,10 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         }
         let plan = match fault.abort {
             Some(status) => {
-                let close = !meta.keep_alive || self.ctx.draining();
+                let end = Ending { close: !meta.keep_alive || self.ctx.draining(), http10: meta.http10 };
                 self.out.clear();
-                local::simple(&mut self.out, status, fault::ABORT_BODY, close);
-                Plan::Local { status, close, details: FAULT_ABORT }
+                local::simple(&mut self.out, status, fault::ABORT_BODY, end);
+                Plan::Local { status, close: end.close, details: FAULT_ABORT }
             }
             None => plan,
         };
@@ -397,19 +398,19 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         len.is_some()
     }
 
-    /// Answers a failure before any response byte went out.
-    async fn answer_error(&mut self, err: &ProxyError) -> Next {
+    /// Answers a failure before any response byte went out; the connection then ends as `end`
+    /// says.
+    async fn answer_error(&mut self, err: &ProxyError, end: Ending) -> Next {
         tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
         let (status, body) = err.answer();
         let (flag, details) = err.log_fields();
         self.note_status(status, flag, details);
         self.out.clear();
-        let close = matches!(err, ProxyError::BadRequest(_) | ProxyError::RequestHeadersTimeout);
         // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
         let overloaded: &[(&str, &str)] =
             if matches!(err, ProxyError::Overflow) { &[("x-envoy-overloaded", "true")] } else { &[] };
-        local::answer(&mut self.out, status, overloaded, body.as_bytes(), false, close);
-        if self.write_out().await.is_err() || close {
+        local::answer(&mut self.out, status, overloaded, body.as_bytes(), false, end);
+        if self.write_out().await.is_err() || end.close {
             Next::Close
         } else {
             Next::KeepAlive
@@ -520,14 +521,12 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         Failure { err, response_started: self.response_started }
     }
 
-    /// Answers `err` and decides whether the client connection survives: only when the
-    /// request body was fully consumed.
+    /// Answers `err`; the client connection survives only when the request body was fully
+    /// consumed, and the answer says which.
     async fn fail_request(&mut self, meta: ReqMeta, err: &ProxyError) -> Next {
         let body_done = self.skip_buffered_body(meta.framing);
-        match self.answer_error(err).await {
-            Next::KeepAlive if body_done && meta.keep_alive => Next::KeepAlive,
-            _ => Next::Close,
-        }
+        let close = !body_done || !meta.keep_alive || self.ctx.draining();
+        self.answer_error(err, Ending { close, http10: meta.http10 }).await
     }
 
     /// Judges a response head; for a final one, writes the client's head into `out` and notes
@@ -950,11 +949,12 @@ fn plan<'s>(
         scheme,
         headers: head.headers(),
     };
-    let close = !meta.keep_alive || ctx.draining();
+    let end = Ending { close: !meta.keep_alive || ctx.draining(), http10: meta.http10 };
+    let close = end.close;
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.
-        let status = local::not_found(out, true);
+        let status = local::not_found(out, Ending { close: true, ..end });
         return (meta, Plan::Local { status, close: true, details: NO_ROUTE }, Injected::default());
     };
     // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
@@ -965,11 +965,11 @@ fn plan<'s>(
     let decision = routes.map_or(RouteDecision::NoVirtualHost, |r| r.route(&info));
     let (route, block) = match decision {
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
-            let plan = Plan::Local { status: local::not_found(out, close), close, details: NO_ROUTE };
+            let plan = Plan::Local { status: local::not_found(out, end), close, details: NO_ROUTE };
             return (meta, plan, Injected::default());
         }
         RouteDecision::HttpsRedirect(_) => {
-            let plan = Plan::Local { status: local::https_redirect(out, &info, close), close, details: DIRECT };
+            let plan = Plan::Local { status: local::https_redirect(out, &info, end), close, details: DIRECT };
             return (meta, plan, Injected::default());
         }
         RouteDecision::Matched { route, block, .. } => (route, block),
@@ -978,7 +978,7 @@ fn plan<'s>(
     let cors = route.policy.cors.as_ref();
     if let Some(cors::Preflight::Answer(lines)) = cors.map(|c| cors::preflight(c, &info)) {
         let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
-        let status = local::answer(out, 200, &lines, b"", false, close);
+        let status = local::answer(out, 200, &lines, b"", false, end);
         return (meta, Plan::Local { status, close, details: CORS_PREFLIGHT }, Injected::default());
     }
     let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, ctx.random(), ctx.random())).unwrap_or_default();
@@ -992,11 +992,11 @@ fn plan<'s>(
     };
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => {
-            let status = local::answer(out, *status, &response_headers(), body, meta.is_head, close);
+            let status = local::answer(out, *status, &response_headers(), body, meta.is_head, end);
             Plan::Local { status, close, details: DIRECT }
         }
         RouteAction::Redirect(r) => {
-            let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), close);
+            let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), end);
             Plan::Local { status, close, details: DIRECT }
         }
         RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
@@ -1051,7 +1051,7 @@ fn plan<'s>(
                 }
                 Plan::Forward { route, dest, extras }
             }
-            None => Plan::Local { status: local::simple(out, 503, b"", close), close, details: NO_UPSTREAM },
+            None => Plan::Local { status: local::simple(out, 503, b"", end), close, details: NO_UPSTREAM },
         },
     };
     (meta, plan, fault)

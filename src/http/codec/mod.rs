@@ -68,8 +68,9 @@
 //!   with other codings (`gzip, chunked`) is 501, as Envoy answers.
 //! - Duplicate `Content-Length` values (several lines or a comma list) are accepted when they
 //!   are all the same number (RFC 9110 §8.6) and re-emitted as one line; differing ones are 400.
-//! - Status lines are rewritten with Envoy's canonical reason phrase, and the version
-//!   `HTTP/1.0` for HTTP/1.0 clients (as Envoy does), `HTTP/1.1` otherwise.
+//! - Status lines are rewritten with Envoy's canonical reason phrase and the version
+//!   `HTTP/1.1`, HTTP/1.0 clients included (RFC 9110 §2.5: the highest version the server
+//!   speaks); a kept HTTP/1.0 connection is announced with `connection: keep-alive`.
 //! - An `Expect: 100-continue` is consumed by the proxy (the caller answers `100 Continue`
 //!   itself, as Envoy does by default) and not forwarded.
 

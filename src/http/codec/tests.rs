@@ -789,7 +789,7 @@ fn rewrite_response_close_and_until_close() {
 fn rewrite_response_dechunks_for_http10_client() {
     let s = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n";
     let (out, w) = rewrite_resp(s, false, &ResponseEdits { http10_client: true, ..ResponseEdits::default() });
-    assert!(out.starts_with("HTTP/1.0 200 OK\r\n"));
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "the version the gateway speaks: {out}");
     assert_eq!(count_name(&out, "transfer-encoding"), 0);
     assert!(out.contains("connection: close\r\n"));
     assert_eq!(w, ResponseWritten { dechunk: true, close: true });
@@ -880,6 +880,10 @@ date: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\n\r\nno healthy ups
     let s = String::from_utf8(out).unwrap();
     assert_eq!(count_name(&s, "content-type"), 1, "a configured content-type replaces the default: {s}");
     assert!(s.contains("Content-Type: application/json\r\n"), "{s}");
+    let mut out = Vec::new();
+    write_simple_response(&mut out, &SimpleResponse { status: 404, http10: true, ..SimpleResponse::default() }, date);
+    let s = String::from_utf8(out).unwrap();
+    assert!(s.starts_with("HTTP/1.1 404 ") && s.ends_with("connection: keep-alive\r\n\r\n"), "{s}");
     for status in [204, 304] {
         let mut out = Vec::new();
         write_simple_response(

@@ -310,8 +310,9 @@ pub struct ResponseEdits<'a> {
     pub date: Option<&'a [u8]>,
     /// The client connection closes after this response: write `connection: close`.
     pub close: bool,
-    /// The client spoke HTTP/1.0: `HTTP/1.0` status line, `connection: keep-alive` when
-    /// kept open, and a chunked answer is de-chunked (see [`ResponseWritten::dechunk`]).
+    /// The client spoke HTTP/1.0: `connection: keep-alive` when kept open, and a chunked
+    /// answer is de-chunked (see [`ResponseWritten::dechunk`]). The status line still says
+    /// `HTTP/1.1`, the version the gateway speaks (RFC 9110 §2.5).
     pub http10_client: bool,
     /// Header lines appended as given.
     pub add: &'a [(&'a str, &'a str)],
@@ -358,7 +359,7 @@ pub fn write_response_head<B: BufMut>(
     let dechunk = edits.http10_client && head.framing == BodyFraming::Chunked;
     let close = !switching && !interim && (edits.close || dechunk || head.framing == BodyFraming::UntilClose);
 
-    put_status_line(out, edits.http10_client, status, reason_phrase(status));
+    put_status_line(out, status, reason_phrase(status));
 
     let service_time = edits.upstream_service_time_ms;
     let final_answer = !interim;
@@ -434,9 +435,11 @@ fn status_line_end(f: &Fields<'_>) -> usize {
     }
 }
 
+/// `HTTP/1.1` to every client: a server answers with the highest version it speaks whose major
+/// version the client's shares (RFC 9110 §2.5), HTTP/1.0 clients included.
 #[inline]
-fn put_status_line<B: BufMut>(out: &mut B, http10: bool, status: u16, reason: &str) {
-    out.put_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+fn put_status_line<B: BufMut>(out: &mut B, status: u16, reason: &str) {
+    out.put_slice(b"HTTP/1.1 ");
     let s = status.min(999);
     out.put_slice(&[b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8, b' ']);
     out.put_slice(reason.as_bytes());
@@ -458,7 +461,7 @@ pub struct SimpleResponse<'a> {
     pub server: &'a str,
     /// Write `connection: close` (e.g. after a protocol error).
     pub close: bool,
-    /// The client spoke HTTP/1.0.
+    /// The client spoke HTTP/1.0: a kept connection is said to be (`connection: keep-alive`).
     pub http10: bool,
     /// The request was HEAD: headers as for the body, but no body bytes.
     pub omit_body: bool,
@@ -486,7 +489,7 @@ impl Default for SimpleResponse<'_> {
 /// `date` is the IMF-fixdate from [`super::DateCache`].
 pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, date: &[u8]) {
     let status = resp.status;
-    put_status_line(out, resp.http10, status, resp.reason.unwrap_or_else(|| reason_phrase(status)));
+    put_status_line(out, status, resp.reason.unwrap_or_else(|| reason_phrase(status)));
     // 1xx, 204 and 304 carry no body and no content-length: a 304's would have to give the
     // length of the representation it stands for (RFC 9110 §8.6), which an answer of the
     // gateway's own has none of.
