@@ -153,6 +153,24 @@ both_drivers! {
         assert!(c.try_read_response(false).is_none(), "closed");
     }
 
+    fn an_answer_before_the_body_is_read_closes_and_lingers(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let part = vec![b'x'; 64 * 1024];
+        for (host, path, status) in [("unknown.test", "/", 404), ("app.test", "/direct", 418)] {
+            let mut c = Conn::open(addr);
+            // Ten megabytes announced, one part sent: the gateway answers without reading on.
+            c.send(format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10000000\r\n\r\n").as_bytes());
+            c.send(&part);
+            let resp = c.read_response(false);
+            assert_eq!((resp.status, resp.header("connection")), (status, Some("close")), "{path}");
+            // What the client still sends is read and dropped, not met with a reset.
+            let rest = c.keep_sending_then_finish(&part, 3).expect("the close lingers");
+            assert!(rest.is_empty(), "nothing after the answer");
+        }
+        assert_eq!(b.count(), 0);
+    }
+
     fn wildcard_host_routes(driver) {
         let b = Backend::start("app");
         let (_gw, addr) = setup(driver, &b);

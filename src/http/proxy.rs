@@ -49,6 +49,11 @@ const OUT_BUF: usize = 4 * 1024;
 const INLINE_BODY: usize = 16 * 1024;
 /// How long a closing connection may take to send its end of stream.
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+/// Lingering close, as nginx's `lingering_close`: after answering a request whose body it did
+/// not read, the gateway reads and discards what the client still sends, for this long and
+/// this many bytes at most, before it closes.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the session knows of a connection besides its bytes.
 pub struct Downstream {
@@ -90,6 +95,7 @@ where
         response_started: false,
         tally: Tally::default(),
     };
+    let mut linger = false;
     loop {
         // Between requests the connection waits here, outside the request's state (boxed, and
         // only while a request is under way), so that an idle connection holds little more
@@ -100,6 +106,10 @@ where
         match Box::pin(session.serve_one()).await {
             Next::KeepAlive => continue,
             Next::Close => break,
+            Next::Linger => {
+                linger = true;
+                break;
+            }
             Next::Upgrade(upstream) => {
                 // Boxed, as the request is: its state would otherwise size every connection.
                 Box::pin(super::tunnel::run(session.client, session.rb, *upstream)).await;
@@ -110,12 +120,18 @@ where
     // Over TLS this is the close_notify that tells a close-delimited answer's end from a cut
     // connection (RFC 8446 §6.1); bounded, as a client that reads nothing would never take it.
     let _ = monoio::time::timeout(CLOSE_NOTIFY_WAIT, session.client.shutdown()).await;
+    if linger {
+        session.linger().await;
+    }
 }
 
 /// What to do with the client connection after one exchange.
 enum Next {
     KeepAlive,
     Close,
+    /// Close, the answer having gone out (saying `connection: close`) before the request body
+    /// was read: the close lingers ([`Session::linger`]).
+    Linger,
     /// The upstream switched protocols (WebSocket): the two connections become a tunnel.
     Upgrade(Box<UpstreamConn>),
 }
@@ -301,6 +317,22 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         matches!(filled, Ok(Ok(n)) if n > 0)
     }
 
+    /// Reads and discards what the client still sends, once the connection's write side is shut
+    /// down after an answer that left the request body unread, until the client closes or
+    /// [`LINGER_TIME`] or [`LINGER_BYTES`] runs out. Closing a socket with unread bytes sends
+    /// a reset, which can destroy the answer before the client has read it.
+    async fn linger(&mut self) {
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.rb.clear();
+            match monoio::time::timeout_at(deadline.into(), self.rb.fill(&mut self.client, CLIENT_BUF)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
+    }
+
     async fn serve_request(&mut self, snap: &Arc<Snapshot>) -> Next {
         self.out.reserve(OUT_BUF);
         self.response_started = false;
@@ -310,8 +342,13 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             // connection's future.
             let parsed = {
                 let mut slots = HeaderSlots::new();
-                codec::parse_request(self.rb.data(), &mut slots, &self.limits.head).map(|head| {
-                    head.map(|head| plan(snap, &head, &mut self.out, &self.ctx, &self.peer, self.log.as_deref_mut()))
+                let data = self.rb.data();
+                codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {
+                    head.map(|head| {
+                        let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
+                        let log = self.log.as_deref_mut();
+                        plan(snap, &head, body_here, &mut self.out, &self.ctx, &self.peer, log)
+                    })
                 })
             };
             match parsed {
@@ -356,7 +393,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         }
         let plan = match fault.abort {
             Some(status) => {
-                let end = Ending { close: !meta.keep_alive || self.ctx.draining(), http10: meta.http10 };
+                let unread = buffered_body_len(self.rb.data(), meta.framing, usize::MAX).is_none();
+                let end = Ending { close: !meta.keep_alive || self.ctx.draining() || unread, http10: meta.http10 };
                 self.out.clear();
                 local::simple(&mut self.out, status, fault::ABORT_BODY, end);
                 Plan::Local { status, close: end.close, details: FAULT_ABORT }
@@ -371,13 +409,14 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     _ => "-",
                 };
                 self.note_status(status, flag, details);
-                // An unread body would desync the connection: skip it if it is all here.
+                // An unread body would desync the connection: skip it if it is all here, else
+                // the answer said `connection: close` and the close lingers.
                 let body_done = self.skip_buffered_body(meta.framing);
-                let res = self.write_out().await;
-                if res.is_err() || close || !body_done {
-                    Next::Close
-                } else {
-                    Next::KeepAlive
+                match self.write_out().await {
+                    Err(_) => Next::Close,
+                    Ok(()) if !body_done => Next::Linger,
+                    Ok(()) if close => Next::Close,
+                    Ok(()) => Next::KeepAlive,
                 }
             }
             Plan::Forward { route, dest, extras } => self.forward(snap, meta, route, dest, extras).await,
@@ -391,7 +430,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     /// Consumes a request body that already sits whole in the read window; false when it does
     /// not (the connection must then close after a local answer).
     fn skip_buffered_body(&mut self, framing: BodyFraming) -> bool {
-        let len = buffered_body_len(&self.rb, framing, usize::MAX);
+        let len = buffered_body_len(self.rb.data(), framing, usize::MAX);
         if let Some(len) = len {
             self.rb.consume(len);
         }
@@ -508,7 +547,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         if !small || meta.expect_continue {
             return Ok(());
         }
-        while buffered_body_len(&self.rb, meta.framing, INLINE_BODY).is_none() && self.rb.len() <= INLINE_BODY {
+        while buffered_body_len(self.rb.data(), meta.framing, INLINE_BODY).is_none() && self.rb.len() <= INLINE_BODY {
             if self.rb.fill(&mut self.client, CLIENT_BUF).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
@@ -526,7 +565,10 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     async fn fail_request(&mut self, meta: ReqMeta, err: &ProxyError) -> Next {
         let body_done = self.skip_buffered_body(meta.framing);
         let close = !body_done || !meta.keep_alive || self.ctx.draining();
-        self.answer_error(err, Ending { close, http10: meta.http10 }).await
+        match self.answer_error(err, Ending { close, http10: meta.http10 }).await {
+            Next::Close if !body_done => Next::Linger,
+            next => next,
+        }
     }
 
     /// Judges a response head; for a final one, writes the client's head into `out` and notes
@@ -744,7 +786,10 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 }
                 sent_whole = self.stream_request_body(&mut conn, meta.framing).await?;
             }
-            return match self.relay_response(&mut conn, meta, sent_at, &at, response).await {
+            // The client's unread body would be taken for its next request: the answer ends the
+            // connection, and says so.
+            let relayed_meta = ReqMeta { keep_alive: meta.keep_alive && sent_whole, ..meta };
+            return match self.relay_response(&mut conn, relayed_meta, sent_at, &at, response).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
                     drop(conn);
                     conn = new_connection(&at, &ctx).await?;
@@ -758,8 +803,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     if reusable && sent_whole && (quota == 0 || conn.requests < quota) {
                         ctx.upstream.pools.put(conn, policy.http_idle_timeout);
                     }
-                    // The client's unread body would be taken for its next request.
-                    Ok(if sent_whole { next } else { Next::Close })
+                    Ok(if sent_whole { next } else { Next::Linger })
                 }
                 Ok(Relayed::Upgraded) => Ok(Next::Upgrade(Box::new(conn))),
             };
@@ -913,10 +957,11 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
 }
 
 /// Routes the request and writes either the local answer or the upstream head into `out`;
-/// also draws the route's faults.
+/// also draws the route's faults. `body_here`: the request's body (if any) is all read.
 fn plan<'s>(
     snap: &'s Snapshot,
     head: &codec::RequestHead<'_>,
+    body_here: bool,
     out: &mut Vec<u8>,
     ctx: &WorkerCtx,
     peer: &Peer,
@@ -949,7 +994,8 @@ fn plan<'s>(
         scheme,
         headers: head.headers(),
     };
-    let end = Ending { close: !meta.keep_alive || ctx.draining(), http10: meta.http10 };
+    // A local answer given before the body is all read ends the connection, and says so.
+    let end = Ending { close: !meta.keep_alive || ctx.draining() || !body_here, http10: meta.http10 };
     let close = end.close;
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
@@ -1087,19 +1133,19 @@ fn mirror_copies(
 /// leave in one write. Returns the body's length when the message is now complete in `out`;
 /// an `UntilClose` body never is.
 fn inline_body(rb: &mut ReadBuf, framing: BodyFraming, out: &mut Vec<u8>) -> Option<u64> {
-    let len = buffered_body_len(rb, framing, INLINE_BODY)?;
+    let len = buffered_body_len(rb.data(), framing, INLINE_BODY)?;
     out.extend_from_slice(&rb.data()[..len]);
     rb.consume(len);
     Some(len as u64)
 }
 
-/// The length of a body (its chunked framing included) that sits whole in `rb`, if it is at
-/// most `max` bytes.
-fn buffered_body_len(rb: &ReadBuf, framing: BodyFraming, max: usize) -> Option<usize> {
+/// The length of a body (its chunked framing included) that sits whole at the start of
+/// `data`, if it is at most `max` bytes.
+fn buffered_body_len(data: &[u8], framing: BodyFraming, max: usize) -> Option<usize> {
     let len = match framing {
         BodyFraming::None => 0,
-        BodyFraming::ContentLength(n) => usize::try_from(n).ok().filter(|&n| n <= rb.len())?,
-        BodyFraming::Chunked => match ChunkedDecoder::new().feed(rb.data()) {
+        BodyFraming::ContentLength(n) => usize::try_from(n).ok().filter(|&n| n <= data.len())?,
+        BodyFraming::Chunked => match ChunkedDecoder::new().feed(data) {
             Ok(p) if p.done => p.consumed,
             _ => return None,
         },
