@@ -122,9 +122,14 @@ both_drivers! {
             direct("/text", "      status: 200\n      body:\n        string: hello there\n"),
             direct("/bytes", "      status: 503\n      body:\n        bytes: aGVsbG8=\n"),
             direct("/empty", "      status: 204\n"),
+            direct("/unchanged", "      status: 304\n"),
             format!(
                 "{}    headers:\n      response:\n        set:\n          x-direct: yes\n",
                 direct("/edited", "      status: 200\n      body:\n        string: edited\n")
+            ),
+            format!(
+                "{}    headers:\n      response:\n        set:\n          content-type: application/json\n",
+                direct("/typed", "      status: 200\n      body:\n        string: \"{}\"\n")
             ),
         ]
         .concat();
@@ -137,11 +142,20 @@ both_drivers! {
         let resp = get(addr, "/empty");
         assert_eq!(resp.status, 204);
         assert_eq!(resp.header("content-type"), None);
+        // A 304 says nothing of a length (it would be the representation's): the next answer
+        // on the connection follows its head.
+        let mut c = Conn::open(addr);
+        let resp = c.get("/unchanged", "app.test");
+        assert_eq!((resp.status, resp.header("content-length")), (304, None), "{:?}", resp.headers);
+        assert_eq!(c.get("/text", "app.test").body_text(), "hello there");
         let resp = client::request(addr, "HEAD /text HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
         assert_eq!((resp.status, resp.header("content-length")), (200, Some("11")));
         assert!(resp.body.is_empty());
         let resp = get(addr, "/edited");
         assert_eq!((resp.header("x-direct"), resp.body_text().as_str()), (Some("yes"), "edited"));
+        let resp = get(addr, "/typed");
+        assert_eq!(resp.header_all("content-type"), ["application/json"], "the route's set replaces the default");
+        assert_eq!(resp.body_text(), "{}");
     }
 
     fn header_edits_at_route_and_destination(driver) {
@@ -272,6 +286,45 @@ both_drivers! {
         let (_, stats) = gw.admin_get("/stats/prometheus");
         let retried = support::metric_sum(&stats, "envoy_cluster_upstream_rq_retry");
         assert!(retried >= 8.0, "retries counted: {retried}");
+    }
+
+    fn tries_carry_attempt_count_and_expected_timeout(driver) {
+        let bad = Backend::with_mode("bad", Mode::Status(503));
+        let good = Backend::start("good");
+        let http = [
+            route(
+                "/tries",
+                "bad.local",
+                "    timeout: 5s\n    retries:\n      attempts: 2\n      perTryTimeout: 1s\n      retryOn: 5xx\n",
+            ),
+            route("/timed", "good.local", "    timeout: 2s\n"),
+            route("/", "good.local", ""),
+        ]
+        .concat();
+        let extra =
+            vec![service_entry("bad", "bad.local", 80, &[bad.port()]), service_entry("good", "good.local", 80, &[good.port()])];
+        let (_gw, addr) = start(driver, &http, extra, &[]);
+
+        // Each try is stamped anew, the body replayed behind the rewritten head; the per-try
+        // timeout is the shorter one, and far from the route's end.
+        let body = vec![b'z'; 9000];
+        let mut c = Conn::open(addr);
+        c.send(format!("POST /tries HTTP/1.1\r\nHost: app.test\r\nx-envoy-attempt-count: 9\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+        c.send(&body);
+        assert_eq!(c.read_response(false).status, 503);
+        let tries = bad.requests();
+        let stamp = |r: &support::backend::Received| {
+            (r.header_all("x-envoy-attempt-count").join(","), r.header("x-envoy-expected-rq-timeout-ms").map(str::to_string))
+        };
+        let stamps: Vec<_> = tries.iter().map(stamp).collect();
+        let want: Vec<_> = ["1", "2", "3"].iter().map(|n| (n.to_string(), Some("1000".to_string()))).collect();
+        assert_eq!(stamps, want);
+        assert!(tries.iter().all(|r| r.body == body), "the body follows each rewritten head");
+
+        assert_eq!(get(addr, "/timed").status, 200);
+        assert_eq!(stamp(&good.last()), ("1".to_string(), Some("2000".to_string())), "the route's timeout");
+        assert_eq!(get(addr, "/plain").status, 200);
+        assert_eq!(stamp(&good.last()), ("1".to_string(), None), "no timeout, none expected");
     }
 
     fn faults_abort_and_delay(driver) {

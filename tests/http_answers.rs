@@ -95,17 +95,80 @@ both_drivers! {
         assert_eq!(got.header("x-forwarded-for"), Some("10.0.0.1, 127.0.0.1"));
         assert_eq!(got.header("x-forwarded-proto"), Some("http"));
         assert_eq!(got.header("x-request-id").map(str::len), Some(36));
+        assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
         assert_eq!(got.header("x-envoy-retry-on"), None, "client x-envoy-* headers are stripped");
         assert_eq!(got.header("x-hop"), None, "headers named in Connection are hop-by-hop");
         assert_eq!(got.header("keep-alive"), None);
     }
 
-    fn internal_request_id_is_kept(driver) {
+    fn every_client_is_external(driver) {
+        // Envoy 1.40 on istiod's gateway config trusts no address, loopback included: the
+        // client's request id is replaced and its address passed on as external.
         let b = Backend::start("app");
         let (_gw, addr) = setup(driver, &b);
-        let resp = client::request(addr, "GET / HTTP/1.1\r\nHost: app.test\r\nx-request-id: abc-123\r\nConnection: close\r\n\r\n");
-        assert_eq!(resp.status, 200);
-        assert_eq!(b.last().header("x-request-id"), Some("abc-123"));
+        let mut c = Conn::open(addr);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            c.send(b"GET / HTTP/1.1\r\nHost: app.test\r\nx-request-id: abc-123\r\nx-envoy-internal: true\r\n\r\n");
+            assert_eq!(c.read_response(false).status, 200);
+            let got = b.last();
+            let id = got.header("x-request-id").unwrap().to_string();
+            assert!(id.len() == 36 && id.as_bytes()[14] == b'4', "a fresh UUID v4: {id}");
+            assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
+            assert_eq!(got.header("x-envoy-internal"), None, "neither added nor passed on");
+            ids.push(id);
+        }
+        assert_ne!(ids[0], ids[1], "each request its own id");
+    }
+
+    fn forwarded_answers_carry_a_date(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        // The backend sends none: the gateway's is added, as Envoy's connection manager does.
+        let resp = client::get(addr, "app.test", "/");
+        let dates = resp.header_all("date");
+        assert_eq!(dates.len(), 1, "{:?}", resp.headers);
+        assert!(dates[0].len() == 29 && dates[0].ends_with(" GMT"), "an IMF-fixdate: {}", dates[0]);
+        // The backend's own is kept, alone.
+        let resp = client::get(addr, "app.test", "/dated");
+        assert_eq!(resp.header_all("date"), [support::backend::DATE]);
+    }
+
+    fn http10_clients_get_http11_answers_kept_alive_when_asked(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let mut c = Conn::open(addr);
+        // The gateway's own answers (no route, a direct response) and a forwarded one, all on
+        // one connection the client asked to keep.
+        for (host, path, status) in [("unknown.test", "/", 404), ("app.test", "/direct", 418), ("app.test", "/", 200)] {
+            c.send(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n").as_bytes());
+            let resp = c.read_response(false);
+            assert_eq!((resp.status, resp.version), (status, 1), "{path}: HTTP/1.1 status line");
+            assert_eq!(resp.header("connection"), Some("keep-alive"), "{path}: {:?}", resp.headers);
+        }
+        // Without keep-alive the answer closes the connection, as HTTP/1.0 does by default.
+        c.send(b"GET / HTTP/1.0\r\nHost: unknown.test\r\n\r\n");
+        let resp = c.read_response(false);
+        assert_eq!((resp.status, resp.version, resp.header("connection")), (404, 1, Some("close")));
+        assert!(c.try_read_response(false).is_none(), "closed");
+    }
+
+    fn an_answer_before_the_body_is_read_closes_and_lingers(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = setup(driver, &b);
+        let part = vec![b'x'; 64 * 1024];
+        for (host, path, status) in [("unknown.test", "/", 404), ("app.test", "/direct", 418)] {
+            let mut c = Conn::open(addr);
+            // Ten megabytes announced, one part sent: the gateway answers without reading on.
+            c.send(format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10000000\r\n\r\n").as_bytes());
+            c.send(&part);
+            let resp = c.read_response(false);
+            assert_eq!((resp.status, resp.header("connection")), (status, Some("close")), "{path}");
+            // What the client still sends is read and dropped, not met with a reset.
+            let rest = c.keep_sending_then_finish(&part, 3).expect("the close lingers");
+            assert!(rest.is_empty(), "nothing after the answer");
+        }
+        assert_eq!(b.count(), 0);
     }
 
     fn wildcard_host_routes(driver) {
@@ -172,14 +235,21 @@ both_drivers! {
         let ok = fields(&lines[0]);
         assert!(ok[0].starts_with('[') && ok[0].ends_with("Z]"), "{}", lines[0]);
         assert_eq!(&ok[1..11], ["\"GET", "/size/7?q=1", "HTTP/1.1\"", "200", "-", "via_upstream", "-", "\"-\"", "0", "7"]);
-        // x-forwarded-for as the gateway forwarded it, the client's own request id (internal).
-        assert_eq!(&ok[13..16], ["\"127.0.0.1\"", "\"t/1\"", "\"abc\""]);
+        // x-forwarded-for as the gateway forwarded it, and the request id the upstream saw: the
+        // gateway's own, the client's `abc` replaced.
+        let sent_id = b.last().header("x-request-id").unwrap().to_string();
+        assert_eq!(&ok[13..16], ["\"127.0.0.1\"".to_string(), "\"t/1\"".to_string(), format!("\"{sent_id}\"")]);
         assert_eq!(ok[16], "\"app.test\"");
         assert_eq!(ok[17], format!("\"127.0.0.1:{}\"", b.port()));
         assert_eq!(ok[18], "outbound|80||app.local");
         assert_eq!(ok[ok.len() - 1], "app", "route name: {}", lines[0]);
         let nr = fields(&lines[1]);
         assert_eq!(&nr[4..7], ["404", "NR", "route_not_found"], "{}", lines[1]);
+        // The gateway's own answers log the id Envoy gives every request.
+        for answered in [&nr, &fields(&lines[2])] {
+            let id = answered[15].trim_matches('"');
+            assert!(id.len() == 36 && id != sent_id, "a request id of its own: {answered:?}");
+        }
         let uf = fields(&lines[2]);
         // Istio's default policy retried the refused connect twice: Envoy logs both flags.
         assert_eq!(&uf[4..6], ["503", "UF,URX"], "{}", lines[2]);

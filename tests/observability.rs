@@ -182,6 +182,10 @@ both_drivers! {
         assert_eq!(status_flags("/ok"), ("200".into(), "-".into()));
         assert_eq!(status_flags("/"), ("404".into(), "NR".into()));
         assert_eq!(status_flags("/empty"), ("503".into(), "UH".into()));
+        // The cluster exists though no endpoint serves it: %UPSTREAM_CLUSTER% names it, as the
+        // metrics' destination_service does.
+        let uh = line("/empty");
+        assert!(uh.contains(" \"-\" outbound|80||empty.local "), "no upstream host, the cluster named: {uh}");
         assert_eq!(status_flags("/slow"), ("504".into(), "UT".into()));
         assert_eq!(status_flags("/size/50000000"), ("200".into(), "DC".into()));
     }

@@ -80,8 +80,8 @@ impl Record {
         };
     }
 
-    /// The request as the client sent it; `remote_ip` is `remote`'s address, formatted once
-    /// per connection.
+    /// The request as the client sent it, with the id the gateway gave it; `remote_ip` is
+    /// `remote`'s address, formatted once per connection.
     pub fn begin(
         &mut self,
         head: &RequestHead<'_>,
@@ -89,6 +89,7 @@ impl Record {
         remote: SocketAddr,
         remote_ip: &str,
         sni: Option<&str>,
+        request_id: &str,
     ) {
         let header = |name: &str| String::from_utf8_lossy(head.header(name).unwrap_or_default());
         set(&mut self.method, head.method);
@@ -101,26 +102,27 @@ impl Record {
         }
         self.x_forwarded_for.push_str(remote_ip);
         set(&mut self.user_agent, &header("user-agent"));
-        set(&mut self.request_id, &header("x-request-id"));
+        set(&mut self.request_id, request_id);
         set(&mut self.authority, head.host().unwrap_or_default());
         self.downstream_local = Some(local);
         self.downstream_remote = Some(remote);
         set(&mut self.requested_server_name, sni.unwrap_or_default());
     }
 
-    /// The request is forwarded on `route` with the request id the upstream sees (`None`: the
-    /// client's own was kept).
-    pub fn forwarded(&mut self, request_id: Option<&str>, route: Option<&str>) {
-        if let Some(id) = request_id {
-            set(&mut self.request_id, id);
-        }
+    /// The request is forwarded on `route`.
+    pub fn forwarded(&mut self, route: Option<&str>) {
         set(&mut self.route_name, route.unwrap_or_default());
     }
 
+    /// The cluster the route picked, named before any endpoint is: a request no endpoint
+    /// serves (UH) still names it, as Envoy's router records the cluster once it is found.
+    pub fn cluster(&mut self, name: &str) {
+        set(&mut self.upstream_cluster, name);
+    }
+
     /// The endpoint tried (the last one, after retries).
-    pub fn upstream(&mut self, host: SocketAddr, cluster: &str) {
+    pub fn upstream(&mut self, host: SocketAddr) {
         self.upstream_host = Some(host);
-        set(&mut self.upstream_cluster, cluster);
     }
 
     /// The answer's status and details; its flags are set when the request ends, once

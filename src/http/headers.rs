@@ -16,14 +16,14 @@ pub struct Merged<'s> {
 }
 
 impl<'s> Merged<'s> {
-    /// Starts from the gateway's own edits (`add`, `remove`), then applies `levels` in order.
+    /// Starts from the gateway's own removals (`remove`), then applies `levels` in order.
     ///
     /// Envoy applies a weighted cluster's (destination's) edits before the route's, so pass
     /// them in that order: a later `set` or `remove` of a name also drops the lines earlier
     /// levels appended. Within one level removals go first, then `set`, then `add`, as
     /// Envoy's `HeaderParser::evaluateHeaders` does.
-    pub fn new(add: &[(&'s str, &'s str)], remove: &[&'s str], levels: &[&'s HeaderEdits]) -> Self {
-        let mut out = Merged { remove: remove.to_vec(), add: add.to_vec(), authority: None };
+    pub fn new(remove: &[&'s str], levels: &[&'s HeaderEdits]) -> Self {
+        let mut out = Merged { remove: remove.to_vec(), add: Vec::new(), authority: None };
         for level in levels {
             let replaced = level.set.iter().map(|(n, _)| &**n).filter(|n| *n != "host");
             for name in level.remove.iter().map(|n| &**n).chain(replaced) {

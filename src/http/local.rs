@@ -12,9 +12,24 @@ thread_local! {
     static DATE: RefCell<DateCache> = RefCell::new(DateCache::default());
 }
 
+/// How the client connection goes on after an answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending {
+    /// Closed after the answer, which says so (`connection: close`).
+    pub close: bool,
+    /// The client spoke HTTP/1.0: a connection kept open is said to be
+    /// (`connection: keep-alive`), as HTTP/1.0 closes unless told otherwise.
+    pub http10: bool,
+}
+
+impl Ending {
+    /// Closed, whatever the client spoke: e.g. after a request whose head did not parse.
+    pub const CLOSE: Ending = Ending { close: true, http10: false };
+}
+
 /// A plain answer: `content-type: text/plain` when there is a body.
-pub fn simple(out: &mut Vec<u8>, status: u16, body: &[u8], close: bool) -> u16 {
-    answer(out, status, &[], body, false, close)
+pub fn simple(out: &mut Vec<u8>, status: u16, body: &[u8], end: Ending) -> u16 {
+    answer(out, status, &[], body, false, end)
 }
 
 /// An answer with extra header lines (a route's response `headers`, CORS); `is_head` leaves
@@ -25,22 +40,35 @@ pub fn answer(
     headers: &[(&str, &str)],
     body: &[u8],
     is_head: bool,
-    close: bool,
+    end: Ending,
 ) -> u16 {
-    let resp = SimpleResponse { status, headers, body, close, omit_body: is_head, ..SimpleResponse::default() };
-    DATE.with(|d| codec::write_simple_response(out, &resp, d.borrow_mut().now()));
+    let resp = SimpleResponse {
+        status,
+        headers,
+        body,
+        close: end.close,
+        http10: end.http10,
+        omit_body: is_head,
+        ..SimpleResponse::default()
+    };
+    date(|date| codec::write_simple_response(out, &resp, date));
     status
 }
 
+/// Calls `f` with the current `date` value, formatted at most once a second on this worker.
+pub fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    DATE.with(|d| f(d.borrow_mut().now()))
+}
+
 /// No virtual host or route: 404 with an empty body, as Envoy answers (NR).
-pub fn not_found(out: &mut Vec<u8>, close: bool) -> u16 {
-    simple(out, 404, b"", close)
+pub fn not_found(out: &mut Vec<u8>, end: Ending) -> u16 {
+    simple(out, 404, b"", end)
 }
 
 /// A `tls.httpsRedirect` server: 301 to https, Host kept verbatim (port included).
-pub fn https_redirect(out: &mut Vec<u8>, req: &RequestInfo<'_>, close: bool) -> u16 {
+pub fn https_redirect(out: &mut Vec<u8>, req: &RequestInfo<'_>, end: Ending) -> u16 {
     let location = location("https", req.host, req.path, req.query);
-    answer(out, 301, &[("location", &location)], b"", false, close)
+    answer(out, 301, &[("location", &location)], b"", false, end)
 }
 
 /// An HTTPRoute `redirect`: scheme, authority, port and path replaced as configured, the
@@ -51,7 +79,7 @@ pub fn redirect(
     req: &RequestInfo<'_>,
     listener_port: u16,
     headers: &[(&str, &str)],
-    close: bool,
+    end: Ending,
 ) -> u16 {
     let scheme = r.scheme.as_deref().unwrap_or(req.scheme);
     let (req_host, req_port) = split_host_port(req.host);
@@ -74,7 +102,7 @@ pub fn redirect(
     let mut lines = Vec::with_capacity(1 + headers.len());
     lines.push(("location", location.as_str()));
     lines.extend_from_slice(headers);
-    answer(out, r.code, &lines, b"", false, close)
+    answer(out, r.code, &lines, b"", false, end)
 }
 
 fn location(scheme: &str, authority: &str, path: &str, query: Option<&str>) -> String {

@@ -13,13 +13,14 @@ use super::access_log::Record;
 use super::affinity;
 use super::body::{self, BodyError};
 use super::codec::{
-    self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits, ResponseWritten,
+    self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits, ResponseWritten, TryLines,
 };
 use super::fault::{self, Injected};
 use super::headers::Merged;
 use super::limits::ClientLimits;
+use super::local::{self, Ending};
 use super::retry::{self, Outcome};
-use super::{cors, local, mirror};
+use super::{cors, mirror};
 use crate::admin::{EndpointCounters, HttpCluster};
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
@@ -48,6 +49,11 @@ const OUT_BUF: usize = 4 * 1024;
 const INLINE_BODY: usize = 16 * 1024;
 /// How long a closing connection may take to send its end of stream.
 const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+/// Lingering close, as nginx's `lingering_close`: after answering a request whose body it did
+/// not read, the gateway reads and discards what the client still sends, for this long and
+/// this many bytes at most, before it closes.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the session knows of a connection besides its bytes.
 pub struct Downstream {
@@ -119,7 +125,7 @@ where
     let mut session = Session {
         client,
         idle,
-        peer: Peer { conn, internal: is_internal(conn.peer), ip: conn.peer.ip().to_string(), tls },
+        peer: Peer { conn, ip: conn.peer.ip().to_string(), tls },
         log: ctx.access_log.is_some().then(Box::default),
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
@@ -129,6 +135,7 @@ where
         response_started: false,
         tally: Tally::default(),
     };
+    let mut linger = false;
     loop {
         // Between requests the connection waits here, outside the request's state (boxed, and
         // only while a request is under way), so that an idle connection holds little more
@@ -139,6 +146,10 @@ where
         match Box::pin(session.serve_one()).await {
             Next::KeepAlive => continue,
             Next::Close => break,
+            Next::Linger => {
+                linger = true;
+                break;
+            }
             Next::Upgrade(upstream) => {
                 // Boxed, as the request is: its state would otherwise size every connection.
                 Box::pin(super::tunnel::run(session.client, session.rb, *upstream)).await;
@@ -149,12 +160,18 @@ where
     // Over TLS this is the close_notify that tells a close-delimited answer's end from a cut
     // connection (RFC 8446 §6.1); bounded, as a client that reads nothing would never take it.
     let _ = monoio::time::timeout(CLOSE_NOTIFY_WAIT, session.client.shutdown()).await;
+    if linger {
+        session.linger().await;
+    }
 }
 
 /// What to do with the client connection after one exchange.
 enum Next {
     KeepAlive,
     Close,
+    /// Close, the answer having gone out (saying `connection: close`) before the request body
+    /// was read: the close lingers ([`Session::linger`]).
+    Linger,
     /// The upstream switched protocols (WebSocket): the two connections become a tunnel.
     Upgrade(Box<UpstreamConn>),
 }
@@ -229,10 +246,15 @@ impl Tally {
 }
 
 /// The client, as routing and header edits see it.
+///
+/// Every client is external, as Envoy 1.40 judges clients at an Istio gateway: istiod sets
+/// `use_remote_address` on gateway connection managers and no `internal_address_config`
+/// (unless `ENABLE_HCM_INTERNAL_NETWORKS`), and since Envoy 1.33 (its runtime guard
+/// `explicit_internal_address_config`, removed in 1.36) no address is internal without one,
+/// private and loopback ones included. So a request always gets `x-envoy-external-address`
+/// and a fresh `x-request-id`, never `x-envoy-internal`.
 struct Peer {
     conn: ConnInfo,
-    /// Envoy trusts request ids only from internal (private or loopback) peers.
-    internal: bool,
     /// Formatted once per connection for `x-forwarded-for`.
     ip: String,
     /// `Some` on an HTTPS connection.
@@ -277,6 +299,18 @@ struct Extras {
     mirrors: Vec<mirror::Copy>,
     /// The session-affinity cookie generated for this request.
     set_cookie: Option<String>,
+    /// The try lines the head ends with (the first try's).
+    try_lines: TryLines,
+}
+
+/// What `out` holds for the upstream: the head, ending at `head_end` with the try lines
+/// `lines` (a retry rewrites them), and after it the whole body when `inline`, which makes
+/// the request replayable.
+#[derive(Clone, Copy)]
+struct Outgoing {
+    head_end: usize,
+    lines: TryLines,
+    inline: bool,
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
@@ -333,6 +367,22 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         matches!(filled, Ok(Ok(n)) if n > 0)
     }
 
+    /// Reads and discards what the client still sends, once the connection's write side is shut
+    /// down after an answer that left the request body unread, until the client closes or
+    /// [`LINGER_TIME`] or [`LINGER_BYTES`] runs out. Closing a socket with unread bytes sends
+    /// a reset, which can destroy the answer before the client has read it.
+    async fn linger(&mut self) {
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.rb.clear();
+            match monoio::time::timeout_at(deadline.into(), self.rb.fill(&mut self.client, CLIENT_BUF)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
+    }
+
     async fn serve_request(&mut self, snap: &Arc<Snapshot>) -> Next {
         self.out.reserve(OUT_BUF);
         self.response_started = false;
@@ -342,8 +392,13 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             // connection's future.
             let parsed = {
                 let mut slots = HeaderSlots::new();
-                codec::parse_request(self.rb.data(), &mut slots, &self.limits.head).map(|head| {
-                    head.map(|head| plan(snap, &head, &mut self.out, &self.ctx, &self.peer, self.log.as_deref_mut()))
+                let data = self.rb.data();
+                codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {
+                    head.map(|head| {
+                        let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
+                        let log = self.log.as_deref_mut();
+                        plan(snap, &head, body_here, &mut self.out, &self.ctx, &self.peer, log)
+                    })
                 })
             };
             match parsed {
@@ -357,7 +412,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                         Err(_) => {
                             tracing::debug!(peer = %self.peer.conn.peer, "request head not complete in time");
                             self.ctx.stats.downstream_rq_total.inc();
-                            return self.answer_error(&ProxyError::RequestHeadersTimeout).await;
+                            return self.answer_error(&ProxyError::RequestHeadersTimeout, Ending::CLOSE).await;
                         }
                         Ok(Ok(0) | Err(_)) => {
                             // A partial head then EOF: nobody to answer.
@@ -369,7 +424,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 }
                 Err(e) => {
                     self.ctx.stats.downstream_rq_total.inc();
-                    return self.answer_error(&ProxyError::BadRequest(e)).await;
+                    return self.answer_error(&ProxyError::BadRequest(e), Ending::CLOSE).await;
                 }
             }
         };
@@ -388,10 +443,11 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         }
         let plan = match fault.abort {
             Some(status) => {
-                let close = !meta.keep_alive || self.closing();
+                let unread = buffered_body_len(self.rb.data(), meta.framing, usize::MAX).is_none();
+                let end = Ending { close: !meta.keep_alive || self.closing() || unread, http10: meta.http10 };
                 self.out.clear();
-                local::simple(&mut self.out, status, fault::ABORT_BODY, close);
-                Plan::Local { status, close, details: FAULT_ABORT }
+                local::simple(&mut self.out, status, fault::ABORT_BODY, end);
+                Plan::Local { status, close: end.close, details: FAULT_ABORT }
             }
             None => plan,
         };
@@ -403,13 +459,14 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     _ => "-",
                 };
                 self.note_status(status, flag, details);
-                // An unread body would desync the connection: skip it if it is all here.
+                // An unread body would desync the connection: skip it if it is all here, else
+                // the answer said `connection: close` and the close lingers.
                 let body_done = self.skip_buffered_body(meta.framing);
-                let res = self.write_out().await;
-                if res.is_err() || close || !body_done {
-                    Next::Close
-                } else {
-                    Next::KeepAlive
+                match self.write_out().await {
+                    Err(_) => Next::Close,
+                    Ok(()) if !body_done => Next::Linger,
+                    Ok(()) if close => Next::Close,
+                    Ok(()) => Next::KeepAlive,
                 }
             }
             Plan::Forward { route, dest, extras } => self.forward(snap, meta, route, dest, extras).await,
@@ -429,26 +486,26 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     /// Consumes a request body that already sits whole in the read window; false when it does
     /// not (the connection must then close after a local answer).
     fn skip_buffered_body(&mut self, framing: BodyFraming) -> bool {
-        let len = buffered_body_len(&self.rb, framing, usize::MAX);
+        let len = buffered_body_len(self.rb.data(), framing, usize::MAX);
         if let Some(len) = len {
             self.rb.consume(len);
         }
         len.is_some()
     }
 
-    /// Answers a failure before any response byte went out.
-    async fn answer_error(&mut self, err: &ProxyError) -> Next {
+    /// Answers a failure before any response byte went out; the connection then ends as `end`
+    /// says.
+    async fn answer_error(&mut self, err: &ProxyError, end: Ending) -> Next {
         tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
         let (status, body) = err.answer();
         let (flag, details) = err.log_fields();
         self.note_status(status, flag, details);
         self.out.clear();
-        let close = matches!(err, ProxyError::BadRequest(_) | ProxyError::RequestHeadersTimeout);
         // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
         let overloaded: &[(&str, &str)] =
             if matches!(err, ProxyError::Overflow) { &[("x-envoy-overloaded", "true")] } else { &[] };
-        local::answer(&mut self.out, status, overloaded, body.as_bytes(), false, close);
-        if self.write_out().await.is_err() || close {
+        local::answer(&mut self.out, status, overloaded, body.as_bytes(), false, end);
+        if self.write_out().await.is_err() || end.close {
             Next::Close
         } else {
             Next::KeepAlive
@@ -467,6 +524,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             return self.fail_request(meta, &ProxyError::NoCluster).await;
         };
         self.tally.cluster = Some(cluster);
+        if let Some(r) = &mut self.log {
+            r.cluster(&snap.cluster(cluster).name);
+        }
         let retries = &route.policy.retries;
         // A small body is worth holding whole when a retry or a mirror may need it again.
         let replay_wanted = !extras.mirrors.is_empty()
@@ -492,7 +552,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         } else if !extras.mirrors.is_empty() {
             tracing::debug!(peer = %self.peer.conn.peer, "request body too large to hold for a mirror: not mirrored");
         }
-        let mut response = Merged::new(&[], &[], &[&dest.headers.response, &route.policy.headers.response]);
+        let mut response = Merged::new(&[], &[&dest.headers.response, &route.policy.headers.response]);
         // CORS lines replace any the backend sent (Envoy's `setInline`).
         response.remove.extend(extras.cors.iter().map(|(n, _)| *n));
         response.add.extend(extras.cors.iter().map(|(n, v)| (*n, v.as_str())));
@@ -507,7 +567,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             (None, Some(l)) => (Some(l), ProxyError::DurationTimeout),
             (t, _) => (t, ProxyError::UpstreamTimeout),
         };
-        let exchange = self.exchange(snap, cluster, retries, meta, inline, &response);
+        let outgoing = Outgoing { head_end, lines: extras.try_lines, inline };
+        let exchange = self.exchange(snap, cluster, route, meta, outgoing, &response);
         let result = match timeout {
             Some(t) => monoio::time::timeout(t, exchange).await.ok(),
             None => Some(exchange.await),
@@ -548,7 +609,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         if !small || meta.expect_continue {
             return Ok(());
         }
-        while buffered_body_len(&self.rb, meta.framing, INLINE_BODY).is_none() && self.rb.len() <= INLINE_BODY {
+        while buffered_body_len(self.rb.data(), meta.framing, INLINE_BODY).is_none() && self.rb.len() <= INLINE_BODY {
             if self.rb.fill(&mut self.client, CLIENT_BUF).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
@@ -561,13 +622,14 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         Failure { err, response_started: self.response_started }
     }
 
-    /// Answers `err` and decides whether the client connection survives: only when the
-    /// request body was fully consumed.
+    /// Answers `err`; the client connection survives only when the request body was fully
+    /// consumed, and the answer says which.
     async fn fail_request(&mut self, meta: ReqMeta, err: &ProxyError) -> Next {
         let body_done = self.skip_buffered_body(meta.framing);
-        match self.answer_error(err).await {
-            Next::KeepAlive if body_done && meta.keep_alive => Next::KeepAlive,
-            _ => Next::Close,
+        let close = !body_done || !meta.keep_alive || self.closing();
+        match self.answer_error(err, Ending { close, http10: meta.http10 }).await {
+            Next::Close if !body_done => Next::Linger,
+            next => next,
         }
     }
 
@@ -589,18 +651,24 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             return Err(Failure::before(ProxyError::UnexpectedUpgrade));
         }
         self.out.clear();
-        let edits = ResponseEdits {
-            upstream_service_time_ms: Some(sent_at.elapsed().as_millis() as u64),
-            close: !meta.keep_alive || self.closing(),
-            http10_client: meta.http10,
-            add: &response.add,
-            remove: &response.remove,
-            ..ResponseEdits::default()
-        };
-        let written = codec::write_response_head(&mut self.out, head, &edits);
+        let service_time = sent_at.elapsed().as_millis() as u64;
+        let close = !meta.keep_alive || self.closing();
+        // A response without `date` gets the gateway's, as Envoy's connection manager adds one.
+        let written = local::date(|date| {
+            let edits = ResponseEdits {
+                upstream_service_time_ms: Some(service_time),
+                date: Some(date),
+                close,
+                http10_client: meta.http10,
+                add: &response.add,
+                remove: &response.remove,
+                ..ResponseEdits::default()
+            };
+            codec::write_response_head(&mut self.out, head, &edits)
+        });
         self.note_status(status, "-", "via_upstream");
         if let Some(r) = &mut self.log {
-            r.upstream_service_time = edits.upstream_service_time_ms;
+            r.upstream_service_time = Some(service_time);
         }
         Ok(ResponseStart::Final { status, head_len, framing: head.framing, keep_alive: head.keep_alive, written })
     }
@@ -626,17 +694,19 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         res.map(drop)
     }
 
-    /// Connect, send, and relay the response, trying again as the route's retry policy says.
-    /// `out` holds the upstream head (and the body when `inline`, which makes it replayable).
+    /// Connect, send, and relay the response, trying again as the route's retry policy says;
+    /// `out` holds the request as `outgoing` tells.
     async fn exchange(
         &mut self,
         snap: &Snapshot,
         cluster: ClusterId,
-        retries: &RetryPolicy,
+        route: &Route,
         meta: ReqMeta,
-        inline: bool,
+        mut outgoing: Outgoing,
         response: &Merged<'_>,
     ) -> Result<Next, Failure> {
+        let (retries, inline) = (&route.policy.retries, outgoing.inline);
+        let began = Instant::now();
         let cl = snap.cluster(cluster);
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
@@ -655,7 +725,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             };
             let addr = cl.endpoints[pick.endpoint].addr;
             if let Some(r) = &mut self.log {
-                r.upstream(addr, &cl.name);
+                r.upstream(addr);
             }
             let attempts_left = attempt < retries.attempts as usize;
             // `maxRetries` bounds the retries in flight on the whole cluster (Envoy's retry
@@ -684,7 +754,14 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             });
             drop(pick);
             match result {
-                Err(f) if retry_left && !f.response_started && retried(retries, &f.err, inline) => {
+                // A try cut short by its timeout while writing took the request with it: then
+                // there is nothing left to send again.
+                Err(f)
+                    if retry_left
+                        && !f.response_started
+                        && retried(retries, &f.err, inline)
+                        && self.out.len() >= outgoing.head_end =>
+                {
                     // The retry that led here is over: its slot goes back before the next is taken.
                     drop(retry_slot.take());
                     let Some(slot) = cl.retries.try_acquire(policy.max_retries) else {
@@ -696,6 +773,18 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     attempt += 1;
                     cluster_stats.rq_retry.inc();
                     monoio::time::sleep(retry::backoff(attempt as u32, ctx.random())).await;
+                    // Envoy's router stamps each retry with its number and the time left.
+                    let lines = TryLines {
+                        attempt: Some(attempt as u32 + 1),
+                        expected_timeout_ms: retry::expected_timeout_ms(
+                            route.policy.timeout,
+                            retries.per_try_timeout,
+                            began.elapsed(),
+                        ),
+                    };
+                    outgoing.head_end =
+                        codec::rewrite_try_lines(&mut self.out, outgoing.head_end, &outgoing.lines, &lines);
+                    outgoing.lines = lines;
                 }
                 other => {
                     // The last try ended as a retry would have been asked for: Envoy's URX.
@@ -761,7 +850,10 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 }
                 sent_whole = self.stream_request_body(&mut conn, meta.framing).await?;
             }
-            return match self.relay_response(&mut conn, meta, sent_at, &at, response).await {
+            // The client's unread body would be taken for its next request: the answer ends the
+            // connection, and says so.
+            let relayed_meta = ReqMeta { keep_alive: meta.keep_alive && sent_whole, ..meta };
+            return match self.relay_response(&mut conn, relayed_meta, sent_at, &at, response).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
                     drop(conn);
                     conn = new_connection(&at, &ctx).await?;
@@ -775,8 +867,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     if reusable && sent_whole && (quota == 0 || conn.requests < quota) {
                         ctx.upstream.pools.put(conn, policy.http_idle_timeout);
                     }
-                    // The client's unread body would be taken for its next request.
-                    Ok(if sent_whole { next } else { Next::Close })
+                    Ok(if sent_whole { next } else { Next::Linger })
                 }
                 Ok(Relayed::Upgraded) => Ok(Next::Upgrade(Box::new(conn))),
             };
@@ -931,17 +1022,22 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
 }
 
 /// Routes the request and writes either the local answer or the upstream head into `out`;
-/// also draws the route's faults.
+/// also draws the route's faults. `body_here`: the request's body (if any) is all read.
 fn plan<'s>(
     snap: &'s Snapshot,
     head: &codec::RequestHead<'_>,
+    body_here: bool,
     out: &mut Vec<u8>,
     ctx: &WorkerCtx,
     peer: &Peer,
     mut log: Option<&mut Record>,
 ) -> (ReqMeta, Plan<'s>, Injected) {
+    // Envoy's connection manager gives every request its id before routing, so the access log
+    // shows one for the gateway's own answers too; a client's own is replaced (see `Peer`).
+    let request_id = RequestId::new(ctx.random(), ctx.random(), ctx.random(), ctx.random());
     if let Some(r) = log.as_deref_mut() {
-        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, peer.tls.as_ref().and_then(|t| t.sni.as_deref()));
+        let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
+        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
     }
     let mut meta = ReqMeta {
         head_len: head.head_len,
@@ -963,11 +1059,13 @@ fn plan<'s>(
         scheme,
         headers: head.headers(),
     };
-    let close = !meta.keep_alive || ctx.draining() || peer.stale();
+    // A local answer given before the body is all read ends the connection, and says so.
+    let end = Ending { close: !meta.keep_alive || ctx.draining() || peer.stale() || !body_here, http10: meta.http10 };
+    let close = end.close;
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.
-        let status = local::not_found(out, true);
+        let status = local::not_found(out, Ending { close: true, ..end });
         return (meta, Plan::Local { status, close: true, details: NO_ROUTE }, Injected::default());
     };
     // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
@@ -978,11 +1076,11 @@ fn plan<'s>(
     let decision = routes.map_or(RouteDecision::NoVirtualHost, |r| r.route(&info));
     let (route, block) = match decision {
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
-            let plan = Plan::Local { status: local::not_found(out, close), close, details: NO_ROUTE };
+            let plan = Plan::Local { status: local::not_found(out, end), close, details: NO_ROUTE };
             return (meta, plan, Injected::default());
         }
         RouteDecision::HttpsRedirect(_) => {
-            let plan = Plan::Local { status: local::https_redirect(out, &info, close), close, details: DIRECT };
+            let plan = Plan::Local { status: local::https_redirect(out, &info, end), close, details: DIRECT };
             return (meta, plan, Injected::default());
         }
         RouteDecision::Matched { route, block, .. } => (route, block),
@@ -991,25 +1089,25 @@ fn plan<'s>(
     let cors = route.policy.cors.as_ref();
     if let Some(cors::Preflight::Answer(lines)) = cors.map(|c| cors::preflight(c, &info)) {
         let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
-        let status = local::answer(out, 200, &lines, b"", false, close);
+        let status = local::answer(out, 200, &lines, b"", false, end);
         return (meta, Plan::Local { status, close, details: CORS_PREFLIGHT }, Injected::default());
     }
     let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, ctx.random(), ctx.random())).unwrap_or_default();
     // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin gets its lines.
     let cors_lines = cors.map(|c| cors::response_headers(c, &info)).unwrap_or_default();
     let response_headers = || {
-        let mut lines = Merged::new(&[], &[], &[&route.policy.headers.response]).add;
+        let mut lines = Merged::new(&[], &[&route.policy.headers.response]).add;
         lines.retain(|(n, _)| !cors_lines.iter().any(|(c, _)| c == n));
         lines.extend(cors_lines.iter().map(|(n, v)| (*n, &**v)));
         lines
     };
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => {
-            let status = local::answer(out, *status, &response_headers(), body, meta.is_head, close);
+            let status = local::answer(out, *status, &response_headers(), body, meta.is_head, end);
             Plan::Local { status, close, details: DIRECT }
         }
         RouteAction::Redirect(r) => {
-            let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), close);
+            let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), end);
             Plan::Local { status, close, details: DIRECT }
         }
         RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
@@ -1020,43 +1118,51 @@ fn plan<'s>(
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = super::rewrite::path(route, block, &info);
-                let base_add: &[(&str, &str)] = if peer.internal { &[("x-envoy-internal", "true")] } else { &[] };
                 let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
                 let levels = [&dest.headers.request, &route.policy.headers.request];
                 // Nothing to merge on most routes: no allocation then.
-                let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_add, base_remove, &levels));
+                let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
                 let (add, remove, header_authority) = match &merged {
                     Some(m) => (&m.add[..], &m.remove[..], m.authority),
-                    None => (base_add, base_remove, None),
+                    None => (&[][..], base_remove, None),
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
                 let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()).or(header_authority);
-                let request_id = request_id(ctx, peer, head);
+                let try_lines = TryLines {
+                    attempt: Some(1),
+                    expected_timeout_ms: retry::expected_timeout_ms(
+                        route.policy.timeout,
+                        route.policy.retries.per_try_timeout,
+                        Duration::ZERO,
+                    ),
+                };
                 let edits = RequestEdits {
                     path: path.as_deref(),
                     authority,
                     x_forwarded_proto: scheme,
                     x_forwarded_for_append: &peer.ip,
-                    request_id: request_id.as_ref().map(|id| id.as_str()),
-                    x_envoy_external_address: (!peer.internal).then_some(peer.ip.as_str()),
+                    request_id: Some(request_id.as_str()),
+                    x_envoy_external_address: Some(&peer.ip),
                     x_forwarded_client_cert: peer.tls.as_ref().and_then(|t| t.xfcc.as_deref()),
                     add,
                     remove,
                     keep_alive: true,
                     allow_upgrade: meta.upgrade,
+                    try_lines,
                 };
                 codec::write_request_head(out, head, &edits);
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
                     mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, ctx) },
                     set_cookie: affinity.set_cookie,
+                    try_lines,
                 };
                 if let Some(r) = log {
-                    r.forwarded(request_id.as_ref().map(|id| id.as_str()), route.name.as_deref());
+                    r.forwarded(route.name.as_deref());
                 }
                 Plan::Forward { route, dest, extras }
             }
-            None => Plan::Local { status: local::simple(out, 503, b"", close), close, details: NO_UPSTREAM },
+            None => Plan::Local { status: local::simple(out, 503, b"", end), close, details: NO_UPSTREAM },
         },
     };
     (meta, plan, fault)
@@ -1088,32 +1194,23 @@ fn mirror_copies(
     copies
 }
 
-/// A fresh id unless an internal client sent one (Envoy regenerates external clients' ids).
-fn request_id(ctx: &WorkerCtx, peer: &Peer, head: &codec::RequestHead<'_>) -> Option<RequestId> {
-    if peer.internal && head.header("x-request-id").is_some() {
-        None
-    } else {
-        Some(RequestId::new(ctx.random(), ctx.random(), ctx.random(), ctx.random()))
-    }
-}
-
 /// Moves a body that sits whole (and small) in `rb` behind the head already in `out`, so both
 /// leave in one write. Returns the body's length when the message is now complete in `out`;
 /// an `UntilClose` body never is.
 fn inline_body(rb: &mut ReadBuf, framing: BodyFraming, out: &mut Vec<u8>) -> Option<u64> {
-    let len = buffered_body_len(rb, framing, INLINE_BODY)?;
+    let len = buffered_body_len(rb.data(), framing, INLINE_BODY)?;
     out.extend_from_slice(&rb.data()[..len]);
     rb.consume(len);
     Some(len as u64)
 }
 
-/// The length of a body (its chunked framing included) that sits whole in `rb`, if it is at
-/// most `max` bytes.
-fn buffered_body_len(rb: &ReadBuf, framing: BodyFraming, max: usize) -> Option<usize> {
+/// The length of a body (its chunked framing included) that sits whole at the start of
+/// `data`, if it is at most `max` bytes.
+fn buffered_body_len(data: &[u8], framing: BodyFraming, max: usize) -> Option<usize> {
     let len = match framing {
         BodyFraming::None => 0,
-        BodyFraming::ContentLength(n) => usize::try_from(n).ok().filter(|&n| n <= rb.len())?,
-        BodyFraming::Chunked => match ChunkedDecoder::new().feed(rb.data()) {
+        BodyFraming::ContentLength(n) => usize::try_from(n).ok().filter(|&n| n <= data.len())?,
+        BodyFraming::Chunked => match ChunkedDecoder::new().feed(data) {
             Ok(p) if p.done => p.consumed,
             _ => return None,
         },
@@ -1246,14 +1343,6 @@ async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure>
             at.counters.cx_connect_fail.inc();
             Err(Failure::before(ProxyError::ConnectTimeout))
         }
-    }
-}
-
-/// Envoy's default internal address set: RFC 1918, loopback, unique-local IPv6.
-fn is_internal(peer: SocketAddr) -> bool {
-    match peer.ip() {
-        std::net::IpAddr::V4(ip) => ip.is_private() || ip.is_loopback(),
-        std::net::IpAddr::V6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
     }
 }
 

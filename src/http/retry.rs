@@ -63,3 +63,18 @@ pub fn backoff(retry: u32, draw: u32) -> Duration {
     let ms = ceiling.as_millis() as u32;
     Duration::from_millis(u64::from(draw % (ms + 1)))
 }
+
+/// `x-envoy-expected-rq-timeout-ms` for a try sent `elapsed` into the request, as Envoy's
+/// router computes it (`FilterUtility::setTimeoutHeaders`): the per-try timeout when it is
+/// shorter than the route's (or the route has none), else the route's; never more than what
+/// is left of the route's, and at least 1 ms. `None` when neither timeout is set.
+pub fn expected_timeout_ms(route: Option<Duration>, per_try: Option<Duration>, elapsed: Duration) -> Option<u64> {
+    let ms = |d: Option<Duration>| d.map_or(0, |d| d.as_millis() as u64);
+    let (global, per_try) = (ms(route), ms(per_try));
+    let expected = if per_try > 0 && (global == 0 || per_try < global) { per_try } else { global };
+    match (expected, global) {
+        (0, _) => None,
+        (expected, 0) => Some(expected),
+        (expected, global) => Some(expected.min(global.saturating_sub(elapsed.as_millis() as u64)).max(1)),
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! It answers by path: `/status/N` (status N), `/delay/MS` (answers after MS ms), `/size/N`
 //! (N body bytes, Content-Length), `/chunked/N` (N body bytes, chunked), `/upload` (drains the
-//! request body and answers its length and checksum), anything else: 200 with the backend's
+//! request body and answers its length and checksum), `/dated` (200 with [`DATE`] as its `date`),
+//! anything else: 200 with the backend's
 //! name. Every response carries `x-backend: NAME`; every request is recorded. A [`Mode`] other
 //! than `Normal` overrides all of this for every request.
 
@@ -129,6 +130,9 @@ pub fn read_head(r: &mut impl BufRead) -> Option<Received> {
     Some(Received { method, target, headers, body: Vec::new() })
 }
 
+/// The `date` a `/dated` answer carries.
+pub const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
 /// Bodies above this are counted, not kept.
 const KEEP_BODY: usize = 1 << 20;
 
@@ -187,6 +191,8 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
                     w.write_all(b"0\r\n\r\n")
                 },
             )
+        } else if path == "/dated" {
+            write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ndate: {DATE}\r\ncontent-length: 0\r\n{conn}\r\n")
         } else if path == "/upload" {
             let body = format!("{len} {sum}");
             write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-length: {}\r\n{conn}\r\n{body}", body.len())

@@ -50,6 +50,20 @@ impl Conn {
         self.reader.get_mut().write_all(raw).unwrap();
     }
 
+    /// Sends `part` `times` more times, each after a pause, then ends the request side and
+    /// reads to the end of stream: what followed the last answer read, or the error of a
+    /// gateway that reset the connection rather than take what was sent.
+    pub fn keep_sending_then_finish(&mut self, part: &[u8], times: usize) -> std::io::Result<Vec<u8>> {
+        for _ in 0..times {
+            std::thread::sleep(Duration::from_millis(100));
+            self.reader.get_mut().write_all(part)?;
+        }
+        self.reader.get_mut().shutdown(std::net::Shutdown::Write)?;
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest)?;
+        Ok(rest)
+    }
+
     pub fn get(&mut self, path: &str, host: &str) -> Response {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
         self.read_response(false)

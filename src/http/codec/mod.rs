@@ -47,7 +47,8 @@
 //! ```
 //!
 //! Writing (into any [`bytes::BufMut`]: a reused `Vec<u8>` or `BytesMut`)
-//! - [`write_request_head`]`(out, &RequestHead, &RequestEdits)`.
+//! - [`write_request_head`]`(out, &RequestHead, &RequestEdits)`; [`rewrite_try_lines`] updates
+//!   the per-try lines ([`TryLines`]) that end it, for a retry.
 //! - [`write_response_head`]`(out, &ResponseHead, &ResponseEdits) -> ResponseWritten`.
 //! - [`write_simple_response`]`(out, &SimpleResponse, date)`: the gateway's own answers.
 //! - [`reason_phrase`]`(status)`: Envoy's reason phrases (Envoy rewrites every status line).
@@ -67,8 +68,9 @@
 //!   with other codings (`gzip, chunked`) is 501, as Envoy answers.
 //! - Duplicate `Content-Length` values (several lines or a comma list) are accepted when they
 //!   are all the same number (RFC 9110 §8.6) and re-emitted as one line; differing ones are 400.
-//! - Status lines are rewritten with Envoy's canonical reason phrase, and the version
-//!   `HTTP/1.0` for HTTP/1.0 clients (as Envoy does), `HTTP/1.1` otherwise.
+//! - Status lines are rewritten with Envoy's canonical reason phrase and the version
+//!   `HTTP/1.1`, HTTP/1.0 clients included (RFC 9110 §2.5: the highest version the server
+//!   speaks); a kept HTTP/1.0 connection is announced with `connection: keep-alive`.
 //! - An `Expect: 100-continue` is consumed by the proxy (the caller answers `100 Continue`
 //!   itself, as Envoy does by default) and not forwarded.
 
@@ -89,8 +91,8 @@ pub use httparse::Header;
 pub use request::{parse_request, RequestHead, TargetForm};
 pub use response::{parse_response, ResponseHead};
 pub use write::{
-    reason_phrase, write_request_head, write_response_head, write_simple_response, RequestEdits, ResponseEdits,
-    ResponseWritten, SimpleResponse,
+    reason_phrase, rewrite_try_lines, write_request_head, write_response_head, write_simple_response, RequestEdits,
+    ResponseEdits, ResponseWritten, SimpleResponse, TryLines,
 };
 
 /// Capacity of the fixed header array a parsed head carries; `Limits::max_headers` is

@@ -611,6 +611,34 @@ X-Forwarded-Proto: https\r\nX-Request-Id: client-id\r\nX-Envoyish: kept\r\n\r\n"
 }
 
 #[test]
+fn try_lines_end_the_head_and_a_retry_rewrites_them_in_place() {
+    let s = b"POST /p HTTP/1.1\r\nHost: h\r\nX-Envoy-Attempt-Count: 7\r\nContent-Length: 4\r\n\r\n";
+    let first = TryLines { attempt: Some(1), expected_timeout_ms: Some(1000) };
+    let mut out = Vec::new();
+    write_request_head(&mut out, &ok(s), &RequestEdits { try_lines: first, ..RequestEdits::default() });
+    assert!(out.ends_with(b"x-envoy-attempt-count: 1\r\nx-envoy-expected-rq-timeout-ms: 1000\r\n\r\n"));
+    let mut head_end = out.len();
+    out.extend_from_slice(b"body");
+    // Longer, shorter, then without the timeout line: the head parses back, the body follows.
+    let mut old = first;
+    for (new, attempt, expected) in [
+        (TryLines { attempt: Some(10), expected_timeout_ms: Some(12345) }, "10", Some("12345")),
+        (TryLines { attempt: Some(2), expected_timeout_ms: Some(5) }, "2", Some("5")),
+        (TryLines { attempt: Some(3), expected_timeout_ms: None }, "3", None),
+    ] {
+        head_end = rewrite_try_lines(&mut out, head_end, &old, &new);
+        let back = ok(&out);
+        assert_eq!(back.head_len, head_end);
+        let text = |n: &str| back.header(n).map(|v| std::str::from_utf8(v).unwrap().to_string());
+        assert_eq!(back.header_values("x-envoy-attempt-count").count(), 1, "the client's line is dropped");
+        assert_eq!(text("x-envoy-attempt-count").as_deref(), Some(attempt));
+        assert_eq!(text("x-envoy-expected-rq-timeout-ms").as_deref(), expected);
+        assert_eq!(&out[head_end..], b"body");
+        old = new;
+    }
+}
+
+#[test]
 fn rewrite_writes_framing_exactly_once() {
     let s = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n";
     let out = rewrite(s, &RequestEdits::default());
@@ -723,6 +751,28 @@ date: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\nx-envoy-upstream-s
 }
 
 #[test]
+fn rewrite_response_adds_date_only_where_there_is_none() {
+    let ours = ResponseEdits { date: Some(b"Sun, 06 Nov 1994 08:49:37 GMT"), ..ResponseEdits::default() };
+    let upstream = b"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n";
+    let (out, _) = rewrite_resp(upstream, false, &ours);
+    assert_eq!(count_name(&out, "date"), 1);
+    assert!(out.contains("Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n"), "the upstream's is kept: {out}");
+    let (out, _) = rewrite_resp(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, &ours);
+    assert!(out.contains("date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"), "{out}");
+    // A route that removes the upstream's gets ours; one that sets its own keeps it alone.
+    let (out, _) = rewrite_resp(upstream, false, &ResponseEdits { remove: &["date"], ..ours });
+    assert_eq!(
+        lines(&out).iter().filter(|l| l.starts_with("date:")).collect::<Vec<_>>(),
+        ["date: Sun, 06 Nov 1994 08:49:37 GMT"]
+    );
+    let (out, _) = rewrite_resp(upstream, false, &ResponseEdits { remove: &["date"], add: &[("date", "x")], ..ours });
+    assert_eq!(lines(&out).iter().filter(|l| l.starts_with("date:")).collect::<Vec<_>>(), ["date: x"]);
+    // Interim answers get none.
+    let (out, _) = rewrite_resp(b"HTTP/1.1 103 Early Hints\r\n\r\n", false, &ours);
+    assert_eq!(count_name(&out, "date"), 0);
+}
+
+#[test]
 fn rewrite_response_close_and_until_close() {
     let (out, w) = rewrite_resp(
         b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
@@ -739,7 +789,7 @@ fn rewrite_response_close_and_until_close() {
 fn rewrite_response_dechunks_for_http10_client() {
     let s = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n";
     let (out, w) = rewrite_resp(s, false, &ResponseEdits { http10_client: true, ..ResponseEdits::default() });
-    assert!(out.starts_with("HTTP/1.0 200 OK\r\n"));
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "the version the gateway speaks: {out}");
     assert_eq!(count_name(&out, "transfer-encoding"), 0);
     assert!(out.contains("connection: close\r\n"));
     assert_eq!(w, ResponseWritten { dechunk: true, close: true });
@@ -816,6 +866,35 @@ date: Sun, 06 Nov 1994 08:49:37 GMT\r\nserver: istio-envoy\r\n\r\nno healthy ups
     let s = String::from_utf8(out).unwrap();
     assert!(s.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\n"));
     assert!(s.ends_with("x-a: 1\r\nconnection: close\r\n\r\n"), "{s}");
+    let mut out = Vec::new();
+    write_simple_response(
+        &mut out,
+        &SimpleResponse {
+            status: 200,
+            body: b"{}",
+            headers: &[("Content-Type", "application/json")],
+            ..SimpleResponse::default()
+        },
+        date,
+    );
+    let s = String::from_utf8(out).unwrap();
+    assert_eq!(count_name(&s, "content-type"), 1, "a configured content-type replaces the default: {s}");
+    assert!(s.contains("Content-Type: application/json\r\n"), "{s}");
+    let mut out = Vec::new();
+    write_simple_response(&mut out, &SimpleResponse { status: 404, http10: true, ..SimpleResponse::default() }, date);
+    let s = String::from_utf8(out).unwrap();
+    assert!(s.starts_with("HTTP/1.1 404 ") && s.ends_with("connection: keep-alive\r\n\r\n"), "{s}");
+    for status in [204, 304] {
+        let mut out = Vec::new();
+        write_simple_response(
+            &mut out,
+            &SimpleResponse { status, body: b"ignored", ..SimpleResponse::default() },
+            date,
+        );
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(count_name(&s, "content-length") + count_name(&s, "content-type"), 0, "{s}");
+        assert!(s.ends_with("server: istio-envoy\r\n\r\n"), "no body: {s}");
+    }
     assert_eq!(reason_phrase(504), "Gateway Timeout");
     assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
     assert_eq!(reason_phrase(299), "Unknown");

@@ -41,6 +41,60 @@ pub struct RequestEdits<'a> {
     /// Forward an upgrade request (`RequestHead::upgrade`) as such: keep `upgrade` and
     /// write `connection: upgrade`. When `false` the upgrade headers are dropped.
     pub allow_upgrade: bool,
+    /// The lines of this try, the head's last.
+    pub try_lines: TryLines,
+}
+
+/// The lines Envoy's router writes on each try of a request: `x-envoy-attempt-count` (istiod
+/// turns `include_request_attempt_count` on for every gateway virtual host) and
+/// `x-envoy-expected-rq-timeout-ms`. They end the head, so that a retry rewrites them in
+/// place ([`rewrite_try_lines`]) rather than writing the whole head again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TryLines {
+    /// 1 on the first try, 2 on the first retry…; `None` writes no line.
+    pub attempt: Option<u32>,
+    /// The time the upstream may take, when the try has a timeout.
+    pub expected_timeout_ms: Option<u64>,
+}
+
+impl TryLines {
+    const ATTEMPT: &'static [u8] = b"x-envoy-attempt-count: ";
+    const EXPECTED: &'static [u8] = b"x-envoy-expected-rq-timeout-ms: ";
+    /// Room for both lines at their longest.
+    const MAX_LEN: usize = Self::ATTEMPT.len() + 10 + Self::EXPECTED.len() + 20 + 4;
+
+    fn put<B: BufMut>(&self, out: &mut B) {
+        if let Some(n) = self.attempt {
+            out.put_slice(Self::ATTEMPT);
+            put_u64(out, u64::from(n));
+            out.put_slice(b"\r\n");
+        }
+        if let Some(ms) = self.expected_timeout_ms {
+            out.put_slice(Self::EXPECTED);
+            put_u64(out, ms);
+            out.put_slice(b"\r\n");
+        }
+    }
+
+    /// The bytes [`TryLines::put`] writes.
+    fn len(&self) -> usize {
+        let digits = |v: u64| v.checked_ilog10().map_or(1, |d| d as usize + 1);
+        self.attempt.map_or(0, |n| Self::ATTEMPT.len() + digits(u64::from(n)) + 2)
+            + self.expected_timeout_ms.map_or(0, |ms| Self::EXPECTED.len() + digits(ms) + 2)
+    }
+}
+
+/// Replaces the try lines `old` that end the request head in `out[..head_end]` with `new`'s;
+/// what follows the head (a body held for replay) moves with it. Returns the head's new end.
+pub fn rewrite_try_lines(out: &mut Vec<u8>, head_end: usize, old: &TryLines, new: &TryLines) -> usize {
+    let (start, end) = (head_end - 2 - old.len(), head_end - 2);
+    debug_assert_eq!(&out[end..head_end], b"\r\n");
+    let mut lines = [0u8; TryLines::MAX_LEN];
+    let mut room = &mut lines[..];
+    new.put(&mut room);
+    let len = TryLines::MAX_LEN - room.len();
+    out.splice(start..end, lines[..len].iter().copied());
+    start + len + 2
 }
 
 impl Default for RequestEdits<'_> {
@@ -57,6 +111,7 @@ impl Default for RequestEdits<'_> {
             remove: &[],
             keep_alive: true,
             allow_upgrade: true,
+            try_lines: TryLines::default(),
         }
     }
 }
@@ -237,6 +292,7 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
     for (n, v) in edits.add {
         put_header(out, n.as_bytes(), v.as_bytes());
     }
+    edits.try_lines.put(out);
     out.put_slice(b"\r\n");
 }
 
@@ -248,12 +304,15 @@ pub struct ResponseEdits<'a> {
     pub server: Option<&'a str>,
     /// Adds `x-envoy-upstream-service-time` (replacing an upstream one).
     pub upstream_service_time_ms: Option<u64>,
-    /// Overwrites `date` (as Envoy does) when `Some`, e.g. from [`super::DateCache`].
+    /// Written as `date` when the answer has none (the upstream sent none, or `remove` drops
+    /// it, and `add` sets none): Envoy keeps an upstream's date and adds its own only then.
+    /// E.g. from [`super::DateCache`].
     pub date: Option<&'a [u8]>,
     /// The client connection closes after this response: write `connection: close`.
     pub close: bool,
-    /// The client spoke HTTP/1.0: `HTTP/1.0` status line, `connection: keep-alive` when
-    /// kept open, and a chunked answer is de-chunked (see [`ResponseWritten::dechunk`]).
+    /// The client spoke HTTP/1.0: `connection: keep-alive` when kept open, and a chunked
+    /// answer is de-chunked (see [`ResponseWritten::dechunk`]). The status line still says
+    /// `HTTP/1.1`, the version the gateway speaks (RFC 9110 §2.5).
     pub http10_client: bool,
     /// Header lines appended as given.
     pub add: &'a [(&'a str, &'a str)],
@@ -300,7 +359,7 @@ pub fn write_response_head<B: BufMut>(
     let dechunk = edits.http10_client && head.framing == BodyFraming::Chunked;
     let close = !switching && !interim && (edits.close || dechunk || head.framing == BodyFraming::UntilClose);
 
-    put_status_line(out, edits.http10_client, status, reason_phrase(status));
+    put_status_line(out, status, reason_phrase(status));
 
     let service_time = edits.upstream_service_time_ms;
     let final_answer = !interim;
@@ -314,7 +373,6 @@ pub fn write_response_head<B: BufMut>(
         | Kind::Upgrade
         | Kind::Http2Settings => false,
         Kind::Server => !(final_answer && edits.server.is_some()),
-        Kind::Date => !(final_answer && edits.date.is_some()),
         Kind::XEnvoy => {
             !(final_answer
                 && service_time.is_some()
@@ -335,7 +393,9 @@ pub fn write_response_head<B: BufMut>(
         }
     }
     if final_answer {
-        if let Some(d) = edits.date {
+        let dated = (!in_list(edits.remove, "date") && f.kinds[..f.len].contains(&Kind::Date))
+            || edits.add.iter().any(|(n, _)| n.eq_ignore_ascii_case("date"));
+        if let Some(d) = edits.date.filter(|_| !dated) {
             put_header(out, b"date", d);
         }
         if let Some(s) = edits.server {
@@ -375,9 +435,11 @@ fn status_line_end(f: &Fields<'_>) -> usize {
     }
 }
 
+/// `HTTP/1.1` to every client: a server answers with the highest version it speaks whose major
+/// version the client's shares (RFC 9110 §2.5), HTTP/1.0 clients included.
 #[inline]
-fn put_status_line<B: BufMut>(out: &mut B, http10: bool, status: u16, reason: &str) {
-    out.put_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+fn put_status_line<B: BufMut>(out: &mut B, status: u16, reason: &str) {
+    out.put_slice(b"HTTP/1.1 ");
     let s = status.min(999);
     out.put_slice(&[b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8, b' ']);
     out.put_slice(reason.as_bytes());
@@ -399,7 +461,7 @@ pub struct SimpleResponse<'a> {
     pub server: &'a str,
     /// Write `connection: close` (e.g. after a protocol error).
     pub close: bool,
-    /// The client spoke HTTP/1.0.
+    /// The client spoke HTTP/1.0: a kept connection is said to be (`connection: keep-alive`).
     pub http10: bool,
     /// The request was HEAD: headers as for the body, but no body bytes.
     pub omit_body: bool,
@@ -422,18 +484,25 @@ impl Default for SimpleResponse<'_> {
 }
 
 /// Writes a complete response (head and body) the way Envoy writes a local reply:
-/// `content-length`, `content-type` (with a body), `date`, `server`, then extras.
+/// `content-length`, `content-type` (with a body, unless an extra sets one), `date`, `server`,
+/// then extras.
 /// `date` is the IMF-fixdate from [`super::DateCache`].
 pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, date: &[u8]) {
     let status = resp.status;
-    put_status_line(out, resp.http10, status, resp.reason.unwrap_or_else(|| reason_phrase(status)));
+    put_status_line(out, status, resp.reason.unwrap_or_else(|| reason_phrase(status)));
+    // 1xx, 204 and 304 carry no body and no content-length: a 304's would have to give the
+    // length of the representation it stands for (RFC 9110 §8.6), which an answer of the
+    // gateway's own has none of.
     let bodyless_status = (100..200).contains(&status) || status == 204 || status == 304;
-    if !((100..200).contains(&status) || status == 204) {
+    if !bodyless_status {
         out.put_slice(b"content-length: ");
-        put_u64(out, if bodyless_status { 0 } else { resp.body.len() as u64 });
+        put_u64(out, resp.body.len() as u64);
         out.put_slice(b"\r\n");
     }
-    if !resp.body.is_empty() && !bodyless_status {
+    // A content-type among the extras (a route's response `set`) replaces the default: Envoy's
+    // local reply adds its own only when the route's edits left none.
+    let typed = resp.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    if !resp.body.is_empty() && !bodyless_status && !typed {
         put_header(out, b"content-type", resp.content_type.as_bytes());
     }
     put_header(out, b"date", date);

@@ -7,9 +7,9 @@ fn edits(set: &[(&str, &str)], add: &[(&str, &str)], remove: &[&str]) -> HeaderE
 }
 
 #[test]
-fn gateway_edits_pass_through_when_no_level_edits() {
-    let m = Merged::new(&[("x-envoy-internal", "true")], &["expect"], &[]);
-    assert_eq!(m.add, [("x-envoy-internal", "true")]);
+fn gateway_removals_pass_through_when_no_level_edits() {
+    let m = Merged::new(&["expect"], &[]);
+    assert!(m.add.is_empty());
     assert_eq!(m.remove, ["expect"]);
     assert_eq!(m.authority, None);
 }
@@ -17,7 +17,7 @@ fn gateway_edits_pass_through_when_no_level_edits() {
 #[test]
 fn set_replaces_and_add_appends() {
     let level = edits(&[("x-a", "1")], &[("x-b", "2")], &["x-c"]);
-    let m = Merged::new(&[], &[], &[&level]);
+    let m = Merged::new(&[], &[&level]);
     assert_eq!(m.remove, ["x-c", "x-a"]);
     assert_eq!(m.add, [("x-a", "1"), ("x-b", "2")]);
 }
@@ -26,7 +26,7 @@ fn set_replaces_and_add_appends() {
 fn route_level_overrides_destination_level() {
     let dest = edits(&[("x-a", "dest"), ("x-keep", "dest")], &[("x-b", "dest")], &[]);
     let route = edits(&[("x-a", "route")], &[("x-b", "route")], &["x-keep"]);
-    let m = Merged::new(&[], &[], &[&dest, &route]);
+    let m = Merged::new(&[], &[&dest, &route]);
     assert_eq!(m.add, [("x-b", "dest"), ("x-a", "route"), ("x-b", "route")]);
     assert_eq!(m.remove, ["x-a", "x-keep"]);
 }
@@ -34,23 +34,16 @@ fn route_level_overrides_destination_level() {
 #[test]
 fn remove_then_set_in_one_level_sets() {
     let level = edits(&[("x-a", "1")], &[], &["x-a"]);
-    let m = Merged::new(&[], &[], &[&level]);
+    let m = Merged::new(&[], &[&level]);
     assert_eq!(m.add, [("x-a", "1")]);
     assert_eq!(m.remove, ["x-a"]);
-}
-
-#[test]
-fn a_level_can_drop_the_gateways_own_lines() {
-    let level = edits(&[], &[], &["x-envoy-internal"]);
-    let m = Merged::new(&[("x-envoy-internal", "true")], &[], &[&level]);
-    assert!(m.add.is_empty());
 }
 
 #[test]
 fn host_set_is_the_authority_and_the_route_wins() {
     let dest = edits(&[("host", "dest.example")], &[], &[]);
     let route = edits(&[("host", "route.example")], &[], &[]);
-    let m = Merged::new(&[], &[], &[&dest, &route]);
+    let m = Merged::new(&[], &[&dest, &route]);
     assert_eq!(m.authority, Some("route.example"));
     assert!(m.add.is_empty() && m.remove.is_empty());
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::{backoff, retries, retries_statuses, status_retried, Outcome};
+use super::{backoff, expected_timeout_ms, retries, retries_statuses, status_retried, Outcome};
 use crate::snapshot::{RetryOn, RetryPolicy};
 
 fn policy(on: RetryOn, codes: &[u16]) -> RetryPolicy {
@@ -74,4 +74,21 @@ fn backoff_grows_and_is_capped() {
     assert_eq!(backoff(1, 26), Duration::ZERO);
     assert_eq!(backoff(2, 75), Duration::from_millis(75));
     assert!((0..1000).all(|d| backoff(9, d * 7919) <= Duration::from_millis(250)));
+}
+
+#[test]
+fn expected_timeout_is_the_shorter_timeout_bounded_by_what_is_left() {
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    assert_eq!(expected_timeout_ms(None, None, ms(0)), None);
+    assert_eq!(expected_timeout_ms(Some(s(2)), None, ms(0)), Some(2000));
+    assert_eq!(expected_timeout_ms(None, Some(s(1)), ms(5000)), Some(1000), "no route timeout: the per-try one");
+    assert_eq!(expected_timeout_ms(Some(s(5)), Some(s(1)), ms(0)), Some(1000));
+    assert_eq!(
+        expected_timeout_ms(Some(s(1)), Some(s(5)), ms(0)),
+        Some(1000),
+        "a per-try timeout past the route's is ignored"
+    );
+    assert_eq!(expected_timeout_ms(Some(s(5)), Some(s(1)), ms(4500)), Some(500), "what is left of the route's");
+    assert_eq!(expected_timeout_ms(Some(s(5)), None, ms(6000)), Some(1), "out of time: 1, never 0");
 }
