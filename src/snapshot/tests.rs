@@ -288,6 +288,20 @@ fn match_blocks() {
 }
 
 #[test]
+fn connect_and_asterisk_targets_match_no_route() {
+    let s = build(&["snapshot/matching.yaml"]);
+    let t = table(&s, 8080);
+    // A route without `match` (istiod's `prefix: /`), an explicit `prefix: /` and a block
+    // matching on a header only: each takes a `/`-rooted path, never CONNECT or `OPTIONS *`.
+    let present = [("x-present", "")];
+    for (host, headers) in [("local.test", &[][..]), ("shared.test", &[]), ("match.test", &present)] {
+        assert_ne!(outcome(&decide(t, host, "OPTIONS", "/", headers)), "no-route", "{host}");
+        assert_eq!(outcome(&decide(t, host, "CONNECT", "", headers)), "no-route", "{host}");
+        assert_eq!(outcome(&decide(t, host, "OPTIONS", "*", headers)), "no-route", "{host}");
+    }
+}
+
+#[test]
 fn catch_all_routes_move_behind_other_virtual_services() {
     let s = build(&["snapshot/matching.yaml"]);
     let t = table(&s, 8080);
