@@ -86,8 +86,28 @@ fn fields_not_enforced_are_warnings_and_pass() {
 }
 
 #[test]
+fn weights_are_relative_and_only_a_zero_total_is_refused() {
+    let fixture = "tests/fixtures/config/broken/11-weights-all-zero.yaml";
+    let zero = std::fs::read_to_string(fixture).unwrap();
+    let weighted = zero.replacen("      weight: 0\n", "      weight: 1\n", 1).replacen(
+        "    - destination: {host: reviews.example.com}\n---",
+        "    - destination: {host: reviews.example.com}\n      weight: 3\n---",
+        1,
+    );
+    assert_ne!(weighted, zero);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weights.yaml");
+    std::fs::write(&file, weighted).unwrap();
+    let out = strait(&["validate", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "weights 1 and 3: {}", stderr(&out));
+    let out = strait(&["validate", "--config", fixture]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("spec.http[0].route: total destination weight = 0"), "{}", stderr(&out));
+}
+
+#[test]
 fn run_refuses_an_invalid_config_before_listening() {
-    let fixture = "tests/fixtures/config/broken/11-weights-not-100.yaml";
+    let fixture = "tests/fixtures/config/broken/11-weights-all-zero.yaml";
     assert!(Path::new(fixture).exists());
     let out = strait(&["run", "--config", fixture, "--admin", "127.0.0.1:0"]);
     let err = stderr(&out);

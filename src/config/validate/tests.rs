@@ -141,8 +141,35 @@ fn http_route_checks() {
 fn weights() {
     let lone = "  - route: [{destination: {host: r.example.com, port: {number: 80}}}]\n";
     assert!(faults("lone", &vs(lone)).is_empty());
-    let split = "  - route:\n    - {destination: {host: r.example.com, port: {number: 80}}, weight: 70}\n    - {destination: {host: r.example.com, port: {number: 81}}}\n";
-    assert_eq!(faults("split", &vs(split)), ["spec.http[0].route: total destination weight 70 != 100"]);
+    // Weights are relative: any total but 0 among several, and a lone destination's own 0.
+    let zero = "  - route: [{destination: {host: r.example.com, port: {number: 80}}, weight: 0}]\n";
+    assert!(faults("zero", &vs(zero)).is_empty());
+    let route = |w: &[&str]| {
+        let ports = [80, 81, 80];
+        let dests: String = w
+            .iter()
+            .zip(ports)
+            .map(|(w, p)| format!("    - {{destination: {{host: r.example.com, port: {{number: {p}}}}}{w}}}\n"))
+            .collect();
+        vs(&format!("  - route:\n{dests}"))
+    };
+    assert!(faults("split", &route(&[", weight: 1", ", weight: 3"])).is_empty());
+    assert!(faults("over", &route(&[", weight: 70", ", weight: 70"])).is_empty());
+    assert!(faults("dropped", &route(&[", weight: 70", ""])).is_empty());
+    assert_eq!(faults("none", &route(&["", ""])), ["spec.http[0].route: total destination weight = 0"]);
+    assert_eq!(
+        faults("all-zero", &route(&[", weight: 0", ", weight: 0"])),
+        ["spec.http[0].route: total destination weight = 0"]
+    );
+    assert_eq!(
+        faults("negative", &route(&[", weight: 2", ", weight: -1"])),
+        ["spec.http[0].route[1].weight: weight -1 < 0"]
+    );
+    let max = i32::MAX;
+    assert_eq!(
+        faults("huge", &route(&[&format!(", weight: {max}"), &format!(", weight: {max}"), ", weight: 2"])),
+        ["spec.http[0].route: total destination weight 4294967296 exceeds 4294967295, which Envoy refuses"]
+    );
 }
 
 #[test]
