@@ -389,14 +389,16 @@ fn destinations_and_clusters() {
     let weights: Vec<(Option<&str>, u32)> = split.iter().map(|d| (d.subset.as_deref(), d.weight)).collect();
     assert_eq!(weights, [(Some("v2"), 30), (None, 70)]);
 
-    // Policy merge: rule < port level < subset < subset port level, each part replaced whole.
-    assert_eq!(base.policy.load_balancer, LoadBalancer::RoundRobin);
+    // Policy merge for port 9080: its portLevelSettings entry replaces the rule's policy
+    // wholesale (istiod's GetPortLevelTrafficPolicy), so what it leaves out is the default.
+    let default = TrafficPolicy::default();
     assert_eq!(base.policy.http1_max_pending_requests, 5);
-    // The port-level connectionPool replaced the rule's, connectTimeout included.
+    assert_eq!(base.policy.load_balancer, default.load_balancer);
     assert_eq!(base.policy.connect_timeout, Duration::from_secs(10));
     assert_eq!(base.policy.max_connections, u32::MAX);
-    assert_eq!(base.policy.outlier_detection.as_ref().unwrap().consecutive_5xx, Some(7));
+    assert_eq!(base.policy.outlier_detection, None);
     assert_eq!(v1.policy, base.policy);
+    // v2's own entry for the port replaces everything again, its loadBalancer only.
     assert_eq!(
         v2.policy.load_balancer,
         LoadBalancer::ConsistentHash {
@@ -404,8 +406,8 @@ fn destinations_and_clusters() {
             algorithm: HashAlgorithm::RingHash { minimum_ring_size: 1024 }
         }
     );
-    assert_eq!(v2.policy.http1_max_pending_requests, 5);
-    assert_eq!(v2.policy.outlier_detection, base.policy.outlier_detection);
+    assert_eq!(v2.policy.http1_max_pending_requests, default.http1_max_pending_requests);
+    assert_eq!(v2.policy.outlier_detection, None);
 
     // Every ServiceEntry host × port has a cluster, routed to or not; DNS is resolved now.
     let dns = s.cluster(s.cluster_by_name("outbound|7000||localhost").unwrap());
