@@ -152,3 +152,16 @@ fn labels() {
     assert!(parse_label("=v").is_err());
     assert!(parse_label("k").is_err());
 }
+
+#[test]
+fn namespace_of_run_and_validate() {
+    let build = |args: &[&str]| match parse(args).unwrap().command {
+        Command::Run(run) => run.config.build_options(),
+        Command::Validate(config) => config.build_options(),
+    };
+    for command in ["run", "validate"] {
+        assert_eq!(build(&[command, "--config", "c"]).namespace, "default", "{command}");
+        let opts = build(&[command, "--config", "c", "--namespace", "istio-system"]);
+        assert_eq!(opts.namespace, "istio-system", "{command}");
+    }
+}

@@ -293,7 +293,7 @@ fn broken_fixtures() {
         ),
         (
             "35-missing-credential.yaml",
-            "14: document 1: Gateway default/gw: spec.servers[0].tls.credentialName: no Secret nowhere-cert in namespace default and no directory tests/fixtures/snapshot/secrets/nowhere-cert",
+            "14: document 1: Gateway default/gw: spec.servers[0].tls.credentialName: no Secret nowhere-cert in namespace default (the gateway's namespace, --namespace) and no directory tests/fixtures/snapshot/secrets/nowhere-cert",
         ),
         (
             "36-gateway-without-servers.yaml",

@@ -109,7 +109,10 @@ fn cluster_name(s: &Snapshot, d: &Destination) -> Option<String> {
 #[test]
 fn bookinfo_seed_routes_as_its_text_says() {
     let set = with_test_certs(load(&["config/seeds/001-bookinfo.yaml", "snapshot/bookinfo-backends.yaml"]));
-    let s = compile(&set, &options(&[("app", "my-gateway-controller")])).unwrap_or_else(|e| panic!("{e}"));
+    // The gateway runs beside its Gateway resource, where the 9443 server's Secret is.
+    let opts =
+        CompileOptions { namespace: "some-config-namespace".into(), ..options(&[("app", "my-gateway-controller")]) };
+    let s = compile(&set, &opts).unwrap_or_else(|e| panic!("{e}"));
     let ports: Vec<u16> = s.listeners.iter().map(|l| l.port).collect();
     assert_eq!(ports, [80, 443, 9080, 9443, 27017]);
 
@@ -154,7 +157,8 @@ fn bookinfo_seed_routes_as_its_text_says() {
     let qa = &forward(r).destinations[1];
     assert_eq!((&*qa.host, qa.port, qa.cluster), ("reviews.qa.svc.cluster.local", 443, None));
 
-    // 9443 admits *.bookinfo.com from bookinfo-namespace; its certificate comes from a Secret.
+    // 9443 admits *.bookinfo.com from bookinfo-namespace; its certificate comes from the Secret
+    // in the gateway's namespace, not the secrets directory's copy.
     let l9443 = s.listener(9443).unwrap();
     let server = l9443.server_for_sni(Some("uk.bookinfo.com")).unwrap();
     let tls = server.tls.as_ref().unwrap();
@@ -530,6 +534,29 @@ fn tls_terminated_tcp_and_auto_passthrough() {
     assert_eq!(l.servers[0].tls.as_ref().unwrap().mode, ServerTlsMode::AutoPassthrough);
     let v1 = s.cluster(s.cluster_by_name("outbound|8000|v1|api.mesh.local").unwrap());
     assert_eq!(v1.endpoints.len(), 1);
+}
+
+#[test]
+fn client_credentials_come_from_the_gateways_namespace() {
+    let set = load(&["snapshot/credential-namespace.yaml"]);
+    let opts = CompileOptions { namespace: "istio-system".into(), ..options(&[]) };
+    let s = compile(&set, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = s.cluster(s.cluster_by_name("outbound|443||up.example.com").unwrap());
+    let tls = cluster.policy.tls.as_ref().expect("upstream TLS");
+    assert!(tls.client_certificate.is_some() && tls.private_key.is_some());
+
+    // The rule's own namespace is not where istiod looks: the error says where it did.
+    let err = compile(&set, &options(&[])).unwrap_err();
+    let d = err.iter().next().unwrap();
+    assert_eq!(d.field.as_deref(), Some("spec.trafficPolicy.tls.credentialName"));
+    assert!(
+        d.message.starts_with(
+            "no Secret client-cred in namespace default (the gateway's namespace, --namespace; namespace \
+             istio-system has one)"
+        ),
+        "{}",
+        d.message
+    );
 }
 
 #[test]

@@ -44,7 +44,7 @@ pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<S
             // Only the servers this instance serves need their certificates here.
             if let (true, Some(tls)) = (tls_ok, &server.tls) {
                 if server.port.family() == ProtocolFamily::Tls {
-                    if let Err((field, message)) = server_material(tls, gw.namespace(), &secrets) {
+                    if let Err((field, message)) = server_material(tls, &opts.namespace, &secrets) {
                         at.error(format!("{prefix}.tls.{field}"), message);
                     }
                 }

@@ -44,15 +44,17 @@ fn vs(http: &str) -> String {
 
 #[test]
 fn seeds_validate_clean() {
+    // The gateway runs where its Gateway resource is, and its Secret (bookinfo-backends.yaml)
+    // is there too.
     let seeds = [
-        ("000-http-gateway.yaml", "istio=ingressgateway"),
-        ("000-https-gateway.yaml", "istio=ingressgateway"),
-        ("000-multi-port-gateway.yaml", "istio=ingressgateway"),
-        ("001-bookinfo.yaml", "app=my-gateway-controller"),
-        ("001-namespace-restricted-gateway.yaml", "app=my-gateway-controller"),
-        ("001-server-examples.yaml", "app=my-ingress-gateway"),
+        ("000-http-gateway.yaml", "istio=ingressgateway", "default"),
+        ("000-https-gateway.yaml", "istio=ingressgateway", "default"),
+        ("000-multi-port-gateway.yaml", "istio=ingressgateway", "some-config-namespace"),
+        ("001-bookinfo.yaml", "app=my-gateway-controller", "some-config-namespace"),
+        ("001-namespace-restricted-gateway.yaml", "app=my-gateway-controller", "some-config-namespace"),
+        ("001-server-examples.yaml", "app=my-ingress-gateway", "default"),
     ];
-    for (seed, label) in seeds {
+    for (seed, label, namespace) in seeds {
         let paths = [
             PathBuf::from(format!("tests/fixtures/config/seeds/{seed}")),
             PathBuf::from("tests/fixtures/snapshot/bookinfo-backends.yaml"),
@@ -63,6 +65,7 @@ fn seeds_validate_clean() {
         let opts = ValidateOptions {
             secrets_dir: Some("tests/fixtures/snapshot/secrets".into()),
             labels: [(k.to_owned(), v.to_owned())].into(),
+            namespace: namespace.to_owned(),
         };
         let faults: Vec<Diagnostic> =
             validate(&set, &opts).into_iter().filter(|d| d.severity != Severity::NotEnforced).collect();
