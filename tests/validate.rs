@@ -1,8 +1,12 @@
 //! `strait validate` and `strait run` judging configs, through the real binary: exit codes and
 //! what a user reads on stderr.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
+
+use support::Gateway;
 
 fn strait(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strait")).args(args).output().expect("strait runs")
@@ -58,6 +62,37 @@ fn the_bundled_configs_validate_clean() {
         assert!(err.is_empty(), "{dir}: {err}");
         let ok = format!("ok: {listeners} listeners");
         assert!(String::from_utf8_lossy(&out.stdout).starts_with(&ok), "{dir}");
+    }
+}
+
+/// The first example of Istio's Gateway reference selects `app: my-gateway-controller`.
+const OTHER_WORKLOAD: &str = "tests/fixtures/config/seeds/001-namespace-restricted-gateway.yaml";
+
+#[test]
+fn a_gateway_selecting_another_workload_fails_validate_naming_both_label_sets() {
+    let out = strait(&["validate", "--config", OTHER_WORKLOAD]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no ok line");
+    assert_eq!(
+        lines_starting(&stderr(&out), "error: "),
+        [format!(
+            "error: {OTHER_WORKLOAD}:8: document 1: Gateway some-config-namespace/my-gateway: spec.selector: \
+             referenced selector not found: \"app=my-gateway-controller\" (IST0101): this instance's labels \
+             (--label) are istio=ingressgateway, so none of this Gateway's servers is served"
+        )]
+    );
+    let out = strait(&["validate", "--config", OTHER_WORKLOAD, "--label", "app=my-gateway-controller"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 listeners"));
+}
+
+both_drivers! {
+    fn run_serves_a_gateway_selecting_another_workload_with_a_warning(driver) {
+        let config = std::fs::read_to_string(OTHER_WORKLOAD).unwrap();
+        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let logs = gw.logs();
+        let warning = logs.lines().find(|l| l.contains("spec.selector: referenced selector not found"));
+        assert!(warning.is_some_and(|l| l.contains("WARN")), "{logs}");
     }
 }
 

@@ -1,6 +1,7 @@
-//! Gateway rules: server ports, protocols, hosts and TLS settings (Istio's `ValidateGateway`),
-//! and, for the Gateways that select this instance, what compiling them needs: readable
-//! certificates and one protocol family per port.
+//! Gateway rules: server ports, protocols, hosts and TLS settings (Istio's `ValidateGateway`);
+//! a Gateway whose selector this instance does not satisfy, as `istioctl analyze` reports a
+//! selector no workload matches (IST0101); and, for the Gateways that select this instance,
+//! what compiling them needs: readable certificates and one protocol family per port.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -8,7 +9,7 @@ use super::{dns_label, At, ValidateOptions};
 use crate::config::credentials::{server_material, Secrets};
 use crate::config::gateway::{ProtocolFamily, Server, ServerTlsMode, ServerTlsSettings};
 use crate::config::index::labels_subset;
-use crate::config::{ConfigSet, Diagnostics, Gateway};
+use crate::config::{ConfigSet, Diagnostics, Gateway, Severity};
 
 /// The protocols Istio accepts on a Gateway server, upper-case (Istio parses them
 /// case-insensitively).
@@ -23,6 +24,18 @@ pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<S
     for gw in &set.gateways {
         let selected = labels_subset(&gw.spec.selector, labels);
         let mut at = At { resource: gw, out: &mut *out };
+        if !selected {
+            at.push(
+                Severity::Dangling,
+                "spec.selector",
+                format!(
+                    "referenced selector not found: \"{}\" (IST0101): this instance's labels (--label) are \
+                     {}, so none of this Gateway's servers is served",
+                    selector(&gw.spec.selector),
+                    selector(labels)
+                ),
+            );
+        }
         let mut port_names = HashSet::new();
         if gw.spec.servers.is_empty() {
             at.error("spec.servers", "gateway must have at least one server");
@@ -70,6 +83,11 @@ pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<S
             }
         }
     }
+}
+
+/// Labels as a Kubernetes selector prints them (and istioctl quotes them): `k=v,k2=v2`, sorted.
+fn selector(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// One server's own rules; whether its `tls` block is complete enough to load certificates.

@@ -1,7 +1,7 @@
 //! Semantic checks on a loaded [`ConfigSet`], as Istio draws the lines (ARCHITECTURE.md "Two
 //! kinds of config fault"): what its validation webhook refuses ([`Severity::Error`]), what
-//! `istioctl analyze` reports as IST0101 ([`Severity::Dangling`]), and what Strait accepts but
-//! does not enforce yet ([`Severity::NotEnforced`]).
+//! `istioctl analyze` reports as an error, such as IST0101 ([`Severity::Dangling`]), and what
+//! Strait accepts but does not enforce yet ([`Severity::NotEnforced`]).
 //!
 //! One file per concern: each kind's own rules, cross-resource references, and the table of
 //! fields not enforced yet.
