@@ -86,14 +86,50 @@ fn a_gateway_selecting_another_workload_fails_validate_naming_both_label_sets() 
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 listeners"));
 }
 
+/// Istio kinds Strait does not act on yet, and one of another API group.
+const POLICY: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-all\n  \
+                      namespace: istio-system\nspec: {}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\n\
+                      metadata:\n  name: mesh-default\nspec:\n  accessLogging: [{providers: [{name: envoy}]}]\n---\n\
+                      apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n";
+
 both_drivers! {
-    fn run_serves_a_gateway_selecting_another_workload_with_a_warning(driver) {
+    fn run_serves_with_a_warning_for_each_gateway_selecting_another_workload_and_kind_not_enforced(driver) {
         let config = std::fs::read_to_string(OTHER_WORKLOAD).unwrap();
-        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let gw = Gateway::builder(driver).file("gw.yaml", &config).file("policy.yaml", POLICY).start();
         let logs = gw.logs();
-        let warning = logs.lines().find(|l| l.contains("spec.selector: referenced selector not found"));
-        assert!(warning.is_some_and(|l| l.contains("WARN")), "{logs}");
+        for what in [
+            "spec.selector: referenced selector not found",
+            "AuthorizationPolicy istio-system/deny-all: AuthorizationPolicy is accepted, not enforced yet",
+            "Telemetry default/mesh-default: Telemetry is accepted, not enforced yet",
+        ] {
+            let warning = logs.lines().find(|l| l.contains(what));
+            assert!(warning.is_some_and(|l| l.contains("WARN")), "{what}: {logs}");
+        }
     }
+}
+
+#[test]
+fn kinds_not_enforced_yet_are_listed_naming_the_file_and_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("config/quickstart.yaml", dir.path().join("gw.yaml")).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let out = strait(&["validate", "--config", dir.path().to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let p = policy.display();
+    assert_eq!(
+        lines_starting(&err, "warning: "),
+        [
+            format!(
+                "warning: {p}:1: document 1: AuthorizationPolicy istio-system/deny-all: AuthorizationPolicy is \
+                 accepted, not enforced yet"
+            ),
+            format!(
+                "warning: {p}:8: document 2: Telemetry default/mesh-default: Telemetry is accepted, not enforced yet"
+            ),
+        ]
+    );
 }
 
 #[test]

@@ -311,3 +311,23 @@ fn not_enforced_table() {
         ]
     );
 }
+
+#[test]
+fn kinds_not_acted_on_are_listed_by_file_and_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: istio-system}\n\
+                  spec: {action: DENY, rules: [{}]}\n";
+    std::fs::write(&file, format!("{GW}---\n{policy}")).unwrap();
+    let set = load(std::slice::from_ref(&file)).unwrap();
+    let got: Vec<String> =
+        validate(&set, &ValidateOptions::default()).iter().map(|d| format!("{:?} {d}", d.severity)).collect();
+    assert_eq!(
+        got,
+        [format!(
+            "NotEnforced {}:10: document 2: AuthorizationPolicy istio-system/deny: AuthorizationPolicy is \
+             accepted, not enforced yet",
+            file.display()
+        )]
+    );
+}
