@@ -177,6 +177,28 @@ fn weights_are_relative_and_only_a_zero_total_is_refused() {
 }
 
 #[test]
+fn a_config_with_nothing_strait_reads_fails_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let app = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n";
+    std::fs::write(dir.path().join("app.yaml"), app).unwrap();
+    let out = strait(&["validate", "--config", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no ok line");
+    assert_eq!(
+        lines_starting(&stderr(&out), "error: "),
+        [format!(
+            "error: --config {path}: nothing Strait reads: 1 document, not an Istio resource (*.istio.io) or a v1 \
+             Secret"
+        )]
+    );
+    let out = strait(&["run", "--config", path, "--admin", "127.0.0.1:0"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("error: --config {path}: nothing Strait reads")), "{err}");
+}
+
+#[test]
 fn run_refuses_an_invalid_config_before_listening() {
     let fixture = "tests/fixtures/config/broken/11-weights-all-zero.yaml";
     assert!(Path::new(fixture).exists());

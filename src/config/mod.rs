@@ -10,8 +10,8 @@
 //! Istio's groups, the kinds Strait serves are read in full (an unknown field or a wrong type is
 //! an error); the kinds it does not act on yet ([`NOT_ENFORCED_KINDS`]) are kept as
 //! [`Unenforced`], for `validate` and `run` to list; any other kind or version is an error, as
-//! Istio has no such resource. Every error of every file is collected, in file and document
-//! order.
+//! Istio has no such resource. A set with nothing Strait reads is an error too. Every error of
+//! every file is collected, in file and document order.
 
 pub mod credentials;
 pub mod destination_rule;
@@ -156,6 +156,18 @@ pub struct ConfigSet {
     pub not_enforced: Vec<Unenforced>,
 }
 
+impl ConfigSet {
+    /// Nothing of a kind Strait reads.
+    fn is_empty(&self) -> bool {
+        self.gateways.is_empty()
+            && self.virtual_services.is_empty()
+            && self.destination_rules.is_empty()
+            && self.service_entries.is_empty()
+            && self.secrets.is_empty()
+            && self.not_enforced.is_empty()
+    }
+}
+
 /// A document of an Istio kind Strait accepts but does not act on yet: kept so that `validate`
 /// and `run` list it rather than drop it in silence. Its spec is not read.
 #[derive(Debug, Clone)]
@@ -193,11 +205,24 @@ const ISTIO_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
 
 /// Reads every path (file, or directory of `*.yaml`/`*.yml`) into a [`ConfigSet`], or every
 /// load-level error found (YAML syntax, unknown kinds, fields and versions, types, duplicate
-/// names), in file and document order.
+/// names, nothing Strait reads at all), in file and document order.
 pub fn load(paths: &[PathBuf]) -> Result<ConfigSet, Diagnostics> {
     let mut loader = Loader::default();
     for path in paths {
         loader.path(path);
+    }
+    if loader.diagnostics.is_empty() && loader.set.is_empty() {
+        // Serving nothing is never what a --config meant (a wrong directory, a file of
+        // Deployments): refused, so that a reload to such a set keeps the config that serves.
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let message = match loader.skipped {
+            0 => "no Istio resource or v1 Secret (a directory contributes the *.yaml and *.yml files directly \
+                  in it)"
+                .to_owned(),
+            1 => "nothing Strait reads: 1 document, not an Istio resource (*.istio.io) or a v1 Secret".to_owned(),
+            n => format!("nothing Strait reads: {n} documents, none an Istio resource (*.istio.io) or a v1 Secret"),
+        };
+        loader.diagnostics.push(Diagnostic::error(format!("--config {}: {message}", paths.join(", "))));
     }
     if loader.diagnostics.is_empty() {
         Ok(loader.set)
@@ -212,6 +237,8 @@ struct Loader {
     diagnostics: Diagnostics,
     /// (kind, `ns/name`) → where it was first defined, to report duplicates.
     seen: HashMap<(&'static str, String), Origin>,
+    /// Documents of kinds Strait does not read.
+    skipped: usize,
 }
 
 /// What to do with a document, by its `apiVersion` and `kind`.
@@ -464,6 +491,7 @@ impl Loader {
                 None
             }
             Class::Skip => {
+                self.skipped += 1;
                 tracing::debug!(
                     file = %origin.file.display(),
                     line = origin.line,

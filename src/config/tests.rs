@@ -479,6 +479,39 @@ fn istio_kinds_and_versions_that_do_not_exist_are_errors() {
 }
 
 #[test]
+fn a_config_with_nothing_strait_reads_is_an_error() {
+    let other = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\n---\napiVersion: v1\nkind: Service\n\
+                 metadata: {name: app}\n";
+    let scratch = Scratch::new("nothing", &[("apps.yaml", other), ("notes.txt", "apiVersion: v1\nkind: Secret\n")]);
+    let empty = scratch.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let message =
+        |paths: &[&PathBuf]| load(&paths.iter().map(|p| p.to_path_buf()).collect::<Vec<_>>()).unwrap_err().to_string();
+    let apps = scratch.path("apps.yaml");
+    assert_eq!(
+        message(&[&empty]),
+        format!(
+            "--config {}: no Istio resource or v1 Secret (a directory contributes the *.yaml and *.yml files \
+             directly in it)",
+            empty.display()
+        )
+    );
+    assert_eq!(
+        message(&[&scratch.0, &empty]),
+        format!(
+            "--config {}, {}: nothing Strait reads: 2 documents, none an Istio resource (*.istio.io) or a v1 Secret",
+            scratch.0.display(),
+            empty.display()
+        )
+    );
+    // A kind Strait does not act on yet is read: its warning says the rest.
+    let policy = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict}\n";
+    std::fs::write(scratch.path("policy.yaml"), policy).unwrap();
+    let set = load(&[apps, scratch.path("policy.yaml")]).unwrap();
+    assert_eq!(set.not_enforced.len(), 1);
+}
+
+#[test]
 fn resource_diagnostics_carry_the_field_line() {
     let set = seed("001-bookinfo.yaml");
     let vs = &set.virtual_services[0];
