@@ -6,7 +6,8 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::Gateway;
+use support::config::{docs, http_gateway};
+use support::{free_port, Gateway};
 
 fn strait(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strait")).args(args).output().expect("strait runs")
@@ -93,12 +94,20 @@ const POLICY: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolic
                       apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n";
 
 both_drivers! {
-    fn run_serves_with_a_warning_for_each_gateway_selecting_another_workload_and_kind_not_enforced(driver) {
+    fn run_serves_with_a_warning_for_each_analyze_finding_and_kind_not_enforced(driver) {
         let config = std::fs::read_to_string(OTHER_WORKLOAD).unwrap();
-        let gw = Gateway::builder(driver).file("gw.yaml", &config).file("policy.yaml", POLICY).start();
+        let port = free_port();
+        let conflict = docs(&[http_gateway("bookinfo", port, &["*"]), http_gateway("httpbin", port, &["*"])]);
+        let gw = Gateway::builder(driver)
+            .file("gw.yaml", &config)
+            .file("policy.yaml", POLICY)
+            .file("conflict.yaml", &conflict)
+            .start();
         let logs = gw.logs();
         for what in [
             "spec.selector: referenced selector not found",
+            "Gateway default/bookinfo: spec.servers[0]: conflict with gateways default/httpbin",
+            "Gateway default/httpbin: spec.servers[0]: conflict with gateways default/bookinfo",
             "AuthorizationPolicy istio-system/deny-all: AuthorizationPolicy is accepted, not enforced yet",
             "Telemetry default/mesh-default: Telemetry is accepted, not enforced yet",
         ] {
@@ -106,6 +115,30 @@ both_drivers! {
             assert!(warning.is_some_and(|l| l.contains("WARN")), "{what}: {logs}");
         }
     }
+}
+
+#[test]
+fn gateways_claiming_one_port_and_host_fail_validate_as_istioctl_analyze_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, docs(&[http_gateway("bookinfo", 8080, &["*"]), http_gateway("httpbin", 8080, &["*"])]))
+        .unwrap();
+    let out = strait(&["validate", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let f = file.display();
+    assert_eq!(
+        lines_starting(&stderr(&out), "error: "),
+        [
+            format!(
+                "error: {f}:10: document 1: Gateway default/bookinfo: spec.servers[0]: conflict with gateways \
+                 default/httpbin (workload selector istio=ingressgateway, port 8080, hosts *) (IST0145)"
+            ),
+            format!(
+                "error: {f}:26: document 2: Gateway default/httpbin: spec.servers[0]: conflict with gateways \
+                 default/bookinfo (workload selector istio=ingressgateway, port 8080, hosts *) (IST0145)"
+            ),
+        ]
+    );
 }
 
 #[test]

@@ -331,3 +331,44 @@ fn kinds_not_acted_on_are_listed_by_file_and_document() {
         )]
     );
 }
+
+#[test]
+fn gateways_claiming_one_port_and_host_conflict() {
+    let gw = |name: &str, selector: &str, servers: &[(u32, Option<&str>, &str)]| {
+        let servers: String = servers
+            .iter()
+            .enumerate()
+            .map(|(i, (port, bind, hosts))| {
+                let bind = bind.map(|b| format!(", bind: {b}")).unwrap_or_default();
+                format!("  - {{port: {{number: {port}, name: p{i}, protocol: HTTP}}, hosts: {hosts}{bind}}}\n")
+            })
+            .collect();
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n  \
+             selector: {selector}\n  servers:\n{servers}"
+        )
+    };
+    let mine = "{istio: ingressgateway}";
+    let yaml = [
+        gw("a", mine, &[(80, None, "[a.example.com, b.example.com]"), (81, None, "['*']")]),
+        gw("b", mine, &[(80, None, "[b.example.com]")]),
+        // Another host, port or bind: no conflict; nor within one Gateway.
+        gw("c", mine, &[(80, None, "[c.example.com]"), (80, None, "[c.example.com]")]),
+        gw("d", mine, &[(82, None, "[b.example.com]")]),
+        gw("e", mine, &[(80, Some("10.0.0.1"), "[b.example.com]")]),
+        // Not this instance's.
+        gw("f", "{app: other}", &[(80, None, "[b.example.com]")]),
+    ]
+    .join("---\n");
+    assert_eq!(
+        faults("ist0145", &yaml),
+        [
+            "spec.servers[0]: conflict with gateways default/b (workload selector istio=ingressgateway, port 80, \
+             hosts a.example.com,b.example.com) (IST0145)",
+            "spec.servers[0]: conflict with gateways default/a (workload selector istio=ingressgateway, port 80, \
+             hosts b.example.com) (IST0145)",
+            "spec.selector: referenced selector not found: \"app=other\" (IST0101): this instance's labels \
+             (--label) are istio=ingressgateway, so none of this Gateway's servers is served",
+        ]
+    );
+}
