@@ -54,6 +54,10 @@ pub struct ConfigArgs {
     /// Where `credentialName: NAME` finds NAME/tls.crt, NAME/tls.key and NAME/ca.crt
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// This gateway's own namespace, where `credentialName` Secrets are looked up, as istiod
+    /// looks them up in the gateway workload's (an Istio install runs it in istio-system)
+    #[arg(long, value_name = "NS", default_value = crate::config::DEFAULT_NAMESPACE)]
+    pub namespace: String,
 }
 
 #[derive(Debug, Args)]
@@ -149,7 +153,12 @@ impl ConfigArgs {
         } else {
             self.labels.iter().cloned().collect()
         };
-        BuildOptions { paths: self.configs.clone(), labels, secrets_dir: self.secrets_dir.clone() }
+        BuildOptions {
+            paths: self.configs.clone(),
+            labels,
+            secrets_dir: self.secrets_dir.clone(),
+            namespace: self.namespace.clone(),
+        }
     }
 }
 

@@ -67,6 +67,47 @@ both_drivers! {
         assert_eq!(b.last().target, "/customprefix//api/update/v1?x");
     }
 
+    fn weights_are_relative_at_start_and_reload(driver) {
+        let backends = [Backend::start("a"), Backend::start("b"), Backend::start("c")];
+        let port = free_port();
+        let config = |weights: [(&str, u32); 2]| {
+            let http: String = weights
+                .iter()
+                .map(|(host, w)| format!("    - destination:\n        host: {host}.local\n      weight: {w}\n"))
+                .collect();
+            let mut parts = vec![http_gateway("gw", port, &["app.test"]), virtual_service("app", "gw", &["app.test"], &format!("  - route:\n{http}"))];
+            parts.extend(backends.iter().map(|b| service_entry(&b.name, &format!("{}.local", b.name), 80, &[b.port()])));
+            docs(&parts)
+        };
+        // Each destination gets weight/sum, as Envoy's weighted clusters; istiod refuses only
+        // a total of 0. Binomial(400, 1/4): 100 expected, a standard deviation under 9.
+        let split = |c: &mut Conn| {
+            let mut got = std::collections::BTreeMap::new();
+            for _ in 0..400 {
+                let resp = c.get("/", "app.test");
+                assert_eq!(resp.status, 200);
+                *got.entry(resp.header("x-backend").unwrap().to_string()).or_insert(0) += 1;
+            }
+            got
+        };
+        let gw = Gateway::builder(driver).file("gw.yaml", &config([("a", 1), ("b", 3)])).start();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut c = Conn::open(addr);
+        let got = split(&mut c);
+        assert!((50..=150).contains(&got["a"]) && got["a"] + got["b"] == 400, "weights 1 and 3: {got:?}");
+
+        // A reload to 30 and 10 (40 in all) is applied too.
+        gw.wait_generation(1);
+        gw.write_config("gw.yaml", &config([("c", 30), ("a", 10)]));
+        gw.signal("HUP");
+        gw.wait_generation(2);
+        // This connection's worker serves the new routes once it has answered from c.
+        wait_until(Duration::from_secs(5), || c.get("/", "app.test").header("x-backend") == Some("c"))
+            .unwrap_or_else(|| panic!("the reload never reached the worker; logs:\n{}", gw.logs()));
+        let got = split(&mut c);
+        assert!((50..=150).contains(&got["a"]) && got["a"] + got["c"] == 400, "weights 30 and 10: {got:?}");
+    }
+
     fn redirects_and_their_precedence_over_later_rewrites(driver) {
         let port = free_port();
         let redirect = |prefix: &str, spec: &str| {

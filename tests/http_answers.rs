@@ -262,6 +262,35 @@ both_drivers! {
         assert!(gw.logs().contains("nothing.local"), "the dangling host is named in a warning:\n{}", gw.logs());
     }
 
+    fn connect_and_asterisk_options_find_no_route(driver) {
+        let b = Backend::start("app");
+        let port = free_port();
+        let bare = "  - route:\n    - destination:\n        host: app.local\n";
+        let prefix = "  - match:\n    - uri:\n        prefix: /\n    route:\n    - destination:\n        host: app.local\n";
+        let yaml = docs(&[
+            http_gateway("gw", port, &["*"]),
+            // istiod writes a route without `match` as `prefix: /`, which CONNECT and
+            // `OPTIONS *` (no `/`-rooted path) never match: 404, as Envoy answers.
+            virtual_service("bare", "gw", &["bare.test"], bare),
+            virtual_service("prefix", "gw", &["prefix.test"], prefix),
+            service_entry("app", "app.local", 80, &[b.port()]),
+        ]);
+        let _gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        for host in ["bare.test", "prefix.test"] {
+            let connect = client::request(addr, &format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n"));
+            assert_eq!(connect.status, 404, "CONNECT {host}");
+            let options = client::request(addr, &format!("OPTIONS * HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+            assert_eq!(options.status, 404, "OPTIONS * to {host}");
+            assert_eq!(b.count(), 0, "{host}: the backend saw nothing");
+        }
+        // The same routes take a request with a path.
+        for host in ["bare.test", "prefix.test"] {
+            assert_eq!(client::get(addr, host, "/").status, 200, "{host}");
+        }
+        assert_eq!(b.count(), 2);
+    }
+
     fn upstream_timeout_is_504(driver) {
         let b = Backend::start("app");
         let (_gw, addr) = setup(driver, &b);

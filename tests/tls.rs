@@ -21,8 +21,8 @@ use support::client::{self, Conn, Response};
 use support::config::{docs, http_gateway};
 use support::tcp::{listen_port, tcp_gateway, tcp_route, tcp_service_entry, tcp_virtual_service, TcpBackend};
 use support::tls::{
-    gateway, mutual_tls, replace_file, route_all, secret, server, service_entry, simple_tls, tls_destination_rule,
-    tls_route, write_credential, Ca, CertInfo, Leaf, SClient, TlsBackend, TlsClient, Versions,
+    gateway, mutual_tls, replace_file, route_all, secret, secret_in, server, service_entry, simple_tls,
+    tls_destination_rule, tls_route, write_credential, Ca, CertInfo, Leaf, SClient, TlsBackend, TlsClient, Versions,
 };
 use support::{wait_until, Driver, Gateway};
 
@@ -404,6 +404,46 @@ fn credential_name_from_a_secret_or_the_secrets_dir() {
         panic!("the Secret's new certificate is not served after SIGHUP (now: {now:?}); logs:\n{}", gw.logs())
     });
     assert_served(&gw, client.served(addr(p2), "dir.example.com"), &from_dir, "the secrets dir's, unchanged");
+}
+
+both_drivers! {
+    fn credential_name_is_looked_up_in_the_gateways_namespace(driver) {
+        // Istio's httpbin example: the Secret in istio-system, where the gateway runs, the
+        // Gateway resource elsewhere (here `default`). istiod's SDS reads the gateway's own.
+        let pki = Pki::new();
+        let leaf = pki.ca.server(&["httpbin.example.com"]);
+        let app = Backend::start("app");
+        let port = listen_port();
+        let tls = "{mode: SIMPLE, credentialName: httpbin-credential}";
+        let config = docs(&[
+            gateway("gw", &[server(port, "https", "HTTPS", &["httpbin.example.com"], tls)]),
+            secret_in("istio-system", "httpbin-credential", &leaf),
+            route_all("app", &["gw"], &["httpbin.example.com"], "app.local"),
+            plain_service("app", "app.local", &app),
+        ]);
+        let gw = Gateway::builder(driver).file("gw.yaml", &config).arg("--namespace").arg("istio-system").start();
+        let (client, sni) = (TlsClient::new(&pki.ca), "httpbin.example.com");
+        assert_served(&gw, client.served(addr(port), sni), &leaf, "the Secret in istio-system");
+        let r = ok(&gw, client.get(addr(port), sni, sni, "/"), sni);
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("app")));
+
+        // Without --namespace the gateway's namespace is `default`, which has no such Secret:
+        // refused, naming where it looked and where one is.
+        let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["validate", "--config", gw.config_dir().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(
+                "spec.servers[0].tls.credentialName: no Secret httpbin-credential in namespace default (the \
+                 gateway's namespace, --namespace; namespace istio-system has one) and no secrets directory \
+                 to look in"
+            ),
+            "{err}"
+        );
+    }
 }
 
 #[test]

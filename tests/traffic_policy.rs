@@ -242,11 +242,12 @@ both_drivers! {
         assert!(least_request < 0.2, "least request avoids the busy backend: slow share {least_request:.2}");
     }
 
-    fn port_level_settings_override_the_clusters_field_by_field(driver) {
-        let policy = "    loadBalancer:\n      simple: ROUND_ROBIN\n    connectionPool:\n      http:\n        maxRequestsPerConnection: 5\n    portLevelSettings:\n    - port:\n        number: 80\n      connectionPool:\n        http:\n          maxRequestsPerConnection: 1\n";
+    fn port_level_settings_replace_the_clusters_policy_wholesale(driver) {
+        let policy = "    connectionPool:\n      http:\n        maxRequestsPerConnection: 1\n    portLevelSettings:\n    - port:\n        number: 80\n      loadBalancer:\n        simple: ROUND_ROBIN\n";
         let (_gw, addr, backends) = start(driver, policy);
-        // Round robin from the cluster level, one request per connection from the port's.
-        assert_eq!(requests_and_connections(addr, &backends, 6), [(2, 2); 3]);
+        // Round robin from the port level; the cluster level's one request per connection is
+        // not inherited (istiod's GetPortLevelTrafficPolicy): each backend keeps one connection.
+        assert_eq!(requests_and_connections(addr, &backends, 6), [(2, 1); 3]);
     }
 
     fn a_subsets_policy_overrides_the_clusters(driver) {

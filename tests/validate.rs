@@ -1,8 +1,13 @@
 //! `strait validate` and `strait run` judging configs, through the real binary: exit codes and
 //! what a user reads on stderr.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
+
+use support::config::{docs, http_gateway};
+use support::{free_port, Gateway};
 
 fn strait(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strait")).args(args).output().expect("strait runs")
@@ -61,6 +66,105 @@ fn the_bundled_configs_validate_clean() {
     }
 }
 
+/// The first example of Istio's Gateway reference selects `app: my-gateway-controller`.
+const OTHER_WORKLOAD: &str = "tests/fixtures/config/seeds/001-namespace-restricted-gateway.yaml";
+
+#[test]
+fn a_gateway_selecting_another_workload_fails_validate_naming_both_label_sets() {
+    let out = strait(&["validate", "--config", OTHER_WORKLOAD]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no ok line");
+    assert_eq!(
+        lines_starting(&stderr(&out), "error: "),
+        [format!(
+            "error: {OTHER_WORKLOAD}:8: document 1: Gateway some-config-namespace/my-gateway: spec.selector: \
+             referenced selector not found: \"app=my-gateway-controller\" (IST0101): this instance's labels \
+             (--label) are istio=ingressgateway, so none of this Gateway's servers is served"
+        )]
+    );
+    let out = strait(&["validate", "--config", OTHER_WORKLOAD, "--label", "app=my-gateway-controller"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 listeners"));
+}
+
+/// Istio kinds Strait does not act on yet, and one of another API group.
+const POLICY: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-all\n  \
+                      namespace: istio-system\nspec: {}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\n\
+                      metadata:\n  name: mesh-default\nspec:\n  accessLogging: [{providers: [{name: envoy}]}]\n---\n\
+                      apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n";
+
+both_drivers! {
+    fn run_serves_with_a_warning_for_each_analyze_finding_and_kind_not_enforced(driver) {
+        let config = std::fs::read_to_string(OTHER_WORKLOAD).unwrap();
+        let port = free_port();
+        let conflict = docs(&[http_gateway("bookinfo", port, &["*"]), http_gateway("httpbin", port, &["*"])]);
+        let gw = Gateway::builder(driver)
+            .file("gw.yaml", &config)
+            .file("policy.yaml", POLICY)
+            .file("conflict.yaml", &conflict)
+            .start();
+        let logs = gw.logs();
+        for what in [
+            "spec.selector: referenced selector not found",
+            "Gateway default/bookinfo: spec.servers[0]: conflict with gateways default/httpbin",
+            "Gateway default/httpbin: spec.servers[0]: conflict with gateways default/bookinfo",
+            "AuthorizationPolicy istio-system/deny-all: AuthorizationPolicy is accepted, not enforced yet",
+            "Telemetry default/mesh-default: Telemetry is accepted, not enforced yet",
+        ] {
+            let warning = logs.lines().find(|l| l.contains(what));
+            assert!(warning.is_some_and(|l| l.contains("WARN")), "{what}: {logs}");
+        }
+    }
+}
+
+#[test]
+fn gateways_claiming_one_port_and_host_fail_validate_as_istioctl_analyze_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, docs(&[http_gateway("bookinfo", 8080, &["*"]), http_gateway("httpbin", 8080, &["*"])]))
+        .unwrap();
+    let out = strait(&["validate", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let f = file.display();
+    assert_eq!(
+        lines_starting(&stderr(&out), "error: "),
+        [
+            format!(
+                "error: {f}:10: document 1: Gateway default/bookinfo: spec.servers[0]: conflict with gateways \
+                 default/httpbin (workload selector istio=ingressgateway, port 8080, hosts *) (IST0145)"
+            ),
+            format!(
+                "error: {f}:26: document 2: Gateway default/httpbin: spec.servers[0]: conflict with gateways \
+                 default/bookinfo (workload selector istio=ingressgateway, port 8080, hosts *) (IST0145)"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn kinds_not_enforced_yet_are_listed_naming_the_file_and_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("config/quickstart.yaml", dir.path().join("gw.yaml")).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let out = strait(&["validate", "--config", dir.path().to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let p = policy.display();
+    assert_eq!(
+        lines_starting(&err, "warning: "),
+        [
+            format!(
+                "warning: {p}:1: document 1: AuthorizationPolicy istio-system/deny-all: AuthorizationPolicy is \
+                 accepted, not enforced yet"
+            ),
+            format!(
+                "warning: {p}:8: document 2: Telemetry default/mesh-default: Telemetry is accepted, not enforced yet"
+            ),
+        ]
+    );
+}
+
 #[test]
 fn fields_not_enforced_are_warnings_and_pass() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,8 +190,50 @@ fn fields_not_enforced_are_warnings_and_pass() {
 }
 
 #[test]
+fn weights_are_relative_and_only_a_zero_total_is_refused() {
+    let fixture = "tests/fixtures/config/broken/11-weights-all-zero.yaml";
+    let zero = std::fs::read_to_string(fixture).unwrap();
+    let weighted = zero.replacen("      weight: 0\n", "      weight: 1\n", 1).replacen(
+        "    - destination: {host: reviews.example.com}\n---",
+        "    - destination: {host: reviews.example.com}\n      weight: 3\n---",
+        1,
+    );
+    assert_ne!(weighted, zero);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weights.yaml");
+    std::fs::write(&file, weighted).unwrap();
+    let out = strait(&["validate", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "weights 1 and 3: {}", stderr(&out));
+    let out = strait(&["validate", "--config", fixture]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("spec.http[0].route: total destination weight = 0"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_config_with_nothing_strait_reads_fails_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let app = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n";
+    std::fs::write(dir.path().join("app.yaml"), app).unwrap();
+    let out = strait(&["validate", "--config", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no ok line");
+    assert_eq!(
+        lines_starting(&stderr(&out), "error: "),
+        [format!(
+            "error: --config {path}: nothing Strait reads: 1 document, not an Istio resource (*.istio.io) or a v1 \
+             Secret"
+        )]
+    );
+    let out = strait(&["run", "--config", path, "--admin", "127.0.0.1:0"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("error: --config {path}: nothing Strait reads")), "{err}");
+}
+
+#[test]
 fn run_refuses_an_invalid_config_before_listening() {
-    let fixture = "tests/fixtures/config/broken/11-weights-not-100.yaml";
+    let fixture = "tests/fixtures/config/broken/11-weights-all-zero.yaml";
     assert!(Path::new(fixture).exists());
     let out = strait(&["run", "--config", fixture, "--admin", "127.0.0.1:0"]);
     let err = stderr(&out);

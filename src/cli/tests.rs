@@ -185,3 +185,16 @@ fn version_names_the_commit_built_from() {
     assert!(version.starts_with(&expected), "{version:?} does not start with {expected:?}");
     assert!(version.trim_end().ends_with(')'), "{version:?}");
 }
+
+#[test]
+fn namespace_of_run_and_validate() {
+    let build = |args: &[&str]| match parse(args).unwrap().command {
+        Command::Run(run) => run.config.build_options(),
+        Command::Validate(config) => config.build_options(),
+    };
+    for command in ["run", "validate"] {
+        assert_eq!(build(&[command, "--config", "c"]).namespace, "default", "{command}");
+        let opts = build(&[command, "--config", "c", "--namespace", "istio-system"]);
+        assert_eq!(opts.namespace, "istio-system", "{command}");
+    }
+}

@@ -97,7 +97,8 @@ impl<'a> Secrets<'a> {
         Ok(bytes.into())
     }
 
-    /// Resolves `credentialName` in `namespace`. Keys are Kubernetes TLS secret keys (`tls.crt`,
+    /// Resolves `credentialName` in `namespace`, the gateway's own: istiod's SDS reads a
+    /// `kubernetes://NAME` credential from the proxy's namespace, not the Gateway resource's. Keys are Kubernetes TLS secret keys (`tls.crt`,
     /// `tls.key`, `ca.crt`, `ca.crl`) or Istio's generic ones (`cert`, `key`, `cacert`, `crl`);
     /// the CA and its CRL may also come from a `NAME-cacert` secret, as istiod's SDS allows.
     fn credential(&self, namespace: &str, name: &str) -> Result<Material, String> {
@@ -127,12 +128,23 @@ impl<'a> Secrets<'a> {
             }
             return Ok(material);
         }
+        let missing = || {
+            // A Secret of that name elsewhere is the usual slip: kept beside the Gateway resource
+            // rather than in the gateway's own namespace.
+            let mut elsewhere: Vec<&str> = self.by_key.keys().filter(|(_, n)| *n == name).map(|(ns, _)| *ns).collect();
+            elsewhere.sort_unstable();
+            let hint = match elsewhere.as_slice() {
+                [] => String::new(),
+                found => format!("; namespace {} has one", found.join(", ")),
+            };
+            format!("no Secret {name} in namespace {namespace} (the gateway's namespace, --namespace{hint})")
+        };
         let Some(dir) = self.dir else {
-            return Err(format!("no Secret {name} in namespace {namespace} and no secrets directory to look in"));
+            return Err(format!("{} and no secrets directory to look in", missing()));
         };
         let base = dir.join(name);
         if !base.is_dir() {
-            return Err(format!("no Secret {name} in namespace {namespace} and no directory {}", base.display()));
+            return Err(format!("{} and no directory {}", missing(), base.display()));
         }
         let mut material = Material::default();
         material.cert = Some(self.read_file(&base.join(Secret::TLS_CERT), &mut material.files)?);
@@ -213,7 +225,7 @@ fn check_key(bytes: &[u8], field: &str) -> Result<(), TlsError> {
 }
 
 /// A Gateway server's certificate material for its `tls` block (none for the passthrough
-/// modes). `namespace` is the Gateway's, where `credentialName` is looked up.
+/// modes). `namespace` is the gateway's own (`--namespace`), where `credentialName` is looked up.
 pub(crate) fn server_material(
     tls: &ServerTlsSettings,
     namespace: &str,
@@ -278,7 +290,7 @@ pub(crate) fn server_material(
 }
 
 /// A DestinationRule `tls` block's client material (none for `DISABLE`). `namespace` is the
-/// consuming Gateway's, where istiod's SDS looks up a client `credentialName`.
+/// gateway's own (`--namespace`), where istiod's SDS looks up a client `credentialName`.
 pub(crate) fn upstream_material(
     tls: &ClientTlsSettings,
     namespace: &str,

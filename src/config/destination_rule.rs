@@ -42,7 +42,8 @@ pub struct TrafficPolicy {
     pub retry_budget: Option<RetryBudget>,
 }
 
-/// Per-port overrides; each field replaces (not merges with) the top-level one.
+/// A port's own policy: for that port it replaces the policy around it wholesale (a field left
+/// out is the default, not the top level's), as istiod's `GetPortLevelTrafficPolicy` does.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortTrafficPolicy {

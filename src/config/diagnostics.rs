@@ -13,8 +13,9 @@ use std::sync::Arc;
 pub enum Severity {
     /// What Istio's validation webhook refuses: the set is not served.
     Error,
-    /// An `istioctl analyze` IST0101-style reference to nothing: `validate` fails, `run` serves
-    /// the set with a warning.
+    /// What `istioctl analyze` reports as an error: a reference to nothing (IST0101, a Gateway
+    /// selector this instance does not satisfy included), Gateways claiming one port and host
+    /// (IST0145). `validate` fails, `run` serves the set with a warning.
     Dangling,
     /// Accepted but not enforced by Strait yet: a warning only.
     NotEnforced,

@@ -6,10 +6,12 @@
 //! directory of configs can keep backups or other tools' files in subfolders). Each file is
 //! split into `---` documents; empty ones are skipped. Documents of other API groups
 //! (Deployment, Service, …) are skipped with a debug log, except core `v1` `Secret`, which
-//! `credentialName` resolves to, and `v1` `List`, whose `items` are loaded as documents. In
-//! `networking.istio.io` (versions `v1alpha3`, `v1beta1`, `v1`) only the kinds Strait serves
-//! are accepted: any other kind or version is an error, as is an unknown field or a wrong type.
-//! Every error of every file is collected, in file and document order.
+//! `credentialName` resolves to, and `v1` `List`, whose `items` are loaded as documents. Of
+//! Istio's groups, the kinds Strait serves are read in full (an unknown field or a wrong type is
+//! an error); the kinds it does not act on yet ([`NOT_ENFORCED_KINDS`]) are kept as
+//! [`Unenforced`], for `validate` and `run` to list; any other kind or version is an error, as
+//! Istio has no such resource. A set with nothing Strait reads is an error too. Every error of
+//! every file is collected, in file and document order.
 
 pub mod credentials;
 pub mod destination_rule;
@@ -151,7 +153,49 @@ pub struct ConfigSet {
     pub destination_rules: Vec<Resource<DestinationRule>>,
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub secrets: Vec<Resource<Secret>>,
+    pub not_enforced: Vec<Unenforced>,
 }
+
+impl ConfigSet {
+    /// Nothing of a kind Strait reads.
+    fn is_empty(&self) -> bool {
+        self.gateways.is_empty()
+            && self.virtual_services.is_empty()
+            && self.destination_rules.is_empty()
+            && self.service_entries.is_empty()
+            && self.secrets.is_empty()
+            && self.not_enforced.is_empty()
+    }
+}
+
+/// A document of an Istio kind Strait accepts but does not act on yet: kept so that `validate`
+/// and `run` list it rather than drop it in silence. Its spec is not read.
+#[derive(Debug, Clone)]
+pub struct Unenforced {
+    pub kind: String,
+    /// `namespace/name`, when the document names itself.
+    pub resource: Option<String>,
+    pub origin: Origin,
+}
+
+/// Istio's kinds that Strait accepts but does not act on yet, with the versions Istio serves
+/// each in: `(group, kind, versions)`. Delete a row when Strait starts acting on its kind.
+pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
+    ("networking.istio.io", "EnvoyFilter", &["v1alpha3"]),
+    ("networking.istio.io", "Sidecar", &ISTIO_VERSIONS),
+    ("networking.istio.io", "WorkloadEntry", &ISTIO_VERSIONS),
+    ("networking.istio.io", "WorkloadGroup", &ISTIO_VERSIONS),
+    ("networking.istio.io", "ProxyConfig", &["v1beta1"]),
+    ("security.istio.io", "AuthorizationPolicy", &["v1", "v1beta1"]),
+    ("security.istio.io", "PeerAuthentication", &["v1", "v1beta1"]),
+    ("security.istio.io", "RequestAuthentication", &["v1", "v1beta1"]),
+    ("telemetry.istio.io", "Telemetry", &["v1", "v1alpha1"]),
+    ("extensions.istio.io", "WasmPlugin", &["v1alpha1"]),
+    ("extensions.istio.io", "TrafficExtension", &["v1alpha1"]),
+];
+
+/// The `networking.istio.io` kinds Strait serves.
+const SERVED_KINDS: [&str; 4] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry"];
 
 /// `metadata.namespace` when a document names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -161,11 +205,24 @@ const ISTIO_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
 
 /// Reads every path (file, or directory of `*.yaml`/`*.yml`) into a [`ConfigSet`], or every
 /// load-level error found (YAML syntax, unknown kinds, fields and versions, types, duplicate
-/// names), in file and document order.
+/// names, nothing Strait reads at all), in file and document order.
 pub fn load(paths: &[PathBuf]) -> Result<ConfigSet, Diagnostics> {
     let mut loader = Loader::default();
     for path in paths {
         loader.path(path);
+    }
+    if loader.diagnostics.is_empty() && loader.set.is_empty() {
+        // Serving nothing is never what a --config meant (a wrong directory, a file of
+        // Deployments): refused, so that a reload to such a set keeps the config that serves.
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let message = match loader.skipped {
+            0 => "no Istio resource or v1 Secret (a directory contributes the *.yaml and *.yml files directly \
+                  in it)"
+                .to_owned(),
+            1 => "nothing Strait reads: 1 document, not an Istio resource (*.istio.io) or a v1 Secret".to_owned(),
+            n => format!("nothing Strait reads: {n} documents, none an Istio resource (*.istio.io) or a v1 Secret"),
+        };
+        loader.diagnostics.push(Diagnostic::error(format!("--config {}: {message}", paths.join(", "))));
     }
     if loader.diagnostics.is_empty() {
         Ok(loader.set)
@@ -180,6 +237,8 @@ struct Loader {
     diagnostics: Diagnostics,
     /// (kind, `ns/name`) → where it was first defined, to report duplicates.
     seen: HashMap<(&'static str, String), Origin>,
+    /// Documents of kinds Strait does not read.
+    skipped: usize,
 }
 
 /// What to do with a document, by its `apiVersion` and `kind`.
@@ -190,6 +249,8 @@ enum Class {
     ServiceEntry,
     Secret,
     List,
+    /// An Istio kind Strait does not act on yet.
+    NotEnforced,
     Skip,
     /// `at` is the top-level key whose line the error is reported on.
     Invalid {
@@ -200,6 +261,19 @@ enum Class {
 
 fn classify(api_version: &str, kind: &str) -> Class {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    if let Some((_, _, versions)) = NOT_ENFORCED_KINDS.iter().find(|(g, k, _)| *g == group && *k == kind) {
+        if versions.contains(&version) {
+            return Class::NotEnforced;
+        }
+        let message = format!("apiVersion {api_version} is not served for {kind} (versions: {})", versions.join(", "));
+        return Class::Invalid { at: "apiVersion", message };
+    }
+    // Istio's kinds of the group, as a message lists them.
+    let kinds = || {
+        let served = SERVED_KINDS.iter().filter(|_| group == "networking.istio.io");
+        let more = NOT_ENFORCED_KINDS.iter().filter(|(g, _, _)| *g == group).map(|(_, k, _)| k);
+        served.chain(more).copied().collect::<Vec<_>>().join(", ")
+    };
     match group {
         "networking.istio.io" if !ISTIO_VERSIONS.contains(&version) => Class::Invalid {
             at: "apiVersion",
@@ -213,14 +287,11 @@ fn classify(api_version: &str, kind: &str) -> Class {
             "VirtualService" => Class::VirtualService,
             "DestinationRule" => Class::DestinationRule,
             "ServiceEntry" => Class::ServiceEntry,
-            _ => Class::Invalid {
-                at: "kind",
-                message: format!(
-                    "kind {kind} is not supported by Strait (supported: Gateway, VirtualService, \
-                     DestinationRule, ServiceEntry)"
-                ),
-            },
+            _ => Class::Invalid { at: "kind", message: format!("kind {kind} is not a {group} kind ({})", kinds()) },
         },
+        _ if NOT_ENFORCED_KINDS.iter().any(|(g, _, _)| *g == group) => {
+            Class::Invalid { at: "kind", message: format!("kind {kind} is not a {group} kind ({})", kinds()) }
+        }
         "" if version == "v1" && kind == "Secret" => Class::Secret,
         "" if version == "v1" && kind == "List" => Class::List,
         _ => Class::Skip,
@@ -414,7 +485,13 @@ impl Loader {
                 }
                 Some(_) => Some(at.error("items", Some("items".into()), "expected a list of objects")),
             },
+            Class::NotEnforced => {
+                let resource = resource.clone();
+                self.set.not_enforced.push(Unenforced { kind: kind.clone(), resource, origin: origin.clone() });
+                None
+            }
             Class::Skip => {
+                self.skipped += 1;
                 tracing::debug!(
                     file = %origin.file.display(),
                     line = origin.line,

@@ -158,8 +158,9 @@ fn broken_fixtures() {
         ),
         (
             "04-unknown-kind.yaml",
-            "3: document 1: Sidecar istio-config/default: kind Sidecar is not supported by \
-             Strait (supported: Gateway, VirtualService, DestinationRule, ServiceEntry)",
+            "3: document 1: Virtualservice bookinfo/reviews: kind Virtualservice is not a \
+             networking.istio.io kind (Gateway, VirtualService, DestinationRule, ServiceEntry, \
+             EnvoyFilter, Sidecar, WorkloadEntry, WorkloadGroup, ProxyConfig)",
         ),
         (
             "05-unknown-api-version.yaml",
@@ -196,8 +197,8 @@ fn broken_fixtures() {
              tests/fixtures/config/broken/10-duplicate-name.yaml:5 (document 1)",
         ),
         (
-            "11-weights-not-100.yaml",
-            "21: document 2: VirtualService default/reviews: spec.http[0].route: total destination weight 90 != 100",
+            "11-weights-all-zero.yaml",
+            "21: document 2: VirtualService default/reviews: spec.http[0].route: total destination weight = 0",
         ),
         (
             "12-route-and-redirect.yaml",
@@ -277,7 +278,7 @@ fn broken_fixtures() {
         ),
         (
             "31-negative-weight.yaml",
-            "27: document 2: VirtualService default/reviews: spec.http[0].route[2].weight: weight -10 is not in range 0..100",
+            "27: document 2: VirtualService default/reviews: spec.http[0].route[2].weight: weight -10 < 0",
         ),
         (
             "32-direct-response-status.yaml",
@@ -293,7 +294,7 @@ fn broken_fixtures() {
         ),
         (
             "35-missing-credential.yaml",
-            "14: document 1: Gateway default/gw: spec.servers[0].tls.credentialName: no Secret nowhere-cert in namespace default and no directory tests/fixtures/snapshot/secrets/nowhere-cert",
+            "14: document 1: Gateway default/gw: spec.servers[0].tls.credentialName: no Secret nowhere-cert in namespace default (the gateway's namespace, --namespace) and no directory tests/fixtures/snapshot/secrets/nowhere-cert",
         ),
         (
             "36-gateway-without-servers.yaml",
@@ -412,6 +413,102 @@ fn other_kinds_are_skipped_and_lists_and_secrets_are_read() {
     assert_eq!((dr.origin.document, dr.origin.item, dr.origin.line), (4, Some(1), 31));
     // Field lines inside a List item are found through the item.
     assert_eq!(dr.origin.locate("spec.trafficPolicy"), 36);
+}
+
+#[test]
+fn istio_kinds_not_acted_on_are_kept_for_listing() {
+    let scratch = Scratch::new(
+        "unenforced",
+        &[(
+            "p.yaml",
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: istio-system}\n\
+             spec: {action: DENY}\n---\n\
+             apiVersion: telemetry.istio.io/v1alpha1\nkind: Telemetry\nmetadata: {name: mesh-default}\nspec: {}\n---\n\
+             apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f}\nspec: {configPatches: []}\n---\n\
+             apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nspec: {url: oci://x}\n",
+        )],
+    );
+    let set = load(&[scratch.path("p.yaml")]).unwrap();
+    let got: Vec<(&str, Option<&str>, usize, usize)> = set
+        .not_enforced
+        .iter()
+        .map(|d| (d.kind.as_str(), d.resource.as_deref(), d.origin.document, d.origin.line))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("AuthorizationPolicy", Some("istio-system/deny"), 1, 1),
+            ("Telemetry", Some("default/mesh-default"), 2, 6),
+            ("EnvoyFilter", Some("default/f"), 3, 11),
+            ("WasmPlugin", None, 4, 16),
+        ]
+    );
+}
+
+#[test]
+fn istio_kinds_and_versions_that_do_not_exist_are_errors() {
+    let scratch = Scratch::new(
+        "no-such-kind",
+        &[(
+            "k.yaml",
+            "apiVersion: networking.istio.io/v1\nkind: EnvoyFilter\nmetadata: {name: f}\n---\n\
+             apiVersion: security.istio.io/v1\nkind: AuthorizationPolicies\nmetadata: {name: a}\n---\n\
+             apiVersion: telemetry.istio.io/v2\nkind: Telemetry\nmetadata: {name: t}\n",
+        )],
+    );
+    let file = scratch.path("k.yaml");
+    let got: Vec<String> = load(std::slice::from_ref(&file)).unwrap_err().iter().map(ToString::to_string).collect();
+    let f = file.display();
+    assert_eq!(
+        got,
+        [
+            format!(
+                "{f}:1: document 1: EnvoyFilter default/f: apiVersion networking.istio.io/v1 is not served \
+                 for EnvoyFilter (versions: v1alpha3)"
+            ),
+            format!(
+                "{f}:6: document 2: AuthorizationPolicies default/a: kind AuthorizationPolicies is not a \
+                 security.istio.io kind (AuthorizationPolicy, PeerAuthentication, RequestAuthentication)"
+            ),
+            format!(
+                "{f}:9: document 3: Telemetry default/t: apiVersion telemetry.istio.io/v2 is not served for \
+                 Telemetry (versions: v1, v1alpha1)"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_config_with_nothing_strait_reads_is_an_error() {
+    let other = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\n---\napiVersion: v1\nkind: Service\n\
+                 metadata: {name: app}\n";
+    let scratch = Scratch::new("nothing", &[("apps.yaml", other), ("notes.txt", "apiVersion: v1\nkind: Secret\n")]);
+    let empty = scratch.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let message =
+        |paths: &[&PathBuf]| load(&paths.iter().map(|p| p.to_path_buf()).collect::<Vec<_>>()).unwrap_err().to_string();
+    let apps = scratch.path("apps.yaml");
+    assert_eq!(
+        message(&[&empty]),
+        format!(
+            "--config {}: no Istio resource or v1 Secret (a directory contributes the *.yaml and *.yml files \
+             directly in it)",
+            empty.display()
+        )
+    );
+    assert_eq!(
+        message(&[&scratch.0, &empty]),
+        format!(
+            "--config {}, {}: nothing Strait reads: 2 documents, none an Istio resource (*.istio.io) or a v1 Secret",
+            scratch.0.display(),
+            empty.display()
+        )
+    );
+    // A kind Strait does not act on yet is read: its warning says the rest.
+    let policy = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict}\n";
+    std::fs::write(scratch.path("policy.yaml"), policy).unwrap();
+    let set = load(&[apps, scratch.path("policy.yaml")]).unwrap();
+    assert_eq!(set.not_enforced.len(), 1);
 }
 
 #[test]

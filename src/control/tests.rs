@@ -206,17 +206,21 @@ fn workers_follow_publications_on_io_uring_where_available() {
     workers_follow_publications(DriverChoice::Auto);
 }
 
-/// An empty config directory of this test's own.
-fn empty_config_dir(name: &str) -> PathBuf {
+/// A config directory of this test's own, holding one ServiceEntry (no listener to bind).
+fn config_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("strait-control-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let service = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: app}\nspec:\n  \
+                   hosts: [app.local]\n  resolution: STATIC\n  ports: [{number: 80, name: http}]\n  \
+                   endpoints: [{address: 127.0.0.1}]\n";
+    std::fs::write(dir.join("app.yaml"), service).unwrap();
     dir
 }
 
 #[test]
 fn reloads_count_and_keep_the_last_error_until_one_succeeds() {
-    let dir = empty_config_dir("reloads");
+    let dir = config_dir("reloads");
     let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
     let mut reloader = Reloader::start(opts, 1, false).unwrap();
     let shared = reloader.shared().clone();
@@ -233,12 +237,25 @@ fn reloads_count_and_keep_the_last_error_until_one_succeeds() {
     let last = shared.last_reload_error().unwrap();
     assert!(last.contains(&*dir.to_string_lossy()), "{last}");
 
-    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(config_dir("reloads"), dir);
     assert_eq!(reloader.reload().unwrap().generation, 3);
     assert_eq!(shared.last_reload_error(), None, "a reload that succeeds clears the error");
 
     reloader.start_draining();
     assert!(matches!(reloader.reload(), Err(ReloadError::Draining)));
+}
+
+#[test]
+fn a_reload_to_nothing_strait_reads_keeps_serving() {
+    let dir = config_dir("emptied");
+    let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
+    let mut reloader = Reloader::start(opts, 1, false).unwrap();
+    std::fs::remove_file(dir.join("app.yaml")).unwrap();
+    let err = reloader.reload().unwrap_err();
+    assert!(err.to_string().contains("no Istio resource or v1 Secret"), "{err}");
+    assert_eq!(reloader.shared().snapshot().generation, 1, "the old snapshot keeps serving");
+    assert!(reloader.shared().snapshot().cluster_by_name("outbound|80||app.local").is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

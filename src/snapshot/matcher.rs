@@ -8,7 +8,8 @@ pub struct RequestInfo<'a> {
     /// Host header or authority, as sent (port and case are handled by the lookup).
     pub host: &'a str,
     pub method: &'a str,
-    /// Path without the query string.
+    /// Path without the query string: `/`-rooted, except `*` for `OPTIONS *` and empty for
+    /// CONNECT, which match no route.
     pub path: &'a str,
     /// Query string without the `?`.
     pub query: Option<&'a str>,

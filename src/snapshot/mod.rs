@@ -362,6 +362,12 @@ impl RouteTable {
         if vhost.https_redirect {
             return RouteDecision::HttpsRedirect(vhost);
         }
+        // Envoy matches every path specifier against `:path`, and istiod writes a route or block
+        // without `uri` as `prefix: /`: CONNECT (authority form) has no path, and an asterisk-form
+        // target (`OPTIONS *`) Envoy answers 404 before routing. Neither finds a route.
+        if !req.path.starts_with('/') {
+            return RouteDecision::NoRoute(vhost);
+        }
         for route in &vhost.routes {
             if let Some(block) = route.matches(req) {
                 return RouteDecision::Matched { vhost, route, block };

@@ -109,7 +109,10 @@ fn cluster_name(s: &Snapshot, d: &Destination) -> Option<String> {
 #[test]
 fn bookinfo_seed_routes_as_its_text_says() {
     let set = with_test_certs(load(&["config/seeds/001-bookinfo.yaml", "snapshot/bookinfo-backends.yaml"]));
-    let s = compile(&set, &options(&[("app", "my-gateway-controller")])).unwrap_or_else(|e| panic!("{e}"));
+    // The gateway runs beside its Gateway resource, where the 9443 server's Secret is.
+    let opts =
+        CompileOptions { namespace: "some-config-namespace".into(), ..options(&[("app", "my-gateway-controller")]) };
+    let s = compile(&set, &opts).unwrap_or_else(|e| panic!("{e}"));
     let ports: Vec<u16> = s.listeners.iter().map(|l| l.port).collect();
     assert_eq!(ports, [80, 443, 9080, 9443, 27017]);
 
@@ -154,7 +157,8 @@ fn bookinfo_seed_routes_as_its_text_says() {
     let qa = &forward(r).destinations[1];
     assert_eq!((&*qa.host, qa.port, qa.cluster), ("reviews.qa.svc.cluster.local", 443, None));
 
-    // 9443 admits *.bookinfo.com from bookinfo-namespace; its certificate comes from a Secret.
+    // 9443 admits *.bookinfo.com from bookinfo-namespace; its certificate comes from the Secret
+    // in the gateway's namespace, not the secrets directory's copy.
     let l9443 = s.listener(9443).unwrap();
     let server = l9443.server_for_sni(Some("uk.bookinfo.com")).unwrap();
     let tls = server.tls.as_ref().unwrap();
@@ -288,6 +292,20 @@ fn match_blocks() {
 }
 
 #[test]
+fn connect_and_asterisk_targets_match_no_route() {
+    let s = build(&["snapshot/matching.yaml"]);
+    let t = table(&s, 8080);
+    // A route without `match` (istiod's `prefix: /`), an explicit `prefix: /` and a block
+    // matching on a header only: each takes a `/`-rooted path, never CONNECT or `OPTIONS *`.
+    let present = [("x-present", "")];
+    for (host, headers) in [("local.test", &[][..]), ("shared.test", &[]), ("match.test", &present)] {
+        assert_ne!(outcome(&decide(t, host, "OPTIONS", "/", headers)), "no-route", "{host}");
+        assert_eq!(outcome(&decide(t, host, "CONNECT", "", headers)), "no-route", "{host}");
+        assert_eq!(outcome(&decide(t, host, "OPTIONS", "*", headers)), "no-route", "{host}");
+    }
+}
+
+#[test]
 fn catch_all_routes_move_behind_other_virtual_services() {
     let s = build(&["snapshot/matching.yaml"]);
     let t = table(&s, 8080);
@@ -375,14 +393,16 @@ fn destinations_and_clusters() {
     let weights: Vec<(Option<&str>, u32)> = split.iter().map(|d| (d.subset.as_deref(), d.weight)).collect();
     assert_eq!(weights, [(Some("v2"), 30), (None, 70)]);
 
-    // Policy merge: rule < port level < subset < subset port level, each part replaced whole.
-    assert_eq!(base.policy.load_balancer, LoadBalancer::RoundRobin);
+    // Policy merge for port 9080: its portLevelSettings entry replaces the rule's policy
+    // wholesale (istiod's GetPortLevelTrafficPolicy), so what it leaves out is the default.
+    let default = TrafficPolicy::default();
     assert_eq!(base.policy.http1_max_pending_requests, 5);
-    // The port-level connectionPool replaced the rule's, connectTimeout included.
+    assert_eq!(base.policy.load_balancer, default.load_balancer);
     assert_eq!(base.policy.connect_timeout, Duration::from_secs(10));
     assert_eq!(base.policy.max_connections, u32::MAX);
-    assert_eq!(base.policy.outlier_detection.as_ref().unwrap().consecutive_5xx, Some(7));
+    assert_eq!(base.policy.outlier_detection, None);
     assert_eq!(v1.policy, base.policy);
+    // v2's own entry for the port replaces everything again, its loadBalancer only.
     assert_eq!(
         v2.policy.load_balancer,
         LoadBalancer::ConsistentHash {
@@ -390,8 +410,8 @@ fn destinations_and_clusters() {
             algorithm: HashAlgorithm::RingHash { minimum_ring_size: 1024 }
         }
     );
-    assert_eq!(v2.policy.http1_max_pending_requests, 5);
-    assert_eq!(v2.policy.outlier_detection, base.policy.outlier_detection);
+    assert_eq!(v2.policy.http1_max_pending_requests, default.http1_max_pending_requests);
+    assert_eq!(v2.policy.outlier_detection, None);
 
     // Every ServiceEntry host × port has a cluster, routed to or not; DNS is resolved now.
     let dns = s.cluster(s.cluster_by_name("outbound|7000||localhost").unwrap());
@@ -560,6 +580,29 @@ fn tls_terminated_tcp_and_auto_passthrough() {
     assert_eq!(l.servers[0].tls.as_ref().unwrap().mode, ServerTlsMode::AutoPassthrough);
     let v1 = s.cluster(s.cluster_by_name("outbound|8000|v1|api.mesh.local").unwrap());
     assert_eq!(v1.endpoints.len(), 1);
+}
+
+#[test]
+fn client_credentials_come_from_the_gateways_namespace() {
+    let set = load(&["snapshot/credential-namespace.yaml"]);
+    let opts = CompileOptions { namespace: "istio-system".into(), ..options(&[]) };
+    let s = compile(&set, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = s.cluster(s.cluster_by_name("outbound|443||up.example.com").unwrap());
+    let tls = cluster.policy.tls.as_ref().expect("upstream TLS");
+    assert!(tls.client_certificate.is_some() && tls.private_key.is_some());
+
+    // The rule's own namespace is not where istiod looks: the error says where it did.
+    let err = compile(&set, &options(&[])).unwrap_err();
+    let d = err.iter().next().unwrap();
+    assert_eq!(d.field.as_deref(), Some("spec.trafficPolicy.tls.credentialName"));
+    assert!(
+        d.message.starts_with(
+            "no Secret client-cred in namespace default (the gateway's namespace, --namespace; namespace \
+             istio-system has one)"
+        ),
+        "{}",
+        d.message
+    );
 }
 
 #[test]

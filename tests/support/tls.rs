@@ -793,13 +793,18 @@ pub fn tls_destination_rule(name: &str, host: &str, tls: &str) -> String {
 
 /// A core `kind: Secret` of type `kubernetes.io/tls` holding `leaf`, as kubectl writes it.
 pub fn secret(name: &str, leaf: &Leaf) -> String {
+    secret_in("default", name, leaf)
+}
+
+/// [`secret`] in `namespace`.
+pub fn secret_in(namespace: &str, name: &str, leaf: &Leaf) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     format!(
         "apiVersion: v1
 kind: Secret
 metadata:
   name: {name}
-  namespace: default
+  namespace: {namespace}
 type: kubernetes.io/tls
 data:
   tls.crt: {}

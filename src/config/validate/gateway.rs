@@ -1,6 +1,8 @@
-//! Gateway rules: server ports, protocols, hosts and TLS settings (Istio's `ValidateGateway`),
-//! and, for the Gateways that select this instance, what compiling them needs: readable
-//! certificates and one protocol family per port.
+//! Gateway rules: server ports, protocols, hosts and TLS settings (Istio's `ValidateGateway`);
+//! a Gateway whose selector this instance does not satisfy, as `istioctl analyze` reports a
+//! selector no workload matches (IST0101); and, for the Gateways that select this instance,
+//! what compiling them needs (readable certificates, one protocol family per port) and the
+//! servers two of them claim alike (IST0145).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -8,7 +10,7 @@ use super::{dns_label, At, ValidateOptions};
 use crate::config::credentials::{server_material, Secrets};
 use crate::config::gateway::{ProtocolFamily, Server, ServerTlsMode, ServerTlsSettings};
 use crate::config::index::labels_subset;
-use crate::config::{ConfigSet, Diagnostics, Gateway};
+use crate::config::{ConfigSet, Diagnostics, Gateway, Resource, Severity};
 
 /// The protocols Istio accepts on a Gateway server, upper-case (Istio parses them
 /// case-insensitively).
@@ -23,6 +25,18 @@ pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<S
     for gw in &set.gateways {
         let selected = labels_subset(&gw.spec.selector, labels);
         let mut at = At { resource: gw, out: &mut *out };
+        if !selected {
+            at.push(
+                Severity::Dangling,
+                "spec.selector",
+                format!(
+                    "referenced selector not found: \"{}\" (IST0101): this instance's labels (--label) are \
+                     {}, so none of this Gateway's servers is served",
+                    selector(&gw.spec.selector),
+                    selector(labels)
+                ),
+            );
+        }
         let mut port_names = HashSet::new();
         if gw.spec.servers.is_empty() {
             at.error("spec.servers", "gateway must have at least one server");
@@ -44,7 +58,7 @@ pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<S
             // Only the servers this instance serves need their certificates here.
             if let (true, Some(tls)) = (tls_ok, &server.tls) {
                 if server.port.family() == ProtocolFamily::Tls {
-                    if let Err((field, message)) = server_material(tls, gw.namespace(), &secrets) {
+                    if let Err((field, message)) = server_material(tls, &opts.namespace, &secrets) {
                         at.error(format!("{prefix}.tls.{field}"), message);
                     }
                 }
@@ -70,6 +84,63 @@ pub(super) fn check(set: &ConfigSet, opts: &ValidateOptions, labels: &BTreeMap<S
             }
         }
     }
+    conflicts(set, labels, out);
+}
+
+/// `istioctl analyze`'s ConflictingGateways (IST0145): a server of a Gateway selecting this
+/// instance whose port, bind and one of whose hosts (as written) another such Gateway also
+/// claims. Each Gateway involved is told, naming the others, in one pass over a host index.
+fn conflicts(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mut Diagnostics) {
+    let selected: Vec<&Resource<Gateway>> =
+        set.gateways.iter().filter(|gw| labels_subset(&gw.spec.selector, labels)).collect();
+    let claim = |server: &'_ Server, host: &'_ str| {
+        (server.port.number, server.bind.clone().unwrap_or_default(), host.to_owned())
+    };
+    // (port, bind, host) → the Gateways claiming it, by index in `selected`.
+    let mut claims: HashMap<(u32, String, String), Vec<usize>> = HashMap::new();
+    for (g, gw) in selected.iter().enumerate() {
+        for server in &gw.spec.servers {
+            for host in &server.hosts {
+                let owners = claims.entry(claim(server, host)).or_default();
+                if owners.last() != Some(&g) {
+                    owners.push(g);
+                }
+            }
+        }
+    }
+    for (g, gw) in selected.iter().enumerate() {
+        let mut at = At { resource: *gw, out: &mut *out };
+        for (i, server) in gw.spec.servers.iter().enumerate() {
+            let mut others: Vec<String> = server
+                .hosts
+                .iter()
+                .flat_map(|host| &claims[&claim(server, host)])
+                .filter(|&&o| o != g)
+                .map(|&o| selected[o].key())
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            others.sort();
+            others.dedup();
+            at.push(
+                Severity::Dangling,
+                format!("spec.servers[{i}]"),
+                format!(
+                    "conflict with gateways {} (workload selector {}, port {}, hosts {}) (IST0145)",
+                    others.join(","),
+                    selector(&gw.spec.selector),
+                    server.port.number,
+                    server.hosts.join(",")
+                ),
+            );
+        }
+    }
+}
+
+/// Labels as a Kubernetes selector prints them (and istioctl quotes them): `k=v,k2=v2`, sorted.
+fn selector(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// One server's own rules; whether its `tls` block is complete enough to load certificates.

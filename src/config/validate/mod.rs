@@ -1,7 +1,7 @@
 //! Semantic checks on a loaded [`ConfigSet`], as Istio draws the lines (ARCHITECTURE.md "Two
 //! kinds of config fault"): what its validation webhook refuses ([`Severity::Error`]), what
-//! `istioctl analyze` reports as IST0101 ([`Severity::Dangling`]), and what Strait accepts but
-//! does not enforce yet ([`Severity::NotEnforced`]).
+//! `istioctl analyze` reports as an error, such as IST0101 ([`Severity::Dangling`]), and what
+//! Strait accepts but does not enforce yet ([`Severity::NotEnforced`]).
 //!
 //! One file per concern: each kind's own rules, cross-resource references, and the table of
 //! fields not enforced yet.
@@ -21,13 +21,21 @@ use std::path::PathBuf;
 use super::{ConfigSet, Diagnostics, Kind, Resource, Severity};
 
 /// What the set is validated for: the same inputs `strait run` compiles with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ValidateOptions {
     /// Where `credentialName` falls back to when no Secret in the set has the name.
     pub secrets_dir: Option<PathBuf>,
     /// The instance's labels, matched against Gateway selectors; empty means Istio's default
     /// ingress labels (`istio=ingressgateway`), as `strait` uses with no `--label`.
     pub labels: BTreeMap<String, String>,
+    /// The gateway's own namespace (`--namespace`), where `credentialName` Secrets are found.
+    pub namespace: String,
+}
+
+impl Default for ValidateOptions {
+    fn default() -> Self {
+        Self { secrets_dir: None, labels: BTreeMap::new(), namespace: super::DEFAULT_NAMESPACE.to_owned() }
+    }
 }
 
 impl ValidateOptions {

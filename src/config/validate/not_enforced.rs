@@ -1,12 +1,13 @@
 //! Fields Strait accepts but does not enforce yet, from one table: when the data plane starts
 //! enforcing a feature, delete its row. Each occurrence of a listed field present in a
-//! resource gives one `NotEnforced` warning.
+//! resource gives one `NotEnforced` warning, and so does each document of a kind Strait does
+//! not act on yet ([`crate::config::NOT_ENFORCED_KINDS`]).
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::At;
-use crate::config::{ConfigSet, Diagnostics, Kind, Resource, Severity};
+use crate::config::{ConfigSet, Diagnostic, Diagnostics, Kind, Resource, Severity};
 
 /// Which values of a field are enforced.
 enum Enforced {
@@ -69,6 +70,17 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
     resources(&set.virtual_services, out);
     resources(&set.destination_rules, out);
     resources(&set.service_entries, out);
+    for doc in &set.not_enforced {
+        out.push(Diagnostic {
+            severity: Severity::NotEnforced,
+            file: Some(doc.origin.file.clone()),
+            document: Some(doc.origin.document),
+            line: Some(doc.origin.line),
+            kind: Some(doc.kind.clone()),
+            resource: doc.resource.clone(),
+            ..Diagnostic::error(format!("{} is accepted, not enforced yet", doc.kind))
+        });
+    }
 }
 
 fn resources<T: Kind + Serialize>(list: &[Resource<T>], out: &mut Diagnostics) {

@@ -241,8 +241,9 @@ fn string_match(at: &mut At<'_, VirtualService>, field: &str, sm: &StringMatch) 
     }
 }
 
-/// Istio's `validateHTTPRouteDestinations`: each destination, each weight in 0..100, and
-/// weights summing to 100 when there are several (a lone destination may omit its weight).
+/// Istio's `validateHTTPRouteDestinations`: each destination, no negative weight, and some
+/// weight among several destinations. Weights are relative (a destination gets weight/sum), so
+/// any other total is fine; only a total past `u32::MAX`, which Envoy refuses, is not.
 fn destinations<'d>(
     at: &mut At<'_, VirtualService>,
     prefix: &str,
@@ -254,13 +255,18 @@ fn destinations<'d>(
         let rp = format!("{prefix}.route[{j}]");
         destination(at, &format!("{rp}.destination"), d);
         let w = weight.unwrap_or(0);
-        if !(0..=100).contains(&w) {
-            at.error(format!("{rp}.weight"), format!("weight {w} is not in range 0..100"));
+        if w < 0 {
+            at.error(format!("{rp}.weight"), format!("weight {w} < 0"));
         }
         total += i64::from(w);
     }
-    if several && total != 100 {
-        at.error(format!("{prefix}.route"), format!("total destination weight {total} != 100"));
+    if several && total == 0 {
+        at.error(format!("{prefix}.route"), "total destination weight = 0");
+    } else if several && total > i64::from(u32::MAX) {
+        at.error(
+            format!("{prefix}.route"),
+            format!("total destination weight {total} exceeds {}, which Envoy refuses", u32::MAX),
+        );
     }
 }
 

@@ -29,6 +29,9 @@ pub(super) struct Ctx<'c> {
 pub(super) struct Clusters<'a> {
     set: &'a ConfigSet,
     secrets: &'a Secrets<'a>,
+    /// The gateway's own namespace, where a client `credentialName` is looked up, as istiod's
+    /// SDS looks it up for the proxy.
+    namespace: &'a str,
     registry: Registry<'a>,
     by_name: HashMap<Arc<str>, ClusterId>,
     pub clusters: Vec<Cluster>,
@@ -40,10 +43,16 @@ pub(super) struct Clusters<'a> {
 }
 
 impl<'a> Clusters<'a> {
-    pub(super) fn new(set: &'a ConfigSet, labels: &BTreeMap<String, String>, secrets: &'a Secrets<'a>) -> Self {
+    pub(super) fn new(
+        set: &'a ConfigSet,
+        labels: &BTreeMap<String, String>,
+        namespace: &'a str,
+        secrets: &'a Secrets<'a>,
+    ) -> Self {
         Self {
             set,
             secrets,
+            namespace,
             registry: Registry::new(set, labels),
             by_name: HashMap::new(),
             clusters: Vec::new(),
@@ -104,7 +113,7 @@ impl<'a> Clusters<'a> {
         );
         let mut policy = selected.traffic_policy();
         if let Some((tls, path)) = &selected.tls {
-            match upstream_tls(tls, consumer, host, self.secrets) {
+            match upstream_tls(tls, self.namespace, host, self.secrets) {
                 Ok(t) => policy.tls = t,
                 Err((field, message)) => {
                     let from_subset = path.starts_with("spec.subsets");

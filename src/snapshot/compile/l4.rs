@@ -43,7 +43,8 @@ fn destinations(
             })
         })
         .collect();
-    // Saturating: weights are validated to sum to 100, but never panic on odd input.
+    // Weights are relative (a destination gets weight/sum); validation keeps the sum within
+    // u32, saturating only guards odd input.
     let total_weight = destinations.iter().fold(0u32, |t, d| t.saturating_add(d.weight));
     WeightedDestinations { destinations, total_weight }
 }

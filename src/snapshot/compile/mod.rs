@@ -7,9 +7,10 @@
 //! host pattern, so 10,000 VirtualServices compile in linear time. (An AUTO_PASSTHROUGH server
 //! walks the ServiceEntries once, since it serves every mesh-internal one.)
 //!
-//! exportTo: Istio decides visibility from the namespace of the gateway *workload*; Strait's
-//! instance has no namespace, so the consuming namespace is that of the Gateway resource the
-//! route is served through (VirtualServices, ServiceEntries and DestinationRules alike).
+//! exportTo: Istio decides visibility from the namespace of the gateway *workload*; Strait uses
+//! the instance's namespace (`--namespace`) for credentials only so far, so the consuming
+//! namespace is that of the Gateway resource the route is served through (VirtualServices,
+//! ServiceEntries and DestinationRules alike).
 
 mod cluster;
 mod http;
@@ -43,6 +44,8 @@ pub struct CompileOptions {
     pub labels: BTreeMap<String, String>,
     /// Where `credentialName` falls back to when no Secret in the set has the name.
     pub secrets_dir: Option<PathBuf>,
+    /// The gateway's own namespace (`--namespace`), where `credentialName` Secrets are found.
+    pub namespace: String,
     /// Stamped on the snapshot to tell reloads apart.
     pub generation: u64,
 }
@@ -53,6 +56,7 @@ impl Default for CompileOptions {
         Self {
             labels: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
             secrets_dir: None,
+            namespace: crate::config::DEFAULT_NAMESPACE.to_string(),
             generation: 0,
         }
     }
@@ -63,7 +67,7 @@ impl Default for CompileOptions {
 /// built at all, such as certificate files that cannot be read.
 pub fn compile(set: &ConfigSet, opts: &CompileOptions) -> Result<Snapshot, Diagnostics> {
     let secrets = Secrets::new(set, opts.secrets_dir.as_deref());
-    let mut clusters = Clusters::new(set, &opts.labels, &secrets);
+    let mut clusters = Clusters::new(set, &opts.labels, &opts.namespace, &secrets);
     let mut c = Compiler {
         set,
         opts,
@@ -440,7 +444,7 @@ impl<'a> Compiler<'a> {
                     ListenerProtocol::Tls => {
                         let https = server.protocol.as_ref() == "HTTPS";
                         server.tls = plan.server.tls.as_ref().and_then(|t| {
-                            match tls::server_tls(t, gw.namespace(), secrets, https) {
+                            match tls::server_tls(t, &self.opts.namespace, secrets, https) {
                                 Ok(t) => Some(t),
                                 Err((field, message)) => {
                                     self.errors.push(gw.diagnostic(

@@ -1,7 +1,9 @@
-//! DestinationRule `trafficPolicy` → [`TrafficPolicy`], merged as istiod's `MergeTrafficPolicy`
-//! does: the rule's policy, then its `portLevelSettings` for the port, then the subset's policy,
-//! then the subset's `portLevelSettings`. `loadBalancer`, `connectionPool`, `outlierDetection`
-//! and `tls` are each replaced whole by a more specific level, never merged field by field.
+//! DestinationRule `trafficPolicy` → [`TrafficPolicy`], merged as istiod's
+//! `MergeSubsetTrafficPolicy` does for one port: a policy's `portLevelSettings` entry for the
+//! port replaces that policy wholesale (a field the entry leaves out is the default, not
+//! inherited); a subset's policy then overrides the rule's field by field, or, when it has its
+//! own entry for the port, wholesale too. `loadBalancer`, `connectionPool`, `outlierDetection`
+//! and `tls` are each replaced whole, never merged within.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,49 +24,42 @@ pub(super) struct Selected<'a> {
 }
 
 impl<'a> Selected<'a> {
-    fn apply(
-        &mut self,
-        lb: Option<&'a LoadBalancerSettings>,
-        pool: Option<&'a ConnectionPoolSettings>,
-        outlier: Option<&'a ConfigOutlier>,
-        tls: Option<&'a ClientTlsSettings>,
-        path: &str,
-    ) {
-        self.lb = lb.or(self.lb);
-        self.pool = pool.or(self.pool);
-        self.outlier = outlier.or(self.outlier);
-        if let Some(tls) = tls {
-            self.tls = Some((tls, format!("{path}.tls")));
-        }
+    /// `policy` (at field `path`) for `port`, and whether a `portLevelSettings` entry gave it:
+    /// istiod's `GetPortLevelTrafficPolicy`, which copies the entry's four fields and nothing of
+    /// the policy around it.
+    fn for_port(policy: &'a ConfigPolicy, path: &str, port: u16) -> (Self, bool) {
+        let (lb, pool, outlier, tls, path, port_level) = match port_level(&policy.port_level_settings, port) {
+            Some((i, p)) => {
+                let path = format!("{path}.portLevelSettings[{i}]");
+                (&p.load_balancer, &p.connection_pool, &p.outlier_detection, &p.tls, path, true)
+            }
+            None => {
+                let path = path.to_owned();
+                (&policy.load_balancer, &policy.connection_pool, &policy.outlier_detection, &policy.tls, path, false)
+            }
+        };
+        let selected = Self {
+            lb: lb.as_ref(),
+            pool: pool.as_ref(),
+            outlier: outlier.as_ref(),
+            tls: tls.as_ref().map(|tls| (tls, format!("{path}.tls"))),
+        };
+        (selected, port_level)
     }
 
-    fn apply_policy(&mut self, policy: &'a ConfigPolicy, path: &str, port: u16) {
-        self.apply(
-            policy.load_balancer.as_ref(),
-            policy.connection_pool.as_ref(),
-            policy.outlier_detection.as_ref(),
-            policy.tls.as_ref(),
-            path,
-        );
-        if let Some((i, p)) = port_level(&policy.port_level_settings, port) {
-            self.apply(
-                p.load_balancer.as_ref(),
-                p.connection_pool.as_ref(),
-                p.outlier_detection.as_ref(),
-                p.tls.as_ref(),
-                &format!("{path}.portLevelSettings[{i}]"),
-            );
-        }
-    }
-
-    /// Layers the rule's `policy` and the `subset`'s (with its index) for `port`.
+    /// The rule's `policy` and the `subset`'s (with its index) for `port`.
     pub(super) fn new(policy: Option<&'a ConfigPolicy>, subset: Option<(usize, &'a Subset)>, port: u16) -> Self {
-        let mut selected = Selected::default();
-        if let Some(policy) = policy {
-            selected.apply_policy(policy, "spec.trafficPolicy", port);
-        }
+        let mut selected = policy.map(|p| Self::for_port(p, "spec.trafficPolicy", port).0).unwrap_or_default();
         if let Some((i, policy)) = subset.and_then(|(i, s)| Some((i, s.traffic_policy.as_ref()?))) {
-            selected.apply_policy(policy, &format!("spec.subsets[{i}].trafficPolicy"), port);
+            let (over, port_level) = Self::for_port(policy, &format!("spec.subsets[{i}].trafficPolicy"), port);
+            if port_level {
+                selected = over;
+            } else {
+                selected.lb = over.lb.or(selected.lb);
+                selected.pool = over.pool.or(selected.pool);
+                selected.outlier = over.outlier.or(selected.outlier);
+                selected.tls = over.tls.or(selected.tls);
+            }
         }
         selected
     }
@@ -183,3 +178,6 @@ fn outlier_detection(o: &ConfigOutlier) -> OutlierDetection {
         min_health_percent: o.min_health_percent.filter(|&n| n >= 0).map_or(0, |n| n as u32),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -31,8 +31,8 @@ fn strings(v: &[String]) -> Vec<Arc<str>> {
 }
 
 /// A Gateway server's `tls` block → [`ServerTls`], reading and checking its certificates.
-/// `namespace` is the Gateway's, where `credentialName` is looked up; `https` offers HTTP/1.1 by
-/// ALPN.
+/// `namespace` is the gateway's own (`--namespace`), where `credentialName` is looked up;
+/// `https` offers HTTP/1.1 by ALPN.
 pub(super) fn server_tls(
     tls: &ServerTlsSettings,
     namespace: &str,
@@ -73,8 +73,8 @@ pub(super) fn server_tls(
 }
 
 /// A DestinationRule `tls` block → [`UpstreamTls`]; `None` for `DISABLE`. `namespace` is the
-/// consuming Gateway's, where istiod's SDS looks up a client `credentialName`; `host` the
-/// service's, the SNI when the block names none.
+/// gateway's own (`--namespace`), where istiod's SDS looks up a client `credentialName`; `host`
+/// the service's, the SNI when the block names none.
 pub(super) fn upstream_tls(
     tls: &ClientTlsSettings,
     namespace: &str,
