@@ -15,6 +15,7 @@ pub mod control;
 pub mod error;
 pub mod http;
 pub mod snapshot;
+pub mod stats;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;

@@ -6,8 +6,8 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::endpoints::EndpointTotals;
 use crate::snapshot::{clock_ms, Snapshot};
+use crate::stats::endpoints::EndpointTotals;
 
 /// The listing of `s`'s clusters, with each endpoint's connection and request counts summed
 /// over the workers (`counts`, by cluster name and address; absent means never used).

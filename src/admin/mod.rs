@@ -1,4 +1,5 @@
-//! The admin server (`--admin`, default 127.0.0.1:15000) and the metrics it exports.
+//! The admin server (`--admin`, default 127.0.0.1:15000): renders what `stats` and the
+//! published snapshot hold.
 //!
 //! Plain blocking std::net on threads of its own: admin traffic is a probe or a scrape now and
 //! then, and must never cost the workers anything. A fixed few threads serve it, each
@@ -13,16 +14,11 @@
 
 mod clusters;
 mod config_dump;
-mod endpoints;
 mod http;
-mod http_cluster;
 mod istio;
-mod l4;
 mod logging;
-mod metrics;
-mod registry;
+mod samples;
 mod server_info;
-mod stats;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,14 +31,10 @@ use serde_json::json;
 use tracing::debug;
 
 pub use config_dump::to_json;
-pub use endpoints::EndpointCounters;
-pub use http_cluster::HttpCluster;
-pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
-pub use l4::{L4Counters, L4Kind};
 pub use logging::{BadLogFilter, LogControl, LogFilter, LogLevel, UnknownLevel};
-pub use metrics::{served_generation, ControlStats, Counter, Gauge, Totals, WorkerStats, STATUS_SLOTS};
 
 use crate::control::{ControlEvent, Readiness, RunOptions, Shared};
+use crate::stats::{endpoints, IstioDestination, Totals};
 use http::{Request, Response};
 
 /// Connections served at once: enough that a slow `POST /reload` never holds up a `/ready`
@@ -273,15 +265,15 @@ fn stats_page(shared: &Shared, query: Option<&str>, mut format: Format) -> Respo
     let keep = |name: &str| filter.as_ref().is_none_or(|re| re.is_match(name));
     let totals = Totals::sum(&shared.workers);
     let snapshot = shared.snapshot();
-    let mut samples = stats::samples(&totals, &shared.control, shared.workers.len(), &snapshot);
+    let mut samples = samples::samples(&totals, &shared.control, shared.workers.len(), &snapshot);
     samples.retain(|s| keep(&s.stat));
     match format {
-        Format::Text => Response::text(200, stats::plain(&samples)),
-        Format::Json => json_response(&stats::json(&samples)),
+        Format::Text => Response::text(200, samples::plain(&samples)),
+        Format::Json => json_response(&samples::json(&samples)),
         Format::Prometheus => {
-            let mut text = stats::prometheus(&samples);
+            let mut text = samples::prometheus(&samples);
             let cluster_labels = |name: &str| IstioDestination::of(snapshot.clusters.iter().find(|c| &*c.name == name));
-            let http = istio::sum(shared.workers.iter().map(|w| &w.istio));
+            let http = crate::stats::istio::sum(shared.workers.iter().map(|w| &w.istio));
             istio::render(&http, &totals.l4, &cluster_labels, &keep, &mut text);
             let body = text.into_bytes();
             Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }

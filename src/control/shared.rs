@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::ports::PortSockets;
-use crate::admin::{served_generation, ControlStats, WorkerStats};
 use crate::snapshot::Snapshot;
+use crate::stats::{served_generation, ControlStats, WorkerStats};
 use crate::worker::Driver;
 
 /// One publication. Workers poll for a new one; a request keeps the snapshot it started with.
@@ -81,7 +81,7 @@ impl Shared {
         }
     }
 
-    /// The generation every worker serves (see [`crate::admin::Totals::generation`]).
+    /// The generation every worker serves (see [`crate::stats::Totals::generation`]).
     pub fn served_generation(&self) -> u64 {
         served_generation(&self.workers) as u64
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::ports::Ports;
 use super::*;
-use crate::admin::Totals;
 use crate::snapshot::{HostTable, Listener, ListenerProtocol, Snapshot};
+use crate::stats::Totals;
 use crate::worker::DriverChoice;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

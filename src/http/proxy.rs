@@ -21,12 +21,12 @@ use super::limits::ClientLimits;
 use super::local::{self, Ending};
 use super::retry::{self, Outcome};
 use super::{cors, mirror};
-use crate::admin::{EndpointCounters, HttpCluster};
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
     Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
 };
+use crate::stats::{EndpointCounters, HttpCluster};
 use crate::upstream::{PoolKey, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
 

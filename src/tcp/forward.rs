@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use crate::admin::L4Counters;
+use crate::stats::L4Counters;
 
 /// A new pipe's size (the kernel's default), and the copy fallback's buffer per direction.
 const PIPE_SIZE: usize = 64 * 1024;

@@ -14,8 +14,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use crate::admin::{L4Counters, L4Kind};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
+use crate::stats::{L4Counters, L4Kind};
 use crate::upstream::UpstreamStream;
 use crate::worker::{ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic, Transferred};

@@ -18,9 +18,9 @@ use tracing::debug;
 pub use per_core::CoreConfigs;
 pub use stream::ServerStream;
 
-use crate::admin::L4Kind;
 use crate::http::{Downstream, TlsSession};
 use crate::snapshot::{Listener, Server, ServerTlsMode, Snapshot};
+use crate::stats::L4Kind;
 use crate::tcp::{Client, Inbound};
 use crate::worker::{ClientTcp, ConnInfo, WorkerCtx};
 

@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::hash::Table;
-use crate::admin::{EndpointCounters, WorkerStats};
 use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Observation, Snapshot, Usable};
+use crate::stats::{EndpointCounters, WorkerStats};
 
 /// Per-cluster cursors and in-flight counts of one worker, valid for one snapshot generation
 /// (cluster ids are only meaningful within a snapshot, so a reload starts them afresh).

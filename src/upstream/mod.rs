@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::admin::WorkerStats;
+use crate::stats::WorkerStats;
 
 mod balancer;
 mod hash;

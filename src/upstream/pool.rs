@@ -11,9 +11,9 @@ use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
 
 use super::UpstreamStream;
-use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
 use crate::snapshot::ConnectionSlot;
+use crate::stats::EndpointCounters;
 
 /// Where a pooled connection goes and how: its address, and its cluster's TLS settings
 /// (`UpstreamTls::pool_id`, 0 for plain TCP), since two clusters may share an address.

@@ -10,10 +10,10 @@ use monoio::io::{CancelHandle, Canceller};
 
 use rustc_hash::FxHashMap;
 
-use crate::admin::{HttpCluster, IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
 use crate::http::access_log::Sink;
 use crate::http::limits::ClientLimits;
 use crate::snapshot::{Cluster, Snapshot};
+use crate::stats::{HttpCluster, IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
 use crate::tls::CoreConfigs;
 use crate::upstream::Upstream;
 use crate::worker::WorkerOptions;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 
 use super::{run_with, Outcome, Stage, Traffic, Transferred};
-use crate::admin::L4Counters;
+use crate::stats::L4Counters;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

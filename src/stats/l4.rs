@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::metrics::{Counter, Gauge};
 use super::registry::Registry;
+use super::{Counter, Gauge};
 
 /// What a set of counters describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -8,10 +8,9 @@ use std::fmt::{self, Write};
 
 use serde_json::json;
 
-use super::http_cluster::HttpClusterTotals;
-use super::l4::{L4Kind, L4Totals};
-use super::metrics::{ControlStats, Totals, STATUS_SLOTS};
 use crate::snapshot::{EjectionStats, Snapshot};
+use crate::stats::http_cluster::HttpClusterTotals;
+use crate::stats::{ControlStats, L4Kind, L4Totals, Totals, STATUS_SLOTS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -1,4 +1,5 @@
-//! Per-worker counters, written only by their own worker and merged only when scraped.
+//! Counters and gauges, a leaf every layer may use: per-worker sets written only by their own
+//! worker and merged only when scraped (`admin` renders them).
 //!
 //! Every counter has exactly one writer (its worker, or the control thread for
 //! [`ControlStats`]), so an update is a relaxed load and store: no lock, no `lock`-prefixed
@@ -9,10 +10,21 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use super::endpoints::EndpointRegistry;
-use super::http_cluster::{self, HttpClusterRegistry, HttpClusterTotals};
-use super::istio::IstioRegistry;
-use super::l4::{self, L4Key, L4Registry, L4Totals};
+pub mod endpoints;
+pub mod http_cluster;
+pub mod istio;
+pub mod l4;
+mod registry;
+
+pub use endpoints::EndpointCounters;
+pub use http_cluster::HttpCluster;
+pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
+pub use l4::{L4Counters, L4Key, L4Kind, L4Totals};
+
+use endpoints::EndpointRegistry;
+use http_cluster::{HttpClusterRegistry, HttpClusterTotals};
+use istio::IstioRegistry;
+use l4::L4Registry;
 
 /// A monotonically increasing count with a single writer.
 #[derive(Debug, Default)]

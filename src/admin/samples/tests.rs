@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::admin::WorkerStats;
+use crate::stats::WorkerStats;
 
 fn scrape() -> Vec<Sample> {
     let workers: Vec<Arc<WorkerStats>> = (0..2).map(|_| Arc::default()).collect();
@@ -64,7 +64,7 @@ fn plain_text_is_sorted_name_value() {
 /// block (the exposition format allows one TYPE line).
 #[test]
 fn tcp_counters_sum_per_name_in_one_block_per_family() {
-    use crate::admin::L4Kind;
+    use crate::stats::L4Kind;
     let workers: Vec<Arc<WorkerStats>> = (0..2).map(|_| Arc::default()).collect();
     let (route, cluster): (Arc<str>, Arc<str>) = ("default/db/tcp/0".into(), "outbound|27017||db.local".into());
     for (i, w) in workers.iter().enumerate() {
@@ -92,7 +92,7 @@ fn tcp_counters_sum_per_name_in_one_block_per_family() {
 /// and HTTP reach is one series per family, its connections added up.
 #[test]
 fn http_cluster_counters_by_name_class_and_code() {
-    use crate::admin::{HttpCluster, L4Kind};
+    use crate::stats::{HttpCluster, L4Kind};
     let workers: Vec<Arc<WorkerStats>> = (0..2).map(|_| Arc::default()).collect();
     let name: Arc<str> = "outbound|80||app.local".into();
     for w in &workers {

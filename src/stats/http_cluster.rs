@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::metrics::Counter;
 use super::registry::Registry;
+use super::Counter;
 
 /// One cluster's HTTP counters on one worker.
 #[derive(Debug, Default)]

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::metrics::{Counter, Gauge};
 use super::registry::Registry;
+use super::{Counter, Gauge};
 
 /// One endpoint's counters on one worker.
 #[derive(Debug, Default)]
