@@ -32,8 +32,9 @@ use tracing::debug;
 
 pub use config_dump::to_json;
 pub use logging::{BadLogFilter, LogControl, LogFilter, LogLevel, UnknownLevel};
+pub use server_info::duration as protobuf_duration;
 
-use crate::control::{ControlEvent, Readiness, RunOptions, Shared};
+use crate::publish::{ControlEvent, Readiness, Shared};
 use crate::stats::{endpoints, IstioDestination, Totals};
 use http::{Request, Response};
 
@@ -87,15 +88,16 @@ impl Admin {
     }
 
     /// Serves on threads of its own: one accepts into a bounded queue, [`SERVERS`] take from
-    /// it.
+    /// it. A reload is asked for on `events`; `command_line` is `/server_info`'s
+    /// `command_line_options`.
     pub fn spawn(
         self,
         shared: Arc<Shared>,
         events: Sender<ControlEvent>,
         logging: LogControl,
-        opts: &RunOptions,
+        command_line: serde_json::Value,
     ) -> io::Result<()> {
-        let ctx = Arc::new(Context { shared, events, logging, command_line: server_info::command_line(opts) });
+        let ctx = Arc::new(Context { shared, events, logging, command_line });
         let (queue, accepted) = mpsc::sync_channel::<(TcpStream, Instant)>(QUEUED);
         let accepted = Arc::new(Mutex::new(accepted));
         for i in 0..SERVERS {

@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use clap::ValueEnum;
 use serde_json::{json, Value};
 
-use crate::control::{RunOptions, Shared};
-use crate::worker::Driver;
+use crate::publish::{Driver, Shared};
 
 pub fn render(shared: &Shared, command_line: &Value) -> Value {
     // Whole seconds, as Envoy reports them. No hot restart: the current epoch is the only one.
@@ -33,23 +31,6 @@ pub fn reloads(shared: &Shared) -> Value {
         "ok": shared.control.reload_ok.get(),
         "failed": shared.control.reload_failed.get(),
         "last_error": shared.last_reload_error(),
-    })
-}
-
-/// `command_line_options`: what `strait run` was started with, under Envoy's field names where
-/// Envoy has the option (`concurrency`, `drain_time`).
-pub fn command_line(opts: &RunOptions) -> Value {
-    json!({
-        "concurrency": opts.workers.workers,
-        "config_paths": opts.build.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "labels": opts.build.labels,
-        "secrets_dir": opts.build.secrets_dir.as_ref().map(|p| p.display().to_string()),
-        "admin_address": opts.admin.to_string(),
-        "driver": opts.workers.driver.to_possible_value().map(|v| v.get_name().to_string()),
-        "drain_time": duration(opts.drain_timeout),
-        "access_log": opts.workers.access_log.is_some(),
-        "access_log_encoding": opts.workers.access_log.and_then(|e| e.to_possible_value()).map(|v| v.get_name().to_string()),
-        "mirror_shadow_suffix": opts.workers.mirror_shadow_suffix,
     })
 }
 

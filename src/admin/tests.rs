@@ -7,7 +7,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use super::*;
-use crate::control::{BuildOptions, Published, Reloaded, RunOptions};
+use crate::control::{command_line, BuildOptions, RunOptions};
+use crate::publish::{Published, Reloaded};
 use crate::snapshot::Snapshot;
 use crate::worker::{DriverChoice, WorkerOptions};
 
@@ -34,7 +35,7 @@ fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
         drain_timeout: Duration::from_millis(500),
         share_ports: false,
     };
-    admin.spawn(shared.clone(), tx, log_control(), &opts).unwrap();
+    admin.spawn(shared.clone(), tx, log_control(), command_line(&opts)).unwrap();
     (addr, shared, rx)
 }
 
@@ -145,7 +146,7 @@ fn server_info_reports_state_uptime_and_options() {
     assert_eq!(options["driver"], "legacy");
     assert_eq!(options["drain_time"], "0.500s");
 
-    shared.set_drivers(vec![crate::worker::Driver::Legacy; 2]);
+    shared.set_drivers(vec![crate::publish::Driver::Legacy; 2]);
     for w in &shared.workers {
         w.generation.set(1);
     }

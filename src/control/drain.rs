@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::reload::ReloadError;
-use super::shared::Shared;
-use super::ControlEvent;
+use crate::publish::{ControlEvent, Shared};
 
 /// How often the connection counts are looked at.
 const POLL: Duration = Duration::from_millis(50);

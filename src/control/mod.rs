@@ -11,7 +11,6 @@ mod load;
 mod ports;
 mod reconcile;
 mod reload;
-mod shared;
 mod signals;
 mod watch;
 
@@ -19,18 +18,20 @@ mod watch;
 pub use ports::listen;
 
 use std::net::SocketAddr;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::time::Duration;
 
+use clap::ValueEnum;
+use serde_json::json;
 use tracing::info;
 
 pub use error::RunError;
 pub use load::{build, fails_validation, BuildOptions, Built};
-pub use ports::{BindError, PortSockets};
-pub use reload::{ReloadError, Reloaded, Reloader};
-pub use shared::{Published, Readiness, Shared};
+pub use ports::BindError;
+pub use reload::{ReloadError, Reloader};
 
-use crate::admin::{Admin, LogControl};
+use crate::admin::{protobuf_duration, Admin, LogControl};
+use crate::publish::ControlEvent;
 use crate::worker::{self, WorkerOptions};
 
 /// Envoy's default drain time is 600 s, but an Istio gateway pod is given
@@ -47,15 +48,6 @@ pub struct RunOptions {
     pub share_ports: bool,
 }
 
-/// What the control loop acts on; sent by the signal thread and the admin server.
-#[derive(Debug)]
-pub enum ControlEvent {
-    /// Reload; the admin server passes a sender for the outcome (`Err`: the error text).
-    Reload(Option<Sender<Result<Reloaded, String>>>),
-    /// Drain and exit; names the signal, for the log.
-    Shutdown(&'static str),
-}
-
 /// `strait run`. Returns `Ok` once drained: the process then exits 0. `logging` is the installed
 /// log filter, which `POST /logging` changes.
 pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
@@ -68,7 +60,7 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
     worker::spawn(&shared, &opts.workers)?;
     let admin_addr = admin.local_addr();
     admin
-        .spawn(shared.clone(), events_tx, logging, &opts)
+        .spawn(shared.clone(), events_tx, logging, command_line(&opts))
         .map_err(|source| RunError::Admin { addr: admin_addr, source })?;
     let (generation, listeners) = {
         let snapshot = shared.snapshot();
@@ -96,6 +88,23 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
     reloader.start_draining();
     drain::wait(&shared, opts.drain_timeout, &events);
     Ok(())
+}
+
+/// `/server_info`'s `command_line_options`: what `strait run` was started with, under Envoy's
+/// field names where Envoy has the option (`concurrency`, `drain_time`).
+pub fn command_line(opts: &RunOptions) -> serde_json::Value {
+    json!({
+        "concurrency": opts.workers.workers,
+        "config_paths": opts.build.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "labels": opts.build.labels,
+        "secrets_dir": opts.build.secrets_dir.as_ref().map(|p| p.display().to_string()),
+        "admin_address": opts.admin.to_string(),
+        "driver": opts.workers.driver.to_possible_value().map(|v| v.get_name().to_string()),
+        "drain_time": protobuf_duration(opts.drain_timeout),
+        "access_log": opts.workers.access_log.is_some(),
+        "access_log_encoding": opts.workers.access_log.and_then(|e| e.to_possible_value()).map(|v| v.get_name().to_string()),
+        "mirror_shadow_suffix": opts.workers.mirror_shadow_suffix,
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::info;
 
 use super::reconcile::{self, Plan};
+use crate::publish::PortSockets;
 use crate::snapshot::Snapshot;
 
 /// Backlog per socket: the kernel caps it at `net.core.somaxconn`.
@@ -42,9 +43,6 @@ impl BindError {
         }
     }
 }
-
-/// The sockets of one port, index = worker id.
-pub type PortSockets = Arc<[TcpListener]>;
 
 #[derive(Debug)]
 struct Bound {

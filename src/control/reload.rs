@@ -8,16 +8,8 @@ use tracing::{error, info, warn};
 use super::error::RunError;
 use super::load::{build, BuildOptions};
 use super::ports::{BindError, Ports};
-use super::shared::{Published, Shared};
 use crate::config::{Diagnostics, Severity};
-
-/// A reload that was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reloaded {
-    pub generation: u64,
-    /// Listeners in the snapshot, served or not.
-    pub listeners: usize,
-}
+use crate::publish::{Published, Reloaded, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {

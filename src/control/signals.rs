@@ -7,7 +7,7 @@ use std::sync::mpsc::Sender;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::ControlEvent;
+use crate::publish::ControlEvent;
 
 /// Installs the handlers now (so a signal during start-up is not lost to the default action)
 /// and forwards each signal as it arrives.

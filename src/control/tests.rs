@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::ports::Ports;
 use super::*;
+use crate::publish::{Published, Readiness, Shared};
 use crate::snapshot::{HostTable, Listener, ListenerProtocol, Snapshot};
 use crate::stats::Totals;
 use crate::worker::DriverChoice;

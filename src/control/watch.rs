@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::{ControlEvent, Shared};
+use crate::publish::{ControlEvent, Shared};
 use crate::snapshot::FileStamp;
 
 /// How often the files are looked at; a change is acted on once it has held for one more

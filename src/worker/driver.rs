@@ -1,13 +1,15 @@
 //! Which I/O driver a worker's monoio runtime runs on: io_uring where the kernel allows it,
 //! else epoll (Docker's default seccomp profile refuses io_uring), with one warning.
 
-use std::fmt;
 use std::io;
 use std::sync::Once;
 
 use monoio::time::TimeDriver;
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::warn;
+
+/// What a runtime was built on is published for `/server_info`.
+pub use crate::publish::Driver;
 
 /// `--driver` / `STRAIT_DRIVER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -21,32 +23,6 @@ pub enum DriverChoice {
     /// epoll, even where io_uring works.
     #[value(alias = "epoll")]
     Legacy,
-}
-
-/// The driver a runtime was built on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
-    IoUring,
-    Legacy,
-}
-
-impl Driver {
-    /// The short name `/server_info` reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Driver::IoUring => "io_uring",
-            Driver::Legacy => "legacy",
-        }
-    }
-}
-
-impl fmt::Display for Driver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Driver::IoUring => "io_uring",
-            Driver::Legacy => "legacy (epoll)",
-        })
-    }
 }
 
 pub type WorkerRuntime = FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;

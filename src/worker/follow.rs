@@ -13,7 +13,7 @@ use tracing::{debug, error};
 
 use super::accept::accept_loop;
 use super::ctx::WorkerCtx;
-use crate::control::{PortSockets, Published, Shared};
+use crate::publish::{PortSockets, Published, Shared};
 
 /// How soon a worker notices a reload or a shutdown.
 const POLL: Duration = Duration::from_millis(50);

@@ -18,9 +18,9 @@ pub use client::ClientTcp;
 pub use ctx::{ConnInfo, WorkerCtx};
 pub use driver::{Driver, DriverChoice, UringUnavailable};
 
-use crate::control::Shared;
 use crate::http::access_log::Encoding;
 use crate::http::limits::ClientLimits;
+use crate::publish::Shared;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerOptions {

@@ -1,16 +1,21 @@
-//! What the control thread publishes to the workers and the admin server: the current
-//! snapshot with its sockets (one pointer, swapped whole), and the counters they all read.
+//! The contract between control, workers and admin: what the control thread publishes (the
+//! current snapshot with its sockets, one pointer swapped whole), the counters they all read,
+//! what each worker reports back (its driver), and how the admin server asks for a reload.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::net::TcpListener;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::ports::PortSockets;
 use crate::snapshot::Snapshot;
 use crate::stats::{served_generation, ControlStats, WorkerStats};
-use crate::worker::Driver;
+
+/// The sockets of one port, index = worker id.
+pub type PortSockets = Arc<[TcpListener]>;
 
 /// One publication. Workers poll for a new one; a request keeps the snapshot it started with.
 #[derive(Debug)]
@@ -118,4 +123,47 @@ impl Shared {
     pub(crate) fn set_last_reload_error(&self, error: Option<String>) {
         *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
     }
+}
+
+/// The driver a worker's runtime was built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Legacy,
+}
+
+impl Driver {
+    /// The short name `/server_info` reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Legacy => "legacy",
+        }
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Driver::IoUring => "io_uring",
+            Driver::Legacy => "legacy (epoll)",
+        })
+    }
+}
+
+/// What the control loop acts on; sent by the signal thread and the admin server.
+#[derive(Debug)]
+pub enum ControlEvent {
+    /// Reload; the admin server passes a sender for the outcome (`Err`: the error text).
+    Reload(Option<Sender<Result<Reloaded, String>>>),
+    /// Drain and exit; names the signal, for the log.
+    Shutdown(&'static str),
+}
+
+/// A reload that was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloaded {
+    pub generation: u64,
+    /// Listeners in the snapshot, served or not.
+    pub listeners: usize,
 }
