@@ -11,9 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::admin::LogFilter;
 use crate::control::{BuildOptions, RunOptions, DEFAULT_DRAIN_TIMEOUT};
-use crate::http::access_log::Encoding;
-use crate::http::codec::{Limits, MAX_HEADERS};
-use crate::http::limits::ClientLimits;
+use crate::limits::{ClientLimits, Limits, MAX_HEADERS};
+use crate::percore::access_log::Encoding;
 use crate::worker::{default_workers, DriverChoice, WorkerOptions};
 
 /// Environment variable read when `--driver` is not given (the tests run everything on both).

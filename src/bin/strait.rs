@@ -9,7 +9,7 @@ use strait::admin::{LogControl, LogFilter};
 use strait::cli::{Cli, Command, DRIVER_ENV};
 use strait::config::Diagnostics;
 use strait::control::{self, fails_validation, BuildOptions, RunError};
-use strait::http::access_log;
+use strait::percore::access_log;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter};

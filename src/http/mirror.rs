@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
+use crate::percore::WorkerCtx;
 use crate::snapshot::{Cluster, ClusterId, Snapshot};
 use crate::upstream::UpstreamStream;
-use crate::worker::WorkerCtx;
 
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,17 @@
 //! HTTP/1.1 proxy path: codec, routing on the snapshot, forwarding, the gateway's own answers.
 
-pub mod access_log;
 mod affinity;
 mod body;
 pub mod codec;
 pub mod cors;
 mod dechunk;
+mod error;
 mod fault;
 mod headers;
-pub mod limits;
 mod local;
 mod mirror;
 mod proxy;
+mod request_log;
 mod retry;
 mod rewrite;
 mod tunnel;

@@ -9,26 +9,26 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 
-use super::access_log::Record;
 use super::affinity;
 use super::body::{self, BodyError};
 use super::codec::{
     self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, RequestEdits, ResponseEdits, ResponseWritten, TryLines,
 };
+use super::error::ProxyError;
 use super::fault::{self, Injected};
 use super::headers::Merged;
-use super::limits::ClientLimits;
 use super::local::{self, Ending};
 use super::retry::{self, Outcome};
 use super::{cors, mirror};
 use crate::buf::ReadBuf;
-use crate::error::ProxyError;
+use crate::limits::ClientLimits;
+use crate::percore::access_log::Record;
+use crate::percore::{ConnInfo, WorkerCtx};
 use crate::snapshot::{
     Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
 };
 use crate::stats::{EndpointCounters, HttpCluster};
 use crate::upstream::{PoolKey, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
-use crate::worker::{ConnInfo, WorkerCtx};
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
 const NO_ROUTE: &str = "route_not_found";
@@ -58,7 +58,7 @@ const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// What the session knows of a connection besides its bytes.
 pub struct Downstream {
     pub conn: ConnInfo,
-    /// The client socket's idle flag ([`crate::worker::ClientTcp::idle_flag`]), raised while
+    /// The client socket's idle flag ([`crate::percore::ClientTcp::idle_flag`]), raised while
     /// waiting for the next request so that draining ends the wait.
     pub idle: Rc<Cell<bool>>,
     /// Set when the gateway terminated TLS on the connection.

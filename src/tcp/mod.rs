@@ -14,10 +14,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 use monoio::net::TcpStream;
 use tracing::debug;
 
+use crate::percore::{ConnInfo, WorkerCtx};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
 use crate::stats::{L4Counters, L4Kind};
 use crate::upstream::UpstreamStream;
-use crate::worker::{ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic, Transferred};
 
 /// The client side of a proxied stream. `T` is the stream a terminating protocol hands over

@@ -6,7 +6,7 @@ use rustls::ServerConnection;
 
 use super::TlsFailure;
 use crate::buf::ReadBuf;
-use crate::worker::ClientTcp;
+use crate::percore::ClientTcp;
 
 /// Runs the handshake on `conn` to its end, reading through `rb` (the ClientHello's buffer,
 /// all of it already in `conn`). Bytes the client sent after its last handshake message stay

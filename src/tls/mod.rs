@@ -4,7 +4,6 @@
 
 mod handshake;
 mod hello;
-mod per_core;
 mod stream;
 pub mod xfcc;
 
@@ -15,14 +14,13 @@ use monoio::net::TcpStream;
 use rustls::HandshakeKind;
 use tracing::debug;
 
-pub use per_core::CoreConfigs;
 pub use stream::ServerStream;
 
 use crate::http::{Downstream, TlsSession};
+use crate::percore::{ClientTcp, ConnInfo, WorkerCtx};
 use crate::snapshot::{Listener, Server, ServerTlsMode, Snapshot};
 use crate::stats::L4Kind;
 use crate::tcp::{Client, Inbound};
-use crate::worker::{ClientTcp, ConnInfo, WorkerCtx};
 
 /// Why a TLS connection ended before it was served; logged at debug, counted as
 /// `ssl.connection_error`.

@@ -12,7 +12,7 @@ use monoio::BufResult;
 use rustls::ServerConnection;
 
 use crate::buf::ReadBuf;
-use crate::worker::ClientTcp;
+use crate::percore::ClientTcp;
 
 /// One read from the socket asks for at least this much room: a whole TLS record.
 const READ_ROOM: usize = 16 * 1024 + 5;

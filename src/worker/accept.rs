@@ -10,9 +10,8 @@ use monoio::io::CancelHandle;
 use monoio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
-use super::client::ClientTcp;
-use super::ctx::{ConnInfo, WorkerCtx};
 use crate::http::Downstream;
+use crate::percore::{ClientTcp, ConnInfo, WorkerCtx};
 use crate::snapshot::ListenerProtocol;
 
 /// Pause after an accept error that repeats until something frees up (EMFILE, ENOBUFS…),

@@ -12,7 +12,7 @@ use monoio::task::JoinHandle;
 use tracing::{debug, error};
 
 use super::accept::accept_loop;
-use super::ctx::WorkerCtx;
+use crate::percore::WorkerCtx;
 use crate::publish::{PortSockets, Published, Shared};
 
 /// How soon a worker notices a reload or a shutdown.

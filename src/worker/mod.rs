@@ -3,8 +3,6 @@
 //! request path touches another core's memory.
 
 mod accept;
-mod client;
-mod ctx;
 pub mod driver;
 mod follow;
 
@@ -14,12 +12,11 @@ use std::sync::{mpsc, Arc};
 
 use tracing::{debug, info, warn};
 
-pub use client::ClientTcp;
-pub use ctx::{ConnInfo, WorkerCtx};
 pub use driver::{Driver, DriverChoice, UringUnavailable};
 
-use crate::http::access_log::Encoding;
-use crate::http::limits::ClientLimits;
+use crate::limits::ClientLimits;
+use crate::percore::access_log::Encoding;
+use crate::percore::WorkerCtx;
 use crate::publish::Shared;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +82,14 @@ pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartErro
             drop(started_tx);
             rt.block_on(async move {
                 let stats = shared.workers[id].clone();
-                let ctx = Rc::new(WorkerCtx::new(id, shared.snapshot(), stats, &opts));
+                let ctx = Rc::new(WorkerCtx::new(
+                    id,
+                    shared.snapshot(),
+                    stats,
+                    opts.access_log,
+                    opts.mirror_shadow_suffix,
+                    opts.limits,
+                ));
                 follow::follow(ctx, shared).await;
             });
         });

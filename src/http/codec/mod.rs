@@ -84,6 +84,8 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+/// The head limits are the client limits' ([`crate::limits`]), below the protocols.
+pub use crate::limits::{Limits, MAX_HEADERS};
 pub use chunked::{ChunkedDecoder, ContentLengthBody, Progress};
 pub use date::{format_http_date, DateCache};
 pub use fields::HeaderSlots;
@@ -94,29 +96,6 @@ pub use write::{
     reason_phrase, rewrite_try_lines, write_request_head, write_response_head, write_simple_response, RequestEdits,
     ResponseEdits, ResponseWritten, SimpleResponse, TryLines,
 };
-
-/// Capacity of the fixed header array a parsed head carries; `Limits::max_headers` is
-/// clamped to it. 100 is Envoy's default `max_headers_count`.
-pub const MAX_HEADERS: usize = 100;
-
-/// Size limits applied while parsing a head. Going over one is an error, never a truncation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Whole head (request/status line, fields, final CRLF). Over it: 431.
-    pub max_head: usize,
-    /// Request line without its CRLF. Over it: 414.
-    pub max_request_line: usize,
-    /// Header field lines (at most [`MAX_HEADERS`]). Over it: 431.
-    pub max_headers: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        // 60 KiB and 100 headers are Envoy's defaults (max_request_headers_kb,
-        // max_headers_count); 16 KiB of request line is what common servers allow.
-        Limits { max_head: 60 * 1024, max_request_line: 16 * 1024, max_headers: MAX_HEADERS }
-    }
-}
 
 /// How the message body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

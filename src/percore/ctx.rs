@@ -10,13 +10,12 @@ use monoio::io::{CancelHandle, Canceller};
 
 use rustc_hash::FxHashMap;
 
-use crate::http::access_log::Sink;
-use crate::http::limits::ClientLimits;
+use super::access_log::{Encoding, Sink};
+use super::tls::CoreConfigs;
+use crate::limits::ClientLimits;
 use crate::snapshot::{Cluster, Snapshot};
 use crate::stats::{HttpCluster, IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
-use crate::tls::CoreConfigs;
 use crate::upstream::Upstream;
-use crate::worker::WorkerOptions;
 
 /// The downstream connection as accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +57,15 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, snapshot: Arc<Snapshot>, stats: Arc<WorkerStats>, opts: &WorkerOptions) -> Self {
+    /// `access_log`, `mirror_shadow_suffix` and `limits` are the command line's.
+    pub fn new(
+        id: usize,
+        snapshot: Arc<Snapshot>,
+        stats: Arc<WorkerStats>,
+        access_log: Option<Encoding>,
+        mirror_shadow_suffix: bool,
+        limits: ClientLimits,
+    ) -> Self {
         let drain = Canceller::new();
         let drain_handle = drain.handle();
         Self {
@@ -66,9 +73,9 @@ impl WorkerCtx {
             snapshot: RefCell::new(Rc::new(snapshot)),
             upstream: Upstream::new(stats.clone()),
             stats,
-            access_log: opts.access_log.map(Sink::new),
-            mirror_shadow_suffix: opts.mirror_shadow_suffix,
-            limits: opts.limits,
+            access_log: access_log.map(Sink::new),
+            mirror_shadow_suffix,
+            limits,
             tls: CoreConfigs::default(),
             l4: RefCell::default(),
             http_clusters: RefCell::default(),

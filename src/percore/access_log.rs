@@ -16,8 +16,6 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::codec::RequestHead;
-
 /// A worker hands its buffer over once it holds this much, and from its config-following loop
 /// (every 50 ms) otherwise.
 const FLUSH_AT: usize = 32 * 1024;
@@ -78,35 +76,6 @@ impl Record {
             requested_server_name: keep(&mut self.requested_server_name),
             ..Record::default()
         };
-    }
-
-    /// The request as the client sent it, with the id the gateway gave it; `remote_ip` is
-    /// `remote`'s address, formatted once per connection.
-    pub fn begin(
-        &mut self,
-        head: &RequestHead<'_>,
-        local: SocketAddr,
-        remote: SocketAddr,
-        remote_ip: &str,
-        sni: Option<&str>,
-        request_id: &str,
-    ) {
-        let header = |name: &str| String::from_utf8_lossy(head.header(name).unwrap_or_default());
-        set(&mut self.method, head.method);
-        set(&mut self.path, head.target);
-        self.protocol = if head.version == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
-        // As forwarded: the client's address appended, as Envoy logs it.
-        set(&mut self.x_forwarded_for, &header("x-forwarded-for"));
-        if !self.x_forwarded_for.is_empty() {
-            self.x_forwarded_for.push_str(", ");
-        }
-        self.x_forwarded_for.push_str(remote_ip);
-        set(&mut self.user_agent, &header("user-agent"));
-        set(&mut self.request_id, request_id);
-        set(&mut self.authority, head.host().unwrap_or_default());
-        self.downstream_local = Some(local);
-        self.downstream_remote = Some(remote);
-        set(&mut self.requested_server_name, sni.unwrap_or_default());
     }
 
     /// The request is forwarded on `route`.
@@ -346,7 +315,7 @@ pub enum Encoding {
 }
 
 /// Replaces `dst`'s text with `src`, reusing its allocation.
-fn set(dst: &mut String, src: &str) {
+pub(crate) fn set(dst: &mut String, src: &str) {
     dst.clear();
     dst.push_str(src);
 }

@@ -1,10 +1,32 @@
-//! What one client connection may take of the gateway: the size of a request head (the
-//! codec's [`Limits`]) and how long it may take to send one, idle between requests, or keep a
-//! request going; and how many connections one worker serves at once.
+//! What one client connection may take of the gateway: the size of a request head
+//! ([`Limits`], which the HTTP codec parses under) and how long it may take to send one, idle
+//! between requests, or keep a request going; and how many connections one worker serves at
+//! once. A leaf: the protocols, the per-core context and the command line all read it.
 
 use std::time::Duration;
 
-use super::codec::Limits;
+/// Capacity of the fixed header array a parsed head carries; `Limits::max_headers` is
+/// clamped to it. 100 is Envoy's default `max_headers_count`.
+pub const MAX_HEADERS: usize = 100;
+
+/// Size limits applied while parsing a head. Going over one is an error, never a truncation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Whole head (request/status line, fields, final CRLF). Over it: 431.
+    pub max_head: usize,
+    /// Request line without its CRLF. Over it: 414.
+    pub max_request_line: usize,
+    /// Header field lines (at most [`MAX_HEADERS`]). Over it: 431.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // 60 KiB and 100 headers are Envoy's defaults (max_request_headers_kb,
+        // max_headers_count); 16 KiB of request line is what common servers allow.
+        Limits { max_head: 60 * 1024, max_request_line: 16 * 1024, max_headers: MAX_HEADERS }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientLimits {
