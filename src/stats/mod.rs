@@ -1,5 +1,6 @@
-//! Counters and gauges, a leaf every layer may use: per-worker sets written only by their own
-//! worker and merged only when scraped (`admin` renders them).
+//! Counters and gauges every layer may use (below them all but the snapshot, whose cluster
+//! labels the Istio series take): per-worker sets written only by their own worker and merged
+//! only when scraped (`admin` renders them).
 //!
 //! Every counter has exactly one writer (its worker, or the control thread for
 //! [`ControlStats`]), so an update is a relaxed load and store: no lock, no `lock`-prefixed
