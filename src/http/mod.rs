@@ -11,9 +11,9 @@ mod headers;
 pub mod limits;
 mod local;
 mod mirror;
-mod proxy;
 mod retry;
 mod rewrite;
+mod session;
 mod tunnel;
 
-pub use proxy::{serve_connection, Downstream, TlsSession};
+pub use session::{serve_connection, Downstream, TlsSession};
