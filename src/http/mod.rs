@@ -1,4 +1,6 @@
-//! HTTP/1.1 proxy path: codec, routing on the snapshot, forwarding, the gateway's own answers.
+//! HTTP proxy path by phase: the HTTP/1.1 session (codec, connection loop, accounting), the
+//! plan (route, route actions, upstream head or the gateway's own answer), the exchange
+//! (tries, retries, relaying).
 
 pub mod access_log;
 mod affinity;

@@ -15,7 +15,9 @@ use super::peer::Peer;
 use super::retry;
 use super::rewrite;
 use crate::snapshot::{Destination, RequestInfo, Route, RouteAction, RouteDecision, Snapshot};
-use crate::worker::WorkerCtx;
+
+#[cfg(test)]
+mod tests;
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
 pub(super) const NO_ROUTE: &str = "route_not_found";
@@ -59,20 +61,31 @@ pub(super) struct Extras {
     pub(super) try_lines: TryLines,
 }
 
+/// What the plan is handed besides the snapshot and the request: it does no I/O, reads no
+/// clock, and draws only from `random` (the worker's generator; fixed draws in tests).
+pub(super) struct Inputs<R> {
+    /// The connection takes no request after this one (see `Session::closing`).
+    pub(super) closing: bool,
+    /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
+    pub(super) mirror_shadow_suffix: bool,
+    pub(super) random: R,
+}
+
 /// Routes the request and writes either the local answer or the upstream head into `out`;
 /// also draws the route's faults. `body_here`: the request's body (if any) is all read.
-pub(super) fn plan<'s>(
+pub(super) fn plan<'s, R: Fn() -> u32>(
     snap: &'s Snapshot,
     head: &codec::RequestHead<'_>,
     body_here: bool,
     out: &mut Vec<u8>,
-    ctx: &WorkerCtx,
     peer: &Peer,
+    inputs: &Inputs<R>,
     mut log: Option<&mut Record>,
 ) -> (ReqMeta, Disposition<'s>, Injected) {
+    let random = &inputs.random;
     // Envoy's connection manager gives every request its id before routing, so the access log
     // shows one for the gateway's own answers too; a client's own is replaced (see `Peer`).
-    let request_id = RequestId::new(ctx.random(), ctx.random(), ctx.random(), ctx.random());
+    let request_id = RequestId::new(random(), random(), random(), random());
     if let Some(r) = log.as_deref_mut() {
         let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
         r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
@@ -98,7 +111,7 @@ pub(super) fn plan<'s>(
         headers: head.headers(),
     };
     // A local answer given before the body is all read ends the connection, and says so.
-    let end = Ending { close: !meta.keep_alive || ctx.draining() || peer.stale() || !body_here, http10: meta.http10 };
+    let end = Ending { close: !meta.keep_alive || inputs.closing || !body_here, http10: meta.http10 };
     let close = end.close;
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
@@ -130,7 +143,7 @@ pub(super) fn plan<'s>(
         let status = local::answer(out, 200, &lines, b"", false, end);
         return (meta, Disposition::Local { status, close, details: CORS_PREFLIGHT }, Injected::default());
     }
-    let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, ctx.random(), ctx.random())).unwrap_or_default();
+    let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, random(), random())).unwrap_or_default();
     // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin gets its lines.
     let cors_lines = cors.map(|c| cors::response_headers(c, &info)).unwrap_or_default();
     let response_headers = || {
@@ -148,7 +161,7 @@ pub(super) fn plan<'s>(
             let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), end);
             Disposition::Local { status, close, details: DIRECT }
         }
-        RouteAction::Forward(dests) => match dests.pick(ctx.random()) {
+        RouteAction::Forward(dests) => match dests.pick(random()) {
             Some(dest) => {
                 let affinity = dest
                     .cluster
@@ -191,7 +204,7 @@ pub(super) fn plan<'s>(
                 codec::write_request_head(out, head, &edits);
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-                    mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, ctx) },
+                    mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, inputs) },
                     set_cookie: affinity.set_cookie,
                     try_lines,
                 };
@@ -212,18 +225,18 @@ fn mirror_copies(
     route: &Route,
     head: &codec::RequestHead<'_>,
     edits: &RequestEdits<'_>,
-    ctx: &WorkerCtx,
+    inputs: &Inputs<impl Fn() -> u32>,
 ) -> Vec<mirror::Copy> {
     let mut copies = Vec::new();
     for m in &route.policy.mirrors {
         let Some(cluster) = m.destination.cluster else {
             continue;
         };
-        if !fault::drawn(m.percent, ctx.random()) {
+        if !fault::drawn(m.percent, (inputs.random)()) {
             continue;
         }
         let shadow =
-            ctx.mirror_shadow_suffix.then(|| mirror::shadow_host(edits.authority.or(head.host()).unwrap_or("")));
+            inputs.mirror_shadow_suffix.then(|| mirror::shadow_host(edits.authority.or(head.host()).unwrap_or("")));
         let edits = RequestEdits { authority: shadow.as_deref().or(edits.authority), keep_alive: false, ..*edits };
         let mut bytes = Vec::with_capacity(1024);
         codec::write_request_head(&mut bytes, head, &edits);

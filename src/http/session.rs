@@ -16,7 +16,7 @@ use super::fault;
 use super::limits::ClientLimits;
 use super::local::{self, Ending};
 use super::peer::{Peer, TlsSession};
-use super::plan::{plan, Disposition, ReqMeta, FAULT_ABORT, NO_ROUTE};
+use super::plan::{plan, Disposition, Inputs, ReqMeta, FAULT_ABORT, NO_ROUTE};
 use super::tunnel;
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
@@ -239,17 +239,22 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         self.out.reserve(OUT_BUF);
         self.response_started = false;
         self.tally = Tally::default();
-        let (meta, plan, fault) = loop {
+        let (meta, disposition, fault) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
                 let mut slots = HeaderSlots::new();
+                let inputs = Inputs {
+                    closing: self.closing(),
+                    mirror_shadow_suffix: self.ctx.mirror_shadow_suffix,
+                    random: || self.ctx.random(),
+                };
                 let data = self.rb.data();
                 codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {
                     head.map(|head| {
                         let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
                         let log = self.log.as_deref_mut();
-                        plan(snap, &head, body_here, &mut self.out, &self.ctx, &self.peer, log)
+                        plan(snap, &head, body_here, &mut self.out, &self.peer, &inputs, log)
                     })
                 })
             };
@@ -293,7 +298,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         if let Some(delay) = fault.delay {
             monoio::time::sleep(delay).await;
         }
-        let plan = match fault.abort {
+        let disposition = match fault.abort {
             Some(status) => {
                 let unread = buffered_body_len(self.rb.data(), meta.framing, usize::MAX).is_none();
                 let end = Ending { close: !meta.keep_alive || self.closing() || unread, http10: meta.http10 };
@@ -301,9 +306,9 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 local::simple(&mut self.out, status, fault::ABORT_BODY, end);
                 Disposition::Local { status, close: end.close, details: FAULT_ABORT }
             }
-            None => plan,
+            None => disposition,
         };
-        let next = match plan {
+        let next = match disposition {
             Disposition::Local { status, close, details } => {
                 let flag = match details {
                     NO_ROUTE => "NR",
