@@ -102,3 +102,13 @@ pub fn buffered_body_len(data: &[u8], framing: BodyFraming, max: usize) -> Optio
     };
     (len <= max).then_some(len)
 }
+
+/// Moves a body that sits whole (and small) in `rb` behind the head already in `out`, so both
+/// leave in one write. Returns the body's length when the message is now complete in `out`;
+/// an `UntilClose` body never is.
+pub fn inline_body(rb: &mut ReadBuf, framing: BodyFraming, out: &mut Vec<u8>) -> Option<u64> {
+    let len = buffered_body_len(rb.data(), framing, INLINE_BODY)?;
+    out.extend_from_slice(&rb.data()[..len]);
+    rb.consume(len);
+    Some(len as u64)
+}
