@@ -1,7 +1,6 @@
 //! The exchange: one request's tries on the upstream cluster, with retries, per-try
 //! timeouts, the circuit breakers' limits, and the response relayed to the client.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,13 +13,14 @@ use super::mirror;
 use super::plan::{Extras, ReqMeta};
 use super::retry::{self, Outcome};
 use super::session::{Next, Session, CLIENT_BUF};
-use crate::admin::{EndpointCounters, HttpCluster};
 use crate::error::ProxyError;
-use crate::snapshot::{Cluster, ClusterId, Destination, Observation, RetryPolicy, Route, Snapshot};
-use crate::upstream::{PoolKey, UpstreamConn, UpstreamStream};
+use crate::snapshot::{ClusterId, Destination, Observation, Route, Snapshot};
+use crate::upstream::{UpstreamConn, UpstreamStream};
 use crate::worker::WorkerCtx;
+use attempt::{retried, Failure, Try};
 use relay::Relayed;
 
+mod attempt;
 mod relay;
 
 /// What `out` holds for the upstream: the head, ending at `head_end` with the try lines
@@ -322,72 +322,6 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 Ok(Relayed::Upgraded) => Ok(Next::Upgrade(Box::new(conn))),
             };
         }
-    }
-}
-
-/// One try of an exchange: where, with which limits, and (when a retry is left and the body
-/// is replayable) the policy whose statuses are retried instead of relayed.
-struct Try<'p> {
-    /// Its index in the cluster.
-    endpoint: usize,
-    retry_statuses: Option<&'p RetryPolicy>,
-    /// The endpoint's counters on this worker, which a new connection keeps.
-    counters: &'p Arc<EndpointCounters>,
-    /// Its policy (timeouts, keepalive, `maxRequestsPerConnection`) and circuit breakers.
-    cluster: &'p Cluster,
-    /// The cluster's HTTP counters on this worker.
-    stats: &'p HttpCluster,
-}
-
-impl Try<'_> {
-    fn addr(&self) -> SocketAddr {
-        self.cluster.endpoints[self.endpoint].addr
-    }
-
-    fn key(&self) -> PoolKey {
-        (self.addr(), self.cluster.policy.tls.as_ref().map_or(0, |t| t.pool_id))
-    }
-}
-
-/// Whether a try that failed with `err` (before any response byte reached the client) is
-/// sent again. What went out on the wire can only be resent when it is still held (`inline`).
-fn retried(policy: &RetryPolicy, err: &ProxyError, inline: bool) -> bool {
-    let outcome = match err {
-        ProxyError::ConnectFailed(_) | ProxyError::ConnectTimeout => Outcome::ConnectFailure,
-        ProxyError::ResetBeforeResponse
-        | ProxyError::UpstreamIo(_)
-        | ProxyError::UpstreamProtocol(_)
-        | ProxyError::UnexpectedUpgrade
-        | ProxyError::PerTryTimeout
-            if inline =>
-        {
-            Outcome::Reset
-        }
-        // Only produced when the policy retries it and a try is left.
-        ProxyError::RetriableStatus(_) => return true,
-        _ => return false,
-    };
-    retry::retries(policy, outcome)
-}
-
-/// A failed exchange: the error, and whether response bytes already reached the client (then
-/// the only honest signal left is closing the connection).
-struct Failure {
-    err: ProxyError,
-    response_started: bool,
-}
-
-impl Failure {
-    fn before(err: ProxyError) -> Self {
-        Self { err, response_started: false }
-    }
-
-    fn started(err: ProxyError) -> Self {
-        Self { err, response_started: true }
-    }
-
-    fn is_reset_before_response(&self) -> bool {
-        !self.response_started && matches!(self.err, ProxyError::ResetBeforeResponse)
     }
 }
 

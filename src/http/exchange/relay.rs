@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 
-use super::{Failure, Try};
+use super::attempt::{Failure, Try};
 use crate::error::ProxyError;
 use crate::http::body::{self, inline_body, BodyError};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, ResponseEdits, ResponseWritten};
