@@ -4,11 +4,14 @@ use std::io;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::codec::{ChunkedDecoder, ParseError};
+use super::codec::{BodyFraming, ChunkedDecoder, ParseError};
 use crate::buf::ReadBuf;
 
 /// Room asked of the read window per read while streaming: bodies pass in pieces this big.
 pub const STREAM_CHUNK: usize = 64 * 1024;
+/// Bodies up to this size that already sit in a read window go out in the same write as the
+/// head; a request body so sent also stays replayable for a retry.
+pub const INLINE_BODY: usize = 16 * 1024;
 
 /// Why a body stopped flowing, attributed to the side that failed.
 #[derive(Debug)]
@@ -83,4 +86,29 @@ pub async fn copy_until_close<R: AsyncReadRent, W: AsyncWriteRent>(
             Err(e) => return Err(BodyError::Source(e)),
         }
     }
+}
+
+/// The length of a body (its chunked framing included) that sits whole at the start of
+/// `data`, if it is at most `max` bytes.
+pub fn buffered_body_len(data: &[u8], framing: BodyFraming, max: usize) -> Option<usize> {
+    let len = match framing {
+        BodyFraming::None => 0,
+        BodyFraming::ContentLength(n) => usize::try_from(n).ok().filter(|&n| n <= data.len())?,
+        BodyFraming::Chunked => match ChunkedDecoder::new().feed(data) {
+            Ok(p) if p.done => p.consumed,
+            _ => return None,
+        },
+        BodyFraming::UntilClose => return None,
+    };
+    (len <= max).then_some(len)
+}
+
+/// Moves a body that sits whole (and small) in `rb` behind the head already in `out`, so both
+/// leave in one write. Returns the body's length when the message is now complete in `out`;
+/// an `UntilClose` body never is.
+pub fn inline_body(rb: &mut ReadBuf, framing: BodyFraming, out: &mut Vec<u8>) -> Option<u64> {
+    let len = buffered_body_len(rb.data(), framing, INLINE_BODY)?;
+    out.extend_from_slice(&rb.data()[..len]);
+    rb.consume(len);
+    Some(len as u64)
 }

@@ -1,4 +1,6 @@
-//! HTTP/1.1 proxy path: codec, routing on the snapshot, forwarding, the gateway's own answers.
+//! HTTP proxy path by phase: the HTTP/1.1 session (codec, connection loop, accounting), the
+//! plan (route, route actions, upstream head or the gateway's own answer), the exchange
+//! (tries, retries, relaying).
 
 mod affinity;
 mod body;
@@ -6,14 +8,18 @@ pub mod codec;
 pub mod cors;
 mod dechunk;
 mod error;
+mod exchange;
 mod fault;
 mod headers;
 mod local;
 mod mirror;
-mod proxy;
+mod peer;
+mod plan;
 mod request_log;
 mod retry;
 mod rewrite;
+mod session;
 mod tunnel;
 
-pub use proxy::{serve_connection, Downstream, TlsSession};
+pub use peer::TlsSession;
+pub use session::{serve_connection, Downstream};

@@ -12,17 +12,21 @@ use bytes::Bytes;
 use regex::Regex;
 
 use crate::config::virtual_service::{
-    CorsPolicy, Destination as ConfigDestination, HeaderOperations, Headers, HttpMatchRequest, HttpRetry, HttpRoute,
-    RedirectPortSelection, StringMatch, UnmatchedPreflights,
+    Destination as ConfigDestination, HttpMatchRequest, HttpRoute, RedirectPortSelection, StringMatch,
 };
 use crate::snapshot::{
-    Cors, Destination, Fault, HeaderEdits, HeaderMatcher, HeaderOps, MatchBlock, Mirror, QueryMatcher, Redirect,
-    RedirectPort, RetryOn, RetryPolicy, Rewrite, Route, RouteAction, RoutePolicy, RouteSource, StringMatcher,
-    ValueMatcher, WeightedDestinations,
+    Destination, Fault, HeaderMatcher, HeaderOps, MatchBlock, Mirror, QueryMatcher, Redirect, RedirectPort, Rewrite,
+    Route, RouteAction, RoutePolicy, RouteSource, StringMatcher, ValueMatcher, WeightedDestinations,
 };
 
 use super::cluster::{Clusters, Ctx};
 use crate::config::index::{expand_host, labels_subset, resolve_gateway_name};
+use route_policy::{cors, header_ops, retry_policy};
+
+mod delegate;
+mod route_policy;
+
+pub(super) use delegate::{merge_delegate, resolved};
 
 /// A field path (relative to the route) and why it could not be compiled.
 pub(super) type RouteError = (String, String);
@@ -105,146 +109,6 @@ impl Regexes {
         self.plain.insert(pattern.to_string(), re.clone());
         Ok(re)
     }
-}
-
-/// A copy of `route` with short names resolved in `namespace`, as istiod resolves every
-/// VirtualService before merging delegates: each keeps its own namespace.
-pub(super) fn resolved(route: &HttpRoute, namespace: &str) -> HttpRoute {
-    let mut route = route.clone();
-    let fix = |d: &mut ConfigDestination| d.host = expand_host(&d.host, namespace);
-    route.route.iter_mut().for_each(|r| fix(&mut r.destination));
-    route.mirror.iter_mut().for_each(fix);
-    route.mirrors.iter_mut().for_each(|m| fix(&mut m.destination));
-    for m in &mut route.matches {
-        m.gateways.iter_mut().for_each(|g| *g = resolve_gateway_name(g, namespace));
-    }
-    route
-}
-
-/// istiod's `mergeHTTPRoute`: a delegate route under its root. Each delegate block must fit in
-/// some root block (no conflicting condition); `None` when one does not, and the delegate route
-/// is dropped. Fields the delegate leaves unset come from the root.
-pub(super) fn merge_delegate(root: &HttpRoute, mut delegate: HttpRoute) -> Option<HttpRoute> {
-    delegate.matches = if root.matches.is_empty() {
-        delegate.matches
-    } else if delegate.matches.is_empty() {
-        root.matches.clone()
-    } else {
-        let mut out = Vec::new();
-        for leaf in &delegate.matches {
-            let before = out.len();
-            out.extend(root.matches.iter().filter(|r| !has_conflict(r, leaf)).map(|r| merge_match(r, leaf)));
-            if out.len() == before {
-                return None;
-            }
-        }
-        out
-    };
-    delegate.name = match (&root.name, delegate.name) {
-        (Some(r), Some(d)) => Some(format!("{r}-{d}")),
-        (r, d) => d.or_else(|| r.clone()),
-    };
-    macro_rules! inherit {
-        ($($field:ident),*) => { $( if delegate.$field.is_none() { delegate.$field = root.$field.clone(); } )* };
-    }
-    inherit!(
-        rewrite,
-        direct_response,
-        timeout,
-        retries,
-        fault,
-        mirror,
-        mirror_percent,
-        mirror_percentage,
-        cors_policy,
-        headers
-    );
-    if delegate.mirrors.is_empty() {
-        delegate.mirrors = root.mirrors.clone();
-    }
-    delegate.delegate = None;
-    Some(delegate)
-}
-
-fn merge_match(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> HttpMatchRequest {
-    let mut out = leaf.clone();
-    out.name = match (&root.name, &leaf.name) {
-        (Some(r), Some(l)) => Some(format!("{r}-{l}")),
-        (r, l) => l.clone().or_else(|| r.clone()),
-    };
-    out.uri = leaf.uri.clone().or_else(|| root.uri.clone());
-    out.scheme = leaf.scheme.clone().or_else(|| root.scheme.clone());
-    out.method = leaf.method.clone().or_else(|| root.method.clone());
-    out.authority = leaf.authority.clone().or_else(|| root.authority.clone());
-    let merged = |r: &BTreeMap<String, StringMatch>, l: &BTreeMap<String, StringMatch>| {
-        let mut m = r.clone();
-        m.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
-        m
-    };
-    out.headers = merged(&root.headers, &leaf.headers);
-    out.without_headers = merged(&root.without_headers, &leaf.without_headers);
-    out.query_params = merged(&root.query_params, &leaf.query_params);
-    out.port = leaf.port.filter(|&p| p != 0).or(root.port);
-    out.source_labels = root.source_labels.clone();
-    out.source_labels.extend(leaf.source_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    out.source_namespace = leaf.source_namespace.clone().or_else(|| root.source_namespace.clone());
-    if out.gateways.is_empty() {
-        out.gateways = root.gateways.clone();
-    }
-    out.stat_prefix = leaf.stat_prefix.clone().or_else(|| root.stat_prefix.clone());
-    out
-}
-
-/// istiod's `hasConflict`: can `leaf` narrow `root` without contradicting it?
-fn has_conflict(root: &HttpMatchRequest, leaf: &HttpMatchRequest) -> bool {
-    let pairs = [
-        (&root.uri, &leaf.uri),
-        (&root.scheme, &leaf.scheme),
-        (&root.method, &leaf.method),
-        (&root.authority, &leaf.authority),
-    ];
-    if pairs.iter().any(|(r, l)| string_conflict(r.as_ref(), l.as_ref())) {
-        return true;
-    }
-    let maps = [
-        (&root.headers, &leaf.headers),
-        (&root.without_headers, &leaf.without_headers),
-        (&root.query_params, &leaf.query_params),
-    ];
-    if maps.iter().any(|(r, l)| l.iter().any(|(k, lv)| string_conflict(r.get(k), Some(lv)))) {
-        return true;
-    }
-    let (rp, lp) = (root.port.unwrap_or(0), leaf.port.unwrap_or(0));
-    root.ignore_uri_case != leaf.ignore_uri_case
-        || (rp > 0 && lp > 0 && rp != lp)
-        || root.source_namespace.as_ref().is_some_and(|r| leaf.source_namespace.as_ref() != Some(r))
-        || leaf.source_labels.iter().any(|(k, v)| root.source_labels.get(k).is_some_and(|rv| rv != v))
-        || (!root.gateways.is_empty()
-            && !leaf.gateways.is_empty()
-            && (root.gateways.len() < leaf.gateways.len() || leaf.gateways.iter().any(|g| !root.gateways.contains(g))))
-}
-
-fn string_conflict(root: Option<&StringMatch>, leaf: Option<&StringMatch>) -> bool {
-    let (Some(root), Some(leaf)) = (root, leaf) else {
-        return false;
-    };
-    let set = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
-    let any = |m: &StringMatch| set(&m.regex) || set(&m.prefix) || set(&m.exact);
-    if (set(&root.regex) && any(leaf)) || (set(&leaf.regex) && any(root)) {
-        return true;
-    }
-    if let Some(exact) = root.exact.as_deref().filter(|e| !e.is_empty()) {
-        return set(&leaf.prefix) || leaf.exact.as_deref().unwrap_or("") != exact;
-    }
-    if let Some(prefix) = root.prefix.as_deref().filter(|p| !p.is_empty()) {
-        if let Some(p) = leaf.prefix.as_deref().filter(|p| !p.is_empty()) {
-            return !p.starts_with(prefix);
-        }
-        if let Some(e) = leaf.exact.as_deref().filter(|e| !e.is_empty()) {
-            return !e.starts_with(prefix);
-        }
-    }
-    true
 }
 
 /// Compiles one route; `namespace` resolves short names (a no-op on already resolved routes).
@@ -472,115 +336,6 @@ fn compile_block(m: &HttpMatchRequest, namespace: &str, regexes: &mut Regexes) -
         gateways: m.gateways.iter().map(|g| resolve_gateway_name(g, namespace)).collect(),
         source_labels: m.source_labels.clone(),
         source_namespace: m.source_namespace.clone().filter(|s| !s.is_empty()),
-    })
-}
-
-/// Header edits with lower-case names. Pseudo-headers cannot be edited and are dropped;
-/// `:authority`/`host` in `set` or `add` is the authority (kept as `host` in `set`, where the
-/// data plane reads it), as istiod turns it into a host rewrite.
-fn header_ops(h: &Headers) -> HeaderOps {
-    let edits = |ops: &Option<HeaderOperations>, request: bool| -> HeaderEdits {
-        let Some(ops) = ops else {
-            return HeaderEdits::default();
-        };
-        let mut out = HeaderEdits::default();
-        let mut authority = None;
-        for (list, map, is_set) in [(&mut out.set, &ops.set, true), (&mut out.add, &ops.add, false)] {
-            for (name, value) in map {
-                let name = name.to_ascii_lowercase();
-                if name == ":authority" || name == "host" {
-                    if request && (is_set || authority.is_none()) {
-                        authority = Some(value.as_str());
-                    }
-                } else if !name.starts_with(':') {
-                    list.push((name.into(), value.as_str().into()));
-                }
-            }
-        }
-        if let Some(a) = authority {
-            out.set.push(("host".into(), a.into()));
-        }
-        out.remove = ops
-            .remove
-            .iter()
-            .map(|n| n.to_ascii_lowercase())
-            .filter(|n| !n.starts_with(':') && n != "host")
-            .map(Into::into)
-            .collect();
-        out
-    };
-    HeaderOps { request: edits(&h.request, true), response: edits(&h.response, false) }
-}
-
-/// istiod's `retry.ConvertPolicy`: none → the default policy; `attempts` ≤ 0 (or unset in a
-/// `retries` block) disables; `retryOn` replaces the conditions, numbers becoming retriable
-/// status codes.
-fn retry_policy(r: Option<&HttpRetry>) -> RetryPolicy {
-    let Some(r) = r else {
-        return RetryPolicy::default();
-    };
-    let attempts = r.attempts.unwrap_or(0);
-    if attempts <= 0 {
-        return RetryPolicy { attempts: 0, ..RetryPolicy::default() };
-    }
-    let mut policy = RetryPolicy { attempts: attempts as u32, ..RetryPolicy::default() };
-    if let Some(on) = r.retry_on.as_deref().filter(|s| !s.trim().is_empty()) {
-        let mut retry_on = RetryOn::default();
-        let mut codes = Vec::new();
-        for part in on.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if let Some(code) = part.parse::<u16>().ok().filter(|&c| is_known_status(c)) {
-                codes.push(code);
-                continue;
-            }
-            match part {
-                "5xx" => retry_on.server_error_5xx = true,
-                "gateway-error" => retry_on.gateway_error = true,
-                "reset" => retry_on.reset = true,
-                "connect-failure" => retry_on.connect_failure = true,
-                "retriable-4xx" => retry_on.retriable_4xx = true,
-                "refused-stream" => retry_on.refused_stream = true,
-                "retriable-status-codes" => retry_on.retriable_status_codes = true,
-                "unavailable" => retry_on.unavailable = true,
-                "cancelled" => retry_on.cancelled = true,
-                "deadline-exceeded" => retry_on.deadline_exceeded = true,
-                "resource-exhausted" => retry_on.resource_exhausted = true,
-                "internal" => retry_on.internal = true,
-                other => tracing::warn!(condition = other, "retryOn condition not supported; ignored"),
-            }
-        }
-        retry_on.retriable_status_codes |= !codes.is_empty();
-        policy.retry_on = retry_on;
-        policy.retriable_status_codes = codes;
-    }
-    policy.per_try_timeout = r.per_try_timeout.map(|d| d.get()).filter(|d| !d.is_zero());
-    policy.retry_remote_localities = r.retry_remote_localities.unwrap_or(false);
-    policy
-}
-
-/// The codes Go's `http.StatusText` knows: istiod treats only those numbers as status codes.
-fn is_known_status(code: u16) -> bool {
-    matches!(code, 100..=103 | 200..=208 | 226 | 300..=305 | 307 | 308 | 400..=418 | 421..=426 | 428 | 429 | 431 | 451 | 500..=508 | 510 | 511)
-}
-
-fn cors(c: &CorsPolicy, regexes: &mut Regexes) -> Result<Cors, RouteError> {
-    let allow_origins = if c.allow_origins.is_empty() {
-        c.allow_origin.iter().map(|o| StringMatcher::Exact(o.as_str().into())).collect()
-    } else {
-        let mut out = Vec::new();
-        for (i, o) in c.allow_origins.iter().enumerate() {
-            out.extend(string_matcher(o, regexes).map_err(|e| (format!("corsPolicy.allowOrigins[{i}]"), e))?);
-        }
-        out
-    };
-    let joined = |v: &[String]| (!v.is_empty()).then(|| v.join(",").into_boxed_str());
-    Ok(Cors {
-        allow_origins,
-        allow_methods: joined(&c.allow_methods),
-        allow_headers: joined(&c.allow_headers),
-        expose_headers: joined(&c.expose_headers),
-        max_age: c.max_age.map(|d| d.get()),
-        allow_credentials: c.allow_credentials,
-        forward_unmatched_preflights: c.unmatched_preflights != Some(UnmatchedPreflights::Ignore),
     })
 }
 

@@ -1,0 +1,387 @@
+//! The exchange: one request's tries on the upstream cluster, with retries, per-try
+//! timeouts, the circuit breakers' limits, and the response relayed to the client.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+
+use super::body::{buffered_body_len, inline_body, INLINE_BODY};
+use super::codec::{self, BodyFraming, TryLines};
+use super::headers::Merged;
+use super::mirror;
+use super::plan::{Extras, ReqMeta};
+use super::retry::{self, Outcome};
+use super::session::{Next, Session, CLIENT_BUF};
+use crate::http::error::ProxyError;
+use crate::percore::WorkerCtx;
+use crate::snapshot::{ClusterId, Destination, Observation, Route, Snapshot};
+use crate::upstream::{UpstreamConn, UpstreamStream};
+use attempt::{retried, Failure, Try};
+use relay::Relayed;
+
+mod attempt;
+mod relay;
+
+/// What `out` holds for the upstream: the head, ending at `head_end` with the try lines
+/// `lines` (a retry rewrites them), and after it the whole body when `inline`, which makes
+/// the request replayable.
+#[derive(Clone, Copy)]
+struct Outgoing {
+    head_end: usize,
+    lines: TryLines,
+    inline: bool,
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
+    pub(super) async fn forward(
+        &mut self,
+        snap: &Arc<Snapshot>,
+        meta: ReqMeta,
+        route: &Route,
+        dest: &Destination,
+        extras: Extras,
+    ) -> Next {
+        let Some(cluster) = dest.cluster else {
+            return self.fail_request(meta, &ProxyError::NoCluster).await;
+        };
+        self.tally.cluster = Some(cluster);
+        if let Some(r) = &mut self.log {
+            r.cluster(&snap.cluster(cluster).name);
+        }
+        let retries = &route.policy.retries;
+        // A small body is worth holding whole when a retry or a mirror may need it again.
+        let replay_wanted = !extras.mirrors.is_empty()
+            || (retries.attempts > 0 && (retry::retries_statuses(retries) || retry::retries(retries, Outcome::Reset)));
+        if replay_wanted && self.hold_small_body(meta).await.is_err() {
+            return Next::Close;
+        }
+        // Small bodies already read go out with the head, and stay replayable.
+        let head_end = self.out.len();
+        let inline = inline_body(&mut self.rb, meta.framing, &mut self.out);
+        if let Some(n) = inline {
+            self.tally.received += n;
+            if let Some(r) = &mut self.log {
+                r.bytes_received = n;
+            }
+        }
+        let inline = inline.is_some();
+        if inline {
+            for mut copy in extras.mirrors {
+                copy.bytes.extend_from_slice(&self.out[head_end..]);
+                mirror::send(&self.ctx, snap, copy, route.policy.timeout);
+            }
+        } else if !extras.mirrors.is_empty() {
+            tracing::debug!(peer = %self.peer.conn.peer, "request body too large to hold for a mirror: not mirrored");
+        }
+        let mut response = Merged::new(&[], &[&dest.headers.response, &route.policy.headers.response]);
+        // CORS lines replace any the backend sent (Envoy's `setInline`).
+        response.remove.extend(extras.cors.iter().map(|(n, _)| *n));
+        response.add.extend(extras.cors.iter().map(|(n, v)| (*n, v.as_str())));
+        response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
+        // The route's timeout, or what is left of the request's maximum duration if sooner.
+        let left = self
+            .limits
+            .max_request_duration
+            .map(|d| d.saturating_sub(self.tally.began.map_or(Duration::ZERO, |b| b.elapsed())));
+        let (timeout, expired) = match (route.policy.timeout, left) {
+            (Some(t), Some(l)) if l < t => (Some(l), ProxyError::DurationTimeout),
+            (None, Some(l)) => (Some(l), ProxyError::DurationTimeout),
+            (t, _) => (t, ProxyError::UpstreamTimeout),
+        };
+        let outgoing = Outgoing { head_end, lines: extras.try_lines, inline };
+        let exchange = self.exchange(snap, cluster, route, meta, outgoing, &response);
+        let result = match timeout {
+            Some(t) => monoio::time::timeout(t, exchange).await.ok(),
+            None => Some(exchange.await),
+        };
+        let result = result.unwrap_or_else(|| Err(self.failure(expired)));
+        match result {
+            Ok(next) => next,
+            Err(Failure { err, response_started }) => {
+                tracing::debug!(peer = %self.peer.conn.peer, error = %err, "request failed");
+                // The gateway's answer for a failed try is the cluster's too (Envoy's router
+                // charges an abort to `upstream_rq_<code>`); a failure path, so the lookup is
+                // no concern.
+                if !response_started && err.observation().is_some() {
+                    self.ctx.http_cluster(&snap.cluster(cluster).name).record_status(err.answer().0);
+                }
+                if matches!(err, ProxyError::DownstreamIo(_)) {
+                    // The client went away: Envoy's DC, whatever status was under way.
+                    self.tally.flags = "DC";
+                }
+                if response_started {
+                    Next::Close
+                } else {
+                    self.fail_request(meta, &err).await
+                }
+            }
+        }
+    }
+
+    /// Reads the rest of a small request body into the read window (never more than
+    /// `INLINE_BODY`), so the request can be sent again. Not when the client waits for
+    /// `100 Continue`: it sends nothing before the upstream asks.
+    async fn hold_small_body(&mut self, meta: ReqMeta) -> std::io::Result<()> {
+        let small = match meta.framing {
+            BodyFraming::ContentLength(n) => n <= INLINE_BODY as u64,
+            BodyFraming::Chunked => true,
+            BodyFraming::None | BodyFraming::UntilClose => false,
+        };
+        if !small || meta.expect_continue {
+            return Ok(());
+        }
+        while buffered_body_len(self.rb.data(), meta.framing, INLINE_BODY).is_none() && self.rb.len() <= INLINE_BODY {
+            if self.rb.fill(&mut self.client, CLIENT_BUF).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A failure now: after the response began, only closing the connection can tell.
+    fn failure(&self, err: ProxyError) -> Failure {
+        Failure { err, response_started: self.response_started }
+    }
+
+    /// Connect, send, and relay the response, trying again as the route's retry policy says;
+    /// `out` holds the request as `outgoing` tells.
+    async fn exchange(
+        &mut self,
+        snap: &Snapshot,
+        cluster: ClusterId,
+        route: &Route,
+        meta: ReqMeta,
+        mut outgoing: Outgoing,
+        response: &Merged<'_>,
+    ) -> Result<Next, Failure> {
+        let (retries, inline) = (&route.policy.retries, outgoing.inline);
+        let began = Instant::now();
+        let cl = snap.cluster(cluster);
+        let policy = &cl.policy;
+        // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
+        let mut retry_slot = None;
+        let statuses_retried = inline && retry::retries_statuses(retries);
+        let mut tried: [usize; 8] = [usize::MAX; 8];
+        let mut attempt = 0usize;
+        let ctx = self.ctx.clone();
+        let cluster_stats = ctx.http_cluster(&cl.name);
+        let upstream = &ctx.upstream;
+        loop {
+            let Some(mut pick) =
+                upstream.balancer.pick(snap, cluster, &tried[..attempt.min(8)], ctx.random(), meta.affinity)
+            else {
+                return Err(Failure::before(ProxyError::NoHealthyUpstream));
+            };
+            let addr = cl.endpoints[pick.endpoint].addr;
+            if let Some(r) = &mut self.log {
+                r.upstream(addr);
+            }
+            let attempts_left = attempt < retries.attempts as usize;
+            // `maxRetries` bounds the retries in flight on the whole cluster (Envoy's retry
+            // circuit breaker): with none free, this try is the last. A retry's own slot passes
+            // to the next retry.
+            let retry_left = attempts_left && (retry_slot.is_some() || cl.retries.has_room(policy.max_retries));
+            let try_once = Try {
+                endpoint: pick.endpoint,
+                retry_statuses: (statuses_retried && retry_left).then_some(retries),
+                counters: &pick.counters,
+                cluster: cl,
+                stats: &cluster_stats,
+            };
+            let tried_once = self.try_endpoint(try_once, meta, inline, response);
+            let result = match retries.per_try_timeout {
+                Some(t) => monoio::time::timeout(t, tried_once)
+                    .await
+                    .unwrap_or_else(|_| Err(self.failure(ProxyError::PerTryTimeout))),
+                None => tried_once.await,
+            };
+            let endpoint = pick.endpoint;
+            // A relayed status was told to outlier detection as its head arrived.
+            pick.settle(match &result {
+                Ok(_) => None,
+                Err(f) => f.err.observation(),
+            });
+            drop(pick);
+            match result {
+                // A try cut short by its timeout while writing took the request with it: then
+                // there is nothing left to send again.
+                Err(f)
+                    if retry_left
+                        && !f.response_started
+                        && retried(retries, &f.err, inline)
+                        && self.out.len() >= outgoing.head_end =>
+                {
+                    // The retry that led here is over: its slot goes back before the next is taken.
+                    drop(retry_slot.take());
+                    let Some(slot) = cl.retries.try_acquire(policy.max_retries) else {
+                        return Err(f);
+                    };
+                    retry_slot = Some(slot);
+                    tracing::debug!(%addr, error = %f.err, "retrying on another endpoint");
+                    tried[attempt.min(7)] = endpoint;
+                    attempt += 1;
+                    cluster_stats.rq_retry.inc();
+                    monoio::time::sleep(retry::backoff(attempt as u32, ctx.random())).await;
+                    // Envoy's router stamps each retry with its number and the time left.
+                    let lines = TryLines {
+                        attempt: Some(attempt as u32 + 1),
+                        expected_timeout_ms: retry::expected_timeout_ms(
+                            route.policy.timeout,
+                            retries.per_try_timeout,
+                            began.elapsed(),
+                        ),
+                    };
+                    outgoing.head_end =
+                        codec::rewrite_try_lines(&mut self.out, outgoing.head_end, &outgoing.lines, &lines);
+                    outgoing.lines = lines;
+                }
+                other => {
+                    // The last try ended as a retry would have been asked for: Envoy's URX.
+                    self.tally.retries_exhausted = retries.attempts > 0
+                        && !attempts_left
+                        && match &other {
+                            Ok(_) => statuses_retried && retry::status_retried(retries, self.tally.status),
+                            Err(f) => !f.response_started && retried(retries, &f.err, inline),
+                        };
+                    return other;
+                }
+            }
+        }
+    }
+
+    async fn try_endpoint(
+        &mut self,
+        at: Try<'_>,
+        meta: ReqMeta,
+        inline: bool,
+        response: &Merged<'_>,
+    ) -> Result<Next, Failure> {
+        let ctx = self.ctx.clone();
+        let stats = &ctx.stats;
+        let mut conn = match ctx.upstream.pools.take(at.key()) {
+            Some(c) => {
+                stats.upstream_cx_reused.inc();
+                c
+            }
+            None => new_connection(&at, &ctx).await?,
+        };
+        if let Some(r) = &mut self.log {
+            // Asked of the kernel once per connection, not per request.
+            if conn.local.is_none() {
+                conn.local = conn.stream.local_addr().ok();
+            }
+            r.upstream_local = conn.local;
+        }
+        loop {
+            at.stats.rq_total.inc();
+            let sent_at = Instant::now();
+            // A reused connection the upstream closed meanwhile fails on this write or with an
+            // EOF before any response byte: the request (head and inline body, still in `out`)
+            // is then replayed once on a fresh connection.
+            let replayable = conn.reused && inline;
+            let out = std::mem::take(&mut self.out);
+            let (res, out) = conn.stream.write_all(out).await;
+            self.out = out;
+            if let Err(e) = res {
+                if replayable {
+                    drop(conn);
+                    conn = new_connection(&at, &ctx).await?;
+                    continue;
+                }
+                return Err(Failure::before(ProxyError::UpstreamIo(e)));
+            }
+            // Whether the whole request went out: not when the upstream answered first.
+            let mut sent_whole = true;
+            if !inline {
+                if meta.expect_continue {
+                    let (res, _) = self.client.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+                    res.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
+                }
+                sent_whole = self.stream_request_body(&mut conn, meta.framing).await?;
+            }
+            // The client's unread body would be taken for its next request: the answer ends the
+            // connection, and says so.
+            let relayed_meta = ReqMeta { keep_alive: meta.keep_alive && sent_whole, ..meta };
+            return match self.relay_response(&mut conn, relayed_meta, sent_at, &at, response).await {
+                Err(f) if replayable && f.is_reset_before_response() => {
+                    drop(conn);
+                    conn = new_connection(&at, &ctx).await?;
+                    continue;
+                }
+                Err(f) => Err(f),
+                Ok(Relayed::Done { next, reusable }) => {
+                    conn.requests += 1;
+                    let policy = &at.cluster.policy;
+                    let quota = policy.max_requests_per_connection;
+                    if reusable && sent_whole && (quota == 0 || conn.requests < quota) {
+                        ctx.upstream.pools.put(conn, policy.http_idle_timeout);
+                    }
+                    Ok(if sent_whole { next } else { Next::Linger })
+                }
+                Ok(Relayed::Upgraded) => Ok(Next::Upgrade(Box::new(conn))),
+            };
+        }
+    }
+}
+
+/// How often a request waiting for a connection under `maxConnections` looks for one: the
+/// connections it waits for may close on any worker, so it polls rather than being woken.
+const PENDING_POLL: Duration = Duration::from_millis(2);
+
+/// A connection for `at` when its pool had none: a new one within the cluster's
+/// `maxConnections`, or past it when this worker has no connection to the endpoint at all
+/// (Envoy's guarantee of one per pool and host). Otherwise the request waits as one of
+/// `http1MaxPendingRequests` (for a pooled connection or a free slot, up to the connect
+/// timeout), and past that overflows, as Envoy's circuit breakers do.
+async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+    let (connections, policy) = (&at.cluster.connections, &at.cluster.policy);
+    let slot = match connections.try_acquire(policy.max_connections) {
+        Some(slot) => slot,
+        None if at.counters.cx_active.get() == 0 => connections.acquire_over(),
+        None => {
+            let Some(_waiting) = at.cluster.pending.try_acquire(policy.http1_max_pending_requests) else {
+                return Err(Failure::before(ProxyError::Overflow));
+            };
+            let deadline = Instant::now() + policy.connect_timeout;
+            loop {
+                monoio::time::sleep(PENDING_POLL).await;
+                if let Some(conn) = ctx.upstream.pools.take(at.key()) {
+                    ctx.stats.upstream_cx_reused.inc();
+                    return Ok(conn);
+                }
+                if let Some(slot) = connections.try_acquire(policy.max_connections) {
+                    break slot;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Failure::before(ProxyError::ConnectTimeout));
+                }
+            }
+        }
+    };
+    let mut conn = connect(at, ctx).await?;
+    conn.slot = Some(slot);
+    Ok(conn)
+}
+
+async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+    let policy = &at.cluster.policy;
+    let tls = policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
+    match monoio::time::timeout(policy.connect_timeout, UpstreamStream::open(at.addr(), at.cluster, tls)).await {
+        Ok(Ok(stream)) => {
+            at.stats.cx_total.inc();
+            at.cluster.observe(at.endpoint, Observation::Connected);
+            Ok(UpstreamConn::new(stream, at.key(), at.counters.clone()))
+        }
+        Ok(Err(e)) => {
+            at.stats.cx_connect_fail.inc();
+            at.counters.cx_connect_fail.inc();
+            Err(Failure::before(ProxyError::ConnectFailed(e)))
+        }
+        Err(_) => {
+            at.stats.cx_connect_fail.inc();
+            at.counters.cx_connect_fail.inc();
+            Err(Failure::before(ProxyError::ConnectTimeout))
+        }
+    }
+}

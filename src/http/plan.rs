@@ -1,0 +1,265 @@
+//! The plan of one request: route lookup, the route's actions, and either the upstream
+//! request head or the gateway's own answer, written while the parsed head is borrowed.
+
+use std::time::Duration;
+
+use super::affinity;
+use super::codec::{self, BodyFraming, RequestEdits, TryLines};
+use super::cors;
+use super::fault::{self, Injected};
+use super::headers::Merged;
+use super::local::{self, Ending};
+use super::mirror;
+use super::peer::Peer;
+use super::retry;
+use super::rewrite;
+use crate::percore::access_log::Record;
+use crate::snapshot::{Destination, RequestInfo, Route, RouteAction, RouteDecision, Snapshot};
+
+#[cfg(test)]
+mod tests;
+
+/// Response code details of the gateway's own answers, as Envoy logs them.
+pub(super) const NO_ROUTE: &str = "route_not_found";
+pub(super) const DIRECT: &str = "direct_response";
+pub(super) const NO_UPSTREAM: &str = "no_healthy_upstream";
+pub(super) const FAULT_ABORT: &str = "fault_filter_abort";
+pub(super) const CORS_PREFLIGHT: &str = "cors_response";
+
+/// What the head told us, kept once the head's borrow of the read window ends.
+#[derive(Clone, Copy)]
+pub(super) struct ReqMeta {
+    pub(super) head_len: usize,
+    pub(super) framing: BodyFraming,
+    pub(super) keep_alive: bool,
+    pub(super) http10: bool,
+    pub(super) is_head: bool,
+    pub(super) expect_continue: bool,
+    pub(super) upgrade: bool,
+    /// The session-affinity hash, when the chosen cluster hashes and the request has the key.
+    pub(super) affinity: Option<u64>,
+}
+
+/// The routing outcome, decided while the head is borrowed.
+pub(super) enum Disposition<'s> {
+    /// `out` holds a complete local answer with this status.
+    Local { status: u16, close: bool, details: &'static str },
+    /// `out` holds the upstream request head.
+    Forward { route: &'s Route, dest: &'s Destination, extras: Extras },
+}
+
+/// What a forwarded request carries beside its head, decided while the head is borrowed.
+#[derive(Default)]
+pub(super) struct Extras {
+    /// Response lines CORS adds (the allowed Origin echoed back).
+    pub(super) cors: Vec<(&'static str, String)>,
+    /// Copies for the route's mirrors, heads only so far.
+    pub(super) mirrors: Vec<mirror::Copy>,
+    /// The session-affinity cookie generated for this request.
+    pub(super) set_cookie: Option<String>,
+    /// The try lines the head ends with (the first try's).
+    pub(super) try_lines: TryLines,
+}
+
+/// What the plan is handed besides the snapshot and the request: it does no I/O, reads no
+/// clock, and draws only from `random` (the worker's generator; fixed draws in tests).
+pub(super) struct Inputs<R> {
+    /// The connection takes no request after this one (see `Session::closing`).
+    pub(super) closing: bool,
+    /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
+    pub(super) mirror_shadow_suffix: bool,
+    pub(super) random: R,
+}
+
+/// Routes the request and writes either the local answer or the upstream head into `out`;
+/// also draws the route's faults. `body_here`: the request's body (if any) is all read.
+pub(super) fn plan<'s, R: Fn() -> u32>(
+    snap: &'s Snapshot,
+    head: &codec::RequestHead<'_>,
+    body_here: bool,
+    out: &mut Vec<u8>,
+    peer: &Peer,
+    inputs: &Inputs<R>,
+    mut log: Option<&mut Record>,
+) -> (ReqMeta, Disposition<'s>, Injected) {
+    let random = &inputs.random;
+    // Envoy's connection manager gives every request its id before routing, so the access log
+    // shows one for the gateway's own answers too; a client's own is replaced (see `Peer`).
+    let request_id = RequestId::new(random(), random(), random(), random());
+    if let Some(r) = log.as_deref_mut() {
+        let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
+        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
+    }
+    let mut meta = ReqMeta {
+        head_len: head.head_len,
+        framing: head.framing,
+        keep_alive: head.keep_alive,
+        http10: head.version == 0,
+        is_head: head.method == "HEAD",
+        expect_continue: head.expect_continue,
+        upgrade: head.upgrade.is_some(),
+        affinity: None,
+    };
+    let host = head.host().unwrap_or("");
+    let scheme = if peer.tls.is_some() { "https" } else { "http" };
+    let info = RequestInfo {
+        host,
+        method: head.method,
+        path: head.path(),
+        query: head.query(),
+        scheme,
+        headers: head.headers(),
+    };
+    // A local answer given before the body is all read ends the connection, and says so.
+    let end = Ending { close: !meta.keep_alive || inputs.closing || !body_here, http10: meta.http10 };
+    let close = end.close;
+    out.clear();
+    let Some(listener) = snap.listener(peer.conn.listener_port) else {
+        // The port was removed by a reload while this connection lived.
+        let status = local::not_found(out, Ending { close: true, ..end });
+        return (meta, Disposition::Local { status, close: true, details: NO_ROUTE }, Injected::default());
+    };
+    // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
+    let routes = match &peer.tls {
+        None => Some(&listener.http_routes),
+        Some(tls) => listener.server_for_sni(tls.sni.as_deref()).map(|s| &s.routes),
+    };
+    let decision = routes.map_or(RouteDecision::NoVirtualHost, |r| r.route(&info));
+    let (route, block) = match decision {
+        RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
+            let plan = Disposition::Local { status: local::not_found(out, end), close, details: NO_ROUTE };
+            return (meta, plan, Injected::default());
+        }
+        RouteDecision::HttpsRedirect(_) => {
+            let plan = Disposition::Local { status: local::https_redirect(out, &info, end), close, details: DIRECT };
+            return (meta, plan, Injected::default());
+        }
+        RouteDecision::Matched { route, block, .. } => (route, block),
+    };
+    // Envoy's filter order: CORS answers preflights before the fault filter sees them.
+    let cors = route.policy.cors.as_ref();
+    if let Some(cors::Preflight::Answer(lines)) = cors.map(|c| cors::preflight(c, &info)) {
+        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
+        let status = local::answer(out, 200, &lines, b"", false, end);
+        return (meta, Disposition::Local { status, close, details: CORS_PREFLIGHT }, Injected::default());
+    }
+    let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, random(), random())).unwrap_or_default();
+    // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin gets its lines.
+    let cors_lines = cors.map(|c| cors::response_headers(c, &info)).unwrap_or_default();
+    let response_headers = || {
+        let mut lines = Merged::new(&[], &[&route.policy.headers.response]).add;
+        lines.retain(|(n, _)| !cors_lines.iter().any(|(c, _)| c == n));
+        lines.extend(cors_lines.iter().map(|(n, v)| (*n, &**v)));
+        lines
+    };
+    let plan = match &route.action {
+        RouteAction::DirectResponse { status, body } => {
+            let status = local::answer(out, *status, &response_headers(), body, meta.is_head, end);
+            Disposition::Local { status, close, details: DIRECT }
+        }
+        RouteAction::Redirect(r) => {
+            let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), end);
+            Disposition::Local { status, close, details: DIRECT }
+        }
+        RouteAction::Forward(dests) => match dests.pick(random()) {
+            Some(dest) => {
+                let affinity = dest
+                    .cluster
+                    .map(|c| affinity::request_affinity(snap.cluster(c), head, peer.conn.peer))
+                    .unwrap_or_default();
+                meta.affinity = affinity.hash;
+                let path = rewrite::path(route, block, &info);
+                let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
+                let levels = [&dest.headers.request, &route.policy.headers.request];
+                // Nothing to merge on most routes: no allocation then.
+                let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
+                let (add, remove, header_authority) = match &merged {
+                    Some(m) => (&m.add[..], &m.remove[..], m.authority),
+                    None => (&[][..], base_remove, None),
+                };
+                // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
+                let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()).or(header_authority);
+                let try_lines = TryLines {
+                    attempt: Some(1),
+                    expected_timeout_ms: retry::expected_timeout_ms(
+                        route.policy.timeout,
+                        route.policy.retries.per_try_timeout,
+                        Duration::ZERO,
+                    ),
+                };
+                let edits = RequestEdits {
+                    path: path.as_deref(),
+                    authority,
+                    x_forwarded_proto: scheme,
+                    x_forwarded_for_append: &peer.ip,
+                    request_id: Some(request_id.as_str()),
+                    x_envoy_external_address: Some(&peer.ip),
+                    x_forwarded_client_cert: peer.tls.as_ref().and_then(|t| t.xfcc.as_deref()),
+                    add,
+                    remove,
+                    keep_alive: true,
+                    allow_upgrade: meta.upgrade,
+                    try_lines,
+                };
+                codec::write_request_head(out, head, &edits);
+                let extras = Extras {
+                    cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+                    mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, inputs) },
+                    set_cookie: affinity.set_cookie,
+                    try_lines,
+                };
+                if let Some(r) = log {
+                    r.forwarded(route.name.as_deref());
+                }
+                Disposition::Forward { route, dest, extras }
+            }
+            None => Disposition::Local { status: local::simple(out, 503, b"", end), close, details: NO_UPSTREAM },
+        },
+    };
+    (meta, plan, fault)
+}
+
+/// The heads of this request's mirror copies, one per mirror drawn: the upstream head as
+/// sent, with `connection: close` (and `HOST-shadow` with `--mirror-shadow-suffix`).
+fn mirror_copies(
+    route: &Route,
+    head: &codec::RequestHead<'_>,
+    edits: &RequestEdits<'_>,
+    inputs: &Inputs<impl Fn() -> u32>,
+) -> Vec<mirror::Copy> {
+    let mut copies = Vec::new();
+    for m in &route.policy.mirrors {
+        let Some(cluster) = m.destination.cluster else {
+            continue;
+        };
+        if !fault::drawn(m.percent, (inputs.random)()) {
+            continue;
+        }
+        let shadow =
+            inputs.mirror_shadow_suffix.then(|| mirror::shadow_host(edits.authority.or(head.host()).unwrap_or("")));
+        let edits = RequestEdits { authority: shadow.as_deref().or(edits.authority), keep_alive: false, ..*edits };
+        let mut bytes = Vec::with_capacity(1024);
+        codec::write_request_head(&mut bytes, head, &edits);
+        copies.push(mirror::Copy { cluster, bytes });
+    }
+    copies
+}
+
+/// A UUID v4 request id formatted on the stack.
+struct RequestId([u8; 36]);
+
+impl RequestId {
+    fn new(a: u32, b: u32, c: u32, d: u32) -> Self {
+        let mut bytes = [0u8; 16];
+        for (i, w) in [a, b, c, d].into_iter().enumerate() {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        let mut out = [0u8; 36];
+        uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().encode_lower(&mut out);
+        Self(out)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
