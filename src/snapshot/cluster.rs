@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::HostHealth;
+use super::{HashTable, HostHealth};
 
 /// One upstream cluster, named as istiod names it: `outbound|PORT|SUBSET|HOST`.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// Cluster policy with port-level and subset overrides already merged, field by field.
     pub policy: TrafficPolicy,
+    /// Consistent hashing's ring or Maglev table over `endpoints`, when the policy hashes.
+    pub hash_table: Option<HashTable>,
     /// Open upstream connections of this cluster on every worker, for `maxConnections` (Envoy
     /// counts its circuit breakers per cluster, not per worker). Carried over a reload by name.
     pub connections: Arc<ConnectionCount>,
@@ -49,6 +51,7 @@ impl Cluster {
             health: endpoints.iter().map(|_| Arc::default()).collect(),
             endpoints,
             policy: TrafficPolicy::default(),
+            hash_table: None,
             connections: Default::default(),
             pending: Default::default(),
             retries: Default::default(),

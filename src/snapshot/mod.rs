@@ -7,6 +7,7 @@
 
 mod cluster;
 mod compile;
+mod hash;
 mod hosts;
 mod matcher;
 mod outlier;
@@ -22,6 +23,7 @@ pub use crate::config::credentials::{FileStamp, WatchedFile};
 pub use cluster::*;
 pub use compile::tls::verify::{AnyOfNames, SkipVerify};
 pub use compile::{compile, CompileOptions};
+pub use hash::{hash_bytes, ip_hash, HashTable};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
 pub use outlier::{clock_ms, EjectionStats, HostHealth, Observation, Usable};

@@ -248,5 +248,5 @@ impl Drop for Open<'_> {
 /// HTTP keys are absent, so such clusters balance as without a hash policy, as Envoy's tcp_proxy.
 fn affinity(cluster: &Cluster, conn: &ConnInfo) -> Option<u64> {
     matches!(&cluster.policy.load_balancer, LoadBalancer::ConsistentHash { key: HashKey::SourceIp, .. })
-        .then(|| crate::upstream::ip_hash(conn.peer.ip()))
+        .then(|| crate::snapshot::ip_hash(conn.peer.ip()))
 }

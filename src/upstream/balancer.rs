@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::hash::Table;
 use crate::admin::{EndpointCounters, WorkerStats};
 use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Observation, Snapshot, Usable};
 
@@ -27,8 +26,6 @@ struct ClusterState {
     cursor: u32,
     /// In-flight requests per endpoint index, on this worker.
     active: Vec<u32>,
-    /// The consistent-hash table, built on first use in this generation.
-    table: Option<Table>,
     /// Per endpoint index, this worker's counters for `/clusters`.
     counters: Vec<Arc<EndpointCounters>>,
 }
@@ -110,13 +107,10 @@ impl Balancer {
         // Retries avoid the endpoints tried already, unless no other is left.
         let fresh = (0..n).any(|i| usable.allows(cluster, i) && !tried.contains(&i));
         let eligible = |i: usize| usable.allows(cluster, i) && !(fresh && tried.contains(&i));
-        let endpoint = match hash {
+        let endpoint = match (hash, &cluster.hash_table) {
             _ if n == 1 => 0,
-            Some(hash) => {
-                let table = st.table.get_or_insert_with(|| Table::build(cluster).expect("a hashing cluster"));
-                table.lookup(hash, |i| !eligible(i))
-            }
-            None => choose(cluster, st, eligible, draw),
+            (Some(hash), Some(table)) => table.lookup(hash, |i| !eligible(i)),
+            _ => choose(cluster, st, eligible, draw),
         };
         st.active[endpoint] += 1;
         let counters = st.counters[endpoint].clone();

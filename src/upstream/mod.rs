@@ -5,13 +5,11 @@ use std::sync::Arc;
 use crate::admin::WorkerStats;
 
 mod balancer;
-mod hash;
 pub mod keepalive;
 mod pool;
 mod stream;
 
 pub use balancer::{Balancer, Pick};
-pub use hash::{hash_bytes, ip_hash};
 pub use pool::{PoolKey, Pools, UpstreamConn, UPSTREAM_BUF};
 pub use stream::UpstreamStream;
 
