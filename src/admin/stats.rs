@@ -11,7 +11,7 @@ use serde_json::json;
 use super::http_cluster::HttpClusterTotals;
 use super::l4::{L4Kind, L4Totals};
 use super::metrics::{ControlStats, Totals, STATUS_SLOTS};
-use crate::snapshot::{EjectionStats, Snapshot};
+use crate::upstream::{EjectionStats, Generation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -69,7 +69,7 @@ impl Sample {
 }
 
 /// Every sample, in a stable order (a family's samples are adjacent).
-pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Snapshot) -> Vec<Sample> {
+pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Generation) -> Vec<Sample> {
     use Kind::{Counter as C, Gauge as G};
     let mut s = vec![
         Sample::new("envoy_server_concurrency", G, "server.concurrency", Value::Level(workers as i64)),
@@ -156,8 +156,10 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Sn
     for (name, (tcp, http)) in clusters {
         s.extend(cluster_samples(name, tcp, http));
     }
-    for c in snapshot.clusters.iter().filter(|c| c.policy.outlier_detection.is_some()) {
-        s.extend(outlier_samples(&c.name, c.ejection_stats()));
+    for (c, live) in snapshot.clusters.iter().zip(snapshot.live.clusters()) {
+        if c.policy.outlier_detection.is_some() {
+            s.extend(outlier_samples(&c.name, live.ejection_stats()));
+        }
     }
     group_families(s)
 }

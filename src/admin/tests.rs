@@ -9,11 +9,12 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 use super::*;
 use crate::control::{BuildOptions, Published, Reloaded, RunOptions};
 use crate::snapshot::Snapshot;
+use crate::upstream::{Generation, LiveRegistry};
 use crate::worker::{DriverChoice, WorkerOptions};
 
 fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
     let first = Published {
-        snapshot: Arc::new(Snapshot::new(1, vec![], vec![], vec![])),
+        snapshot: Generation::new(Snapshot::new(1, vec![], vec![], vec![]), &mut LiveRegistry::default()),
         sockets: Default::default(),
         draining: false,
     };

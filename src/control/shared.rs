@@ -9,13 +9,14 @@ use arc_swap::ArcSwap;
 
 use super::ports::PortSockets;
 use crate::admin::{served_generation, ControlStats, WorkerStats};
-use crate::snapshot::Snapshot;
+use crate::upstream::Generation;
 use crate::worker::Driver;
 
 /// One publication. Workers poll for a new one; a request keeps the snapshot it started with.
 #[derive(Debug)]
 pub struct Published {
-    pub snapshot: Arc<Snapshot>,
+    /// The snapshot with the live state of its clusters.
+    pub snapshot: Generation,
     /// Port → one listening socket per worker (index = worker id). Empty while draining.
     pub sockets: BTreeMap<u16, PortSockets>,
     /// Shutting down: stop accepting, close keep-alive connections between requests.
@@ -67,7 +68,7 @@ impl Shared {
         }
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub fn snapshot(&self) -> Generation {
         self.published.load().snapshot.clone()
     }
 

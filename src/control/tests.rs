@@ -11,6 +11,7 @@ use super::ports::Ports;
 use super::*;
 use crate::admin::Totals;
 use crate::snapshot::{HostTable, Listener, ListenerProtocol, Snapshot};
+use crate::upstream::{Generation, LiveRegistry};
 use crate::worker::DriverChoice;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -151,8 +152,14 @@ fn workers_follow_publications(driver: DriverChoice) {
     let first = snapshot(1, &[a]);
     let prepared = ports.prepare(&first).unwrap();
     ports.commit(prepared);
-    let shared =
-        Arc::new(Shared::new(Published { snapshot: Arc::new(first), sockets: ports.sockets(), draining: false }, 2));
+    let shared = Arc::new(Shared::new(
+        Published {
+            snapshot: Generation::new(first, &mut LiveRegistry::default()),
+            sockets: ports.sockets(),
+            draining: false,
+        },
+        2,
+    ));
     assert_eq!(shared.readiness(), Readiness::PreInitializing);
     crate::worker::spawn(
         &shared,
@@ -176,7 +183,7 @@ fn workers_follow_publications(driver: DriverChoice) {
     let prepared = ports.prepare(&second).unwrap();
     ports.commit(prepared);
     shared.published.store(Arc::new(Published {
-        snapshot: Arc::new(second),
+        snapshot: Generation::new(second, &mut LiveRegistry::default()),
         sockets: ports.sockets(),
         draining: false,
     }));

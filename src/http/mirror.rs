@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
-use crate::snapshot::{Cluster, ClusterId, Snapshot};
-use crate::upstream::UpstreamStream;
+use crate::snapshot::{Cluster, ClusterId};
+use crate::upstream::{Generation, UpstreamStream};
 use crate::worker::WorkerCtx;
 
 #[cfg(test)]
@@ -36,7 +36,7 @@ pub struct Copy {
 
 /// Sends `copy` in the background, bounded by the route's `timeout` (or 10 s). Returns false
 /// when the worker already has too many copies in flight and this one was dropped.
-pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Option<Duration>) -> bool {
+pub fn send(ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>, copy: Copy, timeout: Option<Duration>) -> bool {
     if IN_FLIGHT.get() >= MAX_IN_FLIGHT {
         return false;
     }

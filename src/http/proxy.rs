@@ -25,9 +25,9 @@ use crate::admin::{EndpointCounters, HttpCluster};
 use crate::buf::ReadBuf;
 use crate::error::ProxyError;
 use crate::snapshot::{
-    Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
+    Cluster, ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
 };
-use crate::upstream::{PoolKey, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
+use crate::upstream::{Generation, LiveCluster, Observation, PoolKey, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
@@ -75,14 +75,14 @@ pub struct TlsSession {
     /// The latest snapshot in which the connection's server has the TLS rules its handshake was
     /// made under.
     #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
-    settled: Rc<Arc<Snapshot>>,
+    settled: Rc<Generation>,
     /// A reload changed those rules: the connection serves its request under the ones it was
     /// made with, then closes.
     stale: bool,
 }
 
 impl TlsSession {
-    pub fn new(sni: Option<Box<str>>, xfcc: Option<Box<str>>, handshake: Rc<Arc<Snapshot>>) -> Self {
+    pub fn new(sni: Option<Box<str>>, xfcc: Option<Box<str>>, handshake: Rc<Generation>) -> Self {
         Self { sni, xfcc, settled: handshake, stale: false }
     }
 
@@ -92,7 +92,7 @@ impl TlsSession {
     /// the new, so the request is served with the snapshot the connection was made under,
     /// and the connection then ends, as Envoy drains the connections of a changed filter chain.
     #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
-    fn follow(&mut self, current: Rc<Arc<Snapshot>>, port: u16) -> Rc<Arc<Snapshot>> {
+    fn follow(&mut self, current: Rc<Generation>, port: u16) -> Rc<Generation> {
         if self.stale {
             return self.settled.clone();
         }
@@ -383,7 +383,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         }
     }
 
-    async fn serve_request(&mut self, snap: &Arc<Snapshot>) -> Next {
+    async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.response_started = false;
         self.tally = Tally::default();
@@ -514,7 +514,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
 
     async fn forward(
         &mut self,
-        snap: &Arc<Snapshot>,
+        snap: &Rc<Generation>,
         meta: ReqMeta,
         route: &Route,
         dest: &Destination,
@@ -698,7 +698,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     /// `out` holds the request as `outgoing` tells.
     async fn exchange(
         &mut self,
-        snap: &Snapshot,
+        snap: &Generation,
         cluster: ClusterId,
         route: &Route,
         meta: ReqMeta,
@@ -707,7 +707,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     ) -> Result<Next, Failure> {
         let (retries, inline) = (&route.policy.retries, outgoing.inline);
         let began = Instant::now();
-        let cl = snap.cluster(cluster);
+        let (cl, live) = snap.cluster_live(cluster);
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
         let mut retry_slot = None;
@@ -731,12 +731,13 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             // `maxRetries` bounds the retries in flight on the whole cluster (Envoy's retry
             // circuit breaker): with none free, this try is the last. A retry's own slot passes
             // to the next retry.
-            let retry_left = attempts_left && (retry_slot.is_some() || cl.retries.has_room(policy.max_retries));
+            let retry_left = attempts_left && (retry_slot.is_some() || live.retries.has_room(policy.max_retries));
             let try_once = Try {
                 endpoint: pick.endpoint,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
                 counters: &pick.counters,
                 cluster: cl,
+                live,
                 stats: &cluster_stats,
             };
             let tried_once = self.try_endpoint(try_once, meta, inline, response);
@@ -764,7 +765,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 {
                     // The retry that led here is over: its slot goes back before the next is taken.
                     drop(retry_slot.take());
-                    let Some(slot) = cl.retries.try_acquire(policy.max_retries) else {
+                    let Some(slot) = live.retries.try_acquire(policy.max_retries) else {
                         return Err(f);
                     };
                     retry_slot = Some(slot);
@@ -967,7 +968,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     continue;
                 }
                 Some(ResponseStart::Final { status, head_len, framing, keep_alive, written }) => {
-                    at.cluster.observe(at.endpoint, Observation::Status(status));
+                    at.live.observe(at.cluster, at.endpoint, Observation::Status(status));
                     at.stats.record_status(status);
                     (status, head_len, framing, keep_alive, written)
                 }
@@ -1229,6 +1230,8 @@ struct Try<'p> {
     counters: &'p Arc<EndpointCounters>,
     /// Its policy (timeouts, keepalive, `maxRequestsPerConnection`) and circuit breakers.
     cluster: &'p Cluster,
+    /// The cluster's breaker counts and outlier detection state.
+    live: &'p LiveCluster,
     /// The cluster's HTTP counters on this worker.
     stats: &'p HttpCluster,
 }
@@ -1295,12 +1298,12 @@ const PENDING_POLL: Duration = Duration::from_millis(2);
 /// `http1MaxPendingRequests` (for a pooled connection or a free slot, up to the connect
 /// timeout), and past that overflows, as Envoy's circuit breakers do.
 async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
-    let (connections, policy) = (&at.cluster.connections, &at.cluster.policy);
+    let (connections, policy) = (&at.live.connections, &at.cluster.policy);
     let slot = match connections.try_acquire(policy.max_connections) {
         Some(slot) => slot,
         None if at.counters.cx_active.get() == 0 => connections.acquire_over(),
         None => {
-            let Some(_waiting) = at.cluster.pending.try_acquire(policy.http1_max_pending_requests) else {
+            let Some(_waiting) = at.live.pending.try_acquire(policy.http1_max_pending_requests) else {
                 return Err(Failure::before(ProxyError::Overflow));
             };
             let deadline = Instant::now() + policy.connect_timeout;
@@ -1330,7 +1333,7 @@ async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure>
     match monoio::time::timeout(policy.connect_timeout, UpstreamStream::open(at.addr(), at.cluster, tls)).await {
         Ok(Ok(stream)) => {
             at.stats.cx_total.inc();
-            at.cluster.observe(at.endpoint, Observation::Connected);
+            at.live.observe(at.cluster, at.endpoint, Observation::Connected);
             Ok(UpstreamConn::new(stream, at.key(), at.counters.clone()))
         }
         Ok(Err(e)) => {

@@ -15,8 +15,8 @@ use monoio::net::TcpStream;
 use tracing::debug;
 
 use crate::admin::{L4Counters, L4Kind};
-use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
-use crate::upstream::UpstreamStream;
+use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer};
+use crate::upstream::{Generation, Observation, UpstreamStream};
 use crate::worker::{ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic, Transferred};
 
@@ -71,7 +71,7 @@ pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
     client: Client<T>,
     inbound: Inbound<'_>,
     route: &L4Route,
-    snap: &Snapshot,
+    snap: &Generation,
     ctx: &Rc<WorkerCtx>,
 ) {
     let route_stats = ctx.l4_counters(L4Kind::Route, &route.name);
@@ -91,15 +91,15 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
     client: Client<T>,
     inbound: Inbound<'_>,
     cluster_id: ClusterId,
-    snap: &Snapshot,
+    snap: &Generation,
     ctx: &Rc<WorkerCtx>,
     route_stats: &L4Counters,
 ) {
-    let cluster = snap.cluster(cluster_id);
+    let (cluster, live) = snap.cluster_live(cluster_id);
     let mut log = ConnLog::new(ctx, &inbound);
     log.cluster = Some(&*cluster.name);
     let cluster_stats = ctx.l4_counters(L4Kind::Cluster, &cluster.name);
-    let Some(_slot) = cluster.connections.try_acquire(cluster.policy.max_connections) else {
+    let Some(_slot) = live.connections.try_acquire(cluster.policy.max_connections) else {
         cluster_stats.overflow.inc();
         debug!(cluster = %cluster.name, "maxConnections reached: connection closed");
         log.flags = "UO";

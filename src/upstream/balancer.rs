@@ -4,8 +4,9 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use super::{Generation, LiveCluster, Observation, Usable};
 use crate::admin::{EndpointCounters, WorkerStats};
-use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Observation, Snapshot, Usable};
+use crate::snapshot::{Cluster, ClusterId, LoadBalancer};
 
 /// Per-cluster cursors and in-flight counts of one worker, valid for one snapshot generation
 /// (cluster ids are only meaningful within a snapshot, so a reload starts them afresh).
@@ -36,6 +37,7 @@ struct ClusterState {
 pub struct Pick<'a> {
     balancer: &'a Balancer,
     cluster: &'a Cluster,
+    live: &'a LiveCluster,
     generation: u64,
     id: ClusterId,
     pub endpoint: usize,
@@ -49,7 +51,7 @@ impl Pick<'_> {
     pub fn settle(&mut self, what: Option<Observation>) {
         self.settled = true;
         if let Some(what) = what {
-            self.cluster.observe(self.endpoint, what);
+            self.live.observe(self.cluster, self.endpoint, what);
         }
     }
 }
@@ -57,7 +59,7 @@ impl Pick<'_> {
 impl Drop for Pick<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.cluster.observe(self.endpoint, Observation::Timeout);
+            self.live.observe(self.cluster, self.endpoint, Observation::Timeout);
         }
         self.balancer.release(self);
     }
@@ -74,15 +76,15 @@ impl Balancer {
     /// when the cluster hashes and the request carries the key. `None`: no healthy endpoint.
     pub fn pick<'a>(
         &'a self,
-        snap: &'a Snapshot,
+        snap: &'a Generation,
         id: ClusterId,
         tried: &[usize],
         draw: u32,
         hash: Option<u64>,
     ) -> Option<Pick<'a>> {
-        let cluster = snap.cluster(id);
+        let (cluster, live) = snap.cluster_live(id);
         let n = cluster.endpoints.len();
-        let usable = cluster.usable();
+        let usable = live.usable(cluster);
         if n == 0 || usable == Usable::None {
             return None;
         }
@@ -105,8 +107,8 @@ impl Balancer {
         }
         let st = &mut state.clusters[id as usize];
         // Retries avoid the endpoints tried already, unless no other is left.
-        let fresh = (0..n).any(|i| usable.allows(cluster, i) && !tried.contains(&i));
-        let eligible = |i: usize| usable.allows(cluster, i) && !(fresh && tried.contains(&i));
+        let fresh = (0..n).any(|i| usable.allows(live, i) && !tried.contains(&i));
+        let eligible = |i: usize| usable.allows(live, i) && !(fresh && tried.contains(&i));
         let endpoint = match (hash, &cluster.hash_table) {
             _ if n == 1 => 0,
             (Some(hash), Some(table)) => table.lookup(hash, |i| !eligible(i)),
@@ -116,7 +118,16 @@ impl Balancer {
         let counters = st.counters[endpoint].clone();
         counters.rq_total.inc();
         counters.rq_active.inc();
-        Some(Pick { balancer: self, cluster, generation: snap.generation, id, endpoint, counters, settled: false })
+        Some(Pick {
+            balancer: self,
+            cluster,
+            live,
+            generation: snap.generation,
+            id,
+            endpoint,
+            counters,
+            settled: false,
+        })
     }
 
     /// The request on `pick` ended.

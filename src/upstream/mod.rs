@@ -1,4 +1,5 @@
-//! Upstream side of a worker: endpoint selection and keep-alive connection pools, per core.
+//! The upstream side: endpoint selection and keep-alive connection pools, per core, and the
+//! live cluster state (breaker counts, outlier detection) every core shares.
 
 use std::sync::Arc;
 
@@ -6,10 +7,14 @@ use crate::admin::WorkerStats;
 
 mod balancer;
 pub mod keepalive;
+pub mod live;
+mod outlier;
 mod pool;
 mod stream;
 
 pub use balancer::{Balancer, Pick};
+pub use live::{ConnectionSlot, Generation, LiveCluster, LiveRegistry, LiveTable};
+pub use outlier::{clock_ms, EjectionStats, HostHealth, Observation, Usable};
 pub use pool::{PoolKey, Pools, UpstreamConn, UPSTREAM_BUF};
 pub use stream::UpstreamStream;
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
 
+use super::live::ConnectionSlot;
 use super::UpstreamStream;
 use crate::admin::EndpointCounters;
 use crate::buf::ReadBuf;
-use crate::snapshot::ConnectionSlot;
 
 /// Where a pooled connection goes and how: its address, and its cluster's TLS settings
 /// (`UpstreamTls::pool_id`, 0 for plain TCP), since two clusters may share an address.

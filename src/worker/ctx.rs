@@ -13,9 +13,9 @@ use rustc_hash::FxHashMap;
 use crate::admin::{HttpCluster, IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
 use crate::http::access_log::Sink;
 use crate::http::limits::ClientLimits;
-use crate::snapshot::{Cluster, Snapshot};
+use crate::snapshot::Cluster;
 use crate::tls::CoreConfigs;
-use crate::upstream::Upstream;
+use crate::upstream::{Generation, Upstream};
 use crate::worker::WorkerOptions;
 
 /// The downstream connection as accepted.
@@ -29,10 +29,9 @@ pub struct ConnInfo {
 
 pub struct WorkerCtx {
     pub id: usize,
-    /// `Rc` around the `Arc`: a request clones the `Rc` (a plain increment on this core), never
-    /// the `Arc` (an atomic on a line every core reads).
-    #[allow(clippy::redundant_allocation)]
-    snapshot: RefCell<Rc<Arc<Snapshot>>>,
+    /// `Rc` around the generation's `Arc`s: a request clones the `Rc` (a plain increment on
+    /// this core), never an `Arc` (an atomic on a line every core reads).
+    snapshot: RefCell<Rc<Generation>>,
     pub stats: Arc<WorkerStats>,
     pub upstream: Upstream,
     /// `--access-log`: this worker's side of the access log.
@@ -58,7 +57,7 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, snapshot: Arc<Snapshot>, stats: Arc<WorkerStats>, opts: &WorkerOptions) -> Self {
+    pub fn new(id: usize, snapshot: Generation, stats: Arc<WorkerStats>, opts: &WorkerOptions) -> Self {
         let drain = Canceller::new();
         let drain_handle = drain.handle();
         Self {
@@ -83,7 +82,7 @@ impl WorkerCtx {
     /// The snapshot to serve a request with; hold it for the whole request so a reload in the
     /// middle never mixes two configs.
     #[inline]
-    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+    pub fn snapshot(&self) -> Rc<Generation> {
         self.snapshot.borrow().clone()
     }
 
@@ -163,7 +162,7 @@ impl WorkerCtx {
         by_outcome.push(((code, flags), series));
     }
 
-    pub(crate) fn set_snapshot(&self, snapshot: Arc<Snapshot>) {
+    pub(crate) fn set_snapshot(&self, snapshot: Generation) {
         *self.snapshot.borrow_mut() = Rc::new(snapshot);
         self.tls.clear();
     }

@@ -139,13 +139,9 @@ impl<'a> Clusters<'a> {
             port,
             subset: subset.map(|(_, _, s)| Arc::from(s.name.as_str())),
             protocol: protocol.into(),
-            health: endpoints.iter().map(|_| Arc::default()).collect(),
             hash_table: HashTable::build(&policy.load_balancer, &endpoints),
             endpoints,
             policy,
-            connections: Default::default(),
-            pending: Default::default(),
-            retries: Default::default(),
         });
         self.by_name.insert(name, id);
         Some(id)
