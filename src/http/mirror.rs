@@ -5,13 +5,12 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 use crate::snapshot::{Cluster, ClusterId};
-use crate::upstream::{Generation, UpstreamStream};
+use crate::upstream::{connect, Generation};
 use crate::worker::WorkerCtx;
 
 #[cfg(test)]
@@ -48,8 +47,7 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>, copy: Copy, timeout: Opt
             let cluster = snap.cluster(copy.cluster);
             let addr = cluster.endpoints[pick.endpoint].addr;
             let limit = timeout.unwrap_or(DEFAULT_TIMEOUT);
-            let tls = cluster.policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
-            let sent = monoio::time::timeout(limit, exchange(addr, cluster, tls, copy.bytes)).await;
+            let sent = monoio::time::timeout(limit, exchange(addr, cluster, &ctx, copy.bytes)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 tracing::debug!(%addr, "mirrored request failed or timed out");
             }
@@ -61,15 +59,8 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>, copy: Copy, timeout: Opt
     true
 }
 
-async fn exchange(
-    addr: SocketAddr,
-    cluster: &Cluster,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    bytes: Vec<u8>,
-) -> std::io::Result<()> {
-    let mut stream = monoio::time::timeout(cluster.policy.connect_timeout, UpstreamStream::open(addr, cluster, tls))
-        .await
-        .map_err(|_| std::io::ErrorKind::TimedOut)??;
+async fn exchange(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, bytes: Vec<u8>) -> std::io::Result<()> {
+    let mut stream = connect(addr, cluster, |c| ctx.tls.client(c)).await?;
     stream.write_all(bytes).await.0?;
     let mut buf = vec![0u8; 4096];
     loop {

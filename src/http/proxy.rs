@@ -27,7 +27,7 @@ use crate::error::ProxyError;
 use crate::snapshot::{
     Cluster, ClusterId, Destination, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
 };
-use crate::upstream::{Generation, LiveCluster, Observation, PoolKey, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
+use crate::upstream::{self, ConnectError, Generation, LiveCluster, Observation, PoolKey, UpstreamConn, UPSTREAM_BUF};
 use crate::worker::{ConnInfo, WorkerCtx};
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
@@ -1328,23 +1328,19 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
 }
 
 async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
-    let policy = &at.cluster.policy;
-    let tls = policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
-    match monoio::time::timeout(policy.connect_timeout, UpstreamStream::open(at.addr(), at.cluster, tls)).await {
-        Ok(Ok(stream)) => {
+    match upstream::connect(at.addr(), at.cluster, |c| ctx.tls.client(c)).await {
+        Ok(stream) => {
             at.stats.cx_total.inc();
             at.live.observe(at.cluster, at.endpoint, Observation::Connected);
             Ok(UpstreamConn::new(stream, at.key(), at.counters.clone()))
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             at.stats.cx_connect_fail.inc();
             at.counters.cx_connect_fail.inc();
-            Err(Failure::before(ProxyError::ConnectFailed(e)))
-        }
-        Err(_) => {
-            at.stats.cx_connect_fail.inc();
-            at.counters.cx_connect_fail.inc();
-            Err(Failure::before(ProxyError::ConnectTimeout))
+            Err(Failure::before(match e {
+                ConnectError::Failed(e) => ProxyError::ConnectFailed(e),
+                ConnectError::TimedOut => ProxyError::ConnectTimeout,
+            }))
         }
     }
 }

@@ -16,7 +16,7 @@ use tracing::debug;
 
 use crate::admin::{L4Counters, L4Kind};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer};
-use crate::upstream::{Generation, Observation, UpstreamStream};
+use crate::upstream::{connect, Generation, Observation, UpstreamStream};
 use crate::worker::{ConnInfo, WorkerCtx};
 use forward::{Outcome, Traffic, Transferred};
 
@@ -115,9 +115,10 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
     };
     let addr = cluster.endpoints[pick.endpoint].addr;
     log.upstream = Some(addr);
-    let upstream = connect(addr, cluster, ctx, &cluster_stats).await;
+    let upstream = connect(addr, cluster, |c| ctx.tls.client(c)).await.ok();
     pick.settle(Some(if upstream.is_some() { Observation::Established } else { Observation::ConnectFailed }));
     let Some(mut upstream) = upstream else {
+        cluster_stats.connect_fail.inc();
         // The connect failed and, with one attempt (Envoy's default), none is left.
         log.flags = "UF,URX";
         return;
@@ -150,26 +151,6 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
     };
     if outcome == Outcome::IdleTimeout {
         route_stats.idle_timeout.inc();
-    }
-}
-
-/// Connects to `addr` (and runs the TLS handshake when the cluster originates TLS); `None`
-/// (the client is then closed at once) when that fails or outlasts the cluster's
-/// `connectTimeout`.
-async fn connect(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, stats: &L4Counters) -> Option<UpstreamStream> {
-    let tls = cluster.policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
-    match monoio::time::timeout(cluster.policy.connect_timeout, UpstreamStream::open(addr, cluster, tls)).await {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(e)) => {
-            stats.connect_fail.inc();
-            debug!(cluster = %cluster.name, %addr, "tcp upstream connect failed: {e}");
-            None
-        }
-        Err(_) => {
-            stats.connect_fail.inc();
-            debug!(cluster = %cluster.name, %addr, "tcp upstream connect timed out");
-            None
-        }
     }
 }
 

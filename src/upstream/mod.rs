@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::admin::WorkerStats;
 
 mod balancer;
+mod connect;
 pub mod keepalive;
 pub mod live;
 mod outlier;
@@ -13,6 +14,7 @@ mod pool;
 mod stream;
 
 pub use balancer::{Balancer, Pick};
+pub use connect::{connect, ConnectError};
 pub use live::{ConnectionSlot, Generation, LiveCluster, LiveRegistry, LiveTable};
 pub use outlier::{clock_ms, EjectionStats, HostHealth, Observation, Usable};
 pub use pool::{PoolKey, Pools, UpstreamConn, UPSTREAM_BUF};
