@@ -75,7 +75,7 @@ pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
     ctx: &Rc<WorkerCtx>,
 ) {
     let route_stats = ctx.l4_counters(L4Kind::Route, &route.name);
-    let _route_open = Open::new(&route_stats);
+    let _route_open = L4CxGuard::new(&route_stats);
     let Some(cluster_id) = route.destinations.pick(ctx.random()).and_then(|d| d.cluster) else {
         debug!(route = %route.name, "tcp route to an undeclared destination: connection closed");
         // Envoy's tcp_proxy finds no such cluster: NR, logged as `log` drops.
@@ -127,7 +127,7 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
         // Asked of the kernel only for the log, once per connection.
         log.upstream_local = upstream.local_addr().ok();
     }
-    let _cluster_open = Open::new(&cluster_stats);
+    let _cluster_open = L4CxGuard::new(&cluster_stats);
     let first = inbound.first;
     if !first.is_empty() {
         if let (Err(e), _) = upstream.write_all(first.to_vec()).await {
@@ -209,9 +209,9 @@ impl Drop for ConnLog<'_> {
 }
 
 /// Counts a connection as open on a route or cluster for as long as it lives.
-struct Open<'a>(&'a L4Counters);
+struct L4CxGuard<'a>(&'a L4Counters);
 
-impl<'a> Open<'a> {
+impl<'a> L4CxGuard<'a> {
     fn new(counters: &'a L4Counters) -> Self {
         counters.cx_total.inc();
         counters.cx_active.inc();
@@ -219,7 +219,7 @@ impl<'a> Open<'a> {
     }
 }
 
-impl Drop for Open<'_> {
+impl Drop for L4CxGuard<'_> {
     fn drop(&mut self) {
         self.0.cx_active.dec();
     }
