@@ -8,7 +8,7 @@ use crate::admin::WorkerStats;
 mod balancer;
 mod connect;
 pub mod keepalive;
-pub mod live;
+mod live;
 mod outlier;
 mod pool;
 mod stream;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::snapshot::{Cluster, Endpoint};
-use crate::upstream::live::LiveCluster;
+use crate::upstream::LiveCluster;
 
 fn detection() -> OutlierDetection {
     OutlierDetection {
