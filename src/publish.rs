@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::snapshot::Snapshot;
 use crate::stats::{served_generation, ControlStats, WorkerStats};
+use crate::upstream::Generation;
 
 /// The sockets of one port, index = worker id.
 pub type PortSockets = Arc<[TcpListener]>;
@@ -20,7 +20,8 @@ pub type PortSockets = Arc<[TcpListener]>;
 /// One publication. Workers poll for a new one; a request keeps the snapshot it started with.
 #[derive(Debug)]
 pub struct Published {
-    pub snapshot: Arc<Snapshot>,
+    /// The snapshot with the live state of its clusters.
+    pub snapshot: Generation,
     /// Port → one listening socket per worker (index = worker id). Empty while draining.
     pub sockets: BTreeMap<u16, PortSockets>,
     /// Shutting down: stop accepting, close keep-alive connections between requests.
@@ -72,7 +73,7 @@ impl Shared {
         }
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub fn snapshot(&self) -> Generation {
         self.published.load().snapshot.clone()
     }
 

@@ -6,15 +6,15 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::snapshot::{clock_ms, Snapshot};
 use crate::stats::endpoints::EndpointTotals;
+use crate::upstream::{clock_ms, Generation};
 
 /// The listing of `s`'s clusters, with each endpoint's connection and request counts summed
 /// over the workers (`counts`, by cluster name and address; absent means never used).
-pub fn render(s: &Snapshot, counts: &BTreeMap<(Arc<str>, SocketAddr), EndpointTotals>) -> String {
+pub fn render(s: &Generation, counts: &BTreeMap<(Arc<str>, SocketAddr), EndpointTotals>) -> String {
     let mut out = String::new();
     let now = clock_ms();
-    for c in &s.clusters {
+    for (c, live) in s.clusters.iter().zip(s.live.clusters()) {
         let name = &*c.name;
         let p = &c.policy;
         let _ = writeln!(out, "{name}::observability_name::{name}");
@@ -34,7 +34,7 @@ pub fn render(s: &Snapshot, counts: &BTreeMap<(Arc<str>, SocketAddr), EndpointTo
             let _ = writeln!(out, "{prefix}::rq_active::{}", n.rq_active);
             let _ = writeln!(out, "{prefix}::rq_total::{}", n.rq_total);
             let _ = writeln!(out, "{prefix}::hostname::");
-            let ejected = c.health.get(i).is_some_and(|h| h.is_ejected(now));
+            let ejected = live.health.get(i).is_some_and(|h| h.is_ejected(now));
             let flags = if ejected { "/failed_outlier_check" } else { "healthy" };
             let _ = writeln!(out, "{prefix}::health_flags::{flags}");
             let _ = writeln!(out, "{prefix}::weight::{}", e.weight);

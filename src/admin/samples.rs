@@ -8,9 +8,9 @@ use std::fmt::{self, Write};
 
 use serde_json::json;
 
-use crate::snapshot::{EjectionStats, Snapshot};
 use crate::stats::http_cluster::HttpClusterTotals;
 use crate::stats::{ControlStats, L4Kind, L4Totals, Totals, STATUS_SLOTS};
+use crate::upstream::{EjectionStats, Generation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -68,7 +68,7 @@ impl Sample {
 }
 
 /// Every sample, in a stable order (a family's samples are adjacent).
-pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Snapshot) -> Vec<Sample> {
+pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Generation) -> Vec<Sample> {
     use Kind::{Counter as C, Gauge as G};
     let mut s = vec![
         Sample::new("envoy_server_concurrency", G, "server.concurrency", Value::Level(workers as i64)),
@@ -155,8 +155,10 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Sn
     for (name, (tcp, http)) in clusters {
         s.extend(cluster_samples(name, tcp, http));
     }
-    for c in snapshot.clusters.iter().filter(|c| c.policy.outlier_detection.is_some()) {
-        s.extend(outlier_samples(&c.name, c.ejection_stats()));
+    for (c, live) in snapshot.clusters.iter().zip(snapshot.live.clusters()) {
+        if c.policy.outlier_detection.is_some() {
+            s.extend(outlier_samples(&c.name, live.ejection_stats()));
+        }
     }
     group_families(s)
 }

@@ -10,11 +10,12 @@ use super::*;
 use crate::control::{command_line, BuildOptions, RunOptions};
 use crate::publish::{Published, Reloaded};
 use crate::snapshot::Snapshot;
+use crate::upstream::{Generation, LiveRegistry};
 use crate::worker::{DriverChoice, WorkerOptions};
 
 fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
     let first = Published {
-        snapshot: Arc::new(Snapshot::new(1, vec![], vec![], vec![])),
+        snapshot: Generation::new(Snapshot::new(1, vec![], vec![], vec![]), &mut LiveRegistry::default()),
         sockets: Default::default(),
         draining: false,
     };

@@ -10,6 +10,7 @@ use super::load::{build, BuildOptions};
 use super::ports::{BindError, Ports};
 use crate::config::{Diagnostics, Severity};
 use crate::publish::{Published, Reloaded, Shared};
+use crate::upstream::{Generation, LiveRegistry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -30,6 +31,8 @@ pub struct Reloader {
     opts: BuildOptions,
     ports: Ports,
     shared: Arc<Shared>,
+    /// The clusters' live state, resolved for each snapshot published.
+    live: LiveRegistry,
 }
 
 impl Reloader {
@@ -41,9 +44,11 @@ impl Reloader {
         let mut ports = Ports::new(workers, share_ports);
         let prepared = ports.prepare(&built.snapshot)?;
         ports.commit(prepared);
-        let first = Published { snapshot: Arc::new(built.snapshot), sockets: ports.sockets(), draining: false };
+        let mut live = LiveRegistry::default();
+        let snapshot = Generation::new(built.snapshot, &mut live);
+        let first = Published { snapshot, sockets: ports.sockets(), draining: false };
         let shared = Arc::new(Shared::new(first, workers));
-        Ok(Self { opts, ports, shared })
+        Ok(Self { opts, ports, shared, live })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -88,7 +93,10 @@ impl Reloader {
         log_warnings(&built.warnings);
         self.ports.commit(prepared);
         let listeners = built.snapshot.listeners.len();
-        let next = Published { snapshot: Arc::new(built.snapshot), sockets: self.ports.sockets(), draining: false };
+        // Resolved only once the ports are bound: a refused reload leaves the registry as the
+        // serving snapshot has it.
+        let snapshot = Generation::new(built.snapshot, &mut self.live);
+        let next = Published { snapshot, sockets: self.ports.sockets(), draining: false };
         self.shared.published.store(Arc::new(next));
         Ok(Reloaded { generation, listeners })
     }

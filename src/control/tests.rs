@@ -12,6 +12,7 @@ use super::*;
 use crate::publish::{Published, Readiness, Shared};
 use crate::snapshot::{HostTable, Listener, ListenerProtocol, Snapshot};
 use crate::stats::Totals;
+use crate::upstream::{Generation, LiveRegistry};
 use crate::worker::DriverChoice;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -152,8 +153,14 @@ fn workers_follow_publications(driver: DriverChoice) {
     let first = snapshot(1, &[a]);
     let prepared = ports.prepare(&first).unwrap();
     ports.commit(prepared);
-    let shared =
-        Arc::new(Shared::new(Published { snapshot: Arc::new(first), sockets: ports.sockets(), draining: false }, 2));
+    let shared = Arc::new(Shared::new(
+        Published {
+            snapshot: Generation::new(first, &mut LiveRegistry::default()),
+            sockets: ports.sockets(),
+            draining: false,
+        },
+        2,
+    ));
     assert_eq!(shared.readiness(), Readiness::PreInitializing);
     crate::worker::spawn(
         &shared,
@@ -177,7 +184,7 @@ fn workers_follow_publications(driver: DriverChoice) {
     let prepared = ports.prepare(&second).unwrap();
     ports.commit(prepared);
     shared.published.store(Arc::new(Published {
-        snapshot: Arc::new(second),
+        snapshot: Generation::new(second, &mut LiveRegistry::default()),
         sockets: ports.sockets(),
         draining: false,
     }));

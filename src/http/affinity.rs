@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::codec::RequestHead;
+use crate::snapshot::{hash_bytes, ip_hash};
 use crate::snapshot::{Cluster, HashKey, LoadBalancer};
-use crate::upstream::{hash_bytes, ip_hash};
 
 /// What session affinity decided for one request.
 #[derive(Default)]

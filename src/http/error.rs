@@ -4,7 +4,7 @@
 use std::io;
 
 use crate::http::codec::ParseError;
-use crate::snapshot::Observation;
+use crate::upstream::Observation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

@@ -1,7 +1,7 @@
 //! The exchange: one request's tries on the upstream cluster, with retries, per-try
 //! timeouts, the circuit breakers' limits, and the response relayed to the client.
 
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
@@ -15,8 +15,8 @@ use super::retry::{self, Outcome};
 use super::session::{Next, Session, CLIENT_BUF};
 use crate::http::error::ProxyError;
 use crate::percore::WorkerCtx;
-use crate::snapshot::{ClusterId, Destination, Observation, Route, Snapshot};
-use crate::upstream::{UpstreamConn, UpstreamStream};
+use crate::snapshot::{ClusterId, Destination, Route};
+use crate::upstream::{self, ConnectError, Generation, Observation, UpstreamConn};
 use attempt::{retried, Failure, Try};
 use relay::Relayed;
 
@@ -36,7 +36,7 @@ struct Outgoing {
 impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     pub(super) async fn forward(
         &mut self,
-        snap: &Arc<Snapshot>,
+        snap: &Rc<Generation>,
         meta: ReqMeta,
         route: &Route,
         dest: &Destination,
@@ -148,7 +148,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     /// `out` holds the request as `outgoing` tells.
     async fn exchange(
         &mut self,
-        snap: &Snapshot,
+        snap: &Generation,
         cluster: ClusterId,
         route: &Route,
         meta: ReqMeta,
@@ -157,7 +157,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
     ) -> Result<Next, Failure> {
         let (retries, inline) = (&route.policy.retries, outgoing.inline);
         let began = Instant::now();
-        let cl = snap.cluster(cluster);
+        let (cl, live) = snap.cluster_live(cluster);
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
         let mut retry_slot = None;
@@ -181,12 +181,13 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
             // `maxRetries` bounds the retries in flight on the whole cluster (Envoy's retry
             // circuit breaker): with none free, this try is the last. A retry's own slot passes
             // to the next retry.
-            let retry_left = attempts_left && (retry_slot.is_some() || cl.retries.has_room(policy.max_retries));
+            let retry_left = attempts_left && (retry_slot.is_some() || live.retries.has_room(policy.max_retries));
             let try_once = Try {
                 endpoint: pick.endpoint,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
                 counters: &pick.counters,
                 cluster: cl,
+                live,
                 stats: &cluster_stats,
             };
             let tried_once = self.try_endpoint(try_once, meta, inline, response);
@@ -214,7 +215,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                 {
                     // The retry that led here is over: its slot goes back before the next is taken.
                     drop(retry_slot.take());
-                    let Some(slot) = cl.retries.try_acquire(policy.max_retries) else {
+                    let Some(slot) = live.retries.try_acquire(policy.max_retries) else {
                         return Err(f);
                     };
                     retry_slot = Some(slot);
@@ -335,12 +336,12 @@ const PENDING_POLL: Duration = Duration::from_millis(2);
 /// `http1MaxPendingRequests` (for a pooled connection or a free slot, up to the connect
 /// timeout), and past that overflows, as Envoy's circuit breakers do.
 async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
-    let (connections, policy) = (&at.cluster.connections, &at.cluster.policy);
+    let (connections, policy) = (&at.live.connections, &at.cluster.policy);
     let slot = match connections.try_acquire(policy.max_connections) {
         Some(slot) => slot,
         None if at.counters.cx_active.get() == 0 => connections.acquire_over(),
         None => {
-            let Some(_waiting) = at.cluster.pending.try_acquire(policy.http1_max_pending_requests) else {
+            let Some(_waiting) = at.live.pending.try_acquire(policy.http1_max_pending_requests) else {
                 return Err(Failure::before(ProxyError::Overflow));
             };
             let deadline = Instant::now() + policy.connect_timeout;
@@ -365,23 +366,19 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
 }
 
 async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
-    let policy = &at.cluster.policy;
-    let tls = policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
-    match monoio::time::timeout(policy.connect_timeout, UpstreamStream::open(at.addr(), at.cluster, tls)).await {
-        Ok(Ok(stream)) => {
+    match upstream::connect(at.addr(), at.cluster, |c| ctx.tls.client(c)).await {
+        Ok(stream) => {
             at.stats.cx_total.inc();
-            at.cluster.observe(at.endpoint, Observation::Connected);
+            at.live.observe(at.cluster, at.endpoint, Observation::Connected);
             Ok(UpstreamConn::new(stream, at.key(), at.counters.clone()))
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             at.stats.cx_connect_fail.inc();
             at.counters.cx_connect_fail.inc();
-            Err(Failure::before(ProxyError::ConnectFailed(e)))
-        }
-        Err(_) => {
-            at.stats.cx_connect_fail.inc();
-            at.counters.cx_connect_fail.inc();
-            Err(Failure::before(ProxyError::ConnectTimeout))
+            Err(Failure::before(match e {
+                ConnectError::Failed(e) => ProxyError::ConnectFailed(e),
+                ConnectError::TimedOut => ProxyError::ConnectTimeout,
+            }))
         }
     }
 }

@@ -5,14 +5,13 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 use crate::percore::WorkerCtx;
-use crate::snapshot::{Cluster, ClusterId, Snapshot};
-use crate::upstream::UpstreamStream;
+use crate::snapshot::{Cluster, ClusterId};
+use crate::upstream::{connect, Generation};
 
 #[cfg(test)]
 mod tests;
@@ -36,7 +35,7 @@ pub struct Copy {
 
 /// Sends `copy` in the background, bounded by the route's `timeout` (or 10 s). Returns false
 /// when the worker already has too many copies in flight and this one was dropped.
-pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Option<Duration>) -> bool {
+pub fn send(ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>, copy: Copy, timeout: Option<Duration>) -> bool {
     if IN_FLIGHT.get() >= MAX_IN_FLIGHT {
         return false;
     }
@@ -48,8 +47,7 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Opti
             let cluster = snap.cluster(copy.cluster);
             let addr = cluster.endpoints[pick.endpoint].addr;
             let limit = timeout.unwrap_or(DEFAULT_TIMEOUT);
-            let tls = cluster.policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
-            let sent = monoio::time::timeout(limit, exchange(addr, cluster, tls, copy.bytes)).await;
+            let sent = monoio::time::timeout(limit, exchange(addr, cluster, &ctx, copy.bytes)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 tracing::debug!(%addr, "mirrored request failed or timed out");
             }
@@ -61,15 +59,8 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, copy: Copy, timeout: Opti
     true
 }
 
-async fn exchange(
-    addr: SocketAddr,
-    cluster: &Cluster,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    bytes: Vec<u8>,
-) -> std::io::Result<()> {
-    let mut stream = monoio::time::timeout(cluster.policy.connect_timeout, UpstreamStream::open(addr, cluster, tls))
-        .await
-        .map_err(|_| std::io::ErrorKind::TimedOut)??;
+async fn exchange(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, bytes: Vec<u8>) -> std::io::Result<()> {
+    let mut stream = connect(addr, cluster, |c| ctx.tls.client(c)).await?;
     stream.write_all(bytes).await.0?;
     let mut buf = vec![0u8; 4096];
     loop {

@@ -2,10 +2,9 @@
 //! gateway terminated TLS, what the handshake told and under which snapshot it was made.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use crate::percore::ConnInfo;
-use crate::snapshot::Snapshot;
+use crate::upstream::Generation;
 
 /// The client, as routing and header edits see it.
 ///
@@ -40,14 +39,14 @@ pub struct TlsSession {
     /// The latest snapshot in which the connection's server has the TLS rules its handshake was
     /// made under.
     #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
-    settled: Rc<Arc<Snapshot>>,
+    settled: Rc<Generation>,
     /// A reload changed those rules: the connection serves its request under the ones it was
     /// made with, then closes.
     stale: bool,
 }
 
 impl TlsSession {
-    pub fn new(sni: Option<Box<str>>, xfcc: Option<Box<str>>, handshake: Rc<Arc<Snapshot>>) -> Self {
+    pub fn new(sni: Option<Box<str>>, xfcc: Option<Box<str>>, handshake: Rc<Generation>) -> Self {
         Self { sni, xfcc, settled: handshake, stale: false }
     }
 
@@ -57,7 +56,7 @@ impl TlsSession {
     /// the new, so the request is served with the snapshot the connection was made under,
     /// and the connection then ends, as Envoy drains the connections of a changed filter chain.
     #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
-    pub(super) fn follow(&mut self, current: Rc<Arc<Snapshot>>, port: u16) -> Rc<Arc<Snapshot>> {
+    pub(super) fn follow(&mut self, current: Rc<Generation>, port: u16) -> Rc<Generation> {
         if self.stale {
             return self.settled.clone();
         }

@@ -4,7 +4,6 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
@@ -21,8 +20,8 @@ use crate::buf::ReadBuf;
 use crate::limits::ClientLimits;
 use crate::percore::access_log::Record;
 use crate::percore::{ConnInfo, WorkerCtx};
-use crate::snapshot::{ClusterId, Snapshot};
-use crate::upstream::UpstreamConn;
+use crate::snapshot::ClusterId;
+use crate::upstream::{Generation, UpstreamConn};
 
 /// Client read window, and what a read asks room for: most heads fit in one read, a larger one
 /// grows it; bodies stream through in bigger reads. Small, as an idle keep-alive connection
@@ -42,7 +41,7 @@ const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// What the session knows of a connection besides its bytes.
 pub struct Downstream {
     pub conn: ConnInfo,
-    /// The client socket's idle flag ([`crate::worker::ClientTcp::idle_flag`]), raised while
+    /// The client socket's idle flag ([`crate::percore::ClientTcp::idle_flag`]), raised while
     /// waiting for the next request so that draining ends the wait.
     pub idle: Rc<Cell<bool>>,
     /// Set when the gateway terminated TLS on the connection.
@@ -235,7 +234,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         }
     }
 
-    async fn serve_request(&mut self, snap: &Arc<Snapshot>) -> Next {
+    async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.response_started = false;
         self.tally = Tally::default();

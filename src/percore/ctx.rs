@@ -13,9 +13,9 @@ use rustc_hash::FxHashMap;
 use super::access_log::{Encoding, Sink};
 use super::tls::CoreConfigs;
 use crate::limits::ClientLimits;
-use crate::snapshot::{Cluster, Snapshot};
+use crate::snapshot::Cluster;
 use crate::stats::{HttpCluster, IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
-use crate::upstream::Upstream;
+use crate::upstream::{Generation, Upstream};
 
 /// The downstream connection as accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +28,9 @@ pub struct ConnInfo {
 
 pub struct WorkerCtx {
     pub id: usize,
-    /// `Rc` around the `Arc`: a request clones the `Rc` (a plain increment on this core), never
-    /// the `Arc` (an atomic on a line every core reads).
-    #[allow(clippy::redundant_allocation)]
-    snapshot: RefCell<Rc<Arc<Snapshot>>>,
+    /// `Rc` around the generation's `Arc`s: a request clones the `Rc` (a plain increment on
+    /// this core), never an `Arc` (an atomic on a line every core reads).
+    snapshot: RefCell<Rc<Generation>>,
     pub stats: Arc<WorkerStats>,
     pub upstream: Upstream,
     /// `--access-log`: this worker's side of the access log.
@@ -60,7 +59,7 @@ impl WorkerCtx {
     /// `access_log`, `mirror_shadow_suffix` and `limits` are the command line's.
     pub fn new(
         id: usize,
-        snapshot: Arc<Snapshot>,
+        snapshot: Generation,
         stats: Arc<WorkerStats>,
         access_log: Option<Encoding>,
         mirror_shadow_suffix: bool,
@@ -90,7 +89,7 @@ impl WorkerCtx {
     /// The snapshot to serve a request with; hold it for the whole request so a reload in the
     /// middle never mixes two configs.
     #[inline]
-    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+    pub fn snapshot(&self) -> Rc<Generation> {
         self.snapshot.borrow().clone()
     }
 
@@ -170,7 +169,7 @@ impl WorkerCtx {
         by_outcome.push(((code, flags), series));
     }
 
-    pub(crate) fn set_snapshot(&self, snapshot: Arc<Snapshot>) {
+    pub(crate) fn set_snapshot(&self, snapshot: Generation) {
         *self.snapshot.borrow_mut() = Rc::new(snapshot);
         self.tls.clear();
     }

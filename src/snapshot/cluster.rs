@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::HostHealth;
+use super::HashTable;
 
 /// One upstream cluster, named as istiod names it: `outbound|PORT|SUBSET|HOST`.
 #[derive(Debug, Clone)]
@@ -22,17 +21,8 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// Cluster policy with port-level and subset overrides already merged, field by field.
     pub policy: TrafficPolicy,
-    /// Open upstream connections of this cluster on every worker, for `maxConnections` (Envoy
-    /// counts its circuit breakers per cluster, not per worker). Carried over a reload by name.
-    pub connections: Arc<ConnectionCount>,
-    /// HTTP requests waiting for an upstream connection because `maxConnections` are open, on
-    /// every worker, for `http1MaxPendingRequests`. Carried over a reload like `connections`.
-    pub pending: Arc<ConnectionCount>,
-    /// Retries in flight on every worker, for `maxRetries`. Carried over a reload too.
-    pub retries: Arc<ConnectionCount>,
-    /// Outlier detection state per endpoint (same index), shared by every worker. Carried over
-    /// a reload by address, so an ejected endpoint stays ejected.
-    pub health: Vec<Arc<HostHealth>>,
+    /// Consistent hashing's ring or Maglev table over `endpoints`, when the policy hashes.
+    pub hash_table: Option<HashTable>,
 }
 
 #[cfg(test)]
@@ -46,47 +36,10 @@ impl Cluster {
             port,
             subset: None,
             protocol: "HTTP".into(),
-            health: endpoints.iter().map(|_| Arc::default()).collect(),
             endpoints,
             policy: TrafficPolicy::default(),
-            connections: Default::default(),
-            pending: Default::default(),
-            retries: Default::default(),
+            hash_table: None,
         }
-    }
-}
-
-/// A count shared by every worker, touched once when a connection (or a pending request)
-/// starts and once when it ends, never per byte or per request served.
-#[derive(Debug, Default)]
-pub struct ConnectionCount(AtomicU32);
-
-impl ConnectionCount {
-    /// Takes a slot unless `max` are taken; the slot is given back when the guard drops.
-    pub fn try_acquire(self: &Arc<Self>, max: u32) -> Option<ConnectionSlot> {
-        self.0.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).ok()?;
-        Some(ConnectionSlot(self.clone()))
-    }
-
-    /// Whether a slot is free now (another worker may take it before this one does).
-    pub fn has_room(&self, max: u32) -> bool {
-        self.0.load(Relaxed) < max
-    }
-
-    /// Takes a slot even past the limit (Envoy's one connection per pool and host).
-    pub fn acquire_over(self: &Arc<Self>) -> ConnectionSlot {
-        self.0.fetch_add(1, Relaxed);
-        ConnectionSlot(self.clone())
-    }
-}
-
-/// One connection (or pending request) counted in a [`ConnectionCount`].
-#[derive(Debug)]
-pub struct ConnectionSlot(Arc<ConnectionCount>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Relaxed);
     }
 }
 

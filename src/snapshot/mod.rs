@@ -7,9 +7,9 @@
 
 mod cluster;
 mod compile;
+mod hash;
 mod hosts;
 mod matcher;
-mod outlier;
 mod route;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -22,9 +22,9 @@ pub use crate::config::credentials::{FileStamp, WatchedFile};
 pub use cluster::*;
 pub use compile::tls::verify::{AnyOfNames, SkipVerify};
 pub use compile::{compile, CompileOptions};
+pub use hash::{hash_bytes, ip_hash, HashTable};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
-pub use outlier::{clock_ms, EjectionStats, HostHealth, Observation, Usable};
 pub use route::*;
 
 /// Index into [`Snapshot::clusters`]; only meaningful within one snapshot.
@@ -59,39 +59,12 @@ impl Snapshot {
         &self.clusters[id as usize]
     }
 
-    /// Takes over what `previous` learnt while serving: the counts and ejections of the
-    /// clusters both define ([`Snapshot::inherit_counts`]) and the TLS sessions of the servers
-    /// whose settings did not change ([`Snapshot::inherit_sessions`]).
-    pub fn inherit(&mut self, previous: &Snapshot) {
-        self.inherit_counts(previous);
-        self.inherit_sessions(previous);
-    }
-
-    /// Takes over `previous`'s shared connection counts for the clusters both define, so a
-    /// reload neither forgets the connections still open nor lets a limit be exceeded, and
-    /// the outlier state of the endpoints both define, so no ejection is forgotten.
-    fn inherit_counts(&mut self, previous: &Snapshot) {
-        for cluster in &mut self.clusters {
-            if let Some(id) = previous.cluster_by_name(&cluster.name) {
-                let before = previous.cluster(id);
-                cluster.connections = before.connections.clone();
-                cluster.pending = before.pending.clone();
-                cluster.retries = before.retries.clone();
-                for (health, e) in cluster.health.iter_mut().zip(&cluster.endpoints) {
-                    if let Some(i) = before.endpoints.iter().position(|b| b.addr == e.addr) {
-                        *health = before.health[i].clone();
-                    }
-                }
-            }
-        }
-    }
-
     /// Keeps the session ticket keys and session cache of every terminating server that
     /// `previous` had with the same TLS settings, so that its clients still resume after a
     /// reload; a server that is new, or whose settings changed, keeps the fresh ones it was
     /// compiled with, which no session made before can open (ISTIO_SEMANTICS.md, TLS sessions).
     /// A server is the same one when its port, Gateway and hosts are.
-    fn inherit_sessions(&mut self, previous: &Snapshot) {
+    pub fn inherit(&mut self, previous: &Snapshot) {
         let before = previous.servers_by_key();
         let same: Vec<((usize, usize), &Server)> = self
             .servers_by_key()

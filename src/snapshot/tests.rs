@@ -412,6 +412,9 @@ fn destinations_and_clusters() {
     );
     assert_eq!(v2.policy.http1_max_pending_requests, default.http1_max_pending_requests);
     assert_eq!(v2.policy.outlier_detection, None);
+    // The ring is compiled with the snapshot, for the hashing cluster only.
+    assert!(matches!(v2.hash_table, Some(HashTable::Ring(_))));
+    assert!(base.hash_table.is_none());
 
     // Every ServiceEntry host × port has a cluster, routed to or not; DNS is resolved now.
     let dns = s.cluster(s.cluster_by_name("outbound|7000||localhost").unwrap());

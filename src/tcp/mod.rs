@@ -15,9 +15,9 @@ use monoio::net::TcpStream;
 use tracing::debug;
 
 use crate::percore::{ConnInfo, WorkerCtx};
-use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
+use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer};
 use crate::stats::{L4Counters, L4Kind};
-use crate::upstream::UpstreamStream;
+use crate::upstream::{connect, Generation, Observation, UpstreamStream};
 use forward::{Outcome, Traffic, Transferred};
 
 /// The client side of a proxied stream. `T` is the stream a terminating protocol hands over
@@ -71,11 +71,11 @@ pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
     client: Client<T>,
     inbound: Inbound<'_>,
     route: &L4Route,
-    snap: &Snapshot,
+    snap: &Generation,
     ctx: &Rc<WorkerCtx>,
 ) {
     let route_stats = ctx.l4_counters(L4Kind::Route, &route.name);
-    let _route_open = Open::new(&route_stats);
+    let _route_open = L4CxGuard::new(&route_stats);
     let Some(cluster_id) = route.destinations.pick(ctx.random()).and_then(|d| d.cluster) else {
         debug!(route = %route.name, "tcp route to an undeclared destination: connection closed");
         // Envoy's tcp_proxy finds no such cluster: NR, logged as `log` drops.
@@ -91,15 +91,15 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
     client: Client<T>,
     inbound: Inbound<'_>,
     cluster_id: ClusterId,
-    snap: &Snapshot,
+    snap: &Generation,
     ctx: &Rc<WorkerCtx>,
     route_stats: &L4Counters,
 ) {
-    let cluster = snap.cluster(cluster_id);
+    let (cluster, live) = snap.cluster_live(cluster_id);
     let mut log = ConnLog::new(ctx, &inbound);
     log.cluster = Some(&*cluster.name);
     let cluster_stats = ctx.l4_counters(L4Kind::Cluster, &cluster.name);
-    let Some(_slot) = cluster.connections.try_acquire(cluster.policy.max_connections) else {
+    let Some(_slot) = live.connections.try_acquire(cluster.policy.max_connections) else {
         cluster_stats.overflow.inc();
         debug!(cluster = %cluster.name, "maxConnections reached: connection closed");
         log.flags = "UO";
@@ -115,9 +115,10 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
     };
     let addr = cluster.endpoints[pick.endpoint].addr;
     log.upstream = Some(addr);
-    let upstream = connect(addr, cluster, ctx, &cluster_stats).await;
+    let upstream = connect(addr, cluster, |c| ctx.tls.client(c)).await.ok();
     pick.settle(Some(if upstream.is_some() { Observation::Established } else { Observation::ConnectFailed }));
     let Some(mut upstream) = upstream else {
+        cluster_stats.connect_fail.inc();
         // The connect failed and, with one attempt (Envoy's default), none is left.
         log.flags = "UF,URX";
         return;
@@ -126,7 +127,7 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
         // Asked of the kernel only for the log, once per connection.
         log.upstream_local = upstream.local_addr().ok();
     }
-    let _cluster_open = Open::new(&cluster_stats);
+    let _cluster_open = L4CxGuard::new(&cluster_stats);
     let first = inbound.first;
     if !first.is_empty() {
         if let (Err(e), _) = upstream.write_all(first.to_vec()).await {
@@ -150,26 +151,6 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
     };
     if outcome == Outcome::IdleTimeout {
         route_stats.idle_timeout.inc();
-    }
-}
-
-/// Connects to `addr` (and runs the TLS handshake when the cluster originates TLS); `None`
-/// (the client is then closed at once) when that fails or outlasts the cluster's
-/// `connectTimeout`.
-async fn connect(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, stats: &L4Counters) -> Option<UpstreamStream> {
-    let tls = cluster.policy.tls.as_ref().map(|t| ctx.tls.client(&t.config));
-    match monoio::time::timeout(cluster.policy.connect_timeout, UpstreamStream::open(addr, cluster, tls)).await {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(e)) => {
-            stats.connect_fail.inc();
-            debug!(cluster = %cluster.name, %addr, "tcp upstream connect failed: {e}");
-            None
-        }
-        Err(_) => {
-            stats.connect_fail.inc();
-            debug!(cluster = %cluster.name, %addr, "tcp upstream connect timed out");
-            None
-        }
     }
 }
 
@@ -228,9 +209,9 @@ impl Drop for ConnLog<'_> {
 }
 
 /// Counts a connection as open on a route or cluster for as long as it lives.
-struct Open<'a>(&'a L4Counters);
+struct L4CxGuard<'a>(&'a L4Counters);
 
-impl<'a> Open<'a> {
+impl<'a> L4CxGuard<'a> {
     fn new(counters: &'a L4Counters) -> Self {
         counters.cx_total.inc();
         counters.cx_active.inc();
@@ -238,7 +219,7 @@ impl<'a> Open<'a> {
     }
 }
 
-impl Drop for Open<'_> {
+impl Drop for L4CxGuard<'_> {
     fn drop(&mut self) {
         self.0.cx_active.dec();
     }
@@ -248,5 +229,5 @@ impl Drop for Open<'_> {
 /// HTTP keys are absent, so such clusters balance as without a hash policy, as Envoy's tcp_proxy.
 fn affinity(cluster: &Cluster, conn: &ConnInfo) -> Option<u64> {
     matches!(&cluster.policy.load_balancer, LoadBalancer::ConsistentHash { key: HashKey::SourceIp, .. })
-        .then(|| crate::upstream::ip_hash(conn.peer.ip()))
+        .then(|| crate::snapshot::ip_hash(conn.peer.ip()))
 }

@@ -18,9 +18,10 @@ pub use stream::ServerStream;
 
 use crate::http::{Downstream, TlsSession};
 use crate::percore::{ClientTcp, ConnInfo, WorkerCtx};
-use crate::snapshot::{Listener, Server, ServerTlsMode, Snapshot};
+use crate::snapshot::{Listener, Server, ServerTlsMode};
 use crate::stats::L4Kind;
 use crate::tcp::{Client, Inbound};
+use crate::upstream::Generation;
 
 /// Why a TLS connection ended before it was served; logged at debug, counted as
 /// `ssl.connection_error`.
@@ -115,7 +116,7 @@ async fn passthrough(
     tcp: ClientTcp,
     hello: hello::Hello,
     server: &Server,
-    snap: &Snapshot,
+    snap: &Generation,
     conn: ConnInfo,
     ctx: &Rc<WorkerCtx>,
 ) {
@@ -149,7 +150,7 @@ fn outbound(sni: &str) -> Option<(u16, &str, &str)> {
 
 /// AUTO_PASSTHROUGH: the SNI names the cluster itself, `outbound_.PORT_.SUBSET_.HOST`, as
 /// istiod writes it for `outbound|PORT|SUBSET|HOST`.
-async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Snapshot, conn: ConnInfo, ctx: &Rc<WorkerCtx>) {
+async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Generation, conn: ConnInfo, ctx: &Rc<WorkerCtx>) {
     let name = hello.sni().and_then(outbound).map(|(port, subset, host)| format!("outbound|{port}|{subset}|{host}"));
     let Some(cluster) = name.and_then(|name| snap.cluster_by_name(&name)) else {
         ctx.stats.ssl_no_route.inc();
@@ -166,7 +167,7 @@ async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Snapshot, 
 async fn terminated_tcp(
     stream: ServerStream,
     server: &Server,
-    snap: &Snapshot,
+    snap: &Generation,
     inbound: Inbound<'_>,
     ctx: &Rc<WorkerCtx>,
 ) {

@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::hash::Table;
-use crate::snapshot::{Cluster, ClusterId, LoadBalancer, Observation, Snapshot, Usable};
+use super::{Generation, LiveCluster, Observation, Usable};
+use crate::snapshot::{Cluster, ClusterId, LoadBalancer};
 use crate::stats::{EndpointCounters, WorkerStats};
 
 /// Per-cluster cursors and in-flight counts of one worker, valid for one snapshot generation
@@ -27,8 +27,6 @@ struct ClusterState {
     cursor: u32,
     /// In-flight requests per endpoint index, on this worker.
     active: Vec<u32>,
-    /// The consistent-hash table, built on first use in this generation.
-    table: Option<Table>,
     /// Per endpoint index, this worker's counters for `/clusters`.
     counters: Vec<Arc<EndpointCounters>>,
 }
@@ -39,6 +37,7 @@ struct ClusterState {
 pub struct Pick<'a> {
     balancer: &'a Balancer,
     cluster: &'a Cluster,
+    live: &'a LiveCluster,
     generation: u64,
     id: ClusterId,
     pub endpoint: usize,
@@ -52,7 +51,7 @@ impl Pick<'_> {
     pub fn settle(&mut self, what: Option<Observation>) {
         self.settled = true;
         if let Some(what) = what {
-            self.cluster.observe(self.endpoint, what);
+            self.live.observe(self.cluster, self.endpoint, what);
         }
     }
 }
@@ -60,7 +59,7 @@ impl Pick<'_> {
 impl Drop for Pick<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.cluster.observe(self.endpoint, Observation::Timeout);
+            self.live.observe(self.cluster, self.endpoint, Observation::Timeout);
         }
         self.balancer.release(self);
     }
@@ -77,15 +76,15 @@ impl Balancer {
     /// when the cluster hashes and the request carries the key. `None`: no healthy endpoint.
     pub fn pick<'a>(
         &'a self,
-        snap: &'a Snapshot,
+        snap: &'a Generation,
         id: ClusterId,
         tried: &[usize],
         draw: u32,
         hash: Option<u64>,
     ) -> Option<Pick<'a>> {
-        let cluster = snap.cluster(id);
+        let (cluster, live) = snap.cluster_live(id);
         let n = cluster.endpoints.len();
-        let usable = cluster.usable();
+        let usable = live.usable(cluster);
         if n == 0 || usable == Usable::None {
             return None;
         }
@@ -108,21 +107,27 @@ impl Balancer {
         }
         let st = &mut state.clusters[id as usize];
         // Retries avoid the endpoints tried already, unless no other is left.
-        let fresh = (0..n).any(|i| usable.allows(cluster, i) && !tried.contains(&i));
-        let eligible = |i: usize| usable.allows(cluster, i) && !(fresh && tried.contains(&i));
-        let endpoint = match hash {
+        let fresh = (0..n).any(|i| usable.allows(live, i) && !tried.contains(&i));
+        let eligible = |i: usize| usable.allows(live, i) && !(fresh && tried.contains(&i));
+        let endpoint = match (hash, &cluster.hash_table) {
             _ if n == 1 => 0,
-            Some(hash) => {
-                let table = st.table.get_or_insert_with(|| Table::build(cluster).expect("a hashing cluster"));
-                table.lookup(hash, |i| !eligible(i))
-            }
-            None => choose(cluster, st, eligible, draw),
+            (Some(hash), Some(table)) => table.lookup(hash, |i| !eligible(i)),
+            _ => choose(cluster, st, eligible, draw),
         };
         st.active[endpoint] += 1;
         let counters = st.counters[endpoint].clone();
         counters.rq_total.inc();
         counters.rq_active.inc();
-        Some(Pick { balancer: self, cluster, generation: snap.generation, id, endpoint, counters, settled: false })
+        Some(Pick {
+            balancer: self,
+            cluster,
+            live,
+            generation: snap.generation,
+            id,
+            endpoint,
+            counters,
+            settled: false,
+        })
     }
 
     /// The request on `pick` ended.

@@ -1,17 +1,22 @@
-//! Upstream side of a worker: endpoint selection and keep-alive connection pools, per core.
+//! The upstream side: endpoint selection and keep-alive connection pools, per core, and the
+//! live cluster state (breaker counts, outlier detection) every core shares.
 
 use std::sync::Arc;
 
 use crate::stats::WorkerStats;
 
 mod balancer;
-mod hash;
+mod connect;
 pub mod keepalive;
+mod live;
+mod outlier;
 mod pool;
 mod stream;
 
 pub use balancer::{Balancer, Pick};
-pub use hash::{hash_bytes, ip_hash};
+pub use connect::{connect, ConnectError};
+pub use live::{ConnectionSlot, Generation, LiveCluster, LiveRegistry, LiveTable};
+pub use outlier::{clock_ms, EjectionStats, HostHealth, Observation, Usable};
 pub use pool::{PoolKey, Pools, UpstreamConn, UPSTREAM_BUF};
 pub use stream::UpstreamStream;
 

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
 
+use super::live::ConnectionSlot;
 use super::UpstreamStream;
 use crate::buf::ReadBuf;
-use crate::snapshot::ConnectionSlot;
 use crate::stats::EndpointCounters;
 
 /// Where a pooled connection goes and how: its address, and its cluster's TLS settings
@@ -33,16 +33,16 @@ pub struct UpstreamConn {
     /// Requests this connection has carried, for `maxRequestsPerConnection`.
     pub requests: u32,
     /// Counts it in its endpoint's `cx_active` until dropped (a tunnel keeps it).
-    pub open: Open,
+    pub open: EndpointCxGuard,
     /// Its place under the cluster's `maxConnections`, idle in a pool included, as Envoy
     /// counts; `None` until the opener gives it one.
     pub slot: Option<ConnectionSlot>,
 }
 
 /// One open connection in its endpoint's counters.
-pub struct Open(Arc<EndpointCounters>);
+pub struct EndpointCxGuard(Arc<EndpointCounters>);
 
-impl Drop for Open {
+impl Drop for EndpointCxGuard {
     fn drop(&mut self) {
         self.0.cx_active.dec();
     }
@@ -62,7 +62,7 @@ impl UpstreamConn {
             local: None,
             reused: false,
             requests: 0,
-            open: Open(counters),
+            open: EndpointCxGuard(counters),
             slot: None,
         }
     }

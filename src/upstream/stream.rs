@@ -4,17 +4,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::TcpStream;
 use monoio::BufResult;
-use monoio_rustls::{ClientTlsStream, TlsConnector};
-use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
-
-use crate::snapshot::Cluster;
+use monoio_rustls::ClientTlsStream;
 
 pub enum UpstreamStream {
     Plain(TcpStream),
@@ -28,25 +23,6 @@ pub enum UpstreamStream {
 unsafe impl Split for UpstreamStream {}
 
 impl UpstreamStream {
-    /// Connects to `addr` of `cluster`, then runs the TLS handshake with `tls` (this core's
-    /// copy of the cluster's client config) when the cluster originates TLS.
-    pub async fn open(addr: SocketAddr, cluster: &Cluster, tls: Option<Arc<ClientConfig>>) -> io::Result<Self> {
-        let stream = TcpStream::connect_addr(addr).await?;
-        // Requests and heads are written whole: Nagle would only hold their last segment.
-        let _ = stream.set_nodelay(true);
-        super::keepalive::configure(&stream, cluster);
-        let (Some(config), Some(settings)) = (tls, &cluster.policy.tls) else {
-            return Ok(Self::Plain(stream));
-        };
-        // Istio's SNI: the DestinationRule's, else the service's own name.
-        let name = settings.sni.as_deref().unwrap_or(&cluster.host);
-        let name =
-            ServerName::try_from(name.to_string()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let fd = stream.as_raw_fd();
-        let tls = TlsConnector::from(config).connect(name, stream).await.map_err(io::Error::other)?;
-        Ok(Self::Tls(Box::new(tls), fd))
-    }
-
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         let addr = super::keepalive::with_socket(self, |sock| sock.local_addr())?;
         addr.as_socket().ok_or_else(|| io::ErrorKind::Unsupported.into())

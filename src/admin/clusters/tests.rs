@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
-use crate::snapshot::{Cluster, Endpoint};
+use crate::snapshot::{Cluster, Endpoint, Snapshot};
+use crate::upstream::LiveRegistry;
 
 #[test]
 fn one_block_per_endpoint() {
@@ -19,7 +20,7 @@ fn one_block_per_endpoint() {
         80,
         vec![endpoint("127.0.0.1:8080", None), endpoint("127.0.0.2:8080", Some("eu/west-1a/r7"))],
     )];
-    let snapshot = Snapshot::new(0, vec![], clusters, vec![]);
+    let snapshot = Generation::new(Snapshot::new(0, vec![], clusters, vec![]), &mut LiveRegistry::default());
     let text = render(&snapshot, &Default::default());
     for line in [
         "outbound|80||backend.local::observability_name::outbound|80||backend.local",

@@ -19,7 +19,7 @@ fn scrape() -> Vec<Sample> {
     let control = ControlStats::default();
     control.reload_ok.add(2);
     control.reload_failed.inc();
-    samples(&Totals::sum(&workers), &control, workers.len(), &Snapshot::default())
+    samples(&Totals::sum(&workers), &control, workers.len(), &Generation::default())
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn tcp_counters_sum_per_name_in_one_block_per_family() {
         w.l4.register((L4Kind::Cluster, cluster.clone())).connect_fail.inc();
     }
     workers[0].http_clusters.register("outbound|80||app.local".into()).cx_total.add(5);
-    let text = prometheus(&samples(&Totals::sum(&workers), &ControlStats::default(), 2, &Snapshot::default()));
+    let text = prometheus(&samples(&Totals::sum(&workers), &ControlStats::default(), 2, &Generation::default()));
     let lines: Vec<&str> = text.lines().collect();
     let at = |line: &str| lines.iter().position(|l| *l == line).unwrap_or_else(|| panic!("{line} missing:\n{text}"));
     at("envoy_tcp_downstream_cx_total{envoy_tcp_prefix=\"default/db/tcp/0\"} 2");
@@ -84,7 +84,7 @@ fn tcp_counters_sum_per_name_in_one_block_per_family() {
     assert_eq!(at("envoy_cluster_upstream_cx_total{envoy_cluster_name=\"outbound|27017||db.local\"} 0"), http - 1);
     assert_eq!(lines.iter().filter(|l| l.starts_with("# TYPE envoy_cluster_upstream_cx_total ")).count(), 1);
     assert!(!text.contains("\nenvoy_cluster_upstream_cx_total "), "no unlabelled aggregate:\n{text}");
-    assert!(plain(&samples(&Totals::sum(&workers), &ControlStats::default(), 2, &Snapshot::default()))
+    assert!(plain(&samples(&Totals::sum(&workers), &ControlStats::default(), 2, &Generation::default()))
         .contains("tcp.default/db/tcp/0.downstream_cx_rx_bytes_total: 300\n"));
 }
 
@@ -105,7 +105,7 @@ fn http_cluster_counters_by_name_class_and_code() {
         c.cx_total.inc();
         w.l4.register((L4Kind::Cluster, name.clone())).cx_total.add(10);
     }
-    let all = samples(&Totals::sum(&workers), &ControlStats::default(), 2, &Snapshot::default());
+    let all = samples(&Totals::sum(&workers), &ControlStats::default(), 2, &Generation::default());
     let text = prometheus(&all);
     let label = "envoy_cluster_name=\"outbound|80||app.local\"";
     for line in [

@@ -7,7 +7,7 @@ use crate::http::error::ProxyError;
 use crate::http::retry::{self, Outcome};
 use crate::snapshot::{Cluster, RetryPolicy};
 use crate::stats::{EndpointCounters, HttpCluster};
-use crate::upstream::PoolKey;
+use crate::upstream::{LiveCluster, PoolKey};
 
 /// One try of an exchange: where, with which limits, and (when a retry is left and the body
 /// is replayable) the policy whose statuses are retried instead of relayed.
@@ -19,6 +19,8 @@ pub(super) struct Try<'p> {
     pub(super) counters: &'p Arc<EndpointCounters>,
     /// Its policy (timeouts, keepalive, `maxRequestsPerConnection`) and circuit breakers.
     pub(super) cluster: &'p Cluster,
+    /// The cluster's breaker counts and outlier detection state.
+    pub(super) live: &'p LiveCluster,
     /// The cluster's HTTP counters on this worker.
     pub(super) stats: &'p HttpCluster,
 }

@@ -15,8 +15,7 @@ use crate::http::local;
 use crate::http::plan::ReqMeta;
 use crate::http::retry;
 use crate::http::session::{Next, Session};
-use crate::snapshot::Observation;
-use crate::upstream::{UpstreamConn, UPSTREAM_BUF};
+use crate::upstream::{Observation, UpstreamConn, UPSTREAM_BUF};
 
 /// What a parsed response head decided, kept once the head's borrow ends.
 enum ResponseStart {
@@ -170,7 +169,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
                     continue;
                 }
                 Some(ResponseStart::Final { status, head_len, framing, keep_alive, written }) => {
-                    at.cluster.observe(at.endpoint, Observation::Status(status));
+                    at.live.observe(at.cluster, at.endpoint, Observation::Status(status));
                     at.stats.record_status(status);
                     (status, head_len, framing, keep_alive, written)
                 }

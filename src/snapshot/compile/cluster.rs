@@ -10,7 +10,7 @@ use crate::config::index::exported_to;
 use crate::config::registry::Registry;
 use crate::config::service_entry::{Location, Resolution, ServicePort};
 use crate::config::{ConfigSet, Diagnostic, Severity};
-use crate::snapshot::{pattern_covers, Cluster, ClusterId, Endpoint};
+use crate::snapshot::{pattern_covers, Cluster, ClusterId, Endpoint, HashTable};
 
 use super::policy::Selected;
 use super::tls::upstream_tls;
@@ -139,12 +139,9 @@ impl<'a> Clusters<'a> {
             port,
             subset: subset.map(|(_, _, s)| Arc::from(s.name.as_str())),
             protocol: protocol.into(),
-            health: endpoints.iter().map(|_| Arc::default()).collect(),
+            hash_table: HashTable::build(&policy.load_balancer, &endpoints),
             endpoints,
             policy,
-            connections: Default::default(),
-            pending: Default::default(),
-            retries: Default::default(),
         });
         self.by_name.insert(name, id);
         Some(id)

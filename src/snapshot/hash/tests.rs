@@ -7,7 +7,7 @@ fn names(n: usize) -> Vec<Vec<u8>> {
 }
 
 /// How many of 30,000 hashes land on each endpoint.
-fn spread(table: &Table, n: usize) -> Vec<usize> {
+fn spread(table: &HashTable, n: usize) -> Vec<usize> {
     let mut counts = vec![0; n];
     for k in 0..30_000u32 {
         counts[table.lookup(hash_bytes(&[&k.to_be_bytes()]), |_| false)] += 1;
@@ -25,7 +25,7 @@ fn ring_spreads_keys_over_equal_endpoints() {
 
 #[test]
 fn maglev_fills_every_slot_in_proportion_to_weight() {
-    let Table::Maglev(slots) = maglev(&names(3), &[1, 1, 2], 65537) else { unreachable!() };
+    let HashTable::Maglev(slots) = maglev(&names(3), &[1, 1, 2], 65537) else { unreachable!() };
     assert!(slots.iter().all(|&s| s < 3), "every slot filled");
     let share = |i: u32| slots.iter().filter(|&&s| s == i).count();
     assert!(share(2).abs_diff(2 * share(0)) < 50, "weight 2 gets twice weight 1: {} vs {}", share(2), share(0));
@@ -34,7 +34,7 @@ fn maglev_fills_every_slot_in_proportion_to_weight() {
 
 #[test]
 fn maglev_with_a_size_that_is_not_prime_still_fills() {
-    let Table::Maglev(slots) = maglev(&names(4), &[1, 1, 1, 1], 1000) else { unreachable!() };
+    let HashTable::Maglev(slots) = maglev(&names(4), &[1, 1, 1, 1], 1000) else { unreachable!() };
     assert!(slots.iter().all(|&s| s < 4));
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::snapshot::{Cluster, Endpoint};
+use crate::upstream::LiveCluster;
 
 fn detection() -> OutlierDetection {
     OutlierDetection {
@@ -20,7 +21,13 @@ fn detection() -> OutlierDetection {
     }
 }
 
-fn cluster(endpoints: usize, od: OutlierDetection) -> Cluster {
+/// A cluster's config and its live state, as a generation pairs them.
+struct Subject {
+    cluster: Cluster,
+    live: LiveCluster,
+}
+
+fn cluster(endpoints: usize, od: OutlierDetection) -> Subject {
     let endpoints = (0..endpoints)
         .map(|i| Endpoint {
             addr: format!("127.0.0.1:{}", 8000 + i).parse().unwrap(),
@@ -29,20 +36,20 @@ fn cluster(endpoints: usize, od: OutlierDetection) -> Cluster {
             locality: None,
         })
         .collect();
-    let mut c = Cluster::test("backend.local", 80, endpoints);
-    c.policy.outlier_detection = Some(od);
-    c
+    let mut cluster = Cluster::test("backend.local", 80, endpoints);
+    cluster.policy.outlier_detection = Some(od);
+    Subject { live: LiveCluster::fresh(&cluster), cluster }
 }
 
 /// Reports `what` `times` times for endpoint `i` at `now` (ms).
-fn report(c: &Cluster, i: usize, what: Observation, times: usize, now: u64) {
+fn report(c: &Subject, i: usize, what: Observation, times: usize, now: u64) {
     for _ in 0..times {
-        c.observe_at(i, what, || now);
+        c.live.observe_at(&c.cluster, i, what, || now);
     }
 }
 
-fn ejected(c: &Cluster, now: u64) -> Vec<usize> {
-    (0..c.health.len()).filter(|&i| c.health[i].is_ejected(now)).collect()
+fn ejected(c: &Subject, now: u64) -> Vec<usize> {
+    (0..c.live.health.len()).filter(|&i| c.live.health[i].is_ejected(now)).collect()
 }
 
 #[test]
@@ -54,24 +61,24 @@ fn consecutive_5xx_eject_and_a_success_starts_the_count_again() {
     assert!(ejected(&c, 1000).is_empty());
     report(&c, 0, Observation::Status(500), 1, 1000);
     assert_eq!(ejected(&c, 1000), [0]);
-    assert_eq!(c.usable_at(|| 1000), Usable::Healthy { now: 1000 });
-    assert!(!Usable::Healthy { now: 1000 }.allows(&c, 0));
-    assert!(Usable::Healthy { now: 1000 }.allows(&c, 1));
+    assert_eq!(c.live.usable_at(&c.cluster, || 1000), Usable::Healthy { now: 1000 });
+    assert!(!Usable::Healthy { now: 1000 }.allows(&c.live, 0));
+    assert!(Usable::Healthy { now: 1000 }.allows(&c.live, 1));
 }
 
 #[test]
 fn ejection_time_grows_with_each_ejection_and_decays_while_healthy() {
     let c = cluster(2, detection());
     report(&c, 0, Observation::Status(500), 3, 1000);
-    assert!(c.health[0].is_ejected(10_999));
-    assert!(!c.health[0].is_ejected(11_000), "readmitted after baseEjectionTime");
-    assert_eq!(c.usable_at(|| 11_000), Usable::All);
+    assert!(c.live.health[0].is_ejected(10_999));
+    assert!(!c.live.health[0].is_ejected(11_000), "readmitted after baseEjectionTime");
+    assert_eq!(c.live.usable_at(&c.cluster, || 11_000), Usable::All);
     report(&c, 0, Observation::Status(500), 3, 11_000);
-    assert!(c.health[0].is_ejected(30_999), "second ejection lasts twice as long");
-    assert!(!c.health[0].is_ejected(31_000));
+    assert!(c.live.health[0].is_ejected(30_999), "second ejection lasts twice as long");
+    assert!(!c.live.health[0].is_ejected(31_000));
     // 25 healthy intervals later, the multiplier has decayed back to nothing.
     report(&c, 0, Observation::Status(500), 3, 56_000);
-    assert!(!c.health[0].is_ejected(66_000));
+    assert!(!c.live.health[0].is_ejected(66_000));
 }
 
 #[test]
@@ -81,8 +88,8 @@ fn ejection_time_is_capped_at_300_seconds() {
     let c = cluster(2, od);
     report(&c, 0, Observation::Status(500), 3, 1000);
     report(&c, 0, Observation::Status(500), 3, 201_000);
-    assert!(c.health[0].is_ejected(500_999));
-    assert!(!c.health[0].is_ejected(501_000));
+    assert!(c.live.health[0].is_ejected(500_999));
+    assert!(!c.live.health[0].is_ejected(501_000));
 }
 
 #[test]
@@ -144,21 +151,21 @@ fn all_ejected_is_none_unless_panic_mode() {
     let c = cluster(2, detection());
     report(&c, 0, Observation::Status(500), 3, 1);
     report(&c, 1, Observation::Status(500), 3, 1);
-    assert_eq!(c.usable_at(|| 1), Usable::None);
-    assert!(!Usable::None.allows(&c, 0));
+    assert_eq!(c.live.usable_at(&c.cluster, || 1), Usable::None);
+    assert!(!Usable::None.allows(&c.live, 0));
 
     let c = cluster(3, OutlierDetection { min_health_percent: 50, ..detection() });
     report(&c, 0, Observation::Status(500), 3, 1);
-    assert_eq!(c.usable_at(|| 1), Usable::Healthy { now: 1 }, "2 of 3 healthy is above 50%");
+    assert_eq!(c.live.usable_at(&c.cluster, || 1), Usable::Healthy { now: 1 }, "2 of 3 healthy is above 50%");
     report(&c, 1, Observation::Status(500), 3, 1);
-    assert_eq!(c.usable_at(|| 1), Usable::All, "1 of 3 healthy: panic, every host is used");
+    assert_eq!(c.live.usable_at(&c.cluster, || 1), Usable::All, "1 of 3 healthy: panic, every host is used");
 }
 
 #[test]
 fn no_detection_no_ejection() {
     let mut c = cluster(1, detection());
-    c.policy.outlier_detection = None;
+    c.cluster.policy.outlier_detection = None;
     report(&c, 0, Observation::Status(500), 10, 1);
     assert!(ejected(&c, 1).is_empty());
-    assert_eq!(c.usable(), Usable::All);
+    assert_eq!(c.live.usable(&c.cluster), Usable::All);
 }

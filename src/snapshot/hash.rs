@@ -1,13 +1,14 @@
 //! Consistent hashing for session affinity: ring-hash and Maglev tables that map a request's
 //! hash (see `http::affinity`) to an endpoint.
 //!
-//! Every worker builds its tables from the same snapshot with the same deterministic hash, so
-//! every core maps a key to the same endpoint without sharing anything.
+//! A cluster's table is built once when the snapshot is compiled (it is immutable config, as
+//! the endpoints it maps) and read by every core; the hash is deterministic, so the requests
+//! of a key land on the same endpoint whichever core serves them.
 
 use std::hash::{DefaultHasher, Hasher};
 use std::net::IpAddr;
 
-use crate::snapshot::{Cluster, HashAlgorithm, LoadBalancer};
+use super::{Endpoint, HashAlgorithm, LoadBalancer};
 
 /// A deterministic 64-bit hash: `DefaultHasher::new()` uses fixed keys, so all workers (one
 /// binary) agree.
@@ -27,30 +28,40 @@ pub fn ip_hash(ip: IpAddr) -> u64 {
     }
 }
 
-/// A cluster's hash table, built once per worker and snapshot generation.
+/// A consistent-hashing cluster's table, built when the snapshot is compiled.
 #[derive(Clone)]
-pub enum Table {
+pub enum HashTable {
     /// Points on the ring, sorted by hash, each naming an endpoint index.
     Ring(Vec<(u64, u32)>),
     /// Maglev's lookup table: slot → endpoint index.
     Maglev(Vec<u32>),
 }
 
+/// Tells the kind and size only: a table holds up to millions of entries.
+impl std::fmt::Debug for HashTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashTable::Ring(points) => write!(f, "Ring({} points)", points.len()),
+            HashTable::Maglev(slots) => write!(f, "Maglev({} slots)", slots.len()),
+        }
+    }
+}
+
 /// Envoy's ring-hash bounds: the ring has at least `minimum_ring_size` points, at most 8M.
 const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
 
-impl Table {
-    /// The table for `cluster`, or `None` when it does not use consistent hashing or has no
-    /// endpoints.
-    pub fn build(cluster: &Cluster) -> Option<Table> {
-        let LoadBalancer::ConsistentHash { algorithm, .. } = &cluster.policy.load_balancer else {
+impl HashTable {
+    /// The table of a cluster balanced by `lb` over `endpoints`, or `None` when it does not
+    /// use consistent hashing or has no endpoints.
+    pub fn build(lb: &LoadBalancer, endpoints: &[Endpoint]) -> Option<HashTable> {
+        let LoadBalancer::ConsistentHash { algorithm, .. } = lb else {
             return None;
         };
-        if cluster.endpoints.is_empty() {
+        if endpoints.is_empty() {
             return None;
         }
-        let names: Vec<Vec<u8>> = cluster.endpoints.iter().map(|e| e.addr.to_string().into_bytes()).collect();
-        let weights: Vec<u64> = cluster.endpoints.iter().map(|e| u64::from(e.weight.max(1))).collect();
+        let names: Vec<Vec<u8>> = endpoints.iter().map(|e| e.addr.to_string().into_bytes()).collect();
+        let weights: Vec<u64> = endpoints.iter().map(|e| u64::from(e.weight.max(1))).collect();
         Some(match *algorithm {
             HashAlgorithm::RingHash { minimum_ring_size } => ring(&names, &weights, minimum_ring_size),
             HashAlgorithm::Maglev { table_size } => maglev(&names, &weights, table_size),
@@ -61,7 +72,7 @@ impl Table {
     /// (retries go to another host), falling back to the first pick when all are skipped.
     pub fn lookup(&self, hash: u64, skip: impl Fn(usize) -> bool) -> usize {
         match self {
-            Table::Ring(points) => {
+            HashTable::Ring(points) => {
                 let start = points.partition_point(|(h, _)| *h < hash) % points.len();
                 let first = points[start].1 as usize;
                 (0..points.len())
@@ -69,7 +80,7 @@ impl Table {
                     .find(|&e| !skip(e))
                     .unwrap_or(first)
             }
-            Table::Maglev(slots) => {
+            HashTable::Maglev(slots) => {
                 let start = (hash % slots.len() as u64) as usize;
                 let first = slots[start] as usize;
                 (0..slots.len()).map(|i| slots[(start + i) % slots.len()] as usize).find(|&e| !skip(e)).unwrap_or(first)
@@ -79,7 +90,7 @@ impl Table {
 }
 
 /// Each endpoint gets points in proportion to its weight, at least `minimum` in all.
-fn ring(names: &[Vec<u8>], weights: &[u64], minimum: u64) -> Table {
+fn ring(names: &[Vec<u8>], weights: &[u64], minimum: u64) -> HashTable {
     let total: u64 = weights.iter().sum();
     let size = minimum.clamp(1, MAX_RING_SIZE);
     let mut points = Vec::with_capacity(size as usize + names.len());
@@ -90,13 +101,13 @@ fn ring(names: &[Vec<u8>], weights: &[u64], minimum: u64) -> Table {
         }
     }
     points.sort_unstable();
-    Table::Ring(points)
+    HashTable::Ring(points)
 }
 
 /// Maglev (Eisenbud et al., 2016) with weights: each round an endpoint earns its weight in
 /// credit and fills one preferred free slot per `max_weight` of credit, so slots split in
 /// proportion to weight.
-fn maglev(names: &[Vec<u8>], weights: &[u64], table_size: u64) -> Table {
+fn maglev(names: &[Vec<u8>], weights: &[u64], table_size: u64) -> HashTable {
     let m = table_size.max(1);
     let perms: Vec<(u64, u64)> = names
         .iter()
@@ -118,7 +129,7 @@ fn maglev(names: &[Vec<u8>], weights: &[u64], table_size: u64) -> Table {
             }
         }
     }
-    Table::Maglev(slots)
+    HashTable::Maglev(slots)
 }
 
 /// The endpoint's next preferred slot that is still free. A prime table size (Istio's default

@@ -1,6 +1,7 @@
 //! Outlier detection (DestinationRule `outlierDetection`), as Envoy's detector does it: each
 //! endpoint's consecutive failures and ejection, shared by every worker (an ejection is decided
-//! from all workers' observations and seen by all of them) and carried across reloads.
+//! from all workers' observations and seen by all of them) and kept across reloads by the
+//! live registry ([`super::live`]).
 //!
 //! Only failures and ejections write to the shared state; a success reads it (and writes only
 //! to clear a non-zero count), so a healthy cluster's cache lines stay shared between cores.
@@ -9,7 +10,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Cluster, OutlierDetection};
+use super::live::LiveCluster;
+use crate::snapshot::{Cluster, OutlierDetection};
 
 /// Envoy's `max_ejection_time`, which Istio leaves at its default: an ejection grows with each
 /// one in a row up to 300 s (or `baseEjectionTime`, if longer).
@@ -148,45 +150,47 @@ pub enum Usable {
 }
 
 impl Usable {
-    /// Whether endpoint `i` of `cluster` may be picked.
-    pub fn allows(self, cluster: &Cluster, i: usize) -> bool {
+    /// Whether endpoint `i` of the cluster `live` holds the state of may be picked.
+    pub fn allows(self, live: &LiveCluster, i: usize) -> bool {
         match self {
             Usable::All => true,
-            Usable::Healthy { now } => !cluster.health[i].is_ejected(now),
+            Usable::Healthy { now } => !live.health[i].is_ejected(now),
             Usable::None => false,
         }
     }
 }
 
-impl Cluster {
+/// The outlier detection of a cluster: its policy is the snapshot's `Cluster`, its state this.
+impl LiveCluster {
     /// Records what a try at endpoint `i` came to, and ejects it when that crosses a
     /// consecutive-error threshold.
-    pub fn observe(&self, i: usize, what: Observation) {
-        self.observe_at(i, what, clock_ms);
+    pub fn observe(&self, cluster: &Cluster, i: usize, what: Observation) {
+        self.observe_at(cluster, i, what, clock_ms);
     }
 
-    fn observe_at(&self, i: usize, what: Observation, now: impl FnOnce() -> u64) {
-        let Some(od) = &self.policy.outlier_detection else { return };
+    fn observe_at(&self, cluster: &Cluster, i: usize, what: Observation, now: impl FnOnce() -> u64) {
+        let Some(od) = &cluster.policy.outlier_detection else { return };
         let Some(host) = self.health.get(i) else { return };
         if host.count(od, what) {
-            self.eject(i, od, now());
+            self.eject(cluster, i, od, now());
         }
     }
 
     /// Which endpoints the balancer may pick now.
-    pub fn usable(&self) -> Usable {
-        self.usable_at(clock_ms)
+    pub fn usable(&self, cluster: &Cluster) -> Usable {
+        self.usable_at(cluster, clock_ms)
     }
 
-    fn usable_at(&self, now: impl FnOnce() -> u64) -> Usable {
+    fn usable_at(&self, cluster: &Cluster, now: impl FnOnce() -> u64) -> Usable {
         // The clock is read only once some endpoint has been ejected.
-        if self.policy.outlier_detection.is_none() || self.health.iter().all(|h| h.ejected_until.load(Relaxed) == 0) {
+        if cluster.policy.outlier_detection.is_none() || self.health.iter().all(|h| h.ejected_until.load(Relaxed) == 0)
+        {
             return Usable::All;
         }
         let now = now();
         let ejected = self.ejected_count(now);
         let n = self.health.len();
-        let min_health = self.policy.outlier_detection.as_ref().map_or(0, |od| od.min_health_percent as usize);
+        let min_health = cluster.policy.outlier_detection.as_ref().map_or(0, |od| od.min_health_percent as usize);
         if ejected == 0 || (n - ejected) * 100 < n * min_health {
             Usable::All
         } else if ejected == n {
@@ -212,7 +216,7 @@ impl Cluster {
 
     /// Ejects endpoint `i` unless it already is or `maxEjectionPercent` forbids it; Envoy
     /// always allows one ejection, whatever the percentage.
-    fn eject(&self, i: usize, od: &OutlierDetection, now: u64) {
+    fn eject(&self, cluster: &Cluster, i: usize, od: &OutlierDetection, now: u64) {
         let host = &self.health[i];
         let allowed =
             |ejected: usize| ejected <= 1 || ejected * 100 <= self.health.len() * od.max_ejection_percent as usize;
@@ -237,7 +241,7 @@ impl Cluster {
         }
         host.ejections.store(n, Relaxed);
         host.enforced.fetch_add(1, Relaxed);
-        tracing::warn!(cluster = %self.name, endpoint = %self.endpoints[i].addr, ejection = n, "outlier ejected for {time:?}");
+        tracing::warn!(cluster = %cluster.name, endpoint = %cluster.endpoints[i].addr, ejection = n, "outlier ejected for {time:?}");
     }
 }
 
