@@ -1,17 +1,30 @@
 //! Strait: an io_uring, thread-per-core edge gateway configured by Istio YAML.
 //!
-//! Layers, one way, each importing only those after it (ARCHITECTURE.md; `modgraph.py` finds
-//! no circle): `control` (the control thread: builds, publishes, reloads, drains; starts the
-//! workers and the admin server) → `admin` (the admin server: renders `stats`, `publish` and
-//! the snapshot) → `worker` (one pinned monoio runtime per core: spawn, accept loops, follows
-//! what control publishes) → `tls` (SNI routing, termination, passthrough) → `http` (the
-//! per-connection HTTP proxy) and `tcp` (raw TCP routes, spliced) → `percore` (the per-core
-//! context handed to the protocols, filled in by `worker`; it holds the upstream pools, so it
-//! sits above `upstream`) → `upstream` (per-core pools, balancers, TLS origination) →
-//! `publish` (the contract between control, workers and admin) → `stats` (counters and
-//! gauges) → `snapshot` (the compiled, immutable routing snapshot) → `config` (YAML → typed
-//! resources, validation). Leaves anyone may use: `buf`, `limits`. `cli` parses the command
-//! line, above them all.
+//! Layers, one way: each module imports only modules listed below it (one line may hold
+//! peers, which do not import each other). `tests/layers.rs` reads this block and fails on any
+//! import against it, so the picture stays the code's (ARCHITECTURE.md draws the same, save
+//! where `percore` and `publish` sit: both hold what `upstream` defines, so they sit above it).
+//!
+//! ```text
+//! cli.rs       the command line (bin/strait.rs renders errors for humans)
+//! control/     load → validate → compile → publish; reload, drain, signals; starts the workers
+//!              and the admin server
+//! admin/       the admin server: renders what stats/, publish and the snapshot hold
+//! worker/      one pinned monoio runtime per core: spawn, SO_REUSEPORT accept loops, follows
+//!              what control publishes, fills in the per-core context
+//! tls/         SNI routing, termination (into http/ or tcp/), passthrough
+//! http/, tcp/  the HTTP exchange (session → plan → exchange) and raw TCP routes (spliced)
+//! percore/     the per-core context handed down to the protocols (snapshot handle, pools,
+//!              TLS configs, access-log sink, rng)
+//! publish.rs   the contract between control, workers and admin: what is published, readiness
+//! upstream/    the one upstream connect, per-core pools, balancers, live cluster state
+//!              (outlier ejections, breaker counts) kept across reloads by cluster and endpoint
+//! stats/       counters and gauges: per-core single writers, summed only when scraped
+//! snapshot/    the compiled, immutable config: listeners → servers → routes → clusters
+//! config/      YAML → typed Istio resources with file/document/line positions; validation
+//! limits.rs    client and head limits (a leaf)
+//! buf.rs       the read buffer every codec fills (a leaf)
+//! ```
 pub mod admin;
 pub mod buf;
 pub mod cli;
