@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod http;
+pub mod kit;
 pub mod snapshot;
 pub mod tcp;
 pub mod tls;

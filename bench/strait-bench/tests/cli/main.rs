@@ -7,12 +7,26 @@ mod serve;
 mod tls;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `strait-bench` binary cargo built for these tests.
 pub fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_strait-bench"))
+}
+
+/// The gateway beside `strait-bench` in cargo's target directory, where `scenario` looks for it
+/// too: cargo names only its own package's binaries to a test, and the workspace's `cargo test`
+/// builds both.
+pub fn strait() -> String {
+    let path = Path::new(env!("CARGO_BIN_EXE_strait-bench")).with_file_name("strait");
+    assert!(
+        path.exists(),
+        "no {} (`cargo test` at the root builds it, as `cargo build --bin strait` does)",
+        path.display()
+    );
+    path.display().to_string()
 }
 
 /// A port free right now on 127.0.0.1.
