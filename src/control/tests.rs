@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use strait_test_support::free_port;
+
 use super::ports::Ports;
 use super::*;
 use crate::admin::Totals;
@@ -14,10 +16,6 @@ use crate::snapshot::{HostTable, Listener, ListenerProtocol, Snapshot};
 use crate::worker::DriverChoice;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn free_port() -> u16 {
-    TcpListener::bind((LOCAL, 0)).unwrap().local_addr().unwrap().port()
-}
 
 fn snapshot(generation: u64, ports: &[u16]) -> Snapshot {
     snapshot_at(generation, LOCAL, ports)

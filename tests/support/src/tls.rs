@@ -15,6 +15,7 @@ use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -23,8 +24,6 @@ use rustls::{
     ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
     SupportedProtocolVersion,
 };
-
-use strait::snapshot::AnyOfNames;
 
 use super::backend::Received;
 use super::client::Response;
@@ -247,12 +246,14 @@ pub struct TlsClient {
     config: Arc<ClientConfig>,
 }
 
+type WrapVerifier = Box<dyn FnOnce(Arc<WebPkiServerVerifier>) -> Arc<dyn ServerCertVerifier>>;
+
 /// How a [`TlsClient`] is built.
 pub struct TlsClientBuilder {
     roots: Vec<CertificateDer<'static>>,
     identity: Option<Leaf>,
     versions: Versions,
-    verify_as: Option<String>,
+    verify_with: Option<WrapVerifier>,
     alpn: Vec<Vec<u8>>,
     resume: bool,
 }
@@ -275,9 +276,13 @@ impl TlsClientBuilder {
         self
     }
 
-    /// Verifies the server's certificate for `name` whatever the SNI sent.
-    pub fn verify_as(mut self, name: &str) -> Self {
-        self.verify_as = Some(name.to_string());
+    /// Verifies the server's certificate with what `wrap` makes of the usual verifier (one that
+    /// checks for another name than the SNI sent, say).
+    pub fn verify_with(
+        mut self,
+        wrap: impl FnOnce(Arc<WebPkiServerVerifier>) -> Arc<dyn ServerCertVerifier> + 'static,
+    ) -> Self {
+        self.verify_with = Some(Box::new(wrap));
         self
     }
 
@@ -297,14 +302,11 @@ impl TlsClientBuilder {
         };
         let builder = ClientConfig::builder_with_provider(provider()).with_protocol_versions(versions).unwrap();
         let roots = Arc::new(roots(&self.roots));
-        let builder = match self.verify_as {
+        let builder = match self.verify_with {
             None => builder.with_root_certificates(roots),
-            Some(name) => {
-                // Checked as if the client had asked for `name` (for SNI values that are not the
-                // certificate's name, such as AUTO_PASSTHROUGH's).
+            Some(wrap) => {
                 let inner = WebPkiServerVerifier::builder_with_provider(roots, provider()).build().unwrap();
-                let verifier = AnyOfNames::new(inner, &[Arc::from(name.as_str())]).unwrap();
-                builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
+                builder.dangerous().with_custom_certificate_verifier(wrap(inner))
             }
         };
         let mut config = match self.identity {
@@ -330,7 +332,7 @@ impl TlsClient {
             roots: vec![ca.der()],
             identity: None,
             versions: Versions::Both,
-            verify_as: None,
+            verify_with: None,
             alpn: Vec::new(),
             resume: false,
         }
