@@ -6,6 +6,7 @@
 //! where `percore` and `publish` sit: both hold what `upstream` defines, so they sit above it).
 //!
 //! ```text
+//! kit.rs       what tools built beside the gateway (strait-bench) use of it, in one place
 //! cli.rs       the command line (bin/strait.rs renders errors for humans)
 //! control/     load → validate → compile → publish; reload, drain, signals; starts the workers
 //!              and the admin server
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod kit;
 pub mod limits;
 pub mod percore;
 pub mod publish;

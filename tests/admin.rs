@@ -1,7 +1,7 @@
 //! The admin port end to end on both drivers: `/server_info`, `/logging`, its refusal of
 //! cross-site requests, and its bounds on connections.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,7 +23,7 @@ fn setup(driver: Driver, workers: usize) -> (Gateway, SocketAddr) {
         service_entry("dead", "dead.local", 80, &[free_port()]),
     ]);
     // An explicit level, so that a RUST_LOG in the test's environment changes nothing.
-    let gw = Gateway::builder(driver).workers(workers).arg("--log-level").arg("info").file("gw.yaml", &yaml).start();
+    let gw = gateway!(driver).workers(workers).arg("--log-level").arg("info").file("gw.yaml", &yaml).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap())
 }
 

@@ -3,13 +3,13 @@
 //! the files name; README names only files of the repository; LICENSE is the license Cargo.toml
 //! declares.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::net::SocketAddr;
 
 use support::backend::Backend;
 use support::client::{self, Conn};
-use support::{free_port, Gateway};
+use support::free_port;
 
 /// The file at `path` with each `(from, to)` replaced.
 fn bundled(path: &str, replace: &[(&str, String)]) -> String {
@@ -37,7 +37,7 @@ both_drivers! {
     fn the_quickstart_serves_its_routes(driver) {
         let demo = Backend::start("demo");
         let (http, tcp) = (free_port(), free_port());
-        let _gw = Gateway::builder(driver).file("quickstart.yaml", &quickstart(http, tcp, demo.port())).start();
+        let _gw = gateway!(driver).file("quickstart.yaml", &quickstart(http, tcp, demo.port())).start();
 
         let hello = client::get(local(http), "localhost", "/");
         assert_eq!(hello.status, 200);
@@ -55,7 +55,7 @@ both_drivers! {
 
     fn the_quickstart_names_the_503_it_sends(driver) {
         let (http, tcp, demo) = (free_port(), free_port(), free_port());
-        let _gw = Gateway::builder(driver).file("quickstart.yaml", &quickstart(http, tcp, demo)).start();
+        let _gw = gateway!(driver).file("quickstart.yaml", &quickstart(http, tcp, demo)).start();
         let refused = client::get(local(http), "localhost", "/demo/");
         assert_eq!(refused.status, 503);
         let file = std::fs::read_to_string("config/quickstart.yaml").unwrap();
@@ -75,7 +75,7 @@ both_drivers! {
                 ("special: 27777", format!("special: {}", special.port())),
             ],
         );
-        let _gw = Gateway::builder(driver).file("bookinfo.yaml", &yaml).start();
+        let _gw = gateway!(driver).file("bookinfo.yaml", &yaml).start();
         for host in ["uk.bookinfo.com", "eu.bookinfo.com", "reviews.prod.svc.cluster.local"] {
             let answer = client::get(local(port), host, "/reviews/1");
             assert_eq!(answer.status, 200, "{host}");

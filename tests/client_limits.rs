@@ -2,7 +2,7 @@
 //! a head (slowloris: 408, counted from the connection's start), the idle time between
 //! requests, a request's whole duration (408), and connections per worker.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,7 +19,7 @@ fn start(driver: Driver, args: &[&str]) -> (Gateway, SocketAddr, Backend) {
     let backend = Backend::start("app");
     let port = free_port();
     let config = app_behind_rule(port, &[backend.port()], ROUTE, "    loadBalancer:\n      simple: ROUND_ROBIN\n");
-    let mut builder = Gateway::builder(driver).file("gw.yaml", &config).workers(1);
+    let mut builder = gateway!(driver).file("gw.yaml", &config).workers(1);
     for a in args {
         builder = builder.arg(a);
     }

@@ -2,7 +2,7 @@
 //! while a normal client keeps being answered promptly; and what each idle connection costs
 //! the gateway in resident memory (`perf/connections.md` has the release build's figure).
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -47,7 +47,7 @@ both_drivers! {
         let port = free_port();
         let route = "  - route:\n    - destination:\n        host: app.local\n";
         let config = app_behind_rule(port, &[backend.port()], route, "    loadBalancer:\n      simple: ROUND_ROBIN\n");
-        let gw = Gateway::builder(driver).file("gw.yaml", &config).workers(1).start();
+        let gw = gateway!(driver).file("gw.yaml", &config).workers(1).start();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let before = rss(&gw);
         let done = AtomicBool::new(false);

@@ -3,7 +3,7 @@
 //! short, an answer before the request body was read. For each, what the client gets, and that
 //! the upstream connection it came on is never used again.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -166,7 +166,7 @@ fn start(driver: Driver, scripts: Vec<Script>) -> (Gateway, SocketAddr, Scripted
     let port = free_port();
     let http = "  - retries:\n      attempts: 0\n    route:\n    - destination:\n        host: app.local\n";
     let config = app_behind_rule(port, &[backend.addr.port()], http, "    loadBalancer:\n      simple: ROUND_ROBIN\n");
-    let gw = Gateway::builder(driver).file("gw.yaml", &config).workers(1).start();
+    let gw = gateway!(driver).file("gw.yaml", &config).workers(1).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap(), backend)
 }
 

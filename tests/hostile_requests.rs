@@ -3,7 +3,7 @@
 //! received (nothing, or one request with one unambiguous framing), and then that a request on
 //! a second connection is still answered by the upstream as itself (no desync left behind).
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -212,7 +212,7 @@ fn start(driver: Driver) -> (Gateway, SocketAddr, Backend) {
     let port = free_port();
     let http = "  - retries:\n      attempts: 0\n    route:\n    - destination:\n        host: app.local\n";
     let config = app_behind_rule(port, &[backend.port()], http, "    loadBalancer:\n      simple: ROUND_ROBIN\n");
-    let gw = Gateway::builder(driver).file("gw.yaml", &config).workers(1).start();
+    let gw = gateway!(driver).file("gw.yaml", &config).workers(1).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap(), backend)
 }
 

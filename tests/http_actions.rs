@@ -2,7 +2,7 @@
 //! redirects, direct responses, header edits, retries, faults, mirrors and CORS, each checked
 //! on what the client and the backends see.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ fn start(driver: Driver, http: &str, extra: Vec<String>, args: &[&str]) -> (Gate
     let port = free_port();
     let mut parts = vec![http_gateway("gw", port, &["app.test"]), virtual_service("app", "gw", &["app.test"], http)];
     parts.extend(extra);
-    let gw = args.iter().fold(Gateway::builder(driver).file("gw.yaml", &docs(&parts)), |g, a| g.arg(a)).start();
+    let gw = args.iter().fold(gateway!(driver).file("gw.yaml", &docs(&parts)), |g, a| g.arg(a)).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
@@ -90,7 +90,7 @@ both_drivers! {
             }
             got
         };
-        let gw = Gateway::builder(driver).file("gw.yaml", &config([("a", 1), ("b", 3)])).start();
+        let gw = gateway!(driver).file("gw.yaml", &config([("a", 1), ("b", 3)])).start();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut c = Conn::open(addr);
         let got = split(&mut c);

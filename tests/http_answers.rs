@@ -1,6 +1,6 @@
 //! The gateway's own answers and the headers an Istio gateway sets, end to end on both drivers.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use support::backend::Backend;
 use support::client::{self, Conn};
@@ -76,7 +76,7 @@ fn setup_with(driver: Driver, backend: &Backend, args: &[&str]) -> (Gateway, std
         service_entry("dead", "dead.local", 80, &[dead]),
         service_entry("empty", "empty.local", 80, &[]),
     ]);
-    let gw = args.iter().fold(Gateway::builder(driver).file("gw.yaml", &yaml), |g, a| g.arg(a)).start();
+    let gw = args.iter().fold(gateway!(driver).file("gw.yaml", &yaml), |g, a| g.arg(a)).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
@@ -275,7 +275,7 @@ both_drivers! {
             virtual_service("prefix", "gw", &["prefix.test"], prefix),
             service_entry("app", "app.local", 80, &[b.port()]),
         ]);
-        let _gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         for host in ["bare.test", "prefix.test"] {
             let connect = client::request(addr, &format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n"));

@@ -1,7 +1,7 @@
 //! Connection handling end to end on both drivers: upstream reuse, pipelining, HTTP/1.0,
 //! bodiless answers, 100-continue, and 1 GiB bodies streamed with flat memory.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -20,7 +20,7 @@ fn setup(driver: Driver, backend: &Backend, workers: usize) -> (Gateway, std::ne
         virtual_service("app", "gw", &["*"], ROUTE_ALL),
         service_entry("app", "app.local", 80, &[backend.port()]),
     ]);
-    let gw = Gateway::builder(driver).workers(workers).file("gw.yaml", &yaml).start();
+    let gw = gateway!(driver).workers(workers).file("gw.yaml", &yaml).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
@@ -211,7 +211,7 @@ both_drivers! {
             "27777 # reviews.qa special endpoint",
             &format!("{} # reviews.qa special endpoint", qa_special.port()),
         );
-    let gw = Gateway::builder(driver).file("bookinfo.yaml", &yaml).start();
+    let gw = gateway!(driver).file("bookinfo.yaml", &yaml).start();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = Conn::open(addr);
     c.send(b"GET /anything HTTP/1.1\r\nHost: uk.bookinfo.com\r\nCookie: user=dev-123\r\n\r\n");

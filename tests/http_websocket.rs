@@ -2,7 +2,7 @@
 //! client and server (tungstenite), closes passed on either way, raw bytes both ways after a
 //! non-WebSocket `101`, a declined upgrade, and a 502 for a `101` nobody asked for.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -60,7 +60,7 @@ fn gateway(driver: Driver, routes: &[(&str, SocketAddr)]) -> (Gateway, SocketAdd
         parts.push(virtual_service(&format!("vs{i}"), "gw", &[host], &http));
         parts.push(service_entry(&format!("svc{i}"), &svc, 80, &[addr.port()]));
     }
-    let gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).start();
+    let gw = gateway!(driver).file("gw.yaml", &docs(&parts)).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap())
 }
 

@@ -3,7 +3,7 @@
 //! after which every request the gateway accepted (the upstream saw it) is answered. And it
 //! refuses to start on a command line it would misread, or on a port another process serves.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use support::backend::Backend;
 use support::client::Conn;
 use support::config::{docs, http_gateway, service_entry, virtual_service};
-use support::{free_port, metric, Gateway};
+use support::{free_port, metric};
 
 /// Port `port` routed to `target` (`a.local` or `b.local`).
 fn config(port: u16, target: &str, a: &Backend, b: &Backend) -> String {
@@ -83,7 +83,7 @@ both_drivers! {
     fn a_hundred_reloads_under_load_lose_nothing(driver) {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let port = free_port();
-        let gw = Gateway::builder(driver).file("gw.yaml", &config(port, "a.local", &a, &b)).start();
+        let gw = gateway!(driver).file("gw.yaml", &config(port, "a.local", &a, &b)).start();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let (stop, seen) = (AtomicBool::new(false), Mutex::new(Seen::default()));
         let started = Instant::now();
@@ -114,7 +114,7 @@ both_drivers! {
     fn sigterm_under_load_answers_every_accepted_request(driver) {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let port = free_port();
-        let mut gw = Gateway::builder(driver).file("gw.yaml", &config(port, "a.local", &a, &b)).start();
+        let mut gw = gateway!(driver).file("gw.yaml", &config(port, "a.local", &a, &b)).start();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let (stop, seen) = (AtomicBool::new(false), Mutex::new(Seen::default()));
         std::thread::scope(|s| {
@@ -143,7 +143,7 @@ both_drivers! {
 
 both_drivers! {
     fn an_unknown_log_level_is_refused_with_the_levels(driver) {
-        let (status, stderr) = Gateway::builder(driver)
+        let (status, stderr) = gateway!(driver)
             .file("gw.yaml", &http_gateway("gw", free_port(), &["*"]))
             .arg("--log-level")
             .arg("infoo")
@@ -158,20 +158,20 @@ both_drivers! {
     fn a_port_another_gateway_serves_is_refused_unless_shared(driver) {
         let port = free_port();
         let config = http_gateway("gw", port, &["*"]);
-        let _first = Gateway::builder(driver).file("gw.yaml", &config).start();
-        let (status, stderr) = Gateway::builder(driver).file("gw.yaml", &config).start_refused();
+        let _first = gateway!(driver).file("gw.yaml", &config).start();
+        let (status, stderr) = gateway!(driver).file("gw.yaml", &config).start_refused();
         assert_eq!(status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(&format!("another process already listens on port {port}")), "{stderr}");
         assert!(stderr.contains("--share-ports"), "{stderr}");
         // A hand-over asks for it.
-        Gateway::builder(driver).file("gw.yaml", &config).arg("--share-ports").start();
+        gateway!(driver).file("gw.yaml", &config).arg("--share-ports").start();
     }
 
     fn a_port_any_other_listener_holds_is_refused(driver) {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let (status, stderr) =
-            Gateway::builder(driver).file("gw.yaml", &http_gateway("gw", port, &["*"])).start_refused();
+            gateway!(driver).file("gw.yaml", &http_gateway("gw", port, &["*"])).start_refused();
         assert_eq!(status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(&format!("another process already listens on port {port}")), "{stderr}");
     }

@@ -2,7 +2,7 @@
 //! traffic (parsed by a Prometheus text parser), and the access log's lines and response flags
 //! in both encodings.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -63,7 +63,7 @@ fn start(driver: Driver, app: &Backend, echo: &TcpBackend, args: &[&str]) -> (Ga
         ),
         tcp_service_entry("db", "db.local", 7000, &[echo.port()]),
     ]);
-    let gw = args.iter().fold(Gateway::builder(driver).file("gw.yaml", &yaml), |g, a| g.arg(a)).start();
+    let gw = args.iter().fold(gateway!(driver).file("gw.yaml", &yaml), |g, a| g.arg(a)).start();
     let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
     (gw, at(http), at(tcp))
 }
@@ -287,7 +287,7 @@ both_drivers! {
             tcp_service_entry("db", "db.local", 7000, &[echo.port()]),
             tcp_service_entry("dead", "dead.local", 7001, &[nobody]),
         ]);
-        let gw = Gateway::builder(driver).arg("--access-log").file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).arg("--access-log").file("gw.yaml", &yaml).start();
         echo_through(SocketAddr::from(([127, 0, 0, 1], db)), 10);
         let mut refused = TcpStream::connect(("127.0.0.1", dead)).unwrap();
         assert_eq!(support::read_to_close(&mut refused, Duration::from_secs(10)), b"", "closed at once");

@@ -5,7 +5,7 @@
 //! state on `/clusters` (in force by the time the failing head reaches the client), and a
 //! reload that keeps it.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -25,7 +25,7 @@ const NO_RETRY: &str = "  - retries:\n      attempts: 0\n    route:\n    - desti
 fn start(driver: Driver, ports: &[u16], outlier: &str) -> (Gateway, SocketAddr) {
     let port = free_port();
     let policy = format!("    loadBalancer:\n      simple: ROUND_ROBIN\n    outlierDetection:\n{outlier}");
-    let gw = Gateway::builder(driver).file("gw.yaml", &app_behind_rule(port, ports, NO_RETRY, &policy)).start();
+    let gw = gateway!(driver).file("gw.yaml", &app_behind_rule(port, ports, NO_RETRY, &policy)).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap())
 }
 

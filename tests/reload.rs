@@ -1,6 +1,6 @@
 //! SIGHUP hot swap and SIGTERM drain, end to end on both drivers.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use support::backend::Backend;
 use support::client::{self, Conn};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
-use support::{free_port, metric, wait_until, Gateway};
+use support::{free_port, metric, wait_until};
 
 fn route_to(host: &str) -> String {
     format!("  - route:\n    - destination:\n        host: {host}\n")
@@ -34,7 +34,7 @@ both_drivers! {
     fn reload_swaps_routes_without_touching_inflight(driver) {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let port = free_port();
-        let gw = Gateway::builder(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).start();
+        let gw = gateway!(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).start();
         gw.wait_generation(1);
         let mut slow = Conn::open(addr(port));
         slow.send(b"GET /delay/1500 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -50,7 +50,7 @@ both_drivers! {
     fn broken_reload_changes_nothing(driver) {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let port = free_port();
-        let gw = Gateway::builder(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).start();
+        let gw = gateway!(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).start();
         gw.wait_generation(1);
         gw.write_config("broken.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: oops\nspec:\n  hosts: [\"*\"]\n  gatways: [gw0]\n");
         gw.signal("HUP");
@@ -67,7 +67,7 @@ both_drivers! {
     fn a_failed_reload_stays_ready_and_names_its_error(driver) {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let port = free_port();
-        let gw = Gateway::builder(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).start();
+        let gw = gateway!(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).start();
         gw.wait_generation(1);
         let reloads = || -> serde_json::Value {
             let (status, body) = gw.admin_get("/server_info");
@@ -98,7 +98,7 @@ both_drivers! {
     fn reload_adds_and_removes_ports(driver) {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let (p1, p2) = (free_port(), free_port());
-        let gw = Gateway::builder(driver).file("gw.yaml", &config(&[p1], "a.local", &a, &b)).start();
+        let gw = gateway!(driver).file("gw.yaml", &config(&[p1], "a.local", &a, &b)).start();
         gw.wait_generation(1);
         let mut kept = Conn::open(addr(p1));
         assert_eq!(kept.get("/", "x").status, 200);
@@ -118,7 +118,7 @@ both_drivers! {
         let (a, b) = (Backend::start("a"), Backend::start("b"));
         let port = free_port();
         let mut gw =
-            Gateway::builder(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).arg("--access-log").start();
+            gateway!(driver).file("gw.yaml", &config(&[port], "a.local", &a, &b)).arg("--access-log").start();
         let mut slow = Conn::open(addr(port));
         slow.send(b"GET /delay/800 HTTP/1.1\r\nHost: x\r\n\r\n");
         wait_until(Duration::from_secs(5), || a.count() == 1).expect("slow request reached a");

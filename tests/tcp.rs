@@ -2,7 +2,7 @@
 //! match and split, timeouts and connection limits close what they must, reloads spare
 //! established connections, and the per-cluster and per-route counters add up.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -131,7 +131,7 @@ both_drivers! {
         let backend = TcpBackend::echo();
         let port = listen_port();
         let yaml = config(port, "TCP", &to("a.local"), &[("a.local", backend.port())], &[]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let mut client = connect(&gw, addr(port));
         let mut writer = client.try_clone().unwrap();
         let sender = std::thread::spawn(move || {
@@ -185,7 +185,7 @@ both_drivers! {
         });
         let port = listen_port();
         let yaml = config(port, "TCP", &to("a.local"), &[("a.local", backend.port())], &[]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let mut client = connect(&gw, addr(port));
         let (sent, crc) = payload(200_000);
         client.write_all(&sent).unwrap();
@@ -208,7 +208,7 @@ both_drivers! {
         });
         let port = listen_port();
         let yaml = config(port, "TCP", &to("a.local"), &[("a.local", backend.port())], &[]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let mut client = connect(&gw, addr(port));
         let mut greeting = Vec::new();
         client.read_to_end(&mut greeting).unwrap_or_else(|e| panic!("greeting then EOF: {e}; logs:\n{}", gw.logs()));
@@ -230,7 +230,7 @@ both_drivers! {
         let backend = TcpBackend::echo();
         let port = listen_port();
         let yaml = config(port, "TCP", &to("a.local"), &[("a.local", backend.port())], &[]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let mut conns: Vec<TcpStream> = (0..N).map(|_| connect(&gw, addr(port))).collect();
         for (i, c) in conns.iter_mut().enumerate() {
             c.write_all(format!("connection {i:04}\n").as_bytes()).unwrap();
@@ -254,7 +254,7 @@ both_drivers! {
         let port = listen_port();
         let tcp = tcp_route("", SVC, &[("a.local", 80), ("b.local", 20)]);
         let yaml = config(port, "TCP", &tcp, &[("a.local", a.port()), ("b.local", b.port())], &[]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let mut to_a = 0;
         for _ in 0..N {
             let mut c = connect(&gw, addr(port));
@@ -273,7 +273,7 @@ both_drivers! {
         let port = listen_port();
         let rule = tcp_destination_rule("a", "a.local", "idleTimeout: 1s");
         let yaml = config(port, "TCP", &to("a.local"), &[("a.local", backend.port())], &[rule]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let mut client = connect(&gw, addr(port));
         echo_once(&gw, &mut client, b"ping");
         let quiet = wait_closed(&gw, &mut client, Duration::from_secs(6));
@@ -291,7 +291,7 @@ both_drivers! {
             parts.extend(straight("hole", hole_port, hole.addr.port()));
             parts.push(tcp_destination_rule("hole", "hole.local", "connectTimeout: 500ms"));
         }
-        let gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).start();
+        let gw = gateway!(driver).file("gw.yaml", &docs(&parts)).start();
         // Refused: the client is closed as soon as the refusal comes back.
         let mut client = connect(&gw, addr(dead_port));
         let took = wait_closed(&gw, &mut client, Duration::from_secs(3));
@@ -311,7 +311,7 @@ both_drivers! {
         let (a, b) = (TcpBackend::named("a"), TcpBackend::named("b"));
         let port = listen_port();
         let yaml = |host: &str| config(port, "TCP", &to(host), &[("a.local", a.port()), ("b.local", b.port())], &[]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml("a.local")).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml("a.local")).start();
         gw.wait_generation(1);
         let mut old = connect(&gw, addr(port));
         assert_eq!(read_n(&gw, &mut old, 1), b"a");
@@ -355,7 +355,7 @@ both_drivers! {
             tcp_service_entry("a", "a.local", SVC, &[a.port()]),
             tcp_service_entry("b", "b.local", SVC, &[b.port()]),
         ];
-        let gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).start();
+        let gw = gateway!(driver).file("gw.yaml", &docs(&parts)).start();
         let greeting = |to: SocketAddr| {
             let mut c = connect(&gw, to);
             String::from_utf8(read_n(&gw, &mut c, 1)).unwrap()
@@ -375,7 +375,7 @@ both_drivers! {
         let port = listen_port();
         let rule = tcp_destination_rule("a", "a.local", "maxConnections: 1");
         let yaml = config(port, "TCP", &to("a.local"), &[("a.local", backend.port())], &[rule]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let mut first = connect(&gw, addr(port));
         echo_once(&gw, &mut first, b"first");
         let mut second = connect(&gw, addr(port));
@@ -401,7 +401,7 @@ both_drivers! {
         let (up, down) = (listen_port(), listen_port());
         let mut parts = straight("up", up, aborting.port());
         parts.extend(straight("down", down, greeting.port()));
-        let gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).start();
+        let gw = gateway!(driver).file("gw.yaml", &docs(&parts)).start();
         // The backend resets: the client's read fails with ECONNRESET.
         let mut client = connect(&gw, addr(up));
         client.write_all(b"never read").unwrap();
@@ -424,7 +424,7 @@ both_drivers! {
         let backend = TcpBackend::echo();
         let port = listen_port();
         let yaml = config(port, "MONGO", &to("a.local"), &[("a.local", backend.port())], &[]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &yaml).start();
+        let gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let mut client = connect(&gw, addr(port));
         echo_once(&gw, &mut client, b"{\"ping\": 1}");
     }

@@ -6,7 +6,7 @@
 //! certificate files replaced on disk while serving; TLS origination to upstreams (SIMPLE and
 //! MUTUAL); openssl and curl as clients; the handshake timeout; and the handshake counters.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{self, ErrorKind, Read, Write};
 
@@ -14,8 +14,10 @@ use base64::Engine as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use strait::snapshot::AnyOfNames;
 use support::backend::Backend;
 use support::client::{self, Conn, Response};
 use support::config::{docs, http_gateway};
@@ -157,7 +159,7 @@ both_drivers! {
             plain_service("b", "b.local", &b),
             plain_service("c", "c.local", &c),
         ]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let gw = gateway!(driver).file("gw.yaml", &config).start();
         let client = TlsClient::new(&pki.ca);
 
         assert_served(&gw, client.served(addr(port), "a.example.com"), &a_leaf, "SNI a");
@@ -199,7 +201,7 @@ both_drivers! {
             route_all("app", &["gw"], &["*"], "app.local"),
             plain_service("app", "app.local", &app),
         ]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let gw = gateway!(driver).file("gw.yaml", &config).start();
         let sni = "mtls.example.com";
         let identity = pki.client();
         let with_cert = TlsClient::builder(&pki.ca).identity(&identity).build();
@@ -243,7 +245,7 @@ both_drivers! {
             tls_route("pt", "gw", &["pt.example.com"], &["pt.example.com"], port, "pt-backend.example.com", 8443),
             service_entry("pt-backend", "pt-backend.example.com", 8443, "TLS", backend.port(), None),
         ]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let gw = gateway!(driver).file("gw.yaml", &config).start();
         let client = TlsClient::new(&pki.ca);
 
         // The backend's certificate, not one of the gateway's (it has none).
@@ -280,7 +282,7 @@ both_drivers! {
             service_entry("pt-backend", "pt-backend.example.com", 8443, "TLS", backend.port(), None),
             tcp_service_entry("echo", "echo.example.com", 7000, &[echo.port()]),
         ]);
-        let gw = Gateway::builder(driver)
+        let gw = gateway!(driver)
             .arg("--access-log")
             .arg("--access-log-encoding")
             .arg("json")
@@ -325,7 +327,7 @@ both_drivers! {
         let (_, crt, key) = pki.server("srv", &["big.example.com"]);
         let app = Backend::start("app");
         let port = listen_port();
-        let gw = Gateway::builder(driver).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
+        let gw = gateway!(driver).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
         let mut c = TlsClient::new(&pki.ca).open(addr(port), "big.example.com").expect("handshake");
 
         // An upload of many TLS records, checked by the backend's length and checksum.
@@ -376,7 +378,7 @@ fn credential_name_from_a_secret_or_the_secrets_dir() {
             plain_service("app", "app.local", &app),
         ])
     };
-    let gw = Gateway::builder(Driver::Uring)
+    let gw = gateway!(Driver::Uring)
         .file("gw.yaml", &config(&from_secret))
         .arg("--secrets-dir")
         .arg(secrets_dir.path().to_str().unwrap())
@@ -421,7 +423,7 @@ both_drivers! {
             route_all("app", &["gw"], &["httpbin.example.com"], "app.local"),
             plain_service("app", "app.local", &app),
         ]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &config).arg("--namespace").arg("istio-system").start();
+        let gw = gateway!(driver).file("gw.yaml", &config).arg("--namespace").arg("istio-system").start();
         let (client, sni) = (TlsClient::new(&pki.ca), "httpbin.example.com");
         assert_served(&gw, client.served(addr(port), sni), &leaf, "the Secret in istio-system");
         let r = ok(&gw, client.get(addr(port), sni, sni, "/"), sni);
@@ -469,7 +471,7 @@ fn optional_mutual_and_plain_http_sanitize_xfcc() {
         route_all("app", &["gw"], &["*"], "app.local"),
         plain_service("app", "app.local", &app),
     ]);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).start();
     let sni = "opt.example.com";
     let forged = "GET / HTTP/1.1\r\nHost: opt.example.com\r\nx-forwarded-client-cert: Hash=deadbeef\r\n\
                   Connection: close\r\n\r\n";
@@ -520,7 +522,7 @@ fn protocol_version_bounds() {
         route_all("app", &["gw"], &["*"], "app.local"),
         plain_service("app", "app.local", &app),
     ]);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).start();
     let sni = "v.example.com";
     let v12 = TlsClient::builder(&pki.ca).versions(Versions::Only12).build();
     let v13 = TlsClient::builder(&pki.ca).versions(Versions::Only13).build();
@@ -579,8 +581,12 @@ fn auto_passthrough_routes_by_the_sni_of_a_mesh_service() {
         gateway("gw", &[server(port, "tls-auto", "TLS", &["*"], "{mode: AUTO_PASSTHROUGH}")]),
         service_entry("svc", "svc.example.com", 9443, "TLS", backend.port(), Some("MESH_INTERNAL")),
     ]);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
-    let client = TlsClient::builder(&pki.ca).verify_as("svc.example.com").build();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).start();
+    // Checked as if the client had asked for the service's name: AUTO_PASSTHROUGH's SNI is not
+    // the certificate's name.
+    let client = TlsClient::builder(&pki.ca)
+        .verify_with(|webpki| Arc::new(AnyOfNames::new(webpki, &[Arc::from("svc.example.com")]).unwrap()))
+        .build();
     let sni = "outbound_.9443_._.svc.example.com";
 
     assert_served(&gw, client.served(addr(port), sni), &backend_leaf, "AUTO_PASSTHROUGH to svc.example.com:9443");
@@ -600,7 +606,7 @@ fn certificate_files_replaced_on_disk_are_picked_up_live() {
     let app = Backend::start("app");
     let port = listen_port();
     let config = https_app(port, &crt, &key, &app);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).start();
     let client = TlsClient::new(&pki.ca);
     let sni = "live.example.com";
     assert_served(&gw, client.served(addr(port), sni), &first, "the first certificate");
@@ -668,7 +674,7 @@ fn upstream_tls_origination_simple_and_mutual() {
             &format!("{{mode: SIMPLE, caCertificates: {}, sni: upm.example.com}}", quoted(&ca)),
         ),
     ]);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).start();
 
     // SIMPLE: several requests on one client connection (one worker) share an upstream connection.
     let mut conn = Conn::open(addr(port));
@@ -713,7 +719,7 @@ fn pooled_upstream_tls_connections_stay_with_the_name_they_were_verified_for() {
         tls_destination_rule("a", "a.example.com", &tls),
         tls_destination_rule("b", "b.example.com", &tls),
     ]);
-    let gw = Gateway::builder(Driver::Uring).workers(1).file("gw.yaml", &config).start();
+    let gw = gateway!(Driver::Uring).workers(1).file("gw.yaml", &config).start();
     let mut conn = Conn::open(addr(port));
     for host in ["a.test", "b.test", "a.test", "b.test"] {
         let r = conn.get("/", host);
@@ -780,7 +786,7 @@ fn ca_crl_refuses_revoked_clients_and_upstreams_and_a_new_list_applies_live() {
         ),
     ]);
     // One worker: once it refuses bob, it serves the whole new snapshot.
-    let gw = Gateway::builder(Driver::Uring)
+    let gw = gateway!(Driver::Uring)
         .file("gw.yaml", &config)
         .workers(1)
         .arg("--secrets-dir")
@@ -844,7 +850,7 @@ fn openssl_and_curl_agree() {
         route_all("app", &["gw"], &["*"], "app.local"),
         plain_service("app", "app.local", &app),
     ]);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).start();
     let ca_path = ca.as_path();
     let ca = ca.to_str().unwrap();
     let curl = |host: &str, port: u16, extra: &[&str]| {
@@ -892,7 +898,7 @@ fn a_closing_https_connection_sends_close_notify() {
     let (_, crt, key) = pki.server("srv", &["close.example.com"]);
     let app = Backend::start("app");
     let port = listen_port();
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
     let sni = "close.example.com";
     let mut conn = TlsClient::new(&pki.ca).open(addr(port), sni).unwrap();
     conn.send(b"GET / HTTP/1.1\r\nHost: close.example.com\r\nConnection: close\r\n\r\n").unwrap();
@@ -910,7 +916,7 @@ fn a_silent_client_is_closed_after_the_handshake_timeout() {
     let app = Backend::start("app");
     let port = listen_port();
     let config = https_app(port, &crt, &key, &app);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).arg("--tls-handshake-timeout").arg("1s").start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).arg("--tls-handshake-timeout").arg("1s").start();
     let client = TlsClient::new(&pki.ca);
     assert_served(&gw, client.served(addr(port), "slow.example.com"), &leaf, "a prompt client");
 
@@ -960,7 +966,7 @@ fn sessions_resume_across_connections_and_workers() {
     let (_, crt, key) = pki.server("srv", &["resume.example.com"]);
     let app = Backend::start("app");
     let port = listen_port();
-    let gw = Gateway::builder(Driver::Uring).workers(2).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
+    let gw = gateway!(Driver::Uring).workers(2).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
     let sni = "resume.example.com";
     for versions in [Versions::Only13, Versions::Only12] {
         let client = TlsClient::builder(&pki.ca).versions(versions).resume().build();
@@ -1014,7 +1020,7 @@ both_drivers! {
             route_all("app", &["gw"], &["*"], "app.local"),
             plain_service("app", "app.local", &app),
         ]);
-        let gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+        let gw = gateway!(driver).file("gw.yaml", &config).start();
         let connect = |port: u16, sni: &str, args: &[&str]| SClient::run(port, sni, &ca, args, Some(&close_request(sni)));
         let session = |name: &str| pki.path(name).to_str().unwrap().to_string();
 
@@ -1081,7 +1087,7 @@ both_drivers! {
                 plain_service("app", "app.local", &app),
             ])
         };
-        let gw = Gateway::builder(driver).file("gw.yaml", &config("MUTUAL", &ca, &["*"])).start();
+        let gw = gateway!(driver).file("gw.yaml", &config("MUTUAL", &ca, &["*"])).start();
         let reload = |yaml: String, generation: u64| {
             gw.write_config("gw.yaml", &yaml);
             gw.signal("HUP");
@@ -1142,7 +1148,7 @@ both_drivers! {
         let (_, crt, key) = pki.server("srv", &[sni]);
         let app = Backend::start("app");
         let port = listen_port();
-        let gw = Gateway::builder(driver).workers(2).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
+        let gw = gateway!(driver).workers(2).file("gw.yaml", &https_app(port, &crt, &key, &app)).start();
         let request = close_request(sni);
         let file = pki.path("ids.pem");
         let file = file.to_str().unwrap();
@@ -1172,7 +1178,7 @@ fn handshakes_and_handshake_errors_are_counted() {
         route_all("app", &["gw"], &["*"], "app.local"),
         plain_service("app", "app.local", &app),
     ]);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).start();
     let sni = "count.example.com";
     let good = TlsClient::new(&pki.ca);
     for _ in 0..3 {
@@ -1220,7 +1226,7 @@ fn tls_terminated_and_originated_on_tcp_routes() {
             &format!("{{mode: SIMPLE, caCertificates: {}}}", quoted(&pki.ca_file())),
         ),
     ]);
-    let gw = Gateway::builder(Driver::Uring).file("gw.yaml", &config).start();
+    let gw = gateway!(Driver::Uring).file("gw.yaml", &config).start();
 
     // Terminated: the echo backend sees plaintext and answers through the gateway's TLS.
     let client = TlsClient::new(&pki.ca);

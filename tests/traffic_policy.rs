@@ -3,7 +3,7 @@
 //! consistent hashing (ring hash and Maglev), round robin and least request, the connection
 //! pool's settings, and port-level and subset overrides.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ fn start(driver: Driver, policy: &str) -> (Gateway, SocketAddr, [Backend; 3]) {
     let port = free_port();
     let ports: Vec<u16> = backends.iter().map(Backend::port).collect();
     let config = app_behind_rule(port, &ports, ROUTE, policy);
-    let gw = Gateway::builder(driver).file("gw.yaml", &config).workers(4).start();
+    let gw = gateway!(driver).file("gw.yaml", &config).workers(4).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap(), backends)
 }
 
@@ -32,7 +32,7 @@ fn start_single(driver: Driver, policy: &str) -> (Gateway, SocketAddr, Backend) 
     let backend = Backend::start("only");
     let port = free_port();
     let config = app_behind_rule(port, &[backend.port()], ROUTE, policy);
-    let gw = Gateway::builder(driver).file("gw.yaml", &config).workers(1).start();
+    let gw = gateway!(driver).file("gw.yaml", &config).workers(1).start();
     (gw, format!("127.0.0.1:{port}").parse().unwrap(), backend)
 }
 
@@ -185,7 +185,7 @@ both_drivers! {
             service_entry("stall", "stall.local", 80, &[stall.port()]),
             rule,
         ];
-        let _gw = Gateway::builder(driver).file("gw.yaml", &docs(&parts)).start();
+        let _gw = gateway!(driver).file("gw.yaml", &docs(&parts)).start();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let request = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n";
         let (mut first, mut second) = (Conn::open(addr), Conn::open(addr));
@@ -218,7 +218,7 @@ both_drivers! {
             let port = free_port();
             let policy = format!("    loadBalancer:\n      simple: {simple}\n");
             let config = app_behind_rule(port, &[fast[0].port(), fast[1].port(), slow.port()], ROUTE, &policy);
-            let _gw = Gateway::builder(driver).file("gw.yaml", &config).start();
+            let _gw = gateway!(driver).file("gw.yaml", &config).start();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             let total = || fast.iter().chain([&slow]).map(Backend::count).sum::<usize>();
             let before = (total(), slow.count());
@@ -257,7 +257,7 @@ both_drivers! {
         let http = "  - match:\n    - headers:\n        x-subset:\n          exact: v1\n    route:\n    - destination:\n        host: app.local\n        subset: v1\n  - route:\n    - destination:\n        host: app.local\n        subset: v2\n";
         // The `subsets:` list follows the cluster's policy in the same rule.
         let policy = "    connectionPool:\n      http:\n        maxRequestsPerConnection: 1\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n    trafficPolicy:\n      connectionPool:\n        http:\n          maxRequestsPerConnection: 3\n  - name: v2\n    labels:\n      version: v2\n";
-        let _gw = Gateway::builder(driver).file("gw.yaml", &app_behind_rule(port, &ports, http, policy)).start();
+        let _gw = gateway!(driver).file("gw.yaml", &app_behind_rule(port, &ports, http, policy)).start();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut c = Conn::open(addr);
         for _ in 0..6 {

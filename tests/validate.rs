@@ -1,13 +1,13 @@
 //! `strait validate` and `strait run` judging configs, through the real binary: exit codes and
 //! what a user reads on stderr.
 
-mod support;
+use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use support::config::{docs, http_gateway};
-use support::{free_port, Gateway};
+use support::free_port;
 
 fn strait(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strait")).args(args).output().expect("strait runs")
@@ -98,7 +98,7 @@ both_drivers! {
         let config = std::fs::read_to_string(OTHER_WORKLOAD).unwrap();
         let port = free_port();
         let conflict = docs(&[http_gateway("bookinfo", port, &["*"]), http_gateway("httpbin", port, &["*"])]);
-        let gw = Gateway::builder(driver)
+        let gw = gateway!(driver)
             .file("gw.yaml", &config)
             .file("policy.yaml", POLICY)
             .file("conflict.yaml", &conflict)

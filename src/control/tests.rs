@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use strait_test_support::free_port;
+
 use super::ports::Ports;
 use super::*;
 use crate::publish::{Published, Readiness, Shared};
@@ -16,10 +18,6 @@ use crate::upstream::{Generation, LiveRegistry};
 use crate::worker::DriverChoice;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn free_port() -> u16 {
-    TcpListener::bind((LOCAL, 0)).unwrap().local_addr().unwrap().port()
-}
 
 fn snapshot(generation: u64, ports: &[u16]) -> Snapshot {
     snapshot_at(generation, LOCAL, ports)

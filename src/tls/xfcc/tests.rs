@@ -1,24 +1,26 @@
 //! XFCC tests on rcgen-made certificates; the expected subjects are what
 //! `openssl x509 -noout -subject -nameopt RFC2253` prints for the same certificates.
 
-use rcgen::{BmpString, CertificateParams, DnType, DnValue, KeyPair, PrintableString, SanType};
+use rcgen::{BmpString, DistinguishedName, DnType, DnValue, PrintableString};
 use ring::digest::{digest, SHA256};
+use strait_test_support::tls::{hex, Ca};
 
 use super::value;
 
-/// A self-signed certificate's DER with `subject` (in certificate order) and SANs.
+/// A certificate's DER with `subject` (in certificate order) and SANs.
 fn cert(subject: Vec<(DnType, DnValue)>, dns: &[&str], uris: &[&str]) -> Vec<u8> {
-    let mut params = CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
-    params.subject_alt_names.extend(uris.iter().map(|u| SanType::URI((*u).try_into().unwrap())));
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    for (ty, v) in subject {
-        params.distinguished_name.push(ty, v);
-    }
-    params.self_signed(&KeyPair::generate().unwrap()).unwrap().der().to_vec()
+    Ca::new("ca")
+        .leaf(dns, uris, |params| {
+            params.distinguished_name = DistinguishedName::new();
+            for (ty, v) in subject {
+                params.distinguished_name.push(ty, v);
+            }
+        })
+        .der
 }
 
 fn hash(der: &[u8]) -> String {
-    digest(&SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(digest(&SHA256, der).as_ref())
 }
 
 fn utf8(ty: DnType, v: &str) -> (DnType, DnValue) {

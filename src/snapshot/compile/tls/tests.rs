@@ -4,18 +4,15 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, IsCa, KeyIdMethod,
-    KeyPair, RevokedCertParams, SanType, SerialNumber,
-};
 use ring::digest::{digest, SHA256};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::ring::default_provider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::{
     CertificateError, CipherSuite, ClientConfig, ClientConnection, Error, RootCertStore, ServerConfig, ServerConnection,
 };
+use strait_test_support::tls::{Ca, Leaf};
 
 use super::build::{client_config, client_verifier, server_config, uri_san};
 use super::verify::{AnyOfNames, SkipVerify};
@@ -24,43 +21,15 @@ use crate::config::credentials::Material;
 use crate::config::gateway::TlsProtocol;
 use crate::snapshot::{ServerTls, ServerTlsMode, TlsVersion, UpstreamTlsMode};
 
-struct Pair {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Pair {
-    fn der(&self) -> CertificateDer<'static> {
-        self.cert.der().clone()
-    }
-}
-
-fn ca(name: &str) -> Pair {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    Pair { cert: params.self_signed(&key).unwrap(), key }
-}
-
-/// A leaf for `dns` and `uris`, signed by `ca`; `edit` adjusts the rest.
-fn leaf(ca: &Pair, dns: &[&str], uris: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Pair {
-    let mut params = CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
-    params.subject_alt_names.extend(uris.iter().map(|u| SanType::URI((*u).try_into().unwrap())));
-    edit(&mut params);
-    let key = KeyPair::generate().unwrap();
-    Pair { cert: params.signed_by(&key, &ca.cert, &ca.key).unwrap(), key }
-}
-
 fn pem(text: String) -> Option<Arc<[u8]>> {
     Some(text.into_bytes().into())
 }
 
-fn server(pair: &Pair) -> ServerTls {
+fn server(leaf: &Leaf) -> ServerTls {
     ServerTls {
         mode: ServerTlsMode::Simple,
-        cert_chain: pem(pair.cert.pem()),
-        private_key: pem(pair.key.serialize_pem()),
+        cert_chain: pem(leaf.cert_pem.clone()),
+        private_key: pem(leaf.key_pem.clone()),
         ca_certificates: None,
         ca_crl: None,
         source_files: Vec::new(),
@@ -75,8 +44,8 @@ fn server(pair: &Pair) -> ServerTls {
     }
 }
 
-fn mutual(pair: &Pair, ca: &Pair) -> ServerTls {
-    ServerTls { mode: ServerTlsMode::Mutual, ca_certificates: pem(ca.cert.pem()), ..server(pair) }
+fn mutual(leaf: &Leaf, ca: &Ca) -> ServerTls {
+    ServerTls { mode: ServerTlsMode::Mutual, ca_certificates: pem(ca.pem()), ..server(leaf) }
 }
 
 fn strings(v: &[&str]) -> Vec<Arc<str>> {
@@ -93,13 +62,13 @@ fn now() -> UnixTime {
 
 #[test]
 fn expired_or_future_certificate_names_server_certificate() {
-    let ca = ca("ca");
-    let expired = leaf(&ca, &["a.example"], &[], |p| p.not_after = rcgen::date_time_ymd(2020, 1, 2));
+    let ca = Ca::new("ca");
+    let expired = ca.leaf(&["a.example"], &[], |p| p.not_after = rcgen::date_time_ymd(2020, 1, 2));
     let (field, message) = build_err(&server(&expired));
     assert_eq!(field, "serverCertificate");
     assert!(message.contains("expired") && message.contains("2020"), "{message}");
 
-    let future = leaf(&ca, &["a.example"], &[], |p| p.not_before = rcgen::date_time_ymd(2999, 1, 1));
+    let future = ca.leaf(&["a.example"], &[], |p| p.not_before = rcgen::date_time_ymd(2999, 1, 1));
     let (field, message) = build_err(&server(&future));
     assert_eq!(field, "serverCertificate");
     assert!(message.contains("not valid before") && message.contains("2999"), "{message}");
@@ -107,9 +76,9 @@ fn expired_or_future_certificate_names_server_certificate() {
 
 #[test]
 fn key_of_another_certificate_names_private_key() {
-    let ca = ca("ca");
-    let (a, b) = (leaf(&ca, &["a.example"], &[], |_| {}), leaf(&ca, &["b.example"], &[], |_| {}));
-    let tls = ServerTls { private_key: pem(b.key.serialize_pem()), ..server(&a) };
+    let ca = Ca::new("ca");
+    let (a, b) = (ca.leaf(&["a.example"], &[], |_| {}), ca.leaf(&["b.example"], &[], |_| {}));
+    let tls = ServerTls { private_key: pem(b.key_pem.clone()), ..server(&a) };
     let (field, message) = build_err(&tls);
     assert_eq!(field, "privateKey");
     assert!(message.contains("does not match the certificate in serverCertificate"), "{message}");
@@ -117,8 +86,8 @@ fn key_of_another_certificate_names_private_key() {
 
 #[test]
 fn garbage_pem_names_its_field() {
-    let ca = ca("ca");
-    let a = leaf(&ca, &["a.example"], &[], |_| {});
+    let ca = Ca::new("ca");
+    let a = ca.leaf(&["a.example"], &[], |_| {});
     let tls = ServerTls { cert_chain: pem("garbage".into()), ..server(&a) };
     assert_eq!(build_err(&tls).0, "serverCertificate");
     let tls = ServerTls { private_key: pem("garbage".into()), ..server(&a) };
@@ -134,7 +103,7 @@ fn versions_below_1_2_and_inverted_ranges_are_refused() {
     }
     assert_eq!(version(Some(TlsProtocol::TlsAuto), "minProtocolVersion").unwrap(), None);
 
-    let a = leaf(&ca("ca"), &["a.example"], &[], |_| {});
+    let a = Ca::new("ca").leaf(&["a.example"], &[], |_| {});
     let tls = ServerTls {
         min_protocol_version: Some(TlsVersion::V1_3),
         max_protocol_version: Some(TlsVersion::V1_2),
@@ -147,7 +116,7 @@ fn versions_below_1_2_and_inverted_ranges_are_refused() {
 
 #[test]
 fn unsupported_cipher_suite_names_its_index() {
-    let a = leaf(&ca("ca"), &["a.example"], &[], |_| {});
+    let a = Ca::new("ca").leaf(&["a.example"], &[], |_| {});
     let tls = ServerTls { cipher_suites: strings(&["ECDHE-RSA-AES128-GCM-SHA256", "AES128-SHA"]), ..server(&a) };
     let (field, message) = build_err(&tls);
     assert_eq!(field, "cipherSuites[1]");
@@ -156,7 +125,7 @@ fn unsupported_cipher_suite_names_its_index() {
 
 #[test]
 fn cipher_suites_restrict_tls12_only() {
-    let a = leaf(&ca("ca"), &["a.example"], &[], |_| {});
+    let a = Ca::new("ca").leaf(&["a.example"], &[], |_| {});
     let names =
         ["ecdhe-ecdsa-aes256-gcm-sha384", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"];
     let tls = ServerTls { cipher_suites: strings(&names), ..server(&a) };
@@ -184,7 +153,7 @@ fn cipher_suites_restrict_tls12_only() {
 /// a ticket of one server does not open another, however alike their settings.
 #[test]
 fn alpn_and_session_keys_of_its_own_for_every_config() {
-    let a = leaf(&ca("ca"), &["a.example"], &[], |_| {});
+    let a = Ca::new("ca").leaf(&["a.example"], &[], |_| {});
     let https = server_config(&server(&a), true).unwrap();
     let tls = server_config(&server(&a), false).unwrap();
     assert_eq!(https.alpn_protocols, [b"http/1.1".to_vec()]);
@@ -203,20 +172,20 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// `verify_client_cert` of the verifier built for `tls`, on `client`.
-fn verify_client(tls: &ServerTls, client: &Pair) -> Result<(), Error> {
+fn verify_client(tls: &ServerTls, client: &Leaf) -> Result<(), Error> {
     let verifier = client_verifier(tls, Arc::new(default_provider())).unwrap();
-    verifier.verify_client_cert(&client.der(), &[], now()).map(drop)
+    verifier.verify_client_cert(&client.chain()[0], &[], now()).map(drop)
 }
 
 #[test]
 fn client_verifier_checks_chain_san_hash_and_spki() {
-    let ca = ca("ca");
-    let server_pair = leaf(&ca, &["gw.example"], &[], |_| {});
-    let client = leaf(&ca, &["client.example"], &["spiffe://td/ns/a/sa/b"], |_| {});
+    let ca = Ca::new("ca");
+    let server_pair = ca.leaf(&["gw.example"], &[], |_| {});
+    let client = ca.leaf(&["client.example"], &["spiffe://td/ns/a/sa/b"], |_| {});
     let base = mutual(&server_pair, &ca);
     assert!(verify_client(&base, &client).is_ok());
 
-    let stranger = leaf(&self::ca("other ca"), &["client.example"], &[], |_| {});
+    let stranger = Ca::new("other ca").leaf(&["client.example"], &[], |_| {});
     assert!(matches!(verify_client(&base, &stranger), Err(Error::InvalidCertificate(CertificateError::UnknownIssuer))));
 
     for sans in [&["client.example"][..], &["nope", "spiffe://td/ns/a/sa/b"]] {
@@ -226,8 +195,8 @@ fn client_verifier_checks_chain_san_hash_and_spki() {
     let tls = ServerTls { subject_alt_names: strings(&["client.example.org"]), ..mutual(&server_pair, &ca) };
     assert_eq!(verify_client(&tls, &client), Err(Error::InvalidCertificate(CertificateError::NotValidForName)));
 
-    let hash: Vec<String> = sha256(client.cert.der()).iter().map(|b| format!("{b:02X}")).collect();
-    let spki = base64::engine::general_purpose::STANDARD.encode(sha256(&client.key.public_key_der()));
+    let hash: Vec<String> = sha256(&client.der).iter().map(|b| format!("{b:02X}")).collect();
+    let spki = base64::engine::general_purpose::STANDARD.encode(sha256(client.spki_der()));
     let wrong_hash = "00".repeat(32);
     let wrong_spki = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
     for (hashes, spkis, ok) in [
@@ -252,39 +221,18 @@ fn client_verifier_checks_chain_san_hash_and_spki() {
     }
 }
 
-/// A leaf with serial number `serial`, for CRLs to name.
-fn numbered(ca: &Pair, dns: &str, serial: u64) -> Pair {
-    leaf(ca, &[dns], &[], |p| p.serial_number = Some(SerialNumber::from(serial)))
-}
-
-/// A CRL of `ca` revoking `serials`, current until `next_year`.
-fn crl(ca: &Pair, serials: &[u64], next_year: i32) -> Option<Arc<[u8]>> {
-    let params = CertificateRevocationListParams {
-        this_update: date_time_ymd(2020, 1, 1),
-        next_update: date_time_ymd(next_year, 1, 1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: serials
-            .iter()
-            .map(|&n| RevokedCertParams {
-                serial_number: SerialNumber::from(n),
-                revocation_time: date_time_ymd(2020, 1, 1),
-                reason_code: None,
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    pem(params.signed_by(&ca.cert, &ca.key).unwrap().pem().unwrap())
+/// A CRL of `ca` revoking `leaves`, current until `next_year`.
+fn crl(ca: &Ca, leaves: &[&Leaf], next_year: i32) -> Option<Arc<[u8]>> {
+    pem(ca.crl_until(leaves, next_year))
 }
 
 #[test]
 fn ca_crl_revokes_client_certificates_and_must_be_current_and_cover_the_chain() {
-    let ca = ca("ca");
-    let server_pair = leaf(&ca, &["gw.example"], &[], |_| {});
-    let (revoked, good) = (numbered(&ca, "revoked.example", 7), numbered(&ca, "good.example", 8));
+    let ca = Ca::new("ca");
+    let server_pair = ca.leaf(&["gw.example"], &[], |_| {});
+    let (revoked, good) = (ca.leaf(&["revoked.example"], &[], |_| {}), ca.leaf(&["good.example"], &[], |_| {}));
     let with = |crl| ServerTls { ca_crl: crl, ..mutual(&server_pair, &ca) };
-    let current = with(crl(&ca, &[7], 2100));
+    let current = with(crl(&ca, &[&revoked], 2100));
     assert_eq!(verify_client(&current, &revoked), Err(Error::InvalidCertificate(CertificateError::Revoked)));
     assert!(verify_client(&current, &good).is_ok());
     // Past its nextUpdate, a list vouches for no one (OpenSSL's "CRL has expired").
@@ -294,17 +242,17 @@ fn ca_crl_revokes_client_certificates_and_must_be_current_and_cover_the_chain() 
         "{stale:?}"
     );
     // A list of another CA only: the client's issuer has none, so its status is unknown.
-    let unknown = verify_client(&with(crl(&self::ca("other"), &[], 2100)), &good);
+    let unknown = verify_client(&with(crl(&Ca::new("other"), &[], 2100)), &good);
     assert_eq!(unknown, Err(Error::InvalidCertificate(CertificateError::UnknownRevocationStatus)));
 }
 
 #[test]
 fn ca_crl_revokes_upstream_certificates_and_bad_lists_name_the_field() {
-    let ca = ca("ca");
-    let (revoked, good) = (numbered(&ca, "revoked.example", 7), numbered(&ca, "good.example", 8));
-    let upstream = Material { crl: crl(&ca, &[7], 2100), ..material(None, None, Some(&ca)) };
+    let ca = Ca::new("ca");
+    let (revoked, good) = (ca.leaf(&["revoked.example"], &[], |_| {}), ca.leaf(&["good.example"], &[], |_| {}));
+    let upstream = Material { crl: crl(&ca, &[&revoked], 2100), ..material(None, None, Some(&ca)) };
     let client = client_config(UpstreamTlsMode::Simple, &upstream, &[], false).unwrap();
-    let served = |pair: &Pair| ServerTls { mode: ServerTlsMode::Simple, ..server(pair) };
+    let served = |leaf: &Leaf| ServerTls { mode: ServerTlsMode::Simple, ..server(leaf) };
     let refused = handshake(server_config(&served(&revoked), false).unwrap(), client.clone(), "revoked.example");
     assert!(refused.is_err(), "a revoked upstream was accepted");
     assert!(handshake(server_config(&served(&good), false).unwrap(), client, "good.example").is_ok());
@@ -313,14 +261,14 @@ fn ca_crl_revokes_upstream_certificates_and_bad_lists_name_the_field() {
     let (field, _) = client_config(UpstreamTlsMode::Simple, &Material { crl: garbage.clone(), ..upstream }, &[], false)
         .expect_err("a CRL that does not parse");
     assert_eq!(field, "caCrl");
-    let server_pair = leaf(&ca, &["gw.example"], &[], |_| {});
+    let server_pair = ca.leaf(&["gw.example"], &[], |_| {});
     assert_eq!(build_err(&ServerTls { ca_crl: garbage, ..mutual(&server_pair, &ca) }).0, "caCrl");
 }
 
 #[test]
 fn malformed_pins_and_modes() {
-    let ca = ca("ca");
-    let server_pair = leaf(&ca, &["gw.example"], &[], |_| {});
+    let ca = Ca::new("ca");
+    let server_pair = ca.leaf(&["gw.example"], &[], |_| {});
     for hash in ["abc".to_string(), "+f".repeat(32)] {
         let tls = ServerTls { verify_certificate_hash: strings(&[&hash]), ..mutual(&server_pair, &ca) };
         assert_eq!(build_err(&tls).0, "verifyCertificateHash[0]", "{hash}");
@@ -335,7 +283,7 @@ fn malformed_pins_and_modes() {
     assert!(!client_verifier(&optional, provider).unwrap().client_auth_mandatory());
 }
 
-fn webpki_server(ca: &Pair) -> Arc<WebPkiServerVerifier> {
+fn webpki_server(ca: &Ca) -> Arc<WebPkiServerVerifier> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.der()).unwrap();
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(default_provider())).build().unwrap()
@@ -347,11 +295,11 @@ fn name(n: &str) -> ServerName<'static> {
 
 #[test]
 fn san_list_replaces_the_sni_check() {
-    let ca = ca("ca");
-    let upstream = leaf(&ca, &["api.internal"], &[], |_| {});
+    let ca = Ca::new("ca");
+    let upstream = ca.leaf(&["api.internal"], &[], |_| {});
     let verify = |sans: &[&str]| {
         let verifier = AnyOfNames::new(webpki_server(&ca), &strings(sans)).unwrap();
-        verifier.verify_server_cert(&upstream.der(), &[], &name("sni.example"), &[], now()).map(drop)
+        verifier.verify_server_cert(&upstream.chain()[0], &[], &name("sni.example"), &[], now()).map(drop)
     };
     assert!(verify(&["other.example", "api.internal"]).is_ok());
     assert!(matches!(
@@ -359,9 +307,9 @@ fn san_list_replaces_the_sni_check() {
         Err(Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }))
     ));
 
-    let stranger = leaf(&self::ca("other ca"), &["api.internal"], &[], |_| {});
+    let stranger = Ca::new("other ca").leaf(&["api.internal"], &[], |_| {});
     let verifier = AnyOfNames::new(webpki_server(&ca), &strings(&["api.internal"])).unwrap();
-    assert!(verifier.verify_server_cert(&stranger.der(), &[], &name("api.internal"), &[], now()).is_err());
+    assert!(verifier.verify_server_cert(&stranger.chain()[0], &[], &name("api.internal"), &[], now()).is_err());
 
     let (field, _) = AnyOfNames::new(webpki_server(&ca), &strings(&["a.example", "spiffe://td/x"])).unwrap_err();
     assert_eq!(field, "subjectAltNames[1]");
@@ -369,16 +317,16 @@ fn san_list_replaces_the_sni_check() {
 
 #[test]
 fn skip_verify_accepts_any_certificate() {
-    let stranger = leaf(&ca("whoever"), &["x.example"], &[], |_| {});
+    let stranger = Ca::new("whoever").leaf(&["x.example"], &[], |_| {});
     let verifier = SkipVerify(Arc::new(default_provider()));
-    assert!(verifier.verify_server_cert(&stranger.der(), &[], &name("y.example"), &[], now()).is_ok());
+    assert!(verifier.verify_server_cert(&stranger.chain()[0], &[], &name("y.example"), &[], now()).is_ok());
 }
 
-fn material(cert: Option<&Pair>, key: Option<&Pair>, ca: Option<&Pair>) -> Material {
+fn material(cert: Option<&Leaf>, key: Option<&Leaf>, ca: Option<&Ca>) -> Material {
     Material {
-        cert: cert.and_then(|p| pem(p.cert.pem())),
-        key: key.and_then(|p| pem(p.key.serialize_pem())),
-        ca: ca.and_then(|p| pem(p.cert.pem())),
+        cert: cert.and_then(|leaf| pem(leaf.cert_pem.clone())),
+        key: key.and_then(|leaf| pem(leaf.key_pem.clone())),
+        ca: ca.and_then(|ca| pem(ca.pem())),
         crl: None,
         files: Vec::new(),
     }
@@ -386,8 +334,8 @@ fn material(cert: Option<&Pair>, key: Option<&Pair>, ca: Option<&Pair>) -> Mater
 
 #[test]
 fn client_config_checks_its_material() {
-    let ca = ca("ca");
-    let (a, b) = (leaf(&ca, &["a.example"], &[], |_| {}), leaf(&ca, &["b.example"], &[], |_| {}));
+    let ca = Ca::new("ca");
+    let (a, b) = (ca.leaf(&["a.example"], &[], |_| {}), ca.leaf(&["b.example"], &[], |_| {}));
     let mismatched = material(Some(&a), Some(&b), Some(&ca));
     let (field, message) = client_config(UpstreamTlsMode::Mutual, &mismatched, &[], false).unwrap_err();
     assert_eq!(field, "privateKey");
@@ -422,9 +370,9 @@ fn handshake(server: ServerConfig, client: ClientConfig, sni: &str) -> Result<Se
 
 #[test]
 fn built_configs_handshake_with_each_other() {
-    let ca = ca("ca");
-    let gateway = leaf(&ca, &["gw.example"], &[], |_| {});
-    let client = leaf(&ca, &["client.example"], &[], |_| {});
+    let ca = Ca::new("ca");
+    let gateway = ca.leaf(&["gw.example"], &[], |_| {});
+    let client = ca.leaf(&["client.example"], &[], |_| {});
     let upstream = |sans: &[&str]| {
         client_config(
             UpstreamTlsMode::Mutual,
@@ -454,11 +402,11 @@ fn built_configs_handshake_with_each_other() {
 
 #[test]
 fn invalid_key_is_a_compile_error_on_the_field() {
-    let ca = ca("ca");
-    let (a, b) = (leaf(&ca, &["a.example"], &[], |_| {}), leaf(&ca, &["b.example"], &[], |_| {}));
+    let ca = Ca::new("ca");
+    let (a, b) = (ca.leaf(&["a.example"], &[], |_| {}), ca.leaf(&["b.example"], &[], |_| {}));
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), a.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), b.key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &a.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &b.key_pem).unwrap();
     let gateway = format!(
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: edge}}\nspec:\n  \
          selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 8443, name: https, protocol: HTTPS}}\n    \
@@ -478,9 +426,9 @@ fn invalid_key_is_a_compile_error_on_the_field() {
 /// XFCC's `By` is the gateway certificate's first URI SAN, and absent without one.
 #[test]
 fn the_first_uri_san_is_the_gateways_identity() {
-    let ca = ca("ca");
-    let with = leaf(&ca, &["gw.example"], &["spiffe://td/ns/gw/sa/gateway", "urn:x"], |_| {});
-    assert_eq!(uri_san(Some(with.cert.pem().as_bytes())).as_deref(), Some("spiffe://td/ns/gw/sa/gateway"));
-    let without = leaf(&ca, &["gw.example"], &[], |_| {});
-    assert_eq!(uri_san(Some(without.cert.pem().as_bytes())), None);
+    let ca = Ca::new("ca");
+    let with = ca.leaf(&["gw.example"], &["spiffe://td/ns/gw/sa/gateway", "urn:x"], |_| {});
+    assert_eq!(uri_san(Some(with.cert_pem.as_bytes())).as_deref(), Some("spiffe://td/ns/gw/sa/gateway"));
+    let without = ca.leaf(&["gw.example"], &[], |_| {});
+    assert_eq!(uri_san(Some(without.cert_pem.as_bytes())), None);
 }

@@ -4,7 +4,7 @@
 
 use std::cmp::min;
 
-use strait::http::codec::ChunkedDecoder;
+use strait::kit::ChunkedDecoder;
 
 use crate::stats::ErrorKind;
 

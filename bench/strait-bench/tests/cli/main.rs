@@ -6,18 +6,28 @@ mod scenario;
 mod serve;
 mod tls;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+
+use strait_test_support::{free_port, wait_listening};
 
 /// The `strait-bench` binary cargo built for these tests.
 pub fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_strait-bench"))
 }
 
-/// A port free right now on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The gateway beside `strait-bench` in cargo's target directory, where `scenario` looks for it
+/// too: cargo names only its own package's binaries to a test, and the workspace's `cargo test`
+/// builds both.
+pub fn strait() -> String {
+    let path = Path::new(env!("CARGO_BIN_EXE_strait-bench")).with_file_name("strait");
+    assert!(
+        path.exists(),
+        "no {} (`cargo test` at the root builds it, as `cargo build --bin strait` does)",
+        path.display()
+    );
+    path.display().to_string()
 }
 
 /// Runs `strait-bench ARGS --json --quiet` and parses its report.
@@ -68,14 +78,5 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Waits up to 10 s for something to accept on `addr`.
-pub fn wait_listening(addr: SocketAddr) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < until, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

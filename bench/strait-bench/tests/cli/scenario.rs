@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::bench;
+use super::{bench, strait};
 
 /// Two seconds of 16 connections against the backend directly and through Strait.
 const TINY: &str = "name: tiny\ndescription: the end-to-end test\nrounds: 1\nduration: 2s\nwarmup: 0s\n\
@@ -42,7 +42,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 fn a_two_second_scenario_compares_strait_with_direct() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "tiny.yaml", TINY);
-    let out = scenario(&[&file, "--strait", env!("CARGO_BIN_EXE_strait"), "--json"]);
+    let out = scenario(&[&file, "--strait", &strait(), "--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout)

@@ -11,7 +11,7 @@ use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
-use strait::snapshot::SkipVerify;
+use strait::kit::SkipVerify;
 
 use crate::connect::{self, Connect};
 use crate::error::BenchError;

@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::Value;
+use strait_test_support::free_port;
+use strait_test_support::tls::Ca;
 
-use crate::{bench, free_port, run_json, run_json_failing, Served};
+use crate::{bench, run_json, run_json_failing, Served};
 
 /// A CA, a server certificate for localhost and 127.0.0.1 it signed, and a CA that signed
 /// nothing here, as PEM files in a temporary directory.
@@ -19,35 +20,18 @@ struct Certs {
     key: String,
 }
 
-fn ca(name: &str) -> (Certificate, KeyPair) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-    let key = KeyPair::generate().unwrap();
-    (params.self_signed(&key).unwrap(), key)
-}
-
 impl Certs {
     fn new() -> Certs {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, pem: String| -> String {
-            let path: PathBuf = dir.path().join(name);
-            std::fs::write(&path, pem).unwrap();
-            path.to_str().unwrap().to_string()
-        };
-        let (ca_cert, ca_key) = ca("strait-bench test CA");
-        let (other, _) = ca("a CA that signed nothing here");
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&key, &ca_cert, &ca_key)
-            .unwrap();
+        let path = |p: PathBuf| p.to_str().unwrap().to_string();
+        let ca = Ca::new("strait-bench test CA");
+        let other = Ca::new("a CA that signed nothing here");
+        let (cert, key) = ca.server(&["localhost", "127.0.0.1"]).write(dir.path(), "server");
         Certs {
-            ca: write("ca.pem", ca_cert.pem()),
-            other_ca: write("other-ca.pem", other.pem()),
-            cert: write("server.pem", cert.pem()),
-            key: write("server.key", key.serialize_pem()),
+            ca: path(ca.write(dir.path(), "ca.pem")),
+            other_ca: path(other.write(dir.path(), "other-ca.pem")),
+            cert: path(cert),
+            key: path(key),
             _dir: dir,
         }
     }

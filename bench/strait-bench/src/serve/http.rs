@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use strait::buf::ReadBuf;
-use strait::http::codec::ChunkedDecoder;
+use strait::kit::{ChunkedDecoder, ReadBuf};
 
 /// A request head, chunk-size line or trailer line longer than this is refused: no client the
 /// backend serves sends one, and the read buffer must not grow without bound.

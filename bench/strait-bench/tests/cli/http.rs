@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{free_port, run_json, run_json_failing};
+use strait_test_support::free_port;
+
+use super::{run_json, run_json_failing};
 
 /// How the backend answers.
 #[derive(Debug, Clone, Copy)]

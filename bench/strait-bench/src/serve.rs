@@ -15,9 +15,8 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use monoio_rustls::TlsAcceptor;
-use strait::control::listen;
-use strait::worker::driver::{self, Driver};
-use strait::worker::DriverChoice;
+use strait::kit::driver::{self, Driver};
+use strait::kit::{listen, DriverChoice};
 
 use crate::cli::{Cpus, ServeArgs, ServeKind};
 use crate::error::BenchError;

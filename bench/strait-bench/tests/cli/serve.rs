@@ -2,10 +2,12 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{free_port, run_json, run_json_failing, Served};
+use strait_test_support::free_port;
+use strait_test_support::tls::{Ca, TlsClient};
+
+use super::{run_json, run_json_failing, Served};
 
 /// One HTTP answer as read off the wire.
 struct Answer {
@@ -212,11 +214,9 @@ fn stall_once_delays_exactly_the_nth_request() {
 
 #[test]
 fn http_over_tls() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let ca = Ca::new("strait-bench test CA");
     let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let (cert_path, key_path) = ca.server(&["localhost"]).write(dir.path(), "server");
     let served = Served::start(&[
         "http",
         "--size",
@@ -227,17 +227,8 @@ fn http_over_tls() {
         key_path.to_str().unwrap(),
     ]);
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tls = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
-    let tcp = TcpStream::connect(served.addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut c = Client { stream: rustls::StreamOwned::new(tls, tcp), buf: Vec::new() };
+    let stream = TlsClient::new(&ca).connect(served.addr, "localhost").unwrap();
+    let mut c = Client { stream, buf: Vec::new() };
     for _ in 0..2 {
         c.send(GET);
         let a = c.answer();

@@ -15,6 +15,7 @@ use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -23,8 +24,6 @@ use rustls::{
     ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection, StreamOwned,
     SupportedProtocolVersion,
 };
-
-use strait::snapshot::AnyOfNames;
 
 use super::backend::Received;
 use super::client::Response;
@@ -49,9 +48,7 @@ pub struct Ca {
 impl Ca {
     pub fn new(name: &str) -> Ca {
         let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
+        params.distinguished_name = common_name(name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
@@ -76,53 +73,16 @@ impl Ca {
         path
     }
 
-    /// A server leaf for `names` (DNS SANs), subject CN = the first name.
-    pub fn server(&self, names: &[&str]) -> Leaf {
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names[0]);
-        params.distinguished_name = dn;
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.sign(params)
-    }
-
-    /// A client leaf with subject CN = `cn` and, if given, a URI SAN (a SPIFFE id).
-    pub fn client(&self, cn: &str, uri: Option<&str>) -> Leaf {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        params.distinguished_name = dn;
-        if let Some(uri) = uri {
-            params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params)
-    }
-
-    /// A PEM certificate revocation list of this CA revoking `leaves`, current until 2100.
-    pub fn crl(&self, leaves: &[&Leaf]) -> String {
-        let revoked = |leaf: &&Leaf| RevokedCertParams {
-            serial_number: SerialNumber::from(leaf.serial),
-            revocation_time: date_time_ymd(2024, 1, 1),
-            reason_code: None,
-            invalidity_date: None,
-        };
-        let params = CertificateRevocationListParams {
-            this_update: date_time_ymd(2024, 1, 1),
-            next_update: date_time_ymd(2100, 1, 1),
-            crl_number: SerialNumber::from(next_serial()),
-            issuing_distribution_point: None,
-            revoked_certs: leaves.iter().map(revoked).collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        params.signed_by(&self.cert, &self.key).unwrap().pem().unwrap()
-    }
-
-    fn sign(&self, mut params: CertificateParams) -> Leaf {
-        let serial = next_serial();
-        params.serial_number = Some(SerialNumber::from(serial));
+    /// A leaf for `dns` (DNS names, or IP addresses) and `uris` (URI SANs), with no extended key
+    /// usage; `edit` adjusts the rest (subject, validity, serial) before this CA signs it.
+    pub fn leaf(&self, dns: &[&str], uris: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Leaf {
+        let mut params = CertificateParams::new(dns.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.subject_alt_names.extend(uris.iter().map(|u| SanType::URI((*u).try_into().unwrap())));
+        params.serial_number = Some(SerialNumber::from(next_serial()));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.use_authority_key_identifier_extension = true;
+        edit(&mut params);
+        let serial = params.serial_number.clone().unwrap();
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         Leaf {
@@ -130,9 +90,57 @@ impl Ca {
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
             key_der: key.serialize_der(),
+            spki_der: key.public_key_der(),
             serial,
         }
     }
+
+    /// A server leaf for `names` (DNS SANs), subject CN = the first name.
+    pub fn server(&self, names: &[&str]) -> Leaf {
+        self.leaf(names, &[], |params| {
+            params.distinguished_name = common_name(names[0]);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        })
+    }
+
+    /// A client leaf with subject CN = `cn` and, if given, a URI SAN (a SPIFFE id).
+    pub fn client(&self, cn: &str, uri: Option<&str>) -> Leaf {
+        self.leaf(&[], uri.as_slice(), |params| {
+            params.distinguished_name = common_name(cn);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        })
+    }
+
+    /// A PEM certificate revocation list of this CA revoking `leaves`, current until 2100.
+    pub fn crl(&self, leaves: &[&Leaf]) -> String {
+        self.crl_until(leaves, 2100)
+    }
+
+    /// A PEM certificate revocation list of this CA revoking `leaves`, issued in 2020 and current
+    /// until the start of `next_update_year` (a past one makes a stale list).
+    pub fn crl_until(&self, leaves: &[&Leaf], next_update_year: i32) -> String {
+        let revoked = |leaf: &&Leaf| RevokedCertParams {
+            serial_number: leaf.serial.clone(),
+            revocation_time: date_time_ymd(2020, 1, 1),
+            reason_code: None,
+            invalidity_date: None,
+        };
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2020, 1, 1),
+            next_update: date_time_ymd(next_update_year, 1, 1),
+            crl_number: SerialNumber::from(next_serial()),
+            issuing_distribution_point: None,
+            revoked_certs: leaves.iter().map(revoked).collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.cert, &self.key).unwrap().pem().unwrap()
+    }
+}
+
+fn common_name(name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn
 }
 
 /// A signed leaf certificate and its private key (PKCS#8).
@@ -142,8 +150,9 @@ pub struct Leaf {
     pub key_pem: String,
     pub der: Vec<u8>,
     key_der: Vec<u8>,
+    spki_der: Vec<u8>,
     /// What a CRL names it by.
-    serial: u64,
+    serial: SerialNumber,
 }
 
 impl Leaf {
@@ -161,6 +170,11 @@ impl Leaf {
 
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    }
+
+    /// The public key, a DER SubjectPublicKeyInfo: what an SPKI pin hashes.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
     }
 
     /// SHA-256 of the DER certificate, lower-case hex: XFCC's `Hash`.
@@ -247,12 +261,14 @@ pub struct TlsClient {
     config: Arc<ClientConfig>,
 }
 
+type WrapVerifier = Box<dyn FnOnce(Arc<WebPkiServerVerifier>) -> Arc<dyn ServerCertVerifier>>;
+
 /// How a [`TlsClient`] is built.
 pub struct TlsClientBuilder {
     roots: Vec<CertificateDer<'static>>,
     identity: Option<Leaf>,
     versions: Versions,
-    verify_as: Option<String>,
+    verify_with: Option<WrapVerifier>,
     alpn: Vec<Vec<u8>>,
     resume: bool,
 }
@@ -275,9 +291,13 @@ impl TlsClientBuilder {
         self
     }
 
-    /// Verifies the server's certificate for `name` whatever the SNI sent.
-    pub fn verify_as(mut self, name: &str) -> Self {
-        self.verify_as = Some(name.to_string());
+    /// Verifies the server's certificate with what `wrap` makes of the usual verifier (one that
+    /// checks for another name than the SNI sent, say).
+    pub fn verify_with(
+        mut self,
+        wrap: impl FnOnce(Arc<WebPkiServerVerifier>) -> Arc<dyn ServerCertVerifier> + 'static,
+    ) -> Self {
+        self.verify_with = Some(Box::new(wrap));
         self
     }
 
@@ -297,14 +317,11 @@ impl TlsClientBuilder {
         };
         let builder = ClientConfig::builder_with_provider(provider()).with_protocol_versions(versions).unwrap();
         let roots = Arc::new(roots(&self.roots));
-        let builder = match self.verify_as {
+        let builder = match self.verify_with {
             None => builder.with_root_certificates(roots),
-            Some(name) => {
-                // Checked as if the client had asked for `name` (for SNI values that are not the
-                // certificate's name, such as AUTO_PASSTHROUGH's).
+            Some(wrap) => {
                 let inner = WebPkiServerVerifier::builder_with_provider(roots, provider()).build().unwrap();
-                let verifier = AnyOfNames::new(inner, &[Arc::from(name.as_str())]).unwrap();
-                builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
+                builder.dangerous().with_custom_certificate_verifier(wrap(inner))
             }
         };
         let mut config = match self.identity {
@@ -330,7 +347,7 @@ impl TlsClient {
             roots: vec![ca.der()],
             identity: None,
             versions: Versions::Both,
-            verify_as: None,
+            verify_with: None,
             alpn: Vec::new(),
             resume: false,
         }

@@ -1,6 +1,7 @@
-//! Test support: start the real `strait` binary on 127.0.0.1 with a config written for the
-//! test, real HTTP backends on 127.0.0.1:0, and raw-byte clients.
-#![allow(dead_code)] // each test file uses a different part of this module
+//! Test support, one crate for the gateway's unit and integration tests and strait-bench's: start
+//! the real `strait` binary (by the path the test names) on 127.0.0.1 with a config written for
+//! the test, real HTTP, TCP and TLS backends on 127.0.0.1:0, raw-byte and TLS clients, and
+//! throwaway certificates.
 
 pub mod backend;
 pub mod client;
@@ -38,19 +39,37 @@ macro_rules! both_drivers {
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
-                fn run($driver: $crate::support::Driver) $body
+                fn run($driver: $crate::Driver) $body
                 #[test]
-                fn uring() { run($crate::support::Driver::Uring) }
+                fn uring() { run($crate::Driver::Uring) }
                 #[test]
-                fn legacy() { run($crate::support::Driver::Legacy) }
+                fn legacy() { run($crate::Driver::Legacy) }
             }
         )*
+    };
+}
+
+/// `Gateway::builder` for the `strait` binary cargo built for the calling test: a macro, so that
+/// `env!` reads the test's build, which names the binary, not this crate's.
+#[macro_export]
+macro_rules! gateway {
+    ($driver:expr) => {
+        $crate::Gateway::builder(env!("CARGO_BIN_EXE_strait"), $driver)
     };
 }
 
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits up to 10 s for something to accept on `addr`.
+pub fn wait_listening(addr: SocketAddr) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < until, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A running gateway; killed when dropped.
@@ -63,6 +82,7 @@ pub struct Gateway {
 }
 
 pub struct GatewayBuilder {
+    bin: PathBuf,
     files: Vec<(String, String)>,
     workers: usize,
     driver: Driver,
@@ -70,8 +90,9 @@ pub struct GatewayBuilder {
 }
 
 impl Gateway {
-    pub fn builder(driver: Driver) -> GatewayBuilder {
-        GatewayBuilder { files: Vec::new(), workers: 2, driver, args: Vec::new() }
+    /// A gateway run from the binary at `bin` (see [`gateway!`]).
+    pub fn builder(bin: impl Into<PathBuf>, driver: Driver) -> GatewayBuilder {
+        GatewayBuilder { bin: bin.into(), files: Vec::new(), workers: 2, driver, args: Vec::new() }
     }
 
     pub fn config_dir(&self) -> &Path {
@@ -177,7 +198,7 @@ impl GatewayBuilder {
         }
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.path().join("gateway.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_strait"))
+        let child = Command::new(&self.bin)
             .arg("run")
             .arg("--config")
             .arg(dir.path())

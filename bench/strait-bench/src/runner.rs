@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use strait::worker::{driver, DriverChoice};
+use strait::kit::{driver, DriverChoice};
 
 use crate::cli::{Cpus, LoadArgs};
 use crate::error::BenchError;
