@@ -7,6 +7,9 @@
 //! proxy) and `tcp` (raw TCP routes, spliced) → `upstream` (per-core pools, TLS
 //! origination). `admin` serves the admin port and holds the per-worker counters; `cli` parses
 //! the command line.
+// With `panic = "abort"` one panic ends every core: outside tests (clippy.toml) nothing unwraps.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::undocumented_unsafe_blocks)]
+
 pub mod admin;
 pub mod buf;
 pub mod cli;

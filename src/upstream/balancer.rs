@@ -113,6 +113,7 @@ impl Balancer {
         let endpoint = match hash {
             _ if n == 1 => 0,
             Some(hash) => {
+                #[allow(clippy::expect_used, reason = "until tables are built with the snapshot (issue 21 item 4)")]
                 let table = st.table.get_or_insert_with(|| Table::build(cluster).expect("a hashing cluster"));
                 table.lookup(hash, |i| !eligible(i))
             }
