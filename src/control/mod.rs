@@ -25,7 +25,7 @@ use std::time::Duration;
 use tracing::info;
 
 pub use error::RunError;
-pub use load::{build, fails_validation, BuildOptions, Built};
+pub use load::{build, fails_validation, BuildOptions, Servable};
 pub use ports::{BindError, PortSockets};
 pub use reload::{ReloadError, Reloaded, Reloader};
 pub use shared::{Published, Readiness, Shared};

@@ -19,7 +19,7 @@ use super::fault::{self, Injected};
 use super::headers::Merged;
 use super::limits::ClientLimits;
 use super::local::{self, Ending};
-use super::retry::{self, Outcome};
+use super::retry::{self, TryFailure};
 use super::{cors, mirror};
 use crate::admin::{EndpointCounters, HttpCluster};
 use crate::buf::ReadBuf;
@@ -530,7 +530,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         let retries = &route.policy.retries;
         // A small body is worth holding whole when a retry or a mirror may need it again.
         let replay_wanted = !extras.mirrors.is_empty()
-            || (retries.attempts > 0 && (retry::retries_statuses(retries) || retry::retries(retries, Outcome::Reset)));
+            || (retries.attempts > 0
+                && (retry::retries_statuses(retries) || retry::retries(retries, TryFailure::Reset)));
         if replay_wanted && self.hold_small_body(meta).await.is_err() {
             return Next::Close;
         }
@@ -1247,7 +1248,7 @@ impl Try<'_> {
 /// sent again. What went out on the wire can only be resent when it is still held (`inline`).
 fn retried(policy: &RetryPolicy, err: &ProxyError, inline: bool) -> bool {
     let outcome = match err {
-        ProxyError::ConnectFailed(_) | ProxyError::ConnectTimeout => Outcome::ConnectFailure,
+        ProxyError::ConnectFailed(_) | ProxyError::ConnectTimeout => TryFailure::ConnectFailure,
         ProxyError::ResetBeforeResponse
         | ProxyError::UpstreamIo(_)
         | ProxyError::UpstreamProtocol(_)
@@ -1255,7 +1256,7 @@ fn retried(policy: &RetryPolicy, err: &ProxyError, inline: bool) -> bool {
         | ProxyError::PerTryTimeout
             if inline =>
         {
-            Outcome::Reset
+            TryFailure::Reset
         }
         // Only produced when the policy retries it and a try is left.
         ProxyError::RetriableStatus(_) => return true,

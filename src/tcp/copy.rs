@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
 
-use super::forward::{idle_watch, until_done, Outcome, Traffic};
+use super::forward::{idle_watch, until_done, RelayEnd, Traffic};
 
 /// Each direction's buffer: what one TLS record carries, at most.
 const BUF: usize = 16 * 1024;
 
-pub async fn run<C, U>(client: C, upstream: U, idle: Duration, traffic: Traffic<'_>) -> Outcome
+pub async fn run<C, U>(client: C, upstream: U, idle: Duration, traffic: Traffic<'_>) -> RelayEnd
 where
     C: AsyncReadRent + AsyncWriteRent + Split,
     U: AsyncReadRent + AsyncWriteRent + Split,

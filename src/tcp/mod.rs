@@ -18,7 +18,7 @@ use crate::admin::{L4Counters, L4Kind};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
 use crate::upstream::UpstreamStream;
 use crate::worker::{ConnInfo, WorkerCtx};
-use forward::{Outcome, Traffic, Transferred};
+use forward::{RelayEnd, Traffic, Transferred};
 
 /// The client side of a proxied stream. `T` is the stream a terminating protocol hands over
 /// (TLS's), so that this module need not know it.
@@ -148,7 +148,7 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
         (Client::Spliced(client), upstream) => copy::run(client, upstream, idle, traffic).await,
         (Client::Terminated(client), upstream) => copy::run(client, upstream, idle, traffic).await,
     };
-    if outcome == Outcome::IdleTimeout {
+    if outcome == RelayEnd::IdleTimeout {
         route_stats.idle_timeout.inc();
     }
 }
