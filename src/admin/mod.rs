@@ -256,7 +256,7 @@ enum Format {
 fn stats_page(shared: &Shared, query: Option<&str>, mut format: Format) -> Response {
     let mut filter = None;
     // Percent-decoded as Envoy decodes them: a `+` stays a `+`, as a regex means it.
-    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().replace('+', "%2B").as_bytes()) {
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().replace('+', "%2B").as_bytes()) {
         match (&*key, &*value) {
             ("format", "text") => format = Format::Text,
             ("format", "json") => format = Format::Json,
