@@ -15,6 +15,7 @@ pub mod buf;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod duplex;
 pub mod error;
 pub mod http;
 pub mod snapshot;

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+use monoio::io::AsyncWriteRentExt;
 
 use super::access_log::Record;
 use super::affinity;
@@ -23,6 +23,7 @@ use super::retry::{self, TryFailure};
 use super::{cors, mirror};
 use crate::admin::{EndpointCounters, HttpCluster};
 use crate::buf::ReadBuf;
+use crate::duplex::Duplex;
 use crate::error::ProxyError;
 use crate::snapshot::{
     Cluster, ClusterId, Destination, Observation, RequestInfo, RetryPolicy, Route, RouteAction, RouteDecision, Snapshot,
@@ -118,7 +119,7 @@ impl TlsSession {
 /// Serves one client connection until it closes, errs, or the worker drains.
 pub async fn serve_connection<S>(client: S, downstream: Downstream, ctx: Rc<WorkerCtx>)
 where
-    S: AsyncReadRent + AsyncWriteRent + Split,
+    S: Duplex,
 {
     let ctx_limits = ctx.limits;
     let Downstream { conn, idle, tls } = downstream;
@@ -313,7 +314,7 @@ struct Outgoing {
     inline: bool,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
+impl<S: Duplex> Session<S> {
     /// Serves one request, then counts it and logs it when `--access-log` is on.
     async fn serve_one(&mut self) -> Next {
         // The snapshot is held here so that the request is counted against the cluster it

@@ -10,11 +10,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use tracing::debug;
 
 use crate::admin::{L4Counters, L4Kind};
+use crate::duplex::Duplex;
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer, Observation, Snapshot};
 use crate::upstream::UpstreamStream;
 use crate::worker::{ConnInfo, WorkerCtx};
@@ -67,7 +68,7 @@ impl Inbound<'_> {
 }
 
 /// Proxies `client` along `route`.
-pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
+pub async fn serve_route<T: Duplex>(
     client: Client<T>,
     inbound: Inbound<'_>,
     route: &L4Route,
@@ -87,7 +88,7 @@ pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
 }
 
 /// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.
-pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
+pub async fn serve_cluster<T: Duplex>(
     client: Client<T>,
     inbound: Inbound<'_>,
     cluster_id: ClusterId,

@@ -4,31 +4,55 @@
 //! allocated at accept and held while the connection idles), and what rustls queued after the
 //! handshake (the TLS 1.3 session ticket) leaves in the same send as the first answer.
 
+use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
+use std::rc::Rc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::BufResult;
 use rustls::ServerConnection;
 
 use crate::buf::ReadBuf;
+use crate::duplex::Duplex;
 use crate::worker::ClientTcp;
 
 /// One read from the socket asks for at least this much room: a whole TLS record.
 const READ_ROOM: usize = 16 * 1024 + 5;
 
-pub struct ServerStream {
-    tcp: ClientTcp,
-    conn: ServerConnection,
-    /// Bytes read from the client that rustls has not taken yet.
+/// rustls over `tcp`: whole (`ServerStream`), or one of its halves, which then see the session
+/// through [`Shared`].
+pub struct TlsStream<Io, C> {
+    tcp: Io,
+    conn: C,
+    /// Bytes read from the client that rustls has not taken yet (the read side's).
     rb: ReadBuf,
-    /// Records on their way out, kept between writes for its allocation.
+    /// Records on their way out, kept between writes for its allocation (the write side's).
     out: Vec<u8>,
 }
 
-// SAFETY: the read half touches `rb` and the write half `out`; both use `conn` only between
-// awaits, never across one, and `tcp` is itself `Split`.
-unsafe impl Split for ServerStream {}
+pub type ServerStream = TlsStream<ClientTcp, ServerConnection>;
+
+/// The session both halves of a split stream drive. Each borrows it only between awaits, so
+/// the two never hold it at once, and a borrow cannot outlive the closure given to `with`.
+pub type Shared = Rc<RefCell<ServerConnection>>;
+
+/// How a stream reaches its rustls session: owned when whole, shared when split.
+pub trait Session {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ServerConnection) -> R) -> R;
+}
+
+impl Session for ServerConnection {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ServerConnection) -> R) -> R {
+        f(self)
+    }
+}
+
+impl Session for Shared {
+    fn with<R>(&mut self, f: impl FnOnce(&mut ServerConnection) -> R) -> R {
+        f(&mut self.borrow_mut())
+    }
+}
 
 impl ServerStream {
     /// `rb` holds what the handshake read; bytes after the client's last handshake message are
@@ -37,23 +61,44 @@ impl ServerStream {
         rb.clear();
         Self { tcp, conn, rb, out: Vec::new() }
     }
+}
 
+/// The halves share the session ([`Shared`]); the read half keeps the read buffer, the write
+/// half the record buffer, and each its half of the socket.
+impl Duplex for ServerStream {
+    type Read = TlsStream<OwnedReadHalf<ClientTcp>, Shared>;
+    type Write = TlsStream<OwnedWriteHalf<ClientTcp>, Shared>;
+
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        let (r, w) = self.tcp.into_split();
+        let conn = Rc::new(RefCell::new(self.conn));
+        let read = TlsStream { tcp: r, conn: conn.clone(), rb: self.rb, out: Vec::new() };
+        (read, TlsStream { tcp: w, conn, rb: ReadBuf::with_capacity(0), out: self.out })
+    }
+}
+
+impl<Io: AsyncReadRent, C: Session> TlsStream<Io, C> {
     /// Copies received plaintext into `dst` (at most `len` bytes at `dst`), reading records from
     /// the socket until there is some; `Ok(0)` is the client's close_notify.
     async fn read_into(&mut self, dst: *mut u8, len: usize) -> io::Result<usize> {
         loop {
-            let mut reader = self.conn.reader();
-            match reader.fill_buf() {
-                Ok(plain) => {
-                    let n = plain.len().min(len);
-                    // SAFETY: `dst` is valid for `len` bytes of writes (the caller's buffer),
-                    // and rustls's buffer cannot overlap it.
-                    unsafe { std::ptr::copy_nonoverlapping(plain.as_ptr(), dst, n) };
-                    reader.consume(n);
-                    return Ok(n);
+            let plain = self.conn.with(|conn| {
+                let mut reader = conn.reader();
+                match reader.fill_buf() {
+                    Ok(plain) => {
+                        let n = plain.len().min(len);
+                        // SAFETY: `dst` is valid for `len` bytes of writes (the caller's buffer),
+                        // and rustls's buffer cannot overlap it.
+                        unsafe { std::ptr::copy_nonoverlapping(plain.as_ptr(), dst, n) };
+                        reader.consume(n);
+                        Some(Ok(n))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                    Err(e) => Some(Err(e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            });
+            if let Some(plain) = plain {
+                return plain;
             }
             // At the client's end of stream `data` is empty, and that read tells rustls so: it
             // then tells a close without close_notify (UnexpectedEof) from a clean one.
@@ -62,21 +107,25 @@ impl ServerStream {
             }
             let mut data = self.rb.data();
             let before = data.len();
-            self.conn.read_tls(&mut data)?;
+            self.conn.with(|conn| conn.read_tls(&mut data))?;
             let taken = before - data.len();
             self.rb.consume(taken);
-            self.conn.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.conn
+                .with(|conn| conn.process_new_packets().map(drop))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
     }
+}
 
+impl<Io: AsyncWriteRent, C: Session> TlsStream<Io, C> {
     /// `queued` (plaintext handed to rustls), once the records rustls made of it are sent: in
     /// one write when they fit.
     async fn sent(&mut self, queued: io::Result<usize>) -> io::Result<usize> {
         let n = queued?;
-        while self.conn.wants_write() {
+        while self.conn.with(|conn| conn.wants_write()) {
             let mut out = std::mem::take(&mut self.out);
             out.clear();
-            self.conn.write_tls(&mut out)?;
+            self.conn.with(|conn| conn.write_tls(&mut out))?;
             let (res, out) = self.tcp.write_all(out).await;
             self.out = out;
             res?;
@@ -85,7 +134,7 @@ impl ServerStream {
     }
 }
 
-impl AsyncReadRent for ServerStream {
+impl<Io: AsyncReadRent, C: Session> AsyncReadRent for TlsStream<Io, C> {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         let res = self.read_into(buf.write_ptr(), buf.bytes_total()).await;
         if let Ok(n) = res {
@@ -112,11 +161,11 @@ impl AsyncReadRent for ServerStream {
     }
 }
 
-impl AsyncWriteRent for ServerStream {
+impl<Io: AsyncWriteRent, C: Session> AsyncWriteRent for TlsStream<Io, C> {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: monoio's contract: `read_ptr` points at `bytes_init` initialised bytes.
         let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let queued = self.conn.writer().write(bytes);
+        let queued = self.conn.with(|conn| conn.writer().write(bytes));
         (self.sent(queued).await, buf)
     }
 
@@ -128,7 +177,7 @@ impl AsyncWriteRent for ServerStream {
         for v in iovecs {
             // SAFETY: as above.
             let bytes = unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) };
-            match self.conn.writer().write(bytes) {
+            match self.conn.with(|conn| conn.writer().write(bytes)) {
                 Ok(n) if n == bytes.len() => total += n,
                 Ok(n) => {
                     total += n;
@@ -150,7 +199,7 @@ impl AsyncWriteRent for ServerStream {
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
-        self.conn.send_close_notify();
+        self.conn.with(|conn| conn.send_close_notify());
         self.sent(Ok(0)).await?;
         self.tcp.shutdown().await
     }

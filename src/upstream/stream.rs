@@ -7,13 +7,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 
+use crate::duplex::Duplex;
 use crate::snapshot::Cluster;
 
 pub enum UpstreamStream {
@@ -26,6 +27,15 @@ pub enum UpstreamStream {
 // SAFETY: both variants may be read and written from two halves at once (monoio marks
 // `TcpStream` and rustls streams over it `Split`), and the enum adds no shared state.
 unsafe impl Split for UpstreamStream {}
+
+impl Duplex for UpstreamStream {
+    type Read = OwnedReadHalf<UpstreamStream>;
+    type Write = OwnedWriteHalf<UpstreamStream>;
+
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
 
 impl UpstreamStream {
     /// Connects to `addr` of `cluster`, then runs the TLS handshake with `tls` (this core's
