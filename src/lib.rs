@@ -21,5 +21,6 @@ pub mod http;
 pub mod snapshot;
 pub mod tcp;
 pub mod tls;
+pub mod tls_stream;
 pub mod upstream;
 pub mod worker;

@@ -5,7 +5,6 @@
 mod handshake;
 mod hello;
 mod per_core;
-mod stream;
 pub mod xfcc;
 
 use std::rc::Rc;
@@ -15,8 +14,8 @@ use monoio::net::TcpStream;
 use rustls::HandshakeKind;
 use tracing::debug;
 
+pub use crate::tls_stream::ServerStream;
 pub use per_core::CoreConfigs;
-pub use stream::ServerStream;
 
 use crate::admin::L4Kind;
 use crate::http::{Downstream, TlsSession};

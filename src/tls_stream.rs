@@ -1,17 +1,22 @@
-//! A terminated client connection as a byte stream: rustls over the client's socket, reading
-//! through the buffer the ClientHello arrived in. Written here rather than taken from
-//! monoio-rustls for two reasons: no second pair of zeroed 16 KiB buffers per connection (both
-//! allocated at accept and held while the connection idles), and what rustls queued after the
-//! handshake (the TLS 1.3 session ticket) leaves in the same send as the first answer.
+//! A TLS connection as a byte stream, terminated (a client's, reading through the buffer the
+//! ClientHello arrived in) or originated (to an upstream): rustls over the socket. Written here
+//! rather than taken from monoio-rustls for three reasons: no second pair of zeroed 16 KiB
+//! buffers per connection (both allocated at accept and held while the connection idles), what
+//! rustls queued after the handshake (the TLS 1.3 session ticket) leaves in the same send as the
+//! first answer, and a relay's two halves share the session soundly ([`Duplex`]).
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
+use monoio::net::TcpStream;
 use monoio::BufResult;
-use rustls::ServerConnection;
+use rustls::client::ClientConnectionData;
+use rustls::server::ServerConnectionData;
+use rustls::{ClientConnection, ConnectionCommon, ServerConnection};
 
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
@@ -20,8 +25,8 @@ use crate::worker::ClientTcp;
 /// One read from the socket asks for at least this much room: a whole TLS record.
 const READ_ROOM: usize = 16 * 1024 + 5;
 
-/// rustls over `tcp`: whole (`ServerStream`), or one of its halves, which then see the session
-/// through [`Shared`].
+/// rustls over `tcp`: whole (a [`ServerStream`], a [`ClientStream`]), or one of its halves,
+/// which then see the session through a [`Shared`].
 pub struct TlsStream<Io, C> {
     tcp: Io,
     conn: C,
@@ -31,26 +36,44 @@ pub struct TlsStream<Io, C> {
     out: Vec<u8>,
 }
 
+/// A client's connection, terminated.
 pub type ServerStream = TlsStream<ClientTcp, ServerConnection>;
+
+/// A connection to an upstream, originated.
+pub type ClientStream = TlsStream<TcpStream, ClientConnection>;
 
 /// The session both halves of a split stream drive. Each borrows it only between awaits, so
 /// the two never hold it at once, and a borrow cannot outlive the closure given to `with`.
-pub type Shared = Rc<RefCell<ServerConnection>>;
+pub type Shared<C> = Rc<RefCell<C>>;
 
 /// How a stream reaches its rustls session: owned when whole, shared when split.
 pub trait Session {
-    fn with<R>(&mut self, f: impl FnOnce(&mut ServerConnection) -> R) -> R;
+    type Side;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut ConnectionCommon<Self::Side>) -> R) -> R;
 }
 
 impl Session for ServerConnection {
-    fn with<R>(&mut self, f: impl FnOnce(&mut ServerConnection) -> R) -> R {
+    type Side = ServerConnectionData;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut ConnectionCommon<Self::Side>) -> R) -> R {
         f(self)
     }
 }
 
-impl Session for Shared {
-    fn with<R>(&mut self, f: impl FnOnce(&mut ServerConnection) -> R) -> R {
-        f(&mut self.borrow_mut())
+impl Session for ClientConnection {
+    type Side = ClientConnectionData;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut ConnectionCommon<Self::Side>) -> R) -> R {
+        f(self)
+    }
+}
+
+impl<C: Session> Session for Shared<C> {
+    type Side = C::Side;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut ConnectionCommon<Self::Side>) -> R) -> R {
+        self.borrow_mut().with(f)
     }
 }
 
@@ -63,11 +86,46 @@ impl ServerStream {
     }
 }
 
+impl ClientStream {
+    /// Runs the client's side of the handshake over `tcp`. A refusal the client decided (the
+    /// server's certificate, say) is sent to the server as its alert before the error returns.
+    pub async fn connect(tcp: TcpStream, conn: ClientConnection) -> io::Result<Self> {
+        let mut stream = Self { tcp, conn, rb: ReadBuf::with_capacity(READ_ROOM), out: Vec::new() };
+        while stream.conn.is_handshaking() {
+            if stream.conn.wants_write() {
+                stream.sent(Ok(0)).await?;
+                continue;
+            }
+            match stream.read_records().await {
+                Ok(false) => {}
+                Ok(true) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof")),
+                Err(e) => {
+                    let _ = stream.sent(Ok(0)).await;
+                    return Err(e);
+                }
+            }
+        }
+        stream.sent(Ok(0)).await?;
+        Ok(stream)
+    }
+}
+
+impl AsRawFd for ClientStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.tcp.as_raw_fd()
+    }
+}
+
 /// The halves share the session ([`Shared`]); the read half keeps the read buffer, the write
-/// half the record buffer, and each its half of the socket.
-impl Duplex for ServerStream {
-    type Read = TlsStream<OwnedReadHalf<ClientTcp>, Shared>;
-    type Write = TlsStream<OwnedWriteHalf<ClientTcp>, Shared>;
+/// half the record buffer, and each its half of the socket (itself `Split`: `ClientTcp` says
+/// why, monoio for `TcpStream`).
+impl<Io, C> Duplex for TlsStream<Io, C>
+where
+    Io: AsyncReadRent + AsyncWriteRent + Split,
+    C: Session,
+{
+    type Read = TlsStream<OwnedReadHalf<Io>, Shared<C>>;
+    type Write = TlsStream<OwnedWriteHalf<Io>, Shared<C>>;
 
     fn into_halves(self) -> (Self::Read, Self::Write) {
         let (r, w) = self.tcp.into_split();
@@ -100,20 +158,25 @@ impl<Io: AsyncReadRent, C: Session> TlsStream<Io, C> {
             if let Some(plain) = plain {
                 return plain;
             }
-            // At the client's end of stream `data` is empty, and that read tells rustls so: it
-            // then tells a close without close_notify (UnexpectedEof) from a clean one.
-            if self.rb.is_empty() {
-                self.rb.fill(&mut self.tcp, READ_ROOM).await?;
-            }
-            let mut data = self.rb.data();
-            let before = data.len();
-            self.conn.with(|conn| conn.read_tls(&mut data))?;
-            let taken = before - data.len();
-            self.rb.consume(taken);
-            self.conn
-                .with(|conn| conn.process_new_packets().map(drop))
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.read_records().await?;
         }
+    }
+
+    /// Hands rustls what the socket sent (reading more when nothing is left) and has it
+    /// processed; `true` when the socket was at its end.
+    async fn read_records(&mut self) -> io::Result<bool> {
+        // At the peer's end of stream `data` is empty, and that read tells rustls so: it then
+        // tells a close without close_notify (UnexpectedEof) from a clean one.
+        let eof = self.rb.is_empty() && self.rb.fill(&mut self.tcp, READ_ROOM).await? == 0;
+        let mut data = self.rb.data();
+        let before = data.len();
+        self.conn.with(|conn| conn.read_tls(&mut data))?;
+        let taken = before - data.len();
+        self.rb.consume(taken);
+        self.conn
+            .with(|conn| conn.process_new_packets().map(drop))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(eof)
     }
 }
 
