@@ -20,24 +20,20 @@ use rustls::{ClientConnection, ConnectionCommon, ServerConnection};
 
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
-use crate::worker::ClientTcp;
 
 /// One read from the socket asks for at least this much room: a whole TLS record.
 const READ_ROOM: usize = 16 * 1024 + 5;
 
-/// rustls over `tcp`: whole (a [`ServerStream`], a [`ClientStream`]), or one of its halves,
-/// which then see the session through a [`Shared`].
+/// rustls over `tcp`: whole (a client's connection, terminated; a [`ClientStream`]), or one of
+/// its halves, which then see the session through a [`Shared`].
 pub struct TlsStream<Io, C> {
     tcp: Io,
     conn: C,
-    /// Bytes read from the client that rustls has not taken yet (the read side's).
+    /// Bytes read from the peer that rustls has not taken yet (the read side's).
     rb: ReadBuf,
     /// Records on their way out, kept between writes for its allocation (the write side's).
     out: Vec<u8>,
 }
-
-/// A client's connection, terminated.
-pub type ServerStream = TlsStream<ClientTcp, ServerConnection>;
 
 /// A connection to an upstream, originated.
 pub type ClientStream = TlsStream<TcpStream, ClientConnection>;
@@ -48,6 +44,7 @@ pub type Shared<C> = Rc<RefCell<C>>;
 
 /// How a stream reaches its rustls session: owned when whole, shared when split.
 pub trait Session {
+    /// rustls's data for the server's or the client's side.
     type Side;
 
     fn with<R>(&mut self, f: impl FnOnce(&mut ConnectionCommon<Self::Side>) -> R) -> R;
@@ -77,10 +74,10 @@ impl<C: Session> Session for Shared<C> {
     }
 }
 
-impl ServerStream {
-    /// `rb` holds what the handshake read; bytes after the client's last handshake message are
-    /// inside `conn` already.
-    pub fn new(tcp: ClientTcp, conn: ServerConnection, mut rb: ReadBuf) -> Self {
+impl<Io> TlsStream<Io, ServerConnection> {
+    /// A terminated connection: `rb` holds what the handshake read; bytes after the client's
+    /// last handshake message are inside `conn` already.
+    pub fn new(tcp: Io, conn: ServerConnection, mut rb: ReadBuf) -> Self {
         rb.clear();
         Self { tcp, conn, rb, out: Vec::new() }
     }
@@ -90,7 +87,7 @@ impl ClientStream {
     /// Runs the client's side of the handshake over `tcp`. A refusal the client decided (the
     /// server's certificate, say) is sent to the server as its alert before the error returns.
     pub async fn connect(tcp: TcpStream, conn: ClientConnection) -> io::Result<Self> {
-        let mut stream = Self { tcp, conn, rb: ReadBuf::with_capacity(READ_ROOM), out: Vec::new() };
+        let mut stream = Self { tcp, conn, rb: ReadBuf::with_capacity(0), out: Vec::new() };
         while stream.conn.is_handshaking() {
             if stream.conn.wants_write() {
                 stream.sent(Ok(0)).await?;
@@ -137,7 +134,7 @@ where
 
 impl<Io: AsyncReadRent, C: Session> TlsStream<Io, C> {
     /// Copies received plaintext into `dst` (at most `len` bytes at `dst`), reading records from
-    /// the socket until there is some; `Ok(0)` is the client's close_notify.
+    /// the socket until there is some; `Ok(0)` is the peer's close_notify.
     async fn read_into(&mut self, dst: *mut u8, len: usize) -> io::Result<usize> {
         loop {
             let plain = self.conn.with(|conn| {

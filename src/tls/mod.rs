@@ -14,7 +14,7 @@ use monoio::net::TcpStream;
 use rustls::HandshakeKind;
 use tracing::debug;
 
-pub use crate::tls_stream::ServerStream;
+pub type ServerStream = crate::tls_stream::TlsStream<ClientTcp, rustls::ServerConnection>;
 pub use per_core::CoreConfigs;
 
 use crate::admin::L4Kind;
