@@ -24,11 +24,11 @@ pub struct ClientTcp {
     drain: CancelHandle,
 }
 
-// SAFETY: the halves each lend the whole `ClientTcp` to one call at a time, and the two calls
-// share nothing that either changes: a read uses `stream` (one receive on its descriptor),
-// reads `idle` and clones `drain`'s handle; a write uses `stream` only (one send). What two
-// such calls on one `TcpStream` may do at once is monoio's promise, made by its own `Split`
-// for `TcpStream`. Everything here lives on one thread (`Rc`, `Cell`).
+// SAFETY: each half lends the whole `ClientTcp` to its pending call, so a read and a write may
+// hold it at once; they share nothing that either changes: a read uses `stream` (one receive
+// on its descriptor), reads `idle` and clones `drain`'s handle; a write uses `stream` only (one
+// send). That a receive and a send may be pending on one `TcpStream` at once is monoio's
+// promise, made by its own `Split` for `TcpStream`. All of it lives on one thread (`Rc`, `Cell`).
 unsafe impl Split for ClientTcp {}
 
 impl Duplex for ClientTcp {
