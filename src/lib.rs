@@ -23,14 +23,20 @@
 //! stats/       counters and gauges: per-core single writers, summed only when scraped
 //! snapshot/    the compiled, immutable config: listeners → servers → routes → clusters
 //! config/      YAML → typed Istio resources with file/document/line positions; validation
+//! tls_stream.rs  one rustls stream for both ends (terminated and originated), whole or split
+//! duplex.rs    a stream whose read and write halves may be used at once, soundly
 //! limits.rs    client and head limits (a leaf)
 //! buf.rs       the read buffer every codec fills (a leaf)
 //! ```
+// With `panic = "abort"` one panic ends every core: outside tests (clippy.toml) nothing unwraps.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::undocumented_unsafe_blocks)]
+
 pub mod admin;
 pub mod buf;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod duplex;
 pub mod http;
 pub mod kit;
 pub mod limits;
@@ -40,5 +46,6 @@ pub mod snapshot;
 pub mod stats;
 pub mod tcp;
 pub mod tls;
+pub mod tls_stream;
 pub mod upstream;
 pub mod worker;

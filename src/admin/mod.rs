@@ -68,6 +68,7 @@ const INDEX: &str = "strait admin\n\
 /// The admin listener, bound at start so that a taken port stops `strait run` at once.
 pub struct Admin {
     listener: TcpListener,
+    addr: SocketAddr,
 }
 
 struct Context {
@@ -80,11 +81,12 @@ struct Context {
 
 impl Admin {
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr)? })
+        let listener = TcpListener::bind(addr)?;
+        Ok(Self { addr: listener.local_addr()?, listener })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.addr
     }
 
     /// Serves on threads of its own: one accepts into a bounded queue, [`SERVERS`] take from
@@ -194,8 +196,8 @@ fn config_dump(shared: &Shared) -> Response {
 }
 
 fn json_response(value: &serde_json::Value) -> Response {
-    let mut body = serde_json::to_vec_pretty(value).expect("a JSON value always serializes");
-    body.push(b'\n');
+    // Display's alternate form is serde_json's pretty printer, and writing to a String cannot fail.
+    let body = format!("{value:#}\n").into_bytes();
     Response { status: 200, content_type: "application/json", body }
 }
 

@@ -1,4 +1,6 @@
 //! `strait`: parse the command line, set up logging, run or validate, and render errors once.
+// With `panic = "abort"` one panic ends every core: outside tests (clippy.toml) nothing unwraps.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::undocumented_unsafe_blocks)]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -31,13 +31,13 @@ impl Default for BuildOptions {
 /// A servable snapshot, with the diagnostics that do not stop serving (dangling references,
 /// fields not enforced), to be logged as warnings.
 #[derive(Debug)]
-pub struct Built {
+pub struct Servable {
     pub snapshot: Snapshot,
     pub warnings: Diagnostics,
 }
 
 /// Builds generation `generation`. `Err` holds every diagnostic when any is an error.
-pub fn build(opts: &BuildOptions, generation: u64) -> Result<Built, Diagnostics> {
+pub fn build(opts: &BuildOptions, generation: u64) -> Result<Servable, Diagnostics> {
     let set = config::load(&opts.paths)?;
     let validate = ValidateOptions {
         secrets_dir: opts.secrets_dir.clone(),
@@ -55,7 +55,7 @@ pub fn build(opts: &BuildOptions, generation: u64) -> Result<Built, Diagnostics>
         generation,
     };
     let snapshot = snapshot::compile(&set, &compile)?;
-    Ok(Built { snapshot, warnings: diagnostics })
+    Ok(Servable { snapshot, warnings: diagnostics })
 }
 
 /// `strait validate`'s verdict on a diagnostic: errors and dangling references fail it, as

@@ -26,7 +26,7 @@ use serde_json::json;
 use tracing::info;
 
 pub use error::RunError;
-pub use load::{build, fails_validation, BuildOptions, Built};
+pub use load::{build, fails_validation, BuildOptions, Servable};
 pub use ports::BindError;
 pub use reload::{ReloadError, Reloader};
 

@@ -4,15 +4,16 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+use monoio::io::AsyncWriteRentExt;
 
 use super::body::{buffered_body_len, inline_body, INLINE_BODY};
 use super::codec::{self, BodyFraming, TryLines};
 use super::headers::Merged;
 use super::mirror;
 use super::plan::{Extras, ReqMeta};
-use super::retry::{self, Outcome};
+use super::retry::{self, TryFailure};
 use super::session::{Next, Session, CLIENT_BUF};
+use crate::duplex::Duplex;
 use crate::http::error::ProxyError;
 use crate::percore::WorkerCtx;
 use crate::snapshot::{ClusterId, Destination, Route};
@@ -33,7 +34,7 @@ struct Outgoing {
     inline: bool,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
+impl<S: Duplex> Session<S> {
     pub(super) async fn forward(
         &mut self,
         snap: &Rc<Generation>,
@@ -52,7 +53,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
         let retries = &route.policy.retries;
         // A small body is worth holding whole when a retry or a mirror may need it again.
         let replay_wanted = !extras.mirrors.is_empty()
-            || (retries.attempts > 0 && (retry::retries_statuses(retries) || retry::retries(retries, Outcome::Reset)));
+            || (retries.attempts > 0
+                && (retry::retries_statuses(retries) || retry::retries(retries, TryFailure::Reset)));
         if replay_wanted && self.hold_small_body(meta).await.is_err() {
             return Next::Close;
         }

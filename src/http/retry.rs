@@ -13,7 +13,7 @@ const BASE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// What ended a try that may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum TryFailure {
     /// The connection could not be opened (refused, unreachable, connect timeout): nothing
     /// reached the upstream.
     ConnectFailure,
@@ -22,16 +22,16 @@ pub enum Outcome {
     Reset,
 }
 
-/// Whether `outcome` is retried under `policy` (attempts left aside).
+/// Whether a try that ended in `failure` is retried under `policy` (attempts left aside).
 ///
 /// As Envoy's `RetryStateImpl`: `5xx`, `gateway-error` and `reset` retry every reset
 /// (a connect failure and a per-try timeout included); `connect-failure` only connect
 /// failures. `refused-stream` and the gRPC conditions never apply to HTTP/1.1.
-pub fn retries(policy: &RetryPolicy, outcome: Outcome) -> bool {
+pub fn retries(policy: &RetryPolicy, failure: TryFailure) -> bool {
     let on = &policy.retry_on;
-    match outcome {
-        Outcome::ConnectFailure => on.connect_failure || on.server_error_5xx || on.gateway_error || on.reset,
-        Outcome::Reset => on.server_error_5xx || on.gateway_error || on.reset,
+    match failure {
+        TryFailure::ConnectFailure => on.connect_failure || on.server_error_5xx || on.gateway_error || on.reset,
+        TryFailure::Reset => on.server_error_5xx || on.gateway_error || on.reset,
     }
 }
 

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+use monoio::io::AsyncWriteRentExt;
 
 use super::body::buffered_body_len;
 use super::codec::{self, BodyFraming, HeaderSlots};
@@ -17,6 +17,7 @@ use super::peer::{Peer, TlsSession};
 use super::plan::{plan, Disposition, Inputs, ReqMeta, FAULT_ABORT, NO_ROUTE};
 use super::tunnel;
 use crate::buf::ReadBuf;
+use crate::duplex::Duplex;
 use crate::limits::ClientLimits;
 use crate::percore::access_log::Record;
 use crate::percore::{ConnInfo, WorkerCtx};
@@ -51,7 +52,7 @@ pub struct Downstream {
 /// Serves one client connection until it closes, errs, or the worker drains.
 pub async fn serve_connection<S>(client: S, downstream: Downstream, ctx: Rc<WorkerCtx>)
 where
-    S: AsyncReadRent + AsyncWriteRent + Split,
+    S: Duplex,
 {
     let ctx_limits = ctx.limits;
     let Downstream { conn, idle, tls } = downstream;
@@ -164,7 +165,7 @@ impl Tally {
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
+impl<S: Duplex> Session<S> {
     /// Serves one request, then counts it and logs it when `--access-log` is on.
     async fn serve_one(&mut self) -> Next {
         // The snapshot is held here so that the request is counted against the cluster it

@@ -1,20 +1,17 @@
 //! After `101 Switching Protocols` (WebSocket): bytes flow both ways until each side closes.
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::buf::ReadBuf;
+use crate::duplex::Duplex;
 use crate::upstream::UpstreamConn;
 
 /// Splices `client` and `upstream` together. Bytes either side sent early (already in the
 /// read windows) go first; a half-close is passed on as a write shutdown.
-pub async fn run<S: AsyncReadRent + AsyncWriteRent + Split>(
-    client: S,
-    mut client_buf: ReadBuf,
-    upstream: UpstreamConn,
-) {
+pub async fn run<S: Duplex>(client: S, mut client_buf: ReadBuf, upstream: UpstreamConn) {
     let UpstreamConn { stream: upstream, buf: mut upstream_buf, open: _open, slot: _slot, .. } = upstream;
-    let (mut client_r, mut client_w) = client.into_split();
-    let (mut up_r, mut up_w) = upstream.into_split();
+    let (mut client_r, mut client_w) = client.into_halves();
+    let (mut up_r, mut up_w) = upstream.into_halves();
     let up = async {
         pipe(&mut client_r, &mut client_buf, &mut up_w).await;
         let _ = up_w.shutdown().await;

@@ -6,9 +6,14 @@ use std::io;
 use std::rc::Rc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Split};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, OwnedReadHalf, OwnedWriteHalf, Split,
+    Splitable,
+};
 use monoio::net::TcpStream;
 use monoio::BufResult;
+
+use crate::duplex::Duplex;
 
 pub struct ClientTcp {
     stream: TcpStream,
@@ -19,9 +24,21 @@ pub struct ClientTcp {
     drain: CancelHandle,
 }
 
-// SAFETY: a `TcpStream` may be read and written from two halves at once; the flag is only
-// touched on this thread.
+// SAFETY: each half lends the whole `ClientTcp` to its pending call, so a read and a write may
+// hold it at once; they share nothing that either changes: a read uses `stream` (one receive
+// on its descriptor), reads `idle` and clones `drain`'s handle; a write uses `stream` only (one
+// send). That a receive and a send may be pending on one `TcpStream` at once is monoio's
+// promise, made by its own `Split` for `TcpStream`. All of it lives on one thread (`Rc`, `Cell`).
 unsafe impl Split for ClientTcp {}
+
+impl Duplex for ClientTcp {
+    type Read = OwnedReadHalf<ClientTcp>;
+    type Write = OwnedWriteHalf<ClientTcp>;
+
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
 
 impl ClientTcp {
     pub fn new(stream: TcpStream, drain: CancelHandle) -> Self {

@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use rustls::client::Resumption;
 use rustls::{ClientConfig, ServerConfig};
 
-use crate::snapshot::Built;
+use crate::snapshot::TlsConfig;
 
 /// Sessions a core remembers per upstream config: a few hundred KiB at most.
 const SESSIONS: usize = 1024;
@@ -26,11 +26,11 @@ pub struct CoreConfigs {
 }
 
 impl CoreConfigs {
-    pub fn server(&self, built: &Built<ServerConfig>) -> Arc<ServerConfig> {
+    pub fn server(&self, built: &TlsConfig<ServerConfig>) -> Arc<ServerConfig> {
         copy(&self.server, built, |_| {})
     }
 
-    pub fn client(&self, built: &Built<ClientConfig>) -> Arc<ClientConfig> {
+    pub fn client(&self, built: &TlsConfig<ClientConfig>) -> Arc<ClientConfig> {
         copy(&self.client, built, |c| c.resumption = Resumption::in_memory_sessions(SESSIONS))
     }
 
@@ -42,7 +42,7 @@ impl CoreConfigs {
     }
 }
 
-fn copy<T: Clone>(copies: &Copies<T>, built: &Built<T>, own_caches: impl FnOnce(&mut T)) -> Arc<T> {
+fn copy<T: Clone>(copies: &Copies<T>, built: &TlsConfig<T>, own_caches: impl FnOnce(&mut T)) -> Arc<T> {
     let key = Arc::as_ptr(&built.0) as usize;
     if let Some((_, mine)) = copies.borrow().get(&key) {
         return mine.clone();

@@ -154,7 +154,7 @@ pub struct UpstreamTls {
     pub sni: Option<Arc<str>>,
     pub insecure_skip_verify: bool,
     /// The rustls client settings built from the above.
-    pub config: super::Built<rustls::ClientConfig>,
+    pub config: super::TlsConfig<rustls::ClientConfig>,
     /// Tells these settings apart from another cluster's, so that pooled connections to one
     /// address are reused only under the settings they were opened with.
     pub pool_id: u64,

@@ -201,7 +201,7 @@ pub struct ServerTls {
     pub max_protocol_version: Option<TlsVersion>,
     pub cipher_suites: Vec<Arc<str>>,
     /// The rustls settings built from all of the above; `None` for the passthrough modes.
-    pub config: Option<Built<rustls::ServerConfig>>,
+    pub config: Option<TlsConfig<rustls::ServerConfig>>,
     /// The certificate's first URI SAN: the gateway's identity, XFCC's `By`.
     pub uri_san: Option<Arc<str>>,
 }
@@ -250,7 +250,7 @@ impl ServerTls {
     /// Takes `other`'s session ticket keys and session cache, so that sessions made under it
     /// resume under `self`.
     fn share_sessions(&mut self, other: &ServerTls) {
-        let (Some(Built(mine)), Some(Built(theirs))) = (&mut self.config, &other.config) else {
+        let (Some(TlsConfig(mine)), Some(TlsConfig(theirs))) = (&mut self.config, &other.config) else {
             return;
         };
         // Compiled a moment ago and not yet published, the config has no other holder; were
@@ -265,17 +265,17 @@ impl ServerTls {
 /// A rustls config built at compile time. Compared by identity: two builds are never "equal"
 /// settings a reload could keep, and rustls configs have no equality of their own.
 #[derive(Clone)]
-pub struct Built<T>(pub Arc<T>);
+pub struct TlsConfig<T>(pub Arc<T>);
 
-impl<T> PartialEq for Built<T> {
+impl<T> PartialEq for TlsConfig<T> {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
-impl<T> std::fmt::Debug for Built<T> {
+impl<T> std::fmt::Debug for TlsConfig<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Built(..)")
+        f.write_str("TlsConfig(..)")
     }
 }
 

@@ -8,20 +8,22 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-use super::forward::{idle_watch, until_done, Outcome, Traffic};
+use crate::duplex::Duplex;
+
+use super::forward::{idle_watch, until_done, RelayEnd, Traffic};
 
 /// Each direction's buffer: what one TLS record carries, at most.
 const BUF: usize = 16 * 1024;
 
-pub async fn run<C, U>(client: C, upstream: U, idle: Duration, traffic: Traffic<'_>) -> Outcome
+pub async fn run<C, U>(client: C, upstream: U, idle: Duration, traffic: Traffic<'_>) -> RelayEnd
 where
-    C: AsyncReadRent + AsyncWriteRent + Split,
-    U: AsyncReadRent + AsyncWriteRent + Split,
+    C: Duplex,
+    U: Duplex,
 {
-    let (mut client_r, mut client_w) = client.into_split();
-    let (mut up_r, mut up_w) = upstream.into_split();
+    let (mut client_r, mut client_w) = client.into_halves();
+    let (mut up_r, mut up_w) = upstream.into_halves();
     let last = Cell::new(Instant::now());
     let up = pump(&mut client_r, &mut up_w, &last, |n| traffic.to_upstream(n));
     let down = pump(&mut up_r, &mut client_w, &last, |n| traffic.to_client(n));

@@ -65,8 +65,9 @@ pub struct Transferred {
     pub sent: Cell<u64>,
 }
 
+/// How a relay of two streams ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RelayEnd {
     /// Both sides ended their streams.
     Closed,
     /// A side reset or failed: both were reset.
@@ -77,7 +78,7 @@ pub enum Outcome {
 
 /// Joins `client` and `upstream` until both directions end, a side fails, or `idle` passes
 /// with no byte moved.
-pub async fn run(client: TcpStream, upstream: TcpStream, idle: Duration, traffic: Traffic<'_>) -> Outcome {
+pub async fn run(client: TcpStream, upstream: TcpStream, idle: Duration, traffic: Traffic<'_>) -> RelayEnd {
     run_with([Stage::new(), Stage::new()], client, upstream, idle, traffic).await
 }
 
@@ -88,16 +89,16 @@ async fn run_with(
     upstream: TcpStream,
     idle: Duration,
     traffic: Traffic<'_>,
-) -> Outcome {
+) -> RelayEnd {
     if set_nonblocking(client.as_raw_fd()).and_then(|()| set_nonblocking(upstream.as_raw_fd())).is_err() {
-        return Outcome::Reset;
+        return RelayEnd::Reset;
     }
     let [mut to_upstream, mut to_client] = stages;
     let last = Cell::new(Instant::now());
     let up = pump(&client, &upstream, &mut to_upstream, &last, |n| traffic.to_upstream(n));
     let down = pump(&upstream, &client, &mut to_client, &last, |n| traffic.to_client(n));
     let outcome = until_done(up, down, idle_watch(&last, idle)).await;
-    if outcome == Outcome::Reset {
+    if outcome == RelayEnd::Reset {
         reset_on_close(client.as_raw_fd());
         reset_on_close(upstream.as_raw_fd());
     }
@@ -109,17 +110,17 @@ pub(super) async fn until_done(
     up: impl Future<Output = io::Result<()>>,
     down: impl Future<Output = io::Result<()>>,
     idle: impl Future<Output = ()>,
-) -> Outcome {
+) -> RelayEnd {
     let (mut up, mut down, mut idle) = (pin!(up), pin!(down), pin!(idle));
     let (mut up_done, mut down_done) = (false, false);
     poll_fn(|cx| {
         if step(up.as_mut(), &mut up_done, cx).is_err() || step(down.as_mut(), &mut down_done, cx).is_err() {
-            return Poll::Ready(Outcome::Reset);
+            return Poll::Ready(RelayEnd::Reset);
         }
         if up_done && down_done {
-            return Poll::Ready(Outcome::Closed);
+            return Poll::Ready(RelayEnd::Closed);
         }
-        idle.as_mut().poll(cx).map(|()| Outcome::IdleTimeout)
+        idle.as_mut().poll(cx).map(|()| RelayEnd::IdleTimeout)
     })
     .await
 }

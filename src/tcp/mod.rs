@@ -10,15 +10,16 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use tracing::debug;
 
+use crate::duplex::Duplex;
 use crate::percore::{ConnInfo, WorkerCtx};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer};
 use crate::stats::{L4Counters, L4Kind};
 use crate::upstream::{connect, Generation, Observation, UpstreamStream};
-use forward::{Outcome, Traffic, Transferred};
+use forward::{RelayEnd, Traffic, Transferred};
 
 /// The client side of a proxied stream. `T` is the stream a terminating protocol hands over
 /// (TLS's), so that this module need not know it.
@@ -67,7 +68,7 @@ impl Inbound<'_> {
 }
 
 /// Proxies `client` along `route`.
-pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
+pub async fn serve_route<T: Duplex>(
     client: Client<T>,
     inbound: Inbound<'_>,
     route: &L4Route,
@@ -87,7 +88,7 @@ pub async fn serve_route<T: AsyncReadRent + AsyncWriteRent + Split>(
 }
 
 /// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.
-pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
+pub async fn serve_cluster<T: Duplex>(
     client: Client<T>,
     inbound: Inbound<'_>,
     cluster_id: ClusterId,
@@ -149,7 +150,7 @@ pub async fn serve_cluster<T: AsyncReadRent + AsyncWriteRent + Split>(
         (Client::Spliced(client), upstream) => copy::run(client, upstream, idle, traffic).await,
         (Client::Terminated(client), upstream) => copy::run(client, upstream, idle, traffic).await,
     };
-    if outcome == Outcome::IdleTimeout {
+    if outcome == RelayEnd::IdleTimeout {
         route_stats.idle_timeout.inc();
     }
 }

@@ -4,7 +4,6 @@
 
 mod handshake;
 mod hello;
-mod stream;
 pub mod xfcc;
 
 use std::rc::Rc;
@@ -14,7 +13,7 @@ use monoio::net::TcpStream;
 use rustls::HandshakeKind;
 use tracing::debug;
 
-pub use stream::ServerStream;
+pub type ServerStream = crate::tls_stream::TlsStream<ClientTcp, rustls::ServerConnection>;
 
 use crate::http::{Downstream, TlsSession};
 use crate::percore::{ClientTcp, ConnInfo, WorkerCtx};

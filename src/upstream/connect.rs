@@ -6,17 +6,16 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use monoio::net::TcpStream;
-use monoio_rustls::TlsConnector;
 use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
+use rustls::{ClientConfig, ClientConnection};
 use tracing::debug;
 
 use super::UpstreamStream;
-use crate::snapshot::{Built, Cluster};
+use crate::snapshot::{Cluster, TlsConfig};
+use crate::tls_stream::ClientStream;
 
 /// Why no connection was made.
 #[derive(Debug)]
@@ -41,7 +40,7 @@ impl From<ConnectError> for io::Error {
 pub async fn connect(
     addr: SocketAddr,
     cluster: &Cluster,
-    client: impl FnOnce(&Built<ClientConfig>) -> Arc<ClientConfig>,
+    client: impl FnOnce(&TlsConfig<ClientConfig>) -> Arc<ClientConfig>,
 ) -> Result<UpstreamStream, ConnectError> {
     let tls = cluster.policy.tls.as_ref().map(|t| client(&t.config));
     match monoio::time::timeout(cluster.policy.connect_timeout, open(addr, cluster, tls)).await {
@@ -70,7 +69,6 @@ async fn open(addr: SocketAddr, cluster: &Cluster, tls: Option<Arc<ClientConfig>
     // Istio's SNI: the DestinationRule's, else the service's own name.
     let name = settings.sni.as_deref().unwrap_or(&cluster.host);
     let name = ServerName::try_from(name.to_string()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let fd = stream.as_raw_fd();
-    let tls = TlsConnector::from(config).connect(name, stream).await.map_err(io::Error::other)?;
-    Ok(UpstreamStream::Tls(Box::new(tls), fd))
+    let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+    Ok(UpstreamStream::Tls(Box::new(ClientStream::connect(stream, conn).await?)))
 }

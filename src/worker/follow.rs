@@ -60,13 +60,11 @@ async fn apply(ctx: &Rc<WorkerCtx>, p: &Published, acceptors: &mut BTreeMap<u16,
     if p.draining {
         ctx.start_draining();
     }
-    let stale: Vec<u16> = acceptors
-        .iter()
-        .filter(|(port, a)| !p.sockets.get(port).is_some_and(|s| Arc::ptr_eq(s, &a.sockets)))
-        .map(|(&port, _)| port)
-        .collect();
-    for port in stale {
-        let a = acceptors.remove(&port).expect("listed above");
+    let (kept, stale): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(acceptors)
+        .into_iter()
+        .partition(|(port, a)| p.sockets.get(port).is_some_and(|s| Arc::ptr_eq(s, &a.sockets)));
+    *acceptors = kept;
+    for (port, a) in stale {
         a.stop.cancel();
         // The loop drops its socket as it returns; established connections are separate tasks
         // and keep running.

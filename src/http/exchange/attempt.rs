@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::http::error::ProxyError;
-use crate::http::retry::{self, Outcome};
+use crate::http::retry::{self, TryFailure};
 use crate::snapshot::{Cluster, RetryPolicy};
 use crate::stats::{EndpointCounters, HttpCluster};
 use crate::upstream::{LiveCluster, PoolKey};
@@ -39,7 +39,7 @@ impl Try<'_> {
 /// sent again. What went out on the wire can only be resent when it is still held (`inline`).
 pub(super) fn retried(policy: &RetryPolicy, err: &ProxyError, inline: bool) -> bool {
     let outcome = match err {
-        ProxyError::ConnectFailed(_) | ProxyError::ConnectTimeout => Outcome::ConnectFailure,
+        ProxyError::ConnectFailed(_) | ProxyError::ConnectTimeout => TryFailure::ConnectFailure,
         ProxyError::ResetBeforeResponse
         | ProxyError::UpstreamIo(_)
         | ProxyError::UpstreamProtocol(_)
@@ -47,7 +47,7 @@ pub(super) fn retried(policy: &RetryPolicy, err: &ProxyError, inline: bool) -> b
         | ProxyError::PerTryTimeout
             if inline =>
         {
-            Outcome::Reset
+            TryFailure::Reset
         }
         // Only produced when the policy retries it and a try is left.
         ProxyError::RetriableStatus(_) => return true,

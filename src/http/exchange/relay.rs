@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
-
 use super::attempt::{Failure, Try};
+use crate::duplex::Duplex;
 use crate::http::body::{self, inline_body, BodyError};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits, ResponseEdits, ResponseWritten};
 use crate::http::dechunk;
@@ -31,7 +30,7 @@ pub(super) enum Relayed {
     Upgraded,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + Split> Session<S> {
+impl<S: Duplex> Session<S> {
     /// Judges a response head; for a final one, writes the client's head into `out` and notes
     /// the status.
     fn start_response(

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::{backoff, expected_timeout_ms, retries, retries_statuses, status_retried, Outcome};
+use super::{backoff, expected_timeout_ms, retries, retries_statuses, status_retried, TryFailure};
 use crate::snapshot::{RetryOn, RetryPolicy};
 
 fn policy(on: RetryOn, codes: &[u16]) -> RetryPolicy {
@@ -10,8 +10,8 @@ fn policy(on: RetryOn, codes: &[u16]) -> RetryPolicy {
 #[test]
 fn istio_default_retries_connect_failures_only() {
     let p = RetryPolicy::default();
-    assert!(retries(&p, Outcome::ConnectFailure));
-    assert!(!retries(&p, Outcome::Reset));
+    assert!(retries(&p, TryFailure::ConnectFailure));
+    assert!(!retries(&p, TryFailure::Reset));
     assert!(!status_retried(&p, 503));
     assert!(!status_retried(&p, 500));
     assert!(!retries_statuses(&p));
@@ -20,8 +20,8 @@ fn istio_default_retries_connect_failures_only() {
 #[test]
 fn five_xx_retries_resets_and_every_5xx() {
     let p = policy(RetryOn { server_error_5xx: true, ..RetryOn::default() }, &[]);
-    assert!(retries(&p, Outcome::ConnectFailure));
-    assert!(retries(&p, Outcome::Reset));
+    assert!(retries(&p, TryFailure::ConnectFailure));
+    assert!(retries(&p, TryFailure::Reset));
     assert!(status_retried(&p, 500));
     assert!(status_retried(&p, 599));
     assert!(!status_retried(&p, 404));
@@ -32,21 +32,21 @@ fn gateway_error_retries_502_to_504() {
     let p = policy(RetryOn { gateway_error: true, ..RetryOn::default() }, &[]);
     assert!(!status_retried(&p, 500));
     assert!([502, 503, 504].iter().all(|&s| status_retried(&p, s)));
-    assert!(retries(&p, Outcome::Reset));
+    assert!(retries(&p, TryFailure::Reset));
 }
 
 #[test]
 fn connect_failure_alone_does_not_retry_resets() {
     let p = policy(RetryOn { connect_failure: true, ..RetryOn::default() }, &[]);
-    assert!(retries(&p, Outcome::ConnectFailure));
-    assert!(!retries(&p, Outcome::Reset));
+    assert!(retries(&p, TryFailure::ConnectFailure));
+    assert!(!retries(&p, TryFailure::Reset));
 }
 
 #[test]
 fn reset_retries_resets_not_statuses() {
     let p = policy(RetryOn { reset: true, ..RetryOn::default() }, &[]);
-    assert!(retries(&p, Outcome::Reset));
-    assert!(retries(&p, Outcome::ConnectFailure));
+    assert!(retries(&p, TryFailure::Reset));
+    assert!(retries(&p, TryFailure::ConnectFailure));
     assert!(!status_retried(&p, 503));
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
-use super::{run_with, Outcome, Stage, Traffic, Transferred};
+use super::{run_with, RelayEnd, Stage, Traffic, Transferred};
 use crate::stats::L4Counters;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -63,7 +63,7 @@ async fn both_ways(stages: [Stage; 2]) {
     let (route, cluster, moved) = (L4Counters::default(), L4Counters::default(), Transferred::default());
     let traffic = Traffic { downstream: &route, upstream: &cluster, connection: &moved };
     let outcome = run_with(stages, client_near, upstream_near, HOUR, traffic).await;
-    assert_eq!(outcome, Outcome::Closed);
+    assert_eq!(outcome, RelayEnd::Closed);
     assert!(join(server_side).await == pattern(up), "the server got other bytes");
     assert!(join(client_side).await == pattern(down), "the client got other bytes");
     let counts = |c: &L4Counters| (c.rx_bytes.get(), c.tx_bytes.get());
@@ -89,7 +89,7 @@ async fn reset_passes_on(stages: [Stage; 2]) {
     let traffic = Traffic { downstream: &route, upstream: &cluster, connection: &moved };
     let outcome = run_with(stages, client_near, upstream_near, HOUR, traffic).await;
     join(server_side).await;
-    assert_eq!(outcome, Outcome::Reset);
+    assert_eq!(outcome, RelayEnd::Reset);
     let err = join(next_read(client)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
 }
@@ -101,7 +101,7 @@ async fn idle_closes(stages: [Stage; 2]) {
     let (route, cluster, moved) = (L4Counters::default(), L4Counters::default(), Transferred::default());
     let traffic = Traffic { downstream: &route, upstream: &cluster, connection: &moved };
     let outcome = run_with(stages, client_near, upstream_near, Duration::from_millis(200), traffic).await;
-    assert_eq!(outcome, Outcome::IdleTimeout);
+    assert_eq!(outcome, RelayEnd::IdleTimeout);
     assert_eq!(join(next_read(client)).await.unwrap(), 0);
     assert_eq!(join(next_read(server)).await.unwrap(), 0);
 }

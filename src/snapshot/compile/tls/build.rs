@@ -113,7 +113,7 @@ pub(super) fn client_config(
     let provider = Arc::new(crypto());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("ring's default provider has suites for every default version");
+        .map_err(|e| ("mode".to_string(), e.to_string()))?;
     let builder = match server_verifier(material, subject_alt_names, insecure_skip_verify, provider)? {
         Some(verifier) => builder.dangerous().with_custom_certificate_verifier(verifier),
         None => builder.with_root_certificates(RootCertStore::empty()),

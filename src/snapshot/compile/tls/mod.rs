@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::config::credentials::{server_material, upstream_material, Secrets, TlsError};
 use crate::config::destination_rule::{ClientTlsMode, ClientTlsSettings};
 use crate::config::gateway::{ServerTlsMode as ConfigTlsMode, ServerTlsSettings, TlsProtocol};
-use crate::snapshot::{Built, ServerTls, ServerTlsMode, TlsVersion, UpstreamTls, UpstreamTlsMode};
+use crate::snapshot::{ServerTls, ServerTlsMode, TlsConfig, TlsVersion, UpstreamTls, UpstreamTlsMode};
 
 fn version(v: Option<TlsProtocol>, field: &str) -> Result<Option<TlsVersion>, TlsError> {
     match v {
@@ -66,7 +66,7 @@ pub(super) fn server_tls(
         uri_san: None,
     };
     if !matches!(mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough) {
-        server.config = Some(Built(Arc::new(build::server_config(&server, https)?)));
+        server.config = Some(TlsConfig(Arc::new(build::server_config(&server, https)?)));
         server.uri_san = build::uri_san(server.cert_chain.as_deref());
     }
     Ok(server)
@@ -100,7 +100,7 @@ pub(super) fn upstream_tls(
         subject_alt_names,
         sni: tls.sni.as_deref().map(Arc::from),
         insecure_skip_verify,
-        config: Built(Arc::new(config)),
+        config: TlsConfig(Arc::new(config)),
         pool_id: 0,
     };
     upstream.pool_id = pool_id(&upstream, host);
