@@ -7,14 +7,16 @@ use super::affinity;
 use super::codec::{self, BodyFraming, RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
-use super::headers::Merged;
+use super::headers::{self, Merged};
 use super::local::{self, Ending};
 use super::mirror;
 use super::peer::Peer;
 use super::retry;
 use super::rewrite;
 use crate::percore::access_log::Record;
-use crate::snapshot::{Destination, RequestInfo, Route, RouteAction, RouteDecision, Snapshot};
+use crate::snapshot::{
+    Destination, HeaderEdits, Mirror, RequestInfo, RequestStage, Route, RouteAction, RouteDecision, Snapshot,
+};
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +27,9 @@ pub(super) const DIRECT: &str = "direct_response";
 pub(super) const NO_UPSTREAM: &str = "no_healthy_upstream";
 pub(super) const FAULT_ABORT: &str = "fault_filter_abort";
 pub(super) const CORS_PREFLIGHT: &str = "cors_response";
+
+/// The route-level request edits of a route that sets none.
+static NO_EDITS: HeaderEdits = HeaderEdits { set: Vec::new(), add: Vec::new(), remove: Vec::new() };
 
 /// What the head told us, kept once the head's borrow of the read window ends.
 #[derive(Clone, Copy)]
@@ -136,22 +141,33 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
         }
         RouteDecision::Matched { route, block, .. } => (route, block),
     };
-    // Envoy's filter order: CORS answers preflights before the fault filter sees them.
-    let cors = route.policy.cors.as_ref();
-    if let Some(cors::Preflight::Answer(lines)) = cors.map(|c| cors::preflight(c, &info)) {
-        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
-        let status = local::answer(out, 200, &lines, b"", false, end);
-        return (meta, Disposition::Local { status, close, details: CORS_PREFLIGHT }, Injected::default());
+    // The route's request stages, in Envoy's filter order (CORS answers preflights before the
+    // fault filter sees them); what they set for upstream waits for the router below.
+    let mut fault = Injected::default();
+    let mut cors_lines = Vec::new();
+    let (mut rewrite, mut route_headers, mut mirrors) = (None, &NO_EDITS, &[][..]);
+    for stage in route.policy.request.iter() {
+        match stage {
+            RequestStage::Cors(c) => match cors::preflight(c, &info) {
+                cors::Preflight::Answer(lines) => {
+                    let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
+                    let status = local::answer(out, 200, &lines, b"", false, end);
+                    let plan = Disposition::Local { status, close, details: CORS_PREFLIGHT };
+                    return (meta, plan, Injected::default());
+                }
+                // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin
+                // gets its lines.
+                cors::Preflight::NotPreflight | cors::Preflight::Forward => {
+                    cors_lines = cors::response_headers(c, &info);
+                }
+            },
+            RequestStage::Fault(f) => fault = fault::inject(f, random(), random()),
+            RequestStage::Rewrite(r) => rewrite = Some(r),
+            RequestStage::RequestHeaders(edits) => route_headers = edits,
+            RequestStage::Mirror(m) => mirrors = m,
+        }
     }
-    let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, random(), random())).unwrap_or_default();
-    // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin gets its lines.
-    let cors_lines = cors.map(|c| cors::response_headers(c, &info)).unwrap_or_default();
-    let response_headers = || {
-        let mut lines = Merged::new(&[], &[&route.policy.headers.response]).add;
-        lines.retain(|(n, _)| !cors_lines.iter().any(|(c, _)| c == n));
-        lines.extend(cors_lines.iter().map(|(n, v)| (*n, &**v)));
-        lines
-    };
+    let response_headers = || headers::response(None, &route.policy.response, &cors_lines, true).add;
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => {
             let status = local::answer(out, *status, &response_headers(), body, meta.is_head, end);
@@ -168,9 +184,9 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                     .map(|c| affinity::request_affinity(snap.cluster(c), head, peer.conn.peer))
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
-                let path = rewrite::path(route, block, &info);
+                let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
                 let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
-                let levels = [&dest.headers.request, &route.policy.headers.request];
+                let levels = [&dest.headers.request, route_headers];
                 // Nothing to merge on most routes: no allocation then.
                 let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
                 let (add, remove, header_authority) = match &merged {
@@ -178,7 +194,7 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                     None => (&[][..], base_remove, None),
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
-                let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()).or(header_authority);
+                let authority = rewrite.and_then(|r| r.authority.as_deref()).or(header_authority);
                 let try_lines = TryLines {
                     attempt: Some(1),
                     expected_timeout_ms: retry::expected_timeout_ms(
@@ -204,7 +220,7 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                 codec::write_request_head(out, head, &edits);
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-                    mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, inputs) },
+                    mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(mirrors, head, &edits, inputs) },
                     set_cookie: affinity.set_cookie,
                     try_lines,
                 };
@@ -222,13 +238,13 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
 /// The heads of this request's mirror copies, one per mirror drawn: the upstream head as
 /// sent, with `connection: close` (and `HOST-shadow` with `--mirror-shadow-suffix`).
 fn mirror_copies(
-    route: &Route,
+    mirrors: &[Mirror],
     head: &codec::RequestHead<'_>,
     edits: &RequestEdits<'_>,
     inputs: &Inputs<impl Fn() -> u32>,
 ) -> Vec<mirror::Copy> {
     let mut copies = Vec::new();
-    for m in &route.policy.mirrors {
+    for m in mirrors {
         let Some(cluster) = m.destination.cluster else {
             continue;
         };
