@@ -181,7 +181,7 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
             Some(dest) => {
                 let affinity = dest
                     .cluster
-                    .map(|c| affinity::request_affinity(snap.cluster(c), head, peer.conn.peer))
+                    .map(|c| affinity::request_affinity(snap.cluster(c), &info, peer.conn.peer))
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
