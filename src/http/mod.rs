@@ -10,6 +10,7 @@ mod dechunk;
 mod error;
 mod exchange;
 mod fault;
+mod head;
 mod headers;
 mod local;
 mod mirror;

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use super::affinity;
-use super::codec::{self, BodyFraming, RequestEdits, TryLines};
+use super::codec::{BodyFraming, RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
+use super::head::RequestView;
 use super::headers::{self, Merged};
 use super::local::{self, Ending};
 use super::mirror;
@@ -14,9 +15,7 @@ use super::peer::Peer;
 use super::retry;
 use super::rewrite;
 use crate::percore::access_log::Record;
-use crate::snapshot::{
-    Destination, HeaderEdits, Mirror, RequestInfo, RequestStage, Route, RouteAction, RouteDecision, Snapshot,
-};
+use crate::snapshot::{Destination, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot};
 
 #[cfg(test)]
 mod tests;
@@ -80,7 +79,7 @@ pub(super) struct Inputs<R> {
 /// also draws the route's faults. `body_here`: the request's body (if any) is all read.
 pub(super) fn plan<'s, R: Fn() -> u32>(
     snap: &'s Snapshot,
-    head: &codec::RequestHead<'_>,
+    head: &impl RequestView,
     body_here: bool,
     out: &mut Vec<u8>,
     peer: &Peer,
@@ -93,28 +92,11 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
     let request_id = RequestId::new(random(), random(), random(), random());
     if let Some(r) = log.as_deref_mut() {
         let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
-        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
+        head.begin_log(r, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
     }
-    let mut meta = ReqMeta {
-        head_len: head.head_len,
-        framing: head.framing,
-        keep_alive: head.keep_alive,
-        http10: head.version == 0,
-        is_head: head.method == "HEAD",
-        expect_continue: head.expect_continue,
-        upgrade: head.upgrade.is_some(),
-        affinity: None,
-    };
-    let host = head.host().unwrap_or("");
+    let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
-    let info = RequestInfo {
-        host,
-        method: head.method,
-        path: head.path(),
-        query: head.query(),
-        scheme,
-        headers: head.headers(),
-    };
+    let info = head.info(scheme);
     // A local answer given before the body is all read ends the connection, and says so.
     let end = Ending { close: !meta.keep_alive || inputs.closing || !body_here, http10: meta.http10 };
     let close = end.close;
@@ -217,10 +199,14 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                     allow_upgrade: meta.upgrade,
                     try_lines,
                 };
-                codec::write_request_head(out, head, &edits);
+                head.write_upstream(out, &edits);
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-                    mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(mirrors, head, &edits, inputs) },
+                    mirrors: if meta.upgrade {
+                        Vec::new()
+                    } else {
+                        mirror_copies(mirrors, head, info.host, &edits, inputs)
+                    },
                     set_cookie: affinity.set_cookie,
                     try_lines,
                 };
@@ -239,7 +225,8 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
 /// sent, with `connection: close` (and `HOST-shadow` with `--mirror-shadow-suffix`).
 fn mirror_copies(
     mirrors: &[Mirror],
-    head: &codec::RequestHead<'_>,
+    head: &impl RequestView,
+    host: &str,
     edits: &RequestEdits<'_>,
     inputs: &Inputs<impl Fn() -> u32>,
 ) -> Vec<mirror::Copy> {
@@ -251,11 +238,10 @@ fn mirror_copies(
         if !fault::drawn(m.percent, (inputs.random)()) {
             continue;
         }
-        let shadow =
-            inputs.mirror_shadow_suffix.then(|| mirror::shadow_host(edits.authority.or(head.host()).unwrap_or("")));
+        let shadow = inputs.mirror_shadow_suffix.then(|| mirror::shadow_host(edits.authority.unwrap_or(host)));
         let edits = RequestEdits { authority: shadow.as_deref().or(edits.authority), keep_alive: false, ..*edits };
         let mut bytes = Vec::with_capacity(1024);
-        codec::write_request_head(&mut bytes, head, &edits);
+        head.write_upstream(&mut bytes, &edits);
         copies.push(mirror::Copy { cluster, bytes });
     }
     copies
