@@ -166,15 +166,6 @@ impl RoutePolicy {
             .find_map(|s| if let RequestStage::Mirror(m) = s { Some(&m[..]) } else { None })
             .unwrap_or(&[])
     }
-
-    /// The route's `headers` (none set: empty edits).
-    pub fn headers(&self) -> HeaderOps {
-        let request =
-            self.request.iter().find_map(|s| if let RequestStage::RequestHeaders(h) = s { Some(h) } else { None });
-        let response =
-            self.response.iter().find_map(|s| if let ResponseStage::Headers(h) = s { Some(h) } else { None });
-        HeaderOps { request: request.cloned().unwrap_or_default(), response: response.cloned().unwrap_or_default() }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -422,6 +422,15 @@ fn destinations_and_clusters() {
     assert!(s.cluster_by_name("outbound|9090||multi.shop.svc.cluster.local").is_some());
 }
 
+/// The route's `headers`, read back from its stages (none set: empty edits).
+fn headers(r: &Route) -> HeaderOps {
+    let policy = &r.policy;
+    let request =
+        policy.request.iter().find_map(|s| if let RequestStage::RequestHeaders(h) = s { Some(h) } else { None });
+    let response = policy.response.iter().find_map(|s| if let ResponseStage::Headers(h) = s { Some(h) } else { None });
+    HeaderOps { request: request.cloned().unwrap_or_default(), response: response.cloned().unwrap_or_default() }
+}
+
 #[test]
 fn actions_and_policies() {
     let s = build(&["snapshot/policies.yaml"]);
@@ -452,11 +461,11 @@ fn actions_and_policies() {
     assert_eq!(rw.authority.as_deref(), Some("new.example.com"));
     let (re, with) = rw.uri_regex.as_ref().unwrap();
     assert_eq!(re.replace_all("/service/v1/api/update", &**with), "/customprefix//api/update/v1");
-    let req = &r.policy.headers().request;
+    let req = &headers(r).request;
     assert_eq!(req.set, [("x-set".into(), "a".into()), ("host".into(), "h.example.com".into())]);
     assert_eq!(req.add, [("x-add".into(), "b".into())]);
     assert_eq!(req.remove, ["x-remove".into()]);
-    assert_eq!(r.policy.headers().response.set, [("x-resp".into(), "c".into())]);
+    assert_eq!(headers(r).response.set, [("x-resp".into(), "c".into())]);
     assert_eq!(forward(r).destinations[0].headers.request.set, [("x-dest".into(), "d".into())]);
     assert_eq!(r.policy.timeout, Some(Duration::from_secs(2)));
     let retries = &r.policy.retries;
