@@ -129,14 +129,14 @@ fn route(s: &Snapshot, r: &Route) -> Value {
         "action": action,
         "timeout_ms": p.timeout.map(|t| t.as_millis() as u64),
         "retries": p.retries.attempts,
-        "rewrite": p.rewrite.as_ref().map(|rw| json!({
+        "rewrite": p.rewrite().map(|rw| json!({
             "uri": rw.uri.as_deref(),
             "authority": rw.authority.as_deref(),
             "uri_regex": rw.uri_regex.as_ref().map(|(re, sub)| format!("{} -> {sub}", re.as_str())),
         })),
-        "mirrors": p.mirrors.iter().map(|m| json!({ "destination": destination(s, &m.destination), "percent": m.percent })).collect::<Vec<_>>(),
-        "fault": p.fault.as_ref().map(|f| format!("{f:?}")),
-        "cors": p.cors.is_some(),
+        "mirrors": p.mirrors().iter().map(|m| json!({ "destination": destination(s, &m.destination), "percent": m.percent })).collect::<Vec<_>>(),
+        "fault": p.fault().map(|f| format!("{f:?}")),
+        "cors": p.cors().is_some(),
     })
 }
 

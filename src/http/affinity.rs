@@ -3,9 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::codec::RequestHead;
 use crate::snapshot::{hash_bytes, ip_hash};
-use crate::snapshot::{Cluster, HashKey, LoadBalancer};
+use crate::snapshot::{Cluster, HashKey, LoadBalancer, RequestInfo};
 
 /// What session affinity decided for one request.
 #[derive(Default)]
@@ -18,19 +17,19 @@ pub struct Affinity {
     pub set_cookie: Option<String>,
 }
 
-/// The request's affinity for `cluster`; `peer` is the client's address.
-pub fn request_affinity(cluster: &Cluster, head: &RequestHead<'_>, peer: SocketAddr) -> Affinity {
+/// The request's affinity for `cluster`; `peer` is the client's address. Reads the request as
+/// routing sees it, whatever codec parsed it.
+pub fn request_affinity(cluster: &Cluster, req: &RequestInfo<'_>, peer: SocketAddr) -> Affinity {
     let LoadBalancer::ConsistentHash { key, .. } = &cluster.policy.load_balancer else {
         return Affinity::default();
     };
     let hash = match key {
-        HashKey::Header(name) => head.header(name).map(|v| hash_bytes(&[v])),
+        HashKey::Header(name) => req.header(name).map(|v| hash_bytes(&[v])),
         HashKey::SourceIp => Some(ip_hash(peer.ip())),
-        HashKey::QueryParameter(name) => {
-            head.query().and_then(|q| query_value(q, name)).map(|v| hash_bytes(&[v.as_bytes()]))
-        }
+        HashKey::QueryParameter(name) => req.query_param(name).map(|v| hash_bytes(&[v.as_bytes()])),
         HashKey::Cookie { name, path, ttl } => {
-            match head.header_values("cookie").find_map(|line| cookie_value(line, name)) {
+            let lines = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("cookie"));
+            match lines.map(|h| h.value).find_map(|line| cookie_value(line, name)) {
                 Some(value) => Some(hash_bytes(&[value])),
                 None => {
                     let Some(ttl) = ttl else { return Affinity::default() };
@@ -61,14 +60,6 @@ fn set_cookie(name: &str, value: &str, path: Option<&str>, ttl: Duration) -> Str
     }
     line.push_str("; HttpOnly");
     line
-}
-
-/// The first value of `name` in a query string (`a=1&b=2`).
-fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    })
 }
 
 fn unquote(v: &[u8]) -> &[u8] {

@@ -8,7 +8,7 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::body::{buffered_body_len, inline_body, INLINE_BODY};
 use super::codec::{self, BodyFraming, TryLines};
-use super::headers::Merged;
+use super::headers::{self, Merged};
 use super::mirror;
 use super::plan::{Extras, ReqMeta};
 use super::retry::{self, TryFailure};
@@ -76,10 +76,7 @@ impl<S: Duplex> Session<S> {
         } else if !extras.mirrors.is_empty() {
             tracing::debug!(peer = %self.peer.conn.peer, "request body too large to hold for a mirror: not mirrored");
         }
-        let mut response = Merged::new(&[], &[&dest.headers.response, &route.policy.headers.response]);
-        // CORS lines replace any the backend sent (Envoy's `setInline`).
-        response.remove.extend(extras.cors.iter().map(|(n, _)| *n));
-        response.add.extend(extras.cors.iter().map(|(n, v)| (*n, v.as_str())));
+        let mut response = headers::response(Some(&dest.headers.response), &route.policy.response, &extras.cors, false);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
         // The route's timeout, or what is left of the request's maximum duration if sooner.
         let left = self

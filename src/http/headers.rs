@@ -1,7 +1,7 @@
 //! Route and destination `headers` edits merged, in Envoy's order, into one list of removals
 //! and one of appended lines, so a head is rewritten in a single pass.
 
-use crate::snapshot::HeaderEdits;
+use crate::snapshot::{HeaderEdits, ResponseStage};
 
 #[cfg(test)]
 mod tests;
@@ -25,22 +25,54 @@ impl<'s> Merged<'s> {
     pub fn new(remove: &[&'s str], levels: &[&'s HeaderEdits]) -> Self {
         let mut out = Merged { remove: remove.to_vec(), add: Vec::new(), authority: None };
         for level in levels {
-            let replaced = level.set.iter().map(|(n, _)| &**n).filter(|n| *n != "host");
-            for name in level.remove.iter().map(|n| &**n).chain(replaced) {
-                out.add.retain(|(n, _)| *n != name);
-                if !out.remove.contains(&name) {
-                    out.remove.push(name);
-                }
-            }
-            for (name, value) in &level.set {
-                if &**name == "host" {
-                    out.authority = Some(value);
-                } else {
-                    out.add.push((name, value));
-                }
-            }
-            out.add.extend(level.add.iter().map(|(n, v)| (&**n, &**v)));
+            out.apply(level);
         }
         out
     }
+
+    /// Applies one more level after those already merged.
+    fn apply(&mut self, level: &'s HeaderEdits) {
+        let replaced = level.set.iter().map(|(n, _)| &**n).filter(|n| *n != "host");
+        for name in level.remove.iter().map(|n| &**n).chain(replaced) {
+            self.add.retain(|(n, _)| *n != name);
+            if !self.remove.contains(&name) {
+                self.remove.push(name);
+            }
+        }
+        for (name, value) in &level.set {
+            if &**name == "host" {
+                self.authority = Some(value);
+            } else {
+                self.add.push((name, value));
+            }
+        }
+        self.add.extend(level.add.iter().map(|(n, v)| (&**n, &**v)));
+    }
+}
+
+/// The response stages of a route's answer, run after the destination's own edits (`dest`;
+/// none on the gateway's own answers). `cors`: the lines the CORS request stage allowed; they
+/// replace the backend's lines of the same name on a forwarded response, and the route's own
+/// edits of that name on a `local` answer.
+pub fn response<'s, V: AsRef<str>>(
+    dest: Option<&'s HeaderEdits>,
+    stages: &'s [ResponseStage],
+    cors: &'s [(&'static str, V)],
+    local: bool,
+) -> Merged<'s> {
+    let mut out = Merged::new(&[], dest.as_slice());
+    for stage in stages {
+        match stage {
+            ResponseStage::Headers(edits) => out.apply(edits),
+            ResponseStage::Cors if local => {
+                out.add.retain(|(n, _)| !cors.iter().any(|(c, _)| c == n));
+                out.add.extend(cors.iter().map(|(n, v)| (*n, v.as_ref())));
+            }
+            ResponseStage::Cors => {
+                out.remove.extend(cors.iter().map(|(n, _)| *n));
+                out.add.extend(cors.iter().map(|(n, v)| (*n, v.as_ref())));
+            }
+        }
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! HTTP proxy path by phase: the HTTP/1.1 session (codec, connection loop, accounting), the
-//! plan (route, route actions, upstream head or the gateway's own answer), the exchange
-//! (tries, retries, relaying).
+//! plan (route, the route's stages, upstream head or the gateway's own answer), which reads
+//! the request through a codec-neutral view (`head.rs`), the exchange (tries, retries,
+//! relaying).
 
 mod affinity;
 mod body;
@@ -10,6 +11,7 @@ mod dechunk;
 mod error;
 mod exchange;
 mod fault;
+mod head;
 mod headers;
 mod local;
 mod mirror;

@@ -4,17 +4,18 @@
 use std::time::Duration;
 
 use super::affinity;
-use super::codec::{self, BodyFraming, RequestEdits, TryLines};
+use super::codec::{BodyFraming, RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
-use super::headers::Merged;
+use super::head::RequestView;
+use super::headers::{self, Merged};
 use super::local::{self, Ending};
 use super::mirror;
 use super::peer::Peer;
 use super::retry;
 use super::rewrite;
 use crate::percore::access_log::Record;
-use crate::snapshot::{Destination, RequestInfo, Route, RouteAction, RouteDecision, Snapshot};
+use crate::snapshot::{Destination, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot};
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,9 @@ pub(super) const DIRECT: &str = "direct_response";
 pub(super) const NO_UPSTREAM: &str = "no_healthy_upstream";
 pub(super) const FAULT_ABORT: &str = "fault_filter_abort";
 pub(super) const CORS_PREFLIGHT: &str = "cors_response";
+
+/// The route-level request edits of a route that sets none.
+static NO_EDITS: HeaderEdits = HeaderEdits { set: Vec::new(), add: Vec::new(), remove: Vec::new() };
 
 /// What the head told us, kept once the head's borrow of the read window ends.
 #[derive(Clone, Copy)]
@@ -75,7 +79,7 @@ pub(super) struct Inputs<R> {
 /// also draws the route's faults. `body_here`: the request's body (if any) is all read.
 pub(super) fn plan<'s, R: Fn() -> u32>(
     snap: &'s Snapshot,
-    head: &codec::RequestHead<'_>,
+    head: &impl RequestView,
     body_here: bool,
     out: &mut Vec<u8>,
     peer: &Peer,
@@ -88,28 +92,11 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
     let request_id = RequestId::new(random(), random(), random(), random());
     if let Some(r) = log.as_deref_mut() {
         let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
-        r.begin(head, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
+        head.begin_log(r, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
     }
-    let mut meta = ReqMeta {
-        head_len: head.head_len,
-        framing: head.framing,
-        keep_alive: head.keep_alive,
-        http10: head.version == 0,
-        is_head: head.method == "HEAD",
-        expect_continue: head.expect_continue,
-        upgrade: head.upgrade.is_some(),
-        affinity: None,
-    };
-    let host = head.host().unwrap_or("");
+    let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
-    let info = RequestInfo {
-        host,
-        method: head.method,
-        path: head.path(),
-        query: head.query(),
-        scheme,
-        headers: head.headers(),
-    };
+    let info = head.info(scheme);
     // A local answer given before the body is all read ends the connection, and says so.
     let end = Ending { close: !meta.keep_alive || inputs.closing || !body_here, http10: meta.http10 };
     let close = end.close;
@@ -136,22 +123,33 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
         }
         RouteDecision::Matched { route, block, .. } => (route, block),
     };
-    // Envoy's filter order: CORS answers preflights before the fault filter sees them.
-    let cors = route.policy.cors.as_ref();
-    if let Some(cors::Preflight::Answer(lines)) = cors.map(|c| cors::preflight(c, &info)) {
-        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
-        let status = local::answer(out, 200, &lines, b"", false, end);
-        return (meta, Disposition::Local { status, close, details: CORS_PREFLIGHT }, Injected::default());
+    // The route's request stages, in Envoy's filter order (CORS answers preflights before the
+    // fault filter sees them); what they set for upstream waits for the router below.
+    let mut fault = Injected::default();
+    let mut cors_lines = Vec::new();
+    let (mut rewrite, mut route_headers, mut mirrors) = (None, &NO_EDITS, &[][..]);
+    for stage in route.policy.request.iter() {
+        match stage {
+            RequestStage::Cors(c) => match cors::preflight(c, &info) {
+                cors::Preflight::Answer(lines) => {
+                    let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
+                    let status = local::answer(out, 200, &lines, b"", false, end);
+                    let plan = Disposition::Local { status, close, details: CORS_PREFLIGHT };
+                    return (meta, plan, Injected::default());
+                }
+                // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin
+                // gets its lines.
+                cors::Preflight::NotPreflight | cors::Preflight::Forward => {
+                    cors_lines = cors::response_headers(c, &info);
+                }
+            },
+            RequestStage::Fault(f) => fault = fault::inject(f, random(), random()),
+            RequestStage::Rewrite(r) => rewrite = Some(r),
+            RequestStage::RequestHeaders(edits) => route_headers = edits,
+            RequestStage::Mirror(m) => mirrors = m,
+        }
     }
-    let fault = route.policy.fault.as_ref().map(|f| fault::inject(f, random(), random())).unwrap_or_default();
-    // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin gets its lines.
-    let cors_lines = cors.map(|c| cors::response_headers(c, &info)).unwrap_or_default();
-    let response_headers = || {
-        let mut lines = Merged::new(&[], &[&route.policy.headers.response]).add;
-        lines.retain(|(n, _)| !cors_lines.iter().any(|(c, _)| c == n));
-        lines.extend(cors_lines.iter().map(|(n, v)| (*n, &**v)));
-        lines
-    };
+    let response_headers = || headers::response(None, &route.policy.response, &cors_lines, true).add;
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => {
             let status = local::answer(out, *status, &response_headers(), body, meta.is_head, end);
@@ -165,12 +163,12 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
             Some(dest) => {
                 let affinity = dest
                     .cluster
-                    .map(|c| affinity::request_affinity(snap.cluster(c), head, peer.conn.peer))
+                    .map(|c| affinity::request_affinity(snap.cluster(c), &info, peer.conn.peer))
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
-                let path = rewrite::path(route, block, &info);
+                let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
                 let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
-                let levels = [&dest.headers.request, &route.policy.headers.request];
+                let levels = [&dest.headers.request, route_headers];
                 // Nothing to merge on most routes: no allocation then.
                 let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
                 let (add, remove, header_authority) = match &merged {
@@ -178,7 +176,7 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                     None => (&[][..], base_remove, None),
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
-                let authority = route.policy.rewrite.as_ref().and_then(|r| r.authority.as_deref()).or(header_authority);
+                let authority = rewrite.and_then(|r| r.authority.as_deref()).or(header_authority);
                 let try_lines = TryLines {
                     attempt: Some(1),
                     expected_timeout_ms: retry::expected_timeout_ms(
@@ -201,10 +199,14 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                     allow_upgrade: meta.upgrade,
                     try_lines,
                 };
-                codec::write_request_head(out, head, &edits);
+                head.write_upstream(out, &edits);
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-                    mirrors: if meta.upgrade { Vec::new() } else { mirror_copies(route, head, &edits, inputs) },
+                    mirrors: if meta.upgrade {
+                        Vec::new()
+                    } else {
+                        mirror_copies(mirrors, head, info.host, &edits, inputs)
+                    },
                     set_cookie: affinity.set_cookie,
                     try_lines,
                 };
@@ -222,24 +224,24 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
 /// The heads of this request's mirror copies, one per mirror drawn: the upstream head as
 /// sent, with `connection: close` (and `HOST-shadow` with `--mirror-shadow-suffix`).
 fn mirror_copies(
-    route: &Route,
-    head: &codec::RequestHead<'_>,
+    mirrors: &[Mirror],
+    head: &impl RequestView,
+    host: &str,
     edits: &RequestEdits<'_>,
     inputs: &Inputs<impl Fn() -> u32>,
 ) -> Vec<mirror::Copy> {
     let mut copies = Vec::new();
-    for m in &route.policy.mirrors {
+    for m in mirrors {
         let Some(cluster) = m.destination.cluster else {
             continue;
         };
         if !fault::drawn(m.percent, (inputs.random)()) {
             continue;
         }
-        let shadow =
-            inputs.mirror_shadow_suffix.then(|| mirror::shadow_host(edits.authority.or(head.host()).unwrap_or("")));
+        let shadow = inputs.mirror_shadow_suffix.then(|| mirror::shadow_host(edits.authority.unwrap_or(host)));
         let edits = RequestEdits { authority: shadow.as_deref().or(edits.authority), keep_alive: false, ..*edits };
         let mut bytes = Vec::with_capacity(1024);
-        codec::write_request_head(&mut bytes, head, &edits);
+        head.write_upstream(&mut bytes, &edits);
         copies.push(mirror::Copy { cluster, bytes });
     }
     copies

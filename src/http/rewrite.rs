@@ -1,14 +1,13 @@
 //! `rewrite.uri` and `rewrite.uriRegexRewrite`, with Envoy's exact semantics.
 
-use crate::snapshot::{MatchBlock, RequestInfo, Route, StringMatcher};
+use crate::snapshot::{MatchBlock, RequestInfo, Rewrite, StringMatcher};
 
 /// The path (with the query kept) to send upstream, or `None` to send the original target.
 ///
 /// After a prefix match the matched prefix is replaced literally (`/strip` → `/` turns
 /// `/strip/foo` into `//foo`); with no uri match the implicit prefix is `/`; after an exact or
 /// regex match the whole path is replaced.
-pub fn path(route: &Route, block: Option<&MatchBlock>, req: &RequestInfo<'_>) -> Option<String> {
-    let rewrite = route.policy.rewrite.as_ref()?;
+pub fn path(rewrite: &Rewrite, block: Option<&MatchBlock>, req: &RequestInfo<'_>) -> Option<String> {
     let new_path = if let Some((re, with)) = &rewrite.uri_regex {
         re.replace_all(req.path, &**with).into_owned()
     } else {

@@ -2,8 +2,8 @@
 //!
 //! `compile` turns a validated [`crate::config::ConfigSet`] into a [`Snapshot`]: listeners by
 //! port → servers (TLS settings, admitted hosts) → virtual hosts → ordered routes with
-//! pre-compiled matchers → clusters. Workers hold an `Arc<Snapshot>` per request, so a reload
-//! (a new snapshot swapped in with arc-swap) never shows a request half of each.
+//! pre-compiled matchers and stages → clusters. Workers hold an `Arc<Snapshot>` per request,
+//! so a reload (a new snapshot swapped in with arc-swap) never shows a request half of each.
 
 mod cluster;
 mod compile;
@@ -11,6 +11,7 @@ mod hash;
 mod hosts;
 mod matcher;
 mod route;
+mod stage;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -26,6 +27,7 @@ pub use hash::{hash_bytes, ip_hash, HashTable};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
 pub use route::*;
+pub use stage::{RequestStage, ResponseStage};
 
 /// Index into [`Snapshot::clusters`]; only meaningful within one snapshot.
 pub type ClusterId = u32;

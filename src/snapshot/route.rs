@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use regex::Regex;
 
 use super::matcher::{MatchBlock, StringMatcher};
+use super::stage::{RequestStage, ResponseStage};
 use super::ClusterId;
 
 /// Where a route came from, so /config_dump and logs can name the file and VirtualService.
@@ -130,18 +131,41 @@ pub enum RedirectPort {
     FromRequestPort,
 }
 
-/// Everything an HTTPRoute sets beside its action. Fields the data plane does not act on yet
-/// are still compiled, so nothing in the config is dropped silently.
+/// Everything an HTTPRoute sets beside its action: what the exchange needs (timeout, retries)
+/// and the route's stages, each in the order it runs. Fields the data plane does not act on
+/// yet are still compiled, so nothing in the config is dropped silently.
 #[derive(Debug, Clone, Default)]
 pub struct RoutePolicy {
-    pub rewrite: Option<Rewrite>,
-    pub headers: HeaderOps,
     /// Whole-request timeout; Istio's default is none.
     pub timeout: Option<Duration>,
     pub retries: RetryPolicy,
-    pub fault: Option<Fault>,
-    pub mirrors: Vec<Mirror>,
-    pub cors: Option<Cors>,
+    /// Run by the plan before the route's action.
+    pub request: Box<[RequestStage]>,
+    /// Run on every answer the route gives, forwarded or local.
+    pub response: Box<[ResponseStage]>,
+}
+
+/// Each stage's settings, found by kind, for /config_dump and tests; the plan runs the stages
+/// in order instead.
+impl RoutePolicy {
+    pub fn cors(&self) -> Option<&Cors> {
+        self.request.iter().find_map(|s| if let RequestStage::Cors(c) = s { Some(c) } else { None })
+    }
+
+    pub fn fault(&self) -> Option<&Fault> {
+        self.request.iter().find_map(|s| if let RequestStage::Fault(f) = s { Some(f) } else { None })
+    }
+
+    pub fn rewrite(&self) -> Option<&Rewrite> {
+        self.request.iter().find_map(|s| if let RequestStage::Rewrite(r) = s { Some(r) } else { None })
+    }
+
+    pub fn mirrors(&self) -> &[Mirror] {
+        self.request
+            .iter()
+            .find_map(|s| if let RequestStage::Mirror(m) = s { Some(&m[..]) } else { None })
+            .unwrap_or(&[])
+    }
 }
 
 #[derive(Debug, Clone)]

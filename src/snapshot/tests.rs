@@ -422,6 +422,15 @@ fn destinations_and_clusters() {
     assert!(s.cluster_by_name("outbound|9090||multi.shop.svc.cluster.local").is_some());
 }
 
+/// The route's `headers`, read back from its stages (none set: empty edits).
+fn headers(r: &Route) -> HeaderOps {
+    let policy = &r.policy;
+    let request =
+        policy.request.iter().find_map(|s| if let RequestStage::RequestHeaders(h) = s { Some(h) } else { None });
+    let response = policy.response.iter().find_map(|s| if let ResponseStage::Headers(h) = s { Some(h) } else { None });
+    HeaderOps { request: request.cloned().unwrap_or_default(), response: response.cloned().unwrap_or_default() }
+}
+
 #[test]
 fn actions_and_policies() {
     let s = build(&["snapshot/policies.yaml"]);
@@ -440,23 +449,23 @@ fn actions_and_policies() {
     // Defaults: Istio's retry policy, abort without percentage never fires, mirror 100%.
     let r = route("/defaults");
     assert_eq!(r.policy.retries, RetryPolicy::default());
-    assert_eq!(r.policy.fault.as_ref().unwrap().abort, Some((500, 0.0)));
-    assert_eq!(r.policy.mirrors.len(), 1);
-    assert_eq!(r.policy.mirrors[0].percent, 100.0);
-    assert_eq!(&*r.policy.mirrors[0].destination.host, "shadow.shop.svc.cluster.local");
-    assert!(r.policy.mirrors[0].destination.cluster.is_some());
+    assert_eq!(r.policy.fault().unwrap().abort, Some((500, 0.0)));
+    assert_eq!(r.policy.mirrors().len(), 1);
+    assert_eq!(r.policy.mirrors()[0].percent, 100.0);
+    assert_eq!(&*r.policy.mirrors()[0].destination.host, "shadow.shop.svc.cluster.local");
+    assert!(r.policy.mirrors()[0].destination.cluster.is_some());
     assert_eq!(r.policy.timeout, None);
 
     let r = route("/everything");
-    let rw = r.policy.rewrite.as_ref().unwrap();
+    let rw = r.policy.rewrite().unwrap();
     assert_eq!(rw.authority.as_deref(), Some("new.example.com"));
     let (re, with) = rw.uri_regex.as_ref().unwrap();
     assert_eq!(re.replace_all("/service/v1/api/update", &**with), "/customprefix//api/update/v1");
-    let req = &r.policy.headers.request;
+    let req = &headers(r).request;
     assert_eq!(req.set, [("x-set".into(), "a".into()), ("host".into(), "h.example.com".into())]);
     assert_eq!(req.add, [("x-add".into(), "b".into())]);
     assert_eq!(req.remove, ["x-remove".into()]);
-    assert_eq!(r.policy.headers.response.set, [("x-resp".into(), "c".into())]);
+    assert_eq!(headers(r).response.set, [("x-resp".into(), "c".into())]);
     assert_eq!(forward(r).destinations[0].headers.request.set, [("x-dest".into(), "d".into())]);
     assert_eq!(r.policy.timeout, Some(Duration::from_secs(2)));
     let retries = &r.policy.retries;
@@ -465,10 +474,10 @@ fn actions_and_policies() {
     assert_eq!(retries.retriable_status_codes, [503]);
     let on = retries.retry_on;
     assert!(on.server_error_5xx && on.reset && on.retriable_status_codes && !on.connect_failure);
-    assert_eq!(r.policy.fault.as_ref().unwrap().delay, Some((Duration::from_secs(1), 12.5)));
-    let mirrors: Vec<f64> = r.policy.mirrors.iter().map(|m| m.percent).collect();
+    assert_eq!(r.policy.fault().unwrap().delay, Some((Duration::from_secs(1), 12.5)));
+    let mirrors: Vec<f64> = r.policy.mirrors().iter().map(|m| m.percent).collect();
     assert_eq!(mirrors, [25.0]);
-    let cors = r.policy.cors.as_ref().unwrap();
+    let cors = r.policy.cors().unwrap();
     assert_eq!(cors.allow_methods.as_deref(), Some("GET,POST"));
     assert_eq!(cors.allow_headers.as_deref(), Some("x-a,x-b"));
     assert_eq!(cors.max_age, Some(Duration::from_secs(86400)));
@@ -477,6 +486,39 @@ fn actions_and_policies() {
     assert!(!cors.allow_origins[1].matches("https://x.b.example.com.evil", false));
 
     assert_eq!(route("/no-retries").policy.retries.attempts, 0);
+}
+
+#[test]
+fn route_stages_compile_in_envoys_filter_order() {
+    let s = build(&["snapshot/policies.yaml"]);
+    let t = table(&s, 8080);
+    let r = matched(decide(t, "policies.example.com", "GET", "/everything", &[]));
+    let request: Vec<&str> = r
+        .policy
+        .request
+        .iter()
+        .map(|s| match s {
+            RequestStage::Cors(_) => "cors",
+            RequestStage::Fault(_) => "fault",
+            RequestStage::Rewrite(_) => "rewrite",
+            RequestStage::RequestHeaders(_) => "headers",
+            RequestStage::Mirror(_) => "mirror",
+        })
+        .collect();
+    assert_eq!(request, ["cors", "fault", "rewrite", "headers", "mirror"]);
+    let response: Vec<&str> = r
+        .policy
+        .response
+        .iter()
+        .map(|s| match s {
+            ResponseStage::Headers(_) => "headers",
+            ResponseStage::Cors => "cors",
+        })
+        .collect();
+    assert_eq!(response, ["headers", "cors"]);
+    // A route that sets none runs no stage.
+    let plain = matched(decide(t, "policies.example.com", "GET", "/no-retries", &[]));
+    assert!(plain.policy.request.is_empty() && plain.policy.response.is_empty());
 }
 
 #[test]

@@ -2,6 +2,12 @@
 
 use super::*;
 
+/// The first value of `name` in a query string, as the affinity reads it.
+fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    let req = RequestInfo { host: "", method: "GET", path: "/", query: Some(query), scheme: "http", headers: &[] };
+    req.query_param(name)
+}
+
 #[test]
 fn query_value_finds_the_first_exact_name() {
     assert_eq!(query_value("a=1&user=bob&user=eve", "user"), Some("bob"));

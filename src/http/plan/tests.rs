@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::*;
-use crate::http::codec::{HeaderSlots, Limits};
+use crate::http::codec::{self, HeaderSlots, Limits};
 use crate::percore::ConnInfo;
 use crate::snapshot::CompileOptions;
 

@@ -15,8 +15,9 @@ use crate::config::virtual_service::{
     Destination as ConfigDestination, HttpMatchRequest, HttpRoute, RedirectPortSelection, StringMatch,
 };
 use crate::snapshot::{
-    Destination, Fault, HeaderMatcher, HeaderOps, MatchBlock, Mirror, QueryMatcher, Redirect, RedirectPort, Rewrite,
-    Route, RouteAction, RoutePolicy, RouteSource, StringMatcher, ValueMatcher, WeightedDestinations,
+    Destination, Fault, HeaderMatcher, HeaderOps, MatchBlock, Mirror, QueryMatcher, Redirect, RedirectPort,
+    RequestStage, ResponseStage, Rewrite, Route, RouteAction, RoutePolicy, RouteSource, StringMatcher, ValueMatcher,
+    WeightedDestinations,
 };
 
 use super::cluster::{Clusters, Ctx};
@@ -208,25 +209,37 @@ pub(super) fn compile_route(
         }
         None => None,
     };
+    let fault = route.fault.as_ref().and_then(|f| {
+        let delay = f.delay.as_ref().and_then(|d| {
+            let percent = d.percentage.map(|p| p.value).unwrap_or(f64::from(d.percent.unwrap_or(0)));
+            Some((d.fixed_delay?.get(), percent.clamp(0.0, 100.0)))
+        });
+        let abort = f.abort.as_ref().and_then(|a| {
+            let status = u16::try_from(a.http_status?).ok()?;
+            Some((status, a.percentage.map_or(0.0, |p| p.value).clamp(0.0, 100.0)))
+        });
+        (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })
+    });
+    let cors = route.cors_policy.as_ref().map(|c| cors(c, regexes)).transpose()?;
+    let headers = route.headers.as_ref().map(header_ops).unwrap_or_default();
+    // Envoy's filter order as istiod builds the chain: CORS, fault, then the router's edits;
+    // the mirror stage is added per server, where its destinations get their clusters.
+    let request_stages = [
+        cors.clone().map(RequestStage::Cors),
+        fault.map(RequestStage::Fault),
+        rewrite.map(RequestStage::Rewrite),
+        Some(headers.request).filter(|h| !h.is_empty()).map(RequestStage::RequestHeaders),
+    ];
+    let response_stages = [
+        Some(headers.response).filter(|h| !h.is_empty()).map(ResponseStage::Headers),
+        cors.map(|_| ResponseStage::Cors),
+    ];
     let policy = RoutePolicy {
-        rewrite,
-        headers: route.headers.as_ref().map(header_ops).unwrap_or_default(),
         // `0s` is Envoy's "no timeout", which is also Istio's default.
         timeout: route.timeout.map(|t| t.get()).filter(|t| !t.is_zero()),
         retries: retry_policy(route.retries.as_ref()),
-        fault: route.fault.as_ref().and_then(|f| {
-            let delay = f.delay.as_ref().and_then(|d| {
-                let percent = d.percentage.map(|p| p.value).unwrap_or(f64::from(d.percent.unwrap_or(0)));
-                Some((d.fixed_delay?.get(), percent.clamp(0.0, 100.0)))
-            });
-            let abort = f.abort.as_ref().and_then(|a| {
-                let status = u16::try_from(a.http_status?).ok()?;
-                Some((status, a.percentage.map_or(0.0, |p| p.value).clamp(0.0, 100.0)))
-            });
-            (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })
-        }),
-        mirrors: Vec::new(),
-        cors: route.cors_policy.as_ref().map(|c| cors(c, regexes)).transpose()?,
+        request: request_stages.into_iter().flatten().collect(),
+        response: response_stages.into_iter().flatten().collect(),
     };
     Ok(Some(HttpTemplate { source, name: route.name.as_deref().map(Box::from), blocks, action, policy, mirrors }))
 }
@@ -415,8 +428,7 @@ fn build(t: &HttpTemplate, matches: Vec<MatchBlock>, inst: &Instance<'_>, cluste
         Action::Redirect(r) => RouteAction::Redirect(r.clone()),
         Action::DirectResponse { status, body } => RouteAction::DirectResponse { status: *status, body: body.clone() },
     };
-    let mut policy = t.policy.clone();
-    policy.mirrors = t
+    let mirrors: Box<[Mirror]> = t
         .mirrors
         .iter()
         .map(|(target, percent)| Mirror {
@@ -424,5 +436,9 @@ fn build(t: &HttpTemplate, matches: Vec<MatchBlock>, inst: &Instance<'_>, cluste
             percent: percent.min(100.0),
         })
         .collect();
+    let mut policy = t.policy.clone();
+    if !mirrors.is_empty() {
+        policy.request = policy.request.iter().cloned().chain([RequestStage::Mirror(mirrors)]).collect();
+    }
     Route { name: t.name.clone(), source: t.source.clone(), matches, action, policy }
 }

@@ -1,0 +1,78 @@
+//! The request head as the plan reads it, whatever codec parsed it; the HTTP/1.1 codec's head
+//! is the one that implements it today.
+
+use std::net::SocketAddr;
+
+use super::codec::{self, RequestEdits};
+use super::plan::ReqMeta;
+use crate::percore::access_log::Record;
+use crate::snapshot::RequestInfo;
+
+/// What the plan reads from a parsed request head, borrowed, and what it has the codec write
+/// from it. The plan is generic over it (monomorphised, never `dyn`), so routing, stages and
+/// upstream selection do not name a codec; an HTTP/2 codec implements it for its own head.
+pub(super) trait RequestView {
+    /// The request as routing sees it; `scheme` is the connection's.
+    fn info<'h>(&'h self, scheme: &'h str) -> RequestInfo<'h>;
+    /// What the session keeps of the head once its borrow ends.
+    fn meta(&self) -> ReqMeta;
+    /// Writes the upstream request head (HTTP/1.1, as every upstream is spoken today): this
+    /// head with `edits` applied.
+    fn write_upstream(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>);
+    /// Starts the request's access-log record (see [`Record::begin`]).
+    fn begin_log(
+        &self,
+        r: &mut Record,
+        local: SocketAddr,
+        remote: SocketAddr,
+        remote_ip: &str,
+        sni: Option<&str>,
+        id: &str,
+    );
+}
+
+impl RequestView for codec::RequestHead<'_> {
+    #[inline]
+    fn info<'h>(&'h self, scheme: &'h str) -> RequestInfo<'h> {
+        RequestInfo {
+            host: self.host().unwrap_or(""),
+            method: self.method,
+            path: self.path(),
+            query: self.query(),
+            scheme,
+            headers: self.headers(),
+        }
+    }
+
+    #[inline]
+    fn meta(&self) -> ReqMeta {
+        ReqMeta {
+            head_len: self.head_len,
+            framing: self.framing,
+            keep_alive: self.keep_alive,
+            http10: self.version == 0,
+            is_head: self.method == "HEAD",
+            expect_continue: self.expect_continue,
+            upgrade: self.upgrade.is_some(),
+            affinity: None,
+        }
+    }
+
+    #[inline]
+    fn write_upstream(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>) {
+        codec::write_request_head(out, self, edits);
+    }
+
+    #[inline]
+    fn begin_log(
+        &self,
+        r: &mut Record,
+        local: SocketAddr,
+        remote: SocketAddr,
+        remote_ip: &str,
+        sni: Option<&str>,
+        id: &str,
+    ) {
+        r.begin(self, local, remote, remote_ip, sni, id);
+    }
+}

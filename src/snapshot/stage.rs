@@ -1,0 +1,38 @@
+//! A route's stages: what it does to a request before the router forwards or answers it, and
+//! to the response, compiled once per route and run in order by the HTTP plan.
+
+use super::{Cors, Fault, HeaderEdits, Mirror, Rewrite};
+
+/// One step of a route's request path, in the order Envoy's filter chain runs them as istiod
+/// builds it: CORS, then fault, then the router's per-route edits (rewrite, header edits,
+/// mirrors). The plan runs a route's stages in order with one `match`; a stage may answer the
+/// request itself (a CORS preflight), decide something the session acts on (a fault's delay
+/// and abort), or edit what goes upstream. Redirects, direct responses and forwarding stay
+/// the route's [`RouteAction`](super::RouteAction): the router's own choice, as in Envoy.
+///
+/// Later policies (authorization, JWT, rate limits, compression) are new variants here, placed
+/// where Envoy's filter chain runs them, never branches in the plan or the exchange.
+#[derive(Debug, Clone)]
+pub enum RequestStage {
+    /// `corsPolicy`: answers a preflight locally; otherwise the lines for an allowed origin go
+    /// on the response through [`ResponseStage::Cors`].
+    Cors(Cors),
+    /// `fault`: a delay and an abort, each drawn per request.
+    Fault(Fault),
+    /// `rewrite`: the path and authority sent upstream.
+    Rewrite(Rewrite),
+    /// `headers.request`: the route's edits, applied after the chosen destination's.
+    RequestHeaders(HeaderEdits),
+    /// `mirror`/`mirrors`: copies drawn once the upstream head is written.
+    Mirror(Box<[Mirror]>),
+}
+
+/// One step of a route's response path, in order, after the chosen destination's own edits.
+#[derive(Debug, Clone)]
+pub enum ResponseStage {
+    /// `headers.response`: the route's edits.
+    Headers(HeaderEdits),
+    /// The CORS lines the request's [`RequestStage::Cors`] allowed, replacing any of the same
+    /// name (Envoy's `setInline`).
+    Cors,
+}
