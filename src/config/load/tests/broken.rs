@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// Each broken fixture yields exactly this one diagnostic (Error, or Dangling for a reference).
 #[test]
 fn broken_fixtures() {
     let cases = [
@@ -197,6 +198,3 @@ fn broken_fixtures() {
     let count = std::fs::read_dir(BROKEN).unwrap().count();
     assert_eq!(count, cases.len(), "every broken fixture is asserted");
 }
-
-/// Errors of every file and document are collected, in order, and good documents around a
-/// bad one do not hide it.

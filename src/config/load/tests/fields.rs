@@ -2,6 +2,8 @@
 
 use super::*;
 
+/// A parsed resource serializes back compactly (what `/config_dump` shows) and to the same
+/// value.
 #[test]
 fn specs_round_trip_compactly() {
     let set = seed("001-bookinfo.yaml");

@@ -2,6 +2,8 @@
 
 use super::*;
 
+/// Errors of every file and document are collected, in order, and good documents around a
+/// bad one do not hide it.
 #[test]
 fn all_errors_are_collected_in_order() {
     let scratch = Scratch::new(
@@ -187,6 +189,3 @@ fn resource_diagnostics_carry_the_field_line() {
     assert_eq!(vs.origin.locate("spec.http[5]"), 68);
     assert_eq!(vs.origin.locate(""), 55);
 }
-
-/// A parsed resource serializes back compactly (what `/config_dump` shows) and to the same
-/// value.

@@ -104,5 +104,3 @@ fn seed_directory_reports_cross_file_duplicates() {
         ]
     );
 }
-
-/// Each broken fixture yields exactly this one diagnostic (Error, or Dangling for a reference).
