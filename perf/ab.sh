@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Two builds of Strait on one scenario, interleaved: one round each, N times over, so that the
-# machine's drift falls on both alike; prints each row and the medians.
+# machine's drift falls on both alike; prints each row, the medians, and the median of each
+# round's new/old ratio.
 #
 #   perf/ab.sh OLD_STRAIT NEW_STRAIT SCENARIO [N]      # e.g. perf/ab.sh /tmp/old/strait target/release/strait http-small 5
 #
@@ -21,9 +22,13 @@ done
 python3 - "$rows" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-print("conns  old req/s  new req/s  old CPU µs/op  new CPU µs/op  new/old CPU")
+# The paired column is the median of each round's new/old CPU: the machine drifts between
+# states for tens of seconds, and a round's two runs share the state more than two medians do.
+print("conns  old req/s  new req/s  old CPU µs/op  new CPU µs/op  new/old CPU  paired new/old")
 for c in sorted({int(r[2]) for r in rows}):
     med = lambda who, col: statistics.median(float(r[col]) for r in rows if r[0] == who and int(r[2]) == c)
-    print(f"{c:5}  {med('old', 3):9,.0f}  {med('new', 3):9,.0f}  {med('old', 4):13.2f}  {med('new', 4):13.2f}  {med('new', 4) / med('old', 4):11.3f}")
+    cpu = {(r[0], r[1]): float(r[4]) for r in rows if int(r[2]) == c}
+    paired = statistics.median(cpu[("new", i)] / cpu[("old", i)] for (who, i) in cpu if who == "old" and ("new", i) in cpu)
+    print(f"{c:5}  {med('old', 3):9,.0f}  {med('new', 3):9,.0f}  {med('old', 4):13.2f}  {med('new', 4):13.2f}  {med('new', 4) / med('old', 4):11.3f}  {paired:14.3f}")
 PY
 rm -f "$rows"

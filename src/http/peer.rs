@@ -38,7 +38,6 @@ pub struct TlsSession {
     pub xfcc: Option<Box<str>>,
     /// The latest snapshot in which the connection's server has the TLS rules its handshake was
     /// made under.
-    #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
     settled: Rc<Generation>,
     /// A reload changed those rules: the connection serves its request under the ones it was
     /// made with, then closes.
@@ -55,7 +54,6 @@ impl TlsSession {
     /// see `Server::continues`): a client admitted under the old rules must not go on under
     /// the new, so the request is served with the snapshot the connection was made under,
     /// and the connection then ends, as Envoy drains the connections of a changed filter chain.
-    #[allow(clippy::redundant_allocation)] // the worker's handle, see `WorkerCtx::snapshot`
     pub(super) fn follow(&mut self, current: Rc<Generation>, port: u16) -> Rc<Generation> {
         if self.stale {
             return self.settled.clone();

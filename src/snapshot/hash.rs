@@ -118,12 +118,13 @@ fn maglev(names: &[Vec<u8>], weights: &[u64], table_size: u64) -> HashTable {
     let mut credit = vec![0u64; names.len()];
     let mut slots = vec![u32::MAX; m as usize];
     let mut filled = 0u64;
-    while filled < m {
+    'fill: while filled < m {
         for (i, &(offset, skip)) in perms.iter().enumerate() {
             credit[i] += weights[i];
             while credit[i] >= max_weight && filled < m {
                 credit[i] -= max_weight;
-                let slot = preferred_free(&slots, offset, skip, &mut next[i]);
+                // None only once every slot is taken, which `filled < m` rules out.
+                let Some(slot) = preferred_free(&slots, offset, skip, &mut next[i]) else { break 'fill };
                 slots[slot] = i as u32;
                 filled += 1;
             }
@@ -134,17 +135,16 @@ fn maglev(names: &[Vec<u8>], weights: &[u64], table_size: u64) -> HashTable {
 
 /// The endpoint's next preferred slot that is still free. A prime table size (Istio's default
 /// 65537) makes the permutation visit every slot; for any other size a linear probe finishes.
-#[allow(clippy::expect_used, reason = "until tables are built with the snapshot (issue 21 item 4)")]
-fn preferred_free(slots: &[u32], offset: u64, skip: u64, next: &mut u64) -> usize {
+fn preferred_free(slots: &[u32], offset: u64, skip: u64, next: &mut u64) -> Option<usize> {
     let m = slots.len() as u64;
     while *next < m {
         let slot = ((offset + *next * skip) % m) as usize;
         *next += 1;
         if slots[slot] == u32::MAX {
-            return slot;
+            return Some(slot);
         }
     }
-    slots.iter().position(|&s| s == u32::MAX).expect("called only while a slot is free")
+    slots.iter().position(|&s| s == u32::MAX)
 }
 
 #[cfg(test)]
