@@ -9,7 +9,8 @@
 # VIRTUALSERVICE=FILE replaces perf/configs/instructions/virtualservice.yaml with FILE (a
 # bench-peers VirtualService file such as perf/configs/lb-round-robin.yaml, ${BACKEND_PORT} filled in).
 #
-# Needs valgrind and ../shared/bench-peers/setup.sh's C backend. The legacy (epoll) driver is
+# Needs valgrind; the backend is ../shared/bench-peers/setup.sh's C one where it is built, else
+# strait-bench's own (`serve http`, built by `cargo build --release`). The legacy (epoll) driver is
 # used: valgrind does not know io_uring. 300 warm-up requests, then 3,000 counted ones on one
 # keep-alive connection, GET / with a 5-byte answer (perf/configs/instructions/).
 set -euo pipefail
@@ -25,7 +26,11 @@ if [ -n "${VIRTUALSERVICE:-}" ]; then
   cp "$here/configs/instructions/gateway.yaml" "$config/"
   sed 's/${BACKEND_PORT}/18080/g' "$VIRTUALSERVICE" >"$config/virtualservice.yaml"
 fi
-"$backend" 18080 >/dev/null 2>&1 &
+if [ -x "$backend" ]; then
+  "$backend" 18080 >/dev/null 2>&1 &
+else
+  "$here/../target/release/strait-bench" serve --listen 127.0.0.1:18080 http --size 5 >/dev/null 2>&1 &
+fi
 backend_pid=$!
 valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$bin" run --config "$config" \
   --workers 1 --admin 127.0.0.1:15998 --driver legacy "$@" >"$out/stdout" 2>"$out/stderr" &
