@@ -107,8 +107,8 @@ impl Balancer {
         }
         let st = &mut state.clusters[id as usize];
         // Retries avoid the endpoints tried already, unless no other is left.
-        let fresh = (0..n).any(|i| usable.allows(live, i) && !tried.contains(&i));
-        let eligible = |i: usize| usable.allows(live, i) && !(fresh && tried.contains(&i));
+        let fresh = (0..n).any(|i| usable.allows(&live.health, i) && !tried.contains(&i));
+        let eligible = |i: usize| usable.allows(&live.health, i) && !(fresh && tried.contains(&i));
         let endpoint = match (hash, &cluster.hash_table) {
             _ if n == 1 => 0,
             (Some(hash), Some(table)) => table.lookup(hash, |i| !eligible(i)),

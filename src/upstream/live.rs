@@ -9,7 +9,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
-use super::outlier::HostHealth;
+use super::outlier::{EjectionStats, HostHealth, Hosts, Observation, Usable};
 use crate::snapshot::{Cluster, ClusterId, Snapshot};
 
 /// A count shared by every worker, touched once when a connection (or a pending request)
@@ -60,14 +60,29 @@ pub struct LiveCluster {
     pub retries: Arc<ConnectionCount>,
     /// Outlier detection state per endpoint, at the index of the snapshot cluster's endpoint;
     /// an endpoint keeps its own across reloads by address, so an ejected one stays ejected.
-    pub health: Vec<Arc<HostHealth>>,
+    pub health: Hosts,
 }
 
 impl LiveCluster {
     /// State of its own for every endpoint of `cluster`, as a cluster new to the registry gets.
     #[cfg(test)]
     pub fn fresh(cluster: &Cluster) -> Self {
-        Self { health: cluster.endpoints.iter().map(|_| Arc::default()).collect(), ..Default::default() }
+        Self { health: Hosts(cluster.endpoints.iter().map(|_| Arc::default()).collect()), ..Default::default() }
+    }
+
+    /// Records what a try at endpoint `i` came to (see [`Hosts::observe`]).
+    pub fn observe(&self, cluster: &Cluster, i: usize, what: Observation) {
+        self.health.observe(cluster, i, what);
+    }
+
+    /// Which endpoints the balancer may pick now.
+    pub fn usable(&self, cluster: &Cluster) -> Usable {
+        self.health.usable(cluster)
+    }
+
+    /// Envoy's `outlier_detection` stats of this cluster.
+    pub fn ejection_stats(&self) -> EjectionStats {
+        self.health.ejection_stats()
     }
 }
 
@@ -148,15 +163,17 @@ impl LiveRegistry {
             .map(|cluster| {
                 let mut before = self.clusters.remove(&cluster.name).unwrap_or_default();
                 let mut hosts = HashMap::with_capacity(cluster.endpoints.len());
-                let health = cluster
-                    .endpoints
-                    .iter()
-                    .map(|e| {
-                        let host =
-                            hosts.entry(e.addr).or_insert_with(|| before.hosts.remove(&e.addr).unwrap_or_default());
-                        Arc::clone(host)
-                    })
-                    .collect();
+                let health = Hosts(
+                    cluster
+                        .endpoints
+                        .iter()
+                        .map(|e| {
+                            let host =
+                                hosts.entry(e.addr).or_insert_with(|| before.hosts.remove(&e.addr).unwrap_or_default());
+                            Arc::clone(host)
+                        })
+                        .collect(),
+                );
                 let live = LiveCluster {
                     connections: before.connections.clone(),
                     pending: before.pending.clone(),

@@ -1,7 +1,7 @@
 //! Outlier detection (DestinationRule `outlierDetection`), as Envoy's detector does it: each
 //! endpoint's consecutive failures and ejection, shared by every worker (an ejection is decided
 //! from all workers' observations and seen by all of them) and kept across reloads by the
-//! live registry ([`super::live`]).
+//! live registry (`live.rs`), which holds each cluster's [`Hosts`].
 //!
 //! Only failures and ejections write to the shared state; a success reads it (and writes only
 //! to clear a non-zero count), so a healthy cluster's cache lines stay shared between cores.
@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::live::LiveCluster;
+use std::ops::Deref;
+use std::sync::Arc;
+
 use crate::snapshot::{Cluster, OutlierDetection};
 
 /// Envoy's `max_ejection_time`, which Istio leaves at its default: an ejection grows with each
@@ -150,18 +152,30 @@ pub enum Usable {
 }
 
 impl Usable {
-    /// Whether endpoint `i` of the cluster `live` holds the state of may be picked.
-    pub fn allows(self, live: &LiveCluster, i: usize) -> bool {
+    /// Whether endpoint `i` of the cluster whose `hosts` these are may be picked.
+    pub fn allows(self, hosts: &Hosts, i: usize) -> bool {
         match self {
             Usable::All => true,
-            Usable::Healthy { now } => !live.health[i].is_ejected(now),
+            Usable::Healthy { now } => !hosts[i].is_ejected(now),
             Usable::None => false,
         }
     }
 }
 
-/// The outlier detection of a cluster: its policy is the snapshot's `Cluster`, its state this.
-impl LiveCluster {
+/// A cluster's endpoints' outlier state, at the index of the snapshot cluster's endpoint: its
+/// policy is the snapshot's `Cluster`, its state this.
+#[derive(Debug, Default)]
+pub struct Hosts(pub Vec<Arc<HostHealth>>);
+
+impl Deref for Hosts {
+    type Target = [Arc<HostHealth>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Hosts {
     /// Records what a try at endpoint `i` came to, and ejects it when that crosses a
     /// consecutive-error threshold.
     pub fn observe(&self, cluster: &Cluster, i: usize, what: Observation) {
@@ -170,7 +184,7 @@ impl LiveCluster {
 
     fn observe_at(&self, cluster: &Cluster, i: usize, what: Observation, now: impl FnOnce() -> u64) {
         let Some(od) = &cluster.policy.outlier_detection else { return };
-        let Some(host) = self.health.get(i) else { return };
+        let Some(host) = self.get(i) else { return };
         if host.count(od, what) {
             self.eject(cluster, i, od, now());
         }
@@ -183,13 +197,12 @@ impl LiveCluster {
 
     fn usable_at(&self, cluster: &Cluster, now: impl FnOnce() -> u64) -> Usable {
         // The clock is read only once some endpoint has been ejected.
-        if cluster.policy.outlier_detection.is_none() || self.health.iter().all(|h| h.ejected_until.load(Relaxed) == 0)
-        {
+        if cluster.policy.outlier_detection.is_none() || self.iter().all(|h| h.ejected_until.load(Relaxed) == 0) {
             return Usable::All;
         }
         let now = now();
         let ejected = self.ejected_count(now);
-        let n = self.health.len();
+        let n = self.len();
         let min_health = cluster.policy.outlier_detection.as_ref().map_or(0, |od| od.min_health_percent as usize);
         if ejected == 0 || (n - ejected) * 100 < n * min_health {
             Usable::All
@@ -205,21 +218,20 @@ impl LiveCluster {
         let now = clock_ms();
         EjectionStats {
             active: self.ejected_count(now) as u64,
-            enforced_total: self.health.iter().map(|h| h.enforced.load(Relaxed)).sum(),
-            overflow: self.health.iter().map(|h| h.overflow.load(Relaxed)).sum(),
+            enforced_total: self.iter().map(|h| h.enforced.load(Relaxed)).sum(),
+            overflow: self.iter().map(|h| h.overflow.load(Relaxed)).sum(),
         }
     }
 
     fn ejected_count(&self, now: u64) -> usize {
-        self.health.iter().filter(|h| h.is_ejected(now)).count()
+        self.iter().filter(|h| h.is_ejected(now)).count()
     }
 
     /// Ejects endpoint `i` unless it already is or `maxEjectionPercent` forbids it; Envoy
     /// always allows one ejection, whatever the percentage.
     fn eject(&self, cluster: &Cluster, i: usize, od: &OutlierDetection, now: u64) {
-        let host = &self.health[i];
-        let allowed =
-            |ejected: usize| ejected <= 1 || ejected * 100 <= self.health.len() * od.max_ejection_percent as usize;
+        let host = &self[i];
+        let allowed = |ejected: usize| ejected <= 1 || ejected * 100 <= self.len() * od.max_ejection_percent as usize;
         let before = host.ejected_until.load(Relaxed);
         if before > now {
             return;

@@ -44,7 +44,7 @@ fn cluster(endpoints: usize, od: OutlierDetection) -> Subject {
 /// Reports `what` `times` times for endpoint `i` at `now` (ms).
 fn report(c: &Subject, i: usize, what: Observation, times: usize, now: u64) {
     for _ in 0..times {
-        c.live.observe_at(&c.cluster, i, what, || now);
+        c.live.health.observe_at(&c.cluster, i, what, || now);
     }
 }
 
@@ -61,9 +61,9 @@ fn consecutive_5xx_eject_and_a_success_starts_the_count_again() {
     assert!(ejected(&c, 1000).is_empty());
     report(&c, 0, Observation::Status(500), 1, 1000);
     assert_eq!(ejected(&c, 1000), [0]);
-    assert_eq!(c.live.usable_at(&c.cluster, || 1000), Usable::Healthy { now: 1000 });
-    assert!(!Usable::Healthy { now: 1000 }.allows(&c.live, 0));
-    assert!(Usable::Healthy { now: 1000 }.allows(&c.live, 1));
+    assert_eq!(c.live.health.usable_at(&c.cluster, || 1000), Usable::Healthy { now: 1000 });
+    assert!(!Usable::Healthy { now: 1000 }.allows(&c.live.health, 0));
+    assert!(Usable::Healthy { now: 1000 }.allows(&c.live.health, 1));
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn ejection_time_grows_with_each_ejection_and_decays_while_healthy() {
     report(&c, 0, Observation::Status(500), 3, 1000);
     assert!(c.live.health[0].is_ejected(10_999));
     assert!(!c.live.health[0].is_ejected(11_000), "readmitted after baseEjectionTime");
-    assert_eq!(c.live.usable_at(&c.cluster, || 11_000), Usable::All);
+    assert_eq!(c.live.health.usable_at(&c.cluster, || 11_000), Usable::All);
     report(&c, 0, Observation::Status(500), 3, 11_000);
     assert!(c.live.health[0].is_ejected(30_999), "second ejection lasts twice as long");
     assert!(!c.live.health[0].is_ejected(31_000));
@@ -151,14 +151,14 @@ fn all_ejected_is_none_unless_panic_mode() {
     let c = cluster(2, detection());
     report(&c, 0, Observation::Status(500), 3, 1);
     report(&c, 1, Observation::Status(500), 3, 1);
-    assert_eq!(c.live.usable_at(&c.cluster, || 1), Usable::None);
-    assert!(!Usable::None.allows(&c.live, 0));
+    assert_eq!(c.live.health.usable_at(&c.cluster, || 1), Usable::None);
+    assert!(!Usable::None.allows(&c.live.health, 0));
 
     let c = cluster(3, OutlierDetection { min_health_percent: 50, ..detection() });
     report(&c, 0, Observation::Status(500), 3, 1);
-    assert_eq!(c.live.usable_at(&c.cluster, || 1), Usable::Healthy { now: 1 }, "2 of 3 healthy is above 50%");
+    assert_eq!(c.live.health.usable_at(&c.cluster, || 1), Usable::Healthy { now: 1 }, "2 of 3 healthy is above 50%");
     report(&c, 1, Observation::Status(500), 3, 1);
-    assert_eq!(c.live.usable_at(&c.cluster, || 1), Usable::All, "1 of 3 healthy: panic, every host is used");
+    assert_eq!(c.live.health.usable_at(&c.cluster, || 1), Usable::All, "1 of 3 healthy: panic, every host is used");
 }
 
 #[test]
@@ -167,5 +167,5 @@ fn no_detection_no_ejection() {
     c.cluster.policy.outlier_detection = None;
     report(&c, 0, Observation::Status(500), 10, 1);
     assert!(ejected(&c, 1).is_empty());
-    assert_eq!(c.live.usable(&c.cluster), Usable::All);
+    assert_eq!(c.live.health.usable(&c.cluster), Usable::All);
 }
