@@ -76,7 +76,7 @@ impl<S: Duplex> Session<S> {
         } else if !extras.mirrors.is_empty() {
             tracing::debug!(peer = %self.peer.conn.peer, "request body too large to hold for a mirror: not mirrored");
         }
-        let mut response = headers::response(Some(&dest.headers.response), &route.policy.response, &extras.cors, false);
+        let mut response = headers::response(&dest.headers.response, &route.policy.response, &extras.cors);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
         // The route's timeout, or what is left of the request's maximum duration if sooner.
         let left = self

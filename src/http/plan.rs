@@ -1,5 +1,6 @@
 //! The plan of one request: route lookup, the route's actions, and either the upstream
-//! request head or the gateway's own answer, written while the parsed head is borrowed.
+//! request head, written while the parsed head is borrowed, or the gateway's own answer,
+//! codec-neutral, for the session to encode.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use super::cors;
 use super::fault::{self, Injected};
 use super::head::RequestView;
 use super::headers::{self, Merged};
-use super::local::{self, Ending};
+use super::local::{self, Answer};
 use super::mirror;
 use super::peer::Peer;
 use super::retry;
@@ -44,10 +45,11 @@ pub(super) struct ReqMeta {
     pub(super) affinity: Option<u64>,
 }
 
-/// The routing outcome, decided while the head is borrowed.
-pub(super) enum Disposition<'s> {
-    /// `out` holds a complete local answer with this status.
-    Local { status: u16, close: bool, details: &'static str },
+/// The routing outcome, decided while the head is borrowed. `A`: the gateway's own answer, an
+/// [`Answer`] as planned (it may borrow the head), its status once the session encoded it.
+pub(super) enum Disposition<'s, A> {
+    /// The gateway answers; `close`: the connection ends after it (and the answer says so).
+    Local { answer: A, close: bool, details: &'static str },
     /// `out` holds the upstream request head.
     Forward { route: &'s Route, dest: &'s Destination, extras: Extras },
 }
@@ -75,17 +77,17 @@ pub(super) struct Inputs<R> {
     pub(super) random: R,
 }
 
-/// Routes the request and writes either the local answer or the upstream head into `out`;
-/// also draws the route's faults. `body_here`: the request's body (if any) is all read.
-pub(super) fn plan<'s, R: Fn() -> u32>(
+/// Routes the request and either returns the local answer or writes the upstream head into
+/// `out`; also draws the route's faults. `body_here`: the request's body (if any) is all read.
+pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     snap: &'s Snapshot,
-    head: &impl RequestView,
+    head: &'h impl RequestView,
     body_here: bool,
     out: &mut Vec<u8>,
     peer: &Peer,
     inputs: &Inputs<R>,
     mut log: Option<&mut Record>,
-) -> (ReqMeta, Disposition<'s>, Injected) {
+) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
     let random = &inputs.random;
     // Envoy's connection manager gives every request its id before routing, so the access log
     // shows one for the gateway's own answers too; a client's own is replaced (see `Peer`).
@@ -98,13 +100,12 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = head.info(scheme);
     // A local answer given before the body is all read ends the connection, and says so.
-    let end = Ending { close: !meta.keep_alive || inputs.closing || !body_here, http10: meta.http10 };
-    let close = end.close;
+    let close = !meta.keep_alive || inputs.closing || !body_here;
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.
-        let status = local::not_found(out, Ending { close: true, ..end });
-        return (meta, Disposition::Local { status, close: true, details: NO_ROUTE }, Injected::default());
+        let plan = Disposition::Local { answer: local::not_found(), close: true, details: NO_ROUTE };
+        return (meta, plan, Injected::default());
     };
     // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
     let routes = match &peer.tls {
@@ -114,11 +115,11 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
     let decision = routes.map_or(RouteDecision::NoVirtualHost, |r| r.route(&info));
     let (route, block) = match decision {
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
-            let plan = Disposition::Local { status: local::not_found(out, end), close, details: NO_ROUTE };
+            let plan = Disposition::Local { answer: local::not_found(), close, details: NO_ROUTE };
             return (meta, plan, Injected::default());
         }
         RouteDecision::HttpsRedirect(_) => {
-            let plan = Disposition::Local { status: local::https_redirect(out, &info, end), close, details: DIRECT };
+            let plan = Disposition::Local { answer: local::https_redirect(&info), close, details: DIRECT };
             return (meta, plan, Injected::default());
         }
         RouteDecision::Matched { route, block, .. } => (route, block),
@@ -132,9 +133,8 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
         match stage {
             RequestStage::Cors(c) => match cors::preflight(c, &info) {
                 cors::Preflight::Answer(lines) => {
-                    let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
-                    let status = local::answer(out, 200, &lines, b"", false, end);
-                    let plan = Disposition::Local { status, close, details: CORS_PREFLIGHT };
+                    let answer = Answer { headers: lines, ..Answer::simple(200, b"") };
+                    let plan = Disposition::Local { answer, close, details: CORS_PREFLIGHT };
                     return (meta, plan, Injected::default());
                 }
                 // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin
@@ -149,15 +149,15 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
             RequestStage::Mirror(m) => mirrors = m,
         }
     }
-    let response_headers = || headers::response(None, &route.policy.response, &cors_lines, true).add;
+    let response_headers = || headers::local(&route.policy.response, &cors_lines);
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => {
-            let status = local::answer(out, *status, &response_headers(), body, meta.is_head, end);
-            Disposition::Local { status, close, details: DIRECT }
+            let answer = Answer { status: *status, headers: response_headers(), body, omit_body: meta.is_head };
+            Disposition::Local { answer, close, details: DIRECT }
         }
         RouteAction::Redirect(r) => {
-            let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), end);
-            Disposition::Local { status, close, details: DIRECT }
+            let answer = local::redirect(r, &info, peer.conn.listener_port, response_headers());
+            Disposition::Local { answer, close, details: DIRECT }
         }
         RouteAction::Forward(dests) => match dests.pick(random()) {
             Some(dest) => {
@@ -215,7 +215,7 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                 }
                 Disposition::Forward { route, dest, extras }
             }
-            None => Disposition::Local { status: local::simple(out, 503, b"", end), close, details: NO_UPSTREAM },
+            None => Disposition::Local { answer: Answer::simple(503, b""), close, details: NO_UPSTREAM },
         },
     };
     (meta, plan, fault)

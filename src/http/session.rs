@@ -2,17 +2,18 @@
 //! close, the counters and access-log line of each request. Routing is [`super::plan`]'s,
 //! forwarding [`super::exchange`]'s.
 
-use std::cell::Cell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
 
 use super::body::buffered_body_len;
-use super::codec::{self, BodyFraming, HeaderSlots};
+use super::codec::{self, BodyFraming, DateCache, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::fault;
-use super::local::{self, Ending};
+use super::local::Answer;
 use super::peer::{Peer, TlsSession};
 use super::plan::{plan, Disposition, Inputs, ReqMeta, FAULT_ABORT, NO_ROUTE};
 use super::tunnel;
@@ -38,6 +39,54 @@ const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// this many bytes at most, before it closes.
 const LINGER_TIME: Duration = Duration::from_secs(5);
 const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+thread_local! {
+    /// One formatted `date` per second per worker.
+    static DATE: RefCell<DateCache> = RefCell::new(DateCache::default());
+}
+
+/// Calls `f` with the current `date` value, formatted at most once a second on this worker.
+pub(super) fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    DATE.with(|d| f(d.borrow_mut().now()))
+}
+
+/// How the client connection goes on after one of the gateway's own answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ending {
+    /// Closed after the answer, which says so (`connection: close`).
+    pub(super) close: bool,
+    /// The client spoke HTTP/1.0: a connection kept open is said to be
+    /// (`connection: keep-alive`), as HTTP/1.0 closes unless told otherwise.
+    pub(super) http10: bool,
+}
+
+impl Ending {
+    /// Closed, whatever the client spoke: e.g. after a request whose head did not parse.
+    pub(super) const CLOSE: Ending = Ending { close: true, http10: false };
+}
+
+/// Appends `answer`, encoded as HTTP/1.1, to `out`; returns its status.
+fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16 {
+    let resp = SimpleResponse {
+        close: end.close,
+        http10: end.http10,
+        omit_body: answer.omit_body,
+        ..SimpleResponse::new(answer.status, &answer.headers, answer.body)
+    };
+    date(|date| codec::write_simple_response(out, &resp, date));
+    answer.status
+}
+
+/// Encodes a planned local answer into `out`, keeping its status; a forward passes as it is.
+fn encode_local<'s>(out: &mut Vec<u8>, meta: &ReqMeta, planned: Disposition<'s, Answer<'_>>) -> Disposition<'s, u16> {
+    match planned {
+        Disposition::Local { answer, close, details } => {
+            let status = encode(out, &answer, Ending { close, http10: meta.http10 });
+            Disposition::Local { answer: status, close, details }
+        }
+        Disposition::Forward { route, dest, extras } => Disposition::Forward { route, dest, extras },
+    }
+}
 
 /// What the session knows of a connection besides its bytes.
 pub struct Downstream {
@@ -254,7 +303,10 @@ impl<S: Duplex> Session<S> {
                     head.map(|head| {
                         let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
                         let log = self.log.as_deref_mut();
-                        plan(snap, &head, body_here, &mut self.out, &self.peer, &inputs, log)
+                        let (meta, disposition, fault) =
+                            plan(snap, &head, body_here, &mut self.out, &self.peer, &inputs, log);
+                        // Encoded here, as the answer may borrow the head.
+                        (meta, encode_local(&mut self.out, &meta, disposition), fault)
                     })
                 })
             };
@@ -303,13 +355,13 @@ impl<S: Duplex> Session<S> {
                 let unread = buffered_body_len(self.rb.data(), meta.framing, usize::MAX).is_none();
                 let end = Ending { close: !meta.keep_alive || self.closing() || unread, http10: meta.http10 };
                 self.out.clear();
-                local::simple(&mut self.out, status, fault::ABORT_BODY, end);
-                Disposition::Local { status, close: end.close, details: FAULT_ABORT }
+                encode(&mut self.out, &Answer::simple(status, fault::ABORT_BODY), end);
+                Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT }
             }
             None => disposition,
         };
         let next = match disposition {
-            Disposition::Local { status, close, details } => {
+            Disposition::Local { answer: status, close, details } => {
                 let flag = match details {
                     NO_ROUTE => "NR",
                     FAULT_ABORT => "FI",
@@ -359,9 +411,11 @@ impl<S: Duplex> Session<S> {
         self.note_status(status, flag, details);
         self.out.clear();
         // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
-        let overloaded: &[(&str, &str)] =
-            if matches!(err, ProxyError::Overflow) { &[("x-envoy-overloaded", "true")] } else { &[] };
-        local::answer(&mut self.out, status, overloaded, body.as_bytes(), false, end);
+        let headers = match err {
+            ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
+            _ => Vec::new(),
+        };
+        encode(&mut self.out, &Answer { headers, ..Answer::simple(status, body.as_bytes()) }, end);
         if self.write_out().await.is_err() || end.close {
             Next::Close
         } else {

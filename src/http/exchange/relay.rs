@@ -10,10 +10,9 @@ use crate::http::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits,
 use crate::http::dechunk;
 use crate::http::error::ProxyError;
 use crate::http::headers::Merged;
-use crate::http::local;
 use crate::http::plan::ReqMeta;
 use crate::http::retry;
-use crate::http::session::{Next, Session};
+use crate::http::session::{self, Next, Session};
 use crate::upstream::{Observation, UpstreamConn, UPSTREAM_BUF};
 
 /// What a parsed response head decided, kept once the head's borrow ends.
@@ -52,7 +51,7 @@ impl<S: Duplex> Session<S> {
         let service_time = sent_at.elapsed().as_millis() as u64;
         let close = !meta.keep_alive || self.closing();
         // A response without `date` gets the gateway's, as Envoy's connection manager adds one.
-        let written = local::date(|date| {
+        let written = session::date(|date| {
             let edits = ResponseEdits {
                 upstream_service_time_ms: Some(service_time),
                 date: Some(date),
