@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use super::codec::{self, RequestEdits};
 use super::plan::ReqMeta;
+use super::session::Http1Request;
 use crate::percore::access_log::Record;
 use crate::snapshot::RequestInfo;
 
@@ -16,6 +17,12 @@ pub(super) trait RequestView {
     fn info<'h>(&'h self, scheme: &'h str) -> RequestInfo<'h>;
     /// What the session keeps of the head once its borrow ends.
     fn meta(&self) -> ReqMeta;
+    /// The request asks to switch protocols (WebSocket): the upstream head keeps the ask, and
+    /// no mirror gets a copy.
+    fn upgrade(&self) -> bool;
+    /// The client waits for `100 Continue` before its body: the gateway gives it, so the
+    /// upstream head drops `expect`.
+    fn expects_continue(&self) -> bool;
     /// Writes the upstream request head (HTTP/1.1, as every upstream is spoken today): this
     /// head with `edits` applied.
     fn write_upstream(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>);
@@ -47,15 +54,27 @@ impl RequestView for codec::RequestHead<'_> {
     #[inline]
     fn meta(&self) -> ReqMeta {
         ReqMeta {
-            head_len: self.head_len,
-            framing: self.framing,
-            keep_alive: self.keep_alive,
-            http10: self.version == 0,
             is_head: self.method == "HEAD",
-            expect_continue: self.expect_continue,
-            upgrade: self.upgrade.is_some(),
             affinity: None,
+            http1: Http1Request {
+                head_len: self.head_len,
+                framing: self.framing,
+                keep_alive: self.keep_alive,
+                http10: self.version == 0,
+                expect_continue: self.expect_continue,
+                upgrade: self.upgrade.is_some(),
+            },
         }
+    }
+
+    #[inline]
+    fn upgrade(&self) -> bool {
+        self.upgrade.is_some()
+    }
+
+    #[inline]
+    fn expects_continue(&self) -> bool {
+        self.expect_continue
     }
 
     #[inline]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::affinity;
-use super::codec::{BodyFraming, RequestEdits, TryLines};
+use super::codec::{RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
 use super::head::RequestView;
@@ -15,6 +15,7 @@ use super::mirror;
 use super::peer::Peer;
 use super::retry;
 use super::rewrite;
+use super::session::Http1Request;
 use crate::percore::access_log::Record;
 use crate::snapshot::{Destination, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot};
 
@@ -34,21 +35,18 @@ static NO_EDITS: HeaderEdits = HeaderEdits { set: Vec::new(), add: Vec::new(), r
 /// What the head told us, kept once the head's borrow of the read window ends.
 #[derive(Clone, Copy)]
 pub(super) struct ReqMeta {
-    pub(super) head_len: usize,
-    pub(super) framing: BodyFraming,
-    pub(super) keep_alive: bool,
-    pub(super) http10: bool,
     pub(super) is_head: bool,
-    pub(super) expect_continue: bool,
-    pub(super) upgrade: bool,
     /// The session-affinity hash, when the chosen cluster hashes and the request has the key.
     pub(super) affinity: Option<u64>,
+    /// How the request sits on its HTTP/1.1 connection: the plan passes it on unread.
+    pub(super) http1: Http1Request,
 }
 
 /// The routing outcome, decided while the head is borrowed. `A`: the gateway's own answer, an
 /// [`Answer`] as planned (it may borrow the head), its status once the session encoded it.
 pub(super) enum Disposition<'s, A> {
-    /// The gateway answers; `close`: the connection ends after it (and the answer says so).
+    /// The gateway answers; `close`: the connection ends after it whatever the request asked
+    /// (the session adds its own reasons), and the answer says so.
     Local { answer: A, close: bool, details: &'static str },
     /// `out` holds the upstream request head.
     Forward { route: &'s Route, dest: &'s Destination, extras: Extras },
@@ -70,19 +68,16 @@ pub(super) struct Extras {
 /// What the plan is handed besides the snapshot and the request: it does no I/O, reads no
 /// clock, and draws only from `random` (the worker's generator; fixed draws in tests).
 pub(super) struct Inputs<R> {
-    /// The connection takes no request after this one (see `Session::closing`).
-    pub(super) closing: bool,
     /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
     pub(super) mirror_shadow_suffix: bool,
     pub(super) random: R,
 }
 
 /// Routes the request and either returns the local answer or writes the upstream head into
-/// `out`; also draws the route's faults. `body_here`: the request's body (if any) is all read.
+/// `out`; also draws the route's faults.
 pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     snap: &'s Snapshot,
     head: &'h impl RequestView,
-    body_here: bool,
     out: &mut Vec<u8>,
     peer: &Peer,
     inputs: &Inputs<R>,
@@ -99,8 +94,6 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = head.info(scheme);
-    // A local answer given before the body is all read ends the connection, and says so.
-    let close = !meta.keep_alive || inputs.closing || !body_here;
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.
@@ -115,11 +108,11 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     let decision = routes.map_or(RouteDecision::NoVirtualHost, |r| r.route(&info));
     let (route, block) = match decision {
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
-            let plan = Disposition::Local { answer: local::not_found(), close, details: NO_ROUTE };
+            let plan = Disposition::Local { answer: local::not_found(), close: false, details: NO_ROUTE };
             return (meta, plan, Injected::default());
         }
         RouteDecision::HttpsRedirect(_) => {
-            let plan = Disposition::Local { answer: local::https_redirect(&info), close, details: DIRECT };
+            let plan = Disposition::Local { answer: local::https_redirect(&info), close: false, details: DIRECT };
             return (meta, plan, Injected::default());
         }
         RouteDecision::Matched { route, block, .. } => (route, block),
@@ -134,7 +127,7 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
             RequestStage::Cors(c) => match cors::preflight(c, &info) {
                 cors::Preflight::Answer(lines) => {
                     let answer = Answer { headers: lines, ..Answer::simple(200, b"") };
-                    let plan = Disposition::Local { answer, close, details: CORS_PREFLIGHT };
+                    let plan = Disposition::Local { answer, close: false, details: CORS_PREFLIGHT };
                     return (meta, plan, Injected::default());
                 }
                 // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin
@@ -153,11 +146,11 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => {
             let answer = Answer { status: *status, headers: response_headers(), body, omit_body: meta.is_head };
-            Disposition::Local { answer, close, details: DIRECT }
+            Disposition::Local { answer, close: false, details: DIRECT }
         }
         RouteAction::Redirect(r) => {
             let answer = local::redirect(r, &info, peer.conn.listener_port, response_headers());
-            Disposition::Local { answer, close, details: DIRECT }
+            Disposition::Local { answer, close: false, details: DIRECT }
         }
         RouteAction::Forward(dests) => match dests.pick(random()) {
             Some(dest) => {
@@ -167,7 +160,7 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
-                let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
+                let base_remove: &[&str] = if head.expects_continue() { &["expect"] } else { &[] };
                 let levels = [&dest.headers.request, route_headers];
                 // Nothing to merge on most routes: no allocation then.
                 let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
@@ -196,13 +189,13 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
                     add,
                     remove,
                     keep_alive: true,
-                    allow_upgrade: meta.upgrade,
+                    allow_upgrade: head.upgrade(),
                     try_lines,
                 };
                 head.write_upstream(out, &edits);
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-                    mirrors: if meta.upgrade {
+                    mirrors: if head.upgrade() {
                         Vec::new()
                     } else {
                         mirror_copies(mirrors, head, info.host, &edits, inputs)
@@ -215,7 +208,7 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
                 }
                 Disposition::Forward { route, dest, extras }
             }
-            None => Disposition::Local { answer: Answer::simple(503, b""), close, details: NO_UPSTREAM },
+            None => Disposition::Local { answer: Answer::simple(503, b""), close: false, details: NO_UPSTREAM },
         },
     };
     (meta, plan, fault)

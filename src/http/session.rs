@@ -77,11 +77,31 @@ fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16 {
     answer.status
 }
 
+/// How a request sits on its HTTP/1.1 connection, kept once the head's borrow ends.
+#[derive(Clone, Copy)]
+pub(super) struct Http1Request {
+    pub(super) head_len: usize,
+    pub(super) framing: BodyFraming,
+    /// The client asked to keep the connection (HTTP/1.1 by default, HTTP/1.0 by saying so).
+    pub(super) keep_alive: bool,
+    pub(super) http10: bool,
+    pub(super) expect_continue: bool,
+    pub(super) upgrade: bool,
+}
+
 /// Encodes a planned local answer into `out`, keeping its status; a forward passes as it is.
-fn encode_local<'s>(out: &mut Vec<u8>, meta: &ReqMeta, planned: Disposition<'s, Answer<'_>>) -> Disposition<'s, u16> {
+/// `keep`: the connection may take another request after this one (see `Session::closing`)
+/// and the request body is all read (an answer given before that ends the connection).
+fn encode_local<'s>(
+    out: &mut Vec<u8>,
+    h1: &Http1Request,
+    keep: bool,
+    planned: Disposition<'s, Answer<'_>>,
+) -> Disposition<'s, u16> {
     match planned {
         Disposition::Local { answer, close, details } => {
-            let status = encode(out, &answer, Ending { close, http10: meta.http10 });
+            let close = close || !keep || !h1.keep_alive;
+            let status = encode(out, &answer, Ending { close, http10: h1.http10 });
             Disposition::Local { answer: status, close, details }
         }
         Disposition::Forward { route, dest, extras } => Disposition::Forward { route, dest, extras },
@@ -293,20 +313,18 @@ impl<S: Duplex> Session<S> {
             // connection's future.
             let parsed = {
                 let mut slots = HeaderSlots::new();
-                let inputs = Inputs {
-                    closing: self.closing(),
-                    mirror_shadow_suffix: self.ctx.mirror_shadow_suffix,
-                    random: || self.ctx.random(),
-                };
+                let closing = self.closing();
+                let inputs =
+                    Inputs { mirror_shadow_suffix: self.ctx.mirror_shadow_suffix, random: || self.ctx.random() };
                 let data = self.rb.data();
                 codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {
                     head.map(|head| {
                         let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
                         let log = self.log.as_deref_mut();
-                        let (meta, disposition, fault) =
-                            plan(snap, &head, body_here, &mut self.out, &self.peer, &inputs, log);
+                        let (meta, disposition, fault) = plan(snap, &head, &mut self.out, &self.peer, &inputs, log);
                         // Encoded here, as the answer may borrow the head.
-                        (meta, encode_local(&mut self.out, &meta, disposition), fault)
+                        let keep = !closing && body_here;
+                        (meta, encode_local(&mut self.out, &meta.http1, keep, disposition), fault)
                     })
                 })
             };
@@ -338,11 +356,11 @@ impl<S: Duplex> Session<S> {
             }
         };
         self.ctx.stats.downstream_rq_total.inc();
-        self.rb.consume(meta.head_len);
+        self.rb.consume(meta.http1.head_len);
         self.head_deadline = None;
         let began = Instant::now();
         self.tally.began = Some(began);
-        self.tally.received = meta.head_len as u64;
+        self.tally.received = meta.http1.head_len as u64;
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.log) {
             r.start = Some(sink.wall(began));
         }
@@ -352,8 +370,9 @@ impl<S: Duplex> Session<S> {
         }
         let disposition = match fault.abort {
             Some(status) => {
-                let unread = buffered_body_len(self.rb.data(), meta.framing, usize::MAX).is_none();
-                let end = Ending { close: !meta.keep_alive || self.closing() || unread, http10: meta.http10 };
+                let h1 = meta.http1;
+                let unread = buffered_body_len(self.rb.data(), h1.framing, usize::MAX).is_none();
+                let end = Ending { close: !h1.keep_alive || self.closing() || unread, http10: h1.http10 };
                 self.out.clear();
                 encode(&mut self.out, &Answer::simple(status, fault::ABORT_BODY), end);
                 Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT }
@@ -370,7 +389,7 @@ impl<S: Duplex> Session<S> {
                 self.note_status(status, flag, details);
                 // An unread body would desync the connection: skip it if it is all here, else
                 // the answer said `connection: close` and the close lingers.
-                let body_done = self.skip_buffered_body(meta.framing);
+                let body_done = self.skip_buffered_body(meta.http1.framing);
                 match self.write_out().await {
                     Err(_) => Next::Close,
                     Ok(()) if !body_done => Next::Linger,
@@ -426,9 +445,10 @@ impl<S: Duplex> Session<S> {
     /// Answers `err`; the client connection survives only when the request body was fully
     /// consumed, and the answer says which.
     pub(super) async fn fail_request(&mut self, meta: ReqMeta, err: &ProxyError) -> Next {
-        let body_done = self.skip_buffered_body(meta.framing);
-        let close = !body_done || !meta.keep_alive || self.closing();
-        match self.answer_error(err, Ending { close, http10: meta.http10 }).await {
+        let h1 = meta.http1;
+        let body_done = self.skip_buffered_body(h1.framing);
+        let close = !body_done || !h1.keep_alive || self.closing();
+        match self.answer_error(err, Ending { close, http10: h1.http10 }).await {
             Next::Close if !body_done => Next::Linger,
             next => next,
         }

@@ -114,8 +114,8 @@ fn planned(snap: &Snapshot, request: &str) -> Planned {
         other => panic!("not a whole head: {other:?}"),
     };
     let mut out = Vec::new();
-    let inputs = Inputs { closing: false, mirror_shadow_suffix: false, random: || 0 };
-    let (meta, disposition, fault) = plan(snap, &head, true, &mut out, &peer(), &inputs, None);
+    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0 };
+    let (meta, disposition, fault) = plan(snap, &head, &mut out, &peer(), &inputs, None);
     let (local, answer, extras) = match disposition {
         Disposition::Local { answer, details, .. } => {
             let lines = answer.headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
