@@ -1,12 +1,9 @@
 //! The request head as the plan reads it, whatever codec parsed it; the HTTP/1.1 codec's head
 //! is the one that implements it today.
 
-use std::net::SocketAddr;
-
 use super::codec::{self, RequestEdits};
 use super::plan::ReqMeta;
 use super::session::Http1Request;
-use crate::percore::access_log::Record;
 use crate::snapshot::RequestInfo;
 
 /// What the plan reads from a parsed request head, borrowed, and what it has the codec write
@@ -26,16 +23,10 @@ pub(super) trait RequestView {
     /// Writes the upstream request head (HTTP/1.1, as every upstream is spoken today): this
     /// head with `edits` applied.
     fn write_upstream(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>);
-    /// Starts the request's access-log record (see [`Record::begin`]).
-    fn begin_log(
-        &self,
-        r: &mut Record,
-        local: SocketAddr,
-        remote: SocketAddr,
-        remote_ip: &str,
-        sni: Option<&str>,
-        id: &str,
-    );
+    /// The request target as the client sent it (the access log's path).
+    fn target(&self) -> &str;
+    /// The protocol as the access log names it.
+    fn protocol(&self) -> &'static str;
 }
 
 impl RequestView for codec::RequestHead<'_> {
@@ -83,15 +74,16 @@ impl RequestView for codec::RequestHead<'_> {
     }
 
     #[inline]
-    fn begin_log(
-        &self,
-        r: &mut Record,
-        local: SocketAddr,
-        remote: SocketAddr,
-        remote_ip: &str,
-        sni: Option<&str>,
-        id: &str,
-    ) {
-        r.begin(self, local, remote, remote_ip, sni, id);
+    fn target(&self) -> &str {
+        self.target
+    }
+
+    #[inline]
+    fn protocol(&self) -> &'static str {
+        if self.version == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }
     }
 }

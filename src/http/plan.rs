@@ -87,13 +87,12 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     // Envoy's connection manager gives every request its id before routing, so the access log
     // shows one for the gateway's own answers too; a client's own is replaced (see `Peer`).
     let request_id = RequestId::new(random(), random(), random(), random());
-    if let Some(r) = log.as_deref_mut() {
-        let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
-        head.begin_log(r, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
-    }
     let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = head.info(scheme);
+    if let Some(r) = log.as_deref_mut() {
+        r.begin(&info, head.target(), head.protocol(), peer, request_id.as_str());
+    }
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.
