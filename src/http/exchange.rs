@@ -12,7 +12,7 @@ use super::headers::{self, Merged};
 use super::mirror;
 use super::plan::{Extras, ReqMeta};
 use super::retry::{self, TryFailure};
-use super::session::{Next, Session, CLIENT_BUF};
+use super::session::{Http1Request, Next, Session, CLIENT_BUF};
 use crate::duplex::Duplex;
 use crate::http::error::ProxyError;
 use crate::percore::WorkerCtx;
@@ -60,7 +60,7 @@ impl<S: Duplex> Session<S> {
         }
         // Small bodies already read go out with the head, and stay replayable.
         let head_end = self.out.len();
-        let inline = inline_body(&mut self.rb, meta.framing, &mut self.out);
+        let inline = inline_body(&mut self.rb, meta.http1.framing, &mut self.out);
         if let Some(n) = inline {
             self.tally.received += n;
             if let Some(r) = &mut self.log {
@@ -76,7 +76,7 @@ impl<S: Duplex> Session<S> {
         } else if !extras.mirrors.is_empty() {
             tracing::debug!(peer = %self.peer.conn.peer, "request body too large to hold for a mirror: not mirrored");
         }
-        let mut response = headers::response(Some(&dest.headers.response), &route.policy.response, &extras.cors, false);
+        let mut response = headers::response(&dest.headers.response, &route.policy.response, &extras.cors);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
         // The route's timeout, or what is left of the request's maximum duration if sooner.
         let left = self
@@ -122,15 +122,17 @@ impl<S: Duplex> Session<S> {
     /// `INLINE_BODY`), so the request can be sent again. Not when the client waits for
     /// `100 Continue`: it sends nothing before the upstream asks.
     async fn hold_small_body(&mut self, meta: ReqMeta) -> std::io::Result<()> {
-        let small = match meta.framing {
+        let small = match meta.http1.framing {
             BodyFraming::ContentLength(n) => n <= INLINE_BODY as u64,
             BodyFraming::Chunked => true,
             BodyFraming::None | BodyFraming::UntilClose => false,
         };
-        if !small || meta.expect_continue {
+        if !small || meta.http1.expect_continue {
             return Ok(());
         }
-        while buffered_body_len(self.rb.data(), meta.framing, INLINE_BODY).is_none() && self.rb.len() <= INLINE_BODY {
+        while buffered_body_len(self.rb.data(), meta.http1.framing, INLINE_BODY).is_none()
+            && self.rb.len() <= INLINE_BODY
+        {
             if self.rb.fill(&mut self.client, CLIENT_BUF).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
@@ -294,15 +296,16 @@ impl<S: Duplex> Session<S> {
             // Whether the whole request went out: not when the upstream answered first.
             let mut sent_whole = true;
             if !inline {
-                if meta.expect_continue {
+                if meta.http1.expect_continue {
                     let (res, _) = self.client.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
                     res.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
                 }
-                sent_whole = self.stream_request_body(&mut conn, meta.framing).await?;
+                sent_whole = self.stream_request_body(&mut conn, meta.http1.framing).await?;
             }
             // The client's unread body would be taken for its next request: the answer ends the
             // connection, and says so.
-            let relayed_meta = ReqMeta { keep_alive: meta.keep_alive && sent_whole, ..meta };
+            let http1 = Http1Request { keep_alive: meta.http1.keep_alive && sent_whole, ..meta.http1 };
+            let relayed_meta = ReqMeta { http1, ..meta };
             return match self.relay_response(&mut conn, relayed_meta, sent_at, &at, response).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
                     drop(conn);

@@ -1,11 +1,9 @@
 //! The request head as the plan reads it, whatever codec parsed it; the HTTP/1.1 codec's head
 //! is the one that implements it today.
 
-use std::net::SocketAddr;
-
 use super::codec::{self, RequestEdits};
 use super::plan::ReqMeta;
-use crate::percore::access_log::Record;
+use super::session::Http1Request;
 use crate::snapshot::RequestInfo;
 
 /// What the plan reads from a parsed request head, borrowed, and what it has the codec write
@@ -16,19 +14,19 @@ pub(super) trait RequestView {
     fn info<'h>(&'h self, scheme: &'h str) -> RequestInfo<'h>;
     /// What the session keeps of the head once its borrow ends.
     fn meta(&self) -> ReqMeta;
+    /// The request asks to switch protocols (WebSocket): the upstream head keeps the ask, and
+    /// no mirror gets a copy.
+    fn upgrade(&self) -> bool;
+    /// The client waits for `100 Continue` before its body: the gateway gives it, so the
+    /// upstream head drops `expect`.
+    fn expects_continue(&self) -> bool;
     /// Writes the upstream request head (HTTP/1.1, as every upstream is spoken today): this
     /// head with `edits` applied.
     fn write_upstream(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>);
-    /// Starts the request's access-log record (see [`Record::begin`]).
-    fn begin_log(
-        &self,
-        r: &mut Record,
-        local: SocketAddr,
-        remote: SocketAddr,
-        remote_ip: &str,
-        sni: Option<&str>,
-        id: &str,
-    );
+    /// The request target as the client sent it (the access log's path).
+    fn target(&self) -> &str;
+    /// The protocol as the access log names it.
+    fn protocol(&self) -> &'static str;
 }
 
 impl RequestView for codec::RequestHead<'_> {
@@ -47,15 +45,27 @@ impl RequestView for codec::RequestHead<'_> {
     #[inline]
     fn meta(&self) -> ReqMeta {
         ReqMeta {
-            head_len: self.head_len,
-            framing: self.framing,
-            keep_alive: self.keep_alive,
-            http10: self.version == 0,
             is_head: self.method == "HEAD",
-            expect_continue: self.expect_continue,
-            upgrade: self.upgrade.is_some(),
             affinity: None,
+            http1: Http1Request {
+                head_len: self.head_len,
+                framing: self.framing,
+                keep_alive: self.keep_alive,
+                http10: self.version == 0,
+                expect_continue: self.expect_continue,
+                upgrade: self.upgrade.is_some(),
+            },
         }
+    }
+
+    #[inline]
+    fn upgrade(&self) -> bool {
+        self.upgrade.is_some()
+    }
+
+    #[inline]
+    fn expects_continue(&self) -> bool {
+        self.expect_continue
     }
 
     #[inline]
@@ -64,15 +74,16 @@ impl RequestView for codec::RequestHead<'_> {
     }
 
     #[inline]
-    fn begin_log(
-        &self,
-        r: &mut Record,
-        local: SocketAddr,
-        remote: SocketAddr,
-        remote_ip: &str,
-        sni: Option<&str>,
-        id: &str,
-    ) {
-        r.begin(self, local, remote, remote_ip, sni, id);
+    fn target(&self) -> &str {
+        self.target
+    }
+
+    #[inline]
+    fn protocol(&self) -> &'static str {
+        if self.version == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }
     }
 }

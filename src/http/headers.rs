@@ -1,16 +1,20 @@
 //! Route and destination `headers` edits merged, in Envoy's order, into one list of removals
 //! and one of appended lines, so a head is rewritten in a single pass.
 
+use std::borrow::Cow;
+
+use super::cors::HeaderLine;
 use crate::snapshot::{HeaderEdits, ResponseStage};
 
 #[cfg(test)]
 mod tests;
 
 /// The edits one message gets: header names to drop from what arrived, and lines to append.
+/// `V`: a line's value, borrowed from the configuration or (an answer's CORS lines) a `Cow`.
 #[derive(Debug, Default, PartialEq)]
-pub struct Merged<'s> {
+pub struct Merged<'s, V = &'s str> {
     pub remove: Vec<&'s str>,
-    pub add: Vec<(&'s str, &'s str)>,
+    pub add: Vec<(&'s str, V)>,
     /// Requests only: the authority a `set` of `host` asks for (the last level's wins).
     pub authority: Option<&'s str>,
 }
@@ -29,7 +33,9 @@ impl<'s> Merged<'s> {
         }
         out
     }
+}
 
+impl<'s, V: From<&'s str>> Merged<'s, V> {
     /// Applies one more level after those already merged.
     fn apply(&mut self, level: &'s HeaderEdits) {
         let replaced = level.set.iter().map(|(n, _)| &**n).filter(|n| *n != "host");
@@ -43,31 +49,25 @@ impl<'s> Merged<'s> {
             if &**name == "host" {
                 self.authority = Some(value);
             } else {
-                self.add.push((name, value));
+                self.add.push((name, V::from(&**value)));
             }
         }
-        self.add.extend(level.add.iter().map(|(n, v)| (&**n, &**v)));
+        self.add.extend(level.add.iter().map(|(n, v)| (&**n, V::from(&**v))));
     }
 }
 
-/// The response stages of a route's answer, run after the destination's own edits (`dest`;
-/// none on the gateway's own answers). `cors`: the lines the CORS request stage allowed; they
-/// replace the backend's lines of the same name on a forwarded response, and the route's own
-/// edits of that name on a `local` answer.
+/// The response stages of a forwarded response, run after the destination's own edits
+/// (`dest`). `cors`: the lines the CORS request stage allowed; they replace the backend's
+/// lines of the same name.
 pub fn response<'s, V: AsRef<str>>(
-    dest: Option<&'s HeaderEdits>,
+    dest: &'s HeaderEdits,
     stages: &'s [ResponseStage],
     cors: &'s [(&'static str, V)],
-    local: bool,
 ) -> Merged<'s> {
-    let mut out = Merged::new(&[], dest.as_slice());
+    let mut out = Merged::new(&[], &[dest]);
     for stage in stages {
         match stage {
             ResponseStage::Headers(edits) => out.apply(edits),
-            ResponseStage::Cors if local => {
-                out.add.retain(|(n, _)| !cors.iter().any(|(c, _)| c == n));
-                out.add.extend(cors.iter().map(|(n, v)| (*n, v.as_ref())));
-            }
             ResponseStage::Cors => {
                 out.remove.extend(cors.iter().map(|(n, _)| *n));
                 out.add.extend(cors.iter().map(|(n, v)| (*n, v.as_ref())));
@@ -75,4 +75,20 @@ pub fn response<'s, V: AsRef<str>>(
         }
     }
     out
+}
+
+/// The response stages of one of the gateway's own answers: its lines, in order. `cors`: the
+/// lines the CORS request stage allowed; they replace the route's own edits of that name.
+pub fn local<'a>(stages: &'a [ResponseStage], cors: &[HeaderLine<'a>]) -> Vec<(&'a str, Cow<'a, str>)> {
+    let mut out = Merged::<Cow<'a, str>> { remove: Vec::new(), add: Vec::new(), authority: None };
+    for stage in stages {
+        match stage {
+            ResponseStage::Headers(edits) => out.apply(edits),
+            ResponseStage::Cors => {
+                out.add.retain(|(n, _)| !cors.iter().any(|(c, _)| c == n));
+                out.add.extend(cors.iter().cloned());
+            }
+        }
+    }
+    out.add
 }

@@ -1,19 +1,21 @@
 //! The plan of one request: route lookup, the route's actions, and either the upstream
-//! request head or the gateway's own answer, written while the parsed head is borrowed.
+//! request head, written while the parsed head is borrowed, or the gateway's own answer,
+//! codec-neutral, for the session to encode.
 
 use std::time::Duration;
 
 use super::affinity;
-use super::codec::{BodyFraming, RequestEdits, TryLines};
+use super::codec::{RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
 use super::head::RequestView;
 use super::headers::{self, Merged};
-use super::local::{self, Ending};
+use super::local::{self, Answer};
 use super::mirror;
 use super::peer::Peer;
 use super::retry;
 use super::rewrite;
+use super::session::Http1Request;
 use crate::percore::access_log::Record;
 use crate::snapshot::{Destination, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot};
 
@@ -33,21 +35,19 @@ static NO_EDITS: HeaderEdits = HeaderEdits { set: Vec::new(), add: Vec::new(), r
 /// What the head told us, kept once the head's borrow of the read window ends.
 #[derive(Clone, Copy)]
 pub(super) struct ReqMeta {
-    pub(super) head_len: usize,
-    pub(super) framing: BodyFraming,
-    pub(super) keep_alive: bool,
-    pub(super) http10: bool,
     pub(super) is_head: bool,
-    pub(super) expect_continue: bool,
-    pub(super) upgrade: bool,
     /// The session-affinity hash, when the chosen cluster hashes and the request has the key.
     pub(super) affinity: Option<u64>,
+    /// How the request sits on its HTTP/1.1 connection: the plan passes it on unread.
+    pub(super) http1: Http1Request,
 }
 
-/// The routing outcome, decided while the head is borrowed.
-pub(super) enum Disposition<'s> {
-    /// `out` holds a complete local answer with this status.
-    Local { status: u16, close: bool, details: &'static str },
+/// The routing outcome, decided while the head is borrowed. `A`: the gateway's own answer, an
+/// [`Answer`] as planned (it may borrow the head), its status once the session encoded it.
+pub(super) enum Disposition<'s, A> {
+    /// The gateway answers; `close`: the connection ends after it whatever the request asked
+    /// (the session adds its own reasons), and the answer says so.
+    Local { answer: A, close: bool, details: &'static str },
     /// `out` holds the upstream request head.
     Forward { route: &'s Route, dest: &'s Destination, extras: Extras },
 }
@@ -68,43 +68,36 @@ pub(super) struct Extras {
 /// What the plan is handed besides the snapshot and the request: it does no I/O, reads no
 /// clock, and draws only from `random` (the worker's generator; fixed draws in tests).
 pub(super) struct Inputs<R> {
-    /// The connection takes no request after this one (see `Session::closing`).
-    pub(super) closing: bool,
     /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
     pub(super) mirror_shadow_suffix: bool,
     pub(super) random: R,
 }
 
-/// Routes the request and writes either the local answer or the upstream head into `out`;
-/// also draws the route's faults. `body_here`: the request's body (if any) is all read.
-pub(super) fn plan<'s, R: Fn() -> u32>(
+/// Routes the request and either returns the local answer or writes the upstream head into
+/// `out`; also draws the route's faults.
+pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     snap: &'s Snapshot,
-    head: &impl RequestView,
-    body_here: bool,
+    head: &'h impl RequestView,
     out: &mut Vec<u8>,
     peer: &Peer,
     inputs: &Inputs<R>,
     mut log: Option<&mut Record>,
-) -> (ReqMeta, Disposition<'s>, Injected) {
+) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
     let random = &inputs.random;
     // Envoy's connection manager gives every request its id before routing, so the access log
     // shows one for the gateway's own answers too; a client's own is replaced (see `Peer`).
     let request_id = RequestId::new(random(), random(), random(), random());
-    if let Some(r) = log.as_deref_mut() {
-        let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
-        head.begin_log(r, peer.conn.local, peer.conn.peer, &peer.ip, sni, request_id.as_str());
-    }
     let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = head.info(scheme);
-    // A local answer given before the body is all read ends the connection, and says so.
-    let end = Ending { close: !meta.keep_alive || inputs.closing || !body_here, http10: meta.http10 };
-    let close = end.close;
+    if let Some(r) = log.as_deref_mut() {
+        r.begin(&info, head.target(), head.protocol(), peer, request_id.as_str());
+    }
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
         // The port was removed by a reload while this connection lived.
-        let status = local::not_found(out, Ending { close: true, ..end });
-        return (meta, Disposition::Local { status, close: true, details: NO_ROUTE }, Injected::default());
+        let plan = Disposition::Local { answer: local::not_found(), close: true, details: NO_ROUTE };
+        return (meta, plan, Injected::default());
     };
     // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
     let routes = match &peer.tls {
@@ -114,11 +107,11 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
     let decision = routes.map_or(RouteDecision::NoVirtualHost, |r| r.route(&info));
     let (route, block) = match decision {
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
-            let plan = Disposition::Local { status: local::not_found(out, end), close, details: NO_ROUTE };
+            let plan = Disposition::Local { answer: local::not_found(), close: false, details: NO_ROUTE };
             return (meta, plan, Injected::default());
         }
         RouteDecision::HttpsRedirect(_) => {
-            let plan = Disposition::Local { status: local::https_redirect(out, &info, end), close, details: DIRECT };
+            let plan = Disposition::Local { answer: local::https_redirect(&info), close: false, details: DIRECT };
             return (meta, plan, Injected::default());
         }
         RouteDecision::Matched { route, block, .. } => (route, block),
@@ -132,9 +125,8 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
         match stage {
             RequestStage::Cors(c) => match cors::preflight(c, &info) {
                 cors::Preflight::Answer(lines) => {
-                    let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, &**v)).collect();
-                    let status = local::answer(out, 200, &lines, b"", false, end);
-                    let plan = Disposition::Local { status, close, details: CORS_PREFLIGHT };
+                    let answer = Answer { headers: lines, ..Answer::simple(200, b"") };
+                    let plan = Disposition::Local { answer, close: false, details: CORS_PREFLIGHT };
                     return (meta, plan, Injected::default());
                 }
                 // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin
@@ -149,15 +141,15 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
             RequestStage::Mirror(m) => mirrors = m,
         }
     }
-    let response_headers = || headers::response(None, &route.policy.response, &cors_lines, true).add;
+    let response_headers = || headers::local(&route.policy.response, &cors_lines);
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => {
-            let status = local::answer(out, *status, &response_headers(), body, meta.is_head, end);
-            Disposition::Local { status, close, details: DIRECT }
+            let answer = Answer { status: *status, headers: response_headers(), body, omit_body: meta.is_head };
+            Disposition::Local { answer, close: false, details: DIRECT }
         }
         RouteAction::Redirect(r) => {
-            let status = local::redirect(out, r, &info, peer.conn.listener_port, &response_headers(), end);
-            Disposition::Local { status, close, details: DIRECT }
+            let answer = local::redirect(r, &info, peer.conn.listener_port, response_headers());
+            Disposition::Local { answer, close: false, details: DIRECT }
         }
         RouteAction::Forward(dests) => match dests.pick(random()) {
             Some(dest) => {
@@ -167,7 +159,7 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
-                let base_remove: &[&str] = if meta.expect_continue { &["expect"] } else { &[] };
+                let base_remove: &[&str] = if head.expects_continue() { &["expect"] } else { &[] };
                 let levels = [&dest.headers.request, route_headers];
                 // Nothing to merge on most routes: no allocation then.
                 let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
@@ -196,13 +188,13 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                     add,
                     remove,
                     keep_alive: true,
-                    allow_upgrade: meta.upgrade,
+                    allow_upgrade: head.upgrade(),
                     try_lines,
                 };
                 head.write_upstream(out, &edits);
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-                    mirrors: if meta.upgrade {
+                    mirrors: if head.upgrade() {
                         Vec::new()
                     } else {
                         mirror_copies(mirrors, head, info.host, &edits, inputs)
@@ -215,7 +207,7 @@ pub(super) fn plan<'s, R: Fn() -> u32>(
                 }
                 Disposition::Forward { route, dest, extras }
             }
-            None => Disposition::Local { status: local::simple(out, 503, b"", end), close, details: NO_UPSTREAM },
+            None => Disposition::Local { answer: Answer::simple(503, b""), close: false, details: NO_UPSTREAM },
         },
     };
     (meta, plan, fault)

@@ -2,17 +2,18 @@
 //! close, the counters and access-log line of each request. Routing is [`super::plan`]'s,
 //! forwarding [`super::exchange`]'s.
 
-use std::cell::Cell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
 
 use super::body::buffered_body_len;
-use super::codec::{self, BodyFraming, HeaderSlots};
+use super::codec::{self, BodyFraming, DateCache, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::fault;
-use super::local::{self, Ending};
+use super::local::Answer;
 use super::peer::{Peer, TlsSession};
 use super::plan::{plan, Disposition, Inputs, ReqMeta, FAULT_ABORT, NO_ROUTE};
 use super::tunnel;
@@ -38,6 +39,74 @@ const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// this many bytes at most, before it closes.
 const LINGER_TIME: Duration = Duration::from_secs(5);
 const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+thread_local! {
+    /// One formatted `date` per second per worker.
+    static DATE: RefCell<DateCache> = RefCell::new(DateCache::default());
+}
+
+/// Calls `f` with the current `date` value, formatted at most once a second on this worker.
+pub(super) fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    DATE.with(|d| f(d.borrow_mut().now()))
+}
+
+/// How the client connection goes on after one of the gateway's own answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ending {
+    /// Closed after the answer, which says so (`connection: close`).
+    pub(super) close: bool,
+    /// The client spoke HTTP/1.0: a connection kept open is said to be
+    /// (`connection: keep-alive`), as HTTP/1.0 closes unless told otherwise.
+    pub(super) http10: bool,
+}
+
+impl Ending {
+    /// Closed, whatever the client spoke: e.g. after a request whose head did not parse.
+    pub(super) const CLOSE: Ending = Ending { close: true, http10: false };
+}
+
+/// Appends `answer`, encoded as HTTP/1.1, to `out`; returns its status.
+fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16 {
+    let resp = SimpleResponse {
+        close: end.close,
+        http10: end.http10,
+        omit_body: answer.omit_body,
+        ..SimpleResponse::new(answer.status, &answer.headers, answer.body)
+    };
+    date(|date| codec::write_simple_response(out, &resp, date));
+    answer.status
+}
+
+/// How a request sits on its HTTP/1.1 connection, kept once the head's borrow ends.
+#[derive(Clone, Copy)]
+pub(super) struct Http1Request {
+    pub(super) head_len: usize,
+    pub(super) framing: BodyFraming,
+    /// The client asked to keep the connection (HTTP/1.1 by default, HTTP/1.0 by saying so).
+    pub(super) keep_alive: bool,
+    pub(super) http10: bool,
+    pub(super) expect_continue: bool,
+    pub(super) upgrade: bool,
+}
+
+/// Encodes a planned local answer into `out`, keeping its status; a forward passes as it is.
+/// `keep`: the connection may take another request after this one (see `Session::closing`)
+/// and the request body is all read (an answer given before that ends the connection).
+fn encode_local<'s>(
+    out: &mut Vec<u8>,
+    h1: &Http1Request,
+    keep: bool,
+    planned: Disposition<'s, Answer<'_>>,
+) -> Disposition<'s, u16> {
+    match planned {
+        Disposition::Local { answer, close, details } => {
+            let close = close || !keep || !h1.keep_alive;
+            let status = encode(out, &answer, Ending { close, http10: h1.http10 });
+            Disposition::Local { answer: status, close, details }
+        }
+        Disposition::Forward { route, dest, extras } => Disposition::Forward { route, dest, extras },
+    }
+}
 
 /// What the session knows of a connection besides its bytes.
 pub struct Downstream {
@@ -244,17 +313,18 @@ impl<S: Duplex> Session<S> {
             // connection's future.
             let parsed = {
                 let mut slots = HeaderSlots::new();
-                let inputs = Inputs {
-                    closing: self.closing(),
-                    mirror_shadow_suffix: self.ctx.mirror_shadow_suffix,
-                    random: || self.ctx.random(),
-                };
+                let closing = self.closing();
+                let inputs =
+                    Inputs { mirror_shadow_suffix: self.ctx.mirror_shadow_suffix, random: || self.ctx.random() };
                 let data = self.rb.data();
                 codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {
                     head.map(|head| {
                         let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
                         let log = self.log.as_deref_mut();
-                        plan(snap, &head, body_here, &mut self.out, &self.peer, &inputs, log)
+                        let (meta, disposition, fault) = plan(snap, &head, &mut self.out, &self.peer, &inputs, log);
+                        // Encoded here, as the answer may borrow the head.
+                        let keep = !closing && body_here;
+                        (meta, encode_local(&mut self.out, &meta.http1, keep, disposition), fault)
                     })
                 })
             };
@@ -286,11 +356,11 @@ impl<S: Duplex> Session<S> {
             }
         };
         self.ctx.stats.downstream_rq_total.inc();
-        self.rb.consume(meta.head_len);
+        self.rb.consume(meta.http1.head_len);
         self.head_deadline = None;
         let began = Instant::now();
         self.tally.began = Some(began);
-        self.tally.received = meta.head_len as u64;
+        self.tally.received = meta.http1.head_len as u64;
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.log) {
             r.start = Some(sink.wall(began));
         }
@@ -300,16 +370,17 @@ impl<S: Duplex> Session<S> {
         }
         let disposition = match fault.abort {
             Some(status) => {
-                let unread = buffered_body_len(self.rb.data(), meta.framing, usize::MAX).is_none();
-                let end = Ending { close: !meta.keep_alive || self.closing() || unread, http10: meta.http10 };
+                let h1 = meta.http1;
+                let unread = buffered_body_len(self.rb.data(), h1.framing, usize::MAX).is_none();
+                let end = Ending { close: !h1.keep_alive || self.closing() || unread, http10: h1.http10 };
                 self.out.clear();
-                local::simple(&mut self.out, status, fault::ABORT_BODY, end);
-                Disposition::Local { status, close: end.close, details: FAULT_ABORT }
+                encode(&mut self.out, &Answer::simple(status, fault::ABORT_BODY), end);
+                Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT }
             }
             None => disposition,
         };
         let next = match disposition {
-            Disposition::Local { status, close, details } => {
+            Disposition::Local { answer: status, close, details } => {
                 let flag = match details {
                     NO_ROUTE => "NR",
                     FAULT_ABORT => "FI",
@@ -318,7 +389,7 @@ impl<S: Duplex> Session<S> {
                 self.note_status(status, flag, details);
                 // An unread body would desync the connection: skip it if it is all here, else
                 // the answer said `connection: close` and the close lingers.
-                let body_done = self.skip_buffered_body(meta.framing);
+                let body_done = self.skip_buffered_body(meta.http1.framing);
                 match self.write_out().await {
                     Err(_) => Next::Close,
                     Ok(()) if !body_done => Next::Linger,
@@ -359,9 +430,11 @@ impl<S: Duplex> Session<S> {
         self.note_status(status, flag, details);
         self.out.clear();
         // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
-        let overloaded: &[(&str, &str)] =
-            if matches!(err, ProxyError::Overflow) { &[("x-envoy-overloaded", "true")] } else { &[] };
-        local::answer(&mut self.out, status, overloaded, body.as_bytes(), false, end);
+        let headers = match err {
+            ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
+            _ => Vec::new(),
+        };
+        encode(&mut self.out, &Answer { headers, ..Answer::simple(status, body.as_bytes()) }, end);
         if self.write_out().await.is_err() || end.close {
             Next::Close
         } else {
@@ -372,9 +445,10 @@ impl<S: Duplex> Session<S> {
     /// Answers `err`; the client connection survives only when the request body was fully
     /// consumed, and the answer says which.
     pub(super) async fn fail_request(&mut self, meta: ReqMeta, err: &ProxyError) -> Next {
-        let body_done = self.skip_buffered_body(meta.framing);
-        let close = !body_done || !meta.keep_alive || self.closing();
-        match self.answer_error(err, Ending { close, http10: meta.http10 }).await {
+        let h1 = meta.http1;
+        let body_done = self.skip_buffered_body(h1.framing);
+        let close = !body_done || !h1.keep_alive || self.closing();
+        match self.answer_error(err, Ending { close, http10: h1.http10 }).await {
             Next::Close if !body_done => Next::Linger,
             next => next,
         }

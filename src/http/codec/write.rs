@@ -447,14 +447,15 @@ fn put_status_line<B: BufMut>(out: &mut B, status: u16, reason: &str) {
 }
 
 /// One of the gateway's own answers (404, 503 `no healthy upstream`, 400, 431, 414, 502,
-/// 504 `upstream request timeout`, direct responses, redirects…).
+/// 504 `upstream request timeout`, direct responses, redirects…). `V`: a header value, borrowed
+/// or owned (a redirect's Location), so an answer's lines need not be copied to be written.
 #[derive(Debug, Clone, Copy)]
-pub struct SimpleResponse<'a> {
+pub struct SimpleResponse<'a, V = &'a str> {
     pub status: u16,
     /// `None`: Envoy's reason phrase for the status.
     pub reason: Option<&'a str>,
     /// Extra header lines (e.g. `location`), written after the standard ones.
-    pub headers: &'a [(&'a str, &'a str)],
+    pub headers: &'a [(&'a str, V)],
     pub body: &'a [u8],
     /// Written only when the body is not empty.
     pub content_type: &'a str,
@@ -467,13 +468,14 @@ pub struct SimpleResponse<'a> {
     pub omit_body: bool,
 }
 
-impl Default for SimpleResponse<'_> {
-    fn default() -> Self {
+impl<'a, V> SimpleResponse<'a, V> {
+    /// An answer with Envoy's defaults besides these.
+    pub fn new(status: u16, headers: &'a [(&'a str, V)], body: &'a [u8]) -> Self {
         SimpleResponse {
-            status: 200,
+            status,
             reason: None,
-            headers: &[],
-            body: &[],
+            headers,
+            body,
             content_type: "text/plain",
             server: "istio-envoy",
             close: false,
@@ -483,11 +485,17 @@ impl Default for SimpleResponse<'_> {
     }
 }
 
+impl Default for SimpleResponse<'_> {
+    fn default() -> Self {
+        SimpleResponse::new(200, &[], &[])
+    }
+}
+
 /// Writes a complete response (head and body) the way Envoy writes a local reply:
 /// `content-length`, `content-type` (with a body, unless an extra sets one), `date`, `server`,
 /// then extras.
 /// `date` is the IMF-fixdate from [`super::DateCache`].
-pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, date: &[u8]) {
+pub fn write_simple_response<B: BufMut, V: AsRef<str>>(out: &mut B, resp: &SimpleResponse<'_, V>, date: &[u8]) {
     let status = resp.status;
     put_status_line(out, status, resp.reason.unwrap_or_else(|| reason_phrase(status)));
     // 1xx, 204 and 304 carry no body and no content-length: a 304's would have to give the
@@ -508,7 +516,7 @@ pub fn write_simple_response<B: BufMut>(out: &mut B, resp: &SimpleResponse<'_>, 
     put_header(out, b"date", date);
     put_header(out, b"server", resp.server.as_bytes());
     for (n, v) in resp.headers {
-        put_header(out, n.as_bytes(), v.as_bytes());
+        put_header(out, n.as_bytes(), v.as_ref().as_bytes());
     }
     if resp.close {
         out.put_slice(b"connection: close\r\n");

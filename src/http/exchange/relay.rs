@@ -10,10 +10,9 @@ use crate::http::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits,
 use crate::http::dechunk;
 use crate::http::error::ProxyError;
 use crate::http::headers::Merged;
-use crate::http::local;
 use crate::http::plan::ReqMeta;
 use crate::http::retry;
-use crate::http::session::{Next, Session};
+use crate::http::session::{self, Next, Session};
 use crate::upstream::{Observation, UpstreamConn, UPSTREAM_BUF};
 
 /// What a parsed response head decided, kept once the head's borrow ends.
@@ -43,21 +42,21 @@ impl<S: Duplex> Session<S> {
         let (status, head_len) = (head.status, head.head_len);
         if head.is_informational() && !head.is_switching_protocols() {
             // Interim answers (103 Early Hints…) pass through; 100 was answered by us.
-            return Ok(ResponseStart::Interim { head_len, forward: !head.is_continue() && !meta.http10 });
+            return Ok(ResponseStart::Interim { head_len, forward: !head.is_continue() && !meta.http1.http10 });
         }
-        if head.is_switching_protocols() && !meta.upgrade {
+        if head.is_switching_protocols() && !meta.http1.upgrade {
             return Err(Failure::before(ProxyError::UnexpectedUpgrade));
         }
         self.out.clear();
         let service_time = sent_at.elapsed().as_millis() as u64;
-        let close = !meta.keep_alive || self.closing();
+        let close = !meta.http1.keep_alive || self.closing();
         // A response without `date` gets the gateway's, as Envoy's connection manager adds one.
-        let written = local::date(|date| {
+        let written = session::date(|date| {
             let edits = ResponseEdits {
                 upstream_service_time_ms: Some(service_time),
                 date: Some(date),
                 close,
-                http10_client: meta.http10,
+                http10_client: meta.http1.http10,
                 add: &response.add,
                 remove: &response.remove,
                 ..ResponseEdits::default()
