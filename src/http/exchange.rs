@@ -8,11 +8,12 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::body::{buffered_body_len, inline_body, INLINE_BODY};
 use super::codec::{self, BodyFraming, TryLines};
+use super::head::{Http1Request, ReqMeta};
 use super::headers::{self, Merged};
 use super::mirror;
-use super::plan::{Extras, ReqMeta};
+use super::plan::Extras;
 use super::retry::{self, TryFailure};
-use super::session::{Http1Request, Next, Session, CLIENT_BUF};
+use super::session::{Next, Session, CLIENT_BUF};
 use crate::duplex::Duplex;
 use crate::http::error::ProxyError;
 use crate::percore::WorkerCtx;

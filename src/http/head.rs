@@ -1,10 +1,31 @@
-//! The request head as the plan reads it, whatever codec parsed it; the HTTP/1.1 codec's head
-//! is the one that implements it today.
+//! The request head as the plan reads it, whatever codec parsed it (the HTTP/1.1 codec's head
+//! is the one that implements it today), and what the session keeps of it once parsed: the
+//! plan, the session and the exchange all import it, it imports none of them.
 
-use super::codec::{self, RequestEdits};
-use super::plan::ReqMeta;
-use super::session::Http1Request;
+use super::codec::{self, BodyFraming, RequestEdits};
 use crate::snapshot::RequestInfo;
+
+/// What the head told us, kept once the head's borrow of the read window ends.
+#[derive(Clone, Copy)]
+pub(super) struct ReqMeta {
+    pub(super) is_head: bool,
+    /// The session-affinity hash, when the chosen cluster hashes and the request has the key.
+    pub(super) affinity: Option<u64>,
+    /// How the request sits on its HTTP/1.1 connection: the plan passes it on unread.
+    pub(super) http1: Http1Request,
+}
+
+/// How a request sits on its HTTP/1.1 connection, kept once the head's borrow ends.
+#[derive(Clone, Copy)]
+pub(super) struct Http1Request {
+    pub(super) head_len: usize,
+    pub(super) framing: BodyFraming,
+    /// The client asked to keep the connection (HTTP/1.1 by default, HTTP/1.0 by saying so).
+    pub(super) keep_alive: bool,
+    pub(super) http10: bool,
+    pub(super) expect_continue: bool,
+    pub(super) upgrade: bool,
+}
 
 /// What the plan reads from a parsed request head, borrowed, and what it has the codec write
 /// from it. The plan is generic over it (monomorphised, never `dyn`), so routing, stages and

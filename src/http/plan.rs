@@ -8,14 +8,13 @@ use super::affinity;
 use super::codec::{RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
-use super::head::RequestView;
+use super::head::{ReqMeta, RequestView};
 use super::headers::{self, Merged};
 use super::local::{self, Answer};
 use super::mirror;
 use super::peer::Peer;
 use super::retry;
 use super::rewrite;
-use super::session::Http1Request;
 use crate::percore::access_log::Record;
 use crate::snapshot::{Destination, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot};
 
@@ -31,16 +30,6 @@ pub(super) const CORS_PREFLIGHT: &str = "cors_response";
 
 /// The route-level request edits of a route that sets none.
 static NO_EDITS: HeaderEdits = HeaderEdits { set: Vec::new(), add: Vec::new(), remove: Vec::new() };
-
-/// What the head told us, kept once the head's borrow of the read window ends.
-#[derive(Clone, Copy)]
-pub(super) struct ReqMeta {
-    pub(super) is_head: bool,
-    /// The session-affinity hash, when the chosen cluster hashes and the request has the key.
-    pub(super) affinity: Option<u64>,
-    /// How the request sits on its HTTP/1.1 connection: the plan passes it on unread.
-    pub(super) http1: Http1Request,
-}
 
 /// The routing outcome, decided while the head is borrowed. `A`: the gateway's own answer, an
 /// [`Answer`] as planned (it may borrow the head), its status once the session encoded it.

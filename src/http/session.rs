@@ -1,6 +1,6 @@
 //! The per-connection HTTP/1.1 loop and its accounting: keep-alive, reading heads, lingering
 //! close, the counters and access-log line of each request. Routing is [`super::plan`]'s,
-//! forwarding [`super::exchange`]'s.
+//! forwarding the exchange's (`exchange.rs`).
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -13,9 +13,10 @@ use super::body::buffered_body_len;
 use super::codec::{self, BodyFraming, DateCache, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::fault;
+use super::head::{Http1Request, ReqMeta};
 use super::local::Answer;
 use super::peer::{Peer, TlsSession};
-use super::plan::{plan, Disposition, Inputs, ReqMeta, FAULT_ABORT, NO_ROUTE};
+use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, NO_ROUTE};
 use super::tunnel;
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
@@ -75,18 +76,6 @@ fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16 {
     };
     date(|date| codec::write_simple_response(out, &resp, date));
     answer.status
-}
-
-/// How a request sits on its HTTP/1.1 connection, kept once the head's borrow ends.
-#[derive(Clone, Copy)]
-pub(super) struct Http1Request {
-    pub(super) head_len: usize,
-    pub(super) framing: BodyFraming,
-    /// The client asked to keep the connection (HTTP/1.1 by default, HTTP/1.0 by saying so).
-    pub(super) keep_alive: bool,
-    pub(super) http10: bool,
-    pub(super) expect_continue: bool,
-    pub(super) upgrade: bool,
 }
 
 /// Encodes a planned local answer into `out`, keeping its status; a forward passes as it is.
