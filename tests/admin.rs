@@ -20,7 +20,7 @@ fn setup(driver: Driver, workers: usize) -> (Gateway, SocketAddr) {
     let yaml = docs(&[
         http_gateway("gw", port, &["app.test"]),
         virtual_service("app", "gw", &["app.test"], route),
-        service_entry("dead", "dead.local", 80, &[free_port()]),
+        service_entry("dead", "dead.local", 80, &[support::closed_port()]),
     ]);
     // An explicit level, so that a RUST_LOG in the test's environment changes nothing.
     let gw = gateway!(driver).workers(workers).arg("--log-level").arg("info").file("gw.yaml", &yaml).start();

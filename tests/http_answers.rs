@@ -14,7 +14,7 @@ fn setup(driver: Driver, backend: &Backend) -> (Gateway, std::net::SocketAddr) {
 
 fn setup_with(driver: Driver, backend: &Backend, args: &[&str]) -> (Gateway, std::net::SocketAddr) {
     let port = free_port();
-    let dead = free_port();
+    let dead = support::closed_port();
     let http = "  - name: slow
     match:
     - uri:

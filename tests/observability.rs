@@ -278,7 +278,7 @@ both_drivers! {
 
     fn tcp_connections_in_the_access_log(driver) {
         let echo = TcpBackend::echo();
-        let (db, dead, nobody) = (listen_port(), listen_port(), free_port());
+        let (db, dead, nobody) = (listen_port(), listen_port(), support::closed_port());
         let yaml = docs(&[
             tcp_gateway("db", db, "TCP"),
             tcp_gateway("dead", dead, "TCP"),

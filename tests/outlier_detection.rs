@@ -158,7 +158,7 @@ both_drivers! {
 
     fn split_local_origin_failures_eject_an_endpoint_that_refuses_connections(driver) {
         let good = Backend::start("good");
-        let dead = free_port();
+        let dead = support::closed_port();
         let outlier = "      splitExternalLocalOriginErrors: true\n      consecutiveLocalOriginFailures: 2\n      baseEjectionTime: 60s\n      maxEjectionPercent: 100\n";
         let (gw, addr) = start(driver, &[good.port(), dead], outlier);
         let statuses: Vec<u16> = (0..20).map(|_| status(addr)).collect();

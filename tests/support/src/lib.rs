@@ -63,6 +63,19 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A port whose connects are refused for as long as the test process lives: bound, never
+/// listened on, and held, so that no backend of a test running beside this one can take it
+/// (a port from [`free_port`] can be, which turns "connection refused" into that backend's
+/// answer).
+pub fn closed_port() -> u16 {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    // Held until the process exits: the port must stay closed for every request of the test.
+    std::mem::forget(socket);
+    port
+}
+
 /// Waits up to 10 s for something to accept on `addr`.
 pub fn wait_listening(addr: SocketAddr) {
     let until = Instant::now() + Duration::from_secs(10);
