@@ -1,28 +1,30 @@
 //! The exchange: one request's tries on the upstream cluster, with retries, per-try
-//! timeouts, the circuit breakers' limits, and the response relayed to the client.
+//! timeouts, the circuit breakers' limits, and the response relayed to the client, whatever
+//! codec the client speaks ([`Client`]).
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
 
-use super::body::{buffered_body_len, inline_body, INLINE_BODY};
-use super::codec::{self, BodyFraming, TryLines};
-use super::head::{Http1Request, ReqMeta};
+use super::account::Account;
+use super::codec::{self, TryLines};
+use super::error::ProxyError;
+use super::head::ReqMeta;
 use super::headers::{self, Merged};
 use super::mirror;
 use super::plan::Extras;
 use super::retry::{self, TryFailure};
-use super::session::{Next, Session, CLIENT_BUF};
-use crate::duplex::Duplex;
-use crate::http::error::ProxyError;
 use crate::percore::WorkerCtx;
 use crate::snapshot::{ClusterId, Destination, Route};
 use crate::upstream::{self, ConnectError, Generation, Observation, UpstreamConn};
 use attempt::{retried, Failure, Try};
+pub(super) use client::Client;
 use relay::Relayed;
 
 mod attempt;
+mod client;
 mod relay;
 
 /// What `out` holds for the upstream: the head, ending at `head_end` with the try lines
@@ -35,7 +37,34 @@ struct Outgoing {
     inline: bool,
 }
 
-impl<S: Duplex> Session<S> {
+/// One forwarded request: the client's half, and what the exchange uses of its worker and
+/// its request.
+pub(super) struct Exchange<'a, C> {
+    pub(super) client: C,
+    pub(super) ctx: &'a Rc<WorkerCtx>,
+    /// The upstream request head as the plan wrote it; the client's response heads after.
+    pub(super) out: &'a mut Vec<u8>,
+    pub(super) account: &'a mut Account,
+    /// The client's address, for the debug log.
+    pub(super) peer: SocketAddr,
+    /// The listener's `max_request_duration`, counted from the request's start.
+    pub(super) max_request_duration: Option<Duration>,
+}
+
+/// How a forwarded request ended, for the client's codec to carry out.
+pub(super) enum Forwarded {
+    /// The response went out whole; `request_whole`: so did the request (not when the
+    /// upstream answered before the body was all sent: its rest was left unread).
+    Done { request_whole: bool },
+    /// The upstream switched protocols: its connection is the client's to tunnel to.
+    Upgraded(Box<UpstreamConn>),
+    /// No response byte reached the client: it gets the gateway's answer for `err`.
+    Failed(ProxyError),
+    /// The client's stream can only be cut: its response began, or it went away.
+    Cut,
+}
+
+impl<C: Client> Exchange<'_, C> {
     pub(super) async fn forward(
         &mut self,
         snap: &Rc<Generation>,
@@ -43,12 +72,12 @@ impl<S: Duplex> Session<S> {
         route: &Route,
         dest: &Destination,
         extras: Extras,
-    ) -> Next {
+    ) -> Forwarded {
         let Some(cluster) = dest.cluster else {
-            return self.fail_request(meta, &ProxyError::NoCluster).await;
+            return Forwarded::Failed(ProxyError::NoCluster);
         };
-        self.tally.cluster = Some(cluster);
-        if let Some(r) = &mut self.log {
+        self.account.tally.cluster = Some(cluster);
+        if let Some(r) = &mut self.account.log {
             r.cluster(&snap.cluster(cluster).name);
         }
         let retries = &route.policy.retries;
@@ -56,15 +85,15 @@ impl<S: Duplex> Session<S> {
         let replay_wanted = !extras.mirrors.is_empty()
             || (retries.attempts > 0
                 && (retry::retries_statuses(retries) || retry::retries(retries, TryFailure::Reset)));
-        if replay_wanted && self.hold_small_body(meta).await.is_err() {
-            return Next::Close;
+        if replay_wanted && self.client.hold_body().await.is_err() {
+            return Forwarded::Cut;
         }
         // Small bodies already read go out with the head, and stay replayable.
         let head_end = self.out.len();
-        let inline = inline_body(&mut self.rb, meta.http1.framing, &mut self.out);
+        let inline = self.client.inline_body(self.out);
         if let Some(n) = inline {
-            self.tally.received += n;
-            if let Some(r) = &mut self.log {
+            self.account.tally.received += n;
+            if let Some(r) = &mut self.account.log {
                 r.bytes_received = n;
             }
         }
@@ -72,18 +101,16 @@ impl<S: Duplex> Session<S> {
         if inline {
             for mut copy in extras.mirrors {
                 copy.bytes.extend_from_slice(&self.out[head_end..]);
-                mirror::send(&self.ctx, snap, copy, route.policy.timeout);
+                mirror::send(self.ctx, snap, copy, route.policy.timeout);
             }
         } else if !extras.mirrors.is_empty() {
-            tracing::debug!(peer = %self.peer.conn.peer, "request body too large to hold for a mirror: not mirrored");
+            tracing::debug!(peer = %self.peer, "request body too large to hold for a mirror: not mirrored");
         }
         let mut response = headers::response(&dest.headers.response, &route.policy.response, &extras.cors);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
         // The route's timeout, or what is left of the request's maximum duration if sooner.
-        let left = self
-            .limits
-            .max_request_duration
-            .map(|d| d.saturating_sub(self.tally.began.map_or(Duration::ZERO, |b| b.elapsed())));
+        let began = self.account.tally.began;
+        let left = self.max_request_duration.map(|d| d.saturating_sub(began.map_or(Duration::ZERO, |b| b.elapsed())));
         let (timeout, expired) = match (route.policy.timeout, left) {
             (Some(t), Some(l)) if l < t => (Some(l), ProxyError::DurationTimeout),
             (None, Some(l)) => (Some(l), ProxyError::DurationTimeout),
@@ -97,9 +124,9 @@ impl<S: Duplex> Session<S> {
         };
         let result = result.unwrap_or_else(|| Err(self.failure(expired)));
         match result {
-            Ok(next) => next,
+            Ok(forwarded) => forwarded,
             Err(Failure { err, response_started }) => {
-                tracing::debug!(peer = %self.peer.conn.peer, error = %err, "request failed");
+                tracing::debug!(peer = %self.peer, error = %err, "request failed");
                 // The gateway's answer for a failed try is the cluster's too (Envoy's router
                 // charges an abort to `upstream_rq_<code>`); a failure path, so the lookup is
                 // no concern.
@@ -108,42 +135,20 @@ impl<S: Duplex> Session<S> {
                 }
                 if matches!(err, ProxyError::DownstreamIo(_)) {
                     // The client went away: Envoy's DC, whatever status was under way.
-                    self.tally.flags = "DC";
+                    self.account.tally.flags = "DC";
                 }
                 if response_started {
-                    Next::Close
+                    Forwarded::Cut
                 } else {
-                    self.fail_request(meta, &err).await
+                    Forwarded::Failed(err)
                 }
             }
         }
-    }
-
-    /// Reads the rest of a small request body into the read window (never more than
-    /// `INLINE_BODY`), so the request can be sent again. Not when the client waits for
-    /// `100 Continue`: it sends nothing before the upstream asks.
-    async fn hold_small_body(&mut self, meta: ReqMeta) -> std::io::Result<()> {
-        let small = match meta.http1.framing {
-            BodyFraming::ContentLength(n) => n <= INLINE_BODY as u64,
-            BodyFraming::Chunked => true,
-            BodyFraming::None | BodyFraming::UntilClose => false,
-        };
-        if !small || meta.http1.expect_continue {
-            return Ok(());
-        }
-        while buffered_body_len(self.rb.data(), meta.http1.framing, INLINE_BODY).is_none()
-            && self.rb.len() <= INLINE_BODY
-        {
-            if self.rb.fill(&mut self.client, CLIENT_BUF).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-        Ok(())
     }
 
     /// A failure now: after the response began, only closing the connection can tell.
     fn failure(&self, err: ProxyError) -> Failure {
-        Failure { err, response_started: self.response_started }
+        Failure { err, response_started: self.account.response_started }
     }
 
     /// Connect, send, and relay the response, trying again as the route's retry policy says;
@@ -156,7 +161,7 @@ impl<S: Duplex> Session<S> {
         meta: ReqMeta,
         mut outgoing: Outgoing,
         response: &Merged<'_>,
-    ) -> Result<Next, Failure> {
+    ) -> Result<Forwarded, Failure> {
         let (retries, inline) = (&route.policy.retries, outgoing.inline);
         let began = Instant::now();
         let (cl, live) = snap.cluster_live(cluster);
@@ -166,7 +171,7 @@ impl<S: Duplex> Session<S> {
         let statuses_retried = inline && retry::retries_statuses(retries);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
-        let ctx = self.ctx.clone();
+        let ctx = self.ctx;
         let cluster_stats = ctx.http_cluster(&cl.name);
         let upstream = &ctx.upstream;
         loop {
@@ -176,7 +181,7 @@ impl<S: Duplex> Session<S> {
                 return Err(Failure::before(ProxyError::NoHealthyUpstream));
             };
             let addr = cl.endpoints[pick.endpoint].addr;
-            if let Some(r) = &mut self.log {
+            if let Some(r) = &mut self.account.log {
                 r.upstream(addr);
             }
             let attempts_left = attempt < retries.attempts as usize;
@@ -235,16 +240,16 @@ impl<S: Duplex> Session<S> {
                             began.elapsed(),
                         ),
                     };
-                    outgoing.head_end =
-                        codec::rewrite_try_lines(&mut self.out, outgoing.head_end, &outgoing.lines, &lines);
+                    outgoing.head_end = codec::rewrite_try_lines(self.out, outgoing.head_end, &outgoing.lines, &lines);
                     outgoing.lines = lines;
                 }
                 other => {
                     // The last try ended as a retry would have been asked for: Envoy's URX.
-                    self.tally.retries_exhausted = retries.attempts > 0
+                    let tally = &mut self.account.tally;
+                    tally.retries_exhausted = retries.attempts > 0
                         && !attempts_left
                         && match &other {
-                            Ok(_) => statuses_retried && retry::status_retried(retries, self.tally.status),
+                            Ok(_) => statuses_retried && retry::status_retried(retries, tally.status),
                             Err(f) => !f.response_started && retried(retries, &f.err, inline),
                         };
                     return other;
@@ -259,17 +264,17 @@ impl<S: Duplex> Session<S> {
         meta: ReqMeta,
         inline: bool,
         response: &Merged<'_>,
-    ) -> Result<Next, Failure> {
-        let ctx = self.ctx.clone();
+    ) -> Result<Forwarded, Failure> {
+        let ctx = self.ctx;
         let stats = &ctx.stats;
         let mut conn = match ctx.upstream.pools.take(at.key()) {
             Some(c) => {
                 stats.upstream_cx_reused.inc();
                 c
             }
-            None => new_connection(&at, &ctx).await?,
+            None => new_connection(&at, ctx).await?,
         };
-        if let Some(r) = &mut self.log {
+        if let Some(r) = &mut self.account.log {
             // Asked of the kernel once per connection, not per request.
             if conn.local.is_none() {
                 conn.local = conn.stream.local_addr().ok();
@@ -283,13 +288,13 @@ impl<S: Duplex> Session<S> {
             // EOF before any response byte: the request (head and inline body, still in `out`)
             // is then replayed once on a fresh connection.
             let replayable = conn.reused && inline;
-            let out = std::mem::take(&mut self.out);
+            let out = std::mem::take(self.out);
             let (res, out) = conn.stream.write_all(out).await;
-            self.out = out;
+            *self.out = out;
             if let Err(e) = res {
                 if replayable {
                     drop(conn);
-                    conn = new_connection(&at, &ctx).await?;
+                    conn = new_connection(&at, ctx).await?;
                     continue;
                 }
                 return Err(Failure::before(ProxyError::UpstreamIo(e)));
@@ -297,33 +302,26 @@ impl<S: Duplex> Session<S> {
             // Whether the whole request went out: not when the upstream answered first.
             let mut sent_whole = true;
             if !inline {
-                if meta.http1.expect_continue {
-                    let (res, _) = self.client.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
-                    res.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
-                }
-                sent_whole = self.stream_request_body(&mut conn, meta.http1.framing).await?;
+                self.client.send_continue().await.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
+                sent_whole = self.stream_request_body(&mut conn).await?;
             }
-            // The client's unread body would be taken for its next request: the answer ends the
-            // connection, and says so.
-            let http1 = Http1Request { keep_alive: meta.http1.keep_alive && sent_whole, ..meta.http1 };
-            let relayed_meta = ReqMeta { http1, ..meta };
-            return match self.relay_response(&mut conn, relayed_meta, sent_at, &at, response).await {
+            return match self.relay_response(&mut conn, meta, sent_at, &at, response, sent_whole).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
                     drop(conn);
-                    conn = new_connection(&at, &ctx).await?;
+                    conn = new_connection(&at, ctx).await?;
                     continue;
                 }
                 Err(f) => Err(f),
-                Ok(Relayed::Done { next, reusable }) => {
+                Ok(Relayed::Done { reusable }) => {
                     conn.requests += 1;
                     let policy = &at.cluster.policy;
                     let quota = policy.max_requests_per_connection;
                     if reusable && sent_whole && (quota == 0 || conn.requests < quota) {
                         ctx.upstream.pools.put(conn, policy.http_idle_timeout);
                     }
-                    Ok(if sent_whole { next } else { Next::Linger })
+                    Ok(Forwarded::Done { request_whole: sent_whole })
                 }
-                Ok(Relayed::Upgraded) => Ok(Next::Upgrade(Box::new(conn))),
+                Ok(Relayed::Upgraded) => Ok(Forwarded::Upgraded(Box::new(conn))),
             };
         }
     }

@@ -5,14 +5,15 @@
 use super::codec::{self, BodyFraming, RequestEdits};
 use crate::snapshot::RequestInfo;
 
-/// What the head told us, kept once the head's borrow of the read window ends.
+/// What the head told us that the exchange needs, kept once the head's borrow ends; how the
+/// request sits on its connection is the codec's ([`Http1Request`] for HTTP/1.1).
 #[derive(Clone, Copy)]
 pub(super) struct ReqMeta {
     pub(super) is_head: bool,
     /// The session-affinity hash, when the chosen cluster hashes and the request has the key.
     pub(super) affinity: Option<u64>,
-    /// How the request sits on its HTTP/1.1 connection: the plan passes it on unread.
-    pub(super) http1: Http1Request,
+    /// The request asks to switch protocols (WebSocket): only then may the upstream answer 101.
+    pub(super) upgrade: bool,
 }
 
 /// How a request sits on its HTTP/1.1 connection, kept once the head's borrow ends.
@@ -24,7 +25,19 @@ pub(super) struct Http1Request {
     pub(super) keep_alive: bool,
     pub(super) http10: bool,
     pub(super) expect_continue: bool,
-    pub(super) upgrade: bool,
+}
+
+impl Http1Request {
+    #[inline]
+    pub(super) fn of(head: &codec::RequestHead<'_>) -> Self {
+        Http1Request {
+            head_len: head.head_len,
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            http10: head.version == 0,
+            expect_continue: head.expect_continue,
+        }
+    }
 }
 
 /// What the plan reads from a parsed request head, borrowed, and what it has the codec write
@@ -65,18 +78,7 @@ impl RequestView for codec::RequestHead<'_> {
 
     #[inline]
     fn meta(&self) -> ReqMeta {
-        ReqMeta {
-            is_head: self.method == "HEAD",
-            affinity: None,
-            http1: Http1Request {
-                head_len: self.head_len,
-                framing: self.framing,
-                keep_alive: self.keep_alive,
-                http10: self.version == 0,
-                expect_continue: self.expect_continue,
-                upgrade: self.upgrade.is_some(),
-            },
-        }
+        ReqMeta { is_head: self.method == "HEAD", affinity: None, upgrade: self.upgrade.is_some() }
     }
 
     #[inline]

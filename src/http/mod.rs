@@ -3,6 +3,7 @@
 //! the request through a codec-neutral view (`head.rs`), the exchange (tries, retries,
 //! relaying).
 
+mod account;
 mod affinity;
 mod body;
 pub mod codec;

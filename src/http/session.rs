@@ -1,19 +1,21 @@
-//! The per-connection HTTP/1.1 loop and its accounting: keep-alive, reading heads, lingering
-//! close, the counters and access-log line of each request. Routing is [`super::plan`]'s,
-//! forwarding the exchange's (`exchange.rs`).
+//! The per-connection HTTP/1.1 loop: keep-alive, reading heads, lingering close, the
+//! gateway's own answers encoded. Routing is [`super::plan`]'s, forwarding the exchange's
+//! (`exchange.rs`), to which the session lends its client's half (`session/client.rs`).
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
 
+use super::account::Account;
 use super::body::buffered_body_len;
-use super::codec::{self, BodyFraming, DateCache, HeaderSlots, SimpleResponse};
+use super::codec::{self, BodyFraming, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
+use super::exchange::{Exchange, Forwarded};
 use super::fault;
-use super::head::{Http1Request, ReqMeta};
+use super::head::Http1Request;
 use super::local::Answer;
 use super::peer::{Peer, TlsSession};
 use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, NO_ROUTE};
@@ -21,15 +23,16 @@ use super::tunnel;
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
 use crate::limits::ClientLimits;
-use crate::percore::access_log::Record;
 use crate::percore::{ConnInfo, WorkerCtx};
-use crate::snapshot::ClusterId;
 use crate::upstream::{Generation, UpstreamConn};
+use client::Http1Client;
+
+mod client;
 
 /// Client read window, and what a read asks room for: most heads fit in one read, a larger one
 /// grows it; bodies stream through in bigger reads. Small, as an idle keep-alive connection
 /// holds one in its pending read.
-pub(super) const CLIENT_BUF: usize = 2 * 1024;
+const CLIENT_BUF: usize = 2 * 1024;
 /// Room for the heads a request writes, allocated when a request begins and given back
 /// between requests.
 const OUT_BUF: usize = 4 * 1024;
@@ -40,16 +43,6 @@ const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// this many bytes at most, before it closes.
 const LINGER_TIME: Duration = Duration::from_secs(5);
 const LINGER_BYTES: usize = 16 * 1024 * 1024;
-
-thread_local! {
-    /// One formatted `date` per second per worker.
-    static DATE: RefCell<DateCache> = RefCell::new(DateCache::default());
-}
-
-/// Calls `f` with the current `date` value, formatted at most once a second on this worker.
-pub(super) fn date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    DATE.with(|d| f(d.borrow_mut().now()))
-}
 
 /// How the client connection goes on after one of the gateway's own answers.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +67,7 @@ fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16 {
         omit_body: answer.omit_body,
         ..SimpleResponse::new(answer.status, &answer.headers, answer.body)
     };
-    date(|date| codec::write_simple_response(out, &resp, date));
+    codec::with_date(|date| codec::write_simple_response(out, &resp, date));
     answer.status
 }
 
@@ -114,18 +107,17 @@ where
 {
     let ctx_limits = ctx.limits;
     let Downstream { conn, idle, tls } = downstream;
+    let logging = ctx.access_log.is_some();
     let mut session = Session {
         client,
         idle,
         peer: Peer { conn, ip: conn.peer.ip().to_string(), tls },
-        log: ctx.access_log.is_some().then(Box::default),
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
         out: Vec::new(),
         limits: ctx_limits,
         head_deadline: Some(Instant::now() + ctx_limits.request_headers_timeout),
-        response_started: false,
-        tally: Tally::default(),
+        account: Account::new(logging),
     };
     let mut linger = false;
     loop {
@@ -169,58 +161,20 @@ pub(super) enum Next {
 }
 
 pub(super) struct Session<S> {
-    pub(super) client: S,
+    client: S,
     /// See [`Downstream::idle`].
-    pub(super) idle: Rc<Cell<bool>>,
-    pub(super) peer: Peer,
-    pub(super) ctx: Rc<WorkerCtx>,
-    pub(super) rb: ReadBuf,
+    idle: Rc<Cell<bool>>,
+    peer: Peer,
+    ctx: Rc<WorkerCtx>,
+    rb: ReadBuf,
     /// Reused for every head written, either direction.
-    pub(super) out: Vec<u8>,
-    pub(super) limits: ClientLimits,
+    out: Vec<u8>,
+    limits: ClientLimits,
     /// When the head being awaited must be complete: set from the connection's start for the
     /// first request, from its first byte for a later one; `None` while idle between requests.
-    pub(super) head_deadline: Option<Instant>,
-    /// The request being served, as the access log tells it; `None` without `--access-log`.
-    /// Boxed: a connection without the log should not carry its room.
-    pub(super) log: Option<Box<Record>>,
-    /// A response head (final or interim) of the current request reached the client: a
-    /// failure can then only close the connection, and nothing is retried.
-    pub(super) response_started: bool,
-    /// The current request as Istio's metrics count it.
-    pub(super) tally: Tally,
-}
-
-/// What Istio's standard metrics need of one request, gathered whether or not the access log
-/// is on: plain numbers, no strings.
-#[derive(Default)]
-pub(super) struct Tally {
-    /// When the head was parsed; `None` until then (nothing to count).
-    pub(super) began: Option<Instant>,
-    pub(super) status: u16,
-    pub(super) flags: &'static str,
-    /// The cluster the request went to (in the snapshot it was served with).
-    pub(super) cluster: Option<ClusterId>,
-    /// Bytes on the wire, heads included, as Istio's request and response sizes count them.
-    pub(super) received: u64,
-    pub(super) sent: u64,
-    /// The last try failed in a way the retry policy retries, with no retry left.
-    pub(super) retries_exhausted: bool,
-}
-
-impl Tally {
-    /// The response flags, with Envoy's URX where retries ran out (in Envoy's flag order).
-    fn flags(&self) -> &'static str {
-        match (self.retries_exhausted, self.flags) {
-            (false, flags) => flags,
-            (true, "UF") => "UF,URX",
-            (true, "UC") => "UC,URX",
-            (true, "UT") => "UT,URX",
-            (true, "UPE") => "URX,UPE",
-            (true, "-") => "URX",
-            (true, other) => other,
-        }
-    }
+    head_deadline: Option<Instant>,
+    /// The request under way, as the metrics and the access log count it.
+    account: Account,
 }
 
 impl<S: Duplex> Session<S> {
@@ -233,31 +187,7 @@ impl<S: Duplex> Session<S> {
             snap = tls.follow(snap, self.peer.conn.listener_port);
         }
         let next = self.serve_request(&snap).await;
-        let streamed = self.rb.take_written();
-        self.tally.received += streamed;
-        // One clock reading serves the metrics and the log, and none is taken for neither.
-        let counted = cfg!(feature = "istio-metrics") || self.log.is_some();
-        let elapsed = self.tally.began.filter(|_| counted).map(|began| began.elapsed());
-        #[cfg(feature = "istio-metrics")]
-        if let Some(elapsed) = elapsed {
-            let t = &self.tally;
-            let cluster = t.cluster.map(|id| snap.cluster(id));
-            self.ctx.with_istio_series(cluster, t.status, t.flags(), |s| {
-                s.requests.inc();
-                s.duration.record(elapsed.as_micros() as u64);
-                s.request_bytes.record(t.received * 1000);
-                s.response_bytes.record(t.sent * 1000);
-            });
-        }
-        if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.log) {
-            if r.start.is_some() {
-                r.bytes_received += streamed;
-                r.flags = self.tally.flags();
-                r.duration_ms = elapsed.map_or(0, |d| d.as_millis() as u64);
-                sink.log(r, self.ctx.draining());
-            }
-            r.reset();
-        }
+        self.account.finish(&self.ctx, &snap, self.rb.take_written());
         next
     }
 
@@ -295,9 +225,8 @@ impl<S: Duplex> Session<S> {
 
     async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
-        self.response_started = false;
-        self.tally = Tally::default();
-        let (meta, disposition, fault) = loop {
+        self.account.begin();
+        let (meta, http1, disposition, fault) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -309,11 +238,12 @@ impl<S: Duplex> Session<S> {
                 codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {
                     head.map(|head| {
                         let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
-                        let log = self.log.as_deref_mut();
+                        let log = self.account.log.as_deref_mut();
                         let (meta, disposition, fault) = plan(snap, &head, &mut self.out, &self.peer, &inputs, log);
+                        let http1 = Http1Request::of(&head);
                         // Encoded here, as the answer may borrow the head.
                         let keep = !closing && body_here;
-                        (meta, encode_local(&mut self.out, &meta.http1, keep, disposition), fault)
+                        (meta, http1, encode_local(&mut self.out, &http1, keep, disposition), fault)
                     })
                 })
             };
@@ -345,12 +275,12 @@ impl<S: Duplex> Session<S> {
             }
         };
         self.ctx.stats.downstream_rq_total.inc();
-        self.rb.consume(meta.http1.head_len);
+        self.rb.consume(http1.head_len);
         self.head_deadline = None;
         let began = Instant::now();
-        self.tally.began = Some(began);
-        self.tally.received = meta.http1.head_len as u64;
-        if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.log) {
+        self.account.tally.began = Some(began);
+        self.account.tally.received = http1.head_len as u64;
+        if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
         }
         // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
@@ -359,9 +289,8 @@ impl<S: Duplex> Session<S> {
         }
         let disposition = match fault.abort {
             Some(status) => {
-                let h1 = meta.http1;
-                let unread = buffered_body_len(self.rb.data(), h1.framing, usize::MAX).is_none();
-                let end = Ending { close: !h1.keep_alive || self.closing() || unread, http10: h1.http10 };
+                let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
+                let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
                 self.out.clear();
                 encode(&mut self.out, &Answer::simple(status, fault::ABORT_BODY), end);
                 Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT }
@@ -378,7 +307,7 @@ impl<S: Duplex> Session<S> {
                 self.note_status(status, flag, details);
                 // An unread body would desync the connection: skip it if it is all here, else
                 // the answer said `connection: close` and the close lingers.
-                let body_done = self.skip_buffered_body(meta.http1.framing);
+                let body_done = self.skip_buffered_body(http1.framing);
                 match self.write_out().await {
                     Err(_) => Next::Close,
                     Ok(()) if !body_done => Next::Linger,
@@ -386,7 +315,27 @@ impl<S: Duplex> Session<S> {
                     Ok(()) => Next::KeepAlive,
                 }
             }
-            Disposition::Forward { route, dest, extras } => self.forward(snap, meta, route, dest, extras).await,
+            Disposition::Forward { route, dest, extras } => {
+                let mut exchange = Exchange {
+                    client: Http1Client::new(&mut self.client, &mut self.rb, http1, &self.ctx, &self.peer),
+                    ctx: &self.ctx,
+                    out: &mut self.out,
+                    account: &mut self.account,
+                    peer: self.peer.conn.peer,
+                    max_request_duration: self.limits.max_request_duration,
+                };
+                let forwarded = exchange.forward(snap, meta, route, dest, extras).await;
+                let close = exchange.client.closes();
+                match forwarded {
+                    // The client's unread body would be taken for its next request.
+                    Forwarded::Done { request_whole: false } => Next::Linger,
+                    Forwarded::Done { .. } if close => Next::Close,
+                    Forwarded::Done { .. } => Next::KeepAlive,
+                    Forwarded::Upgraded(upstream) => Next::Upgrade(upstream),
+                    Forwarded::Cut => Next::Close,
+                    Forwarded::Failed(err) => self.fail_request(http1, &err).await,
+                }
+            }
         };
         match next {
             Next::KeepAlive if self.closing() => Next::Close,
@@ -394,15 +343,13 @@ impl<S: Duplex> Session<S> {
         }
     }
 
-    /// The connection takes no request after this one: the gateway drains, or the TLS
-    /// settings it was made under are gone.
-    pub(super) fn closing(&self) -> bool {
-        self.ctx.draining() || self.peer.stale()
+    fn closing(&self) -> bool {
+        closing(&self.ctx, &self.peer)
     }
 
     /// Consumes a request body that already sits whole in the read window; false when it does
     /// not (the connection must then close after a local answer).
-    pub(super) fn skip_buffered_body(&mut self, framing: BodyFraming) -> bool {
+    fn skip_buffered_body(&mut self, framing: BodyFraming) -> bool {
         let len = buffered_body_len(self.rb.data(), framing, usize::MAX);
         if let Some(len) = len {
             self.rb.consume(len);
@@ -412,7 +359,7 @@ impl<S: Duplex> Session<S> {
 
     /// Answers a failure before any response byte went out; the connection then ends as `end`
     /// says.
-    pub(super) async fn answer_error(&mut self, err: &ProxyError, end: Ending) -> Next {
+    async fn answer_error(&mut self, err: &ProxyError, end: Ending) -> Next {
         tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
         let (status, body) = err.answer();
         let (flag, details) = err.log_fields();
@@ -433,8 +380,7 @@ impl<S: Duplex> Session<S> {
 
     /// Answers `err`; the client connection survives only when the request body was fully
     /// consumed, and the answer says which.
-    pub(super) async fn fail_request(&mut self, meta: ReqMeta, err: &ProxyError) -> Next {
-        let h1 = meta.http1;
+    async fn fail_request(&mut self, h1: Http1Request, err: &ProxyError) -> Next {
         let body_done = self.skip_buffered_body(h1.framing);
         let close = !body_done || !h1.keep_alive || self.closing();
         match self.answer_error(err, Ending { close, http10: h1.http10 }).await {
@@ -443,24 +389,22 @@ impl<S: Duplex> Session<S> {
         }
     }
 
-    /// Counts the status, and notes it with Envoy's response flag and details for the log.
-    pub(super) fn note_status(&mut self, status: u16, flag: &'static str, details: &'static str) {
-        self.ctx.stats.record_status(status);
-        // A request refused before its head parsed is counted too.
-        self.tally.began.get_or_insert_with(Instant::now);
-        self.tally.status = status;
-        self.tally.flags = flag;
-        if let Some(r) = &mut self.log {
-            r.answered(status, details);
-        }
+    fn note_status(&mut self, status: u16, flag: &'static str, details: &'static str) {
+        self.account.note_status(&self.ctx.stats, status, flag, details);
     }
 
     /// Writes `out` whole to the client.
-    pub(super) async fn write_out(&mut self) -> std::io::Result<()> {
-        self.tally.sent += self.out.len() as u64;
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        self.account.tally.sent += self.out.len() as u64;
         let out = std::mem::take(&mut self.out);
         let (res, out) = self.client.write_all(out).await;
         self.out = out;
         res.map(drop)
     }
+}
+
+/// The connection takes no request after this one: the gateway drains, or the TLS settings it
+/// was made under are gone.
+fn closing(ctx: &WorkerCtx, peer: &Peer) -> bool {
+    ctx.draining() || peer.stale()
 }

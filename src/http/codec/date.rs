@@ -1,10 +1,21 @@
 //! The `date` header value (IMF-fixdate, RFC 9110 §5.6.7), formatted at most once per
 //! second per core.
 
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const HTTP_DATE_LEN: usize = 29;
+
+thread_local! {
+    /// One formatted `date` per second per worker.
+    static DATE: RefCell<DateCache> = RefCell::new(DateCache::default());
+}
+
+/// Calls `f` with the current `date` value, formatted at most once a second on this thread.
+pub fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    DATE.with(|d| f(d.borrow_mut().now()))
+}
 
 /// Per-core cache of the formatted date. `now()` costs one clock read and, once a second,
 /// 29 bytes of formatting; never an allocation.

@@ -52,7 +52,8 @@
 //! - [`write_response_head`]`(out, &ResponseHead, &ResponseEdits) -> ResponseWritten`.
 //! - [`write_simple_response`]`(out, &SimpleResponse, date)`: the gateway's own answers.
 //! - [`reason_phrase`]`(status)`: Envoy's reason phrases (Envoy rewrites every status line).
-//! - [`DateCache`]: the IMF-fixdate `date` value, formatted once per second.
+//! - [`DateCache`]: the IMF-fixdate `date` value, formatted once per second; [`with_date`]
+//!   lends this thread's.
 //!
 //! Bodies
 //! - [`ChunkedDecoder`]: streaming, zero-copy chunked scanner (`feed(&[u8]) -> Progress`),
@@ -87,7 +88,7 @@ mod tests;
 /// The head limits are the client limits' ([`crate::limits`]), below the protocols.
 pub use crate::limits::{Limits, MAX_HEADERS};
 pub use chunked::{ChunkedDecoder, ContentLengthBody, Progress};
-pub use date::{format_http_date, DateCache};
+pub use date::{format_http_date, with_date, DateCache};
 pub use fields::HeaderSlots;
 pub use httparse::Header;
 pub use request::{parse_request, RequestHead, TargetForm};

@@ -1,0 +1,64 @@
+//! The client's half of an exchange, as a codec presents it: where the request body comes
+//! from and where the response goes. The exchange is generic over it (monomorphised, never
+//! `dyn`): the HTTP/1.1 session implements it today, an HTTP/2 stream beside it, and routing,
+//! stages, retries and upstream selection do not change.
+//!
+//! The upstream side is HTTP/1.1 (as every upstream is spoken today): the request body goes
+//! up in HTTP/1.1 framing, and the response comes as the HTTP/1.1 codec parsed it.
+
+use std::io;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use crate::buf::ReadBuf;
+use crate::http::body::BodyError;
+use crate::http::codec::{BodyFraming, ResponseEdits, ResponseHead};
+
+pub(in crate::http) trait Client {
+    /// Reads the rest of a small request body (at most [`crate::http::body::INLINE_BODY`])
+    /// that the client sends unasked, so that a retry or a mirror can send it again.
+    async fn hold_body(&mut self) -> io::Result<()>;
+
+    /// Moves the request body behind the upstream head in `out` when it is all here and small,
+    /// which makes the request replayable; its length as the client sent it.
+    fn inline_body(&mut self, out: &mut Vec<u8>) -> Option<u64>;
+
+    /// Tells a client that waits for `100 Continue` to send its body; nothing for one that
+    /// does not wait.
+    async fn send_continue(&mut self) -> io::Result<()>;
+
+    /// Streams the rest of the request body to `upstream` up to its end.
+    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W) -> Result<(), BodyError>;
+
+    /// Replaces what `out` holds with the client's copy of the upstream's interim response
+    /// `head` (`raw`, as received); false, and `out` untouched, when the client does not take
+    /// it.
+    fn interim(&mut self, out: &mut Vec<u8>, head: &ResponseHead<'_>, raw: &[u8]) -> bool;
+
+    /// Writes into `out` the client's head for the upstream's final (or 101) response `head`,
+    /// with the gateway's `edits`. `request_whole`: the request body was all read, so the
+    /// client's connection may carry another request.
+    fn response_head(
+        &mut self,
+        out: &mut Vec<u8>,
+        head: &ResponseHead<'_>,
+        edits: ResponseEdits<'_>,
+        request_whole: bool,
+    );
+
+    /// Moves a small response body that sits whole in `buf` behind the head in `out`, so both
+    /// leave at once; its length.
+    fn inline_response(&mut self, out: &mut Vec<u8>, buf: &mut ReadBuf, framing: BodyFraming) -> Option<u64>;
+
+    /// Sends what `out` holds to the client.
+    async fn send(&mut self, out: &mut Vec<u8>) -> io::Result<()>;
+
+    /// Relays the response body, `framing` as the upstream framed it, from `src` (what was
+    /// read already sits in `buf`) to the client.
+    async fn relay_body<R: AsyncReadRent>(
+        &mut self,
+        src: &mut R,
+        buf: &mut ReadBuf,
+        framing: BodyFraming,
+    ) -> Result<(), BodyError>;
+}

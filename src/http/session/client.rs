@@ -1,0 +1,145 @@
+//! The HTTP/1.1 client's half of an exchange: its request body read through the session's
+//! read window and passed up verbatim, its response heads and body written back in HTTP/1.1.
+
+use std::io;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+use super::{closing, CLIENT_BUF};
+use crate::buf::ReadBuf;
+use crate::http::body::{self, buffered_body_len, inline_body, BodyError, INLINE_BODY};
+use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
+use crate::http::dechunk;
+use crate::http::exchange::Client;
+use crate::http::head::Http1Request;
+use crate::http::peer::Peer;
+use crate::percore::WorkerCtx;
+
+pub(super) struct Http1Client<'a, S> {
+    stream: &'a mut S,
+    rb: &'a mut ReadBuf,
+    request: Http1Request,
+    /// Whether the connection is closing, asked as the response head is written.
+    ctx: &'a WorkerCtx,
+    peer: &'a Peer,
+    /// What writing the response head decided: close after it, and de-chunk its body.
+    written: codec::ResponseWritten,
+}
+
+impl<'a, S> Http1Client<'a, S> {
+    pub(super) fn new(
+        stream: &'a mut S,
+        rb: &'a mut ReadBuf,
+        request: Http1Request,
+        ctx: &'a WorkerCtx,
+        peer: &'a Peer,
+    ) -> Self {
+        let written = codec::ResponseWritten { dechunk: false, close: false };
+        Http1Client { stream, rb, request, ctx, peer, written }
+    }
+
+    /// The response said `connection: close`: the connection ends after it.
+    pub(super) fn closes(&self) -> bool {
+        self.written.close
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
+    /// Not when the client waits for `100 Continue`: it sends nothing before the upstream asks.
+    async fn hold_body(&mut self) -> io::Result<()> {
+        let framing = self.request.framing;
+        let small = match framing {
+            BodyFraming::ContentLength(n) => n <= INLINE_BODY as u64,
+            BodyFraming::Chunked => true,
+            BodyFraming::None | BodyFraming::UntilClose => false,
+        };
+        if !small || self.request.expect_continue {
+            return Ok(());
+        }
+        while buffered_body_len(self.rb.data(), framing, INLINE_BODY).is_none() && self.rb.len() <= INLINE_BODY {
+            if self.rb.fill(self.stream, CLIENT_BUF).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn inline_body(&mut self, out: &mut Vec<u8>) -> Option<u64> {
+        inline_body(self.rb, self.request.framing, out)
+    }
+
+    async fn send_continue(&mut self) -> io::Result<()> {
+        if self.request.expect_continue {
+            let (res, _) = self.stream.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+            res?;
+        }
+        Ok(())
+    }
+
+    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W) -> Result<(), BodyError> {
+        match self.request.framing {
+            BodyFraming::ContentLength(n) => body::copy_exact(self.stream, self.rb, upstream, n).await,
+            BodyFraming::Chunked => {
+                let mut dec = ChunkedDecoder::new();
+                body::copy_chunked(self.stream, self.rb, upstream, &mut dec).await
+            }
+            BodyFraming::None | BodyFraming::UntilClose => Ok(()),
+        }
+    }
+
+    /// HTTP/1.0 has no interim responses: its clients get none.
+    fn interim(&mut self, out: &mut Vec<u8>, _head: &ResponseHead<'_>, raw: &[u8]) -> bool {
+        if self.request.http10 {
+            return false;
+        }
+        out.clear();
+        out.extend_from_slice(raw);
+        true
+    }
+
+    fn response_head(
+        &mut self,
+        out: &mut Vec<u8>,
+        head: &ResponseHead<'_>,
+        edits: ResponseEdits<'_>,
+        request_whole: bool,
+    ) {
+        // The client's unread body would be taken for its next request: the answer ends the
+        // connection, and says so.
+        let close = !(self.request.keep_alive && request_whole) || closing(self.ctx, self.peer);
+        let edits = ResponseEdits { close, http10_client: self.request.http10, ..edits };
+        self.written = codec::write_response_head(out, head, &edits);
+    }
+
+    /// Not a body to de-chunk: that one is decoded as it streams.
+    fn inline_response(&mut self, out: &mut Vec<u8>, buf: &mut ReadBuf, framing: BodyFraming) -> Option<u64> {
+        if self.written.dechunk {
+            return None;
+        }
+        inline_body(buf, framing, out)
+    }
+
+    async fn send(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let (res, back) = self.stream.write_all(std::mem::take(out)).await;
+        *out = back;
+        res.map(drop)
+    }
+
+    async fn relay_body<R: AsyncReadRent>(
+        &mut self,
+        src: &mut R,
+        buf: &mut ReadBuf,
+        framing: BodyFraming,
+    ) -> Result<(), BodyError> {
+        match framing {
+            BodyFraming::None => Ok(()),
+            BodyFraming::ContentLength(n) => body::copy_exact(src, buf, self.stream, n).await,
+            BodyFraming::Chunked if self.written.dechunk => dechunk::relay(src, buf, self.stream).await,
+            BodyFraming::Chunked => {
+                let mut dec = ChunkedDecoder::new();
+                body::copy_chunked(src, buf, self.stream, &mut dec).await
+            }
+            BodyFraming::UntilClose => body::copy_until_close(src, buf, self.stream).await,
+        }
+    }
+}
