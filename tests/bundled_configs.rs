@@ -54,7 +54,7 @@ both_drivers! {
     }
 
     fn the_quickstart_names_the_503_it_sends(driver) {
-        let (http, tcp, demo) = (free_port(), free_port(), free_port());
+        let (http, tcp, demo) = (free_port(), free_port(), support::closed_port());
         let _gw = gateway!(driver).file("quickstart.yaml", &quickstart(http, tcp, demo)).start();
         let refused = client::get(local(http), "localhost", "/demo/");
         assert_eq!(refused.status, 503);

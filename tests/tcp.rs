@@ -285,7 +285,7 @@ both_drivers! {
 
     fn unreachable_upstreams_close_the_client(driver) {
         let (dead_port, hole_port) = (listen_port(), listen_port());
-        let mut parts = straight("dead", dead_port, listen_port());
+        let mut parts = straight("dead", dead_port, support::closed_port());
         let hole = Blackhole::start();
         if let Some(hole) = &hole {
             parts.extend(straight("hole", hole_port, hole.addr.port()));

@@ -73,7 +73,7 @@ pub async fn serve_route<T: Duplex>(
     inbound: Inbound<'_>,
     route: &L4Route,
     snap: &Generation,
-    ctx: &Rc<WorkerCtx>,
+    ctx: &WorkerCtx,
 ) {
     let route_stats = ctx.l4_counters(L4Kind::Route, &route.name);
     let _route_open = L4CxGuard::new(&route_stats);
@@ -93,7 +93,7 @@ pub async fn serve_cluster<T: Duplex>(
     inbound: Inbound<'_>,
     cluster_id: ClusterId,
     snap: &Generation,
-    ctx: &Rc<WorkerCtx>,
+    ctx: &WorkerCtx,
     route_stats: &L4Counters,
 ) {
     let (cluster, live) = snap.cluster_live(cluster_id);

@@ -18,7 +18,7 @@ pub type ServerStream = crate::tls_stream::TlsStream<ClientTcp, rustls::ServerCo
 use crate::http::{Downstream, TlsSession};
 use crate::percore::{ClientTcp, ConnInfo, WorkerCtx};
 use crate::snapshot::{Listener, Server, ServerTlsMode};
-use crate::stats::L4Kind;
+use crate::stats::{L4Kind, WorkerStats};
 use crate::tcp::{Client, Inbound};
 use crate::upstream::Generation;
 
@@ -46,7 +46,7 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
     let mut tcp = ClientTcp::new(stream, ctx.drain_handle());
     let mut hello = match monoio::time::timeout_at(deadline.into(), hello::read(&mut tcp)).await {
         Ok(Ok(hello)) => hello,
-        outcome => return failed(&ctx, &conn, outcome.unwrap_or(Err(TlsFailure::Timeout)).err()),
+        outcome => return failed(&ctx.stats, &conn, outcome.unwrap_or(Err(TlsFailure::Timeout)).err()),
     };
     let Some(server) = snap.listener(conn.listener_port).and_then(|l| server_for(l, hello.sni())) else {
         // Envoy's filter-chain match found nothing: the connection is closed.
@@ -73,14 +73,14 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
                     let mut out = Vec::new();
                     let _ = alert.write_all(&mut out);
                     let _ = monoio::io::AsyncWriteRentExt::write_all(&mut tcp, out).await;
-                    return failed(&ctx, &conn, Some(TlsFailure::Handshake(e)));
+                    return failed(&ctx.stats, &conn, Some(TlsFailure::Handshake(e)));
                 }
             };
             match monoio::time::timeout_at(deadline.into(), handshake::finish(&mut tcp, &mut session, &mut hello.raw))
                 .await
             {
                 Ok(Ok(())) => {}
-                outcome => return failed(&ctx, &conn, outcome.unwrap_or(Err(TlsFailure::Timeout)).err()),
+                outcome => return failed(&ctx.stats, &conn, outcome.unwrap_or(Err(TlsFailure::Timeout)).err()),
             }
             ctx.stats.ssl_handshake.inc();
             if session.handshake_kind() == Some(HandshakeKind::Resumed) {
@@ -102,8 +102,8 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
     }
 }
 
-fn failed(ctx: &WorkerCtx, conn: &ConnInfo, failure: Option<TlsFailure>) {
-    ctx.stats.ssl_connection_error.inc();
+fn failed(stats: &WorkerStats, conn: &ConnInfo, failure: Option<TlsFailure>) {
+    stats.ssl_connection_error.inc();
     if let Some(failure) = failure {
         debug!(peer = %conn.peer, "tls: {failure}");
     }
@@ -117,7 +117,7 @@ async fn passthrough(
     server: &Server,
     snap: &Generation,
     conn: ConnInfo,
-    ctx: &Rc<WorkerCtx>,
+    ctx: &WorkerCtx,
 ) {
     let sni = hello.sni();
     let Some(route) = server.tls_routes.iter().find(|r| r.matches(sni, conn.local.ip(), conn.peer.ip())) else {
@@ -149,7 +149,7 @@ fn outbound(sni: &str) -> Option<(u16, &str, &str)> {
 
 /// AUTO_PASSTHROUGH: the SNI names the cluster itself, `outbound_.PORT_.SUBSET_.HOST`, as
 /// istiod writes it for `outbound|PORT|SUBSET|HOST`.
-async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Generation, conn: ConnInfo, ctx: &Rc<WorkerCtx>) {
+async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Generation, conn: ConnInfo, ctx: &WorkerCtx) {
     let name = hello.sni().and_then(outbound).map(|(port, subset, host)| format!("outbound|{port}|{subset}|{host}"));
     let Some(cluster) = name.and_then(|name| snap.cluster_by_name(&name)) else {
         ctx.stats.ssl_no_route.inc();
@@ -168,7 +168,7 @@ async fn terminated_tcp(
     server: &Server,
     snap: &Generation,
     inbound: Inbound<'_>,
-    ctx: &Rc<WorkerCtx>,
+    ctx: &WorkerCtx,
 ) {
     let conn = inbound.conn;
     let Some(route) = server.tcp_routes.iter().find(|r| r.matches(None, conn.local.ip(), conn.peer.ip())) else {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use strait_test_support::free_port;
+use strait_test_support::closed_port;
 
 use super::{run_json, run_json_failing};
 
@@ -197,7 +197,7 @@ fn connection_close_reconnects() {
 
 #[test]
 fn a_closed_port_ends_at_the_deadline_with_connect_errors() {
-    let url = format!("http://127.0.0.1:{}/", free_port());
+    let url = format!("http://127.0.0.1:{}/", closed_port());
     let started = Instant::now();
     let (r, stderr) = run_json_failing(&["http", &url, "-c", "4", "-d", "1s"]);
     let took = started.elapsed();

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use strait_test_support::free_port;
+use strait_test_support::closed_port;
 use strait_test_support::tls::{Ca, TlsClient};
 
 use super::{run_json, run_json_failing, Served};
@@ -278,7 +278,7 @@ fn tcp_throughput_into_a_sink() {
 
 #[test]
 fn tcp_against_a_closed_port_ends_on_time_with_connect_errors() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = format!("127.0.0.1:{}", closed_port());
     let start = Instant::now();
     let (r, stderr) = run_json_failing(&["tcp", &addr, "--mode", "echo", "-c", "2", "-d", "1s"]);
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use strait_test_support::free_port;
+use strait_test_support::closed_port;
 use strait_test_support::tls::Ca;
 
 use crate::{bench, run_json, run_json_failing, Served};
@@ -116,7 +116,7 @@ fn a_ca_that_did_not_sign_the_server_fails_every_handshake_and_the_run_still_end
 #[test]
 fn a_dead_port_fails_to_connect_and_the_run_still_ends() {
     let started = Instant::now();
-    let dead = format!("https://127.0.0.1:{}/", free_port());
+    let dead = format!("https://127.0.0.1:{}/", closed_port());
     let (report, _) = run_json_failing(&["tls", &dead, "--mode", "full", "-k", "-c", "4", "-d", "1s"]);
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert_eq!(operations(&report), 0, "{report}");
