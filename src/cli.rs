@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::admin::LogFilter;
-use crate::control::{BuildOptions, RunOptions, DEFAULT_DRAIN_TIMEOUT};
+use crate::control::{BuildOptions, DnsOptions, RunOptions, DEFAULT_DRAIN_TIMEOUT};
 use crate::limits::{ClientLimits, Limits, MAX_HEADERS};
 use crate::percore::access_log::Encoding;
 use crate::worker::{default_workers, DriverChoice, WorkerOptions};
@@ -90,6 +90,14 @@ pub struct RunArgs {
     /// own --admin, then SIGTERM the old one. Without it such a port is refused
     #[arg(long)]
     pub share_ports: bool,
+    /// A name server to ask for `resolution: DNS` hosts instead of /etc/resolv.conf's, e.g.
+    /// 10.0.0.2:53; repeatable (/etc/hosts is read either way)
+    #[arg(long = "dns-server", value_name = "ADDR")]
+    pub dns_servers: Vec<SocketAddr>,
+    /// The longest a DNS answer is kept before it is asked again, as MeshConfig's
+    /// dnsRefreshRate (a shorter TTL is followed, down to 5s) [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub dns_refresh_rate: Option<Duration>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -176,6 +184,10 @@ impl RunArgs {
             admin: self.admin,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             share_ports: self.share_ports,
+            dns: DnsOptions {
+                servers: self.dns_servers.clone(),
+                refresh_rate: self.dns_refresh_rate.unwrap_or(DnsOptions::default().refresh_rate),
+            },
         })
     }
 }

@@ -120,6 +120,21 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Ge
         Sample::new("strait_reloads_total", C, "strait.reloads_failed", Value::Count(control.reload_failed.get()))
             .label("result", "failed"),
         Sample::new("strait_config_generation", G, "strait.config_generation", Value::Level(t.generation)),
+        Sample::new(
+            "strait_dns_resolutions_total",
+            C,
+            "strait.dns_resolutions_ok",
+            Value::Count(control.dns_resolve_ok.get()),
+        )
+        .label("result", "ok"),
+        Sample::new(
+            "strait_dns_resolutions_total",
+            C,
+            "strait.dns_resolutions_failed",
+            Value::Count(control.dns_resolve_failed.get()),
+        )
+        .label("result", "failed"),
+        Sample::new("strait_dns_updates_total", C, "strait.dns_updates", Value::Count(control.dns_updates.get())),
         Sample::new("envoy_tcp_downstream_cx_no_route", C, "tcp.downstream_cx_no_route", Value::Count(t.tcp_no_route)),
         Sample::new("envoy_listener_ssl_handshake", C, "listener.ssl.handshake", Value::Count(t.ssl_handshake)),
         Sample::new(

@@ -24,6 +24,8 @@ pub enum RunError {
     Signals(#[source] io::Error),
     #[error("cannot start the certificate watcher: {0}")]
     Watcher(#[source] io::Error),
+    #[error("cannot start the DNS resolver's runtime: {0}")]
+    Dns(#[source] io::Error),
     #[error(transparent)]
     Workers(#[from] StartError),
 }

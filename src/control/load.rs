@@ -1,11 +1,12 @@
 //! The build pipeline: read every `--config` path, validate, compile a snapshot. Used at start,
-//! on every reload and by `strait validate`, so all three judge a config the same way.
+//! on every reload and by `strait validate`, so all three judge a config the same way; a
+//! changed DNS answer compiles the validated config again.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::config::{self, Diagnostics, Severity, ValidateOptions};
-use crate::snapshot::{self, CompileOptions, Snapshot};
+use crate::config::{self, ConfigSet, Diagnostics, Severity, ValidateOptions};
+use crate::snapshot::{self, CompileOptions, Resolve, Snapshot, SystemResolver};
 
 /// What to build from: the CLI's `--config`, `--label`, `--secrets-dir` and `--namespace`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +37,23 @@ pub struct Servable {
     pub warnings: Diagnostics,
 }
 
-/// Builds generation `generation`. `Err` holds every diagnostic when any is an error.
+/// Builds generation `generation`, DNS names asked of the system resolver (`strait validate`).
+/// `Err` holds every diagnostic when any is an error.
 pub fn build(opts: &BuildOptions, generation: u64) -> Result<Servable, Diagnostics> {
+    let valid = validated(opts)?;
+    let snapshot = compile(opts, &valid.set, generation, &mut SystemResolver)?;
+    Ok(Servable { snapshot, warnings: valid.warnings })
+}
+
+/// A config that passed validation: what snapshots are compiled from, again whenever a DNS
+/// answer changes.
+pub(super) struct Validated {
+    pub(super) set: ConfigSet,
+    pub(super) warnings: Diagnostics,
+}
+
+/// Reads every config path and validates the whole.
+pub(super) fn validated(opts: &BuildOptions) -> Result<Validated, Diagnostics> {
     let set = config::load(&opts.paths)?;
     let validate = ValidateOptions {
         secrets_dir: opts.secrets_dir.clone(),
@@ -48,14 +64,23 @@ pub fn build(opts: &BuildOptions, generation: u64) -> Result<Servable, Diagnosti
     if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return Err(diagnostics);
     }
+    Ok(Validated { set, warnings: diagnostics })
+}
+
+/// Compiles a validated `set` as generation `generation`.
+pub(super) fn compile(
+    opts: &BuildOptions,
+    set: &ConfigSet,
+    generation: u64,
+    resolver: &mut dyn Resolve,
+) -> Result<Snapshot, Diagnostics> {
     let compile = CompileOptions {
         labels: opts.labels.clone(),
         secrets_dir: opts.secrets_dir.clone(),
         namespace: opts.namespace.clone(),
         generation,
     };
-    let snapshot = snapshot::compile(&set, &compile)?;
-    Ok(Servable { snapshot, warnings: diagnostics })
+    snapshot::compile_with(set, &compile, resolver)
 }
 
 /// `strait validate`'s verdict on a diagnostic: errors and dangling references fail it, as

@@ -5,6 +5,7 @@
 //! `POST /reload` or a certificate file changing on disk, drain on SIGTERM/SIGINT, return
 //! when drained.
 
+mod dns;
 mod drain;
 mod error;
 mod load;
@@ -18,13 +19,14 @@ mod watch;
 pub use ports::listen;
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use serde_json::json;
 use tracing::info;
 
+pub use dns::DnsOptions;
 pub use error::RunError;
 pub use load::{build, fails_validation, BuildOptions, Servable};
 pub use ports::BindError;
@@ -46,12 +48,14 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// Listen on ports another process serves, sharing their connections (a hand-over).
     pub share_ports: bool,
+    /// Where and how often `resolution: DNS` names are asked.
+    pub dns: DnsOptions,
 }
 
 /// `strait run`. Returns `Ok` once drained: the process then exits 0. `logging` is the installed
 /// log filter, which `POST /logging` changes.
 pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
-    let mut reloader = Reloader::start(opts.build.clone(), opts.workers.workers, opts.share_ports)?;
+    let mut reloader = Reloader::start(opts.build.clone(), opts.dns.clone(), opts.workers.workers, opts.share_ports)?;
     let shared = reloader.shared().clone();
     let (events_tx, events) = mpsc::channel();
     signals::forward(events_tx.clone()).map_err(RunError::Signals)?;
@@ -72,7 +76,13 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
     );
 
     let signal = loop {
-        match events.recv() {
+        // Between events, DNS answers are asked again as they come due.
+        let event = match reloader.dns_due() {
+            Some(due) => events.recv_timeout(due.saturating_duration_since(Instant::now())),
+            None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match event {
+            Err(RecvTimeoutError::Timeout) => reloader.refresh_dns(),
             Ok(ControlEvent::Reload(reply)) => {
                 let outcome = reloader.reload().map_err(|e| e.to_string());
                 if let Some(reply) = reply {
@@ -81,7 +91,7 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
             }
             Ok(ControlEvent::Shutdown(signal)) => break signal,
             // Unreachable while the signal thread lives; treat it as a shutdown.
-            Err(_) => break "lost signal handler",
+            Err(RecvTimeoutError::Disconnected) => break "lost signal handler",
         }
     };
     info!("{signal}: draining for up to {:?}", opts.drain_timeout);
@@ -104,6 +114,8 @@ pub fn command_line(opts: &RunOptions) -> serde_json::Value {
         "access_log": opts.workers.access_log.is_some(),
         "access_log_encoding": opts.workers.access_log.and_then(|e| e.to_possible_value()).map(|v| v.get_name().to_string()),
         "mirror_shadow_suffix": opts.workers.mirror_shadow_suffix,
+        "dns_servers": opts.dns.servers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "dns_refresh_rate": protobuf_duration(opts.dns.refresh_rate),
     })
 }
 

@@ -1,14 +1,16 @@
 //! Building and swapping generations: the first at start, then one per SIGHUP or
-//! `POST /reload`. A reload either swaps everything (snapshot and sockets) or nothing.
+//! `POST /reload`, and one per changed DNS answer (the same config compiled again). A reload
+//! either swaps everything (snapshot and sockets) or nothing.
 
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use super::dns::{Dns, DnsOptions};
 use super::error::RunError;
-use super::load::{build, BuildOptions};
+use super::load::{compile, validated, BuildOptions, Validated};
 use super::ports::{BindError, Ports};
-use crate::config::{Diagnostics, Severity};
+use crate::config::{ConfigSet, Diagnostics, Severity};
 use crate::publish::{Published, Reloaded, Shared};
 use crate::upstream::{Generation, LiveRegistry};
 
@@ -33,22 +35,29 @@ pub struct Reloader {
     shared: Arc<Shared>,
     /// The clusters' live state, resolved for each snapshot published.
     live: LiveRegistry,
+    /// The config served, compiled again when a DNS answer changes.
+    set: ConfigSet,
+    dns: Dns,
 }
 
 impl Reloader {
     /// Builds generation 1 and binds its ports; refuses an invalid config. `share_ports`: listen
     /// beside another process on a port it serves, instead of refusing the port.
-    pub fn start(opts: BuildOptions, workers: usize, share_ports: bool) -> Result<Self, RunError> {
-        let built = build(&opts, 1).map_err(RunError::InvalidConfig)?;
-        log_warnings(&built.warnings);
+    pub fn start(opts: BuildOptions, dns: DnsOptions, workers: usize, share_ports: bool) -> Result<Self, RunError> {
+        let mut dns = Dns::new(dns).map_err(RunError::Dns)?;
+        let Validated { set, warnings } = validated(&opts).map_err(RunError::InvalidConfig)?;
+        dns.begin();
+        let snapshot = compile(&opts, &set, 1, &mut dns).map_err(RunError::InvalidConfig)?;
+        dns.commit();
+        log_warnings(&warnings);
         let mut ports = Ports::new(workers, share_ports);
-        let prepared = ports.prepare(&built.snapshot)?;
+        let prepared = ports.prepare(&snapshot)?;
         ports.commit(prepared);
         let mut live = LiveRegistry::default();
-        let snapshot = Generation::new(built.snapshot, &mut live);
+        let snapshot = Generation::new(snapshot, &mut live);
         let first = Published { snapshot, sockets: ports.sockets(), draining: false };
         let shared = Arc::new(Shared::new(first, workers));
-        Ok(Self { opts, ports, shared, live })
+        Ok(Self { opts, ports, shared, live, set, dns })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -87,18 +96,61 @@ impl Reloader {
             return Err(ReloadError::Draining);
         }
         let generation = current.snapshot.generation + 1;
-        let mut built = build(&self.opts, generation).map_err(ReloadError::Invalid)?;
-        built.snapshot.inherit(&current.snapshot);
-        let prepared = self.ports.prepare(&built.snapshot)?;
-        log_warnings(&built.warnings);
+        let Validated { set, warnings } = validated(&self.opts).map_err(ReloadError::Invalid)?;
+        self.dns.begin();
+        let mut snapshot = compile(&self.opts, &set, generation, &mut self.dns).map_err(ReloadError::Invalid)?;
+        snapshot.inherit(&current.snapshot);
+        let prepared = self.ports.prepare(&snapshot)?;
+        log_warnings(&warnings);
         self.ports.commit(prepared);
-        let listeners = built.snapshot.listeners.len();
+        self.dns.commit();
+        self.set = set;
+        let listeners = snapshot.listeners.len();
         // Resolved only once the ports are bound: a refused reload leaves the registry as the
         // serving snapshot has it.
-        let snapshot = Generation::new(built.snapshot, &mut self.live);
+        let snapshot = Generation::new(snapshot, &mut self.live);
         let next = Published { snapshot, sockets: self.ports.sockets(), draining: false };
         self.shared.published.store(Arc::new(next));
         Ok(Reloaded { generation, listeners })
+    }
+
+    /// When a DNS answer is next due to be asked again.
+    pub fn dns_due(&self) -> Option<std::time::Instant> {
+        self.dns.next_due()
+    }
+
+    /// Asks again the DNS answers that are due; when one changed, publishes the served config
+    /// compiled with the new addresses (same listeners, same sockets), as Envoy updates a
+    /// STRICT_DNS cluster's hosts without a config push. Pooled connections to an address
+    /// that left the answer idle out; none is cut.
+    pub fn refresh_dns(&mut self) {
+        if !self.dns.refresh(&self.shared.control) {
+            return;
+        }
+        let current = self.shared.published.load_full();
+        if current.draining {
+            return;
+        }
+        let generation = current.snapshot.generation + 1;
+        self.dns.begin();
+        match compile(&self.opts, &self.set, generation, &mut self.dns) {
+            Ok(mut snapshot) => {
+                self.dns.commit();
+                snapshot.inherit(&current.snapshot);
+                let snapshot = Generation::new(snapshot, &mut self.live);
+                let next = Published { snapshot, sockets: current.sockets.clone(), draining: false };
+                self.shared.published.store(Arc::new(next));
+                self.shared.control.dns_updates.inc();
+                info!("DNS answers changed: generation {generation}");
+            }
+            Err(diagnostics) => {
+                // Only what is read at compile time can fail here (a certificate file gone).
+                for d in diagnostics.iter() {
+                    error!("{d}");
+                }
+                error!("DNS update not applied, generation {} keeps serving", current.snapshot.generation);
+            }
+        }
     }
 
     /// Publishes the current snapshot with no sockets and `draining` set: workers stop

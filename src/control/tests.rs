@@ -228,7 +228,7 @@ fn config_dir(name: &str) -> PathBuf {
 fn reloads_count_and_keep_the_last_error_until_one_succeeds() {
     let dir = config_dir("reloads");
     let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
-    let mut reloader = Reloader::start(opts, 1, false).unwrap();
+    let mut reloader = Reloader::start(opts, DnsOptions::default(), 1, false).unwrap();
     let shared = reloader.shared().clone();
     assert_eq!(shared.snapshot().generation, 1);
 
@@ -255,7 +255,7 @@ fn reloads_count_and_keep_the_last_error_until_one_succeeds() {
 fn a_reload_to_nothing_strait_reads_keeps_serving() {
     let dir = config_dir("emptied");
     let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
-    let mut reloader = Reloader::start(opts, 1, false).unwrap();
+    let mut reloader = Reloader::start(opts, DnsOptions::default(), 1, false).unwrap();
     std::fs::remove_file(dir.join("app.yaml")).unwrap();
     let err = reloader.reload().unwrap_err();
     assert!(err.to_string().contains("no Istio resource or v1 Secret"), "{err}");
@@ -267,5 +267,5 @@ fn a_reload_to_nothing_strait_reads_keeps_serving() {
 #[test]
 fn an_invalid_first_config_is_refused() {
     let opts = BuildOptions { paths: vec![PathBuf::from("/nonexistent/strait/config")], ..BuildOptions::default() };
-    assert!(matches!(Reloader::start(opts, 1, false), Err(RunError::InvalidConfig(_))));
+    assert!(matches!(Reloader::start(opts, DnsOptions::default(), 1, false), Err(RunError::InvalidConfig(_))));
 }

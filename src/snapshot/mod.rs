@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub use crate::config::credentials::{FileStamp, WatchedFile};
 pub use cluster::*;
 pub use compile::tls::verify::{AnyOfNames, SkipVerify};
-pub use compile::{compile, CompileOptions};
+pub use compile::{compile, compile_with, distinct, CompileOptions, Resolve, SystemResolver};
 pub use hash::{hash_bytes, ip_hash, HashTable};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;

@@ -149,6 +149,11 @@ impl WorkerStats {
 pub struct ControlStats {
     pub reload_ok: Counter,
     pub reload_failed: Counter,
+    /// Refreshes of a `resolution: DNS` name that got an answer, or kept the last one.
+    pub dns_resolve_ok: Counter,
+    pub dns_resolve_failed: Counter,
+    /// Snapshots republished because a DNS answer changed.
+    pub dns_updates: Counter,
 }
 
 /// The workers' counters summed at scrape time.

@@ -2,7 +2,7 @@
 //! the cluster's endpoints (resolved here, off the request path) and merged traffic policy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use crate::config::service_entry::{Location, Resolution, ServicePort};
 use crate::config::{ConfigSet, Diagnostic, Severity};
 use crate::snapshot::{pattern_covers, Cluster, ClusterId, Endpoint, HashTable};
 
+use super::dns::Resolve;
 use super::policy::Selected;
 use super::tls::upstream_tls;
 use crate::config::credentials::Secrets;
@@ -28,6 +29,7 @@ pub(super) struct Ctx<'c> {
 
 pub(super) struct Clusters<'a> {
     set: &'a ConfigSet,
+    resolver: &'a mut dyn Resolve,
     secrets: &'a Secrets<'a>,
     /// The gateway's own namespace, where a client `credentialName` is looked up, as istiod's
     /// SDS looks it up for the proxy.
@@ -48,9 +50,11 @@ impl<'a> Clusters<'a> {
         labels: &BTreeMap<String, String>,
         namespace: &'a str,
         secrets: &'a Secrets<'a>,
+        resolver: &'a mut dyn Resolve,
     ) -> Self {
         Self {
             set,
+            resolver,
             secrets,
             namespace,
             registry: Registry::new(set, labels),
@@ -206,30 +210,12 @@ impl<'a> Clusters<'a> {
         out
     }
 
-    /// Resolves a name with the system resolver; a failure leaves no endpoints and a warning.
+    /// A name's addresses, asked of the resolver once per compile; a wildcard has none.
     fn lookup(&mut self, name: &str) -> Vec<IpAddr> {
         if let Some(found) = self.dns.get(name) {
             return found.clone();
         }
-        let ips = if name.contains('*') {
-            Vec::new()
-        } else {
-            match (name, 0).to_socket_addrs() {
-                Ok(addrs) => {
-                    let mut ips: Vec<IpAddr> = Vec::new();
-                    for a in addrs {
-                        if !ips.contains(&a.ip()) {
-                            ips.push(a.ip());
-                        }
-                    }
-                    ips
-                }
-                Err(e) => {
-                    tracing::warn!(name, error = %e, "DNS resolution failed; the cluster has no endpoints");
-                    Vec::new()
-                }
-            }
-        };
+        let ips = if name.contains('*') { Vec::new() } else { self.resolver.lookup(name) };
         self.dns.insert(name.to_string(), ips.clone());
         ips
     }

@@ -13,6 +13,7 @@
 //! ServiceEntries and DestinationRules alike).
 
 mod cluster;
+mod dns;
 mod http;
 mod l4;
 mod policy;
@@ -35,6 +36,7 @@ use crate::snapshot::{
 use crate::config::credentials::Secrets;
 use crate::config::index::{expand_host, exported_to, labels_subset, resolve_gateway_name, HostIndex};
 use cluster::{Clusters, Ctx};
+pub use dns::{distinct, Resolve, SystemResolver};
 use http::{CompiledRoute, HttpTemplate, Instance, Regexes};
 
 /// What the snapshot is compiled for.
@@ -62,12 +64,22 @@ impl Default for CompileOptions {
     }
 }
 
-/// Compiles `set` (already validated) into a snapshot. Dangling references compile into 503
-/// routes or unbound VirtualServices, as Istio serves them; `Err` is only for what cannot be
-/// built at all, such as certificate files that cannot be read.
+/// Compiles `set` (already validated) into a snapshot, DNS names asked of the system resolver.
+/// Dangling references compile into 503 routes or unbound VirtualServices, as Istio serves
+/// them; `Err` is only for what cannot be built at all, such as certificate files that cannot
+/// be read.
 pub fn compile(set: &ConfigSet, opts: &CompileOptions) -> Result<Snapshot, Diagnostics> {
+    compile_with(set, opts, &mut SystemResolver)
+}
+
+/// [`compile`], with DNS names asked of `resolver`.
+pub fn compile_with(
+    set: &ConfigSet,
+    opts: &CompileOptions,
+    resolver: &mut dyn Resolve,
+) -> Result<Snapshot, Diagnostics> {
     let secrets = Secrets::new(set, opts.secrets_dir.as_deref());
-    let mut clusters = Clusters::new(set, &opts.labels, &opts.namespace, &secrets);
+    let mut clusters = Clusters::new(set, &opts.labels, &opts.namespace, &secrets, resolver);
     let mut c = Compiler {
         set,
         opts,

@@ -56,7 +56,12 @@ impl Backend {
     }
 
     pub fn with_mode(name: &str, mode: Mode) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::at(name, "127.0.0.1:0".parse().unwrap(), mode)
+    }
+
+    /// A backend on `addr` (e.g. another loopback address, on a port a first backend holds).
+    pub fn at(name: &str, addr: SocketAddr, mode: Mode) -> Backend {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let b = Backend {
             name: name.to_string(),

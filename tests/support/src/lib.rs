@@ -1,11 +1,12 @@
 //! Test support, one crate for the gateway's unit and integration tests and strait-bench's: start
 //! the real `strait` binary (by the path the test names) on 127.0.0.1 with a config written for
-//! the test, real HTTP, TCP and TLS backends on 127.0.0.1:0, raw-byte and TLS clients, and
-//! throwaway certificates.
+//! the test, real HTTP, TCP and TLS backends on 127.0.0.1:0, a DNS server, raw-byte and TLS
+//! clients, and throwaway certificates.
 
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod tcp;
 pub mod tls;
 
