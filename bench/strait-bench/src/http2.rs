@@ -365,7 +365,8 @@ impl Slot {
                     }
                 }
             };
-            // A stream may have to wait for the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+            // A stream may have to wait for the server's SETTINGS_MAX_CONCURRENT_STREAMS: the
+            // request is ready, so the wait counts in its latency.
             match within(timer.as_mut(), run_end, run_end, poll_fn(|cx| send.poll_ready(cx))).await {
                 Waited::Ready(Ok(())) => {}
                 Waited::Ready(Err(e)) => {

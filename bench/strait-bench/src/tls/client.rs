@@ -3,13 +3,14 @@
 //! own I/O (monoio-rustls), `PollTls` for HTTP/2.
 //!
 //! `PollTls` runs rustls through tokio-rustls over monoio's poll-io TCP stream, because h2
-//! reads and writes through tokio's `AsyncRead`/`AsyncWrite`. The other routes are worse:
-//! monoio-rustls's stream has only monoio's owned-buffer traits, and bridging those to tokio's
-//! (monoio-compat) means a read or write the kernel still owns while the caller may drop or
-//! change its buffer between polls, which that adapter leaves to the caller to rule out and h2
-//! does not promise; monoio-http's h2 fork is stale and pins an old rustls. tokio-rustls is the
-//! rustls project's own adapter on the same rustls 0.23, and readiness-based poll-io needs no
-//! buffer handed to the kernel at all: no unsafe of ours, no copy between two layers.
+//! reads and writes through tokio's `AsyncRead`/`AsyncWrite`, which monoio-rustls's stream
+//! lacks (it has monoio's owned-buffer traits only). Bridging those (monoio-compat) either
+//! copies through a buffer of its own with a boxed future per operation, or, without the copy,
+//! needs the caller to hand the same buffer back on every poll until the kernel is done with it
+//! (its unsafe half), which h2's codec does not promise; monoio-http's h2 fork is stale and
+//! pins an old rustls. tokio-rustls is the rustls project's own adapter, on the same rustls
+//! 0.23, and readiness-based poll-io hands the kernel no buffer to own: no unsafe of ours, no
+//! copy between two layers.
 
 use std::net::SocketAddr;
 use std::path::Path;
