@@ -283,11 +283,13 @@ pub async fn within<F: Future>(
     .await
 }
 
-/// Why a connection's requests stopped.
-enum End {
+/// Why a connection's requests (or an HTTP/2 stream slot's) stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
     /// The run is over (its deadline, or `--requests` used up).
     Done,
-    /// The server closes after its last answer: open a new connection straight away.
+    /// The server closes after its last answer (HTTP/2: a GOAWAY without error): open a new
+    /// connection straight away.
     Reconnect,
     /// A failure, already counted: open a new connection after a back-off.
     Failed,

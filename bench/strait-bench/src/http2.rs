@@ -32,7 +32,7 @@ use crate::cli::{GrpcArgs, H2Args, LoadArgs, StreamArgs, TrustArgs};
 use crate::connect::{Connect, PollTcp, Tcp};
 use crate::error::BenchError;
 use crate::http::pacer::Pacer;
-use crate::http::{check_rate, within, RequestParts, Target, Waited};
+use crate::http::{check_rate, within, End, RequestParts, Target, Waited};
 use crate::report::Report;
 use crate::runner::{self, Backoff, Thread};
 use crate::stats::{ErrorKind, Recorder};
@@ -147,17 +147,6 @@ where
         task.await;
     }
     shared.rec.replace(Recorder::empty())
-}
-
-/// Why a slot stopped sending on a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// The run is over (its deadline, or `--requests` used up).
-    Done,
-    /// The server ended the connection gracefully (GOAWAY, no error): open a new one at once.
-    Reconnect,
-    /// The connection failed: open a new one after a back-off.
-    Failed,
 }
 
 /// One connection task: connect, run the slots until they stop, reconnect as needed.
