@@ -2,6 +2,9 @@
 //! with ALPN h2, the closed and open loop over connections × streams, and a port nobody
 //! listens on.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -135,4 +138,89 @@ fn tls_negotiates_h2_by_alpn() {
     let (r, stderr) = run_json_failing(&["h2", &format!("https://{}/", http1.addr), "-k", "-c", "2", "-d", "1s"]);
     assert!(count(&r, "errors", "tls") > 0, "{r}");
     assert!(stderr.contains("no operation succeeded (tls "), "{stderr}");
+}
+
+/// How the misbehaving backend answers.
+#[derive(Debug, Clone, Copy)]
+enum Misbehave {
+    /// Reset every Nth stream (counted across connections) instead of answering it.
+    ResetEvery(u64),
+    /// End each connection with a graceful GOAWAY after answering N streams on it.
+    GoAwayAfter(u64),
+}
+
+/// An h2c backend on a thread of its own (hyperium's h2 server on a monoio runtime), counting
+/// the connections it accepted.
+struct Misbehaving {
+    addr: SocketAddr,
+    connections: Arc<AtomicU64>,
+}
+
+impl Misbehaving {
+    fn start(how: Misbehave) -> Misbehaving {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The runtime waits for readiness; a blocking accept would stall its thread.
+        listener.set_nonblocking(true).unwrap();
+        let (connections, streams) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+            rt.block_on(async move {
+                let listener = monoio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((stream, _)) = listener.accept().await {
+                    counted.fetch_add(1, Relaxed);
+                    let Ok(io) = stream.try_into_poll_io() else { continue };
+                    monoio::spawn(Self::serve(io, how, streams.clone()));
+                }
+            });
+        });
+        Misbehaving { addr, connections }
+    }
+
+    async fn serve(io: monoio::net::tcp::stream_poll::TcpStreamPoll, how: Misbehave, streams: Arc<AtomicU64>) {
+        let Ok(mut conn) = h2::server::handshake(io).await else { return };
+        let mut answered = 0;
+        // Accepting drives the connection to its end, the GOAWAY's included.
+        while let Some(Ok((_request, mut respond))) = conn.accept().await {
+            let n = streams.fetch_add(1, Relaxed) + 1;
+            if let Misbehave::ResetEvery(every) = how {
+                if n.is_multiple_of(every) {
+                    respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                    continue;
+                }
+            }
+            let _ = respond.send_response(http::Response::new(()), true);
+            answered += 1;
+            if matches!(how, Misbehave::GoAwayAfter(after) if answered == after) {
+                conn.graceful_shutdown();
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+#[test]
+fn a_reset_stream_is_a_reset_error_and_the_connection_goes_on() {
+    let backend = Misbehaving::start(Misbehave::ResetEvery(10));
+    let r = run_json(&["h2", &backend.url(), "-n", "300", "-c", "1", "-s", "4", "--max-error-rate", "0.2"]);
+    assert_eq!(r["operations"], 270, "{r}");
+    assert_eq!(count(&r, "statuses", "2xx"), 270, "{r}");
+    assert_eq!(r["errors"], serde_json::json!({"reset": 30}), "{r}");
+    assert_eq!(backend.connections.load(Relaxed), 1);
+}
+
+#[test]
+fn a_graceful_goaway_reconnects() {
+    let backend = Misbehaving::start(Misbehave::GoAwayAfter(50));
+    let r = run_json(&["h2", &backend.url(), "-n", "500", "-c", "1", "-s", "4", "-d", "20s"]);
+    // h2's graceful shutdown announces the GOAWAY before it picks the last stream, so no stream
+    // in flight is refused: every request is answered, on a new connection after 50 answers
+    // (up to 54 with the 4 in flight), and maybe one more that finds the count used up.
+    assert_clean(&r, 500);
+    let connections = backend.connections.load(Relaxed);
+    assert!((10..=11).contains(&connections), "{connections} connections");
 }
