@@ -23,7 +23,11 @@ pub enum Command {
     Tcp(TcpArgs),
     /// TLS: full or resumed handshakes per second, or HTTPS keep-alive requests.
     Tls(TlsArgs),
-    /// The built-in backend: fixed-size or echo HTTP responses, a TCP sink or echo.
+    /// HTTP/2 load: connections × concurrent streams, closed loop or open loop at --rate.
+    H2(H2Args),
+    /// gRPC unary load over HTTP/2: one fixed call, its status read from the trailers.
+    Grpc(GrpcArgs),
+    /// The built-in backend: fixed-size or echo HTTP/1.1 or HTTP/2 responses, a TCP sink or echo.
     Serve(ServeArgs),
     /// Run a scenario file: backend, Strait and peers pinned and interleaved, one comparison table.
     Scenario(ScenarioArgs),
@@ -81,6 +85,16 @@ pub struct HttpArgs {
     /// Requests in flight per connection (HTTP/1.1 pipelining).
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
+    #[command(flatten)]
+    pub request: RequestArgs,
+    /// Open loop: requests per second in all, each latency measured from when it was due.
+    #[arg(short = 'R', long)]
+    pub rate: Option<f64>,
+}
+
+/// The request every connection (or stream) sends: `http` and `h2` make it alike.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RequestArgs {
     #[arg(short = 'm', long, default_value = "GET")]
     pub method: String,
     /// An extra request header, `Name: value`; repeatable. A `Host` given here replaces the URL's.
@@ -92,9 +106,65 @@ pub struct HttpArgs {
     /// The request body, read from a file.
     #[arg(long)]
     pub body_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct H2Args {
+    /// http://HOST:PORT/PATH (h2c, prior knowledge) or https://… (TLS, ALPN h2)
+    pub url: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    #[command(flatten)]
+    pub request: RequestArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GrpcArgs {
+    /// http://HOST:PORT/package.Service/Method (h2c) or https://…; a bare `/` calls
+    /// /strait.bench.Bench/Unary.
+    pub url: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    /// Bytes in the request message's one `bytes` field (protobuf field 1).
+    #[arg(long, default_value_t = 16)]
+    pub size: usize,
+    /// Extra request metadata, `Name: value`; repeatable.
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// How an HTTP/2 load multiplexes and paces.
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// Concurrent streams per connection, each sending its next request when its last answer
+    /// has ended (or, with --rate, when it is due).
+    #[arg(short = 's', long, default_value_t = 1)]
+    pub streams: usize,
     /// Open loop: requests per second in all, each latency measured from when it was due.
     #[arg(short = 'R', long)]
     pub rate: Option<f64>,
+}
+
+/// Whom a TLS client trusts, and as whom it asks: `tls`, and `h2`/`grpc` on https:// URLs.
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// The name sent as SNI and checked in the certificate (default: the URL's host).
+    #[arg(long)]
+    pub sni: Option<String>,
+    /// PEM CA bundle the server's certificate must chain to.
+    #[arg(long, conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// Accept any server certificate (measuring, not testing trust).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,15 +215,8 @@ pub struct TlsArgs {
     pub url: String,
     #[arg(long, value_enum, default_value_t = TlsMode::Requests)]
     pub mode: TlsMode,
-    /// The name sent as SNI and checked in the certificate (default: the URL's host).
-    #[arg(long)]
-    pub sni: Option<String>,
-    /// PEM CA bundle the server's certificate must chain to.
-    #[arg(long, conflicts_with = "insecure")]
-    pub ca: Option<PathBuf>,
-    /// Accept any server certificate (measuring, not testing trust).
-    #[arg(short = 'k', long)]
-    pub insecure: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -175,27 +238,35 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum ServeKind {
     /// HTTP/1.1: a fixed-size body for every request, or the request's body echoed back.
-    Http {
-        /// Bytes in each response body.
-        #[arg(long, default_value_t = 5)]
-        size: usize,
-        /// Answer with the request's own body instead.
-        #[arg(long)]
-        echo: bool,
-        /// Once, at the Nth request (counted across threads), wait this long before answering:
-        /// a stall to check that open-loop percentiles see it. Format N:DURATION, e.g. 2000:1s.
-        #[arg(long, value_parser = parse_stall)]
-        stall_once: Option<(u64, Duration)>,
-        /// Terminate TLS with this PEM certificate chain (needs --tls-key).
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-    },
+    Http(ServeHttpArgs),
+    /// HTTP/2 (h2c with prior knowledge, or TLS with ALPN h2): the same answers as `http`, and
+    /// gRPC calls (`content-type: application/grpc`) answered with their own message and
+    /// `grpc-status: 0`.
+    H2(ServeHttpArgs),
     /// TCP: read and discard everything.
     Sink,
     /// TCP: write back everything read.
     Echo,
+}
+
+/// What `serve http` and `serve h2` answer.
+#[derive(Debug, Clone, Args)]
+pub struct ServeHttpArgs {
+    /// Bytes in each response body.
+    #[arg(long, default_value_t = 5)]
+    pub size: usize,
+    /// Answer with the request's own body instead.
+    #[arg(long)]
+    pub echo: bool,
+    /// Once, at the Nth request (counted across threads), wait this long before answering:
+    /// a stall to check that open-loop percentiles see it. Format N:DURATION, e.g. 2000:1s.
+    #[arg(long, value_parser = parse_stall)]
+    pub stall_once: Option<(u64, Duration)>,
+    /// Terminate TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

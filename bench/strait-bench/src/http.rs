@@ -9,7 +9,7 @@
 //! made per request.
 
 pub mod decode;
-mod pacer;
+pub mod pacer;
 #[cfg(test)]
 mod tests;
 
@@ -26,7 +26,7 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::time::Sleep;
 
-use crate::cli::HttpArgs;
+use crate::cli::{HttpArgs, RequestArgs};
 use crate::connect::{Connect, Tcp};
 use crate::error::BenchError;
 use crate::report::Report;
@@ -51,24 +51,23 @@ pub fn run(args: &HttpArgs) -> Result<Report, BenchError> {
 
 /// The HTTP load over connections `connector` opens (plain TCP, or TLS for `tls --mode
 /// requests`), reported under `mode`.
-pub fn run_with<C: Connect>(args: &HttpArgs, mode: &str, connector: C) -> Result<Report, BenchError> {
+pub fn run_with<C>(args: &HttpArgs, mode: &str, connector: C) -> Result<Report, BenchError>
+where
+    C: Connect<Stream: AsyncReadRent + AsyncWriteRent>,
+{
     let target = Target::parse(&args.url)?;
     if args.pipeline == 0 {
         return Err(BenchError::Usage("--pipeline must be at least 1".into()));
     }
-    if let Some(rate) = args.rate {
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(BenchError::Usage(format!("--rate {rate}: expected requests per second above 0")));
-        }
-        if args.pipeline > 1 {
-            return Err(BenchError::Usage(
-                "--pipeline does not combine with --rate: the open loop sends each request when it is due".into(),
-            ));
-        }
+    check_rate(args.rate)?;
+    if args.rate.is_some() && args.pipeline > 1 {
+        return Err(BenchError::Usage(
+            "--pipeline does not combine with --rate: the open loop sends each request when it is due".into(),
+        ));
     }
     let plan = Arc::new(Plan {
-        request: request(args, &target)?,
-        head: args.method == "HEAD",
+        request: request(&args.request, &target)?,
+        head: args.request.method == "HEAD",
         pipeline: args.pipeline,
         timeout: args.load.timeout,
         rate: args.rate,
@@ -136,43 +135,78 @@ impl Target {
     }
 }
 
+/// The request `-m`, `-H` and `--body` describe, checked, before any protocol writes it.
+#[derive(Debug)]
+pub struct RequestParts {
+    pub method: String,
+    /// In the order given, a `Host` among them.
+    pub headers: Vec<(String, String)>,
+    /// The value of a `Host` header given with `-H`, which replaces the URL's authority.
+    pub host: Option<String>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl RequestParts {
+    pub fn new(args: &RequestArgs) -> Result<RequestParts, BenchError> {
+        if args.method.is_empty() || !args.method.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(BenchError::Usage(format!("-m `{}`: not an HTTP method", args.method)));
+        }
+        let body = match (&args.body, &args.body_file) {
+            (Some(body), _) => Some(body.as_bytes().to_vec()),
+            (None, Some(path)) => {
+                Some(std::fs::read(path).map_err(BenchError::io(format!("reading {}", path.display())))?)
+            }
+            (None, None) => None,
+        };
+        let mut parts = RequestParts { method: args.method.clone(), headers: Vec::new(), host: None, body };
+        for h in &args.headers {
+            let (name, value) = header(h)?;
+            if name.eq_ignore_ascii_case("host") {
+                parts.host = Some(value.to_string());
+            }
+            if parts.body.is_some() && name.eq_ignore_ascii_case("content-length") {
+                return Err(BenchError::Usage(format!("-H `{h}`: the body's length is set from --body")));
+            }
+            parts.headers.push((name.to_string(), value.to_string()));
+        }
+        Ok(parts)
+    }
+}
+
+/// `-H Name: value`, split and trimmed.
+pub fn header(h: &str) -> Result<(&str, &str), BenchError> {
+    h.split_once(':')
+        .map(|(n, v)| (n.trim(), v.trim()))
+        .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| BenchError::Usage(format!("-H `{h}`: expected `Name: value`")))
+}
+
+/// `--rate`, when given, must be a rate.
+pub fn check_rate(rate: Option<f64>) -> Result<(), BenchError> {
+    match rate {
+        Some(rate) if !(rate.is_finite() && rate > 0.0) => {
+            Err(BenchError::Usage(format!("--rate {rate}: expected requests per second above 0")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The request every connection sends, serialized once for the whole run.
-fn request(args: &HttpArgs, target: &Target) -> Result<Vec<u8>, BenchError> {
-    if args.method.is_empty() || !args.method.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(BenchError::Usage(format!("-m `{}`: not an HTTP method", args.method)));
+fn request(args: &RequestArgs, target: &Target) -> Result<Vec<u8>, BenchError> {
+    let parts = RequestParts::new(args)?;
+    let mut head = format!("{} {} HTTP/1.1\r\n", parts.method, target.path);
+    if parts.host.is_none() {
+        head += &format!("Host: {}\r\n", target.authority());
     }
-    let body = match (&args.body, &args.body_file) {
-        (Some(body), _) => Some(body.as_bytes().to_vec()),
-        (None, Some(path)) => Some(std::fs::read(path).map_err(BenchError::io(format!("reading {}", path.display())))?),
-        (None, None) => None,
-    };
-    let mut host = Some(target.authority());
-    let mut headers = String::new();
-    for h in &args.headers {
-        let (name, value) = h
-            .split_once(':')
-            .map(|(n, v)| (n.trim(), v.trim()))
-            .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| BenchError::Usage(format!("-H `{h}`: expected `Name: value`")))?;
-        if name.eq_ignore_ascii_case("host") {
-            host = None;
-        }
-        if body.is_some() && name.eq_ignore_ascii_case("content-length") {
-            return Err(BenchError::Usage(format!("-H `{h}`: the body's length is set from --body")));
-        }
-        headers += &format!("{name}: {value}\r\n");
+    for (name, value) in &parts.headers {
+        head += &format!("{name}: {value}\r\n");
     }
-    let mut head = format!("{} {} HTTP/1.1\r\n", args.method, target.path);
-    if let Some(host) = host {
-        head += &format!("Host: {host}\r\n");
-    }
-    head += &headers;
-    if let Some(body) = &body {
+    if let Some(body) = &parts.body {
         head += &format!("Content-Length: {}\r\n", body.len());
     }
     head += "\r\n";
     let mut request = head.into_bytes();
-    request.extend_from_slice(body.as_deref().unwrap_or_default());
+    request.extend_from_slice(parts.body.as_deref().unwrap_or_default());
     Ok(request)
 }
 
@@ -198,10 +232,12 @@ struct Shared {
 }
 
 /// One thread's load: its share of the connections, each a task, until all are done.
-async fn load<C: Connect>(thread: Thread, plan: Arc<Plan>, connector: C) -> Recorder {
+async fn load<C>(thread: Thread, plan: Arc<Plan>, connector: C) -> Recorder
+where
+    C: Connect<Stream: AsyncReadRent + AsyncWriteRent>,
+{
     // Connections are numbered across threads so the open loop spaces them all evenly.
-    let first: usize =
-        (0..thread.index).map(|i| runner::share(plan.connections as u64, plan.threads, i) as usize).sum();
+    let first = runner::first(plan.connections as u64, plan.threads, thread.index) as usize;
     let count = thread.connections;
     let shared = Rc::new(Shared {
         batch: Rc::new(plan.request.repeat(plan.pipeline)),
@@ -218,7 +254,7 @@ async fn load<C: Connect>(thread: Thread, plan: Arc<Plan>, connector: C) -> Reco
 }
 
 /// What a bounded wait came to.
-enum Waited<T> {
+pub enum Waited<T> {
     Ready(T),
     TimedOut,
     /// The run's deadline came first: what was in flight is dropped uncounted, as wrk does.
@@ -227,7 +263,12 @@ enum Waited<T> {
 
 /// Waits for `fut` until `limit` or the run's end, whichever is first, on the connection's one
 /// timer. Giving up drops `fut`, and with it any buffer it holds.
-async fn within<F: Future>(mut timer: Pin<&mut Sleep>, limit: Instant, run_end: Instant, fut: F) -> Waited<F::Output> {
+pub async fn within<F: Future>(
+    mut timer: Pin<&mut Sleep>,
+    limit: Instant,
+    run_end: Instant,
+    fut: F,
+) -> Waited<F::Output> {
     timer.as_mut().reset(monoio::time::Instant::from_std(limit.min(run_end)));
     let mut fut = pin!(fut);
     poll_fn(|cx| {
@@ -242,18 +283,23 @@ async fn within<F: Future>(mut timer: Pin<&mut Sleep>, limit: Instant, run_end: 
     .await
 }
 
-/// Why a connection's requests stopped.
-enum End {
+/// Why a connection's requests (or an HTTP/2 stream slot's) stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
     /// The run is over (its deadline, or `--requests` used up).
     Done,
-    /// The server closes after its last answer: open a new connection straight away.
+    /// The server closes after its last answer (HTTP/2: a GOAWAY without error): open a new
+    /// connection straight away.
     Reconnect,
     /// A failure, already counted: open a new connection after a back-off.
     Failed,
 }
 
 /// One connection task: connect, send and read until the run ends, reconnecting as needed.
-async fn connection<C: Connect>(shared: Rc<Shared>, connector: C, index: usize) {
+async fn connection<C>(shared: Rc<Shared>, connector: C, index: usize)
+where
+    C: Connect<Stream: AsyncReadRent + AsyncWriteRent>,
+{
     let run_end = shared.thread.deadline;
     let mut timer = pin!(monoio::time::sleep_until(monoio::time::Instant::from_std(run_end)));
     let mut conn = Conn {

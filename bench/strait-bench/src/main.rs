@@ -3,7 +3,8 @@
 //!
 //! Layout: `cli` (the command line) → `runner` (pinned threads, one monoio runtime each, a
 //! bounded run and a live progress line) → the load modes `http` (closed and open loop),
-//! `tcp` (throughput and echo latency) and `tls` (handshakes and HTTPS requests), each filling
+//! `http2` (HTTP/2 and gRPC unary: connections × streams, closed and open loop), `tcp`
+//! (throughput and echo latency) and `tls` (handshakes and HTTPS requests), each filling
 //! per-thread `stats::Recorder`s that `report` merges into one table or JSON document and
 //! judges (its verdict is the exit code);
 //! `serve` is the built-in backend; `scenario` starts backend, Strait and peers and compares
@@ -13,6 +14,7 @@ mod cli;
 mod connect;
 mod error;
 mod http;
+mod http2;
 mod report;
 mod runner;
 mod scenario;
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         cli::Command::Http(args) => http::run(&args).and_then(|r| finish(&r, &args.load)),
         cli::Command::Tcp(args) => tcp::run(&args).and_then(|r| finish(&r, &args.load)),
         cli::Command::Tls(args) => tls::run(&args).and_then(|r| finish(&r, &args.load)),
+        cli::Command::H2(args) => http2::run(&args).and_then(|r| finish(&r, &args.load)),
+        cli::Command::Grpc(args) => http2::run_grpc(&args).and_then(|r| finish(&r, &args.load)),
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Scenario(args) => scenario::run(&args),
     };

@@ -23,11 +23,14 @@ pub struct Latency {
 /// One run's result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    /// `http`, `http-open-loop`, `tcp-throughput`, `tcp-echo`, `tls-full`, `tls-resumed`,
-    /// `tls-requests`.
+    /// `http`, `http-open-loop`, `h2`, `h2-open-loop`, `grpc`, `grpc-open-loop`,
+    /// `tcp-throughput`, `tcp-echo`, `tls-full`, `tls-resumed`, `tls-requests`.
     pub mode: String,
     pub target: String,
     pub connections: usize,
+    /// HTTP/2 modes: concurrent streams per connection.
+    #[serde(default)]
+    pub streams: Option<usize>,
     pub threads: usize,
     /// The open loop's target rate, per second.
     pub rate: Option<f64>,
@@ -85,6 +88,7 @@ impl Report {
             mode: mode.to_string(),
             target: target.to_string(),
             connections,
+            streams: None,
             threads,
             rate: None,
             seconds,
@@ -99,13 +103,20 @@ impl Report {
         }
     }
 
+    /// Operations that completed and were not refused. A refused status (HTTP, or gRPC's) is an
+    /// answer, counted in `operations` too; every other error is an operation that never
+    /// completed.
+    pub fn succeeded(&self) -> u64 {
+        let refused: u64 =
+            [ErrorKind::Status, ErrorKind::Grpc].iter().map(|k| self.errors.get(k.name()).copied().unwrap_or(0)).sum();
+        self.operations.saturating_sub(refused)
+    }
+
     /// Whether the target held up: some operation succeeded, and no more than
     /// `max_error_rate` of them failed.
     pub fn verdict(&self, max_error_rate: f64) -> Result<(), BenchError> {
         let failed: u64 = self.errors.values().sum();
-        // A refused status is an answer, counted in `operations` too; every other error is an
-        // operation that never completed.
-        let succeeded = self.operations.saturating_sub(self.errors.get("status").copied().unwrap_or(0));
+        let succeeded = self.succeeded();
         let errors = if failed == 0 { "none completed".to_string() } else { pairs(&self.errors) };
         if succeeded == 0 {
             return Err(BenchError::NothingSucceeded { errors });
@@ -127,10 +138,11 @@ impl Report {
 
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} {} · {} connections · {} threads · {:.2} s{}\n",
+            "{} {} · {} connections{} · {} threads · {:.2} s{}\n",
             self.mode,
             self.target,
             self.connections,
+            self.streams.map(|s| format!(" × {s} streams")).unwrap_or_default(),
             self.threads,
             self.seconds,
             self.rate.map(|r| format!(" · open loop at {r:.0}/s")).unwrap_or_default(),

@@ -84,6 +84,12 @@ pub fn share(total: u64, parts: usize, index: usize) -> u64 {
     total / parts + u64::from((index as u64) < total % parts)
 }
 
+/// The first of part `index`'s share of `total` numbered across all parts: connections are
+/// numbered across threads so the open loop spaces them all evenly.
+pub fn first(total: u64, parts: usize, index: usize) -> u64 {
+    (0..index).map(|i| share(total, parts, i)).sum()
+}
+
 /// The merged result of a run and how long its measured part took.
 pub struct Outcome {
     pub recorder: Recorder,

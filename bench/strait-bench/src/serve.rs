@@ -1,10 +1,11 @@
 //! `strait-bench serve`: the built-in backend. `http` answers HTTP/1.1 (a fixed-size body or
-//! the request's own, optionally over TLS); `sink` and `echo` are raw TCP. Thread-per-core
-//! like Strait: each thread is a pinned monoio runtime with its own SO_REUSEPORT listener and a
-//! task per connection, so in a perf scenario the backend costs about what the C one does and
-//! never sets the pace. It runs until killed.
+//! the request's own, optionally over TLS), `h2` the same over HTTP/2 and gRPC calls too;
+//! `sink` and `echo` are raw TCP. Thread-per-core like Strait: each thread is a pinned monoio
+//! runtime with its own SO_REUSEPORT listener and a task per connection, so in a perf scenario
+//! the backend costs about what the C one does and never sets the pace. It runs until killed.
 
 mod http;
+mod http2;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -18,7 +19,7 @@ use monoio_rustls::TlsAcceptor;
 use strait::kit::driver::{self, Driver};
 use strait::kit::{listen, DriverChoice};
 
-use crate::cli::{Cpus, ServeArgs, ServeKind};
+use crate::cli::{Cpus, ServeArgs, ServeHttpArgs, ServeKind};
 use crate::error::BenchError;
 
 /// `sink` reads this much at a time: a bulk stream costs few reads per gigabyte.
@@ -38,6 +39,7 @@ type Ready = mpsc::Sender<io::Result<()>>;
 #[derive(Clone)]
 enum Kind {
     Http { config: http::Config, tls: Option<TlsAcceptor> },
+    H2 { config: http::Config, tls: Option<tokio_rustls::TlsAcceptor> },
     Sink,
     Echo,
 }
@@ -46,6 +48,7 @@ enum Kind {
 /// threads share no reference counts on the hot path.
 enum Local {
     Http(Rc<http::Server>, Option<TlsAcceptor>),
+    H2(Rc<http2::Server>, Option<tokio_rustls::TlsAcceptor>),
     Sink,
     Echo,
 }
@@ -55,13 +58,13 @@ pub fn run(args: &ServeArgs) -> Result<(), BenchError> {
         return Err(BenchError::Usage("--threads must be at least 1".into()));
     }
     let kind = match &args.kind {
-        ServeKind::Http { size, echo, stall_once, tls_cert, tls_key } => {
-            let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(TlsAcceptor::from(crate::tls::server_config(cert, key)?)),
-                _ => None,
-            };
-            let stall = stall_once.map(|(at, wait)| Arc::new(http::Stall::new(at, wait)));
-            Kind::Http { config: http::Config { size: *size, echo: *echo, stall }, tls }
+        ServeKind::Http(http) => {
+            let tls = tls_config(http, crate::tls::HTTP1)?.map(TlsAcceptor::from);
+            Kind::Http { config: config(http), tls }
+        }
+        ServeKind::H2(http) => {
+            let tls = tls_config(http, crate::tls::H2)?.map(tokio_rustls::TlsAcceptor::from);
+            Kind::H2 { config: config(http), tls }
         }
         ServeKind::Sink => Kind::Sink,
         ServeKind::Echo => Kind::Echo,
@@ -96,6 +99,20 @@ pub fn run(args: &ServeArgs) -> Result<(), BenchError> {
         }
     }
     Ok(())
+}
+
+/// What `serve http` and `serve h2` answer.
+fn config(args: &ServeHttpArgs) -> http::Config {
+    let stall = args.stall_once.map(|(at, wait)| Arc::new(http::Stall::new(at, wait)));
+    http::Config { size: args.size, echo: args.echo, stall }
+}
+
+/// The TLS `--tls-cert` and `--tls-key` ask for, offering `alpn`.
+fn tls_config(args: &ServeHttpArgs, alpn: &[u8]) -> Result<Option<Arc<rustls::ServerConfig>>, BenchError> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => crate::tls::server_config(cert, key, alpn).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// One serving thread: pinned, its own runtime, its own listener. It says whether it came up on
@@ -145,6 +162,7 @@ impl Local {
     fn new(kind: Kind) -> Self {
         match kind {
             Kind::Http { config, tls } => Local::Http(Rc::new(http::Server::new(&config)), tls),
+            Kind::H2 { config, tls } => Local::H2(Rc::new(http2::Server::new(&config)), tls),
             Kind::Sink => Local::Sink,
             Kind::Echo => Local::Echo,
         }
@@ -175,6 +193,21 @@ async fn accept_loop(listener: TcpListener, local: Local) {
                     // certificate): the connection just ends.
                     if let Ok(stream) = tls.accept(stream).await {
                         http::serve(stream, server).await;
+                    }
+                });
+            }
+            Local::H2(server, tls) => {
+                // h2 reads and writes through tokio's traits: the stream's poll-io form.
+                let Ok(stream) = stream.try_into_poll_io() else { continue };
+                let (server, tls) = (server.clone(), tls.clone());
+                monoio::spawn(async move {
+                    match tls {
+                        None => http2::serve(stream, server).await,
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                http2::serve(stream, server).await;
+                            }
+                        }
                     }
                 });
             }

@@ -18,16 +18,20 @@ pub enum ErrorKind {
     Io,
     /// The peer closed before the answer was whole.
     Closed,
-    /// An answer that is not HTTP/1.1 as we read it.
+    /// An answer that is not HTTP as we read it (for HTTP/2, a protocol error).
     Parse,
     /// An HTTP answer outside 2xx and 3xx (as wrk counts them).
     Status,
-    /// The TLS handshake failed.
+    /// The TLS handshake failed (or did not agree on HTTP/2 when the load speaks it).
     Tls,
+    /// The server reset the stream (HTTP/2 RST_STREAM) instead of answering.
+    Reset,
+    /// A gRPC answer whose `grpc-status` is not 0 (OK), or that has none.
+    Grpc,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Io,
@@ -35,6 +39,8 @@ impl ErrorKind {
         ErrorKind::Parse,
         ErrorKind::Status,
         ErrorKind::Tls,
+        ErrorKind::Reset,
+        ErrorKind::Grpc,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +52,8 @@ impl ErrorKind {
             ErrorKind::Parse => "parse",
             ErrorKind::Status => "status",
             ErrorKind::Tls => "tls",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Grpc => "grpc",
         }
     }
 }

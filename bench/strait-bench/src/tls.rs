@@ -5,7 +5,7 @@
 //! loop over a TLS connector (`client`). In `resumed` each load connection keeps a session
 //! store of its own and resumes the session its last handshake got, as a returning client does.
 
-mod client;
+pub mod client;
 mod handshake;
 
 use std::path::Path;
@@ -15,15 +15,40 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rustls::pki_types::ServerName;
 
-use crate::cli::{HttpArgs, TlsArgs, TlsMode};
+use crate::cli::{HttpArgs, RequestArgs, TlsArgs, TlsMode, TrustArgs};
 use crate::error::BenchError;
 use crate::http::Target;
 use crate::report::Report;
 use crate::runner;
 
-/// A rustls server config from PEM files, offering http/1.1, with session tickets and a
+/// The ALPN protocol the HTTP/1.1 modes offer and `serve http` accepts.
+pub const HTTP1: &[u8] = b"http/1.1";
+/// The ALPN protocol of HTTP/2 over TLS (RFC 9113 §3.2).
+pub const H2: &[u8] = b"h2";
+
+/// What `--sni`, `--ca` and `-k` make of a TLS client to `target`.
+pub struct ClientSide {
+    /// Sent as SNI and checked in the certificate.
+    pub name: ServerName<'static>,
+    /// The authority requests name instead of the URL's: a virtual host named by `--sni` at an
+    /// address the URL gives.
+    pub host: Option<String>,
+    pub trust: client::Trust,
+}
+
+impl ClientSide {
+    pub fn new(args: &TrustArgs, target: &Target) -> Result<ClientSide, BenchError> {
+        let name = args.sni.as_deref().unwrap_or(&target.host);
+        let name = ServerName::try_from(name.to_string())
+            .map_err(|_| BenchError::Usage(format!("{name}: not a DNS name or IP address to send as SNI")))?;
+        let host = args.sni.as_ref().map(|sni| Target { host: sni.clone(), ..target.clone() }.authority());
+        Ok(ClientSide { name, host, trust: client::Trust::new(args.ca.as_deref(), args.insecure)? })
+    }
+}
+
+/// A rustls server config from PEM files, offering `alpn`, with session tickets and a
 /// session cache so resumed handshakes can be measured against the backend too.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, BenchError> {
+pub fn server_config(cert: &Path, key: &Path, alpn: &[u8]) -> Result<Arc<rustls::ServerConfig>, BenchError> {
     let read = |p: &Path| std::fs::read(p).map_err(BenchError::io(format!("reading {}", p.display())));
     let chain = rustls_pemfile::certs(&mut &*read(cert)?)
         .collect::<Result<Vec<_>, _>>()
@@ -37,7 +62,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| BenchError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| BenchError::Tls(e.to_string()))?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     Ok(Arc::new(config))
@@ -49,14 +74,9 @@ pub fn run(args: &TlsArgs) -> Result<Report, BenchError> {
     if !target.tls {
         return Err(BenchError::Usage(format!("{}: a TLS load needs an https:// URL", args.url)));
     }
-    let name = args.sni.as_deref().unwrap_or(&target.host);
-    let name = ServerName::try_from(name.to_string())
-        .map_err(|_| BenchError::Usage(format!("{name}: not a DNS name or IP address to send as SNI")))?;
-    // A virtual host named by --sni at an address the URL gives: the Host header names it too.
-    let host = args.sni.as_ref().map(|sni| Target { host: sni.clone(), ..target.clone() }.authority());
-    let trust = client::Trust::new(args.ca.as_deref(), args.insecure)?;
+    let ClientSide { name, host, trust } = ClientSide::new(&args.trust, &target)?;
     let resume = args.mode != TlsMode::Full;
-    let config = client::config(&trust, resume)?;
+    let config = client::config(&trust, resume, HTTP1)?;
     let tls = client::Tls { addr: target.addr, name, timeout: args.load.timeout, config: Arc::new(config) };
     let mode = match args.mode {
         TlsMode::Full => "tls-full",
@@ -66,10 +86,11 @@ pub fn run(args: &TlsArgs) -> Result<Report, BenchError> {
                 url: args.url.clone(),
                 load: args.load.clone(),
                 pipeline: 1,
-                method: "GET".into(),
-                headers: host.into_iter().map(|h| format!("Host: {h}")).collect(),
-                body: None,
-                body_file: None,
+                request: RequestArgs {
+                    method: "GET".into(),
+                    headers: host.into_iter().map(|h| format!("Host: {h}")).collect(),
+                    ..RequestArgs::default()
+                },
                 rate: None,
             };
             return crate::http::run_with(&http, "tls-requests", tls);

@@ -28,8 +28,14 @@ impl Pacer {
 
     /// When the next request is due; each call moves on by one request.
     pub fn next_due(&mut self) -> Instant {
-        let due = self.first + Duration::from_nanos((self.sent as f64 * self.period_ns).round() as u64);
+        let due = self.due();
         self.sent += 1;
         due
+    }
+
+    /// When the next request is due, without moving on: a sender that may give up waiting for
+    /// it (its connection lost) leaves it due for the next.
+    pub fn due(&self) -> Instant {
+        self.first + Duration::from_nanos((self.sent as f64 * self.period_ns).round() as u64)
     }
 }

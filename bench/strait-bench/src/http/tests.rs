@@ -197,16 +197,16 @@ fn targets_from_urls() {
 #[test]
 fn the_request_is_serialized_once_as_given() {
     let args = http_args(&["http://127.0.0.1:9/up?q=1", "-m", "POST", "-H", "X-A: 1", "--body", "hello"]);
-    let req = request(&args, &Target::parse(&args.url).unwrap()).unwrap();
+    let req = request(&args.request, &Target::parse(&args.url).unwrap()).unwrap();
     assert_eq!(
         String::from_utf8(req).unwrap(),
         "POST /up?q=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"
     );
     let args = http_args(&["http://127.0.0.1:80/", "-H", "host: example.com"]);
-    let req = request(&args, &Target::parse(&args.url).unwrap()).unwrap();
+    let req = request(&args.request, &Target::parse(&args.url).unwrap()).unwrap();
     assert_eq!(String::from_utf8(req).unwrap(), "GET / HTTP/1.1\r\nhost: example.com\r\n\r\n");
     let bad = http_args(&["http://127.0.0.1/", "-H", "no colon"]);
-    assert!(request(&bad, &Target::parse(&bad.url).unwrap()).is_err());
+    assert!(request(&bad.request, &Target::parse(&bad.url).unwrap()).is_err());
 }
 
 #[test]

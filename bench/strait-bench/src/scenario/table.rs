@@ -60,8 +60,7 @@ impl Measure {
         memory: Option<Memory>,
         rate: Option<f64>,
     ) -> Result<Measure, String> {
-        let refused = report.errors.get("status").copied().unwrap_or(0);
-        let worked = if mode == Mode::TcpThroughput { report.bytes > 0 } else { report.operations > refused };
+        let worked = if mode == Mode::TcpThroughput { report.bytes > 0 } else { report.succeeded() > 0 };
         if !worked {
             let what = |m: &std::collections::BTreeMap<String, u64>| {
                 m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
@@ -411,6 +410,7 @@ mod tests {
             mode: "http".into(),
             target: "http://127.0.0.1:1/".into(),
             connections: 16,
+            streams: None,
             threads: 1,
             rate: None,
             seconds: 2.0,

@@ -31,13 +31,18 @@ const OUT_BUF: usize = 4 * 1024;
 /// one (the 1 MiB scenario) is written from the thread's one copy instead.
 const INLINE_MAX: usize = 16 * 1024;
 
-/// The fixed body: "hello", as the C backend answers, repeated or cut to `--size`.
+/// What `fixed_body` repeats.
 const BODY_PATTERN: &[u8] = b"hello";
 
 const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// `serve http`'s flags, shared by the threads.
+/// The fixed body: "hello", as the C backend answers, repeated or cut to `size`.
+pub fn fixed_body(size: usize) -> Bytes {
+    BODY_PATTERN.iter().copied().cycle().take(size).collect::<Vec<u8>>().into()
+}
+
+/// `serve http`'s and `serve h2`'s flags, shared by the threads.
 #[derive(Clone)]
 pub struct Config {
     pub size: usize,
@@ -48,7 +53,7 @@ pub struct Config {
 /// `--stall-once N:DURATION`.
 pub struct Stall {
     at: u64,
-    wait: Duration,
+    pub(super) wait: Duration,
     /// Requests seen so far, all threads together.
     seen: AtomicU64,
 }
@@ -59,7 +64,7 @@ impl Stall {
     }
 
     /// Whether the request just read is the `at`th.
-    fn is_due(&self) -> bool {
+    pub(super) fn is_due(&self) -> bool {
         // Once past it the counter is only read, so threads stop contending for its cache line.
         self.seen.load(Relaxed) < self.at && self.seen.fetch_add(1, Relaxed) + 1 == self.at
     }
@@ -87,7 +92,7 @@ impl Server {
         };
         Server {
             heads: [Persist::KeepAlive, Persist::KeepAlive10, Persist::Close].map(head),
-            body: BODY_PATTERN.iter().copied().cycle().take(size).collect::<Vec<u8>>().into(),
+            body: fixed_body(size),
             echo: config.echo,
             stall: config.stall.clone(),
         }

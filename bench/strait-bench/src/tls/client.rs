@@ -1,11 +1,23 @@
-//! The client side: a rustls config that trusts `--ca` or, with `-k`, any certificate, and a
-//! connector that opens TCP and handshakes within `--timeout`.
+//! The client side: a rustls config that trusts `--ca` or, with `-k`, any certificate, and
+//! connectors that open TCP and handshake within `--timeout`: `Tls` for HTTP/1.1 on monoio's
+//! own I/O (monoio-rustls), `PollTls` for HTTP/2.
+//!
+//! `PollTls` runs rustls through tokio-rustls over monoio's poll-io TCP stream, because h2
+//! reads and writes through tokio's `AsyncRead`/`AsyncWrite`, which monoio-rustls's stream
+//! lacks (it has monoio's owned-buffer traits only). Bridging those (monoio-compat) either
+//! copies through a buffer of its own with a boxed future per operation, or, without the copy,
+//! needs the caller to hand the same buffer back on every poll until the kernel is done with it
+//! (its unsafe half), which h2's codec does not promise; monoio-http's h2 fork is stale and
+//! pins an old rustls. tokio-rustls is the rustls project's own adapter, on the same rustls
+//! 0.23, and readiness-based poll-io hands the kernel no buffer to own: no unsafe of ours, no
+//! copy between two layers.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use monoio::net::TcpStream;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::client::Resumption;
@@ -16,6 +28,7 @@ use strait::kit::SkipVerify;
 use crate::connect::{self, Connect};
 use crate::error::BenchError;
 use crate::stats::ErrorKind;
+use crate::tls::H2;
 
 /// Whom the server's certificate must chain to.
 pub enum Trust {
@@ -48,8 +61,8 @@ impl Trust {
     }
 }
 
-/// A client config on the ring provider offering http/1.1, resuming sessions or never.
-pub fn config(trust: &Trust, resume: bool) -> Result<ClientConfig, BenchError> {
+/// A client config on the ring provider offering `alpn`, resuming sessions or never.
+pub fn config(trust: &Trust, resume: bool, alpn: &[u8]) -> Result<ClientConfig, BenchError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -63,7 +76,7 @@ pub fn config(trust: &Trust, resume: bool) -> Result<ClientConfig, BenchError> {
             .with_custom_certificate_verifier(Arc::new(SkipVerify(provider)))
             .with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     if !resume {
         config.resumption = Resumption::disabled();
     }
@@ -103,6 +116,29 @@ impl Connect for Tls {
         {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(_)) => Err(ErrorKind::Tls),
+            Err(_) => Err(ErrorKind::Timeout),
+        }
+    }
+}
+
+/// The same TCP and handshake offering only `h2`, on a poll-io stream. A server that does not
+/// choose `h2` fails the handshake as a TLS error: it would not understand the connection
+/// preface that follows.
+#[derive(Clone)]
+pub struct PollTls(pub Tls);
+
+impl Connect for PollTls {
+    type Stream = tokio_rustls::client::TlsStream<TcpStreamPoll>;
+
+    async fn connect(&self) -> Result<Self::Stream, ErrorKind> {
+        let Tls { addr, name, timeout, config } = &self.0;
+        let started = Instant::now();
+        let tcp = connect::tcp(*addr, *timeout).await?.try_into_poll_io().map_err(|_| ErrorKind::Io)?;
+        let left = timeout.saturating_sub(started.elapsed());
+        let handshake = tokio_rustls::TlsConnector::from(config.clone()).connect(name.clone(), tcp);
+        match monoio::time::timeout(left, handshake).await {
+            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(H2) => Ok(stream),
+            Ok(_) => Err(ErrorKind::Tls),
             Err(_) => Err(ErrorKind::Timeout),
         }
     }

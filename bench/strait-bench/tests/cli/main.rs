@@ -1,6 +1,7 @@
 //! End-to-end tests of `strait-bench`: the real binary, run as users run it, against its own
 //! built-in backend (or a backend the test starts) on 127.0.0.1.
 
+mod h2;
 mod http;
 mod scenario;
 mod serve;

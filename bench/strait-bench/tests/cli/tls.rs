@@ -12,16 +12,16 @@ use crate::{bench, run_json, run_json_failing, Served};
 
 /// A CA, a server certificate for localhost and 127.0.0.1 it signed, and a CA that signed
 /// nothing here, as PEM files in a temporary directory.
-struct Certs {
+pub struct Certs {
     _dir: tempfile::TempDir,
-    ca: String,
-    other_ca: String,
+    pub ca: String,
+    pub other_ca: String,
     cert: String,
     key: String,
 }
 
 impl Certs {
-    fn new() -> Certs {
+    pub fn new() -> Certs {
         let dir = tempfile::tempdir().unwrap();
         let path = |p: PathBuf| p.to_str().unwrap().to_string();
         let ca = Ca::new("strait-bench test CA");
@@ -37,7 +37,12 @@ impl Certs {
     }
 
     fn serve(&self) -> Served {
-        Served::start(&["http", "--tls-cert", &self.cert, "--tls-key", &self.key])
+        self.serve_as("http")
+    }
+
+    /// `serve KIND` (`http` or `h2`) terminating TLS with the server certificate.
+    pub fn serve_as(&self, kind: &str) -> Served {
+        Served::start(&[kind, "--tls-cert", &self.cert, "--tls-key", &self.key])
     }
 }
 
