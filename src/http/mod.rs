@@ -1,7 +1,7 @@
-//! HTTP proxy path by phase: the HTTP/1.1 session (codec, connection loop, accounting), the
-//! plan (route, the route's stages, upstream head or the gateway's own answer), which reads
-//! the request through a codec-neutral view (`head.rs`), the exchange (tries, retries,
-//! relaying).
+//! HTTP proxy path by phase: the HTTP/1.1 session (codec, connection loop, accounting) or an
+//! HTTP/2 connection (`h2/`, a stream per request), the plan (route, the route's stages,
+//! upstream head or the gateway's own answer), which reads the request through a
+//! codec-neutral view (`head.rs`), the exchange (tries, retries, relaying).
 
 mod account;
 mod affinity;
@@ -12,6 +12,7 @@ mod dechunk;
 mod error;
 mod exchange;
 mod fault;
+mod h2;
 mod head;
 mod headers;
 mod local;
@@ -24,5 +25,24 @@ mod rewrite;
 mod session;
 mod tunnel;
 
+use std::rc::Rc;
+
 pub use peer::TlsSession;
-pub use session::{serve_connection, Downstream};
+pub use session::Downstream;
+
+use crate::duplex::Duplex;
+use crate::percore::WorkerCtx;
+
+/// Serves one client connection: HTTP/1.1, or HTTP/2 when it opens with the client preface
+/// (h2c with prior knowledge, which the HTTP/1.1 session sniffs and hands over).
+pub async fn serve_connection<S>(client: S, downstream: Downstream, ctx: Rc<WorkerCtx>)
+where
+    S: Duplex,
+    S::Read: 'static,
+    S::Write: 'static,
+{
+    if let Some(h2c) = session::serve(client, downstream, ctx).await {
+        // Boxed: HTTP/2's state would otherwise size every connection's task.
+        Box::pin(h2::serve(h2c.client, h2c.first, h2c.downstream, h2c.ctx)).await;
+    }
+}
