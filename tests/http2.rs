@@ -1,6 +1,6 @@
 //! HTTP/2 from clients, end to end on both drivers: h2c with prior knowledge beside HTTP/1.1 on
-//! an HTTP port, through the real binary to real HTTP/1.1 backends, driven by curl (built with
-//! nghttp2).
+//! an HTTP port, `h2` by ALPN on an HTTPS port, through the real binary to real HTTP/1.1
+//! backends, driven by curl (built with nghttp2).
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -14,6 +14,7 @@ use support::backend::Backend;
 use support::client;
 use support::config::{docs, http_gateway, service_entry, virtual_service};
 use support::tcp::TcpBackend;
+use support::tls::{route_all, server, simple_tls, Ca};
 use support::{free_port, wait_until, Driver, Gateway};
 
 /// The routes of `app.test`: edits both ways on `/`, a direct response, a fault abort, and a
@@ -292,5 +293,43 @@ both_drivers! {
         assert!(goaway_after(addr, Duration::from_secs(5), || {}), "an idle connection is told to go");
         let (gw, addr) = setup(driver, &app, &trailers, &[]);
         assert!(goaway_after(addr, Duration::from_secs(5), || gw.signal("TERM")), "a drain tells the client");
+    }
+
+    fn https_offers_h2_by_alpn(driver) {
+        let app = Backend::start("app");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("h2 test ca");
+        let (crt, key) = ca.server(&["app.test"]).write(dir.path(), "server");
+        let port = free_port();
+        let yaml = docs(&[
+            support::tls::gateway("gw", &[server(port, "https", "HTTPS", &["*"], &simple_tls(&crt, &key))]),
+            route_all("app", &["gw"], &["*"], "app.local"),
+            service_entry("app", "app.local", 80, &[app.port()]),
+        ]);
+        let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
+        let resolve = format!("app.test:{port}:127.0.0.1");
+        let u = format!("https://app.test:{port}/secure");
+        let fetch = |version: &str| {
+            curl(&[version, "-k", "--resolve", resolve.as_str(), "-w", "\\n%{http_version}", u.as_str()])
+        };
+        let r = fetch("--http2");
+        assert_eq!(r.out, "app\n2", "{}", r.err);
+        assert_eq!(app.last().header("x-forwarded-proto"), Some("https"));
+        let r = fetch("--http1.1");
+        assert_eq!(r.out, "app\n1.1", "{}", r.err);
+        // Many streams at once on one connection (curl 7.88's h2c reuse is broken, curl#10634:
+        // over TLS it multiplexes). The backend holds each answer, so they overlap.
+        let urls: Vec<String> = (0..40).map(|i| format!("https://app.test:{port}/delay/200?n={i}")).collect();
+        let mut args = vec!["--http2", "-k", "--resolve", resolve.as_str(), "-Z", "--parallel-max", "40"];
+        args.extend(["-w", "%{http_version} %{response_code} %{num_connects}\\n"]);
+        for u in &urls {
+            args.extend(["-o", "/dev/null", u.as_str()]);
+        }
+        let r = curl(&args);
+        let lines: Vec<&str> = r.out.lines().collect();
+        assert_eq!(lines.len(), 40, "{}{}", r.out, r.err);
+        assert!(lines.iter().all(|l| l.starts_with("2 200 ")), "{}", r.out);
+        let connects: u32 = lines.iter().map(|l| l.rsplit(' ').next().unwrap().parse::<u32>().unwrap()).sum();
+        assert_eq!(connects, 1, "all streams on one connection: {}", r.out);
     }
 }

@@ -27,6 +27,7 @@ mod tunnel;
 
 use std::rc::Rc;
 
+pub use h2::serve_tls as serve_h2;
 pub use peer::TlsSession;
 pub use session::Downstream;
 
