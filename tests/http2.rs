@@ -260,6 +260,40 @@ both_drivers! {
         assert!(r.out.contains("\r\ncontent-length: 1000\r\n"), "HEAD keeps the length: {}", r.out);
     }
 
+    fn h2c_streams_run_concurrently_on_one_connection(driver) {
+        let app = Backend::start("app");
+        let trailers = trailers_backend();
+        let (_gw, addr) = setup(driver, &app, &trailers, &[]);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+        let statuses = rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(connection);
+            let ask = |client: &mut h2::client::SendRequest<bytes::Bytes>, path: &str| {
+                let request = http::Request::get(format!("http://app.test{path}")).body(()).unwrap();
+                client.send_request(request, true).unwrap().0
+            };
+            // 40 streams open at once, each held by the backend for a while.
+            let mut waiting = Vec::new();
+            for i in 0..40 {
+                client = client.ready().await.unwrap();
+                waiting.push(ask(&mut client, &format!("/delay/300?n={i}")));
+            }
+            let mut statuses = Vec::new();
+            for response in waiting {
+                statuses.push(response.await.unwrap().status().as_u16());
+            }
+            // And one more after them, on the same connection.
+            client = client.ready().await.unwrap();
+            statuses.push(ask(&mut client, "/after").await.unwrap().status().as_u16());
+            statuses
+        });
+        assert_eq!(statuses, vec![200; 41]);
+        assert_eq!(app.count(), 41);
+        // Held at once, the streams each took an upstream connection of their own.
+        assert!(app.connections.load(std::sync::atomic::Ordering::Relaxed) > 1, "the streams ran concurrently");
+    }
+
     fn interim_answers_and_chunked_trailers_pass_as_http2(driver) {
         let app = Backend::start("app");
         let trailers = trailers_backend();
