@@ -320,11 +320,23 @@ both_drivers! {
         assert!(line.contains("\"GET /logged HTTP/2\" 200 - via_upstream"), "{line}");
     }
 
-    fn goaway_on_drain_and_on_idle_timeout(driver) {
+    fn goaway_on_idle_timeout_port_removal_and_drain(driver) {
         let app = Backend::start("app");
         let trailers = trailers_backend();
         let (_idle, addr) = setup(driver, &app, &trailers, &["--idle-timeout", "1s"]);
         assert!(goaway_after(addr, Duration::from_secs(5), || {}), "an idle connection is told to go");
+        let (gw, addr) = setup(driver, &app, &trailers, &[]);
+        let elsewhere = docs(&[
+            http_gateway("gw", free_port(), &["app.test"]),
+            virtual_service("app", "gw", &["app.test"], HTTP),
+            service_entry("app", "app.local", 80, &[app.port()]),
+            service_entry("trailers", "trailers.local", 80, &[trailers.port()]),
+        ]);
+        let removed = goaway_after(addr, Duration::from_secs(5), || {
+            gw.write_config("gw.yaml", &elsewhere);
+            gw.signal("HUP");
+        });
+        assert!(removed, "a reload that removes the port tells the client");
         let (gw, addr) = setup(driver, &app, &trailers, &[]);
         assert!(goaway_after(addr, Duration::from_secs(5), || gw.signal("TERM")), "a drain tells the client");
     }

@@ -1,6 +1,7 @@
 //! One HTTP/2 connection: its settings (bounded, see README's "HTTP/2"), a task per stream on
-//! this core, GOAWAY when the worker drains, the TLS settings it was made under change, or it
-//! idles; and one stream served as one request: planned, answered or forwarded, accounted.
+//! this core, GOAWAY when the worker drains, a reload removes its port or changes the TLS
+//! settings it was made under, or it idles; and one stream served as one request: planned,
+//! answered or forwarded, accounted.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -104,10 +105,11 @@ where
                     idle_since = Instant::now();
                 }
                 // Envoy sends GOAWAY as it drains, closes an idle connection after its idle
-                // timeout, and drains the connections of a changed filter chain; the streams
-                // under way end first.
+                // timeout, and drains the connections of a removed listener or a changed
+                // filter chain; the streams under way end first.
                 let idle = idle_since.elapsed() >= limits.idle_timeout;
-                if !closing && (ctx.draining() || peer.borrow().stale() || idle) {
+                let removed = ctx.snapshot().listener(conn.listener_port).is_none();
+                if !closing && (ctx.draining() || removed || peer.borrow().stale() || idle) {
                     connection.graceful_shutdown();
                     closing = true;
                 }
