@@ -81,7 +81,14 @@ impl ReadBuf {
         Ok(())
     }
 
-    /// Bytes written on with [`ReadBuf::write_to`] since the last call.
+    /// Consumes the first `n` unconsumed bytes, which the caller handed on itself (copied into
+    /// an HTTP/2 DATA frame, say), counting them as [`ReadBuf::write_to`] does.
+    pub fn consume_written(&mut self, n: usize) {
+        self.consume(n);
+        self.written += n as u64;
+    }
+
+    /// Bytes written on with [`ReadBuf::write_to`] or [`ReadBuf::consume_written`] since the last call.
     pub fn take_written(&mut self) -> u64 {
         std::mem::take(&mut self.written)
     }

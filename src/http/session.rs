@@ -43,6 +43,8 @@ const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// this many bytes at most, before it closes.
 const LINGER_TIME: Duration = Duration::from_secs(5);
 const LINGER_BYTES: usize = 16 * 1024 * 1024;
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How the client connection goes on after one of the gateway's own answers.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +61,9 @@ impl Ending {
     pub(super) const CLOSE: Ending = Ending { close: true, http10: false };
 }
 
-/// Appends `answer`, encoded as HTTP/1.1, to `out`; returns its status.
-fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16 {
+/// Appends `answer`, encoded as HTTP/1.1, to `out`; returns its status. The HTTP/2 codec
+/// encodes its answers through it too, and reads the head back (`h2/head.rs`).
+pub(super) fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16 {
     let resp = SimpleResponse {
         close: end.close,
         http10: end.http10,
@@ -69,6 +72,26 @@ fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16 {
     };
     codec::with_date(|date| codec::write_simple_response(out, &resp, date));
     answer.status
+}
+
+/// The gateway's answer to a request that failed with `err`.
+pub(super) fn error_answer(err: &ProxyError) -> Answer<'static> {
+    let (status, body) = err.answer();
+    // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
+    let headers = match err {
+        ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
+        _ => Vec::new(),
+    };
+    Answer { headers, ..Answer::simple(status, body.as_bytes()) }
+}
+
+/// Envoy's response flag for one of the gateway's own answers, by its details.
+pub(super) fn local_flag(details: &str) -> &'static str {
+    match details {
+        NO_ROUTE => "NR",
+        FAULT_ABORT => "FI",
+        _ => "-",
+    }
 }
 
 /// Encodes a planned local answer into `out`, keeping its status; a forward passes as it is.
@@ -100,11 +123,19 @@ pub struct Downstream {
     pub tls: Option<TlsSession>,
 }
 
-/// Serves one client connection until it closes, errs, or the worker drains.
-pub async fn serve_connection<S>(client: S, downstream: Downstream, ctx: Rc<WorkerCtx>)
-where
-    S: Duplex,
-{
+/// A connection that opened with HTTP/2's client preface (h2c with prior knowledge): the
+/// stream, the bytes already read from it (the preface first), and what the session knew of it.
+pub(super) struct H2c<S> {
+    pub(super) client: S,
+    pub(super) first: Vec<u8>,
+    pub(super) downstream: Downstream,
+    pub(super) ctx: Rc<WorkerCtx>,
+}
+
+/// Serves one client connection until it closes, errs, or the worker drains; or hands it back
+/// untouched but for its first bytes when it speaks HTTP/2 ([`super::serve_connection`] says
+/// whose it is then).
+pub(super) async fn serve<S: Duplex>(client: S, downstream: Downstream, ctx: Rc<WorkerCtx>) -> Option<H2c<S>> {
     let ctx_limits = ctx.limits;
     let Downstream { conn, idle, tls } = downstream;
     let logging = ctx.access_log.is_some();
@@ -120,12 +151,19 @@ where
         account: Account::new(logging),
     };
     let mut linger = false;
+    // Only a plain connection's first bytes may be HTTP/2's (h2c with prior knowledge).
+    let mut sniff = session.peer.tls.is_none();
     loop {
         // Between requests the connection waits here, outside the request's state (boxed, and
         // only while a request is under way), so that an idle connection holds little more
         // than its session and read buffer.
         if session.rb.is_empty() && !session.await_request().await {
             break;
+        }
+        if std::mem::take(&mut sniff) && session.h2c_preface().await {
+            let Session { client, idle, peer, ctx, rb, .. } = session;
+            let downstream = Downstream { conn: peer.conn, idle, tls: None };
+            return Some(H2c { client, first: rb.data().to_vec(), downstream, ctx });
         }
         match Box::pin(session.serve_one()).await {
             Next::KeepAlive => continue,
@@ -137,7 +175,7 @@ where
             Next::Upgrade(upstream) => {
                 // Boxed, as the request is: its state would otherwise size every connection.
                 Box::pin(tunnel::run(session.client, session.rb, *upstream)).await;
-                return;
+                return None;
             }
         }
     }
@@ -147,6 +185,7 @@ where
     if linger {
         session.linger().await;
     }
+    None
 }
 
 /// What to do with the client connection after one exchange.
@@ -205,6 +244,30 @@ impl<S: Duplex> Session<S> {
         let filled = monoio::time::timeout_at(deadline.into(), self.rb.fill(&mut self.client, CLIENT_BUF)).await;
         self.idle.set(false);
         matches!(filled, Ok(Ok(n)) if n > 0)
+    }
+
+    /// The connection opened with HTTP/2's client preface (RFC 9113 §3.4): h2c with prior
+    /// knowledge beside HTTP/1.1 on the same port, as Envoy's codec AUTO serves it (istiod
+    /// configures gateways so; like Envoy there, no h2c `Upgrade:`). Reads on, up to the head
+    /// deadline, while what came so far is the start of the preface; an HTTP/1.1 request is
+    /// told from it by its first byte.
+    async fn h2c_preface(&mut self) -> bool {
+        loop {
+            let data = self.rb.data();
+            let n = data.len().min(H2_PREFACE.len());
+            if data[..n] != H2_PREFACE[..n] {
+                return false;
+            }
+            if n == H2_PREFACE.len() {
+                return true;
+            }
+            let deadline =
+                *self.head_deadline.get_or_insert_with(|| Instant::now() + self.limits.request_headers_timeout);
+            match monoio::time::timeout_at(deadline.into(), self.rb.fill(&mut self.client, CLIENT_BUF)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return false,
+            }
+        }
     }
 
     /// Reads and discards what the client still sends, once the connection's write side is shut
@@ -299,12 +362,7 @@ impl<S: Duplex> Session<S> {
         };
         let next = match disposition {
             Disposition::Local { answer: status, close, details } => {
-                let flag = match details {
-                    NO_ROUTE => "NR",
-                    FAULT_ABORT => "FI",
-                    _ => "-",
-                };
-                self.note_status(status, flag, details);
+                self.note_status(status, local_flag(details), details);
                 // An unread body would desync the connection: skip it if it is all here, else
                 // the answer said `connection: close` and the close lingers.
                 let body_done = self.skip_buffered_body(http1.framing);
@@ -361,16 +419,11 @@ impl<S: Duplex> Session<S> {
     /// says.
     async fn answer_error(&mut self, err: &ProxyError, end: Ending) -> Next {
         tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
-        let (status, body) = err.answer();
+        let answer = error_answer(err);
         let (flag, details) = err.log_fields();
-        self.note_status(status, flag, details);
+        self.note_status(answer.status, flag, details);
         self.out.clear();
-        // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
-        let headers = match err {
-            ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
-            _ => Vec::new(),
-        };
-        encode(&mut self.out, &Answer { headers, ..Answer::simple(status, body.as_bytes()) }, end);
+        encode(&mut self.out, &answer, end);
         if self.write_out().await.is_err() || end.close {
             Next::Close
         } else {

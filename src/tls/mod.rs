@@ -91,10 +91,16 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
                 .and_then(|chain| chain.first())
                 .map(|leaf| xfcc::value(leaf, tls.uri_san.as_deref()).into_boxed_str());
             let idle = tcp.idle_flag();
+            let h2 = session.alpn_protocol() == Some(b"h2");
             let stream = ServerStream::new(tcp, session, hello.raw);
             if server.protocol.as_ref() == "HTTPS" {
                 let downstream = Downstream { conn, idle, tls: Some(TlsSession::new(sni, xfcc, snap)) };
-                crate::http::serve_connection(stream, downstream, ctx.clone()).await;
+                if h2 {
+                    // Boxed: HTTP/2's state would otherwise size every TLS connection's task.
+                    Box::pin(crate::http::serve_h2(stream, downstream, ctx.clone())).await;
+                } else {
+                    crate::http::serve_connection(stream, downstream, ctx.clone()).await;
+                }
             } else {
                 terminated_tcp(stream, server, &snap, Inbound { conn, first: &[], sni: sni.as_deref() }, &ctx).await;
             }

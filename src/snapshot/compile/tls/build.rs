@@ -32,7 +32,7 @@ const OPENSSL_NAMES: [(&str, CipherSuite); 6] = [
 ];
 
 /// A Gateway server's config: its certificate, versions, suites, client certificate checks for
-/// the mutual modes, and `http/1.1` offered by ALPN when `https`.
+/// the mutual modes, and `h2,http/1.1` offered by ALPN when `https`.
 pub(super) fn server_config(tls: &ServerTls, https: bool) -> Result<ServerConfig, TlsError> {
     let versions = versions(tls.min_protocol_version, tls.max_protocol_version)?;
     let tls12 = versions.iter().any(|v| v.version == ProtocolVersion::TLSv1_2);
@@ -51,8 +51,9 @@ pub(super) fn server_config(tls: &ServerTls, https: bool) -> Result<ServerConfig
     let mut config = builder.with_single_cert(chain, key).map_err(|e| key_error(e, "serverCertificate"))?;
     // The server's order decides, as in Envoy.
     config.ignore_client_order = true;
+    // HTTPS offers HTTP/2 first, as istiod's gateway filter chains do (`h2,http/1.1`).
     if https {
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
     // This server's own sessions: a ticket or session ID is only ever opened by the config
     // that issued it, so a session never resumes on a server with other client-certificate

@@ -156,7 +156,7 @@ fn alpn_and_session_keys_of_its_own_for_every_config() {
     let a = Ca::new("ca").leaf(&["a.example"], &[], |_| {});
     let https = server_config(&server(&a), true).unwrap();
     let tls = server_config(&server(&a), false).unwrap();
-    assert_eq!(https.alpn_protocols, [b"http/1.1".to_vec()]);
+    assert_eq!(https.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
     assert!(tls.alpn_protocols.is_empty());
     assert!(https.ticketer.enabled());
     let ticket = https.ticketer.encrypt(b"a session").unwrap();

@@ -1,0 +1,344 @@
+//! An HTTP/2 stream as the client's half of an exchange: its DATA frames go up in HTTP/1.1
+//! framing (flow-control capacity released as they are written), the upstream's HTTP/1.1
+//! response comes back as HEADERS (the codec's edits, read back by `head::response_of`), DATA
+//! (de-framed) and, from a chunked body, trailers.
+
+use std::future::poll_fn;
+use std::io::{self, Write as _};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+use super::head::response_of;
+use crate::buf::ReadBuf;
+use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
+use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
+use crate::http::exchange::Client;
+
+/// The most trailer lines read from a chunked upstream body (the codec bounds their bytes).
+const MAX_TRAILERS: usize = 64;
+
+pub(super) struct H2Client<'a> {
+    body: &'a mut RecvStream,
+    /// How the upstream head frames the request body: `None` when the request ended with its
+    /// headers, a length when the client gave one, else chunked.
+    framing: BodyFraming,
+    /// Request DATA read ahead (for a retry or a mirror), and whether that is all of it.
+    held: Vec<u8>,
+    ended: bool,
+    /// Request trailers, for a chunked upstream body.
+    trailers: Option<HeaderMap>,
+    /// Request body bytes streamed up after the head (the access log's and Istio's size).
+    pub(super) streamed: u64,
+    respond: &'a mut SendResponse<Bytes>,
+    /// The response's stream, once its head went out.
+    stream: Option<SendStream<Bytes>>,
+    /// What `out` holds for [`Client::send`]: an interim head, or a final head of this length,
+    /// with its whole body after it (`inline`) or none at all (`bodiless`).
+    interim: bool,
+    head_len: usize,
+    inline: bool,
+    bodiless: bool,
+}
+
+impl<'a> H2Client<'a> {
+    pub(super) fn new(body: &'a mut RecvStream, framing: BodyFraming, respond: &'a mut SendResponse<Bytes>) -> Self {
+        H2Client {
+            body,
+            framing,
+            held: Vec::new(),
+            ended: framing == BodyFraming::None,
+            trailers: None,
+            streamed: 0,
+            respond,
+            stream: None,
+            interim: false,
+            head_len: 0,
+            inline: false,
+            bodiless: false,
+        }
+    }
+
+    /// The response began but cannot go on: the stream is reset.
+    pub(super) fn cut(&mut self) {
+        match &mut self.stream {
+            Some(s) => s.send_reset(h2::Reason::INTERNAL_ERROR),
+            None => self.respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        }
+    }
+
+    /// The next DATA frame of the request (its capacity released: the caller writes it on at
+    /// once or holds it, bounded); `None` at its end, after which its trailers are kept.
+    async fn next_data(&mut self) -> io::Result<Option<Bytes>> {
+        match self.body.data().await {
+            Some(Ok(data)) => {
+                let _ = self.body.flow_control().release_capacity(data.len());
+                Ok(Some(data))
+            }
+            Some(Err(e)) => Err(io::Error::other(e)),
+            None => {
+                self.ended = true;
+                self.trailers = self.body.trailers().await.map_err(io::Error::other)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Appends `data` to `out` in the upstream body's framing.
+    fn frame(&self, out: &mut Vec<u8>, data: &[u8]) {
+        if self.framing == BodyFraming::Chunked && !data.is_empty() {
+            let _ = write!(out, "{:x}\r\n", data.len());
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(data);
+        }
+    }
+
+    /// Appends the end of a chunked body, the request's trailers in it.
+    fn frame_end(&self, out: &mut Vec<u8>) {
+        if self.framing != BodyFraming::Chunked {
+            return;
+        }
+        out.extend_from_slice(b"0\r\n");
+        for (name, value) in self.trailers.iter().flatten() {
+            let value = value.as_bytes();
+            // A value that would end its line is left out rather than smuggled (RFC 9113 §8.2.1).
+            if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Sends `data` within the stream's flow-control window, waiting for capacity, so that
+    /// nothing queues in h2 beyond what the client lets us send.
+    async fn send_data(&mut self, mut data: Bytes, end: bool) -> io::Result<()> {
+        let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+        if data.is_empty() {
+            return if end { stream.send_data(data, true).map_err(io::Error::other) } else { Ok(()) };
+        }
+        while !data.is_empty() {
+            stream.reserve_capacity(data.len());
+            let room = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(room)) => room,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => return Err(io::ErrorKind::BrokenPipe.into()),
+            };
+            let piece = data.split_to(room.min(data.len()));
+            stream.send_data(piece, end && data.is_empty()).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the trailers of a chunked upstream body, `framing` the bytes after its last data
+    /// (the last chunk's size line, the trailer section, the final CRLF); an empty end of
+    /// stream when there are none.
+    async fn send_trailers(&mut self, framing: &[u8]) -> io::Result<()> {
+        let mut lines = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+        // The trailer section starts after the last chunk's size line.
+        let section = framing
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| if i == 0 { &framing[2..] } else { framing })
+            .and_then(|f| f.windows(2).position(|w| w == b"\r\n").map(|i| &f[i + 2..]));
+        let mut trailers = HeaderMap::new();
+        if let Some(Ok(httparse::Status::Complete((_, parsed)))) =
+            section.map(|s| httparse::parse_headers(s, &mut lines))
+        {
+            for h in parsed {
+                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value)) {
+                    trailers.append(n, v);
+                }
+            }
+        }
+        if trailers.is_empty() {
+            return self.send_data(Bytes::new(), true).await;
+        }
+        let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+        stream.send_trailers(trailers).map_err(io::Error::other)
+    }
+}
+
+fn source(e: io::Error) -> BodyError {
+    BodyError::Source(e)
+}
+
+fn sink(e: io::Error) -> BodyError {
+    BodyError::Sink(e)
+}
+
+impl Client for H2Client<'_> {
+    /// Only a body that is small by its length or, unsized, turns out to be.
+    async fn hold_body(&mut self) -> io::Result<()> {
+        if matches!(self.framing, BodyFraming::ContentLength(n) if n > INLINE_BODY as u64) {
+            return Ok(());
+        }
+        while !self.ended && self.held.len() <= INLINE_BODY {
+            if let Some(data) = self.next_data().await? {
+                self.held.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    }
+
+    fn inline_body(&mut self, out: &mut Vec<u8>) -> Option<u64> {
+        if !self.ended || self.held.len() > INLINE_BODY {
+            return None;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.frame(out, &held);
+        self.frame_end(out);
+        Some(held.len() as u64)
+    }
+
+    /// HTTP/2 clients do not wait for `100 Continue` before DATA.
+    async fn send_continue(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W) -> Result<(), BodyError> {
+        let mut out = Vec::new();
+        let held = std::mem::take(&mut self.held);
+        self.frame(&mut out, &held);
+        self.streamed += held.len() as u64;
+        while !self.ended {
+            if let Some(data) = self.next_data().await.map_err(source)? {
+                self.streamed += data.len() as u64;
+                self.frame(&mut out, &data);
+            }
+            if self.ended {
+                self.frame_end(&mut out);
+            }
+            if !out.is_empty() {
+                let (res, back) = upstream.write_all(std::mem::take(&mut out)).await;
+                res.map_err(sink)?;
+                out = back;
+                out.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// 1xx other than 100 and 101 (103 Early Hints) go out as informational HEADERS.
+    fn interim(&mut self, out: &mut Vec<u8>, _head: &ResponseHead<'_>, raw: &[u8]) -> bool {
+        out.clear();
+        out.extend_from_slice(raw);
+        self.interim = true;
+        true
+    }
+
+    fn response_head(
+        &mut self,
+        out: &mut Vec<u8>,
+        head: &ResponseHead<'_>,
+        edits: ResponseEdits<'_>,
+        _request_whole: bool,
+    ) {
+        // An HTTP/2 stream is not a connection: nothing to close, no HTTP/1.0 to speak.
+        let edits = ResponseEdits { close: false, http10_client: false, ..edits };
+        codec::write_response_head(out, head, &edits);
+        self.head_len = out.len();
+        self.bodiless = head.framing == BodyFraming::None;
+    }
+
+    /// A chunked body is de-framed as it streams.
+    fn inline_response(&mut self, out: &mut Vec<u8>, buf: &mut ReadBuf, framing: BodyFraming) -> Option<u64> {
+        if framing == BodyFraming::Chunked {
+            return None;
+        }
+        let n = body::inline_body(buf, framing, out)?;
+        self.inline = true;
+        Some(n)
+    }
+
+    async fn send(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "response head not representable in HTTP/2");
+        if std::mem::take(&mut self.interim) {
+            let (response, _) = response_of(out).ok_or_else(bad)?;
+            return self.respond.send_informational(response).map_err(io::Error::other);
+        }
+        let (response, len) = response_of(&out[..self.head_len]).ok_or_else(bad)?;
+        debug_assert_eq!(len, self.head_len);
+        let body = &out[self.head_len..];
+        let ends = self.bodiless || (self.inline && body.is_empty());
+        let stream = self.respond.send_response(response, ends).map_err(io::Error::other)?;
+        self.stream = Some(stream);
+        if !ends && !body.is_empty() {
+            let body = Bytes::copy_from_slice(body);
+            self.send_data(body, self.inline).await?;
+        }
+        Ok(())
+    }
+
+    async fn relay_body<R: AsyncReadRent>(
+        &mut self,
+        src: &mut R,
+        buf: &mut ReadBuf,
+        framing: BodyFraming,
+    ) -> Result<(), BodyError> {
+        let eof = || BodyError::Source(io::ErrorKind::UnexpectedEof.into());
+        match framing {
+            BodyFraming::None => Ok(()),
+            BodyFraming::ContentLength(mut n) => {
+                while n > 0 {
+                    if buf.is_empty() && buf.fill(src, STREAM_CHUNK).await.map_err(source)? == 0 {
+                        return Err(eof());
+                    }
+                    let k = (buf.len() as u64).min(n) as usize;
+                    let data = Bytes::copy_from_slice(&buf.data()[..k]);
+                    buf.consume_written(k);
+                    n -= k as u64;
+                    self.send_data(data, n == 0).await.map_err(sink)?;
+                }
+                Ok(())
+            }
+            BodyFraming::Chunked => {
+                let mut dec = ChunkedDecoder::decoding();
+                // The framing since the last data: at the end, the trailer section (bounded by
+                // the decoder: a size line, the trailers).
+                let mut tail = Vec::new();
+                loop {
+                    if buf.is_empty() && buf.fill(src, STREAM_CHUNK).await.map_err(source)? == 0 {
+                        return Err(eof());
+                    }
+                    let progress = dec.feed(buf.data()).map_err(BodyError::Framing)?;
+                    match progress.data {
+                        Some(span) => {
+                            let data = Bytes::copy_from_slice(&buf.data()[span.clone()]);
+                            buf.consume(span.start);
+                            buf.consume_written(span.len());
+                            tail.clear();
+                            self.send_data(data, false).await.map_err(sink)?;
+                        }
+                        None => {
+                            tail.extend_from_slice(&buf.data()[..progress.consumed]);
+                            buf.consume(progress.consumed);
+                        }
+                    }
+                    if progress.done {
+                        return self.send_trailers(&tail).await.map_err(sink);
+                    }
+                }
+            }
+            BodyFraming::UntilClose => loop {
+                if !buf.is_empty() {
+                    let data = Bytes::copy_from_slice(buf.data());
+                    buf.consume_written(data.len());
+                    self.send_data(data, false).await.map_err(sink)?;
+                }
+                if buf.fill(src, STREAM_CHUNK).await.map_err(source)? == 0 {
+                    return self.send_data(Bytes::new(), true).await.map_err(sink);
+                }
+            },
+        }
+    }
+}

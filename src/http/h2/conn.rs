@@ -1,0 +1,275 @@
+//! One HTTP/2 connection: its settings (bounded, see README's "HTTP/2"), a task per stream on
+//! this core, GOAWAY when the worker drains, a reload removes its port or changes the TLS
+//! settings it was made under, or it idles; and one stream served as one request: planned,
+//! answered or forwarded, accounted.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+
+use super::client::H2Client;
+use super::head::{self, response_of, H2Head};
+use super::io::PollIo;
+use crate::duplex::Duplex;
+use crate::http::account::Account;
+use crate::http::body::STREAM_CHUNK;
+use crate::http::codec::{self, HeaderSlots, ParseError};
+use crate::http::error::ProxyError;
+use crate::http::exchange::{Exchange, Forwarded};
+use crate::http::fault;
+use crate::http::local::Answer;
+use crate::http::peer::Peer;
+use crate::http::plan::{plan, Disposition, Inputs, FAULT_ABORT};
+use crate::http::session::{encode, error_answer, local_flag, Downstream, Ending};
+use crate::limits::ClientLimits;
+use crate::percore::WorkerCtx;
+use crate::upstream::Generation;
+
+/// Streams open at once on one connection. Envoy's default under istiod is 2^31-1, i.e. none;
+/// a bound keeps one client's tasks and upstream connections on a core in check, while 1024
+/// leaves room for the deepest multiplexing a browser or a gRPC channel asks (Chrome opens
+/// at most 100 to 256; h2load's benchmarks run 256).
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Flow-control windows: what a client may send ahead of our reads, per stream and per
+/// connection. Envoy's defaults (256 MiB each) bound nothing; these are its own edge-proxy
+/// recommendation ("Configuring Envoy as an edge proxy": 64 KiB and 1 MiB). Capacity is given
+/// back as the body is written upstream, so a connection holds at most 1 MiB of request data.
+const STREAM_WINDOW: u32 = 64 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Streams the client resets before we accept them, outstanding at once, before the
+/// connection is ended with GOAWAY (rapid reset, CVE-2023-44487): h2's default, said here.
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// How often an open connection looks at the worker's drain, its TLS settings and its idleness.
+const WATCH: Duration = Duration::from_secs(1);
+
+fn builder(limits: &ClientLimits) -> h2::server::Builder {
+    let mut b = h2::server::Builder::new();
+    b.max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        // Decoded header bytes, as the HTTP/1.1 head limit (Envoy's `max_request_headers_kb`):
+        // an HPACK bomb is refused before it is held.
+        .max_header_list_size(u32::try_from(limits.head.max_head).unwrap_or(u32::MAX))
+        // Response data queued per stream: the relay waits for window before it reads on.
+        .max_send_buffer_size(STREAM_CHUNK)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS);
+    b
+}
+
+/// Serves an HTTP/2 connection until it closes, errs, or ends after a GOAWAY; `first`: bytes
+/// already read from `stream` (the client preface, when the HTTP/1.1 session sniffed it).
+pub(in crate::http) async fn serve<S>(stream: S, first: Vec<u8>, downstream: Downstream, ctx: Rc<WorkerCtx>)
+where
+    S: Duplex,
+    S::Read: 'static,
+    S::Write: 'static,
+{
+    let Downstream { conn, tls, .. } = downstream;
+    let limits = ctx.limits;
+    let handshake = builder(&limits).handshake::<_, Bytes>(PollIo::new(stream, first));
+    let mut connection = match monoio::time::timeout(limits.request_headers_timeout, handshake).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "h2 handshake failed"),
+        Err(_) => return tracing::debug!(peer = %conn.peer, "h2 handshake not complete in time"),
+    };
+    let peer = Rc::new(RefCell::new(Peer { conn, ip: conn.peer.ip().to_string(), tls }));
+    let open = Rc::new(Cell::new(0usize));
+    let mut idle_since = Instant::now();
+    let mut closing = false;
+    loop {
+        // Accepting also drives the connection: the streams' frames go out while it waits.
+        let accepted = monoio::select! {
+            accepted = connection.accept() => Some(accepted),
+            _ = monoio::time::sleep(WATCH) => None,
+        };
+        match accepted {
+            Some(Some(Ok((request, respond)))) => {
+                open.set(open.get() + 1);
+                let (ctx, peer, open) = (ctx.clone(), peer.clone(), open.clone());
+                monoio::spawn(async move {
+                    serve_stream(&ctx, &peer, request, respond).await;
+                    open.set(open.get() - 1);
+                });
+            }
+            Some(Some(Err(e))) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "h2 connection error");
+                break;
+            }
+            Some(None) => break,
+            None => {
+                if open.get() > 0 {
+                    idle_since = Instant::now();
+                }
+                // Envoy sends GOAWAY as it drains, closes an idle connection after its idle
+                // timeout, and drains the connections of a removed listener or a changed
+                // filter chain; the streams under way end first.
+                let idle = idle_since.elapsed() >= limits.idle_timeout;
+                let removed = ctx.snapshot().listener(conn.listener_port).is_none();
+                if !closing && (ctx.draining() || removed || peer.borrow().stale() || idle) {
+                    connection.graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Serves one stream as one request, then counts it and logs it.
+async fn serve_stream(
+    ctx: &Rc<WorkerCtx>,
+    peer: &RefCell<Peer>,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let snap = {
+        let peer = &mut *peer.borrow_mut();
+        let snap = ctx.snapshot();
+        match &mut peer.tls {
+            Some(tls) => tls.follow(snap, peer.conn.listener_port),
+            None => snap,
+        }
+    };
+    let (parts, mut body) = request.into_parts();
+    let mut head = Vec::new();
+    if head::write_h1_request(&parts, body.is_end_stream(), &mut head).is_err() {
+        return respond.send_reset(Reason::PROTOCOL_ERROR);
+    }
+    drop(parts);
+    let mut stream = Stream { ctx, account: Account::new(ctx.access_log.is_some()), out: Vec::new(), streamed: 0 };
+    stream.account.begin();
+    stream.serve(&snap, peer, &head, &mut body, &mut respond).await;
+    stream.account.finish(ctx, &snap, stream.streamed);
+}
+
+/// One stream's request under way.
+struct Stream<'a> {
+    ctx: &'a Rc<WorkerCtx>,
+    account: Account,
+    /// The upstream head, then the client's head (as HTTP/1.1, read back for HTTP/2).
+    out: Vec<u8>,
+    /// Request body bytes streamed after the head.
+    streamed: u64,
+}
+
+impl Stream<'_> {
+    async fn serve(
+        &mut self,
+        snap: &Rc<Generation>,
+        peer: &RefCell<Peer>,
+        head: &[u8],
+        body: &mut RecvStream,
+        respond: &mut SendResponse<Bytes>,
+    ) {
+        let ctx = self.ctx;
+        // As on HTTP/1.1, the parsed head and its slots end before any await.
+        let parsed = {
+            let mut slots = HeaderSlots::new();
+            match codec::parse_request(head, &mut slots, &ctx.limits.head) {
+                Ok(Some(h1)) => {
+                    let framing = h1.framing;
+                    let view = H2Head(h1);
+                    let inputs = Inputs { mirror_shadow_suffix: ctx.mirror_shadow_suffix, random: || ctx.random() };
+                    let log = self.account.log.as_deref_mut();
+                    let (meta, disposition, fault) = plan(snap, &view, &mut self.out, &peer.borrow(), &inputs, log);
+                    let disposition = match disposition {
+                        Disposition::Local { answer, close, details } => {
+                            let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
+                            Disposition::Local { answer: status, close, details }
+                        }
+                        Disposition::Forward { route, dest, extras } => Disposition::Forward { route, dest, extras },
+                    };
+                    Ok((meta, framing, disposition, fault))
+                }
+                // Never: the head is whole.
+                Ok(None) => Err(ParseError::HeadTooLarge),
+                Err(e) => Err(e),
+            }
+        };
+        ctx.stats.downstream_rq_total.inc();
+        let (meta, framing, disposition, fault) = match parsed {
+            Ok(planned) => planned,
+            Err(e) => return self.answer_error(&ProxyError::BadRequest(e), respond).await,
+        };
+        let began = Instant::now();
+        self.account.tally.began = Some(began);
+        self.account.tally.received = head.len() as u64;
+        if let (Some(sink), Some(r)) = (&ctx.access_log, &mut self.account.log) {
+            r.start = Some(sink.wall(began));
+        }
+        // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
+        if let Some(delay) = fault.delay {
+            monoio::time::sleep(delay).await;
+        }
+        let disposition = match fault.abort {
+            Some(status) => {
+                self.out.clear();
+                encode(
+                    &mut self.out,
+                    &Answer::simple(status, fault::ABORT_BODY),
+                    Ending { close: false, http10: false },
+                );
+                Disposition::Local { answer: status, close: false, details: FAULT_ABORT }
+            }
+            None => disposition,
+        };
+        match disposition {
+            Disposition::Local { answer: status, details, .. } => {
+                self.account.note_status(&ctx.stats, status, local_flag(details), details);
+                self.send_local(respond);
+            }
+            Disposition::Forward { route, dest, extras } => {
+                let mut exchange = Exchange {
+                    client: H2Client::new(body, framing, respond),
+                    ctx,
+                    out: &mut self.out,
+                    account: &mut self.account,
+                    peer: peer.borrow().conn.peer,
+                    max_request_duration: ctx.limits.max_request_duration,
+                };
+                let forwarded = exchange.forward(snap, meta, route, dest, extras).await;
+                self.streamed = exchange.client.streamed;
+                match forwarded {
+                    Forwarded::Done { .. } => {}
+                    // Never: an HTTP/2 request asks for no upgrade, so a 101 fails its try.
+                    Forwarded::Upgraded(_) | Forwarded::Cut => exchange.client.cut(),
+                    Forwarded::Failed(err) => {
+                        drop(exchange);
+                        self.answer_error(&err, respond).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a failure before any response byte went out.
+    async fn answer_error(&mut self, err: &ProxyError, respond: &mut SendResponse<Bytes>) {
+        tracing::debug!(error = %err, "answering an error on an h2 stream");
+        let answer = error_answer(err);
+        let (flag, details) = err.log_fields();
+        self.account.note_status(&self.ctx.stats, answer.status, flag, details);
+        self.out.clear();
+        encode(&mut self.out, &answer, Ending { close: false, http10: false });
+        self.send_local(respond);
+    }
+
+    /// Sends the gateway's own answer that `out` holds (as HTTP/1.1) on the stream. Its body is
+    /// small and whole: queued at once, whatever the window (h2 sends it as the window opens).
+    fn send_local(&mut self, respond: &mut SendResponse<Bytes>) {
+        self.account.tally.sent += self.out.len() as u64;
+        let Some((response, len)) = response_of(&self.out) else {
+            return respond.send_reset(Reason::INTERNAL_ERROR);
+        };
+        let body = &self.out[len..];
+        match respond.send_response(response, body.is_empty()) {
+            Ok(mut stream) if !body.is_empty() => {
+                let _ = stream.send_data(Bytes::copy_from_slice(body), true);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "h2 stream gone before its answer"),
+        }
+    }
+}

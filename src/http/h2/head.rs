@@ -1,0 +1,219 @@
+//! An HTTP/2 request as the plan reads it, and HTTP/1.1 heads as an HTTP/2 client gets them.
+//!
+//! The request is written once as the HTTP/1.1 head it stands for (`:authority` as `host`,
+//! `:path` as the target, cookies joined, the body framed by `content-length` or chunked) and
+//! parsed by the HTTP/1.1 codec: routing, the route's edits and the upstream head are then
+//! the codec's own, byte for byte, and the codec's strictness (header names and values, the
+//! target, framing) applies to HTTP/2 requests too. Responses go the other way: the codec
+//! writes the client's head (its edits, hop-by-hop fields dropped) and [`response_of`] reads
+//! it into an HTTP/2 response without the fields that only HTTP/1.1 framing needs.
+
+use http::header::{HeaderName, HeaderValue, COOKIE, HOST};
+use http::request::Parts;
+
+use crate::http::codec::{self, RequestEdits};
+use crate::http::head::{ReqMeta, RequestView};
+use crate::snapshot::RequestInfo;
+
+/// The most response lines read back: an upstream's (at most the codec's `MAX_HEADERS`) and
+/// the gateway's own.
+const MAX_RESPONSE_LINES: usize = 256;
+
+/// Fields that are connection-specific in HTTP/2 (RFC 9113 §8.2.2): an HTTP/2 message carrying
+/// one is malformed.
+fn connection_specific(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 5] = [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Why an HTTP/2 request cannot stand as an HTTP/1.1 one: malformed (RFC 9113 §8.1.1), its
+/// stream is reset with `PROTOCOL_ERROR`.
+#[derive(Debug)]
+pub(super) struct Malformed;
+
+/// Writes into `out` the HTTP/1.1 head `req` stands for; `ends`: the request ended with its
+/// headers (no body, so no framing).
+pub(super) fn write_h1_request(req: &Parts, ends: bool, out: &mut Vec<u8>) -> Result<(), Malformed> {
+    // CONNECT names an authority, not a path (RFC 9113 §8.5): the codec judges it as it judges
+    // an HTTP/1.1 CONNECT.
+    let target = match (&req.method, req.uri.authority()) {
+        (&http::Method::CONNECT, Some(a)) => a.as_str(),
+        _ => req.uri.path_and_query().map_or("/", |p| p.as_str()),
+    };
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let authority = req.uri.authority();
+    if let Some(a) = authority {
+        line(out, b"host", a.as_str().as_bytes())?;
+    }
+    let mut cookies = 0;
+    let mut framed = false;
+    for (name, value) in &req.headers {
+        let name_bytes = name.as_str().as_bytes();
+        if connection_specific(name_bytes) || (name == "te" && value.as_bytes() != b"trailers") {
+            return Err(Malformed);
+        }
+        // `:authority` wins over a `host` field (RFC 9113 §8.3.1), as Envoy takes it.
+        if name == HOST && authority.is_some() {
+            continue;
+        }
+        // Cookie crumbs are joined into one line for HTTP/1.1 (RFC 9113 §8.2.3).
+        if name == COOKIE {
+            cookies += 1;
+            continue;
+        }
+        framed |= name == "content-length";
+        line(out, name_bytes, value.as_bytes())?;
+    }
+    if cookies > 0 {
+        out.extend_from_slice(b"cookie: ");
+        for (i, value) in req.headers.get_all(COOKIE).iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            checked(value.as_bytes())?;
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if !framed && !ends {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// A value that would end its line early cannot go into an HTTP/1.1 head: CR, LF or NUL in a
+/// field value make an HTTP/2 request malformed (RFC 9113 §8.2.1).
+fn checked(value: &[u8]) -> Result<(), Malformed> {
+    match value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        true => Err(Malformed),
+        false => Ok(()),
+    }
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> Result<(), Malformed> {
+    checked(value)?;
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// The HTTP/1.1 head an HTTP/2 request was written as, seen as what it is: no upgrade, no
+/// `100-continue` (HTTP/2 has neither in that form), and `HTTP/2` in the access log.
+pub(super) struct H2Head<'b>(pub(super) codec::RequestHead<'b>);
+
+impl RequestView for H2Head<'_> {
+    fn info<'h>(&'h self, scheme: &'h str) -> RequestInfo<'h> {
+        self.0.info(scheme)
+    }
+
+    fn meta(&self) -> ReqMeta {
+        ReqMeta { upgrade: false, ..self.0.meta() }
+    }
+
+    fn upgrade(&self) -> bool {
+        false
+    }
+
+    fn expects_continue(&self) -> bool {
+        false
+    }
+
+    fn write_upstream(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>) {
+        codec::write_request_head(out, &self.0, edits);
+    }
+
+    fn target(&self) -> &str {
+        self.0.target
+    }
+
+    fn protocol(&self) -> &'static str {
+        "HTTP/2"
+    }
+}
+
+/// The HTTP/2 response for an HTTP/1.1 response head the codec wrote at the start of `h1`, and
+/// the head's length; `None` if it does not parse (never for the codec's own heads).
+pub(super) fn response_of(h1: &[u8]) -> Option<(http::Response<()>, usize)> {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_RESPONSE_LINES];
+    let mut parsed = httparse::Response::new(&mut lines);
+    let httparse::Status::Complete(len) = parsed.parse(h1).ok()? else {
+        return None;
+    };
+    let mut response = http::Response::new(());
+    *response.status_mut() = http::StatusCode::from_u16(parsed.code?).ok()?;
+    let headers = response.headers_mut();
+    for h in parsed.headers.iter() {
+        if connection_specific(h.name.as_bytes()) {
+            continue;
+        }
+        // HTTP/2 field names are lower case (RFC 9113 §8.2.1); `from_bytes` lowers them.
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some((response, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(req: http::Request<()>) -> Parts {
+        req.into_parts().0
+    }
+
+    #[test]
+    fn authority_becomes_host_and_cookies_join() {
+        let req = http::Request::post("http://example.com/a?b=1")
+            .header("host", "other")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("x-y", "z")
+            .body(())
+            .unwrap();
+        let mut out = Vec::new();
+        write_h1_request(&parts(req), false, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-y: z\r\ncookie: a=1; b=2\r\n\
+             transfer-encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_length_frames_the_body_and_an_ended_request_has_no_framing() {
+        let req = http::Request::post("http://h/").header("content-length", "3").body(()).unwrap();
+        let mut out = Vec::new();
+        write_h1_request(&parts(req), false, &mut out).unwrap();
+        assert_eq!(out, b"POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\r\n");
+        let mut out = Vec::new();
+        write_h1_request(&parts(http::Request::get("http://h/").body(()).unwrap()), true, &mut out).unwrap();
+        assert_eq!(out, b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    }
+
+    #[test]
+    fn connection_specific_fields_are_malformed() {
+        for (name, value) in [("connection", "close"), ("transfer-encoding", "chunked"), ("te", "gzip")] {
+            let req = http::Request::get("http://h/").header(name, value).body(()).unwrap();
+            assert!(write_h1_request(&parts(req), true, &mut Vec::new()).is_err(), "{name}");
+        }
+        let req = http::Request::get("http://h/").header("te", "trailers").body(()).unwrap();
+        assert!(write_h1_request(&parts(req), true, &mut Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn a_response_loses_its_http1_framing_lines() {
+        let h1 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\ntransfer-encoding: chunked\r\n\
+                   connection: close\r\n\r\nhi";
+        let (response, len) = response_of(h1).unwrap();
+        assert_eq!(len, h1.len() - 2);
+        assert_eq!(response.status(), 200);
+        let names: Vec<_> = response.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length", "x-a"]);
+    }
+}
