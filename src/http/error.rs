@@ -4,6 +4,7 @@
 use std::io;
 
 use crate::http::codec::ParseError;
+use crate::http::grpc;
 use crate::upstream::Observation;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,31 @@ impl ProxyError {
             }
             Self::RetriableStatus(status) => (*status, ""),
             Self::DownstreamIo(_) => (400, ""),
+        }
+    }
+
+    /// The gRPC status Envoy gives a gRPC request for this failure where it does not map the
+    /// HTTP status ([`super::grpc::from_http`]): the request's maximum duration is
+    /// DEADLINE_EXCEEDED (its connection manager's `onStreamMaxDurationReached`). A route
+    /// timeout is not: its 504 maps to UNAVAILABLE, as Envoy's router answers it.
+    pub fn grpc_status(&self) -> Option<u8> {
+        match self {
+            Self::DurationTimeout => Some(grpc::DEADLINE_EXCEEDED),
+            Self::DownstreamIo(_)
+            | Self::BadRequest(_)
+            | Self::NoCluster
+            | Self::NoHealthyUpstream
+            | Self::ConnectFailed(_)
+            | Self::ConnectTimeout
+            | Self::ResetBeforeResponse
+            | Self::UpstreamProtocol(_)
+            | Self::UnexpectedUpgrade
+            | Self::UpstreamIo(_)
+            | Self::UpstreamTimeout
+            | Self::PerTryTimeout
+            | Self::RequestHeadersTimeout
+            | Self::Overflow
+            | Self::RetriableStatus(_) => None,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use super::grpc;
 use crate::snapshot::{Redirect, RedirectPort, RequestInfo};
 
 /// A header line of an answer: most values are borrowed, a Location is formatted for it.
@@ -23,6 +24,26 @@ impl<'a> Answer<'a> {
     /// A plain answer: `content-type: text/plain` when there is a body.
     pub(super) fn simple(status: u16, body: &'a [u8]) -> Self {
         Answer { status, headers: Vec::new(), body, omit_body: false }
+    }
+}
+
+impl<'a> Answer<'a> {
+    /// This answer as Envoy's local reply gives it to a gRPC request: HTTP 200,
+    /// `content-type: application/grpc`, `grpc-status` (`status`, else mapped from the HTTP
+    /// status; one the route's response edits set is kept), the text as `grpc-message`, no
+    /// body (a trailers-only response). The other lines stay.
+    pub(super) fn grpc(self, status: Option<u8>) -> Self {
+        let Answer { status: http, mut headers, body, omit_body } = self;
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        headers.push(("content-type", Cow::Borrowed(grpc::CONTENT_TYPE)));
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("grpc-status")) {
+            let code = status.unwrap_or_else(|| grpc::from_http(http));
+            headers.push(("grpc-status", Cow::Borrowed(grpc::value(code))));
+        }
+        if !body.is_empty() && !omit_body {
+            headers.push(("grpc-message", grpc::message(body)));
+        }
+        Answer { status: 200, headers, body: b"", omit_body }
     }
 }
 

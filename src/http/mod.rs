@@ -12,6 +12,7 @@ mod dechunk;
 mod error;
 mod exchange;
 mod fault;
+mod grpc;
 mod head;
 mod headers;
 mod local;

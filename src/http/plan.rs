@@ -8,6 +8,7 @@ use super::affinity;
 use super::codec::{RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
+use super::grpc;
 use super::head::{ReqMeta, RequestView};
 use super::headers::{self, Merged};
 use super::local::{self, Answer};
@@ -70,6 +71,26 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     out: &mut Vec<u8>,
     peer: &Peer,
     inputs: &Inputs<R>,
+    log: Option<&mut Record>,
+) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
+    let (meta, plan, fault) = decide(snap, head, out, peer, inputs, log);
+    // Envoy's connection manager makes every local reply to a gRPC request a gRPC answer,
+    // whichever filter gave it.
+    let plan = match plan {
+        Disposition::Local { answer, close, details } if meta.grpc => {
+            Disposition::Local { answer: answer.grpc(None), close, details }
+        }
+        plan => plan,
+    };
+    (meta, plan, fault)
+}
+
+fn decide<'s: 'h, 'h, R: Fn() -> u32>(
+    snap: &'s Snapshot,
+    head: &'h impl RequestView,
+    out: &mut Vec<u8>,
+    peer: &Peer,
+    inputs: &Inputs<R>,
     mut log: Option<&mut Record>,
 ) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
     let random = &inputs.random;
@@ -79,6 +100,8 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = head.info(scheme);
+    // A scan of the request's lines: gRPC changes its answers, timeout and retries.
+    meta.grpc = grpc::is_grpc(info.header("content-type"));
     if let Some(r) = log.as_deref_mut() {
         r.begin(&info, head.target(), head.protocol(), peer, request_id.as_str());
     }

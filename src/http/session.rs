@@ -24,6 +24,7 @@ use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
 use crate::limits::ClientLimits;
 use crate::percore::{ConnInfo, WorkerCtx};
+use crate::snapshot::AbortStatus;
 use crate::upstream::{Generation, UpstreamConn};
 use client::Http1Client;
 
@@ -258,7 +259,7 @@ impl<S: Duplex> Session<S> {
                         Err(_) => {
                             tracing::debug!(peer = %self.peer.conn.peer, "request head not complete in time");
                             self.ctx.stats.downstream_rq_total.inc();
-                            return self.answer_error(&ProxyError::RequestHeadersTimeout, Ending::CLOSE).await;
+                            return self.answer_error(&ProxyError::RequestHeadersTimeout, false, Ending::CLOSE).await;
                         }
                         Ok(Ok(0) | Err(_)) => {
                             // A partial head then EOF: nobody to answer.
@@ -270,7 +271,7 @@ impl<S: Duplex> Session<S> {
                 }
                 Err(e) => {
                     self.ctx.stats.downstream_rq_total.inc();
-                    return self.answer_error(&ProxyError::BadRequest(e), Ending::CLOSE).await;
+                    return self.answer_error(&ProxyError::BadRequest(e), false, Ending::CLOSE).await;
                 }
             }
         };
@@ -288,11 +289,17 @@ impl<S: Duplex> Session<S> {
             monoio::time::sleep(delay).await;
         }
         let disposition = match fault.abort {
-            Some(status) => {
+            Some(abort) => {
                 let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
                 let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
+                let (status, grpc_status) = match abort {
+                    AbortStatus::Http(status) => (status, None),
+                    AbortStatus::Grpc(code) => (200, Some(code)),
+                };
+                let answer = Answer::simple(status, fault::ABORT_BODY);
+                let answer = if meta.grpc { answer.grpc(grpc_status) } else { answer };
                 self.out.clear();
-                encode(&mut self.out, &Answer::simple(status, fault::ABORT_BODY), end);
+                let status = encode(&mut self.out, &answer, end);
                 Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT }
             }
             None => disposition,
@@ -333,7 +340,7 @@ impl<S: Duplex> Session<S> {
                     Forwarded::Done { .. } => Next::KeepAlive,
                     Forwarded::Upgraded(upstream) => Next::Upgrade(upstream),
                     Forwarded::Cut => Next::Close,
-                    Forwarded::Failed(err) => self.fail_request(http1, &err).await,
+                    Forwarded::Failed(err) => self.fail_request(http1, meta.grpc, &err).await,
                 }
             }
         };
@@ -357,20 +364,22 @@ impl<S: Duplex> Session<S> {
         len.is_some()
     }
 
-    /// Answers a failure before any response byte went out; the connection then ends as `end`
-    /// says.
-    async fn answer_error(&mut self, err: &ProxyError, end: Ending) -> Next {
+    /// Answers a failure before any response byte went out, as a gRPC answer to a `grpc`
+    /// request; the connection then ends as `end` says.
+    async fn answer_error(&mut self, err: &ProxyError, grpc: bool, end: Ending) -> Next {
         tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
         let (status, body) = err.answer();
-        let (flag, details) = err.log_fields();
-        self.note_status(status, flag, details);
         self.out.clear();
         // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
         let headers = match err {
             ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
             _ => Vec::new(),
         };
-        encode(&mut self.out, &Answer { headers, ..Answer::simple(status, body.as_bytes()) }, end);
+        let answer = Answer { headers, ..Answer::simple(status, body.as_bytes()) };
+        let answer = if grpc { answer.grpc(err.grpc_status()) } else { answer };
+        let status = encode(&mut self.out, &answer, end);
+        let (flag, details) = err.log_fields();
+        self.note_status(status, flag, details);
         if self.write_out().await.is_err() || end.close {
             Next::Close
         } else {
@@ -380,10 +389,10 @@ impl<S: Duplex> Session<S> {
 
     /// Answers `err`; the client connection survives only when the request body was fully
     /// consumed, and the answer says which.
-    async fn fail_request(&mut self, h1: Http1Request, err: &ProxyError) -> Next {
+    async fn fail_request(&mut self, h1: Http1Request, grpc: bool, err: &ProxyError) -> Next {
         let body_done = self.skip_buffered_body(h1.framing);
         let close = !body_done || !h1.keep_alive || self.closing();
-        match self.answer_error(err, Ending { close, http10: h1.http10 }).await {
+        match self.answer_error(err, grpc, Ending { close, http10: h1.http10 }).await {
             Next::Close if !body_done => Next::Linger,
             next => next,
         }

@@ -1,0 +1,70 @@
+//! gRPC as the gateway reads and writes it whatever codec carries it: which requests are gRPC
+//! and the status its own answers carry, as Envoy's `Grpc::Common` and `Grpc::Utility` do.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+#[cfg(test)]
+mod tests;
+
+/// The content type of a gRPC request and of the gateway's gRPC answers.
+pub const CONTENT_TYPE: &str = "application/grpc";
+
+/// gRPC status codes the gateway gives or reads itself.
+pub const UNKNOWN: u8 = 2;
+pub const DEADLINE_EXCEEDED: u8 = 4;
+pub const PERMISSION_DENIED: u8 = 7;
+pub const UNIMPLEMENTED: u8 = 12;
+pub const INTERNAL: u8 = 13;
+pub const UNAVAILABLE: u8 = 14;
+pub const UNAUTHENTICATED: u8 = 16;
+
+/// `grpc-status` values, so that an answer borrows its line.
+const VALUES: [&str; 17] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
+
+/// Whether a request (or response) with this `content-type` is gRPC: exactly
+/// `application/grpc` or `application/grpc+…` (`application/grpc-web` is not), as Envoy's
+/// `hasGrpcContentType`.
+pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
+    content_type
+        .and_then(|ct| ct.strip_prefix(CONTENT_TYPE.as_bytes()))
+        .is_some_and(|rest| rest.first().is_none_or(|&b| b == b'+'))
+}
+
+/// The `grpc-status` value of a known code.
+pub fn value(code: u8) -> &'static str {
+    VALUES.get(usize::from(code)).copied().unwrap_or(VALUES[usize::from(UNKNOWN)])
+}
+
+/// The gRPC status of an answer given with HTTP `status`, as Envoy's `httpToGrpcStatus`
+/// (gRPC's http-grpc-status-mapping): 404 is UNIMPLEMENTED, 429 and 502-504 UNAVAILABLE…
+pub fn from_http(status: u16) -> u8 {
+    match status {
+        400 => INTERNAL,
+        401 => UNAUTHENTICATED,
+        403 => PERMISSION_DENIED,
+        404 => UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => UNAVAILABLE,
+        _ => UNKNOWN,
+    }
+}
+
+/// `grpc-message` for an answer's text: percent-encoded outside printable ASCII and `%`
+/// itself, as Envoy's `PercentEncoding::encode`. Borrowed when nothing needs encoding (every
+/// answer the gateway words itself).
+pub fn message(text: &[u8]) -> Cow<'_, str> {
+    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'%';
+    if text.iter().all(plain) {
+        // Printable ASCII is UTF-8.
+        return Cow::Borrowed(std::str::from_utf8(text).unwrap_or_default());
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for b in text {
+        if plain(b) {
+            out.push(char::from(*b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    Cow::Owned(out)
+}

@@ -1,0 +1,121 @@
+//! gRPC semantics the HTTP/2 codec does not decide, end to end over HTTP/1.1 with raw requests
+//! carrying `content-type: application/grpc`: the gateway's own answers as gRPC answers,
+//! `retryOn` gRPC conditions, and `grpc-timeout` as Envoy handles it under istiod's config.
+
+use strait_test_support::{self as support, both_drivers, gateway};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::backend::{Backend, Mode};
+use support::client::{self, Response};
+use support::config::{docs, http_gateway, service_entry, virtual_service};
+use support::{free_port, Driver, Gateway};
+
+/// A gateway on a fresh port for `app.test` with the `http:` routes given, plus `extra`
+/// documents (ServiceEntries for the hosts the routes name).
+fn start(driver: Driver, http: &str, extra: Vec<String>, args: &[&str]) -> (Gateway, SocketAddr) {
+    let port = free_port();
+    let mut parts = vec![http_gateway("gw", port, &["app.test"]), virtual_service("app", "gw", &["app.test"], http)];
+    parts.extend(extra);
+    let gw = args.iter().fold(gateway!(driver).file("gw.yaml", &docs(&parts)), |g, a| g.arg(a)).start();
+    (gw, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+/// A route on uri prefix `prefix` to `host`, with `more` YAML (indented for the route).
+fn route(prefix: &str, host: &str, more: &str) -> String {
+    format!("  - match:\n    - uri:\n        prefix: {prefix}\n{more}    route:\n    - destination:\n        host: {host}\n")
+}
+
+/// A unary gRPC call as HTTP/1.1 carries it: POST, `application/grpc`, one empty message;
+/// `lines` are added to the head.
+fn call(addr: SocketAddr, path: &str, lines: &str) -> Response {
+    client::request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: app.test\r\ncontent-type: application/grpc\r\nte: trailers\r\n{lines}\
+             content-length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0"
+        ),
+    )
+}
+
+/// The same request, not gRPC.
+fn post(addr: SocketAddr, path: &str) -> Response {
+    client::request(
+        addr,
+        &format!("POST {path} HTTP/1.1\r\nHost: app.test\r\ncontent-length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0"),
+    )
+}
+
+/// A gRPC answer of the gateway's own: 200, trailers-only (no body), this `grpc-status` and
+/// `grpc-message`.
+fn assert_grpc_answer(resp: &Response, status: &str, message: Option<&str>) {
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.header("content-type"), Some("application/grpc"), "{resp:?}");
+    assert_eq!(resp.header("grpc-status"), Some(status), "{resp:?}");
+    assert_eq!(resp.header("grpc-message"), message, "{resp:?}");
+    assert_eq!(resp.header("content-length"), Some("0"), "{resp:?}");
+    assert!(resp.body.is_empty(), "{resp:?}");
+}
+
+both_drivers! {
+    fn the_gateways_own_answers_to_grpc_are_grpc_answers(driver) {
+        let app = Backend::start("app");
+        let stall = Backend::with_mode("stall", Mode::Stall(Duration::from_secs(3)));
+        let fault = |abort: &str| format!("    fault:\n      abort:\n        {abort}\n        percentage:\n          value: 100\n");
+        let http = [
+            route("/pkg.Slow/", "stall.local", "    timeout: 0.2s\n"),
+            route("/pkg.Empty/", "empty.local", ""),
+            route("/pkg.Refused/", "dead.local", ""),
+            route("/pkg.Abort/", "app.local", &fault("grpcStatus: RESOURCE_EXHAUSTED")),
+            route("/pkg.HttpAbort/", "app.local", &fault("httpStatus: 403")),
+            route("/pkg.App/", "app.local", ""),
+        ]
+        .concat();
+        let extra = vec![
+            service_entry("app", "app.local", 80, &[app.port()]),
+            service_entry("stall", "stall.local", 80, &[stall.port()]),
+            service_entry("empty", "empty.local", 80, &[]),
+            service_entry("dead", "dead.local", 80, &[support::closed_port()]),
+        ];
+        let (_gw, addr) = start(driver, &http, extra, &[]);
+
+        // No route: Envoy's 404 is UNIMPLEMENTED, with no message (its body is empty).
+        assert_grpc_answer(&call(addr, "/pkg.Nowhere/Call", ""), "12", None);
+        assert_grpc_answer(&call(addr, "/pkg.Empty/Call", ""), "14", Some("no healthy upstream"));
+        let refused = "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+        assert_grpc_answer(&call(addr, "/pkg.Refused/Call", ""), "14", Some(refused));
+        // The route's timeout is the router's 504, which Envoy maps to UNAVAILABLE.
+        assert_grpc_answer(&call(addr, "/pkg.Slow/Call", ""), "14", Some("upstream request timeout"));
+        assert_grpc_answer(&call(addr, "/pkg.Abort/Call", ""), "8", Some("fault filter abort"));
+        assert_grpc_answer(&call(addr, "/pkg.HttpAbort/Call", ""), "7", Some("fault filter abort"));
+        assert_eq!(app.count(), 0);
+        let resp = call(addr, "/pkg.App/Call", "");
+        assert_eq!((resp.status, resp.body_text().as_str()), (200, "app"), "the upstream's answer passes as it is");
+
+        // Not gRPC: the same answers as ever.
+        let resp = post(addr, "/pkg.Nowhere/Call");
+        assert_eq!((resp.status, resp.header("content-length"), resp.header("grpc-status")), (404, Some("0"), None));
+        let resp = post(addr, "/pkg.Slow/Call");
+        assert_eq!((resp.status, resp.body_text().as_str()), (504, "upstream request timeout"));
+        // A grpcStatus abort is an HTTP 200 to a client that is not gRPC, as Envoy's fault filter answers.
+        let resp = post(addr, "/pkg.Abort/Call");
+        assert_eq!((resp.status, resp.body_text().as_str(), resp.header("grpc-status")), (200, "fault filter abort", None));
+        let resp = client::request(
+            addr,
+            "POST /pkg.Nowhere/Call HTTP/1.1\r\nHost: app.test\r\ncontent-type: application/grpc-web\r\ncontent-length: 0\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(resp.status, 404, "grpc-web is not gRPC");
+    }
+
+    fn the_maximum_request_duration_is_deadline_exceeded(driver) {
+        let stall = Backend::with_mode("stall", Mode::Stall(Duration::from_secs(3)));
+        let http = route("/", "stall.local", "");
+        let extra = vec![service_entry("stall", "stall.local", 80, &[stall.port()])];
+        let (_gw, addr) = start(driver, &http, extra, &["--max-request-duration", "0.3s"]);
+        // Envoy's connection manager gives DEADLINE_EXCEEDED where it is not mapped from its 408.
+        assert_grpc_answer(&call(addr, "/pkg.Svc/Call", ""), "4", Some("downstream duration timeout"));
+        let resp = post(addr, "/pkg.Svc/Call");
+        assert_eq!((resp.status, resp.body_text().as_str()), (408, "downstream duration timeout"));
+    }
+}
