@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::backend::{Backend, Mode};
 use support::client::{self, Response};
-use support::config::{docs, http_gateway, service_entry, virtual_service};
+use support::config::{app_behind_rule, docs, http_gateway, service_entry, virtual_service};
 use support::{free_port, Driver, Gateway};
 
 /// A gateway on a fresh port for `app.test` with the `http:` routes given, plus `extra`
@@ -117,5 +117,72 @@ both_drivers! {
         assert_grpc_answer(&call(addr, "/pkg.Svc/Call", ""), "4", Some("downstream duration timeout"));
         let resp = post(addr, "/pkg.Svc/Call");
         assert_eq!((resp.status, resp.body_text().as_str()), (408, "downstream duration timeout"));
+    }
+
+    fn retry_on_grpc_conditions_reads_the_status_in_the_response_head(driver) {
+        let unavailable = Backend::with_mode("unavailable", Mode::Grpc(14));
+        let good = Backend::start("good");
+        let retries = |on: &str| format!("    retries:\n      attempts: 2\n      retryOn: {on}\n");
+        let http = [
+            route("/pkg.Mixed/", "mixed.local", &retries("unavailable")),
+            route("/pkg.Internal/", "bad.local", &retries("internal,cancelled")),
+            route("/pkg.Bad/", "bad.local", &retries("unavailable")),
+            route("/pkg.Default/", "bad.local", ""),
+            route("/grpc-trailers/", "good.local", &retries("unavailable")),
+        ]
+        .concat();
+        let extra = vec![
+            service_entry("mixed", "mixed.local", 80, &[unavailable.port(), good.port()]),
+            service_entry("bad", "bad.local", 80, &[unavailable.port()]),
+            service_entry("good", "good.local", 80, &[good.port()]),
+        ];
+        let (_gw, addr) = start(driver, &http, extra, &[]);
+
+        for _ in 0..12 {
+            let resp = call(addr, "/pkg.Mixed/Call", "");
+            assert_eq!((resp.status, resp.header("grpc-status"), resp.body_text().as_str()), (200, None, "good"));
+        }
+        assert!(unavailable.count() > 0, "least-request spread the first tries over both hosts");
+
+        let counted = |path: &str| {
+            let before = (unavailable.count(), good.count());
+            let resp = call(addr, path, "");
+            (resp.status, resp.header("grpc-status").map(str::to_string), unavailable.count() - before.0, good.count() - before.1)
+        };
+        let fourteen = Some("14".to_string());
+        assert_eq!(counted("/pkg.Internal/Call"), (200, fourteen.clone(), 1, 0), "UNAVAILABLE is not INTERNAL");
+        assert_eq!(counted("/pkg.Bad/Call"), (200, fourteen.clone(), 3, 0), "two retries, then the last answer is relayed");
+        assert_eq!(counted("/pkg.Default/Call"), (200, fourteen, 3, 0), "Istio's default policy retries UNAVAILABLE");
+        let before = unavailable.count();
+        assert_eq!(post(addr, "/pkg.Default/Call").header("grpc-status"), Some("14"));
+        assert_eq!(unavailable.count() - before, 1, "the response to a request that is not gRPC is not read for it");
+        // The status after the body: the response began, Envoy does not retry it.
+        let before = good.count();
+        let resp = call(addr, "/grpc-trailers/14", "");
+        assert_eq!((resp.status, resp.header("content-type")), (200, Some("application/grpc")));
+        assert_eq!(good.count() - before, 1, "one try");
+    }
+
+    fn a_grpc_status_in_the_response_head_counts_for_outlier_detection(driver) {
+        let unavailable = Backend::with_mode("unavailable", Mode::Grpc(14));
+        let good = Backend::start("good");
+        let port = free_port();
+        let http = "  - retries:\n      attempts: 0\n    route:\n    - destination:\n        host: app.local\n";
+        let policy = "    loadBalancer:\n      simple: ROUND_ROBIN\n    outlierDetection:\n      consecutive5xxErrors: 2\n      baseEjectionTime: 60s\n";
+        let yaml = app_behind_rule(port, &[unavailable.port(), good.port()], http, policy);
+        let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // UNAVAILABLE stands for 503, as Envoy's router tells outlier detection.
+        for _ in 0..20 {
+            if unavailable.count() == 2 {
+                break;
+            }
+            call(addr, "/pkg.Svc/Call", "");
+        }
+        assert_eq!(unavailable.count(), 2);
+        for _ in 0..6 {
+            assert_eq!(call(addr, "/pkg.Svc/Call", "").body_text(), "good");
+        }
+        assert_eq!(unavailable.count(), 2, "ejected after two");
     }
 }

@@ -84,7 +84,7 @@ impl<C: Client> Exchange<'_, C> {
         // A small body is worth holding whole when a retry or a mirror may need it again.
         let replay_wanted = !extras.mirrors.is_empty()
             || (retries.attempts > 0
-                && (retry::retries_statuses(retries) || retry::retries(retries, TryFailure::Reset)));
+                && (retry::retries_statuses(retries, meta.grpc) || retry::retries(retries, TryFailure::Reset)));
         if replay_wanted && self.client.hold_body().await.is_err() {
             return Forwarded::Cut;
         }
@@ -168,7 +168,7 @@ impl<C: Client> Exchange<'_, C> {
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
         let mut retry_slot = None;
-        let statuses_retried = inline && retry::retries_statuses(retries);
+        let statuses_retried = inline && retry::retries_statuses(retries, meta.grpc);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
         let ctx = self.ctx;

@@ -1,5 +1,6 @@
-//! gRPC as the gateway reads and writes it whatever codec carries it: which requests are gRPC
-//! and the status its own answers carry, as Envoy's `Grpc::Common` and `Grpc::Utility` do.
+//! gRPC as the gateway reads and writes it whatever codec carries it: which requests are gRPC,
+//! the status its own answers carry, `grpc-status` read, as Envoy's `Grpc::Common` and
+//! `Grpc::Utility` do.
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -11,9 +12,11 @@ mod tests;
 pub const CONTENT_TYPE: &str = "application/grpc";
 
 /// gRPC status codes the gateway gives or reads itself.
+pub const CANCELLED: u8 = 1;
 pub const UNKNOWN: u8 = 2;
 pub const DEADLINE_EXCEEDED: u8 = 4;
 pub const PERMISSION_DENIED: u8 = 7;
+pub const RESOURCE_EXHAUSTED: u8 = 8;
 pub const UNIMPLEMENTED: u8 = 12;
 pub const INTERNAL: u8 = 13;
 pub const UNAVAILABLE: u8 = 14;
@@ -47,6 +50,35 @@ pub fn from_http(status: u16) -> u8 {
         429 | 502 | 503 | 504 => UNAVAILABLE,
         _ => UNKNOWN,
     }
+}
+
+/// The HTTP status a gRPC status stands for, as Envoy's `grpcToHttpStatus` (Google's API
+/// error model): what outlier detection is told of a gRPC answer.
+pub fn to_http(code: u8) -> u16 {
+    match code {
+        0 => 200,
+        CANCELLED => 499,
+        3 | 9 | 11 => 400,
+        DEADLINE_EXCEEDED => 504,
+        5 => 404,
+        6 | 10 => 409,
+        PERMISSION_DENIED => 403,
+        RESOURCE_EXHAUSTED => 429,
+        UNIMPLEMENTED => 501,
+        UNAVAILABLE => 503,
+        UNAUTHENTICATED => 401,
+        _ => 500,
+    }
+}
+
+/// A `grpc-status` value; `None` when it is not a code (Envoy's `InvalidCode`, which no retry
+/// condition matches).
+pub fn status(value: &[u8]) -> Option<u8> {
+    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = value.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    u8::try_from(n).ok().filter(|&code| code <= UNAUTHENTICATED)
 }
 
 /// `grpc-message` for an answer's text: percent-encoded outside printable ASCII and `%`

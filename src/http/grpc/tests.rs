@@ -1,4 +1,4 @@
-use super::{from_http, is_grpc, message, value};
+use super::{from_http, is_grpc, message, status, to_http, value};
 
 #[test]
 fn grpc_content_types_as_envoy_tells_them() {
@@ -39,4 +39,30 @@ fn grpc_messages_are_percent_encoded() {
     assert_eq!(message(b"no healthy upstream"), "no healthy upstream");
     assert_eq!(message(b"50% off\n"), "50%25 off%0A");
     assert_eq!(message("é".as_bytes()), "%C3%A9");
+}
+
+#[test]
+fn grpc_status_values_are_read_as_codes() {
+    assert_eq!(status(b"14"), Some(14));
+    assert_eq!(status(b"0"), Some(0));
+    assert_eq!(status(b"16"), Some(16));
+    assert_eq!(status(b"17"), None, "past the last code: Envoy's InvalidCode");
+    assert_eq!(status(b"014"), Some(14));
+    assert_eq!(status(b"99999999999"), None);
+    assert_eq!(status(b""), None);
+    assert_eq!(status(b"-1"), None);
+    assert_eq!(status(b" 4"), None);
+}
+
+#[test]
+fn grpc_statuses_stand_for_http_ones_as_envoy_tells_outlier_detection() {
+    assert_eq!(to_http(0), 200);
+    assert_eq!(to_http(1), 499);
+    assert_eq!(to_http(4), 504);
+    assert_eq!(to_http(8), 429);
+    assert_eq!(to_http(12), 501);
+    assert_eq!(to_http(13), 500);
+    assert_eq!(to_http(14), 503);
+    assert_eq!(to_http(16), 401);
+    assert_eq!(to_http(2), 500);
 }
