@@ -185,4 +185,53 @@ both_drivers! {
         }
         assert_eq!(unavailable.count(), 2, "ejected after two");
     }
+
+    fn grpc_timeout_is_the_timeout_capped_by_the_routes_as_istiod_configures_envoy(driver) {
+        let app = Backend::start("app");
+        let stall = Backend::with_mode("stall", Mode::Stall(Duration::from_millis(1500)));
+        let capped = "    timeout: 0.3s\n";
+        let http = [
+            route("/pkg.Fast/", "app.local", ""),
+            route("/pkg.Capped/", "app.local", capped),
+            route("/pkg.Slow/", "stall.local", ""),
+            route("/pkg.SlowCapped/", "stall.local", capped),
+        ]
+        .concat();
+        let extra = vec![
+            service_entry("app", "app.local", 80, &[app.port()]),
+            service_entry("stall", "stall.local", 80, &[stall.port()]),
+        ];
+        let (_gw, addr) = start(driver, &http, extra, &[]);
+        let seen = |path: &str, lines: &str| {
+            assert_eq!(call(addr, path, lines).status, 200);
+            let last = app.last();
+            let line = |n: &str| last.header_all(n).iter().map(|v| v.to_string()).collect::<Vec<_>>();
+            (line("grpc-timeout"), line("x-envoy-expected-rq-timeout-ms"))
+        };
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Envoy's router rewrites grpc-timeout to the time the upstream really has.
+        assert_eq!(seen("/pkg.Fast/Call", "grpc-timeout: 2S\r\n"), (strings(&["2000m"]), strings(&["2000"])));
+        assert_eq!(seen("/pkg.Fast/Call", ""), (vec![], vec![]), "no timeout at all: none said");
+        assert_eq!(seen("/pkg.Fast/Call", "grpc-timeout: soon\r\n"), (strings(&["soon"]), vec![]), "left as sent");
+        assert_eq!(seen("/pkg.Capped/Call", "grpc-timeout: 10S\r\n"), (strings(&["300m"]), strings(&["300"])));
+        assert_eq!(seen("/pkg.Capped/Call", "grpc-timeout: 100m\r\n"), (strings(&["100m"]), strings(&["100"])));
+        assert_eq!(seen("/pkg.Capped/Call", ""), (strings(&["300m"]), strings(&["300"])));
+        let resp = post(addr, "/pkg.Capped/Call");
+        assert_eq!((resp.status, app.last().header("grpc-timeout")), (200, None), "not gRPC: no grpc-timeout");
+
+        // The deadline is enforced: the router's timeout, UNAVAILABLE as Envoy maps its 504.
+        let timed_out = |path: &str, lines: &str| {
+            let resp = call(addr, path, lines);
+            (resp.header("grpc-status").map(str::to_string), resp.header("grpc-message").map(str::to_string))
+        };
+        let expired = (Some("14".to_string()), Some("upstream request timeout".to_string()));
+        assert_eq!(timed_out("/pkg.Slow/Call", "grpc-timeout: 200m\r\n"), expired, "no route timeout: grpc-timeout's");
+        assert_eq!(timed_out("/pkg.SlowCapped/Call", "grpc-timeout: 1H\r\n"), expired, "capped by the route's");
+        assert_eq!(timed_out("/pkg.Slow/Call", ""), (None, None), "neither: the answer waits");
+        let resp = client::request(
+            addr,
+            "GET /pkg.Slow/Call HTTP/1.1\r\nHost: app.test\r\ngrpc-timeout: 100m\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!((resp.status, resp.body_text().as_str()), (200, "stall"), "not gRPC: grpc-timeout is not read");
+    }
 }

@@ -53,6 +53,8 @@ pub(super) struct Extras {
     pub(super) set_cookie: Option<String>,
     /// The try lines the head ends with (the first try's).
     pub(super) try_lines: TryLines,
+    /// The request's timeout: the route's, or a gRPC request's `grpc-timeout` capped by it.
+    pub(super) timeout: Option<Duration>,
 }
 
 /// What the plan is handed besides the snapshot and the request: it does no I/O, reads no
@@ -171,7 +173,26 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
-                let base_remove: &[&str] = if head.expects_continue() { &["expect"] } else { &[] };
+                // A gRPC request's `grpc-timeout` is its timeout, as istiod configures gateway routes.
+                let grpc_timeout = meta.grpc.then(|| info.header("grpc-timeout")).flatten();
+                let timeout = grpc::request_timeout(route.policy.timeout, grpc_timeout);
+                let try_lines = TryLines {
+                    attempt: Some(1),
+                    expected_timeout_ms: retry::expected_timeout_ms(
+                        timeout,
+                        route.policy.retries.per_try_timeout,
+                        Duration::ZERO,
+                    ),
+                    grpc_timeout: meta.grpc,
+                };
+                // The proxy answers `100-continue` itself; the try lines say `grpc-timeout` anew.
+                const DROPPED: [&str; 2] = ["expect", "grpc-timeout"];
+                let base_remove: &[&str] = match (head.expects_continue(), try_lines.writes_grpc_timeout()) {
+                    (true, true) => &DROPPED,
+                    (true, false) => &DROPPED[..1],
+                    (false, true) => &DROPPED[1..],
+                    (false, false) => &[],
+                };
                 let levels = [&dest.headers.request, route_headers];
                 // Nothing to merge on most routes: no allocation then.
                 let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
@@ -181,14 +202,6 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
                 let authority = rewrite.and_then(|r| r.authority.as_deref()).or(header_authority);
-                let try_lines = TryLines {
-                    attempt: Some(1),
-                    expected_timeout_ms: retry::expected_timeout_ms(
-                        route.policy.timeout,
-                        route.policy.retries.per_try_timeout,
-                        Duration::ZERO,
-                    ),
-                };
                 let edits = RequestEdits {
                     path: path.as_deref(),
                     authority,
@@ -213,6 +226,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     },
                     set_cookie: affinity.set_cookie,
                     try_lines,
+                    timeout,
                 };
                 if let Some(r) = log {
                     r.forwarded(route.name.as_deref());
