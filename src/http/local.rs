@@ -4,8 +4,10 @@
 
 use std::borrow::Cow;
 
+use super::error::ProxyError;
+use super::fault;
 use super::grpc;
-use crate::snapshot::{Redirect, RedirectPort, RequestInfo};
+use crate::snapshot::{AbortStatus, Redirect, RedirectPort, RequestInfo};
 
 /// A header line of an answer: most values are borrowed, a Location is formatted for it.
 pub(super) type Line<'a> = (&'a str, Cow<'a, str>);
@@ -44,6 +46,38 @@ impl<'a> Answer<'a> {
             headers.push(("grpc-message", grpc::message(body)));
         }
         Answer { status: 200, headers, body: b"", omit_body }
+    }
+}
+
+/// The answer to a request that failed with `err` before any response byte went out, a gRPC
+/// answer to a `grpc` request.
+pub(super) fn failure(err: &ProxyError, grpc: bool) -> Answer<'static> {
+    let (status, body) = err.answer();
+    // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
+    let headers = match err {
+        ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
+        _ => Vec::new(),
+    };
+    let answer = Answer { headers, ..Answer::simple(status, body.as_bytes()) };
+    if grpc {
+        answer.grpc(err.grpc_status())
+    } else {
+        answer
+    }
+}
+
+/// Envoy's fault filter abort: `httpStatus`, or a `grpcStatus` as HTTP 200 (its gRPC status
+/// said to a `grpc` request only), with the filter's body.
+pub(super) fn fault_abort(abort: AbortStatus, grpc: bool) -> Answer<'static> {
+    let (status, grpc_status) = match abort {
+        AbortStatus::Http(status) => (status, None),
+        AbortStatus::Grpc(code) => (200, Some(code)),
+    };
+    let answer = Answer::simple(status, fault::ABORT_BODY);
+    if grpc {
+        answer.grpc(grpc_status)
+    } else {
+        answer
     }
 }
 

@@ -2,7 +2,6 @@
 //! gateway's own answers encoded. Routing is [`super::plan`]'s, forwarding the exchange's
 //! (`exchange.rs`), to which the session lends its client's half (`session/client.rs`).
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -14,9 +13,8 @@ use super::body::buffered_body_len;
 use super::codec::{self, BodyFraming, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
-use super::fault;
 use super::head::Http1Request;
-use super::local::Answer;
+use super::local::{self, Answer};
 use super::peer::{Peer, TlsSession};
 use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, NO_ROUTE};
 use super::tunnel;
@@ -24,7 +22,6 @@ use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
 use crate::limits::ClientLimits;
 use crate::percore::{ConnInfo, WorkerCtx};
-use crate::snapshot::AbortStatus;
 use crate::upstream::{Generation, UpstreamConn};
 use client::Http1Client;
 
@@ -292,14 +289,8 @@ impl<S: Duplex> Session<S> {
             Some(abort) => {
                 let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
                 let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
-                let (status, grpc_status) = match abort {
-                    AbortStatus::Http(status) => (status, None),
-                    AbortStatus::Grpc(code) => (200, Some(code)),
-                };
-                let answer = Answer::simple(status, fault::ABORT_BODY);
-                let answer = if meta.grpc { answer.grpc(grpc_status) } else { answer };
                 self.out.clear();
-                let status = encode(&mut self.out, &answer, end);
+                let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
                 Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT }
             }
             None => disposition,
@@ -368,16 +359,8 @@ impl<S: Duplex> Session<S> {
     /// request; the connection then ends as `end` says.
     async fn answer_error(&mut self, err: &ProxyError, grpc: bool, end: Ending) -> Next {
         tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
-        let (status, body) = err.answer();
         self.out.clear();
-        // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
-        let headers = match err {
-            ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
-            _ => Vec::new(),
-        };
-        let answer = Answer { headers, ..Answer::simple(status, body.as_bytes()) };
-        let answer = if grpc { answer.grpc(err.grpc_status()) } else { answer };
-        let status = encode(&mut self.out, &answer, end);
+        let status = encode(&mut self.out, &local::failure(err, grpc), end);
         let (flag, details) = err.log_fields();
         self.note_status(status, flag, details);
         if self.write_out().await.is_err() || end.close {
