@@ -139,11 +139,11 @@ pub fn request_timeout(route: Option<Duration>, grpc_timeout: Option<&[u8]>) -> 
     }
 }
 
-/// `grpc-message` for an answer's text: percent-encoded outside printable ASCII and `%`
-/// itself, as Envoy's `PercentEncoding::encode`. Borrowed when nothing needs encoding (every
+/// `grpc-message` for an answer's text: percent-encoded outside printable ASCII, `%` and `~`
+/// too, as Envoy's `PercentEncoding::encode`. Borrowed when nothing needs encoding (every
 /// answer the gateway words itself).
 pub fn message(text: &[u8]) -> Cow<'_, str> {
-    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'%';
+    let plain = |b: &u8| (b' '..b'~').contains(b) && *b != b'%';
     if text.iter().all(plain) {
         // Printable ASCII is UTF-8.
         return Cow::Borrowed(std::str::from_utf8(text).unwrap_or_default());

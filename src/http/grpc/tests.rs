@@ -41,6 +41,7 @@ fn grpc_messages_are_percent_encoded() {
     assert_eq!(message(b"no healthy upstream"), "no healthy upstream");
     assert_eq!(message(b"50% off\n"), "50%25 off%0A");
     assert_eq!(message("é".as_bytes()), "%C3%A9");
+    assert_eq!(message(b"a~b"), "a%7Eb", "Envoy encodes from ~ up");
 }
 
 #[test]
