@@ -78,7 +78,7 @@ both_drivers! {
             service_entry("empty", "empty.local", 80, &[]),
             service_entry("dead", "dead.local", 80, &[support::closed_port()]),
         ];
-        let (_gw, addr) = start(driver, &http, extra, &[]);
+        let (gw, addr) = start(driver, &http, extra, &[]);
 
         // No route: Envoy's 404 is UNIMPLEMENTED, with no message (its body is empty).
         assert_grpc_answer(&call(addr, "/pkg.Nowhere/Call", ""), "12", None);
@@ -92,6 +92,13 @@ both_drivers! {
         assert_eq!(app.count(), 0);
         let resp = call(addr, "/pkg.App/Call", "");
         assert_eq!((resp.status, resp.body_text().as_str()), (200, "app"), "the upstream's answer passes as it is");
+        // Counted as the 200 they are, as Envoy counts them.
+        let (_, stats) = gw.admin_get("/stats/prometheus");
+        let counted = |code: &str| {
+            let label = format!("envoy_response_code=\"{code}\"");
+            stats.lines().any(|l| l.starts_with("envoy_http_downstream_rq{") && l.contains(&label))
+        };
+        assert!(counted("200") && !counted("404") && !counted("503") && !counted("504"), "{stats}");
 
         // Not gRPC: the same answers as ever.
         let resp = post(addr, "/pkg.Nowhere/Call");
