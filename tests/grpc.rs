@@ -143,7 +143,7 @@ both_drivers! {
             service_entry("bad", "bad.local", 80, &[unavailable.port()]),
             service_entry("good", "good.local", 80, &[good.port()]),
         ];
-        let (_gw, addr) = start(driver, &http, extra, &[]);
+        let (gw, addr) = start(driver, &http, extra, &["--access-log"]);
 
         for _ in 0..12 {
             let resp = call(addr, "/pkg.Mixed/Call", "");
@@ -163,6 +163,15 @@ both_drivers! {
         let before = unavailable.count();
         assert_eq!(post(addr, "/pkg.Default/Call").header("grpc-status"), Some("14"));
         assert_eq!(unavailable.count() - before, 1, "the response to a request that is not gRPC is not read for it");
+        // Retries ran out on a status the policy retries: Envoy's URX, the status as relayed.
+        let logged = |path: &str| {
+            let find = || gw.stdout().lines().find(|l| l.contains(&format!(" {path} "))).map(str::to_owned);
+            support::wait_until(Duration::from_secs(5), || find().is_some());
+            let line = find().unwrap_or_else(|| panic!("no {path} in\n{}", gw.stdout()));
+            line.split(' ').skip(4).take(2).map(str::to_owned).collect::<Vec<_>>()
+        };
+        assert_eq!(logged("/pkg.Bad/Call"), ["200", "URX"]);
+        assert_eq!(logged("/pkg.Internal/Call"), ["200", "-"], "not a status the policy retries");
         // The status after the body: the response began, Envoy does not retry it.
         let before = good.count();
         let resp = call(addr, "/grpc-trailers/14", "");

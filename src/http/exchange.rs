@@ -252,7 +252,11 @@ impl<C: Client> Exchange<'_, C> {
                     tally.retries_exhausted = retries.attempts > 0
                         && !attempts_left
                         && match &other {
-                            Ok(_) => statuses_retried && retry::status_retried(retries, tally.status),
+                            Ok(_) => {
+                                statuses_retried
+                                    && (retry::status_retried(retries, tally.status)
+                                        || tally.grpc_status.is_some_and(|c| retry::grpc_status_retried(retries, c)))
+                            }
                             Err(f) => !f.response_started && retried(retries, &f.err, inline),
                         };
                     return other;

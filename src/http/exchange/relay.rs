@@ -92,10 +92,9 @@ impl<C: Client> Exchange<'_, C> {
         }
         // Envoy's router tells outlier detection what a gRPC request's `grpc-status` in the
         // response head stands for; one in trailers it never sees.
-        let observed = match meta.grpc.then(|| head.header("grpc-status")).flatten().and_then(grpc::status) {
-            Some(code) => grpc::to_http(code),
-            None => status,
-        };
+        let grpc_status = meta.grpc.then(|| head.header("grpc-status")).flatten().and_then(grpc::status);
+        self.account.tally.grpc_status = grpc_status;
+        let observed = grpc_status.map_or(status, grpc::to_http);
         Ok(ResponseStart::Final { status, observed, head_len, framing: head.framing, keep_alive: head.keep_alive })
     }
 
