@@ -14,7 +14,8 @@ pub(super) struct ReqMeta {
     pub(super) affinity: Option<u64>,
     /// The request asks to switch protocols (WebSocket): only then may the upstream answer 101.
     pub(super) upgrade: bool,
-    /// A gRPC request (its `content-type`): the gateway's own answers to it are gRPC answers.
+    /// A gRPC request (its `content-type`, which the plan reads): the gateway's own answers to
+    /// it are gRPC answers, and its `grpc-timeout` and response `grpc-status` count.
     pub(super) grpc: bool,
 }
 

@@ -27,9 +27,7 @@ impl<'a> Answer<'a> {
     pub(super) fn simple(status: u16, body: &'a [u8]) -> Self {
         Answer { status, headers: Vec::new(), body, omit_body: false }
     }
-}
 
-impl<'a> Answer<'a> {
     /// This answer as Envoy's local reply gives it to a gRPC request: HTTP 200,
     /// `content-type: application/grpc`, `grpc-status` (`status`, else mapped from the HTTP
     /// status; one the route's response edits set is kept), the text as `grpc-message`, no

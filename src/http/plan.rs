@@ -75,18 +75,19 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     inputs: &Inputs<R>,
     log: Option<&mut Record>,
 ) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
-    let (meta, plan, fault) = decide(snap, head, out, peer, inputs, log);
+    let (meta, planned, fault) = decide(snap, head, out, peer, inputs, log);
     // Envoy's connection manager makes every local reply to a gRPC request a gRPC answer,
     // whichever filter gave it.
-    let plan = match plan {
+    let planned = match planned {
         Disposition::Local { answer, close, details } if meta.grpc => {
             Disposition::Local { answer: answer.grpc(None), close, details }
         }
-        plan => plan,
+        planned => planned,
     };
-    (meta, plan, fault)
+    (meta, planned, fault)
 }
 
+/// [`plan`] before the gRPC form of its local answers.
 fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     snap: &'s Snapshot,
     head: &'h impl RequestView,

@@ -131,9 +131,10 @@ impl<C: Client> Exchange<'_, C> {
     /// may go back to the pool; `request_whole`: the request body went up whole.
     /// With `at.retry_statuses`, a final response whose status (or head's `grpc-status`) that
     /// policy retries is not relayed: it fails the try with [`ProxyError::RetriableStatus`]
-    /// or [`ProxyError::RetriableGrpcStatus`] (`out` still holds the request then). A relayed final status reaches outlier detection before the client sees
-    /// it, as Envoy's router reports it on the upstream's headers: a client holding the head
-    /// that ejects an endpoint finds it ejected.
+    /// or [`ProxyError::RetriableGrpcStatus`] (`out` still holds the request then). A relayed
+    /// final status reaches outlier detection before the client sees it, as Envoy's router
+    /// reports it on the upstream's headers: a client holding the head that ejects an endpoint
+    /// finds it ejected.
     pub(super) async fn relay_response(
         &mut self,
         conn: &mut UpstreamConn,
