@@ -298,6 +298,36 @@ pub struct FaultAbort {
     pub percentage: Option<Percent>,
 }
 
+impl FaultAbort {
+    /// The gRPC status code `grpcStatus` names (Istio's `SupportedGRPCStatus`, the codes'
+    /// upper-case names); `None` when unset or a name Istio does not know.
+    pub fn grpc_code(&self) -> Option<u8> {
+        let name = self.grpc_status.as_deref()?;
+        GRPC_STATUS_NAMES.iter().position(|n| *n == name).map(|i| i as u8)
+    }
+}
+
+/// gRPC status codes by name: a code is its index.
+const GRPC_STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpMirrorPolicy {

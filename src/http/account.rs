@@ -36,6 +36,9 @@ pub(super) struct Tally {
     pub(super) sent: u64,
     /// The last try failed in a way the retry policy retries, with no retry left.
     pub(super) retries_exhausted: bool,
+    /// The `grpc-status` in the head of the upstream's response to a gRPC request (a
+    /// trailers-only answer), as the retry policy judged it.
+    pub(super) grpc_status: Option<u8>,
 }
 
 impl Tally {

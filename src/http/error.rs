@@ -4,6 +4,7 @@
 use std::io;
 
 use crate::http::codec::ParseError;
+use crate::http::grpc;
 use crate::upstream::Observation;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,10 @@ pub enum ProxyError {
     /// A response the route's retry policy retries; never answered, the next try is.
     #[error("upstream answered a retriable {0}")]
     RetriableStatus(u16),
+    /// A response whose head carries a `grpc-status` the route's retry policy retries (a
+    /// trailers-only gRPC answer); as [`Self::RetriableStatus`].
+    #[error("upstream answered a retriable grpc-status {0}")]
+    RetriableGrpcStatus(u8),
 }
 
 impl ProxyError {
@@ -70,7 +75,7 @@ impl ProxyError {
             Self::DurationTimeout => ("DT", "max_duration_timeout"),
             Self::RequestHeadersTimeout => ("-", "request_headers_timeout"),
             Self::Overflow => ("UO", "overflow"),
-            Self::RetriableStatus(_) => ("-", "via_upstream"),
+            Self::RetriableStatus(_) | Self::RetriableGrpcStatus(_) => ("-", "via_upstream"),
         }
     }
 
@@ -95,7 +100,35 @@ impl ProxyError {
                 (503, "upstream connect error or disconnect/reset before headers. reset reason: overflow")
             }
             Self::RetriableStatus(status) => (*status, ""),
+            // A gRPC answer's HTTP status is 200; its gRPC status is given ([`Self::grpc_status`]).
+            Self::RetriableGrpcStatus(_) => (200, ""),
             Self::DownstreamIo(_) => (400, ""),
+        }
+    }
+
+    /// The gRPC status Envoy gives a gRPC request for this failure where it does not map the
+    /// HTTP status ([`super::grpc::from_http`]): the request's maximum duration is
+    /// DEADLINE_EXCEEDED (its connection manager's `onStreamMaxDurationReached`). A route
+    /// timeout is not: its 504 maps to UNAVAILABLE, as Envoy's router answers it.
+    pub fn grpc_status(&self) -> Option<u8> {
+        match self {
+            Self::DurationTimeout => Some(grpc::DEADLINE_EXCEEDED),
+            Self::RetriableGrpcStatus(code) => Some(*code),
+            Self::DownstreamIo(_)
+            | Self::BadRequest(_)
+            | Self::NoCluster
+            | Self::NoHealthyUpstream
+            | Self::ConnectFailed(_)
+            | Self::ConnectTimeout
+            | Self::ResetBeforeResponse
+            | Self::UpstreamProtocol(_)
+            | Self::UnexpectedUpgrade
+            | Self::UpstreamIo(_)
+            | Self::UpstreamTimeout
+            | Self::PerTryTimeout
+            | Self::RequestHeadersTimeout
+            | Self::Overflow
+            | Self::RetriableStatus(_) => None,
         }
     }
 
@@ -109,6 +142,8 @@ impl ProxyError {
             }
             Self::UpstreamTimeout | Self::PerTryTimeout => Some(Observation::Timeout),
             Self::RetriableStatus(status) => Some(Observation::Status(*status)),
+            // Envoy's router tells outlier detection the HTTP status a gRPC one stands for.
+            Self::RetriableGrpcStatus(code) => Some(Observation::Status(grpc::to_http(*code))),
             Self::DownstreamIo(_)
             | Self::BadRequest(_)
             | Self::NoCluster

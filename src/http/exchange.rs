@@ -35,6 +35,8 @@ struct Outgoing {
     head_end: usize,
     lines: TryLines,
     inline: bool,
+    /// The request's timeout, which a retry's lines count down.
+    timeout: Option<Duration>,
 }
 
 /// One forwarded request: the client's half, and what the exchange uses of its worker and
@@ -84,7 +86,7 @@ impl<C: Client> Exchange<'_, C> {
         // A small body is worth holding whole when a retry or a mirror may need it again.
         let replay_wanted = !extras.mirrors.is_empty()
             || (retries.attempts > 0
-                && (retry::retries_statuses(retries) || retry::retries(retries, TryFailure::Reset)));
+                && (retry::retries_statuses(retries, meta.grpc) || retry::retries(retries, TryFailure::Reset)));
         if replay_wanted && self.client.hold_body().await.is_err() {
             return Forwarded::Cut;
         }
@@ -101,7 +103,7 @@ impl<C: Client> Exchange<'_, C> {
         if inline {
             for mut copy in extras.mirrors {
                 copy.bytes.extend_from_slice(&self.out[head_end..]);
-                mirror::send(self.ctx, snap, copy, route.policy.timeout);
+                mirror::send(self.ctx, snap, copy, extras.timeout);
             }
         } else if !extras.mirrors.is_empty() {
             tracing::debug!(peer = %self.peer, "request body too large to hold for a mirror: not mirrored");
@@ -111,12 +113,12 @@ impl<C: Client> Exchange<'_, C> {
         // The route's timeout, or what is left of the request's maximum duration if sooner.
         let began = self.account.tally.began;
         let left = self.max_request_duration.map(|d| d.saturating_sub(began.map_or(Duration::ZERO, |b| b.elapsed())));
-        let (timeout, expired) = match (route.policy.timeout, left) {
+        let (timeout, expired) = match (extras.timeout, left) {
             (Some(t), Some(l)) if l < t => (Some(l), ProxyError::DurationTimeout),
             (None, Some(l)) => (Some(l), ProxyError::DurationTimeout),
             (t, _) => (t, ProxyError::UpstreamTimeout),
         };
-        let outgoing = Outgoing { head_end, lines: extras.try_lines, inline };
+        let outgoing = Outgoing { head_end, lines: extras.try_lines, inline, timeout: extras.timeout };
         let exchange = self.exchange(snap, cluster, route, meta, outgoing, &response);
         let result = match timeout {
             Some(t) => monoio::time::timeout(t, exchange).await.ok(),
@@ -168,7 +170,7 @@ impl<C: Client> Exchange<'_, C> {
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
         let mut retry_slot = None;
-        let statuses_retried = inline && retry::retries_statuses(retries);
+        let statuses_retried = inline && retry::retries_statuses(retries, meta.grpc);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
         let ctx = self.ctx;
@@ -235,10 +237,11 @@ impl<C: Client> Exchange<'_, C> {
                     let lines = TryLines {
                         attempt: Some(attempt as u32 + 1),
                         expected_timeout_ms: retry::expected_timeout_ms(
-                            route.policy.timeout,
+                            outgoing.timeout,
                             retries.per_try_timeout,
                             began.elapsed(),
                         ),
+                        ..outgoing.lines
                     };
                     outgoing.head_end = codec::rewrite_try_lines(self.out, outgoing.head_end, &outgoing.lines, &lines);
                     outgoing.lines = lines;
@@ -249,7 +252,11 @@ impl<C: Client> Exchange<'_, C> {
                     tally.retries_exhausted = retries.attempts > 0
                         && !attempts_left
                         && match &other {
-                            Ok(_) => statuses_retried && retry::status_retried(retries, tally.status),
+                            Ok(_) => {
+                                statuses_retried
+                                    && (retry::status_retried(retries, tally.status)
+                                        || tally.grpc_status.is_some_and(|c| retry::grpc_status_retried(retries, c)))
+                            }
                             Err(f) => !f.response_started && retried(retries, &f.err, inline),
                         };
                     return other;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::snapshot::Fault;
+use crate::snapshot::{AbortStatus, Fault};
 
 #[cfg(test)]
 mod tests;
@@ -15,7 +15,7 @@ pub const ABORT_BODY: &[u8] = b"fault filter abort";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Injected {
     pub delay: Option<Duration>,
-    pub abort: Option<u16>,
+    pub abort: Option<AbortStatus>,
 }
 
 /// Decides both faults, each on its own draw: a request may be delayed and then aborted.

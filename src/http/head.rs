@@ -14,6 +14,9 @@ pub(super) struct ReqMeta {
     pub(super) affinity: Option<u64>,
     /// The request asks to switch protocols (WebSocket): only then may the upstream answer 101.
     pub(super) upgrade: bool,
+    /// A gRPC request (its `content-type`, which the plan reads): the gateway's own answers to
+    /// it are gRPC answers, and its `grpc-timeout` and response `grpc-status` count.
+    pub(super) grpc: bool,
 }
 
 /// How a request sits on its HTTP/1.1 connection, kept once the head's borrow ends.
@@ -78,7 +81,7 @@ impl RequestView for codec::RequestHead<'_> {
 
     #[inline]
     fn meta(&self) -> ReqMeta {
-        ReqMeta { is_head: self.method == "HEAD", affinity: None, upgrade: self.upgrade.is_some() }
+        ReqMeta { is_head: self.method == "HEAD", affinity: None, upgrade: self.upgrade.is_some(), grpc: false }
     }
 
     #[inline]

@@ -4,7 +4,10 @@
 
 use std::borrow::Cow;
 
-use crate::snapshot::{Redirect, RedirectPort, RequestInfo};
+use super::error::ProxyError;
+use super::fault;
+use super::grpc;
+use crate::snapshot::{AbortStatus, Redirect, RedirectPort, RequestInfo};
 
 /// A header line of an answer: most values are borrowed, a Location is formatted for it.
 pub(super) type Line<'a> = (&'a str, Cow<'a, str>);
@@ -23,6 +26,56 @@ impl<'a> Answer<'a> {
     /// A plain answer: `content-type: text/plain` when there is a body.
     pub(super) fn simple(status: u16, body: &'a [u8]) -> Self {
         Answer { status, headers: Vec::new(), body, omit_body: false }
+    }
+
+    /// This answer as Envoy's local reply gives it to a gRPC request: HTTP 200,
+    /// `content-type: application/grpc`, `grpc-status` (`status`, else mapped from the HTTP
+    /// status; one the route's response edits set is kept), the text as `grpc-message`, no
+    /// body (a trailers-only response). The other lines stay.
+    pub(super) fn grpc(self, status: Option<u8>) -> Self {
+        let Answer { status: http, mut headers, body, omit_body } = self;
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        headers.push(("content-type", Cow::Borrowed(grpc::CONTENT_TYPE)));
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("grpc-status")) {
+            let code = status.unwrap_or_else(|| grpc::from_http(http));
+            headers.push(("grpc-status", Cow::Borrowed(grpc::value(code))));
+        }
+        if !body.is_empty() && !omit_body {
+            headers.push(("grpc-message", grpc::message(body)));
+        }
+        Answer { status: 200, headers, body: b"", omit_body }
+    }
+}
+
+/// The answer to a request that failed with `err` before any response byte went out, a gRPC
+/// answer to a `grpc` request.
+pub(super) fn failure(err: &ProxyError, grpc: bool) -> Answer<'static> {
+    let (status, body) = err.answer();
+    // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
+    let headers = match err {
+        ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
+        _ => Vec::new(),
+    };
+    let answer = Answer { headers, ..Answer::simple(status, body.as_bytes()) };
+    if grpc {
+        answer.grpc(err.grpc_status())
+    } else {
+        answer
+    }
+}
+
+/// Envoy's fault filter abort: `httpStatus`, or a `grpcStatus` as HTTP 200 (its gRPC status
+/// said to a `grpc` request only), with the filter's body.
+pub(super) fn fault_abort(abort: AbortStatus, grpc: bool) -> Answer<'static> {
+    let (status, grpc_status) = match abort {
+        AbortStatus::Http(status) => (status, None),
+        AbortStatus::Grpc(code) => (200, Some(code)),
+    };
+    let answer = Answer::simple(status, fault::ABORT_BODY);
+    if grpc {
+        answer.grpc(grpc_status)
+    } else {
+        answer
     }
 }
 

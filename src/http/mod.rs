@@ -15,6 +15,7 @@ mod dechunk;
 mod error;
 mod exchange;
 mod fault;
+mod grpc;
 mod h2;
 mod head;
 mod headers;

@@ -8,6 +8,7 @@ use super::affinity;
 use super::codec::{RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
+use super::grpc;
 use super::head::{ReqMeta, RequestView};
 use super::headers::{self, Merged};
 use super::local::{self, Answer};
@@ -52,6 +53,8 @@ pub(super) struct Extras {
     pub(super) set_cookie: Option<String>,
     /// The try lines the head ends with (the first try's).
     pub(super) try_lines: TryLines,
+    /// The request's timeout: the route's, or a gRPC request's `grpc-timeout` capped by it.
+    pub(super) timeout: Option<Duration>,
 }
 
 /// What the plan is handed besides the snapshot and the request: it does no I/O, reads no
@@ -70,6 +73,27 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     out: &mut Vec<u8>,
     peer: &Peer,
     inputs: &Inputs<R>,
+    log: Option<&mut Record>,
+) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
+    let (meta, planned, fault) = decide(snap, head, out, peer, inputs, log);
+    // Envoy's connection manager makes every local reply to a gRPC request a gRPC answer,
+    // whichever filter gave it.
+    let planned = match planned {
+        Disposition::Local { answer, close, details } if meta.grpc => {
+            Disposition::Local { answer: answer.grpc(None), close, details }
+        }
+        planned => planned,
+    };
+    (meta, planned, fault)
+}
+
+/// [`plan`] before the gRPC form of its local answers.
+fn decide<'s: 'h, 'h, R: Fn() -> u32>(
+    snap: &'s Snapshot,
+    head: &'h impl RequestView,
+    out: &mut Vec<u8>,
+    peer: &Peer,
+    inputs: &Inputs<R>,
     mut log: Option<&mut Record>,
 ) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
     let random = &inputs.random;
@@ -79,6 +103,8 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = head.info(scheme);
+    // A scan of the request's lines: gRPC changes its answers, timeout and retries.
+    meta.grpc = grpc::is_grpc(info.header("content-type"));
     if let Some(r) = log.as_deref_mut() {
         r.begin(&info, head.target(), head.protocol(), peer, request_id.as_str());
     }
@@ -148,7 +174,26 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
-                let base_remove: &[&str] = if head.expects_continue() { &["expect"] } else { &[] };
+                // A gRPC request's `grpc-timeout` is its timeout, as istiod configures gateway routes.
+                let grpc_timeout = meta.grpc.then(|| info.header("grpc-timeout")).flatten();
+                let timeout = grpc::request_timeout(route.policy.timeout, grpc_timeout);
+                let try_lines = TryLines {
+                    attempt: Some(1),
+                    expected_timeout_ms: retry::expected_timeout_ms(
+                        timeout,
+                        route.policy.retries.per_try_timeout,
+                        Duration::ZERO,
+                    ),
+                    grpc_timeout: meta.grpc,
+                };
+                // The proxy answers `100-continue` itself; the try lines say `grpc-timeout` anew.
+                const DROPPED: [&str; 2] = ["expect", "grpc-timeout"];
+                let base_remove: &[&str] = match (head.expects_continue(), try_lines.writes_grpc_timeout()) {
+                    (true, true) => &DROPPED,
+                    (true, false) => &DROPPED[..1],
+                    (false, true) => &DROPPED[1..],
+                    (false, false) => &[],
+                };
                 let levels = [&dest.headers.request, route_headers];
                 // Nothing to merge on most routes: no allocation then.
                 let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
@@ -158,14 +203,6 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
                 let authority = rewrite.and_then(|r| r.authority.as_deref()).or(header_authority);
-                let try_lines = TryLines {
-                    attempt: Some(1),
-                    expected_timeout_ms: retry::expected_timeout_ms(
-                        route.policy.timeout,
-                        route.policy.retries.per_try_timeout,
-                        Duration::ZERO,
-                    ),
-                };
                 let edits = RequestEdits {
                     path: path.as_deref(),
                     authority,
@@ -190,6 +227,7 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
                     },
                     set_cookie: affinity.set_cookie,
                     try_lines,
+                    timeout,
                 };
                 if let Some(r) = log {
                     r.forwarded(route.name.as_deref());

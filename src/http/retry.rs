@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::grpc;
 use crate::snapshot::RetryPolicy;
 
 #[cfg(test)]
@@ -26,7 +27,8 @@ pub enum TryFailure {
 ///
 /// As Envoy's `RetryStateImpl`: `5xx`, `gateway-error` and `reset` retry every reset
 /// (a connect failure and a per-try timeout included); `connect-failure` only connect
-/// failures. `refused-stream` and the gRPC conditions never apply to HTTP/1.1.
+/// failures. `refused-stream` never applies to HTTP/1.1; the gRPC conditions are read from a
+/// response ([`grpc_status_retried`]).
 pub fn retries(policy: &RetryPolicy, failure: TryFailure) -> bool {
     let on = &policy.retry_on;
     match failure {
@@ -45,14 +47,42 @@ pub fn status_retried(policy: &RetryPolicy, status: u16) -> bool {
         || (on.retriable_status_codes && policy.retriable_status_codes.contains(&status))
 }
 
-/// Whether any status at all could be retried: when none can, a response is relayed at once
-/// and the request need not stay replayable.
-pub fn retries_statuses(policy: &RetryPolicy) -> bool {
+/// Whether a response whose head carries `grpc-status: code` is retried under `policy`:
+/// `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`, `unavailable`, as
+/// Envoy's `RetryStateImpl` reads the response headers. A status that arrives in trailers,
+/// after the response began, is not: the client already has the head.
+pub fn grpc_status_retried(policy: &RetryPolicy, code: u8) -> bool {
+    let on = &policy.retry_on;
+    match code {
+        grpc::CANCELLED => on.cancelled,
+        grpc::DEADLINE_EXCEEDED => on.deadline_exceeded,
+        grpc::RESOURCE_EXHAUSTED => on.resource_exhausted,
+        grpc::INTERNAL => on.internal,
+        grpc::UNAVAILABLE => on.unavailable,
+        _ => false,
+    }
+}
+
+/// Whether the policy retries any gRPC status (see [`grpc_status_retried`]).
+pub fn retries_grpc_statuses(policy: &RetryPolicy) -> bool {
+    let on = &policy.retry_on;
+    on.cancelled || on.deadline_exceeded || on.resource_exhausted || on.internal || on.unavailable
+}
+
+/// Whether any status at all could be retried for a request, `grpc` when it is a gRPC one:
+/// when none can, a response is relayed at once and the request need not stay replayable.
+///
+/// The gRPC conditions count for gRPC requests only. Envoy reads `grpc-status` from any
+/// response, but only gRPC servers send one, and Istio's default policy has `unavailable` and
+/// `cancelled`: counted for every request, they would hold every small body and scan every
+/// response head on routes that retry nothing else.
+pub fn retries_statuses(policy: &RetryPolicy, grpc: bool) -> bool {
     let on = &policy.retry_on;
     on.server_error_5xx
         || on.gateway_error
         || on.retriable_4xx
         || (on.retriable_status_codes && !policy.retriable_status_codes.is_empty())
+        || (grpc && retries_grpc_statuses(policy))
 }
 
 /// The wait before retry number `retry` (1-based): uniform in `[0, (2^retry - 1) × 25 ms]`,

@@ -2,7 +2,6 @@
 //! gateway's own answers encoded. Routing is [`super::plan`]'s, forwarding the exchange's
 //! (`exchange.rs`), to which the session lends its client's half (`session/client.rs`).
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -14,9 +13,8 @@ use super::body::buffered_body_len;
 use super::codec::{self, BodyFraming, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
-use super::fault;
 use super::head::Http1Request;
-use super::local::Answer;
+use super::local::{self, Answer};
 use super::peer::{Peer, TlsSession};
 use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, NO_ROUTE};
 use super::tunnel;
@@ -72,17 +70,6 @@ pub(super) fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16
     };
     codec::with_date(|date| codec::write_simple_response(out, &resp, date));
     answer.status
-}
-
-/// The gateway's answer to a request that failed with `err`.
-pub(super) fn error_answer(err: &ProxyError) -> Answer<'static> {
-    let (status, body) = err.answer();
-    // Envoy marks answers its circuit breakers gave, so clients can tell them from the upstream's.
-    let headers = match err {
-        ProxyError::Overflow => vec![("x-envoy-overloaded", Cow::Borrowed("true"))],
-        _ => Vec::new(),
-    };
-    Answer { headers, ..Answer::simple(status, body.as_bytes()) }
 }
 
 /// Envoy's response flag for one of the gateway's own answers, by its details.
@@ -321,7 +308,7 @@ impl<S: Duplex> Session<S> {
                         Err(_) => {
                             tracing::debug!(peer = %self.peer.conn.peer, "request head not complete in time");
                             self.ctx.stats.downstream_rq_total.inc();
-                            return self.answer_error(&ProxyError::RequestHeadersTimeout, Ending::CLOSE).await;
+                            return self.answer_error(&ProxyError::RequestHeadersTimeout, false, Ending::CLOSE).await;
                         }
                         Ok(Ok(0) | Err(_)) => {
                             // A partial head then EOF: nobody to answer.
@@ -333,7 +320,7 @@ impl<S: Duplex> Session<S> {
                 }
                 Err(e) => {
                     self.ctx.stats.downstream_rq_total.inc();
-                    return self.answer_error(&ProxyError::BadRequest(e), Ending::CLOSE).await;
+                    return self.answer_error(&ProxyError::BadRequest(e), false, Ending::CLOSE).await;
                 }
             }
         };
@@ -351,11 +338,11 @@ impl<S: Duplex> Session<S> {
             monoio::time::sleep(delay).await;
         }
         let disposition = match fault.abort {
-            Some(status) => {
+            Some(abort) => {
                 let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
                 let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
                 self.out.clear();
-                encode(&mut self.out, &Answer::simple(status, fault::ABORT_BODY), end);
+                let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
                 Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT }
             }
             None => disposition,
@@ -391,7 +378,7 @@ impl<S: Duplex> Session<S> {
                     Forwarded::Done { .. } => Next::KeepAlive,
                     Forwarded::Upgraded(upstream) => Next::Upgrade(upstream),
                     Forwarded::Cut => Next::Close,
-                    Forwarded::Failed(err) => self.fail_request(http1, &err).await,
+                    Forwarded::Failed(err) => self.fail_request(http1, meta.grpc, &err).await,
                 }
             }
         };
@@ -415,15 +402,14 @@ impl<S: Duplex> Session<S> {
         len.is_some()
     }
 
-    /// Answers a failure before any response byte went out; the connection then ends as `end`
-    /// says.
-    async fn answer_error(&mut self, err: &ProxyError, end: Ending) -> Next {
+    /// Answers a failure before any response byte went out, as a gRPC answer to a `grpc`
+    /// request; the connection then ends as `end` says.
+    async fn answer_error(&mut self, err: &ProxyError, grpc: bool, end: Ending) -> Next {
         tracing::debug!(peer = %self.peer.conn.peer, error = %err, "answering an error");
-        let answer = error_answer(err);
-        let (flag, details) = err.log_fields();
-        self.note_status(answer.status, flag, details);
         self.out.clear();
-        encode(&mut self.out, &answer, end);
+        let status = encode(&mut self.out, &local::failure(err, grpc), end);
+        let (flag, details) = err.log_fields();
+        self.note_status(status, flag, details);
         if self.write_out().await.is_err() || end.close {
             Next::Close
         } else {
@@ -433,10 +419,10 @@ impl<S: Duplex> Session<S> {
 
     /// Answers `err`; the client connection survives only when the request body was fully
     /// consumed, and the answer says which.
-    async fn fail_request(&mut self, h1: Http1Request, err: &ProxyError) -> Next {
+    async fn fail_request(&mut self, h1: Http1Request, grpc: bool, err: &ProxyError) -> Next {
         let body_done = self.skip_buffered_body(h1.framing);
         let close = !body_done || !h1.keep_alive || self.closing();
-        match self.answer_error(err, Ending { close, http10: h1.http10 }).await {
+        match self.answer_error(err, grpc, Ending { close, http10: h1.http10 }).await {
             Next::Close if !body_done => Next::Linger,
             next => next,
         }

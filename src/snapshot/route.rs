@@ -227,8 +227,18 @@ pub struct RetryOn {
 pub struct Fault {
     /// (delay, percent of requests 0..=100).
     pub delay: Option<(Duration, f64)>,
-    /// (HTTP status, percent).
-    pub abort: Option<(u16, f64)>,
+    /// (the answer, percent).
+    pub abort: Option<(AbortStatus, f64)>,
+}
+
+/// What an aborted request is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortStatus {
+    /// `httpStatus`.
+    Http(u16),
+    /// `grpcStatus`, by code: HTTP 200 carrying it (a gRPC request's answer says it in
+    /// `grpc-status`), as Envoy's fault filter answers.
+    Grpc(u8),
 }
 
 #[derive(Debug, Clone)]

@@ -152,6 +152,24 @@ fn http_route_checks() {
 }
 
 #[test]
+fn fault_abort_grpc_status_is_a_name_istio_knows() {
+    let route = "  - route: [{destination: {host: r.example.com, port: {number: 80}}}]\n";
+    let http = [
+        format!("{route}    fault: {{abort: {{grpcStatus: UNAVAILABLE}}}}\n"),
+        format!("{route}    fault: {{abort: {{grpcStatus: unavailable}}}}\n"),
+        format!("{route}    fault: {{abort: {{grpcStatus: NOT_FOUND, httpStatus: 404}}}}\n"),
+    ]
+    .concat();
+    assert_eq!(
+        faults("grpc-abort", &vs(&http)),
+        [
+            "spec.http[1].fault.abort.grpcStatus: gRPC status \"unavailable\" is not supported: use a code's name, for example NOT_FOUND",
+            "spec.http[2].fault.abort: httpStatus and grpcStatus are a one-of: set one",
+        ]
+    );
+}
+
+#[test]
 fn weights() {
     let lone = "  - route: [{destination: {host: r.example.com, port: {number: 80}}}]\n";
     assert!(faults("lone", &vs(lone)).is_empty());

@@ -203,6 +203,15 @@ fn http_route(at: &mut At<'_, VirtualService>, prefix: &str, route: &HttpRoute) 
                     format!("httpStatus {status} is not in range 200..599"),
                 );
             }
+            if abort.http_status.is_some() && abort.grpc_status.is_some() {
+                at.error(format!("{prefix}.fault.abort"), "httpStatus and grpcStatus are a one-of: set one");
+            }
+            if let Some(name) = abort.grpc_status.as_deref().filter(|_| abort.grpc_code().is_none()) {
+                at.error(
+                    format!("{prefix}.fault.abort.grpcStatus"),
+                    format!("gRPC status {name:?} is not supported: use a code's name, for example NOT_FOUND"),
+                );
+            }
         }
     }
 }

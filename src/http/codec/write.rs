@@ -11,6 +11,7 @@ use super::fields::{Fields, Kind};
 use super::request::{RequestHead, TargetForm};
 use super::response::ResponseHead;
 use super::BodyFraming;
+use crate::http::grpc;
 use bytes::BufMut;
 
 /// What changes between the client's request head and the one sent upstream.
@@ -55,13 +56,25 @@ pub struct TryLines {
     pub attempt: Option<u32>,
     /// The time the upstream may take, when the try has a timeout.
     pub expected_timeout_ms: Option<u64>,
+    /// A gRPC request: the expected timeout also goes as `grpc-timeout`, replacing the
+    /// client's (see [`TryLines::writes_grpc_timeout`]).
+    pub grpc_timeout: bool,
 }
 
 impl TryLines {
     const ATTEMPT: &'static [u8] = b"x-envoy-attempt-count: ";
     const EXPECTED: &'static [u8] = b"x-envoy-expected-rq-timeout-ms: ";
-    /// Room for both lines at their longest.
-    const MAX_LEN: usize = Self::ATTEMPT.len() + 10 + Self::EXPECTED.len() + 20 + 4;
+    const GRPC_TIMEOUT: &'static [u8] = b"grpc-timeout: ";
+    /// Room for the lines at their longest.
+    const MAX_LEN: usize = Self::ATTEMPT.len() + 10 + Self::EXPECTED.len() + 20 + Self::GRPC_TIMEOUT.len() + 8 + 1 + 6;
+
+    /// Whether a `grpc-timeout` line is written: for a gRPC request whose try has a timeout,
+    /// as Envoy's router rewrites it when the route sets `max_grpc_timeout` (istiod sets it on
+    /// every gateway route), so that the server knows the time it really has. Without a
+    /// timeout the client's line goes up untouched.
+    pub fn writes_grpc_timeout(&self) -> bool {
+        self.grpc_timeout && self.expected_timeout_ms.is_some()
+    }
 
     fn put<B: BufMut>(&self, out: &mut B) {
         if let Some(n) = self.attempt {
@@ -73,14 +86,24 @@ impl TryLines {
             out.put_slice(Self::EXPECTED);
             put_u64(out, ms);
             out.put_slice(b"\r\n");
+            if self.grpc_timeout {
+                let (value, unit) = grpc::timeout_value(ms);
+                out.put_slice(Self::GRPC_TIMEOUT);
+                put_u64(out, value);
+                out.put_slice(&[unit, b'\r', b'\n']);
+            }
         }
     }
 
     /// The bytes [`TryLines::put`] writes.
     fn len(&self) -> usize {
         let digits = |v: u64| v.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let grpc = |ms| match self.grpc_timeout {
+            true => Self::GRPC_TIMEOUT.len() + digits(grpc::timeout_value(ms).0) + 3,
+            false => 0,
+        };
         self.attempt.map_or(0, |n| Self::ATTEMPT.len() + digits(u64::from(n)) + 2)
-            + self.expected_timeout_ms.map_or(0, |ms| Self::EXPECTED.len() + digits(ms) + 2)
+            + self.expected_timeout_ms.map_or(0, |ms| Self::EXPECTED.len() + digits(ms) + 2 + grpc(ms))
     }
 }
 

@@ -50,7 +50,7 @@ pub(super) fn retried(policy: &RetryPolicy, err: &ProxyError, inline: bool) -> b
             TryFailure::Reset
         }
         // Only produced when the policy retries it and a try is left.
-        ProxyError::RetriableStatus(_) => return true,
+        ProxyError::RetriableStatus(_) | ProxyError::RetriableGrpcStatus(_) => return true,
         _ => return false,
     };
     retry::retries(policy, outcome)

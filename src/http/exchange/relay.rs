@@ -8,9 +8,11 @@ use super::{Client, Exchange};
 use crate::http::body::BodyError;
 use crate::http::codec::{self, BodyFraming, HeaderSlots, Limits, ResponseEdits};
 use crate::http::error::ProxyError;
+use crate::http::grpc;
 use crate::http::head::ReqMeta;
 use crate::http::headers::Merged;
 use crate::http::retry;
+use crate::snapshot::RetryPolicy;
 use crate::upstream::{Observation, UpstreamConn, UPSTREAM_BUF};
 
 /// What a parsed response head decided, kept once the head's borrow ends.
@@ -18,8 +20,8 @@ enum ResponseStart {
     /// A 1xx other than 101: passed on (`out` holds the client's copy, when `forward`) or
     /// dropped, then the next head is read.
     Interim { head_len: usize, forward: bool },
-    /// `out` holds the client's head.
-    Final { status: u16, head_len: usize, framing: BodyFraming, keep_alive: bool },
+    /// `out` holds the client's head. `observed`: the status outlier detection is told.
+    Final { status: u16, observed: u16, head_len: usize, framing: BodyFraming, keep_alive: bool },
 }
 
 /// How a response relay ended.
@@ -29,6 +31,24 @@ pub(super) enum Relayed {
         reusable: bool,
     },
     Upgraded,
+}
+
+/// Why a response `head` is retried under `policy` instead of relayed, if it is: a final
+/// status the policy retries, or, to a `grpc` request, a `grpc-status` in the head (a
+/// trailers-only answer) that it retries, as Envoy's retry state reads the response headers.
+fn retried(policy: &RetryPolicy, head: &codec::ResponseHead<'_>, grpc: bool) -> Option<ProxyError> {
+    if head.is_informational() {
+        return None;
+    }
+    if retry::status_retried(policy, head.status) {
+        return Some(ProxyError::RetriableStatus(head.status));
+    }
+    // Only a gRPC request under a policy with gRPC conditions looks for the line.
+    if !(grpc && retry::retries_grpc_statuses(policy)) {
+        return None;
+    }
+    let code = head.header("grpc-status").and_then(grpc::status)?;
+    retry::grpc_status_retried(policy, code).then_some(ProxyError::RetriableGrpcStatus(code))
 }
 
 impl<C: Client> Exchange<'_, C> {
@@ -70,7 +90,12 @@ impl<C: Client> Exchange<'_, C> {
         if let Some(r) = &mut self.account.log {
             r.upstream_service_time = Some(service_time);
         }
-        Ok(ResponseStart::Final { status, head_len, framing: head.framing, keep_alive: head.keep_alive })
+        // Envoy's router tells outlier detection what a gRPC request's `grpc-status` in the
+        // response head stands for; one in trailers it never sees.
+        let grpc_status = meta.grpc.then(|| head.header("grpc-status")).flatten().and_then(grpc::status);
+        self.account.tally.grpc_status = grpc_status;
+        let observed = grpc_status.map_or(status, grpc::to_http);
+        Ok(ResponseStart::Final { status, observed, head_len, framing: head.framing, keep_alive: head.keep_alive })
     }
 
     /// Streams the request body to the upstream, unless the upstream answers (or closes)
@@ -104,11 +129,12 @@ impl<C: Client> Exchange<'_, C> {
 
     /// Reads the response head, relays head and body. Returns whether the upstream connection
     /// may go back to the pool; `request_whole`: the request body went up whole.
-    /// With `at.retry_statuses`, a final response whose status that policy retries is not
-    /// relayed: it fails the try with [`ProxyError::RetriableStatus`] (`out` still holds the
-    /// request then). A relayed final status reaches outlier detection before the client sees
-    /// it, as Envoy's router reports it on the upstream's headers: a client holding the head
-    /// that ejects an endpoint finds it ejected.
+    /// With `at.retry_statuses`, a final response whose status (or head's `grpc-status`) that
+    /// policy retries is not relayed: it fails the try with [`ProxyError::RetriableStatus`]
+    /// or [`ProxyError::RetriableGrpcStatus`] (`out` still holds the request then). A relayed
+    /// final status reaches outlier detection before the client sees it, as Envoy's router
+    /// reports it on the upstream's headers: a client holding the head that ejects an endpoint
+    /// finds it ejected.
     pub(super) async fn relay_response(
         &mut self,
         conn: &mut UpstreamConn,
@@ -124,13 +150,10 @@ impl<C: Client> Exchange<'_, C> {
                 let mut slots = HeaderSlots::new();
                 let data = conn.buf.data();
                 match codec::parse_response(data, &mut slots, meta.is_head, &Limits::default()) {
-                    Ok(Some(head))
-                        if !head.is_informational()
-                            && at.retry_statuses.is_some_and(|p| retry::status_retried(p, head.status)) =>
-                    {
-                        return Err(Failure::before(ProxyError::RetriableStatus(head.status)));
-                    }
                     Ok(Some(head)) => {
+                        if let Some(err) = at.retry_statuses.and_then(|p| retried(p, &head, meta.grpc)) {
+                            return Err(Failure::before(err));
+                        }
                         let raw = &data[..head.head_len];
                         Some(self.start_response(&head, raw, meta, sent_at, response, request_whole)?)
                     }
@@ -161,8 +184,8 @@ impl<C: Client> Exchange<'_, C> {
                     }
                     continue;
                 }
-                Some(ResponseStart::Final { status, head_len, framing, keep_alive }) => {
-                    at.live.observe(at.cluster, at.endpoint, Observation::Status(status));
+                Some(ResponseStart::Final { status, observed, head_len, framing, keep_alive }) => {
+                    at.live.observe(at.cluster, at.endpoint, Observation::Status(observed));
                     at.stats.record_status(status);
                     (status, head_len, framing, keep_alive)
                 }

@@ -20,11 +20,10 @@ use crate::http::body::STREAM_CHUNK;
 use crate::http::codec::{self, HeaderSlots, ParseError};
 use crate::http::error::ProxyError;
 use crate::http::exchange::{Exchange, Forwarded};
-use crate::http::fault;
-use crate::http::local::Answer;
+use crate::http::local;
 use crate::http::peer::Peer;
 use crate::http::plan::{plan, Disposition, Inputs, FAULT_ABORT};
-use crate::http::session::{encode, error_answer, local_flag, Downstream, Ending};
+use crate::http::session::{encode, local_flag, Downstream, Ending};
 use crate::limits::ClientLimits;
 use crate::percore::WorkerCtx;
 use crate::upstream::Generation;
@@ -192,7 +191,7 @@ impl Stream<'_> {
         ctx.stats.downstream_rq_total.inc();
         let (meta, framing, disposition, fault) = match parsed {
             Ok(planned) => planned,
-            Err(e) => return self.answer_error(&ProxyError::BadRequest(e), respond).await,
+            Err(e) => return self.answer_error(&ProxyError::BadRequest(e), false, respond).await,
         };
         let began = Instant::now();
         self.account.tally.began = Some(began);
@@ -205,13 +204,10 @@ impl Stream<'_> {
             monoio::time::sleep(delay).await;
         }
         let disposition = match fault.abort {
-            Some(status) => {
+            Some(abort) => {
                 self.out.clear();
-                encode(
-                    &mut self.out,
-                    &Answer::simple(status, fault::ABORT_BODY),
-                    Ending { close: false, http10: false },
-                );
+                let end = Ending { close: false, http10: false };
+                let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
                 Disposition::Local { answer: status, close: false, details: FAULT_ABORT }
             }
             None => disposition,
@@ -238,17 +234,18 @@ impl Stream<'_> {
                     Forwarded::Upgraded(_) | Forwarded::Cut => exchange.client.cut(),
                     Forwarded::Failed(err) => {
                         drop(exchange);
-                        self.answer_error(&err, respond).await;
+                        self.answer_error(&err, meta.grpc, respond).await;
                     }
                 }
             }
         }
     }
 
-    /// Answers a failure before any response byte went out.
-    async fn answer_error(&mut self, err: &ProxyError, respond: &mut SendResponse<Bytes>) {
+    /// Answers a failure before any response byte went out, as a gRPC answer to a `grpc`
+    /// request.
+    async fn answer_error(&mut self, err: &ProxyError, grpc: bool, respond: &mut SendResponse<Bytes>) {
         tracing::debug!(error = %err, "answering an error on an h2 stream");
-        let answer = error_answer(err);
+        let answer = local::failure(err, grpc);
         let (flag, details) = err.log_fields();
         self.account.note_status(&self.ctx.stats, answer.status, flag, details);
         self.out.clear();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::http::codec::{self, HeaderSlots, Limits};
 use crate::percore::ConnInfo;
-use crate::snapshot::CompileOptions;
+use crate::snapshot::{AbortStatus, CompileOptions};
 
 const CONFIG: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -47,6 +47,10 @@ spec:
   - match: [{uri: {prefix: /fault}}]
     fault:
       abort: {httpStatus: 503, percentage: {value: 100}}
+    route: [{destination: {host: app.test}}]
+  - match: [{uri: {prefix: /grpc-fault}}]
+    fault:
+      abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}
     route: [{destination: {host: app.test}}]
   - match: [{uri: {prefix: /mirror}}]
     mirrors:
@@ -201,7 +205,7 @@ fn a_cors_preflight_is_answered_here_and_an_allowed_origin_echoed_upstream() {
 #[test]
 fn a_fault_abort_is_drawn_and_the_upstream_head_still_written() {
     let p = planned(&snapshot(), &get("/fault", ""));
-    assert_eq!(p.fault, Injected { delay: None, abort: Some(503) });
+    assert_eq!(p.fault, Injected { delay: None, abort: Some(AbortStatus::Http(503)) });
     assert_eq!(p.local, None);
     let p = planned(&snapshot(), &get("/headers", ""));
     assert_eq!(p.fault, Injected::default());
@@ -228,4 +232,25 @@ fn a_hashing_cluster_takes_its_key_from_the_request() {
     assert_ne!(alice, bob);
     assert_eq!(planned(&snap, &get("/hash", "")).meta.affinity, None, "no key, no hash");
     assert_eq!(planned(&snap, &get("/rewrite", "x-user: alice\r\n")).meta.affinity, None, "not a hashing cluster");
+}
+
+#[test]
+fn a_grpc_request_gets_its_local_answers_as_grpc_answers() {
+    let snap = snapshot();
+    let grpc = "content-type: application/grpc\r\n";
+    let p = planned(&snap, &format!("POST /pkg.Svc/Call HTTP/1.1\r\nhost: other.test\r\n{grpc}\r\n"));
+    assert!(p.meta.grpc);
+    assert_eq!(p.local, Some((200, NO_ROUTE)), "Envoy's local replies to gRPC are 200");
+    assert_eq!(p.line("content-type"), "application/grpc");
+    assert_eq!(p.line("grpc-status"), "12", "404 maps to UNIMPLEMENTED");
+    let p = planned(&snap, &get("/direct", grpc));
+    assert_eq!(p.line("grpc-status"), "2", "418 maps to UNKNOWN");
+    assert_eq!(p.line("grpc-message"), "teapot");
+    assert_eq!(p.answer.as_ref().expect("a local answer").1, "", "trailers-only: no body");
+    let p = planned(&snap, &get("/grpc-fault", grpc));
+    assert_eq!(p.fault.abort, Some(AbortStatus::Grpc(8)));
+
+    let p = planned(&snap, &get("/direct", "content-type: application/grpc-web\r\n"));
+    assert!(!p.meta.grpc, "grpc-web is not gRPC");
+    assert_eq!(p.local, Some((418, DIRECT)));
 }

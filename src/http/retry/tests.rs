@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::{backoff, expected_timeout_ms, retries, retries_statuses, status_retried, TryFailure};
+use super::{backoff, expected_timeout_ms, grpc_status_retried, retries, retries_statuses, status_retried, TryFailure};
 use crate::snapshot::{RetryOn, RetryPolicy};
 
 fn policy(on: RetryOn, codes: &[u16]) -> RetryPolicy {
@@ -14,7 +14,7 @@ fn istio_default_retries_connect_failures_only() {
     assert!(!retries(&p, TryFailure::Reset));
     assert!(!status_retried(&p, 503));
     assert!(!status_retried(&p, 500));
-    assert!(!retries_statuses(&p));
+    assert!(!retries_statuses(&p, false));
 }
 
 #[test]
@@ -63,7 +63,7 @@ fn listed_codes_need_retriable_status_codes() {
     assert!(status_retried(&p, 418));
     assert!(status_retried(&p, 503));
     assert!(!status_retried(&p, 502));
-    assert!(retries_statuses(&p));
+    assert!(retries_statuses(&p, false));
     let off = policy(RetryOn::default(), &[418]);
     assert!(!status_retried(&off, 418));
 }
@@ -91,4 +91,36 @@ fn expected_timeout_is_the_shorter_timeout_bounded_by_what_is_left() {
     );
     assert_eq!(expected_timeout_ms(Some(s(5)), Some(s(1)), ms(4500)), Some(500), "what is left of the route's");
     assert_eq!(expected_timeout_ms(Some(s(5)), None, ms(6000)), Some(1), "out of time: 1, never 0");
+}
+
+#[test]
+fn grpc_conditions_retry_their_status_only() {
+    let p = policy(RetryOn { unavailable: true, ..RetryOn::default() }, &[]);
+    assert!(retries_statuses(&p, true), "a gRPC request stays replayable");
+    assert!(!retries_statuses(&p, false), "a gRPC status is read for gRPC requests only");
+    assert!(grpc_status_retried(&p, 14));
+    assert!(!grpc_status_retried(&p, 4));
+    assert!(!grpc_status_retried(&p, 0));
+    assert!(!status_retried(&p, 503), "an HTTP status is not a gRPC one");
+    assert!(!retries(&p, TryFailure::Reset));
+    let all = RetryOn {
+        cancelled: true,
+        deadline_exceeded: true,
+        resource_exhausted: true,
+        internal: true,
+        ..RetryOn::default()
+    };
+    let p = policy(all, &[]);
+    for code in [1, 4, 8, 13] {
+        assert!(grpc_status_retried(&p, code), "{code}");
+    }
+    for code in [0, 2, 3, 12, 14, 16] {
+        assert!(!grpc_status_retried(&p, code), "{code}");
+    }
+    let istio = RetryPolicy::default();
+    assert!(
+        grpc_status_retried(&istio, 14) && grpc_status_retried(&istio, 1),
+        "Istio's default: unavailable, cancelled"
+    );
+    assert!(retries_statuses(&istio, true));
 }

@@ -15,9 +15,9 @@ use crate::config::virtual_service::{
     Destination as ConfigDestination, HttpMatchRequest, HttpRoute, RedirectPortSelection, StringMatch,
 };
 use crate::snapshot::{
-    Destination, Fault, HeaderMatcher, HeaderOps, MatchBlock, Mirror, QueryMatcher, Redirect, RedirectPort,
-    RequestStage, ResponseStage, Rewrite, Route, RouteAction, RoutePolicy, RouteSource, StringMatcher, ValueMatcher,
-    WeightedDestinations,
+    AbortStatus, Destination, Fault, HeaderMatcher, HeaderOps, MatchBlock, Mirror, QueryMatcher, Redirect,
+    RedirectPort, RequestStage, ResponseStage, Rewrite, Route, RouteAction, RoutePolicy, RouteSource, StringMatcher,
+    ValueMatcher, WeightedDestinations,
 };
 
 use super::cluster::{Clusters, Ctx};
@@ -215,7 +215,11 @@ pub(super) fn compile_route(
             Some((d.fixed_delay?.get(), percent.clamp(0.0, 100.0)))
         });
         let abort = f.abort.as_ref().and_then(|a| {
-            let status = u16::try_from(a.http_status?).ok()?;
+            // Validation refused a grpcStatus Istio does not name.
+            let status = match a.http_status {
+                Some(s) => AbortStatus::Http(u16::try_from(s).ok()?),
+                None => AbortStatus::Grpc(a.grpc_code()?),
+            };
             Some((status, a.percentage.map_or(0.0, |p| p.value).clamp(0.0, 100.0)))
         });
         (delay.is_some() || abort.is_some()).then_some(Fault { delay, abort })

@@ -95,7 +95,7 @@ fn actions_and_policies() {
     // Defaults: Istio's retry policy, abort without percentage never fires, mirror 100%.
     let r = route("/defaults");
     assert_eq!(r.policy.retries, RetryPolicy::default());
-    assert_eq!(r.policy.fault().unwrap().abort, Some((500, 0.0)));
+    assert_eq!(r.policy.fault().unwrap().abort, Some((AbortStatus::Http(500), 0.0)));
     assert_eq!(r.policy.mirrors().len(), 1);
     assert_eq!(r.policy.mirrors()[0].percent, 100.0);
     assert_eq!(&*r.policy.mirrors()[0].destination.host, "shadow.shop.svc.cluster.local");

@@ -3,6 +3,7 @@
 //! It answers by path: `/status/N` (status N), `/delay/MS` (answers after MS ms), `/size/N`
 //! (N body bytes, Content-Length), `/chunked/N` (N body bytes, chunked), `/upload` (drains the
 //! request body and answers its length and checksum), `/dated` (200 with [`DATE`] as its `date`),
+//! `/grpc-trailers/N` (a gRPC answer: an empty message, then `grpc-status: N` in trailers),
 //! anything else: 200 with the backend's
 //! name. Every response carries `x-backend: NAME`; every request is recorded. A [`Mode`] other
 //! than `Normal` overrides all of this for every request.
@@ -40,6 +41,8 @@ pub enum Mode {
     Status(u16),
     /// Waits this long, then answers 200 with its name.
     Stall(Duration),
+    /// A gRPC trailers-only answer: 200, `content-type: application/grpc`, `grpc-status: N`.
+    Grpc(u8),
 }
 
 pub struct Backend {
@@ -158,8 +161,18 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
         let is_head = req.method == "HEAD";
         rec.lock().unwrap().push(Received { body, ..req });
         let conn = if close { "connection: close\r\n" } else { "" };
+        if let Mode::Grpc(code) = mode {
+            let ok = write!(
+                w,
+                "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-type: application/grpc\r\ngrpc-status: {code}\r\ncontent-length: 0\r\n{conn}\r\n"
+            );
+            if ok.is_err() || close {
+                return;
+            }
+            continue;
+        }
         let fixed = match mode {
-            Mode::Normal => None,
+            Mode::Normal | Mode::Grpc(_) => None,
             Mode::Status(code) => Some(code),
             Mode::Stall(wait) => {
                 std::thread::sleep(wait);
@@ -195,6 +208,13 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
                     })?;
                     w.write_all(b"0\r\n\r\n")
                 },
+            )
+        } else if let Some(code) = path.strip_prefix("/grpc-trailers/") {
+            // A gRPC answer whose status comes after its body, in chunked trailers.
+            write!(
+                w,
+                "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-type: application/grpc\r\ntransfer-encoding: chunked\r\n{conn}\r\n\
+                 5\r\n\0\0\0\0\0\r\n0\r\ngrpc-status: {code}\r\n\r\n"
             )
         } else if path == "/dated" {
             write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ndate: {DATE}\r\ncontent-length: 0\r\n{conn}\r\n")

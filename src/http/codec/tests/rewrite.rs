@@ -89,7 +89,7 @@ X-Forwarded-Proto: https\r\nX-Request-Id: client-id\r\nX-Envoyish: kept\r\n\r\n"
 #[test]
 fn try_lines_end_the_head_and_a_retry_rewrites_them_in_place() {
     let s = b"POST /p HTTP/1.1\r\nHost: h\r\nX-Envoy-Attempt-Count: 7\r\nContent-Length: 4\r\n\r\n";
-    let first = TryLines { attempt: Some(1), expected_timeout_ms: Some(1000) };
+    let first = TryLines { attempt: Some(1), expected_timeout_ms: Some(1000), grpc_timeout: false };
     let mut out = Vec::new();
     write_request_head(&mut out, &ok(s), &RequestEdits { try_lines: first, ..RequestEdits::default() });
     assert!(out.ends_with(b"x-envoy-attempt-count: 1\r\nx-envoy-expected-rq-timeout-ms: 1000\r\n\r\n"));
@@ -98,9 +98,9 @@ fn try_lines_end_the_head_and_a_retry_rewrites_them_in_place() {
     // Longer, shorter, then without the timeout line: the head parses back, the body follows.
     let mut old = first;
     for (new, attempt, expected) in [
-        (TryLines { attempt: Some(10), expected_timeout_ms: Some(12345) }, "10", Some("12345")),
-        (TryLines { attempt: Some(2), expected_timeout_ms: Some(5) }, "2", Some("5")),
-        (TryLines { attempt: Some(3), expected_timeout_ms: None }, "3", None),
+        (TryLines { attempt: Some(10), expected_timeout_ms: Some(12345), grpc_timeout: false }, "10", Some("12345")),
+        (TryLines { attempt: Some(2), expected_timeout_ms: Some(5), grpc_timeout: false }, "2", Some("5")),
+        (TryLines { attempt: Some(3), expected_timeout_ms: None, grpc_timeout: false }, "3", None),
     ] {
         head_end = rewrite_try_lines(&mut out, head_end, &old, &new);
         let back = ok(&out);
@@ -112,6 +112,32 @@ fn try_lines_end_the_head_and_a_retry_rewrites_them_in_place() {
         assert_eq!(&out[head_end..], b"body");
         old = new;
     }
+}
+
+#[test]
+fn a_grpc_try_says_its_timeout_in_grpc_timeout_too() {
+    let s = b"POST /p HTTP/1.1\r\nHost: h\r\ngrpc-timeout: 10S\r\nContent-Length: 4\r\n\r\n";
+    let first = TryLines { attempt: Some(1), expected_timeout_ms: Some(250), grpc_timeout: true };
+    assert!(first.writes_grpc_timeout());
+    let edits = RequestEdits { try_lines: first, remove: &["grpc-timeout"], ..RequestEdits::default() };
+    let mut out = Vec::new();
+    write_request_head(&mut out, &ok(s), &edits);
+    assert!(out.ends_with(b"x-envoy-expected-rq-timeout-ms: 250\r\ngrpc-timeout: 250m\r\n\r\n"));
+    let mut head_end = out.len();
+    out.extend_from_slice(b"body");
+    let mut old = first;
+    for (ms, value) in [(200_000_000, "200000S"), (7, "7m")] {
+        let new = TryLines { attempt: Some(2), expected_timeout_ms: Some(ms), grpc_timeout: true };
+        head_end = rewrite_try_lines(&mut out, head_end, &old, &new);
+        let back = ok(&out);
+        assert_eq!(back.head_len, head_end);
+        let values: Vec<_> = back.header_values("grpc-timeout").map(|v| std::str::from_utf8(v).unwrap()).collect();
+        assert_eq!(values, [value]);
+        assert_eq!(&out[head_end..], b"body");
+        old = new;
+    }
+    let untimed = TryLines { attempt: Some(1), expected_timeout_ms: None, grpc_timeout: true };
+    assert!(!untimed.writes_grpc_timeout(), "without a timeout the client's line stays");
 }
 
 #[test]
