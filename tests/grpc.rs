@@ -9,17 +9,13 @@ use std::time::Duration;
 
 use support::backend::{Backend, Mode};
 use support::client::{self, Response};
-use support::config::{app_behind_rule, docs, http_gateway, service_entry, virtual_service};
+use support::config::{app_behind_rule, service_entry};
 use support::{free_port, Driver, Gateway};
 
 /// A gateway on a fresh port for `app.test` with the `http:` routes given, plus `extra`
 /// documents (ServiceEntries for the hosts the routes name).
 fn start(driver: Driver, http: &str, extra: Vec<String>, args: &[&str]) -> (Gateway, SocketAddr) {
-    let port = free_port();
-    let mut parts = vec![http_gateway("gw", port, &["app.test"]), virtual_service("app", "gw", &["app.test"], http)];
-    parts.extend(extra);
-    let gw = args.iter().fold(gateway!(driver).file("gw.yaml", &docs(&parts)), |g, a| g.arg(a)).start();
-    (gw, format!("127.0.0.1:{port}").parse().unwrap())
+    args.iter().fold(gateway!(driver), |g, a| g.arg(a)).start_app(http, extra)
 }
 
 /// A route on uri prefix `prefix` to `host`, with `more` YAML (indented for the route).

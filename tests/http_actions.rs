@@ -15,11 +15,7 @@ use support::{free_port, wait_until, Driver, Gateway};
 /// A gateway on a fresh port for `app.test` with the `http:` routes given, plus `extra`
 /// documents (ServiceEntries for the hosts the routes name).
 fn start(driver: Driver, http: &str, extra: Vec<String>, args: &[&str]) -> (Gateway, SocketAddr) {
-    let port = free_port();
-    let mut parts = vec![http_gateway("gw", port, &["app.test"]), virtual_service("app", "gw", &["app.test"], http)];
-    parts.extend(extra);
-    let gw = args.iter().fold(gateway!(driver).file("gw.yaml", &docs(&parts)), |g, a| g.arg(a)).start();
-    (gw, format!("127.0.0.1:{port}").parse().unwrap())
+    args.iter().fold(gateway!(driver), |g, a| g.arg(a)).start_app(http, extra)
 }
 
 fn get(addr: SocketAddr, path: &str) -> client::Response {

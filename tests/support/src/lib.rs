@@ -169,6 +169,18 @@ impl Drop for Gateway {
 }
 
 impl GatewayBuilder {
+    /// Starts the gateway on a fresh port for `app.test` with the `http:` routes given, plus
+    /// `extra` documents (ServiceEntries for the hosts the routes name); the port's address.
+    pub fn start_app(self, http: &str, extra: Vec<String>) -> (Gateway, SocketAddr) {
+        let port = free_port();
+        let mut parts = vec![
+            config::http_gateway("gw", port, &["app.test"]),
+            config::virtual_service("app", "gw", &["app.test"], http),
+        ];
+        parts.extend(extra);
+        (self.file("gw.yaml", &config::docs(&parts)).start(), SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     pub fn file(mut self, name: &str, yaml: &str) -> Self {
         self.files.push((name.to_string(), yaml.to_string()));
         self
