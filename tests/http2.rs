@@ -197,6 +197,13 @@ both_drivers! {
         let r = h2c(addr, "/abort", &[]);
         assert!(r.out.starts_with("HTTP/2 503"), "{}{}", r.out, r.err);
         assert!(r.out.ends_with("fault filter abort"), "{}", r.out);
+        // A gRPC request's are gRPC answers: 200, its status in grpc-status, headers only.
+        let grpc = ["-X", "POST", "-H", "content-type: application/grpc", "--data-binary", ""];
+        let r = curl(&[&["--http2-prior-knowledge", "-D", "-", "-H", "host: nowhere.test", u.as_str()][..], &grpc].concat());
+        assert!(r.out.starts_with("HTTP/2 200"), "{}{}", r.out, r.err);
+        assert!(r.out.contains("grpc-status: 12\r\n"), "no route is UNIMPLEMENTED: {}", r.out);
+        let r = h2c(addr, "/abort", &grpc);
+        assert!(r.out.contains("grpc-status: 14\r\n"), "an aborted 503 is UNAVAILABLE: {}", r.out);
         assert_eq!(app.count(), 0, "no local answer asked the backend");
     }
 
