@@ -92,6 +92,67 @@ fn sample(gw: &Gateway, family: &str, labels: &[&str]) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+const NGINX: &str = "my-nginx.mesh-external.svc.cluster.local";
+
+/// The head of the task's mutual TLS DestinationRule, and a `workloadSelector` for the gateway.
+const TASK_RULE: &str = "  name: originate-mtls-for-nginx\n  namespace: istio-system\nspec:\n";
+const SELECTOR: &str = "  workloadSelector:\n    matchLabels:\n      istio: egressgateway\n";
+
+/// A DestinationRule for the mutual TLS task's server, port 443's `tls` block given, ending in `---`.
+fn nginx_rule(name: &str, namespace: &str, selector: &str, tls: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n{selector}  host: {NGINX}\n  trafficPolicy:\n    portLevelSettings:\n    - port:\n        number: 443\n      tls:\n{tls}---\n"
+    )
+}
+
+/// The mutual TLS task's server: it requires a client certificate the test CA signed.
+struct Nginx {
+    ca: Ca,
+    client: support::tls::Leaf,
+    server: TlsBackend,
+    dns: DnsServer,
+    port: u16,
+}
+
+impl Nginx {
+    fn start() -> Nginx {
+        let ca = Ca::new("egress test ca");
+        let server = TlsBackend::start("nginx", &ca.server(&[NGINX]), Some(&ca));
+        Nginx { client: ca.client("client.example.com", None), ca, server, dns: dns(&[NGINX]), port: free_port() }
+    }
+
+    /// `task` with the task's Secret and a ServiceEntry for the server, ports moved, the
+    /// sidecar's leg plain.
+    fn config(&self, task: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        // `kubectl create secret -n istio-system generic client-credential` with tls.key, tls.crt, ca.crt.
+        let credential = format!(
+            "{}  ca.crt: {}\n",
+            secret_in("istio-system", "client-credential", &self.client),
+            b64(&self.ca.pem())
+        );
+        // The task's server is a Kubernetes Service; Strait knows hosts from ServiceEntries.
+        let service = format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: my-nginx\nspec:\n  hosts:\n  - {NGINX}\n  ports:\n  - number: 443\n    name: https\n    protocol: HTTPS\n  resolution: DNS\n"
+        );
+        let yaml = format!("{task}---\n{credential}---\n{service}");
+        plain_sidecar_leg(&moved(&yaml, (443, self.port), (443, self.server.port())), NGINX)
+    }
+
+    /// A request through `gw` reaches the server over TLS with the credential's certificate.
+    fn assert_mutual(&self, gw: &Gateway) {
+        let r = client::get(local(self.port), NGINX, "/");
+        assert_eq!((r.status, r.body_text().as_str()), (200, "nginx"), "{}", gw.logs());
+        assert_eq!(
+            self.server.client_certs.lock().unwrap().last(),
+            Some(&self.client.der),
+            "the credential's certificate"
+        );
+        assert_eq!(self.server.snis.lock().unwrap().last().cloned().flatten().as_deref(), Some(NGINX));
+        logged(gw, &format!("outbound|{}||{NGINX}", self.server.port()));
+    }
+}
+
 both_drivers! {
     fn http_to_an_external_host_leaves_through_the_gateway(driver) {
         let cnn = Backend::start("cnn");
@@ -158,28 +219,30 @@ both_drivers! {
     }
 
     fn the_gateway_originates_mutual_tls_with_the_credential_named(driver) {
-        let ca = Ca::new("egress test ca");
-        let client_leaf = ca.client("client.example.com", None);
-        let host = "my-nginx.mesh-external.svc.cluster.local";
-        let nginx = TlsBackend::start("nginx", &ca.server(&[host]), Some(&ca));
-        let port = free_port();
-        let dns = dns(&[host]);
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-        // `kubectl create secret -n istio-system generic client-credential` with tls.key, tls.crt, ca.crt.
-        let credential = format!("{}  ca.crt: {}\n", secret_in("istio-system", "client-credential", &client_leaf), b64(&ca.pem()));
-        // The task's service is a Kubernetes Service; Strait knows hosts from ServiceEntries.
-        let service = format!(
-            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: my-nginx\nspec:\n  hosts:\n  - {host}\n  ports:\n  - number: 443\n    name: https\n    protocol: HTTPS\n  resolution: DNS\n"
-        );
-        let yaml = format!("{MTLS_ORIGINATION}---\n{credential}---\n{service}");
-        let yaml = plain_sidecar_leg(&moved(&yaml, (443, port), (443, nginx.port())), host);
-        let gw = egress(driver, &yaml, &dns).start();
+        let nginx = Nginx::start();
+        let yaml = nginx.config(MTLS_ORIGINATION);
+        let gw = egress(driver, &yaml, &nginx.dns).start();
+        nginx.assert_mutual(&gw);
+    }
 
-        let r = client::get(local(port), host, "/");
-        assert_eq!((r.status, r.body_text().as_str()), (200, "nginx"), "{}", gw.logs());
-        assert_eq!(nginx.client_certs.lock().unwrap().last(), Some(&client_leaf.der), "the credential's certificate");
-        assert_eq!(nginx.snis.lock().unwrap().last().cloned().flatten().as_deref(), Some(host));
-        logged(&gw, &format!("outbound|{}||{host}", nginx.port()));
+    fn a_destination_rule_selecting_the_gateway_replaces_the_rules_for_every_workload(driver) {
+        let nginx = Nginx::start();
+        // The task's rule selecting the gateway, after a rule for every workload (no client
+        // certificate: the server refuses it). istiod takes the selecting rule whole.
+        let every = nginx_rule("every-workload", "istio-system", "", "        mode: SIMPLE\n        credentialName: client-credential\n");
+        let task = replaced(MTLS_ORIGINATION, &[(TASK_RULE.to_string(), format!("{TASK_RULE}{SELECTOR}"))]);
+        let gw = egress(driver, &nginx.config(&format!("{every}{task}")), &nginx.dns).start();
+        nginx.assert_mutual(&gw);
+    }
+
+    fn a_destination_rule_selecting_the_gateway_from_another_namespace_never_applies(driver) {
+        let nginx = Nginx::start();
+        // Selecting the gateway's labels from the Gateway resource's namespace, not the
+        // gateway's own (plain text: the server refuses it). istiod keeps such a rule to its
+        // namespace's workloads.
+        let elsewhere = nginx_rule("elsewhere", "default", SELECTOR, "        mode: DISABLE\n");
+        let gw = egress(driver, &nginx.config(&format!("{elsewhere}{MTLS_ORIGINATION}")), &nginx.dns).start();
+        nginx.assert_mutual(&gw);
     }
 
     fn every_sni_of_a_wildcard_host_passes_through_to_the_one_named(driver) {

@@ -32,7 +32,6 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("VirtualService", "spec.http[].retries.retryRemoteLocalities", Enforced::Nothing),
     ("VirtualService", "spec.http[].retries.retryIgnorePreviousHosts", Enforced::Nothing),
     ("VirtualService", "spec.http[].retries.backoff", Enforced::Nothing),
-    ("DestinationRule", "spec.workloadSelector", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.simple", Enforced::Values(&["ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM"])),
     ("DestinationRule", "{policy}.loadBalancer.localityLbSetting", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.warmupDurationSecs", Enforced::Nothing),

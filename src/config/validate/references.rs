@@ -11,10 +11,10 @@ use crate::config::registry::Registry;
 use crate::config::virtual_service::{Destination, VirtualService};
 use crate::config::{ConfigSet, Diagnostics, Severity};
 
-pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mut Diagnostics) {
+pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, namespace: &str, out: &mut Diagnostics) {
     // Gateway key → its namespace.
     let gateways: HashMap<String, &str> = set.gateways.iter().map(|g| (g.key(), g.namespace())).collect();
-    let registry = Registry::new(set, labels);
+    let registry = Registry::new(set, labels, namespace);
     for vs in &set.virtual_services {
         let ns = vs.namespace();
         let mut at = At { resource: vs, out: &mut *out };
