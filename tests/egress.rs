@@ -171,7 +171,13 @@ both_drivers! {
         let line = logged(&gw, &cluster);
         assert!(line.contains("\"GET /politics HTTP/1.1\" 200"), "{line}");
         assert!(line.contains(&format!("\"edition.cnn.com\" \"127.0.0.1:{}\"", cnn.port())), "{line}");
-        let labels = ["destination_service=\"edition.cnn.com\"", "destination_service_name=\"edition.cnn.com\"", "response_code=\"200\""];
+        let labels = [
+            "source_workload=\"istio-egressgateway\"",
+            "source_app=\"istio-egressgateway\"",
+            "destination_service=\"edition.cnn.com\"",
+            "destination_service_name=\"edition.cnn.com\"",
+            "response_code=\"200\"",
+        ];
         assert_eq!(sample(&gw, "istio_requests_total", &labels), Some(1.0), "{}", gw.admin_get("/stats/prometheus").1);
     }
 

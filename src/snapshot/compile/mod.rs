@@ -64,6 +64,20 @@ impl Default for CompileOptions {
     }
 }
 
+/// Istio's default ingress gateway Deployment, which `strait run` stands for with no `--label`.
+pub(crate) const DEFAULT_SOURCE_WORKLOAD: &str = "istio-ingressgateway";
+
+/// The gateway's workload name from its labels, as Istio's gateway charts label the pod: the
+/// `app` label (the Deployment's name), else `istio-` and the `istio` label
+/// (`istio=egressgateway` is the `istio-egressgateway` Deployment), else Istio's ingress gateway.
+pub(crate) fn source_workload(labels: &BTreeMap<String, String>) -> String {
+    match (labels.get("app"), labels.get("istio")) {
+        (Some(app), _) => app.clone(),
+        (None, Some(istio)) => format!("istio-{istio}"),
+        (None, None) => DEFAULT_SOURCE_WORKLOAD.to_string(),
+    }
+}
+
 /// Compiles `set` (already validated) into a snapshot, DNS names asked of the system resolver.
 /// Dangling references compile into 503 routes or unbound VirtualServices, as Istio serves
 /// them; `Err` is only for what cannot be built at all, such as certificate files that cannot
@@ -102,7 +116,9 @@ pub fn compile_with(
         return Err(Diagnostics(c.errors));
     }
     tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
-    Ok(Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched()))
+    let mut snapshot = Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched());
+    snapshot.source_workload = Arc::from(source_workload(&opts.labels));
+    Ok(snapshot)
 }
 
 /// A Gateway server kept for this instance.
