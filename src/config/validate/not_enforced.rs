@@ -46,7 +46,9 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("DestinationRule", "{policy}.proxyProtocol", Enforced::Nothing),
     ("DestinationRule", "{policy}.retryBudget", Enforced::Nothing),
     ("ServiceEntry", "spec.addresses", Enforced::Nothing),
-    ("ServiceEntry", "spec.location", Enforced::Nothing),
+    // At a gateway istiod reads `location` for AUTO_PASSTHROUGH, which serves MESH_INTERNAL
+    // services only, and for auto mTLS to MESH_INTERNAL endpoints, which Strait cannot do.
+    ("ServiceEntry", "spec.location", Enforced::Values(&["MESH_EXTERNAL"])),
     ("ServiceEntry", "spec.resolution", Enforced::Values(&["STATIC", "DNS"])),
     ("ServiceEntry", "spec.workloadSelector", Enforced::Nothing),
     ("ServiceEntry", "spec.subjectAltNames", Enforced::Nothing),

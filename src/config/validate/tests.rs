@@ -275,6 +275,22 @@ fn service_entry_checks() {
     );
 }
 
+/// `location: MESH_EXTERNAL` does at a gateway all it does in istiod; MESH_INTERNAL's auto mTLS
+/// is not done.
+#[test]
+fn location_is_enforced_for_external_services() {
+    let se = |name: &str, location: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  \
+             hosts: [{name}.example.com]\n  location: {location}\n  resolution: DNS\n  ports: [{{number: 80, name: http}}]\n"
+        )
+    };
+    let yaml = format!("{}---\n{}", se("ext", "MESH_EXTERNAL"), se("int", "MESH_INTERNAL"));
+    let warnings: Vec<String> =
+        check("location", &yaml).into_iter().filter(|(s, _)| *s == Severity::NotEnforced).map(|(_, t)| t).collect();
+    assert_eq!(warnings, ["spec.location: MESH_INTERNAL is accepted, not enforced yet"]);
+}
+
 #[test]
 fn dangling_references() {
     let http = "  - match: [{gateways: [other/gw, mesh]}]\n    route:\n    - {destination: {host: r.example.com}, weight: 50}\n    \
