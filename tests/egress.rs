@@ -278,6 +278,23 @@ both_drivers! {
         logged(&gw, &format!("outbound|{}||www.wikipedia.org", wikipedia.port()), 2);
     }
 
+    fn export_to_is_read_from_the_gateway_s_own_namespace(driver) {
+        let cnn = Backend::start("cnn");
+        let dns = dns(&["edition.cnn.com"]);
+        // The task's ServiceEntry beside its Gateway resource (namespace default), exported
+        // only there: istiod keeps it from the gateway, which runs in istio-system. Exported to
+        // istio-system, the gateway has it.
+        for (export_to, status) in [("[\".\"]", 503), ("[istio-system]", 200)] {
+            let port = free_port();
+            let head = "  name: cnn\nspec:\n".to_string();
+            let yaml = replaced(HTTP, &[(head.clone(), format!("{head}  exportTo: {export_to}\n"))]);
+            let gw = egress(driver, &moved(&yaml, (80, port), (80, cnn.port())), &dns).start();
+            let r = client::get(local(port), "edition.cnn.com", "/politics");
+            assert_eq!(r.status, status, "exportTo: {export_to}:\n{}", gw.logs());
+        }
+        assert_eq!(cnn.count(), 1);
+    }
+
     fn istio_mutual_into_the_gateway_is_refused_by_name(driver) {
         let dns = dns(&["edition.cnn.com"]);
         let (status, logs) = egress(driver, &moved(TLS_ORIGINATION, (80, free_port()), (443, 8443)), &dns).start_refused();

@@ -307,7 +307,8 @@ fn dangling_references() {
     );
 }
 
-/// A ServiceEntry exported only to its own namespace is not visible to a Gateway elsewhere.
+/// A ServiceEntry exported only to its own namespace is not visible to a gateway running in
+/// another (`--namespace`, here `default`), whatever the Gateway resource's namespace.
 #[test]
 fn dangling_honours_export_to() {
     let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: edge}\nspec:\n  \
@@ -318,7 +319,7 @@ fn dangling_honours_export_to() {
                 hosts: [api.shop.svc.cluster.local]\n  exportTo: ['.']\n  resolution: STATIC\n  ports: [{number: 80, name: http}]\n  endpoints: [{address: 10.0.0.1}]\n";
     assert_eq!(
         faults("export", yaml),
-        ["spec.http[0].route[0].destination.host: referenced host not found: api.shop.svc.cluster.local (no ServiceEntry visible from namespace edge declares it)"]
+        ["spec.http[0].route[0].destination.host: referenced host not found: api.shop.svc.cluster.local (no ServiceEntry visible from namespace default declares it)"]
     );
 }
 
