@@ -11,33 +11,38 @@ use crate::stats::{L4Key, L4Kind, L4Totals};
 #[cfg(test)]
 mod tests;
 
-/// The gateway as Istio's `source_*` labels name an ingress gateway.
-const SOURCE: [(&str, &str); 9] = [
-    ("reporter", "source"),
-    ("source_workload", "istio-ingressgateway"),
-    ("source_workload_namespace", "istio-system"),
-    ("source_principal", "unknown"),
-    ("source_app", "istio-ingressgateway"),
-    ("source_version", "unknown"),
-    ("source_canonical_service", "istio-ingressgateway"),
-    ("source_canonical_revision", "latest"),
-    ("source_cluster", "Kubernetes"),
-];
+/// The gateway as Istio's `source_*` labels name a gateway Deployment (`workload`, e.g.
+/// `istio-ingressgateway` or `istio-egressgateway`): its `app` and canonical service are its name.
+fn source(workload: &str) -> [(&'static str, &str); 9] {
+    [
+        ("reporter", "source"),
+        ("source_workload", workload),
+        ("source_workload_namespace", "istio-system"),
+        ("source_principal", "unknown"),
+        ("source_app", workload),
+        ("source_version", "unknown"),
+        ("source_canonical_service", workload),
+        ("source_canonical_revision", "latest"),
+        ("source_cluster", "Kubernetes"),
+    ]
+}
 
 /// Appends the Istio families that `keep` keeps (by family name), Prometheus text format, to
 /// `out`: the HTTP series, then the TCP counters of every cluster that carried TCP connections
-/// (`l4`).
+/// (`l4`). `workload` names the gateway (the snapshot's `source_workload`).
 pub fn render(
     http: &IstioTotals,
     l4: &BTreeMap<L4Key, L4Totals>,
     clusters: &ClusterLabels,
+    workload: &str,
     keep: &dyn Fn(&str) -> bool,
     out: &mut String,
 ) {
     let out = &mut Families { out, keep };
+    let source = source(workload);
     let http: Vec<(String, &SeriesTotals)> = http
         .iter()
-        .map(|(key, (dest, t))| (labels(dest, "http", Some(key.response_code), key.response_flags), t))
+        .map(|(key, (dest, t))| (labels(&source, dest, "http", Some(key.response_code), key.response_flags), t))
         .collect();
     counter_family(out, "istio_requests_total", http.iter().map(|(l, t)| (l.as_str(), t.requests)));
     histogram_family(out, "istio_request_duration_milliseconds", http.iter().map(|(l, t)| (l.as_str(), &t.duration)));
@@ -49,7 +54,7 @@ pub fn render(
         .filter(|((kind, _), _)| *kind == L4Kind::Cluster)
         .map(|((_, name), t)| {
             let dest = clusters(name);
-            (labels(&dest, "tcp", None, "-"), t)
+            (labels(&source, &dest, "tcp", None, "-"), t)
         })
         .collect();
     // "Sent" is what the gateway sent its client (the upstream's bytes), as a source proxy
@@ -113,7 +118,7 @@ fn histogram_family<'a>(
 
 /// Istio's label set, in its order, for a destination (`service` empty: the gateway answered
 /// itself, and every destination label is `unknown`).
-fn labels(dest: &Destination, protocol: &str, code: Option<u16>, flags: &str) -> String {
+fn labels(source: &[(&str, &str)], dest: &Destination, protocol: &str, code: Option<u16>, flags: &str) -> String {
     let known = !dest.service.is_empty();
     let unknown = |v: &str| if known && !v.is_empty() { v.to_string() } else { "unknown".to_string() };
     // Kubernetes hosts are NAME.NAMESPACE.svc…; a ServiceEntry host is its own name.
@@ -125,7 +130,7 @@ fn labels(dest: &Destination, protocol: &str, code: Option<u16>, flags: &str) ->
     if let Some(code) = code {
         pairs.push(("response_code", code.to_string()));
     }
-    pairs.extend(SOURCE.iter().map(|(n, v)| (*n, v.to_string())));
+    pairs.extend(source.iter().map(|(n, v)| (*n, v.to_string())));
     pairs.extend([
         ("destination_workload", "unknown".to_string()),
         ("destination_workload_namespace", unknown(&dest.namespace)),

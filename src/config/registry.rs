@@ -12,8 +12,12 @@ pub(crate) struct Registry<'a> {
     set: &'a ConfigSet,
     /// Lower-case ServiceEntry host → ServiceEntries declaring it, in config order.
     services: HashMap<String, Vec<usize>>,
-    /// Namespace → DestinationRule host patterns (short names expanded) → rules, config order.
+    /// Namespace → DestinationRule host patterns (short names expanded) → rules without a
+    /// `workloadSelector`, config order.
     rules: HashMap<&'a str, HostIndex<usize>>,
+    /// The rules whose `workloadSelector` selects this instance, in its own namespace: they win
+    /// over the rest for their hosts (istiod's `SidecarScope.DestinationRule`).
+    selected: HostIndex<usize>,
 }
 
 /// The rules that apply to a host from one namespace, consolidated as istiod merges several
@@ -45,9 +49,11 @@ impl<'a> Rules<'a> {
 }
 
 impl<'a> Registry<'a> {
-    /// `labels` are the instance's: a DestinationRule whose `workloadSelector` does not select
-    /// them does not apply.
-    pub(crate) fn new(set: &'a ConfigSet, labels: &BTreeMap<String, String>) -> Self {
+    /// `labels` and `namespace` are the instance's (`--label`, `--namespace`). A DestinationRule
+    /// with a `workloadSelector` applies only where istiod applies it: in the gateway's own
+    /// namespace (istiod never exports such a rule), selecting the gateway's labels; it then
+    /// replaces, not merges with, the rules without a selector for its host.
+    pub(crate) fn new(set: &'a ConfigSet, labels: &BTreeMap<String, String>, namespace: &str) -> Self {
         let mut services: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, se) in set.service_entries.iter().enumerate() {
             for host in &se.spec.hosts {
@@ -58,14 +64,19 @@ impl<'a> Registry<'a> {
             }
         }
         let mut by_ns: HashMap<&str, Vec<(String, usize)>> = HashMap::new();
+        let mut selected = Vec::new();
         for (i, dr) in set.destination_rules.iter().enumerate() {
-            if dr.spec.workload_selector.as_ref().is_some_and(|s| !labels_subset(&s.match_labels, labels)) {
-                continue;
+            let host = expand_host(&dr.spec.host, dr.namespace());
+            match &dr.spec.workload_selector {
+                None => by_ns.entry(dr.namespace()).or_default().push((host, i)),
+                Some(s) if dr.namespace() == namespace && labels_subset(&s.match_labels, labels) => {
+                    selected.push((host, i));
+                }
+                Some(_) => {}
             }
-            by_ns.entry(dr.namespace()).or_default().push((expand_host(&dr.spec.host, dr.namespace()), i));
         }
         let rules = by_ns.into_iter().map(|(ns, entries)| (ns, HostIndex::new(entries))).collect();
-        Self { set, services, rules }
+        Self { set, services, rules, selected: HostIndex::new(selected) }
     }
 
     pub(crate) fn service_entry(&self, index: usize) -> &'a Resource<ServiceEntry> {
@@ -84,11 +95,15 @@ impl<'a> Registry<'a> {
         in_ns(vs_ns).or_else(|| in_ns(consumer_ns)).or_else(|| list.iter().find(visible).copied())
     }
 
-    /// istiod's DestinationRule lookup for a consumer namespace: rules in the consumer's own
-    /// namespace, else rules of the service's namespace exported to it, else exported rules of
-    /// the root namespace; within a namespace the most specific host pattern wins.
+    /// istiod's DestinationRule lookup for a consumer namespace: the rules whose
+    /// `workloadSelector` selects this gateway, else rules in the consumer's own namespace, else
+    /// rules of the service's namespace exported to it, else exported rules of the root
+    /// namespace; within each the most specific host pattern wins.
     pub(crate) fn rules_for(&self, host: &str, consumer: &str, service_ns: &str) -> Rules<'a> {
         let drs: &'a [Resource<DestinationRule>] = &self.set.destination_rules;
+        if let Some((_, list)) = self.selected.covering(host).next() {
+            return Rules { rules: list.iter().map(|&i| &drs[i]).collect() };
+        }
         let lookup = |ns: &str, exported_only: bool| -> Option<Vec<&'a Resource<DestinationRule>>> {
             let index = self.rules.get(ns)?;
             index.covering(host).find_map(|(_, list)| {

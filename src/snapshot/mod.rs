@@ -42,6 +42,9 @@ pub struct Snapshot {
     /// Certificate files (and config files holding the Secrets used) as they were read: the
     /// control thread reloads when one changes on disk.
     pub watched: Vec<WatchedFile>,
+    /// The gateway's workload as Istio's `source_workload`, `source_app` and
+    /// `source_canonical_service` metric labels name it (see `compile::source_workload`).
+    pub source_workload: Arc<str>,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
@@ -50,7 +53,8 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(generation: u64, listeners: Vec<Listener>, clusters: Vec<Cluster>, watched: Vec<WatchedFile>) -> Self {
         let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i as ClusterId)).collect();
-        Self { generation, listeners, clusters, watched, by_name }
+        let source_workload = Arc::from(compile::DEFAULT_SOURCE_WORKLOAD);
+        Self { generation, listeners, clusters, watched, source_workload, by_name }
     }
 
     pub fn listener(&self, port: u16) -> Option<&Listener> {

@@ -21,7 +21,7 @@ fn renders_istio_labels_and_cumulative_buckets() {
     );
     let db = |_: &str| Destination { service: "db.local".into(), namespace: "data".into(), version: None };
     let mut out = String::new();
-    render(&sum([&r].into_iter()), &l4, &db, &|_| true, &mut out);
+    render(&sum([&r].into_iter()), &l4, &db, "istio-ingressgateway", &|_| true, &mut out);
 
     let line = |prefix: &str| out.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}\n{out}"));
     let ok = line("istio_requests_total{response_code=\"200\"");

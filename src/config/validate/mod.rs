@@ -58,7 +58,7 @@ pub fn validate(set: &ConfigSet, opts: &ValidateOptions) -> Diagnostics {
     virtual_service::check(set, &mut out);
     destination_rule::check(set, &mut out);
     service_entry::check(set, &mut out);
-    references::check(set, &labels, &mut out);
+    references::check(set, &labels, &opts.namespace, &mut out);
     not_enforced::check(set, &mut out);
     out.0.sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
     out

@@ -32,7 +32,6 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("VirtualService", "spec.http[].retries.retryRemoteLocalities", Enforced::Nothing),
     ("VirtualService", "spec.http[].retries.retryIgnorePreviousHosts", Enforced::Nothing),
     ("VirtualService", "spec.http[].retries.backoff", Enforced::Nothing),
-    ("DestinationRule", "spec.workloadSelector", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.simple", Enforced::Values(&["ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM"])),
     ("DestinationRule", "{policy}.loadBalancer.localityLbSetting", Enforced::Nothing),
     ("DestinationRule", "{policy}.loadBalancer.warmupDurationSecs", Enforced::Nothing),
@@ -47,7 +46,9 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("DestinationRule", "{policy}.proxyProtocol", Enforced::Nothing),
     ("DestinationRule", "{policy}.retryBudget", Enforced::Nothing),
     ("ServiceEntry", "spec.addresses", Enforced::Nothing),
-    ("ServiceEntry", "spec.location", Enforced::Nothing),
+    // At a gateway istiod reads `location` for AUTO_PASSTHROUGH, which serves MESH_INTERNAL
+    // services only, and for auto mTLS to MESH_INTERNAL endpoints, which Strait cannot do.
+    ("ServiceEntry", "spec.location", Enforced::Values(&["MESH_EXTERNAL"])),
     ("ServiceEntry", "spec.resolution", Enforced::Values(&["STATIC", "DNS"])),
     ("ServiceEntry", "spec.workloadSelector", Enforced::Nothing),
     ("ServiceEntry", "spec.subjectAltNames", Enforced::Nothing),

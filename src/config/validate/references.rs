@@ -3,7 +3,7 @@
 //! [`Registry`] and name rules as the compiler, so what is reported here is what serves a 503
 //! (or binds nowhere).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use super::At;
 use crate::config::index::{expand_host, resolve_gateway_name};
@@ -11,10 +11,9 @@ use crate::config::registry::Registry;
 use crate::config::virtual_service::{Destination, VirtualService};
 use crate::config::{ConfigSet, Diagnostics, Severity};
 
-pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mut Diagnostics) {
-    // Gateway key → its namespace.
-    let gateways: HashMap<String, &str> = set.gateways.iter().map(|g| (g.key(), g.namespace())).collect();
-    let registry = Registry::new(set, labels);
+pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, namespace: &str, out: &mut Diagnostics) {
+    let gateways: HashSet<String> = set.gateways.iter().map(|g| g.key()).collect();
+    let registry = Registry::new(set, labels, namespace);
     for vs in &set.virtual_services {
         let ns = vs.namespace();
         let mut at = At { resource: vs, out: &mut *out };
@@ -38,27 +37,22 @@ pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mu
                 names.extend(m.gateways.iter().enumerate().map(|(k, g)| (l4("tls", i, j, k), g.as_str())));
             }
         }
-        // The namespaces routes are consumed from: those of the Gateways that exist, else
-        // (a mesh-only VirtualService) its own.
-        let mut consumers: Vec<&str> = Vec::new();
+        // The namespace routes are consumed from: the gateway's own (`--namespace`, as istiod
+        // decides visibility from the gateway workload's) when a Gateway that exists is named,
+        // else (a mesh-only VirtualService) the VirtualService's.
+        let mut consumer = ns;
         for (field, name) in &names {
             let key = resolve_gateway_name(name, ns);
             if key == "mesh" {
                 continue;
             }
-            match gateways.get(&key) {
-                Some(&gw_ns) => {
-                    if !consumers.contains(&gw_ns) {
-                        consumers.push(gw_ns);
-                    }
-                }
-                None => at.push(Severity::Dangling, field.as_str(), format!("referenced gateway not found: {key}")),
+            if gateways.contains(&key) {
+                consumer = namespace;
+            } else {
+                at.push(Severity::Dangling, field.as_str(), format!("referenced gateway not found: {key}"));
             }
         }
-        if consumers.is_empty() {
-            consumers.push(ns);
-        }
-        let refs = Refs { registry: &registry, consumers: &consumers, namespace: ns };
+        let refs = Refs { registry: &registry, consumer, namespace: ns };
         for (i, route) in vs.spec.http.iter().enumerate() {
             for (j, r) in route.route.iter().enumerate() {
                 let field = format!("spec.http[{i}].route[{j}].destination");
@@ -89,76 +83,70 @@ pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, out: &mu
 /// How one VirtualService's destinations resolve.
 struct Refs<'r, 'a> {
     registry: &'r Registry<'a>,
-    consumers: &'r [&'r str],
+    /// The namespace the routes are consumed from.
+    consumer: &'r str,
     /// The VirtualService's namespace: short names expand in it.
     namespace: &'r str,
 }
 
 impl Refs<'_, '_> {
-    /// At most one diagnostic per destination: the first of host, port, subset that is missing
-    /// for some consumer.
+    /// At most one diagnostic per destination: the first of host, port, subset that is missing.
     fn destination(&self, at: &mut At<'_, VirtualService>, field: &str, d: &Destination) {
         // An empty or `*` host is an Error already; it references nothing to look up.
         if d.host.is_empty() || d.host == "*" {
             return;
         }
         let host = expand_host(&d.host, self.namespace);
-        for consumer in self.consumers {
-            let Some(i) = self.registry.service_for(&host, self.namespace, consumer) else {
+        let consumer = self.consumer;
+        let Some(i) = self.registry.service_for(&host, self.namespace, consumer) else {
+            at.push(
+                Severity::Dangling,
+                format!("{field}.host"),
+                format!(
+                    "referenced host not found: {host} (no ServiceEntry visible from \
+                     namespace {consumer} declares it)"
+                ),
+            );
+            return;
+        };
+        let se = self.registry.service_entry(i);
+        let ports = &se.spec.ports;
+        match &d.port {
+            Some(p) if !ports.iter().any(|sp| sp.number == p.number) => {
                 at.push(
                     Severity::Dangling,
-                    format!("{field}.host"),
+                    format!("{field}.port.number"),
+                    format!("referenced port not found: ServiceEntry {} has no port {} for {host}", se.key(), p.number),
+                );
+                return;
+            }
+            None if ports.len() > 1 => {
+                let numbers: Vec<String> = ports.iter().map(|p| p.number.to_string()).collect();
+                at.push(
+                    Severity::Dangling,
+                    field,
                     format!(
-                        "referenced host not found: {host} (no ServiceEntry visible from \
-                         namespace {consumer} declares it)"
+                        "destination port is required: ServiceEntry {} has several ports \
+                         for {host} ({})",
+                        se.key(),
+                        numbers.join(", ")
                     ),
                 );
                 return;
-            };
-            let se = self.registry.service_entry(i);
-            let ports = &se.spec.ports;
-            match &d.port {
-                Some(p) if !ports.iter().any(|sp| sp.number == p.number) => {
-                    at.push(
-                        Severity::Dangling,
-                        format!("{field}.port.number"),
-                        format!(
-                            "referenced port not found: ServiceEntry {} has no port {} for {host}",
-                            se.key(),
-                            p.number
-                        ),
-                    );
-                    return;
-                }
-                None if ports.len() > 1 => {
-                    let numbers: Vec<String> = ports.iter().map(|p| p.number.to_string()).collect();
-                    at.push(
-                        Severity::Dangling,
-                        field,
-                        format!(
-                            "destination port is required: ServiceEntry {} has several ports \
-                             for {host} ({})",
-                            se.key(),
-                            numbers.join(", ")
-                        ),
-                    );
-                    return;
-                }
-                _ => {}
             }
-            if let Some(subset) = d.subset.as_deref().filter(|s| !s.is_empty()) {
-                let rules = self.registry.rules_for(&host, consumer, se.namespace());
-                if rules.subset(subset).is_none() {
-                    at.push(
-                        Severity::Dangling,
-                        format!("{field}.subset"),
-                        format!(
-                            "referenced subset not found: no DestinationRule visible from \
-                             namespace {consumer} declares subset {subset} for {host}"
-                        ),
-                    );
-                    return;
-                }
+            _ => {}
+        }
+        if let Some(subset) = d.subset.as_deref().filter(|s| !s.is_empty()) {
+            let rules = self.registry.rules_for(&host, consumer, se.namespace());
+            if rules.subset(subset).is_none() {
+                at.push(
+                    Severity::Dangling,
+                    format!("{field}.subset"),
+                    format!(
+                        "referenced subset not found: no DestinationRule visible from \
+                         namespace {consumer} declares subset {subset} for {host}"
+                    ),
+                );
             }
         }
     }

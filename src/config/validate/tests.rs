@@ -275,6 +275,22 @@ fn service_entry_checks() {
     );
 }
 
+/// `location: MESH_EXTERNAL` does at a gateway all it does in istiod; MESH_INTERNAL's auto mTLS
+/// is not done.
+#[test]
+fn location_is_enforced_for_external_services() {
+    let se = |name: &str, location: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  \
+             hosts: [{name}.example.com]\n  location: {location}\n  resolution: DNS\n  ports: [{{number: 80, name: http}}]\n"
+        )
+    };
+    let yaml = format!("{}---\n{}", se("ext", "MESH_EXTERNAL"), se("int", "MESH_INTERNAL"));
+    let warnings: Vec<String> =
+        check("location", &yaml).into_iter().filter(|(s, _)| *s == Severity::NotEnforced).map(|(_, t)| t).collect();
+    assert_eq!(warnings, ["spec.location: MESH_INTERNAL is accepted, not enforced yet"]);
+}
+
 #[test]
 fn dangling_references() {
     let http = "  - match: [{gateways: [other/gw, mesh]}]\n    route:\n    - {destination: {host: r.example.com}, weight: 50}\n    \
@@ -291,7 +307,8 @@ fn dangling_references() {
     );
 }
 
-/// A ServiceEntry exported only to its own namespace is not visible to a Gateway elsewhere.
+/// A ServiceEntry exported only to its own namespace is not visible to a gateway running in
+/// another (`--namespace`, here `default`), whatever the Gateway resource's namespace.
 #[test]
 fn dangling_honours_export_to() {
     let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: edge}\nspec:\n  \
@@ -302,7 +319,7 @@ fn dangling_honours_export_to() {
                 hosts: [api.shop.svc.cluster.local]\n  exportTo: ['.']\n  resolution: STATIC\n  ports: [{number: 80, name: http}]\n  endpoints: [{address: 10.0.0.1}]\n";
     assert_eq!(
         faults("export", yaml),
-        ["spec.http[0].route[0].destination.host: referenced host not found: api.shop.svc.cluster.local (no ServiceEntry visible from namespace edge declares it)"]
+        ["spec.http[0].route[0].destination.host: referenced host not found: api.shop.svc.cluster.local (no ServiceEntry visible from namespace default declares it)"]
     );
 }
 

@@ -57,7 +57,7 @@ impl<'a> Clusters<'a> {
             resolver,
             secrets,
             namespace,
-            registry: Registry::new(set, labels),
+            registry: Registry::new(set, labels, namespace),
             by_name: HashMap::new(),
             clusters: Vec::new(),
             endpoints: HashMap::new(),

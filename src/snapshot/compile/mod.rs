@@ -7,10 +7,10 @@
 //! host pattern, so 10,000 VirtualServices compile in linear time. (An AUTO_PASSTHROUGH server
 //! walks the ServiceEntries once, since it serves every mesh-internal one.)
 //!
-//! exportTo: Istio decides visibility from the namespace of the gateway *workload*; Strait uses
-//! the instance's namespace (`--namespace`) for credentials only so far, so the consuming
-//! namespace is that of the Gateway resource the route is served through (VirtualServices,
-//! ServiceEntries and DestinationRules alike).
+//! exportTo: visibility is decided from the namespace of the gateway *workload* (`--namespace`),
+//! as istiod decides it (`VirtualServicesForGateway(proxyNamespace, …)`, the gateway's
+//! SidecarScope), not from the Gateway resource's: VirtualServices, ServiceEntries and
+//! DestinationRules alike.
 
 mod cluster;
 mod dns;
@@ -64,6 +64,20 @@ impl Default for CompileOptions {
     }
 }
 
+/// Istio's default ingress gateway Deployment, which `strait run` stands for with no `--label`.
+pub(crate) const DEFAULT_SOURCE_WORKLOAD: &str = "istio-ingressgateway";
+
+/// The gateway's workload name from its labels, as Istio's gateway charts label the pod: the
+/// `app` label (the Deployment's name), else `istio-` and the `istio` label
+/// (`istio=egressgateway` is the `istio-egressgateway` Deployment), else Istio's ingress gateway.
+pub(crate) fn source_workload(labels: &BTreeMap<String, String>) -> String {
+    match (labels.get("app"), labels.get("istio")) {
+        (Some(app), _) => app.clone(),
+        (None, Some(istio)) => format!("istio-{istio}"),
+        (None, None) => DEFAULT_SOURCE_WORKLOAD.to_string(),
+    }
+}
+
 /// Compiles `set` (already validated) into a snapshot, DNS names asked of the system resolver.
 /// Dangling references compile into 503 routes or unbound VirtualServices, as Istio serves
 /// them; `Err` is only for what cannot be built at all, such as certificate files that cannot
@@ -102,7 +116,9 @@ pub fn compile_with(
         return Err(Diagnostics(c.errors));
     }
     tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
-    Ok(Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched()))
+    let mut snapshot = Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched());
+    snapshot.source_workload = Arc::from(source_workload(&opts.labels));
+    Ok(snapshot)
 }
 
 /// A Gateway server kept for this instance.
@@ -254,7 +270,7 @@ impl<'a> Compiler<'a> {
                 let Some(&gi) = gateway_by_key.get(&resolve_gateway_name(g, ns)) else {
                     continue;
                 };
-                if !gateways.contains(&gi) && exported_to(&vs.spec.export_to, ns, set.gateways[gi].namespace()) {
+                if !gateways.contains(&gi) && exported_to(&vs.spec.export_to, ns, &self.opts.namespace) {
                     gateways.push(gi);
                 }
             }
@@ -372,7 +388,7 @@ impl<'a> Compiler<'a> {
                 labels: &self.opts.labels,
                 ctx: Ctx {
                     listener_port: plan.port,
-                    consumer_ns: gw.namespace(),
+                    consumer_ns: &self.opts.namespace,
                     vs_ns: self.set.virtual_services[*vi].namespace(),
                 },
             };
@@ -410,6 +426,7 @@ impl<'a> Compiler<'a> {
         clusters: &mut Clusters<'_>,
     ) -> Vec<Listener> {
         let set = self.set;
+        let consumer = self.opts.namespace.as_str();
         let mut by_port: BTreeMap<u16, Vec<&ServerPlan<'a>>> = BTreeMap::new();
         for plan in plans {
             by_port.entry(plan.port).or_default().push(plan);
@@ -451,7 +468,7 @@ impl<'a> Compiler<'a> {
                         }
                     }
                     ListenerProtocol::Tcp => {
-                        server.tcp_routes = l4::tcp_routes(&bound(), port, &gw.key(), gw.namespace(), clusters);
+                        server.tcp_routes = l4::tcp_routes(&bound(), port, &gw.key(), consumer, clusters);
                     }
                     ListenerProtocol::Tls => {
                         let https = server.protocol.as_ref() == "HTTPS";
@@ -471,11 +488,11 @@ impl<'a> Compiler<'a> {
                         match server.tls.as_ref().map_or(ServerTlsMode::Passthrough, |t| t.mode) {
                             ServerTlsMode::Passthrough => {
                                 server.tls_routes =
-                                    l4::tls_routes(&bound(), port, &gw.key(), gw.namespace(), &mut seen_sni, clusters);
+                                    l4::tls_routes(&bound(), port, &gw.key(), consumer, &mut seen_sni, clusters);
                             }
                             ServerTlsMode::AutoPassthrough => {
                                 let hosts: Vec<&str> = plan.hosts.iter().map(|(_, h)| h.as_str()).collect();
-                                clusters.add_auto_passthrough_clusters(&hosts, gw.namespace());
+                                clusters.add_auto_passthrough_clusters(&hosts, consumer);
                             }
                             // HTTPS terminates and routes HTTP on the server's own routes; a TLS
                             // server terminates and proxies TCP.
@@ -484,9 +501,7 @@ impl<'a> Compiler<'a> {
                                 self.add_http_routes(plan, &mut table, false, clusters);
                                 server.routes = Arc::new(table.finish());
                             }
-                            _ => {
-                                server.tcp_routes = l4::tcp_routes(&bound(), port, &gw.key(), gw.namespace(), clusters)
-                            }
+                            _ => server.tcp_routes = l4::tcp_routes(&bound(), port, &gw.key(), consumer, clusters),
                         }
                         for (_, pattern) in &plan.hosts {
                             // The first server claiming a name on the port keeps it.

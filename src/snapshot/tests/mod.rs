@@ -106,6 +106,18 @@ fn cluster_name(s: &Snapshot, d: &Destination) -> Option<String> {
     d.cluster.map(|id| s.cluster(id).name.to_string())
 }
 
+/// Istio's metrics name the gateway by its Deployment, which its charts label `app` and `istio`.
+#[test]
+fn source_workload_follows_the_gateway_labels() {
+    let name = |labels: &[(&str, &str)]| {
+        compile::source_workload(&labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    };
+    assert_eq!(name(&[("istio", "ingressgateway")]), "istio-ingressgateway");
+    assert_eq!(name(&[("istio", "egressgateway")]), "istio-egressgateway");
+    assert_eq!(name(&[("istio", "egressgateway"), ("app", "cnn-egress")]), "cnn-egress");
+    assert_eq!(name(&[("team", "edge")]), "istio-ingressgateway");
+}
+
 mod listeners;
 mod routes;
 mod routing;

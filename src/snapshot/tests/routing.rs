@@ -218,15 +218,22 @@ fn catch_all_routes_move_behind_other_virtual_services() {
     assert_eq!(order, ["shop/shared-1", "shop/shared-2", "shop/shared-1"]);
 }
 
+/// exportTo is read from the gateway's own namespace (`--namespace`), as istiod reads it from
+/// the gateway workload's, not from the Gateway resource's (`edge`).
 #[test]
 fn binding_needs_gateways_and_export() {
-    let s = build(&["snapshot/matching.yaml"]);
+    let in_edge = CompileOptions { namespace: "edge".into(), ..options(&[]) };
+    let s = compile(&load(&["snapshot/matching.yaml"]), &in_edge).unwrap();
     let t = table(&s, 8080);
     assert_eq!(get(t, "nogw.test", "/"), "no-vhost");
     assert_eq!(get(t, "private.test", "/"), "no-vhost");
     assert_eq!(get(t, "exported.test", "/"), "200");
     assert_eq!(get(t, "local.test", "/"), "200");
     assert_eq!(get(table(&s, 8081), "local.test", "/"), "200");
+    // The same Gateway served from another namespace: `exportTo: [edge]` does not reach it.
+    let s = build(&["snapshot/matching.yaml"]);
+    assert_eq!(get(table(&s, 8080), "exported.test", "/"), "no-vhost");
+    assert_eq!(get(table(&s, 8080), "local.test", "/"), "200");
 }
 
 #[test]

@@ -101,12 +101,13 @@ pub struct GatewayBuilder {
     workers: usize,
     driver: Driver,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Gateway {
     /// A gateway run from the binary at `bin` (see [`gateway!`]).
     pub fn builder(bin: impl Into<PathBuf>, driver: Driver) -> GatewayBuilder {
-        GatewayBuilder { bin: bin.into(), files: Vec::new(), workers: 2, driver, args: Vec::new() }
+        GatewayBuilder { bin: bin.into(), files: Vec::new(), workers: 2, driver, args: Vec::new(), envs: Vec::new() }
     }
 
     pub fn config_dir(&self) -> &Path {
@@ -196,6 +197,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Sets an environment variable for the gateway (e.g. `SSL_CERT_FILE`, the system roots).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Starts the binary and waits for `/ready`.
     pub fn start(self) -> Gateway {
         let mut gw = self.spawn();
@@ -231,6 +238,7 @@ impl GatewayBuilder {
             .args(["--workers", &self.workers.to_string(), "--admin", &admin.to_string()])
             .args(&self.args)
             .env("STRAIT_DRIVER", self.driver.env())
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
