@@ -378,4 +378,43 @@ both_drivers! {
         let connects: u32 = lines.iter().map(|l| l.rsplit(' ').next().unwrap().parse::<u32>().unwrap()).sum();
         assert_eq!(connects, 1, "all streams on one connection: {}", r.out);
     }
+
+    fn https_http2_disabled_offers_http1_only_and_follows_reloads(driver) {
+        let app = Backend::start("app");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("h2 test ca");
+        let (crt, key) = ca.server(&["app.test"]).write(dir.path(), "server");
+        let (port, plain) = (free_port(), free_port());
+        let yaml = docs(&[
+            support::tls::gateway(
+                "gw",
+                &[server(port, "https", "HTTPS", &["*"], &simple_tls(&crt, &key)), server(plain, "http", "HTTP", &["*"], "")],
+            ),
+            route_all("app", &["gw"], &["*"], "app.local"),
+            service_entry("app", "app.local", 80, &[app.port()]),
+        ]);
+        // ASM's switch in an Istio ProxyConfig resource, outside the --config directory.
+        let proxy_config = |disabled: bool| {
+            format!(
+                "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata:\n  name: gw\n\
+                 spec:\n  httpsHttp2Disabled: {disabled}\n"
+            )
+        };
+        let proxy = write_file(dir.path(), "proxy.yaml", proxy_config(true).as_bytes());
+        let gw = gateway!(driver).file("gw.yaml", &yaml).arg("--proxy-config").arg(&proxy).start();
+        let resolve = format!("app.test:{port}:127.0.0.1");
+        let u = format!("https://app.test:{port}/secure");
+        let fetch = || curl(&["--http2", "-k", "--resolve", resolve.as_str(), "-w", "\\n%{http_version}", u.as_str()]);
+        let r = fetch();
+        assert_eq!(r.out, "app\n1.1", "ALPN offers http/1.1 only: {}", r.err);
+        // Plain HTTP ports keep h2c, as ASM documents the switch.
+        let r = curl(&["--http2-prior-knowledge", "-w", "\\n%{http_version}", &url(SocketAddr::from(([127, 0, 0, 1], plain)), "/")]);
+        assert_eq!(r.out, "app\n2", "{}", r.err);
+        // Read again on SIGHUP, as the rest of the config is.
+        std::fs::write(&proxy, proxy_config(false)).unwrap();
+        gw.signal("HUP");
+        gw.wait_generation(2);
+        let r = fetch();
+        assert_eq!(r.out, "app\n2", "{}", r.err);
+    }
 }
