@@ -379,6 +379,40 @@ both_drivers! {
         assert_eq!(connects, 1, "all streams on one connection: {}", r.out);
     }
 
+    fn a_coalesced_request_for_another_servers_host_gets_421(driver) {
+        let app = Backend::start("app");
+        let dir = tempfile::tempdir().unwrap();
+        // One certificate for both hosts, as a browser coalesces over.
+        let ca = Ca::new("h2 test ca");
+        let (crt, key) = ca.server(&["a.test", "b.test", "c.test"]).write(dir.path(), "shared");
+        let port = free_port();
+        let tls = simple_tls(&crt, &key);
+        let yaml = docs(&[
+            support::tls::gateway(
+                "gw",
+                &[server(port, "https-a", "HTTPS", &["a.test"], &tls), server(port, "https-b", "HTTPS", &["b.test"], &tls)],
+            ),
+            route_all("app", &["gw"], &["a.test", "b.test"], "app.local"),
+            service_entry("app", "app.local", 80, &[app.port()]),
+        ]);
+        let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
+        // SNI a.test; curl sends a Host header as `:authority` over HTTP/2.
+        let resolve = format!("a.test:{port}:127.0.0.1");
+        let u = format!("https://a.test:{port}/");
+        let fetch = |version: &str, host: &str| {
+            let host = format!("host: {host}");
+            let r = curl(&[version, "-k", "--resolve", &resolve, "-H", &host, "-o", "/dev/null", "-w", "%{http_version} %{response_code}", &u]);
+            assert!(r.err.is_empty(), "{}", r.err);
+            r.out
+        };
+        assert_eq!(fetch("--http2", "a.test"), "2 200");
+        assert_eq!(fetch("--http2", "b.test"), "2 421", "b.test is another server's: a connection of its own");
+        // No server of the port serves c.test: a new connection would fare no better.
+        assert_eq!(fetch("--http2", "c.test"), "2 404");
+        // An HTTP/1.1 client chose this SNI for this request itself: Envoy's 404.
+        assert_eq!(fetch("--http1.1", "b.test"), "1.1 404");
+    }
+
     fn https_http2_disabled_offers_http1_only_and_follows_reloads(driver) {
         let app = Backend::start("app");
         let dir = tempfile::tempdir().unwrap();

@@ -135,6 +135,10 @@ impl RequestView for H2Head<'_> {
     fn protocol(&self) -> &'static str {
         "HTTP/2"
     }
+
+    fn coalesces(&self) -> bool {
+        true
+    }
 }
 
 /// The HTTP/2 response for an HTTP/1.1 response head the codec wrote at the start of `h1`, and
