@@ -6,6 +6,7 @@
 
 use std::future::poll_fn;
 use std::io::{self, Write as _};
+use std::pin::pin;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -132,7 +133,8 @@ impl<'a> H2Client<'a> {
 
     /// After the upstream took a WebSocket's upgrade (its 101 went out as 200): the stream's
     /// DATA go up as they come, the upstream's bytes come back as DATA, and each side's end is
-    /// passed on (END_STREAM as a write shutdown, the upstream's close as END_STREAM).
+    /// passed on (END_STREAM as a write shutdown, the upstream's close as END_STREAM). A client
+    /// that resets the stream ends both ways at once: nothing would take the upstream's bytes.
     pub(super) async fn tunnel(&mut self, upstream: UpstreamConn) {
         let UpstreamConn { stream: upstream, buf: mut upstream_buf, open: _open, slot: _slot, .. } = upstream;
         let (mut up_r, mut up_w) = upstream.into_halves();
@@ -140,22 +142,37 @@ impl<'a> H2Client<'a> {
             return;
         };
         let streamed = &mut self.streamed;
-        let up = async {
-            while let Some(Ok(data)) = body.data().await {
-                let _ = body.flow_control().release_capacity(data.len());
-                *streamed += data.len() as u64;
-                if up_w.write_all(data).await.0.is_err() {
-                    break;
+        // Whether the client reset the stream.
+        let mut up = pin!(async {
+            let reset = loop {
+                match body.data().await {
+                    Some(Ok(data)) => {
+                        let _ = body.flow_control().release_capacity(data.len());
+                        *streamed += data.len() as u64;
+                        if up_w.write_all(data).await.0.is_err() {
+                            break false;
+                        }
+                    }
+                    Some(Err(_)) => break true,
+                    None => break false,
                 }
-            }
+            };
             let _ = up_w.shutdown().await;
-        };
-        let down = async {
+            reset
+        });
+        let mut down = pin!(async {
             if relay_until_close(stream, &mut up_r, &mut upstream_buf).await.is_err() {
                 stream.send_reset(h2::Reason::CANCEL);
             }
-        };
-        monoio::join!(up, down);
+        });
+        monoio::select! {
+            reset = &mut up => if !reset {
+                down.await;
+            },
+            _ = &mut down => {
+                up.await;
+            },
+        }
     }
 
     /// Sends the trailers of a chunked upstream body, `framing` the bytes after its last data
