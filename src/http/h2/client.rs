@@ -141,14 +141,12 @@ impl<'a> H2Client<'a> {
         let (body, Some(stream)) = (&mut *self.body, &mut self.stream) else {
             return;
         };
-        let streamed = &mut self.streamed;
         // Whether the client reset the stream.
         let mut up = pin!(async {
             let reset = loop {
                 match body.data().await {
                     Some(Ok(data)) => {
                         let _ = body.flow_control().release_capacity(data.len());
-                        *streamed += data.len() as u64;
                         if up_w.write_all(data).await.0.is_err() {
                             break false;
                         }
