@@ -2,15 +2,17 @@
 //!
 //! The file holds one document: an Istio `ProxyConfig` resource (`networking.istio.io/v1beta1`,
 //! its fields under `spec`), or a bare ProxyConfig mapping as the `proxy.istio.io/config` pod
-//! annotation carries it (the form ASM's docs give). Strait acts on `httpsHttp2Disabled`; every
-//! other field is listed as not enforced, and a field of the wrong type is refused, naming file
-//! and field.
+//! annotation carries it (the form ASM's docs give). Strait acts on `httpsHttp2Disabled` (and
+//! a resource's `selector`, matched against `--label`); every other field is listed as not
+//! enforced, and a field of the wrong type is refused, naming file and field.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_yaml::Value;
 
+use super::index::labels_subset;
 use super::source::locate;
 use super::{Diagnostic, Diagnostics, Severity};
 
@@ -22,16 +24,22 @@ pub struct ProxyConfig {
     pub https_http2_disabled: bool,
 }
 
-/// Reads `path`: the settings and the fields not enforced (warnings), or every error.
-pub fn read(path: &Path) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
+/// Reads `path` for the instance labelled `labels`: the settings and the fields not enforced
+/// (warnings), or every error. A resource whose `selector` picks other workloads applies to
+/// none of this instance's settings: reported as a reference to nothing, as a Gateway's is.
+pub fn read(path: &Path, labels: &BTreeMap<String, String>) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics::from(Diagnostic { file: Some(file.clone()), ..Diagnostic::error(format!("--proxy-config: {e}")) })
     })?;
-    parse(&text, &file)
+    parse(&text, &file, labels)
 }
 
-fn parse(text: &str, file: &Arc<Path>) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
+fn parse(
+    text: &str,
+    file: &Arc<Path>,
+    labels: &BTreeMap<String, String>,
+) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
     let at = |severity: Severity, field: &str, message: String| Diagnostic {
         severity,
         file: Some(file.clone()),
@@ -72,6 +80,7 @@ fn parse(text: &str, file: &Arc<Path>) -> Result<(ProxyConfig, Diagnostics), Dia
     let mut config = ProxyConfig::default();
     let mut warnings = Diagnostics::new();
     let mut errors = Diagnostics::new();
+    let mut selected = true;
     for (key, value) in &fields {
         let Some(key) = key.as_str() else {
             errors.push(at(Severity::Error, prefix.trim_end_matches('.'), "field names are strings".into()));
@@ -84,10 +93,28 @@ fn parse(text: &str, file: &Arc<Path>) -> Result<(ProxyConfig, Diagnostics), Dia
                 Value::Null => {}
                 _ => errors.push(at(Severity::Error, &field, "expected true or false".into())),
             },
-            // The resource's workload selector: this instance is the workload it configures.
-            "selector" if !prefix.is_empty() => {}
+            "selector" if !prefix.is_empty() => match match_labels(value) {
+                Some(selector) if !labels_subset(&selector, labels) => {
+                    let show = |l: &BTreeMap<String, String>| {
+                        l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+                    };
+                    let message = format!(
+                        "selects other workloads: \"{}\"; this instance's labels (--label) are {}, so none of \
+                         this ProxyConfig applies",
+                        show(&selector),
+                        show(labels)
+                    );
+                    warnings.push(at(Severity::Dangling, &field, message));
+                    selected = false;
+                }
+                Some(_) => {}
+                None => errors.push(at(Severity::Error, &field, "expected matchLabels, a map of strings".into())),
+            },
             _ => warnings.push(at(Severity::NotEnforced, &field, "accepted, not enforced yet".into())),
         }
+    }
+    if !selected {
+        config = ProxyConfig::default();
     }
     if errors.is_empty() {
         Ok((config, warnings))
@@ -96,12 +123,33 @@ fn parse(text: &str, file: &Arc<Path>) -> Result<(ProxyConfig, Diagnostics), Dia
     }
 }
 
+/// A WorkloadSelector's `matchLabels` (an empty selector selects every workload).
+fn match_labels(selector: &Value) -> Option<BTreeMap<String, String>> {
+    let Value::Mapping(selector) = selector else {
+        return selector.is_null().then(BTreeMap::new);
+    };
+    let mut labels = BTreeMap::new();
+    for (key, value) in selector {
+        match (key.as_str()?, value) {
+            ("matchLabels", Value::Mapping(m)) => {
+                for (k, v) in m {
+                    labels.insert(k.as_str()?.to_owned(), v.as_str()?.to_owned());
+                }
+            }
+            ("matchLabels", Value::Null) => {}
+            _ => return None,
+        }
+    }
+    Some(labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parsed(text: &str) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
-        parse(text, &Arc::from(Path::new("proxy.yaml")))
+        let labels = BTreeMap::from([("istio".to_owned(), "ingressgateway".to_owned())]);
+        parse(text, &Arc::from(Path::new("proxy.yaml")), &labels)
     }
 
     #[test]
@@ -115,6 +163,18 @@ mod tests {
         assert!(config.https_http2_disabled);
         let (config, _) = parsed("httpsHttp2Disabled: false\n").unwrap();
         assert!(!config.https_http2_disabled);
+    }
+
+    #[test]
+    fn a_selector_of_other_workloads_applies_nothing() {
+        let text =
+            "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nspec:\n  selector:\n    matchLabels:\n      \
+                    app: other\n  httpsHttp2Disabled: true\n";
+        let (config, warnings) = parsed(text).unwrap();
+        assert!(!config.https_http2_disabled);
+        let d = warnings.iter().next().unwrap();
+        assert_eq!((d.severity, d.field.as_deref(), d.line), (Severity::Dangling, Some("spec.selector"), Some(4)));
+        assert!(parsed("apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nspec:\n  selector: 3\n").is_err());
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub(super) fn validated(opts: &BuildOptions) -> Result<Validated, Diagnostics> {
     let mut set = config::load(&opts.paths)?;
     let mut proxy_warnings = Diagnostics::new();
     if let Some(path) = &opts.proxy_config {
-        (set.proxy, proxy_warnings) = config::proxy_config::read(path)?;
+        (set.proxy, proxy_warnings) = config::proxy_config::read(path, &opts.labels)?;
     }
     let validate = ValidateOptions {
         secrets_dir: opts.secrets_dir.clone(),
