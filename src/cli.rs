@@ -57,6 +57,11 @@ pub struct ConfigArgs {
     /// looks them up in the gateway workload's (an Istio install runs it in istio-system)
     #[arg(long, value_name = "NS", default_value = crate::config::DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// An Istio ProxyConfig (the resource, or the `proxy.istio.io/config` annotation's
+    /// mapping): `httpsHttp2Disabled: true` offers HTTPS clients HTTP/1.1 only; read again on
+    /// every reload
+    #[arg(long, value_name = "FILE")]
+    pub proxy_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +167,7 @@ impl ConfigArgs {
         };
         BuildOptions {
             paths: self.configs.clone(),
+            proxy_config: self.proxy_config.clone(),
             labels,
             secrets_dir: self.secrets_dir.clone(),
             namespace: self.namespace.clone(),

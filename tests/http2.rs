@@ -385,4 +385,77 @@ both_drivers! {
         let connects: u32 = lines.iter().map(|l| l.rsplit(' ').next().unwrap().parse::<u32>().unwrap()).sum();
         assert_eq!(connects, 1, "all streams on one connection: {}", r.out);
     }
+
+    fn a_coalesced_request_for_another_servers_host_gets_421(driver) {
+        let app = Backend::start("app");
+        let dir = tempfile::tempdir().unwrap();
+        // One certificate for both hosts, as a browser coalesces over.
+        let ca = Ca::new("h2 test ca");
+        let (crt, key) = ca.server(&["a.test", "b.test", "c.test"]).write(dir.path(), "shared");
+        let port = free_port();
+        let tls = simple_tls(&crt, &key);
+        let yaml = docs(&[
+            support::tls::gateway(
+                "gw",
+                &[server(port, "https-a", "HTTPS", &["a.test"], &tls), server(port, "https-b", "HTTPS", &["b.test"], &tls)],
+            ),
+            route_all("app", &["gw"], &["a.test", "b.test"], "app.local"),
+            service_entry("app", "app.local", 80, &[app.port()]),
+        ]);
+        let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
+        // SNI a.test; curl sends a Host header as `:authority` over HTTP/2.
+        let resolve = format!("a.test:{port}:127.0.0.1");
+        let u = format!("https://a.test:{port}/");
+        let fetch = |version: &str, host: &str| {
+            let host = format!("host: {host}");
+            let r = curl(&[version, "-k", "--resolve", &resolve, "-H", &host, "-o", "/dev/null", "-w", "%{http_version} %{response_code}", &u]);
+            assert!(r.err.is_empty(), "{}", r.err);
+            r.out
+        };
+        assert_eq!(fetch("--http2", "a.test"), "2 200");
+        assert_eq!(fetch("--http2", "b.test"), "2 421", "b.test is another server's: a connection of its own");
+        // No server of the port serves c.test: a new connection would fare no better.
+        assert_eq!(fetch("--http2", "c.test"), "2 404");
+        // An HTTP/1.1 client chose this SNI for this request itself: Envoy's 404.
+        assert_eq!(fetch("--http1.1", "b.test"), "1.1 404");
+    }
+
+    fn https_http2_disabled_offers_http1_only_and_follows_reloads(driver) {
+        let app = Backend::start("app");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("h2 test ca");
+        let (crt, key) = ca.server(&["app.test"]).write(dir.path(), "server");
+        let (port, plain) = (free_port(), free_port());
+        let yaml = docs(&[
+            support::tls::gateway(
+                "gw",
+                &[server(port, "https", "HTTPS", &["*"], &simple_tls(&crt, &key)), server(plain, "http", "HTTP", &["*"], "")],
+            ),
+            route_all("app", &["gw"], &["*"], "app.local"),
+            service_entry("app", "app.local", 80, &[app.port()]),
+        ]);
+        // ASM's switch in an Istio ProxyConfig resource, outside the --config directory.
+        let proxy_config = |disabled: bool| {
+            format!(
+                "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata:\n  name: gw\n\
+                 spec:\n  httpsHttp2Disabled: {disabled}\n"
+            )
+        };
+        let proxy = write_file(dir.path(), "proxy.yaml", proxy_config(true).as_bytes());
+        let gw = gateway!(driver).file("gw.yaml", &yaml).arg("--proxy-config").arg(&proxy).start();
+        let resolve = format!("app.test:{port}:127.0.0.1");
+        let u = format!("https://app.test:{port}/secure");
+        let fetch = || curl(&["--http2", "-k", "--resolve", resolve.as_str(), "-w", "\\n%{http_version}", u.as_str()]);
+        let r = fetch();
+        assert_eq!(r.out, "app\n1.1", "ALPN offers http/1.1 only: {}", r.err);
+        // Plain HTTP ports keep h2c, as ASM documents the switch.
+        let r = curl(&["--http2-prior-knowledge", "-w", "\\n%{http_version}", &url(SocketAddr::from(([127, 0, 0, 1], plain)), "/")]);
+        assert_eq!(r.out, "app\n2", "{}", r.err);
+        // Read again on SIGHUP, as the rest of the config is.
+        std::fs::write(&proxy, proxy_config(false)).unwrap();
+        gw.signal("HUP");
+        gw.wait_generation(2);
+        let r = fetch();
+        assert_eq!(r.out, "app\n2", "{}", r.err);
+    }
 }

@@ -99,7 +99,129 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
+/// One HTTP/2 stream as the blocking socket tungstenite reads and writes: DATA received (its
+/// window given back as read), DATA sent within the window; each wait drives the connection.
+struct H2Socket<'r> {
+    rt: &'r tokio::runtime::Runtime,
+    send: h2::SendStream<Bytes>,
+    recv: h2::RecvStream,
+    pending: Bytes,
+}
+
+impl Read for H2Socket<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pending.is_empty() {
+            match self.rt.block_on(self.recv.data()) {
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Write for H2Socket<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let send = &mut self.send;
+        send.reserve_capacity(buf.len());
+        let room = match self.rt.block_on(std::future::poll_fn(|cx| send.poll_capacity(cx))) {
+            Some(Ok(room)) => room.min(buf.len()),
+            Some(Err(e)) => return Err(std::io::Error::other(e)),
+            None => return Err(std::io::ErrorKind::BrokenPipe.into()),
+        };
+        send.send_data(Bytes::copy_from_slice(&buf[..room]), false).map_err(std::io::Error::other)?;
+        Ok(room)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens an h2c connection to `addr` and a WebSocket on it by extended CONNECT (RFC 8441):
+/// the connection's handle, the stream's halves, the answer checked.
+fn h2_websocket(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+) -> (h2::client::SendRequest<Bytes>, h2::SendStream<Bytes>, h2::RecvStream) {
+    let tcp = rt.block_on(tokio::net::TcpStream::connect(addr)).unwrap();
+    let (client, connection) = rt.block_on(h2::client::handshake(tcp)).unwrap();
+    rt.spawn(connection);
+    let mut client = rt.block_on(client.ready()).unwrap();
+    // The gateway's SETTINGS allow extended CONNECT (RFC 8441 §3) once they are read.
+    for _ in 0..200 {
+        if client.is_extended_connect_protocol_enabled() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        rt.block_on(tokio::task::yield_now());
+    }
+    assert!(client.is_extended_connect_protocol_enabled(), "SETTINGS_ENABLE_CONNECT_PROTOCOL");
+    let mut request =
+        http::Request::connect("http://ws.test/echo").header("sec-websocket-version", "13").body(()).unwrap();
+    request.extensions_mut().insert(h2::ext::Protocol::from("websocket"));
+    let (response, send) = client.send_request(request, false).unwrap();
+    let response = rt.block_on(response).unwrap();
+    // The backend's 101 is the stream's 200, its HTTP/1.1 handshake's proof left behind.
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("sec-websocket-accept").is_none());
+    (client, send, response.into_body())
+}
+
 both_drivers! {
+    fn websocket_over_http2_reaches_an_http1_backend(driver) {
+        let (_gw, addr) = gateway(driver, &[("ws.test", backend(echo))]);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+        let (_client, send, response) = h2_websocket(&rt, addr);
+        let socket = H2Socket { rt: &rt, send, recv: response, pending: Bytes::new() };
+        let mut ws = tungstenite::WebSocket::from_raw_socket(socket, tungstenite::protocol::Role::Client, None);
+        // Small messages, and one larger than every window on the way (64 KiB per stream).
+        let messages = [Message::text("hello"), Message::binary(pattern(1 << 20)), Message::text("")];
+        for msg in messages {
+            ws.send(msg.clone()).unwrap();
+            assert!(ws.read().unwrap() == msg, "a message came back altered");
+        }
+        ws.close(None).unwrap();
+        assert!(matches!(ws.read(), Ok(Message::Close(_))), "the server answers the close");
+        // The backend's TCP close, passed on as END_STREAM, ends the client's read.
+        assert!(matches!(ws.read(), Err(WsError::ConnectionClosed)));
+    }
+
+    fn an_http2_websocket_reset_by_the_client_releases_its_upstream(driver) {
+        // A backend that takes the upgrade, then neither speaks nor closes.
+        let silent = backend(|mut s| {
+            read_head(&mut s);
+            let answer = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+            s.write_all(answer.as_bytes()).unwrap();
+            let mut sink = [0u8; 1024];
+            while s.read(&mut sink).is_ok_and(|n| n > 0) {}
+            std::thread::sleep(TIMEOUT);
+        });
+        let (gw, addr) = gateway(driver, &[("ws.test", silent)]);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+        let (_client, mut send, _recv) = h2_websocket(&rt, addr);
+        // The backend's endpoint's open connections, as /clusters counts them (a tunnel's too).
+        let active = || {
+            let (_, clusters) = gw.admin_get("/clusters");
+            let line = clusters.lines().find(|l| l.contains("svc0.local") && l.contains("::cx_active::"))?;
+            line.rsplit("::").next()?.parse::<u64>().ok()
+        };
+        assert!(support::wait_until(Duration::from_secs(5), || active() == Some(1)).is_some(), "{:?}", active());
+        send.send_reset(h2::Reason::CANCEL);
+        let released = support::wait_until(Duration::from_secs(5), || {
+            // Lets the client's connection send the reset.
+            rt.block_on(tokio::task::yield_now());
+            active() == Some(0)
+        });
+        assert!(released.is_some(), "the upstream connection outlived the reset stream");
+    }
+
     fn websocket_echo(driver) {
         let (_gw, addr) = gateway(driver, &[("ws.test", backend(echo))]);
         let (mut ws, resp) = tungstenite::client::client("ws://ws.test/echo", connect(addr)).expect("handshake");

@@ -241,3 +241,33 @@ fn run_refuses_an_invalid_config_before_listening() {
     assert_eq!(lines_starting(&err, "error: ").len(), 1, "{err}");
     assert!(!err.contains("listening on"), "{err}");
 }
+
+#[test]
+fn a_proxy_config_lists_the_fields_not_enforced_and_refuses_a_bad_value_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.yaml");
+    std::fs::write(&config, docs(&[http_gateway("gw", free_port(), &["*"])])).unwrap();
+    let proxy = dir.path().join("proxy.yml");
+    let resource = "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata:\n  name: gw\nspec:\n";
+    let args = |proxy: &Path| {
+        strait(&["validate", "--config", config.to_str().unwrap(), "--proxy-config", proxy.to_str().unwrap()])
+    };
+    std::fs::write(&proxy, format!("{resource}  concurrency: 2\n  httpsHttp2Disabled: true\n")).unwrap();
+    let out = args(&proxy);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let p = proxy.display();
+    assert_eq!(
+        lines_starting(&stderr(&out), "warning: "),
+        [format!("warning: {p}:6: ProxyConfig: spec.concurrency: accepted, not enforced yet")]
+    );
+    std::fs::write(&proxy, format!("{resource}  httpsHttp2Disabled: sometimes\n")).unwrap();
+    let out = args(&proxy);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        lines_starting(&stderr(&out), "error: "),
+        [format!("error: {p}:6: ProxyConfig: spec.httpsHttp2Disabled: expected true or false")]
+    );
+    let out = args(&dir.path().join("missing.yml"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.yml"), "{}", stderr(&out));
+}

@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod index;
 mod load;
 pub mod meta;
+pub mod proxy_config;
 pub mod registry;
 pub mod secret;
 pub mod service_entry;
@@ -149,6 +150,8 @@ pub struct ConfigSet {
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub secrets: Vec<Resource<Secret>>,
     pub not_enforced: Vec<Unenforced>,
+    /// `--proxy-config`'s settings (the defaults without one).
+    pub proxy: proxy_config::ProxyConfig,
 }
 
 impl ConfigSet {

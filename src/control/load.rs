@@ -8,10 +8,13 @@ use std::path::PathBuf;
 use crate::config::{self, ConfigSet, Diagnostics, Severity, ValidateOptions};
 use crate::snapshot::{self, CompileOptions, Resolve, Snapshot, SystemResolver};
 
-/// What to build from: the CLI's `--config`, `--label`, `--secrets-dir` and `--namespace`.
+/// What to build from: the CLI's `--config`, `--label`, `--secrets-dir`, `--namespace` and
+/// `--proxy-config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     pub paths: Vec<PathBuf>,
+    /// A ProxyConfig file (`--proxy-config`), read with the config on every reload.
+    pub proxy_config: Option<PathBuf>,
     pub labels: BTreeMap<String, String>,
     pub secrets_dir: Option<PathBuf>,
     /// The gateway's own namespace (`--namespace`).
@@ -22,6 +25,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         Self {
             paths: Vec::new(),
+            proxy_config: None,
             labels: BTreeMap::new(),
             secrets_dir: None,
             namespace: config::DEFAULT_NAMESPACE.to_owned(),
@@ -52,15 +56,20 @@ pub(super) struct Validated {
     pub(super) warnings: Diagnostics,
 }
 
-/// Reads every config path and validates the whole.
+/// Reads every config path and the ProxyConfig, and validates the whole.
 pub(super) fn validated(opts: &BuildOptions) -> Result<Validated, Diagnostics> {
-    let set = config::load(&opts.paths)?;
+    let mut set = config::load(&opts.paths)?;
+    let mut proxy_warnings = Diagnostics::new();
+    if let Some(path) = &opts.proxy_config {
+        (set.proxy, proxy_warnings) = config::proxy_config::read(path, &opts.labels)?;
+    }
     let validate = ValidateOptions {
         secrets_dir: opts.secrets_dir.clone(),
         labels: opts.labels.clone(),
         namespace: opts.namespace.clone(),
     };
-    let diagnostics = config::validate(&set, &validate);
+    let mut diagnostics = config::validate(&set, &validate);
+    diagnostics.extend(proxy_warnings);
     if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return Err(diagnostics);
     }

@@ -108,6 +108,7 @@ pub fn command_line(opts: &RunOptions) -> serde_json::Value {
         "config_paths": opts.build.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "labels": opts.build.labels,
         "secrets_dir": opts.build.secrets_dir.as_ref().map(|p| p.display().to_string()),
+        "proxy_config": opts.build.proxy_config.as_ref().map(|p| p.display().to_string()),
         "admin_address": opts.admin.to_string(),
         "driver": opts.workers.driver.to_possible_value().map(|v| v.get_name().to_string()),
         "drain_time": protobuf_duration(opts.drain_timeout),

@@ -64,6 +64,11 @@ pub(super) trait RequestView {
     fn target(&self) -> &str;
     /// The protocol as the access log names it.
     fn protocol(&self) -> &'static str;
+    /// The connection may carry requests for other hosts than the one its TLS server was chosen
+    /// for: an HTTP/2 client reuses a connection for any host its certificate covers (RFC 9113
+    /// §9.1.1). An HTTP/1.1 client does not, so a host of another server there is the client's
+    /// own choice and gets Envoy's 404, as a new connection would get it again.
+    fn coalesces(&self) -> bool;
 }
 
 impl RequestView for codec::RequestHead<'_> {
@@ -111,5 +116,10 @@ impl RequestView for codec::RequestHead<'_> {
         } else {
             "HTTP/1.1"
         }
+    }
+
+    #[inline]
+    fn coalesces(&self) -> bool {
+        false
     }
 }

@@ -84,6 +84,12 @@ pub(super) fn not_found() -> Answer<'static> {
     Answer::simple(404, b"")
 }
 
+/// A request on a connection whose TLS server does not serve its host, when another server of
+/// the port does: 421 with an empty body, so that the client retries on a new connection.
+pub(super) fn misdirected() -> Answer<'static> {
+    Answer::simple(421, b"")
+}
+
 /// A `tls.httpsRedirect` server: 301 to https, Host kept verbatim (port included).
 pub(super) fn https_redirect(req: &RequestInfo<'_>) -> Answer<'static> {
     let location = location("https", req.host, req.path, req.query);

@@ -24,6 +24,8 @@ mod tests;
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
 pub(super) const NO_ROUTE: &str = "route_not_found";
+/// A request for a host that another server of the connection's port serves (421).
+pub(super) const MISDIRECTED: &str = "misdirected_request";
 pub(super) const DIRECT: &str = "direct_response";
 pub(super) const NO_UPSTREAM: &str = "no_healthy_upstream";
 pub(super) const FAULT_ABORT: &str = "fault_filter_abort";
@@ -115,12 +117,26 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
         return (meta, plan, Injected::default());
     };
     // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
-    let routes = match &peer.tls {
+    let server = peer.tls.as_ref().map(|tls| listener.server_for_sni(tls.sni.as_deref()));
+    let routes = match server {
         None => Some(&listener.http_routes),
-        Some(tls) => listener.server_for_sni(tls.sni.as_deref()).map(|s| &s.routes),
+        Some(server) => server.map(|s| &s.routes),
     };
     let decision = routes.map_or(RouteDecision::NoVirtualHost, |r| r.route(&info));
     let (route, block) = match decision {
+        // A client that coalesced this connection for a host that another of the port's servers
+        // serves (a certificate shared by both, or a wildcard) is sent to a connection of its
+        // own: 421 (RFC 9110 §15.5.20, RFC 9113 §9.1.2). Envoy answers 404 here, which a
+        // browser takes as the page's answer.
+        RouteDecision::NoVirtualHost
+            if head.coalesces()
+                && server.flatten().is_some_and(|current| {
+                    listener.server_for_sni(Some(info.host)).is_some_and(|other| !std::ptr::eq(other, current))
+                }) =>
+        {
+            let plan = Disposition::Local { answer: local::misdirected(), close: false, details: MISDIRECTED };
+            return (meta, plan, Injected::default());
+        }
         RouteDecision::NoVirtualHost | RouteDecision::NoRoute(_) => {
             let plan = Disposition::Local { answer: local::not_found(), close: false, details: NO_ROUTE };
             return (meta, plan, Injected::default());

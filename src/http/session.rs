@@ -16,7 +16,7 @@ use super::exchange::{Exchange, Forwarded};
 use super::head::Http1Request;
 use super::local::{self, Answer};
 use super::peer::{Peer, TlsSession};
-use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, NO_ROUTE};
+use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, MISDIRECTED, NO_ROUTE};
 use super::tunnel;
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
@@ -75,7 +75,7 @@ pub(super) fn encode(out: &mut Vec<u8>, answer: &Answer<'_>, end: Ending) -> u16
 /// Envoy's response flag for one of the gateway's own answers, by its details.
 pub(super) fn local_flag(details: &str) -> &'static str {
     match details {
-        NO_ROUTE => "NR",
+        NO_ROUTE | MISDIRECTED => "NR",
         FAULT_ABORT => "FI",
         _ => "-",
     }

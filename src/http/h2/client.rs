@@ -1,10 +1,12 @@
 //! An HTTP/2 stream as the client's half of an exchange: its DATA frames go up in HTTP/1.1
 //! framing (flow-control capacity released as they are written), the upstream's HTTP/1.1
 //! response comes back as HEADERS (the codec's edits, read back by `head::response_of`), DATA
-//! (de-framed) and, from a chunked body, trailers.
+//! (de-framed) and, from a chunked body, trailers; after a WebSocket's upgrade, the stream
+//! carries its bytes both ways.
 
 use std::future::poll_fn;
 use std::io::{self, Write as _};
+use std::pin::pin;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -15,9 +17,11 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::head::response_of;
 use crate::buf::ReadBuf;
+use crate::duplex::Duplex;
 use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::exchange::Client;
+use crate::upstream::UpstreamConn;
 
 /// The most trailer lines read from a chunked upstream body (the codec bounds their bytes).
 const MAX_TRAILERS: usize = 64;
@@ -43,6 +47,8 @@ pub(super) struct H2Client<'a> {
     head_len: usize,
     inline: bool,
     bodiless: bool,
+    /// The final head is a 101: a WebSocket's upgrade, taken.
+    switched: bool,
 }
 
 impl<'a> H2Client<'a> {
@@ -60,6 +66,7 @@ impl<'a> H2Client<'a> {
             head_len: 0,
             inline: false,
             bodiless: false,
+            switched: false,
         }
     }
 
@@ -119,24 +126,51 @@ impl<'a> H2Client<'a> {
         out.extend_from_slice(b"\r\n");
     }
 
-    /// Sends `data` within the stream's flow-control window, waiting for capacity, so that
-    /// nothing queues in h2 beyond what the client lets us send.
-    async fn send_data(&mut self, mut data: Bytes, end: bool) -> io::Result<()> {
+    async fn send_data(&mut self, data: Bytes, end: bool) -> io::Result<()> {
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
-        if data.is_empty() {
-            return if end { stream.send_data(data, true).map_err(io::Error::other) } else { Ok(()) };
-        }
-        while !data.is_empty() {
-            stream.reserve_capacity(data.len());
-            let room = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-                Some(Ok(room)) => room,
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                None => return Err(io::ErrorKind::BrokenPipe.into()),
+        send_within_window(stream, data, end).await
+    }
+
+    /// After the upstream took a WebSocket's upgrade (its 101 went out as 200): the stream's
+    /// DATA go up as they come, the upstream's bytes come back as DATA, and each side's end is
+    /// passed on (END_STREAM as a write shutdown, the upstream's close as END_STREAM). A client
+    /// that resets the stream ends both ways at once: nothing would take the upstream's bytes.
+    pub(super) async fn tunnel(&mut self, upstream: UpstreamConn) {
+        let UpstreamConn { stream: upstream, buf: mut upstream_buf, open: _open, slot: _slot, .. } = upstream;
+        let (mut up_r, mut up_w) = upstream.into_halves();
+        let (body, Some(stream)) = (&mut *self.body, &mut self.stream) else {
+            return;
+        };
+        // Whether the client reset the stream.
+        let mut up = pin!(async {
+            let reset = loop {
+                match body.data().await {
+                    Some(Ok(data)) => {
+                        let _ = body.flow_control().release_capacity(data.len());
+                        if up_w.write_all(data).await.0.is_err() {
+                            break false;
+                        }
+                    }
+                    Some(Err(_)) => break true,
+                    None => break false,
+                }
             };
-            let piece = data.split_to(room.min(data.len()));
-            stream.send_data(piece, end && data.is_empty()).map_err(io::Error::other)?;
+            let _ = up_w.shutdown().await;
+            reset
+        });
+        let mut down = pin!(async {
+            if relay_until_close(stream, &mut up_r, &mut upstream_buf).await.is_err() {
+                stream.send_reset(h2::Reason::CANCEL);
+            }
+        });
+        monoio::select! {
+            reset = &mut up => if !reset {
+                down.await;
+            },
+            _ = &mut down => {
+                up.await;
+            },
         }
-        Ok(())
     }
 
     /// Sends the trailers of a chunked upstream body, `framing` the bytes after its last data
@@ -165,6 +199,44 @@ impl<'a> H2Client<'a> {
         }
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
         stream.send_trailers(trailers).map_err(io::Error::other)
+    }
+}
+
+/// Sends `data` within the stream's flow-control window, waiting for capacity, so that nothing
+/// queues in h2 beyond what the client lets us send.
+async fn send_within_window(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> io::Result<()> {
+    if data.is_empty() {
+        return if end { stream.send_data(data, true).map_err(io::Error::other) } else { Ok(()) };
+    }
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let room = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(room)) => room,
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            None => return Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        let piece = data.split_to(room.min(data.len()));
+        stream.send_data(piece, end && data.is_empty()).map_err(io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// Relays what `src` sends until it closes (what was read already sits in `buf`), then ends
+/// the stream.
+async fn relay_until_close<R: AsyncReadRent>(
+    stream: &mut SendStream<Bytes>,
+    src: &mut R,
+    buf: &mut ReadBuf,
+) -> Result<(), BodyError> {
+    loop {
+        if !buf.is_empty() {
+            let data = Bytes::copy_from_slice(buf.data());
+            buf.consume_written(data.len());
+            send_within_window(stream, data, false).await.map_err(sink)?;
+        }
+        if buf.fill(src, STREAM_CHUNK).await.map_err(source)? == 0 {
+            return send_within_window(stream, Bytes::new(), true).await.map_err(sink);
+        }
     }
 }
 
@@ -247,7 +319,8 @@ impl Client for H2Client<'_> {
         let edits = ResponseEdits { close: false, http10_client: false, ..edits };
         codec::write_response_head(out, head, &edits);
         self.head_len = out.len();
-        self.bodiless = head.framing == BodyFraming::None;
+        self.switched = head.status == 101;
+        self.bodiless = head.framing == BodyFraming::None && !self.switched;
     }
 
     /// A chunked body is de-framed as it streams.
@@ -266,8 +339,14 @@ impl Client for H2Client<'_> {
             let (response, _) = response_of(out).ok_or_else(bad)?;
             return self.respond.send_informational(response).map_err(io::Error::other);
         }
-        let (response, len) = response_of(&out[..self.head_len]).ok_or_else(bad)?;
+        let (mut response, len) = response_of(&out[..self.head_len]).ok_or_else(bad)?;
         debug_assert_eq!(len, self.head_len);
+        if self.switched {
+            // A WebSocket's upgrade taken is its extended CONNECT's 200 (RFC 8441 §5), without
+            // the HTTP/1.1 handshake's proof, which HTTP/2 has no use for.
+            *response.status_mut() = http::StatusCode::OK;
+            response.headers_mut().remove("sec-websocket-accept");
+        }
         let body = &out[self.head_len..];
         let ends = self.bodiless || (self.inline && body.is_empty());
         let stream = self.respond.send_response(response, ends).map_err(io::Error::other)?;
@@ -329,16 +408,10 @@ impl Client for H2Client<'_> {
                     }
                 }
             }
-            BodyFraming::UntilClose => loop {
-                if !buf.is_empty() {
-                    let data = Bytes::copy_from_slice(buf.data());
-                    buf.consume_written(data.len());
-                    self.send_data(data, false).await.map_err(sink)?;
-                }
-                if buf.fill(src, STREAM_CHUNK).await.map_err(source)? == 0 {
-                    return self.send_data(Bytes::new(), true).await.map_err(sink);
-                }
-            },
+            BodyFraming::UntilClose => {
+                let stream = self.stream.as_mut().ok_or(BodyError::Sink(io::ErrorKind::NotConnected.into()))?;
+                relay_until_close(stream, src, buf).await
+            }
         }
     }
 }

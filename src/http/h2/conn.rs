@@ -55,7 +55,9 @@ fn builder(limits: &ClientLimits) -> h2::server::Builder {
         .max_header_list_size(u32::try_from(limits.head.max_head).unwrap_or(u32::MAX))
         // Response data queued per stream: the relay waits for window before it reads on.
         .max_send_buffer_size(STREAM_CHUNK)
-        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS);
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        // WebSockets over HTTP/2 (RFC 8441), carried to HTTP/1.1 upstreams as upgrades.
+        .enable_connect_protocol();
     b
 }
 
@@ -134,7 +136,14 @@ async fn serve_stream(
     };
     let (parts, mut body) = request.into_parts();
     let mut head = Vec::new();
-    if head::write_h1_request(&parts, body.is_end_stream(), &mut head).is_err() {
+    let key = || {
+        let mut key = [0u8; 16];
+        for chunk in key.chunks_mut(4) {
+            chunk.copy_from_slice(&ctx.random().to_ne_bytes());
+        }
+        key
+    };
+    if head::write_h1_request(&parts, body.is_end_stream(), key, &mut head).is_err() {
         return respond.send_reset(Reason::PROTOCOL_ERROR);
     }
     drop(parts);
@@ -230,8 +239,10 @@ impl Stream<'_> {
                 self.streamed = exchange.client.streamed;
                 match forwarded {
                     Forwarded::Done { .. } => {}
-                    // Never: an HTTP/2 request asks for no upgrade, so a 101 fails its try.
-                    Forwarded::Upgraded(_) | Forwarded::Cut => exchange.client.cut(),
+                    // A WebSocket's extended CONNECT that the upstream took: its bytes both
+                    // ways as the stream's DATA.
+                    Forwarded::Upgraded(upstream) => exchange.client.tunnel(*upstream).await,
+                    Forwarded::Cut => exchange.client.cut(),
                     Forwarded::Failed(err) => {
                         drop(exchange);
                         self.answer_error(&err, meta.grpc, respond).await;

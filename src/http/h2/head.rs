@@ -31,16 +31,35 @@ fn connection_specific(name: &[u8]) -> bool {
 #[derive(Debug)]
 pub(super) struct Malformed;
 
+/// Whether `req` is an extended CONNECT for a WebSocket (RFC 8441 §4: `:protocol websocket`);
+/// `Err` for another protocol, which has no HTTP/1.1 upgrade we could ask for.
+fn websocket(req: &Parts) -> Result<bool, Malformed> {
+    match req.extensions.get::<h2::ext::Protocol>() {
+        None => Ok(false),
+        Some(p) if req.method == http::Method::CONNECT && p.as_str().eq_ignore_ascii_case("websocket") => Ok(true),
+        Some(_) => Err(Malformed),
+    }
+}
+
 /// Writes into `out` the HTTP/1.1 head `req` stands for; `ends`: the request ended with its
-/// headers (no body, so no framing).
-pub(super) fn write_h1_request(req: &Parts, ends: bool, out: &mut Vec<u8>) -> Result<(), Malformed> {
+/// headers (no body, so no framing). An extended CONNECT for a WebSocket is written as the
+/// HTTP/1.1 upgrade it stands for (RFC 8441 §5): a `GET` of its path asking `Upgrade:
+/// websocket`, with `key` as `Sec-WebSocket-Key` (HTTP/2 has none) unless the client sent one.
+pub(super) fn write_h1_request(
+    req: &Parts,
+    ends: bool,
+    key: impl FnOnce() -> [u8; 16],
+    out: &mut Vec<u8>,
+) -> Result<(), Malformed> {
+    let websocket = websocket(req)?;
     // CONNECT names an authority, not a path (RFC 9113 §8.5): the codec judges it as it judges
     // an HTTP/1.1 CONNECT.
     let target = match (&req.method, req.uri.authority()) {
-        (&http::Method::CONNECT, Some(a)) => a.as_str(),
+        (&http::Method::CONNECT, Some(a)) if !websocket => a.as_str(),
         _ => req.uri.path_and_query().map_or("/", |p| p.as_str()),
     };
-    out.extend_from_slice(req.method.as_str().as_bytes());
+    let method = if websocket { "GET" } else { req.method.as_str() };
+    out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -78,7 +97,16 @@ pub(super) fn write_h1_request(req: &Parts, ends: bool, out: &mut Vec<u8>) -> Re
         }
         out.extend_from_slice(b"\r\n");
     }
-    if !framed && !ends {
+    if websocket {
+        // The stream's DATA after the answer are the WebSocket's bytes, not a request body.
+        out.extend_from_slice(b"connection: upgrade\r\nupgrade: websocket\r\n");
+        if !req.headers.contains_key("sec-websocket-key") {
+            use base64::Engine as _;
+            out.extend_from_slice(b"sec-websocket-key: ");
+            out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(key()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    } else if !framed && !ends {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -103,8 +131,9 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> Result<(), Malformed> {
     Ok(())
 }
 
-/// The HTTP/1.1 head an HTTP/2 request was written as, seen as what it is: no upgrade, no
-/// `100-continue` (HTTP/2 has neither in that form), and `HTTP/2` in the access log.
+/// The HTTP/1.1 head an HTTP/2 request was written as, seen as what it is: no `100-continue`
+/// (HTTP/2 has none in that form), an upgrade only from a WebSocket's extended CONNECT (the
+/// client's own `connection` and `upgrade` fields are refused), and `HTTP/2` in the access log.
 pub(super) struct H2Head<'b>(pub(super) codec::RequestHead<'b>);
 
 impl RequestView for H2Head<'_> {
@@ -113,11 +142,11 @@ impl RequestView for H2Head<'_> {
     }
 
     fn meta(&self) -> ReqMeta {
-        ReqMeta { upgrade: false, ..self.0.meta() }
+        self.0.meta()
     }
 
     fn upgrade(&self) -> bool {
-        false
+        self.0.upgrade()
     }
 
     fn expects_continue(&self) -> bool {
@@ -134,6 +163,10 @@ impl RequestView for H2Head<'_> {
 
     fn protocol(&self) -> &'static str {
         "HTTP/2"
+    }
+
+    fn coalesces(&self) -> bool {
+        true
     }
 }
 
@@ -177,7 +210,7 @@ mod tests {
             .body(())
             .unwrap();
         let mut out = Vec::new();
-        write_h1_request(&parts(req), false, &mut out).unwrap();
+        write_h1_request(&parts(req), false, || [0; 16], &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-y: z\r\ncookie: a=1; b=2\r\n\
@@ -189,10 +222,11 @@ mod tests {
     fn a_length_frames_the_body_and_an_ended_request_has_no_framing() {
         let req = http::Request::post("http://h/").header("content-length", "3").body(()).unwrap();
         let mut out = Vec::new();
-        write_h1_request(&parts(req), false, &mut out).unwrap();
+        write_h1_request(&parts(req), false, || [0; 16], &mut out).unwrap();
         assert_eq!(out, b"POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\r\n");
         let mut out = Vec::new();
-        write_h1_request(&parts(http::Request::get("http://h/").body(()).unwrap()), true, &mut out).unwrap();
+        write_h1_request(&parts(http::Request::get("http://h/").body(()).unwrap()), true, || [0; 16], &mut out)
+            .unwrap();
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
     }
 
@@ -200,10 +234,27 @@ mod tests {
     fn connection_specific_fields_are_malformed() {
         for (name, value) in [("connection", "close"), ("transfer-encoding", "chunked"), ("te", "gzip")] {
             let req = http::Request::get("http://h/").header(name, value).body(()).unwrap();
-            assert!(write_h1_request(&parts(req), true, &mut Vec::new()).is_err(), "{name}");
+            assert!(write_h1_request(&parts(req), true, || [0; 16], &mut Vec::new()).is_err(), "{name}");
         }
         let req = http::Request::get("http://h/").header("te", "trailers").body(()).unwrap();
-        assert!(write_h1_request(&parts(req), true, &mut Vec::new()).is_ok());
+        assert!(write_h1_request(&parts(req), true, || [0; 16], &mut Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn a_websocket_extended_connect_is_an_http1_upgrade() {
+        let mut req =
+            http::Request::connect("http://h/chat?x=1").header("sec-websocket-version", "13").body(()).unwrap();
+        req.extensions_mut().insert(h2::ext::Protocol::from("websocket"));
+        let mut out = Vec::new();
+        write_h1_request(&parts(req), false, || *b"0123456789abcdef", &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /chat?x=1 HTTP/1.1\r\nhost: h\r\nsec-websocket-version: 13\r\nconnection: upgrade\r\n\
+             upgrade: websocket\r\nsec-websocket-key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n\r\n"
+        );
+        let mut req = http::Request::connect("http://h/").body(()).unwrap();
+        req.extensions_mut().insert(h2::ext::Protocol::from("connect-udp"));
+        assert!(write_h1_request(&parts(req), false, || [0; 16], &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -472,8 +472,9 @@ impl<'a> Compiler<'a> {
                     }
                     ListenerProtocol::Tls => {
                         let https = server.protocol.as_ref() == "HTTPS";
+                        let h2 = https && !set.proxy.https_http2_disabled;
                         server.tls = plan.server.tls.as_ref().and_then(|t| {
-                            match tls::server_tls(t, &self.opts.namespace, secrets, https) {
+                            match tls::server_tls(t, &self.opts.namespace, secrets, https, h2) {
                                 Ok(t) => Some(t),
                                 Err((field, message)) => {
                                     self.errors.push(gw.diagnostic(

@@ -32,8 +32,9 @@ const OPENSSL_NAMES: [(&str, CipherSuite); 6] = [
 ];
 
 /// A Gateway server's config: its certificate, versions, suites, client certificate checks for
-/// the mutual modes, and `h2,http/1.1` offered by ALPN when `https`.
-pub(super) fn server_config(tls: &ServerTls, https: bool) -> Result<ServerConfig, TlsError> {
+/// the mutual modes, and `h2,http/1.1` offered by ALPN when `https` (`http/1.1` alone without
+/// `h2`: ProxyConfig's `httpsHttp2Disabled`).
+pub(super) fn server_config(tls: &ServerTls, https: bool, h2: bool) -> Result<ServerConfig, TlsError> {
     let versions = versions(tls.min_protocol_version, tls.max_protocol_version)?;
     let tls12 = versions.iter().any(|v| v.version == ProtocolVersion::TLSv1_2);
     let provider = Arc::new(provider(&tls.cipher_suites, tls12)?);
@@ -51,9 +52,13 @@ pub(super) fn server_config(tls: &ServerTls, https: bool) -> Result<ServerConfig
     let mut config = builder.with_single_cert(chain, key).map_err(|e| key_error(e, "serverCertificate"))?;
     // The server's order decides, as in Envoy.
     config.ignore_client_order = true;
-    // HTTPS offers HTTP/2 first, as istiod's gateway filter chains do (`h2,http/1.1`).
+    // HTTPS offers HTTP/2 first, as istiod's gateway filter chains do (`h2,http/1.1`), unless
+    // ASM's `httpsHttp2Disabled` takes `h2` out.
     if https {
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = match h2 {
+            true => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            false => vec![b"http/1.1".to_vec()],
+        };
     }
     // This server's own sessions: a ticket or session ID is only ever opened by the config
     // that issued it, so a session never resumes on a server with other client-certificate

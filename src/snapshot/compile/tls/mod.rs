@@ -32,12 +32,13 @@ fn strings(v: &[String]) -> Vec<Arc<str>> {
 
 /// A Gateway server's `tls` block → [`ServerTls`], reading and checking its certificates.
 /// `namespace` is the gateway's own (`--namespace`), where `credentialName` is looked up;
-/// `https` offers HTTP/1.1 by ALPN.
+/// `https` offers HTTP/1.1 by ALPN, and `h2` HTTP/2 before it.
 pub(super) fn server_tls(
     tls: &ServerTlsSettings,
     namespace: &str,
     secrets: &Secrets<'_>,
     https: bool,
+    h2: bool,
 ) -> Result<ServerTls, TlsError> {
     let mode = match tls.mode {
         // The proto default.
@@ -66,7 +67,7 @@ pub(super) fn server_tls(
         uri_san: None,
     };
     if !matches!(mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough) {
-        server.config = Some(TlsConfig(Arc::new(build::server_config(&server, https)?)));
+        server.config = Some(TlsConfig(Arc::new(build::server_config(&server, https, h2)?)));
         server.uri_san = build::uri_san(server.cert_chain.as_deref());
     }
     Ok(server)

@@ -53,7 +53,7 @@ fn strings(v: &[&str]) -> Vec<Arc<str>> {
 }
 
 fn build_err(tls: &ServerTls) -> (String, String) {
-    server_config(tls, true).expect_err("the config should be refused")
+    server_config(tls, true, true).expect_err("the config should be refused")
 }
 
 fn now() -> UnixTime {
@@ -129,7 +129,7 @@ fn cipher_suites_restrict_tls12_only() {
     let names =
         ["ecdhe-ecdsa-aes256-gcm-sha384", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"];
     let tls = ServerTls { cipher_suites: strings(&names), ..server(&a) };
-    let config = server_config(&tls, true).unwrap();
+    let config = server_config(&tls, true, true).unwrap();
     let suites: Vec<CipherSuite> = config.crypto_provider().cipher_suites.iter().map(|s| s.suite()).collect();
     assert_eq!(
         suites,
@@ -146,7 +146,7 @@ fn cipher_suites_restrict_tls12_only() {
     let tls13_only = ServerTls { cipher_suites: strings(&["TLS13_AES_128_GCM_SHA256"]), ..server(&a) };
     assert_eq!(build_err(&tls13_only).0, "cipherSuites");
     let tls13 = ServerTls { min_protocol_version: Some(TlsVersion::V1_3), ..tls13_only };
-    assert!(server_config(&tls13, true).is_ok());
+    assert!(server_config(&tls13, true, true).is_ok());
 }
 
 /// Every config issues tickets under a key of its own and keeps a session cache of its own:
@@ -154,10 +154,12 @@ fn cipher_suites_restrict_tls12_only() {
 #[test]
 fn alpn_and_session_keys_of_its_own_for_every_config() {
     let a = Ca::new("ca").leaf(&["a.example"], &[], |_| {});
-    let https = server_config(&server(&a), true).unwrap();
-    let tls = server_config(&server(&a), false).unwrap();
+    let https = server_config(&server(&a), true, true).unwrap();
+    let tls = server_config(&server(&a), false, true).unwrap();
     assert_eq!(https.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
     assert!(tls.alpn_protocols.is_empty());
+    let http1 = server_config(&server(&a), true, false).unwrap();
+    assert_eq!(http1.alpn_protocols, [b"http/1.1".to_vec()], "httpsHttp2Disabled");
     assert!(https.ticketer.enabled());
     let ticket = https.ticketer.encrypt(b"a session").unwrap();
     assert_eq!(https.ticketer.decrypt(&ticket).as_deref(), Some(&b"a session"[..]));
@@ -253,9 +255,9 @@ fn ca_crl_revokes_upstream_certificates_and_bad_lists_name_the_field() {
     let upstream = Material { crl: crl(&ca, &[&revoked], 2100), ..material(None, None, Some(&ca)) };
     let client = client_config(UpstreamTlsMode::Simple, &upstream, &[], false).unwrap();
     let served = |leaf: &Leaf| ServerTls { mode: ServerTlsMode::Simple, ..server(leaf) };
-    let refused = handshake(server_config(&served(&revoked), false).unwrap(), client.clone(), "revoked.example");
+    let refused = handshake(server_config(&served(&revoked), false, true).unwrap(), client.clone(), "revoked.example");
     assert!(refused.is_err(), "a revoked upstream was accepted");
-    assert!(handshake(server_config(&served(&good), false).unwrap(), client, "good.example").is_ok());
+    assert!(handshake(server_config(&served(&good), false, true).unwrap(), client, "good.example").is_ok());
 
     let garbage = Some(Arc::from(&b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"[..]));
     let (field, _) = client_config(UpstreamTlsMode::Simple, &Material { crl: garbage.clone(), ..upstream }, &[], false)
@@ -388,7 +390,8 @@ fn built_configs_handshake_with_each_other() {
         subject_alt_names: strings(&["client.example"]),
         ..mutual(&gateway, &ca)
     };
-    let server = handshake(server_config(&tls12, true).unwrap(), upstream(&["gw.example"]), "sni.example").unwrap();
+    let server =
+        handshake(server_config(&tls12, true, true).unwrap(), upstream(&["gw.example"]), "sni.example").unwrap();
     assert_eq!(server.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
     assert_eq!(
         server.negotiated_cipher_suite().map(|s| s.suite()),
@@ -396,7 +399,7 @@ fn built_configs_handshake_with_each_other() {
     );
 
     let picky = ServerTls { subject_alt_names: strings(&["someone.else"]), ..mutual(&gateway, &ca) };
-    let refused = handshake(server_config(&picky, true).unwrap(), upstream(&[]), "gw.example").unwrap_err();
+    let refused = handshake(server_config(&picky, true, true).unwrap(), upstream(&[]), "gw.example").unwrap_err();
     assert_eq!(refused, Error::InvalidCertificate(CertificateError::NotValidForName));
 }
 

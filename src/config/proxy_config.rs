@@ -1,0 +1,209 @@
+//! `--proxy-config FILE`: the gateway proxy's own settings, as Istio's ProxyConfig names them.
+//!
+//! The file holds one document: an Istio `ProxyConfig` resource (`networking.istio.io/v1beta1`,
+//! its fields under `spec`), or a bare ProxyConfig mapping as the `proxy.istio.io/config` pod
+//! annotation carries it (the form ASM's docs give). Strait acts on `httpsHttp2Disabled` (and
+//! a resource's `selector`, matched against `--label`); every other field is listed as not
+//! enforced, and a field of the wrong type is refused, naming file and field.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_yaml::Value;
+
+use super::index::labels_subset;
+use super::source::locate;
+use super::{Diagnostic, Diagnostics, Severity};
+
+/// What Strait acts on of a ProxyConfig.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// ASM's `httpsHttp2Disabled`: HTTPS servers offer ALPN `http/1.1` only. Plain HTTP ports
+    /// keep h2c, as ASM documents ("plaintext HTTP listeners are not affected").
+    pub https_http2_disabled: bool,
+}
+
+/// Reads `path` for the instance labelled `labels`: the settings and the fields not enforced
+/// (warnings), or every error. A resource whose `selector` picks other workloads applies to
+/// none of this instance's settings: reported as a reference to nothing, as a Gateway's is.
+pub fn read(path: &Path, labels: &BTreeMap<String, String>) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
+    let file: Arc<Path> = Arc::from(path);
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics::from(Diagnostic { file: Some(file.clone()), ..Diagnostic::error(format!("--proxy-config: {e}")) })
+    })?;
+    parse(&text, &file, labels)
+}
+
+fn parse(
+    text: &str,
+    file: &Arc<Path>,
+    labels: &BTreeMap<String, String>,
+) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
+    let at = |severity: Severity, field: &str, message: String| Diagnostic {
+        severity,
+        file: Some(file.clone()),
+        line: locate(text, 1, field),
+        kind: Some("ProxyConfig".into()),
+        field: (!field.is_empty()).then(|| field.to_owned()),
+        ..Diagnostic::error(message)
+    };
+    let root: Value = serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        Diagnostics::from(Diagnostic { file: Some(file.clone()), line, ..Diagnostic::error(e.to_string()) })
+    })?;
+    let Value::Mapping(root) = root else {
+        return Err(at(Severity::Error, "", "expected a ProxyConfig mapping".into()).into());
+    };
+    // A resource carries its fields under `spec`; the annotation's form is the fields alone.
+    let (prefix, fields) = match root.get("kind") {
+        Some(Value::String(kind)) if kind == "ProxyConfig" => {
+            let api_version = root.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            if api_version != "networking.istio.io/v1beta1" {
+                let message =
+                    format!("apiVersion {api_version} is not served for ProxyConfig (networking.istio.io/v1beta1)");
+                return Err(at(Severity::Error, "apiVersion", message).into());
+            }
+            match root.get("spec") {
+                Some(Value::Mapping(spec)) => ("spec.", spec.clone()),
+                None | Some(Value::Null) => ("spec.", Default::default()),
+                Some(_) => return Err(at(Severity::Error, "spec", "expected a mapping".into()).into()),
+            }
+        }
+        Some(other) => {
+            let message =
+                format!("kind {}: expected ProxyConfig", serde_yaml::to_string(other).unwrap_or_default().trim());
+            return Err(at(Severity::Error, "kind", message).into());
+        }
+        None => ("", root),
+    };
+    let mut config = ProxyConfig::default();
+    let mut warnings = Diagnostics::new();
+    let mut errors = Diagnostics::new();
+    let mut selected = true;
+    for (key, value) in &fields {
+        let Some(key) = key.as_str() else {
+            errors.push(at(Severity::Error, prefix.trim_end_matches('.'), "field names are strings".into()));
+            continue;
+        };
+        let field = format!("{prefix}{key}");
+        match key {
+            "httpsHttp2Disabled" => match value {
+                Value::Bool(b) => config.https_http2_disabled = *b,
+                Value::Null => {}
+                _ => errors.push(at(Severity::Error, &field, "expected true or false".into())),
+            },
+            "selector" if !prefix.is_empty() => match match_labels(value) {
+                Some(selector) if !labels_subset(&selector, labels) => {
+                    let show = |l: &BTreeMap<String, String>| {
+                        l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+                    };
+                    let message = format!(
+                        "selects other workloads: \"{}\"; this instance's labels (--label) are {}, so none of \
+                         this ProxyConfig applies",
+                        show(&selector),
+                        show(labels)
+                    );
+                    warnings.push(at(Severity::Dangling, &field, message));
+                    selected = false;
+                }
+                Some(_) => {}
+                None => errors.push(at(Severity::Error, &field, "expected matchLabels, a map of strings".into())),
+            },
+            _ => warnings.push(at(Severity::NotEnforced, &field, "accepted, not enforced yet".into())),
+        }
+    }
+    if !selected {
+        config = ProxyConfig::default();
+    }
+    if errors.is_empty() {
+        Ok((config, warnings))
+    } else {
+        Err(errors)
+    }
+}
+
+/// A WorkloadSelector's `matchLabels` (an empty selector selects every workload).
+fn match_labels(selector: &Value) -> Option<BTreeMap<String, String>> {
+    let Value::Mapping(selector) = selector else {
+        return selector.is_null().then(BTreeMap::new);
+    };
+    let mut labels = BTreeMap::new();
+    for (key, value) in selector {
+        match (key.as_str()?, value) {
+            ("matchLabels", Value::Mapping(m)) => {
+                for (k, v) in m {
+                    labels.insert(k.as_str()?.to_owned(), v.as_str()?.to_owned());
+                }
+            }
+            ("matchLabels", Value::Null) => {}
+            _ => return None,
+        }
+    }
+    Some(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
+        let labels = BTreeMap::from([("istio".to_owned(), "ingressgateway".to_owned())]);
+        parse(text, &Arc::from(Path::new("proxy.yaml")), &labels)
+    }
+
+    #[test]
+    fn the_resource_and_the_annotation_form_both_disable_http2() {
+        let resource = "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata:\n  name: gw\n\
+                        spec:\n  selector:\n    matchLabels:\n      istio: ingressgateway\n  httpsHttp2Disabled: true\n";
+        let (config, warnings) = parsed(resource).unwrap();
+        assert!(config.https_http2_disabled);
+        assert!(warnings.is_empty(), "{warnings}");
+        let (config, _) = parsed("httpsHttp2Disabled: true\n").unwrap();
+        assert!(config.https_http2_disabled);
+        let (config, _) = parsed("httpsHttp2Disabled: false\n").unwrap();
+        assert!(!config.https_http2_disabled);
+    }
+
+    #[test]
+    fn a_selector_of_other_workloads_applies_nothing() {
+        let text =
+            "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nspec:\n  selector:\n    matchLabels:\n      \
+                    app: other\n  httpsHttp2Disabled: true\n";
+        let (config, warnings) = parsed(text).unwrap();
+        assert!(!config.https_http2_disabled);
+        let d = warnings.iter().next().unwrap();
+        assert_eq!((d.severity, d.field.as_deref(), d.line), (Severity::Dangling, Some("spec.selector"), Some(4)));
+        assert!(parsed("apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nspec:\n  selector: 3\n").is_err());
+    }
+
+    #[test]
+    fn other_fields_are_listed_as_not_enforced() {
+        let (config, warnings) =
+            parsed("concurrency: 2\nhttpsHttp2Disabled: true\nimage:\n  imageType: distroless\n").unwrap();
+        assert!(config.https_http2_disabled);
+        let listed: Vec<_> = warnings.iter().map(|d| (d.severity, d.field.clone().unwrap(), d.line)).collect();
+        assert_eq!(
+            listed,
+            [
+                (Severity::NotEnforced, "concurrency".to_owned(), Some(1)),
+                (Severity::NotEnforced, "image".to_owned(), Some(3))
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_file_and_field() {
+        let text =
+            "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nspec:\n  httpsHttp2Disabled: yes please\n";
+        let errors = parsed(text).unwrap_err();
+        let d = errors.iter().next().unwrap();
+        assert_eq!(d.field.as_deref(), Some("spec.httpsHttp2Disabled"));
+        assert_eq!(d.line, Some(4));
+        assert!(d.to_string().starts_with("proxy.yaml:4"), "{d}");
+        assert!(parsed("kind: Gateway\n").is_err());
+        assert!(parsed("apiVersion: v1\nkind: ProxyConfig\n").is_err());
+        assert!(parsed("httpsHttp2Disabled: [\n").unwrap_err().iter().next().unwrap().line.is_some());
+        assert!(parsed("- a\n").is_err());
+    }
+}
