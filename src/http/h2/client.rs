@@ -18,6 +18,7 @@ use crate::buf::ReadBuf;
 use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::exchange::Client;
+use crate::http::grpc::{self, MessageCounter};
 
 /// The most trailer lines read from a chunked upstream body (the codec bounds their bytes).
 const MAX_TRAILERS: usize = 64;
@@ -43,10 +44,18 @@ pub(super) struct H2Client<'a> {
     head_len: usize,
     inline: bool,
     bodiless: bool,
+    /// A gRPC request's messages each way (its DATA, the response's), and the `grpc-status`
+    /// of the response trailers; `None` for any other request.
+    grpc: Option<([MessageCounter; 2], Option<u8>)>,
 }
 
 impl<'a> H2Client<'a> {
-    pub(super) fn new(body: &'a mut RecvStream, framing: BodyFraming, respond: &'a mut SendResponse<Bytes>) -> Self {
+    pub(super) fn new(
+        body: &'a mut RecvStream,
+        framing: BodyFraming,
+        respond: &'a mut SendResponse<Bytes>,
+        grpc: bool,
+    ) -> Self {
         H2Client {
             body,
             framing,
@@ -60,7 +69,16 @@ impl<'a> H2Client<'a> {
             head_len: 0,
             inline: false,
             bodiless: false,
+            grpc: grpc.then(Default::default),
         }
+    }
+
+    /// What a gRPC request's bodies showed.
+    pub(super) fn grpc_seen(&self) -> grpc::Seen {
+        self.grpc.as_ref().map_or_else(grpc::Seen::default, |([request, response], trailer_status)| grpc::Seen {
+            messages: [request.count(), response.count()],
+            trailer_status: *trailer_status,
+        })
     }
 
     /// The response began but cannot go on: the stream is reset.
@@ -77,6 +95,9 @@ impl<'a> H2Client<'a> {
         match self.body.data().await {
             Some(Ok(data)) => {
                 let _ = self.body.flow_control().release_capacity(data.len());
+                if let Some(([request, _], _)) = &mut self.grpc {
+                    request.feed(&data);
+                }
                 Ok(Some(data))
             }
             Some(Err(e)) => Err(io::Error::other(e)),
@@ -122,6 +143,9 @@ impl<'a> H2Client<'a> {
     /// Sends `data` within the stream's flow-control window, waiting for capacity, so that
     /// nothing queues in h2 beyond what the client lets us send.
     async fn send_data(&mut self, mut data: Bytes, end: bool) -> io::Result<()> {
+        if let Some(([_, response], _)) = &mut self.grpc {
+            response.feed(&data);
+        }
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
         if data.is_empty() {
             return if end { stream.send_data(data, true).map_err(io::Error::other) } else { Ok(()) };
@@ -162,6 +186,9 @@ impl<'a> H2Client<'a> {
         }
         if trailers.is_empty() {
             return self.send_data(Bytes::new(), true).await;
+        }
+        if let Some((_, status)) = &mut self.grpc {
+            *status = trailers.get("grpc-status").and_then(|v| grpc::status(v.as_bytes()));
         }
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
         stream.send_trailers(trailers).map_err(io::Error::other)
