@@ -1,16 +1,19 @@
 //! gRPC semantics the HTTP/2 codec does not decide, end to end over HTTP/1.1 with raw requests
 //! carrying `content-type: application/grpc`: the gateway's own answers as gRPC answers,
-//! `retryOn` gRPC conditions, and `grpc-timeout` as Envoy handles it under istiod's config.
+//! `retryOn` gRPC conditions, and `grpc-timeout` as Envoy handles it under istiod's config;
+//! and gRPC in Istio's metrics and the access log, from HTTP/1.1 and HTTP/2 clients.
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use support::backend::{Backend, Mode};
 use support::client::{self, Response};
 use support::config::{app_behind_rule, service_entry};
-use support::{free_port, Driver, Gateway};
+use support::tcp::sample_with;
+use support::{free_port, wait_until, Driver, Gateway};
 
 /// A gateway on a fresh port for `app.test` with the `http:` routes given, plus `extra`
 /// documents (ServiceEntries for the hosts the routes name).
@@ -54,7 +57,136 @@ fn assert_grpc_answer(resp: &Response, status: &str, message: Option<&str>) {
     assert!(resp.body.is_empty(), "{resp:?}");
 }
 
+/// A gRPC call from an HTTP/2 client (h2's own, h2c with prior knowledge): its request body
+/// (`messages`) in DATA frames of `frame` bytes; the status, the response body and the
+/// response's `grpc-status` (trailers, else head).
+fn h2_call(addr: SocketAddr, path: &str, messages: &[u8], frame: usize) -> (u16, Vec<u8>, Option<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let request = http::Request::post(format!("http://app.test{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        let frames: Vec<&[u8]> = messages.chunks(frame).collect();
+        for (i, piece) in frames.iter().enumerate() {
+            send.send_data(Bytes::copy_from_slice(piece), i + 1 == frames.len()).unwrap();
+        }
+        let response = response.await.unwrap();
+        let status = response.status().as_u16();
+        let head_status = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_string());
+        let mut body = response.into_body();
+        let mut data = Vec::new();
+        while let Some(piece) = body.data().await {
+            let piece = piece.unwrap();
+            let _ = body.flow_control().release_capacity(piece.len());
+            data.extend_from_slice(&piece);
+        }
+        let trailers = body.trailers().await.unwrap();
+        let trailer_status = trailers.and_then(|t| t.get("grpc-status").map(|v| v.to_str().unwrap().to_string()));
+        (status, data, trailer_status.or(head_status))
+    })
+}
+
+/// Two gRPC messages (3 and 0 bytes), as a client sends them.
+const TWO_MESSAGES: &[u8] = b"\0\0\0\0\x03abc\0\0\0\0\0";
+
+/// A gateway routing gRPC to a backend answering with messages and `grpc-status` in trailers
+/// (`/grpc-trailers/N` to `app.local`), one answering trailers-only PERMISSION_DENIED
+/// (`/pkg.Denied/` to `denied.local`), and nothing else (so no route: UNIMPLEMENTED).
+fn grpc_gateway(driver: Driver, app: &Backend, denied: &Backend, args: &[&str]) -> (Gateway, SocketAddr) {
+    let http = [route("/grpc-trailers/", "app.local", ""), route("/pkg.Denied/", "denied.local", "")].concat();
+    let extra = vec![
+        service_entry("app", "app.local", 80, &[app.port()]),
+        service_entry("denied", "denied.local", 80, &[denied.port()]),
+    ];
+    start(driver, &http, extra, args)
+}
+
+/// Makes the same calls over HTTP/1.1 and HTTP/2: a response with 3 messages and status 5
+/// (NOT_FOUND) in trailers, a trailers-only PERMISSION_DENIED, the gateway's own UNIMPLEMENTED
+/// (no route), and a POST that is not gRPC.
+fn make_grpc_calls(addr: SocketAddr) {
+    let resp = call(addr, "/grpc-trailers/5", "");
+    assert_eq!((resp.status, resp.body.len()), (200, 20), "{resp:?}");
+    assert_eq!(call(addr, "/pkg.Denied/Call", "").header("grpc-status"), Some("7"));
+    assert_grpc_answer(&call(addr, "/pkg.Nowhere/Call", ""), "12", None);
+    assert_eq!(post(addr, "/grpc-trailers/5").status, 200);
+    let (status, body, grpc_status) = h2_call(addr, "/grpc-trailers/5", TWO_MESSAGES, 3);
+    assert_eq!((status, body.len(), grpc_status.as_deref()), (200, 20, Some("5")));
+    let denied = h2_call(addr, "/pkg.Denied/Call", TWO_MESSAGES, 100);
+    assert_eq!((denied.0, denied.2.as_deref()), (200, Some("7")));
+    let nowhere = h2_call(addr, "/pkg.Nowhere/Call", TWO_MESSAGES, 100);
+    assert_eq!((nowhere.0, nowhere.2.as_deref()), (200, Some("12")));
+}
+
 both_drivers! {
+    fn grpc_requests_are_counted_with_their_protocol_status_and_messages(driver) {
+        let app = Backend::start("app");
+        let denied = Backend::with_mode("denied", Mode::Grpc(7));
+        let (gw, addr) = grpc_gateway(driver, &app, &denied, &[]);
+        make_grpc_calls(addr);
+
+        let scrape = || gw.admin_get("/stats/prometheus").1;
+        let requests = |labels: &[&str]| sample_with(&scrape(), "istio_requests_total", labels);
+        let grpc = |status: &str| format!("request_protocol=\"grpc\",response_flags=\"-\",grpc_response_status=\"{status}\"");
+        let app_service = "destination_service=\"app.local\"";
+        // A request is counted once its answer is out, a moment after the client may have it.
+        let nr = "request_protocol=\"grpc\",response_flags=\"NR\",grpc_response_status=\"12\"";
+        wait_until(Duration::from_secs(5), || requests(&[nr]) == Some(2.0));
+        // The status in the trailers, over either protocol; the head's, trailers-only; the
+        // gateway's own (a 200, as Envoy counts it).
+        assert_eq!(requests(&[app_service, "response_code=\"200\"", &grpc("5")]), Some(2.0), "{}", scrape());
+        assert_eq!(requests(&["destination_service=\"denied.local\"", &grpc("7")]), Some(2.0), "{}", scrape());
+        assert_eq!(requests(&["response_code=\"200\"", "destination_service=\"unknown\"", nr]), Some(2.0));
+        let http = "request_protocol=\"http\",response_flags=\"-\",grpc_response_status=\"\"";
+        assert_eq!(requests(&[app_service, http]), Some(1.0), "not gRPC: {}", scrape());
+
+        // Messages each way, per destination only, as Istio's stats filter labels them.
+        let messages = |family: &str, service: &str| {
+            let body = scrape();
+            let line = body.lines().find(|l| l.starts_with(family) && l.contains(service));
+            assert!(line.is_none_or(|l| !l.contains("request_protocol") && !l.contains("response_code")), "{line:?}");
+            sample_with(&body, family, &[service])
+        };
+        // 1 from the HTTP/1.1 client, 2 from the HTTP/2 one; 3 back to each.
+        assert_eq!(messages("istio_request_messages_total", app_service), Some(3.0), "{}", scrape());
+        assert_eq!(messages("istio_response_messages_total", app_service), Some(6.0));
+        assert_eq!(messages("istio_request_messages_total", "destination_service=\"denied.local\""), Some(3.0));
+        assert_eq!(messages("istio_response_messages_total", "destination_service=\"denied.local\""), Some(0.0));
+    }
+
+    fn grpc_status_is_logged_as_envoys_grpc_status(driver) {
+        let app = Backend::start("app");
+        let denied = Backend::with_mode("denied", Mode::Grpc(7));
+        let (gw, addr) = grpc_gateway(driver, &app, &denied, &["--access-log", "--access-log-encoding", "json"]);
+        make_grpc_calls(addr);
+        let lines = || gw.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<serde_json::Value>>();
+        assert!(wait_until(Duration::from_secs(5), || lines().len() == 7).is_some(), "{}", gw.stdout());
+        let mut logged: Vec<(String, String, serde_json::Value)> = lines()
+            .into_iter()
+            .map(|l| (l["path"].as_str().unwrap().to_string(), l["protocol"].as_str().unwrap().to_string(), l["grpc_status"].clone()))
+            .collect();
+        logged.sort_by(|a, b| (&a.0, &a.1, a.2.to_string()).cmp(&(&b.0, &b.1, b.2.to_string())));
+        let text = |s: &str| serde_json::Value::String(s.to_string());
+        let expected = [
+            ("/grpc-trailers/5", "HTTP/1.1", text("NotFound")),
+            ("/grpc-trailers/5", "HTTP/1.1", serde_json::Value::Null),
+            ("/grpc-trailers/5", "HTTP/2", text("NotFound")),
+            ("/pkg.Denied/Call", "HTTP/1.1", text("PermissionDenied")),
+            ("/pkg.Denied/Call", "HTTP/2", text("PermissionDenied")),
+            ("/pkg.Nowhere/Call", "HTTP/1.1", text("Unimplemented")),
+            ("/pkg.Nowhere/Call", "HTTP/2", text("Unimplemented")),
+        ]
+        .map(|(p, v, s)| (p.to_string(), v.to_string(), s));
+        assert_eq!(logged, expected);
+    }
+
     fn the_gateways_own_answers_to_grpc_are_grpc_answers(driver) {
         let app = Backend::start("app");
         let stall = Backend::with_mode("stall", Mode::Stall(Duration::from_secs(3)));

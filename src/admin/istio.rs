@@ -1,11 +1,11 @@
-//! Istio's standard metrics in Prometheus text: the request series the workers keep
-//! (`stats::istio`), and the `istio_tcp_*` counters, derived at scrape time from the
-//! per-cluster TCP counters.
+//! Istio's standard metrics in Prometheus text: the request and gRPC message series the
+//! workers keep (`stats::istio`), and the `istio_tcp_*` counters, derived at scrape time from
+//! the per-cluster TCP counters.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::stats::istio::{Destination, HistogramTotals, IstioTotals, SeriesTotals, BUCKETS};
+use crate::stats::istio::{Destination, HistogramTotals, IstioTotals, Outcome, Protocol, SeriesTotals, BUCKETS};
 use crate::stats::{L4Key, L4Kind, L4Totals};
 
 #[cfg(test)]
@@ -28,8 +28,9 @@ fn source(workload: &str) -> [(&'static str, &str); 9] {
 }
 
 /// Appends the Istio families that `keep` keeps (by family name), Prometheus text format, to
-/// `out`: the HTTP series, then the TCP counters of every cluster that carried TCP connections
-/// (`l4`). `workload` names the gateway (the snapshot's `source_workload`).
+/// `out`: the HTTP series, the gRPC message counters, then the TCP counters of every cluster
+/// that carried TCP connections (`l4`). `workload` names the gateway (the snapshot's
+/// `source_workload`).
 pub fn render(
     http: &IstioTotals,
     l4: &BTreeMap<L4Key, L4Totals>,
@@ -40,21 +41,24 @@ pub fn render(
 ) {
     let out = &mut Families { out, keep };
     let source = source(workload);
-    let http: Vec<(String, &SeriesTotals)> = http
-        .iter()
-        .map(|(key, (dest, t))| (labels(&source, dest, "http", Some(key.response_code), key.response_flags), t))
-        .collect();
+    let messages = &http.messages;
+    let http: Vec<(String, &SeriesTotals)> =
+        http.requests.iter().map(|(key, (dest, t))| (labels(&source, dest, Series::Http(key.outcome)), t)).collect();
     counter_family(out, "istio_requests_total", http.iter().map(|(l, t)| (l.as_str(), t.requests)));
     histogram_family(out, "istio_request_duration_milliseconds", http.iter().map(|(l, t)| (l.as_str(), &t.duration)));
     histogram_family(out, "istio_request_bytes", http.iter().map(|(l, t)| (l.as_str(), &t.request_bytes)));
     histogram_family(out, "istio_response_bytes", http.iter().map(|(l, t)| (l.as_str(), &t.response_bytes)));
+    let messages: Vec<(String, [u64; 2])> =
+        messages.values().map(|(dest, counts)| (labels(&source, dest, Series::Messages), *counts)).collect();
+    counter_family(out, "istio_request_messages_total", messages.iter().map(|(l, c)| (l.as_str(), c[0])));
+    counter_family(out, "istio_response_messages_total", messages.iter().map(|(l, c)| (l.as_str(), c[1])));
 
     let tcp: Vec<(String, &L4Totals)> = l4
         .iter()
         .filter(|((kind, _), _)| *kind == L4Kind::Cluster)
         .map(|((_, name), t)| {
             let dest = clusters(name);
-            (labels(&source, &dest, "tcp", None, "-"), t)
+            (labels(&source, &dest, Series::Tcp), t)
         })
         .collect();
     // "Sent" is what the gateway sent its client (the upstream's bytes), as a source proxy
@@ -116,9 +120,20 @@ fn histogram_family<'a>(
     }
 }
 
+/// What a series counts, which decides its labels besides the destination's.
+#[derive(Clone, Copy)]
+enum Series {
+    Http(Outcome),
+    /// gRPC messages: Istio's stats filter adds them to its tags before the request's
+    /// protocol, code, gRPC status, flags and security policy are among them, so their series
+    /// carry only the source and destination labels.
+    Messages,
+    Tcp,
+}
+
 /// Istio's label set, in its order, for a destination (`service` empty: the gateway answered
 /// itself, and every destination label is `unknown`).
-fn labels(source: &[(&str, &str)], dest: &Destination, protocol: &str, code: Option<u16>, flags: &str) -> String {
+fn labels(source: &[(&str, &str)], dest: &Destination, series: Series) -> String {
     let known = !dest.service.is_empty();
     let unknown = |v: &str| if known && !v.is_empty() { v.to_string() } else { "unknown".to_string() };
     // Kubernetes hosts are NAME.NAMESPACE.svc…; a ServiceEntry host is its own name.
@@ -127,8 +142,8 @@ fn labels(source: &[(&str, &str)], dest: &Destination, protocol: &str, code: Opt
         _ => &dest.service,
     };
     let mut pairs: Vec<(&str, String)> = Vec::with_capacity(26);
-    if let Some(code) = code {
-        pairs.push(("response_code", code.to_string()));
+    if let Series::Http(outcome) = series {
+        pairs.push(("response_code", outcome.response_code.to_string()));
     }
     pairs.extend(source.iter().map(|(n, v)| (*n, v.to_string())));
     pairs.extend([
@@ -143,11 +158,25 @@ fn labels(source: &[(&str, &str)], dest: &Destination, protocol: &str, code: Opt
         ("destination_canonical_service", unknown(name)),
         ("destination_canonical_revision", "latest".to_string()),
         ("destination_cluster", "unknown".to_string()),
-        ("request_protocol", protocol.to_string()),
-        ("response_flags", flags.to_string()),
-        ("grpc_response_status", String::new()),
-        ("connection_security_policy", "unknown".to_string()),
     ]);
+    let (protocol, flags, grpc_status) = match series {
+        Series::Messages => (None, "", String::new()),
+        Series::Tcp => (Some("tcp"), "-", String::new()),
+        Series::Http(Outcome { response_flags, protocol: Protocol::Http, .. }) => {
+            (Some("http"), response_flags, String::new())
+        }
+        Series::Http(Outcome { response_flags, protocol: Protocol::Grpc(status), .. }) => {
+            (Some("grpc"), response_flags, status.map(|s| s.to_string()).unwrap_or_default())
+        }
+    };
+    if let Some(protocol) = protocol {
+        pairs.extend([
+            ("request_protocol", protocol.to_string()),
+            ("response_flags", flags.to_string()),
+            ("grpc_response_status", grpc_status),
+            ("connection_security_policy", "unknown".to_string()),
+        ]);
+    }
     let mut out = String::with_capacity(900);
     for (i, (n, v)) in pairs.iter().enumerate() {
         if i > 0 {

@@ -3,10 +3,12 @@
 
 use std::time::Instant;
 
+use super::codec::{self, HeaderSlots, Limits};
+use super::grpc;
 use crate::percore::access_log::Record;
 use crate::percore::WorkerCtx;
 use crate::snapshot::ClusterId;
-use crate::stats::WorkerStats;
+use crate::stats::{Protocol, WorkerStats};
 use crate::upstream::Generation;
 
 /// What the session and the exchange note of the request under way; reset for each one.
@@ -36,12 +38,35 @@ pub(super) struct Tally {
     pub(super) sent: u64,
     /// The last try failed in a way the retry policy retries, with no retry left.
     pub(super) retries_exhausted: bool,
-    /// The `grpc-status` in the head of the upstream's response to a gRPC request (a
-    /// trailers-only answer), as the retry policy judged it.
+    /// A gRPC request: Istio's `request_protocol="grpc"`, and the status and messages below.
+    pub(super) grpc: bool,
+    /// The `grpc-status` of the response to a gRPC request: in its head (a trailers-only
+    /// answer, as the retry policy judged it, or the gateway's own answer), then in its
+    /// trailers, which win.
     pub(super) grpc_status: Option<u8>,
+    /// The gRPC messages from the client and to it.
+    pub(super) messages: [u64; 2],
 }
 
 impl Tally {
+    /// What the bodies of a gRPC exchange showed.
+    pub(super) fn saw(&mut self, seen: grpc::Seen) {
+        self.messages = seen.messages;
+        if seen.trailer_status.is_some() {
+            self.grpc_status = seen.trailer_status;
+        }
+    }
+
+    /// The request's protocol and gRPC status as Istio's labels tell them: a gRPC response
+    /// without `grpc-status` gets the one its HTTP status maps to, as Envoy's
+    /// `Grpc::Common::getGrpcStatus` gives it (none without a response).
+    fn protocol(&self) -> Protocol {
+        match self.grpc {
+            false => Protocol::Http,
+            true => Protocol::Grpc(self.grpc_status.or((self.status != 0).then(|| grpc::from_http(self.status)))),
+        }
+    }
+
     /// The response flags, with Envoy's URX where retries ran out (in Envoy's flag order).
     fn flags(&self) -> &'static str {
         match (self.retries_exhausted, self.flags) {
@@ -80,6 +105,25 @@ impl Account {
         }
     }
 
+    /// Notes one of the gateway's own answers, as [`Self::note_status`] does; `encoded`: the
+    /// answer as HTTP/1.1 (each codec encodes it so), whose `grpc-status` a gRPC request's
+    /// answer carries in its head.
+    pub(super) fn note_local(
+        &mut self,
+        stats: &WorkerStats,
+        status: u16,
+        encoded: &[u8],
+        flag: &'static str,
+        details: &'static str,
+    ) {
+        self.note_status(stats, status, flag, details);
+        if self.tally.grpc {
+            let mut slots = HeaderSlots::new();
+            let head = codec::parse_response(encoded, &mut slots, false, &Limits::default());
+            self.tally.grpc_status = head.ok().flatten().and_then(|h| h.header("grpc-status").and_then(grpc::status));
+        }
+    }
+
     /// The request is over: counts it in Istio's series for `snap`'s cluster, and logs it when
     /// `--access-log` is on. `streamed`: the request body bytes read besides those already
     /// counted.
@@ -92,11 +136,17 @@ impl Account {
         if let Some(elapsed) = elapsed {
             let t = &self.tally;
             let cluster = t.cluster.map(|id| snap.cluster(id));
-            ctx.with_istio_series(cluster, t.status, t.flags(), |s| {
+            let outcome =
+                crate::stats::Outcome { response_code: t.status, response_flags: t.flags(), protocol: t.protocol() };
+            ctx.with_istio_series(cluster, outcome, |s, messages| {
                 s.requests.inc();
                 s.duration.record(elapsed.as_micros() as u64);
                 s.request_bytes.record(t.received * 1000);
                 s.response_bytes.record(t.sent * 1000);
+                if let Some(m) = messages {
+                    m.requests.add(t.messages[0]);
+                    m.responses.add(t.messages[1]);
+                }
             });
         }
         #[cfg(not(feature = "istio-metrics"))]
@@ -105,6 +155,10 @@ impl Account {
             if r.start.is_some() {
                 r.bytes_received += streamed;
                 r.flags = self.tally.flags();
+                r.grpc_status = match self.tally.protocol() {
+                    Protocol::Grpc(status) => status.map(grpc::name),
+                    Protocol::Http => None,
+                };
                 r.duration_ms = elapsed.map_or(0, |d| d.as_millis() as u64);
                 sink.log(r, ctx.draining());
             }

@@ -5,6 +5,7 @@ use std::io;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::codec::{BodyFraming, ChunkedDecoder, ParseError};
+use super::grpc::{MessageCounter, TrailerStatus};
 use crate::buf::ReadBuf;
 
 /// Room asked of the read window per read while streaming: bodies pass in pieces this big.
@@ -32,17 +33,21 @@ async fn refill<R: AsyncReadRent>(src: &mut R, rb: &mut ReadBuf) -> Result<(), B
 }
 
 /// Forwards exactly `n` body bytes: first those already in `rb`, then read from `src`.
+/// `seen` is shown each piece as it goes (here and in the copies below: a gRPC body's messages
+/// are counted so, without a copy).
 pub async fn copy_exact<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     rb: &mut ReadBuf,
     dst: &mut W,
     mut n: u64,
+    seen: &mut impl FnMut(&[u8]),
 ) -> Result<(), BodyError> {
     while n > 0 {
         if rb.is_empty() {
             refill(src, rb).await?;
         }
         let k = (rb.len() as u64).min(n) as usize;
+        seen(&rb.data()[..k]);
         rb.write_to(dst, k).await.map_err(BodyError::Sink)?;
         n -= k as u64;
     }
@@ -56,12 +61,14 @@ pub async fn copy_chunked<R: AsyncReadRent, W: AsyncWriteRent>(
     rb: &mut ReadBuf,
     dst: &mut W,
     dec: &mut ChunkedDecoder,
+    seen: &mut impl FnMut(&[u8]),
 ) -> Result<(), BodyError> {
     loop {
         if rb.is_empty() {
             refill(src, rb).await?;
         }
         let progress = dec.feed(rb.data()).map_err(BodyError::Framing)?;
+        seen(&rb.data()[..progress.consumed]);
         rb.write_to(dst, progress.consumed).await.map_err(BodyError::Sink)?;
         if progress.done {
             return Ok(());
@@ -74,10 +81,12 @@ pub async fn copy_until_close<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     rb: &mut ReadBuf,
     dst: &mut W,
+    seen: &mut impl FnMut(&[u8]),
 ) -> Result<(), BodyError> {
     loop {
         if !rb.is_empty() {
             let k = rb.len();
+            seen(rb.data());
             rb.write_to(dst, k).await.map_err(BodyError::Sink)?;
         }
         match rb.fill(src, STREAM_CHUNK).await {
@@ -112,3 +121,55 @@ pub fn inline_body(rb: &mut ReadBuf, framing: BodyFraming, out: &mut Vec<u8>) ->
     rb.consume(len);
     Some(len as u64)
 }
+
+/// A gRPC body in HTTP/1.1 framing as the copies above show it (`seen`): its messages, and for
+/// a chunked one the `grpc-status` of its trailers.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    messages: MessageCounter,
+    /// A chunked body's own decoder, walking the bytes the copy forwards (verbatim) to find
+    /// its data; `None`: the bytes are the payload, or the framing broke (the copy says so).
+    chunked: Option<ChunkedDecoder>,
+    trailers: TrailerStatus,
+}
+
+impl Watch {
+    /// A body framed as `framing`; `BodyFraming::None` for bytes that are the payload itself.
+    pub fn new(framing: BodyFraming) -> Self {
+        let chunked = (framing == BodyFraming::Chunked).then(ChunkedDecoder::decoding);
+        Watch { messages: MessageCounter::default(), chunked, trailers: TrailerStatus::default() }
+    }
+
+    /// The next bytes of the body, as they are forwarded.
+    pub fn feed(&mut self, mut wire: &[u8]) {
+        let Some(dec) = &mut self.chunked else {
+            return self.messages.feed(wire);
+        };
+        while !wire.is_empty() && !dec.is_done() {
+            let Ok(progress) = dec.feed(wire) else {
+                self.chunked = None;
+                return;
+            };
+            match progress.data {
+                Some(span) => {
+                    self.trailers.feed(&wire[..span.start]);
+                    self.messages.feed(&wire[span]);
+                }
+                None => self.trailers.feed(&wire[..progress.consumed]),
+            }
+            wire = &wire[progress.consumed..];
+        }
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.messages.count()
+    }
+
+    /// The `grpc-status` of the trailers read so far.
+    pub fn trailer_status(&self) -> Option<u8> {
+        self.trailers.status()
+    }
+}
+
+#[cfg(test)]
+mod tests;

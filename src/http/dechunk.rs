@@ -1,4 +1,5 @@
-//! Relaying a chunked upstream answer to an HTTP/1.0 client: only the data, then close.
+//! Relaying a chunked upstream answer to an HTTP/1.0 client: only the data (shown to `seen`),
+//! then close.
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -10,6 +11,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     rb: &mut ReadBuf,
     dst: &mut W,
+    seen: &mut impl FnMut(&[u8]),
 ) -> Result<(), BodyError> {
     let mut dec = ChunkedDecoder::decoding();
     loop {
@@ -24,6 +26,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         // The data span is the tail of the consumed bytes: skip the framing before it.
         match progress.data {
             Some(span) => {
+                seen(&rb.data()[span.clone()]);
                 rb.consume(span.start);
                 rb.write_to(dst, span.len()).await.map_err(BodyError::Sink)?;
             }

@@ -6,8 +6,11 @@ use std::borrow::Cow;
 use std::fmt::Write;
 use std::time::Duration;
 
+mod messages;
 #[cfg(test)]
 mod tests;
+
+pub use messages::{MessageCounter, Seen, TrailerStatus};
 
 /// The content type of a gRPC request and of the gateway's gRPC answers.
 pub const CONTENT_TYPE: &str = "application/grpc";
@@ -26,6 +29,27 @@ pub const UNAUTHENTICATED: u8 = 16;
 /// `grpc-status` values, so that an answer borrows its line.
 const VALUES: [&str; 17] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
 
+/// The codes' names as Envoy's `%GRPC_STATUS%` writes them (`Grpc::Utility::grpcStatusToString`).
+const NAMES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
 /// The largest `grpc-timeout` value: at most 8 digits (gRPC's HTTP/2 protocol).
 const MAX_TIMEOUT_VALUE: u64 = 99_999_999;
 
@@ -41,6 +65,11 @@ pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
 /// The `grpc-status` value of a known code.
 pub fn value(code: u8) -> &'static str {
     VALUES.get(usize::from(code)).copied().unwrap_or(VALUES[usize::from(UNKNOWN)])
+}
+
+/// A code's name, as the access log's `%GRPC_STATUS%` gives it.
+pub fn name(code: u8) -> &'static str {
+    NAMES.get(usize::from(code)).copied().unwrap_or(NAMES[usize::from(UNKNOWN)])
 }
 
 /// The gRPC status of an answer given with HTTP `status`, as Envoy's `httpToGrpcStatus`

@@ -330,6 +330,7 @@ impl<S: Duplex> Session<S> {
         let began = Instant::now();
         self.account.tally.began = Some(began);
         self.account.tally.received = http1.head_len as u64;
+        self.account.tally.grpc = meta.grpc;
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
         }
@@ -362,7 +363,7 @@ impl<S: Duplex> Session<S> {
             }
             Disposition::Forward { route, dest, extras } => {
                 let mut exchange = Exchange {
-                    client: Http1Client::new(&mut self.client, &mut self.rb, http1, &self.ctx, &self.peer),
+                    client: Http1Client::new(&mut self.client, &mut self.rb, http1, &self.ctx, &self.peer, meta.grpc),
                     ctx: &self.ctx,
                     out: &mut self.out,
                     account: &mut self.account,
@@ -371,6 +372,7 @@ impl<S: Duplex> Session<S> {
                 };
                 let forwarded = exchange.forward(snap, meta, route, dest, extras).await;
                 let close = exchange.client.closes();
+                exchange.account.tally.saw(exchange.client.grpc_seen());
                 match forwarded {
                     // The client's unread body would be taken for its next request.
                     Forwarded::Done { request_whole: false } => Next::Linger,
@@ -428,8 +430,9 @@ impl<S: Duplex> Session<S> {
         }
     }
 
+    /// Notes the gateway's own answer that `out` holds.
     fn note_status(&mut self, status: u16, flag: &'static str, details: &'static str) {
-        self.account.note_status(&self.ctx.stats, status, flag, details);
+        self.account.note_local(&self.ctx.stats, status, &self.out, flag, details);
     }
 
     /// Writes `out` whole to the client.

@@ -24,5 +24,5 @@ pub async fn run<S: Duplex>(client: S, mut client_buf: ReadBuf, upstream: Upstre
 }
 
 async fn pipe<R: AsyncReadRent, W: AsyncWriteRent>(src: &mut R, buf: &mut ReadBuf, dst: &mut W) {
-    let _ = super::body::copy_until_close(src, buf, dst).await;
+    let _ = super::body::copy_until_close(src, buf, dst, &mut |_| {}).await;
 }

@@ -14,7 +14,10 @@ use super::access_log::{Encoding, Sink};
 use super::tls::CoreConfigs;
 use crate::limits::ClientLimits;
 use crate::snapshot::Cluster;
-use crate::stats::{HttpCluster, IstioDestination, L4Counters, L4Kind, RequestSeries, SeriesKey, WorkerStats};
+use crate::stats::{
+    HttpCluster, IstioDestination, L4Counters, L4Kind, MessageSeries, Outcome, Protocol, RequestSeries, SeriesKey,
+    WorkerStats,
+};
 use crate::upstream::{Generation, Upstream};
 
 /// The downstream connection as accepted.
@@ -45,8 +48,7 @@ pub struct WorkerCtx {
     l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
     /// This worker's HTTP cluster counters, likewise.
     http_clusters: RefCell<FxHashMap<Arc<str>, Rc<HttpCluster>>>,
-    /// This worker's Istio request series by cluster name (`""`: answered by the gateway),
-    /// then by response code and flags.
+    /// This worker's Istio series by cluster name (`""`: answered by the gateway).
     istio: RefCell<FxHashMap<Arc<str>, IstioSeries>>,
     draining: Cell<bool>,
     /// Cancelled when draining starts; see [`WorkerCtx::drain_handle`].
@@ -144,29 +146,36 @@ impl WorkerCtx {
     }
 
     /// Runs `f` on this worker's Istio series for a request to `cluster` (`None`: the gateway
-    /// answered itself) that ended with `code` and `flags`.
+    /// answered itself) that ended as `outcome`, and, for a gRPC request, on the cluster's
+    /// message series.
     pub fn with_istio_series(
         &self,
         cluster: Option<&Cluster>,
-        code: u16,
-        flags: &'static str,
-        f: impl FnOnce(&RequestSeries),
+        outcome: Outcome,
+        f: impl FnOnce(&RequestSeries, Option<&MessageSeries>),
     ) {
         let mut cache = self.istio.borrow_mut();
         // Only a first sighting clones the snapshot's shared name (or allocates `""`).
         let owned_name = || cluster.map_or_else(|| Arc::from(""), |c| c.name.clone());
         // Looked up by `&str`, as for the TCP counters.
-        let by_outcome = match cache.get_mut(cluster.map_or("", |c| &c.name)) {
-            Some(by_outcome) => by_outcome,
+        let series = match cache.get_mut(cluster.map_or("", |c| &c.name)) {
+            Some(series) => series,
             None => cache.entry(owned_name()).or_default(),
         };
-        if let Some((_, series)) = by_outcome.iter().find(|(k, _)| *k == (code, flags)) {
-            return f(series);
+        let grpc = matches!(outcome.protocol, Protocol::Grpc(_));
+        if grpc && series.messages.is_none() {
+            series.messages = Some(self.stats.istio.register_messages(owned_name(), IstioDestination::of(cluster)));
         }
-        let key = SeriesKey { cluster: owned_name(), response_code: code, response_flags: flags };
-        let series = self.stats.istio.register(key, IstioDestination::of(cluster));
-        f(&series);
-        by_outcome.push(((code, flags), series));
+        let i = match series.by_outcome.iter().position(|(k, _)| *k == outcome) {
+            Some(i) => i,
+            None => {
+                let key = SeriesKey { cluster: owned_name(), outcome };
+                series.by_outcome.push((outcome, self.stats.istio.register(key, IstioDestination::of(cluster))));
+                series.by_outcome.len() - 1
+            }
+        };
+        let messages = series.messages.as_deref().filter(|_| grpc);
+        f(&series.by_outcome[i].1, messages);
     }
 
     pub(crate) fn set_snapshot(&self, snapshot: Generation) {
@@ -182,8 +191,14 @@ impl WorkerCtx {
     }
 }
 
-/// A cluster's series on one worker, by (response code, flags): a handful, searched in order.
-type IstioSeries = Vec<((u16, &'static str), Arc<RequestSeries>)>;
+/// A cluster's series on one worker.
+#[derive(Default)]
+struct IstioSeries {
+    /// By outcome: a handful, searched in order.
+    by_outcome: Vec<(Outcome, Arc<RequestSeries>)>,
+    /// Once a gRPC request went to the cluster.
+    messages: Option<Arc<MessageSeries>>,
+}
 
 /// Distinct per worker and per run; never 0 (xorshift would stay at 0).
 fn seed(id: usize) -> u64 {

@@ -1,6 +1,7 @@
 //! Istio's standard request metrics: the series of `istio_requests_total` and the request
-//! duration and size histograms per destination service, response code and flags, kept per
-//! worker (`admin` renders them, and derives the `istio_tcp_*` counters from the TCP ones).
+//! duration and size histograms per destination service, response code, flags, protocol and
+//! gRPC status, and gRPC's message counters per destination service, kept per worker (`admin`
+//! renders them, and derives the `istio_tcp_*` counters from the TCP ones).
 //!
 //! As with every worker counter, a worker is the only writer of its series (single-writer
 //! stores, no lock); it takes its registry's lock only the first time it sees a series, and a
@@ -68,13 +69,40 @@ pub struct RequestSeries {
     pub response_bytes: Histogram,
 }
 
+/// One destination's gRPC message counters on one worker: `istio_request_messages_total` and
+/// `istio_response_messages_total`.
+#[derive(Debug, Default)]
+pub struct MessageSeries {
+    pub requests: Counter,
+    pub responses: Counter,
+}
+
 /// What tells series apart: the destination (its cluster name; empty when the gateway
-/// answered itself), the response code and Envoy's response flags.
+/// answered itself) and the request's [`Outcome`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeriesKey {
     pub cluster: Arc<str>,
+    pub outcome: Outcome,
+}
+
+/// How a request ended, as Istio's labels tell it: the response code, Envoy's response flags,
+/// and the protocol with its gRPC status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Outcome {
     pub response_code: u16,
     pub response_flags: &'static str,
+    pub protocol: Protocol,
+}
+
+/// `request_protocol` and `grpc_response_status`: Istio's stats filter says `grpc` for a gRPC
+/// request (its `content-type`), `http` for any other, HTTP/2 included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// `grpc_response_status` empty.
+    Http,
+    /// The response's gRPC status (trailers, else head, else mapped from the HTTP status, as
+    /// Envoy's `Grpc::Common::getGrpcStatus`); `None` without a response.
+    Grpc(Option<u8>),
 }
 
 /// The destination labels of a cluster, settled when a worker first registers it.
@@ -99,17 +127,27 @@ impl Destination {
     }
 }
 
-/// One worker's request series.
+/// One worker's request series, and its message series by cluster name.
 #[derive(Debug, Default)]
 pub struct IstioRegistry {
     series: Mutex<BTreeMap<SeriesKey, (Destination, Arc<RequestSeries>)>>,
+    messages: Mutex<BTreeMap<Arc<str>, Messages>>,
 }
+
+/// A cluster's message series and its labels.
+type Messages = (Destination, Arc<MessageSeries>);
 
 impl IstioRegistry {
     /// The series for `key`, created on first use; workers cache what this returns.
     pub fn register(&self, key: SeriesKey, destination: Destination) -> Arc<RequestSeries> {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         series.entry(key).or_insert_with(|| (destination, Arc::default())).1.clone()
+    }
+
+    /// The message series of `cluster`, created on first use; workers cache what this returns.
+    pub fn register_messages(&self, cluster: Arc<str>, destination: Destination) -> Arc<MessageSeries> {
+        let mut series = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+        series.entry(cluster).or_insert_with(|| (destination, Arc::default())).1.clone()
     }
 }
 
@@ -139,18 +177,30 @@ impl HistogramTotals {
 }
 
 /// Every worker's series, summed by key.
-pub type IstioTotals = BTreeMap<SeriesKey, (Destination, SeriesTotals)>;
+#[derive(Debug, Default)]
+pub struct IstioTotals {
+    pub requests: BTreeMap<SeriesKey, (Destination, SeriesTotals)>,
+    /// By cluster name: the gRPC messages requests and responses carried.
+    pub messages: BTreeMap<Arc<str>, (Destination, [u64; 2])>,
+}
 
 pub fn sum<'a>(registries: impl Iterator<Item = &'a IstioRegistry>) -> IstioTotals {
-    let mut out = IstioTotals::new();
+    let mut out = IstioTotals::default();
     for registry in registries {
         let series = registry.series.lock().unwrap_or_else(|e| e.into_inner());
         for (key, (dest, s)) in series.iter() {
-            let (_, t) = out.entry(key.clone()).or_insert_with(|| (dest.clone(), SeriesTotals::default()));
+            let (_, t) = out.requests.entry(key.clone()).or_insert_with(|| (dest.clone(), SeriesTotals::default()));
             t.requests += s.requests.get();
             t.duration.add(&s.duration);
             t.request_bytes.add(&s.request_bytes);
             t.response_bytes.add(&s.response_bytes);
+        }
+        drop(series);
+        let messages = registry.messages.lock().unwrap_or_else(|e| e.into_inner());
+        for (cluster, (dest, s)) in messages.iter() {
+            let (_, t) = out.messages.entry(cluster.clone()).or_insert_with(|| (dest.clone(), [0; 2]));
+            t[0] += s.requests.get();
+            t[1] += s.responses.get();
         }
     }
     out

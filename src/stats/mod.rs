@@ -19,7 +19,7 @@ mod registry;
 
 pub use endpoints::EndpointCounters;
 pub use http_cluster::HttpCluster;
-pub use istio::{Destination as IstioDestination, RequestSeries, SeriesKey};
+pub use istio::{Destination as IstioDestination, MessageSeries, Outcome, Protocol, RequestSeries, SeriesKey};
 pub use l4::{L4Counters, L4Key, L4Kind, L4Totals};
 
 use endpoints::EndpointRegistry;

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use super::render;
 use crate::stats::istio::tests::{key, reviews};
-use crate::stats::istio::{sum, Destination, IstioRegistry};
+use crate::stats::istio::{sum, Destination, IstioRegistry, Outcome, Protocol, SeriesKey};
 use crate::stats::{L4Kind, L4Totals};
 
 #[test]
@@ -55,4 +55,40 @@ fn renders_istio_labels_and_cumulative_buckets() {
     assert!(line("istio_tcp_received_bytes_total{").ends_with(" 40"));
     assert!(line("istio_tcp_connections_opened_total{").ends_with(" 5"));
     assert!(line("istio_tcp_connections_closed_total{").ends_with(" 3"));
+}
+
+#[test]
+fn grpc_series_carry_their_protocol_and_status_and_messages_only_the_destination() {
+    let r = IstioRegistry::default();
+    let cluster = "outbound|9080|v2|reviews.shop.svc.cluster.local";
+    let outcome = Outcome { response_code: 200, response_flags: "-", protocol: Protocol::Grpc(Some(5)) };
+    r.register(SeriesKey { cluster: cluster.into(), outcome }, reviews()).requests.inc();
+    let unanswered = Outcome { response_code: 0, response_flags: "DC", protocol: Protocol::Grpc(None) };
+    r.register(SeriesKey { cluster: cluster.into(), outcome: unanswered }, reviews()).requests.inc();
+    let m = r.register_messages(cluster.into(), reviews());
+    m.requests.add(2);
+    m.responses.add(7);
+    let mut out = String::new();
+    render(
+        &sum([&r].into_iter()),
+        &BTreeMap::new(),
+        &|_| Destination::default(),
+        "istio-ingressgateway",
+        &|_| true,
+        &mut out,
+    );
+    let line = |prefix: &str| out.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}\n{out}"));
+    let ok = line("istio_requests_total{response_code=\"200\"");
+    assert!(ok.contains("request_protocol=\"grpc\",response_flags=\"-\",grpc_response_status=\"5\","), "{ok}");
+    let dc = line("istio_requests_total{response_code=\"0\"");
+    assert!(dc.contains("request_protocol=\"grpc\",response_flags=\"DC\",grpc_response_status=\"\","), "{dc}");
+    for (family, value) in [("istio_request_messages_total{", " 2"), ("istio_response_messages_total{", " 7")] {
+        let l = line(family);
+        assert!(l.ends_with(value) && l.contains("destination_service=\"reviews.shop.svc.cluster.local\""), "{l}");
+        for absent in
+            ["request_protocol", "response_code", "response_flags", "grpc_response_status", "connection_security"]
+        {
+            assert!(!l.contains(absent), "{absent} in {l}");
+        }
+    }
 }

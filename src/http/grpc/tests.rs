@@ -1,6 +1,9 @@
 use std::time::Duration;
 
-use super::{from_http, is_grpc, message, request_timeout, status, timeout, timeout_value, to_http, value};
+use super::{
+    from_http, is_grpc, message, name, request_timeout, status, timeout, timeout_value, to_http, value, MessageCounter,
+    TrailerStatus,
+};
 
 #[test]
 fn grpc_content_types_as_envoy_tells_them() {
@@ -111,4 +114,61 @@ fn a_grpc_request_times_out_on_its_grpc_timeout_capped_by_the_route() {
     assert_eq!(request_timeout(Some(ms(500)), Some(b"0S")), Some(ms(500)), "0 is no timeout, capped");
     assert_eq!(request_timeout(None, Some(b"0S")), None);
     assert_eq!(request_timeout(Some(ms(500)), Some(b"soon")), Some(ms(500)), "malformed: ignored");
+}
+
+/// `n` gRPC messages of `len` payload bytes each, back to back.
+fn messages(n: usize, len: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in 0..n {
+        body.push(0);
+        body.extend_from_slice(&(len as u32).to_be_bytes());
+        body.extend(std::iter::repeat_n(i as u8, len));
+    }
+    body
+}
+
+#[test]
+fn messages_count_however_the_body_is_split() {
+    let mut body = messages(3, 300);
+    body.extend_from_slice(&[1, 0, 0, 0, 0]); // an empty (compressed) message
+    body.extend(messages(1, 70_000));
+    for piece in [1, 2, 4, 5, 6, 7, 299, 1000, usize::MAX] {
+        let mut c = MessageCounter::default();
+        for chunk in body.chunks(piece.min(body.len())) {
+            c.feed(chunk);
+        }
+        assert_eq!(c.count(), 5, "pieces of {piece}");
+    }
+}
+
+#[test]
+fn a_message_counts_from_its_first_byte() {
+    let mut c = MessageCounter::default();
+    c.feed(&[0, 0, 0]);
+    assert_eq!(c.count(), 1, "as Envoy's frame inspector counts it");
+    c.feed(&[0, 2, 7, 7, 0]);
+    assert_eq!(c.count(), 2);
+}
+
+#[test]
+fn the_grpc_status_line_is_found_among_framing_lines() {
+    let mut t = TrailerStatus::default();
+    for piece in [&b"\r\n1a;ext\r\n"[..], b"\r\n0\r\ngrpc-message: grpc-status: 3\r\nGRPC-Sta", b"tus:  14 \r\n\r\n"] {
+        t.feed(piece);
+    }
+    assert_eq!(t.status(), Some(14));
+    let mut t = TrailerStatus::default();
+    t.feed(b"0\r\ngrpc-status: 99\r\n\r\n");
+    assert_eq!(t.status(), None, "not a code");
+    let mut t = TrailerStatus::default();
+    t.feed(b"0\r\nx-grpc-status: 1\r\n\r\n");
+    assert_eq!(t.status(), None, "another field");
+}
+
+#[test]
+fn status_names_as_envoys_grpc_status() {
+    assert_eq!(
+        (name(0), name(1), name(4), name(14), name(16)),
+        ("OK", "Canceled", "DeadlineExceeded", "Unavailable", "Unauthenticated")
+    );
 }

@@ -21,6 +21,7 @@ use crate::duplex::Duplex;
 use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::exchange::Client;
+use crate::http::grpc::{self, MessageCounter};
 use crate::upstream::UpstreamConn;
 
 /// The most trailer lines read from a chunked upstream body (the codec bounds their bytes).
@@ -49,10 +50,18 @@ pub(super) struct H2Client<'a> {
     bodiless: bool,
     /// The final head is a 101: a WebSocket's upgrade, taken.
     switched: bool,
+    /// A gRPC request's messages each way (its DATA, the response's), and the `grpc-status`
+    /// of the response trailers; `None` for any other request.
+    grpc: Option<([MessageCounter; 2], Option<u8>)>,
 }
 
 impl<'a> H2Client<'a> {
-    pub(super) fn new(body: &'a mut RecvStream, framing: BodyFraming, respond: &'a mut SendResponse<Bytes>) -> Self {
+    pub(super) fn new(
+        body: &'a mut RecvStream,
+        framing: BodyFraming,
+        respond: &'a mut SendResponse<Bytes>,
+        grpc: bool,
+    ) -> Self {
         H2Client {
             body,
             framing,
@@ -67,7 +76,16 @@ impl<'a> H2Client<'a> {
             inline: false,
             bodiless: false,
             switched: false,
+            grpc: grpc.then(Default::default),
         }
+    }
+
+    /// What a gRPC request's bodies showed.
+    pub(super) fn grpc_seen(&self) -> grpc::Seen {
+        self.grpc.as_ref().map_or_else(grpc::Seen::default, |([request, response], trailer_status)| grpc::Seen {
+            messages: [request.count(), response.count()],
+            trailer_status: *trailer_status,
+        })
     }
 
     /// The response began but cannot go on: the stream is reset.
@@ -84,6 +102,9 @@ impl<'a> H2Client<'a> {
         match self.body.data().await {
             Some(Ok(data)) => {
                 let _ = self.body.flow_control().release_capacity(data.len());
+                if let Some(([request, _], _)) = &mut self.grpc {
+                    request.feed(&data);
+                }
                 Ok(Some(data))
             }
             Some(Err(e)) => Err(io::Error::other(e)),
@@ -127,6 +148,9 @@ impl<'a> H2Client<'a> {
     }
 
     async fn send_data(&mut self, data: Bytes, end: bool) -> io::Result<()> {
+        if let Some(([_, response], _)) = &mut self.grpc {
+            response.feed(&data);
+        }
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
         send_within_window(stream, data, end).await
     }
@@ -196,6 +220,9 @@ impl<'a> H2Client<'a> {
         }
         if trailers.is_empty() {
             return self.send_data(Bytes::new(), true).await;
+        }
+        if let Some((_, status)) = &mut self.grpc {
+            *status = trailers.get("grpc-status").and_then(|v| grpc::status(v.as_bytes()));
         }
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
         stream.send_trailers(trailers).map_err(io::Error::other)

@@ -205,6 +205,7 @@ impl Stream<'_> {
         let began = Instant::now();
         self.account.tally.began = Some(began);
         self.account.tally.received = head.len() as u64;
+        self.account.tally.grpc = meta.grpc;
         if let (Some(sink), Some(r)) = (&ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
         }
@@ -223,12 +224,12 @@ impl Stream<'_> {
         };
         match disposition {
             Disposition::Local { answer: status, details, .. } => {
-                self.account.note_status(&ctx.stats, status, local_flag(details), details);
+                self.account.note_local(&ctx.stats, status, &self.out, local_flag(details), details);
                 self.send_local(respond);
             }
             Disposition::Forward { route, dest, extras } => {
                 let mut exchange = Exchange {
-                    client: H2Client::new(body, framing, respond),
+                    client: H2Client::new(body, framing, respond, meta.grpc),
                     ctx,
                     out: &mut self.out,
                     account: &mut self.account,
@@ -237,6 +238,7 @@ impl Stream<'_> {
                 };
                 let forwarded = exchange.forward(snap, meta, route, dest, extras).await;
                 self.streamed = exchange.client.streamed;
+                exchange.account.tally.saw(exchange.client.grpc_seen());
                 match forwarded {
                     Forwarded::Done { .. } => {}
                     // A WebSocket's extended CONNECT that the upstream took: its bytes both
@@ -258,9 +260,9 @@ impl Stream<'_> {
         tracing::debug!(error = %err, "answering an error on an h2 stream");
         let answer = local::failure(err, grpc);
         let (flag, details) = err.log_fields();
-        self.account.note_status(&self.ctx.stats, answer.status, flag, details);
         self.out.clear();
-        encode(&mut self.out, &answer, Ending { close: false, http10: false });
+        let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
+        self.account.note_local(&self.ctx.stats, status, &self.out, flag, details);
         self.send_local(respond);
     }
 

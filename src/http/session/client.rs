@@ -7,10 +7,11 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::{closing, CLIENT_BUF};
 use crate::buf::ReadBuf;
-use crate::http::body::{self, buffered_body_len, inline_body, BodyError, INLINE_BODY};
+use crate::http::body::{self, buffered_body_len, inline_body, BodyError, Watch, INLINE_BODY};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::dechunk;
 use crate::http::exchange::Client;
+use crate::http::grpc;
 use crate::http::head::Http1Request;
 use crate::http::peer::Peer;
 use crate::percore::WorkerCtx;
@@ -24,6 +25,8 @@ pub(super) struct Http1Client<'a, S> {
     peer: &'a Peer,
     /// What writing the response head decided: close after it, and de-chunk its body.
     written: codec::ResponseWritten,
+    /// A gRPC request's bodies as they pass (the response's once its framing is known).
+    grpc: Watches,
 }
 
 impl<'a, S> Http1Client<'a, S> {
@@ -33,14 +36,46 @@ impl<'a, S> Http1Client<'a, S> {
         request: Http1Request,
         ctx: &'a WorkerCtx,
         peer: &'a Peer,
+        grpc: bool,
     ) -> Self {
         let written = codec::ResponseWritten { dechunk: false, close: false };
-        Http1Client { stream, rb, request, ctx, peer, written }
+        let grpc = grpc.then(|| (Watch::new(request.framing), None));
+        Http1Client { stream, rb, request, ctx, peer, written, grpc }
+    }
+
+    /// What a gRPC request's bodies showed.
+    pub(super) fn grpc_seen(&self) -> grpc::Seen {
+        let Some((request, response)) = &self.grpc else {
+            return grpc::Seen::default();
+        };
+        grpc::Seen {
+            messages: [request.messages(), response.as_ref().map_or(0, Watch::messages)],
+            trailer_status: response.as_ref().and_then(Watch::trailer_status),
+        }
     }
 
     /// The response said `connection: close`: the connection ends after it.
     pub(super) fn closes(&self) -> bool {
         self.written.close
+    }
+}
+
+/// The request's and response's watches of a gRPC exchange.
+type Watches = Option<(Watch, Option<Watch>)>;
+
+/// The watch of a gRPC response body framed as `framing` as it reaches the client; `dechunk`:
+/// an HTTP/1.0 client gets a chunked body's data alone.
+fn response_watch(grpc: &mut Watches, framing: BodyFraming, dechunk: bool) -> Option<&mut Watch> {
+    let framing = if dechunk { BodyFraming::None } else { framing };
+    grpc.as_mut().map(|(_, response)| response.get_or_insert_with(|| Watch::new(framing)))
+}
+
+/// Shows `bytes` to `watch`, if there is one.
+fn watched(mut watch: Option<&mut Watch>) -> impl FnMut(&[u8]) + '_ {
+    move |bytes| {
+        if let Some(w) = &mut watch {
+            w.feed(bytes);
+        }
     }
 }
 
@@ -65,7 +100,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
     }
 
     fn inline_body(&mut self, out: &mut Vec<u8>) -> Option<u64> {
-        inline_body(self.rb, self.request.framing, out)
+        let start = out.len();
+        let n = inline_body(self.rb, self.request.framing, out)?;
+        if let Some((request, _)) = &mut self.grpc {
+            request.feed(&out[start..]);
+        }
+        Some(n)
     }
 
     async fn send_continue(&mut self) -> io::Result<()> {
@@ -77,11 +117,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
     }
 
     async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W) -> Result<(), BodyError> {
+        let seen = &mut watched(self.grpc.as_mut().map(|(request, _)| request));
         match self.request.framing {
-            BodyFraming::ContentLength(n) => body::copy_exact(self.stream, self.rb, upstream, n).await,
+            BodyFraming::ContentLength(n) => body::copy_exact(self.stream, self.rb, upstream, n, seen).await,
             BodyFraming::Chunked => {
                 let mut dec = ChunkedDecoder::new();
-                body::copy_chunked(self.stream, self.rb, upstream, &mut dec).await
+                body::copy_chunked(self.stream, self.rb, upstream, &mut dec, seen).await
             }
             BodyFraming::None | BodyFraming::UntilClose => Ok(()),
         }
@@ -116,7 +157,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
         if self.written.dechunk {
             return None;
         }
-        inline_body(buf, framing, out)
+        let start = out.len();
+        let n = inline_body(buf, framing, out)?;
+        if let Some(watch) = response_watch(&mut self.grpc, framing, false) {
+            watch.feed(&out[start..]);
+        }
+        Some(n)
     }
 
     async fn send(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
@@ -131,15 +177,17 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
         buf: &mut ReadBuf,
         framing: BodyFraming,
     ) -> Result<(), BodyError> {
+        let dechunk = self.written.dechunk;
+        let seen = &mut watched(response_watch(&mut self.grpc, framing, dechunk));
         match framing {
             BodyFraming::None => Ok(()),
-            BodyFraming::ContentLength(n) => body::copy_exact(src, buf, self.stream, n).await,
-            BodyFraming::Chunked if self.written.dechunk => dechunk::relay(src, buf, self.stream).await,
+            BodyFraming::ContentLength(n) => body::copy_exact(src, buf, self.stream, n, seen).await,
+            BodyFraming::Chunked if dechunk => dechunk::relay(src, buf, self.stream, seen).await,
             BodyFraming::Chunked => {
                 let mut dec = ChunkedDecoder::new();
-                body::copy_chunked(src, buf, self.stream, &mut dec).await
+                body::copy_chunked(src, buf, self.stream, &mut dec, seen).await
             }
-            BodyFraming::UntilClose => body::copy_until_close(src, buf, self.stream).await,
+            BodyFraming::UntilClose => body::copy_until_close(src, buf, self.stream, seen).await,
         }
     }
 }

@@ -1,7 +1,8 @@
-use super::{sum, Destination, IstioRegistry, SeriesKey, BUCKETS};
+use super::{sum, Destination, IstioRegistry, Outcome, Protocol, SeriesKey, BUCKETS};
 
 pub(crate) fn key(cluster: &str, code: u16, flags: &'static str) -> SeriesKey {
-    SeriesKey { cluster: cluster.into(), response_code: code, response_flags: flags }
+    let outcome = Outcome { response_code: code, response_flags: flags, protocol: Protocol::Http };
+    SeriesKey { cluster: cluster.into(), outcome }
 }
 
 pub(crate) fn reviews() -> Destination {
@@ -20,7 +21,7 @@ fn histogram_buckets_are_inclusive_upper_bounds() {
     s.duration.record(501); // just above: the second
     s.duration.record(4_000_000_000); // beyond the last bound: +Inf
     let t = sum([&r].into_iter());
-    let h = &t[&key("c", 200, "-")].1.duration;
+    let h = &t.requests[&key("c", 200, "-")].1.duration;
     assert_eq!(h.buckets[0], 1);
     assert_eq!(h.buckets[1], 1);
     assert_eq!(h.buckets[BUCKETS.len()], 1);
@@ -34,6 +35,17 @@ fn workers_merge_by_key() {
     b.register(key("c", 200, "-"), reviews()).requests.add(4);
     b.register(key("c", 503, "UF"), reviews()).requests.inc();
     let t = sum([&a, &b].into_iter());
-    assert_eq!(t[&key("c", 200, "-")].1.requests, 7);
-    assert_eq!(t[&key("c", 503, "UF")].1.requests, 1);
+    assert_eq!(t.requests[&key("c", 200, "-")].1.requests, 7);
+    assert_eq!(t.requests[&key("c", 503, "UF")].1.requests, 1);
+}
+
+#[test]
+fn message_series_merge_by_cluster() {
+    let (a, b) = (IstioRegistry::default(), IstioRegistry::default());
+    a.register_messages("c".into(), reviews()).requests.add(3);
+    let s = b.register_messages("c".into(), reviews());
+    s.requests.add(2);
+    s.responses.add(5);
+    let t = sum([&a, &b].into_iter());
+    assert_eq!(t.messages["c"].1, [5, 5]);
 }

@@ -3,7 +3,7 @@
 //! It answers by path: `/status/N` (status N), `/delay/MS` (answers after MS ms), `/size/N`
 //! (N body bytes, Content-Length), `/chunked/N` (N body bytes, chunked), `/upload` (drains the
 //! request body and answers its length and checksum), `/dated` (200 with [`DATE`] as its `date`),
-//! `/grpc-trailers/N` (a gRPC answer: an empty message, then `grpc-status: N` in trailers),
+//! `/grpc-trailers/N` (a gRPC answer: three messages, then `grpc-status: N` in trailers),
 //! anything else: 200 with the backend's
 //! name. Every response carries `x-backend: NAME`; every request is recorded. A [`Mode`] other
 //! than `Normal` overrides all of this for every request.
@@ -210,11 +210,12 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
                 },
             )
         } else if let Some(code) = path.strip_prefix("/grpc-trailers/") {
-            // A gRPC answer whose status comes after its body, in chunked trailers.
+            // A gRPC answer whose status comes after its body, in chunked trailers; its three
+            // messages (2, 0 and 3 bytes) in chunks that cut them and their prefixes.
             write!(
                 w,
                 "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ncontent-type: application/grpc\r\ntransfer-encoding: chunked\r\n{conn}\r\n\
-                 5\r\n\0\0\0\0\0\r\n0\r\ngrpc-status: {code}\r\n\r\n"
+                 3\r\n\0\0\0\r\n9\r\n\0\x02ab\0\0\0\0\0\r\n8\r\n\0\0\0\0\x03xyz\r\n0\r\ngrpc-status: {code}\r\n\r\n"
             )
         } else if path == "/dated" {
             write!(w, "HTTP/1.1 200 OK\r\nx-backend: {name}\r\ndate: {DATE}\r\ncontent-length: 0\r\n{conn}\r\n")

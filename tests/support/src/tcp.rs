@@ -240,9 +240,14 @@ impl Blackhole {
 
 /// The value of the sample of `family` whose line contains `label` (`""` for an unlabelled one).
 pub fn sample(body: &str, family: &str, label: &str) -> Option<f64> {
+    sample_with(body, family, &[label])
+}
+
+/// The value of the sample of `family` whose line contains every one of `labels`.
+pub fn sample_with(body: &str, family: &str, labels: &[&str]) -> Option<f64> {
     body.lines()
         .filter(|l| l.starts_with(family) && matches!(l.as_bytes().get(family.len()), Some(b' ') | Some(b'{')))
-        .find(|l| l.contains(label))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
