@@ -3,7 +3,6 @@
 //! response comes back as HEADERS (the codec's edits, read back by `head::response_of`), DATA
 //! (de-framed) and, from a chunked body, trailers.
 
-use std::future::poll_fn;
 use std::io::{self, Write as _};
 
 use bytes::Bytes;
@@ -18,6 +17,7 @@ use crate::buf::ReadBuf;
 use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::exchange::Client;
+use crate::http::h2_io::send_data;
 
 /// The most trailer lines read from a chunked upstream body (the codec bounds their bytes).
 const MAX_TRAILERS: usize = 64;
@@ -119,24 +119,10 @@ impl<'a> H2Client<'a> {
         out.extend_from_slice(b"\r\n");
     }
 
-    /// Sends `data` within the stream's flow-control window, waiting for capacity, so that
-    /// nothing queues in h2 beyond what the client lets us send.
-    async fn send_data(&mut self, mut data: Bytes, end: bool) -> io::Result<()> {
+    /// Sends `data` on the response stream within its flow-control window ([`send_data`]).
+    async fn send_data(&mut self, data: Bytes, end: bool) -> io::Result<()> {
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
-        if data.is_empty() {
-            return if end { stream.send_data(data, true).map_err(io::Error::other) } else { Ok(()) };
-        }
-        while !data.is_empty() {
-            stream.reserve_capacity(data.len());
-            let room = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-                Some(Ok(room)) => room,
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                None => return Err(io::ErrorKind::BrokenPipe.into()),
-            };
-            let piece = data.split_to(room.min(data.len()));
-            stream.send_data(piece, end && data.is_empty()).map_err(io::Error::other)?;
-        }
-        Ok(())
+        send_data(stream, data, end).await
     }
 
     /// Sends the trailers of a chunked upstream body, `framing` the bytes after its last data
@@ -177,6 +163,8 @@ fn sink(e: io::Error) -> BodyError {
 }
 
 impl Client for H2Client<'_> {
+    const HTTP2: bool = true;
+
     /// Only a body that is small by its length or, unsized, turns out to be.
     async fn hold_body(&mut self) -> io::Result<()> {
         if matches!(self.framing, BodyFraming::ContentLength(n) if n > INLINE_BODY as u64) {

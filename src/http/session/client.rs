@@ -45,6 +45,8 @@ impl<'a, S> Http1Client<'a, S> {
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
+    const HTTP2: bool = false;
+
     /// Not when the client waits for `100 Continue`: it sends nothing before the upstream asks.
     async fn hold_body(&mut self) -> io::Result<()> {
         let framing = self.request.framing;

@@ -1,5 +1,7 @@
-//! tokio's poll-based `AsyncRead`/`AsyncWrite`, which h2 speaks, over one of our rent-based
-//! streams (a client socket, or the TLS stream over it), on either monoio driver.
+//! What both HTTP/2 edges (clients in `h2/`, upstreams in `exchange/h2.rs`) share: tokio's
+//! poll-based `AsyncRead`/`AsyncWrite`, which h2 speaks, over one of our rent-based streams (a
+//! socket, or the TLS stream over it), on either monoio driver; and DATA sent within the
+//! peer's window ([`send_data`]).
 //!
 //! Why not monoio's `poll-io` (`TcpStream::into_poll_io`): it covers a bare socket only, and a
 //! TLS connection here is our own rustls stream (`tls_stream.rs`), so TLS would need a second
@@ -9,11 +11,13 @@
 //! soundly take. Here the stream is taken apart into its [`Duplex`] halves, each owned by its
 //! one operation in flight, so a read and a write may wait at once without aliasing anything.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
+use h2::SendStream;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -167,4 +171,24 @@ where
             }));
         }
     }
+}
+
+/// Sends `data` on `stream` within its flow-control window, waiting for capacity, so that
+/// nothing queues in h2 beyond what the peer lets us send: a response to a client, or a
+/// request body to an upstream.
+pub(super) async fn send_data(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> io::Result<()> {
+    if data.is_empty() {
+        return if end { stream.send_data(data, true).map_err(io::Error::other) } else { Ok(()) };
+    }
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let room = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(room)) => room,
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            None => return Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        let piece = data.split_to(room.min(data.len()));
+        stream.send_data(piece, end && data.is_empty()).map_err(io::Error::other)?;
+    }
+    Ok(())
 }
