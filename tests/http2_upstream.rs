@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,11 +15,13 @@ use strait_test_support::{self as support, both_drivers, gateway};
 
 use support::client;
 use support::config::{docs, head, http_gateway, service_entry, virtual_service};
+use support::tls::{Ca, Leaf};
 use support::{Driver, Gateway};
 
 /// An h2c backend (prior knowledge only: an HTTP/1.1 request gets no answer) counting the
 /// connections and the streams it is given. It answers by path:
 /// - `/delay/MS`: after MS milliseconds, as `/` does;
+/// - `/goaway`: as `/`, and GOAWAY on its connection;
 /// - `/grpc/ok`: a gRPC answer, one message, `grpc-status: 0` in trailers;
 /// - `/grpc/flaky`: a trailers-only `grpc-status: 14` the first time, then as `/grpc/ok`;
 /// - anything else: 200, no length, the body `h2 METHOD PATH te=… x-route=… body=N`.
@@ -27,16 +29,36 @@ struct H2Backend {
     port: u16,
     connections: Arc<AtomicUsize>,
     streams: Arc<AtomicUsize>,
+    /// Over TLS, the protocol each connection's ALPN chose.
+    alpn: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
 }
 
 impl H2Backend {
     fn start() -> H2Backend {
+        Self::serve(None)
+    }
+
+    /// Over TLS with `leaf`, offering ALPN `h2` only.
+    fn start_tls(leaf: &Leaf) -> H2Backend {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(leaf.chain(), leaf.key())
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self::serve(Some(Arc::new(config)))
+    }
+
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> H2Backend {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
         let streams = Arc::new(AtomicUsize::new(0));
-        let (conns, count) = (connections.clone(), streams.clone());
+        let alpn = Arc::new(Mutex::new(Vec::new()));
+        let (conns, count, chosen) = (connections.clone(), streams.clone(), alpn.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
@@ -45,17 +67,35 @@ impl H2Backend {
                 while let Ok((tcp, _)) = listener.accept().await {
                     conns.fetch_add(1, Relaxed);
                     let (count, flaky) = (count.clone(), flaky.clone());
+                    let Some(config) = tls.clone() else {
+                        tokio::spawn(serve_h2(tcp, count, flaky));
+                        continue;
+                    };
+                    let chosen = chosen.clone();
                     tokio::spawn(async move {
-                        let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
-                        while let Some(Ok((request, respond))) = conn.accept().await {
-                            count.fetch_add(1, Relaxed);
-                            tokio::spawn(answer(request, respond, flaky.clone()));
-                        }
+                        let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else { return };
+                        chosen.lock().unwrap().push(tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec));
+                        serve_h2(tls, count, flaky).await;
                     });
                 }
             });
         });
-        H2Backend { port, connections, streams }
+        H2Backend { port, connections, streams, alpn }
+    }
+}
+
+/// Serves one h2 connection, counting its streams.
+async fn serve_h2<T>(io: T, count: Arc<AtomicUsize>, flaky: Arc<AtomicUsize>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(mut conn) = h2::server::handshake(io).await else { return };
+    while let Some(Ok((request, respond))) = conn.accept().await {
+        count.fetch_add(1, Relaxed);
+        if request.uri().path() == "/goaway" {
+            conn.graceful_shutdown();
+        }
+        tokio::spawn(answer(request, respond, flaky.clone()));
     }
 }
 
@@ -292,5 +332,59 @@ both_drivers! {
         }
         // The trailers-only 14 was tried again, never relayed.
         assert_eq!(backend.streams.load(Relaxed), 3);
+    }
+
+    fn upstream_tls_offers_alpn_h2_to_an_http2_service(driver) {
+        let ca = Ca::new("upstream ca");
+        let backend = H2Backend::start_tls(&ca.server(&["app.local"]));
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = ca.write(dir.path(), "ca.pem");
+        let policy = format!("    tls:\n      mode: SIMPLE\n      caCertificates: \"{}\"\n", ca_file.display());
+        let (_gw, addr) = start(driver, &backend, "HTTP2", Some(&policy));
+        let r = client::get(addr, "app.test", "/tls");
+        assert_eq!(r.body_text(), "h2 GET /tls authority=app.test te=- x-route=on body=0", "{r:?}");
+        assert_eq!(*backend.alpn.lock().unwrap(), [Some(b"h2".to_vec())]);
+    }
+
+    fn use_client_protocol_speaks_the_clients_protocol(driver) {
+        let backend = H2Backend::start();
+        let policy = "    connectionPool:\n      http:\n        useClientProtocol: true\n        h2UpgradePolicy: UPGRADE\n";
+        let (_gw, addr) = start(driver, &backend, "HTTP2", Some(policy));
+        let got = with_h2(addr, async |mut c| ask(&mut c, Request::get("http://app.test/mine").body(()).unwrap(), b"").await);
+        assert_eq!(String::from_utf8_lossy(&got.body), "h2 GET /mine authority=app.test te=- x-route=on body=0");
+        // An HTTP/1.1 client's request goes up as HTTP/1.1, which this h2c-only backend cannot read.
+        let r = client::get(addr, "app.test", "/theirs");
+        assert_ne!(r.status, 200, "{r:?}");
+        assert_eq!(backend.streams.load(Relaxed), 1);
+    }
+
+    fn max_requests_per_connection_and_idle_timeout_close_upstream_connections(driver) {
+        let backend = H2Backend::start();
+        let policy = "    connectionPool:\n      http:\n        maxRequestsPerConnection: 2\n        idleTimeout: 1s\n";
+        let (gw, addr) = start(driver, &backend, "HTTP2", Some(policy));
+        // One client connection: one worker, so one pool.
+        let mut conn = client::Conn::open(addr);
+        for _ in 0..3 {
+            assert_eq!(conn.get("/seq", "app.test").status, 200);
+        }
+        assert_eq!(backend.connections.load(Relaxed), 2, "{}", gw.logs());
+        // Idle past its timeout, the second connection, which had room left, is closed: the
+        // next request opens another.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(conn.get("/later", "app.test").status, 200);
+        assert_eq!(backend.connections.load(Relaxed), 3);
+    }
+
+    fn a_connection_the_upstream_sends_goaway_on_leaves_the_pool(driver) {
+        let backend = H2Backend::start();
+        let (_gw, addr) = start(driver, &backend, "HTTP2", None);
+        let mut conn = client::Conn::open(addr);
+        assert_eq!(conn.get("/goaway", "app.test").status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..3 {
+            assert_eq!(conn.get("/after", "app.test").status, 200);
+        }
+        assert_eq!(backend.connections.load(Relaxed), 2);
+        assert_eq!(backend.streams.load(Relaxed), 4);
     }
 }
