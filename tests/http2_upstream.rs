@@ -387,4 +387,25 @@ both_drivers! {
         assert_eq!(backend.connections.load(Relaxed), 2);
         assert_eq!(backend.streams.load(Relaxed), 4);
     }
+
+    fn a_mirror_on_an_http2_service_gets_its_copy_over_http2(driver) {
+        let (app, shadow) = (H2Backend::start(), H2Backend::start());
+        let port = support::free_port();
+        let http = "  - mirror:\n      host: shadow.local\n    route:\n    - destination:\n        host: app.local\n";
+        let h2_entry = |name: &str, host: &str, backend: &H2Backend| {
+            service_entry(name, host, 80, &[backend.port]).replace("protocol: HTTP", "protocol: HTTP2")
+        };
+        let yaml = docs(&[
+            http_gateway("gw", port, &["app.test"]),
+            virtual_service("app", "gw", &["app.test"], http),
+            h2_entry("app", "app.local", &app),
+            h2_entry("shadow", "shadow.local", &shadow),
+        ]);
+        let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let r = client::request(addr, "POST /m HTTP/1.1\r\nHost: app.test\r\ncontent-length: 3\r\nConnection: close\r\n\r\nabc");
+        assert_eq!(r.body_text(), "h2 POST /m authority=app.test te=- x-route=- body=3", "{r:?}");
+        let copied = support::wait_until(Duration::from_secs(5), || shadow.streams.load(Relaxed) == 1);
+        assert!(copied.is_some(), "the mirror got no HTTP/2 stream");
+    }
 }

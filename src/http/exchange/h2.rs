@@ -15,35 +15,25 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::{Connection, ResponseFuture};
-use h2::{RecvStream, SendStream};
-use http::header::{HeaderName, HeaderValue};
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use h2::RecvStream;
+use monoio::buf::{IoBufMut, IoVecBufMut};
+use monoio::io::AsyncReadRent;
 use monoio::BufResult;
 
 use super::attempt::{Failure, Try};
 use super::relay::{Relayed, Source};
 use super::{connect, connection_slot, Client, Exchange, Forwarded, Pooled, PENDING_POLL};
 use crate::buf::ReadBuf;
-use crate::http::body::STREAM_CHUNK;
-use crate::http::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, ParseError};
+use crate::http::codec::{BodyFraming, ChunkedDecoder};
 use crate::http::error::ProxyError;
-use crate::http::h2_io::{send_data, PollIo};
+use crate::http::h2_io::{client_builder, request_of, DataWriter, PollIo};
 use crate::http::head::ReqMeta;
 use crate::http::headers::Merged;
 use crate::percore::WorkerCtx;
 use crate::upstream::{MuxState, MuxStream, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 
-/// Flow-control windows we give an upstream: what it may send ahead of the relay's reads, per
-/// stream and per connection, as the downstream side bounds them (README's "HTTP/2").
-const STREAM_WINDOW: u32 = 64 * 1024;
-const CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// How often a connection's driver looks at its idleness.
 const WATCH: Duration = Duration::from_secs(1);
-
-/// Fields that are connection-specific (RFC 9113 §8.2.2) or stand for a pseudo-header: never
-/// sent as HTTP/2 fields.
-const DROPPED: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
 
 impl<C: Client> Exchange<'_, C> {
     /// One try on an HTTP/2 upstream: a stream on a pooled connection with room, or on a new
@@ -183,15 +173,7 @@ async fn open(at: &Try<'_>, ctx: &WorkerCtx, pooled: &impl Fn() -> Option<MuxStr
     let opening = ctx.upstream.mux.opening(at.key());
     let UpstreamConn { stream, open: counted, .. } = connect(at, ctx).await?;
     let local = stream.local_addr().ok();
-    let mut builder = h2::client::Builder::new();
-    builder
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        // Request data queued per stream: the body writer waits for window before it reads on.
-        .max_send_buffer_size(STREAM_CHUNK)
-        // istiod's clusters take no server push (Envoy does not support it upstream).
-        .enable_push(false);
-    let handshake = builder.handshake::<_, Bytes>(PollIo::new(stream, Vec::new()));
+    let handshake = client_builder().handshake::<_, Bytes>(PollIo::new(stream, Vec::new()));
     let (send, connection) =
         handshake.await.map_err(|e| Failure::before(ProxyError::ConnectFailed(io::Error::other(e))))?;
     let state = MuxState::new(local);
@@ -239,111 +221,6 @@ async fn drive(
             tracing::debug!(error = %e, "h2 upstream connection ended");
         },
         _ = watch => {}
-    }
-}
-
-/// The HTTP/2 request for the HTTP/1.1 head at the start of `out`: its length and how the body
-/// after it is framed. `tls`: the upstream is reached over TLS (`:scheme` https, as Envoy sets
-/// it from the upstream transport).
-fn request_of(
-    out: &[u8],
-    tls: bool,
-    limits: &codec::Limits,
-) -> Result<(http::Request<()>, usize, BodyFraming), ParseError> {
-    let mut slots = HeaderSlots::new();
-    let head = codec::parse_request(out, &mut slots, limits)?.ok_or(ParseError::HeadTooLarge)?;
-    let authority = head.header("host").ok_or(ParseError::MissingHost)?;
-    let uri = http::Uri::builder()
-        .scheme(if tls { "https" } else { "http" })
-        .authority(authority)
-        .path_and_query(head.target)
-        .build()
-        .map_err(|_| ParseError::InvalidTarget)?;
-    let method = http::Method::from_bytes(head.method.as_bytes()).map_err(|_| ParseError::InvalidMethod)?;
-    let mut request =
-        http::Request::builder().method(method).uri(uri).body(()).map_err(|_| ParseError::InvalidTarget)?;
-    let fields = request.headers_mut();
-    for h in head.headers() {
-        if DROPPED.iter().any(|d| d.eq_ignore_ascii_case(h.name)) {
-            continue;
-        }
-        // `te` only as `trailers` (RFC 9113 §8.2.2), which gRPC sends.
-        if h.name.eq_ignore_ascii_case("te") && !h.value.eq_ignore_ascii_case(b"trailers") {
-            continue;
-        }
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ParseError::InvalidHeaderName)?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| ParseError::InvalidHeaderValue)?;
-        fields.append(name, value);
-    }
-    Ok((request, head.head_len, head.framing))
-}
-
-/// The request body's way up: HTTP/1.1-framed bytes (as the client's codec writes them) in,
-/// DATA frames out, each sent within the stream's window before the next bytes are taken, so
-/// nothing is released that has not gone.
-struct DataWriter {
-    stream: SendStream<Bytes>,
-    /// De-frames a chunked body; `None`: the bytes are the body (a length framed it).
-    decoder: Option<ChunkedDecoder>,
-}
-
-impl DataWriter {
-    /// Sends what `data` carries of the body.
-    async fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let Some(decoder) = &mut self.decoder else {
-            return send_data(&mut self.stream, Bytes::copy_from_slice(data), false).await;
-        };
-        let mut spans = Vec::new();
-        while !data.is_empty() && !decoder.is_done() {
-            let progress = decoder.feed(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if let Some(span) = progress.data {
-                spans.push(Bytes::copy_from_slice(&data[span]));
-            }
-            data = &data[progress.consumed..];
-        }
-        for span in spans {
-            send_data(&mut self.stream, span, false).await?;
-        }
-        Ok(())
-    }
-
-    /// Ends the stream. A chunked body's trailers are not sent on (gRPC clients send none).
-    async fn finish(&mut self) -> io::Result<()> {
-        send_data(&mut self.stream, Bytes::new(), true).await
-    }
-}
-
-impl AsyncWriteRent for DataWriter {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: monoio's contract: `read_ptr` points at `bytes_init` initialised bytes, which
-        // live as long as `buf` (and stay put when it moves).
-        let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let res = self.push(bytes).await.map(|()| bytes.len());
-        (res, buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: monoio's contract: `read_iovec_ptr` points at `read_iovec_len` iovecs, each
-        // over initialised bytes that live as long as `buf`.
-        let iovecs = unsafe { std::slice::from_raw_parts(buf.read_iovec_ptr(), buf.read_iovec_len()) };
-        let mut total = 0;
-        for v in iovecs {
-            // SAFETY: as above.
-            let bytes = unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) };
-            if let Err(e) = self.push(bytes).await {
-                return (Err(e), buf);
-            }
-            total += bytes.len();
-        }
-        (Ok(total), buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        self.finish().await
     }
 }
 
@@ -500,26 +377,5 @@ impl AsyncReadRent for H2Response {
             unsafe { buf.set_init(n) };
         }
         (res, buf)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_upstream_head_becomes_an_h2_request_without_its_connection_fields() {
-        let out = b"POST /p?q=1 HTTP/1.1\r\nhost: app.local\r\nconnection: keep-alive\r\nte: trailers\r\n\
-                    transfer-encoding: chunked\r\nx-a: b\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-        let (request, head_len, framing) = request_of(out, false, &codec::Limits::default()).unwrap();
-        assert_eq!(request.uri(), "http://app.local/p?q=1");
-        assert_eq!(request.method(), "POST");
-        let names: Vec<_> = request.headers().keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["te", "x-a"]);
-        assert_eq!(framing, BodyFraming::Chunked);
-        assert_eq!(&out[head_len..head_len + 3], b"3\r\n");
-        let (request, _, framing) =
-            request_of(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n", true, &codec::Limits::default()).unwrap();
-        assert_eq!((request.uri().to_string().as_str(), framing), ("https://h/", BodyFraming::None));
     }
 }
