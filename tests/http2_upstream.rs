@@ -144,9 +144,22 @@ async fn answer(
     let _ = stream.send_data(Bytes::from(text), true);
 }
 
-/// Routes for `app.test`: gRPC calls retried on `unavailable`, everything else to `app.local`
+/// Routes for `app.test`: `/slow` held past its per-try timeout and tried twice, gRPC calls retried on `unavailable`, everything else to `app.local`
 /// with a request header set.
-const HTTP: &str = "  - name: grpc
+const HTTP: &str = "  - name: slow
+    match:
+    - uri:
+        exact: /slow
+    rewrite:
+      uri: /delay/1500
+    retries:
+      attempts: 1
+      perTryTimeout: 300ms
+      retryOn: 5xx
+    route:
+    - destination:
+        host: app.local
+  - name: grpc
     match:
     - uri:
         prefix: /grpc/
@@ -407,5 +420,18 @@ both_drivers! {
         assert_eq!(r.body_text(), "h2 POST /m authority=app.test te=- x-route=- body=3", "{r:?}");
         let copied = support::wait_until(Duration::from_secs(5), || shadow.streams.load(Relaxed) == 1);
         assert!(copied.is_some(), "the mirror got no HTTP/2 stream");
+    }
+
+    fn a_try_past_its_per_try_timeout_is_retried_on_another_stream(driver) {
+        let backend = H2Backend::start();
+        let (_gw, addr) = start(driver, &backend, "HTTP2", None);
+        // One client connection: one worker, so one pool.
+        let mut conn = client::Conn::open(addr);
+        let r = conn.get("/slow", "app.test");
+        assert_eq!(r.status, 504, "{r:?}");
+        assert_eq!(backend.streams.load(Relaxed), 2);
+        // The streams cut short left the connection usable.
+        assert_eq!(conn.get("/after", "app.test").status, 200);
+        assert_eq!(backend.connections.load(Relaxed), 1);
     }
 }

@@ -13,7 +13,8 @@ use super::outlier::{EjectionStats, HostHealth, Hosts, Observation, Usable};
 use crate::snapshot::{Cluster, ClusterId, Snapshot};
 
 /// A count shared by every worker, touched once when a connection (or a pending request)
-/// starts and once when it ends, never per byte or per request served.
+/// starts and once when it ends, never per byte; per request served only for a cluster that
+/// sets `http2MaxRequests`.
 #[derive(Debug, Default)]
 pub struct ConnectionCount(AtomicU32);
 
