@@ -347,7 +347,7 @@ both_drivers! {
         assert_eq!(backend.streams.load(Relaxed), 3);
     }
 
-    fn upstream_tls_offers_alpn_h2_to_an_http2_service(driver) {
+    fn upstream_tls_offers_alpn_h2_to_http2_and_client_protocol_services(driver) {
         let ca = Ca::new("upstream ca");
         let backend = H2Backend::start_tls(&ca.server(&["app.local"]));
         let dir = tempfile::tempdir().unwrap();
@@ -357,6 +357,12 @@ both_drivers! {
         let r = client::get(addr, "app.test", "/tls");
         assert_eq!(r.body_text(), "h2 GET /tls authority=app.test te=- x-route=on body=0", "{r:?}");
         assert_eq!(*backend.alpn.lock().unwrap(), [Some(b"h2".to_vec())]);
+        // Under useClientProtocol, an h2 client's request goes up over TLS offering h2 too.
+        let client_protocol = format!("    connectionPool:\n      http:\n        useClientProtocol: true\n{policy}");
+        let (_gw, addr) = start(driver, &backend, "HTTP", Some(&client_protocol));
+        let got = with_h2(addr, async |mut c| ask(&mut c, Request::get("http://app.test/c").body(()).unwrap(), b"").await);
+        assert_eq!(String::from_utf8_lossy(&got.body), "h2 GET /c authority=app.test te=- x-route=on body=0");
+        assert_eq!(*backend.alpn.lock().unwrap(), [Some(b"h2".to_vec()), Some(b"h2".to_vec())]);
     }
 
     fn use_client_protocol_speaks_the_clients_protocol(driver) {

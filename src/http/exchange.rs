@@ -362,7 +362,7 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
             Ok(conn)
         }
         Pooled::Open(slot) => {
-            let mut conn = connect(at, ctx).await?;
+            let mut conn = connect(at, ctx, false).await?;
             conn.slot = Some(slot);
             Ok(conn)
         }
@@ -409,8 +409,13 @@ async fn connection_slot<T>(at: &Try<'_>, pooled: impl Fn() -> Option<T>) -> Res
     }))
 }
 
-async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
-    match upstream::connect(at.addr(), at.cluster, |c| ctx.tls.client(c)).await {
+/// A new connection for `at`; `http2`: it will speak HTTP/2, so TLS offers ALPN `h2`.
+async fn connect(at: &Try<'_>, ctx: &WorkerCtx, http2: bool) -> Result<UpstreamConn, Failure> {
+    let tls = |c: &_| match (http2, &at.cluster.policy.tls) {
+        (true, Some(t)) => ctx.tls.client(&t.h2_config),
+        _ => ctx.tls.client(c),
+    };
+    match upstream::connect(at.addr(), at.cluster, tls).await {
         Ok(stream) => {
             at.stats.cx_total.inc();
             at.live.observe(at.cluster, at.endpoint, Observation::Connected);

@@ -64,8 +64,13 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>, copy: Copy, timeout: Opt
 }
 
 async fn exchange(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, bytes: Vec<u8>) -> std::io::Result<()> {
-    let mut stream = connect(addr, cluster, |c| ctx.tls.client(c)).await?;
-    if cluster.policy.upstream_protocol == UpstreamProtocol::Http2 {
+    let http2 = cluster.policy.upstream_protocol == UpstreamProtocol::Http2;
+    let tls = |c: &_| match (http2, &cluster.policy.tls) {
+        (true, Some(t)) => ctx.tls.client(&t.h2_config),
+        _ => ctx.tls.client(c),
+    };
+    let mut stream = connect(addr, cluster, tls).await?;
+    if http2 {
         return exchange_h2(stream, cluster, &bytes).await;
     }
     stream.write_all(bytes).await.0?;

@@ -198,6 +198,9 @@ pub struct UpstreamTls {
     pub insecure_skip_verify: bool,
     /// The rustls client settings built from the above.
     pub config: super::TlsConfig<rustls::ClientConfig>,
+    /// The same, offering ALPN `h2`, for HTTP/2 connections: istiod gives an HTTP/2 cluster's
+    /// TLS context `alpn_protocols: [h2]`.
+    pub h2_config: super::TlsConfig<rustls::ClientConfig>,
     /// Tells these settings apart from another cluster's, so that pooled connections to one
     /// address are reused only under the settings they were opened with.
     pub pool_id: u64,

@@ -171,7 +171,7 @@ async fn open(at: &Try<'_>, ctx: &WorkerCtx, pooled: &impl Fn() -> Option<MuxStr
         Pooled::Open(slot) => slot,
     };
     let opening = ctx.upstream.mux.opening(at.key());
-    let UpstreamConn { stream, open: counted, .. } = connect(at, ctx).await?;
+    let UpstreamConn { stream, open: counted, .. } = connect(at, ctx, true).await?;
     let local = stream.local_addr().ok();
     let handshake = client_builder().handshake::<_, Bytes>(PollIo::new(stream, Vec::new()));
     let (send, connection) =

@@ -10,7 +10,7 @@ use crate::config::index::exported_to;
 use crate::config::registry::Registry;
 use crate::config::service_entry::{Location, Resolution, ServicePort};
 use crate::config::{ConfigSet, Diagnostic, Severity};
-use crate::snapshot::{pattern_covers, Cluster, ClusterId, Endpoint, HashTable, TlsConfig, UpstreamProtocol};
+use crate::snapshot::{pattern_covers, Cluster, ClusterId, Endpoint, HashTable, UpstreamProtocol};
 
 use super::dns::Resolve;
 use super::policy::Selected;
@@ -135,13 +135,6 @@ impl<'a> Clusters<'a> {
         };
         let protocol = service_port.protocol.as_deref().map_or_else(|| "AUTO".to_string(), str::to_ascii_uppercase);
         policy.upstream_protocol = UpstreamProtocol::choose(&protocol, &policy);
-        // TLS to an HTTP/2 upstream offers ALPN `h2`, as istiod's `setH2Options` has Envoy do
-        // (`alpn_protocols: h2` in its upstream TLS context).
-        if let (UpstreamProtocol::Http2, Some(tls)) = (policy.upstream_protocol, &mut policy.tls) {
-            let mut config = rustls::ClientConfig::clone(&tls.config.0);
-            config.alpn_protocols = vec![b"h2".to_vec()];
-            tls.config = TlsConfig(Arc::new(config));
-        }
         let id = self.clusters.len() as ClusterId;
         let name: Arc<str> = name.into();
         self.clusters.push(Cluster {
