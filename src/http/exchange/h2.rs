@@ -21,7 +21,7 @@ use monoio::io::AsyncReadRent;
 use monoio::BufResult;
 
 use super::attempt::{Failure, Try};
-use super::relay::{Relayed, Source};
+use super::relay::{request_body_failure, Relayed, Source};
 use super::{connect, connection_slot, Client, Exchange, Forwarded, Pooled, PENDING_POLL};
 use crate::buf::ReadBuf;
 use crate::http::codec::{BodyFraming, ChunkedDecoder};
@@ -132,11 +132,7 @@ impl<C: Client> Exchange<'_, C> {
                 return Ok(false);
             }
         };
-        copied.map_err(|e| match e {
-            crate::http::body::BodyError::Source(e) => Failure::before(ProxyError::DownstreamIo(e)),
-            crate::http::body::BodyError::Framing(e) => Failure::before(ProxyError::BadRequest(e)),
-            crate::http::body::BodyError::Sink(e) => Failure::before(ProxyError::UpstreamIo(e)),
-        })?;
+        copied.map_err(request_body_failure)?;
         writer.finish().await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
         Ok(true)
     }

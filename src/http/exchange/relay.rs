@@ -61,6 +61,16 @@ fn retried(policy: &RetryPolicy, head: &codec::ResponseHead<'_>, grpc: bool) -> 
     retry::grpc_status_retried(policy, code).then_some(ProxyError::RetriableGrpcStatus(code))
 }
 
+/// How a request body that could not be streamed up fails its try: the client's side, its
+/// framing, or the upstream's.
+pub(super) fn request_body_failure(e: BodyError) -> Failure {
+    Failure::before(match e {
+        BodyError::Source(e) => ProxyError::DownstreamIo(e),
+        BodyError::Framing(e) => ProxyError::BadRequest(e),
+        BodyError::Sink(e) => ProxyError::UpstreamIo(e),
+    })
+}
+
 impl<C: Client> Exchange<'_, C> {
     /// Judges a response head; for a final one, has the client's head written into `out` and
     /// notes the status.
@@ -124,11 +134,7 @@ impl<C: Client> Exchange<'_, C> {
             },
             None => copy.await,
         };
-        res.map(|()| true).map_err(|e| match e {
-            BodyError::Source(e) => Failure::before(ProxyError::DownstreamIo(e)),
-            BodyError::Framing(e) => Failure::before(ProxyError::BadRequest(e)),
-            BodyError::Sink(e) => Failure::before(ProxyError::UpstreamIo(e)),
-        })
+        res.map(|()| true).map_err(request_body_failure)
     }
 
     /// Sends `out` to the client, counting it.
