@@ -17,14 +17,15 @@ use super::mirror;
 use super::plan::Extras;
 use super::retry::{self, TryFailure};
 use crate::percore::WorkerCtx;
-use crate::snapshot::{ClusterId, Destination, Route};
-use crate::upstream::{self, ConnectError, Generation, Observation, UpstreamConn};
+use crate::snapshot::{ClusterId, Destination, Route, UpstreamProtocol};
+use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn};
 use attempt::{retried, Failure, Try};
 pub(super) use client::Client;
-use relay::Relayed;
+use relay::{Relayed, Source};
 
 mod attempt;
 mod client;
+mod h2;
 mod relay;
 
 /// What `out` holds for the upstream: the head, ending at `head_end` with the try lines
@@ -273,10 +274,23 @@ impl<C: Client> Exchange<'_, C> {
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
-        let stats = &ctx.stats;
+        // Envoy's `max_requests` breaker (`http2MaxRequests`) holds for every protocol; counted
+        // (an atomic shared by the workers) only when set.
+        let _request = match at.cluster.policy.http2_max_requests {
+            u32::MAX => None,
+            max => Some(at.live.requests.try_acquire(max).ok_or(Failure::before(ProxyError::Overflow))?),
+        };
+        let http2 = match at.cluster.policy.upstream_protocol {
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Http2 => true,
+            UpstreamProtocol::Client => C::HTTP2,
+        };
+        if http2 {
+            return self.try_multiplexed(&at, meta, inline, response).await;
+        }
         let mut conn = match ctx.upstream.pools.take(at.key()) {
             Some(c) => {
-                stats.upstream_cx_reused.inc();
+                ctx.stats.upstream_cx_reused.inc();
                 c
             }
             None => new_connection(&at, ctx).await?,
@@ -312,7 +326,8 @@ impl<C: Client> Exchange<'_, C> {
                 self.client.send_continue().await.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
                 sent_whole = self.stream_request_body(&mut conn).await?;
             }
-            return match self.relay_response(&mut conn, meta, sent_at, &at, response, sent_whole).await {
+            let from = Source { buf: &mut conn.buf, src: &mut conn.stream };
+            return match self.relay_response(from, meta, sent_at, &at, response, sent_whole).await {
                 Err(f) if replayable && f.is_reset_before_response() => {
                     drop(conn);
                     conn = new_connection(&at, ctx).await?;
@@ -338,14 +353,39 @@ impl<C: Client> Exchange<'_, C> {
 /// connections it waits for may close on any worker, so it polls rather than being woken.
 const PENDING_POLL: Duration = Duration::from_millis(2);
 
-/// A connection for `at` when its pool had none: a new one within the cluster's
+/// A new connection for `at` when its pool had none, or a pooled one that came back while
+/// this request waited (see [`connection_slot`]).
+async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+    match connection_slot(at, || ctx.upstream.pools.take(at.key())).await? {
+        Pooled::Found(conn) => {
+            ctx.stats.upstream_cx_reused.inc();
+            Ok(conn)
+        }
+        Pooled::Open(slot) => {
+            let mut conn = connect(at, ctx, false).await?;
+            conn.slot = Some(slot);
+            Ok(conn)
+        }
+    }
+}
+
+/// What [`connection_slot`] came to.
+enum Pooled<T> {
+    /// What the pool had, or had meanwhile.
+    Found(T),
+    /// The place of a new connection.
+    Open(ConnectionSlot),
+}
+
+/// The place of a new connection for `at` within the cluster's
 /// `maxConnections`, or past it when this worker has no connection to the endpoint at all
 /// (Envoy's guarantee of one per pool and host). Otherwise the request waits as one of
-/// `http1MaxPendingRequests` (for a pooled connection or a free slot, up to the connect
+/// `http1MaxPendingRequests` (for what `pooled` finds: a connection of its pool coming back
+/// or getting room, or for a free slot, up to the connect
 /// timeout), and past that overflows, as Envoy's circuit breakers do.
-async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+async fn connection_slot<T>(at: &Try<'_>, pooled: impl Fn() -> Option<T>) -> Result<Pooled<T>, Failure> {
     let (connections, policy) = (&at.live.connections, &at.cluster.policy);
-    let slot = match connections.try_acquire(policy.max_connections) {
+    Ok(Pooled::Open(match connections.try_acquire(policy.max_connections) {
         Some(slot) => slot,
         None if at.counters.cx_active.get() == 0 => connections.acquire_over(),
         None => {
@@ -355,9 +395,8 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
             let deadline = Instant::now() + policy.connect_timeout;
             loop {
                 monoio::time::sleep(PENDING_POLL).await;
-                if let Some(conn) = ctx.upstream.pools.take(at.key()) {
-                    ctx.stats.upstream_cx_reused.inc();
-                    return Ok(conn);
+                if let Some(found) = pooled() {
+                    return Ok(Pooled::Found(found));
                 }
                 if let Some(slot) = connections.try_acquire(policy.max_connections) {
                     break slot;
@@ -367,14 +406,16 @@ async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, F
                 }
             }
         }
-    };
-    let mut conn = connect(at, ctx).await?;
-    conn.slot = Some(slot);
-    Ok(conn)
+    }))
 }
 
-async fn connect(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
-    match upstream::connect(at.addr(), at.cluster, |c| ctx.tls.client(c)).await {
+/// A new connection for `at`; `http2`: it will speak HTTP/2, so TLS offers ALPN `h2`.
+async fn connect(at: &Try<'_>, ctx: &WorkerCtx, http2: bool) -> Result<UpstreamConn, Failure> {
+    let tls = |c: &_| match (http2, &at.cluster.policy.tls) {
+        (true, Some(t)) => ctx.tls.client(&t.h2_config),
+        _ => ctx.tls.client(c),
+    };
+    match upstream::connect(at.addr(), at.cluster, tls).await {
         Ok(stream) => {
             at.stats.cx_total.inc();
             at.live.observe(at.cluster, at.endpoint, Observation::Connected);

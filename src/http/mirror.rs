@@ -1,17 +1,21 @@
 //! `mirror`/`mirrors`: a fire-and-forget copy of a request to another cluster, sent by a task
-//! of the same worker. The copy asks the mirror to close its connection, and its answer is read
-//! and thrown away; the mirror's slowness or failure never reaches the client's exchange.
+//! of the same worker. The copy asks the mirror to close its connection (to an HTTP/2 mirror,
+//! it is the one stream of a connection of its own), and its answer is read and thrown away; the mirror's slowness or failure never reaches the client's exchange.
 
 use std::cell::Cell;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
+use super::codec::{BodyFraming, ChunkedDecoder, Limits, ParseError};
+use super::h2_io::{client_builder, request_of, DataWriter, PollIo};
 use crate::percore::WorkerCtx;
-use crate::snapshot::{Cluster, ClusterId};
-use crate::upstream::{connect, Generation};
+use crate::snapshot::{Cluster, ClusterId, UpstreamProtocol};
+use crate::upstream::{connect, Generation, UpstreamStream};
 
 #[cfg(test)]
 mod tests;
@@ -60,7 +64,15 @@ pub fn send(ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>, copy: Copy, timeout: Opt
 }
 
 async fn exchange(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, bytes: Vec<u8>) -> std::io::Result<()> {
-    let mut stream = connect(addr, cluster, |c| ctx.tls.client(c)).await?;
+    let http2 = cluster.policy.upstream_protocol == UpstreamProtocol::Http2;
+    let tls = |c: &_| match (http2, &cluster.policy.tls) {
+        (true, Some(t)) => ctx.tls.client(&t.h2_config),
+        _ => ctx.tls.client(c),
+    };
+    let mut stream = connect(addr, cluster, tls).await?;
+    if http2 {
+        return exchange_h2(stream, cluster, &bytes).await;
+    }
     stream.write_all(bytes).await.0?;
     let mut buf = vec![0u8; 4096];
     loop {
@@ -70,6 +82,35 @@ async fn exchange(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, bytes: V
             return Ok(());
         }
     }
+}
+
+/// The copy (an HTTP/1.1 head and its whole body) as one stream on a connection of its own to
+/// an HTTP/2 mirror, the answer read and thrown away; the connection ends with the stream.
+async fn exchange_h2(stream: UpstreamStream, cluster: &Cluster, bytes: &[u8]) -> io::Result<()> {
+    let bad = |e: ParseError| io::Error::new(io::ErrorKind::InvalidData, e);
+    let (request, head_len, framing) =
+        request_of(bytes, cluster.policy.tls.is_some(), &Limits::default()).map_err(bad)?;
+    let (mut send, connection) =
+        client_builder().handshake::<_, Bytes>(PollIo::new(stream, Vec::new())).await.map_err(io::Error::other)?;
+    // Driven beside the stream; it ends once the stream and the handle are gone.
+    monoio::spawn(async move {
+        let _ = connection.await;
+    });
+    let body = &bytes[head_len..];
+    let (response, up) = send.send_request(request, body.is_empty()).map_err(io::Error::other)?;
+    drop(send);
+    if !body.is_empty() {
+        let mut writer =
+            DataWriter { stream: up, decoder: (framing == BodyFraming::Chunked).then(ChunkedDecoder::decoding) };
+        writer.push(body).await?;
+        writer.finish().await?;
+    }
+    let mut answer = response.await.map_err(io::Error::other)?.into_body();
+    while let Some(data) = answer.data().await {
+        let data = data.map_err(io::Error::other)?;
+        let _ = answer.flow_control().release_capacity(data.len());
+    }
+    Ok(())
 }
 
 /// `host[:port]` → `host-shadow[:port]`: the Host Envoy gave mirrored requests for Istio ≤ 1.27.

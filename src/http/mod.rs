@@ -17,6 +17,7 @@ mod exchange;
 mod fault;
 mod grpc;
 mod h2;
+mod h2_io;
 mod head;
 mod headers;
 mod local;

@@ -72,6 +72,45 @@ pub struct TrafficPolicy {
     pub tcp_keepalive: Option<TcpKeepalive>,
     pub outlier_detection: Option<OutlierDetection>,
     pub tls: Option<UpstreamTls>,
+    /// `h2UpgradePolicy`: `Some(true)` UPGRADE, `Some(false)` DO_NOT_UPGRADE, `None` DEFAULT.
+    pub h2_upgrade: Option<bool>,
+    pub use_client_protocol: bool,
+    /// Streams at once on one HTTP/2 upstream connection (Envoy's `http2_protocol_options.
+    /// max_concurrent_streams`, which istiod sets from `maxConcurrentStreams`); the server's
+    /// own SETTINGS may lower it.
+    pub max_concurrent_streams: u32,
+    /// What the upstream speaks, from the port's protocol and the fields above
+    /// ([`UpstreamProtocol::choose`]).
+    pub upstream_protocol: UpstreamProtocol,
+}
+
+/// The HTTP version a cluster's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    Http2,
+    /// `useClientProtocol`: the client's (Envoy's `USE_DOWNSTREAM_PROTOCOL`).
+    Client,
+}
+
+impl UpstreamProtocol {
+    /// As istiod decides it at a gateway: `useClientProtocol` wins (it also turns off the
+    /// upgrade, `shouldH2Upgrade`); a port of protocol HTTP2, GRPC or GRPC-WEB is HTTP/2
+    /// (`Protocol.IsHTTP2`, `setH2Options`); `h2UpgradePolicy: UPGRADE` upgrades, and
+    /// DO_NOT_UPGRADE (like DEFAULT under the default mesh) does not. The mesh-wide MeshConfig
+    /// `h2UpgradePolicy` is not an input Strait has.
+    pub fn choose(port_protocol: &str, policy: &TrafficPolicy) -> Self {
+        if policy.use_client_protocol {
+            return Self::Client;
+        }
+        let h2_port = ["HTTP2", "GRPC", "GRPC-WEB"].iter().any(|p| p.eq_ignore_ascii_case(port_protocol));
+        if h2_port || policy.h2_upgrade == Some(true) {
+            Self::Http2
+        } else {
+            Self::Http1
+        }
+    }
 }
 
 impl Default for TrafficPolicy {
@@ -90,6 +129,10 @@ impl Default for TrafficPolicy {
             tcp_keepalive: None,
             outlier_detection: None,
             tls: None,
+            h2_upgrade: None,
+            use_client_protocol: false,
+            max_concurrent_streams: u32::MAX,
+            upstream_protocol: UpstreamProtocol::Http1,
         }
     }
 }
@@ -155,6 +198,9 @@ pub struct UpstreamTls {
     pub insecure_skip_verify: bool,
     /// The rustls client settings built from the above.
     pub config: super::TlsConfig<rustls::ClientConfig>,
+    /// The same, offering ALPN `h2`, for HTTP/2 connections: istiod gives an HTTP/2 cluster's
+    /// TLS context `alpn_protocols: [h2]`.
+    pub h2_config: super::TlsConfig<rustls::ClientConfig>,
     /// Tells these settings apart from another cluster's, so that pooled connections to one
     /// address are reused only under the settings they were opened with.
     pub pool_id: u64,

@@ -13,7 +13,8 @@ use super::outlier::{EjectionStats, HostHealth, Hosts, Observation, Usable};
 use crate::snapshot::{Cluster, ClusterId, Snapshot};
 
 /// A count shared by every worker, touched once when a connection (or a pending request)
-/// starts and once when it ends, never per byte or per request served.
+/// starts and once when it ends, never per byte; per request served only for a cluster that
+/// sets `http2MaxRequests`.
 #[derive(Debug, Default)]
 pub struct ConnectionCount(AtomicU32);
 
@@ -58,6 +59,9 @@ pub struct LiveCluster {
     pub pending: Arc<ConnectionCount>,
     /// Retries in flight on every worker, for `maxRetries`.
     pub retries: Arc<ConnectionCount>,
+    /// Requests under way on every worker, for `http2MaxRequests` (Envoy's `max_requests`),
+    /// counted only while the limit is set.
+    pub requests: Arc<ConnectionCount>,
     /// Outlier detection state per endpoint, at the index of the snapshot cluster's endpoint;
     /// an endpoint keeps its own across reloads by address, so an ejected one stays ejected.
     pub health: Hosts,
@@ -147,6 +151,7 @@ struct Kept {
     connections: Arc<ConnectionCount>,
     pending: Arc<ConnectionCount>,
     retries: Arc<ConnectionCount>,
+    requests: Arc<ConnectionCount>,
     hosts: HashMap<SocketAddr, Arc<HostHealth>>,
 }
 
@@ -178,10 +183,11 @@ impl LiveRegistry {
                     connections: before.connections.clone(),
                     pending: before.pending.clone(),
                     retries: before.retries.clone(),
+                    requests: before.requests.clone(),
                     health,
                 };
-                let Kept { connections, pending, retries, .. } = before;
-                kept.insert(cluster.name.clone(), Kept { connections, pending, retries, hosts });
+                let Kept { connections, pending, retries, requests, .. } = before;
+                kept.insert(cluster.name.clone(), Kept { connections, pending, retries, requests, hosts });
                 live
             })
             .collect();

@@ -49,6 +49,7 @@ pub async fn follow(ctx: Rc<WorkerCtx>, shared: Arc<Shared>) {
         }
         if swept.elapsed() >= SWEEP {
             ctx.upstream.pools.sweep();
+            ctx.upstream.mux.sweep();
             swept = Instant::now();
         }
         monoio::time::sleep(POLL).await;

@@ -333,7 +333,7 @@ fn not_enforced_table() {
     yaml.push_str(
         "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: r.example.com\n  \
          trafficPolicy:\n    loadBalancer: {simple: LEAST_REQUEST}\n    portLevelSettings: [{port: {number: 80}, loadBalancer: {simple: PASSTHROUGH}}]\n  \
-         subsets: [{name: v1, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1}, connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}}]\n",
+         subsets: [{name: v1, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1}, connectionPool: {tcp: {maxConnectionDuration: 1s}}}}]\n",
     );
     let warnings: Vec<String> =
         check("ne", &yaml).into_iter().filter(|(s, _)| *s == Severity::NotEnforced).map(|(_, t)| t).collect();
@@ -342,7 +342,7 @@ fn not_enforced_table() {
         [
             "spec.http[0].retries.retryRemoteLocalities: accepted, not enforced yet",
             "spec.trafficPolicy.portLevelSettings[0].loadBalancer.simple: PASSTHROUGH is accepted, not enforced yet",
-            "spec.subsets[0].trafficPolicy.connectionPool.http.h2UpgradePolicy: accepted, not enforced yet",
+            "spec.subsets[0].trafficPolicy.connectionPool.tcp.maxConnectionDuration: accepted, not enforced yet",
         ]
     );
 }

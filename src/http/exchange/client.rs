@@ -3,8 +3,9 @@
 //! `dyn`): the HTTP/1.1 session implements it today, an HTTP/2 stream beside it, and routing,
 //! stages, retries and upstream selection do not change.
 //!
-//! The upstream side is HTTP/1.1 (as every upstream is spoken today): the request body goes
-//! up in HTTP/1.1 framing, and the response comes as the HTTP/1.1 codec parsed it.
+//! The exchange speaks HTTP/1.1 bytes with both sides, whatever the upstream speaks: the
+//! request body goes up in HTTP/1.1 framing, and the response comes as the HTTP/1.1 codec
+//! parsed it; an HTTP/2 upstream is translated at its edge (`h2.rs`).
 
 use std::io;
 
@@ -15,6 +16,9 @@ use crate::http::body::BodyError;
 use crate::http::codec::{BodyFraming, ResponseEdits, ResponseHead};
 
 pub(in crate::http) trait Client {
+    /// Whether the client speaks HTTP/2, for a cluster under `useClientProtocol`.
+    const HTTP2: bool;
+
     /// Reads the rest of a small request body (at most [`crate::http::body::INLINE_BODY`])
     /// that the client sends unasked, so that a retry or a mirror can send it again.
     async fn hold_body(&mut self) -> io::Result<()>;

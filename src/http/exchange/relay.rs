@@ -3,8 +3,11 @@
 
 use std::time::Instant;
 
+use monoio::io::AsyncReadRent;
+
 use super::attempt::{Failure, Try};
 use super::{Client, Exchange};
+use crate::buf::ReadBuf;
 use crate::http::body::BodyError;
 use crate::http::codec::{self, BodyFraming, HeaderSlots, Limits, ResponseEdits};
 use crate::http::error::ProxyError;
@@ -22,6 +25,13 @@ enum ResponseStart {
     Interim { head_len: usize, forward: bool },
     /// `out` holds the client's head. `observed`: the status outlier detection is told.
     Final { status: u16, observed: u16, head_len: usize, framing: BodyFraming, keep_alive: bool },
+}
+
+/// Where a response is read from: the bytes read already, and the stream with the rest (an
+/// HTTP/1.1 connection's, or an HTTP/2 stream read as HTTP/1.1).
+pub(super) struct Source<'u, R> {
+    pub(super) buf: &'u mut ReadBuf,
+    pub(super) src: &'u mut R,
 }
 
 /// How a response relay ended.
@@ -49,6 +59,16 @@ fn retried(policy: &RetryPolicy, head: &codec::ResponseHead<'_>, grpc: bool) -> 
     }
     let code = head.header("grpc-status").and_then(grpc::status)?;
     retry::grpc_status_retried(policy, code).then_some(ProxyError::RetriableGrpcStatus(code))
+}
+
+/// How a request body that could not be streamed up fails its try: the client's side, its
+/// framing, or the upstream's.
+pub(super) fn request_body_failure(e: BodyError) -> Failure {
+    Failure::before(match e {
+        BodyError::Source(e) => ProxyError::DownstreamIo(e),
+        BodyError::Framing(e) => ProxyError::BadRequest(e),
+        BodyError::Sink(e) => ProxyError::UpstreamIo(e),
+    })
 }
 
 impl<C: Client> Exchange<'_, C> {
@@ -114,11 +134,7 @@ impl<C: Client> Exchange<'_, C> {
             },
             None => copy.await,
         };
-        res.map(|()| true).map_err(|e| match e {
-            BodyError::Source(e) => Failure::before(ProxyError::DownstreamIo(e)),
-            BodyError::Framing(e) => Failure::before(ProxyError::BadRequest(e)),
-            BodyError::Sink(e) => Failure::before(ProxyError::UpstreamIo(e)),
-        })
+        res.map(|()| true).map_err(request_body_failure)
     }
 
     /// Sends `out` to the client, counting it.
@@ -127,28 +143,29 @@ impl<C: Client> Exchange<'_, C> {
         self.client.send(self.out).await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))
     }
 
-    /// Reads the response head, relays head and body. Returns whether the upstream connection
-    /// may go back to the pool; `request_whole`: the request body went up whole.
+    /// Reads the response head `from` its source, relays head and body. Returns whether the upstream connection may go back to the pool; `request_whole`:
+    /// the request body went up whole.
     /// With `at.retry_statuses`, a final response whose status (or head's `grpc-status`) that
     /// policy retries is not relayed: it fails the try with [`ProxyError::RetriableStatus`]
     /// or [`ProxyError::RetriableGrpcStatus`] (`out` still holds the request then). A relayed
     /// final status reaches outlier detection before the client sees it, as Envoy's router
     /// reports it on the upstream's headers: a client holding the head that ejects an endpoint
     /// finds it ejected.
-    pub(super) async fn relay_response(
+    pub(super) async fn relay_response<R: AsyncReadRent>(
         &mut self,
-        conn: &mut UpstreamConn,
+        from: Source<'_, R>,
         meta: ReqMeta,
         sent_at: Instant,
         at: &Try<'_>,
         response: &Merged<'_>,
         request_whole: bool,
     ) -> Result<Relayed, Failure> {
+        let Source { buf, src } = from;
         loop {
             // As for requests: the parsed head and its slots end before any await.
             let start = {
                 let mut slots = HeaderSlots::new();
-                let data = conn.buf.data();
+                let data = buf.data();
                 match codec::parse_response(data, &mut slots, meta.is_head, &Limits::default()) {
                     Ok(Some(head)) => {
                         if let Some(err) = at.retry_statuses.and_then(|p| retried(p, &head, meta.grpc)) {
@@ -163,8 +180,8 @@ impl<C: Client> Exchange<'_, C> {
             };
             let (status, head_len, framing, upstream_keep_alive) = match start {
                 None => {
-                    let had = !conn.buf.is_empty();
-                    match conn.buf.fill(&mut conn.stream, UPSTREAM_BUF).await {
+                    let had = !buf.is_empty();
+                    match buf.fill(src, UPSTREAM_BUF).await {
                         Ok(0) if had => {
                             return Err(Failure::before(ProxyError::UpstreamIo(
                                 std::io::ErrorKind::UnexpectedEof.into(),
@@ -177,7 +194,7 @@ impl<C: Client> Exchange<'_, C> {
                     }
                 }
                 Some(ResponseStart::Interim { head_len, forward }) => {
-                    conn.buf.consume(head_len);
+                    buf.consume(head_len);
                     if forward {
                         self.account.response_started = true;
                         self.send_out().await?;
@@ -190,7 +207,7 @@ impl<C: Client> Exchange<'_, C> {
                     (status, head_len, framing, keep_alive)
                 }
             };
-            conn.buf.consume(head_len);
+            buf.consume(head_len);
             self.account.response_started = true;
             if status == 101 {
                 self.send_out().await?;
@@ -198,11 +215,11 @@ impl<C: Client> Exchange<'_, C> {
             }
             // A small body already read goes out in the same write as the head: one segment
             // and one wake-up of the client instead of two.
-            let body_inline = self.client.inline_response(self.out, &mut conn.buf, framing);
+            let body_inline = self.client.inline_response(self.out, buf, framing);
             self.send_out().await?;
-            conn.buf.take_written();
+            buf.take_written();
             if body_inline.is_none() {
-                self.client.relay_body(&mut conn.stream, &mut conn.buf, framing).await.map_err(|e| {
+                self.client.relay_body(src, buf, framing).await.map_err(|e| {
                     Failure::started(match e {
                         BodyError::Sink(e) => ProxyError::DownstreamIo(e),
                         BodyError::Source(e) => ProxyError::UpstreamIo(e),
@@ -210,13 +227,13 @@ impl<C: Client> Exchange<'_, C> {
                     })
                 })?;
             }
-            let streamed = conn.buf.take_written();
+            let streamed = buf.take_written();
             self.account.tally.sent += streamed;
             if let Some(r) = &mut self.account.log {
                 r.bytes_sent = body_inline.unwrap_or(0) + streamed;
             }
             // Bytes beyond the framed response mean the upstream is confused: never reuse it.
-            let reusable = upstream_keep_alive && conn.buf.is_empty() && !matches!(framing, BodyFraming::UntilClose);
+            let reusable = upstream_keep_alive && buf.is_empty() && !matches!(framing, BodyFraming::UntilClose);
             return Ok(Relayed::Done { reusable });
         }
     }

@@ -4,7 +4,6 @@
 //! (de-framed) and, from a chunked body, trailers; after a WebSocket's upgrade, the stream
 //! carries its bytes both ways.
 
-use std::future::poll_fn;
 use std::io::{self, Write as _};
 use std::pin::pin;
 
@@ -22,6 +21,7 @@ use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::exchange::Client;
 use crate::http::grpc::{self, MessageCounter};
+use crate::http::h2_io::send_data;
 use crate::upstream::UpstreamConn;
 
 /// The most trailer lines read from a chunked upstream body (the codec bounds their bytes).
@@ -147,12 +147,14 @@ impl<'a> H2Client<'a> {
         out.extend_from_slice(b"\r\n");
     }
 
+    /// Sends `data` on the response stream within its flow-control window ([`send_data`]),
+    /// counting a gRPC response's messages.
     async fn send_data(&mut self, data: Bytes, end: bool) -> io::Result<()> {
         if let Some(([_, response], _)) = &mut self.grpc {
             response.feed(&data);
         }
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
-        send_within_window(stream, data, end).await
+        send_data(stream, data, end).await
     }
 
     /// After the upstream took a WebSocket's upgrade (its 101 went out as 200): the stream's
@@ -229,25 +231,6 @@ impl<'a> H2Client<'a> {
     }
 }
 
-/// Sends `data` within the stream's flow-control window, waiting for capacity, so that nothing
-/// queues in h2 beyond what the client lets us send.
-async fn send_within_window(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> io::Result<()> {
-    if data.is_empty() {
-        return if end { stream.send_data(data, true).map_err(io::Error::other) } else { Ok(()) };
-    }
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let room = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-            Some(Ok(room)) => room,
-            Some(Err(e)) => return Err(io::Error::other(e)),
-            None => return Err(io::ErrorKind::BrokenPipe.into()),
-        };
-        let piece = data.split_to(room.min(data.len()));
-        stream.send_data(piece, end && data.is_empty()).map_err(io::Error::other)?;
-    }
-    Ok(())
-}
-
 /// Relays what `src` sends until it closes (what was read already sits in `buf`), then ends
 /// the stream.
 async fn relay_until_close<R: AsyncReadRent>(
@@ -259,10 +242,10 @@ async fn relay_until_close<R: AsyncReadRent>(
         if !buf.is_empty() {
             let data = Bytes::copy_from_slice(buf.data());
             buf.consume_written(data.len());
-            send_within_window(stream, data, false).await.map_err(sink)?;
+            send_data(stream, data, false).await.map_err(sink)?;
         }
         if buf.fill(src, STREAM_CHUNK).await.map_err(source)? == 0 {
-            return send_within_window(stream, Bytes::new(), true).await.map_err(sink);
+            return send_data(stream, Bytes::new(), true).await.map_err(sink);
         }
     }
 }
@@ -276,6 +259,8 @@ fn sink(e: io::Error) -> BodyError {
 }
 
 impl Client for H2Client<'_> {
+    const HTTP2: bool = true;
+
     /// Only a body that is small by its length or, unsized, turns out to be.
     async fn hold_body(&mut self) -> io::Result<()> {
         if matches!(self.framing, BodyFraming::ContentLength(n) if n > INLINE_BODY as u64) {

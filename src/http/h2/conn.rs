@@ -13,13 +13,13 @@ use h2::{Reason, RecvStream};
 
 use super::client::H2Client;
 use super::head::{self, response_of, H2Head};
-use super::io::PollIo;
 use crate::duplex::Duplex;
 use crate::http::account::Account;
 use crate::http::body::STREAM_CHUNK;
 use crate::http::codec::{self, HeaderSlots, ParseError};
 use crate::http::error::ProxyError;
 use crate::http::exchange::{Exchange, Forwarded};
+use crate::http::h2_io::PollIo;
 use crate::http::local;
 use crate::http::peer::Peer;
 use crate::http::plan::{plan, Disposition, Inputs, FAULT_ABORT};

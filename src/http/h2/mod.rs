@@ -1,14 +1,14 @@
 //! HTTP/2 from clients (RFC 9113): h2c with prior knowledge on HTTP ports (the HTTP/1.1
 //! session hands over a connection that opens with the client preface) and `h2` by ALPN on
-//! HTTPS ports. hyperium's h2 speaks the protocol over our streams (`io.rs`); each stream is
+//! HTTPS ports. hyperium's h2 speaks the protocol over our streams (`h2_io.rs`); each stream is
 //! one request through the same plan, exchange and accounting as HTTP/1.1 (`conn.rs`), the
 //! request read through the HTTP/1.1 codec (`head.rs`), the client's half of the exchange an
-//! h2 stream (`client.rs`). Upstreams are HTTP/1.1.
+//! h2 stream (`client.rs`). HTTP/2 upstreams are the exchange's (`exchange/h2.rs`), over the
+//! same poll adapter.
 
 mod client;
 mod conn;
 mod head;
-mod io;
 
 pub(super) use conn::serve;
 

@@ -80,6 +80,8 @@ fn watched(mut watch: Option<&mut Watch>) -> impl FnMut(&[u8]) + '_ {
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
+    const HTTP2: bool = false;
+
     /// Not when the client waits for `100 Continue`: it sends nothing before the upstream asks.
     async fn hold_body(&mut self) -> io::Result<()> {
         let framing = self.request.framing;

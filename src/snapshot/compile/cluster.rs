@@ -10,7 +10,7 @@ use crate::config::index::exported_to;
 use crate::config::registry::Registry;
 use crate::config::service_entry::{Location, Resolution, ServicePort};
 use crate::config::{ConfigSet, Diagnostic, Severity};
-use crate::snapshot::{pattern_covers, Cluster, ClusterId, Endpoint, HashTable};
+use crate::snapshot::{pattern_covers, Cluster, ClusterId, Endpoint, HashTable, UpstreamProtocol};
 
 use super::dns::Resolve;
 use super::policy::Selected;
@@ -134,6 +134,7 @@ impl<'a> Clusters<'a> {
             None => all.to_vec(),
         };
         let protocol = service_port.protocol.as_deref().map_or_else(|| "AUTO".to_string(), str::to_ascii_uppercase);
+        policy.upstream_protocol = UpstreamProtocol::choose(&protocol, &policy);
         let id = self.clusters.len() as ClusterId;
         let name: Arc<str> = name.into();
         self.clusters.push(Cluster {

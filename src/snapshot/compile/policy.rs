@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::destination_rule::{
-    ClientTlsSettings, ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection as ConfigOutlier,
-    PortTrafficPolicy, SimpleLb, Subset, TrafficPolicy as ConfigPolicy,
+    ClientTlsSettings, ConnectionPoolSettings, H2UpgradePolicy, LoadBalancerSettings,
+    OutlierDetection as ConfigOutlier, PortTrafficPolicy, SimpleLb, Subset, TrafficPolicy as ConfigPolicy,
 };
 use crate::snapshot::{HashAlgorithm, HashKey, LoadBalancer, OutlierDetection, TcpKeepalive, TrafficPolicy};
 
@@ -150,6 +150,13 @@ fn connection_pool(out: &mut TrafficPolicy, pool: &ConnectionPoolSettings) {
         out.max_requests_per_connection = limit(http.max_requests_per_connection).unwrap_or(0);
         out.max_retries = limit(http.max_retries).unwrap_or(out.max_retries);
         http_idle = http.idle_timeout.map(|d| d.get());
+        out.h2_upgrade = match http.h2_upgrade_policy {
+            Some(H2UpgradePolicy::Upgrade) => Some(true),
+            Some(H2UpgradePolicy::DoNotUpgrade) => Some(false),
+            Some(H2UpgradePolicy::Default) | None => None,
+        };
+        out.use_client_protocol = http.use_client_protocol;
+        out.max_concurrent_streams = limit(http.max_concurrent_streams).unwrap_or(out.max_concurrent_streams);
     }
     // istiod lets the TCP idle timeout stand in for an unset HTTP one.
     if let Some(t) = http_idle.or(tcp_idle) {

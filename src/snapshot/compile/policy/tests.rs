@@ -98,3 +98,29 @@ fn a_tls_failure_names_the_level_it_came_from() {
         Some("spec.subsets[0].trafficPolicy.portLevelSettings[0].tls")
     );
 }
+
+/// istiod's choice of HTTP/2 for a gateway's cluster: `useClientProtocol` first, then an
+/// HTTP2/GRPC/GRPC-WEB port or `h2UpgradePolicy: UPGRADE`; DO_NOT_UPGRADE downgrades no port.
+#[test]
+fn upstream_protocol_as_istiod_chooses_it() {
+    use crate::snapshot::UpstreamProtocol::{self, Client, Http1, Http2};
+    let pool =
+        |http: &str| merged(&format!("host: a\ntrafficPolicy: {{connectionPool: {{http: {http}}}}}"), None, 80).0;
+    let cases = [
+        ("HTTP", "{}", Http1),
+        ("HTTP2", "{}", Http2),
+        ("GRPC", "{}", Http2),
+        ("GRPC-WEB", "{}", Http2),
+        ("HTTP", "{h2UpgradePolicy: UPGRADE}", Http2),
+        ("HTTP", "{h2UpgradePolicy: DO_NOT_UPGRADE}", Http1),
+        ("HTTP2", "{h2UpgradePolicy: DO_NOT_UPGRADE}", Http2),
+        ("HTTP2", "{useClientProtocol: true}", Client),
+        ("HTTP", "{useClientProtocol: true, h2UpgradePolicy: UPGRADE}", Client),
+    ];
+    for (port, http, want) in cases {
+        assert_eq!(UpstreamProtocol::choose(port, &pool(http)), want, "{port} {http}");
+    }
+    let limits = pool("{maxConcurrentStreams: 7}");
+    assert_eq!(limits.max_concurrent_streams, 7);
+    assert_eq!(pool("{}").max_concurrent_streams, u32::MAX);
+}

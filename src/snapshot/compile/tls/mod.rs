@@ -92,6 +92,8 @@ pub(super) fn upstream_tls(
     let subject_alt_names = strings(&tls.subject_alt_names);
     let insecure_skip_verify = tls.insecure_skip_verify.unwrap_or(false);
     let config = build::client_config(mode, &material, &subject_alt_names, insecure_skip_verify)?;
+    let mut h2_config = config.clone();
+    h2_config.alpn_protocols = vec![b"h2".to_vec()];
     let mut upstream = UpstreamTls {
         mode,
         client_certificate: material.cert,
@@ -102,6 +104,7 @@ pub(super) fn upstream_tls(
         sni: tls.sni.as_deref().map(Arc::from),
         insecure_skip_verify,
         config: TlsConfig(Arc::new(config)),
+        h2_config: TlsConfig(Arc::new(h2_config)),
         pool_id: 0,
     };
     upstream.pool_id = pool_id(&upstream, host);

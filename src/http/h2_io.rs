@@ -1,0 +1,348 @@
+//! What the HTTP/2 edges (clients in `h2/`, upstreams in `exchange/h2.rs` and `mirror.rs`)
+//! share: tokio's poll-based `AsyncRead`/`AsyncWrite`, which h2 speaks, over one of our
+//! rent-based streams (a socket, or the TLS stream over it), on either monoio driver; DATA sent
+//! within the peer's window ([`send_data`]); and an upstream request head written as HTTP/1.1
+//! turned into an HTTP/2 request ([`request_of`], [`DataWriter`]).
+//!
+//! Why not monoio's `poll-io` (`TcpStream::into_poll_io`): it covers a bare socket only, and a
+//! TLS connection here is our own rustls stream (`tls_stream.rs`), so TLS would need a second
+//! adapter anyway; nor does it let the h2c sniff hand over the bytes the HTTP/1.1 session read
+//! first. Why not `monoio-compat`'s `StreamWrapper`: it lends one stream to a read and a write
+//! in flight at once through a raw pointer, which our TLS stream (one rustls session) cannot
+//! soundly take. Here the stream is taken apart into its [`Duplex`] halves, each owned by its
+//! one operation in flight, so a read and a write may wait at once without aliasing anything.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use h2::SendStream;
+use http::header::{HeaderName, HeaderValue};
+use monoio::buf::{IoBuf, IoVecBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::BufResult;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::duplex::Duplex;
+use crate::http::body::STREAM_CHUNK;
+use crate::http::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, ParseError};
+
+/// Room for one read: a TLS record's worth, h2's largest default frame and its header.
+const READ_ROOM: usize = 16 * 1024 + 9;
+
+/// An operation in flight, owning its half and its buffer (boxed: h2 polls, it cannot hold
+/// our futures; one allocation per socket operation, on the HTTP/2 path only).
+type Op<H, T> = Pin<Box<dyn Future<Output = (H, T)>>>;
+
+enum Side<H, T> {
+    Idle(H),
+    Busy(Op<H, T>),
+    /// Only between taking the half out and putting it back, or after a shutdown.
+    Gone,
+}
+
+/// One stream as h2's transport.
+pub(super) struct PollIo<S: Duplex> {
+    read: Side<S::Read, (io::Result<usize>, Vec<u8>)>,
+    /// What the last read brought and h2 has not taken yet: `rbuf[pos..]`.
+    rbuf: Vec<u8>,
+    pos: usize,
+    write: Side<S::Write, (io::Result<()>, Vec<u8>)>,
+    /// The write buffer, back between writes for its allocation.
+    wbuf: Vec<u8>,
+    shut: bool,
+}
+
+// The halves are moved into boxed operations, never pinned in place.
+impl<S: Duplex> Unpin for PollIo<S> {}
+
+impl<S: Duplex> PollIo<S>
+where
+    S::Read: 'static,
+    S::Write: 'static,
+{
+    /// `first`: bytes already read from `stream` (the h2c sniff's), handed to h2 first.
+    pub(super) fn new(stream: S, first: Vec<u8>) -> Self {
+        let (r, w) = stream.into_halves();
+        PollIo { read: Side::Idle(r), rbuf: first, pos: 0, write: Side::Idle(w), wbuf: Vec::new(), shut: false }
+    }
+
+    /// Waits for the write in flight, if any, to end; its error, if it failed.
+    fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Side::Busy(op) = &mut self.write else {
+            return Poll::Ready(Ok(()));
+        };
+        let (half, (res, buf)) = ready!(op.as_mut().poll(cx));
+        self.write = Side::Idle(half);
+        self.wbuf = buf;
+        Poll::Ready(res)
+    }
+}
+
+impl<S: Duplex> AsyncRead for PollIo<S>
+where
+    S::Read: 'static,
+    S::Write: 'static,
+{
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.pos < this.rbuf.len() {
+                let n = out.remaining().min(this.rbuf.len() - this.pos);
+                out.put_slice(&this.rbuf[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            match std::mem::replace(&mut this.read, Side::Gone) {
+                Side::Idle(mut half) => {
+                    let mut buf = std::mem::take(&mut this.rbuf);
+                    buf.clear();
+                    buf.reserve(READ_ROOM);
+                    this.pos = 0;
+                    this.read = Side::Busy(Box::pin(async move {
+                        let (res, buf) = half.read(buf).await;
+                        (half, (res, buf))
+                    }));
+                }
+                Side::Busy(mut op) => match op.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.read = Side::Busy(op);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((half, (res, buf))) => {
+                        this.read = Side::Idle(half);
+                        this.rbuf = buf;
+                        this.pos = 0;
+                        match res {
+                            // End of stream: nothing put in `out`.
+                            Ok(0) => return Poll::Ready(Ok(())),
+                            Ok(_) => {}
+                            Err(e) => return Poll::Ready(Err(e)),
+                        }
+                    }
+                },
+                Side::Gone => return Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+            }
+        }
+    }
+}
+
+impl<S: Duplex> AsyncWrite for PollIo<S>
+where
+    S::Read: 'static,
+    S::Write: 'static,
+{
+    /// Takes `data` at once into the write buffer and starts writing it; the next write (or a
+    /// flush) waits for that one to end, so at most one buffer is ever in flight.
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_written(cx))?;
+        let Side::Idle(mut half) = std::mem::replace(&mut this.write, Side::Gone) else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let mut buf = std::mem::take(&mut this.wbuf);
+        buf.clear();
+        buf.extend_from_slice(data);
+        this.write = Side::Busy(Box::pin(async move {
+            let (res, buf) = half.write_all(buf).await;
+            (half, (res.map(drop), buf))
+        }));
+        // Submitted now, and the task woken when it ends.
+        match this.poll_written(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(data.len())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_written(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            ready!(this.poll_written(cx))?;
+            if this.shut {
+                return Poll::Ready(Ok(()));
+            }
+            let Side::Idle(mut half) = std::mem::replace(&mut this.write, Side::Gone) else {
+                return Poll::Ready(Ok(()));
+            };
+            this.shut = true;
+            this.write = Side::Busy(Box::pin(async move {
+                let res = half.shutdown().await;
+                (half, (res, Vec::new()))
+            }));
+        }
+    }
+}
+
+/// Sends `data` on `stream` within its flow-control window, waiting for capacity, so that
+/// nothing queues in h2 beyond what the peer lets us send: a response to a client, or a
+/// request body to an upstream.
+pub(super) async fn send_data(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> io::Result<()> {
+    if data.is_empty() {
+        return if end { stream.send_data(data, true).map_err(io::Error::other) } else { Ok(()) };
+    }
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let room = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(room)) => room,
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            None => return Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        let piece = data.split_to(room.min(data.len()));
+        stream.send_data(piece, end && data.is_empty()).map_err(io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// Flow-control windows we give an upstream: what it may send ahead of the relay's reads, per
+/// stream and per connection, as the client side bounds them (README's "HTTP/2").
+const STREAM_WINDOW: u32 = 64 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// How the gateway opens HTTP/2 connections to upstreams.
+pub(super) fn client_builder() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        // Request data queued per stream: the body writer waits for window before it reads on.
+        .max_send_buffer_size(STREAM_CHUNK)
+        // istiod's clusters take no server push (Envoy does not support it upstream).
+        .enable_push(false);
+    builder
+}
+
+/// Fields that are connection-specific (RFC 9113 §8.2.2) or stand for a pseudo-header: never
+/// sent as HTTP/2 fields.
+const DROPPED: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
+
+/// The HTTP/2 request for the HTTP/1.1 head at the start of `out`: its length and how the body
+/// after it is framed. `tls`: the upstream is reached over TLS (`:scheme` https, as Envoy sets
+/// it from the upstream transport).
+pub(super) fn request_of(
+    out: &[u8],
+    tls: bool,
+    limits: &codec::Limits,
+) -> Result<(http::Request<()>, usize, BodyFraming), ParseError> {
+    let mut slots = HeaderSlots::new();
+    let head = codec::parse_request(out, &mut slots, limits)?.ok_or(ParseError::HeadTooLarge)?;
+    let authority = head.header("host").ok_or(ParseError::MissingHost)?;
+    let uri = http::Uri::builder()
+        .scheme(if tls { "https" } else { "http" })
+        .authority(authority)
+        .path_and_query(head.target)
+        .build()
+        .map_err(|_| ParseError::InvalidTarget)?;
+    let method = http::Method::from_bytes(head.method.as_bytes()).map_err(|_| ParseError::InvalidMethod)?;
+    let mut request =
+        http::Request::builder().method(method).uri(uri).body(()).map_err(|_| ParseError::InvalidTarget)?;
+    let fields = request.headers_mut();
+    for h in head.headers() {
+        if DROPPED.iter().any(|d| d.eq_ignore_ascii_case(h.name)) {
+            continue;
+        }
+        // `te` only as `trailers` (RFC 9113 §8.2.2), which gRPC sends.
+        if h.name.eq_ignore_ascii_case("te") && !h.value.eq_ignore_ascii_case(b"trailers") {
+            continue;
+        }
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ParseError::InvalidHeaderName)?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| ParseError::InvalidHeaderValue)?;
+        fields.append(name, value);
+    }
+    Ok((request, head.head_len, head.framing))
+}
+
+/// The request body's way up: HTTP/1.1-framed bytes (as the client's codec writes them) in,
+/// DATA frames out, each sent within the stream's window before the next bytes are taken, so
+/// nothing is released that has not gone.
+pub(super) struct DataWriter {
+    pub(super) stream: SendStream<Bytes>,
+    /// De-frames a chunked body; `None`: the bytes are the body (a length framed it).
+    pub(super) decoder: Option<ChunkedDecoder>,
+}
+
+impl DataWriter {
+    /// Sends what `data` carries of the body.
+    pub(super) async fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let Some(decoder) = &mut self.decoder else {
+            return send_data(&mut self.stream, Bytes::copy_from_slice(data), false).await;
+        };
+        let mut spans = Vec::new();
+        while !data.is_empty() && !decoder.is_done() {
+            let progress = decoder.feed(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let Some(span) = progress.data {
+                spans.push(Bytes::copy_from_slice(&data[span]));
+            }
+            data = &data[progress.consumed..];
+        }
+        for span in spans {
+            send_data(&mut self.stream, span, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream. A chunked body's trailers are not sent on (gRPC clients send none).
+    pub(super) async fn finish(&mut self) -> io::Result<()> {
+        send_data(&mut self.stream, Bytes::new(), true).await
+    }
+}
+
+impl AsyncWriteRent for DataWriter {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: monoio's contract: `read_ptr` points at `bytes_init` initialised bytes, which
+        // live as long as `buf` (and stay put when it moves).
+        let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let res = self.push(bytes).await.map(|()| bytes.len());
+        (res, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: monoio's contract: `read_iovec_ptr` points at `read_iovec_len` iovecs, each
+        // over initialised bytes that live as long as `buf`.
+        let iovecs = unsafe { std::slice::from_raw_parts(buf.read_iovec_ptr(), buf.read_iovec_len()) };
+        let mut total = 0;
+        for v in iovecs {
+            // SAFETY: as above.
+            let bytes = unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) };
+            if let Err(e) = self.push(bytes).await {
+                return (Err(e), buf);
+            }
+            total += bytes.len();
+        }
+        (Ok(total), buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.finish().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_head_becomes_an_h2_request_without_its_connection_fields() {
+        let out = b"POST /p?q=1 HTTP/1.1\r\nhost: app.local\r\nconnection: keep-alive\r\nte: trailers\r\n\
+                    transfer-encoding: chunked\r\nx-a: b\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        let (request, head_len, framing) = request_of(out, false, &codec::Limits::default()).unwrap();
+        assert_eq!(request.uri(), "http://app.local/p?q=1");
+        assert_eq!(request.method(), "POST");
+        let names: Vec<_> = request.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["te", "x-a"]);
+        assert_eq!(framing, BodyFraming::Chunked);
+        assert_eq!(&out[head_len..head_len + 3], b"3\r\n");
+        let (request, _, framing) =
+            request_of(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n", true, &codec::Limits::default()).unwrap();
+        assert_eq!((request.uri().to_string().as_str(), framing), ("https://h/", BodyFraming::None));
+    }
+}

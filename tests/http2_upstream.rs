@@ -1,0 +1,443 @@
+//! HTTP/2 to upstreams, end to end on both drivers: an h2c backend (hyperium's h2 server, in
+//! this test) reached through the real binary from HTTP/1.1 clients and from h2 clients, when
+//! the ServiceEntry port's protocol is HTTP2 or GRPC, or a DestinationRule upgrades an HTTP
+//! port; streams multiplexed on few connections; `http2MaxRequests`; gRPC unary calls with
+//! their trailers, and a retry on a trailers-only `grpc-status: 14`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use strait_test_support::{self as support, both_drivers, gateway};
+
+use support::client;
+use support::config::{docs, head, http_gateway, service_entry, virtual_service};
+use support::tls::{Ca, Leaf};
+use support::{Driver, Gateway};
+
+/// An h2c backend (prior knowledge only: an HTTP/1.1 request gets no answer) counting the
+/// connections and the streams it is given. It answers by path:
+/// - `/delay/MS`: after MS milliseconds, as `/` does;
+/// - `/goaway`: as `/`, and GOAWAY on its connection;
+/// - `/grpc/ok`: a gRPC answer, one message, `grpc-status: 0` in trailers;
+/// - `/grpc/flaky`: a trailers-only `grpc-status: 14` the first time, then as `/grpc/ok`;
+/// - anything else: 200, no length, the body `h2 METHOD PATH te=… x-route=… body=N`.
+struct H2Backend {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    streams: Arc<AtomicUsize>,
+    /// Over TLS, the protocol each connection's ALPN chose.
+    alpn: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
+}
+
+impl H2Backend {
+    fn start() -> H2Backend {
+        Self::serve(None)
+    }
+
+    /// Over TLS with `leaf`, offering ALPN `h2` only.
+    fn start_tls(leaf: &Leaf) -> H2Backend {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(leaf.chain(), leaf.key())
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self::serve(Some(Arc::new(config)))
+    }
+
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> H2Backend {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let streams = Arc::new(AtomicUsize::new(0));
+        let alpn = Arc::new(Mutex::new(Vec::new()));
+        let (conns, count, chosen) = (connections.clone(), streams.clone(), alpn.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let flaky = Arc::new(AtomicUsize::new(0));
+                while let Ok((tcp, _)) = listener.accept().await {
+                    conns.fetch_add(1, Relaxed);
+                    let (count, flaky) = (count.clone(), flaky.clone());
+                    let Some(config) = tls.clone() else {
+                        tokio::spawn(serve_h2(tcp, count, flaky));
+                        continue;
+                    };
+                    let chosen = chosen.clone();
+                    tokio::spawn(async move {
+                        let Ok(tls) = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await else { return };
+                        chosen.lock().unwrap().push(tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec));
+                        serve_h2(tls, count, flaky).await;
+                    });
+                }
+            });
+        });
+        H2Backend { port, connections, streams, alpn }
+    }
+}
+
+/// Serves one h2 connection, counting its streams.
+async fn serve_h2<T>(io: T, count: Arc<AtomicUsize>, flaky: Arc<AtomicUsize>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(mut conn) = h2::server::handshake(io).await else { return };
+    while let Some(Ok((request, respond))) = conn.accept().await {
+        count.fetch_add(1, Relaxed);
+        if request.uri().path() == "/goaway" {
+            conn.graceful_shutdown();
+        }
+        tokio::spawn(answer(request, respond, flaky.clone()));
+    }
+}
+
+async fn answer(
+    request: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    flaky: Arc<AtomicUsize>,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut received = 0;
+    while let Some(Ok(data)) = body.data().await {
+        received += data.len();
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    let path = parts.uri.path().to_string();
+    if let Some(ms) = path.strip_prefix("/delay/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+    }
+    let grpc = |status: &str| {
+        Response::builder().status(200).header("content-type", "application/grpc").header("grpc-status", status)
+    };
+    if path == "/grpc/flaky" && flaky.fetch_add(1, Relaxed) == 0 {
+        let _ = respond.send_response(grpc("14").header("grpc-message", "down").body(()).unwrap(), true);
+        return;
+    }
+    if path.starts_with("/grpc/") {
+        let head = Response::builder().status(200).header("content-type", "application/grpc").body(()).unwrap();
+        let mut stream = respond.send_response(head, false).unwrap();
+        let _ = stream.send_data(Bytes::from_static(b"\0\0\0\0\x02hi"), false);
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        trailers.insert("grpc-message", "fine".parse().unwrap());
+        let _ = stream.send_trailers(trailers);
+        return;
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    let text = format!(
+        "h2 {} {} authority={} te={} x-route={} body={received}",
+        parts.method,
+        parts.uri.path_and_query().map_or("", |p| p.as_str()),
+        parts.uri.authority().map_or("-", |a| a.as_str()),
+        header("te"),
+        header("x-route"),
+    );
+    let mut stream = respond.send_response(Response::builder().status(200).body(()).unwrap(), false).unwrap();
+    let _ = stream.send_data(Bytes::from(text), true);
+}
+
+/// Routes for `app.test`: `/slow` held past its per-try timeout and tried twice, gRPC calls retried on `unavailable`, everything else to `app.local`
+/// with a request header set.
+const HTTP: &str = "  - name: slow
+    match:
+    - uri:
+        exact: /slow
+    rewrite:
+      uri: /delay/1500
+    retries:
+      attempts: 1
+      perTryTimeout: 300ms
+      retryOn: 5xx
+    route:
+    - destination:
+        host: app.local
+  - name: grpc
+    match:
+    - uri:
+        prefix: /grpc/
+    retries:
+      attempts: 2
+      retryOn: unavailable
+    route:
+    - destination:
+        host: app.local
+  - name: app
+    headers:
+      request:
+        set:
+          x-route: on
+    route:
+    - destination:
+        host: app.local
+";
+
+/// A gateway for `app.test` whose `app.local` (port protocol `protocol`) is `backend`, under
+/// a DestinationRule with `policy` (YAML under `trafficPolicy:`, indented 4) if any.
+fn start(driver: Driver, backend: &H2Backend, protocol: &str, policy: Option<&str>) -> (Gateway, SocketAddr) {
+    let port = support::free_port();
+    let entry = service_entry("app", "app.local", 80, &[backend.port])
+        .replace("protocol: HTTP", &format!("protocol: {protocol}"));
+    let mut parts =
+        vec![http_gateway("gw", port, &["app.test"]), virtual_service("app", "gw", &["app.test"], HTTP), entry];
+    if let Some(policy) = policy {
+        parts.push(format!("{}  host: app.local\n  trafficPolicy:\n{policy}", head("DestinationRule", "app")));
+    }
+    let gw = gateway!(driver).file("gw.yaml", &docs(&parts)).start();
+    (gw, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Runs `f` with an h2c client connection to `addr`, on a runtime of its own.
+fn with_h2<T>(addr: SocketAddr, f: impl AsyncFnOnce(h2::client::SendRequest<Bytes>) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        f(client).await
+    })
+}
+
+/// What an h2 client got: status, head fields, body, trailers.
+struct Got {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    trailers: Option<HeaderMap>,
+}
+
+async fn ask(client: &mut h2::client::SendRequest<Bytes>, request: Request<()>, body: &[u8]) -> Got {
+    *client = client.clone().ready().await.unwrap();
+    let (response, mut stream) = client.send_request(request, body.is_empty()).unwrap();
+    if !body.is_empty() {
+        stream.send_data(Bytes::copy_from_slice(body), true).unwrap();
+    }
+    let (parts, mut recv) = response.await.unwrap().into_parts();
+    let mut got = Vec::new();
+    while let Some(data) = recv.data().await {
+        let data = data.unwrap();
+        let _ = recv.flow_control().release_capacity(data.len());
+        got.extend_from_slice(&data);
+    }
+    let trailers = recv.trailers().await.unwrap();
+    Got { status: parts.status.as_u16(), headers: parts.headers, body: got, trailers }
+}
+
+fn grpc_call(path: &str) -> Request<()> {
+    Request::post(format!("http://app.test{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+both_drivers! {
+    fn http1_and_h2_clients_reach_an_http2_service_entry(driver) {
+        let backend = H2Backend::start();
+        let (_gw, addr) = start(driver, &backend, "HTTP2", None);
+        let r = client::get(addr, "app.test", "/a?b=1");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body_text(), "h2 GET /a?b=1 authority=app.test te=- x-route=on body=0");
+        // Bodies in either HTTP/1.1 framing go up as DATA.
+        let r = client::request(addr, "POST /up HTTP/1.1\r\nHost: app.test\r\ncontent-length: 5\r\nConnection: close\r\n\r\nhello");
+        assert_eq!(r.body_text(), "h2 POST /up authority=app.test te=- x-route=on body=5", "{r:?}");
+        let r = client::request(
+            addr,
+            "POST /up HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\nConnection: close\r\n\r\n\
+             3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+        );
+        assert_eq!(r.body_text(), "h2 POST /up authority=app.test te=- x-route=on body=7", "{r:?}");
+        let got = with_h2(addr, async |mut c| {
+            let big = vec![b'x'; 200_000];
+            let post = Request::post("http://app.test/big").body(()).unwrap();
+            (ask(&mut c, Request::get("http://app.test/h2").body(()).unwrap(), b"").await, ask(&mut c, post, &big).await)
+        });
+        assert_eq!(got.0.status, 200);
+        assert_eq!(String::from_utf8_lossy(&got.0.body), "h2 GET /h2 authority=app.test te=- x-route=on body=0");
+        assert_eq!(String::from_utf8_lossy(&got.1.body), "h2 POST /big authority=app.test te=- x-route=on body=200000");
+    }
+
+    fn h2_upgrade_policy_upgrades_an_http_port_and_do_not_upgrade_leaves_it(driver) {
+        let backend = H2Backend::start();
+        let upgrade = "    connectionPool:\n      http:\n        h2UpgradePolicy: UPGRADE\n";
+        let (_gw, addr) = start(driver, &backend, "HTTP", Some(upgrade));
+        let r = client::get(addr, "app.test", "/up");
+        assert_eq!(r.body_text(), "h2 GET /up authority=app.test te=- x-route=on body=0", "{r:?}");
+        // Not upgraded, HTTP/1.1 reaches an h2c-only backend, which cannot answer it.
+        let keep = "    connectionPool:\n      http:\n        h2UpgradePolicy: DO_NOT_UPGRADE\n      tcp:\n        connectTimeout: 1s\n";
+        let (_gw, addr) = start(driver, &backend, "HTTP", Some(keep));
+        let r = client::get(addr, "app.test", "/down");
+        assert_ne!(r.status, 200, "{r:?}");
+    }
+
+    fn concurrent_streams_share_few_upstream_connections(driver) {
+        let backend = H2Backend::start();
+        let (gw, addr) = start(driver, &backend, "GRPC", None);
+        let statuses = with_h2(addr, async |mut c| {
+            let mut waiting = Vec::new();
+            for i in 0..40 {
+                c = c.ready().await.unwrap();
+                let request = Request::get(format!("http://app.test/delay/300?n={i}")).body(()).unwrap();
+                waiting.push(c.send_request(request, true).unwrap().0);
+            }
+            let mut statuses = Vec::new();
+            for response in waiting {
+                statuses.push(response.await.unwrap().status().as_u16());
+            }
+            statuses
+        });
+        assert_eq!(statuses, vec![200; 40], "{}", gw.logs());
+        assert_eq!(backend.streams.load(Relaxed), 40);
+        // One connection per worker carries them all.
+        assert!(backend.connections.load(Relaxed) <= 2, "{} connections", backend.connections.load(Relaxed));
+    }
+
+    fn max_concurrent_streams_opens_more_connections(driver) {
+        let backend = H2Backend::start();
+        let policy = "    connectionPool:\n      http:\n        maxConcurrentStreams: 5\n";
+        let (_gw, addr) = start(driver, &backend, "HTTP2", Some(policy));
+        let threads: Vec<_> = (0..20)
+            .map(|_| std::thread::spawn(move || client::get(addr, "app.test", "/delay/400").status))
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), 200);
+        }
+        assert!(backend.connections.load(Relaxed) >= 4, "{} connections", backend.connections.load(Relaxed));
+    }
+
+    fn http2_max_requests_overflows_with_503(driver) {
+        let backend = H2Backend::start();
+        let policy = "    connectionPool:\n      http:\n        http2MaxRequests: 2\n";
+        let (_gw, addr) = start(driver, &backend, "HTTP2", Some(policy));
+        let threads: Vec<_> = (0..5)
+            .map(|_| std::thread::spawn(move || client::get(addr, "app.test", "/delay/800")))
+            .collect();
+        let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let ok = answers.iter().filter(|r| r.status == 200).count();
+        let overflowed: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
+        assert!((1..=2).contains(&ok), "{answers:?}");
+        assert_eq!(ok + overflowed.len(), 5, "{answers:?}");
+        assert!(overflowed.iter().all(|r| r.header("x-envoy-overloaded") == Some("true")), "{answers:?}");
+        assert_eq!(backend.streams.load(Relaxed), ok);
+    }
+
+    fn grpc_unary_calls_carry_their_trailers_and_unavailable_is_retried(driver) {
+        let backend = H2Backend::start();
+        let (_gw, addr) = start(driver, &backend, "GRPC", None);
+        let (ok, flaky) = with_h2(addr, async |mut c| {
+            let body = b"\0\0\0\0\x02yo";
+            (ask(&mut c, grpc_call("/grpc/ok"), body).await, ask(&mut c, grpc_call("/grpc/flaky"), body).await)
+        });
+        for got in [&ok, &flaky] {
+            assert_eq!(got.status, 200);
+            assert_eq!(got.headers.get("content-type").unwrap(), "application/grpc");
+            assert_eq!(got.body, b"\0\0\0\0\x02hi");
+            let trailers = got.trailers.as_ref().expect("trailers");
+            assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+            assert_eq!(trailers.get("grpc-message").unwrap(), "fine");
+        }
+        // The trailers-only 14 was tried again, never relayed.
+        assert_eq!(backend.streams.load(Relaxed), 3);
+    }
+
+    fn upstream_tls_offers_alpn_h2_to_http2_and_client_protocol_services(driver) {
+        let ca = Ca::new("upstream ca");
+        let backend = H2Backend::start_tls(&ca.server(&["app.local"]));
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = ca.write(dir.path(), "ca.pem");
+        let policy = format!("    tls:\n      mode: SIMPLE\n      caCertificates: \"{}\"\n", ca_file.display());
+        let (_gw, addr) = start(driver, &backend, "HTTP2", Some(&policy));
+        let r = client::get(addr, "app.test", "/tls");
+        assert_eq!(r.body_text(), "h2 GET /tls authority=app.test te=- x-route=on body=0", "{r:?}");
+        assert_eq!(*backend.alpn.lock().unwrap(), [Some(b"h2".to_vec())]);
+        // Under useClientProtocol, an h2 client's request goes up over TLS offering h2 too.
+        let client_protocol = format!("    connectionPool:\n      http:\n        useClientProtocol: true\n{policy}");
+        let (_gw, addr) = start(driver, &backend, "HTTP", Some(&client_protocol));
+        let got = with_h2(addr, async |mut c| ask(&mut c, Request::get("http://app.test/c").body(()).unwrap(), b"").await);
+        assert_eq!(String::from_utf8_lossy(&got.body), "h2 GET /c authority=app.test te=- x-route=on body=0");
+        assert_eq!(*backend.alpn.lock().unwrap(), [Some(b"h2".to_vec()), Some(b"h2".to_vec())]);
+    }
+
+    fn use_client_protocol_speaks_the_clients_protocol(driver) {
+        let backend = H2Backend::start();
+        let policy = "    connectionPool:\n      http:\n        useClientProtocol: true\n        h2UpgradePolicy: UPGRADE\n";
+        let (_gw, addr) = start(driver, &backend, "HTTP2", Some(policy));
+        let got = with_h2(addr, async |mut c| ask(&mut c, Request::get("http://app.test/mine").body(()).unwrap(), b"").await);
+        assert_eq!(String::from_utf8_lossy(&got.body), "h2 GET /mine authority=app.test te=- x-route=on body=0");
+        // An HTTP/1.1 client's request goes up as HTTP/1.1, which this h2c-only backend cannot read.
+        let r = client::get(addr, "app.test", "/theirs");
+        assert_ne!(r.status, 200, "{r:?}");
+        assert_eq!(backend.streams.load(Relaxed), 1);
+    }
+
+    fn max_requests_per_connection_and_idle_timeout_close_upstream_connections(driver) {
+        let backend = H2Backend::start();
+        let policy = "    connectionPool:\n      http:\n        maxRequestsPerConnection: 2\n        idleTimeout: 1s\n";
+        let (gw, addr) = start(driver, &backend, "HTTP2", Some(policy));
+        // One client connection: one worker, so one pool.
+        let mut conn = client::Conn::open(addr);
+        for _ in 0..3 {
+            assert_eq!(conn.get("/seq", "app.test").status, 200);
+        }
+        assert_eq!(backend.connections.load(Relaxed), 2, "{}", gw.logs());
+        // Idle past its timeout, the second connection, which had room left, is closed: the
+        // next request opens another.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(conn.get("/later", "app.test").status, 200);
+        assert_eq!(backend.connections.load(Relaxed), 3);
+    }
+
+    fn a_connection_the_upstream_sends_goaway_on_leaves_the_pool(driver) {
+        let backend = H2Backend::start();
+        let (_gw, addr) = start(driver, &backend, "HTTP2", None);
+        let mut conn = client::Conn::open(addr);
+        assert_eq!(conn.get("/goaway", "app.test").status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..3 {
+            assert_eq!(conn.get("/after", "app.test").status, 200);
+        }
+        assert_eq!(backend.connections.load(Relaxed), 2);
+        assert_eq!(backend.streams.load(Relaxed), 4);
+    }
+
+    fn a_mirror_on_an_http2_service_gets_its_copy_over_http2(driver) {
+        let (app, shadow) = (H2Backend::start(), H2Backend::start());
+        let port = support::free_port();
+        let http = "  - mirror:\n      host: shadow.local\n    route:\n    - destination:\n        host: app.local\n";
+        let h2_entry = |name: &str, host: &str, backend: &H2Backend| {
+            service_entry(name, host, 80, &[backend.port]).replace("protocol: HTTP", "protocol: HTTP2")
+        };
+        let yaml = docs(&[
+            http_gateway("gw", port, &["app.test"]),
+            virtual_service("app", "gw", &["app.test"], http),
+            h2_entry("app", "app.local", &app),
+            h2_entry("shadow", "shadow.local", &shadow),
+        ]);
+        let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let r = client::request(addr, "POST /m HTTP/1.1\r\nHost: app.test\r\ncontent-length: 3\r\nConnection: close\r\n\r\nabc");
+        assert_eq!(r.body_text(), "h2 POST /m authority=app.test te=- x-route=- body=3", "{r:?}");
+        let copied = support::wait_until(Duration::from_secs(5), || shadow.streams.load(Relaxed) == 1);
+        assert!(copied.is_some(), "the mirror got no HTTP/2 stream");
+    }
+
+    fn a_try_past_its_per_try_timeout_is_retried_on_another_stream(driver) {
+        let backend = H2Backend::start();
+        let (_gw, addr) = start(driver, &backend, "HTTP2", None);
+        // One client connection: one worker, so one pool.
+        let mut conn = client::Conn::open(addr);
+        let r = conn.get("/slow", "app.test");
+        assert_eq!(r.status, 504, "{r:?}");
+        assert_eq!(backend.streams.load(Relaxed), 2);
+        // The streams cut short left the connection usable.
+        assert_eq!(conn.get("/after", "app.test").status, 200);
+        assert_eq!(backend.connections.load(Relaxed), 1);
+    }
+}
