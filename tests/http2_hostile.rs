@@ -182,6 +182,28 @@ both_drivers! {
         }
     }
 
+    fn empty_priority_and_window_update_floods_end_the_connection(driver) {
+        let s = setup(driver);
+        // A stream held open in a fault delay, its body to come: what the frames name.
+        let post = [request("POST", "app.test", "/slow"), vec![("content-length", "0")]].concat();
+        let floods = [
+            // Envoy's max_consecutive_inbound_frames_with_empty_payload (1).
+            ("empty DATA", frame(DATA, 0, 1, &[])),
+            // Envoy's max_inbound_priority_frames_per_stream (100 per stream opened).
+            ("PRIORITY", frame(PRIORITY, 0, 3, &[0, 0, 0, 0, 16])),
+            // Envoy's max_inbound_window_update_frames_per_data_frame_sent (10), no DATA sent.
+            ("WINDOW_UPDATE", frame(WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes())),
+        ];
+        for (name, one) in floods {
+            let mut h2 = H2::connect(s.addr);
+            h2.headers(1, &post, false).unwrap();
+            let _ = h2.send(&one.repeat(1000));
+            assert!(h2.closed(), "a {name} flood left the connection open");
+        }
+        assert_eq!(s.app.count(), 0);
+        still_serves(s.addr);
+    }
+
     fn streams_beyond_max_concurrent_streams_are_refused(driver) {
         let s = setup(driver);
         let mut h2 = H2::connect(s.addr);

@@ -17,6 +17,7 @@ use std::task::{ready, Context, Poll};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::flood::FloodGuard;
 use crate::duplex::Duplex;
 
 /// Room for one read: a TLS record's worth, h2's largest default frame and its header.
@@ -43,6 +44,8 @@ pub(super) struct PollIo<S: Duplex> {
     /// The write buffer, back between writes for its allocation.
     wbuf: Vec<u8>,
     shut: bool,
+    /// Envoy's frame-flood bounds over the frames passing both ways.
+    guard: FloodGuard,
 }
 
 // The halves are moved into boxed operations, never pinned in place.
@@ -56,7 +59,9 @@ where
     /// `first`: bytes already read from `stream` (the h2c sniff's), handed to h2 first.
     pub(super) fn new(stream: S, first: Vec<u8>) -> Self {
         let (r, w) = stream.into_halves();
-        PollIo { read: Side::Idle(r), rbuf: first, pos: 0, write: Side::Idle(w), wbuf: Vec::new(), shut: false }
+        let mut guard = FloodGuard::new();
+        guard.inbound(&first);
+        PollIo { read: Side::Idle(r), rbuf: first, pos: 0, write: Side::Idle(w), wbuf: Vec::new(), shut: false, guard }
     }
 
     /// Waits for the write in flight, if any, to end; its error, if it failed.
@@ -79,6 +84,11 @@ where
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
+            // A flood ends the connection: h2 sees the transport fail and closes it, as Envoy
+            // closes a connection past its flood bounds.
+            if let Some(flood) = this.guard.tripped() {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, flood.what())));
+            }
             if this.pos < this.rbuf.len() {
                 let n = out.remaining().min(this.rbuf.len() - this.pos);
                 out.put_slice(&this.rbuf[this.pos..this.pos + n]);
@@ -108,7 +118,7 @@ where
                         match res {
                             // End of stream: nothing put in `out`.
                             Ok(0) => return Poll::Ready(Ok(())),
-                            Ok(_) => {}
+                            Ok(_) => this.guard.inbound(&this.rbuf),
                             Err(e) => return Poll::Ready(Err(e)),
                         }
                     }
@@ -135,6 +145,7 @@ where
         let mut buf = std::mem::take(&mut this.wbuf);
         buf.clear();
         buf.extend_from_slice(data);
+        this.guard.outbound(data);
         this.write = Side::Busy(Box::pin(async move {
             let (res, buf) = half.write_all(buf).await;
             (half, (res.map(drop), buf))

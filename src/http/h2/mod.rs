@@ -7,6 +7,7 @@
 
 mod client;
 mod conn;
+mod flood;
 mod head;
 mod io;
 

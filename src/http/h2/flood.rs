@@ -1,0 +1,220 @@
+//! Envoy's inbound frame-flood bounds, which hyperium's h2 lacks, read off the frame headers
+//! that pass through the connection's transport (`io.rs`): frames that cost work but carry
+//! nothing (CVE-2019-9518, CVE-2019-9513's PRIORITY, CVE-2019-9517's WINDOW_UPDATE) end the
+//! connection once past Envoy's defaults. h2 already bounds the rest (README's "HTTP/2").
+
+/// The client connection preface, which precedes the client's first frame.
+const PREFACE_LEN: usize = 24;
+const HEAD_LEN: usize = 9;
+
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const PRIORITY: u8 = 0x2;
+const WINDOW_UPDATE: u8 = 0x8;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+
+/// Envoy's `max_consecutive_inbound_frames_with_empty_payload` default: DATA, HEADERS or
+/// CONTINUATION frames in a row with no payload and no END_STREAM.
+const MAX_EMPTY_RUN: u64 = 1;
+/// Envoy's `max_inbound_priority_frames_per_stream` default: PRIORITY frames per stream opened
+/// (plus one).
+const PRIORITY_PER_STREAM: u64 = 100;
+/// Envoy's `max_inbound_window_update_frames_per_data_frame_sent` default; the allowance is
+/// Envoy's too: 5 + 2 × (streams opened + 10 × DATA frames sent).
+const WINDOW_UPDATES_PER_DATA: u64 = 10;
+
+/// Frame headers found in a byte stream fed in pieces of any size.
+#[derive(Default)]
+struct Frames {
+    head: [u8; HEAD_LEN],
+    have: usize,
+    /// Bytes to pass over before the next frame header: a payload's rest, or the preface.
+    skip: usize,
+}
+
+/// One frame header.
+struct Head {
+    kind: u8,
+    flags: u8,
+    len: usize,
+    stream: u32,
+}
+
+impl Frames {
+    /// Calls `each` with every frame header that `bytes` completes.
+    fn feed(&mut self, mut bytes: &[u8], mut each: impl FnMut(Head)) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (HEAD_LEN - self.have).min(bytes.len());
+            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == HEAD_LEN {
+                let h = &self.head;
+                let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                self.have = 0;
+                self.skip = len;
+                each(Head { kind: h[3], flags: h[4], len, stream });
+            }
+        }
+    }
+}
+
+/// Which of Envoy's flood bounds a connection passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flood {
+    EmptyFrames,
+    Priority,
+    WindowUpdate,
+}
+
+impl Flood {
+    pub(super) fn what(self) -> &'static str {
+        match self {
+            Flood::EmptyFrames => "HTTP/2 flood: too many consecutive frames with an empty payload",
+            Flood::Priority => "HTTP/2 flood: too many PRIORITY frames",
+            Flood::WindowUpdate => "HTTP/2 flood: too many WINDOW_UPDATE frames",
+        }
+    }
+}
+
+/// A connection's frame counts, both ways.
+pub(super) struct FloodGuard {
+    inbound: Frames,
+    outbound: Frames,
+    empty_run: u64,
+    priority: u64,
+    window_updates: u64,
+    opened: u64,
+    /// The highest stream a HEADERS frame opened: a HEADERS on a lower one is trailers.
+    last_opened: u32,
+    data_sent: u64,
+    tripped: Option<Flood>,
+}
+
+impl FloodGuard {
+    /// For a server connection: the client's bytes open with the preface.
+    pub(super) fn new() -> Self {
+        FloodGuard {
+            inbound: Frames { skip: PREFACE_LEN, ..Frames::default() },
+            outbound: Frames::default(),
+            empty_run: 0,
+            priority: 0,
+            window_updates: 0,
+            opened: 0,
+            last_opened: 0,
+            data_sent: 0,
+            tripped: None,
+        }
+    }
+
+    /// The bound passed, if any (then the connection is to end: nothing more is read).
+    pub(super) fn tripped(&self) -> Option<Flood> {
+        self.tripped
+    }
+
+    /// Counts the frames in bytes the client sent.
+    pub(super) fn inbound(&mut self, bytes: &[u8]) {
+        let Self { inbound, empty_run, priority, window_updates, opened, last_opened, .. } = self;
+        inbound.feed(bytes, |f| match f.kind {
+            DATA | HEADERS | CONTINUATION => {
+                if f.kind == HEADERS && f.stream > *last_opened {
+                    *last_opened = f.stream;
+                    *opened += 1;
+                }
+                // CONTINUATION has no END_STREAM flag: its bit there is unused, read as Envoy
+                // (nghttp2) reads it, never set by a well-behaved client.
+                *empty_run = if f.len == 0 && f.flags & END_STREAM == 0 { *empty_run + 1 } else { 0 };
+            }
+            PRIORITY => *priority += 1,
+            WINDOW_UPDATE => *window_updates += 1,
+            _ => {}
+        });
+        if self.tripped.is_none() {
+            self.tripped = self.check();
+        }
+    }
+
+    /// Counts the DATA frames in bytes the server sent (each allows the client more
+    /// WINDOW_UPDATEs).
+    pub(super) fn outbound(&mut self, bytes: &[u8]) {
+        let data_sent = &mut self.data_sent;
+        self.outbound.feed(bytes, |f| *data_sent += u64::from(f.kind == DATA));
+    }
+
+    fn check(&self) -> Option<Flood> {
+        if self.empty_run > MAX_EMPTY_RUN {
+            Some(Flood::EmptyFrames)
+        } else if self.priority > PRIORITY_PER_STREAM * (1 + self.opened) {
+            Some(Flood::Priority)
+        } else if self.window_updates > 5 + 2 * (self.opened + WINDOW_UPDATES_PER_DATA * self.data_sent) {
+            Some(Flood::WindowUpdate)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, len: usize) -> Vec<u8> {
+        let mut out = (len as u32).to_be_bytes()[1..].to_vec();
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.resize(out.len() + len, 0);
+        out
+    }
+
+    fn guard_after(frames: &[Vec<u8>]) -> FloodGuard {
+        let mut g = FloodGuard::new();
+        // The preface and the frames, fed a byte at a time: headers split anywhere are found.
+        for b in [vec![b'P'; PREFACE_LEN], frames.concat()].concat() {
+            g.inbound(&[b]);
+        }
+        g
+    }
+
+    #[test]
+    fn one_empty_frame_passes_two_in_a_row_end_the_connection() {
+        let headers = frame(HEADERS, 0x4, 1, 10);
+        let empty = frame(DATA, 0, 1, 0);
+        assert_eq!(guard_after(&[headers.clone(), empty.clone(), frame(DATA, 0, 1, 3), empty.clone()]).tripped(), None);
+        assert_eq!(guard_after(&[headers.clone(), empty.clone(), frame(DATA, END_STREAM, 1, 0)]).tripped(), None);
+        assert_eq!(guard_after(&[headers, empty.clone(), empty]).tripped(), Some(Flood::EmptyFrames));
+    }
+
+    #[test]
+    fn priority_frames_are_bounded_per_stream_opened() {
+        let priority = frame(PRIORITY, 0, 3, 5);
+        let mut frames = vec![frame(HEADERS, 0x5, 1, 10)];
+        frames.extend(std::iter::repeat_n(priority.clone(), 200));
+        assert_eq!(guard_after(&frames).tripped(), None);
+        frames.push(priority);
+        assert_eq!(guard_after(&frames).tripped(), Some(Flood::Priority));
+    }
+
+    #[test]
+    fn window_updates_are_bounded_by_streams_and_data_sent() {
+        let update = frame(WINDOW_UPDATE, 0, 0, 4);
+        // One stream: 5 + 2 × 1.
+        let mut frames = vec![frame(HEADERS, 0x5, 1, 10)];
+        frames.extend(std::iter::repeat_n(update.clone(), 7));
+        assert_eq!(guard_after(&frames).tripped(), None);
+        frames.push(update.clone());
+        assert_eq!(guard_after(&frames).tripped(), Some(Flood::WindowUpdate));
+        // A DATA frame sent allows 20 more.
+        let mut g = FloodGuard::new();
+        g.outbound(&[frame(HEADERS, 0x4, 1, 3), frame(DATA, 0, 1, 100)].concat());
+        g.inbound(&[vec![b'P'; PREFACE_LEN], frames.concat()].concat());
+        assert_eq!(g.tripped(), None);
+    }
+}
