@@ -204,6 +204,18 @@ both_drivers! {
         still_serves(s.addr);
     }
 
+    fn a_client_push_promise_ends_the_connection(driver) {
+        let s = setup(driver);
+        let mut h2 = H2::connect(s.addr);
+        // On an idle stream, promising stream 2 with a response's block, END_HEADERS not set
+        // (httpwg's case): h2 would wait for its CONTINUATION.
+        let promise = [&2u32.to_be_bytes()[..], &block(&[(":status", "200")])].concat();
+        h2.send(&frame(PUSH_PROMISE, 0, 1, &promise)).unwrap();
+        let code = h2.goaway();
+        assert!(matches!(code, None | Some(PROTOCOL_ERROR)) && h2.closed(), "GOAWAY {code:?}, or left open");
+        assert_eq!(s.app.count(), 0);
+    }
+
     fn streams_beyond_max_concurrent_streams_are_refused(driver) {
         let s = setup(driver);
         let mut h2 = H2::connect(s.addr);

@@ -2,6 +2,8 @@
 //! that pass through the connection's transport (`io.rs`): frames that cost work but carry
 //! nothing (CVE-2019-9518, CVE-2019-9513's PRIORITY, CVE-2019-9517's WINDOW_UPDATE) end the
 //! connection once past Envoy's defaults. h2 already bounds the rest (README's "HTTP/2").
+//! A client's PUSH_PROMISE ends it too: a connection error (RFC 9113 §8.4), which h2 takes
+//! for a malformed header block on one stream.
 
 /// The client connection preface, which precedes the client's first frame.
 const PREFACE_LEN: usize = 24;
@@ -10,6 +12,7 @@ const HEAD_LEN: usize = 9;
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const PRIORITY: u8 = 0x2;
+const PUSH_PROMISE: u8 = 0x5;
 const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
@@ -67,12 +70,13 @@ impl Frames {
     }
 }
 
-/// Which of Envoy's flood bounds a connection passed.
+/// Why a connection ends: which of Envoy's flood bounds it passed, or a frame no client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Flood {
     EmptyFrames,
     Priority,
     WindowUpdate,
+    PushPromise,
 }
 
 impl Flood {
@@ -81,6 +85,7 @@ impl Flood {
             Flood::EmptyFrames => "HTTP/2 flood: too many consecutive frames with an empty payload",
             Flood::Priority => "HTTP/2 flood: too many PRIORITY frames",
             Flood::WindowUpdate => "HTTP/2 flood: too many WINDOW_UPDATE frames",
+            Flood::PushPromise => "HTTP/2: a client sent PUSH_PROMISE",
         }
     }
 }
@@ -122,7 +127,7 @@ impl FloodGuard {
 
     /// Counts the frames in bytes the client sent.
     pub(super) fn inbound(&mut self, bytes: &[u8]) {
-        let Self { inbound, empty_run, priority, window_updates, opened, last_opened, .. } = self;
+        let Self { inbound, empty_run, priority, window_updates, opened, last_opened, tripped, .. } = self;
         inbound.feed(bytes, |f| match f.kind {
             DATA | HEADERS | CONTINUATION => {
                 if f.kind == HEADERS && f.stream > *last_opened {
@@ -135,6 +140,7 @@ impl FloodGuard {
             }
             PRIORITY => *priority += 1,
             WINDOW_UPDATE => *window_updates += 1,
+            PUSH_PROMISE => *tripped = tripped.or(Some(Flood::PushPromise)),
             _ => {}
         });
         if self.tripped.is_none() {
@@ -200,6 +206,12 @@ mod tests {
         assert_eq!(guard_after(&frames).tripped(), None);
         frames.push(priority);
         assert_eq!(guard_after(&frames).tripped(), Some(Flood::Priority));
+    }
+
+    #[test]
+    fn a_client_push_promise_ends_the_connection() {
+        let push = frame(PUSH_PROMISE, 0x4, 1, 6);
+        assert_eq!(guard_after(&[frame(HEADERS, 0x4, 1, 10), push]).tripped(), Some(Flood::PushPromise));
     }
 
     #[test]
