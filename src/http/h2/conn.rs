@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -124,6 +125,11 @@ async fn serve_stream(
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
+    // h2 hands over streams the client reset before we took them: such a stream asks nothing
+    // of anyone, so that a rapid reset (CVE-2023-44487) costs the upstreams no request.
+    if respond.poll_reset(&mut Context::from_waker(Waker::noop())).is_ready() {
+        return;
+    }
     let snap = {
         let peer = &mut *peer.borrow_mut();
         let snap = ctx.snapshot();

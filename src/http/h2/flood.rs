@@ -2,8 +2,12 @@
 //! that pass through the connection's transport (`io.rs`): frames that cost work but carry
 //! nothing (CVE-2019-9518, CVE-2019-9513's PRIORITY, CVE-2019-9517's WINDOW_UPDATE) end the
 //! connection once past Envoy's defaults. h2 already bounds the rest (README's "HTTP/2").
+//! So does rapid reset past Envoy's premature-reset bound (CVE-2023-44487, streams reset soon
+//! after they open, at any pace; h2 bounds only those reset before they are accepted).
 //! A client's PUSH_PROMISE ends it too: a connection error (RFC 9113 §8.4), which h2 takes
 //! for a malformed header block on one stream.
+
+use std::time::{Duration, Instant};
 
 /// The client connection preface, which precedes the client's first frame.
 const PREFACE_LEN: usize = 24;
@@ -12,6 +16,7 @@ const HEAD_LEN: usize = 9;
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const PRIORITY: u8 = 0x2;
+const RST_STREAM: u8 = 0x3;
 const PUSH_PROMISE: u8 = 0x5;
 const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
@@ -26,6 +31,15 @@ const PRIORITY_PER_STREAM: u64 = 100;
 /// Envoy's `max_inbound_window_update_frames_per_data_frame_sent` default; the allowance is
 /// Envoy's too: 5 + 2 × (streams opened + 10 × DATA frames sent).
 const WINDOW_UPDATES_PER_DATA: u64 = 10;
+
+/// Envoy's `overload.premature_reset_total_stream_count` default: once this many streams are
+/// opened, half of them reset early ends the connection (before it, half of this many).
+const PREMATURE_RESET_STREAMS: u64 = 500;
+/// Envoy's `overload.premature_reset_min_stream_lifetime_seconds` default: a stream reset
+/// sooner is reset early. Here the lifetime is judged by which second the stream opened in,
+/// so it is 1 to 2 s: streams open in rising order, and the highest opened a second ago
+/// divides the early from the late.
+const PREMATURE_RESET_LIFETIME: Duration = Duration::from_secs(1);
 
 /// Frame headers found in a byte stream fed in pieces of any size.
 #[derive(Default)]
@@ -77,6 +91,7 @@ pub(super) enum Flood {
     Priority,
     WindowUpdate,
     PushPromise,
+    PrematureResets,
 }
 
 impl Flood {
@@ -86,6 +101,7 @@ impl Flood {
             Flood::Priority => "HTTP/2 flood: too many PRIORITY frames",
             Flood::WindowUpdate => "HTTP/2 flood: too many WINDOW_UPDATE frames",
             Flood::PushPromise => "HTTP/2: a client sent PUSH_PROMISE",
+            Flood::PrematureResets => "HTTP/2 flood: too many streams reset soon after they opened",
         }
     }
 }
@@ -101,6 +117,13 @@ pub(super) struct FloodGuard {
     /// The highest stream a HEADERS frame opened: a HEADERS on a lower one is trailers.
     last_opened: u32,
     data_sent: u64,
+    /// Streams the client reset early.
+    premature: u64,
+    /// Streams above `settled` opened less than 1 to 2 s ago; `mark` is when `marked` (the
+    /// highest stream opened then) becomes `settled`.
+    settled: u32,
+    marked: u32,
+    mark: Instant,
     tripped: Option<Flood>,
 }
 
@@ -116,6 +139,10 @@ impl FloodGuard {
             opened: 0,
             last_opened: 0,
             data_sent: 0,
+            premature: 0,
+            settled: 0,
+            marked: 0,
+            mark: Instant::now(),
             tripped: None,
         }
     }
@@ -127,7 +154,20 @@ impl FloodGuard {
 
     /// Counts the frames in bytes the client sent.
     pub(super) fn inbound(&mut self, bytes: &[u8]) {
-        let Self { inbound, empty_run, priority, window_updates, opened, last_opened, tripped, .. } = self;
+        self.inbound_at(bytes, Instant::now());
+    }
+
+    /// [`Self::inbound`] at `now`.
+    fn inbound_at(&mut self, bytes: &[u8], now: Instant) {
+        // Streams opened a second ago settle: a reset of one of them is no longer early.
+        if now.duration_since(self.mark) >= PREMATURE_RESET_LIFETIME {
+            self.settled = self.marked;
+            self.marked = self.last_opened;
+            self.mark = now;
+        }
+        let Self {
+            inbound, empty_run, priority, window_updates, opened, last_opened, premature, settled, tripped, ..
+        } = self;
         inbound.feed(bytes, |f| match f.kind {
             DATA | HEADERS | CONTINUATION => {
                 if f.kind == HEADERS && f.stream > *last_opened {
@@ -140,6 +180,7 @@ impl FloodGuard {
             }
             PRIORITY => *priority += 1,
             WINDOW_UPDATE => *window_updates += 1,
+            RST_STREAM if f.stream > *settled && f.stream <= *last_opened => *premature += 1,
             PUSH_PROMISE => *tripped = tripped.or(Some(Flood::PushPromise)),
             _ => {}
         });
@@ -162,6 +203,9 @@ impl FloodGuard {
             Some(Flood::Priority)
         } else if self.window_updates > 5 + 2 * (self.opened + WINDOW_UPDATES_PER_DATA * self.data_sent) {
             Some(Flood::WindowUpdate)
+        } else if self.premature * 2 >= self.opened.max(PREMATURE_RESET_STREAMS) {
+            // Envoy's: under 500 streams, 250 early resets; past it, half the streams.
+            Some(Flood::PrematureResets)
         } else {
             None
         }
@@ -206,6 +250,38 @@ mod tests {
         assert_eq!(guard_after(&frames).tripped(), None);
         frames.push(priority);
         assert_eq!(guard_after(&frames).tripped(), Some(Flood::Priority));
+    }
+
+    #[test]
+    fn streams_reset_early_end_the_connection_at_half_of_500() {
+        let mut g = FloodGuard::new();
+        let start = g.mark;
+        g.inbound_at(&[b'P'; PREFACE_LEN], start);
+        let pair = |id| [frame(HEADERS, 0x5, id, 10), frame(RST_STREAM, 0, id, 4)].concat();
+        for id in (1..499).step_by(2) {
+            g.inbound_at(&pair(id), start);
+        }
+        assert_eq!(g.tripped(), None, "249 early resets");
+        g.inbound_at(&pair(499), start);
+        assert_eq!(g.tripped(), Some(Flood::PrematureResets));
+    }
+
+    #[test]
+    fn streams_reset_late_are_not_early() {
+        let mut g = FloodGuard::new();
+        let start = g.mark;
+        g.inbound_at(&[b'P'; PREFACE_LEN], start);
+        let opens: Vec<u8> = (1..1000).step_by(2).flat_map(|id| frame(HEADERS, 0x5, id, 10)).collect();
+        g.inbound_at(&opens, start);
+        // Two marks later, every one of them is settled.
+        g.inbound_at(&[], start + PREMATURE_RESET_LIFETIME);
+        let later = start + 2 * PREMATURE_RESET_LIFETIME;
+        let resets: Vec<u8> = (1..1000).step_by(2).flat_map(|id| frame(RST_STREAM, 0, id, 4)).collect();
+        g.inbound_at(&resets, later);
+        assert_eq!(g.tripped(), None);
+        // A reset of a stream that never opened is h2's to refuse, not an early reset.
+        g.inbound_at(&frame(RST_STREAM, 0, 2001, 4).repeat(600), later);
+        assert_eq!(g.tripped(), None);
     }
 
     #[test]
