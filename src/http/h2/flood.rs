@@ -1,11 +1,10 @@
-//! Envoy's inbound frame-flood bounds, which hyperium's h2 lacks, read off the frame headers
-//! that pass through the connection's transport (`io.rs`): frames that cost work but carry
-//! nothing (CVE-2019-9518, CVE-2019-9513's PRIORITY, CVE-2019-9517's WINDOW_UPDATE) end the
-//! connection once past Envoy's defaults. h2 already bounds the rest (README's "HTTP/2").
-//! So does rapid reset past Envoy's premature-reset bound (CVE-2023-44487, streams reset soon
-//! after they open, at any pace; h2 bounds only those reset before they are accepted).
-//! A client's PUSH_PROMISE ends it too: a connection error (RFC 9113 §8.4), which h2 takes
-//! for a malformed header block on one stream.
+//! Envoy's inbound flood bounds that hyperium's h2 lacks, read off the frame headers passing
+//! through the connection's transport (`io.rs`), each ending the connection past Envoy's
+//! default: frames that cost work but carry nothing (CVE-2019-9518's empty frames,
+//! CVE-2019-9513's PRIORITY, CVE-2019-9517's WINDOW_UPDATE), and streams reset soon after they
+//! open, at any pace (CVE-2023-44487; h2 bounds only those reset before they are taken). A
+//! client's PUSH_PROMISE ends it too, a connection error (RFC 9113 §8.4) that h2 would take
+//! for one stream's malformed header block. h2 bounds the rest (README's "HTTP/2").
 
 use std::time::{Duration, Instant};
 
@@ -95,6 +94,7 @@ pub(super) enum Flood {
 }
 
 impl Flood {
+    /// Why the connection ended, for its log line.
     pub(super) fn what(self) -> &'static str {
         match self {
             Flood::EmptyFrames => "HTTP/2 flood: too many consecutive frames with an empty payload",
@@ -152,7 +152,8 @@ impl FloodGuard {
         self.tripped
     }
 
-    /// Counts the frames in bytes the client sent.
+    /// Counts the frames in bytes the client sent: one clock read and a walk over the frame
+    /// headers per socket read, on the HTTP/2 path only.
     pub(super) fn inbound(&mut self, bytes: &[u8]) {
         self.inbound_at(bytes, Instant::now());
     }
