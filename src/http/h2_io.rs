@@ -43,8 +43,27 @@ enum Side<H, T> {
     Gone,
 }
 
+/// What watches the frames passing a [`PollIo`]: a client connection's flood bounds
+/// (`h2/flood.rs`); nothing (`()`) on an upstream connection.
+pub(super) trait FrameWatch {
+    /// Bytes read from the peer.
+    fn inbound(&mut self, bytes: &[u8]);
+    /// Bytes about to be written to the peer.
+    fn outbound(&mut self, bytes: &[u8]);
+    /// Why the connection must end, once it must.
+    fn tripped(&self) -> Option<&'static str>;
+}
+
+impl FrameWatch for () {
+    fn inbound(&mut self, _: &[u8]) {}
+    fn outbound(&mut self, _: &[u8]) {}
+    fn tripped(&self) -> Option<&'static str> {
+        None
+    }
+}
+
 /// One stream as h2's transport.
-pub(super) struct PollIo<S: Duplex> {
+pub(super) struct PollIo<S: Duplex, W: FrameWatch = ()> {
     read: Side<S::Read, (io::Result<usize>, Vec<u8>)>,
     /// What the last read brought and h2 has not taken yet: `rbuf[pos..]`.
     rbuf: Vec<u8>,
@@ -53,20 +72,34 @@ pub(super) struct PollIo<S: Duplex> {
     /// The write buffer, back between writes for its allocation.
     wbuf: Vec<u8>,
     shut: bool,
+    watch: W,
 }
 
 // The halves are moved into boxed operations, never pinned in place.
-impl<S: Duplex> Unpin for PollIo<S> {}
+impl<S: Duplex, W: FrameWatch> Unpin for PollIo<S, W> {}
 
 impl<S: Duplex> PollIo<S>
 where
     S::Read: 'static,
     S::Write: 'static,
 {
-    /// `first`: bytes already read from `stream` (the h2c sniff's), handed to h2 first.
-    pub(super) fn new(stream: S, first: Vec<u8>) -> Self {
+    /// An upstream connection: nothing watches its frames.
+    pub(super) fn new(stream: S) -> Self {
+        Self::watched(stream, Vec::new(), ())
+    }
+}
+
+impl<S: Duplex, W: FrameWatch> PollIo<S, W>
+where
+    S::Read: 'static,
+    S::Write: 'static,
+{
+    /// `first`: bytes already read from `stream` (the h2c sniff's), handed to h2 first;
+    /// `watch` sees every frame both ways.
+    pub(super) fn watched(stream: S, first: Vec<u8>, mut watch: W) -> Self {
         let (r, w) = stream.into_halves();
-        PollIo { read: Side::Idle(r), rbuf: first, pos: 0, write: Side::Idle(w), wbuf: Vec::new(), shut: false }
+        watch.inbound(&first);
+        PollIo { read: Side::Idle(r), rbuf: first, pos: 0, write: Side::Idle(w), wbuf: Vec::new(), shut: false, watch }
     }
 
     /// Waits for the write in flight, if any, to end; its error, if it failed.
@@ -81,7 +114,7 @@ where
     }
 }
 
-impl<S: Duplex> AsyncRead for PollIo<S>
+impl<S: Duplex, W: FrameWatch> AsyncRead for PollIo<S, W>
 where
     S::Read: 'static,
     S::Write: 'static,
@@ -89,6 +122,11 @@ where
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
+            // A flood ends the connection: h2 sees the transport fail and closes it, as Envoy
+            // closes a connection past its flood bounds.
+            if let Some(flood) = this.watch.tripped() {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, flood)));
+            }
             if this.pos < this.rbuf.len() {
                 let n = out.remaining().min(this.rbuf.len() - this.pos);
                 out.put_slice(&this.rbuf[this.pos..this.pos + n]);
@@ -118,7 +156,7 @@ where
                         match res {
                             // End of stream: nothing put in `out`.
                             Ok(0) => return Poll::Ready(Ok(())),
-                            Ok(_) => {}
+                            Ok(_) => this.watch.inbound(&this.rbuf),
                             Err(e) => return Poll::Ready(Err(e)),
                         }
                     }
@@ -129,7 +167,7 @@ where
     }
 }
 
-impl<S: Duplex> AsyncWrite for PollIo<S>
+impl<S: Duplex, W: FrameWatch> AsyncWrite for PollIo<S, W>
 where
     S::Read: 'static,
     S::Write: 'static,
@@ -145,6 +183,7 @@ where
         let mut buf = std::mem::take(&mut this.wbuf);
         buf.clear();
         buf.extend_from_slice(data);
+        this.watch.outbound(data);
         this.write = Side::Busy(Box::pin(async move {
             let (res, buf) = half.write_all(buf).await;
             (half, (res.map(drop), buf))

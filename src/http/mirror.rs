@@ -91,7 +91,7 @@ async fn exchange_h2(stream: UpstreamStream, cluster: &Cluster, bytes: &[u8]) ->
     let (request, head_len, framing) =
         request_of(bytes, cluster.policy.tls.is_some(), &Limits::default()).map_err(bad)?;
     let (mut send, connection) =
-        client_builder().handshake::<_, Bytes>(PollIo::new(stream, Vec::new())).await.map_err(io::Error::other)?;
+        client_builder().handshake::<_, Bytes>(PollIo::new(stream)).await.map_err(io::Error::other)?;
     // Driven beside the stream; it ends once the stream and the handle are gone.
     monoio::spawn(async move {
         let _ = connection.await;

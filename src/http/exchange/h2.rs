@@ -169,7 +169,7 @@ async fn open(at: &Try<'_>, ctx: &WorkerCtx, pooled: &impl Fn() -> Option<MuxStr
     let opening = ctx.upstream.mux.opening(at.key());
     let UpstreamConn { stream, open: counted, .. } = connect(at, ctx, true).await?;
     let local = stream.local_addr().ok();
-    let handshake = client_builder().handshake::<_, Bytes>(PollIo::new(stream, Vec::new()));
+    let handshake = client_builder().handshake::<_, Bytes>(PollIo::new(stream));
     let (send, connection) =
         handshake.await.map_err(|e| Failure::before(ProxyError::ConnectFailed(io::Error::other(e))))?;
     let state = MuxState::new(local);

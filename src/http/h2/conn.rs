@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 
 use super::client::H2Client;
+use super::flood::FloodGuard;
 use super::head::{self, response_of, H2Head};
 use crate::duplex::Duplex;
 use crate::http::account::Account;
@@ -71,7 +73,7 @@ where
 {
     let Downstream { conn, tls, .. } = downstream;
     let limits = ctx.limits;
-    let handshake = builder(&limits).handshake::<_, Bytes>(PollIo::new(stream, first));
+    let handshake = builder(&limits).handshake::<_, Bytes>(PollIo::watched(stream, first, FloodGuard::new()));
     let mut connection = match monoio::time::timeout(limits.request_headers_timeout, handshake).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "h2 handshake failed"),
@@ -126,6 +128,11 @@ async fn serve_stream(
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
+    // h2 hands over streams the client reset before we took them: such a stream asks nothing
+    // of anyone, so that a rapid reset (CVE-2023-44487) costs the upstreams no request.
+    if respond.poll_reset(&mut Context::from_waker(Waker::noop())).is_ready() {
+        return;
+    }
     let snap = {
         let peer = &mut *peer.borrow_mut();
         let snap = ctx.snapshot();

@@ -56,6 +56,8 @@ pub(super) fn write_h1_request(
     // an HTTP/1.1 CONNECT.
     let target = match (&req.method, req.uri.authority()) {
         (&http::Method::CONNECT, Some(a)) if !websocket => a.as_str(),
+        // A CONNECT names its target in `:authority` alone (RFC 9113 §8.5).
+        (&http::Method::CONNECT, None) => return Err(Malformed),
         _ => req.uri.path_and_query().map_or("/", |p| p.as_str()),
     };
     let method = if websocket { "GET" } else { req.method.as_str() };
@@ -114,9 +116,11 @@ pub(super) fn write_h1_request(
 }
 
 /// A value that would end its line early cannot go into an HTTP/1.1 head: CR, LF or NUL in a
-/// field value make an HTTP/2 request malformed (RFC 9113 §8.2.1).
+/// field value make an HTTP/2 request malformed (RFC 9113 §8.2.1), and so does whitespace
+/// leading or trailing it, which HTTP/1.1 would strip (a value that differs by hop).
 fn checked(value: &[u8]) -> Result<(), Malformed> {
-    match value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+    let blank = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    match value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) || blank(value.first()) || blank(value.last()) {
         true => Err(Malformed),
         false => Ok(()),
     }
@@ -228,6 +232,18 @@ mod tests {
         write_h1_request(&parts(http::Request::get("http://h/").body(()).unwrap()), true, || [0; 16], &mut out)
             .unwrap();
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    }
+
+    #[test]
+    fn blank_edges_and_a_connect_without_authority_are_malformed() {
+        for value in [" a", "a\t", "a "] {
+            let req = http::Request::get("http://h/").header("x-y", value).body(()).unwrap();
+            assert!(write_h1_request(&parts(req), true, || [0; 16], &mut Vec::new()).is_err(), "{value:?}");
+        }
+        let req = http::Request::connect("/").body(()).unwrap();
+        assert!(write_h1_request(&parts(req), true, || [0; 16], &mut Vec::new()).is_err());
+        let req = http::Request::get("http://h/").header("x-y", "a b").body(()).unwrap();
+        assert!(write_h1_request(&parts(req), true, || [0; 16], &mut Vec::new()).is_ok());
     }
 
     #[test]

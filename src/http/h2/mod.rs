@@ -8,6 +8,7 @@
 
 mod client;
 mod conn;
+mod flood;
 mod head;
 
 pub(super) use conn::serve;

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod dns;
+pub mod h2;
 pub mod tcp;
 pub mod tls;
 
