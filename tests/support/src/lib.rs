@@ -11,10 +11,12 @@ pub mod h2;
 pub mod tcp;
 pub mod tls;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The I/O driver a test runs the gateway on: every integration test runs on both.
@@ -60,9 +62,17 @@ macro_rules! gateway {
     };
 }
 
-/// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
+/// A port that was free a moment ago (bound to 127.0.0.1:0, then released), and that this
+/// process has not handed out before: the kernel may give a released port again at once, and
+/// a gateway whose listener and admin port came out the same cannot start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A port whose connects are refused for as long as the test process lives: bound, never
