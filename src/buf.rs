@@ -1,9 +1,46 @@
-//! A read window over an owned buffer, in the shape monoio's owned-buffer I/O wants.
+//! A read window over an owned buffer, in the shape monoio's owned-buffer I/O wants, and
+//! monoio's owned-buffer reads for readers that fill raw memory.
 
 use std::io;
 
-use monoio::buf::{IoBufMut, SliceMut};
+use monoio::buf::{IoBufMut, IoVecBufMut, SliceMut};
 use monoio::io::AsyncReadRent;
+use monoio::BufResult;
+
+/// `AsyncReadRent::read` for a reader that fills raw memory (`fill(ptr, len)` writes at most
+/// `len` bytes at `ptr` and returns how many), as the TLS stream and an HTTP/2 upstream's
+/// response are: the one place where such a read marks the bytes initialised.
+pub async fn read_rent<T: IoBufMut>(
+    mut buf: T,
+    fill: impl AsyncFnOnce(*mut u8, usize) -> io::Result<usize>,
+) -> BufResult<usize, T> {
+    let res = fill(buf.write_ptr(), buf.bytes_total()).await;
+    if let Ok(n) = res {
+        // SAFETY: `fill` wrote `n` bytes from the start of the buffer.
+        unsafe { buf.set_init(n) };
+    }
+    (res, buf)
+}
+
+/// `AsyncReadRent::readv` for such a reader: the first non-empty slice only (a short read is a
+/// read).
+pub async fn readv_rent<T: IoVecBufMut>(
+    mut buf: T,
+    fill: impl AsyncFnOnce(*mut u8, usize) -> io::Result<usize>,
+) -> BufResult<usize, T> {
+    // SAFETY: monoio's contract: `write_iovec_ptr` points at `write_iovec_len` iovecs.
+    let iovecs = unsafe { std::slice::from_raw_parts(buf.write_iovec_ptr(), buf.write_iovec_len()) };
+    let Some(first) = iovecs.iter().find(|v| v.iov_len > 0).copied() else {
+        return (Ok(0), buf);
+    };
+    let res = fill(first.iov_base.cast(), first.iov_len).await;
+    if let Ok(n) = res {
+        // SAFETY: as in `read_rent`, counted across the iovecs, the empty ones before `first`
+        // adding nothing.
+        unsafe { buf.set_init(n) };
+    }
+    (res, buf)
+}
 
 /// Bytes read but not yet consumed are `buf[start..]`; reads append into spare capacity, so a
 /// connection reuses one allocation for its whole life.

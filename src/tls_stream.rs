@@ -18,7 +18,7 @@ use rustls::client::ClientConnectionData;
 use rustls::server::ServerConnectionData;
 use rustls::{ClientConnection, ConnectionCommon, ServerConnection};
 
-use crate::buf::ReadBuf;
+use crate::buf::{read_rent, readv_rent, ReadBuf};
 use crate::duplex::Duplex;
 
 /// One read from the socket asks for at least this much room: a whole TLS record.
@@ -195,29 +195,12 @@ impl<Io: AsyncWriteRent, C: Session> TlsStream<Io, C> {
 }
 
 impl<Io: AsyncReadRent, C: Session> AsyncReadRent for TlsStream<Io, C> {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let res = self.read_into(buf.write_ptr(), buf.bytes_total()).await;
-        if let Ok(n) = res {
-            // SAFETY: `read_into` wrote `n` bytes from the start of the buffer.
-            unsafe { buf.set_init(n) };
-        }
-        (res, buf)
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        read_rent(buf, async |ptr, len| self.read_into(ptr, len).await).await
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // The first non-empty slice only: a short read is a read.
-        // SAFETY: monoio's contract: `write_iovec_ptr` points at `write_iovec_len` iovecs.
-        let iovecs = unsafe { std::slice::from_raw_parts(buf.write_iovec_ptr(), buf.write_iovec_len()) };
-        let Some(first) = iovecs.iter().find(|v| v.iov_len > 0).copied() else {
-            return (Ok(0), buf);
-        };
-        let res = self.read_into(first.iov_base.cast(), first.iov_len).await;
-        if let Ok(n) = res {
-            // SAFETY: as in `read`, counted across the iovecs, the empty ones before `first`
-            // adding nothing.
-            unsafe { buf.set_init(n) };
-        }
-        (res, buf)
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        readv_rent(buf, async |ptr, len| self.read_into(ptr, len).await).await
     }
 }
 
