@@ -26,7 +26,7 @@ fn scripts() -> PathBuf {
 /// Fails, saying how to get it, when `grpcio` is missing: never a silent skip.
 fn require_grpcio() {
     let found = Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success());
-    assert!(found, "python3 with grpcio is needed: `pip3 install grpcio==1.68.1` (.ci/run installs it)");
+    assert!(found, "python3 with grpcio is needed: `python3 -m pip install grpcio==1.68.1` (.ci/run installs it)");
 }
 
 /// The grpcio backend (server.py), on a port of its own; the lines it prints after its port
