@@ -1,0 +1,134 @@
+//! gRPC end to end with real clients: Python's `grpcio` (tests/grpc_py/, generic handlers on
+//! raw bytes, no generated code) calls through the real binary's h2c listener to a grpcio
+//! backend behind a ServiceEntry port of protocol GRPC (an HTTP/2 upstream): unary, server and
+//! client streaming, bidi streaming of a request sent whole, deadlines, cancellation, 4 MiB
+//! messages and error statuses with trailing metadata. Not here: a bidi stream whose client
+//! waits for an answer before sending on (README's gRPC section says why it stalls). Needs
+//! `python3` with `grpcio` (`.ci/run` installs it).
+
+use strait_test_support::{self as support, both_drivers, gateway};
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::config::service_entry;
+use support::{wait_until, Driver, Gateway};
+
+/// The Python scripts' folder.
+fn scripts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_py")
+}
+
+/// Fails, saying how to get it, when `grpcio` is missing: never a silent skip.
+fn require_grpcio() {
+    let found = Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success());
+    assert!(found, "python3 with grpcio is needed: `python3 -m pip install grpcio==1.68.1` (.ci/run installs it)");
+}
+
+/// The grpcio backend (server.py), on a port of its own; the lines it prints after its port
+/// (events such as `cancelled`) are kept. It stops when its stdin closes, or is killed.
+struct PyServer {
+    child: Child,
+    _stdin: ChildStdin,
+    port: u16,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl PyServer {
+    fn start() -> PyServer {
+        require_grpcio();
+        let mut child = Command::new("python3")
+            .arg(scripts().join("server.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("server.py printed nothing").unwrap();
+        let port = first.strip_prefix("port ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{first}"));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| seen.lock().unwrap().push(l)));
+        PyServer { child, _stdin: stdin, port, events }
+    }
+
+    fn saw(&self, event: &str) -> bool {
+        self.events.lock().unwrap().iter().any(|e| e == event)
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway for `app.test` routing everything to `app.local`, whose port of protocol GRPC is
+/// `server`.
+fn start(driver: Driver, server: &PyServer) -> (Gateway, SocketAddr) {
+    let entry = service_entry("app", "app.local", 80, &[server.port]).replace("protocol: HTTP", "protocol: GRPC");
+    gateway!(driver).start_app("  - route:\n    - destination:\n        host: app.local\n", vec![entry])
+}
+
+/// Runs client.py's `case` against `addr`: what it printed (its own deadlines bound it).
+fn call(addr: SocketAddr, case: &str) -> String {
+    let out =
+        Command::new("python3").arg(scripts().join("client.py")).args([&addr.to_string(), case]).output().unwrap();
+    assert!(out.status.success(), "client.py {case}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim_end().to_string()
+}
+
+/// A fresh backend and gateway, then `case`'s output.
+fn through_gateway(driver: Driver, case: &str) -> String {
+    let server = PyServer::start();
+    let (_gw, addr) = start(driver, &server);
+    call(addr, case)
+}
+
+both_drivers! {
+    fn unary_call_is_echoed(driver) {
+        assert_eq!(through_gateway(driver, "unary"), "hello");
+    }
+
+    fn server_streaming_delivers_every_message(driver) {
+        assert_eq!(through_gateway(driver, "server_stream"), "msg-0 msg-1 msg-2 msg-3 msg-4");
+    }
+
+    fn client_streaming_delivers_every_message(driver) {
+        assert_eq!(through_gateway(driver, "client_stream"), "a,b,c");
+    }
+
+    fn a_deadline_shorter_than_the_server_is_deadline_exceeded(driver) {
+        let server = PyServer::start();
+        let (_gw, addr) = start(driver, &server);
+        assert_eq!(call(addr, "deadline"), "DEADLINE_EXCEEDED");
+        // The deadline went up as `grpc-timeout`, so the server stops waiting too.
+        let carried = wait_until(Duration::from_secs(5), || server.saw("deadline carried"));
+        assert!(carried.is_some(), "{:?}", server.events.lock().unwrap());
+    }
+
+    fn a_client_cancel_mid_stream_reaches_the_server(driver) {
+        let server = PyServer::start();
+        let (_gw, addr) = start(driver, &server);
+        assert_eq!(call(addr, "cancel"), "tick-0 tick-1 tick-2 CANCELLED");
+        assert!(wait_until(Duration::from_secs(5), || server.saw("cancelled")).is_some(), "the server saw no cancel");
+    }
+
+    fn four_mib_messages_go_both_ways(driver) {
+        assert_eq!(through_gateway(driver, "big"), "4194304 True");
+    }
+
+    fn an_error_status_keeps_its_message_and_trailing_metadata(driver) {
+        assert_eq!(through_gateway(driver, "error"), "NOT_FOUND|thing not found|no such thing");
+    }
+
+    fn bidi_streaming_carries_a_whole_request_and_each_answer(driver) {
+        assert_eq!(through_gateway(driver, "bidi_whole"), "re:one re:two re:three");
+    }
+}
