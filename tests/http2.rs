@@ -91,13 +91,8 @@ fn setup(driver: Driver, app: &Backend, trailers: &TcpBackend, args: &[&str]) ->
 /// a gRPC server's HTTP/1.1 counterpart would).
 fn trailers_backend() -> TcpBackend {
     TcpBackend::start(|mut s, _| {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if s.read(&mut byte).unwrap_or(0) == 0 {
-                return;
-            }
-            head.push(byte[0]);
+        if support::read_raw_head(&mut s).is_none() {
+            return;
         }
         let _ = s.write_all(
             b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n\

@@ -2,7 +2,7 @@
 //! attack meets a bound (a GOAWAY, a refused stream, or work and memory that stay bounded) and
 //! nothing malformed reaches the HTTP/1.1 upstream.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,13 +56,8 @@ fn setup(driver: support::Driver) -> Setup {
     let big_sent = Arc::new(AtomicU64::new(0));
     let sent = big_sent.clone();
     let big = TcpBackend::start(move |mut s, _| {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if s.read(&mut byte).unwrap_or(0) == 0 {
-                return;
-            }
-            head.push(byte[0]);
+        if support::read_raw_head(&mut s).is_none() {
+            return;
         }
         let chunk = vec![b'x'; 64 * 1024];
         let _ = s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", 1u64 << 30).as_bytes());

@@ -7,7 +7,7 @@
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -185,12 +185,7 @@ both_drivers! {
         });
         let (gw, addr) = start(driver, &[port], "      consecutive5xxErrors: 1\n      baseEjectionTime: 60s\n");
         let mut client = connect_send(addr, b"GET / HTTP/1.1\r\nhost: app.test\r\n\r\n");
-        let mut head = Vec::new();
-        let mut byte = [0u8];
-        while !head.ends_with(b"\r\n\r\n") {
-            client.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
+        let head = support::read_raw_head(&mut client).expect("a response head");
         assert!(head.starts_with(b"HTTP/1.1 500"), "{}", String::from_utf8_lossy(&head));
         // Envoy's router tells the detector on the upstream's headers, not at the body's end.
         assert_eq!(health(&gw, port), "/failed_outlier_check");

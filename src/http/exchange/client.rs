@@ -35,9 +35,8 @@ pub(in crate::http) trait Client {
     async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W) -> Result<(), BodyError>;
 
     /// Replaces what `out` holds with the client's copy of the upstream's interim response
-    /// `head` (`raw`, as received); false, and `out` untouched, when the client does not take
-    /// it.
-    fn interim(&mut self, out: &mut Vec<u8>, head: &ResponseHead<'_>, raw: &[u8]) -> bool;
+    /// head (`raw`, as received); false, and `out` untouched, when the client does not take it.
+    fn interim(&mut self, out: &mut Vec<u8>, raw: &[u8]) -> bool;
 
     /// Writes into `out` the client's head for the upstream's final (or 101) response `head`,
     /// with the gateway's `edits`. `request_whole`: the request body was all read, so the

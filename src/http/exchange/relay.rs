@@ -87,7 +87,7 @@ impl<C: Client> Exchange<'_, C> {
         if head.is_informational() && !head.is_switching_protocols() {
             // Interim answers (103 Early Hints…) pass through; 100 was answered by us. One
             // dropped leaves `out` with the request, for a retry.
-            let forward = !head.is_continue() && self.client.interim(self.out, head, raw);
+            let forward = !head.is_continue() && self.client.interim(self.out, raw);
             return Ok(ResponseStart::Interim { head_len, forward });
         }
         if head.is_switching_protocols() && !meta.upgrade {

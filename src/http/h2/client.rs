@@ -313,7 +313,7 @@ impl Client for H2Client<'_> {
     }
 
     /// 1xx other than 100 and 101 (103 Early Hints) go out as informational HEADERS.
-    fn interim(&mut self, out: &mut Vec<u8>, _head: &ResponseHead<'_>, raw: &[u8]) -> bool {
+    fn interim(&mut self, out: &mut Vec<u8>, raw: &[u8]) -> bool {
         out.clear();
         out.extend_from_slice(raw);
         self.interim = true;

@@ -131,7 +131,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
     }
 
     /// HTTP/1.0 has no interim responses: its clients get none.
-    fn interim(&mut self, out: &mut Vec<u8>, _head: &ResponseHead<'_>, raw: &[u8]) -> bool {
+    fn interim(&mut self, out: &mut Vec<u8>, raw: &[u8]) -> bool {
         if self.request.http10 {
             return false;
         }

@@ -88,6 +88,20 @@ pub fn closed_port() -> u16 {
     port
 }
 
+/// Reads a message head byte by byte, up to and with its blank line, leaving what follows
+/// unread; `None` when the stream ends (or fails) first.
+pub fn read_raw_head(s: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
 /// Waits up to 10 s for something to accept on `addr`.
 pub fn wait_listening(addr: SocketAddr) {
     let until = Instant::now() + Duration::from_secs(10);
