@@ -233,6 +233,28 @@ both_drivers! {
         still_serves(s.addr);
     }
 
+    fn frame_errors_end_the_connection_with_the_code_rfc_9113_names(driver) {
+        let s = setup(driver);
+        let get = frame(HEADERS, END_HEADERS | END_STREAM, 1, &block(&request("GET", "app.test", "/slow")));
+        let window = [&SETTINGS_INITIAL_WINDOW_SIZE.to_be_bytes()[..], &(1u32 << 31).to_be_bytes()].concat();
+        for (name, bad, code) in [
+            ("a 6-byte PING", frame(PING, 0, 0, &[0; 6]), FRAME_SIZE_ERROR),
+            ("a SETTINGS ACK with a payload", frame(SETTINGS, ACK, 0, &[0]), FRAME_SIZE_ERROR),
+            ("a 3-byte WINDOW_UPDATE", frame(WINDOW_UPDATE, 0, 0, &[0; 3]), FRAME_SIZE_ERROR),
+            ("an initial window of 2^31", frame(SETTINGS, 0, 0, &window), FLOW_CONTROL_ERROR),
+            ("DATA after END_STREAM", [get.clone(), frame(DATA, END_STREAM, 1, b"late")].concat(), STREAM_CLOSED),
+            ("HEADERS after END_STREAM", [get.clone(), get.clone()].concat(), STREAM_CLOSED),
+        ] {
+            let mut h2 = H2::connect(s.addr);
+            h2.send(&bad).unwrap();
+            // h2 alone says PROTOCOL_ERROR for each of these.
+            assert_eq!(h2.goaway(), Some(code), "{name}");
+            assert!(h2.closed(), "{name}: left open");
+        }
+        assert_eq!(s.app.count(), 0);
+        still_serves(s.addr);
+    }
+
     fn a_client_push_promise_ends_the_connection(driver) {
         let s = setup(driver);
         let mut h2 = H2::connect(s.addr);

@@ -52,12 +52,17 @@ pub(super) trait FrameWatch {
     fn outbound(&mut self, bytes: &[u8]);
     /// Why the connection must end, once it must.
     fn tripped(&self) -> Option<&'static str>;
+    /// The GOAWAY frame to send before it ends, if any.
+    fn goaway(&self) -> Option<[u8; 17]>;
 }
 
 impl FrameWatch for () {
     fn inbound(&mut self, _: &[u8]) {}
     fn outbound(&mut self, _: &[u8]) {}
     fn tripped(&self) -> Option<&'static str> {
+        None
+    }
+    fn goaway(&self) -> Option<[u8; 17]> {
         None
     }
 }
@@ -73,6 +78,8 @@ pub(super) struct PollIo<S: Duplex, W: FrameWatch = ()> {
     wbuf: Vec<u8>,
     shut: bool,
     watch: W,
+    /// Whether the watch's GOAWAY was written (or tried).
+    said_goaway: bool,
 }
 
 // The halves are moved into boxed operations, never pinned in place.
@@ -99,7 +106,52 @@ where
     pub(super) fn watched(stream: S, first: Vec<u8>, mut watch: W) -> Self {
         let (r, w) = stream.into_halves();
         watch.inbound(&first);
-        PollIo { read: Side::Idle(r), rbuf: first, pos: 0, write: Side::Idle(w), wbuf: Vec::new(), shut: false, watch }
+        PollIo {
+            read: Side::Idle(r),
+            rbuf: first,
+            pos: 0,
+            write: Side::Idle(w),
+            wbuf: Vec::new(),
+            shut: false,
+            watch,
+            said_goaway: false,
+        }
+    }
+
+    /// Writes the watch's GOAWAY once, after whatever write is in flight; ready when it is
+    /// written or cannot be.
+    fn poll_goaway(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.said_goaway {
+            if ready!(self.poll_written(cx)).is_err() {
+                return Poll::Ready(());
+            }
+            self.said_goaway = true;
+            match self.watch.goaway() {
+                Some(frame) if self.start_write(&frame) => {}
+                _ => return Poll::Ready(()),
+            }
+        }
+        self.poll_written(cx).map(drop)
+    }
+
+    /// Starts writing `data` (copied into the write buffer) when no write is in flight;
+    /// whether it started.
+    fn start_write(&mut self, data: &[u8]) -> bool {
+        let mut half = match std::mem::replace(&mut self.write, Side::Gone) {
+            Side::Idle(half) => half,
+            other => {
+                self.write = other;
+                return false;
+            }
+        };
+        let mut buf = std::mem::take(&mut self.wbuf);
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.write = Side::Busy(Box::pin(async move {
+            let (res, buf) = half.write_all(buf).await;
+            (half, (res.map(drop), buf))
+        }));
+        true
     }
 
     /// Waits for the write in flight, if any, to end; its error, if it failed.
@@ -123,9 +175,11 @@ where
         let this = self.get_mut();
         loop {
             // A flood ends the connection: h2 sees the transport fail and closes it, as Envoy
-            // closes a connection past its flood bounds.
-            if let Some(flood) = this.watch.tripped() {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, flood)));
+            // closes a connection past its flood bounds; a frame error, after the GOAWAY with
+            // its code is written.
+            if let Some(why) = this.watch.tripped() {
+                ready!(this.poll_goaway(cx));
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
             }
             if this.pos < this.rbuf.len() {
                 let n = out.remaining().min(this.rbuf.len() - this.pos);
@@ -177,17 +231,10 @@ where
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_written(cx))?;
-        let Side::Idle(mut half) = std::mem::replace(&mut this.write, Side::Gone) else {
+        if !this.start_write(data) {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
-        };
-        let mut buf = std::mem::take(&mut this.wbuf);
-        buf.clear();
-        buf.extend_from_slice(data);
+        }
         this.watch.outbound(data);
-        this.write = Side::Busy(Box::pin(async move {
-            let (res, buf) = half.write_all(buf).await;
-            (half, (res.map(drop), buf))
-        }));
         // Submitted now, and the task woken when it ends.
         match this.poll_written(cx) {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
