@@ -17,7 +17,7 @@ use support::client;
 use support::config::{head, http_gateway, virtual_service};
 use support::kube::{endpoint_slice, pod, service, tls_secret, KubeApi, SliceEndpoint};
 use support::tls::{gateway as tls_gateway, server, Ca, TlsClient};
-use support::{free_port, wait_until, Driver, Gateway};
+use support::{free_port, metric, wait_until, Driver, Gateway};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -67,6 +67,15 @@ both_drivers! {
         eventually(&gw, "the added VirtualService", || backend_of(port, "app.test").as_deref() == Some("a"));
         api.apply(&virtual_service("app", "gw", &["app.test"], &route_to("b.default.svc.cluster.local")));
         eventually(&gw, "the changed VirtualService", || backend_of(port, "app.test").as_deref() == Some("b"));
+        // A burst of changes is debounced into a reload or two, not one each.
+        let reloads = || metric(&gw.admin_get("/stats/prometheus").1, "strait_reloads_total{result=\"ok\"}").unwrap_or(0.0);
+        let before = reloads();
+        for i in 1..=20 {
+            api.apply(&virtual_service("app", "gw", &["app.test"], &route_to(["a", "b"][i % 2])));
+        }
+        eventually(&gw, "the burst's last change", || backend_of(port, "app.test").as_deref() == Some("a"));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(reloads() - before <= 3.0, "{} reloads for a burst of 20 changes", reloads() - before);
         api.delete("networking.istio.io/v1", "VirtualService", "default", "app");
         eventually(&gw, "the deleted VirtualService", || client::get(addr(port), "app.test", "/").status == 404);
     }
@@ -171,6 +180,16 @@ both_drivers! {
         assert_eq!(client.get(addr(port), "app.test", "app.test", "/").unwrap().header("x-backend"), Some("app"));
         api.apply(&tls_secret("app-cert", &second));
         eventually(&gw, "the rotated certificate", || client.served(addr(port), "app.test").ok() == Some(second.der.clone()));
+        // A rotation to a certificate that does not parse is refused, and the last good one
+        // keeps serving, as Envoy keeps the last certificate SDS delivered.
+        let broken: String = tls_secret("app-cert", &second)
+            .lines()
+            .map(|l| if l.starts_with("  tls.crt:") { "  tls.crt: bm90IGEgY2VydGlmaWNhdGU=\n".to_string() } else { format!("{l}\n") })
+            .collect();
+        api.apply(&broken);
+        eventually(&gw, "the broken Secret refused", || gw.logs().contains("k8s:Secret/default/app-cert: the new version is refused and the last good one kept"));
+        assert_eq!(client.served(addr(port), "app.test").unwrap(), second.der);
+        assert_eq!(client.get(addr(port), "app.test", "app.test", "/").unwrap().header("x-backend"), Some("app"));
     }
 
     fn an_api_server_restart_and_410_gone_are_survived(driver) {
@@ -194,4 +213,29 @@ both_drivers! {
         api.apply(&virtual_service("app", "gw", &["app.test"], &route_to("a")));
         eventually(&gw, "a change after the restart", || backend_of(port, "app.test").as_deref() == Some("a"));
     }
+}
+
+/// `strait validate --kubernetes` lists once and judges what it found: a refused object fails
+/// it, named where a file name would go.
+#[test]
+fn validate_lists_once_and_names_a_refused_object() {
+    let api = KubeApi::start();
+    api.apply(&http_gateway("gw", free_port(), &["*"]));
+    api.apply(&virtual_service("bad", "gw", &["bad.test"], "  - match: [{uri: {prefix: /}}]\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let validate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["validate", "--kubernetes"])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let out = validate();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("k8s:VirtualService/default/bad") && err.contains("spec.http[0]"), "{err}");
+    api.delete("networking.istio.io/v1", "VirtualService", "default", "bad");
+    let out = validate();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -317,7 +317,9 @@ fn absent(e: &watcher::Error) -> bool {
 }
 
 /// An object as the loader reads it: `apiVersion` and `kind` set (list items may omit them),
-/// `managedFields` left out (bookkeeping, often larger than the spec).
+/// the API server's bookkeeping left out (`resourceVersion`, `generation`, `managedFields`,
+/// `status`), so that a write that changes none of what Strait reads (istiod writing a
+/// status) compares equal and reloads nothing.
 fn api_object<K: serde::Serialize + kube::Resource>(object: &K, api_version: &str, kind: &str) -> ApiObject {
     let meta = object.meta();
     let name = format!(
@@ -329,8 +331,11 @@ fn api_object<K: serde::Serialize + kube::Resource>(object: &K, api_version: &st
     if let Value::Object(map) = &mut object {
         map.insert("apiVersion".into(), api_version.into());
         map.insert("kind".into(), kind.into());
+        map.remove("status");
         if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-            meta.remove("managedFields");
+            for key in ["resourceVersion", "generation", "managedFields"] {
+                meta.remove(key);
+            }
         }
     }
     ApiObject { name, object }

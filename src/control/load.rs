@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+use tracing::error;
+
 use super::kube::Kube;
 use crate::config::{self, ApiObject, ConfigSet, Diagnostic, Diagnostics, Severity, ValidateOptions};
 use crate::snapshot::{self, CompileOptions, Resolve, Snapshot, SystemResolver};
@@ -106,6 +108,43 @@ pub(super) fn validated(opts: &BuildOptions, objects: Option<&[ApiObject]>) -> R
         return Err(diagnostics);
     }
     Ok(Validated { set, warnings: diagnostics, refused })
+}
+
+/// [`validated`] for objects from the API server, with one exception to refusing alone: a
+/// Secret that changed since `served` (the objects the serving generation was built from) and
+/// whose new version gets objects refused is put back to its served version, as Envoy keeps the
+/// last certificate SDS delivered when an update is invalid, rather than dropping the Gateway
+/// that names it. Returns the objects validated, the Secrets kept among them.
+pub(super) fn validated_api(
+    opts: &BuildOptions,
+    objects: &[ApiObject],
+    served: &[ApiObject],
+) -> Result<(Validated, Vec<ApiObject>), Diagnostics> {
+    let mut objects = objects.to_vec();
+    let mut valid = validated(opts, Some(&objects))?;
+    for i in 0..objects.len() {
+        if valid.refused.is_empty() {
+            break;
+        }
+        let Some(old) = served.iter().find(|o| o.name == objects[i].name && o.name.starts_with("k8s:Secret/")) else {
+            continue;
+        };
+        if *old == objects[i] {
+            continue;
+        }
+        let mut trial = objects.clone();
+        trial[i] = old.clone();
+        let Ok(better) = validated(opts, Some(&trial)) else { continue };
+        if better.refused.len() >= valid.refused.len() {
+            continue;
+        }
+        let kept: Vec<String> = better.refused.iter().map(|d| d.to_string()).collect();
+        for d in valid.refused.iter().map(|d| d.to_string()).filter(|d| !kept.contains(d)) {
+            error!("{}: the new version is refused and the last good one kept: {d}", objects[i].name);
+        }
+        (objects, valid) = (trial, better);
+    }
+    Ok((valid, objects))
 }
 
 /// When every error in `diagnostics` is about an object from the API server, leaves those

@@ -9,9 +9,9 @@ use tracing::{error, info, warn};
 use super::dns::{Dns, DnsOptions};
 use super::error::RunError;
 use super::kube::Kube;
-use super::load::{compile, compile_valid, validated, BuildOptions, Validated};
+use super::load::{compile, compile_valid, validated, validated_api, BuildOptions, Validated};
 use super::ports::{BindError, Ports};
-use crate::config::{ConfigSet, Diagnostics, Severity};
+use crate::config::{ApiObject, ConfigSet, Diagnostics, Severity};
 use crate::publish::{Published, Reloaded, Shared};
 use crate::upstream::{Generation, LiveRegistry};
 
@@ -41,6 +41,8 @@ pub struct Reloader {
     dns: Dns,
     /// `--kubernetes`: the objects read from the API server, built from beside the files.
     kube: Option<Kube>,
+    /// The objects the serving generation was built from.
+    served: Vec<ApiObject>,
 }
 
 impl Reloader {
@@ -55,8 +57,7 @@ impl Reloader {
         kube: Option<Kube>,
     ) -> Result<Self, RunError> {
         let mut dns = Dns::new(dns).map_err(RunError::Dns)?;
-        let objects = kube.as_ref().map(Kube::objects);
-        let mut valid = validated(&opts, objects.as_deref().map(Vec::as_slice)).map_err(RunError::InvalidConfig)?;
+        let (mut valid, served) = validate(&opts, kube.as_ref(), &[]).map_err(RunError::InvalidConfig)?;
         dns.begin();
         let snapshot = compile_valid(&opts, &mut valid, 1, &mut dns).map_err(RunError::InvalidConfig)?;
         dns.commit();
@@ -69,7 +70,7 @@ impl Reloader {
         let snapshot = Generation::new(snapshot, &mut live);
         let first = Published { snapshot, sockets: ports.sockets(), draining: false };
         let shared = Arc::new(Shared::new(first, workers));
-        Ok(Self { opts, ports, shared, live, set, dns, kube })
+        Ok(Self { opts, ports, shared, live, set, dns, kube, served })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -108,8 +109,8 @@ impl Reloader {
             return Err(ReloadError::Draining);
         }
         let generation = current.snapshot.generation + 1;
-        let objects = self.kube.as_ref().map(Kube::objects);
-        let mut valid = validated(&self.opts, objects.as_deref().map(Vec::as_slice)).map_err(ReloadError::Invalid)?;
+        let (mut valid, served) =
+            validate(&self.opts, self.kube.as_ref(), &self.served).map_err(ReloadError::Invalid)?;
         self.dns.begin();
         let mut snapshot =
             compile_valid(&self.opts, &mut valid, generation, &mut self.dns).map_err(ReloadError::Invalid)?;
@@ -120,6 +121,7 @@ impl Reloader {
         self.ports.commit(prepared);
         self.dns.commit();
         self.set = set;
+        self.served = served;
         let listeners = snapshot.listeners.len();
         // Resolved only once the ports are bound: a refused reload leaves the registry as the
         // serving snapshot has it.
@@ -175,6 +177,19 @@ impl Reloader {
         self.shared.published.store(Arc::new(Published { snapshot, sockets: Default::default(), draining: true }));
         // The workers hold duplicates of the sockets until they stop accepting; ours go now.
         self.ports.close_all();
+    }
+}
+
+/// The files, and with `--kubernetes` the objects read from the API server, validated; with
+/// the objects they were validated from (`served`: those the serving generation was built from).
+fn validate(
+    opts: &BuildOptions,
+    kube: Option<&Kube>,
+    served: &[ApiObject],
+) -> Result<(Validated, Vec<ApiObject>), Diagnostics> {
+    match kube {
+        Some(kube) => validated_api(opts, &kube.objects(), served),
+        None => Ok((validated(opts, None)?, Vec::new())),
     }
 }
 
