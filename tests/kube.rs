@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use support::backend::Backend;
 use support::client;
-use support::config::{head, http_gateway, virtual_service};
+use support::config::{head, http_gateway, service_entry, virtual_service};
 use support::kube::{endpoint_slice, pod, service, tls_secret, KubeApi, SliceEndpoint};
 use support::tls::{gateway as tls_gateway, server, Ca, TlsClient};
 use support::{free_port, metric, wait_until, Driver, Gateway};
@@ -123,9 +123,13 @@ both_drivers! {
         service_to(&api, "app", &a);
         api.apply(&http_gateway("gw", port, &["*"]));
         api.apply(&virtual_service("app", "gw", &["app.test"], &route_to("app")));
+        // A ServiceEntry of the Service's name stands beside it.
+        api.apply(&service_entry("app", "app.example", 80, &[b.port()]));
+        api.apply(&virtual_service("se", "gw", &["se.test"], &route_to("app.example")));
         let dir = tempfile::tempdir().unwrap();
         let gw = start(driver, &api, &dir);
         assert_eq!(backend_of(port, "app.test").as_deref(), Some("a"));
+        assert_eq!(backend_of(port, "se.test").as_deref(), Some("b"));
         // The endpoint moves to another target port.
         let ready = [SliceEndpoint { address: "127.0.0.1", pod: None, ready: true }];
         api.apply(&endpoint_slice("app-1", "app", "http", b.port(), &ready));

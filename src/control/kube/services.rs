@@ -94,7 +94,8 @@ fn service_entry(svc: &Service, ns: &str, name: &str, slices: &[&EndpointSlice],
     json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "ServiceEntry",
-        "metadata": { "name": name, "namespace": ns },
+        // Named apart from the user's ServiceEntries, which may share the Service's name.
+        "metadata": { "name": format!("svc.{name}"), "namespace": ns },
         "spec": spec,
     })
 }
@@ -206,6 +207,7 @@ mod tests {
         let out = service_entries(&[&svc], &[&s1, &other], &pods);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name, "k8s:Service/default/reviews");
+        assert_eq!(out[0].object["metadata"], json!({"name": "svc.reviews", "namespace": "default"}));
         let spec = &out[0].object["spec"];
         assert_eq!(spec["hosts"], json!(["reviews.default.svc.cluster.local"]));
         assert_eq!(spec["resolution"], "STATIC");
