@@ -44,8 +44,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// A YAML file, or a directory whose *.yaml/*.yml files are all read; repeatable
-    #[arg(long = "config", value_name = "PATH", required = true)]
+    #[arg(long = "config", value_name = "PATH", required_unless_present = "kubernetes")]
     pub configs: Vec<PathBuf>,
+    /// Read the config from the Kubernetes API (in-cluster service account, or KUBECONFIG) and
+    /// follow its changes: Istio resources, the Secrets credentialName names, and Services with
+    /// their EndpointSlices; beside any --config
+    #[arg(long)]
+    pub kubernetes: bool,
     /// A label of this gateway instance, matched against Gateway selectors; repeatable
     /// [default: istio=ingressgateway]
     #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
@@ -171,6 +176,7 @@ impl ConfigArgs {
             labels,
             secrets_dir: self.secrets_dir.clone(),
             namespace: self.namespace.clone(),
+            kubernetes: self.kubernetes,
         }
     }
 }

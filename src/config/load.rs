@@ -43,6 +43,38 @@ pub fn load(paths: &[PathBuf]) -> Result<ConfigSet, Diagnostics> {
     }
 }
 
+/// An object read from the Kubernetes API (`--kubernetes`): its JSON as the API serves it, and
+/// the name its diagnostics carry where a file name would go, `k8s:KIND/namespace/name`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiObject {
+    pub name: String,
+    pub object: serde_json::Value,
+}
+
+/// [`load`] for `--config` paths (none, or some) beside objects read from the API server. The
+/// paths are judged as [`load`] judges them (any error fails the whole); each object is loaded
+/// on its own, and one that cannot be read is left out, its errors returned beside the set, as
+/// istiod goes on without a resource it cannot convert. A set with nothing in it is served (a
+/// cluster may hold no config yet).
+pub fn load_with_objects(paths: &[PathBuf], objects: &[ApiObject]) -> Result<(ConfigSet, Diagnostics), Diagnostics> {
+    let mut loader = Loader::default();
+    for path in paths {
+        loader.path(path);
+    }
+    if !loader.diagnostics.is_empty() {
+        return Err(loader.diagnostics);
+    }
+    for object in objects {
+        let file: Arc<Path> = Arc::from(Path::new(&object.name));
+        // Rendered as YAML so that a diagnostic's field has a line to point at, as in a file.
+        match serde_yaml::to_string(&object.object) {
+            Ok(text) => loader.document(&file, RawDocument { index: 1, line: 1, text: text.into() }),
+            Err(e) => loader.file_error(&file, format!("cannot render the object: {e}")),
+        }
+    }
+    Ok((loader.set, loader.diagnostics))
+}
+
 #[derive(Default)]
 struct Loader {
     set: ConfigSet,

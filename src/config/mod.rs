@@ -36,7 +36,7 @@ use std::sync::Arc;
 pub use destination_rule::DestinationRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use gateway::Gateway;
-pub use load::load;
+pub use load::{load, load_with_objects, ApiObject};
 pub use meta::{Duration, ObjectMeta, Percent};
 pub use secret::Secret;
 pub use service_entry::ServiceEntry;
@@ -157,12 +157,31 @@ pub struct ConfigSet {
 impl ConfigSet {
     /// Nothing of a kind Strait reads.
     fn is_empty(&self) -> bool {
-        self.gateways.is_empty()
-            && self.virtual_services.is_empty()
-            && self.destination_rules.is_empty()
-            && self.service_entries.is_empty()
-            && self.secrets.is_empty()
-            && self.not_enforced.is_empty()
+        self.len() == 0
+    }
+
+    /// Leaves out every resource that came from `file` (an object refused alone); false when
+    /// there was none.
+    pub fn remove_file(&mut self, file: &Path) -> bool {
+        let keep = |origin: &Origin| &*origin.file != file;
+        let before = self.len();
+        self.gateways.retain(|r| keep(&r.origin));
+        self.virtual_services.retain(|r| keep(&r.origin));
+        self.destination_rules.retain(|r| keep(&r.origin));
+        self.service_entries.retain(|r| keep(&r.origin));
+        self.secrets.retain(|r| keep(&r.origin));
+        self.not_enforced.retain(|u| keep(&u.origin));
+        self.len() != before
+    }
+
+    /// How many resources of every kind it holds.
+    fn len(&self) -> usize {
+        self.gateways.len()
+            + self.virtual_services.len()
+            + self.destination_rules.len()
+            + self.service_entries.len()
+            + self.secrets.len()
+            + self.not_enforced.len()
     }
 }
 

@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use super::kube::KubeError;
 use super::ports::BindError;
 use crate::config::Diagnostics;
 use crate::worker::StartError;
@@ -28,4 +29,6 @@ pub enum RunError {
     Dns(#[source] io::Error),
     #[error(transparent)]
     Workers(#[from] StartError),
+    #[error("cannot read the config from Kubernetes: {0}")]
+    Kube(#[source] KubeError),
 }

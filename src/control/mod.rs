@@ -2,12 +2,14 @@
 //! publishes each generation to the workers, and runs reloads and the shutdown drain.
 //!
 //! `run` is `strait run`: start (refusing an invalid config), serve, reload on SIGHUP,
-//! `POST /reload` or a certificate file changing on disk, drain on SIGTERM/SIGINT, return
+//! `POST /reload`, a certificate file changing on disk or (`--kubernetes`) the API server's
+//! objects changing, drain on SIGTERM/SIGINT, return
 //! when drained.
 
 mod dns;
 mod drain;
 mod error;
+mod kube;
 mod load;
 mod ports;
 mod reconcile;
@@ -28,6 +30,7 @@ use tracing::info;
 
 pub use dns::DnsOptions;
 pub use error::RunError;
+use kube::Kube;
 pub use load::{build, fails_validation, BuildOptions, Servable};
 pub use ports::BindError;
 pub use reload::{ReloadError, Reloader};
@@ -55,9 +58,14 @@ pub struct RunOptions {
 /// `strait run`. Returns `Ok` once drained: the process then exits 0. `logging` is the installed
 /// log filter, which `POST /logging` changes.
 pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
-    let mut reloader = Reloader::start(opts.build.clone(), opts.dns.clone(), opts.workers.workers, opts.share_ports)?;
-    let shared = reloader.shared().clone();
     let (events_tx, events) = mpsc::channel();
+    let kube = match opts.build.kubernetes {
+        true => Some(Kube::start(&opts.build.namespace, events_tx.clone()).map_err(RunError::Kube)?),
+        false => None,
+    };
+    let build = opts.build.clone();
+    let mut reloader = Reloader::start(build, opts.dns.clone(), opts.workers.workers, opts.share_ports, kube)?;
+    let shared = reloader.shared().clone();
     signals::forward(events_tx.clone()).map_err(RunError::Signals)?;
     watch::spawn(shared.clone(), events_tx.clone()).map_err(RunError::Watcher)?;
     let admin = Admin::bind(opts.admin).map_err(|source| RunError::Admin { addr: opts.admin, source })?;
@@ -109,6 +117,7 @@ pub fn command_line(opts: &RunOptions) -> serde_json::Value {
         "labels": opts.build.labels,
         "secrets_dir": opts.build.secrets_dir.as_ref().map(|p| p.display().to_string()),
         "proxy_config": opts.build.proxy_config.as_ref().map(|p| p.display().to_string()),
+        "kubernetes": opts.build.kubernetes,
         "admin_address": opts.admin.to_string(),
         "driver": opts.workers.driver.to_possible_value().map(|v| v.get_name().to_string()),
         "drain_time": protobuf_duration(opts.drain_timeout),

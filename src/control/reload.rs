@@ -8,9 +8,10 @@ use tracing::{error, info, warn};
 
 use super::dns::{Dns, DnsOptions};
 use super::error::RunError;
-use super::load::{compile, validated, BuildOptions, Validated};
+use super::kube::Kube;
+use super::load::{compile, compile_valid, validated, validated_api, BuildOptions, Validated};
 use super::ports::{BindError, Ports};
-use crate::config::{ConfigSet, Diagnostics, Severity};
+use crate::config::{ApiObject, ConfigSet, Diagnostics, Severity};
 use crate::publish::{Published, Reloaded, Shared};
 use crate::upstream::{Generation, LiveRegistry};
 
@@ -38,18 +39,30 @@ pub struct Reloader {
     /// The config served, compiled again when a DNS answer changes.
     set: ConfigSet,
     dns: Dns,
+    /// `--kubernetes`: the objects read from the API server, built from beside the files.
+    kube: Option<Kube>,
+    /// The objects the serving generation was built from.
+    served: Vec<ApiObject>,
 }
 
 impl Reloader {
     /// Builds generation 1 and binds its ports; refuses an invalid config. `share_ports`: listen
-    /// beside another process on a port it serves, instead of refusing the port.
-    pub fn start(opts: BuildOptions, dns: DnsOptions, workers: usize, share_ports: bool) -> Result<Self, RunError> {
+    /// beside another process on a port it serves, instead of refusing the port. `kube`: the
+    /// objects of `--kubernetes`, already listed.
+    pub fn start(
+        opts: BuildOptions,
+        dns: DnsOptions,
+        workers: usize,
+        share_ports: bool,
+        kube: Option<Kube>,
+    ) -> Result<Self, RunError> {
         let mut dns = Dns::new(dns).map_err(RunError::Dns)?;
-        let Validated { set, warnings } = validated(&opts).map_err(RunError::InvalidConfig)?;
+        let (mut valid, served) = validate(&opts, kube.as_ref(), &[]).map_err(RunError::InvalidConfig)?;
         dns.begin();
-        let snapshot = compile(&opts, &set, 1, &mut dns).map_err(RunError::InvalidConfig)?;
+        let snapshot = compile_valid(&opts, &mut valid, 1, &mut dns).map_err(RunError::InvalidConfig)?;
         dns.commit();
-        log_warnings(&warnings);
+        let Validated { set, warnings, refused } = valid;
+        log_warnings(&warnings, &refused);
         let mut ports = Ports::new(workers, share_ports);
         let prepared = ports.prepare(&snapshot)?;
         ports.commit(prepared);
@@ -57,7 +70,7 @@ impl Reloader {
         let snapshot = Generation::new(snapshot, &mut live);
         let first = Published { snapshot, sockets: ports.sockets(), draining: false };
         let shared = Arc::new(Shared::new(first, workers));
-        Ok(Self { opts, ports, shared, live, set, dns })
+        Ok(Self { opts, ports, shared, live, set, dns, kube, served })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -96,15 +109,19 @@ impl Reloader {
             return Err(ReloadError::Draining);
         }
         let generation = current.snapshot.generation + 1;
-        let Validated { set, warnings } = validated(&self.opts).map_err(ReloadError::Invalid)?;
+        let (mut valid, served) =
+            validate(&self.opts, self.kube.as_ref(), &self.served).map_err(ReloadError::Invalid)?;
         self.dns.begin();
-        let mut snapshot = compile(&self.opts, &set, generation, &mut self.dns).map_err(ReloadError::Invalid)?;
+        let mut snapshot =
+            compile_valid(&self.opts, &mut valid, generation, &mut self.dns).map_err(ReloadError::Invalid)?;
         snapshot.inherit(&current.snapshot);
         let prepared = self.ports.prepare(&snapshot)?;
-        log_warnings(&warnings);
+        let Validated { set, warnings, refused } = valid;
+        log_warnings(&warnings, &refused);
         self.ports.commit(prepared);
         self.dns.commit();
         self.set = set;
+        self.served = served;
         let listeners = snapshot.listeners.len();
         // Resolved only once the ports are bound: a refused reload leaves the registry as the
         // serving snapshot has it.
@@ -163,9 +180,26 @@ impl Reloader {
     }
 }
 
-/// Dangling references and fields not enforced are served, with a warning naming them.
-fn log_warnings(warnings: &Diagnostics) {
+/// The files, and with `--kubernetes` the objects read from the API server, validated; with
+/// the objects they were validated from (`served`: those the serving generation was built from).
+fn validate(
+    opts: &BuildOptions,
+    kube: Option<&Kube>,
+    served: &[ApiObject],
+) -> Result<(Validated, Vec<ApiObject>), Diagnostics> {
+    match kube {
+        Some(kube) => validated_api(opts, &kube.objects(), served),
+        None => Ok((validated(opts, None)?, Vec::new())),
+    }
+}
+
+/// Dangling references and fields not enforced are served, with a warning naming them; an
+/// object from the API server refused alone is an error naming it, the rest served.
+fn log_warnings(warnings: &Diagnostics, refused: &Diagnostics) {
     for d in warnings.iter() {
         warn!("{d}");
+    }
+    for d in refused.iter() {
+        error!("refused, the rest applies: {d}");
     }
 }

@@ -228,7 +228,7 @@ fn config_dir(name: &str) -> PathBuf {
 fn reloads_count_and_keep_the_last_error_until_one_succeeds() {
     let dir = config_dir("reloads");
     let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
-    let mut reloader = Reloader::start(opts, DnsOptions::default(), 1, false).unwrap();
+    let mut reloader = Reloader::start(opts, DnsOptions::default(), 1, false, None).unwrap();
     let shared = reloader.shared().clone();
     assert_eq!(shared.snapshot().generation, 1);
 
@@ -255,7 +255,7 @@ fn reloads_count_and_keep_the_last_error_until_one_succeeds() {
 fn a_reload_to_nothing_strait_reads_keeps_serving() {
     let dir = config_dir("emptied");
     let opts = BuildOptions { paths: vec![dir.clone()], ..BuildOptions::default() };
-    let mut reloader = Reloader::start(opts, DnsOptions::default(), 1, false).unwrap();
+    let mut reloader = Reloader::start(opts, DnsOptions::default(), 1, false, None).unwrap();
     std::fs::remove_file(dir.join("app.yaml")).unwrap();
     let err = reloader.reload().unwrap_err();
     assert!(err.to_string().contains("no Istio resource or v1 Secret"), "{err}");
@@ -267,5 +267,42 @@ fn a_reload_to_nothing_strait_reads_keeps_serving() {
 #[test]
 fn an_invalid_first_config_is_refused() {
     let opts = BuildOptions { paths: vec![PathBuf::from("/nonexistent/strait/config")], ..BuildOptions::default() };
-    assert!(matches!(Reloader::start(opts, DnsOptions::default(), 1, false), Err(RunError::InvalidConfig(_))));
+    assert!(matches!(Reloader::start(opts, DnsOptions::default(), 1, false, None), Err(RunError::InvalidConfig(_))));
+}
+
+/// `--kubernetes`: an object that fails to load or validate is left out alone, the rest kept;
+/// an error in a file still fails the whole.
+#[test]
+fn api_objects_are_refused_alone_and_files_are_not() {
+    use crate::config::ApiObject;
+    let object = |name: &str, spec: serde_json::Value| ApiObject {
+        name: format!("k8s:VirtualService/default/{name}"),
+        object: serde_json::json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "7", "uid": "u"},
+            "spec": spec,
+        }),
+    };
+    let route = serde_json::json!([{"route": [{"destination": {"host": "app.local"}}]}]);
+    let objects = [
+        object("good", serde_json::json!({"hosts": ["good.test"], "http": route})),
+        object("bad", serde_json::json!({"hosts": ["bad.test"], "http": [{"match": [{"uri": {"prefix": "/"}}]}]})),
+        object("odd", serde_json::json!({"hosts": ["odd.test"], "gatways": ["gw"], "http": route})),
+    ];
+    let dir = config_dir("api-objects");
+    let opts = BuildOptions { paths: vec![dir.clone()], kubernetes: true, ..BuildOptions::default() };
+    let valid = load::validated(&opts, Some(&objects)).unwrap();
+    let names: Vec<&str> = valid.set.virtual_services.iter().map(|v| v.name()).collect();
+    assert_eq!(names, ["good"]);
+    let refused: Vec<String> = valid.refused.iter().map(|d| d.to_string()).collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused[0].contains("k8s:VirtualService/default/odd") && refused[0].contains("gatways"), "{refused:?}");
+    assert!(
+        refused[1].contains("k8s:VirtualService/default/bad") && refused[1].contains("spec.http[0]"),
+        "{refused:?}"
+    );
+    // A broken file fails the whole, as a reload of files always has.
+    std::fs::write(dir.join("broken.yaml"), "kind: [").unwrap();
+    assert!(load::validated(&opts, Some(&objects)).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod dns;
 pub mod h2;
+pub mod kube;
 pub mod tcp;
 pub mod tls;
 
