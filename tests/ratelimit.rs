@@ -82,8 +82,18 @@ fn yaml(port: u16, backend: &Backend, configs: &str) -> String {
 }
 
 fn start(driver: Driver, backend: &Backend, configs: impl Fn(u16) -> String) -> (Gateway, SocketAddr) {
+    start_with(driver, backend, &[], configs)
+}
+
+fn start_with(
+    driver: Driver,
+    backend: &Backend,
+    args: &[&str],
+    configs: impl Fn(u16) -> String,
+) -> (Gateway, SocketAddr) {
     let port = free_port();
-    let gw = gateway!(driver).workers(2).file("gw.yaml", &yaml(port, backend, &configs(port))).start();
+    let builder = args.iter().fold(gateway!(driver).workers(2), |g, a| g.arg(a));
+    let gw = builder.file("gw.yaml", &yaml(port, backend, &configs(port))).start();
     (gw, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
@@ -109,7 +119,65 @@ fn limit_stat(gw: &Gateway, stat: &str) -> f64 {
     })
 }
 
+/// ASM's first example ("ASMLocalRateLimiter CRD fields", gateway rate limiting), as the page
+/// gives it.
+const ASM_EXAMPLE: &str = r#"apiVersion: istio.alibabacloud.com/v1beta1
+kind: ASMLocalRateLimiter
+metadata:
+  name: for-api-test
+  namespace: default
+spec:
+  workloadSelector:
+    labels:
+      app: istio-ingressgateway
+  isGateway: true
+  configs:
+    - match:
+        vhost:
+          name: "www.example1.com"   # If multiple vhosts are configured on the gateway, enter the name of the last vhost.
+          port: 80
+          route:
+            name_match: "test1"   # The name of the route in the VirtualService.
+      limit:
+         fill_interval:
+            seconds: 1
+         quota: 10
+    - match:
+        vhost:
+          name: "www.example2.com"
+          port: 80
+          route:
+            name_match: "test1"
+      limit:
+         fill_interval:
+            seconds: 1
+         quota: 100
+"#;
+
 both_drivers! {
+    fn asms_example_works_as_it_is(driver) {
+        let b = Backend::start("app");
+        let port = free_port();
+        let gateway = http_gateway("gw", port, &["www.example1.com", "www.example2.com"])
+            .replace("istio: ingressgateway", "app: istio-ingressgateway");
+        let route = "  - name: test1\n    route:\n    - destination:\n        host: app.local\n";
+        let files = docs(&[
+            gateway,
+            virtual_service("example", "gw", &["www.example1.com", "www.example2.com"], route),
+            service_entry("app", "app.local", 80, &[b.port()]),
+            // The only change: the listener's port, which a test cannot take at 80.
+            ASM_EXAMPLE.replace("port: 80", &format!("port: {port}")),
+        ]);
+        let _gw = gateway!(driver).arg("--label").arg("app=istio-ingressgateway").file("gw.yaml", &files).start();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let began = Instant::now();
+        let one: Vec<u16> = (0..15).map(|_| client::get(addr, "www.example1.com", "/").status).collect();
+        let refilled = (began.elapsed().as_secs_f64() * 10.0).ceil() as usize;
+        assert!((10..=10 + refilled).contains(&admitted(&one)), "{one:?}");
+        let two: Vec<u16> = (0..15).map(|_| client::get(addr, "www.example2.com", "/").status).collect();
+        assert_eq!(admitted(&two), 15, "www.example2.com has a quota of its own, of 100");
+    }
+
     fn quota_holds_under_concurrent_load_across_workers(driver) {
         let b = Backend::start("app");
         // 20 per minute: a test of a few seconds sees under one more token refilled per second.
@@ -193,7 +261,7 @@ both_drivers! {
       response_header_to_add:
         x-local-rate-limit: 'true'
 ";
-        let (_gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 1, 60, more, ""));
+        let (gw, addr) = start_with(driver, &b, &["--access-log"], |port| config(port, Some("limited"), 1, 60, more, ""));
         assert_eq!(get(addr, "/limited").status, 200);
         let limited = get(addr, "/limited");
         assert_eq!(limited.status, 429);
@@ -209,6 +277,9 @@ both_drivers! {
         assert!(text.starts_with("http/2 429"), "{text}");
         assert!(text.contains("x-local-rate-limit: true"), "{text}");
         assert!(text.ends_with("your request be limited\"}"), "{text}");
+        // Envoy's response flag and details for the access log.
+        let logged = || gw.stdout().lines().filter(|l| l.contains(" 429 RL local_rate_limited ")).count();
+        assert!(support::wait_until(Duration::from_secs(5), || logged() == 2).is_some(), "{}", gw.stdout());
     }
 
     fn a_reload_keeps_an_unchanged_bucket_and_refills_a_changed_one(driver) {
