@@ -30,7 +30,7 @@ pub(super) fn limited(
     now: u64,
     random: impl Fn() -> u32,
 ) -> bool {
-    if !limit.filter_enabled.drawn(random()) {
+    if !limit.filter_enabled.drawn(&random) {
         return false;
     }
     let counters = &limit.live.counters;
@@ -57,7 +57,7 @@ pub(super) fn limited(
         return false;
     }
     count(&counters.rate_limited);
-    if !limit.filter_enforced.drawn(random()) {
+    if !limit.filter_enforced.drawn(&random) {
         return false;
     }
     count(&counters.enforced);

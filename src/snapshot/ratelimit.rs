@@ -45,9 +45,14 @@ impl Fraction {
     pub const ALL: Fraction = Fraction { per_million: 1_000_000 };
     pub const NONE: Fraction = Fraction { per_million: 0 };
 
-    /// Whether a uniform `draw` falls in the fraction (Envoy's runtime `featureEnabled`).
-    pub fn drawn(self, draw: u32) -> bool {
-        self.per_million >= 1_000_000 || (self.per_million > 0 && draw % 1_000_000 < self.per_million)
+    /// Whether a uniform draw falls in the fraction (Envoy's runtime `featureEnabled`); the
+    /// whole or nothing draws nothing.
+    pub fn drawn(self, draw: impl FnOnce() -> u32) -> bool {
+        match self.per_million {
+            0 => false,
+            1_000_000.. => true,
+            share => draw() % 1_000_000 < share,
+        }
     }
 }
 
@@ -246,8 +251,8 @@ mod tests {
     #[test]
     fn fractions_draw_their_share() {
         let half = Fraction { per_million: 500_000 };
-        assert_eq!((0..1_000_000u32).filter(|&d| half.drawn(d)).count(), 500_000);
-        assert!(!Fraction::NONE.drawn(0));
-        assert!(Fraction::ALL.drawn(u32::MAX));
+        assert_eq!((0..1_000_000u32).filter(|&d| half.drawn(|| d)).count(), 500_000);
+        assert!(!Fraction::NONE.drawn(|| 0));
+        assert!(Fraction::ALL.drawn(|| u32::MAX));
     }
 }
