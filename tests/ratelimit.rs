@@ -282,6 +282,17 @@ both_drivers! {
         assert!(support::wait_until(Duration::from_secs(5), || logged() == 2).is_some(), "{}", gw.stdout());
     }
 
+    fn a_grpc_request_is_refused_with_grpc_status_unavailable(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 1, 60, "", ""));
+        let call = "POST /limited HTTP/1.1\r\nHost: app.test\r\ncontent-type: application/grpc\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        assert_eq!(client::request(addr, call).header("grpc-status"), None, "the first call is admitted");
+        let refused = client::request(addr, call);
+        assert_eq!(refused.status, 200, "Envoy's gRPC form of the local reply");
+        assert_eq!(refused.header("grpc-status"), Some("14"));
+        assert_eq!(refused.header("grpc-message"), Some("local_rate_limited"));
+    }
+
     fn a_reload_keeps_an_unchanged_bucket_and_refills_a_changed_one(driver) {
         let b = Backend::start("app");
         let (gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 3, 60, "", ""));
