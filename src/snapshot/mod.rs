@@ -81,8 +81,8 @@ impl Snapshot {
     /// A server is the same one when its port, Gateway and hosts are.
     ///
     /// A local rate limit whose key and config are unchanged keeps its bucket (and counters),
-    /// as Envoy keeps a filter's token bucket while its config is the same; a changed one
-    /// starts full.
+    /// as the clusters keep their live state: a reload for another resource neither refills
+    /// nor empties it. A changed one starts full.
     pub fn inherit(&mut self, previous: &Snapshot) {
         let before: HashMap<&str, &Arc<LocalRateLimit>> =
             previous.local_rate_limits.iter().map(|l| (&*l.key, l)).collect();
