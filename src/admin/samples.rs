@@ -175,7 +175,36 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Ge
             s.extend(outlier_samples(&c.name, live.ejection_stats()));
         }
     }
+    s.extend(local_rate_limit_samples(snapshot));
     group_families(s)
+}
+
+/// Envoy's `<stat_prefix>.http_local_rate_limit.*` counters, summed over the limits of each
+/// prefix; its tag extraction takes the prefix off as `envoy_local_http_ratelimit_prefix`.
+fn local_rate_limit_samples(snapshot: &Generation) -> Vec<Sample> {
+    let mut by_prefix: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+    for limit in &snapshot.local_rate_limits {
+        let c = &limit.live.counters;
+        let sum = by_prefix.entry(&limit.stat_prefix).or_default();
+        for (total, n) in sum.iter_mut().zip([&c.enabled, &c.enforced, &c.rate_limited, &c.ok]) {
+            *total += n.load(std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    const FAMILIES: [(&str, &str); 4] = [
+        ("envoy_http_local_rate_limit_enabled", "enabled"),
+        ("envoy_http_local_rate_limit_enforced", "enforced"),
+        ("envoy_http_local_rate_limit_rate_limited", "rate_limited"),
+        ("envoy_http_local_rate_limit_ok", "ok"),
+    ];
+    let mut s = Vec::new();
+    for (prefix, counts) in by_prefix {
+        for ((family, stat), n) in FAMILIES.iter().zip(counts) {
+            let name = format!("{prefix}.http_local_rate_limit.{stat}");
+            let sample = Sample::new(family, Kind::Counter, &name, Value::Count(n));
+            s.push(sample.label("envoy_local_http_ratelimit_prefix", prefix));
+        }
+    }
+    s
 }
 
 /// A cluster's outlier detection samples, as Envoy names them.

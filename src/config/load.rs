@@ -11,7 +11,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::source::{join_path, render_key, split_documents, Node, RawDocument};
 use super::{
-    ConfigSet, Diagnostic, Diagnostics, Kind, ObjectMeta, Origin, Resource, Secret, Severity, Unenforced,
+    ConfigSet, Diagnostic, Diagnostics, Kind, ObjectMeta, Origin, Resource, Secret, Severity, Unenforced, ASM_VERSIONS,
     DEFAULT_NAMESPACE, ISTIO_VERSIONS, NOT_ENFORCED_KINDS, SERVED_KINDS,
 };
 
@@ -92,6 +92,7 @@ enum Class {
     DestinationRule,
     ServiceEntry,
     Secret,
+    AsmLocalRateLimiter,
     List,
     /// An Istio kind Strait does not act on yet.
     NotEnforced,
@@ -115,6 +116,7 @@ fn classify(api_version: &str, kind: &str) -> Class {
     // Istio's kinds of the group, as a message lists them.
     let kinds = || {
         let served = SERVED_KINDS.iter().filter(|_| group == "networking.istio.io");
+        let served = served.chain(["ASMLocalRateLimiter"].iter().filter(|_| group == "istio.alibabacloud.com"));
         let more = NOT_ENFORCED_KINDS.iter().filter(|(g, _, _)| *g == group).map(|(_, k, _)| k);
         served.chain(more).copied().collect::<Vec<_>>().join(", ")
     };
@@ -132,6 +134,16 @@ fn classify(api_version: &str, kind: &str) -> Class {
             "DestinationRule" => Class::DestinationRule,
             "ServiceEntry" => Class::ServiceEntry,
             _ => Class::Invalid { at: "kind", message: format!("kind {kind} is not a {group} kind ({})", kinds()) },
+        },
+        "istio.alibabacloud.com" if kind == "ASMLocalRateLimiter" => match ASM_VERSIONS.contains(&version) {
+            true => Class::AsmLocalRateLimiter,
+            false => Class::Invalid {
+                at: "apiVersion",
+                message: format!(
+                    "apiVersion {api_version} is not served for {kind} (versions: {})",
+                    ASM_VERSIONS.join(", ")
+                ),
+            },
         },
         _ if NOT_ENFORCED_KINDS.iter().any(|(g, _, _)| *g == group) => {
             Class::Invalid { at: "kind", message: format!("kind {kind} is not a {group} kind ({})", kinds()) }
@@ -302,6 +314,7 @@ impl Loader {
             Class::VirtualService => self.istio(&at, value, api_version, |set| &mut set.virtual_services),
             Class::DestinationRule => self.istio(&at, value, api_version, |set| &mut set.destination_rules),
             Class::ServiceEntry => self.istio(&at, value, api_version, |set| &mut set.service_entries),
+            Class::AsmLocalRateLimiter => self.istio(&at, value, api_version, |set| &mut set.asm_local_rate_limiters),
             Class::Secret => match typed::<SecretEnvelope>(value) {
                 Ok(s) => {
                     let spec = Secret {

@@ -13,6 +13,7 @@
 //! Istio has no such resource. A set with nothing Strait reads is an error too. Every error of
 //! every file is collected, in file and document order.
 
+pub mod asm_local_rate_limiter;
 pub mod credentials;
 pub mod destination_rule;
 pub mod diagnostics;
@@ -33,6 +34,7 @@ pub mod virtual_service;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use asm_local_rate_limiter::AsmLocalRateLimiter;
 pub use destination_rule::DestinationRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use gateway::Gateway;
@@ -63,6 +65,9 @@ impl Kind for ServiceEntry {
 }
 impl Kind for Secret {
     const KIND: &'static str = "Secret";
+}
+impl Kind for AsmLocalRateLimiter {
+    const KIND: &'static str = "ASMLocalRateLimiter";
 }
 
 /// Where a resource came from.
@@ -149,6 +154,8 @@ pub struct ConfigSet {
     pub destination_rules: Vec<Resource<DestinationRule>>,
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub secrets: Vec<Resource<Secret>>,
+    /// `istio.alibabacloud.com` local throttling rules.
+    pub asm_local_rate_limiters: Vec<Resource<AsmLocalRateLimiter>>,
     pub not_enforced: Vec<Unenforced>,
     /// `--proxy-config`'s settings (the defaults without one).
     pub proxy: proxy_config::ProxyConfig,
@@ -170,6 +177,7 @@ impl ConfigSet {
         self.destination_rules.retain(|r| keep(&r.origin));
         self.service_entries.retain(|r| keep(&r.origin));
         self.secrets.retain(|r| keep(&r.origin));
+        self.asm_local_rate_limiters.retain(|r| keep(&r.origin));
         self.not_enforced.retain(|u| keep(&u.origin));
         self.len() != before
     }
@@ -181,6 +189,7 @@ impl ConfigSet {
             + self.destination_rules.len()
             + self.service_entries.len()
             + self.secrets.len()
+            + self.asm_local_rate_limiters.len()
             + self.not_enforced.len()
     }
 }
@@ -209,7 +218,11 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
     ("telemetry.istio.io", "Telemetry", &["v1", "v1alpha1"]),
     ("extensions.istio.io", "WasmPlugin", &["v1alpha1"]),
     ("extensions.istio.io", "TrafficExtension", &["v1alpha1"]),
+    ("istio.alibabacloud.com", "ASMGlobalRateLimiter", &ASM_VERSIONS),
 ];
+
+/// The versions Alibaba Cloud Service Mesh serves its `istio.alibabacloud.com` kinds in.
+pub const ASM_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
 /// The `networking.istio.io` kinds Strait serves.
 const SERVED_KINDS: [&str; 4] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry"];

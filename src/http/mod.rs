@@ -24,6 +24,7 @@ mod local;
 mod mirror;
 mod peer;
 mod plan;
+mod ratelimit;
 mod request_log;
 mod retry;
 mod rewrite;

@@ -3,6 +3,8 @@
 
 use std::rc::Rc;
 
+use super::ratelimit::ConnBuckets;
+
 use crate::percore::ConnInfo;
 use crate::upstream::Generation;
 
@@ -20,6 +22,8 @@ pub(super) struct Peer {
     pub(super) ip: String,
     /// `Some` on an HTTPS connection.
     pub(super) tls: Option<TlsSession>,
+    /// The connection's own token buckets (`per_downstream_connection` limits).
+    pub(super) buckets: ConnBuckets,
 }
 
 impl Peer {

@@ -14,6 +14,7 @@ use super::headers::{self, Merged};
 use super::local::{self, Answer};
 use super::mirror;
 use super::peer::Peer;
+use super::ratelimit;
 use super::retry;
 use super::rewrite;
 use crate::percore::access_log::Record;
@@ -30,6 +31,7 @@ pub(super) const DIRECT: &str = "direct_response";
 pub(super) const NO_UPSTREAM: &str = "no_healthy_upstream";
 pub(super) const FAULT_ABORT: &str = "fault_filter_abort";
 pub(super) const CORS_PREFLIGHT: &str = "cors_response";
+pub(super) const LOCAL_RATE_LIMITED: &str = "local_rate_limited";
 
 /// The route-level request edits of a route that sets none.
 static NO_EDITS: HeaderEdits = HeaderEdits { set: Vec::new(), add: Vec::new(), remove: Vec::new() };
@@ -59,12 +61,15 @@ pub(super) struct Extras {
     pub(super) timeout: Option<Duration>,
 }
 
-/// What the plan is handed besides the snapshot and the request: it does no I/O, reads no
-/// clock, and draws only from `random` (the worker's generator; fixed draws in tests).
+/// What the plan is handed besides the snapshot and the request: it does no I/O, draws only
+/// from `random` (the worker's generator; fixed draws in tests), and reads the time only from
+/// `clock`, and only for a route with a rate limit.
 pub(super) struct Inputs<R> {
     /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
     pub(super) mirror_shadow_suffix: bool,
     pub(super) random: R,
+    /// [`crate::snapshot::now`]; a fixed instant in tests.
+    pub(super) clock: fn() -> u64,
 }
 
 /// Routes the request and either returns the local answer or writes the upstream head into
@@ -167,6 +172,17 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 }
             },
             RequestStage::Fault(f) => fault = fault::inject(f, random(), random()),
+            // Envoy's fault filter answers an abort before the rate limit filter sees the
+            // request: no token is taken for it.
+            RequestStage::LocalRateLimit(id) if fault.abort.is_none() => {
+                let limit = snap.local_rate_limit(*id);
+                if ratelimit::limited(limit, &info, &peer.buckets, (inputs.clock)(), random) {
+                    let answer = ratelimit::answer(limit, meta.is_head);
+                    let plan = Disposition::Local { answer, close: false, details: LOCAL_RATE_LIMITED };
+                    return (meta, plan, fault);
+                }
+            }
+            RequestStage::LocalRateLimit(_) => {}
             RequestStage::Rewrite(r) => rewrite = Some(r),
             RequestStage::RequestHeaders(edits) => route_headers = edits,
             RequestStage::Mirror(m) => mirrors = m,

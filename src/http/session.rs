@@ -16,7 +16,7 @@ use super::exchange::{Exchange, Forwarded};
 use super::head::Http1Request;
 use super::local::{self, Answer};
 use super::peer::{Peer, TlsSession};
-use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, MISDIRECTED, NO_ROUTE};
+use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, LOCAL_RATE_LIMITED, MISDIRECTED, NO_ROUTE};
 use super::tunnel;
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
@@ -77,6 +77,7 @@ pub(super) fn local_flag(details: &str) -> &'static str {
     match details {
         NO_ROUTE | MISDIRECTED => "NR",
         FAULT_ABORT => "FI",
+        LOCAL_RATE_LIMITED => "RL",
         _ => "-",
     }
 }
@@ -129,7 +130,7 @@ pub(super) async fn serve<S: Duplex>(client: S, downstream: Downstream, ctx: Rc<
     let mut session = Session {
         client,
         idle,
-        peer: Peer { conn, ip: conn.peer.ip().to_string(), tls },
+        peer: Peer { conn, ip: conn.peer.ip().to_string(), tls, buckets: Default::default() },
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
         out: Vec::new(),
@@ -282,8 +283,11 @@ impl<S: Duplex> Session<S> {
             let parsed = {
                 let mut slots = HeaderSlots::new();
                 let closing = self.closing();
-                let inputs =
-                    Inputs { mirror_shadow_suffix: self.ctx.mirror_shadow_suffix, random: || self.ctx.random() };
+                let inputs = Inputs {
+                    mirror_shadow_suffix: self.ctx.mirror_shadow_suffix,
+                    random: || self.ctx.random(),
+                    clock: crate::snapshot::now,
+                };
                 let data = self.rb.data();
                 codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {
                     head.map(|head| {

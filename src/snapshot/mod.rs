@@ -10,6 +10,7 @@ mod compile;
 mod hash;
 mod hosts;
 mod matcher;
+mod ratelimit;
 mod route;
 mod stage;
 #[cfg(test)]
@@ -26,6 +27,7 @@ pub use compile::{compile, compile_with, distinct, CompileOptions, Resolve, Syst
 pub use hash::{hash_bytes, ip_hash, HashTable};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
+pub use ratelimit::*;
 pub use route::*;
 pub use stage::{RequestStage, ResponseStage};
 
@@ -45,6 +47,9 @@ pub struct Snapshot {
     /// The gateway's workload as Istio's `source_workload`, `source_app` and
     /// `source_canonical_service` metric labels name it (see `compile::source_workload`).
     pub source_workload: Arc<str>,
+    /// The local rate limits the routes' stages name by [`RateLimitId`], each with its live
+    /// bucket.
+    pub local_rate_limits: Vec<Arc<LocalRateLimit>>,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
@@ -54,7 +59,11 @@ impl Snapshot {
     pub fn new(generation: u64, listeners: Vec<Listener>, clusters: Vec<Cluster>, watched: Vec<WatchedFile>) -> Self {
         let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i as ClusterId)).collect();
         let source_workload = Arc::from(compile::DEFAULT_SOURCE_WORKLOAD);
-        Self { generation, listeners, clusters, watched, source_workload, by_name }
+        Self { generation, listeners, clusters, watched, source_workload, local_rate_limits: Vec::new(), by_name }
+    }
+
+    pub fn local_rate_limit(&self, id: RateLimitId) -> &LocalRateLimit {
+        &self.local_rate_limits[id as usize]
     }
 
     pub fn listener(&self, port: u16) -> Option<&Listener> {
@@ -70,7 +79,18 @@ impl Snapshot {
     /// reload; a server that is new, or whose settings changed, keeps the fresh ones it was
     /// compiled with, which no session made before can open (ISTIO_SEMANTICS.md, TLS sessions).
     /// A server is the same one when its port, Gateway and hosts are.
+    ///
+    /// A local rate limit whose key and config are unchanged keeps its bucket (and counters),
+    /// as the clusters keep their live state: a reload for another resource neither refills
+    /// nor empties it. A changed one starts full.
     pub fn inherit(&mut self, previous: &Snapshot) {
+        let before: HashMap<&str, &Arc<LocalRateLimit>> =
+            previous.local_rate_limits.iter().map(|l| (&*l.key, l)).collect();
+        for limit in &mut self.local_rate_limits {
+            if let Some(old) = before.get(&*limit.key).filter(|old| old.source == limit.source) {
+                *limit = Arc::clone(old);
+            }
+        }
         let before = previous.servers_by_key();
         let same: Vec<((usize, usize), &Server)> = self
             .servers_by_key()

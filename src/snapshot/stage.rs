@@ -1,10 +1,11 @@
 //! A route's stages: what it does to a request before the router forwards or answers it, and
 //! to the response, compiled once per route and run in order by the HTTP plan.
 
-use super::{Cors, Fault, HeaderEdits, Mirror, Rewrite};
+use super::{Cors, Fault, HeaderEdits, Mirror, RateLimitId, Rewrite};
 
 /// One step of a route's request path, in the order Envoy's filter chain runs them as istiod
-/// builds it: CORS, then fault, then the router's per-route edits (rewrite, header edits,
+/// builds it: CORS, then fault, then a local rate limit (inserted before the router, as ASM
+/// and Istio's rate-limit task patch it in), then the router's per-route edits (rewrite, header edits,
 /// mirrors). The plan runs a route's stages in order with one `match`; a stage may answer the
 /// request itself (a CORS preflight), decide something the session acts on (a fault's delay
 /// and abort), or edit what goes upstream. Redirects, direct responses and forwarding stay
@@ -19,6 +20,10 @@ pub enum RequestStage {
     Cors(Cors),
     /// `fault`: a delay and an abort, each drawn per request.
     Fault(Fault),
+    /// Envoy's `local_ratelimit` on this route: the limit (in
+    /// [`Snapshot::local_rate_limits`](super::Snapshot::local_rate_limits)) takes a token or
+    /// answers 429.
+    LocalRateLimit(RateLimitId),
     /// `rewrite`: the path and authority sent upstream.
     Rewrite(Rewrite),
     /// `headers.request`: the route's edits, applied after the chosen destination's.

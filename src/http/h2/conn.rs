@@ -79,7 +79,7 @@ where
         Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "h2 handshake failed"),
         Err(_) => return tracing::debug!(peer = %conn.peer, "h2 handshake not complete in time"),
     };
-    let peer = Rc::new(RefCell::new(Peer { conn, ip: conn.peer.ip().to_string(), tls }));
+    let peer = Rc::new(RefCell::new(Peer { conn, ip: conn.peer.ip().to_string(), tls, buckets: Default::default() }));
     let open = Rc::new(Cell::new(0usize));
     let mut idle_since = Instant::now();
     let mut closing = false;
@@ -187,7 +187,11 @@ impl Stream<'_> {
                 Ok(Some(h1)) => {
                     let framing = h1.framing;
                     let view = H2Head(h1);
-                    let inputs = Inputs { mirror_shadow_suffix: ctx.mirror_shadow_suffix, random: || ctx.random() };
+                    let inputs = Inputs {
+                        mirror_shadow_suffix: ctx.mirror_shadow_suffix,
+                        random: || ctx.random(),
+                        clock: crate::snapshot::now,
+                    };
                     let log = self.account.log.as_deref_mut();
                     let (meta, disposition, fault) = plan(snap, &view, &mut self.out, &peer.borrow(), &inputs, log);
                     let disposition = match disposition {

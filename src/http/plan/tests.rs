@@ -94,7 +94,7 @@ fn snapshot() -> Snapshot {
 fn peer() -> Peer {
     let addr = |s: &str| s.parse::<SocketAddr>().expect("address");
     let conn = ConnInfo { peer: addr("192.0.2.7:40000"), local: addr("10.1.0.1:8080"), listener_port: 8080 };
-    Peer { conn, ip: "192.0.2.7".into(), tls: None }
+    Peer { conn, ip: "192.0.2.7".into(), tls: None, buckets: Default::default() }
 }
 
 /// What the plan decided for one request, its borrows of the snapshot ended.
@@ -118,7 +118,7 @@ fn planned(snap: &Snapshot, request: &str) -> Planned {
         other => panic!("not a whole head: {other:?}"),
     };
     let mut out = Vec::new();
-    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0 };
+    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0, clock: || 0 };
     let (meta, disposition, fault) = plan(snap, &head, &mut out, &peer(), &inputs, None);
     let (local, answer, extras) = match disposition {
         Disposition::Local { answer, details, .. } => {

@@ -17,6 +17,7 @@ mod dns;
 mod http;
 mod l4;
 mod policy;
+mod ratelimit;
 pub(crate) mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,6 +39,7 @@ use crate::config::index::{expand_host, exported_to, labels_subset, resolve_gate
 use cluster::{Clusters, Ctx};
 pub use dns::{distinct, Resolve, SystemResolver};
 use http::{CompiledRoute, HttpTemplate, Instance, Regexes};
+use ratelimit::LocalLimits;
 
 /// What the snapshot is compiled for.
 #[derive(Debug, Clone)]
@@ -94,10 +96,13 @@ pub fn compile_with(
 ) -> Result<Snapshot, Diagnostics> {
     let secrets = Secrets::new(set, opts.secrets_dir.as_deref());
     let mut clusters = Clusters::new(set, &opts.labels, &opts.namespace, &secrets, resolver);
+    let mut errors = Vec::new();
+    let limits = LocalLimits::new(set, &opts.labels, &opts.namespace, &mut errors);
     let mut c = Compiler {
         set,
         opts,
-        errors: Vec::new(),
+        errors,
+        limits,
         templates: vec![None; set.virtual_services.len()],
         delegates: HashMap::new(),
         regexes: Regexes::default(),
@@ -118,6 +123,7 @@ pub fn compile_with(
     tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
     let mut snapshot = Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched());
     snapshot.source_workload = Arc::from(source_workload(&opts.labels));
+    snapshot.local_rate_limits = c.limits.finish();
     Ok(snapshot)
 }
 
@@ -145,6 +151,8 @@ struct Compiler<'a> {
     set: &'a ConfigSet,
     opts: &'a CompileOptions,
     errors: Vec<Diagnostic>,
+    /// The local rate limits (ASMLocalRateLimiter) the routes get as they are placed.
+    limits: LocalLimits,
     /// Per VirtualService, its HTTP routes compiled once, on first use.
     templates: Vec<Option<Rc<Vec<HttpTemplate>>>>,
     delegates: HashMap<(&'a str, &'a str), usize>,
@@ -195,13 +203,17 @@ impl TableBuilder {
         &mut self.vhosts[i]
     }
 
-    fn finish(self) -> RouteTable {
+    /// The table of listener `port`, each route with the local rate limit that applies to it.
+    fn finish(self, port: u16, limits: &mut LocalLimits) -> RouteTable {
         let mut vhosts = HostTable::default();
         for (domain, https_redirect, routes) in self.vhosts {
             // istiod's SortVHostRoutes: catch-all routes last, the others in order.
             let (mut ordered, catch_all): (Vec<_>, Vec<_>) = routes.into_iter().partition(|r| !r.catch_all);
             ordered.extend(catch_all);
-            let routes = ordered.into_iter().map(|r| r.route).collect();
+            let mut routes: Vec<_> = ordered.into_iter().map(|r| r.route).collect();
+            for route in &mut routes {
+                limits.apply(port, &domain, route);
+            }
             vhosts.insert(&domain, VirtualHost { domain: domain.as_str().into(), https_redirect, routes });
         }
         RouteTable { vhosts }
@@ -500,7 +512,7 @@ impl<'a> Compiler<'a> {
                             _ if server.protocol.as_ref() == "HTTPS" => {
                                 let mut table = TableBuilder::default();
                                 self.add_http_routes(plan, &mut table, false, clusters);
-                                server.routes = Arc::new(table.finish());
+                                server.routes = Arc::new(table.finish(port, &mut self.limits));
                             }
                             _ => server.tcp_routes = l4::tcp_routes(&bound(), port, &gw.key(), consumer, clusters),
                         }
@@ -516,7 +528,7 @@ impl<'a> Compiler<'a> {
             }
             let http_routes = match http_table {
                 Some(table) => {
-                    let table = Arc::new(table.finish());
+                    let table = Arc::new(table.finish(port, &mut self.limits));
                     for s in &mut servers {
                         s.routes = table.clone();
                     }

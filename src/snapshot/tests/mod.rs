@@ -119,5 +119,6 @@ fn source_workload_follows_the_gateway_labels() {
 }
 
 mod listeners;
+mod ratelimit;
 mod routes;
 mod routing;

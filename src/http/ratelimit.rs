@@ -1,0 +1,92 @@
+//! Envoy's `local_ratelimit` filter on one request: `filter_enabled`, a token from the limit's
+//! bucket (the instance's, or the connection's own with `per_downstream_connection`), the
+//! descriptors' buckets for the requests they match, `filter_enforced`, and the counters.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::local::Answer;
+use crate::snapshot::{LocalRateLimit, RequestInfo, TokenBucket};
+
+/// A connection's own buckets, for the limits set `per_downstream_connection` (Envoy keeps them
+/// in the connection's filter state): made full on the connection's first request under each
+/// limit, found by the limit's live id, so a reload that keeps a limit keeps them too.
+#[derive(Default)]
+pub(super) struct ConnBuckets {
+    buckets: RefCell<Vec<OwnBuckets>>,
+}
+
+/// A connection's buckets for one limit: (the limit's live id, its bucket, its descriptors').
+type OwnBuckets = (u64, TokenBucket, Box<[TokenBucket]>);
+
+/// Whether `limit` refuses the request at `now` ([`crate::snapshot::now`]'s clock): counts it
+/// as Envoy's filter does, and says true only when the refusal is enforced. `random` draws the
+/// `filter_enabled` and `filter_enforced` fractions.
+pub(super) fn limited(
+    limit: &LocalRateLimit,
+    info: &RequestInfo<'_>,
+    conn: &ConnBuckets,
+    now: u64,
+    random: impl Fn() -> u32,
+) -> bool {
+    if !limit.filter_enabled.drawn(&random) {
+        return false;
+    }
+    let counters = &limit.live.counters;
+    // Shared counters: their line is the one the bucket's compare-and-swap just took into
+    // this core's cache (see `LiveLimit`), so an add costs no further transfer.
+    count(&counters.enabled);
+    let allowed = if limit.per_connection {
+        let mut buckets = conn.buckets.borrow_mut();
+        let at = match buckets.iter().position(|(id, ..)| *id == limit.live.id) {
+            Some(at) => at,
+            None => {
+                let own = limit.descriptors.iter().map(|d| TokenBucket::full(&d.token_bucket, now)).collect();
+                buckets.push((limit.live.id, TokenBucket::full(&limit.token_bucket, now), own));
+                buckets.len() - 1
+            }
+        };
+        let (_, bucket, descriptors) = &buckets[at];
+        take(limit, info, bucket, descriptors, now)
+    } else {
+        take(limit, info, &limit.live.bucket, &limit.live.descriptors, now)
+    };
+    if allowed {
+        count(&counters.ok);
+        return false;
+    }
+    count(&counters.rate_limited);
+    if !limit.filter_enforced.drawn(&random) {
+        return false;
+    }
+    count(&counters.enforced);
+    true
+}
+
+/// Envoy's `requestAllowed`: a token from each descriptor the request matches, and from the
+/// limit's own bucket when none matched or `always_consume_default_token_bucket`.
+fn take(limit: &LocalRateLimit, info: &RequestInfo<'_>, bucket: &TokenBucket, own: &[TokenBucket], now: u64) -> bool {
+    let mut matched = false;
+    for i in limit.matched(info) {
+        matched = true;
+        if !own[i].consume(now) {
+            return false;
+        }
+    }
+    if matched && !limit.always_consume_default_token_bucket {
+        return true;
+    }
+    bucket.consume(now)
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+/// The filter's answer: its status (429), body (`local_rate_limited`, or ASM's
+/// `custom_response_body`) and `response_headers_to_add`.
+pub(super) fn answer(limit: &LocalRateLimit, head: bool) -> Answer<'_> {
+    let headers = limit.response_headers.iter().map(|(n, v)| (&**n, Cow::Borrowed(&**v))).collect();
+    Answer { status: limit.status, headers, body: limit.body.as_bytes(), omit_body: head }
+}

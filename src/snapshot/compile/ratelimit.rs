@@ -1,0 +1,283 @@
+//! ASM's `ASMLocalRateLimiter` → local rate limits on the routes it names, as ASM writes each
+//! config into Envoy: a `local_ratelimit` filter before the router, and per-filter config on
+//! the virtual host `NAME:PORT` (every route of it sharing one bucket) or on its routes named
+//! `name_match` (each such route's own), `limit_overrides` as descriptors with buckets of their
+//! own that replace the config's for the requests they match.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::config::asm_local_rate_limiter::{
+    HeaderMatcher as AsmHeader, LimitConfig, LocalRateLimiterConfig, QueryMatcher as AsmQuery,
+};
+use crate::config::index::labels_subset;
+use crate::config::{AsmLocalRateLimiter, ConfigSet, Diagnostic, Resource, Severity};
+use crate::snapshot::{
+    now, Descriptor, Fraction, HeaderMatcher, LiveLimit, LocalRateLimit, MatchBlock, QueryMatcher, RateLimitId,
+    RequestStage, Route, StringMatcher, TokenBucketConfig, ValueMatcher,
+};
+
+/// Envoy's body for a locally rate-limited request.
+const LIMITED_BODY: &str = "local_rate_limited";
+/// The stat prefix of the filter ASM (and Istio's rate-limit task) inserts.
+const ASM_STAT_PREFIX: &str = "http_local_rate_limiter";
+/// Envoy refuses a shorter `fill_interval`.
+const MIN_FILL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// One config of a rule that selects this gateway, compiled once.
+struct Rule {
+    /// `ns/name configs[i]`.
+    origin: String,
+    vhost: String,
+    port: Option<u16>,
+    route: Option<String>,
+    /// The config's YAML, normalised: a reload keeps the bucket while it is the same.
+    source: String,
+    limit: Template,
+}
+
+/// A limit before it gets its live state: made once per virtual host or route it applies to.
+struct Template {
+    token_bucket: TokenBucketConfig,
+    descriptors: Vec<Descriptor>,
+    per_connection: bool,
+    body: Box<str>,
+    response_headers: Box<[(Box<str>, Box<str>)]>,
+}
+
+/// The rules selecting this gateway, and the limits made of them so far.
+pub(super) struct LocalLimits {
+    rules: Vec<Rule>,
+    limits: Vec<Arc<LocalRateLimit>>,
+    by_key: HashMap<String, RateLimitId>,
+}
+
+impl LocalLimits {
+    /// The configs of every `ASMLocalRateLimiter` for a gateway in `namespace` whose
+    /// `workloadSelector` selects `labels` (none selects every workload of the namespace).
+    pub(super) fn new(
+        set: &ConfigSet,
+        labels: &BTreeMap<String, String>,
+        namespace: &str,
+        errors: &mut Vec<Diagnostic>,
+    ) -> Self {
+        let mut rules = Vec::new();
+        for r in &set.asm_local_rate_limiters {
+            let selects = r.spec.workload_selector.as_ref().is_none_or(|s| labels_subset(&s.labels, labels));
+            if !r.spec.is_gateway || r.namespace() != namespace || !selects {
+                continue;
+            }
+            for (i, config) in r.spec.configs.iter().enumerate() {
+                match rule(r, i, config) {
+                    Ok(rule) => rules.push(rule),
+                    Err((field, message)) => {
+                        errors.push(r.diagnostic(Severity::Error, format!("spec.configs[{i}].{field}"), message))
+                    }
+                }
+            }
+        }
+        Self { rules, limits: Vec::new(), by_key: HashMap::new() }
+    }
+
+    /// Puts the limit of the most specific config matching `route` (in the virtual host
+    /// `domain` of listener `port`) among its stages, where Envoy's chain runs the filter: after
+    /// CORS and fault, before the router. A config naming the route wins over one for the whole
+    /// virtual host, as Envoy's per-route config wins over the virtual host's.
+    pub(super) fn apply(&mut self, port: u16, domain: &str, route: &mut Route) {
+        if self.rules.is_empty() {
+            return;
+        }
+        let applies = |r: &&Rule| r.vhost.eq_ignore_ascii_case(domain) && r.port.is_none_or(|p| p == port);
+        let name = route.name.as_deref();
+        let found = self
+            .rules
+            .iter()
+            .filter(applies)
+            .find(|r| r.route.is_some() && r.route.as_deref() == name)
+            .or_else(|| self.rules.iter().filter(applies).find(|r| r.route.is_none()));
+        let Some(rule) = found else {
+            return;
+        };
+        let key = format!("{} {domain}:{port} {}", rule.origin, rule.route.as_deref().unwrap_or("*"));
+        let id = match self.by_key.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self.limits.len() as RateLimitId;
+                self.limits.push(Arc::new(instantiate(&rule.limit, key.clone(), &rule.source)));
+                self.by_key.insert(key, id);
+                id
+            }
+        };
+        let stages = &route.policy.request;
+        let at = stages.iter().position(|s| !matches!(s, RequestStage::Cors(_) | RequestStage::Fault(_)));
+        let at = at.unwrap_or(stages.len());
+        let mut with = Vec::with_capacity(stages.len() + 1);
+        with.extend(stages[..at].iter().cloned());
+        with.push(RequestStage::LocalRateLimit(id));
+        with.extend(stages[at..].iter().cloned());
+        route.policy.request = with.into();
+    }
+
+    pub(super) fn finish(self) -> Vec<Arc<LocalRateLimit>> {
+        self.limits
+    }
+}
+
+fn instantiate(t: &Template, key: String, source: &str) -> LocalRateLimit {
+    LocalRateLimit {
+        key: key.into(),
+        source: source.into(),
+        stat_prefix: Arc::from(ASM_STAT_PREFIX),
+        token_bucket: t.token_bucket,
+        filter_enabled: Fraction::ALL,
+        filter_enforced: Fraction::ALL,
+        descriptors: t.descriptors.clone().into(),
+        // ASM's overrides replace the config's quota for the requests they match.
+        always_consume_default_token_bucket: false,
+        per_connection: t.per_connection,
+        status: 429,
+        body: t.body.clone(),
+        response_headers: t.response_headers.clone(),
+        live: LiveLimit::new(&t.token_bucket, &t.descriptors, now()),
+    }
+}
+
+type Fault = (String, String);
+
+fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterConfig) -> Result<Rule, Fault> {
+    let vhost = &config.match_.vhost;
+    if vhost.name.is_empty() {
+        return Err(("match.vhost.name".into(), "a virtual host name is required".into()));
+    }
+    let port = match vhost.port {
+        None => None,
+        Some(p) => Some(
+            u16::try_from(p)
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| ("match.vhost.port".to_string(), format!("port {p} is not a port number (1-65535)")))?,
+        ),
+    };
+    let route = match &vhost.route {
+        Some(route) if !route.header_match.is_empty() => {
+            return Err((
+                "match.vhost.route.header_match".into(),
+                "header_match is deprecated by ASM and not supported: use limit_overrides".into(),
+            ))
+        }
+        Some(route) => route.name_match.clone().filter(|n| !n.is_empty()),
+        None => None,
+    };
+    let token_bucket = bucket(&config.limit).map_err(|(f, m)| (format!("limit.{f}"), m))?;
+    let mut descriptors = Vec::with_capacity(config.limit_overrides.len());
+    for (j, o) in config.limit_overrides.iter().enumerate() {
+        let at = |f: &str| format!("limit_overrides[{j}].{f}");
+        let token_bucket = bucket(&o.limit).map_err(|(f, m)| (at(&format!("limit.{f}")), m))?;
+        let mut matches = MatchBlock::default();
+        for (k, h) in o.request_match.header_match.iter().enumerate() {
+            header(h, &mut matches).map_err(|m| (at(&format!("request_match.header_match[{k}]")), m))?;
+        }
+        for (k, q) in o.request_match.query_match.iter().enumerate() {
+            let value = query_value(q).map_err(|m| (at(&format!("request_match.query_match[{k}]")), m))?;
+            matches.query_params.push(QueryMatcher { name: q.name.as_str().into(), value });
+        }
+        descriptors.push(Descriptor { matches, token_bucket });
+    }
+    let limit = Template {
+        token_bucket,
+        descriptors,
+        per_connection: config.limit.per_downstream_connection,
+        body: config.limit.custom_response_body.as_deref().unwrap_or(LIMITED_BODY).into(),
+        response_headers: config
+            .limit
+            .response_header_to_add
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase().into(), v.as_str().into()))
+            .collect(),
+    };
+    Ok(Rule {
+        origin: format!("{} configs[{i}]", r.key()),
+        vhost: vhost.name.clone(),
+        port,
+        route,
+        source: format!("{config:?}"),
+        limit,
+    })
+}
+
+/// ASM's `quota` per `fill_interval`: a bucket of `quota` tokens refilled by `quota`.
+fn bucket(limit: &LimitConfig) -> Result<TokenBucketConfig, Fault> {
+    if limit.quota == 0 {
+        return Err(("quota".into(), "quota must be at least 1".into()));
+    }
+    let fill_interval = limit.fill_interval.get();
+    if fill_interval < MIN_FILL_INTERVAL {
+        let message = format!("fill_interval {fill_interval:?} is under Envoy's minimum of 50ms");
+        return Err(("fill_interval".into(), message));
+    }
+    Ok(TokenBucketConfig { max_tokens: limit.quota, tokens_per_fill: limit.quota, fill_interval })
+}
+
+/// One value matcher of Envoy's `HeaderMatcher`/`QueryParameterMatcher`: the single one set,
+/// or presence when none is.
+fn value(
+    exact: Option<&str>,
+    prefix: Option<&str>,
+    suffix: Option<&str>,
+    regex: Option<&str>,
+    present: Option<bool>,
+) -> Result<ValueMatcher, String> {
+    let set = [exact.is_some(), prefix.is_some(), suffix.is_some(), regex.is_some(), present.is_some()];
+    if set.iter().filter(|s| **s).count() > 1 {
+        return Err("set only one of exact_match, prefix_match, suffix_match, regex_match, present_match".into());
+    }
+    let bad_regex = |e: regex::Error| format!("invalid regex_match: {e}");
+    Ok(match (exact, prefix, suffix, regex, present) {
+        (Some(e), ..) => ValueMatcher::Value(StringMatcher::Exact(e.into())),
+        (_, Some(p), ..) => ValueMatcher::Value(StringMatcher::Prefix(p.into())),
+        (_, _, Some(s), ..) => {
+            ValueMatcher::Value(StringMatcher::regex(&format!(".*{}", regex::escape(s))).map_err(bad_regex)?)
+        }
+        (_, _, _, Some(r), _) => ValueMatcher::Value(StringMatcher::regex(r).map_err(bad_regex)?),
+        (_, _, _, _, Some(false)) => return Err("present_match: false matches nothing".into()),
+        _ => ValueMatcher::Present,
+    })
+}
+
+/// A header matcher onto the block; Envoy's pseudo-headers match the request's path, method,
+/// authority and scheme (`:path` without its query string: ASM's examples match it by prefix).
+fn header(h: &AsmHeader, block: &mut MatchBlock) -> Result<(), String> {
+    let value = value(
+        h.exact_match.as_deref(),
+        h.prefix_match.as_deref(),
+        h.suffix_match.as_deref(),
+        h.regex_match.as_deref(),
+        h.present_match,
+    )?;
+    let name = h.name.to_ascii_lowercase();
+    let pseudo = match name.as_str() {
+        ":path" => Some(&mut block.uri),
+        ":method" => Some(&mut block.method),
+        ":authority" | "host" => Some(&mut block.authority),
+        ":scheme" => Some(&mut block.scheme),
+        _ => None,
+    };
+    match (pseudo, value) {
+        (None, value) => block.headers.push(HeaderMatcher { name: name.into(), value, invert: h.invert_match }),
+        (Some(_), _) if h.invert_match => return Err(format!("invert_match on {name} is not supported")),
+        (Some(slot), ValueMatcher::Value(m)) => *slot = Some(m),
+        // Every request has a path, method, authority and scheme.
+        (Some(_), ValueMatcher::Present) => {}
+    }
+    Ok(())
+}
+
+fn query_value(q: &AsmQuery) -> Result<ValueMatcher, String> {
+    value(
+        q.exact_match.as_deref(),
+        q.prefix_match.as_deref(),
+        q.suffix_match.as_deref(),
+        q.regex_match.as_deref(),
+        q.present_match,
+    )
+}

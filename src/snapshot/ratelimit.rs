@@ -1,0 +1,258 @@
+//! Local rate limits in Envoy's terms (`envoy.extensions.filters.http.local_ratelimit.v3`
+//! `LocalRateLimit`): a token bucket, `filter_enabled`/`filter_enforced` fractions,
+//! descriptors with buckets of their own, the lines and body of the 429, a bucket per
+//! connection or one for the instance, and the stat prefix. ASM's `ASMLocalRateLimiter` (and
+//! EnvoyFilter patches of the same filter) compile onto [`LocalRateLimit`].
+//!
+//! The bucket is live state: one per limit, shared by every worker without a lock (an atomic,
+//! as Envoy's `AtomicTokenBucketImpl`), referenced from the immutable snapshot and handed on to
+//! the next snapshot while the limit's config is unchanged ([`super::Snapshot::inherit`]), so a
+//! reload neither refills nor empties it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::matcher::{MatchBlock, RequestInfo};
+
+/// Index into [`super::Snapshot::local_rate_limits`].
+pub type RateLimitId = u32;
+
+/// Envoy's `token_bucket`: `max_tokens`, refilled by `tokens_per_fill` every `fill_interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBucketConfig {
+    pub max_tokens: u32,
+    pub tokens_per_fill: u32,
+    pub fill_interval: Duration,
+}
+
+impl TokenBucketConfig {
+    /// Tokens per nanosecond: Envoy refills continuously at `tokens_per_fill / fill_interval`
+    /// (its atomic bucket, the default since the timer-based one was retired).
+    fn rate(&self) -> f64 {
+        f64::from(self.tokens_per_fill) / (self.fill_interval.as_nanos().max(1) as f64)
+    }
+}
+
+/// Envoy's `FractionalPercent` as a share of `1_000_000` (HUNDRED, TEN_THOUSAND and MILLION
+/// denominators scaled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fraction {
+    pub per_million: u32,
+}
+
+impl Fraction {
+    pub const ALL: Fraction = Fraction { per_million: 1_000_000 };
+    pub const NONE: Fraction = Fraction { per_million: 0 };
+
+    /// Whether a uniform draw falls in the fraction (Envoy's runtime `featureEnabled`); the
+    /// whole or nothing draws nothing.
+    pub fn drawn(self, draw: impl FnOnce() -> u32) -> bool {
+        match self.per_million {
+            0 => false,
+            1_000_000.. => true,
+            share => draw() % 1_000_000 < share,
+        }
+    }
+}
+
+/// A descriptor of the limit: the requests it matches take its bucket instead of the
+/// limit's (`always_consume_default_token_bucket: false`) or besides it (`true`).
+#[derive(Debug, Clone)]
+pub struct Descriptor {
+    /// Envoy writes a descriptor's entries from the route's `rate_limits` actions; the
+    /// `header_value_match` and `query_parameter_value_match` actions ASM's overrides compile
+    /// to are kept here as the block they match with.
+    pub matches: MatchBlock,
+    pub token_bucket: TokenBucketConfig,
+}
+
+/// One `local_ratelimit` configuration, as one route (or one virtual host's routes) applies it.
+#[derive(Debug)]
+pub struct LocalRateLimit {
+    /// Where it came from, and which route or virtual host it applies to: a reload keeps the
+    /// bucket of the limit with the same key and the same `source`.
+    pub key: Box<str>,
+    /// The config as written (its YAML, normalised): two limits are the same when it is.
+    pub source: Box<str>,
+    /// `<stat_prefix>.http_local_rate_limit.*`.
+    pub stat_prefix: Arc<str>,
+    pub token_bucket: TokenBucketConfig,
+    pub filter_enabled: Fraction,
+    pub filter_enforced: Fraction,
+    pub descriptors: Box<[Descriptor]>,
+    pub always_consume_default_token_bucket: bool,
+    /// `local_rate_limit_per_downstream_connection`.
+    pub per_connection: bool,
+    /// The answer's status (`status`, 429 by default) and body.
+    pub status: u16,
+    pub body: Box<str>,
+    /// `response_headers_to_add`, lower-case names, on a limited request's answer.
+    pub response_headers: Box<[(Box<str>, Box<str>)]>,
+    /// The buckets and counters every worker shares.
+    pub live: LiveLimit,
+}
+
+impl LocalRateLimit {
+    /// The descriptors the request matches, by index.
+    pub fn matched<'a>(&'a self, req: &'a RequestInfo<'_>) -> impl Iterator<Item = usize> + 'a {
+        self.descriptors.iter().enumerate().filter(|(_, d)| d.matches.matches(req)).map(|(i, _)| i)
+    }
+}
+
+/// Envoy's `local_rate_limit` stats of one limit: `enabled`, `enforced`, `rate_limited`, `ok`.
+#[derive(Debug, Default)]
+pub struct LimitCounters {
+    pub enabled: AtomicU64,
+    pub enforced: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub ok: AtomicU64,
+}
+
+/// A limit's shared state: its buckets and counters, on lines of their own. Each check
+/// writes the bucket's line (a compare-and-swap every worker contends for, unavoidable for one
+/// bucket per instance, as Envoy's is) and the counters beside it, which that write has just
+/// brought into the checking core's cache: a counter add costs no second line.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct LiveLimit {
+    /// Tells per-connection buckets of this limit from those of another, across reloads.
+    pub id: u64,
+    pub bucket: TokenBucket,
+    pub counters: LimitCounters,
+    /// One per descriptor, in order.
+    pub descriptors: Box<[TokenBucket]>,
+}
+
+impl LiveLimit {
+    pub fn new(token_bucket: &TokenBucketConfig, descriptors: &[Descriptor], now: u64) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, Relaxed),
+            bucket: TokenBucket::full(token_bucket, now),
+            counters: LimitCounters::default(),
+            descriptors: descriptors.iter().map(|d| TokenBucket::full(&d.token_bucket, now)).collect(),
+        }
+    }
+}
+
+/// Envoy's `AtomicTokenBucketImpl`: the whole state is one instant, `t`, such that the bucket
+/// holds `min(max, (now - t) × rate)` tokens; taking a token moves `t` forward by `1 / rate`.
+/// One word, so a compare-and-swap takes a token for any worker without a lock.
+#[derive(Debug)]
+pub struct TokenBucket {
+    t: AtomicU64,
+    max: f64,
+    /// Tokens per nanosecond.
+    rate: f64,
+}
+
+impl TokenBucket {
+    /// A bucket holding `max_tokens` at `now` (Envoy starts its buckets full).
+    pub fn full(config: &TokenBucketConfig, now: u64) -> Self {
+        let max = f64::from(config.max_tokens);
+        let rate = config.rate();
+        let t = now.saturating_sub((max / rate).ceil() as u64);
+        Self { t: AtomicU64::new(t), max, rate }
+    }
+
+    /// Takes one token at `now` (nanoseconds on [`now`]'s clock); false when none is left.
+    #[inline]
+    pub fn consume(&self, now: u64) -> bool {
+        let mut t = self.t.load(Relaxed);
+        loop {
+            if now <= t {
+                return false;
+            }
+            let tokens = ((now - t) as f64 * self.rate).min(self.max);
+            // A whole token less a rounding error of the float arithmetic is a whole token.
+            if tokens < 1.0 - 1e-9 {
+                return false;
+            }
+            let next = now - ((tokens - 1.0).max(0.0) / self.rate) as u64;
+            match self.t.compare_exchange_weak(t, next, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(seen) => t = seen,
+            }
+        }
+    }
+
+    /// Tokens left at `now`, for tests and the admin's dumps.
+    pub fn remaining(&self, now: u64) -> f64 {
+        (now.saturating_sub(self.t.load(Relaxed)) as f64 * self.rate).min(self.max)
+    }
+}
+
+/// Nanoseconds on the monotonic clock, counted from an instant far enough in the past that a
+/// full bucket's start (`now - max / rate`) never goes below zero for a bucket of up to a
+/// century's worth of refills.
+pub fn now() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    const OFFSET: u64 = 1 << 62;
+    OFFSET + EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+    /// Where [`now`] starts.
+    const START: u64 = 1 << 62;
+
+    fn bucket(max: u32, per_fill: u32, interval_s: u64) -> TokenBucket {
+        let c = TokenBucketConfig {
+            max_tokens: max,
+            tokens_per_fill: per_fill,
+            fill_interval: Duration::from_secs(interval_s),
+        };
+        TokenBucket::full(&c, START)
+    }
+
+    #[test]
+    fn a_full_bucket_admits_max_tokens_then_refuses() {
+        let b = bucket(10, 10, 1);
+        let now = START;
+        assert_eq!((0..25).filter(|_| b.consume(now)).count(), 10);
+    }
+
+    #[test]
+    fn tokens_come_back_at_tokens_per_fill_per_interval() {
+        let b = bucket(10, 10, 1);
+        let now = START;
+        while b.consume(now) {}
+        // Half an interval later, half the fill is back.
+        assert_eq!((0..25).filter(|_| b.consume(now + SECOND / 2)).count(), 5);
+        // Ten intervals later the bucket is full again, never fuller.
+        assert_eq!((0..25).filter(|_| b.consume(now + 11 * SECOND)).count(), 10);
+    }
+
+    #[test]
+    fn a_bucket_smaller_than_its_fill_holds_only_max() {
+        let b = bucket(2, 10, 1);
+        let now = START;
+        assert_eq!((0..25).filter(|_| b.consume(now + 5 * SECOND)).count(), 2);
+    }
+
+    #[test]
+    fn workers_share_one_bucket_without_losing_or_minting_tokens() {
+        let b = std::sync::Arc::new(bucket(10_000, 1, 3600));
+        let now = START;
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..5_000).filter(|_| b.consume(now)).count())
+            })
+            .collect();
+        let taken: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(taken, 10_000);
+    }
+
+    #[test]
+    fn fractions_draw_their_share() {
+        let half = Fraction { per_million: 500_000 };
+        assert_eq!((0..1_000_000u32).filter(|&d| half.drawn(|| d)).count(), 500_000);
+        assert!(!Fraction::NONE.drawn(|| 0));
+        assert!(Fraction::ALL.drawn(|| u32::MAX));
+    }
+}

@@ -1,0 +1,327 @@
+//! Local rate limits end to end on both drivers: ASM's `ASMLocalRateLimiter` through the real
+//! binary, over real sockets, with two workers sharing one token bucket: the quota under
+//! concurrent load, refill, overrides by header and query, per-connection buckets, the 429's
+//! body and lines (HTTP/1.1 and HTTP/2), Envoy's stats, and a reload keeping the bucket.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use strait_test_support::{self as support, both_drivers, gateway};
+
+use support::backend::Backend;
+use support::client::{self, Conn};
+use support::config::{docs, http_gateway, service_entry, virtual_service};
+use support::{free_port, metric, Driver, Gateway};
+
+/// `app.test`'s routes: `limited` and `open` on prefixes, both to `app.local`.
+const HTTP: &str = "  - name: limited
+    match:
+    - uri:
+        prefix: /limited
+    route:
+    - destination:
+        host: app.local
+  - name: other
+    match:
+    - uri:
+        prefix: /other
+    route:
+    - destination:
+        host: app.local
+  - name: open
+    route:
+    - destination:
+        host: app.local
+";
+
+/// An ASMLocalRateLimiter for the gateway's `app.test` on `port`: `configs` is its YAML list
+/// (indented for `configs:`).
+fn limiter(configs: &str) -> String {
+    format!(
+        "apiVersion: istio.alibabacloud.com/v1
+kind: ASMLocalRateLimiter
+metadata:
+  name: limits
+  namespace: default
+spec:
+  workloadSelector:
+    labels:
+      istio: ingressgateway
+  isGateway: true
+  configs:
+{configs}"
+    )
+}
+
+/// One config for route `route` (none: the whole virtual host) with `quota` per `seconds`,
+/// `more` YAML under `limit:` and `rest` beside it (indented for the config).
+fn config(port: u16, route: Option<&str>, quota: u32, seconds: u32, more: &str, rest: &str) -> String {
+    let route = route.map(|r| format!("        route:\n          name_match: {r}\n")).unwrap_or_default();
+    format!(
+        "  - name: c
+    match:
+      vhost:
+        name: app.test
+        port: {port}
+{route}    limit:
+      fill_interval:
+        seconds: {seconds}
+      quota: {quota}
+{more}{rest}"
+    )
+}
+
+fn yaml(port: u16, backend: &Backend, configs: &str) -> String {
+    docs(&[
+        http_gateway("gw", port, &["app.test"]),
+        virtual_service("app", "gw", &["app.test"], HTTP),
+        service_entry("app", "app.local", 80, &[backend.port()]),
+        limiter(configs),
+    ])
+}
+
+fn start(driver: Driver, backend: &Backend, configs: impl Fn(u16) -> String) -> (Gateway, SocketAddr) {
+    start_with(driver, backend, &[], configs)
+}
+
+fn start_with(
+    driver: Driver,
+    backend: &Backend,
+    args: &[&str],
+    configs: impl Fn(u16) -> String,
+) -> (Gateway, SocketAddr) {
+    let port = free_port();
+    let builder = args.iter().fold(gateway!(driver).workers(2), |g, a| g.arg(a));
+    let gw = builder.file("gw.yaml", &yaml(port, backend, &configs(port))).start();
+    (gw, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn get(addr: SocketAddr, path: &str) -> client::Response {
+    client::get(addr, "app.test", path)
+}
+
+fn statuses(addr: SocketAddr, path: &str, n: usize) -> Vec<u16> {
+    (0..n).map(|_| get(addr, path).status).collect()
+}
+
+fn admitted(statuses: &[u16]) -> usize {
+    statuses.iter().filter(|&&s| s == 200).count()
+}
+
+/// The value of `family` for the ASM filter's stat prefix.
+fn limit_stat(gw: &Gateway, stat: &str) -> f64 {
+    let (_, body) = gw.admin_get("/stats/prometheus");
+    let name =
+        format!("envoy_http_local_rate_limit_{stat}{{envoy_local_http_ratelimit_prefix=\"http_local_rate_limiter\"}}");
+    body.lines().find_map(|l| l.strip_prefix(&name)).and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| {
+        panic!("no {name} in:\n{body}");
+    })
+}
+
+/// ASM's first example ("ASMLocalRateLimiter CRD fields", gateway rate limiting), as the page
+/// gives it.
+const ASM_EXAMPLE: &str = r#"apiVersion: istio.alibabacloud.com/v1beta1
+kind: ASMLocalRateLimiter
+metadata:
+  name: for-api-test
+  namespace: default
+spec:
+  workloadSelector:
+    labels:
+      app: istio-ingressgateway
+  isGateway: true
+  configs:
+    - match:
+        vhost:
+          name: "www.example1.com"   # If multiple vhosts are configured on the gateway, enter the name of the last vhost.
+          port: 80
+          route:
+            name_match: "test1"   # The name of the route in the VirtualService.
+      limit:
+         fill_interval:
+            seconds: 1
+         quota: 10
+    - match:
+        vhost:
+          name: "www.example2.com"
+          port: 80
+          route:
+            name_match: "test1"
+      limit:
+         fill_interval:
+            seconds: 1
+         quota: 100
+"#;
+
+both_drivers! {
+    fn asms_example_works_as_it_is(driver) {
+        let b = Backend::start("app");
+        let port = free_port();
+        let gateway = http_gateway("gw", port, &["www.example1.com", "www.example2.com"])
+            .replace("istio: ingressgateway", "app: istio-ingressgateway");
+        let route = "  - name: test1\n    route:\n    - destination:\n        host: app.local\n";
+        let files = docs(&[
+            gateway,
+            virtual_service("example", "gw", &["www.example1.com", "www.example2.com"], route),
+            service_entry("app", "app.local", 80, &[b.port()]),
+            // The only change: the listener's port, which a test cannot take at 80.
+            ASM_EXAMPLE.replace("port: 80", &format!("port: {port}")),
+        ]);
+        let _gw = gateway!(driver).arg("--label").arg("app=istio-ingressgateway").file("gw.yaml", &files).start();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let began = Instant::now();
+        let one: Vec<u16> = (0..15).map(|_| client::get(addr, "www.example1.com", "/").status).collect();
+        let refilled = (began.elapsed().as_secs_f64() * 10.0).ceil() as usize;
+        assert!((10..=10 + refilled).contains(&admitted(&one)), "{one:?}");
+        let two: Vec<u16> = (0..15).map(|_| client::get(addr, "www.example2.com", "/").status).collect();
+        assert_eq!(admitted(&two), 15, "www.example2.com has a quota of its own, of 100");
+    }
+
+    fn quota_holds_under_concurrent_load_across_workers(driver) {
+        let b = Backend::start("app");
+        // 20 per minute: a test of a few seconds sees under one more token refilled per second.
+        let (gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 20, 60, "", ""));
+        let began = Instant::now();
+        // Eight clients at once, each on connections of its own, spread over both workers.
+        let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(move || statuses(addr, "/limited", 15))).collect();
+        let all: Vec<u16> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let refilled = (began.elapsed().as_secs_f64() * 20.0 / 60.0).ceil() as usize;
+        let ok = admitted(&all);
+        assert!((20..=20 + refilled).contains(&ok), "admitted {ok} of 120 (quota 20, {refilled} refilled)");
+        assert_eq!(all.iter().filter(|&&s| s == 429).count(), 120 - ok, "{all:?}");
+        assert_eq!(b.count(), ok, "only admitted requests reach the backend");
+        // Other routes of the virtual host are not limited.
+        assert_eq!(admitted(&statuses(addr, "/", 30)), 30);
+        let limited = get(addr, "/limited");
+        assert_eq!((limited.status, limited.body_text().as_str()), (429, "local_rate_limited"));
+        assert_eq!(limit_stat(&gw, "enabled"), 121.0);
+        assert_eq!(limit_stat(&gw, "ok"), ok as f64);
+        assert_eq!(limit_stat(&gw, "rate_limited"), (121 - ok) as f64);
+        assert_eq!(limit_stat(&gw, "enforced"), (121 - ok) as f64);
+    }
+
+    fn the_bucket_refills_at_quota_per_fill_interval(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 2, 1, "", ""));
+        assert_eq!(statuses(addr, "/limited", 4)[2..], [429, 429]);
+        std::thread::sleep(Duration::from_millis(1200));
+        // A whole interval later the bucket is full again (2), never fuller.
+        let again = statuses(addr, "/limited", 5);
+        assert_eq!(again[0], 200, "{again:?}");
+        assert!((2..=3).contains(&admitted(&again)), "{again:?}");
+    }
+
+    fn a_virtual_host_config_shares_one_bucket_across_its_routes(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = start(driver, &b, |port| config(port, None, 3, 60, "", ""));
+        let mixed: Vec<u16> = ["/limited", "/other", "/", "/limited", "/other", "/"].iter().map(|p| get(addr, p).status).collect();
+        assert_eq!(mixed, [200, 200, 200, 429, 429, 429]);
+    }
+
+    fn overrides_by_header_and_query_take_their_own_quota(driver) {
+        let b = Backend::start("app");
+        let overrides = "    limit_overrides:
+    - request_match:
+        header_match:
+        - name: x-user
+          exact_match: vip
+      limit:
+        fill_interval:
+          seconds: 60
+        quota: 4
+    - request_match:
+        query_match:
+        - name: tier
+          exact_match: gold
+      limit:
+        fill_interval:
+          seconds: 60
+        quota: 2
+";
+        let (_gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 1, 60, "", overrides));
+        let vip = |addr| client::request(addr, "GET /limited HTTP/1.1\r\nHost: app.test\r\nx-user: vip\r\nConnection: close\r\n\r\n").status;
+        assert_eq!((0..6).map(|_| vip(addr)).collect::<Vec<_>>(), [200, 200, 200, 200, 429, 429]);
+        assert_eq!(statuses(addr, "/limited?tier=gold", 3), [200, 200, 429]);
+        assert_eq!(statuses(addr, "/limited?tier=silver", 2), [200, 429], "the config's own quota, untouched by the overrides");
+    }
+
+    fn per_downstream_connection_gives_each_connection_its_bucket(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 2, 60, "      per_downstream_connection: true\n", ""));
+        let on = |c: &mut Conn| (0..3).map(|_| c.get("/limited", "app.test").status).collect::<Vec<_>>();
+        let (mut first, mut second) = (Conn::open(addr), Conn::open(addr));
+        assert_eq!(on(&mut first), [200, 200, 429]);
+        assert_eq!(on(&mut second), [200, 200, 429], "a second connection has a full bucket of its own");
+    }
+
+    fn custom_body_and_headers_on_both_protocols(driver) {
+        let b = Backend::start("app");
+        let more = "      custom_response_body: '{\"ret_code\": 429, \"message\": \"Your request be limited\"}'
+      response_header_to_add:
+        x-local-rate-limit: 'true'
+";
+        let (gw, addr) = start_with(driver, &b, &["--access-log"], |port| config(port, Some("limited"), 1, 60, more, ""));
+        assert_eq!(get(addr, "/limited").status, 200);
+        let limited = get(addr, "/limited");
+        assert_eq!(limited.status, 429);
+        assert_eq!(limited.header("x-local-rate-limit"), Some("true"));
+        assert_eq!(limited.body_text(), "{\"ret_code\": 429, \"message\": \"Your request be limited\"}");
+        // HTTP/2 (h2c with prior knowledge) gets the same answer from the same bucket.
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--http2-prior-knowledge", "-H", "host: app.test", "--max-time", "10"])
+            .arg(format!("http://{addr}/limited"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(text.starts_with("http/2 429"), "{text}");
+        assert!(text.contains("x-local-rate-limit: true"), "{text}");
+        assert!(text.ends_with("your request be limited\"}"), "{text}");
+        // Envoy's response flag and details for the access log.
+        let logged = || gw.stdout().lines().filter(|l| l.contains(" 429 RL local_rate_limited ")).count();
+        assert!(support::wait_until(Duration::from_secs(5), || logged() == 2).is_some(), "{}", gw.stdout());
+    }
+
+    fn a_grpc_request_is_refused_with_grpc_status_unavailable(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 1, 60, "", ""));
+        let call = "POST /limited HTTP/1.1\r\nHost: app.test\r\ncontent-type: application/grpc\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        assert_eq!(client::request(addr, call).header("grpc-status"), None, "the first call is admitted");
+        let refused = client::request(addr, call);
+        assert_eq!(refused.status, 200, "Envoy's gRPC form of the local reply");
+        assert_eq!(refused.header("grpc-status"), Some("14"));
+        assert_eq!(refused.header("grpc-message"), Some("local_rate_limited"));
+    }
+
+    fn a_reload_keeps_an_unchanged_bucket_and_refills_a_changed_one(driver) {
+        let b = Backend::start("app");
+        let (gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 3, 60, "", ""));
+        gw.wait_generation(1);
+        assert_eq!(statuses(addr, "/limited", 4), [200, 200, 200, 429]);
+        // Another resource changes; the limit does not: its bucket stays empty.
+        let port = addr.port();
+        let other = service_entry("other", "other.local", 80, &[b.port()]);
+        let same = yaml(port, &b, &config(port, Some("limited"), 3, 60, "", ""));
+        gw.write_config("gw.yaml", &docs(&[same, other.clone()]));
+        gw.signal("HUP");
+        gw.wait_generation(2);
+        assert_eq!(get(addr, "/limited").status, 429, "the reload kept the emptied bucket");
+        // A new quota is a new bucket, full.
+        let changed = yaml(port, &b, &config(port, Some("limited"), 5, 60, "", ""));
+        gw.write_config("gw.yaml", &docs(&[changed, other]));
+        gw.signal("HUP");
+        gw.wait_generation(3);
+        assert_eq!(admitted(&statuses(addr, "/limited", 7)), 5);
+        assert!(metric(&gw.admin_get("/stats/prometheus").1, "envoy_http_local_rate_limit_enabled").is_some());
+    }
+
+    fn a_config_envoy_would_refuse_is_refused_naming_the_field(driver) {
+        let b = Backend::start("app");
+        let port = free_port();
+        let bad = yaml(port, &b, &config(port, Some("limited"), 0, 1, "", ""));
+        let (status, logs) = gateway!(driver).file("gw.yaml", &bad).start_refused();
+        assert!(!status.success());
+        assert!(logs.contains("spec.configs[0].limit.quota"), "{logs}");
+        assert!(logs.contains("ASMLocalRateLimiter"), "{logs}");
+    }
+}
