@@ -45,6 +45,8 @@ pub struct Snapshot {
     /// The gateway's workload as Istio's `source_workload`, `source_app` and
     /// `source_canonical_service` metric labels name it (see `compile::source_workload`).
     pub source_workload: Arc<str>,
+    /// The gateway's own namespace (`--namespace`), Istio's `source_workload_namespace`.
+    pub source_namespace: Arc<str>,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
@@ -54,7 +56,8 @@ impl Snapshot {
     pub fn new(generation: u64, listeners: Vec<Listener>, clusters: Vec<Cluster>, watched: Vec<WatchedFile>) -> Self {
         let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i as ClusterId)).collect();
         let source_workload = Arc::from(compile::DEFAULT_SOURCE_WORKLOAD);
-        Self { generation, listeners, clusters, watched, source_workload, by_name }
+        let source_namespace = Arc::from(crate::config::DEFAULT_NAMESPACE);
+        Self { generation, listeners, clusters, watched, source_workload, source_namespace, by_name }
     }
 
     pub fn listener(&self, port: u16) -> Option<&Listener> {

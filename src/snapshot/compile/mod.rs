@@ -118,6 +118,7 @@ pub fn compile_with(
     tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
     let mut snapshot = Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched());
     snapshot.source_workload = Arc::from(source_workload(&opts.labels));
+    snapshot.source_namespace = Arc::from(opts.namespace.as_str());
     Ok(snapshot)
 }
 
