@@ -36,7 +36,7 @@ use std::sync::Arc;
 pub use destination_rule::DestinationRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use gateway::Gateway;
-pub use load::load;
+pub use load::{config_files, load};
 pub use meta::{Duration, ObjectMeta, Percent};
 pub use secret::Secret;
 pub use service_entry::ServiceEntry;

@@ -2,7 +2,7 @@
 //! publishes each generation to the workers, and runs reloads and the shutdown drain.
 //!
 //! `run` is `strait run`: start (refusing an invalid config), serve, reload on SIGHUP,
-//! `POST /reload` or a certificate file changing on disk, drain on SIGTERM/SIGINT, return
+//! `POST /reload`, a certificate file or (`--watch`) a config input changing on disk, drain on SIGTERM/SIGINT, return
 //! when drained.
 
 mod dns;
@@ -50,16 +50,19 @@ pub struct RunOptions {
     pub share_ports: bool,
     /// Where and how often `resolution: DNS` names are asked.
     pub dns: DnsOptions,
+    /// `--watch`: a config input changing on disk reloads, as SIGHUP does.
+    pub watch: bool,
 }
 
 /// `strait run`. Returns `Ok` once drained: the process then exits 0. `logging` is the installed
 /// log filter, which `POST /logging` changes.
 pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
+    let config_inputs = opts.watch.then(|| watch::ConfigInputs::before_load(opts.build.inputs()));
     let mut reloader = Reloader::start(opts.build.clone(), opts.dns.clone(), opts.workers.workers, opts.share_ports)?;
     let shared = reloader.shared().clone();
     let (events_tx, events) = mpsc::channel();
     signals::forward(events_tx.clone()).map_err(RunError::Signals)?;
-    watch::spawn(shared.clone(), events_tx.clone()).map_err(RunError::Watcher)?;
+    watch::spawn(shared.clone(), events_tx.clone(), config_inputs).map_err(RunError::Watcher)?;
     let admin = Admin::bind(opts.admin).map_err(|source| RunError::Admin { addr: opts.admin, source })?;
     worker::spawn(&shared, &opts.workers)?;
     let admin_addr = admin.local_addr();
@@ -117,6 +120,7 @@ pub fn command_line(opts: &RunOptions) -> serde_json::Value {
         "mirror_shadow_suffix": opts.workers.mirror_shadow_suffix,
         "dns_servers": opts.dns.servers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "dns_refresh_rate": protobuf_duration(opts.dns.refresh_rate),
+        "watch": opts.watch,
     })
 }
 
