@@ -81,8 +81,11 @@ fn served(gw: &Gateway) -> f64 {
 /// requests each, the bound): (user, status, backend) of each, and the retries.
 struct Load {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<(Vec<(usize, u16, String)>, usize)>>,
+    threads: Vec<JoinHandle<Answered>>,
 }
+
+/// (user, status, backend) of each request, and the connections retried unanswered.
+type Answered = (Vec<(usize, u16, String)>, usize);
 
 impl Load {
     fn start(addr: SocketAddr) -> Load {
@@ -105,7 +108,7 @@ impl Load {
         Load { stop, threads }
     }
 
-    fn finish(self) -> (Vec<(usize, u16, String)>, usize) {
+    fn finish(self) -> Answered {
         self.stop.store(true, Ordering::Relaxed);
         let (mut answers, mut retried) = (Vec::new(), 0);
         for thread in self.threads {
