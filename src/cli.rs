@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// own --admin, then SIGTERM the old one. Without it such a port is refused
     #[arg(long)]
     pub share_ports: bool,
+    /// Reload when a --config path or the --proxy-config file changes on disk, as SIGHUP does: a
+    /// plain edit, a file added or removed, or a mounted ConfigMap's `..data` swap
+    #[arg(long)]
+    pub watch: bool,
     /// A name server to ask for `resolution: DNS` hosts instead of /etc/resolv.conf's, e.g.
     /// 10.0.0.2:53; repeatable (/etc/hosts is read either way)
     #[arg(long = "dns-server", value_name = "ADDR")]
@@ -196,6 +200,7 @@ impl RunArgs {
             admin: self.admin,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             share_ports: self.share_ports,
+            watch: self.watch,
             dns: DnsOptions {
                 servers: self.dns_servers.clone(),
                 refresh_rate: self.dns_refresh_rate.unwrap_or(DnsOptions::default().refresh_rate),

@@ -88,4 +88,25 @@ both_drivers! {
         assert_eq!(a.count(), served + 5);
         assert_eq!(metric(&gw.admin_get("/stats/prometheus").1, "strait_dns_updates_total"), Some(0.0));
     }
+
+    fn a_name_failing_from_the_start_is_asked_again_after_the_refresh_rate(driver) {
+        // istiod sets no dns_failure_refresh_rate: Envoy then retries a failed lookup after
+        // dns_refresh_rate (1 s here), not after the 5 s floor it puts under TTLs.
+        let a = Backend::start("a");
+        let dns = DnsServer::start();
+        dns.fail(NAME);
+        let port = free_port();
+        let gw = gateway!(driver)
+            .file("gw.yaml", &config(port, a.port()))
+            .arg("--dns-server")
+            .arg(&dns.addr.to_string())
+            .arg("--dns-refresh-rate")
+            .arg("1s")
+            .start();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(client::get(addr, "app", "/").status, 503, "no address yet");
+        dns.set(NAME, &[Ipv4Addr::LOCALHOST]);
+        let served = wait_until(Duration::from_millis(3500), || client::get(addr, "app", "/").status == 200);
+        assert!(served.is_some(), "the name was not asked again within the refresh rate:\n{}", gw.logs());
+    }
 }

@@ -138,6 +138,8 @@ both_drivers! {
             ("destination_service_name", "app.local"),
             ("destination_service_namespace", "default"),
             ("source_workload", "istio-ingressgateway"),
+            // The gateway's own namespace (`--namespace`, here its default), as Istio labels it.
+            ("source_workload_namespace", "default"),
         ] {
             assert_eq!(first.labels.get(k), Some(v), "{k}");
         }

@@ -12,12 +12,13 @@ use crate::stats::{L4Key, L4Kind, L4Totals};
 mod tests;
 
 /// The gateway as Istio's `source_*` labels name a gateway Deployment (`workload`, e.g.
-/// `istio-ingressgateway` or `istio-egressgateway`): its `app` and canonical service are its name.
-fn source(workload: &str) -> [(&'static str, &str); 9] {
+/// `istio-ingressgateway` or `istio-egressgateway`, running in `namespace`): its `app` and
+/// canonical service are its name.
+fn source<'a>(workload: &'a str, namespace: &'a str) -> [(&'static str, &'a str); 9] {
     [
         ("reporter", "source"),
         ("source_workload", workload),
-        ("source_workload_namespace", "istio-system"),
+        ("source_workload_namespace", namespace),
         ("source_principal", "unknown"),
         ("source_app", workload),
         ("source_version", "unknown"),
@@ -29,18 +30,18 @@ fn source(workload: &str) -> [(&'static str, &str); 9] {
 
 /// Appends the Istio families that `keep` keeps (by family name), Prometheus text format, to
 /// `out`: the HTTP series, the gRPC message counters, then the TCP counters of every cluster
-/// that carried TCP connections (`l4`). `workload` names the gateway (the snapshot's
-/// `source_workload`).
+/// that carried TCP connections (`l4`). `workload` names the gateway and `namespace` is its own
+/// (the snapshot's `source_workload` and `source_namespace`).
 pub fn render(
     http: &IstioTotals,
     l4: &BTreeMap<L4Key, L4Totals>,
     clusters: &ClusterLabels,
-    workload: &str,
+    (workload, namespace): (&str, &str),
     keep: &dyn Fn(&str) -> bool,
     out: &mut String,
 ) {
     let out = &mut Families { out, keep };
-    let source = source(workload);
+    let source = source(workload, namespace);
     let messages = &http.messages;
     let http: Vec<(String, &SeriesTotals)> =
         http.requests.iter().map(|(key, (dest, t))| (labels(&source, dest, Series::Http(key.outcome)), t)).collect();

@@ -278,7 +278,14 @@ fn stats_page(shared: &Shared, query: Option<&str>, mut format: Format) -> Respo
             let mut text = samples::prometheus(&samples);
             let cluster_labels = |name: &str| IstioDestination::of(snapshot.clusters.iter().find(|c| &*c.name == name));
             let http = crate::stats::istio::sum(shared.workers.iter().map(|w| &w.istio));
-            istio::render(&http, &totals.l4, &cluster_labels, &snapshot.source_workload, &keep, &mut text);
+            istio::render(
+                &http,
+                &totals.l4,
+                &cluster_labels,
+                (&*snapshot.source_workload, &*snapshot.source_namespace),
+                &keep,
+                &mut text,
+            );
             let body = text.into_bytes();
             Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
         }

@@ -35,6 +35,7 @@ fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
         admin: addr,
         drain_timeout: Duration::from_millis(500),
         share_ports: false,
+        watch: false,
         dns: Default::default(),
     };
     admin.spawn(shared.clone(), tx, log_control(), command_line(&opts)).unwrap();

@@ -90,6 +90,17 @@ fn run_defaults() {
     assert_eq!(opts.admin, "127.0.0.1:15000".parse().unwrap());
     assert_eq!(opts.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     assert!(!opts.share_ports, "another process's port is refused unless asked");
+    assert!(!opts.watch, "files are re-read on SIGHUP unless asked");
+}
+
+#[test]
+fn watch_watches_every_config_input() {
+    let opts = run_args(&["run", "--config", "a", "--config", "b.yaml", "--proxy-config", "p.yaml", "--watch"])
+        .run_options(None)
+        .unwrap();
+    assert!(opts.watch);
+    let inputs: Vec<PathBuf> = ["a", "b.yaml", "p.yaml"].iter().map(PathBuf::from).collect();
+    assert_eq!(opts.build.inputs(), inputs);
 }
 
 #[test]

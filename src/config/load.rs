@@ -75,6 +75,18 @@ pub fn load_with_objects(paths: &[PathBuf], objects: &[ApiObject]) -> Result<(Co
     Ok((loader.set, loader.diagnostics))
 }
 
+/// The files a config directory contributes, in the order they are read: the *.yaml and *.yml
+/// files directly in it, symlinks followed (a mounted ConfigMap's keys are symlinks into its
+/// `..data`), its hidden `..data` directories not entered.
+pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 #[derive(Default)]
 struct Loader {
     set: ConfigSet,
@@ -219,15 +231,10 @@ impl Loader {
         if !metadata.is_dir() {
             return self.file(path);
         }
-        let entries = match std::fs::read_dir(path) {
-            Ok(entries) => entries,
+        let files = match config_files(path) {
+            Ok(files) => files,
             Err(e) => return self.file_error(path, format!("cannot read directory: {e}")),
         };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml") && p.is_file())
-            .collect();
-        files.sort();
         for file in files {
             self.file(&file);
         }

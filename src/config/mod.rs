@@ -38,7 +38,7 @@ pub use asm_local_rate_limiter::AsmLocalRateLimiter;
 pub use destination_rule::DestinationRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use gateway::Gateway;
-pub use load::{load, load_with_objects, ApiObject};
+pub use load::{config_files, load, load_with_objects, ApiObject};
 pub use meta::{Duration, ObjectMeta, Percent};
 pub use secret::Secret;
 pub use service_entry::ServiceEntry;

@@ -6,7 +6,10 @@
 //! As Envoy under istiod (`respect_dns_ttl: true`, `dns_refresh_rate` from MeshConfig's
 //! `dnsRefreshRate`): an answer is asked again when its TTL runs out, never sooner than
 //! [`MIN_REFRESH`] (Envoy's `dns_min_refresh_rate`) and, here, never later than the refresh
-//! rate, so that an `/etc/hosts` entry (which has no TTL) is followed too.
+//! rate, so that an `/etc/hosts` entry (which has no TTL) is followed too. A failed lookup, the
+//! first one included, is asked again after the refresh rate: istiod sets no
+//! `dns_failure_refresh_rate`, and without one Envoy's STRICT_DNS and LOGICAL_DNS clusters back
+//! off by a fixed `dns_refresh_rate` (`FixedBackOffStrategy`), not exponentially.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -102,7 +105,7 @@ impl Dns {
                 Err(e) => {
                     stats.dns_resolve_failed.inc();
                     tracing::warn!(name, error = %e, kept = ?answer.ips, "DNS refresh failed; the last answer is kept");
-                    answer.due = Instant::now() + self.opts.refresh_rate;
+                    answer.due = failure_due(self.opts.refresh_rate);
                 }
             }
         }
@@ -157,6 +160,12 @@ fn due(valid_until: Instant, refresh_rate: Duration) -> Instant {
     valid_until.clamp(now + MIN_REFRESH, now + refresh_rate.max(MIN_REFRESH))
 }
 
+/// When a failed lookup is asked again: Envoy's fixed failure backoff of one refresh rate (no
+/// `dns_min_refresh_rate` floor: that bounds TTLs only).
+fn failure_due(refresh_rate: Duration) -> Instant {
+    Instant::now() + refresh_rate
+}
+
 impl Resolve for Dns {
     /// The answer followed for `name`, asked now when it is new (a compile waits for it, as
     /// Envoy's cluster waits for its first resolution before it serves).
@@ -169,9 +178,9 @@ impl Resolve for Dns {
             Some(Ok((ips, valid_until))) => (ips, self.due(valid_until)),
             Some(Err(e)) => {
                 tracing::warn!(name, error = %e, "DNS resolution failed; the endpoint has no addresses until it resolves");
-                (Vec::new(), Instant::now() + MIN_REFRESH)
+                (Vec::new(), failure_due(self.opts.refresh_rate))
             }
-            None => (Vec::new(), Instant::now() + MIN_REFRESH),
+            None => (Vec::new(), failure_due(self.opts.refresh_rate)),
         };
         self.answers.insert(name.to_string(), Answer { ips: ips.clone(), due });
         ips

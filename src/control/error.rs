@@ -23,7 +23,7 @@ pub enum RunError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] io::Error),
-    #[error("cannot start the certificate watcher: {0}")]
+    #[error("cannot start the file watcher: {0}")]
     Watcher(#[source] io::Error),
     #[error("cannot start the DNS resolver's runtime: {0}")]
     Dns(#[source] io::Error),

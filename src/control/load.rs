@@ -27,6 +27,14 @@ pub struct BuildOptions {
     pub kubernetes: bool,
 }
 
+impl BuildOptions {
+    /// Every file or directory a build reads its config from (`--config` paths, then
+    /// `--proxy-config`): what `--watch` watches. A new input flag is added here.
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        self.paths.iter().chain(&self.proxy_config).cloned().collect()
+    }
+}
+
 impl Default for BuildOptions {
     fn default() -> Self {
         Self {

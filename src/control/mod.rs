@@ -2,8 +2,8 @@
 //! publishes each generation to the workers, and runs reloads and the shutdown drain.
 //!
 //! `run` is `strait run`: start (refusing an invalid config), serve, reload on SIGHUP,
-//! `POST /reload`, a certificate file changing on disk or (`--kubernetes`) the API server's
-//! objects changing, drain on SIGTERM/SIGINT, return
+//! `POST /reload`, a certificate file or (`--watch`) a config input changing on disk or
+//! (`--kubernetes`) the API server's objects changing, drain on SIGTERM/SIGINT, return
 //! when drained.
 
 mod dns;
@@ -53,11 +53,14 @@ pub struct RunOptions {
     pub share_ports: bool,
     /// Where and how often `resolution: DNS` names are asked.
     pub dns: DnsOptions,
+    /// `--watch`: a config input changing on disk reloads, as SIGHUP does.
+    pub watch: bool,
 }
 
 /// `strait run`. Returns `Ok` once drained: the process then exits 0. `logging` is the installed
 /// log filter, which `POST /logging` changes.
 pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
+    let config_inputs = opts.watch.then(|| watch::ConfigInputs::before_load(opts.build.inputs()));
     let (events_tx, events) = mpsc::channel();
     let kube = match opts.build.kubernetes {
         true => Some(Kube::start(&opts.build.namespace, events_tx.clone()).map_err(RunError::Kube)?),
@@ -67,7 +70,7 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
     let mut reloader = Reloader::start(build, opts.dns.clone(), opts.workers.workers, opts.share_ports, kube)?;
     let shared = reloader.shared().clone();
     signals::forward(events_tx.clone()).map_err(RunError::Signals)?;
-    watch::spawn(shared.clone(), events_tx.clone()).map_err(RunError::Watcher)?;
+    watch::spawn(shared.clone(), events_tx.clone(), config_inputs).map_err(RunError::Watcher)?;
     let admin = Admin::bind(opts.admin).map_err(|source| RunError::Admin { addr: opts.admin, source })?;
     worker::spawn(&shared, &opts.workers)?;
     let admin_addr = admin.local_addr();
@@ -126,6 +129,7 @@ pub fn command_line(opts: &RunOptions) -> serde_json::Value {
         "mirror_shadow_suffix": opts.workers.mirror_shadow_suffix,
         "dns_servers": opts.dns.servers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "dns_refresh_rate": protobuf_duration(opts.dns.refresh_rate),
+        "watch": opts.watch,
     })
 }
 

@@ -50,6 +50,8 @@ pub struct Snapshot {
     /// The local rate limits the routes' stages name by [`RateLimitId`], each with its live
     /// bucket.
     pub local_rate_limits: Vec<Arc<LocalRateLimit>>,
+    /// The gateway's own namespace (`--namespace`), Istio's `source_workload_namespace`.
+    pub source_namespace: Arc<str>,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
@@ -59,7 +61,17 @@ impl Snapshot {
     pub fn new(generation: u64, listeners: Vec<Listener>, clusters: Vec<Cluster>, watched: Vec<WatchedFile>) -> Self {
         let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i as ClusterId)).collect();
         let source_workload = Arc::from(compile::DEFAULT_SOURCE_WORKLOAD);
-        Self { generation, listeners, clusters, watched, source_workload, local_rate_limits: Vec::new(), by_name }
+        let source_namespace = Arc::from(crate::config::DEFAULT_NAMESPACE);
+        Self {
+            generation,
+            listeners,
+            clusters,
+            watched,
+            source_workload,
+            source_namespace,
+            local_rate_limits: Vec::new(),
+            by_name,
+        }
     }
 
     pub fn local_rate_limit(&self, id: RateLimitId) -> &LocalRateLimit {

@@ -247,6 +247,22 @@ pub enum ServeKind {
     Sink,
     /// TCP: write back everything read.
     Echo,
+    /// DNS (UDP, on --listen): `hostN.SUFFIX` for N below --names answers 127.0.0.1, for the
+    /// gateway's `--dns-server` (perf/dns-refresh.sh). One thread, whatever --threads says.
+    Dns(ServeDnsArgs),
+}
+
+/// What `serve dns` answers.
+#[derive(Debug, Clone, Args)]
+pub struct ServeDnsArgs {
+    /// Names served: host0.SUFFIX to host(N-1).SUFFIX.
+    #[arg(long, default_value_t = 1000)]
+    pub names: usize,
+    #[arg(long, default_value = "dns.bench")]
+    pub suffix: String,
+    /// The answers' TTL, in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub ttl: u32,
 }
 
 /// What `serve http` and `serve h2` answer.

@@ -1,6 +1,7 @@
 //! `strait-bench serve`: the built-in backend. `http` answers HTTP/1.1 (a fixed-size body or
 //! the request's own, optionally over TLS), `h2` the same over HTTP/2 and gRPC calls too;
-//! `sink` and `echo` are raw TCP. Thread-per-core like Strait: each thread is a pinned monoio
+//! `sink` and `echo` are raw TCP; `dns` answers names for the gateway's DNS refresh (the tests'
+//! DNS server, on a port of the caller's). Thread-per-core like Strait: each thread is a pinned monoio
 //! runtime with its own SO_REUSEPORT listener and a task per connection, so in a perf scenario
 //! the backend costs about what the C one does and never sets the pace. It runs until killed.
 
@@ -19,7 +20,7 @@ use monoio_rustls::TlsAcceptor;
 use strait::kit::driver::{self, Driver};
 use strait::kit::{listen, DriverChoice};
 
-use crate::cli::{Cpus, ServeArgs, ServeHttpArgs, ServeKind};
+use crate::cli::{Cpus, ServeArgs, ServeDnsArgs, ServeHttpArgs, ServeKind};
 use crate::error::BenchError;
 
 /// `sink` reads this much at a time: a bulk stream costs few reads per gigabyte.
@@ -31,6 +32,18 @@ const ECHO_READ: usize = 64 * 1024;
 /// Pause after an accept error that repeats until something frees up (EMFILE, ENOBUFS…),
 /// instead of spinning on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// `serve dns`: `hostN.SUFFIX` → 127.0.0.1 until killed.
+fn serve_dns(listen: SocketAddr, args: &ServeDnsArgs) -> Result<(), BenchError> {
+    let server = strait_test_support::dns::DnsServer::bind(listen, args.ttl);
+    for n in 0..args.names {
+        server.set(&format!("host{n}.{}", args.suffix), &[std::net::Ipv4Addr::LOCALHOST]);
+    }
+    eprintln!("serving {} names on {} (udp), TTL {} s", args.names, server.addr, args.ttl);
+    loop {
+        std::thread::park();
+    }
+}
 
 /// How a serving thread tells `run` it is up, or why it is not.
 type Ready = mpsc::Sender<io::Result<()>>;
@@ -68,6 +81,7 @@ pub fn run(args: &ServeArgs) -> Result<(), BenchError> {
         }
         ServeKind::Sink => Kind::Sink,
         ServeKind::Echo => Kind::Echo,
+        ServeKind::Dns(dns) => return serve_dns(args.listen, dns),
     };
     let listeners = bind(args.listen, args.threads).map_err(BenchError::io(format!("listening on {}", args.listen)))?;
     let addr = listeners[0].local_addr().map_err(BenchError::io("reading the listening address"))?;

@@ -21,13 +21,14 @@ fn renders_istio_labels_and_cumulative_buckets() {
     );
     let db = |_: &str| Destination { service: "db.local".into(), namespace: "data".into(), version: None };
     let mut out = String::new();
-    render(&sum([&r].into_iter()), &l4, &db, "istio-ingressgateway", &|_| true, &mut out);
+    render(&sum([&r].into_iter()), &l4, &db, ("istio-ingressgateway", "edge"), &|_| true, &mut out);
 
     let line = |prefix: &str| out.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}\n{out}"));
     let ok = line("istio_requests_total{response_code=\"200\"");
     assert!(ok.ends_with(" 2"));
     for label in [
         "reporter=\"source\"",
+        "source_workload_namespace=\"edge\"",
         "destination_service=\"reviews.shop.svc.cluster.local\"",
         "destination_service_name=\"reviews\"",
         "destination_service_namespace=\"shop\"",
@@ -73,7 +74,7 @@ fn grpc_series_carry_their_protocol_and_status_and_messages_only_the_destination
         &sum([&r].into_iter()),
         &BTreeMap::new(),
         &|_| Destination::default(),
-        "istio-ingressgateway",
+        ("istio-ingressgateway", "istio-system"),
         &|_| true,
         &mut out,
     );

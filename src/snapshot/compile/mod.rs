@@ -124,6 +124,7 @@ pub fn compile_with(
     let mut snapshot = Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched());
     snapshot.source_workload = Arc::from(source_workload(&opts.labels));
     snapshot.local_rate_limits = c.limits.finish();
+    snapshot.source_namespace = Arc::from(opts.namespace.as_str());
     Ok(snapshot)
 }
 

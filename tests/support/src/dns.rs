@@ -1,6 +1,6 @@
-//! A DNS server for the tests, on 127.0.0.1 (UDP): A records, 1 s TTL, for the names it is
-//! told; a name told to fail gets SERVFAIL, an unknown one NXDOMAIN. The gateway asks it with
-//! `--dns-server`.
+//! A DNS server for the tests (and `strait-bench serve dns`), on 127.0.0.1 (UDP): A records,
+//! 1 s TTL unless told otherwise, for the names it is told; a name told to fail gets SERVFAIL,
+//! an unknown one NXDOMAIN. The gateway asks it with `--dns-server`.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -23,7 +23,12 @@ pub struct DnsServer {
 
 impl DnsServer {
     pub fn start() -> DnsServer {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::bind("127.0.0.1:0".parse().unwrap(), 1)
+    }
+
+    /// A server on `addr` whose answers carry `ttl` seconds.
+    pub fn bind(addr: SocketAddr, ttl: u32) -> DnsServer {
+        let socket = UdpSocket::bind(addr).unwrap();
         socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let server = DnsServer {
             addr: socket.local_addr().unwrap(),
@@ -38,7 +43,7 @@ impl DnsServer {
                 let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
                 let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
                 queries.fetch_add(1, Ordering::Relaxed);
-                let reply = answer(&query, &zone.lock().unwrap());
+                let reply = answer(&query, &zone.lock().unwrap(), ttl);
                 let _ = socket.send_to(&reply.to_vec().unwrap(), from);
             }
         });
@@ -67,7 +72,7 @@ impl Drop for DnsServer {
     }
 }
 
-fn answer(query: &Message, zone: &HashMap<String, Option<Vec<Ipv4Addr>>>) -> Message {
+fn answer(query: &Message, zone: &HashMap<String, Option<Vec<Ipv4Addr>>>, ttl: u32) -> Message {
     let mut reply = Message::new();
     reply.set_id(query.id());
     reply.set_message_type(MessageType::Response);
@@ -82,7 +87,7 @@ fn answer(query: &Message, zone: &HashMap<String, Option<Vec<Ipv4Addr>>>) -> Mes
                 // An AAAA question gets an empty answer: the name has IPv4 addresses only.
                 if q.query_type() == RecordType::A {
                     for ip in ips {
-                        reply.add_answer(Record::from_rdata(q.name().clone(), 1, RData::A(rdata::A(*ip))));
+                        reply.add_answer(Record::from_rdata(q.name().clone(), ttl, RData::A(rdata::A(*ip))));
                     }
                 }
             }
