@@ -90,6 +90,8 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Ge
             "http.downstream_rq_total",
             Value::Count(t.downstream_rq_total),
         ),
+        Sample::new("envoy_http_rbac_allowed", C, "http.rbac.allowed", Value::Count(t.rbac_allowed)),
+        Sample::new("envoy_http_rbac_denied", C, "http.rbac.denied", Value::Count(t.rbac_denied)),
     ];
     for class in 1..=5 {
         let stat = format!("http.downstream_rq_{class}xx");

@@ -13,6 +13,7 @@
 //! Istio has no such resource. A set with nothing Strait reads is an error too. Every error of
 //! every file is collected, in file and document order.
 
+pub mod authorization_policy;
 pub mod credentials;
 pub mod destination_rule;
 pub mod diagnostics;
@@ -33,6 +34,7 @@ pub mod virtual_service;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use gateway::Gateway;
@@ -60,6 +62,9 @@ impl Kind for DestinationRule {
 }
 impl Kind for ServiceEntry {
     const KIND: &'static str = "ServiceEntry";
+}
+impl Kind for AuthorizationPolicy {
+    const KIND: &'static str = "AuthorizationPolicy";
 }
 impl Kind for Secret {
     const KIND: &'static str = "Secret";
@@ -149,6 +154,7 @@ pub struct ConfigSet {
     pub destination_rules: Vec<Resource<DestinationRule>>,
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub secrets: Vec<Resource<Secret>>,
+    pub authorization_policies: Vec<Resource<AuthorizationPolicy>>,
     pub not_enforced: Vec<Unenforced>,
     /// `--proxy-config`'s settings (the defaults without one).
     pub proxy: proxy_config::ProxyConfig,
@@ -162,6 +168,7 @@ impl ConfigSet {
             && self.destination_rules.is_empty()
             && self.service_entries.is_empty()
             && self.secrets.is_empty()
+            && self.authorization_policies.is_empty()
             && self.not_enforced.is_empty()
     }
 }
@@ -184,7 +191,6 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
     ("networking.istio.io", "WorkloadEntry", &ISTIO_VERSIONS),
     ("networking.istio.io", "WorkloadGroup", &ISTIO_VERSIONS),
     ("networking.istio.io", "ProxyConfig", &["v1beta1"]),
-    ("security.istio.io", "AuthorizationPolicy", &["v1", "v1beta1"]),
     ("security.istio.io", "PeerAuthentication", &["v1", "v1beta1"]),
     ("security.istio.io", "RequestAuthentication", &["v1", "v1beta1"]),
     ("telemetry.istio.io", "Telemetry", &["v1", "v1alpha1"]),
@@ -194,6 +200,9 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
 
 /// The `networking.istio.io` kinds Strait serves.
 const SERVED_KINDS: [&str; 4] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry"];
+
+/// The `security.istio.io` kinds Strait serves, with their versions.
+const SERVED_SECURITY_KINDS: [(&str, &[&str]); 1] = [("AuthorizationPolicy", &["v1", "v1beta1"])];
 
 /// `metadata.namespace` when a document names none.
 pub const DEFAULT_NAMESPACE: &str = "default";

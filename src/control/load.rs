@@ -67,6 +67,7 @@ pub(super) fn validated(opts: &BuildOptions) -> Result<Validated, Diagnostics> {
         secrets_dir: opts.secrets_dir.clone(),
         labels: opts.labels.clone(),
         namespace: opts.namespace.clone(),
+        ..ValidateOptions::default()
     };
     let mut diagnostics = config::validate(&set, &validate);
     diagnostics.extend(proxy_warnings);
@@ -88,6 +89,7 @@ pub(super) fn compile(
         secrets_dir: opts.secrets_dir.clone(),
         namespace: opts.namespace.clone(),
         generation,
+        ..CompileOptions::default()
     };
     snapshot::compile_with(set, &compile, resolver)
 }

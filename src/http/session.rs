@@ -77,6 +77,7 @@ pub(super) fn local_flag(details: &str) -> &'static str {
     match details {
         NO_ROUTE | MISDIRECTED => "NR",
         FAULT_ABORT => "FI",
+        super::authz::RBAC_DENIED => "RBAC",
         _ => "-",
     }
 }
@@ -331,6 +332,7 @@ impl<S: Duplex> Session<S> {
         self.account.tally.began = Some(began);
         self.account.tally.received = http1.head_len as u64;
         self.account.tally.grpc = meta.grpc;
+        self.ctx.stats.record_rbac(meta.rbac);
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
         }

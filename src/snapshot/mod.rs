@@ -5,6 +5,7 @@
 //! pre-compiled matchers and stages → clusters. Workers hold an `Arc<Snapshot>` per request,
 //! so a reload (a new snapshot swapped in with arc-swap) never shows a request half of each.
 
+pub mod authz;
 mod cluster;
 mod compile;
 mod hash;

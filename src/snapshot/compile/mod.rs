@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::config::authorization_policy;
 use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
@@ -50,6 +51,8 @@ pub struct CompileOptions {
     pub namespace: String,
     /// Stamped on the snapshot to tell reloads apart.
     pub generation: u64,
+    /// MeshConfig's `rootNamespace`: its AuthorizationPolicies apply to every workload.
+    pub root_namespace: String,
 }
 
 impl Default for CompileOptions {
@@ -60,6 +63,7 @@ impl Default for CompileOptions {
             secrets_dir: None,
             namespace: crate::config::DEFAULT_NAMESPACE.to_string(),
             generation: 0,
+            root_namespace: crate::config::index::ROOT_NAMESPACE.to_string(),
         }
     }
 }
@@ -381,11 +385,13 @@ impl<'a> Compiler<'a> {
     ) {
         let gw = &self.set.gateways[plan.gateway];
         let key = gw.key();
+        let authz = self.authz(plan.port, crate::snapshot::authz::Layer::Http);
         for (vi, hosts) in &plan.bound {
             let templates = self.templates(*vi);
             let inst = Instance {
                 gateway: &key,
                 labels: &self.opts.labels,
+                authz: authz.clone(),
                 ctx: Ctx {
                     listener_port: plan.port,
                     consumer_ns: &self.opts.namespace,
@@ -417,6 +423,23 @@ impl<'a> Compiler<'a> {
                 table.vhost(pattern).1 = true;
             }
         }
+    }
+
+    /// The AuthorizationPolicies that apply to this gateway, compiled for a listener on
+    /// `port`; `None` when none does.
+    fn authz(&self, port: u16, layer: crate::snapshot::authz::Layer) -> Option<Arc<crate::snapshot::authz::Authz>> {
+        let opts = self.opts;
+        let applying: Vec<_> = self
+            .set
+            .authorization_policies
+            .iter()
+            .filter(|p| {
+                let ns = p.namespace();
+                authorization_policy::applies(&p.spec, ns, &opts.labels, &opts.namespace, &opts.root_namespace).is_ok()
+            })
+            .collect();
+        let authz = crate::snapshot::authz::compile(&applying, port, layer);
+        (!authz.is_empty()).then(|| Arc::new(authz))
     }
 
     fn listeners(
