@@ -2,15 +2,19 @@
 //! builds them) decides: DENY before ALLOW, AUDIT only marks, `spec: {}` allows nothing and
 //! `rules: [{}]` everything; sources (ipBlocks, mTLS principals), operations (paths and their
 //! templates, methods, hosts with ports), `when` headers; the 403 `RBAC: access denied` answer,
-//! its gRPC form, flag, details and counters; and a reload that changes a policy.
+//! its gRPC form, flag, details and counters; a reload that changes a policy; and a TCP server,
+//! where the policies run at connection start on what layer 4 sees.
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use support::backend::Backend;
 use support::client;
 use support::config::{docs, service_entry};
+use support::tcp::{listen_port, tcp_gateway, tcp_route, tcp_service_entry, tcp_virtual_service, TcpBackend};
 use support::tls::{mutual_tls, route_all, server, Ca, TlsClient};
 use support::{free_port, metric, wait_until, Driver, Gateway};
 
@@ -197,5 +201,41 @@ both_drivers! {
         assert!(refused.is_some(), "{}", logs());
         assert!(logs().contains("policies.yaml:") && logs().contains("spec.rules: DENY action without `rules`"), "{}", logs());
         assert_eq!(get(addr, "/b").status, 403);
+    }
+
+    fn a_tcp_server_applies_the_layer_4_rules_at_connection_start(driver) {
+        let echo = TcpBackend::echo();
+        // A fresh port per gateway: each test gateway stops on drop without waiting for the port.
+        let start = |policies: &[String]| {
+            let port = listen_port();
+            let mut parts = vec![
+                tcp_gateway("db", port, "TCP"),
+                tcp_virtual_service("db", "db", &tcp_route("", 9000, &[("db.local", 100)])),
+                tcp_service_entry("db", "db.local", 9000, &[echo.port()]),
+            ];
+            parts.extend_from_slice(policies);
+            (gateway!(driver).file("gw.yaml", &docs(&parts)).start(), port)
+        };
+        let echoes = |port: u16| {
+            let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"ping");
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).is_ok() && &buf == b"ping"
+        };
+        // An ALLOW rule naming an HTTP-only field is dropped on TCP: this ALLOW allows nothing.
+        let (gw, port) = start(&[policy("http-only", "  rules:\n  - to:\n    - operation:\n        paths: [/a]\n")]);
+        assert!(!echoes(port), "an ALLOW of paths allows no TCP connection");
+        assert_eq!(echo.accepted(), 0, "a denied connection never reaches the backend");
+        assert_eq!(stats(&gw, "envoy_tcp_rbac_denied"), 1.0);
+        let (gw, port) = start(&[policy("ips", "  rules:\n  - from:\n    - source:\n        ipBlocks: [127.0.0.1]\n")]);
+        assert!(echoes(port), "{}", gw.logs());
+        assert_eq!(stats(&gw, "envoy_tcp_rbac_allowed"), 1.0);
+        // A DENY ignores its HTTP-only values: this one denies every connection from 127/8.
+        let deny = "  action: DENY\n  rules:\n  - from:\n    - source:\n        ipBlocks: [127.0.0.0/8]\n    to:\n    - operation:\n        methods: [POST]\n";
+        let (_gw, port) = start(&[policy("deny", deny)]);
+        assert!(!echoes(port));
+        let (_gw, port) = start(&[policy("port", "  action: DENY\n  rules:\n  - to:\n    - operation:\n        ports: [\"1\"]\n")]);
+        assert!(echoes(port), "a DENY of another port leaves this one alone");
     }
 }

@@ -33,6 +33,7 @@ fn snapshot_at(generation: u64, bind: IpAddr, ports: &[u16]) -> Snapshot {
             servers: vec![],
             http_routes: Arc::default(),
             sni: HostTable::default(),
+            l4_authz: None,
         })
         .collect();
     Snapshot::new(generation, listeners, vec![], vec![])

@@ -123,6 +123,9 @@ pub struct Listener {
     pub http_routes: Arc<RouteTable>,
     /// TLS ports: server index by SNI (exact, longest wildcard, then a `*` server as default).
     pub sni: HostTable<usize>,
+    /// The AuthorizationPolicies a connection to one of the port's `tcp`/`tls` routes meets at
+    /// its start (Envoy's network RBAC filter), compiled for layer 4.
+    pub l4_authz: Option<Arc<authz::Authz>>,
 }
 
 impl Listener {

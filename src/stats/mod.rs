@@ -101,6 +101,9 @@ pub struct WorkerStats {
     /// `rbac.denied`).
     pub rbac_allowed: Counter,
     pub rbac_denied: Counter,
+    /// TCP connections the same judged at their start (Envoy's `tcp.rbac.*`).
+    pub tcp_rbac_allowed: Counter,
+    pub tcp_rbac_denied: Counter,
     /// Proxied TCP traffic by route and cluster.
     pub l4: L4Registry,
     /// HTTP upstream connections, requests and answers by cluster.
@@ -131,6 +134,8 @@ impl Default for WorkerStats {
             ssl_no_route: Counter::default(),
             rbac_allowed: Counter::default(),
             rbac_denied: Counter::default(),
+            tcp_rbac_allowed: Counter::default(),
+            tcp_rbac_denied: Counter::default(),
             l4: L4Registry::default(),
             http_clusters: HttpClusterRegistry::default(),
             istio: IstioRegistry::default(),
@@ -156,6 +161,16 @@ impl WorkerStats {
             Some(true) => self.rbac_allowed.inc(),
             Some(false) => self.rbac_denied.inc(),
             None => {}
+        }
+    }
+
+    /// Counts a TCP connection the AuthorizationPolicy stage judged.
+    #[inline]
+    pub fn record_tcp_rbac(&self, allowed: bool) {
+        if allowed {
+            self.tcp_rbac_allowed.inc();
+        } else {
+            self.tcp_rbac_denied.inc();
         }
     }
 }
@@ -187,6 +202,8 @@ pub struct Totals {
     pub ssl_no_route: u64,
     pub rbac_allowed: u64,
     pub rbac_denied: u64,
+    pub tcp_rbac_allowed: u64,
+    pub tcp_rbac_denied: u64,
     pub l4: BTreeMap<L4Key, L4Totals>,
     pub http_clusters: BTreeMap<Arc<str>, HttpClusterTotals>,
     /// The config generation every worker serves: a published generation counts once the
@@ -209,6 +226,8 @@ impl Totals {
             ssl_no_route: 0,
             rbac_allowed: 0,
             rbac_denied: 0,
+            tcp_rbac_allowed: 0,
+            tcp_rbac_denied: 0,
             l4: l4::sum(workers.iter().map(|w| &w.l4)),
             http_clusters: http_cluster::sum(workers.iter().map(|w| &w.http_clusters)),
             generation: served_generation(workers),
@@ -228,6 +247,8 @@ impl Totals {
             t.ssl_no_route += w.ssl_no_route.get();
             t.rbac_allowed += w.rbac_allowed.get();
             t.rbac_denied += w.rbac_denied.get();
+            t.tcp_rbac_allowed += w.tcp_rbac_allowed.get();
+            t.tcp_rbac_denied += w.tcp_rbac_denied.get();
         }
         t
     }

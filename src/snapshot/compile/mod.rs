@@ -547,7 +547,9 @@ impl<'a> Compiler<'a> {
                 }
                 None => empty.clone(),
             };
-            listeners.push(Listener { port, bind, protocol, servers, http_routes, sni });
+            let proxies_tcp = servers.iter().any(|s| !s.tcp_routes.is_empty());
+            let l4_authz = proxies_tcp.then(|| self.authz(port, crate::snapshot::authz::Layer::Tcp)).flatten();
+            listeners.push(Listener { port, bind, protocol, servers, http_routes, sni, l4_authz });
         }
         listeners
     }
