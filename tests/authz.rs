@@ -238,4 +238,26 @@ both_drivers! {
         let (_gw, port) = start(&[policy("port", "  action: DENY\n  rules:\n  - to:\n    - operation:\n        ports: [\"1\"]\n")]);
         assert!(echoes(port), "a DENY of another port leaves this one alone");
     }
+
+    fn the_mesh_root_namespace_decides_which_policies_apply_and_is_read_again_on_reload(driver) {
+        let app = Backend::start("app");
+        let dir = tempfile::tempdir().unwrap();
+        let mesh = dir.path().join("mesh.yaml");
+        std::fs::write(&mesh, "rootNamespace: mesh-root\n").unwrap();
+        let in_mesh_root = policy("allow-nothing", "  {}\n").replace("namespace: istio-system", "namespace: mesh-root");
+        let (gw, addr) = start(driver, &app, &[in_mesh_root], &["--mesh", mesh.to_str().unwrap()]);
+        assert_eq!(get(addr, "/").status, 403, "a policy of the mesh's root namespace applies");
+        std::fs::write(&mesh, "rootNamespace: elsewhere\n").unwrap();
+        gw.signal("HUP");
+        gw.wait_generation(2);
+        assert_eq!(get(addr, "/").status, 200, "mesh-root is no longer the root namespace");
+        assert!(gw.logs().contains("never applies to this gateway: namespace mesh-root"), "{}", gw.logs());
+        // A bad MeshConfig is refused naming file and field; the last good one keeps serving.
+        std::fs::write(&mesh, "rootNamespace: mesh-root\ndnsRefreshRate: soon\n").unwrap();
+        gw.signal("HUP");
+        let refused = wait_until(Duration::from_secs(10), || gw.logs().contains("reload failed"));
+        assert!(refused.is_some(), "{}", gw.logs());
+        assert!(gw.logs().contains(&format!("{}:2: MeshConfig: dnsRefreshRate:", mesh.display())), "{}", gw.logs());
+        assert_eq!(get(addr, "/").status, 200);
+    }
 }

@@ -160,7 +160,7 @@ struct SecretEnvelope {
 }
 
 /// Renders a serde path the way diagnostics (and [`locate`]) write fields.
-fn render_path(path: &serde_path_to_error::Path) -> String {
+pub(super) fn render_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     path.iter().fold(String::new(), |acc, segment| match segment {
         Segment::Seq { index } => format!("{acc}[{index}]"),

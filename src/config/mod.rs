@@ -20,6 +20,7 @@ pub mod diagnostics;
 pub mod gateway;
 pub mod index;
 mod load;
+pub mod mesh_config;
 pub mod meta;
 pub mod proxy_config;
 pub mod registry;
@@ -156,8 +157,10 @@ pub struct ConfigSet {
     pub secrets: Vec<Resource<Secret>>,
     pub authorization_policies: Vec<Resource<AuthorizationPolicy>>,
     pub not_enforced: Vec<Unenforced>,
-    /// `--proxy-config`'s settings (the defaults without one).
+    /// `--proxy-config`'s settings over `--mesh`'s `defaultConfig` (the defaults without them).
     pub proxy: proxy_config::ProxyConfig,
+    /// `--mesh`'s MeshConfig (Istio's defaults without one).
+    pub mesh: mesh_config::MeshConfig,
 }
 
 impl ConfigSet {

@@ -8,13 +8,15 @@ use std::path::PathBuf;
 use crate::config::{self, ConfigSet, Diagnostics, Severity, ValidateOptions};
 use crate::snapshot::{self, CompileOptions, Resolve, Snapshot, SystemResolver};
 
-/// What to build from: the CLI's `--config`, `--label`, `--secrets-dir`, `--namespace` and
-/// `--proxy-config`.
+/// What to build from: the CLI's `--config`, `--label`, `--secrets-dir`, `--namespace`,
+/// `--mesh` and `--proxy-config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     pub paths: Vec<PathBuf>,
     /// A ProxyConfig file (`--proxy-config`), read with the config on every reload.
     pub proxy_config: Option<PathBuf>,
+    /// A MeshConfig file (`--mesh`), read with the config on every reload.
+    pub mesh: Option<PathBuf>,
     pub labels: BTreeMap<String, String>,
     pub secrets_dir: Option<PathBuf>,
     /// The gateway's own namespace (`--namespace`).
@@ -26,6 +28,7 @@ impl Default for BuildOptions {
         Self {
             paths: Vec::new(),
             proxy_config: None,
+            mesh: None,
             labels: BTreeMap::new(),
             secrets_dir: None,
             namespace: config::DEFAULT_NAMESPACE.to_owned(),
@@ -56,18 +59,28 @@ pub(super) struct Validated {
     pub(super) warnings: Diagnostics,
 }
 
-/// Reads every config path and the ProxyConfig, and validates the whole.
+/// Reads every config path, the MeshConfig and the ProxyConfig, and validates the whole.
 pub(super) fn validated(opts: &BuildOptions) -> Result<Validated, Diagnostics> {
     let mut set = config::load(&opts.paths)?;
     let mut proxy_warnings = Diagnostics::new();
-    if let Some(path) = &opts.proxy_config {
-        (set.proxy, proxy_warnings) = config::proxy_config::read(path, &opts.labels)?;
+    if let Some(path) = &opts.mesh {
+        let warnings;
+        (set.mesh, warnings) = config::mesh_config::read(path, &opts.labels)?;
+        proxy_warnings.extend(warnings);
     }
+    let mut proxy = config::proxy_config::Settings::default();
+    if let Some(path) = &opts.proxy_config {
+        let warnings;
+        (proxy, warnings) = config::proxy_config::read(path, &opts.labels)?;
+        proxy_warnings.extend(warnings);
+    }
+    // The pod's ProxyConfig overrides the mesh's defaultConfig field by field, as istiod merges
+    // the `proxy.istio.io/config` annotation over it.
+    set.proxy = proxy.over(set.mesh.default_config).resolve();
     let validate = ValidateOptions {
         secrets_dir: opts.secrets_dir.clone(),
         labels: opts.labels.clone(),
         namespace: opts.namespace.clone(),
-        ..ValidateOptions::default()
     };
     let mut diagnostics = config::validate(&set, &validate);
     diagnostics.extend(proxy_warnings);
@@ -89,7 +102,6 @@ pub(super) fn compile(
         secrets_dir: opts.secrets_dir.clone(),
         namespace: opts.namespace.clone(),
         generation,
-        ..CompileOptions::default()
     };
     snapshot::compile_with(set, &compile, resolver)
 }

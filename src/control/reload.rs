@@ -37,7 +37,7 @@ pub struct Reloader {
     live: LiveRegistry,
     /// The config served, compiled again when a DNS answer changes.
     set: ConfigSet,
-    dns: Dns,
+    pub(super) dns: Dns,
 }
 
 impl Reloader {
@@ -46,6 +46,7 @@ impl Reloader {
     pub fn start(opts: BuildOptions, dns: DnsOptions, workers: usize, share_ports: bool) -> Result<Self, RunError> {
         let mut dns = Dns::new(dns).map_err(RunError::Dns)?;
         let Validated { set, warnings } = validated(&opts).map_err(RunError::InvalidConfig)?;
+        dns.set_mesh_refresh_rate(set.mesh.dns_refresh_rate);
         dns.begin();
         let snapshot = compile(&opts, &set, 1, &mut dns).map_err(RunError::InvalidConfig)?;
         dns.commit();
@@ -97,10 +98,24 @@ impl Reloader {
         }
         let generation = current.snapshot.generation + 1;
         let Validated { set, warnings } = validated(&self.opts).map_err(ReloadError::Invalid)?;
+        // A refused reload leaves the rate with the config that serves.
+        let served_rate = self.set.mesh.dns_refresh_rate;
+        self.dns.set_mesh_refresh_rate(set.mesh.dns_refresh_rate);
         self.dns.begin();
-        let mut snapshot = compile(&self.opts, &set, generation, &mut self.dns).map_err(ReloadError::Invalid)?;
-        snapshot.inherit(&current.snapshot);
-        let prepared = self.ports.prepare(&snapshot)?;
+        let prepared = compile(&self.opts, &set, generation, &mut self.dns).map_err(ReloadError::Invalid).and_then(
+            |mut snapshot| {
+                snapshot.inherit(&current.snapshot);
+                let prepared = self.ports.prepare(&snapshot)?;
+                Ok((snapshot, prepared))
+            },
+        );
+        let (snapshot, prepared) = match prepared {
+            Ok(ready) => ready,
+            Err(e) => {
+                self.dns.set_mesh_refresh_rate(served_rate);
+                return Err(e);
+            }
+        };
         log_warnings(&warnings);
         self.ports.commit(prepared);
         self.dns.commit();

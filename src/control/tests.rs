@@ -270,3 +270,27 @@ fn an_invalid_first_config_is_refused() {
     let opts = BuildOptions { paths: vec![PathBuf::from("/nonexistent/strait/config")], ..BuildOptions::default() };
     assert!(matches!(Reloader::start(opts, DnsOptions::default(), 1, false), Err(RunError::InvalidConfig(_))));
 }
+
+#[test]
+fn the_mesh_feeds_the_proxy_config_and_the_dns_refresh_rate_and_the_flags_win() {
+    let dir = config_dir("mesh");
+    let mesh = dir.join("mesh.yml.off");
+    std::fs::write(&mesh, "defaultConfig:\n  httpsHttp2Disabled: true\ndnsRefreshRate: 30s\n").unwrap();
+    let proxy = dir.join("proxy.yml.off");
+    std::fs::write(&proxy, "httpsHttp2Disabled: false\n").unwrap();
+    let opts = BuildOptions { paths: vec![dir.clone()], mesh: Some(mesh), ..BuildOptions::default() };
+    let valid = load::validated(&opts).unwrap();
+    assert!(valid.set.proxy.https_http2_disabled, "defaultConfig applies");
+    let overridden = BuildOptions { proxy_config: Some(proxy), ..opts.clone() };
+    assert!(!load::validated(&overridden).unwrap().set.proxy.https_http2_disabled, "--proxy-config wins");
+
+    let mut reloader = Reloader::start(opts.clone(), DnsOptions::default(), 1, false).unwrap();
+    assert_eq!(reloader.dns.refresh_rate(), Duration::from_secs(30), "dnsRefreshRate applies");
+    let flag = DnsOptions { refresh_rate: Some(Duration::from_secs(10)), ..DnsOptions::default() };
+    let with_flag = Reloader::start(opts, flag, 1, false).unwrap();
+    assert_eq!(with_flag.dns.refresh_rate(), Duration::from_secs(10), "--dns-refresh-rate wins");
+    std::fs::write(dir.join("mesh.yml.off"), "dnsRefreshRate: 0s\n").unwrap();
+    assert!(reloader.reload().is_err());
+    assert_eq!(reloader.dns.refresh_rate(), Duration::from_secs(30), "a refused MeshConfig changes nothing");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

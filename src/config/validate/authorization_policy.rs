@@ -8,13 +8,8 @@ use super::At;
 use crate::config::authorization_policy::{self as ap, Action, AuthorizationPolicy};
 use crate::config::{ConfigSet, Diagnostics, Severity};
 
-pub(super) fn check(
-    set: &ConfigSet,
-    labels: &BTreeMap<String, String>,
-    namespace: &str,
-    root_namespace: &str,
-    out: &mut Diagnostics,
-) {
+pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, namespace: &str, out: &mut Diagnostics) {
+    let root_namespace = set.mesh.root_namespace.as_str();
     for policy in &set.authorization_policies {
         let mut at = At { resource: policy, out: &mut *out };
         spec(&mut at, &policy.spec);

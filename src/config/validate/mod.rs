@@ -31,18 +31,11 @@ pub struct ValidateOptions {
     pub labels: BTreeMap<String, String>,
     /// The gateway's own namespace (`--namespace`), where `credentialName` Secrets are found.
     pub namespace: String,
-    /// MeshConfig's `rootNamespace`: its policies apply mesh-wide.
-    pub root_namespace: String,
 }
 
 impl Default for ValidateOptions {
     fn default() -> Self {
-        Self {
-            secrets_dir: None,
-            labels: BTreeMap::new(),
-            namespace: super::DEFAULT_NAMESPACE.to_owned(),
-            root_namespace: super::index::ROOT_NAMESPACE.to_owned(),
-        }
+        Self { secrets_dir: None, labels: BTreeMap::new(), namespace: super::DEFAULT_NAMESPACE.to_owned() }
     }
 }
 
@@ -67,7 +60,7 @@ pub fn validate(set: &ConfigSet, opts: &ValidateOptions) -> Diagnostics {
     destination_rule::check(set, &mut out);
     service_entry::check(set, &mut out);
     references::check(set, &labels, &opts.namespace, &mut out);
-    authorization_policy::check(set, &labels, &opts.namespace, &opts.root_namespace, &mut out);
+    authorization_policy::check(set, &labels, &opts.namespace, &mut out);
     not_enforced::check(set, &mut out);
     out.0.sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
     out

@@ -66,7 +66,6 @@ fn seeds_validate_clean() {
             secrets_dir: Some("tests/fixtures/snapshot/secrets".into()),
             labels: [(k.to_owned(), v.to_owned())].into(),
             namespace: namespace.to_owned(),
-            ..ValidateOptions::default()
         };
         let faults: Vec<Diagnostic> =
             validate(&set, &opts).into_iter().filter(|d| d.severity != Severity::NotEnforced).collect();

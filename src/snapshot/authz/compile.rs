@@ -142,12 +142,15 @@ fn rule(r: &ap::Rule, namespace: &str, port: u16, layer: Layer, action: Action) 
 struct WhenKey {
     attribute: Attribute,
     permission: bool,
-    pattern: Box<dyn Fn(&str) -> Pattern>,
+    pattern: ValuePattern,
 }
+
+/// How a key's values become patterns.
+type ValuePattern = Box<dyn Fn(&str) -> Pattern>;
 
 /// `None` for a key validation refuses (never reached on a validated set).
 fn when_key(key: &str, namespace: &str) -> Option<WhenKey> {
-    let (attribute, permission, pattern): (Attribute, bool, Box<dyn Fn(&str) -> Pattern>) = match key {
+    let (attribute, permission, pattern): (Attribute, bool, ValuePattern) = match key {
         "destination.ip" => (Attribute::DestinationIp, true, Box::new(cidr)),
         "destination.port" => (Attribute::Port, true, Box::new(port_pattern)),
         "connection.sni" => (Attribute::Sni, true, Box::new(string_pattern)),
@@ -303,17 +306,17 @@ fn request_principal(v: &str) -> Pattern {
     };
     let (i, s) = if v == "*" {
         (Pattern::Present, Pattern::Present)
-    } else if v.starts_with('*') {
+    } else if let Some(rest) = v.strip_prefix('*') {
         match split {
             Some(_) if iss == "*" => (Pattern::Present, Pattern::Exact(sub.into())),
-            Some(_) => (Pattern::Suffix(iss[1..].into()), Pattern::Exact(sub.into())),
-            None => (Pattern::Present, Pattern::Suffix(v[1..].into())),
+            Some(_) => (Pattern::Suffix(iss.strip_prefix('*').unwrap_or(iss).into()), Pattern::Exact(sub.into())),
+            None => (Pattern::Present, Pattern::Suffix(rest.into())),
         }
-    } else if v.ends_with('*') {
+    } else if let Some(rest) = v.strip_suffix('*') {
         match split {
             Some(_) if sub == "*" => (Pattern::Exact(iss.into()), Pattern::Present),
-            Some(_) => (Pattern::Exact(iss.into()), Pattern::Prefix(sub[..sub.len() - 1].into())),
-            None => (Pattern::Prefix(v[..v.len() - 1].into()), Pattern::Present),
+            Some(_) => (Pattern::Exact(iss.into()), Pattern::Prefix(sub.strip_suffix('*').unwrap_or(sub).into())),
+            None => (Pattern::Prefix(rest.into()), Pattern::Present),
         }
     } else {
         (Pattern::Exact(iss.into()), Pattern::Exact(sub.into()))

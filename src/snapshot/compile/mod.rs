@@ -51,8 +51,6 @@ pub struct CompileOptions {
     pub namespace: String,
     /// Stamped on the snapshot to tell reloads apart.
     pub generation: u64,
-    /// MeshConfig's `rootNamespace`: its AuthorizationPolicies apply to every workload.
-    pub root_namespace: String,
 }
 
 impl Default for CompileOptions {
@@ -63,7 +61,6 @@ impl Default for CompileOptions {
             secrets_dir: None,
             namespace: crate::config::DEFAULT_NAMESPACE.to_string(),
             generation: 0,
-            root_namespace: crate::config::index::ROOT_NAMESPACE.to_string(),
         }
     }
 }
@@ -428,14 +425,14 @@ impl<'a> Compiler<'a> {
     /// The AuthorizationPolicies that apply to this gateway, compiled for a listener on
     /// `port`; `None` when none does.
     fn authz(&self, port: u16, layer: crate::snapshot::authz::Layer) -> Option<Arc<crate::snapshot::authz::Authz>> {
-        let opts = self.opts;
+        let (opts, root) = (self.opts, self.set.mesh.root_namespace.as_str());
         let applying: Vec<_> = self
             .set
             .authorization_policies
             .iter()
             .filter(|p| {
                 let ns = p.namespace();
-                authorization_policy::applies(&p.spec, ns, &opts.labels, &opts.namespace, &opts.root_namespace).is_ok()
+                authorization_policy::applies(&p.spec, ns, &opts.labels, &opts.namespace, root).is_ok()
             })
             .collect();
         let authz = crate::snapshot::authz::compile(&applying, port, layer);
