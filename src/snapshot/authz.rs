@@ -5,8 +5,9 @@
 //! each condition "one of `values`" and "none of `notValues`". The request path evaluates
 //! CUSTOM (a placeholder until ext_authz), then DENY, then ALLOW; AUDIT only marks.
 //!
-//! What cannot match on the port is compiled away (`destination.port` is known per listener),
-//! so a request pays only for policies that can apply to it. Evaluation borrows the request and
+//! What cannot match where the policies run is compiled away (`destination.port` is known per
+//! listener, the hosts a route serves per virtual host), so a request pays only for policies
+//! that can apply to it. Evaluation borrows the request and
 //! allocates nothing, save for a header sent several times, whose values Envoy's matcher sees
 //! joined by `,`.
 
@@ -21,7 +22,7 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde_json::{Map, Value};
 
-pub use compile::{compile, Layer};
+pub use compile::{compile, Layer, Scope};
 
 /// The policies that apply to one port, by action.
 #[derive(Debug, Clone, Default)]

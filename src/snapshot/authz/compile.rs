@@ -23,9 +23,19 @@ pub enum Layer {
 /// A key's value this layer cannot evaluate (istiod's generator errors).
 struct Unsupported;
 
-/// Compiles the `policies` that apply to this gateway (see
-/// [`ap::applies`]) for a listener on `port`.
-pub fn compile(policies: &[&Resource<AuthorizationPolicy>], port: u16, layer: Layer) -> Authz {
+/// Where the compiled policies run: a listener port, its layer, and for HTTP the virtual
+/// hosts of the routes that carry them (lower-case patterns; empty: any host).
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub port: u16,
+    pub layer: Layer,
+    pub hosts: &'a [String],
+}
+
+/// Compiles the `policies` that apply to this gateway (see [`ap::applies`]) for `scope`:
+/// what cannot match there (another port, hosts the routes never serve) is left out.
+pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope<'_>) -> Authz {
+    let Scope { port, layer, hosts } = scope;
     let (mut custom, mut deny, mut allow, mut audit) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut allow_applies = false;
     for p in policies {
@@ -39,7 +49,7 @@ pub fn compile(policies: &[&Resource<AuthorizationPolicy>], port: u16, layer: La
         }
         allow_applies |= action == Action::Allow;
         let rules: Box<[Rule]> =
-            p.spec.rules.iter().filter_map(|r| rule(r, p.namespace(), port, layer, action)).collect();
+            p.spec.rules.iter().filter_map(|r| rule(r, p.namespace(), port, hosts, layer, action)).collect();
         if rules.is_empty() {
             continue;
         }
@@ -56,7 +66,7 @@ pub fn compile(policies: &[&Resource<AuthorizationPolicy>], port: u16, layer: La
 
 /// One rule, or `None` when it cannot match on this port or (ALLOW) this layer cannot
 /// evaluate it.
-fn rule(r: &ap::Rule, namespace: &str, port: u16, layer: Layer, action: Action) -> Option<Rule> {
+fn rule(r: &ap::Rule, namespace: &str, port: u16, hosts: &[String], layer: Layer, action: Action) -> Option<Rule> {
     let mut base_permission = Vec::new();
     let mut base_principal = Vec::new();
     for c in &r.when {
@@ -112,8 +122,8 @@ fn rule(r: &ap::Rule, namespace: &str, port: u16, layer: Layer, action: Action) 
     if r.to.is_none() {
         permissions.push(base_permission);
     }
-    // `destination.port` is the listener's: decided here, so the request pays for nothing a
-    // port rules out.
+    // `destination.port` is the listener's, and the routes' hosts are known: decided here, so
+    // the request pays for nothing a port or the virtual hosts rule out.
     let permissions: Box<[Box<[Condition]>]> = permissions
         .into_iter()
         .filter_map(|conds| {
@@ -128,13 +138,34 @@ fn rule(r: &ap::Rule, namespace: &str, port: u16, layer: Layer, action: Action) 
                 peer_uri: None,
                 jwt: None,
             };
-            ports.iter().all(|c| c.matches(&probe)).then(|| rest.into_boxed_slice())
+            let served = rest.iter().all(|c| {
+                c.attribute != Attribute::Host || c.any.is_empty() || c.any.iter().any(|p| may_match_host(p, hosts))
+            });
+            (served && ports.iter().all(|c| c.matches(&probe))).then(|| rest.into_boxed_slice())
         })
         .collect();
     if permissions.is_empty() {
         return None;
     }
     Some(Rule { permissions, principals: principals.into() })
+}
+
+/// Whether a `hosts` pattern may match the `:authority` of a request routed to one of
+/// `hosts` (virtual-host patterns; an authority may carry a port; a wildcard virtual host, or
+/// none known, may be anything).
+fn may_match_host(p: &Pattern, hosts: &[String]) -> bool {
+    if hosts.is_empty() || hosts.iter().any(|h| h.starts_with('*')) {
+        return true;
+    }
+    hosts.iter().any(|h| match p {
+        Pattern::ExactIgnoreCase(v) => v.split_once(':').map_or(&**v, |(host, _)| host).eq_ignore_ascii_case(h),
+        Pattern::PrefixIgnoreCase(v) => {
+            let (v, h) = (v.to_ascii_lowercase(), h.to_ascii_lowercase());
+            h.starts_with(&v) || v.strip_prefix(&h).is_some_and(|rest| rest.starts_with(':'))
+        }
+        Pattern::SuffixIgnoreCase(v) => v.contains(':') || h.to_ascii_lowercase().ends_with(&v.to_ascii_lowercase()),
+        _ => true,
+    })
 }
 
 /// Which attribute a `when` key reads, whether istiod makes it a permission or a principal,

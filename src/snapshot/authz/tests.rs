@@ -26,7 +26,7 @@ fn policy(name: &str, yaml: &str) -> Resource<AuthorizationPolicy> {
 fn authz(layer: Layer, policies: &[(&str, &str)]) -> Authz {
     let resources: Vec<_> = policies.iter().map(|(n, y)| policy(n, y)).collect();
     let refs: Vec<_> = resources.iter().collect();
-    compile(&refs, 8080, layer)
+    compile(&refs, Scope { port: 8080, layer, hosts: &[] })
 }
 
 /// A request to `host` with `method` and `path` from 10.0.0.1.
@@ -309,4 +309,29 @@ fn on_tcp_an_allow_rule_with_http_fields_is_dropped_and_a_deny_ignores_them() {
     // The method is ignored: the DENY covers every connection from 10/8.
     assert!(!decide(&deny, &tcp("10.0.0.5")));
     assert!(decide(&deny, &tcp("11.0.0.5")));
+}
+
+#[test]
+fn rules_for_hosts_a_route_never_serves_are_compiled_away() {
+    let resources = [
+        policy("api", "action: DENY\nrules: [{to: [{operation: {hosts: [api.example.com], paths: [/admin]}}]}]"),
+        policy("web", "action: DENY\nrules: [{to: [{operation: {hosts: [\"WEB.example.com:8080\", \"web.*\"]}}]}]"),
+        policy("any", "action: DENY\nrules: [{to: [{operation: {notHosts: [api.example.com]}}]}]"),
+        policy("allow-api", "rules: [{to: [{operation: {hosts: [api.example.com]}}]}]"),
+    ];
+    let refs: Vec<_> = resources.iter().collect();
+    let names = |hosts: &[String]| {
+        let a = compile(&refs, Scope { port: 8080, layer: Layer::Http, hosts });
+        let deny: Vec<String> = a.deny.iter().map(|p| p.name.to_string()).collect();
+        (deny, a.allow.len(), a.allow_applies)
+    };
+    let web = names(&["web.example.com".to_owned()]);
+    assert_eq!(web.0, ["ns[istio-system]-policy[web]", "ns[istio-system]-policy[any]"]);
+    // The ALLOW for api's host is gone from web's routes, yet an ALLOW still applies: denied.
+    assert_eq!((web.1, web.2), (0, true));
+    let api = names(&["api.example.com".to_owned()]);
+    assert_eq!(api.0, ["ns[istio-system]-policy[api]", "ns[istio-system]-policy[any]"]);
+    assert_eq!(api.1, 1);
+    let wildcard = names(&["*.example.com".to_owned()]);
+    assert_eq!(wildcard.0.len(), 3);
 }

@@ -29,6 +29,7 @@ use crate::config::authorization_policy;
 use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
+use crate::snapshot::authz::{Authz, Layer, Scope};
 use crate::snapshot::{
     intersect, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server, ServerTlsMode, Snapshot,
     VirtualHost,
@@ -382,13 +383,13 @@ impl<'a> Compiler<'a> {
     ) {
         let gw = &self.set.gateways[plan.gateway];
         let key = gw.key();
-        let authz = self.authz(plan.port, crate::snapshot::authz::Layer::Http);
         for (vi, hosts) in &plan.bound {
+            let authz = self.authz(Scope { port: plan.port, layer: Layer::Http, hosts });
             let templates = self.templates(*vi);
             let inst = Instance {
                 gateway: &key,
                 labels: &self.opts.labels,
-                authz: authz.clone(),
+                authz,
                 ctx: Ctx {
                     listener_port: plan.port,
                     consumer_ns: &self.opts.namespace,
@@ -422,9 +423,9 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// The AuthorizationPolicies that apply to this gateway, compiled for a listener on
-    /// `port`; `None` when none does.
-    fn authz(&self, port: u16, layer: crate::snapshot::authz::Layer) -> Option<Arc<crate::snapshot::authz::Authz>> {
+    /// The AuthorizationPolicies that apply to this gateway, compiled for `scope`; `None` when
+    /// none does.
+    fn authz(&self, scope: Scope<'_>) -> Option<Arc<Authz>> {
         let (opts, root) = (self.opts, self.set.mesh.root_namespace.as_str());
         let applying: Vec<_> = self
             .set
@@ -435,7 +436,7 @@ impl<'a> Compiler<'a> {
                 authorization_policy::applies(&p.spec, ns, &opts.labels, &opts.namespace, root).is_ok()
             })
             .collect();
-        let authz = crate::snapshot::authz::compile(&applying, port, layer);
+        let authz = crate::snapshot::authz::compile(&applying, scope);
         (!authz.is_empty()).then(|| Arc::new(authz))
     }
 
@@ -545,7 +546,7 @@ impl<'a> Compiler<'a> {
                 None => empty.clone(),
             };
             let proxies_tcp = servers.iter().any(|s| !s.tcp_routes.is_empty());
-            let l4_authz = proxies_tcp.then(|| self.authz(port, crate::snapshot::authz::Layer::Tcp)).flatten();
+            let l4_authz = proxies_tcp.then(|| self.authz(Scope { port, layer: Layer::Tcp, hosts: &[] })).flatten();
             listeners.push(Listener { port, bind, protocol, servers, http_routes, sni, l4_authz });
         }
         listeners
