@@ -260,4 +260,31 @@ both_drivers! {
         assert!(gw.logs().contains(&format!("{}:2: MeshConfig: dnsRefreshRate:", mesh.display())), "{}", gw.logs());
         assert_eq!(get(addr, "/").status, 200);
     }
+
+    fn a_tls_terminated_tcp_server_matches_principals_from_the_client_certificate(driver) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("authz tcp ca");
+        let ca_file = ca.write(dir.path(), "ca.pem");
+        let (crt, key) = ca.server(&["db.test"]).write(dir.path(), "srv");
+        let echo = TcpBackend::echo();
+        let port = listen_port();
+        let config = docs(&[
+            support::tls::gateway("gw", &[server(port, "tls", "TLS", &["db.test"], &mutual_tls("MUTUAL", &crt, &key, &ca_file))]),
+            tcp_virtual_service("db", "gw", &tcp_route("", 9000, &[("db.local", 100)])),
+            tcp_service_entry("db", "db.local", 9000, &[echo.port()]),
+            policy("principals", "  rules:\n  - from:\n    - source:\n        principals: [cluster.local/ns/shop/sa/web]\n"),
+        ]);
+        let gw = gateway!(driver).file("gw.yaml", &config).start();
+        let echoes = |uri: &str| {
+            let client = TlsClient::builder(&ca).identity(&ca.client("client", Some(uri))).build();
+            let Ok(mut conn) = client.open(SocketAddr::from(([127, 0, 0, 1], port)), "db.test") else {
+                return false;
+            };
+            let mut echoed = [0u8; 4];
+            conn.send(b"ping").is_ok() && conn.reader.read_exact(&mut echoed).is_ok() && &echoed == b"ping"
+        };
+        assert!(echoes("spiffe://cluster.local/ns/shop/sa/web"), "{}", gw.logs());
+        assert!(!echoes("spiffe://cluster.local/ns/shop/sa/admin"));
+        assert_eq!(stats(&gw, "envoy_tcp_rbac_denied"), 1.0);
+    }
 }

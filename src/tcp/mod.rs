@@ -59,12 +59,14 @@ pub struct Inbound<'a> {
     pub conn: ConnInfo,
     pub first: &'a [u8],
     pub sni: Option<&'a str>,
+    /// A terminated connection's verified client certificate's first URI SAN.
+    pub peer_uri: Option<&'a str>,
 }
 
 impl Inbound<'_> {
     /// A plain TCP connection: nothing read, no SNI.
     pub fn new(conn: ConnInfo) -> Self {
-        Inbound { conn, first: &[], sni: None }
+        Inbound { conn, first: &[], sni: None, peer_uri: None }
     }
 }
 
@@ -108,7 +110,7 @@ fn authorized(authz: &Authz, inbound: &Inbound<'_>) -> bool {
         peer: conn.peer.ip(),
         remote: remote_ip(conn.peer.ip()),
         sni: inbound.sni,
-        peer_uri: None,
+        peer_uri: inbound.peer_uri,
         jwt: None,
     };
     authz.decide(&request) == Decision::Allow

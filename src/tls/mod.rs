@@ -101,7 +101,8 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
                     crate::http::serve_connection(stream, downstream, ctx.clone()).await;
                 }
             } else {
-                terminated_tcp(stream, server, &snap, Inbound { conn, first: &[], sni: sni.as_deref() }, &ctx).await;
+                let inbound = Inbound { conn, first: &[], sni: sni.as_deref(), peer_uri: peer_uri.as_deref() };
+                terminated_tcp(stream, server, &snap, inbound, &ctx).await;
             }
         }
     }
@@ -131,7 +132,7 @@ async fn passthrough(
         return;
     };
     let client = Client::spliced(tcp.into_inner());
-    let inbound = Inbound { conn, first: hello.raw.data(), sni };
+    let inbound = Inbound { conn, first: hello.raw.data(), sni, peer_uri: None };
     crate::tcp::serve_route(client, inbound, route, snap, ctx).await;
 }
 
@@ -163,7 +164,7 @@ async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Generation
     };
     let stats = ctx.l4_counters(L4Kind::Route, &snap.cluster(cluster).name);
     let client = Client::spliced(tcp.into_inner());
-    let inbound = Inbound { conn, first: hello.raw.data(), sni: hello.sni() };
+    let inbound = Inbound { conn, first: hello.raw.data(), sni: hello.sni(), peer_uri: None };
     crate::tcp::serve_cluster(client, inbound, cluster, snap, ctx, &stats).await;
 }
 
