@@ -64,8 +64,17 @@ both_drivers! {
         assert_eq!(app.count(), 1, "denied requests reach no backend");
         assert_eq!(stats(&gw, "envoy_http_rbac_allowed"), 1.0);
         assert_eq!(stats(&gw, "envoy_http_rbac_denied"), 2.0);
+        // HTTP/2 (h2c) requests meet the same stage.
+        let h2 = |path: &str| {
+            let url = format!("http://{addr}{path}");
+            let args = ["-sS", "-m", "20", "--http2-prior-knowledge", "-H", "host: app.test", "-w", "|%{http_version} %{http_code}", &url];
+            let out = std::process::Command::new("curl").args(args).output().expect("curl runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(h2("/api/admin"), "RBAC: access denied|2 403");
+        assert!(h2("/api/users").ends_with("|2 200"));
         let lines = || gw.stdout().lines().map(str::to_string).collect::<Vec<_>>();
-        assert!(wait_until(std::time::Duration::from_secs(5), || lines().len() == 3).is_some(), "{:?}", lines());
+        assert!(wait_until(std::time::Duration::from_secs(5), || lines().len() == 5).is_some(), "{:?}", lines());
         let line = lines().into_iter().find(|l| l.contains(" /other HTTP/1.1\"")).unwrap();
         assert!(line.contains("\" 403 RBAC rbac_access_denied_matched_policy[none] "), "{line}");
     }
