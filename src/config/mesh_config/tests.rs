@@ -1,3 +1,5 @@
+//! MeshConfig parsing: the fields acted on, the ProxyConfig override, what is listed, what is refused.
+
 use super::*;
 
 fn parsed(text: &str) -> Result<(MeshConfig, Diagnostics), Diagnostics> {

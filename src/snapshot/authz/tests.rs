@@ -1,3 +1,6 @@
+//! The compiled policies decide as Envoy's RBAC filters do under istiod: order, every key and its `not`
+//! form, the layer-4 rules of HTTP-only fields, what is compiled away.
+
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
