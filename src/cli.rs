@@ -67,6 +67,10 @@ pub struct ConfigArgs {
     /// every reload
     #[arg(long, value_name = "FILE")]
     pub proxy_config: Option<PathBuf>,
+    /// Istio's MeshConfig (the `mesh` key of the `istio` ConfigMap): rootNamespace,
+    /// defaultConfig, dnsRefreshRate, h2UpgradePolicy; read again on every reload
+    #[arg(long, value_name = "FILE")]
+    pub mesh: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -109,7 +113,8 @@ pub struct RunArgs {
     #[arg(long = "dns-server", value_name = "ADDR")]
     pub dns_servers: Vec<SocketAddr>,
     /// The longest a DNS answer is kept before it is asked again, as MeshConfig's
-    /// dnsRefreshRate (a shorter TTL is followed, down to 5s) [default: 60s]
+    /// dnsRefreshRate, over which it wins (a shorter TTL is followed, down to 5s) [default:
+    /// --mesh's dnsRefreshRate, else 60s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub dns_refresh_rate: Option<Duration>,
     #[command(flatten)]
@@ -177,6 +182,7 @@ impl ConfigArgs {
         BuildOptions {
             paths: self.configs.clone(),
             proxy_config: self.proxy_config.clone(),
+            mesh: self.mesh.clone(),
             labels,
             secrets_dir: self.secrets_dir.clone(),
             namespace: self.namespace.clone(),
@@ -201,10 +207,7 @@ impl RunArgs {
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             share_ports: self.share_ports,
             watch: self.watch,
-            dns: DnsOptions {
-                servers: self.dns_servers.clone(),
-                refresh_rate: self.dns_refresh_rate.unwrap_or(DnsOptions::default().refresh_rate),
-            },
+            dns: DnsOptions { servers: self.dns_servers.clone(), refresh_rate: self.dns_refresh_rate },
         })
     }
 }

@@ -277,6 +277,30 @@ both_drivers! {
         assert_ne!(r.status, 200, "{r:?}");
     }
 
+    fn meshconfig_h2_upgrade_policy_is_the_default_a_destination_rule_overrides(driver) {
+        let backend = H2Backend::start();
+        let dir = tempfile::tempdir().unwrap();
+        let mesh = dir.path().join("mesh.yaml");
+        std::fs::write(&mesh, "h2UpgradePolicy: UPGRADE\n").unwrap();
+        let start = |rule: Option<&str>| {
+            let port = support::free_port();
+            let mut parts = vec![
+                http_gateway("gw", port, &["app.test"]),
+                virtual_service("app", "gw", &["app.test"], HTTP),
+                service_entry("app", "app.local", 80, &[backend.port]),
+            ];
+            parts.extend(rule.map(|p| format!("{}  host: app.local\n  trafficPolicy:\n{p}", head("DestinationRule", "app"))));
+            let gw = gateway!(driver).file("gw.yaml", &docs(&parts)).arg("--mesh").arg(mesh.to_str().unwrap()).start();
+            (gw, SocketAddr::from(([127, 0, 0, 1], port)))
+        };
+        let (_gw, addr) = start(None);
+        let r = client::get(addr, "app.test", "/mesh");
+        assert_eq!(r.body_text(), "h2 GET /mesh authority=app.test te=- x-route=on body=0", "{r:?}");
+        let keep = "    connectionPool:\n      http:\n        h2UpgradePolicy: DO_NOT_UPGRADE\n      tcp:\n        connectTimeout: 1s\n";
+        let (_gw, addr) = start(Some(keep));
+        assert_ne!(client::get(addr, "app.test", "/rule").status, 200, "the rule's DO_NOT_UPGRADE wins");
+    }
+
     fn concurrent_streams_share_few_upstream_connections(driver) {
         let backend = H2Backend::start();
         let (gw, addr) = start(driver, &backend, "GRPC", None);

@@ -88,7 +88,7 @@ fn a_gateway_selecting_another_workload_fails_validate_naming_both_label_sets() 
 }
 
 /// Istio kinds Strait does not act on yet, and one of another API group.
-const POLICY: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-all\n  \
+const POLICY: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: deny-all\n  \
                       namespace: istio-system\nspec: {}\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\n\
                       metadata:\n  name: mesh-default\nspec:\n  accessLogging: [{providers: [{name: envoy}]}]\n---\n\
                       apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n";
@@ -108,7 +108,7 @@ both_drivers! {
             "spec.selector: referenced selector not found",
             "Gateway default/bookinfo: spec.servers[0]: conflict with gateways default/httpbin",
             "Gateway default/httpbin: spec.servers[0]: conflict with gateways default/bookinfo",
-            "AuthorizationPolicy istio-system/deny-all: AuthorizationPolicy is accepted, not enforced yet",
+            "PeerAuthentication istio-system/deny-all: PeerAuthentication is accepted, not enforced yet",
             "Telemetry default/mesh-default: Telemetry is accepted, not enforced yet",
         ] {
             let warning = logs.lines().find(|l| l.contains(what));
@@ -155,7 +155,7 @@ fn kinds_not_enforced_yet_are_listed_naming_the_file_and_pass() {
         lines_starting(&err, "warning: "),
         [
             format!(
-                "warning: {p}:1: document 1: AuthorizationPolicy istio-system/deny-all: AuthorizationPolicy is \
+                "warning: {p}:1: document 1: PeerAuthentication istio-system/deny-all: PeerAuthentication is \
                  accepted, not enforced yet"
             ),
             format!(

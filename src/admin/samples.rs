@@ -90,6 +90,10 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Ge
             "http.downstream_rq_total",
             Value::Count(t.downstream_rq_total),
         ),
+        Sample::new("envoy_http_rbac_allowed", C, "http.rbac.allowed", Value::Count(t.rbac_allowed)),
+        Sample::new("envoy_http_rbac_denied", C, "http.rbac.denied", Value::Count(t.rbac_denied)),
+        Sample::new("envoy_tcp_rbac_allowed", C, "tcp.rbac.allowed", Value::Count(t.tcp_rbac_allowed)),
+        Sample::new("envoy_tcp_rbac_denied", C, "tcp.rbac.denied", Value::Count(t.tcp_rbac_denied)),
     ];
     for class in 1..=5 {
         let stat = format!("http.downstream_rq_{class}xx");

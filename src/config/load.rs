@@ -12,7 +12,7 @@ use serde_yaml::{Mapping, Value};
 use super::source::{join_path, render_key, split_documents, Node, RawDocument};
 use super::{
     ConfigSet, Diagnostic, Diagnostics, Kind, ObjectMeta, Origin, Resource, Secret, Severity, Unenforced, ASM_VERSIONS,
-    DEFAULT_NAMESPACE, ISTIO_VERSIONS, NOT_ENFORCED_KINDS, SERVED_KINDS,
+    DEFAULT_NAMESPACE, ISTIO_VERSIONS, NOT_ENFORCED_KINDS, SERVED_KINDS, SERVED_SECURITY_KINDS,
 };
 
 /// Reads every path (file, or directory of `*.yaml`/`*.yml`) into a [`ConfigSet`], or every
@@ -103,6 +103,7 @@ enum Class {
     VirtualService,
     DestinationRule,
     ServiceEntry,
+    AuthorizationPolicy,
     Secret,
     AsmLocalRateLimiter,
     List,
@@ -118,6 +119,17 @@ enum Class {
 
 fn classify(api_version: &str, kind: &str) -> Class {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    if let Some((_, versions)) = SERVED_SECURITY_KINDS.iter().find(|(k, _)| group == "security.istio.io" && *k == kind)
+    {
+        if versions.contains(&version) {
+            return match kind {
+                "AuthorizationPolicy" => Class::AuthorizationPolicy,
+                _ => Class::Skip,
+            };
+        }
+        let message = format!("apiVersion {api_version} is not served for {kind} (versions: {})", versions.join(", "));
+        return Class::Invalid { at: "apiVersion", message };
+    }
     if let Some((_, _, versions)) = NOT_ENFORCED_KINDS.iter().find(|(g, k, _)| *g == group && *k == kind) {
         if versions.contains(&version) {
             return Class::NotEnforced;
@@ -129,8 +141,9 @@ fn classify(api_version: &str, kind: &str) -> Class {
     let kinds = || {
         let served = SERVED_KINDS.iter().filter(|_| group == "networking.istio.io");
         let served = served.chain(["ASMLocalRateLimiter"].iter().filter(|_| group == "istio.alibabacloud.com"));
+        let security = SERVED_SECURITY_KINDS.iter().filter(|_| group == "security.istio.io").map(|(k, _)| k);
         let more = NOT_ENFORCED_KINDS.iter().filter(|(g, _, _)| *g == group).map(|(_, k, _)| k);
-        served.chain(more).copied().collect::<Vec<_>>().join(", ")
+        served.chain(security).chain(more).copied().collect::<Vec<_>>().join(", ")
     };
     match group {
         "networking.istio.io" if !ISTIO_VERSIONS.contains(&version) => Class::Invalid {
@@ -203,7 +216,7 @@ struct SecretEnvelope {
 }
 
 /// Renders a serde path the way diagnostics (and [`locate`]) write fields.
-fn render_path(path: &serde_path_to_error::Path) -> String {
+pub(super) fn render_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     path.iter().fold(String::new(), |acc, segment| match segment {
         Segment::Seq { index } => format!("{acc}[{index}]"),
@@ -322,6 +335,7 @@ impl Loader {
             Class::DestinationRule => self.istio(&at, value, api_version, |set| &mut set.destination_rules),
             Class::ServiceEntry => self.istio(&at, value, api_version, |set| &mut set.service_entries),
             Class::AsmLocalRateLimiter => self.istio(&at, value, api_version, |set| &mut set.asm_local_rate_limiters),
+            Class::AuthorizationPolicy => self.istio(&at, value, api_version, |set| &mut set.authorization_policies),
             Class::Secret => match typed::<SecretEnvelope>(value) {
                 Ok(s) => {
                     let spec = Secret {

@@ -14,12 +14,14 @@
 //! every file is collected, in file and document order.
 
 pub mod asm_local_rate_limiter;
+pub mod authorization_policy;
 pub mod credentials;
 pub mod destination_rule;
 pub mod diagnostics;
 pub mod gateway;
 pub mod index;
 mod load;
+pub mod mesh_config;
 pub mod meta;
 pub mod proxy_config;
 pub mod registry;
@@ -35,6 +37,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use asm_local_rate_limiter::AsmLocalRateLimiter;
+pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use gateway::Gateway;
@@ -62,6 +65,9 @@ impl Kind for DestinationRule {
 }
 impl Kind for ServiceEntry {
     const KIND: &'static str = "ServiceEntry";
+}
+impl Kind for AuthorizationPolicy {
+    const KIND: &'static str = "AuthorizationPolicy";
 }
 impl Kind for Secret {
     const KIND: &'static str = "Secret";
@@ -156,9 +162,12 @@ pub struct ConfigSet {
     pub secrets: Vec<Resource<Secret>>,
     /// `istio.alibabacloud.com` local throttling rules.
     pub asm_local_rate_limiters: Vec<Resource<AsmLocalRateLimiter>>,
+    pub authorization_policies: Vec<Resource<AuthorizationPolicy>>,
     pub not_enforced: Vec<Unenforced>,
-    /// `--proxy-config`'s settings (the defaults without one).
+    /// `--proxy-config`'s settings over `--mesh`'s `defaultConfig` (the defaults without them).
     pub proxy: proxy_config::ProxyConfig,
+    /// `--mesh`'s MeshConfig (Istio's defaults without one).
+    pub mesh: mesh_config::MeshConfig,
 }
 
 impl ConfigSet {
@@ -178,6 +187,7 @@ impl ConfigSet {
         self.service_entries.retain(|r| keep(&r.origin));
         self.secrets.retain(|r| keep(&r.origin));
         self.asm_local_rate_limiters.retain(|r| keep(&r.origin));
+        self.authorization_policies.retain(|r| keep(&r.origin));
         self.not_enforced.retain(|u| keep(&u.origin));
         self.len() != before
     }
@@ -190,6 +200,7 @@ impl ConfigSet {
             + self.service_entries.len()
             + self.secrets.len()
             + self.asm_local_rate_limiters.len()
+            + self.authorization_policies.len()
             + self.not_enforced.len()
     }
 }
@@ -212,7 +223,6 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
     ("networking.istio.io", "WorkloadEntry", &ISTIO_VERSIONS),
     ("networking.istio.io", "WorkloadGroup", &ISTIO_VERSIONS),
     ("networking.istio.io", "ProxyConfig", &["v1beta1"]),
-    ("security.istio.io", "AuthorizationPolicy", &["v1", "v1beta1"]),
     ("security.istio.io", "PeerAuthentication", &["v1", "v1beta1"]),
     ("security.istio.io", "RequestAuthentication", &["v1", "v1beta1"]),
     ("telemetry.istio.io", "Telemetry", &["v1", "v1alpha1"]),
@@ -226,6 +236,9 @@ pub const ASM_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
 /// The `networking.istio.io` kinds Strait serves.
 const SERVED_KINDS: [&str; 4] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry"];
+
+/// The `security.istio.io` kinds Strait serves, with their versions.
+const SERVED_SECURITY_KINDS: [(&str, &[&str]); 1] = [("AuthorizationPolicy", &["v1", "v1beta1"])];
 
 /// `metadata.namespace` when a document names none.
 pub const DEFAULT_NAMESPACE: &str = "default";

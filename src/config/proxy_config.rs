@@ -1,4 +1,6 @@
 //! `--proxy-config FILE`: the gateway proxy's own settings, as Istio's ProxyConfig names them.
+//! They override MeshConfig's `defaultConfig` (`--mesh`, read with [`fields`]) field by field,
+//! as the `proxy.istio.io/config` annotation does.
 //!
 //! The file holds one document: an Istio `ProxyConfig` resource (`networking.istio.io/v1beta1`,
 //! its fields under `spec`), or a bare ProxyConfig mapping as the `proxy.istio.io/config` pod
@@ -24,10 +26,28 @@ pub struct ProxyConfig {
     pub https_http2_disabled: bool,
 }
 
+/// The fields one ProxyConfig source sets, each `None` where it leaves the field to the next
+/// source (`--proxy-config` over MeshConfig's `defaultConfig` over the defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub https_http2_disabled: Option<bool>,
+}
+
+impl Settings {
+    /// These settings, `under`'s where these leave a field unset.
+    pub fn over(self, under: Settings) -> Settings {
+        Settings { https_http2_disabled: self.https_http2_disabled.or(under.https_http2_disabled) }
+    }
+
+    pub fn resolve(self) -> ProxyConfig {
+        ProxyConfig { https_http2_disabled: self.https_http2_disabled.unwrap_or(false) }
+    }
+}
+
 /// Reads `path` for the instance labelled `labels`: the settings and the fields not enforced
 /// (warnings), or every error. A resource whose `selector` picks other workloads applies to
 /// none of this instance's settings: reported as a reference to nothing, as a Gateway's is.
-pub fn read(path: &Path, labels: &BTreeMap<String, String>) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
+pub fn read(path: &Path, labels: &BTreeMap<String, String>) -> Result<(Settings, Diagnostics), Diagnostics> {
     let file: Arc<Path> = Arc::from(path);
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics::from(Diagnostic { file: Some(file.clone()), ..Diagnostic::error(format!("--proxy-config: {e}")) })
@@ -39,7 +59,7 @@ fn parse(
     text: &str,
     file: &Arc<Path>,
     labels: &BTreeMap<String, String>,
-) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
+) -> Result<(Settings, Diagnostics), Diagnostics> {
     let at = |severity: Severity, field: &str, message: String| Diagnostic {
         severity,
         file: Some(file.clone()),
@@ -56,7 +76,7 @@ fn parse(
         return Err(at(Severity::Error, "", "expected a ProxyConfig mapping".into()).into());
     };
     // A resource carries its fields under `spec`; the annotation's form is the fields alone.
-    let (prefix, fields) = match root.get("kind") {
+    let (prefix, map) = match root.get("kind") {
         Some(Value::String(kind)) if kind == "ProxyConfig" => {
             let api_version = root.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             if api_version != "networking.istio.io/v1beta1" {
@@ -77,11 +97,29 @@ fn parse(
         }
         None => ("", root),
     };
-    let mut config = ProxyConfig::default();
+    let (settings, warnings, errors) = fields(&map, prefix, !prefix.is_empty(), labels, &at);
+    if errors.is_empty() {
+        Ok((settings, warnings))
+    } else {
+        Err(errors)
+    }
+}
+
+/// A ProxyConfig's fields (`prefix` names where they sit: `spec.`, `defaultConfig.`, or
+/// nothing), with `selector` read when `resource`: (settings, warnings, errors). A selector of
+/// other workloads sets nothing.
+pub(crate) fn fields(
+    fields: &serde_yaml::Mapping,
+    prefix: &str,
+    resource: bool,
+    labels: &BTreeMap<String, String>,
+    at: &dyn Fn(Severity, &str, String) -> Diagnostic,
+) -> (Settings, Diagnostics, Diagnostics) {
+    let mut config = Settings::default();
     let mut warnings = Diagnostics::new();
     let mut errors = Diagnostics::new();
     let mut selected = true;
-    for (key, value) in &fields {
+    for (key, value) in fields {
         let Some(key) = key.as_str() else {
             errors.push(at(Severity::Error, prefix.trim_end_matches('.'), "field names are strings".into()));
             continue;
@@ -89,11 +127,11 @@ fn parse(
         let field = format!("{prefix}{key}");
         match key {
             "httpsHttp2Disabled" => match value {
-                Value::Bool(b) => config.https_http2_disabled = *b,
+                Value::Bool(b) => config.https_http2_disabled = Some(*b),
                 Value::Null => {}
                 _ => errors.push(at(Severity::Error, &field, "expected true or false".into())),
             },
-            "selector" if !prefix.is_empty() => match match_labels(value) {
+            "selector" if resource => match match_labels(value) {
                 Some(selector) if !labels_subset(&selector, labels) => {
                     let show = |l: &BTreeMap<String, String>| {
                         l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
@@ -114,13 +152,9 @@ fn parse(
         }
     }
     if !selected {
-        config = ProxyConfig::default();
+        config = Settings::default();
     }
-    if errors.is_empty() {
-        Ok((config, warnings))
-    } else {
-        Err(errors)
-    }
+    (config, warnings, errors)
 }
 
 /// A WorkloadSelector's `matchLabels` (an empty selector selects every workload).
@@ -148,6 +182,10 @@ mod tests {
     use super::*;
 
     fn parsed(text: &str) -> Result<(ProxyConfig, Diagnostics), Diagnostics> {
+        parse_settings(text).map(|(s, w)| (s.resolve(), w))
+    }
+
+    fn parse_settings(text: &str) -> Result<(Settings, Diagnostics), Diagnostics> {
         let labels = BTreeMap::from([("istio".to_owned(), "ingressgateway".to_owned())]);
         parse(text, &Arc::from(Path::new("proxy.yaml")), &labels)
     }

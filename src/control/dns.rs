@@ -30,19 +30,14 @@ pub const MIN_REFRESH: Duration = Duration::from_secs(5);
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 
 /// Where names are asked, and how often at most.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DnsOptions {
     /// Name servers to ask instead of `/etc/resolv.conf`'s (`--dns-server`); `/etc/hosts` is
     /// read either way.
     pub servers: Vec<SocketAddr>,
-    /// `--dns-refresh-rate`: the longest an answer is kept before it is asked again.
-    pub refresh_rate: Duration,
-}
-
-impl Default for DnsOptions {
-    fn default() -> Self {
-        DnsOptions { servers: Vec::new(), refresh_rate: DEFAULT_REFRESH }
-    }
+    /// `--dns-refresh-rate`: the longest an answer is kept before it is asked again; it wins
+    /// over MeshConfig's `dnsRefreshRate`, and [`DEFAULT_REFRESH`] stands in for both.
+    pub refresh_rate: Option<Duration>,
 }
 
 struct Answer {
@@ -52,6 +47,8 @@ struct Answer {
 
 pub struct Dns {
     opts: DnsOptions,
+    /// MeshConfig's `dnsRefreshRate`, as the served config has it.
+    mesh_refresh_rate: Option<Duration>,
     runtime: tokio::runtime::Runtime,
     answers: HashMap<String, Answer>,
     /// The names the compile under way asked for: once it ends, only those are kept.
@@ -61,7 +58,17 @@ pub struct Dns {
 impl Dns {
     pub fn new(opts: DnsOptions) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Dns { opts, runtime, answers: HashMap::new(), asked: HashSet::new() })
+        Ok(Dns { opts, mesh_refresh_rate: None, runtime, answers: HashMap::new(), asked: HashSet::new() })
+    }
+
+    /// The refresh rate of the config about to be compiled (MeshConfig's `dnsRefreshRate`).
+    pub fn set_mesh_refresh_rate(&mut self, rate: Option<Duration>) {
+        self.mesh_refresh_rate = rate;
+    }
+
+    /// The longest an answer is kept: `--dns-refresh-rate`, else MeshConfig's, else 60s.
+    pub fn refresh_rate(&self) -> Duration {
+        self.opts.refresh_rate.or(self.mesh_refresh_rate).unwrap_or(DEFAULT_REFRESH)
     }
 
     /// A compile is about to ask for names.
@@ -89,6 +96,7 @@ impl Dns {
             return false;
         }
         let results = self.query(&names);
+        let refresh_rate = self.refresh_rate();
         let mut changed = false;
         for (name, result) in names.into_iter().zip(results) {
             let Some(answer) = self.answers.get_mut(&name) else { continue };
@@ -100,12 +108,12 @@ impl Dns {
                         answer.ips = ips;
                         changed = true;
                     }
-                    answer.due = due(valid_until, self.opts.refresh_rate);
+                    answer.due = due(valid_until, refresh_rate);
                 }
                 Err(e) => {
                     stats.dns_resolve_failed.inc();
                     tracing::warn!(name, error = %e, kept = ?answer.ips, "DNS refresh failed; the last answer is kept");
-                    answer.due = failure_due(self.opts.refresh_rate);
+                    answer.due = failure_due(refresh_rate);
                 }
             }
         }
@@ -114,7 +122,7 @@ impl Dns {
 
     /// When an answer valid until `valid_until` is asked again.
     fn due(&self, valid_until: Instant) -> Instant {
-        due(valid_until, self.opts.refresh_rate)
+        due(valid_until, self.refresh_rate())
     }
 
     /// Asks for `names` at once. A resolver is built for each round: it reads `/etc/hosts` and
@@ -178,9 +186,9 @@ impl Resolve for Dns {
             Some(Ok((ips, valid_until))) => (ips, self.due(valid_until)),
             Some(Err(e)) => {
                 tracing::warn!(name, error = %e, "DNS resolution failed; the endpoint has no addresses until it resolves");
-                (Vec::new(), failure_due(self.opts.refresh_rate))
+                (Vec::new(), failure_due(self.refresh_rate()))
             }
-            None => (Vec::new(), failure_due(self.opts.refresh_rate)),
+            None => (Vec::new(), failure_due(self.refresh_rate())),
         };
         self.answers.insert(name.to_string(), Answer { ips: ips.clone(), due });
         ips

@@ -12,13 +12,15 @@ use super::kube::Kube;
 use crate::config::{self, ApiObject, ConfigSet, Diagnostic, Diagnostics, Severity, ValidateOptions};
 use crate::snapshot::{self, CompileOptions, Resolve, Snapshot, SystemResolver};
 
-/// What to build from: the CLI's `--config`, `--label`, `--secrets-dir`, `--namespace` and
-/// `--proxy-config`.
+/// What to build from: the CLI's `--config`, `--label`, `--secrets-dir`, `--namespace`,
+/// `--mesh` and `--proxy-config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     pub paths: Vec<PathBuf>,
     /// A ProxyConfig file (`--proxy-config`), read with the config on every reload.
     pub proxy_config: Option<PathBuf>,
+    /// A MeshConfig file (`--mesh`), read with the config on every reload.
+    pub mesh: Option<PathBuf>,
     pub labels: BTreeMap<String, String>,
     pub secrets_dir: Option<PathBuf>,
     /// The gateway's own namespace (`--namespace`).
@@ -40,6 +42,7 @@ impl Default for BuildOptions {
         Self {
             paths: Vec::new(),
             proxy_config: None,
+            mesh: None,
             labels: BTreeMap::new(),
             secrets_dir: None,
             namespace: config::DEFAULT_NAMESPACE.to_owned(),
@@ -85,8 +88,8 @@ pub(super) struct Validated {
     pub(super) refused: Diagnostics,
 }
 
-/// Reads every config path, the objects read from the API server (`--kubernetes`) and the
-/// ProxyConfig, and validates the whole. An error in a file fails the whole, as a reload
+/// Reads every config path, the objects read from the API server (`--kubernetes`), the
+/// MeshConfig and the ProxyConfig, and validates the whole. An error in a file fails the whole, as a reload
 /// always has; an object from the API with an error is left out and the rest validated again,
 /// as istiod serves without the one resource it cannot use.
 pub(super) fn validated(opts: &BuildOptions, objects: Option<&[ApiObject]>) -> Result<Validated, Diagnostics> {
@@ -95,9 +98,20 @@ pub(super) fn validated(opts: &BuildOptions, objects: Option<&[ApiObject]>) -> R
         Some(objects) => config::load_with_objects(&opts.paths, objects)?,
     };
     let mut proxy_warnings = Diagnostics::new();
-    if let Some(path) = &opts.proxy_config {
-        (set.proxy, proxy_warnings) = config::proxy_config::read(path, &opts.labels)?;
+    if let Some(path) = &opts.mesh {
+        let warnings;
+        (set.mesh, warnings) = config::mesh_config::read(path, &opts.labels)?;
+        proxy_warnings.extend(warnings);
     }
+    let mut proxy = config::proxy_config::Settings::default();
+    if let Some(path) = &opts.proxy_config {
+        let warnings;
+        (proxy, warnings) = config::proxy_config::read(path, &opts.labels)?;
+        proxy_warnings.extend(warnings);
+    }
+    // The pod's ProxyConfig overrides the mesh's defaultConfig field by field, as istiod merges
+    // the `proxy.istio.io/config` annotation over it.
+    set.proxy = proxy.over(set.mesh.default_config).resolve();
     let validate = ValidateOptions {
         secrets_dir: opts.secrets_dir.clone(),
         labels: opts.labels.clone(),

@@ -121,6 +121,7 @@ pub fn command_line(opts: &RunOptions) -> serde_json::Value {
         "secrets_dir": opts.build.secrets_dir.as_ref().map(|p| p.display().to_string()),
         "proxy_config": opts.build.proxy_config.as_ref().map(|p| p.display().to_string()),
         "kubernetes": opts.build.kubernetes,
+        "mesh": opts.build.mesh.as_ref().map(|p| p.display().to_string()),
         "admin_address": opts.admin.to_string(),
         "driver": opts.workers.driver.to_possible_value().map(|v| v.get_name().to_string()),
         "drain_time": protobuf_duration(opts.drain_timeout),
@@ -128,7 +129,7 @@ pub fn command_line(opts: &RunOptions) -> serde_json::Value {
         "access_log_encoding": opts.workers.access_log.and_then(|e| e.to_possible_value()).map(|v| v.get_name().to_string()),
         "mirror_shadow_suffix": opts.workers.mirror_shadow_suffix,
         "dns_servers": opts.dns.servers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "dns_refresh_rate": protobuf_duration(opts.dns.refresh_rate),
+        "dns_refresh_rate": opts.dns.refresh_rate.map(protobuf_duration),
         "watch": opts.watch,
     })
 }

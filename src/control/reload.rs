@@ -38,7 +38,7 @@ pub struct Reloader {
     live: LiveRegistry,
     /// The config served, compiled again when a DNS answer changes.
     set: ConfigSet,
-    dns: Dns,
+    pub(super) dns: Dns,
     /// `--kubernetes`: the objects read from the API server, built from beside the files.
     kube: Option<Kube>,
     /// The objects the serving generation was built from.
@@ -58,6 +58,7 @@ impl Reloader {
     ) -> Result<Self, RunError> {
         let mut dns = Dns::new(dns).map_err(RunError::Dns)?;
         let (mut valid, served) = validate(&opts, kube.as_ref(), &[]).map_err(RunError::InvalidConfig)?;
+        dns.set_mesh_refresh_rate(valid.set.mesh.dns_refresh_rate);
         dns.begin();
         let snapshot = compile_valid(&opts, &mut valid, 1, &mut dns).map_err(RunError::InvalidConfig)?;
         dns.commit();
@@ -111,11 +112,24 @@ impl Reloader {
         let generation = current.snapshot.generation + 1;
         let (mut valid, served) =
             validate(&self.opts, self.kube.as_ref(), &self.served).map_err(ReloadError::Invalid)?;
+        // A refused reload leaves the rate with the config that serves.
+        let served_rate = self.set.mesh.dns_refresh_rate;
+        self.dns.set_mesh_refresh_rate(valid.set.mesh.dns_refresh_rate);
         self.dns.begin();
-        let mut snapshot =
-            compile_valid(&self.opts, &mut valid, generation, &mut self.dns).map_err(ReloadError::Invalid)?;
-        snapshot.inherit(&current.snapshot);
-        let prepared = self.ports.prepare(&snapshot)?;
+        let prepared = compile_valid(&self.opts, &mut valid, generation, &mut self.dns)
+            .map_err(ReloadError::Invalid)
+            .and_then(|mut snapshot| {
+                snapshot.inherit(&current.snapshot);
+                let prepared = self.ports.prepare(&snapshot)?;
+                Ok((snapshot, prepared))
+            });
+        let (snapshot, prepared) = match prepared {
+            Ok(ready) => ready,
+            Err(e) => {
+                self.dns.set_mesh_refresh_rate(served_rate);
+                return Err(e);
+            }
+        };
         let Validated { set, warnings, refused } = valid;
         log_warnings(&warnings, &refused);
         self.ports.commit(prepared);

@@ -33,6 +33,7 @@ fn snapshot_at(generation: u64, bind: IpAddr, ports: &[u16]) -> Snapshot {
             servers: vec![],
             http_routes: Arc::default(),
             sni: HostTable::default(),
+            l4_authz: None,
         })
         .collect();
     Snapshot::new(generation, listeners, vec![], vec![])
@@ -304,5 +305,29 @@ fn api_objects_are_refused_alone_and_files_are_not() {
     // A broken file fails the whole, as a reload of files always has.
     std::fs::write(dir.join("broken.yaml"), "kind: [").unwrap();
     assert!(load::validated(&opts, Some(&objects)).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_mesh_feeds_the_proxy_config_and_the_dns_refresh_rate_and_the_flags_win() {
+    let dir = config_dir("mesh");
+    let mesh = dir.join("mesh.yml.off");
+    std::fs::write(&mesh, "defaultConfig:\n  httpsHttp2Disabled: true\ndnsRefreshRate: 30s\n").unwrap();
+    let proxy = dir.join("proxy.yml.off");
+    std::fs::write(&proxy, "httpsHttp2Disabled: false\n").unwrap();
+    let opts = BuildOptions { paths: vec![dir.clone()], mesh: Some(mesh), ..BuildOptions::default() };
+    let valid = load::validated(&opts, None).unwrap();
+    assert!(valid.set.proxy.https_http2_disabled, "defaultConfig applies");
+    let overridden = BuildOptions { proxy_config: Some(proxy), ..opts.clone() };
+    assert!(!load::validated(&overridden, None).unwrap().set.proxy.https_http2_disabled, "--proxy-config wins");
+
+    let mut reloader = Reloader::start(opts.clone(), DnsOptions::default(), 1, false, None).unwrap();
+    assert_eq!(reloader.dns.refresh_rate(), Duration::from_secs(30), "dnsRefreshRate applies");
+    let flag = DnsOptions { refresh_rate: Some(Duration::from_secs(10)), ..DnsOptions::default() };
+    let with_flag = Reloader::start(opts, flag, 1, false, None).unwrap();
+    assert_eq!(with_flag.dns.refresh_rate(), Duration::from_secs(10), "--dns-refresh-rate wins");
+    std::fs::write(dir.join("mesh.yml.off"), "dnsRefreshRate: 0s\n").unwrap();
+    assert!(reloader.reload().is_err());
+    assert_eq!(reloader.dns.refresh_rate(), Duration::from_secs(30), "a refused MeshConfig changes nothing");
     std::fs::remove_dir_all(&dir).unwrap();
 }

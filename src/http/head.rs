@@ -17,6 +17,9 @@ pub(super) struct ReqMeta {
     /// A gRPC request (its `content-type`, which the plan reads): the gateway's own answers to
     /// it are gRPC answers, and its `grpc-timeout` and response `grpc-status` count.
     pub(super) grpc: bool,
+    /// The AuthorizationPolicy stage ran: whether it allowed the request (Envoy's RBAC
+    /// `allowed` / `denied` counters).
+    pub(super) rbac: Option<bool>,
 }
 
 /// How a request sits on its HTTP/1.1 connection, kept once the head's borrow ends.
@@ -86,7 +89,13 @@ impl RequestView for codec::RequestHead<'_> {
 
     #[inline]
     fn meta(&self) -> ReqMeta {
-        ReqMeta { is_head: self.method == "HEAD", affinity: None, upgrade: self.upgrade.is_some(), grpc: false }
+        ReqMeta {
+            is_head: self.method == "HEAD",
+            affinity: None,
+            upgrade: self.upgrade.is_some(),
+            grpc: false,
+            rbac: None,
+        }
     }
 
     #[inline]

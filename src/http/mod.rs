@@ -8,6 +8,7 @@
 
 mod account;
 mod affinity;
+mod authz;
 mod body;
 pub mod codec;
 pub mod cors;

@@ -40,6 +40,9 @@ pub struct TlsSession {
     pub sni: Option<Box<str>>,
     /// `x-forwarded-client-cert` for a verified client certificate.
     pub xfcc: Option<Box<str>>,
+    /// The verified client certificate's first URI SAN (a SPIFFE ID in a mesh): what
+    /// AuthorizationPolicy's `principals` and `namespaces` match.
+    pub peer_uri: Option<Box<str>>,
     /// The latest snapshot in which the connection's server has the TLS rules its handshake was
     /// made under.
     settled: Rc<Generation>,
@@ -49,8 +52,13 @@ pub struct TlsSession {
 }
 
 impl TlsSession {
-    pub fn new(sni: Option<Box<str>>, xfcc: Option<Box<str>>, handshake: Rc<Generation>) -> Self {
-        Self { sni, xfcc, settled: handshake, stale: false }
+    pub fn new(
+        sni: Option<Box<str>>,
+        xfcc: Option<Box<str>>,
+        peer_uri: Option<Box<str>>,
+        handshake: Rc<Generation>,
+    ) -> Self {
+        Self { sni, xfcc, peer_uri, settled: handshake, stale: false }
     }
 
     /// The snapshot to serve the next request with. A reload applies to the connection at

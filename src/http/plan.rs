@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::affinity;
+use super::authz;
 use super::codec::{RequestEdits, TryLines};
 use super::cors;
 use super::fault::{self, Injected};
@@ -159,6 +160,17 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     let (mut rewrite, mut route_headers, mut mirrors) = (None, &NO_EDITS, &[][..]);
     for stage in route.policy.request.iter() {
         match stage {
+            RequestStage::Authz(a) => {
+                // JWT's verified payload joins here once RequestAuthentication is compiled.
+                let decision = authz::decide(a, &info, peer, None);
+                meta.rbac = Some(decision == crate::snapshot::authz::Decision::Allow);
+                if let crate::snapshot::authz::Decision::Deny(policy) = decision {
+                    tracing::debug!(policy = policy.unwrap_or("none"), "RBAC: access denied");
+                    let plan =
+                        Disposition::Local { answer: authz::denied(), close: false, details: authz::RBAC_DENIED };
+                    return (meta, plan, Injected::default());
+                }
+            }
             RequestStage::Cors(c) => match cors::preflight(c, &info) {
                 cors::Preflight::Answer(lines) => {
                     let answer = Answer { headers: lines, ..Answer::simple(200, b"") };

@@ -78,6 +78,7 @@ pub(super) fn local_flag(details: &str) -> &'static str {
         NO_ROUTE | MISDIRECTED => "NR",
         FAULT_ABORT => "FI",
         LOCAL_RATE_LIMITED => "RL",
+        super::authz::RBAC_DENIED => "RBAC",
         _ => "-",
     }
 }
@@ -335,6 +336,7 @@ impl<S: Duplex> Session<S> {
         self.account.tally.began = Some(began);
         self.account.tally.received = http1.head_len as u64;
         self.account.tally.grpc = meta.grpc;
+        self.ctx.stats.record_rbac(meta.rbac);
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
         }

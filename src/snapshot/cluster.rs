@@ -98,8 +98,8 @@ impl UpstreamProtocol {
     /// As istiod decides it at a gateway: `useClientProtocol` wins (it also turns off the
     /// upgrade, `shouldH2Upgrade`); a port of protocol HTTP2, GRPC or GRPC-WEB is HTTP/2
     /// (`Protocol.IsHTTP2`, `setH2Options`); `h2UpgradePolicy: UPGRADE` upgrades, and
-    /// DO_NOT_UPGRADE (like DEFAULT under the default mesh) does not. The mesh-wide MeshConfig
-    /// `h2UpgradePolicy` is not an input Strait has.
+    /// DO_NOT_UPGRADE does not, and DEFAULT follows MeshConfig's `h2UpgradePolicy` (folded into
+    /// `h2_upgrade` when the cluster is compiled).
     pub fn choose(port_protocol: &str, policy: &TrafficPolicy) -> Self {
         if policy.use_client_protocol {
             return Self::Client;

@@ -5,6 +5,7 @@
 //! pre-compiled matchers and stages → clusters. Workers hold an `Arc<Snapshot>` per request,
 //! so a reload (a new snapshot swapped in with arc-swap) never shows a request half of each.
 
+pub mod authz;
 mod cluster;
 mod compile;
 mod hash;
@@ -154,6 +155,9 @@ pub struct Listener {
     pub http_routes: Arc<RouteTable>,
     /// TLS ports: server index by SNI (exact, longest wildcard, then a `*` server as default).
     pub sni: HostTable<usize>,
+    /// The AuthorizationPolicies a connection to one of the port's `tcp`/`tls` routes meets at
+    /// its start (Envoy's network RBAC filter), compiled for layer 4.
+    pub l4_authz: Option<Arc<authz::Authz>>,
 }
 
 impl Listener {

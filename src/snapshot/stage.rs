@@ -1,11 +1,15 @@
 //! A route's stages: what it does to a request before the router forwards or answers it, and
 //! to the response, compiled once per route and run in order by the HTTP plan.
 
+use std::sync::Arc;
+
+use super::authz::Authz;
 use super::{Cors, Fault, HeaderEdits, Mirror, RateLimitId, Rewrite};
 
 /// One step of a route's request path, in the order Envoy's filter chain runs them as istiod
-/// builds it: CORS, then fault, then a local rate limit (inserted before the router, as ASM
-/// and Istio's rate-limit task patch it in), then the router's per-route edits (rewrite, header edits,
+/// builds it: authorization (RBAC), then CORS, then fault, then a local rate limit (inserted
+/// before the router, as ASM and Istio's rate-limit task patch it in), then the router's
+/// per-route edits (rewrite, header edits,
 /// mirrors). The plan runs a route's stages in order with one `match`; a stage may answer the
 /// request itself (a CORS preflight), decide something the session acts on (a fault's delay
 /// and abort), or edit what goes upstream. Redirects, direct responses and forwarding stay
@@ -15,6 +19,9 @@ use super::{Cors, Fault, HeaderEdits, Mirror, RateLimitId, Rewrite};
 /// where Envoy's filter chain runs them, never branches in the plan or the exchange.
 #[derive(Debug, Clone)]
 pub enum RequestStage {
+    /// AuthorizationPolicy: CUSTOM, DENY, ALLOW in Envoy's order; a denied request is answered
+    /// 403 (`RBAC: access denied`). Shared by every route of the listener port.
+    Authz(Arc<Authz>),
     /// `corsPolicy`: answers a preflight locally; otherwise the lines for an allowed origin go
     /// on the response through [`ResponseStage::Cors`].
     Cors(Cors),

@@ -97,6 +97,13 @@ pub struct WorkerStats {
     pub ssl_session_reused: Counter,
     pub ssl_connection_error: Counter,
     pub ssl_no_route: Counter,
+    /// Requests the AuthorizationPolicy stage allowed and denied (Envoy's `rbac.allowed`,
+    /// `rbac.denied`).
+    pub rbac_allowed: Counter,
+    pub rbac_denied: Counter,
+    /// TCP connections the same judged at their start (Envoy's `tcp.rbac.*`).
+    pub tcp_rbac_allowed: Counter,
+    pub tcp_rbac_denied: Counter,
     /// Proxied TCP traffic by route and cluster.
     pub l4: L4Registry,
     /// HTTP upstream connections, requests and answers by cluster.
@@ -125,6 +132,10 @@ impl Default for WorkerStats {
             ssl_session_reused: Counter::default(),
             ssl_connection_error: Counter::default(),
             ssl_no_route: Counter::default(),
+            rbac_allowed: Counter::default(),
+            rbac_denied: Counter::default(),
+            tcp_rbac_allowed: Counter::default(),
+            tcp_rbac_denied: Counter::default(),
             l4: L4Registry::default(),
             http_clusters: HttpClusterRegistry::default(),
             istio: IstioRegistry::default(),
@@ -141,6 +152,26 @@ impl WorkerStats {
     pub fn record_status(&self, status: u16) {
         let slot = usize::from(status);
         self.responses[if (100..STATUS_SLOTS).contains(&slot) { slot } else { 0 }].inc();
+    }
+
+    /// Counts a request the AuthorizationPolicy stage decided (`None`: no policy applied).
+    #[inline]
+    pub fn record_rbac(&self, allowed: Option<bool>) {
+        match allowed {
+            Some(true) => self.rbac_allowed.inc(),
+            Some(false) => self.rbac_denied.inc(),
+            None => {}
+        }
+    }
+
+    /// Counts a TCP connection the AuthorizationPolicy stage judged.
+    #[inline]
+    pub fn record_tcp_rbac(&self, allowed: bool) {
+        if allowed {
+            self.tcp_rbac_allowed.inc();
+        } else {
+            self.tcp_rbac_denied.inc();
+        }
     }
 }
 
@@ -169,6 +200,10 @@ pub struct Totals {
     pub ssl_session_reused: u64,
     pub ssl_connection_error: u64,
     pub ssl_no_route: u64,
+    pub rbac_allowed: u64,
+    pub rbac_denied: u64,
+    pub tcp_rbac_allowed: u64,
+    pub tcp_rbac_denied: u64,
     pub l4: BTreeMap<L4Key, L4Totals>,
     pub http_clusters: BTreeMap<Arc<str>, HttpClusterTotals>,
     /// The config generation every worker serves: a published generation counts once the
@@ -189,6 +224,10 @@ impl Totals {
             ssl_session_reused: 0,
             ssl_connection_error: 0,
             ssl_no_route: 0,
+            rbac_allowed: 0,
+            rbac_denied: 0,
+            tcp_rbac_allowed: 0,
+            tcp_rbac_denied: 0,
             l4: l4::sum(workers.iter().map(|w| &w.l4)),
             http_clusters: http_cluster::sum(workers.iter().map(|w| &w.http_clusters)),
             generation: served_generation(workers),
@@ -206,6 +245,10 @@ impl Totals {
             t.ssl_session_reused += w.ssl_session_reused.get();
             t.ssl_connection_error += w.ssl_connection_error.get();
             t.ssl_no_route += w.ssl_no_route.get();
+            t.rbac_allowed += w.rbac_allowed.get();
+            t.rbac_denied += w.rbac_denied.get();
+            t.tcp_rbac_allowed += w.tcp_rbac_allowed.get();
+            t.tcp_rbac_denied += w.tcp_rbac_denied.get();
         }
         t
     }

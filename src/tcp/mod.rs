@@ -16,6 +16,7 @@ use tracing::debug;
 
 use crate::duplex::Duplex;
 use crate::percore::{ConnInfo, WorkerCtx};
+use crate::snapshot::authz::{remote_ip, Authz, Decision, Request};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer};
 use crate::stats::{L4Counters, L4Kind};
 use crate::upstream::{connect, Generation, Observation, UpstreamStream};
@@ -58,12 +59,14 @@ pub struct Inbound<'a> {
     pub conn: ConnInfo,
     pub first: &'a [u8],
     pub sni: Option<&'a str>,
+    /// A terminated connection's verified client certificate's first URI SAN.
+    pub peer_uri: Option<&'a str>,
 }
 
 impl Inbound<'_> {
     /// A plain TCP connection: nothing read, no SNI.
     pub fn new(conn: ConnInfo) -> Self {
-        Inbound { conn, first: &[], sni: None }
+        Inbound { conn, first: &[], sni: None, peer_uri: None }
     }
 }
 
@@ -75,6 +78,15 @@ pub async fn serve_route<T: Duplex>(
     snap: &Generation,
     ctx: &WorkerCtx,
 ) {
+    if let Some(authz) = snap.listener(inbound.conn.listener_port).and_then(|l| l.l4_authz.as_deref()) {
+        let allowed = authorized(authz, &inbound);
+        ctx.stats.record_tcp_rbac(allowed);
+        if !allowed {
+            // Envoy's network RBAC filter closes the connection before tcp_proxy connects.
+            debug!(peer = %inbound.conn.peer, port = inbound.conn.listener_port, "RBAC: connection denied");
+            return;
+        }
+    }
     let route_stats = ctx.l4_counters(L4Kind::Route, &route.name);
     let _route_open = L4CxGuard::new(&route_stats);
     let Some(cluster_id) = route.destinations.pick(ctx.random()).and_then(|d| d.cluster) else {
@@ -85,6 +97,23 @@ pub async fn serve_route<T: Duplex>(
         return;
     };
     serve_cluster(client, inbound, cluster_id, snap, ctx, &route_stats).await;
+}
+
+/// Whether the port's AuthorizationPolicies let the connection through, judged at its start on
+/// what layer 4 sees (addresses, port, SNI).
+fn authorized(authz: &Authz, inbound: &Inbound<'_>) -> bool {
+    let conn = &inbound.conn;
+    let request = Request {
+        http: None,
+        port: conn.listener_port,
+        local: conn.local.ip(),
+        peer: conn.peer.ip(),
+        remote: remote_ip(conn.peer.ip()),
+        sni: inbound.sni,
+        peer_uri: inbound.peer_uri,
+        jwt: None,
+    };
+    authz.decide(&request) == Decision::Allow
 }
 
 /// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.

@@ -86,15 +86,14 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
             if session.handshake_kind() == Some(HandshakeKind::Resumed) {
                 ctx.stats.ssl_session_reused.inc();
             }
-            let xfcc = session
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|leaf| xfcc::value(leaf, tls.uri_san.as_deref()).into_boxed_str());
+            let leaf = session.peer_certificates().and_then(|chain| chain.first());
+            let xfcc = leaf.map(|leaf| xfcc::value(leaf, tls.uri_san.as_deref()).into_boxed_str());
+            let peer_uri = leaf.and_then(|leaf| xfcc::first_uri(leaf));
             let idle = tcp.idle_flag();
             let h2 = session.alpn_protocol() == Some(b"h2");
             let stream = ServerStream::new(tcp, session, hello.raw);
             if server.protocol.as_ref() == "HTTPS" {
-                let downstream = Downstream { conn, idle, tls: Some(TlsSession::new(sni, xfcc, snap)) };
+                let downstream = Downstream { conn, idle, tls: Some(TlsSession::new(sni, xfcc, peer_uri, snap)) };
                 if h2 {
                     // Boxed: HTTP/2's state would otherwise size every TLS connection's task.
                     Box::pin(crate::http::serve_h2(stream, downstream, ctx.clone())).await;
@@ -102,7 +101,8 @@ pub async fn serve_connection(stream: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
                     crate::http::serve_connection(stream, downstream, ctx.clone()).await;
                 }
             } else {
-                terminated_tcp(stream, server, &snap, Inbound { conn, first: &[], sni: sni.as_deref() }, &ctx).await;
+                let inbound = Inbound { conn, first: &[], sni: sni.as_deref(), peer_uri: peer_uri.as_deref() };
+                terminated_tcp(stream, server, &snap, inbound, &ctx).await;
             }
         }
     }
@@ -132,7 +132,7 @@ async fn passthrough(
         return;
     };
     let client = Client::spliced(tcp.into_inner());
-    let inbound = Inbound { conn, first: hello.raw.data(), sni };
+    let inbound = Inbound { conn, first: hello.raw.data(), sni, peer_uri: None };
     crate::tcp::serve_route(client, inbound, route, snap, ctx).await;
 }
 
@@ -164,7 +164,7 @@ async fn auto_passthrough(tcp: ClientTcp, hello: hello::Hello, snap: &Generation
     };
     let stats = ctx.l4_counters(L4Kind::Route, &snap.cluster(cluster).name);
     let client = Client::spliced(tcp.into_inner());
-    let inbound = Inbound { conn, first: hello.raw.data(), sni: hello.sni() };
+    let inbound = Inbound { conn, first: hello.raw.data(), sni: hello.sni(), peer_uri: None };
     crate::tcp::serve_cluster(client, inbound, cluster, snap, ctx, &stats).await;
 }
 

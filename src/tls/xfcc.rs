@@ -49,6 +49,14 @@ pub fn value(client_chain_leaf_der: &[u8], by: Option<&str>) -> String {
     elements.join(";")
 }
 
+/// The certificate's first URI SAN: its SPIFFE ID in a mesh, which Envoy's RBAC
+/// `authenticated` principal is matched against.
+pub fn first_uri(client_chain_leaf_der: &[u8]) -> Option<Box<str>> {
+    let (_, cert) = X509Certificate::from_der(client_chain_leaf_der).ok()?;
+    let uri = uris(&cert).next().map(Box::from);
+    uri
+}
+
 fn sans<'c, 'a>(cert: &'c X509Certificate<'a>) -> impl Iterator<Item = &'c GeneralName<'a>> {
     let names = cert.subject_alternative_name().ok().flatten().map(|ext| ext.value.general_names.as_slice());
     names.unwrap_or_default().iter()

@@ -107,6 +107,7 @@ fn snapshot() -> Snapshot {
             servers: vec![server("HTTP", table.clone(), None)],
             http_routes: table.clone(),
             sni: HostTable::default(),
+            l4_authz: None,
         },
         Listener {
             port: 443,
@@ -115,6 +116,7 @@ fn snapshot() -> Snapshot {
             servers: vec![server("HTTPS", table, Some(tls))],
             http_routes: Arc::default(),
             sni: HostTable::default(),
+            l4_authz: None,
         },
     ];
     let clusters = vec![Cluster {

@@ -6,6 +6,7 @@
 //! One file per concern: each kind's own rules, cross-resource references, and the table of
 //! fields not enforced yet.
 
+mod authorization_policy;
 mod destination_rule;
 mod gateway;
 mod not_enforced;
@@ -59,6 +60,7 @@ pub fn validate(set: &ConfigSet, opts: &ValidateOptions) -> Diagnostics {
     destination_rule::check(set, &mut out);
     service_entry::check(set, &mut out);
     references::check(set, &labels, &opts.namespace, &mut out);
+    authorization_policy::check(set, &labels, &opts.namespace, &mut out);
     not_enforced::check(set, &mut out);
     out.0.sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
     out

@@ -351,8 +351,9 @@ fn not_enforced_table() {
 fn kinds_not_acted_on_are_listed_by_file_and_document() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.yaml");
-    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: istio-system}\n\
-                  spec: {action: DENY, rules: [{}]}\n";
+    let policy =
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: deny, namespace: istio-system}\n\
+                  spec: {mtls: {mode: STRICT}}\n";
     std::fs::write(&file, format!("{GW}---\n{policy}")).unwrap();
     let set = load(std::slice::from_ref(&file)).unwrap();
     let got: Vec<String> =
@@ -360,7 +361,7 @@ fn kinds_not_acted_on_are_listed_by_file_and_document() {
     assert_eq!(
         got,
         [format!(
-            "NotEnforced {}:10: document 2: AuthorizationPolicy istio-system/deny: AuthorizationPolicy is \
+            "NotEnforced {}:10: document 2: PeerAuthentication istio-system/deny: PeerAuthentication is \
              accepted, not enforced yet",
             file.display()
         )]
@@ -405,5 +406,111 @@ fn gateways_claiming_one_port_and_host_conflict() {
             "spec.selector: referenced selector not found: \"app=other\" (IST0101): this instance's labels \
              (--label) are istio=ingressgateway, so none of this Gateway's servers is served",
         ]
+    );
+}
+
+fn authorization_policy(namespace: &str, spec: &str) -> String {
+    format!(
+        "{GW}---\napiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: \
+         {namespace}}}\nspec:\n{spec}"
+    )
+}
+
+#[test]
+fn authorization_policies_are_checked_as_istios_webhook_does() {
+    let faults_of = |spec: &str| check("authz", &authorization_policy("istio-system", spec));
+    let errors = |spec: &str| -> Vec<String> {
+        faults_of(spec).into_iter().filter(|(s, _)| *s == Severity::Error).map(|(_, t)| t).collect()
+    };
+    assert!(errors("  rules: [{}]\n").is_empty());
+    assert!(errors("  {}\n").is_empty());
+    assert_eq!(
+        errors("  action: DENY\n"),
+        ["spec.rules: DENY action without `rules` is meaningless as it will never be triggered, add an empty rule \
+          `{}` if you want it be triggered for every request"]
+    );
+    assert_eq!(
+        errors("  rules:\n  - from: [{source: {}}]\n    to: []\n"),
+        [
+            "spec.rules[0].from[0].source: `from.source` must not be empty, found at rule 0",
+            "spec.rules[0].to: `to` must not be empty, found at rule 0"
+        ]
+    );
+    assert_eq!(
+        errors("  rules:\n  - from: [{source: {ipBlocks: [10.0.0.0/33, nonsense]}}]\n"),
+        [
+            "spec.rules[0].from[0].source.ipBlocks: bad CIDR range (10.0.0.0/33): invalid IP address syntax",
+            "spec.rules[0].from[0].source.ipBlocks: bad IP address (nonsense)"
+        ]
+    );
+    assert_eq!(
+        errors("  rules:\n  - to: [{operation: {ports: [\"70000\"], paths: [\"/{name}/{*}\", \"\"]}}]\n"),
+        [
+            "spec.rules[0].to[0].operation.ports: bad port (70000)",
+            "spec.rules[0].to[0].operation.paths: empty value not allowed",
+            "spec.rules[0].to[0].operation.paths: invalid or unsupported path template"
+        ]
+    );
+    assert_eq!(
+        errors("  rules:\n  - when:\n    - {key: request.headers, values: [a]}\n    - {key: source.ip, values: []}\n    - {key: foo, values: [x]}\n"),
+        [
+            "spec.rules[0].when[0].values: invalid `values` for `key` request.headers: bad key (request.headers): \
+             should have format a[b]",
+            "spec.rules[0].when[1]: at least one of `values` or `notValues` must be set for key source.ip",
+            "spec.rules[0].when[2].values: invalid `values` for `key` foo: unknown attribute: foo"
+        ]
+    );
+    assert_eq!(
+        errors("  action: CUSTOM\n  rules: [{from: [{source: {principals: [a]}}]}]\n"),
+        [
+            "spec.provider.name: `provider.name` must not be empty",
+            "spec.rules[0].from[0].source.principals: principals is currently not supported with CUSTOM action"
+        ]
+    );
+    assert_eq!(
+        errors("  provider: {name: opa}\n  rules: [{}]\n"),
+        ["spec.provider: `provider` must not be with non CUSTOM action, found ALLOW"]
+    );
+    // A CUSTOM policy is accepted and listed: ext_authz is not there yet.
+    let custom = faults_of("  action: CUSTOM\n  provider: {name: opa}\n  rules: [{}]\n");
+    assert_eq!(
+        custom,
+        [(
+            Severity::NotEnforced,
+            "spec.action: CUSTOM (external authorization) is accepted, not enforced yet".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn an_authorization_policy_that_can_never_apply_here_is_reported_naming_why() {
+    let dangling = |ns: &str, spec: &str| -> Vec<String> {
+        check("authz-applies", &authorization_policy(ns, spec))
+            .into_iter()
+            .filter(|(s, _)| *s == Severity::Dangling)
+            .map(|(_, t)| t)
+            .collect()
+    };
+    // The root namespace and the gateway's own (`default` here) apply; another does not.
+    assert!(dangling("istio-system", "  rules: [{}]\n").is_empty());
+    assert!(dangling("default", "  rules: [{}]\n").is_empty());
+    assert_eq!(
+        dangling("shop", "  rules: [{}]\n"),
+        ["metadata.namespace: never applies to this gateway: namespace shop is neither the root namespace \
+          (istio-system) nor the gateway's (--namespace default)"]
+    );
+    assert!(dangling("default", "  selector: {matchLabels: {istio: ingressgateway}}\n  rules: [{}]\n").is_empty());
+    assert_eq!(
+        dangling("default", "  selector: {matchLabels: {app: web}}\n  rules: [{}]\n"),
+        ["spec.selector: never applies to this gateway: selects other workloads: \"app=web\"; this instance's labels \
+          (--label) are istio=ingressgateway"]
+    );
+    assert_eq!(
+        dangling(
+            "default",
+            "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge}]\n  rules: [{}]\n"
+        ),
+        ["spec.targetRefs: never applies to this gateway: targets Gateway edge, not this gateway (a Gateway of \
+          namespace default named by the label gateway.networking.k8s.io/gateway-name, --label)"]
     );
 }

@@ -19,6 +19,7 @@ fn snapshot(listeners: &[(u16, IpAddr, ListenerProtocol)]) -> Snapshot {
             servers: vec![],
             http_routes: Arc::default(),
             sni: HostTable::default(),
+            l4_authz: None,
         })
         .collect();
     Snapshot::new(1, listeners, vec![], vec![])

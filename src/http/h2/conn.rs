@@ -217,6 +217,7 @@ impl Stream<'_> {
         self.account.tally.began = Some(began);
         self.account.tally.received = head.len() as u64;
         self.account.tally.grpc = meta.grpc;
+        ctx.stats.record_rbac(meta.rbac);
         if let (Some(sink), Some(r)) = (&ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
         }

@@ -116,6 +116,9 @@ impl<'a> Clusters<'a> {
             port,
         );
         let mut policy = selected.traffic_policy();
+        // A rule's DEFAULT (or none) leaves the choice to MeshConfig's h2UpgradePolicy
+        // (istiod's `shouldH2Upgrade`).
+        policy.h2_upgrade = policy.h2_upgrade.or(self.set.mesh.h2_upgrade);
         if let Some((tls, path)) = &selected.tls {
             match upstream_tls(tls, self.namespace, host, self.secrets) {
                 Ok(t) => policy.tls = t,

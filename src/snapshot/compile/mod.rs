@@ -26,9 +26,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::config::authorization_policy;
 use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
+use crate::snapshot::authz::{Authz, Layer, Scope};
 use crate::snapshot::{
     intersect, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server, ServerTlsMode, Snapshot,
     VirtualHost,
@@ -395,10 +397,12 @@ impl<'a> Compiler<'a> {
         let gw = &self.set.gateways[plan.gateway];
         let key = gw.key();
         for (vi, hosts) in &plan.bound {
+            let authz = self.authz(Scope { port: plan.port, layer: Layer::Http, hosts });
             let templates = self.templates(*vi);
             let inst = Instance {
                 gateway: &key,
                 labels: &self.opts.labels,
+                authz,
                 ctx: Ctx {
                     listener_port: plan.port,
                     consumer_ns: &self.opts.namespace,
@@ -430,6 +434,23 @@ impl<'a> Compiler<'a> {
                 table.vhost(pattern).1 = true;
             }
         }
+    }
+
+    /// The AuthorizationPolicies that apply to this gateway, compiled for `scope`; `None` when
+    /// none does.
+    fn authz(&self, scope: Scope<'_>) -> Option<Arc<Authz>> {
+        let (opts, root) = (self.opts, self.set.mesh.root_namespace.as_str());
+        let applying: Vec<_> = self
+            .set
+            .authorization_policies
+            .iter()
+            .filter(|p| {
+                let ns = p.namespace();
+                authorization_policy::applies(&p.spec, ns, &opts.labels, &opts.namespace, root).is_ok()
+            })
+            .collect();
+        let authz = crate::snapshot::authz::compile(&applying, scope);
+        (!authz.is_empty()).then(|| Arc::new(authz))
     }
 
     fn listeners(
@@ -537,7 +558,9 @@ impl<'a> Compiler<'a> {
                 }
                 None => empty.clone(),
             };
-            listeners.push(Listener { port, bind, protocol, servers, http_routes, sni });
+            let proxies_tcp = servers.iter().any(|s| !s.tcp_routes.is_empty());
+            let l4_authz = proxies_tcp.then(|| self.authz(Scope { port, layer: Layer::Tcp, hosts: &[] })).flatten();
+            listeners.push(Listener { port, bind, protocol, servers, http_routes, sni, l4_authz });
         }
         listeners
     }

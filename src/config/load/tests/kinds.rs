@@ -81,8 +81,8 @@ fn istio_kinds_not_acted_on_are_kept_for_listing() {
         "unenforced",
         &[(
             "p.yaml",
-            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: istio-system}\n\
-             spec: {action: DENY}\n---\n\
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: deny, namespace: istio-system}\n\
+             spec: {mtls: {mode: STRICT}}\n---\n\
              apiVersion: telemetry.istio.io/v1alpha1\nkind: Telemetry\nmetadata: {name: mesh-default}\nspec: {}\n---\n\
              apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f}\nspec: {configPatches: []}\n---\n\
              apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nspec: {url: oci://x}\n",
@@ -97,7 +97,7 @@ fn istio_kinds_not_acted_on_are_kept_for_listing() {
     assert_eq!(
         got,
         [
-            ("AuthorizationPolicy", Some("istio-system/deny"), 1, 1),
+            ("PeerAuthentication", Some("istio-system/deny"), 1, 1),
             ("Telemetry", Some("default/mesh-default"), 2, 6),
             ("EnvoyFilter", Some("default/f"), 3, 11),
             ("WasmPlugin", None, 4, 16),

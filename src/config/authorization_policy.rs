@@ -1,0 +1,236 @@
+//! `security.istio.io` `AuthorizationPolicy` (istio/api `security/v1beta1/authorization.proto`,
+//! served as v1 and v1beta1): who may reach what at this gateway.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::meta::string_enum;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizationPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Selector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<TargetRef>,
+    /// Absent or empty: a policy that matches nothing (`spec: {}` is Istio's allow-nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    /// Absent means `ALLOW`, the proto default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
+}
+
+impl AuthorizationPolicy {
+    pub fn action(&self) -> Action {
+        self.action.unwrap_or(Action::Allow)
+    }
+}
+
+string_enum! {
+    pub enum Action {
+        Allow = "ALLOW",
+        Deny = "DENY",
+        Audit = "AUDIT",
+        Custom = "CUSTOM",
+    }
+}
+
+/// A WorkloadSelector: an empty one selects every workload of the namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Selector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// A `PolicyTargetReference` (Gateway API's): at a gateway, a `Gateway` of its namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetRef {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provider {
+    #[serde(default)]
+    pub name: String,
+}
+
+/// One rule: it matches when a `from` matches (or there is none), a `to` matches (or there is
+/// none) and every `when` holds. `Option` keeps `from: []` apart from no `from`, which
+/// Istio's webhook refuses.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Vec<From>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<To>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub when: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct From {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct To {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_request_principals: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_service_accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_blocks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ip_blocks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_ip_blocks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_remote_ip_blocks: Vec<String>,
+}
+
+impl Source {
+    /// No field set: Istio's webhook refuses such a source.
+    pub fn is_empty(&self) -> bool {
+        *self == Source::default()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Operation {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_paths: Vec<String>,
+}
+
+impl Operation {
+    pub fn is_empty(&self) -> bool {
+        *self == Operation::default()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_values: Vec<String>,
+}
+
+/// The label istiod puts on a gateway it deploys for a Kubernetes Gateway, which a
+/// `targetRefs` entry selects it by.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// Whether `policy` (in `policy_ns`) applies to this gateway: `Ok` or why not. As istiod
+/// decides: a policy of the root namespace or of the gateway's own namespace, with no
+/// selector or one the gateway's labels satisfy (a root-namespace policy with a selector
+/// selects across namespaces); with `targetRefs`, a Kubernetes `Gateway` of the gateway's
+/// namespace whose name its `gateway-name` label carries.
+pub fn applies(
+    policy: &AuthorizationPolicy,
+    policy_ns: &str,
+    labels: &BTreeMap<String, String>,
+    namespace: &str,
+    root_namespace: &str,
+) -> Result<(), String> {
+    let refs: Vec<&TargetRef> = policy.target_ref.iter().chain(&policy.target_refs).collect();
+    if !refs.is_empty() {
+        let gateway = labels.get(GATEWAY_NAME_LABEL);
+        let fits = |r: &&TargetRef| {
+            r.kind == "Gateway"
+                && r.group == "gateway.networking.k8s.io"
+                && r.namespace.as_deref().unwrap_or(policy_ns) == namespace
+                && policy_ns == namespace
+                && gateway == Some(&r.name)
+        };
+        return if refs.iter().any(fits) {
+            Ok(())
+        } else {
+            let named = refs.iter().map(|r| format!("{} {}", r.kind, r.name)).collect::<Vec<_>>().join(", ");
+            Err(format!(
+                "targets {named}, not this gateway (a Gateway of namespace {namespace} named by the label \
+                 {GATEWAY_NAME_LABEL}, --label)"
+            ))
+        };
+    }
+    if policy_ns != root_namespace && policy_ns != namespace {
+        return Err(format!(
+            "namespace {policy_ns} is neither the root namespace ({root_namespace}) nor the gateway's (--namespace \
+             {namespace})"
+        ));
+    }
+    match &policy.selector {
+        Some(s) if !s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) => {
+            let show =
+                |l: &BTreeMap<String, String>| l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+            Err(format!(
+                "selects other workloads: \"{}\"; this instance's labels (--label) are {}",
+                show(&s.match_labels),
+                show(labels)
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A `when` key's bracketed names: `prefix[a][b]` → `[a, b]`; `request.headers` takes one.
+pub fn bracketed<'k>(key: &'k str, prefix: &str) -> Option<Vec<&'k str>> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix('[')?.strip_suffix(']')?;
+    let parts: Vec<&str> = rest.split("][").collect();
+    (parts.iter().all(|p| !p.is_empty()) && (prefix != "request.headers" || parts.len() == 1)).then_some(parts)
+}
