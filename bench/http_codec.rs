@@ -64,7 +64,7 @@ fn main() {
     let edits = RequestEdits {
         x_forwarded_for_append: "203.0.113.7",
         x_forwarded_proto: "https",
-        request_id: Some("6f1c2a9e-4b1d-4c5e-9a7b-2d3e4f5a6b7c"),
+        request_id: Some(b"6f1c2a9e-4b1d-4c5e-9a7b-2d3e4f5a6b7c"),
         x_envoy_external_address: Some("203.0.113.7"),
         ..RequestEdits::default()
     };

@@ -13,9 +13,14 @@
 # strait-bench's own (`serve http`, built by `cargo build --release`). The legacy (epoll) driver is
 # used: valgrind does not know io_uring. 300 warm-up requests, then 3,000 counted ones on one
 # keep-alive connection, GET / with a 5-byte answer (perf/configs/instructions/).
+#
+# Proxy, backend and client share one CPU (CPU=N, default 0): each request then takes the same
+# path through the event loop (the upstream's answer is never there yet at the first read), and
+# counts repeat within 0.2%. Left to the scheduler they moved by 3% with the machine's load.
 set -euo pipefail
 name=$1 bin=$2
 shift 2
+pin=(taskset -c "${CPU:-0}")
 here=$(cd "$(dirname "$0")" && pwd)
 backend=$here/../../shared/bench-peers/.tools/hello_backend
 out=$(mktemp -d)
@@ -27,17 +32,17 @@ if [ -n "${VIRTUALSERVICE:-}" ]; then
   sed 's/${BACKEND_PORT}/18080/g' "$VIRTUALSERVICE" >"$config/virtualservice.yaml"
 fi
 if [ -x "$backend" ]; then
-  "$backend" 18080 >/dev/null 2>&1 &
+  "${pin[@]}" "$backend" 18080 >/dev/null 2>&1 &
 else
-  "$here/../target/release/strait-bench" serve --listen 127.0.0.1:18080 http --size 5 >/dev/null 2>&1 &
+  "${pin[@]}" "$here/../target/release/strait-bench" serve --listen 127.0.0.1:18080 http --size 5 >/dev/null 2>&1 &
 fi
 backend_pid=$!
-valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$bin" run --config "$config" \
+"${pin[@]}" valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$bin" run --config "$config" \
   --workers 1 --admin 127.0.0.1:15998 --driver legacy "$@" >"$out/stdout" 2>"$out/stderr" &
 vg=$!
 trap 'kill $vg $backend_pid 2>/dev/null || true' EXIT
 requests() {
-  python3 -c "
+  "${pin[@]}" python3 -c "
 import http.client, sys
 c = http.client.HTTPConnection('127.0.0.1', 18081, timeout=30)
 for _ in range(int(sys.argv[1])):

@@ -87,7 +87,7 @@ fn check_rewrite(head: &RequestHead<'_>, piece: usize) {
     let keep_alive = piece.is_multiple_of(2);
     let edits = RequestEdits {
         x_forwarded_for_append: "192.0.2.1",
-        request_id: Some("fuzz"),
+        request_id: Some(b"fuzz"),
         keep_alive,
         ..RequestEdits::default()
     };

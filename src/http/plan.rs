@@ -252,7 +252,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     authority,
                     x_forwarded_proto: scheme,
                     x_forwarded_for_append: &peer.ip,
-                    request_id: Some(request_id.as_str()),
+                    request_id: Some(request_id.as_bytes()),
                     x_envoy_external_address: Some(&peer.ip),
                     x_forwarded_client_cert: peer.tls.as_ref().and_then(|t| t.xfcc.as_deref()),
                     add,
@@ -319,12 +319,40 @@ impl RequestId {
         for (i, w) in [a, b, c, d].into_iter().enumerate() {
             bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
         }
-        let mut out = [0u8; 36];
-        uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().encode_lower(&mut out);
+        // The version and variant bits as a v4 UUID has them; the text as `uuid` writes it
+        // (8-4-4-4-12 lowercase digits), eight digits at a time, at under half its cost.
+        let v = uuid::Builder::from_random_bytes(bytes).into_uuid().as_u128();
+        let (hi, lo) = ((v >> 64) as u64, v as u64);
+        let mut out = [b'-'; 36];
+        let (second, fourth) = (hex32(hi as u32), hex32((lo >> 32) as u32));
+        out[..8].copy_from_slice(&hex32((hi >> 32) as u32));
+        out[9..13].copy_from_slice(&second[..4]);
+        out[14..18].copy_from_slice(&second[4..]);
+        out[19..23].copy_from_slice(&fourth[..4]);
+        out[24..28].copy_from_slice(&fourth[4..]);
+        out[28..].copy_from_slice(&hex32(lo as u32));
         Self(out)
     }
 
+    /// As the upstream head carries it.
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// As the access log keeps it.
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+}
+
+/// The 8 lowercase hex digits of `x`, most significant first: each nibble spread to a byte of
+/// its own, then made its digit with neither a branch nor a table.
+fn hex32(x: u32) -> [u8; 8] {
+    let x = u64::from(x);
+    let x = (x & 0xffff_0000) << 16 | (x & 0xffff);
+    let x = (x & 0x0000_ff00_0000_ff00) << 8 | (x & 0x0000_00ff_0000_00ff);
+    let x = (x & 0x00f0_00f0_00f0_00f0) << 4 | (x & 0x000f_000f_000f_000f);
+    // Nibbles above 9 carry into bit 4 when 6 is added: those go 0x27 past '9' + 1, to 'a'.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (x + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
 }

@@ -278,7 +278,7 @@ impl<S: Duplex> Session<S> {
     async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.account.begin();
-        let (meta, http1, disposition, fault) = loop {
+        let (meta, http1, mut disposition, fault) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -344,16 +344,14 @@ impl<S: Duplex> Session<S> {
         if let Some(delay) = fault.delay {
             monoio::time::sleep(delay).await;
         }
-        let disposition = match fault.abort {
-            Some(abort) => {
-                let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
-                let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
-                self.out.clear();
-                let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
-                Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT }
-            }
-            None => disposition,
-        };
+        // Replaced in place: the plan is large, and most requests have no abort to move it for.
+        if let Some(abort) = fault.abort {
+            let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
+            let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
+            self.out.clear();
+            let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
+            disposition = Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT };
+        }
         let next = match disposition {
             Disposition::Local { answer: status, close, details } => {
                 self.note_status(status, local_flag(details), details);

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::cli::{Cpus, ScenarioArgs};
 use crate::error::BenchError;
-use model::{BackendKind, Mode, PeerName, Placement, Rate, Scenario};
+use model::{BackendKind, Mode, PeerName, Placement, Point, Rate, Scenario};
 use peers::{Probe, Setup, Spawned, TlsFiles};
 use procfs::Memory;
 use table::{Command, Measure, Phase, Run, Summary};
@@ -67,13 +67,24 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
 
     let mut commands = Vec::new();
     let backend_port = peers::free_port().map_err(BenchError::Usage)?;
-    let mut backend = start_backend(&s, &exe, &work.path, &place, backend_port, None)?;
+    let mut backend = start_backend(&s, s.backend_kind(), &exe, &work.path, &place, backend_port, None)?;
     commands.push(Command { what: "backend".into(), command: backend.command.clone() });
+    // nginx proxies HTTP/2 to HTTP/1.1 upstreams only (gRPC aside, which `grpc_pass` speaks):
+    // its h2 runs get an HTTP/1.1 backend that answers alike.
+    let h1_backend = match s.load.mode == Mode::H2 && s.peers.contains(&PeerName::Nginx) {
+        true => {
+            let port = peers::free_port().map_err(BenchError::Usage)?;
+            let b = start_backend(&s, BackendKind::Http, &exe, &work.path, &place, port, None)?;
+            commands.push(Command { what: "backend (nginx, HTTP/1.1)".into(), command: b.command.clone() });
+            Some((b, port))
+        }
+        false => None,
+    };
     // The direct TLS run needs a backend that terminates TLS itself; the proxies get plain HTTP.
     let tls_backend = match &tls {
         Some(t) if s.peers.contains(&PeerName::Direct) => {
             let port = peers::free_port().map_err(BenchError::Usage)?;
-            let b = start_backend(&s, &exe, &work.path, &place, port, Some(t))?;
+            let b = start_backend(&s, s.backend_kind(), &exe, &work.path, &place, port, Some(t))?;
             commands.push(Command { what: "backend (direct TLS)".into(), command: b.command.clone() });
             Some((b, port))
         }
@@ -97,6 +108,7 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
         workers: s.proxy.workers,
         virtual_hosts: s.proxy.virtual_hosts,
         backend_port,
+        h1_backend_port: h1_backend.as_ref().map(|(_, port)| *port),
         tls: tls.as_ref(),
         strait_args: &s.strait.args,
     };
@@ -112,8 +124,9 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
         Some(Rate::PerSecond(_)) => vec![Phase::Open],
     };
 
+    let points = s.points();
     let per_run = s.warmup + s.duration + Duration::from_millis(500);
-    let runs_per_round = lineup.len() * s.load.connections.len() * phases.len();
+    let runs_per_round = lineup.len() * points.len() * phases.len();
     eprintln!(
         "{}: peers {}; {} round(s) of {} run(s), about {:.0} s",
         s.name,
@@ -146,9 +159,9 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
                 Ok(started) => started,
                 Err(why) => {
                     eprintln!("{tag}: FAILED: {why}");
-                    for &c in &s.load.connections {
+                    for &point in &points {
                         for &phase in &phases {
-                            runs.push(Run { peer: *peer, connections: c, phase, outcome: Err(why.clone()) });
+                            runs.push(Run { peer: *peer, point, phase, outcome: Err(why.clone()) });
                         }
                     }
                     continue;
@@ -157,7 +170,12 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
             if let Some(p) = &proxy {
                 upsert(&mut commands, peer.name().to_string(), p.command.clone());
             }
-            for &c in &s.load.connections {
+            for &point in &points {
+                let c = point.connections;
+                let at = match point.streams {
+                    Some(streams) => format!("c={c} s={streams}"),
+                    None => format!("c={c}"),
+                };
                 let mut saturated = None;
                 for &phase in &phases {
                     let rate = match phase {
@@ -167,10 +185,10 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
                         }),
                     };
                     let outcome = rate.and_then(|rate| {
-                        let load_args = plan.args(addr, c, s.duration, rate);
-                        let what = format!("load {peer} c={c}{}", if phase == Phase::Open { " open" } else { "" });
+                        let load_args = plan.args(addr, point, s.duration, rate);
+                        let what = format!("load {peer} {at}{}", if phase == Phase::Open { " open" } else { "" });
                         upsert(&mut commands, what, peers::shell_words(&exe, &load_args));
-                        measure(&s, &plan, proxy.as_ref(), addr, c, rate, &load_args)
+                        measure(&s, &plan, proxy.as_ref(), addr, point, rate, &load_args)
                     });
                     // A proxy that died says why better than the errors its load saw.
                     let outcome = match proxy.as_mut().and_then(Spawned::exited) {
@@ -181,11 +199,11 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
                         saturated = Some(m.ops_per_second);
                     }
                     eprintln!(
-                        "{tag} c={c} {}: {}",
+                        "{tag} {at} {}: {}",
                         if phase == Phase::Open { "open" } else { "closed" },
                         line(&outcome, s.load.mode)
                     );
-                    runs.push(Run { peer: *peer, connections: c, phase, outcome });
+                    runs.push(Run { peer: *peer, point, phase, outcome });
                 }
             }
         }
@@ -195,12 +213,13 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
     }
 
     let ran: Vec<PeerName> = lineup.iter().map(|(p, _)| *p).collect();
-    let rows = table::rows(&runs, &ran, &s.load.connections, &phases, s.load.mode);
+    let rows = table::rows(&runs, &ran, &points, &phases, s.load.mode);
     for r in rows.iter().filter(|r| r.rounds_failed > 0 && r.rounds_ok > 0) {
         notes.push(format!(
-            "{} c={} {}: {} of {} rounds failed, the last: {}",
+            "{} c={}{} {}: {} of {} rounds failed, the last: {}",
             r.peer,
             r.connections,
+            r.streams.map(|s| format!(" s={s}")).unwrap_or_default(),
             r.phase,
             r.rounds_failed,
             r.rounds_failed + r.rounds_ok,
@@ -236,6 +255,7 @@ pub fn run(args: &ScenarioArgs) -> Result<(), BenchError> {
         print!("{}", summary.text(s.load.mode));
     }
     drop(tls_backend);
+    drop(h1_backend);
     drop(backend);
     drop(work);
     Ok(())
@@ -276,18 +296,18 @@ fn roots(exe: &Path) -> Vec<PathBuf> {
     roots
 }
 
-/// `strait-bench serve …` on the backend CPUs, ready to answer; with `tls`, terminating it.
+/// `strait-bench serve KIND …` on the backend CPUs, ready to answer; with `tls`, terminating it.
 fn start_backend(
     s: &Scenario,
+    kind: BackendKind,
     exe: &Path,
     work: &Path,
     place: &Placement,
     port: u16,
     tls: Option<&TlsFiles>,
 ) -> Result<Spawned, BenchError> {
-    let kind = s.backend_kind();
     let mut args = vec!["serve".to_string(), kind.name().to_string()];
-    if kind == BackendKind::Http {
+    if matches!(kind, BackendKind::Http | BackendKind::H2) {
         args.extend(["--size".into(), s.backend.size.to_string()]);
     }
     if let Some(t) = tls {
@@ -306,7 +326,11 @@ fn start_backend(
         "--cpus".into(),
         peers::cpu_list(&place.backend),
     ]);
-    let name = if tls.is_some() { "backend-tls" } else { "backend" };
+    let name = match (tls, kind) {
+        (Some(_), _) => "backend-tls",
+        (None, BackendKind::Http) if s.load.mode == Mode::H2 => "backend-h1",
+        _ => "backend",
+    };
     let fail = |msg: String| BenchError::Process { name: name.into(), msg };
     let mut backend =
         Spawned::start(name, exe, &args, &place.backend, work.join(format!("{name}.log"))).map_err(fail)?;
@@ -345,13 +369,13 @@ fn measure(
     plan: &load::Plan,
     proxy: Option<&Spawned>,
     addr: SocketAddr,
-    connections: usize,
+    point: Point,
     rate: Option<f64>,
     args: &[String],
 ) -> Result<Measure, String> {
     // A separate run, so the CPU counted below matches the operations the report counts.
     if !s.warmup.is_zero() {
-        plan.run(&plan.args(addr, connections, s.warmup, rate), s.warmup, || {})?;
+        plan.run(&plan.args(addr, point, s.warmup, rate), s.warmup, || {})?;
     }
     let cpu = || proxy.map(|p| procfs::cpu_seconds(&procfs::tree(p.pid())));
     let memory = || proxy.map(|p| procfs::memory(&procfs::tree(p.pid())));

@@ -27,7 +27,7 @@ pub struct RequestEdits<'a> {
     /// when there is none. Empty: leave the client's lines untouched.
     pub x_forwarded_for_append: &'a str,
     /// Replaces `x-request-id` when `Some`; `None` keeps the client's.
-    pub request_id: Option<&'a str>,
+    pub request_id: Option<&'a [u8]>,
     /// Written as `x-envoy-external-address` when `Some` (client `x-envoy-*` are always
     /// stripped).
     pub x_envoy_external_address: Option<&'a str>,
@@ -289,7 +289,7 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
         put_header(out, b"x-forwarded-proto", edits.x_forwarded_proto.as_bytes());
     }
     if let Some(id) = edits.request_id {
-        put_header(out, b"x-request-id", id.as_bytes());
+        put_header(out, b"x-request-id", id);
     }
     if let Some(c) = edits.x_forwarded_client_cert {
         put_header(out, b"x-forwarded-client-cert", c.as_bytes());

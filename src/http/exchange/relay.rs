@@ -162,8 +162,11 @@ impl<C: Client> Exchange<'_, C> {
     ) -> Result<Relayed, Failure> {
         let Source { buf, src } = from;
         loop {
-            // As for requests: the parsed head and its slots end before any await.
-            let start = {
+            // As for requests: the parsed head and its slots end before any await. Nothing to
+            // parse before the first read (the buffer is empty then on every request).
+            let start = if buf.is_empty() {
+                None
+            } else {
                 let mut slots = HeaderSlots::new();
                 let data = buf.data();
                 match codec::parse_response(data, &mut slots, meta.is_head, &Limits::default()) {

@@ -254,3 +254,19 @@ fn a_grpc_request_gets_its_local_answers_as_grpc_answers() {
     assert!(!p.meta.grpc, "grpc-web is not gRPC");
     assert_eq!(p.local, Some((418, DIRECT)));
 }
+
+#[test]
+fn request_ids_are_v4_uuids_as_uuid_writes_them() {
+    let draws =
+        [(0, 0, 0, 0), (u32::MAX, u32::MAX, u32::MAX, u32::MAX), (0x0123_4567, 0x89ab_cdef, 0xfedc_ba98, 0x7654_3210)];
+    for (a, b, c, d) in draws {
+        let id = RequestId::new(a, b, c, d);
+        let mut bytes = [0u8; 16];
+        for (i, w) in [a, b, c, d].into_iter().enumerate() {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        let want = uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string();
+        assert_eq!(id.as_str(), want);
+        assert_eq!(uuid::Uuid::parse_str(id.as_str()).unwrap().get_version_num(), 4);
+    }
+}

@@ -1,4 +1,4 @@
-//! One load run: `strait-bench http|tcp|tls … --json` as a subprocess on the load CPUs,
+//! One load run: `strait-bench http|tcp|tls|h2|grpc … --json` as a subprocess on the load CPUs,
 //! bounded in time, its report read back.
 
 use std::net::SocketAddr;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::model::Mode;
+use super::model::{Mode, Point};
 use super::peers::{cpu_list, pin};
 use crate::cli::Cpus;
 use crate::report::Report;
@@ -33,7 +33,7 @@ pub struct Plan {
 
 impl Plan {
     /// The arguments of one run against `addr`.
-    pub fn args(&self, addr: SocketAddr, connections: usize, duration: Duration, rate: Option<f64>) -> Vec<String> {
+    pub fn args(&self, addr: SocketAddr, point: Point, duration: Duration, rate: Option<f64>) -> Vec<String> {
         let mut args: Vec<String> = match self.mode {
             Mode::Http => vec!["http".into(), format!("http://{addr}{}", self.path)],
             Mode::TcpThroughput | Mode::TcpEcho => {
@@ -44,7 +44,13 @@ impl Plan {
                 let mode = self.mode.name().trim_start_matches("tls-");
                 vec!["tls".into(), format!("https://{addr}{}", self.path), "--mode".into(), mode.into(), "-k".into()]
             }
+            Mode::H2 => vec!["h2".into(), format!("http://{addr}{}", self.path)],
+            // The harness's own unary method, which `serve h2` answers.
+            Mode::Grpc => vec!["grpc".into(), format!("http://{addr}/")],
         };
+        if let Some(s) = point.per_connection() {
+            args.extend(["-s".into(), s.to_string()]);
+        }
         if let Some(p) = self.pipeline {
             args.extend(["--pipeline".into(), p.to_string()]);
         }
@@ -59,7 +65,7 @@ impl Plan {
         }
         args.extend([
             "-c".into(),
-            connections.to_string(),
+            point.connections.to_string(),
             "-t".into(),
             self.threads.to_string(),
             "-d".into(),
@@ -140,21 +146,27 @@ mod tests {
     fn arguments_per_mode() {
         let addr: SocketAddr = "127.0.0.1:9000".parse().unwrap();
         let d = Duration::from_secs(2);
+        let c = |connections| Point { connections, streams: None };
         let mut http = plan(Mode::Http);
         http.headers = vec!["Host: vs-9.bench.local".into()];
         assert_eq!(
-            http.args(addr, 64, d, Some(15_000.4)).join(" "),
+            http.args(addr, c(64), d, Some(15_000.4)).join(" "),
             "http http://127.0.0.1:9000/ -R 15000 -H Host: vs-9.bench.local -c 64 -t 1 -d 2s --timeout 5s --cpus 1 \
              --json --quiet"
         );
         let mut tcp = plan(Mode::TcpThroughput);
         tcp.size = Some(65536);
         assert!(tcp
-            .args(addr, 1, d, None)
+            .args(addr, c(1), d, None)
             .join(" ")
             .starts_with("tcp 127.0.0.1:9000 --mode throughput --size 65536 -c 1"));
-        let tls = plan(Mode::TlsFull).args(addr, 16, Duration::from_millis(1500), None).join(" ");
+        let tls = plan(Mode::TlsFull).args(addr, c(16), Duration::from_millis(1500), None).join(" ");
         assert!(tls.starts_with("tls https://127.0.0.1:9000/ --mode full -k -c 16 -t 1 -d 1s 500ms"), "{tls}");
+        let streams = Point { connections: 8, streams: Some(256) };
+        let h2 = plan(Mode::H2).args(addr, streams, d, None).join(" ");
+        assert!(h2.starts_with("h2 http://127.0.0.1:9000/ -s 32 -c 8 -t 1 -d 2s"), "{h2}");
+        let grpc = plan(Mode::Grpc).args(addr, Point { connections: 1, streams: Some(16) }, d, None).join(" ");
+        assert!(grpc.starts_with("grpc http://127.0.0.1:9000/ -s 16 -c 1 -t 1"), "{grpc}");
     }
 
     #[test]

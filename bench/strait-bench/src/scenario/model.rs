@@ -14,14 +14,17 @@
 //!   backend: 1                      # default: the second (the first if there is one)
 //!   load: 1                         # default: as backend
 //! backend:
-//!   kind: http                      # http (serve http), sink or echo (serve sink|echo);
-//!                                   # default: what load.mode needs
+//!   kind: http                      # http (serve http), h2 (serve h2), sink or echo
+//!                                   # (serve sink|echo); default: what load.mode needs
 //!   size: 5                         # HTTP answer body: bytes, or "64KiB", "1MiB"
 //!   threads: 1
 //! load:
 //!   mode: http                      # http | tcp-throughput | tcp-echo | tls-full |
-//!                                   # tls-resumed | tls-requests
+//!                                   # tls-resumed | tls-requests | h2 | grpc (h2c with
+//!                                   # prior knowledge; grpc: unary calls)
 //!   connections: [16, 64, 256]      # one table row per peer and count
+//!   streams: [16, 64, 256]          # h2 and grpc: concurrent streams in all, spread evenly
+//!                                   # over each connection count (a row per pair)
 //!   threads: 1                      # load threads, spread over cpus.load
 //!   pipeline: 1                     # http: requests in flight per connection
 //!   path: /                         # http and tls: the request path
@@ -171,6 +174,7 @@ impl CpuPlan {
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     Http,
+    H2,
     Sink,
     Echo,
 }
@@ -179,6 +183,7 @@ impl BackendKind {
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Http => "http",
+            BackendKind::H2 => "h2",
             BackendKind::Sink => "sink",
             BackendKind::Echo => "echo",
         }
@@ -210,6 +215,8 @@ pub enum Mode {
     TlsFull,
     TlsResumed,
     TlsRequests,
+    H2,
+    Grpc,
 }
 
 impl Mode {
@@ -221,6 +228,8 @@ impl Mode {
             Mode::TlsFull => "tls-full",
             Mode::TlsResumed => "tls-resumed",
             Mode::TlsRequests => "tls-requests",
+            Mode::H2 => "h2",
+            Mode::Grpc => "grpc",
         }
     }
 
@@ -229,6 +238,7 @@ impl Mode {
         match self {
             Mode::TcpThroughput => BackendKind::Sink,
             Mode::TcpEcho => BackendKind::Echo,
+            Mode::H2 | Mode::Grpc => BackendKind::H2,
             _ => BackendKind::Http,
         }
     }
@@ -239,6 +249,11 @@ impl Mode {
 
     pub fn is_tcp(self) -> bool {
         matches!(self, Mode::TcpThroughput | Mode::TcpEcho)
+    }
+
+    /// HTTP/2 to the proxy (and from the proxy where it can: see `peers`).
+    pub fn is_h2(self) -> bool {
+        matches!(self, Mode::H2 | Mode::Grpc)
     }
 }
 
@@ -286,6 +301,8 @@ pub struct Load {
     pub mode: Mode,
     #[serde(default = "default_connections")]
     pub connections: Vec<usize>,
+    #[serde(default)]
+    pub streams: Vec<usize>,
     #[serde(default = "one")]
     pub threads: usize,
     pub pipeline: Option<usize>,
@@ -304,6 +321,7 @@ impl Default for Load {
         Load {
             mode: default_mode(),
             connections: default_connections(),
+            streams: Vec::new(),
             threads: 1,
             pipeline: None,
             path: None,
@@ -367,6 +385,21 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// The load points, a table row each: connections, and for HTTP/2 the concurrent streams
+    /// in all over them (each connection count with each stream count).
+    pub fn points(&self) -> Vec<Point> {
+        let mut points = Vec::new();
+        for &connections in &self.load.connections {
+            match self.load.mode.is_h2() {
+                // One stream per connection unless the file says otherwise.
+                true if self.load.streams.is_empty() => points.push(Point { connections, streams: Some(connections) }),
+                true => points.extend(self.load.streams.iter().map(|&s| Point { connections, streams: Some(s) })),
+                false => points.push(Point { connections, streams: None }),
+            }
+        }
+        points
+    }
+
     /// The backend `load.mode` needs, unless `backend.kind` names another.
     pub fn backend_kind(&self) -> BackendKind {
         self.backend.kind.unwrap_or(self.load.mode.backend())
@@ -407,6 +440,13 @@ impl Scenario {
         if self.load.connections.is_empty() {
             return Err("load.connections: name at least one connection count".into());
         }
+        only("load.streams", !self.load.streams.is_empty(), mode.is_h2(), "h2 and grpc")?;
+        for &s in &self.load.streams {
+            positive("load.streams", s)?;
+            if let Some(c) = self.load.connections.iter().find(|c| s % **c != 0) {
+                return Err(format!("load.streams: {s} streams do not spread evenly over {c} connections"));
+            }
+        }
         if let Some(c) = self.load.connections.iter().find(|c| **c < self.load.threads) {
             return Err(format!("load.connections: {c} is fewer than load.threads ({})", self.load.threads));
         }
@@ -420,8 +460,8 @@ impl Scenario {
         if let Some(h) = self.load.headers.iter().find(|h| !h.contains(':')) {
             return Err(format!("load.headers: `{h}`: expected `Name: value`"));
         }
-        only("load.rate", self.load.rate.is_some(), http, "http")?;
-        only("load.path", self.load.path.is_some(), http || mode.is_tls(), "http and tls-*")?;
+        only("load.rate", self.load.rate.is_some(), http || mode.is_h2(), "http, h2 and grpc")?;
+        only("load.path", self.load.path.is_some(), http || mode.is_tls() || mode == Mode::H2, "http, h2 and tls-*")?;
         if let Some(p) = self.load.path.as_ref().filter(|p| !p.starts_with('/')) {
             return Err(format!("load.path: `{p}` must start with /"));
         }
@@ -429,6 +469,21 @@ impl Scenario {
         positive("load.size", self.load.size.unwrap_or(1))?;
         only("proxy.virtual_hosts", self.proxy.virtual_hosts > 1, http, "http")?;
         Ok(())
+    }
+}
+
+/// One load point: a table row per peer (and phase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    pub connections: usize,
+    /// HTTP/2: concurrent streams in all, `connections` of them at least.
+    pub streams: Option<usize>,
+}
+
+impl Point {
+    /// Concurrent streams on each connection.
+    pub fn per_connection(self) -> Option<usize> {
+        self.streams.map(|s| s / self.connections)
     }
 }
 
@@ -579,11 +634,30 @@ mod tests {
             ("name: x\nload: {headers: [nocolon]}", "load.headers: `nocolon`"),
             ("name: x\nbackend: {kind: sink}", "backend.kind: load.mode http needs a http backend"),
             ("name: x\nload: {mode: tls-full}\nproxy: {virtual_hosts: 2}", "proxy.virtual_hosts: only for"),
+            ("name: x\nload: {streams: [16]}", "load.streams: only for load.mode h2 and grpc, not http"),
+            ("name: x\nload: {mode: h2, connections: [8], streams: [12]}", "load.streams: 12 streams do not spread"),
+            ("name: x\nload: {mode: grpc, streams: [0]}", "load.streams: must be at least 1"),
+            ("name: x\nload: {mode: grpc, path: /x}", "load.path: only for load.mode http, h2 and tls-*"),
         ];
         for (yaml, want) in cases {
             let err = Scenario::parse(yaml).unwrap_err();
             assert!(err.contains(want), "{yaml:?}: {err}");
         }
+    }
+
+    #[test]
+    fn http2_points_pair_connections_with_streams() {
+        let s = Scenario::parse("name: x\nload: {mode: h2, connections: [1, 8], streams: [16, 64]}").unwrap();
+        assert_eq!(s.backend_kind(), BackendKind::H2);
+        let points: Vec<_> = s.points().iter().map(|p| (p.connections, p.streams, p.per_connection())).collect();
+        assert_eq!(
+            points,
+            [(1, Some(16), Some(16)), (1, Some(64), Some(64)), (8, Some(16), Some(2)), (8, Some(64), Some(8))]
+        );
+        let grpc = Scenario::parse("name: x\nload: {mode: grpc, connections: [4]}").unwrap();
+        assert_eq!(grpc.points(), [Point { connections: 4, streams: Some(4) }]);
+        let http = Scenario::parse("name: x\nload: {connections: [16, 64]}").unwrap();
+        assert_eq!(http.points()[1], Point { connections: 64, streams: None });
     }
 
     #[test]

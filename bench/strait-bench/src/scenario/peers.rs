@@ -241,6 +241,9 @@ pub struct Setup<'a> {
     pub workers: usize,
     pub virtual_hosts: usize,
     pub backend_port: u16,
+    /// h2 mode: an HTTP/1.1 backend answering as the HTTP/2 one, for nginx, which proxies to
+    /// HTTP/1.1 only (`grpc_pass` aside).
+    pub h1_backend_port: Option<u16>,
     pub tls: Option<&'a TlsFiles>,
     pub strait_args: &'a [String],
 }
@@ -279,6 +282,7 @@ pub fn proxy_args(peer: PeerName, setup: &Setup, dir: &Path, port: u16) -> Resul
         ("KEY", key.as_str()),
     ];
     let tcp = setup.mode.is_tcp();
+    let h2 = setup.mode.is_h2();
     let n = setup.virtual_hosts;
     let hosts = |catch_all: &str| -> Vec<(String, String)> {
         if n == 1 {
@@ -299,7 +303,15 @@ pub fn proxy_args(peer: PeerName, setup: &Setup, dir: &Path, port: u16) -> Resul
                 let gateway =
                     if tls.is_some() { templates::STRAIT_GATEWAY_HTTPS } else { templates::STRAIT_GATEWAY_HTTP };
                 file("gateway.yaml", render(gateway, &common))?;
-                file("serviceentry.yaml", render(templates::STRAIT_SERVICE_ENTRY, &common))?;
+                // HTTP/2 upstreams where the mode is HTTP/2, as a ServiceEntry port's protocol
+                // chooses them in Istio.
+                let protocol = match setup.mode {
+                    Mode::H2 => "HTTP2",
+                    Mode::Grpc => "GRPC",
+                    _ => "HTTP",
+                };
+                let vars = [("PROTOCOL", protocol)];
+                file("serviceentry.yaml", render(templates::STRAIT_SERVICE_ENTRY, &[&common[..], &vars[..]].concat()))?;
                 let routes: String = hosts("*")
                     .iter()
                     .map(|(name, host)| {
@@ -326,7 +338,16 @@ pub fn proxy_args(peer: PeerName, setup: &Setup, dir: &Path, port: u16) -> Resul
                     .map(|(name, host)| render(templates::ENVOY_VIRTUAL_HOST, &[("NAME", name), ("HOST", host)]))
                     .collect();
                 let socket = tls.map(|_| render(templates::ENVOY_TRANSPORT_SOCKET, &common)).unwrap_or_default();
-                let vars = [("VIRTUAL_HOSTS", hosts.trim_end()), ("TRANSPORT_SOCKET", socket.trim_end())];
+                let (codec, upstream) = match h2 {
+                    true => ("HTTP2", templates::ENVOY_UPSTREAM_H2),
+                    false => ("HTTP1", ""),
+                };
+                let vars = [
+                    ("VIRTUAL_HOSTS", hosts.trim_end()),
+                    ("TRANSPORT_SOCKET", socket.trim_end()),
+                    ("CODEC", codec),
+                    ("UPSTREAM_PROTOCOL", upstream.trim_end()),
+                ];
                 render(templates::ENVOY_HTTP, &[&common[..], &vars[..]].concat())
             };
             let file = write("envoy.yaml", config)?;
@@ -347,8 +368,16 @@ pub fn proxy_args(peer: PeerName, setup: &Setup, dir: &Path, port: u16) -> Resul
                 let tmp = dir.join("tmp");
                 fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
                 // Listen options may be given once per address: on the first server.
-                let first =
-                    if tls.is_some() { " default_server backlog=4096 ssl" } else { " default_server backlog=4096" };
+                let first = match (tls.is_some(), h2) {
+                    (true, _) => " default_server backlog=4096 ssl",
+                    // h2c with prior knowledge (nginx 1.22: `http2` on a plain listen).
+                    (false, true) => " default_server backlog=4096 http2",
+                    (false, false) => " default_server backlog=4096",
+                };
+                let pass = match setup.mode {
+                    Mode::Grpc => "grpc_pass grpc://backend_local",
+                    _ => "proxy_pass http://backend_local",
+                };
                 let servers: String = hosts("_")
                     .iter()
                     .enumerate()
@@ -356,12 +385,23 @@ pub fn proxy_args(peer: PeerName, setup: &Setup, dir: &Path, port: u16) -> Resul
                         let options = if i == 0 { first } else { "" };
                         render(
                             templates::NGINX_SERVER,
-                            &[("PROXY_PORT", port.as_str()), ("LISTEN_OPTIONS", options), ("HOST", host)],
+                            &[
+                                ("PROXY_PORT", port.as_str()),
+                                ("LISTEN_OPTIONS", options),
+                                ("HOST", host),
+                                ("PASS", pass),
+                            ],
                         )
                     })
                     .collect();
                 let tls_lines = tls.map(|_| render(templates::NGINX_TLS, &common)).unwrap_or_default();
-                let vars = [("SERVERS", servers.trim_end()), ("TLS", tls_lines.trim_end())];
+                let upstream = setup.h1_backend_port.filter(|_| setup.mode == Mode::H2).unwrap_or(setup.backend_port);
+                let upstream = upstream.to_string();
+                let vars = [
+                    ("SERVERS", servers.trim_end()),
+                    ("TLS", tls_lines.trim_end()),
+                    ("UPSTREAM_PORT", upstream.as_str()),
+                ];
                 render(templates::NGINX_HTTP, &[&common[..], &vars[..]].concat())
             };
             let file = write("nginx.conf", config)?;
@@ -379,8 +419,13 @@ pub fn proxy_args(peer: PeerName, setup: &Setup, dir: &Path, port: u16) -> Resul
                     let map = write("hosts.map", map)?;
                     format!("use_backend %[req.hdr(host),lower,map({map})]")
                 };
-                let bind = tls.map(|_| format!(" ssl crt {cert_and_key} alpn http/1.1")).unwrap_or_default();
-                let vars = [("ROUTE", route.as_str()), ("BIND_OPTIONS", bind.as_str())];
+                let bind = match (tls, h2) {
+                    (Some(_), _) => format!(" ssl crt {cert_and_key} alpn http/1.1"),
+                    (None, true) => " proto h2".to_string(),
+                    (None, false) => String::new(),
+                };
+                let server = if h2 { " proto h2" } else { "" };
+                let vars = [("ROUTE", route.as_str()), ("BIND_OPTIONS", bind.as_str()), ("SERVER_OPTIONS", server)];
                 render(templates::HAPROXY_HTTP, &[&common[..], &vars[..]].concat())
             };
             let file = write("haproxy.cfg", config)?;
@@ -399,6 +444,7 @@ mod templates {
     pub const ENVOY_HTTP: &str = include_str!("templates/envoy/http.yaml");
     pub const ENVOY_VIRTUAL_HOST: &str = include_str!("templates/envoy/virtual-host.yaml");
     pub const ENVOY_TRANSPORT_SOCKET: &str = include_str!("templates/envoy/transport-socket.yaml");
+    pub const ENVOY_UPSTREAM_H2: &str = include_str!("templates/envoy/upstream-h2.yaml");
     pub const ENVOY_TCP: &str = include_str!("templates/envoy/tcp.yaml");
     pub const NGINX_HTTP: &str = include_str!("templates/nginx/http.conf");
     pub const NGINX_SERVER: &str = include_str!("templates/nginx/server.conf");
@@ -432,7 +478,15 @@ mod tests {
     use super::*;
 
     fn setup(mode: Mode, virtual_hosts: usize, tls: Option<&TlsFiles>) -> Setup<'_> {
-        Setup { mode, workers: 2, virtual_hosts, backend_port: 9001, tls, strait_args: &[] }
+        Setup {
+            mode,
+            workers: 2,
+            virtual_hosts,
+            backend_port: 9001,
+            h1_backend_port: Some(9002),
+            tls,
+            strait_args: &[],
+        }
     }
 
     fn scratch(name: &str) -> PathBuf {
@@ -453,7 +507,15 @@ mod tests {
     fn every_config_renders() {
         let dir = scratch("render");
         let tls = TlsFiles::create(&dir).unwrap();
-        for (mode, hosts) in [(Mode::Http, 1), (Mode::Http, 3), (Mode::TlsFull, 1), (Mode::TcpThroughput, 1)] {
+        let modes = [
+            (Mode::Http, 1),
+            (Mode::Http, 3),
+            (Mode::TlsFull, 1),
+            (Mode::TcpThroughput, 1),
+            (Mode::H2, 1),
+            (Mode::Grpc, 1),
+        ];
+        for (mode, hosts) in modes {
             for peer in PeerName::ALL {
                 let peer_dir = dir.join(format!("{peer}-{}-{hosts}", mode.name()));
                 fs::create_dir_all(&peer_dir).unwrap();
@@ -484,6 +546,17 @@ mod tests {
         assert!(nginx.contains("ssl_protocols TLSv1.2 TLSv1.3;"), "every peer offers TLS 1.3: {nginx}");
         let envoy = fs::read_to_string(dir.join("envoy-tls-full-1/envoy.yaml")).unwrap();
         assert!(envoy.contains("DownstreamTlsContext"));
+        // HTTP/2 both sides where the peer can; nginx h2 downstream, to HTTP/1.1 or by grpc_pass.
+        let envoy = fs::read_to_string(dir.join("envoy-h2-1/envoy.yaml")).unwrap();
+        assert!(envoy.contains("codec_type: HTTP2") && envoy.contains("http2_protocol_options"), "{envoy}");
+        let nginx = fs::read_to_string(dir.join("nginx-h2-1/nginx.conf")).unwrap();
+        assert!(nginx.contains("backlog=4096 http2;") && nginx.contains("127.0.0.1:9002;"), "{nginx}");
+        let nginx = fs::read_to_string(dir.join("nginx-grpc-1/nginx.conf")).unwrap();
+        assert!(nginx.contains("grpc_pass grpc://backend_local;") && nginx.contains("127.0.0.1:9001;"), "{nginx}");
+        let haproxy = fs::read_to_string(dir.join("haproxy-grpc-1/haproxy.cfg")).unwrap();
+        assert!(haproxy.contains("9000 proto h2") && haproxy.contains("9001 proto h2"), "{haproxy}");
+        let strait = fs::read_to_string(dir.join("strait-grpc-1/config/serviceentry.yaml")).unwrap();
+        assert!(strait.contains("protocol: GRPC"), "{strait}");
         let haproxy = fs::read_to_string(dir.join("haproxy-http-3/haproxy.cfg")).unwrap();
         assert!(haproxy.contains("map(") && dir.join("haproxy-http-3/hosts.map").exists());
         fs::remove_dir_all(&dir).unwrap();

@@ -1,9 +1,10 @@
-//! From runs to the comparison: one row per peer, connection count and phase, each figure the
-//! median of the rounds that worked, printed as a table or one JSON document.
+//! From runs to the comparison: one row per peer, load point (connections, and HTTP/2's
+//! streams) and phase, each figure the median of the rounds that worked, printed as a table or
+//! one JSON document.
 
 use serde::Serialize;
 
-use super::model::{Mode, PeerName};
+use super::model::{Mode, PeerName, Point};
 use super::procfs::Memory;
 use crate::report::{human_us, Report};
 
@@ -27,7 +28,7 @@ impl Phase {
 #[derive(Debug, Clone)]
 pub struct Run {
     pub peer: PeerName,
-    pub connections: usize,
+    pub point: Point,
     pub phase: Phase,
     pub outcome: Result<Measure, String>,
 }
@@ -122,6 +123,8 @@ pub fn median(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
 pub struct Row {
     pub peer: String,
     pub connections: usize,
+    /// HTTP/2: concurrent streams in all.
+    pub streams: Option<usize>,
     /// `closed` or `open`.
     pub phase: &'static str,
     /// The open loop's target rate per second.
@@ -140,26 +143,33 @@ pub struct Row {
     pub errors: u64,
     /// Closed loop: throughput over direct's; open loop: p99 over direct's.
     pub vs_direct: Option<f64>,
+    /// Strait's CPU per operation over this peer's (the other proxies' rows only): under 1,
+    /// Strait spends less.
+    pub strait_cpu_ratio: Option<f64>,
     pub rounds_ok: usize,
     pub rounds_failed: usize,
     /// Why the last failed round failed.
     pub failure: Option<String>,
 }
 
-/// The rows, in peer order, then connection count, then phase.
-pub fn rows(runs: &[Run], peers: &[PeerName], connections: &[usize], phases: &[Phase], mode: Mode) -> Vec<Row> {
-    let ok = |peer: PeerName, c: usize, phase: Phase| -> Vec<&Measure> {
+/// The rows, in peer order, then load point, then phase.
+pub fn rows(runs: &[Run], peers: &[PeerName], points: &[Point], phases: &[Phase], mode: Mode) -> Vec<Row> {
+    let ok = |peer: PeerName, c: Point, phase: Phase| -> Vec<&Measure> {
         runs.iter()
-            .filter(|r| r.peer == peer && r.connections == c && r.phase == phase)
+            .filter(|r| r.peer == peer && r.point == c && r.phase == phase)
             .filter_map(|r| r.outcome.as_ref().ok())
             .collect()
     };
+    let timed = mode != Mode::TcpThroughput;
+    let cpu = |peer: PeerName, c: Point, phase: Phase| {
+        median(ok(peer, c, phase).iter().map(|m| m.cpu_us_per_op())).filter(|_| timed)
+    };
     let mut rows = Vec::new();
     for &peer in peers {
-        for &c in connections {
+        for &c in points {
             for &phase in phases {
                 let these: Vec<&Run> =
-                    runs.iter().filter(|r| r.peer == peer && r.connections == c && r.phase == phase).collect();
+                    runs.iter().filter(|r| r.peer == peer && r.point == c && r.phase == phase).collect();
                 if these.is_empty() {
                     continue;
                 }
@@ -176,22 +186,28 @@ pub fn rows(runs: &[Run], peers: &[PeerName], connections: &[usize], phases: &[P
                     Phase::Open => median(direct.iter().map(|m| m.p99_us)).zip(p99).map(|(d, p)| p / d),
                 }
                 .filter(|r| r.is_finite() && peer != PeerName::Direct);
-                let timed = mode != Mode::TcpThroughput;
+                let strait_cpu_ratio = match peer {
+                    PeerName::Direct | PeerName::Strait => None,
+                    _ => cpu(PeerName::Strait, c, phase).zip(cpu(peer, c, phase)).map(|(s, p)| s / p),
+                }
+                .filter(|r| r.is_finite());
                 rows.push(Row {
                     peer: peer.name().to_string(),
-                    connections: c,
+                    connections: c.connections,
+                    streams: c.streams,
                     phase: phase.name(),
                     rate: med(&|m| m.rate),
                     ops_per_second: med(&|m| Some(m.ops_per_second)).filter(|_| timed),
                     gbit_per_second: med(&|m| Some(m.bytes_per_second * 8.0 / 1e9)),
                     p50_us: med(&|m| m.p50_us),
                     p99_us: p99,
-                    cpu_us_per_op: med(&|m| m.cpu_us_per_op()).filter(|_| timed),
+                    cpu_us_per_op: cpu(peer, c, phase),
                     cpu_s_per_gb: med(&|m| m.cpu_s_per_gb()),
                     rss_mib: mib(|m| m.rss_kib),
                     pss_mib: mib(|m| m.pss_kib),
                     errors: good.iter().map(|m| m.errors).sum(),
                     vs_direct,
+                    strait_cpu_ratio,
                     rounds_ok: good.len(),
                     rounds_failed: these.len() - good.len(),
                     failure: these.iter().rev().find_map(|r| r.outcome.as_ref().err().cloned()),
@@ -261,7 +277,11 @@ impl Summary {
         );
         let open = self.rows.iter().any(|r| r.phase == "open");
         let bulk = mode == Mode::TcpThroughput;
+        let streams = self.rows.iter().any(|r| r.streams.is_some());
         let mut header = vec!["peer", "conns"];
+        if streams {
+            header.push("streams");
+        }
         if open {
             header.push("run");
         }
@@ -272,11 +292,17 @@ impl Summary {
             "p99",
             if bulk { "CPU s/GB" } else { cpu_unit(mode) },
         ]);
+        if !bulk {
+            header.push("strait/this CPU");
+        }
         header.extend(["RSS MiB", "PSS MiB", "errors"]);
         let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
         let mut failed = Vec::new();
         for r in &self.rows {
             let mut cells = vec![r.peer.clone(), r.connections.to_string()];
+            if streams {
+                cells.push(r.streams.map(|s| s.to_string()).unwrap_or_default());
+            }
             if open {
                 cells.push(match r.rate {
                     Some(rate) if r.phase == "open" => format!("open {}/s", thousands(rate)),
@@ -304,6 +330,11 @@ impl Summary {
                 r.p50_us.map(human_us).unwrap_or_else(dash),
                 r.p99_us.map(human_us).unwrap_or_else(dash),
                 cpu.unwrap_or_else(dash),
+            ]);
+            if !bulk {
+                cells.push(r.strait_cpu_ratio.map(|v| format!("{v:.2}")).unwrap_or_else(dash));
+            }
+            cells.extend([
                 r.rss_mib.map(|m| format!("{m:.1}")).unwrap_or_else(dash),
                 r.pss_mib.map(|m| format!("{m:.1}")).unwrap_or_else(dash),
                 r.errors.to_string(),
@@ -330,7 +361,7 @@ impl Summary {
                 .map(|(i, c)| match i {
                     _ if failed.contains(&n) && i + 1 == cells.len() => c.clone(),
                     0 => format!("{c:<w$}", w = widths[i]),
-                    _ if open && i == 2 => format!("{c:<w$}", w = widths[i]),
+                    _ if open && i == 2 + usize::from(streams) => format!("{c:<w$}", w = widths[i]),
                     _ => format!("{c:>w$}", w = widths[i]),
                 })
                 .collect();
@@ -340,10 +371,11 @@ impl Summary {
         out += &format!(
             "\n{} and p50/p99 as the load measured them; CPU is the proxy's user+system time over the run (every \
              process and thread, from /proc) divided by the {}; RSS and PSS the most seen during the run; vs direct \
-             is {} over the run with no proxy.\n",
+             is {} over the run with no proxy{}.\n",
             throughput_unit(mode),
             if bulk { "gigabytes moved" } else { "operations" },
             if open { "throughput (closed loop) or p99 (open loop)" } else { "throughput" },
+            if bulk { "" } else { "; strait/this CPU is Strait's median CPU per operation over this peer's" },
         );
         if !self.notes.is_empty() {
             out += "\nnotes:\n";
@@ -362,7 +394,8 @@ impl Summary {
 
 fn throughput_unit(mode: Mode) -> &'static str {
     match mode {
-        Mode::Http | Mode::TlsRequests => "req/s",
+        Mode::Http | Mode::TlsRequests | Mode::H2 => "req/s",
+        Mode::Grpc => "calls/s",
         Mode::TcpThroughput => "Gbit/s",
         Mode::TcpEcho => "echoes/s",
         Mode::TlsFull | Mode::TlsResumed => "handshakes/s",
@@ -371,7 +404,8 @@ fn throughput_unit(mode: Mode) -> &'static str {
 
 fn cpu_unit(mode: Mode) -> &'static str {
     match mode {
-        Mode::Http | Mode::TlsRequests => "CPU µs/req",
+        Mode::Http | Mode::TlsRequests | Mode::H2 => "CPU µs/req",
+        Mode::Grpc => "CPU µs/call",
         Mode::TcpEcho => "CPU µs/echo",
         _ => "CPU µs/handshake",
     }
@@ -433,7 +467,7 @@ mod tests {
         let memory = cpu.map(|_| Memory { rss_kib: 10240, pss_kib: 5120 });
         Run {
             peer,
-            connections: 16,
+            point: Point { connections: 16, streams: None },
             phase: Phase::Closed,
             outcome: Measure::new(&report(ops, 0), Mode::Http, cpu, memory, None),
         }
@@ -468,10 +502,11 @@ mod tests {
         ];
         runs.push(Run { outcome: Err("exit status: 1".into()), ..run(PeerName::Strait, 1, None) });
         runs.push(Run { outcome: Err("not ready".into()), ..run(PeerName::Nginx, 1, None) });
-        let peers = [PeerName::Direct, PeerName::Strait, PeerName::Nginx];
-        let rows = rows(&runs, &peers, &[16], &[Phase::Closed], Mode::Http);
-        assert_eq!(rows.len(), 3);
-        let (direct, strait, nginx) = (&rows[0], &rows[1], &rows[2]);
+        runs.push(run(PeerName::Envoy, 10_000, Some(0.4)));
+        let peers = [PeerName::Direct, PeerName::Strait, PeerName::Nginx, PeerName::Envoy];
+        let rows = rows(&runs, &peers, &[Point { connections: 16, streams: None }], &[Phase::Closed], Mode::Http);
+        assert_eq!(rows.len(), 4);
+        let (direct, strait, nginx, envoy) = (&rows[0], &rows[1], &rows[2], &rows[3]);
         assert_eq!(direct.ops_per_second, Some(25_000.0));
         assert_eq!(direct.vs_direct, None);
         assert_eq!(direct.cpu_us_per_op, None);
@@ -482,6 +517,8 @@ mod tests {
         assert_eq!((strait.rounds_ok, strait.rounds_failed), (2, 1));
         assert_eq!(nginx.rounds_ok, 0);
         assert_eq!(nginx.failure.as_deref(), Some("not ready"));
+        // Strait's 10 µs over Envoy's 40: the ratio the issue's bar reads (≤ 0.5 of Envoy's).
+        assert_eq!((strait.strait_cpu_ratio, envoy.strait_cpu_ratio), (None, Some(0.25)));
         let summary = Summary {
             scenario: "t".into(),
             description: String::new(),
@@ -500,8 +537,29 @@ mod tests {
         };
         let text = summary.text(Mode::Http);
         assert!(text.contains("nginx      16  FAILED: not ready"), "{text}");
-        assert!(text.contains("strait     16  12,500       0.50  100µs  300µs       10.00     10.0"), "{text}");
+        assert!(
+            text.contains("strait     16  12,500       0.50  100µs  300µs       10.00                –     10.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("envoy      16   5,000       0.20  100µs  300µs       40.00             0.25     10.0"),
+            "{text}"
+        );
+        assert!(!text.contains("streams"), "no HTTP/2 column for HTTP/1.1: {text}");
         assert!(text.contains("envoy: skipped"));
+    }
+
+    #[test]
+    fn http2_rows_per_connections_and_streams() {
+        let points = [Point { connections: 1, streams: Some(16) }, Point { connections: 8, streams: Some(16) }];
+        let runs: Vec<Run> = points
+            .iter()
+            .zip([10_000, 20_000])
+            .map(|(&point, ops)| Run { point, ..run(PeerName::Strait, ops, Some(0.2)) })
+            .collect();
+        let rows = rows(&runs, &[PeerName::Strait], &points, &[Phase::Closed], Mode::H2);
+        let seen: Vec<_> = rows.iter().map(|r| (r.connections, r.streams, r.cpu_us_per_op)).collect();
+        assert_eq!(seen, [(1, Some(16), Some(20.0)), (8, Some(16), Some(10.0))]);
     }
 
     #[test]

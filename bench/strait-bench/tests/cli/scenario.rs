@@ -69,6 +69,41 @@ fn a_two_second_scenario_compares_strait_with_direct() {
 }
 
 #[test]
+fn http2_and_grpc_scenarios_run_streams_through_strait() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["h2", "grpc"] {
+        let text = format!(
+            "name: tiny-{mode}\nrounds: 1\nduration: 1s\nwarmup: 0s\npeers: [direct, strait]\n\
+             load: {{mode: {mode}, connections: [1, 2], streams: [4]}}\n"
+        );
+        let file = write(dir.path(), &format!("{mode}.yaml"), &text);
+        let work = dir.path().join(mode);
+        let out = scenario(&[&file, "--strait", &strait(), "--json", "--work-dir", &work.display().to_string()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rows = summary["rows"].as_array().unwrap();
+        let points: Vec<_> =
+            rows.iter().map(|r| (r["peer"].as_str(), r["connections"].as_u64(), r["streams"].as_u64())).collect();
+        let want = [(Some("direct"), Some(1), Some(4)), (Some("direct"), Some(2), Some(4))];
+        assert_eq!(points[..2], want, "{summary:#}");
+        for row in rows {
+            assert_eq!((row["rounds_ok"].as_u64(), row["errors"].as_u64()), (Some(1), Some(0)), "{row:#}\n{stderr}");
+        }
+        assert!(rows[3]["cpu_us_per_op"].as_f64().unwrap() > 0.0, "{summary:#}");
+        // Strait reaches the HTTP/2 backend over HTTP/2, as the ServiceEntry port's protocol says.
+        let entry = fs::read_to_string(work.join("strait/config/serviceentry.yaml")).unwrap();
+        let protocol = if mode == "h2" { "protocol: HTTP2" } else { "protocol: GRPC" };
+        assert!(entry.contains(protocol), "{entry}");
+        let load = summary["commands"].as_array().unwrap().iter().find(|c| c["what"] == "load strait c=2 s=4").cloned();
+        assert!(
+            load.is_some_and(|c| c["command"].as_str().unwrap().contains(&format!("{mode} http://"))),
+            "{summary:#}"
+        );
+    }
+}
+
+#[test]
 fn a_peer_that_fails_is_a_row_and_the_others_still_print() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "tiny.yaml", TINY);

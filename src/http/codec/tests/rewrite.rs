@@ -68,7 +68,7 @@ X-Forwarded-Proto: https\r\nX-Request-Id: client-id\r\nX-Envoyish: kept\r\n\r\n"
         s,
         &RequestEdits {
             x_forwarded_proto: "http",
-            request_id: Some("gw-id"),
+            request_id: Some(b"gw-id"),
             x_envoy_external_address: Some("7.7.7.7"),
             ..RequestEdits::default()
         },
@@ -217,7 +217,7 @@ fn rewritten_request_parses_back() {
     let edits = RequestEdits {
         path: Some("/x"),
         x_forwarded_for_append: "10.1.1.1",
-        request_id: Some("id"),
+        request_id: Some(b"id"),
         x_envoy_external_address: Some("10.1.1.1"),
         ..RequestEdits::default()
     };
