@@ -1,6 +1,7 @@
 //! The HTTP/1.1 client's half of an exchange: its request body read through the session's
 //! read window and passed up verbatim, its response heads and body written back in HTTP/1.1.
 
+use std::convert::Infallible;
 use std::io;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -10,7 +11,7 @@ use crate::buf::ReadBuf;
 use crate::http::body::{self, buffered_body_len, inline_body, BodyError, Watch, INLINE_BODY};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::dechunk;
-use crate::http::exchange::Client;
+use crate::http::exchange::{Client, Replay};
 use crate::http::grpc;
 use crate::http::head::Http1Request;
 use crate::http::peer::Peer;
@@ -82,8 +83,16 @@ fn watched(mut watch: Option<&mut Watch>) -> impl FnMut(&[u8]) + '_ {
 impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
     const HTTP2: bool = false;
 
+    type Body = Infallible;
+
+    /// One stream carries the body up and the response down.
+    fn body(&self) -> Option<Infallible> {
+        None
+    }
+
     /// Not when the client waits for `100 Continue`: it sends nothing before the upstream asks.
-    async fn hold_body(&mut self) -> io::Result<()> {
+    /// Waited for either way: the body goes up before the response is read.
+    async fn hold_body(&mut self, _wait: bool) -> io::Result<()> {
         let framing = self.request.framing;
         let small = match framing {
             BodyFraming::ContentLength(n) => n <= INLINE_BODY as u64,
@@ -118,8 +127,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'_, S> {
         Ok(())
     }
 
-    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W) -> Result<(), BodyError> {
-        let seen = &mut watched(self.grpc.as_mut().map(|(request, _)| request));
+    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+        let mut watch = watched(self.grpc.as_mut().map(|(request, _)| request));
+        let seen = &mut |bytes: &[u8]| {
+            replay.keep(bytes);
+            watch(bytes);
+        };
         match self.request.framing {
             BodyFraming::ContentLength(n) => body::copy_exact(self.stream, self.rb, upstream, n, seen).await,
             BodyFraming::Chunked => {
