@@ -3,9 +3,11 @@
 //! the ServiceEntry port's protocol is HTTP2 or GRPC, or a DestinationRule upgrades an HTTP
 //! port; streams multiplexed on few connections; `http2MaxRequests`; gRPC unary calls with
 //! their trailers, and a retry on a trailers-only `grpc-status: 14`. Request bodies that go
-//! up while the response comes down (an upstream that answers as it reads), to HTTP/2 and
-//! HTTP/1.1 upstreams, and the copy of a streamed body that a retry sends again.
+//! up while the response comes down (an upstream that answers as it reads), from HTTP/2 and
+//! HTTP/1.1 clients, to HTTP/2 and HTTP/1.1 upstreams, and the copy of a streamed body that a
+//! retry sends again.
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -535,6 +537,8 @@ both_drivers! {
         let (_gw, addr) = start_one(driver, echo.port(), "HTTP", "");
         let got = with_h2(addr, async |mut c| ping_pong(&mut c, "/echo", &["ping-0", "ping-1", "ping-2"]).await);
         assert_eq!(got, ["ping-0", "ping-1", "ping-2", ""]);
+        // The backend records the request once it has sent its end back.
+        assert!(support::wait_until(Duration::from_secs(5), || echo.count() == 1).is_some());
         assert_eq!(echo.last().body, b"ping-0ping-1ping-2");
     }
 
@@ -562,5 +566,42 @@ both_drivers! {
         assert_eq!(app.connections.load(Relaxed), 1, "not retried");
         let (_, stats) = gw.admin_get("/stats/prometheus");
         assert_eq!(support::metric_sum(&stats, "envoy_cluster_retry_or_shadow_abandoned"), 1.0, "{stats}");
+    }
+
+    fn an_http1_chunked_upload_streams_up_while_an_http1_upstream_echoes_it(driver) {
+        let echo = Backend::with_mode("echo", Mode::Echo);
+        let (_gw, addr) = start_one(driver, echo.port(), "HTTP", "");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // A gRPC call: the default retry policy would hold its body.
+        let head = "POST /echo HTTP/1.1\r\nHost: app.test\r\ncontent-type: application/grpc\r\ntransfer-encoding: chunked\r\n\r\n";
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        // Each chunk goes only once the one before came back.
+        for i in 0..3 {
+            let chunk = format!("6\r\nping-{i}\r\n");
+            conn.write_all(chunk.as_bytes()).unwrap();
+            while !seen.windows(chunk.len()).any(|w| w == chunk.as_bytes()) {
+                let mut buf = [0; 4096];
+                let n = conn.read(&mut buf).unwrap_or_else(|e| panic!("chunk {i} did not come back: {e}; got {seen:?}"));
+                assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&buf[..n]);
+            }
+        }
+        conn.write_all(b"0\r\n\r\n").unwrap();
+        while !seen.ends_with(b"0\r\n\r\n") {
+            let mut buf = [0; 4096];
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(seen).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        // The head came while the body was still going up: it said the connection ends after
+        // (an answer that ends before the body leaves it unread).
+        assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+        // The backend records the request once it has sent its end back.
+        assert!(support::wait_until(Duration::from_secs(5), || echo.count() == 1).is_some());
+        assert_eq!(echo.last().body, b"ping-0ping-1ping-2");
     }
 }

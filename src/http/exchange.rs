@@ -2,6 +2,7 @@
 //! timeouts, the circuit breakers' limits, and the response relayed to the client, whatever
 //! codec the client speaks ([`Client`]).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -377,7 +378,7 @@ impl<C: Client> Exchange<'_, C> {
             let mut sent_whole = true;
             let relayed = if inline {
                 let from = Source { buf: &mut conn.buf, src: &mut conn.stream };
-                self.relay_response(from, meta, sent_at, &at, response, sent_whole).await
+                self.relay_response(from, meta, sent_at, &at, response, &Cell::new(true)).await
             } else {
                 self.client.send_continue().await.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
                 replay.resend(&mut conn.stream).await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
@@ -392,15 +393,17 @@ impl<C: Client> Exchange<'_, C> {
                     Some((body, mut reader)) => {
                         let upload = body.send(&mut conn.stream, replay);
                         let from = Source { buf: &mut conn.buf, src: &mut reader };
-                        let relay = self.relay_response(from, meta, sent_at, &at, response, false);
-                        let (relayed, whole) = alongside(upload, relay).await.map_err(|e| self.body_failure(e))?;
+                        let whole = Cell::new(false);
+                        let relay = self.relay_response(from, meta, sent_at, &at, response, &whole);
+                        let (relayed, whole) =
+                            alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))?;
                         sent_whole = whole;
                         relayed
                     }
                     None => {
                         sent_whole = self.stream_request_body(&mut conn, replay).await?;
                         let from = Source { buf: &mut conn.buf, src: &mut conn.stream };
-                        self.relay_response(from, meta, sent_at, &at, response, sent_whole).await
+                        self.relay_response(from, meta, sent_at, &at, response, &Cell::new(sent_whole)).await
                     }
                 }
             };

@@ -29,13 +29,6 @@ pub(in crate::http) trait RequestBody: Copy {
     async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError>;
 }
 
-/// The body of a client that lends none.
-impl RequestBody for std::convert::Infallible {
-    async fn send<W: AsyncWriteRent>(self, _: &mut W, _: &mut Replay) -> Result<(), BodyError> {
-        match self {}
-    }
-}
-
 pub(in crate::http) trait Client {
     /// Whether the client speaks HTTP/2, for a cluster under `useClientProtocol`.
     const HTTP2: bool;

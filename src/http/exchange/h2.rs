@@ -7,6 +7,7 @@
 //! upstream: retries on statuses and `grpc-status`, outlier detection and the client's codec
 //! see no difference. The connections are multiplexed, per core (`upstream/multiplex.rs`).
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::io::{self, Write as _};
 use std::pin::Pin;
@@ -115,12 +116,13 @@ impl<C: Client> Exchange<'_, C> {
                     body.send(&mut writer, replay).await?;
                     writer.finish().await.map_err(BodyError::Sink)
                 };
-                let relay = self.relay_response(from, meta, sent_at, at, response, false);
-                let (relayed, whole) = alongside(upload, relay).await.map_err(|e| self.body_failure(e))?;
+                let whole = Cell::new(false);
+                let relay = self.relay_response(from, meta, sent_at, at, response, &whole);
+                let (relayed, whole) = alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))?;
                 sent_whole = whole;
                 relayed
             }
-            None => self.relay_response(from, meta, sent_at, at, response, sent_whole).await,
+            None => self.relay_response(from, meta, sent_at, at, response, &Cell::new(sent_whole)).await,
         };
         drop(stream);
         match relayed? {

@@ -1,6 +1,7 @@
 //! The exchange's two relays over one upstream connection: the request body streamed up, and
 //! the response (interim heads, the final head with the route's edits, its body) relayed down.
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
@@ -75,27 +76,28 @@ pub(super) fn request_body_error(e: BodyError) -> ProxyError {
 }
 
 /// Runs `relay` while `upload` streams the request body up, both on this core, as Envoy's
-/// router moves each way as its bytes come; with the relay's end, whether the body went up
-/// whole. A body the upstream stopped taking (it reset or closed) leaves the relay to say how
-/// the try ended; one the client broke off fails it at once. A response that ends first
-/// leaves the rest of the body unsent, as Envoy resets the upstream stream then.
+/// router moves each way as its bytes come; `whole` turns true once the body went up whole
+/// (the relay reads it as the response head comes), and is returned with the relay's end. A
+/// body the upstream stopped taking (it reset or closed) leaves the relay to say how the try
+/// ended; one the client broke off fails it at once. A response that ends first leaves the
+/// rest of the body unsent, as Envoy resets the upstream stream then.
 pub(super) async fn alongside<T>(
     upload: impl Future<Output = Result<(), BodyError>>,
     relay: impl Future<Output = Result<T, Failure>>,
+    whole: &Cell<bool>,
 ) -> Result<(Result<T, Failure>, bool), BodyError> {
     let (mut upload, mut relay) = (pin!(upload), pin!(relay));
-    // Whether the upload is over, and went whole.
-    let mut uploaded = None;
+    let mut uploading = true;
     poll_fn(|cx| {
-        if uploaded.is_none() {
+        if uploading {
             match upload.as_mut().poll(cx) {
-                Poll::Ready(Ok(())) => uploaded = Some(true),
-                Poll::Ready(Err(BodyError::Sink(_))) => uploaded = Some(false),
+                Poll::Ready(Ok(())) => (uploading, _) = (false, whole.set(true)),
+                Poll::Ready(Err(BodyError::Sink(_))) => uploading = false,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
             }
         }
-        relay.as_mut().poll(cx).map(|relayed| Ok((relayed, uploaded == Some(true))))
+        relay.as_mut().poll(cx).map(|relayed| Ok((relayed, whole.get())))
     })
     .await
 }
@@ -181,8 +183,9 @@ impl<C: Client> Exchange<'_, C> {
         self.client.send(self.out).await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))
     }
 
-    /// Reads the response head `from` its source, relays head and body. Returns whether the upstream connection may go back to the pool; `request_whole`:
-    /// the request body went up whole.
+    /// Reads the response head `from` its source, relays head and body. Returns whether the
+    /// upstream connection may go back to the pool; `request_whole`: the request body went up
+    /// whole, as of the response head (a body still streaming may end later).
     /// With `at.retry_statuses`, a final response whose status (or head's `grpc-status`) that
     /// policy retries is not relayed: it fails the try with [`ProxyError::RetriableStatus`]
     /// or [`ProxyError::RetriableGrpcStatus`] (`out` still holds the request then). A relayed
@@ -196,7 +199,7 @@ impl<C: Client> Exchange<'_, C> {
         sent_at: Instant,
         at: &Try<'_>,
         response: &Merged<'_>,
-        request_whole: bool,
+        request_whole: &Cell<bool>,
     ) -> Result<Relayed, Failure> {
         let Source { buf, src } = from;
         loop {
@@ -210,7 +213,7 @@ impl<C: Client> Exchange<'_, C> {
                             return Err(Failure::before(err));
                         }
                         let raw = &data[..head.head_len];
-                        Some(self.start_response(&head, raw, meta, sent_at, response, request_whole)?)
+                        Some(self.start_response(&head, raw, meta, sent_at, response, request_whole.get())?)
                     }
                     Ok(None) => None,
                     Err(e) => return Err(Failure::before(ProxyError::UpstreamProtocol(e))),
