@@ -543,14 +543,38 @@ both_drivers! {
     }
 
     fn a_streamed_body_cut_off_upstream_is_sent_again_whole_by_a_retry(driver) {
-        // The first connection closes after the body's first bytes (its chunk's size line and
-        // a few of its data), before any answer.
-        let app = Backend::with_mode("app", Mode::CutFirst(8));
+        let retry = "    retries:\n      attempts: 2\n      retryOn: reset\n";
+        let pieces = [b"first-half|".to_vec(), b"second-half".to_vec()];
+        // The first connection closes before any answer: after the body's first bytes (its
+        // chunk's size line and a few of its data), or after all of it (37 bytes as chunked):
+        // the retry sends the body once, its end once.
+        for cut in [8, 37] {
+            let app = Backend::with_mode("app", Mode::CutFirst(cut));
+            let (_gw, addr) = start_one(driver, app.port(), "HTTP", retry);
+            let (status, body) = with_h2(addr, async |mut c| post_slowly(&mut c, &pieces).await);
+            assert_eq!((status, body.as_slice()), (200, &b"app"[..]), "cut at {cut}");
+            assert_eq!(app.connections.load(Relaxed), 2, "cut at {cut}");
+            assert_eq!(app.last().body, b"first-half|second-half", "cut at {cut}");
+            // Nothing followed the body on the second connection, which the backend would have
+            // read as a request of its own.
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(app.count(), 2, "cut at {cut}: {:?}", app.requests());
+        }
+    }
+
+    fn an_http1_body_cut_off_upstream_is_sent_again_whole_by_a_retry(driver) {
+        // A chunked body in two pieces, the first ending inside a chunk (a streaming client:
+        // not waited for); the first connection closes after its first 5 bytes, and the retry
+        // goes on from inside that chunk.
+        let app = Backend::with_mode("app", Mode::CutFirst(5));
         let retry = "    retries:\n      attempts: 2\n      retryOn: reset\n";
         let (_gw, addr) = start_one(driver, app.port(), "HTTP", retry);
-        let pieces = [b"first-half|".to_vec(), b"second-half".to_vec()];
-        let (status, body) = with_h2(addr, async |mut c| post_slowly(&mut c, &pieces).await);
-        assert_eq!((status, body.as_slice()), (200, &b"app"[..]));
+        let mut conn = client::Conn::open(addr);
+        conn.send(b"POST /up HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\n\r\nb\r\nfirst-");
+        std::thread::sleep(Duration::from_millis(300));
+        conn.send(b"half|\r\nb\r\nsecond-half\r\n0\r\n\r\n");
+        let r = conn.try_read_response(false).expect("an answer");
+        assert_eq!((r.status, r.body_text().as_str()), (200, "app"));
         assert_eq!(app.connections.load(Relaxed), 2);
         assert_eq!(app.last().body, b"first-half|second-half");
     }

@@ -60,17 +60,28 @@ impl Replay {
         Replay { bytes: Vec::new(), off: !wanted, abandoned: false }
     }
 
-    /// Keeps `data`, the next bytes of the body, while the copy stays within its bound.
-    pub(in crate::http) fn keep(&mut self, data: &[u8]) {
+    /// Keeps `data`, the next bytes of the body, while the copy stays within its bound;
+    /// whether it did.
+    pub(in crate::http) fn keep(&mut self, data: &[u8]) -> bool {
         if self.off {
-            return;
+            return false;
         }
         if self.bytes.len() + data.len() > INLINE_BODY {
             (self.off, self.abandoned) = (true, true);
             self.bytes = Vec::new();
-            return;
+            return false;
         }
         self.bytes.extend_from_slice(data);
+        true
+    }
+
+    /// Writes the copy's last `n` bytes (just kept) to `upstream`.
+    pub(in crate::http) async fn send_last<W: AsyncWriteRentExt>(
+        &self,
+        upstream: &mut W,
+        n: usize,
+    ) -> std::io::Result<()> {
+        upstream.write_all(self.bytes[self.bytes.len() - n..].to_vec()).await.0.map(drop)
     }
 
     /// Whether a new try can send again all of the body that went up.

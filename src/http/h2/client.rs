@@ -42,6 +42,8 @@ pub(super) struct H2Body<'a> {
     ended: bool,
     /// The DATA ended; its trailers are still to come.
     data_done: bool,
+    /// The body's end went up (a retry sends it again from its copy).
+    finished: bool,
     /// Request trailers, for a chunked upstream body.
     trailers: Option<HeaderMap>,
     /// Request body bytes streamed up after the head (the access log's and Istio's size).
@@ -76,6 +78,7 @@ impl<'a> H2Body<'a> {
             held: Vec::new(),
             ended: framing == BodyFraming::None,
             data_done: false,
+            finished: false,
             trailers: None,
             streamed: 0,
             grpc: grpc.then(Default::default),
@@ -143,14 +146,14 @@ impl<'a> H2Body<'a> {
     }
 
     /// Streams what was held and the rest of the body to `upstream`, each piece kept in
-    /// `replay` before it is written.
+    /// `replay` before it is written (what an earlier try sent is in its copy, not here).
     async fn send<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
         let mut out = Vec::new();
         let held = std::mem::take(&mut self.held);
         self.frame(&mut out, &held);
         self.streamed += held.len() as u64;
         loop {
-            if self.ended {
+            if self.ended && !std::mem::replace(&mut self.finished, true) {
                 self.frame_end(&mut out);
             }
             if !out.is_empty() {

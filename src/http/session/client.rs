@@ -25,6 +25,11 @@ use crate::percore::WorkerCtx;
 pub(super) struct H1Body<'a> {
     rb: &'a mut ReadBuf,
     framing: BodyFraming,
+    /// Where the body stands, across tries: the bytes of a length still to come, a chunked
+    /// body's decoder, whether it ended.
+    left: u64,
+    chunks: ChunkedDecoder,
+    done: bool,
     /// The client's socket when it is plain TCP (under TLS one session carries both ways).
     socket: Option<RawFd>,
     /// A gRPC request's body as it passes.
@@ -33,30 +38,53 @@ pub(super) struct H1Body<'a> {
 
 impl<'a> H1Body<'a> {
     pub(super) fn new(rb: &'a mut ReadBuf, framing: BodyFraming, socket: Option<RawFd>, grpc: bool) -> Self {
-        H1Body { rb, framing, socket, grpc: grpc.then(|| Watch::new(framing)) }
+        let (left, done) = match framing {
+            BodyFraming::ContentLength(n) => (n, n == 0),
+            BodyFraming::Chunked => (0, false),
+            BodyFraming::None | BodyFraming::UntilClose => (0, true),
+        };
+        let grpc = grpc.then(|| Watch::new(framing));
+        H1Body { rb, framing, left, chunks: ChunkedDecoder::new(), done, socket, grpc }
     }
 
     /// Streams the rest of the body from `src` (what was read already sits in the read window)
-    /// to `upstream`, each piece kept in `replay` before it is written.
+    /// to `upstream` verbatim, each piece kept in `replay` before it is written. A piece kept
+    /// leaves the read window at once and goes up from the copy: a try cut short mid-write has
+    /// it in the copy alone, which the next try sends first.
     async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
         &mut self,
         src: &mut R,
         upstream: &mut W,
         replay: &mut Replay,
     ) -> Result<(), BodyError> {
-        let mut watch = watched(self.grpc.as_mut());
-        let seen = &mut |bytes: &[u8]| {
-            replay.keep(bytes);
-            watch(bytes);
-        };
-        match self.framing {
-            BodyFraming::ContentLength(n) => body::copy_exact(src, self.rb, upstream, n, seen).await,
-            BodyFraming::Chunked => {
-                let mut dec = ChunkedDecoder::new();
-                body::copy_chunked(src, self.rb, upstream, &mut dec, seen).await
+        while !self.done {
+            if self.rb.is_empty() {
+                body::refill(src, self.rb).await?;
             }
-            BodyFraming::None | BodyFraming::UntilClose => Ok(()),
+            let (n, done) = match self.framing {
+                BodyFraming::Chunked => {
+                    let progress = self.chunks.feed(self.rb.data()).map_err(BodyError::Framing)?;
+                    (progress.consumed, progress.done)
+                }
+                _ => {
+                    let n = (self.rb.len() as u64).min(self.left);
+                    self.left -= n;
+                    (n as usize, self.left == 0)
+                }
+            };
+            self.done = done;
+            let piece = &self.rb.data()[..n];
+            if let Some(w) = &mut self.grpc {
+                w.feed(piece);
+            }
+            if replay.keep(piece) {
+                self.rb.consume_written(n);
+                replay.send_last(upstream, n).await.map_err(BodyError::Sink)?;
+            } else {
+                self.rb.write_to(upstream, n).await.map_err(BodyError::Sink)?;
+            }
         }
+        Ok(())
     }
 }
 
