@@ -2,6 +2,7 @@
 //! apart into a read half and a write half that may each wait while the other works.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
@@ -17,6 +18,12 @@ pub trait Duplex: AsyncReadRent + AsyncWriteRent {
     type Write: AsyncWriteRent;
 
     fn into_halves(self) -> (Self::Read, Self::Write);
+
+    /// The socket when the stream is plain TCP: a second descriptor on it may read while this
+    /// stream writes. `None` under TLS, where one session carries both ways.
+    fn socket(&self) -> Option<RawFd> {
+        None
+    }
 }
 
 /// A socket's reads and writes are separate operations on one descriptor, as monoio promises
@@ -27,6 +34,10 @@ impl Duplex for TcpStream {
 
     fn into_halves(self) -> (Self::Read, Self::Write) {
         self.into_split()
+    }
+
+    fn socket(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
     }
 }
 
@@ -97,6 +108,13 @@ impl<P: Duplex, T: Duplex> Duplex for MaybeTls<P, T> {
                 let (r, w) = s.into_halves();
                 (MaybeTls::Tls(Box::new(r)), MaybeTls::Tls(Box::new(w)))
             }
+        }
+    }
+
+    fn socket(&self) -> Option<RawFd> {
+        match self {
+            Self::Plain(s) => s.socket(),
+            Self::Tls(_) => None,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! raw bytes, no generated code) calls through the real binary's h2c listener to a grpcio
 //! backend behind a ServiceEntry port of protocol GRPC (an HTTP/2 upstream): unary, server and
 //! client streaming, bidi streaming of a request sent whole, deadlines, cancellation, 4 MiB
-//! messages and error statuses with trailing metadata. Not here: a bidi stream whose client
-//! waits for an answer before sending on (README's gRPC section says why it stalls). Needs
+//! messages and error statuses with trailing metadata, and a bidi call whose client waits for
+//! each answer before it sends on (under the default retry policy, over h2c and TLS). Needs
 //! `python3` with `grpcio` (`.ci/run` installs it).
 
 use strait_test_support::{self as support, both_drivers, gateway};
@@ -15,7 +15,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::config::service_entry;
+use support::config::{docs, service_entry};
+use support::tls::{route_all, server as tls_server, simple_tls, Ca};
 use support::{wait_until, Driver, Gateway};
 
 /// The Python scripts' folder.
@@ -78,8 +79,17 @@ fn start(driver: Driver, server: &PyServer) -> (Gateway, SocketAddr) {
 
 /// Runs client.py's `case` against `addr`: what it printed (its own deadlines bound it).
 fn call(addr: SocketAddr, case: &str) -> String {
-    let out =
-        Command::new("python3").arg(scripts().join("client.py")).args([&addr.to_string(), case]).output().unwrap();
+    call_with(addr, case, &[])
+}
+
+/// As [`call`], with client.py's further arguments (a CA file: over TLS).
+fn call_with(addr: SocketAddr, case: &str, more: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(scripts().join("client.py"))
+        .args([&addr.to_string(), case])
+        .args(more)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "client.py {case}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim_end().to_string()
 }
@@ -130,5 +140,29 @@ both_drivers! {
 
     fn bidi_streaming_carries_a_whole_request_and_each_answer(driver) {
         assert_eq!(through_gateway(driver, "bidi_whole"), "re:one re:two re:three");
+    }
+
+    // The route names no retries: Istio's default policy retries `unavailable`, and the body
+    // it might replay must not be waited for.
+    fn a_bidi_call_that_waits_for_each_answer_gets_it(driver) {
+        assert_eq!(through_gateway(driver, "bidi"), "re:one re:two re:three");
+    }
+
+    fn a_bidi_call_that_waits_for_each_answer_gets_it_over_tls(driver) {
+        let server = PyServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("grpc test ca");
+        let (crt, key) = ca.server(&["app.test"]).write(dir.path(), "server");
+        let ca_file = ca.write(dir.path(), "ca");
+        let port = support::free_port();
+        let entry = service_entry("app", "app.local", 80, &[server.port]).replace("protocol: HTTP", "protocol: GRPC");
+        let yaml = docs(&[
+            support::tls::gateway("gw", &[tls_server(port, "https", "HTTPS", &["app.test"], &simple_tls(&crt, &key))]),
+            route_all("app", &["gw"], &["app.test"], "app.local"),
+            entry,
+        ]);
+        let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(call_with(addr, "bidi", &[ca_file.to_str().unwrap()]), "re:one re:two re:three");
     }
 }

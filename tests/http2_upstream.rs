@@ -2,8 +2,12 @@
 //! this test) reached through the real binary from HTTP/1.1 clients and from h2 clients, when
 //! the ServiceEntry port's protocol is HTTP2 or GRPC, or a DestinationRule upgrades an HTTP
 //! port; streams multiplexed on few connections; `http2MaxRequests`; gRPC unary calls with
-//! their trailers, and a retry on a trailers-only `grpc-status: 14`.
+//! their trailers, and a retry on a trailers-only `grpc-status: 14`. Request bodies that go
+//! up while the response comes down (an upstream that answers as it reads), from HTTP/2 and
+//! HTTP/1.1 clients, to HTTP/2 and HTTP/1.1 upstreams, and the copy of a streamed body that a
+//! retry sends again.
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -13,6 +17,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use strait_test_support::{self as support, both_drivers, gateway};
 
+use support::backend::{Backend, Mode};
 use support::client;
 use support::config::{docs, head, http_gateway, service_entry, virtual_service};
 use support::tls::{Ca, Leaf};
@@ -24,6 +29,7 @@ use support::{Driver, Gateway};
 /// - `/goaway`: as `/`, and GOAWAY on its connection;
 /// - `/grpc/ok`: a gRPC answer, one message, `grpc-status: 0` in trailers;
 /// - `/grpc/flaky`: a trailers-only `grpc-status: 14` the first time, then as `/grpc/ok`;
+/// - `/echo`: 200 at once, then each DATA of the request sent back as it comes;
 /// - anything else: 200, no length, the body `h2 METHOD PATH te=… x-route=… body=N`.
 struct H2Backend {
     port: u16,
@@ -105,6 +111,15 @@ async fn answer(
     flaky: Arc<AtomicUsize>,
 ) {
     let (parts, mut body) = request.into_parts();
+    if parts.uri.path() == "/echo" {
+        let mut stream = respond.send_response(Response::builder().status(200).body(()).unwrap(), false).unwrap();
+        while let Some(Ok(data)) = body.data().await {
+            let _ = body.flow_control().release_capacity(data.len());
+            let _ = stream.send_data(data, false);
+        }
+        let _ = stream.send_data(Bytes::new(), true);
+        return;
+    }
     let mut received = 0;
     while let Some(Ok(data)) = body.data().await {
         received += data.len();
@@ -228,6 +243,72 @@ async fn ask(client: &mut h2::client::SendRequest<Bytes>, request: Request<()>, 
     }
     let trailers = recv.trailers().await.unwrap();
     Got { status: parts.status.as_u16(), headers: parts.headers, body: got, trailers }
+}
+
+/// Sends `pieces` as the DATA of one POST to `path`, each only once the one before came back
+/// (the upstream echoes as it reads), as a bidirectional gRPC call does: what came back, piece by piece, then the rest after the
+/// request's end. A gateway that held the body until its end never answers: the client's
+/// wait for the first piece times out.
+async fn ping_pong(client: &mut h2::client::SendRequest<Bytes>, path: &str, pieces: &[&str]) -> Vec<String> {
+    let wait = Duration::from_secs(5);
+    *client = client.clone().ready().await.unwrap();
+    // A gRPC call: the default retry policy retries its `unavailable`, so would hold its body.
+    let call = Request::post(format!("http://app.test{path}")).header("content-type", "application/grpc");
+    let (response, mut up) = client.send_request(call.body(()).unwrap(), false).unwrap();
+    up.send_data(Bytes::copy_from_slice(pieces[0].as_bytes()), false).unwrap();
+    let response = tokio::time::timeout(wait, response).await.expect("no response head while the body streams");
+    let mut down = response.unwrap().into_body();
+    let mut got = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            up.send_data(Bytes::copy_from_slice(piece.as_bytes()), false).unwrap();
+        }
+        let mut back = Vec::new();
+        while back.len() < piece.len() {
+            let data =
+                tokio::time::timeout(wait, down.data()).await.expect("the piece did not come back").unwrap().unwrap();
+            let _ = down.flow_control().release_capacity(data.len());
+            back.extend_from_slice(&data);
+        }
+        got.push(String::from_utf8(back).unwrap());
+    }
+    up.send_data(Bytes::new(), true).unwrap();
+    let mut rest = Vec::new();
+    while let Some(data) = tokio::time::timeout(wait, down.data()).await.expect("no end of response") {
+        rest.extend_from_slice(&data.unwrap());
+    }
+    got.push(String::from_utf8(rest).unwrap());
+    got
+}
+
+/// A gateway for `app.test` routing everything to `app.local` at `port` (its protocol
+/// `protocol`), `more` YAML on the route (indented for it).
+fn start_one(driver: Driver, port: u16, protocol: &str, more: &str) -> (Gateway, SocketAddr) {
+    let entry =
+        service_entry("app", "app.local", 80, &[port]).replace("protocol: HTTP", &format!("protocol: {protocol}"));
+    gateway!(driver).start_app(&format!("  - route:\n    - destination:\n        host: app.local\n{more}"), vec![entry])
+}
+
+/// A POST of `pieces`, each its own DATA frame sent 100 ms after the one before (so the
+/// gateway cannot have the body whole when it sends the head up): the status and body back.
+async fn post_slowly(client: &mut h2::client::SendRequest<Bytes>, pieces: &[Vec<u8>]) -> (u16, Vec<u8>) {
+    *client = client.clone().ready().await.unwrap();
+    let (response, mut up) = client.send_request(Request::post("http://app.test/up").body(()).unwrap(), false).unwrap();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        up.reserve_capacity(piece.len());
+        up.send_data(Bytes::copy_from_slice(piece), i + 1 == pieces.len()).unwrap();
+    }
+    let (parts, mut down) = response.await.unwrap().into_parts();
+    let mut body = Vec::new();
+    while let Some(data) = down.data().await {
+        let data = data.unwrap();
+        let _ = down.flow_control().release_capacity(data.len());
+        body.extend_from_slice(&data);
+    }
+    (parts.status.as_u16(), body)
 }
 
 fn grpc_call(path: &str) -> Request<()> {
@@ -465,5 +546,110 @@ both_drivers! {
         // The streams cut short left the connection usable.
         assert_eq!(conn.get("/after", "app.test").status, 200);
         assert_eq!(backend.connections.load(Relaxed), 1);
+    }
+
+    fn a_request_body_streams_up_while_an_http2_upstream_echoes_it(driver) {
+        let backend = H2Backend::start();
+        // The default retry policy: a body it might replay is not waited for.
+        let (_gw, addr) = start_one(driver, backend.port, "HTTP2", "");
+        let got = with_h2(addr, async |mut c| ping_pong(&mut c, "/echo", &["ping-0", "ping-1", "ping-2"]).await);
+        assert_eq!(got, ["ping-0", "ping-1", "ping-2", ""]);
+    }
+
+    fn a_request_body_streams_up_while_an_http1_upstream_echoes_it(driver) {
+        let echo = Backend::with_mode("echo", Mode::Echo);
+        let (_gw, addr) = start_one(driver, echo.port(), "HTTP", "");
+        let got = with_h2(addr, async |mut c| ping_pong(&mut c, "/echo", &["ping-0", "ping-1", "ping-2"]).await);
+        assert_eq!(got, ["ping-0", "ping-1", "ping-2", ""]);
+        // The backend records the request once it has sent its end back.
+        assert!(support::wait_until(Duration::from_secs(5), || echo.count() == 1).is_some());
+        assert_eq!(echo.last().body, b"ping-0ping-1ping-2");
+    }
+
+    fn a_streamed_body_cut_off_upstream_is_sent_again_whole_by_a_retry(driver) {
+        let retry = "    retries:\n      attempts: 2\n      retryOn: reset\n";
+        let pieces = [b"first-half|".to_vec(), b"second-half".to_vec()];
+        // The first connection closes before any answer: after the body's first bytes (its
+        // chunk's size line and a few of its data), or after all of it (37 bytes as chunked):
+        // the retry sends the body once, its end once.
+        for cut in [8, 37] {
+            let app = Backend::with_mode("app", Mode::CutFirst(cut));
+            let (_gw, addr) = start_one(driver, app.port(), "HTTP", retry);
+            let (status, body) = with_h2(addr, async |mut c| post_slowly(&mut c, &pieces).await);
+            assert_eq!((status, body.as_slice()), (200, &b"app"[..]), "cut at {cut}");
+            assert_eq!(app.connections.load(Relaxed), 2, "cut at {cut}");
+            assert_eq!(app.last().body, b"first-half|second-half", "cut at {cut}");
+            // Nothing followed the body on the second connection, which the backend would have
+            // read as a request of its own.
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(app.count(), 2, "cut at {cut}: {:?}", app.requests());
+        }
+    }
+
+    fn an_http1_body_cut_off_upstream_is_sent_again_whole_by_a_retry(driver) {
+        // A chunked body in two pieces, the first ending inside a chunk (a streaming client:
+        // not waited for); the first connection closes after its first 5 bytes, and the retry
+        // goes on from inside that chunk.
+        let app = Backend::with_mode("app", Mode::CutFirst(5));
+        let retry = "    retries:\n      attempts: 2\n      retryOn: reset\n";
+        let (_gw, addr) = start_one(driver, app.port(), "HTTP", retry);
+        let mut conn = client::Conn::open(addr);
+        conn.send(b"POST /up HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\n\r\nb\r\nfirst-");
+        std::thread::sleep(Duration::from_millis(300));
+        conn.send(b"half|\r\nb\r\nsecond-half\r\n0\r\n\r\n");
+        let r = conn.try_read_response(false).expect("an answer");
+        assert_eq!((r.status, r.body_text().as_str()), (200, "app"));
+        assert_eq!(app.connections.load(Relaxed), 2);
+        assert_eq!(app.last().body, b"first-half|second-half");
+    }
+
+    fn a_streamed_body_past_the_replay_bound_is_not_retried_and_is_counted(driver) {
+        // 24 KiB in three pieces: past the 16 KiB copy before the upstream cuts it off.
+        let app = Backend::with_mode("app", Mode::CutFirst(20_000));
+        let retry = "    retries:\n      attempts: 2\n      retryOn: reset\n";
+        let (gw, addr) = start_one(driver, app.port(), "HTTP", retry);
+        let pieces = vec![vec![b'x'; 8192]; 3];
+        let (status, _) = with_h2(addr, async |mut c| post_slowly(&mut c, &pieces).await);
+        assert_eq!(status, 503);
+        assert_eq!(app.connections.load(Relaxed), 1, "not retried");
+        let (_, stats) = gw.admin_get("/stats/prometheus");
+        assert_eq!(support::metric_sum(&stats, "envoy_cluster_retry_or_shadow_abandoned"), 1.0, "{stats}");
+    }
+
+    fn an_http1_chunked_upload_streams_up_while_an_http1_upstream_echoes_it(driver) {
+        let echo = Backend::with_mode("echo", Mode::Echo);
+        let (_gw, addr) = start_one(driver, echo.port(), "HTTP", "");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // A gRPC call: the default retry policy would hold its body.
+        let head = "POST /echo HTTP/1.1\r\nHost: app.test\r\ncontent-type: application/grpc\r\ntransfer-encoding: chunked\r\n\r\n";
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        // Each chunk goes only once the one before came back.
+        for i in 0..3 {
+            let chunk = format!("6\r\nping-{i}\r\n");
+            conn.write_all(chunk.as_bytes()).unwrap();
+            while !seen.windows(chunk.len()).any(|w| w == chunk.as_bytes()) {
+                let mut buf = [0; 4096];
+                let n = conn.read(&mut buf).unwrap_or_else(|e| panic!("chunk {i} did not come back: {e}; got {seen:?}"));
+                assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&buf[..n]);
+            }
+        }
+        conn.write_all(b"0\r\n\r\n").unwrap();
+        while !seen.ends_with(b"0\r\n\r\n") {
+            let mut buf = [0; 4096];
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(seen).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        // The head came while the body was still going up: it said the connection ends after
+        // (an answer that ends before the body leaves it unread).
+        assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+        // The backend records the request once it has sent its end back.
+        assert!(support::wait_until(Duration::from_secs(5), || echo.count() == 1).is_some());
+        assert_eq!(echo.last().body, b"ping-0ping-1ping-2");
     }
 }

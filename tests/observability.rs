@@ -269,7 +269,7 @@ both_drivers! {
                 {"name": "cluster.outbound|80||app.local.upstream_rq_5xx", "value": 2},
             ]})
         );
-        let (_, prom) = gw.admin_get("/stats/prometheus?filter=retry");
+        let (_, prom) = gw.admin_get("/stats/prometheus?filter=rq_retry");
         assert_eq!(
             prom,
             "# TYPE envoy_cluster_upstream_rq_retry counter\n\

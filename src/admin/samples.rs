@@ -278,6 +278,12 @@ fn cluster_samples(name: &str, tcp: Option<&L4Totals>, http: Option<&HttpCluster
         stats.extend([
             ("envoy_cluster_upstream_rq_total", "upstream_rq_total", C, Value::Count(h.rq_total)),
             ("envoy_cluster_upstream_rq_retry", "upstream_rq_retry", C, Value::Count(h.rq_retry)),
+            (
+                "envoy_cluster_retry_or_shadow_abandoned",
+                "retry_or_shadow_abandoned",
+                C,
+                Value::Count(h.retry_or_shadow_abandoned),
+            ),
         ]);
     }
     let mut samples = named_samples("cluster", "envoy_cluster_name", name, &stats);

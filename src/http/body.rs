@@ -24,7 +24,7 @@ pub enum BodyError {
     Framing(ParseError),
 }
 
-async fn refill<R: AsyncReadRent>(src: &mut R, rb: &mut ReadBuf) -> Result<(), BodyError> {
+pub(in crate::http) async fn refill<R: AsyncReadRent>(src: &mut R, rb: &mut ReadBuf) -> Result<(), BodyError> {
     match rb.fill(src, STREAM_CHUNK).await {
         Ok(0) => Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into())),
         Ok(_) => Ok(()),

@@ -2,6 +2,7 @@
 //! timeouts, the circuit breakers' limits, and the response relayed to the client, whatever
 //! codec the client speaks ([`Client`]).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncWriteRentExt;
 
 use super::account::Account;
+use super::body::INLINE_BODY;
 use super::codec::{self, TryLines};
 use super::error::ProxyError;
 use super::head::ReqMeta;
@@ -20,8 +22,8 @@ use crate::percore::WorkerCtx;
 use crate::snapshot::{ClusterId, Destination, Route, UpstreamProtocol};
 use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn};
 use attempt::{retried, Failure, Try};
-pub(super) use client::Client;
-use relay::{Relayed, Source};
+pub(super) use client::{Client, RequestBody};
+use relay::{alongside, Relayed, Source};
 
 mod attempt;
 mod client;
@@ -38,6 +40,62 @@ struct Outgoing {
     inline: bool,
     /// The request's timeout, which a retry's lines count down.
     timeout: Option<Duration>,
+}
+
+/// The copy of a streamed request body kept for a retry, as Envoy's router keeps one while it
+/// streams the body up, up to its buffer limit: here [`INLINE_BODY`], the one bound Strait
+/// holds a request body to. Past it the copy is dropped and the request is no longer retried
+/// (Envoy's `retry_or_shadow_abandoned`); the body streams on.
+pub(in crate::http) struct Replay {
+    /// The body so far, in the upstream's HTTP/1.1 framing.
+    bytes: Vec<u8>,
+    /// No copy is kept: none was wanted, or the body outgrew the bound.
+    off: bool,
+    /// The body outgrew the bound.
+    abandoned: bool,
+}
+
+impl Replay {
+    fn new(wanted: bool) -> Self {
+        Replay { bytes: Vec::new(), off: !wanted, abandoned: false }
+    }
+
+    /// Keeps `data`, the next bytes of the body, while the copy stays within its bound;
+    /// whether it did.
+    pub(in crate::http) fn keep(&mut self, data: &[u8]) -> bool {
+        if self.off {
+            return false;
+        }
+        if self.bytes.len() + data.len() > INLINE_BODY {
+            (self.off, self.abandoned) = (true, true);
+            self.bytes = Vec::new();
+            return false;
+        }
+        self.bytes.extend_from_slice(data);
+        true
+    }
+
+    /// Writes the copy's last `n` bytes (just kept) to `upstream`.
+    pub(in crate::http) async fn send_last<W: AsyncWriteRentExt>(
+        &self,
+        upstream: &mut W,
+        n: usize,
+    ) -> std::io::Result<()> {
+        upstream.write_all(self.bytes[self.bytes.len() - n..].to_vec()).await.0.map(drop)
+    }
+
+    /// Whether a new try can send again all of the body that went up.
+    fn kept(&self) -> bool {
+        !self.off
+    }
+
+    /// Sends the copy to a new try's `upstream`, before the rest of the body follows.
+    async fn resend<W: AsyncWriteRentExt>(&self, upstream: &mut W) -> std::io::Result<()> {
+        if self.bytes.is_empty() {
+            return Ok(());
+        }
+        upstream.write_all(self.bytes.clone()).await.0.map(drop)
+    }
 }
 
 /// One forwarded request: the client's half, and what the exchange uses of its worker and
@@ -84,11 +142,10 @@ impl<C: Client> Exchange<'_, C> {
             r.cluster(&snap.cluster(cluster).name);
         }
         let retries = &route.policy.retries;
-        // A small body is worth holding whole when a retry or a mirror may need it again.
-        let replay_wanted = !extras.mirrors.is_empty()
-            || (retries.attempts > 0
-                && (retry::retries_statuses(retries, meta.grpc) || retry::retries(retries, TryFailure::Reset)));
-        if replay_wanted && self.client.hold_body().await.is_err() {
+        // A small body is worth holding whole when a retry or a mirror may need it again; only
+        // a mirror waits for all of it (a retry replays the copy kept as the body streams).
+        let mirrored = !extras.mirrors.is_empty();
+        if (mirrored || retry_wanted(retries, meta)) && self.client.hold_body(mirrored).await.is_err() {
             return Forwarded::Cut;
         }
         // Small bodies already read go out with the head, and stay replayable.
@@ -172,16 +229,17 @@ impl<C: Client> Exchange<'_, C> {
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
         let mut retry_slot = None;
         let statuses_retried = inline && retry::retries_statuses(retries, meta.grpc);
+        let mut replay = Replay::new(!inline && retry_wanted(retries, meta));
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
         let ctx = self.ctx;
         let cluster_stats = ctx.http_cluster(&cl.name);
         let upstream = &ctx.upstream;
-        loop {
+        let result = loop {
             let Some(mut pick) =
                 upstream.balancer.pick(snap, cluster, &tried[..attempt.min(8)], ctx.random(), meta.affinity)
             else {
-                return Err(Failure::before(ProxyError::NoHealthyUpstream));
+                break Err(Failure::before(ProxyError::NoHealthyUpstream));
             };
             let addr = cl.endpoints[pick.endpoint].addr;
             if let Some(r) = &mut self.account.log {
@@ -200,7 +258,7 @@ impl<C: Client> Exchange<'_, C> {
                 live,
                 stats: &cluster_stats,
             };
-            let tried_once = self.try_endpoint(try_once, meta, inline, response);
+            let tried_once = self.try_endpoint(try_once, meta, inline, &mut replay, response);
             let result = match retries.per_try_timeout {
                 Some(t) => monoio::time::timeout(t, tried_once)
                     .await
@@ -220,13 +278,13 @@ impl<C: Client> Exchange<'_, C> {
                 Err(f)
                     if retry_left
                         && !f.response_started
-                        && retried(retries, &f.err, inline)
+                        && retried(retries, &f.err, inline || replay.kept())
                         && self.out.len() >= outgoing.head_end =>
                 {
                     // The retry that led here is over: its slot goes back before the next is taken.
                     drop(retry_slot.take());
                     let Some(slot) = live.retries.try_acquire(policy.max_retries) else {
-                        return Err(f);
+                        break Err(f);
                     };
                     retry_slot = Some(slot);
                     tracing::debug!(%addr, error = %f.err, "retrying on another endpoint");
@@ -258,19 +316,26 @@ impl<C: Client> Exchange<'_, C> {
                                     && (retry::status_retried(retries, tally.status)
                                         || tally.grpc_status.is_some_and(|c| retry::grpc_status_retried(retries, c)))
                             }
-                            Err(f) => !f.response_started && retried(retries, &f.err, inline),
+                            Err(f) => !f.response_started && retried(retries, &f.err, inline || replay.kept()),
                         };
-                    return other;
+                    break other;
                 }
             }
+        };
+        if replay.abandoned {
+            cluster_stats.retry_or_shadow_abandoned.inc();
         }
+        result
     }
 
+    /// One try on `at`'s endpoint. A body not `inline` streams up from the client, `replay`
+    /// (what a try before this one sent of it) first.
     async fn try_endpoint(
         &mut self,
         at: Try<'_>,
         meta: ReqMeta,
         inline: bool,
+        replay: &mut Replay,
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
@@ -286,7 +351,7 @@ impl<C: Client> Exchange<'_, C> {
             UpstreamProtocol::Client => C::HTTP2,
         };
         if http2 {
-            return self.try_multiplexed(&at, meta, inline, response).await;
+            return self.try_multiplexed(&at, meta, inline, replay, response).await;
         }
         let mut conn = match ctx.upstream.pools.take(at.key()) {
             Some(c) => {
@@ -322,12 +387,38 @@ impl<C: Client> Exchange<'_, C> {
             }
             // Whether the whole request went out: not when the upstream answered first.
             let mut sent_whole = true;
-            if !inline {
+            let relayed = if inline {
+                let from = Source { buf: &mut conn.buf, src: &mut conn.stream };
+                self.relay_response(from, meta, sent_at, &at, response, &Cell::new(true)).await
+            } else {
                 self.client.send_continue().await.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
-                sent_whole = self.stream_request_body(&mut conn).await?;
-            }
-            let from = Source { buf: &mut conn.buf, src: &mut conn.stream };
-            return match self.relay_response(from, meta, sent_at, &at, response, sent_whole).await {
+                replay.resend(&mut conn.stream).await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
+                // A lent body goes up while the response is read from a second handle on the
+                // socket (none over TLS, where one session carries both ways: the body then
+                // goes up first).
+                let reader = match self.client.body() {
+                    Some(_) => conn.watcher().map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?,
+                    None => None,
+                };
+                match self.client.body().zip(reader) {
+                    Some((body, mut reader)) => {
+                        let upload = body.send(&mut conn.stream, replay);
+                        let from = Source { buf: &mut conn.buf, src: &mut reader };
+                        let whole = Cell::new(false);
+                        let relay = self.relay_response(from, meta, sent_at, &at, response, &whole);
+                        let (relayed, whole) =
+                            alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))?;
+                        sent_whole = whole;
+                        relayed
+                    }
+                    None => {
+                        sent_whole = self.stream_request_body(&mut conn, replay).await?;
+                        let from = Source { buf: &mut conn.buf, src: &mut conn.stream };
+                        self.relay_response(from, meta, sent_at, &at, response, &Cell::new(sent_whole)).await
+                    }
+                }
+            };
+            return match relayed {
                 Err(f) if replayable && f.is_reset_before_response() => {
                     drop(conn);
                     conn = new_connection(&at, ctx).await?;
@@ -347,6 +438,11 @@ impl<C: Client> Exchange<'_, C> {
             };
         }
     }
+}
+
+/// Whether `retries` may send the request again, so that its body is worth holding.
+fn retry_wanted(retries: &crate::snapshot::RetryPolicy, meta: ReqMeta) -> bool {
+    retries.attempts > 0 && (retry::retries_statuses(retries, meta.grpc) || retry::retries(retries, TryFailure::Reset))
 }
 
 /// How often a request waiting for a connection under `maxConnections` looks for one: the

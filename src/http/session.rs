@@ -2,7 +2,7 @@
 //! gateway's own answers encoded. Routing is [`super::plan`]'s, forwarding the exchange's
 //! (`exchange.rs`), to which the session lends its client's half (`session/client.rs`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use crate::duplex::Duplex;
 use crate::limits::ClientLimits;
 use crate::percore::{ConnInfo, WorkerCtx};
 use crate::upstream::{Generation, UpstreamConn};
-use client::Http1Client;
+use client::{H1Body, Http1Client};
 
 mod client;
 
@@ -366,8 +366,9 @@ impl<S: Duplex> Session<S> {
                 }
             }
             Disposition::Forward { route, dest, extras } => {
+                let body = RefCell::new(H1Body::new(&mut self.rb, http1.framing, self.client.socket(), meta.grpc));
                 let mut exchange = Exchange {
-                    client: Http1Client::new(&mut self.client, &mut self.rb, http1, &self.ctx, &self.peer, meta.grpc),
+                    client: Http1Client::new(&mut self.client, &body, http1, &self.ctx, &self.peer, meta.grpc),
                     ctx: &self.ctx,
                     out: &mut self.out,
                     account: &mut self.account,

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -37,6 +38,10 @@ impl Duplex for ClientTcp {
 
     fn into_halves(self) -> (Self::Read, Self::Write) {
         self.into_split()
+    }
+
+    fn socket(&self) -> Option<RawFd> {
+        Some(self.stream.as_raw_fd())
     }
 }
 

@@ -24,6 +24,8 @@ pub struct HttpClusterCounters {
     pub rq_total: Counter,
     /// Tries sent again under the route's retry policy.
     pub rq_retry: Counter,
+    /// Requests whose body outgrew the copy kept for a retry, and so were not retried again.
+    pub retry_or_shadow_abandoned: Counter,
     /// Answers by status code (see [`HttpCluster::record_status`]).
     codes: Registry<u16, Counter>,
 }
@@ -73,6 +75,7 @@ pub struct HttpClusterTotals {
     pub cx_connect_fail: u64,
     pub rq_total: u64,
     pub rq_retry: u64,
+    pub retry_or_shadow_abandoned: u64,
     /// Answers by status code, only the codes seen.
     pub codes: BTreeMap<u16, u64>,
 }
@@ -91,6 +94,7 @@ pub fn sum<'a>(registries: impl Iterator<Item = &'a HttpClusterRegistry>) -> BTr
         t.cx_connect_fail += c.cx_connect_fail.get();
         t.rq_total += c.rq_total.get();
         t.rq_retry += c.rq_retry.get();
+        t.retry_or_shadow_abandoned += c.retry_or_shadow_abandoned.get();
         for (code, n) in Registry::sum(std::iter::once(&c.codes), |n: &mut u64, c: &Counter| *n += c.get()) {
             *t.codes.entry(code).or_default() += n;
         }

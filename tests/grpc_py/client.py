@@ -1,6 +1,6 @@
 """A gRPC client for tests/grpc_python.rs, on grpcio without generated code: `client.py ADDR
-CASE` makes one call through the gateway (h2c, authority `app.test`) and prints what it got,
-which the test compares."""
+CASE [CA]` makes one call through the gateway (h2c, or TLS trusting the PEM file CA; authority
+`app.test`) and prints what it got, which the test compares."""
 
 import queue
 import sys
@@ -24,8 +24,7 @@ def client_stream(channel):
 
 
 def bidi(channel):
-    """Sends each message only once the answer to the previous one came back: the gateway
-    does not carry this yet (README's gRPC section says why); kept to reproduce it."""
+    """Sends each message only once the answer to the previous one came back (ping-pong)."""
     outgoing = queue.Queue()
     replies = channel.stream_stream("/test.Svc/Chat")(iter(outgoing.get, None), timeout=TIMEOUT)
     got = []
@@ -79,8 +78,14 @@ CASES = {f.__name__: f for f in (unary, server_stream, client_stream, bidi, bidi
 
 def main():
     addr, case = sys.argv[1], sys.argv[2]
-    options = LIMITS + [("grpc.default_authority", "app.test")]
-    with grpc.insecure_channel(addr, options=options) as channel:
+    if len(sys.argv) > 3:
+        with open(sys.argv[3], "rb") as ca:
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca.read())
+        options = LIMITS + [("grpc.ssl_target_name_override", "app.test"), ("grpc.default_authority", "app.test")]
+        channel = grpc.secure_channel(addr, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(addr, options=LIMITS + [("grpc.default_authority", "app.test")])
+    with channel:
         CASES[case](channel)
 
 

@@ -6,22 +6,46 @@
 //! The exchange speaks HTTP/1.1 bytes with both sides, whatever the upstream speaks: the
 //! request body goes up in HTTP/1.1 framing, and the response comes as the HTTP/1.1 codec
 //! parsed it; an HTTP/2 upstream is translated at its edge (`h2.rs`).
+//!
+//! A codec whose request body arrives apart from its response's way out (an HTTP/2 stream's
+//! DATA) lends the body ([`Client::body`], a [`RequestBody`]): the exchange then streams it up
+//! while it relays the response, both ways at once on this core, as Envoy's router does (a
+//! bidirectional gRPC call sends a message, waits for the answer, sends the next).
 
 use std::io;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::Replay;
 use crate::buf::ReadBuf;
 use crate::http::body::BodyError;
 use crate::http::codec::{BodyFraming, ResponseEdits, ResponseHead};
+
+/// A request body read apart from the client's response: the exchange streams it up while the
+/// response comes down.
+pub(in crate::http) trait RequestBody: Copy {
+    /// Streams the rest of the body to `upstream` in HTTP/1.1 framing up to its end, each
+    /// piece kept in `replay` (before it is written) while it fits.
+    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError>;
+}
 
 pub(in crate::http) trait Client {
     /// Whether the client speaks HTTP/2, for a cluster under `useClientProtocol`.
     const HTTP2: bool;
 
+    /// The request body as lent by [`Client::body`].
+    type Body: RequestBody;
+
+    /// The request body, lent apart from the client so that it streams up while the response
+    /// flows down; `None` when one stream carries both ways (HTTP/1.1): [`Client::send_body`]
+    /// then sends it before the response is relayed.
+    fn body(&self) -> Option<Self::Body>;
+
     /// Reads the rest of a small request body (at most [`crate::http::body::INLINE_BODY`])
-    /// that the client sends unasked, so that a retry or a mirror can send it again.
-    async fn hold_body(&mut self) -> io::Result<()>;
+    /// that the client sends unasked, so that a retry or a mirror can send it again. Unless
+    /// `wait` (a mirror needs the whole body before it can go), a lent body takes only what
+    /// has arrived: a client that waits for an answer before it sends on must get one.
+    async fn hold_body(&mut self, wait: bool) -> io::Result<()>;
 
     /// Moves the request body behind the upstream head in `out` when it is all here and small,
     /// which makes the request replayable; its length as the client sent it.
@@ -31,8 +55,9 @@ pub(in crate::http) trait Client {
     /// does not wait.
     async fn send_continue(&mut self) -> io::Result<()>;
 
-    /// Streams the rest of the request body to `upstream` up to its end.
-    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W) -> Result<(), BodyError>;
+    /// Streams the rest of the request body to `upstream` up to its end, each piece kept in
+    /// `replay` while it fits.
+    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError>;
 
     /// Replaces what `out` holds with the client's copy of the upstream's interim response
     /// head (`raw`, as received); false, and `out` untouched, when the client does not take it.

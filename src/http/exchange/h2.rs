@@ -7,6 +7,7 @@
 //! upstream: retries on statuses and `grpc-status`, outlier detection and the client's codec
 //! see no difference. The connections are multiplexed, per core (`upstream/multiplex.rs`).
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::io::{self, Write as _};
 use std::pin::Pin;
@@ -21,9 +22,10 @@ use monoio::io::AsyncReadRent;
 use monoio::BufResult;
 
 use super::attempt::{Failure, Try};
-use super::relay::{request_body_failure, Relayed, Source};
-use super::{connect, connection_slot, Client, Exchange, Forwarded, Pooled, PENDING_POLL};
+use super::relay::{alongside, request_body_error, Relayed, Source};
+use super::{connect, connection_slot, Client, Exchange, Forwarded, Pooled, Replay, RequestBody, PENDING_POLL};
 use crate::buf::{read_rent, readv_rent, ReadBuf};
+use crate::http::body::BodyError;
 use crate::http::codec::{BodyFraming, ChunkedDecoder};
 use crate::http::error::ProxyError;
 use crate::http::h2_io::{client_builder, request_of, DataWriter, PollIo};
@@ -45,6 +47,7 @@ impl<C: Client> Exchange<'_, C> {
         at: &Try<'_>,
         meta: ReqMeta,
         inline: bool,
+        replay: &mut Replay,
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
@@ -89,7 +92,11 @@ impl<C: Client> Exchange<'_, C> {
             DataWriter { stream: body, decoder: (framing == BodyFraming::Chunked).then(ChunkedDecoder::decoding) };
         let mut source = H2Response::new(response_future, meta.is_head);
         let mut sent_whole = true;
-        if !ends {
+        // A buffer per try: an HTTP/2 stream has no connection of its own to keep one with (h2
+        // allocates per stream anyway).
+        let mut buf = ReadBuf::with_capacity(UPSTREAM_BUF);
+        let lent = if ends || inline { None } else { self.client.body() };
+        if !ends && lent.is_none() {
             if inline {
                 let body = self.out.split_off(head_len);
                 let res = writer.push(&body).await.and(writer.finish().await);
@@ -97,15 +104,26 @@ impl<C: Client> Exchange<'_, C> {
                 res.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
             } else {
                 self.client.send_continue().await.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
-                sent_whole = self.stream_body_h2(&mut writer, &mut source).await?;
+                sent_whole = self.stream_body_h2(&mut writer, &mut source, replay).await?;
             }
         }
-        // A buffer per try: an HTTP/2 stream has no connection of its own to keep one with (h2
-        // allocates per stream anyway).
-        let mut buf = ReadBuf::with_capacity(UPSTREAM_BUF);
-        let relayed = self
-            .relay_response(Source { buf: &mut buf, src: &mut source }, meta, sent_at, at, response, sent_whole)
-            .await;
+        let from = Source { buf: &mut buf, src: &mut source };
+        let relayed = match lent {
+            // The body goes up as DATA while the response comes down.
+            Some(body) => {
+                let upload = async {
+                    replay.resend(&mut writer).await.map_err(BodyError::Sink)?;
+                    body.send(&mut writer, replay).await?;
+                    writer.finish().await.map_err(BodyError::Sink)
+                };
+                let whole = Cell::new(false);
+                let relay = self.relay_response(from, meta, sent_at, at, response, &whole);
+                let (relayed, whole) = alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))?;
+                sent_whole = whole;
+                relayed
+            }
+            None => self.relay_response(from, meta, sent_at, at, response, &Cell::new(sent_whole)).await,
+        };
         drop(stream);
         match relayed? {
             Relayed::Done { .. } => Ok(Forwarded::Done { request_whole: sent_whole }),
@@ -114,14 +132,20 @@ impl<C: Client> Exchange<'_, C> {
         }
     }
 
-    /// Streams the client's body up as DATA, unless the upstream answers first (as a server
-    /// refusing an upload does): then `Ok(false)`, the rest unread, as on HTTP/1.1.
-    async fn stream_body_h2(&mut self, writer: &mut DataWriter, source: &mut H2Response) -> Result<bool, Failure> {
+    /// Streams the client's body up as DATA (`replay` first), unless the upstream answers first
+    /// (as a server refusing an upload does): then `Ok(false)`, the rest unread, as on HTTP/1.1.
+    async fn stream_body_h2(
+        &mut self,
+        writer: &mut DataWriter,
+        source: &mut H2Response,
+        replay: &mut Replay,
+    ) -> Result<bool, Failure> {
         let Some(response) = source.response.as_mut() else {
             return Ok(false);
         };
+        replay.resend(writer).await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
         let copied = monoio::select! {
-            res = self.client.send_body(writer) => Ok(res),
+            res = self.client.send_body(writer, replay) => Ok(res),
             answer = response => Err(answer),
         };
         let copied = match copied {
@@ -132,7 +156,7 @@ impl<C: Client> Exchange<'_, C> {
                 return Ok(false);
             }
         };
-        copied.map_err(request_body_failure)?;
+        copied.map_err(|e| Failure::before(request_body_error(e)))?;
         writer.finish().await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
         Ok(true)
     }

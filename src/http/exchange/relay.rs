@@ -1,12 +1,16 @@
 //! The exchange's two relays over one upstream connection: the request body streamed up, and
 //! the response (interim heads, the final head with the route's edits, its body) relayed down.
 
+use std::cell::Cell;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Instant;
 
 use monoio::io::AsyncReadRent;
 
 use super::attempt::{Failure, Try};
-use super::{Client, Exchange};
+use super::{Client, Exchange, Replay};
 use crate::buf::ReadBuf;
 use crate::http::body::BodyError;
 use crate::http::codec::{self, BodyFraming, HeaderSlots, Limits, ResponseEdits};
@@ -63,12 +67,39 @@ fn retried(policy: &RetryPolicy, head: &codec::ResponseHead<'_>, grpc: bool) -> 
 
 /// How a request body that could not be streamed up fails its try: the client's side, its
 /// framing, or the upstream's.
-pub(super) fn request_body_failure(e: BodyError) -> Failure {
-    Failure::before(match e {
+pub(super) fn request_body_error(e: BodyError) -> ProxyError {
+    match e {
         BodyError::Source(e) => ProxyError::DownstreamIo(e),
         BodyError::Framing(e) => ProxyError::BadRequest(e),
         BodyError::Sink(e) => ProxyError::UpstreamIo(e),
+    }
+}
+
+/// Runs `relay` while `upload` streams the request body up, both on this core, as Envoy's
+/// router moves each way as its bytes come; `whole` turns true once the body went up whole
+/// (the relay reads it as the response head comes), and is returned with the relay's end. A
+/// body the upstream stopped taking (it reset or closed) leaves the relay to say how the try
+/// ended; one the client broke off fails it at once. A response that ends first leaves the
+/// rest of the body unsent, as Envoy resets the upstream stream then.
+pub(super) async fn alongside<T>(
+    upload: impl Future<Output = Result<(), BodyError>>,
+    relay: impl Future<Output = Result<T, Failure>>,
+    whole: &Cell<bool>,
+) -> Result<(Result<T, Failure>, bool), BodyError> {
+    let (mut upload, mut relay) = (pin!(upload), pin!(relay));
+    let mut uploading = true;
+    poll_fn(|cx| {
+        if uploading {
+            match upload.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => (uploading, _) = (false, whole.set(true)),
+                Poll::Ready(Err(BodyError::Sink(_))) => uploading = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        relay.as_mut().poll(cx).map(|relayed| Ok((relayed, whole.get())))
     })
+    .await
 }
 
 impl<C: Client> Exchange<'_, C> {
@@ -121,12 +152,16 @@ impl<C: Client> Exchange<'_, C> {
     /// Streams the request body to the upstream, unless the upstream answers (or closes)
     /// first, as a server refusing an upload with 413 or 401 does: then `Ok(false)`, the rest
     /// of the body stays unread, and neither connection may carry another request.
-    pub(super) async fn stream_request_body(&mut self, conn: &mut UpstreamConn) -> Result<bool, Failure> {
+    pub(super) async fn stream_request_body(
+        &mut self,
+        conn: &mut UpstreamConn,
+        replay: &mut Replay,
+    ) -> Result<bool, Failure> {
         let watcher = match conn.watcher() {
             Ok(w) => w,
             Err(e) => return Err(Failure::before(ProxyError::UpstreamIo(e))),
         };
-        let copy = self.client.send_body(&mut conn.stream);
+        let copy = self.client.send_body(&mut conn.stream, replay);
         let res = match watcher {
             Some(watcher) => monoio::select! {
                 res = copy => res,
@@ -134,7 +169,12 @@ impl<C: Client> Exchange<'_, C> {
             },
             None => copy.await,
         };
-        res.map(|()| true).map_err(request_body_failure)
+        res.map(|()| true).map_err(|e| Failure::before(request_body_error(e)))
+    }
+
+    /// A try's failure for a request body that could not go up.
+    pub(super) fn body_failure(&self, e: BodyError) -> Failure {
+        self.failure(request_body_error(e))
     }
 
     /// Sends `out` to the client, counting it.
@@ -143,8 +183,9 @@ impl<C: Client> Exchange<'_, C> {
         self.client.send(self.out).await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))
     }
 
-    /// Reads the response head `from` its source, relays head and body. Returns whether the upstream connection may go back to the pool; `request_whole`:
-    /// the request body went up whole.
+    /// Reads the response head `from` its source, relays head and body. Returns whether the
+    /// upstream connection may go back to the pool; `request_whole`: the request body went up
+    /// whole, as of the response head (a body still streaming may end later).
     /// With `at.retry_statuses`, a final response whose status (or head's `grpc-status`) that
     /// policy retries is not relayed: it fails the try with [`ProxyError::RetriableStatus`]
     /// or [`ProxyError::RetriableGrpcStatus`] (`out` still holds the request then). A relayed
@@ -158,7 +199,7 @@ impl<C: Client> Exchange<'_, C> {
         sent_at: Instant,
         at: &Try<'_>,
         response: &Merged<'_>,
-        request_whole: bool,
+        request_whole: &Cell<bool>,
     ) -> Result<Relayed, Failure> {
         let Source { buf, src } = from;
         loop {
@@ -175,7 +216,7 @@ impl<C: Client> Exchange<'_, C> {
                             return Err(Failure::before(err));
                         }
                         let raw = &data[..head.head_len];
-                        Some(self.start_response(&head, raw, meta, sent_at, response, request_whole)?)
+                        Some(self.start_response(&head, raw, meta, sent_at, response, request_whole.get())?)
                     }
                     Ok(None) => None,
                     Err(e) => return Err(Failure::before(ProxyError::UpstreamProtocol(e))),

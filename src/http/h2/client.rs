@@ -1,11 +1,15 @@
 //! An HTTP/2 stream as the client's half of an exchange: its DATA frames go up in HTTP/1.1
-//! framing (flow-control capacity released as they are written), the upstream's HTTP/1.1
+//! framing ([`H2Body`], lent to the exchange so that they go up while the response comes
+//! down; flow-control capacity released as they are written), the upstream's HTTP/1.1
 //! response comes back as HEADERS (the codec's edits, read back by `head::response_of`), DATA
 //! (de-framed) and, from a chunked body, trailers; after a WebSocket's upgrade, the stream
 //! carries its bytes both ways.
 
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io::{self, Write as _};
 use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -19,7 +23,7 @@ use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
 use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
-use crate::http::exchange::Client;
+use crate::http::exchange::{Client, Replay, RequestBody};
 use crate::http::grpc::{self, MessageCounter};
 use crate::http::h2_io::send_data;
 use crate::upstream::UpstreamConn;
@@ -27,7 +31,8 @@ use crate::upstream::UpstreamConn;
 /// The most trailer lines read from a chunked upstream body (the codec bounds their bytes).
 const MAX_TRAILERS: usize = 64;
 
-pub(super) struct H2Client<'a> {
+/// The request's side of an HTTP/2 stream: its DATA, read apart from the response's side.
+pub(super) struct H2Body<'a> {
     body: &'a mut RecvStream,
     /// How the upstream head frames the request body: `None` when the request ended with its
     /// headers, a length when the client gave one, else chunked.
@@ -35,10 +40,20 @@ pub(super) struct H2Client<'a> {
     /// Request DATA read ahead (for a retry or a mirror), and whether that is all of it.
     held: Vec<u8>,
     ended: bool,
+    /// The DATA ended; its trailers are still to come.
+    data_done: bool,
+    /// The body's end went up (a retry sends it again from its copy).
+    finished: bool,
     /// Request trailers, for a chunked upstream body.
     trailers: Option<HeaderMap>,
     /// Request body bytes streamed up after the head (the access log's and Istio's size).
     pub(super) streamed: u64,
+    /// A gRPC request's messages; `None` for any other request.
+    grpc: Option<MessageCounter>,
+}
+
+pub(super) struct H2Client<'a> {
+    body: &'a RefCell<H2Body<'a>>,
     respond: &'a mut SendResponse<Bytes>,
     /// The response's stream, once its head went out.
     stream: Option<SendStream<Bytes>>,
@@ -50,68 +65,110 @@ pub(super) struct H2Client<'a> {
     bodiless: bool,
     /// The final head is a 101: a WebSocket's upgrade, taken.
     switched: bool,
-    /// A gRPC request's messages each way (its DATA, the response's), and the `grpc-status`
-    /// of the response trailers; `None` for any other request.
-    grpc: Option<([MessageCounter; 2], Option<u8>)>,
+    /// A gRPC response's messages and the `grpc-status` of its trailers; `None` for any other
+    /// request.
+    grpc: Option<(MessageCounter, Option<u8>)>,
 }
 
-impl<'a> H2Client<'a> {
-    pub(super) fn new(
-        body: &'a mut RecvStream,
-        framing: BodyFraming,
-        respond: &'a mut SendResponse<Bytes>,
-        grpc: bool,
-    ) -> Self {
-        H2Client {
+impl<'a> H2Body<'a> {
+    pub(super) fn new(body: &'a mut RecvStream, framing: BodyFraming, grpc: bool) -> Self {
+        H2Body {
             body,
             framing,
             held: Vec::new(),
             ended: framing == BodyFraming::None,
+            data_done: false,
+            finished: false,
             trailers: None,
             streamed: 0,
-            respond,
-            stream: None,
-            interim: false,
-            head_len: 0,
-            inline: false,
-            bodiless: false,
-            switched: false,
             grpc: grpc.then(Default::default),
-        }
-    }
-
-    /// What a gRPC request's bodies showed.
-    pub(super) fn grpc_seen(&self) -> grpc::Seen {
-        self.grpc.as_ref().map_or_else(grpc::Seen::default, |([request, response], trailer_status)| grpc::Seen {
-            messages: [request.count(), response.count()],
-            trailer_status: *trailer_status,
-        })
-    }
-
-    /// The response began but cannot go on: the stream is reset.
-    pub(super) fn cut(&mut self) {
-        match &mut self.stream {
-            Some(s) => s.send_reset(h2::Reason::INTERNAL_ERROR),
-            None => self.respond.send_reset(h2::Reason::INTERNAL_ERROR),
         }
     }
 
     /// The next DATA frame of the request (its capacity released: the caller writes it on at
     /// once or holds it, bounded); `None` at its end, after which its trailers are kept.
-    async fn next_data(&mut self) -> io::Result<Option<Bytes>> {
-        match self.body.data().await {
-            Some(Ok(data)) => {
-                let _ = self.body.flow_control().release_capacity(data.len());
-                if let Some(([request, _], _)) = &mut self.grpc {
-                    request.feed(&data);
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if !self.data_done {
+            match self.body.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = self.body.flow_control().release_capacity(data.len());
+                    if let Some(request) = &mut self.grpc {
+                        request.feed(&data);
+                    }
+                    return Poll::Ready(Ok(Some(data)));
                 }
-                Ok(Some(data))
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
+                Poll::Ready(None) => self.data_done = true,
+                Poll::Pending => return Poll::Pending,
             }
-            Some(Err(e)) => Err(io::Error::other(e)),
-            None => {
-                self.ended = true;
-                self.trailers = self.body.trailers().await.map_err(io::Error::other)?;
-                Ok(None)
+        }
+        let trailers = std::task::ready!(self.body.poll_trailers(cx)).map_err(io::Error::other)?;
+        self.ended = true;
+        self.trailers = trailers;
+        Poll::Ready(Ok(None))
+    }
+
+    async fn next_data(&mut self) -> io::Result<Option<Bytes>> {
+        poll_fn(|cx| self.poll_data(cx)).await
+    }
+
+    /// Holds what the request's DATA brought so far, up to its end or past
+    /// [`INLINE_BODY`]; with `wait`, waits for it.
+    async fn hold(&mut self, wait: bool) -> io::Result<()> {
+        if matches!(self.framing, BodyFraming::ContentLength(n) if n > INLINE_BODY as u64) {
+            return Ok(());
+        }
+        let mut here = Context::from_waker(Waker::noop());
+        while !self.ended && self.held.len() <= INLINE_BODY {
+            let data = if wait {
+                self.next_data().await?
+            } else {
+                match self.poll_data(&mut here) {
+                    Poll::Ready(data) => data?,
+                    Poll::Pending => break,
+                }
+            };
+            if let Some(data) = data {
+                self.held.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    }
+
+    fn inline(&mut self, out: &mut Vec<u8>) -> Option<u64> {
+        if !self.ended || self.held.len() > INLINE_BODY {
+            return None;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.frame(out, &held);
+        self.frame_end(out);
+        Some(held.len() as u64)
+    }
+
+    /// Streams what was held and the rest of the body to `upstream`, each piece kept in
+    /// `replay` before it is written (what an earlier try sent is in its copy, not here).
+    async fn send<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+        let mut out = Vec::new();
+        let held = std::mem::take(&mut self.held);
+        self.frame(&mut out, &held);
+        self.streamed += held.len() as u64;
+        loop {
+            if self.ended && !std::mem::replace(&mut self.finished, true) {
+                self.frame_end(&mut out);
+            }
+            if !out.is_empty() {
+                replay.keep(&out);
+                let (res, back) = upstream.write_all(std::mem::take(&mut out)).await;
+                res.map_err(sink)?;
+                out = back;
+                out.clear();
+            }
+            if self.ended {
+                return Ok(());
+            }
+            if let Some(data) = self.next_data().await.map_err(source)? {
+                self.streamed += data.len() as u64;
+                self.frame(&mut out, &data);
             }
         }
     }
@@ -146,11 +203,53 @@ impl<'a> H2Client<'a> {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// The stream's body lent to the exchange: only its upload borrows it while it runs (the
+/// response's side never does), so the borrow held across its awaits is never contended.
+impl RequestBody for &RefCell<H2Body<'_>> {
+    #[allow(clippy::await_holding_refcell_ref)]
+    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+        self.borrow_mut().send(upstream, replay).await
+    }
+}
+
+impl<'a> H2Client<'a> {
+    pub(super) fn new(body: &'a RefCell<H2Body<'a>>, respond: &'a mut SendResponse<Bytes>, grpc: bool) -> Self {
+        H2Client {
+            body,
+            respond,
+            stream: None,
+            interim: false,
+            head_len: 0,
+            inline: false,
+            bodiless: false,
+            switched: false,
+            grpc: grpc.then(Default::default),
+        }
+    }
+
+    /// What a gRPC request's bodies showed.
+    pub(super) fn grpc_seen(&self) -> grpc::Seen {
+        let request = self.body.borrow().grpc.as_ref().map_or(0, MessageCounter::count);
+        self.grpc.as_ref().map_or_else(grpc::Seen::default, |(response, trailer_status)| grpc::Seen {
+            messages: [request, response.count()],
+            trailer_status: *trailer_status,
+        })
+    }
+
+    /// The response began but cannot go on: the stream is reset.
+    pub(super) fn cut(&mut self) {
+        match &mut self.stream {
+            Some(s) => s.send_reset(h2::Reason::INTERNAL_ERROR),
+            None => self.respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        }
+    }
 
     /// Sends `data` on the response stream within its flow-control window ([`send_data`]),
     /// counting a gRPC response's messages.
     async fn send_data(&mut self, data: Bytes, end: bool) -> io::Result<()> {
-        if let Some(([_, response], _)) = &mut self.grpc {
+        if let Some((response, _)) = &mut self.grpc {
             response.feed(&data);
         }
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
@@ -161,10 +260,12 @@ impl<'a> H2Client<'a> {
     /// DATA go up as they come, the upstream's bytes come back as DATA, and each side's end is
     /// passed on (END_STREAM as a write shutdown, the upstream's close as END_STREAM). A client
     /// that resets the stream ends both ways at once: nothing would take the upstream's bytes.
+    #[allow(clippy::await_holding_refcell_ref)] // The exchange that lent the body is over.
     pub(super) async fn tunnel(&mut self, upstream: UpstreamConn) {
         let UpstreamConn { stream: upstream, buf: mut upstream_buf, open: _open, slot: _slot, .. } = upstream;
         let (mut up_r, mut up_w) = upstream.into_halves();
-        let (body, Some(stream)) = (&mut *self.body, &mut self.stream) else {
+        let mut lent = self.body.borrow_mut();
+        let (body, Some(stream)) = (&mut *lent.body, &mut self.stream) else {
             return;
         };
         // Whether the client reset the stream.
@@ -258,30 +359,23 @@ fn sink(e: io::Error) -> BodyError {
     BodyError::Sink(e)
 }
 
-impl Client for H2Client<'_> {
+impl<'a> Client for H2Client<'a> {
     const HTTP2: bool = true;
 
+    type Body = &'a RefCell<H2Body<'a>>;
+
+    fn body(&self) -> Option<Self::Body> {
+        Some(self.body)
+    }
+
     /// Only a body that is small by its length or, unsized, turns out to be.
-    async fn hold_body(&mut self) -> io::Result<()> {
-        if matches!(self.framing, BodyFraming::ContentLength(n) if n > INLINE_BODY as u64) {
-            return Ok(());
-        }
-        while !self.ended && self.held.len() <= INLINE_BODY {
-            if let Some(data) = self.next_data().await? {
-                self.held.extend_from_slice(&data);
-            }
-        }
-        Ok(())
+    #[allow(clippy::await_holding_refcell_ref)] // Before the exchange lends the body out.
+    async fn hold_body(&mut self, wait: bool) -> io::Result<()> {
+        self.body.borrow_mut().hold(wait).await
     }
 
     fn inline_body(&mut self, out: &mut Vec<u8>) -> Option<u64> {
-        if !self.ended || self.held.len() > INLINE_BODY {
-            return None;
-        }
-        let held = std::mem::take(&mut self.held);
-        self.frame(out, &held);
-        self.frame_end(out);
-        Some(held.len() as u64)
+        self.body.borrow_mut().inline(out)
     }
 
     /// HTTP/2 clients do not wait for `100 Continue` before DATA.
@@ -289,27 +383,8 @@ impl Client for H2Client<'_> {
         Ok(())
     }
 
-    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W) -> Result<(), BodyError> {
-        let mut out = Vec::new();
-        let held = std::mem::take(&mut self.held);
-        self.frame(&mut out, &held);
-        self.streamed += held.len() as u64;
-        while !self.ended {
-            if let Some(data) = self.next_data().await.map_err(source)? {
-                self.streamed += data.len() as u64;
-                self.frame(&mut out, &data);
-            }
-            if self.ended {
-                self.frame_end(&mut out);
-            }
-            if !out.is_empty() {
-                let (res, back) = upstream.write_all(std::mem::take(&mut out)).await;
-                res.map_err(sink)?;
-                out = back;
-                out.clear();
-            }
-        }
-        Ok(())
+    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+        self.body.send(upstream, replay).await
     }
 
     /// 1xx other than 100 and 101 (103 Early Hints) go out as informational HEADERS.

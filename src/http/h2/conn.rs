@@ -12,7 +12,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 
-use super::client::H2Client;
+use super::client::{H2Body, H2Client};
 use super::flood::FloodGuard;
 use super::head::{self, response_of, H2Head};
 use crate::duplex::Duplex;
@@ -240,8 +240,9 @@ impl Stream<'_> {
                 self.send_local(respond);
             }
             Disposition::Forward { route, dest, extras } => {
+                let lent = RefCell::new(H2Body::new(body, framing, meta.grpc));
                 let mut exchange = Exchange {
-                    client: H2Client::new(body, framing, respond, meta.grpc),
+                    client: H2Client::new(&lent, respond, meta.grpc),
                     ctx,
                     out: &mut self.out,
                     account: &mut self.account,
@@ -249,7 +250,7 @@ impl Stream<'_> {
                     max_request_duration: ctx.limits.max_request_duration,
                 };
                 let forwarded = exchange.forward(snap, meta, route, dest, extras).await;
-                self.streamed = exchange.client.streamed;
+                self.streamed = lent.borrow().streamed;
                 exchange.account.tally.saw(exchange.client.grpc_seen());
                 match forwarded {
                     Forwarded::Done { .. } => {}

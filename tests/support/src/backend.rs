@@ -43,6 +43,12 @@ pub enum Mode {
     Stall(Duration),
     /// A gRPC trailers-only answer: 200, `content-type: application/grpc`, `grpc-status: N`.
     Grpc(u8),
+    /// Answers 200 at once and sends a chunked request body back as it reads it, each chunk
+    /// as it came: a server that streams replies while it reads.
+    Echo,
+    /// The first connection closes, unanswered, once this many bytes of the request body (as
+    /// framed) have arrived; the others are served as `Normal`.
+    CutFirst(usize),
 }
 
 pub struct Backend {
@@ -80,7 +86,11 @@ impl Backend {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                conns.fetch_add(1, Ordering::Relaxed);
+                let first = conns.fetch_add(1, Ordering::Relaxed) == 0;
+                let mode = match mode {
+                    Mode::CutFirst(_) if !first => Mode::Normal,
+                    mode => mode,
+                };
                 let (name, rec) = (name.clone(), rec.clone());
                 std::thread::spawn(move || serve(stream, &name, &rec, mode));
             }
@@ -152,7 +162,24 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
         let Some(req) = read_head(&mut r) else {
             return;
         };
-        let (body, len, sum) = match read_body(&mut r, &req) {
+        if let Mode::CutFirst(n) = mode {
+            let mut body = vec![0; n];
+            if r.read_exact(&mut body).is_ok() {
+                rec.lock().unwrap().push(Received { body, ..req });
+            }
+            return;
+        }
+        let echo = match mode {
+            Mode::Echo => {
+                let head = format!("HTTP/1.1 200 OK\r\nx-backend: {name}\r\ntransfer-encoding: chunked\r\n\r\n");
+                if w.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                Some(&mut w)
+            }
+            _ => None,
+        };
+        let (body, len, sum) = match read_body(&mut r, &req, echo) {
             Some(b) => b,
             None => return,
         };
@@ -161,6 +188,9 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
         let is_head = req.method == "HEAD";
         rec.lock().unwrap().push(Received { body, ..req });
         let conn = if close { "connection: close\r\n" } else { "" };
+        if mode == Mode::Echo {
+            continue;
+        }
         if let Mode::Grpc(code) = mode {
             let ok = write!(
                 w,
@@ -172,7 +202,7 @@ fn serve(stream: TcpStream, name: &str, rec: &Mutex<Vec<Received>>, mode: Mode) 
             continue;
         }
         let fixed = match mode {
-            Mode::Normal | Mode::Grpc(_) => None,
+            Mode::Normal | Mode::Grpc(_) | Mode::Echo | Mode::CutFirst(_) => None,
             Mode::Status(code) => Some(code),
             Mode::Stall(wait) => {
                 std::thread::sleep(wait);
@@ -269,11 +299,21 @@ fn write_pattern(
     Ok(())
 }
 
-/// Reads the request body; returns (kept bytes, total length, checksum).
-fn read_body(r: &mut BufReader<TcpStream>, req: &Received) -> Option<(Vec<u8>, usize, u64)> {
+/// Reads the request body; returns (kept bytes, total length, checksum). A chunked body's
+/// chunks are written back to `echo` as they are read, and its end.
+fn read_body(
+    r: &mut BufReader<TcpStream>,
+    req: &Received,
+    mut echo: Option<&mut TcpStream>,
+) -> Option<(Vec<u8>, usize, u64)> {
     let mut kept = Vec::new();
     let (mut len, mut sum) = (0usize, 0u64);
-    let mut take = |chunk: &[u8], len: &mut usize| {
+    let mut take = |chunk: &[u8], len: &mut usize, echo: &mut Option<&mut TcpStream>| {
+        if let Some(w) = echo {
+            let _ = write!(w, "{:x}\r\n", chunk.len())
+                .and_then(|()| w.write_all(chunk))
+                .and_then(|()| w.write_all(b"\r\n"));
+        }
         checksum(&mut sum, *len, chunk);
         if kept.len() < KEEP_BODY {
             kept.extend_from_slice(&chunk[..chunk.len().min(KEEP_BODY - kept.len())]);
@@ -287,6 +327,9 @@ fn read_body(r: &mut BufReader<TcpStream>, req: &Received) -> Option<(Vec<u8>, u
             r.read_line(&mut line).ok()?;
             let size = usize::from_str_radix(line.trim_end().split(';').next()?, 16).ok()?;
             if size == 0 {
+                if let Some(w) = &mut echo {
+                    w.write_all(b"0\r\n\r\n").ok()?;
+                }
                 loop {
                     line.clear();
                     r.read_line(&mut line).ok()?;
@@ -300,7 +343,7 @@ fn read_body(r: &mut BufReader<TcpStream>, req: &Received) -> Option<(Vec<u8>, u
             while left > 0 {
                 let k = left.min(buf.len());
                 r.read_exact(&mut buf[..k]).ok()?;
-                take(&buf[..k], &mut len);
+                take(&buf[..k], &mut len, &mut echo);
                 left -= k;
             }
             line.clear();
@@ -311,7 +354,7 @@ fn read_body(r: &mut BufReader<TcpStream>, req: &Received) -> Option<(Vec<u8>, u
         while left > 0 {
             let k = left.min(buf.len());
             r.read_exact(&mut buf[..k]).ok()?;
-            take(&buf[..k], &mut len);
+            take(&buf[..k], &mut len, &mut None);
             left -= k;
         }
     }
