@@ -59,6 +59,7 @@ enum Class {
     VirtualService,
     DestinationRule,
     ServiceEntry,
+    EnvoyFilter,
     Secret,
     List,
     /// An Istio kind Strait does not act on yet.
@@ -99,6 +100,12 @@ fn classify(api_version: &str, kind: &str) -> Class {
             "VirtualService" => Class::VirtualService,
             "DestinationRule" => Class::DestinationRule,
             "ServiceEntry" => Class::ServiceEntry,
+            // Istio serves EnvoyFilter at v1alpha3 only.
+            "EnvoyFilter" if version == "v1alpha3" => Class::EnvoyFilter,
+            "EnvoyFilter" => Class::Invalid {
+                at: "apiVersion",
+                message: format!("apiVersion {api_version} is not served for EnvoyFilter (versions: v1alpha3)"),
+            },
             _ => Class::Invalid { at: "kind", message: format!("kind {kind} is not a {group} kind ({})", kinds()) },
         },
         _ if NOT_ENFORCED_KINDS.iter().any(|(g, _, _)| *g == group) => {
@@ -270,6 +277,7 @@ impl Loader {
             Class::VirtualService => self.istio(&at, value, api_version, |set| &mut set.virtual_services),
             Class::DestinationRule => self.istio(&at, value, api_version, |set| &mut set.destination_rules),
             Class::ServiceEntry => self.istio(&at, value, api_version, |set| &mut set.service_entries),
+            Class::EnvoyFilter => self.istio(&at, value, api_version, |set| &mut set.envoy_filters),
             Class::Secret => match typed::<SecretEnvelope>(value) {
                 Ok(s) => {
                     let spec = Secret {

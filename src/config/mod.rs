@@ -16,6 +16,7 @@
 pub mod credentials;
 pub mod destination_rule;
 pub mod diagnostics;
+pub mod envoy_filter;
 pub mod gateway;
 pub mod index;
 mod load;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 pub use destination_rule::DestinationRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
+pub use envoy_filter::EnvoyFilter;
 pub use gateway::Gateway;
 pub use load::load;
 pub use meta::{Duration, ObjectMeta, Percent};
@@ -60,6 +62,9 @@ impl Kind for DestinationRule {
 }
 impl Kind for ServiceEntry {
     const KIND: &'static str = "ServiceEntry";
+}
+impl Kind for EnvoyFilter {
+    const KIND: &'static str = "EnvoyFilter";
 }
 impl Kind for Secret {
     const KIND: &'static str = "Secret";
@@ -149,6 +154,7 @@ pub struct ConfigSet {
     pub destination_rules: Vec<Resource<DestinationRule>>,
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub secrets: Vec<Resource<Secret>>,
+    pub envoy_filters: Vec<Resource<EnvoyFilter>>,
     pub not_enforced: Vec<Unenforced>,
     /// `--proxy-config`'s settings (the defaults without one).
     pub proxy: proxy_config::ProxyConfig,
@@ -162,6 +168,7 @@ impl ConfigSet {
             && self.destination_rules.is_empty()
             && self.service_entries.is_empty()
             && self.secrets.is_empty()
+            && self.envoy_filters.is_empty()
             && self.not_enforced.is_empty()
     }
 }
@@ -179,7 +186,6 @@ pub struct Unenforced {
 /// Istio's kinds that Strait accepts but does not act on yet, with the versions Istio serves
 /// each in: `(group, kind, versions)`. Delete a row when Strait starts acting on its kind.
 pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
-    ("networking.istio.io", "EnvoyFilter", &["v1alpha3"]),
     ("networking.istio.io", "Sidecar", &ISTIO_VERSIONS),
     ("networking.istio.io", "WorkloadEntry", &ISTIO_VERSIONS),
     ("networking.istio.io", "WorkloadGroup", &ISTIO_VERSIONS),
@@ -193,7 +199,7 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
 ];
 
 /// The `networking.istio.io` kinds Strait serves.
-const SERVED_KINDS: [&str; 4] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry"];
+const SERVED_KINDS: [&str; 5] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry", "EnvoyFilter"];
 
 /// `metadata.namespace` when a document names none.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -7,6 +7,7 @@
 //! fields not enforced yet.
 
 mod destination_rule;
+mod envoy_filter;
 mod gateway;
 mod not_enforced;
 mod references;
@@ -59,6 +60,7 @@ pub fn validate(set: &ConfigSet, opts: &ValidateOptions) -> Diagnostics {
     destination_rule::check(set, &mut out);
     service_entry::check(set, &mut out);
     references::check(set, &labels, &opts.namespace, &mut out);
+    envoy_filter::check(set, &mut out);
     not_enforced::check(set, &mut out);
     out.0.sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
     out
