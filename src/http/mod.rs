@@ -10,6 +10,7 @@ mod account;
 mod affinity;
 mod body;
 pub mod codec;
+mod compress;
 pub mod cors;
 mod dechunk;
 mod error;

@@ -1,7 +1,9 @@
 //! A route's stages: what it does to a request before the router forwards or answers it, and
 //! to the response, compiled once per route and run in order by the HTTP plan.
 
-use super::{Cors, Fault, HeaderEdits, Mirror, Rewrite};
+use std::sync::Arc;
+
+use super::{Compression, Cors, Fault, HeaderEdits, Mirror, Rewrite};
 
 /// One step of a route's request path, in the order Envoy's filter chain runs them as istiod
 /// builds it: CORS, then fault, then the router's per-route edits (rewrite, header edits,
@@ -25,6 +27,9 @@ pub enum RequestStage {
     RequestHeaders(HeaderEdits),
     /// `mirror`/`mirrors`: copies drawn once the upstream head is written.
     Mirror(Box<[Mirror]>),
+    /// The compressor filters' request half (an EnvoyFilter inserts them before the router):
+    /// `accept-encoding` noted for the response, and removed when one says so.
+    Compress(Arc<Compression>),
 }
 
 /// One step of a route's response path, in order, after the chosen destination's own edits.
@@ -35,4 +40,7 @@ pub enum ResponseStage {
     /// The CORS lines the request's [`RequestStage::Cors`] allowed, replacing any of the same
     /// name (Envoy's `setInline`).
     Cors,
+    /// The compressor filters' response half, after the router's edits: `vary`, and a body
+    /// compressed in the encoding the request's `accept-encoding` chose.
+    Compress(Arc<Compression>),
 }
