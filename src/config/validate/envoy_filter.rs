@@ -3,7 +3,7 @@
 //! listed as not enforced, naming its file.
 
 use super::At;
-use crate::config::envoy_filter::{Recognised, APPLY_TO, CONTEXTS, OPERATIONS};
+use crate::config::envoy_filter::{CompressorConfig, LibraryConfig, Recognised, APPLY_TO, CONTEXTS, OPERATIONS};
 use crate::config::{ConfigSet, Diagnostics, Severity};
 
 pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
@@ -30,10 +30,9 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
             match p.recognise() {
                 Err((f, message)) => at.error(field(&f), message),
                 Ok(Recognised::Compressor { config, .. }) => {
-                    let request = config.request_direction_config.as_ref().and_then(|r| r.common_config.as_ref());
-                    if request.is_some_and(|c| c.enabled.as_ref().is_none_or(|e| e.default_value != Some(false))) {
-                        let f = "patch.value.typed_config.request_direction_config";
-                        at.push(Severity::NotEnforced, field(f), "request compression is not enforced");
+                    for (f, what) in unread(&config) {
+                        let f = format!("patch.value.typed_config.{f}");
+                        at.push(Severity::NotEnforced, field(&f), format!("{what} is not enforced"));
                     }
                 }
                 Ok(Recognised::LocalRateLimitFilter(_) | Recognised::LocalRateLimitPerRoute { .. }) => {
@@ -50,4 +49,60 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
             }
         }
     }
+}
+
+/// The fields of a compressor Strait does not act on, set to other than their defaults: request
+/// compression, and library tuning zlib-rs, brotli and zstd's streaming APIs leave out (their
+/// `chunk_size` too: Strait compresses one chunk per upstream read).
+fn unread(c: &CompressorConfig) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let request = c.request_direction_config.as_ref().and_then(|r| r.common_config.as_ref());
+    if request.is_some_and(|c| c.enabled.as_ref().is_none_or(|e| e.default_value != Some(false))) {
+        out.push(("request_direction_config", "request compression"));
+    }
+    if c.choose_first {
+        out.push(("choose_first", "choose_first"));
+    }
+    if let Some(r) = &c.response_direction_config {
+        if !r.uncompressible_response_codes.is_empty() {
+            out.push(("response_direction_config.uncompressible_response_codes", "uncompressible_response_codes"));
+        }
+        if r.status_header_enabled {
+            out.push(("response_direction_config.status_header_enabled", "status_header_enabled"));
+        }
+    }
+    let lib = "compressor_library.typed_config";
+    match c.library() {
+        Ok(LibraryConfig::Gzip(g)) => {
+            if g.memory_level.is_some_and(|m| m != 8) {
+                out.push((lib, "gzip memory_level (zlib's default 8 is used)"));
+            }
+            if g.compression_strategy.as_deref().is_some_and(|s| s != "DEFAULT_STRATEGY") {
+                out.push((lib, "gzip compression_strategy"));
+            }
+            if g.chunk_size.is_some() {
+                out.push((lib, "gzip chunk_size"));
+            }
+        }
+        Ok(LibraryConfig::Brotli(b)) => {
+            if b.encoder_mode.as_deref().is_some_and(|m| m != "DEFAULT")
+                || b.input_block_bits.is_some()
+                || b.chunk_size.is_some()
+                || b.disable_literal_context_modeling
+            {
+                out.push((
+                    lib,
+                    "brotli encoder_mode, input_block_bits, chunk_size and disable_literal_context_modeling",
+                ));
+            }
+        }
+        Ok(LibraryConfig::Zstd(z)) => {
+            if z.strategy.as_deref().is_some_and(|s| s != "DEFAULT") || z.dictionary.is_some() || z.chunk_size.is_some()
+            {
+                out.push((lib, "zstd strategy, dictionary and chunk_size"));
+            }
+        }
+        Err(_) => {}
+    }
+    out
 }
