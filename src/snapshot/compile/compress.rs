@@ -14,6 +14,9 @@ use crate::config::{ConfigSet, Resource};
 use crate::snapshot::compress::{DEFAULT_CONTENT_TYPES, DEFAULT_MIN_CONTENT_LENGTH};
 use crate::snapshot::{Compression, Compressor, Library};
 
+#[cfg(test)]
+mod tests;
+
 /// The label a Gateway API gateway's deployment carries its name in.
 const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 
