@@ -104,6 +104,7 @@ enum Class {
     DestinationRule,
     ServiceEntry,
     AuthorizationPolicy,
+    EnvoyFilter,
     Secret,
     AsmLocalRateLimiter,
     List,
@@ -158,6 +159,12 @@ fn classify(api_version: &str, kind: &str) -> Class {
             "VirtualService" => Class::VirtualService,
             "DestinationRule" => Class::DestinationRule,
             "ServiceEntry" => Class::ServiceEntry,
+            // Istio serves EnvoyFilter at v1alpha3 only.
+            "EnvoyFilter" if version == "v1alpha3" => Class::EnvoyFilter,
+            "EnvoyFilter" => Class::Invalid {
+                at: "apiVersion",
+                message: format!("apiVersion {api_version} is not served for EnvoyFilter (versions: v1alpha3)"),
+            },
             _ => Class::Invalid { at: "kind", message: format!("kind {kind} is not a {group} kind ({})", kinds()) },
         },
         "istio.alibabacloud.com" if kind == "ASMLocalRateLimiter" => match ASM_VERSIONS.contains(&version) {
@@ -336,6 +343,7 @@ impl Loader {
             Class::ServiceEntry => self.istio(&at, value, api_version, |set| &mut set.service_entries),
             Class::AsmLocalRateLimiter => self.istio(&at, value, api_version, |set| &mut set.asm_local_rate_limiters),
             Class::AuthorizationPolicy => self.istio(&at, value, api_version, |set| &mut set.authorization_policies),
+            Class::EnvoyFilter => self.istio(&at, value, api_version, |set| &mut set.envoy_filters),
             Class::Secret => match typed::<SecretEnvelope>(value) {
                 Ok(s) => {
                     let spec = Secret {

@@ -18,6 +18,7 @@ pub mod authorization_policy;
 pub mod credentials;
 pub mod destination_rule;
 pub mod diagnostics;
+pub mod envoy_filter;
 pub mod gateway;
 pub mod index;
 mod load;
@@ -40,6 +41,7 @@ pub use asm_local_rate_limiter::AsmLocalRateLimiter;
 pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
+pub use envoy_filter::EnvoyFilter;
 pub use gateway::Gateway;
 pub use load::{config_files, load, load_with_objects, ApiObject};
 pub use meta::{Duration, ObjectMeta, Percent};
@@ -68,6 +70,9 @@ impl Kind for ServiceEntry {
 }
 impl Kind for AuthorizationPolicy {
     const KIND: &'static str = "AuthorizationPolicy";
+}
+impl Kind for EnvoyFilter {
+    const KIND: &'static str = "EnvoyFilter";
 }
 impl Kind for Secret {
     const KIND: &'static str = "Secret";
@@ -163,6 +168,7 @@ pub struct ConfigSet {
     /// `istio.alibabacloud.com` local throttling rules.
     pub asm_local_rate_limiters: Vec<Resource<AsmLocalRateLimiter>>,
     pub authorization_policies: Vec<Resource<AuthorizationPolicy>>,
+    pub envoy_filters: Vec<Resource<EnvoyFilter>>,
     pub not_enforced: Vec<Unenforced>,
     /// `--proxy-config`'s settings over `--mesh`'s `defaultConfig` (the defaults without them).
     pub proxy: proxy_config::ProxyConfig,
@@ -188,6 +194,7 @@ impl ConfigSet {
         self.secrets.retain(|r| keep(&r.origin));
         self.asm_local_rate_limiters.retain(|r| keep(&r.origin));
         self.authorization_policies.retain(|r| keep(&r.origin));
+        self.envoy_filters.retain(|r| keep(&r.origin));
         self.not_enforced.retain(|u| keep(&u.origin));
         self.len() != before
     }
@@ -201,6 +208,7 @@ impl ConfigSet {
             + self.secrets.len()
             + self.asm_local_rate_limiters.len()
             + self.authorization_policies.len()
+            + self.envoy_filters.len()
             + self.not_enforced.len()
     }
 }
@@ -218,7 +226,6 @@ pub struct Unenforced {
 /// Istio's kinds that Strait accepts but does not act on yet, with the versions Istio serves
 /// each in: `(group, kind, versions)`. Delete a row when Strait starts acting on its kind.
 pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
-    ("networking.istio.io", "EnvoyFilter", &["v1alpha3"]),
     ("networking.istio.io", "Sidecar", &ISTIO_VERSIONS),
     ("networking.istio.io", "WorkloadEntry", &ISTIO_VERSIONS),
     ("networking.istio.io", "WorkloadGroup", &ISTIO_VERSIONS),
@@ -235,7 +242,7 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
 pub const ASM_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
 /// The `networking.istio.io` kinds Strait serves.
-const SERVED_KINDS: [&str; 4] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry"];
+const SERVED_KINDS: [&str; 5] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry", "EnvoyFilter"];
 
 /// The `security.istio.io` kinds Strait serves, with their versions.
 const SERVED_SECURITY_KINDS: [(&str, &[&str]); 1] = [("AuthorizationPolicy", &["v1", "v1beta1"])];

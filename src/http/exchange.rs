@@ -166,7 +166,8 @@ impl<C: Client> Exchange<'_, C> {
         } else if !extras.mirrors.is_empty() {
             tracing::debug!(peer = %self.peer, "request body too large to hold for a mirror: not mirrored");
         }
-        let mut response = headers::response(&dest.headers.response, &route.policy.response, &extras.cors);
+        let mut response =
+            headers::response(&dest.headers.response, &route.policy.response, &extras.cors, extras.accept);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
         // The route's timeout, or what is left of the request's maximum duration if sooner.
         let began = self.account.tally.began;

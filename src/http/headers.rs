@@ -3,8 +3,9 @@
 
 use std::borrow::Cow;
 
+use super::compress::Accept;
 use super::cors::HeaderLine;
-use crate::snapshot::{HeaderEdits, ResponseStage};
+use crate::snapshot::{Compression, HeaderEdits, ResponseStage};
 
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,8 @@ pub struct Merged<'s, V = &'s str> {
     pub add: Vec<(&'s str, V)>,
     /// Requests only: the authority a `set` of `host` asks for (the last level's wins).
     pub authority: Option<&'s str>,
+    /// Forwarded responses only: the route's compressors, and what the request accepts.
+    pub compress: Option<(&'s Compression, Accept)>,
 }
 
 impl<'s> Merged<'s> {
@@ -27,7 +30,7 @@ impl<'s> Merged<'s> {
     /// levels appended. Within one level removals go first, then `set`, then `add`, as
     /// Envoy's `HeaderParser::evaluateHeaders` does.
     pub fn new(remove: &[&'s str], levels: &[&'s HeaderEdits]) -> Self {
-        let mut out = Merged { remove: remove.to_vec(), add: Vec::new(), authority: None };
+        let mut out = Merged { remove: remove.to_vec(), add: Vec::new(), authority: None, compress: None };
         for level in levels {
             out.apply(level);
         }
@@ -58,11 +61,12 @@ impl<'s, V: From<&'s str>> Merged<'s, V> {
 
 /// The response stages of a forwarded response, run after the destination's own edits
 /// (`dest`). `cors`: the lines the CORS request stage allowed; they replace the backend's
-/// lines of the same name.
+/// lines of the same name. `accept`: the request's `accept-encoding`, for the compressors.
 pub fn response<'s, V: AsRef<str>>(
     dest: &'s HeaderEdits,
     stages: &'s [ResponseStage],
     cors: &'s [(&'static str, V)],
+    accept: Accept,
 ) -> Merged<'s> {
     let mut out = Merged::new(&[], &[dest]);
     for stage in stages {
@@ -72,6 +76,7 @@ pub fn response<'s, V: AsRef<str>>(
                 out.remove.extend(cors.iter().map(|(n, _)| *n));
                 out.add.extend(cors.iter().map(|(n, v)| (*n, v.as_ref())));
             }
+            ResponseStage::Compress(c) => out.compress = Some((c, accept)),
         }
     }
     out
@@ -80,7 +85,7 @@ pub fn response<'s, V: AsRef<str>>(
 /// The response stages of one of the gateway's own answers: its lines, in order. `cors`: the
 /// lines the CORS request stage allowed; they replace the route's own edits of that name.
 pub fn local<'a>(stages: &'a [ResponseStage], cors: &[HeaderLine<'a>]) -> Vec<(&'a str, Cow<'a, str>)> {
-    let mut out = Merged::<Cow<'a, str>> { remove: Vec::new(), add: Vec::new(), authority: None };
+    let mut out = Merged::<Cow<'a, str>> { remove: Vec::new(), add: Vec::new(), authority: None, compress: None };
     for stage in stages {
         match stage {
             ResponseStage::Headers(edits) => out.apply(edits),
@@ -88,6 +93,8 @@ pub fn local<'a>(stages: &'a [ResponseStage], cors: &[HeaderLine<'a>]) -> Vec<(&
                 out.add.retain(|(n, _)| !cors.iter().any(|(c, _)| c == n));
                 out.add.extend(cors.iter().cloned());
             }
+            // The gateway's own answers go out whole and uncompressed.
+            ResponseStage::Compress(_) => {}
         }
     }
     out.add

@@ -11,6 +11,7 @@ mod affinity;
 mod authz;
 mod body;
 pub mod codec;
+mod compress;
 pub mod cors;
 mod dechunk;
 mod error;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::affinity;
 use super::authz;
 use super::codec::{RequestEdits, TryLines};
+use super::compress::Accept;
 use super::cors;
 use super::fault::{self, Injected};
 use super::grpc;
@@ -60,6 +61,8 @@ pub(super) struct Extras {
     pub(super) try_lines: TryLines,
     /// The request's timeout: the route's, or a gRPC request's `grpc-timeout` capped by it.
     pub(super) timeout: Option<Duration>,
+    /// The request's `accept-encoding`, as the route's compressors read it.
+    pub(super) accept: Accept,
 }
 
 /// What the plan is handed besides the snapshot and the request: it does no I/O, draws only
@@ -158,6 +161,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     let mut fault = Injected::default();
     let mut cors_lines = Vec::new();
     let (mut rewrite, mut route_headers, mut mirrors) = (None, &NO_EDITS, &[][..]);
+    let (mut accept, mut drop_accept_encoding) = (Accept::default(), false);
     for stage in route.policy.request.iter() {
         match stage {
             RequestStage::Authz(a) => {
@@ -198,6 +202,10 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
             RequestStage::Rewrite(r) => rewrite = Some(r),
             RequestStage::RequestHeaders(edits) => route_headers = edits,
             RequestStage::Mirror(m) => mirrors = m,
+            RequestStage::Compress(c) => {
+                accept = Accept::parse(info.header("accept-encoding"));
+                drop_accept_encoding = c.remove_accept_encoding;
+            }
         }
     }
     let response_headers = || headers::local(&route.policy.response, &cors_lines);
@@ -230,14 +238,21 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     ),
                     grpc_timeout: meta.grpc,
                 };
-                // The proxy answers `100-continue` itself; the try lines say `grpc-timeout` anew.
-                const DROPPED: [&str; 2] = ["expect", "grpc-timeout"];
-                let base_remove: &[&str] = match (head.expects_continue(), try_lines.writes_grpc_timeout()) {
-                    (true, true) => &DROPPED,
-                    (true, false) => &DROPPED[..1],
-                    (false, true) => &DROPPED[1..],
-                    (false, false) => &[],
-                };
+                // The proxy answers `100-continue` itself; the try lines say `grpc-timeout` anew;
+                // a compressor may keep the upstream from compressing (`remove_accept_encoding_header`).
+                let mut dropped = [""; 3];
+                let mut n = 0;
+                for (name, drop) in [
+                    ("expect", head.expects_continue()),
+                    ("grpc-timeout", try_lines.writes_grpc_timeout()),
+                    ("accept-encoding", drop_accept_encoding),
+                ] {
+                    if drop {
+                        dropped[n] = name;
+                        n += 1;
+                    }
+                }
+                let base_remove = &dropped[..n];
                 let levels = [&dest.headers.request, route_headers];
                 // Nothing to merge on most routes: no allocation then.
                 let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
@@ -272,6 +287,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     set_cookie: affinity.set_cookie,
                     try_lines,
                     timeout,
+                    accept,
                 };
                 if let Some(r) = log {
                     r.forwarded(route.name.as_deref());

@@ -8,6 +8,7 @@
 pub mod authz;
 mod cluster;
 mod compile;
+mod compress;
 mod hash;
 mod hosts;
 mod matcher;
@@ -25,6 +26,7 @@ pub use crate::config::credentials::{FileStamp, WatchedFile};
 pub use cluster::*;
 pub use compile::tls::verify::{AnyOfNames, SkipVerify};
 pub use compile::{compile, compile_with, distinct, CompileOptions, Resolve, SystemResolver};
+pub use compress::{Compression, Compressor, Library};
 pub use hash::{hash_bytes, ip_hash, HashTable};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::authz::Authz;
-use super::{Cors, Fault, HeaderEdits, Mirror, RateLimitId, Rewrite};
+use super::{Compression, Cors, Fault, HeaderEdits, Mirror, RateLimitId, Rewrite};
 
 /// One step of a route's request path, in the order Envoy's filter chain runs them as istiod
 /// builds it: authorization (RBAC), then CORS, then fault, then a local rate limit (inserted
@@ -37,6 +37,9 @@ pub enum RequestStage {
     RequestHeaders(HeaderEdits),
     /// `mirror`/`mirrors`: copies drawn once the upstream head is written.
     Mirror(Box<[Mirror]>),
+    /// The compressor filters' request half (an EnvoyFilter inserts them before the router):
+    /// `accept-encoding` noted for the response, and removed when one says so.
+    Compress(Arc<Compression>),
 }
 
 /// One step of a route's response path, in order, after the chosen destination's own edits.
@@ -47,4 +50,7 @@ pub enum ResponseStage {
     /// The CORS lines the request's [`RequestStage::Cors`] allowed, replacing any of the same
     /// name (Envoy's `setInline`).
     Cors,
+    /// The compressor filters' response half, after the router's edits: `vary`, and a body
+    /// compressed in the encoding the request's `accept-encoding` chose.
+    Compress(Arc<Compression>),
 }

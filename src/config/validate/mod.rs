@@ -8,6 +8,7 @@
 
 mod authorization_policy;
 mod destination_rule;
+mod envoy_filter;
 mod gateway;
 mod not_enforced;
 mod references;
@@ -61,6 +62,7 @@ pub fn validate(set: &ConfigSet, opts: &ValidateOptions) -> Diagnostics {
     service_entry::check(set, &mut out);
     references::check(set, &labels, &opts.namespace, &mut out);
     authorization_policy::check(set, &labels, &opts.namespace, &mut out);
+    envoy_filter::check(set, &mut out);
     not_enforced::check(set, &mut out);
     out.0.sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
     out

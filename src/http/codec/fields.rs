@@ -328,6 +328,7 @@ impl Default for HeaderSlots<'_> {
 
 /// The header fields of one parsed head: slices into the read buffer (held in the
 /// caller's [`HeaderSlots`]) plus their classification.
+#[derive(Clone)]
 pub(crate) struct Fields<'b> {
     /// The head bytes (from the start of the buffer to the end of the final CRLF).
     pub(crate) buf: &'b [u8],

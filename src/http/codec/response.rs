@@ -8,6 +8,7 @@ use super::{BodyFraming, Limits, ParseError, MAX_HEADERS};
 use httparse::Header;
 
 /// A parsed response head borrowing the read buffer.
+#[derive(Clone)]
 pub struct ResponseHead<'b> {
     /// Bytes of the buffer the head takes (the body starts here).
     pub head_len: usize,

@@ -13,7 +13,9 @@ use super::attempt::{Failure, Try};
 use super::{Client, Exchange, Replay};
 use crate::buf::ReadBuf;
 use crate::http::body::BodyError;
+use crate::http::body::STREAM_CHUNK;
 use crate::http::codec::{self, BodyFraming, HeaderSlots, Limits, ResponseEdits};
+use crate::http::compress::{self, Compressing};
 use crate::http::error::ProxyError;
 use crate::http::grpc;
 use crate::http::head::ReqMeta;
@@ -28,7 +30,15 @@ enum ResponseStart {
     /// dropped, then the next head is read.
     Interim { head_len: usize, forward: bool },
     /// `out` holds the client's head. `observed`: the status outlier detection is told.
-    Final { status: u16, observed: u16, head_len: usize, framing: BodyFraming, keep_alive: bool },
+    /// `compressor`: the route's compressor that compresses the body, by index.
+    Final {
+        status: u16,
+        observed: u16,
+        head_len: usize,
+        framing: BodyFraming,
+        keep_alive: bool,
+        compressor: Option<usize>,
+    },
 }
 
 /// Where a response is read from: the bytes read already, and the stream with the rest (an
@@ -114,7 +124,7 @@ impl<C: Client> Exchange<'_, C> {
         response: &Merged<'_>,
         request_whole: bool,
     ) -> Result<ResponseStart, Failure> {
-        let (status, head_len) = (head.status, head.head_len);
+        let (status, head_len, framing, keep_alive) = (head.status, head.head_len, head.framing, head.keep_alive);
         if head.is_informational() && !head.is_switching_protocols() {
             // Interim answers (103 Early Hints…) pass through; 100 was answered by us. One
             // dropped leaves `out` with the request, for a retry.
@@ -126,6 +136,32 @@ impl<C: Client> Exchange<'_, C> {
         }
         self.out.clear();
         let service_time = sent_at.elapsed().as_millis() as u64;
+        let decision = response.compress.map(|(c, accept)| compress::decide(c, &accept, head)).unwrap_or_default();
+        // The compressor's edits come after the router's, as Envoy's filter chain runs them.
+        // Only a compressible response pays for the copy of the edits.
+        let (edited, vary);
+        let (head, response) = if decision.vary || decision.compressor.is_some() {
+            let mut m = Merged { remove: response.remove.clone(), add: response.add.clone(), ..Merged::default() };
+            vary = decision.vary.then(|| compress::vary(head.header("vary"))).flatten();
+            if let Some(v) = &vary {
+                m.remove.push("vary");
+                m.add.push(("vary", v));
+            }
+            let head = match decision.compressor.zip(response.compress) {
+                Some((i, (c, _))) => {
+                    if head.header("etag").is_some_and(compress::strong_etag) {
+                        m.remove.push("etag");
+                    }
+                    m.add.push(("content-encoding", c.compressors[i].library.encoding()));
+                    compress::rechunked(head)
+                }
+                None => head.clone(),
+            };
+            edited = m;
+            (head, &edited)
+        } else {
+            (head.clone(), response)
+        };
         // A response without `date` gets the gateway's, as Envoy's connection manager adds one.
         codec::with_date(|date| {
             let edits = ResponseEdits {
@@ -135,7 +171,7 @@ impl<C: Client> Exchange<'_, C> {
                 remove: &response.remove,
                 ..ResponseEdits::default()
             };
-            self.client.response_head(self.out, head, edits, request_whole);
+            self.client.response_head(self.out, &head, edits, request_whole);
         });
         self.account.note_status(&self.ctx.stats, status, "-", "via_upstream");
         if let Some(r) = &mut self.account.log {
@@ -146,7 +182,7 @@ impl<C: Client> Exchange<'_, C> {
         let grpc_status = meta.grpc.then(|| head.header("grpc-status")).flatten().and_then(grpc::status);
         self.account.tally.grpc_status = grpc_status;
         let observed = grpc_status.map_or(status, grpc::to_http);
-        Ok(ResponseStart::Final { status, observed, head_len, framing: head.framing, keep_alive: head.keep_alive })
+        Ok(ResponseStart::Final { status, observed, head_len, framing, keep_alive, compressor: decision.compressor })
     }
 
     /// Streams the request body to the upstream, unless the upstream answers (or closes)
@@ -222,7 +258,7 @@ impl<C: Client> Exchange<'_, C> {
                     Err(e) => return Err(Failure::before(ProxyError::UpstreamProtocol(e))),
                 }
             };
-            let (status, head_len, framing, upstream_keep_alive) = match start {
+            let (status, head_len, framing, upstream_keep_alive, compressor) = match start {
                 None => {
                     let had = !buf.is_empty();
                     match buf.fill(src, UPSTREAM_BUF).await {
@@ -245,10 +281,10 @@ impl<C: Client> Exchange<'_, C> {
                     }
                     continue;
                 }
-                Some(ResponseStart::Final { status, observed, head_len, framing, keep_alive }) => {
+                Some(ResponseStart::Final { status, observed, head_len, framing, keep_alive, compressor }) => {
                     at.live.observe(at.cluster, at.endpoint, Observation::Status(observed));
                     at.stats.record_status(status);
-                    (status, head_len, framing, keep_alive)
+                    (status, head_len, framing, keep_alive, compressor)
                 }
             };
             buf.consume(head_len);
@@ -257,19 +293,36 @@ impl<C: Client> Exchange<'_, C> {
                 self.send_out().await?;
                 return Ok(Relayed::Upgraded);
             }
+            let relayed = |e| {
+                Failure::started(match e {
+                    BodyError::Sink(e) => ProxyError::DownstreamIo(e),
+                    BodyError::Source(e) => ProxyError::UpstreamIo(e),
+                    BodyError::Framing(e) => ProxyError::UpstreamProtocol(e),
+                })
+            };
+            let library = compressor.zip(response.compress).map(|(i, (c, _))| c.compressors[i].library);
+            if let Some(library) = library {
+                // The body reaches the client as the chunks the compressor makes of it.
+                self.send_out().await?;
+                let mut source = Compressing::new(src, buf, framing, library)
+                    .map_err(|e| Failure::started(ProxyError::UpstreamIo(e)))?;
+                let mut down = ReadBuf::with_capacity(STREAM_CHUNK);
+                self.client.relay_body(&mut source, &mut down, BodyFraming::Chunked).await.map_err(relayed)?;
+                let streamed = down.take_written();
+                self.account.tally.sent += streamed;
+                if let Some(r) = &mut self.account.log {
+                    r.bytes_sent = streamed;
+                }
+                let reusable = upstream_keep_alive && buf.is_empty() && !matches!(framing, BodyFraming::UntilClose);
+                return Ok(Relayed::Done { reusable });
+            }
             // A small body already read goes out in the same write as the head: one segment
             // and one wake-up of the client instead of two.
             let body_inline = self.client.inline_response(self.out, buf, framing);
             self.send_out().await?;
             buf.take_written();
             if body_inline.is_none() {
-                self.client.relay_body(src, buf, framing).await.map_err(|e| {
-                    Failure::started(match e {
-                        BodyError::Sink(e) => ProxyError::DownstreamIo(e),
-                        BodyError::Source(e) => ProxyError::UpstreamIo(e),
-                        BodyError::Framing(e) => ProxyError::UpstreamProtocol(e),
-                    })
-                })?;
+                self.client.relay_body(src, buf, framing).await.map_err(relayed)?;
             }
             let streamed = buf.take_written();
             self.account.tally.sent += streamed;

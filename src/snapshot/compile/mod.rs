@@ -13,6 +13,7 @@
 //! DestinationRules alike.
 
 mod cluster;
+mod compress;
 mod dns;
 mod http;
 mod l4;
@@ -32,8 +33,8 @@ use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
 use crate::snapshot::authz::{Authz, Layer, Scope};
 use crate::snapshot::{
-    intersect, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server, ServerTlsMode, Snapshot,
-    VirtualHost,
+    intersect, HostTable, Listener, ListenerProtocol, RequestStage, ResponseStage, RouteSource, RouteTable, Server,
+    ServerTlsMode, Snapshot, VirtualHost,
 };
 
 use crate::config::credentials::Secrets;
@@ -108,6 +109,7 @@ pub fn compile_with(
         templates: vec![None; set.virtual_services.len()],
         delegates: HashMap::new(),
         regexes: Regexes::default(),
+        compressors: compress::Compressors::new(set, &opts.labels, &opts.namespace),
     };
     for (i, vs) in set.virtual_services.iter().enumerate() {
         // Only a VirtualService without hosts can be a delegate; the first of a name wins.
@@ -160,6 +162,8 @@ struct Compiler<'a> {
     templates: Vec<Option<Rc<Vec<HttpTemplate>>>>,
     delegates: HashMap<(&'a str, &'a str), usize>,
     regexes: Regexes,
+    /// The compressor filters EnvoyFilters insert, by listener port.
+    compressors: compress::Compressors,
 }
 
 /// The listener a server's protocol family needs.
@@ -396,6 +400,7 @@ impl<'a> Compiler<'a> {
     ) {
         let gw = &self.set.gateways[plan.gateway];
         let key = gw.key();
+        let compression = self.compressors.for_port(plan.port);
         for (vi, hosts) in &plan.bound {
             let authz = self.authz(Scope { port: plan.port, layer: Layer::Http, hosts });
             let templates = self.templates(*vi);
@@ -409,7 +414,16 @@ impl<'a> Compiler<'a> {
                     vs_ns: self.set.virtual_services[*vi].namespace(),
                 },
             };
-            let routes = http::instantiate(&templates, &inst, clusters);
+            let mut routes = http::instantiate(&templates, &inst, clusters);
+            if let Some(c) = &compression {
+                // The compressor sits before the router: its request half after the route's
+                // CORS and fault, its response half after the router's edits.
+                for r in &mut routes {
+                    let p = &mut r.route.policy;
+                    p.request = p.request.iter().cloned().chain([RequestStage::Compress(c.clone())]).collect();
+                    p.response = p.response.iter().cloned().chain([ResponseStage::Compress(c.clone())]).collect();
+                }
+            }
             // istiod skips a VirtualService with no route for this server: no virtual host.
             if routes.is_empty() {
                 continue;

@@ -151,6 +151,7 @@ fn route_stages_compile_in_envoys_filter_order() {
             RequestStage::Rewrite(_) => "rewrite",
             RequestStage::RequestHeaders(_) => "headers",
             RequestStage::Mirror(_) => "mirror",
+            RequestStage::Compress(_) => "compress",
         })
         .collect();
     assert_eq!(request, ["cors", "fault", "rewrite", "headers", "mirror"]);
@@ -161,6 +162,7 @@ fn route_stages_compile_in_envoys_filter_order() {
         .map(|s| match s {
             ResponseStage::Headers(_) => "headers",
             ResponseStage::Cors => "cors",
+            ResponseStage::Compress(_) => "compress",
         })
         .collect();
     assert_eq!(response, ["headers", "cors"]);
