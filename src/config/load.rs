@@ -12,7 +12,7 @@ use serde_yaml::{Mapping, Value};
 use super::source::{join_path, render_key, split_documents, Node, RawDocument};
 use super::{
     ConfigSet, Diagnostic, Diagnostics, Kind, ObjectMeta, Origin, Resource, Secret, Severity, Unenforced,
-    DEFAULT_NAMESPACE, ISTIO_VERSIONS, NOT_ENFORCED_KINDS, SERVED_KINDS,
+    DEFAULT_NAMESPACE, ISTIO_VERSIONS, NOT_ENFORCED_KINDS, SERVED_KINDS, SERVED_SECURITY_KINDS,
 };
 
 /// Reads every path (file, or directory of `*.yaml`/`*.yml`) into a [`ConfigSet`], or every
@@ -59,6 +59,7 @@ enum Class {
     VirtualService,
     DestinationRule,
     ServiceEntry,
+    RequestAuthentication,
     Secret,
     List,
     /// An Istio kind Strait does not act on yet.
@@ -80,11 +81,20 @@ fn classify(api_version: &str, kind: &str) -> Class {
         let message = format!("apiVersion {api_version} is not served for {kind} (versions: {})", versions.join(", "));
         return Class::Invalid { at: "apiVersion", message };
     }
+    if let Some((_, versions)) = SERVED_SECURITY_KINDS.iter().find(|(k, _)| group == "security.istio.io" && *k == kind)
+    {
+        if versions.contains(&version) {
+            return Class::RequestAuthentication;
+        }
+        let message = format!("apiVersion {api_version} is not served for {kind} (versions: {})", versions.join(", "));
+        return Class::Invalid { at: "apiVersion", message };
+    }
     // Istio's kinds of the group, as a message lists them.
     let kinds = || {
         let served = SERVED_KINDS.iter().filter(|_| group == "networking.istio.io");
+        let security = SERVED_SECURITY_KINDS.iter().filter(|_| group == "security.istio.io").map(|(k, _)| k);
         let more = NOT_ENFORCED_KINDS.iter().filter(|(g, _, _)| *g == group).map(|(_, k, _)| k);
-        served.chain(more).copied().collect::<Vec<_>>().join(", ")
+        served.chain(more).chain(security).copied().collect::<Vec<_>>().join(", ")
     };
     match group {
         "networking.istio.io" if !ISTIO_VERSIONS.contains(&version) => Class::Invalid {
@@ -270,6 +280,7 @@ impl Loader {
             Class::VirtualService => self.istio(&at, value, api_version, |set| &mut set.virtual_services),
             Class::DestinationRule => self.istio(&at, value, api_version, |set| &mut set.destination_rules),
             Class::ServiceEntry => self.istio(&at, value, api_version, |set| &mut set.service_entries),
+            Class::RequestAuthentication => self.istio(&at, value, api_version, |set| &mut set.request_authentications),
             Class::Secret => match typed::<SecretEnvelope>(value) {
                 Ok(s) => {
                     let spec = Secret {

@@ -18,10 +18,12 @@ pub mod destination_rule;
 pub mod diagnostics;
 pub mod gateway;
 pub mod index;
+pub mod jwks;
 mod load;
 pub mod meta;
 pub mod proxy_config;
 pub mod registry;
+pub mod request_authentication;
 pub mod secret;
 pub mod service_entry;
 mod source;
@@ -38,6 +40,7 @@ pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use gateway::Gateway;
 pub use load::load;
 pub use meta::{Duration, ObjectMeta, Percent};
+pub use request_authentication::RequestAuthentication;
 pub use secret::Secret;
 pub use service_entry::ServiceEntry;
 pub use source::locate;
@@ -63,6 +66,9 @@ impl Kind for ServiceEntry {
 }
 impl Kind for Secret {
     const KIND: &'static str = "Secret";
+}
+impl Kind for RequestAuthentication {
+    const KIND: &'static str = "RequestAuthentication";
 }
 
 /// Where a resource came from.
@@ -149,6 +155,7 @@ pub struct ConfigSet {
     pub destination_rules: Vec<Resource<DestinationRule>>,
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub secrets: Vec<Resource<Secret>>,
+    pub request_authentications: Vec<Resource<RequestAuthentication>>,
     pub not_enforced: Vec<Unenforced>,
     /// `--proxy-config`'s settings (the defaults without one).
     pub proxy: proxy_config::ProxyConfig,
@@ -162,6 +169,7 @@ impl ConfigSet {
             && self.destination_rules.is_empty()
             && self.service_entries.is_empty()
             && self.secrets.is_empty()
+            && self.request_authentications.is_empty()
             && self.not_enforced.is_empty()
     }
 }
@@ -186,7 +194,6 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
     ("networking.istio.io", "ProxyConfig", &["v1beta1"]),
     ("security.istio.io", "AuthorizationPolicy", &["v1", "v1beta1"]),
     ("security.istio.io", "PeerAuthentication", &["v1", "v1beta1"]),
-    ("security.istio.io", "RequestAuthentication", &["v1", "v1beta1"]),
     ("telemetry.istio.io", "Telemetry", &["v1", "v1alpha1"]),
     ("extensions.istio.io", "WasmPlugin", &["v1alpha1"]),
     ("extensions.istio.io", "TrafficExtension", &["v1alpha1"]),
@@ -194,6 +201,9 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
 
 /// The `networking.istio.io` kinds Strait serves.
 const SERVED_KINDS: [&str; 4] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry"];
+
+/// The `security.istio.io` kinds Strait serves, with their versions.
+const SERVED_SECURITY_KINDS: [(&str, &[&str]); 1] = [("RequestAuthentication", &["v1", "v1beta1"])];
 
 /// `metadata.namespace` when a document names none.
 pub const DEFAULT_NAMESPACE: &str = "default";

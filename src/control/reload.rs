@@ -1,17 +1,22 @@
 //! Building and swapping generations: the first at start, then one per SIGHUP or
-//! `POST /reload`, and one per changed DNS answer (the same config compiled again). A reload
-//! either swaps everything (snapshot and sockets) or nothing.
+//! `POST /reload`, and one per changed DNS answer or JWKS (the same config compiled again). A
+//! reload either swaps everything (snapshot and sockets) or nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
 use super::dns::{Dns, DnsOptions};
 use super::error::RunError;
+use super::jwks::Jwks;
 use super::load::{compile, validated, BuildOptions, Validated};
 use super::ports::{BindError, Ports};
+use crate::config::jwks::Jwks as KeySet;
 use crate::config::{ConfigSet, Diagnostics, Severity};
 use crate::publish::{Published, Reloaded, Shared};
+use crate::snapshot::jwt::JwksSource;
+use crate::snapshot::Resolve;
 use crate::upstream::{Generation, LiveRegistry};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,35 @@ pub struct Reloader {
     /// The config served, compiled again when a DNS answer changes.
     set: ConfigSet,
     dns: Dns,
+    jwks: Jwks,
+}
+
+/// What a compile reads off the network, from the control thread's live answers.
+struct Fetched<'a> {
+    dns: &'a mut Dns,
+    jwks: &'a mut Jwks,
+}
+
+impl Fetched<'_> {
+    fn begin(&mut self) {
+        self.dns.begin();
+        self.jwks.begin();
+    }
+
+    fn commit(&mut self) {
+        self.dns.commit();
+        self.jwks.commit();
+    }
+}
+
+impl Resolve for Fetched<'_> {
+    fn lookup(&mut self, name: &str) -> Vec<IpAddr> {
+        self.dns.lookup(name)
+    }
+
+    fn jwks(&mut self, source: &JwksSource) -> Option<Arc<KeySet>> {
+        self.jwks.keys(source)
+    }
 }
 
 impl Reloader {
@@ -45,10 +79,12 @@ impl Reloader {
     /// beside another process on a port it serves, instead of refusing the port.
     pub fn start(opts: BuildOptions, dns: DnsOptions, workers: usize, share_ports: bool) -> Result<Self, RunError> {
         let mut dns = Dns::new(dns).map_err(RunError::Dns)?;
+        let mut jwks = Jwks::new().map_err(RunError::Jwks)?;
         let Validated { set, warnings } = validated(&opts).map_err(RunError::InvalidConfig)?;
-        dns.begin();
-        let snapshot = compile(&opts, &set, 1, &mut dns).map_err(RunError::InvalidConfig)?;
-        dns.commit();
+        let mut fetched = Fetched { dns: &mut dns, jwks: &mut jwks };
+        fetched.begin();
+        let snapshot = compile(&opts, &set, 1, &mut fetched).map_err(RunError::InvalidConfig)?;
+        fetched.commit();
         log_warnings(&warnings);
         let mut ports = Ports::new(workers, share_ports);
         let prepared = ports.prepare(&snapshot)?;
@@ -57,7 +93,7 @@ impl Reloader {
         let snapshot = Generation::new(snapshot, &mut live);
         let first = Published { snapshot, sockets: ports.sockets(), draining: false };
         let shared = Arc::new(Shared::new(first, workers));
-        Ok(Self { opts, ports, shared, live, set, dns })
+        Ok(Self { opts, ports, shared, live, set, dns, jwks })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -97,13 +133,14 @@ impl Reloader {
         }
         let generation = current.snapshot.generation + 1;
         let Validated { set, warnings } = validated(&self.opts).map_err(ReloadError::Invalid)?;
-        self.dns.begin();
-        let mut snapshot = compile(&self.opts, &set, generation, &mut self.dns).map_err(ReloadError::Invalid)?;
+        let mut fetched = Fetched { dns: &mut self.dns, jwks: &mut self.jwks };
+        fetched.begin();
+        let mut snapshot = compile(&self.opts, &set, generation, &mut fetched).map_err(ReloadError::Invalid)?;
         snapshot.inherit(&current.snapshot);
         let prepared = self.ports.prepare(&snapshot)?;
         log_warnings(&warnings);
         self.ports.commit(prepared);
-        self.dns.commit();
+        Fetched { dns: &mut self.dns, jwks: &mut self.jwks }.commit();
         self.set = set;
         let listeners = snapshot.listeners.len();
         // Resolved only once the ports are bound: a refused reload leaves the registry as the
@@ -114,17 +151,20 @@ impl Reloader {
         Ok(Reloaded { generation, listeners })
     }
 
-    /// When a DNS answer is next due to be asked again.
-    pub fn dns_due(&self) -> Option<std::time::Instant> {
-        self.dns.next_due()
+    /// When a DNS answer or a key set is next due to be asked again.
+    pub fn next_due(&self) -> Option<std::time::Instant> {
+        [self.dns.next_due(), self.jwks.next_due()].into_iter().flatten().min()
     }
 
-    /// Asks again the DNS answers that are due; when one changed, publishes the served config
-    /// compiled with the new addresses (same listeners, same sockets), as Envoy updates a
-    /// STRICT_DNS cluster's hosts without a config push. Pooled connections to an address
-    /// that left the answer idle out; none is cut.
-    pub fn refresh_dns(&mut self) {
-        if !self.dns.refresh(&self.shared.control) {
+    /// Asks again the DNS answers and fetches again the key sets that are due; when one
+    /// changed, publishes the served config compiled with the new addresses and keys (same
+    /// listeners, same sockets), as Envoy updates a STRICT_DNS cluster's hosts without a config
+    /// push and istiod pushes a changed JWKS. Pooled connections to an address that left the
+    /// answer idle out; none is cut.
+    pub fn refresh(&mut self) {
+        let dns = self.dns.refresh(&self.shared.control);
+        let jwks = self.jwks.refresh();
+        if !dns && !jwks {
             return;
         }
         let current = self.shared.published.load_full();
@@ -132,25 +172,34 @@ impl Reloader {
             return;
         }
         let generation = current.snapshot.generation + 1;
-        self.dns.begin();
-        match compile(&self.opts, &self.set, generation, &mut self.dns) {
+        let what = if dns { "DNS answers" } else { "JWKS" };
+        let mut fetched = Fetched { dns: &mut self.dns, jwks: &mut self.jwks };
+        fetched.begin();
+        match compile(&self.opts, &self.set, generation, &mut fetched) {
             Ok(mut snapshot) => {
-                self.dns.commit();
+                fetched.commit();
                 snapshot.inherit(&current.snapshot);
                 let snapshot = Generation::new(snapshot, &mut self.live);
                 let next = Published { snapshot, sockets: current.sockets.clone(), draining: false };
                 self.shared.published.store(Arc::new(next));
-                self.shared.control.dns_updates.inc();
-                info!("DNS answers changed: generation {generation}");
+                if dns {
+                    self.shared.control.dns_updates.inc();
+                }
+                info!("{what} changed: generation {generation}");
             }
             Err(diagnostics) => {
                 // Only what is read at compile time can fail here (a certificate file gone).
                 for d in diagnostics.iter() {
                     error!("{d}");
                 }
-                error!("DNS update not applied, generation {} keeps serving", current.snapshot.generation);
+                error!("{what} update not applied, generation {} keeps serving", current.snapshot.generation);
             }
         }
+    }
+
+    /// A worker met a token naming a key the set at `uri` lacks: fetch it again soon.
+    pub fn refetch_jwks(&mut self, uri: &str) {
+        self.jwks.refetch(uri);
     }
 
     /// Publishes the current snapshot with no sockets and `draining` set: workers stop

@@ -20,6 +20,7 @@ mod h2;
 mod h2_io;
 mod head;
 mod headers;
+mod jwt;
 mod local;
 mod mirror;
 mod peer;

@@ -282,8 +282,11 @@ impl<S: Duplex> Session<S> {
             let parsed = {
                 let mut slots = HeaderSlots::new();
                 let closing = self.closing();
-                let inputs =
-                    Inputs { mirror_shadow_suffix: self.ctx.mirror_shadow_suffix, random: || self.ctx.random() };
+                let inputs = Inputs {
+                    mirror_shadow_suffix: self.ctx.mirror_shadow_suffix,
+                    random: || self.ctx.random(),
+                    jwt: &self.ctx.jwt,
+                };
                 let data = self.rb.data();
                 codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {
                     head.map(|head| {

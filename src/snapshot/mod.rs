@@ -9,6 +9,7 @@ mod cluster;
 mod compile;
 mod hash;
 mod hosts;
+pub mod jwt;
 mod matcher;
 mod route;
 mod stage;
@@ -21,13 +22,14 @@ use std::sync::Arc;
 
 pub use crate::config::credentials::{FileStamp, WatchedFile};
 pub use cluster::*;
+pub use compile::tls::system_roots;
 pub use compile::tls::verify::{AnyOfNames, SkipVerify};
 pub use compile::{compile, compile_with, distinct, CompileOptions, Resolve, SystemResolver};
 pub use hash::{hash_bytes, ip_hash, HashTable};
 pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
 pub use route::*;
-pub use stage::{RequestStage, ResponseStage};
+pub use stage::{FilterStage, RequestStage, ResponseStage};
 
 /// Index into [`Snapshot::clusters`]; only meaningful within one snapshot.
 pub type ClusterId = u32;
@@ -45,6 +47,8 @@ pub struct Snapshot {
     /// The gateway's workload as Istio's `source_workload`, `source_app` and
     /// `source_canonical_service` metric labels name it (see `compile::source_workload`).
     pub source_workload: Arc<str>,
+    /// The gateway's own HTTP filters, run on every HTTP request before routing, in order.
+    pub filters: Box<[FilterStage]>,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
@@ -54,7 +58,7 @@ impl Snapshot {
     pub fn new(generation: u64, listeners: Vec<Listener>, clusters: Vec<Cluster>, watched: Vec<WatchedFile>) -> Self {
         let by_name = clusters.iter().enumerate().map(|(i, c)| (c.name.clone(), i as ClusterId)).collect();
         let source_workload = Arc::from(compile::DEFAULT_SOURCE_WORKLOAD);
-        Self { generation, listeners, clusters, watched, source_workload, by_name }
+        Self { generation, listeners, clusters, watched, source_workload, filters: Box::default(), by_name }
     }
 
     pub fn listener(&self, port: u16) -> Option<&Listener> {

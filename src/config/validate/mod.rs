@@ -10,6 +10,7 @@ mod destination_rule;
 mod gateway;
 mod not_enforced;
 mod references;
+mod request_authentication;
 mod service_entry;
 #[cfg(test)]
 mod tests;
@@ -59,6 +60,7 @@ pub fn validate(set: &ConfigSet, opts: &ValidateOptions) -> Diagnostics {
     destination_rule::check(set, &mut out);
     service_entry::check(set, &mut out);
     references::check(set, &labels, &opts.namespace, &mut out);
+    request_authentication::check(set, &labels, &opts.namespace, &mut out);
     not_enforced::check(set, &mut out);
     out.0.sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
     out

@@ -187,7 +187,11 @@ impl Stream<'_> {
                 Ok(Some(h1)) => {
                     let framing = h1.framing;
                     let view = H2Head(h1);
-                    let inputs = Inputs { mirror_shadow_suffix: ctx.mirror_shadow_suffix, random: || ctx.random() };
+                    let inputs = Inputs {
+                        mirror_shadow_suffix: ctx.mirror_shadow_suffix,
+                        random: || ctx.random(),
+                        jwt: &ctx.jwt,
+                    };
                     let log = self.account.log.as_deref_mut();
                     let (meta, disposition, fault) = plan(snap, &view, &mut self.out, &peer.borrow(), &inputs, log);
                     let disposition = match disposition {

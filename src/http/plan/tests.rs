@@ -118,7 +118,8 @@ fn planned(snap: &Snapshot, request: &str) -> Planned {
         other => panic!("not a whole head: {other:?}"),
     };
     let mut out = Vec::new();
-    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0 };
+    let jwt = JwtCore::new(None);
+    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0, jwt: &jwt };
     let (meta, disposition, fault) = plan(snap, &head, &mut out, &peer(), &inputs, None);
     let (local, answer, extras) = match disposition {
         Disposition::Local { answer, details, .. } => {

@@ -15,6 +15,7 @@
 mod cluster;
 mod dns;
 mod http;
+mod jwt;
 mod l4;
 mod policy;
 pub(crate) mod tls;
@@ -29,8 +30,8 @@ use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
 use crate::snapshot::{
-    intersect, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server, ServerTlsMode, Snapshot,
-    VirtualHost,
+    intersect, FilterStage, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server, ServerTlsMode,
+    Snapshot, VirtualHost,
 };
 
 use crate::config::credentials::Secrets;
@@ -92,6 +93,7 @@ pub fn compile_with(
     opts: &CompileOptions,
     resolver: &mut dyn Resolve,
 ) -> Result<Snapshot, Diagnostics> {
+    let jwt = jwt::compile(set, opts, resolver);
     let secrets = Secrets::new(set, opts.secrets_dir.as_deref());
     let mut clusters = Clusters::new(set, &opts.labels, &opts.namespace, &secrets, resolver);
     let mut c = Compiler {
@@ -118,6 +120,7 @@ pub fn compile_with(
     tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
     let mut snapshot = Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched());
     snapshot.source_workload = Arc::from(source_workload(&opts.labels));
+    snapshot.filters = jwt.map(FilterStage::Jwt).into_iter().collect();
     Ok(snapshot)
 }
 
