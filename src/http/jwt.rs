@@ -434,7 +434,12 @@ pub(super) struct Upstream<'a> {
 }
 
 impl<'a> Upstream<'a> {
-    pub(super) fn new(authn: &'a JwtAuthn, outcome: &'a Authn<'_>) -> Self {
+    /// `None` when the request is left as it came (no output header configured, no token
+    /// verified): nothing is allocated for it then.
+    pub(super) fn new(authn: &'a JwtAuthn, outcome: &'a Authn<'_>) -> Option<Self> {
+        if authn.sanitize.is_empty() && !matches!(outcome, Authn::Verified { .. }) {
+            return None;
+        }
         let mut out =
             Upstream { remove: authn.sanitize.iter().map(|n| &**n).collect(), add: Vec::new(), strip_param: None };
         if let Authn::Verified { verified, provider, location } = outcome {
@@ -448,7 +453,7 @@ impl<'a> Upstream<'a> {
                 }
             }
         }
-        out
+        Some(out)
     }
 }
 

@@ -215,7 +215,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
                 // JWT's upstream edits come first: the route's own edits act on them.
-                let jwt = authn.as_ref().map(|(filter, outcome)| jwt::Upstream::new(filter, outcome));
+                let jwt = authn.as_ref().and_then(|(filter, outcome)| jwt::Upstream::new(filter, outcome));
                 let path = match jwt.as_ref().and_then(|j| j.strip_param) {
                     Some(name) => jwt::strip_param(path.as_deref(), &info, name),
                     None => path,
@@ -241,8 +241,8 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     (false, false) => &[],
                 };
                 let levels = [&dest.headers.request, route_headers];
-                // Nothing to merge on most routes: no allocation then. A gateway with
-                // RequestAuthentication always has lines to drop (the output headers).
+                // Nothing to merge on most routes: no allocation then. JWT's edits (a verified
+                // token's lines, output headers every request loses) need the merged lists.
                 let merged = match jwt {
                     Some(j) => {
                         let remove = base_remove.iter().copied().chain(j.remove).collect();
