@@ -21,6 +21,7 @@ use support::backend::Backend;
 use support::client::{self, Response};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
 use support::tcp::TcpBackend;
+use support::tls::{Ca, TlsBackend};
 use support::{free_port, wait_until, Driver, Gateway};
 
 fn b64(bytes: &[u8]) -> String {
@@ -150,6 +151,11 @@ impl JwksServer {
 
 /// A gateway routing everything of `app.test` to `backend`, with `policy` (documents).
 fn start(driver: Driver, backend: &Backend, policy: &str) -> (Gateway, SocketAddr) {
+    start_env(driver, backend, policy, &[])
+}
+
+/// [`start`], with environment variables for the gateway.
+fn start_env(driver: Driver, backend: &Backend, policy: &str, env: &[(&str, &str)]) -> (Gateway, SocketAddr) {
     let port = free_port();
     let route = "  - route:\n    - destination:\n        host: app.local\n";
     let yaml = docs(&[
@@ -158,7 +164,8 @@ fn start(driver: Driver, backend: &Backend, policy: &str) -> (Gateway, SocketAdd
         service_entry("app", "app.local", 80, &[backend.port()]),
         policy.to_owned(),
     ]);
-    (gateway!(driver).file("gw.yaml", &yaml).start(), SocketAddr::from(([127, 0, 0, 1], port)))
+    let gw = env.iter().fold(gateway!(driver).file("gw.yaml", &yaml), |g, (k, v)| g.env(k, v)).start();
+    (gw, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn request_authentication(namespace: &str, rules: &str) -> String {
@@ -305,6 +312,24 @@ both_drivers! {
         assert!(asked.is_some(), "an unknown kid never fetched the keys again:\n{}", gw.logs());
         assert!(wait_until(Duration::from_secs(5), || gw.logs().contains("JWKS fetch failed")).is_some());
         assert!(ok(&new), "the last good keys are kept while the server is down");
+    }
+
+    fn a_jwks_uri_over_https_is_checked_against_the_system_roots(driver) {
+        let ed = Key::ed("ed");
+        let ca = Ca::new("jwks test ca");
+        // The TLS backend answers every request with its name: here, the key set.
+        let server = TlsBackend::start(&jwks(&[&ed]), &ca.server(&["127.0.0.1"]), None);
+        let roots = tempfile::tempdir().unwrap();
+        let roots_file = ca.write(roots.path(), "roots.pem");
+        let backend = Backend::start("app");
+        let rules = format!("  - issuer: {ISSUER}\n    jwksUri: https://127.0.0.1:{}/keys\n", server.port());
+        let policy = request_authentication("istio-system", &rules);
+        let roots = [("SSL_CERT_FILE", roots_file.to_str().unwrap())];
+        let (gw, addr) = start_env(driver, &backend, &policy, &roots);
+        let r = get(addr, "/", &[("authorization", &bearer(&ed.mint("EdDSA", &claims())))]);
+        assert_eq!(r.status, 200, "{}\n{}", r.body_text(), gw.logs());
+        assert_eq!(server.requests()[0].target, "/keys");
+        assert_eq!(server.handshakes(), 1);
     }
 
     fn tokens_fail_while_no_keys_were_ever_fetched_and_requests_without_pass(driver) {

@@ -206,17 +206,40 @@ async fn get(uri: &str, tls: &Arc<ClientConfig>) -> Result<Vec<u8>, String> {
     body(&raw).map_err(|e| format!("{uri}: {e}"))
 }
 
+/// Sends `request`, then reads until the answer is whole: by its framing, or at the end of the
+/// stream (a server may keep the connection open despite `connection: close`).
 async fn exchange<S: AsyncReadExt + AsyncWriteExt + Unpin>(stream: &mut S, request: &[u8]) -> Result<Vec<u8>, String> {
     stream.write_all(request).await.map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    let mut limited = stream.take(MAX_BODY as u64 + 16 * 1024);
-    // A server that closes without close_notify still sent its answer whole when it is framed.
-    if let Err(e) = limited.read_to_end(&mut raw).await {
-        if raw.is_empty() {
-            return Err(e.to_string());
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) => return Ok(raw),
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            // A server that closes without close_notify still sent its answer whole when framed.
+            Err(e) if raw.is_empty() => return Err(e.to_string()),
+            Err(_) => return Ok(raw),
+        }
+        if raw.len() > MAX_BODY + 16 * 1024 {
+            return Err(format!("the answer is over {MAX_BODY} bytes"));
+        }
+        if whole(&raw) {
+            return Ok(raw);
         }
     }
-    Ok(raw)
+}
+
+/// The answer in `raw` is complete by its own framing (a length, or chunks to the last).
+fn whole(raw: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = response.parse(raw) else { return false };
+    let header = |name: &str| response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+    if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().windows(7).any(|w| w == b"chunked")) {
+        return dechunk(&raw[head_len..]).is_ok();
+    }
+    let length = header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+    length.is_some_and(|n| raw.len() >= head_len + n)
 }
 
 fn split_port(authority: &str, default: u16) -> Result<(&str, u16), String> {
@@ -301,6 +324,16 @@ mod tests {
         assert_eq!(body(b"HTTP/1.1 503 Unavailable\r\ncontent-length: 0\r\n\r\n").unwrap_err(), "status 503");
         assert!(body(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}").is_err());
         assert!(body(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab").is_err());
+    }
+
+    #[test]
+    fn an_answer_is_whole_by_its_framing_without_waiting_for_the_close() {
+        assert!(whole(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"));
+        assert!(!whole(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n{}"));
+        assert!(whole(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"));
+        assert!(!whole(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n"));
+        assert!(!whole(b"HTTP/1.1 200 OK\r\n\r\n{}"), "unframed: to the end of the stream");
+        assert!(!whole(b"HTTP/1.1 200 OK\r\ncontent-le"));
     }
 
     #[test]
