@@ -59,6 +59,8 @@ pub struct Shared {
     started: Instant,
     /// The driver each worker's runtime was built on, once `worker::spawn` has built them all.
     drivers: OnceLock<Vec<Driver>>,
+    /// Where workers send what the control thread acts on (asks for a key set), once it runs.
+    events: OnceLock<Sender<ControlEvent>>,
 }
 
 impl Shared {
@@ -70,6 +72,7 @@ impl Shared {
             last_reload_error: Mutex::new(None),
             started: Instant::now(),
             drivers: OnceLock::new(),
+            events: OnceLock::new(),
         }
     }
 
@@ -121,6 +124,15 @@ impl Shared {
         let _ = self.drivers.set(used);
     }
 
+    /// The control loop's inbox, for the workers; set once, before they start.
+    pub fn set_events(&self, events: Sender<ControlEvent>) {
+        let _ = self.events.set(events);
+    }
+
+    pub fn events(&self) -> Option<Sender<ControlEvent>> {
+        self.events.get().cloned()
+    }
+
     pub(crate) fn set_last_reload_error(&self, error: Option<String>) {
         *self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
     }
@@ -159,6 +171,9 @@ pub enum ControlEvent {
     Reload(Option<Sender<Result<Reloaded, String>>>),
     /// Drain and exit; names the signal, for the log.
     Shutdown(&'static str),
+    /// A worker met a token whose `kid` the key set of this `jwksUri` lacks: fetch it again
+    /// (the control thread bounds how often).
+    JwksRefetch(Arc<str>),
 }
 
 /// A reload that was applied.

@@ -19,6 +19,9 @@ pub enum Severity {
     Dangling,
     /// Accepted but not enforced by Strait yet: a warning only.
     NotEnforced,
+    /// Valid, but without effect here (a policy that can never apply to this gateway): a
+    /// warning only.
+    Warning,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

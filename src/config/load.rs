@@ -105,6 +105,7 @@ enum Class {
     ServiceEntry,
     AuthorizationPolicy,
     EnvoyFilter,
+    RequestAuthentication,
     Secret,
     AsmLocalRateLimiter,
     List,
@@ -125,6 +126,7 @@ fn classify(api_version: &str, kind: &str) -> Class {
         if versions.contains(&version) {
             return match kind {
                 "AuthorizationPolicy" => Class::AuthorizationPolicy,
+                "RequestAuthentication" => Class::RequestAuthentication,
                 _ => Class::Skip,
             };
         }
@@ -344,6 +346,7 @@ impl Loader {
             Class::AsmLocalRateLimiter => self.istio(&at, value, api_version, |set| &mut set.asm_local_rate_limiters),
             Class::AuthorizationPolicy => self.istio(&at, value, api_version, |set| &mut set.authorization_policies),
             Class::EnvoyFilter => self.istio(&at, value, api_version, |set| &mut set.envoy_filters),
+            Class::RequestAuthentication => self.istio(&at, value, api_version, |set| &mut set.request_authentications),
             Class::Secret => match typed::<SecretEnvelope>(value) {
                 Ok(s) => {
                     let spec = Secret {

@@ -21,11 +21,13 @@ pub mod diagnostics;
 pub mod envoy_filter;
 pub mod gateway;
 pub mod index;
+pub mod jwks;
 mod load;
 pub mod mesh_config;
 pub mod meta;
 pub mod proxy_config;
 pub mod registry;
+pub mod request_authentication;
 pub mod secret;
 pub mod service_entry;
 mod source;
@@ -45,6 +47,7 @@ pub use envoy_filter::EnvoyFilter;
 pub use gateway::Gateway;
 pub use load::{config_files, load, load_with_objects, ApiObject};
 pub use meta::{Duration, ObjectMeta, Percent};
+pub use request_authentication::RequestAuthentication;
 pub use secret::Secret;
 pub use service_entry::ServiceEntry;
 pub use source::locate;
@@ -79,6 +82,9 @@ impl Kind for Secret {
 }
 impl Kind for AsmLocalRateLimiter {
     const KIND: &'static str = "ASMLocalRateLimiter";
+}
+impl Kind for RequestAuthentication {
+    const KIND: &'static str = "RequestAuthentication";
 }
 
 /// Where a resource came from.
@@ -169,6 +175,7 @@ pub struct ConfigSet {
     pub asm_local_rate_limiters: Vec<Resource<AsmLocalRateLimiter>>,
     pub authorization_policies: Vec<Resource<AuthorizationPolicy>>,
     pub envoy_filters: Vec<Resource<EnvoyFilter>>,
+    pub request_authentications: Vec<Resource<RequestAuthentication>>,
     pub not_enforced: Vec<Unenforced>,
     /// `--proxy-config`'s settings over `--mesh`'s `defaultConfig` (the defaults without them).
     pub proxy: proxy_config::ProxyConfig,
@@ -195,6 +202,7 @@ impl ConfigSet {
         self.asm_local_rate_limiters.retain(|r| keep(&r.origin));
         self.authorization_policies.retain(|r| keep(&r.origin));
         self.envoy_filters.retain(|r| keep(&r.origin));
+        self.request_authentications.retain(|r| keep(&r.origin));
         self.not_enforced.retain(|u| keep(&u.origin));
         self.len() != before
     }
@@ -209,6 +217,7 @@ impl ConfigSet {
             + self.asm_local_rate_limiters.len()
             + self.authorization_policies.len()
             + self.envoy_filters.len()
+            + self.request_authentications.len()
             + self.not_enforced.len()
     }
 }
@@ -231,7 +240,6 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
     ("networking.istio.io", "WorkloadGroup", &ISTIO_VERSIONS),
     ("networking.istio.io", "ProxyConfig", &["v1beta1"]),
     ("security.istio.io", "PeerAuthentication", &["v1", "v1beta1"]),
-    ("security.istio.io", "RequestAuthentication", &["v1", "v1beta1"]),
     ("telemetry.istio.io", "Telemetry", &["v1", "v1alpha1"]),
     ("extensions.istio.io", "WasmPlugin", &["v1alpha1"]),
     ("extensions.istio.io", "TrafficExtension", &["v1alpha1"]),
@@ -245,7 +253,8 @@ pub const ASM_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 const SERVED_KINDS: [&str; 5] = ["Gateway", "VirtualService", "DestinationRule", "ServiceEntry", "EnvoyFilter"];
 
 /// The `security.istio.io` kinds Strait serves, with their versions.
-const SERVED_SECURITY_KINDS: [(&str, &[&str]); 1] = [("AuthorizationPolicy", &["v1", "v1beta1"])];
+const SERVED_SECURITY_KINDS: [(&str, &[&str]); 2] =
+    [("AuthorizationPolicy", &["v1", "v1beta1"]), ("RequestAuthentication", &["v1", "v1beta1"])];
 
 /// `metadata.namespace` when a document names none.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -35,7 +35,8 @@ pub fn wait(shared: &Shared, timeout: Duration, events: &Receiver<ControlEvent>)
                     let _ = reply.send(Err(ReloadError::Draining.to_string()));
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            // No key set is fetched while draining.
+            Ok(ControlEvent::JwksRefetch(_)) | Err(RecvTimeoutError::Timeout) => {}
             // Nothing can send any more (signals and admin are gone): only the deadline is left.
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(POLL.min(deadline - now)),
         }

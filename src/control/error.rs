@@ -27,6 +27,8 @@ pub enum RunError {
     Watcher(#[source] io::Error),
     #[error("cannot start the DNS resolver's runtime: {0}")]
     Dns(#[source] io::Error),
+    #[error("cannot start the JWKS fetcher's runtime: {0}")]
+    Jwks(#[source] io::Error),
     #[error(transparent)]
     Workers(#[from] StartError),
     #[error("cannot read the config from Kubernetes: {0}")]

@@ -9,6 +9,7 @@
 mod dns;
 mod drain;
 mod error;
+mod jwks;
 mod kube;
 mod load;
 mod ports;
@@ -69,6 +70,7 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
     let build = opts.build.clone();
     let mut reloader = Reloader::start(build, opts.dns.clone(), opts.workers.workers, opts.share_ports, kube)?;
     let shared = reloader.shared().clone();
+    shared.set_events(events_tx.clone());
     signals::forward(events_tx.clone()).map_err(RunError::Signals)?;
     watch::spawn(shared.clone(), events_tx.clone(), config_inputs).map_err(RunError::Watcher)?;
     let admin = Admin::bind(opts.admin).map_err(|source| RunError::Admin { addr: opts.admin, source })?;
@@ -87,13 +89,14 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
     );
 
     let signal = loop {
-        // Between events, DNS answers are asked again as they come due.
-        let event = match reloader.dns_due() {
+        // Between events, DNS answers and key sets are asked again as they come due.
+        let event = match reloader.next_due() {
             Some(due) => events.recv_timeout(due.saturating_duration_since(Instant::now())),
             None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match event {
-            Err(RecvTimeoutError::Timeout) => reloader.refresh_dns(),
+            Err(RecvTimeoutError::Timeout) => reloader.refresh(),
+            Ok(ControlEvent::JwksRefetch(uri)) => reloader.refetch_jwks(&uri),
             Ok(ControlEvent::Reload(reply)) => {
                 let outcome = reloader.reload().map_err(|e| e.to_string());
                 if let Some(reply) = reply {

@@ -1,18 +1,23 @@
 //! Building and swapping generations: the first at start, then one per SIGHUP or
-//! `POST /reload`, and one per changed DNS answer (the same config compiled again). A reload
-//! either swaps everything (snapshot and sockets) or nothing.
+//! `POST /reload`, and one per changed DNS answer or JWKS (the same config compiled again). A
+//! reload either swaps everything (snapshot and sockets) or nothing.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
 use super::dns::{Dns, DnsOptions};
 use super::error::RunError;
+use super::jwks::Jwks;
 use super::kube::Kube;
 use super::load::{compile, compile_valid, validated, validated_api, BuildOptions, Validated};
 use super::ports::{BindError, Ports};
+use crate::config::jwks::Jwks as KeySet;
 use crate::config::{ApiObject, ConfigSet, Diagnostics, Severity};
 use crate::publish::{Published, Reloaded, Shared};
+use crate::snapshot::jwt::JwksSource;
+use crate::snapshot::Resolve;
 use crate::upstream::{Generation, LiveRegistry};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,35 @@ pub struct Reloader {
     kube: Option<Kube>,
     /// The objects the serving generation was built from.
     served: Vec<ApiObject>,
+    jwks: Jwks,
+}
+
+/// What a compile reads off the network, from the control thread's live answers.
+struct Fetched<'a> {
+    dns: &'a mut Dns,
+    jwks: &'a mut Jwks,
+}
+
+impl Fetched<'_> {
+    fn begin(&mut self) {
+        self.dns.begin();
+        self.jwks.begin();
+    }
+
+    fn commit(&mut self) {
+        self.dns.commit();
+        self.jwks.commit();
+    }
+}
+
+impl Resolve for Fetched<'_> {
+    fn lookup(&mut self, name: &str) -> Vec<IpAddr> {
+        self.dns.lookup(name)
+    }
+
+    fn jwks(&mut self, source: &JwksSource) -> Option<Arc<KeySet>> {
+        self.jwks.keys(source)
+    }
 }
 
 impl Reloader {
@@ -57,11 +91,13 @@ impl Reloader {
         kube: Option<Kube>,
     ) -> Result<Self, RunError> {
         let mut dns = Dns::new(dns).map_err(RunError::Dns)?;
+        let mut jwks = Jwks::new().map_err(RunError::Jwks)?;
         let (mut valid, served) = validate(&opts, kube.as_ref(), &[]).map_err(RunError::InvalidConfig)?;
         dns.set_mesh_refresh_rate(valid.set.mesh.dns_refresh_rate);
-        dns.begin();
-        let snapshot = compile_valid(&opts, &mut valid, 1, &mut dns).map_err(RunError::InvalidConfig)?;
-        dns.commit();
+        let mut fetched = Fetched { dns: &mut dns, jwks: &mut jwks };
+        fetched.begin();
+        let snapshot = compile_valid(&opts, &mut valid, 1, &mut fetched).map_err(RunError::InvalidConfig)?;
+        fetched.commit();
         let Validated { set, warnings, refused } = valid;
         log_warnings(&warnings, &refused);
         let mut ports = Ports::new(workers, share_ports);
@@ -71,7 +107,7 @@ impl Reloader {
         let snapshot = Generation::new(snapshot, &mut live);
         let first = Published { snapshot, sockets: ports.sockets(), draining: false };
         let shared = Arc::new(Shared::new(first, workers));
-        Ok(Self { opts, ports, shared, live, set, dns, kube, served })
+        Ok(Self { opts, ports, shared, live, set, dns, jwks, kube, served })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -115,8 +151,9 @@ impl Reloader {
         // A refused reload leaves the rate with the config that serves.
         let served_rate = self.set.mesh.dns_refresh_rate;
         self.dns.set_mesh_refresh_rate(valid.set.mesh.dns_refresh_rate);
-        self.dns.begin();
-        let prepared = compile_valid(&self.opts, &mut valid, generation, &mut self.dns)
+        let mut fetched = Fetched { dns: &mut self.dns, jwks: &mut self.jwks };
+        fetched.begin();
+        let prepared = compile_valid(&self.opts, &mut valid, generation, &mut fetched)
             .map_err(ReloadError::Invalid)
             .and_then(|mut snapshot| {
                 snapshot.inherit(&current.snapshot);
@@ -133,7 +170,7 @@ impl Reloader {
         let Validated { set, warnings, refused } = valid;
         log_warnings(&warnings, &refused);
         self.ports.commit(prepared);
-        self.dns.commit();
+        Fetched { dns: &mut self.dns, jwks: &mut self.jwks }.commit();
         self.set = set;
         self.served = served;
         let listeners = snapshot.listeners.len();
@@ -145,17 +182,20 @@ impl Reloader {
         Ok(Reloaded { generation, listeners })
     }
 
-    /// When a DNS answer is next due to be asked again.
-    pub fn dns_due(&self) -> Option<std::time::Instant> {
-        self.dns.next_due()
+    /// When a DNS answer or a key set is next due to be asked again.
+    pub fn next_due(&self) -> Option<std::time::Instant> {
+        [self.dns.next_due(), self.jwks.next_due()].into_iter().flatten().min()
     }
 
-    /// Asks again the DNS answers that are due; when one changed, publishes the served config
-    /// compiled with the new addresses (same listeners, same sockets), as Envoy updates a
-    /// STRICT_DNS cluster's hosts without a config push. Pooled connections to an address
-    /// that left the answer idle out; none is cut.
-    pub fn refresh_dns(&mut self) {
-        if !self.dns.refresh(&self.shared.control) {
+    /// Asks again the DNS answers and fetches again the key sets that are due; when one
+    /// changed, publishes the served config compiled with the new addresses and keys (same
+    /// listeners, same sockets), as Envoy updates a STRICT_DNS cluster's hosts without a config
+    /// push and istiod pushes a changed JWKS. Pooled connections to an address that left the
+    /// answer idle out; none is cut.
+    pub fn refresh(&mut self) {
+        let dns = self.dns.refresh(&self.shared.control);
+        let jwks = self.jwks.refresh();
+        if !dns && !jwks {
             return;
         }
         let current = self.shared.published.load_full();
@@ -163,25 +203,34 @@ impl Reloader {
             return;
         }
         let generation = current.snapshot.generation + 1;
-        self.dns.begin();
-        match compile(&self.opts, &self.set, generation, &mut self.dns) {
+        let what = if dns { "DNS answers" } else { "JWKS" };
+        let mut fetched = Fetched { dns: &mut self.dns, jwks: &mut self.jwks };
+        fetched.begin();
+        match compile(&self.opts, &self.set, generation, &mut fetched) {
             Ok(mut snapshot) => {
-                self.dns.commit();
+                fetched.commit();
                 snapshot.inherit(&current.snapshot);
                 let snapshot = Generation::new(snapshot, &mut self.live);
                 let next = Published { snapshot, sockets: current.sockets.clone(), draining: false };
                 self.shared.published.store(Arc::new(next));
-                self.shared.control.dns_updates.inc();
-                info!("DNS answers changed: generation {generation}");
+                if dns {
+                    self.shared.control.dns_updates.inc();
+                }
+                info!("{what} changed: generation {generation}");
             }
             Err(diagnostics) => {
                 // Only what is read at compile time can fail here (a certificate file gone).
                 for d in diagnostics.iter() {
                     error!("{d}");
                 }
-                error!("DNS update not applied, generation {} keeps serving", current.snapshot.generation);
+                error!("{what} update not applied, generation {} keeps serving", current.snapshot.generation);
             }
         }
+    }
+
+    /// A worker met a token naming a key the set at `uri` lacks: fetch it again soon.
+    pub fn refetch_jwks(&mut self, uri: &str) {
+        self.jwks.refetch(uri);
     }
 
     /// Publishes the current snapshot with no sockets and `draining` set: workers stop

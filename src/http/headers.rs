@@ -30,11 +30,15 @@ impl<'s> Merged<'s> {
     /// levels appended. Within one level removals go first, then `set`, then `add`, as
     /// Envoy's `HeaderParser::evaluateHeaders` does.
     pub fn new(remove: &[&'s str], levels: &[&'s HeaderEdits]) -> Self {
-        let mut out = Merged { remove: remove.to_vec(), add: Vec::new(), authority: None, compress: None };
+        Merged { remove: remove.to_vec(), add: Vec::new(), authority: None, compress: None }.then(levels)
+    }
+
+    /// These edits, then `levels` in order (see [`Merged::new`]).
+    pub fn then(mut self, levels: &[&'s HeaderEdits]) -> Self {
         for level in levels {
-            out.apply(level);
+            self.apply(level);
         }
-        out
+        self
     }
 }
 

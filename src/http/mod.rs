@@ -22,6 +22,7 @@ mod h2;
 mod h2_io;
 mod head;
 mod headers;
+mod jwt;
 mod local;
 mod mirror;
 mod peer;

@@ -13,6 +13,7 @@ use super::fault::{self, Injected};
 use super::grpc;
 use super::head::{ReqMeta, RequestView};
 use super::headers::{self, Merged};
+use super::jwt::{self, Authn};
 use super::local::{self, Answer};
 use super::mirror;
 use super::peer::Peer;
@@ -20,7 +21,11 @@ use super::ratelimit;
 use super::retry;
 use super::rewrite;
 use crate::percore::access_log::Record;
-use crate::snapshot::{Destination, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot};
+use crate::percore::jwt::JwtCore;
+use crate::snapshot::jwt::JwtAuthn;
+use crate::snapshot::{
+    Destination, FilterStage, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot,
+};
 
 #[cfg(test)]
 mod tests;
@@ -67,13 +72,15 @@ pub(super) struct Extras {
 
 /// What the plan is handed besides the snapshot and the request: it does no I/O, draws only
 /// from `random` (the worker's generator; fixed draws in tests), and reads the time only from
-/// `clock`, and only for a route with a rate limit.
-pub(super) struct Inputs<R> {
+/// `clock` (for a route with a rate limit) and to check a token's times.
+pub(super) struct Inputs<'a, R> {
     /// Mirrored requests carry `HOST-shadow` (`--mirror-shadow-suffix`).
     pub(super) mirror_shadow_suffix: bool,
     pub(super) random: R,
     /// [`crate::snapshot::now`]; a fixed instant in tests.
     pub(super) clock: fn() -> u64,
+    /// This core's verified tokens and asks for key sets.
+    pub(super) jwt: &'a JwtCore,
 }
 
 /// Routes the request and either returns the local answer or writes the upstream head into
@@ -83,7 +90,7 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     head: &'h impl RequestView,
     out: &mut Vec<u8>,
     peer: &Peer,
-    inputs: &Inputs<R>,
+    inputs: &Inputs<'_, R>,
     log: Option<&mut Record>,
 ) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
     let (meta, planned, fault) = decide(snap, head, out, peer, inputs, log);
@@ -104,7 +111,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     head: &'h impl RequestView,
     out: &mut Vec<u8>,
     peer: &Peer,
-    inputs: &Inputs<R>,
+    inputs: &Inputs<'_, R>,
     mut log: Option<&mut Record>,
 ) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
     let random = &inputs.random;
@@ -125,6 +132,22 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
         let plan = Disposition::Local { answer: local::not_found(), close: true, details: NO_ROUTE };
         return (meta, plan, Injected::default());
     };
+    // The gateway's own filters run before routing, as Envoy's run ahead of the router: a
+    // refused token gets its 401 whether or not a route would match. `authn` is what a later
+    // stage (AuthorizationPolicy's `request.auth.*`) reads: a verified token's claims.
+    let mut authn: Option<(&'s JwtAuthn, Authn<'s>)> = None;
+    for filter in snap.filters.iter() {
+        match filter {
+            FilterStage::Jwt(filter) => match jwt::authenticate(filter, &info, inputs.jwt, snap.generation) {
+                Authn::Denied(failure) => {
+                    let answer = jwt::denied(failure, &info);
+                    let plan = Disposition::Local { answer, close: false, details: failure.text().1 };
+                    return (meta, plan, Injected::default());
+                }
+                outcome => authn = Some((filter, outcome)),
+            },
+        }
+    }
     // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
     let server = peer.tls.as_ref().map(|tls| listener.server_for_sni(tls.sni.as_deref()));
     let routes = match server {
@@ -165,8 +188,12 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     for stage in route.policy.request.iter() {
         match stage {
             RequestStage::Authz(a) => {
-                // JWT's verified payload joins here once RequestAuthentication is compiled.
-                let decision = authz::decide(a, &info, peer, None);
+                // `requestPrincipals` and `request.auth.*` read the token the JWT filter verified.
+                let claims = match &authn {
+                    Some((_, Authn::Verified { verified, .. })) => Some(&verified.claims),
+                    _ => None,
+                };
+                let decision = authz::decide(a, &info, peer, claims);
                 meta.rbac = Some(decision == crate::snapshot::authz::Decision::Allow);
                 if let crate::snapshot::authz::Decision::Deny(policy) = decision {
                     tracing::debug!(policy = policy.unwrap_or("none"), "RBAC: access denied");
@@ -226,6 +253,12 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
+                // JWT's upstream edits come first: the route's own edits act on them.
+                let jwt = authn.as_ref().and_then(|(filter, outcome)| jwt::Upstream::new(filter, outcome));
+                let path = match jwt.as_ref().and_then(|j| j.strip_param) {
+                    Some(name) => jwt::strip_param(path.as_deref(), &info, name),
+                    None => path,
+                };
                 // A gRPC request's `grpc-timeout` is its timeout, as istiod configures gateway routes.
                 let grpc_timeout = meta.grpc.then(|| info.header("grpc-timeout")).flatten();
                 let timeout = grpc::request_timeout(route.policy.timeout, grpc_timeout);
@@ -254,8 +287,15 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 }
                 let base_remove = &dropped[..n];
                 let levels = [&dest.headers.request, route_headers];
-                // Nothing to merge on most routes: no allocation then.
-                let merged = levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels));
+                // Nothing to merge on most routes: no allocation then. JWT's edits (a verified
+                // token's lines, output headers every request loses) need the merged lists.
+                let merged = match jwt {
+                    Some(j) => {
+                        let remove = base_remove.iter().copied().chain(j.remove).collect();
+                        Some(Merged { remove, add: j.add, authority: None, compress: None }.then(&levels))
+                    }
+                    None => levels.iter().any(|l| !l.is_empty()).then(|| Merged::new(base_remove, &levels)),
+                };
                 let (add, remove, header_authority) = match &merged {
                     Some(m) => (&m.add[..], &m.remove[..], m.authority),
                     None => (&[][..], base_remove, None),
@@ -307,7 +347,7 @@ fn mirror_copies(
     head: &impl RequestView,
     host: &str,
     edits: &RequestEdits<'_>,
-    inputs: &Inputs<impl Fn() -> u32>,
+    inputs: &Inputs<'_, impl Fn() -> u32>,
 ) -> Vec<mirror::Copy> {
     let mut copies = Vec::new();
     for m in mirrors {

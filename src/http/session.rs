@@ -288,6 +288,7 @@ impl<S: Duplex> Session<S> {
                     mirror_shadow_suffix: self.ctx.mirror_shadow_suffix,
                     random: || self.ctx.random(),
                     clock: crate::snapshot::now,
+                    jwt: &self.ctx.jwt,
                 };
                 let data = self.rb.data();
                 codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {

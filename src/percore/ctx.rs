@@ -11,6 +11,7 @@ use monoio::io::{CancelHandle, Canceller};
 use rustc_hash::FxHashMap;
 
 use super::access_log::{Encoding, Sink};
+use super::jwt::JwtCore;
 use super::tls::CoreConfigs;
 use crate::limits::ClientLimits;
 use crate::snapshot::Cluster;
@@ -43,6 +44,8 @@ pub struct WorkerCtx {
     pub limits: ClientLimits,
     /// This worker's copies of the snapshot's TLS configs.
     pub tls: CoreConfigs,
+    /// The tokens this worker verified, and its asks for key sets.
+    pub jwt: JwtCore,
     /// This worker's TCP route and cluster counters (one map per [`L4Kind`]), looked up by name
     /// without the registry's lock once seen.
     l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
@@ -78,6 +81,7 @@ impl WorkerCtx {
             mirror_shadow_suffix,
             limits,
             tls: CoreConfigs::default(),
+            jwt: JwtCore::new(None),
             l4: RefCell::default(),
             http_clusters: RefCell::default(),
             istio: RefCell::default(),

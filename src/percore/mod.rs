@@ -5,6 +5,7 @@
 pub mod access_log;
 mod client;
 mod ctx;
+pub mod jwt;
 mod tls;
 
 pub use client::ClientTcp;

@@ -11,6 +11,7 @@ mod compile;
 mod compress;
 mod hash;
 mod hosts;
+pub mod jwt;
 mod matcher;
 mod ratelimit;
 mod route;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 pub use crate::config::credentials::{FileStamp, WatchedFile};
 pub use cluster::*;
+pub use compile::tls::system_roots;
 pub use compile::tls::verify::{AnyOfNames, SkipVerify};
 pub use compile::{compile, compile_with, distinct, CompileOptions, Resolve, SystemResolver};
 pub use compress::{Compression, Compressor, Library};
@@ -32,7 +34,7 @@ pub use hosts::{intersect, pattern_covers, strip_port, HostTable};
 pub use matcher::*;
 pub use ratelimit::*;
 pub use route::*;
-pub use stage::{RequestStage, ResponseStage};
+pub use stage::{FilterStage, RequestStage, ResponseStage};
 
 /// Index into [`Snapshot::clusters`]; only meaningful within one snapshot.
 pub type ClusterId = u32;
@@ -55,6 +57,8 @@ pub struct Snapshot {
     pub local_rate_limits: Vec<Arc<LocalRateLimit>>,
     /// The gateway's own namespace (`--namespace`), Istio's `source_workload_namespace`.
     pub source_namespace: Arc<str>,
+    /// The gateway's own HTTP filters, run on every HTTP request before routing, in order.
+    pub filters: Box<[FilterStage]>,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
@@ -73,6 +77,7 @@ impl Snapshot {
             source_workload,
             source_namespace,
             local_rate_limits: Vec::new(),
+            filters: Box::default(),
             by_name,
         }
     }

@@ -4,7 +4,18 @@
 use std::sync::Arc;
 
 use super::authz::Authz;
+use super::jwt::JwtAuthn;
 use super::{Compression, Cors, Fault, HeaderEdits, Mirror, RateLimitId, Rewrite};
+
+/// One of the gateway's own HTTP filters: what every request of every HTTP server meets before
+/// routing, as istiod puts its authentication and authorization filters ahead of the router in
+/// every gateway listener's filter chain (so a host with no route gets their answer, not 404).
+#[derive(Debug, Clone)]
+pub enum FilterStage {
+    /// RequestAuthentication: a token found is verified, a bad one answered 401 (403 for an
+    /// audience not allowed); a verified one's payload is the request's identity.
+    Jwt(Arc<JwtAuthn>),
+}
 
 /// One step of a route's request path, in the order Envoy's filter chain runs them as istiod
 /// builds it: authorization (RBAC), then CORS, then fault, then a local rate limit (inserted

@@ -16,6 +16,7 @@ pub use driver::{Driver, DriverChoice, UringUnavailable};
 
 use crate::limits::ClientLimits;
 use crate::percore::access_log::Encoding;
+use crate::percore::jwt::JwtCore;
 use crate::percore::WorkerCtx;
 use crate::publish::Shared;
 
@@ -82,14 +83,16 @@ pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartErro
             drop(started_tx);
             rt.block_on(async move {
                 let stats = shared.workers[id].clone();
-                let ctx = Rc::new(WorkerCtx::new(
+                let mut ctx = WorkerCtx::new(
                     id,
                     shared.snapshot(),
                     stats,
                     opts.access_log,
                     opts.mirror_shadow_suffix,
                     opts.limits,
-                ));
+                );
+                ctx.jwt = JwtCore::new(shared.events());
+                let ctx = Rc::new(ctx);
                 follow::follow(ctx, shared).await;
             });
         });

@@ -12,6 +12,7 @@ mod envoy_filter;
 mod gateway;
 mod not_enforced;
 mod references;
+mod request_authentication;
 mod service_entry;
 #[cfg(test)]
 mod tests;
@@ -63,6 +64,7 @@ pub fn validate(set: &ConfigSet, opts: &ValidateOptions) -> Diagnostics {
     references::check(set, &labels, &opts.namespace, &mut out);
     authorization_policy::check(set, &labels, &opts.namespace, &mut out);
     envoy_filter::check(set, &mut out);
+    request_authentication::check(set, &labels, &opts.namespace, &mut out);
     not_enforced::check(set, &mut out);
     out.0.sort_by(|a, b| (&a.file, a.document, a.line).cmp(&(&b.file, b.document, b.line)));
     out

@@ -52,6 +52,8 @@ const NOT_ENFORCED: &[(&str, &str, Enforced)] = &[
     ("ServiceEntry", "spec.endpoints[].locality", Enforced::Nothing),
     ("ServiceEntry", "spec.endpoints[].weight", Enforced::Nothing),
     ("ServiceEntry", "spec.endpoints[].serviceAccount", Enforced::Nothing),
+    // Splits space-delimited claims (`scope`) into lists for AuthorizationPolicy's claim matching.
+    ("RequestAuthentication", "spec.jwtRules[].spaceDelimitedClaims", Enforced::Nothing),
 ];
 
 /// Where `{policy}` expands to.
@@ -67,6 +69,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
     resources(&set.virtual_services, out);
     resources(&set.destination_rules, out);
     resources(&set.service_entries, out);
+    resources(&set.request_authentications, out);
     for doc in &set.not_enforced {
         out.push(Diagnostic {
             severity: Severity::NotEnforced,

@@ -191,6 +191,7 @@ impl Stream<'_> {
                         mirror_shadow_suffix: ctx.mirror_shadow_suffix,
                         random: || ctx.random(),
                         clock: crate::snapshot::now,
+                        jwt: &ctx.jwt,
                     };
                     let log = self.account.log.as_deref_mut();
                     let (meta, disposition, fault) = plan(snap, &view, &mut self.out, &peer.borrow(), &inputs, log);

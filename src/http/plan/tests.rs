@@ -84,9 +84,14 @@ spec:
 "#;
 
 fn snapshot() -> Snapshot {
+    snapshot_with("")
+}
+
+/// [`CONFIG`] and the documents `more`.
+fn snapshot_with(more: &str) -> Snapshot {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path: PathBuf = dir.path().join("plan.yaml");
-    std::fs::write(&path, CONFIG).expect("config written");
+    std::fs::write(&path, format!("{CONFIG}{more}")).expect("config written");
     let set = crate::config::load(&[path]).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
     crate::snapshot::compile(&set, &CompileOptions::default()).unwrap_or_else(|e| panic!("compile failed:\n{e}"))
 }
@@ -118,7 +123,8 @@ fn planned(snap: &Snapshot, request: &str) -> Planned {
         other => panic!("not a whole head: {other:?}"),
     };
     let mut out = Vec::new();
-    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0, clock: || 0 };
+    let jwt = JwtCore::new(None);
+    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0, clock: || 0, jwt: &jwt };
     let (meta, disposition, fault) = plan(snap, &head, &mut out, &peer(), &inputs, None);
     let (local, answer, extras) = match disposition {
         Disposition::Local { answer, details, .. } => {
@@ -269,4 +275,34 @@ fn request_ids_are_v4_uuids_as_uuid_writes_them() {
         assert_eq!(id.as_str(), want);
         assert_eq!(uuid::Uuid::parse_str(id.as_str()).unwrap().get_version_num(), 4);
     }
+}
+
+/// A RequestAuthentication whose key set (inline, empty) verifies no token.
+const JWT: &str = r#"---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: istio-system}
+spec:
+  jwtRules:
+  - issuer: https://issuer.test
+    jwks: '{"keys": []}'
+    outputClaimToHeaders: [{header: x-user, claim: sub}]
+"#;
+
+#[test]
+fn the_jwt_filter_runs_before_routing_and_refuses_a_grpc_request_with_a_grpc_answer() {
+    let snap = snapshot_with(JWT);
+    let bad = "authorization: Bearer a.b.c\r\n";
+    let details = "jwt_authn_access_denied{Jwt_header_is_an_invalid_Base64url_encoded}";
+    let p = planned(&snap, &format!("GET /x HTTP/1.1\r\nhost: other.test\r\n{bad}\r\n"));
+    assert_eq!(p.local, Some((401, details)), "refused before a route is looked for");
+    let p = planned(&snap, &get("/rewrite/x?q=1", &format!("{bad}content-type: application/grpc\r\n")));
+    assert_eq!(p.local, Some((200, details)));
+    assert_eq!(p.line("grpc-status"), "16", "401 maps to UNAUTHENTICATED");
+    assert_eq!(p.line("www-authenticate"), "Bearer realm=\"http://plan.test/rewrite/x\", error=\"invalid_token\"");
+    // No token: forwarded with no identity, and the client's own claim header is dropped.
+    let p = planned(&snap, &get("/headers", "x-user: mallory\r\n"));
+    assert_eq!(p.local, None);
+    assert!(!p.out.to_ascii_lowercase().contains("x-user"), "{}", p.out);
+    assert!(p.out.to_ascii_lowercase().contains("\r\nx-set: a\r\n"), "the route's edits still apply: {}", p.out);
 }

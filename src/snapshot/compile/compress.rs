@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::envoy_filter::{
     CompressorConfig, EnvoyFilter, LibraryConfig, PatchMatch, Recognised, GZIP_LEVELS, HCM,
 };
-use crate::config::index::{labels_subset, ROOT_NAMESPACE};
+use crate::config::index::labels_subset;
 use crate::config::{ConfigSet, Resource};
 use crate::snapshot::compress::{DEFAULT_CONTENT_TYPES, DEFAULT_MIN_CONTENT_LENGTH};
 use crate::snapshot::{Compression, Compressor, Library};
@@ -24,8 +24,8 @@ const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 /// port it is limited to.
 pub(super) struct Compressors(Vec<(Option<u32>, Compressor)>);
 
-fn applies(ef: &Resource<EnvoyFilter>, labels: &BTreeMap<String, String>, namespace: &str) -> bool {
-    if ef.namespace() != ROOT_NAMESPACE && ef.namespace() != namespace {
+fn applies(ef: &Resource<EnvoyFilter>, labels: &BTreeMap<String, String>, namespace: &str, root: &str) -> bool {
+    if ef.namespace() != root && ef.namespace() != namespace {
         return false;
     }
     if !ef.spec.target_refs.is_empty() {
@@ -100,11 +100,12 @@ fn compressor(c: &CompressorConfig) -> Option<Compressor> {
 
 impl Compressors {
     pub(super) fn new(set: &ConfigSet, labels: &BTreeMap<String, String>, namespace: &str) -> Self {
+        let root = set.mesh.root_namespace.as_str();
         let mut filters: Vec<&Resource<EnvoyFilter>> =
-            set.envoy_filters.iter().filter(|ef| applies(ef, labels, namespace)).collect();
+            set.envoy_filters.iter().filter(|ef| applies(ef, labels, namespace, root)).collect();
         // istiod applies the root namespace's filters first, then the workload namespace's,
         // each by priority (the sort is stable: config order within a priority).
-        filters.sort_by_key(|ef| (ef.namespace() != ROOT_NAMESPACE, ef.spec.priority));
+        filters.sort_by_key(|ef| (ef.namespace() != root, ef.spec.priority));
         let mut out = Vec::new();
         for p in filters.iter().flat_map(|ef| &ef.spec.config_patches) {
             let Some(port) = http_filter_port(p.match_.as_ref()) else {

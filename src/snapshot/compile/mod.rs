@@ -16,6 +16,7 @@ mod cluster;
 mod compress;
 mod dns;
 mod http;
+mod jwt;
 mod l4;
 mod policy;
 mod ratelimit;
@@ -33,8 +34,8 @@ use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
 use crate::snapshot::authz::{Authz, Layer, Scope};
 use crate::snapshot::{
-    intersect, HostTable, Listener, ListenerProtocol, RequestStage, ResponseStage, RouteSource, RouteTable, Server,
-    ServerTlsMode, Snapshot, VirtualHost,
+    intersect, FilterStage, HostTable, Listener, ListenerProtocol, RequestStage, ResponseStage, RouteSource,
+    RouteTable, Server, ServerTlsMode, Snapshot, VirtualHost,
 };
 
 use crate::config::credentials::Secrets;
@@ -97,6 +98,7 @@ pub fn compile_with(
     opts: &CompileOptions,
     resolver: &mut dyn Resolve,
 ) -> Result<Snapshot, Diagnostics> {
+    let jwt = jwt::compile(set, opts, resolver);
     let secrets = Secrets::new(set, opts.secrets_dir.as_deref());
     let mut clusters = Clusters::new(set, &opts.labels, &opts.namespace, &secrets, resolver);
     let mut errors = Vec::new();
@@ -129,6 +131,7 @@ pub fn compile_with(
     snapshot.source_workload = Arc::from(source_workload(&opts.labels));
     snapshot.local_rate_limits = c.limits.finish();
     snapshot.source_namespace = Arc::from(opts.namespace.as_str());
+    snapshot.filters = jwt.map(FilterStage::Jwt).into_iter().collect();
     Ok(snapshot)
 }
 

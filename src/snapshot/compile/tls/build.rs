@@ -350,9 +350,10 @@ fn roots(pem: &[u8]) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// The system's roots, read once per process: every upstream without `caCertificates` uses them,
+/// The system's roots, read once per process: every upstream without `caCertificates` uses them
+/// (and every `jwksUri` fetched over HTTPS),
 /// and a reload should not re-read the whole bundle once per cluster.
-fn system_roots() -> Arc<RootCertStore> {
+pub fn system_roots() -> Arc<RootCertStore> {
     static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
     ROOTS
         .get_or_init(|| {

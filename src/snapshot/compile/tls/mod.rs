@@ -3,6 +3,7 @@
 //! them (`build`), whose failures name the field like any other config error.
 
 mod build;
+pub use build::system_roots;
 #[cfg(test)]
 mod tests;
 pub(crate) mod verify;
