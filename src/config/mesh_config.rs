@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+use super::flag_file;
 use super::meta::{string_enum, Duration as IstioDuration};
 use super::proxy_config::{self, Settings};
-use super::source::locate;
 use super::{Diagnostic, Diagnostics, Severity};
 
 /// What Strait reads of a MeshConfig.
@@ -154,10 +154,7 @@ pub struct BodyInCheck {
 /// Reads `path` for the instance labelled `labels`: the settings and the fields not enforced
 /// (warnings), or every error.
 pub fn read(path: &Path, labels: &BTreeMap<String, String>) -> Result<(MeshConfig, Diagnostics), Diagnostics> {
-    let file: Arc<Path> = Arc::from(path);
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics::from(Diagnostic { file: Some(file.clone()), ..Diagnostic::error(format!("--mesh: {e}")) })
-    })?;
+    let (file, text) = flag_file::read(path, "--mesh")?;
     parse(&text, &file, labels)
 }
 
@@ -166,18 +163,10 @@ fn parse(
     file: &Arc<Path>,
     labels: &BTreeMap<String, String>,
 ) -> Result<(MeshConfig, Diagnostics), Diagnostics> {
-    let at = |severity: Severity, field: &str, message: String| Diagnostic {
-        severity,
-        file: Some(file.clone()),
-        line: locate(text, 1, field),
-        kind: Some("MeshConfig".into()),
-        field: (!field.is_empty()).then(|| field.to_owned()),
-        ..Diagnostic::error(message)
+    let at = |severity: Severity, field: &str, message: String| {
+        flag_file::at(text, file, "MeshConfig", severity, field, message)
     };
-    let root: Value = serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        Diagnostics::from(Diagnostic { file: Some(file.clone()), line, ..Diagnostic::error(e.to_string()) })
-    })?;
+    let root = flag_file::yaml(text, file)?;
     let root = match root {
         Value::Mapping(m) => m,
         Value::Null => Default::default(),

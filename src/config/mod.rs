@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod destination_rule;
 pub mod diagnostics;
 pub mod envoy_filter;
+mod flag_file;
 pub mod gateway;
 pub mod index;
 pub mod jwks;

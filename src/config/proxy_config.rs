@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use serde_yaml::Value;
 
+use super::flag_file;
 use super::index::labels_subset;
-use super::source::locate;
 use super::{Diagnostic, Diagnostics, Severity};
 
 /// What Strait acts on of a ProxyConfig.
@@ -48,10 +48,7 @@ impl Settings {
 /// (warnings), or every error. A resource whose `selector` picks other workloads applies to
 /// none of this instance's settings: reported as a reference to nothing, as a Gateway's is.
 pub fn read(path: &Path, labels: &BTreeMap<String, String>) -> Result<(Settings, Diagnostics), Diagnostics> {
-    let file: Arc<Path> = Arc::from(path);
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics::from(Diagnostic { file: Some(file.clone()), ..Diagnostic::error(format!("--proxy-config: {e}")) })
-    })?;
+    let (file, text) = flag_file::read(path, "--proxy-config")?;
     parse(&text, &file, labels)
 }
 
@@ -60,18 +57,10 @@ fn parse(
     file: &Arc<Path>,
     labels: &BTreeMap<String, String>,
 ) -> Result<(Settings, Diagnostics), Diagnostics> {
-    let at = |severity: Severity, field: &str, message: String| Diagnostic {
-        severity,
-        file: Some(file.clone()),
-        line: locate(text, 1, field),
-        kind: Some("ProxyConfig".into()),
-        field: (!field.is_empty()).then(|| field.to_owned()),
-        ..Diagnostic::error(message)
+    let at = |severity: Severity, field: &str, message: String| {
+        flag_file::at(text, file, "ProxyConfig", severity, field, message)
     };
-    let root: Value = serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        Diagnostics::from(Diagnostic { file: Some(file.clone()), line, ..Diagnostic::error(e.to_string()) })
-    })?;
+    let root = flag_file::yaml(text, file)?;
     let Value::Mapping(root) = root else {
         return Err(at(Severity::Error, "", "expected a ProxyConfig mapping".into()).into());
     };

@@ -129,7 +129,7 @@ fn istio_kinds_and_versions_that_do_not_exist_are_errors() {
             ),
             format!(
                 "{f}:6: document 2: AuthorizationPolicies default/a: kind AuthorizationPolicies is not a \
-                 security.istio.io kind (AuthorizationPolicy, PeerAuthentication, RequestAuthentication)"
+                 security.istio.io kind (AuthorizationPolicy, RequestAuthentication, PeerAuthentication)"
             ),
             format!(
                 "{f}:9: document 3: Telemetry default/t: apiVersion telemetry.istio.io/v2 is not served for \
