@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::meta::string_enum;
+use super::meta::{string_enum, PolicyTargetReference};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -13,9 +13,9 @@ pub struct AuthorizationPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<Selector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_ref: Option<TargetRef>,
+    pub target_ref: Option<PolicyTargetReference>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub target_refs: Vec<TargetRef>,
+    pub target_refs: Vec<PolicyTargetReference>,
     /// Absent or empty: a policy that matches nothing (`spec: {}` is Istio's allow-nothing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
@@ -47,20 +47,6 @@ string_enum! {
 pub struct Selector {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
-}
-
-/// A `PolicyTargetReference` (Gateway API's): at a gateway, a `Gateway` of its namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TargetRef {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub group: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -188,10 +174,10 @@ pub fn applies(
     namespace: &str,
     root_namespace: &str,
 ) -> Result<(), String> {
-    let refs: Vec<&TargetRef> = policy.target_ref.iter().chain(&policy.target_refs).collect();
+    let refs: Vec<&PolicyTargetReference> = policy.target_ref.iter().chain(&policy.target_refs).collect();
     if !refs.is_empty() {
         let gateway = labels.get(GATEWAY_NAME_LABEL);
-        let fits = |r: &&TargetRef| {
+        let fits = |r: &&PolicyTargetReference| {
             r.kind == "Gateway"
                 && r.group == "gateway.networking.k8s.io"
                 && r.namespace.as_deref().unwrap_or(policy_ns) == namespace

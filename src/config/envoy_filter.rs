@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::meta::Duration;
+use super::meta::{Duration, PolicyTargetReference};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -20,7 +20,7 @@ pub struct EnvoyFilter {
     /// Gateway API references (`kind: Gateway`, `name`); istiod applies the filter to that
     /// gateway's proxies only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub target_refs: Vec<TargetRef>,
+    pub target_refs: Vec<PolicyTargetReference>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_patches: Vec<ConfigPatch>,
     #[serde(default)]
@@ -32,19 +32,6 @@ pub struct EnvoyFilter {
 pub struct WorkloadSelector {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TargetRef {
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

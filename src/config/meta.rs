@@ -283,3 +283,18 @@ macro_rules! string_enum {
     };
 }
 pub(crate) use string_enum;
+
+/// `istio.type.v1beta1.PolicyTargetReference`: the Gateway API resource a policy attaches to
+/// (`targetRef`/`targetRefs` of AuthorizationPolicy, RequestAuthentication and EnvoyFilter).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyTargetReference {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}

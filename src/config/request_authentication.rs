@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::meta::{Duration, LabelSelector};
+use super::meta::{Duration, LabelSelector, PolicyTargetReference};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -19,20 +19,6 @@ pub struct RequestAuthentication {
     pub target_refs: Vec<PolicyTargetReference>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jwt_rules: Vec<JwtRule>,
-}
-
-/// `istio.type.v1beta1.PolicyTargetReference`: a Gateway API resource the policy attaches to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PolicyTargetReference {
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
