@@ -150,3 +150,51 @@ fn limit(c: &Config) -> Limit {
     });
     Limit { source: format!("{c:?}"), template }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn patch(yaml: &str) -> ConfigPatch {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_config_without_a_bucket_limits_nothing() {
+        assert!(limit(&config("stat_prefix: p")).template.is_none());
+    }
+
+    #[test]
+    fn envoys_defaults_enable_and_enforce_nothing_and_answer_429() {
+        let c = config("stat_prefix: p\ntoken_bucket: {max_tokens: 3, fill_interval: 1s}\nstatus: {code: 200}");
+        let t = limit(&c).template.unwrap();
+        assert_eq!((t.filter_enabled, t.filter_enforced), (Fraction::NONE, Fraction::NONE));
+        assert_eq!(t.token_bucket.tokens_per_fill, 1);
+        assert_eq!(t.status, 429, "a status under 400 is 429, as Envoy answers");
+        let c = config(
+            "stat_prefix: p
+token_bucket: {max_tokens: 3, fill_interval: 1s}
+status: {code: 503}
+filter_enabled: {default_value: {numerator: 100}}
+filter_enforced: {default_value: {numerator: 25, denominator: TEN_THOUSAND}}",
+        );
+        let t = limit(&c).template.unwrap();
+        assert_eq!((t.filter_enabled, t.filter_enforced), (Fraction::ALL, Fraction { per_million: 2_500 }));
+        assert_eq!(t.status, 503);
+    }
+
+    #[test]
+    fn route_patches_reach_a_gateway_unless_they_name_what_strait_does_not_match() {
+        let at = |m: &str| route_match(&patch(&format!("applyTo: HTTP_ROUTE\nmatch:\n{m}")));
+        assert!(at("  context: GATEWAY\n  routeConfiguration: {portNumber: 80}").is_some());
+        assert!(at("  context: ANY").is_some());
+        assert!(at("  context: SIDECAR_INBOUND").is_none());
+        assert!(at("  routeConfiguration: {gateway: istio-system/gw}").is_none());
+        assert!(at("  routeConfiguration: {name: http.80}").is_none());
+        assert!(at("  routeConfiguration: {portName: http}").is_none());
+    }
+}
