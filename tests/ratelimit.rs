@@ -1,7 +1,9 @@
 //! Local rate limits end to end on both drivers: ASM's `ASMLocalRateLimiter` through the real
 //! binary, over real sockets, with two workers sharing one token bucket: the quota under
 //! concurrent load, refill, overrides by header and query, per-connection buckets, the 429's
-//! body and lines (HTTP/1.1 and HTTP/2), Envoy's stats, and a reload keeping the bucket.
+//! body and lines (HTTP/1.1 and HTTP/2), Envoy's stats, and a reload keeping the bucket; and
+//! the EnvoyFilter of Istio's "Enabling Rate Limits using Envoy" task (the inserted filter's
+//! bucket, per-route configs replacing it) onto the same machinery.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -324,4 +326,182 @@ both_drivers! {
         assert!(logs.contains("spec.configs[0].limit.quota"), "{logs}");
         assert!(logs.contains("ASMLocalRateLimiter"), "{logs}");
     }
+}
+
+/// The local rate limit of Istio's "Enabling Rate Limits using Envoy" task (its `value:`),
+/// indented by `pad` spaces: 4 per minute, enabled and enforced for every request, and the
+/// `x-local-rate-limit: true` line on the 429.
+fn istio_limit(pad: usize, max_tokens: u32) -> String {
+    let value = format!(
+        "stat_prefix: http_local_rate_limiter
+token_bucket:
+  max_tokens: {max_tokens}
+  tokens_per_fill: {max_tokens}
+  fill_interval: 60s
+filter_enabled:
+  runtime_key: local_rate_limit_enabled
+  default_value:
+    numerator: 100
+    denominator: HUNDRED
+filter_enforced:
+  runtime_key: local_rate_limit_enforced
+  default_value:
+    numerator: 100
+    denominator: HUNDRED
+response_headers_to_add:
+  - append: false
+    header:
+      key: x-local-rate-limit
+      value: 'true'
+"
+    );
+    value.lines().map(|l| format!("{:pad$}{l}\n", "")).collect()
+}
+
+/// The task's EnvoyFilter for a gateway: the filter inserted into the HTTP connection manager
+/// with `filter_value` (the `value:` of its TypedStruct, indented for it), then `routes` (more
+/// patches, indented for `configPatches:`).
+fn istio_filter(filter_value: &str, routes: &str) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata:
+  name: filter-local-ratelimit-svc
+  namespace: istio-system
+spec:
+  workloadSelector:
+    labels:
+      istio: ingressgateway
+  configPatches:
+    - applyTo: HTTP_FILTER
+      match:
+        context: GATEWAY
+        listener:
+          filterChain:
+            filter:
+              name: "envoy.filters.network.http_connection_manager"
+      patch:
+        operation: INSERT_BEFORE
+        value:
+          name: envoy.filters.http.local_ratelimit
+          typed_config:
+            "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+            type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+            value:
+{filter_value}{routes}"#
+    )
+}
+
+/// The task's `HTTP_ROUTE` patch for the gateway's virtual host `vhost` (istiod's
+/// `host:port`), its `route:` match as `route`.
+fn istio_route(vhost: &str, route: &str) -> String {
+    format!(
+        r#"    - applyTo: HTTP_ROUTE
+      match:
+        context: GATEWAY
+        routeConfiguration:
+          vhost:
+            name: "{vhost}"
+            route:
+              {route}
+      patch:
+        operation: MERGE
+        value:
+          typed_per_filter_config:
+            envoy.filters.http.local_ratelimit:
+              "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+              type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              value:
+{}"#,
+        istio_limit(16, 4)
+    )
+}
+
+/// `app.test`'s gateway with the EnvoyFilter `filter(port)` and no ASMLocalRateLimiter.
+fn start_filtered(driver: Driver, backend: &Backend, filter: impl Fn(u16) -> String) -> (Gateway, SocketAddr) {
+    let port = free_port();
+    let gw = gateway!(driver).workers(2).file("gw.yaml", &filtered(port, backend, &filter(port))).start();
+    (gw, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn filtered(port: u16, backend: &Backend, filter: &str) -> String {
+    docs(&[
+        http_gateway("gw", port, &["app.test"]),
+        virtual_service("app", "gw", &["app.test"], HTTP),
+        service_entry("app", "app.local", 80, &[backend.port()]),
+        filter.to_string(),
+    ])
+}
+
+/// The filter without a bucket (`stat_prefix` only), as the task inserts it.
+const BARE: &str = "              stat_prefix: http_local_rate_limiter\n";
+
+both_drivers! {
+    fn istios_envoy_filter_limits_each_route_as_documented(driver) {
+        let b = Backend::start("app");
+        let (gw, addr) =
+            start_filtered(driver, &b, |port| istio_filter(BARE, &istio_route(&format!("app.test:{port}"), "action: ANY")));
+        // `action: ANY` gives every route of the virtual host a config, and a bucket, of its own.
+        assert_eq!(statuses(addr, "/limited", 6), [200, 200, 200, 200, 429, 429]);
+        assert_eq!(statuses(addr, "/other", 5), [200, 200, 200, 200, 429]);
+        let limited = get(addr, "/limited");
+        assert_eq!((limited.status, limited.body_text().as_str()), (429, "local_rate_limited"));
+        assert_eq!(limited.header("x-local-rate-limit"), Some("true"));
+        assert_eq!(b.count(), 8, "only admitted requests reach the backend");
+        assert_eq!(limit_stat(&gw, "enabled"), 12.0);
+        assert_eq!(limit_stat(&gw, "ok"), 8.0);
+        assert_eq!(limit_stat(&gw, "rate_limited"), 4.0);
+        assert_eq!(limit_stat(&gw, "enforced"), 4.0);
+    }
+
+    fn a_route_without_per_route_config_under_a_bare_filter_is_not_limited(driver) {
+        let b = Backend::start("app");
+        let (_gw, addr) =
+            start_filtered(driver, &b, |port| istio_filter(BARE, &istio_route(&format!("app.test:{port}"), "name: limited")));
+        assert_eq!(admitted(&statuses(addr, "/limited", 6)), 4);
+        assert_eq!(admitted(&statuses(addr, "/", 10)), 10, "the filter has no bucket of its own");
+        // A virtual host name istiod would not give (no port) reaches no route.
+        let (_gw, addr) = start_filtered(driver, &b, |_| istio_filter(BARE, &istio_route("app.test", "action: ANY")));
+        assert_eq!(admitted(&statuses(addr, "/limited", 6)), 6);
+    }
+
+    fn the_filters_own_bucket_is_shared_by_every_route_of_the_listener(driver) {
+        let b = Backend::start("app");
+        let (gw, addr) = start_filtered(driver, &b, |_| istio_filter(&istio_limit(14, 4), ""));
+        let mixed: Vec<u16> = ["/limited", "/other", "/", "/limited", "/other", "/"].iter().map(|p| get(addr, p).status).collect();
+        assert_eq!(mixed, [200, 200, 200, 200, 429, 429]);
+        assert_eq!(get(addr, "/").header("x-local-rate-limit"), Some("true"));
+        assert_eq!(limit_stat(&gw, "rate_limited"), 3.0);
+    }
+
+    fn a_reload_that_changes_the_filters_bucket_refills_it(driver) {
+        let b = Backend::start("app");
+        let (gw, addr) = start_filtered(driver, &b, |_| istio_filter(&istio_limit(14, 2), ""));
+        gw.wait_generation(1);
+        assert_eq!(statuses(addr, "/", 3), [200, 200, 429]);
+        let port = addr.port();
+        let other = service_entry("other", "other.local", 80, &[b.port()]);
+        let same = filtered(port, &b, &istio_filter(&istio_limit(14, 2), ""));
+        gw.write_config("gw.yaml", &docs(&[same, other.clone()]));
+        gw.signal("HUP");
+        gw.wait_generation(2);
+        assert_eq!(get(addr, "/").status, 429, "an unchanged config keeps its emptied bucket");
+        let changed = filtered(port, &b, &istio_filter(&istio_limit(14, 5), ""));
+        gw.write_config("gw.yaml", &docs(&[changed, other]));
+        gw.signal("HUP");
+        gw.wait_generation(3);
+        assert_eq!(statuses(addr, "/", 6), [200, 200, 200, 200, 200, 429]);
+    }
+}
+
+/// `strait validate` takes the task's EnvoyFilter as enforced: nothing about it is listed.
+#[test]
+fn validate_lists_nothing_of_istios_envoy_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ef.yaml");
+    std::fs::write(&path, istio_filter(BARE, &istio_route("app.test:80", "action: ANY"))).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strait")).args(["validate", "--config"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("filter-local-ratelimit-svc"), "{text}");
 }

@@ -674,6 +674,27 @@ pub struct DescriptorEntry {
 }
 
 impl LocalRateLimit {
+    /// The fields of the config Strait does not act on, set: `validate` lists them.
+    pub fn unread(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.descriptors.is_empty() {
+            out.push("descriptors (their entries come from route rate_limits actions, not read)");
+        }
+        if !self.request_headers_to_add_when_not_enforced.is_empty() {
+            out.push("request_headers_to_add_when_not_enforced");
+        }
+        if self.stage != 0 {
+            out.push("stage");
+        }
+        if self.enable_x_ratelimit_headers.as_deref().is_some_and(|h| h != "OFF") {
+            out.push("enable_x_ratelimit_headers");
+        }
+        if self.rate_limited_as_resource_exhausted {
+            out.push("rate_limited_as_resource_exhausted");
+        }
+        out
+    }
+
     /// Envoy's proto validation of the fields read.
     fn check(&self) -> Result<(), PatchError> {
         if self.stat_prefix.is_empty() {

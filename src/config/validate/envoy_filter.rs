@@ -1,9 +1,11 @@
 //! EnvoyFilter: istiod's webhook checks of the patch's names, Envoy's checks of the patches
-//! Strait recognises (a malformed one is invalid), and every patch Strait does not act on
-//! listed as not enforced, naming its file.
+//! Strait recognises (a malformed one is invalid), and every patch or field Strait does not
+//! act on listed as not enforced, naming its file.
 
 use super::At;
-use crate::config::envoy_filter::{CompressorConfig, LibraryConfig, Recognised, APPLY_TO, CONTEXTS, OPERATIONS};
+use crate::config::envoy_filter::{
+    CompressorConfig, LibraryConfig, Recognised, APPLY_TO, CONTEXTS, LOCAL_RATELIMIT, OPERATIONS,
+};
 use crate::config::{ConfigSet, Diagnostics, Severity};
 
 pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
@@ -35,8 +37,24 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                         at.push(Severity::NotEnforced, field(&f), format!("{what} is not enforced"));
                     }
                 }
-                Ok(Recognised::LocalRateLimitFilter(_) | Recognised::LocalRateLimitPerRoute { .. }) => {
-                    at.push(Severity::NotEnforced, field("patch"), "the local rate limit patch is accepted, not enforced yet")
+                Ok(Recognised::LocalRateLimitFilter(config)) => {
+                    for what in config.unread() {
+                        at.push(Severity::NotEnforced, field("patch.value.typed_config"), format!("{what} is not enforced"));
+                    }
+                }
+                Ok(Recognised::LocalRateLimitPerRoute { config, .. }) => {
+                    let f = format!("patch.value.typed_per_filter_config.{LOCAL_RATELIMIT}");
+                    for what in config.unread() {
+                        at.push(Severity::NotEnforced, field(&f), format!("{what} is not enforced"));
+                    }
+                    // Strait matches a gateway's route configuration by port and virtual host.
+                    let rc = p.match_.as_ref().and_then(|m| m.route_configuration.as_ref());
+                    for (name, set) in rc.map(|rc| [("name", rc.name.is_some()), ("portName", rc.port_name.is_some()), ("gateway", rc.gateway.is_some())]).into_iter().flatten() {
+                        if set {
+                            let f = format!("match.routeConfiguration.{name}");
+                            at.push(Severity::NotEnforced, field(&f), "this match is not read: the patch does not apply");
+                        }
+                    }
                 }
                 Ok(Recognised::Other) => at.push(
                     Severity::NotEnforced,

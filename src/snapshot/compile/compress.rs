@@ -1,7 +1,8 @@
 //! The compressor filters EnvoyFilters insert into this gateway's HTTP filter chains, as
 //! istiod applies them: documents of the root namespace and of the gateway's own, selecting
 //! its labels (or naming its Gateway API gateway), in priority order, patches whose context is
-//! GATEWAY or ANY and whose listener match (port, the HTTP connection manager) fits.
+//! GATEWAY or ANY and whose listener match (port, the HTTP connection manager) fits. The
+//! local rate limit patches are selected the same way (see `ratelimit`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,21 @@ const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 /// port it is limited to.
 pub(super) struct Compressors(Vec<(Option<u32>, Compressor)>);
 
+/// The EnvoyFilters that reach this gateway, in the order istiod applies them: the root
+/// namespace's first, then the workload namespace's, each by priority (the sort is stable:
+/// config order within a priority).
+pub(super) fn applying<'a>(
+    set: &'a ConfigSet,
+    labels: &BTreeMap<String, String>,
+    namespace: &str,
+) -> Vec<&'a Resource<EnvoyFilter>> {
+    let root = set.mesh.root_namespace.as_str();
+    let mut filters: Vec<&Resource<EnvoyFilter>> =
+        set.envoy_filters.iter().filter(|ef| applies(ef, labels, namespace, root)).collect();
+    filters.sort_by_key(|ef| (ef.namespace() != root, ef.spec.priority));
+    filters
+}
+
 fn applies(ef: &Resource<EnvoyFilter>, labels: &BTreeMap<String, String>, namespace: &str, root: &str) -> bool {
     if ef.namespace() != root && ef.namespace() != namespace {
         return false;
@@ -40,7 +56,7 @@ fn applies(ef: &Resource<EnvoyFilter>, labels: &BTreeMap<String, String>, namesp
 
 /// The listener port a patch is limited to, or `None` when it does not reach a gateway's HTTP
 /// filter chain at all (`Some(None)`: every port).
-fn http_filter_port(m: Option<&PatchMatch>) -> Option<Option<u32>> {
+pub(super) fn http_filter_port(m: Option<&PatchMatch>) -> Option<Option<u32>> {
     let Some(m) = m else {
         return Some(None);
     };
@@ -100,14 +116,8 @@ fn compressor(c: &CompressorConfig) -> Option<Compressor> {
 
 impl Compressors {
     pub(super) fn new(set: &ConfigSet, labels: &BTreeMap<String, String>, namespace: &str) -> Self {
-        let root = set.mesh.root_namespace.as_str();
-        let mut filters: Vec<&Resource<EnvoyFilter>> =
-            set.envoy_filters.iter().filter(|ef| applies(ef, labels, namespace, root)).collect();
-        // istiod applies the root namespace's filters first, then the workload namespace's,
-        // each by priority (the sort is stable: config order within a priority).
-        filters.sort_by_key(|ef| (ef.namespace() != root, ef.spec.priority));
         let mut out = Vec::new();
-        for p in filters.iter().flat_map(|ef| &ef.spec.config_patches) {
+        for p in applying(set, labels, namespace).iter().flat_map(|ef| &ef.spec.config_patches) {
             let Some(port) = http_filter_port(p.match_.as_ref()) else {
                 continue;
             };

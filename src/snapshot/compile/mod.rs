@@ -159,7 +159,7 @@ struct Compiler<'a> {
     set: &'a ConfigSet,
     opts: &'a CompileOptions,
     errors: Vec<Diagnostic>,
-    /// The local rate limits (ASMLocalRateLimiter) the routes get as they are placed.
+    /// The local rate limits (ASMLocalRateLimiter, EnvoyFilter) the routes get as placed.
     limits: LocalLimits,
     /// Per VirtualService, its HTTP routes compiled once, on first use.
     templates: Vec<Option<Rc<Vec<HttpTemplate>>>>,
@@ -221,8 +221,8 @@ impl TableBuilder {
             let (mut ordered, catch_all): (Vec<_>, Vec<_>) = routes.into_iter().partition(|r| !r.catch_all);
             ordered.extend(catch_all);
             let mut routes: Vec<_> = ordered.into_iter().map(|r| r.route).collect();
-            for route in &mut routes {
-                limits.apply(port, &domain, route);
+            for (index, route) in routes.iter_mut().enumerate() {
+                limits.apply(port, &domain, index, route);
             }
             vhosts.insert(&domain, VirtualHost { domain: domain.as_str().into(), https_redirect, routes });
         }

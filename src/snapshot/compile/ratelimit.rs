@@ -2,7 +2,8 @@
 //! config into Envoy: a `local_ratelimit` filter before the router, and per-filter config on
 //! the virtual host `NAME:PORT` (every route of it sharing one bucket) or on its routes named
 //! `name_match` (each such route's own), `limit_overrides` as descriptors with buckets of their
-//! own that replace the config's for the requests they match.
+//! own that replace the config's for the requests they match. EnvoyFilter's local rate limit
+//! patches (`envoy_filter`) compile onto the same limits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use crate::snapshot::{
     now, Descriptor, Fraction, HeaderMatcher, LiveLimit, LocalRateLimit, MatchBlock, QueryMatcher, RateLimitId,
     RequestStage, Route, StringMatcher, TokenBucketConfig, ValueMatcher,
 };
+
+pub mod envoy_filter;
 
 /// Envoy's body for a locally rate-limited request.
 const LIMITED_BODY: &str = "local_rate_limited";
@@ -43,11 +46,18 @@ struct Template {
     per_connection: bool,
     body: Box<str>,
     response_headers: Box<[(Box<str>, Box<str>)]>,
+    stat_prefix: Arc<str>,
+    filter_enabled: Fraction,
+    filter_enforced: Fraction,
+    status: u16,
 }
 
 /// The rules selecting this gateway, and the limits made of them so far.
 pub(super) struct LocalLimits {
     rules: Vec<Rule>,
+    /// EnvoyFilter's `local_ratelimit` inserts and per-route configs.
+    filters: Vec<envoy_filter::Filter>,
+    per_route: Vec<envoy_filter::PerRoute>,
     limits: Vec<Arc<LocalRateLimit>>,
     by_key: HashMap<String, RateLimitId>,
 }
@@ -76,46 +86,54 @@ impl LocalLimits {
                 }
             }
         }
-        Self { rules, limits: Vec::new(), by_key: HashMap::new() }
+        let (filters, per_route) = envoy_filter::read(set, labels, namespace);
+        Self { rules, filters, per_route, limits: Vec::new(), by_key: HashMap::new() }
     }
 
-    /// Puts the limit of the most specific config matching `route` (in the virtual host
-    /// `domain` of listener `port`) among its stages, where Envoy's chain runs the filter: after
-    /// CORS and fault, before the router. A config naming the route wins over one for the whole
-    /// virtual host, as Envoy's per-route config wins over the virtual host's.
-    pub(super) fn apply(&mut self, port: u16, domain: &str, route: &mut Route) {
-        if self.rules.is_empty() {
-            return;
-        }
+    /// Puts the limits that apply to `route` (the `index`th of the virtual host `domain` of
+    /// listener `port`) among its stages, where Envoy's chain runs the filter: after CORS and
+    /// fault, before the router. Of ASM's configs, one naming the route wins over one for the
+    /// whole virtual host, as Envoy's per-route config wins over the virtual host's; likewise
+    /// for EnvoyFilter's, whose per-route config replaces the inserted filter's own.
+    pub(super) fn apply(&mut self, port: u16, domain: &str, index: usize, route: &mut Route) {
+        let Self { rules, filters, per_route, limits, by_key } = self;
+        let mut intern = |key: String, t: &Template, source: &str| {
+            *by_key.entry(key).or_insert_with_key(|key| {
+                limits.push(Arc::new(instantiate(t, key.clone(), source)));
+                (limits.len() - 1) as RateLimitId
+            })
+        };
         let applies = |r: &&Rule| r.vhost.eq_ignore_ascii_case(domain) && r.port.is_none_or(|p| p == port);
         let name = route.name.as_deref();
-        let found = self
-            .rules
+        let asm = rules
             .iter()
             .filter(applies)
             .find(|r| r.route.is_some() && r.route.as_deref() == name)
-            .or_else(|| self.rules.iter().filter(applies).find(|r| r.route.is_none()));
-        let Some(rule) = found else {
+            .or_else(|| rules.iter().filter(applies).find(|r| r.route.is_none()));
+        if let Some(rule) = asm {
+            let key = format!("{} {domain}:{port} {}", rule.origin, rule.route.as_deref().unwrap_or("*"));
+            let id = intern(key, &rule.limit, &rule.source);
+            insert(route, id);
+        }
+        let Some(filter) = filters.iter().find(|f| f.on(port)) else {
             return;
         };
-        let key = format!("{} {domain}:{port} {}", rule.origin, rule.route.as_deref().unwrap_or("*"));
-        let id = match self.by_key.get(&key) {
-            Some(&id) => id,
-            None => {
-                let id = self.limits.len() as RateLimitId;
-                self.limits.push(Arc::new(instantiate(&rule.limit, key.clone(), &rule.source)));
-                self.by_key.insert(key, id);
-                id
-            }
+        // A later MERGE of the per-route config replaces an earlier one's.
+        let reaching =
+            |vh: bool| per_route.iter().rev().find(|p| p.virtual_host == vh && p.reaches(port, domain, route));
+        let (key, limit) = if let Some(p) = reaching(false) {
+            let which = route.name.as_deref().map_or_else(|| format!("#{index}"), str::to_owned);
+            (format!("{} {domain}:{port} {which}", p.origin), &p.limit)
+        } else if let Some(p) = reaching(true) {
+            (format!("{} {domain}:{port}", p.origin), &p.limit)
+        } else {
+            // The listener's own config: one bucket for every route of its connection manager.
+            (format!("{} :{port}", filter.origin), &filter.limit)
         };
-        let stages = &route.policy.request;
-        let at = stages.iter().position(|s| !matches!(s, RequestStage::Cors(_) | RequestStage::Fault(_)));
-        let at = at.unwrap_or(stages.len());
-        let mut with = Vec::with_capacity(stages.len() + 1);
-        with.extend(stages[..at].iter().cloned());
-        with.push(RequestStage::LocalRateLimit(id));
-        with.extend(stages[at..].iter().cloned());
-        route.policy.request = with.into();
+        if let Some(template) = &limit.template {
+            let id = intern(key, template, &limit.source);
+            insert(route, id);
+        }
     }
 
     pub(super) fn finish(self) -> Vec<Arc<LocalRateLimit>> {
@@ -123,19 +141,33 @@ impl LocalLimits {
     }
 }
 
+/// Puts the limit `id` among the route's stages after CORS, fault and the limits before it.
+fn insert(route: &mut Route, id: RateLimitId) {
+    let stages = &route.policy.request;
+    let at = stages
+        .iter()
+        .position(|s| !matches!(s, RequestStage::Cors(_) | RequestStage::Fault(_) | RequestStage::LocalRateLimit(_)));
+    let at = at.unwrap_or(stages.len());
+    let mut with = Vec::with_capacity(stages.len() + 1);
+    with.extend(stages[..at].iter().cloned());
+    with.push(RequestStage::LocalRateLimit(id));
+    with.extend(stages[at..].iter().cloned());
+    route.policy.request = with.into();
+}
+
 fn instantiate(t: &Template, key: String, source: &str) -> LocalRateLimit {
     LocalRateLimit {
         key: key.into(),
         source: source.into(),
-        stat_prefix: Arc::from(ASM_STAT_PREFIX),
+        stat_prefix: t.stat_prefix.clone(),
         token_bucket: t.token_bucket,
-        filter_enabled: Fraction::ALL,
-        filter_enforced: Fraction::ALL,
+        filter_enabled: t.filter_enabled,
+        filter_enforced: t.filter_enforced,
         descriptors: t.descriptors.clone().into(),
         // ASM's overrides replace the config's quota for the requests they match.
         always_consume_default_token_bucket: false,
         per_connection: t.per_connection,
-        status: 429,
+        status: t.status,
         body: t.body.clone(),
         response_headers: t.response_headers.clone(),
         live: LiveLimit::new(&t.token_bucket, &t.descriptors, now()),
@@ -194,6 +226,10 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase().into(), v.as_str().into()))
             .collect(),
+        stat_prefix: Arc::from(ASM_STAT_PREFIX),
+        filter_enabled: Fraction::ALL,
+        filter_enforced: Fraction::ALL,
+        status: 429,
     };
     Ok(Rule {
         origin: format!("{} configs[{i}]", r.key()),
