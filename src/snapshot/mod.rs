@@ -8,6 +8,7 @@
 pub mod authz;
 mod cluster;
 mod compile;
+pub mod ext_authz;
 mod hash;
 mod hosts;
 mod matcher;
