@@ -3,12 +3,15 @@
 //! authorization server the test starts: the check request, 200 allowing with the listed lines
 //! sent upstream, a denial relayed with the server's status, lines and body (also over
 //! HTTP/2), a check that times out or finds no server failing closed with `statusOnError` or
-//! open with `failOpen`, and requests the policy's rules leave alone never checked.
+//! open with `failOpen`, and requests the policy's rules leave alone never checked; the same
+//! over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
+//! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs).
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +63,51 @@ impl AuthzServer {
     fn checks(&self) -> Vec<Received> {
         self.seen.lock().unwrap().clone()
     }
+}
+
+/// tests/grpc_py/ext_authz.py on a port of its own: every CheckRequest it got, as bytes. It
+/// stops when its stdin closes, or is killed.
+struct GrpcAuthz {
+    child: Child,
+    _stdin: ChildStdin,
+    port: u16,
+    checks: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl GrpcAuthz {
+    fn start() -> GrpcAuthz {
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_py/ext_authz.py");
+        let mut child =
+            Command::new("python3").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("ext_authz.py printed nothing (python3 with grpcio is needed)").unwrap();
+        let port = first.strip_prefix("port ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{first}"));
+        let checks = Arc::new(Mutex::new(Vec::new()));
+        let kept = checks.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let bytes = (0..line.len() / 2).map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap());
+                kept.lock().unwrap().push(bytes.collect());
+            }
+        });
+        GrpcAuthz { child, _stdin: stdin, port, checks }
+    }
+
+    fn checks(&self) -> Vec<Vec<u8>> {
+        self.checks.lock().unwrap().clone()
+    }
+}
+
+impl Drop for GrpcAuthz {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// A CUSTOM policy in the root namespace sending requests under `paths` to `provider`.
@@ -189,5 +237,46 @@ both_drivers! {
         assert!(wait_until(Duration::from_secs(5), || lines().len() == 3).is_some(), "{:?}", lines());
         let line = lines().into_iter().find(|l| l.contains(" /closed/x HTTP/1.1\"")).unwrap();
         assert!(line.contains("\" 503 UAEX ext_authz_error "), "{line}");
+    }
+
+    fn a_grpc_authorization_server_allows_with_lines_upstream_denies_and_fails_closed_or_open(driver) {
+        let app = Backend::start("app");
+        let authz = GrpcAuthz::start();
+        let provider = |name: &str, extra: &str| {
+            format!("- name: {name}\n  envoyExtAuthzGrpc:\n    service: opa.local\n    port: 9191\n    timeout: 0.5s\n{extra}")
+        };
+        let mesh = format!(
+            "extensionProviders:\n{}{}{}",
+            provider("opa", ""),
+            provider("closed", "    statusOnError: \"503\"\n"),
+            provider("open", "    failOpen: true\n"),
+        );
+        let services = vec![
+            service_entry("opa", "opa.local", 9191, &[authz.port]).replace("protocol: HTTP", "protocol: GRPC"),
+        ];
+        let policies = [custom("opa", "opa", "/api/*"), custom("closed", "closed", "/slow/*"), custom("open", "open", "/open-slow/*")];
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, addr) = start(driver, &dir, &mesh, &app, &policies, services);
+
+        let raw = "GET /api/hello?q=1 HTTP/1.1\r\nHost: app.test\r\nx-token: t1\r\nx-user: mallory\r\nConnection: close\r\n\r\n";
+        assert_eq!(client::request(addr, raw).status, 200, "{}", gw.logs());
+        assert_eq!(app.last().header_all("x-user"), ["alice"], "ok_response's lines replace the client's");
+        let checks = authz.checks();
+        assert_eq!(checks.len(), 1);
+        for part in ["/api/hello?q=1", "app.test", "GET", "x-token", "t1", "HTTP/1.1", "127.0.0.1"] {
+            assert!(holds(&checks[0], part), "the CheckRequest carries {part}");
+        }
+
+        let denied = client::get(addr, "app.test", "/api/deny");
+        assert_eq!((denied.status, denied.body_text().as_str()), (401, "go away"));
+        assert_eq!(denied.header("x-reason"), Some("no token"));
+        assert_eq!(h2(addr, "/api/deny"), "go away|2 401", "HTTP/2 requests meet the same check");
+        assert_eq!(app.count(), 1);
+
+        assert_eq!(client::get(addr, "app.test", "/slow/x").status, 503, "timed out: statusOnError");
+        assert_eq!(client::get(addr, "app.test", "/open-slow/x").status, 200, "timed out: failOpen");
+        assert_eq!(app.count(), 2);
+        assert_eq!(client::get(addr, "app.test", "/other").status, 200);
+        assert_eq!(authz.checks().len(), 5, "a request the CUSTOM rules do not match is not checked");
     }
 }

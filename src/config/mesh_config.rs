@@ -5,9 +5,9 @@
 //! `defaultConfig` (a ProxyConfig, which `--proxy-config` overrides field by field),
 //! `dnsRefreshRate` (`--dns-refresh-rate` wins over it) and `h2UpgradePolicy` (the default of
 //! a DestinationRule's `connectionPool.http.h2UpgradePolicy`) and `extensionProviders` of the
-//! `envoyExtAuthzHttp` kind (CUSTOM AuthorizationPolicies). `pathNormalization` and the other
-//! providers are read and checked as istiod checks them, and listed as not enforced with every
-//! other field. A field of the wrong type is refused, naming file and field.
+//! `envoyExtAuthzHttp` and `envoyExtAuthzGrpc` kinds (CUSTOM AuthorizationPolicies).
+//! `pathNormalization` and the other providers are read and checked as istiod checks them, and
+//! listed as not enforced with every other field. A field of the wrong type is refused, naming file and field.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -240,9 +240,10 @@ fn parse(
                     for (i, p) in providers.iter().enumerate() {
                         let field = format!("{key}[{i}]");
                         errors.extend(provider(p, &field, &providers[..i], &at));
-                        let not_enforced = match &p.envoy_ext_authz_http {
-                            Some(h) => http_not_enforced(h),
-                            None => vec![String::new()],
+                        let not_enforced = match (&p.envoy_ext_authz_http, &p.envoy_ext_authz_grpc) {
+                            (Some(h), _) => http_not_enforced(h),
+                            (None, Some(g)) => grpc_not_enforced(g),
+                            (None, None) => vec![String::new()],
                         };
                         for sub in not_enforced {
                             let field = super::source::join_path(&field, &sub);
@@ -285,6 +286,15 @@ fn http_not_enforced(h: &ExtAuthzHttp) -> Vec<String> {
         ("envoyExtAuthzHttp.includeRequestBodyInCheck", h.include_request_body_in_check.is_some()),
         ("envoyExtAuthzHttp.headersToDownstreamOnAllow", !h.headers_to_downstream_on_allow.is_empty()),
         ("envoyExtAuthzHttp.clearRouteCache", h.clear_route_cache),
+    ];
+    set.iter().filter(|(_, on)| *on).map(|(f, _)| (*f).to_owned()).collect()
+}
+
+/// The same for an `envoyExtAuthzGrpc` provider.
+fn grpc_not_enforced(g: &ExtAuthzGrpc) -> Vec<String> {
+    let set = [
+        ("envoyExtAuthzGrpc.includeRequestBodyInCheck", g.include_request_body_in_check.is_some()),
+        ("envoyExtAuthzGrpc.clearRouteCache", g.clear_route_cache),
     ];
     set.iter().filter(|(_, on)| *on).map(|(f, _)| (*f).to_owned()).collect()
 }

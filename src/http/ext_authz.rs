@@ -1,11 +1,16 @@
-//! CUSTOM AuthorizationPolicy: Envoy's `ext_authz` filter with an HTTP authorization service.
+//! CUSTOM AuthorizationPolicy: Envoy's `ext_authz` filter with an HTTP or gRPC authorization
+//! service.
 //! The plan builds the check request while the head is borrowed ([`Check::new`]); the session
 //! sends it ([`Check::run`]) before any upstream is asked, and acts on the verdict: 200 allows
 //! (the listed answer lines join the upstream head), any other status denies with the
 //! server's status, lines and body, and a failure (no endpoint, refused, timed out, unreadable)
 //! answers `statusOnError`, or allows with `failOpen`.
 
+mod grpc;
+mod proto;
+
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -13,9 +18,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 use super::codec::{self, BodyFraming, HeaderSlots, Limits};
 use super::local::Answer;
+use super::peer::Peer;
 use crate::percore::WorkerCtx;
 use crate::snapshot::ext_authz::{listed, ExtAuthz, HttpService, Kind};
-use crate::snapshot::RequestInfo;
+use crate::snapshot::{Cluster, RequestInfo};
 use crate::upstream::{connect, Generation};
 
 /// Response code details and flag of a request the authorization server denied, and of one
@@ -25,7 +31,7 @@ pub(super) const ERROR: &str = "ext_authz_error";
 pub(super) const FLAG: &str = "UAEX";
 
 /// The most of the authorization server's answer read: a denial's body is a short page.
-const MAX_ANSWER: usize = 64 * 1024;
+pub(super) const MAX_ANSWER: usize = 64 * 1024;
 
 /// Lines of the client's request Envoy's HTTP check never copies: they describe the client's
 /// connection or its body, which the check does not carry; Host goes first on its own.
@@ -33,7 +39,7 @@ const NOT_COPIED: [&str; 8] =
     ["host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade", "expect"];
 
 /// Lines of the server's denial the gateway's answer writes itself.
-const NOT_RELAYED: [&str; 7] =
+pub(super) const NOT_RELAYED: [&str; 7] =
     ["content-length", "transfer-encoding", "connection", "keep-alive", "date", "server", "host"];
 
 /// One check to make: the provider and its request, an HTTP/1.1 head with no body.
@@ -51,13 +57,25 @@ pub(super) enum Verdict {
 }
 
 impl Check {
-    /// The check request for `info` (`target`: the path and query as sent), as Envoy's raw HTTP
-    /// client writes it: the client's method, `pathPrefix` + the path, the client's Host,
+    /// The check request for `info` (`target`: the path and query as sent): for a gRPC provider
+    /// a `CheckRequest` (see [`grpc::request`]); for an HTTP one as Envoy's raw HTTP client
+    /// writes it: the client's method, `pathPrefix` + the path, the client's Host,
     /// `content-length: 0`, the `authorization` line and those `includeRequestHeadersInCheck`
     /// lists, then `includeAdditionalHeadersInCheck`. Built only for a request a CUSTOM policy
     /// matched: the allocation and the provider's reference count are that request's.
-    pub(super) fn new(provider: &Arc<ExtAuthz>, info: &RequestInfo<'_>, target: &str) -> Check {
-        let Kind::Http(service) = &provider.kind;
+    pub(super) fn new(
+        provider: &Arc<ExtAuthz>,
+        info: &RequestInfo<'_>,
+        target: &str,
+        peer: &Peer,
+        protocol: &str,
+    ) -> Check {
+        let service = match &provider.kind {
+            Kind::Http(service) => service,
+            Kind::Grpc { .. } => {
+                return Check { provider: provider.clone(), request: grpc::request(info, target, peer, protocol) };
+            }
+        };
         let mut r = Vec::with_capacity(512);
         for part in [info.method, " ", &service.path_prefix, target, " HTTP/1.1\r\nhost: ", info.host, "\r\n"] {
             r.extend_from_slice(part.as_bytes());
@@ -78,13 +96,13 @@ impl Check {
 
     /// Sends the check to an endpoint of the provider's cluster, bounded by its timeout.
     pub(super) async fn run(self, ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>) -> Verdict {
-        let p = &*self.provider;
+        let Check { provider, request } = self;
+        let p = &*provider;
         let answer = match p.cluster {
-            Some(id) => monoio::time::timeout(p.timeout, ask(ctx, snap, id, self.request)).await.ok().flatten(),
+            Some(id) => monoio::time::timeout(p.timeout, ask(ctx, snap, id, p, request)).await.ok().flatten(),
             None => None,
         };
-        let Kind::Http(service) = &p.kind;
-        match answer.and_then(|a| verdict(service, &a)) {
+        match answer {
             Some(v) => v,
             None if p.fail_open => {
                 tracing::debug!(provider = &*p.name, "ext_authz check failed; failOpen allows the request");
@@ -110,36 +128,44 @@ fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The server's whole answer, or `None` when no endpoint answered.
+/// The verdict of an endpoint of cluster `id`, or `None` when none gave one.
 async fn ask(
     ctx: &WorkerCtx,
     snap: &Rc<Generation>,
     id: crate::snapshot::ClusterId,
+    p: &ExtAuthz,
     request: Vec<u8>,
-) -> Option<Vec<u8>> {
+) -> Option<Verdict> {
     let mut pick = ctx.upstream.balancer.pick(snap, id, &[], ctx.random(), None)?;
     let cluster = snap.cluster(id);
     let addr = cluster.endpoints[pick.endpoint].addr;
-    let read = async {
-        let mut stream = connect(addr, cluster, |c| ctx.tls.client(c)).await.ok()?;
-        stream.write_all(request).await.0.ok()?;
-        let mut answer = Vec::with_capacity(4096);
-        let mut buf = vec![0u8; 4096];
-        while !whole(&answer) {
-            let (n, b) = stream.read(buf).await;
-            buf = b;
-            match n.ok()? {
-                0 => break,
-                n if answer.len() + n > MAX_ANSWER => return None,
-                n => answer.extend_from_slice(&buf[..n]),
-            }
+    let verdict = match &p.kind {
+        Kind::Http(service) => ask_http(ctx, addr, cluster, request).await.and_then(|a| verdict(service, &a)),
+        Kind::Grpc { authority } => {
+            grpc::ask(ctx, addr, cluster, authority, p.timeout, request).await.map(grpc::verdict)
         }
-        Some(answer)
     };
-    let answer = read.await;
     // The check's outcome is not the endpoint's health: outlier detection does not count it.
     pick.settle(None);
-    answer
+    verdict
+}
+
+/// The HTTP server's whole answer (its connection closes after it).
+async fn ask_http(ctx: &WorkerCtx, addr: SocketAddr, cluster: &Cluster, request: Vec<u8>) -> Option<Vec<u8>> {
+    let mut stream = connect(addr, cluster, |c| ctx.tls.client(c)).await.ok()?;
+    stream.write_all(request).await.0.ok()?;
+    let mut answer = Vec::with_capacity(4096);
+    let mut buf = vec![0u8; 4096];
+    while !whole(&answer) {
+        let (n, b) = stream.read(buf).await;
+        buf = b;
+        match n.ok()? {
+            0 => break,
+            n if answer.len() + n > MAX_ANSWER => return None,
+            n => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(answer)
 }
 
 /// The answer's head is here and, when it says its length, its body too.

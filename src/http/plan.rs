@@ -168,7 +168,9 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
             RequestStage::Authz(a) => {
                 // JWT's verified payload joins here once RequestAuthentication is compiled.
                 match authz::custom(a, &info, peer, None).map(|c| c.provider.as_ref()) {
-                    Some(Some(provider)) => *check = Some(Check::new(provider, &info, head.target())),
+                    Some(Some(provider)) => {
+                        *check = Some(Check::new(provider, &info, head.target(), peer, head.protocol()));
+                    }
                     // A provider MeshConfig lacks: istiod denies what the policy matches.
                     Some(None) => {
                         meta.rbac = Some(false);

@@ -31,6 +31,11 @@ pub struct ExtAuthz {
 #[derive(Debug, Clone)]
 pub enum Kind {
     Http(HttpService),
+    /// `envoyExtAuthzGrpc`: envoy.service.auth.v3 `Authorization/Check` over HTTP/2, with this
+    /// `:authority` (istiod's: the cluster name, `|` made `_.`).
+    Grpc {
+        authority: Box<str>,
+    },
 }
 
 /// Envoy's `http_service` as istiod fills it.
@@ -53,6 +58,17 @@ impl ExtAuthz {
     /// The provider `p` (an `envoyExtAuthzHttp` one; `None` for the other kinds) reaching its
     /// service through `cluster`.
     pub fn compile(p: &ExtensionProvider, cluster: Option<ClusterId>) -> Option<ExtAuthz> {
+        if let Some(g) = &p.envoy_ext_authz_grpc {
+            let (host, port) = Self::service(p)?;
+            return Some(ExtAuthz {
+                name: p.name.as_str().into(),
+                cluster,
+                timeout: g.timeout.map_or(DEFAULT_TIMEOUT, |t| t.get()),
+                fail_open: g.fail_open,
+                status_on_error: status_on_error(g.status_on_error.as_deref()),
+                kind: Kind::Grpc { authority: format!("outbound_.{port}_._.{host}").into() },
+            });
+        }
         let h: &ExtAuthzHttp = p.envoy_ext_authz_http.as_ref()?;
         let request_headers = if h.include_request_headers_in_check.is_empty() {
             &h.include_headers_in_check
@@ -76,21 +92,25 @@ impl ExtAuthz {
             cluster,
             timeout: h.timeout.map_or(DEFAULT_TIMEOUT, |t| t.get()),
             fail_open: h.fail_open,
-            status_on_error: h
-                .status_on_error
-                .as_deref()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(DEFAULT_STATUS_ON_ERROR),
+            status_on_error: status_on_error(h.status_on_error.as_deref()),
             kind: Kind::Http(service),
         })
     }
 
     /// The provider's `service` and `port`, the service without the optional `NAMESPACE/`.
     pub fn service(p: &ExtensionProvider) -> Option<(&str, u16)> {
-        let h = p.envoy_ext_authz_http.as_ref()?;
-        let host = h.service.rsplit_once('/').map_or(h.service.as_str(), |(_, host)| host);
-        Some((host, u16::try_from(h.port).ok()?))
+        let (service, port) = match (&p.envoy_ext_authz_http, &p.envoy_ext_authz_grpc) {
+            (Some(h), _) => (&h.service, h.port),
+            (None, Some(g)) => (&g.service, g.port),
+            (None, None) => return None,
+        };
+        let host = service.rsplit_once('/').map_or(service.as_str(), |(_, host)| host);
+        Some((host, u16::try_from(port).ok()?))
     }
+}
+
+fn status_on_error(s: Option<&str>) -> u16 {
+    s.and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_STATUS_ON_ERROR)
 }
 
 /// istiod's `generateHeaders`: `*x` a suffix, `x*` a prefix, else the exact name, all

@@ -28,11 +28,13 @@ pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, namespac
         } else if policy.spec.action() == Action::Custom && !policy.spec.rules.is_empty() {
             let name = policy.spec.provider.as_ref().map_or("", |p| p.name.as_str());
             match set.mesh.extension_providers.iter().find(|p| p.name == name) {
-                Some(p) if p.envoy_ext_authz_http.is_some() => {}
+                Some(p) if p.envoy_ext_authz_http.is_some() || p.envoy_ext_authz_grpc.is_some() => {}
                 Some(_) => at.push(
                     Severity::NotEnforced,
                     "spec.provider.name",
-                    format!("CUSTOM with provider {name} (not envoyExtAuthzHttp) is accepted, not enforced yet"),
+                    format!(
+                        "CUSTOM with provider {name} (no external authorization kind) is accepted, not enforced yet"
+                    ),
                 ),
                 // istiod's `ProviderNotFound`: the policy denies what it matches.
                 None => at.push(
