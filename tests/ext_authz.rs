@@ -3,7 +3,8 @@
 //! authorization server the test starts: the check request, 200 allowing with the listed lines
 //! sent upstream, a denial relayed with the server's status, lines and body (also over
 //! HTTP/2), a check that times out or finds no server failing closed with `statusOnError` or
-//! open with `failOpen`, and requests the policy's rules leave alone never checked; the same
+//! open with `failOpen`, a policy naming no provider denying as istiod builds it, and requests
+//! the policy's rules leave alone never checked; the same
 //! over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
 //! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs).
 
@@ -222,8 +223,12 @@ both_drivers! {
             service_entry("authz", "authz.local", 9000, &[authz.port]),
             service_entry("down", "down.local", 9000, &[free_port()]),
         ];
-        let policies =
-            [custom("closed", "closed", "/closed/*"), custom("open", "open", "/open/*"), custom("down", "down", "/down/*")];
+        let policies = [
+            custom("closed", "closed", "/closed/*"),
+            custom("open", "open", "/open/*"),
+            custom("down", "down", "/down/*"),
+            custom("ghost", "no-such-provider", "/ghost/*"),
+        ];
         let dir = tempfile::tempdir().unwrap();
         let (gw, addr) = start(driver, &dir, &mesh, &app, &policies, services);
         let timed_out = client::get(addr, "app.test", "/closed/x");
@@ -233,8 +238,11 @@ both_drivers! {
         assert_eq!(app.count(), 1);
         assert_eq!(client::get(addr, "app.test", "/down/x").status, 403, "Envoy's default statusOnError");
         assert_eq!(app.count(), 1);
+        let ghost = client::get(addr, "app.test", "/ghost/x");
+        assert_eq!((ghost.status, ghost.body_text().as_str()), (403, "RBAC: access denied"), "istiod denies for a missing provider");
+        assert_eq!(app.count(), 1);
         let lines = || gw.stdout().lines().map(str::to_string).collect::<Vec<_>>();
-        assert!(wait_until(Duration::from_secs(5), || lines().len() == 3).is_some(), "{:?}", lines());
+        assert!(wait_until(Duration::from_secs(5), || lines().len() == 4).is_some(), "{:?}", lines());
         let line = lines().into_iter().find(|l| l.contains(" /closed/x HTTP/1.1\"")).unwrap();
         assert!(line.contains("\" 503 UAEX ext_authz_error "), "{line}");
     }
