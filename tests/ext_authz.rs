@@ -4,8 +4,7 @@
 //! sent upstream, a denial relayed with the server's status, lines and body (also over
 //! HTTP/2), a check that times out or finds no server failing closed with `statusOnError` or
 //! open with `failOpen`, a policy naming no provider denying as istiod builds it, and requests
-//! the policy's rules leave alone never checked; the same
-//! over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
+//! the policy's rules leave alone never checked; the same over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
 //! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs).
 
 use strait_test_support::{self as support, both_drivers, gateway};

@@ -1,10 +1,9 @@
 //! CUSTOM AuthorizationPolicy: Envoy's `ext_authz` filter with an HTTP or gRPC authorization
-//! service.
-//! The plan builds the check request while the head is borrowed ([`Check::new`]); the session
-//! sends it ([`Check::run`]) before any upstream is asked, and acts on the verdict: 200 allows
-//! (the listed answer lines join the upstream head), any other status denies with the
-//! server's status, lines and body, and a failure (no endpoint, refused, timed out, unreadable)
-//! answers `statusOnError`, or allows with `failOpen`.
+//! service. The plan builds the check request while the head is borrowed ([`Check::new`]);
+//! the session sends it ([`Check::run`]) before any upstream is asked, and acts on the
+//! verdict: 200 (gRPC: OK) allows (the listed answer lines join the upstream head), any other
+//! status denies with the server's status, lines and body, and a failure (no endpoint,
+//! refused, timed out, unreadable) answers `statusOnError`, or allows with `failOpen`.
 
 mod grpc;
 mod proto;
@@ -20,7 +19,7 @@ use super::codec::{self, BodyFraming, HeaderSlots, Limits};
 use super::local::Answer;
 use super::peer::Peer;
 use crate::percore::WorkerCtx;
-use crate::snapshot::ext_authz::{listed, ExtAuthz, HttpService, Kind};
+use crate::snapshot::authz::ext_authz::{listed, ExtAuthz, HttpService, Kind};
 use crate::snapshot::{Cluster, RequestInfo};
 use crate::upstream::{connect, Generation};
 
@@ -42,7 +41,8 @@ const NOT_COPIED: [&str; 8] =
 pub(super) const NOT_RELAYED: [&str; 7] =
     ["content-length", "transfer-encoding", "connection", "keep-alive", "date", "server", "host"];
 
-/// One check to make: the provider and its request, an HTTP/1.1 head with no body.
+/// One check to make: the provider and its request, an HTTP/1.1 head with no body or a
+/// length-prefixed gRPC message.
 pub(super) struct Check {
     provider: Arc<ExtAuthz>,
     request: Vec<u8>,
@@ -94,12 +94,13 @@ impl Check {
         Check { provider: provider.clone(), request: r }
     }
 
-    /// Sends the check to an endpoint of the provider's cluster, bounded by its timeout.
+    /// Sends the check to an endpoint of the provider's cluster, bounded by its timeout; a
+    /// failed check is answered as `failOpen` and `statusOnError` say.
     pub(super) async fn run(self, ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>) -> Verdict {
         let Check { provider, request } = self;
         let p = &*provider;
         let answer = match p.cluster {
-            Some(id) => monoio::time::timeout(p.timeout, ask(ctx, snap, id, p, request)).await.ok().flatten(),
+            Some(id) => ask(ctx, snap, id, p, request).await,
             None => None,
         };
         match answer {
@@ -128,7 +129,8 @@ fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The verdict of an endpoint of cluster `id`, or `None` when none gave one.
+/// The verdict of an endpoint of cluster `id` within the provider's timeout, or `None` when
+/// none gave one.
 async fn ask(
     ctx: &WorkerCtx,
     snap: &Rc<Generation>,
@@ -139,12 +141,15 @@ async fn ask(
     let mut pick = ctx.upstream.balancer.pick(snap, id, &[], ctx.random(), None)?;
     let cluster = snap.cluster(id);
     let addr = cluster.endpoints[pick.endpoint].addr;
-    let verdict = match &p.kind {
-        Kind::Http(service) => ask_http(ctx, addr, cluster, request).await.and_then(|a| verdict(service, &a)),
-        Kind::Grpc { authority } => {
-            grpc::ask(ctx, addr, cluster, authority, p.timeout, request).await.map(grpc::verdict)
+    let call = async {
+        match &p.kind {
+            Kind::Http(service) => ask_http(ctx, addr, cluster, request).await.and_then(|a| verdict(service, &a)),
+            Kind::Grpc { authority } => {
+                grpc::ask(ctx, addr, cluster, authority, p.timeout, request).await.map(grpc::verdict)
+            }
         }
     };
+    let verdict = monoio::time::timeout(p.timeout, call).await.ok().flatten();
     // The check's outcome is not the endpoint's health: outlier detection does not count it.
     pick.settle(None);
     verdict

@@ -13,6 +13,7 @@
 //! joined by `,`.
 
 mod compile;
+pub mod ext_authz;
 #[cfg(test)]
 mod tests;
 
@@ -25,7 +26,7 @@ use serde_json::{Map, Value};
 
 pub use compile::{compile, Layer, Scope};
 
-use super::ext_authz::ExtAuthz;
+use ext_authz::ExtAuthz;
 
 /// The policies that apply to one port, by action.
 #[derive(Debug, Clone, Default)]

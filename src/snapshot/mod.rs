@@ -8,7 +8,6 @@
 pub mod authz;
 mod cluster;
 mod compile;
-pub mod ext_authz;
 mod hash;
 mod hosts;
 mod matcher;

@@ -95,7 +95,8 @@ pub(super) async fn ask(
     let call = http::Request::post(format!("{scheme}://{authority}{CHECK_PATH}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
-        .header("grpc-timeout", format!("{}m", timeout.as_millis().max(1)))
+        // gRPC's TimeoutValue has at most 8 digits.
+        .header("grpc-timeout", format!("{}m", timeout.as_millis().clamp(1, 99_999_999)))
         .body(())
         .ok()?;
     let (response, mut up) = send.send_request(call, false).ok()?;

@@ -30,8 +30,8 @@ use crate::config::authorization_policy;
 use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
+use crate::snapshot::authz::ext_authz::ExtAuthz;
 use crate::snapshot::authz::{Authz, Layer, Scope};
-use crate::snapshot::ext_authz::ExtAuthz;
 use crate::snapshot::{
     intersect, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server, ServerTlsMode, Snapshot,
     VirtualHost,

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::authz::Pattern;
-use super::ClusterId;
+use super::Pattern;
 use crate::config::mesh_config::{ExtAuthzHttp, ExtensionProvider};
+use crate::snapshot::ClusterId;
 
 /// istiod's `timeoutOrDefault`: a provider without `timeout` waits 600 s.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
