@@ -4,9 +4,10 @@
 //! Strait acts on `rootNamespace` (where AuthorizationPolicies apply mesh-wide),
 //! `defaultConfig` (a ProxyConfig, which `--proxy-config` overrides field by field),
 //! `dnsRefreshRate` (`--dns-refresh-rate` wins over it) and `h2UpgradePolicy` (the default of
-//! a DestinationRule's `connectionPool.http.h2UpgradePolicy`). `pathNormalization` and
-//! `extensionProviders` are read and checked as istiod checks them, and listed as not
-//! enforced with every other field. A field of the wrong type is refused, naming file and field.
+//! a DestinationRule's `connectionPool.http.h2UpgradePolicy`) and `extensionProviders` of the
+//! `envoyExtAuthzHttp` and `envoyExtAuthzGrpc` kinds (CUSTOM AuthorizationPolicies).
+//! `pathNormalization` and the other providers are read and checked as istiod checks them, and
+//! listed as not enforced with every other field. A field of the wrong type is refused, naming file and field.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -226,12 +227,17 @@ fn parse(
             "extensionProviders" => {
                 if let Some(providers) = typed::<Vec<ExtensionProvider>>(value, key, &at, &mut errors) {
                     for (i, p) in providers.iter().enumerate() {
-                        errors.extend(provider(p, &format!("{key}[{i}]"), &providers[..i], &at));
-                        warnings.push(at(
-                            Severity::NotEnforced,
-                            &format!("{key}[{i}]"),
-                            "accepted, not enforced yet".into(),
-                        ));
+                        let field = format!("{key}[{i}]");
+                        errors.extend(provider(p, &field, &providers[..i], &at));
+                        let not_enforced = match (&p.envoy_ext_authz_http, &p.envoy_ext_authz_grpc) {
+                            (Some(h), _) => http_not_enforced(h),
+                            (None, Some(g)) => grpc_not_enforced(g),
+                            (None, None) => vec![String::new()],
+                        };
+                        for sub in not_enforced {
+                            let field = super::source::join_path(&field, &sub);
+                            warnings.push(at(Severity::NotEnforced, &field, "accepted, not enforced yet".into()));
+                        }
                     }
                     mesh.extension_providers = providers;
                 }
@@ -260,6 +266,26 @@ fn typed<T: DeserializeOwned>(
             errors.push(at(Severity::Error, &field, e.into_inner().to_string()));
         })
         .ok()
+}
+
+/// The fields of an `envoyExtAuthzHttp` provider Strait does not act on yet, relative to the
+/// provider's entry.
+fn http_not_enforced(h: &ExtAuthzHttp) -> Vec<String> {
+    let set = [
+        ("envoyExtAuthzHttp.includeRequestBodyInCheck", h.include_request_body_in_check.is_some()),
+        ("envoyExtAuthzHttp.headersToDownstreamOnAllow", !h.headers_to_downstream_on_allow.is_empty()),
+        ("envoyExtAuthzHttp.clearRouteCache", h.clear_route_cache),
+    ];
+    set.iter().filter(|(_, on)| *on).map(|(f, _)| (*f).to_owned()).collect()
+}
+
+/// The same for an `envoyExtAuthzGrpc` provider.
+fn grpc_not_enforced(g: &ExtAuthzGrpc) -> Vec<String> {
+    let set = [
+        ("envoyExtAuthzGrpc.includeRequestBodyInCheck", g.include_request_body_in_check.is_some()),
+        ("envoyExtAuthzGrpc.clearRouteCache", g.clear_route_cache),
+    ];
+    set.iter().filter(|(_, on)| *on).map(|(f, _)| (*f).to_owned()).collect()
 }
 
 /// istiod's `ValidateExtensionProvider` for the external authorization kinds: a unique name,

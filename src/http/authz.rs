@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::local::Answer;
 use super::peer::Peer;
-use crate::snapshot::authz::{remote_ip, Authz, Decision, HttpRequest, Request};
+use crate::snapshot::authz::{remote_ip, Authz, Custom, Decision, HttpRequest, Request};
 use crate::snapshot::RequestInfo;
 
 /// Response code details of a request the RBAC filter denied, as Envoy logs one no ALLOW
@@ -23,8 +23,23 @@ pub(super) fn decide<'s>(
     peer: &Peer,
     jwt: Option<&Map<String, Value>>,
 ) -> Decision<'s> {
+    authz.decide(&request(info, peer, jwt))
+}
+
+/// The CUSTOM policy that matches the request, if any: its provider is asked before DENY and
+/// ALLOW decide.
+pub(super) fn custom<'s>(
+    authz: &'s Authz,
+    info: &RequestInfo<'_>,
+    peer: &Peer,
+    jwt: Option<&Map<String, Value>>,
+) -> Option<&'s Custom> {
+    authz.custom(&request(info, peer, jwt))
+}
+
+fn request<'a>(info: &RequestInfo<'a>, peer: &'a Peer, jwt: Option<&'a Map<String, Value>>) -> Request<'a> {
     let tls = peer.tls.as_ref();
-    let request = Request {
+    Request {
         http: Some(HttpRequest { host: info.host, method: info.method, path: info.path, headers: info.headers }),
         port: peer.conn.listener_port,
         local: peer.conn.local.ip(),
@@ -33,8 +48,7 @@ pub(super) fn decide<'s>(
         sni: tls.and_then(|t| t.sni.as_deref()),
         peer_uri: tls.and_then(|t| t.peer_uri.as_deref()),
         jwt,
-    };
-    authz.decide(&request)
+    }
 }
 
 /// Envoy's answer to a denied request: 403 `RBAC: access denied` (a gRPC request gets it as

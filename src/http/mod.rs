@@ -16,6 +16,7 @@ pub mod cors;
 mod dechunk;
 mod error;
 mod exchange;
+mod ext_authz;
 mod fault;
 mod grpc;
 mod h2;

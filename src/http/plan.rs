@@ -9,6 +9,7 @@ use super::authz;
 use super::codec::{RequestEdits, TryLines};
 use super::compress::Accept;
 use super::cors;
+use super::ext_authz::Check;
 use super::fault::{self, Injected};
 use super::grpc;
 use super::head::{ReqMeta, RequestView};
@@ -92,8 +93,9 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     peer: &Peer,
     inputs: &Inputs<'_, R>,
     log: Option<&mut Record>,
-) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
-    let (meta, planned, fault) = decide(snap, head, out, peer, inputs, log);
+) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected, Option<Check>) {
+    let mut check = None;
+    let (meta, planned, fault) = decide(snap, head, out, peer, inputs, log, &mut check);
     // Envoy's connection manager makes every local reply to a gRPC request a gRPC answer,
     // whichever filter gave it.
     let planned = match planned {
@@ -102,10 +104,12 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
         }
         planned => planned,
     };
-    (meta, planned, fault)
+    (meta, planned, fault, check)
 }
 
-/// [`plan`] before the gRPC form of its local answers.
+/// [`plan`] before the gRPC form of its local answers. `check`: the external authorization a
+/// CUSTOM policy asks for; it stays set whatever the later stages decide, since Envoy's
+/// ext_authz filter runs before them and its denial is the one the client sees.
 fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     snap: &'s Snapshot,
     head: &'h impl RequestView,
@@ -113,6 +117,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     peer: &Peer,
     inputs: &Inputs<'_, R>,
     mut log: Option<&mut Record>,
+    check: &mut Option<Check>,
 ) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
     let random = &inputs.random;
     // Envoy's connection manager gives every request its id before routing, so the access log
@@ -193,6 +198,19 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     Some((_, Authn::Verified { verified, .. })) => Some(&verified.claims),
                     _ => None,
                 };
+                match authz::custom(a, &info, peer, claims).map(|c| c.provider.as_ref()) {
+                    Some(Some(provider)) => {
+                        *check = Some(Check::new(provider, &info, head.target(), peer, head.protocol()));
+                    }
+                    // A provider MeshConfig lacks: istiod denies what the policy matches.
+                    Some(None) => {
+                        meta.rbac = Some(false);
+                        let plan =
+                            Disposition::Local { answer: authz::denied(), close: false, details: authz::RBAC_DENIED };
+                        return (meta, plan, Injected::default());
+                    }
+                    None => {}
+                }
                 let decision = authz::decide(a, &info, peer, claims);
                 meta.rbac = Some(decision == crate::snapshot::authz::Decision::Allow);
                 if let crate::snapshot::authz::Decision::Deny(policy) = decision {

@@ -13,6 +13,8 @@ use super::body::buffered_body_len;
 use super::codec::{self, BodyFraming, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
+use super::ext_authz::{self, Verdict};
+use super::fault::Injected;
 use super::head::Http1Request;
 use super::local::{self, Answer};
 use super::peer::{Peer, TlsSession};
@@ -79,6 +81,7 @@ pub(super) fn local_flag(details: &str) -> &'static str {
         FAULT_ABORT => "FI",
         LOCAL_RATE_LIMITED => "RL",
         super::authz::RBAC_DENIED => "RBAC",
+        ext_authz::DENIED | ext_authz::ERROR => ext_authz::FLAG,
         _ => "-",
     }
 }
@@ -278,7 +281,7 @@ impl<S: Duplex> Session<S> {
     async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.account.begin();
-        let (meta, http1, mut disposition, fault) = loop {
+        let (meta, http1, mut disposition, mut fault, check) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -295,11 +298,12 @@ impl<S: Duplex> Session<S> {
                     head.map(|head| {
                         let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
                         let log = self.account.log.as_deref_mut();
-                        let (meta, disposition, fault) = plan(snap, &head, &mut self.out, &self.peer, &inputs, log);
+                        let (meta, disposition, fault, check) =
+                            plan(snap, &head, &mut self.out, &self.peer, &inputs, log);
                         let http1 = Http1Request::of(&head);
                         // Encoded here, as the answer may borrow the head.
                         let keep = !closing && body_here;
-                        (meta, http1, encode_local(&mut self.out, &http1, keep, disposition), fault)
+                        (meta, http1, encode_local(&mut self.out, &http1, keep, disposition), fault, check)
                     })
                 })
             };
@@ -340,6 +344,27 @@ impl<S: Duplex> Session<S> {
         self.ctx.stats.record_rbac(meta.rbac);
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
+        }
+        // Envoy's ext_authz filter runs first: its denial replaces whatever the later filters
+        // planned, and they never see the request.
+        if let Some(check) = check {
+            match check.run(&self.ctx, snap).await {
+                Verdict::Allow(lines) => {
+                    if matches!(disposition, Disposition::Forward { .. }) {
+                        ext_authz::set_upstream(&mut self.out, &lines);
+                    }
+                }
+                Verdict::Deny { status, headers, body, details } => {
+                    let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
+                    let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
+                    self.out.clear();
+                    let answer = Verdict::answer(&headers, status, &body, meta.is_head);
+                    let answer = if meta.grpc { answer.grpc(None) } else { answer };
+                    let status = encode(&mut self.out, &answer, end);
+                    disposition = Disposition::Local { answer: status, close: end.close, details };
+                    fault = Injected::default();
+                }
+            }
         }
         // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
         if let Some(delay) = fault.delay {

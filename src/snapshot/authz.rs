@@ -3,7 +3,8 @@
 //! permissions (`to`, with `destination.port`, `destination.ip`, `connection.sni` of `when`)
 //! and an OR of principals (`from`, with the other `when` keys), each an AND of conditions,
 //! each condition "one of `values`" and "none of `notValues`". The request path evaluates
-//! CUSTOM (a placeholder until ext_authz), then DENY, then ALLOW; AUDIT only marks.
+//! CUSTOM (whether to ask the external authorization server), then DENY, then ALLOW; AUDIT
+//! only marks.
 //!
 //! What cannot match where the policies run is compiled away (`destination.port` is known per
 //! listener, the hosts a route serves per virtual host), so a request pays only for policies
@@ -12,6 +13,7 @@
 //! joined by `,`.
 
 mod compile;
+pub mod ext_authz;
 #[cfg(test)]
 mod tests;
 
@@ -24,18 +26,29 @@ use serde_json::{Map, Value};
 
 pub use compile::{compile, Layer, Scope};
 
+use ext_authz::ExtAuthz;
+
 /// The policies that apply to one port, by action.
 #[derive(Debug, Clone, Default)]
 pub struct Authz {
-    /// CUSTOM policies' names: the next wave's ext_authz fills this stage; until then they are
-    /// listed as not enforced and decide nothing.
-    pub custom: Box<[Arc<str>]>,
+    /// CUSTOM policies: when one matches, its provider is asked (Envoy's ext_authz filter,
+    /// which istiod enables through a shadow RBAC filter built from these rules).
+    pub custom: Box<[Custom]>,
     pub deny: Box<[Policy]>,
     pub allow: Box<[Policy]>,
     pub audit: Box<[Policy]>,
     /// An ALLOW policy applies here (even one that can match nothing on this port): a request
     /// no ALLOW rule matches is denied.
     pub allow_applies: bool,
+}
+
+/// A CUSTOM policy and the MeshConfig provider it names.
+#[derive(Debug, Clone)]
+pub struct Custom {
+    pub policy: Policy,
+    /// `None`: MeshConfig has no such provider; istiod then builds a DENY policy from the
+    /// rules, so what they match is denied.
+    pub provider: Option<Arc<ExtAuthz>>,
 }
 
 /// One policy: matches when any of its rules does.
@@ -109,7 +122,7 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    fn matches_str(&self, s: &str) -> bool {
+    pub(crate) fn matches_str(&self, s: &str) -> bool {
         match self {
             Pattern::Present => !s.is_empty(),
             Pattern::Exact(v) => s == &**v,
@@ -195,6 +208,12 @@ impl Authz {
             return Decision::Deny(None);
         }
         Decision::Allow
+    }
+
+    /// The first CUSTOM policy matching `req`: the external check to make before DENY and
+    /// ALLOW (istiod allows one provider per gateway).
+    pub fn custom(&self, req: &Request<'_>) -> Option<&Custom> {
+        self.custom.iter().find(|c| c.policy.matches(req))
     }
 
     /// Nothing to evaluate: no policy applies.

@@ -46,13 +46,12 @@ fn fields_for_the_next_wave_are_typed_checked_and_listed_as_not_enforced() {
     assert_eq!(mesh.path_normalization.unwrap().normalization, Some(NormalizationType::MergeSlashes));
     assert_eq!(mesh.extension_providers.len(), 2);
     assert_eq!(mesh.extension_providers[1].envoy_ext_authz_http.as_ref().unwrap().port, 4180);
+    // Both external authorization providers are enforced (CUSTOM policies).
     let listed: Vec<_> = warnings.iter().map(|d| (d.severity, d.field.clone().unwrap(), d.line)).collect();
     assert_eq!(
         listed,
         [
             (Severity::NotEnforced, "pathNormalization".to_owned(), Some(1)),
-            (Severity::NotEnforced, "extensionProviders[0]".to_owned(), Some(4)),
-            (Severity::NotEnforced, "extensionProviders[1]".to_owned(), Some(8)),
             (Severity::NotEnforced, "enableTracing".to_owned(), Some(15)),
             (Severity::NotEnforced, "accessLogFile".to_owned(), Some(16)),
         ]

@@ -26,11 +26,23 @@ pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, namespac
             };
             at.push(Severity::Dangling, field, format!("never applies to this gateway: {why}"));
         } else if policy.spec.action() == Action::Custom && !policy.spec.rules.is_empty() {
-            at.push(
-                Severity::NotEnforced,
-                "spec.action",
-                "CUSTOM (external authorization) is accepted, not enforced yet",
-            );
+            let name = policy.spec.provider.as_ref().map_or("", |p| p.name.as_str());
+            match set.mesh.extension_providers.iter().find(|p| p.name == name) {
+                Some(p) if p.envoy_ext_authz_http.is_some() || p.envoy_ext_authz_grpc.is_some() => {}
+                Some(_) => at.push(
+                    Severity::NotEnforced,
+                    "spec.provider.name",
+                    format!(
+                        "CUSTOM with provider {name} (no external authorization kind) is accepted, not enforced yet"
+                    ),
+                ),
+                // istiod's `ProviderNotFound`: the policy denies what it matches.
+                None => at.push(
+                    Severity::Dangling,
+                    "spec.provider.name",
+                    format!("no extensionProviders entry {name} in MeshConfig: requests the policy matches are denied"),
+                ),
+            }
         }
     }
 }

@@ -471,13 +471,15 @@ fn authorization_policies_are_checked_as_istios_webhook_does() {
         errors("  provider: {name: opa}\n  rules: [{}]\n"),
         ["spec.provider: `provider` must not be with non CUSTOM action, found ALLOW"]
     );
-    // A CUSTOM policy is accepted and listed: ext_authz is not there yet.
+    // A CUSTOM policy naming no MeshConfig provider denies what it matches, as istiod builds it.
     let custom = faults_of("  action: CUSTOM\n  provider: {name: opa}\n  rules: [{}]\n");
     assert_eq!(
         custom,
         [(
-            Severity::NotEnforced,
-            "spec.action: CUSTOM (external authorization) is accepted, not enforced yet".to_owned()
+            Severity::Dangling,
+            "spec.provider.name: no extensionProviders entry opa in MeshConfig: requests the policy matches are \
+             denied"
+                .to_owned()
         )]
     );
 }

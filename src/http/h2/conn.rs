@@ -21,6 +21,8 @@ use crate::http::body::STREAM_CHUNK;
 use crate::http::codec::{self, HeaderSlots, ParseError};
 use crate::http::error::ProxyError;
 use crate::http::exchange::{Exchange, Forwarded};
+use crate::http::ext_authz::{self, Verdict};
+use crate::http::fault::Injected;
 use crate::http::h2_io::PollIo;
 use crate::http::local;
 use crate::http::peer::Peer;
@@ -194,7 +196,8 @@ impl Stream<'_> {
                         jwt: &ctx.jwt,
                     };
                     let log = self.account.log.as_deref_mut();
-                    let (meta, disposition, fault) = plan(snap, &view, &mut self.out, &peer.borrow(), &inputs, log);
+                    let (meta, disposition, fault, check) =
+                        plan(snap, &view, &mut self.out, &peer.borrow(), &inputs, log);
                     let disposition = match disposition {
                         Disposition::Local { answer, close, details } => {
                             let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
@@ -202,7 +205,7 @@ impl Stream<'_> {
                         }
                         Disposition::Forward { route, dest, extras } => Disposition::Forward { route, dest, extras },
                     };
-                    Ok((meta, framing, disposition, fault))
+                    Ok((meta, framing, disposition, fault, check))
                 }
                 // Never: the head is whole.
                 Ok(None) => Err(ParseError::HeadTooLarge),
@@ -210,7 +213,7 @@ impl Stream<'_> {
             }
         };
         ctx.stats.downstream_rq_total.inc();
-        let (meta, framing, disposition, fault) = match parsed {
+        let (meta, framing, mut disposition, mut fault, check) = match parsed {
             Ok(planned) => planned,
             Err(e) => return self.answer_error(&ProxyError::BadRequest(e), false, respond).await,
         };
@@ -221,6 +224,25 @@ impl Stream<'_> {
         ctx.stats.record_rbac(meta.rbac);
         if let (Some(sink), Some(r)) = (&ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
+        }
+        // Envoy's ext_authz filter runs first: its denial replaces whatever the later filters
+        // planned, and they never see the request.
+        if let Some(check) = check {
+            match check.run(ctx, snap).await {
+                Verdict::Allow(lines) => {
+                    if matches!(disposition, Disposition::Forward { .. }) {
+                        ext_authz::set_upstream(&mut self.out, &lines);
+                    }
+                }
+                Verdict::Deny { status, headers, body, details } => {
+                    self.out.clear();
+                    let answer = Verdict::answer(&headers, status, &body, meta.is_head);
+                    let answer = if meta.grpc { answer.grpc(None) } else { answer };
+                    let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
+                    disposition = Disposition::Local { answer: status, close: false, details };
+                    fault = Injected::default();
+                }
+            }
         }
         // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
         if let Some(delay) = fault.delay {

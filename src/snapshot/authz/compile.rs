@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use regex::Regex;
 
-use super::{Attribute, Authz, Condition, Pattern, Policy, Rule};
+use super::{Attribute, Authz, Condition, Custom, ExtAuthz, Pattern, Policy, Rule};
 use crate::config::authorization_policy::{self as ap, bracketed, Action, AuthorizationPolicy};
 use crate::config::Resource;
 
@@ -34,17 +34,17 @@ pub struct Scope<'a> {
 
 /// Compiles the `policies` that apply to this gateway (see [`ap::applies`]) for `scope`:
 /// what cannot match there (another port, hosts the routes never serve) is left out.
-pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope<'_>) -> Authz {
+/// `providers`: MeshConfig's external authorization providers, compiled for this gateway.
+pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope<'_>, providers: &[Arc<ExtAuthz>]) -> Authz {
     let Scope { port, layer, hosts } = scope;
     let (mut custom, mut deny, mut allow, mut audit) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut allow_applies = false;
     for p in policies {
         let name: Arc<str> = format!("ns[{}]-policy[{}]", p.namespace(), p.name()).into();
         let action = p.spec.action();
-        if action == Action::Custom {
-            if !p.spec.rules.is_empty() {
-                custom.push(name);
-            }
+        // Envoy's network ext_authz filter speaks gRPC only; an HTTP provider's CUSTOM policy
+        // does nothing at layer 4, as istiod builds no filter for it there.
+        if action == Action::Custom && layer == Layer::Tcp {
             continue;
         }
         allow_applies |= action == Action::Allow;
@@ -58,7 +58,11 @@ pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope<'_>) ->
             Action::Deny => deny.push(policy),
             Action::Allow => allow.push(policy),
             Action::Audit => audit.push(policy),
-            Action::Custom => {}
+            Action::Custom => {
+                let wanted = p.spec.provider.as_ref().map(|pr| pr.name.as_str());
+                let provider = providers.iter().find(|e| Some(&*e.name) == wanted).cloned();
+                custom.push(Custom { policy, provider });
+            }
         }
     }
     Authz { custom: custom.into(), deny: deny.into(), allow: allow.into(), audit: audit.into(), allow_applies }

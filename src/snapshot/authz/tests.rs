@@ -29,7 +29,7 @@ fn policy(name: &str, yaml: &str) -> Resource<AuthorizationPolicy> {
 fn authz(layer: Layer, policies: &[(&str, &str)]) -> Authz {
     let resources: Vec<_> = policies.iter().map(|(n, y)| policy(n, y)).collect();
     let refs: Vec<_> = resources.iter().collect();
-    compile(&refs, Scope { port: 8080, layer, hosts: &[] })
+    compile(&refs, Scope { port: 8080, layer, hosts: &[] }, &[])
 }
 
 /// A request to `host` with `method` and `path` from 10.0.0.1.
@@ -324,7 +324,7 @@ fn rules_for_hosts_a_route_never_serves_are_compiled_away() {
     ];
     let refs: Vec<_> = resources.iter().collect();
     let names = |hosts: &[String]| {
-        let a = compile(&refs, Scope { port: 8080, layer: Layer::Http, hosts });
+        let a = compile(&refs, Scope { port: 8080, layer: Layer::Http, hosts }, &[]);
         let deny: Vec<String> = a.deny.iter().map(|p| p.name.to_string()).collect();
         (deny, a.allow.len(), a.allow_applies)
     };

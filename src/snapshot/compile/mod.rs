@@ -32,6 +32,7 @@ use crate::config::authorization_policy;
 use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
+use crate::snapshot::authz::ext_authz::ExtAuthz;
 use crate::snapshot::authz::{Authz, Layer, Scope};
 use crate::snapshot::{
     intersect, FilterStage, HostTable, Listener, ListenerProtocol, RequestStage, ResponseStage, RouteSource,
@@ -405,7 +406,7 @@ impl<'a> Compiler<'a> {
         let key = gw.key();
         let compression = self.compressors.for_port(plan.port);
         for (vi, hosts) in &plan.bound {
-            let authz = self.authz(Scope { port: plan.port, layer: Layer::Http, hosts });
+            let authz = self.authz(Scope { port: plan.port, layer: Layer::Http, hosts }, clusters);
             let templates = self.templates(*vi);
             let inst = Instance {
                 gateway: &key,
@@ -455,7 +456,7 @@ impl<'a> Compiler<'a> {
 
     /// The AuthorizationPolicies that apply to this gateway, compiled for `scope`; `None` when
     /// none does.
-    fn authz(&self, scope: Scope<'_>) -> Option<Arc<Authz>> {
+    fn authz(&self, scope: Scope<'_>, clusters: &mut Clusters<'_>) -> Option<Arc<Authz>> {
         let (opts, root) = (self.opts, self.set.mesh.root_namespace.as_str());
         let applying: Vec<_> = self
             .set
@@ -466,7 +467,25 @@ impl<'a> Compiler<'a> {
                 authorization_policy::applies(&p.spec, ns, &opts.labels, &opts.namespace, root).is_ok()
             })
             .collect();
-        let authz = crate::snapshot::authz::compile(&applying, scope);
+        // The providers CUSTOM policies name, each reaching its service as a route destination
+        // in the gateway's namespace would (istiod's `LookupCluster`).
+        let providers: Vec<_> = if applying.iter().any(|p| p.spec.action() == authorization_policy::Action::Custom) {
+            let consumer = opts.namespace.as_str();
+            self.set
+                .mesh
+                .extension_providers
+                .iter()
+                .filter_map(|p| {
+                    let (host, port) = ExtAuthz::service(p)?;
+                    let ctx = Ctx { listener_port: port, consumer_ns: consumer, vs_ns: consumer };
+                    let (_, cluster) = clusters.resolve(host, None, Some(port), &ctx);
+                    ExtAuthz::compile(p, cluster).map(Arc::new)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let authz = crate::snapshot::authz::compile(&applying, scope, &providers);
         (!authz.is_empty()).then(|| Arc::new(authz))
     }
 
@@ -576,7 +595,8 @@ impl<'a> Compiler<'a> {
                 None => empty.clone(),
             };
             let proxies_tcp = servers.iter().any(|s| !s.tcp_routes.is_empty());
-            let l4_authz = proxies_tcp.then(|| self.authz(Scope { port, layer: Layer::Tcp, hosts: &[] })).flatten();
+            let l4_authz =
+                proxies_tcp.then(|| self.authz(Scope { port, layer: Layer::Tcp, hosts: &[] }, clusters)).flatten();
             listeners.push(Listener { port, bind, protocol, servers, http_routes, sni, l4_authz });
         }
         listeners

@@ -1,0 +1,182 @@
+//! The gRPC check: envoy.service.auth.v3 `Authorization/Check` as Envoy's ext_authz filter
+//! calls it, one unary call on an HTTP/2 connection of its own to the provider's endpoint.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::proto::{
+    Address, AttributeContext, CheckRequest, CheckResponse, HeaderValueOption, HttpRequest, Peer as PeerMsg, Request,
+    SocketAddress, CHECK_PATH,
+};
+use super::{Verdict, DENIED, MAX_ANSWER, NOT_RELAYED};
+use crate::http::h2_io::{client_builder, PollIo};
+use crate::http::peer::Peer;
+use crate::percore::WorkerCtx;
+use crate::snapshot::{Cluster, RequestInfo};
+use crate::upstream::connect;
+
+/// Envoy's answer to a denial that names no status: 403.
+const FORBIDDEN: u16 = 403;
+
+/// The `CheckRequest` for the request, as one length-prefixed gRPC message: the peer and the
+/// listener's addresses, the client certificate's URI SAN, and the request's method, target,
+/// host, scheme, protocol and lines (pseudo-headers included, as Envoy's are).
+pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protocol: &str) -> Vec<u8> {
+    let mut headers: HashMap<String, String> = HashMap::with_capacity(info.headers.len() + 3);
+    for h in info.headers {
+        let value = String::from_utf8_lossy(h.value);
+        headers
+            .entry(h.name.to_ascii_lowercase())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    for (name, value) in [(":authority", info.host), (":method", info.method), (":path", target)] {
+        headers.insert(name.to_owned(), value.to_owned());
+    }
+    let address = |a: SocketAddr| {
+        Some(Address {
+            socket_address: Some(SocketAddress { address: a.ip().to_string(), port_value: u32::from(a.port()) }),
+        })
+    };
+    let principal = peer.tls.as_ref().and_then(|t| t.peer_uri.as_deref()).unwrap_or_default().to_owned();
+    let check = CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(PeerMsg { address: address(peer.conn.peer), principal }),
+            destination: Some(PeerMsg { address: address(peer.conn.local), principal: String::new() }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    id: String::new(),
+                    method: info.method.to_owned(),
+                    headers,
+                    path: target.to_owned(),
+                    host: info.host.to_owned(),
+                    scheme: info.scheme.to_owned(),
+                    protocol: protocol.to_owned(),
+                }),
+            }),
+        }),
+    };
+    let message = check.encode_to_vec();
+    let mut out = Vec::with_capacity(5 + message.len());
+    out.push(0);
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(&message);
+    out
+}
+
+/// The server's `CheckResponse`, or `None` when the call failed (no connection, a status
+/// other than OK, an unreadable message).
+pub(super) async fn ask(
+    ctx: &WorkerCtx,
+    addr: SocketAddr,
+    cluster: &Cluster,
+    authority: &str,
+    timeout: Duration,
+    message: Vec<u8>,
+) -> Option<CheckResponse> {
+    let tls = |c: &_| match &cluster.policy.tls {
+        Some(t) => ctx.tls.client(&t.h2_config),
+        None => ctx.tls.client(c),
+    };
+    let stream = connect(addr, cluster, tls).await.ok()?;
+    let (mut send, connection) = client_builder().handshake::<_, Bytes>(PollIo::new(stream)).await.ok()?;
+    // Driven beside the call; it ends once the call and the handle are gone.
+    monoio::spawn(async move {
+        let _ = connection.await;
+    });
+    let scheme = if cluster.policy.tls.is_some() { "https" } else { "http" };
+    let call = http::Request::post(format!("{scheme}://{authority}{CHECK_PATH}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        // gRPC's TimeoutValue has at most 8 digits.
+        .header("grpc-timeout", format!("{}m", timeout.as_millis().clamp(1, 99_999_999)))
+        .body(())
+        .ok()?;
+    let (response, mut up) = send.send_request(call, false).ok()?;
+    drop(send);
+    up.send_data(Bytes::from(message), true).ok()?;
+    let response = response.await.ok()?;
+    let ok = |h: &http::HeaderMap| h.get("grpc-status").map(|s| s.as_bytes() == b"0");
+    // A trailers-only answer carries its status in the head.
+    if response.status() != 200 || ok(response.headers()) == Some(false) {
+        return None;
+    }
+    let mut body = response.into_body();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.ok()?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+        if data.len() > MAX_ANSWER {
+            return None;
+        }
+    }
+    let trailers = body.trailers().await.ok()?;
+    if trailers.as_ref().and_then(ok) != Some(true) {
+        return None;
+    }
+    // One uncompressed message: flag 0, a 4-byte length, the bytes.
+    let (&[0, a, b, c, d], rest) = data.split_first_chunk::<5>()? else {
+        return None;
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    CheckResponse::decode(rest.get(..len)?).ok()
+}
+
+/// Envoy's reading of a `CheckResponse`: status OK allows, with `ok_response`'s lines set on
+/// the upstream request; any other status denies with `denied_response`'s status (403 when it
+/// names none), lines and body.
+pub(super) fn verdict(r: CheckResponse) -> Verdict {
+    let lines = |options: Vec<HeaderValueOption>| -> Vec<(String, String)> {
+        options.into_iter().filter_map(|o| o.header).map(|h| (h.key.to_ascii_lowercase(), h.value)).collect()
+    };
+    if r.status.map_or(0, |s| s.code) == 0 {
+        return Verdict::Allow(r.ok_response.map(|o| lines(o.headers)).unwrap_or_default());
+    }
+    let denied = r.denied_response.unwrap_or_default();
+    let status =
+        denied.status.and_then(|s| u16::try_from(s.code).ok()).filter(|c| (200..600).contains(c)).unwrap_or(FORBIDDEN);
+    let mut headers = lines(denied.headers);
+    headers.retain(|(n, _)| !NOT_RELAYED.contains(&n.as_str()));
+    Verdict::Deny { status, headers, body: denied.body.into_bytes(), details: DENIED }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::proto::{DeniedHttpResponse, HeaderValue, HttpStatus, OkHttpResponse, RpcStatus};
+    use super::*;
+
+    fn line(key: &str, value: &str) -> HeaderValueOption {
+        HeaderValueOption { header: Some(HeaderValue { key: key.into(), value: value.into() }) }
+    }
+
+    #[test]
+    fn status_ok_allows_with_its_lines_and_another_denies_with_403_unless_it_names_a_status() {
+        let ok = CheckResponse {
+            status: Some(RpcStatus { code: 0 }),
+            ok_response: Some(OkHttpResponse { headers: vec![line("X-User", "alice")] }),
+            ..CheckResponse::default()
+        };
+        assert!(matches!(verdict(ok), Verdict::Allow(l) if l == [("x-user".to_owned(), "alice".to_owned())]));
+        let bare = CheckResponse { status: Some(RpcStatus { code: 7 }), ..CheckResponse::default() };
+        assert!(matches!(verdict(bare), Verdict::Deny { status: 403, .. }));
+        let named = CheckResponse {
+            status: Some(RpcStatus { code: 16 }),
+            denied_response: Some(DeniedHttpResponse {
+                status: Some(HttpStatus { code: 401 }),
+                headers: vec![line("content-length", "9"), line("x-reason", "no")],
+                body: "no".into(),
+            }),
+            ..CheckResponse::default()
+        };
+        let Verdict::Deny { status, headers, body, .. } = verdict(named) else { panic!("denied") };
+        assert_eq!((status, headers, body), (401, vec![("x-reason".to_owned(), "no".to_owned())], b"no".to_vec()));
+    }
+}

@@ -1,0 +1,289 @@
+//! External authorization end to end: CUSTOM AuthorizationPolicies naming a MeshConfig
+//! `envoyExtAuthzHttp` provider, as Envoy's ext_authz filter (configured by istiod) asks an
+//! authorization server the test starts: the check request, 200 allowing with the listed lines
+//! sent upstream, a denial relayed with the server's status, lines and body (also over
+//! HTTP/2), a check that times out or finds no server failing closed with `statusOnError` or
+//! open with `failOpen`, a policy naming no provider denying as istiod builds it, and requests
+//! the policy's rules leave alone never checked; the same over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
+//! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs).
+
+use strait_test_support::{self as support, both_drivers, gateway};
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::backend::{read_head, Backend, Received};
+use support::client;
+use support::config::{docs, service_entry};
+use support::{free_port, wait_until, Driver, Gateway};
+
+/// An HTTP authorization server on 127.0.0.1: a check whose path holds `deny` is denied 401
+/// with lines and a body, one whose path holds `slow` is allowed after 3 s, any other is
+/// allowed with `x-user: alice` (and `x-unlisted`, which no provider lists). It keeps every
+/// check request.
+struct AuthzServer {
+    port: u16,
+    seen: Arc<Mutex<Vec<Received>>>,
+}
+
+impl AuthzServer {
+    fn start() -> AuthzServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(stream.try_clone().unwrap());
+                    let Some(check) = read_head(&mut r) else { return };
+                    let target = check.target.clone();
+                    kept.lock().unwrap().push(check);
+                    let answer = if target.contains("deny") {
+                        "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"app\"\r\nx-reason: no token\r\n\
+                         x-hidden: internal\r\ncontent-type: text/html\r\ncontent-length: 7\r\n\r\ngo away"
+                    } else {
+                        if target.contains("slow") {
+                            std::thread::sleep(Duration::from_secs(3));
+                        }
+                        "HTTP/1.1 200 OK\r\nx-user: alice\r\nx-unlisted: 1\r\ncontent-length: 0\r\n\r\n"
+                    };
+                    let mut w = stream;
+                    let _ = w.write_all(answer.as_bytes());
+                });
+            }
+        });
+        AuthzServer { port, seen }
+    }
+
+    fn checks(&self) -> Vec<Received> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// tests/grpc_py/ext_authz.py on a port of its own: every CheckRequest it got, as bytes. It
+/// stops when its stdin closes, or is killed.
+struct GrpcAuthz {
+    child: Child,
+    _stdin: ChildStdin,
+    port: u16,
+    checks: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl GrpcAuthz {
+    fn start() -> GrpcAuthz {
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_py/ext_authz.py");
+        let mut child =
+            Command::new("python3").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("ext_authz.py printed nothing (python3 with grpcio is needed)").unwrap();
+        let port = first.strip_prefix("port ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{first}"));
+        let checks = Arc::new(Mutex::new(Vec::new()));
+        let kept = checks.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let bytes = (0..line.len() / 2).map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap());
+                kept.lock().unwrap().push(bytes.collect());
+            }
+        });
+        GrpcAuthz { child, _stdin: stdin, port, checks }
+    }
+
+    fn checks(&self) -> Vec<Vec<u8>> {
+        self.checks.lock().unwrap().clone()
+    }
+}
+
+impl Drop for GrpcAuthz {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A CUSTOM policy in the root namespace sending requests under `paths` to `provider`.
+fn custom(name: &str, provider: &str, paths: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: {name}\n  namespace: \
+         istio-system\nspec:\n  action: CUSTOM\n  provider:\n    name: {provider}\n  rules:\n  - to:\n    - \
+         operation:\n        paths: [\"{paths}\"]\n"
+    )
+}
+
+/// The gateway for `app.test` (every request to `app`) with MeshConfig `mesh`, `policies` and
+/// `services`; its address. The mesh file lives in `dir`.
+fn start(
+    driver: Driver,
+    dir: &tempfile::TempDir,
+    mesh: &str,
+    app: &Backend,
+    policies: &[String],
+    services: Vec<String>,
+) -> (Gateway, SocketAddr) {
+    let path = dir.path().join("mesh.yaml");
+    std::fs::write(&path, mesh).unwrap();
+    let http = "  - route:\n    - destination:\n        host: app.local\n";
+    let mut all = vec![service_entry("app", "app.local", 80, &[app.port()])];
+    all.extend(services);
+    gateway!(driver)
+        .arg("--access-log")
+        .arg("--mesh")
+        .arg(path.to_str().unwrap())
+        .file("policies.yaml", &docs(policies))
+        .start_app(http, all)
+}
+
+fn h2(addr: SocketAddr, path: &str) -> String {
+    let url = format!("http://{addr}{path}");
+    let args = [
+        "-sS",
+        "-m",
+        "20",
+        "--http2-prior-knowledge",
+        "-H",
+        "host: app.test",
+        "-w",
+        "|%{http_version} %{http_code}",
+        &url,
+    ];
+    let out = std::process::Command::new("curl").args(args).output().expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+both_drivers! {
+    fn an_http_authorization_server_allows_with_lines_upstream_and_denies_with_its_own_answer(driver) {
+        let app = Backend::start("app");
+        let authz = AuthzServer::start();
+        let mesh = "extensionProviders:\n- name: checker\n  envoyExtAuthzHttp:\n    service: authz.local\n    \
+                    port: 9000\n    pathPrefix: /check\n    includeRequestHeadersInCheck: [x-token]\n    \
+                    includeAdditionalHeadersInCheck: {x-gateway: strait}\n    headersToUpstreamOnAllow: [x-user]\n    \
+                    headersToDownstreamOnDeny: [www-authenticate, x-reason]\n";
+        let dir = tempfile::tempdir().unwrap();
+        let services = vec![service_entry("authz", "authz.local", 9000, &[authz.port])];
+        let (gw, addr) = start(driver, &dir, mesh, &app, &[custom("ext", "checker", "/api/*")], services);
+
+        let raw = "GET /api/hello?q=1 HTTP/1.1\r\nHost: app.test\r\nAuthorization: Bearer abc\r\nx-token: t1\r\n\
+                   x-secret: s\r\nx-user: mallory\r\nConnection: close\r\n\r\n";
+        let allowed = client::request(addr, raw);
+        assert_eq!(allowed.status, 200, "{}", gw.logs());
+        let upstream = app.last();
+        assert_eq!(upstream.header_all("x-user"), ["alice"], "the server's x-user replaces the client's");
+        assert_eq!(upstream.header("x-unlisted"), None, "only headersToUpstreamOnAllow go upstream");
+        let checks = authz.checks();
+        assert_eq!(checks.len(), 1);
+        let check = &checks[0];
+        assert_eq!((check.method.as_str(), check.target.as_str()), ("GET", "/check/api/hello?q=1"));
+        assert_eq!(check.header("host"), Some("app.test"));
+        assert_eq!(check.header("authorization"), Some("Bearer abc"), "always sent");
+        assert_eq!(check.header("x-token"), Some("t1"), "includeRequestHeadersInCheck");
+        assert_eq!(check.header("x-gateway"), Some("strait"), "includeAdditionalHeadersInCheck");
+        assert_eq!(check.header("x-secret"), None, "unlisted lines stay with the request");
+        assert_eq!(check.header("content-length"), Some("0"));
+
+        let denied = client::get(addr, "app.test", "/api/deny");
+        assert_eq!((denied.status, denied.body_text().as_str()), (401, "go away"));
+        assert_eq!(denied.header("www-authenticate"), Some("Bearer realm=\"app\""));
+        assert_eq!(denied.header("x-reason"), Some("no token"));
+        assert_eq!(denied.header("x-hidden"), None, "only headersToDownstreamOnDeny reach the client");
+        assert_eq!(app.count(), 1, "a denied request reaches no backend");
+        assert_eq!(h2(addr, "/api/deny"), "go away|2 401", "HTTP/2 requests meet the same check");
+
+        assert_eq!(client::get(addr, "app.test", "/other").status, 200);
+        assert_eq!(authz.checks().len(), 3, "a request the CUSTOM rules do not match is not checked");
+        let lines = || gw.stdout().lines().map(str::to_string).collect::<Vec<_>>();
+        assert!(wait_until(Duration::from_secs(5), || lines().len() == 4).is_some(), "{:?}", lines());
+        let line = lines().into_iter().find(|l| l.contains(" /api/deny HTTP/1.1\"")).unwrap();
+        assert!(line.contains("\" 401 UAEX ext_authz_denied "), "{line}");
+    }
+
+    fn a_failed_check_answers_status_on_error_or_lets_the_request_through_with_fail_open(driver) {
+        let app = Backend::start("app");
+        let authz = AuthzServer::start();
+        let provider = |name: &str, service: &str, extra: &str| {
+            format!("- name: {name}\n  envoyExtAuthzHttp:\n    service: {service}\n    port: 9000\n    \
+                     pathPrefix: /slow\n    timeout: 0.5s\n{extra}")
+        };
+        let mesh = format!(
+            "extensionProviders:\n{}{}{}",
+            provider("closed", "authz.local", "    statusOnError: \"503\"\n"),
+            provider("open", "authz.local", "    failOpen: true\n"),
+            provider("down", "down.local", ""),
+        );
+        let services = vec![
+            service_entry("authz", "authz.local", 9000, &[authz.port]),
+            service_entry("down", "down.local", 9000, &[free_port()]),
+        ];
+        let policies = [
+            custom("closed", "closed", "/closed/*"),
+            custom("open", "open", "/open/*"),
+            custom("down", "down", "/down/*"),
+            custom("ghost", "no-such-provider", "/ghost/*"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, addr) = start(driver, &dir, &mesh, &app, &policies, services);
+        let timed_out = client::get(addr, "app.test", "/closed/x");
+        assert_eq!((timed_out.status, timed_out.body_text().as_str()), (503, ""), "{}", gw.logs());
+        assert_eq!(app.count(), 0);
+        assert_eq!(client::get(addr, "app.test", "/open/x").status, 200, "failOpen lets it through");
+        assert_eq!(app.count(), 1);
+        assert_eq!(client::get(addr, "app.test", "/down/x").status, 403, "Envoy's default statusOnError");
+        assert_eq!(app.count(), 1);
+        let ghost = client::get(addr, "app.test", "/ghost/x");
+        assert_eq!((ghost.status, ghost.body_text().as_str()), (403, "RBAC: access denied"), "istiod denies for a missing provider");
+        assert_eq!(app.count(), 1);
+        let lines = || gw.stdout().lines().map(str::to_string).collect::<Vec<_>>();
+        assert!(wait_until(Duration::from_secs(5), || lines().len() == 4).is_some(), "{:?}", lines());
+        let line = lines().into_iter().find(|l| l.contains(" /closed/x HTTP/1.1\"")).unwrap();
+        assert!(line.contains("\" 503 UAEX ext_authz_error "), "{line}");
+    }
+
+    fn a_grpc_authorization_server_allows_with_lines_upstream_denies_and_fails_closed_or_open(driver) {
+        let app = Backend::start("app");
+        let authz = GrpcAuthz::start();
+        let provider = |name: &str, extra: &str| {
+            format!("- name: {name}\n  envoyExtAuthzGrpc:\n    service: opa.local\n    port: 9191\n    timeout: 0.5s\n{extra}")
+        };
+        let mesh = format!(
+            "extensionProviders:\n{}{}{}",
+            provider("opa", ""),
+            provider("closed", "    statusOnError: \"503\"\n"),
+            provider("open", "    failOpen: true\n"),
+        );
+        let services = vec![
+            service_entry("opa", "opa.local", 9191, &[authz.port]).replace("protocol: HTTP", "protocol: GRPC"),
+        ];
+        let policies = [custom("opa", "opa", "/api/*"), custom("closed", "closed", "/slow/*"), custom("open", "open", "/open-slow/*")];
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, addr) = start(driver, &dir, &mesh, &app, &policies, services);
+
+        let raw = "GET /api/hello?q=1 HTTP/1.1\r\nHost: app.test\r\nx-token: t1\r\nx-user: mallory\r\nConnection: close\r\n\r\n";
+        assert_eq!(client::request(addr, raw).status, 200, "{}", gw.logs());
+        assert_eq!(app.last().header_all("x-user"), ["alice"], "ok_response's lines replace the client's");
+        let checks = authz.checks();
+        assert_eq!(checks.len(), 1);
+        for part in ["/api/hello?q=1", "app.test", "GET", "x-token", "t1", "HTTP/1.1", "127.0.0.1"] {
+            assert!(holds(&checks[0], part), "the CheckRequest carries {part}");
+        }
+
+        let denied = client::get(addr, "app.test", "/api/deny");
+        assert_eq!((denied.status, denied.body_text().as_str()), (401, "go away"));
+        assert_eq!(denied.header("x-reason"), Some("no token"));
+        assert_eq!(h2(addr, "/api/deny"), "go away|2 401", "HTTP/2 requests meet the same check");
+        assert_eq!(app.count(), 1);
+
+        assert_eq!(client::get(addr, "app.test", "/slow/x").status, 503, "timed out: statusOnError");
+        assert_eq!(client::get(addr, "app.test", "/open-slow/x").status, 200, "timed out: failOpen");
+        assert_eq!(app.count(), 2);
+        assert_eq!(client::get(addr, "app.test", "/other").status, 200);
+        assert_eq!(authz.checks().len(), 5, "a request the CUSTOM rules do not match is not checked");
+    }
+}
