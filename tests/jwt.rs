@@ -371,4 +371,31 @@ both_drivers! {
         let r = get(addr, "/c", &[("cookie", "session=a.b.c")]);
         assert_eq!(r.status, 401);
     }
+
+    fn a_verified_token_is_what_authorization_policy_reads(driver) {
+        let ec = Key::ec("ec");
+        let backend = Backend::start("app");
+        let keys = jwks(&[&ec]).replace('\'', "''");
+        let rules = format!("  - issuer: {ISSUER}\n    jwks: '{keys}'\n");
+        // Istio's "require a JWT" pattern: a verified principal with a claim, else 403.
+        let policy = format!(
+            "{}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {{name: require-jwt, namespace: istio-system}}\nspec:\n  rules:\n\
+             \x20 - from:\n    - source:\n        requestPrincipals: [\"{ISSUER}/alice\"]\n\
+             \x20   when:\n    - key: request.auth.claims[groups]\n      values: [admins]\n",
+            request_authentication("istio-system", &rules)
+        );
+        let (_gw, addr) = start(driver, &backend, &policy);
+        let alice = ec.mint("ES256", &claims());
+        assert_eq!(get(addr, "/", &[("authorization", &bearer(&alice))]).status, 200);
+        let r = get(addr, "/", &[]);
+        assert_eq!((r.status, r.body_text().as_str()), (403, "RBAC: access denied"), "no token, no principal");
+        let mut bob = claims();
+        bob["sub"] = json!("bob");
+        assert_eq!(get(addr, "/", &[("authorization", &bearer(&ec.mint("ES256", &bob)))]).status, 403);
+        let mut guest = claims();
+        guest["groups"] = json!(["guests"]);
+        assert_eq!(get(addr, "/", &[("authorization", &bearer(&ec.mint("ES256", &guest)))]).status, 403);
+        assert_eq!(backend.count(), 1);
+    }
 }
