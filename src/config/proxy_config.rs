@@ -24,6 +24,9 @@ pub struct ProxyConfig {
     /// ASM's `httpsHttp2Disabled`: HTTPS servers offer ALPN `http/1.1` only. Plain HTTP ports
     /// keep h2c, as ASM documents ("plaintext HTTP listeners are not affected").
     pub https_http2_disabled: bool,
+    /// `gatewayTopology.numTrustedProxies`: istiod's `xff_num_trusted_hops`; the client is the
+    /// Nth address from the right of `x-forwarded-for` (see [`crate::snapshot::authz::remote_ip`]).
+    pub num_trusted_proxies: u32,
 }
 
 /// The fields one ProxyConfig source sets, each `None` where it leaves the field to the next
@@ -31,16 +34,23 @@ pub struct ProxyConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settings {
     pub https_http2_disabled: Option<bool>,
+    pub num_trusted_proxies: Option<u32>,
 }
 
 impl Settings {
     /// These settings, `under`'s where these leave a field unset.
     pub fn over(self, under: Settings) -> Settings {
-        Settings { https_http2_disabled: self.https_http2_disabled.or(under.https_http2_disabled) }
+        Settings {
+            https_http2_disabled: self.https_http2_disabled.or(under.https_http2_disabled),
+            num_trusted_proxies: self.num_trusted_proxies.or(under.num_trusted_proxies),
+        }
     }
 
     pub fn resolve(self) -> ProxyConfig {
-        ProxyConfig { https_http2_disabled: self.https_http2_disabled.unwrap_or(false) }
+        ProxyConfig {
+            https_http2_disabled: self.https_http2_disabled.unwrap_or(false),
+            num_trusted_proxies: self.num_trusted_proxies.unwrap_or(0),
+        }
     }
 }
 
@@ -131,6 +141,13 @@ pub(crate) fn fields(
                 Value::Null => {}
                 _ => errors.push(at(Severity::Error, &field, "expected true or false".into())),
             },
+            "gatewayTopology" => match value {
+                Value::Mapping(topology) => {
+                    gateway_topology(topology, &field, &mut config, &mut warnings, &mut errors, at)
+                }
+                Value::Null => {}
+                _ => errors.push(at(Severity::Error, &field, "expected a mapping".into())),
+            },
             "selector" if resource => match match_labels(value) {
                 Some(selector) if !labels_subset(&selector, labels) => {
                     let show = |l: &BTreeMap<String, String>| {
@@ -155,6 +172,28 @@ pub(crate) fn fields(
         config = Settings::default();
     }
     (config, warnings, errors)
+}
+
+/// `gatewayTopology`'s fields into `config` (`prefix` is its own field name).
+fn gateway_topology(
+    topology: &serde_yaml::Mapping,
+    prefix: &str,
+    config: &mut Settings,
+    warnings: &mut Diagnostics,
+    errors: &mut Diagnostics,
+    at: &dyn Fn(Severity, &str, String) -> Diagnostic,
+) {
+    for (key, value) in topology {
+        let key = key.as_str().unwrap_or_default();
+        let field = format!("{prefix}.{key}");
+        match key {
+            "numTrustedProxies" => match value.as_u64().map(u32::try_from) {
+                Some(Ok(n)) => config.num_trusted_proxies = Some(n),
+                _ => errors.push(at(Severity::Error, &field, "expected a non-negative integer".into())),
+            },
+            _ => warnings.push(at(Severity::NotEnforced, &field, "accepted, not enforced yet".into())),
+        }
+    }
 }
 
 /// A WorkloadSelector's `matchLabels` (an empty selector selects every workload).
@@ -201,6 +240,19 @@ mod tests {
         assert!(config.https_http2_disabled);
         let (config, _) = parsed("httpsHttp2Disabled: false\n").unwrap();
         assert!(!config.https_http2_disabled);
+    }
+
+    #[test]
+    fn gateway_topology_sets_the_trusted_proxies() {
+        let (config, warnings) =
+            parsed("gatewayTopology:\n  numTrustedProxies: 2\n  forwardClientCertDetails: SANITIZE\n").unwrap();
+        assert_eq!(config.num_trusted_proxies, 2);
+        let listed: Vec<_> = warnings.iter().map(|d| d.field.clone().unwrap()).collect();
+        assert_eq!(listed, ["gatewayTopology.forwardClientCertDetails"]);
+        let (config, _) = parsed("httpsHttp2Disabled: true\n").unwrap();
+        assert_eq!(config.num_trusted_proxies, 0);
+        let errors = parsed("gatewayTopology:\n  numTrustedProxies: -1\n").unwrap_err();
+        assert_eq!(errors.iter().next().unwrap().field.as_deref(), Some("gatewayTopology.numTrustedProxies"));
     }
 
     #[test]

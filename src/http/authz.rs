@@ -1,11 +1,13 @@
 //! The AuthorizationPolicy stage of a request: what the compiled policies
 //! ([`crate::snapshot::authz`]) see of it, and Envoy's RBAC answer when they deny it.
 
+use std::net::IpAddr;
+
 use serde_json::{Map, Value};
 
 use super::local::Answer;
 use super::peer::Peer;
-use crate::snapshot::authz::{remote_ip, Authz, Decision, HttpRequest, Request};
+use crate::snapshot::authz::{Authz, Decision, HttpRequest, Request};
 use crate::snapshot::RequestInfo;
 
 /// Response code details of a request the RBAC filter denied, as Envoy logs one no ALLOW
@@ -16,11 +18,13 @@ pub(super) const RBAC_DENIED: &str = "rbac_access_denied_matched_policy[none]";
 /// Envoy's RBAC filter's local reply body.
 const DENIED_BODY: &[u8] = b"RBAC: access denied";
 
-/// `jwt`: the verified token's payload, when RequestAuthentication verified one.
+/// `remote`: the derived client address ([`crate::snapshot::authz::remote_ip`]); `jwt`: the
+/// verified token's payload, when RequestAuthentication verified one.
 pub(super) fn decide<'s>(
     authz: &'s Authz,
     info: &RequestInfo<'_>,
     peer: &Peer,
+    remote: IpAddr,
     jwt: Option<&Map<String, Value>>,
 ) -> Decision<'s> {
     let tls = peer.tls.as_ref();
@@ -29,7 +33,7 @@ pub(super) fn decide<'s>(
         port: peer.conn.listener_port,
         local: peer.conn.local.ip(),
         peer: peer.conn.peer.ip(),
-        remote: remote_ip(peer.conn.peer.ip()),
+        remote,
         sni: tls.and_then(|t| t.sni.as_deref()),
         peer_uri: tls.and_then(|t| t.peer_uri.as_deref()),
         jwt,

@@ -2,6 +2,7 @@
 //! request head, written while the parsed head is borrowed, or the gateway's own answer,
 //! codec-neutral, for the session to encode.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::affinity;
@@ -19,6 +20,7 @@ use super::ratelimit;
 use super::retry;
 use super::rewrite;
 use crate::percore::access_log::Record;
+use crate::snapshot::authz::remote_ip;
 use crate::snapshot::{Destination, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot};
 
 #[cfg(test)]
@@ -113,8 +115,13 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     let info = head.info(scheme);
     // A scan of the request's lines: gRPC changes its answers, timeout and retries.
     meta.grpc = grpc::is_grpc(info.header("content-type"));
+    // The client as Envoy derives it (`numTrustedProxies`); formatted anew only when it is not
+    // the peer, which happens only behind trusted proxies.
+    let remote = remote_ip(peer.conn.peer.ip(), info.headers, snap.num_trusted_proxies);
+    let remote_text: Cow<'_, str> =
+        if remote == peer.conn.peer.ip() { Cow::Borrowed(&peer.ip) } else { Cow::Owned(remote.to_string()) };
     if let Some(r) = log.as_deref_mut() {
-        r.begin(&info, head.target(), head.protocol(), peer, request_id.as_str());
+        r.begin(&info, head.target(), head.protocol(), peer, remote, request_id.as_str());
     }
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
@@ -162,7 +169,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
         match stage {
             RequestStage::Authz(a) => {
                 // JWT's verified payload joins here once RequestAuthentication is compiled.
-                let decision = authz::decide(a, &info, peer, None);
+                let decision = authz::decide(a, &info, peer, remote, None);
                 meta.rbac = Some(decision == crate::snapshot::authz::Decision::Allow);
                 if let crate::snapshot::authz::Decision::Deny(policy) = decision {
                     tracing::debug!(policy = policy.unwrap_or("none"), "RBAC: access denied");
@@ -253,7 +260,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     x_forwarded_proto: scheme,
                     x_forwarded_for_append: &peer.ip,
                     request_id: Some(request_id.as_bytes()),
-                    x_envoy_external_address: Some(&peer.ip),
+                    x_envoy_external_address: Some(&remote_text),
                     x_forwarded_client_cert: peer.tls.as_ref().and_then(|t| t.xfcc.as_deref()),
                     add,
                     remove,

@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub local_rate_limits: Vec<Arc<LocalRateLimit>>,
     /// The gateway's own namespace (`--namespace`), Istio's `source_workload_namespace`.
     pub source_namespace: Arc<str>,
+    /// ProxyConfig's `gatewayTopology.numTrustedProxies` (see [`authz::remote_ip`]).
+    pub num_trusted_proxies: u32,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
@@ -70,6 +72,7 @@ impl Snapshot {
             watched,
             source_workload,
             source_namespace,
+            num_trusted_proxies: 0,
             local_rate_limits: Vec::new(),
             by_name,
         }

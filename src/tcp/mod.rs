@@ -108,7 +108,7 @@ fn authorized(authz: &Authz, inbound: &Inbound<'_>) -> bool {
         port: conn.listener_port,
         local: conn.local.ip(),
         peer: conn.peer.ip(),
-        remote: remote_ip(conn.peer.ip()),
+        remote: remote_ip(conn.peer.ip(), &[], 0),
         sni: inbound.sni,
         peer_uri: inbound.peer_uri,
         jwt: None,

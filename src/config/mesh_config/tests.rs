@@ -31,7 +31,7 @@ fn the_proxy_config_overrides_default_config_field_by_field() {
     let (mesh, _) = parsed("defaultConfig:\n  httpsHttp2Disabled: true\n  concurrency: 2\n").unwrap();
     let unset = Settings::default();
     assert!(unset.over(mesh.default_config).resolve().https_http2_disabled);
-    let off = Settings { https_http2_disabled: Some(false) };
+    let off = Settings { https_http2_disabled: Some(false), ..Settings::default() };
     assert!(!off.over(mesh.default_config).resolve().https_http2_disabled);
 }
 

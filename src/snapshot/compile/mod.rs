@@ -127,6 +127,7 @@ pub fn compile_with(
     snapshot.source_workload = Arc::from(source_workload(&opts.labels));
     snapshot.local_rate_limits = c.limits.finish();
     snapshot.source_namespace = Arc::from(opts.namespace.as_str());
+    snapshot.num_trusted_proxies = set.proxy.num_trusted_proxies;
     Ok(snapshot)
 }
 
