@@ -27,6 +27,9 @@ pub struct ProxyConfig {
     /// `gatewayTopology.numTrustedProxies`: istiod's `xff_num_trusted_hops`; the client is the
     /// Nth address from the right of `x-forwarded-for` (see [`crate::snapshot::authz::remote_ip`]).
     pub num_trusted_proxies: u32,
+    /// `gatewayTopology.proxyProtocol` set: every listener reads a PROXY v1 or v2 header first
+    /// and refuses a connection without one, as istiod's `proxy_protocol` listener filter does.
+    pub proxy_protocol: bool,
 }
 
 /// The fields one ProxyConfig source sets, each `None` where it leaves the field to the next
@@ -35,6 +38,7 @@ pub struct ProxyConfig {
 pub struct Settings {
     pub https_http2_disabled: Option<bool>,
     pub num_trusted_proxies: Option<u32>,
+    pub proxy_protocol: Option<bool>,
 }
 
 impl Settings {
@@ -43,6 +47,7 @@ impl Settings {
         Settings {
             https_http2_disabled: self.https_http2_disabled.or(under.https_http2_disabled),
             num_trusted_proxies: self.num_trusted_proxies.or(under.num_trusted_proxies),
+            proxy_protocol: self.proxy_protocol.or(under.proxy_protocol),
         }
     }
 
@@ -50,6 +55,7 @@ impl Settings {
         ProxyConfig {
             https_http2_disabled: self.https_http2_disabled.unwrap_or(false),
             num_trusted_proxies: self.num_trusted_proxies.unwrap_or(0),
+            proxy_protocol: self.proxy_protocol.unwrap_or(false),
         }
     }
 }
@@ -191,6 +197,11 @@ fn gateway_topology(
                 Some(Ok(n)) => config.num_trusted_proxies = Some(n),
                 _ => errors.push(at(Severity::Error, &field, "expected a non-negative integer".into())),
             },
+            // A message with no fields: present (even `{}`) turns the listener filter on.
+            "proxyProtocol" => match value {
+                Value::Mapping(_) | Value::Null => config.proxy_protocol = Some(true),
+                _ => errors.push(at(Severity::Error, &field, "expected a mapping ({})".into())),
+            },
             _ => warnings.push(at(Severity::NotEnforced, &field, "accepted, not enforced yet".into())),
         }
     }
@@ -243,16 +254,19 @@ mod tests {
     }
 
     #[test]
-    fn gateway_topology_sets_the_trusted_proxies() {
-        let (config, warnings) =
-            parsed("gatewayTopology:\n  numTrustedProxies: 2\n  forwardClientCertDetails: SANITIZE\n").unwrap();
-        assert_eq!(config.num_trusted_proxies, 2);
+    fn gateway_topology_sets_the_trusted_proxies_and_proxy_protocol() {
+        let (config, warnings) = parsed(
+            "gatewayTopology:\n  numTrustedProxies: 2\n  proxyProtocol: {}\n  forwardClientCertDetails: SANITIZE\n",
+        )
+        .unwrap();
+        assert_eq!((config.num_trusted_proxies, config.proxy_protocol), (2, true));
         let listed: Vec<_> = warnings.iter().map(|d| d.field.clone().unwrap()).collect();
         assert_eq!(listed, ["gatewayTopology.forwardClientCertDetails"]);
         let (config, _) = parsed("httpsHttp2Disabled: true\n").unwrap();
-        assert_eq!(config.num_trusted_proxies, 0);
+        assert_eq!((config.num_trusted_proxies, config.proxy_protocol), (0, false));
         let errors = parsed("gatewayTopology:\n  numTrustedProxies: -1\n").unwrap_err();
         assert_eq!(errors.iter().next().unwrap().field.as_deref(), Some("gatewayTopology.numTrustedProxies"));
+        assert!(parsed("gatewayTopology:\n  proxyProtocol: true\n").is_err());
     }
 
     #[test]

@@ -116,10 +116,10 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     // A scan of the request's lines: gRPC changes its answers, timeout and retries.
     meta.grpc = grpc::is_grpc(info.header("content-type"));
     // The client as Envoy derives it (`numTrustedProxies`); formatted anew only when it is not
-    // the peer, which happens only behind trusted proxies.
-    let remote = remote_ip(peer.conn.peer.ip(), info.headers, snap.num_trusted_proxies);
+    // the connection's client, which happens only behind trusted proxies.
+    let remote = remote_ip(peer.conn.client.ip(), info.headers, snap.num_trusted_proxies);
     let remote_text: Cow<'_, str> =
-        if remote == peer.conn.peer.ip() { Cow::Borrowed(&peer.ip) } else { Cow::Owned(remote.to_string()) };
+        if remote == peer.conn.client.ip() { Cow::Borrowed(&peer.ip) } else { Cow::Owned(remote.to_string()) };
     if let Some(r) = log.as_deref_mut() {
         r.begin(&info, head.target(), head.protocol(), peer, remote, request_id.as_str());
     }

@@ -37,7 +37,7 @@ impl Record {
         // Envoy's `%DOWNSTREAM_REMOTE_ADDRESS%` is the derived client; one taken from
         // `x-forwarded-for` has no port (Envoy shows `:0`).
         self.downstream_remote =
-            Some(if remote == peer.conn.peer.ip() { peer.conn.peer } else { SocketAddr::new(remote, 0) });
+            Some(if remote == peer.conn.client.ip() { peer.conn.client } else { SocketAddr::new(remote, 0) });
         let sni = peer.tls.as_ref().and_then(|t| t.sni.as_deref());
         set(&mut self.requested_server_name, sni.unwrap_or_default());
     }

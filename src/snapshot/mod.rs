@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub source_namespace: Arc<str>,
     /// ProxyConfig's `gatewayTopology.numTrustedProxies` (see [`authz::remote_ip`]).
     pub num_trusted_proxies: u32,
+    /// ProxyConfig's `gatewayTopology.proxyProtocol`: every connection opens with a PROXY header.
+    pub proxy_protocol: bool,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
@@ -73,6 +75,7 @@ impl Snapshot {
             source_workload,
             source_namespace,
             num_trusted_proxies: 0,
+            proxy_protocol: false,
             local_rate_limits: Vec::new(),
             by_name,
         }

@@ -128,6 +128,7 @@ pub fn compile_with(
     snapshot.local_rate_limits = c.limits.finish();
     snapshot.source_namespace = Arc::from(opts.namespace.as_str());
     snapshot.num_trusted_proxies = set.proxy.num_trusted_proxies;
+    snapshot.proxy_protocol = set.proxy.proxy_protocol;
     Ok(snapshot)
 }
 
