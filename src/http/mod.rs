@@ -23,6 +23,7 @@ mod head;
 mod headers;
 mod local;
 mod mirror;
+mod normalize;
 mod peer;
 mod plan;
 mod ratelimit;

@@ -15,19 +15,24 @@ use super::head::{ReqMeta, RequestView};
 use super::headers::{self, Merged};
 use super::local::{self, Answer};
 use super::mirror;
+use super::normalize;
 use super::peer::Peer;
 use super::ratelimit;
 use super::retry;
 use super::rewrite;
 use crate::percore::access_log::Record;
 use crate::snapshot::authz::remote_ip;
-use crate::snapshot::{Destination, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot};
+use crate::snapshot::{
+    Destination, HeaderEdits, Mirror, RequestInfo, RequestStage, Route, RouteAction, RouteDecision, Snapshot,
+};
 
 #[cfg(test)]
 mod tests;
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
 pub(super) const NO_ROUTE: &str = "route_not_found";
+/// A path `pathNormalization` cannot read (Envoy's details).
+pub(super) const PATH_INVALID: &str = "path_normalization_failed";
 /// A request for a host that another server of the connection's port serves (421).
 pub(super) const MISDIRECTED: &str = "misdirected_request";
 pub(super) const DIRECT: &str = "direct_response";
@@ -113,6 +118,19 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = head.info(scheme);
+    // MeshConfig `pathNormalization`, before routing and policy; the upstream receives the
+    // normalized path. Allocates only for a path not already normal.
+    let normalized = match normalize::path(info.path, snap.path_normalization) {
+        Ok(n) => n,
+        Err(normalize::Invalid) => {
+            let plan = Disposition::Local { answer: local::bad_request(), close: false, details: PATH_INVALID };
+            return (meta, plan, Injected::default());
+        }
+    };
+    // `sent` keeps the head's lifetime for what answers borrow (CORS lines); it differs from
+    // `info` in the path alone.
+    let sent = info;
+    let info = RequestInfo { path: normalized.as_deref().unwrap_or(sent.path), ..sent };
     // A scan of the request's lines: gRPC changes its answers, timeout and retries.
     meta.grpc = grpc::is_grpc(info.header("content-type"));
     // The client as Envoy derives it (`numTrustedProxies`); formatted anew only when it is not
@@ -178,7 +196,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     return (meta, plan, Injected::default());
                 }
             }
-            RequestStage::Cors(c) => match cors::preflight(c, &info) {
+            RequestStage::Cors(c) => match cors::preflight(c, &sent) {
                 cors::Preflight::Answer(lines) => {
                     let answer = Answer { headers: lines, ..Answer::simple(200, b"") };
                     let plan = Disposition::Local { answer, close: false, details: CORS_PREFLIGHT };
@@ -187,7 +205,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin
                 // gets its lines.
                 cors::Preflight::NotPreflight | cors::Preflight::Forward => {
-                    cors_lines = cors::response_headers(c, &info);
+                    cors_lines = cors::response_headers(c, &sent);
                 }
             },
             RequestStage::Fault(f) => fault = fault::inject(f, random(), random()),
@@ -224,7 +242,12 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     .map(|c| affinity::request_affinity(snap.cluster(c), &info, peer.conn.peer))
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
-                let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
+                let path = rewrite.and_then(|r| rewrite::path(r, block, &info)).or_else(|| {
+                    normalized.as_ref().map(|p| match info.query {
+                        Some(q) => format!("{p}?{q}"),
+                        None => p.clone(),
+                    })
+                });
                 // A gRPC request's `grpc-timeout` is its timeout, as istiod configures gateway routes.
                 let grpc_timeout = meta.grpc.then(|| info.header("grpc-timeout")).flatten();
                 let timeout = grpc::request_timeout(route.policy.timeout, grpc_timeout);

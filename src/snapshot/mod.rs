@@ -57,9 +57,21 @@ pub struct Snapshot {
     pub num_trusted_proxies: u32,
     /// ProxyConfig's `gatewayTopology.proxyProtocol`: every connection opens with a PROXY header.
     pub proxy_protocol: bool,
+    /// MeshConfig `pathNormalization`.
+    pub path_normalization: PathNormalization,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
+}
+
+/// MeshConfig `pathNormalization` (see `http::normalize`): unset and `DEFAULT` are `BASE`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PathNormalization {
+    None,
+    #[default]
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
 }
 
 impl Snapshot {
@@ -76,6 +88,7 @@ impl Snapshot {
             source_namespace,
             num_trusted_proxies: 0,
             proxy_protocol: false,
+            path_normalization: PathNormalization::Base,
             local_rate_limits: Vec::new(),
             by_name,
         }

@@ -50,7 +50,6 @@ fn fields_for_the_next_wave_are_typed_checked_and_listed_as_not_enforced() {
     assert_eq!(
         listed,
         [
-            (Severity::NotEnforced, "pathNormalization".to_owned(), Some(1)),
             (Severity::NotEnforced, "extensionProviders[0]".to_owned(), Some(4)),
             (Severity::NotEnforced, "extensionProviders[1]".to_owned(), Some(8)),
             (Severity::NotEnforced, "enableTracing".to_owned(), Some(15)),

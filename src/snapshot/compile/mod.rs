@@ -32,8 +32,8 @@ use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
 use crate::snapshot::authz::{Authz, Layer, Scope};
 use crate::snapshot::{
-    intersect, HostTable, Listener, ListenerProtocol, RouteSource, RouteTable, Server, ServerTlsMode, Snapshot,
-    VirtualHost,
+    intersect, HostTable, Listener, ListenerProtocol, PathNormalization, RouteSource, RouteTable, Server,
+    ServerTlsMode, Snapshot, VirtualHost,
 };
 
 use crate::config::credentials::Secrets;
@@ -129,6 +129,15 @@ pub fn compile_with(
     snapshot.source_namespace = Arc::from(opts.namespace.as_str());
     snapshot.num_trusted_proxies = set.proxy.num_trusted_proxies;
     snapshot.proxy_protocol = set.proxy.proxy_protocol;
+    snapshot.path_normalization = {
+        use crate::config::mesh_config::NormalizationType as N;
+        match set.mesh.path_normalization.as_ref().and_then(|p| p.normalization) {
+            Some(N::None) => PathNormalization::None,
+            Some(N::MergeSlashes) => PathNormalization::MergeSlashes,
+            Some(N::DecodeAndMergeSlashes) => PathNormalization::DecodeAndMergeSlashes,
+            Some(N::Base | N::Default) | None => PathNormalization::Base,
+        }
+    };
     Ok(snapshot)
 }
 
