@@ -4,9 +4,10 @@
 //!
 //! The file holds one document: an Istio `ProxyConfig` resource (`networking.istio.io/v1beta1`,
 //! its fields under `spec`), or a bare ProxyConfig mapping as the `proxy.istio.io/config` pod
-//! annotation carries it (the form ASM's docs give). Strait acts on `httpsHttp2Disabled` (and
-//! a resource's `selector`, matched against `--label`); every other field is listed as not
-//! enforced, and a field of the wrong type is refused, naming file and field.
+//! annotation carries it (the form ASM's docs give). Strait acts on `httpsHttp2Disabled`,
+//! `gatewayTopology`'s `numTrustedProxies`, `proxyProtocol` and `forwardClientCertDetails` (and a resource's
+//! `selector`, matched against `--label`); every other field is listed as not enforced, and a
+//! field of the wrong type is refused, naming file and field.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +31,24 @@ pub struct ProxyConfig {
     /// `gatewayTopology.proxyProtocol` set: every listener reads a PROXY v1 or v2 header first
     /// and refuses a connection without one, as istiod's `proxy_protocol` listener filter does.
     pub proxy_protocol: bool,
+    /// `gatewayTopology.forwardClientCertDetails`: SANITIZE_SET at a gateway when unset.
+    pub forward_client_cert: ForwardClientCert,
+}
+
+/// What happens to `x-forwarded-client-cert`, as Envoy's `forward_client_cert_details` modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardClientCert {
+    /// Dropped.
+    Sanitize,
+    /// The client's passed on when the connection is mTLS, else dropped.
+    ForwardOnly,
+    /// The gateway's appended to the client's when mTLS, else dropped.
+    AppendForward,
+    /// The gateway's replaces the client's when mTLS, else dropped (istiod's gateway default).
+    #[default]
+    SanitizeSet,
+    /// The client's passed on whatever the connection.
+    AlwaysForwardOnly,
 }
 
 /// The fields one ProxyConfig source sets, each `None` where it leaves the field to the next
@@ -39,6 +58,7 @@ pub struct Settings {
     pub https_http2_disabled: Option<bool>,
     pub num_trusted_proxies: Option<u32>,
     pub proxy_protocol: Option<bool>,
+    pub forward_client_cert: Option<ForwardClientCert>,
 }
 
 impl Settings {
@@ -48,6 +68,7 @@ impl Settings {
             https_http2_disabled: self.https_http2_disabled.or(under.https_http2_disabled),
             num_trusted_proxies: self.num_trusted_proxies.or(under.num_trusted_proxies),
             proxy_protocol: self.proxy_protocol.or(under.proxy_protocol),
+            forward_client_cert: self.forward_client_cert.or(under.forward_client_cert),
         }
     }
 
@@ -56,6 +77,7 @@ impl Settings {
             https_http2_disabled: self.https_http2_disabled.unwrap_or(false),
             num_trusted_proxies: self.num_trusted_proxies.unwrap_or(0),
             proxy_protocol: self.proxy_protocol.unwrap_or(false),
+            forward_client_cert: self.forward_client_cert.unwrap_or_default(),
         }
     }
 }
@@ -202,6 +224,26 @@ fn gateway_topology(
                 Value::Mapping(_) | Value::Null => config.proxy_protocol = Some(true),
                 _ => errors.push(at(Severity::Error, &field, "expected a mapping ({})".into())),
             },
+            "forwardClientCertDetails" => {
+                let mode = match value.as_str() {
+                    // istiod reads UNDEFINED as unset: SANITIZE_SET at a gateway.
+                    Some("UNDEFINED") => Some(None),
+                    Some("SANITIZE") => Some(Some(ForwardClientCert::Sanitize)),
+                    Some("FORWARD_ONLY") => Some(Some(ForwardClientCert::ForwardOnly)),
+                    Some("APPEND_FORWARD") => Some(Some(ForwardClientCert::AppendForward)),
+                    Some("SANITIZE_SET") => Some(Some(ForwardClientCert::SanitizeSet)),
+                    Some("ALWAYS_FORWARD_ONLY") => Some(Some(ForwardClientCert::AlwaysForwardOnly)),
+                    _ => None,
+                };
+                match mode {
+                    Some(mode) => config.forward_client_cert = mode,
+                    None => errors.push(at(
+                        Severity::Error,
+                        &field,
+                        "expected SANITIZE, FORWARD_ONLY, APPEND_FORWARD, SANITIZE_SET or ALWAYS_FORWARD_ONLY".into(),
+                    )),
+                }
+            }
             _ => warnings.push(at(Severity::NotEnforced, &field, "accepted, not enforced yet".into())),
         }
     }
@@ -256,14 +298,17 @@ mod tests {
     #[test]
     fn gateway_topology_sets_the_trusted_proxies_and_proxy_protocol() {
         let (config, warnings) = parsed(
-            "gatewayTopology:\n  numTrustedProxies: 2\n  proxyProtocol: {}\n  forwardClientCertDetails: SANITIZE\n",
+            "gatewayTopology:\n  numTrustedProxies: 2\n  proxyProtocol: {}\n  forwardClientCertDetails: SANITIZE\n  x: 1\n",
         )
         .unwrap();
         assert_eq!((config.num_trusted_proxies, config.proxy_protocol), (2, true));
+        assert_eq!(config.forward_client_cert, ForwardClientCert::Sanitize);
+        assert!(parsed("gatewayTopology:\n  forwardClientCertDetails: SOMETIMES\n").is_err());
         let listed: Vec<_> = warnings.iter().map(|d| d.field.clone().unwrap()).collect();
-        assert_eq!(listed, ["gatewayTopology.forwardClientCertDetails"]);
+        assert_eq!(listed, ["gatewayTopology.x"]);
         let (config, _) = parsed("httpsHttp2Disabled: true\n").unwrap();
         assert_eq!((config.num_trusted_proxies, config.proxy_protocol), (0, false));
+        assert_eq!(config.forward_client_cert, ForwardClientCert::SanitizeSet);
         let errors = parsed("gatewayTopology:\n  numTrustedProxies: -1\n").unwrap_err();
         assert_eq!(errors.iter().next().unwrap().field.as_deref(), Some("gatewayTopology.numTrustedProxies"));
         assert!(parsed("gatewayTopology:\n  proxyProtocol: true\n").is_err());

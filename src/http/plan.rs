@@ -20,6 +20,7 @@ use super::peer::Peer;
 use super::ratelimit;
 use super::retry;
 use super::rewrite;
+use crate::config::proxy_config::ForwardClientCert;
 use crate::percore::access_log::Record;
 use crate::snapshot::authz::remote_ip;
 use crate::snapshot::{
@@ -277,6 +278,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
                 let authority = rewrite.and_then(|r| r.authority.as_deref()).or(header_authority);
+                let (xfcc, keep_client_cert) = client_cert(snap.forward_client_cert, peer);
                 let edits = RequestEdits {
                     path: path.as_deref(),
                     authority,
@@ -284,7 +286,8 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     x_forwarded_for_append: &peer.ip,
                     request_id: Some(request_id.as_bytes()),
                     x_envoy_external_address: Some(&remote_text),
-                    x_forwarded_client_cert: peer.tls.as_ref().and_then(|t| t.xfcc.as_deref()),
+                    x_forwarded_client_cert: xfcc,
+                    keep_client_cert,
                     add,
                     remove,
                     keep_alive: true,
@@ -385,4 +388,21 @@ fn hex32(x: u32) -> [u8; 8] {
     // Nibbles above 9 carry into bit 4 when 6 is added: those go 0x27 past '9' + 1, to 'a'.
     let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
     (x + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
+}
+
+/// `x-forwarded-client-cert` as Envoy's `forward_client_cert_details` mode writes it: (the
+/// gateway's value to write, whether the client's lines are kept). The gateway's value exists
+/// on an mTLS connection only; without one every mode but ALWAYS_FORWARD_ONLY drops the
+/// client's. APPEND_FORWARD writes the gateway's as a line after the client's, which a reader
+/// joins with a comma as Envoy joins them.
+fn client_cert(mode: ForwardClientCert, peer: &Peer) -> (Option<&str>, bool) {
+    let ours = peer.tls.as_ref().and_then(|t| t.xfcc.as_deref());
+    match mode {
+        ForwardClientCert::AlwaysForwardOnly => (None, true),
+        _ if ours.is_none() => (None, false),
+        ForwardClientCert::ForwardOnly => (None, true),
+        ForwardClientCert::Sanitize => (None, false),
+        ForwardClientCert::AppendForward => (ours, true),
+        ForwardClientCert::SanitizeSet => (ours, false),
+    }
 }

@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub num_trusted_proxies: u32,
     /// ProxyConfig's `gatewayTopology.proxyProtocol`: every connection opens with a PROXY header.
     pub proxy_protocol: bool,
+    /// ProxyConfig's `gatewayTopology.forwardClientCertDetails`.
+    pub forward_client_cert: crate::config::proxy_config::ForwardClientCert,
     /// MeshConfig `pathNormalization`.
     pub path_normalization: PathNormalization,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
@@ -89,6 +91,7 @@ impl Snapshot {
             num_trusted_proxies: 0,
             proxy_protocol: false,
             path_normalization: PathNormalization::Base,
+            forward_client_cert: Default::default(),
             local_rate_limits: Vec::new(),
             by_name,
         }

@@ -129,6 +129,7 @@ pub fn compile_with(
     snapshot.source_namespace = Arc::from(opts.namespace.as_str());
     snapshot.num_trusted_proxies = set.proxy.num_trusted_proxies;
     snapshot.proxy_protocol = set.proxy.proxy_protocol;
+    snapshot.forward_client_cert = set.proxy.forward_client_cert;
     snapshot.path_normalization = {
         use crate::config::mesh_config::NormalizationType as N;
         match set.mesh.path_normalization.as_ref().and_then(|p| p.normalization) {
