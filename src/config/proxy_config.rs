@@ -26,7 +26,7 @@ pub struct ProxyConfig {
     /// keep h2c, as ASM documents ("plaintext HTTP listeners are not affected").
     pub https_http2_disabled: bool,
     /// `gatewayTopology.numTrustedProxies`: istiod's `xff_num_trusted_hops`; the client is the
-    /// Nth address from the right of `x-forwarded-for` (see [`crate::snapshot::authz::remote_ip`]).
+    /// Nth address from the right of `x-forwarded-for` (see `snapshot::authz::remote_ip`).
     pub num_trusted_proxies: u32,
     /// `gatewayTopology.proxyProtocol` set: every listener reads a PROXY v1 or v2 header first
     /// and refuses a connection without one, as istiod's `proxy_protocol` listener filter does.
