@@ -235,6 +235,54 @@ both_drivers! {
         assert_eq!(r.status, 200);
     }
 
+    fn forward_client_cert_details_modes_as_envoy_writes_them(driver) {
+        let pki = Pki::new();
+        let (_, crt, key) = pki.server("srv", &["mtls.example.com"]);
+        let identity = pki.client();
+        let with_cert = TlsClient::builder(&pki.ca).identity(&identity).build();
+        let sni = "mtls.example.com";
+        let forged = "By=spiffe://evil;Hash=deadbeef";
+        let request = format!("GET / HTTP/1.1\r\nHost: mtls.example.com\r\nx-forwarded-client-cert: {forged}\r\nConnection: close\r\n\r\n");
+        // (mode, over mTLS: the client's kept, the gateway's written; over plain HTTP: the client's kept)
+        let modes = [
+            ("SANITIZE", false, false, false),
+            ("FORWARD_ONLY", true, false, false),
+            ("APPEND_FORWARD", true, true, false),
+            ("SANITIZE_SET", false, true, false),
+            ("ALWAYS_FORWARD_ONLY", true, false, true),
+        ];
+        for (mode, keeps, sets, keeps_plain) in modes {
+            let app = Backend::start("app");
+            let (port, plain) = (listen_port(), listen_port());
+            let config = docs(&[
+                gateway(
+                    "gw",
+                    &[
+                        server(port, "https-mtls", "HTTPS", &["*"], &mutual_tls("MUTUAL", &crt, &key, &pki.ca_file())),
+                        server(plain, "http", "HTTP", &["*"], ""),
+                    ],
+                ),
+                route_all("app", &["gw"], &["*"], "app.local"),
+                plain_service("app", "app.local", &app),
+            ]);
+            let dir = tempfile::tempdir().unwrap();
+            let proxy = dir.path().join("proxy.yaml");
+            std::fs::write(&proxy, format!("gatewayTopology:\n  forwardClientCertDetails: {mode}\n")).unwrap();
+            let gw = gateway!(driver).file("gw.yaml", &config).arg("--proxy-config").arg(proxy.to_str().unwrap()).start();
+            let r = ok(&gw, with_cert.request(addr(port), sni, &request), mode);
+            assert_eq!(r.status, 200, "{mode}");
+            let last = app.last();
+            let got = last.header_all("x-forwarded-client-cert");
+            assert_eq!(got.first() == Some(&forged), keeps, "{mode}: {got:?}");
+            let ours = got.iter().filter(|v| v.contains(&format!("Hash={}", identity.sha256_hex()))).count();
+            assert_eq!(ours, usize::from(sets), "{mode}: {got:?}");
+            assert_eq!(got.len(), usize::from(keeps) + usize::from(sets), "{mode}: {got:?}");
+            assert_eq!(client::request(addr(plain), &request).status, 200);
+            let expected: Vec<&str> = if keeps_plain { vec![forged] } else { vec![] };
+            assert_eq!(app.last().header_all("x-forwarded-client-cert"), expected, "{mode} over plain HTTP");
+        }
+    }
+
     fn passthrough_hands_the_tls_stream_to_the_backend(driver) {
         let pki = Pki::new();
         let backend_leaf = pki.ca.server(&["pt.example.com"]);

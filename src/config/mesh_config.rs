@@ -4,10 +4,11 @@
 //! Strait acts on `rootNamespace` (where AuthorizationPolicies apply mesh-wide),
 //! `defaultConfig` (a ProxyConfig, which `--proxy-config` overrides field by field),
 //! `dnsRefreshRate` (`--dns-refresh-rate` wins over it) and `h2UpgradePolicy` (the default of
-//! a DestinationRule's `connectionPool.http.h2UpgradePolicy`) and `extensionProviders` of the
-//! `envoyExtAuthzHttp` and `envoyExtAuthzGrpc` kinds (CUSTOM AuthorizationPolicies).
-//! `pathNormalization` and the other providers are read and checked as istiod checks them, and
-//! listed as not enforced with every other field. A field of the wrong type is refused, naming file and field.
+//! a DestinationRule's `connectionPool.http.h2UpgradePolicy`), `pathNormalization`, and
+//! `extensionProviders` of the `envoyExtAuthzHttp` and `envoyExtAuthzGrpc` kinds (CUSTOM
+//! AuthorizationPolicies). The other providers are read and checked as istiod checks them, and
+//! listed as not enforced with every other field. A field of the wrong type is refused, naming
+//! file and field.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -222,7 +223,6 @@ fn parse(
             },
             "pathNormalization" => {
                 mesh.path_normalization = typed::<PathNormalization>(value, key, &at, &mut errors);
-                warnings.push(at(Severity::NotEnforced, key, "accepted, not enforced yet".into()));
             }
             "extensionProviders" => {
                 if let Some(providers) = typed::<Vec<ExtensionProvider>>(value, key, &at, &mut errors) {

@@ -4,9 +4,10 @@
 //!
 //! The file holds one document: an Istio `ProxyConfig` resource (`networking.istio.io/v1beta1`,
 //! its fields under `spec`), or a bare ProxyConfig mapping as the `proxy.istio.io/config` pod
-//! annotation carries it (the form ASM's docs give). Strait acts on `httpsHttp2Disabled` (and
-//! a resource's `selector`, matched against `--label`); every other field is listed as not
-//! enforced, and a field of the wrong type is refused, naming file and field.
+//! annotation carries it (the form ASM's docs give). Strait acts on `httpsHttp2Disabled`,
+//! `gatewayTopology`'s `numTrustedProxies`, `proxyProtocol` and `forwardClientCertDetails` (and a resource's
+//! `selector`, matched against `--label`); every other field is listed as not enforced, and a
+//! field of the wrong type is refused, naming file and field.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +25,30 @@ pub struct ProxyConfig {
     /// ASM's `httpsHttp2Disabled`: HTTPS servers offer ALPN `http/1.1` only. Plain HTTP ports
     /// keep h2c, as ASM documents ("plaintext HTTP listeners are not affected").
     pub https_http2_disabled: bool,
+    /// `gatewayTopology.numTrustedProxies`: istiod's `xff_num_trusted_hops`; the client is the
+    /// Nth address from the right of `x-forwarded-for` (see `snapshot::authz::remote_ip`).
+    pub num_trusted_proxies: u32,
+    /// `gatewayTopology.proxyProtocol` set: every listener reads a PROXY v1 or v2 header first
+    /// and refuses a connection without one, as istiod's `proxy_protocol` listener filter does.
+    pub proxy_protocol: bool,
+    /// `gatewayTopology.forwardClientCertDetails`: SANITIZE_SET at a gateway when unset.
+    pub forward_client_cert: ForwardClientCert,
+}
+
+/// What happens to `x-forwarded-client-cert`, as Envoy's `forward_client_cert_details` modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardClientCert {
+    /// Dropped.
+    Sanitize,
+    /// The client's passed on when the connection is mTLS, else dropped.
+    ForwardOnly,
+    /// The gateway's appended to the client's when mTLS, else dropped.
+    AppendForward,
+    /// The gateway's replaces the client's when mTLS, else dropped (istiod's gateway default).
+    #[default]
+    SanitizeSet,
+    /// The client's passed on whatever the connection.
+    AlwaysForwardOnly,
 }
 
 /// The fields one ProxyConfig source sets, each `None` where it leaves the field to the next
@@ -31,16 +56,29 @@ pub struct ProxyConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Settings {
     pub https_http2_disabled: Option<bool>,
+    pub num_trusted_proxies: Option<u32>,
+    pub proxy_protocol: Option<bool>,
+    pub forward_client_cert: Option<ForwardClientCert>,
 }
 
 impl Settings {
     /// These settings, `under`'s where these leave a field unset.
     pub fn over(self, under: Settings) -> Settings {
-        Settings { https_http2_disabled: self.https_http2_disabled.or(under.https_http2_disabled) }
+        Settings {
+            https_http2_disabled: self.https_http2_disabled.or(under.https_http2_disabled),
+            num_trusted_proxies: self.num_trusted_proxies.or(under.num_trusted_proxies),
+            proxy_protocol: self.proxy_protocol.or(under.proxy_protocol),
+            forward_client_cert: self.forward_client_cert.or(under.forward_client_cert),
+        }
     }
 
     pub fn resolve(self) -> ProxyConfig {
-        ProxyConfig { https_http2_disabled: self.https_http2_disabled.unwrap_or(false) }
+        ProxyConfig {
+            https_http2_disabled: self.https_http2_disabled.unwrap_or(false),
+            num_trusted_proxies: self.num_trusted_proxies.unwrap_or(0),
+            proxy_protocol: self.proxy_protocol.unwrap_or(false),
+            forward_client_cert: self.forward_client_cert.unwrap_or_default(),
+        }
     }
 }
 
@@ -120,6 +158,13 @@ pub(crate) fn fields(
                 Value::Null => {}
                 _ => errors.push(at(Severity::Error, &field, "expected true or false".into())),
             },
+            "gatewayTopology" => match value {
+                Value::Mapping(topology) => {
+                    gateway_topology(topology, &field, &mut config, &mut warnings, &mut errors, at)
+                }
+                Value::Null => {}
+                _ => errors.push(at(Severity::Error, &field, "expected a mapping".into())),
+            },
             "selector" if resource => match match_labels(value) {
                 Some(selector) if !labels_subset(&selector, labels) => {
                     let show = |l: &BTreeMap<String, String>| {
@@ -144,6 +189,53 @@ pub(crate) fn fields(
         config = Settings::default();
     }
     (config, warnings, errors)
+}
+
+/// `gatewayTopology`'s fields into `config` (`prefix` is its own field name).
+fn gateway_topology(
+    topology: &serde_yaml::Mapping,
+    prefix: &str,
+    config: &mut Settings,
+    warnings: &mut Diagnostics,
+    errors: &mut Diagnostics,
+    at: &dyn Fn(Severity, &str, String) -> Diagnostic,
+) {
+    for (key, value) in topology {
+        let key = key.as_str().unwrap_or_default();
+        let field = format!("{prefix}.{key}");
+        match key {
+            "numTrustedProxies" => match value.as_u64().map(u32::try_from) {
+                Some(Ok(n)) => config.num_trusted_proxies = Some(n),
+                _ => errors.push(at(Severity::Error, &field, "expected a non-negative integer".into())),
+            },
+            // A message with no fields: present (even `{}`) turns the listener filter on.
+            "proxyProtocol" => match value {
+                Value::Mapping(_) | Value::Null => config.proxy_protocol = Some(true),
+                _ => errors.push(at(Severity::Error, &field, "expected a mapping ({})".into())),
+            },
+            "forwardClientCertDetails" => {
+                let mode = match value.as_str() {
+                    // istiod reads UNDEFINED as unset: SANITIZE_SET at a gateway.
+                    Some("UNDEFINED") => Some(None),
+                    Some("SANITIZE") => Some(Some(ForwardClientCert::Sanitize)),
+                    Some("FORWARD_ONLY") => Some(Some(ForwardClientCert::ForwardOnly)),
+                    Some("APPEND_FORWARD") => Some(Some(ForwardClientCert::AppendForward)),
+                    Some("SANITIZE_SET") => Some(Some(ForwardClientCert::SanitizeSet)),
+                    Some("ALWAYS_FORWARD_ONLY") => Some(Some(ForwardClientCert::AlwaysForwardOnly)),
+                    _ => None,
+                };
+                match mode {
+                    Some(mode) => config.forward_client_cert = mode,
+                    None => errors.push(at(
+                        Severity::Error,
+                        &field,
+                        "expected SANITIZE, FORWARD_ONLY, APPEND_FORWARD, SANITIZE_SET or ALWAYS_FORWARD_ONLY".into(),
+                    )),
+                }
+            }
+            _ => warnings.push(at(Severity::NotEnforced, &field, "accepted, not enforced yet".into())),
+        }
+    }
 }
 
 /// A WorkloadSelector's `matchLabels` (an empty selector selects every workload).
@@ -190,6 +282,25 @@ mod tests {
         assert!(config.https_http2_disabled);
         let (config, _) = parsed("httpsHttp2Disabled: false\n").unwrap();
         assert!(!config.https_http2_disabled);
+    }
+
+    #[test]
+    fn gateway_topology_sets_the_trusted_proxies_and_proxy_protocol() {
+        let (config, warnings) = parsed(
+            "gatewayTopology:\n  numTrustedProxies: 2\n  proxyProtocol: {}\n  forwardClientCertDetails: SANITIZE\n  x: 1\n",
+        )
+        .unwrap();
+        assert_eq!((config.num_trusted_proxies, config.proxy_protocol), (2, true));
+        assert_eq!(config.forward_client_cert, ForwardClientCert::Sanitize);
+        assert!(parsed("gatewayTopology:\n  forwardClientCertDetails: SOMETIMES\n").is_err());
+        let listed: Vec<_> = warnings.iter().map(|d| d.field.clone().unwrap()).collect();
+        assert_eq!(listed, ["gatewayTopology.x"]);
+        let (config, _) = parsed("httpsHttp2Disabled: true\n").unwrap();
+        assert_eq!((config.num_trusted_proxies, config.proxy_protocol), (0, false));
+        assert_eq!(config.forward_client_cert, ForwardClientCert::SanitizeSet);
+        let errors = parsed("gatewayTopology:\n  numTrustedProxies: -1\n").unwrap_err();
+        assert_eq!(errors.iter().next().unwrap().field.as_deref(), Some("gatewayTopology.numTrustedProxies"));
+        assert!(parsed("gatewayTopology:\n  proxyProtocol: true\n").is_err());
     }
 
     #[test]

@@ -79,6 +79,12 @@ pub(super) fn fault_abort(abort: AbortStatus, grpc: bool) -> Answer<'static> {
     }
 }
 
+/// A request Envoy's connection manager refuses before routing (a path `pathNormalization`
+/// cannot read): 400 with an empty body.
+pub(super) fn bad_request() -> Answer<'static> {
+    Answer::simple(400, b"")
+}
+
 /// No virtual host or route: 404 with an empty body, as Envoy answers (NR).
 pub(super) fn not_found() -> Answer<'static> {
     Answer::simple(404, b"")

@@ -26,6 +26,7 @@ mod headers;
 mod jwt;
 mod local;
 mod mirror;
+mod normalize;
 mod peer;
 mod plan;
 mod ratelimit;

@@ -2,6 +2,7 @@
 //! request head, written while the parsed head is borrowed, or the gateway's own answer,
 //! codec-neutral, for the session to encode.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::affinity;
@@ -17,15 +18,19 @@ use super::headers::{self, Merged};
 use super::jwt::{self, Authn};
 use super::local::{self, Answer};
 use super::mirror;
+use super::normalize;
 use super::peer::Peer;
 use super::ratelimit;
 use super::retry;
 use super::rewrite;
+use crate::config::proxy_config::ForwardClientCert;
 use crate::percore::access_log::Record;
 use crate::percore::jwt::JwtCore;
+use crate::snapshot::authz::remote_ip;
 use crate::snapshot::jwt::JwtAuthn;
 use crate::snapshot::{
-    Destination, FilterStage, HeaderEdits, Mirror, RequestStage, Route, RouteAction, RouteDecision, Snapshot,
+    Destination, FilterStage, HeaderEdits, Mirror, RequestInfo, RequestStage, Route, RouteAction, RouteDecision,
+    Snapshot,
 };
 
 #[cfg(test)]
@@ -33,6 +38,8 @@ mod tests;
 
 /// Response code details of the gateway's own answers, as Envoy logs them.
 pub(super) const NO_ROUTE: &str = "route_not_found";
+/// A path `pathNormalization` cannot read (Envoy's details).
+pub(super) const PATH_INVALID: &str = "path_normalization_failed";
 /// A request for a host that another server of the connection's port serves (421).
 pub(super) const MISDIRECTED: &str = "misdirected_request";
 pub(super) const DIRECT: &str = "direct_response";
@@ -126,10 +133,28 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     let mut meta = head.meta();
     let scheme = if peer.tls.is_some() { "https" } else { "http" };
     let info = head.info(scheme);
+    // MeshConfig `pathNormalization`, before routing and policy; the upstream receives the
+    // normalized path. Allocates only for a path not already normal.
+    let normalized = match normalize::path(info.path, snap.path_normalization) {
+        Ok(n) => n,
+        Err(normalize::Invalid) => {
+            let plan = Disposition::Local { answer: local::bad_request(), close: false, details: PATH_INVALID };
+            return (meta, plan, Injected::default());
+        }
+    };
+    // `sent` keeps the head's lifetime for what answers borrow (CORS lines); it differs from
+    // `info` in the path alone.
+    let sent = info;
+    let info = RequestInfo { path: normalized.as_deref().unwrap_or(sent.path), ..sent };
     // A scan of the request's lines: gRPC changes its answers, timeout and retries.
     meta.grpc = grpc::is_grpc(info.header("content-type"));
+    // The client as Envoy derives it (`numTrustedProxies`); formatted anew only when it is not
+    // the connection's client, which happens only behind trusted proxies.
+    let remote = remote_ip(peer.conn.client.ip(), info.headers, snap.num_trusted_proxies);
+    let remote_text: Cow<'_, str> =
+        if remote == peer.conn.client.ip() { Cow::Borrowed(&peer.ip) } else { Cow::Owned(remote.to_string()) };
     if let Some(r) = log.as_deref_mut() {
-        r.begin(&info, head.target(), head.protocol(), peer, request_id.as_str());
+        r.begin(&info, head.target(), head.protocol(), peer, remote, request_id.as_str());
     }
     out.clear();
     let Some(listener) = snap.listener(peer.conn.listener_port) else {
@@ -198,7 +223,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     Some((_, Authn::Verified { verified, .. })) => Some(&verified.claims),
                     _ => None,
                 };
-                match authz::custom(a, &info, peer, claims).map(|c| c.provider.as_ref()) {
+                match authz::custom(a, &info, peer, remote, claims).map(|c| c.provider.as_ref()) {
                     Some(Some(provider)) => {
                         *check = Some(Check::new(provider, &info, head.target(), peer, head.protocol()));
                     }
@@ -211,7 +236,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     }
                     None => {}
                 }
-                let decision = authz::decide(a, &info, peer, claims);
+                let decision = authz::decide(a, &info, peer, remote, claims);
                 meta.rbac = Some(decision == crate::snapshot::authz::Decision::Allow);
                 if let crate::snapshot::authz::Decision::Deny(policy) = decision {
                     tracing::debug!(policy = policy.unwrap_or("none"), "RBAC: access denied");
@@ -220,7 +245,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     return (meta, plan, Injected::default());
                 }
             }
-            RequestStage::Cors(c) => match cors::preflight(c, &info) {
+            RequestStage::Cors(c) => match cors::preflight(c, &sent) {
                 cors::Preflight::Answer(lines) => {
                     let answer = Answer { headers: lines, ..Answer::simple(200, b"") };
                     let plan = Disposition::Local { answer, close: false, details: CORS_PREFLIGHT };
@@ -229,7 +254,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 // Envoy's CORS filter also sees the gateway's own answers: an allowed Origin
                 // gets its lines.
                 cors::Preflight::NotPreflight | cors::Preflight::Forward => {
-                    cors_lines = cors::response_headers(c, &info);
+                    cors_lines = cors::response_headers(c, &sent);
                 }
             },
             RequestStage::Fault(f) => fault = fault::inject(f, random(), random()),
@@ -270,7 +295,12 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     .map(|c| affinity::request_affinity(snap.cluster(c), &info, peer.conn.peer))
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
-                let path = rewrite.and_then(|r| rewrite::path(r, block, &info));
+                let path = rewrite.and_then(|r| rewrite::path(r, block, &info)).or_else(|| {
+                    normalized.as_ref().map(|p| match info.query {
+                        Some(q) => format!("{p}?{q}"),
+                        None => p.clone(),
+                    })
+                });
                 // JWT's upstream edits come first: the route's own edits act on them.
                 let jwt = authn.as_ref().and_then(|(filter, outcome)| jwt::Upstream::new(filter, outcome));
                 let path = match jwt.as_ref().and_then(|j| j.strip_param) {
@@ -320,14 +350,16 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 };
                 // `rewrite.authority` wins over a `host` set in `headers`, as istiod orders them.
                 let authority = rewrite.and_then(|r| r.authority.as_deref()).or(header_authority);
+                let (xfcc, keep_client_cert) = client_cert(snap.forward_client_cert, peer);
                 let edits = RequestEdits {
                     path: path.as_deref(),
                     authority,
                     x_forwarded_proto: scheme,
                     x_forwarded_for_append: &peer.ip,
                     request_id: Some(request_id.as_bytes()),
-                    x_envoy_external_address: Some(&peer.ip),
-                    x_forwarded_client_cert: peer.tls.as_ref().and_then(|t| t.xfcc.as_deref()),
+                    x_envoy_external_address: Some(&remote_text),
+                    x_forwarded_client_cert: xfcc,
+                    keep_client_cert,
                     add,
                     remove,
                     keep_alive: true,
@@ -429,4 +461,21 @@ fn hex32(x: u32) -> [u8; 8] {
     // Nibbles above 9 carry into bit 4 when 6 is added: those go 0x27 past '9' + 1, to 'a'.
     let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
     (x + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
+}
+
+/// `x-forwarded-client-cert` as Envoy's `forward_client_cert_details` mode writes it: (the
+/// gateway's value to write, whether the client's lines are kept). The gateway's value exists
+/// on an mTLS connection only; without one every mode but ALWAYS_FORWARD_ONLY drops the
+/// client's. APPEND_FORWARD writes the gateway's as a line after the client's, which a reader
+/// joins with a comma as Envoy joins them.
+fn client_cert(mode: ForwardClientCert, peer: &Peer) -> (Option<&str>, bool) {
+    let ours = peer.tls.as_ref().and_then(|t| t.xfcc.as_deref());
+    match mode {
+        ForwardClientCert::AlwaysForwardOnly => (None, true),
+        _ if ours.is_none() => (None, false),
+        ForwardClientCert::ForwardOnly => (None, true),
+        ForwardClientCert::Sanitize => (None, false),
+        ForwardClientCert::AppendForward => (ours, true),
+        ForwardClientCert::SanitizeSet => (ours, false),
+    }
 }

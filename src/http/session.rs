@@ -134,7 +134,7 @@ pub(super) async fn serve<S: Duplex>(client: S, downstream: Downstream, ctx: Rc<
     let mut session = Session {
         client,
         idle,
-        peer: Peer { conn, ip: conn.peer.ip().to_string(), tls, buckets: Default::default() },
+        peer: Peer { conn, ip: conn.client.ip().to_string(), tls, buckets: Default::default() },
         ctx,
         rb: ReadBuf::with_capacity(CLIENT_BUF),
         out: Vec::new(),

@@ -24,7 +24,13 @@ use crate::upstream::{Generation, Upstream};
 /// The downstream connection as accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnInfo {
+    /// The socket's peer (Envoy's direct remote address): what `ipBlocks` match.
     pub peer: SocketAddr,
+    /// The client the connection speaks for: the PROXY header's source where one was read
+    /// (Envoy's restored remote address), else `peer`. Appended to `x-forwarded-for`.
+    pub client: SocketAddr,
+    /// The gateway's address: the PROXY header's destination where one was read, as Envoy
+    /// restores it.
     pub local: SocketAddr,
     /// The gateway port the connection came in on.
     pub listener_port: u16,

@@ -164,7 +164,7 @@ pub struct Request<'a> {
     pub port: u16,
     pub local: IpAddr,
     pub peer: IpAddr,
-    /// The client address: today the peer's; see [`crate::snapshot::remote_ip`].
+    /// The derived client address; see [`remote_ip`].
     pub remote: IpAddr,
     pub sni: Option<&'a str>,
     /// The verified client certificate's first URI SAN.
@@ -183,10 +183,25 @@ pub struct HttpRequest<'a> {
     pub headers: &'a [httparse::Header<'a>],
 }
 
-/// The derived client address `remote.ip` and `remoteIpBlocks` read: the peer's today. The next
-/// wave (`numTrustedProxies`, PROXY protocol) changes it here, and only here.
-pub fn remote_ip(peer: IpAddr) -> IpAddr {
-    peer
+/// The derived client address `remote.ip` and `remoteIpBlocks` read, `x-envoy-external-address`
+/// carries and the access log shows, as Envoy's connection manager derives it under istiod's
+/// `use_remote_address: true` and `xff_num_trusted_hops: trusted_hops`: the `trusted_hops`th
+/// address from the right of `x-forwarded-for` as the client sent it (its lines joined, as
+/// Envoy's header map joins them), or `peer` (the PROXY header's source where one was read)
+/// when there are no trusted hops, too few addresses, or the one found does not parse.
+pub fn remote_ip(peer: IpAddr, headers: &[httparse::Header<'_>], trusted_hops: u32) -> IpAddr {
+    let Some(skip) = (trusted_hops as usize).checked_sub(1) else {
+        return peer;
+    };
+    headers
+        .iter()
+        .rev()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .flat_map(|h| h.value.rsplit(|b| *b == b','))
+        .nth(skip)
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or(peer)
 }
 
 /// The outcome of the stage.

@@ -59,9 +59,27 @@ pub struct Snapshot {
     pub source_namespace: Arc<str>,
     /// The gateway's own HTTP filters, run on every HTTP request before routing, in order.
     pub filters: Box<[FilterStage]>,
+    /// ProxyConfig's `gatewayTopology.numTrustedProxies` (see [`authz::remote_ip`]).
+    pub num_trusted_proxies: u32,
+    /// ProxyConfig's `gatewayTopology.proxyProtocol`: every connection opens with a PROXY header.
+    pub proxy_protocol: bool,
+    /// ProxyConfig's `gatewayTopology.forwardClientCertDetails`.
+    pub forward_client_cert: crate::config::proxy_config::ForwardClientCert,
+    /// MeshConfig `pathNormalization`.
+    pub path_normalization: PathNormalization,
     /// `clusters` by name: AUTO_PASSTHROUGH looks one up per connection, and a reload of ten
     /// thousand clusters looks each up in the last snapshot.
     by_name: HashMap<Arc<str>, ClusterId>,
+}
+
+/// MeshConfig `pathNormalization` (see `http::normalize`): unset and `DEFAULT` are `BASE`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PathNormalization {
+    None,
+    #[default]
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
 }
 
 impl Snapshot {
@@ -76,6 +94,10 @@ impl Snapshot {
             watched,
             source_workload,
             source_namespace,
+            num_trusted_proxies: 0,
+            proxy_protocol: false,
+            path_normalization: PathNormalization::Base,
+            forward_client_cert: Default::default(),
             local_rate_limits: Vec::new(),
             filters: Box::default(),
             by_name,

@@ -108,7 +108,7 @@ fn authorized(authz: &Authz, inbound: &Inbound<'_>) -> bool {
         port: conn.listener_port,
         local: conn.local.ip(),
         peer: conn.peer.ip(),
-        remote: remote_ip(conn.peer.ip()),
+        remote: remote_ip(conn.client.ip(), &[], 0),
         sni: inbound.sni,
         peer_uri: inbound.peer_uri,
         jwt: None,
@@ -232,7 +232,7 @@ impl Drop for ConnLog<'_> {
             r.upstream_cluster.push_str(self.cluster.unwrap_or_default());
             r.upstream_local = self.upstream_local;
             r.downstream_local = Some(self.conn.local);
-            r.downstream_remote = Some(self.conn.peer);
+            r.downstream_remote = Some(self.conn.client);
             r.requested_server_name.push_str(self.sni.unwrap_or_default());
         });
     }

@@ -56,12 +56,24 @@ fn serve(stream: TcpStream, peer: SocketAddr, port: u16, fixed_local: Option<Soc
         // The peer is already gone.
         Err(_) => return,
     };
-    let conn = ConnInfo { peer, local, listener_port: port };
+    let conn = ConnInfo { peer, client: peer, local, listener_port: port };
     let active = Active::new(ctx.clone());
     let ctx = ctx.clone();
-    let protocol = ctx.snapshot().listener(port).map_or(ListenerProtocol::Http, |l| l.protocol);
+    let snapshot = ctx.snapshot();
+    let protocol = snapshot.listener(port).map_or(ListenerProtocol::Http, |l| l.protocol);
+    let proxy_protocol = snapshot.proxy_protocol;
+    drop(snapshot);
     monoio::spawn(async move {
         let _active = active;
+        let mut stream = stream;
+        let conn = if proxy_protocol {
+            match super::proxy_protocol::read(&mut stream, conn).await {
+                Some(conn) => conn,
+                None => return tracing::debug!(%peer, "no valid PROXY header: connection closed"),
+            }
+        } else {
+            conn
+        };
         match protocol {
             // Boxed: their splice and TLS state would otherwise size every HTTP connection's
             // task too.

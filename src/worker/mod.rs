@@ -5,6 +5,7 @@
 mod accept;
 pub mod driver;
 mod follow;
+mod proxy_protocol;
 
 use std::io;
 use std::rc::Rc;

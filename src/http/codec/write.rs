@@ -31,8 +31,12 @@ pub struct RequestEdits<'a> {
     /// Written as `x-envoy-external-address` when `Some` (client `x-envoy-*` are always
     /// stripped).
     pub x_envoy_external_address: Option<&'a str>,
-    /// Written as `x-forwarded-client-cert` when `Some`; a client's is always dropped.
+    /// Written as `x-forwarded-client-cert` when `Some`, after the client's when
+    /// `keep_client_cert`.
     pub x_forwarded_client_cert: Option<&'a str>,
+    /// Keep the client's `x-forwarded-client-cert` lines (`forwardClientCertDetails`'s
+    /// forwarding modes); dropped otherwise.
+    pub keep_client_cert: bool,
     /// Header lines appended as given (`set` = name in `remove` plus here).
     pub add: &'a [(&'a str, &'a str)],
     /// Client header names to drop (case-insensitive). Host and framing are not affected.
@@ -130,6 +134,7 @@ impl Default for RequestEdits<'_> {
             request_id: None,
             x_envoy_external_address: None,
             x_forwarded_client_cert: None,
+            keep_client_cert: false,
             add: &[],
             remove: &[],
             keep_alive: true,
@@ -261,8 +266,8 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
         | Kind::Upgrade
         | Kind::Http2Settings
         | Kind::XForwardedProto
-        | Kind::XForwardedClientCert
         | Kind::XEnvoy => false,
+        Kind::XForwardedClientCert => edits.keep_client_cert,
         // `te: trailers` is the one TE value that is end-to-end meaningful (Envoy keeps it).
         Kind::Te => f.headers[i].value.eq_ignore_ascii_case(b"trailers"),
         // The proxy answers 100-continue itself.

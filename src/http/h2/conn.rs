@@ -81,7 +81,7 @@ where
         Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "h2 handshake failed"),
         Err(_) => return tracing::debug!(peer = %conn.peer, "h2 handshake not complete in time"),
     };
-    let peer = Rc::new(RefCell::new(Peer { conn, ip: conn.peer.ip().to_string(), tls, buckets: Default::default() }));
+    let peer = Rc::new(RefCell::new(Peer { conn, ip: conn.client.ip().to_string(), tls, buckets: Default::default() }));
     let open = Rc::new(Cell::new(0usize));
     let mut idle_since = Instant::now();
     let mut closing = false;

@@ -98,7 +98,12 @@ fn snapshot_with(more: &str) -> Snapshot {
 
 fn peer() -> Peer {
     let addr = |s: &str| s.parse::<SocketAddr>().expect("address");
-    let conn = ConnInfo { peer: addr("192.0.2.7:40000"), local: addr("10.1.0.1:8080"), listener_port: 8080 };
+    let conn = ConnInfo {
+        peer: addr("192.0.2.7:40000"),
+        client: addr("192.0.2.7:40000"),
+        local: addr("10.1.0.1:8080"),
+        listener_port: 8080,
+    };
     Peer { conn, ip: "192.0.2.7".into(), tls: None, buckets: Default::default() }
 }
 

@@ -39,6 +39,8 @@ struct Req {
     path: &'static str,
     headers: Vec<(&'static str, &'static [u8])>,
     peer: &'static str,
+    /// `numTrustedProxies`.
+    trusted_hops: u32,
     port: u16,
     sni: Option<&'static str>,
     peer_uri: Option<&'static str>,
@@ -54,6 +56,7 @@ impl Default for Req {
             path: "/",
             headers: Vec::new(),
             peer: "10.0.0.1",
+            trusted_hops: 0,
             port: 8080,
             sni: None,
             peer_uri: None,
@@ -72,7 +75,7 @@ fn decide(a: &Authz, r: &Req) -> bool {
         port: r.port,
         local: "127.0.0.1".parse().unwrap(),
         peer,
-        remote: remote_ip(peer),
+        remote: remote_ip(peer, &headers, r.trusted_hops),
         sni: r.sni,
         peer_uri: r.peer_uri,
         jwt: r.jwt.as_ref(),
@@ -200,6 +203,37 @@ fn ip_blocks_and_their_not_forms() {
         authz(Layer::Http, &[("p", "action: DENY\nrules: [{from: [{source: {remoteIpBlocks: [10.0.0.1]}}]}]")]);
     assert!(!decide(&remote, &Req::default()));
     assert!(decide(&remote, &Req { peer: "10.0.0.2", ..Req::default() }));
+    // Behind one trusted proxy the client is the last address of `x-forwarded-for`; the peer's
+    // own `ipBlocks` are unchanged.
+    let xff = |v: &'static [u8], trusted_hops| Req {
+        peer: "10.0.0.2",
+        headers: vec![("X-Forwarded-For", v)],
+        trusted_hops,
+        ..Req::default()
+    };
+    assert!(!decide(&remote, &xff(b"10.0.0.1", 1)));
+    assert!(decide(&remote, &xff(b"10.0.0.1", 0)), "untrusted: the peer is the client");
+}
+
+#[test]
+fn the_client_is_the_nth_address_from_the_right_of_x_forwarded_for() {
+    let peer: IpAddr = "192.0.2.5".parse().unwrap();
+    let ip = |lines: &[&'static [u8]], hops| {
+        let headers: Vec<_> = lines.iter().map(|v| httparse::Header { name: "x-forwarded-for", value: v }).collect();
+        remote_ip(peer, &headers, hops).to_string()
+    };
+    let chain: &[&[u8]] = &[b"203.0.113.128, 203.0.113.10,203.0.113.1"];
+    assert_eq!(ip(chain, 0), "192.0.2.5");
+    assert_eq!(ip(chain, 1), "203.0.113.1");
+    assert_eq!(ip(chain, 2), "203.0.113.10");
+    assert_eq!(ip(chain, 3), "203.0.113.128");
+    assert_eq!(ip(chain, 4), "192.0.2.5", "too few addresses: the peer");
+    // Lines join in order, as Envoy's header map joins them.
+    assert_eq!(ip(&[b"1.1.1.1", b"2.2.2.2, 3.3.3.3"], 3), "1.1.1.1");
+    assert_eq!(ip(&[b" 2001:db8::1 "], 1), "2001:db8::1");
+    assert_eq!(ip(&[b"not-an-ip"], 1), "192.0.2.5");
+    assert_eq!(ip(&[b""], 1), "192.0.2.5");
+    assert_eq!(ip(&[], 1), "192.0.2.5");
 }
 
 #[test]

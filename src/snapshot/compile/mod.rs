@@ -35,8 +35,8 @@ use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, Virt
 use crate::snapshot::authz::ext_authz::ExtAuthz;
 use crate::snapshot::authz::{Authz, Layer, Scope};
 use crate::snapshot::{
-    intersect, FilterStage, HostTable, Listener, ListenerProtocol, RequestStage, ResponseStage, RouteSource,
-    RouteTable, Server, ServerTlsMode, Snapshot, VirtualHost,
+    intersect, FilterStage, HostTable, Listener, ListenerProtocol, PathNormalization, RequestStage, ResponseStage,
+    RouteSource, RouteTable, Server, ServerTlsMode, Snapshot, VirtualHost,
 };
 
 use crate::config::credentials::Secrets;
@@ -133,6 +133,18 @@ pub fn compile_with(
     snapshot.local_rate_limits = c.limits.finish();
     snapshot.source_namespace = Arc::from(opts.namespace.as_str());
     snapshot.filters = jwt.map(FilterStage::Jwt).into_iter().collect();
+    snapshot.num_trusted_proxies = set.proxy.num_trusted_proxies;
+    snapshot.proxy_protocol = set.proxy.proxy_protocol;
+    snapshot.forward_client_cert = set.proxy.forward_client_cert;
+    snapshot.path_normalization = {
+        use crate::config::mesh_config::NormalizationType as N;
+        match set.mesh.path_normalization.as_ref().and_then(|p| p.normalization) {
+            Some(N::None) => PathNormalization::None,
+            Some(N::MergeSlashes) => PathNormalization::MergeSlashes,
+            Some(N::DecodeAndMergeSlashes) => PathNormalization::DecodeAndMergeSlashes,
+            Some(N::Base | N::Default) | None => PathNormalization::Base,
+        }
+    };
     Ok(snapshot)
 }
 
