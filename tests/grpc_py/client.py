@@ -48,7 +48,8 @@ def deadline(channel):
         channel.unary_unary("/test.Svc/Echo")(b"sleep:3000", timeout=0.5)
         print("answered")
     except grpc.RpcError as e:
-        print(e.code().name)
+        details = f"|{e.details()}" if e.code() == grpc.StatusCode.UNAVAILABLE else ""
+        print(e.code().name + details)
 
 
 def cancel(channel):
