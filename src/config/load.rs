@@ -496,7 +496,10 @@ fn string_field<'a>(map: &'a Mapping, key: &str) -> Result<&'a str, String> {
 /// syntax error with serde_yaml's own message.
 fn parse_error(file: &Arc<Path>, doc: &RawDocument, e: &serde_yaml::Error) -> Diagnostic {
     let base = Diagnostic { file: Some(file.clone()), document: Some(doc.index), ..Diagnostic::error(String::new()) };
-    let to_file_line = |line: usize| doc.line + line - 1;
+    let last = doc.text.lines().count();
+    // A mark past the end of the input (libyaml's, or our walk's for an empty key at the end)
+    // stands for the last line, which the file has.
+    let to_file_line = |line: usize| doc.line + line.min(last.max(1)) - 1;
     let full = e.to_string();
     // Our walk compares keys as text, serde_yaml as values (`1` ≠ `"1"`): only trust it when
     // serde_yaml too saw a duplicate.
@@ -517,8 +520,7 @@ fn parse_error(file: &Arc<Path>, doc: &RawDocument, e: &serde_yaml::Error) -> Di
     };
     let (mut line, mut column) = (location.line(), location.column());
     // At the end of the input libyaml points at the line after the last (the document text
-    // ends in a newline): point at the end of the last line, which the file has.
-    let last = doc.text.lines().count();
+    // ends in a newline): point at the end of the last line.
     if line > last && last > 0 {
         line = last;
         column = doc.text.lines().last().map_or(0, |l| l.chars().count()) + 1;

@@ -198,3 +198,14 @@ fn broken_fixtures() {
     let count = std::fs::read_dir(BROKEN).unwrap().count();
     assert_eq!(count, cases.len(), "every broken fixture is asserted");
 }
+
+/// A duplicate empty key at the very end of a file (found by the config_load fuzzer): the walk
+/// marks an empty key where the next token starts, past the last line for the second: the
+/// diagnostic points at the last line instead.
+#[test]
+fn a_duplicate_key_at_the_end_points_at_a_line_the_file_has() {
+    let scratch = Scratch::new("dup-at-end", &[("d.yaml", "\n?\n?  ")]);
+    let file = scratch.path("d.yaml");
+    let got: Vec<String> = load(std::slice::from_ref(&file)).unwrap_err().iter().map(ToString::to_string).collect();
+    assert_eq!(got, [format!("{}:3: document 1: [\"\"]: duplicate key \"\" (first at line 3)", file.display())]);
+}
