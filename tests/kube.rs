@@ -35,6 +35,18 @@ fn service_to(api: &KubeApi, name: &str, backend: &Backend) {
 }
 
 /// The gateway, reading from `api` only (its --config directory is empty).
+/// Backends `a` and `b` behind Services of their names, and a Gateway for every host on a free
+/// port, in a fresh API server.
+fn two_services() -> (Backend, Backend, KubeApi, u16) {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let api = KubeApi::start();
+    let port = free_port();
+    service_to(&api, "a", &a);
+    service_to(&api, "b", &b);
+    api.apply(&http_gateway("gw", port, &["*"]));
+    (a, b, api, port)
+}
+
 fn start(driver: Driver, api: &KubeApi, dir: &tempfile::TempDir) -> Gateway {
     let kubeconfig = api.kubeconfig(dir.path());
     gateway!(driver).arg("--kubernetes").env("KUBECONFIG", kubeconfig.to_str().unwrap()).start()
@@ -52,12 +64,7 @@ fn backend_of(port: u16, host: &str) -> Option<String> {
 
 both_drivers! {
     fn virtual_service_added_changed_deleted_without_a_signal(driver) {
-        let (a, b) = (Backend::start("a"), Backend::start("b"));
-        let api = KubeApi::start();
-        let port = free_port();
-        service_to(&api, "a", &a);
-        service_to(&api, "b", &b);
-        api.apply(&http_gateway("gw", port, &["*"]));
+        let (_a, _b, api, port) = two_services();
         let dir = tempfile::tempdir().unwrap();
         let gw = start(driver, &api, &dir);
         // Nothing routes yet: the gateway listens, with no VirtualService.
@@ -81,12 +88,7 @@ both_drivers! {
     }
 
     fn an_invalid_object_is_refused_alone(driver) {
-        let (a, b) = (Backend::start("a"), Backend::start("b"));
-        let api = KubeApi::start();
-        let port = free_port();
-        service_to(&api, "a", &a);
-        service_to(&api, "b", &b);
-        api.apply(&http_gateway("gw", port, &["*"]));
+        let (_a, _b, api, port) = two_services();
         api.apply(&virtual_service("one", "gw", &["one.test"], &route_to("a")));
         let dir = tempfile::tempdir().unwrap();
         let gw = start(driver, &api, &dir);
@@ -197,12 +199,7 @@ both_drivers! {
     }
 
     fn an_api_server_restart_and_410_gone_are_survived(driver) {
-        let (a, b) = (Backend::start("a"), Backend::start("b"));
-        let api = KubeApi::start();
-        let port = free_port();
-        service_to(&api, "a", &a);
-        service_to(&api, "b", &b);
-        api.apply(&http_gateway("gw", port, &["*"]));
+        let (_a, _b, api, port) = two_services();
         api.apply(&virtual_service("app", "gw", &["app.test"], &route_to("a")));
         let dir = tempfile::tempdir().unwrap();
         let gw = start(driver, &api, &dir);
