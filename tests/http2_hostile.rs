@@ -315,6 +315,7 @@ both_drivers! {
             ("pseudo after a regular field", [vec![(":method", "GET"), ("x-a", "b")], request("GET", "app.test", "/")[1..].to_vec()].concat()),
             ("empty :path", vec![(":method", "GET"), (":scheme", "http"), (":authority", "app.test"), (":path", "")]),
             ("unknown pseudo", get(&[(":foo", "bar")])),
+            ("host differing from :authority", get(&[("host", "other.test")])),
         ];
         for (name, fields) in &headers_only {
             let mut h2 = H2::connect(s.addr);

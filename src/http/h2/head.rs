@@ -76,9 +76,15 @@ pub(super) fn write_h1_request(
         if connection_specific(name_bytes) || (name == "te" && value.as_bytes() != b"trailers") {
             return Err(Malformed);
         }
-        // `:authority` wins over a `host` field (RFC 9113 §8.3.1), as Envoy takes it.
-        if name == HOST && authority.is_some() {
-            continue;
+        // A `host` beside `:authority` must name the same authority: RFC 9113 §8.3.1 says a
+        // server SHOULD refuse one that differs. Envoy lets it pass (oghttp2's
+        // `allow_different_host_and_authority`) and drops it; refused here, an HTTP/1.1
+        // upstream can never be told a second host. An equal one is dropped as a repeat.
+        if let (true, Some(a)) = (name == HOST, authority) {
+            match value.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
+                true => continue,
+                false => return Err(Malformed),
+            }
         }
         // Cookie crumbs are joined into one line for HTTP/1.1 (RFC 9113 §8.2.3).
         if name == COOKIE {
@@ -207,7 +213,7 @@ mod tests {
     #[test]
     fn authority_becomes_host_and_cookies_join() {
         let req = http::Request::post("http://example.com/a?b=1")
-            .header("host", "other")
+            .header("host", "Example.com")
             .header("cookie", "a=1")
             .header("cookie", "b=2")
             .header("x-y", "z")
@@ -220,6 +226,12 @@ mod tests {
             "POST /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-y: z\r\ncookie: a=1; b=2\r\n\
              transfer-encoding: chunked\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_host_that_differs_from_the_authority_is_malformed() {
+        let req = http::Request::get("http://example.com/").header("host", "other").body(()).unwrap();
+        assert!(write_h1_request(&parts(req), true, || [0; 16], &mut Vec::new()).is_err());
     }
 
     #[test]
