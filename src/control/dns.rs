@@ -53,12 +53,24 @@ pub struct Dns {
     answers: HashMap<String, Answer>,
     /// The names the compile under way asked for: once it ends, only those are kept.
     asked: HashSet<String>,
+    /// Lookups answered and failed since [`Dns::count_into`] last counted them: a compile's
+    /// first lookups run before the first generation's counters exist.
+    answered: u64,
+    failed: u64,
 }
 
 impl Dns {
     pub fn new(opts: DnsOptions) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Dns { opts, mesh_refresh_rate: None, runtime, answers: HashMap::new(), asked: HashSet::new() })
+        Ok(Dns {
+            opts,
+            mesh_refresh_rate: None,
+            runtime,
+            answers: HashMap::new(),
+            asked: HashSet::new(),
+            answered: 0,
+            failed: 0,
+        })
     }
 
     /// The refresh rate of the config about to be compiled (MeshConfig's `dnsRefreshRate`).
@@ -82,6 +94,12 @@ impl Dns {
         self.answers.retain(|name, _| asked.contains(name));
     }
 
+    /// Adds the lookups made since the last call, first ones and refreshes alike, to `stats`.
+    pub fn count_into(&mut self, stats: &ControlStats) {
+        stats.dns_resolve_ok.add(std::mem::take(&mut self.answered));
+        stats.dns_resolve_failed.add(std::mem::take(&mut self.failed));
+    }
+
     /// When the next answer is due to be asked again.
     pub fn next_due(&self) -> Option<Instant> {
         self.answers.values().map(|a| a.due).min()
@@ -102,7 +120,7 @@ impl Dns {
             let Some(answer) = self.answers.get_mut(&name) else { continue };
             match result {
                 Ok((ips, valid_until)) => {
-                    stats.dns_resolve_ok.inc();
+                    self.answered += 1;
                     if ips != answer.ips {
                         tracing::info!(name, from = ?answer.ips, to = ?ips, "DNS answer changed");
                         answer.ips = ips;
@@ -111,12 +129,13 @@ impl Dns {
                     answer.due = due(valid_until, refresh_rate);
                 }
                 Err(e) => {
-                    stats.dns_resolve_failed.inc();
+                    self.failed += 1;
                     tracing::warn!(name, error = %e, kept = ?answer.ips, "DNS refresh failed; the last answer is kept");
                     answer.due = failure_due(refresh_rate);
                 }
             }
         }
+        self.count_into(stats);
         changed
     }
 
@@ -183,8 +202,12 @@ impl Resolve for Dns {
             return answer.ips.clone();
         }
         let (ips, due) = match self.query(&[name.to_string()]).pop() {
-            Some(Ok((ips, valid_until))) => (ips, self.due(valid_until)),
+            Some(Ok((ips, valid_until))) => {
+                self.answered += 1;
+                (ips, self.due(valid_until))
+            }
             Some(Err(e)) => {
+                self.failed += 1;
                 tracing::warn!(name, error = %e, "DNS resolution failed; the endpoint has no addresses until it resolves");
                 (Vec::new(), failure_due(self.refresh_rate()))
             }

@@ -107,6 +107,7 @@ impl Reloader {
         let snapshot = Generation::new(snapshot, &mut live);
         let first = Published { snapshot, sockets: ports.sockets(), draining: false };
         let shared = Arc::new(Shared::new(first, workers));
+        dns.count_into(&shared.control);
         Ok(Self { opts, ports, shared, live, set, dns, jwks, kube, served })
     }
 
@@ -160,6 +161,8 @@ impl Reloader {
                 let prepared = self.ports.prepare(&snapshot)?;
                 Ok((snapshot, prepared))
             });
+        // Counted whether or not the config is taken: the lookups were made.
+        self.dns.count_into(&self.shared.control);
         let (snapshot, prepared) = match prepared {
             Ok(ready) => ready,
             Err(e) => {

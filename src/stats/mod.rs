@@ -180,7 +180,8 @@ impl WorkerStats {
 pub struct ControlStats {
     pub reload_ok: Counter,
     pub reload_failed: Counter,
-    /// Refreshes of a `resolution: DNS` name that got an answer, or kept the last one.
+    /// Lookups of a `resolution: DNS` name (the first and each refresh) that got an answer,
+    /// and those that failed (the last answer, if any, kept).
     pub dns_resolve_ok: Counter,
     pub dns_resolve_failed: Counter,
     /// Snapshots republished because a DNS answer changed.
