@@ -142,6 +142,30 @@ both_drivers! {
         assert_eq!(redis.keys("*"), vec![key]);
     }
 
+    fn http2_and_grpc_requests_get_envoys_answers_and_the_log_says_rl(driver) {
+        let redis = RedisServer::start();
+        let b = Backend::start("app");
+        let (gw, addr) =
+            start(driver, &["--redis", &redis.url(), "--access-log"], |port| files(port, &b, &limiter(port, 1, "HOUR", "")));
+        fresh_window(3600, Duration::from_secs(60));
+        assert_eq!(get(addr, "/limited").status, 200);
+        // HTTP/2 (h2c with prior knowledge) counts in the same window.
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-i", "--http2-prior-knowledge", "-H", "host: app.test", "--max-time", "10"])
+            .arg(format!("http://{addr}/limited"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(text.starts_with("http/2 429"), "{text}");
+        assert!(text.contains("x-envoy-ratelimited: true"), "{text}");
+        // A gRPC call gets the gRPC form of the 429: UNAVAILABLE, as Envoy maps it.
+        let call = "POST /limited HTTP/1.1\r\nHost: app.test\r\ncontent-type: application/grpc\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let refused = client::request(addr, call);
+        assert_eq!((refused.status, refused.header("grpc-status")), (200, Some("14")));
+        let logged = || gw.stdout().lines().filter(|l| l.contains(" 429 RL request_rate_limited ")).count();
+        assert!(wait_until(Duration::from_secs(5), || logged() == 1).is_some(), "{}", gw.stdout());
+    }
+
     fn three_instances_sharing_one_redis_admit_the_quota_once(driver) {
         let redis = RedisServer::start();
         let b = Backend::start("app");
@@ -243,13 +267,16 @@ both_drivers! {
         let silent = SilentServer::start();
         let b = Backend::start("app");
         let url = format!("redis://127.0.0.1:{}", silent.port);
-        let (gw, addr) = start(driver, &["--redis", &url], |port| files(port, &b, &limiter(port, 1, "HOUR", "")));
+        // No `rateLimitService.timeout`: Envoy's 20 ms.
+        let no_timeout = |port| limiter(port, 1, "HOUR", "").replace("    timeout:\n      seconds: 5\n", "");
+        let (gw, addr) = start(driver, &["--redis", &url], |port| files(port, &b, &no_timeout(port)));
+        let began = std::time::Instant::now();
         assert_eq!(admitted(&statuses(addr, "/limited", 5)), 5, "fail-open after the timeout");
+        assert!(began.elapsed() < Duration::from_secs(4), "20 ms each, not ASM's example's 5 s");
         assert_eq!(stat(&gw, "envoy_ratelimit_timeout"), 5.0);
         assert_eq!(stat(&gw, "envoy_ratelimit_failure_mode_allowed"), 5.0);
-        let (deny, deny_addr) = start(driver, &["--redis", &url, "--ratelimit-failure-mode-deny"], |port| {
-            files(port, &b, &limiter(port, 1, "HOUR", ""))
-        });
+        let (deny, deny_addr) =
+            start(driver, &["--redis", &url, "--ratelimit-failure-mode-deny"], |port| files(port, &b, &no_timeout(port)));
         assert_eq!(get(deny_addr, "/limited").status, 500);
         assert_eq!(stat(&deny, "envoy_ratelimit_timeout"), 1.0);
     }
