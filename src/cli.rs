@@ -36,7 +36,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve: SIGHUP reloads, SIGTERM/SIGINT drains and exits
-    Run(RunArgs),
+    /// Boxed: the run flags outweigh validate's many times over.
+    Run(Box<RunArgs>),
     /// Check a config as `run` would and exit 1 on errors or dangling references
     Validate(ConfigArgs),
 }
@@ -108,6 +109,14 @@ pub struct RunArgs {
     /// plain edit, a file added or removed, or a mounted ConfigMap's `..data` swap
     #[arg(long)]
     pub watch: bool,
+    /// Where ASMGlobalRateLimiter's counters live, shared by every instance:
+    /// redis://[:PASSWORD@]HOST:PORT[/DB]. Without it global limits limit nothing
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// A global rate limit check that fails (Redis down, no answer within the timeout) answers
+    /// 500 instead of letting the request through (Envoy's ratelimit `failure_mode_deny`)
+    #[arg(long, requires = "redis")]
+    pub ratelimit_failure_mode_deny: bool,
     /// A name server to ask for `resolution: DNS` hosts instead of /etc/resolv.conf's, e.g.
     /// 10.0.0.2:53; repeatable (/etc/hosts is read either way)
     #[arg(long = "dns-server", value_name = "ADDR")]
@@ -202,6 +211,13 @@ impl RunArgs {
                 access_log: self.access_log.then_some(self.access_log_encoding),
                 mirror_shadow_suffix: self.mirror_shadow_suffix,
                 limits: self.limits.limits(),
+                redis: match &self.redis {
+                    Some(url) => Some(crate::upstream::redis::RedisTarget {
+                        failure_mode_deny: self.ratelimit_failure_mode_deny,
+                        ..crate::upstream::redis::RedisTarget::parse(url).map_err(|e| format!("--redis {e}"))?
+                    }),
+                    None => None,
+                },
             },
             admin: self.admin,
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),

@@ -95,6 +95,17 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Ge
         Sample::new("envoy_tcp_rbac_allowed", C, "tcp.rbac.allowed", Value::Count(t.tcp_rbac_allowed)),
         Sample::new("envoy_tcp_rbac_denied", C, "tcp.rbac.denied", Value::Count(t.tcp_rbac_denied)),
     ];
+    // Envoy's ratelimit filter's counters (global rate limits; Envoy keeps them per cluster).
+    let ratelimit = [
+        ("envoy_ratelimit_ok", "ratelimit.ok"),
+        ("envoy_ratelimit_over_limit", "ratelimit.over_limit"),
+        ("envoy_ratelimit_error", "ratelimit.error"),
+        ("envoy_ratelimit_failure_mode_allowed", "ratelimit.failure_mode_allowed"),
+        ("envoy_ratelimit_timeout", "ratelimit.timeout"),
+    ];
+    for ((name, stat), n) in ratelimit.into_iter().zip(t.ratelimit) {
+        s.push(Sample::new(name, C, stat, Value::Count(n)));
+    }
     for class in 1..=5 {
         let stat = format!("http.downstream_rq_{class}xx");
         let sample = Sample::new("envoy_http_downstream_rq_xx", C, &stat, Value::Count(t.responses_in_class(class)));

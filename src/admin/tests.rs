@@ -31,6 +31,7 @@ fn start() -> (SocketAddr, Arc<Shared>, Receiver<ControlEvent>) {
             access_log: None,
             mirror_shadow_suffix: false,
             limits: Default::default(),
+            redis: None,
         },
         admin: addr,
         drain_timeout: Duration::from_millis(500),

@@ -12,7 +12,7 @@ fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
 
 fn run_args(args: &[&str]) -> RunArgs {
     match parse(args).expect("parses").command {
-        Command::Run(run) => run,
+        Command::Run(run) => *run,
         other => panic!("not run: {other:?}"),
     }
 }
@@ -70,6 +70,7 @@ fn run_with_every_flag() {
                 max_request_duration: Some(Duration::from_secs(30)),
                 ..ClientLimits::default()
             },
+            redis: None,
         }
     );
     assert_eq!(opts.admin, "0.0.0.0:9901".parse().unwrap());

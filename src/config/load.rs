@@ -108,6 +108,7 @@ enum Class {
     RequestAuthentication,
     Secret,
     AsmLocalRateLimiter,
+    AsmGlobalRateLimiter,
     List,
     /// An Istio kind Strait does not act on yet.
     NotEnforced,
@@ -143,7 +144,9 @@ fn classify(api_version: &str, kind: &str) -> Class {
     // Istio's kinds of the group, as a message lists them.
     let kinds = || {
         let served = SERVED_KINDS.iter().filter(|_| group == "networking.istio.io");
-        let served = served.chain(["ASMLocalRateLimiter"].iter().filter(|_| group == "istio.alibabacloud.com"));
+        let served = served.chain(
+            ["ASMLocalRateLimiter", "ASMGlobalRateLimiter"].iter().filter(|_| group == "istio.alibabacloud.com"),
+        );
         let security = SERVED_SECURITY_KINDS.iter().filter(|_| group == "security.istio.io").map(|(k, _)| k);
         let more = NOT_ENFORCED_KINDS.iter().filter(|(g, _, _)| *g == group).map(|(_, k, _)| k);
         served.chain(security).chain(more).copied().collect::<Vec<_>>().join(", ")
@@ -169,16 +172,19 @@ fn classify(api_version: &str, kind: &str) -> Class {
             },
             _ => Class::Invalid { at: "kind", message: format!("kind {kind} is not a {group} kind ({})", kinds()) },
         },
-        "istio.alibabacloud.com" if kind == "ASMLocalRateLimiter" => match ASM_VERSIONS.contains(&version) {
-            true => Class::AsmLocalRateLimiter,
-            false => Class::Invalid {
-                at: "apiVersion",
-                message: format!(
-                    "apiVersion {api_version} is not served for {kind} (versions: {})",
-                    ASM_VERSIONS.join(", ")
-                ),
-            },
-        },
+        "istio.alibabacloud.com" if kind == "ASMLocalRateLimiter" || kind == "ASMGlobalRateLimiter" => {
+            match ASM_VERSIONS.contains(&version) {
+                true if kind == "ASMLocalRateLimiter" => Class::AsmLocalRateLimiter,
+                true => Class::AsmGlobalRateLimiter,
+                false => Class::Invalid {
+                    at: "apiVersion",
+                    message: format!(
+                        "apiVersion {api_version} is not served for {kind} (versions: {})",
+                        ASM_VERSIONS.join(", ")
+                    ),
+                },
+            }
+        }
         _ if NOT_ENFORCED_KINDS.iter().any(|(g, _, _)| *g == group) => {
             Class::Invalid { at: "kind", message: format!("kind {kind} is not a {group} kind ({})", kinds()) }
         }
@@ -344,6 +350,7 @@ impl Loader {
             Class::DestinationRule => self.istio(&at, value, api_version, |set| &mut set.destination_rules),
             Class::ServiceEntry => self.istio(&at, value, api_version, |set| &mut set.service_entries),
             Class::AsmLocalRateLimiter => self.istio(&at, value, api_version, |set| &mut set.asm_local_rate_limiters),
+            Class::AsmGlobalRateLimiter => self.istio(&at, value, api_version, |set| &mut set.asm_global_rate_limiters),
             Class::AuthorizationPolicy => self.istio(&at, value, api_version, |set| &mut set.authorization_policies),
             Class::EnvoyFilter => self.istio(&at, value, api_version, |set| &mut set.envoy_filters),
             Class::RequestAuthentication => self.istio(&at, value, api_version, |set| &mut set.request_authentications),

@@ -13,6 +13,7 @@
 //! Istio has no such resource. A set with nothing Strait reads is an error too. Every error of
 //! every file is collected, in file and document order.
 
+pub mod asm_global_rate_limiter;
 pub mod asm_local_rate_limiter;
 pub mod authorization_policy;
 pub mod credentials;
@@ -40,6 +41,7 @@ pub mod virtual_service;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use asm_global_rate_limiter::AsmGlobalRateLimiter;
 pub use asm_local_rate_limiter::AsmLocalRateLimiter;
 pub use authorization_policy::AuthorizationPolicy;
 pub use destination_rule::DestinationRule;
@@ -83,6 +85,9 @@ impl Kind for Secret {
 }
 impl Kind for AsmLocalRateLimiter {
     const KIND: &'static str = "ASMLocalRateLimiter";
+}
+impl Kind for AsmGlobalRateLimiter {
+    const KIND: &'static str = "ASMGlobalRateLimiter";
 }
 impl Kind for RequestAuthentication {
     const KIND: &'static str = "RequestAuthentication";
@@ -174,6 +179,8 @@ pub struct ConfigSet {
     pub secrets: Vec<Resource<Secret>>,
     /// `istio.alibabacloud.com` local throttling rules.
     pub asm_local_rate_limiters: Vec<Resource<AsmLocalRateLimiter>>,
+    /// `istio.alibabacloud.com` global throttling rules (counters in `--redis`).
+    pub asm_global_rate_limiters: Vec<Resource<AsmGlobalRateLimiter>>,
     pub authorization_policies: Vec<Resource<AuthorizationPolicy>>,
     pub envoy_filters: Vec<Resource<EnvoyFilter>>,
     pub request_authentications: Vec<Resource<RequestAuthentication>>,
@@ -201,6 +208,7 @@ impl ConfigSet {
         self.service_entries.retain(|r| keep(&r.origin));
         self.secrets.retain(|r| keep(&r.origin));
         self.asm_local_rate_limiters.retain(|r| keep(&r.origin));
+        self.asm_global_rate_limiters.retain(|r| keep(&r.origin));
         self.authorization_policies.retain(|r| keep(&r.origin));
         self.envoy_filters.retain(|r| keep(&r.origin));
         self.request_authentications.retain(|r| keep(&r.origin));
@@ -216,6 +224,7 @@ impl ConfigSet {
             + self.service_entries.len()
             + self.secrets.len()
             + self.asm_local_rate_limiters.len()
+            + self.asm_global_rate_limiters.len()
             + self.authorization_policies.len()
             + self.envoy_filters.len()
             + self.request_authentications.len()
@@ -244,7 +253,6 @@ pub const NOT_ENFORCED_KINDS: &[(&str, &str, &[&str])] = &[
     ("telemetry.istio.io", "Telemetry", &["v1", "v1alpha1"]),
     ("extensions.istio.io", "WasmPlugin", &["v1alpha1"]),
     ("extensions.istio.io", "TrafficExtension", &["v1alpha1"]),
-    ("istio.alibabacloud.com", "ASMGlobalRateLimiter", &ASM_VERSIONS),
 ];
 
 /// The versions Alibaba Cloud Service Mesh serves its `istio.alibabacloud.com` kinds in.

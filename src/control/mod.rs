@@ -81,6 +81,13 @@ pub fn run(opts: RunOptions, logging: LogControl) -> Result<(), RunError> {
         .map_err(|source| RunError::Admin { addr: admin_addr, source })?;
     let (generation, listeners) = {
         let snapshot = shared.snapshot();
+        // Fail-open, as Envoy is with no rate limit service to ask: the gateway serves, and
+        // says which limits count nothing.
+        if opts.workers.redis.is_none() {
+            for limit in &snapshot.global_rate_limits {
+                tracing::warn!("{}: ASMGlobalRateLimiter limits nothing without --redis", limit.key);
+            }
+        }
         (snapshot.generation, snapshot.listeners.len())
     };
     info!(

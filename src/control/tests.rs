@@ -169,6 +169,7 @@ fn workers_follow_publications(driver: DriverChoice) {
             access_log: None,
             mirror_shadow_suffix: false,
             limits: Default::default(),
+            redis: None,
         },
     )
     .unwrap();

@@ -20,6 +20,9 @@ pub(super) struct ReqMeta {
     /// The AuthorizationPolicy stage ran: whether it allowed the request (Envoy's RBAC
     /// `allowed` / `denied` counters).
     pub(super) rbac: Option<bool>,
+    /// The global rate limit the request is counted under and its window, asked of Redis
+    /// once the plan is made (the stage that set it ran; no earlier stage answered).
+    pub(super) global_limit: Option<(crate::snapshot::GlobalLimitId, crate::snapshot::WindowIndex)>,
 }
 
 /// How a request sits on its HTTP/1.1 connection, kept once the head's borrow ends.
@@ -95,6 +98,7 @@ impl RequestView for codec::RequestHead<'_> {
             upgrade: self.upgrade.is_some(),
             grpc: false,
             rbac: None,
+            global_limit: None,
         }
     }
 

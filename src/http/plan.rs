@@ -269,6 +269,10 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 }
             }
             RequestStage::LocalRateLimit(_) => {}
+            RequestStage::GlobalRateLimit(id) if fault.abort.is_none() => {
+                meta.global_limit = snap.global_rate_limit(*id).pick(&info).map(|w| (*id, w));
+            }
+            RequestStage::GlobalRateLimit(_) => {}
             RequestStage::Rewrite(r) => rewrite = Some(r),
             RequestStage::RequestHeaders(edits) => route_headers = edits,
             RequestStage::Mirror(m) => mirrors = m,

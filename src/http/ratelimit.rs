@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::local::Answer;
 use crate::snapshot::{LocalRateLimit, RequestInfo, TokenBucket};
 
+pub(super) mod global;
+
 /// A connection's own buckets, for the limits set `per_downstream_connection` (Envoy keeps them
 /// in the connection's filter state): made full on the connection's first request under each
 /// limit, found by the limit's live id, so a reload that keeps a limit keeps them too.

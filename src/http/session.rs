@@ -19,6 +19,7 @@ use super::head::Http1Request;
 use super::local::{self, Answer};
 use super::peer::{Peer, TlsSession};
 use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, LOCAL_RATE_LIMITED, MISDIRECTED, NO_ROUTE};
+use super::ratelimit;
 use super::tunnel;
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
@@ -79,7 +80,8 @@ pub(super) fn local_flag(details: &str) -> &'static str {
     match details {
         NO_ROUTE | MISDIRECTED => "NR",
         FAULT_ABORT => "FI",
-        LOCAL_RATE_LIMITED => "RL",
+        LOCAL_RATE_LIMITED | ratelimit::global::RATE_LIMITED => "RL",
+        ratelimit::global::ERROR => ratelimit::global::ERROR_FLAG,
         super::authz::RBAC_DENIED => "RBAC",
         ext_authz::DENIED | ext_authz::ERROR => ext_authz::FLAG,
         _ => "-",
@@ -281,7 +283,7 @@ impl<S: Duplex> Session<S> {
     async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.account.begin();
-        let (meta, http1, mut disposition, mut fault, check) = loop {
+        let (mut meta, http1, mut disposition, mut fault, check) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -363,6 +365,7 @@ impl<S: Duplex> Session<S> {
                     let status = encode(&mut self.out, &answer, end);
                     disposition = Disposition::Local { answer: status, close: end.close, details };
                     fault = Injected::default();
+                    meta.global_limit = None;
                 }
             }
         }
@@ -377,6 +380,17 @@ impl<S: Duplex> Session<S> {
             self.out.clear();
             let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
             disposition = Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT };
+        }
+        // Envoy's ratelimit filter, last before the router: the count in Redis.
+        if let Some(ask) = meta.global_limit {
+            if let Some((answer, details)) = ratelimit::global::check(&self.ctx, snap, ask).await {
+                let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
+                let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
+                self.out.clear();
+                let answer = if meta.grpc { answer.grpc(None) } else { answer };
+                let status = encode(&mut self.out, &answer, end);
+                disposition = Disposition::Local { answer: status, close: end.close, details };
+            }
         }
         let next = match disposition {
             Disposition::Local { answer: status, close, details } => {

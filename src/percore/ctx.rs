@@ -52,6 +52,8 @@ pub struct WorkerCtx {
     pub tls: CoreConfigs,
     /// The tokens this worker verified, and its asks for key sets.
     pub jwt: JwtCore,
+    /// This core's Redis connection for the global rate limits (`--redis`).
+    pub redis: Option<crate::upstream::redis::Redis>,
     /// This worker's TCP route and cluster counters (one map per [`L4Kind`]), looked up by name
     /// without the registry's lock once seen.
     l4: RefCell<[FxHashMap<Arc<str>, Arc<L4Counters>>; 2]>,
@@ -88,6 +90,7 @@ impl WorkerCtx {
             limits,
             tls: CoreConfigs::default(),
             jwt: JwtCore::new(None),
+            redis: None,
             l4: RefCell::default(),
             http_clusters: RefCell::default(),
             istio: RefCell::default(),

@@ -55,6 +55,8 @@ pub struct Snapshot {
     /// The local rate limits the routes' stages name by [`RateLimitId`], each with its live
     /// bucket.
     pub local_rate_limits: Vec<Arc<LocalRateLimit>>,
+    /// The global rate limits the routes' stages name by [`GlobalLimitId`] (counted in Redis).
+    pub global_rate_limits: Vec<GlobalRateLimit>,
     /// The gateway's own namespace (`--namespace`), Istio's `source_workload_namespace`.
     pub source_namespace: Arc<str>,
     /// The gateway's own HTTP filters, run on every HTTP request before routing, in order.
@@ -99,6 +101,7 @@ impl Snapshot {
             path_normalization: PathNormalization::Base,
             forward_client_cert: Default::default(),
             local_rate_limits: Vec::new(),
+            global_rate_limits: Vec::new(),
             filters: Box::default(),
             by_name,
         }
@@ -106,6 +109,10 @@ impl Snapshot {
 
     pub fn local_rate_limit(&self, id: RateLimitId) -> &LocalRateLimit {
         &self.local_rate_limits[id as usize]
+    }
+
+    pub fn global_rate_limit(&self, id: GlobalLimitId) -> &GlobalRateLimit {
+        &self.global_rate_limits[id as usize]
     }
 
     pub fn listener(&self, port: u16) -> Option<&Listener> {

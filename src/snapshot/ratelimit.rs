@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::matcher::{MatchBlock, RequestInfo};
 
+pub mod global;
+pub use global::{GlobalLimitId, GlobalRateLimit, WindowIndex};
+
 /// Index into [`super::Snapshot::local_rate_limits`].
 pub type RateLimitId = u32;
 

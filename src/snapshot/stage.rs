@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::authz::Authz;
 use super::jwt::JwtAuthn;
-use super::{Compression, Cors, Fault, HeaderEdits, Mirror, RateLimitId, Rewrite};
+use super::{Compression, Cors, Fault, GlobalLimitId, HeaderEdits, Mirror, RateLimitId, Rewrite};
 
 /// One of the gateway's own HTTP filters: what every request of every HTTP server meets before
 /// routing, as istiod puts its authentication and authorization filters ahead of the router in
@@ -42,6 +42,10 @@ pub enum RequestStage {
     /// [`Snapshot::local_rate_limits`](super::Snapshot::local_rate_limits)) takes a token or
     /// answers 429.
     LocalRateLimit(RateLimitId),
+    /// Envoy's `ratelimit` filter, after the local one (ASM's `ASMGlobalRateLimiter`): the
+    /// limit (in [`Snapshot::global_rate_limits`](super::Snapshot::global_rate_limits)) counts
+    /// the request in Redis, which the session asks once the plan is made.
+    GlobalRateLimit(GlobalLimitId),
     /// `rewrite`: the path and authority sent upstream.
     Rewrite(Rewrite),
     /// `headers.request`: the route's edits, applied after the chosen destination's.

@@ -104,6 +104,8 @@ pub struct WorkerStats {
     /// TCP connections the same judged at their start (Envoy's `tcp.rbac.*`).
     pub tcp_rbac_allowed: Counter,
     pub tcp_rbac_denied: Counter,
+    /// Global rate limit checks (Envoy's `ratelimit.*`).
+    pub ratelimit: RateLimitCounters,
     /// Proxied TCP traffic by route and cluster.
     pub l4: L4Registry,
     /// HTTP upstream connections, requests and answers by cluster.
@@ -136,6 +138,7 @@ impl Default for WorkerStats {
             rbac_denied: Counter::default(),
             tcp_rbac_allowed: Counter::default(),
             tcp_rbac_denied: Counter::default(),
+            ratelimit: RateLimitCounters::default(),
             l4: L4Registry::default(),
             http_clusters: HttpClusterRegistry::default(),
             istio: IstioRegistry::default(),
@@ -144,6 +147,17 @@ impl Default for WorkerStats {
             draining: Gauge::default(),
         }
     }
+}
+
+/// Envoy's ratelimit filter's counters (`ratelimit.ok`, `over_limit`, `error`,
+/// `failure_mode_allowed`), and the errors that were timeouts.
+#[derive(Debug, Default)]
+pub struct RateLimitCounters {
+    pub ok: Counter,
+    pub over_limit: Counter,
+    pub error: Counter,
+    pub failure_mode_allowed: Counter,
+    pub timeout: Counter,
 }
 
 impl WorkerStats {
@@ -205,6 +219,8 @@ pub struct Totals {
     pub rbac_denied: u64,
     pub tcp_rbac_allowed: u64,
     pub tcp_rbac_denied: u64,
+    /// `ratelimit.ok`, `over_limit`, `error`, `failure_mode_allowed`, and the timeouts.
+    pub ratelimit: [u64; 5],
     pub l4: BTreeMap<L4Key, L4Totals>,
     pub http_clusters: BTreeMap<Arc<str>, HttpClusterTotals>,
     /// The config generation every worker serves: a published generation counts once the
@@ -229,6 +245,7 @@ impl Totals {
             rbac_denied: 0,
             tcp_rbac_allowed: 0,
             tcp_rbac_denied: 0,
+            ratelimit: [0; 5],
             l4: l4::sum(workers.iter().map(|w| &w.l4)),
             http_clusters: http_cluster::sum(workers.iter().map(|w| &w.http_clusters)),
             generation: served_generation(workers),
@@ -250,6 +267,12 @@ impl Totals {
             t.rbac_denied += w.rbac_denied.get();
             t.tcp_rbac_allowed += w.tcp_rbac_allowed.get();
             t.tcp_rbac_denied += w.tcp_rbac_denied.get();
+            let r = &w.ratelimit;
+            for (sum, c) in
+                t.ratelimit.iter_mut().zip([&r.ok, &r.over_limit, &r.error, &r.failure_mode_allowed, &r.timeout])
+            {
+                *sum += c.get();
+            }
         }
         t
     }

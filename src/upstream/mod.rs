@@ -12,6 +12,7 @@ mod live;
 mod multiplex;
 mod outlier;
 mod pool;
+pub mod redis;
 mod stream;
 
 pub use balancer::{Balancer, Pick};

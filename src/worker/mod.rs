@@ -31,6 +31,8 @@ pub struct WorkerOptions {
     pub mirror_shadow_suffix: bool,
     /// Head sizes, client timeouts and connections per worker.
     pub limits: ClientLimits,
+    /// `--redis`: where the global rate limits count.
+    pub redis: Option<crate::upstream::redis::RedisTarget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,7 @@ pub fn spawn(shared: &Arc<Shared>, opts: &WorkerOptions) -> Result<(), StartErro
                     opts.limits,
                 );
                 ctx.jwt = JwtCore::new(shared.events());
+                ctx.redis = opts.redis.map(crate::upstream::redis::Redis::start);
                 let ctx = Rc::new(ctx);
                 follow::follow(ctx, shared).await;
             });

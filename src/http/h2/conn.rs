@@ -27,6 +27,7 @@ use crate::http::h2_io::PollIo;
 use crate::http::local;
 use crate::http::peer::Peer;
 use crate::http::plan::{plan, Disposition, Inputs, FAULT_ABORT};
+use crate::http::ratelimit;
 use crate::http::session::{encode, local_flag, Downstream, Ending};
 use crate::limits::ClientLimits;
 use crate::percore::WorkerCtx;
@@ -213,7 +214,7 @@ impl Stream<'_> {
             }
         };
         ctx.stats.downstream_rq_total.inc();
-        let (meta, framing, mut disposition, mut fault, check) = match parsed {
+        let (mut meta, framing, mut disposition, mut fault, check) = match parsed {
             Ok(planned) => planned,
             Err(e) => return self.answer_error(&ProxyError::BadRequest(e), false, respond).await,
         };
@@ -241,6 +242,7 @@ impl Stream<'_> {
                     let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
                     disposition = Disposition::Local { answer: status, close: false, details };
                     fault = Injected::default();
+                    meta.global_limit = None;
                 }
             }
         }
@@ -255,6 +257,19 @@ impl Stream<'_> {
                 let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
                 Disposition::Local { answer: status, close: false, details: FAULT_ABORT }
             }
+            None => disposition,
+        };
+        // Envoy's ratelimit filter, last before the router: the count in Redis.
+        let disposition = match meta.global_limit {
+            Some(ask) => match ratelimit::global::check(ctx, snap, ask).await {
+                Some((answer, details)) => {
+                    self.out.clear();
+                    let answer = if meta.grpc { answer.grpc(None) } else { answer };
+                    let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
+                    Disposition::Local { answer: status, close: false, details }
+                }
+                None => disposition,
+            },
             None => disposition,
         };
         match disposition {

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::config::asm_local_rate_limiter::{
-    HeaderMatcher as AsmHeader, LimitConfig, LocalRateLimiterConfig, QueryMatcher as AsmQuery,
+    HeaderMatcher as AsmHeader, LimitConfig, LocalRateLimiterConfig, QueryMatcher as AsmQuery, RequestMatcher,
+    VirtualHostMatch,
 };
 use crate::config::index::labels_subset;
 use crate::config::{AsmLocalRateLimiter, ConfigSet, Diagnostic, Resource, Severity};
@@ -19,6 +20,7 @@ use crate::snapshot::{
 };
 
 pub mod envoy_filter;
+mod global;
 
 /// Envoy's body for a locally rate-limited request.
 const LIMITED_BODY: &str = "local_rate_limited";
@@ -31,12 +33,17 @@ const MIN_FILL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(
 struct Rule {
     /// `ns/name configs[i]`.
     origin: String,
-    vhost: String,
-    port: Option<u16>,
-    route: Option<String>,
+    target: Target,
     /// The config's YAML, normalised: a reload keeps the bucket while it is the same.
     source: String,
     limit: Template,
+}
+
+/// The virtual host (its name and, if given, port) and route an ASM config names.
+struct Target {
+    vhost: String,
+    port: Option<u16>,
+    route: Option<String>,
 }
 
 /// A limit before it gets its live state: made once per virtual host or route it applies to.
@@ -60,6 +67,8 @@ pub(super) struct LocalLimits {
     per_route: Vec<envoy_filter::PerRoute>,
     limits: Vec<Arc<LocalRateLimit>>,
     by_key: HashMap<String, RateLimitId>,
+    /// ASMGlobalRateLimiter's rules.
+    global: global::GlobalLimits,
 }
 
 impl LocalLimits {
@@ -87,7 +96,8 @@ impl LocalLimits {
             }
         }
         let (filters, per_route) = envoy_filter::read(set, labels, namespace);
-        Self { rules, filters, per_route, limits: Vec::new(), by_key: HashMap::new() }
+        let global = global::GlobalLimits::new(set, labels, namespace, errors);
+        Self { rules, filters, per_route, limits: Vec::new(), by_key: HashMap::new(), global }
     }
 
     /// Puts the limits that apply to `route` (the `index`th of the virtual host `domain` of
@@ -96,24 +106,18 @@ impl LocalLimits {
     /// whole virtual host, as Envoy's per-route config wins over the virtual host's; likewise
     /// for EnvoyFilter's, whose per-route config replaces the inserted filter's own.
     pub(super) fn apply(&mut self, port: u16, domain: &str, index: usize, route: &mut Route) {
-        let Self { rules, filters, per_route, limits, by_key } = self;
+        let Self { rules, filters, per_route, limits, by_key, global } = self;
+        global.apply(port, domain, route);
         let mut intern = |key: String, t: &Template, source: &str| {
             *by_key.entry(key).or_insert_with_key(|key| {
                 limits.push(Arc::new(instantiate(t, key.clone(), source)));
                 (limits.len() - 1) as RateLimitId
             })
         };
-        let applies = |r: &&Rule| r.vhost.eq_ignore_ascii_case(domain) && r.port.is_none_or(|p| p == port);
-        let name = route.name.as_deref();
-        let asm = rules
-            .iter()
-            .filter(applies)
-            .find(|r| r.route.is_some() && r.route.as_deref() == name)
-            .or_else(|| rules.iter().filter(applies).find(|r| r.route.is_none()));
-        if let Some(rule) = asm {
-            let key = format!("{} {domain}:{port} {}", rule.origin, rule.route.as_deref().unwrap_or("*"));
+        if let Some(rule) = pick(rules, |r| &r.target, port, domain, route.name.as_deref()) {
+            let key = format!("{} {domain}:{port} {}", rule.origin, rule.target.route.as_deref().unwrap_or("*"));
             let id = intern(key, &rule.limit, &rule.source);
-            insert(route, id);
+            insert(route, RequestStage::LocalRateLimit(id));
         }
         let Some(filter) = filters.iter().find(|f| f.on(port)) else {
             return;
@@ -132,25 +136,31 @@ impl LocalLimits {
         };
         if let Some(template) = &limit.template {
             let id = intern(key, template, &limit.source);
-            insert(route, id);
+            insert(route, RequestStage::LocalRateLimit(id));
         }
     }
 
-    pub(super) fn finish(self) -> Vec<Arc<LocalRateLimit>> {
-        self.limits
+    /// The local limits, and the global ones.
+    pub(super) fn finish(self) -> (Vec<Arc<LocalRateLimit>>, Vec<crate::snapshot::GlobalRateLimit>) {
+        (self.limits, self.global.finish())
     }
 }
 
-/// Puts the limit `id` among the route's stages after CORS, fault and the limits before it.
-fn insert(route: &mut Route, id: RateLimitId) {
+/// Puts a limit's stage among the route's after CORS, fault and the limits Envoy's chain runs
+/// before it: the local limits come before the global one (`local_ratelimit` before
+/// `ratelimit`), whichever is placed first.
+fn insert(route: &mut Route, stage: RequestStage) {
+    let global = matches!(stage, RequestStage::GlobalRateLimit(_));
     let stages = &route.policy.request;
-    let at = stages
-        .iter()
-        .position(|s| !matches!(s, RequestStage::Cors(_) | RequestStage::Fault(_) | RequestStage::LocalRateLimit(_)));
+    let at = stages.iter().position(|s| match s {
+        RequestStage::Cors(_) | RequestStage::Fault(_) | RequestStage::LocalRateLimit(_) => false,
+        RequestStage::GlobalRateLimit(_) => !global,
+        _ => true,
+    });
     let at = at.unwrap_or(stages.len());
     let mut with = Vec::with_capacity(stages.len() + 1);
     with.extend(stages[..at].iter().cloned());
-    with.push(RequestStage::LocalRateLimit(id));
+    with.push(stage);
     with.extend(stages[at..].iter().cloned());
     route.policy.request = with.into();
 }
@@ -181,15 +191,7 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
     if vhost.name.is_empty() {
         return Err(("match.vhost.name".into(), "a virtual host name is required".into()));
     }
-    let port = match vhost.port {
-        None => None,
-        Some(p) => Some(
-            u16::try_from(p)
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| ("match.vhost.port".to_string(), format!("port {p} is not a port number (1-65535)")))?,
-        ),
-    };
+    let port = vhost_port(vhost)?;
     let route = match &vhost.route {
         Some(route) if !route.header_match.is_empty() => {
             return Err((
@@ -205,14 +207,7 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
     for (j, o) in config.limit_overrides.iter().enumerate() {
         let at = |f: &str| format!("limit_overrides[{j}].{f}");
         let token_bucket = bucket(&o.limit).map_err(|(f, m)| (at(&format!("limit.{f}")), m))?;
-        let mut matches = MatchBlock::default();
-        for (k, h) in o.request_match.header_match.iter().enumerate() {
-            header(h, &mut matches).map_err(|m| (at(&format!("request_match.header_match[{k}]")), m))?;
-        }
-        for (k, q) in o.request_match.query_match.iter().enumerate() {
-            let value = query_value(q).map_err(|m| (at(&format!("request_match.query_match[{k}]")), m))?;
-            matches.query_params.push(QueryMatcher { name: q.name.as_str().into(), value });
-        }
+        let matches = request_block(&o.request_match).map_err(|(f, m)| (at(&f), m))?;
         descriptors.push(Descriptor { matches, token_bucket });
     }
     let limit = Template {
@@ -233,12 +228,56 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
     };
     Ok(Rule {
         origin: format!("{} configs[{i}]", r.key()),
-        vhost: vhost.name.clone(),
-        port,
-        route,
+        target: Target { vhost: vhost.name.clone(), port, route },
         source: format!("{config:?}"),
         limit,
     })
+}
+
+/// `match.vhost.port`: none matches the virtual host on every port.
+fn vhost_port(vhost: &VirtualHostMatch) -> Result<Option<u16>, Fault> {
+    match vhost.port {
+        None => Ok(None),
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|&p| p != 0)
+            .map(Some)
+            .ok_or_else(|| ("match.vhost.port".to_string(), format!("port {p} is not a port number (1-65535)"))),
+    }
+}
+
+/// An override's `request_match` (every header and query matcher must hold) as one block;
+/// the fault's field is relative to the override.
+fn request_block(m: &RequestMatcher) -> Result<MatchBlock, Fault> {
+    let mut block = MatchBlock::default();
+    for (k, h) in m.header_match.iter().enumerate() {
+        header(h, &mut block).map_err(|e| (format!("request_match.header_match[{k}]"), e))?;
+    }
+    for (k, q) in m.query_match.iter().enumerate() {
+        let value = query_value(q).map_err(|e| (format!("request_match.query_match[{k}]"), e))?;
+        block.query_params.push(QueryMatcher { name: q.name.as_str().into(), value });
+    }
+    Ok(block)
+}
+
+/// Of the rules for virtual host `domain` on `port`, the one naming the route wins over one
+/// for the whole virtual host, as Envoy's per-route config wins over the virtual host's.
+fn pick<'r, R>(
+    rules: &'r [R],
+    target: impl Fn(&R) -> &Target,
+    port: u16,
+    domain: &str,
+    route: Option<&str>,
+) -> Option<&'r R> {
+    let applies = |r: &&R| {
+        let t = target(r);
+        t.vhost.eq_ignore_ascii_case(domain) && t.port.is_none_or(|p| p == port)
+    };
+    rules
+        .iter()
+        .filter(applies)
+        .find(|r| target(r).route.is_some() && target(r).route.as_deref() == route)
+        .or_else(|| rules.iter().filter(applies).find(|r| target(r).route.is_none()))
 }
 
 /// ASM's `quota` per `fill_interval`: a bucket of `quota` tokens refilled by `quota`.

@@ -72,3 +72,87 @@ fn a_reload_keeps_the_bucket_of_an_unchanged_limit_only() {
         .collect();
     assert_eq!(kept.iter().filter(|k| **k).count(), 1, "only the unchanged config keeps its bucket");
 }
+
+/// The global limit on the route `decide` picks, if any.
+fn global<'s>(snapshot: &'s Snapshot, path: &str) -> Option<&'s GlobalRateLimit> {
+    let RouteDecision::Matched { route, .. } = decide(table(snapshot, 80), "a.test", "GET", path, &[]) else {
+        panic!("a.test{path} is not routed");
+    };
+    route.policy.request.iter().find_map(|s| match s {
+        RequestStage::GlobalRateLimit(id) => Some(snapshot.global_rate_limit(*id)),
+        _ => None,
+    })
+}
+
+const GLOBAL: [&str; 2] = ["snapshot/local-rate-limits.yaml", "snapshot/global-rate-limits.yaml"];
+
+#[test]
+fn global_configs_name_envoyproxy_ratelimits_windows_a_route_config_winning() {
+    let s = build(&GLOBAL);
+    assert_eq!(s.global_rate_limits.len(), 2, "the sidecars' rule selects another workload");
+    let r1 = global(&s, "/r1").expect("r1 is limited");
+    assert_eq!(r1.timeout, Duration::from_millis(50), "rateLimitService.timeout");
+    let domain = "ratelimit.default.svc.cluster.local";
+    assert_eq!(&*r1.window.prefix, format!("{domain}_generic_key_RateLimit[global-test.default]-Id[r1]_"));
+    assert_eq!((r1.window.quota, r1.window.unit_s), (5, 1));
+    let (_, alice) = &r1.overrides[0];
+    assert_eq!(&*alice.prefix, format!("{}header_match_Override[0]_", r1.window.prefix));
+    assert_eq!((alice.quota, alice.unit_s), (1, 86_400));
+    let whole = global(&s, "/other").expect("the virtual host's config covers r2");
+    assert_eq!((whole.window.quota, whole.window.unit_s), (100, 60));
+    assert_eq!(whole.timeout, Duration::from_millis(50));
+}
+
+#[test]
+fn a_global_limit_picks_its_route_match_then_an_override() {
+    let s = build(&GLOBAL);
+    let r1 = global(&s, "/r1").unwrap();
+    let pick = |headers: &[(&str, &str)]| {
+        let headers: Vec<httparse::Header<'_>> =
+            headers.iter().map(|(n, v)| httparse::Header { name: n, value: v.as_bytes() }).collect();
+        let info =
+            RequestInfo { method: "GET", host: "a.test", path: "/r1", query: None, scheme: "http", headers: &headers };
+        r1.pick(&info)
+    };
+    assert_eq!(pick(&[]), None, "header_match: only requests with x-limited count");
+    assert_eq!(pick(&[("x-limited", "1")]), Some(0));
+    assert_eq!(pick(&[("x-limited", "1"), ("x-user", "alice")]), Some(1));
+    assert_eq!(r1.window(1).quota, 1);
+}
+
+#[test]
+fn the_global_limit_runs_after_the_local_one() {
+    let s = build(&GLOBAL);
+    let RouteDecision::Matched { route, .. } = decide(table(&s, 80), "a.test", "GET", "/r1", &[]) else {
+        panic!("not routed");
+    };
+    let order: Vec<&str> = route
+        .policy
+        .request
+        .iter()
+        .map(|s| match s {
+            RequestStage::Fault(_) => "fault",
+            RequestStage::LocalRateLimit(_) => "local_ratelimit",
+            RequestStage::GlobalRateLimit(_) => "ratelimit",
+            RequestStage::RequestHeaders(_) => "headers",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(order, ["fault", "local_ratelimit", "ratelimit", "headers"]);
+}
+
+#[test]
+fn a_bad_global_config_is_refused_naming_its_field() {
+    let mut set = load(&GLOBAL);
+    set.asm_global_rate_limiters[0].spec.configs[1].limit.unit = "WEEK".into();
+    set.asm_global_rate_limiters[0].spec.configs[0].limit_overrides =
+        set.asm_global_rate_limiters[0].spec.configs[1].limit_overrides.clone();
+    set.asm_global_rate_limiters[0].spec.configs[0].limit_overrides[0].limit.unit = "fortnight".into();
+    let err = compile(&set, &options(&[])).unwrap_err().to_string();
+    assert!(err.contains("spec.configs[1].limit.unit") && err.contains("WEEK"), "{err}");
+    assert!(err.contains("spec.configs[0].limit_overrides[0].limit.unit"), "{err}");
+    let mut set = load(&GLOBAL);
+    set.asm_global_rate_limiters[0].spec.rate_limit_service = None;
+    let err = compile(&set, &options(&[])).unwrap_err().to_string();
+    assert!(err.contains("spec.rateLimitService.host"), "{err}");
+}

@@ -148,6 +148,7 @@ fn route_stages_compile_in_envoys_filter_order() {
             RequestStage::Cors(_) => "cors",
             RequestStage::Fault(_) => "fault",
             RequestStage::LocalRateLimit(_) => "local_ratelimit",
+            RequestStage::GlobalRateLimit(_) => "ratelimit",
             RequestStage::Rewrite(_) => "rewrite",
             RequestStage::RequestHeaders(_) => "headers",
             RequestStage::Mirror(_) => "mirror",

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dns;
 pub mod h2;
 pub mod kube;
+pub mod redis;
 pub mod tcp;
 pub mod tls;
 
