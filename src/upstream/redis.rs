@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
@@ -26,6 +26,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Commands awaiting replies on one core past which a new one fails at once: a Redis that
 /// accepts but never answers must not grow the queue without end.
 const MAX_IN_FLIGHT: usize = 4096;
+/// How long a connection may leave asks unanswered before it is dropped and made again: a
+/// Redis that hangs, or a connection half-open since a network fault, would otherwise hold
+/// every check on the core to its timeout until [`MAX_IN_FLIGHT`] fills.
+const STALL: Duration = Duration::from_secs(1);
 
 /// `--redis redis://[:PASSWORD@]HOST:PORT[/DB]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +107,8 @@ struct State {
     out: Vec<u8>,
     /// Those written or queued, in order, awaiting their replies.
     waiting: VecDeque<Waiter>,
+    /// When the current connection last gave a reply (or came up).
+    last_reply: Instant,
 }
 
 /// The replies one ask takes: the first is its answer, the rest (an EXPIRE's) are read past.
@@ -115,7 +121,14 @@ struct Waiter {
 impl Redis {
     /// Starts connecting on this core's runtime; the connection is kept up from then on.
     pub fn start(target: RedisTarget) -> Self {
-        let state = State { up: false, starting: true, generation: 0, out: Vec::new(), waiting: VecDeque::new() };
+        let state = State {
+            up: false,
+            starting: true,
+            generation: 0,
+            out: Vec::new(),
+            waiting: VecDeque::new(),
+            last_reply: Instant::now(),
+        };
         let shared = Rc::new(Shared { state: RefCell::new(state), wake: Notify::new() });
         let failure_mode_deny = target.failure_mode_deny;
         monoio::spawn(run(shared.clone(), target));
@@ -146,7 +159,10 @@ impl Redis {
         match monoio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(RedisError::Down),
-            Err(_) => Err(RedisError::Timeout),
+            Err(_) => {
+                self.shared.end_if_stalled();
+                Err(RedisError::Timeout)
+            }
         }
     }
 }
@@ -162,6 +178,20 @@ fn encode<const N: usize>(out: &mut Vec<u8>, args: [&[u8]; N]) {
 }
 
 impl Shared {
+    /// Ends the current connection when it has answered nothing for [`STALL`]: the next one
+    /// is made after the backoff, and asks fail at once (fail-open) meanwhile.
+    fn end_if_stalled(&self) {
+        let generation = {
+            let state = self.state.borrow();
+            if !state.up || state.last_reply.elapsed() < STALL {
+                return;
+            }
+            state.generation
+        };
+        tracing::warn!("redis: no reply for {STALL:?}; reconnecting");
+        self.end(generation);
+    }
+
     /// The current connection ended: every ask waiting on it fails (`Down`), as later ones
     /// will until the next connection is up.
     fn end(&self, generation: u64) {
@@ -262,6 +292,7 @@ async fn serve(shared: &Rc<Shared>, stream: TcpStream) {
         let mut state = shared.state.borrow_mut();
         state.generation += 1;
         state.up = true;
+        state.last_reply = Instant::now();
         state.starting = false;
         state.generation
     };
@@ -316,6 +347,7 @@ async fn read(shared: Rc<Shared>, mut rd: OwnedReadHalf<TcpStream>, generation: 
                 if state.generation != generation {
                     return;
                 }
+                state.last_reply = Instant::now();
                 let Some(w) = state.waiting.front_mut() else {
                     // A reply nothing asked for: the stream is out of step.
                     drop(state);

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{free_port, wait_until};
@@ -119,14 +121,18 @@ impl Drop for RedisServer {
 /// check meets when Redis hangs.
 pub struct SilentServer {
     pub port: u16,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl SilentServer {
     pub fn start() -> SilentServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
+                counted.fetch_add(1, Ordering::Relaxed);
                 std::thread::spawn(move || {
                     let mut conn = conn;
                     let mut buf = [0u8; 4096];
@@ -134,6 +140,11 @@ impl SilentServer {
                 });
             }
         });
-        SilentServer { port }
+        SilentServer { port, accepted }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
