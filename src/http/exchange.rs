@@ -20,10 +20,10 @@ use super::plan::Extras;
 use super::retry::{self, TryFailure};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{ClusterId, Destination, Route, UpstreamProtocol};
-use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn};
+use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn, UpstreamStream};
 use attempt::{retried, Failure, Try};
 pub(super) use client::{Client, RequestBody};
-use relay::{alongside, Relayed, Source};
+use relay::{Relayed, Source};
 
 mod attempt;
 mod client;
@@ -395,24 +395,29 @@ impl<C: Client> Exchange<'_, C> {
                 self.client.send_continue().await.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
                 replay.resend(&mut conn.stream).await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
                 // A lent body goes up while the response is read from a second handle on the
-                // socket (none over TLS, where one session carries both ways: the body then
-                // goes up first).
-                let reader = match self.client.body() {
-                    Some(_) => conn.watcher().map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?,
+                // socket; over TLS both handles drive the one session.
+                let lend = |e| Failure::before(ProxyError::UpstreamIo(e));
+                let watcher = match self.client.body() {
+                    Some(_) => conn.watcher().map_err(lend)?,
                     None => None,
                 };
-                match self.client.body().zip(reader) {
-                    Some((body, mut reader)) => {
-                        let upload = body.send(&mut conn.stream, replay);
+                match (self.client.body(), &mut conn.stream, watcher) {
+                    (Some(body), UpstreamStream::Plain(tcp), Some(mut reader)) => {
                         let from = Source { buf: &mut conn.buf, src: &mut reader };
-                        let whole = Cell::new(false);
-                        let relay = self.relay_response(from, meta, sent_at, &at, response, &whole);
                         let (relayed, whole) =
-                            alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))?;
+                            self.both_ways(body, tcp, from, replay, meta, sent_at, &at, response).await?;
                         sent_whole = whole;
                         relayed
                     }
-                    None => {
+                    (Some(body), UpstreamStream::Tls(tls), _) => {
+                        let (mut reader, mut writer) = tls.lend().map_err(lend)?;
+                        let from = Source { buf: &mut conn.buf, src: &mut reader };
+                        let (relayed, whole) =
+                            self.both_ways(body, &mut writer, from, replay, meta, sent_at, &at, response).await?;
+                        sent_whole = whole;
+                        relayed
+                    }
+                    _ => {
                         sent_whole = self.stream_request_body(&mut conn, replay).await?;
                         let from = Source { buf: &mut conn.buf, src: &mut conn.stream };
                         self.relay_response(from, meta, sent_at, &at, response, &Cell::new(sent_whole)).await

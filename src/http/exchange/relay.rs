@@ -7,10 +7,10 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Instant;
 
-use monoio::io::AsyncReadRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::attempt::{Failure, Try};
-use super::{Client, Exchange, Replay};
+use super::{Client, Exchange, Replay, RequestBody};
 use crate::buf::ReadBuf;
 use crate::http::body::BodyError;
 use crate::http::body::STREAM_CHUNK;
@@ -206,6 +206,26 @@ impl<C: Client> Exchange<'_, C> {
             None => copy.await,
         };
         res.map(|()| true).map_err(|e| Failure::before(request_body_error(e)))
+    }
+
+    /// Streams the lent `body` up through `to` while the response is relayed `from` (see
+    /// [`alongside`]); the relay's end, and whether the body went up whole.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn both_ways<R: AsyncReadRent, W: AsyncWriteRent>(
+        &mut self,
+        body: C::Body,
+        to: &mut W,
+        from: Source<'_, R>,
+        replay: &mut Replay,
+        meta: ReqMeta,
+        sent_at: Instant,
+        at: &Try<'_>,
+        response: &Merged<'_>,
+    ) -> Result<(Result<Relayed, Failure>, bool), Failure> {
+        let upload = body.send(to, replay);
+        let whole = Cell::new(false);
+        let relay = self.relay_response(from, meta, sent_at, at, response, &whole);
+        alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))
     }
 
     /// A try's failure for a request body that could not go up.
