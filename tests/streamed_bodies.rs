@@ -1,13 +1,15 @@
 //! Request bodies that stream up while the response comes down, whatever carries them: an
-//! upstream over TLS (DestinationRule `tls`) answering before it read the body.
+//! upstream over TLS (DestinationRule `tls`) answering before it read the body; a retried
+//! status resends a body that fit the replay copy, and one past it is final.
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use support::backend::{Backend, Mode};
 use support::client::Conn;
-use support::config::{docs, http_gateway, service_entry};
+use support::config::{app_behind_rule, docs, http_gateway, service_entry};
 use support::tls::{route_all, tls_destination_rule, Ca, TlsBackend};
 use support::Driver;
 
@@ -29,7 +31,59 @@ fn behind_tls(driver: Driver, backend: &TlsBackend, ca: &Ca, dir: &std::path::Pa
     (gw, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
+/// A gateway (one worker) for `app.test` over `endpoints` in turn, retrying a 5xx twice.
+fn retrying(driver: Driver, endpoints: &[u16]) -> (support::Gateway, SocketAddr) {
+    let port = support::free_port();
+    let http = "  - retries:\n      attempts: 2\n      retryOn: 5xx\n    route:\n    - destination:\n        host: app.local\n";
+    let config = app_behind_rule(port, endpoints, http, "    loadBalancer:\n      simple: ROUND_ROBIN\n");
+    let gw = gateway!(driver).file("gw.yaml", &config).workers(1).start();
+    (gw, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Sends a chunked POST whose body is `pieces`, each after a pause (a streaming client: the
+/// gateway does not wait for the body), and reads the answer: its status and `x-backend`.
+fn post_in_pieces(addr: SocketAddr, pieces: &[Vec<u8>]) -> (u16, String) {
+    let mut c = Conn::open(addr);
+    c.send(b"POST /upload HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\n\r\n");
+    for piece in pieces {
+        std::thread::sleep(Duration::from_millis(150));
+        c.send(format!("{:x}\r\n", piece.len()).as_bytes());
+        c.send(piece);
+        c.send(b"\r\n");
+    }
+    c.send(b"0\r\n\r\n");
+    let r = c.try_read_response(false).expect("an answer");
+    (r.status, r.header("x-backend").unwrap_or_default().to_string())
+}
+
 both_drivers! {
+    // Each request's first try goes to `bad` or `good` in turn: the ones that met `bad` first
+    // are retried on `good` with the whole body, the copy first.
+    fn a_retried_status_sends_a_streamed_body_that_fit_the_copy_again(driver) {
+        let bad = Backend::with_mode("bad", Mode::Status(503));
+        let good = Backend::start("good");
+        let (_gw, addr) = retrying(driver, &[bad.port(), good.port()]);
+        let pieces = [b"first-".to_vec(), b"half|second-half".to_vec()];
+        for i in 0..3 {
+            assert_eq!(post_in_pieces(addr, &pieces), (200, "good".to_string()), "request {i}");
+        }
+        assert!(bad.count() >= 1, "no request met the failing endpoint");
+        assert_eq!(good.count(), 3);
+        assert!(good.requests().iter().all(|r| r.body == b"first-half|second-half"), "{:?}", good.requests());
+    }
+
+    // 24 KiB streamed: past the 16 KiB copy, the first answer is final (Envoy's
+    // `retry_or_shadow_abandoned`).
+    fn a_status_for_a_streamed_body_past_the_copy_is_final_and_counted(driver) {
+        let bad = Backend::with_mode("bad", Mode::Status(503));
+        let (gw, addr) = retrying(driver, &[bad.port()]);
+        let pieces = vec![vec![b'x'; 8192]; 3];
+        assert_eq!(post_in_pieces(addr, &pieces), (503, "bad".to_string()));
+        assert_eq!(bad.count(), 1, "not retried");
+        let (_, stats) = gw.admin_get("/stats/prometheus");
+        assert_eq!(support::metric_sum(&stats, "envoy_cluster_retry_or_shadow_abandoned"), 1.0, "{stats}");
+    }
+
     // The body must not go up whole before the answer is read: the client sends a kilobyte of
     // the megabyte it announced and waits, as an upload refused at once leaves it.
     fn an_upstream_over_tls_that_answers_before_the_body_is_relayed_at_once(driver) {

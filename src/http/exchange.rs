@@ -46,18 +46,20 @@ struct Outgoing {
 /// streams the body up, up to its buffer limit: here [`INLINE_BODY`], the one bound Strait
 /// holds a request body to. Past it the copy is dropped and the request is no longer retried
 /// (Envoy's `retry_or_shadow_abandoned`); the body streams on.
-pub(in crate::http) struct Replay {
+pub(in crate::http) struct Replay<'k> {
     /// The body so far, in the upstream's HTTP/1.1 framing.
     bytes: Vec<u8>,
     /// No copy is kept: none was wanted, or the body outgrew the bound.
     off: bool,
-    /// The body outgrew the bound.
-    abandoned: bool,
+    /// The body outgrew the bound: a flag apart from the copy, which the try's upload holds
+    /// while its response relay reads this (a retriable status is only retried while the copy
+    /// can resend the body, as Envoy's router does while the body is still buffered).
+    abandoned: &'k Cell<bool>,
 }
 
-impl Replay {
-    fn new(wanted: bool) -> Self {
-        Replay { bytes: Vec::new(), off: !wanted, abandoned: false }
+impl<'k> Replay<'k> {
+    fn new(wanted: bool, abandoned: &'k Cell<bool>) -> Self {
+        Replay { bytes: Vec::new(), off: !wanted, abandoned }
     }
 
     /// Keeps `data`, the next bytes of the body, while the copy stays within its bound;
@@ -67,7 +69,8 @@ impl Replay {
             return false;
         }
         if self.bytes.len() + data.len() > INLINE_BODY {
-            (self.off, self.abandoned) = (true, true);
+            self.off = true;
+            self.abandoned.set(true);
             self.bytes = Vec::new();
             return false;
         }
@@ -229,8 +232,10 @@ impl<C: Client> Exchange<'_, C> {
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
         let mut retry_slot = None;
-        let statuses_retried = inline && retry::retries_statuses(retries, meta.grpc);
-        let mut replay = Replay::new(!inline && retry_wanted(retries, meta));
+        // A streamed body's statuses are retried while its copy can resend it.
+        let abandoned = Cell::new(false);
+        let mut replay = Replay::new(!inline && retry_wanted(retries, meta), &abandoned);
+        let statuses_retried = (inline || replay.kept()) && retry::retries_statuses(retries, meta.grpc);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
         let ctx = self.ctx;
@@ -254,6 +259,7 @@ impl<C: Client> Exchange<'_, C> {
             let try_once = Try {
                 endpoint: pick.endpoint,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
+                abandoned: &abandoned,
                 counters: &pick.counters,
                 cluster: cl,
                 live,
@@ -323,7 +329,7 @@ impl<C: Client> Exchange<'_, C> {
                 }
             }
         };
-        if replay.abandoned {
+        if abandoned.get() {
             cluster_stats.retry_or_shadow_abandoned.inc();
         }
         result
@@ -336,7 +342,7 @@ impl<C: Client> Exchange<'_, C> {
         at: Try<'_>,
         meta: ReqMeta,
         inline: bool,
-        replay: &mut Replay,
+        replay: &mut Replay<'_>,
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;

@@ -26,7 +26,7 @@ use crate::http::codec::{BodyFraming, ResponseEdits, ResponseHead};
 pub(in crate::http) trait RequestBody: Copy {
     /// Streams the rest of the body to `upstream` in HTTP/1.1 framing up to its end, each
     /// piece kept in `replay` (before it is written) while it fits.
-    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError>;
+    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay<'_>) -> Result<(), BodyError>;
 }
 
 pub(in crate::http) trait Client {
@@ -57,7 +57,11 @@ pub(in crate::http) trait Client {
 
     /// Streams the rest of the request body to `upstream` up to its end, each piece kept in
     /// `replay` while it fits.
-    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError>;
+    async fn send_body<W: AsyncWriteRent>(
+        &mut self,
+        upstream: &mut W,
+        replay: &mut Replay<'_>,
+    ) -> Result<(), BodyError>;
 
     /// Replaces what `out` holds with the client's copy of the upstream's interim response
     /// head (`raw`, as received); false, and `out` untouched, when the client does not take it.

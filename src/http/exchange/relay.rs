@@ -191,7 +191,7 @@ impl<C: Client> Exchange<'_, C> {
     pub(super) async fn stream_request_body(
         &mut self,
         conn: &mut UpstreamConn,
-        replay: &mut Replay,
+        replay: &mut Replay<'_>,
     ) -> Result<bool, Failure> {
         let watcher = match conn.watcher() {
             Ok(w) => w,
@@ -216,7 +216,7 @@ impl<C: Client> Exchange<'_, C> {
         body: C::Body,
         to: &mut W,
         from: Source<'_, R>,
-        replay: &mut Replay,
+        replay: &mut Replay<'_>,
         meta: ReqMeta,
         sent_at: Instant,
         at: &Try<'_>,
@@ -268,7 +268,8 @@ impl<C: Client> Exchange<'_, C> {
                 let data = buf.data();
                 match codec::parse_response(data, &mut slots, meta.is_head, &Limits::default()) {
                     Ok(Some(head)) => {
-                        if let Some(err) = at.retry_statuses.and_then(|p| retried(p, &head, meta.grpc)) {
+                        let retry_statuses = at.retry_statuses.filter(|_| !at.abandoned.get());
+                        if let Some(err) = retry_statuses.and_then(|p| retried(p, &head, meta.grpc)) {
                             return Err(Failure::before(err));
                         }
                         let raw = &data[..head.head_len];

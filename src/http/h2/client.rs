@@ -147,7 +147,7 @@ impl<'a> H2Body<'a> {
 
     /// Streams what was held and the rest of the body to `upstream`, each piece kept in
     /// `replay` before it is written (what an earlier try sent is in its copy, not here).
-    async fn send<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+    async fn send<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay<'_>) -> Result<(), BodyError> {
         let mut out = Vec::new();
         let held = std::mem::take(&mut self.held);
         self.frame(&mut out, &held);
@@ -209,7 +209,7 @@ impl<'a> H2Body<'a> {
 /// response's side never does), so the borrow held across its awaits is never contended.
 impl RequestBody for &RefCell<H2Body<'_>> {
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay<'_>) -> Result<(), BodyError> {
         self.borrow_mut().send(upstream, replay).await
     }
 }
@@ -383,7 +383,11 @@ impl<'a> Client for H2Client<'a> {
         Ok(())
     }
 
-    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+    async fn send_body<W: AsyncWriteRent>(
+        &mut self,
+        upstream: &mut W,
+        replay: &mut Replay<'_>,
+    ) -> Result<(), BodyError> {
         self.body.send(upstream, replay).await
     }
 
