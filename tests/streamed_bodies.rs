@@ -1,9 +1,11 @@
 //! Request bodies that stream up while the response comes down, whatever carries them: an
 //! upstream over TLS (DestinationRule `tls`) answering before it read the body; a retried
-//! status resends a body that fit the replay copy, and one past it is final.
+//! status resends a body that fit the replay copy, and one past it is final; a route with a
+//! mirror streams the body too, and the mirror gets it when it fit the copy.
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -97,5 +99,42 @@ both_drivers! {
         c.send(format!("{head}{}", "x".repeat(1024)).as_bytes());
         let resp = c.try_read_response(false).unwrap_or_else(|| panic!("no early answer; logs:\n{}", gw.logs()));
         assert_eq!((resp.status, resp.header("x-backend")), (413, Some("up")));
+    }
+
+    // The client sends each chunk once the one before came back: a route with a mirror must not
+    // wait for the whole body before the request goes.
+    fn a_mirrored_route_streams_a_body_both_ways_and_the_mirror_gets_it_whole(driver) {
+        let echo = Backend::with_mode("echo", Mode::Echo);
+        let shadow = Backend::start("shadow");
+        let http = "  - mirror:\n      host: shadow.local\n    route:\n    - destination:\n        host: app.local\n";
+        let entries = vec![
+            service_entry("app", "app.local", 80, &[echo.port()]),
+            service_entry("shadow", "shadow.local", 80, &[shadow.port()]),
+        ];
+        let (gw, addr) = gateway!(driver).start_app(http, entries);
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = "POST /echo HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\n\r\n";
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        let mut read_until = |conn: &mut std::net::TcpStream, want: &[u8]| {
+            while !seen.windows(want.len()).any(|w| w == want) {
+                let mut buf = [0; 4096];
+                let n = conn.read(&mut buf).unwrap_or_else(|e| {
+                    panic!("{:?} did not come back: {e}; got {:?}; logs:\n{}", String::from_utf8_lossy(want), String::from_utf8_lossy(&seen), gw.logs())
+                });
+                assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&buf[..n]);
+            }
+        };
+        for i in 0..3 {
+            let chunk = format!("6\r\nping-{i}\r\n");
+            conn.write_all(chunk.as_bytes()).unwrap();
+            read_until(&mut conn, chunk.as_bytes());
+        }
+        conn.write_all(b"0\r\n\r\n").unwrap();
+        read_until(&mut conn, b"0\r\n\r\n");
+        assert!(support::wait_until(Duration::from_secs(5), || shadow.count() == 1).is_some(), "the mirror got nothing");
+        assert_eq!(shadow.last().body, b"ping-0ping-1ping-2");
     }
 }

@@ -145,10 +145,11 @@ impl<C: Client> Exchange<'_, C> {
             r.cluster(&snap.cluster(cluster).name);
         }
         let retries = &route.policy.retries;
-        // A small body is worth holding whole when a retry or a mirror may need it again; only
-        // a mirror waits for all of it (a retry replays the copy kept as the body streams).
+        // A small body is worth holding whole when a retry or a mirror may need it again; none
+        // is waited for (the replay copy kept as the body streams serves both), so that a
+        // client that waits for an answer before it sends on gets one.
         let mirrored = !extras.mirrors.is_empty();
-        if (mirrored || retry_wanted(retries, meta)) && self.client.hold_body(mirrored).await.is_err() {
+        if (mirrored || retry_wanted(retries, meta)) && self.client.hold_body().await.is_err() {
             return Forwarded::Cut;
         }
         // Small bodies already read go out with the head, and stay replayable.
@@ -161,14 +162,17 @@ impl<C: Client> Exchange<'_, C> {
             }
         }
         let inline = inline.is_some();
+        let mut mirrors = extras.mirrors;
         if inline {
-            for mut copy in extras.mirrors {
+            for mut copy in mirrors.drain(..) {
                 copy.bytes.extend_from_slice(&self.out[head_end..]);
                 mirror::send(self.ctx, snap, copy, extras.timeout);
             }
-        } else if !extras.mirrors.is_empty() {
-            tracing::debug!(peer = %self.peer, "request body too large to hold for a mirror: not mirrored");
         }
+        // A streamed body is kept as it goes up, within the copy's bound, for a retry or a
+        // mirror.
+        let abandoned = Cell::new(false);
+        let mut replay = Replay::new(!inline && (mirrored || retry_wanted(retries, meta)), &abandoned);
         let mut response =
             headers::response(&dest.headers.response, &route.policy.response, &extras.cors, extras.accept);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
@@ -181,12 +185,25 @@ impl<C: Client> Exchange<'_, C> {
             (t, _) => (t, ProxyError::UpstreamTimeout),
         };
         let outgoing = Outgoing { head_end, lines: extras.try_lines, inline, timeout: extras.timeout };
-        let exchange = self.exchange(snap, cluster, route, meta, outgoing, &response);
+        let exchange = self.exchange(snap, cluster, route, meta, outgoing, &mut replay, &response);
         let result = match timeout {
             Some(t) => monoio::time::timeout(t, exchange).await.ok(),
             None => Some(exchange.await),
         };
         let result = result.unwrap_or_else(|| Err(self.failure(expired)));
+        if !mirrors.is_empty() {
+            // The mirrors of a streamed body go once it went up whole within the copy: Envoy
+            // (since 1.33, `streaming_shadow`) streams a shadow alongside at any size; Strait
+            // holds one body's copy at most, so a larger one is not mirrored.
+            if matches!(result, Ok(Forwarded::Done { request_whole: true })) && replay.kept() {
+                for mut copy in mirrors {
+                    copy.bytes.extend_from_slice(&replay.bytes);
+                    mirror::send(self.ctx, snap, copy, extras.timeout);
+                }
+            } else {
+                tracing::debug!(peer = %self.peer, "request body not held whole for a mirror: not mirrored");
+            }
+        }
         match result {
             Ok(forwarded) => forwarded,
             Err(Failure { err, response_started }) => {
@@ -224,6 +241,7 @@ impl<C: Client> Exchange<'_, C> {
         route: &Route,
         meta: ReqMeta,
         mut outgoing: Outgoing,
+        replay: &mut Replay<'_>,
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let (retries, inline) = (&route.policy.retries, outgoing.inline);
@@ -233,8 +251,7 @@ impl<C: Client> Exchange<'_, C> {
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
         let mut retry_slot = None;
         // A streamed body's statuses are retried while its copy can resend it.
-        let abandoned = Cell::new(false);
-        let mut replay = Replay::new(!inline && retry_wanted(retries, meta), &abandoned);
+        let abandoned = replay.abandoned;
         let statuses_retried = (inline || replay.kept()) && retry::retries_statuses(retries, meta.grpc);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
@@ -259,13 +276,13 @@ impl<C: Client> Exchange<'_, C> {
             let try_once = Try {
                 endpoint: pick.endpoint,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
-                abandoned: &abandoned,
+                abandoned,
                 counters: &pick.counters,
                 cluster: cl,
                 live,
                 stats: &cluster_stats,
             };
-            let tried_once = self.try_endpoint(try_once, meta, inline, &mut replay, response);
+            let tried_once = self.try_endpoint(try_once, meta, inline, replay, response);
             let result = match retries.per_try_timeout {
                 Some(t) => monoio::time::timeout(t, tried_once)
                     .await

@@ -42,10 +42,10 @@ pub(in crate::http) trait Client {
     fn body(&self) -> Option<Self::Body>;
 
     /// Reads the rest of a small request body (at most [`crate::http::body::INLINE_BODY`])
-    /// that the client sends unasked, so that a retry or a mirror can send it again. Unless
-    /// `wait` (a mirror needs the whole body before it can go), a lent body takes only what
-    /// has arrived: a client that waits for an answer before it sends on must get one.
-    async fn hold_body(&mut self, wait: bool) -> io::Result<()>;
+    /// that the client sends unasked, so that a retry or a mirror can send it again. A lent
+    /// body takes only what has arrived: a client that waits for an answer before it sends on
+    /// must get one.
+    async fn hold_body(&mut self) -> io::Result<()>;
 
     /// Moves the request body behind the upstream head in `out` when it is all here and small,
     /// which makes the request replayable; its length as the client sent it.

@@ -176,16 +176,16 @@ impl<'a, S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'a, S> {
     }
 
     /// Not when the client waits for `100 Continue`: it sends nothing before the upstream asks.
-    /// A chunked body (a client that streams) only with `wait`, or when it cannot be lent: one
-    /// that waits for an answer before it sends on must get one. A small body of known length
+    /// A chunked body (a client that streams) only when it cannot be lent: one that waits for
+    /// an answer before it sends on must get one. A small body of known length
     /// comes unasked: it is read whole, to go up with the head.
     #[allow(clippy::await_holding_refcell_ref)] // Before the exchange lends the body out.
-    async fn hold_body(&mut self, wait: bool) -> io::Result<()> {
+    async fn hold_body(&mut self) -> io::Result<()> {
         let mut body = self.body.borrow_mut();
         let framing = body.framing;
         let small = match framing {
             BodyFraming::ContentLength(n) => n <= INLINE_BODY as u64,
-            BodyFraming::Chunked => wait || body.socket.is_none(),
+            BodyFraming::Chunked => body.socket.is_none(),
             BodyFraming::None | BodyFraming::UntilClose => false,
         };
         if !small || self.request.expect_continue {
