@@ -215,6 +215,13 @@ impl<Io: AsyncReadRent, C: Session, B: BorrowMut<ReadBuf>, O> TlsStream<Io, C, B
         // tells a close without close_notify (UnexpectedEof) from a clean one.
         let rb = self.rb.borrow_mut();
         let eof = rb.is_empty() && rb.fill(&mut self.tcp, READ_ROOM).await? == 0;
+        self.take_records()?;
+        Ok(eof)
+    }
+
+    /// Hands rustls the records in the read buffer and has them processed.
+    fn take_records(&mut self) -> io::Result<()> {
+        let rb = self.rb.borrow_mut();
         let mut data = rb.data();
         let before = data.len();
         self.conn.with(|conn| conn.read_tls(&mut data))?;
@@ -222,8 +229,36 @@ impl<Io: AsyncReadRent, C: Session, B: BorrowMut<ReadBuf>, O> TlsStream<Io, C, B
         rb.consume(taken);
         self.conn
             .with(|conn| conn.process_new_packets().map(drop))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(eof)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl<C: Session> LentRead<'_, C> {
+    /// Waits until the peer sent data (a TLS 1.3 session ticket alone is no answer) or ended
+    /// the session; the data then waits in the session for the whole stream's reads. The
+    /// socket is read only once readable and without an await after, so dropping the wait (the
+    /// body it raced went up first) loses nothing.
+    pub async fn answered(&mut self) -> io::Result<()> {
+        loop {
+            let waiting = self
+                .conn
+                .with(|conn| matches!(conn.reader().fill_buf(), Err(e) if e.kind() == io::ErrorKind::WouldBlock));
+            if !waiting {
+                return Ok(());
+            }
+            self.tcp.readable(false).await?;
+            match self.rb.fill_now(self.tcp.as_raw_fd(), READ_ROOM) {
+                Ok(0) => return Ok(()),
+                // A session error is the stream's reads' to report.
+                Ok(_) => {
+                    if self.take_records().is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

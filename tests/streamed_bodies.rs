@@ -12,15 +12,28 @@ use std::time::Duration;
 use support::backend::{Backend, Mode};
 use support::client::Conn;
 use support::config::{app_behind_rule, docs, http_gateway, service_entry};
-use support::tls::{route_all, tls_destination_rule, Ca, TlsBackend};
+use support::tls::{route_all, server as tls_server, simple_tls, tls_destination_rule, Ca, TlsBackend, TlsClient};
 use support::Driver;
 
-/// A gateway on its own port routing `up.test` to `backend` over TLS (SIMPLE), and that port.
-fn behind_tls(driver: Driver, backend: &TlsBackend, ca: &Ca, dir: &std::path::Path) -> (support::Gateway, SocketAddr) {
+/// A gateway on its own port routing `up.test` to `backend` over TLS (SIMPLE), and that port;
+/// `https`: the port serves TLS too.
+fn behind_tls(
+    driver: Driver,
+    backend: &TlsBackend,
+    ca: &Ca,
+    dir: &std::path::Path,
+    https: bool,
+) -> (support::Gateway, SocketAddr) {
     let ca_file = ca.write(dir, "ca");
     let port = support::free_port();
+    let server = if https {
+        let (crt, key) = ca.server(&["up.test"]).write(dir, "gateway");
+        support::tls::gateway("gw", &[tls_server(port, "https", "HTTPS", &["*"], &simple_tls(&crt, &key))])
+    } else {
+        http_gateway("gw", port, &["*"])
+    };
     let config = docs(&[
-        http_gateway("gw", port, &["*"]),
+        server,
         route_all("up", &["gw"], &["up.test"], "up.example.com"),
         service_entry("up", "up.example.com", 443, &[backend.port()]),
         tls_destination_rule(
@@ -82,8 +95,9 @@ both_drivers! {
         let pieces = vec![vec![b'x'; 8192]; 3];
         assert_eq!(post_in_pieces(addr, &pieces), (503, "bad".to_string()));
         assert_eq!(bad.count(), 1, "not retried");
-        let (_, stats) = gw.admin_get("/stats/prometheus");
-        assert_eq!(support::metric_sum(&stats, "envoy_cluster_retry_or_shadow_abandoned"), 1.0, "{stats}");
+        // Counted as the exchange ends, which may be just after the client has the answer.
+        let abandoned = || support::metric_sum(&gw.admin_get("/stats/prometheus").1, "envoy_cluster_retry_or_shadow_abandoned");
+        assert!(support::wait_until(Duration::from_secs(5), || abandoned() == 1.0).is_some(), "counted {}", abandoned());
     }
 
     // The body must not go up whole before the answer is read: the client sends a kilobyte of
@@ -92,12 +106,26 @@ both_drivers! {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new("streamed bodies ca");
         let backend = TlsBackend::start("up", &ca.server(&["up.example.com"]), None);
-        let (gw, addr) = behind_tls(driver, &backend, &ca, dir.path());
+        let (gw, addr) = behind_tls(driver, &backend, &ca, dir.path(), false);
         let mut c = Conn::open(addr);
         c.reader.get_mut().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let head = "POST /early/413 HTTP/1.1\r\nHost: up.test\r\nContent-Length: 1048576\r\n\r\n";
         c.send(format!("{head}{}", "x".repeat(1024)).as_bytes());
         let resp = c.try_read_response(false).unwrap_or_else(|| panic!("no early answer; logs:\n{}", gw.logs()));
+        assert_eq!((resp.status, resp.header("x-backend")), (413, Some("up")));
+    }
+
+    // The same from an HTTP/1.1 client over TLS, whose body goes up through the client's own
+    // session while the upstream's is watched for an answer.
+    fn a_tls_client_gets_the_early_answer_of_an_upstream_over_tls(driver) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("streamed bodies ca");
+        let backend = TlsBackend::start("up", &ca.server(&["up.example.com"]), None);
+        let (gw, addr) = behind_tls(driver, &backend, &ca, dir.path(), true);
+        let mut c = TlsClient::new(&ca).open(addr, "up.test").unwrap();
+        let head = "POST /early/413 HTTP/1.1\r\nHost: up.test\r\nContent-Length: 1048576\r\n\r\n";
+        c.send(format!("{head}{}", "x".repeat(1024)).as_bytes()).unwrap();
+        let resp = c.read_response().unwrap_or_else(|e| panic!("no early answer: {e}; logs:\n{}", gw.logs()));
         assert_eq!((resp.status, resp.header("x-backend")), (413, Some("up")));
     }
 

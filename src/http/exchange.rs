@@ -233,7 +233,8 @@ impl<C: Client> Exchange<'_, C> {
     }
 
     /// Connect, send, and relay the response, trying again as the route's retry policy says;
-    /// `out` holds the request as `outgoing` tells.
+    /// `out` holds the request as `outgoing` tells, `replay` the copy of a body that streams.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &mut self,
         snap: &Generation,

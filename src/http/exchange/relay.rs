@@ -22,7 +22,7 @@ use crate::http::head::ReqMeta;
 use crate::http::headers::Merged;
 use crate::http::retry;
 use crate::snapshot::RetryPolicy;
-use crate::upstream::{Observation, UpstreamConn, UPSTREAM_BUF};
+use crate::upstream::{Observation, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 
 /// What a parsed response head decided, kept once the head's borrow ends.
 enum ResponseStart {
@@ -193,17 +193,25 @@ impl<C: Client> Exchange<'_, C> {
         conn: &mut UpstreamConn,
         replay: &mut Replay<'_>,
     ) -> Result<bool, Failure> {
-        let watcher = match conn.watcher() {
-            Ok(w) => w,
-            Err(e) => return Err(Failure::before(ProxyError::UpstreamIo(e))),
-        };
-        let copy = self.client.send_body(&mut conn.stream, replay);
-        let res = match watcher {
-            Some(watcher) => monoio::select! {
-                res = copy => res,
-                _ = watcher.readable(false) => return Ok(false),
-            },
-            None => copy.await,
+        let io = |e| Failure::before(ProxyError::UpstreamIo(e));
+        let res = if let UpstreamStream::Tls(tls) = &mut conn.stream {
+            // Over TLS a readable socket may only carry the server's session tickets: the
+            // session's reader tells an answer.
+            let (mut reader, mut writer) = tls.lend().map_err(io)?;
+            monoio::select! {
+                res = self.client.send_body(&mut writer, replay) => res,
+                answered = reader.answered() => return answered.map(|()| false).map_err(io),
+            }
+        } else {
+            let watcher = conn.watcher().map_err(io)?;
+            let copy = self.client.send_body(&mut conn.stream, replay);
+            match watcher {
+                Some(watcher) => monoio::select! {
+                    res = copy => res,
+                    _ = watcher.readable(false) => return Ok(false),
+                },
+                None => copy.await,
+            }
         };
         res.map(|()| true).map_err(|e| Failure::before(request_body_error(e)))
     }
