@@ -86,10 +86,23 @@ impl ReadBuf {
         res
     }
 
-    /// The buffer's spare capacity (at least `min_room` bytes, consumed bytes dropped first)
-    /// as the target of one read. monoio reads into a whole `Vec` from index 0, so the read
-    /// must get a slice starting at `len` to append.
-    fn spare(&mut self, min_room: usize) -> SliceMut<Vec<u8>> {
+    /// Appends what socket `fd` holds now, without waiting (`WouldBlock` when nothing is
+    /// there); `Ok(0)` is EOF. Nothing is in flight when it returns: a wait for readiness that
+    /// precedes it may be dropped at any point without losing a byte.
+    pub fn fill_now(&mut self, fd: std::os::fd::RawFd, min_room: usize) -> io::Result<usize> {
+        self.make_room(min_room);
+        let spare = self.buf.spare_capacity_mut();
+        // SAFETY: `spare` is valid for writes of its length; MSG_DONTWAIT never blocks, and a
+        // closed or foreign `fd` only makes recv fail.
+        let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), libc::MSG_DONTWAIT) };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        // SAFETY: recv initialised the first `n` spare bytes.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        Ok(n)
+    }
+
+    /// Drops consumed bytes and makes room for at least `min_room` more.
+    fn make_room(&mut self, min_room: usize) {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -97,6 +110,13 @@ impl ReadBuf {
         if self.buf.capacity() - self.buf.len() < min_room {
             self.buf.reserve(min_room);
         }
+    }
+
+    /// The buffer's spare capacity (at least `min_room` bytes, consumed bytes dropped first)
+    /// as the target of one read. monoio reads into a whole `Vec` from index 0, so the read
+    /// must get a slice starting at `len` to append.
+    fn spare(&mut self, min_room: usize) -> SliceMut<Vec<u8>> {
+        self.make_room(min_room);
         let buf = std::mem::take(&mut self.buf);
         let (len, cap) = (buf.len(), buf.capacity());
         buf.slice_mut(len..cap)

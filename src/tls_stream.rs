@@ -3,11 +3,15 @@
 //! rather than taken from monoio-rustls for three reasons: no second pair of zeroed 16 KiB
 //! buffers per connection (both allocated at accept and held while the connection idles), what
 //! rustls queued after the handshake (the TLS 1.3 session ticket) leaves in the same send as the
-//! first answer, and a relay's two halves share the session soundly ([`Duplex`]).
+//! first answer, and a relay's two halves share the session soundly ([`Duplex`]), as do the
+//! two handles an exchange lends a connection for a moment ([`TlsStream::lend`]).
 
+use std::borrow::BorrowMut;
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::ptr::NonNull;
 use std::rc::Rc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -25,14 +29,15 @@ use crate::duplex::Duplex;
 const READ_ROOM: usize = 16 * 1024 + 5;
 
 /// rustls over `tcp`: whole (a client's connection, terminated; a [`ClientStream`]), or one of
-/// its halves, which then see the session through a [`Shared`].
-pub struct TlsStream<Io, C> {
+/// its halves, which then see the session through a [`Shared`] (or a [`Lent`] one, their
+/// buffers borrowed from the whole stream).
+pub struct TlsStream<Io, C, B = ReadBuf, O = Vec<u8>> {
     tcp: Io,
     conn: C,
     /// Bytes read from the peer that rustls has not taken yet (the read side's).
-    rb: ReadBuf,
+    rb: B,
     /// Records on their way out, kept between writes for its allocation (the write side's).
-    out: Vec<u8>,
+    out: O,
 }
 
 /// A connection to an upstream, originated.
@@ -70,7 +75,51 @@ impl<C: Session> Session for Shared<C> {
     type Side = C::Side;
 
     fn with<R>(&mut self, f: impl FnOnce(&mut ConnectionCommon<Self::Side>) -> R) -> R {
-        self.borrow_mut().with(f)
+        RefCell::borrow_mut(self).with(f)
+    }
+}
+
+/// A session lent for a moment to two handles that drive it at once on this core (a request
+/// body going up while the response comes down), borrowed from the whole stream for `'a`.
+pub struct Lent<'a, C> {
+    conn: NonNull<C>,
+    _borrow: PhantomData<&'a mut C>,
+}
+
+impl<C: Session> Session for Lent<'_, C> {
+    type Side = C::Side;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut ConnectionCommon<Self::Side>) -> R) -> R {
+        // SAFETY: `conn` comes from the `&'a mut` that `TlsStream::lend` took, so nothing else
+        // reaches the session while a `Lent` lives; its two copies are on one thread (a
+        // `NonNull` is not `Send`), and each reaches it only inside `f`, a closure of this
+        // module that touches rustls alone and never awaits, so the two never hold it at once.
+        unsafe { self.conn.as_mut() }.with(f)
+    }
+}
+
+/// The read handle [`TlsStream::lend`] gives: a second descriptor on the socket, the stream's
+/// read buffer.
+pub type LentRead<'a, C> = TlsStream<TcpStream, Lent<'a, C>, &'a mut ReadBuf, Vec<u8>>;
+
+/// The write handle [`TlsStream::lend`] gives: the stream's socket and record buffer.
+pub type LentWrite<'a, C> = TlsStream<&'a mut TcpStream, Lent<'a, C>, ReadBuf, &'a mut Vec<u8>>;
+
+impl<C: Session> TlsStream<TcpStream, C> {
+    /// Two handles on this stream that may each wait while the other works: one reads (from a
+    /// second descriptor on the socket, as a plain connection's watcher does), the other writes,
+    /// and both drive the one session. What the reader read and rustls did not take yet stays
+    /// in this stream's buffer, so the stream carries on whole once both are gone.
+    pub fn lend(&mut self) -> io::Result<(LentRead<'_, C>, LentWrite<'_, C>)> {
+        // SAFETY: the descriptor is this stream's socket, open for this borrow; it is only
+        // duplicated.
+        let dup = unsafe { BorrowedFd::borrow_raw(self.tcp.as_raw_fd()) }.try_clone_to_owned()?;
+        let reader = TcpStream::from_std(std::net::TcpStream::from(dup))?;
+        let conn = NonNull::from(&mut self.conn);
+        let lent = || Lent { conn, _borrow: PhantomData };
+        let read = TlsStream { tcp: reader, conn: lent(), rb: &mut self.rb, out: Vec::new() };
+        let write = TlsStream { tcp: &mut self.tcp, conn: lent(), rb: ReadBuf::with_capacity(0), out: &mut self.out };
+        Ok((read, write))
     }
 }
 
@@ -132,7 +181,7 @@ where
     }
 }
 
-impl<Io: AsyncReadRent, C: Session> TlsStream<Io, C> {
+impl<Io: AsyncReadRent, C: Session, B: BorrowMut<ReadBuf>, O> TlsStream<Io, C, B, O> {
     /// Copies received plaintext into `dst` (at most `len` bytes at `dst`), reading records from
     /// the socket until there is some; `Ok(0)` is the peer's close_notify.
     async fn read_into(&mut self, dst: *mut u8, len: usize) -> io::Result<usize> {
@@ -164,37 +213,73 @@ impl<Io: AsyncReadRent, C: Session> TlsStream<Io, C> {
     async fn read_records(&mut self) -> io::Result<bool> {
         // At the peer's end of stream `data` is empty, and that read tells rustls so: it then
         // tells a close without close_notify (UnexpectedEof) from a clean one.
-        let eof = self.rb.is_empty() && self.rb.fill(&mut self.tcp, READ_ROOM).await? == 0;
-        let mut data = self.rb.data();
+        let rb = self.rb.borrow_mut();
+        let eof = rb.is_empty() && rb.fill(&mut self.tcp, READ_ROOM).await? == 0;
+        self.take_records()?;
+        Ok(eof)
+    }
+
+    /// Hands rustls the records in the read buffer and has them processed.
+    fn take_records(&mut self) -> io::Result<()> {
+        let rb = self.rb.borrow_mut();
+        let mut data = rb.data();
         let before = data.len();
         self.conn.with(|conn| conn.read_tls(&mut data))?;
         let taken = before - data.len();
-        self.rb.consume(taken);
+        rb.consume(taken);
         self.conn
             .with(|conn| conn.process_new_packets().map(drop))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(eof)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
-impl<Io: AsyncWriteRent, C: Session> TlsStream<Io, C> {
+impl<C: Session> LentRead<'_, C> {
+    /// Waits until the peer sent data (a TLS 1.3 session ticket alone is no answer) or ended
+    /// the session; the data then waits in the session for the whole stream's reads. The
+    /// socket is read only once readable and without an await after, so dropping the wait (the
+    /// body it raced went up first) loses nothing.
+    pub async fn answered(&mut self) -> io::Result<()> {
+        loop {
+            let waiting = self
+                .conn
+                .with(|conn| matches!(conn.reader().fill_buf(), Err(e) if e.kind() == io::ErrorKind::WouldBlock));
+            if !waiting {
+                return Ok(());
+            }
+            self.tcp.readable(false).await?;
+            match self.rb.fill_now(self.tcp.as_raw_fd(), READ_ROOM) {
+                Ok(0) => return Ok(()),
+                // A session error is the stream's reads' to report.
+                Ok(_) => {
+                    if self.take_records().is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl<Io: AsyncWriteRent, C: Session, B, O: BorrowMut<Vec<u8>>> TlsStream<Io, C, B, O> {
     /// `queued` (plaintext handed to rustls), once the records rustls made of it are sent: in
     /// one write when they fit.
     async fn sent(&mut self, queued: io::Result<usize>) -> io::Result<usize> {
         let n = queued?;
         while self.conn.with(|conn| conn.wants_write()) {
-            let mut out = std::mem::take(&mut self.out);
+            let mut out = std::mem::take(self.out.borrow_mut());
             out.clear();
             self.conn.with(|conn| conn.write_tls(&mut out))?;
             let (res, out) = self.tcp.write_all(out).await;
-            self.out = out;
+            *self.out.borrow_mut() = out;
             res?;
         }
         Ok(n)
     }
 }
 
-impl<Io: AsyncReadRent, C: Session> AsyncReadRent for TlsStream<Io, C> {
+impl<Io: AsyncReadRent, C: Session, B: BorrowMut<ReadBuf>, O> AsyncReadRent for TlsStream<Io, C, B, O> {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         read_rent(buf, async |ptr, len| self.read_into(ptr, len).await).await
     }
@@ -204,7 +289,7 @@ impl<Io: AsyncReadRent, C: Session> AsyncReadRent for TlsStream<Io, C> {
     }
 }
 
-impl<Io: AsyncWriteRent, C: Session> AsyncWriteRent for TlsStream<Io, C> {
+impl<Io: AsyncWriteRent, C: Session, B, O: BorrowMut<Vec<u8>>> AsyncWriteRent for TlsStream<Io, C, B, O> {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: monoio's contract: `read_ptr` points at `bytes_init` initialised bytes.
         let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };

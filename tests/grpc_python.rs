@@ -3,7 +3,8 @@
 //! backend behind a ServiceEntry port of protocol GRPC (an HTTP/2 upstream): unary, server and
 //! client streaming, bidi streaming of a request sent whole, deadlines, cancellation, 4 MiB
 //! messages and error statuses with trailing metadata, and a bidi call whose client waits for
-//! each answer before it sends on (under the default retry policy, over h2c and TLS). Needs
+//! each answer before it sends on (under the default retry policy, over h2c and TLS, and to a
+//! backend over TLS). Needs
 //! `python3` with `grpcio` (`.ci/run` installs it).
 
 use strait_test_support::{self as support, both_drivers, gateway};
@@ -41,9 +42,15 @@ struct PyServer {
 
 impl PyServer {
     fn start() -> PyServer {
+        Self::start_with(&[])
+    }
+
+    /// With server.py's arguments (a certificate and key file: over TLS).
+    fn start_with(args: &[&std::path::Path]) -> PyServer {
         require_grpcio();
         let mut child = Command::new("python3")
             .arg(scripts().join("server.py"))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -168,5 +175,24 @@ both_drivers! {
         let _gw = gateway!(driver).file("gw.yaml", &yaml).start();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         assert_eq!(call_with(addr, "bidi", &[ca_file.to_str().unwrap()]), "re:one re:two re:three");
+    }
+
+    // The upstream over TLS (DestinationRule SIMPLE): its session carries each message up
+    // while the answers come down.
+    fn a_bidi_call_that_waits_for_each_answer_gets_it_from_a_backend_over_tls(driver) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("grpc test ca");
+        let (crt, key) = ca.server(&["app.local"]).write(dir.path(), "backend");
+        let ca_file = ca.write(dir.path(), "ca");
+        let server = PyServer::start_with(&[&crt, &key]);
+        let entry = service_entry("app", "app.local", 80, &[server.port]).replace("protocol: HTTP", "protocol: GRPC");
+        let rule = support::tls::tls_destination_rule(
+            "app",
+            "app.local",
+            &format!("{{mode: SIMPLE, caCertificates: \"{}\", sni: app.local}}", ca_file.display()),
+        );
+        let (_gw, addr) =
+            gateway!(driver).start_app("  - route:\n    - destination:\n        host: app.local\n", vec![entry, rule]);
+        assert_eq!(call(addr, "bidi"), "re:one re:two re:three");
     }
 }

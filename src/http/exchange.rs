@@ -20,10 +20,10 @@ use super::plan::Extras;
 use super::retry::{self, TryFailure};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{ClusterId, Destination, Route, UpstreamProtocol};
-use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn};
+use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn, UpstreamStream};
 use attempt::{retried, Failure, Try};
 pub(super) use client::{Client, RequestBody};
-use relay::{alongside, Relayed, Source};
+use relay::{Relayed, Source};
 
 mod attempt;
 mod client;
@@ -46,18 +46,20 @@ struct Outgoing {
 /// streams the body up, up to its buffer limit: here [`INLINE_BODY`], the one bound Strait
 /// holds a request body to. Past it the copy is dropped and the request is no longer retried
 /// (Envoy's `retry_or_shadow_abandoned`); the body streams on.
-pub(in crate::http) struct Replay {
+pub(in crate::http) struct Replay<'k> {
     /// The body so far, in the upstream's HTTP/1.1 framing.
     bytes: Vec<u8>,
     /// No copy is kept: none was wanted, or the body outgrew the bound.
     off: bool,
-    /// The body outgrew the bound.
-    abandoned: bool,
+    /// The body outgrew the bound: a flag apart from the copy, which the try's upload holds
+    /// while its response relay reads this (a retriable status is only retried while the copy
+    /// can resend the body, as Envoy's router does while the body is still buffered).
+    abandoned: &'k Cell<bool>,
 }
 
-impl Replay {
-    fn new(wanted: bool) -> Self {
-        Replay { bytes: Vec::new(), off: !wanted, abandoned: false }
+impl<'k> Replay<'k> {
+    fn new(wanted: bool, abandoned: &'k Cell<bool>) -> Self {
+        Replay { bytes: Vec::new(), off: !wanted, abandoned }
     }
 
     /// Keeps `data`, the next bytes of the body, while the copy stays within its bound;
@@ -67,7 +69,8 @@ impl Replay {
             return false;
         }
         if self.bytes.len() + data.len() > INLINE_BODY {
-            (self.off, self.abandoned) = (true, true);
+            self.off = true;
+            self.abandoned.set(true);
             self.bytes = Vec::new();
             return false;
         }
@@ -142,10 +145,11 @@ impl<C: Client> Exchange<'_, C> {
             r.cluster(&snap.cluster(cluster).name);
         }
         let retries = &route.policy.retries;
-        // A small body is worth holding whole when a retry or a mirror may need it again; only
-        // a mirror waits for all of it (a retry replays the copy kept as the body streams).
+        // A small body is worth holding whole when a retry or a mirror may need it again; none
+        // is waited for (the replay copy kept as the body streams serves both), so that a
+        // client that waits for an answer before it sends on gets one.
         let mirrored = !extras.mirrors.is_empty();
-        if (mirrored || retry_wanted(retries, meta)) && self.client.hold_body(mirrored).await.is_err() {
+        if (mirrored || retry_wanted(retries, meta)) && self.client.hold_body().await.is_err() {
             return Forwarded::Cut;
         }
         // Small bodies already read go out with the head, and stay replayable.
@@ -158,14 +162,17 @@ impl<C: Client> Exchange<'_, C> {
             }
         }
         let inline = inline.is_some();
+        let mut mirrors = extras.mirrors;
         if inline {
-            for mut copy in extras.mirrors {
+            for mut copy in mirrors.drain(..) {
                 copy.bytes.extend_from_slice(&self.out[head_end..]);
                 mirror::send(self.ctx, snap, copy, extras.timeout);
             }
-        } else if !extras.mirrors.is_empty() {
-            tracing::debug!(peer = %self.peer, "request body too large to hold for a mirror: not mirrored");
         }
+        // A streamed body is kept as it goes up, within the copy's bound, for a retry or a
+        // mirror.
+        let abandoned = Cell::new(false);
+        let mut replay = Replay::new(!inline && (mirrored || retry_wanted(retries, meta)), &abandoned);
         let mut response =
             headers::response(&dest.headers.response, &route.policy.response, &extras.cors, extras.accept);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
@@ -178,12 +185,25 @@ impl<C: Client> Exchange<'_, C> {
             (t, _) => (t, ProxyError::UpstreamTimeout),
         };
         let outgoing = Outgoing { head_end, lines: extras.try_lines, inline, timeout: extras.timeout };
-        let exchange = self.exchange(snap, cluster, route, meta, outgoing, &response);
+        let exchange = self.exchange(snap, cluster, route, meta, outgoing, &mut replay, &response);
         let result = match timeout {
             Some(t) => monoio::time::timeout(t, exchange).await.ok(),
             None => Some(exchange.await),
         };
         let result = result.unwrap_or_else(|| Err(self.failure(expired)));
+        if !mirrors.is_empty() {
+            // The mirrors of a streamed body go once it went up whole within the copy: Envoy
+            // (since 1.33, `streaming_shadow`) streams a shadow alongside at any size; Strait
+            // holds one body's copy at most, so a larger one is not mirrored.
+            if matches!(result, Ok(Forwarded::Done { request_whole: true })) && replay.kept() {
+                for mut copy in mirrors {
+                    copy.bytes.extend_from_slice(&replay.bytes);
+                    mirror::send(self.ctx, snap, copy, extras.timeout);
+                }
+            } else {
+                tracing::debug!(peer = %self.peer, "request body not held whole for a mirror: not mirrored");
+            }
+        }
         match result {
             Ok(forwarded) => forwarded,
             Err(Failure { err, response_started }) => {
@@ -213,7 +233,8 @@ impl<C: Client> Exchange<'_, C> {
     }
 
     /// Connect, send, and relay the response, trying again as the route's retry policy says;
-    /// `out` holds the request as `outgoing` tells.
+    /// `out` holds the request as `outgoing` tells, `replay` the copy of a body that streams.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &mut self,
         snap: &Generation,
@@ -221,6 +242,7 @@ impl<C: Client> Exchange<'_, C> {
         route: &Route,
         meta: ReqMeta,
         mut outgoing: Outgoing,
+        replay: &mut Replay<'_>,
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let (retries, inline) = (&route.policy.retries, outgoing.inline);
@@ -229,8 +251,9 @@ impl<C: Client> Exchange<'_, C> {
         let policy = &cl.policy;
         // The slot of the retry in flight, if any, under the cluster's `maxRetries`.
         let mut retry_slot = None;
-        let statuses_retried = inline && retry::retries_statuses(retries, meta.grpc);
-        let mut replay = Replay::new(!inline && retry_wanted(retries, meta));
+        // A streamed body's statuses are retried while its copy can resend it.
+        let abandoned = replay.abandoned;
+        let statuses_retried = (inline || replay.kept()) && retry::retries_statuses(retries, meta.grpc);
         let mut tried: [usize; 8] = [usize::MAX; 8];
         let mut attempt = 0usize;
         let ctx = self.ctx;
@@ -254,12 +277,13 @@ impl<C: Client> Exchange<'_, C> {
             let try_once = Try {
                 endpoint: pick.endpoint,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
+                abandoned,
                 counters: &pick.counters,
                 cluster: cl,
                 live,
                 stats: &cluster_stats,
             };
-            let tried_once = self.try_endpoint(try_once, meta, inline, &mut replay, response);
+            let tried_once = self.try_endpoint(try_once, meta, inline, replay, response);
             let result = match retries.per_try_timeout {
                 Some(t) => monoio::time::timeout(t, tried_once)
                     .await
@@ -323,7 +347,7 @@ impl<C: Client> Exchange<'_, C> {
                 }
             }
         };
-        if replay.abandoned {
+        if abandoned.get() {
             cluster_stats.retry_or_shadow_abandoned.inc();
         }
         result
@@ -336,7 +360,7 @@ impl<C: Client> Exchange<'_, C> {
         at: Try<'_>,
         meta: ReqMeta,
         inline: bool,
-        replay: &mut Replay,
+        replay: &mut Replay<'_>,
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
@@ -395,24 +419,29 @@ impl<C: Client> Exchange<'_, C> {
                 self.client.send_continue().await.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
                 replay.resend(&mut conn.stream).await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
                 // A lent body goes up while the response is read from a second handle on the
-                // socket (none over TLS, where one session carries both ways: the body then
-                // goes up first).
-                let reader = match self.client.body() {
-                    Some(_) => conn.watcher().map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?,
+                // socket; over TLS both handles drive the one session.
+                let lend = |e| Failure::before(ProxyError::UpstreamIo(e));
+                let watcher = match self.client.body() {
+                    Some(_) => conn.watcher().map_err(lend)?,
                     None => None,
                 };
-                match self.client.body().zip(reader) {
-                    Some((body, mut reader)) => {
-                        let upload = body.send(&mut conn.stream, replay);
+                match (self.client.body(), &mut conn.stream, watcher) {
+                    (Some(body), UpstreamStream::Plain(tcp), Some(mut reader)) => {
                         let from = Source { buf: &mut conn.buf, src: &mut reader };
-                        let whole = Cell::new(false);
-                        let relay = self.relay_response(from, meta, sent_at, &at, response, &whole);
                         let (relayed, whole) =
-                            alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))?;
+                            self.both_ways(body, tcp, from, replay, meta, sent_at, &at, response).await?;
                         sent_whole = whole;
                         relayed
                     }
-                    None => {
+                    (Some(body), UpstreamStream::Tls(tls), _) => {
+                        let (mut reader, mut writer) = tls.lend().map_err(lend)?;
+                        let from = Source { buf: &mut conn.buf, src: &mut reader };
+                        let (relayed, whole) =
+                            self.both_ways(body, &mut writer, from, replay, meta, sent_at, &at, response).await?;
+                        sent_whole = whole;
+                        relayed
+                    }
+                    _ => {
                         sent_whole = self.stream_request_body(&mut conn, replay).await?;
                         let from = Source { buf: &mut conn.buf, src: &mut conn.stream };
                         self.relay_response(from, meta, sent_at, &at, response, &Cell::new(sent_whole)).await

@@ -1,5 +1,6 @@
 """A gRPC backend for tests/grpc_python.rs, on grpcio's generic handlers (raw bytes, no
-generated code). Prints its port, then one line per event the tests wait for."""
+generated code), plain or (given a certificate and key file) over TLS. Prints its port, then
+one line per event the tests wait for."""
 
 import sys
 import threading
@@ -69,7 +70,13 @@ def main():
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=LIMITS)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Svc", handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if len(sys.argv) == 3:
+        # A certificate and key file: served over TLS.
+        with open(sys.argv[1], "rb") as crt, open(sys.argv[2], "rb") as key:
+            credentials = grpc.ssl_server_credentials([(key.read(), crt.read())])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     event(f"port {port}")
     # Ends with the test, which closes stdin.

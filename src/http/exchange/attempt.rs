@@ -1,5 +1,6 @@
 //! One try of an exchange (the endpoint, its limits and counters) and how a try fails.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ pub(super) struct Try<'p> {
     /// Its index in the cluster.
     pub(super) endpoint: usize,
     pub(super) retry_statuses: Option<&'p RetryPolicy>,
+    /// The streamed body outgrew its replay copy: its statuses are relayed, not retried.
+    pub(super) abandoned: &'p Cell<bool>,
     /// The endpoint's counters on this worker, which a new connection keeps.
     pub(super) counters: &'p Arc<EndpointCounters>,
     /// Its policy (timeouts, keepalive, `maxRequestsPerConnection`) and circuit breakers.

@@ -26,7 +26,7 @@ use crate::http::codec::{BodyFraming, ResponseEdits, ResponseHead};
 pub(in crate::http) trait RequestBody: Copy {
     /// Streams the rest of the body to `upstream` in HTTP/1.1 framing up to its end, each
     /// piece kept in `replay` (before it is written) while it fits.
-    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError>;
+    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay<'_>) -> Result<(), BodyError>;
 }
 
 pub(in crate::http) trait Client {
@@ -42,10 +42,10 @@ pub(in crate::http) trait Client {
     fn body(&self) -> Option<Self::Body>;
 
     /// Reads the rest of a small request body (at most [`crate::http::body::INLINE_BODY`])
-    /// that the client sends unasked, so that a retry or a mirror can send it again. Unless
-    /// `wait` (a mirror needs the whole body before it can go), a lent body takes only what
-    /// has arrived: a client that waits for an answer before it sends on must get one.
-    async fn hold_body(&mut self, wait: bool) -> io::Result<()>;
+    /// that the client sends unasked, so that a retry or a mirror can send it again. A lent
+    /// body takes only what has arrived: a client that waits for an answer before it sends on
+    /// must get one.
+    async fn hold_body(&mut self) -> io::Result<()>;
 
     /// Moves the request body behind the upstream head in `out` when it is all here and small,
     /// which makes the request replayable; its length as the client sent it.
@@ -57,7 +57,11 @@ pub(in crate::http) trait Client {
 
     /// Streams the rest of the request body to `upstream` up to its end, each piece kept in
     /// `replay` while it fits.
-    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError>;
+    async fn send_body<W: AsyncWriteRent>(
+        &mut self,
+        upstream: &mut W,
+        replay: &mut Replay<'_>,
+    ) -> Result<(), BodyError>;
 
     /// Replaces what `out` holds with the client's copy of the upstream's interim response
     /// head (`raw`, as received); false, and `out` untouched, when the client does not take it.

@@ -47,7 +47,7 @@ impl<C: Client> Exchange<'_, C> {
         at: &Try<'_>,
         meta: ReqMeta,
         inline: bool,
-        replay: &mut Replay,
+        replay: &mut Replay<'_>,
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
@@ -138,7 +138,7 @@ impl<C: Client> Exchange<'_, C> {
         &mut self,
         writer: &mut DataWriter,
         source: &mut H2Response,
-        replay: &mut Replay,
+        replay: &mut Replay<'_>,
     ) -> Result<bool, Failure> {
         let Some(response) = source.response.as_mut() else {
             return Ok(false);

@@ -7,10 +7,10 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Instant;
 
-use monoio::io::AsyncReadRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::attempt::{Failure, Try};
-use super::{Client, Exchange, Replay};
+use super::{Client, Exchange, Replay, RequestBody};
 use crate::buf::ReadBuf;
 use crate::http::body::BodyError;
 use crate::http::body::STREAM_CHUNK;
@@ -22,7 +22,7 @@ use crate::http::head::ReqMeta;
 use crate::http::headers::Merged;
 use crate::http::retry;
 use crate::snapshot::RetryPolicy;
-use crate::upstream::{Observation, UpstreamConn, UPSTREAM_BUF};
+use crate::upstream::{Observation, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 
 /// What a parsed response head decided, kept once the head's borrow ends.
 enum ResponseStart {
@@ -191,21 +191,49 @@ impl<C: Client> Exchange<'_, C> {
     pub(super) async fn stream_request_body(
         &mut self,
         conn: &mut UpstreamConn,
-        replay: &mut Replay,
+        replay: &mut Replay<'_>,
     ) -> Result<bool, Failure> {
-        let watcher = match conn.watcher() {
-            Ok(w) => w,
-            Err(e) => return Err(Failure::before(ProxyError::UpstreamIo(e))),
-        };
-        let copy = self.client.send_body(&mut conn.stream, replay);
-        let res = match watcher {
-            Some(watcher) => monoio::select! {
-                res = copy => res,
-                _ = watcher.readable(false) => return Ok(false),
-            },
-            None => copy.await,
+        let io = |e| Failure::before(ProxyError::UpstreamIo(e));
+        let res = if let UpstreamStream::Tls(tls) = &mut conn.stream {
+            // Over TLS a readable socket may only carry the server's session tickets: the
+            // session's reader tells an answer.
+            let (mut reader, mut writer) = tls.lend().map_err(io)?;
+            monoio::select! {
+                res = self.client.send_body(&mut writer, replay) => res,
+                answered = reader.answered() => return answered.map(|()| false).map_err(io),
+            }
+        } else {
+            let watcher = conn.watcher().map_err(io)?;
+            let copy = self.client.send_body(&mut conn.stream, replay);
+            match watcher {
+                Some(watcher) => monoio::select! {
+                    res = copy => res,
+                    _ = watcher.readable(false) => return Ok(false),
+                },
+                None => copy.await,
+            }
         };
         res.map(|()| true).map_err(|e| Failure::before(request_body_error(e)))
+    }
+
+    /// Streams the lent `body` up through `to` while the response is relayed `from` (see
+    /// [`alongside`]); the relay's end, and whether the body went up whole.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn both_ways<R: AsyncReadRent, W: AsyncWriteRent>(
+        &mut self,
+        body: C::Body,
+        to: &mut W,
+        from: Source<'_, R>,
+        replay: &mut Replay<'_>,
+        meta: ReqMeta,
+        sent_at: Instant,
+        at: &Try<'_>,
+        response: &Merged<'_>,
+    ) -> Result<(Result<Relayed, Failure>, bool), Failure> {
+        let upload = body.send(to, replay);
+        let whole = Cell::new(false);
+        let relay = self.relay_response(from, meta, sent_at, at, response, &whole);
+        alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))
     }
 
     /// A try's failure for a request body that could not go up.
@@ -248,7 +276,8 @@ impl<C: Client> Exchange<'_, C> {
                 let data = buf.data();
                 match codec::parse_response(data, &mut slots, meta.is_head, &Limits::default()) {
                     Ok(Some(head)) => {
-                        if let Some(err) = at.retry_statuses.and_then(|p| retried(p, &head, meta.grpc)) {
+                        let retry_statuses = at.retry_statuses.filter(|_| !at.abandoned.get());
+                        if let Some(err) = retry_statuses.and_then(|p| retried(p, &head, meta.grpc)) {
                             return Err(Failure::before(err));
                         }
                         let raw = &data[..head.head_len];

@@ -112,21 +112,17 @@ impl<'a> H2Body<'a> {
         poll_fn(|cx| self.poll_data(cx)).await
     }
 
-    /// Holds what the request's DATA brought so far, up to its end or past
-    /// [`INLINE_BODY`]; with `wait`, waits for it.
-    async fn hold(&mut self, wait: bool) -> io::Result<()> {
+    /// Holds what the request's DATA brought so far, up to its end or past [`INLINE_BODY`],
+    /// without waiting for more.
+    fn hold(&mut self) -> io::Result<()> {
         if matches!(self.framing, BodyFraming::ContentLength(n) if n > INLINE_BODY as u64) {
             return Ok(());
         }
         let mut here = Context::from_waker(Waker::noop());
         while !self.ended && self.held.len() <= INLINE_BODY {
-            let data = if wait {
-                self.next_data().await?
-            } else {
-                match self.poll_data(&mut here) {
-                    Poll::Ready(data) => data?,
-                    Poll::Pending => break,
-                }
+            let data = match self.poll_data(&mut here) {
+                Poll::Ready(data) => data?,
+                Poll::Pending => break,
             };
             if let Some(data) = data {
                 self.held.extend_from_slice(&data);
@@ -147,7 +143,7 @@ impl<'a> H2Body<'a> {
 
     /// Streams what was held and the rest of the body to `upstream`, each piece kept in
     /// `replay` before it is written (what an earlier try sent is in its copy, not here).
-    async fn send<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+    async fn send<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay<'_>) -> Result<(), BodyError> {
         let mut out = Vec::new();
         let held = std::mem::take(&mut self.held);
         self.frame(&mut out, &held);
@@ -209,7 +205,7 @@ impl<'a> H2Body<'a> {
 /// response's side never does), so the borrow held across its awaits is never contended.
 impl RequestBody for &RefCell<H2Body<'_>> {
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay<'_>) -> Result<(), BodyError> {
         self.borrow_mut().send(upstream, replay).await
     }
 }
@@ -369,9 +365,8 @@ impl<'a> Client for H2Client<'a> {
     }
 
     /// Only a body that is small by its length or, unsized, turns out to be.
-    #[allow(clippy::await_holding_refcell_ref)] // Before the exchange lends the body out.
-    async fn hold_body(&mut self, wait: bool) -> io::Result<()> {
-        self.body.borrow_mut().hold(wait).await
+    async fn hold_body(&mut self) -> io::Result<()> {
+        self.body.borrow_mut().hold()
     }
 
     fn inline_body(&mut self, out: &mut Vec<u8>) -> Option<u64> {
@@ -383,7 +378,11 @@ impl<'a> Client for H2Client<'a> {
         Ok(())
     }
 
-    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+    async fn send_body<W: AsyncWriteRent>(
+        &mut self,
+        upstream: &mut W,
+        replay: &mut Replay<'_>,
+    ) -> Result<(), BodyError> {
         self.body.send(upstream, replay).await
     }
 

@@ -55,7 +55,7 @@ impl<'a> H1Body<'a> {
         &mut self,
         src: &mut R,
         upstream: &mut W,
-        replay: &mut Replay,
+        replay: &mut Replay<'_>,
     ) -> Result<(), BodyError> {
         while !self.done {
             if self.rb.is_empty() {
@@ -94,7 +94,7 @@ impl<'a> H1Body<'a> {
 /// the upload borrows the body while it runs.
 impl RequestBody for &RefCell<H1Body<'_>> {
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+    async fn send<W: AsyncWriteRent>(self, upstream: &mut W, replay: &mut Replay<'_>) -> Result<(), BodyError> {
         let mut body = self.borrow_mut();
         let fd = body.socket.ok_or_else(|| BodyError::Source(io::ErrorKind::Unsupported.into()))?;
         // SAFETY: the session's stream owns the descriptor and outlives this exchange; the
@@ -176,16 +176,16 @@ impl<'a, S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'a, S> {
     }
 
     /// Not when the client waits for `100 Continue`: it sends nothing before the upstream asks.
-    /// A chunked body (a client that streams) only with `wait`, or when it cannot be lent: one
-    /// that waits for an answer before it sends on must get one. A small body of known length
+    /// A chunked body (a client that streams) only when it cannot be lent: one that waits for
+    /// an answer before it sends on must get one. A small body of known length
     /// comes unasked: it is read whole, to go up with the head.
     #[allow(clippy::await_holding_refcell_ref)] // Before the exchange lends the body out.
-    async fn hold_body(&mut self, wait: bool) -> io::Result<()> {
+    async fn hold_body(&mut self) -> io::Result<()> {
         let mut body = self.body.borrow_mut();
         let framing = body.framing;
         let small = match framing {
             BodyFraming::ContentLength(n) => n <= INLINE_BODY as u64,
-            BodyFraming::Chunked => wait || body.socket.is_none(),
+            BodyFraming::Chunked => body.socket.is_none(),
             BodyFraming::None | BodyFraming::UntilClose => false,
         };
         if !small || self.request.expect_continue {
@@ -219,7 +219,11 @@ impl<'a, S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'a, S> {
 
     /// The body goes up through the client's own stream, which nothing else uses meanwhile.
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn send_body<W: AsyncWriteRent>(&mut self, upstream: &mut W, replay: &mut Replay) -> Result<(), BodyError> {
+    async fn send_body<W: AsyncWriteRent>(
+        &mut self,
+        upstream: &mut W,
+        replay: &mut Replay<'_>,
+    ) -> Result<(), BodyError> {
         self.body.borrow_mut().copy(self.stream, upstream, replay).await
     }
 

@@ -623,6 +623,18 @@ fn serve_http(stream: StreamOwned<ServerConnection, TcpStream>, name: &str, rec:
         let Some(mut req) = super::backend::read_head(&mut r) else {
             return;
         };
+        // `/early/N` answers N before reading the body, then reads it away, as a server
+        // refusing an upload at once does.
+        if let Some(code) = req.target.strip_prefix("/early/").and_then(|c| c.parse::<u16>().ok()) {
+            rec.lock().unwrap().push(req);
+            let w = r.get_mut();
+            let head =
+                format!("HTTP/1.1 {code} X\r\nx-backend: {name}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if w.write_all(head.as_bytes()).and_then(|_| w.flush()).is_ok() {
+                let _ = io::copy(&mut r, &mut io::sink());
+            }
+            return;
+        }
         if let Some(len) = req.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
             req.body.resize(len, 0);
             if r.read_exact(&mut req.body).is_err() {
