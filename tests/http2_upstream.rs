@@ -612,8 +612,9 @@ both_drivers! {
         let (status, _) = with_h2(addr, async |mut c| post_slowly(&mut c, &pieces).await);
         assert_eq!(status, 503);
         assert_eq!(app.connections.load(Relaxed), 1, "not retried");
-        let (_, stats) = gw.admin_get("/stats/prometheus");
-        assert_eq!(support::metric_sum(&stats, "envoy_cluster_retry_or_shadow_abandoned"), 1.0, "{stats}");
+        // Counted as the exchange ends, which may be just after the client has the answer.
+        let abandoned = || support::metric_sum(&gw.admin_get("/stats/prometheus").1, "envoy_cluster_retry_or_shadow_abandoned");
+        assert!(support::wait_until(Duration::from_secs(5), || abandoned() == 1.0).is_some(), "counted {}", abandoned());
     }
 
     fn an_http1_chunked_upload_streams_up_while_an_http1_upstream_echoes_it(driver) {
