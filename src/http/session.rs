@@ -19,6 +19,7 @@ use super::head::Http1Request;
 use super::local::{self, Answer};
 use super::peer::{Peer, TlsSession};
 use super::plan::{plan, Disposition, Inputs, FAULT_ABORT, LOCAL_RATE_LIMITED, MISDIRECTED, NO_ROUTE};
+use super::ratelimit::rls;
 use super::tunnel;
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
@@ -82,6 +83,8 @@ pub(super) fn local_flag(details: &str) -> &'static str {
         LOCAL_RATE_LIMITED => "RL",
         super::authz::RBAC_DENIED => "RBAC",
         ext_authz::DENIED | ext_authz::ERROR => ext_authz::FLAG,
+        rls::LIMITED => rls::LIMITED_FLAG,
+        rls::ERROR => rls::ERROR_FLAG,
         _ => "-",
     }
 }
@@ -281,7 +284,7 @@ impl<S: Duplex> Session<S> {
     async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.account.begin();
-        let (meta, http1, mut disposition, mut fault, check) = loop {
+        let (meta, http1, mut disposition, mut fault, check, call) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -298,12 +301,12 @@ impl<S: Duplex> Session<S> {
                     head.map(|head| {
                         let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
                         let log = self.account.log.as_deref_mut();
-                        let (meta, disposition, fault, check) =
+                        let (meta, disposition, fault, check, call) =
                             plan(snap, &head, &mut self.out, &self.peer, &inputs, log);
                         let http1 = Http1Request::of(&head);
                         // Encoded here, as the answer may borrow the head.
                         let keep = !closing && body_here;
-                        (meta, http1, encode_local(&mut self.out, &http1, keep, disposition), fault, check)
+                        (meta, http1, encode_local(&mut self.out, &http1, keep, disposition), fault, check, call)
                     })
                 })
             };
@@ -346,9 +349,9 @@ impl<S: Duplex> Session<S> {
             r.start = Some(sink.wall(began));
         }
         // Envoy's ext_authz filter runs first: its denial replaces whatever the later filters
-        // planned, and they never see the request.
-        if let Some(check) = check {
-            match check.run(&self.ctx, snap).await {
+        // planned, and they never see the request; the rate limit service's comes after.
+        if let Some(verdict) = rls::checks(check, call, fault.abort.is_some(), &self.ctx, snap).await {
+            match verdict {
                 Verdict::Allow(lines) => {
                     if matches!(disposition, Disposition::Forward { .. }) {
                         ext_authz::set_upstream(&mut self.out, &lines);

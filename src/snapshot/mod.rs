@@ -55,6 +55,8 @@ pub struct Snapshot {
     /// The local rate limits the routes' stages name by [`RateLimitId`], each with its live
     /// bucket.
     pub local_rate_limits: Vec<Arc<LocalRateLimit>>,
+    /// The rate limit services EnvoyFilter's `ratelimit` inserts ask, with their counters.
+    pub rate_limit_services: Vec<Arc<RateLimitService>>,
     /// The gateway's own namespace (`--namespace`), Istio's `source_workload_namespace`.
     pub source_namespace: Arc<str>,
     /// The gateway's own HTTP filters, run on every HTTP request before routing, in order.
@@ -99,6 +101,7 @@ impl Snapshot {
             path_normalization: PathNormalization::Base,
             forward_client_cert: Default::default(),
             local_rate_limits: Vec::new(),
+            rate_limit_services: Vec::new(),
             filters: Box::default(),
             by_name,
         }

@@ -27,6 +27,7 @@ use crate::http::h2_io::PollIo;
 use crate::http::local;
 use crate::http::peer::Peer;
 use crate::http::plan::{plan, Disposition, Inputs, FAULT_ABORT};
+use crate::http::ratelimit::rls;
 use crate::http::session::{encode, local_flag, Downstream, Ending};
 use crate::limits::ClientLimits;
 use crate::percore::WorkerCtx;
@@ -196,7 +197,7 @@ impl Stream<'_> {
                         jwt: &ctx.jwt,
                     };
                     let log = self.account.log.as_deref_mut();
-                    let (meta, disposition, fault, check) =
+                    let (meta, disposition, fault, check, call) =
                         plan(snap, &view, &mut self.out, &peer.borrow(), &inputs, log);
                     let disposition = match disposition {
                         Disposition::Local { answer, close, details } => {
@@ -205,7 +206,7 @@ impl Stream<'_> {
                         }
                         Disposition::Forward { route, dest, extras } => Disposition::Forward { route, dest, extras },
                     };
-                    Ok((meta, framing, disposition, fault, check))
+                    Ok((meta, framing, disposition, fault, check, call))
                 }
                 // Never: the head is whole.
                 Ok(None) => Err(ParseError::HeadTooLarge),
@@ -213,7 +214,7 @@ impl Stream<'_> {
             }
         };
         ctx.stats.downstream_rq_total.inc();
-        let (meta, framing, mut disposition, mut fault, check) = match parsed {
+        let (meta, framing, mut disposition, mut fault, check, call) = match parsed {
             Ok(planned) => planned,
             Err(e) => return self.answer_error(&ProxyError::BadRequest(e), false, respond).await,
         };
@@ -226,9 +227,9 @@ impl Stream<'_> {
             r.start = Some(sink.wall(began));
         }
         // Envoy's ext_authz filter runs first: its denial replaces whatever the later filters
-        // planned, and they never see the request.
-        if let Some(check) = check {
-            match check.run(ctx, snap).await {
+        // planned, and they never see the request; the rate limit service's comes after.
+        if let Some(verdict) = rls::checks(check, call, fault.abort.is_some(), ctx, snap).await {
+            match verdict {
                 Verdict::Allow(lines) => {
                     if matches!(disposition, Disposition::Forward { .. }) {
                         ext_authz::set_upstream(&mut self.out, &lines);

@@ -14,11 +14,13 @@ use crate::config::asm_local_rate_limiter::{
 use crate::config::index::labels_subset;
 use crate::config::{AsmLocalRateLimiter, ConfigSet, Diagnostic, Resource, Severity};
 use crate::snapshot::{
-    now, Descriptor, Fraction, HeaderMatcher, LiveLimit, LocalRateLimit, MatchBlock, QueryMatcher, RateLimitId,
-    RequestStage, Route, StringMatcher, TokenBucketConfig, ValueMatcher,
+    now, Descriptor, DescriptorMatch, Fraction, HeaderMatcher, LiveLimit, LocalRateLimit, MatchBlock, QueryMatcher,
+    RateLimitId, RateLimitService, RequestStage, Route, RouteAction, StringMatcher, TokenBucketConfig, ValueMatcher,
 };
 
+mod actions;
 pub mod envoy_filter;
+mod rls;
 
 /// Envoy's body for a locally rate-limited request.
 const LIMITED_BODY: &str = "local_rate_limited";
@@ -50,6 +52,9 @@ struct Template {
     filter_enabled: Fraction,
     filter_enforced: Fraction,
     status: u16,
+    /// Envoy's `always_consume_default_token_bucket` (true unless set; ASM's overrides replace
+    /// the config's quota, so false for them).
+    always_consume_default: bool,
 }
 
 /// The rules selecting this gateway, and the limits made of them so far.
@@ -58,6 +63,8 @@ pub(super) struct LocalLimits {
     /// EnvoyFilter's `local_ratelimit` inserts and per-route configs.
     filters: Vec<envoy_filter::Filter>,
     per_route: Vec<envoy_filter::PerRoute>,
+    /// EnvoyFilter's `ratelimit` inserts.
+    services: Vec<envoy_filter::RlsFilter>,
     limits: Vec<Arc<LocalRateLimit>>,
     by_key: HashMap<String, RateLimitId>,
 }
@@ -86,8 +93,8 @@ impl LocalLimits {
                 }
             }
         }
-        let (filters, per_route) = envoy_filter::read(set, labels, namespace);
-        Self { rules, filters, per_route, limits: Vec::new(), by_key: HashMap::new() }
+        let (filters, per_route, services) = envoy_filter::read(set, labels, namespace);
+        Self { rules, filters, per_route, services, limits: Vec::new(), by_key: HashMap::new() }
     }
 
     /// Puts the limits that apply to `route` (the `index`th of the virtual host `domain` of
@@ -96,7 +103,7 @@ impl LocalLimits {
     /// whole virtual host, as Envoy's per-route config wins over the virtual host's; likewise
     /// for EnvoyFilter's, whose per-route config replaces the inserted filter's own.
     pub(super) fn apply(&mut self, port: u16, domain: &str, index: usize, route: &mut Route) {
-        let Self { rules, filters, per_route, limits, by_key } = self;
+        let Self { rules, filters, per_route, services, limits, by_key } = self;
         let mut intern = |key: String, t: &Template, source: &str| {
             *by_key.entry(key).or_insert_with_key(|key| {
                 limits.push(Arc::new(instantiate(t, key.clone(), source)));
@@ -113,27 +120,49 @@ impl LocalLimits {
         if let Some(rule) = asm {
             let key = format!("{} {domain}:{port} {}", rule.origin, rule.route.as_deref().unwrap_or("*"));
             let id = intern(key, &rule.limit, &rule.source);
-            insert(route, id);
+            insert(route, RequestStage::LocalRateLimit(id, None));
         }
-        let Some(filter) = filters.iter().find(|f| f.on(port)) else {
-            return;
-        };
-        // A later MERGE of the per-route config replaces an earlier one's.
-        let reaching =
-            |vh: bool| per_route.iter().rev().find(|p| p.virtual_host == vh && p.reaches(port, domain, route));
-        let (key, limit) = if let Some(p) = reaching(false) {
-            let which = route.name.as_deref().map_or_else(|| format!("#{index}"), str::to_owned);
-            (format!("{} {domain}:{port} {which}", p.origin), &p.limit)
-        } else if let Some(p) = reaching(true) {
-            (format!("{} {domain}:{port}", p.origin), &p.limit)
+        // The patches reaching the route itself, and its virtual host, in order.
+        let at: &Route = route;
+        let reaching: [Vec<&envoy_filter::PerRoute>; 2] = [false, true]
+            .map(|vh| per_route.iter().filter(|p| p.virtual_host == vh && p.reaches(port, domain, at)).collect());
+        // The route's `rate_limits`, else its virtual host's (Envoy's `vh_rate_limits`
+        // OVERRIDE default); MERGE patches append to the list. Envoy's rate limit filters read
+        // them only on a route that forwards (one with a route entry).
+        let actions = if matches!(route.action, RouteAction::Forward(_)) {
+            let [own, vhost] = &reaching;
+            let own = actions::policy(own.iter().flat_map(|p| &p.rate_limits));
+            own.or_else(|| actions::policy(vhost.iter().flat_map(|p| &p.rate_limits))).map(Arc::new)
         } else {
-            // The listener's own config: one bucket for every route of its connection manager.
-            (format!("{} :{port}", filter.origin), &filter.limit)
+            None
         };
-        if let Some(template) = &limit.template {
-            let id = intern(key, template, &limit.source);
-            insert(route, id);
+        if let Some(filter) = filters.iter().find(|f| f.on(port)) {
+            // A later MERGE of the per-route config replaces an earlier one's.
+            let last = |vh: usize| reaching[vh].iter().filter_map(|p| Some((p, p.limit.as_ref()?))).last();
+            let (key, limit) = if let Some((p, limit)) = last(0) {
+                let which = route.name.as_deref().map_or_else(|| format!("#{index}"), str::to_owned);
+                (format!("{} {domain}:{port} {which}", p.origin), limit)
+            } else if let Some((p, limit)) = last(1) {
+                (format!("{} {domain}:{port}", p.origin), limit)
+            } else {
+                // The listener's own config: one bucket for every route of its connection manager.
+                (format!("{} :{port}", filter.origin), &filter.limit)
+            };
+            if let Some(template) = &limit.template {
+                let id = intern(key, template, &limit.source);
+                let reads = limits[id as usize].reads_actions();
+                insert(route, RequestStage::LocalRateLimit(id, actions.clone().filter(|_| reads)));
+            }
         }
+        // Envoy's `ratelimit` filter asks its service only for a request with descriptors.
+        if let (Some(rls), Some(actions)) = (services.iter().find(|s| s.on(port)), actions) {
+            insert(route, RequestStage::RateLimit(rls.service.clone(), actions));
+        }
+    }
+
+    /// The rate limit services inserted, for their counters.
+    pub(super) fn services(&self) -> Vec<Arc<RateLimitService>> {
+        self.services.iter().map(|s| s.service.clone()).collect()
     }
 
     pub(super) fn finish(self) -> Vec<Arc<LocalRateLimit>> {
@@ -141,16 +170,22 @@ impl LocalLimits {
     }
 }
 
-/// Puts the limit `id` among the route's stages after CORS, fault and the limits before it.
-fn insert(route: &mut Route, id: RateLimitId) {
+/// Puts a rate limit stage among the route's stages after CORS, fault and the limits before it.
+fn insert(route: &mut Route, stage: RequestStage) {
     let stages = &route.policy.request;
-    let at = stages
-        .iter()
-        .position(|s| !matches!(s, RequestStage::Cors(_) | RequestStage::Fault(_) | RequestStage::LocalRateLimit(_)));
+    let at = stages.iter().position(|s| {
+        !matches!(
+            s,
+            RequestStage::Cors(_)
+                | RequestStage::Fault(_)
+                | RequestStage::LocalRateLimit(..)
+                | RequestStage::RateLimit(..)
+        )
+    });
     let at = at.unwrap_or(stages.len());
     let mut with = Vec::with_capacity(stages.len() + 1);
     with.extend(stages[..at].iter().cloned());
-    with.push(RequestStage::LocalRateLimit(id));
+    with.push(stage);
     with.extend(stages[at..].iter().cloned());
     route.policy.request = with.into();
 }
@@ -164,8 +199,7 @@ fn instantiate(t: &Template, key: String, source: &str) -> LocalRateLimit {
         filter_enabled: t.filter_enabled,
         filter_enforced: t.filter_enforced,
         descriptors: t.descriptors.clone().into(),
-        // ASM's overrides replace the config's quota for the requests they match.
-        always_consume_default_token_bucket: false,
+        always_consume_default_token_bucket: t.always_consume_default,
         per_connection: t.per_connection,
         status: t.status,
         body: t.body.clone(),
@@ -213,7 +247,7 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
             let value = query_value(q).map_err(|m| (at(&format!("request_match.query_match[{k}]")), m))?;
             matches.query_params.push(QueryMatcher { name: q.name.as_str().into(), value });
         }
-        descriptors.push(Descriptor { matches, token_bucket });
+        descriptors.push(Descriptor { matches: DescriptorMatch::Block(matches), token_bucket });
     }
     let limit = Template {
         token_bucket,
@@ -230,6 +264,7 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
         filter_enabled: Fraction::ALL,
         filter_enforced: Fraction::ALL,
         status: 429,
+        always_consume_default: false,
     };
     Ok(Rule {
         origin: format!("{} configs[{i}]", r.key()),
@@ -280,8 +315,6 @@ fn value(
     })
 }
 
-/// A header matcher onto the block; Envoy's pseudo-headers match the request's path, method,
-/// authority and scheme (`:path` without its query string: ASM's examples match it by prefix).
 fn header(h: &AsmHeader, block: &mut MatchBlock) -> Result<(), String> {
     let value = value(
         h.exact_match.as_deref(),
@@ -290,7 +323,13 @@ fn header(h: &AsmHeader, block: &mut MatchBlock) -> Result<(), String> {
         h.regex_match.as_deref(),
         h.present_match,
     )?;
-    let name = h.name.to_ascii_lowercase();
+    matcher(&h.name, value, h.invert_match, block)
+}
+
+/// A header matcher onto the block; Envoy's pseudo-headers match the request's path, method,
+/// authority and scheme (`:path` without its query string: ASM's examples match it by prefix).
+fn matcher(name: &str, value: ValueMatcher, invert: bool, block: &mut MatchBlock) -> Result<(), String> {
+    let name = name.to_ascii_lowercase();
     let pseudo = match name.as_str() {
         ":path" => Some(&mut block.uri),
         ":method" => Some(&mut block.method),
@@ -299,8 +338,8 @@ fn header(h: &AsmHeader, block: &mut MatchBlock) -> Result<(), String> {
         _ => None,
     };
     match (pseudo, value) {
-        (None, value) => block.headers.push(HeaderMatcher { name: name.into(), value, invert: h.invert_match }),
-        (Some(_), _) if h.invert_match => return Err(format!("invert_match on {name} is not supported")),
+        (None, value) => block.headers.push(HeaderMatcher { name: name.into(), value, invert }),
+        (Some(_), _) if invert => return Err(format!("invert_match on {name} is not supported")),
         (Some(slot), ValueMatcher::Value(m)) => *slot = Some(m),
         // Every request has a path, method, authority and scheme.
         (Some(_), ValueMatcher::Present) => {}
