@@ -57,13 +57,17 @@ impl RateLimitService {
         RateLimitService { child, _stdin: stdin, port, seen }
     }
 
-    /// The descriptors of each request, as `[[key, value], ...]` lists.
-    fn descriptors(&self) -> Vec<serde_json::Value> {
-        self.seen.lock().unwrap().iter().map(|r| r["descriptors"].clone()).collect()
+    /// The descriptors of each of the first `n` requests, as `[[key, value], ...]` lists.
+    fn descriptors(&self, n: usize) -> Vec<serde_json::Value> {
+        self.requests(n).iter().map(|r| r["descriptors"].clone()).collect()
     }
 
-    fn requests(&self) -> Vec<serde_json::Value> {
-        self.seen.lock().unwrap().clone()
+    /// The first `n` requests, once their lines are read (the service prints each before it
+    /// answers, but the reading thread may not have taken it yet).
+    fn requests(&self, n: usize) -> Vec<serde_json::Value> {
+        let seen = || self.seen.lock().unwrap().clone();
+        wait_until(Duration::from_secs(5), || seen().len() >= n).unwrap_or_else(|| panic!("{:?}", seen()));
+        seen()[..n].to_vec()
     }
 }
 
@@ -228,8 +232,8 @@ both_drivers! {
             .iter()
             .map(|p| serde_json::json!([[["PATH", p]]]))
             .collect();
-        assert_eq!(rls.descriptors()[..4], expected[..], "Envoy's `:path` is the path with its query");
-        assert_eq!(rls.requests()[0]["domain"], "ratelimit");
+        assert_eq!(rls.descriptors(4), expected, "Envoy's `:path` is the path with its query");
+        assert_eq!(rls.requests(1)[0]["domain"], "ratelimit");
         assert_eq!(stat(&gw, "envoy_cluster_ratelimit_ok"), 4.0);
         assert_eq!(stat(&gw, "envoy_cluster_ratelimit_over_limit"), 2.0);
         assert_eq!(stat(&gw, "envoy_cluster_ratelimit_error"), 0.0);
@@ -299,7 +303,8 @@ spec:
             // The virtual host's action on the other route.
             [[["PATH", "/other"]]],
         ]);
-        assert_eq!(serde_json::Value::Array(rls.descriptors()), expected);
+        assert_eq!(serde_json::Value::Array(rls.descriptors(3)), expected);
+        assert_eq!(rls.requests(3)[1]["hits_addend"], 1);
     }
 
     fn a_service_that_is_down_fails_open_unless_failure_mode_deny(driver) {

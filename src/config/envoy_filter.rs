@@ -715,9 +715,6 @@ impl LocalRateLimit {
         if !self.request_headers_to_add_when_not_enforced.is_empty() {
             out.push("request_headers_to_add_when_not_enforced");
         }
-        if self.stage != 0 {
-            out.push("stage");
-        }
         if self.enable_x_ratelimit_headers.as_deref().is_some_and(|h| h != "OFF") {
             out.push("enable_x_ratelimit_headers");
         }
@@ -731,6 +728,9 @@ impl LocalRateLimit {
     fn check(&self) -> Result<(), PatchError> {
         if self.stat_prefix.is_empty() {
             return Err((".stat_prefix".into(), "stat_prefix is required".into()));
+        }
+        if self.stage > 10 {
+            return Err((".stage".into(), "a stage is 0 to 10".into()));
         }
         let buckets = self.token_bucket.iter().map(|b| (".token_bucket".to_owned(), b));
         let described = self
@@ -932,7 +932,6 @@ impl RateLimit {
         let mut out: Vec<String> =
             self.actions.iter().filter_map(|a| a.unread()).map(|k| format!("action {k}")).collect();
         for (set, what) in [
-            (self.stage != 0, "stage other than 0"),
             (!self.disable_key.is_empty(), "disable_key"),
             (self.limit.is_some(), "limit"),
             (self.hits_addend.is_some(), "hits_addend"),
@@ -1073,7 +1072,6 @@ impl RateLimitFilter {
         let mut out = Vec::new();
         let grpc = self.rate_limit_service.as_ref().map(|s| &s.grpc_service);
         for (set, what) in [
-            (self.stage != 0, "stage"),
             (self.request_type.as_deref().is_some_and(|t| t != "both"), "request_type"),
             (self.rate_limited_as_resource_exhausted, "rate_limited_as_resource_exhausted"),
             (self.enable_x_ratelimit_headers.as_deref().is_some_and(|h| h != "OFF"), "enable_x_ratelimit_headers"),
@@ -1094,6 +1092,9 @@ impl RateLimitFilter {
     fn check(&self) -> Result<(), PatchError> {
         if self.domain.is_empty() {
             return Err((".domain".into(), "domain is required".into()));
+        }
+        if self.stage > 10 {
+            return Err((".stage".into(), "a stage is 0 to 10".into()));
         }
         let Some(service) = &self.rate_limit_service else {
             return Err((".rate_limit_service".into(), "rate_limit_service is required".into()));

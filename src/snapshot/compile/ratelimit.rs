@@ -126,15 +126,15 @@ impl LocalLimits {
         let at: &Route = route;
         let reaching: [Vec<&envoy_filter::PerRoute>; 2] = [false, true]
             .map(|vh| per_route.iter().filter(|p| p.virtual_host == vh && p.reaches(port, domain, at)).collect());
-        // The route's `rate_limits`, else its virtual host's (Envoy's `vh_rate_limits`
-        // OVERRIDE default); MERGE patches append to the list. Envoy's rate limit filters read
-        // them only on a route that forwards (one with a route entry).
-        let actions = if matches!(route.action, RouteAction::Forward(_)) {
+        // The route's `rate_limits` of a filter's `stage`, else its virtual host's (Envoy's
+        // `vh_rate_limits` OVERRIDE default); MERGE patches append to the list. Envoy's rate
+        // limit filters read them only on a route that forwards (one with a route entry).
+        let forwards = matches!(route.action, RouteAction::Forward(_));
+        let actions = |stage: u32| {
             let [own, vhost] = &reaching;
-            let own = actions::policy(own.iter().flat_map(|p| &p.rate_limits));
-            own.or_else(|| actions::policy(vhost.iter().flat_map(|p| &p.rate_limits))).map(Arc::new)
-        } else {
-            None
+            let own = actions::policy(own.iter().flat_map(|p| &p.rate_limits), stage);
+            let policy = own.or_else(|| actions::policy(vhost.iter().flat_map(|p| &p.rate_limits), stage));
+            policy.filter(|_| forwards).map(Arc::new)
         };
         if let Some(filter) = filters.iter().find(|f| f.on(port)) {
             // A later MERGE of the per-route config replaces an earlier one's.
@@ -150,13 +150,15 @@ impl LocalLimits {
             };
             if let Some(template) = &limit.template {
                 let id = intern(key, template, &limit.source);
-                let reads = limits[id as usize].reads_actions();
-                insert(route, RequestStage::LocalRateLimit(id, actions.clone().filter(|_| reads)));
+                let reads = limits[id as usize].reads_actions().then(|| actions(limit.stage)).flatten();
+                insert(route, RequestStage::LocalRateLimit(id, reads));
             }
         }
         // Envoy's `ratelimit` filter asks its service only for a request with descriptors.
-        if let (Some(rls), Some(actions)) = (services.iter().find(|s| s.on(port)), actions) {
-            insert(route, RequestStage::RateLimit(rls.service.clone(), actions));
+        if let Some(rls) = services.iter().find(|s| s.on(port)) {
+            if let Some(actions) = actions(rls.stage) {
+                insert(route, RequestStage::RateLimit(rls.service.clone(), actions));
+            }
         }
     }
 

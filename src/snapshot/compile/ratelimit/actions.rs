@@ -4,11 +4,11 @@
 use crate::config::envoy_filter::{RateLimit, RateLimitAction, RouteHeaderMatcher};
 use crate::snapshot::{Action, MatchBlock, RateLimitPolicy};
 
-/// The stage-0 entries of `rate_limits`, in order, those with an action Strait does not produce
-/// left out (`validate` lists them). `None` when no entry is left.
-pub(super) fn policy<'a>(rate_limits: impl Iterator<Item = &'a RateLimit>) -> Option<RateLimitPolicy> {
+/// The entries of `rate_limits` for a filter of `stage`, in order, those with an action Strait
+/// does not produce left out (`validate` lists them). `None` when no entry is left.
+pub(super) fn policy<'a>(rate_limits: impl Iterator<Item = &'a RateLimit>, stage: u32) -> Option<RateLimitPolicy> {
     let entries: Vec<Box<[Action]>> = rate_limits
-        .filter(|r| r.stage == 0 && r.disable_key.is_empty())
+        .filter(|r| r.stage == stage && r.disable_key.is_empty())
         .filter_map(|r| r.actions.iter().map(action).collect::<Option<Box<[Action]>>>())
         .collect();
     (!entries.is_empty()).then(|| RateLimitPolicy { entries: entries.into() })
@@ -84,8 +84,9 @@ mod tests {
   actions: [{remote_address: {}}]
 - actions: [{metadata: {descriptor_key: k}}]",
         );
-        let p = policy(list.iter()).unwrap();
+        let p = policy(list.iter(), 0).unwrap();
         assert_eq!(p.entries.len(), 2, "stage 1 and an unproduced action are left out");
+        assert_eq!(policy(list.iter(), 1).unwrap().entries.len(), 1, "a stage-1 filter reads stage 1's");
         assert!(matches!(&p.entries[0][0], Action::RequestHeaders { header, key, skip_if_absent: false }
             if &**header == ":path" && &**key == "PATH"));
         assert!(
@@ -93,6 +94,6 @@ mod tests {
         );
         assert!(matches!(&p.entries[1][1], Action::HeaderValueMatch { key, expect_match: true, headers, .. }
             if &**key == "header_match" && headers.headers.len() == 1));
-        assert!(policy(list[2..].iter()).is_none());
+        assert!(policy(list[3..].iter(), 0).is_none());
     }
 }

@@ -23,6 +23,8 @@ pub(super) struct Limit {
     /// The config as written: a reload keeps the bucket while it is the same.
     pub(super) source: String,
     pub(super) template: Option<Template>,
+    /// The `rate_limits` entries its descriptors read are those of this `stage`.
+    pub(super) stage: u32,
 }
 
 /// An `HTTP_FILTER` insert: the listener port it is limited to (`None`: every port).
@@ -45,6 +47,8 @@ pub(super) struct PerRoute {
 /// An `envoy.filters.http.ratelimit` insert: the listener port it is limited to.
 pub(super) struct RlsFilter {
     port: Option<u32>,
+    /// The `rate_limits` entries it sends are those of this `stage`.
+    pub(super) stage: u32,
     pub(super) service: Arc<RateLimitService>,
 }
 
@@ -72,7 +76,8 @@ pub(super) fn read(
                 }
                 Ok(Recognised::RateLimitFilter(config)) => {
                     if let Some(port) = http_filter_port(p.match_.as_ref()) {
-                        services.push(RlsFilter { port, service: super::rls::service(&origin, &config) });
+                        let service = super::rls::service(&origin, &config);
+                        services.push(RlsFilter { port, stage: config.stage, service });
                     }
                 }
                 Ok(Recognised::RoutePatch { virtual_host, config, rate_limits }) => {
@@ -187,7 +192,7 @@ fn limit(c: &Config) -> Limit {
         status: c.status.as_ref().map(|s| s.code).filter(|&s| (400..=599).contains(&s)).map_or(429, |s| s as u16),
         always_consume_default: c.always_consume_default_token_bucket.unwrap_or(true),
     });
-    Limit { source: format!("{c:?}"), template }
+    Limit { source: format!("{c:?}"), template, stage: c.stage }
 }
 
 #[cfg(test)]
