@@ -77,7 +77,7 @@ pub struct Descriptor {
 pub enum DescriptorMatch {
     /// The `header_value_match` and `query_parameter_value_match` actions ASM's overrides
     /// compile to, kept as the block they match with.
-    Block(MatchBlock),
+    Block(Box<MatchBlock>),
     /// `descriptors[].entries` of Envoy's filter: a request descriptor its route's
     /// `rate_limits` actions wrote with exactly these entries.
     Entries(Box<[(Box<str>, Box<str>)]>),

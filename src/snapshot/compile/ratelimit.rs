@@ -138,7 +138,7 @@ impl LocalLimits {
         };
         if let Some(filter) = filters.iter().find(|f| f.on(port)) {
             // A later MERGE of the per-route config replaces an earlier one's.
-            let last = |vh: usize| reaching[vh].iter().filter_map(|p| Some((p, p.limit.as_ref()?))).last();
+            let last = |vh: usize| reaching[vh].iter().filter_map(|p| Some((p, p.limit.as_ref()?))).next_back();
             let (key, limit) = if let Some((p, limit)) = last(0) {
                 let which = route.name.as_deref().map_or_else(|| format!("#{index}"), str::to_owned);
                 (format!("{} {domain}:{port} {which}", p.origin), limit)
@@ -249,7 +249,7 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
             let value = query_value(q).map_err(|m| (at(&format!("request_match.query_match[{k}]")), m))?;
             matches.query_params.push(QueryMatcher { name: q.name.as_str().into(), value });
         }
-        descriptors.push(Descriptor { matches: DescriptorMatch::Block(matches), token_bucket });
+        descriptors.push(Descriptor { matches: DescriptorMatch::Block(Box::new(matches)), token_bucket });
     }
     let limit = Template {
         token_bucket,

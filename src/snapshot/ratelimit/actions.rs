@@ -22,7 +22,7 @@ pub enum Action {
     GenericKey { key: Box<str>, value: Box<str> },
     /// `header_value_match`: `(key, value)` when the headers match as `expect_match` says,
     /// else no descriptor.
-    HeaderValueMatch { key: Box<str>, value: Box<str>, expect_match: bool, headers: MatchBlock },
+    HeaderValueMatch { key: Box<str>, value: Box<str>, expect_match: bool, headers: Box<MatchBlock> },
     /// `query_parameters`: the parameter's value under `key`, as `request_headers`.
     QueryParameters { name: Box<str>, key: Box<str>, skip_if_absent: bool },
 }
@@ -178,7 +178,7 @@ mod tests {
             key: "header_match".into(),
             value: "gold".into(),
             expect_match,
-            headers: block.clone(),
+            headers: Box::new(block.clone()),
         };
         let policy = RateLimitPolicy { entries: [[action(true)].into(), [action(false)].into()].into() };
         let gold = [httparse::Header { name: "x-tier", value: b"gold" }];

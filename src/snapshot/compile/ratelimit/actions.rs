@@ -39,7 +39,7 @@ fn action(a: &RateLimitAction) -> Option<Action> {
                 key: h.descriptor_key.as_deref().filter(|k| !k.is_empty()).unwrap_or("header_match").into(),
                 value: h.descriptor_value.as_str().into(),
                 expect_match: h.expect_match.unwrap_or(true),
-                headers,
+                headers: Box::new(headers),
             }
         }
         RateLimitAction { query_parameters: Some(q), .. } => Action::QueryParameters {
