@@ -3,24 +3,13 @@
 //! descriptors' buckets for the requests they match, `filter_enforced`, and the counters.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub(super) mod rls;
 
 use super::local::Answer;
+use super::peer::ConnBuckets;
 use crate::snapshot::{LocalRateLimit, RateLimitDescriptor, RequestInfo, TokenBucket};
-
-/// A connection's own buckets, for the limits set `per_downstream_connection` (Envoy keeps them
-/// in the connection's filter state): made full on the connection's first request under each
-/// limit, found by the limit's live id, so a reload that keeps a limit keeps them too.
-#[derive(Default)]
-pub(super) struct ConnBuckets {
-    buckets: RefCell<Vec<OwnBuckets>>,
-}
-
-/// A connection's buckets for one limit: (the limit's live id, its bucket, its descriptors').
-type OwnBuckets = (u64, TokenBucket, Box<[TokenBucket]>);
 
 /// Whether `limit` refuses the request at `now` ([`crate::snapshot::now`]'s clock): counts it
 /// as Envoy's filter does, and says true only when the refusal is enforced. `random` draws the
