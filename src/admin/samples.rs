@@ -191,6 +191,7 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Ge
         }
     }
     s.extend(local_rate_limit_samples(snapshot));
+    s.extend(rate_limit_service_samples(snapshot));
     group_families(s)
 }
 
@@ -217,6 +218,37 @@ fn local_rate_limit_samples(snapshot: &Generation) -> Vec<Sample> {
             let name = format!("{prefix}.http_local_rate_limit.{stat}");
             let sample = Sample::new(family, Kind::Counter, &name, Value::Count(n));
             s.push(sample.label("envoy_local_http_ratelimit_prefix", prefix));
+        }
+    }
+    s
+}
+
+/// Envoy's `cluster.<name>.[<stat_prefix>.]ratelimit.*` counters of the rate limit filters,
+/// summed per service cluster and prefix.
+fn rate_limit_service_samples(snapshot: &Generation) -> Vec<Sample> {
+    let mut by_cluster: BTreeMap<(&str, &str), [u64; 4]> = BTreeMap::new();
+    for service in &snapshot.rate_limit_services {
+        let c = &service.counters;
+        let sum = by_cluster.entry((&service.cluster_name, &service.stat_prefix)).or_default();
+        for (total, n) in sum.iter_mut().zip([&c.ok, &c.over_limit, &c.error, &c.failure_mode_allowed]) {
+            *total += n.load(std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    const FAMILIES: [(&str, &str); 4] = [
+        ("envoy_cluster_ratelimit_ok", "ok"),
+        ("envoy_cluster_ratelimit_over_limit", "over_limit"),
+        ("envoy_cluster_ratelimit_error", "error"),
+        ("envoy_cluster_ratelimit_failure_mode_allowed", "failure_mode_allowed"),
+    ];
+    let mut s = Vec::new();
+    for ((cluster, prefix), counts) in by_cluster {
+        for ((family, stat), n) in FAMILIES.iter().zip(counts) {
+            let name = match prefix {
+                "" => format!("cluster.{cluster}.ratelimit.{stat}"),
+                prefix => format!("cluster.{cluster}.{prefix}.ratelimit.{stat}"),
+            };
+            let sample = Sample::new(family, Kind::Counter, &name, Value::Count(n));
+            s.push(sample.label("envoy_cluster_name", cluster));
         }
     }
     s

@@ -1,8 +1,9 @@
 //! `networking.istio.io` `EnvoyFilter` (istio/api `networking/v1alpha3/envoy_filter.proto`):
 //! the document read in full, and the patches Strait recognises typed with Envoy's field names
-//! and types: an HTTP filter inserted for `envoy.filters.http.compressor` (acted on) or
-//! `envoy.filters.http.local_ratelimit`, and the per-route and per-virtual-host local rate
-//! limits of Istio's "Enabling Rate Limits using Envoy" task. Any other patch is kept as is.
+//! and types: an HTTP filter inserted for `envoy.filters.http.compressor`,
+//! `envoy.filters.http.local_ratelimit` or `envoy.filters.http.ratelimit`, and the per-route
+//! and per-virtual-host local rate limits and `rate_limits` actions of Istio's "Enabling Rate
+//! Limits using Envoy" task. Any other patch is kept as is.
 
 use std::collections::BTreeMap;
 
@@ -184,9 +185,11 @@ pub const OPERATIONS: [&str; 8] =
 pub const HCM: &str = "envoy.filters.network.http_connection_manager";
 pub const COMPRESSOR: &str = "envoy.filters.http.compressor";
 pub const LOCAL_RATELIMIT: &str = "envoy.filters.http.local_ratelimit";
+pub const RATELIMIT: &str = "envoy.filters.http.ratelimit";
 const COMPRESSOR_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor";
 const LOCAL_RATELIMIT_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+const RATELIMIT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit";
 const TYPED_STRUCTS: [&str; 2] =
     ["type.googleapis.com/udpa.type.v1.TypedStruct", "type.googleapis.com/xds.type.v3.TypedStruct"];
 
@@ -197,9 +200,11 @@ pub enum Recognised {
     Compressor { config: Box<CompressorConfig>, first: bool },
     /// An HTTP filter inserted: `envoy.filters.http.local_ratelimit` (its default bucket).
     LocalRateLimitFilter(Box<LocalRateLimit>),
+    /// An HTTP filter inserted: `envoy.filters.http.ratelimit`, asking a rate limit service.
+    RateLimitFilter(Box<RateLimitFilter>),
     /// `HTTP_ROUTE` or `VIRTUAL_HOST` `MERGE` of `typed_per_filter_config` for the local rate
-    /// limit, as Istio's task writes it.
-    LocalRateLimitPerRoute { virtual_host: bool, config: Box<LocalRateLimit> },
+    /// limit and of `rate_limits` (either may be absent), as Istio's task writes them.
+    RoutePatch { virtual_host: bool, config: Option<Box<LocalRateLimit>>, rate_limits: Vec<RateLimit> },
     /// Anything else: accepted, not acted on.
     Other,
 }
@@ -232,26 +237,56 @@ impl ConfigPatch {
                         config.check().map_err(|(f, m)| (at(&format!("{inner}{f}")), m))?;
                         Ok(Recognised::LocalRateLimitFilter(Box::new(config)))
                     }
+                    RATELIMIT => {
+                        let (config, inner): (RateLimitFilter, _) =
+                            typed_config(typed, RATELIMIT_TYPE).map_err(|(f, m)| (at(&f), m))?;
+                        config.check().map_err(|(f, m)| (at(&format!("{inner}{f}")), m))?;
+                        Ok(Recognised::RateLimitFilter(Box::new(config)))
+                    }
                     _ => Ok(Recognised::Other),
                 }
             }
             (Some(kind @ ("HTTP_ROUTE" | "VIRTUAL_HOST")), Some(value)) if op == "MERGE" => {
                 let per_filter = value.get("typed_per_filter_config").or_else(|| value.get("typedPerFilterConfig"));
-                let Some(typed) = per_filter.and_then(|p| p.get(LOCAL_RATELIMIT)) else {
-                    return Ok(Recognised::Other);
+                let config = match per_filter.and_then(|p| p.get(LOCAL_RATELIMIT)) {
+                    None => None,
+                    Some(typed) => {
+                        let at = |f: &str| format!("patch.value.typed_per_filter_config.{LOCAL_RATELIMIT}{f}");
+                        let (config, inner): (LocalRateLimit, _) =
+                            typed_config(Some(typed), LOCAL_RATELIMIT_TYPE).map_err(|(f, m)| (at(&f), m))?;
+                        config.check().map_err(|(f, m)| (at(&format!("{inner}{f}")), m))?;
+                        Some(Box::new(config))
+                    }
                 };
-                let at = |f: &str| format!("patch.value.typed_per_filter_config.{LOCAL_RATELIMIT}{f}");
-                let (config, inner): (LocalRateLimit, _) =
-                    typed_config(Some(typed), LOCAL_RATELIMIT_TYPE).map_err(|(f, m)| (at(&f), m))?;
-                config.check().map_err(|(f, m)| (at(&format!("{inner}{f}")), m))?;
-                Ok(Recognised::LocalRateLimitPerRoute {
-                    virtual_host: kind == "VIRTUAL_HOST",
-                    config: Box::new(config),
-                })
+                let rate_limits = match value.get("rate_limits").or_else(|| value.get("rateLimits")) {
+                    None => Vec::new(),
+                    Some(list) => rate_limits(list)?,
+                };
+                if config.is_none() && rate_limits.is_empty() {
+                    return Ok(Recognised::Other);
+                }
+                Ok(Recognised::RoutePatch { virtual_host: kind == "VIRTUAL_HOST", config, rate_limits })
             }
             _ => Ok(Recognised::Other),
         }
     }
+}
+
+/// A route's or virtual host's `rate_limits` (`config.route.v3.RateLimit`), checked as Envoy
+/// checks them: every entry has actions, every action sets one kind.
+fn rate_limits(list: &Value) -> Result<Vec<RateLimit>, PatchError> {
+    let fields = match list {
+        Value::Array(a) => {
+            a.iter().map(|v| if let Value::Object(m) = v { Value::Object(snake_keys(m.clone())) } else { v.clone() })
+        }
+        _ => return Err(("patch.value.rate_limits".into(), "expected a list".into())),
+    };
+    let list: Vec<RateLimit> = serde_path_to_error::deserialize(Value::Array(fields.collect()))
+        .map_err(|e| (format!("patch.value.rate_limits{}", e.path()), e.inner().to_string()))?;
+    for (i, r) in list.iter().enumerate() {
+        r.check().map_err(|(f, m)| (format!("patch.value.rate_limits[{i}]{f}"), m))?;
+    }
+    Ok(list)
 }
 
 /// Reads an Any of type `type_url`, given directly (`@type` and its fields) or wrapped in a
@@ -677,14 +712,8 @@ impl LocalRateLimit {
     /// The fields of the config Strait does not act on, set: `validate` lists them.
     pub fn unread(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
-        if !self.descriptors.is_empty() {
-            out.push("descriptors (their entries come from route rate_limits actions, not read)");
-        }
         if !self.request_headers_to_add_when_not_enforced.is_empty() {
             out.push("request_headers_to_add_when_not_enforced");
-        }
-        if self.stage != 0 {
-            out.push("stage");
         }
         if self.enable_x_ratelimit_headers.as_deref().is_some_and(|h| h != "OFF") {
             out.push("enable_x_ratelimit_headers");
@@ -699,6 +728,9 @@ impl LocalRateLimit {
     fn check(&self) -> Result<(), PatchError> {
         if self.stat_prefix.is_empty() {
             return Err((".stat_prefix".into(), "stat_prefix is required".into()));
+        }
+        if self.stage > 10 {
+            return Err((".stage".into(), "a stage is 0 to 10".into()));
         }
         let buckets = self.token_bucket.iter().map(|b| (".token_bucket".to_owned(), b));
         let described = self
@@ -730,6 +762,357 @@ impl LocalRateLimit {
             }
         }
         Ok(())
+    }
+}
+
+/// `config.route.v3.RateLimit`: a descriptor made of its actions' entries, for the rate limit
+/// filters of the same `stage`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    #[serde(default)]
+    pub stage: u32,
+    #[serde(default)]
+    pub disable_key: String,
+    #[serde(default)]
+    pub actions: Vec<RateLimitAction>,
+    #[serde(default)]
+    pub limit: Option<Value>,
+    #[serde(default)]
+    pub hits_addend: Option<Value>,
+    #[serde(default)]
+    pub apply_on_stream_done: bool,
+}
+
+/// `config.route.v3.RateLimit.Action`: one of its kinds is set. Those Strait does not produce
+/// (metadata, extensions, masked addresses, query parameter matches) are kept as they are.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitAction {
+    #[serde(default)]
+    pub source_cluster: Option<Value>,
+    #[serde(default)]
+    pub destination_cluster: Option<Value>,
+    #[serde(default)]
+    pub request_headers: Option<RequestHeadersAction>,
+    #[serde(default)]
+    pub remote_address: Option<Value>,
+    #[serde(default)]
+    pub generic_key: Option<GenericKeyAction>,
+    #[serde(default)]
+    pub header_value_match: Option<HeaderValueMatchAction>,
+    #[serde(default)]
+    pub query_parameters: Option<QueryParametersAction>,
+    #[serde(default)]
+    pub dynamic_metadata: Option<Value>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub extension: Option<Value>,
+    #[serde(default)]
+    pub masked_remote_address: Option<Value>,
+    #[serde(default)]
+    pub query_parameter_value_match: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestHeadersAction {
+    pub header_name: String,
+    pub descriptor_key: String,
+    #[serde(default)]
+    pub skip_if_absent: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericKeyAction {
+    pub descriptor_value: String,
+    #[serde(default)]
+    pub descriptor_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderValueMatchAction {
+    #[serde(default)]
+    pub descriptor_key: Option<String>,
+    pub descriptor_value: String,
+    /// Default true.
+    #[serde(default)]
+    pub expect_match: Option<bool>,
+    #[serde(default)]
+    pub headers: Vec<RouteHeaderMatcher>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParametersAction {
+    pub query_parameter_name: String,
+    pub descriptor_key: String,
+    #[serde(default)]
+    pub skip_if_absent: bool,
+}
+
+/// `config.route.v3.HeaderMatcher`, the value matchers Strait reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteHeaderMatcher {
+    pub name: String,
+    #[serde(default)]
+    pub exact_match: Option<String>,
+    #[serde(default)]
+    pub prefix_match: Option<String>,
+    #[serde(default)]
+    pub suffix_match: Option<String>,
+    #[serde(default)]
+    pub safe_regex_match: Option<RegexMatcher>,
+    #[serde(default)]
+    pub present_match: Option<bool>,
+    #[serde(default)]
+    pub string_match: Option<StringMatch>,
+    #[serde(default)]
+    pub invert_match: bool,
+}
+
+/// `type.matcher.v3.StringMatcher`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatch {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub safe_regex: Option<RegexMatcher>,
+}
+
+/// `type.matcher.v3.RegexMatcher`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexMatcher {
+    pub regex: String,
+    #[serde(default)]
+    pub google_re2: Option<Value>,
+}
+
+impl RateLimitAction {
+    /// The kinds set, by their field names.
+    fn kinds(&self) -> Vec<&'static str> {
+        let set = [
+            ("source_cluster", self.source_cluster.is_some()),
+            ("destination_cluster", self.destination_cluster.is_some()),
+            ("request_headers", self.request_headers.is_some()),
+            ("remote_address", self.remote_address.is_some()),
+            ("generic_key", self.generic_key.is_some()),
+            ("header_value_match", self.header_value_match.is_some()),
+            ("query_parameters", self.query_parameters.is_some()),
+            ("dynamic_metadata", self.dynamic_metadata.is_some()),
+            ("metadata", self.metadata.is_some()),
+            ("extension", self.extension.is_some()),
+            ("masked_remote_address", self.masked_remote_address.is_some()),
+            ("query_parameter_value_match", self.query_parameter_value_match.is_some()),
+        ];
+        set.into_iter().filter(|(_, s)| *s).map(|(k, _)| k).collect()
+    }
+
+    /// The kind set when Strait does not produce its entry.
+    pub fn unread(&self) -> Option<&'static str> {
+        let unread =
+            ["dynamic_metadata", "metadata", "extension", "masked_remote_address", "query_parameter_value_match"];
+        self.kinds().into_iter().find(|k| unread.contains(k))
+    }
+}
+
+impl RateLimit {
+    /// The parts of the entry Strait does not act on: `validate` lists them.
+    pub fn unread(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.actions.iter().filter_map(|a| a.unread()).map(|k| format!("action {k}")).collect();
+        for (set, what) in [
+            (!self.disable_key.is_empty(), "disable_key"),
+            (self.limit.is_some(), "limit"),
+            (self.hits_addend.is_some(), "hits_addend"),
+            (self.apply_on_stream_done, "apply_on_stream_done"),
+        ] {
+            if set {
+                out.push(what.into());
+            }
+        }
+        out
+    }
+
+    /// Envoy's proto validation: at least one action, each setting one kind.
+    fn check(&self) -> Result<(), PatchError> {
+        if self.actions.is_empty() {
+            return Err((".actions".into(), "at least one action is required".into()));
+        }
+        if self.stage > 10 {
+            return Err((".stage".into(), "a stage is 0 to 10".into()));
+        }
+        for (i, a) in self.actions.iter().enumerate() {
+            if a.kinds().len() != 1 {
+                return Err((format!(".actions[{i}]"), "an action sets exactly one kind".into()));
+            }
+            let empty =
+                |f: &str, s: &str| (s.is_empty()).then(|| (format!(".actions[{i}].{f}"), format!("{f} is required")));
+            let missing = match a {
+                RateLimitAction { request_headers: Some(h), .. } => {
+                    empty("request_headers.header_name", &h.header_name)
+                        .or_else(|| empty("request_headers.descriptor_key", &h.descriptor_key))
+                }
+                RateLimitAction { generic_key: Some(g), .. } => {
+                    empty("generic_key.descriptor_value", &g.descriptor_value)
+                }
+                RateLimitAction { header_value_match: Some(h), .. } => {
+                    empty("header_value_match.descriptor_value", &h.descriptor_value)
+                }
+                RateLimitAction { query_parameters: Some(q), .. } => {
+                    empty("query_parameters.query_parameter_name", &q.query_parameter_name)
+                        .or_else(|| empty("query_parameters.descriptor_key", &q.descriptor_key))
+                }
+                _ => None,
+            };
+            if let Some(e) = missing {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `envoy.extensions.filters.http.ratelimit.v3.RateLimit`: the filter that asks a rate limit
+/// service (envoy.service.ratelimit.v3) about a request's descriptors.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFilter {
+    pub domain: String,
+    #[serde(default)]
+    pub stage: u32,
+    /// `internal`, `external` or `both` (the default).
+    #[serde(default)]
+    pub request_type: Option<String>,
+    /// Default 20ms.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub failure_mode_deny: bool,
+    #[serde(default)]
+    pub rate_limited_as_resource_exhausted: bool,
+    #[serde(default)]
+    pub rate_limit_service: Option<RateLimitServiceConfig>,
+    /// `OFF`, `DRAFT_VERSION_03`.
+    #[serde(default)]
+    pub enable_x_ratelimit_headers: Option<String>,
+    #[serde(default)]
+    pub disable_x_envoy_ratelimited_header: bool,
+    #[serde(default)]
+    pub rate_limited_status: Option<HttpStatus>,
+    #[serde(default)]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    #[serde(default)]
+    pub status_on_error: Option<HttpStatus>,
+    #[serde(default)]
+    pub stat_prefix: String,
+    #[serde(default)]
+    pub failure_mode_deny_percent: Option<Value>,
+    #[serde(default)]
+    pub rate_limits: Vec<Value>,
+    #[serde(default)]
+    pub filter_enabled: Option<Value>,
+    #[serde(default)]
+    pub filter_enforced: Option<Value>,
+}
+
+/// `config.ratelimit.v3.RateLimitServiceConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitServiceConfig {
+    pub grpc_service: GrpcService,
+    /// `V3` (the only one Envoy still speaks).
+    #[serde(default)]
+    pub transport_api_version: Option<String>,
+}
+
+/// `config.core.v3.GrpcService`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcService {
+    #[serde(default)]
+    pub envoy_grpc: Option<EnvoyGrpc>,
+    #[serde(default)]
+    pub google_grpc: Option<Value>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub initial_metadata: Vec<Value>,
+    #[serde(default)]
+    pub retry_policy: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvoyGrpc {
+    pub cluster_name: String,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub retry_policy: Option<Value>,
+    #[serde(default)]
+    pub max_receive_message_length: Option<u32>,
+    #[serde(default)]
+    pub skip_envoy_headers: bool,
+}
+
+impl RateLimitFilter {
+    /// The fields of the filter Strait does not act on, set: `validate` lists them.
+    pub fn unread(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let grpc = self.rate_limit_service.as_ref().map(|s| &s.grpc_service);
+        for (set, what) in [
+            (self.request_type.as_deref().is_some_and(|t| t != "both"), "request_type"),
+            (self.rate_limited_as_resource_exhausted, "rate_limited_as_resource_exhausted"),
+            (self.enable_x_ratelimit_headers.as_deref().is_some_and(|h| h != "OFF"), "enable_x_ratelimit_headers"),
+            (self.failure_mode_deny_percent.is_some(), "failure_mode_deny_percent"),
+            (!self.rate_limits.is_empty(), "rate_limits (the filter's own; the route's are read)"),
+            (self.filter_enabled.is_some() || self.filter_enforced.is_some(), "filter_enabled/filter_enforced"),
+            (grpc.is_some_and(|g| !g.initial_metadata.is_empty()), "rate_limit_service.grpc_service.initial_metadata"),
+            (grpc.is_some_and(|g| g.retry_policy.is_some()), "rate_limit_service.grpc_service.retry_policy"),
+        ] {
+            if set {
+                out.push(what);
+            }
+        }
+        out
+    }
+
+    /// Envoy's proto validation of the fields read.
+    fn check(&self) -> Result<(), PatchError> {
+        if self.domain.is_empty() {
+            return Err((".domain".into(), "domain is required".into()));
+        }
+        if self.stage > 10 {
+            return Err((".stage".into(), "a stage is 0 to 10".into()));
+        }
+        let Some(service) = &self.rate_limit_service else {
+            return Err((".rate_limit_service".into(), "rate_limit_service is required".into()));
+        };
+        if service.transport_api_version.as_deref().is_some_and(|v| v != "V3") {
+            return Err((".rate_limit_service.transport_api_version".into(), "only V3 is spoken".into()));
+        }
+        match &service.grpc_service.envoy_grpc {
+            Some(g) if !g.cluster_name.is_empty() => Ok(()),
+            Some(_) => Err((
+                ".rate_limit_service.grpc_service.envoy_grpc.cluster_name".into(),
+                "cluster_name is required".into(),
+            )),
+            None => Err((
+                ".rate_limit_service.grpc_service.envoy_grpc".into(),
+                "an envoy_grpc service is required (google_grpc is not supported)".into(),
+            )),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use prost::Message;
 
 use super::codec::{self, BodyFraming, HeaderSlots, Limits};
 use super::local::Answer;
@@ -138,22 +139,55 @@ async fn ask(
     p: &ExtAuthz,
     request: Vec<u8>,
 ) -> Option<Verdict> {
-    let mut pick = ctx.upstream.balancer.pick(snap, id, &[], ctx.random(), None)?;
-    let cluster = snap.cluster(id);
-    let addr = cluster.endpoints[pick.endpoint].addr;
-    let call = async {
+    on_endpoint(ctx, snap, id, p.timeout, |addr, cluster| async move {
         match &p.kind {
             Kind::Http(service) => ask_http(ctx, addr, cluster, request).await.and_then(|a| verdict(service, &a)),
             Kind::Grpc { authority } => {
-                grpc::ask(ctx, addr, cluster, authority, p.timeout, request).await.map(grpc::verdict)
+                let answer = grpc::call(ctx, addr, cluster, authority, proto::CHECK_PATH, p.timeout, request).await?;
+                proto::CheckResponse::decode(&answer[..]).ok().map(grpc::verdict)
             }
         }
-    };
-    let verdict = monoio::time::timeout(p.timeout, call).await.ok().flatten();
-    // The check's outcome is not the endpoint's health: outlier detection does not count it.
-    pick.settle(None);
-    verdict
+    })
+    .await
 }
+
+/// `call` on an endpoint of cluster `id`, bounded by `timeout`; `None` when no endpoint is
+/// there or none answered in time.
+async fn on_endpoint<'a, T, F: std::future::Future<Output = Option<T>>>(
+    ctx: &'a WorkerCtx,
+    snap: &'a Rc<Generation>,
+    id: crate::snapshot::ClusterId,
+    timeout: std::time::Duration,
+    call: impl FnOnce(SocketAddr, &'a Cluster) -> F,
+) -> Option<T> {
+    let mut pick = ctx.upstream.balancer.pick(snap, id, &[], ctx.random(), None)?;
+    let cluster = snap.cluster(id);
+    let addr = cluster.endpoints[pick.endpoint].addr;
+    let answer = monoio::time::timeout(timeout, call(addr, cluster)).await.ok().flatten();
+    // A check's outcome is not the endpoint's health: outlier detection does not count it.
+    pick.settle(None);
+    answer
+}
+
+/// One unary gRPC call (`message` already framed, see [`grpc_frame`]) to `path` on an endpoint
+/// of cluster `id` within `timeout`: the answer's message, or `None`. The rate limit filter
+/// asks its service through it as the gRPC check does.
+pub(super) async fn unary(
+    ctx: &WorkerCtx,
+    snap: &Rc<Generation>,
+    id: crate::snapshot::ClusterId,
+    authority: &str,
+    path: &str,
+    timeout: std::time::Duration,
+    message: Vec<u8>,
+) -> Option<Vec<u8>> {
+    on_endpoint(ctx, snap, id, timeout, |addr, cluster| {
+        grpc::call(ctx, addr, cluster, authority, path, timeout, message)
+    })
+    .await
+}
+
+pub(super) use grpc::frame as grpc_frame;
 
 /// The HTTP server's whole answer (its connection closes after it).
 async fn ask_http(ctx: &WorkerCtx, addr: SocketAddr, cluster: &Cluster, request: Vec<u8>) -> Option<Vec<u8>> {

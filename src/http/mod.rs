@@ -10,6 +10,7 @@ mod account;
 mod affinity;
 mod authz;
 mod body;
+mod callouts;
 pub mod codec;
 mod compress;
 pub mod cors;

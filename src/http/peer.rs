@@ -1,11 +1,11 @@
 //! The client of a connection as routing and header edits see it: its address and, when the
 //! gateway terminated TLS, what the handshake told and under which snapshot it was made.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::ratelimit::ConnBuckets;
-
 use crate::percore::ConnInfo;
+use crate::snapshot::TokenBucket;
 use crate::upstream::Generation;
 
 /// The client, as routing and header edits see it.
@@ -25,6 +25,19 @@ pub(super) struct Peer {
     /// The connection's own token buckets (`per_downstream_connection` limits).
     pub(super) buckets: ConnBuckets,
 }
+
+/// A connection's own buckets, for the limits set `per_downstream_connection` (Envoy keeps them
+/// in the connection's filter state): made full on the connection's first request under each
+/// limit, found by the limit's live id, so a reload that keeps a limit keeps them too. Kept
+/// here, beside the connection, so that the rate limit filters (which ask services through
+/// the ext_authz module's gRPC call) and the connection's state do not import each other.
+#[derive(Default)]
+pub(super) struct ConnBuckets {
+    pub(super) buckets: RefCell<Vec<OwnBuckets>>,
+}
+
+/// A connection's buckets for one limit: (the limit's live id, its bucket, its descriptors').
+pub(super) type OwnBuckets = (u64, TokenBucket, Box<[TokenBucket]>);
 
 impl Peer {
     /// See [`TlsSession::follow`].

@@ -20,7 +20,7 @@ use super::local::{self, Answer};
 use super::mirror;
 use super::normalize;
 use super::peer::Peer;
-use super::ratelimit;
+use super::ratelimit::{self, rls};
 use super::retry;
 use super::rewrite;
 use crate::config::proxy_config::ForwardClientCert;
@@ -29,8 +29,8 @@ use crate::percore::jwt::JwtCore;
 use crate::snapshot::authz::remote_ip;
 use crate::snapshot::jwt::JwtAuthn;
 use crate::snapshot::{
-    Destination, FilterStage, HeaderEdits, Mirror, RequestInfo, RequestStage, Route, RouteAction, RouteDecision,
-    Snapshot,
+    ActionContext, Destination, FilterStage, HeaderEdits, Mirror, RateLimitDescriptor, RateLimitPolicy, RequestInfo,
+    RequestStage, Route, RouteAction, RouteDecision, Snapshot,
 };
 
 #[cfg(test)]
@@ -100,9 +100,9 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
     peer: &Peer,
     inputs: &Inputs<'_, R>,
     log: Option<&mut Record>,
-) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected, Option<Check>) {
-    let mut check = None;
-    let (meta, planned, fault) = decide(snap, head, out, peer, inputs, log, &mut check);
+) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected, Option<Check>, Option<rls::Call>) {
+    let (mut check, mut call) = (None, None);
+    let (meta, planned, fault) = decide(snap, head, out, peer, inputs, log, &mut check, &mut call);
     // Envoy's connection manager makes every local reply to a gRPC request a gRPC answer,
     // whichever filter gave it.
     let planned = match planned {
@@ -111,12 +111,14 @@ pub(super) fn plan<'s: 'h, 'h, R: Fn() -> u32>(
         }
         planned => planned,
     };
-    (meta, planned, fault, check)
+    (meta, planned, fault, check, call)
 }
 
 /// [`plan`] before the gRPC form of its local answers. `check`: the external authorization a
 /// CUSTOM policy asks for; it stays set whatever the later stages decide, since Envoy's
-/// ext_authz filter runs before them and its denial is the one the client sees.
+/// ext_authz filter runs before them and its denial is the one the client sees. `call`: the
+/// rate limit service's, for a forwarded request whose route's actions wrote descriptors.
+#[allow(clippy::too_many_arguments)]
 fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     snap: &'s Snapshot,
     head: &'h impl RequestView,
@@ -125,6 +127,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     inputs: &Inputs<'_, R>,
     mut log: Option<&mut Record>,
     check: &mut Option<Check>,
+    call: &mut Option<rls::Call>,
 ) -> (ReqMeta, Disposition<'s, Answer<'h>>, Injected) {
     let random = &inputs.random;
     // Envoy's connection manager gives every request its id before routing, so the access log
@@ -215,6 +218,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     let mut cors_lines = Vec::new();
     let (mut rewrite, mut route_headers, mut mirrors) = (None, &NO_EDITS, &[][..]);
     let (mut accept, mut drop_accept_encoding) = (Accept::default(), false);
+    let mut rate_limit = None;
     for stage in route.policy.request.iter() {
         match stage {
             RequestStage::Authz(a) => {
@@ -260,19 +264,30 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
             RequestStage::Fault(f) => fault = fault::inject(f, random(), random()),
             // Envoy's fault filter answers an abort before the rate limit filter sees the
             // request: no token is taken for it.
-            RequestStage::LocalRateLimit(id) if fault.abort.is_none() => {
+            RequestStage::LocalRateLimit(id, actions) if fault.abort.is_none() => {
                 let limit = snap.local_rate_limit(*id);
-                if ratelimit::limited(limit, &info, &peer.buckets, (inputs.clock)(), random) {
+                // Before the router picks among weighted destinations, only a route's single
+                // one is its cluster.
+                let single = match &route.action {
+                    RouteAction::Forward(d) if d.destinations.len() == 1 => d.destinations[0].cluster,
+                    _ => None,
+                };
+                let written = actions.as_ref().map(|a| descriptors(snap, a, &info, &remote_text, single));
+                let written = written.as_deref().unwrap_or_default();
+                if ratelimit::limited(limit, &info, written, &peer.buckets, (inputs.clock)(), random) {
                     let answer = ratelimit::answer(limit, meta.is_head);
                     let plan = Disposition::Local { answer, close: false, details: LOCAL_RATE_LIMITED };
                     return (meta, plan, fault);
                 }
             }
-            RequestStage::LocalRateLimit(_) => {}
+            RequestStage::LocalRateLimit(..) => {}
             RequestStage::GlobalRateLimit(id) if fault.abort.is_none() => {
                 meta.global_limit = snap.global_rate_limit(*id).pick(&info).map(|w| (*id, w));
             }
             RequestStage::GlobalRateLimit(_) => {}
+            // Asked once the router has picked the cluster `destination_cluster` names.
+            RequestStage::RateLimit(service, actions) if fault.abort.is_none() => rate_limit = Some((service, actions)),
+            RequestStage::RateLimit(..) => {}
             RequestStage::Rewrite(r) => rewrite = Some(r),
             RequestStage::RequestHeaders(edits) => route_headers = edits,
             RequestStage::Mirror(m) => mirrors = m,
@@ -386,12 +401,30 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 if let Some(r) = log {
                     r.forwarded(route.name.as_deref());
                 }
+                *call = rate_limit
+                    .and_then(|(s, a)| rls::Call::new(s, descriptors(snap, a, &info, &remote_text, dest.cluster)));
                 Disposition::Forward { route, dest, extras }
             }
             None => Disposition::Local { answer: Answer::simple(503, b""), close: false, details: NO_UPSTREAM },
         },
     };
     (meta, plan, fault)
+}
+
+/// The descriptors `actions` write for the request (`cluster`: the route's, when known).
+/// Allocates: only routes with `rate_limits` read by a rate limit filter come here.
+fn descriptors(
+    snap: &Snapshot,
+    actions: &RateLimitPolicy,
+    info: &RequestInfo<'_>,
+    remote: &str,
+    cluster: Option<crate::snapshot::ClusterId>,
+) -> Vec<RateLimitDescriptor> {
+    // istiod names a gateway's node cluster `WORKLOAD.NAMESPACE`.
+    let source = format!("{}.{}", snap.source_workload, snap.source_namespace);
+    let cx =
+        ActionContext { remote, destination_cluster: cluster.map(|c| &*snap.cluster(c).name), source_cluster: &source };
+    actions.descriptors(info, &cx)
 }
 
 /// The heads of this request's mirror copies, one per mirror drawn: the upstream head as

@@ -3,31 +3,31 @@
 //! descriptors' buckets for the requests they match, `filter_enforced`, and the counters.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::local::Answer;
-use crate::snapshot::{LocalRateLimit, RequestInfo, TokenBucket};
+pub(super) mod rls;
 
+use super::local::Answer;
 pub(super) mod global;
 
-/// A connection's own buckets, for the limits set `per_downstream_connection` (Envoy keeps them
-/// in the connection's filter state): made full on the connection's first request under each
-/// limit, found by the limit's live id, so a reload that keeps a limit keeps them too.
-#[derive(Default)]
-pub(super) struct ConnBuckets {
-    buckets: RefCell<Vec<OwnBuckets>>,
-}
+/// Response code details of Envoy's `ratelimit` filter, whether ASM's limits counted in Redis
+/// ([`global`]) or a rate limit service ([`rls`]) decided: over the limit (flag `RL`), and a
+/// failed check under `failure_mode_deny` (flag [`ERROR_FLAG`]).
+pub(super) const RATE_LIMITED: &str = "request_rate_limited";
+pub(super) const ERROR: &str = "rate_limiter_error";
+pub(super) const ERROR_FLAG: &str = "RLSE";
 
-/// A connection's buckets for one limit: (the limit's live id, its bucket, its descriptors').
-type OwnBuckets = (u64, TokenBucket, Box<[TokenBucket]>);
+use super::peer::ConnBuckets;
+use crate::snapshot::{LocalRateLimit, RateLimitDescriptor, RequestInfo, TokenBucket};
 
 /// Whether `limit` refuses the request at `now` ([`crate::snapshot::now`]'s clock): counts it
 /// as Envoy's filter does, and says true only when the refusal is enforced. `random` draws the
-/// `filter_enabled` and `filter_enforced` fractions.
+/// `filter_enabled` and `filter_enforced` fractions; `written`: the descriptors the route's
+/// `rate_limits` wrote for the request.
 pub(super) fn limited(
     limit: &LocalRateLimit,
     info: &RequestInfo<'_>,
+    written: &[RateLimitDescriptor],
     conn: &ConnBuckets,
     now: u64,
     random: impl Fn() -> u32,
@@ -50,9 +50,9 @@ pub(super) fn limited(
             }
         };
         let (_, bucket, descriptors) = &buckets[at];
-        take(limit, info, bucket, descriptors, now)
+        take(limit, info, written, bucket, descriptors, now)
     } else {
-        take(limit, info, &limit.live.bucket, &limit.live.descriptors, now)
+        take(limit, info, written, &limit.live.bucket, &limit.live.descriptors, now)
     };
     if allowed {
         count(&counters.ok);
@@ -68,9 +68,16 @@ pub(super) fn limited(
 
 /// Envoy's `requestAllowed`: a token from each descriptor the request matches, and from the
 /// limit's own bucket when none matched or `always_consume_default_token_bucket`.
-fn take(limit: &LocalRateLimit, info: &RequestInfo<'_>, bucket: &TokenBucket, own: &[TokenBucket], now: u64) -> bool {
+fn take(
+    limit: &LocalRateLimit,
+    info: &RequestInfo<'_>,
+    written: &[RateLimitDescriptor],
+    bucket: &TokenBucket,
+    own: &[TokenBucket],
+    now: u64,
+) -> bool {
     let mut matched = false;
-    for i in limit.matched(info) {
+    for i in limit.matched(info, written) {
         matched = true;
         if !own[i].consume(now) {
             return false;

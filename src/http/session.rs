@@ -10,6 +10,7 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::account::Account;
 use super::body::buffered_body_len;
+use super::callouts;
 use super::codec::{self, BodyFraming, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
@@ -80,8 +81,8 @@ pub(super) fn local_flag(details: &str) -> &'static str {
     match details {
         NO_ROUTE | MISDIRECTED => "NR",
         FAULT_ABORT => "FI",
-        LOCAL_RATE_LIMITED | ratelimit::global::RATE_LIMITED => "RL",
-        ratelimit::global::ERROR => ratelimit::global::ERROR_FLAG,
+        LOCAL_RATE_LIMITED | ratelimit::RATE_LIMITED => "RL",
+        ratelimit::ERROR => ratelimit::ERROR_FLAG,
         super::authz::RBAC_DENIED => "RBAC",
         ext_authz::DENIED | ext_authz::ERROR => ext_authz::FLAG,
         _ => "-",
@@ -283,7 +284,7 @@ impl<S: Duplex> Session<S> {
     async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.account.begin();
-        let (mut meta, http1, mut disposition, mut fault, check) = loop {
+        let (meta, http1, mut disposition, mut fault, check, call) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -300,12 +301,12 @@ impl<S: Duplex> Session<S> {
                     head.map(|head| {
                         let body_here = buffered_body_len(&data[head.head_len..], head.framing, usize::MAX).is_some();
                         let log = self.account.log.as_deref_mut();
-                        let (meta, disposition, fault, check) =
+                        let (meta, disposition, fault, check, call) =
                             plan(snap, &head, &mut self.out, &self.peer, &inputs, log);
                         let http1 = Http1Request::of(&head);
                         // Encoded here, as the answer may borrow the head.
                         let keep = !closing && body_here;
-                        (meta, http1, encode_local(&mut self.out, &http1, keep, disposition), fault, check)
+                        (meta, http1, encode_local(&mut self.out, &http1, keep, disposition), fault, check, call)
                     })
                 })
             };
@@ -347,10 +348,11 @@ impl<S: Duplex> Session<S> {
         if let (Some(sink), Some(r)) = (&self.ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
         }
-        // Envoy's ext_authz filter runs first: its denial replaces whatever the later filters
-        // planned, and they never see the request.
-        if let Some(check) = check {
-            match check.run(&self.ctx, snap).await {
+        // The filters that ask another service (ext_authz, then the rate limit services): a
+        // denial replaces whatever the later filters planned, and they never see the request.
+        let aborted = fault.abort.is_some();
+        if let Some(verdict) = callouts::run(check, call, meta.global_limit, aborted, &self.ctx, snap).await {
+            match verdict {
                 Verdict::Allow(lines) => {
                     if matches!(disposition, Disposition::Forward { .. }) {
                         ext_authz::set_upstream(&mut self.out, &lines);
@@ -365,7 +367,6 @@ impl<S: Duplex> Session<S> {
                     let status = encode(&mut self.out, &answer, end);
                     disposition = Disposition::Local { answer: status, close: end.close, details };
                     fault = Injected::default();
-                    meta.global_limit = None;
                 }
             }
         }
@@ -380,17 +381,6 @@ impl<S: Duplex> Session<S> {
             self.out.clear();
             let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
             disposition = Disposition::Local { answer: status, close: end.close, details: FAULT_ABORT };
-        }
-        // Envoy's ratelimit filter, last before the router: the count in Redis.
-        if let Some(ask) = meta.global_limit {
-            if let Some((answer, details)) = ratelimit::global::check(&self.ctx, snap, ask).await {
-                let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
-                let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
-                self.out.clear();
-                let answer = if meta.grpc { answer.grpc(None) } else { answer };
-                let status = encode(&mut self.out, &answer, end);
-                disposition = Disposition::Local { answer: status, close: end.close, details };
-            }
         }
         let next = match disposition {
             Disposition::Local { answer: status, close, details } => {

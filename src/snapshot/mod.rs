@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub local_rate_limits: Vec<Arc<LocalRateLimit>>,
     /// The global rate limits the routes' stages name by [`GlobalLimitId`] (counted in Redis).
     pub global_rate_limits: Vec<GlobalRateLimit>,
+    /// The rate limit services EnvoyFilter's `ratelimit` inserts ask, with their counters.
+    pub rate_limit_services: Vec<Arc<RateLimitService>>,
     /// The gateway's own namespace (`--namespace`), Istio's `source_workload_namespace`.
     pub source_namespace: Arc<str>,
     /// The gateway's own HTTP filters, run on every HTTP request before routing, in order.
@@ -102,6 +104,7 @@ impl Snapshot {
             forward_client_cert: Default::default(),
             local_rate_limits: Vec::new(),
             global_rate_limits: Vec::new(),
+            rate_limit_services: Vec::new(),
             filters: Box::default(),
             by_name,
         }

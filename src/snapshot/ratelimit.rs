@@ -15,8 +15,15 @@ use std::time::{Duration, Instant};
 
 use super::matcher::{MatchBlock, RequestInfo};
 
+pub mod actions;
+mod descriptor;
 pub mod global;
+pub mod rls;
+
+pub use actions::{Action, Context as ActionContext, RateLimitPolicy};
+pub use descriptor::RateLimitDescriptor;
 pub use global::{GlobalLimitId, GlobalRateLimit, WindowIndex};
+pub use rls::{RateLimitService, RlsCounters};
 
 /// Index into [`super::Snapshot::local_rate_limits`].
 pub type RateLimitId = u32;
@@ -63,11 +70,19 @@ impl Fraction {
 /// limit's (`always_consume_default_token_bucket: false`) or besides it (`true`).
 #[derive(Debug, Clone)]
 pub struct Descriptor {
-    /// Envoy writes a descriptor's entries from the route's `rate_limits` actions; the
-    /// `header_value_match` and `query_parameter_value_match` actions ASM's overrides compile
-    /// to are kept here as the block they match with.
-    pub matches: MatchBlock,
+    pub matches: DescriptorMatch,
     pub token_bucket: TokenBucketConfig,
+}
+
+/// What a descriptor of a local limit matches.
+#[derive(Debug, Clone)]
+pub enum DescriptorMatch {
+    /// The `header_value_match` and `query_parameter_value_match` actions ASM's overrides
+    /// compile to, kept as the block they match with.
+    Block(Box<MatchBlock>),
+    /// `descriptors[].entries` of Envoy's filter: a request descriptor its route's
+    /// `rate_limits` actions wrote with exactly these entries.
+    Entries(Box<[(Box<str>, Box<str>)]>),
 }
 
 /// One `local_ratelimit` configuration, as one route (or one virtual host's routes) applies it.
@@ -97,9 +112,26 @@ pub struct LocalRateLimit {
 }
 
 impl LocalRateLimit {
-    /// The descriptors the request matches, by index.
-    pub fn matched<'a>(&'a self, req: &'a RequestInfo<'_>) -> impl Iterator<Item = usize> + 'a {
-        self.descriptors.iter().enumerate().filter(|(_, d)| d.matches.matches(req)).map(|(i, _)| i)
+    /// The descriptors the request matches, by index: `written` are those its route's
+    /// `rate_limits` actions wrote.
+    pub fn matched<'a>(
+        &'a self,
+        req: &'a RequestInfo<'_>,
+        written: &'a [RateLimitDescriptor],
+    ) -> impl Iterator<Item = usize> + 'a {
+        self.descriptors
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| match &d.matches {
+                DescriptorMatch::Block(b) => b.matches(req),
+                DescriptorMatch::Entries(e) => written.iter().any(|w| w.is(e)),
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// Whether a descriptor matches by entries: the route's actions must be run for it.
+    pub fn reads_actions(&self) -> bool {
+        self.descriptors.iter().any(|d| matches!(d.matches, DescriptorMatch::Entries(_)))
     }
 }
 

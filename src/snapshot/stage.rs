@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use super::authz::Authz;
 use super::jwt::JwtAuthn;
-use super::{Compression, Cors, Fault, GlobalLimitId, HeaderEdits, Mirror, RateLimitId, Rewrite};
+use super::{
+    Compression, Cors, Fault, GlobalLimitId, HeaderEdits, Mirror, RateLimitId, RateLimitPolicy, RateLimitService,
+    Rewrite,
+};
 
 /// One of the gateway's own HTTP filters: what every request of every HTTP server meets before
 /// routing, as istiod puts its authentication and authorization filters ahead of the router in
@@ -40,8 +43,12 @@ pub enum RequestStage {
     Fault(Fault),
     /// Envoy's `local_ratelimit` on this route: the limit (in
     /// [`Snapshot::local_rate_limits`](super::Snapshot::local_rate_limits)) takes a token or
-    /// answers 429.
-    LocalRateLimit(RateLimitId),
+    /// answers 429; the route's `rate_limits`, when the limit has descriptors matched by
+    /// entries, write the request's descriptors.
+    LocalRateLimit(RateLimitId, Option<Arc<RateLimitPolicy>>),
+    /// Envoy's `ratelimit` filter on this route, after the local one: the descriptors the
+    /// route's `rate_limits` write are sent to the rate limit service, which may answer 429.
+    RateLimit(Arc<RateLimitService>, Arc<RateLimitPolicy>),
     /// Envoy's `ratelimit` filter, after the local one (ASM's `ASMGlobalRateLimiter`): the
     /// limit (in [`Snapshot::global_rate_limits`](super::Snapshot::global_rate_limits)) counts
     /// the request in Redis, which the session asks once the plan is made.

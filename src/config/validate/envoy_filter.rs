@@ -42,10 +42,21 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                         at.push(Severity::NotEnforced, field("patch.value.typed_config"), format!("{what} is not enforced"));
                     }
                 }
-                Ok(Recognised::LocalRateLimitPerRoute { config, .. }) => {
-                    let f = format!("patch.value.typed_per_filter_config.{LOCAL_RATELIMIT}");
+                Ok(Recognised::RateLimitFilter(config)) => {
                     for what in config.unread() {
+                        at.push(Severity::NotEnforced, field("patch.value.typed_config"), format!("{what} is not enforced"));
+                    }
+                }
+                Ok(Recognised::RoutePatch { config, rate_limits, .. }) => {
+                    let f = format!("patch.value.typed_per_filter_config.{LOCAL_RATELIMIT}");
+                    for what in config.iter().flat_map(|c| c.unread()) {
                         at.push(Severity::NotEnforced, field(&f), format!("{what} is not enforced"));
+                    }
+                    for (j, r) in rate_limits.iter().enumerate() {
+                        for what in r.unread() {
+                            let f = format!("patch.value.rate_limits[{j}]");
+                            at.push(Severity::NotEnforced, field(&f), format!("{what} is not enforced"));
+                        }
                     }
                     // Strait matches a gateway's route configuration by port and virtual host.
                     let rc = p.match_.as_ref().and_then(|m| m.route_configuration.as_ref());
@@ -60,7 +71,7 @@ pub(super) fn check(set: &ConfigSet, out: &mut Diagnostics) {
                     Severity::NotEnforced,
                     field(""),
                     format!(
-                        "{} patch is accepted, not enforced (Strait acts on compressor and local rate limit HTTP filters)",
+                        "{} patch is accepted, not enforced (Strait acts on the compressor, local_ratelimit and ratelimit HTTP filters and routes' rate_limits)",
                         p.apply_to.as_deref().unwrap_or("this")
                     ),
                 ),

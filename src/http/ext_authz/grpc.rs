@@ -1,5 +1,6 @@
 //! The gRPC check: envoy.service.auth.v3 `Authorization/Check` as Envoy's ext_authz filter
-//! calls it, one unary call on an HTTP/2 connection of its own to the provider's endpoint.
+//! calls it, one unary call on an HTTP/2 connection of its own to the provider's endpoint (the
+//! rate limit filter's `ShouldRateLimit` goes the same way).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use prost::Message;
 
 use super::proto::{
     Address, AttributeContext, CheckRequest, CheckResponse, HeaderValueOption, HttpRequest, Peer as PeerMsg, Request,
-    SocketAddress, CHECK_PATH,
+    SocketAddress,
 };
 use super::{Verdict, DENIED, MAX_ANSWER, NOT_RELAYED};
 use crate::http::h2_io::{client_builder, PollIo};
@@ -63,24 +64,29 @@ pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protoco
             }),
         }),
     };
-    let message = check.encode_to_vec();
+    frame(&check.encode_to_vec())
+}
+
+/// One uncompressed length-prefixed gRPC message: flag 0, a 4-byte length, the bytes.
+pub(in crate::http) fn frame(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + message.len());
     out.push(0);
     out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    out.extend_from_slice(&message);
+    out.extend_from_slice(message);
     out
 }
 
-/// The server's `CheckResponse`, or `None` when the call failed (no connection, a status
-/// other than OK, an unreadable message).
-pub(super) async fn ask(
+/// One unary call of `path` (`message` framed): the answer's message, or `None` when the call
+/// failed (no connection, a status other than OK, an unframed answer).
+pub(super) async fn call(
     ctx: &WorkerCtx,
     addr: SocketAddr,
     cluster: &Cluster,
     authority: &str,
+    path: &str,
     timeout: Duration,
     message: Vec<u8>,
-) -> Option<CheckResponse> {
+) -> Option<Vec<u8>> {
     let tls = |c: &_| match &cluster.policy.tls {
         Some(t) => ctx.tls.client(&t.h2_config),
         None => ctx.tls.client(c),
@@ -92,7 +98,7 @@ pub(super) async fn ask(
         let _ = connection.await;
     });
     let scheme = if cluster.policy.tls.is_some() { "https" } else { "http" };
-    let call = http::Request::post(format!("{scheme}://{authority}{CHECK_PATH}"))
+    let call = http::Request::post(format!("{scheme}://{authority}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         // gRPC's TimeoutValue has at most 8 digits.
@@ -127,7 +133,7 @@ pub(super) async fn ask(
         return None;
     };
     let len = u32::from_be_bytes([a, b, c, d]) as usize;
-    CheckResponse::decode(rest.get(..len)?).ok()
+    Some(rest.get(..len)?.to_vec())
 }
 
 /// Envoy's reading of a `CheckResponse`: status OK allows, with `ok_response`'s lines set on

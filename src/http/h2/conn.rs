@@ -18,6 +18,7 @@ use super::head::{self, response_of, H2Head};
 use crate::duplex::Duplex;
 use crate::http::account::Account;
 use crate::http::body::STREAM_CHUNK;
+use crate::http::callouts;
 use crate::http::codec::{self, HeaderSlots, ParseError};
 use crate::http::error::ProxyError;
 use crate::http::exchange::{Exchange, Forwarded};
@@ -27,7 +28,6 @@ use crate::http::h2_io::PollIo;
 use crate::http::local;
 use crate::http::peer::Peer;
 use crate::http::plan::{plan, Disposition, Inputs, FAULT_ABORT};
-use crate::http::ratelimit;
 use crate::http::session::{encode, local_flag, Downstream, Ending};
 use crate::limits::ClientLimits;
 use crate::percore::WorkerCtx;
@@ -197,7 +197,7 @@ impl Stream<'_> {
                         jwt: &ctx.jwt,
                     };
                     let log = self.account.log.as_deref_mut();
-                    let (meta, disposition, fault, check) =
+                    let (meta, disposition, fault, check, call) =
                         plan(snap, &view, &mut self.out, &peer.borrow(), &inputs, log);
                     let disposition = match disposition {
                         Disposition::Local { answer, close, details } => {
@@ -206,7 +206,7 @@ impl Stream<'_> {
                         }
                         Disposition::Forward { route, dest, extras } => Disposition::Forward { route, dest, extras },
                     };
-                    Ok((meta, framing, disposition, fault, check))
+                    Ok((meta, framing, disposition, fault, check, call))
                 }
                 // Never: the head is whole.
                 Ok(None) => Err(ParseError::HeadTooLarge),
@@ -214,7 +214,7 @@ impl Stream<'_> {
             }
         };
         ctx.stats.downstream_rq_total.inc();
-        let (mut meta, framing, mut disposition, mut fault, check) = match parsed {
+        let (meta, framing, mut disposition, mut fault, check, call) = match parsed {
             Ok(planned) => planned,
             Err(e) => return self.answer_error(&ProxyError::BadRequest(e), false, respond).await,
         };
@@ -226,10 +226,11 @@ impl Stream<'_> {
         if let (Some(sink), Some(r)) = (&ctx.access_log, &mut self.account.log) {
             r.start = Some(sink.wall(began));
         }
-        // Envoy's ext_authz filter runs first: its denial replaces whatever the later filters
-        // planned, and they never see the request.
-        if let Some(check) = check {
-            match check.run(ctx, snap).await {
+        // The filters that ask another service (ext_authz, then the rate limit services): a
+        // denial replaces whatever the later filters planned, and they never see the request.
+        let aborted = fault.abort.is_some();
+        if let Some(verdict) = callouts::run(check, call, meta.global_limit, aborted, ctx, snap).await {
+            match verdict {
                 Verdict::Allow(lines) => {
                     if matches!(disposition, Disposition::Forward { .. }) {
                         ext_authz::set_upstream(&mut self.out, &lines);
@@ -242,7 +243,6 @@ impl Stream<'_> {
                     let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
                     disposition = Disposition::Local { answer: status, close: false, details };
                     fault = Injected::default();
-                    meta.global_limit = None;
                 }
             }
         }
@@ -257,19 +257,6 @@ impl Stream<'_> {
                 let status = encode(&mut self.out, &local::fault_abort(abort, meta.grpc), end);
                 Disposition::Local { answer: status, close: false, details: FAULT_ABORT }
             }
-            None => disposition,
-        };
-        // Envoy's ratelimit filter, last before the router: the count in Redis.
-        let disposition = match meta.global_limit {
-            Some(ask) => match ratelimit::global::check(ctx, snap, ask).await {
-                Some((answer, details)) => {
-                    self.out.clear();
-                    let answer = if meta.grpc { answer.grpc(None) } else { answer };
-                    let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
-                    Disposition::Local { answer: status, close: false, details }
-                }
-                None => disposition,
-            },
             None => disposition,
         };
         match disposition {

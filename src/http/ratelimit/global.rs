@@ -4,28 +4,21 @@
 //! a failed or timed-out count lets it through (fail-open, Envoy's default) or, with
 //! `failure_mode_deny`, answers 500 as Envoy's filter does.
 
-use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::super::local::Answer;
+use super::super::ext_authz::Verdict;
+use super::{ERROR, RATE_LIMITED};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{GlobalLimitId, Snapshot, WindowIndex};
 use crate::upstream::redis::RedisError;
 
-/// Response code details of Envoy's ratelimit filter: over the limit, and a failed check
-/// under `failure_mode_deny`.
-pub(in crate::http) const RATE_LIMITED: &str = "request_rate_limited";
-pub(in crate::http) const ERROR: &str = "rate_limiter_error";
-/// The flag a failed check under `failure_mode_deny` is logged with.
-pub(in crate::http) const ERROR_FLAG: &str = "RLSE";
-
-/// Counts the request in its window: the gateway's answer and its details when the request is
-/// refused, none when it goes on. Without `--redis` nothing is counted (the load warned).
+/// Counts the request in its window: the gateway's answer when the request is refused, none
+/// when it goes on. Without `--redis` nothing is counted (the load warned).
 pub(in crate::http) async fn check(
     ctx: &WorkerCtx,
     snap: &Snapshot,
     (id, at): (GlobalLimitId, WindowIndex),
-) -> Option<(Answer<'static>, &'static str)> {
+) -> Option<Verdict> {
     let redis = ctx.redis.as_ref()?;
     let limit = snap.global_rate_limit(id);
     let window = limit.window(at);
@@ -36,8 +29,8 @@ pub(in crate::http) async fn check(
     let failed = match redis.hit(&key, window.unit_s, limit.timeout).await {
         Ok(count) if count > i64::from(window.quota) => {
             stats.over_limit.inc();
-            let headers = vec![("x-envoy-ratelimited", Cow::Borrowed("true"))];
-            return Some((Answer { status: 429, headers, body: b"", omit_body: false }, RATE_LIMITED));
+            let headers = vec![("x-envoy-ratelimited".to_string(), "true".to_string())];
+            return Some(Verdict::Deny { status: 429, headers, body: Vec::new(), details: RATE_LIMITED });
         }
         Ok(_) => {
             stats.ok.inc();
@@ -51,7 +44,7 @@ pub(in crate::http) async fn check(
     }
     tracing::debug!(limit = %limit.key, "global rate limit check failed: {failed:?}");
     if redis.failure_mode_deny {
-        return Some((Answer::simple(500, b""), ERROR));
+        return Some(Verdict::Deny { status: 500, headers: Vec::new(), body: Vec::new(), details: ERROR });
     }
     stats.failure_mode_allowed.inc();
     None

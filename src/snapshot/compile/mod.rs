@@ -130,6 +130,7 @@ pub fn compile_with(
     tracing::debug!(listeners = listeners.len(), clusters = clusters.clusters.len(), "snapshot compiled");
     let mut snapshot = Snapshot::new(opts.generation, listeners, clusters.clusters, secrets.watched());
     snapshot.source_workload = Arc::from(source_workload(&opts.labels));
+    snapshot.rate_limit_services = c.limits.services();
     (snapshot.local_rate_limits, snapshot.global_rate_limits) = c.limits.finish();
     snapshot.source_namespace = Arc::from(opts.namespace.as_str());
     snapshot.filters = jwt.map(FilterStage::Jwt).into_iter().collect();

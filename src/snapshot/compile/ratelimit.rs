@@ -15,12 +15,14 @@ use crate::config::asm_local_rate_limiter::{
 use crate::config::index::labels_subset;
 use crate::config::{AsmLocalRateLimiter, ConfigSet, Diagnostic, Resource, Severity};
 use crate::snapshot::{
-    now, Descriptor, Fraction, HeaderMatcher, LiveLimit, LocalRateLimit, MatchBlock, QueryMatcher, RateLimitId,
-    RequestStage, Route, StringMatcher, TokenBucketConfig, ValueMatcher,
+    now, Descriptor, DescriptorMatch, Fraction, HeaderMatcher, LiveLimit, LocalRateLimit, MatchBlock, QueryMatcher,
+    RateLimitId, RateLimitService, RequestStage, Route, RouteAction, StringMatcher, TokenBucketConfig, ValueMatcher,
 };
 
+mod actions;
 pub mod envoy_filter;
 mod global;
+mod rls;
 
 /// Envoy's body for a locally rate-limited request.
 const LIMITED_BODY: &str = "local_rate_limited";
@@ -57,6 +59,9 @@ struct Template {
     filter_enabled: Fraction,
     filter_enforced: Fraction,
     status: u16,
+    /// Envoy's `always_consume_default_token_bucket` (true unless set; ASM's overrides replace
+    /// the config's quota, so false for them).
+    always_consume_default: bool,
 }
 
 /// The rules selecting this gateway, and the limits made of them so far.
@@ -65,6 +70,8 @@ pub(super) struct LocalLimits {
     /// EnvoyFilter's `local_ratelimit` inserts and per-route configs.
     filters: Vec<envoy_filter::Filter>,
     per_route: Vec<envoy_filter::PerRoute>,
+    /// EnvoyFilter's `ratelimit` inserts.
+    services: Vec<envoy_filter::RlsFilter>,
     limits: Vec<Arc<LocalRateLimit>>,
     by_key: HashMap<String, RateLimitId>,
     /// ASMGlobalRateLimiter's rules.
@@ -95,9 +102,9 @@ impl LocalLimits {
                 }
             }
         }
-        let (filters, per_route) = envoy_filter::read(set, labels, namespace);
+        let (filters, per_route, services) = envoy_filter::read(set, labels, namespace);
         let global = global::GlobalLimits::new(set, labels, namespace, errors);
-        Self { rules, filters, per_route, limits: Vec::new(), by_key: HashMap::new(), global }
+        Self { rules, filters, per_route, services, limits: Vec::new(), by_key: HashMap::new(), global }
     }
 
     /// Puts the limits that apply to `route` (the `index`th of the virtual host `domain` of
@@ -106,7 +113,7 @@ impl LocalLimits {
     /// whole virtual host, as Envoy's per-route config wins over the virtual host's; likewise
     /// for EnvoyFilter's, whose per-route config replaces the inserted filter's own.
     pub(super) fn apply(&mut self, port: u16, domain: &str, index: usize, route: &mut Route) {
-        let Self { rules, filters, per_route, limits, by_key, global } = self;
+        let Self { rules, filters, per_route, services, limits, by_key, global } = self;
         global.apply(port, domain, route);
         let mut intern = |key: String, t: &Template, source: &str| {
             *by_key.entry(key).or_insert_with_key(|key| {
@@ -117,27 +124,51 @@ impl LocalLimits {
         if let Some(rule) = pick(rules, |r| &r.target, port, domain, route.name.as_deref()) {
             let key = format!("{} {domain}:{port} {}", rule.origin, rule.target.route.as_deref().unwrap_or("*"));
             let id = intern(key, &rule.limit, &rule.source);
-            insert(route, RequestStage::LocalRateLimit(id));
+            insert(route, RequestStage::LocalRateLimit(id, None));
         }
-        let Some(filter) = filters.iter().find(|f| f.on(port)) else {
-            return;
+        // The patches reaching the route itself, and its virtual host, in order.
+        let at: &Route = route;
+        let reaching: [Vec<&envoy_filter::PerRoute>; 2] = [false, true]
+            .map(|vh| per_route.iter().filter(|p| p.virtual_host == vh && p.reaches(port, domain, at)).collect());
+        // The route's `rate_limits` of a filter's `stage`, else its virtual host's (Envoy's
+        // `vh_rate_limits` OVERRIDE default); MERGE patches append to the list. Envoy's rate
+        // limit filters read them only on a route that forwards (one with a route entry).
+        let forwards = matches!(route.action, RouteAction::Forward(_));
+        let actions = |stage: u32| {
+            let [own, vhost] = &reaching;
+            let own = actions::policy(own.iter().flat_map(|p| &p.rate_limits), stage);
+            let policy = own.or_else(|| actions::policy(vhost.iter().flat_map(|p| &p.rate_limits), stage));
+            policy.filter(|_| forwards).map(Arc::new)
         };
-        // A later MERGE of the per-route config replaces an earlier one's.
-        let reaching =
-            |vh: bool| per_route.iter().rev().find(|p| p.virtual_host == vh && p.reaches(port, domain, route));
-        let (key, limit) = if let Some(p) = reaching(false) {
-            let which = route.name.as_deref().map_or_else(|| format!("#{index}"), str::to_owned);
-            (format!("{} {domain}:{port} {which}", p.origin), &p.limit)
-        } else if let Some(p) = reaching(true) {
-            (format!("{} {domain}:{port}", p.origin), &p.limit)
-        } else {
-            // The listener's own config: one bucket for every route of its connection manager.
-            (format!("{} :{port}", filter.origin), &filter.limit)
-        };
-        if let Some(template) = &limit.template {
-            let id = intern(key, template, &limit.source);
-            insert(route, RequestStage::LocalRateLimit(id));
+        if let Some(filter) = filters.iter().find(|f| f.on(port)) {
+            // A later MERGE of the per-route config replaces an earlier one's.
+            let last = |vh: usize| reaching[vh].iter().filter_map(|p| Some((p, p.limit.as_ref()?))).next_back();
+            let (key, limit) = if let Some((p, limit)) = last(0) {
+                let which = route.name.as_deref().map_or_else(|| format!("#{index}"), str::to_owned);
+                (format!("{} {domain}:{port} {which}", p.origin), limit)
+            } else if let Some((p, limit)) = last(1) {
+                (format!("{} {domain}:{port}", p.origin), limit)
+            } else {
+                // The listener's own config: one bucket for every route of its connection manager.
+                (format!("{} :{port}", filter.origin), &filter.limit)
+            };
+            if let Some(template) = &limit.template {
+                let id = intern(key, template, &limit.source);
+                let reads = limits[id as usize].reads_actions().then(|| actions(limit.stage)).flatten();
+                insert(route, RequestStage::LocalRateLimit(id, reads));
+            }
         }
+        // Envoy's `ratelimit` filter asks its service only for a request with descriptors.
+        if let Some(rls) = services.iter().find(|s| s.on(port)) {
+            if let Some(actions) = actions(rls.stage) {
+                insert(route, RequestStage::RateLimit(rls.service.clone(), actions));
+            }
+        }
+    }
+
+    /// The rate limit services inserted, for their counters.
+    pub(super) fn services(&self) -> Vec<Arc<RateLimitService>> {
+        self.services.iter().map(|s| s.service.clone()).collect()
     }
 
     /// The local limits, and the global ones.
@@ -146,15 +177,16 @@ impl LocalLimits {
     }
 }
 
-/// Puts a limit's stage among the route's after CORS, fault and the limits Envoy's chain runs
-/// before it: the local limits come before the global one (`local_ratelimit` before
-/// `ratelimit`), whichever is placed first.
+/// Puts a rate limit stage among the route's after CORS, fault and the limits Envoy's chain
+/// runs before it: the local limits come before the global ones (`local_ratelimit` before
+/// `ratelimit`: ASM's counted in Redis, EnvoyFilter's asking a service), whichever is placed
+/// first.
 fn insert(route: &mut Route, stage: RequestStage) {
-    let global = matches!(stage, RequestStage::GlobalRateLimit(_));
+    let local = matches!(stage, RequestStage::LocalRateLimit(..));
     let stages = &route.policy.request;
     let at = stages.iter().position(|s| match s {
-        RequestStage::Cors(_) | RequestStage::Fault(_) | RequestStage::LocalRateLimit(_) => false,
-        RequestStage::GlobalRateLimit(_) => !global,
+        RequestStage::Cors(_) | RequestStage::Fault(_) | RequestStage::LocalRateLimit(..) => false,
+        RequestStage::GlobalRateLimit(_) | RequestStage::RateLimit(..) => local,
         _ => true,
     });
     let at = at.unwrap_or(stages.len());
@@ -174,8 +206,7 @@ fn instantiate(t: &Template, key: String, source: &str) -> LocalRateLimit {
         filter_enabled: t.filter_enabled,
         filter_enforced: t.filter_enforced,
         descriptors: t.descriptors.clone().into(),
-        // ASM's overrides replace the config's quota for the requests they match.
-        always_consume_default_token_bucket: false,
+        always_consume_default_token_bucket: t.always_consume_default,
         per_connection: t.per_connection,
         status: t.status,
         body: t.body.clone(),
@@ -208,7 +239,7 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
         let at = |f: &str| format!("limit_overrides[{j}].{f}");
         let token_bucket = bucket(&o.limit).map_err(|(f, m)| (at(&format!("limit.{f}")), m))?;
         let matches = request_block(&o.request_match).map_err(|(f, m)| (at(&f), m))?;
-        descriptors.push(Descriptor { matches, token_bucket });
+        descriptors.push(Descriptor { matches: DescriptorMatch::Block(Box::new(matches)), token_bucket });
     }
     let limit = Template {
         token_bucket,
@@ -225,6 +256,7 @@ fn rule(r: &Resource<AsmLocalRateLimiter>, i: usize, config: &LocalRateLimiterCo
         filter_enabled: Fraction::ALL,
         filter_enforced: Fraction::ALL,
         status: 429,
+        always_consume_default: false,
     };
     Ok(Rule {
         origin: format!("{} configs[{i}]", r.key()),
@@ -319,8 +351,6 @@ fn value(
     })
 }
 
-/// A header matcher onto the block; Envoy's pseudo-headers match the request's path, method,
-/// authority and scheme (`:path` without its query string: ASM's examples match it by prefix).
 fn header(h: &AsmHeader, block: &mut MatchBlock) -> Result<(), String> {
     let value = value(
         h.exact_match.as_deref(),
@@ -329,7 +359,13 @@ fn header(h: &AsmHeader, block: &mut MatchBlock) -> Result<(), String> {
         h.regex_match.as_deref(),
         h.present_match,
     )?;
-    let name = h.name.to_ascii_lowercase();
+    matcher(&h.name, value, h.invert_match, block)
+}
+
+/// A header matcher onto the block; Envoy's pseudo-headers match the request's path, method,
+/// authority and scheme (`:path` without its query string: ASM's examples match it by prefix).
+fn matcher(name: &str, value: ValueMatcher, invert: bool, block: &mut MatchBlock) -> Result<(), String> {
+    let name = name.to_ascii_lowercase();
     let pseudo = match name.as_str() {
         ":path" => Some(&mut block.uri),
         ":method" => Some(&mut block.method),
@@ -338,8 +374,8 @@ fn header(h: &AsmHeader, block: &mut MatchBlock) -> Result<(), String> {
         _ => None,
     };
     match (pseudo, value) {
-        (None, value) => block.headers.push(HeaderMatcher { name: name.into(), value, invert: h.invert_match }),
-        (Some(_), _) if h.invert_match => return Err(format!("invert_match on {name} is not supported")),
+        (None, value) => block.headers.push(HeaderMatcher { name: name.into(), value, invert }),
+        (Some(_), _) if invert => return Err(format!("invert_match on {name} is not supported")),
         (Some(slot), ValueMatcher::Value(m)) => *slot = Some(m),
         // Every request has a path, method, authority and scheme.
         (Some(_), ValueMatcher::Present) => {}

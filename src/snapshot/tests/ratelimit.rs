@@ -8,7 +8,7 @@ fn limit<'s>(snapshot: &'s Snapshot, host: &str, path: &str) -> Option<&'s Local
         panic!("{host}{path} is not routed");
     };
     route.policy.request.iter().find_map(|s| match s {
-        RequestStage::LocalRateLimit(id) => Some(snapshot.local_rate_limit(*id)),
+        RequestStage::LocalRateLimit(id, _) => Some(snapshot.local_rate_limit(*id)),
         _ => None,
     })
 }
@@ -45,7 +45,8 @@ fn the_limit_runs_after_fault_and_before_the_routers_edits() {
         .iter()
         .map(|s| match s {
             RequestStage::Fault(_) => "fault",
-            RequestStage::LocalRateLimit(_) => "local_ratelimit",
+            RequestStage::LocalRateLimit(..) => "local_ratelimit",
+            RequestStage::RateLimit(..) => "ratelimit",
             RequestStage::RequestHeaders(_) => "headers",
             _ => "other",
         })
@@ -132,7 +133,7 @@ fn the_global_limit_runs_after_the_local_one() {
         .iter()
         .map(|s| match s {
             RequestStage::Fault(_) => "fault",
-            RequestStage::LocalRateLimit(_) => "local_ratelimit",
+            RequestStage::LocalRateLimit(..) => "local_ratelimit",
             RequestStage::GlobalRateLimit(_) => "ratelimit",
             RequestStage::RequestHeaders(_) => "headers",
             _ => "other",

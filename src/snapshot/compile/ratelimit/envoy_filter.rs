@@ -3,15 +3,19 @@
 //! manager holds the listener's config (its bucket shared by every route there), and a route's
 //! or virtual host's `typed_per_filter_config` replaces it for that route (Envoy's most
 //! specific per-route config). A per-route config acts only where the filter is inserted.
+//! The same route patches' `rate_limits` write the descriptors the local limit's `descriptors`
+//! and an inserted `envoy.filters.http.ratelimit` read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Template, LIMITED_BODY};
-use crate::config::envoy_filter::{ConfigPatch, LocalRateLimit as Config, Recognised, RouteConfigurationMatch};
+use crate::config::envoy_filter::{
+    ConfigPatch, LocalRateLimit as Config, RateLimit, Recognised, RouteConfigurationMatch,
+};
 use crate::config::ConfigSet;
 use crate::snapshot::compile::compress::{applying, http_filter_port};
-use crate::snapshot::{Fraction, Route, RouteAction, TokenBucketConfig};
+use crate::snapshot::{Descriptor, DescriptorMatch, Fraction, RateLimitService, Route, RouteAction, TokenBucketConfig};
 
 /// A config read from a patch: `None` when it has no `token_bucket`, which limits nothing
 /// (Envoy's filter without a bucket admits every request its descriptors do not name).
@@ -19,6 +23,8 @@ pub(super) struct Limit {
     /// The config as written: a reload keeps the bucket while it is the same.
     pub(super) source: String,
     pub(super) template: Option<Template>,
+    /// The `rate_limits` entries its descriptors read are those of this `stage`.
+    pub(super) stage: u32,
 }
 
 /// An `HTTP_FILTER` insert: the listener port it is limited to (`None`: every port).
@@ -28,12 +34,28 @@ pub(super) struct Filter {
     pub(super) limit: Limit,
 }
 
-/// An `HTTP_ROUTE` or `VIRTUAL_HOST` `MERGE` of the filter's `typed_per_filter_config`.
+/// An `HTTP_ROUTE` or `VIRTUAL_HOST` `MERGE` of the local filter's `typed_per_filter_config`
+/// and of `rate_limits`.
 pub(super) struct PerRoute {
     pub(super) origin: String,
     pub(super) virtual_host: bool,
     matches: RouteConfigurationMatch,
-    pub(super) limit: Limit,
+    pub(super) limit: Option<Limit>,
+    pub(super) rate_limits: Vec<RateLimit>,
+}
+
+/// An `envoy.filters.http.ratelimit` insert: the listener port it is limited to.
+pub(super) struct RlsFilter {
+    port: Option<u32>,
+    /// The `rate_limits` entries it sends are those of this `stage`.
+    pub(super) stage: u32,
+    pub(super) service: Arc<RateLimitService>,
+}
+
+impl RlsFilter {
+    pub(super) fn on(&self, port: u16) -> bool {
+        self.port.is_none_or(|p| p == u32::from(port))
+    }
 }
 
 /// The patches of the EnvoyFilters reaching this gateway, in istiod's order.
@@ -41,8 +63,8 @@ pub(super) fn read(
     set: &ConfigSet,
     labels: &BTreeMap<String, String>,
     namespace: &str,
-) -> (Vec<Filter>, Vec<PerRoute>) {
-    let (mut filters, mut routes) = (Vec::new(), Vec::new());
+) -> (Vec<Filter>, Vec<PerRoute>, Vec<RlsFilter>) {
+    let (mut filters, mut routes, mut services) = (Vec::new(), Vec::new(), Vec::new());
     for ef in applying(set, labels, namespace) {
         for (i, p) in ef.spec.config_patches.iter().enumerate() {
             let origin = format!("EnvoyFilter {} configPatches[{i}]", ef.key());
@@ -52,16 +74,23 @@ pub(super) fn read(
                         filters.push(Filter { origin, port, limit: limit(&config) });
                     }
                 }
-                Ok(Recognised::LocalRateLimitPerRoute { virtual_host, config }) => {
+                Ok(Recognised::RateLimitFilter(config)) => {
+                    if let Some(port) = http_filter_port(p.match_.as_ref()) {
+                        let service = super::rls::service(&origin, &config);
+                        services.push(RlsFilter { port, stage: config.stage, service });
+                    }
+                }
+                Ok(Recognised::RoutePatch { virtual_host, config, rate_limits }) => {
                     if let Some(matches) = route_match(p) {
-                        routes.push(PerRoute { origin, virtual_host, matches, limit: limit(&config) });
+                        let limit = config.map(|c| limit(&c));
+                        routes.push(PerRoute { origin, virtual_host, matches, limit, rate_limits });
                     }
                 }
                 _ => {}
             }
         }
     }
-    (filters, routes)
+    (filters, routes, services)
 }
 
 impl Filter {
@@ -82,17 +111,18 @@ impl PerRoute {
         let Some(vhost) = &m.vhost else {
             return true;
         };
-        if vhost.name.as_deref().is_some_and(|n| n != format!("{domain}:{port}")) {
+        // istiod reads an empty name or domain as none (the task's `name: ""`).
+        if vhost.name.as_deref().is_some_and(|n| !n.is_empty() && n != format!("{domain}:{port}")) {
             return false;
         }
-        if vhost.domain_name.as_deref().is_some_and(|d| d != domain) {
+        if vhost.domain_name.as_deref().is_some_and(|d| !d.is_empty() && d != domain) {
             return false;
         }
         // istiod reads the route match of HTTP_ROUTE patches only.
         let Some(r) = vhost.route.as_ref().filter(|_| !self.virtual_host) else {
             return true;
         };
-        if r.name.as_deref().is_some_and(|n| route.name.as_deref() != Some(n)) {
+        if r.name.as_deref().is_some_and(|n| !n.is_empty() && route.name.as_deref() != Some(n)) {
             return false;
         }
         match r.action.as_deref() {
@@ -134,7 +164,20 @@ fn limit(c: &Config) -> Limit {
             tokens_per_fill: b.tokens_per_fill.unwrap_or(1),
             fill_interval: b.fill_interval.get(),
         },
-        descriptors: Vec::new(),
+        descriptors: c
+            .descriptors
+            .iter()
+            .map(|d| Descriptor {
+                matches: DescriptorMatch::Entries(
+                    d.entries.iter().map(|e| (e.key.as_str().into(), e.value.as_str().into())).collect(),
+                ),
+                token_bucket: TokenBucketConfig {
+                    max_tokens: d.token_bucket.max_tokens,
+                    tokens_per_fill: d.token_bucket.tokens_per_fill.unwrap_or(1),
+                    fill_interval: d.token_bucket.fill_interval.get(),
+                },
+            })
+            .collect(),
         per_connection: c.local_rate_limit_per_downstream_connection,
         body: LIMITED_BODY.into(),
         response_headers: c
@@ -147,8 +190,9 @@ fn limit(c: &Config) -> Limit {
         filter_enforced: fraction(&c.filter_enforced),
         // Envoy answers 429 for a status under 400.
         status: c.status.as_ref().map(|s| s.code).filter(|&s| (400..=599).contains(&s)).map_or(429, |s| s as u16),
+        always_consume_default: c.always_consume_default_token_bucket.unwrap_or(true),
     });
-    Limit { source: format!("{c:?}"), template }
+    Limit { source: format!("{c:?}"), template, stage: c.stage }
 }
 
 #[cfg(test)]
