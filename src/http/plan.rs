@@ -163,7 +163,8 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
         return (meta, plan, Injected::default());
     };
     // The gateway's own filters run before routing, as Envoy's run ahead of the router: a
-    // refused token gets its 401 whether or not a route would match. `authn` is what a later
+    // refused token gets its 401, and a request the policies deny its 403, whether or not a
+    // route would match. `authn` is what a later
     // stage (AuthorizationPolicy's `request.auth.*`) reads: a verified token's claims.
     let mut authn: Option<(&'s JwtAuthn, Authn<'s>)> = None;
     for filter in snap.filters.iter() {
@@ -176,6 +177,29 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 }
                 outcome => authn = Some((filter, outcome)),
             },
+            FilterStage::Authz(by_port) => {
+                let Some(policies) = by_port.get(peer.conn.listener_port) else {
+                    continue;
+                };
+                // `requestPrincipals` and `request.auth.*` read the token the JWT filter verified.
+                let claims = match &authn {
+                    Some((_, Authn::Verified { verified, .. })) => Some(&verified.claims),
+                    _ => None,
+                };
+                let req = authz::request(&info, peer, remote, claims);
+                match authz::run(policies, &req, &mut meta.rbac, log.as_deref_mut()) {
+                    authz::Outcome::Allowed(provider) => {
+                        if let Some(provider) = provider {
+                            *check = Some(Check::new(provider, &info, head.target(), peer, head.protocol()));
+                        }
+                    }
+                    authz::Outcome::Denied => {
+                        let plan =
+                            Disposition::Local { answer: authz::denied(), close: false, details: authz::RBAC_DENIED };
+                        return (meta, plan, Injected::default());
+                    }
+                }
+            }
         }
     }
     // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
@@ -217,34 +241,6 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     let (mut accept, mut drop_accept_encoding) = (Accept::default(), false);
     for stage in route.policy.request.iter() {
         match stage {
-            RequestStage::Authz(a) => {
-                // `requestPrincipals` and `request.auth.*` read the token the JWT filter verified.
-                let claims = match &authn {
-                    Some((_, Authn::Verified { verified, .. })) => Some(&verified.claims),
-                    _ => None,
-                };
-                match authz::custom(a, &info, peer, remote, claims).map(|c| c.provider.as_ref()) {
-                    Some(Some(provider)) => {
-                        *check = Some(Check::new(provider, &info, head.target(), peer, head.protocol()));
-                    }
-                    // A provider MeshConfig lacks: istiod denies what the policy matches.
-                    Some(None) => {
-                        meta.rbac = Some(false);
-                        let plan =
-                            Disposition::Local { answer: authz::denied(), close: false, details: authz::RBAC_DENIED };
-                        return (meta, plan, Injected::default());
-                    }
-                    None => {}
-                }
-                let decision = authz::decide(a, &info, peer, remote, claims);
-                meta.rbac = Some(decision == crate::snapshot::authz::Decision::Allow);
-                if let crate::snapshot::authz::Decision::Deny(policy) = decision {
-                    tracing::debug!(policy = policy.unwrap_or("none"), "RBAC: access denied");
-                    let plan =
-                        Disposition::Local { answer: authz::denied(), close: false, details: authz::RBAC_DENIED };
-                    return (meta, plan, Injected::default());
-                }
-            }
             RequestStage::Cors(c) => match cors::preflight(c, &sent) {
                 cors::Preflight::Answer(lines) => {
                     let answer = Answer { headers: lines, ..Answer::simple(200, b"") };

@@ -113,7 +113,7 @@ fn authorized(authz: &Authz, inbound: &Inbound<'_>) -> bool {
         peer_uri: inbound.peer_uri,
         jwt: None,
     };
-    authz.decide(&request) == Decision::Allow
+    authz.decide(&request).decision == Decision::Allow
 }
 
 /// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.
