@@ -4,7 +4,8 @@
 //! `x-forwarded-for`, and the result feeds `remoteIpBlocks`, `x-envoy-external-address` and the
 //! access log; a spoofed `x-forwarded-for` from an untrusted client changes nothing.
 //! `gatewayTopology.proxyProtocol` makes every listener read a PROXY v1 or v2 header first and
-//! refuse a connection without one; the header's source is then the client.
+//! refuse a connection without one; the header's source is then the client. Behind trusted
+//! proxies the client's `x-forwarded-proto` is kept, as Envoy keeps it.
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
@@ -38,11 +39,15 @@ fn start(driver: Driver, app: &Backend, args: &[&str]) -> (Gateway, SocketAddr) 
     builder.start_app(http, vec![service_entry("app", "app.local", 80, &[app.port()])])
 }
 
-/// A GET of `path` carrying `xff` as `x-forwarded-for`; its status.
+/// A GET of `path` carrying `xff` as `x-forwarded-for` (and `x-forwarded-proto: https`, as a
+/// load balancer terminating TLS writes it); its status.
 fn get_from(addr: SocketAddr, path: &str, xff: &str) -> u16 {
     client::request(
         addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: {xff}\r\nConnection: close\r\n\r\n"),
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: {xff}\r\nX-Forwarded-Proto: https\r\nConnection: \
+             close\r\n\r\n"
+        ),
     )
     .status
 }
@@ -96,6 +101,7 @@ both_drivers! {
         let got = app.last();
         assert_eq!(got.header("x-forwarded-for"), Some("1.2.3.4, 127.0.0.1"));
         assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
+        assert_eq!(got.header_all("x-forwarded-proto"), ["http"], "an untrusted client's scheme is overwritten");
         assert!(logged_remote(&gw, "/spoofed").starts_with("127.0.0.1:"));
     }
 
@@ -113,6 +119,8 @@ both_drivers! {
         let got = app.last();
         assert_eq!(got.header("x-forwarded-for"), Some("1.2.3.4,9.9.9.9, 127.0.0.1"));
         assert_eq!(got.header("x-envoy-external-address"), Some("9.9.9.9"));
+        // Envoy keeps the scheme a trusted hop wrote (`xff_num_trusted_hops` > 0).
+        assert_eq!(got.header_all("x-forwarded-proto"), ["https"]);
         assert_eq!(logged_remote(&gw, "/allowed"), "9.9.9.9:0");
         // Too short a chain: the peer is the client.
         assert_eq!(get_from(addr, "/bad", "not-an-address"), 200);
@@ -192,4 +200,5 @@ both_drivers! {
         assert!(!echoes(b""), "no header: refused");
         assert_eq!(echo.accepted(), 2);
     }
+
 }

@@ -351,6 +351,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     path: path.as_deref(),
                     authority,
                     x_forwarded_proto: scheme,
+                    keep_client_proto: snap.num_trusted_proxies > 0,
                     x_forwarded_for_append: &peer.ip,
                     request_id: Some(request_id.as_bytes()),
                     x_envoy_external_address: Some(&remote_text),
@@ -462,8 +463,7 @@ fn hex32(x: u32) -> [u8; 8] {
 /// `x-forwarded-client-cert` as Envoy's `forward_client_cert_details` mode writes it: (the
 /// gateway's value to write, whether the client's lines are kept). The gateway's value exists
 /// on an mTLS connection only; without one every mode but ALWAYS_FORWARD_ONLY drops the
-/// client's. APPEND_FORWARD writes the gateway's as a line after the client's, which a reader
-/// joins with a comma as Envoy joins them.
+/// client's. APPEND_FORWARD joins the gateway's to the client's value (the codec's writer).
 fn client_cert(mode: ForwardClientCert, peer: &Peer) -> (Option<&str>, bool) {
     let ours = peer.tls.as_ref().and_then(|t| t.xfcc.as_deref());
     match mode {
