@@ -286,9 +286,16 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
         }
         RouteAction::Forward(dests) => match dests.pick(random()) {
             Some(dest) => {
+                // Envoy's router hashes the downstream remote address its connection manager
+                // derived (port 0 when taken from `x-forwarded-for`).
+                let remote_addr = if remote == peer.conn.client.ip() {
+                    peer.conn.client
+                } else {
+                    std::net::SocketAddr::new(remote, 0)
+                };
                 let affinity = dest
                     .cluster
-                    .map(|c| affinity::request_affinity(snap.cluster(c), &info, peer.conn.peer))
+                    .map(|c| affinity::request_affinity(snap.cluster(c), &info, remote_addr))
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info)).or_else(|| {
