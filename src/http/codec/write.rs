@@ -303,7 +303,8 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
                 && !dropped_by_name(f, f.headers[i].name, f.conn.nominates, edits.remove)
         })
     };
-    if !edits.x_forwarded_proto.is_empty() && !(edits.keep_client_proto && client_proto()) {
+    let theirs_kept = edits.keep_client_proto && client_proto();
+    if !(edits.x_forwarded_proto.is_empty() || theirs_kept) {
         put_header(out, b"x-forwarded-proto", edits.x_forwarded_proto.as_bytes());
     }
     if let Some(id) = edits.request_id {
