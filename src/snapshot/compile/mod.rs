@@ -40,7 +40,9 @@ use crate::snapshot::{
 };
 
 use crate::config::credentials::Secrets;
-use crate::config::index::{expand_host, exported_to, labels_subset, resolve_gateway_name, HostIndex};
+use crate::config::index::{
+    expand_host, exported_to, labels_subset, policy_attaches, resolve_gateway_name, HostIndex, ThisGateway,
+};
 use cluster::{Clusters, Ctx};
 pub use dns::{distinct, Resolve, SystemResolver};
 use http::{CompiledRoute, HttpTemplate, Instance, Regexes};
@@ -478,8 +480,8 @@ impl<'a> Compiler<'a> {
             .authorization_policies
             .iter()
             .filter(|p| {
-                let ns = p.namespace();
-                authorization_policy::applies(&p.spec, ns, &opts.labels, &opts.namespace, root).is_ok()
+                let gateway = ThisGateway { namespace: &opts.namespace, root, labels: &opts.labels };
+                policy_attaches(&p.spec.attachment(p.namespace()), &gateway).is_ok()
             })
             .collect();
         // The providers CUSTOM policies name, each reaching its service as a route destination
