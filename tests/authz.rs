@@ -62,7 +62,9 @@ both_drivers! {
         assert_eq!(denied.header("content-type"), Some("text/plain"));
         assert_eq!(get(addr, "/other").status, 403, "ALLOW policies apply and none matches");
         assert_eq!(app.count(), 1, "denied requests reach no backend");
-        assert_eq!(stats(&gw, "envoy_http_rbac_allowed"), 1.0);
+        // Each of istiod's RBAC filters (AUDIT, DENY, ALLOW) counts what it lets pass, as
+        // Envoy's do: 3 for /api/users, AUDIT's for /api/admin, AUDIT's and DENY's for /other.
+        assert_eq!(stats(&gw, "envoy_http_rbac_allowed"), 6.0);
         assert_eq!(stats(&gw, "envoy_http_rbac_denied"), 2.0);
         // HTTP/2 (h2c) requests meet the same stage.
         let h2 = |path: &str| {
@@ -77,6 +79,54 @@ both_drivers! {
         assert!(wait_until(std::time::Duration::from_secs(5), || lines().len() == 5).is_some(), "{:?}", lines());
         let line = lines().into_iter().find(|l| l.contains(" /other HTTP/1.1\"")).unwrap();
         assert!(line.contains("\" 403 RBAC rbac_access_denied_matched_policy[none] "), "{line}");
+        // A DENY names its rule as istiod names Envoy's RBAC policies.
+        let line = lines().into_iter().find(|l| l.contains(" /api/admin HTTP/1.1\"")).unwrap();
+        let details = "\" 403 RBAC rbac_access_denied_matched_policy[ns[istio-system]-policy[deny-admin]-rule[0]] ";
+        assert!(line.contains(details), "{line}");
+    }
+
+    fn a_request_no_route_serves_meets_the_policies_before_routing(driver) {
+        let app = Backend::start("app");
+        let to = |addr: SocketAddr, host: &str, path: &str| {
+            status(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"))
+        };
+        let allow_api = policy("allow-api", "  rules:\n  - to:\n    - operation:\n        paths: [\"/api/*\"]\n");
+        let (gw, addr) = start(driver, &app, &[allow_api], &[]);
+        assert_eq!(to(addr, "nowhere.test", "/other"), 403, "no ALLOW matched, whatever the routes: {}", gw.logs());
+        assert_eq!(to(addr, "nowhere.test", "/api/x"), 404, "allowed, then no virtual host");
+        assert_eq!(to(addr, "app.test", "/api/x"), 200);
+        let (_gw, addr) = start(driver, &app, &[policy("deny-all", "  action: DENY\n  rules: [{}]\n")], &[]);
+        assert_eq!(to(addr, "nowhere.test", "/"), 403, "a DENY covers hosts no VirtualService serves");
+        // `hosts` still matches the authority as sent, now that no route narrows it.
+        let deny_host = policy("deny-host", "  action: DENY\n  rules:\n  - to:\n    - operation:\n        hosts: [nowhere.test]\n");
+        let (_gw, addr) = start(driver, &app, &[deny_host], &[]);
+        assert_eq!(to(addr, "NOWHERE.test", "/"), 403);
+        assert_eq!(to(addr, "elsewhere.test", "/"), 404);
+        assert_eq!(to(addr, "app.test", "/"), 200);
+    }
+
+    fn an_audit_policy_marks_the_json_access_log_and_counts_as_envoys_log_filter(driver) {
+        let app = Backend::start("app");
+        let audit = policy("audit-admin", "  action: AUDIT\n  rules:\n  - to:\n    - operation:\n        paths: [/admin]\n");
+        let (gw, addr) = start(driver, &app, &[audit], &["--access-log", "--access-log-encoding", "json"]);
+        assert_eq!(get(addr, "/admin").status, 200, "AUDIT decides nothing");
+        assert_eq!(get(addr, "/public").status, 200);
+        let lines = || gw.stdout().lines().map(str::to_string).collect::<Vec<_>>();
+        assert!(wait_until(Duration::from_secs(5), || lines().len() == 2).is_some(), "{:?}", lines());
+        let hint = |path: &str| {
+            let line = lines().into_iter().find(|l| l.contains(&format!("\"path\":\"{path}\""))).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            v["access_log_hint"].clone()
+        };
+        assert_eq!(hint("/admin"), serde_json::json!(true));
+        assert_eq!(hint("/public"), serde_json::json!(false));
+        // Envoy's LOG-action RBAC filter lets every request pass: `rbac.allowed` counts both.
+        assert_eq!((stats(&gw, "envoy_http_rbac_allowed"), stats(&gw, "envoy_http_rbac_denied")), (2.0, 0.0));
+        // Without an AUDIT policy there is no such filter, and no key.
+        let (gw, addr) = start(driver, &app, &[], &["--access-log", "--access-log-encoding", "json"]);
+        assert_eq!(get(addr, "/admin").status, 200);
+        assert!(wait_until(Duration::from_secs(5), || !gw.stdout().is_empty()).is_some());
+        assert!(!gw.stdout().contains("access_log_hint"), "{}", gw.stdout());
     }
 
     fn allow_nothing_and_allow_everything(driver) {

@@ -4,7 +4,9 @@
 //! `x-forwarded-for`, and the result feeds `remoteIpBlocks`, `x-envoy-external-address` and the
 //! access log; a spoofed `x-forwarded-for` from an untrusted client changes nothing.
 //! `gatewayTopology.proxyProtocol` makes every listener read a PROXY v1 or v2 header first and
-//! refuse a connection without one; the header's source is then the client.
+//! refuse a connection without one; the header's source is then the client, on TCP routes too
+//! (`sourceSubnet`, `useSourceIp`). Behind trusted proxies the client's `x-forwarded-proto` is
+//! kept, as Envoy keeps it, and `useSourceIp` hashes the client the proxies name.
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use support::backend::Backend;
 use support::client;
-use support::config::{docs, service_entry};
+use support::config::{docs, head, service_entry};
 use support::tcp::{listen_port, tcp_gateway, tcp_route, tcp_service_entry, tcp_virtual_service, TcpBackend};
 use support::{wait_until, Driver, Gateway};
 
@@ -38,11 +40,15 @@ fn start(driver: Driver, app: &Backend, args: &[&str]) -> (Gateway, SocketAddr) 
     builder.start_app(http, vec![service_entry("app", "app.local", 80, &[app.port()])])
 }
 
-/// A GET of `path` carrying `xff` as `x-forwarded-for`; its status.
+/// A GET of `path` carrying `xff` as `x-forwarded-for` (and `x-forwarded-proto: https`, as a
+/// load balancer terminating TLS writes it); its status.
 fn get_from(addr: SocketAddr, path: &str, xff: &str) -> u16 {
     client::request(
         addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: {xff}\r\nConnection: close\r\n\r\n"),
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: {xff}\r\nX-Forwarded-Proto: https\r\nConnection: \
+             close\r\n\r\n"
+        ),
     )
     .status
 }
@@ -96,6 +102,7 @@ both_drivers! {
         let got = app.last();
         assert_eq!(got.header("x-forwarded-for"), Some("1.2.3.4, 127.0.0.1"));
         assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
+        assert_eq!(got.header_all("x-forwarded-proto"), ["http"], "an untrusted client's scheme is overwritten");
         assert!(logged_remote(&gw, "/spoofed").starts_with("127.0.0.1:"));
     }
 
@@ -113,6 +120,8 @@ both_drivers! {
         let got = app.last();
         assert_eq!(got.header("x-forwarded-for"), Some("1.2.3.4,9.9.9.9, 127.0.0.1"));
         assert_eq!(got.header("x-envoy-external-address"), Some("9.9.9.9"));
+        // Envoy keeps the scheme a trusted hop wrote (`xff_num_trusted_hops` > 0).
+        assert_eq!(got.header_all("x-forwarded-proto"), ["https"]);
         assert_eq!(logged_remote(&gw, "/allowed"), "9.9.9.9:0");
         // Too short a chain: the peer is the client.
         assert_eq!(get_from(addr, "/bad", "not-an-address"), 200);
@@ -191,5 +200,67 @@ both_drivers! {
         assert!(!echoes(&proxy_v2([1, 2, 3, 4], 50000)), "remoteIpBlocks reads the PROXY source");
         assert!(!echoes(b""), "no header: refused");
         assert_eq!(echo.accepted(), 2);
+    }
+
+    fn a_tcp_route_matches_and_hashes_the_proxy_headers_source(driver) {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = write(dir.path(), "proxy.yaml", "gatewayTopology:\n  proxyProtocol: {}\n");
+        let (a, b) = (TcpBackend::named("a"), TcpBackend::named("b"));
+        let (one, two) = (TcpBackend::named("1"), TcpBackend::named("2"));
+        let (subnet, hashed) = (listen_port(), listen_port());
+        let from_5 = "    - sourceSubnet: 5.6.7.0/24\n";
+        let routes = tcp_route(from_5, 9000, &[("a.local", 100)]) + &tcp_route("", 9000, &[("b.local", 100)]);
+        let by_source = "  host: pool.local\n  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n";
+        let parts = [
+            tcp_gateway("subnet", subnet, "TCP"),
+            tcp_virtual_service("subnet", "subnet", &routes),
+            tcp_gateway("hashed", hashed, "TCP"),
+            tcp_virtual_service("hashed", "hashed", &tcp_route("", 9000, &[("pool.local", 100)])),
+            tcp_service_entry("a", "a.local", 9000, &[a.port()]),
+            tcp_service_entry("b", "b.local", 9000, &[b.port()]),
+            tcp_service_entry("pool", "pool.local", 9000, &[one.port(), two.port()]),
+            head("DestinationRule", "pool") + by_source,
+        ];
+        let gw = gateway!(driver).file("gw.yaml", &docs(&parts)).arg("--proxy-config").arg(&proxy).start();
+        let greeting = |port: u16, source: [u8; 4]| {
+            let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(&proxy_v2(source, 50000)).unwrap();
+            let mut buf = [0u8; 1];
+            s.read_exact(&mut buf).map_or('?', |_| char::from(buf[0]))
+        };
+        // Envoy's filter chain match sees the address the PROXY header restored.
+        assert_eq!(greeting(subnet, [5, 6, 7, 8]), 'a', "{}", gw.logs());
+        assert_eq!(greeting(subnet, [9, 9, 9, 9]), 'b');
+        // useSourceIp hashes it too: each source sticks to one endpoint, and the sources
+        // (all from one socket peer) spread over both.
+        let picks: Vec<char> = (1..=16).map(|i| greeting(hashed, [10, 0, 0, i])).collect();
+        assert!(picks.contains(&'1') && picks.contains(&'2'), "{picks:?}\n{}", gw.logs());
+        let again: Vec<char> = (1..=16).map(|i| greeting(hashed, [10, 0, 0, i])).collect();
+        assert_eq!(picks, again);
+    }
+
+    fn use_source_ip_hashes_the_client_a_trusted_proxy_names(driver) {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = write(dir.path(), "proxy.yaml", "gatewayTopology:\n  numTrustedProxies: 1\n");
+        let (a, b) = (Backend::start("a"), Backend::start("b"));
+        let by_source = "  host: app.local\n  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n        useSourceIp: true\n";
+        let http = "  - route:\n    - destination:\n        host: app.local\n";
+        let (gw, addr) = gateway!(driver)
+            .arg("--proxy-config")
+            .arg(&proxy)
+            .file("dr.yaml", &(head("DestinationRule", "app") + by_source))
+            .start_app(http, vec![service_entry("app", "app.local", 80, &[a.port(), b.port()])]);
+        // Which backend served a GET from `client` (as the balancer in front appended it).
+        let served = |client: &str| {
+            let before = a.count();
+            assert_eq!(get_from(addr, "/", client), 200, "{}", gw.logs());
+            if a.count() > before { 'a' } else { 'b' }
+        };
+        // Every request comes from 127.0.0.1; Envoy's router hashes the derived client.
+        let picks: Vec<char> = (1..=16).map(|i| served(&format!("10.0.0.{i}"))).collect();
+        assert!(picks.contains(&'a') && picks.contains(&'b'), "{picks:?}");
+        let again: Vec<char> = (1..=16).map(|i| served(&format!("10.0.0.{i}"))).collect();
+        assert_eq!(picks, again);
     }
 }

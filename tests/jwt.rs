@@ -22,7 +22,7 @@ use support::client::{self, Response};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
 use support::tcp::TcpBackend;
 use support::tls::{Ca, TlsBackend};
-use support::{free_port, wait_until, Driver, Gateway};
+use support::{free_port, wait_until, Driver, Gateway, GatewayBuilder};
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -156,6 +156,16 @@ fn start(driver: Driver, backend: &Backend, policy: &str) -> (Gateway, SocketAdd
 
 /// [`start`], with environment variables for the gateway.
 fn start_env(driver: Driver, backend: &Backend, policy: &str, env: &[(&str, &str)]) -> (Gateway, SocketAddr) {
+    start_with(driver, backend, policy, |g| env.iter().fold(g, |g, (k, v)| g.env(k, v)))
+}
+
+/// [`start`], the gateway's builder set up by `setup` (arguments, environment).
+fn start_with(
+    driver: Driver,
+    backend: &Backend,
+    policy: &str,
+    setup: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
+) -> (Gateway, SocketAddr) {
     let port = free_port();
     let route = "  - route:\n    - destination:\n        host: app.local\n";
     let yaml = docs(&[
@@ -164,7 +174,7 @@ fn start_env(driver: Driver, backend: &Backend, policy: &str, env: &[(&str, &str
         service_entry("app", "app.local", 80, &[backend.port()]),
         policy.to_owned(),
     ]);
-    let gw = env.iter().fold(gateway!(driver).file("gw.yaml", &yaml), |g, (k, v)| g.env(k, v)).start();
+    let gw = setup(gateway!(driver).file("gw.yaml", &yaml)).start();
     (gw, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
@@ -370,6 +380,27 @@ both_drivers! {
         assert_eq!(backend.last().header("x-sub"), Some("alice"));
         let r = get(addr, "/c", &[("cookie", "session=a.b.c")]);
         assert_eq!(r.status, 401);
+    }
+
+    fn target_refs_attach_a_policy_to_the_gateway_api_gateway_this_one_is(driver) {
+        let rsa = Key::rsa("rsa");
+        let backend = Backend::start("app");
+        let keys = jwks(&[&rsa]).replace('\'', "''");
+        // In the gateway's namespace (`default`), as a targetRefs policy must be.
+        let policy = request_authentication("default", &format!("  - issuer: {ISSUER}\n    jwks: '{keys}'\n")).replace(
+            "spec:\n",
+            "spec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge}]\n",
+        );
+        let forged = [("authorization", "Bearer not.a.token")];
+        let named = |name: &str| {
+            let label = format!("gateway.networking.k8s.io/gateway-name={name}");
+            let args = ["--label", "istio=ingressgateway", "--label", &label];
+            let (gw, addr) = start_with(driver, &backend, &policy, |g| args.iter().fold(g, |g, a| g.arg(a)));
+            (get(addr, "/", &forged).status, gw)
+        };
+        let (status, gw) = named("edge");
+        assert_eq!(status, 401, "the policy targets this gateway: {}", gw.logs());
+        assert_eq!(named("other").0, 200, "another Gateway's policy does not apply here");
     }
 
     fn a_verified_token_is_what_authorization_policy_reads(driver) {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::index::Attachment;
 use super::meta::{string_enum, PolicyTargetReference};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -158,59 +159,14 @@ pub struct Condition {
     pub not_values: Vec<String>,
 }
 
-/// The label istiod puts on a gateway it deploys for a Kubernetes Gateway, which a
-/// `targetRefs` entry selects it by.
-pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
-
-/// Whether `policy` (in `policy_ns`) applies to this gateway: `Ok` or why not. As istiod
-/// decides: a policy of the root namespace or of the gateway's own namespace, with no
-/// selector or one the gateway's labels satisfy (a root-namespace policy with a selector
-/// selects across namespaces); with `targetRefs`, a Kubernetes `Gateway` of the gateway's
-/// namespace whose name its `gateway-name` label carries.
-pub fn applies(
-    policy: &AuthorizationPolicy,
-    policy_ns: &str,
-    labels: &BTreeMap<String, String>,
-    namespace: &str,
-    root_namespace: &str,
-) -> Result<(), String> {
-    let refs: Vec<&PolicyTargetReference> = policy.target_ref.iter().chain(&policy.target_refs).collect();
-    if !refs.is_empty() {
-        let gateway = labels.get(GATEWAY_NAME_LABEL);
-        let fits = |r: &&PolicyTargetReference| {
-            r.kind == "Gateway"
-                && r.group == "gateway.networking.k8s.io"
-                && r.namespace.as_deref().unwrap_or(policy_ns) == namespace
-                && policy_ns == namespace
-                && gateway == Some(&r.name)
-        };
-        return if refs.iter().any(fits) {
-            Ok(())
-        } else {
-            let named = refs.iter().map(|r| format!("{} {}", r.kind, r.name)).collect::<Vec<_>>().join(", ");
-            Err(format!(
-                "targets {named}, not this gateway (a Gateway of namespace {namespace} named by the label \
-                 {GATEWAY_NAME_LABEL}, --label)"
-            ))
-        };
-    }
-    if policy_ns != root_namespace && policy_ns != namespace {
-        return Err(format!(
-            "namespace {policy_ns} is neither the root namespace ({root_namespace}) nor the gateway's (--namespace \
-             {namespace})"
-        ));
-    }
-    match &policy.selector {
-        Some(s) if !s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) => {
-            let show =
-                |l: &BTreeMap<String, String>| l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-            Err(format!(
-                "selects other workloads: \"{}\"; this instance's labels (--label) are {}",
-                show(&s.match_labels),
-                show(labels)
-            ))
+impl AuthorizationPolicy {
+    /// Where the policy attaches, for [`policy_attaches`](super::index::policy_attaches).
+    pub fn attachment<'a>(&'a self, namespace: &'a str) -> Attachment<'a> {
+        Attachment {
+            namespace,
+            selector: self.selector.as_ref().map(|s| &s.match_labels),
+            target_refs: self.target_ref.iter().chain(&self.target_refs).collect(),
         }
-        _ => Ok(()),
     }
 }
 

@@ -28,6 +28,17 @@ pub struct EnvoyFilter {
     pub priority: i32,
 }
 
+impl EnvoyFilter {
+    /// Where the filter attaches, for [`policy_attaches`](super::index::policy_attaches).
+    pub fn attachment<'a>(&'a self, namespace: &'a str) -> super::index::Attachment<'a> {
+        super::index::Attachment {
+            namespace,
+            selector: self.workload_selector.as_ref().map(|s| &s.labels),
+            target_refs: self.target_refs.iter().collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadSelector {

@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+use super::meta::PolicyTargetReference;
+
 /// Istio's root config namespace: DestinationRules there apply mesh-wide when exported.
 pub(crate) const ROOT_NAMESPACE: &str = "istio-system";
 
@@ -31,6 +33,97 @@ pub(crate) fn exported_to(export_to: &[String], owner: &str, consumer: &str) -> 
             "~" => false,
             ns => ns == consumer,
         })
+}
+
+/// The label istiod puts on a gateway it deploys for a Kubernetes Gateway, which a policy's
+/// `targetRefs` entry selects it by.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
+/// What a policy says about where it attaches: AuthorizationPolicy, RequestAuthentication
+/// (`selector`) and EnvoyFilter (`workloadSelector`) alike.
+pub struct Attachment<'a> {
+    pub namespace: &'a str,
+    /// The selector's labels; `None`: no selector.
+    pub selector: Option<&'a BTreeMap<String, String>>,
+    /// `targetRef` and `targetRefs` together.
+    pub target_refs: Vec<&'a PolicyTargetReference>,
+}
+
+/// This gateway as a policy may attach to it.
+pub struct ThisGateway<'a> {
+    /// `--namespace`.
+    pub namespace: &'a str,
+    /// MeshConfig's `rootNamespace`.
+    pub root: &'a str,
+    /// `--label`s.
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// Why a policy does not attach to this gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAttached {
+    /// Neither the root namespace nor the gateway's.
+    OtherNamespace,
+    /// Its selector asks for labels this gateway does not have.
+    SelectorMismatch,
+    /// Its `targetRefs` name no Gateway this one is.
+    OtherTarget,
+}
+
+/// Whether a policy attaches to this gateway, as istiod decides for every kind that selects
+/// workloads (`PolicyMatcherForProxy`): with `targetRefs`, one must name a
+/// `gateway.networking.k8s.io` Gateway of the gateway's namespace (the policy's own: istiod
+/// allows no other) whose name the gateway carries as the [`GATEWAY_NAME_LABEL`] label;
+/// without, the policy is of the root namespace or the gateway's, with no selector or one the
+/// gateway's labels satisfy (a root-namespace policy with a selector selects across
+/// namespaces).
+pub fn policy_attaches(policy: &Attachment<'_>, gateway: &ThisGateway<'_>) -> Result<(), NotAttached> {
+    if !policy.target_refs.is_empty() {
+        let name = gateway.labels.get(GATEWAY_NAME_LABEL);
+        let fits = |r: &&PolicyTargetReference| {
+            r.kind == "Gateway"
+                && r.group == "gateway.networking.k8s.io"
+                && r.namespace.as_deref().unwrap_or(policy.namespace) == gateway.namespace
+                && policy.namespace == gateway.namespace
+                && name == Some(&r.name)
+        };
+        return if policy.target_refs.iter().any(fits) { Ok(()) } else { Err(NotAttached::OtherTarget) };
+    }
+    if policy.namespace != gateway.root && policy.namespace != gateway.namespace {
+        return Err(NotAttached::OtherNamespace);
+    }
+    match policy.selector {
+        Some(s) if !labels_subset(s, gateway.labels) => Err(NotAttached::SelectorMismatch),
+        _ => Ok(()),
+    }
+}
+
+impl NotAttached {
+    /// Why, in words, for `validate`'s warning.
+    pub fn explain(self, policy: &Attachment<'_>, gateway: &ThisGateway<'_>) -> String {
+        let show =
+            |l: &BTreeMap<String, String>| l.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let (ns, root) = (gateway.namespace, gateway.root);
+        match self {
+            NotAttached::OtherNamespace => format!(
+                "namespace {} is neither the root namespace ({root}) nor the gateway's (--namespace {ns})",
+                policy.namespace
+            ),
+            NotAttached::SelectorMismatch => format!(
+                "selects other workloads: \"{}\"; this instance's labels (--label) are {}",
+                policy.selector.map(show).unwrap_or_default(),
+                show(gateway.labels)
+            ),
+            NotAttached::OtherTarget => {
+                let named = policy.target_refs.iter().map(|r| format!("{} {}", r.kind, r.name)).collect::<Vec<_>>();
+                format!(
+                    "targets {}, not this gateway (a Gateway of namespace {ns} named by the label \
+                     {GATEWAY_NAME_LABEL}, --label)",
+                    named.join(", ")
+                )
+            }
+        }
+    }
 }
 
 /// `selector ⊆ labels`: an empty selector selects everything.
@@ -129,6 +222,35 @@ impl<T> HostIndex<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_attaches_by_namespace_and_selector_or_by_target_alone() {
+        let labels: BTreeMap<String, String> =
+            [("istio", "ingressgateway"), (GATEWAY_NAME_LABEL, "edge")].map(|(k, v)| (k.into(), v.into())).into();
+        let gw = ThisGateway { namespace: "gw-ns", root: "istio-system", labels: &labels };
+        let selector = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        let (ours, theirs) = (selector("istio", "ingressgateway"), selector("app", "web"));
+        let target = |name: &str, namespace: Option<&str>| PolicyTargetReference {
+            group: "gateway.networking.k8s.io".into(),
+            kind: "Gateway".into(),
+            name: name.into(),
+            namespace: namespace.map(Into::into),
+        };
+        let (edge, other, elsewhere) = (target("edge", None), target("other", None), target("edge", Some("x")));
+        let at =
+            |namespace, selector, target_refs| policy_attaches(&Attachment { namespace, selector, target_refs }, &gw);
+        assert_eq!(at("istio-system", None, vec![]), Ok(()));
+        assert_eq!(at("gw-ns", Some(&ours), vec![]), Ok(()));
+        assert_eq!(at("apps", None, vec![]), Err(NotAttached::OtherNamespace));
+        assert_eq!(at("istio-system", Some(&theirs), vec![]), Err(NotAttached::SelectorMismatch));
+        assert_eq!(at("gw-ns", None, vec![&edge]), Ok(()));
+        assert_eq!(at("gw-ns", None, vec![&other, &edge]), Ok(()));
+        assert_eq!(at("gw-ns", None, vec![&other]), Err(NotAttached::OtherTarget));
+        // A target is in the policy's namespace, which must be the gateway's: the root's does
+        // not reach across, nor a reference to another namespace.
+        assert_eq!(at("istio-system", None, vec![&edge]), Err(NotAttached::OtherTarget));
+        assert_eq!(at("gw-ns", None, vec![&elsewhere]), Err(NotAttached::OtherTarget));
+    }
 
     #[test]
     fn gateway_names_resolve_like_istiod() {

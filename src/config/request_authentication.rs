@@ -2,10 +2,9 @@
 //! `security/v1beta1/request_authentication.proto`, served as v1 and v1beta1): the JWT rules a
 //! gateway verifies tokens with, and which of them apply to this gateway.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use super::index::Attachment;
 use super::meta::{Duration, LabelSelector, PolicyTargetReference};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -70,45 +69,14 @@ pub struct ClaimToHeader {
     pub claim: String,
 }
 
-/// Whether a security policy applies to this gateway, and if not why (for `validate`'s warning).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applies {
-    Yes,
-    /// Neither the root namespace nor the gateway's.
-    OtherNamespace,
-    /// Its selector asks for labels this gateway does not have.
-    SelectorMismatch,
-    /// It names Gateway API resources (`targetRef`/`targetRefs`), which an Istio `Gateway`
-    /// deployment is not.
-    TargetRef,
-}
-
-/// istiod's policy scoping for a workload (`PolicyApplier`, `getPolicyMatcher`): a policy in
-/// the root namespace (`root`) applies mesh-wide, one in the gateway's namespace applies to
-/// it; within either, a selector must be a subset of the gateway's `labels`. Meant for every
-/// `security.istio.io` kind (AuthorizationPolicy applies the same rule).
-pub fn applies(
-    policy_ns: &str,
-    selector: Option<&LabelSelector>,
-    has_target_ref: bool,
-    root: &str,
-    gateway_ns: &str,
-    labels: &BTreeMap<String, String>,
-) -> Applies {
-    if has_target_ref {
-        return Applies::TargetRef;
-    }
-    if policy_ns != root && policy_ns != gateway_ns {
-        return Applies::OtherNamespace;
-    }
-    match selector {
-        Some(s) if !super::index::labels_subset(&s.match_labels, labels) => Applies::SelectorMismatch,
-        _ => Applies::Yes,
-    }
-}
-
 impl RequestAuthentication {
-    pub fn has_target_ref(&self) -> bool {
-        self.target_ref.is_some() || !self.target_refs.is_empty()
+    /// Where the policy attaches, for [`policy_attaches`](super::index::policy_attaches): as
+    /// AuthorizationPolicy, `targetRefs` included.
+    pub fn attachment<'a>(&'a self, namespace: &'a str) -> Attachment<'a> {
+        Attachment {
+            namespace,
+            selector: self.selector.as_ref().map(|s| &s.match_labels),
+            target_refs: self.target_ref.iter().chain(&self.target_refs).collect(),
+        }
     }
 }

@@ -17,15 +17,17 @@ pub struct Affinity {
     pub set_cookie: Option<String>,
 }
 
-/// The request's affinity for `cluster`; `peer` is the client's address. Reads the request as
-/// routing sees it, whatever codec parsed it.
-pub fn request_affinity(cluster: &Cluster, req: &RequestInfo<'_>, peer: SocketAddr) -> Affinity {
+/// The request's affinity for `cluster`; `client` is the client's address as Envoy's
+/// connection manager derives it (the downstream remote address its router hashes: the PROXY
+/// header's source, or an address of `x-forwarded-for` behind trusted proxies). Reads the
+/// request as routing sees it, whatever codec parsed it.
+pub fn request_affinity(cluster: &Cluster, req: &RequestInfo<'_>, client: SocketAddr) -> Affinity {
     let LoadBalancer::ConsistentHash { key, .. } = &cluster.policy.load_balancer else {
         return Affinity::default();
     };
     let hash = match key {
         HashKey::Header(name) => req.header(name).map(|v| hash_bytes(&[v])),
-        HashKey::SourceIp => Some(ip_hash(peer.ip())),
+        HashKey::SourceIp => Some(ip_hash(client.ip())),
         HashKey::QueryParameter(name) => req.query_param(name).map(|v| hash_bytes(&[v.as_bytes()])),
         HashKey::Cookie { name, path, ttl } => {
             let lines = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("cookie"));
@@ -35,7 +37,7 @@ pub fn request_affinity(cluster: &Cluster, req: &RequestInfo<'_>, peer: SocketAd
                     let Some(ttl) = ttl else { return Affinity::default() };
                     // As Envoy: the value is a hash of the client's address, the routing hash
                     // that of the value, so the next request carrying it hashes the same.
-                    let value = format!("{:016x}", hash_bytes(&[peer.to_string().as_bytes()]));
+                    let value = format!("{:016x}", hash_bytes(&[client.to_string().as_bytes()]));
                     let hash = hash_bytes(&[value.as_bytes()]);
                     return Affinity {
                         hash: Some(hash),

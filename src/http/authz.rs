@@ -2,47 +2,79 @@
 //! ([`crate::snapshot::authz`]) see of it, and Envoy's RBAC answer when they deny it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::local::Answer;
 use super::peer::Peer;
-use crate::snapshot::authz::{Authz, Custom, Decision, HttpRequest, Request};
+use crate::percore::access_log::{self, Record};
+use crate::snapshot::authz::ext_authz::ExtAuthz;
+use crate::snapshot::authz::{Authz, Decision, HttpRequest, Request};
 use crate::snapshot::RequestInfo;
+use crate::stats::RbacCount;
 
-/// Response code details of a request the RBAC filter denied, as Envoy logs one no ALLOW
-/// policy matched. (Envoy names the matched DENY rule in the brackets; Strait's details are
-/// static strings, so a DENY match is logged with the same details.)
-pub(super) const RBAC_DENIED: &str = "rbac_access_denied_matched_policy[none]";
+/// Response code details of a request the RBAC filter denied when no ALLOW policy matched;
+/// a DENY rule's name replaces `none` in the access log ([`Record::rbac_denied`]).
+pub(super) const RBAC_DENIED: &str = access_log::RBAC_DENIED;
 
 /// Envoy's RBAC filter's local reply body.
 const DENIED_BODY: &[u8] = b"RBAC: access denied";
 
-/// `remote`: the derived client address ([`crate::snapshot::authz::remote_ip`]); `jwt`: the
-/// verified token's payload, when RequestAuthentication verified one.
-pub(super) fn decide<'s>(
-    authz: &'s Authz,
-    info: &RequestInfo<'_>,
-    peer: &Peer,
-    remote: IpAddr,
-    jwt: Option<&Map<String, Value>>,
-) -> Decision<'s> {
-    authz.decide(&request(info, peer, remote, jwt))
+/// What the stage decided for the plan.
+pub(super) enum Outcome<'s> {
+    /// On to routing; with the provider a matching CUSTOM policy asks.
+    Allowed(Option<&'s Arc<ExtAuthz>>),
+    /// Answer [`denied`].
+    Denied,
 }
 
-/// The CUSTOM policy that matches the request, if any: its provider is asked before DENY and
-/// ALLOW decide.
-pub(super) fn custom<'s>(
+/// Runs the port's policies on a request, as istiod's filters run in Envoy's chain: the CUSTOM
+/// match (ext_authz, asked later by the session), then the AUDIT, DENY and ALLOW RBAC filters.
+/// Counts into `count` what Envoy's filters count, and marks `log` (a DENY rule's name, the
+/// AUDIT hint); nothing allocates on the way.
+pub(super) fn run<'s>(
     authz: &'s Authz,
-    info: &RequestInfo<'_>,
-    peer: &Peer,
-    remote: IpAddr,
-    jwt: Option<&Map<String, Value>>,
-) -> Option<&'s Custom> {
-    authz.custom(&request(info, peer, remote, jwt))
+    req: &Request<'_>,
+    count: &mut RbacCount,
+    log: Option<&mut Record>,
+) -> Outcome<'s> {
+    let mut provider = None;
+    if let Some(custom) = authz.custom(req) {
+        match custom.provider.as_ref() {
+            Some(p) => provider = Some(p),
+            // A provider MeshConfig lacks: istiod builds a DENY filter of the policy's rules.
+            None => {
+                let rule = custom.policy.matching_rule(req).map(|r| &*r.name);
+                *count = RbacCount { allowed: 0, denied: true };
+                return deny(rule, log);
+            }
+        }
+    }
+    let verdict = authz.decide(req);
+    *count = RbacCount { allowed: verdict.passed, denied: verdict.decision != Decision::Allow };
+    let mut log = log;
+    if let Some(r) = log.as_deref_mut() {
+        r.access_log_hint = verdict.audit;
+    }
+    match verdict.decision {
+        Decision::Allow => Outcome::Allowed(provider),
+        Decision::Deny(rule) => deny(rule, log),
+    }
 }
 
-fn request<'a>(
+fn deny<'s>(rule: Option<&str>, log: Option<&mut Record>) -> Outcome<'s> {
+    tracing::debug!(policy = rule.unwrap_or("none"), "RBAC: access denied");
+    if let (Some(r), Some(rule)) = (log, rule) {
+        r.rbac_denied(rule);
+    }
+    Outcome::Denied
+}
+
+/// What the policies see of a request. `remote`: the derived client address
+/// ([`crate::snapshot::authz::remote_ip`]); `jwt`: the verified token's payload, when
+/// RequestAuthentication verified one.
+pub(super) fn request<'a>(
     info: &RequestInfo<'a>,
     peer: &'a Peer,
     remote: IpAddr,

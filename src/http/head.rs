@@ -17,9 +17,9 @@ pub(super) struct ReqMeta {
     /// A gRPC request (its `content-type`, which the plan reads): the gateway's own answers to
     /// it are gRPC answers, and its `grpc-timeout` and response `grpc-status` count.
     pub(super) grpc: bool,
-    /// The AuthorizationPolicy stage ran: whether it allowed the request (Envoy's RBAC
-    /// `allowed` / `denied` counters).
-    pub(super) rbac: Option<bool>,
+    /// What the AuthorizationPolicy stage's filters counted (Envoy's RBAC `allowed` /
+    /// `denied` counters).
+    pub(super) rbac: crate::stats::RbacCount,
     /// The global rate limit the request is counted under and its window, asked of Redis
     /// once the plan is made (the stage that set it ran; no earlier stage answered).
     pub(super) global_limit: Option<(crate::snapshot::GlobalLimitId, crate::snapshot::WindowIndex)>,
@@ -97,7 +97,7 @@ impl RequestView for codec::RequestHead<'_> {
             affinity: None,
             upgrade: self.upgrade.is_some(),
             grpc: false,
-            rbac: None,
+            rbac: crate::stats::RbacCount::default(),
             global_limit: None,
         }
     }

@@ -166,7 +166,8 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
         return (meta, plan, Injected::default());
     };
     // The gateway's own filters run before routing, as Envoy's run ahead of the router: a
-    // refused token gets its 401 whether or not a route would match. `authn` is what a later
+    // refused token gets its 401, and a request the policies deny its 403, whether or not a
+    // route would match. `authn` is what a later
     // stage (AuthorizationPolicy's `request.auth.*`) reads: a verified token's claims.
     let mut authn: Option<(&'s JwtAuthn, Authn<'s>)> = None;
     for filter in snap.filters.iter() {
@@ -179,6 +180,29 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 }
                 outcome => authn = Some((filter, outcome)),
             },
+            FilterStage::Authz(by_port) => {
+                let Some(policies) = by_port.get(peer.conn.listener_port) else {
+                    continue;
+                };
+                // `requestPrincipals` and `request.auth.*` read the token the JWT filter verified.
+                let claims = match &authn {
+                    Some((_, Authn::Verified { verified, .. })) => Some(&verified.claims),
+                    _ => None,
+                };
+                let req = authz::request(&info, peer, remote, claims);
+                match authz::run(policies, &req, &mut meta.rbac, log.as_deref_mut()) {
+                    authz::Outcome::Allowed(provider) => {
+                        if let Some(provider) = provider {
+                            *check = Some(Check::new(provider, &info, head.target(), peer, head.protocol()));
+                        }
+                    }
+                    authz::Outcome::Denied => {
+                        let plan =
+                            Disposition::Local { answer: authz::denied(), close: false, details: authz::RBAC_DENIED };
+                        return (meta, plan, Injected::default());
+                    }
+                }
+            }
         }
     }
     // HTTPS: the routes of the server the connection's SNI picks, in this request's snapshot.
@@ -221,34 +245,6 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
     let mut rate_limit = None;
     for stage in route.policy.request.iter() {
         match stage {
-            RequestStage::Authz(a) => {
-                // `requestPrincipals` and `request.auth.*` read the token the JWT filter verified.
-                let claims = match &authn {
-                    Some((_, Authn::Verified { verified, .. })) => Some(&verified.claims),
-                    _ => None,
-                };
-                match authz::custom(a, &info, peer, remote, claims).map(|c| c.provider.as_ref()) {
-                    Some(Some(provider)) => {
-                        *check = Some(Check::new(provider, &info, head.target(), peer, head.protocol()));
-                    }
-                    // A provider MeshConfig lacks: istiod denies what the policy matches.
-                    Some(None) => {
-                        meta.rbac = Some(false);
-                        let plan =
-                            Disposition::Local { answer: authz::denied(), close: false, details: authz::RBAC_DENIED };
-                        return (meta, plan, Injected::default());
-                    }
-                    None => {}
-                }
-                let decision = authz::decide(a, &info, peer, remote, claims);
-                meta.rbac = Some(decision == crate::snapshot::authz::Decision::Allow);
-                if let crate::snapshot::authz::Decision::Deny(policy) = decision {
-                    tracing::debug!(policy = policy.unwrap_or("none"), "RBAC: access denied");
-                    let plan =
-                        Disposition::Local { answer: authz::denied(), close: false, details: authz::RBAC_DENIED };
-                    return (meta, plan, Injected::default());
-                }
-            }
             RequestStage::Cors(c) => match cors::preflight(c, &sent) {
                 cors::Preflight::Answer(lines) => {
                     let answer = Answer { headers: lines, ..Answer::simple(200, b"") };
@@ -309,9 +305,16 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
         }
         RouteAction::Forward(dests) => match dests.pick(random()) {
             Some(dest) => {
+                // Envoy's router hashes the downstream remote address its connection manager
+                // derived (port 0 when taken from `x-forwarded-for`).
+                let remote_addr = if remote == peer.conn.client.ip() {
+                    peer.conn.client
+                } else {
+                    std::net::SocketAddr::new(remote, 0)
+                };
                 let affinity = dest
                     .cluster
-                    .map(|c| affinity::request_affinity(snap.cluster(c), &info, peer.conn.peer))
+                    .map(|c| affinity::request_affinity(snap.cluster(c), &info, remote_addr))
                     .unwrap_or_default();
                 meta.affinity = affinity.hash;
                 let path = rewrite.and_then(|r| rewrite::path(r, block, &info)).or_else(|| {
@@ -374,6 +377,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     path: path.as_deref(),
                     authority,
                     x_forwarded_proto: scheme,
+                    keep_client_proto: snap.num_trusted_proxies > 0,
                     x_forwarded_for_append: &peer.ip,
                     request_id: Some(request_id.as_bytes()),
                     x_envoy_external_address: Some(&remote_text),
@@ -503,8 +507,7 @@ fn hex32(x: u32) -> [u8; 8] {
 /// `x-forwarded-client-cert` as Envoy's `forward_client_cert_details` mode writes it: (the
 /// gateway's value to write, whether the client's lines are kept). The gateway's value exists
 /// on an mTLS connection only; without one every mode but ALWAYS_FORWARD_ONLY drops the
-/// client's. APPEND_FORWARD writes the gateway's as a line after the client's, which a reader
-/// joins with a comma as Envoy joins them.
+/// client's. APPEND_FORWARD joins the gateway's to the client's value (the codec's writer).
 fn client_cert(mode: ForwardClientCert, peer: &Peer) -> (Option<&str>, bool) {
     let ours = peer.tls.as_ref().and_then(|t| t.xfcc.as_deref());
     match mode {

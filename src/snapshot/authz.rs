@@ -7,8 +7,9 @@
 //! only marks.
 //!
 //! What cannot match where the policies run is compiled away (`destination.port` is known per
-//! listener, the hosts a route serves per virtual host), so a request pays only for policies
-//! that can apply to it. Evaluation borrows the request and
+//! listener), so a request pays only for policies that can apply on its port. HTTP requests
+//! meet the policies before routing, as Envoy's RBAC filters run ahead of the router for every
+//! request of the listener, routed or not. Evaluation borrows the request and
 //! allocates nothing, save for a header sent several times, whose values Envoy's matcher sees
 //! joined by `,`.
 
@@ -34,12 +35,31 @@ pub struct Authz {
     /// CUSTOM policies: when one matches, its provider is asked (Envoy's ext_authz filter,
     /// which istiod enables through a shadow RBAC filter built from these rules).
     pub custom: Box<[Custom]>,
+    /// One policy per rule, in the order of the rules' names: Envoy's RBAC engine keeps its
+    /// policies in a `std::map` and names the first that matches, so a request two DENY rules
+    /// match is logged with the name that sorts first.
     pub deny: Box<[Policy]>,
     pub allow: Box<[Policy]>,
     pub audit: Box<[Policy]>,
     /// An ALLOW policy applies here (even one that can match nothing on this port): a request
     /// no ALLOW rule matches is denied.
     pub allow_applies: bool,
+    /// A DENY (or AUDIT) policy applies here: istiod builds that RBAC filter, which counts
+    /// every request it sees, matching or not.
+    pub deny_applies: bool,
+    pub audit_applies: bool,
+}
+
+/// The HTTP policies of each listener port (sorted by port), as one filter stage that runs
+/// before routing.
+#[derive(Debug, Clone, Default)]
+pub struct AuthzByPort(pub Box<[(u16, Arc<Authz>)]>);
+
+impl AuthzByPort {
+    /// The policies that apply on `port`, if any.
+    pub fn get(&self, port: u16) -> Option<&Authz> {
+        self.0.binary_search_by_key(&port, |(p, _)| *p).ok().map(|i| &*self.0[i].1)
+    }
 }
 
 /// A CUSTOM policy and the MeshConfig provider it names.
@@ -62,6 +82,9 @@ pub struct Policy {
 /// One rule: some permission and some principal match.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// istiod's RBAC policy name for it, `ns[NS]-policy[NAME]-rule[N]` (N counts every rule
+    /// of the policy), which a DENY logs in its response code details.
+    pub name: Arc<str>,
     pub permissions: Box<[Box<[Condition]>]>,
     pub principals: Box<[Box<[Condition]>]>,
 }
@@ -208,21 +231,42 @@ pub fn remote_ip(peer: IpAddr, headers: &[httparse::Header<'_>], trusted_hops: u
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision<'s> {
     Allow,
-    /// Denied: the DENY policy that matched, or `None` when ALLOW policies apply and none matched.
+    /// Denied: the name of the DENY rule that matched, or `None` when ALLOW policies apply and
+    /// none matched (Envoy's `rbac_access_denied_matched_policy[none]`).
     Deny(Option<&'s str>),
 }
 
+/// What the stage's RBAC filters did to one request, as Envoy counts and marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict<'s> {
+    pub decision: Decision<'s>,
+    /// The AUDIT filter's `access_log_hint` (`envoy.common` dynamic metadata): whether an
+    /// AUDIT rule matched; `None` when no AUDIT policy applies (no such filter).
+    pub audit: Option<bool>,
+    /// How many of the RBAC filters the request met let it pass: each of the AUDIT, DENY and
+    /// ALLOW filters counts `rbac.allowed` or `rbac.denied` (an AUDIT filter always allows),
+    /// and a denial ends the chain.
+    pub passed: u8,
+}
+
 impl Authz {
-    /// Envoy's order: DENY policies first, then ALLOW; AUDIT decides nothing (its mark is what
-    /// Envoy's access log would show, which Strait's log lines do not carry).
-    pub fn decide(&self, req: &Request<'_>) -> Decision<'_> {
-        if let Some(p) = self.deny.iter().find(|p| p.matches(req)) {
-            return Decision::Deny(Some(&p.name));
+    /// Envoy's order as istiod builds the filters: AUDIT (marks, always allows), DENY, ALLOW.
+    pub fn decide(&self, req: &Request<'_>) -> Verdict<'_> {
+        let audit = self.audit_applies.then(|| self.audit.iter().any(|p| p.matches(req)));
+        let mut passed = u8::from(audit.is_some());
+        if self.deny_applies {
+            if let Some(rule) = self.deny.iter().find_map(|p| p.matching_rule(req)) {
+                return Verdict { decision: Decision::Deny(Some(&rule.name)), audit, passed };
+            }
+            passed += 1;
         }
-        if self.allow_applies && !self.allow.iter().any(|p| p.matches(req)) {
-            return Decision::Deny(None);
+        if self.allow_applies {
+            if !self.allow.iter().any(|p| p.matches(req)) {
+                return Verdict { decision: Decision::Deny(None), audit, passed };
+            }
+            passed += 1;
         }
-        Decision::Allow
+        Verdict { decision: Decision::Allow, audit, passed }
     }
 
     /// The first CUSTOM policy matching `req`: the external check to make before DENY and
@@ -233,13 +277,18 @@ impl Authz {
 
     /// Nothing to evaluate: no policy applies.
     pub fn is_empty(&self) -> bool {
-        self.deny.is_empty() && !self.allow_applies && self.audit.is_empty() && self.custom.is_empty()
+        !self.deny_applies && !self.allow_applies && !self.audit_applies && self.custom.is_empty()
     }
 }
 
 impl Policy {
     pub fn matches(&self, req: &Request<'_>) -> bool {
-        self.rules.iter().any(|r| r.matches(req))
+        self.matching_rule(req).is_some()
+    }
+
+    /// The first of the policy's rules `req` matches.
+    pub fn matching_rule(&self, req: &Request<'_>) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.matches(req))
     }
 }
 

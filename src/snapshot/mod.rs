@@ -201,7 +201,8 @@ pub struct Listener {
 
 impl Listener {
     /// The first `tcp` route, over the port's servers in config order, that admits a connection
-    /// from `peer` to `local`.
+    /// from `peer` (the client: a PROXY header's source where one was read, as Envoy's filter
+    /// chain match sees it) to `local`.
     pub fn tcp_route(&self, local: IpAddr, peer: IpAddr) -> Option<&L4Route> {
         self.servers.iter().flat_map(|s| &s.tcp_routes).find(|r| r.matches(None, local, peer))
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::authz::Authz;
+use super::authz::AuthzByPort;
 use super::jwt::JwtAuthn;
 use super::{
     Compression, Cors, Fault, GlobalLimitId, HeaderEdits, Mirror, RateLimitId, RateLimitPolicy, RateLimitService,
@@ -18,10 +18,13 @@ pub enum FilterStage {
     /// RequestAuthentication: a token found is verified, a bad one answered 401 (403 for an
     /// audience not allowed); a verified one's payload is the request's identity.
     Jwt(Arc<JwtAuthn>),
+    /// AuthorizationPolicy, by listener port: CUSTOM, AUDIT, DENY, ALLOW in Envoy's order; a
+    /// denied request is answered 403 (`RBAC: access denied`), routed or not.
+    Authz(AuthzByPort),
 }
 
 /// One step of a route's request path, in the order Envoy's filter chain runs them as istiod
-/// builds it: authorization (RBAC), then CORS, then fault, then a local rate limit (inserted
+/// builds it (after the [`FilterStage`]s): CORS, then fault, then a local rate limit (inserted
 /// before the router, as ASM and Istio's rate-limit task patch it in), then the router's
 /// per-route edits (rewrite, header edits,
 /// mirrors). The plan runs a route's stages in order with one `match`; a stage may answer the
@@ -29,13 +32,10 @@ pub enum FilterStage {
 /// and abort), or edit what goes upstream. Redirects, direct responses and forwarding stay
 /// the route's [`RouteAction`](super::RouteAction): the router's own choice, as in Envoy.
 ///
-/// Later policies (authorization, JWT, rate limits, compression) are new variants here, placed
+/// Later policies (rate limits, compression) are new variants here, placed
 /// where Envoy's filter chain runs them, never branches in the plan or the exchange.
 #[derive(Debug, Clone)]
 pub enum RequestStage {
-    /// AuthorizationPolicy: CUSTOM, DENY, ALLOW in Envoy's order; a denied request is answered
-    /// 403 (`RBAC: access denied`). Shared by every route of the listener port.
-    Authz(Arc<Authz>),
     /// `corsPolicy`: answers a preflight locally; otherwise the lines for an allowed origin go
     /// on the response through [`ResponseStage::Cors`].
     Cors(Cors),

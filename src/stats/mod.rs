@@ -168,13 +168,14 @@ impl WorkerStats {
         self.responses[if (100..STATUS_SLOTS).contains(&slot) { slot } else { 0 }].inc();
     }
 
-    /// Counts a request the AuthorizationPolicy stage decided (`None`: no policy applied).
+    /// Counts what the AuthorizationPolicy stage's RBAC filters did to a request.
     #[inline]
-    pub fn record_rbac(&self, allowed: Option<bool>) {
-        match allowed {
-            Some(true) => self.rbac_allowed.inc(),
-            Some(false) => self.rbac_denied.inc(),
-            None => {}
+    pub fn record_rbac(&self, rbac: RbacCount) {
+        if rbac.allowed > 0 {
+            self.rbac_allowed.add(u64::from(rbac.allowed));
+        }
+        if rbac.denied {
+            self.rbac_denied.inc();
         }
     }
 
@@ -187,6 +188,15 @@ impl WorkerStats {
             self.tcp_rbac_denied.inc();
         }
     }
+}
+
+/// What one request did to Envoy's `http.rbac.*` counters: each RBAC filter istiod builds
+/// (AUDIT, DENY, ALLOW, each when a policy of that action applies) counts `allowed` or
+/// `denied` for every request it sees, and a denial ends the chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RbacCount {
+    pub allowed: u8,
+    pub denied: bool,
 }
 
 /// Control-thread counters; written only by the control thread.

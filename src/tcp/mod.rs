@@ -43,7 +43,7 @@ impl Client<TcpStream> {
 pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     // Held for the connection's life: a reload mid-stream never changes where it goes.
     let snap = ctx.snapshot();
-    let Some(route) = snap.listener(conn.listener_port).and_then(|l| l.tcp_route(conn.local.ip(), conn.peer.ip()))
+    let Some(route) = snap.listener(conn.listener_port).and_then(|l| l.tcp_route(conn.local.ip(), conn.client.ip()))
     else {
         ctx.stats.tcp_no_route.inc();
         debug!(peer = %conn.peer, port = conn.listener_port, "no tcp route: connection closed");
@@ -113,7 +113,7 @@ fn authorized(authz: &Authz, inbound: &Inbound<'_>) -> bool {
         peer_uri: inbound.peer_uri,
         jwt: None,
     };
-    authz.decide(&request) == Decision::Allow
+    authz.decide(&request).decision == Decision::Allow
 }
 
 /// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.
@@ -257,7 +257,9 @@ impl Drop for L4CxGuard<'_> {
 
 /// Session affinity on a TCP route: only the client's address is known (`useSourceIp`); the
 /// HTTP keys are absent, so such clusters balance as without a hash policy, as Envoy's tcp_proxy.
+/// The client is the PROXY header's source where one was read, the remote address Envoy's
+/// proxy_protocol listener filter gives the connection.
 fn affinity(cluster: &Cluster, conn: &ConnInfo) -> Option<u64> {
     matches!(&cluster.policy.load_balancer, LoadBalancer::ConsistentHash { key: HashKey::SourceIp, .. })
-        .then(|| crate::snapshot::ip_hash(conn.peer.ip()))
+        .then(|| crate::snapshot::ip_hash(conn.client.ip()))
 }

@@ -126,7 +126,7 @@ async fn passthrough(
     ctx: &WorkerCtx,
 ) {
     let sni = hello.sni();
-    let Some(route) = server.tls_routes.iter().find(|r| r.matches(sni, conn.local.ip(), conn.peer.ip())) else {
+    let Some(route) = server.tls_routes.iter().find(|r| r.matches(sni, conn.local.ip(), conn.client.ip())) else {
         ctx.stats.ssl_no_route.inc();
         debug!(peer = %conn.peer, ?sni, "no tls route for this SNI: connection closed");
         return;
@@ -177,7 +177,7 @@ async fn terminated_tcp(
     ctx: &WorkerCtx,
 ) {
     let conn = inbound.conn;
-    let Some(route) = server.tcp_routes.iter().find(|r| r.matches(None, conn.local.ip(), conn.peer.ip())) else {
+    let Some(route) = server.tcp_routes.iter().find(|r| r.matches(None, conn.local.ip(), conn.client.ip())) else {
         ctx.stats.tcp_no_route.inc();
         debug!(peer = %conn.peer, "no tcp route behind TLS: connection closed");
         return;

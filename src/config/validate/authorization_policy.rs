@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::At;
 use crate::config::authorization_policy::{self as ap, Action, AuthorizationPolicy};
+use crate::config::index::{policy_attaches, ThisGateway};
 use crate::config::{ConfigSet, Diagnostics, Severity};
 
 pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, namespace: &str, out: &mut Diagnostics) {
@@ -13,8 +14,10 @@ pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, namespac
     for policy in &set.authorization_policies {
         let mut at = At { resource: policy, out: &mut *out };
         spec(&mut at, &policy.spec);
-        let applies = ap::applies(&policy.spec, policy.namespace(), labels, namespace, root_namespace);
-        if let Err(why) = applies {
+        let gateway = ThisGateway { namespace, root: root_namespace, labels };
+        let attachment = policy.spec.attachment(policy.namespace());
+        if let Err(why) = policy_attaches(&attachment, &gateway) {
+            let why = why.explain(&attachment, &gateway);
             let field = if policy.spec.selector.is_some() {
                 "spec.selector"
             } else if policy.spec.target_ref.is_some() {

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::At;
+use crate::config::index::{policy_attaches, NotAttached, ThisGateway};
 use crate::config::jwks::Jwks;
 use crate::config::meta::LabelSelector;
-use crate::config::request_authentication::{applies, Applies, RequestAuthentication};
+use crate::config::request_authentication::RequestAuthentication;
 use crate::config::{ConfigSet, Diagnostics, Resource, Severity};
 
 pub(super) fn check(set: &ConfigSet, labels: &BTreeMap<String, String>, namespace: &str, out: &mut Diagnostics) {
@@ -116,25 +117,18 @@ fn scope(
     namespace: &str,
     root: &str,
 ) {
-    let selector = ra.spec.selector.as_ref();
-    let (field, message) = match applies(ra.namespace(), selector, ra.spec.has_target_ref(), root, namespace, labels) {
-        Applies::Yes => return,
-        Applies::OtherNamespace => (
-            "metadata.namespace",
-            format!(
-                "never applies to this gateway: namespace {} is neither the root namespace ({root}) nor \
-                     the gateway's (--namespace {namespace})",
-                ra.namespace()
-            ),
-        ),
-        Applies::SelectorMismatch => {
-            ("spec.selector", "never applies to this gateway: its selector does not match --label".to_owned())
-        }
-        Applies::TargetRef => {
-            ("spec", "never applies to this gateway: targetRef(s) attach it to Gateway API resources only".to_owned())
-        }
+    let gateway = ThisGateway { namespace, root, labels };
+    let attachment = ra.spec.attachment(ra.namespace());
+    let Err(why) = policy_attaches(&attachment, &gateway) else {
+        return;
     };
-    at.push(Severity::Warning, field, message);
+    let field = match why {
+        NotAttached::OtherNamespace => "metadata.namespace",
+        NotAttached::SelectorMismatch => "spec.selector",
+        NotAttached::OtherTarget if ra.spec.target_ref.is_some() => "spec.targetRef",
+        NotAttached::OtherTarget => "spec.targetRefs",
+    };
+    at.push(Severity::Warning, field, format!("never applies to this gateway: {}", why.explain(&attachment, &gateway)));
 }
 
 #[cfg(test)]

@@ -21,8 +21,13 @@ pub struct RequestEdits<'a> {
     pub path: Option<&'a str>,
     /// Host to send instead of the original (`rewrite.authority`).
     pub authority: Option<&'a str>,
-    /// `x-forwarded-proto` value; any client value is dropped. Empty: write none.
+    /// `x-forwarded-proto` value; any client value is dropped, unless
+    /// `keep_client_proto`. Empty: write none.
     pub x_forwarded_proto: &'a str,
+    /// Keep the client's `x-forwarded-proto` (ours is then written only when it sent none),
+    /// as Envoy does behind trusted proxies (`xff_num_trusted_hops` > 0): the prior hop said
+    /// what the client spoke.
+    pub keep_client_proto: bool,
     /// Peer address appended to the client's `x-forwarded-for` (`existing, ip`), or set
     /// when there is none. Empty: leave the client's lines untouched.
     pub x_forwarded_for_append: &'a str,
@@ -31,8 +36,8 @@ pub struct RequestEdits<'a> {
     /// Written as `x-envoy-external-address` when `Some` (client `x-envoy-*` are always
     /// stripped).
     pub x_envoy_external_address: Option<&'a str>,
-    /// Written as `x-forwarded-client-cert` when `Some`, after the client's when
-    /// `keep_client_cert`.
+    /// Written as `x-forwarded-client-cert` when `Some`; with `keep_client_cert` (Envoy's
+    /// APPEND_FORWARD) joined to the client's value with a comma in one line.
     pub x_forwarded_client_cert: Option<&'a str>,
     /// Keep the client's `x-forwarded-client-cert` lines (`forwardClientCertDetails`'s
     /// forwarding modes); dropped otherwise.
@@ -130,6 +135,7 @@ impl Default for RequestEdits<'_> {
             path: None,
             authority: None,
             x_forwarded_proto: "http",
+            keep_client_proto: false,
             x_forwarded_for_append: "",
             request_id: None,
             x_envoy_external_address: None,
@@ -265,9 +271,10 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
         | Kind::ProxyConnection
         | Kind::Upgrade
         | Kind::Http2Settings
-        | Kind::XForwardedProto
         | Kind::XEnvoy => false,
-        Kind::XForwardedClientCert => edits.keep_client_cert,
+        Kind::XForwardedProto => edits.keep_client_proto,
+        // Appending joins the client's value to ours below.
+        Kind::XForwardedClientCert => edits.keep_client_cert && edits.x_forwarded_client_cert.is_none(),
         // `te: trailers` is the one TE value that is end-to-end meaningful (Envoy keeps it).
         Kind::Te => f.headers[i].value.eq_ignore_ascii_case(b"trailers"),
         // The proxy answers 100-continue itself.
@@ -290,14 +297,35 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
         out.put_slice(xff_append.as_bytes());
         out.put_slice(b"\r\n");
     }
-    if !edits.x_forwarded_proto.is_empty() {
+    let client_proto = || {
+        (0..f.len).any(|i| {
+            f.kinds[i] == Kind::XForwardedProto
+                && !dropped_by_name(f, f.headers[i].name, f.conn.nominates, edits.remove)
+        })
+    };
+    let theirs_kept = edits.keep_client_proto && client_proto();
+    if !(edits.x_forwarded_proto.is_empty() || theirs_kept) {
         put_header(out, b"x-forwarded-proto", edits.x_forwarded_proto.as_bytes());
     }
     if let Some(id) = edits.request_id {
         put_header(out, b"x-request-id", id);
     }
     if let Some(c) = edits.x_forwarded_client_cert {
-        put_header(out, b"x-forwarded-client-cert", c.as_bytes());
+        out.put_slice(b"x-forwarded-client-cert: ");
+        if edits.keep_client_cert {
+            // Envoy's APPEND_FORWARD appends its element to the header's value after a comma,
+            // its header map having joined the client's lines the same way.
+            for i in 0..f.len {
+                let h = &f.headers[i];
+                let dropped = dropped_by_name(f, h.name, f.conn.nominates, edits.remove);
+                if f.kinds[i] == Kind::XForwardedClientCert && !h.value.is_empty() && !dropped {
+                    out.put_slice(h.value);
+                    out.put_slice(b",");
+                }
+            }
+        }
+        out.put_slice(c.as_bytes());
+        out.put_slice(b"\r\n");
     }
     if let Some(a) = edits.x_envoy_external_address {
         put_header(out, b"x-envoy-external-address", a.as_bytes());

@@ -23,54 +23,73 @@ pub enum Layer {
 /// A key's value this layer cannot evaluate (istiod's generator errors).
 struct Unsupported;
 
-/// Where the compiled policies run: a listener port, its layer, and for HTTP the virtual
-/// hosts of the routes that carry them (lower-case patterns; empty: any host).
+/// Where the compiled policies run: a listener port and its layer.
 #[derive(Debug, Clone, Copy)]
-pub struct Scope<'a> {
+pub struct Scope {
     pub port: u16,
     pub layer: Layer,
-    pub hosts: &'a [String],
 }
 
 /// Compiles the `policies` that apply to this gateway (see [`ap::applies`]) for `scope`:
-/// what cannot match there (another port, hosts the routes never serve) is left out.
+/// what cannot match there (another port) is left out.
 /// `providers`: MeshConfig's external authorization providers, compiled for this gateway.
-pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope<'_>, providers: &[Arc<ExtAuthz>]) -> Authz {
-    let Scope { port, layer, hosts } = scope;
+pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope, providers: &[Arc<ExtAuthz>]) -> Authz {
+    let Scope { port, layer } = scope;
     let (mut custom, mut deny, mut allow, mut audit) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut allow_applies = false;
+    let mut authz = Authz::default();
     for p in policies {
-        let name: Arc<str> = format!("ns[{}]-policy[{}]", p.namespace(), p.name()).into();
+        let prefix = format!("ns[{}]-policy[{}]", p.namespace(), p.name());
         let action = p.spec.action();
         // Envoy's network ext_authz filter speaks gRPC only; an HTTP provider's CUSTOM policy
         // does nothing at layer 4, as istiod builds no filter for it there.
         if action == Action::Custom && layer == Layer::Tcp {
             continue;
         }
-        allow_applies |= action == Action::Allow;
-        let rules: Box<[Rule]> =
-            p.spec.rules.iter().filter_map(|r| rule(r, p.namespace(), port, hosts, layer, action)).collect();
+        authz.allow_applies |= action == Action::Allow;
+        authz.deny_applies |= action == Action::Deny;
+        authz.audit_applies |= action == Action::Audit;
+        let wanted = p.spec.provider.as_ref().map(|pr| pr.name.as_str());
+        let provider =
+            (action == Action::Custom).then(|| providers.iter().find(|e| Some(&*e.name) == wanted).cloned()).flatten();
+        // istiod's `policyName`: the rule's index among all the policy's rules; a CUSTOM
+        // policy's rules carry its provider, and one naming a provider MeshConfig lacks becomes
+        // a DENY rule named as such.
+        let rule_name = |i: usize| -> Arc<str> {
+            match action {
+                Action::Custom => {
+                    let bad = if provider.is_some() { "" } else { "-deny-due-to-bad-CUSTOM-action" };
+                    format!("istio-ext-authz-{}-{prefix}-rule[{i}]{bad}", wanted.unwrap_or_default()).into()
+                }
+                _ => format!("{prefix}-rule[{i}]").into(),
+            }
+        };
+        let rules: Vec<Rule> = p
+            .spec
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| rule(r, rule_name(i), p.namespace(), port, layer, action))
+            .collect();
         if rules.is_empty() {
             continue;
         }
-        let policy = Policy { name, rules };
+        let name: Arc<str> = prefix.into();
         match action {
-            Action::Deny => deny.push(policy),
-            Action::Allow => allow.push(policy),
-            Action::Audit => audit.push(policy),
-            Action::Custom => {
-                let wanted = p.spec.provider.as_ref().map(|pr| pr.name.as_str());
-                let provider = providers.iter().find(|e| Some(&*e.name) == wanted).cloned();
-                custom.push(Custom { policy, provider });
+            Action::Deny => {
+                deny.extend(rules.into_iter().map(|r| Policy { name: name.clone(), rules: Box::new([r]) }));
             }
+            Action::Allow => allow.push(Policy { name, rules: rules.into() }),
+            Action::Audit => audit.push(Policy { name, rules: rules.into() }),
+            Action::Custom => custom.push(Custom { policy: Policy { name, rules: rules.into() }, provider }),
         }
     }
-    Authz { custom: custom.into(), deny: deny.into(), allow: allow.into(), audit: audit.into(), allow_applies }
+    deny.sort_by(|a, b| a.rules[0].name.cmp(&b.rules[0].name));
+    Authz { custom: custom.into(), deny: deny.into(), allow: allow.into(), audit: audit.into(), ..authz }
 }
 
-/// One rule, or `None` when it cannot match on this port or (ALLOW) this layer cannot
-/// evaluate it.
-fn rule(r: &ap::Rule, namespace: &str, port: u16, hosts: &[String], layer: Layer, action: Action) -> Option<Rule> {
+/// One rule named `name`, or `None` when it cannot match on this port or (ALLOW) this layer
+/// cannot evaluate it.
+fn rule(r: &ap::Rule, name: Arc<str>, namespace: &str, port: u16, layer: Layer, action: Action) -> Option<Rule> {
     let mut base_permission = Vec::new();
     let mut base_principal = Vec::new();
     for c in &r.when {
@@ -126,8 +145,8 @@ fn rule(r: &ap::Rule, namespace: &str, port: u16, hosts: &[String], layer: Layer
     if r.to.is_none() {
         permissions.push(base_permission);
     }
-    // `destination.port` is the listener's, and the routes' hosts are known: decided here, so
-    // the request pays for nothing a port or the virtual hosts rule out.
+    // `destination.port` is the listener's: decided here, so the request pays for nothing the
+    // port rules out.
     let permissions: Box<[Box<[Condition]>]> = permissions
         .into_iter()
         .filter_map(|conds| {
@@ -142,34 +161,13 @@ fn rule(r: &ap::Rule, namespace: &str, port: u16, hosts: &[String], layer: Layer
                 peer_uri: None,
                 jwt: None,
             };
-            let served = rest.iter().all(|c| {
-                c.attribute != Attribute::Host || c.any.is_empty() || c.any.iter().any(|p| may_match_host(p, hosts))
-            });
-            (served && ports.iter().all(|c| c.matches(&probe))).then(|| rest.into_boxed_slice())
+            ports.iter().all(|c| c.matches(&probe)).then(|| rest.into_boxed_slice())
         })
         .collect();
     if permissions.is_empty() {
         return None;
     }
-    Some(Rule { permissions, principals: principals.into() })
-}
-
-/// Whether a `hosts` pattern may match the `:authority` of a request routed to one of
-/// `hosts` (virtual-host patterns; an authority may carry a port; a wildcard virtual host, or
-/// none known, may be anything).
-fn may_match_host(p: &Pattern, hosts: &[String]) -> bool {
-    if hosts.is_empty() || hosts.iter().any(|h| h.starts_with('*')) {
-        return true;
-    }
-    hosts.iter().any(|h| match p {
-        Pattern::ExactIgnoreCase(v) => v.split_once(':').map_or(&**v, |(host, _)| host).eq_ignore_ascii_case(h),
-        Pattern::PrefixIgnoreCase(v) => {
-            let (v, h) = (v.to_ascii_lowercase(), h.to_ascii_lowercase());
-            h.starts_with(&v) || v.strip_prefix(&h).is_some_and(|rest| rest.starts_with(':'))
-        }
-        Pattern::SuffixIgnoreCase(v) => v.contains(':') || h.to_ascii_lowercase().ends_with(&v.to_ascii_lowercase()),
-        _ => true,
-    })
+    Some(Rule { name, permissions, principals: principals.into() })
 }
 
 /// Which attribute a `when` key reads, whether istiod makes it a permission or a principal,

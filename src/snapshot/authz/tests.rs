@@ -29,7 +29,7 @@ fn policy(name: &str, yaml: &str) -> Resource<AuthorizationPolicy> {
 fn authz(layer: Layer, policies: &[(&str, &str)]) -> Authz {
     let resources: Vec<_> = policies.iter().map(|(n, y)| policy(n, y)).collect();
     let refs: Vec<_> = resources.iter().collect();
-    compile(&refs, Scope { port: 8080, layer, hosts: &[] }, &[])
+    compile(&refs, Scope { port: 8080, layer }, &[])
 }
 
 /// A request to `host` with `method` and `path` from 10.0.0.1.
@@ -80,7 +80,7 @@ fn decide(a: &Authz, r: &Req) -> bool {
         peer_uri: r.peer_uri,
         jwt: r.jwt.as_ref(),
     };
-    a.decide(&req) == Decision::Allow
+    a.decide(&req).decision == Decision::Allow
 }
 
 #[test]
@@ -92,17 +92,19 @@ fn no_policy_allows_an_allow_nothing_policy_denies_and_an_empty_rule_allows() {
     assert!(decide(&all, &Req::default()));
     let deny_all = authz(Layer::Http, &[("allow-all", "rules: [{}]"), ("deny", "action: DENY\nrules: [{}]")]);
     assert_eq!(
-        deny_all.decide(&Request {
-            http: None,
-            port: 8080,
-            local: "127.0.0.1".parse().unwrap(),
-            peer: "10.0.0.1".parse().unwrap(),
-            remote: "10.0.0.1".parse().unwrap(),
-            sni: None,
-            peer_uri: None,
-            jwt: None,
-        }),
-        Decision::Deny(Some("ns[istio-system]-policy[deny]"))
+        deny_all
+            .decide(&Request {
+                http: None,
+                port: 8080,
+                local: "127.0.0.1".parse().unwrap(),
+                peer: "10.0.0.1".parse().unwrap(),
+                remote: "10.0.0.1".parse().unwrap(),
+                sni: None,
+                peer_uri: None,
+                jwt: None,
+            })
+            .decision,
+        Decision::Deny(Some("ns[istio-system]-policy[deny]-rule[0]"))
     );
 }
 
@@ -349,26 +351,49 @@ fn on_tcp_an_allow_rule_with_http_fields_is_dropped_and_a_deny_ignores_them() {
 }
 
 #[test]
-fn rules_for_hosts_a_route_never_serves_are_compiled_away() {
+fn a_deny_names_the_rule_envoys_sorted_policies_find_first_and_every_filter_counts() {
     let resources = [
-        policy("api", "action: DENY\nrules: [{to: [{operation: {hosts: [api.example.com], paths: [/admin]}}]}]"),
-        policy("web", "action: DENY\nrules: [{to: [{operation: {hosts: [\"WEB.example.com:8080\", \"web.*\"]}}]}]"),
-        policy("any", "action: DENY\nrules: [{to: [{operation: {notHosts: [api.example.com]}}]}]"),
-        policy("allow-api", "rules: [{to: [{operation: {hosts: [api.example.com]}}]}]"),
+        // Rule 0 is for another port: compiled away, yet rule 1 keeps its index.
+        policy(
+            "b",
+            "action: DENY\nrules: [{to: [{operation: {ports: [\"9\"]}}]}, {to: [{operation: {methods: [GET]}}]}]",
+        ),
+        policy("a", "action: DENY\nrules: [{to: [{operation: {paths: [/x]}}]}, {to: [{operation: {methods: [GET]}}]}]"),
+        policy("log", "action: AUDIT\nrules: [{to: [{operation: {paths: [/x]}}]}]"),
+        policy("allow", "rules: [{to: [{operation: {methods: [POST]}}]}]"),
     ];
     let refs: Vec<_> = resources.iter().collect();
-    let names = |hosts: &[String]| {
-        let a = compile(&refs, Scope { port: 8080, layer: Layer::Http, hosts }, &[]);
-        let deny: Vec<String> = a.deny.iter().map(|p| p.name.to_string()).collect();
-        (deny, a.allow.len(), a.allow_applies)
+    let a = compile(&refs, Scope { port: 8080, layer: Layer::Http }, &[]);
+    let names: Vec<&str> = a.deny.iter().map(|p| &*p.rules[0].name).collect();
+    assert_eq!(
+        names,
+        [
+            "ns[istio-system]-policy[a]-rule[0]",
+            "ns[istio-system]-policy[a]-rule[1]",
+            "ns[istio-system]-policy[b]-rule[1]"
+        ]
+    );
+    let verdict = |method: &str, path: &str| {
+        let http = HttpRequest { host: "h", method, path, headers: &[] };
+        let ip = "10.0.0.1".parse().unwrap();
+        let req = Request {
+            http: Some(http),
+            port: 8080,
+            local: ip,
+            peer: ip,
+            remote: ip,
+            sni: None,
+            peer_uri: None,
+            jwt: None,
+        };
+        let v = a.decide(&req);
+        (v.decision, v.audit, v.passed)
     };
-    let web = names(&["web.example.com".to_owned()]);
-    assert_eq!(web.0, ["ns[istio-system]-policy[web]", "ns[istio-system]-policy[any]"]);
-    // The ALLOW for api's host is gone from web's routes, yet an ALLOW still applies: denied.
-    assert_eq!((web.1, web.2), (0, true));
-    let api = names(&["api.example.com".to_owned()]);
-    assert_eq!(api.0, ["ns[istio-system]-policy[api]", "ns[istio-system]-policy[any]"]);
-    assert_eq!(api.1, 1);
-    let wildcard = names(&["*.example.com".to_owned()]);
-    assert_eq!(wildcard.0.len(), 3);
+    // Both of `a`'s rules and `b`'s match GET /x: the name that sorts first is logged; the
+    // AUDIT filter marked it and let it pass.
+    assert_eq!(verdict("GET", "/x"), (Decision::Deny(Some("ns[istio-system]-policy[a]-rule[0]")), Some(true), 1));
+    assert_eq!(verdict("GET", "/y"), (Decision::Deny(Some("ns[istio-system]-policy[a]-rule[1]")), Some(false), 1));
+    // AUDIT and DENY pass it, ALLOW has no match.
+    assert_eq!(verdict("PUT", "/y"), (Decision::Deny(None), Some(false), 2));
+    assert_eq!(verdict("POST", "/y"), (Decision::Allow, Some(false), 3));
 }

@@ -10,16 +10,13 @@ use std::sync::Arc;
 use crate::config::envoy_filter::{
     CompressorConfig, EnvoyFilter, LibraryConfig, PatchMatch, Recognised, GZIP_LEVELS, HCM,
 };
-use crate::config::index::labels_subset;
+use crate::config::index::{policy_attaches, ThisGateway};
 use crate::config::{ConfigSet, Resource};
 use crate::snapshot::compress::{DEFAULT_CONTENT_TYPES, DEFAULT_MIN_CONTENT_LENGTH};
 use crate::snapshot::{Compression, Compressor, Library};
 
 #[cfg(test)]
 mod tests;
-
-/// The label a Gateway API gateway's deployment carries its name in.
-const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 
 /// Every compressor patch that applies to this instance, in chain order, with the listener
 /// port it is limited to.
@@ -34,24 +31,14 @@ pub(super) fn applying<'a>(
     namespace: &str,
 ) -> Vec<&'a Resource<EnvoyFilter>> {
     let root = set.mesh.root_namespace.as_str();
-    let mut filters: Vec<&Resource<EnvoyFilter>> =
-        set.envoy_filters.iter().filter(|ef| applies(ef, labels, namespace, root)).collect();
+    let gateway = ThisGateway { namespace, root, labels };
+    let mut filters: Vec<&Resource<EnvoyFilter>> = set
+        .envoy_filters
+        .iter()
+        .filter(|ef| policy_attaches(&ef.spec.attachment(ef.namespace()), &gateway).is_ok())
+        .collect();
     filters.sort_by_key(|ef| (ef.namespace() != root, ef.spec.priority));
     filters
-}
-
-fn applies(ef: &Resource<EnvoyFilter>, labels: &BTreeMap<String, String>, namespace: &str, root: &str) -> bool {
-    if ef.namespace() != root && ef.namespace() != namespace {
-        return false;
-    }
-    if !ef.spec.target_refs.is_empty() {
-        return ef
-            .spec
-            .target_refs
-            .iter()
-            .any(|r| r.kind == "Gateway" && labels.get(GATEWAY_NAME_LABEL).is_some_and(|n| *n == r.name));
-    }
-    ef.spec.workload_selector.as_ref().is_none_or(|s| labels_subset(&s.labels, labels))
 }
 
 /// The listener port a patch is limited to, or `None` when it does not reach a gateway's HTTP

@@ -22,7 +22,6 @@ use crate::snapshot::{
 
 use super::cluster::{Clusters, Ctx};
 use crate::config::index::{expand_host, labels_subset, resolve_gateway_name};
-use crate::snapshot::authz::Authz;
 use route_policy::{cors, header_ops, retry_policy};
 
 mod delegate;
@@ -73,8 +72,6 @@ pub(super) struct Instance<'c> {
     /// `namespace/name` of the server's Gateway.
     pub gateway: &'c str,
     pub labels: &'c BTreeMap<String, String>,
-    /// The AuthorizationPolicies of the server's port: the first stage of each route.
-    pub authz: Option<Arc<Authz>>,
     pub ctx: Ctx<'c>,
 }
 
@@ -444,12 +441,9 @@ fn build(t: &HttpTemplate, matches: Vec<MatchBlock>, inst: &Instance<'_>, cluste
         })
         .collect();
     let mut policy = t.policy.clone();
-    // istiod places the RBAC filters (after ext_authz, CUSTOM) ahead of CORS and fault in the
-    // gateway's HTTP filter chain; mirrors are the router's, last.
-    let authz = inst.authz.clone().map(RequestStage::Authz);
-    let mirrors = (!mirrors.is_empty()).then_some(RequestStage::Mirror(mirrors));
-    if authz.is_some() || mirrors.is_some() {
-        policy.request = authz.into_iter().chain(policy.request.iter().cloned()).chain(mirrors).collect();
+    // Mirrors are the router's, last.
+    if !mirrors.is_empty() {
+        policy.request = policy.request.iter().cloned().chain([RequestStage::Mirror(mirrors)]).collect();
     }
     Route { name: t.name.clone(), source: t.source.clone(), matches, action, policy }
 }

@@ -6,25 +6,21 @@ use std::sync::Arc;
 
 use super::dns::Resolve;
 use super::CompileOptions;
+use crate::config::index::{policy_attaches, ThisGateway};
 use crate::config::jwks::Jwks;
-use crate::config::request_authentication::{applies, Applies, JwtRule};
+use crate::config::request_authentication::JwtRule;
 use crate::config::ConfigSet;
 use crate::snapshot::jwt::{JwksSource, JwtAuthn, Location, Provider, DEFAULT_FETCH_TIMEOUT};
 
 /// The gateway's JWT filter, `None` when no RequestAuthentication applies to it.
 pub(super) fn compile(set: &ConfigSet, opts: &CompileOptions, resolver: &mut dyn Resolve) -> Option<Arc<JwtAuthn>> {
     let root_namespace = set.mesh.root_namespace.as_str();
+    let gateway = ThisGateway { namespace: &opts.namespace, root: root_namespace, labels: &opts.labels };
     let applying = |root: bool| {
+        let gateway = &gateway;
         set.request_authentications.iter().filter(move |ra| {
             (ra.namespace() == root_namespace) == root
-                && applies(
-                    ra.namespace(),
-                    ra.spec.selector.as_ref(),
-                    ra.spec.has_target_ref(),
-                    root_namespace,
-                    &opts.namespace,
-                    &opts.labels,
-                ) == Applies::Yes
+                && policy_attaches(&ra.spec.attachment(ra.namespace()), gateway).is_ok()
         })
     };
     let rules: Vec<&JwtRule> = applying(true).chain(applying(false)).flat_map(|ra| &ra.spec.jwt_rules).collect();

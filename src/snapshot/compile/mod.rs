@@ -33,14 +33,16 @@ use crate::config::gateway::{Port, ProtocolFamily, Server as ConfigServer};
 use crate::config::virtual_service::HttpRoute;
 use crate::config::{ConfigSet, Diagnostic, Diagnostics, Resource, Severity, VirtualService};
 use crate::snapshot::authz::ext_authz::ExtAuthz;
-use crate::snapshot::authz::{Authz, Layer, Scope};
+use crate::snapshot::authz::{Authz, AuthzByPort, Layer, Scope};
 use crate::snapshot::{
     intersect, FilterStage, HostTable, Listener, ListenerProtocol, PathNormalization, RequestStage, ResponseStage,
     RouteSource, RouteTable, Server, ServerTlsMode, Snapshot, VirtualHost,
 };
 
 use crate::config::credentials::Secrets;
-use crate::config::index::{expand_host, exported_to, labels_subset, resolve_gateway_name, HostIndex};
+use crate::config::index::{
+    expand_host, exported_to, labels_subset, policy_attaches, resolve_gateway_name, HostIndex, ThisGateway,
+};
 use cluster::{Clusters, Ctx};
 pub use dns::{distinct, Resolve, SystemResolver};
 use http::{CompiledRoute, HttpTemplate, Instance, Regexes};
@@ -113,6 +115,7 @@ pub fn compile_with(
         delegates: HashMap::new(),
         regexes: Regexes::default(),
         compressors: compress::Compressors::new(set, &opts.labels, &opts.namespace),
+        http_authz: Vec::new(),
     };
     for (i, vs) in set.virtual_services.iter().enumerate() {
         // Only a VirtualService without hosts can be a delegate; the first of a name wins.
@@ -133,7 +136,9 @@ pub fn compile_with(
     snapshot.rate_limit_services = c.limits.services();
     (snapshot.local_rate_limits, snapshot.global_rate_limits) = c.limits.finish();
     snapshot.source_namespace = Arc::from(opts.namespace.as_str());
-    snapshot.filters = jwt.map(FilterStage::Jwt).into_iter().collect();
+    // istiod's gateway filter chain: JWT authentication, then authorization.
+    let authz = (!c.http_authz.is_empty()).then(|| FilterStage::Authz(AuthzByPort(c.http_authz.into())));
+    snapshot.filters = jwt.map(FilterStage::Jwt).into_iter().chain(authz).collect();
     snapshot.num_trusted_proxies = set.proxy.num_trusted_proxies;
     snapshot.proxy_protocol = set.proxy.proxy_protocol;
     snapshot.forward_client_cert = set.proxy.forward_client_cert;
@@ -181,6 +186,8 @@ struct Compiler<'a> {
     regexes: Regexes,
     /// The compressor filters EnvoyFilters insert, by listener port.
     compressors: compress::Compressors,
+    /// The AuthorizationPolicies of each HTTP port, in port order.
+    http_authz: Vec<(u16, Arc<Authz>)>,
 }
 
 /// The listener a server's protocol family needs.
@@ -419,12 +426,10 @@ impl<'a> Compiler<'a> {
         let key = gw.key();
         let compression = self.compressors.for_port(plan.port);
         for (vi, hosts) in &plan.bound {
-            let authz = self.authz(Scope { port: plan.port, layer: Layer::Http, hosts }, clusters);
             let templates = self.templates(*vi);
             let inst = Instance {
                 gateway: &key,
                 labels: &self.opts.labels,
-                authz,
                 ctx: Ctx {
                     listener_port: plan.port,
                     consumer_ns: &self.opts.namespace,
@@ -469,15 +474,15 @@ impl<'a> Compiler<'a> {
 
     /// The AuthorizationPolicies that apply to this gateway, compiled for `scope`; `None` when
     /// none does.
-    fn authz(&self, scope: Scope<'_>, clusters: &mut Clusters<'_>) -> Option<Arc<Authz>> {
+    fn authz(&self, scope: Scope, clusters: &mut Clusters<'_>) -> Option<Arc<Authz>> {
         let (opts, root) = (self.opts, self.set.mesh.root_namespace.as_str());
         let applying: Vec<_> = self
             .set
             .authorization_policies
             .iter()
             .filter(|p| {
-                let ns = p.namespace();
-                authorization_policy::applies(&p.spec, ns, &opts.labels, &opts.namespace, root).is_ok()
+                let gateway = ThisGateway { namespace: &opts.namespace, root, labels: &opts.labels };
+                policy_attaches(&p.spec.attachment(p.namespace()), &gateway).is_ok()
             })
             .collect();
         // The providers CUSTOM policies name, each reaching its service as a route destination
@@ -608,8 +613,19 @@ impl<'a> Compiler<'a> {
                 None => empty.clone(),
             };
             let proxies_tcp = servers.iter().any(|s| !s.tcp_routes.is_empty());
-            let l4_authz =
-                proxies_tcp.then(|| self.authz(Scope { port, layer: Layer::Tcp, hosts: &[] }, clusters)).flatten();
+            let l4_authz = proxies_tcp.then(|| self.authz(Scope { port, layer: Layer::Tcp }, clusters)).flatten();
+            // HTTP, and HTTPS terminated: the port's policies meet every request before routing.
+            let terminates_https = |s: &Server| {
+                s.protocol.as_ref() == "HTTPS"
+                    && s.tls
+                        .as_ref()
+                        .is_some_and(|t| !matches!(t.mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough))
+            };
+            if protocol == ListenerProtocol::Http || servers.iter().any(terminates_https) {
+                if let Some(authz) = self.authz(Scope { port, layer: Layer::Http }, clusters) {
+                    self.http_authz.push((port, authz));
+                }
+            }
             listeners.push(Listener { port, bind, protocol, servers, http_routes, sni, l4_authz });
         }
         listeners

@@ -144,7 +144,6 @@ fn route_stages_compile_in_envoys_filter_order() {
         .request
         .iter()
         .map(|s| match s {
-            RequestStage::Authz(_) => "authz",
             RequestStage::Cors(_) => "cors",
             RequestStage::Fault(_) => "fault",
             RequestStage::LocalRateLimit(..) => "local_ratelimit",

@@ -87,6 +87,37 @@ X-Forwarded-Proto: https\r\nX-Request-Id: client-id\r\nX-Envoyish: kept\r\n\r\n"
 }
 
 #[test]
+fn behind_trusted_proxies_the_clients_x_forwarded_proto_is_kept() {
+    let s = b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n\r\n";
+    let out = rewrite(s, &RequestEdits { keep_client_proto: true, ..RequestEdits::default() });
+    assert!(out.contains("X-Forwarded-Proto: https\r\n"), "{out}");
+    assert_eq!(count_name(&out, "x-forwarded-proto"), 1);
+    // None sent: the connection's scheme.
+    let out = rewrite(
+        b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+        &RequestEdits { keep_client_proto: true, ..RequestEdits::default() },
+    );
+    assert!(out.contains("x-forwarded-proto: http\r\n"), "{out}");
+}
+
+#[test]
+fn append_forward_joins_the_gateways_client_cert_element_to_the_clients_value() {
+    let s =
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Client-Cert: By=a;Hash=1\r\nx-forwarded-client-cert: By=b\r\n\r\n";
+    let edits = RequestEdits {
+        x_forwarded_client_cert: Some("By=gw;Hash=2"),
+        keep_client_cert: true,
+        ..RequestEdits::default()
+    };
+    let out = rewrite(s, &edits);
+    assert_eq!(count_name(&out, "x-forwarded-client-cert"), 1, "{out}");
+    assert!(out.contains("x-forwarded-client-cert: By=a;Hash=1,By=b,By=gw;Hash=2\r\n"), "{out}");
+    // FORWARD_ONLY keeps the client's lines as they came.
+    let out = rewrite(s, &RequestEdits { keep_client_cert: true, ..RequestEdits::default() });
+    assert_eq!(count_name(&out, "x-forwarded-client-cert"), 2, "{out}");
+}
+
+#[test]
 fn try_lines_end_the_head_and_a_retry_rewrites_them_in_place() {
     let s = b"POST /p HTTP/1.1\r\nHost: h\r\nX-Envoy-Attempt-Count: 7\r\nContent-Length: 4\r\n\r\n";
     let first = TryLines { attempt: Some(1), expected_timeout_ms: Some(1000), grpc_timeout: false };

@@ -61,8 +61,10 @@ fn root_and_own_namespace_filters_apply_when_they_select_the_gateway() {
     assert_eq!(chain(&yaml("apps", ""), &ingress, "gw-ns", 80), []);
     let refs = "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge}]\n";
     let named = [("istio", "ingressgateway"), ("gateway.networking.k8s.io/gateway-name", "edge")];
-    assert_eq!(chain(&yaml("istio-system", refs), &named, "default", 80), [("gzip", 40)]);
-    assert_eq!(chain(&yaml("istio-system", refs), &ingress, "default", 80), []);
+    assert_eq!(chain(&yaml("gw-ns", refs), &named, "gw-ns", 80), [("gzip", 40)]);
+    assert_eq!(chain(&yaml("gw-ns", refs), &ingress, "gw-ns", 80), []);
+    // istiod attaches by targetRefs only within the gateway's namespace, the root's included.
+    assert_eq!(chain(&yaml("istio-system", refs), &named, "default", 80), []);
 }
 
 #[test]
