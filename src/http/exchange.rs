@@ -21,8 +21,10 @@ use super::retry::{self, TryFailure};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{ClusterId, Destination, Route, UpstreamProtocol};
 use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn};
-use attempt::{retried, Failure, Try};
+use attempt::retried;
+pub(super) use attempt::{Failure, Try};
 pub(super) use client::{Client, RequestBody};
+pub(super) use h2::{mux_stream, send_h2};
 use relay::{alongside, Relayed, Source};
 
 mod attempt;
@@ -354,13 +356,7 @@ impl<C: Client> Exchange<'_, C> {
         if http2 {
             return self.try_multiplexed(&at, meta, inline, replay, response).await;
         }
-        let mut conn = match ctx.upstream.pools.take(at.key()) {
-            Some(c) => {
-                ctx.stats.upstream_cx_reused.inc();
-                c
-            }
-            None => new_connection(&at, ctx).await?,
-        };
+        let mut conn = http1_connection(&at, ctx).await?;
         if let Some(r) = &mut self.account.log {
             // Asked of the kernel once per connection, not per request.
             if conn.local.is_none() {
@@ -427,12 +423,7 @@ impl<C: Client> Exchange<'_, C> {
                 }
                 Err(f) => Err(f),
                 Ok(Relayed::Done { reusable }) => {
-                    conn.requests += 1;
-                    let policy = &at.cluster.policy;
-                    let quota = policy.max_requests_per_connection;
-                    if reusable && sent_whole && (quota == 0 || conn.requests < quota) {
-                        ctx.upstream.pools.put(conn, policy.http_idle_timeout);
-                    }
+                    release(&at, ctx, conn, reusable && sent_whole);
                     Ok(Forwarded::Done { request_whole: sent_whole })
                 }
                 Ok(Relayed::Upgraded) => Ok(Forwarded::Upgraded(Box::new(conn))),
@@ -450,9 +441,33 @@ fn retry_wanted(retries: &crate::snapshot::RetryPolicy, meta: ReqMeta) -> bool {
 /// connections it waits for may close on any worker, so it polls rather than being woken.
 const PENDING_POLL: Duration = Duration::from_millis(2);
 
+/// A connection for an HTTP/1.1 try on `at`: an idle one from this worker's pool, else a new
+/// one (see [`new_connection`]). A pooled one may have been closed by the upstream meanwhile:
+/// its user retries once on a new one when it fails before any response byte.
+pub(super) async fn http1_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+    match ctx.upstream.pools.take(at.key()) {
+        Some(c) => {
+            ctx.stats.upstream_cx_reused.inc();
+            Ok(c)
+        }
+        None => new_connection(at, ctx).await,
+    }
+}
+
+/// Counts the exchange `conn` carried, and pools it when it ended cleanly (`reusable`) and
+/// its `maxRequestsPerConnection` are not spent; else it closes.
+pub(super) fn release(at: &Try<'_>, ctx: &WorkerCtx, mut conn: UpstreamConn, reusable: bool) {
+    conn.requests += 1;
+    let policy = &at.cluster.policy;
+    let quota = policy.max_requests_per_connection;
+    if reusable && (quota == 0 || conn.requests < quota) {
+        ctx.upstream.pools.put(conn, policy.http_idle_timeout);
+    }
+}
+
 /// A new connection for `at` when its pool had none, or a pooled one that came back while
 /// this request waited (see [`connection_slot`]).
-async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+pub(super) async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
     match connection_slot(at, || ctx.upstream.pools.take(at.key())).await? {
         Pooled::Found(conn) => {
             ctx.stats.upstream_cx_reused.inc();

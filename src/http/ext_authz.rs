@@ -9,19 +9,19 @@ mod grpc;
 mod proto;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
-use super::codec::{self, BodyFraming, HeaderSlots, Limits};
+use super::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits};
+use super::exchange::{http1_connection, new_connection, release, Try};
 use super::local::Answer;
 use super::peer::Peer;
 use crate::percore::WorkerCtx;
 use crate::snapshot::authz::ext_authz::{listed, ExtAuthz, HttpService, Kind};
-use crate::snapshot::{Cluster, RequestInfo};
-use crate::upstream::{connect, Generation};
+use crate::snapshot::RequestInfo;
+use crate::upstream::{Generation, UpstreamStream};
 
 /// Response code details and flag of a request the authorization server denied, and of one
 /// whose check failed, as Envoy logs them.
@@ -61,7 +61,7 @@ impl Check {
     /// a `CheckRequest` (see [`grpc::request`]); for an HTTP one as Envoy's raw HTTP client
     /// writes it: the client's method, `pathPrefix` + the path, the client's Host,
     /// `content-length: 0`, the `authorization` line and those `includeRequestHeadersInCheck`
-    /// lists, then `includeAdditionalHeadersInCheck`. Built only for a request a CUSTOM policy
+    /// lists, then `includeAdditionalHeadersInCheck`; kept alive, as Envoy's pooled connection. Built only for a request a CUSTOM policy
     /// matched: the allocation and the provider's reference count are that request's.
     pub(super) fn new(
         provider: &Arc<ExtAuthz>,
@@ -90,7 +90,7 @@ impl Check {
         for (name, value) in service.headers_to_add.iter() {
             put(&mut r, name.as_bytes(), value.as_bytes());
         }
-        r.extend_from_slice(b"content-length: 0\r\nconnection: close\r\n\r\n");
+        r.extend_from_slice(b"content-length: 0\r\n\r\n");
         Check { provider: provider.clone(), request: r }
     }
 
@@ -130,7 +130,8 @@ fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// The verdict of an endpoint of cluster `id` within the provider's timeout, or `None` when
-/// none gave one.
+/// none gave one. The check goes through this worker's pools and the cluster's breakers as a
+/// proxied request does (Envoy's ext_authz calls through its cluster's connection pool).
 async fn ask(
     ctx: &WorkerCtx,
     snap: &Rc<Generation>,
@@ -139,14 +140,14 @@ async fn ask(
     request: Vec<u8>,
 ) -> Option<Verdict> {
     let mut pick = ctx.upstream.balancer.pick(snap, id, &[], ctx.random(), None)?;
-    let cluster = snap.cluster(id);
-    let addr = cluster.endpoints[pick.endpoint].addr;
+    let (cluster, live) = snap.cluster_live(id);
+    // A failure path's and a check's lookup: one hash of the cluster's name.
+    let stats = ctx.http_cluster(&cluster.name);
+    let at = Try::call(pick.endpoint, &pick.counters, cluster, live, &stats);
     let call = async {
         match &p.kind {
-            Kind::Http(service) => ask_http(ctx, addr, cluster, request).await.and_then(|a| verdict(service, &a)),
-            Kind::Grpc { authority } => {
-                grpc::ask(ctx, addr, cluster, authority, p.timeout, request).await.map(grpc::verdict)
-            }
+            Kind::Http(service) => ask_http(ctx, &at, request).await.and_then(|a| verdict(service, &a)),
+            Kind::Grpc { authority } => grpc::ask(ctx, &at, authority, p.timeout, request).await.map(grpc::verdict),
         }
     };
     let verdict = monoio::time::timeout(p.timeout, call).await.ok().flatten();
@@ -155,34 +156,110 @@ async fn ask(
     verdict
 }
 
-/// The HTTP server's whole answer (its connection closes after it).
-async fn ask_http(ctx: &WorkerCtx, addr: SocketAddr, cluster: &Cluster, request: Vec<u8>) -> Option<Vec<u8>> {
-    let mut stream = connect(addr, cluster, |c| ctx.tls.client(c)).await.ok()?;
-    stream.write_all(request).await.0.ok()?;
-    let mut answer = Vec::with_capacity(4096);
-    let mut buf = vec![0u8; 4096];
-    while !whole(&answer) {
-        let (n, b) = stream.read(buf).await;
-        buf = b;
-        match n.ok()? {
-            0 => break,
-            n if answer.len() + n > MAX_ANSWER => return None,
-            n => answer.extend_from_slice(&buf[..n]),
-        }
-    }
-    Some(answer)
+/// How reading a check's answer on one connection ended.
+enum Answered {
+    /// The whole answer; `reusable`: the connection may carry the next check.
+    Whole {
+        answer: Vec<u8>,
+        reusable: bool,
+    },
+    /// The connection failed or closed before any byte of an answer: a pooled one the server
+    /// closed meanwhile, worth one more try on a new connection.
+    Nothing,
+    Failed,
 }
 
-/// The answer's head is here and, when it says its length, its body too.
-fn whole(answer: &[u8]) -> bool {
+/// The HTTP server's whole answer, on a kept-alive connection of the cluster's pool. A pooled
+/// connection that fails before any answer byte is replaced once by a new one, as the exchange
+/// replays a request on a reused connection.
+async fn ask_http(ctx: &WorkerCtx, at: &Try<'_>, mut request: Vec<u8>) -> Option<Vec<u8>> {
+    let mut conn = http1_connection(at, ctx).await.ok()?;
+    loop {
+        at.stats.rq_total.inc();
+        let (written, back) = conn.stream.write_all(request).await;
+        request = back;
+        let answered = match written {
+            Ok(_) => read_answer(&mut conn.stream).await,
+            Err(_) => Answered::Nothing,
+        };
+        match answered {
+            Answered::Whole { answer, reusable } => {
+                release(at, ctx, conn, reusable);
+                return Some(answer);
+            }
+            Answered::Nothing if conn.reused => {
+                tracing::debug!("ext_authz: a pooled connection closed before answering; checking on a new one");
+                drop(conn);
+                conn = new_connection(at, ctx).await.ok()?;
+            }
+            Answered::Nothing | Answered::Failed => return None,
+        }
+    }
+}
+
+async fn read_answer(stream: &mut UpstreamStream) -> Answered {
+    let mut answer = Vec::with_capacity(4096);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match whole(&answer, false) {
+            Some(Some(reusable)) => return Answered::Whole { answer, reusable },
+            Some(None) => {}
+            None => return Answered::Failed,
+        }
+        let (n, b) = stream.read(buf).await;
+        buf = b;
+        match n {
+            Ok(0) | Err(_) if answer.is_empty() => return Answered::Nothing,
+            Ok(0) => {
+                return match whole(&answer, true) {
+                    Some(Some(_)) => Answered::Whole { answer, reusable: false },
+                    _ => Answered::Failed,
+                }
+            }
+            Err(_) => return Answered::Failed,
+            Ok(n) if answer.len() + n > MAX_ANSWER => return Answered::Failed,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Whether the answer is here (`closed`: its connection ended): `Some(Some(reusable))` when
+/// its head and body are (`reusable`: its connection may carry another check), `Some(None)`
+/// when more is to come, `None` when it cannot be read.
+fn whole(answer: &[u8], closed: bool) -> Option<Option<bool>> {
     let mut slots = HeaderSlots::new();
-    match codec::parse_response(answer, &mut slots, false, &Limits::default()) {
-        Ok(Some(head)) => match head.framing {
-            BodyFraming::None => true,
-            BodyFraming::ContentLength(n) => answer.len() - head.head_len >= n as usize,
-            BodyFraming::Chunked | BodyFraming::UntilClose => false,
-        },
-        _ => false,
+    let head = match codec::parse_response(answer, &mut slots, false, &Limits::default()) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Some(None),
+        Err(_) => return None,
+    };
+    let rest = &answer[head.head_len..];
+    let done = match head.framing {
+        BodyFraming::None => true,
+        BodyFraming::ContentLength(n) => rest.len() >= n as usize,
+        BodyFraming::Chunked => dechunked(rest)?.is_some(),
+        BodyFraming::UntilClose => closed,
+    };
+    Some(done.then_some(head.keep_alive))
+}
+
+/// A chunked body's data once its last chunk is here (`Some(None)` before), `None` when its
+/// framing is broken.
+fn dechunked(mut rest: &[u8]) -> Option<Option<Vec<u8>>> {
+    let mut decoder = ChunkedDecoder::decoding();
+    let mut data = Vec::new();
+    loop {
+        let progress = decoder.feed(rest).ok()?;
+        if let Some(span) = progress.data {
+            data.extend_from_slice(&rest[span]);
+        }
+        rest = &rest[progress.consumed..];
+        if progress.done {
+            return Some(Some(data));
+        }
+        if rest.is_empty() {
+            return Some(None);
+        }
     }
 }
 
@@ -204,17 +281,16 @@ fn verdict(service: &HttpService, answer: &[u8]) -> Option<Verdict> {
     }
     let rest = &answer[head.head_len..];
     let body = match head.framing {
-        BodyFraming::None => &[][..],
-        BodyFraming::ContentLength(n) => rest.get(..n as usize)?,
-        BodyFraming::UntilClose => rest,
-        // A chunked denial is relayed without its body rather than with its framing.
-        BodyFraming::Chunked => &[][..],
+        BodyFraming::None => Vec::new(),
+        BodyFraming::ContentLength(n) => rest.get(..n as usize)?.to_vec(),
+        BodyFraming::UntilClose => rest.to_vec(),
+        BodyFraming::Chunked => dechunked(rest)??,
     };
     let headers = lines(&|n| {
         !NOT_RELAYED.iter().any(|x| x.eq_ignore_ascii_case(n))
             && (service.downstream_on_deny.is_empty() || listed(&service.downstream_on_deny, n))
     });
-    Some(Verdict::Deny { status: head.status, headers, body: body.to_vec(), details: DENIED })
+    Some(Verdict::Deny { status: head.status, headers, body, details: DENIED })
 }
 
 impl Verdict {

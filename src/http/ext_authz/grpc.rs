@@ -1,5 +1,5 @@
 //! The gRPC check: envoy.service.auth.v3 `Authorization/Check` as Envoy's ext_authz filter
-//! calls it, one unary call on an HTTP/2 connection of its own to the provider's endpoint.
+//! calls it, one unary call on the worker's pooled HTTP/2 connection to the provider's endpoint.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,11 +13,10 @@ use super::proto::{
     SocketAddress, CHECK_PATH,
 };
 use super::{Verdict, DENIED, MAX_ANSWER, NOT_RELAYED};
-use crate::http::h2_io::{client_builder, PollIo};
+use crate::http::exchange::{mux_stream, send_h2, Try};
 use crate::http::peer::Peer;
 use crate::percore::WorkerCtx;
-use crate::snapshot::{Cluster, RequestInfo};
-use crate::upstream::connect;
+use crate::snapshot::RequestInfo;
 
 /// Envoy's answer to a denial that names no status: 403.
 const FORBIDDEN: u16 = 403;
@@ -72,26 +71,18 @@ pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protoco
 }
 
 /// The server's `CheckResponse`, or `None` when the call failed (no connection, a status
-/// other than OK, an unreadable message).
+/// other than OK, an unreadable message). The call is a stream on this worker's multiplexed
+/// connection to the endpoint, as a proxied HTTP/2 request's (Envoy's gRPC client shares its
+/// cluster's connection); one a closed connection refuses goes on a new one.
 pub(super) async fn ask(
     ctx: &WorkerCtx,
-    addr: SocketAddr,
-    cluster: &Cluster,
+    at: &Try<'_>,
     authority: &str,
     timeout: Duration,
     message: Vec<u8>,
 ) -> Option<CheckResponse> {
-    let tls = |c: &_| match &cluster.policy.tls {
-        Some(t) => ctx.tls.client(&t.h2_config),
-        None => ctx.tls.client(c),
-    };
-    let stream = connect(addr, cluster, tls).await.ok()?;
-    let (mut send, connection) = client_builder().handshake::<_, Bytes>(PollIo::new(stream)).await.ok()?;
-    // Driven beside the call; it ends once the call and the handle are gone.
-    monoio::spawn(async move {
-        let _ = connection.await;
-    });
-    let scheme = if cluster.policy.tls.is_some() { "https" } else { "http" };
+    let stream = mux_stream(at, ctx).await.ok()?;
+    let scheme = if at.cluster.policy.tls.is_some() { "https" } else { "http" };
     let call = http::Request::post(format!("{scheme}://{authority}{CHECK_PATH}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -99,8 +90,8 @@ pub(super) async fn ask(
         .header("grpc-timeout", format!("{}m", timeout.as_millis().clamp(1, 99_999_999)))
         .body(())
         .ok()?;
-    let (response, mut up) = send.send_request(call, false).ok()?;
-    drop(send);
+    // Held until the answer is read: the connection counts it as a stream under way.
+    let (_stream, (response, mut up)) = send_h2(at, ctx, stream, &call, false, |_| {}).await.ok()?;
     up.send_data(Bytes::from(message), true).ok()?;
     let response = response.await.ok()?;
     let ok = |h: &http::HeaderMap| h.get("grpc-status").map(|s| s.as_bytes() == b"0");
