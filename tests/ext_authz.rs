@@ -201,6 +201,7 @@ both_drivers! {
         let mesh = "extensionProviders:\n- name: checker\n  envoyExtAuthzHttp:\n    service: authz.local\n    \
                     port: 9000\n    pathPrefix: /check\n    includeRequestHeadersInCheck: [x-token]\n    \
                     includeAdditionalHeadersInCheck: {x-gateway: strait}\n    headersToUpstreamOnAllow: [x-user]\n    \
+                    headersToDownstreamOnAllow: [x-use*]\n    \
                     headersToDownstreamOnDeny: [www-authenticate, x-reason]\n";
         let dir = tempfile::tempdir().unwrap();
         let services = vec![service_entry("authz", "authz.local", 9000, &[authz.port])];
@@ -213,6 +214,8 @@ both_drivers! {
         let upstream = app.last();
         assert_eq!(upstream.header_all("x-user"), ["alice"], "the server's x-user replaces the client's");
         assert_eq!(upstream.header("x-unlisted"), None, "only headersToUpstreamOnAllow go upstream");
+        assert_eq!(allowed.header("x-user"), Some("alice"), "headersToDownstreamOnAllow reach the client");
+        assert_eq!(allowed.header("x-unlisted"), None, "only headersToDownstreamOnAllow reach the client");
         let checks = authz.checks();
         assert_eq!(checks.len(), 1);
         let check = &checks[0];
@@ -301,8 +304,10 @@ both_drivers! {
         let (gw, addr) = start(driver, 2, &dir, &mesh, &app, &policies, services);
 
         let raw = "GET /api/hello?q=1 HTTP/1.1\r\nHost: app.test\r\nx-token: t1\r\nx-user: mallory\r\nConnection: close\r\n\r\n";
-        assert_eq!(client::request(addr, raw).status, 200, "{}", gw.logs());
+        let allowed = client::request(addr, raw);
+        assert_eq!(allowed.status, 200, "{}", gw.logs());
         assert_eq!(app.last().header_all("x-user"), ["alice"], "ok_response's lines replace the client's");
+        assert_eq!(allowed.header("x-session"), Some("s1"), "response_headers_to_add reach the client");
         let checks = authz.checks();
         assert_eq!(checks.len(), 1);
         for part in ["/api/hello?q=1", "app.test", "GET", "x-token", "t1", "HTTP/1.1", "127.0.0.1"] {

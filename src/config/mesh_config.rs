@@ -273,7 +273,6 @@ fn typed<T: DeserializeOwned>(
 fn http_not_enforced(h: &ExtAuthzHttp) -> Vec<String> {
     let set = [
         ("envoyExtAuthzHttp.includeRequestBodyInCheck", h.include_request_body_in_check.is_some()),
-        ("envoyExtAuthzHttp.headersToDownstreamOnAllow", !h.headers_to_downstream_on_allow.is_empty()),
         ("envoyExtAuthzHttp.clearRouteCache", h.clear_route_cache),
     ];
     set.iter().filter(|(_, on)| *on).map(|(f, _)| (*f).to_owned()).collect()

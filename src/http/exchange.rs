@@ -171,6 +171,7 @@ impl<C: Client> Exchange<'_, C> {
         let mut response =
             headers::response(&dest.headers.response, &route.policy.response, &extras.cors, extras.accept);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
+        response.add.extend(extras.on_allow.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         // The route's timeout, or what is left of the request's maximum duration if sooner.
         let began = self.account.tally.began;
         let left = self.max_request_duration.map(|d| d.saturating_sub(began.map_or(Duration::ZERO, |b| b.elapsed())));

@@ -50,8 +50,9 @@ pub(super) struct Check {
 
 /// What the session does with the request after the check.
 pub(super) enum Verdict {
-    /// Forwarded, these lines set on the upstream head.
-    Allow(Vec<(String, String)>),
+    /// Forwarded, `upstream`'s lines set on the upstream head and `downstream`'s added to the
+    /// response the client gets.
+    Allow { upstream: Vec<(String, String)>, downstream: Vec<(String, String)> },
     /// Answered by the gateway with this status, lines and body; `details` for the log.
     Deny { status: u16, headers: Vec<(String, String)>, body: Vec<u8>, details: &'static str },
 }
@@ -107,7 +108,7 @@ impl Check {
             Some(v) => v,
             None if p.fail_open => {
                 tracing::debug!(provider = &*p.name, "ext_authz check failed; failOpen allows the request");
-                Verdict::Allow(Vec::new())
+                Verdict::Allow { upstream: Vec::new(), downstream: Vec::new() }
             }
             None => {
                 tracing::debug!(provider = &*p.name, "ext_authz check failed");
@@ -263,7 +264,9 @@ fn dechunked(mut rest: &[u8]) -> Option<Option<Vec<u8>>> {
     }
 }
 
-/// Envoy's HTTP check client: 200 allows, with the lines `headersToUpstreamOnAllow` lists;
+/// Envoy's HTTP check client: 200 allows, with the lines `headersToUpstreamOnAllow` lists
+/// for the upstream and those `headersToDownstreamOnAllow` lists for the client (Envoy's
+/// `allowed_client_headers_on_success`);
 /// any other status denies with the server's status, body and lines (those
 /// `headersToDownstreamOnDeny` lists, or all of them when it lists none). `None`: no answer.
 fn verdict(service: &HttpService, answer: &[u8]) -> Option<Verdict> {
@@ -277,7 +280,10 @@ fn verdict(service: &HttpService, answer: &[u8]) -> Option<Verdict> {
             .collect()
     };
     if head.status == 200 {
-        return Some(Verdict::Allow(lines(&|n| listed(&service.upstream_on_allow, n))));
+        return Some(Verdict::Allow {
+            upstream: lines(&|n| listed(&service.upstream_on_allow, n)),
+            downstream: lines(&|n| listed(&service.downstream_on_allow, n)),
+        });
     }
     let rest = &answer[head.head_len..];
     let body = match head.framing {
@@ -351,7 +357,7 @@ mod tests {
             (403, vec![("x-reason".into(), "no".into())], b"no".to_vec(), DENIED)
         );
         assert!(
-            matches!(verdict(&service, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), Some(Verdict::Allow(l)) if l.is_empty())
+            matches!(verdict(&service, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), Some(Verdict::Allow { upstream, .. }) if upstream.is_empty())
         );
         assert!(verdict(&service, b"garbage\r\n\r\n").is_none(), "an unreadable answer is a failed check");
     }

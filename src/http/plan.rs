@@ -76,6 +76,8 @@ pub(super) struct Extras {
     pub(super) timeout: Option<Duration>,
     /// The request's `accept-encoding`, as the route's compressors read it.
     pub(super) accept: Accept,
+    /// Lines the external authorization server's allowing answer adds to the response.
+    pub(super) on_allow: Vec<(String, String)>,
 }
 
 /// What the plan is handed besides the snapshot and the request: it does no I/O, draws only
@@ -378,6 +380,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     try_lines,
                     timeout,
                     accept,
+                    on_allow: Vec::new(),
                 };
                 if let Some(r) = log {
                     r.forwarded(route.name.as_deref());

@@ -349,9 +349,10 @@ impl<S: Duplex> Session<S> {
         // planned, and they never see the request.
         if let Some(check) = check {
             match check.run(&self.ctx, snap).await {
-                Verdict::Allow(lines) => {
-                    if matches!(disposition, Disposition::Forward { .. }) {
-                        ext_authz::set_upstream(&mut self.out, &lines);
+                Verdict::Allow { upstream, downstream } => {
+                    if let Disposition::Forward { extras, .. } = &mut disposition {
+                        ext_authz::set_upstream(&mut self.out, &upstream);
+                        extras.on_allow = downstream;
                     }
                 }
                 Verdict::Deny { status, headers, body, details } => {

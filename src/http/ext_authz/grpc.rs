@@ -122,14 +122,15 @@ pub(super) async fn ask(
 }
 
 /// Envoy's reading of a `CheckResponse`: status OK allows, with `ok_response`'s lines set on
-/// the upstream request; any other status denies with `denied_response`'s status (403 when it
+/// the upstream request and its `response_headers_to_add` added to the client's response; any other status denies with `denied_response`'s status (403 when it
 /// names none), lines and body.
 pub(super) fn verdict(r: CheckResponse) -> Verdict {
     let lines = |options: Vec<HeaderValueOption>| -> Vec<(String, String)> {
         options.into_iter().filter_map(|o| o.header).map(|h| (h.key.to_ascii_lowercase(), h.value)).collect()
     };
     if r.status.map_or(0, |s| s.code) == 0 {
-        return Verdict::Allow(r.ok_response.map(|o| lines(o.headers)).unwrap_or_default());
+        let ok = r.ok_response.unwrap_or_default();
+        return Verdict::Allow { upstream: lines(ok.headers), downstream: lines(ok.response_headers_to_add) };
     }
     let denied = r.denied_response.unwrap_or_default();
     let status =
@@ -152,10 +153,17 @@ mod tests {
     fn status_ok_allows_with_its_lines_and_another_denies_with_403_unless_it_names_a_status() {
         let ok = CheckResponse {
             status: Some(RpcStatus { code: 0 }),
-            ok_response: Some(OkHttpResponse { headers: vec![line("X-User", "alice")] }),
+            ok_response: Some(OkHttpResponse {
+                headers: vec![line("X-User", "alice")],
+                response_headers_to_add: vec![line("X-Session", "s1")],
+            }),
             ..CheckResponse::default()
         };
-        assert!(matches!(verdict(ok), Verdict::Allow(l) if l == [("x-user".to_owned(), "alice".to_owned())]));
+        let Verdict::Allow { upstream, downstream } = verdict(ok) else { panic!("allowed") };
+        assert_eq!(
+            (upstream, downstream),
+            (vec![("x-user".to_owned(), "alice".to_owned())], vec![("x-session".to_owned(), "s1".to_owned())])
+        );
         let bare = CheckResponse { status: Some(RpcStatus { code: 7 }), ..CheckResponse::default() };
         assert!(matches!(verdict(bare), Verdict::Deny { status: 403, .. }));
         let named = CheckResponse {

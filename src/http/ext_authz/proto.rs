@@ -110,6 +110,9 @@ pub struct HttpStatus {
 pub struct OkHttpResponse {
     #[prost(message, repeated, tag = "2")]
     pub headers: Vec<HeaderValueOption>,
+    /// Lines for the client's response.
+    #[prost(message, repeated, tag = "6")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -229,9 +229,10 @@ impl Stream<'_> {
         // planned, and they never see the request.
         if let Some(check) = check {
             match check.run(ctx, snap).await {
-                Verdict::Allow(lines) => {
-                    if matches!(disposition, Disposition::Forward { .. }) {
-                        ext_authz::set_upstream(&mut self.out, &lines);
+                Verdict::Allow { upstream, downstream } => {
+                    if let Disposition::Forward { extras, .. } = &mut disposition {
+                        ext_authz::set_upstream(&mut self.out, &upstream);
+                        extras.on_allow = downstream;
                     }
                 }
                 Verdict::Deny { status, headers, body, details } => {
