@@ -5,12 +5,13 @@
 //! HTTP/2), a check that times out or finds no server failing closed with `statusOnError` or
 //! open with `failOpen`, a policy naming no provider denying as istiod builds it, and requests
 //! the policy's rules leave alone never checked, checks sharing the worker's pooled connection
-//! (a closed one replaced once); the same over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
+//! (a closed one replaced once), the request body in the check (`includeRequestBodyInCheck`);
+//! the same over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
 //! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs).
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -51,7 +52,12 @@ impl AuthzServer {
             let mut r = BufReader::new(stream.try_clone().unwrap());
             let mut w = stream;
             for _ in 0..per_connection {
-                let Some(check) = read_head(&mut r) else { return };
+                let Some(mut check) = read_head(&mut r) else { return };
+                let length = check.header("content-length").map_or(0, |n| n.parse().unwrap());
+                check.body = vec![0; length];
+                if r.read_exact(&mut check.body).is_err() {
+                    return;
+                }
                 let target = check.target.clone();
                 kept.lock().unwrap().push(check);
                 let answer = if target.contains("deny") {
@@ -177,7 +183,9 @@ fn start(
         .start_app(http, all)
 }
 
-fn h2(addr: SocketAddr, path: &str) -> String {
+/// curl's answer to an HTTP/2 request for `path` (with `extra` arguments): the body, then
+/// `|VERSION STATUS`.
+fn h2(addr: SocketAddr, path: &str, extra: &[&str]) -> String {
     let url = format!("http://{addr}{path}");
     let args = [
         "-sS",
@@ -190,7 +198,7 @@ fn h2(addr: SocketAddr, path: &str) -> String {
         "|%{http_version} %{http_code}",
         &url,
     ];
-    let out = std::process::Command::new("curl").args(args).output().expect("curl runs");
+    let out = std::process::Command::new("curl").args(args).args(extra).output().expect("curl runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -233,7 +241,7 @@ both_drivers! {
         assert_eq!(denied.header("x-reason"), Some("no token"));
         assert_eq!(denied.header("x-hidden"), None, "only headersToDownstreamOnDeny reach the client");
         assert_eq!(app.count(), 1, "a denied request reaches no backend");
-        assert_eq!(h2(addr, "/api/deny"), "go away|2 401", "HTTP/2 requests meet the same check");
+        assert_eq!(h2(addr, "/api/deny", &[]), "go away|2 401", "HTTP/2 requests meet the same check");
 
         assert_eq!(client::get(addr, "app.test", "/other").status, 200);
         assert_eq!(authz.checks().len(), 3, "a request the CUSTOM rules do not match is not checked");
@@ -317,7 +325,7 @@ both_drivers! {
         let denied = client::get(addr, "app.test", "/api/deny");
         assert_eq!((denied.status, denied.body_text().as_str()), (401, "go away"));
         assert_eq!(denied.header("x-reason"), Some("no token"));
-        assert_eq!(h2(addr, "/api/deny"), "go away|2 401", "HTTP/2 requests meet the same check");
+        assert_eq!(h2(addr, "/api/deny", &[]), "go away|2 401", "HTTP/2 requests meet the same check");
         assert_eq!(app.count(), 1);
 
         assert_eq!(client::get(addr, "app.test", "/slow/x").status, 503, "timed out: statusOnError");
@@ -349,7 +357,7 @@ both_drivers! {
                 let path = format!("/{prefix}/{i}");
                 assert_eq!(client::get(addr, "app.test", &path).status, 200, "{path}: {}", gw.logs());
             }
-            assert_eq!(h2(addr, &format!("/kept/h2-{i}")), "app|2 200", "HTTP/2 requests' checks too");
+            assert_eq!(h2(addr, &format!("/kept/h2-{i}"), &[]), "app|2 200", "HTTP/2 requests' checks too");
         }
         assert_eq!(authz.checks().len(), 8);
         assert_eq!(authz.connections(), 1, "one kept-alive connection carries every HTTP check");
@@ -357,5 +365,64 @@ both_drivers! {
         assert_eq!(relay.accepted(), 1, "one HTTP/2 connection carries every gRPC check");
         assert_eq!(closing.checks().len(), 4, "a check the closed connection dropped went again on a new one");
         assert_eq!(closing.connections(), 4);
+    }
+
+    fn include_request_body_in_check_sends_up_to_max_request_bytes_and_413s_a_longer_body_unless_partial(driver) {
+        let app = Backend::start("app");
+        let (authz, grpc) = (AuthzServer::start(), GrpcAuthz::start());
+        let http = |name: &str, body: &str| {
+            format!("- name: {name}\n  envoyExtAuthzHttp:\n    service: authz.local\n    port: 9000\n    \
+                     includeRequestBodyInCheck: {{{body}}}\n")
+        };
+        let mesh = format!(
+            "extensionProviders:\n{}{}- name: opa\n  envoyExtAuthzGrpc:\n    service: opa.local\n    port: 9191\n    \
+             includeRequestBodyInCheck: {{maxRequestBytes: 8, allowPartialMessage: true, packAsBytes: true}}\n",
+            http("whole", "maxRequestBytes: 8"),
+            http("partial", "maxRequestBytes: 8, allowPartialMessage: true"),
+        );
+        let services = vec![
+            service_entry("authz", "authz.local", 9000, &[authz.port]),
+            service_entry("opa", "opa.local", 9191, &[grpc.port]).replace("protocol: HTTP", "protocol: GRPC"),
+        ];
+        let policies = [custom("whole", "whole", "/whole/*"), custom("partial", "partial", "/partial/*"), custom("opa", "opa", "/grpc/*")];
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, addr) = start(driver, 2, &dir, &mesh, &app, &policies, services);
+        let post = |path: &str, body: &str| {
+            let raw = format!("POST {path} HTTP/1.1\r\nHost: app.test\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            client::request(addr, &raw)
+        };
+        let last_check = || authz.checks().pop().unwrap();
+
+        assert_eq!(post("/whole/a", "12345").status, 200, "{}", gw.logs());
+        let check = last_check();
+        assert_eq!((check.body.as_slice(), check.header("x-envoy-auth-partial-body")), (&b"12345"[..], Some("false")));
+        assert_eq!(app.last().body, b"12345");
+
+        let refused = post("/whole/b", "0123456789abcdef");
+        assert_eq!((refused.status, refused.body_text().as_str()), (413, "Payload Too Large"));
+        assert_eq!((authz.checks().len(), app.count()), (1, 1), "a body past maxRequestBytes is neither checked nor forwarded");
+
+        let chunked = "POST /partial/c HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\nConnection: close\r\n\r\n\
+                       5\r\n01234\r\nb\r\n56789abcdef\r\n0\r\n\r\n";
+        assert_eq!(client::request(addr, chunked).status, 200);
+        let check = last_check();
+        assert_eq!((check.body.as_slice(), check.header("x-envoy-auth-partial-body")), (&b"01234567"[..], Some("true")));
+        assert_eq!(app.last().body, b"0123456789abcdef", "the whole body still goes upstream");
+
+        let data = ["--data-binary", "0123456789abcdef"];
+        assert_eq!(h2(addr, "/partial/h2", &data), "app|2 200", "HTTP/2 bodies too");
+        assert_eq!(last_check().body, b"01234567");
+        assert_eq!(app.last().body, b"0123456789abcdef");
+        assert_eq!(h2(addr, "/whole/h2", &data), "Payload Too Large|2 413");
+
+        assert_eq!(client::get(addr, "app.test", "/whole/get").status, 200);
+        let check = last_check();
+        assert_eq!((check.body.len(), check.header("x-envoy-auth-partial-body")), (0, None), "no body, none checked");
+
+        assert_eq!(post("/grpc/d", "hello-grpc-body").status, 200);
+        let check = grpc.checks().pop().unwrap();
+        assert!(holds(&check, "hello-gr") && !holds(&check, "hello-grpc"), "raw_body: the first maxRequestBytes");
+        assert!(holds(&check, "x-envoy-auth-partial-body"));
+        assert_eq!(app.last().body, b"hello-grpc-body");
     }
 }

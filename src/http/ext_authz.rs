@@ -19,9 +19,10 @@ use super::exchange::{http1_connection, new_connection, release, Try};
 use super::local::Answer;
 use super::peer::Peer;
 use crate::percore::WorkerCtx;
-use crate::snapshot::authz::ext_authz::{listed, ExtAuthz, HttpService, Kind};
+use crate::snapshot::authz::ext_authz::{listed, ExtAuthz, HttpService, Kind, WithBody};
 use crate::snapshot::RequestInfo;
 use crate::upstream::{Generation, UpstreamStream};
+use proto::CheckRequest;
 
 /// Response code details and flag of a request the authorization server denied, and of one
 /// whose check failed, as Envoy logs them.
@@ -41,11 +42,32 @@ const NOT_COPIED: [&str; 8] =
 pub(super) const NOT_RELAYED: [&str; 7] =
     ["content-length", "transfer-encoding", "connection", "keep-alive", "date", "server", "host"];
 
-/// One check to make: the provider and its request, an HTTP/1.1 head with no body or a
-/// length-prefixed gRPC message.
+/// Response code details of a request whose body outgrew `maxRequestBytes`, as Envoy's
+/// buffer limit answers it (413).
+pub(super) const TOO_LARGE: &str = "request_payload_too_large";
+
+/// The line Envoy adds to a check that carries the body: whether it is only its first bytes.
+const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
+
+/// One check to make: the provider and its request, finished once the body is known.
 pub(super) struct Check {
     provider: Arc<ExtAuthz>,
-    request: Vec<u8>,
+    request: Request,
+}
+
+enum Request {
+    /// An HTTP/1.1 head up to its last lines (the body's length and the end).
+    Http(Vec<u8>),
+    Grpc(Box<CheckRequest>),
+}
+
+/// What the client's codec read of the request body for a provider that wants it (see
+/// [`Check::body`]): at most the provider's `maxRequestBytes` and the bytes that show the body
+/// goes on past them, if it does.
+pub(super) struct BodyRead {
+    pub(super) data: Vec<u8>,
+    /// `data` is the whole body.
+    pub(super) whole: bool,
 }
 
 /// What the session does with the request after the check.
@@ -60,10 +82,11 @@ pub(super) enum Verdict {
 impl Check {
     /// The check request for `info` (`target`: the path and query as sent): for a gRPC provider
     /// a `CheckRequest` (see [`grpc::request`]); for an HTTP one as Envoy's raw HTTP client
-    /// writes it: the client's method, `pathPrefix` + the path, the client's Host,
-    /// `content-length: 0`, the `authorization` line and those `includeRequestHeadersInCheck`
-    /// lists, then `includeAdditionalHeadersInCheck`; kept alive, as Envoy's pooled connection. Built only for a request a CUSTOM policy
-    /// matched: the allocation and the provider's reference count are that request's.
+    /// writes it: the client's method, `pathPrefix` + the path, the client's Host, the
+    /// `authorization` line and those `includeRequestHeadersInCheck`
+    /// lists, then `includeAdditionalHeadersInCheck`; kept alive, as Envoy's pooled
+    /// connection. Built only for a request a CUSTOM policy matched: the allocation and the
+    /// provider's reference count are that request's.
     pub(super) fn new(
         provider: &Arc<ExtAuthz>,
         info: &RequestInfo<'_>,
@@ -74,7 +97,8 @@ impl Check {
         let service = match &provider.kind {
             Kind::Http(service) => service,
             Kind::Grpc { .. } => {
-                return Check { provider: provider.clone(), request: grpc::request(info, target, peer, protocol) };
+                let request = Request::Grpc(Box::new(grpc::request(info, target, peer, protocol)));
+                return Check { provider: provider.clone(), request };
             }
         };
         let mut r = Vec::with_capacity(512);
@@ -91,15 +115,36 @@ impl Check {
         for (name, value) in service.headers_to_add.iter() {
             put(&mut r, name.as_bytes(), value.as_bytes());
         }
-        r.extend_from_slice(b"content-length: 0\r\n\r\n");
-        Check { provider: provider.clone(), request: r }
+        Check { provider: provider.clone(), request: Request::Http(r) }
     }
 
-    /// Sends the check to an endpoint of the provider's cluster, bounded by its timeout; a
-    /// failed check is answered as `failOpen` and `statusOnError` say.
-    pub(super) async fn run(self, ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>) -> Verdict {
+    /// `includeRequestBodyInCheck`: how much of the body the codec reads before [`Check::run`].
+    pub(super) fn body(&self) -> Option<WithBody> {
+        self.provider.body
+    }
+
+    /// Sends the check, with `body` as read for [`Check::body`] (none for a request without
+    /// one), to an endpoint of the provider's cluster, bounded by its timeout; a failed check is
+    /// answered as `failOpen` and `statusOnError` say. A body longer than `maxRequestBytes`
+    /// without `allowPartialMessage` gets 413 unchecked, as Envoy's buffer limit answers (before
+    /// `failOpen` is considered).
+    pub(super) async fn run(self, ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>, body: Option<BodyRead>) -> Verdict {
         let Check { provider, request } = self;
         let p = &*provider;
+        let mut body = body.zip(p.body);
+        if let Some((read, with)) = &mut body {
+            // Only the first `maxRequestBytes` go: a longer body is a partial message.
+            read.whole &= read.data.len() <= with.max;
+            if !read.whole && !with.partial {
+                let body = b"Payload Too Large".to_vec();
+                return Verdict::Deny { status: 413, headers: Vec::new(), body, details: TOO_LARGE };
+            }
+            read.data.truncate(with.max);
+        }
+        let request = match request {
+            Request::Http(head) => http_request(head, body.as_ref().map(|(read, _)| read)),
+            Request::Grpc(check) => grpc::encode(*check, body),
+        };
         let answer = match p.cluster {
             Some(id) => ask(ctx, snap, id, p, request).await,
             None => None,
@@ -116,6 +161,20 @@ impl Check {
             }
         }
     }
+}
+
+/// The HTTP check: `head`, then the body's length and, when the check carries it, the body and
+/// Envoy's partial-body line.
+fn http_request(mut head: Vec<u8>, body: Option<&BodyRead>) -> Vec<u8> {
+    let Some(read) = body else {
+        head.extend_from_slice(b"content-length: 0\r\n\r\n");
+        return head;
+    };
+    put(&mut head, PARTIAL_BODY.as_bytes(), if read.whole { b"false" } else { b"true" });
+    put(&mut head, b"content-length", read.data.len().to_string().as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(&read.data);
+    head
 }
 
 /// A line `includeAdditionalHeadersInCheck` sets: the client's own is not copied.

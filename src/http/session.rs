@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncWriteRentExt;
 
 use super::account::Account;
-use super::body::buffered_body_len;
+use super::body::{self, buffered_body_len};
 use super::codec::{self, BodyFraming, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
-use super::ext_authz::{self, Verdict};
+use super::ext_authz::{self, BodyRead, Verdict};
 use super::fault::Injected;
 use super::head::Http1Request;
 use super::local::{self, Answer};
@@ -281,7 +281,7 @@ impl<S: Duplex> Session<S> {
     async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.account.begin();
-        let (meta, http1, mut disposition, mut fault, check) = loop {
+        let (meta, mut http1, mut disposition, mut fault, check) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -348,7 +348,27 @@ impl<S: Duplex> Session<S> {
         // Envoy's ext_authz filter runs first: its denial replaces whatever the later filters
         // planned, and they never see the request.
         if let Some(check) = check {
-            match check.run(&self.ctx, snap).await {
+            let body = match check.body() {
+                Some(with) if http1.framing != BodyFraming::None => {
+                    // The body is read before the upstream is asked: the client waiting for
+                    // `100 Continue` gets it now (once).
+                    if std::mem::take(&mut http1.expect_continue) {
+                        let (res, _) = self.client.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+                        if res.is_err() {
+                            return Next::Close;
+                        }
+                    }
+                    match body::read_for_check(&mut self.client, &mut self.rb, http1.framing, with.max).await {
+                        Ok((data, whole)) => Some(BodyRead { data, whole }),
+                        Err(e) => {
+                            tracing::debug!(peer = %self.peer.conn.peer, error = ?e, "request body unread for ext_authz");
+                            return Next::Close;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            match check.run(&self.ctx, snap, body).await {
                 Verdict::Allow { upstream, downstream } => {
                     if let Disposition::Forward { extras, .. } = &mut disposition {
                         ext_authz::set_upstream(&mut self.out, &upstream);

@@ -12,19 +12,20 @@ use super::proto::{
     Address, AttributeContext, CheckRequest, CheckResponse, HeaderValueOption, HttpRequest, Peer as PeerMsg, Request,
     SocketAddress, CHECK_PATH,
 };
-use super::{Verdict, DENIED, MAX_ANSWER, NOT_RELAYED};
+use super::{BodyRead, Verdict, DENIED, MAX_ANSWER, NOT_RELAYED, PARTIAL_BODY};
 use crate::http::exchange::{mux_stream, send_h2, Try};
 use crate::http::peer::Peer;
 use crate::percore::WorkerCtx;
+use crate::snapshot::authz::ext_authz::WithBody;
 use crate::snapshot::RequestInfo;
 
 /// Envoy's answer to a denial that names no status: 403.
 const FORBIDDEN: u16 = 403;
 
-/// The `CheckRequest` for the request, as one length-prefixed gRPC message: the peer and the
-/// listener's addresses, the client certificate's URI SAN, and the request's method, target,
-/// host, scheme, protocol and lines (pseudo-headers included, as Envoy's are).
-pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protocol: &str) -> Vec<u8> {
+/// The `CheckRequest` for the request: the peer and the listener's addresses, the client
+/// certificate's URI SAN, and the request's method, target, host, scheme, protocol and lines
+/// (pseudo-headers included, as Envoy's are).
+pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protocol: &str) -> CheckRequest {
     let mut headers: HashMap<String, String> = HashMap::with_capacity(info.headers.len() + 3);
     for h in info.headers {
         let value = String::from_utf8_lossy(h.value);
@@ -45,7 +46,7 @@ pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protoco
         })
     };
     let principal = peer.tls.as_ref().and_then(|t| t.peer_uri.as_deref()).unwrap_or_default().to_owned();
-    let check = CheckRequest {
+    CheckRequest {
         attributes: Some(AttributeContext {
             source: Some(PeerMsg { address: address(peer.conn.peer), principal }),
             destination: Some(PeerMsg { address: address(peer.conn.local), principal: String::new() }),
@@ -58,10 +59,26 @@ pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protoco
                     host: info.host.to_owned(),
                     scheme: info.scheme.to_owned(),
                     protocol: protocol.to_owned(),
+                    body: Vec::new(),
+                    raw_body: Vec::new(),
                 }),
             }),
         }),
-    };
+    }
+}
+
+/// `check` as one length-prefixed gRPC message, with the body read for it in `body` (its
+/// `raw_body` under `packAsBytes`, else `body`) and Envoy's partial-body line.
+pub(super) fn encode(mut check: CheckRequest, body: Option<(BodyRead, WithBody)>) -> Vec<u8> {
+    let http = check.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut());
+    if let (Some(http), Some((read, with))) = (http, body) {
+        http.headers.insert(PARTIAL_BODY.to_owned(), if read.whole { "false" } else { "true" }.to_owned());
+        if with.raw {
+            http.raw_body = read.data;
+        } else {
+            http.body = read.data;
+        }
+    }
     let message = check.encode_to_vec();
     let mut out = Vec::with_capacity(5 + message.len());
     out.push(0);

@@ -227,8 +227,20 @@ impl Stream<'_> {
         }
         // Envoy's ext_authz filter runs first: its denial replaces whatever the later filters
         // planned, and they never see the request.
+        // The request's DATA, lent to the exchange; a check carrying the body reads it first.
+        let mut lent = H2Body::new(body, framing, meta.grpc);
         if let Some(check) = check {
-            match check.run(ctx, snap).await {
+            let body = match check.body() {
+                Some(with) => match lent.read_for_check(with.max).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "request body unread for ext_authz");
+                        return respond.send_reset(Reason::CANCEL);
+                    }
+                },
+                None => None,
+            };
+            match check.run(ctx, snap, body).await {
                 Verdict::Allow { upstream, downstream } => {
                     if let Disposition::Forward { extras, .. } = &mut disposition {
                         ext_authz::set_upstream(&mut self.out, &upstream);
@@ -264,7 +276,7 @@ impl Stream<'_> {
                 self.send_local(respond);
             }
             Disposition::Forward { route, dest, extras } => {
-                let lent = RefCell::new(H2Body::new(body, framing, meta.grpc));
+                let lent = RefCell::new(lent);
                 let mut exchange = Exchange {
                     client: H2Client::new(&lent, respond, meta.grpc),
                     ctx,
