@@ -12,11 +12,11 @@ use monoio::io::AsyncWriteRentExt;
 use super::account::Account;
 use super::body::INLINE_BODY;
 use super::codec::{self, TryLines};
+use super::compress::Accept;
 use super::error::ProxyError;
 use super::head::ReqMeta;
 use super::headers::{self, Merged};
 use super::mirror;
-use super::plan::Extras;
 use super::retry::{self, TryFailure};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{ClusterId, Destination, Route, UpstreamProtocol};
@@ -98,6 +98,25 @@ impl Replay {
         }
         upstream.write_all(self.bytes.clone()).await.0.map(drop)
     }
+}
+
+/// What a forwarded request carries beside its head, decided while the head is borrowed.
+#[derive(Default)]
+pub(super) struct Extras {
+    /// Response lines CORS adds (the allowed Origin echoed back).
+    pub(super) cors: Vec<(&'static str, String)>,
+    /// Copies for the route's mirrors, heads only so far.
+    pub(super) mirrors: Vec<mirror::Copy>,
+    /// The session-affinity cookie generated for this request.
+    pub(super) set_cookie: Option<String>,
+    /// The try lines the head ends with (the first try's).
+    pub(super) try_lines: TryLines,
+    /// The request's timeout: the route's, or a gRPC request's `grpc-timeout` capped by it.
+    pub(super) timeout: Option<Duration>,
+    /// The request's `accept-encoding`, as the route's compressors read it.
+    pub(super) accept: Accept,
+    /// Lines the external authorization server's allowing answer adds to the response.
+    pub(super) on_allow: Vec<(String, String)>,
 }
 
 /// One forwarded request: the client's half, and what the exchange uses of its worker and
