@@ -4,13 +4,15 @@
 //! sent upstream, a denial relayed with the server's status, lines and body (also over
 //! HTTP/2), a check that times out or finds no server failing closed with `statusOnError` or
 //! open with `failOpen`, a policy naming no provider denying as istiod builds it, and requests
-//! the policy's rules leave alone never checked; the same over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
+//! the policy's rules leave alone never checked, checks sharing the worker's pooled connection
+//! (a closed one replaced once), the request body in the check (`includeRequestBodyInCheck`);
+//! the same over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
 //! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs).
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,51 +20,88 @@ use std::time::Duration;
 use support::backend::{read_head, Backend, Received};
 use support::client;
 use support::config::{docs, service_entry};
+use support::tcp::TcpBackend;
 use support::{free_port, wait_until, Driver, Gateway};
 
 /// An HTTP authorization server on 127.0.0.1: a check whose path holds `deny` is denied 401
 /// with lines and a body, one whose path holds `slow` is allowed after 3 s, any other is
 /// allowed with `x-user: alice` (and `x-unlisted`, which no provider lists). It keeps every
-/// check request.
+/// check request and counts the connections it accepts; each stays open for more checks, or
+/// with [`AuthzServer::closing`] is closed unanswered at its second check, as a server whose
+/// keep-alive timeout fired as the check came.
 struct AuthzServer {
     port: u16,
     seen: Arc<Mutex<Vec<Received>>>,
+    server: TcpBackend,
 }
 
 impl AuthzServer {
     fn start() -> AuthzServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        Self::serving(usize::MAX)
+    }
+
+    fn closing() -> AuthzServer {
+        Self::serving(1)
+    }
+
+    /// Answers `per_connection` checks on each connection, then closes it at the next.
+    fn serving(per_connection: usize) -> AuthzServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let kept = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let kept = kept.clone();
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(stream.try_clone().unwrap());
-                    let Some(check) = read_head(&mut r) else { return };
-                    let target = check.target.clone();
-                    kept.lock().unwrap().push(check);
-                    let answer = if target.contains("deny") {
-                        "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"app\"\r\nx-reason: no token\r\n\
-                         x-hidden: internal\r\ncontent-type: text/html\r\ncontent-length: 7\r\n\r\ngo away"
-                    } else {
-                        if target.contains("slow") {
-                            std::thread::sleep(Duration::from_secs(3));
-                        }
-                        "HTTP/1.1 200 OK\r\nx-user: alice\r\nx-unlisted: 1\r\ncontent-length: 0\r\n\r\n"
-                    };
-                    let mut w = stream;
-                    let _ = w.write_all(answer.as_bytes());
-                });
+        let server = TcpBackend::start(move |stream, _| {
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut w = stream;
+            for _ in 0..per_connection {
+                let Some(mut check) = read_head(&mut r) else { return };
+                let length = check.header("content-length").map_or(0, |n| n.parse().unwrap());
+                check.body = vec![0; length];
+                if r.read_exact(&mut check.body).is_err() {
+                    return;
+                }
+                let target = check.target.clone();
+                kept.lock().unwrap().push(check);
+                let answer = if target.contains("deny") {
+                    "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"app\"\r\nx-reason: no token\r\n\
+                     x-hidden: internal\r\ncontent-type: text/html\r\ncontent-length: 7\r\n\r\ngo away"
+                } else {
+                    if target.contains("slow") {
+                        std::thread::sleep(Duration::from_secs(3));
+                    }
+                    "HTTP/1.1 200 OK\r\nx-user: alice\r\nx-unlisted: 1\r\ncontent-length: 0\r\n\r\n"
+                };
+                if w.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
             }
+            // The next check finds the connection closing.
+            let _ = read_head(&mut r);
         });
-        AuthzServer { port, seen }
+        AuthzServer { port: server.port(), seen, server }
     }
 
     fn checks(&self) -> Vec<Received> {
         self.seen.lock().unwrap().clone()
     }
+
+    fn connections(&self) -> usize {
+        self.server.accepted()
+    }
+}
+
+/// A TCP relay to `port` on 127.0.0.1 that counts the connections it accepts.
+fn counting_relay(port: u16) -> TcpBackend {
+    TcpBackend::start(move |client, _| {
+        let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return };
+        let (mut up_r, mut down_w) = (client.try_clone().unwrap(), client);
+        let (mut down_r, mut up_w) = (server.try_clone().unwrap(), server);
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut up_r, &mut up_w);
+            let _ = up_w.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut down_r, &mut down_w);
+        let _ = down_w.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+    })
 }
 
 /// tests/grpc_py/ext_authz.py on a port of its own: every CheckRequest it got, as bytes. It
@@ -120,9 +159,10 @@ fn custom(name: &str, provider: &str, paths: &str) -> String {
 }
 
 /// The gateway for `app.test` (every request to `app`) with MeshConfig `mesh`, `policies` and
-/// `services`; its address. The mesh file lives in `dir`.
+/// `services`, on `workers` workers; its address. The mesh file lives in `dir`.
 fn start(
     driver: Driver,
+    workers: usize,
     dir: &tempfile::TempDir,
     mesh: &str,
     app: &Backend,
@@ -135,6 +175,7 @@ fn start(
     let mut all = vec![service_entry("app", "app.local", 80, &[app.port()])];
     all.extend(services);
     gateway!(driver)
+        .workers(workers)
         .arg("--access-log")
         .arg("--mesh")
         .arg(path.to_str().unwrap())
@@ -142,7 +183,9 @@ fn start(
         .start_app(http, all)
 }
 
-fn h2(addr: SocketAddr, path: &str) -> String {
+/// curl's answer to an HTTP/2 request for `path` (with `extra` arguments): the body, then
+/// `|VERSION STATUS`.
+fn h2(addr: SocketAddr, path: &str, extra: &[&str]) -> String {
     let url = format!("http://{addr}{path}");
     let args = [
         "-sS",
@@ -155,7 +198,7 @@ fn h2(addr: SocketAddr, path: &str) -> String {
         "|%{http_version} %{http_code}",
         &url,
     ];
-    let out = std::process::Command::new("curl").args(args).output().expect("curl runs");
+    let out = std::process::Command::new("curl").args(args).args(extra).output().expect("curl runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -166,10 +209,11 @@ both_drivers! {
         let mesh = "extensionProviders:\n- name: checker\n  envoyExtAuthzHttp:\n    service: authz.local\n    \
                     port: 9000\n    pathPrefix: /check\n    includeRequestHeadersInCheck: [x-token]\n    \
                     includeAdditionalHeadersInCheck: {x-gateway: strait}\n    headersToUpstreamOnAllow: [x-user]\n    \
+                    headersToDownstreamOnAllow: [x-use*]\n    \
                     headersToDownstreamOnDeny: [www-authenticate, x-reason]\n";
         let dir = tempfile::tempdir().unwrap();
         let services = vec![service_entry("authz", "authz.local", 9000, &[authz.port])];
-        let (gw, addr) = start(driver, &dir, mesh, &app, &[custom("ext", "checker", "/api/*")], services);
+        let (gw, addr) = start(driver, 2, &dir, mesh, &app, &[custom("ext", "checker", "/api/*")], services);
 
         let raw = "GET /api/hello?q=1 HTTP/1.1\r\nHost: app.test\r\nAuthorization: Bearer abc\r\nx-token: t1\r\n\
                    x-secret: s\r\nx-user: mallory\r\nConnection: close\r\n\r\n";
@@ -178,6 +222,8 @@ both_drivers! {
         let upstream = app.last();
         assert_eq!(upstream.header_all("x-user"), ["alice"], "the server's x-user replaces the client's");
         assert_eq!(upstream.header("x-unlisted"), None, "only headersToUpstreamOnAllow go upstream");
+        assert_eq!(allowed.header("x-user"), Some("alice"), "headersToDownstreamOnAllow reach the client");
+        assert_eq!(allowed.header("x-unlisted"), None, "only headersToDownstreamOnAllow reach the client");
         let checks = authz.checks();
         assert_eq!(checks.len(), 1);
         let check = &checks[0];
@@ -195,7 +241,7 @@ both_drivers! {
         assert_eq!(denied.header("x-reason"), Some("no token"));
         assert_eq!(denied.header("x-hidden"), None, "only headersToDownstreamOnDeny reach the client");
         assert_eq!(app.count(), 1, "a denied request reaches no backend");
-        assert_eq!(h2(addr, "/api/deny"), "go away|2 401", "HTTP/2 requests meet the same check");
+        assert_eq!(h2(addr, "/api/deny", &[]), "go away|2 401", "HTTP/2 requests meet the same check");
 
         assert_eq!(client::get(addr, "app.test", "/other").status, 200);
         assert_eq!(authz.checks().len(), 3, "a request the CUSTOM rules do not match is not checked");
@@ -229,7 +275,7 @@ both_drivers! {
             custom("ghost", "no-such-provider", "/ghost/*"),
         ];
         let dir = tempfile::tempdir().unwrap();
-        let (gw, addr) = start(driver, &dir, &mesh, &app, &policies, services);
+        let (gw, addr) = start(driver, 2, &dir, &mesh, &app, &policies, services);
         let timed_out = client::get(addr, "app.test", "/closed/x");
         assert_eq!((timed_out.status, timed_out.body_text().as_str()), (503, ""), "{}", gw.logs());
         assert_eq!(app.count(), 0);
@@ -263,11 +309,13 @@ both_drivers! {
         ];
         let policies = [custom("opa", "opa", "/api/*"), custom("closed", "closed", "/slow/*"), custom("open", "open", "/open-slow/*")];
         let dir = tempfile::tempdir().unwrap();
-        let (gw, addr) = start(driver, &dir, &mesh, &app, &policies, services);
+        let (gw, addr) = start(driver, 2, &dir, &mesh, &app, &policies, services);
 
         let raw = "GET /api/hello?q=1 HTTP/1.1\r\nHost: app.test\r\nx-token: t1\r\nx-user: mallory\r\nConnection: close\r\n\r\n";
-        assert_eq!(client::request(addr, raw).status, 200, "{}", gw.logs());
+        let allowed = client::request(addr, raw);
+        assert_eq!(allowed.status, 200, "{}", gw.logs());
         assert_eq!(app.last().header_all("x-user"), ["alice"], "ok_response's lines replace the client's");
+        assert_eq!(allowed.header("x-session"), Some("s1"), "response_headers_to_add reach the client");
         let checks = authz.checks();
         assert_eq!(checks.len(), 1);
         for part in ["/api/hello?q=1", "app.test", "GET", "x-token", "t1", "HTTP/1.1", "127.0.0.1"] {
@@ -277,7 +325,7 @@ both_drivers! {
         let denied = client::get(addr, "app.test", "/api/deny");
         assert_eq!((denied.status, denied.body_text().as_str()), (401, "go away"));
         assert_eq!(denied.header("x-reason"), Some("no token"));
-        assert_eq!(h2(addr, "/api/deny"), "go away|2 401", "HTTP/2 requests meet the same check");
+        assert_eq!(h2(addr, "/api/deny", &[]), "go away|2 401", "HTTP/2 requests meet the same check");
         assert_eq!(app.count(), 1);
 
         assert_eq!(client::get(addr, "app.test", "/slow/x").status, 503, "timed out: statusOnError");
@@ -285,5 +333,96 @@ both_drivers! {
         assert_eq!(app.count(), 2);
         assert_eq!(client::get(addr, "app.test", "/other").status, 200);
         assert_eq!(authz.checks().len(), 5, "a request the CUSTOM rules do not match is not checked");
+    }
+
+    fn checks_share_the_workers_pooled_connection_and_a_closed_one_is_replaced_once(driver) {
+        let app = Backend::start("app");
+        let (authz, closing, grpc) = (AuthzServer::start(), AuthzServer::closing(), GrpcAuthz::start());
+        let relay = counting_relay(grpc.port);
+        let mesh = "extensionProviders:\n\
+                    - name: kept\n  envoyExtAuthzHttp:\n    service: authz.local\n    port: 9000\n\
+                    - name: closing\n  envoyExtAuthzHttp:\n    service: closing.local\n    port: 9000\n\
+                    - name: opa\n  envoyExtAuthzGrpc:\n    service: opa.local\n    port: 9191\n";
+        let services = vec![
+            service_entry("authz", "authz.local", 9000, &[authz.port]),
+            service_entry("closing", "closing.local", 9000, &[closing.port]),
+            service_entry("opa", "opa.local", 9191, &[relay.port()]).replace("protocol: HTTP", "protocol: GRPC"),
+        ];
+        let policies = [custom("kept", "kept", "/kept/*"), custom("closing", "closing", "/closing/*"), custom("opa", "opa", "/grpc/*")];
+        let dir = tempfile::tempdir().unwrap();
+        // One worker: every check is this worker's, so one connection serves them all.
+        let (gw, addr) = start(driver, 1, &dir, mesh, &app, &policies, services);
+        for i in 0..4 {
+            for prefix in ["kept", "closing", "grpc"] {
+                let path = format!("/{prefix}/{i}");
+                assert_eq!(client::get(addr, "app.test", &path).status, 200, "{path}: {}", gw.logs());
+            }
+            assert_eq!(h2(addr, &format!("/kept/h2-{i}"), &[]), "app|2 200", "HTTP/2 requests' checks too");
+        }
+        assert_eq!(authz.checks().len(), 8);
+        assert_eq!(authz.connections(), 1, "one kept-alive connection carries every HTTP check");
+        assert_eq!(grpc.checks().len(), 4);
+        assert_eq!(relay.accepted(), 1, "one HTTP/2 connection carries every gRPC check");
+        assert_eq!(closing.checks().len(), 4, "a check the closed connection dropped went again on a new one");
+        assert_eq!(closing.connections(), 4);
+    }
+
+    fn include_request_body_in_check_sends_up_to_max_request_bytes_and_413s_a_longer_body_unless_partial(driver) {
+        let app = Backend::start("app");
+        let (authz, grpc) = (AuthzServer::start(), GrpcAuthz::start());
+        let http = |name: &str, body: &str| {
+            format!("- name: {name}\n  envoyExtAuthzHttp:\n    service: authz.local\n    port: 9000\n    \
+                     includeRequestBodyInCheck: {{{body}}}\n")
+        };
+        let mesh = format!(
+            "extensionProviders:\n{}{}- name: opa\n  envoyExtAuthzGrpc:\n    service: opa.local\n    port: 9191\n    \
+             includeRequestBodyInCheck: {{maxRequestBytes: 8, allowPartialMessage: true, packAsBytes: true}}\n",
+            http("whole", "maxRequestBytes: 8"),
+            http("partial", "maxRequestBytes: 8, allowPartialMessage: true"),
+        );
+        let services = vec![
+            service_entry("authz", "authz.local", 9000, &[authz.port]),
+            service_entry("opa", "opa.local", 9191, &[grpc.port]).replace("protocol: HTTP", "protocol: GRPC"),
+        ];
+        let policies = [custom("whole", "whole", "/whole/*"), custom("partial", "partial", "/partial/*"), custom("opa", "opa", "/grpc/*")];
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, addr) = start(driver, 2, &dir, &mesh, &app, &policies, services);
+        let post = |path: &str, body: &str| {
+            let raw = format!("POST {path} HTTP/1.1\r\nHost: app.test\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            client::request(addr, &raw)
+        };
+        let last_check = || authz.checks().pop().unwrap();
+
+        assert_eq!(post("/whole/a", "12345").status, 200, "{}", gw.logs());
+        let check = last_check();
+        assert_eq!((check.body.as_slice(), check.header("x-envoy-auth-partial-body")), (&b"12345"[..], Some("false")));
+        assert_eq!(app.last().body, b"12345");
+
+        let refused = post("/whole/b", "0123456789abcdef");
+        assert_eq!((refused.status, refused.body_text().as_str()), (413, "Payload Too Large"));
+        assert_eq!((authz.checks().len(), app.count()), (1, 1), "a body past maxRequestBytes is neither checked nor forwarded");
+
+        let chunked = "POST /partial/c HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\nConnection: close\r\n\r\n\
+                       5\r\n01234\r\nb\r\n56789abcdef\r\n0\r\n\r\n";
+        assert_eq!(client::request(addr, chunked).status, 200);
+        let check = last_check();
+        assert_eq!((check.body.as_slice(), check.header("x-envoy-auth-partial-body")), (&b"01234567"[..], Some("true")));
+        assert_eq!(app.last().body, b"0123456789abcdef", "the whole body still goes upstream");
+
+        let data = ["--data-binary", "0123456789abcdef"];
+        assert_eq!(h2(addr, "/partial/h2", &data), "app|2 200", "HTTP/2 bodies too");
+        assert_eq!(last_check().body, b"01234567");
+        assert_eq!(app.last().body, b"0123456789abcdef");
+        assert_eq!(h2(addr, "/whole/h2", &data), "Payload Too Large|2 413");
+
+        assert_eq!(client::get(addr, "app.test", "/whole/get").status, 200);
+        let check = last_check();
+        assert_eq!((check.body.len(), check.header("x-envoy-auth-partial-body")), (0, None), "no body, none checked");
+
+        assert_eq!(post("/grpc/d", "hello-grpc-body").status, 200);
+        let check = grpc.checks().pop().unwrap();
+        assert!(holds(&check, "hello-gr") && !holds(&check, "hello-grpc"), "raw_body: the first maxRequestBytes");
+        assert!(holds(&check, "x-envoy-auth-partial-body"));
+        assert_eq!(app.last().body, b"hello-grpc-body");
     }
 }

@@ -271,20 +271,13 @@ fn typed<T: DeserializeOwned>(
 /// The fields of an `envoyExtAuthzHttp` provider Strait does not act on yet, relative to the
 /// provider's entry.
 fn http_not_enforced(h: &ExtAuthzHttp) -> Vec<String> {
-    let set = [
-        ("envoyExtAuthzHttp.includeRequestBodyInCheck", h.include_request_body_in_check.is_some()),
-        ("envoyExtAuthzHttp.headersToDownstreamOnAllow", !h.headers_to_downstream_on_allow.is_empty()),
-        ("envoyExtAuthzHttp.clearRouteCache", h.clear_route_cache),
-    ];
+    let set = [("envoyExtAuthzHttp.clearRouteCache", h.clear_route_cache)];
     set.iter().filter(|(_, on)| *on).map(|(f, _)| (*f).to_owned()).collect()
 }
 
 /// The same for an `envoyExtAuthzGrpc` provider.
 fn grpc_not_enforced(g: &ExtAuthzGrpc) -> Vec<String> {
-    let set = [
-        ("envoyExtAuthzGrpc.includeRequestBodyInCheck", g.include_request_body_in_check.is_some()),
-        ("envoyExtAuthzGrpc.clearRouteCache", g.clear_route_cache),
-    ];
+    let set = [("envoyExtAuthzGrpc.clearRouteCache", g.clear_route_cache)];
     set.iter().filter(|(_, on)| *on).map(|(f, _)| (*f).to_owned()).collect()
 }
 

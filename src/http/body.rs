@@ -112,6 +112,46 @@ pub fn buffered_body_len(data: &[u8], framing: BodyFraming, max: usize) -> Optio
     (len <= max).then_some(len)
 }
 
+/// Reads the request body framed as `framing` into `rb` from `src` until it ends or more than
+/// `max` bytes of its data are here, as Envoy's ext_authz buffers it for a check carrying it;
+/// its data so far and whether that is all of it. The body stays in `rb`, framed, for the
+/// exchange: the window holds at most `max` data bytes, their framing and one read more.
+pub(in crate::http) async fn read_for_check<R: AsyncReadRent>(
+    src: &mut R,
+    rb: &mut ReadBuf,
+    framing: BodyFraming,
+    max: usize,
+) -> Result<(Vec<u8>, bool), BodyError> {
+    loop {
+        let (data, whole) = match framing {
+            BodyFraming::None => (Vec::new(), true),
+            BodyFraming::ContentLength(n) => {
+                let here = rb.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                (rb.data()[..here].to_vec(), here as u64 == n)
+            }
+            BodyFraming::Chunked => {
+                let (mut data, mut rest, mut decoder) = (Vec::new(), rb.data(), ChunkedDecoder::decoding());
+                loop {
+                    let progress = decoder.feed(rest).map_err(BodyError::Framing)?;
+                    if let Some(span) = progress.data {
+                        data.extend_from_slice(&rest[span]);
+                    }
+                    rest = &rest[progress.consumed..];
+                    if progress.done || rest.is_empty() {
+                        break (data, progress.done);
+                    }
+                }
+            }
+            // A request body is never framed by the connection's end.
+            BodyFraming::UntilClose => (Vec::new(), true),
+        };
+        if whole || data.len() > max {
+            return Ok((data, whole));
+        }
+        refill(src, rb).await?;
+    }
+}
+
 /// Moves a body that sits whole (and small) in `rb` behind the head already in `out`, so both
 /// leave in one write. Returns the body's length when the message is now complete in `out`;
 /// an `UntilClose` body never is.

@@ -6,35 +6,42 @@
 
 use std::rc::Rc;
 
-use super::ext_authz::{Check, Verdict};
+use super::ext_authz::{BodyRead, Check, Verdict};
 use super::ratelimit::{global, rls::Call};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{GlobalLimitId, WindowIndex};
 use crate::upstream::Generation;
 
-/// The request's callouts as the plan decided them. `None`: none was asked, or all allowed
-/// with no line to add.
+/// The request's callouts as the plan decided them (`body`: what the check carries of the
+/// request body). `None`: none was asked.
 pub(super) async fn run(
     check: Option<Check>,
+    body: Option<BodyRead>,
     call: Option<Call>,
     global: Option<(GlobalLimitId, WindowIndex)>,
     aborted: bool,
     ctx: &Rc<WorkerCtx>,
     snap: &Rc<Generation>,
 ) -> Option<Verdict> {
-    let mut lines = match check {
-        Some(check) => match check.run(ctx, snap).await {
-            Verdict::Allow(lines) => Some(lines),
-            deny => return Some(deny),
+    let mut allowed = match check {
+        Some(check) => match check.run(ctx, snap, body).await {
+            deny @ Verdict::Deny { .. } => return Some(deny),
+            allow => Some(allow),
         },
         None => None,
     };
     if aborted {
-        return lines.map(Verdict::Allow);
+        return allowed;
     }
     if let Some(call) = call {
         match call.run(ctx, snap).await {
-            Verdict::Allow(more) => lines.get_or_insert_with(Vec::new).extend(more),
+            Verdict::Allow { upstream: up, downstream: down } => match &mut allowed {
+                Some(Verdict::Allow { upstream, downstream }) => {
+                    upstream.extend(up);
+                    downstream.extend(down);
+                }
+                _ => allowed = Some(Verdict::Allow { upstream: up, downstream: down }),
+            },
             deny => return Some(deny),
         }
     }
@@ -43,5 +50,5 @@ pub(super) async fn run(
             return Some(deny);
         }
     }
-    lines.map(Verdict::Allow)
+    allowed
 }

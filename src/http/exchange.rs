@@ -12,17 +12,19 @@ use monoio::io::AsyncWriteRentExt;
 use super::account::Account;
 use super::body::INLINE_BODY;
 use super::codec::{self, TryLines};
+use super::compress::Accept;
 use super::error::ProxyError;
 use super::head::ReqMeta;
 use super::headers::{self, Merged};
 use super::mirror;
-use super::plan::Extras;
 use super::retry::{self, TryFailure};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{ClusterId, Destination, Route, UpstreamProtocol};
 use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn, UpstreamStream};
-use attempt::{retried, Failure, Try};
+use attempt::retried;
+pub(super) use attempt::{Failure, Try};
 pub(super) use client::{Client, RequestBody};
+pub(super) use h2::{mux_stream, send_h2};
 use relay::{Relayed, Source};
 
 mod attempt;
@@ -101,6 +103,25 @@ impl<'k> Replay<'k> {
     }
 }
 
+/// What a forwarded request carries beside its head, decided while the head is borrowed.
+#[derive(Default)]
+pub(super) struct Extras {
+    /// Response lines CORS adds (the allowed Origin echoed back).
+    pub(super) cors: Vec<(&'static str, String)>,
+    /// Copies for the route's mirrors, heads only so far.
+    pub(super) mirrors: Vec<mirror::Copy>,
+    /// The session-affinity cookie generated for this request.
+    pub(super) set_cookie: Option<String>,
+    /// The try lines the head ends with (the first try's).
+    pub(super) try_lines: TryLines,
+    /// The request's timeout: the route's, or a gRPC request's `grpc-timeout` capped by it.
+    pub(super) timeout: Option<Duration>,
+    /// The request's `accept-encoding`, as the route's compressors read it.
+    pub(super) accept: Accept,
+    /// Lines the external authorization server's allowing answer adds to the response.
+    pub(super) on_allow: Vec<(String, String)>,
+}
+
 /// One forwarded request: the client's half, and what the exchange uses of its worker and
 /// its request.
 pub(super) struct Exchange<'a, C> {
@@ -176,6 +197,7 @@ impl<C: Client> Exchange<'_, C> {
         let mut response =
             headers::response(&dest.headers.response, &route.policy.response, &extras.cors, extras.accept);
         response.add.extend(extras.set_cookie.as_deref().map(|c| ("set-cookie", c)));
+        response.add.extend(extras.on_allow.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         // The route's timeout, or what is left of the request's maximum duration if sooner.
         let began = self.account.tally.began;
         let left = self.max_request_duration.map(|d| d.saturating_sub(began.map_or(Duration::ZERO, |b| b.elapsed())));
@@ -277,7 +299,7 @@ impl<C: Client> Exchange<'_, C> {
             let try_once = Try {
                 endpoint: pick.endpoint,
                 retry_statuses: (statuses_retried && retry_left).then_some(retries),
-                abandoned,
+                abandoned: Some(abandoned),
                 counters: &pick.counters,
                 cluster: cl,
                 live,
@@ -378,13 +400,7 @@ impl<C: Client> Exchange<'_, C> {
         if http2 {
             return self.try_multiplexed(&at, meta, inline, replay, response).await;
         }
-        let mut conn = match ctx.upstream.pools.take(at.key()) {
-            Some(c) => {
-                ctx.stats.upstream_cx_reused.inc();
-                c
-            }
-            None => new_connection(&at, ctx).await?,
-        };
+        let mut conn = http1_connection(&at, ctx).await?;
         if let Some(r) = &mut self.account.log {
             // Asked of the kernel once per connection, not per request.
             if conn.local.is_none() {
@@ -456,12 +472,7 @@ impl<C: Client> Exchange<'_, C> {
                 }
                 Err(f) => Err(f),
                 Ok(Relayed::Done { reusable }) => {
-                    conn.requests += 1;
-                    let policy = &at.cluster.policy;
-                    let quota = policy.max_requests_per_connection;
-                    if reusable && sent_whole && (quota == 0 || conn.requests < quota) {
-                        ctx.upstream.pools.put(conn, policy.http_idle_timeout);
-                    }
+                    release(&at, ctx, conn, reusable && sent_whole);
                     Ok(Forwarded::Done { request_whole: sent_whole })
                 }
                 Ok(Relayed::Upgraded) => Ok(Forwarded::Upgraded(Box::new(conn))),
@@ -479,9 +490,33 @@ fn retry_wanted(retries: &crate::snapshot::RetryPolicy, meta: ReqMeta) -> bool {
 /// connections it waits for may close on any worker, so it polls rather than being woken.
 const PENDING_POLL: Duration = Duration::from_millis(2);
 
+/// A connection for an HTTP/1.1 try on `at`: an idle one from this worker's pool, else a new
+/// one (see [`new_connection`]). A pooled one may have been closed by the upstream meanwhile:
+/// its user retries once on a new one when it fails before any response byte.
+pub(super) async fn http1_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+    match ctx.upstream.pools.take(at.key()) {
+        Some(c) => {
+            ctx.stats.upstream_cx_reused.inc();
+            Ok(c)
+        }
+        None => new_connection(at, ctx).await,
+    }
+}
+
+/// Counts the exchange `conn` carried, and pools it when it ended cleanly (`reusable`) and
+/// its `maxRequestsPerConnection` are not spent; else it closes.
+pub(super) fn release(at: &Try<'_>, ctx: &WorkerCtx, mut conn: UpstreamConn, reusable: bool) {
+    conn.requests += 1;
+    let policy = &at.cluster.policy;
+    let quota = policy.max_requests_per_connection;
+    if reusable && (quota == 0 || conn.requests < quota) {
+        ctx.upstream.pools.put(conn, policy.http_idle_timeout);
+    }
+}
+
 /// A new connection for `at` when its pool had none, or a pooled one that came back while
 /// this request waited (see [`connection_slot`]).
-async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
+pub(super) async fn new_connection(at: &Try<'_>, ctx: &WorkerCtx) -> Result<UpstreamConn, Failure> {
     match connection_slot(at, || ctx.upstream.pools.take(at.key())).await? {
         Pooled::Found(conn) => {
             ctx.stats.upstream_cx_reused.inc();

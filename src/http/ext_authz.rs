@@ -9,20 +9,21 @@ mod grpc;
 mod proto;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use prost::Message;
 
-use super::codec::{self, BodyFraming, HeaderSlots, Limits};
+use super::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits};
+use super::exchange::{http1_connection, new_connection, release, Try};
 use super::local::Answer;
 use super::peer::Peer;
 use crate::percore::WorkerCtx;
-use crate::snapshot::authz::ext_authz::{listed, ExtAuthz, HttpService, Kind};
-use crate::snapshot::{Cluster, RequestInfo};
-use crate::upstream::{connect, Generation};
+use crate::snapshot::authz::ext_authz::{listed, ExtAuthz, HttpService, Kind, WithBody};
+use crate::snapshot::RequestInfo;
+use crate::upstream::{Generation, UpstreamStream};
+use proto::CheckRequest;
 
 /// Response code details and flag of a request the authorization server denied, and of one
 /// whose check failed, as Envoy logs them.
@@ -42,17 +43,39 @@ const NOT_COPIED: [&str; 8] =
 pub(super) const NOT_RELAYED: [&str; 7] =
     ["content-length", "transfer-encoding", "connection", "keep-alive", "date", "server", "host"];
 
-/// One check to make: the provider and its request, an HTTP/1.1 head with no body or a
-/// length-prefixed gRPC message.
+/// Response code details of a request whose body outgrew `maxRequestBytes`, as Envoy's
+/// buffer limit answers it (413).
+pub(super) const TOO_LARGE: &str = "request_payload_too_large";
+
+/// The line Envoy adds to a check that carries the body: whether it is only its first bytes.
+const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
+
+/// One check to make: the provider and its request, finished once the body is known.
 pub(super) struct Check {
     provider: Arc<ExtAuthz>,
-    request: Vec<u8>,
+    request: Request,
+}
+
+enum Request {
+    /// An HTTP/1.1 head up to its last lines (the body's length and the end).
+    Http(Vec<u8>),
+    Grpc(Box<CheckRequest>),
+}
+
+/// What the client's codec read of the request body for a provider that wants it (see
+/// [`Check::body`]): at most the provider's `maxRequestBytes` and the bytes that show the body
+/// goes on past them, if it does.
+pub(super) struct BodyRead {
+    pub(super) data: Vec<u8>,
+    /// `data` is the whole body.
+    pub(super) whole: bool,
 }
 
 /// What the session does with the request after the check.
 pub(super) enum Verdict {
-    /// Forwarded, these lines set on the upstream head.
-    Allow(Vec<(String, String)>),
+    /// Forwarded, `upstream`'s lines set on the upstream head and `downstream`'s added to the
+    /// response the client gets.
+    Allow { upstream: Vec<(String, String)>, downstream: Vec<(String, String)> },
     /// Answered by the gateway with this status, lines and body; `details` for the log.
     Deny { status: u16, headers: Vec<(String, String)>, body: Vec<u8>, details: &'static str },
 }
@@ -60,10 +83,11 @@ pub(super) enum Verdict {
 impl Check {
     /// The check request for `info` (`target`: the path and query as sent): for a gRPC provider
     /// a `CheckRequest` (see [`grpc::request`]); for an HTTP one as Envoy's raw HTTP client
-    /// writes it: the client's method, `pathPrefix` + the path, the client's Host,
-    /// `content-length: 0`, the `authorization` line and those `includeRequestHeadersInCheck`
-    /// lists, then `includeAdditionalHeadersInCheck`. Built only for a request a CUSTOM policy
-    /// matched: the allocation and the provider's reference count are that request's.
+    /// writes it: the client's method, `pathPrefix` + the path, the client's Host, the
+    /// `authorization` line and those `includeRequestHeadersInCheck`
+    /// lists, then `includeAdditionalHeadersInCheck`; kept alive, as Envoy's pooled
+    /// connection. Built only for a request a CUSTOM policy matched: the allocation and the
+    /// provider's reference count are that request's.
     pub(super) fn new(
         provider: &Arc<ExtAuthz>,
         info: &RequestInfo<'_>,
@@ -74,7 +98,8 @@ impl Check {
         let service = match &provider.kind {
             Kind::Http(service) => service,
             Kind::Grpc { .. } => {
-                return Check { provider: provider.clone(), request: grpc::request(info, target, peer, protocol) };
+                let request = Request::Grpc(Box::new(grpc::request(info, target, peer, protocol)));
+                return Check { provider: provider.clone(), request };
             }
         };
         let mut r = Vec::with_capacity(512);
@@ -91,15 +116,36 @@ impl Check {
         for (name, value) in service.headers_to_add.iter() {
             put(&mut r, name.as_bytes(), value.as_bytes());
         }
-        r.extend_from_slice(b"content-length: 0\r\nconnection: close\r\n\r\n");
-        Check { provider: provider.clone(), request: r }
+        Check { provider: provider.clone(), request: Request::Http(r) }
     }
 
-    /// Sends the check to an endpoint of the provider's cluster, bounded by its timeout; a
-    /// failed check is answered as `failOpen` and `statusOnError` say.
-    pub(super) async fn run(self, ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>) -> Verdict {
+    /// `includeRequestBodyInCheck`: how much of the body the codec reads before [`Check::run`].
+    pub(super) fn body(&self) -> Option<WithBody> {
+        self.provider.body
+    }
+
+    /// Sends the check, with `body` as read for [`Check::body`] (none for a request without
+    /// one), to an endpoint of the provider's cluster, bounded by its timeout; a failed check is
+    /// answered as `failOpen` and `statusOnError` say. A body longer than `maxRequestBytes`
+    /// without `allowPartialMessage` gets 413 unchecked, as Envoy's buffer limit answers (before
+    /// `failOpen` is considered).
+    pub(super) async fn run(self, ctx: &Rc<WorkerCtx>, snap: &Rc<Generation>, body: Option<BodyRead>) -> Verdict {
         let Check { provider, request } = self;
         let p = &*provider;
+        let mut body = body.zip(p.body);
+        if let Some((read, with)) = &mut body {
+            // Only the first `maxRequestBytes` go: a longer body is a partial message.
+            read.whole &= read.data.len() <= with.max;
+            if !read.whole && !with.partial {
+                let body = b"Payload Too Large".to_vec();
+                return Verdict::Deny { status: 413, headers: Vec::new(), body, details: TOO_LARGE };
+            }
+            read.data.truncate(with.max);
+        }
+        let request = match request {
+            Request::Http(head) => http_request(head, body.as_ref().map(|(read, _)| read)),
+            Request::Grpc(check) => grpc::encode(*check, body),
+        };
         let answer = match p.cluster {
             Some(id) => ask(ctx, snap, id, p, request).await,
             None => None,
@@ -108,7 +154,7 @@ impl Check {
             Some(v) => v,
             None if p.fail_open => {
                 tracing::debug!(provider = &*p.name, "ext_authz check failed; failOpen allows the request");
-                Verdict::Allow(Vec::new())
+                Verdict::Allow { upstream: Vec::new(), downstream: Vec::new() }
             }
             None => {
                 tracing::debug!(provider = &*p.name, "ext_authz check failed");
@@ -116,6 +162,20 @@ impl Check {
             }
         }
     }
+}
+
+/// The HTTP check: `head`, then the body's length and, when the check carries it, the body and
+/// Envoy's partial-body line.
+fn http_request(mut head: Vec<u8>, body: Option<&BodyRead>) -> Vec<u8> {
+    let Some(read) = body else {
+        head.extend_from_slice(b"content-length: 0\r\n\r\n");
+        return head;
+    };
+    put(&mut head, PARTIAL_BODY.as_bytes(), if read.whole { b"false" } else { b"true" });
+    put(&mut head, b"content-length", read.data.len().to_string().as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(&read.data);
+    head
 }
 
 /// A line `includeAdditionalHeadersInCheck` sets: the client's own is not copied.
@@ -139,32 +199,34 @@ async fn ask(
     p: &ExtAuthz,
     request: Vec<u8>,
 ) -> Option<Verdict> {
-    on_endpoint(ctx, snap, id, p.timeout, |addr, cluster| async move {
-        match &p.kind {
-            Kind::Http(service) => ask_http(ctx, addr, cluster, request).await.and_then(|a| verdict(service, &a)),
-            Kind::Grpc { authority } => {
-                let answer = grpc::call(ctx, addr, cluster, authority, proto::CHECK_PATH, p.timeout, request).await?;
-                proto::CheckResponse::decode(&answer[..]).ok().map(grpc::verdict)
-            }
+    on_endpoint(ctx, snap, id, p.timeout, async |at| match &p.kind {
+        Kind::Http(service) => ask_http(ctx, at, request).await.and_then(|a| verdict(service, &a)),
+        Kind::Grpc { authority } => {
+            let answer = grpc::call(ctx, at, authority, proto::CHECK_PATH, p.timeout, request).await?;
+            proto::CheckResponse::decode(&answer[..]).ok().map(grpc::verdict)
         }
     })
     .await
 }
 
 /// `call` on an endpoint of cluster `id`, bounded by `timeout`; `None` when no endpoint is
-/// there or none answered in time.
-async fn on_endpoint<'a, T, F: std::future::Future<Output = Option<T>>>(
-    ctx: &'a WorkerCtx,
-    snap: &'a Rc<Generation>,
+/// there or none answered in time. The call goes through this worker's pools and the
+/// cluster's breakers as a proxied request does (Envoy's ext_authz and rate limit filters call
+/// through their cluster's connection pool).
+async fn on_endpoint<T>(
+    ctx: &WorkerCtx,
+    snap: &Rc<Generation>,
     id: crate::snapshot::ClusterId,
     timeout: std::time::Duration,
-    call: impl FnOnce(SocketAddr, &'a Cluster) -> F,
+    call: impl AsyncFnOnce(&Try<'_>) -> Option<T>,
 ) -> Option<T> {
     let mut pick = ctx.upstream.balancer.pick(snap, id, &[], ctx.random(), None)?;
-    let cluster = snap.cluster(id);
-    let addr = cluster.endpoints[pick.endpoint].addr;
-    let answer = monoio::time::timeout(timeout, call(addr, cluster)).await.ok().flatten();
-    // A check's outcome is not the endpoint's health: outlier detection does not count it.
+    let (cluster, live) = snap.cluster_live(id);
+    // A failure path's and a check's lookup: one hash of the cluster's name.
+    let stats = ctx.http_cluster(&cluster.name);
+    let at = Try::call(pick.endpoint, &pick.counters, cluster, live, &stats);
+    let answer = monoio::time::timeout(timeout, call(&at)).await.ok().flatten();
+    // A call's outcome is not the endpoint's health: outlier detection does not count it.
     pick.settle(None);
     answer
 }
@@ -181,46 +243,121 @@ pub(super) async fn unary(
     timeout: std::time::Duration,
     message: Vec<u8>,
 ) -> Option<Vec<u8>> {
-    on_endpoint(ctx, snap, id, timeout, |addr, cluster| {
-        grpc::call(ctx, addr, cluster, authority, path, timeout, message)
-    })
-    .await
+    on_endpoint(ctx, snap, id, timeout, async |at| grpc::call(ctx, at, authority, path, timeout, message).await).await
 }
 
 pub(super) use grpc::frame as grpc_frame;
 
-/// The HTTP server's whole answer (its connection closes after it).
-async fn ask_http(ctx: &WorkerCtx, addr: SocketAddr, cluster: &Cluster, request: Vec<u8>) -> Option<Vec<u8>> {
-    let mut stream = connect(addr, cluster, |c| ctx.tls.client(c)).await.ok()?;
-    stream.write_all(request).await.0.ok()?;
-    let mut answer = Vec::with_capacity(4096);
-    let mut buf = vec![0u8; 4096];
-    while !whole(&answer) {
-        let (n, b) = stream.read(buf).await;
-        buf = b;
-        match n.ok()? {
-            0 => break,
-            n if answer.len() + n > MAX_ANSWER => return None,
-            n => answer.extend_from_slice(&buf[..n]),
+/// How reading a check's answer on one connection ended.
+enum Answered {
+    /// The whole answer; `reusable`: the connection may carry the next check.
+    Whole {
+        answer: Vec<u8>,
+        reusable: bool,
+    },
+    /// The connection failed or closed before any byte of an answer: a pooled one the server
+    /// closed meanwhile, worth one more try on a new connection.
+    Nothing,
+    Failed,
+}
+
+/// The HTTP server's whole answer, on a kept-alive connection of the cluster's pool. A pooled
+/// connection that fails before any answer byte is replaced once by a new one, as the exchange
+/// replays a request on a reused connection.
+async fn ask_http(ctx: &WorkerCtx, at: &Try<'_>, mut request: Vec<u8>) -> Option<Vec<u8>> {
+    let mut conn = http1_connection(at, ctx).await.ok()?;
+    loop {
+        at.stats.rq_total.inc();
+        let (written, back) = conn.stream.write_all(request).await;
+        request = back;
+        let answered = match written {
+            Ok(_) => read_answer(&mut conn.stream).await,
+            Err(_) => Answered::Nothing,
+        };
+        match answered {
+            Answered::Whole { answer, reusable } => {
+                release(at, ctx, conn, reusable);
+                return Some(answer);
+            }
+            Answered::Nothing if conn.reused => {
+                tracing::debug!("ext_authz: a pooled connection closed before answering; checking on a new one");
+                drop(conn);
+                conn = new_connection(at, ctx).await.ok()?;
+            }
+            Answered::Nothing | Answered::Failed => return None,
         }
     }
-    Some(answer)
 }
 
-/// The answer's head is here and, when it says its length, its body too.
-fn whole(answer: &[u8]) -> bool {
-    let mut slots = HeaderSlots::new();
-    match codec::parse_response(answer, &mut slots, false, &Limits::default()) {
-        Ok(Some(head)) => match head.framing {
-            BodyFraming::None => true,
-            BodyFraming::ContentLength(n) => answer.len() - head.head_len >= n as usize,
-            BodyFraming::Chunked | BodyFraming::UntilClose => false,
-        },
-        _ => false,
+async fn read_answer(stream: &mut UpstreamStream) -> Answered {
+    let mut answer = Vec::with_capacity(4096);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match whole(&answer, false) {
+            Some(Some(reusable)) => return Answered::Whole { answer, reusable },
+            Some(None) => {}
+            None => return Answered::Failed,
+        }
+        let (n, b) = stream.read(buf).await;
+        buf = b;
+        match n {
+            Ok(0) | Err(_) if answer.is_empty() => return Answered::Nothing,
+            Ok(0) => {
+                return match whole(&answer, true) {
+                    Some(Some(_)) => Answered::Whole { answer, reusable: false },
+                    _ => Answered::Failed,
+                }
+            }
+            Err(_) => return Answered::Failed,
+            Ok(n) if answer.len() + n > MAX_ANSWER => return Answered::Failed,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
     }
 }
 
-/// Envoy's HTTP check client: 200 allows, with the lines `headersToUpstreamOnAllow` lists;
+/// Whether the answer is here (`closed`: its connection ended): `Some(Some(reusable))` when
+/// its head and body are (`reusable`: its connection may carry another check), `Some(None)`
+/// when more is to come, `None` when it cannot be read.
+fn whole(answer: &[u8], closed: bool) -> Option<Option<bool>> {
+    let mut slots = HeaderSlots::new();
+    let head = match codec::parse_response(answer, &mut slots, false, &Limits::default()) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Some(None),
+        Err(_) => return None,
+    };
+    let rest = &answer[head.head_len..];
+    let done = match head.framing {
+        BodyFraming::None => true,
+        BodyFraming::ContentLength(n) => rest.len() >= n as usize,
+        BodyFraming::Chunked => dechunked(rest)?.is_some(),
+        BodyFraming::UntilClose => closed,
+    };
+    Some(done.then_some(head.keep_alive))
+}
+
+/// A chunked body's data once its last chunk is here (`Some(None)` before), `None` when its
+/// framing is broken.
+fn dechunked(mut rest: &[u8]) -> Option<Option<Vec<u8>>> {
+    let mut decoder = ChunkedDecoder::decoding();
+    let mut data = Vec::new();
+    loop {
+        let progress = decoder.feed(rest).ok()?;
+        if let Some(span) = progress.data {
+            data.extend_from_slice(&rest[span]);
+        }
+        rest = &rest[progress.consumed..];
+        if progress.done {
+            return Some(Some(data));
+        }
+        if rest.is_empty() {
+            return Some(None);
+        }
+    }
+}
+
+/// Envoy's HTTP check client: 200 allows, with the lines `headersToUpstreamOnAllow` lists
+/// for the upstream and those `headersToDownstreamOnAllow` lists for the client (Envoy's
+/// `allowed_client_headers_on_success`);
 /// any other status denies with the server's status, body and lines (those
 /// `headersToDownstreamOnDeny` lists, or all of them when it lists none). `None`: no answer.
 fn verdict(service: &HttpService, answer: &[u8]) -> Option<Verdict> {
@@ -234,21 +371,23 @@ fn verdict(service: &HttpService, answer: &[u8]) -> Option<Verdict> {
             .collect()
     };
     if head.status == 200 {
-        return Some(Verdict::Allow(lines(&|n| listed(&service.upstream_on_allow, n))));
+        return Some(Verdict::Allow {
+            upstream: lines(&|n| listed(&service.upstream_on_allow, n)),
+            downstream: lines(&|n| listed(&service.downstream_on_allow, n)),
+        });
     }
     let rest = &answer[head.head_len..];
     let body = match head.framing {
-        BodyFraming::None => &[][..],
-        BodyFraming::ContentLength(n) => rest.get(..n as usize)?,
-        BodyFraming::UntilClose => rest,
-        // A chunked denial is relayed without its body rather than with its framing.
-        BodyFraming::Chunked => &[][..],
+        BodyFraming::None => Vec::new(),
+        BodyFraming::ContentLength(n) => rest.get(..n as usize)?.to_vec(),
+        BodyFraming::UntilClose => rest.to_vec(),
+        BodyFraming::Chunked => dechunked(rest)??,
     };
     let headers = lines(&|n| {
         !NOT_RELAYED.iter().any(|x| x.eq_ignore_ascii_case(n))
             && (service.downstream_on_deny.is_empty() || listed(&service.downstream_on_deny, n))
     });
-    Some(Verdict::Deny { status: head.status, headers, body: body.to_vec(), details: DENIED })
+    Some(Verdict::Deny { status: head.status, headers, body, details: DENIED })
 }
 
 impl Verdict {
@@ -309,7 +448,7 @@ mod tests {
             (403, vec![("x-reason".into(), "no".into())], b"no".to_vec(), DENIED)
         );
         assert!(
-            matches!(verdict(&service, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), Some(Verdict::Allow(l)) if l.is_empty())
+            matches!(verdict(&service, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), Some(Verdict::Allow { upstream, .. }) if upstream.is_empty())
         );
         assert!(verdict(&service, b"garbage\r\n\r\n").is_none(), "an unreadable answer is a failed check");
     }

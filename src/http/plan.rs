@@ -10,6 +10,7 @@ use super::authz;
 use super::codec::{RequestEdits, TryLines};
 use super::compress::Accept;
 use super::cors;
+use super::exchange::Extras;
 use super::ext_authz::Check;
 use super::fault::{self, Injected};
 use super::grpc;
@@ -59,23 +60,6 @@ pub(super) enum Disposition<'s, A> {
     Local { answer: A, close: bool, details: &'static str },
     /// `out` holds the upstream request head.
     Forward { route: &'s Route, dest: &'s Destination, extras: Extras },
-}
-
-/// What a forwarded request carries beside its head, decided while the head is borrowed.
-#[derive(Default)]
-pub(super) struct Extras {
-    /// Response lines CORS adds (the allowed Origin echoed back).
-    pub(super) cors: Vec<(&'static str, String)>,
-    /// Copies for the route's mirrors, heads only so far.
-    pub(super) mirrors: Vec<mirror::Copy>,
-    /// The session-affinity cookie generated for this request.
-    pub(super) set_cookie: Option<String>,
-    /// The try lines the head ends with (the first try's).
-    pub(super) try_lines: TryLines,
-    /// The request's timeout: the route's, or a gRPC request's `grpc-timeout` capped by it.
-    pub(super) timeout: Option<Duration>,
-    /// The request's `accept-encoding`, as the route's compressors read it.
-    pub(super) accept: Accept,
 }
 
 /// What the plan is handed besides the snapshot and the request: it does no I/O, draws only
@@ -401,6 +385,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     try_lines,
                     timeout,
                     accept,
+                    on_allow: Vec::new(),
                 };
                 if let Some(r) = log {
                     r.forwarded(route.name.as_deref());

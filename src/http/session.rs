@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncWriteRentExt;
 
 use super::account::Account;
-use super::body::buffered_body_len;
+use super::body::{self, buffered_body_len};
 use super::callouts;
 use super::codec::{self, BodyFraming, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
-use super::ext_authz::{self, Verdict};
+use super::ext_authz::{self, BodyRead, Verdict};
 use super::fault::Injected;
 use super::head::Http1Request;
 use super::local::{self, Answer};
@@ -284,7 +284,7 @@ impl<S: Duplex> Session<S> {
     async fn serve_request(&mut self, snap: &Rc<Generation>) -> Next {
         self.out.reserve(OUT_BUF);
         self.account.begin();
-        let (meta, http1, mut disposition, mut fault, check, call) = loop {
+        let (meta, mut http1, mut disposition, mut fault, check, call) = loop {
             // The header slots must not live across an await: they would sit in every
             // connection's future.
             let parsed = {
@@ -350,12 +350,33 @@ impl<S: Duplex> Session<S> {
         }
         // The filters that ask another service (ext_authz, then the rate limit services): a
         // denial replaces whatever the later filters planned, and they never see the request.
+        let body = match check.as_ref().and_then(|c| c.body()) {
+            Some(with) if http1.framing != BodyFraming::None => {
+                // The body is read before the upstream is asked: the client waiting for
+                // `100 Continue` gets it now (once).
+                if std::mem::take(&mut http1.expect_continue) {
+                    let (res, _) = self.client.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+                    if res.is_err() {
+                        return Next::Close;
+                    }
+                }
+                match body::read_for_check(&mut self.client, &mut self.rb, http1.framing, with.max).await {
+                    Ok((data, whole)) => Some(BodyRead { data, whole }),
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer.conn.peer, error = ?e, "request body unread for ext_authz");
+                        return Next::Close;
+                    }
+                }
+            }
+            _ => None,
+        };
         let aborted = fault.abort.is_some();
-        if let Some(verdict) = callouts::run(check, call, meta.global_limit, aborted, &self.ctx, snap).await {
+        if let Some(verdict) = callouts::run(check, body, call, meta.global_limit, aborted, &self.ctx, snap).await {
             match verdict {
-                Verdict::Allow(lines) => {
-                    if matches!(disposition, Disposition::Forward { .. }) {
-                        ext_authz::set_upstream(&mut self.out, &lines);
+                Verdict::Allow { upstream, downstream } => {
+                    if let Disposition::Forward { extras, .. } = &mut disposition {
+                        ext_authz::set_upstream(&mut self.out, &upstream);
+                        extras.on_allow = downstream;
                     }
                 }
                 Verdict::Deny { status, headers, body, details } => {

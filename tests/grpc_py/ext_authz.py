@@ -36,14 +36,15 @@ def header(key, value):
 
 def check(request, context):
     """A path holding `deny` is denied (PERMISSION_DENIED, 401, lines and a body); one holding
-    `slow` is allowed after 3 s; any other is allowed with `x-user: alice`."""
+    `slow` is allowed after 3 s; any other is allowed with `x-user: alice` for the upstream and
+    `x-session: s1` for the client."""
     print(request.hex(), flush=True)
     if b"deny" in request:
         denied = field(1, number(1, 401)) + field(2, header(b"x-reason", b"no token")) + field(3, b"go away")
         return field(1, number(1, 7)) + field(2, denied)
     if b"slow" in request:
         time.sleep(3)
-    return field(1, b"") + field(3, field(2, header(b"x-user", b"alice")))
+    return field(1, b"") + field(3, field(2, header(b"x-user", b"alice")) + field(6, header(b"x-session", b"s1")))
 
 
 def main():

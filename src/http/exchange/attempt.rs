@@ -11,24 +11,37 @@ use crate::stats::{EndpointCounters, HttpCluster};
 use crate::upstream::{LiveCluster, PoolKey};
 
 /// One try of an exchange: where, with which limits, and (when a retry is left and the body
-/// is replayable) the policy whose statuses are retried instead of relayed.
-pub(super) struct Try<'p> {
+/// is replayable) the policy whose statuses are retried instead of relayed. The gateway's own
+/// calls (ext_authz's check) make one too, to reach their cluster through the same pools.
+pub(in crate::http) struct Try<'p> {
     /// Its index in the cluster.
     pub(super) endpoint: usize,
     pub(super) retry_statuses: Option<&'p RetryPolicy>,
-    /// The streamed body outgrew its replay copy: its statuses are relayed, not retried.
-    pub(super) abandoned: &'p Cell<bool>,
+    /// The streamed body outgrew its replay copy: its statuses are relayed, not retried
+    /// (`None` for a call of the gateway's own, which retries no status).
+    pub(super) abandoned: Option<&'p Cell<bool>>,
     /// The endpoint's counters on this worker, which a new connection keeps.
     pub(super) counters: &'p Arc<EndpointCounters>,
     /// Its policy (timeouts, keepalive, `maxRequestsPerConnection`) and circuit breakers.
-    pub(super) cluster: &'p Cluster,
+    pub(in crate::http) cluster: &'p Cluster,
     /// The cluster's breaker counts and outlier detection state.
     pub(super) live: &'p LiveCluster,
     /// The cluster's HTTP counters on this worker.
-    pub(super) stats: &'p HttpCluster,
+    pub(in crate::http) stats: &'p HttpCluster,
 }
 
-impl Try<'_> {
+impl<'p> Try<'p> {
+    /// A try of a call of the gateway's own on `endpoint` of `cluster`: no status is retried.
+    pub(in crate::http) fn call(
+        endpoint: usize,
+        counters: &'p Arc<EndpointCounters>,
+        cluster: &'p Cluster,
+        live: &'p LiveCluster,
+        stats: &'p HttpCluster,
+    ) -> Self {
+        Try { endpoint, retry_statuses: None, abandoned: None, counters, cluster, live, stats }
+    }
+
     pub(super) fn addr(&self) -> SocketAddr {
         self.cluster.endpoints[self.endpoint].addr
     }
@@ -61,7 +74,7 @@ pub(super) fn retried(policy: &RetryPolicy, err: &ProxyError, inline: bool) -> b
 
 /// A failed exchange: the error, and whether response bytes already reached the client (then
 /// the only honest signal left is closing the connection).
-pub(super) struct Failure {
+pub(in crate::http) struct Failure {
     pub(super) err: ProxyError,
     pub(super) response_started: bool,
 }

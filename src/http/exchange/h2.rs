@@ -51,42 +51,19 @@ impl<C: Client> Exchange<'_, C> {
         response: &Merged<'_>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
-        let policy = &at.cluster.policy;
-        let (max_streams, max_requests) = (policy.max_concurrent_streams, policy.max_requests_per_connection);
-        let pooled = || ctx.upstream.mux.take(at.key(), max_streams, max_requests);
-        let mut stream = match pooled() {
-            Some(s) => {
-                ctx.stats.upstream_cx_reused.inc();
-                s
-            }
-            None => match attach(at, ctx, &pooled).await {
-                Some(s) => s,
-                None => open(at, ctx, &pooled).await?,
-            },
-        };
+        let stream = mux_stream(at, ctx).await?;
         let (request, head_len, framing) = request_of(self.out, at.cluster.policy.tls.is_some(), &ctx.limits.head)
             .map_err(|e| Failure::before(ProxyError::BadRequest(e)))?;
         // Nothing follows the head: the request ends with its HEADERS.
         let ends =
             framing == BodyFraming::None || (inline && self.out.len() == head_len && framing != BodyFraming::Chunked);
-        let mut fresh = false;
-        let (response_future, body) = loop {
-            if let Some(r) = &mut self.account.log {
-                r.upstream_local = stream.state.local;
+        let log = &mut self.account.log;
+        let (stream, (response_future, body)) = send_h2(at, ctx, stream, &request, ends, |local| {
+            if let Some(r) = log {
+                r.upstream_local = local;
             }
-            at.stats.rq_total.inc();
-            let ready = poll_fn(|cx| stream.send.poll_ready(cx)).await;
-            match ready.and_then(|()| stream.send.send_request(request.clone(), ends)) {
-                Ok(sent) => break sent,
-                Err(e) if !fresh => {
-                    tracing::debug!(error = %e, "h2 upstream connection refused a stream: opening another");
-                    stream.state.closed.set(true);
-                    stream = open(at, ctx, &pooled).await?;
-                    fresh = true;
-                }
-                Err(e) => return Err(Failure::before(ProxyError::UpstreamIo(io::Error::other(e)))),
-            }
-        };
+        })
+        .await?;
         let sent_at = Instant::now();
         let mut writer =
             DataWriter { stream: body, decoder: (framing == BodyFraming::Chunked).then(ChunkedDecoder::decoding) };
@@ -159,6 +136,57 @@ impl<C: Client> Exchange<'_, C> {
         copied.map_err(|e| Failure::before(request_body_error(e)))?;
         writer.finish().await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
         Ok(true)
+    }
+}
+
+/// A stream for a try on `at`'s HTTP/2 endpoint: on a pooled connection with room, on one this
+/// worker is opening, or on a new one.
+pub(in crate::http) async fn mux_stream(at: &Try<'_>, ctx: &WorkerCtx) -> Result<MuxStream, Failure> {
+    let policy = &at.cluster.policy;
+    let (max_streams, max_requests) = (policy.max_concurrent_streams, policy.max_requests_per_connection);
+    let pooled = || ctx.upstream.mux.take(at.key(), max_streams, max_requests);
+    match pooled() {
+        Some(s) => {
+            ctx.stats.upstream_cx_reused.inc();
+            Ok(s)
+        }
+        None => match attach(at, ctx, &pooled).await {
+            Some(s) => Ok(s),
+            None => open(at, ctx, &pooled).await,
+        },
+    }
+}
+
+/// Opens `request`'s stream on `stream`'s connection (`ends`: with no body). One the
+/// connection refuses before anything was sent (it closed meanwhile, or sent GOAWAY) goes once
+/// more on a fresh connection, as a reused HTTP/1.1 connection is retried. `sending` learns
+/// each connection's local address. The stream's hold on its connection comes back with it.
+pub(in crate::http) async fn send_h2(
+    at: &Try<'_>,
+    ctx: &WorkerCtx,
+    mut stream: MuxStream,
+    request: &http::Request<()>,
+    ends: bool,
+    mut sending: impl FnMut(Option<std::net::SocketAddr>),
+) -> Result<(MuxStream, (ResponseFuture, h2::SendStream<Bytes>)), Failure> {
+    let policy = &at.cluster.policy;
+    let (max_streams, max_requests) = (policy.max_concurrent_streams, policy.max_requests_per_connection);
+    let pooled = || ctx.upstream.mux.take(at.key(), max_streams, max_requests);
+    let mut fresh = false;
+    loop {
+        sending(stream.state.local);
+        at.stats.rq_total.inc();
+        let ready = poll_fn(|cx| stream.send.poll_ready(cx)).await;
+        match ready.and_then(|()| stream.send.send_request(request.clone(), ends)) {
+            Ok(sent) => return Ok((stream, sent)),
+            Err(e) if !fresh => {
+                tracing::debug!(error = %e, "h2 upstream connection refused a stream: opening another");
+                stream.state.closed.set(true);
+                stream = open(at, ctx, &pooled).await?;
+                fresh = true;
+            }
+            Err(e) => return Err(Failure::before(ProxyError::UpstreamIo(io::Error::other(e)))),
+        }
     }
 }
 

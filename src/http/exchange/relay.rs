@@ -276,7 +276,7 @@ impl<C: Client> Exchange<'_, C> {
                 let data = buf.data();
                 match codec::parse_response(data, &mut slots, meta.is_head, &Limits::default()) {
                     Ok(Some(head)) => {
-                        let retry_statuses = at.retry_statuses.filter(|_| !at.abandoned.get());
+                        let retry_statuses = at.retry_statuses.filter(|_| !at.abandoned.is_some_and(Cell::get));
                         if let Some(err) = retry_statuses.and_then(|p| retried(p, &head, meta.grpc)) {
                             return Err(Failure::before(err));
                         }

@@ -1,6 +1,5 @@
 //! The gRPC check: envoy.service.auth.v3 `Authorization/Check` as Envoy's ext_authz filter
-//! calls it, one unary call on an HTTP/2 connection of its own to the provider's endpoint (the
-//! rate limit filter's `ShouldRateLimit` goes the same way).
+//! calls it, one unary call on the worker's pooled HTTP/2 connection to the provider's endpoint.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,20 +12,20 @@ use super::proto::{
     Address, AttributeContext, CheckRequest, CheckResponse, HeaderValueOption, HttpRequest, Peer as PeerMsg, Request,
     SocketAddress,
 };
-use super::{Verdict, DENIED, MAX_ANSWER, NOT_RELAYED};
-use crate::http::h2_io::{client_builder, PollIo};
+use super::{BodyRead, Verdict, DENIED, MAX_ANSWER, NOT_RELAYED, PARTIAL_BODY};
+use crate::http::exchange::{mux_stream, send_h2, Try};
 use crate::http::peer::Peer;
 use crate::percore::WorkerCtx;
-use crate::snapshot::{Cluster, RequestInfo};
-use crate::upstream::connect;
+use crate::snapshot::authz::ext_authz::WithBody;
+use crate::snapshot::RequestInfo;
 
 /// Envoy's answer to a denial that names no status: 403.
 const FORBIDDEN: u16 = 403;
 
-/// The `CheckRequest` for the request, as one length-prefixed gRPC message: the peer and the
-/// listener's addresses, the client certificate's URI SAN, and the request's method, target,
-/// host, scheme, protocol and lines (pseudo-headers included, as Envoy's are).
-pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protocol: &str) -> Vec<u8> {
+/// The `CheckRequest` for the request: the peer and the listener's addresses, the client
+/// certificate's URI SAN, and the request's method, target, host, scheme, protocol and lines
+/// (pseudo-headers included, as Envoy's are).
+pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protocol: &str) -> CheckRequest {
     let mut headers: HashMap<String, String> = HashMap::with_capacity(info.headers.len() + 3);
     for h in info.headers {
         let value = String::from_utf8_lossy(h.value);
@@ -47,7 +46,7 @@ pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protoco
         })
     };
     let principal = peer.tls.as_ref().and_then(|t| t.peer_uri.as_deref()).unwrap_or_default().to_owned();
-    let check = CheckRequest {
+    CheckRequest {
         attributes: Some(AttributeContext {
             source: Some(PeerMsg { address: address(peer.conn.peer), principal }),
             destination: Some(PeerMsg { address: address(peer.conn.local), principal: String::new() }),
@@ -60,10 +59,26 @@ pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protoco
                     host: info.host.to_owned(),
                     scheme: info.scheme.to_owned(),
                     protocol: protocol.to_owned(),
+                    body: Vec::new(),
+                    raw_body: Vec::new(),
                 }),
             }),
         }),
-    };
+    }
+}
+
+/// `check` as one length-prefixed gRPC message, with the body read for it in `body` (its
+/// `raw_body` under `packAsBytes`, else `body`) and Envoy's partial-body line.
+pub(super) fn encode(mut check: CheckRequest, body: Option<(BodyRead, WithBody)>) -> Vec<u8> {
+    let http = check.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut());
+    if let (Some(http), Some((read, with))) = (http, body) {
+        http.headers.insert(PARTIAL_BODY.to_owned(), if read.whole { "false" } else { "true" }.to_owned());
+        if with.raw {
+            http.raw_body = read.data;
+        } else {
+            http.body = read.data;
+        }
+    }
     frame(&check.encode_to_vec())
 }
 
@@ -77,27 +92,20 @@ pub(in crate::http) fn frame(message: &[u8]) -> Vec<u8> {
 }
 
 /// One unary call of `path` (`message` framed): the answer's message, or `None` when the call
-/// failed (no connection, a status other than OK, an unframed answer).
+/// failed (no connection, a status other than OK, an unframed answer). The call is a stream on
+/// this worker's multiplexed connection to the endpoint, as a proxied HTTP/2 request's (Envoy's
+/// gRPC client shares its cluster's connection); one a closed connection refuses goes on a new
+/// one.
 pub(super) async fn call(
     ctx: &WorkerCtx,
-    addr: SocketAddr,
-    cluster: &Cluster,
+    at: &Try<'_>,
     authority: &str,
     path: &str,
     timeout: Duration,
     message: Vec<u8>,
 ) -> Option<Vec<u8>> {
-    let tls = |c: &_| match &cluster.policy.tls {
-        Some(t) => ctx.tls.client(&t.h2_config),
-        None => ctx.tls.client(c),
-    };
-    let stream = connect(addr, cluster, tls).await.ok()?;
-    let (mut send, connection) = client_builder().handshake::<_, Bytes>(PollIo::new(stream)).await.ok()?;
-    // Driven beside the call; it ends once the call and the handle are gone.
-    monoio::spawn(async move {
-        let _ = connection.await;
-    });
-    let scheme = if cluster.policy.tls.is_some() { "https" } else { "http" };
+    let stream = mux_stream(at, ctx).await.ok()?;
+    let scheme = if at.cluster.policy.tls.is_some() { "https" } else { "http" };
     let call = http::Request::post(format!("{scheme}://{authority}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -105,8 +113,8 @@ pub(super) async fn call(
         .header("grpc-timeout", format!("{}m", timeout.as_millis().clamp(1, 99_999_999)))
         .body(())
         .ok()?;
-    let (response, mut up) = send.send_request(call, false).ok()?;
-    drop(send);
+    // Held until the answer is read: the connection counts it as a stream under way.
+    let (_stream, (response, mut up)) = send_h2(at, ctx, stream, &call, false, |_| {}).await.ok()?;
     up.send_data(Bytes::from(message), true).ok()?;
     let response = response.await.ok()?;
     let ok = |h: &http::HeaderMap| h.get("grpc-status").map(|s| s.as_bytes() == b"0");
@@ -137,14 +145,15 @@ pub(super) async fn call(
 }
 
 /// Envoy's reading of a `CheckResponse`: status OK allows, with `ok_response`'s lines set on
-/// the upstream request; any other status denies with `denied_response`'s status (403 when it
+/// the upstream request and its `response_headers_to_add` added to the client's response; any other status denies with `denied_response`'s status (403 when it
 /// names none), lines and body.
 pub(super) fn verdict(r: CheckResponse) -> Verdict {
     let lines = |options: Vec<HeaderValueOption>| -> Vec<(String, String)> {
         options.into_iter().filter_map(|o| o.header).map(|h| (h.key.to_ascii_lowercase(), h.value)).collect()
     };
     if r.status.map_or(0, |s| s.code) == 0 {
-        return Verdict::Allow(r.ok_response.map(|o| lines(o.headers)).unwrap_or_default());
+        let ok = r.ok_response.unwrap_or_default();
+        return Verdict::Allow { upstream: lines(ok.headers), downstream: lines(ok.response_headers_to_add) };
     }
     let denied = r.denied_response.unwrap_or_default();
     let status =
@@ -167,10 +176,17 @@ mod tests {
     fn status_ok_allows_with_its_lines_and_another_denies_with_403_unless_it_names_a_status() {
         let ok = CheckResponse {
             status: Some(RpcStatus { code: 0 }),
-            ok_response: Some(OkHttpResponse { headers: vec![line("X-User", "alice")] }),
+            ok_response: Some(OkHttpResponse {
+                headers: vec![line("X-User", "alice")],
+                response_headers_to_add: vec![line("X-Session", "s1")],
+            }),
             ..CheckResponse::default()
         };
-        assert!(matches!(verdict(ok), Verdict::Allow(l) if l == [("x-user".to_owned(), "alice".to_owned())]));
+        let Verdict::Allow { upstream, downstream } = verdict(ok) else { panic!("allowed") };
+        assert_eq!(
+            (upstream, downstream),
+            (vec![("x-user".to_owned(), "alice".to_owned())], vec![("x-session".to_owned(), "s1".to_owned())])
+        );
         let bare = CheckResponse { status: Some(RpcStatus { code: 7 }), ..CheckResponse::default() };
         assert!(matches!(verdict(bare), Verdict::Deny { status: 403, .. }));
         let named = CheckResponse {

@@ -70,6 +70,12 @@ pub struct HttpRequest {
     pub scheme: String,
     #[prost(string, tag = "10")]
     pub protocol: String,
+    /// A `string` in the proto, declared as bytes: Envoy sends the body's bytes as they are,
+    /// and the wire form of both is the same.
+    #[prost(bytes = "vec", tag = "11")]
+    pub body: Vec<u8>,
+    #[prost(bytes = "vec", tag = "12")]
+    pub raw_body: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -110,6 +116,9 @@ pub struct HttpStatus {
 pub struct OkHttpResponse {
     #[prost(message, repeated, tag = "2")]
     pub headers: Vec<HeaderValueOption>,
+    /// Lines for the client's response.
+    #[prost(message, repeated, tag = "6")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -24,6 +24,7 @@ use crate::duplex::Duplex;
 use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::exchange::{Client, Replay, RequestBody};
+use crate::http::ext_authz::BodyRead;
 use crate::http::grpc::{self, MessageCounter};
 use crate::http::h2_io::send_data;
 use crate::upstream::UpstreamConn;
@@ -129,6 +130,21 @@ impl<'a> H2Body<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Holds the DATA until the body ends or more than `max` bytes are here, for a check that
+    /// carries it (Envoy's ext_authz buffering): what it holds and whether that is all of it;
+    /// `None` for a request without a body. The held bytes go up first, as [`Self::hold`]'s.
+    pub(super) async fn read_for_check(&mut self, max: usize) -> io::Result<Option<BodyRead>> {
+        if self.ended {
+            return Ok(None);
+        }
+        while !self.ended && self.held.len() <= max {
+            if let Some(data) = self.next_data().await? {
+                self.held.extend_from_slice(&data);
+            }
+        }
+        Ok(Some(BodyRead { data: self.held.clone(), whole: self.ended }))
     }
 
     fn inline(&mut self, out: &mut Vec<u8>) -> Option<u64> {

@@ -228,12 +228,25 @@ impl Stream<'_> {
         }
         // The filters that ask another service (ext_authz, then the rate limit services): a
         // denial replaces whatever the later filters planned, and they never see the request.
+        // The request's DATA, lent to the exchange; a check carrying the body reads it first.
+        let mut lent = H2Body::new(body, framing, meta.grpc);
+        let body = match check.as_ref().and_then(|c| c.body()) {
+            Some(with) => match lent.read_for_check(with.max).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::debug!(error = %e, "request body unread for ext_authz");
+                    return respond.send_reset(Reason::CANCEL);
+                }
+            },
+            None => None,
+        };
         let aborted = fault.abort.is_some();
-        if let Some(verdict) = callouts::run(check, call, meta.global_limit, aborted, ctx, snap).await {
+        if let Some(verdict) = callouts::run(check, body, call, meta.global_limit, aborted, ctx, snap).await {
             match verdict {
-                Verdict::Allow(lines) => {
-                    if matches!(disposition, Disposition::Forward { .. }) {
-                        ext_authz::set_upstream(&mut self.out, &lines);
+                Verdict::Allow { upstream, downstream } => {
+                    if let Disposition::Forward { extras, .. } = &mut disposition {
+                        ext_authz::set_upstream(&mut self.out, &upstream);
+                        extras.on_allow = downstream;
                     }
                 }
                 Verdict::Deny { status, headers, body, details } => {
@@ -265,7 +278,7 @@ impl Stream<'_> {
                 self.send_local(respond);
             }
             Disposition::Forward { route, dest, extras } => {
-                let lent = RefCell::new(H2Body::new(body, framing, meta.grpc));
+                let lent = RefCell::new(lent);
                 let mut exchange = Exchange {
                     client: H2Client::new(&lent, respond, meta.grpc),
                     ctx,

@@ -84,7 +84,9 @@ fn verdict(s: &RateLimitService, answer: Option<RateLimitResponse>) -> Verdict {
             if r.overall_code == OK {
                 count(&c.ok);
             }
-            Verdict::Allow(lines(r.request_headers_to_add))
+            // The service's lines go upstream, and its response lines to the client (Envoy's
+            // `response_headers_to_add` on an OK answer).
+            Verdict::Allow { upstream: lines(r.request_headers_to_add), downstream: lines(r.response_headers_to_add) }
         }
         None => {
             count(&c.error);
@@ -98,7 +100,7 @@ fn verdict(s: &RateLimitService, answer: Option<RateLimitResponse>) -> Verdict {
                 };
             }
             count(&c.failure_mode_allowed);
-            Verdict::Allow(Vec::new())
+            Verdict::Allow { upstream: Vec::new(), downstream: Vec::new() }
         }
     }
 }
@@ -153,8 +155,12 @@ mod tests {
             request_headers_to_add: vec![proto::HeaderValue { key: "x-rl".into(), value: "ok".into() }],
             ..RateLimitResponse::default()
         };
-        assert!(matches!(verdict(&s, Some(r)), Verdict::Allow(l) if l == [("x-rl".to_owned(), "ok".to_owned())]));
-        assert!(matches!(verdict(&s, None), Verdict::Allow(l) if l.is_empty()));
+        assert!(
+            matches!(verdict(&s, Some(r)), Verdict::Allow { upstream, .. } if upstream == [("x-rl".to_owned(), "ok".to_owned())])
+        );
+        assert!(
+            matches!(verdict(&s, None), Verdict::Allow { upstream, downstream } if upstream.is_empty() && downstream.is_empty())
+        );
         let c = &s.counters;
         let counts = [&c.ok, &c.over_limit, &c.error, &c.failure_mode_allowed].map(|c| c.load(Relaxed));
         assert_eq!(counts, [1, 0, 1, 1]);

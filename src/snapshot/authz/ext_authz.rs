@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Pattern;
-use crate::config::mesh_config::{ExtAuthzHttp, ExtensionProvider};
+use crate::config::mesh_config::{BodyInCheck, ExtAuthzHttp, ExtensionProvider};
 use crate::snapshot::ClusterId;
 
 /// istiod's `timeoutOrDefault`: a provider without `timeout` waits 600 s.
@@ -25,7 +25,31 @@ pub struct ExtAuthz {
     pub timeout: Duration,
     pub fail_open: bool,
     pub status_on_error: u16,
+    /// `includeRequestBodyInCheck`: the request body the check carries.
+    pub body: Option<WithBody>,
     pub kind: Kind,
+}
+
+/// Envoy's `with_request_body` as istiod fills it from `includeRequestBodyInCheck`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WithBody {
+    /// `maxRequestBytes`: the most of the body buffered and sent.
+    pub max: usize,
+    /// `allowPartialMessage`: a longer body is checked by its first `max` bytes instead of
+    /// refused with 413.
+    pub partial: bool,
+    /// `packAsBytes`: a gRPC check carries it as `raw_body` rather than `body`.
+    pub raw: bool,
+}
+
+impl WithBody {
+    fn of(b: Option<&BodyInCheck>) -> Option<WithBody> {
+        b.map(|b| WithBody {
+            max: b.max_request_bytes as usize,
+            partial: b.allow_partial_message,
+            raw: b.pack_as_bytes,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +90,7 @@ impl ExtAuthz {
                 timeout: g.timeout.map_or(DEFAULT_TIMEOUT, |t| t.get()),
                 fail_open: g.fail_open,
                 status_on_error: status_on_error(g.status_on_error.as_deref()),
+                body: WithBody::of(g.include_request_body_in_check.as_ref()),
                 kind: Kind::Grpc { authority: format!("outbound_.{port}_._.{host}").into() },
             });
         }
@@ -93,6 +118,7 @@ impl ExtAuthz {
             timeout: h.timeout.map_or(DEFAULT_TIMEOUT, |t| t.get()),
             fail_open: h.fail_open,
             status_on_error: status_on_error(h.status_on_error.as_deref()),
+            body: WithBody::of(h.include_request_body_in_check.as_ref()),
             kind: Kind::Http(service),
         })
     }
