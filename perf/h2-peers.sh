@@ -7,6 +7,7 @@
 #
 #   perf/h2-peers.sh [ROUNDS] [DURATION]       # defaults 5 and 5s: about 20 minutes
 #   ROUNDS=1 DURATION=1s perf/h2-peers.sh      # a short run proving every peer works
+#   PEERS=strait,envoy,nginx perf/h2-peers.sh  # only these (the scenario's `--peers`)
 #
 # Needs perf/install-peers.sh (nginx, HAProxy, Envoy) and one release build, reused:
 # `cargo build --release --bin strait --bin strait-bench`. STRAIT=PATH measures another build.
@@ -19,8 +20,11 @@ for bin in "$bench" "$strait"; do
   [ -x "$bin" ] || { echo "no $bin: cargo build --release --bin strait --bin strait-bench" >&2; exit 1; }
 done
 echo "machine before: $(uptime)"
+peers=()
+[ -n "${PEERS:-}" ] && peers=(--peers "$PEERS")
 for scenario in h2 grpc-unary; do
-  "$bench" scenario "perf/scenarios/$scenario.yaml" --strait "$strait" --rounds "$rounds" --duration "$duration"
+  "$bench" scenario "perf/scenarios/$scenario.yaml" --strait "$strait" --rounds "$rounds" --duration "$duration" \
+    "${peers[@]}"
   echo
 done
 echo "machine after: $(uptime)"

@@ -9,10 +9,13 @@
 # VIRTUALSERVICE=FILE replaces perf/configs/instructions/virtualservice.yaml with FILE (a
 # bench-peers VirtualService file such as perf/configs/lb-round-robin.yaml, ${BACKEND_PORT} filled in).
 #
-# Needs valgrind; the backend is ../shared/bench-peers/setup.sh's C one where it is built, else
+# Needs valgrind; the backend is ../shared/bench-peers/setup.sh's C one where it is built (or
+# BACKEND_BIN, that C file built elsewhere), else
 # strait-bench's own (`serve http`, built by `cargo build --release`). The legacy (epoll) driver is
 # used: valgrind does not know io_uring. 300 warm-up requests, then 3,000 counted ones on one
 # keep-alive connection, GET / with a 5-byte answer (perf/configs/instructions/).
+# HEADER="Name: value" adds one request header (a bearer token, say); CALLGRIND_OUT=FILE keeps
+# callgrind's profile there (for `callgrind_annotate --inclusive=yes FILE`).
 #
 # Proxy, backend and client share one CPU (CPU=N, default 0): each request then takes the same
 # path through the event loop (the upstream's answer is never there yet at the first read), and
@@ -22,7 +25,7 @@ name=$1 bin=$2
 shift 2
 pin=(taskset -c "${CPU:-0}")
 here=$(cd "$(dirname "$0")" && pwd)
-backend=$here/../../shared/bench-peers/.tools/hello_backend
+backend=${BACKEND_BIN:-$here/../../shared/bench-peers/.tools/hello_backend}
 out=$(mktemp -d)
 config=$here/configs/instructions
 if [ -n "${VIRTUALSERVICE:-}" ]; then
@@ -45,8 +48,13 @@ requests() {
   "${pin[@]}" python3 -c "
 import http.client, sys
 c = http.client.HTTPConnection('127.0.0.1', 18081, timeout=30)
+h = {'Host': 'bench.local'}
+extra = '''${HEADER:-}'''
+if extra:
+    name, value = extra.split(':', 1)
+    h[name.strip()] = value.strip()
 for _ in range(int(sys.argv[1])):
-    c.request('GET', '/', headers={'Host': 'bench.local'}); c.getresponse().read()" "$1"
+    c.request('GET', '/', headers=h); r = c.getresponse(); r.read(); assert r.status == 200, r.status" "$1"
 }
 for _ in $(seq 120); do requests 1 2>/dev/null && break; sleep 0.5; done
 requests 300
@@ -54,4 +62,5 @@ callgrind_control -z "$vg" >/dev/null
 requests 3000
 callgrind_control -d "$vg" >/dev/null
 total=$(callgrind_annotate "$out/cg.1" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+[ -n "${CALLGRIND_OUT:-}" ] && cp "$out/cg.1" "$CALLGRIND_OUT"
 echo "$name: $((total / 3000)) user-space instructions per request ($total for 3000)"
