@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use strait_test_support::{self as support, both_drivers, gateway};
 
 use support::backend::Backend;
-use support::client;
+use support::client::{self, admitted, statuses};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
 use support::redis::{RedisServer, SilentServer};
 use support::{free_port, metric, wait_until, Driver, Gateway};
@@ -86,14 +86,6 @@ fn get(addr: SocketAddr, path: &str) -> client::Response {
     client::get(addr, "app.test", path)
 }
 
-fn statuses(addr: SocketAddr, path: &str, n: usize) -> Vec<u16> {
-    (0..n).map(|_| get(addr, path).status).collect()
-}
-
-fn admitted(statuses: &[u16]) -> usize {
-    statuses.iter().filter(|&&s| s == 200).count()
-}
-
 fn stat(gw: &Gateway, name: &str) -> f64 {
     let (_, body) = gw.admin_get("/stats/prometheus");
     metric(&body, name).unwrap_or_else(|| panic!("no {name} in:\n{body}"))
@@ -120,7 +112,7 @@ both_drivers! {
         let (gw, addr) = start(driver, &["--redis", &redis.url()], |port| files(port, &b, &limiter(port, 20, "HOUR", "")));
         fresh_window(3600, Duration::from_secs(60));
         // Eight clients at once, each on connections of its own, spread over both workers.
-        let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(move || statuses(addr, "/limited", 15))).collect();
+        let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(move || statuses(addr, "app.test", "/limited", 15))).collect();
         let all: Vec<u16> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
         assert_eq!(admitted(&all), 20, "a fixed window admits its quota, once: {all:?}");
         assert_eq!(all.iter().filter(|&&s| s == 429).count(), 100, "{all:?}");
@@ -130,7 +122,7 @@ both_drivers! {
         assert_eq!(limited.header("x-envoy-ratelimited"), Some("true"));
         assert!(limited.body.is_empty(), "Envoy's ratelimit filter answers with no body");
         // Other routes of the virtual host are not limited, nor counted.
-        assert_eq!(admitted(&statuses(addr, "/", 10)), 10);
+        assert_eq!(admitted(&statuses(addr, "app.test", "/", 10)), 10);
         assert_eq!(stat(&gw, "envoy_ratelimit_ok"), 20.0);
         assert_eq!(stat(&gw, "envoy_ratelimit_over_limit"), 101.0);
         assert_eq!(stat(&gw, "envoy_ratelimit_error"), 0.0);
@@ -200,7 +192,7 @@ both_drivers! {
             for _ in 0..10 {
                 fresh_window(1, Duration::from_millis(990));
                 let second = unix_now().as_secs();
-                let all = statuses(addr, "/limited", 6);
+                let all = statuses(addr, "app.test", "/limited", 6);
                 if unix_now().as_secs() == second {
                     return (second, all);
                 }
@@ -241,7 +233,7 @@ both_drivers! {
         };
         assert_eq!(admitted(&as_user("alice")), 2);
         assert_eq!(admitted(&as_user("bob")), 5, "bob counts in the config's window of 100");
-        assert_eq!(admitted(&statuses(addr, "/limited?tier=free", 4)), 1);
+        assert_eq!(admitted(&statuses(addr, "app.test", "/limited?tier=free", 4)), 1);
         assert_eq!(redis.keys("*").len(), 3, "{:?}", redis.keys("*"));
     }
 
@@ -250,9 +242,9 @@ both_drivers! {
         let b = Backend::start("app");
         let (gw, addr) = start(driver, &["--redis", &redis.url()], |port| files(port, &b, &limiter(port, 2, "HOUR", "")));
         fresh_window(3600, Duration::from_secs(60));
-        assert_eq!(admitted(&statuses(addr, "/limited", 4)), 2);
+        assert_eq!(admitted(&statuses(addr, "app.test", "/limited", 4)), 2);
         redis.stop();
-        assert_eq!(admitted(&statuses(addr, "/limited", 10)), 10, "fail-open: nothing is limited");
+        assert_eq!(admitted(&statuses(addr, "app.test", "/limited", 10)), 10, "fail-open: nothing is limited");
         assert!(stat(&gw, "envoy_ratelimit_failure_mode_allowed") >= 10.0);
         redis.restart();
         // The workers reconnect (with backoff); the new Redis's window is empty again.
@@ -267,7 +259,7 @@ both_drivers! {
         let (gw, addr) = start(driver, &args, |port| files(port, &b, &limiter(port, 100, "HOUR", "")));
         assert_eq!(get(addr, "/limited").status, 200);
         redis.stop();
-        assert_eq!(statuses(addr, "/limited", 3), vec![500; 3]);
+        assert_eq!(statuses(addr, "app.test", "/limited", 3), vec![500; 3]);
         assert_eq!(get(addr, "/").status, 200, "a route with no global limit asks nothing");
         assert!(stat(&gw, "envoy_ratelimit_error") >= 3.0);
         assert_eq!(stat(&gw, "envoy_ratelimit_failure_mode_allowed"), 0.0);
@@ -283,7 +275,7 @@ both_drivers! {
         let no_timeout = |port| limiter(port, 1, "HOUR", "").replace("    timeout:\n      seconds: 5\n", "");
         let (gw, addr) = start(driver, &["--redis", &url], |port| files(port, &b, &no_timeout(port)));
         let began = std::time::Instant::now();
-        assert_eq!(admitted(&statuses(addr, "/limited", 5)), 5, "fail-open after the timeout");
+        assert_eq!(admitted(&statuses(addr, "app.test", "/limited", 5)), 5, "fail-open after the timeout");
         assert!(began.elapsed() < Duration::from_secs(4), "20 ms each, not ASM's example's 5 s");
         assert_eq!(stat(&gw, "envoy_ratelimit_timeout"), 5.0);
         assert_eq!(stat(&gw, "envoy_ratelimit_failure_mode_allowed"), 5.0);
@@ -315,7 +307,7 @@ both_drivers! {
         let b = Backend::start("app");
         let (_gw, addr) = start(driver, &["--redis", &redis.url()], |port| files(port, &b, &limiter(port, 5, "HOUR", "")));
         let before = redis.command_calls();
-        let all = statuses(addr, "/limited", 10);
+        let all = statuses(addr, "app.test", "/limited", 10);
         let after = redis.command_calls();
         let calls = |c: &str| after.get(c).copied().unwrap_or(0) - before.get(c).copied().unwrap_or(0);
         assert_eq!((calls("incrby"), calls("expire")), (10, 10), "{before:?} {after:?} {all:?}");
@@ -326,7 +318,7 @@ both_drivers! {
     fn without_redis_the_limits_load_and_limit_nothing(driver) {
         let b = Backend::start("app");
         let (gw, addr) = start(driver, &[], |port| files(port, &b, &limiter(port, 1, "HOUR", "")));
-        assert_eq!(admitted(&statuses(addr, "/limited", 3)), 3);
+        assert_eq!(admitted(&statuses(addr, "app.test", "/limited", 3)), 3);
         let warned = gw.logs();
         assert!(warned.contains("ASMGlobalRateLimiter limits nothing without --redis"), "{warned}");
         assert!(warned.contains("gw.yaml"), "the warning names the file: {warned}");

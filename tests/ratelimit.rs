@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use strait_test_support::{self as support, both_drivers, gateway};
 
 use support::backend::Backend;
-use support::client::{self, Conn};
+use support::client::{self, admitted, statuses, Conn};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
 use support::{free_port, metric, Driver, Gateway};
 
@@ -103,14 +103,6 @@ fn get(addr: SocketAddr, path: &str) -> client::Response {
     client::get(addr, "app.test", path)
 }
 
-fn statuses(addr: SocketAddr, path: &str, n: usize) -> Vec<u16> {
-    (0..n).map(|_| get(addr, path).status).collect()
-}
-
-fn admitted(statuses: &[u16]) -> usize {
-    statuses.iter().filter(|&&s| s == 200).count()
-}
-
 /// The value of `family` for the ASM filter's stat prefix.
 fn limit_stat(gw: &Gateway, stat: &str) -> f64 {
     let (_, body) = gw.admin_get("/stats/prometheus");
@@ -186,7 +178,7 @@ both_drivers! {
         let (gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 20, 60, "", ""));
         let began = Instant::now();
         // Eight clients at once, each on connections of its own, spread over both workers.
-        let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(move || statuses(addr, "/limited", 15))).collect();
+        let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(move || statuses(addr, "app.test", "/limited", 15))).collect();
         let all: Vec<u16> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
         let refilled = (began.elapsed().as_secs_f64() * 20.0 / 60.0).ceil() as usize;
         let ok = admitted(&all);
@@ -194,7 +186,7 @@ both_drivers! {
         assert_eq!(all.iter().filter(|&&s| s == 429).count(), 120 - ok, "{all:?}");
         assert_eq!(b.count(), ok, "only admitted requests reach the backend");
         // Other routes of the virtual host are not limited.
-        assert_eq!(admitted(&statuses(addr, "/", 30)), 30);
+        assert_eq!(admitted(&statuses(addr, "app.test", "/", 30)), 30);
         let limited = get(addr, "/limited");
         assert_eq!((limited.status, limited.body_text().as_str()), (429, "local_rate_limited"));
         assert_eq!(limit_stat(&gw, "enabled"), 121.0);
@@ -206,10 +198,10 @@ both_drivers! {
     fn the_bucket_refills_at_quota_per_fill_interval(driver) {
         let b = Backend::start("app");
         let (_gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 2, 1, "", ""));
-        assert_eq!(statuses(addr, "/limited", 4)[2..], [429, 429]);
+        assert_eq!(statuses(addr, "app.test", "/limited", 4)[2..], [429, 429]);
         std::thread::sleep(Duration::from_millis(1200));
         // A whole interval later the bucket is full again (2), never fuller.
-        let again = statuses(addr, "/limited", 5);
+        let again = statuses(addr, "app.test", "/limited", 5);
         assert_eq!(again[0], 200, "{again:?}");
         assert!((2..=3).contains(&admitted(&again)), "{again:?}");
     }
@@ -244,8 +236,8 @@ both_drivers! {
         let (_gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 1, 60, "", overrides));
         let vip = |addr| client::request(addr, "GET /limited HTTP/1.1\r\nHost: app.test\r\nx-user: vip\r\nConnection: close\r\n\r\n").status;
         assert_eq!((0..6).map(|_| vip(addr)).collect::<Vec<_>>(), [200, 200, 200, 200, 429, 429]);
-        assert_eq!(statuses(addr, "/limited?tier=gold", 3), [200, 200, 429]);
-        assert_eq!(statuses(addr, "/limited?tier=silver", 2), [200, 429], "the config's own quota, untouched by the overrides");
+        assert_eq!(statuses(addr, "app.test", "/limited?tier=gold", 3), [200, 200, 429]);
+        assert_eq!(statuses(addr, "app.test", "/limited?tier=silver", 2), [200, 429], "the config's own quota, untouched by the overrides");
     }
 
     fn per_downstream_connection_gives_each_connection_its_bucket(driver) {
@@ -299,7 +291,7 @@ both_drivers! {
         let b = Backend::start("app");
         let (gw, addr) = start(driver, &b, |port| config(port, Some("limited"), 3, 60, "", ""));
         gw.wait_generation(1);
-        assert_eq!(statuses(addr, "/limited", 4), [200, 200, 200, 429]);
+        assert_eq!(statuses(addr, "app.test", "/limited", 4), [200, 200, 200, 429]);
         // Another resource changes; the limit does not: its bucket stays empty.
         let port = addr.port();
         let other = service_entry("other", "other.local", 80, &[b.port()]);
@@ -313,7 +305,7 @@ both_drivers! {
         gw.write_config("gw.yaml", &docs(&[changed, other]));
         gw.signal("HUP");
         gw.wait_generation(3);
-        assert_eq!(admitted(&statuses(addr, "/limited", 7)), 5);
+        assert_eq!(admitted(&statuses(addr, "app.test", "/limited", 7)), 5);
         assert!(metric(&gw.admin_get("/stats/prometheus").1, "envoy_http_local_rate_limit_enabled").is_some());
     }
 
@@ -442,8 +434,8 @@ both_drivers! {
         let (gw, addr) =
             start_filtered(driver, &b, |port| istio_filter(BARE, &istio_route(&format!("app.test:{port}"), "action: ANY")));
         // `action: ANY` gives every route of the virtual host a config, and a bucket, of its own.
-        assert_eq!(statuses(addr, "/limited", 6), [200, 200, 200, 200, 429, 429]);
-        assert_eq!(statuses(addr, "/other", 5), [200, 200, 200, 200, 429]);
+        assert_eq!(statuses(addr, "app.test", "/limited", 6), [200, 200, 200, 200, 429, 429]);
+        assert_eq!(statuses(addr, "app.test", "/other", 5), [200, 200, 200, 200, 429]);
         let limited = get(addr, "/limited");
         assert_eq!((limited.status, limited.body_text().as_str()), (429, "local_rate_limited"));
         assert_eq!(limited.header("x-local-rate-limit"), Some("true"));
@@ -458,11 +450,11 @@ both_drivers! {
         let b = Backend::start("app");
         let (_gw, addr) =
             start_filtered(driver, &b, |port| istio_filter(BARE, &istio_route(&format!("app.test:{port}"), "name: limited")));
-        assert_eq!(admitted(&statuses(addr, "/limited", 6)), 4);
-        assert_eq!(admitted(&statuses(addr, "/", 10)), 10, "the filter has no bucket of its own");
+        assert_eq!(admitted(&statuses(addr, "app.test", "/limited", 6)), 4);
+        assert_eq!(admitted(&statuses(addr, "app.test", "/", 10)), 10, "the filter has no bucket of its own");
         // A virtual host name istiod would not give (no port) reaches no route.
         let (_gw, addr) = start_filtered(driver, &b, |_| istio_filter(BARE, &istio_route("app.test", "action: ANY")));
-        assert_eq!(admitted(&statuses(addr, "/limited", 6)), 6);
+        assert_eq!(admitted(&statuses(addr, "app.test", "/limited", 6)), 6);
     }
 
     fn the_filters_own_bucket_is_shared_by_every_route_of_the_listener(driver) {
@@ -478,7 +470,7 @@ both_drivers! {
         let b = Backend::start("app");
         let (gw, addr) = start_filtered(driver, &b, |_| istio_filter(&istio_limit(14, 2), ""));
         gw.wait_generation(1);
-        assert_eq!(statuses(addr, "/", 3), [200, 200, 429]);
+        assert_eq!(statuses(addr, "app.test", "/", 3), [200, 200, 429]);
         let port = addr.port();
         let other = service_entry("other", "other.local", 80, &[b.port()]);
         let same = filtered(port, &b, &istio_filter(&istio_limit(14, 2), ""));
@@ -490,7 +482,7 @@ both_drivers! {
         gw.write_config("gw.yaml", &docs(&[changed, other]));
         gw.signal("HUP");
         gw.wait_generation(3);
-        assert_eq!(statuses(addr, "/", 6), [200, 200, 200, 200, 200, 429]);
+        assert_eq!(statuses(addr, "app.test", "/", 6), [200, 200, 200, 200, 200, 429]);
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::backend::Backend;
-use support::client;
+use support::client::{self, statuses};
 use support::config::{docs, http_gateway, service_entry, virtual_service};
 use support::{free_port, metric, wait_until, Driver, Gateway};
 
@@ -188,10 +188,6 @@ fn get(addr: SocketAddr, path: &str) -> client::Response {
     client::get(addr, "app.test", path)
 }
 
-fn statuses(addr: SocketAddr, path: &str, n: usize) -> Vec<u16> {
-    (0..n).map(|_| get(addr, path).status).collect()
-}
-
 fn stat(gw: &Gateway, name: &str) -> f64 {
     let (_, body) = gw.admin_get("/stats/prometheus");
     let full = format!("{name}{{envoy_cluster_name=\"{RLS_CLUSTER}\"}}");
@@ -225,7 +221,7 @@ both_drivers! {
         assert_eq!(limited.header("x-envoy-ratelimited"), Some("true"));
         assert_eq!(limited.header("x-ratelimit-limit"), Some("1"), "the service's response_headers_to_add");
         assert_eq!(h2(addr, "/productpage"), "over quota|429", "HTTP/2 requests meet the same filter");
-        assert_eq!(statuses(addr, "/api/v1/products?x=1", 3), [200, 200, 200]);
+        assert_eq!(statuses(addr, "app.test", "/api/v1/products?x=1", 3), [200, 200, 200]);
         assert_eq!(app.count(), 4, "a limited request never reaches the backend");
 
         let expected: Vec<serde_json::Value> = ["/productpage", "/productpage", "/productpage", "/api/v1/products?x=1"]
@@ -311,7 +307,7 @@ spec:
         let app = Backend::start("app");
         let down = closed_port();
         let (gw, addr) = start(driver, &app, down, &[rls_filter(false), RLS_ACTIONS.to_string()]);
-        assert_eq!(statuses(addr, "/productpage", 2), [200, 200], "{}", gw.logs());
+        assert_eq!(statuses(addr, "app.test", "/productpage", 2), [200, 200], "{}", gw.logs());
         assert_eq!(stat(&gw, "envoy_cluster_ratelimit_error"), 2.0);
         assert_eq!(stat(&gw, "envoy_cluster_ratelimit_failure_mode_allowed"), 2.0);
         drop(gw);
@@ -332,12 +328,12 @@ spec:
         let app = Backend::start("app");
         let (_gw, addr) = start(driver, &app, closed_port(), &[LOCAL.to_string()]);
         // `/productpage` has 2 of its own (taking the route's too); the route has 4.
-        assert_eq!(statuses(addr, "/productpage", 3), [200, 200, 429]);
-        assert_eq!(statuses(addr, "/reviews", 3), [200, 200, 429], "the descriptor's admitted requests took the route's tokens");
+        assert_eq!(statuses(addr, "app.test", "/productpage", 3), [200, 200, 429]);
+        assert_eq!(statuses(addr, "app.test", "/reviews", 3), [200, 200, 429], "the descriptor's admitted requests took the route's tokens");
         let limited = get(addr, "/productpage");
         assert_eq!((limited.status, limited.body_text().as_str()), (429, "local_rate_limited"));
         // `/api` is another route, with a bucket of its own.
-        assert_eq!(statuses(addr, "/api/productpage", 5), [200, 200, 200, 200, 429]);
+        assert_eq!(statuses(addr, "app.test", "/api/productpage", 5), [200, 200, 200, 200, 429]);
     }
 }
 

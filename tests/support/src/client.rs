@@ -145,3 +145,13 @@ pub fn request(addr: SocketAddr, raw: &str) -> Response {
 pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
     request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"))
 }
+
+/// The statuses of `n` such GETs, one after another (a rate limit's admitted and refused).
+pub fn statuses(addr: SocketAddr, host: &str, path: &str, n: usize) -> Vec<u16> {
+    (0..n).map(|_| get(addr, host, path).status).collect()
+}
+
+/// How many of `statuses` are 200.
+pub fn admitted(statuses: &[u16]) -> usize {
+    statuses.iter().filter(|&&s| s == 200).count()
+}
