@@ -6,7 +6,7 @@
 //! refused, timed out, unreadable) answers `statusOnError`, or allows with `failOpen`.
 
 mod grpc;
-mod proto;
+pub(super) mod proto;
 
 use std::borrow::Cow;
 use std::rc::Rc;

@@ -42,14 +42,8 @@ pub struct RateLimitResponse {
     pub raw_body: Vec<u8>,
 }
 
-/// `config.core.v3.HeaderValue`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct HeaderValue {
-    #[prost(string, tag = "1")]
-    pub key: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
+/// `config.core.v3.HeaderValue`, as the auth service's messages declare it.
+pub use crate::http::ext_authz::proto::HeaderValue;
 
 pub const OK: i32 = 1;
 pub const OVER_LIMIT: i32 = 2;
