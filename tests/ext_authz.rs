@@ -8,8 +8,9 @@
 //! (a closed one replaced once), the request body in the check (`includeRequestBodyInCheck`);
 //! the same over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
 //! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs); on a
-//! TCP server, a missing provider closing the connections its rules match and an HTTP
-//! provider doing nothing.
+//! TCP server, a missing provider closing the connections its rules match, an HTTP provider
+//! doing nothing, and a gRPC provider checking each matching connection once (closed on a
+//! denial, or on a failed check unless `failOpen`).
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
@@ -238,9 +239,14 @@ fn start_tcp(
     (gw, port)
 }
 
-/// Whether bytes sent to the gateway's TCP `port` come back from the echo behind it.
+/// Whether bytes sent to the gateway's TCP `port` at 127.0.0.1 come back from the echo behind it.
 fn echoes(port: u16) -> bool {
-    let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    echoes_at([127, 0, 0, 1], port)
+}
+
+/// Whether bytes sent to `ip` (a loopback address the gateway listens on) and `port` come back.
+fn echoes_at(ip: [u8; 4], port: u16) -> bool {
+    let mut s = TcpStream::connect(SocketAddr::from((ip, port))).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = s.write_all(b"ping");
     let mut buf = [0u8; 4];
@@ -486,5 +492,41 @@ both_drivers! {
         let (gw, port) = start_tcp(driver, &dir, mesh, &echo, &policies, services);
         assert!(echoes(port), "an HTTP provider has no network filter; the missing provider's rule matches nothing: {}", gw.logs());
         assert_eq!(authz.checks().len(), 0, "istiod ignores a CUSTOM policy with an HTTP provider on a TCP filter chain");
+    }
+
+    fn on_a_tcp_server_a_grpc_provider_checks_the_connection_once_and_its_denial_closes_it(driver) {
+        let echo = TcpBackend::echo();
+        let authz = GrpcAuthz::start();
+        let mesh = "extensionProviders:\n- name: opa\n  envoyExtAuthzGrpc:\n    service: opa.local\n    port: 9191\n    timeout: 5s\n";
+        let services = vec![service_entry("opa", "opa.local", 9191, &[authz.port]).replace("protocol: HTTP", "protocol: GRPC")];
+        let policies = [custom_from("opa", "opa", "127.0.0.1"), custom_from("other", "opa", "10.0.0.0/8")];
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, port) = start_tcp(driver, &dir, mesh, &echo, &policies, services);
+        assert!(echoes(port), "status OK lets the bytes through: {}", gw.logs());
+        // The server prints each check as it answers: its line may come just after.
+        let checks = |n: usize| {
+            let seen = wait_until(Duration::from_secs(5), || authz.checks().len() >= n);
+            assert!(seen.is_some(), "{} checks, {n} wanted", authz.checks().len());
+            authz.checks()
+        };
+        let first = checks(1);
+        assert_eq!(first.len(), 1, "one check per connection");
+        assert!(holds(&first[0], "127.0.0.1"), "the CheckRequest carries the addresses");
+        assert!(!holds(&first[0], ":method"), "a connection's check carries no HTTP request");
+        // tests/grpc_py/ext_authz.py denies a connection to 127.0.0.2.
+        assert!(!echoes_at([127, 0, 0, 2], port), "a denial closes the connection");
+        assert_eq!(checks(2).len(), 2);
+        assert_eq!(echo.accepted(), 1, "a denied connection never reaches the backend");
+
+        // A check that finds no server closes the connection, or lets it through with failOpen.
+        for fail_open in [false, true] {
+            let mesh = format!(
+                "extensionProviders:\n- name: down\n  envoyExtAuthzGrpc:\n    service: down.local\n    port: 9191\n    \
+                 failOpen: {fail_open}\n"
+            );
+            let down = service_entry("down", "down.local", 9191, &[free_port()]).replace("protocol: HTTP", "protocol: GRPC");
+            let (_gw, port) = start_tcp(driver, &dir, &mesh, &echo, &[custom_from("down", "down", "127.0.0.1")], vec![down]);
+            assert_eq!(echoes(port), fail_open, "failOpen: {fail_open}");
+        }
     }
 }

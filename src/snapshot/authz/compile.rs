@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use regex::Regex;
 
+use super::ext_authz::Kind;
 use super::{Attribute, Authz, Condition, Custom, ExtAuthz, Pattern, Policy, Rule};
 use crate::config::authorization_policy::{self as ap, bracketed, Action, AuthorizationPolicy};
 use crate::config::Resource;
@@ -45,14 +46,15 @@ pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope, provid
             (action == Action::Custom).then(|| providers.iter().find(|e| Some(&*e.name) == wanted).cloned()).flatten();
         // istiod's `buildTCP`: Envoy's network ext_authz filter speaks gRPC only, so an HTTP
         // provider's CUSTOM policy does nothing at layer 4 ("ignored CUSTOM action with HTTP
-        // provider on TCP filter chain"), while one naming a provider MeshConfig lacks still
-        // becomes a DENY RBAC filter there.
+        // provider on TCP filter chain"); a gRPC provider's is checked once per connection, and
+        // one naming a provider MeshConfig lacks still becomes a DENY RBAC filter there.
         let tcp_custom = action == Action::Custom && layer == Layer::Tcp;
-        if tcp_custom && provider.is_some() {
+        if tcp_custom && provider.as_ref().is_some_and(|p| matches!(p.kind, Kind::Http(_))) {
             continue;
         }
+        let tcp_deny = tcp_custom && provider.is_none();
         authz.allow_applies |= action == Action::Allow;
-        authz.deny_applies |= action == Action::Deny || tcp_custom;
+        authz.deny_applies |= action == Action::Deny || tcp_deny;
         authz.audit_applies |= action == Action::Audit;
         // istiod's `policyName`: the rule's index among all the policy's rules; a CUSTOM
         // policy's rules carry its provider, and one naming a provider MeshConfig lacks becomes
@@ -77,8 +79,7 @@ pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope, provid
             continue;
         }
         let name: Arc<str> = prefix.into();
-        // At layer 4 a CUSTOM policy left here names no provider: istiod makes its rules DENY.
-        match if tcp_custom { Action::Deny } else { action } {
+        match if tcp_deny { Action::Deny } else { action } {
             Action::Deny => {
                 deny.extend(rules.into_iter().map(|r| Policy { name: name.clone(), rules: Box::new([r]) }));
             }
