@@ -7,12 +7,15 @@
 //! the policy's rules leave alone never checked, checks sharing the worker's pooled connection
 //! (a closed one replaced once), the request body in the check (`includeRequestBodyInCheck`);
 //! the same over gRPC (`envoyExtAuthzGrpc`, envoy.service.auth.v3 `Check`) to a grpcio server
-//! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs).
+//! (tests/grpc_py/ext_authz.py; needs `python3` with `grpcio`, as tests/grpc_python.rs); on a
+//! TCP server, a missing provider closing the connections its rules match, an HTTP provider
+//! doing nothing, and a gRPC provider checking each matching connection once (closed on a
+//! denial, or on a failed check unless `failOpen`).
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,8 +23,8 @@ use std::time::Duration;
 use support::backend::{read_head, Backend, Received};
 use support::client;
 use support::config::{docs, service_entry};
-use support::tcp::TcpBackend;
-use support::{free_port, wait_until, Driver, Gateway};
+use support::tcp::{listen_port, tcp_gateway, tcp_route, tcp_service_entry, tcp_virtual_service, TcpBackend};
+use support::{free_port, metric, wait_until, Driver, Gateway};
 
 /// An HTTP authorization server on 127.0.0.1: a check whose path holds `deny` is denied 401
 /// with lines and a body, one whose path holds `slow` is allowed after 3 s, any other is
@@ -200,6 +203,54 @@ fn h2(addr: SocketAddr, path: &str, extra: &[&str]) -> String {
     ];
     let out = std::process::Command::new("curl").args(args).args(extra).output().expect("curl runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A CUSTOM policy in the root namespace sending connections from `ip_block` to `provider`:
+/// `from` is what a TCP server's rules can see.
+fn custom_from(name: &str, provider: &str, ip_block: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: {name}\n  namespace: \
+         istio-system\nspec:\n  action: CUSTOM\n  provider:\n    name: {provider}\n  rules:\n  - from:\n    - \
+         source:\n        ipBlocks: [\"{ip_block}\"]\n"
+    )
+}
+
+/// A gateway whose TCP server (on a fresh port) forwards to `echo`, with MeshConfig `mesh`,
+/// `policies` and `services`; the port. The mesh file lives in `dir`.
+fn start_tcp(
+    driver: Driver,
+    dir: &tempfile::TempDir,
+    mesh: &str,
+    echo: &TcpBackend,
+    policies: &[String],
+    services: Vec<String>,
+) -> (Gateway, u16) {
+    let path = dir.path().join("mesh.yaml");
+    std::fs::write(&path, mesh).unwrap();
+    let port = listen_port();
+    let mut parts = vec![
+        tcp_gateway("db", port, "TCP"),
+        tcp_virtual_service("db", "db", &tcp_route("", 9000, &[("db.local", 100)])),
+        tcp_service_entry("db", "db.local", 9000, &[echo.port()]),
+    ];
+    parts.extend(services);
+    parts.extend_from_slice(policies);
+    let gw = gateway!(driver).arg("--mesh").arg(path.to_str().unwrap()).file("gw.yaml", &docs(&parts)).start();
+    (gw, port)
+}
+
+/// Whether bytes sent to the gateway's TCP `port` at 127.0.0.1 come back from the echo behind it.
+fn echoes(port: u16) -> bool {
+    echoes_at([127, 0, 0, 1], port)
+}
+
+/// Whether bytes sent to `ip` (a loopback address the gateway listens on) and `port` come back.
+fn echoes_at(ip: [u8; 4], port: u16) -> bool {
+    let mut s = TcpStream::connect(SocketAddr::from((ip, port))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(b"ping");
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).is_ok() && &buf == b"ping"
 }
 
 both_drivers! {
@@ -424,5 +475,58 @@ both_drivers! {
         assert!(holds(&check, "hello-gr") && !holds(&check, "hello-grpc"), "raw_body: the first maxRequestBytes");
         assert!(holds(&check, "x-envoy-auth-partial-body"));
         assert_eq!(app.last().body, b"hello-grpc-body");
+    }
+
+    fn on_a_tcp_server_a_missing_provider_denies_what_it_matches_and_an_http_provider_does_nothing(driver) {
+        let echo = TcpBackend::echo();
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, port) = start_tcp(driver, &dir, "", &echo, &[custom_from("ghost", "no-such-provider", "127.0.0.1")], vec![]);
+        assert!(!echoes(port), "istiod builds a DENY RBAC filter for a provider MeshConfig lacks");
+        assert_eq!(echo.accepted(), 0, "a denied connection never reaches the backend");
+        assert_eq!(metric(&gw.admin_get("/stats/prometheus").1, "envoy_tcp_rbac_denied"), Some(1.0), "{}", gw.logs());
+
+        let authz = AuthzServer::start();
+        let mesh = "extensionProviders:\n- name: checker\n  envoyExtAuthzHttp:\n    service: authz.local\n    port: 9000\n";
+        let services = vec![service_entry("authz", "authz.local", 9000, &[authz.port])];
+        let policies = [custom_from("http", "checker", "127.0.0.1"), custom_from("ghost", "no-such-provider", "10.0.0.0/8")];
+        let (gw, port) = start_tcp(driver, &dir, mesh, &echo, &policies, services);
+        assert!(echoes(port), "an HTTP provider has no network filter; the missing provider's rule matches nothing: {}", gw.logs());
+        assert_eq!(authz.checks().len(), 0, "istiod ignores a CUSTOM policy with an HTTP provider on a TCP filter chain");
+    }
+
+    fn on_a_tcp_server_a_grpc_provider_checks_the_connection_once_and_its_denial_closes_it(driver) {
+        let echo = TcpBackend::echo();
+        let authz = GrpcAuthz::start();
+        let mesh = "extensionProviders:\n- name: opa\n  envoyExtAuthzGrpc:\n    service: opa.local\n    port: 9191\n    timeout: 5s\n";
+        let services = vec![service_entry("opa", "opa.local", 9191, &[authz.port]).replace("protocol: HTTP", "protocol: GRPC")];
+        let policies = [custom_from("opa", "opa", "127.0.0.1"), custom_from("other", "opa", "10.0.0.0/8")];
+        let dir = tempfile::tempdir().unwrap();
+        let (gw, port) = start_tcp(driver, &dir, mesh, &echo, &policies, services);
+        assert!(echoes(port), "status OK lets the bytes through: {}", gw.logs());
+        // The server prints each check as it answers: its line may come just after.
+        let checks = |n: usize| {
+            let seen = wait_until(Duration::from_secs(5), || authz.checks().len() >= n);
+            assert!(seen.is_some(), "{} checks, {n} wanted", authz.checks().len());
+            authz.checks()
+        };
+        let first = checks(1);
+        assert_eq!(first.len(), 1, "one check per connection");
+        assert!(holds(&first[0], "127.0.0.1"), "the CheckRequest carries the addresses");
+        assert!(!holds(&first[0], ":method"), "a connection's check carries no HTTP request");
+        // tests/grpc_py/ext_authz.py denies a connection to 127.0.0.2.
+        assert!(!echoes_at([127, 0, 0, 2], port), "a denial closes the connection");
+        assert_eq!(checks(2).len(), 2);
+        assert_eq!(echo.accepted(), 1, "a denied connection never reaches the backend");
+
+        // A check that finds no server closes the connection, or lets it through with failOpen.
+        for fail_open in [false, true] {
+            let mesh = format!(
+                "extensionProviders:\n- name: down\n  envoyExtAuthzGrpc:\n    service: down.local\n    port: 9191\n    \
+                 failOpen: {fail_open}\n"
+            );
+            let down = service_entry("down", "down.local", 9191, &[free_port()]).replace("protocol: HTTP", "protocol: GRPC");
+            let (_gw, port) = start_tcp(driver, &dir, &mesh, &echo, &[custom_from("down", "down", "127.0.0.1")], vec![down]);
+            assert_eq!(echoes(port), fail_open, "failOpen: {fail_open}");
+        }
     }
 }

@@ -39,6 +39,7 @@ mod tunnel;
 
 use std::rc::Rc;
 
+pub use ext_authz::connection_allowed as ext_authz_connection;
 pub use h2::serve_tls as serve_h2;
 pub use peer::TlsSession;
 pub use session::Downstream;

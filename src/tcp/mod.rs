@@ -16,7 +16,8 @@ use tracing::debug;
 
 use crate::duplex::Duplex;
 use crate::percore::{ConnInfo, WorkerCtx};
-use crate::snapshot::authz::{remote_ip, Authz, Decision, Request};
+use crate::snapshot::authz::ext_authz::ExtAuthz;
+use crate::snapshot::authz::{remote_ip, Decision, Request};
 use crate::snapshot::{Cluster, ClusterId, HashKey, L4Route, LoadBalancer};
 use crate::stats::{L4Counters, L4Kind};
 use crate::upstream::{connect, Generation, Observation, UpstreamStream};
@@ -39,8 +40,18 @@ impl Client<TcpStream> {
     }
 }
 
+/// Envoy's network ext_authz check of a connection (provider, source, destination, the client
+/// certificate's URI SAN): whether it may go on. `http/` makes the gRPC call; being its peer,
+/// this module is handed it by the layers above.
+pub trait ExtAuthzCheck:
+    AsyncFn(&WorkerCtx, &Generation, &ExtAuthz, SocketAddr, SocketAddr, Option<&str>) -> bool
+{
+}
+
+impl<F: AsyncFn(&WorkerCtx, &Generation, &ExtAuthz, SocketAddr, SocketAddr, Option<&str>) -> bool> ExtAuthzCheck for F {}
+
 /// Serves one accepted connection on a TCP listener until both sides have closed.
-pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
+pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerCtx>, ext_authz: impl ExtAuthzCheck) {
     // Held for the connection's life: a reload mid-stream never changes where it goes.
     let snap = ctx.snapshot();
     let Some(route) = snap.listener(conn.listener_port).and_then(|l| l.tcp_route(conn.local.ip(), conn.client.ip()))
@@ -49,7 +60,7 @@ pub async fn serve_connection(client: TcpStream, conn: ConnInfo, ctx: Rc<WorkerC
         debug!(peer = %conn.peer, port = conn.listener_port, "no tcp route: connection closed");
         return;
     };
-    serve_route(Client::spliced(client), Inbound::new(conn), route, &snap, &ctx).await;
+    serve_route(Client::spliced(client), Inbound::new(conn), route, &snap, &ctx, ext_authz).await;
 }
 
 /// The client's side of a proxied connection: as accepted, what it already sent (a
@@ -77,10 +88,24 @@ pub async fn serve_route<T: Duplex>(
     route: &L4Route,
     snap: &Generation,
     ctx: &WorkerCtx,
+    ext_authz: impl ExtAuthzCheck,
 ) {
     if let Some(authz) = snap.listener(inbound.conn.listener_port).and_then(|l| l.l4_authz.as_deref()) {
-        let allowed = authorized(authz, &inbound);
-        ctx.stats.record_tcp_rbac(allowed);
+        let request = l4_request(&inbound);
+        // istiod puts the CUSTOM policies' ext_authz filter ahead of the DENY and ALLOW RBAC
+        // filters: a connection its rules match is checked first, and closed on a denial.
+        if let Some(provider) = authz.custom(&request).and_then(|c| c.provider.as_deref()) {
+            let conn = &inbound.conn;
+            if !ext_authz(ctx, snap, provider, conn.peer, conn.local, inbound.peer_uri).await {
+                debug!(peer = %conn.peer, port = conn.listener_port, "ext_authz: connection denied");
+                return;
+            }
+        }
+        let allowed = authz.decide(&request).decision == Decision::Allow;
+        // The CUSTOM policies' RBAC filter has shadow rules only: it counts no `allowed`.
+        if authz.deny_applies || authz.allow_applies || authz.audit_applies {
+            ctx.stats.record_tcp_rbac(allowed);
+        }
         if !allowed {
             // Envoy's network RBAC filter closes the connection before tcp_proxy connects.
             debug!(peer = %inbound.conn.peer, port = inbound.conn.listener_port, "RBAC: connection denied");
@@ -99,11 +124,11 @@ pub async fn serve_route<T: Duplex>(
     serve_cluster(client, inbound, cluster_id, snap, ctx, &route_stats).await;
 }
 
-/// Whether the port's AuthorizationPolicies let the connection through, judged at its start on
-/// what layer 4 sees (addresses, port, SNI).
-fn authorized(authz: &Authz, inbound: &Inbound<'_>) -> bool {
+/// What the port's AuthorizationPolicies judge the connection by at its start: what layer 4
+/// sees (addresses, port, SNI, the client certificate).
+fn l4_request<'a>(inbound: &Inbound<'a>) -> Request<'a> {
     let conn = &inbound.conn;
-    let request = Request {
+    Request {
         http: None,
         port: conn.listener_port,
         local: conn.local.ip(),
@@ -112,8 +137,7 @@ fn authorized(authz: &Authz, inbound: &Inbound<'_>) -> bool {
         sni: inbound.sni,
         peer_uri: inbound.peer_uri,
         jwt: None,
-    };
-    authz.decide(&request).decision == Decision::Allow
+    }
 }
 
 /// Proxies `client` to one endpoint of `cluster_id`; `route_stats` count the client's side.

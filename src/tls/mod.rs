@@ -133,7 +133,7 @@ async fn passthrough(
     };
     let client = Client::spliced(tcp.into_inner());
     let inbound = Inbound { conn, first: hello.raw.data(), sni, peer_uri: None };
-    crate::tcp::serve_route(client, inbound, route, snap, ctx).await;
+    crate::tcp::serve_route(client, inbound, route, snap, ctx, crate::http::ext_authz_connection).await;
 }
 
 /// The server a ClientHello lands on. An SNI of the AUTO_PASSTHROUGH form is matched on the
@@ -182,7 +182,8 @@ async fn terminated_tcp(
         debug!(peer = %conn.peer, "no tcp route behind TLS: connection closed");
         return;
     };
-    crate::tcp::serve_route(Client::Terminated(stream), inbound, route, snap, ctx).await;
+    crate::tcp::serve_route(Client::Terminated(stream), inbound, route, snap, ctx, crate::http::ext_authz_connection)
+        .await;
 }
 
 #[cfg(test)]

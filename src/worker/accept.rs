@@ -77,7 +77,9 @@ fn serve(stream: TcpStream, peer: SocketAddr, port: u16, fixed_local: Option<Soc
         match protocol {
             // Boxed: their splice and TLS state would otherwise size every HTTP connection's
             // task too.
-            ListenerProtocol::Tcp => Box::pin(crate::tcp::serve_connection(stream, conn, ctx)).await,
+            ListenerProtocol::Tcp => {
+                Box::pin(crate::tcp::serve_connection(stream, conn, ctx, crate::http::ext_authz_connection)).await
+            }
             ListenerProtocol::Tls => Box::pin(crate::tls::serve_connection(stream, conn, ctx)).await,
             ListenerProtocol::Http => {
                 let client = ClientTcp::new(stream, ctx.drain_handle());

@@ -35,11 +35,11 @@ def header(key, value):
 
 
 def check(request, context):
-    """A path holding `deny` is denied (PERMISSION_DENIED, 401, lines and a body); one holding
-    `slow` is allowed after 3 s; any other is allowed with `x-user: alice` for the upstream and
-    `x-session: s1` for the client."""
+    """A path holding `deny`, or a connection to 127.0.0.2, is denied (PERMISSION_DENIED, 401,
+    lines and a body); a path holding `slow` is allowed after 3 s; any other is allowed with
+    `x-user: alice` for the upstream and `x-session: s1` for the client."""
     print(request.hex(), flush=True)
-    if b"deny" in request:
+    if b"deny" in request or b"127.0.0.2" in request:
         denied = field(1, number(1, 401)) + field(2, header(b"x-reason", b"no token")) + field(3, b"go away")
         return field(1, number(1, 7)) + field(2, denied)
     if b"slow" in request:

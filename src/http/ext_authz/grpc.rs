@@ -40,29 +40,41 @@ pub(super) fn request(info: &RequestInfo<'_>, target: &str, peer: &Peer, protoco
     for (name, value) in [(":authority", info.host), (":method", info.method), (":path", target)] {
         headers.insert(name.to_owned(), value.to_owned());
     }
+    let principal = peer.tls.as_ref().and_then(|t| t.peer_uri.as_deref());
+    let mut check = connection(peer.conn.peer, peer.conn.local, principal);
+    if let Some(attributes) = check.attributes.as_mut() {
+        attributes.request = Some(Request {
+            http: Some(HttpRequest {
+                id: String::new(),
+                method: info.method.to_owned(),
+                headers,
+                path: target.to_owned(),
+                host: info.host.to_owned(),
+                scheme: info.scheme.to_owned(),
+                protocol: protocol.to_owned(),
+                body: Vec::new(),
+                raw_body: Vec::new(),
+            }),
+        });
+    }
+    check
+}
+
+/// The `CheckRequest`'s connection part: the `source` (the client, with the verified client
+/// certificate's URI SAN as its principal) and `destination` (the listener) addresses. Alone,
+/// it is Envoy's network ext_authz filter's check of a TCP connection.
+pub(super) fn connection(source: SocketAddr, destination: SocketAddr, principal: Option<&str>) -> CheckRequest {
     let address = |a: SocketAddr| {
         Some(Address {
             socket_address: Some(SocketAddress { address: a.ip().to_string(), port_value: u32::from(a.port()) }),
         })
     };
-    let principal = peer.tls.as_ref().and_then(|t| t.peer_uri.as_deref()).unwrap_or_default().to_owned();
+    let principal = principal.unwrap_or_default().to_owned();
     CheckRequest {
         attributes: Some(AttributeContext {
-            source: Some(PeerMsg { address: address(peer.conn.peer), principal }),
-            destination: Some(PeerMsg { address: address(peer.conn.local), principal: String::new() }),
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    id: String::new(),
-                    method: info.method.to_owned(),
-                    headers,
-                    path: target.to_owned(),
-                    host: info.host.to_owned(),
-                    scheme: info.scheme.to_owned(),
-                    protocol: protocol.to_owned(),
-                    body: Vec::new(),
-                    raw_body: Vec::new(),
-                }),
-            }),
+            source: Some(PeerMsg { address: address(source), principal }),
+            destination: Some(PeerMsg { address: address(destination), principal: String::new() }),
+            request: None,
         }),
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use regex::Regex;
 
+use super::ext_authz::Kind;
 use super::{Attribute, Authz, Condition, Custom, ExtAuthz, Pattern, Policy, Rule};
 use crate::config::authorization_policy::{self as ap, bracketed, Action, AuthorizationPolicy};
 use crate::config::Resource;
@@ -40,17 +41,21 @@ pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope, provid
     for p in policies {
         let prefix = format!("ns[{}]-policy[{}]", p.namespace(), p.name());
         let action = p.spec.action();
-        // Envoy's network ext_authz filter speaks gRPC only; an HTTP provider's CUSTOM policy
-        // does nothing at layer 4, as istiod builds no filter for it there.
-        if action == Action::Custom && layer == Layer::Tcp {
-            continue;
-        }
-        authz.allow_applies |= action == Action::Allow;
-        authz.deny_applies |= action == Action::Deny;
-        authz.audit_applies |= action == Action::Audit;
         let wanted = p.spec.provider.as_ref().map(|pr| pr.name.as_str());
         let provider =
             (action == Action::Custom).then(|| providers.iter().find(|e| Some(&*e.name) == wanted).cloned()).flatten();
+        // istiod's `buildTCP`: Envoy's network ext_authz filter speaks gRPC only, so an HTTP
+        // provider's CUSTOM policy does nothing at layer 4 ("ignored CUSTOM action with HTTP
+        // provider on TCP filter chain"); a gRPC provider's is checked once per connection, and
+        // one naming a provider MeshConfig lacks still becomes a DENY RBAC filter there.
+        let tcp_custom = action == Action::Custom && layer == Layer::Tcp;
+        if tcp_custom && provider.as_ref().is_some_and(|p| matches!(p.kind, Kind::Http(_))) {
+            continue;
+        }
+        let tcp_deny = tcp_custom && provider.is_none();
+        authz.allow_applies |= action == Action::Allow;
+        authz.deny_applies |= action == Action::Deny || tcp_deny;
+        authz.audit_applies |= action == Action::Audit;
         // istiod's `policyName`: the rule's index among all the policy's rules; a CUSTOM
         // policy's rules carry its provider, and one naming a provider MeshConfig lacks becomes
         // a DENY rule named as such.
@@ -74,7 +79,7 @@ pub fn compile(policies: &[&Resource<AuthorizationPolicy>], scope: Scope, provid
             continue;
         }
         let name: Arc<str> = prefix.into();
-        match action {
+        match if tcp_deny { Action::Deny } else { action } {
             Action::Deny => {
                 deny.extend(rules.into_iter().map(|r| Policy { name: name.clone(), rules: Box::new([r]) }));
             }

@@ -397,3 +397,17 @@ fn a_deny_names_the_rule_envoys_sorted_policies_find_first_and_every_filter_coun
     assert_eq!(verdict("PUT", "/y"), (Decision::Deny(None), Some(false), 2));
     assert_eq!(verdict("POST", "/y"), (Decision::Allow, Some(false), 3));
 }
+
+#[test]
+fn on_tcp_a_custom_policy_naming_a_missing_provider_is_a_deny_named_as_istiod_names_it() {
+    let a = authz(
+        Layer::Tcp,
+        &[("ghost", "action: CUSTOM\nprovider: {name: nope}\nrules: [{from: [{source: {ipBlocks: [10.0.0.0/8]}}]}]")],
+    );
+    assert!(a.custom.is_empty());
+    let names: Vec<&str> = a.deny.iter().map(|p| &*p.rules[0].name).collect();
+    assert_eq!(names, ["istio-ext-authz-nope-ns[istio-system]-policy[ghost]-rule[0]-deny-due-to-bad-CUSTOM-action"]);
+    let tcp = |peer: &'static str| Req { http: false, peer, ..Req::default() };
+    assert!(!decide(&a, &tcp("10.0.0.5")));
+    assert!(decide(&a, &tcp("11.0.0.5")));
+}
