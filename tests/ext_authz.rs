@@ -139,6 +139,13 @@ impl GrpcAuthz {
     fn checks(&self) -> Vec<Vec<u8>> {
         self.checks.lock().unwrap().clone()
     }
+
+    /// The checks once at least `n` came: the server prints each before it answers, but its
+    /// output is read on a thread of its own, which may lag the answer.
+    fn settled(&self, n: usize) -> Vec<Vec<u8>> {
+        wait_until(Duration::from_secs(5), || self.checks.lock().unwrap().len() >= n);
+        self.checks()
+    }
 }
 
 impl Drop for GrpcAuthz {
@@ -412,7 +419,7 @@ both_drivers! {
         }
         assert_eq!(authz.checks().len(), 8);
         assert_eq!(authz.connections(), 1, "one kept-alive connection carries every HTTP check");
-        assert_eq!(grpc.checks().len(), 4);
+        assert_eq!(grpc.settled(4).len(), 4);
         assert_eq!(relay.accepted(), 1, "one HTTP/2 connection carries every gRPC check");
         assert_eq!(closing.checks().len(), 4, "a check the closed connection dropped went again on a new one");
         assert_eq!(closing.connections(), 4);
@@ -470,8 +477,9 @@ both_drivers! {
         let check = last_check();
         assert_eq!((check.body.len(), check.header("x-envoy-auth-partial-body")), (0, None), "no body, none checked");
 
+        let before = grpc.checks().len();
         assert_eq!(post("/grpc/d", "hello-grpc-body").status, 200);
-        let check = grpc.checks().pop().unwrap();
+        let check = grpc.settled(before + 1).pop().unwrap();
         assert!(holds(&check, "hello-gr") && !holds(&check, "hello-grpc"), "raw_body: the first maxRequestBytes");
         assert!(holds(&check, "x-envoy-auth-partial-body"));
         assert_eq!(app.last().body, b"hello-grpc-body");
