@@ -327,6 +327,8 @@ pub(super) fn request_of(
     let method = http::Method::from_bytes(head.method.as_bytes()).map_err(|_| ParseError::InvalidMethod)?;
     let mut request =
         http::Request::builder().method(method).uri(uri).body(()).map_err(|_| ParseError::InvalidTarget)?;
+    // One copy of the head that every value is a slice of, rather than a copy of each value.
+    let shared = Bytes::copy_from_slice(&out[..head.head_len]);
     let fields = request.headers_mut();
     for h in head.headers() {
         if DROPPED.iter().any(|d| d.eq_ignore_ascii_case(h.name)) {
@@ -337,10 +339,17 @@ pub(super) fn request_of(
             continue;
         }
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ParseError::InvalidHeaderName)?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| ParseError::InvalidHeaderValue)?;
+        let value = HeaderValue::from_maybe_shared(shared_slice(&shared, out, h.value))
+            .map_err(|_| ParseError::InvalidHeaderValue)?;
         fields.append(name, value);
     }
     Ok((request, head.head_len, head.framing))
+}
+
+/// The part of `shared` (a copy of `whole`'s start) that `part` (a slice of `whole`) is.
+pub(super) fn shared_slice(shared: &Bytes, whole: &[u8], part: &[u8]) -> Bytes {
+    let at = part.as_ptr() as usize - whole.as_ptr() as usize;
+    shared.slice(at..at + part.len())
 }
 
 /// The request body's way up: HTTP/1.1-framed bytes (as the client's codec writes them) in,

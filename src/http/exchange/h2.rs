@@ -52,13 +52,23 @@ impl<C: Client> Exchange<'_, C> {
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
         let stream = mux_stream(at, ctx).await?;
-        let (request, head_len, framing) = request_of(self.out, at.cluster.policy.tls.is_some(), &ctx.limits.head)
-            .map_err(|e| Failure::before(ProxyError::BadRequest(e)))?;
+        let tls = at.cluster.policy.tls.is_some();
+        let (request, head_len, framing) =
+            request_of(self.out, tls, &ctx.limits.head).map_err(|e| Failure::before(ProxyError::BadRequest(e)))?;
         // Nothing follows the head: the request ends with its HEADERS.
         let ends =
             framing == BodyFraming::None || (inline && self.out.len() == head_len && framing != BodyFraming::Chunked);
+        // The request goes on its first try as built; a second try (a refused stream) reads the
+        // same head again rather than every request cloning its fields for a rare retry.
+        let mut first = Some(request);
+        let out = &*self.out;
+        let request = || {
+            first
+                .take()
+                .unwrap_or_else(|| request_of(out, tls, &ctx.limits.head).map_or_else(|_| Default::default(), |r| r.0))
+        };
         let log = &mut self.account.log;
-        let (stream, (response_future, body)) = send_h2(at, ctx, stream, &request, ends, |local| {
+        let (stream, (response_future, body)) = send_h2(at, ctx, stream, request, ends, |local| {
             if let Some(r) = log {
                 r.upstream_local = local;
             }
@@ -157,15 +167,16 @@ pub(in crate::http) async fn mux_stream(at: &Try<'_>, ctx: &WorkerCtx) -> Result
     }
 }
 
-/// Opens `request`'s stream on `stream`'s connection (`ends`: with no body). One the
-/// connection refuses before anything was sent (it closed meanwhile, or sent GOAWAY) goes once
-/// more on a fresh connection, as a reused HTTP/1.1 connection is retried. `sending` learns
-/// each connection's local address. The stream's hold on its connection comes back with it.
+/// Opens the stream of the request `request` makes (called once a try) on `stream`'s
+/// connection (`ends`: with no body). One the connection refuses before anything was sent (it
+/// closed meanwhile, or sent GOAWAY) goes once more on a fresh connection, as a reused
+/// HTTP/1.1 connection is retried. `sending` learns each connection's local address. The
+/// stream's hold on its connection comes back with it.
 pub(in crate::http) async fn send_h2(
     at: &Try<'_>,
     ctx: &WorkerCtx,
     mut stream: MuxStream,
-    request: &http::Request<()>,
+    mut request: impl FnMut() -> http::Request<()>,
     ends: bool,
     mut sending: impl FnMut(Option<std::net::SocketAddr>),
 ) -> Result<(MuxStream, (ResponseFuture, h2::SendStream<Bytes>)), Failure> {
@@ -177,7 +188,7 @@ pub(in crate::http) async fn send_h2(
         sending(stream.state.local);
         at.stats.rq_total.inc();
         let ready = poll_fn(|cx| stream.send.poll_ready(cx)).await;
-        match ready.and_then(|()| stream.send.send_request(request.clone(), ends)) {
+        match ready.and_then(|()| stream.send.send_request(request(), ends)) {
             Ok(sent) => return Ok((stream, sent)),
             Err(e) if !fresh => {
                 tracing::debug!(error = %e, "h2 upstream connection refused a stream: opening another");

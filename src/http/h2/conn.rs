@@ -47,6 +47,11 @@ const CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// Streams the client resets before we accept them, outstanding at once, before the
 /// connection is ended with GOAWAY (rapid reset, CVE-2023-44487): h2's default, said here.
 const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Room a stream's buffers start with, so that a common request's heads are written without
+/// the buffer growing through several reallocations: the client's head as HTTP/1.1, then the
+/// upstream's head and the client's response head (with the gateway's added fields).
+const HEAD_ROOM: usize = 512;
+const OUT_ROOM: usize = 1024;
 /// How often an open connection looks at the worker's drain, its TLS settings and its idleness.
 const WATCH: Duration = Duration::from_secs(1);
 
@@ -145,7 +150,7 @@ async fn serve_stream(
         }
     };
     let (parts, mut body) = request.into_parts();
-    let mut head = Vec::new();
+    let mut head = Vec::with_capacity(HEAD_ROOM);
     let key = || {
         let mut key = [0u8; 16];
         for chunk in key.chunks_mut(4) {
@@ -157,7 +162,8 @@ async fn serve_stream(
         return respond.send_reset(Reason::PROTOCOL_ERROR);
     }
     drop(parts);
-    let mut stream = Stream { ctx, account: Account::new(ctx.access_log.is_some()), out: Vec::new(), streamed: 0 };
+    let mut stream =
+        Stream { ctx, account: Account::new(ctx.access_log.is_some()), out: Vec::with_capacity(OUT_ROOM), streamed: 0 };
     stream.account.begin();
     stream.serve(&snap, peer, &head, &mut body, &mut respond).await;
     stream.account.finish(ctx, &snap, stream.streamed);

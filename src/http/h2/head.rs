@@ -8,10 +8,12 @@
 //! writes the client's head (its edits, hop-by-hop fields dropped) and [`response_of`] reads
 //! it into an HTTP/2 response without the fields that only HTTP/1.1 framing needs.
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, COOKIE, HOST};
 use http::request::Parts;
 
 use crate::http::codec::{self, RequestEdits};
+use crate::http::h2_io::shared_slice;
 use crate::http::head::{ReqMeta, RequestView};
 use crate::snapshot::RequestInfo;
 
@@ -190,6 +192,8 @@ pub(super) fn response_of(h1: &[u8]) -> Option<(http::Response<()>, usize)> {
     };
     let mut response = http::Response::new(());
     *response.status_mut() = http::StatusCode::from_u16(parsed.code?).ok()?;
+    // One copy of the head that every value is a slice of, rather than a copy of each value.
+    let shared = Bytes::copy_from_slice(&h1[..len]);
     let headers = response.headers_mut();
     for h in parsed.headers.iter() {
         if connection_specific(h.name.as_bytes()) {
@@ -197,7 +201,7 @@ pub(super) fn response_of(h1: &[u8]) -> Option<(http::Response<()>, usize)> {
         }
         // HTTP/2 field names are lower case (RFC 9113 §8.2.1); `from_bytes` lowers them.
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+        headers.append(name, HeaderValue::from_maybe_shared(shared_slice(&shared, h1, h.value)).ok()?);
     }
     Some((response, len))
 }
