@@ -6,13 +6,14 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strait_test_support::{self as support, both_drivers, gateway};
 
 use support::backend::Backend;
 use support::client;
 use support::config::{docs, http_gateway, service_entry, virtual_service};
+use support::h2::{block, frame, request, END_HEADERS, END_STREAM, GOAWAY, H2, HEADERS};
 use support::tcp::TcpBackend;
 use support::tls::{route_all, server, simple_tls, Ca};
 use support::{free_port, wait_until, Driver, Gateway};
@@ -341,6 +342,31 @@ both_drivers! {
         assert!(removed, "a reload that removes the port tells the client");
         let (gw, addr) = setup(driver, &app, &trailers, &[]);
         assert!(goaway_after(addr, Duration::from_secs(5), || gw.signal("TERM")), "a drain tells the client");
+    }
+
+    fn a_busy_connection_is_told_to_go_on_a_drain(driver) {
+        // Streams arriving more often than the connection's 1 s watch must not keep it from
+        // ever hearing of the drain.
+        let app = Backend::start("app");
+        let trailers = trailers_backend();
+        let (gw, addr) = setup(driver, &app, &trailers, &["--drain-timeout", "10s"]);
+        let mut h2 = H2::connect(addr);
+        let mut writer = h2.stream.try_clone().unwrap();
+        let told = std::thread::spawn(move || h2.until(|f| f.kind == GOAWAY).is_some());
+        gw.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(6);
+        let mut id = 1;
+        while !told.is_finished() && Instant::now() < deadline {
+            let request = frame(HEADERS, END_HEADERS | END_STREAM, id, &block(&request("GET", "app.test", "/")));
+            if writer.write_all(&request).is_err() {
+                break;
+            }
+            id += 2;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Asked while the connection was still busy, not once the load stopped.
+        let in_time = told.is_finished();
+        assert!(in_time && told.join().unwrap(), "no GOAWAY on a connection busy through the drain:\n{}", gw.logs());
     }
 
     fn https_offers_h2_by_alpn(driver) {

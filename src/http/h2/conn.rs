@@ -91,11 +91,15 @@ where
     let open = Rc::new(Cell::new(0usize));
     let mut idle_since = Instant::now();
     let mut closing = false;
+    // One timer for the connection, set again each time it fires: a sleep made anew per loop
+    // would never fire while streams arrive more often than WATCH, and a busy connection would
+    // never be told to go away on a drain.
+    let mut watch = std::pin::pin!(monoio::time::sleep(WATCH));
     loop {
         // Accepting also drives the connection: the streams' frames go out while it waits.
         let accepted = monoio::select! {
             accepted = connection.accept() => Some(accepted),
-            _ = monoio::time::sleep(WATCH) => None,
+            _ = &mut watch => None,
         };
         match accepted {
             Some(Some(Ok((request, respond)))) => {
@@ -112,6 +116,7 @@ where
             }
             Some(None) => break,
             None => {
+                watch.as_mut().reset(monoio::time::Instant::now() + WATCH);
                 if open.get() > 0 {
                     idle_since = Instant::now();
                 }
