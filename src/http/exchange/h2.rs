@@ -62,10 +62,11 @@ impl<C: Client> Exchange<'_, C> {
         // same head again rather than every request cloning its fields for a rare retry.
         let mut first = Some(request);
         let out = &*self.out;
-        let request = || {
-            first
-                .take()
-                .unwrap_or_else(|| request_of(out, tls, &ctx.limits.head).map_or_else(|_| Default::default(), |r| r.0))
+        let request = || match first.take() {
+            Some(request) => Ok(request),
+            None => request_of(out, tls, &ctx.limits.head)
+                .map(|r| r.0)
+                .map_err(|e| Failure::before(ProxyError::BadRequest(e))),
         };
         let log = &mut self.account.log;
         let (stream, (response_future, body)) = send_h2(at, ctx, stream, request, ends, |local| {
@@ -167,7 +168,8 @@ pub(in crate::http) async fn mux_stream(at: &Try<'_>, ctx: &WorkerCtx) -> Result
     }
 }
 
-/// Opens the stream of the request `request` makes (called once a try) on `stream`'s
+/// Opens the stream of the request `request` makes (called once a try; its error ends the
+/// call) on `stream`'s
 /// connection (`ends`: with no body). One the connection refuses before anything was sent (it
 /// closed meanwhile, or sent GOAWAY) goes once more on a fresh connection, as a reused
 /// HTTP/1.1 connection is retried. `sending` learns each connection's local address. The
@@ -176,7 +178,7 @@ pub(in crate::http) async fn send_h2(
     at: &Try<'_>,
     ctx: &WorkerCtx,
     mut stream: MuxStream,
-    mut request: impl FnMut() -> http::Request<()>,
+    mut request: impl FnMut() -> Result<http::Request<()>, Failure>,
     ends: bool,
     mut sending: impl FnMut(Option<std::net::SocketAddr>),
 ) -> Result<(MuxStream, (ResponseFuture, h2::SendStream<Bytes>)), Failure> {
@@ -188,7 +190,8 @@ pub(in crate::http) async fn send_h2(
         sending(stream.state.local);
         at.stats.rq_total.inc();
         let ready = poll_fn(|cx| stream.send.poll_ready(cx)).await;
-        match ready.and_then(|()| stream.send.send_request(request(), ends)) {
+        let request = request()?;
+        match ready.and_then(|()| stream.send.send_request(request, ends)) {
             Ok(sent) => return Ok((stream, sent)),
             Err(e) if !fresh => {
                 tracing::debug!(error = %e, "h2 upstream connection refused a stream: opening another");

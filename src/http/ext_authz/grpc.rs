@@ -126,7 +126,7 @@ pub(super) async fn call(
         .body(())
         .ok()?;
     // Held until the answer is read: the connection counts it as a stream under way.
-    let (_stream, (response, mut up)) = send_h2(at, ctx, stream, || call.clone(), false, |_| {}).await.ok()?;
+    let (_stream, (response, mut up)) = send_h2(at, ctx, stream, || Ok(call.clone()), false, |_| {}).await.ok()?;
     up.send_data(Bytes::from(message), true).ok()?;
     let response = response.await.ok()?;
     let ok = |h: &http::HeaderMap| h.get("grpc-status").map(|s| s.as_bytes() == b"0");
