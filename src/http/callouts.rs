@@ -6,7 +6,8 @@
 
 use std::rc::Rc;
 
-use super::ext_authz::{BodyRead, Check, Verdict};
+use super::ext_authz::{self, BodyRead, Check, Verdict};
+use super::plan::Disposition;
 use super::ratelimit::{global, rls::Call};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{GlobalLimitId, WindowIndex};
@@ -51,4 +52,18 @@ pub(super) async fn run(
         }
     }
     allowed
+}
+
+/// An allowed request's lines from the checks: `upstream` set on its head in `out` (a request
+/// going upstream only), `downstream` added to its response.
+pub(super) fn allow<A>(
+    out: &mut Vec<u8>,
+    disposition: &mut Disposition<'_, A>,
+    upstream: &[(String, String)],
+    downstream: Vec<(String, String)>,
+) {
+    if let Disposition::Forward { extras, .. } = disposition {
+        ext_authz::set_upstream(out, upstream);
+        extras.on_allow = downstream;
+    }
 }

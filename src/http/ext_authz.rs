@@ -17,6 +17,7 @@ use prost::Message;
 
 use super::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, Limits};
 use super::exchange::{http1_connection, new_connection, release, Try};
+use super::head::ReqMeta;
 use super::local::Answer;
 use super::peer::Peer;
 use crate::percore::WorkerCtx;
@@ -420,10 +421,21 @@ fn verdict(service: &HttpService, answer: &[u8]) -> Option<Verdict> {
 }
 
 impl Verdict {
-    /// A denial as the gateway's answer (its gRPC form is the caller's).
-    pub(super) fn answer<'a>(headers: &'a [(String, String)], status: u16, body: &'a [u8], head: bool) -> Answer<'a> {
+    /// A denial as the gateway's answer to the request `meta` describes (its gRPC form for a
+    /// gRPC request).
+    pub(super) fn answer<'a>(
+        headers: &'a [(String, String)],
+        status: u16,
+        body: &'a [u8],
+        meta: &ReqMeta,
+    ) -> Answer<'a> {
         let headers = headers.iter().map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str()))).collect();
-        Answer { status, headers, body, omit_body: head }
+        let answer = Answer { status, headers, body, omit_body: meta.is_head };
+        if meta.grpc {
+            answer.grpc(None)
+        } else {
+            answer
+        }
     }
 }
 

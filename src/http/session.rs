@@ -374,17 +374,13 @@ impl<S: Duplex> Session<S> {
         if let Some(verdict) = callouts::run(check, body, call, meta.global_limit, aborted, &self.ctx, snap).await {
             match verdict {
                 Verdict::Allow { upstream, downstream } => {
-                    if let Disposition::Forward { extras, .. } = &mut disposition {
-                        ext_authz::set_upstream(&mut self.out, &upstream);
-                        extras.on_allow = downstream;
-                    }
+                    callouts::allow(&mut self.out, &mut disposition, &upstream, downstream)
                 }
                 Verdict::Deny { status, headers, body, details } => {
                     let unread = buffered_body_len(self.rb.data(), http1.framing, usize::MAX).is_none();
                     let end = Ending { close: !http1.keep_alive || self.closing() || unread, http10: http1.http10 };
                     self.out.clear();
-                    let answer = Verdict::answer(&headers, status, &body, meta.is_head);
-                    let answer = if meta.grpc { answer.grpc(None) } else { answer };
+                    let answer = Verdict::answer(&headers, status, &body, &meta);
                     let status = encode(&mut self.out, &answer, end);
                     disposition = Disposition::Local { answer: status, close: end.close, details };
                     fault = Injected::default();

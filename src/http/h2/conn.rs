@@ -22,7 +22,7 @@ use crate::http::callouts;
 use crate::http::codec::{self, HeaderSlots, ParseError};
 use crate::http::error::ProxyError;
 use crate::http::exchange::{Exchange, Forwarded};
-use crate::http::ext_authz::{self, Verdict};
+use crate::http::ext_authz::Verdict;
 use crate::http::fault::Injected;
 use crate::http::h2_io::PollIo;
 use crate::http::local;
@@ -255,15 +255,11 @@ impl Stream<'_> {
         if let Some(verdict) = callouts::run(check, body, call, meta.global_limit, aborted, ctx, snap).await {
             match verdict {
                 Verdict::Allow { upstream, downstream } => {
-                    if let Disposition::Forward { extras, .. } = &mut disposition {
-                        ext_authz::set_upstream(&mut self.out, &upstream);
-                        extras.on_allow = downstream;
-                    }
+                    callouts::allow(&mut self.out, &mut disposition, &upstream, downstream)
                 }
                 Verdict::Deny { status, headers, body, details } => {
                     self.out.clear();
-                    let answer = Verdict::answer(&headers, status, &body, meta.is_head);
-                    let answer = if meta.grpc { answer.grpc(None) } else { answer };
+                    let answer = Verdict::answer(&headers, status, &body, &meta);
                     let status = encode(&mut self.out, &answer, Ending { close: false, http10: false });
                     disposition = Disposition::Local { answer: status, close: false, details };
                     fault = Injected::default();
