@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::index::labels_subset;
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AsmLocalRateLimiter {
@@ -26,6 +28,19 @@ pub struct AsmLocalRateLimiter {
 pub struct AsmWorkloadSelector {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// Whether an ASM limiter (local or global) in `own_namespace` applies to the gateway in
+/// `namespace` labelled `labels`: it says `isGateway`, sits in the gateway's namespace, and
+/// its `workloadSelector` (none: every workload there) selects the gateway.
+pub fn selects_gateway(
+    is_gateway: bool,
+    own_namespace: &str,
+    selector: Option<&AsmWorkloadSelector>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    is_gateway && own_namespace == namespace && selector.is_none_or(|s| labels_subset(&s.labels, labels))
 }
 
 /// One throttling rule: where it applies and its quota. ASM's fields are snake_case.

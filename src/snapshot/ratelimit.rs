@@ -25,6 +25,10 @@ pub use descriptor::RateLimitDescriptor;
 pub use global::{GlobalLimitId, GlobalRateLimit, WindowIndex};
 pub use rls::{RateLimitService, RlsCounters};
 
+/// Envoy's ratelimit filter's default `timeout`, for ASM's limits counted in Redis and a
+/// rate limit service's call alike.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(20);
+
 /// Index into [`super::Snapshot::local_rate_limits`].
 pub type RateLimitId = u32;
 

@@ -8,11 +8,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::config::asm_local_rate_limiter::selects_gateway;
 use crate::config::asm_local_rate_limiter::{
     HeaderMatcher as AsmHeader, LimitConfig, LocalRateLimiterConfig, QueryMatcher as AsmQuery, RequestMatcher,
     VirtualHostMatch,
 };
-use crate::config::index::labels_subset;
 use crate::config::{AsmLocalRateLimiter, ConfigSet, Diagnostic, Resource, Severity};
 use crate::snapshot::{
     now, Descriptor, DescriptorMatch, Fraction, HeaderMatcher, LiveLimit, LocalRateLimit, MatchBlock, QueryMatcher,
@@ -89,8 +89,8 @@ impl LocalLimits {
     ) -> Self {
         let mut rules = Vec::new();
         for r in &set.asm_local_rate_limiters {
-            let selects = r.spec.workload_selector.as_ref().is_none_or(|s| labels_subset(&s.labels, labels));
-            if !r.spec.is_gateway || r.namespace() != namespace || !selects {
+            let selector = r.spec.workload_selector.as_ref();
+            if !selects_gateway(r.spec.is_gateway, r.namespace(), selector, namespace, labels) {
                 continue;
             }
             for (i, config) in r.spec.configs.iter().enumerate() {

@@ -14,9 +14,6 @@ pub type GlobalLimitId = u32;
 /// Which of a limit's windows counts a request.
 pub type WindowIndex = u16;
 
-/// Envoy's default timeout for a rate limit check (the ratelimit filter's `timeout`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(20);
-
 /// One window: its key's prefix and the requests it admits per `unit_s`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {

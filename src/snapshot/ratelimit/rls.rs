@@ -44,6 +44,3 @@ pub struct RlsCounters {
     pub error: AtomicU64,
     pub failure_mode_allowed: AtomicU64,
 }
-
-/// Envoy's default `timeout`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(20);

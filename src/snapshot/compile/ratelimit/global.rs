@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 
 use super::{header, pick, request_block, vhost_port, Fault, Target};
 use crate::config::asm_global_rate_limiter::{GlobalLimit, GlobalRateLimiterConfig};
-use crate::config::index::labels_subset;
+use crate::config::asm_local_rate_limiter::selects_gateway;
 use crate::config::{AsmGlobalRateLimiter, ConfigSet, Diagnostic, Resource, Severity};
-use crate::snapshot::ratelimit::global::{Window, DEFAULT_TIMEOUT};
+use crate::snapshot::ratelimit::global::Window;
+use crate::snapshot::ratelimit::DEFAULT_TIMEOUT;
 use crate::snapshot::{GlobalLimitId, GlobalRateLimit, MatchBlock, RequestStage, Route};
 
 /// The global rules selecting this gateway; a route's stage names one by its index.
@@ -31,8 +32,8 @@ impl GlobalLimits {
     ) -> Self {
         let (mut targets, mut limits) = (Vec::new(), Vec::new());
         for r in &set.asm_global_rate_limiters {
-            let selects = r.spec.workload_selector.as_ref().is_none_or(|s| labels_subset(&s.labels, labels));
-            if !r.spec.is_gateway || r.namespace() != namespace || !selects {
+            let selector = r.spec.workload_selector.as_ref();
+            if !selects_gateway(r.spec.is_gateway, r.namespace(), selector, namespace, labels) {
                 continue;
             }
             let service = r.spec.rate_limit_service.as_ref();

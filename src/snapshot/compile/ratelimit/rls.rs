@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::envoy_filter::RateLimitFilter;
-use crate::snapshot::rls::DEFAULT_TIMEOUT;
+use crate::snapshot::ratelimit::DEFAULT_TIMEOUT;
 use crate::snapshot::{RateLimitService, RlsCounters};
 
 pub(super) fn service(origin: &str, c: &RateLimitFilter) -> Arc<RateLimitService> {
