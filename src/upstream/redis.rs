@@ -107,6 +107,8 @@ struct State {
     out: Vec<u8>,
     /// Those written or queued, in order, awaiting their replies.
     waiting: VecDeque<Waiter>,
+    /// The key of the command being encoded, kept for the next one.
+    key: Vec<u8>,
     /// When the current connection last gave a reply (or came up).
     last_reply: Instant,
 }
@@ -127,6 +129,7 @@ impl Redis {
             generation: 0,
             out: Vec::new(),
             waiting: VecDeque::new(),
+            key: Vec::new(),
             last_reply: Instant::now(),
         };
         let shared = Rc::new(Shared { state: RefCell::new(state), wake: Notify::new() });
@@ -137,8 +140,14 @@ impl Redis {
 
     /// envoyproxy/ratelimit's fixed-window count (`src/redis/fixed_cache_impl.go`): `INCRBY key
     /// 1` and `EXPIRE key expire_s`, pipelined, one round trip; the count after this hit.
-    /// The reply's channel is one allocation per check, which a reply across tasks needs.
-    pub async fn hit(&self, key: &str, expire_s: u64, timeout: Duration) -> Result<i64, RedisError> {
+    /// `key` writes the key (into a buffer the core reuses). The reply's channel is one
+    /// allocation per check, which a reply across tasks needs.
+    pub async fn hit(
+        &self,
+        key: impl FnOnce(&mut Vec<u8>),
+        expire_s: u64,
+        timeout: Duration,
+    ) -> Result<i64, RedisError> {
         let rx = {
             let mut state = self.shared.state.borrow_mut();
             if !state.up && !state.starting {
@@ -149,8 +158,11 @@ impl Redis {
             }
             let mut expire = itoa::Buffer::new();
             let expire = expire.format(expire_s);
-            encode(&mut state.out, [b"INCRBY", key.as_bytes(), b"1"]);
-            encode(&mut state.out, [b"EXPIRE", key.as_bytes(), expire.as_bytes()]);
+            let State { out, key: scratch, .. } = &mut *state;
+            scratch.clear();
+            key(scratch);
+            encode(out, [b"INCRBY", scratch, b"1"]);
+            encode(out, [b"EXPIRE", scratch, expire.as_bytes()]);
             let (tx, rx) = oneshot::channel();
             state.waiting.push_back(Waiter { replies: 2, answer: None, tx: Some(tx) });
             rx

@@ -23,10 +23,8 @@ pub(in crate::http) async fn check(
     let limit = snap.global_rate_limit(id);
     let window = limit.window(at);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    // The key is one allocation per check, as the reply's channel is.
-    let key = window.key(now);
     let stats = &ctx.stats.ratelimit;
-    let failed = match redis.hit(&key, window.unit_s, limit.timeout).await {
+    let failed = match redis.hit(|key| window.write_key(now, key), window.unit_s, limit.timeout).await {
         Ok(count) if count > i64::from(window.quota) => {
             stats.over_limit.inc();
             let headers = vec![("x-envoy-ratelimited".to_string(), "true".to_string())];

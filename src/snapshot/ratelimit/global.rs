@@ -25,14 +25,11 @@ pub struct Window {
 }
 
 impl Window {
-    /// The Redis key of the window `now_s` (Unix seconds) falls in.
-    pub fn key(&self, now_s: u64) -> String {
+    /// Writes into `out` the Redis key of the window `now_s` (Unix seconds) falls in.
+    pub fn write_key(&self, now_s: u64, out: &mut Vec<u8>) {
         let mut start = itoa::Buffer::new();
-        let start = start.format(now_s / self.unit_s * self.unit_s);
-        let mut key = String::with_capacity(self.prefix.len() + start.len());
-        key.push_str(&self.prefix);
-        key.push_str(start);
-        key
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(start.format(now_s / self.unit_s * self.unit_s).as_bytes());
     }
 }
 
@@ -73,6 +70,14 @@ impl GlobalRateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Window {
+        fn key(&self, now_s: u64) -> String {
+            let mut out = Vec::new();
+            self.write_key(now_s, &mut out);
+            String::from_utf8(out).unwrap()
+        }
+    }
 
     #[test]
     fn keys_are_envoyproxy_ratelimits_fixed_windows() {
