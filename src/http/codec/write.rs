@@ -187,6 +187,14 @@ fn dropped_by_name(f: &Fields<'_>, name: &str, nominates: bool, remove: &[&str])
     (nominates && f.nominated(name)) || (!remove.is_empty() && in_list(remove, name))
 }
 
+/// The values of the client's `kind` lines that go upstream (none nominated or removed by
+/// name), in order.
+fn kept_values<'b>(f: &'b Fields<'_>, kind: Kind, remove: &'b [&str]) -> impl Iterator<Item = &'b [u8]> {
+    (0..f.len)
+        .filter(move |&i| f.kinds[i] == kind && !dropped_by_name(f, f.headers[i].name, f.conn.nominates, remove))
+        .map(move |i| f.headers[i].value)
+}
+
 /// Copies field lines verbatim in runs, skipping those `keep` refuses. Returns nothing:
 /// everything up to (not including) the head's final CRLF has been written.
 #[inline]
@@ -286,24 +294,14 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
 
     if !xff_append.is_empty() {
         out.put_slice(b"x-forwarded-for: ");
-        for i in 0..f.len {
-            let h = &f.headers[i];
-            let dropped = dropped_by_name(f, h.name, f.conn.nominates, edits.remove);
-            if f.kinds[i] == Kind::XForwardedFor && !h.value.is_empty() && !dropped {
-                out.put_slice(h.value);
-                out.put_slice(b", ");
-            }
+        for value in kept_values(f, Kind::XForwardedFor, edits.remove).filter(|v| !v.is_empty()) {
+            out.put_slice(value);
+            out.put_slice(b", ");
         }
         out.put_slice(xff_append.as_bytes());
         out.put_slice(b"\r\n");
     }
-    let client_proto = || {
-        (0..f.len).any(|i| {
-            f.kinds[i] == Kind::XForwardedProto
-                && !dropped_by_name(f, f.headers[i].name, f.conn.nominates, edits.remove)
-        })
-    };
-    let theirs_kept = edits.keep_client_proto && client_proto();
+    let theirs_kept = edits.keep_client_proto && kept_values(f, Kind::XForwardedProto, edits.remove).next().is_some();
     if !(edits.x_forwarded_proto.is_empty() || theirs_kept) {
         put_header(out, b"x-forwarded-proto", edits.x_forwarded_proto.as_bytes());
     }
@@ -315,13 +313,9 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
         if edits.keep_client_cert {
             // Envoy's APPEND_FORWARD appends its element to the header's value after a comma,
             // its header map having joined the client's lines the same way.
-            for i in 0..f.len {
-                let h = &f.headers[i];
-                let dropped = dropped_by_name(f, h.name, f.conn.nominates, edits.remove);
-                if f.kinds[i] == Kind::XForwardedClientCert && !h.value.is_empty() && !dropped {
-                    out.put_slice(h.value);
-                    out.put_slice(b",");
-                }
+            for value in kept_values(f, Kind::XForwardedClientCert, edits.remove).filter(|v| !v.is_empty()) {
+                out.put_slice(value);
+                out.put_slice(b",");
             }
         }
         out.put_slice(c.as_bytes());
