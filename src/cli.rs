@@ -196,6 +196,7 @@ impl ConfigArgs {
             secrets_dir: self.secrets_dir.clone(),
             namespace: self.namespace.clone(),
             kubernetes: self.kubernetes,
+            workers: 1,
         }
     }
 }
@@ -203,10 +204,11 @@ impl ConfigArgs {
 impl RunArgs {
     /// `env_driver` is the value of [`DRIVER_ENV`], if set.
     pub fn run_options(&self, env_driver: Option<&str>) -> Result<RunOptions, String> {
+        let workers = self.workers.map_or_else(default_workers, NonZeroUsize::get);
         Ok(RunOptions {
-            build: self.config.build_options(),
+            build: BuildOptions { workers, ..self.config.build_options() },
             workers: WorkerOptions {
-                workers: self.workers.map_or_else(default_workers, NonZeroUsize::get),
+                workers,
                 driver: driver_choice(self.driver, env_driver)?,
                 access_log: self.access_log.then_some(self.access_log_encoding),
                 mirror_shadow_suffix: self.mirror_shadow_suffix,

@@ -200,10 +200,9 @@ pub fn samples(t: &Totals, control: &ControlStats, workers: usize, snapshot: &Ge
 fn local_rate_limit_samples(snapshot: &Generation) -> Vec<Sample> {
     let mut by_prefix: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
     for limit in &snapshot.local_rate_limits {
-        let c = &limit.live.counters;
         let sum = by_prefix.entry(&limit.stat_prefix).or_default();
-        for (total, n) in sum.iter_mut().zip([&c.enabled, &c.enforced, &c.rate_limited, &c.ok]) {
-            *total += n.load(std::sync::atomic::Ordering::Relaxed);
+        for (total, n) in sum.iter_mut().zip(limit.live.totals()) {
+            *total += n;
         }
     }
     const FAMILIES: [(&str, &str); 4] = [

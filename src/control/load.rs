@@ -27,6 +27,8 @@ pub struct BuildOptions {
     pub namespace: String,
     /// `--kubernetes`: objects read from the API server too.
     pub kubernetes: bool,
+    /// `--workers`: the workers the snapshots are compiled for.
+    pub workers: usize,
 }
 
 impl BuildOptions {
@@ -47,6 +49,7 @@ impl Default for BuildOptions {
             secrets_dir: None,
             namespace: config::DEFAULT_NAMESPACE.to_owned(),
             kubernetes: false,
+            workers: 1,
         }
     }
 }
@@ -227,6 +230,7 @@ pub(super) fn compile(
         secrets_dir: opts.secrets_dir.clone(),
         namespace: opts.namespace.clone(),
         generation,
+        workers: opts.workers,
     };
     snapshot::compile_with(set, &compile, resolver)
 }

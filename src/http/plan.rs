@@ -73,6 +73,8 @@ pub(super) struct Inputs<'a, R> {
     pub(super) clock: fn() -> u64,
     /// This core's verified tokens and asks for key sets.
     pub(super) jwt: &'a JwtCore,
+    /// The worker's id: its own reservoirs and counters in the shared rate limits.
+    pub(super) worker: usize,
 }
 
 /// Routes the request and either returns the local answer or writes the upstream head into
@@ -254,7 +256,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                 };
                 let written = actions.as_ref().map(|a| descriptors(snap, a, &info, &remote_text, single));
                 let written = written.as_deref().unwrap_or_default();
-                if ratelimit::limited(limit, &info, written, &peer.buckets, (inputs.clock)(), random) {
+                if ratelimit::limited(limit, &info, written, &peer.buckets, (inputs.worker, (inputs.clock)()), random) {
                     let answer = ratelimit::answer(limit, meta.is_head);
                     let plan = Disposition::Local { answer, close: false, details: LOCAL_RATE_LIMITED };
                     return (meta, plan, fault);

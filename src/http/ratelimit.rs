@@ -18,27 +18,26 @@ pub(super) const ERROR: &str = "rate_limiter_error";
 pub(super) const ERROR_FLAG: &str = "RLSE";
 
 use super::peer::ConnBuckets;
-use crate::snapshot::{LocalRateLimit, RateLimitDescriptor, RequestInfo, TokenBucket};
+use crate::snapshot::{LimitCounters, LocalRateLimit, RateLimitDescriptor, RequestInfo, TokenBucket};
 
 /// Whether `limit` refuses the request at `now` ([`crate::snapshot::now`]'s clock): counts it
 /// as Envoy's filter does, and says true only when the refusal is enforced. `random` draws the
 /// `filter_enabled` and `filter_enforced` fractions; `written`: the descriptors the route's
-/// `rate_limits` wrote for the request.
+/// `rate_limits` wrote for the request; `worker`: the id of the worker asking, whose
+/// reservoirs and counters only it writes.
 pub(super) fn limited(
     limit: &LocalRateLimit,
     info: &RequestInfo<'_>,
     written: &[RateLimitDescriptor],
     conn: &ConnBuckets,
-    now: u64,
+    (worker, now): (usize, u64),
     random: impl Fn() -> u32,
 ) -> bool {
     if !limit.filter_enabled.drawn(&random) {
         return false;
     }
-    let counters = &limit.live.counters;
-    // Shared counters: their line is the one the bucket's compare-and-swap just took into
-    // this core's cache (see `LiveLimit`), so an add costs no further transfer.
-    count(&counters.enabled);
+    let counters = limit.live.counters(worker);
+    count(counters, |c| &c.enabled);
     let allowed = if limit.per_connection {
         let mut buckets = conn.buckets.borrow_mut();
         let at = match buckets.iter().position(|(id, ..)| *id == limit.live.id) {
@@ -50,47 +49,56 @@ pub(super) fn limited(
             }
         };
         let (_, bucket, descriptors) = &buckets[at];
-        take(limit, info, written, bucket, descriptors, now)
+        take(limit, info, written, |i| match i {
+            Some(i) => descriptors[i].consume(now),
+            None => bucket.consume(now),
+        })
     } else {
-        take(limit, info, written, &limit.live.bucket, &limit.live.descriptors, now)
+        let live = &limit.live;
+        take(limit, info, written, |i| match i {
+            Some(i) => live.descriptors[i].consume(worker, now),
+            None => live.bucket.consume(worker, now),
+        })
     };
     if allowed {
-        count(&counters.ok);
+        count(counters, |c| &c.ok);
         return false;
     }
-    count(&counters.rate_limited);
+    count(counters, |c| &c.rate_limited);
     if !limit.filter_enforced.drawn(&random) {
         return false;
     }
-    count(&counters.enforced);
+    count(counters, |c| &c.enforced);
     true
 }
 
 /// Envoy's `requestAllowed`: a token from each descriptor the request matches, and from the
 /// limit's own bucket when none matched or `always_consume_default_token_bucket`.
+/// `consume(Some(i))` takes from descriptor `i`'s bucket, `consume(None)` from the limit's.
 fn take(
     limit: &LocalRateLimit,
     info: &RequestInfo<'_>,
     written: &[RateLimitDescriptor],
-    bucket: &TokenBucket,
-    own: &[TokenBucket],
-    now: u64,
+    consume: impl Fn(Option<usize>) -> bool,
 ) -> bool {
     let mut matched = false;
     for i in limit.matched(info, written) {
         matched = true;
-        if !own[i].consume(now) {
+        if !consume(Some(i)) {
             return false;
         }
     }
     if matched && !limit.always_consume_default_token_bucket {
         return true;
     }
-    bucket.consume(now)
+    consume(None)
 }
 
-fn count(counter: &AtomicU64) {
-    counter.fetch_add(1, Relaxed);
+/// Adds one to the worker's counter (a single writer: a load and a store, no locked add).
+fn count(counters: Option<&LimitCounters>, which: impl Fn(&LimitCounters) -> &AtomicU64) {
+    if let Some(c) = counters.map(which) {
+        c.store(c.load(Relaxed) + 1, Relaxed);
+    }
 }
 
 /// The filter's answer: its status (429), body (`local_rate_limited`, or ASM's

@@ -295,6 +295,7 @@ impl<S: Duplex> Session<S> {
                     random: || self.ctx.random(),
                     clock: crate::snapshot::now,
                     jwt: &self.ctx.jwt,
+                    worker: self.ctx.id,
                 };
                 let data = self.rb.data();
                 codec::parse_request(data, &mut slots, &self.limits.head).map(|head| {

@@ -5,11 +5,12 @@
 //! EnvoyFilter patches of the same filter) compile onto [`LocalRateLimit`].
 //!
 //! The bucket is live state: one per limit, shared by every worker without a lock (an atomic,
-//! as Envoy's `AtomicTokenBucketImpl`), referenced from the immutable snapshot and handed on to
-//! the next snapshot while the limit's config is unchanged ([`super::Snapshot::inherit`]), so a
-//! reload neither refills nor empties it.
+//! as Envoy's `AtomicTokenBucketImpl`, drawn from in small batches while it is well filled),
+//! referenced from the immutable snapshot and handed on to the next snapshot while the limit's
+//! config is unchanged ([`super::Snapshot::inherit`]), so a reload neither refills nor empties
+//! it.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,8 +140,10 @@ impl LocalRateLimit {
     }
 }
 
-/// Envoy's `local_rate_limit` stats of one limit: `enabled`, `enforced`, `rate_limited`, `ok`.
+/// Envoy's `local_rate_limit` stats of one limit on one worker: `enabled`, `enforced`,
+/// `rate_limited`, `ok`. Single writer (that worker), on a line of its own.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct LimitCounters {
     pub enabled: AtomicU64,
     pub enforced: AtomicU64,
@@ -148,29 +151,102 @@ pub struct LimitCounters {
     pub ok: AtomicU64,
 }
 
-/// A limit's shared state: its buckets and counters, on lines of their own. Each check
-/// writes the bucket's line (a compare-and-swap every worker contends for, unavoidable for one
-/// bucket per instance, as Envoy's is) and the counters beside it, which that write has just
-/// brought into the checking core's cache: a counter add costs no second line.
+/// A limit's live state: its buckets, which every worker shares, and Envoy's stats as a
+/// single-writer set per worker, summed when scraped.
 #[derive(Debug)]
-#[repr(align(128))]
 pub struct LiveLimit {
     /// Tells per-connection buckets of this limit from those of another, across reloads.
     pub id: u64,
-    pub bucket: TokenBucket,
-    pub counters: LimitCounters,
+    pub bucket: SharedBucket,
     /// One per descriptor, in order.
-    pub descriptors: Box<[TokenBucket]>,
+    pub descriptors: Box<[SharedBucket]>,
+    /// Indexed by worker.
+    counters: Box<[LimitCounters]>,
 }
 
 impl LiveLimit {
-    pub fn new(token_bucket: &TokenBucketConfig, descriptors: &[Descriptor], now: u64) -> Self {
+    /// Full buckets at `now`, for `workers` workers (worker ids `0..workers`).
+    pub fn new(token_bucket: &TokenBucketConfig, descriptors: &[Descriptor], workers: usize, now: u64) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
+        let workers = workers.max(1);
         Self {
             id: NEXT.fetch_add(1, Relaxed),
-            bucket: TokenBucket::full(token_bucket, now),
-            counters: LimitCounters::default(),
-            descriptors: descriptors.iter().map(|d| TokenBucket::full(&d.token_bucket, now)).collect(),
+            bucket: SharedBucket::full(token_bucket, workers, now),
+            descriptors: descriptors.iter().map(|d| SharedBucket::full(&d.token_bucket, workers, now)).collect(),
+            counters: (0..workers).map(|_| LimitCounters::default()).collect(),
+        }
+    }
+
+    /// `worker`'s own counters; `None` for an id past the workers the limit was made for.
+    #[inline]
+    pub fn counters(&self, worker: usize) -> Option<&LimitCounters> {
+        self.counters.get(worker)
+    }
+
+    /// Every worker's counts summed: `[enabled, enforced, rate_limited, ok]`.
+    pub fn totals(&self) -> [u64; 4] {
+        let mut sum = [0; 4];
+        for c in self.counters.iter() {
+            for (total, n) in sum.iter_mut().zip([&c.enabled, &c.enforced, &c.rate_limited, &c.ok]) {
+                *total += n.load(Relaxed);
+            }
+        }
+        sum
+    }
+}
+
+/// A bucket every worker of the instance takes from, each through a small reservoir of its
+/// own: while the bucket holds at least half its `max_tokens`, a worker draws `batch` tokens
+/// with one compare-and-swap and spends them from a line only it writes, so at 2+ workers the
+/// bucket's line moves between cores once a batch rather than once a request
+/// (`bench/token_bucket.rs`). Below half, every token comes straight from the bucket, as in
+/// Envoy's, so a limit that is being reached counts exactly. What a reservoir holds unspent
+/// is the whole error: `batch` is at most a sixteenth of the smaller of `max_tokens` and
+/// `tokens_per_fill`, shared among the workers (and 64), and 1, no reservoir, for quotas too
+/// small to spare one.
+#[derive(Debug)]
+pub struct SharedBucket {
+    pub bucket: TokenBucket,
+    batch: u32,
+    /// Tokens drawn and not yet spent, by worker; each written only by its worker.
+    held: Box<[Held]>,
+}
+
+/// A worker's reservoir, on a line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Held(AtomicU32);
+
+impl SharedBucket {
+    /// The most tokens a worker draws at once.
+    const MAX_BATCH: u32 = 64;
+
+    pub fn full(config: &TokenBucketConfig, workers: usize, now: u64) -> Self {
+        let spare = config.max_tokens.min(config.tokens_per_fill) as usize / (16 * workers.max(1));
+        let batch = spare.clamp(1, Self::MAX_BATCH as usize) as u32;
+        let held = if batch > 1 { (0..workers).map(|_| Held::default()).collect() } else { Box::default() };
+        Self { bucket: TokenBucket::full(config, now), batch, held }
+    }
+
+    /// Takes a token for `worker` at `now`; false when none is left. Only `worker`'s own
+    /// thread may take for it (its reservoir has that one writer); an id past the workers the
+    /// bucket was made for takes straight from the bucket.
+    #[inline]
+    pub fn consume(&self, worker: usize, now: u64) -> bool {
+        let Some(held) = self.held.get(worker) else {
+            return self.bucket.consume(now);
+        };
+        let n = held.0.load(Relaxed);
+        if n > 0 {
+            held.0.store(n - 1, Relaxed);
+            return true;
+        }
+        match self.bucket.draw(now, self.batch) {
+            0 => false,
+            drawn => {
+                held.0.store(drawn - 1, Relaxed);
+                true
+            }
         }
     }
 }
@@ -198,19 +274,35 @@ impl TokenBucket {
     /// Takes one token at `now` (nanoseconds on [`now`]'s clock); false when none is left.
     #[inline]
     pub fn consume(&self, now: u64) -> bool {
+        self.take(now, |_| 1.0) > 0.0
+    }
+
+    /// Takes `batch` tokens at `now` while the bucket holds at least half its maximum, else
+    /// one: how many it took (0 when none is left).
+    #[inline]
+    fn draw(&self, now: u64, batch: u32) -> u32 {
+        let (batch, half) = (f64::from(batch), self.max / 2.0);
+        self.take(now, |tokens| if tokens >= half.max(batch) { batch } else { 1.0 }) as u32
+    }
+
+    /// Takes `wanted(tokens held)` whole tokens, at least one held, in one compare-and-swap:
+    /// how many it took.
+    #[inline]
+    fn take(&self, now: u64, wanted: impl Fn(f64) -> f64) -> f64 {
         let mut t = self.t.load(Relaxed);
         loop {
             if now <= t {
-                return false;
+                return 0.0;
             }
             let tokens = ((now - t) as f64 * self.rate).min(self.max);
             // A whole token less a rounding error of the float arithmetic is a whole token.
             if tokens < 1.0 - 1e-9 {
-                return false;
+                return 0.0;
             }
-            let next = now - ((tokens - 1.0).max(0.0) / self.rate) as u64;
+            let n = wanted(tokens);
+            let next = now - ((tokens - n).max(0.0) / self.rate) as u64;
             match self.t.compare_exchange_weak(t, next, Relaxed, Relaxed) {
-                Ok(_) => return true,
+                Ok(_) => return n,
                 Err(seen) => t = seen,
             }
         }
@@ -290,6 +382,63 @@ mod tests {
             .collect();
         let taken: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
         assert_eq!(taken, 10_000);
+    }
+
+    /// A shared bucket for `workers` whose batch is 64.
+    fn shared(workers: usize) -> SharedBucket {
+        let c = TokenBucketConfig { max_tokens: 3200, tokens_per_fill: 3200, fill_interval: Duration::from_secs(3600) };
+        SharedBucket::full(&c, workers, START)
+    }
+
+    #[test]
+    fn a_worker_draws_a_batch_while_the_bucket_is_well_filled_then_single_tokens() {
+        let b = shared(2);
+        assert!(b.consume(0, START));
+        assert_eq!(b.bucket.remaining(START).round(), 3200.0 - 64.0, "one draw of 64");
+        assert!((0..63).all(|_| b.consume(0, START)));
+        assert_eq!(b.bucket.remaining(START).round(), 3136.0, "63 more spent from the reservoir");
+        while b.bucket.remaining(START) >= 1600.0 {
+            assert!(b.consume(1, START));
+        }
+        let before = b.bucket.remaining(START).round();
+        for worker in [0, 1] {
+            while b.held[worker].0.load(Relaxed) > 0 {
+                assert!(b.consume(worker, START));
+            }
+        }
+        assert!(b.consume(0, START));
+        assert_eq!(b.bucket.remaining(START).round(), before - 1.0, "below half, one token at a time");
+    }
+
+    #[test]
+    fn workers_taking_in_turn_take_exactly_max_tokens() {
+        let b = shared(2);
+        let taken = (0..10_000).filter(|i| b.consume(i % 2, START)).count();
+        assert_eq!(taken, 3200);
+    }
+
+    #[test]
+    fn workers_sharing_one_bucket_never_mint_tokens() {
+        let b = std::sync::Arc::new(shared(4));
+        let handles: Vec<_> = (0..4)
+            .map(|worker| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..2_000).filter(|_| b.consume(worker, START)).count())
+            })
+            .collect();
+        let taken: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let unspent: u32 = b.held.iter().map(|h| h.0.load(Relaxed)).sum();
+        assert_eq!(taken + unspent as usize, 3200, "every token is spent or held, none made");
+        assert!(unspent < 4 * 50, "{unspent} unspent");
+    }
+
+    #[test]
+    fn small_quotas_and_unknown_workers_take_straight_from_the_bucket() {
+        let c = TokenBucketConfig { max_tokens: 10, tokens_per_fill: 10, fill_interval: Duration::from_secs(1) };
+        assert_eq!(SharedBucket::full(&c, 2, START).batch, 1);
+        let b = shared(2);
+        assert!(b.consume(7, START));
+        assert_eq!(b.bucket.remaining(START).round(), 3199.0);
     }
 
     #[test]

@@ -206,6 +206,7 @@ impl Stream<'_> {
                         random: || ctx.random(),
                         clock: crate::snapshot::now,
                         jwt: &ctx.jwt,
+                        worker: ctx.id,
                     };
                     let log = self.account.log.as_deref_mut();
                     let (meta, disposition, fault, check, call) =

@@ -129,7 +129,7 @@ fn planned(snap: &Snapshot, request: &str) -> Planned {
     };
     let mut out = Vec::new();
     let jwt = JwtCore::new(None);
-    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0, clock: || 0, jwt: &jwt };
+    let inputs = Inputs { mirror_shadow_suffix: false, random: || 0, clock: || 0, jwt: &jwt, worker: 0 };
     let (meta, disposition, fault, ..) = plan(snap, &head, &mut out, &peer(), &inputs, None);
     let (local, answer, extras) = match disposition {
         Disposition::Local { answer, details, .. } => {

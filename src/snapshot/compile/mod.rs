@@ -59,6 +59,9 @@ pub struct CompileOptions {
     pub namespace: String,
     /// Stamped on the snapshot to tell reloads apart.
     pub generation: u64,
+    /// The workers that will serve it (`--workers`): the shared rate limit buckets keep a
+    /// reservoir and counters for each.
+    pub workers: usize,
 }
 
 impl Default for CompileOptions {
@@ -69,6 +72,7 @@ impl Default for CompileOptions {
             secrets_dir: None,
             namespace: crate::config::DEFAULT_NAMESPACE.to_string(),
             generation: 0,
+            workers: 1,
         }
     }
 }
@@ -105,7 +109,7 @@ pub fn compile_with(
     let secrets = Secrets::new(set, opts.secrets_dir.as_deref());
     let mut clusters = Clusters::new(set, &opts.labels, &opts.namespace, &secrets, resolver);
     let mut errors = Vec::new();
-    let limits = LocalLimits::new(set, &opts.labels, &opts.namespace, &mut errors);
+    let limits = LocalLimits::new(set, opts, &mut errors);
     let mut c = Compiler {
         set,
         opts,

@@ -5,9 +5,10 @@
 //! own that replace the config's for the requests they match. EnvoyFilter's local rate limit
 //! patches (`envoy_filter`) compile onto the same limits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::CompileOptions;
 use crate::config::asm_local_rate_limiter::selects_gateway;
 use crate::config::asm_local_rate_limiter::{
     HeaderMatcher as AsmHeader, LimitConfig, LocalRateLimiterConfig, QueryMatcher as AsmQuery, RequestMatcher,
@@ -76,17 +77,15 @@ pub(super) struct LocalLimits {
     by_key: HashMap<String, RateLimitId>,
     /// ASMGlobalRateLimiter's rules.
     global: global::GlobalLimits,
+    /// The workers the limits' live state is made for.
+    workers: usize,
 }
 
 impl LocalLimits {
     /// The configs of every `ASMLocalRateLimiter` for a gateway in `namespace` whose
     /// `workloadSelector` selects `labels` (none selects every workload of the namespace).
-    pub(super) fn new(
-        set: &ConfigSet,
-        labels: &BTreeMap<String, String>,
-        namespace: &str,
-        errors: &mut Vec<Diagnostic>,
-    ) -> Self {
+    pub(super) fn new(set: &ConfigSet, opts: &CompileOptions, errors: &mut Vec<Diagnostic>) -> Self {
+        let (labels, namespace) = (&opts.labels, opts.namespace.as_str());
         let mut rules = Vec::new();
         for r in &set.asm_local_rate_limiters {
             let selector = r.spec.workload_selector.as_ref();
@@ -104,7 +103,16 @@ impl LocalLimits {
         }
         let (filters, per_route, services) = envoy_filter::read(set, labels, namespace);
         let global = global::GlobalLimits::new(set, labels, namespace, errors);
-        Self { rules, filters, per_route, services, limits: Vec::new(), by_key: HashMap::new(), global }
+        Self {
+            rules,
+            filters,
+            per_route,
+            services,
+            limits: Vec::new(),
+            by_key: HashMap::new(),
+            global,
+            workers: opts.workers,
+        }
     }
 
     /// Puts the limits that apply to `route` (the `index`th of the virtual host `domain` of
@@ -113,11 +121,11 @@ impl LocalLimits {
     /// whole virtual host, as Envoy's per-route config wins over the virtual host's; likewise
     /// for EnvoyFilter's, whose per-route config replaces the inserted filter's own.
     pub(super) fn apply(&mut self, port: u16, domain: &str, index: usize, route: &mut Route) {
-        let Self { rules, filters, per_route, services, limits, by_key, global } = self;
+        let Self { rules, filters, per_route, services, limits, by_key, global, workers } = self;
         global.apply(port, domain, route);
         let mut intern = |key: String, t: &Template, source: &str| {
             *by_key.entry(key).or_insert_with_key(|key| {
-                limits.push(Arc::new(instantiate(t, key.clone(), source)));
+                limits.push(Arc::new(instantiate(t, key.clone(), source, *workers)));
                 (limits.len() - 1) as RateLimitId
             })
         };
@@ -197,7 +205,7 @@ fn insert(route: &mut Route, stage: RequestStage) {
     route.policy.request = with.into();
 }
 
-fn instantiate(t: &Template, key: String, source: &str) -> LocalRateLimit {
+fn instantiate(t: &Template, key: String, source: &str, workers: usize) -> LocalRateLimit {
     LocalRateLimit {
         key: key.into(),
         source: source.into(),
@@ -211,7 +219,7 @@ fn instantiate(t: &Template, key: String, source: &str) -> LocalRateLimit {
         status: t.status,
         body: t.body.clone(),
         response_headers: t.response_headers.clone(),
-        live: LiveLimit::new(&t.token_bucket, &t.descriptors, now()),
+        live: LiveLimit::new(&t.token_bucket, &t.descriptors, workers, now()),
     }
 }
 
