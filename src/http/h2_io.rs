@@ -20,6 +20,7 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use h2::SendStream;
 use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use monoio::buf::{IoBuf, IoVecBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::BufResult;
@@ -27,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::duplex::Duplex;
 use crate::http::body::STREAM_CHUNK;
-use crate::http::codec::{self, BodyFraming, ChunkedDecoder, HeaderSlots, ParseError};
+use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ParseError, Written};
 
 /// Room for one read: a TLS record's worth, h2's largest default frame and its header.
 const READ_ROOM: usize = 16 * 1024 + 9;
@@ -303,48 +304,73 @@ pub(super) fn client_builder() -> h2::client::Builder {
     builder
 }
 
-/// Fields that are connection-specific (RFC 9113 §8.2.2) or stand for a pseudo-header: never
-/// sent as HTTP/2 fields.
-const DROPPED: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
+/// Fields that are connection-specific (RFC 9113 §8.2.2): never sent as HTTP/2 fields.
+const DROPPED: [&str; 4] = ["connection", "keep-alive", "proxy-connection", "upgrade"];
 
-/// The HTTP/2 request for the HTTP/1.1 head at the start of `out`: its length and how the body
-/// after it is framed. `tls`: the upstream is reached over TLS (`:scheme` https, as Envoy sets
-/// it from the upstream transport).
-pub(super) fn request_of(
-    out: &[u8],
-    tls: bool,
-    limits: &codec::Limits,
-) -> Result<(http::Request<()>, usize, BodyFraming), ParseError> {
-    let mut slots = HeaderSlots::new();
-    let head = codec::parse_request(out, &mut slots, limits)?.ok_or(ParseError::HeadTooLarge)?;
-    let authority = head.header("host").ok_or(ParseError::MissingHost)?;
-    let uri = http::Uri::builder()
-        .scheme(if tls { "https" } else { "http" })
-        .authority(authority)
-        .path_and_query(head.target)
-        .build()
-        .map_err(|_| ParseError::InvalidTarget)?;
-    let method = http::Method::from_bytes(head.method.as_bytes()).map_err(|_| ParseError::InvalidMethod)?;
-    let mut request =
-        http::Request::builder().method(method).uri(uri).body(()).map_err(|_| ParseError::InvalidTarget)?;
+/// The HTTP/2 request for the HTTP/1.1 head the codec wrote at the start of `out`: its length
+/// and how the body after it is framed. `tls`: the upstream is reached over TLS (`:scheme`
+/// https, as Envoy sets it from the upstream transport). The head is read back line by line
+/// ([`Written`]): the codec checked every byte of it already.
+pub(super) fn request_of(out: &[u8], tls: bool) -> Result<(http::Request<()>, usize, BodyFraming), ParseError> {
+    let head = Written::of(out).ok_or(ParseError::HeadTooLarge)?;
+    let (method, target) = head.request_line().ok_or(ParseError::InvalidTarget)?;
+    let mut request = http::Request::new(());
+    *request.method_mut() = http::Method::from_bytes(method).map_err(|_| ParseError::InvalidMethod)?;
     // One copy of the head that every value is a slice of, rather than a copy of each value.
-    let shared = Bytes::copy_from_slice(&out[..head.head_len]);
+    let shared = Bytes::copy_from_slice(&out[..head.len]);
+    let (mut authority, mut chunked, mut length) = (None, false, None);
     let fields = request.headers_mut();
-    for h in head.headers() {
-        if DROPPED.iter().any(|d| d.eq_ignore_ascii_case(h.name)) {
+    for (name, value) in head.fields() {
+        if name.eq_ignore_ascii_case(b"host") {
+            authority = Some(value);
+            continue;
+        }
+        // The body's HTTP/1.1 framing, which DATA frames replace.
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = true;
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            codec::fold_content_length(value, &mut length)?;
+        }
+        if DROPPED.iter().any(|d| d.as_bytes().eq_ignore_ascii_case(name)) {
             continue;
         }
         // `te` only as `trailers` (RFC 9113 §8.2.2), which gRPC sends.
-        if h.name.eq_ignore_ascii_case("te") && !h.value.eq_ignore_ascii_case(b"trailers") {
+        if name.eq_ignore_ascii_case(b"te") && !value.eq_ignore_ascii_case(b"trailers") {
             continue;
         }
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ParseError::InvalidHeaderName)?;
-        let value = HeaderValue::from_maybe_shared(shared_slice(&shared, out, h.value))
+        let name = HeaderName::from_bytes(name).map_err(|_| ParseError::InvalidHeaderName)?;
+        let mut value = HeaderValue::from_maybe_shared(shared_slice(&shared, out, value))
             .map_err(|_| ParseError::InvalidHeaderValue)?;
+        // A value new on every request would only churn the connection's HPACK table (each
+        // inserted, then evicted some forty requests later): sent as never indexed instead.
+        if name == X_REQUEST_ID {
+            value.set_sensitive(true);
+        }
         fields.append(name, value);
     }
-    Ok((request, head.head_len, head.framing))
+    let authority = authority.ok_or(ParseError::MissingHost)?;
+    let authority =
+        Authority::from_maybe_shared(shared_slice(&shared, out, authority)).map_err(|_| ParseError::InvalidHost)?;
+    let path =
+        PathAndQuery::from_maybe_shared(shared_slice(&shared, out, target)).map_err(|_| ParseError::InvalidTarget)?;
+    *request.uri_mut() = http::Uri::builder()
+        .scheme(if tls { Scheme::HTTPS } else { Scheme::HTTP })
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ParseError::InvalidTarget)?;
+    let framing = match (chunked, length) {
+        (true, _) => BodyFraming::Chunked,
+        (false, Some(n)) => BodyFraming::ContentLength(n),
+        (false, None) => BodyFraming::None,
+    };
+    Ok((request, head.len, framing))
 }
+
+/// `x-request-id`, which the gateway sets on every request (Envoy's request id).
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The part of `shared` (a copy of `whole`'s start) that `part` (a slice of `whole`) is.
 pub(super) fn shared_slice(shared: &Bytes, whole: &[u8], part: &[u8]) -> Bytes {
@@ -429,15 +455,14 @@ mod tests {
     fn the_upstream_head_becomes_an_h2_request_without_its_connection_fields() {
         let out = b"POST /p?q=1 HTTP/1.1\r\nhost: app.local\r\nconnection: keep-alive\r\nte: trailers\r\n\
                     transfer-encoding: chunked\r\nx-a: b\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-        let (request, head_len, framing) = request_of(out, false, &codec::Limits::default()).unwrap();
+        let (request, head_len, framing) = request_of(out, false).unwrap();
         assert_eq!(request.uri(), "http://app.local/p?q=1");
         assert_eq!(request.method(), "POST");
         let names: Vec<_> = request.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["te", "x-a"]);
         assert_eq!(framing, BodyFraming::Chunked);
         assert_eq!(&out[head_len..head_len + 3], b"3\r\n");
-        let (request, _, framing) =
-            request_of(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n", true, &codec::Limits::default()).unwrap();
+        let (request, _, framing) = request_of(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n", true).unwrap();
         assert_eq!((request.uri().to_string().as_str(), framing), ("https://h/", BodyFraming::None));
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
-use super::codec::{BodyFraming, ChunkedDecoder, Limits, ParseError};
+use super::codec::{BodyFraming, ChunkedDecoder, ParseError};
 use super::h2_io::{client_builder, request_of, DataWriter, PollIo};
 use crate::percore::WorkerCtx;
 use crate::snapshot::{Cluster, ClusterId, UpstreamProtocol};
@@ -88,8 +88,7 @@ async fn exchange(addr: SocketAddr, cluster: &Cluster, ctx: &WorkerCtx, bytes: V
 /// an HTTP/2 mirror, the answer read and thrown away; the connection ends with the stream.
 async fn exchange_h2(stream: UpstreamStream, cluster: &Cluster, bytes: &[u8]) -> io::Result<()> {
     let bad = |e: ParseError| io::Error::new(io::ErrorKind::InvalidData, e);
-    let (request, head_len, framing) =
-        request_of(bytes, cluster.policy.tls.is_some(), &Limits::default()).map_err(bad)?;
+    let (request, head_len, framing) = request_of(bytes, cluster.policy.tls.is_some()).map_err(bad)?;
     let (mut send, connection) =
         client_builder().handshake::<_, Bytes>(PollIo::new(stream)).await.map_err(io::Error::other)?;
     // Driven beside the stream; it ends once the stream and the handle are gone.

@@ -27,6 +27,7 @@
 //! - [`ResponseHead`]: pub fields `head_len, version, status, reason, framing, keep_alive,
 //!   upgrade`; methods `headers(), header(name), header_values(name), content_length(),
 //!   is_informational(), is_continue(), is_switching_protocols()`.
+//! - [`Written`]: a head the codec wrote, read back line by line without a second parse.
 //!
 //! ```
 //! use strait::http::codec::{parse_request, write_request_head, HeaderSlots, Limits, RequestEdits};
@@ -81,6 +82,7 @@ mod fields;
 mod request;
 mod response;
 mod write;
+mod written;
 
 #[cfg(test)]
 mod tests;
@@ -89,6 +91,7 @@ mod tests;
 pub use crate::limits::{Limits, MAX_HEADERS};
 pub use chunked::{ChunkedDecoder, ContentLengthBody, Progress};
 pub use date::{format_http_date, with_date, DateCache};
+pub(crate) use fields::fold_content_length;
 pub use fields::HeaderSlots;
 pub use httparse::Header;
 pub use request::{parse_request, RequestHead, TargetForm};
@@ -97,6 +100,7 @@ pub use write::{
     reason_phrase, rewrite_try_lines, write_request_head, write_response_head, write_simple_response, RequestEdits,
     ResponseEdits, ResponseWritten, SimpleResponse, TryLines,
 };
+pub use written::Written;
 
 /// How the message body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,7 +54,7 @@ impl<C: Client> Exchange<'_, C> {
         let stream = mux_stream(at, ctx).await?;
         let tls = at.cluster.policy.tls.is_some();
         let (request, head_len, framing) =
-            request_of(self.out, tls, &ctx.limits.head).map_err(|e| Failure::before(ProxyError::BadRequest(e)))?;
+            request_of(self.out, tls).map_err(|e| Failure::before(ProxyError::BadRequest(e)))?;
         // Nothing follows the head: the request ends with its HEADERS.
         let ends =
             framing == BodyFraming::None || (inline && self.out.len() == head_len && framing != BodyFraming::Chunked);
@@ -64,9 +64,7 @@ impl<C: Client> Exchange<'_, C> {
         let out = &*self.out;
         let request = || match first.take() {
             Some(request) => Ok(request),
-            None => request_of(out, tls, &ctx.limits.head)
-                .map(|r| r.0)
-                .map_err(|e| Failure::before(ProxyError::BadRequest(e))),
+            None => request_of(out, tls).map(|r| r.0).map_err(|e| Failure::before(ProxyError::BadRequest(e))),
         };
         let log = &mut self.account.log;
         let (stream, (response_future, body)) = send_h2(at, ctx, stream, request, ends, |local| {

@@ -103,12 +103,9 @@ where
         };
         match accepted {
             Some(Some(Ok((request, respond)))) => {
-                open.set(open.get() + 1);
-                let (ctx, peer, open) = (ctx.clone(), peer.clone(), open.clone());
-                monoio::spawn(async move {
-                    serve_stream(&ctx, &peer, request, respond).await;
-                    open.set(open.get() - 1);
-                });
+                // The stream's own future is the task: a wrapper around it would be moved
+                // into the task whole, then move the stream's future again on its first poll.
+                monoio::spawn(serve_stream(ctx.clone(), peer.clone(), Open::count(&open), request, respond));
             }
             Some(Some(Err(e))) => {
                 tracing::debug!(peer = %conn.peer, error = %e, "h2 connection error");
@@ -134,13 +131,32 @@ where
     }
 }
 
-/// Serves one stream as one request, then counts it and logs it.
+/// One of the connection's streams under way, counted while it lives.
+struct Open(Rc<Cell<usize>>);
+
+impl Open {
+    fn count(open: &Rc<Cell<usize>>) -> Self {
+        open.set(open.get() + 1);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// Serves one stream as one request, then counts it and logs it; `_open` counts it among the
+/// connection's streams until then.
 async fn serve_stream(
-    ctx: &Rc<WorkerCtx>,
-    peer: &RefCell<Peer>,
+    ctx: Rc<WorkerCtx>,
+    peer: Rc<RefCell<Peer>>,
+    _open: Open,
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
+    let (ctx, peer) = (&ctx, &*peer);
     // h2 hands over streams the client reset before we took them: such a stream asks nothing
     // of anyone, so that a rapid reset (CVE-2023-44487) costs the upstreams no request.
     if respond.poll_reset(&mut Context::from_waker(Waker::noop())).is_ready() {

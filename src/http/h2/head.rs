@@ -12,14 +12,10 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, COOKIE, HOST};
 use http::request::Parts;
 
-use crate::http::codec::{self, RequestEdits};
+use crate::http::codec::{self, RequestEdits, Written};
 use crate::http::h2_io::shared_slice;
 use crate::http::head::{ReqMeta, RequestView};
 use crate::snapshot::RequestInfo;
-
-/// The most response lines read back: an upstream's (at most the codec's `MAX_HEADERS`) and
-/// the gateway's own.
-const MAX_RESPONSE_LINES: usize = 256;
 
 /// Fields that are connection-specific in HTTP/2 (RFC 9113 §8.2.2): an HTTP/2 message carrying
 /// one is malformed.
@@ -183,27 +179,24 @@ impl RequestView for H2Head<'_> {
 }
 
 /// The HTTP/2 response for an HTTP/1.1 response head the codec wrote at the start of `h1`, and
-/// the head's length; `None` if it does not parse (never for the codec's own heads).
+/// the head's length; `None` if it does not read (never for the codec's own heads). Read back
+/// line by line ([`Written`]): the codec checked every byte of it already.
 pub(super) fn response_of(h1: &[u8]) -> Option<(http::Response<()>, usize)> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_RESPONSE_LINES];
-    let mut parsed = httparse::Response::new(&mut lines);
-    let httparse::Status::Complete(len) = parsed.parse(h1).ok()? else {
-        return None;
-    };
+    let head = Written::of(h1)?;
     let mut response = http::Response::new(());
-    *response.status_mut() = http::StatusCode::from_u16(parsed.code?).ok()?;
+    *response.status_mut() = http::StatusCode::from_u16(head.status()?).ok()?;
     // One copy of the head that every value is a slice of, rather than a copy of each value.
-    let shared = Bytes::copy_from_slice(&h1[..len]);
+    let shared = Bytes::copy_from_slice(&h1[..head.len]);
     let headers = response.headers_mut();
-    for h in parsed.headers.iter() {
-        if connection_specific(h.name.as_bytes()) {
+    for (name, value) in head.fields() {
+        if connection_specific(name) {
             continue;
         }
         // HTTP/2 field names are lower case (RFC 9113 §8.2.1); `from_bytes` lowers them.
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        headers.append(name, HeaderValue::from_maybe_shared(shared_slice(&shared, h1, h.value)).ok()?);
+        let name = HeaderName::from_bytes(name).ok()?;
+        headers.append(name, HeaderValue::from_maybe_shared(shared_slice(&shared, h1, value)).ok()?);
     }
-    Some((response, len))
+    Some((response, head.len))
 }
 
 #[cfg(test)]
