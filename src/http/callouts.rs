@@ -25,7 +25,10 @@ pub(super) async fn run(
     snap: &Rc<Generation>,
 ) -> Option<Verdict> {
     let mut allowed = match check {
-        Some(check) => match check.run(ctx, snap, body).await {
+        // Each service's call boxed: their futures are kilobytes, and unboxed they would sit in
+        // the state of every request's future (copied whole as an HTTP/2 stream's task is
+        // spawned), asked or not.
+        Some(check) => match Box::pin(check.run(ctx, snap, body)).await {
             deny @ Verdict::Deny { .. } => return Some(deny),
             allow => Some(allow),
         },
@@ -35,7 +38,7 @@ pub(super) async fn run(
         return allowed;
     }
     if let Some(call) = call {
-        match call.run(ctx, snap).await {
+        match Box::pin(call.run(ctx, snap)).await {
             Verdict::Allow { upstream: up, downstream: down } => match &mut allowed {
                 Some(Verdict::Allow { upstream, downstream }) => {
                     upstream.extend(up);
@@ -47,7 +50,7 @@ pub(super) async fn run(
         }
     }
     if let Some(ask) = global {
-        if let Some(deny) = global::check(ctx, snap, ask).await {
+        if let Some(deny) = Box::pin(global::check(ctx, snap, ask)).await {
             return Some(deny);
         }
     }

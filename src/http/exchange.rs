@@ -26,11 +26,13 @@ pub(super) use attempt::{Failure, Try};
 pub(super) use client::{Client, RequestBody};
 pub(super) use h2::{mux_stream, send_h2};
 use relay::{Relayed, Source};
+use within::within;
 
 mod attempt;
 mod client;
 mod h2;
 mod relay;
+mod within;
 
 /// What `out` holds for the upstream: the head, ending at `head_end` with the try lines
 /// `lines` (a retry rewrites them), and after it the whole body when `inline`, which makes
@@ -207,11 +209,10 @@ impl<C: Client> Exchange<'_, C> {
             (t, _) => (t, ProxyError::UpstreamTimeout),
         };
         let outgoing = Outgoing { head_end, lines: extras.try_lines, inline, timeout: extras.timeout };
-        let exchange = self.exchange(snap, cluster, route, meta, outgoing, &mut replay, &response);
-        let result = match timeout {
-            Some(t) => monoio::time::timeout(t, exchange).await.ok(),
-            None => Some(exchange.await),
-        };
+        // The exchange is made inside `within`, never bound first: a future bound to a local and
+        // then moved keeps its slot in this future's state too (the local's storage lives to the
+        // end of its scope), and a stream's whole state is copied as its task is spawned.
+        let result = within(timeout, self.exchange(snap, cluster, route, meta, outgoing, &mut replay, &response)).await;
         let result = result.unwrap_or_else(|| Err(self.failure(expired)));
         if !mirrors.is_empty() {
             // The mirrors of a streamed body go once it went up whole within the copy: Envoy
@@ -305,13 +306,10 @@ impl<C: Client> Exchange<'_, C> {
                 live,
                 stats: &cluster_stats,
             };
-            let tried_once = self.try_endpoint(try_once, meta, inline, replay, response);
-            let result = match retries.per_try_timeout {
-                Some(t) => monoio::time::timeout(t, tried_once)
-                    .await
-                    .unwrap_or_else(|_| Err(self.failure(ProxyError::PerTryTimeout))),
-                None => tried_once.await,
-            };
+            // Made inside `within`, as in `forward`.
+            let result = within(retries.per_try_timeout, self.try_endpoint(try_once, meta, inline, replay, response))
+                .await
+                .unwrap_or_else(|| Err(self.failure(ProxyError::PerTryTimeout)));
             let endpoint = pick.endpoint;
             // A relayed status was told to outlier detection as its head arrived.
             pick.settle(match &result {
@@ -576,7 +574,10 @@ async fn connect(at: &Try<'_>, ctx: &WorkerCtx, http2: bool) -> Result<UpstreamC
         (true, Some(t)) => ctx.tls.client(&t.h2_config),
         _ => ctx.tls.client(c),
     };
-    match upstream::connect(at.addr(), at.cluster, tls).await {
+    // Boxed: connecting (TLS included) takes a future of kilobytes, which would otherwise sit
+    // in the state of every request's future, copied whole as an HTTP/2 stream's task is
+    // spawned, for the few requests that open a connection.
+    match Box::pin(upstream::connect(at.addr(), at.cluster, tls)).await {
         Ok(stream) => {
             at.stats.cx_total.inc();
             at.live.observe(at.cluster, at.endpoint, Observation::Connected);

@@ -103,8 +103,11 @@ impl<C: Client> Exchange<'_, C> {
                     writer.finish().await.map_err(BodyError::Sink)
                 };
                 let whole = Cell::new(false);
-                let relay = self.relay_response(from, meta, sent_at, at, response, &whole);
-                let (relayed, whole) = alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))?;
+                // Made in the call: see `alongside`.
+                let (relayed, whole) =
+                    alongside(upload, self.relay_response(from, meta, sent_at, at, response, &whole), &whole)
+                        .await
+                        .map_err(|e| self.body_failure(e))?;
                 sent_whole = whole;
                 relayed
             }
@@ -233,7 +236,8 @@ async fn open(at: &Try<'_>, ctx: &WorkerCtx, pooled: &impl Fn() -> Option<MuxStr
     let opening = ctx.upstream.mux.opening(at.key());
     let UpstreamConn { stream, open: counted, .. } = connect(at, ctx, true).await?;
     let local = stream.local_addr().ok();
-    let handshake = client_builder().handshake::<_, Bytes>(PollIo::new(stream));
+    // Boxed, as `connect` is: only a request that opens a connection pays for it.
+    let handshake = Box::pin(client_builder().handshake::<_, Bytes>(PollIo::new(stream)));
     let (send, connection) =
         handshake.await.map_err(|e| Failure::before(ProxyError::ConnectFailed(io::Error::other(e))))?;
     let state = MuxState::new(local);

@@ -2,9 +2,9 @@
 //! the response (interim heads, the final head with the route's edits, its body) relayed down.
 
 use std::cell::Cell;
-use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -21,7 +21,7 @@ use crate::http::grpc;
 use crate::http::head::ReqMeta;
 use crate::http::headers::Merged;
 use crate::http::retry;
-use crate::snapshot::RetryPolicy;
+use crate::snapshot::{Library, RetryPolicy};
 use crate::upstream::{Observation, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
 
 /// What a parsed response head decided, kept once the head's borrow ends.
@@ -91,25 +91,56 @@ pub(super) fn request_body_error(e: BodyError) -> ProxyError {
 /// body the upstream stopped taking (it reset or closed) leaves the relay to say how the try
 /// ended; one the client broke off fails it at once. A response that ends first leaves the
 /// rest of the body unsent, as Envoy resets the upstream stream then.
-pub(super) async fn alongside<T>(
-    upload: impl Future<Output = Result<(), BodyError>>,
-    relay: impl Future<Output = Result<T, Failure>>,
-    whole: &Cell<bool>,
-) -> Result<(Result<T, Failure>, bool), BodyError> {
-    let (mut upload, mut relay) = (pin!(upload), pin!(relay));
-    let mut uploading = true;
-    poll_fn(|cx| {
-        if uploading {
-            match upload.as_mut().poll(cx) {
-                Poll::Ready(Ok(())) => (uploading, _) = (false, whole.set(true)),
-                Poll::Ready(Err(BodyError::Sink(_))) => uploading = false,
+///
+/// A future of its own rather than an `async fn`: the two futures are made in the call and
+/// held once, where an `async fn` would hold each as its argument and again pinned.
+pub(super) fn alongside<'w, U, R, T>(upload: U, relay: R, whole: &'w Cell<bool>) -> Alongside<'w, U, R>
+where
+    U: Future<Output = Result<(), BodyError>>,
+    R: Future<Output = Result<T, Failure>>,
+{
+    Alongside { upload, relay, uploading: true, whole }
+}
+
+pin_project_lite::pin_project! {
+    pub(super) struct Alongside<'w, U, R> {
+        #[pin]
+        upload: U,
+        #[pin]
+        relay: R,
+        uploading: bool,
+        whole: &'w Cell<bool>,
+    }
+}
+
+impl<U, R, T> Future for Alongside<'_, U, R>
+where
+    U: Future<Output = Result<(), BodyError>>,
+    R: Future<Output = Result<T, Failure>>,
+{
+    type Output = Result<(Result<T, Failure>, bool), BodyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if *this.uploading {
+            match this.upload.poll(cx) {
+                Poll::Ready(Ok(())) => (*this.uploading, _) = (false, this.whole.set(true)),
+                Poll::Ready(Err(BodyError::Sink(_))) => *this.uploading = false,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
             }
         }
-        relay.as_mut().poll(cx).map(|relayed| Ok((relayed, whole.get())))
+        this.relay.poll(cx).map(|relayed| Ok((relayed, this.whole.get())))
+    }
+}
+
+/// A response body's relay that failed once the response started.
+fn relay_failure(e: BodyError) -> Failure {
+    Failure::started(match e {
+        BodyError::Sink(e) => ProxyError::DownstreamIo(e),
+        BodyError::Source(e) => ProxyError::UpstreamIo(e),
+        BodyError::Framing(e) => ProxyError::UpstreamProtocol(e),
     })
-    .await
 }
 
 impl<C: Client> Exchange<'_, C> {
@@ -230,10 +261,11 @@ impl<C: Client> Exchange<'_, C> {
         at: &Try<'_>,
         response: &Merged<'_>,
     ) -> Result<(Result<Relayed, Failure>, bool), Failure> {
-        let upload = body.send(to, replay);
         let whole = Cell::new(false);
-        let relay = self.relay_response(from, meta, sent_at, at, response, &whole);
-        alongside(upload, relay, &whole).await.map_err(|e| self.body_failure(e))
+        // Both made in the call: see `alongside`.
+        alongside(body.send(to, replay), self.relay_response(from, meta, sent_at, at, response, &whole), &whole)
+            .await
+            .map_err(|e| self.body_failure(e))
     }
 
     /// A try's failure for a request body that could not go up.
@@ -245,6 +277,28 @@ impl<C: Client> Exchange<'_, C> {
     async fn send_out(&mut self) -> Result<(), Failure> {
         self.account.tally.sent += self.out.len() as u64;
         self.client.send(self.out).await.map_err(|e| Failure::started(ProxyError::DownstreamIo(e)))
+    }
+
+    /// Relays the body through `library`'s compressor, the head first: the client gets the
+    /// body as the chunks the compressor makes of it.
+    async fn relay_compressed<R: AsyncReadRent>(
+        &mut self,
+        src: &mut R,
+        buf: &mut ReadBuf,
+        framing: BodyFraming,
+        library: Library,
+    ) -> Result<(), Failure> {
+        self.send_out().await?;
+        let mut source =
+            Compressing::new(src, buf, framing, library).map_err(|e| Failure::started(ProxyError::UpstreamIo(e)))?;
+        let mut down = ReadBuf::with_capacity(STREAM_CHUNK);
+        self.client.relay_body(&mut source, &mut down, BodyFraming::Chunked).await.map_err(relay_failure)?;
+        let streamed = down.take_written();
+        self.account.tally.sent += streamed;
+        if let Some(r) = &mut self.account.log {
+            r.bytes_sent = streamed;
+        }
+        Ok(())
     }
 
     /// Reads the response head `from` its source, relays head and body. Returns whether the
@@ -322,26 +376,11 @@ impl<C: Client> Exchange<'_, C> {
                 self.send_out().await?;
                 return Ok(Relayed::Upgraded);
             }
-            let relayed = |e| {
-                Failure::started(match e {
-                    BodyError::Sink(e) => ProxyError::DownstreamIo(e),
-                    BodyError::Source(e) => ProxyError::UpstreamIo(e),
-                    BodyError::Framing(e) => ProxyError::UpstreamProtocol(e),
-                })
-            };
             let library = compressor.zip(response.compress).map(|(i, (c, _))| c.compressors[i].library);
             if let Some(library) = library {
-                // The body reaches the client as the chunks the compressor makes of it.
-                self.send_out().await?;
-                let mut source = Compressing::new(src, buf, framing, library)
-                    .map_err(|e| Failure::started(ProxyError::UpstreamIo(e)))?;
-                let mut down = ReadBuf::with_capacity(STREAM_CHUNK);
-                self.client.relay_body(&mut source, &mut down, BodyFraming::Chunked).await.map_err(relayed)?;
-                let streamed = down.take_written();
-                self.account.tally.sent += streamed;
-                if let Some(r) = &mut self.account.log {
-                    r.bytes_sent = streamed;
-                }
+                // Boxed: the compressor's relay is a future of kilobytes that would otherwise
+                // sit in every response's future, compressed or not.
+                Box::pin(self.relay_compressed(src, buf, framing, library)).await?;
                 let reusable = upstream_keep_alive && buf.is_empty() && !matches!(framing, BodyFraming::UntilClose);
                 return Ok(Relayed::Done { reusable });
             }
@@ -351,7 +390,7 @@ impl<C: Client> Exchange<'_, C> {
             self.send_out().await?;
             buf.take_written();
             if body_inline.is_none() {
-                self.client.relay_body(src, buf, framing).await.map_err(relayed)?;
+                self.client.relay_body(src, buf, framing).await.map_err(relay_failure)?;
             }
             let streamed = buf.take_written();
             self.account.tally.sent += streamed;

@@ -512,7 +512,9 @@ impl<'a> Client for H2Client<'a> {
             }
             BodyFraming::UntilClose => {
                 let stream = self.stream.as_mut().ok_or(BodyError::Sink(io::ErrorKind::NotConnected.into()))?;
-                relay_until_close(stream, src, buf).await
+                // Boxed: rare (an HTTP/1.1 upstream that gives no length), and its future would
+                // otherwise sit in every response's.
+                Box::pin(relay_until_close(stream, src, buf)).await
             }
         }
     }
