@@ -197,18 +197,21 @@ impl LiveLimit {
 
 /// A bucket every worker of the instance takes from, each through a small reservoir of its
 /// own: while the bucket holds at least half its `max_tokens`, a worker draws `batch` tokens
-/// with one compare-and-swap and spends them from a line only it writes, so at 2+ workers the
+/// with one compare-and-swap and spends them from a line only it touches, so at 2+ workers the
 /// bucket's line moves between cores once a batch rather than once a request
 /// (`bench/token_bucket.rs`). Below half, every token comes straight from the bucket, as in
-/// Envoy's, so a limit that is being reached counts exactly. What a reservoir holds unspent
-/// is the whole error: `batch` is at most a sixteenth of the smaller of `max_tokens` and
+/// Envoy's, and a worker that finds it empty takes from the others' reservoirs: a request is
+/// refused only when no token is left anywhere. Tokens held while the bucket refills to its
+/// maximum are the one difference from Envoy's count (its bucket would have stopped
+/// refilling); `batch` bounds it: at most a sixteenth of the smaller of `max_tokens` and
 /// `tokens_per_fill`, shared among the workers (and 64), and 1, no reservoir, for quotas too
 /// small to spare one.
 #[derive(Debug)]
 pub struct SharedBucket {
     pub bucket: TokenBucket,
     batch: u32,
-    /// Tokens drawn and not yet spent, by worker; each written only by its worker.
+    /// Tokens drawn and not yet spent, by worker: filled only by its worker, taken by it and,
+    /// once the bucket is empty, by the others.
     held: Box<[Held]>,
 }
 
@@ -229,25 +232,32 @@ impl SharedBucket {
     }
 
     /// Takes a token for `worker` at `now`; false when none is left. Only `worker`'s own
-    /// thread may take for it (its reservoir has that one writer); an id past the workers the
-    /// bucket was made for takes straight from the bucket.
+    /// thread may take for it (only it fills its reservoir); an id past the workers the bucket
+    /// was made for takes straight from the bucket.
     #[inline]
     pub fn consume(&self, worker: usize, now: u64) -> bool {
         let Some(held) = self.held.get(worker) else {
             return self.bucket.consume(now);
         };
-        let n = held.0.load(Relaxed);
-        if n > 0 {
-            held.0.store(n - 1, Relaxed);
+        if held.take() {
             return true;
         }
         match self.bucket.draw(now, self.batch) {
-            0 => false,
+            // The reservoir was empty and only this worker fills it: nobody took from it since.
+            0 => self.held.iter().any(Held::take),
             drawn => {
-                held.0.store(drawn - 1, Relaxed);
+                held.0.fetch_add(drawn - 1, Relaxed);
                 true
             }
         }
+    }
+}
+
+impl Held {
+    /// Takes one token held here; false when there is none.
+    #[inline]
+    fn take(&self) -> bool {
+        self.0.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1)).is_ok()
     }
 }
 
@@ -430,6 +440,16 @@ mod tests {
         let unspent: u32 = b.held.iter().map(|h| h.0.load(Relaxed)).sum();
         assert_eq!(taken + unspent as usize, 3200, "every token is spent or held, none made");
         assert!(unspent < 4 * 50, "{unspent} unspent");
+        assert!(taken >= 3200 - 4 * 50, "a worker refused only when no token was left: {taken}");
+    }
+
+    #[test]
+    fn a_worker_finding_the_bucket_empty_takes_what_another_holds() {
+        let b = shared(2);
+        assert!(b.consume(0, START), "worker 0 draws 64 and holds 63");
+        let taken = (0..5_000).filter(|_| b.consume(1, START)).count();
+        assert_eq!(taken, 3199, "worker 1 gets every token left, worker 0's included");
+        assert!(!b.consume(0, START));
     }
 
     #[test]
