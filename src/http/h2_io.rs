@@ -304,8 +304,12 @@ pub(super) fn client_builder() -> h2::client::Builder {
     builder
 }
 
-/// Fields that are connection-specific (RFC 9113 §8.2.2): never sent as HTTP/2 fields.
-const DROPPED: [&str; 4] = ["connection", "keep-alive", "proxy-connection", "upgrade"];
+/// Fields that are connection-specific in HTTP/2 (RFC 9113 §8.2.2): an HTTP/2 message carrying
+/// one is malformed, and none is sent as an HTTP/2 field.
+pub(super) fn connection_specific(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 5] = [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
 
 /// The HTTP/2 request for the HTTP/1.1 head the codec wrote at the start of `out`: its length
 /// and how the body after it is framed. `tls`: the upstream is reached over TLS (`:scheme`
@@ -333,7 +337,7 @@ pub(super) fn request_of(out: &[u8], tls: bool) -> Result<(http::Request<()>, us
         if name.eq_ignore_ascii_case(b"content-length") {
             codec::fold_content_length(value, &mut length)?;
         }
-        if DROPPED.iter().any(|d| d.as_bytes().eq_ignore_ascii_case(name)) {
+        if connection_specific(name) {
             continue;
         }
         // `te` only as `trailers` (RFC 9113 §8.2.2), which gRPC sends.

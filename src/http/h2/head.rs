@@ -13,16 +13,9 @@ use http::header::{HeaderName, HeaderValue, COOKIE, HOST};
 use http::request::Parts;
 
 use crate::http::codec::{self, RequestEdits, Written};
-use crate::http::h2_io::shared_slice;
+use crate::http::h2_io::{connection_specific, shared_slice};
 use crate::http::head::{ReqMeta, RequestView};
 use crate::snapshot::RequestInfo;
-
-/// Fields that are connection-specific in HTTP/2 (RFC 9113 §8.2.2): an HTTP/2 message carrying
-/// one is malformed.
-fn connection_specific(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 5] = [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
-}
 
 /// Why an HTTP/2 request cannot stand as an HTTP/1.1 one: malformed (RFC 9113 §8.1.1), its
 /// stream is reset with `PROTOCOL_ERROR`.
