@@ -145,7 +145,13 @@ impl ReadBuf {
         self.written += n as u64;
     }
 
-    /// Bytes written on with [`ReadBuf::write_to`] or [`ReadBuf::consume_written`] since the last call.
+    /// Counts `n` bytes of the body handed on around the buffer (HTTP/2 DATA passed as it came).
+    pub fn count_written(&mut self, n: usize) {
+        self.written += n as u64;
+    }
+
+    /// Bytes written on with [`ReadBuf::write_to`], [`ReadBuf::consume_written`] or counted with
+    /// [`ReadBuf::count_written`] since the last call.
     pub fn take_written(&mut self) -> u64 {
         std::mem::take(&mut self.written)
     }

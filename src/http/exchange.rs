@@ -23,9 +23,10 @@ use crate::snapshot::{ClusterId, Destination, Route, UpstreamProtocol};
 use crate::upstream::{self, ConnectError, ConnectionSlot, Generation, Observation, UpstreamConn, UpstreamStream};
 use attempt::retried;
 pub(super) use attempt::{Failure, Try};
-pub(super) use client::{Client, RequestBody};
+pub(super) use client::{Client, RequestBody, ResponseSource};
 pub(super) use h2::{mux_stream, send_h2};
 use relay::{Relayed, Source};
+pub(super) use within::sleep;
 use within::within;
 
 mod attempt;
@@ -336,7 +337,7 @@ impl<C: Client> Exchange<'_, C> {
                     tried[attempt.min(7)] = endpoint;
                     attempt += 1;
                     cluster_stats.rq_retry.inc();
-                    monoio::time::sleep(retry::backoff(attempt as u32, ctx.random())).await;
+                    within::sleep(retry::backoff(attempt as u32, ctx.random())).await;
                     // Envoy's router stamps each retry with its number and the time left.
                     let lines = TryLines {
                         attempt: Some(attempt as u32 + 1),
@@ -553,7 +554,7 @@ async fn connection_slot<T>(at: &Try<'_>, pooled: impl Fn() -> Option<T>) -> Res
             };
             let deadline = Instant::now() + policy.connect_timeout;
             loop {
-                monoio::time::sleep(PENDING_POLL).await;
+                within::sleep(PENDING_POLL).await;
                 if let Some(found) = pooled() {
                     return Ok(Pooled::Found(found));
                 }

@@ -19,7 +19,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use h2::SendStream;
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use monoio::buf::{IoBuf, IoVecBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -324,6 +324,7 @@ pub(super) fn request_of(out: &[u8], tls: bool) -> Result<(http::Request<()>, us
     let shared = Bytes::copy_from_slice(&out[..head.len]);
     let (mut authority, mut chunked, mut length) = (None, false, None);
     let fields = request.headers_mut();
+    *fields = HeaderMap::with_capacity(FIELDS_ROOM);
     for (name, value) in head.fields() {
         if name.eq_ignore_ascii_case(b"host") {
             authority = Some(value);
@@ -344,7 +345,7 @@ pub(super) fn request_of(out: &[u8], tls: bool) -> Result<(http::Request<()>, us
         if name.eq_ignore_ascii_case(b"te") && !value.eq_ignore_ascii_case(b"trailers") {
             continue;
         }
-        let name = HeaderName::from_bytes(name).map_err(|_| ParseError::InvalidHeaderName)?;
+        let name = field_name(name).map_err(|_| ParseError::InvalidHeaderName)?;
         let mut value = HeaderValue::from_maybe_shared(shared_slice(&shared, out, value))
             .map_err(|_| ParseError::InvalidHeaderValue)?;
         // A value new on every request would only churn the connection's HPACK table (each
@@ -373,8 +374,37 @@ pub(super) fn request_of(out: &[u8], tls: bool) -> Result<(http::Request<()>, us
     Ok((request, head.len, framing))
 }
 
+/// The fields a head's map is made with room for, without growing: a request as the gateway
+/// forwards it carries about ten (the client's, the forwarding fields, the request id), a
+/// response fewer. An empty map would be allocated at the first field, then again at the
+/// seventh.
+pub(super) const FIELDS_ROOM: usize = 12;
+
 /// `x-request-id`, which the gateway sets on every request (Envoy's request id).
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The fields the gateway writes into every request or response it forwards (as Envoy's
+/// connection manager and router do), none of them among `http`'s standard names.
+const OWN_FIELDS: [HeaderName; 6] = [
+    X_REQUEST_ID,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-envoy-external-address"),
+    HeaderName::from_static("x-envoy-attempt-count"),
+    HeaderName::from_static("x-envoy-upstream-service-time"),
+];
+
+/// An HTTP/2 field name (lower case, RFC 9113 §8.2.1) for `name`. The gateway's own fields,
+/// which the codec writes in lower case, come from constants: `from_bytes` allocates a copy of
+/// every name outside the standard set, a handful of allocations on every request.
+pub(super) fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    if name.starts_with(b"x-") {
+        if let Some(own) = OWN_FIELDS.iter().find(|own| own.as_str().as_bytes() == name) {
+            return Ok(own.clone());
+        }
+    }
+    HeaderName::from_bytes(name)
+}
 
 /// The part of `shared` (a copy of `whole`'s start) that `part` (a slice of `whole`) is.
 pub(super) fn shared_slice(shared: &Bytes, whole: &[u8], part: &[u8]) -> Bytes {
@@ -393,22 +423,36 @@ pub(super) struct DataWriter {
 
 impl DataWriter {
     /// Sends what `data` carries of the body.
-    pub(super) async fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let Some(decoder) = &mut self.decoder else {
-            return send_data(&mut self.stream, Bytes::copy_from_slice(data), false).await;
+    pub(super) async fn push(&mut self, data: &[u8]) -> io::Result<()> {
+        self.send(data, false).await
+    }
+
+    /// Sends `data`, all that is left of the body: the stream ends with its last DATA frame,
+    /// not with an empty one after it, as Envoy ends a body it holds whole.
+    pub(super) async fn push_last(&mut self, data: &[u8]) -> io::Result<()> {
+        self.send(data, true).await
+    }
+
+    async fn send(&mut self, mut data: &[u8], last: bool) -> io::Result<()> {
+        let DataWriter { stream, decoder } = self;
+        let Some(decoder) = decoder else {
+            return send_data(stream, Bytes::copy_from_slice(data), last).await;
         };
-        let mut spans = Vec::new();
+        // Each piece goes once the next is found, so that the last one can carry the end.
+        let mut held: Option<Bytes> = None;
         while !data.is_empty() && !decoder.is_done() {
             let progress = decoder.feed(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if let Some(span) = progress.data {
-                spans.push(Bytes::copy_from_slice(&data[span]));
+                if let Some(before) = held.replace(Bytes::copy_from_slice(&data[span])) {
+                    send_data(stream, before, false).await?;
+                }
             }
             data = &data[progress.consumed..];
         }
-        for span in spans {
-            send_data(&mut self.stream, span, false).await?;
+        match held {
+            Some(piece) => send_data(stream, piece, last).await,
+            None => send_data(stream, Bytes::new(), last).await,
         }
-        Ok(())
     }
 
     /// Ends the stream. A chunked body's trailers are not sent on (gRPC clients send none).
@@ -468,5 +512,19 @@ mod tests {
         assert_eq!(&out[head_len..head_len + 3], b"3\r\n");
         let (request, _, framing) = request_of(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n", true).unwrap();
         assert_eq!((request.uri().to_string().as_str(), framing), ("https://h/", BodyFraming::None));
+    }
+    #[test]
+    fn field_names_are_lower_case_whether_the_gateways_own_or_not() {
+        for (name, lower) in [
+            (&b"X-Forwarded-For"[..], "x-forwarded-for"),
+            (b"x-envoy-upstream-service-time", "x-envoy-upstream-service-time"),
+            (b"X-Custom", "x-custom"),
+            (b"Content-Type", "content-type"),
+            (b"x", "x"),
+        ] {
+            assert_eq!(field_name(name).unwrap().as_str(), lower);
+        }
+        assert!(field_name(b"x bad").is_err());
+        assert!(field_name(b"").is_err());
     }
 }

@@ -14,12 +14,33 @@
 
 use std::io;
 
+use h2::RecvStream;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
 
 use super::Replay;
 use crate::buf::ReadBuf;
 use crate::http::body::BodyError;
 use crate::http::codec::{BodyFraming, ResponseEdits, ResponseHead};
+use crate::http::compress::Compressing;
+use crate::tls_stream::{LentRead, Session};
+use crate::upstream::UpstreamStream;
+
+/// Where the relay reads a response from: bytes in HTTP/1.1 framing, and, from an HTTP/2
+/// upstream, the stream whose DATA and trailers those bytes would carry, which a client that
+/// speaks HTTP/2 too takes as they are.
+pub(in crate::http) trait ResponseSource: AsyncReadRent {
+    /// The HTTP/2 stream of the rest of the body, once the head was read and no byte of the
+    /// body has been; `None` for an HTTP/1.1 upstream.
+    fn frames(&mut self) -> Option<&mut RecvStream> {
+        None
+    }
+}
+
+impl ResponseSource for UpstreamStream {}
+impl ResponseSource for TcpStream {}
+impl<C: Session> ResponseSource for LentRead<'_, C> {}
+impl<R: AsyncReadRent> ResponseSource for Compressing<'_, R> {}
 
 /// A request body read apart from the client's response: the exchange streams it up while the
 /// response comes down.
@@ -86,8 +107,8 @@ pub(in crate::http) trait Client {
     async fn send(&mut self, out: &mut Vec<u8>) -> io::Result<()>;
 
     /// Relays the response body, `framing` as the upstream framed it, from `src` (what was
-    /// read already sits in `buf`) to the client.
-    async fn relay_body<R: AsyncReadRent>(
+    /// read already sits in `buf`) to the client, counting what it hands on in `buf`.
+    async fn relay_body<R: ResponseSource>(
         &mut self,
         src: &mut R,
         buf: &mut ReadBuf,

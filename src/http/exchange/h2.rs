@@ -23,7 +23,9 @@ use monoio::BufResult;
 
 use super::attempt::{Failure, Try};
 use super::relay::{alongside, request_body_error, Relayed, Source};
-use super::{connect, connection_slot, Client, Exchange, Forwarded, Pooled, Replay, RequestBody, PENDING_POLL};
+use super::{
+    connect, connection_slot, Client, Exchange, Forwarded, Pooled, Replay, RequestBody, ResponseSource, PENDING_POLL,
+};
 use crate::buf::{read_rent, readv_rent, ReadBuf};
 use crate::http::body::BodyError;
 use crate::http::codec::{BodyFraming, ChunkedDecoder};
@@ -84,10 +86,8 @@ impl<C: Client> Exchange<'_, C> {
         let lent = if ends || inline { None } else { self.client.body() };
         if !ends && lent.is_none() {
             if inline {
-                let body = self.out.split_off(head_len);
-                let res = writer.push(&body).await.and(writer.finish().await);
-                self.out.extend_from_slice(&body);
-                res.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
+                let body = &self.out[head_len..];
+                writer.push_last(body).await.map_err(|e| Failure::before(ProxyError::UpstreamIo(e)))?;
             } else {
                 self.client.send_continue().await.map_err(|e| Failure::before(ProxyError::DownstreamIo(e)))?;
                 sent_whole = self.stream_body_h2(&mut writer, &mut source, replay).await?;
@@ -211,7 +211,7 @@ pub(in crate::http) async fn send_h2(
 async fn attach(at: &Try<'_>, ctx: &WorkerCtx, pooled: &impl Fn() -> Option<MuxStream>) -> Option<MuxStream> {
     let waiting = ctx.upstream.mux.wait_for_opening(at.key(), at.cluster.policy.max_concurrent_streams)?;
     loop {
-        monoio::time::sleep(PENDING_POLL).await;
+        super::within::sleep(PENDING_POLL).await;
         if let Some(stream) = pooled() {
             ctx.stats.upstream_cx_reused.inc();
             return Some(stream);
@@ -415,6 +415,16 @@ fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+impl ResponseSource for H2Response {
+    /// The body, while none of it was made into bytes (all that was made, the head, was read).
+    fn frames(&mut self) -> Option<&mut RecvStream> {
+        if self.pos < self.pending.len() {
+            return None;
+        }
+        self.body.as_mut()
+    }
 }
 
 impl AsyncReadRent for H2Response {

@@ -7,10 +7,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::AsyncWriteRent;
 
 use super::attempt::{Failure, Try};
-use super::{Client, Exchange, Replay, RequestBody};
+use super::{Client, Exchange, Replay, RequestBody, ResponseSource};
 use crate::buf::ReadBuf;
 use crate::http::body::BodyError;
 use crate::http::body::STREAM_CHUNK;
@@ -250,7 +250,7 @@ impl<C: Client> Exchange<'_, C> {
     /// Streams the lent `body` up through `to` while the response is relayed `from` (see
     /// [`alongside`]); the relay's end, and whether the body went up whole.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn both_ways<R: AsyncReadRent, W: AsyncWriteRent>(
+    pub(super) async fn both_ways<R: ResponseSource, W: AsyncWriteRent>(
         &mut self,
         body: C::Body,
         to: &mut W,
@@ -281,7 +281,7 @@ impl<C: Client> Exchange<'_, C> {
 
     /// Relays the body through `library`'s compressor, the head first: the client gets the
     /// body as the chunks the compressor makes of it.
-    async fn relay_compressed<R: AsyncReadRent>(
+    async fn relay_compressed<R: ResponseSource>(
         &mut self,
         src: &mut R,
         buf: &mut ReadBuf,
@@ -310,7 +310,7 @@ impl<C: Client> Exchange<'_, C> {
     /// final status reaches outlier detection before the client sees it, as Envoy's router
     /// reports it on the upstream's headers: a client holding the head that ejects an endpoint
     /// finds it ejected.
-    pub(super) async fn relay_response<R: AsyncReadRent>(
+    pub(super) async fn relay_response<R: ResponseSource>(
         &mut self,
         from: Source<'_, R>,
         meta: ReqMeta,

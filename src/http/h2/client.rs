@@ -23,7 +23,7 @@ use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
 use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
-use crate::http::exchange::{Client, Replay, RequestBody};
+use crate::http::exchange::{Client, Replay, RequestBody, ResponseSource};
 use crate::http::ext_authz::BodyRead;
 use crate::http::grpc::{self, MessageCounter};
 use crate::http::h2_io::send_data;
@@ -316,23 +316,11 @@ impl<'a> H2Client<'a> {
     /// (the last chunk's size line, the trailer section, the final CRLF); an empty end of
     /// stream when there are none.
     async fn send_trailers(&mut self, framing: &[u8]) -> io::Result<()> {
-        let mut lines = [httparse::EMPTY_HEADER; MAX_TRAILERS];
-        // The trailer section starts after the last chunk's size line.
-        let section = framing
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| if i == 0 { &framing[2..] } else { framing })
-            .and_then(|f| f.windows(2).position(|w| w == b"\r\n").map(|i| &f[i + 2..]));
-        let mut trailers = HeaderMap::new();
-        if let Some(Ok(httparse::Status::Complete((_, parsed)))) =
-            section.map(|s| httparse::parse_headers(s, &mut lines))
-        {
-            for h in parsed {
-                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value)) {
-                    trailers.append(n, v);
-                }
-            }
-        }
+        self.end_with(trailers_of(framing)).await
+    }
+
+    /// Ends the response stream with `trailers`, or with an empty DATA when there are none.
+    async fn end_with(&mut self, trailers: HeaderMap) -> io::Result<()> {
         if trailers.is_empty() {
             return self.send_data(Bytes::new(), true).await;
         }
@@ -342,6 +330,48 @@ impl<'a> H2Client<'a> {
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
         stream.send_trailers(trailers).map_err(io::Error::other)
     }
+
+    /// Passes an HTTP/2 upstream's DATA and trailers on as they come, without their trip
+    /// through HTTP/1.1 framing; each frame's capacity is released as it is taken, and the
+    /// next is read once the client's window let it go (`send_data`), so at most a window per
+    /// stream waits here. The last frame carries the end of the stream when no trailers follow.
+    async fn pass_frames(&mut self, body: &mut RecvStream, buf: &mut ReadBuf) -> Result<(), BodyError> {
+        let upstream = |e: h2::Error| BodyError::Source(io::Error::other(e));
+        while let Some(data) = body.data().await {
+            let data = data.map_err(upstream)?;
+            let _ = body.flow_control().release_capacity(data.len());
+            let end = body.is_end_stream();
+            buf.count_written(data.len());
+            self.send_data(data, end).await.map_err(sink)?;
+            if end {
+                return Ok(());
+            }
+        }
+        let trailers = body.trailers().await.map_err(upstream)?;
+        self.end_with(trailers.unwrap_or_default()).await.map_err(sink)
+    }
+}
+
+/// The trailers in `framing`, the bytes after a chunked body's last data (the last chunk's
+/// size line, the trailer section, the final CRLF). Apart from the send that follows: its
+/// lines would otherwise sit in the relay's future.
+fn trailers_of(framing: &[u8]) -> HeaderMap {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+    // The trailer section starts after the last chunk's size line.
+    let section = framing
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|i| if i == 0 { &framing[2..] } else { framing })
+        .and_then(|f| f.windows(2).position(|w| w == b"\r\n").map(|i| &f[i + 2..]));
+    let mut trailers = HeaderMap::new();
+    if let Some(Ok(httparse::Status::Complete((_, parsed)))) = section.map(|s| httparse::parse_headers(s, &mut lines)) {
+        for h in parsed {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value)) {
+                trailers.append(n, v);
+            }
+        }
+    }
+    trailers
 }
 
 /// Relays what `src` sends until it closes (what was read already sits in `buf`), then ends
@@ -460,12 +490,17 @@ impl<'a> Client for H2Client<'a> {
         Ok(())
     }
 
-    async fn relay_body<R: AsyncReadRent>(
+    async fn relay_body<R: ResponseSource>(
         &mut self,
         src: &mut R,
         buf: &mut ReadBuf,
         framing: BodyFraming,
     ) -> Result<(), BodyError> {
+        if buf.is_empty() && framing != BodyFraming::None {
+            if let Some(body) = src.frames() {
+                return self.pass_frames(body, buf).await;
+            }
+        }
         let eof = || BodyError::Source(io::ErrorKind::UnexpectedEof.into());
         match framing {
             BodyFraming::None => Ok(()),

@@ -21,7 +21,7 @@ use crate::http::body::STREAM_CHUNK;
 use crate::http::callouts;
 use crate::http::codec::{self, HeaderSlots, ParseError};
 use crate::http::error::ProxyError;
-use crate::http::exchange::{Exchange, Forwarded};
+use crate::http::exchange::{self, Exchange, Forwarded};
 use crate::http::ext_authz::Verdict;
 use crate::http::fault::Injected;
 use crate::http::h2_io::PollIo;
@@ -103,9 +103,10 @@ where
         };
         match accepted {
             Some(Some(Ok((request, respond)))) => {
-                // The stream's own future is the task: a wrapper around it would be moved
-                // into the task whole, then move the stream's future again on its first poll.
-                monoio::spawn(serve_stream(ctx.clone(), peer.clone(), Open::count(&open), request, respond));
+                // The stream's future (kilobytes) is made in a box of its own at the task's
+                // first poll: spawned as the task, it was copied whole twice on its way in.
+                let (ctx, peer, open) = (ctx.clone(), peer.clone(), Open::count(&open));
+                monoio::spawn(async move { Box::pin(serve_stream(ctx, peer, open, request, respond)).await });
             }
             Some(Some(Err(e))) => {
                 tracing::debug!(peer = %conn.peer, error = %e, "h2 connection error");
@@ -285,7 +286,7 @@ impl Stream<'_> {
         }
         // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
         if let Some(delay) = fault.delay {
-            monoio::time::sleep(delay).await;
+            exchange::sleep(delay).await;
         }
         let disposition = match fault.abort {
             Some(abort) => {

@@ -9,11 +9,11 @@
 //! it into an HTTP/2 response without the fields that only HTTP/1.1 framing needs.
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, COOKIE, HOST};
+use http::header::{HeaderMap, HeaderValue, COOKIE, HOST};
 use http::request::Parts;
 
 use crate::http::codec::{self, RequestEdits, Written};
-use crate::http::h2_io::{connection_specific, shared_slice};
+use crate::http::h2_io::{connection_specific, field_name, shared_slice, FIELDS_ROOM};
 use crate::http::head::{ReqMeta, RequestView};
 use crate::snapshot::RequestInfo;
 
@@ -181,12 +181,12 @@ pub(super) fn response_of(h1: &[u8]) -> Option<(http::Response<()>, usize)> {
     // One copy of the head that every value is a slice of, rather than a copy of each value.
     let shared = Bytes::copy_from_slice(&h1[..head.len]);
     let headers = response.headers_mut();
+    *headers = HeaderMap::with_capacity(FIELDS_ROOM);
     for (name, value) in head.fields() {
         if connection_specific(name) {
             continue;
         }
-        // HTTP/2 field names are lower case (RFC 9113 §8.2.1); `from_bytes` lowers them.
-        let name = HeaderName::from_bytes(name).ok()?;
+        let name = field_name(name).ok()?;
         headers.append(name, HeaderValue::from_maybe_shared(shared_slice(&shared, h1, value)).ok()?);
     }
     Some((response, head.len))

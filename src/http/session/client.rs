@@ -15,7 +15,7 @@ use crate::buf::ReadBuf;
 use crate::http::body::{self, buffered_body_len, inline_body, BodyError, Watch, INLINE_BODY};
 use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ResponseEdits, ResponseHead};
 use crate::http::dechunk;
-use crate::http::exchange::{Client, Replay, RequestBody};
+use crate::http::exchange::{Client, Replay, RequestBody, ResponseSource};
 use crate::http::grpc;
 use crate::http::head::Http1Request;
 use crate::http::peer::Peer;
@@ -270,7 +270,7 @@ impl<'a, S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'a, S> {
         res.map(drop)
     }
 
-    async fn relay_body<R: AsyncReadRent>(
+    async fn relay_body<R: ResponseSource>(
         &mut self,
         src: &mut R,
         buf: &mut ReadBuf,
