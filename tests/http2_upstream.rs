@@ -126,6 +126,13 @@ async fn answer(
         let _ = body.flow_control().release_capacity(data.len());
     }
     let path = parts.uri.path().to_string();
+    if path == "/short" {
+        // Five bytes of the ten its head promises, then the stream's end.
+        let head = Response::builder().status(200).header("content-length", "10").body(()).unwrap();
+        let mut stream = respond.send_response(head, false).unwrap();
+        let _ = stream.send_data(Bytes::from_static(b"hello"), true);
+        return;
+    }
     if let Some(ms) = path.strip_prefix("/delay/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
     }
@@ -343,6 +350,30 @@ both_drivers! {
         assert_eq!(got.0.status, 200);
         assert_eq!(String::from_utf8_lossy(&got.0.body), "h2 GET /h2 authority=app.test te=- x-route=on body=0");
         assert_eq!(String::from_utf8_lossy(&got.1.body), "h2 POST /big authority=app.test te=- x-route=on body=200000");
+    }
+
+    fn an_answer_shorter_than_its_length_is_cut_off_not_ended(driver) {
+        let backend = H2Backend::start();
+        let (_gw, addr) = start(driver, &backend, "HTTP2", None);
+        // The DATA pass to an HTTP/2 client as they come: the upstream's short stream must reach
+        // it as a reset or an error, never as a whole answer.
+        let got = with_h2(addr, async |c| {
+            let mut c = c.ready().await.unwrap();
+            let (response, _) = c.send_request(Request::get("http://app.test/short").body(()).unwrap(), true).unwrap();
+            let (parts, mut recv) = response.await?.into_parts();
+            let mut body = Vec::new();
+            while let Some(data) = recv.data().await {
+                body.extend_from_slice(&data?);
+            }
+            Ok::<_, h2::Error>((parts.status.as_u16(), body))
+        });
+        assert!(!matches!(got, Ok((200, _))), "a short answer ended as if whole: {got:?}");
+        // An HTTP/1.1 client gets the head and fewer bytes than it says, then the close.
+        let mut c = client::Conn::open(addr);
+        c.send(b"GET /short HTTP/1.1\r\nHost: app.test\r\n\r\n");
+        let raw = String::from_utf8_lossy(&c.read_to_close()).into_owned();
+        let body = raw.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        assert!(body.len() < 10, "{raw:?}");
     }
 
     fn h2_upgrade_policy_upgrades_an_http_port_and_do_not_upgrade_leaves_it(driver) {

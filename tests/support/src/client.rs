@@ -64,6 +64,13 @@ impl Conn {
         Ok(rest)
     }
 
+    /// Everything the gateway sends until it closes, unframed: for an answer cut short.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        let _ = self.reader.read_to_end(&mut rest);
+        rest
+    }
+
     pub fn get(&mut self, path: &str, host: &str) -> Response {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
         self.read_response(false)
