@@ -5,7 +5,9 @@
 //! and the response is read as an HTTP/1.1 head with a body, chunked with trailers when the
 //! server gave no length ([`H2Response`]), which the relay reads as it reads an HTTP/1.1
 //! upstream: retries on statuses and `grpc-status`, outlier detection and the client's codec
-//! see no difference. The connections are multiplexed, per core (`upstream/multiplex.rs`).
+//! see no difference. An HTTP/2 client takes the body's frames as they came instead
+//! ([`ResponseSource::frames`]). The connections are multiplexed, per core
+//! (`upstream/multiplex.rs`).
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};

@@ -2,8 +2,8 @@
 //! framing ([`H2Body`], lent to the exchange so that they go up while the response comes
 //! down; flow-control capacity released as they are written), the upstream's HTTP/1.1
 //! response comes back as HEADERS (the codec's edits, read back by `head::response_of`), DATA
-//! (de-framed) and, from a chunked body, trailers; after a WebSocket's upgrade, the stream
-//! carries its bytes both ways.
+//! (de-framed) and, from a chunked body, trailers, or, from an HTTP/2 upstream, its DATA and
+//! trailers as they came; after a WebSocket's upgrade, the stream carries its bytes both ways.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
