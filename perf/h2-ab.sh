@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Two builds of Strait under the same HTTP/2 (or gRPC) load, alternating, one worker pinned to
+# CPU 0 with the backend and the load on CPU 1: the proxy's CPU time (user + system, from
+# /proc) per request over each run, and the new/old ratio of each pair. Finer than
+# perf/h2-peers.sh for telling a change from the machine's drift: the builds alternate run by
+# run, on one backend.
+#
+#   perf/h2-ab.sh OLD_STRAIT NEW_STRAIT [ROUNDS] [STREAMS×CONNS ...]   # default 3 rounds of 16x1 64x1 2x8
+#   MODE=grpc perf/h2-ab.sh /tmp/old/strait target/release/strait 3 64x1 8x8
+#
+# The config is perf/scenarios/h2.yaml's for Strait (an HTTP2 ServiceEntry for the backend),
+# written once by the scenario runner. Needs target/release/strait-bench.
+set -euo pipefail
+old=$1 new=$2 rounds=${3:-3}
+shift $(($# < 3 ? $# : 3))
+shapes=("$@")
+[ ${#shapes[@]} -eq 0 ] && shapes=(16x1 64x1 2x8)
+cd "$(dirname "$0")/.."
+bench=target/release/strait-bench
+mode=${MODE:-h2}
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# The scenario runner writes the config (a short run of its own, about half a minute).
+"$bench" scenario perf/scenarios/h2.yaml --peers strait --rounds 1 --duration 1s --work-dir "$work/scenario" >/dev/null 2>&1
+config=$work/scenario/strait/config
+proxy_port=$(grep -m1 -o 'number: [0-9]*' "$config/gateway.yaml" | cut -d' ' -f2)
+backend_port=$(grep -m1 -o 'number: [0-9]*' "$config/serviceentry.yaml" | cut -d' ' -f2)
+taskset -c 1 "$bench" serve h2 --size 5 --listen "127.0.0.1:$backend_port" -t 1 --cpus 1 >/dev/null 2>&1 &
+pids+=($!)
+
+# CPU µs per request of one run of `bin` under `streams` × `conns`.
+run() {
+  local bin=$1 streams=$2 conns=$3
+  taskset -c 0 "$bin" run --config "$config" --workers 1 --admin 127.0.0.1:0 >/dev/null 2>&1 &
+  local proxy=$!
+  local load=("$bench" "$mode" "http://127.0.0.1:$proxy_port/" -s "$streams" -c "$conns" -t 1 --timeout 5s --cpus 1 --quiet)
+  "${load[@]}" -d 1s >/dev/null # warm-up, and the proxy is up
+  local before after ops
+  before=$(awk '{print $14 + $15}' "/proc/$proxy/stat")
+  ops=$("${load[@]}" -d 3s --json | grep -o '"operations":[0-9]*' | cut -d: -f2)
+  after=$(awk '{print $14 + $15}' "/proc/$proxy/stat")
+  kill "$proxy"
+  wait "$proxy" 2>/dev/null || true
+  python3 -c "print(f'{($after - $before) * 1e6 / $(getconf CLK_TCK) / $ops:.2f}')"
+}
+
+echo "$mode: old $old, new $new; CPU µs per request, machine: $(uptime)"
+for shape in "${shapes[@]}"; do
+  streams=${shape%x*} conns=${shape#*x}
+  for round in $(seq "$rounds"); do
+    a=$(run "$old" "$streams" "$conns")
+    b=$(run "$new" "$streams" "$conns")
+    echo "streams=$streams conns=$conns round $round: old $a new $b new/old $(python3 -c "print(f'{$b / $a:.3f}')")"
+  done
+done
