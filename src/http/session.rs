@@ -13,7 +13,7 @@ use super::body::{self, buffered_body_len};
 use super::callouts;
 use super::codec::{self, BodyFraming, HeaderSlots, SimpleResponse};
 use super::error::ProxyError;
-use super::exchange::{Exchange, Forwarded};
+use super::exchange::{self, Exchange, Forwarded};
 use super::ext_authz::{self, BodyRead, Verdict};
 use super::fault::Injected;
 use super::head::Http1Request;
@@ -390,7 +390,7 @@ impl<S: Duplex> Session<S> {
         }
         // Envoy's fault filter: the delay first, then the abort, before any upstream is asked.
         if let Some(delay) = fault.delay {
-            monoio::time::sleep(delay).await;
+            exchange::sleep(delay).await;
         }
         // Replaced in place: the plan is large, and most requests have no abort to move it for.
         if let Some(abort) = fault.abort {
