@@ -64,14 +64,35 @@ macro_rules! gateway {
     };
 }
 
-/// A port that was free a moment ago (bound to 127.0.0.1:0, then released), and that this
-/// process has not handed out before: the kernel may give a released port again at once, and
-/// a gateway whose listener and admin port came out the same cannot start.
+/// A port that was free a moment ago (bound, then released), and that this process has not
+/// handed out before: a gateway whose listener and admin port came out the same cannot start.
+/// Taken from below the kernel's ephemeral range: a port from inside it (what binding port 0
+/// gives) can meanwhile become the local port of an outgoing connection of a test running
+/// beside, and the gateway could then not bind it. Where the range leaves no room below, one
+/// the kernel picks.
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    let mut given = GIVEN.lock().unwrap();
+    if ephemeral_low >= 4096 {
+        // The upper half of what lies below the range, from a place of this process's own so that
+        // test processes side by side seldom probe the same ports.
+        let (low, span) = (ephemeral_low / 2, ephemeral_low / 2);
+        let start = std::process::id() as u16 % span;
+        for i in 0..span {
+            let port = low + (start + i) % span;
+            if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.insert(port);
+                return port;
+            }
+        }
+    }
     loop {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if GIVEN.lock().unwrap().insert(port) {
+        if given.insert(port) {
             return port;
         }
     }
