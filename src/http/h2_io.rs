@@ -513,6 +513,7 @@ mod tests {
         let (request, _, framing) = request_of(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n", true).unwrap();
         assert_eq!((request.uri().to_string().as_str(), framing), ("https://h/", BodyFraming::None));
     }
+
     #[test]
     fn field_names_are_lower_case_whether_the_gateways_own_or_not() {
         for (name, lower) in [

@@ -101,8 +101,7 @@ async fn exchange_h2(stream: UpstreamStream, cluster: &Cluster, bytes: &[u8]) ->
     if !body.is_empty() {
         let mut writer =
             DataWriter { stream: up, decoder: (framing == BodyFraming::Chunked).then(ChunkedDecoder::decoding) };
-        writer.push(body).await?;
-        writer.finish().await?;
+        writer.push_last(body).await?;
     }
     let mut answer = response.await.map_err(io::Error::other)?.into_body();
     while let Some(data) = answer.data().await {
