@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Two builds of Strait under the same HTTP/2 (or gRPC) load, alternating, one worker pinned to
-# CPU 0 with the backend and the load on CPU 1: the proxy's CPU time (user + system, from
-# /proc) per request over each run, and the new/old ratio of each pair. Finer than
-# perf/h2-peers.sh for telling a change from the machine's drift: the builds alternate run by
-# run, on one backend.
+# Two proxies under the same HTTP/2 (or gRPC) load, alternating, one worker pinned to CPU 0
+# with the backend and the load on CPU 1: the proxy's CPU time (user + system, from /proc) per
+# request over each run, and the new/old ratio of each pair. Finer than perf/h2-peers.sh for
+# telling a change from the machine's drift: the two alternate run by run, on one backend.
+# Each side is a Strait binary, or `envoy` (the scenario's Envoy), or `floor`: `strait-bench
+# serve h2 --relay`, which passes each stream to the backend and back with the h2 crate and
+# nothing else (no routing, no field edits, no metrics), the least an h2-based proxy costs.
 #
-#   perf/h2-ab.sh OLD_STRAIT NEW_STRAIT [ROUNDS] [STREAMS×CONNS ...]   # default 3 rounds of 16x1 64x1 2x8
+#   perf/h2-ab.sh OLD NEW [ROUNDS] [STREAMS×CONNS ...]   # default 3 rounds of 16x1 64x1 2x8
 #   MODE=grpc perf/h2-ab.sh /tmp/old/strait target/release/strait 3 64x1 8x8
+#   perf/h2-ab.sh envoy floor 3 16x1 2x8                  # the floor beside Envoy
 #
-# The config is perf/scenarios/h2.yaml's for Strait (an HTTP2 ServiceEntry for the backend),
-# written once by the scenario runner. Needs target/release/strait-bench.
+# The configs are perf/scenarios/h2.yaml's for Strait (an HTTP2 ServiceEntry for the backend)
+# and Envoy, written once by the scenario runner. Needs target/release/strait-bench, and for
+# `envoy` perf/install-peers.sh.
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-3}
 shift $(($# < 3 ? $# : 3))
@@ -22,19 +26,29 @@ work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 # The scenario runner writes the config (a short run of its own, about half a minute).
-"$bench" scenario perf/scenarios/h2.yaml --peers strait --rounds 1 --duration 1s --work-dir "$work/scenario" >/dev/null 2>&1
+peers=strait
+if [ "$old" = envoy ] || [ "$new" = envoy ]; then peers=strait,envoy; fi
+"$bench" scenario perf/scenarios/h2.yaml --peers "$peers" --rounds 1 --duration 1s --work-dir "$work/scenario" >/dev/null 2>&1
 config=$work/scenario/strait/config
 proxy_port=$(grep -m1 -o 'number: [0-9]*' "$config/gateway.yaml" | cut -d' ' -f2)
 backend_port=$(grep -m1 -o 'number: [0-9]*' "$config/serviceentry.yaml" | cut -d' ' -f2)
 taskset -c 1 "$bench" serve h2 --size 5 --listen "127.0.0.1:$backend_port" -t 1 --cpus 1 >/dev/null 2>&1 &
 pids+=($!)
 
-# CPU µs per request of one run of `bin` under `streams` × `conns`.
+# CPU µs per request of one run of `who` under `streams` × `conns`.
 run() {
-  local bin=$1 streams=$2 conns=$3
-  taskset -c 0 "$bin" run --config "$config" --workers 1 --admin 127.0.0.1:0 >/dev/null 2>&1 &
+  local who=$1 streams=$2 conns=$3 port=$proxy_port
+  case $who in
+    floor) taskset -c 0 "$bench" serve h2 --relay "127.0.0.1:$backend_port" --listen "127.0.0.1:$proxy_port" \
+      --cpus 0 >/dev/null 2>&1 & ;;
+    envoy)
+      port=$(grep -m1 -o 'port_value: [0-9]*' "$work/scenario/envoy/envoy.yaml" | cut -d' ' -f2)
+      taskset -c 0 perf/.tools/envoy -c "$work/scenario/envoy/envoy.yaml" --concurrency 1 \
+        --log-level warning --disable-hot-restart >/dev/null 2>&1 & ;;
+    *) taskset -c 0 "$who" run --config "$config" --workers 1 --admin 127.0.0.1:0 >/dev/null 2>&1 & ;;
+  esac
   local proxy=$!
-  local load=("$bench" "$mode" "http://127.0.0.1:$proxy_port/" -s "$streams" -c "$conns" -t 1 --timeout 5s --cpus 1 --quiet)
+  local load=("$bench" "$mode" "http://127.0.0.1:$port/" -s "$streams" -c "$conns" -t 1 --timeout 5s --cpus 1 --quiet)
   "${load[@]}" -d 1s >/dev/null # warm-up, and the proxy is up
   local before after ops
   before=$(awk '{print $14 + $15}' "/proc/$proxy/stat")

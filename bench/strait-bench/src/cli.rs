@@ -283,6 +283,11 @@ pub struct ServeHttpArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// `h2` only: answer nothing itself but pass every stream on to the HTTP/2 (h2c) server at
+    /// this address, head, DATA and trailers as they come, over one connection per thread: the
+    /// least an HTTP/2 proxy built on the h2 crate can do, a floor to measure a proxy against.
+    #[arg(long)]
+    pub relay: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]

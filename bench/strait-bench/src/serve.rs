@@ -118,7 +118,7 @@ pub fn run(args: &ServeArgs) -> Result<(), BenchError> {
 /// What `serve http` and `serve h2` answer.
 fn config(args: &ServeHttpArgs) -> http::Config {
     let stall = args.stall_once.map(|(at, wait)| Arc::new(http::Stall::new(at, wait)));
-    http::Config { size: args.size, echo: args.echo, stall }
+    http::Config { size: args.size, echo: args.echo, stall, relay: args.relay }
 }
 
 /// The TLS `--tls-cert` and `--tls-key` ask for, offering `alpn`.

@@ -48,6 +48,7 @@ pub struct Config {
     pub size: usize,
     pub echo: bool,
     pub stall: Option<Arc<Stall>>,
+    pub relay: Option<std::net::SocketAddr>,
 }
 
 /// `--stall-once N:DURATION`.

@@ -122,6 +122,26 @@ fn answers_without_a_grpc_status_are_failed_calls() {
     assert!(stderr.contains("no operation succeeded (grpc 50)"), "{stderr}");
 }
 
+/// `serve h2 --relay`: every stream passes through to the server behind, head, body and
+/// trailers, over one connection per thread; with nothing behind, streams are refused.
+#[test]
+fn a_relay_passes_streams_through_whole() {
+    let origin = Served::start(&["h2", "--echo"]);
+    let relay = Served::start(&["h2", "--relay", &origin.addr.to_string()]);
+    let args = ["h2", &url(&relay, "/up"), "-m", "POST", "--body", "through!", "-n", "200", "-c", "4", "-s", "8"];
+    let r = run_json(&args);
+    assert_clean(&r, 200);
+    assert_eq!(r["bytes"], 200 * 8, "{r}");
+    // A gRPC answer's status comes in the trailers, which the relay passes on.
+    let r = run_json(&["grpc", &url(&relay, "/strait.bench.Bench/Unary"), "-n", "200", "-c", "2", "-s", "8"]);
+    assert_clean(&r, 200);
+    assert_eq!(r["bytes"], 200 * (5 + 2 + 16), "{r}");
+    let nowhere = Served::start(&["h2", "--relay", &format!("127.0.0.1:{}", closed_port())]);
+    let (r, _) = run_json_failing(&["h2", &url(&nowhere, "/"), "-n", "20", "-c", "1", "-s", "4"]);
+    assert_eq!(count(&r, "statuses", "2xx"), 0, "{r}");
+    assert_eq!(count(&r, "errors", "reset"), 20, "{r}");
+}
+
 #[test]
 fn tls_negotiates_h2_by_alpn() {
     let certs = Certs::new();

@@ -92,7 +92,7 @@ fn the_stall_falls_on_exactly_one_request() {
 
 #[test]
 fn the_fixed_body_is_hello_cut_to_size() {
-    let server = |size| Server::new(&Config { size, echo: false, stall: None });
+    let server = |size| Server::new(&Config { size, echo: false, stall: None, relay: None });
     assert_eq!(&server(12).body[..], b"hellohellohe");
     assert_eq!(&server(0).body[..], b"");
     let head = String::from_utf8(server(3).heads[Persist::Close as usize].to_vec()).unwrap();
