@@ -97,8 +97,8 @@ pub use httparse::Header;
 pub use request::{parse_request, RequestHead, TargetForm};
 pub use response::{parse_response, ResponseHead};
 pub use write::{
-    reason_phrase, rewrite_try_lines, write_request_head, write_response_head, write_simple_response, RequestEdits,
-    ResponseEdits, ResponseWritten, SimpleResponse, TryLines,
+    put_status_line, reason_phrase, rewrite_try_lines, write_request_head, write_response_head, write_simple_response,
+    RequestEdits, ResponseEdits, ResponseWritten, SimpleResponse, TryLines,
 };
 pub use written::Written;
 

@@ -488,7 +488,7 @@ fn status_line_end(f: &Fields<'_>) -> usize {
 /// `HTTP/1.1` to every client: a server answers with the highest version it speaks whose major
 /// version the client's shares (RFC 9110 §2.5), HTTP/1.0 clients included.
 #[inline]
-fn put_status_line<B: BufMut>(out: &mut B, status: u16, reason: &str) {
+pub fn put_status_line<B: BufMut>(out: &mut B, status: u16, reason: &str) {
     out.put_slice(b"HTTP/1.1 ");
     let s = status.min(999);
     out.put_slice(&[b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8, b' ']);

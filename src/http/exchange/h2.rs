@@ -30,13 +30,16 @@ use super::{
 };
 use crate::buf::{read_rent, readv_rent, ReadBuf};
 use crate::http::body::BodyError;
-use crate::http::codec::{BodyFraming, ChunkedDecoder};
+use crate::http::codec::{self, BodyFraming, ChunkedDecoder};
 use crate::http::error::ProxyError;
 use crate::http::h2_io::{client_builder, request_of, DataWriter, PollIo};
 use crate::http::head::ReqMeta;
 use crate::http::headers::Merged;
 use crate::percore::WorkerCtx;
 use crate::upstream::{MuxState, MuxStream, UpstreamConn, UpstreamStream, UPSTREAM_BUF};
+
+/// Bytes an HTTP/2 response's HTTP/1.1 head is first given.
+const HEAD_ROOM: usize = 512;
 
 /// How often a connection's driver looks at its idleness.
 const WATCH: Duration = Duration::from_secs(1);
@@ -373,7 +376,9 @@ impl H2Response {
     fn head(&mut self, response: http::Response<RecvStream>) {
         let (parts, body) = response.into_parts();
         let status = parts.status;
-        let _ = write!(self.pending, "HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        // Room for a usual head at once, where growing from empty copied it three times.
+        self.pending.reserve(HEAD_ROOM);
+        codec::put_status_line(&mut self.pending, status.as_u16(), status.canonical_reason().unwrap_or(""));
         for (name, value) in &parts.headers {
             line(&mut self.pending, name.as_str(), value.as_bytes());
         }
