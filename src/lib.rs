@@ -26,6 +26,7 @@
 //! tls_stream.rs  one rustls stream for both ends (terminated and originated), whole or split
 //! duplex.rs    a stream whose read and write halves may be used at once, soundly
 //! limits.rs    client and head limits (a leaf)
+//! counter.rs   single-writer counters and gauges, summed by their readers (a leaf)
 //! buf.rs       the read buffer every codec fills (a leaf)
 //! ```
 // With `panic = "abort"` one panic ends every core: outside tests (clippy.toml) nothing unwraps.
@@ -36,6 +37,7 @@ pub mod buf;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod counter;
 pub mod duplex;
 pub mod http;
 pub mod kit;

@@ -3,7 +3,6 @@
 //! descriptors' buckets for the requests they match, `filter_enforced`, and the counters.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub(super) mod rls;
 
@@ -18,6 +17,7 @@ pub(super) const ERROR: &str = "rate_limiter_error";
 pub(super) const ERROR_FLAG: &str = "RLSE";
 
 use super::peer::ConnBuckets;
+use crate::counter::Counter;
 use crate::snapshot::{LimitCounters, LocalRateLimit, RateLimitDescriptor, RequestInfo, TokenBucket};
 
 /// Whether `limit` refuses the request at `now` ([`crate::snapshot::now`]'s clock): counts it
@@ -94,10 +94,10 @@ fn take(
     consume(None)
 }
 
-/// Adds one to the worker's counter (a single writer: a load and a store, no locked add).
-fn count(counters: Option<&LimitCounters>, which: impl Fn(&LimitCounters) -> &AtomicU64) {
+/// Adds one to the worker's own counter, if it has one.
+fn count(counters: Option<&LimitCounters>, which: impl Fn(&LimitCounters) -> &Counter) {
     if let Some(c) = counters.map(which) {
-        c.store(c.load(Relaxed) + 1, Relaxed);
+        c.inc();
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::matcher::{MatchBlock, RequestInfo};
+use crate::counter::Counter;
 
 pub mod actions;
 mod descriptor;
@@ -145,10 +146,10 @@ impl LocalRateLimit {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct LimitCounters {
-    pub enabled: AtomicU64,
-    pub enforced: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub ok: AtomicU64,
+    pub enabled: Counter,
+    pub enforced: Counter,
+    pub rate_limited: Counter,
+    pub ok: Counter,
 }
 
 /// A limit's live state: its buckets, which every worker shares, and Envoy's stats as a
@@ -188,7 +189,7 @@ impl LiveLimit {
         let mut sum = [0; 4];
         for c in self.counters.iter() {
             for (total, n) in sum.iter_mut().zip([&c.enabled, &c.enforced, &c.rate_limited, &c.ok]) {
-                *total += n.load(Relaxed);
+                *total += n.get();
             }
         }
         sum

@@ -1,6 +1,6 @@
-//! Counters and gauges every layer may use (below them all but the snapshot, whose cluster
-//! labels the Istio series take): per-worker sets written only by their own worker and merged
-//! only when scraped (`admin` renders them).
+//! The gateway's counters and gauges ([`Counter`], [`Gauge`]), which every layer may use
+//! (below them all but the snapshot, whose cluster labels the Istio series take): per-worker
+//! sets written only by their own worker and merged only when scraped (`admin` renders them).
 //!
 //! Every counter has exactly one writer (its worker, or the control thread for
 //! [`ControlStats`]), so an update is a relaxed load and store: no lock, no `lock`-prefixed
@@ -8,7 +8,6 @@
 //! (the admin thread) may see a value a moment old, which is all a scrape needs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 pub mod endpoints;
@@ -17,6 +16,7 @@ pub mod istio;
 pub mod l4;
 mod registry;
 
+pub use crate::counter::{Counter, Gauge};
 pub use endpoints::EndpointCounters;
 pub use http_cluster::HttpCluster;
 pub use istio::{Destination as IstioDestination, MessageSeries, Outcome, Protocol, RequestSeries, SeriesKey};
@@ -26,52 +26,6 @@ use endpoints::EndpointRegistry;
 use http_cluster::{HttpClusterRegistry, HttpClusterTotals};
 use istio::IstioRegistry;
 use l4::L4Registry;
-
-/// A monotonically increasing count with a single writer.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    /// Only the owning thread may call this: two writers would lose updates.
-    #[inline]
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    /// Only the owning thread may call this.
-    #[inline]
-    pub fn add(&self, n: u64) {
-        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Relaxed)
-    }
-}
-
-/// A value that goes up and down (active connections, the applied generation), single writer.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
-
-impl Gauge {
-    #[inline]
-    pub fn inc(&self) {
-        self.0.store(self.0.load(Relaxed) + 1, Relaxed);
-    }
-
-    #[inline]
-    pub fn dec(&self) {
-        self.0.store(self.0.load(Relaxed) - 1, Relaxed);
-    }
-
-    pub fn set(&self, value: i64) {
-        self.0.store(value, Relaxed);
-    }
-
-    pub fn get(&self) -> i64 {
-        self.0.load(Relaxed)
-    }
-}
 
 /// Status codes are counted exactly in a fixed array indexed by the code; index 0 counts codes
 /// outside 100..=599, which a broken upstream may send.
