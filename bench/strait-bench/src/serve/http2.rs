@@ -2,6 +2,8 @@
 //! answers `serve http` gives: a fixed body, or the request's own with `--echo`. A gRPC call
 //! (`content-type: application/grpc…`) is answered as a unary echo: its own message back, then
 //! `grpc-status: 0` in the trailers. hyperium's `h2` over a poll-io stream, a task per stream.
+//! With `--relay` it answers nothing itself: each stream goes on to another HTTP/2 server and
+//! its answer comes back as it came ([`relay`]), the floor of any proxy built on h2.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -91,6 +93,8 @@ async fn relay(relay: &Relay, request: Request<RecvStream>, mut respond: SendRes
         Err(e) => Err(e),
     };
     let Ok((answer, mut up)) = sent else {
+        // The connection is gone (closed, or a GOAWAY): the next stream opens another.
+        relay.conn.borrow_mut().take();
         respond.send_reset(h2::Reason::REFUSED_STREAM);
         return;
     };
@@ -134,7 +138,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + 'static>(io: S, server: R
         monoio::spawn(async move {
             match &server.relay {
                 Some(to) => relay(to, request, respond).await,
-                None => answer(request, respond, server.clone()).await,
+                None => answer(request, respond, server).await,
             }
         });
     }
