@@ -27,7 +27,15 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 # The scenario runner writes the config (a short run of its own, about half a minute).
 peers=strait
-if [ "$old" = envoy ] || [ "$new" = envoy ]; then peers=strait,envoy; fi
+if [ "$old" = envoy ] || [ "$new" = envoy ]; then
+  peers=strait,envoy
+  # Where the scenario runner looks for it: PATH, then perf/.tools/ and the shared rig's.
+  envoy=$(command -v envoy || true)
+  for candidate in perf/.tools/envoy ../shared/bench-peers/.tools/envoy; do
+    if [ -z "$envoy" ] && [ -x "$candidate" ]; then envoy=$candidate; fi
+  done
+  [ -n "$envoy" ] || { echo "no envoy: perf/install-peers.sh installs it" >&2; exit 1; }
+fi
 "$bench" scenario perf/scenarios/h2.yaml --peers "$peers" --rounds 1 --duration 1s --work-dir "$work/scenario" >/dev/null 2>&1
 config=$work/scenario/strait/config
 proxy_port=$(grep -m1 -o 'number: [0-9]*' "$config/gateway.yaml" | cut -d' ' -f2)
@@ -43,7 +51,7 @@ run() {
       --cpus 0 >/dev/null 2>&1 & ;;
     envoy)
       port=$(grep -m1 -o 'port_value: [0-9]*' "$work/scenario/envoy/envoy.yaml" | cut -d' ' -f2)
-      taskset -c 0 perf/.tools/envoy -c "$work/scenario/envoy/envoy.yaml" --concurrency 1 \
+      taskset -c 0 "$envoy" -c "$work/scenario/envoy/envoy.yaml" --concurrency 1 \
         --log-level warning --disable-hot-restart >/dev/null 2>&1 & ;;
     *) taskset -c 0 "$who" run --config "$config" --workers 1 --admin 127.0.0.1:0 >/dev/null 2>&1 & ;;
   esac
