@@ -162,7 +162,10 @@ async fn answer(
         header("te"),
         header("x-route"),
     );
-    let mut stream = respond.send_response(Response::builder().status(200).body(()).unwrap(), false).unwrap();
+    // Fields for the route's response edits: `server` is overwritten, `x-drop` removed.
+    let head =
+        Response::builder().status(200).header("server", "h2-backend").header("x-drop", "1").header("x-keep", "k");
+    let mut stream = respond.send_response(head.body(()).unwrap(), false).unwrap();
     let _ = stream.send_data(Bytes::from(text), true);
 }
 
@@ -196,6 +199,11 @@ const HTTP: &str = "  - name: slow
       request:
         set:
           x-route: on
+      response:
+        set:
+          x-set: by-route
+        remove:
+        - x-drop
     route:
     - destination:
         host: app.local
@@ -349,6 +357,15 @@ both_drivers! {
         });
         assert_eq!(got.0.status, 200);
         assert_eq!(String::from_utf8_lossy(&got.0.body), "h2 GET /h2 authority=app.test te=- x-route=on body=0");
+        // The upstream's fields reach an HTTP/2 client with the gateway's and the route's
+        // edits, as they reach an HTTP/1.1 one.
+        let fields = &got.0.headers;
+        let field = |name: &str| fields.get(name).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(field("server").as_deref(), Some("istio-envoy"), "{fields:?}");
+        assert_eq!((field("x-keep").as_deref(), field("x-set").as_deref(), field("x-drop")), (Some("k"), Some("by-route"), None));
+        assert!(field("x-envoy-upstream-service-time").is_some() && field("date").is_some(), "{fields:?}");
+        let r = client::get(addr, "app.test", "/h1");
+        assert_eq!((r.header("server"), r.header("x-keep"), r.header("x-set"), r.header("x-drop")), (Some("istio-envoy"), Some("k"), Some("by-route"), None), "{r:?}");
         assert_eq!(String::from_utf8_lossy(&got.1.body), "h2 POST /big authority=app.test te=- x-route=on body=200000");
     }
 

@@ -91,11 +91,12 @@ mod tests;
 pub use crate::limits::{Limits, MAX_HEADERS};
 pub use chunked::{ChunkedDecoder, ContentLengthBody, Progress};
 pub use date::{format_http_date, with_date, DateCache};
-pub(crate) use fields::fold_content_length;
 pub use fields::HeaderSlots;
+pub(crate) use fields::{fold_content_length, Fields};
 pub use httparse::Header;
 pub use request::{parse_request, RequestHead, TargetForm};
 pub use response::{parse_response, ResponseHead};
+pub(crate) use write::{edit_response_head, HeadOut};
 pub use write::{
     put_status_line, reason_phrase, rewrite_try_lines, write_request_head, write_response_head, write_simple_response,
     RequestEdits, ResponseEdits, ResponseWritten, SimpleResponse, TryLines,

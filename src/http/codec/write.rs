@@ -195,19 +195,92 @@ fn kept_values<'b>(f: &'b Fields<'_>, kind: Kind, remove: &'b [&str]) -> impl It
         .map(move |i| f.headers[i].value)
 }
 
-/// Copies field lines verbatim in runs, skipping those `keep` refuses. Returns nothing:
-/// everything up to (not including) the head's final CRLF has been written.
+/// Where a head is written with its edits: HTTP/1.1 text ([`Text`]), or the field map of an
+/// HTTP/2 answer (`h2/head.rs`: an HTTP/2 upstream's own map, edited for an HTTP/2 client).
+/// One set of rules ([`write_response_head`]) writes both, so the two cannot drift apart.
+pub(crate) trait HeadOut {
+    /// The status line; a map takes the status alone.
+    fn status(&mut self, status: u16, reason: &str);
+    /// The field lines begin at byte `first` of the head's buffer.
+    fn start_fields(&mut self, first: usize);
+    /// Field `i` of `f` does not go on; those not dropped go on as they came.
+    fn drop_field(&mut self, f: &Fields<'_>, i: usize);
+    /// Every field of `f` was judged.
+    fn end_fields(&mut self, f: &Fields<'_>);
+    /// A field line of the gateway's, or of the edits', as given.
+    fn put(&mut self, name: &[u8], value: &[u8]);
+    fn put_u64(&mut self, name: &[u8], value: u64);
+    /// The head is whole.
+    fn finish(&mut self);
+}
+
+/// A head as HTTP/1.1 text: kept field lines are copied verbatim from the parsed head's
+/// buffer, consecutive ones as a single run.
+pub(crate) struct Text<'o, B> {
+    out: &'o mut B,
+    /// Where the run of kept lines not yet copied starts.
+    run: usize,
+}
+
+impl<'o, B: BufMut> Text<'o, B> {
+    pub(crate) fn new(out: &'o mut B) -> Self {
+        Text { out, run: 0 }
+    }
+}
+
+impl<B: BufMut> HeadOut for Text<'_, B> {
+    fn status(&mut self, status: u16, reason: &str) {
+        put_status_line(self.out, status, reason);
+    }
+
+    fn start_fields(&mut self, first: usize) {
+        self.run = first;
+    }
+
+    fn drop_field(&mut self, f: &Fields<'_>, i: usize) {
+        let start = f.line_start(i);
+        if start > self.run {
+            self.out.put_slice(&f.buf[self.run..start]);
+        }
+        self.run = f.line_end(i);
+    }
+
+    /// Copies the last run: everything up to (not including) the head's final CRLF.
+    fn end_fields(&mut self, f: &Fields<'_>) {
+        let end = f.buf.len() - 2;
+        if end > self.run {
+            self.out.put_slice(&f.buf[self.run..end]);
+        }
+    }
+
+    fn put(&mut self, name: &[u8], value: &[u8]) {
+        put_header(self.out, name, value);
+    }
+
+    fn put_u64(&mut self, name: &[u8], value: u64) {
+        self.out.put_slice(name);
+        self.out.put_slice(b": ");
+        put_u64(self.out, value);
+        self.out.put_slice(b"\r\n");
+    }
+
+    fn finish(&mut self) {
+        self.out.put_slice(b"\r\n");
+    }
+}
+
+/// Passes on the field lines that `keep` takes and no nomination or removal drops; `first`:
+/// where they start in `f`'s buffer.
 #[inline]
-fn copy_kept<B: BufMut>(
-    out: &mut B,
+fn copy_kept<O: HeadOut>(
+    out: &mut O,
     f: &Fields<'_>,
     first: usize,
     remove: &[&str],
     mut keep: impl FnMut(usize, Kind) -> bool,
 ) {
-    let buf = f.buf;
     let nominates = f.conn.nominates;
-    let mut run = first;
+    out.start_fields(first);
     for i in 0..f.len {
         let kind = f.kinds[i];
         let mut kept = keep(i, kind);
@@ -216,17 +289,10 @@ fn copy_kept<B: BufMut>(
             kept = !dropped_by_name(f, f.headers[i].name, nominates, remove);
         }
         if !kept {
-            let start = f.line_start(i);
-            if start > run {
-                out.put_slice(&buf[run..start]);
-            }
-            run = f.line_end(i);
+            out.drop_field(f, i);
         }
     }
-    let end = buf.len() - 2;
-    if end > run {
-        out.put_slice(&buf[run..end]);
-    }
+    out.end_fields(f);
 }
 
 /// Writes the head to send upstream: `HTTP/1.1`, the (rewritten) target and Host, the
@@ -270,7 +336,7 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
 
     let xff_append = edits.x_forwarded_for_append;
     let keep_upgrade = edits.allow_upgrade && head.upgrade.is_some();
-    copy_kept(out, f, head.line.1, edits.remove, |i, kind| match kind {
+    copy_kept(&mut Text::new(out), f, head.line.1, edits.remove, |i, kind| match kind {
         Kind::Host => new_host.is_none(),
         Kind::ContentLength
         | Kind::TransferEncoding
@@ -402,6 +468,16 @@ pub fn write_response_head<B: BufMut>(
     head: &ResponseHead<'_>,
     edits: &ResponseEdits<'_>,
 ) -> ResponseWritten {
+    edit_response_head(&mut Text::new(out), head, edits)
+}
+
+/// [`write_response_head`]'s rules, into any [`HeadOut`]. Every field it drops, it drops by
+/// name (all of a name's lines go, or none), which a map relies on.
+pub(crate) fn edit_response_head<O: HeadOut>(
+    out: &mut O,
+    head: &ResponseHead<'_>,
+    edits: &ResponseEdits<'_>,
+) -> ResponseWritten {
     let f = &head.fields;
     let status = head.status;
     let interim = (100..200).contains(&status) && status != 101;
@@ -409,7 +485,7 @@ pub fn write_response_head<B: BufMut>(
     let dechunk = edits.http10_client && head.framing == BodyFraming::Chunked;
     let close = !switching && !interim && (edits.close || dechunk || head.framing == BodyFraming::UntilClose);
 
-    put_status_line(out, status, reason_phrase(status));
+    out.status(status, reason_phrase(status));
 
     let service_time = edits.upstream_service_time_ms;
     let final_answer = !interim;
@@ -435,44 +511,40 @@ pub fn write_response_head<B: BufMut>(
     // answers keep it as a description of the representation.
     if !(100..200).contains(&status) && status != 204 {
         if let Some(n) = head.content_length {
-            out.put_slice(b"content-length: ");
-            put_u64(out, n);
-            out.put_slice(b"\r\n");
+            out.put_u64(b"content-length", n);
         } else if head.chunked && !edits.http10_client {
-            out.put_slice(b"transfer-encoding: chunked\r\n");
+            out.put(b"transfer-encoding", b"chunked");
         }
     }
     if final_answer {
         let dated = (!in_list(edits.remove, "date") && f.kinds[..f.len].contains(&Kind::Date))
             || edits.add.iter().any(|(n, _)| n.eq_ignore_ascii_case("date"));
         if let Some(d) = edits.date.filter(|_| !dated) {
-            put_header(out, b"date", d);
+            out.put(b"date", d);
         }
         if let Some(s) = edits.server {
-            put_header(out, b"server", s.as_bytes());
+            out.put(b"server", s.as_bytes());
         }
         if let Some(ms) = service_time {
-            out.put_slice(b"x-envoy-upstream-service-time: ");
-            put_u64(out, ms);
-            out.put_slice(b"\r\n");
+            out.put_u64(b"x-envoy-upstream-service-time", ms);
         }
     }
     if switching {
-        out.put_slice(b"connection: upgrade\r\n");
+        out.put(b"connection", b"upgrade");
         if let Some(u) = head.upgrade {
-            put_header(out, b"upgrade", u.as_bytes());
+            out.put(b"upgrade", u.as_bytes());
         }
     } else if close {
-        out.put_slice(b"connection: close\r\n");
+        out.put(b"connection", b"close");
     } else if edits.http10_client && !interim {
-        out.put_slice(b"connection: keep-alive\r\n");
+        out.put(b"connection", b"keep-alive");
     }
     if final_answer {
         for (n, v) in edits.add {
-            put_header(out, n.as_bytes(), v.as_bytes());
+            out.put(n.as_bytes(), v.as_bytes());
         }
     }
-    out.put_slice(b"\r\n");
+    out.finish();
     ResponseWritten { dechunk, close }
 }
 

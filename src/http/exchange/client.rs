@@ -17,6 +17,7 @@
 use std::io;
 
 use h2::RecvStream;
+use http::HeaderMap;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
@@ -35,6 +36,12 @@ pub(in crate::http) trait ResponseSource: AsyncReadRent {
     /// The HTTP/2 stream of the rest of the body, once the head was read and no byte of the
     /// body has been; `None` for an HTTP/1.1 upstream.
     fn frames(&mut self) -> Option<&mut RecvStream> {
+        None
+    }
+
+    /// The fields of the final head just read, as an HTTP/2 upstream sent them (taken: asked
+    /// once); `None` for an HTTP/1.1 upstream.
+    fn head_fields(&mut self) -> Option<HeaderMap> {
         None
     }
 }
@@ -92,13 +99,16 @@ pub(in crate::http) trait Client {
 
     /// Writes into `out` the client's head for the upstream's final (or 101) response `head`,
     /// with the gateway's `edits`. `request_whole`: the request body was all read, so the
-    /// client's connection may carry another request.
+    /// client's connection may carry another request. `upstream`: the head's fields as an
+    /// HTTP/2 upstream sent them, for an HTTP/2 client ([`Client::HTTP2`]), which edits them
+    /// as they are rather than through HTTP/1.1 text.
     fn response_head(
         &mut self,
         out: &mut Vec<u8>,
         head: &ResponseHead<'_>,
         edits: ResponseEdits<'_>,
         request_whole: bool,
+        upstream: Option<HeaderMap>,
     );
 
     /// Moves a small response body that sits whole in `buf` behind the head in `out`, so both

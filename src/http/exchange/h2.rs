@@ -300,6 +300,8 @@ struct H2Response {
     /// The response when it came while the request body was still going up.
     early: Option<Result<http::Response<RecvStream>, h2::Error>>,
     body: Option<RecvStream>,
+    /// The head's fields, for an HTTP/2 client to take as they are ([`ResponseSource::head_fields`]).
+    fields: Option<http::HeaderMap>,
     chunked: bool,
     is_head: bool,
     /// Bytes made and not yet read: `pending[pos..]`.
@@ -313,6 +315,7 @@ impl H2Response {
             response: Some(response),
             early: None,
             body: None,
+            fields: None,
             chunked: false,
             is_head,
             pending: Vec::new(),
@@ -396,6 +399,7 @@ impl H2Response {
         if !bodiless && !body.is_end_stream() {
             self.body = Some(body);
         }
+        self.fields = Some(parts.headers);
     }
 
     /// Copies up to `room` pending bytes to `dst`, making more first when none are left.
@@ -431,6 +435,10 @@ impl ResponseSource for H2Response {
             return None;
         }
         self.body.as_mut()
+    }
+
+    fn head_fields(&mut self) -> Option<http::HeaderMap> {
+        self.fields.take()
     }
 }
 

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use http::HeaderMap;
 use monoio::io::AsyncWriteRent;
 
 use super::attempt::{Failure, Try};
@@ -146,10 +147,12 @@ fn relay_failure(e: BodyError) -> Failure {
 impl<C: Client> Exchange<'_, C> {
     /// Judges a response head; for a final one, has the client's head written into `out` and
     /// notes the status.
+    #[allow(clippy::too_many_arguments)]
     fn start_response(
         &mut self,
         head: &codec::ResponseHead<'_>,
         raw: &[u8],
+        upstream: Option<HeaderMap>,
         meta: ReqMeta,
         sent_at: Instant,
         response: &Merged<'_>,
@@ -202,7 +205,7 @@ impl<C: Client> Exchange<'_, C> {
                 remove: &response.remove,
                 ..ResponseEdits::default()
             };
-            self.client.response_head(self.out, &head, edits, request_whole);
+            self.client.response_head(self.out, &head, edits, request_whole, upstream);
         });
         self.account.note_status(&self.ctx.stats, status, "-", "via_upstream");
         if let Some(r) = &mut self.account.log {
@@ -335,7 +338,10 @@ impl<C: Client> Exchange<'_, C> {
                             return Err(Failure::before(err));
                         }
                         let raw = &data[..head.head_len];
-                        Some(self.start_response(&head, raw, meta, sent_at, response, request_whole.get())?)
+                        // Only an HTTP/2 client takes an HTTP/2 upstream's fields as they are.
+                        let upstream = (C::HTTP2 && !head.is_informational()).then(|| src.head_fields()).flatten();
+                        let whole = request_whole.get();
+                        Some(self.start_response(&head, raw, upstream, meta, sent_at, response, whole)?)
                     }
                     Ok(None) => None,
                     Err(e) => return Err(Failure::before(ProxyError::UpstreamProtocol(e))),

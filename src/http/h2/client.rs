@@ -18,7 +18,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-use super::head::response_of;
+use super::head::{response_from, response_of};
 use crate::buf::ReadBuf;
 use crate::duplex::Duplex;
 use crate::http::body::{self, BodyError, INLINE_BODY, STREAM_CHUNK};
@@ -66,6 +66,9 @@ pub(super) struct H2Client<'a> {
     bodiless: bool,
     /// The final head is a 101: a WebSocket's upgrade, taken.
     switched: bool,
+    /// The final head made from an HTTP/2 upstream's fields (`head::response_from`), where
+    /// `out` holds none; `Err` if the edits did not fit HTTP/2.
+    made: Option<Result<http::Response<()>, ()>>,
     /// A gRPC response's messages and the `grpc-status` of its trailers; `None` for any other
     /// request.
     grpc: Option<(MessageCounter, Option<u8>)>,
@@ -237,6 +240,7 @@ impl<'a> H2Client<'a> {
             inline: false,
             bodiless: false,
             switched: false,
+            made: None,
             grpc: grpc.then(Default::default),
         }
     }
@@ -446,10 +450,16 @@ impl<'a> Client for H2Client<'a> {
         head: &ResponseHead<'_>,
         edits: ResponseEdits<'_>,
         _request_whole: bool,
+        upstream: Option<HeaderMap>,
     ) {
         // An HTTP/2 stream is not a connection: nothing to close, no HTTP/1.0 to speak.
         let edits = ResponseEdits { close: false, http10_client: false, ..edits };
-        codec::write_response_head(out, head, &edits);
+        match upstream {
+            Some(fields) => self.made = Some(response_from(fields, head, &edits).ok_or(())),
+            None => {
+                codec::write_response_head(out, head, &edits);
+            }
+        }
         self.head_len = out.len();
         self.switched = head.status == 101;
         self.bodiless = head.framing == BodyFraming::None && !self.switched;
@@ -471,8 +481,10 @@ impl<'a> Client for H2Client<'a> {
             let (response, _) = response_of(out).ok_or_else(bad)?;
             return self.respond.send_informational(response).map_err(io::Error::other);
         }
-        let (mut response, len) = response_of(&out[..self.head_len]).ok_or_else(bad)?;
-        debug_assert_eq!(len, self.head_len);
+        let mut response = match self.made.take() {
+            Some(made) => made.map_err(|()| bad())?,
+            None => response_of(&out[..self.head_len]).ok_or_else(bad)?.0,
+        };
         if self.switched {
             // A WebSocket's upgrade taken is its extended CONNECT's 200 (RFC 8441 §5), without
             // the HTTP/1.1 handshake's proof, which HTTP/2 has no use for.

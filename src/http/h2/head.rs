@@ -11,8 +11,9 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, COOKIE, HOST};
 use http::request::Parts;
+use http::StatusCode;
 
-use crate::http::codec::{self, RequestEdits, Written};
+use crate::http::codec::{self, Fields, HeadOut, RequestEdits, ResponseEdits, ResponseHead, Written};
 use crate::http::h2_io::{connection_specific, field_name, shared_slice, FIELDS_ROOM};
 use crate::http::head::{ReqMeta, RequestView};
 use crate::snapshot::RequestInfo;
@@ -192,6 +193,73 @@ pub(super) fn response_of(h1: &[u8]) -> Option<(http::Response<()>, usize)> {
     Some((response, head.len))
 }
 
+/// The HTTP/2 response for an HTTP/2 upstream's `head`, whose fields `upstream` holds as they
+/// came: the codec's edits ([`codec::edit_response_head`], the rules the HTTP/1.1 text gets)
+/// applied to that map, so that nothing is written as text and read back, and the upstream's
+/// names and values go on without a second check; `None` if an edit's value does not fit
+/// HTTP/2. What [`response_of`] reads from the text the same rules write.
+pub(super) fn response_from(
+    upstream: HeaderMap,
+    head: &ResponseHead<'_>,
+    edits: &ResponseEdits<'_>,
+) -> Option<http::Response<()>> {
+    let mut map = FieldMap { status: StatusCode::OK, fields: upstream, fits: true };
+    codec::edit_response_head(&mut map, head, edits);
+    let mut response = http::Response::new(());
+    (*response.status_mut(), *response.headers_mut()) = (map.status, map.fields);
+    map.fits.then_some(response)
+}
+
+/// An HTTP/2 answer's status and fields, as a head's edits leave them.
+struct FieldMap {
+    status: StatusCode,
+    fields: HeaderMap,
+    /// Every edit fitted HTTP/2 (a status in range, names and values that HTTP/2 can carry).
+    fits: bool,
+}
+
+impl HeadOut for FieldMap {
+    fn status(&mut self, status: u16, _reason: &str) {
+        match StatusCode::from_u16(status) {
+            Ok(status) => self.status = status,
+            Err(_) => self.fits = false,
+        }
+    }
+
+    fn start_fields(&mut self, _first: usize) {}
+
+    /// The edits drop by name: every line of a dropped field's name goes.
+    fn drop_field(&mut self, f: &Fields<'_>, i: usize) {
+        self.fields.remove(f.headers[i].name);
+    }
+
+    fn end_fields(&mut self, _f: &Fields<'_>) {}
+
+    /// Connection management and framing lines are HTTP/1.1's alone, as `response_of` drops them.
+    fn put(&mut self, name: &[u8], value: &[u8]) {
+        if connection_specific(name) {
+            return;
+        }
+        match (field_name(name), HeaderValue::from_bytes(value)) {
+            (Ok(name), Ok(value)) => {
+                self.fields.append(name, value);
+            }
+            _ => self.fits = false,
+        }
+    }
+
+    fn put_u64(&mut self, name: &[u8], value: u64) {
+        match field_name(name) {
+            Ok(name) => {
+                self.fields.append(name, HeaderValue::from(value));
+            }
+            Err(_) => self.fits = false,
+        }
+    }
+
+    fn finish(&mut self) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +341,61 @@ mod tests {
         let mut req = http::Request::connect("http://h/").body(()).unwrap();
         req.extensions_mut().insert(h2::ext::Protocol::from("connect-udp"));
         assert!(write_h1_request(&parts(req), false, || [0; 16], &mut Vec::new()).is_err());
+    }
+
+    /// The answer both ways: the edits written as text and read back, and applied to the
+    /// upstream's map (its fields without the framing lines the HTTP/1.1 text adds).
+    fn both_ways(h1: &[u8], edits: &ResponseEdits<'_>) -> [Option<(u16, Vec<(String, Vec<u8>)>)>; 2] {
+        let mut slots = codec::HeaderSlots::new();
+        let head = codec::parse_response(h1, &mut slots, false, &codec::Limits::default()).unwrap().unwrap();
+        let mut text = Vec::new();
+        codec::write_response_head(&mut text, &head, edits);
+        let mut upstream = HeaderMap::new();
+        for h in head.headers().iter().filter(|h| !connection_specific(h.name.as_bytes())) {
+            upstream.append(field_name(h.name.as_bytes()).unwrap(), HeaderValue::from_bytes(h.value).unwrap());
+        }
+        let seen = |r: Option<http::Response<()>>| {
+            r.map(|r| {
+                let mut fields: Vec<_> =
+                    r.headers().iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+                fields.sort();
+                (r.status().as_u16(), fields)
+            })
+        };
+        [seen(response_of(&text).map(|r| r.0)), seen(response_from(upstream, &head, edits))]
+    }
+
+    #[test]
+    fn an_http2_upstreams_fields_are_edited_as_its_text_would_be() {
+        let add = [("x-add", "1"), ("Set-Cookie", "c=3")];
+        let edits = ResponseEdits {
+            upstream_service_time_ms: Some(7),
+            date: Some(b"Mon, 07 Dec 2026 16:00:00 GMT"),
+            add: &add,
+            remove: &["x-drop", "DATE"],
+            ..ResponseEdits::default()
+        };
+        let keep_server = ResponseEdits { server: None, date: None, ..edits };
+        let heads: [&[u8]; 5] = [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nserver: up\r\nx-envoy-upstream-service-time: 1\r\n\
+              date: Sun, 06 Dec 2026 10:00:00 GMT\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nx-drop: y\r\n\
+              x-envoy-other: z\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nx-a: b\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: 14\r\n\
+              grpc-message: no\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 503 Service Unavailable\r\nx-a: b\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\netag: \"e\"\r\ncontent-length: 9\r\n\r\n",
+        ];
+        for h1 in heads {
+            for edits in [&edits, &keep_server, &ResponseEdits::default()] {
+                let [text, map] = both_ways(h1, edits);
+                assert!(text.is_some(), "{}", String::from_utf8_lossy(h1));
+                assert_eq!(text, map, "{}", String::from_utf8_lossy(h1));
+            }
+        }
+        // An edit HTTP/2 cannot carry fails both ways.
+        let bad = ResponseEdits { add: &[("x-bad", "a\u{1}b")], ..edits };
+        assert_eq!(both_ways(heads[1], &bad), [None, None]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 
+use http::HeaderMap;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
@@ -243,6 +244,7 @@ impl<'a, S: AsyncReadRent + AsyncWriteRent> Client for Http1Client<'a, S> {
         head: &ResponseHead<'_>,
         edits: ResponseEdits<'_>,
         request_whole: bool,
+        _upstream: Option<HeaderMap>,
     ) {
         // The client's unread body would be taken for its next request: the answer ends the
         // connection, and says so.
