@@ -343,9 +343,12 @@ mod tests {
         assert!(write_h1_request(&parts(req), false, || [0; 16], &mut Vec::new()).is_err());
     }
 
+    /// An answer's status and its fields, sorted.
+    type Seen = Option<(u16, Vec<(String, Vec<u8>)>)>;
+
     /// The answer both ways: the edits written as text and read back, and applied to the
     /// upstream's map (its fields without the framing lines the HTTP/1.1 text adds).
-    fn both_ways(h1: &[u8], edits: &ResponseEdits<'_>) -> [Option<(u16, Vec<(String, Vec<u8>)>)>; 2] {
+    fn both_ways(h1: &[u8], edits: &ResponseEdits<'_>) -> [Seen; 2] {
         let mut slots = codec::HeaderSlots::new();
         let head = codec::parse_response(h1, &mut slots, false, &codec::Limits::default()).unwrap().unwrap();
         let mut text = Vec::new();
