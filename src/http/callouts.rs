@@ -67,6 +67,10 @@ pub(super) fn allow<A>(
 ) {
     if let Disposition::Forward { extras, .. } = disposition {
         ext_authz::set_upstream(out, upstream);
+        // The text changed: an HTTP/2 upstream reads it back.
+        if !upstream.is_empty() {
+            extras.h2 = None;
+        }
         extras.on_allow = downstream;
     }
 }

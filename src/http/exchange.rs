@@ -11,7 +11,7 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::account::Account;
 use super::body::INLINE_BODY;
-use super::codec::{self, TryLines};
+use super::codec::{self, BodyFraming, TryLines};
 use super::compress::Accept;
 use super::error::ProxyError;
 use super::head::ReqMeta;
@@ -38,13 +38,14 @@ mod within;
 /// What `out` holds for the upstream: the head, ending at `head_end` with the try lines
 /// `lines` (a retry rewrites them), and after it the whole body when `inline`, which makes
 /// the request replayable.
-#[derive(Clone, Copy)]
 struct Outgoing {
     head_end: usize,
     lines: TryLines,
     inline: bool,
     /// The request's timeout, which a retry's lines count down.
     timeout: Option<Duration>,
+    /// The head as HTTP/2, for the first try: a retry's lines are rewritten in the text.
+    h2: Option<H2Request>,
 }
 
 /// The copy of a streamed request body kept for a retry, as Envoy's router keeps one while it
@@ -123,6 +124,17 @@ pub(super) struct Extras {
     pub(super) accept: Accept,
     /// Lines the external authorization server's allowing answer adds to the response.
     pub(super) on_allow: Vec<(String, String)>,
+    /// The head as an HTTP/2 upstream's first try sends it, made beside its text from an
+    /// HTTP/2 client's own fields; dropped by whatever edits the text after the plan.
+    pub(super) h2: Option<H2Request>,
+}
+
+/// An upstream request head as HTTP/2 (`RequestView::upstream_h2`): its fields, the length
+/// of its HTTP/1.1 text at the start of `out`, and how the body after that text is framed.
+pub(super) struct H2Request {
+    pub(super) request: http::Request<()>,
+    pub(super) head_len: usize,
+    pub(super) framing: BodyFraming,
 }
 
 /// One forwarded request: the client's half, and what the exchange uses of its worker and
@@ -209,7 +221,7 @@ impl<C: Client> Exchange<'_, C> {
             (None, Some(l)) => (Some(l), ProxyError::DurationTimeout),
             (t, _) => (t, ProxyError::UpstreamTimeout),
         };
-        let outgoing = Outgoing { head_end, lines: extras.try_lines, inline, timeout: extras.timeout };
+        let outgoing = Outgoing { head_end, lines: extras.try_lines, inline, timeout: extras.timeout, h2: extras.h2 };
         // The exchange is made inside `within`, never bound first: a future bound to a local and
         // then moved keeps its slot in this future's state too (the local's storage lives to the
         // end of its scope), and a stream's whole state is copied as its task is spawned.
@@ -308,9 +320,11 @@ impl<C: Client> Exchange<'_, C> {
                 stats: &cluster_stats,
             };
             // Made inside `within`, as in `forward`.
-            let result = within(retries.per_try_timeout, self.try_endpoint(try_once, meta, inline, replay, response))
-                .await
-                .unwrap_or_else(|| Err(self.failure(ProxyError::PerTryTimeout)));
+            let h2 = outgoing.h2.take();
+            let result =
+                within(retries.per_try_timeout, self.try_endpoint(try_once, meta, inline, replay, response, h2))
+                    .await
+                    .unwrap_or_else(|| Err(self.failure(ProxyError::PerTryTimeout)));
             let endpoint = pick.endpoint;
             // A relayed status was told to outlier detection as its head arrived.
             pick.settle(match &result {
@@ -383,6 +397,7 @@ impl<C: Client> Exchange<'_, C> {
         inline: bool,
         replay: &mut Replay<'_>,
         response: &Merged<'_>,
+        h2: Option<H2Request>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
         // Envoy's `max_requests` breaker (`http2MaxRequests`) holds for every protocol; counted
@@ -397,7 +412,7 @@ impl<C: Client> Exchange<'_, C> {
             UpstreamProtocol::Client => C::HTTP2,
         };
         if http2 {
-            return self.try_multiplexed(&at, meta, inline, replay, response).await;
+            return self.try_multiplexed(&at, meta, inline, replay, response, h2).await;
         }
         let mut conn = http1_connection(&at, ctx).await?;
         if let Some(r) = &mut self.account.log {

@@ -381,7 +381,7 @@ pub(super) fn request_of(out: &[u8], tls: bool) -> Result<(http::Request<()>, us
 pub(super) const FIELDS_ROOM: usize = 12;
 
 /// `x-request-id`, which the gateway sets on every request (Envoy's request id).
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The fields the gateway writes into every request or response it forwards (as Envoy's
 /// connection manager and router do), none of them among `http`'s standard names.

@@ -63,9 +63,15 @@ pub(super) trait RequestView {
     /// The client waits for `100 Continue` before its body: the gateway gives it, so the
     /// upstream head drops `expect`.
     fn expects_continue(&self) -> bool;
-    /// Writes the upstream request head (HTTP/1.1, as every upstream is spoken today): this
-    /// head with `edits` applied.
+    /// Writes the upstream request head (HTTP/1.1, as the exchange speaks it): this head with
+    /// `edits` applied.
     fn write_upstream(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>);
+    /// The same head as an HTTP/2 upstream gets it (`tls`: over TLS), and its body's framing
+    /// in the exchange, made from the client's own HTTP/2 fields rather than read back from
+    /// the text; asked once. `None` where only the text carries it (an HTTP/1.1 client).
+    fn upstream_h2(&self, _edits: &RequestEdits<'_>, _tls: bool) -> Option<(http::Request<()>, BodyFraming)> {
+        None
+    }
     /// The request target as the client sent it (the access log's path).
     fn target(&self) -> &str;
     /// The protocol as the access log names it.

@@ -10,7 +10,7 @@ use super::authz;
 use super::codec::{RequestEdits, TryLines};
 use super::compress::Accept;
 use super::cors;
-use super::exchange::Extras;
+use super::exchange::{Extras, H2Request};
 use super::ext_authz::Check;
 use super::fault::{self, Injected};
 use super::grpc;
@@ -31,7 +31,7 @@ use crate::snapshot::authz::remote_ip;
 use crate::snapshot::jwt::JwtAuthn;
 use crate::snapshot::{
     ActionContext, Destination, FilterStage, HeaderEdits, Mirror, RateLimitDescriptor, RateLimitPolicy, RequestInfo,
-    RequestStage, Route, RouteAction, RouteDecision, Snapshot,
+    RequestStage, Route, RouteAction, RouteDecision, Snapshot, UpstreamProtocol,
 };
 
 #[cfg(test)]
@@ -376,6 +376,13 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     try_lines,
                 };
                 head.write_upstream(out, &edits);
+                // An HTTP/2 upstream takes an HTTP/2 client's fields as they came, edited.
+                let h2 = dest
+                    .cluster
+                    .map(|c| &snap.cluster(c).policy)
+                    .filter(|p| p.upstream_protocol != UpstreamProtocol::Http1)
+                    .and_then(|p| head.upstream_h2(&edits, p.tls.is_some()))
+                    .map(|(request, framing)| H2Request { request, head_len: out.len(), framing });
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
                     mirrors: if head.upgrade() {
@@ -388,6 +395,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     timeout,
                     accept,
                     on_allow: Vec::new(),
+                    h2,
                 };
                 if let Some(r) = log {
                     r.forwarded(route.name.as_deref());

@@ -71,11 +71,13 @@ pub struct TryLines {
 }
 
 impl TryLines {
-    const ATTEMPT: &'static [u8] = b"x-envoy-attempt-count: ";
-    const EXPECTED: &'static [u8] = b"x-envoy-expected-rq-timeout-ms: ";
-    const GRPC_TIMEOUT: &'static [u8] = b"grpc-timeout: ";
-    /// Room for the lines at their longest.
-    const MAX_LEN: usize = Self::ATTEMPT.len() + 10 + Self::EXPECTED.len() + 20 + Self::GRPC_TIMEOUT.len() + 8 + 1 + 6;
+    const ATTEMPT: &'static [u8] = b"x-envoy-attempt-count";
+    const EXPECTED: &'static [u8] = b"x-envoy-expected-rq-timeout-ms";
+    const GRPC_TIMEOUT: &'static [u8] = b"grpc-timeout";
+    /// Room for the lines at their longest: names, `: `, values (a `u32`, a `u64`, eight
+    /// digits and a unit), CRLFs.
+    const MAX_LEN: usize =
+        Self::ATTEMPT.len() + Self::EXPECTED.len() + Self::GRPC_TIMEOUT.len() + 3 * 2 + 10 + 20 + 8 + 1 + 3 * 2;
 
     /// Whether a `grpc-timeout` line is written: for a gRPC request whose try has a timeout,
     /// as Envoy's router rewrites it when the route sets `max_grpc_timeout` (istiod sets it on
@@ -85,34 +87,34 @@ impl TryLines {
         self.grpc_timeout && self.expected_timeout_ms.is_some()
     }
 
-    fn put<B: BufMut>(&self, out: &mut B) {
+    fn put<O: HeadOut>(&self, out: &mut O) {
         if let Some(n) = self.attempt {
-            out.put_slice(Self::ATTEMPT);
-            put_u64(out, u64::from(n));
-            out.put_slice(b"\r\n");
+            out.put_u64(Self::ATTEMPT, u64::from(n));
         }
         if let Some(ms) = self.expected_timeout_ms {
-            out.put_slice(Self::EXPECTED);
-            put_u64(out, ms);
-            out.put_slice(b"\r\n");
+            out.put_u64(Self::EXPECTED, ms);
             if self.grpc_timeout {
                 let (value, unit) = grpc::timeout_value(ms);
-                out.put_slice(Self::GRPC_TIMEOUT);
-                put_u64(out, value);
-                out.put_slice(&[unit, b'\r', b'\n']);
+                let mut text = [0u8; 21];
+                let mut room = &mut text[..];
+                put_u64(&mut room, value);
+                room.put_u8(unit);
+                let len = 21 - room.len();
+                out.put(Self::GRPC_TIMEOUT, &text[..len]);
             }
         }
     }
 
-    /// The bytes [`TryLines::put`] writes.
+    /// The bytes [`TryLines::put`] writes as text.
     fn len(&self) -> usize {
         let digits = |v: u64| v.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let line = |name: &[u8], value_len| name.len() + 2 + value_len + 2;
         let grpc = |ms| match self.grpc_timeout {
-            true => Self::GRPC_TIMEOUT.len() + digits(grpc::timeout_value(ms).0) + 3,
+            true => line(Self::GRPC_TIMEOUT, digits(grpc::timeout_value(ms).0) + 1),
             false => 0,
         };
-        self.attempt.map_or(0, |n| Self::ATTEMPT.len() + digits(u64::from(n)) + 2)
-            + self.expected_timeout_ms.map_or(0, |ms| Self::EXPECTED.len() + digits(ms) + 2 + grpc(ms))
+        self.attempt.map_or(0, |n| line(Self::ATTEMPT, digits(u64::from(n))))
+            + self.expected_timeout_ms.map_or(0, |ms| line(Self::EXPECTED, digits(ms)) + grpc(ms))
     }
 }
 
@@ -123,7 +125,7 @@ pub fn rewrite_try_lines(out: &mut Vec<u8>, head_end: usize, old: &TryLines, new
     debug_assert_eq!(&out[end..head_end], b"\r\n");
     let mut lines = [0u8; TryLines::MAX_LEN];
     let mut room = &mut lines[..];
-    new.put(&mut room);
+    new.put(&mut Text::new(&mut room));
     let len = TryLines::MAX_LEN - room.len();
     out.splice(start..end, lines[..len].iter().copied());
     start + len + 2
@@ -199,8 +201,6 @@ fn kept_values<'b>(f: &'b Fields<'_>, kind: Kind, remove: &'b [&str]) -> impl It
 /// HTTP/2 answer (`h2/head.rs`: an HTTP/2 upstream's own map, edited for an HTTP/2 client).
 /// One set of rules ([`write_response_head`]) writes both, so the two cannot drift apart.
 pub(crate) trait HeadOut {
-    /// The status line; a map takes the status alone.
-    fn status(&mut self, status: u16, reason: &str);
     /// The field lines begin at byte `first` of the head's buffer.
     fn start_fields(&mut self, first: usize);
     /// Field `i` of `f` does not go on; those not dropped go on as they came.
@@ -210,8 +210,24 @@ pub(crate) trait HeadOut {
     /// A field line of the gateway's, or of the edits', as given.
     fn put(&mut self, name: &[u8], value: &[u8]);
     fn put_u64(&mut self, name: &[u8], value: u64);
+    /// A field line of the gateway's whose value joins `values` and `last`, each after
+    /// `sep` but the first (`x-forwarded-for`'s list, with the peer last).
+    fn put_joined<'v>(&mut self, name: &[u8], values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]);
     /// The head is whole.
     fn finish(&mut self);
+}
+
+/// Where a response head is written.
+pub(crate) trait ResponseOut: HeadOut {
+    /// The status line; a map takes the status alone.
+    fn status(&mut self, status: u16, reason: &str);
+}
+
+/// Where a request head is written.
+pub(crate) trait RequestOut: HeadOut {
+    /// The request line: `verbatim`, the client's own line when nothing in it changes, else
+    /// `method`, and the target, which is `target`'s pieces one after the other.
+    fn request_line(&mut self, verbatim: Option<&[u8]>, method: &str, target: [&str; 3]);
 }
 
 /// A head as HTTP/1.1 text: kept field lines are copied verbatim from the parsed head's
@@ -228,11 +244,27 @@ impl<'o, B: BufMut> Text<'o, B> {
     }
 }
 
-impl<B: BufMut> HeadOut for Text<'_, B> {
+impl<B: BufMut> ResponseOut for Text<'_, B> {
     fn status(&mut self, status: u16, reason: &str) {
         put_status_line(self.out, status, reason);
     }
+}
 
+impl<B: BufMut> RequestOut for Text<'_, B> {
+    fn request_line(&mut self, verbatim: Option<&[u8]>, method: &str, target: [&str; 3]) {
+        if let Some(line) = verbatim {
+            return self.out.put_slice(line);
+        }
+        self.out.put_slice(method.as_bytes());
+        self.out.put_slice(b" ");
+        for piece in target {
+            self.out.put_slice(piece.as_bytes());
+        }
+        self.out.put_slice(b" HTTP/1.1\r\n");
+    }
+}
+
+impl<B: BufMut> HeadOut for Text<'_, B> {
     fn start_fields(&mut self, first: usize) {
         self.run = first;
     }
@@ -261,6 +293,17 @@ impl<B: BufMut> HeadOut for Text<'_, B> {
         self.out.put_slice(name);
         self.out.put_slice(b": ");
         put_u64(self.out, value);
+        self.out.put_slice(b"\r\n");
+    }
+
+    fn put_joined<'v>(&mut self, name: &[u8], values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]) {
+        self.out.put_slice(name);
+        self.out.put_slice(b": ");
+        for value in values {
+            self.out.put_slice(value);
+            self.out.put_slice(sep);
+        }
+        self.out.put_slice(last);
         self.out.put_slice(b"\r\n");
     }
 
@@ -302,41 +345,40 @@ fn copy_kept<O: HeadOut>(
 /// `x-forwarded-client-cert`, with the
 /// framing header exactly once and the gateway's headers added.
 pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits: &RequestEdits<'_>) {
+    edit_request_head(&mut Text::new(out), head, edits);
+}
+
+/// [`write_request_head`]'s rules, into any [`RequestOut`]. Every field it drops, it drops by
+/// name but for `expect`, whose `100-continue` alone is dropped.
+pub(crate) fn edit_request_head<O: RequestOut>(out: &mut O, head: &RequestHead<'_>, edits: &RequestEdits<'_>) {
     let f = &head.fields;
 
     // Request line: verbatim when nothing in it changes.
-    if edits.path.is_none() && head.version == 1 && head.form == TargetForm::Origin {
-        out.put_slice(&f.buf[head.line.0..head.line.1]);
-    } else {
-        out.put_slice(head.method.as_bytes());
-        out.put_slice(b" ");
-        match (edits.path, head.form) {
-            (Some(p), _) => out.put_slice(p.as_bytes()),
-            // absolute-form goes upstream as origin-form (we are the gateway, not a proxy).
-            (None, TargetForm::Absolute) => {
-                out.put_slice(head.path.as_bytes());
-                if let Some(q) = head.query {
-                    out.put_slice(b"?");
-                    out.put_slice(q.as_bytes());
-                }
-            }
-            (None, _) => out.put_slice(head.target.as_bytes()),
-        }
-        out.put_slice(b" HTTP/1.1\r\n");
-    }
+    let verbatim = (edits.path.is_none() && head.version == 1 && head.form == TargetForm::Origin)
+        .then(|| &f.buf[head.line.0..head.line.1]);
+    let target = match (edits.path, head.form) {
+        (Some(p), _) => [p, "", ""],
+        // absolute-form goes upstream as origin-form (we are the gateway, not a proxy).
+        (None, TargetForm::Absolute) => match head.query {
+            Some(q) => [head.path, "?", q],
+            None => [head.path, "", ""],
+        },
+        (None, _) => [head.target, "", ""],
+    };
+    out.request_line(verbatim, head.method, target);
 
     // Host: replaced right after the request line, else kept in place. HTTP/1.1 upstream
     // requires one: an HTTP/1.0 request without Host gets an empty one (RFC 9112 §3.2).
     let new_host = edits.authority.or(if head.host_from_target { head.host } else { None });
     match new_host {
-        Some(h) => put_header(out, b"host", h.as_bytes()),
-        None if !head.has_host_header => put_header(out, b"host", b""),
+        Some(h) => out.put(b"host", h.as_bytes()),
+        None if !head.has_host_header => out.put(b"host", b""),
         None => {}
     }
 
     let xff_append = edits.x_forwarded_for_append;
     let keep_upgrade = edits.allow_upgrade && head.upgrade.is_some();
-    copy_kept(&mut Text::new(out), f, head.line.1, edits.remove, |i, kind| match kind {
+    copy_kept(out, f, head.line.1, edits.remove, |i, kind| match kind {
         Kind::Host => new_host.is_none(),
         Kind::ContentLength
         | Kind::TransferEncoding
@@ -359,57 +401,42 @@ pub fn write_request_head<B: BufMut>(out: &mut B, head: &RequestHead<'_>, edits:
     });
 
     if !xff_append.is_empty() {
-        out.put_slice(b"x-forwarded-for: ");
-        for value in kept_values(f, Kind::XForwardedFor, edits.remove).filter(|v| !v.is_empty()) {
-            out.put_slice(value);
-            out.put_slice(b", ");
-        }
-        out.put_slice(xff_append.as_bytes());
-        out.put_slice(b"\r\n");
+        let theirs = kept_values(f, Kind::XForwardedFor, edits.remove).filter(|v| !v.is_empty());
+        out.put_joined(b"x-forwarded-for", theirs, b", ", xff_append.as_bytes());
     }
     let theirs_kept = edits.keep_client_proto && kept_values(f, Kind::XForwardedProto, edits.remove).next().is_some();
     if !(edits.x_forwarded_proto.is_empty() || theirs_kept) {
-        put_header(out, b"x-forwarded-proto", edits.x_forwarded_proto.as_bytes());
+        out.put(b"x-forwarded-proto", edits.x_forwarded_proto.as_bytes());
     }
     if let Some(id) = edits.request_id {
-        put_header(out, b"x-request-id", id);
+        out.put(b"x-request-id", id);
     }
     if let Some(c) = edits.x_forwarded_client_cert {
-        out.put_slice(b"x-forwarded-client-cert: ");
-        if edits.keep_client_cert {
-            // Envoy's APPEND_FORWARD appends its element to the header's value after a comma,
-            // its header map having joined the client's lines the same way.
-            for value in kept_values(f, Kind::XForwardedClientCert, edits.remove).filter(|v| !v.is_empty()) {
-                out.put_slice(value);
-                out.put_slice(b",");
-            }
-        }
-        out.put_slice(c.as_bytes());
-        out.put_slice(b"\r\n");
+        // Envoy's APPEND_FORWARD appends its element to the header's value after a comma, its
+        // header map having joined the client's lines the same way.
+        let theirs = kept_values(f, Kind::XForwardedClientCert, edits.remove)
+            .filter(|v| edits.keep_client_cert && !v.is_empty());
+        out.put_joined(b"x-forwarded-client-cert", theirs, b",", c.as_bytes());
     }
     if let Some(a) = edits.x_envoy_external_address {
-        put_header(out, b"x-envoy-external-address", a.as_bytes());
+        out.put(b"x-envoy-external-address", a.as_bytes());
     }
     match head.framing {
-        BodyFraming::ContentLength(n) => {
-            out.put_slice(b"content-length: ");
-            put_u64(out, n);
-            out.put_slice(b"\r\n");
-        }
-        BodyFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::ContentLength(n) => out.put_u64(b"content-length", n),
+        BodyFraming::Chunked => out.put(b"transfer-encoding", b"chunked"),
         BodyFraming::None | BodyFraming::UntilClose => {}
     }
     if keep_upgrade {
-        out.put_slice(b"connection: upgrade\r\n");
-        put_header(out, b"upgrade", head.upgrade.unwrap_or_default().as_bytes());
+        out.put(b"connection", b"upgrade");
+        out.put(b"upgrade", head.upgrade.unwrap_or_default().as_bytes());
     } else if !edits.keep_alive {
-        out.put_slice(b"connection: close\r\n");
+        out.put(b"connection", b"close");
     }
     for (n, v) in edits.add {
-        put_header(out, n.as_bytes(), v.as_bytes());
+        out.put(n.as_bytes(), v.as_bytes());
     }
     edits.try_lines.put(out);
-    out.put_slice(b"\r\n");
+    out.finish();
 }
 
 /// What changes between the upstream's response head and the one sent to the client.
@@ -473,7 +500,7 @@ pub fn write_response_head<B: BufMut>(
 
 /// [`write_response_head`]'s rules, into any [`HeadOut`]. Every field it drops, it drops by
 /// name (all of a name's lines go, or none), which a map relies on.
-pub(crate) fn edit_response_head<O: HeadOut>(
+pub(crate) fn edit_response_head<O: ResponseOut>(
     out: &mut O,
     head: &ResponseHead<'_>,
     edits: &ResponseEdits<'_>,

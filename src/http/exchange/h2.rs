@@ -26,7 +26,8 @@ use monoio::BufResult;
 use super::attempt::{Failure, Try};
 use super::relay::{alongside, request_body_error, Relayed, Source};
 use super::{
-    connect, connection_slot, Client, Exchange, Forwarded, Pooled, Replay, RequestBody, ResponseSource, PENDING_POLL,
+    connect, connection_slot, Client, Exchange, Forwarded, H2Request, Pooled, Replay, RequestBody, ResponseSource,
+    PENDING_POLL,
 };
 use crate::buf::{read_rent, readv_rent, ReadBuf};
 use crate::http::body::BodyError;
@@ -56,12 +57,15 @@ impl<C: Client> Exchange<'_, C> {
         inline: bool,
         replay: &mut Replay<'_>,
         response: &Merged<'_>,
+        h2: Option<H2Request>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
         let stream = mux_stream(at, ctx).await?;
         let tls = at.cluster.policy.tls.is_some();
-        let (request, head_len, framing) =
-            request_of(self.out, tls).map_err(|e| Failure::before(ProxyError::BadRequest(e)))?;
+        let (request, head_len, framing) = match h2 {
+            Some(H2Request { request, head_len, framing }) => (request, head_len, framing),
+            None => request_of(self.out, tls).map_err(|e| Failure::before(ProxyError::BadRequest(e)))?,
+        };
         // Nothing follows the head: the request ends with its HEADERS.
         let ends =
             framing == BodyFraming::None || (inline && self.out.len() == head_len && framing != BodyFraming::Chunked);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
+use http::request::Parts;
 
 use super::client::{H2Body, H2Client};
 use super::flood::FloodGuard;
@@ -183,11 +184,10 @@ async fn serve_stream(
     if head::write_h1_request(&parts, body.is_end_stream(), key, &mut head).is_err() {
         return respond.send_reset(Reason::PROTOCOL_ERROR);
     }
-    drop(parts);
     let mut stream =
         Stream { ctx, account: Account::new(ctx.access_log.is_some()), out: Vec::with_capacity(OUT_ROOM), streamed: 0 };
     stream.account.begin();
-    stream.serve(&snap, peer, &head, &mut body, &mut respond).await;
+    stream.serve(&snap, peer, &head, parts, &mut body, &mut respond).await;
     stream.account.finish(ctx, &snap, stream.streamed);
 }
 
@@ -207,6 +207,7 @@ impl Stream<'_> {
         snap: &Rc<Generation>,
         peer: &RefCell<Peer>,
         head: &[u8],
+        client: Parts,
         body: &mut RecvStream,
         respond: &mut SendResponse<Bytes>,
     ) {
@@ -217,7 +218,7 @@ impl Stream<'_> {
             match codec::parse_request(head, &mut slots, &ctx.limits.head) {
                 Ok(Some(h1)) => {
                     let framing = h1.framing;
-                    let view = H2Head(h1);
+                    let view = H2Head::new(h1, client);
                     let inputs = Inputs {
                         mirror_shadow_suffix: ctx.mirror_shadow_suffix,
                         random: || ctx.random(),

@@ -8,13 +8,19 @@
 //! writes the client's head (its edits, hop-by-hop fields dropped) and [`response_of`] reads
 //! it into an HTTP/2 response without the fields that only HTTP/1.1 framing needs.
 
+use std::cell::Cell;
+
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, COOKIE, HOST};
 use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::StatusCode;
 
-use crate::http::codec::{self, Fields, HeadOut, RequestEdits, ResponseEdits, ResponseHead, Written};
-use crate::http::h2_io::{connection_specific, field_name, shared_slice, FIELDS_ROOM};
+use crate::http::codec::{
+    self, BodyFraming, Fields, HeadOut, RequestEdits, RequestHead, RequestOut, ResponseEdits, ResponseHead,
+    ResponseOut, Written,
+};
+use crate::http::h2_io::{connection_specific, field_name, shared_slice, FIELDS_ROOM, X_REQUEST_ID};
 use crate::http::head::{ReqMeta, RequestView};
 use crate::snapshot::RequestInfo;
 
@@ -136,19 +142,30 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> Result<(), Malformed> {
 /// The HTTP/1.1 head an HTTP/2 request was written as, seen as what it is: no `100-continue`
 /// (HTTP/2 has none in that form), an upgrade only from a WebSocket's extended CONNECT (the
 /// client's own `connection` and `upgrade` fields are refused), and `HTTP/2` in the access log.
-pub(super) struct H2Head<'b>(pub(super) codec::RequestHead<'b>);
+pub(super) struct H2Head<'b> {
+    head: codec::RequestHead<'b>,
+    /// The client's request line and fields, for the one HTTP/2 upstream head made of them.
+    client: Cell<Option<Parts>>,
+}
+
+impl<'b> H2Head<'b> {
+    /// `head`: `client`'s HTTP/1.1 head ([`write_h1_request`]), parsed.
+    pub(super) fn new(head: codec::RequestHead<'b>, client: Parts) -> Self {
+        H2Head { head, client: Cell::new(Some(client)) }
+    }
+}
 
 impl RequestView for H2Head<'_> {
     fn info<'h>(&'h self, scheme: &'h str) -> RequestInfo<'h> {
-        self.0.info(scheme)
+        self.head.info(scheme)
     }
 
     fn meta(&self) -> ReqMeta {
-        self.0.meta()
+        self.head.meta()
     }
 
     fn upgrade(&self) -> bool {
-        self.0.upgrade()
+        self.head.upgrade()
     }
 
     fn expects_continue(&self) -> bool {
@@ -156,11 +173,16 @@ impl RequestView for H2Head<'_> {
     }
 
     fn write_upstream(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>) {
-        codec::write_request_head(out, &self.0, edits);
+        codec::write_request_head(out, &self.head, edits);
+    }
+
+    fn upstream_h2(&self, edits: &RequestEdits<'_>, tls: bool) -> Option<(http::Request<()>, BodyFraming)> {
+        let request = request_from(self.client.take()?, &self.head, edits, tls)?;
+        Some((request, self.head.framing))
     }
 
     fn target(&self) -> &str {
-        self.0.target
+        self.head.target
     }
 
     fn protocol(&self) -> &'static str {
@@ -203,40 +225,144 @@ pub(super) fn response_from(
     head: &ResponseHead<'_>,
     edits: &ResponseEdits<'_>,
 ) -> Option<http::Response<()>> {
-    let mut map = FieldMap { status: StatusCode::OK, fields: upstream, fits: true };
+    let mut map = MapOut { pseudo: StatusCode::OK, fields: upstream, fits: true };
     codec::edit_response_head(&mut map, head, edits);
     let mut response = http::Response::new(());
-    (*response.status_mut(), *response.headers_mut()) = (map.status, map.fields);
+    (*response.status_mut(), *response.headers_mut()) = (map.pseudo, map.fields);
     map.fits.then_some(response)
 }
 
-/// An HTTP/2 answer's status and fields, as a head's edits leave them.
-struct FieldMap {
-    status: StatusCode,
+/// The HTTP/2 request for an HTTP/2 upstream that `client`'s request (parsed from its
+/// HTTP/1.1 text as `head`) goes up as: the codec's edits ([`codec::edit_request_head`], the
+/// rules the text gets) applied to the client's own fields, where `request_of` would read them
+/// back from that text. `tls`: the upstream is reached over TLS. `None` for what only the text
+/// carries (an upgrade, a CONNECT) or an edit HTTP/2 cannot carry: the text's way then.
+pub(super) fn request_from(
+    client: Parts,
+    head: &RequestHead<'_>,
+    edits: &RequestEdits<'_>,
+    tls: bool,
+) -> Option<http::Request<()>> {
+    if head.upgrade.is_some() || client.method == http::Method::CONNECT {
+        return None;
+    }
+    let Parts { method, uri, mut headers, .. } = client;
+    // The client's cookie crumbs go up joined, as its text has them (and Envoy's codec joins
+    // them).
+    if headers.get_all(COOKIE).iter().nth(1).is_some() {
+        let joined = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes).collect::<Vec<_>>().join(&b"; "[..]);
+        headers.insert(COOKIE, HeaderValue::from_bytes(&joined).ok()?);
+    }
+    let uri = uri.into_parts();
+    let line = RequestLine { method, path: uri.path_and_query?, authority: uri.authority };
+    let mut map = MapOut { pseudo: line, fields: headers, fits: true };
+    codec::edit_request_head(&mut map, head, edits);
+    let MapOut { pseudo: RequestLine { method, path, authority }, mut fields, fits } = map;
+    if !fits {
+        return None;
+    }
+    // See `request_of`: a value new on every request, never indexed.
+    if let Some(id) = fields.get_mut(X_REQUEST_ID) {
+        id.set_sensitive(true);
+    }
+    let mut request = http::Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = http::Uri::builder()
+        .scheme(if tls { Scheme::HTTPS } else { Scheme::HTTP })
+        .authority(authority?)
+        .path_and_query(path)
+        .build()
+        .ok()?;
+    *request.headers_mut() = fields;
+    Some(request)
+}
+
+/// An HTTP/2 head as a head's edits leave it: its pseudo-fields `P` (a status, or a request's
+/// [`RequestLine`]) and its fields.
+struct MapOut<P> {
+    pseudo: P,
     fields: HeaderMap,
     /// Every edit fitted HTTP/2 (a status in range, names and values that HTTP/2 can carry).
     fits: bool,
 }
 
-impl HeadOut for FieldMap {
+/// A request's pseudo-fields, the client's until an edit changes them.
+struct RequestLine {
+    method: http::Method,
+    path: PathAndQuery,
+    authority: Option<Authority>,
+}
+
+/// What a head's pseudo-fields take of its edits' fields.
+trait Pseudo {
+    /// `host`'s value as the authority; whether it fits.
+    fn authority(&mut self, value: &[u8]) -> bool;
+}
+
+/// A response's edits write no `host`.
+impl Pseudo for StatusCode {
+    fn authority(&mut self, _value: &[u8]) -> bool {
+        false
+    }
+}
+
+impl Pseudo for RequestLine {
+    fn authority(&mut self, value: &[u8]) -> bool {
+        if self.authority.as_ref().is_some_and(|a| a.as_str().as_bytes() == value) {
+            return true;
+        }
+        match Authority::try_from(value) {
+            Ok(a) => (self.authority = Some(a), true).1,
+            Err(_) => false,
+        }
+    }
+}
+
+impl ResponseOut for MapOut<StatusCode> {
     fn status(&mut self, status: u16, _reason: &str) {
         match StatusCode::from_u16(status) {
-            Ok(status) => self.status = status,
+            Ok(status) => self.pseudo = status,
             Err(_) => self.fits = false,
         }
     }
+}
 
+impl RequestOut for MapOut<RequestLine> {
+    fn request_line(&mut self, _verbatim: Option<&[u8]>, method: &str, target: [&str; 3]) {
+        let line = &mut self.pseudo;
+        if line.method != method {
+            match http::Method::from_bytes(method.as_bytes()) {
+                Ok(m) => line.method = m,
+                Err(_) => self.fits = false,
+            }
+        }
+        if target[1..] != ["", ""] || line.path.as_str() != target[0] {
+            match PathAndQuery::try_from(target.concat()) {
+                Ok(path) => line.path = path,
+                Err(_) => self.fits = false,
+            }
+        }
+    }
+}
+
+impl<P: Pseudo> HeadOut for MapOut<P> {
     fn start_fields(&mut self, _first: usize) {}
 
-    /// The edits drop by name: every line of a dropped field's name goes.
+    /// The edits drop by name (see `edit_request_head` on `expect`): every line of a dropped
+    /// field's name goes. `host` is no field here but the request's authority.
     fn drop_field(&mut self, f: &Fields<'_>, i: usize) {
         self.fields.remove(f.headers[i].name);
     }
 
     fn end_fields(&mut self, _f: &Fields<'_>) {}
 
-    /// Connection management and framing lines are HTTP/1.1's alone, as `response_of` drops them.
+    /// Connection management and framing lines are HTTP/1.1's alone, as `response_of` and
+    /// `request_of` drop them; `host` is a request's authority.
     fn put(&mut self, name: &[u8], value: &[u8]) {
+        if name == b"host" {
+            self.fits &= self.pseudo.authority(value);
+            return;
+        }
         if connection_specific(name) {
             return;
         }
@@ -257,12 +383,23 @@ impl HeadOut for FieldMap {
         }
     }
 
+    fn put_joined<'v>(&mut self, name: &[u8], values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]) {
+        let mut value = Vec::new();
+        for v in values {
+            value.extend_from_slice(v);
+            value.extend_from_slice(sep);
+        }
+        value.extend_from_slice(last);
+        self.put(name, &value);
+    }
+
     fn finish(&mut self) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::codec::TryLines;
 
     fn parts(req: http::Request<()>) -> Parts {
         req.into_parts().0
@@ -399,6 +536,91 @@ mod tests {
         // An edit HTTP/2 cannot carry fails both ways.
         let bad = ResponseEdits { add: &[("x-bad", "a\u{1}b")], ..edits };
         assert_eq!(both_ways(heads[1], &bad), [None, None]);
+    }
+
+    /// A request's method, URI and fields (sorted, each with whether it is never indexed).
+    type SeenRequest = Option<(String, String, Vec<(String, Vec<u8>, bool)>)>;
+
+    /// The request both ways: the client's written as text, edited as text and read back, and
+    /// its own fields edited as a map.
+    fn request_both_ways(req: http::Request<()>, edits: &RequestEdits<'_>, tls: bool) -> [SeenRequest; 2] {
+        let (client, ()) = req.into_parts();
+        let mut h1 = Vec::new();
+        write_h1_request(&client, false, || [0; 16], &mut h1).unwrap();
+        let mut slots = codec::HeaderSlots::new();
+        let head = codec::parse_request(&h1, &mut slots, &codec::Limits::default()).unwrap().unwrap();
+        let mut text = Vec::new();
+        codec::write_request_head(&mut text, &head, edits);
+        let seen = |r: Option<http::Request<()>>| {
+            r.map(|r| {
+                let mut fields: Vec<_> =
+                    r.headers().iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec(), v.is_sensitive())).collect();
+                fields.sort();
+                (r.method().to_string(), r.uri().to_string(), fields)
+            })
+        };
+        let read_back = crate::http::h2_io::request_of(&text, tls).ok().map(|r| r.0);
+        [seen(read_back), seen(request_from(client, &head, edits, tls))]
+    }
+
+    #[test]
+    fn a_clients_fields_are_edited_for_an_http2_upstream_as_its_text_would_be() {
+        let add = [("x-route", "on"), ("Cookie", "c=3")];
+        let try_lines = TryLines { attempt: Some(1), expected_timeout_ms: Some(1500), grpc_timeout: true };
+        let plain = RequestEdits {
+            x_forwarded_for_append: "10.0.0.1",
+            request_id: Some(b"0f6e7a2c-1b1d-4b8e-9a0a-6f7c1d2e3f40"),
+            x_envoy_external_address: Some("10.0.0.1"),
+            x_forwarded_proto: "https",
+            try_lines,
+            ..RequestEdits::default()
+        };
+        let rewritten = RequestEdits {
+            path: Some("/v2/a?x=1"),
+            authority: Some("other.local"),
+            add: &add,
+            remove: &["x-drop", "grpc-timeout"],
+            x_forwarded_client_cert: Some("By=spiffe://gw"),
+            keep_client_cert: true,
+            keep_client_proto: true,
+            ..plain
+        };
+        let requests = || {
+            [
+                http::Request::get("http://app.test/a?b=1").body(()).unwrap(),
+                http::Request::post("http://app.test/pkg.Svc/Call")
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .header("grpc-timeout", "5S")
+                    .header("content-length", "7")
+                    .header("x-forwarded-for", "1.2.3.4")
+                    .header("x-forwarded-for", "5.6.7.8")
+                    .header("x-forwarded-proto", "http")
+                    .header("x-forwarded-client-cert", "By=spiffe://client")
+                    .header("x-envoy-debug", "1")
+                    .header("x-request-id", "theirs")
+                    .header("x-drop", "y")
+                    .header("cookie", "a=1")
+                    .header("cookie", "b=2")
+                    .header("expect", "100-continue")
+                    .body(())
+                    .unwrap(),
+            ]
+        };
+        for edits in [&plain, &rewritten, &RequestEdits::default()] {
+            for tls in [false, true] {
+                for req in requests() {
+                    let label = format!("{req:?} {edits:?}");
+                    let [text, map] = request_both_ways(req, edits, tls);
+                    assert!(text.is_some(), "{label}");
+                    assert_eq!(text, map, "{label}");
+                }
+            }
+        }
+        // What only the text carries goes the text's way.
+        let mut upgrade = http::Request::connect("http://app.test/chat").body(()).unwrap();
+        upgrade.extensions_mut().insert(h2::ext::Protocol::from("websocket"));
+        assert!(request_both_ways(upgrade, &plain, false)[1].is_none());
     }
 
     #[test]
