@@ -383,27 +383,28 @@ pub(super) const FIELDS_ROOM: usize = 12;
 /// `x-request-id`, which the gateway sets on every request (Envoy's request id).
 pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The fields the gateway writes into every request or response it forwards (as Envoy's
-/// connection manager and router do), none of them among `http`'s standard names.
-const OWN_FIELDS: [HeaderName; 6] = [
-    X_REQUEST_ID,
-    HeaderName::from_static("x-forwarded-for"),
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-envoy-external-address"),
-    HeaderName::from_static("x-envoy-attempt-count"),
-    HeaderName::from_static("x-envoy-upstream-service-time"),
-];
-
-/// An HTTP/2 field name (lower case, RFC 9113 §8.2.1) for `name`. The gateway's own fields,
-/// which the codec writes in lower case, come from constants: `from_bytes` allocates a copy of
-/// every name outside the standard set, a handful of allocations on every request.
+/// An HTTP/2 field name (lower case, RFC 9113 §8.2.1) for `name`. The fields the gateway
+/// writes into every request or response it forwards (as Envoy's connection manager and router
+/// do), which the codec writes in lower case, come from constants: `from_bytes` lowers and
+/// looks up every name, and allocates a copy of each outside `http`'s standard set.
 pub(super) fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
-    if name.starts_with(b"x-") {
-        if let Some(own) = OWN_FIELDS.iter().find(|own| own.as_str().as_bytes() == name) {
-            return Ok(own.clone());
-        }
-    }
-    HeaderName::from_bytes(name)
+    use http::header;
+    Ok(match name {
+        b"x-request-id" => X_REQUEST_ID,
+        b"x-forwarded-for" => HeaderName::from_static("x-forwarded-for"),
+        b"x-forwarded-proto" => HeaderName::from_static("x-forwarded-proto"),
+        b"x-forwarded-client-cert" => HeaderName::from_static("x-forwarded-client-cert"),
+        b"x-envoy-external-address" => HeaderName::from_static("x-envoy-external-address"),
+        b"x-envoy-attempt-count" => HeaderName::from_static("x-envoy-attempt-count"),
+        b"x-envoy-expected-rq-timeout-ms" => HeaderName::from_static("x-envoy-expected-rq-timeout-ms"),
+        b"x-envoy-upstream-service-time" => HeaderName::from_static("x-envoy-upstream-service-time"),
+        b"grpc-timeout" => HeaderName::from_static("grpc-timeout"),
+        b"content-length" => header::CONTENT_LENGTH,
+        b"transfer-encoding" => header::TRANSFER_ENCODING,
+        b"date" => header::DATE,
+        b"server" => header::SERVER,
+        _ => return HeaderName::from_bytes(name),
+    })
 }
 
 /// The part of `shared` (a copy of `whole`'s start) that `part` (a slice of `whole`) is.

@@ -225,7 +225,7 @@ pub(super) fn response_from(
     head: &ResponseHead<'_>,
     edits: &ResponseEdits<'_>,
 ) -> Option<http::Response<()>> {
-    let mut map = MapOut { pseudo: StatusCode::OK, fields: upstream, fits: true };
+    let mut map = MapOut::new(StatusCode::OK, upstream);
     codec::edit_response_head(&mut map, head, edits);
     let mut response = http::Response::new(());
     (*response.status_mut(), *response.headers_mut()) = (map.pseudo, map.fields);
@@ -255,7 +255,7 @@ pub(super) fn request_from(
     }
     let uri = uri.into_parts();
     let line = RequestLine { method, path: uri.path_and_query?, authority: uri.authority };
-    let mut map = MapOut { pseudo: line, fields: headers, fits: true };
+    let mut map = MapOut::new(line, headers);
     codec::edit_request_head(&mut map, head, edits);
     let MapOut { pseudo: RequestLine { method, path, authority }, mut fields, fits } = map;
     if !fits {
@@ -285,6 +285,19 @@ struct MapOut<P> {
     /// Every edit fitted HTTP/2 (a status in range, names and values that HTTP/2 can carry).
     fits: bool,
 }
+
+impl<P> MapOut<P> {
+    /// Room for the gateway's fields at once: the map as h2 decoded it has room for its own
+    /// alone, and would grow field by field.
+    fn new(pseudo: P, mut fields: HeaderMap) -> Self {
+        let _ = fields.try_reserve(GATEWAY_FIELDS);
+        MapOut { pseudo, fields, fits: true }
+    }
+}
+
+/// The fields the gateway adds to a head it forwards, usually: forwarding fields, the request
+/// id, the try's lines, framing; `server`, `date` and the service time on a response.
+const GATEWAY_FIELDS: usize = 8;
 
 /// A request's pseudo-fields, the client's until an edit changes them.
 struct RequestLine {
@@ -351,7 +364,9 @@ impl<P: Pseudo> HeadOut for MapOut<P> {
     /// The edits drop by name (see `edit_request_head` on `expect`): every line of a dropped
     /// field's name goes. `host` is no field here but the request's authority.
     fn drop_field(&mut self, f: &Fields<'_>, i: usize) {
-        self.fields.remove(f.headers[i].name);
+        if let Ok(name) = field_name(f.headers[i].name.as_bytes()) {
+            self.fields.remove(name);
+        }
     }
 
     fn end_fields(&mut self, _f: &Fields<'_>) {}
