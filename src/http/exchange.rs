@@ -45,7 +45,7 @@ struct Outgoing {
     /// The request's timeout, which a retry's lines count down.
     timeout: Option<Duration>,
     /// The head as HTTP/2, for the first try: a retry's lines are rewritten in the text.
-    h2: Option<H2Request>,
+    h2: Option<Box<H2Request>>,
 }
 
 /// The copy of a streamed request body kept for a retry, as Envoy's router keeps one while it
@@ -125,8 +125,9 @@ pub(super) struct Extras {
     /// Lines the external authorization server's allowing answer adds to the response.
     pub(super) on_allow: Vec<(String, String)>,
     /// The head as an HTTP/2 upstream's first try sends it, made beside its text from an
-    /// HTTP/2 client's own fields; dropped by whatever edits the text after the plan.
-    pub(super) h2: Option<H2Request>,
+    /// HTTP/2 client's own fields; dropped by whatever edits the text after the plan. Boxed:
+    /// a request's fields would size every plan's answer.
+    pub(super) h2: Option<Box<H2Request>>,
 }
 
 /// An upstream request head as HTTP/2 (`RequestView::upstream_h2`): its fields, the length
@@ -397,7 +398,7 @@ impl<C: Client> Exchange<'_, C> {
         inline: bool,
         replay: &mut Replay<'_>,
         response: &Merged<'_>,
-        h2: Option<H2Request>,
+        h2: Option<Box<H2Request>>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
         // Envoy's `max_requests` breaker (`http2MaxRequests`) holds for every protocol; counted

@@ -382,7 +382,7 @@ fn decide<'s: 'h, 'h, R: Fn() -> u32>(
                     .map(|c| &snap.cluster(c).policy)
                     .filter(|p| p.upstream_protocol != UpstreamProtocol::Http1)
                     .and_then(|p| head.upstream_h2(&edits, p.tls.is_some()))
-                    .map(|(request, framing)| H2Request { request, head_len: out.len(), framing });
+                    .map(|(request, framing)| Box::new(H2Request { request, head_len: out.len(), framing }));
                 let extras = Extras {
                     cors: cors_lines.iter().map(|(n, v)| (*n, v.to_string())).collect(),
                     mirrors: if head.upgrade() {

@@ -57,13 +57,16 @@ impl<C: Client> Exchange<'_, C> {
         inline: bool,
         replay: &mut Replay<'_>,
         response: &Merged<'_>,
-        h2: Option<H2Request>,
+        h2: Option<Box<H2Request>>,
     ) -> Result<Forwarded, Failure> {
         let ctx = self.ctx;
         let stream = mux_stream(at, ctx).await?;
         let tls = at.cluster.policy.tls.is_some();
         let (request, head_len, framing) = match h2 {
-            Some(H2Request { request, head_len, framing }) => (request, head_len, framing),
+            Some(h2) => {
+                let H2Request { request, head_len, framing } = *h2;
+                (request, head_len, framing)
+            }
             None => request_of(self.out, tls).map_err(|e| Failure::before(ProxyError::BadRequest(e)))?,
         };
         // Nothing follows the head: the request ends with its HEADERS.
