@@ -5,7 +5,8 @@
 //! their trailers, and a retry on a trailers-only `grpc-status: 14`. Request bodies that go
 //! up while the response comes down (an upstream that answers as it reads), from HTTP/2 and
 //! HTTP/1.1 clients, to HTTP/2 and HTTP/1.1 upstreams, and the copy of a streamed body that a
-//! retry sends again.
+//! retry sends again; an authorization server's lines reaching an HTTP/2 upstream from an HTTP/2
+//! client.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use support::{Driver, Gateway};
 /// - `/grpc/ok`: a gRPC answer, one message, `grpc-status: 0` in trailers;
 /// - `/grpc/flaky`: a trailers-only `grpc-status: 14` the first time, then as `/grpc/ok`;
 /// - `/echo`: 200 at once, then each DATA of the request sent back as it comes;
+/// - `/fields`: 200, the request's fields as its body, a `name: value` line each, sorted;
 /// - anything else: 200, no length, the body `h2 METHOD PATH te=… x-route=… body=N`.
 struct H2Backend {
     port: u16,
@@ -118,6 +120,14 @@ async fn answer(
             let _ = stream.send_data(data, false);
         }
         let _ = stream.send_data(Bytes::new(), true);
+        return;
+    }
+    if parts.uri.path() == "/fields" {
+        let mut lines: Vec<_> =
+            parts.headers.iter().map(|(n, v)| format!("{n}: {}\n", v.to_str().unwrap_or("?"))).collect();
+        lines.sort();
+        let mut stream = respond.send_response(Response::new(()), false).unwrap();
+        let _ = stream.send_data(Bytes::from(lines.concat()), true);
         return;
     }
     let mut received = 0;
@@ -367,6 +377,39 @@ both_drivers! {
         let r = client::get(addr, "app.test", "/h1");
         assert_eq!((r.header("server"), r.header("x-keep"), r.header("x-set"), r.header("x-drop")), (Some("istio-envoy"), Some("k"), Some("by-route"), None), "{r:?}");
         assert_eq!(String::from_utf8_lossy(&got.1.body), "h2 POST /big authority=app.test te=- x-route=on body=200000");
+    }
+
+    fn an_authorization_servers_lines_reach_an_http2_upstream_from_an_http2_client(driver) {
+        // The allowing answer's lines are written into the request's HTTP/1.1 text after the
+        // plan made its HTTP/2 head: that head must give way to the text.
+        let backend = H2Backend::start();
+        let authz = Backend::start("authz");
+        let dir = tempfile::tempdir().unwrap();
+        let mesh = dir.path().join("mesh.yaml");
+        std::fs::write(
+            &mesh,
+            "extensionProviders:\n- name: checker\n  envoyExtAuthzHttp:\n    service: authz.local\n    port: 9000\n    \
+             headersToUpstreamOnAllow: [x-backend]\n",
+        )
+        .unwrap();
+        let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: ext\n  \
+                      namespace: istio-system\nspec:\n  action: CUSTOM\n  provider:\n    name: checker\n  rules:\n  \
+                      - to:\n    - operation:\n        paths: [\"/fields\"]\n";
+        let port = support::free_port();
+        let parts = [
+            http_gateway("gw", port, &["app.test"]),
+            virtual_service("app", "gw", &["app.test"], HTTP),
+            service_entry("app", "app.local", 80, &[backend.port]).replace("protocol: HTTP", "protocol: HTTP2"),
+            service_entry("authz", "authz.local", 9000, &[authz.port()]),
+            policy.to_string(),
+        ];
+        let gw = gateway!(driver).arg("--mesh").arg(mesh.to_str().unwrap()).file("gw.yaml", &docs(&parts)).start();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let got = with_h2(addr, async |mut c| ask(&mut c, Request::get("http://app.test/fields").body(()).unwrap(), b"").await);
+        let fields = String::from_utf8_lossy(&got.body);
+        assert_eq!(got.status, 200, "{}", gw.logs());
+        assert!(fields.contains("x-backend: authz\n") && fields.contains("x-route: on\n"), "{fields}");
+        assert_eq!(authz.count(), 1);
     }
 
     fn an_answer_shorter_than_its_length_is_cut_off_not_ended(driver) {
