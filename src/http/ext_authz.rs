@@ -441,23 +441,23 @@ impl Verdict {
 
 /// Sets `lines` on the upstream head in `out` (a whole HTTP/1.1 head, nothing after it),
 /// replacing the head's lines of the same names, as Envoy's `setCopy` of the allowed upstream
-/// headers does.
+/// headers does. They go right after the request line: the head's last lines are the try's,
+/// which a retry rewrites in place (`codec::rewrite_try_lines`).
 pub(super) fn set_upstream(out: &mut Vec<u8>, lines: &[(String, String)]) {
     if lines.is_empty() || !out.ends_with(b"\r\n\r\n") {
         return;
     }
     let head = std::mem::take(out);
-    let body = &head[..head.len() - 2];
-    let mut first = true;
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        let name = line.split(|&b| b == b':').next().unwrap_or_default();
-        if first || !lines.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)) {
-            out.extend_from_slice(line);
-        }
-        first = false;
-    }
+    let mut head_lines = head[..head.len() - 2].split_inclusive(|&b| b == b'\n');
+    out.extend_from_slice(head_lines.next().unwrap_or_default());
     for (n, v) in lines {
         put(out, n.as_bytes(), v.as_bytes());
+    }
+    for line in head_lines {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        if !lines.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)) {
+            out.extend_from_slice(line);
+        }
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -468,10 +468,30 @@ mod tests {
     use crate::snapshot::authz::Pattern;
 
     #[test]
-    fn allowed_lines_replace_the_upstream_heads_own_and_join_before_its_end() {
+    fn allowed_lines_replace_the_upstream_heads_own_after_its_request_line() {
         let mut out = b"GET / HTTP/1.1\r\nhost: a\r\nX-User: mallory\r\nx-keep: 1\r\n\r\n".to_vec();
         set_upstream(&mut out, &[("x-user".into(), "alice".into())]);
-        assert_eq!(out, b"GET / HTTP/1.1\r\nhost: a\r\nx-keep: 1\r\nx-user: alice\r\n\r\n");
+        assert_eq!(out, b"GET / HTTP/1.1\r\nx-user: alice\r\nhost: a\r\nx-keep: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn a_retry_rewrites_its_lines_in_a_head_with_allowed_lines() {
+        use crate::http::codec::{self, RequestEdits, TryLines};
+        let first = TryLines { attempt: Some(1), ..TryLines::default() };
+        let mut slots = codec::HeaderSlots::new();
+        let raw = b"GET /a HTTP/1.1\r\nhost: app\r\n\r\n";
+        let head = codec::parse_request(raw, &mut slots, &codec::Limits::default()).unwrap().unwrap();
+        let mut out = Vec::new();
+        codec::write_request_head(&mut out, &head, &RequestEdits { try_lines: first, ..RequestEdits::default() });
+        set_upstream(&mut out, &[("x-user".into(), "alice".into())]);
+        let second = TryLines { attempt: Some(2), ..first };
+        let len = out.len();
+        let end = codec::rewrite_try_lines(&mut out, len, &first, &second);
+        assert_eq!(end, out.len());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /a HTTP/1.1\r\nx-user: alice\r\nhost: app\r\nx-forwarded-proto: http\r\nx-envoy-attempt-count: 2\r\n\r\n"
+        );
     }
 
     #[test]
