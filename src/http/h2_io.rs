@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::duplex::Duplex;
 use crate::http::body::STREAM_CHUNK;
-use crate::http::codec::{self, BodyFraming, ChunkedDecoder, ParseError, Written};
+use crate::http::codec::{self, BodyFraming, ChunkedDecoder, Own, ParseError, Written};
 
 /// Room for one read: a TLS record's worth, h2's largest default frame and its header.
 const READ_ROOM: usize = 16 * 1024 + 9;
@@ -383,28 +383,38 @@ pub(super) const FIELDS_ROOM: usize = 12;
 /// `x-request-id`, which the gateway sets on every request (Envoy's request id).
 pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// An HTTP/2 field name (lower case, RFC 9113 §8.2.1) for `name`. The fields the gateway
-/// writes into every request or response it forwards (as Envoy's connection manager and router
-/// do), which the codec writes in lower case, come from constants: `from_bytes` lowers and
-/// looks up every name, and allocates a copy of each outside `http`'s standard set.
-pub(super) fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+/// The HTTP/2 field name of a field the gateway writes: a constant, where `from_bytes` (or
+/// `from_static` at run time) would look every name up, and allocate a copy of each outside
+/// `http`'s standard set.
+pub(super) fn own_field(own: Own) -> HeaderName {
     use http::header;
-    Ok(match name {
-        b"x-request-id" => X_REQUEST_ID,
-        b"x-forwarded-for" => HeaderName::from_static("x-forwarded-for"),
-        b"x-forwarded-proto" => HeaderName::from_static("x-forwarded-proto"),
-        b"x-forwarded-client-cert" => HeaderName::from_static("x-forwarded-client-cert"),
-        b"x-envoy-external-address" => HeaderName::from_static("x-envoy-external-address"),
-        b"x-envoy-attempt-count" => HeaderName::from_static("x-envoy-attempt-count"),
-        b"x-envoy-expected-rq-timeout-ms" => HeaderName::from_static("x-envoy-expected-rq-timeout-ms"),
-        b"x-envoy-upstream-service-time" => HeaderName::from_static("x-envoy-upstream-service-time"),
-        b"grpc-timeout" => HeaderName::from_static("grpc-timeout"),
-        b"content-length" => header::CONTENT_LENGTH,
-        b"transfer-encoding" => header::TRANSFER_ENCODING,
-        b"date" => header::DATE,
-        b"server" => header::SERVER,
-        _ => return HeaderName::from_bytes(name),
-    })
+    match own {
+        Own::Host => header::HOST,
+        Own::ContentLength => header::CONTENT_LENGTH,
+        Own::TransferEncoding => header::TRANSFER_ENCODING,
+        Own::Connection => header::CONNECTION,
+        Own::Upgrade => header::UPGRADE,
+        Own::Date => header::DATE,
+        Own::Server => header::SERVER,
+        Own::XRequestId => X_REQUEST_ID,
+        Own::XForwardedFor => const { HeaderName::from_static(Own::XForwardedFor.name()) },
+        Own::XForwardedProto => const { HeaderName::from_static(Own::XForwardedProto.name()) },
+        Own::XForwardedClientCert => const { HeaderName::from_static(Own::XForwardedClientCert.name()) },
+        Own::XEnvoyExternalAddress => const { HeaderName::from_static(Own::XEnvoyExternalAddress.name()) },
+        Own::XEnvoyAttemptCount => const { HeaderName::from_static(Own::XEnvoyAttemptCount.name()) },
+        Own::XEnvoyExpectedRqTimeoutMs => const { HeaderName::from_static(Own::XEnvoyExpectedRqTimeoutMs.name()) },
+        Own::XEnvoyUpstreamServiceTime => const { HeaderName::from_static(Own::XEnvoyUpstreamServiceTime.name()) },
+        Own::GrpcTimeout => const { HeaderName::from_static(Own::GrpcTimeout.name()) },
+    }
+}
+
+/// An HTTP/2 field name (lower case, RFC 9113 §8.2.1) for `name`: the gateway's own fields,
+/// which the codec writes in lower case, by [`own_field`].
+pub(super) fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    match Own::ALL.iter().find(|own| own.name().as_bytes() == name) {
+        Some(&own) => Ok(own_field(own)),
+        None => HeaderName::from_bytes(name),
+    }
 }
 
 /// The part of `shared` (a copy of `whole`'s start) that `part` (a slice of `whole`) is.

@@ -96,7 +96,7 @@ pub(crate) use fields::{fold_content_length, Fields};
 pub use httparse::Header;
 pub use request::{parse_request, RequestHead, TargetForm};
 pub use response::{parse_response, ResponseHead};
-pub(crate) use write::{edit_request_head, edit_response_head, HeadOut, RequestOut, ResponseOut};
+pub(crate) use write::{edit_request_head, edit_response_head, HeadOut, Own, RequestOut, ResponseOut};
 pub use write::{
     put_status_line, reason_phrase, rewrite_try_lines, write_request_head, write_response_head, write_simple_response,
     RequestEdits, ResponseEdits, ResponseWritten, SimpleResponse, TryLines,

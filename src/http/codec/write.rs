@@ -71,13 +71,20 @@ pub struct TryLines {
 }
 
 impl TryLines {
-    const ATTEMPT: &'static [u8] = b"x-envoy-attempt-count";
-    const EXPECTED: &'static [u8] = b"x-envoy-expected-rq-timeout-ms";
-    const GRPC_TIMEOUT: &'static [u8] = b"grpc-timeout";
+    const ATTEMPT: Own = Own::XEnvoyAttemptCount;
+    const EXPECTED: Own = Own::XEnvoyExpectedRqTimeoutMs;
+    const GRPC_TIMEOUT: Own = Own::GrpcTimeout;
     /// Room for the lines at their longest: names, `: `, values (a `u32`, a `u64`, eight
     /// digits and a unit), CRLFs.
-    const MAX_LEN: usize =
-        Self::ATTEMPT.len() + Self::EXPECTED.len() + Self::GRPC_TIMEOUT.len() + 3 * 2 + 10 + 20 + 8 + 1 + 3 * 2;
+    const MAX_LEN: usize = Self::ATTEMPT.name().len()
+        + Self::EXPECTED.name().len()
+        + Self::GRPC_TIMEOUT.name().len()
+        + 3 * 2
+        + 10
+        + 20
+        + 8
+        + 1
+        + 3 * 2;
 
     /// Whether a `grpc-timeout` line is written: for a gRPC request whose try has a timeout,
     /// as Envoy's router rewrites it when the route sets `max_grpc_timeout` (istiod sets it on
@@ -108,7 +115,7 @@ impl TryLines {
     /// The bytes [`TryLines::put`] writes as text.
     fn len(&self) -> usize {
         let digits = |v: u64| v.checked_ilog10().map_or(1, |d| d as usize + 1);
-        let line = |name: &[u8], value_len| name.len() + 2 + value_len + 2;
+        let line = |name: Own, value_len| name.name().len() + 2 + value_len + 2;
         let grpc = |ms| match self.grpc_timeout {
             true => line(Self::GRPC_TIMEOUT, digits(grpc::timeout_value(ms).0) + 1),
             false => 0,
@@ -197,6 +204,70 @@ fn kept_values<'b>(f: &'b Fields<'_>, kind: Kind, remove: &'b [&str]) -> impl It
         .map(move |i| f.headers[i].value)
 }
 
+/// A field the gateway writes itself: named here, so that a map need not look its name up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Own {
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    Date,
+    Server,
+    XForwardedFor,
+    XForwardedProto,
+    XForwardedClientCert,
+    XRequestId,
+    XEnvoyExternalAddress,
+    XEnvoyAttemptCount,
+    XEnvoyExpectedRqTimeoutMs,
+    XEnvoyUpstreamServiceTime,
+    GrpcTimeout,
+}
+
+impl Own {
+    pub(crate) const ALL: [Own; 16] = [
+        Own::Host,
+        Own::ContentLength,
+        Own::TransferEncoding,
+        Own::Connection,
+        Own::Upgrade,
+        Own::Date,
+        Own::Server,
+        Own::XForwardedFor,
+        Own::XForwardedProto,
+        Own::XForwardedClientCert,
+        Own::XRequestId,
+        Own::XEnvoyExternalAddress,
+        Own::XEnvoyAttemptCount,
+        Own::XEnvoyExpectedRqTimeoutMs,
+        Own::XEnvoyUpstreamServiceTime,
+        Own::GrpcTimeout,
+    ];
+
+    /// Its name, in lower case.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Own::Host => "host",
+            Own::ContentLength => "content-length",
+            Own::TransferEncoding => "transfer-encoding",
+            Own::Connection => "connection",
+            Own::Upgrade => "upgrade",
+            Own::Date => "date",
+            Own::Server => "server",
+            Own::XForwardedFor => "x-forwarded-for",
+            Own::XForwardedProto => "x-forwarded-proto",
+            Own::XForwardedClientCert => "x-forwarded-client-cert",
+            Own::XRequestId => "x-request-id",
+            Own::XEnvoyExternalAddress => "x-envoy-external-address",
+            Own::XEnvoyAttemptCount => "x-envoy-attempt-count",
+            Own::XEnvoyExpectedRqTimeoutMs => "x-envoy-expected-rq-timeout-ms",
+            Own::XEnvoyUpstreamServiceTime => "x-envoy-upstream-service-time",
+            Own::GrpcTimeout => "grpc-timeout",
+        }
+    }
+}
+
 /// Where a head is written with its edits: HTTP/1.1 text ([`Text`]), or the field map of an
 /// HTTP/2 answer (`h2/head.rs`: an HTTP/2 upstream's own map, edited for an HTTP/2 client).
 /// One set of rules ([`write_response_head`]) writes both, so the two cannot drift apart.
@@ -207,12 +278,14 @@ pub(crate) trait HeadOut {
     fn drop_field(&mut self, f: &Fields<'_>, i: usize);
     /// Every field of `f` was judged.
     fn end_fields(&mut self, f: &Fields<'_>);
-    /// A field line of the gateway's, or of the edits', as given.
-    fn put(&mut self, name: &[u8], value: &[u8]);
-    fn put_u64(&mut self, name: &[u8], value: u64);
+    /// A field line of the gateway's.
+    fn put(&mut self, name: Own, value: &[u8]);
+    fn put_u64(&mut self, name: Own, value: u64);
     /// A field line of the gateway's whose value joins `values` and `last`, each after
     /// `sep` but the first (`x-forwarded-for`'s list, with the peer last).
-    fn put_joined<'v>(&mut self, name: &[u8], values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]);
+    fn put_joined<'v>(&mut self, name: Own, values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]);
+    /// A field line of the edits' (a route's `set` and `add`), as given.
+    fn put_given(&mut self, name: &[u8], value: &[u8]);
     /// The head is whole.
     fn finish(&mut self);
 }
@@ -285,19 +358,19 @@ impl<B: BufMut> HeadOut for Text<'_, B> {
         }
     }
 
-    fn put(&mut self, name: &[u8], value: &[u8]) {
-        put_header(self.out, name, value);
+    fn put(&mut self, name: Own, value: &[u8]) {
+        put_header(self.out, name.name().as_bytes(), value);
     }
 
-    fn put_u64(&mut self, name: &[u8], value: u64) {
-        self.out.put_slice(name);
+    fn put_u64(&mut self, name: Own, value: u64) {
+        self.out.put_slice(name.name().as_bytes());
         self.out.put_slice(b": ");
         put_u64(self.out, value);
         self.out.put_slice(b"\r\n");
     }
 
-    fn put_joined<'v>(&mut self, name: &[u8], values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]) {
-        self.out.put_slice(name);
+    fn put_joined<'v>(&mut self, name: Own, values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]) {
+        self.out.put_slice(name.name().as_bytes());
         self.out.put_slice(b": ");
         for value in values {
             self.out.put_slice(value);
@@ -305,6 +378,10 @@ impl<B: BufMut> HeadOut for Text<'_, B> {
         }
         self.out.put_slice(last);
         self.out.put_slice(b"\r\n");
+    }
+
+    fn put_given(&mut self, name: &[u8], value: &[u8]) {
+        put_header(self.out, name, value);
     }
 
     fn finish(&mut self) {
@@ -371,8 +448,8 @@ pub(crate) fn edit_request_head<O: RequestOut>(out: &mut O, head: &RequestHead<'
     // requires one: an HTTP/1.0 request without Host gets an empty one (RFC 9112 §3.2).
     let new_host = edits.authority.or(if head.host_from_target { head.host } else { None });
     match new_host {
-        Some(h) => out.put(b"host", h.as_bytes()),
-        None if !head.has_host_header => out.put(b"host", b""),
+        Some(h) => out.put(Own::Host, h.as_bytes()),
+        None if !head.has_host_header => out.put(Own::Host, b""),
         None => {}
     }
 
@@ -402,38 +479,38 @@ pub(crate) fn edit_request_head<O: RequestOut>(out: &mut O, head: &RequestHead<'
 
     if !xff_append.is_empty() {
         let theirs = kept_values(f, Kind::XForwardedFor, edits.remove).filter(|v| !v.is_empty());
-        out.put_joined(b"x-forwarded-for", theirs, b", ", xff_append.as_bytes());
+        out.put_joined(Own::XForwardedFor, theirs, b", ", xff_append.as_bytes());
     }
     let theirs_kept = edits.keep_client_proto && kept_values(f, Kind::XForwardedProto, edits.remove).next().is_some();
     if !(edits.x_forwarded_proto.is_empty() || theirs_kept) {
-        out.put(b"x-forwarded-proto", edits.x_forwarded_proto.as_bytes());
+        out.put(Own::XForwardedProto, edits.x_forwarded_proto.as_bytes());
     }
     if let Some(id) = edits.request_id {
-        out.put(b"x-request-id", id);
+        out.put(Own::XRequestId, id);
     }
     if let Some(c) = edits.x_forwarded_client_cert {
         // Envoy's APPEND_FORWARD appends its element to the header's value after a comma, its
         // header map having joined the client's lines the same way.
         let theirs = kept_values(f, Kind::XForwardedClientCert, edits.remove)
             .filter(|v| edits.keep_client_cert && !v.is_empty());
-        out.put_joined(b"x-forwarded-client-cert", theirs, b",", c.as_bytes());
+        out.put_joined(Own::XForwardedClientCert, theirs, b",", c.as_bytes());
     }
     if let Some(a) = edits.x_envoy_external_address {
-        out.put(b"x-envoy-external-address", a.as_bytes());
+        out.put(Own::XEnvoyExternalAddress, a.as_bytes());
     }
     match head.framing {
-        BodyFraming::ContentLength(n) => out.put_u64(b"content-length", n),
-        BodyFraming::Chunked => out.put(b"transfer-encoding", b"chunked"),
+        BodyFraming::ContentLength(n) => out.put_u64(Own::ContentLength, n),
+        BodyFraming::Chunked => out.put(Own::TransferEncoding, b"chunked"),
         BodyFraming::None | BodyFraming::UntilClose => {}
     }
     if keep_upgrade {
-        out.put(b"connection", b"upgrade");
-        out.put(b"upgrade", head.upgrade.unwrap_or_default().as_bytes());
+        out.put(Own::Connection, b"upgrade");
+        out.put(Own::Upgrade, head.upgrade.unwrap_or_default().as_bytes());
     } else if !edits.keep_alive {
-        out.put(b"connection", b"close");
+        out.put(Own::Connection, b"close");
     }
     for (n, v) in edits.add {
-        out.put(n.as_bytes(), v.as_bytes());
+        out.put_given(n.as_bytes(), v.as_bytes());
     }
     edits.try_lines.put(out);
     out.finish();
@@ -538,37 +615,37 @@ pub(crate) fn edit_response_head<O: ResponseOut>(
     // answers keep it as a description of the representation.
     if !(100..200).contains(&status) && status != 204 {
         if let Some(n) = head.content_length {
-            out.put_u64(b"content-length", n);
+            out.put_u64(Own::ContentLength, n);
         } else if head.chunked && !edits.http10_client {
-            out.put(b"transfer-encoding", b"chunked");
+            out.put(Own::TransferEncoding, b"chunked");
         }
     }
     if final_answer {
         let dated = (!in_list(edits.remove, "date") && f.kinds[..f.len].contains(&Kind::Date))
             || edits.add.iter().any(|(n, _)| n.eq_ignore_ascii_case("date"));
         if let Some(d) = edits.date.filter(|_| !dated) {
-            out.put(b"date", d);
+            out.put(Own::Date, d);
         }
         if let Some(s) = edits.server {
-            out.put(b"server", s.as_bytes());
+            out.put(Own::Server, s.as_bytes());
         }
         if let Some(ms) = service_time {
-            out.put_u64(b"x-envoy-upstream-service-time", ms);
+            out.put_u64(Own::XEnvoyUpstreamServiceTime, ms);
         }
     }
     if switching {
-        out.put(b"connection", b"upgrade");
+        out.put(Own::Connection, b"upgrade");
         if let Some(u) = head.upgrade {
-            out.put(b"upgrade", u.as_bytes());
+            out.put(Own::Upgrade, u.as_bytes());
         }
     } else if close {
-        out.put(b"connection", b"close");
+        out.put(Own::Connection, b"close");
     } else if edits.http10_client && !interim {
-        out.put(b"connection", b"keep-alive");
+        out.put(Own::Connection, b"keep-alive");
     }
     if final_answer {
         for (n, v) in edits.add {
-            out.put(n.as_bytes(), v.as_bytes());
+            out.put_given(n.as_bytes(), v.as_bytes());
         }
     }
     out.finish();

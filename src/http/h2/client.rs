@@ -329,7 +329,9 @@ impl<'a> H2Client<'a> {
             return self.send_data(Bytes::new(), true).await;
         }
         if let Some((_, status)) = &mut self.grpc {
-            *status = trailers.get("grpc-status").and_then(|v| grpc::status(v.as_bytes()));
+            // A constant name: a string would be looked up on every gRPC response.
+            const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+            *status = trailers.get(GRPC_STATUS).and_then(|v| grpc::status(v.as_bytes()));
         }
         let stream = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
         stream.send_trailers(trailers).map_err(io::Error::other)

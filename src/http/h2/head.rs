@@ -17,10 +17,10 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::StatusCode;
 
 use crate::http::codec::{
-    self, BodyFraming, Fields, HeadOut, RequestEdits, RequestHead, RequestOut, ResponseEdits, ResponseHead,
+    self, BodyFraming, Fields, HeadOut, Own, RequestEdits, RequestHead, RequestOut, ResponseEdits, ResponseHead,
     ResponseOut, Written,
 };
-use crate::http::h2_io::{connection_specific, field_name, shared_slice, FIELDS_ROOM, X_REQUEST_ID};
+use crate::http::h2_io::{connection_specific, field_name, own_field, shared_slice, FIELDS_ROOM, X_REQUEST_ID};
 use crate::http::head::{ReqMeta, RequestView};
 use crate::snapshot::RequestInfo;
 
@@ -373,11 +373,36 @@ impl<P: Pseudo> HeadOut for MapOut<P> {
 
     /// Connection management and framing lines are HTTP/1.1's alone, as `response_of` and
     /// `request_of` drop them; `host` is a request's authority.
-    fn put(&mut self, name: &[u8], value: &[u8]) {
-        if name == b"host" {
-            self.fits &= self.pseudo.authority(value);
-            return;
+    fn put(&mut self, name: Own, value: &[u8]) {
+        let name = match name {
+            Own::Host => return self.fits &= self.pseudo.authority(value),
+            Own::Connection | Own::TransferEncoding | Own::Upgrade => return,
+            own => own_field(own),
+        };
+        match HeaderValue::from_bytes(value) {
+            Ok(value) => {
+                self.fields.append(name, value);
+            }
+            Err(_) => self.fits = false,
         }
+    }
+
+    fn put_u64(&mut self, name: Own, value: u64) {
+        self.fields.append(own_field(name), HeaderValue::from(value));
+    }
+
+    fn put_joined<'v>(&mut self, name: Own, values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]) {
+        let mut value = Vec::new();
+        for v in values {
+            value.extend_from_slice(v);
+            value.extend_from_slice(sep);
+        }
+        value.extend_from_slice(last);
+        self.put(name, &value);
+    }
+
+    /// As the text would be read back: a connection-specific name dropped.
+    fn put_given(&mut self, name: &[u8], value: &[u8]) {
         if connection_specific(name) {
             return;
         }
@@ -387,25 +412,6 @@ impl<P: Pseudo> HeadOut for MapOut<P> {
             }
             _ => self.fits = false,
         }
-    }
-
-    fn put_u64(&mut self, name: &[u8], value: u64) {
-        match field_name(name) {
-            Ok(name) => {
-                self.fields.append(name, HeaderValue::from(value));
-            }
-            Err(_) => self.fits = false,
-        }
-    }
-
-    fn put_joined<'v>(&mut self, name: &[u8], values: impl Iterator<Item = &'v [u8]>, sep: &[u8], last: &[u8]) {
-        let mut value = Vec::new();
-        for v in values {
-            value.extend_from_slice(v);
-            value.extend_from_slice(sep);
-        }
-        value.extend_from_slice(last);
-        self.put(name, &value);
     }
 
     fn finish(&mut self) {}
