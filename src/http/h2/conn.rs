@@ -248,8 +248,8 @@ impl Stream<'_> {
             Ok(planned) => planned,
             Err(e) => return self.answer_error(&ProxyError::BadRequest(e), false, respond).await,
         };
-        let began = Instant::now();
-        self.account.tally.began = Some(began);
+        // The stream's start, noted as it was taken (`Account::begin`).
+        let began = *self.account.tally.began.get_or_insert_with(Instant::now);
         self.account.tally.received = head.len() as u64;
         self.account.tally.grpc = meta.grpc;
         ctx.stats.record_rbac(meta.rbac);
