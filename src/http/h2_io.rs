@@ -1,8 +1,9 @@
 //! What the HTTP/2 edges (clients in `h2/`, upstreams in `exchange/h2.rs` and `mirror.rs`)
 //! share: tokio's poll-based `AsyncRead`/`AsyncWrite`, which h2 speaks, over one of our
 //! rent-based streams (a socket, or the TLS stream over it), on either monoio driver; DATA sent
-//! within the peer's window ([`send_data`]); and an upstream request head written as HTTP/1.1
-//! turned into an HTTP/2 request ([`request_of`], [`DataWriter`]).
+//! within the peer's window ([`send_data`]); an upstream request head written as HTTP/1.1
+//! turned into an HTTP/2 request ([`request_of`], [`DataWriter`]); and the HTTP/2 names of the
+//! fields the gateway writes ([`own_field`], [`field_name`]).
 //!
 //! Why not monoio's `poll-io` (`TcpStream::into_poll_io`): it covers a bare socket only, and a
 //! TLS connection here is our own rustls stream (`tls_stream.rs`), so TLS would need a second

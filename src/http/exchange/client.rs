@@ -6,8 +6,8 @@
 //! The exchange speaks HTTP/1.1 bytes with both sides, whatever the upstream speaks: the
 //! request body goes up in HTTP/1.1 framing, and the response comes as the HTTP/1.1 codec
 //! parsed it; an HTTP/2 upstream is translated at its edge (`h2.rs`). One exception: an
-//! HTTP/2 upstream's response body reaches an HTTP/2 client as the frames it came in
-//! ([`ResponseSource`]), with nothing between them to edit.
+//! HTTP/2 upstream's response reaches an HTTP/2 client as the fields and frames it came in
+//! ([`ResponseSource`]), its fields edited by the rules the text gets.
 //!
 //! A codec whose request body arrives apart from its response's way out (an HTTP/2 stream's
 //! DATA) lends the body ([`Client::body`], a [`RequestBody`]): the exchange then streams it up

@@ -6,7 +6,9 @@
 //! server gave no length ([`H2Response`]), which the relay reads as it reads an HTTP/1.1
 //! upstream: retries on statuses and `grpc-status`, outlier detection and the client's codec
 //! see no difference. An HTTP/2 client takes the body's frames as they came instead
-//! ([`ResponseSource::frames`]). The connections are multiplexed, per core
+//! ([`ResponseSource::frames`]), and the head's fields as the upstream sent them, to edit
+//! ([`ResponseSource::head_fields`]); its request's first try goes as the HTTP/2 head the plan
+//! made from its own fields ([`H2Request`]). The connections are multiplexed, per core
 //! (`upstream/multiplex.rs`).
 
 use std::cell::Cell;

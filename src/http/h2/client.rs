@@ -1,7 +1,8 @@
 //! An HTTP/2 stream as the client's half of an exchange: its DATA frames go up in HTTP/1.1
 //! framing ([`H2Body`], lent to the exchange so that they go up while the response comes
 //! down; flow-control capacity released as they are written), the upstream's HTTP/1.1
-//! response comes back as HEADERS (the codec's edits, read back by `head::response_of`), DATA
+//! response comes back as HEADERS (the codec's edits, read back by `head::response_of`, or
+//! applied to an HTTP/2 upstream's own fields by `head::response_from`), DATA
 //! (de-framed) and, from a chunked body, trailers, or, from an HTTP/2 upstream, its DATA and
 //! trailers as they came; after a WebSocket's upgrade, the stream carries its bytes both ways.
 

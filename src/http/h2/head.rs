@@ -7,6 +7,11 @@
 //! target, framing) applies to HTTP/2 requests too. Responses go the other way: the codec
 //! writes the client's head (its edits, hop-by-hop fields dropped) and [`response_of`] reads
 //! it into an HTTP/2 response without the fields that only HTTP/1.1 framing needs.
+//!
+//! Where both ends speak HTTP/2 the fields need not be written out and read again: the same
+//! edits, from the codec's one set of rules, are applied to the HTTP/2 map itself ([`MapOut`]),
+//! the upstream's for its response ([`response_from`]) and the client's for the request's
+//! first try ([`request_from`]); unit tests hold both ways to the same result.
 
 use std::cell::Cell;
 
