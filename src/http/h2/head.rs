@@ -230,7 +230,8 @@ pub(super) fn response_from(
     head: &ResponseHead<'_>,
     edits: &ResponseEdits<'_>,
 ) -> Option<http::Response<()>> {
-    let mut map = MapOut::new(StatusCode::OK, upstream);
+    // `content-length`, `date`, `server`, the service time.
+    let mut map = MapOut::new(StatusCode::OK, upstream, 4);
     codec::edit_response_head(&mut map, head, edits);
     let mut response = http::Response::new(());
     (*response.status_mut(), *response.headers_mut()) = (map.pseudo, map.fields);
@@ -252,6 +253,9 @@ pub(super) fn request_from(
         return None;
     }
     let Parts { method, uri, mut headers, .. } = client;
+    // A `host` beside `:authority` names the same one (`write_h1_request` refuses another): the
+    // authority alone goes up, as from the text.
+    headers.remove(HOST);
     // The client's cookie crumbs go up joined, as its text has them (and Envoy's codec joins
     // them).
     if headers.get_all(COOKIE).iter().nth(1).is_some() {
@@ -260,7 +264,8 @@ pub(super) fn request_from(
     }
     let uri = uri.into_parts();
     let line = RequestLine { method, path: uri.path_and_query?, authority: uri.authority };
-    let mut map = MapOut::new(line, headers);
+    // The forwarding fields, the request id, the try's count, a length.
+    let mut map = MapOut::new(line, headers, 6);
     codec::edit_request_head(&mut map, head, edits);
     let MapOut { pseudo: RequestLine { method, path, authority }, mut fields, fits } = map;
     if !fits {
@@ -292,17 +297,13 @@ struct MapOut<P> {
 }
 
 impl<P> MapOut<P> {
-    /// Room for the gateway's fields at once: the map as h2 decoded it has room for its own
-    /// alone, and would grow field by field.
-    fn new(pseudo: P, mut fields: HeaderMap) -> Self {
-        let _ = fields.try_reserve(GATEWAY_FIELDS);
+    /// Room for the `more` fields the gateway usually adds, at once where the map as h2
+    /// decoded it has too little (a small map has room already: asking more would grow it).
+    fn new(pseudo: P, mut fields: HeaderMap, more: usize) -> Self {
+        let _ = fields.try_reserve(more);
         MapOut { pseudo, fields, fits: true }
     }
 }
-
-/// The fields the gateway adds to a head it forwards, usually: forwarding fields, the request
-/// id, the try's lines, framing; `server`, `date` and the service time on a response.
-const GATEWAY_FIELDS: usize = 8;
 
 /// A request's pseudo-fields, the client's until an edit changes them.
 struct RequestLine {
@@ -632,6 +633,7 @@ mod tests {
         let requests = || {
             [
                 http::Request::get("http://app.test/a?b=1").body(()).unwrap(),
+                http::Request::get("http://app.test/").header("host", "APP.test").body(()).unwrap(),
                 http::Request::post("http://app.test/pkg.Svc/Call")
                     .header("content-type", "application/grpc")
                     .header("te", "trailers")
