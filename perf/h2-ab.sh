@@ -20,12 +20,6 @@ shift $(($# < 3 ? $# : 3))
 shapes=("$@")
 [ ${#shapes[@]} -eq 0 ] && shapes=(16x1 64x1 2x8)
 cd "$(dirname "$0")/.."
-bench=target/release/strait-bench
-mode=${MODE:-h2}
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-# The scenario runner writes the config (a short run of its own, about half a minute).
 peers=strait
 if [ "$old" = envoy ] || [ "$new" = envoy ]; then
   peers=strait,envoy
@@ -36,12 +30,7 @@ if [ "$old" = envoy ] || [ "$new" = envoy ]; then
   done
   [ -n "$envoy" ] || { echo "no envoy: perf/install-peers.sh installs it" >&2; exit 1; }
 fi
-"$bench" scenario perf/scenarios/h2.yaml --peers "$peers" --rounds 1 --duration 1s --work-dir "$work/scenario" >/dev/null 2>&1
-config=$work/scenario/strait/config
-proxy_port=$(grep -m1 -o 'number: [0-9]*' "$config/gateway.yaml" | cut -d' ' -f2)
-backend_port=$(grep -m1 -o 'number: [0-9]*' "$config/serviceentry.yaml" | cut -d' ' -f2)
-taskset -c 1 "$bench" serve h2 --size 5 --listen "127.0.0.1:$backend_port" -t 1 --cpus 1 >/dev/null 2>&1 &
-pids+=($!)
+source perf/h2-setup.sh
 
 # CPU µs per request of one run of `who` under `streams` × `conns`.
 run() {

@@ -16,17 +16,7 @@
 set -euo pipefail
 bin=$1 streams=${2:-16} conns=${3:-1}
 cd "$(dirname "$0")/.."
-bench=target/release/strait-bench
-mode=${MODE:-h2}
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-"$bench" scenario perf/scenarios/h2.yaml --peers strait --rounds 1 --duration 1s --work-dir "$work/scenario" >/dev/null 2>&1
-config=$work/scenario/strait/config
-proxy_port=$(grep -m1 -o 'number: [0-9]*' "$config/gateway.yaml" | cut -d' ' -f2)
-backend_port=$(grep -m1 -o 'number: [0-9]*' "$config/serviceentry.yaml" | cut -d' ' -f2)
-taskset -c 1 "$bench" serve h2 --size 5 --listen "127.0.0.1:$backend_port" -t 1 --cpus 1 >/dev/null 2>&1 &
-pids+=($!)
+source perf/h2-setup.sh
 case $bin in
   floor) proxy=("$bench" serve h2 --relay "127.0.0.1:$backend_port" --listen "127.0.0.1:$proxy_port" --cpus 0) ;;
   *) proxy=("$bin" run --config "$config" --workers 1 --admin 127.0.0.1:0) ;;
