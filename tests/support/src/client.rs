@@ -148,6 +148,14 @@ pub fn request(addr: SocketAddr, raw: &str) -> Response {
     c.read_response(raw.starts_with("HEAD "))
 }
 
+/// One request on a fresh connection; `None` when the connection is refused, or fails or
+/// closes before an answer.
+pub fn try_request(addr: SocketAddr, raw: &str) -> Option<Response> {
+    let mut c = Conn::try_open(addr)?;
+    c.reader.get_mut().write_all(raw.as_bytes()).ok()?;
+    c.try_read_response(raw.starts_with("HEAD "))
+}
+
 /// `GET path` with `Host: host` on a fresh connection.
 pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
     request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"))

@@ -183,9 +183,13 @@ impl Gateway {
 
     /// GET on the admin port; (status, body).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        let resp =
-            client::request(self.admin, &format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"));
-        (resp.status, resp.body_text())
+        self.try_admin_get(path).expect("the admin port answers")
+    }
+
+    /// GET on the admin port; `None` when it refuses the connection or closes it unanswered.
+    pub fn try_admin_get(&self, path: &str) -> Option<(u16, String)> {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+        client::try_request(self.admin, &raw).map(|resp| (resp.status, resp.body_text()))
     }
 
     /// Waits until `/stats/prometheus` shows `strait_config_generation` >= `generation`.
@@ -258,7 +262,9 @@ impl GatewayBuilder {
             if let Ok(Some(status)) = gw.child.try_wait() {
                 panic!("strait exited early ({status}):\n{}", gw.logs());
             }
-            TcpStream::connect(gw.admin).is_ok() && gw.admin_get("/ready").0 == 200
+            // A probe refused or left unanswered means not ready yet, never a failed test (one
+            // that connected once failed the next connect in CI).
+            gw.try_admin_get("/ready").is_some_and(|(status, _)| status == 200)
         });
         assert!(ready.is_some(), "strait never became ready:\n{}", gw.logs());
         gw
