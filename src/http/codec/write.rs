@@ -102,11 +102,13 @@ impl TryLines {
             out.put_u64(Self::EXPECTED, ms);
             if self.grpc_timeout {
                 let (value, unit) = grpc::timeout_value(ms);
-                let mut text = [0u8; 21];
+                // A `u64`'s digits and the unit.
+                const ROOM: usize = 21;
+                let mut text = [0u8; ROOM];
                 let mut room = &mut text[..];
                 put_u64(&mut room, value);
                 room.put_u8(unit);
-                let len = 21 - room.len();
+                let len = ROOM - room.len();
                 out.put(Self::GRPC_TIMEOUT, &text[..len]);
             }
         }

@@ -422,7 +422,18 @@ impl<P: Pseudo> HeadOut for MapOut<P> {
             value.extend_from_slice(sep);
         }
         value.extend_from_slice(last);
-        self.put(name, &value);
+        match name {
+            // The joined bytes become the value itself, where `put` would copy them again.
+            Own::XForwardedFor | Own::XForwardedClientCert => {
+                match HeaderValue::from_maybe_shared(Bytes::from(value)) {
+                    Ok(value) => {
+                        self.fields.append(own_field(name), value);
+                    }
+                    Err(_) => self.fits = false,
+                }
+            }
+            _ => self.put(name, &value),
+        }
     }
 
     /// As the text would be read back: a connection-specific name dropped.
