@@ -244,14 +244,47 @@ both_drivers! {
             ("an initial window of 2^31", frame(SETTINGS, 0, 0, &window), FLOW_CONTROL_ERROR),
             ("DATA after END_STREAM", [get.clone(), frame(DATA, END_STREAM, 1, b"late")].concat(), STREAM_CLOSED),
             ("HEADERS after END_STREAM", [get.clone(), get.clone()].concat(), STREAM_CLOSED),
+            // A literal with incremental indexing that stops before its name (httpwg's case):
+            // a block that cannot be decompressed (RFC 9113 §4.3).
+            ("a header block HPACK cannot decode", frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x40]), COMPRESSION_ERROR),
         ] {
             let mut h2 = H2::connect(s.addr);
             h2.send(&bad).unwrap();
-            // h2 alone says PROTOCOL_ERROR for each of these.
+            // h2 0.4.21 alone said PROTOCOL_ERROR for each of these.
             assert_eq!(h2.goaway(), Some(code), "{name}");
             assert!(h2.closed(), "{name}: left open");
         }
         assert_eq!(s.app.count(), 0);
+        still_serves(s.addr);
+    }
+
+    fn a_client_goaway_leaves_the_connection_answering_pings(driver) {
+        let s = setup(driver);
+        let mut h2 = H2::connect(s.addr);
+        // Last stream 0, an error code RFC 9113 does not define (httpwg's case), and a PING well
+        // after it: the GOAWAY says the client opens no more streams, not that the server
+        // should hang up (RFC 9113 §6.8); Envoy keeps serving such a connection too.
+        let goaway = [&0u32.to_be_bytes()[..], &0xffu32.to_be_bytes()].concat();
+        h2.send(&frame(GOAWAY, 0, 0, &goaway)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        h2.send(&frame(PING, 0, 0, b"strait!!")).unwrap();
+        let ack = h2.until(|f| f.kind == PING || f.kind == GOAWAY).expect("an answer to the PING");
+        assert_eq!((ack.kind, ack.flags, &ack.payload[..]), (PING, ACK, &b"strait!!"[..]));
+        still_serves(s.addr);
+    }
+
+    fn pseudo_header_fields_in_trailers_reset_the_stream(driver) {
+        let s = setup(driver);
+        let mut h2 = H2::connect(s.addr);
+        // A body, then trailers carrying `:path`: a malformed request (RFC 9113 §8.1).
+        let mut bytes = frame(HEADERS, END_HEADERS, 1, &block(&request("POST", "app.test", "/")));
+        bytes.extend(frame(DATA, 0, 1, b"body"));
+        bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block(&[(":path", "/other"), ("x-t", "1")])));
+        h2.send(&bytes).unwrap();
+        assert_eq!(h2.outcome(1), Err(Some(PROTOCOL_ERROR)));
+        std::thread::sleep(Duration::from_millis(300));
+        let whole = s.app.requests().iter().filter(|r| r.body == b"body").count();
+        assert_eq!(whole, 0, "the malformed request reached the upstream whole");
         still_serves(s.addr);
     }
 

@@ -219,6 +219,21 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                         "header_list_way_too_large",
                     ));
                 },
+                // A header block that cannot be decompressed is a connection error of type
+                // COMPRESSION_ERROR (RFC 9113 §4.3); a field it decodes to that HTTP/2 does not
+                // allow stays a PROTOCOL_ERROR, below. [strait patch]
+                Err(e @ frame::Error::Hpack(
+                    hpack::DecoderError::InvalidRepresentation
+                    | hpack::DecoderError::InvalidIntegerPrefix
+                    | hpack::DecoderError::InvalidTableIndex
+                    | hpack::DecoderError::InvalidHuffmanCode
+                    | hpack::DecoderError::InvalidMaxDynamicSize
+                    | hpack::DecoderError::IntegerOverflow
+                    | hpack::DecoderError::NeedMore(_),
+                )) => {
+                    proto_err!(conn: "failed HPACK decoding; err={:?}", e);
+                    return Err(Error::library_go_away(Reason::COMPRESSION_ERROR));
+                }
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
                     return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
@@ -401,6 +416,21 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                         Reason::ENHANCE_YOUR_CALM,
                         "header_list_way_too_large",
                     ));
+                }
+                // A header block that cannot be decompressed is a connection error of type
+                // COMPRESSION_ERROR (RFC 9113 §4.3); a field it decodes to that HTTP/2 does not
+                // allow stays a PROTOCOL_ERROR, below. [strait patch]
+                Err(e @ frame::Error::Hpack(
+                    hpack::DecoderError::InvalidRepresentation
+                    | hpack::DecoderError::InvalidIntegerPrefix
+                    | hpack::DecoderError::InvalidTableIndex
+                    | hpack::DecoderError::InvalidHuffmanCode
+                    | hpack::DecoderError::InvalidMaxDynamicSize
+                    | hpack::DecoderError::IntegerOverflow
+                    | hpack::DecoderError::NeedMore(_),
+                )) => {
+                    proto_err!(conn: "failed HPACK decoding; err={:?}", e);
+                    return Err(Error::library_go_away(Reason::COMPRESSION_ERROR));
                 }
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);

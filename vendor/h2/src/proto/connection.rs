@@ -348,8 +348,11 @@ where
                                 |err| self.remote_go_away_if_idle().unwrap_or_else(|| err.into()),
                             )?;
 
-                            if (self.inner.error.is_some()
-                                || self.inner.go_away.should_close_on_idle())
+                            // A server leaves the connection to the client that sent a
+                            // GOAWAY, as Envoy does: it still answers the client's PINGs
+                            // (h2spec 6.8) until the client closes it. [strait patch]
+                            let remote_go_away = self.inner.error.is_some() && !P::r#dyn().is_server();
+                            if (remote_go_away || self.inner.go_away.should_close_on_idle())
                                 && !self.inner.streams.has_streams()
                             {
                                 self.inner.as_dyn().go_away_now(Reason::NO_ERROR);
