@@ -350,7 +350,7 @@ where
 
                             // A server leaves the connection to the client that sent a
                             // GOAWAY, as Envoy does: it still answers the client's PINGs
-                            // (h2spec 6.8) until the client closes it. [strait patch]
+                            // (RFC 9113 §6.8) until the client closes it. [strait patch]
                             let remote_go_away = self.inner.error.is_some() && !P::r#dyn().is_server();
                             if (remote_go_away || self.inner.go_away.should_close_on_idle())
                                 && !self.inner.streams.has_streams()
