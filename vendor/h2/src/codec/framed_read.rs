@@ -219,24 +219,9 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                         "header_list_way_too_large",
                     ));
                 },
-                // A header block that cannot be decompressed is a connection error of type
-                // COMPRESSION_ERROR (RFC 9113 §4.3); a field it decodes to that HTTP/2 does not
-                // allow stays a PROTOCOL_ERROR, below. [strait patch]
-                Err(e @ frame::Error::Hpack(
-                    hpack::DecoderError::InvalidRepresentation
-                    | hpack::DecoderError::InvalidIntegerPrefix
-                    | hpack::DecoderError::InvalidTableIndex
-                    | hpack::DecoderError::InvalidHuffmanCode
-                    | hpack::DecoderError::InvalidMaxDynamicSize
-                    | hpack::DecoderError::IntegerOverflow
-                    | hpack::DecoderError::NeedMore(_),
-                )) => {
-                    proto_err!(conn: "failed HPACK decoding; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::COMPRESSION_ERROR));
-                }
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+                    return Err(Error::library_go_away(decode_error_reason(&e)));
                 }
             }
 
@@ -417,24 +402,9 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                         "header_list_way_too_large",
                     ));
                 }
-                // A header block that cannot be decompressed is a connection error of type
-                // COMPRESSION_ERROR (RFC 9113 §4.3); a field it decodes to that HTTP/2 does not
-                // allow stays a PROTOCOL_ERROR, below. [strait patch]
-                Err(e @ frame::Error::Hpack(
-                    hpack::DecoderError::InvalidRepresentation
-                    | hpack::DecoderError::InvalidIntegerPrefix
-                    | hpack::DecoderError::InvalidTableIndex
-                    | hpack::DecoderError::InvalidHuffmanCode
-                    | hpack::DecoderError::InvalidMaxDynamicSize
-                    | hpack::DecoderError::IntegerOverflow
-                    | hpack::DecoderError::NeedMore(_),
-                )) => {
-                    proto_err!(conn: "failed HPACK decoding; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::COMPRESSION_ERROR));
-                }
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+                    return Err(Error::library_go_away(decode_error_reason(&e)));
                 }
             }
 
@@ -481,6 +451,25 @@ where
                 return Poll::Ready(Some(Ok(frame)));
             }
         }
+    }
+}
+
+/// The GOAWAY code for a header block that failed to load: COMPRESSION_ERROR where its HPACK
+/// coding is bad (RFC 9113 §4.3), PROTOCOL_ERROR for a field it decodes to that HTTP/2 does
+/// not allow (an unknown pseudo-header field, a bad name). [strait patch]
+fn decode_error_reason(e: &frame::Error) -> Reason {
+    use hpack::DecoderError::*;
+    match e {
+        frame::Error::Hpack(
+            InvalidRepresentation
+            | InvalidIntegerPrefix
+            | InvalidTableIndex
+            | InvalidHuffmanCode
+            | InvalidMaxDynamicSize
+            | IntegerOverflow
+            | NeedMore(_),
+        ) => Reason::COMPRESSION_ERROR,
+        _ => Reason::PROTOCOL_ERROR,
     }
 }
 
